@@ -1,0 +1,38 @@
+/*
+ * cli.h — helpers shared by the regrad subcommands: argument parsing that fails with one
+ * clear line, exit codes, and the subcommand entry points.
+ */
+#ifndef RG_CLI_H
+#define RG_CLI_H
+
+#include "regrad.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+
+enum { EXIT_USAGE = 2, EXIT_RUNTIME = 1 };
+
+/* Prints "regrad CMD: message" to stderr. */
+void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Exit code for a library status: 2 for argument errors, 1 for the rest. */
+int cli_exit_code(rg_status s);
+/* Reports a library failure and returns its exit code. */
+int cli_fail(const char *cmd, rg_status s);
+
+/* Strict parsers: the whole text must be a number in [lo, hi]; on failure they print one
+ * line naming the option and the valid range and return false. */
+bool cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, long *out);
+bool cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
+               bool lo_open, double *out);
+
+/* Reports an unknown or malformed option, suggesting the closest valid one. */
+void cli_bad_option(const char *cmd, char **argv, int optind_now, const struct option *opts);
+/* Runs getopt_long quietly and reports problems itself; returns getopt's value, or -2
+ * (after printing) on an unknown option or missing argument. */
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
+               const struct option *opts);
+
+int cmd_train(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+
+#endif

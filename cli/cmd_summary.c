@@ -1,0 +1,65 @@
+/*
+ * cmd_summary.c — `regrad summary`: the layers, output shapes and parameter counts of a
+ * model spec, without reading any data.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *const summary_help =
+    "Usage: regrad summary --model SPEC [--input CxHxW] [--classes N]\n"
+    "Print each layer's name, output shape and parameter count.\n"
+    "\n"
+    "  --model SPEC     model spec, e.g. mlp:depth=2,width=256 (default mlp)\n"
+    "  --input CxHxW    per-sample input shape (default 1x28x28, Fashion-MNIST)\n"
+    "  --classes N      classifier outputs (default 10)\n"
+    "  -h, --help       show this help\n";
+
+enum { OPT_MODEL = 256, OPT_INPUT, OPT_CLASSES };
+
+static const struct option summary_opts[] = {
+    {"model", required_argument, 0, OPT_MODEL},
+    {"input", required_argument, 0, OPT_INPUT},
+    {"classes", required_argument, 0, OPT_CLASSES},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+int cmd_summary(int argc, char **argv) {
+    const char *cmd = "summary", *spec = "mlp";
+    int c_in = 1, h = 28, w = 28;
+    long classes = 10;
+    int c;
+    optind = 1;
+    while ((c = cli_getopt(cmd, argc, argv, "h", summary_opts)) != -1) {
+        switch (c) {
+        case 'h': fputs(summary_help, stdout); return 0;
+        case OPT_MODEL: spec = optarg; break;
+        case OPT_INPUT: {
+            char tail;
+            if (sscanf(optarg, "%dx%dx%d%c", &c_in, &h, &w, &tail) != 3 || c_in < 1 || h < 1 ||
+                w < 1 || c_in > 65536 || h > 65536 || w > 65536) {
+                cli_error(cmd, "--input '%s': write CxHxW with positive sizes, e.g. 3x224x224", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
+        case OPT_CLASSES:
+            if (!cli_int(cmd, "classes", optarg, 2, 1 << 20, &classes)) return EXIT_USAGE;
+            break;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        cli_error(cmd, "unexpected argument '%s'; see 'regrad summary --help'", argv[optind]);
+        return EXIT_USAGE;
+    }
+    rg_model m;
+    rg_status s = rg_model_build(spec, c_in, h, w, (int)classes, RG_LOSS_XENT, 0, 0, &m);
+    if (s) return cli_fail(cmd, s);
+    printf("Model: %s\n", spec);
+    rg_graph_summary(m.graph, stdout);
+    rg_model_free(&m);
+    return 0;
+}

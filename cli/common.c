@@ -1,0 +1,105 @@
+/*
+ * common.c — what every regrad subcommand shares: one-line errors, exit codes, strict
+ * number parsing and "did you mean" suggestions for unknown options.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "regrad %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_exit_code(rg_status s) {
+    return s == RG_OK ? 0 : s == RG_ERR_ARG ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
+int cli_fail(const char *cmd, rg_status s) {
+    cli_error(cmd, "%s", rg_last_error());
+    return cli_exit_code(s);
+}
+
+bool cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || errno || v < lo || v > hi) {
+        cli_error(cmd, "--%s '%s' is not a whole number in %ld..%ld", opt, text, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
+               bool lo_open, double *out) {
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !isfinite(v) || v < lo || (lo_open && v == lo) || v > hi) {
+        cli_error(cmd, "--%s '%s' is not a number in %s%g, %g]", opt, text, lo_open ? "(" : "[",
+                  lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int d[64][64];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+void cli_bad_option(const char *cmd, char **argv, int optind_now, const struct option *opts) {
+    const char *arg = argv[optind_now - 1];
+    char name[64];
+    snprintf(name, sizeof name, "%s", arg + (strncmp(arg, "--", 2) == 0 ? 2 : 1));
+    char *eq = strchr(name, '=');
+    if (eq) *eq = 0;
+    for (const struct option *o = opts; o->name; o++)
+        if (strcmp(o->name, name) == 0) {
+            cli_error(cmd, "option --%s needs a value; see 'regrad %s --help'", name, cmd);
+            return;
+        }
+    const char *best = NULL;
+    int best_d = 4;
+    for (const struct option *o = opts; o->name; o++) {
+        int dist = edit_distance(name, o->name);
+        if (dist < best_d) best_d = dist, best = o->name;
+    }
+    if (best)
+        cli_error(cmd, "unknown option '%s': did you mean --%s? See 'regrad %s --help'", arg,
+                  best, cmd);
+    else
+        cli_error(cmd, "unknown option '%s'; see 'regrad %s --help'", arg, cmd);
+}
+
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
+               const struct option *opts) {
+    opterr = 0;
+    int c = getopt_long(argc, argv, shorts, opts, NULL);
+    if (c == '?' || c == ':') {
+        cli_bad_option(cmd, argv, optind, opts);
+        return -2;
+    }
+    return c;
+}

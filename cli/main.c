@@ -1,0 +1,48 @@
+/*
+ * main.c — the `regrad` command: dispatches to a subcommand.  Each subcommand is a thin
+ * getopt_long layer over the public API; exit codes are 0 success, 1 runtime error,
+ * 2 usage error.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"train", cmd_train, "train a model and evaluate it on the test split"},
+    {"summary", cmd_summary, "show a model's layers, shapes and parameter counts"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "Usage: regrad COMMAND [options]\n"
+               "Train neural networks in C and watch their gradients.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nOptions:\n  -h, --help     show this help\n  --version      show the version\n"
+               "\nRun 'regrad COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("regrad %s\n", RG_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "regrad: unknown command '%s'; run 'regrad --help' for the list\n", argv[1]);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,382 @@
+/*
+ * regrad.h — the one public header of libregrad.
+ *
+ * regrad trains neural networks in plain C11 and watches their gradients.  A network is a
+ * graph of ops built with a small builder API; all trainable parameters live in one flat
+ * float buffer, their gradients and every optimizer moment in parallel buffers of the same
+ * layout, and each parameter tensor is a named view (offset, shape) into them.
+ *
+ * Conventions
+ *  - Every fallible call returns rg_status.  On failure, rg_last_error() returns a one-line
+ *    message naming the cause (file, offset, layer, value) and, where there is one, the fix.
+ *    The library never exits and never prints.
+ *  - Ownership: each *_create / *_load has a *_free that accepts NULL.  Buffers returned by
+ *    accessors belong to the object they came from and live as long as it does.
+ *  - Layouts match PyTorch: activations NCHW (batch first), dense weights [out, in],
+ *    conv weights OIHW.
+ *  - Builder calls never fail loudly: they return RG_NONE (-1) and record the first error in
+ *    the graph; rg_graph_compile() then reports it.  So a network reads like the network:
+ *
+ *        rg_graph *g = rg_graph_create(seed);
+ *        rg_node x = rg_input(g, "input", 3, (int[]){1, 28, 28});
+ *        x = rg_flatten(g, x);
+ *        x = rg_relu(g, rg_dense(g, x, 256, RG_INIT_HE_NORMAL));
+ *        x = rg_dense(g, x, 10, RG_INIT_GLOROT_UNIFORM);
+ *        rg_node loss = rg_softmax_cross_entropy(g, x, 0.0f);
+ *        if (rg_graph_compile(g, 128) != RG_OK) puts(rg_last_error());
+ */
+#ifndef REGRAD_H
+#define REGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RG_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- status and errors */
+
+typedef enum rg_status {
+    RG_OK = 0,
+    RG_ERR_ARG,      /* a bad argument or specification: the caller's mistake (CLI exit 2) */
+    RG_ERR_IO,       /* a file could not be opened, read or written */
+    RG_ERR_FORMAT,   /* a file is corrupt, truncated or not what it claims to be */
+    RG_ERR_SHAPE,    /* shapes do not fit together */
+    RG_ERR_MEMORY,   /* an allocation failed or would exceed a limit */
+    RG_ERR_NUMERIC,  /* NaN or Inf where a finite value is required */
+    RG_ERR_STATE     /* a call made in the wrong order (e.g. forward before compile) */
+} rg_status;
+
+/* The message of the most recent failure in this thread ("" if none). */
+const char *rg_last_error(void);
+/* A short name of a status ("argument", "io", ...). */
+const char *rg_status_name(rg_status s);
+
+/* ---------------------------------------------------------------- threads and RNG */
+
+/* Sets the threads used by OpenMP loops and the BLAS together (n <= 0: all cores). */
+void rg_set_threads(int n);
+int rg_get_threads(void);
+
+/* xoshiro256** seeded through splitmix64: fast, 256-bit state, reproducible everywhere. */
+typedef struct rg_rng {
+    uint64_t s[4];
+} rg_rng;
+
+void rg_rng_seed(rg_rng *r, uint64_t seed);
+uint64_t rg_rng_next(rg_rng *r);
+float rg_rng_uniform(rg_rng *r);            /* [0, 1) with 24 random bits */
+float rg_rng_normal(rg_rng *r);             /* standard normal (Box-Muller) */
+uint32_t rg_rng_below(rg_rng *r, uint32_t n); /* uniform in [0, n), unbiased */
+void rg_rng_shuffle(rg_rng *r, int *a, int n); /* Fisher-Yates */
+
+/* ---------------------------------------------------------------- initialisers */
+
+typedef enum rg_init_kind {
+    RG_INIT_ZEROS = 0,
+    RG_INIT_ONES,
+    RG_INIT_HE_NORMAL,      /* N(0, 2/fan_in) */
+    RG_INIT_HE_UNIFORM,     /* U(±sqrt(6/fan_in)) */
+    RG_INIT_GLOROT_NORMAL,  /* N(0, 2/(fan_in+fan_out)) */
+    RG_INIT_GLOROT_UNIFORM, /* U(±sqrt(6/(fan_in+fan_out))) */
+    RG_INIT_LECUN_NORMAL,   /* N(0, 1/fan_in) */
+    RG_INIT_LECUN_UNIFORM,  /* U(±sqrt(3/fan_in)) */
+    RG_INIT_TORCH,          /* PyTorch's Linear/Conv default: U(±1/sqrt(fan_in)), bias too */
+    RG_INIT_NORMAL,         /* N(0, arg^2) */
+    RG_INIT_COUNT
+} rg_init_kind;
+
+typedef struct rg_init {
+    rg_init_kind kind;
+    float arg; /* standard deviation for RG_INIT_NORMAL; unused otherwise */
+} rg_init;
+
+#define RG_INIT(k) ((rg_init){(k), 0.0f})
+
+/* Parses "he", "he_uniform", "glorot", "glorot_normal", "lecun", "lecun_uniform", "torch",
+ * "normal:STD", "zeros".  Unqualified he/lecun mean normal, glorot means uniform (Keras). */
+rg_status rg_init_parse(const char *text, rg_init *out);
+const char *rg_init_name(rg_init_kind k);
+
+/* ---------------------------------------------------------------- graph builder */
+
+typedef struct rg_graph rg_graph;
+typedef int rg_node;   /* a node's index in its graph; RG_NONE after an error */
+#define RG_NONE (-1)
+#define RG_MAX_DIMS 4  /* per-sample dimensions; with the batch, tensors have up to 5 */
+
+typedef enum rg_act {
+    RG_ACT_LINEAR = 0,
+    RG_ACT_RELU,
+    RG_ACT_LEAKY_RELU, /* slope 0.01, as PyTorch */
+    RG_ACT_ELU,        /* alpha 1 */
+    RG_ACT_GELU,       /* exact, with erf, as PyTorch's default */
+    RG_ACT_SIGMOID,
+    RG_ACT_TANH,
+    RG_ACT_SOFTPLUS,   /* beta 1, linear above 20, as PyTorch */
+    RG_ACT_COUNT
+} rg_act;
+
+rg_status rg_act_parse(const char *text, rg_act *out);
+const char *rg_act_name(rg_act a);
+
+/* seed drives parameter initialisation and dropout masks. */
+rg_graph *rg_graph_create(uint64_t seed);
+void rg_graph_free(rg_graph *g);
+
+/* An input of per-sample shape dims[0..ndim) (the batch dimension is implicit). */
+rg_node rg_input(rg_graph *g, const char *name, int ndim, const int *dims);
+/* y = x W^T + b, W [units, in], b [units]; the bias is initialised to zeros unless
+ * init is RG_INIT_TORCH (then U(±1/sqrt(fan_in)), as torch.nn.Linear). */
+rg_node rg_dense(rg_graph *g, rg_node x, int units, rg_init init);
+rg_node rg_activation(rg_graph *g, rg_node x, rg_act act);
+rg_node rg_relu(rg_graph *g, rg_node x);
+rg_node rg_leaky_relu(rg_graph *g, rg_node x);
+rg_node rg_elu(rg_graph *g, rg_node x);
+rg_node rg_gelu(rg_graph *g, rg_node x);
+rg_node rg_sigmoid(rg_graph *g, rg_node x);
+rg_node rg_tanh(rg_graph *g, rg_node x);
+rg_node rg_softplus(rg_graph *g, rg_node x);
+/* Softmax over the last dimension. */
+rg_node rg_softmax(rg_graph *g, rg_node x);
+/* Inverted dropout: in training, zero with probability rate and scale the rest by
+ * 1/(1-rate); in evaluation, the identity. */
+rg_node rg_dropout(rg_graph *g, rg_node x, float rate);
+/* Element-wise sum of two nodes of the same shape. */
+rg_node rg_add(rg_graph *g, rg_node a, rg_node b);
+/* Reshapes every sample to one dimension. */
+rg_node rg_flatten(rg_graph *g, rg_node x);
+
+/* Losses produce one scalar, the mean over the batch.
+ * Softmax cross-entropy from logits against the graph's integer labels, with label
+ * smoothing s: the target is (1-s)*onehot + s/K, as torch.nn.CrossEntropyLoss. */
+rg_node rg_softmax_cross_entropy(rg_graph *g, rg_node logits, float smoothing);
+/* Mean squared error over all elements (PyTorch reduction "mean").  target is a node of the
+ * same shape, or RG_NONE for the one-hot encoding of the graph's integer labels. */
+rg_node rg_mse(rg_graph *g, rg_node pred, rg_node target);
+
+/* Renames a node (and so its parameters: "NAME.kernel", "NAME.bias").  Default names are
+ * "<op>_<k>" with k counting that op's nodes from 1 ("dense_1", "dense_2", ...). */
+void rg_node_set_name(rg_graph *g, rg_node n, const char *name);
+
+/* Asks backward to compute gradients of the inputs too (saliency, gradient checks); off by
+ * default, since the first layer's input gradient is often a third of the backward cost.
+ * Call before rg_graph_compile. */
+void rg_graph_want_input_grads(rg_graph *g, int on);
+
+/* Allocates the flat parameter and gradient buffers and every activation for batches of
+ * up to max_batch samples, initialises parameters from the graph's seed, and reports the
+ * first builder error, if any.  Nothing is allocated per step after this. */
+rg_status rg_graph_compile(rg_graph *g, int max_batch);
+
+/* ---------------------------------------------------------------- running a graph */
+
+/* The buffer (max_batch, per-sample shape) an input node reads from. */
+float *rg_graph_input_buffer(rg_graph *g, rg_node input);
+/* The integer labels (max_batch) read by the losses. */
+int *rg_graph_labels(rg_graph *g);
+/* Runs every node in order for the first `batch` samples; train selects dropout's mode. */
+rg_status rg_graph_forward(rg_graph *g, int batch, int train);
+/* Back-propagates from a loss node (seeded with 1) into the flat gradient buffer, which is
+ * zeroed first.  Node gradients accumulate with += within a pass. */
+rg_status rg_graph_backward(rg_graph *g, rg_node loss);
+/* Back-propagates a caller-supplied gradient of node `from` (batch * per-sample size
+ * floats): the general form used by gradient checks. */
+rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed);
+
+/* Node output and its gradient, (batch, per-sample shape). */
+float *rg_node_output(rg_graph *g, rg_node n);
+float *rg_node_grad(rg_graph *g, rg_node n);
+int rg_node_ndim(const rg_graph *g, rg_node n);
+const int *rg_node_shape(const rg_graph *g, rg_node n);
+size_t rg_node_size(const rg_graph *g, rg_node n); /* per-sample element count */
+const char *rg_node_name(const rg_graph *g, rg_node n);
+const char *rg_node_op_name(const rg_graph *g, rg_node n);
+int rg_graph_node_count(const rg_graph *g);
+int rg_graph_max_batch(const rg_graph *g);
+
+/* ---------------------------------------------------------------- parameters */
+
+typedef struct rg_param_info {
+    const char *name;  /* "dense_3.kernel" */
+    rg_node node;      /* the node that owns it */
+    int ndim;
+    int shape[RG_MAX_DIMS];
+    size_t offset;     /* into the flat buffers */
+    size_t size;       /* element count */
+    int trainable;
+} rg_param_info;
+
+int rg_graph_param_count(const rg_graph *g);      /* number of parameter tensors */
+size_t rg_graph_param_floats(const rg_graph *g);  /* total floats in the flat buffer */
+rg_status rg_graph_param(const rg_graph *g, int i, rg_param_info *out);
+float *rg_graph_params(rg_graph *g);              /* the flat parameter buffer */
+float *rg_graph_grads(rg_graph *g);               /* the flat gradient buffer */
+/* Re-initialises every parameter from seed (the graph's own seed at compile). */
+void rg_graph_init_params(rg_graph *g, uint64_t seed);
+/* 64-bit FNV-1a hash of the flat parameter buffer's bytes: equal runs, equal hashes. */
+uint64_t rg_graph_params_hash(const rg_graph *g);
+
+/* ---------------------------------------------------------------- optimizers */
+
+typedef enum rg_optim_kind {
+    RG_OPTIM_SGD = 0,  /* momentum 0 unless set */
+    RG_OPTIM_MOMENTUM, /* SGD, momentum 0.9 by default */
+    RG_OPTIM_NESTEROV, /* SGD with Nesterov momentum, 0.9 by default */
+    RG_OPTIM_ADAGRAD,
+    RG_OPTIM_RMSPROP,
+    RG_OPTIM_ADAM,
+    RG_OPTIM_ADAMW,
+    RG_OPTIM_COUNT
+} rg_optim_kind;
+
+/* Hyperparameters; rg_optim_defaults() fills PyTorch's defaults for each kind:
+ *  sgd:      lr 0.01 (PyTorch requires one; 0.01 is the common choice), momentum 0
+ *  momentum: lr 0.01, momentum 0.9;  nesterov: lr 0.01, momentum 0.9, nesterov update
+ *  adagrad:  lr 0.01, eps 1e-10, initial accumulator 0
+ *  rmsprop:  lr 0.01, alpha 0.99, eps 1e-8, momentum 0
+ *  adam:     lr 0.001, betas (0.9, 0.999), eps 1e-8, L2 weight decay 0
+ *  adamw:    lr 0.001, betas (0.9, 0.999), eps 1e-8, decoupled weight decay 0.01
+ * Weight decay for all but adamw is L2 added to the gradient, as in PyTorch. */
+typedef struct rg_optim_config {
+    rg_optim_kind kind;
+    float lr;
+    float momentum;     /* sgd/momentum/nesterov/rmsprop */
+    float beta1, beta2; /* adam/adamw */
+    float alpha;        /* rmsprop smoothing */
+    float eps;
+    float weight_decay;
+} rg_optim_config;
+
+typedef struct rg_optim rg_optim;
+
+rg_optim_config rg_optim_defaults(rg_optim_kind kind);
+rg_status rg_optim_parse(const char *name, rg_optim_kind *out);
+const char *rg_optim_name(rg_optim_kind k);
+/* Validates the configuration (finite, non-negative lr, betas in [0,1), ...). */
+rg_status rg_optim_check(const rg_optim_config *c);
+/* Moments are flat buffers of n floats, zeroed. */
+rg_optim *rg_optim_create(const rg_optim_config *c, size_t n);
+void rg_optim_free(rg_optim *o);
+/* One update of params from grads with learning rate lr (the schedule's value this step). */
+void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr);
+long rg_optim_steps(const rg_optim *o);
+/* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg"). */
+float *rg_optim_moment(rg_optim *o, int k, const char **name);
+
+/* ---------------------------------------------------------------- learning-rate schedules */
+
+typedef enum rg_schedule_kind {
+    RG_SCHED_CONSTANT = 0,
+    RG_SCHED_STEP,   /* lr * gamma^floor(epoch / step_epochs), as StepLR stepped per epoch */
+    RG_SCHED_COSINE  /* min_lr + (lr - min_lr)(1 + cos(pi t/T))/2 over all steps, per step */
+} rg_schedule_kind;
+
+typedef struct rg_schedule {
+    rg_schedule_kind kind;
+    int step_epochs;    /* step: epochs between decays */
+    float gamma;        /* step: decay factor */
+    float min_lr;       /* cosine: floor */
+    long warmup_steps;  /* linear warm-up from lr/warmup to lr over this many steps (0: off) */
+} rg_schedule;
+
+/* Parses "constant", "step:E:G" (e.g. step:10:0.1), "cosine" or "cosine:MIN", each optionally
+ * followed by ",warmup:N" (steps). */
+rg_status rg_schedule_parse(const char *text, rg_schedule *out);
+/* The learning rate at global step `step` (0-based) in epoch `epoch`, of total_steps. */
+float rg_schedule_lr(const rg_schedule *s, float base_lr, long step, int epoch, long total_steps);
+
+/* ---------------------------------------------------------------- datasets */
+
+/* An in-memory labelled image set, pixels as bytes (N, C, H, W). */
+typedef struct rg_dataset {
+    int n, c, h, w;
+    int classes;        /* 1 + the largest label */
+    uint8_t *pixels;
+    int *labels;
+} rg_dataset;
+
+/* Reads an IDX image file (N,H,W unsigned bytes) and label file (N) (raw or gzip),
+ * validating magic, dimensions and sizes before allocating, that both hold the same count,
+ * and that labels are below max_classes (any byte if 0). */
+rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_classes,
+                      rg_dataset **out);
+/* Opens a dataset spec:
+ *   "fashion-mnist[:DIR]"   train split; test_out gets the t10k split; labels below 10.
+ *                           DIR defaults to /usr/share/datasets/fashion-mnist.
+ *   "idx:IMAGES,LABELS[,TEST_IMAGES,TEST_LABELS]"   any IDX pair; test_out gets NULL when
+ *                           no test pair is given.
+ * test_out may be NULL when the caller does not want the test split. */
+rg_status rg_dataset_open(const char *spec, rg_dataset **train_out, rg_dataset **test_out);
+void rg_dataset_free(rg_dataset *d);
+/* Writes samples idx[0..n) as floats scaled to [0,1] into x (n, C, H, W), labels into y. */
+void rg_dataset_batch(const rg_dataset *d, const int *idx, int n, float *x, int *y);
+
+/* ---------------------------------------------------------------- models */
+
+/* A graph with its named ends, as built by the zoo. */
+typedef struct rg_model {
+    rg_graph *graph;
+    rg_node input;
+    rg_node logits;
+    rg_node loss;
+    char spec[256];
+} rg_model;
+
+typedef enum rg_loss_kind {
+    RG_LOSS_XENT = 0, /* softmax cross-entropy from the logits */
+    RG_LOSS_MSE       /* mean squared error between softmax(logits) and one-hot labels */
+} rg_loss_kind;
+
+/* Builds a model from a spec ("mlp:depth=2,width=256,act=relu,init=he") for inputs of
+ * per-sample shape (c, h, w) and `classes` outputs; does not compile it. */
+rg_status rg_model_build(const char *spec, int c, int h, int w, int classes, rg_loss_kind loss,
+                         float label_smoothing, uint64_t seed, rg_model *out);
+void rg_model_free(rg_model *m);
+
+/* Writes a Keras-like table (layer, output shape, parameters; totals) to f. */
+void rg_graph_summary(const rg_graph *g, FILE *f);
+
+/* ---------------------------------------------------------------- training */
+
+typedef struct rg_epoch_stats {
+    int epoch;           /* 1-based */
+    double loss, acc;    /* training, averaged over the epoch */
+    double val_loss, val_acc; /* NaN when there is no validation set */
+    double seconds, images_per_sec;
+    double lr;
+} rg_epoch_stats;
+
+/* Called after each batch (for progress) and each epoch; may be NULL. */
+typedef struct rg_fit_callbacks {
+    void (*on_batch)(void *user, int epoch, int batch, int batches, double loss, double acc,
+                     double images_per_sec, double eta_seconds);
+    void (*on_epoch)(void *user, const rg_epoch_stats *s);
+    void *user;
+} rg_fit_callbacks;
+
+typedef struct rg_fit_config {
+    int epochs;
+    int batch;
+    uint64_t seed;          /* shuffle order */
+    float val_split;        /* fraction held out from the end of a seeded permutation */
+    rg_optim_config optim;
+    rg_schedule schedule;
+} rg_fit_config;
+
+/* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out tail is
+ * evaluated after each epoch. */
+rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
+                 const rg_fit_callbacks *cb);
+/* Mean loss and accuracy of m on d in evaluation mode (batches of the compiled size). */
+rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
+                      double *acc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* REGRAD_H */

@@ -1,0 +1,42 @@
+/*
+ * status.c — the thread's last error message and small checked-arithmetic helpers.
+ *
+ * The library never prints and never exits; a failing call stores one line here naming the
+ * cause and the fix, and returns a status the caller turns into its own message.
+ */
+#include "../internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static _Thread_local char last_error[1024];
+
+rg_status rg_fail(rg_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *rg_last_error(void) { return last_error; }
+
+const char *rg_status_name(rg_status s) {
+    switch (s) {
+    case RG_OK: return "ok";
+    case RG_ERR_ARG: return "argument";
+    case RG_ERR_IO: return "io";
+    case RG_ERR_FORMAT: return "format";
+    case RG_ERR_SHAPE: return "shape";
+    case RG_ERR_MEMORY: return "memory";
+    case RG_ERR_NUMERIC: return "numeric";
+    case RG_ERR_STATE: return "state";
+    }
+    return "unknown";
+}
+
+bool rg_mul_size(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}

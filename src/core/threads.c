@@ -1,0 +1,34 @@
+/*
+ * threads.c — one thread count for OpenMP loops and the BLAS together.
+ *
+ * The two never run at once (a BLAS call is never made inside a parallel loop), so giving
+ * both the same count uses every core without oversubscribing them.
+ */
+#include "../internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <unistd.h>
+
+#ifdef RG_HAVE_OPENBLAS_THREADS
+void openblas_set_num_threads(int n);
+#endif
+
+static int current_threads = 1;
+
+void rg_set_threads(int n) {
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    current_threads = n;
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+#ifdef RG_HAVE_OPENBLAS_THREADS
+    openblas_set_num_threads(n);
+#endif
+}
+
+int rg_get_threads(void) { return current_threads; }

@@ -1,0 +1,358 @@
+/*
+ * graph.c — the graph: builder bookkeeping, the parameter registry, compilation into flat
+ * buffers, and topological forward and backward passes.
+ *
+ * Nodes are appended in the order they are built, and every node's inputs were built
+ * before it, so that order is already topological: forward walks it up, backward down.
+ * Compilation makes exactly two allocations of floats that matter: one for every parameter
+ * (with a parallel one for gradients) and one for every activation, its gradient and op
+ * scratch.  Nothing is allocated per step.
+ */
+#include "../internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+rg_graph *rg_graph_create(uint64_t seed) {
+    rg_graph *g = calloc(1, sizeof *g);
+    if (!g) {
+        rg_fail(RG_ERR_MEMORY, "out of memory creating a graph");
+        return NULL;
+    }
+    g->seed = seed;
+    return g;
+}
+
+void rg_graph_free(rg_graph *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].attr);
+    free(g->nodes);
+    free(g->params);
+    free(g->param_buf);
+    free(g->grad_buf);
+    free(g->act_buf);
+    free(g->labels);
+    free(g);
+}
+
+rg_node rg_graph_error(rg_graph *g, rg_status s, const char *fmt, ...) {
+    if (g && g->error == RG_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g->error_msg, sizeof g->error_msg, fmt, ap);
+        va_end(ap);
+        g->error = s;
+    }
+    return RG_NONE;
+}
+
+void rg_graph_want_input_grads(rg_graph *g, int on) {
+    if (g) g->input_grads = on != 0;
+}
+
+static void default_name(rg_graph *g, rg_node_impl *n) {
+    int k = 1;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == n->op) k++;
+    snprintf(n->name, sizeof n->name, "%s_%d", rg_op_table[n->op]->name, k);
+}
+
+rg_node rg_graph_add_node(rg_graph *g, rg_op_kind op, const int *inputs, int n_inputs,
+                          void *attr) {
+    const rg_op_def *def = rg_op_table[op];
+    if (!g) {
+        free(attr);
+        return RG_NONE;
+    }
+    if (g->error || g->compiled) {
+        free(attr);
+        if (g->compiled)
+            rg_graph_error(g, RG_ERR_STATE, "cannot add a %s node to a compiled graph", def->name);
+        return RG_NONE;
+    }
+    for (int k = 0; k < n_inputs; k++)
+        if (inputs[k] < 0 || inputs[k] >= g->n_nodes) {
+            free(attr);
+            return rg_graph_error(g, RG_ERR_ARG, "%s: input %d is not a node of this graph",
+                                  def->name, k + 1);
+        }
+    if (n_inputs < def->min_inputs || n_inputs > def->max_inputs) {
+        free(attr);
+        return rg_graph_error(g, RG_ERR_ARG, "%s takes %d to %d inputs, got %d", def->name,
+                              def->min_inputs, def->max_inputs, n_inputs);
+    }
+    if (g->n_nodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? 2 * g->cap_nodes : 32;
+        rg_node_impl *nodes = realloc(g->nodes, (size_t)cap * sizeof *nodes);
+        if (!nodes) {
+            free(attr);
+            return rg_graph_error(g, RG_ERR_MEMORY, "out of memory adding a %s node", def->name);
+        }
+        g->nodes = nodes;
+        g->cap_nodes = cap;
+    }
+    rg_node_impl *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->attr = attr;
+    n->n_inputs = n_inputs;
+    n->batched = true;
+    n->first_param = g->n_params;
+    for (int k = 0; k < n_inputs; k++) n->inputs[k] = inputs[k];
+    default_name(g, n);
+    rg_status s = def->infer(g, n);
+    if (s != RG_OK) {
+        free(attr);
+        g->n_params = n->first_param; /* drop any parameters it declared */
+        return rg_graph_error(g, s, "%s: %s", n->name, rg_last_error());
+    }
+    n->size = 1;
+    for (int d = 0; d < n->ndim; d++) n->size *= (size_t)n->shape[d];
+    n->needs_grad = n->n_params > 0;
+    for (int k = 0; k < n_inputs; k++) n->needs_grad |= g->nodes[inputs[k]].needs_grad;
+    return g->n_nodes++;
+}
+
+int rg_param_declare(rg_graph *g, rg_node_impl *n, const char *suffix, int ndim,
+                     const int *shape, rg_init init, int fan_in, int fan_out) {
+    if (g->n_params == g->cap_params) {
+        int cap = g->cap_params ? 2 * g->cap_params : 32;
+        rg_param_impl *p = realloc(g->params, (size_t)cap * sizeof *p);
+        if (!p) {
+            rg_fail(RG_ERR_MEMORY, "out of memory declaring a parameter");
+            return -1;
+        }
+        g->params = p;
+        g->cap_params = cap;
+    }
+    rg_param_impl *p = &g->params[g->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->suffix, sizeof p->suffix, "%s", suffix);
+    p->node = (int)(n - g->nodes);
+    p->ndim = ndim;
+    p->size = 1;
+    for (int d = 0; d < ndim; d++) {
+        p->shape[d] = shape[d];
+        p->size *= (size_t)shape[d];
+    }
+    p->init = init;
+    p->fan_in = fan_in;
+    p->fan_out = fan_out;
+    p->trainable = true;
+    n->n_params++;
+    return g->n_params++;
+}
+
+void rg_node_set_name(rg_graph *g, rg_node id, const char *name) {
+    if (!g || g->error) return;
+    if (id < 0 || id >= g->n_nodes || !name || !*name) {
+        rg_graph_error(g, RG_ERR_ARG, "set_name: bad node or empty name");
+        return;
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        if (i != id && strcmp(g->nodes[i].name, name) == 0) {
+            rg_graph_error(g, RG_ERR_ARG, "two nodes named '%s': names must be unique", name);
+            return;
+        }
+    snprintf(g->nodes[id].name, sizeof g->nodes[id].name, "%s", name);
+}
+
+/* Floats of one node's output or gradient buffer. */
+static size_t node_floats(const rg_graph *g, const rg_node_impl *n) {
+    return n->batched ? (size_t)g->max_batch * n->size : n->size;
+}
+
+void rg_graph_init_params(rg_graph *g, uint64_t seed) {
+    /* One stream per parameter tensor, keyed by its index: adding a layer at the end does
+     * not change how the earlier ones are initialised. */
+    for (int i = 0; i < g->n_params; i++) {
+        rg_param_impl *p = &g->params[i];
+        rg_rng rng;
+        rg_rng_seed(&rng, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
+        rg_init_fill(g->param_buf + p->offset, p->size, p->init, p->fan_in, p->fan_out, &rng);
+    }
+}
+
+rg_status rg_graph_compile(rg_graph *g, int max_batch) {
+    if (!g) return rg_fail(RG_ERR_ARG, "compile: graph is NULL");
+    if (g->error) return rg_fail(g->error, "%s", g->error_msg);
+    if (g->compiled) return rg_fail(RG_ERR_STATE, "graph is already compiled");
+    if (max_batch < 1) return rg_fail(RG_ERR_ARG, "batch size must be at least 1, got %d", max_batch);
+    if (g->n_nodes == 0) return rg_fail(RG_ERR_STATE, "the graph has no nodes");
+    g->max_batch = max_batch;
+
+    /* Parameters: names and offsets into the flat buffer. */
+    size_t total = 0;
+    for (int i = 0; i < g->n_params; i++) {
+        rg_param_impl *p = &g->params[i];
+        snprintf(p->name, sizeof p->name, "%s.%s", g->nodes[p->node].name, p->suffix);
+        p->offset = total;
+        total += p->size;
+    }
+    for (int i = 0; i < g->n_params; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(g->params[i].name, g->params[j].name) == 0)
+                return rg_fail(RG_ERR_ARG, "two parameters named '%s': rename a node",
+                               g->params[i].name);
+    g->param_floats = total;
+
+    /* Activations: out, dout and aux of every node in one buffer. */
+    if (g->input_grads)
+        for (int i = 0; i < g->n_nodes; i++) {
+            rg_node_impl *n = &g->nodes[i];
+            if (n->op == RG_OP_INPUT) n->needs_grad = true;
+            for (int k = 0; k < n->n_inputs; k++) n->needs_grad |= rg_in(g, n, k)->needs_grad;
+        }
+    size_t acts = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        size_t f, aux;
+        if (!rg_mul_size(node_floats(g, n), 2, &f) ||
+            !rg_mul_size(n->aux_per_sample, (size_t)max_batch, &aux))
+            return rg_fail(RG_ERR_MEMORY, "%s: activation size overflows", n->name);
+        if (rg_op_table[n->op]->aliases_input) f = 0;
+        acts += f + aux + n->aux_fixed;
+        if (acts > ((size_t)1 << 40))
+            return rg_fail(RG_ERR_MEMORY, "activations need over 4 TiB at batch %d: reduce "
+                                          "--batch or the model size", max_batch);
+    }
+    g->param_buf = calloc(total ? total : 1, sizeof(float));
+    g->grad_buf = calloc(total ? total : 1, sizeof(float));
+    g->act_buf = calloc(acts ? acts : 1, sizeof(float));
+    g->labels = calloc((size_t)max_batch, sizeof(int));
+    if (!g->param_buf || !g->grad_buf || !g->act_buf || !g->labels)
+        return rg_fail(RG_ERR_MEMORY, "out of memory: %zu parameters and %zu activation floats "
+                                      "at batch %d; reduce --batch", total, acts, max_batch);
+    float *p = g->act_buf;
+    for (int i = 0; i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        if (rg_op_table[n->op]->aliases_input) {
+            n->out = rg_in(g, n, 0)->out;
+            n->dout = rg_in(g, n, 0)->dout;
+        } else {
+            n->out = p;
+            p += node_floats(g, n);
+            n->dout = p;
+            p += node_floats(g, n);
+        }
+        n->aux = p;
+        p += n->aux_per_sample * (size_t)max_batch + n->aux_fixed;
+    }
+    rg_graph_init_params(g, g->seed);
+    g->compiled = true;
+    return RG_OK;
+}
+
+/* ---------------------------------------------------------------- running */
+
+static rg_status check_ready(const rg_graph *g, int batch) {
+    if (!g) return rg_fail(RG_ERR_ARG, "graph is NULL");
+    if (!g->compiled) return rg_fail(RG_ERR_STATE, "compile the graph before running it");
+    if (batch < 1 || batch > g->max_batch)
+        return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", batch,
+                       g->max_batch);
+    return RG_OK;
+}
+
+rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
+    rg_status s = check_ready(g, batch);
+    if (s) return s;
+    g->batch = batch;
+    g->dropout_calls++;
+    for (int i = 0; i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        rg_op_table[n->op]->forward(g, n, batch, train != 0);
+    }
+    return RG_OK;
+}
+
+rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
+    rg_status s = check_ready(g, g ? g->batch : 0);
+    if (s) return s;
+    if (from < 0 || from >= g->n_nodes) return rg_fail(RG_ERR_ARG, "backward: bad node %d", from);
+    /* Only the ancestors of `from` that lead to something trainable take part. */
+    bool *live = calloc((size_t)g->n_nodes, sizeof *live);
+    if (!live) return rg_fail(RG_ERR_MEMORY, "out of memory in backward");
+    live[from] = true;
+    for (int i = from; i >= 0; i--) {
+        rg_node_impl *n = &g->nodes[i];
+        if (!live[i]) continue;
+        for (int k = 0; k < n->n_inputs; k++) live[n->inputs[k]] = true;
+    }
+    for (int i = 0; i <= from; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        if (live[i] && n->needs_grad && !rg_op_table[n->op]->aliases_input)
+            memset(n->dout, 0, (n->batched ? (size_t)g->batch : 1) * n->size * sizeof(float));
+    }
+    memset(g->grad_buf, 0, g->param_floats * sizeof(float));
+    rg_node_impl *top = &g->nodes[from];
+    memcpy(top->dout, seed, (top->batched ? (size_t)g->batch : 1) * top->size * sizeof(float));
+    for (int i = from; i >= 0; i--) {
+        rg_node_impl *n = &g->nodes[i];
+        if (live[i] && n->needs_grad && rg_op_table[n->op]->backward)
+            rg_op_table[n->op]->backward(g, n, g->batch);
+    }
+    free(live);
+    return RG_OK;
+}
+
+rg_status rg_graph_backward(rg_graph *g, rg_node loss) {
+    if (g && loss >= 0 && loss < g->n_nodes && g->nodes[loss].batched)
+        return rg_fail(RG_ERR_ARG, "backward: node '%s' is not a scalar loss",
+                       g->nodes[loss].name);
+    const float one = 1.0f;
+    return rg_graph_backward_from(g, loss, &one);
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+static rg_node_impl *node_at(const rg_graph *g, rg_node n) {
+    return (g && n >= 0 && n < g->n_nodes) ? &g->nodes[n] : NULL;
+}
+
+float *rg_graph_input_buffer(rg_graph *g, rg_node input) {
+    rg_node_impl *n = node_at(g, input);
+    return (n && n->op == RG_OP_INPUT) ? n->out : NULL;
+}
+int *rg_graph_labels(rg_graph *g) { return g ? g->labels : NULL; }
+float *rg_node_output(rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].out : NULL; }
+float *rg_node_grad(rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].dout : NULL; }
+int rg_node_ndim(const rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].ndim : 0; }
+const int *rg_node_shape(const rg_graph *g, rg_node n) {
+    return node_at(g, n) ? g->nodes[n].shape : NULL;
+}
+size_t rg_node_size(const rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].size : 0; }
+const char *rg_node_name(const rg_graph *g, rg_node n) {
+    return node_at(g, n) ? g->nodes[n].name : "";
+}
+const char *rg_node_op_name(const rg_graph *g, rg_node n) {
+    return node_at(g, n) ? rg_op_table[g->nodes[n].op]->name : "";
+}
+int rg_graph_node_count(const rg_graph *g) { return g ? g->n_nodes : 0; }
+int rg_graph_max_batch(const rg_graph *g) { return g ? g->max_batch : 0; }
+int rg_graph_param_count(const rg_graph *g) { return g ? g->n_params : 0; }
+size_t rg_graph_param_floats(const rg_graph *g) { return g ? g->param_floats : 0; }
+float *rg_graph_params(rg_graph *g) { return g ? g->param_buf : NULL; }
+float *rg_graph_grads(rg_graph *g) { return g ? g->grad_buf : NULL; }
+
+rg_status rg_graph_param(const rg_graph *g, int i, rg_param_info *out) {
+    if (!g || i < 0 || i >= g->n_params) return rg_fail(RG_ERR_ARG, "no parameter %d", i);
+    const rg_param_impl *p = &g->params[i];
+    out->name = p->name;
+    out->node = p->node;
+    out->ndim = p->ndim;
+    memcpy(out->shape, p->shape, sizeof out->shape);
+    out->offset = p->offset;
+    out->size = p->size;
+    out->trainable = p->trainable;
+    return RG_OK;
+}
+
+uint64_t rg_graph_params_hash(const rg_graph *g) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const unsigned char *b = (const unsigned char *)g->param_buf;
+    for (size_t i = 0; i < g->param_floats * sizeof(float); i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}

@@ -1,0 +1,140 @@
+/*
+ * internal.h — types shared inside libregrad and never shown to users: the graph and node
+ * structs, the op table every op registers in, and the error helper.
+ *
+ * An op is one file in src/ops/ defining an rg_op_def and its builder functions; the op
+ * table (src/ops/op_table.c) lists every op by its rg_op_kind.  Adding an op is one file,
+ * one enum entry, one table row and one gradient-check case.
+ */
+#ifndef RG_INTERNAL_H
+#define RG_INTERNAL_H
+
+#include "regrad.h"
+
+#include <stdbool.h>
+
+#define RG_MAX_INPUTS 4
+#define RG_NAME_MAX 96
+
+/* Records a formatted message as the thread's last error and returns status. */
+rg_status rg_fail(rg_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Overflow-checked size arithmetic: returns false (and leaves *out alone) on overflow. */
+bool rg_mul_size(size_t a, size_t b, size_t *out);
+
+typedef enum rg_op_kind {
+    RG_OP_INPUT = 0,
+    RG_OP_DENSE,
+    RG_OP_ACTIVATION,
+    RG_OP_SOFTMAX,
+    RG_OP_DROPOUT,
+    RG_OP_ADD,
+    RG_OP_FLATTEN,
+    RG_OP_SOFTMAX_XENT,
+    RG_OP_MSE,
+    RG_OP_COUNT
+} rg_op_kind;
+
+typedef struct rg_node_impl rg_node_impl;
+
+/* One row of the op table. */
+typedef struct rg_op_def {
+    const char *name;     /* default node-name prefix and summary label */
+    int min_inputs, max_inputs;
+    /* Sets n->ndim/shape from the inputs (and n->batched for scalars), declares parameters
+     * with rg_param_declare(), and sizes scratch in n->aux_per_sample / aux_fixed.  Returns
+     * RG_OK or an error naming the node. */
+    rg_status (*infer)(rg_graph *g, rg_node_impl *n);
+    /* Computes n->out for `batch` samples from the inputs' outputs. */
+    void (*forward)(rg_graph *g, rg_node_impl *n, int batch, bool train);
+    /* Accumulates (+=) into the inputs' dout (when they need it) and into parameter grads,
+     * from n->dout.  NULL for ops that do not propagate (inputs). */
+    void (*backward)(rg_graph *g, rg_node_impl *n, int batch);
+    /* The output is a view of input 0 (same data, other shape): no copy, no backward. */
+    bool aliases_input;
+} rg_op_def;
+
+extern const rg_op_def *const rg_op_table[RG_OP_COUNT];
+
+struct rg_node_impl {
+    rg_op_kind op;
+    char name[RG_NAME_MAX];
+    int inputs[RG_MAX_INPUTS];
+    int n_inputs;
+    int ndim;                /* per-sample dimensions */
+    int shape[RG_MAX_DIMS];
+    size_t size;             /* per-sample elements; 1 for a scalar */
+    bool batched;            /* false for scalars such as losses */
+    bool needs_grad;         /* some parameter lies upstream: backward must reach it */
+    void *attr;              /* op-owned attributes, freed with the graph */
+    int first_param, n_params;
+    size_t aux_per_sample;   /* op scratch floats per sample (e.g. dropout mask) */
+    size_t aux_fixed;        /* op scratch floats independent of the batch */
+    float *out;              /* (max_batch, shape) or 1 */
+    float *dout;             /* same layout as out */
+    float *aux;              /* aux_per_sample * max_batch + aux_fixed */
+};
+
+typedef struct rg_param_impl {
+    char suffix[32];      /* "kernel", "bias" */
+    char name[RG_NAME_MAX + 32];
+    int node;
+    int ndim;
+    int shape[RG_MAX_DIMS];
+    size_t offset, size;
+    rg_init init;
+    int fan_in, fan_out;
+    bool trainable;
+} rg_param_impl;
+
+struct rg_graph {
+    rg_node_impl *nodes;
+    int n_nodes, cap_nodes;
+    rg_param_impl *params;
+    int n_params, cap_params;
+    size_t param_floats;
+    float *param_buf;     /* one allocation: every parameter */
+    float *grad_buf;      /* same layout */
+    float *act_buf;       /* one allocation: every node's out, dout, aux */
+    int *labels;          /* (max_batch) */
+    int max_batch;
+    int batch;            /* of the last forward */
+    bool compiled;
+    bool input_grads;     /* backward fills the inputs' dout too */
+    rg_status error;      /* first builder error (sticky) */
+    char error_msg[512];
+    uint64_t seed;
+    uint64_t dropout_calls; /* counter mixed into dropout masks: one stream per forward */
+};
+
+/* --- used by ops --- */
+
+/* Appends a node of op kind with the given inputs and op attributes (malloc'd or NULL;
+ * ownership passes to the graph), runs the op's infer, and returns its index or RG_NONE. */
+rg_node rg_graph_add_node(rg_graph *g, rg_op_kind op, const int *inputs, int n_inputs,
+                          void *attr);
+/* Declares a parameter of node n; called from infer.  Returns its index or -1. */
+int rg_param_declare(rg_graph *g, rg_node_impl *n, const char *suffix, int ndim,
+                     const int *shape, rg_init init, int fan_in, int fan_out);
+/* Records a builder error unless one is recorded already; returns RG_NONE. */
+rg_node rg_graph_error(rg_graph *g, rg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline rg_node_impl *rg_in(rg_graph *g, const rg_node_impl *n, int k) {
+    return &g->nodes[n->inputs[k]];
+}
+static inline float *rg_param_data(rg_graph *g, const rg_node_impl *n, int k) {
+    return g->param_buf + g->params[n->first_param + k].offset;
+}
+static inline float *rg_param_grad(rg_graph *g, const rg_node_impl *n, int k) {
+    return g->grad_buf + g->params[n->first_param + k].offset;
+}
+
+/* Initialises a flat slice from its init description using rng. */
+void rg_init_fill(float *dst, size_t n, rg_init init, int fan_in, int fan_out, rg_rng *rng);
+
+/* Counter-based uniform in [0,1): a pure function of (key, counter), so parallel loops
+ * draw the same numbers whatever the thread count. */
+float rg_hash_uniform(uint64_t key, uint64_t counter);
+
+#endif /* RG_INTERNAL_H */

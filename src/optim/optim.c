@@ -1,0 +1,208 @@
+/*
+ * optim.c — optimizers as flat loops over the parameter, gradient and moment buffers.
+ *
+ * The update rules and defaults are PyTorch 1.13's (torch.optim, single-tensor path), so a
+ * run can be checked against it step for step (tests/test_golden.c does, for 3 steps):
+ *   sgd       d = g + wd w;  buf = d (first step) | mu buf + d;  d = nesterov ? d + mu buf : buf
+ *             w -= lr d
+ *   adagrad   d = g + wd w;  sum += d^2;  w -= lr d / (sqrt(sum) + eps)
+ *   rmsprop   d = g + wd w;  v = a v + (1-a) d^2;  avg = sqrt(v) + eps
+ *             w -= lr d / avg   (momentum: buf = mu buf + d / avg;  w -= lr buf)
+ *   adam      d = g + wd w;  m = b1 m + (1-b1) d;  v = b2 v + (1-b2) d^2
+ *             w -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ *   adamw     w *= 1 - lr wd, then adam without the L2 term
+ */
+#include "../internal.h"
+#include "../kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_MOMENTS 2
+
+struct rg_optim {
+    rg_optim_config c;
+    size_t n;
+    long steps;
+    int n_moments;
+    float *moment[MAX_MOMENTS];
+    const char *moment_name[MAX_MOMENTS];
+};
+
+static const char *const optim_names[RG_OPTIM_COUNT] = {
+    [RG_OPTIM_SGD] = "sgd",         [RG_OPTIM_MOMENTUM] = "momentum",
+    [RG_OPTIM_NESTEROV] = "nesterov", [RG_OPTIM_ADAGRAD] = "adagrad",
+    [RG_OPTIM_RMSPROP] = "rmsprop", [RG_OPTIM_ADAM] = "adam",
+    [RG_OPTIM_ADAMW] = "adamw",
+};
+
+const char *rg_optim_name(rg_optim_kind k) {
+    return (k >= 0 && k < RG_OPTIM_COUNT) ? optim_names[k] : "?";
+}
+
+rg_status rg_optim_parse(const char *name, rg_optim_kind *out) {
+    for (int k = 0; k < RG_OPTIM_COUNT; k++)
+        if (name && strcmp(name, optim_names[k]) == 0) {
+            *out = (rg_optim_kind)k;
+            return RG_OK;
+        }
+    return rg_fail(RG_ERR_ARG, "unknown optimizer '%s': use sgd, momentum, nesterov, adagrad, "
+                               "rmsprop, adam or adamw", name ? name : "");
+}
+
+rg_optim_config rg_optim_defaults(rg_optim_kind kind) {
+    rg_optim_config c = {.kind = kind, .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
+                         .alpha = 0.99f, .eps = 1e-8f};
+    switch (kind) {
+    case RG_OPTIM_MOMENTUM:
+    case RG_OPTIM_NESTEROV: c.momentum = 0.9f; break;
+    case RG_OPTIM_ADAGRAD: c.eps = 1e-10f; break;
+    case RG_OPTIM_ADAM: c.lr = 1e-3f; break;
+    case RG_OPTIM_ADAMW: c.lr = 1e-3f; c.weight_decay = 0.01f; break;
+    default: break;
+    }
+    return c;
+}
+
+rg_status rg_optim_check(const rg_optim_config *c) {
+    if (c->kind < 0 || c->kind >= RG_OPTIM_COUNT) return rg_fail(RG_ERR_ARG, "unknown optimizer");
+    if (!(c->lr > 0) || !isfinite(c->lr))
+        return rg_fail(RG_ERR_ARG, "learning rate must be a positive number, got %g", (double)c->lr);
+    if (!(c->momentum >= 0 && c->momentum < 1))
+        return rg_fail(RG_ERR_ARG, "momentum must be in [0, 1), got %g", (double)c->momentum);
+    if (c->kind == RG_OPTIM_NESTEROV && c->momentum == 0)
+        return rg_fail(RG_ERR_ARG, "nesterov needs a momentum above 0");
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+        return rg_fail(RG_ERR_ARG, "adam betas must be in [0, 1), got %g and %g",
+                       (double)c->beta1, (double)c->beta2);
+    if (!(c->alpha >= 0 && c->alpha < 1))
+        return rg_fail(RG_ERR_ARG, "rmsprop alpha must be in [0, 1), got %g", (double)c->alpha);
+    if (!(c->eps > 0) || !isfinite(c->eps))
+        return rg_fail(RG_ERR_ARG, "eps must be a positive number, got %g", (double)c->eps);
+    if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
+        return rg_fail(RG_ERR_ARG, "weight decay must be 0 or more, got %g",
+                       (double)c->weight_decay);
+    return RG_OK;
+}
+
+rg_optim *rg_optim_create(const rg_optim_config *c, size_t n) {
+    if (rg_optim_check(c) != RG_OK) return NULL;
+    rg_optim *o = calloc(1, sizeof *o);
+    if (!o) goto oom;
+    o->c = *c;
+    o->n = n;
+    switch (c->kind) {
+    case RG_OPTIM_SGD:
+    case RG_OPTIM_MOMENTUM:
+    case RG_OPTIM_NESTEROV:
+        if (c->momentum > 0) o->moment_name[o->n_moments++] = "momentum_buffer";
+        break;
+    case RG_OPTIM_ADAGRAD: o->moment_name[o->n_moments++] = "sum"; break;
+    case RG_OPTIM_RMSPROP:
+        o->moment_name[o->n_moments++] = "square_avg";
+        if (c->momentum > 0) o->moment_name[o->n_moments++] = "momentum_buffer";
+        break;
+    case RG_OPTIM_ADAM:
+    case RG_OPTIM_ADAMW:
+        o->moment_name[o->n_moments++] = "exp_avg";
+        o->moment_name[o->n_moments++] = "exp_avg_sq";
+        break;
+    default: break;
+    }
+    for (int k = 0; k < o->n_moments; k++)
+        if (!(o->moment[k] = calloc(n ? n : 1, sizeof(float)))) goto oom;
+    return o;
+oom:
+    rg_optim_free(o);
+    rg_fail(RG_ERR_MEMORY, "out of memory for optimizer state (%zu floats)", n);
+    return NULL;
+}
+
+void rg_optim_free(rg_optim *o) {
+    if (!o) return;
+    for (int k = 0; k < MAX_MOMENTS; k++) free(o->moment[k]);
+    free(o);
+}
+
+long rg_optim_steps(const rg_optim *o) { return o->steps; }
+
+float *rg_optim_moment(rg_optim *o, int k, const char **name) {
+    if (!o || k < 0 || k >= o->n_moments) return NULL;
+    if (name) *name = o->moment_name[k];
+    return o->moment[k];
+}
+
+static void sgd_step(rg_optim *o, float *w, const float *g, float lr) {
+    const float wd = o->c.weight_decay, mu = o->c.momentum;
+    const bool nesterov = o->c.kind == RG_OPTIM_NESTEROV, first = o->steps == 0;
+    float *buf = o->moment[0];
+    const long n = (long)o->n;
+#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
+    for (long i = 0; i < n; i++) {
+        float d = g[i] + wd * w[i];
+        if (mu > 0) {
+            buf[i] = first ? d : mu * buf[i] + d;
+            d = nesterov ? d + mu * buf[i] : buf[i];
+        }
+        w[i] -= lr * d;
+    }
+}
+
+static void adagrad_step(rg_optim *o, float *w, const float *g, float lr) {
+    const float wd = o->c.weight_decay, eps = o->c.eps;
+    float *sum = o->moment[0];
+    const long n = (long)o->n;
+#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
+    for (long i = 0; i < n; i++) {
+        float d = g[i] + wd * w[i];
+        sum[i] += d * d;
+        w[i] -= lr * d / (sqrtf(sum[i]) + eps);
+    }
+}
+
+static void rmsprop_step(rg_optim *o, float *w, const float *g, float lr) {
+    const float wd = o->c.weight_decay, eps = o->c.eps, a = o->c.alpha, mu = o->c.momentum;
+    float *v = o->moment[0], *buf = o->moment[1];
+    const long n = (long)o->n;
+#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
+    for (long i = 0; i < n; i++) {
+        float d = g[i] + wd * w[i];
+        v[i] = a * v[i] + (1.0f - a) * d * d;
+        float step = d / (sqrtf(v[i]) + eps);
+        if (mu > 0) step = buf[i] = mu * buf[i] + step;
+        w[i] -= lr * step;
+    }
+}
+
+static void adam_step(rg_optim *o, float *w, const float *g, float lr) {
+    const bool decoupled = o->c.kind == RG_OPTIM_ADAMW;
+    const float wd = o->c.weight_decay, b1 = o->c.beta1, b2 = o->c.beta2, eps = o->c.eps;
+    const double t = (double)(o->steps + 1);
+    const float step_size = (float)(lr / (1.0 - pow(b1, t)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
+    const float l2 = decoupled ? 0.0f : wd, shrink = decoupled ? 1.0f - lr * wd : 1.0f;
+    float *m = o->moment[0], *v = o->moment[1];
+    const long n = (long)o->n;
+#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
+    for (long i = 0; i < n; i++) {
+        float d = g[i] + l2 * w[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * d;
+        v[i] = b2 * v[i] + (1.0f - b2) * d * d;
+        w[i] = shrink * w[i] - step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
+    switch (o->c.kind) {
+    case RG_OPTIM_SGD:
+    case RG_OPTIM_MOMENTUM:
+    case RG_OPTIM_NESTEROV: sgd_step(o, params, grads, lr); break;
+    case RG_OPTIM_ADAGRAD: adagrad_step(o, params, grads, lr); break;
+    case RG_OPTIM_RMSPROP: rmsprop_step(o, params, grads, lr); break;
+    case RG_OPTIM_ADAM:
+    case RG_OPTIM_ADAMW: adam_step(o, params, grads, lr); break;
+    default: return;
+    }
+    o->steps++;
+}

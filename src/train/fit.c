@@ -1,0 +1,159 @@
+/*
+ * fit.c — the training loop (shuffle, batch, forward, backward, update), evaluation, and the
+ * bookkeeping users see: loss, accuracy, images/s, ETA.
+ *
+ * Determinism: the data order comes from one xoshiro stream seeded by cfg->seed, parameter
+ * initialisation and dropout from the graph's seed, and every kernel is deterministic for
+ * a fixed thread count, so equal inputs give bitwise equal weights.
+ */
+#include "../internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Checks that the model's input takes the dataset's samples. */
+static rg_status check_fits(const rg_model *m, const rg_dataset *d) {
+    const rg_graph *g = m->graph;
+    if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the model before training it");
+    const rg_node_impl *in = &g->nodes[m->input];
+    size_t sample = (size_t)d->c * d->h * d->w;
+    if (in->size != sample)
+        return rg_fail(RG_ERR_SHAPE, "the model takes %zu values per sample but the data has "
+                                     "%dx%dx%d = %zu", in->size, d->c, d->h, d->w, sample);
+    int classes = m->logits >= 0 ? (int)g->nodes[m->logits].size : 0;
+    if (d->classes > classes)
+        return rg_fail(RG_ERR_SHAPE, "the data has %d classes but the model predicts %d: set "
+                                     "classes=%d in the model spec", d->classes, classes, d->classes);
+    return RG_OK;
+}
+
+/* Correct predictions among the first n rows of logits (n, k). */
+static int count_correct(const float *logits, const int *labels, int n, int k) {
+    int correct = 0;
+    for (int b = 0; b < n; b++) {
+        const float *z = logits + (size_t)b * k;
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            if (z[j] > z[best]) best = j;
+        correct += best == labels[b];
+    }
+    return correct;
+}
+
+rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
+                      double *acc) {
+    rg_status s = check_fits(m, d);
+    if (s) return s;
+    rg_graph *g = m->graph;
+    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
+    int *order = NULL;
+    if (!idx) {
+        if (!(order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order)))
+            return rg_fail(RG_ERR_MEMORY, "out of memory");
+        for (int i = 0; i < n; i++) order[i] = i;
+        idx = order;
+    }
+    double total_loss = 0;
+    long correct = 0;
+    for (int start = 0; start < n; start += bs) {
+        int b = n - start < bs ? n - start : bs;
+        rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, m->input), g->labels);
+        rg_graph_forward(g, b, 0);
+        total_loss += (double)g->nodes[m->loss].out[0] * b;
+        correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
+    }
+    free(order);
+    *loss = n ? total_loss / n : NAN;
+    *acc = n ? (double)correct / n : NAN;
+    return RG_OK;
+}
+
+rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
+                 const rg_fit_callbacks *cb) {
+    rg_status s = check_fits(m, train);
+    if (s) return s;
+    rg_graph *g = m->graph;
+    if (cfg->epochs < 1) return rg_fail(RG_ERR_ARG, "epochs must be at least 1, got %d", cfg->epochs);
+    if (cfg->batch < 1 || cfg->batch > g->max_batch)
+        return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", cfg->batch,
+                       g->max_batch);
+    if (!(cfg->val_split >= 0 && cfg->val_split < 1))
+        return rg_fail(RG_ERR_ARG, "validation split %g is outside [0, 1)", (double)cfg->val_split);
+    const int n_val = (int)floor((double)train->n * cfg->val_split);
+    const int n_train = train->n - n_val;
+    if (n_train < 1)
+        return rg_fail(RG_ERR_ARG, "no training samples left after the validation split");
+    rg_optim *opt = rg_optim_create(&cfg->optim, g->param_floats);
+    int *order = malloc((size_t)train->n * sizeof *order);
+    if (!opt || !order) {
+        rg_optim_free(opt);
+        free(order);
+        return opt ? rg_fail(RG_ERR_MEMORY, "out of memory") : RG_ERR_ARG;
+    }
+    /* One seeded permutation; its tail is the validation set for the whole run. */
+    rg_rng rng;
+    rg_rng_seed(&rng, cfg->seed);
+    for (int i = 0; i < train->n; i++) order[i] = i;
+    rg_rng_shuffle(&rng, order, train->n);
+
+    const int k = (int)g->nodes[m->logits].size;
+    const long batches = (n_train + cfg->batch - 1) / cfg->batch;
+    const long total_steps = batches * cfg->epochs;
+    long step = 0;
+    const double run_start = now_seconds();
+    for (int epoch = 0; epoch < cfg->epochs && s == RG_OK; epoch++) {
+        rg_rng_shuffle(&rng, order, n_train);
+        const double t0 = now_seconds();
+        double loss_sum = 0;
+        long correct = 0, seen = 0;
+        float lr = cfg->optim.lr;
+        for (long bi = 0; bi < batches; bi++, step++) {
+            const int start = (int)(bi * cfg->batch);
+            const int b = n_train - start < cfg->batch ? n_train - start : cfg->batch;
+            rg_dataset_batch(train, order + start, b, rg_graph_input_buffer(g, m->input), g->labels);
+            rg_graph_forward(g, b, 1);
+            const float loss = g->nodes[m->loss].out[0];
+            if (!isfinite(loss)) {
+                s = rg_fail(RG_ERR_NUMERIC, "the loss became %g at epoch %d, batch %ld: lower "
+                                            "--lr or use a better-conditioned model",
+                            (double)loss, epoch + 1, bi + 1);
+                break;
+            }
+            loss_sum += (double)loss * b;
+            correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
+            seen += b;
+            rg_graph_backward(g, m->loss);
+            lr = rg_schedule_lr(&cfg->schedule, cfg->optim.lr, step, epoch, total_steps);
+            rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
+            if (cb && cb->on_batch) {
+                double elapsed = now_seconds() - run_start;
+                double ips = seen / (now_seconds() - t0);
+                double eta = elapsed / (double)(step + 1) * (double)(total_steps - step - 1);
+                cb->on_batch(cb->user, epoch + 1, (int)bi + 1, (int)batches, loss_sum / seen,
+                             (double)correct / seen, ips, eta);
+            }
+        }
+        if (s) break;
+        rg_epoch_stats st = {.epoch = epoch + 1, .loss = loss_sum / seen,
+                             .acc = (double)correct / seen, .val_loss = NAN, .val_acc = NAN,
+                             .lr = lr};
+        st.seconds = now_seconds() - t0;
+        st.images_per_sec = seen / st.seconds;
+        if (n_val > 0) {
+            s = rg_evaluate(m, train, order + n_train, n_val, &st.val_loss, &st.val_acc);
+            if (s) break;
+        }
+        if (cb && cb->on_epoch) cb->on_epoch(cb->user, &st);
+    }
+    rg_optim_free(opt);
+    free(order);
+    return s;
+}
