@@ -1,8 +1,8 @@
 /*
- * threads.c — one thread count for OpenMP loops and the BLAS together.
+ * threads.c — one thread count for regrad's OpenMP pool.
  *
- * The two never run at once (a BLAS call is never made inside a parallel loop), so giving
- * both the same count uses every core without oversubscribing them.
+ * The BLAS is kept single-threaded: regrad splits each matrix product across its own
+ * OpenMP threads (src/kernels/cpu/gemm.c), so exactly one pool of N threads ever runs.
  */
 #include "../internal.h"
 
@@ -27,7 +27,7 @@ void rg_set_threads(int n) {
     omp_set_num_threads(n);
 #endif
 #ifdef RG_HAVE_OPENBLAS_THREADS
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);
 #endif
 }
 
