@@ -316,6 +316,24 @@ void rg_dataset_free(rg_dataset *d);
 /* Writes samples idx[0..n) as floats scaled to [0,1] into x (n, C, H, W), labels into y. */
 void rg_dataset_batch(const rg_dataset *d, const int *idx, int n, float *x, int *y);
 
+/* ---------------------------------------------------------------- safetensors files */
+
+/* A safetensors file held in memory: named float32 tensors and a string metadata map.
+ * Headers are validated fully (size, JSON, dtypes, shapes, offsets inside the data and not
+ * overlapping) before any tensor is used. */
+typedef struct rg_tensor_file rg_tensor_file;
+
+rg_status rg_safetensors_load(const char *path, rg_tensor_file **out);
+void rg_tensor_file_free(rg_tensor_file *f);
+int rg_tensor_file_count(const rg_tensor_file *f);
+/* The i-th tensor in file order: name, shape, and data (owned by f). */
+const char *rg_tensor_file_name(const rg_tensor_file *f, int i);
+/* Finds a tensor by name: its data (owned by f), element count and shape; NULL if absent. */
+const float *rg_tensor_file_find(const rg_tensor_file *f, const char *name, size_t *count,
+                                 int *ndim, int shape[RG_MAX_DIMS]);
+/* A metadata value, or NULL. */
+const char *rg_tensor_file_meta(const rg_tensor_file *f, const char *key);
+
 /* ---------------------------------------------------------------- models */
 
 /* A graph with its named ends, as built by the zoo. */

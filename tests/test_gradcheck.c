@@ -1,0 +1,193 @@
+/*
+ * test_gradcheck.c — the finite-difference gradient check every op goes through.
+ *
+ * For each case a tiny graph ends in the op under test; with a fixed random r, the scalar
+ * L = sum(out * r) is differentiated analytically (backward seeded with r) and by central
+ * differences, (L(v+e) - L(v-e)) / 2e for every input value and every parameter.
+ *
+ * Tolerance: |analytic - numeric| <= 2e-3 + 2e-2 * |numeric|.  With e = 1e-2 in float32,
+ * the rounding error of L's difference is ~1e-5 / 2e-2 and the truncation error O(e^2 f''')
+ * is ~1e-4; kinks (relu at 0) are kept away from by drawing inputs with |v| >= 0.1.
+ */
+#include "test_util.h"
+
+#include "internal.h"
+
+#define EPS 1e-2f
+#define ATOL 2e-3
+#define RTOL 2e-2
+
+typedef rg_node (*case_builder)(rg_graph *g, rg_node a, rg_node b);
+
+typedef struct grad_case {
+    const char *name;
+    case_builder build;
+    int ndim;
+    int shape[3];
+    bool two_inputs;
+    bool train; /* forward in training mode (dropout) */
+} grad_case;
+
+static rg_rng rng;
+
+static float away_from_zero(void) {
+    float v = 0.1f + 0.9f * rg_rng_uniform(&rng);
+    return rg_rng_uniform(&rng) < 0.5f ? -v : v;
+}
+
+static double objective(rg_graph *g, rg_node out, const float *r, int batch, bool train,
+                        uint64_t calls) {
+    g->dropout_calls = calls; /* the same dropout mask on every evaluation */
+    rg_graph_forward(g, batch, train);
+    g->dropout_calls = calls;
+    size_t n = (g->nodes[out].batched ? (size_t)batch : 1) * rg_node_size(g, out);
+    const float *y = rg_node_output(g, out);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)y[i] * r[i];
+    return s;
+}
+
+/* Checks d objective / d v for every value v in buf[0..n) against grad[0..n). */
+static void check_values(const char *what, rg_graph *g, rg_node out, const float *r, int batch,
+                         bool train, float *buf, const float *grad, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float keep = buf[i];
+        buf[i] = keep + EPS;
+        double up = objective(g, out, r, batch, train, 7);
+        buf[i] = keep - EPS;
+        double down = objective(g, out, r, batch, train, 7);
+        buf[i] = keep;
+        double numeric = (up - down) / (2.0 * EPS), analytic = grad[i];
+        if (!(fabs(analytic - numeric) <= ATOL + RTOL * fabs(numeric)))
+            fail_msg("%s[%zu]: analytic %.6g, numeric %.6g", what, i, analytic, numeric);
+    }
+}
+
+static void run_case(const grad_case *c) {
+    const int batch = 3;
+    rg_rng_seed(&rng, 99);
+    rg_graph *g = rg_graph_create(5);
+    rg_graph_want_input_grads(g, 1);
+    rg_node a = rg_input(g, "a", c->ndim, c->shape);
+    rg_node b = c->two_inputs ? rg_input(g, "b", c->ndim, c->shape) : RG_NONE;
+    rg_node out = c->build(g, a, b);
+    if (rg_graph_compile(g, batch) != RG_OK) fail_msg("%s: %s", c->name, rg_last_error());
+    for (int i = 0; i < rg_graph_param_count(g); i++) { /* parameters away from zero too */
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        for (size_t j = 0; j < p.size; j++) rg_graph_params(g)[p.offset + j] = away_from_zero() * 0.5f;
+    }
+    size_t in_n = (size_t)batch * rg_node_size(g, a);
+    rg_node inputs[2] = {a, b};
+    for (int k = 0; k < (c->two_inputs ? 2 : 1); k++)
+        for (size_t i = 0; i < in_n; i++) rg_graph_input_buffer(g, inputs[k])[i] = away_from_zero();
+    for (int i = 0; i < batch; i++) rg_graph_labels(g)[i] = (int)rg_rng_below(&rng, 2);
+    size_t out_n = (g->nodes[out].batched ? (size_t)batch : 1) * rg_node_size(g, out);
+    float *r = malloc(out_n * sizeof *r);
+    for (size_t i = 0; i < out_n; i++) r[i] = rg_rng_normal(&rng);
+
+    objective(g, out, r, batch, c->train, 7);
+    assert_int_equal(rg_graph_backward_from(g, out, r), RG_OK);
+    size_t pn = rg_graph_param_floats(g);
+    float *pgrad = malloc((pn ? pn : 1) * sizeof *pgrad), *igrad[2];
+    memcpy(pgrad, rg_graph_grads(g), pn * sizeof *pgrad);
+    for (int k = 0; k < 2; k++) {
+        igrad[k] = malloc(in_n * sizeof(float));
+        if (inputs[k] != RG_NONE) memcpy(igrad[k], rg_node_grad(g, inputs[k]), in_n * sizeof(float));
+    }
+    char what[96];
+    for (int k = 0; k < (c->two_inputs ? 2 : 1); k++) {
+        snprintf(what, sizeof what, "%s d/d input %d", c->name, k + 1);
+        check_values(what, g, out, r, batch, c->train, rg_graph_input_buffer(g, inputs[k]),
+                     igrad[k], in_n);
+    }
+    for (int i = 0; i < rg_graph_param_count(g); i++) {
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        snprintf(what, sizeof what, "%s d/d %s", c->name, p.name);
+        check_values(what, g, out, r, batch, c->train, rg_graph_params(g) + p.offset,
+                     pgrad + p.offset, p.size);
+    }
+    free(r);
+    free(pgrad);
+    free(igrad[0]);
+    free(igrad[1]);
+    rg_graph_free(g);
+}
+
+static rg_node b_dense(rg_graph *g, rg_node a, rg_node b) { return rg_dense(g, a, 4, RG_INIT(RG_INIT_ZEROS)); }
+#define ACT_BUILDER(fn) \
+    static rg_node b_##fn(rg_graph *g, rg_node a, rg_node b) { return rg_##fn(g, a); }
+ACT_BUILDER(relu)
+ACT_BUILDER(leaky_relu)
+ACT_BUILDER(elu)
+ACT_BUILDER(gelu)
+ACT_BUILDER(sigmoid)
+ACT_BUILDER(tanh)
+ACT_BUILDER(softplus)
+ACT_BUILDER(softmax)
+ACT_BUILDER(flatten)
+static rg_node b_linear(rg_graph *g, rg_node a, rg_node b) { return rg_activation(g, a, RG_ACT_LINEAR); }
+static rg_node b_dropout(rg_graph *g, rg_node a, rg_node b) { return rg_dropout(g, a, 0.3f); }
+static rg_node b_add(rg_graph *g, rg_node a, rg_node b) { return rg_add(g, a, b); }
+static rg_node b_xent(rg_graph *g, rg_node a, rg_node b) { return rg_softmax_cross_entropy(g, a, 0.0f); }
+static rg_node b_xent_smooth(rg_graph *g, rg_node a, rg_node b) { return rg_softmax_cross_entropy(g, a, 0.2f); }
+static rg_node b_mse_labels(rg_graph *g, rg_node a, rg_node b) { return rg_mse(g, a, RG_NONE); }
+static rg_node b_mse_target(rg_graph *g, rg_node a, rg_node b) { return rg_mse(g, a, b); }
+
+static const grad_case cases[] = {
+    {"dense", b_dense, 1, {5}, false, false},
+    {"relu", b_relu, 1, {6}, false, false},
+    {"leaky_relu", b_leaky_relu, 1, {6}, false, false},
+    {"elu", b_elu, 1, {6}, false, false},
+    {"gelu", b_gelu, 1, {6}, false, false},
+    {"sigmoid", b_sigmoid, 1, {6}, false, false},
+    {"tanh", b_tanh, 1, {6}, false, false},
+    {"softplus", b_softplus, 1, {6}, false, false},
+    {"linear", b_linear, 1, {6}, false, false},
+    {"softmax", b_softmax, 2, {2, 4}, false, false},
+    {"dropout", b_dropout, 1, {8}, false, true},
+    {"add", b_add, 2, {2, 3}, true, false},
+    {"flatten", b_flatten, 3, {2, 2, 2}, false, false},
+    {"softmax_cross_entropy", b_xent, 1, {4}, false, false},
+    {"softmax_cross_entropy smoothing", b_xent_smooth, 1, {4}, false, false},
+    {"mse labels", b_mse_labels, 1, {4}, false, false},
+    {"mse target", b_mse_target, 1, {4}, true, false},
+};
+
+static void test_all_ops(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i]);
+}
+
+/* Every op kind has a complete table row, and every kind appears in some case above (by
+ * its op name), so a new op cannot skip the gradient check. */
+static void test_op_table_covered(void **state) {
+    (void)state;
+    for (int k = 0; k < RG_OP_COUNT; k++) {
+        const rg_op_def *d = rg_op_table[k];
+        assert_non_null(d);
+        assert_non_null(d->infer);
+        assert_non_null(d->forward);
+        if (k == RG_OP_INPUT) continue;
+        assert_true(d->backward || d->aliases_input);
+        bool found = false;
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            rg_graph *g = rg_graph_create(1);
+            rg_node a = rg_input(g, "a", cases[i].ndim, cases[i].shape);
+            rg_node b = cases[i].two_inputs ? rg_input(g, "b", cases[i].ndim, cases[i].shape) : RG_NONE;
+            rg_node out = cases[i].build(g, a, b);
+            if (out != RG_NONE && g->nodes[out].op == (rg_op_kind)k) found = true;
+            rg_graph_free(g);
+        }
+        if (!found) fail_msg("op '%s' has no gradient-check case", d->name);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_all_ops),
+        cmocka_unit_test(test_op_table_covered),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
