@@ -121,7 +121,7 @@ void rg_dataset_free(rg_dataset *d) {
 rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_classes,
                       rg_dataset **out) {
     *out = NULL;
-    idx_file fi, fl;
+    idx_file fi = {0}, fl = {0};
     rg_dataset *d = NULL;
     unsigned char *raw_labels = NULL;
     rg_status s = idx_open(&fi, images_path, 3, "images");

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# test_cli.sh — the regrad command as a user meets it: help, version, every kind of bad
+# input (one line on stderr naming the problem, exit 2 for usage and 1 for runtime errors,
+# never a crash), an end-to-end training run on a Fashion-MNIST subset, and reproducibility.
+# Usage: test_cli.sh PATH/TO/regrad
+set -u
+BIN=${1:?usage: test_cli.sh PATH/TO/regrad}
+FM=/usr/share/datasets/fashion-mnist
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect CODE PATTERN ARGS...: exit code CODE, exactly one stderr line matching PATTERN.
+expect() {
+  local code=$1 pattern=$2; shift 2
+  "$BIN" "$@" >"$tmp/out" 2>"$tmp/err"; local got=$?
+  local lines; lines=$(wc -l <"$tmp/err")
+  if [ "$got" -ne "$code" ]; then bad "regrad $* -> exit $got, expected $code: $(head -c 300 "$tmp/err")"
+  elif [ "$code" -ne 0 ] && [ "$lines" -ne 1 ]; then bad "regrad $* -> $lines stderr lines, expected 1: $(cat "$tmp/err")"
+  elif ! grep -q -- "$pattern" "$tmp/err" "$tmp/out"; then bad "regrad $* -> output lacks '$pattern': $(head -c 300 "$tmp/err")"
+  else ok; fi
+}
+
+# ---- help and version
+expect 0 "regrad 0" --version
+expect 0 "Commands:" --help
+expect 2 "Usage" 
+expect 2 "unknown command 'trian'" trian
+expect 0 "Usage: regrad train" train --help
+expect 0 "Usage: regrad summary" summary --help
+expect 0 "Total params: 269,322" summary --model mlp
+expect 0 "Total params: 7,850" summary --model mlp:depth=0
+
+# ---- usage errors (exit 2), all before any data is read
+expect 2 "did you mean --epochs" train --epocs 2
+expect 2 "did you mean --optimizer" train --optimiser adam
+expect 2 "needs a value" train --epochs
+expect 2 "--lr '-1'" train --lr -1
+expect 2 "--lr '0'" train --lr 0
+expect 2 "--lr 'abc'" train --lr abc
+expect 2 "--batch '0'" train --batch 0
+expect 2 "--val-split '1'" train --val-split 1
+expect 2 "--val-split '-0.1'" train --val-split -0.1
+expect 2 "--epochs '1.5'" train --epochs 1.5
+expect 2 "--threads" train --threads -3
+expect 2 "unknown optimizer 'adamax'" train --optimizer adamax
+expect 2 "unknown schedule 'linear'" train --schedule linear
+expect 2 "--loss 'hinge'" train --loss hinge
+expect 2 "unknown model 'resnet9000'" train --model resnet9000
+expect 2 "depth=x" train --model mlp:depth=x
+expect 2 "unknown option 'widht'" train --model mlp:widht=3
+expect 2 "unknown activation 'swish'" train --model mlp:act=swish
+expect 2 "unexpected argument 'extra'" train extra
+expect 2 "unknown data spec 'mnist'" train --data mnist
+expect 2 "--input 'abc'" summary --input abc
+
+# ---- runtime errors on bad data (exit 1)
+mkdir -p "$tmp/fm"
+cp "$FM"/*.gz "$tmp/fm/"
+expect 1 "cannot open" train --data idx:/nonexistent/images,/nonexistent/labels
+expect 1 "cannot open" train --data fashion-mnist:/nonexistent
+head -c 1000 "$FM/train-images-idx3-ubyte.gz" > "$tmp/fm/train-images-idx3-ubyte.gz"
+expect 1 "train-images" train --data "fashion-mnist:$tmp/fm"
+printf 'this is not an idx file at all' > "$tmp/fm/train-images-idx3-ubyte.gz"
+expect 1 "bad magic" train --data "fashion-mnist:$tmp/fm"
+cp "$FM/train-images-idx3-ubyte.gz" "$tmp/fm/"
+expect 1 "holds 60000 images but" train --data "idx:$tmp/fm/train-images-idx3-ubyte.gz,$FM/t10k-labels-idx1-ubyte.gz"
+# a labels file with one label out of range (12 for a 10-class set)
+printf '\x00\x00\x08\x01\x00\x00\xea\x60' > "$tmp/lbl"
+{ head -c 100 /dev/zero; printf '\x0c'; head -c 59899 /dev/zero; } >> "$tmp/lbl"
+gzip -c "$tmp/lbl" > "$tmp/fm/train-labels-idx1-ubyte.gz"
+expect 1 "label 12 of sample 100 is out of range" train --data "fashion-mnist:$tmp/fm"
+expect 1 "cannot write metrics" train --limit 256 --metrics /nonexistent/dir/m.jsonl
+
+# ---- end to end: a subset of Fashion-MNIST reaches a stated accuracy
+"$BIN" train --limit 10000 --epochs 2 --val-split 0.1 --seed 1 --metrics "$tmp/m.jsonl" >"$tmp/out" 2>&1
+acc=$(grep '"event":"end"' "$tmp/m.jsonl" | sed 's/.*"test_acc":\([0-9.]*\).*/\1/')
+if awk -v a="$acc" 'BEGIN {exit !(a >= 0.80)}'; then ok; else bad "end-to-end test accuracy $acc < 0.80"; fi
+[ "$(grep -c '"event":"epoch"' "$tmp/m.jsonl")" -eq 2 ] && ok || bad "metrics should hold 2 epoch lines"
+grep -q '"val_acc":0\.[0-9]' "$tmp/m.jsonl" && ok || bad "metrics lack val_acc"
+
+# ---- reproducibility: same seed and threads, same weights; another seed, other weights
+run_hash() { "$BIN" train --limit 3000 --epochs 1 --model mlp:dropout=0.1 --threads 2 --seed "$1" --quiet | sed 's/.*weights \([0-9a-f]*\).*/\1/'; }
+h1=$(run_hash 7); h2=$(run_hash 7); h3=$(run_hash 8)
+[ -n "$h1" ] && [ "$h1" = "$h2" ] && ok || bad "same seed gave weights $h1 and $h2"
+[ "$h1" != "$h3" ] && ok || bad "different seeds gave the same weights"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,228 @@
+/*
+ * test_train.c — the training loop and its parts: bitwise reproducibility, learning on a
+ * separable synthetic problem, learning-rate schedules, optimizer validation, model specs
+ * and graph-builder errors.
+ */
+#include "test_util.h"
+
+#include "internal.h"
+
+/* Two Gaussian blobs per class in 4x4 "images": learnable in a few epochs. */
+static rg_dataset *synthetic(int n, int classes, uint64_t seed) {
+    rg_dataset *d = calloc(1, sizeof *d);
+    d->n = n, d->c = 1, d->h = 4, d->w = 4, d->classes = classes;
+    d->pixels = malloc((size_t)n * 16);
+    d->labels = malloc((size_t)n * sizeof(int));
+    rg_rng r;
+    rg_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        int y = (int)rg_rng_below(&r, (uint32_t)classes);
+        d->labels[i] = y;
+        for (int j = 0; j < 16; j++) {
+            float v = (j % classes == y ? 170.0f : 60.0f) + 30.0f * rg_rng_normal(&r);
+            d->pixels[(size_t)i * 16 + j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+    return d;
+}
+
+static rg_fit_config config(rg_optim_kind k) {
+    rg_fit_config c = {.epochs = 3, .batch = 16, .seed = 3, .val_split = 0.2f,
+                       .optim = rg_optim_defaults(k)};
+    rg_schedule_parse("constant", &c.schedule);
+    return c;
+}
+
+static void train_once(const char *spec, rg_optim_kind k, uint64_t seed, int epochs, float *out,
+                       size_t *n, double *val_acc) {
+    rg_dataset *d = synthetic(400, 3, 11);
+    rg_model m;
+    assert_int_equal(rg_model_build(spec, 1, 4, 4, 3, RG_LOSS_XENT, 0, seed, &m), RG_OK);
+    assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
+    rg_fit_config c = config(k);
+    c.seed = seed;
+    c.epochs = epochs;
+    assert_int_equal(rg_fit(&m, d, &c, NULL), RG_OK);
+    *n = rg_graph_param_floats(m.graph);
+    memcpy(out, rg_graph_params(m.graph), *n * sizeof *out);
+    if (val_acc) {
+        double loss;
+        assert_int_equal(rg_evaluate(&m, d, NULL, d->n, &loss, val_acc), RG_OK);
+    }
+    rg_model_free(&m);
+    rg_dataset_free(d);
+}
+
+static void test_bitwise_reproducible(void **state) {
+    (void)state;
+    static float a[4096], b[4096], c[4096];
+    size_t na, nb, nc;
+    const char *spec = "mlp:depth=2,width=32,dropout=0.2";
+    train_once(spec, RG_OPTIM_ADAM, 5, 3, a, &na, NULL);
+    train_once(spec, RG_OPTIM_ADAM, 5, 3, b, &nb, NULL);
+    train_once(spec, RG_OPTIM_ADAM, 6, 3, c, &nc, NULL);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na * sizeof *a);           /* same seed: same bits */
+    assert_memory_not_equal(a, c, na * sizeof *a);       /* another seed: other weights */
+}
+
+static void test_every_optimizer_learns(void **state) {
+    (void)state;
+    static float w[4096];
+    size_t n;
+    for (int k = 0; k < RG_OPTIM_COUNT; k++) {
+        double acc;
+        /* 20 epochs of 20 steps at each optimizer's default rate: plain SGD at 0.01 is the
+         * slowest and needs them. */
+        train_once("mlp:depth=1,width=32", (rg_optim_kind)k, 1, 20, w, &n, &acc);
+        if (acc < 0.9) fail_msg("%s reached only %.3f on a separable problem", rg_optim_name(k), acc);
+    }
+}
+
+static void test_schedules(void **state) {
+    (void)state;
+    rg_schedule s;
+    assert_int_equal(rg_schedule_parse("step:2:0.5", &s), RG_OK);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 0, 0, 100), 1.0f, 1e-7);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 50, 2, 100), 0.5f, 1e-7);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 90, 5, 100), 0.25f, 1e-7);
+    assert_int_equal(rg_schedule_parse("cosine:0.1", &s), RG_OK);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 0, 0, 100), 1.0f, 1e-6);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 50, 0, 100), 0.55f, 1e-6);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 100, 0, 100), 0.1f, 1e-6);
+    assert_int_equal(rg_schedule_parse("constant,warmup:4", &s), RG_OK);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 0, 0, 100), 0.25f, 1e-7);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 3, 0, 100), 1.0f, 1e-7);
+    assert_float_equal(rg_schedule_lr(&s, 1.0f, 50, 0, 100), 1.0f, 1e-7);
+    const char *bad[] = {"", "linear", "step:0:0.1", "step:2", "step:2:1.5", "cosine:-1",
+                         "constant,warmup:x", "step:2:0.1junk"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (rg_schedule_parse(bad[i], &s) != RG_ERR_ARG) fail_msg("schedule '%s' accepted", bad[i]);
+}
+
+static void test_optimizer_validation(void **state) {
+    (void)state;
+    rg_optim_kind k;
+    assert_int_equal(rg_optim_parse("adamax", &k), RG_ERR_ARG);
+    assert_non_null(strstr(rg_last_error(), "unknown optimizer 'adamax'"));
+    rg_optim_config c = rg_optim_defaults(RG_OPTIM_ADAM);
+    assert_float_equal(c.lr, 1e-3f, 0);
+    c.lr = -1;
+    assert_int_equal(rg_optim_check(&c), RG_ERR_ARG);
+    c = rg_optim_defaults(RG_OPTIM_ADAM);
+    c.beta2 = 1.0f;
+    assert_int_equal(rg_optim_check(&c), RG_ERR_ARG);
+    c = rg_optim_defaults(RG_OPTIM_NESTEROV);
+    c.momentum = 0;
+    assert_int_equal(rg_optim_check(&c), RG_ERR_ARG);
+    assert_float_equal(rg_optim_defaults(RG_OPTIM_ADAMW).weight_decay, 0.01f, 0);
+    assert_float_equal(rg_optim_defaults(RG_OPTIM_ADAGRAD).eps, 1e-10f, 0);
+}
+
+static void test_model_specs(void **state) {
+    (void)state;
+    rg_model m;
+    assert_int_equal(rg_model_build("mlp:depth=3,width=64,act=tanh,init=glorot", 1, 28, 28, 10,
+                                    RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    /* 784*64+64 + 2*(64*64+64) + 64*10+10 */
+    size_t total = 0;
+    for (int i = 0; i < rg_graph_param_count(m.graph); i++) {
+        rg_param_info p;
+        rg_graph_param(m.graph, i, &p);
+        total += p.size;
+    }
+    assert_int_equal(total, 784 * 64 + 64 + 2 * (64 * 64 + 64) + 64 * 10 + 10);
+    assert_int_equal(rg_graph_compile(m.graph, 8), RG_OK);
+    rg_param_info p;
+    rg_graph_param(m.graph, 2, &p);
+    assert_string_equal(p.name, "dense_2.kernel");
+    rg_model_free(&m);
+    const struct { const char *spec, *msg; } bad[] = {
+        {"resnet9000", "unknown model 'resnet9000'"},
+        {"mlp:depth=-1", "depth=-1"},
+        {"mlp:width=abc", "width=abc"},
+        {"mlp:act=swish", "unknown activation 'swish'"},
+        {"mlp:init=kaiming", "unknown initialiser 'kaiming'"},
+        {"mlp:depht=3", "unknown option 'depht'"},
+        {"mlp:depth", "write key=value"},
+        {"mlp:depth=2,depth=3", "given twice"},
+        {"mlp:dropout=1.5", "dropout=1.5"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rg_status s = rg_model_build(bad[i].spec, 1, 28, 28, 10, RG_LOSS_XENT, 0, 1, &m);
+        if (s != RG_ERR_ARG || !strstr(rg_last_error(), bad[i].msg))
+            fail_msg("spec '%s': status %d, '%s'", bad[i].spec, s, rg_last_error());
+    }
+}
+
+static void test_builder_errors(void **state) {
+    (void)state;
+    rg_graph *g = rg_graph_create(1);
+    rg_node x = rg_input(g, "x", 2, (int[]){3, 4});
+    rg_node y = rg_dense(g, x, 5, RG_INIT(RG_INIT_HE_NORMAL)); /* not flat */
+    assert_int_equal(y, RG_NONE);
+    assert_int_equal(rg_relu(g, y), RG_NONE); /* errors are sticky */
+    assert_int_equal(rg_graph_compile(g, 4), RG_ERR_SHAPE);
+    assert_non_null(strstr(rg_last_error(), "add a flatten"));
+    rg_graph_free(g);
+
+    g = rg_graph_create(1);
+    rg_node a = rg_input(g, "a", 1, (int[]){3}), b = rg_input(g, "b", 1, (int[]){4});
+    rg_add(g, a, b);
+    assert_int_equal(rg_graph_compile(g, 4), RG_ERR_SHAPE);
+    assert_non_null(strstr(rg_last_error(), "same shape"));
+    rg_graph_free(g);
+
+    g = rg_graph_create(1);
+    a = rg_input(g, "a", 1, (int[]){3});
+    rg_node loss = rg_softmax_cross_entropy(g, rg_dense(g, a, 2, RG_INIT(RG_INIT_TORCH)), 0);
+    assert_int_equal(rg_graph_compile(g, 0), RG_ERR_ARG);
+    assert_int_equal(rg_graph_compile(g, 4), RG_OK);
+    assert_int_equal(rg_graph_compile(g, 4), RG_ERR_STATE);
+    assert_int_equal(rg_graph_forward(g, 5, 1), RG_ERR_ARG);
+    assert_int_equal(rg_graph_forward(g, 4, 1), RG_OK);
+    assert_int_equal(rg_graph_backward(g, loss), RG_OK);
+    rg_graph_free(g);
+    rg_graph_free(NULL);
+    rg_dataset_free(NULL);
+    rg_optim_free(NULL);
+    rg_tensor_file_free(NULL);
+}
+
+static void test_initialisers(void **state) {
+    (void)state;
+    const struct { const char *name; double var; } cases[] = {
+        {"he", 2.0 / 400}, {"he_uniform", 2.0 / 400}, {"glorot", 2.0 / 500},
+        {"glorot_normal", 2.0 / 500}, {"lecun", 1.0 / 400}, {"lecun_uniform", 1.0 / 400},
+        {"torch", 1.0 / (3 * 400)}, {"normal:0.1", 0.01},
+    };
+    static float w[400 * 100];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        rg_init init;
+        assert_int_equal(rg_init_parse(cases[i].name, &init), RG_OK);
+        rg_rng r;
+        rg_rng_seed(&r, 1);
+        rg_init_fill(w, 40000, init, 400, 100, &r);
+        double s = 0, s2 = 0;
+        for (int j = 0; j < 40000; j++) s += w[j], s2 += (double)w[j] * w[j];
+        double mean = s / 40000, var = s2 / 40000 - mean * mean;
+        if (fabs(mean) > 0.02 * sqrt(cases[i].var) * 10 || fabs(var / cases[i].var - 1) > 0.05)
+            fail_msg("%s: mean %.4g var %.4g, expected var %.4g", cases[i].name, mean, var,
+                     cases[i].var);
+    }
+    rg_init init;
+    assert_int_equal(rg_init_parse("normal:-1", &init), RG_ERR_ARG);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bitwise_reproducible),
+        cmocka_unit_test(test_every_optimizer_learns),
+        cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_optimizer_validation),
+        cmocka_unit_test(test_model_specs),
+        cmocka_unit_test(test_builder_errors),
+        cmocka_unit_test(test_initialisers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
