@@ -201,24 +201,32 @@ int rg_graph_max_batch(const rg_graph *g);
 
 /* ---------------------------------------------------------------- parameters */
 
+/* A named tensor of the graph: a trainable parameter (in the flat parameter buffer, with a
+ * gradient at the same offset in the flat gradient buffer) or non-trainable state such as
+ * batch-norm running statistics (in the flat state buffer, no gradient). */
 typedef struct rg_param_info {
-    const char *name;  /* "dense_3.kernel" */
+    const char *name;  /* "dense_3.kernel", "conv2_block1_preact_bn.moving_mean" */
     rg_node node;      /* the node that owns it */
     int ndim;
     int shape[RG_MAX_DIMS];
-    size_t offset;     /* into the flat buffers */
+    size_t offset;     /* into its flat buffer (parameters or state) */
     size_t size;       /* element count */
     int trainable;
+    int state;         /* 1: lives in the state buffer, never trained */
+    float *data;       /* its values (NULL before compile) */
+    float *grad;       /* its gradient (NULL for state and before compile) */
 } rg_param_info;
 
-int rg_graph_param_count(const rg_graph *g);      /* number of parameter tensors */
-size_t rg_graph_param_floats(const rg_graph *g);  /* total floats in the flat buffer */
+int rg_graph_param_count(const rg_graph *g);      /* number of tensors, parameters and state */
+size_t rg_graph_param_floats(const rg_graph *g);  /* floats in the flat parameter buffer */
 rg_status rg_graph_param(const rg_graph *g, int i, rg_param_info *out);
 float *rg_graph_params(rg_graph *g);              /* the flat parameter buffer */
 float *rg_graph_grads(rg_graph *g);               /* the flat gradient buffer */
+size_t rg_graph_state_floats(const rg_graph *g);  /* floats in the flat state buffer */
+float *rg_graph_state(rg_graph *g);               /* the flat state buffer */
 /* Re-initialises every parameter from seed (the graph's own seed at compile). */
 void rg_graph_init_params(rg_graph *g, uint64_t seed);
-/* 64-bit FNV-1a hash of the flat parameter buffer's bytes: equal runs, equal hashes. */
+/* 64-bit FNV-1a hash of the flat parameter and state buffers: equal runs, equal hashes. */
 uint64_t rg_graph_params_hash(const rg_graph *g);
 
 /* ---------------------------------------------------------------- optimizers */

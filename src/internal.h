@@ -85,6 +85,7 @@ typedef struct rg_param_impl {
     rg_init init;
     int fan_in, fan_out;
     bool trainable;
+    bool state;           /* non-trainable state (running statistics): lives in state_buf */
 } rg_param_impl;
 
 struct rg_graph {
@@ -95,6 +96,8 @@ struct rg_graph {
     size_t param_floats;
     float *param_buf;     /* one allocation: every parameter */
     float *grad_buf;      /* same layout */
+    size_t state_floats;
+    float *state_buf;     /* one allocation: every state tensor (batch-norm statistics) */
     float *act_buf;       /* one allocation: every node's out, dout, aux */
     int *labels;          /* (max_batch) */
     int max_batch;
@@ -116,6 +119,9 @@ rg_node rg_graph_add_node(rg_graph *g, rg_op_kind op, const int *inputs, int n_i
 /* Declares a parameter of node n; called from infer.  Returns its index or -1. */
 int rg_param_declare(rg_graph *g, rg_node_impl *n, const char *suffix, int ndim,
                      const int *shape, rg_init init, int fan_in, int fan_out);
+/* Declares non-trainable state of node n (e.g. running mean), initialised by init. */
+int rg_state_declare(rg_graph *g, rg_node_impl *n, const char *suffix, int ndim,
+                     const int *shape, rg_init init);
 /* Records a builder error unless one is recorded already; returns RG_NONE. */
 rg_node rg_graph_error(rg_graph *g, rg_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -124,7 +130,8 @@ static inline rg_node_impl *rg_in(rg_graph *g, const rg_node_impl *n, int k) {
     return &g->nodes[n->inputs[k]];
 }
 static inline float *rg_param_data(rg_graph *g, const rg_node_impl *n, int k) {
-    return g->param_buf + g->params[n->first_param + k].offset;
+    const rg_param_impl *p = &g->params[n->first_param + k];
+    return (p->state ? g->state_buf : g->param_buf) + p->offset;
 }
 static inline float *rg_param_grad(rg_graph *g, const rg_node_impl *n, int k) {
     return g->grad_buf + g->params[n->first_param + k].offset;

@@ -39,7 +39,6 @@ static net build_chain(void) {
 
 /* Copies the fixture's tensors named PREFIX + parameter name into the graph. */
 static void load_params(rg_graph *g, const rg_tensor_file *f, const char *prefix) {
-    float *p = rg_graph_params(g);
     for (int i = 0; i < rg_graph_param_count(g); i++) {
         rg_param_info info;
         assert_int_equal(rg_graph_param(g, i, &info), RG_OK);
@@ -49,12 +48,12 @@ static void load_params(rg_graph *g, const rg_tensor_file *f, const char *prefix
         const float *src = rg_tensor_file_find(f, name, &count, NULL, NULL);
         if (!src) fail_msg("fixture lacks %s", name);
         assert_int_equal(count, info.size);
-        memcpy(p + info.offset, src, count * sizeof *p);
+        memcpy(info.data, src, count * sizeof *src);
     }
 }
 
-/* Compares the graph's flat buffer `buf` with the fixture's PREFIX + name tensors. */
-static void compare_params(rg_graph *g, const float *buf, const rg_tensor_file *f,
+/* Compares each parameter (grads: its gradient) with the fixture's PREFIX + name tensor. */
+static void compare_params(rg_graph *g, bool grads, const rg_tensor_file *f,
                            const char *prefix, double atol, double rtol) {
     for (int i = 0; i < rg_graph_param_count(g); i++) {
         rg_param_info info;
@@ -63,7 +62,7 @@ static void compare_params(rg_graph *g, const float *buf, const rg_tensor_file *
         snprintf(name, sizeof name, "%s%s", prefix, info.name);
         const float *want = rg_tensor_file_find(f, name, NULL, NULL, NULL);
         if (!want) fail_msg("fixture lacks %s", name);
-        assert_close(name, buf + info.offset, want, info.size, atol, rtol);
+        assert_close(name, grads ? info.grad : info.data, want, info.size, atol, rtol);
     }
 }
 
@@ -87,7 +86,7 @@ static void test_chain_forward_backward(void **state) {
     assert_close("loss", rg_node_output(n.g, n.loss),
                  rg_tensor_file_find(f, "loss", NULL, NULL, NULL), 1, 1e-6, 1e-5);
     assert_int_equal(rg_graph_backward(n.g, n.loss), RG_OK);
-    compare_params(n.g, rg_graph_grads(n.g), f, "grad.", 1e-5, 1e-4);
+    compare_params(n.g, true, f, "grad.", 1e-5, 1e-4);
     rg_graph_free(n.g);
     rg_tensor_file_free(f);
 }
@@ -126,7 +125,7 @@ static void test_optimizers_three_steps(void **state) {
         }
         char prefix[32];
         snprintf(prefix, sizeof prefix, "%s.", names[i]);
-        compare_params(n.g, rg_graph_params(n.g), f, prefix, 2e-5, 1e-4);
+        compare_params(n.g, false, f, prefix, 2e-5, 1e-4);
         rg_optim_free(o);
         rg_graph_free(n.g);
     }
@@ -150,7 +149,7 @@ static void test_softmax_mse(void **state) {
     assert_close("loss", rg_node_output(g, loss), rg_tensor_file_find(f, "loss", NULL, NULL, NULL),
                  1, 1e-7, 1e-5);
     rg_graph_backward(g, loss);
-    compare_params(g, rg_graph_grads(g), f, "grad.", 1e-6, 1e-4);
+    compare_params(g, true, f, "grad.", 1e-6, 1e-4);
     rg_graph_free(g);
     rg_tensor_file_free(f);
 }

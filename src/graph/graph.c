@@ -32,6 +32,7 @@ void rg_graph_free(rg_graph *g) {
     free(g->params);
     free(g->param_buf);
     free(g->grad_buf);
+    free(g->state_buf);
     free(g->act_buf);
     free(g->labels);
     free(g);
@@ -145,6 +146,16 @@ int rg_param_declare(rg_graph *g, rg_node_impl *n, const char *suffix, int ndim,
     return g->n_params++;
 }
 
+int rg_state_declare(rg_graph *g, rg_node_impl *n, const char *suffix, int ndim,
+                     const int *shape, rg_init init) {
+    int i = rg_param_declare(g, n, suffix, ndim, shape, init, 1, 1);
+    if (i >= 0) {
+        g->params[i].state = true;
+        g->params[i].trainable = false;
+    }
+    return i;
+}
+
 void rg_node_set_name(rg_graph *g, rg_node id, const char *name) {
     if (!g || g->error) return;
     if (id < 0 || id >= g->n_nodes || !name || !*name) {
@@ -171,7 +182,8 @@ void rg_graph_init_params(rg_graph *g, uint64_t seed) {
         rg_param_impl *p = &g->params[i];
         rg_rng rng;
         rg_rng_seed(&rng, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
-        rg_init_fill(g->param_buf + p->offset, p->size, p->init, p->fan_in, p->fan_out, &rng);
+        rg_init_fill((p->state ? g->state_buf : g->param_buf) + p->offset, p->size, p->init,
+                     p->fan_in, p->fan_out, &rng);
     }
 }
 
@@ -184,12 +196,13 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     g->max_batch = max_batch;
 
     /* Parameters: names and offsets into the flat buffer. */
-    size_t total = 0;
+    size_t total = 0, state = 0;
     for (int i = 0; i < g->n_params; i++) {
         rg_param_impl *p = &g->params[i];
         snprintf(p->name, sizeof p->name, "%s.%s", g->nodes[p->node].name, p->suffix);
-        p->offset = total;
-        total += p->size;
+        size_t *next = p->state ? &state : &total;
+        p->offset = *next;
+        *next += p->size;
     }
     for (int i = 0; i < g->n_params; i++)
         for (int j = 0; j < i; j++)
@@ -197,6 +210,7 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
                 return rg_fail(RG_ERR_ARG, "two parameters named '%s': rename a node",
                                g->params[i].name);
     g->param_floats = total;
+    g->state_floats = state;
 
     /* Activations: out, dout and aux of every node in one buffer. */
     if (g->input_grads)
@@ -220,9 +234,10 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     }
     g->param_buf = calloc(total ? total : 1, sizeof(float));
     g->grad_buf = calloc(total ? total : 1, sizeof(float));
+    g->state_buf = calloc(state ? state : 1, sizeof(float));
     g->act_buf = calloc(acts ? acts : 1, sizeof(float));
     g->labels = calloc((size_t)max_batch, sizeof(int));
-    if (!g->param_buf || !g->grad_buf || !g->act_buf || !g->labels)
+    if (!g->param_buf || !g->grad_buf || !g->state_buf || !g->act_buf || !g->labels)
         return rg_fail(RG_ERR_MEMORY, "out of memory: %zu parameters and %zu activation floats "
                                       "at batch %d; reduce --batch", total, acts, max_batch);
     float *p = g->act_buf;
@@ -347,6 +362,9 @@ rg_status rg_graph_param(const rg_graph *g, int i, rg_param_info *out) {
     out->offset = p->offset;
     out->size = p->size;
     out->trainable = p->trainable;
+    out->state = p->state;
+    out->data = g->compiled ? (p->state ? g->state_buf : g->param_buf) + p->offset : NULL;
+    out->grad = g->compiled && !p->state ? g->grad_buf + p->offset : NULL;
     return RG_OK;
 }
 
@@ -354,5 +372,9 @@ uint64_t rg_graph_params_hash(const rg_graph *g) {
     uint64_t h = 0xcbf29ce484222325ull;
     const unsigned char *b = (const unsigned char *)g->param_buf;
     for (size_t i = 0; i < g->param_floats * sizeof(float); i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    b = (const unsigned char *)g->state_buf;
+    for (size_t i = 0; i < g->state_floats * sizeof(float); i++) h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }
+size_t rg_graph_state_floats(const rg_graph *g) { return g ? g->state_floats : 0; }
+float *rg_graph_state(rg_graph *g) { return g ? g->state_buf : NULL; }
