@@ -151,6 +151,47 @@ rg_node rg_add(rg_graph *g, rg_node a, rg_node b);
 /* Reshapes every sample to one dimension. */
 rg_node rg_flatten(rg_graph *g, rg_node x);
 
+/* ---- convolutional layers (activations NCHW, per-sample shape (C, H, W)) */
+
+typedef enum rg_padding {
+    RG_PAD_SAME = 0, /* output = ceil(input / stride); extra row/column at the end, as Keras */
+    RG_PAD_VALID,    /* no padding */
+    RG_PAD_EXPLICIT  /* `pad` zeros on every side, as PyTorch's padding=p */
+} rg_padding;
+
+typedef struct rg_conv_opts {
+    int stride;         /* 1 */
+    int dilation;       /* 1 */
+    int groups;         /* 1; groups = channels = filters is a depthwise convolution */
+    rg_padding padding; /* RG_PAD_SAME */
+    int pad;            /* for RG_PAD_EXPLICIT */
+    int bias;           /* 1 */
+    rg_init init;       /* he_normal; the bias starts at zero unless init is torch */
+} rg_conv_opts;
+
+/* The defaults above; change fields, then pass a pointer (NULL means the defaults). */
+rg_conv_opts rg_conv_defaults(void);
+/* 2-D convolution, weights "kernel" (filters, C/groups, k, k) OIHW and "bias" (filters). */
+rg_node rg_conv2d(rg_graph *g, rg_node x, int filters, int kernel, const rg_conv_opts *opts);
+/* Max pooling over k x k windows; pad counts -inf cells on each side (PyTorch). */
+rg_node rg_max_pool2d(rg_graph *g, rg_node x, int kernel, int stride, int pad);
+/* Average pooling; padded cells count as zeros in the mean (PyTorch's count_include_pad). */
+rg_node rg_avg_pool2d(rg_graph *g, rg_node x, int kernel, int stride, int pad);
+/* (C, H, W) -> (C): the mean over each channel. */
+rg_node rg_global_avg_pool(rg_graph *g, rg_node x);
+/* Zeros around each channel: top, bottom, left, right. */
+rg_node rg_zero_pad2d(rg_graph *g, rg_node x, int top, int bottom, int left, int right);
+/* Joins n nodes along the channel (first per-sample) dimension; other dimensions must
+ * agree. */
+rg_node rg_concat(rg_graph *g, int n, const rg_node *xs);
+/* Batch normalisation over the channel (first per-sample) dimension of (C) or (C, H, W):
+ * training normalises with the batch mean and biased variance and updates the running
+ * statistics as running = (1 - momentum) running + momentum batch (the variance with
+ * Bessel's correction), as PyTorch; evaluation uses the running statistics.  PyTorch's
+ * defaults are momentum 0.1, eps 1e-5; Keras's momentum 0.99 is 0.01 here.  Parameters
+ * "gamma", "beta"; state "moving_mean", "moving_variance". */
+rg_node rg_batch_norm(rg_graph *g, rg_node x, float momentum, float eps);
+
 /* Losses produce one scalar, the mean over the batch.
  * Softmax cross-entropy from logits against the graph's integer labels, with label
  * smoothing s: the target is (1-s)*onehot + s/K, as torch.nn.CrossEntropyLoss. */

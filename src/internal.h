@@ -13,7 +13,7 @@
 
 #include <stdbool.h>
 
-#define RG_MAX_INPUTS 4
+#define RG_MAX_INPUTS 8
 #define RG_NAME_MAX 96
 
 /* Records a formatted message as the thread's last error and returns status. */
@@ -32,6 +32,13 @@ typedef enum rg_op_kind {
     RG_OP_FLATTEN,
     RG_OP_SOFTMAX_XENT,
     RG_OP_MSE,
+    RG_OP_CONV2D,
+    RG_OP_MAX_POOL,
+    RG_OP_AVG_POOL,
+    RG_OP_GLOBAL_AVG_POOL,
+    RG_OP_ZERO_PAD,
+    RG_OP_CONCAT,
+    RG_OP_BATCH_NORM,
     RG_OP_COUNT
 } rg_op_kind;
 
@@ -70,6 +77,8 @@ struct rg_node_impl {
     int first_param, n_params;
     size_t aux_per_sample;   /* op scratch floats per sample (e.g. dropout mask) */
     size_t aux_fixed;        /* op scratch floats independent of the batch */
+    size_t workspace;        /* transient scratch floats used only inside one forward or
+                              * backward call; all nodes share the graph's workspace */
     float *out;              /* (max_batch, shape) or 1 */
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */
@@ -99,6 +108,8 @@ struct rg_graph {
     size_t state_floats;
     float *state_buf;     /* one allocation: every state tensor (batch-norm statistics) */
     float *act_buf;       /* one allocation: every node's out, dout, aux */
+    float *workspace;     /* shared transient scratch: the largest node's need */
+    int slots;            /* threads the workspace has room for (set at build) */
     int *labels;          /* (max_batch) */
     int max_batch;
     int batch;            /* of the last forward */
@@ -136,6 +147,14 @@ static inline float *rg_param_data(rg_graph *g, const rg_node_impl *n, int k) {
 static inline float *rg_param_grad(rg_graph *g, const rg_node_impl *n, int k) {
     return g->grad_buf + g->params[n->first_param + k].offset;
 }
+
+struct rg_conv_geom;
+/* Validates a (C, H, W) input for a k x k window and fills the geometry (conv.c). */
+rg_status rg_window_geometry(const rg_node_impl *x, int kernel, int stride, int dilation,
+                             rg_padding mode, int pad, struct rg_conv_geom *g);
+
+/* Threads an op may use at once: the workspace holds this many per-thread slices. */
+int rg_thread_slots(void);
 
 /* Initialises a flat slice from its init description using rng. */
 void rg_init_fill(float *dst, size_t n, rg_init init, int fan_in, int fan_out, rg_rng *rng);

@@ -154,11 +154,128 @@ static void test_softmax_mse(void **state) {
     rg_tensor_file_free(f);
 }
 
+/* ---- the convolution family, one PyTorch case each (tools/make_golden.py ops_fixture) */
+
+typedef struct op_case {
+    const char *name;
+    rg_node (*build)(rg_graph *g, rg_node a, rg_node b);
+    int inputs;
+    bool train;
+} op_case;
+
+static rg_node conv(rg_graph *g, rg_node x, int filters, int k, int stride, rg_padding mode,
+                    int pad, int dilation, int groups, int bias) {
+    rg_conv_opts o = rg_conv_defaults();
+    o.stride = stride, o.padding = mode, o.pad = pad, o.dilation = dilation, o.groups = groups;
+    o.bias = bias;
+    return rg_conv2d(g, x, filters, k, &o);
+}
+static rg_node c_same(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3, 1, RG_PAD_SAME, 0, 1, 1, 1); }
+static rg_node c_dil(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3, 2, RG_PAD_EXPLICIT, 2, 2, 1, 1); }
+static rg_node c_groups(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 6, 3, 1, RG_PAD_EXPLICIT, 1, 1, 2, 0); }
+static rg_node c_dw(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3, 2, RG_PAD_EXPLICIT, 1, 1, 4, 1); }
+static rg_node c_same2(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 5, 3, 2, RG_PAD_SAME, 0, 1, 1, 1); }
+static rg_node c_1x1(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
+static rg_node c_max(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 3, 2, 1); }
+static rg_node c_avg(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, a, 2, 2, 0); }
+static rg_node c_avgp(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, a, 3, 2, 1); }
+static rg_node c_gap(rg_graph *g, rg_node a, rg_node b) { return rg_global_avg_pool(g, a); }
+static rg_node c_pad(rg_graph *g, rg_node a, rg_node b) { return rg_zero_pad2d(g, a, 1, 2, 0, 1); }
+static rg_node c_cat(rg_graph *g, rg_node a, rg_node b) { return rg_concat(g, 2, (rg_node[]){a, b}); }
+static rg_node c_bn(rg_graph *g, rg_node a, rg_node b) { return rg_batch_norm(g, a, 0.1f, 1e-5f); }
+static rg_node c_bn_eval(rg_graph *g, rg_node a, rg_node b) { return rg_batch_norm(g, a, 0.1f, 1e-3f); }
+
+static const op_case op_cases[] = {
+    {"conv_same", c_same, 1, false},          {"conv_stride2_dilated", c_dil, 1, false},
+    {"conv_groups", c_groups, 1, false},      {"conv_depthwise", c_dw, 1, false},
+    {"conv_same_stride2", c_same2, 1, false}, {"conv_1x1", c_1x1, 1, false},
+    {"max_pool", c_max, 1, false},            {"avg_pool", c_avg, 1, false},
+    {"avg_pool_padded", c_avgp, 1, false},    {"global_avg_pool", c_gap, 1, false},
+    {"zero_pad", c_pad, 1, false},            {"concat", c_cat, 2, false},
+    {"bn_conv_train", c_bn, 1, true},         {"bn_dense_train", c_bn, 1, true},
+    {"bn_eval", c_bn_eval, 1, false},
+};
+
+static const float *case_tensor(const rg_tensor_file *f, const char *cs, const char *what,
+                                size_t *count, int *ndim, int *shape) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", cs, what);
+    const float *t = rg_tensor_file_find(f, key, count, ndim, shape);
+    if (!t) fail_msg("fixture lacks %s", key);
+    return t;
+}
+
+static void run_op_case(const rg_tensor_file *f, const op_case *c) {
+    rg_graph *g = rg_graph_create(1);
+    rg_graph_want_input_grads(g, 1);
+    rg_node in[2] = {RG_NONE, RG_NONE};
+    int batch = 0;
+    for (int k = 0; k < c->inputs; k++) {
+        int ndim, shape[RG_MAX_DIMS];
+        char what[16];
+        snprintf(what, sizeof what, "x%d", k);
+        case_tensor(f, c->name, what, NULL, &ndim, shape);
+        batch = shape[0];
+        in[k] = rg_input(g, what, ndim - 1, shape + 1);
+    }
+    rg_node out = c->build(g, in[0], in[1]);
+    if (rg_graph_compile(g, batch) != RG_OK) fail_msg("%s: %s", c->name, rg_last_error());
+    for (int k = 0; k < c->inputs; k++) {
+        char what[16];
+        snprintf(what, sizeof what, "x%d", k);
+        size_t count;
+        const float *x = case_tensor(f, c->name, what, &count, NULL, NULL);
+        memcpy(rg_graph_input_buffer(g, in[k]), x, count * sizeof *x);
+    }
+    for (int i = 0; i < rg_graph_param_count(g); i++) {
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        size_t count;
+        const float *v = case_tensor(f, c->name, strchr(p.name, '.') + 1, &count, NULL, NULL);
+        assert_int_equal(count, p.size);
+        memcpy(p.data, v, count * sizeof *v);
+    }
+    rg_graph_forward(g, batch, c->train);
+    size_t count;
+    const float *y = case_tensor(f, c->name, "y", &count, NULL, NULL);
+    assert_int_equal(count, (size_t)batch * rg_node_size(g, out));
+    char what[160];
+    snprintf(what, sizeof what, "%s.y", c->name);
+    assert_close(what, rg_node_output(g, out), y, count, 1e-5, 1e-4);
+    assert_int_equal(rg_graph_backward_from(g, out, case_tensor(f, c->name, "dy", NULL, NULL, NULL)), RG_OK);
+    for (int k = 0; k < c->inputs; k++) {
+        snprintf(what, sizeof what, "dx%d", k);
+        const float *dx = case_tensor(f, c->name, what, &count, NULL, NULL);
+        snprintf(what, sizeof what, "%s.dx%d", c->name, k);
+        assert_close(what, rg_node_grad(g, in[k]), dx, count, 1e-5, 1e-4);
+    }
+    for (int i = 0; i < rg_graph_param_count(g); i++) {
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        const char *suffix = strchr(p.name, '.') + 1;
+        snprintf(what, sizeof what, p.state ? "after.%s" : "grad.%s", suffix);
+        if (p.state && !c->train) continue; /* evaluation leaves the statistics alone */
+        const float *want = case_tensor(f, c->name, what, NULL, NULL, NULL);
+        snprintf(what, sizeof what, "%s.%s", c->name, p.name);
+        assert_close(what, p.state ? p.data : p.grad, want, p.size, 1e-5, 1e-4);
+    }
+    rg_graph_free(g);
+}
+
+static void test_conv_family(void **state) {
+    (void)state;
+    rg_tensor_file *f;
+    assert_int_equal(rg_safetensors_load(fixture_path("conv_ops.safetensors"), &f), RG_OK);
+    for (size_t i = 0; i < sizeof op_cases / sizeof *op_cases; i++) run_op_case(f, &op_cases[i]);
+    rg_tensor_file_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_forward_backward),
         cmocka_unit_test(test_optimizers_three_steps),
         cmocka_unit_test(test_softmax_mse),
+        cmocka_unit_test(test_conv_family),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@ typedef struct grad_case {
     int shape[3];
     bool two_inputs;
     bool train; /* forward in training mode (dropout) */
+    bool distinct; /* inputs at least 0.03 apart, so a max cannot change hands within EPS */
 } grad_case;
 
 static rg_rng rng;
@@ -80,8 +81,17 @@ static void run_case(const grad_case *c) {
     }
     size_t in_n = (size_t)batch * rg_node_size(g, a);
     rg_node inputs[2] = {a, b};
-    for (int k = 0; k < (c->two_inputs ? 2 : 1); k++)
-        for (size_t i = 0; i < in_n; i++) rg_graph_input_buffer(g, inputs[k])[i] = away_from_zero();
+    for (int k = 0; k < (c->two_inputs ? 2 : 1); k++) {
+        float *in = rg_graph_input_buffer(g, inputs[k]);
+        for (size_t i = 0; i < in_n; i++) in[i] = away_from_zero();
+        if (c->distinct) {
+            int *perm = malloc(in_n * sizeof *perm);
+            for (size_t i = 0; i < in_n; i++) perm[i] = (int)i;
+            rg_rng_shuffle(&rng, perm, (int)in_n);
+            for (size_t i = 0; i < in_n; i++) in[i] = -1.5f + 0.03f * (float)perm[i];
+            free(perm);
+        }
+    }
     for (int i = 0; i < batch; i++) rg_graph_labels(g)[i] = (int)rg_rng_below(&rng, 2);
     size_t out_n = (g->nodes[out].batched ? (size_t)batch : 1) * rg_node_size(g, out);
     float *r = malloc(out_n * sizeof *r);
@@ -136,7 +146,43 @@ static rg_node b_xent_smooth(rg_graph *g, rg_node a, rg_node b) { return rg_soft
 static rg_node b_mse_labels(rg_graph *g, rg_node a, rg_node b) { return rg_mse(g, a, RG_NONE); }
 static rg_node b_mse_target(rg_graph *g, rg_node a, rg_node b) { return rg_mse(g, a, b); }
 
+static rg_node conv_with(rg_graph *g, rg_node a, int filters, int kernel, int stride,
+                         rg_padding mode, int pad, int dilation, int groups, int bias) {
+    rg_conv_opts o = rg_conv_defaults();
+    o.stride = stride, o.padding = mode, o.pad = pad, o.dilation = dilation;
+    o.groups = groups, o.bias = bias;
+    return rg_conv2d(g, a, filters, kernel, &o);
+}
+static rg_node b_conv_same(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 3, 3, 1, RG_PAD_SAME, 0, 1, 1, 1); }
+static rg_node b_conv_stride2(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 3, 2, RG_PAD_SAME, 0, 1, 1, 1); }
+static rg_node b_conv_valid(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 2, 1, RG_PAD_VALID, 0, 1, 1, 0); }
+static rg_node b_conv_dilated(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 2, 1, RG_PAD_EXPLICIT, 1, 2, 1, 1); }
+static rg_node b_conv_groups(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 4, 3, 1, RG_PAD_EXPLICIT, 1, 1, 2, 1); }
+static rg_node b_conv_depthwise(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 3, 2, RG_PAD_EXPLICIT, 1, 1, 2, 0); }
+static rg_node b_conv_1x1(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
+static rg_node b_max_pool(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 2, 2, 1); }
+static rg_node b_avg_pool(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, a, 3, 2, 1); }
+static rg_node b_gap(rg_graph *g, rg_node a, rg_node b) { return rg_global_avg_pool(g, a); }
+static rg_node b_zero_pad(rg_graph *g, rg_node a, rg_node b) { return rg_zero_pad2d(g, a, 1, 0, 2, 1); }
+static rg_node b_concat(rg_graph *g, rg_node a, rg_node b) { return rg_concat(g, 2, (rg_node[]){a, b}); }
+static rg_node b_bn(rg_graph *g, rg_node a, rg_node b) { return rg_batch_norm(g, a, 0.1f, 1e-5f); }
+
 static const grad_case cases[] = {
+    {"conv2d same", b_conv_same, 3, {2, 4, 4}, false, false},
+    {"conv2d stride 2", b_conv_stride2, 3, {2, 5, 5}, false, false},
+    {"conv2d valid no bias", b_conv_valid, 3, {2, 3, 4}, false, false},
+    {"conv2d dilation 2", b_conv_dilated, 3, {2, 4, 4}, false, false},
+    {"conv2d groups 2", b_conv_groups, 3, {2, 3, 3}, false, false},
+    {"conv2d depthwise stride 2", b_conv_depthwise, 3, {2, 4, 4}, false, false},
+    {"conv2d 1x1", b_conv_1x1, 3, {2, 3, 3}, false, false},
+    {"max_pool2d", b_max_pool, 3, {2, 4, 4}, false, false, true},
+    {"avg_pool2d", b_avg_pool, 3, {2, 5, 5}, false, false},
+    {"global_avg_pool", b_gap, 3, {3, 2, 2}, false, false},
+    {"zero_pad2d", b_zero_pad, 3, {2, 2, 3}, false, false},
+    {"concat", b_concat, 3, {2, 2, 2}, true, false},
+    {"batch_norm conv train", b_bn, 3, {2, 2, 2}, false, true},
+    {"batch_norm dense train", b_bn, 1, {3}, false, true},
+    {"batch_norm eval", b_bn, 3, {2, 2, 2}, false, false},
     {"dense", b_dense, 1, {5}, false, false},
     {"relu", b_relu, 1, {6}, false, false},
     {"leaky_relu", b_leaky_relu, 1, {6}, false, false},

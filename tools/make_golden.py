@@ -9,6 +9,8 @@ cross-entropy (label smoothing 0.1): inputs, labels, weights, logits, loss, ever
 gradient, and the parameters after 3 steps of each optimizer (same batch each step).
 Names follow regrad's: dense_1.kernel is [out, in] as in torch.nn.Linear.
 mse_softmax.safetensors: dense -> softmax -> MSE against one-hot labels.
+conv_ops.safetensors: one case per convolution-family op (conv2d in its variants, pools,
+zero padding, concat, batch norm in training and evaluation), with its gradients.
 """
 import json, struct, sys
 from pathlib import Path
@@ -101,9 +103,68 @@ def mse_fixture(path):
                  "grad.dense_1.kernel": lin.weight.grad, "grad.dense_1.bias": lin.bias.grad},
           {"torch": torch.__version__})
 
+def ops_fixture(path):
+    """One case per conv-family op: input(s), parameters, output, a random output gradient
+    dy and the resulting input and parameter gradients, prefixed by the case name."""
+    F = torch.nn.functional
+    t = {}
+
+    def case(name, fn, xs, params=None, state=None, after=None):
+        xs = [x.clone().requires_grad_(True) for x in xs]
+        params = {k: v.clone().requires_grad_(True) for k, v in (params or {}).items()}
+        y = fn(*xs, **params)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        for i, x in enumerate(xs):
+            t[f"{name}.x{i}"] = x.detach()
+            t[f"{name}.dx{i}"] = x.grad
+        for k, v in params.items():
+            t[f"{name}.{k}"] = v.detach()
+            t[f"{name}.grad.{k}"] = v.grad
+        for k, v in (state or {}).items():
+            t[f"{name}.{k}"] = v
+        for k, v in (after or {}).items():
+            t[f"{name}.after.{k}"] = v
+        t[f"{name}.y"] = y.detach()
+        t[f"{name}.dy"] = dy
+
+    r = torch.randn
+    case("conv_same", lambda x, kernel, bias: F.conv2d(x, kernel, bias, padding=1),
+         [r(2, 3, 6, 6)], {"kernel": r(4, 3, 3, 3) * 0.3, "bias": r(4)})
+    case("conv_stride2_dilated", lambda x, kernel, bias: F.conv2d(x, kernel, bias, stride=2, padding=2, dilation=2),
+         [r(2, 3, 7, 7)], {"kernel": r(4, 3, 3, 3) * 0.3, "bias": r(4)})
+    case("conv_groups", lambda x, kernel: F.conv2d(x, kernel, None, padding=1, groups=2),
+         [r(2, 4, 5, 5)], {"kernel": r(6, 2, 3, 3) * 0.3})
+    case("conv_depthwise", lambda x, kernel, bias: F.conv2d(x, kernel, bias, stride=2, padding=1, groups=4),
+         [r(2, 4, 7, 7)], {"kernel": r(4, 1, 3, 3) * 0.3, "bias": r(4)})
+    # Keras/TF "same" at stride 2 on an even input pads 0 before and 1 after.
+    case("conv_same_stride2", lambda x, kernel, bias: F.conv2d(F.pad(x, (0, 1, 0, 1)), kernel, bias, stride=2),
+         [r(2, 3, 6, 6)], {"kernel": r(5, 3, 3, 3) * 0.3, "bias": r(5)})
+    case("conv_1x1", lambda x, kernel, bias: F.conv2d(x, kernel, bias),
+         [r(2, 6, 4, 4)], {"kernel": r(3, 6, 1, 1) * 0.3, "bias": r(3)})
+    case("max_pool", lambda x: F.max_pool2d(x, 3, 2, 1), [r(2, 3, 7, 7)])
+    case("avg_pool", lambda x: F.avg_pool2d(x, 2, 2), [r(2, 3, 6, 6)])
+    case("avg_pool_padded", lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=True), [r(2, 3, 7, 7)])
+    case("global_avg_pool", lambda x: x.mean((2, 3)), [r(2, 3, 4, 5)])
+    case("zero_pad", lambda x: F.pad(x, (0, 1, 1, 2)), [r(2, 2, 3, 4)])  # left right top bottom
+    case("concat", lambda a, b: torch.cat([a, b], 1), [r(2, 3, 4, 4), r(2, 2, 4, 4)])
+    for name, shape in (("bn_conv_train", (4, 3, 5, 5)), ("bn_dense_train", (8, 5))):
+        c = shape[1]
+        rm, rv = r(c) * 0.1, torch.rand(c) + 0.5
+        rm2, rv2 = rm.clone(), rv.clone()
+        case(name, lambda x, gamma, beta: F.batch_norm(x, rm2, rv2, gamma, beta, True, 0.1, 1e-5),
+             [r(*shape) * 2 + 1], {"gamma": r(c), "beta": r(c)},
+             {"moving_mean": rm, "moving_variance": rv},
+             {"moving_mean": rm2, "moving_variance": rv2})
+    rm, rv = r(3) * 0.1, torch.rand(3) + 0.5
+    case("bn_eval", lambda x, gamma, beta: F.batch_norm(x, rm, rv, gamma, beta, False, 0.1, 1e-3),
+         [r(2, 3, 4, 4)], {"gamma": r(3), "beta": r(3)}, {"moving_mean": rm, "moving_variance": rv})
+    write(path, t, {"torch": torch.__version__})
+
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures")
     out.mkdir(parents=True, exist_ok=True)
     chain_fixture(out / "mlp_chain.safetensors")
     mse_fixture(out / "mse_softmax.safetensors")
+    ops_fixture(out / "conv_ops.safetensors")
     print(f"wrote fixtures to {out}")

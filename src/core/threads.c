@@ -32,3 +32,12 @@ void rg_set_threads(int n) {
 }
 
 int rg_get_threads(void) { return current_threads; }
+
+int rg_thread_slots(void) {
+#ifdef _OPENMP
+    int n = omp_get_max_threads();
+    return n > current_threads ? n : current_threads;
+#else
+    return 1;
+#endif
+}

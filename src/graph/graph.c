@@ -22,6 +22,7 @@ rg_graph *rg_graph_create(uint64_t seed) {
         return NULL;
     }
     g->seed = seed;
+    g->slots = rg_thread_slots();
     return g;
 }
 
@@ -34,6 +35,7 @@ void rg_graph_free(rg_graph *g) {
     free(g->grad_buf);
     free(g->state_buf);
     free(g->act_buf);
+    free(g->workspace);
     free(g->labels);
     free(g);
 }
@@ -219,7 +221,7 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
             if (n->op == RG_OP_INPUT) n->needs_grad = true;
             for (int k = 0; k < n->n_inputs; k++) n->needs_grad |= rg_in(g, n, k)->needs_grad;
         }
-    size_t acts = 0;
+    size_t acts = 0, work = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         size_t f, aux;
@@ -228,6 +230,7 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
             return rg_fail(RG_ERR_MEMORY, "%s: activation size overflows", n->name);
         if (rg_op_table[n->op]->aliases_input) f = 0;
         acts += f + aux + n->aux_fixed;
+        if (n->workspace > work) work = n->workspace;
         if (acts > ((size_t)1 << 40))
             return rg_fail(RG_ERR_MEMORY, "activations need over 4 TiB at batch %d: reduce "
                                           "--batch or the model size", max_batch);
@@ -237,7 +240,8 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     g->state_buf = calloc(state ? state : 1, sizeof(float));
     g->act_buf = calloc(acts ? acts : 1, sizeof(float));
     g->labels = calloc((size_t)max_batch, sizeof(int));
-    if (!g->param_buf || !g->grad_buf || !g->state_buf || !g->act_buf || !g->labels)
+    g->workspace = malloc((work ? work : 1) * sizeof(float));
+    if (!g->workspace || !g->param_buf || !g->grad_buf || !g->state_buf || !g->act_buf || !g->labels)
         return rg_fail(RG_ERR_MEMORY, "out of memory: %zu parameters and %zu activation floats "
                                       "at batch %d; reduce --batch", total, acts, max_batch);
     float *p = g->act_buf;

@@ -17,4 +17,19 @@ void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
  * more than it saves. */
 #define RG_PARALLEL_MIN 32768
 
+/* Geometry of a 2-D convolution or pooling window over one (C, H, W) sample. */
+typedef struct rg_conv_geom {
+    int c, h, w;          /* input channels and size */
+    int kh, kw;           /* window */
+    int stride, dilation;
+    int pad_t, pad_l;     /* zeros before the first row / column (the rest follow from oh, ow) */
+    int oh, ow;           /* output size */
+} rg_conv_geom;
+
+/* col (C*KH*KW, OH*OW) from x (C, H, W): row (c, i, j) holds the input under window tap
+ * (i, j) of channel c for every output position, zero where the tap falls in padding. */
+void rg_im2col(const float *x, const rg_conv_geom *g, float *col);
+/* dx (C, H, W) += the scatter of dcol (C*KH*KW, OH*OW): the adjoint of rg_im2col. */
+void rg_col2im_add(const float *dcol, const rg_conv_geom *g, float *dx);
+
 #endif

@@ -5,6 +5,7 @@
 #include "../internal.h"
 #include "../kernels/kernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static rg_status add_infer(rg_graph *g, rg_node_impl *n) {
@@ -68,3 +69,120 @@ const rg_op_def rg_op_flatten_def = {
 };
 
 rg_node rg_flatten(rg_graph *g, rg_node x) { return rg_graph_add_node(g, RG_OP_FLATTEN, &x, 1, NULL); }
+
+/* ---- zero padding:  y (C, H+t+b, W+l+r) = x placed at (t, l), zeros around */
+
+typedef struct pad_attr {
+    int top, bottom, left, right;
+} pad_attr;
+
+static rg_status pad_infer(rg_graph *g, rg_node_impl *n) {
+    const pad_attr *a = n->attr;
+    const rg_node_impl *x = rg_in(g, n, 0);
+    if (x->ndim != 3)
+        return rg_fail(RG_ERR_SHAPE, "zero padding needs (channels, height, width)");
+    n->ndim = 3;
+    n->shape[0] = x->shape[0];
+    n->shape[1] = x->shape[1] + a->top + a->bottom;
+    n->shape[2] = x->shape[2] + a->left + a->right;
+    return RG_OK;
+}
+
+static void pad_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const pad_attr *a = n->attr;
+    const rg_node_impl *x = rg_in(g, n, 0);
+    const int h = x->shape[1], w = x->shape[2], ow = n->shape[2];
+    const long planes = (long)batch * x->shape[0];
+    memset(n->out, 0, (size_t)batch * n->size * sizeof(float));
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x->out + (size_t)p * h * w;
+        float *yp = n->out + (size_t)p * n->shape[1] * ow;
+        for (int i = 0; i < h; i++)
+            memcpy(yp + (size_t)(i + a->top) * ow + a->left, xp + (size_t)i * w, (size_t)w * sizeof(float));
+    }
+}
+
+static void pad_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const pad_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    if (!x->needs_grad) return;
+    const int h = x->shape[1], w = x->shape[2], ow = n->shape[2];
+    const long planes = (long)batch * x->shape[0];
+    for (long p = 0; p < planes; p++) {
+        float *dxp = x->dout + (size_t)p * h * w;
+        const float *dyp = n->dout + (size_t)p * n->shape[1] * ow;
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < w; j++) dxp[i * w + j] += dyp[(size_t)(i + a->top) * ow + a->left + j];
+    }
+}
+
+const rg_op_def rg_op_zero_pad_def = {
+    .name = "zero_pad2d", .min_inputs = 1, .max_inputs = 1,
+    .infer = pad_infer, .forward = pad_forward, .backward = pad_backward,
+};
+
+rg_node rg_zero_pad2d(rg_graph *g, rg_node x, int top, int bottom, int left, int right) {
+    if (top < 0 || bottom < 0 || left < 0 || right < 0)
+        return rg_graph_error(g, RG_ERR_ARG, "zero padding must not be negative");
+    pad_attr *a = malloc(sizeof *a);
+    if (!a) return rg_graph_error(g, RG_ERR_MEMORY, "out of memory");
+    *a = (pad_attr){top, bottom, left, right};
+    return rg_graph_add_node(g, RG_OP_ZERO_PAD, &x, 1, a);
+}
+
+/* ---- concat along channels:  y = [x_1; x_2; ...] per sample */
+
+static rg_status concat_infer(rg_graph *g, rg_node_impl *n) {
+    const rg_node_impl *x0 = rg_in(g, n, 0);
+    n->ndim = x0->ndim;
+    memcpy(n->shape, x0->shape, sizeof n->shape);
+    n->shape[0] = 0;
+    for (int k = 0; k < n->n_inputs; k++) {
+        const rg_node_impl *x = rg_in(g, n, k);
+        if (!x->batched || x->ndim != x0->ndim ||
+            memcmp(x->shape + 1, x0->shape + 1, (size_t)(x0->ndim - 1) * sizeof(int)) != 0)
+            return rg_fail(RG_ERR_SHAPE, "concat needs inputs that differ only in channels: "
+                                         "'%s' and '%s' differ", x0->name, x->name);
+        n->shape[0] += x->shape[0];
+    }
+    return RG_OK;
+}
+
+static void concat_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    for (int b = 0; b < batch; b++) {
+        float *y = n->out + (size_t)b * n->size;
+        for (int k = 0; k < n->n_inputs; k++) {
+            const rg_node_impl *x = rg_in(g, n, k);
+            memcpy(y, x->out + (size_t)b * x->size, x->size * sizeof(float));
+            y += x->size;
+        }
+    }
+}
+
+static void concat_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    for (int b = 0; b < batch; b++) {
+        const float *dy = n->dout + (size_t)b * n->size;
+        for (int k = 0; k < n->n_inputs; k++) {
+            rg_node_impl *x = rg_in(g, n, k);
+            if (x->needs_grad) {
+                float *dx = x->dout + (size_t)b * x->size;
+                for (size_t i = 0; i < x->size; i++) dx[i] += dy[i];
+            }
+            dy += x->size;
+        }
+    }
+}
+
+const rg_op_def rg_op_concat_def = {
+    .name = "concat", .min_inputs = 1, .max_inputs = RG_MAX_INPUTS,
+    .infer = concat_infer, .forward = concat_forward, .backward = concat_backward,
+};
+
+rg_node rg_concat(rg_graph *g, int n, const rg_node *xs) {
+    if (n < 1 || n > RG_MAX_INPUTS || !xs)
+        return rg_graph_error(g, RG_ERR_ARG, "concat takes 1 to %d inputs, got %d",
+                              RG_MAX_INPUTS, n);
+    return rg_graph_add_node(g, RG_OP_CONCAT, xs, n, NULL);
+}

@@ -1,0 +1,136 @@
+/*
+ * norm.c — batch normalisation over the channel dimension of (C) or (C, H, W) samples.
+ *
+ * Training, per channel c over the m = B*H*W values of the batch:
+ *   mean = sum x / m,  var = sum (x - mean)^2 / m,  xhat = (x - mean) / sqrt(var + eps)
+ *   y = gamma xhat + beta
+ *   running_mean = (1 - momentum) running_mean + momentum mean
+ *   running_var  = (1 - momentum) running_var  + momentum var m/(m-1)      (as PyTorch)
+ *   dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat mean(dy xhat))
+ *   dgamma = sum dy xhat,  dbeta = sum dy
+ * Evaluation: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, and
+ * dx = dy gamma / sqrt(running_var + eps).
+ * aux keeps each channel's mean and 1/sqrt(var + eps) for backward.
+ */
+#include "../internal.h"
+#include "../kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bn_attr {
+    float momentum, eps;
+    bool last_train;
+} bn_attr;
+
+static rg_status bn_infer(rg_graph *g, rg_node_impl *n) {
+    const rg_node_impl *x = rg_in(g, n, 0);
+    if (x->ndim != 1 && x->ndim != 3)
+        return rg_fail(RG_ERR_SHAPE, "batch norm needs (channels) or (channels, height, width)");
+    n->ndim = x->ndim;
+    memcpy(n->shape, x->shape, sizeof n->shape);
+    const int c = x->shape[0];
+    n->aux_fixed = 2 * (size_t)c;
+    if (rg_param_declare(g, n, "gamma", 1, &c, RG_INIT(RG_INIT_ONES), c, c) < 0 ||
+        rg_param_declare(g, n, "beta", 1, &c, RG_INIT(RG_INIT_ZEROS), c, c) < 0 ||
+        rg_state_declare(g, n, "moving_mean", 1, &c, RG_INIT(RG_INIT_ZEROS)) < 0 ||
+        rg_state_declare(g, n, "moving_variance", 1, &c, RG_INIT(RG_INIT_ONES)) < 0)
+        return RG_ERR_MEMORY;
+    return RG_OK;
+}
+
+static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    bn_attr *a = n->attr;
+    const rg_node_impl *xn = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    const size_t hw = n->size / (size_t)C, m = (size_t)batch * hw;
+    const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
+    float *rmean = rg_param_data(g, n, 2), *rvar = rg_param_data(g, n, 3);
+    float *mean = n->aux, *inv = n->aux + C;
+    /* A batch of one value per channel has no variance to learn from: use running stats. */
+    a->last_train = train && m > 1;
+#pragma omp parallel for schedule(static) if (m * (size_t)C > RG_PARALLEL_MIN)
+    for (int c = 0; c < C; c++) {
+        if (a->last_train) {
+            double s = 0, s2 = 0;
+            for (int b = 0; b < batch; b++) {
+                const float *xp = xn->out + ((size_t)b * C + c) * hw;
+                for (size_t i = 0; i < hw; i++) s += xp[i];
+            }
+            const double mu = s / (double)m;
+            for (int b = 0; b < batch; b++) {
+                const float *xp = xn->out + ((size_t)b * C + c) * hw;
+                for (size_t i = 0; i < hw; i++) s2 += (xp[i] - mu) * (xp[i] - mu);
+            }
+            const double var = s2 / (double)m;
+            mean[c] = (float)mu;
+            inv[c] = (float)(1.0 / sqrt(var + a->eps));
+            rmean[c] = (1.0f - a->momentum) * rmean[c] + a->momentum * (float)mu;
+            rvar[c] = (1.0f - a->momentum) * rvar[c] +
+                      a->momentum * (float)(var * (double)m / (double)(m - 1));
+        } else {
+            mean[c] = rmean[c];
+            inv[c] = 1.0f / sqrtf(rvar[c] + a->eps);
+        }
+        const float scale = gamma[c] * inv[c], shift = beta[c] - mean[c] * scale;
+        for (int b = 0; b < batch; b++) {
+            const float *xp = xn->out + ((size_t)b * C + c) * hw;
+            float *yp = n->out + ((size_t)b * C + c) * hw;
+            for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * scale + shift;
+        }
+    }
+}
+
+static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const bn_attr *a = n->attr;
+    rg_node_impl *xn = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    const size_t hw = n->size / (size_t)C, m = (size_t)batch * hw;
+    const float *gamma = rg_param_data(g, n, 0);
+    float *dgamma = rg_param_grad(g, n, 0), *dbeta = rg_param_grad(g, n, 1);
+    const float *mean = n->aux, *inv = n->aux + C;
+#pragma omp parallel for schedule(static) if (m * (size_t)C > RG_PARALLEL_MIN)
+    for (int c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int b = 0; b < batch; b++) {
+            const float *xp = xn->out + ((size_t)b * C + c) * hw;
+            const float *dyp = n->dout + ((size_t)b * C + c) * hw;
+            for (size_t i = 0; i < hw; i++) {
+                sdy += dyp[i];
+                sdyx += dyp[i] * (xp[i] - mean[c]) * inv[c];
+            }
+        }
+        dgamma[c] += (float)sdyx;
+        dbeta[c] += (float)sdy;
+        if (!xn->needs_grad) continue;
+        const float k = gamma[c] * inv[c];
+        const float mdy = (float)(sdy / (double)m), mdyx = (float)(sdyx / (double)m);
+        for (int b = 0; b < batch; b++) {
+            const float *xp = xn->out + ((size_t)b * C + c) * hw;
+            const float *dyp = n->dout + ((size_t)b * C + c) * hw;
+            float *dxp = xn->dout + ((size_t)b * C + c) * hw;
+            if (a->last_train)
+                for (size_t i = 0; i < hw; i++)
+                    dxp[i] += k * (dyp[i] - mdy - (xp[i] - mean[c]) * inv[c] * mdyx);
+            else
+                for (size_t i = 0; i < hw; i++) dxp[i] += k * dyp[i];
+        }
+    }
+}
+
+const rg_op_def rg_op_batch_norm_def = {
+    .name = "batch_norm", .min_inputs = 1, .max_inputs = 1,
+    .infer = bn_infer, .forward = bn_forward, .backward = bn_backward,
+};
+
+rg_node rg_batch_norm(rg_graph *g, rg_node x, float momentum, float eps) {
+    if (!(momentum >= 0 && momentum <= 1) || !(eps > 0))
+        return rg_graph_error(g, RG_ERR_ARG, "batch norm: momentum %g must be in [0, 1] and "
+                              "eps %g positive", (double)momentum, (double)eps);
+    bn_attr *a = calloc(1, sizeof *a);
+    if (!a) return rg_graph_error(g, RG_ERR_MEMORY, "out of memory");
+    a->momentum = momentum;
+    a->eps = eps;
+    return rg_graph_add_node(g, RG_OP_BATCH_NORM, &x, 1, a);
+}
