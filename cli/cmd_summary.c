@@ -11,9 +11,11 @@ static const char *const summary_help =
     "Usage: regrad summary --model SPEC [--input CxHxW] [--classes N]\n"
     "Print each layer's name, output shape and parameter count.\n"
     "\n"
-    "  --model SPEC     model spec, e.g. mlp:depth=2,width=256 (default mlp)\n"
-    "  --input CxHxW    per-sample input shape (default 1x28x28, Fashion-MNIST)\n"
-    "  --classes N      classifier outputs (default 10)\n"
+    "  --model SPEC     model spec, e.g. mlp:depth=2,width=256 or resnet50v2:top=0\n"
+    "                   (default mlp); see 'regrad train --help' for the models\n"
+    "  --input CxHxW    per-sample input shape (default: the model's, 1x28x28 for the\n"
+    "                   small models, 3x224x224 for the ImageNet ones)\n"
+    "  --classes N      classifier outputs (default: 10, or 1000 for ImageNet models)\n"
     "  -h, --help       show this help\n";
 
 enum { OPT_MODEL = 256, OPT_INPUT, OPT_CLASSES };
@@ -28,8 +30,8 @@ static const struct option summary_opts[] = {
 
 int cmd_summary(int argc, char **argv) {
     const char *cmd = "summary", *spec = "mlp";
-    int c_in = 1, h = 28, w = 28;
-    long classes = 10;
+    int c_in = 0, h = 0, w = 0; /* 0: the model's default */
+    long classes = 0;
     int c;
     optind = 1;
     while ((c = cli_getopt(cmd, argc, argv, "h", summary_opts)) != -1) {

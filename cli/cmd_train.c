@@ -19,8 +19,13 @@ static const char *const train_help =
     "  --data SPEC           fashion-mnist (default), fashion-mnist:DIR, idx:IMAGES,LABELS\n"
     "                        or idx:IMAGES,LABELS,TEST_IMAGES,TEST_LABELS\n"
     "  --limit N             train on the first N training samples only\n"
-    "  --model SPEC          mlp:depth=D,width=W,act=A,init=I,dropout=P\n"
-    "                        (default mlp: depth=2, width=256, act=relu, init=he)\n"
+    "  --model SPEC          a model and its options (default mlp):\n"
+    "                          mlp:depth=D,width=W,act=A,init=I,dropout=P,bn=0|1,residual=0|1\n"
+    "                          cnn  plaincnn:depth=D,width=C,act=A,init=I\n"
+    "                          resnet20v2 resnet56v2 plain20 plain56\n"
+    "                          resnet18v2 resnet50v2 resnet101v2 densenet121\n"
+    "                          densenet:depth=D,growth=K\n"
+    "                        all take classes=N, input=CxHxW, top=0|1\n"
     "  --loss NAME           xent (softmax cross-entropy, default) or mse\n"
     "  --label-smoothing F   cross-entropy label smoothing in [0, 1) (default 0)\n"
     "\n"
@@ -187,8 +192,8 @@ int cmd_train(int argc, char **argv) {
     if (!isnan(momentum)) oc.momentum = (float)momentum;
     if (!isnan(wd)) oc.weight_decay = (float)wd;
     if ((s = rg_optim_check(&oc))) return cli_fail(cmd, s);
-    rg_model probe;
-    if ((s = rg_model_build(model_spec, 1, 28, 28, 10, loss, (float)smoothing, 0, &probe)))
+    rg_model probe; /* catches spec errors before any data is read */
+    if ((s = rg_model_build(model_spec, 0, 0, 0, 0, loss, (float)smoothing, 0, &probe)))
         return cli_fail(cmd, s);
     rg_model_free(&probe);
 
@@ -199,8 +204,16 @@ int cmd_train(int argc, char **argv) {
     int code = 0;
     rg_model m = {0};
     if ((s = rg_model_build(model_spec, train->c, train->h, train->w, train->classes, loss,
-                            (float)smoothing, (uint64_t)seed, &m)) ||
-        (s = rg_graph_compile(m.graph, (int)batch))) {
+                            (float)smoothing, (uint64_t)seed, &m))) {
+        code = cli_fail(cmd, s);
+        goto done;
+    }
+    if (m.loss == RG_NONE) {
+        cli_error(cmd, "model '%s' has no classifier (top=0): training needs top=1", model_spec);
+        code = EXIT_USAGE;
+        goto done;
+    }
+    if ((s = rg_graph_compile(m.graph, (int)batch))) {
         code = cli_fail(cmd, s);
         goto done;
     }

@@ -399,11 +399,24 @@ typedef enum rg_loss_kind {
     RG_LOSS_MSE       /* mean squared error between softmax(logits) and one-hot labels */
 } rg_loss_kind;
 
-/* Builds a model from a spec ("mlp:depth=2,width=256,act=relu,init=he") for inputs of
- * per-sample shape (c, h, w) and `classes` outputs; does not compile it. */
+/* Builds a model from a spec for inputs of per-sample shape (c, h, w) and `classes`
+ * outputs (0 for any of them: the model's default, 1x28x28 and 10 for the small models,
+ * 3x224x224 and 1000 for the ImageNet ones); does not compile it.  Specs:
+ *   mlp:depth=D,width=W,act=A,init=I,dropout=P,bn=0|1,residual=0|1
+ *   cnn[:init=I]                      conv32-pool-conv64-pool-fc128
+ *   plaincnn:depth=D,width=C,act=A,init=I
+ *   resnet20v2, resnet56v2, plain20, plain56                 (CIFAR-style, 16/32/64)
+ *   resnet18v2, resnet50v2, resnet101v2, densenet121          (ImageNet-style, Keras names)
+ *   densenet:depth=D,growth=K                                 (DenseNet-BC, small inputs)
+ * and on all of them classes=N, input=CxHxW (overrides c, h, w) and top=0|1 (top=0 builds
+ * the feature extractor: logits is then the last feature map and loss is RG_NONE).
+ * Shape errors (an input too small for the network) are reported here, before any
+ * activation is allocated. */
 rg_status rg_model_build(const char *spec, int c, int h, int w, int classes, rg_loss_kind loss,
                          float label_smoothing, uint64_t seed, rg_model *out);
 void rg_model_free(rg_model *m);
+/* The zoo's model names, comma-separated. */
+const char *rg_model_names(void);
 
 /* Writes a Keras-like table (layer, output shape, parameters; totals) to f. */
 void rg_graph_summary(const rg_graph *g, FILE *f);

@@ -198,7 +198,7 @@ static const op_case op_cases[] = {
 
 static const float *case_tensor(const rg_tensor_file *f, const char *cs, const char *what,
                                 size_t *count, int *ndim, int *shape) {
-    char key[160];
+    char key[320];
     snprintf(key, sizeof key, "%s.%s", cs, what);
     const float *t = rg_tensor_file_find(f, key, count, ndim, shape);
     if (!t) fail_msg("fixture lacks %s", key);

@@ -1,0 +1,53 @@
+/*
+ * cnn.c — small convolutional networks for 28x28-class inputs.
+ *
+ * cnn:      conv32 3x3 pad 1 -> relu -> maxpool 2 -> conv64 3x3 pad 1 -> relu -> maxpool 2
+ *           -> flatten -> dense128 -> relu -> dense(classes): the reference small CNN.
+ * plaincnn: depth x (conv 3x3 same, width filters -> act), no batch norm, no skip; the
+ *           convolutions at depth/3 and 2*depth/3 have stride 2 so deep nets stay cheap;
+ *           then global average pooling and a dense classifier.  The deep plain CNN of the
+ *           vanishing-gradient experiments.
+ */
+#include "models.h"
+
+rg_status build_cnn(spec_opts *o, const model_dims *d, rg_model *m) {
+    rg_init init;
+    rg_status s;
+    if ((s = spec_init(o, RG_INIT(RG_INIT_HE_NORMAL), &init)) ||
+        (s = spec_done(o, "init, classes, input, top")))
+        return s;
+    rg_graph *g = m->graph;
+    rg_conv_opts c = rg_conv_defaults();
+    c.padding = RG_PAD_EXPLICIT, c.pad = 1, c.init = init;
+    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
+    rg_node x = rg_max_pool2d(g, rg_relu(g, rg_conv2d(g, m->input, 32, 3, &c)), 2, 2, 0);
+    x = rg_max_pool2d(g, rg_relu(g, rg_conv2d(g, x, 64, 3, &c)), 2, 2, 0);
+    x = rg_flatten(g, x);
+    if (d->top) x = rg_dense(g, rg_relu(g, rg_dense(g, x, 128, init)), d->classes, init);
+    m->logits = x;
+    return RG_OK;
+}
+
+rg_status build_plaincnn(spec_opts *o, const model_dims *d, rg_model *m) {
+    int depth, width;
+    rg_act act;
+    rg_init init;
+    rg_status s;
+    if ((s = spec_int(o, "depth", 20, 1, 1000, &depth)) ||
+        (s = spec_int(o, "width", 16, 1, 4096, &width)) || (s = spec_act(o, RG_ACT_RELU, &act)) ||
+        (s = spec_init(o, RG_INIT(RG_INIT_HE_NORMAL), &init)) ||
+        (s = spec_done(o, "depth, width, act, init, classes, input, top")))
+        return s;
+    rg_graph *g = m->graph;
+    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
+    rg_node x = m->input;
+    for (int i = 0; i < depth; i++) {
+        rg_conv_opts c = rg_conv_defaults();
+        c.init = init;
+        c.stride = depth >= 3 && (i == depth / 3 || i == 2 * depth / 3) ? 2 : 1;
+        x = rg_activation(g, rg_conv2d(g, x, width, 3, &c), act);
+    }
+    x = rg_global_avg_pool(g, x);
+    m->logits = d->top ? rg_dense(g, x, d->classes, init) : x;
+    return RG_OK;
+}
