@@ -22,7 +22,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: build
-	bench/bench_mlp.sh
+	bench/bench_train.sh mlp
 
 clean:
 	rm -rf $(BUILD)

@@ -36,8 +36,9 @@ rg_status rg_act_parse(const char *text, rg_act *out) {
 
 static inline float act_f(rg_act a, float x) {
     switch (a) {
-    case RG_ACT_RELU: return x > 0 ? x : 0.0f;
-    case RG_ACT_LEAKY_RELU: return x > 0 ? x : LEAKY_SLOPE * x;
+    /* written so that NaN passes through, as in PyTorch, and the loop vectorises */
+    case RG_ACT_RELU: return x < 0 ? 0.0f : x;
+    case RG_ACT_LEAKY_RELU: return x < 0 ? LEAKY_SLOPE * x : x;
     case RG_ACT_ELU: return x > 0 ? x : expm1f(x);                      /* alpha = 1 */
     case RG_ACT_GELU: return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); /* x Phi(x) */
     case RG_ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
@@ -70,25 +71,58 @@ static rg_status same_shape_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
+/* One forward and one backward loop per activation, each with the activation as a literal
+ * inside its parallel body, so act_f's switch folds away and relu-like loops vectorise.
+ * (With the switch in the loop, relu alone took a quarter of the CNN's training time; an
+ * always-inline helper does not help, since OpenMP outlines the loop body before the
+ * constant reaches it.) */
+#define ACT_LOOPS(NAME, A)                                                                  \
+    static void fwd_##NAME(const float *restrict x, float *restrict y, long count) {        \
+        _Pragma("omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)")           \
+        for (long i = 0; i < count; i++) y[i] = act_f(A, x[i]);                             \
+    }                                                                                       \
+    static void bwd_##NAME(const float *restrict x, const float *restrict y,                \
+                           const float *restrict dy, float *restrict dx, long count) {      \
+        _Pragma("omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)")           \
+        for (long i = 0; i < count; i++) dx[i] += dy[i] * act_df(A, x[i], y[i]);            \
+    }
+ACT_LOOPS(linear, RG_ACT_LINEAR)
+ACT_LOOPS(relu, RG_ACT_RELU)
+ACT_LOOPS(leaky_relu, RG_ACT_LEAKY_RELU)
+ACT_LOOPS(elu, RG_ACT_ELU)
+ACT_LOOPS(gelu, RG_ACT_GELU)
+ACT_LOOPS(sigmoid, RG_ACT_SIGMOID)
+ACT_LOOPS(tanh, RG_ACT_TANH)
+ACT_LOOPS(softplus, RG_ACT_SOFTPLUS)
+
+typedef struct act_loops {
+    void (*fwd)(const float *restrict, float *restrict, long);
+    void (*bwd)(const float *restrict, const float *restrict, const float *restrict,
+                float *restrict, long);
+} act_loops;
+
+static const act_loops loops[RG_ACT_COUNT] = {
+    [RG_ACT_LINEAR] = {fwd_linear, bwd_linear},
+    [RG_ACT_RELU] = {fwd_relu, bwd_relu},
+    [RG_ACT_LEAKY_RELU] = {fwd_leaky_relu, bwd_leaky_relu},
+    [RG_ACT_ELU] = {fwd_elu, bwd_elu},
+    [RG_ACT_GELU] = {fwd_gelu, bwd_gelu},
+    [RG_ACT_SIGMOID] = {fwd_sigmoid, bwd_sigmoid},
+    [RG_ACT_TANH] = {fwd_tanh, bwd_tanh},
+    [RG_ACT_SOFTPLUS] = {fwd_softplus, bwd_softplus},
+};
+
 static void act_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const rg_act a = *(const rg_act *)n->attr;
-    const float *x = rg_in(g, n, 0)->out;
-    float *y = n->out;
-    const long count = (long)batch * (long)n->size;
-#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
-    for (long i = 0; i < count; i++) y[i] = act_f(a, x[i]);
+    loops[a].fwd(rg_in(g, n, 0)->out, n->out, (long)batch * (long)n->size);
 }
 
 static void act_backward(rg_graph *g, rg_node_impl *n, int batch) {
     rg_node_impl *in = rg_in(g, n, 0);
     if (!in->needs_grad) return;
     const rg_act a = *(const rg_act *)n->attr;
-    const float *x = in->out, *y = n->out, *dy = n->dout;
-    float *dx = in->dout;
-    const long count = (long)batch * (long)n->size;
-#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
-    for (long i = 0; i < count; i++) dx[i] += dy[i] * act_df(a, x[i], y[i]);
+    loops[a].bwd(in->out, n->out, n->dout, in->dout, (long)batch * (long)n->size);
 }
 
 const rg_op_def rg_op_activation_def = {

