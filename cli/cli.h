@@ -34,5 +34,6 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
 
 int cmd_train(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ typedef struct command {
 static const command commands[] = {
     {"train", cmd_train, "train a model and evaluate it on the test split"},
     {"summary", cmd_summary, "show a model's layers, shapes and parameter counts"},
+    {"bench", cmd_bench, "time training steps on random data, broken down by op"},
 };
 
 static void usage(FILE *f) {

@@ -62,6 +62,10 @@ const char *rg_status_name(rg_status s);
 void rg_set_threads(int n);
 int rg_get_threads(void);
 
+/* The machine's single-precision matrix-multiply rate through regrad's own GEMM path
+ * (all threads): the best of `repeats` n x n x n products, in GFLOP/s. */
+double rg_sgemm_gflops(int n, int repeats);
+
 /* xoshiro256** seeded through splitmix64: fast, 256-bit state, reproducible everywhere. */
 typedef struct rg_rng {
     uint64_t s[4];
@@ -228,6 +232,15 @@ rg_status rg_graph_backward(rg_graph *g, rg_node loss);
 /* Back-propagates a caller-supplied gradient of node `from` (batch * per-sample size
  * floats): the general form used by gradient checks. */
 rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed);
+
+/* Turns per-node timing on (resetting the totals) or off (keeping them).  Timing costs
+ * two clock reads per node per pass. */
+void rg_graph_profile(rg_graph *g, int on);
+/* A node's accumulated forward and backward seconds while profiling, and the FLOPs of one
+ * sample's forward pass through it (2 per multiply-add; 0 where not counted: element-wise
+ * ops).  Backward costs about twice the forward FLOPs for dense and conv. */
+rg_status rg_node_profile(const rg_graph *g, rg_node n, double *fwd_seconds,
+                          double *bwd_seconds, double *flops);
 
 /* Node output and its gradient, (batch, per-sample shape). */
 float *rg_node_output(rg_graph *g, rg_node n);

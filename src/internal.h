@@ -82,6 +82,8 @@ struct rg_node_impl {
     float *out;              /* (max_batch, shape) or 1 */
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */
+    double fwd_seconds, bwd_seconds; /* accumulated while profiling */
+    double flops;            /* multiply-adds x 2 of one sample's forward (0: not counted) */
 };
 
 typedef struct rg_param_impl {
@@ -115,6 +117,7 @@ struct rg_graph {
     int batch;            /* of the last forward */
     bool compiled;
     bool input_grads;     /* backward fills the inputs' dout too */
+    bool profile;         /* time every node's forward and backward */
     rg_status error;      /* first builder error (sticky) */
     char error_msg[512];
     uint64_t seed;

@@ -177,6 +177,7 @@ static rg_node c_dw(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3,
 static rg_node c_same2(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 5, 3, 2, RG_PAD_SAME, 0, 1, 1, 1); }
 static rg_node c_1x1(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
 static rg_node c_max(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 3, 2, 1); }
+static rg_node c_max2(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 2, 2, 0); }
 static rg_node c_avg(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, a, 2, 2, 0); }
 static rg_node c_avgp(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, a, 3, 2, 1); }
 static rg_node c_gap(rg_graph *g, rg_node a, rg_node b) { return rg_global_avg_pool(g, a); }
@@ -189,7 +190,8 @@ static const op_case op_cases[] = {
     {"conv_same", c_same, 1, false},          {"conv_stride2_dilated", c_dil, 1, false},
     {"conv_groups", c_groups, 1, false},      {"conv_depthwise", c_dw, 1, false},
     {"conv_same_stride2", c_same2, 1, false}, {"conv_1x1", c_1x1, 1, false},
-    {"max_pool", c_max, 1, false},            {"avg_pool", c_avg, 1, false},
+    {"max_pool", c_max, 1, false},            {"max_pool_2x2", c_max2, 1, false},
+    {"avg_pool", c_avg, 1, false},
     {"avg_pool_padded", c_avgp, 1, false},    {"global_avg_pool", c_gap, 1, false},
     {"zero_pad", c_pad, 1, false},            {"concat", c_cat, 2, false},
     {"bn_conv_train", c_bn, 1, true},         {"bn_dense_train", c_bn, 1, true},

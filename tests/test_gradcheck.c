@@ -161,6 +161,7 @@ static rg_node b_conv_groups(rg_graph *g, rg_node a, rg_node b) { return conv_wi
 static rg_node b_conv_depthwise(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 3, 2, RG_PAD_EXPLICIT, 1, 1, 2, 0); }
 static rg_node b_conv_1x1(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
 static rg_node b_max_pool(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 2, 2, 1); }
+static rg_node b_max_pool_2x2(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 2, 2, 0); }
 static rg_node b_avg_pool(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, a, 3, 2, 1); }
 static rg_node b_gap(rg_graph *g, rg_node a, rg_node b) { return rg_global_avg_pool(g, a); }
 static rg_node b_zero_pad(rg_graph *g, rg_node a, rg_node b) { return rg_zero_pad2d(g, a, 1, 0, 2, 1); }
@@ -176,6 +177,7 @@ static const grad_case cases[] = {
     {"conv2d depthwise stride 2", b_conv_depthwise, 3, {2, 4, 4}, false, false},
     {"conv2d 1x1", b_conv_1x1, 3, {2, 3, 3}, false, false},
     {"max_pool2d", b_max_pool, 3, {2, 4, 4}, false, false, true},
+    {"max_pool2d 2x2 fast path", b_max_pool_2x2, 3, {2, 4, 10}, false, false, true},
     {"avg_pool2d", b_avg_pool, 3, {2, 5, 5}, false, false},
     {"global_avg_pool", b_gap, 3, {3, 2, 2}, false, false},
     {"zero_pad2d", b_zero_pad, 3, {2, 2, 3}, false, false},

@@ -143,6 +143,9 @@ def ops_fixture(path):
     case("conv_1x1", lambda x, kernel, bias: F.conv2d(x, kernel, bias),
          [r(2, 6, 4, 4)], {"kernel": r(3, 6, 1, 1) * 0.3, "bias": r(3)})
     case("max_pool", lambda x: F.max_pool2d(x, 3, 2, 1), [r(2, 3, 7, 7)])
+    # 2x2/2 has its own kernel (SSE2, four windows at a time, scalar tail): width 22 -> 11
+    # windows a row, so both paths run; rounded values make ties, which go to the first.
+    case("max_pool_2x2", lambda x: F.max_pool2d(x, 2, 2), [(r(3, 4, 6, 22) * 2).round() / 2])
     case("avg_pool", lambda x: F.avg_pool2d(x, 2, 2), [r(2, 3, 6, 6)])
     case("avg_pool_padded", lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=True), [r(2, 3, 7, 7)])
     case("global_avg_pool", lambda x: x.mean((2, 3)), [r(2, 3, 4, 5)])

@@ -14,6 +14,13 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 rg_graph *rg_graph_create(uint64_t seed) {
     rg_graph *g = calloc(1, sizeof *g);
@@ -49,6 +56,22 @@ rg_node rg_graph_error(rg_graph *g, rg_status s, const char *fmt, ...) {
         g->error = s;
     }
     return RG_NONE;
+}
+
+void rg_graph_profile(rg_graph *g, int on) {
+    if (!g) return;
+    g->profile = on != 0;
+    if (on)
+        for (int i = 0; i < g->n_nodes; i++) g->nodes[i].fwd_seconds = g->nodes[i].bwd_seconds = 0;
+}
+
+rg_status rg_node_profile(const rg_graph *g, rg_node n, double *fwd_seconds,
+                          double *bwd_seconds, double *flops) {
+    if (!g || n < 0 || n >= g->n_nodes) return rg_fail(RG_ERR_ARG, "no node %d", n);
+    *fwd_seconds = g->nodes[n].fwd_seconds;
+    *bwd_seconds = g->nodes[n].bwd_seconds;
+    *flops = g->nodes[n].flops;
+    return RG_OK;
 }
 
 void rg_graph_want_input_grads(rg_graph *g, int on) {
@@ -282,7 +305,9 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     g->dropout_calls++;
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
+        double t0 = g->profile ? seconds_now() : 0;
         rg_op_table[n->op]->forward(g, n, batch, train != 0);
+        if (g->profile) n->fwd_seconds += seconds_now() - t0;
     }
     return RG_OK;
 }
@@ -310,8 +335,11 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     memcpy(top->dout, seed, (top->batched ? (size_t)g->batch : 1) * top->size * sizeof(float));
     for (int i = from; i >= 0; i--) {
         rg_node_impl *n = &g->nodes[i];
-        if (live[i] && n->needs_grad && rg_op_table[n->op]->backward)
+        if (live[i] && n->needs_grad && rg_op_table[n->op]->backward) {
+            double t0 = g->profile ? seconds_now() : 0;
             rg_op_table[n->op]->backward(g, n, g->batch);
+            if (g->profile) n->bwd_seconds += seconds_now() - t0;
+        }
     }
     free(live);
     return RG_OK;

@@ -86,6 +86,7 @@ static rg_status conv_infer(rg_graph *g, rg_node_impl *n) {
     const size_t wsize = (size_t)a->filters * cg * k2;
     /* per thread: a column buffer, dW and db partials */
     n->workspace = (size_t)g->slots * ((a->direct ? 0 : col) + wsize + (size_t)a->filters);
+    n->flops = 2.0 * a->filters * q->oh * q->ow * (double)cg * k2;
     const int fan_in = cg * k2, fan_out = a->filters / groups * k2;
     if (rg_param_declare(g, n, "kernel", 4, (int[]){a->filters, cg, a->kernel, a->kernel},
                          a->o.init, fan_in, fan_out) < 0)

@@ -22,6 +22,7 @@ static rg_status dense_infer(rg_graph *g, rg_node_impl *n) {
         return rg_fail(RG_ERR_SHAPE, "dense needs a flat input (one dimension per sample), "
                                      "got %d dimensions: add a flatten before it", x->ndim);
     int in = x->shape[0];
+    n->flops = 2.0 * in * a->units;
     n->ndim = 1;
     n->shape[0] = a->units;
     rg_init bias_init = a->init.kind == RG_INIT_TORCH ? a->init : RG_INIT(RG_INIT_ZEROS);

@@ -9,7 +9,11 @@
  */
 #include "../kernels.h"
 
+#include "regrad.h"
+
 #include <cblas.h>
+#include <stdlib.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -50,4 +54,27 @@ void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
     }
 #endif
     gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+double rg_sgemm_gflops(int n, int repeats) {
+    if (n < 1 || repeats < 1) return 0;
+    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b),
+          *c = malloc((size_t)n * n * sizeof *c);
+    double best = 0;
+    if (a && b && c) {
+        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 13) * 0.01f;
+        for (int r = 0; r < repeats; r++) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            rg_sgemm(false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            double rate = 2.0 * n * (double)n * n / s / 1e9;
+            if (rate > best) best = rate;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
 }
