@@ -213,6 +213,12 @@ void rg_node_set_name(rg_graph *g, rg_node n, const char *name);
  * Call before rg_graph_compile. */
 void rg_graph_want_input_grads(rg_graph *g, int on);
 
+/* Activations run in place where they can (an activation after a conv, dense or batch
+ * norm overwrites that layer's output), which saves memory but means rg_node_output of
+ * such a layer shows the activated values after forward.  on=1 keeps every node's own
+ * output.  Call before rg_graph_compile. */
+void rg_graph_keep_outputs(rg_graph *g, int on);
+
 /* Allocates the flat parameter and gradient buffers and every activation for batches of
  * up to max_batch samples, initialises parameters from the graph's seed, and reports the
  * first builder error, if any.  Nothing is allocated per step after this. */
@@ -242,7 +248,9 @@ void rg_graph_profile(rg_graph *g, int on);
 rg_status rg_node_profile(const rg_graph *g, rg_node n, double *fwd_seconds,
                           double *bwd_seconds, double *flops);
 
-/* Node output and its gradient, (batch, per-sample shape). */
+/* Node output and its gradient, (batch, per-sample shape).  Gradient buffers are shared
+ * between nodes whose gradients are never live at the same time, so after backward only
+ * the inputs' gradients (rg_graph_want_input_grads) are certain to hold their values. */
 float *rg_node_output(rg_graph *g, rg_node n);
 float *rg_node_grad(rg_graph *g, rg_node n);
 int rg_node_ndim(const rg_graph *g, rg_node n);

@@ -59,6 +59,8 @@ typedef struct rg_op_def {
     void (*backward)(rg_graph *g, rg_node_impl *n, int batch);
     /* The output is a view of input 0 (same data, other shape): no copy, no backward. */
     bool aliases_input;
+    /* backward reads this node's own output: another node may not write over it in place */
+    bool backward_reads_output;
 } rg_op_def;
 
 extern const rg_op_def *const rg_op_table[RG_OP_COUNT];
@@ -82,6 +84,11 @@ struct rg_node_impl {
     float *out;              /* (max_batch, shape) or 1 */
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */
+    bool inplace;            /* out is input 0's out, overwritten (set by memory planning) */
+    int grad_owner;          /* the node whose dout this node's dout is (itself, or an
+                              * aliased input) */
+    int last_use;            /* highest index of a node writing into this dout */
+    size_t grad_offset;      /* of an owner's dout in the gradient arena */
     double fwd_seconds, bwd_seconds; /* accumulated while profiling */
     double flops;            /* multiply-adds x 2 of one sample's forward (0: not counted) */
 };
@@ -118,6 +125,9 @@ struct rg_graph {
     bool compiled;
     bool input_grads;     /* backward fills the inputs' dout too */
     bool profile;         /* time every node's forward and backward */
+    bool no_inplace;      /* keep every node's output (rg_graph_keep_outputs) */
+    bool *live, *touched; /* backward scratch, one flag per node */
+    size_t grad_arena;    /* floats of the shared gradient arena at the start of act_buf */
     rg_status error;      /* first builder error (sticky) */
     char error_msg[512];
     uint64_t seed;
@@ -155,6 +165,13 @@ struct rg_conv_geom;
 /* Validates a (C, H, W) input for a k x k window and fills the geometry (conv.c). */
 rg_status rg_window_geometry(const rg_node_impl *x, int kernel, int stride, int dilation,
                              rg_padding mode, int pad, struct rg_conv_geom *g);
+
+/* Lays out every node's output, gradient and scratch (src/graph/memory.c): in-place
+ * activations, gradient buffers shared by liveness.  Returns the floats needed, or sets
+ * *floats and fails on overflow. */
+rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats);
+/* Points every node's buffers into g->act_buf according to the plan. */
+void rg_graph_place_memory(rg_graph *g);
 
 /* Threads an op may use at once: the workspace holds this many per-thread slices. */
 int rg_thread_slots(void);

@@ -168,7 +168,23 @@ static rg_node b_zero_pad(rg_graph *g, rg_node a, rg_node b) { return rg_zero_pa
 static rg_node b_concat(rg_graph *g, rg_node a, rg_node b) { return rg_concat(g, 2, (rg_node[]){a, b}); }
 static rg_node b_bn(rg_graph *g, rg_node a, rg_node b) { return rg_batch_norm(g, a, 0.1f, 1e-5f); }
 
+/* A pre-activation residual block: exercises in-place activations after batch norm,
+ * gradient buffers shared by liveness, and a skip connection accumulating into one
+ * gradient.  tanh, not relu: with random beta a relu input can sit within EPS of its kink,
+ * where central differences are meaningless (seen with this seed). */
+static rg_node b_resblock(rg_graph *g, rg_node a, rg_node b) {
+    rg_node h = rg_tanh(g, rg_batch_norm(g, a, 0.1f, 1e-5f));
+    h = rg_tanh(g, rg_batch_norm(g, rg_conv2d(g, h, 2, 3, NULL), 0.1f, 1e-5f));
+    h = rg_conv2d(g, h, 2, 3, NULL);
+    return rg_add(g, a, h);
+}
+static rg_node b_dense_softplus(rg_graph *g, rg_node a, rg_node b) {
+    return rg_softplus(g, rg_dense(g, a, 4, RG_INIT(RG_INIT_ZEROS))); /* in place */
+}
+
 static const grad_case cases[] = {
+    {"residual block", b_resblock, 3, {2, 3, 3}, false, true},
+    {"dense then softplus in place", b_dense_softplus, 1, {3}, false, false},
     {"conv2d same", b_conv_same, 3, {2, 4, 4}, false, false},
     {"conv2d stride 2", b_conv_stride2, 3, {2, 5, 5}, false, false},
     {"conv2d valid no bias", b_conv_valid, 3, {2, 3, 4}, false, false},

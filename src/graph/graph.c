@@ -43,6 +43,8 @@ void rg_graph_free(rg_graph *g) {
     free(g->state_buf);
     free(g->act_buf);
     free(g->workspace);
+    free(g->live);
+    free(g->touched);
     free(g->labels);
     free(g);
 }
@@ -72,6 +74,10 @@ rg_status rg_node_profile(const rg_graph *g, rg_node n, double *fwd_seconds,
     *bwd_seconds = g->nodes[n].bwd_seconds;
     *flops = g->nodes[n].flops;
     return RG_OK;
+}
+
+void rg_graph_keep_outputs(rg_graph *g, int on) {
+    if (g) g->no_inplace = on != 0;
 }
 
 void rg_graph_want_input_grads(rg_graph *g, int on) {
@@ -195,10 +201,6 @@ void rg_node_set_name(rg_graph *g, rg_node id, const char *name) {
     snprintf(g->nodes[id].name, sizeof g->nodes[id].name, "%s", name);
 }
 
-/* Floats of one node's output or gradient buffer. */
-static size_t node_floats(const rg_graph *g, const rg_node_impl *n) {
-    return n->batched ? (size_t)g->max_batch * n->size : n->size;
-}
 
 void rg_graph_init_params(rg_graph *g, uint64_t seed) {
     /* One stream per parameter tensor, keyed by its index: adding a layer at the end does
@@ -237,51 +239,32 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     g->param_floats = total;
     g->state_floats = state;
 
-    /* Activations: out, dout and aux of every node in one buffer. */
+    /* Activations: outputs, gradients and scratch, planned in memory.c. */
     if (g->input_grads)
         for (int i = 0; i < g->n_nodes; i++) {
             rg_node_impl *n = &g->nodes[i];
             if (n->op == RG_OP_INPUT) n->needs_grad = true;
             for (int k = 0; k < n->n_inputs; k++) n->needs_grad |= rg_in(g, n, k)->needs_grad;
         }
-    size_t acts = 0, work = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        rg_node_impl *n = &g->nodes[i];
-        size_t f, aux;
-        if (!rg_mul_size(node_floats(g, n), 2, &f) ||
-            !rg_mul_size(n->aux_per_sample, (size_t)max_batch, &aux))
-            return rg_fail(RG_ERR_MEMORY, "%s: activation size overflows", n->name);
-        if (rg_op_table[n->op]->aliases_input) f = 0;
-        acts += f + aux + n->aux_fixed;
-        if (n->workspace > work) work = n->workspace;
-        if (acts > ((size_t)1 << 40))
-            return rg_fail(RG_ERR_MEMORY, "activations need over 4 TiB at batch %d: reduce "
-                                          "--batch or the model size", max_batch);
-    }
+    size_t acts, work = 0;
+    rg_status s = rg_graph_plan_memory(g, &acts);
+    if (s) return s;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].workspace > work) work = g->nodes[i].workspace;
     g->param_buf = calloc(total ? total : 1, sizeof(float));
     g->grad_buf = calloc(total ? total : 1, sizeof(float));
     g->state_buf = calloc(state ? state : 1, sizeof(float));
     g->act_buf = calloc(acts ? acts : 1, sizeof(float));
     g->labels = calloc((size_t)max_batch, sizeof(int));
     g->workspace = malloc((work ? work : 1) * sizeof(float));
-    if (!g->workspace || !g->param_buf || !g->grad_buf || !g->state_buf || !g->act_buf || !g->labels)
+    g->live = calloc((size_t)g->n_nodes, sizeof *g->live);
+    g->touched = calloc((size_t)g->n_nodes, sizeof *g->touched);
+    if (!g->workspace || !g->param_buf || !g->grad_buf || !g->state_buf || !g->act_buf ||
+        !g->labels || !g->live || !g->touched)
         return rg_fail(RG_ERR_MEMORY, "out of memory: %zu parameters and %zu activation floats "
-                                      "at batch %d; reduce --batch", total, acts, max_batch);
-    float *p = g->act_buf;
-    for (int i = 0; i < g->n_nodes; i++) {
-        rg_node_impl *n = &g->nodes[i];
-        if (rg_op_table[n->op]->aliases_input) {
-            n->out = rg_in(g, n, 0)->out;
-            n->dout = rg_in(g, n, 0)->dout;
-        } else {
-            n->out = p;
-            p += node_floats(g, n);
-            n->dout = p;
-            p += node_floats(g, n);
-        }
-        n->aux = p;
-        p += n->aux_per_sample * (size_t)max_batch + n->aux_fixed;
-    }
+                                      "(%.1f GiB) at batch %d; reduce --batch", total, acts,
+                       (double)acts * 4 / (1u << 30), max_batch);
+    rg_graph_place_memory(g);
     rg_graph_init_params(g, g->seed);
     g->compiled = true;
     return RG_OK;
@@ -316,32 +299,35 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     rg_status s = check_ready(g, g ? g->batch : 0);
     if (s) return s;
     if (from < 0 || from >= g->n_nodes) return rg_fail(RG_ERR_ARG, "backward: bad node %d", from);
-    /* Only the ancestors of `from` that lead to something trainable take part. */
-    bool *live = calloc((size_t)g->n_nodes, sizeof *live);
-    if (!live) return rg_fail(RG_ERR_MEMORY, "out of memory in backward");
-    live[from] = true;
-    for (int i = from; i >= 0; i--) {
-        rg_node_impl *n = &g->nodes[i];
-        if (!live[i]) continue;
-        for (int k = 0; k < n->n_inputs; k++) live[n->inputs[k]] = true;
-    }
-    for (int i = 0; i <= from; i++) {
-        rg_node_impl *n = &g->nodes[i];
-        if (live[i] && n->needs_grad && !rg_op_table[n->op]->aliases_input)
-            memset(n->dout, 0, (n->batched ? (size_t)g->batch : 1) * n->size * sizeof(float));
-    }
     memset(g->grad_buf, 0, g->param_floats * sizeof(float));
-    rg_node_impl *top = &g->nodes[from];
-    memcpy(top->dout, seed, (top->batched ? (size_t)g->batch : 1) * top->size * sizeof(float));
+    const rg_node_impl *top = &g->nodes[from];
+    if (!top->needs_grad) return RG_OK; /* nothing trainable upstream */
+    /* Only the ancestors of `from` take part. */
+    memset(g->live, 0, (size_t)g->n_nodes * sizeof *g->live);
+    memset(g->touched, 0, (size_t)g->n_nodes * sizeof *g->touched);
+    g->live[from] = true;
+    for (int i = from; i >= 0; i--)
+        if (g->live[i])
+            for (int k = 0; k < g->nodes[i].n_inputs; k++) g->live[g->nodes[i].inputs[k]] = true;
+    const size_t rows = top->batched ? (size_t)g->batch : 1;
+    memcpy(top->dout, seed, rows * top->size * sizeof(float));
+    g->touched[top->grad_owner] = true;
     for (int i = from; i >= 0; i--) {
         rg_node_impl *n = &g->nodes[i];
-        if (live[i] && n->needs_grad && rg_op_table[n->op]->backward) {
-            double t0 = g->profile ? seconds_now() : 0;
-            rg_op_table[n->op]->backward(g, n, g->batch);
-            if (g->profile) n->bwd_seconds += seconds_now() - t0;
+        if (!g->live[i] || !n->needs_grad || !rg_op_table[n->op]->backward) continue;
+        /* A gradient buffer is shared with others outside its live range: zero it just
+         * before its first writer. */
+        for (int k = 0; k < n->n_inputs; k++) {
+            rg_node_impl *o = &g->nodes[rg_in(g, n, k)->grad_owner];
+            if (o->needs_grad && !g->touched[o - g->nodes]) {
+                memset(o->dout, 0, (o->batched ? (size_t)g->batch : 1) * o->size * sizeof(float));
+                g->touched[o - g->nodes] = true;
+            }
         }
+        double t0 = g->profile ? seconds_now() : 0;
+        rg_op_table[n->op]->backward(g, n, g->batch);
+        if (g->profile) n->bwd_seconds += seconds_now() - t0;
     }
-    free(live);
     return RG_OK;
 }
 

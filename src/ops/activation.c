@@ -48,18 +48,20 @@ static inline float act_f(rg_act a, float x) {
     }
 }
 
-/* f'(x), given x and y = f(x). */
+/* f'(x) from y = f(x) alone, so the activation can run in place (memory.c); only GELU
+ * needs x, and never runs in place.  The sign of y is the sign of x for relu, leaky relu
+ * and elu; softplus' = sigmoid(x) = 1 - exp(-y). */
 static inline float act_df(rg_act a, float x, float y) {
     switch (a) {
-    case RG_ACT_RELU: return x > 0 ? 1.0f : 0.0f;
-    case RG_ACT_LEAKY_RELU: return x > 0 ? 1.0f : LEAKY_SLOPE;
-    case RG_ACT_ELU: return x > 0 ? 1.0f : y + 1.0f;
+    case RG_ACT_RELU: return y > 0 ? 1.0f : 0.0f;
+    case RG_ACT_LEAKY_RELU: return y > 0 ? 1.0f : LEAKY_SLOPE;
+    case RG_ACT_ELU: return y > 0 ? 1.0f : y + 1.0f;
     case RG_ACT_GELU: /* Phi(x) + x phi(x) */
         return 0.5f * (1.0f + erff(x * (float)M_SQRT1_2)) +
                x * 0.3989422804014327f * expf(-0.5f * x * x);
     case RG_ACT_SIGMOID: return y * (1.0f - y);
     case RG_ACT_TANH: return 1.0f - y * y;
-    case RG_ACT_SOFTPLUS: return x > SOFTPLUS_THRESHOLD ? 1.0f : 1.0f / (1.0f + expf(-x));
+    case RG_ACT_SOFTPLUS: return -expm1f(-y);
     default: return 1.0f;
     }
 }
@@ -68,8 +70,8 @@ static inline float act_df(rg_act a, float x, float y) {
  * by a 0/1 derivative: GCC vectorises the select, not the multiply by a branch result. */
 static inline float act_dx(rg_act a, float x, float y, float dy) {
     switch (a) {
-    case RG_ACT_RELU: return x > 0 ? dy : 0.0f;
-    case RG_ACT_LEAKY_RELU: return x > 0 ? dy : LEAKY_SLOPE * dy;
+    case RG_ACT_RELU: return y > 0 ? dy : 0.0f;
+    case RG_ACT_LEAKY_RELU: return y > 0 ? dy : LEAKY_SLOPE * dy;
     default: return dy * act_df(a, x, y);
     }
 }
@@ -87,7 +89,7 @@ static rg_status same_shape_infer(rg_graph *g, rg_node_impl *n) {
  * always-inline helper does not help, since OpenMP outlines the loop body before the
  * constant reaches it.) */
 #define ACT_LOOPS(NAME, A)                                                                  \
-    static void fwd_##NAME(const float *restrict x, float *restrict y, long count) {        \
+    static void fwd_##NAME(const float *x, float *y, long count) { /* x == y in place */    \
         _Pragma("omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)")           \
         for (long i = 0; i < count; i++) y[i] = act_f(A, x[i]);                             \
     }                                                                                       \
@@ -106,7 +108,7 @@ ACT_LOOPS(tanh, RG_ACT_TANH)
 ACT_LOOPS(softplus, RG_ACT_SOFTPLUS)
 
 typedef struct act_loops {
-    void (*fwd)(const float *restrict, float *restrict, long);
+    void (*fwd)(const float *, float *, long);
     void (*bwd)(const float *restrict, const float *restrict, const float *restrict,
                 float *restrict, long);
 } act_loops;
@@ -138,6 +140,7 @@ static void act_backward(rg_graph *g, rg_node_impl *n, int batch) {
 const rg_op_def rg_op_activation_def = {
     .name = "activation", .min_inputs = 1, .max_inputs = 1,
     .infer = same_shape_infer, .forward = act_forward, .backward = act_backward,
+    .backward_reads_output = true,
 };
 
 rg_node rg_activation(rg_graph *g, rg_node x, rg_act act) {
@@ -201,6 +204,7 @@ static void softmax_backward(rg_graph *g, rg_node_impl *n, int batch) {
 const rg_op_def rg_op_softmax_def = {
     .name = "softmax", .min_inputs = 1, .max_inputs = 1,
     .infer = same_shape_infer, .forward = softmax_forward, .backward = softmax_backward,
+    .backward_reads_output = true,
 };
 
 rg_node rg_softmax(rg_graph *g, rg_node x) { return rg_graph_add_node(g, RG_OP_SOFTMAX, &x, 1, NULL); }

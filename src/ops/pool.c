@@ -214,6 +214,7 @@ static void avg_backward(rg_graph *g, rg_node_impl *n, int batch) {
 const rg_op_def rg_op_max_pool_def = {
     .name = "max_pool2d", .min_inputs = 1, .max_inputs = 1,
     .infer = pool_infer, .forward = max_forward, .backward = max_backward,
+    .backward_reads_output = true,
 };
 const rg_op_def rg_op_avg_pool_def = {
     .name = "avg_pool2d", .min_inputs = 1, .max_inputs = 1,
