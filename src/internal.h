@@ -61,6 +61,9 @@ typedef struct rg_op_def {
     bool aliases_input;
     /* backward reads this node's own output: another node may not write over it in place */
     bool backward_reads_output;
+    /* Optional: adjusts n to read input 0 without the zero padding (top, bottom, left,
+     * right) a zero_pad node added, and returns true; the pad node is then bypassed. */
+    bool (*absorb_padding)(rg_node_impl *n, const int pad[4]);
 } rg_op_def;
 
 extern const rg_op_def *const rg_op_table[RG_OP_COUNT];
@@ -85,6 +88,7 @@ struct rg_node_impl {
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */
     bool inplace;            /* out is input 0's out, overwritten (set by memory planning) */
+    bool bypassed;           /* folded into its consumer: never runs, holds no memory */
     int grad_owner;          /* the node whose dout this node's dout is (itself, or an
                               * aliased input) */
     int last_use;            /* highest index of a node writing into this dout */
@@ -165,6 +169,9 @@ struct rg_conv_geom;
 /* Validates a (C, H, W) input for a k x k window and fills the geometry (conv.c). */
 rg_status rg_window_geometry(const rg_node_impl *x, int kernel, int stride, int dilation,
                              rg_padding mode, int pad, struct rg_conv_geom *g);
+
+/* A zero_pad node's top, bottom, left, right padding. */
+const int *rg_zero_pad_amounts(const rg_node_impl *n);
 
 /* Lays out every node's output, gradient and scratch (src/graph/memory.c): in-place
  * activations, gradient buffers shared by liveness.  Returns the floats needed, or sets

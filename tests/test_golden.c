@@ -157,7 +157,7 @@ static void test_softmax_mse(void **state) {
 /* ---- the convolution family, one PyTorch case each (tools/make_golden.py ops_fixture) */
 
 typedef struct op_case {
-    const char *name;
+    const char *name;     /* the fixture case */
     rg_node (*build)(rg_graph *g, rg_node a, rg_node b);
     int inputs;
     bool train;
@@ -175,6 +175,11 @@ static rg_node c_dil(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3
 static rg_node c_groups(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 6, 3, 1, RG_PAD_EXPLICIT, 1, 1, 2, 0); }
 static rg_node c_dw(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3, 2, RG_PAD_EXPLICIT, 1, 1, 4, 1); }
 static rg_node c_same2(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 5, 3, 2, RG_PAD_SAME, 0, 1, 1, 1); }
+/* The same case as Keras builds it: an explicit zero_pad layer (folded into the conv by
+ * memory planning) and a valid convolution. */
+static rg_node c_pad_same2(rg_graph *g, rg_node a, rg_node b) {
+    return conv(g, rg_zero_pad2d(g, a, 0, 1, 0, 1), 5, 3, 2, RG_PAD_VALID, 0, 1, 1, 1);
+}
 static rg_node c_1x1(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
 static rg_node c_max(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 3, 2, 1); }
 static rg_node c_max2(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 2, 2, 0); }
@@ -189,7 +194,8 @@ static rg_node c_bn_eval(rg_graph *g, rg_node a, rg_node b) { return rg_batch_no
 static const op_case op_cases[] = {
     {"conv_same", c_same, 1, false},          {"conv_stride2_dilated", c_dil, 1, false},
     {"conv_groups", c_groups, 1, false},      {"conv_depthwise", c_dw, 1, false},
-    {"conv_same_stride2", c_same2, 1, false}, {"conv_1x1", c_1x1, 1, false},
+    {"conv_same_stride2", c_same2, 1, false}, {"conv_same_stride2", c_pad_same2, 1, false},
+    {"conv_1x1", c_1x1, 1, false},
     {"max_pool", c_max, 1, false},            {"max_pool_2x2", c_max2, 1, false},
     {"avg_pool", c_avg, 1, false},
     {"avg_pool_padded", c_avgp, 1, false},    {"global_avg_pool", c_gap, 1, false},

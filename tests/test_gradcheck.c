@@ -182,7 +182,15 @@ static rg_node b_dense_softplus(rg_graph *g, rg_node a, rg_node b) {
     return rg_softplus(g, rg_dense(g, a, 4, RG_INIT(RG_INIT_ZEROS))); /* in place */
 }
 
+/* Zero padding folded into the convolution that reads it (memory.c). */
+static rg_node b_pad_conv(rg_graph *g, rg_node a, rg_node b) {
+    rg_conv_opts o = rg_conv_defaults();
+    o.padding = RG_PAD_VALID, o.stride = 2;
+    return rg_conv2d(g, rg_zero_pad2d(g, a, 1, 2, 0, 1), 2, 3, &o);
+}
+
 static const grad_case cases[] = {
+    {"zero pad folded into conv", b_pad_conv, 3, {2, 4, 5}, false, false},
     {"residual block", b_resblock, 3, {2, 3, 3}, false, true},
     {"dense then softplus in place", b_dense_softplus, 1, {3}, false, false},
     {"conv2d same", b_conv_same, 3, {2, 4, 4}, false, false},

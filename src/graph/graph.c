@@ -288,6 +288,7 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     g->dropout_calls++;
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
+        if (n->bypassed) continue;
         double t0 = g->profile ? seconds_now() : 0;
         rg_op_table[n->op]->forward(g, n, batch, train != 0);
         if (g->profile) n->fwd_seconds += seconds_now() - t0;
@@ -314,7 +315,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     g->touched[top->grad_owner] = true;
     for (int i = from; i >= 0; i--) {
         rg_node_impl *n = &g->nodes[i];
-        if (!g->live[i] || !n->needs_grad || !rg_op_table[n->op]->backward) continue;
+        if (!g->live[i] || n->bypassed || !n->needs_grad || !rg_op_table[n->op]->backward) continue;
         /* A gradient buffer is shared with others outside its live range: zero it just
          * before its first writer. */
         for (int k = 0; k < n->n_inputs; k++) {

@@ -73,8 +73,10 @@ rg_node rg_flatten(rg_graph *g, rg_node x) { return rg_graph_add_node(g, RG_OP_F
 /* ---- zero padding:  y (C, H+t+b, W+l+r) = x placed at (t, l), zeros around */
 
 typedef struct pad_attr {
-    int top, bottom, left, right;
+    int top, bottom, left, right; /* in this order: rg_zero_pad_amounts reads them as int[4] */
 } pad_attr;
+
+const int *rg_zero_pad_amounts(const rg_node_impl *n) { return &((const pad_attr *)n->attr)->top; }
 
 static rg_status pad_infer(rg_graph *g, rg_node_impl *n) {
     const pad_attr *a = n->attr;

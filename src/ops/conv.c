@@ -99,6 +99,17 @@ static rg_status conv_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
+/* Reads the unpadded input and pads in the im2col instead: saves the padded copy. */
+static bool conv_absorb_padding(rg_node_impl *n, const int pad[4]) {
+    conv_attr *a = n->attr;
+    if (a->direct) return false; /* its workspace has no column buffer */
+    a->geom.h -= pad[0] + pad[1];
+    a->geom.w -= pad[2] + pad[3];
+    a->geom.pad_t += pad[0];
+    a->geom.pad_l += pad[2];
+    return true;
+}
+
 static int thread_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -196,6 +207,7 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
 const rg_op_def rg_op_conv2d_def = {
     .name = "conv2d", .min_inputs = 1, .max_inputs = 1,
     .infer = conv_infer, .forward = conv_forward, .backward = conv_backward,
+    .absorb_padding = conv_absorb_padding,
 };
 
 rg_node rg_conv2d(rg_graph *g, rg_node x, int filters, int kernel, const rg_conv_opts *opts) {
