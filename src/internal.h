@@ -59,8 +59,11 @@ typedef struct rg_op_def {
     void (*backward)(rg_graph *g, rg_node_impl *n, int batch);
     /* The output is a view of input 0 (same data, other shape): no copy, no backward. */
     bool aliases_input;
-    /* backward reads this node's own output: another node may not write over it in place */
+    /* backward reads this node's own output: another node may not write over it in place,
+     * and it stays allocated until this node's backward */
     bool backward_reads_output;
+    /* backward reads the inputs' outputs: they stay allocated until this node's backward */
+    bool backward_reads_inputs;
     /* Optional: adjusts n to read input 0 without the zero padding (top, bottom, left,
      * right) a zero_pad node added, and returns true; the pad node is then bypassed. */
     bool (*absorb_padding)(rg_node_impl *n, const int pad[4]);
@@ -92,7 +95,8 @@ struct rg_node_impl {
     int grad_owner;          /* the node whose dout this node's dout is (itself, or an
                               * aliased input) */
     int last_use;            /* highest index of a node writing into this dout */
-    size_t grad_offset;      /* of an owner's dout in the gradient arena */
+    size_t out_offset;       /* of the output buffer in the activation arena */
+    size_t grad_offset;      /* of an owner's dout in the activation arena */
     double fwd_seconds, bwd_seconds; /* accumulated while profiling */
     double flops;            /* multiply-adds x 2 of one sample's forward (0: not counted) */
 };
@@ -131,7 +135,7 @@ struct rg_graph {
     bool profile;         /* time every node's forward and backward */
     bool no_inplace;      /* keep every node's output (rg_graph_keep_outputs) */
     bool *live, *touched; /* backward scratch, one flag per node */
-    size_t grad_arena;    /* floats of the shared gradient arena at the start of act_buf */
+    size_t arena_floats;  /* the shared output and gradient arena at the start of act_buf */
     rg_status error;      /* first builder error (sticky) */
     char error_msg[512];
     uint64_t seed;

@@ -214,6 +214,57 @@ static void test_initialisers(void **state) {
     assert_int_equal(rg_init_parse("normal:-1", &init), RG_ERR_ARG);
 }
 
+/* One forward and backward of `spec`, with or without memory planning (in-place
+ * activations, folded padding, shared buffers); returns the loss and copies the
+ * gradients into grads. */
+static float grads_of(const char *spec, int c, int hw, bool keep, float *grads, size_t *n) {
+    rg_model m;
+    assert_int_equal(rg_model_build(spec, c, hw, hw, 5, RG_LOSS_XENT, 0, 3, &m), RG_OK);
+    rg_graph_keep_outputs(m.graph, keep);
+    assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);
+    rg_rng r;
+    rg_rng_seed(&r, 4);
+    float *x = rg_graph_input_buffer(m.graph, m.input);
+    for (size_t i = 0; i < 2 * rg_node_size(m.graph, m.input); i++) x[i] = rg_rng_uniform(&r);
+    rg_graph_labels(m.graph)[0] = 1, rg_graph_labels(m.graph)[1] = 3;
+    assert_int_equal(rg_graph_forward(m.graph, 2, 1), RG_OK);
+    float loss = rg_node_output(m.graph, m.loss)[0];
+    assert_int_equal(rg_graph_backward(m.graph, m.loss), RG_OK);
+    *n = rg_graph_param_floats(m.graph);
+    memcpy(grads, rg_graph_grads(m.graph), *n * sizeof *grads);
+    rg_model_free(&m);
+    return loss;
+}
+
+/* Memory planning must not change a single bit of any gradient, on every zoo family. */
+static void test_memory_planning_is_exact(void **state) {
+    (void)state;
+    const struct { const char *spec; int c, hw; } cases[] = {
+        {"mlp:depth=3,width=16,bn=1,residual=1,act=tanh", 1, 6},
+        {"cnn", 1, 12},
+        {"plaincnn:depth=4,width=4,act=sigmoid", 1, 8},
+        {"resnet20v2", 1, 12},
+        {"plain20", 1, 12},
+        {"resnet18v2", 3, 32},
+        {"resnet50v2", 3, 32},
+        {"densenet:depth=10,growth=4", 1, 12},
+        {"densenet121", 3, 32},
+    };
+    const size_t cap = 26000000;
+    float *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t na, nb;
+        float la = grads_of(cases[i].spec, cases[i].c, cases[i].hw, true, a, &na);
+        float lb = grads_of(cases[i].spec, cases[i].c, cases[i].hw, false, b, &nb);
+        assert_int_equal(na, nb);
+        if (memcmp(&la, &lb, sizeof la) != 0 || memcmp(a, b, na * sizeof *a) != 0)
+            fail_msg("%s: planned memory changed the loss (%.9g vs %.9g) or gradients",
+                     cases[i].spec, (double)la, (double)lb);
+    }
+    free(a);
+    free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bitwise_reproducible),
@@ -223,6 +274,7 @@ int main(void) {
         cmocka_unit_test(test_model_specs),
         cmocka_unit_test(test_builder_errors),
         cmocka_unit_test(test_initialisers),
+        cmocka_unit_test(test_memory_planning_is_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,22 +1,32 @@
 /*
- * memory.c — where every activation lives.  Two savings make large networks fit:
+ * memory.c — where every activation lives.
  *
- * In-place activations.  An element-wise activation whose input has no other consumer, and
- * whose input's op does not read its own output in backward (conv, dense, batch norm: they
- * read their input), writes over that input's buffer.  Activation derivatives are written
- * in terms of the output y (all but GELU, which needs x and so never runs in place).
+ * One timeline: forward runs nodes 0..N-1 at times 0..N-1, backward runs them from N-1
+ * down to 0 at times N..2N-1 (node i's backward at 2N-1-i).  Every buffer gets a live
+ * interval on it, and buffers whose intervals do not meet share memory in one arena,
+ * placed first fit, largest first.
  *
- * Gradient buffers shared by liveness.  Backward runs nodes from the last to the first; a
- * node's gradient is live from the backward of its last consumer (its first writer) to its
- * own backward.  Nodes whose intervals do not overlap share memory, placed first-fit,
- * largest first.  Backward zeroes a gradient just before its first writer, so there is no
- * whole-graph memset either.  Gradients of the inputs, when asked for, live to the end.
+ * - An output is live from its forward to the end of the forward pass (so callers can read
+ *   any output, the logits among them, after forward), and beyond that until the last
+ *   backward that reads it: its own backward if its op reads its output (activations,
+ *   softmax, max pooling), a consumer's backward if that op reads its inputs (dense, conv,
+ *   batch norm, ...).  An output only added into a sum (a residual branch's last conv)
+ *   dies with the forward pass and its memory serves gradients.
+ * - A gradient is live from the backward of its last consumer (its first writer) to its
+ *   own backward; backward zeroes it just before the first writer.  The inputs' buffers
+ *   (and their gradients, when asked for) live throughout.
  *
- * Padding folded into convolutions.  A zero_pad node (Keras's ResNets and DenseNet put one
- * before most convolutions) whose only consumer can absorb it (op hook absorb_padding)
- * is bypassed: the consumer reads the unpadded tensor and pads inside its im2col.
+ * Two rewrites come first:
+ * - Zero padding folded into convolutions: a zero_pad node (Keras's ResNets and DenseNet
+ *   put one before most convolutions) whose only consumer can absorb it (op hook
+ *   absorb_padding) is bypassed; the consumer reads the unpadded tensor.
+ * - In-place activations: an element-wise activation whose input has no other consumer,
+ *   and whose input's op does not read its own output in backward, writes over that input.
+ *   Derivatives are computed from the output y (all but GELU, which never runs in place).
+ * rg_graph_keep_outputs turns all of this off: every node keeps its own output for good.
  *
- * On ResNet50V2 at batch 32 these took the peak from 8.1 GiB to the figure in README.
+ * ResNet50V2 at batch 32: 8.1 GiB peak with a buffer per node, 3.5 GiB with in-place
+ * activations, gradient sharing and folded padding, and lower again with the timeline.
  */
 #include "../internal.h"
 
@@ -27,22 +37,20 @@ static size_t node_floats(const rg_graph *g, const rg_node_impl *n) {
     return n->batched ? (size_t)g->max_batch * n->size : n->size;
 }
 
-typedef struct grad_block {
+typedef struct block {
     int node;
+    bool grad;          /* a gradient buffer (else an output) */
+    int lo, hi;         /* live interval on the timeline */
     size_t size, offset;
-} grad_block;
+} block;
 
 static int by_size_desc(const void *a, const void *b) {
-    const grad_block *x = a, *y = b;
-    return x->size < y->size ? 1 : x->size > y->size ? -1 : x->node - y->node;
+    const block *x = a, *y = b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return x->lo - y->lo;
 }
 
-/* Live intervals [node, last_use] in node indices overlap. */
-static bool overlaps(const rg_graph *g, int a, int b) {
-    return a <= g->nodes[b].last_use && b <= g->nodes[a].last_use;
-}
-
-static void decide_inplace(rg_graph *g) {
+static void fold_and_inplace(rg_graph *g) {
     int *consumers = calloc((size_t)g->n_nodes, sizeof *consumers);
     int *consumer = calloc((size_t)g->n_nodes, sizeof *consumer);
     if (!consumers || !consumer) { /* no folding or in-place then: correct, only larger */
@@ -61,7 +69,7 @@ static void decide_inplace(rg_graph *g) {
         rg_node_impl *c = &g->nodes[consumer[i]];
         const rg_op_def *cd = rg_op_table[c->op];
         if (c->inputs[0] == i && cd->absorb_padding && cd->absorb_padding(c, rg_zero_pad_amounts(pad))) {
-            c->inputs[0] = pad->inputs[0];
+            c->inputs[0] = pad->inputs[0]; /* the pad's input keeps one consumer: c */
             pad->bypassed = true;
         }
     }
@@ -79,57 +87,74 @@ static void decide_inplace(rg_graph *g) {
     free(consumer);
 }
 
+/* The node whose output buffer n's output is (itself, or the input it aliases or
+ * overwrites in place). */
+static int out_owner(const rg_graph *g, int i) {
+    while (g->nodes[i].inplace || rg_op_table[g->nodes[i].op]->aliases_input)
+        i = g->nodes[i].inputs[0];
+    return i;
+}
+
 rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
-    decide_inplace(g);
-    /* Gradient owners and their live intervals. */
-    for (int i = 0; i < g->n_nodes; i++) {
+    fold_and_inplace(g);
+    const int N = g->n_nodes, end = 2 * N; /* past the last backward */
+    const bool keep = g->no_inplace;
+    int *out_hi = malloc((size_t)N * sizeof *out_hi);
+    block *blocks = malloc((size_t)(2 * N) * sizeof *blocks);
+    block *placed = malloc((size_t)(2 * N) * sizeof *placed);
+    if (!out_hi || !blocks || !placed) {
+        free(out_hi);
+        free(blocks);
+        free(placed);
+        return rg_fail(RG_ERR_MEMORY, "out of memory planning activations");
+    }
+    /* Gradient owners and their last writers. */
+    for (int i = 0; i < N; i++) {
         rg_node_impl *n = &g->nodes[i];
         n->grad_owner = rg_op_table[n->op]->aliases_input ? rg_in(g, n, 0)->grad_owner : i;
         n->last_use = i;
+        out_hi[i] = keep ? end : N - 1;
     }
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
-            rg_node_impl *o = &g->nodes[g->nodes[g->nodes[i].inputs[k]].grad_owner];
+    for (int i = 0; i < N; i++) {
+        const rg_node_impl *n = &g->nodes[i];
+        if (n->bypassed) continue;
+        const rg_op_def *d = rg_op_table[n->op];
+        if (d->backward_reads_output && out_hi[out_owner(g, i)] < 2 * N - 1 - i)
+            out_hi[out_owner(g, i)] = 2 * N - 1 - i;
+        for (int k = 0; k < n->n_inputs; k++) {
+            const int in = n->inputs[k];
+            rg_node_impl *o = &g->nodes[g->nodes[in].grad_owner];
             if (o->last_use < i) o->last_use = i;
+            if (d->backward_reads_inputs && out_hi[out_owner(g, in)] < 2 * N - 1 - i)
+                out_hi[out_owner(g, in)] = 2 * N - 1 - i;
         }
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == RG_OP_INPUT) g->nodes[i].last_use = g->n_nodes; /* kept */
-
-    size_t total = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
+    }
+    int nb = 0;
+    size_t aux_total = 0;
+    for (int i = 0; i < N; i++) {
         const rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
         size_t aux;
         if (!rg_mul_size(n->aux_per_sample, (size_t)g->max_batch, &aux))
             return rg_fail(RG_ERR_MEMORY, "%s: scratch size overflows", n->name);
-        if (!n->inplace && !rg_op_table[n->op]->aliases_input) total += node_floats(g, n);
-        total += aux + n->aux_fixed;
-        if (total > ((size_t)1 << 40))
-            return rg_fail(RG_ERR_MEMORY, "activations need over 4 TiB at batch %d: reduce "
-                                          "--batch or the model size", g->max_batch);
-    }
-    /* Gradient arena: first fit, largest blocks first. */
-    grad_block *blocks = malloc((size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof *blocks);
-    grad_block *placed = malloc((size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof *placed);
-    if (!blocks || !placed) {
-        free(blocks);
-        free(placed);
-        return rg_fail(RG_ERR_MEMORY, "out of memory planning activations");
-    }
-    int nb = 0, np = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const rg_node_impl *n = &g->nodes[i];
-        if (n->needs_grad && n->grad_owner == i && !n->bypassed) blocks[nb++] = (grad_block){i, node_floats(g, n), 0};
+        aux_total += aux + n->aux_fixed;
+        const bool input = n->op == RG_OP_INPUT;
+        if (out_owner(g, i) == i)
+            blocks[nb++] = (block){i, false, input ? 0 : i, input ? end : out_hi[i], node_floats(g, n), 0};
+        if (n->needs_grad && n->grad_owner == i)
+            blocks[nb++] = (block){i, true, input ? 0 : 2 * N - 1 - n->last_use,
+                                   input || keep ? end : 2 * N - 1 - i, node_floats(g, n), 0};
     }
     qsort(blocks, (size_t)nb, sizeof *blocks, by_size_desc);
     size_t arena = 0;
+    int np = 0;
     for (int b = 0; b < nb; b++) {
         /* Lowest offset clear of every placed block live at the same time. */
         size_t offset = 0;
         for (bool moved = true; moved;) {
             moved = false;
             for (int q = 0; q < np; q++)
-                if (overlaps(g, blocks[b].node, placed[q].node) &&
+                if (blocks[b].lo <= placed[q].hi && placed[q].lo <= blocks[b].hi &&
                     offset < placed[q].offset + placed[q].size &&
                     placed[q].offset < offset + blocks[b].size) {
                     offset = placed[q].offset + placed[q].size;
@@ -140,33 +165,32 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
         placed[np++] = blocks[b];
         if (offset + blocks[b].size > arena) arena = offset + blocks[b].size;
     }
-    for (int b = 0; b < np; b++) g->nodes[placed[b].node].grad_offset = placed[b].offset;
+    for (int b = 0; b < np; b++) {
+        rg_node_impl *n = &g->nodes[placed[b].node];
+        if (placed[b].grad) n->grad_offset = placed[b].offset;
+        else n->out_offset = placed[b].offset;
+    }
+    free(out_hi);
     free(blocks);
     free(placed);
-    g->grad_arena = arena;
-    *floats = total + arena;
+    g->arena_floats = arena;
+    *floats = arena + aux_total;
     return RG_OK;
 }
 
 void rg_graph_place_memory(rg_graph *g) {
-    float *p = g->act_buf, *arena = g->act_buf;
-    p += g->grad_arena;
+    float *aux = g->act_buf + g->arena_floats;
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) {
             n->out = n->dout = n->aux = NULL;
             continue;
         }
-        if (n->inplace || rg_op_table[n->op]->aliases_input) {
-            n->out = rg_in(g, n, 0)->out;
-        } else {
-            n->out = p;
-            p += node_floats(g, n);
-        }
-        n->aux = p;
-        p += n->aux_per_sample * (size_t)g->max_batch + n->aux_fixed;
+        n->out = out_owner(g, i) == i ? g->act_buf + n->out_offset : rg_in(g, n, 0)->out;
+        n->aux = aux;
+        aux += n->aux_per_sample * (size_t)g->max_batch + n->aux_fixed;
         if (n->grad_owner != i) n->dout = g->nodes[n->grad_owner].dout;
-        else if (n->needs_grad) n->dout = arena + n->grad_offset;
+        else if (n->needs_grad) n->dout = g->act_buf + n->grad_offset;
         else n->dout = NULL;
     }
 }

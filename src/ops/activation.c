@@ -141,6 +141,7 @@ const rg_op_def rg_op_activation_def = {
     .name = "activation", .min_inputs = 1, .max_inputs = 1,
     .infer = same_shape_infer, .forward = act_forward, .backward = act_backward,
     .backward_reads_output = true,
+    .backward_reads_inputs = true,
 };
 
 rg_node rg_activation(rg_graph *g, rg_node x, rg_act act) {

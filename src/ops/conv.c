@@ -208,6 +208,7 @@ const rg_op_def rg_op_conv2d_def = {
     .name = "conv2d", .min_inputs = 1, .max_inputs = 1,
     .infer = conv_infer, .forward = conv_forward, .backward = conv_backward,
     .absorb_padding = conv_absorb_padding,
+    .backward_reads_inputs = true,
 };
 
 rg_node rg_conv2d(rg_graph *g, rg_node x, int filters, int kernel, const rg_conv_opts *opts) {

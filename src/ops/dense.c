@@ -60,6 +60,7 @@ static void dense_backward(rg_graph *g, rg_node_impl *n, int batch) {
 const rg_op_def rg_op_dense_def = {
     .name = "dense", .min_inputs = 1, .max_inputs = 1,
     .infer = dense_infer, .forward = dense_forward, .backward = dense_backward,
+    .backward_reads_inputs = true,
 };
 
 rg_node rg_dense(rg_graph *g, rg_node x, int units, rg_init init) {

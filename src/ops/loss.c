@@ -139,6 +139,7 @@ static void mse_backward(rg_graph *g, rg_node_impl *n, int batch) {
 const rg_op_def rg_op_mse_def = {
     .name = "mse", .min_inputs = 1, .max_inputs = 2,
     .infer = mse_infer, .forward = mse_forward, .backward = mse_backward,
+    .backward_reads_inputs = true,
 };
 
 rg_node rg_mse(rg_graph *g, rg_node pred, rg_node target) {

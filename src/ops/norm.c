@@ -122,6 +122,7 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
 const rg_op_def rg_op_batch_norm_def = {
     .name = "batch_norm", .min_inputs = 1, .max_inputs = 1,
     .infer = bn_infer, .forward = bn_forward, .backward = bn_backward,
+    .backward_reads_inputs = true,
 };
 
 rg_node rg_batch_norm(rg_graph *g, rg_node x, float momentum, float eps) {

@@ -215,6 +215,7 @@ const rg_op_def rg_op_max_pool_def = {
     .name = "max_pool2d", .min_inputs = 1, .max_inputs = 1,
     .infer = pool_infer, .forward = max_forward, .backward = max_backward,
     .backward_reads_output = true,
+    .backward_reads_inputs = true,
 };
 const rg_op_def rg_op_avg_pool_def = {
     .name = "avg_pool2d", .min_inputs = 1, .max_inputs = 1,
