@@ -35,5 +35,7 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
 int cmd_train(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_diagnose(int argc, char **argv);
+int cmd_experiment(int argc, char **argv);
 
 #endif

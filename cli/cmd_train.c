@@ -41,6 +41,11 @@ static const char *const train_help =
     "  --val-split F         hold out this fraction (tail of a seeded permutation), [0, 1)\n"
     "  --seed N              seed for initialisation, dropout and data order (default 42)\n"
     "\n"
+    "Gradient health\n"
+    "  --repair MODE         auto (default): GRA probes the network, re-conditions unhealthy\n"
+    "                        layers and repairs gradients every step; off: plain training\n"
+    "  --monitor-every N     write per-layer gradient health to --metrics every N steps\n"
+    "\n"
     "Running\n"
     "  --threads N           threads for OpenMP and the BLAS (default: all cores)\n"
     "  --metrics FILE        write JSON lines: one per epoch, one at the end\n"
@@ -50,7 +55,7 @@ static const char *const train_help =
 enum {
     OPT_DATA = 256, OPT_LIMIT, OPT_MODEL, OPT_LOSS, OPT_SMOOTH, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM,
     OPT_LR, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_VAL, OPT_SEED, OPT_THREADS, OPT_METRICS,
-    OPT_QUIET
+    OPT_QUIET, OPT_REPAIR, OPT_MONITOR
 };
 
 static const struct option train_opts[] = {
@@ -71,12 +76,14 @@ static const struct option train_opts[] = {
     {"threads", required_argument, 0, OPT_THREADS},
     {"metrics", required_argument, 0, OPT_METRICS},
     {"quiet", no_argument, 0, OPT_QUIET},
+    {"repair", required_argument, 0, OPT_REPAIR},
+    {"monitor-every", required_argument, 0, OPT_MONITOR},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
 
 typedef struct progress {
-    bool tty, quiet;
+    bool tty, quiet, repair;
     FILE *metrics;
     double last_draw;
 } progress;
@@ -120,7 +127,10 @@ static void on_epoch(void *user, const rg_epoch_stats *s) {
     if (!p->quiet) {
         printf("epoch %d  loss %.4f  acc %.4f", s->epoch, s->loss, s->acc);
         if (isfinite(s->val_loss)) printf("  val_loss %.4f  val_acc %.4f", s->val_loss, s->val_acc);
-        printf("  %.1fs  %.0f img/s\n", s->seconds, s->images_per_sec);
+        printf("  %.1fs  %.0f img/s", s->seconds, s->images_per_sec);
+        if (p->repair) printf("  GRA %ld", s->repairs);
+        if (s->skipped) printf("  skipped %ld", s->skipped);
+        printf("\n");
         fflush(stdout);
     }
     if (p->metrics) {
@@ -131,20 +141,66 @@ static void on_epoch(void *user, const rg_epoch_stats *s) {
         json_num(p->metrics, "val_acc", s->val_acc, false);
         json_num(p->metrics, "lr", s->lr, false);
         json_num(p->metrics, "seconds", s->seconds, false);
-        json_num(p->metrics, "images_per_sec", s->images_per_sec, true);
-        fprintf(p->metrics, "}\n");
+        json_num(p->metrics, "images_per_sec", s->images_per_sec, false);
+        fprintf(p->metrics, "\"repairs\":%ld,\"skipped\":%ld}\n", s->repairs, s->skipped);
         fflush(p->metrics);
     }
+}
+
+/* A JSON string: names here are the zoo's, but escape quotes and backslashes anyway. */
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void on_repair(void *user, const rg_repair_event *e) {
+    progress *p = user;
+    if (!p->metrics) return;
+    fprintf(p->metrics, "{\"event\":\"repair\",\"step\":%ld,\"layer\":", e->step);
+    json_str(p->metrics, e->layer);
+    fprintf(p->metrics, ",\"verdict\":\"%s\",\"action\":\"%s\",", e->verdict, e->action);
+    json_num(p->metrics, "factor", e->factor, true);
+    fprintf(p->metrics, "}\n");
+}
+
+/* {"event":"health","step":S,"layers":[{"layer":..,"grad_norm":..,...},...]} */
+static void on_health(void *user, long step, const rg_monitor *mon) {
+    progress *p = user;
+    if (!p->metrics) return;
+    fprintf(p->metrics, "{\"event\":\"health\",\"step\":%ld,\"layers\":[", step);
+    for (int i = 0; i < rg_monitor_layer_count(mon); i++) {
+        const rg_layer_health *h = rg_monitor_layer(mon, i);
+        fprintf(p->metrics, "%s{\"layer\":", i ? "," : "");
+        json_str(p->metrics, h->name);
+        fprintf(p->metrics, ",");
+        json_num(p->metrics, "grad_norm", h->grad_norm, false);
+        json_num(p->metrics, "weight_norm", h->weight_norm, false);
+        json_num(p->metrics, "grad_ratio", h->grad_ratio, false);
+        json_num(p->metrics, "backward_gain", h->backward_gain, false);
+        json_num(p->metrics, "pre_mean", h->pre_mean, false);
+        json_num(p->metrics, "pre_std", h->pre_std, false);
+        json_num(p->metrics, "act_mean", h->act_mean, false);
+        json_num(p->metrics, "act_std", h->act_std, false);
+        json_num(p->metrics, "saturated", h->saturated, false);
+        json_num(p->metrics, "dead", h->dead, false);
+        fprintf(p->metrics, "\"nonfinite\":%ld,\"verdict\":\"%s\"}", h->nonfinite,
+                rg_verdict_name(h->verdict));
+    }
+    fprintf(p->metrics, "]}\n");
 }
 
 int cmd_train(int argc, char **argv) {
     const char *cmd = "train";
     const char *data = "fashion-mnist", *model_spec = "mlp", *metrics_path = NULL;
     const char *optim_name = "adam", *schedule_text = "constant";
-    long limit = 0, epochs = 1, batch = 128, seed = 42, threads = 0;
+    long limit = 0, epochs = 1, batch = 128, seed = 42, threads = 0, monitor_every = 0;
     double lr = NAN, momentum = NAN, wd = NAN, val_split = 0, smoothing = 0;
     rg_loss_kind loss = RG_LOSS_XENT;
-    progress prog = {.tty = isatty(2)};
+    progress prog = {.tty = isatty(2), .repair = true};
     int c;
     optind = 1;
     while ((c = cli_getopt(cmd, argc, argv, "h", train_opts)) != -1) {
@@ -172,6 +228,12 @@ int cmd_train(int argc, char **argv) {
         case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
         case OPT_METRICS: metrics_path = optarg; break;
         case OPT_QUIET: prog.quiet = true; break;
+        case OPT_REPAIR:
+            if (strcmp(optarg, "auto") == 0) prog.repair = true;
+            else if (strcmp(optarg, "off") == 0) prog.repair = false;
+            else cli_error(cmd, "--repair '%s': use auto or off", optarg), ok = false;
+            break;
+        case OPT_MONITOR: ok = cli_int(cmd, "monitor-every", optarg, 1, 1L << 30, &monitor_every); break;
         default: return EXIT_USAGE;
         }
         if (!ok) return EXIT_USAGE;
@@ -225,12 +287,14 @@ int cmd_train(int argc, char **argv) {
     }
     if (!prog.quiet)
         printf("regrad %s: %s on %s (%d samples, %dx%dx%d, %d classes), %s lr %g, batch %ld, "
-               "%d threads\n", RG_VERSION, model_spec, data, train->n, train->c, train->h,
+               "%d threads, GRA %s\n", RG_VERSION, model_spec, data, train->n, train->c, train->h,
                train->w, train->classes, rg_optim_name(kind), (double)oc.lr, batch,
-               rg_get_threads());
+               rg_get_threads(), prog.repair ? "auto" : "off");
     rg_fit_config fc = {.epochs = (int)epochs, .batch = (int)batch, .seed = (uint64_t)seed,
-                        .val_split = (float)val_split, .optim = oc, .schedule = schedule};
-    rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .user = &prog};
+                        .val_split = (float)val_split, .optim = oc, .schedule = schedule,
+                        .repair = prog.repair, .monitor_every = (int)monitor_every};
+    rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
+                           .on_health = on_health, .user = &prog};
     double t0 = wall();
     if ((s = rg_fit(&m, train, &fc, &cb))) {
         if (prog.tty && !prog.quiet) fputc('\n', stderr);

@@ -17,6 +17,8 @@ typedef struct command {
 static const command commands[] = {
     {"train", cmd_train, "train a model and evaluate it on the test split"},
     {"summary", cmd_summary, "show a model's layers, shapes and parameter counts"},
+    {"diagnose", cmd_diagnose, "report each layer's gradient health on a batch, with remedies"},
+    {"experiment", cmd_experiment, "the GRA experiment: deep plain MLPs, GRA against the remedies"},
     {"bench", cmd_bench, "time training steps on random data, broken down by op"},
 };
 

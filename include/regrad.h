@@ -442,6 +442,96 @@ const char *rg_model_names(void);
 /* Writes a Keras-like table (layer, output shape, parameters; totals) to f. */
 void rg_graph_summary(const rg_graph *g, FILE *f);
 
+/* ---------------------------------------------------------------- gradient health */
+
+/* What the monitor concludes about a layer. */
+typedef enum rg_verdict {
+    RG_HEALTHY = 0,
+    RG_VANISHING,  /* gradient tiny next to its weights and the network's best layer */
+    RG_EXPLODING,  /* gradient huge next to its weights and the network's typical layer */
+    RG_SATURATED,  /* most sigmoid/tanh outputs pinned near their bounds */
+    RG_DEAD,       /* most relu units output zero for the whole batch */
+    RG_NONFINITE,  /* NaN or Inf in the gradient */
+    RG_VERDICT_COUNT
+} rg_verdict;
+
+const char *rg_verdict_name(rg_verdict v);
+
+/* One layer (a dense or conv node with its weights) as the monitor last saw it.  A NaN
+ * means "not measured" (e.g. the backward gain of the first layer). */
+typedef struct rg_layer_health {
+    const char *name;       /* the dense or conv node */
+    const char *act;        /* the activation that follows it ("" if none) */
+    int units;              /* output units or channels */
+    double grad_norm;       /* ||dL/dW|| */
+    double weight_norm;     /* ||W|| */
+    double grad_ratio;      /* ||dL/dW|| / ||W|| */
+    double update_ratio;    /* ||W_after - W_before|| / ||W|| over the last step */
+    double backward_gain;   /* ||dL/dx|| / ||dL/dz||: how the gradient grows or shrinks
+                             * crossing the layer (z its output, x its input) */
+    double grad_rms;        /* RMS of dL/dz per value: the gradient arriving at the layer */
+    double pre_mean;        /* the layer's output (pre-activation): mean over units of the */
+    double pre_std;         /* per-unit mean, and of the per-unit standard deviation */
+    double act_mean, act_std;  /* the activation's output */
+    double saturated;       /* fraction of sigmoid/tanh outputs within 1% of their bounds */
+    double dead;            /* fraction of relu units that are zero for the whole batch */
+    long nonfinite;         /* non-finite values in dL/dW */
+    rg_verdict verdict;
+    char evidence[128];     /* the numbers behind the verdict, in words */
+} rg_layer_health;
+
+/* Watches a graph's layers through its forward and backward passes.  One monitor per
+ * graph; it holds a hook on the graph until freed. */
+typedef struct rg_monitor rg_monitor;
+
+rg_monitor *rg_monitor_create(rg_graph *g);
+void rg_monitor_free(rg_monitor *m);
+/* Collect statistics during the next forward and backward (1) or not (0, no cost). */
+void rg_monitor_enable(rg_monitor *m, int on);
+int rg_monitor_layer_count(const rg_monitor *m);
+const rg_layer_health *rg_monitor_layer(const rg_monitor *m, int i);
+/* Per-unit mean and standard deviation of layer i's output over the last observed batch
+ * (arrays of rg_layer_health.units), for re-conditioning. */
+const double *rg_monitor_unit_mean(const rg_monitor *m, int i);
+const double *rg_monitor_unit_std(const rg_monitor *m, int i);
+/* Recomputes every layer's verdict and evidence from the last observed pass. */
+void rg_monitor_judge(rg_monitor *m);
+/* Records ||W_after - W_before|| / ||W|| for every layer: pass the flat parameters from
+ * before the optimizer step. */
+void rg_monitor_note_update(rg_monitor *m, const float *params_before);
+
+/* ---------------------------------------------------------------- GRA: gradient repair */
+
+/* One decision of GRA, as logged to the metrics file. */
+typedef struct rg_repair_event {
+    long step;              /* 0-based optimizer step; 0 for the probe before training */
+    const char *layer;
+    const char *verdict;    /* what was wrong: "vanishing", "exploding", "non-finite", ... */
+    const char *action;     /* "recondition", "scale_grad", "skip_step" */
+    double factor;          /* the scale applied (1 for a skipped step) */
+} rg_repair_event;
+
+typedef void (*rg_repair_log)(void *user, const rg_repair_event *e);
+
+typedef struct rg_repair rg_repair;
+
+/* GRA for model m, reading the layers through monitor mon (which it drives); log may be
+ * NULL.  Constants are documented in src/health/repair.c; there is nothing to tune. */
+rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, void *user);
+void rg_repair_free(rg_repair *r);
+/* The probe: diagnoses the network on samples idx[0..n) of d and, if any layer is
+ * unhealthy, re-conditions the layers from the first unhealthy one on, input to output:
+ * each unit's pre-activation is centred and scaled to unit spread over the probe batches
+ * (its weight row and bias rescaled).  Layers followed by batch norm are left alone.
+ * A healthy network is not touched. */
+rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n);
+/* After backward, before the optimizer: guards and repairs this step's gradients.
+ * Returns 1 when the step must be skipped (non-finite gradient), 0 otherwise, and
+ * RG_ERR_NUMERIC (negated) after a run of skipped steps too long to continue. */
+int rg_repair_gradients(rg_repair *r, long step);
+/* Actions taken so far (probe included). */
+long rg_repair_actions(const rg_repair *r);
+
 /* ---------------------------------------------------------------- training */
 
 typedef struct rg_epoch_stats {
@@ -450,6 +540,8 @@ typedef struct rg_epoch_stats {
     double val_loss, val_acc; /* NaN when there is no validation set */
     double seconds, images_per_sec;
     double lr;
+    long repairs;        /* GRA actions during the epoch (the probe counts in epoch 1) */
+    long skipped;        /* steps skipped for non-finite gradients */
 } rg_epoch_stats;
 
 /* Called after each batch (for progress) and each epoch; may be NULL. */
@@ -457,6 +549,10 @@ typedef struct rg_fit_callbacks {
     void (*on_batch)(void *user, int epoch, int batch, int batches, double loss, double acc,
                      double images_per_sec, double eta_seconds);
     void (*on_epoch)(void *user, const rg_epoch_stats *s);
+    /* Every GRA action (with rg_fit_config.repair). */
+    void (*on_repair)(void *user, const rg_repair_event *e);
+    /* Every monitor_every steps, after backward: the monitor's per-layer view. */
+    void (*on_health)(void *user, long step, const rg_monitor *mon);
     void *user;
 } rg_fit_callbacks;
 
@@ -467,6 +563,8 @@ typedef struct rg_fit_config {
     float val_split;        /* fraction held out from the end of a seeded permutation */
     rg_optim_config optim;
     rg_schedule schedule;
+    int repair;             /* 1: GRA (probe, then per-step repair); 0: off */
+    int monitor_every;      /* steps between health snapshots (on_health); 0: none */
 } rg_fit_config;
 
 /* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out tail is

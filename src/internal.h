@@ -135,6 +135,10 @@ struct rg_graph {
     bool profile;         /* time every node's forward and backward */
     bool no_inplace;      /* keep every node's output (rg_graph_keep_outputs) */
     bool *live, *touched; /* backward scratch, one flag per node */
+    /* Called right after each node's forward (backward = false) and backward, while its
+     * buffers still hold their values: how the health monitor sees every layer. */
+    void (*hook)(rg_graph *g, int node, bool backward, void *user);
+    void *hook_user;
     size_t arena_floats;  /* the shared output and gradient arena at the start of act_buf */
     rg_status error;      /* first builder error (sticky) */
     char error_msg[512];

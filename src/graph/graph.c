@@ -292,6 +292,7 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
         double t0 = g->profile ? seconds_now() : 0;
         rg_op_table[n->op]->forward(g, n, batch, train != 0);
         if (g->profile) n->fwd_seconds += seconds_now() - t0;
+        if (g->hook) g->hook(g, i, false, g->hook_user);
     }
     return RG_OK;
 }
@@ -328,6 +329,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
         double t0 = g->profile ? seconds_now() : 0;
         rg_op_table[n->op]->backward(g, n, g->batch);
         if (g->profile) n->bwd_seconds += seconds_now() - t0;
+        if (g->hook) g->hook(g, i, true, g->hook_user);
     }
     return RG_OK;
 }

@@ -104,11 +104,26 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     for (int i = 0; i < train->n; i++) order[i] = i;
     rg_rng_shuffle(&rng, order, train->n);
 
+    /* GRA and the monitor, when asked for. */
+    rg_monitor *mon = NULL;
+    rg_repair *gra = NULL;
+    long repairs = 0, skipped = 0;
+    rg_repair_log log = cb ? cb->on_repair : NULL;
+    if (cfg->repair || cfg->monitor_every > 0) {
+        if (!(mon = rg_monitor_create(g))) s = RG_ERR_MEMORY;
+    }
+    if (!s && cfg->repair) {
+        if (!(gra = rg_repair_create(m, mon, log, cb ? cb->user : NULL))) s = RG_ERR_MEMORY;
+        else s = rg_repair_probe(gra, train, order, n_train < 512 ? n_train : 512);
+        repairs = rg_repair_actions(gra);
+    }
+
     const int k = (int)g->nodes[m->logits].size;
     const long batches = (n_train + cfg->batch - 1) / cfg->batch;
     const long total_steps = batches * cfg->epochs;
     long step = 0;
     const double run_start = now_seconds();
+    if (gra) repairs = 0; /* the probe's actions count in epoch 1 */
     for (int epoch = 0; epoch < cfg->epochs && s == RG_OK; epoch++) {
         rg_rng_shuffle(&rng, order, n_train);
         const double t0 = now_seconds();
@@ -119,20 +134,35 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             const int start = (int)(bi * cfg->batch);
             const int b = n_train - start < cfg->batch ? n_train - start : cfg->batch;
             rg_dataset_batch(train, order + start, b, rg_graph_input_buffer(g, m->input), g->labels);
+            const bool watch = cfg->monitor_every > 0 && step % cfg->monitor_every == 0;
+            if (mon) rg_monitor_enable(mon, watch);
             rg_graph_forward(g, b, 1);
             const float loss = g->nodes[m->loss].out[0];
-            if (!isfinite(loss)) {
+            if (!isfinite(loss) && !gra) {
                 s = rg_fail(RG_ERR_NUMERIC, "the loss became %g at epoch %d, batch %ld: lower "
-                                            "--lr or use a better-conditioned model",
-                            (double)loss, epoch + 1, bi + 1);
+                                            "--lr, or train with GRA (--repair auto), which "
+                                            "skips such steps", (double)loss, epoch + 1, bi + 1);
                 break;
             }
-            loss_sum += (double)loss * b;
+            /* With GRA a non-finite loss goes on to backward, where the repair skips the
+             * step and names the layer. */
+            if (isfinite(loss)) loss_sum += (double)loss * b;
             correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
             seen += b;
             rg_graph_backward(g, m->loss);
+            if (watch) {
+                rg_monitor_enable(mon, 0);
+                rg_monitor_judge(mon);
+                if (cb && cb->on_health) cb->on_health(cb->user, step, mon);
+            }
             lr = rg_schedule_lr(&cfg->schedule, cfg->optim.lr, step, epoch, total_steps);
-            rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
+            int verdict = gra ? rg_repair_gradients(gra, step) : 0;
+            if (verdict < 0) {
+                s = (rg_status)-verdict;
+                break;
+            }
+            if (verdict == 1) skipped++;
+            else rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
             if (cb && cb->on_batch) {
                 double elapsed = now_seconds() - run_start;
                 double ips = seen / (now_seconds() - t0);
@@ -144,7 +174,10 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         if (s) break;
         rg_epoch_stats st = {.epoch = epoch + 1, .loss = loss_sum / seen,
                              .acc = (double)correct / seen, .val_loss = NAN, .val_acc = NAN,
-                             .lr = lr};
+                             .lr = lr, .repairs = rg_repair_actions(gra) - repairs,
+                             .skipped = skipped};
+        repairs = rg_repair_actions(gra);
+        skipped = 0;
         st.seconds = now_seconds() - t0;
         st.images_per_sec = seen / st.seconds;
         if (n_val > 0) {
@@ -153,6 +186,8 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         }
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &st);
     }
+    rg_repair_free(gra);
+    rg_monitor_free(mon);
     rg_optim_free(opt);
     free(order);
     return s;
