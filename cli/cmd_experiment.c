@@ -23,7 +23,8 @@ static const char *const experiment_help =
     "  --remedies LIST    off, gra, relu_he (relu + He init), bn (batch norm),\n"
     "                     residual (skip connections); default all\n"
     "  --epochs N         epochs per run (default 1)\n"
-    "  --seeds N          seeds per cell, 1..N; the tables show the mean and spread (default 1)\n"
+    "  --seeds N          seeds per cell; the tables show the mean and spread (default 1)\n"
+    "  --first-seed N     the first seed (default 1): seeds N..N+seeds-1\n"
     "  --width N          hidden width (default 128)\n"
     "  --limit N          train on the first N images only (default: all)\n"
     "  --data SPEC        dataset (default fashion-mnist)\n"
@@ -32,7 +33,7 @@ static const char *const experiment_help =
     "  -h, --help         show this help\n";
 
 enum { OPT_DEPTHS = 256, OPT_ACTS, OPT_OPTIMS, OPT_REMEDIES, OPT_EPOCHS, OPT_SEEDS, OPT_WIDTH,
-       OPT_LIMIT, OPT_DATA, OPT_JSON, OPT_THREADS };
+       OPT_LIMIT, OPT_DATA, OPT_JSON, OPT_THREADS, OPT_FIRST_SEED };
 
 static const struct option experiment_opts[] = {
     {"depths", required_argument, 0, OPT_DEPTHS},     {"acts", required_argument, 0, OPT_ACTS},
@@ -40,7 +41,8 @@ static const struct option experiment_opts[] = {
     {"epochs", required_argument, 0, OPT_EPOCHS},     {"seeds", required_argument, 0, OPT_SEEDS},
     {"width", required_argument, 0, OPT_WIDTH},       {"limit", required_argument, 0, OPT_LIMIT},
     {"data", required_argument, 0, OPT_DATA},         {"json", required_argument, 0, OPT_JSON},
-    {"threads", required_argument, 0, OPT_THREADS},   {"help", no_argument, 0, 'h'},
+    {"threads", required_argument, 0, OPT_THREADS},   {"first-seed", required_argument, 0, OPT_FIRST_SEED},
+    {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
 
@@ -166,7 +168,7 @@ int cmd_experiment(int argc, char **argv) {
     split(cmd, "acts", "sigmoid,tanh", &acts);
     split(cmd, "optimizers", "adam,sgd", &optims);
     split(cmd, "remedies", "off,gra,relu_he,bn,residual", &remedies);
-    long epochs = 1, seeds = 1, width = 128, limit = 0, threads = 0;
+    long epochs = 1, seeds = 1, width = 128, limit = 0, threads = 0, first_seed = 1;
     int c;
     optind = 1;
     while ((c = cli_getopt(cmd, argc, argv, "h", experiment_opts)) != -1) {
@@ -184,6 +186,7 @@ int cmd_experiment(int argc, char **argv) {
         case OPT_DATA: data = optarg; break;
         case OPT_JSON: json_path = optarg; break;
         case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
+        case OPT_FIRST_SEED: ok = cli_int(cmd, "first-seed", optarg, 1, 1L << 30, &first_seed); break;
         default: return EXIT_USAGE;
         }
         if (!ok) return EXIT_USAGE;
@@ -260,7 +263,7 @@ int cmd_experiment(int argc, char **argv) {
                         spec_for(spec, sizeof spec, remedies.item[ri], depth, (int)width, acts.item[ai]);
                         run_result r;
                         s = run_one(spec, !strcmp(remedies.item[ri], "gra"), optims.item[oi],
-                                    (int)epochs, (uint64_t)si + 1, train, test, &r);
+                                    (int)epochs, (uint64_t)(first_seed + si), train, test, &r);
                         if (s) {
                             cli_fail(cmd, s);
                             goto out;
@@ -269,7 +272,7 @@ int cmd_experiment(int argc, char **argv) {
                         done_runs++;
                         elapsed += r.seconds;
                         fprintf(stderr, "\r\033[K[%d/%d] %s %s %s seed %d: acc %.3f  (ETA %.0fs)",
-                                done_runs, runs, spec, optims.item[oi], remedies.item[ri], si + 1,
+                                done_runs, runs, spec, optims.item[oi], remedies.item[ri], (int)(first_seed + si),
                                 r.acc, elapsed / done_runs * (runs - done_runs));
                         if (jf)
                             fprintf(jf, "%s{\"depth\":%d,\"act\":\"%s\",\"optimizer\":\"%s\","
@@ -277,7 +280,7 @@ int cmd_experiment(int argc, char **argv) {
                                         "\"test_acc\":%.4f,\"grad_ratio\":%.4g,\"repairs\":%ld,"
                                         "\"failed\":%s,\"seconds\":%.2f}",
                                     done_runs > 1 ? ",\n" : "", depth, acts.item[ai],
-                                    optims.item[oi], remedies.item[ri], si + 1, spec,
+                                    optims.item[oi], remedies.item[ri], (int)(first_seed + si), spec,
                                     isfinite(r.acc) ? r.acc : -1, isfinite(r.ratio) ? r.ratio : -1,
                                     r.repairs, r.failed ? "true" : "false", r.seconds);
                     }

@@ -529,6 +529,16 @@ rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int
  * Returns 1 when the step must be skipped (non-finite gradient), 0 otherwise, and
  * RG_ERR_NUMERIC (negated) after a run of skipped steps too long to continue. */
 int rg_repair_gradients(rg_repair *r, long step);
+/* While training, GRA re-checks the network every few steps (REPROBE_EVERY in repair.c):
+ * wants_check says whether this step is one (then run it with the monitor enabled), and
+ * check re-conditions the layers from the first one the monitor now finds unhealthy. */
+int rg_repair_wants_check(const rg_repair *r, long step);
+void rg_repair_check(rg_repair *r, long step);
+/* Around the optimizer step: the trust region on each layer's update (only for networks
+ * the probe re-conditioned): before saves the parameters, after caps each layer's
+ * ||dW|| / ||W|| (see repair.c). */
+void rg_repair_before_update(rg_repair *r);
+void rg_repair_after_update(rg_repair *r, long step);
 /* Actions taken so far (probe included). */
 long rg_repair_actions(const rg_repair *r);
 

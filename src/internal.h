@@ -188,6 +188,11 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats);
 /* Points every node's buffers into g->act_buf according to the plan. */
 void rg_graph_place_memory(rg_graph *g);
 
+/* Monitor internals used by GRA: estimate E[x x^T] and E[x] of every dense layer's input
+ * during observed passes, and read them back (NULL until observed). */
+void rg_monitor_want_moments(rg_monitor *m, int on);
+const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in);
+
 /* Threads an op may use at once: the workspace holds this many per-thread slices. */
 int rg_thread_slots(void);
 

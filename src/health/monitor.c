@@ -19,6 +19,7 @@
  *  - dead: over half of a relu layer's units zero for the whole batch.
  */
 #include "../internal.h"
+#include "../kernels/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,6 +36,9 @@ typedef struct layer {
     int node, act_node;       /* act_node: -1 if none */
     rg_act act;
     double *unit_mean, *unit_std;
+    float *in_moment;         /* dense layers: E[x x^T] of the input (fan_in^2), when asked */
+    float *in_mean;           /* E[x] (fan_in) */
+    int fan_in;
 } layer;
 
 struct rg_monitor {
@@ -43,6 +47,7 @@ struct rg_monitor {
     int n;
     int *layer_of_node;       /* node -> layer index, or -1; act nodes map too */
     bool on;
+    bool moments;             /* also estimate dense inputs' second moments */
 };
 
 static const char *const verdict_names[RG_VERDICT_COUNT] = {
@@ -74,8 +79,31 @@ static void unit_stats(const rg_node_impl *n, int batch, double *mean, double *s
     }
 }
 
+/* E[x x^T] and E[x] of a dense layer's input over this batch: one GEMM. */
+static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
+    const rg_node_impl *x = rg_in(m->g, n, 0);
+    const int f = (int)x->size;
+    if (!l->in_moment) {
+        l->in_moment = malloc((size_t)f * f * sizeof(float));
+        l->in_mean = malloc((size_t)f * sizeof(float));
+        if (!l->in_moment || !l->in_mean) {
+            free(l->in_moment), free(l->in_mean);
+            l->in_moment = l->in_mean = NULL;
+            return;
+        }
+        l->fan_in = f;
+    }
+    rg_sgemm(true, false, f, f, batch, 1.0f / batch, x->out, f, x->out, f, 0.0f, l->in_moment, f);
+    for (int i = 0; i < f; i++) {
+        double s = 0;
+        for (int b = 0; b < batch; b++) s += x->out[(size_t)b * f + i];
+        l->in_mean[i] = (float)(s / batch);
+    }
+}
+
 static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
     if (n - m->g->nodes == l->node) {
+        if (m->moments && n->op == RG_OP_DENSE) input_moments(m, l, n, batch);
         unit_stats(n, batch, l->unit_mean, l->unit_std);
         double sm = 0, ss = 0;
         for (int u = 0; u < l->h.units; u++) sm += l->unit_mean[u], ss += l->unit_std[u];
@@ -207,6 +235,8 @@ void rg_monitor_free(rg_monitor *m) {
     for (int i = 0; m->layers && i < m->n; i++) {
         free(m->layers[i].unit_mean);
         free(m->layers[i].unit_std);
+        free(m->layers[i].in_moment);
+        free(m->layers[i].in_mean);
     }
     free(m->layers);
     free(m->layer_of_node);
@@ -214,6 +244,14 @@ void rg_monitor_free(rg_monitor *m) {
 }
 
 void rg_monitor_enable(rg_monitor *m, int on) { m->on = on != 0; }
+void rg_monitor_want_moments(rg_monitor *m, int on) { m->moments = on != 0; }
+
+const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in) {
+    if (!m || i < 0 || i >= m->n || !m->layers[i].in_moment) return NULL;
+    *mean = m->layers[i].in_mean;
+    *fan_in = m->layers[i].fan_in;
+    return m->layers[i].in_moment;
+}
 int rg_monitor_layer_count(const rg_monitor *m) { return m ? m->n : 0; }
 const rg_layer_health *rg_monitor_layer(const rg_monitor *m, int i) {
     return (m && i >= 0 && i < m->n) ? &m->layers[i].h : NULL;

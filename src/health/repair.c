@@ -24,6 +24,7 @@
  * Every action is reported through the log callback.
  */
 #include "../internal.h"
+#include "../kernels/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,6 +42,10 @@
 #define VANISH_OF_MEDIAN 1e-3  /* as the monitor's vanishing verdict, against the median */
 #define MIN_SPREAD 1e-6        /* units with less spread are left as they are */
 
+#define REPROBE_EVERY 50       /* steps between GRA's own health checks while training */
+#define TRUST_PER_DEPTH 0.5    /* per-layer cap on the step's change of the pre-activations,
+                                * RMS over units relative to their spread: 0.5 / layers */
+
 typedef struct layer_state {
     int node;
     double mean, var;  /* EMA of the log gradient norm */
@@ -55,6 +60,12 @@ struct rg_repair {
     layer_state *layers;
     int n;
     long actions, skipped_run;
+    bool trust;                   /* the probe re-conditioned: cap updates from now on */
+    float *before;                /* parameters before the optimizer step (trust region) */
+    float *dw, *db, *scratch;     /* one layer's update and dW M, for the trust region */
+    const rg_dataset *probe_data; /* the probe set, kept for re-probes during training */
+    const int *probe_idx;
+    int probe_n;
     double *norms, *wnorms; /* this step's per-layer gradient and weight norms */
 };
 
@@ -85,6 +96,10 @@ void rg_repair_free(rg_repair *r) {
     free(r->layers);
     free(r->norms);
     free(r->wnorms);
+    free(r->before);
+    free(r->dw);
+    free(r->db);
+    free(r->scratch);
     free(r);
 }
 
@@ -103,12 +118,14 @@ static void emit(rg_repair *r, long step, const char *layer, const char *verdict
 static void probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n, int k,
                        bool backward) {
     rg_graph *g = r->m->graph;
+    rg_monitor_want_moments(r->mon, 1); /* refresh the trust region's input moments */
     const int bs = g->max_batch, start = (k * bs) % n, b = n - start < bs ? n - start : bs;
     rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, r->m->input), g->labels);
     rg_monitor_enable(r->mon, 1);
     rg_graph_forward(g, b, 1);
     if (backward) rg_graph_backward(g, r->m->loss);
     rg_monitor_enable(r->mon, 0);
+    rg_monitor_want_moments(r->mon, 0);
 }
 
 /* Whether a batch norm sits between layer node i and its activation. */
@@ -161,28 +178,45 @@ static double recondition(rg_repair *r, int li, const rg_dataset *d, const int *
     return total / units;
 }
 
-rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n) {
-    if (!r || n < 1) return rg_fail(RG_ERR_ARG, "GRA probe needs at least one sample");
+/* Re-conditions every layer from the first unhealthy one in the monitor's current view. */
+static void recondition_from_first_unhealthy(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
-    probe_pass(r, d, idx, n, 0, true);
-    rg_monitor_judge(r->mon);
     int first = -1;
     for (int i = 0; i < r->n && first < 0; i++) {
         const rg_verdict v = rg_monitor_layer(r->mon, i)->verdict;
         if (v != RG_HEALTHY && v != RG_NONFINITE) first = i;
     }
-    if (first < 0) return RG_OK;
-    /* Verdicts before any change, for the log. */
+    if (first < 0) return;
     rg_verdict *was = malloc((size_t)r->n * sizeof *was);
-    if (!was) return rg_fail(RG_ERR_MEMORY, "out of memory in the GRA probe");
+    if (!was) return;
     for (int i = 0; i < r->n; i++) was[i] = rg_monitor_layer(r->mon, i)->verdict;
     for (int i = first; i < r->n; i++) {
         if (feeds_batch_norm(g, r->layers[i].node)) continue;
-        const double f = recondition(r, i, d, idx, n);
-        emit(r, 0, rg_monitor_layer(r->mon, i)->name,
+        const double f = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n);
+        emit(r, step, rg_monitor_layer(r->mon, i)->name,
              rg_verdict_name(was[i] == RG_HEALTHY ? was[first] : was[i]), "recondition", f);
     }
     free(was);
+}
+
+int rg_repair_wants_check(const rg_repair *r, long step) {
+    return r && step > 0 && step % REPROBE_EVERY == 0;
+}
+
+void rg_repair_check(rg_repair *r, long step) {
+    if (!r || !r->probe_data) return;
+    rg_monitor_judge(r->mon);
+    recondition_from_first_unhealthy(r, step);
+}
+
+rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n) {
+    if (!r || n < 1) return rg_fail(RG_ERR_ARG, "GRA probe needs at least one sample");
+    r->probe_data = d, r->probe_idx = idx, r->probe_n = n;
+    probe_pass(r, d, idx, n, 0, true);
+    rg_monitor_judge(r->mon);
+    const long before = r->actions;
+    recondition_from_first_unhealthy(r, 0);
+    r->trust = r->actions > before;
     probe_pass(r, d, idx, n, 0, true); /* leave the monitor's view current */
     rg_monitor_judge(r->mon);
     return RG_OK;
@@ -261,4 +295,72 @@ int rg_repair_gradients(rg_repair *r, long step) {
         l->seen++;
     }
     return 0;
+}
+
+void rg_repair_before_update(rg_repair *r) {
+    if (!r || !r->trust) return;
+    rg_graph *g = r->m->graph;
+    if (!r->before) {
+        size_t largest = 1, units = 1;
+        for (int i = 0; i < r->n; i++) {
+            const rg_node_impl *n = &g->nodes[r->layers[i].node];
+            if (g->params[n->first_param].size > largest) largest = g->params[n->first_param].size;
+            if ((size_t)n->shape[0] > units) units = (size_t)n->shape[0];
+        }
+        r->before = malloc(g->param_floats * sizeof(float));
+        r->dw = malloc(largest * sizeof(float));
+        r->scratch = malloc(largest * sizeof(float));
+        r->db = malloc(units * sizeof(float));
+        if (!r->before || !r->dw || !r->scratch || !r->db) {
+            r->trust = false; /* no memory for the trust region: train without it */
+            return;
+        }
+    }
+    memcpy(r->before, g->param_buf, g->param_floats * sizeof(float));
+}
+
+/* E||dz||^2 per unit for dense layer i: dW (units x f), db (units), M = E[x x^T]:
+ * tr(dW M dW^T) + 2 db.(dW mu) + |db|^2, over units. */
+static double output_change(rg_repair *r, int i, const rg_node_impl *n, const float *dw,
+                            const float *db) {
+    const float *mu;
+    int f;
+    const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
+    if (!mm) return NAN;
+    const int units = n->shape[0];
+    float *t = r->scratch;
+    rg_sgemm(false, false, units, f, f, 1.0f, dw, f, mm, f, 0.0f, t, f);
+    double e = 0;
+    for (int j = 0; j < units; j++) {
+        double quad = 0, lin = 0;
+        for (int k = 0; k < f; k++) {
+            quad += (double)t[(size_t)j * f + k] * dw[(size_t)j * f + k];
+            lin += (double)dw[(size_t)j * f + k] * mu[k];
+        }
+        const double b = db ? db[j] : 0;
+        e += quad + 2 * b * lin + b * b;
+    }
+    return e / units;
+}
+
+void rg_repair_after_update(rg_repair *r, long step) {
+    if (!r || !r->trust || !r->before) return;
+    rg_graph *g = r->m->graph;
+    const double cap = TRUST_PER_DEPTH / r->n;
+    for (int i = 0; i < r->n; i++) {
+        const rg_node_impl *n = &g->nodes[r->layers[i].node];
+        if (n->op != RG_OP_DENSE) continue;
+        const rg_param_impl *kp = &g->params[n->first_param], *bp = &g->params[n->first_param + 1];
+        float *w = g->param_buf + kp->offset, *b = g->param_buf + bp->offset;
+        const float *w0 = r->before + kp->offset, *b0 = r->before + bp->offset;
+        for (size_t j = 0; j < kp->size; j++) r->dw[j] = w[j] - w0[j];
+        for (size_t j = 0; j < bp->size; j++) r->db[j] = b[j] - b0[j];
+        const double spread = rg_monitor_layer(r->mon, i)->pre_std;
+        const double rho = sqrt(fmax(output_change(r, i, n, r->dw, r->db), 0)) / fmax(spread, 1e-12);
+        if (!(rho > cap)) continue;
+        const float f = (float)(cap / rho);
+        for (size_t j = 0; j < kp->size; j++) w[j] = w0[j] + f * r->dw[j];
+        for (size_t j = 0; j < bp->size; j++) b[j] = b0[j] + f * r->db[j];
+        emit(r, step, n->name, "large_update", "cap_update", f);
+    }
 }

@@ -135,7 +135,8 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             const int b = n_train - start < cfg->batch ? n_train - start : cfg->batch;
             rg_dataset_batch(train, order + start, b, rg_graph_input_buffer(g, m->input), g->labels);
             const bool watch = cfg->monitor_every > 0 && step % cfg->monitor_every == 0;
-            if (mon) rg_monitor_enable(mon, watch);
+            const bool check = rg_repair_wants_check(gra, step);
+            if (mon) rg_monitor_enable(mon, watch || check);
             rg_graph_forward(g, b, 1);
             const float loss = g->nodes[m->loss].out[0];
             if (!isfinite(loss) && !gra) {
@@ -150,10 +151,10 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
             seen += b;
             rg_graph_backward(g, m->loss);
-            if (watch) {
+            if (watch || check) {
                 rg_monitor_enable(mon, 0);
                 rg_monitor_judge(mon);
-                if (cb && cb->on_health) cb->on_health(cb->user, step, mon);
+                if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
             }
             lr = rg_schedule_lr(&cfg->schedule, cfg->optim.lr, step, epoch, total_steps);
             int verdict = gra ? rg_repair_gradients(gra, step) : 0;
@@ -161,8 +162,15 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 s = (rg_status)-verdict;
                 break;
             }
-            if (verdict == 1) skipped++;
-            else rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
+            if (verdict == 1) {
+                skipped++;
+            } else {
+                rg_repair_before_update(gra);
+                rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
+                rg_repair_after_update(gra, step);
+            }
+            /* uses the probe batches: after the step, before the next batch is loaded */
+            if (check) rg_repair_check(gra, step);
             if (cb && cb->on_batch) {
                 double elapsed = now_seconds() - run_start;
                 double ips = seen / (now_seconds() - t0);
