@@ -7,25 +7,6 @@
 
 #include "internal.h"
 
-/* Two Gaussian blobs per class in 4x4 "images": learnable in a few epochs. */
-static rg_dataset *synthetic(int n, int classes, uint64_t seed) {
-    rg_dataset *d = calloc(1, sizeof *d);
-    d->n = n, d->c = 1, d->h = 4, d->w = 4, d->classes = classes;
-    d->pixels = malloc((size_t)n * 16);
-    d->labels = malloc((size_t)n * sizeof(int));
-    rg_rng r;
-    rg_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) {
-        int y = (int)rg_rng_below(&r, (uint32_t)classes);
-        d->labels[i] = y;
-        for (int j = 0; j < 16; j++) {
-            float v = (j % classes == y ? 170.0f : 60.0f) + 30.0f * rg_rng_normal(&r);
-            d->pixels[(size_t)i * 16 + j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-        }
-    }
-    return d;
-}
-
 static rg_fit_config config(rg_optim_kind k) {
     rg_fit_config c = {.epochs = 3, .batch = 16, .seed = 3, .val_split = 0.2f,
                        .optim = rg_optim_defaults(k)};

@@ -1,0 +1,220 @@
+/*
+ * test_health.c — the gradient health monitor and GRA: verdicts on constructed vanishing,
+ * exploding, saturated, dead, non-finite and healthy networks; the probe bringing the
+ * gradient ratio back into the band; per-step repairs; no action on a healthy network.
+ */
+#include "test_util.h"
+
+#include "internal.h"
+
+typedef struct built {
+    rg_model m;
+    rg_monitor *mon;
+    rg_dataset *d;
+    int idx[256];
+} built;
+
+static void build(built *b, const char *spec, int batch) {
+    b->d = synthetic(512, 3, 5);
+    assert_int_equal(rg_model_build(spec, 1, 4, 4, 3, RG_LOSS_XENT, 0, 7, &b->m), RG_OK);
+    assert_int_equal(rg_graph_compile(b->m.graph, batch), RG_OK);
+    b->mon = rg_monitor_create(b->m.graph);
+    assert_non_null(b->mon);
+    for (int i = 0; i < 256; i++) b->idx[i] = i;
+}
+
+static void release(built *b) {
+    rg_monitor_free(b->mon);
+    rg_model_free(&b->m);
+    rg_dataset_free(b->d);
+}
+
+/* One observed forward and backward on the first batch; pixels scaled by `gain`. */
+static void observe(built *b, int batch, float gain) {
+    rg_graph *g = b->m.graph;
+    float *x = rg_graph_input_buffer(g, b->m.input);
+    rg_dataset_batch(b->d, b->idx, batch, x, rg_graph_labels(g));
+    for (size_t i = 0; i < (size_t)batch * 16; i++) x[i] *= gain;
+    rg_monitor_enable(b->mon, 1);
+    rg_graph_forward(g, batch, 1);
+    rg_graph_backward(g, b->m.loss);
+    rg_monitor_enable(b->mon, 0);
+    rg_monitor_judge(b->mon);
+}
+
+static int count(const built *b, rg_verdict v) {
+    int n = 0;
+    for (int i = 0; i < rg_monitor_layer_count(b->mon); i++) n += rg_monitor_layer(b->mon, i)->verdict == v;
+    return n;
+}
+
+static void test_healthy_network_is_healthy(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=3,width=32,act=relu,init=he", 64);
+    observe(&b, 64, 1);
+    assert_int_equal(rg_monitor_layer_count(b.mon), 4);
+    assert_int_equal(count(&b, RG_HEALTHY), 4);
+    const rg_layer_health *h = rg_monitor_layer(b.mon, 1);
+    assert_string_equal(h->name, "dense_2");
+    assert_string_equal(h->act, "relu");
+    assert_true(h->grad_norm > 0 && h->weight_norm > 0 && isfinite(h->backward_gain));
+    assert_true(h->dead >= 0 && h->dead <= 1);
+    release(&b);
+}
+
+static void test_vanishing_detected_and_repaired(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=10,width=32,act=sigmoid,init=torch", 128);
+    observe(&b, 128, 1);
+    assert_true(count(&b, RG_VANISHING) >= 1);
+    assert_int_equal(rg_monitor_layer(b.mon, 0)->verdict, RG_VANISHING);
+    const int n = rg_monitor_layer_count(b.mon);
+    const double before = rg_monitor_layer(b.mon, 0)->grad_norm / rg_monitor_layer(b.mon, n - 1)->grad_norm;
+    rg_repair *r = rg_repair_create(&b.m, b.mon, NULL, NULL);
+    assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+    assert_true(rg_repair_actions(r) >= n - 1); /* every layer from the first re-conditioned */
+    observe(&b, 128, 1);
+    const double after = rg_monitor_layer(b.mon, 0)->grad_norm / rg_monitor_layer(b.mon, n - 1)->grad_norm;
+    /* the first layer's gradient comes back within the band of the network's */
+    assert_true(after > 100 * before);
+    assert_int_equal(count(&b, RG_VANISHING), 0);
+    for (int i = 0; i < n - 1; i++) { /* pre-activations centred with unit spread */
+        const rg_layer_health *h = rg_monitor_layer(b.mon, i);
+        assert_true(fabs(h->pre_mean) < 0.3 && fabs(h->pre_std - 1) < 0.3);
+    }
+    rg_repair_free(r);
+    release(&b);
+}
+
+static void test_exploding_detected(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=3,width=32,act=relu,init=he", 64);
+    /* The first layer's weights 10^4 too small: its gradient is unchanged, so next to its
+     * weights it is 10^4 too large.  (Scaling the inputs would not do: in a relu net every
+     * layer's gradient grows alike, and none stands out from the median.) */
+    rg_param_info p;
+    rg_graph_param(b.m.graph, 0, &p);
+    for (size_t i = 0; i < p.size; i++) p.data[i] *= 1e-4f;
+    observe(&b, 64, 1);
+    assert_int_equal(rg_monitor_layer(b.mon, 0)->verdict, RG_EXPLODING);
+    assert_non_null(strstr(rg_monitor_layer(b.mon, 0)->evidence, "median"));
+    release(&b);
+}
+
+static void test_saturated_and_dead_detected(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=2,width=32,act=sigmoid,init=normal:3", 64);
+    observe(&b, 64, 1);
+    assert_true(count(&b, RG_SATURATED) >= 1);
+    release(&b);
+    build(&b, "mlp:depth=2,width=32,act=relu,init=he", 64);
+    rg_param_info p;
+    rg_graph_param(b.m.graph, 1, &p); /* dense_1.bias */
+    for (size_t i = 0; i < p.size; i++) p.data[i] = -100;
+    observe(&b, 64, 1);
+    assert_int_equal(rg_monitor_layer(b.mon, 0)->verdict, RG_DEAD);
+    release(&b);
+}
+
+typedef struct log_capture {
+    int n;
+    char action[16][24], verdict[16][24], layer[16][32];
+    double factor[16];
+} log_capture;
+
+static void capture(void *user, const rg_repair_event *e) {
+    log_capture *c = user;
+    if (c->n < 16) {
+        snprintf(c->action[c->n], 24, "%s", e->action);
+        snprintf(c->verdict[c->n], 24, "%s", e->verdict);
+        snprintf(c->layer[c->n], 32, "%s", e->layer);
+        c->factor[c->n] = e->factor;
+    }
+    c->n++;
+}
+
+static void test_per_step_repairs(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=2,width=16,act=relu,init=he", 64);
+    log_capture c = {0};
+    rg_repair *r = rg_repair_create(&b.m, b.mon, capture, &c);
+    rg_graph *g = b.m.graph;
+    float *grads = rg_graph_grads(g);
+    const size_t n = rg_graph_param_floats(g);
+    /* 40 ordinary steps: no action */
+    for (long step = 0; step < 40; step++) {
+        for (size_t i = 0; i < n; i++) grads[i] = 0.01f * (float)((i * 7 + (size_t)step) % 11) - 0.05f;
+        assert_int_equal(rg_repair_gradients(r, step), 0);
+    }
+    assert_int_equal(c.n, 0);
+    /* a spike 1000x in dense_2: scaled back into the band */
+    rg_param_info p;
+    rg_graph_param(g, 2, &p);
+    for (size_t i = 0; i < n; i++) grads[i] = 0.01f * (float)((i * 7 + 40) % 11) - 0.05f;
+    for (size_t i = 0; i < p.size; i++) p.grad[i] *= 1000;
+    assert_int_equal(rg_repair_gradients(r, 40), 0);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.action[0], "scale_grad");
+    assert_string_equal(c.verdict[0], "exploding");
+    assert_string_equal(c.layer[0], "dense_2");
+    assert_true(c.factor[0] < 0.1);
+    /* a non-finite gradient: the step is skipped and the layer named */
+    grads[0] = NAN;
+    assert_int_equal(rg_repair_gradients(r, 41), 1);
+    assert_string_equal(c.action[1], "skip_step");
+    assert_string_equal(c.layer[1], "dense_1");
+    /* and a long run of them stops training */
+    int last = 0;
+    for (long step = 42; step < 80 && last >= 0; step++) last = rg_repair_gradients(r, step);
+    assert_int_equal(last, -RG_ERR_NUMERIC);
+    assert_non_null(strstr(rg_last_error(), "non-finite"));
+    rg_repair_free(r);
+    release(&b);
+}
+
+/* GRA on a healthy network takes no action and changes no weight. */
+static void test_no_action_on_healthy(void **state) {
+    (void)state;
+    float *w[2];
+    size_t n = 0;
+    long actions[2] = {0, 0};
+    for (int repair = 0; repair < 2; repair++) {
+        rg_dataset *d = synthetic(600, 3, 9);
+        rg_model m;
+        assert_int_equal(rg_model_build("mlp:depth=3,width=32,act=relu,init=he", 1, 4, 4, 3,
+                                        RG_LOSS_XENT, 0, 2, &m), RG_OK);
+        assert_int_equal(rg_graph_compile(m.graph, 32), RG_OK);
+        rg_fit_config c = {.epochs = 3, .batch = 32, .seed = 1, .repair = repair,
+                           .optim = rg_optim_defaults(RG_OPTIM_ADAM)};
+        rg_schedule_parse("constant", &c.schedule);
+        rg_fit_callbacks cb = {.on_repair = capture, .user = &(log_capture){0}};
+        assert_int_equal(rg_fit(&m, d, &c, &cb), RG_OK);
+        actions[repair] = ((log_capture *)cb.user)->n;
+        n = rg_graph_param_floats(m.graph);
+        w[repair] = malloc(n * sizeof(float));
+        memcpy(w[repair], rg_graph_params(m.graph), n * sizeof(float));
+        rg_model_free(&m);
+        rg_dataset_free(d);
+    }
+    assert_int_equal(actions[1], 0);
+    assert_memory_equal(w[0], w[1], n * sizeof(float));
+    free(w[0]);
+    free(w[1]);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_healthy_network_is_healthy),
+        cmocka_unit_test(test_vanishing_detected_and_repaired),
+        cmocka_unit_test(test_exploding_detected),
+        cmocka_unit_test(test_saturated_and_dead_detected),
+        cmocka_unit_test(test_per_step_repairs),
+        cmocka_unit_test(test_no_action_on_healthy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
