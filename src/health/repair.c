@@ -8,9 +8,11 @@
  *    bias are rescaled, w_j <- w_j / s_j, b_j <- (b_j - mu_j) / s_j, so z_j is centred with
  *    unit spread.  Sigmoid and tanh units then sit in their responsive range and the
  *    backward gain across each layer comes back near 1 (data-dependent initialisation, as
- *    LSUV and Salimans & Kingma's; measured effect in README).  Layers followed by batch
- *    norm are skipped: batch norm already does this at every step.
- * 2. Every step, after backward and before the optimizer (O(parameters), one pass):
+ *    LSUV and Salimans & Kingma's).  Layers followed by batch norm are skipped: batch norm
+ *    already does this at every step.  A healthy network is not touched at all.
+ * 2. Re-probe (every REPROBE_EVERY steps, while training).  The monitor watches that step;
+ *    if a layer has become unhealthy again, the layers from it on are re-conditioned.
+ * 3. Gradient guards (every step, after backward, before the optimizer; one pass):
  *    - a non-finite gradient skips the step and names the layer; NONFINITE_RUN skipped
  *      steps in a row stop training with an error;
  *    - exploding: each layer's log gradient norm is tracked by an exponential moving mean
@@ -19,8 +21,22 @@
  *      rule with an anomaly's threshold; no action during ZCLIP_WARMUP steps);
  *    - vanishing: a layer whose gradient-to-weight ratio falls below VANISH_OF_MEDIAN of
  *      the median layer's is scaled up to that bound.  (Adam, RMSProp and Adagrad are
- *      invariant to gradient scale, so for them this changes little; the probe is what
- *      helps them.)
+ *      invariant to gradient scale, so for them this changes little.)
+ * 4. Trust region on the update (after the optimizer; only for networks the probe
+ *    re-conditioned, so healthy networks pay nothing).  For each dense layer the step's
+ *    change of the pre-activations is measured in function space,
+ *        E||dz||^2 = tr(dW M dW^T) + 2 db.(dW mu) + |db|^2,   M = E[x x^T], mu = E[x]
+ *    with M and mu of the layer's input estimated by the monitor at every probe, and its
+ *    RMS over units, relative to the units' spread, is capped at TRUST_PER_DEPTH / layers
+ *    by scaling the layer's update.  Why function space: with sigmoid inputs (all positive)
+ *    Adam's sign-like steps add up coherently across a row, so a small ||dW|| can move z a
+ *    lot; a cap on ||dW|| / ||W|| (tried first) did not see that and hurt deep sigmoid
+ *    nets.  Why 1/layers: each layer's change adds to the output's, so deeper nets need
+ *    smaller steps per layer (a third of the learning rate rescues 30-layer Adam in
+ *    DESIGN.md's probes).  It acts on the update itself, so it works whatever the
+ *    optimizer, which no gradient rescaling can do for Adam.  The constant 0.5 was chosen
+ *    on seeds 101-102 among 0.25, 0.5 and 1.0 (depth 30, all four cells); README's table
+ *    is measured on seeds 1-3.
  * Every action is reported through the log callback.
  */
 #include "../internal.h"
