@@ -56,6 +56,36 @@ expect 2 "unexpected argument 'extra'" train extra
 expect 2 "unknown data spec 'mnist'" train --data mnist
 expect 2 "--input 'abc'" summary --input abc
 
+# ---- diagnose, experiment, bench
+expect 0 "Usage: regrad diagnose" diagnose --help
+expect 0 "Usage: regrad experiment" experiment --help
+expect 0 "Usage: regrad bench" bench --help
+expect 0 "vanishing" diagnose --model mlp:depth=10,width=32,act=sigmoid,init=torch --batch 64
+expect 0 "0 of 3 layers unhealthy" diagnose --model mlp:depth=2,width=64 --batch 64
+"$BIN" diagnose --model cnn --batch 32 --json > "$tmp/diag.json" 2>&1
+grep -q '"layers":\[{"layer":"conv2d_1"' "$tmp/diag.json" && ok || bad "diagnose --json: $(head -c 200 "$tmp/diag.json")"
+expect 2 "--batch '1'" diagnose --batch 1
+expect 2 "unknown remedy 'dropout'" experiment --remedies dropout
+expect 2 "not adam or sgd" experiment --optimizers rmsprop
+expect 2 "unknown activation 'swish'" experiment --acts swish
+expect 2 "--depths 'x'" experiment --depths x
+expect 0 "images/s" bench --model mlp --batch 16 --steps 2 --warmup 0
+expect 2 "no classifier" bench --model resnet18v2:top=0
+# a small experiment end to end: GRA rescues what plain training cannot
+"$BIN" experiment --depths 8 --acts sigmoid --optimizers adam --remedies off,gra --limit 6000 \
+    --json "$tmp/exp.json" > "$tmp/exp.txt" 2>&1
+off=$(sed -n 's/.*"remedy":"off".*"test_acc":\([0-9.]*\).*/\1/p' "$tmp/exp.json")
+gra=$(sed -n 's/.*"remedy":"gra".*"test_acc":\([0-9.]*\).*/\1/p' "$tmp/exp.json")
+if awk -v o="$off" -v g="$gra" 'BEGIN {exit !(o < 0.2 && g > 0.6)}'; then ok; else bad "experiment: off $off, gra $gra"; fi
+grep -q "Test accuracy" "$tmp/exp.txt" && ok || bad "experiment prints no table"
+# train logs GRA's actions as JSON lines
+"$BIN" train --model mlp:depth=8,width=32,act=sigmoid,init=torch --limit 3000 --quiet --metrics "$tmp/g.jsonl" >/dev/null 2>&1
+grep -q '"event":"repair","step":0,"layer":"dense_1","verdict":"vanishing","action":"recondition"' "$tmp/g.jsonl" && ok || bad "no repair event in metrics: $(head -c 300 "$tmp/g.jsonl")"
+grep -q '"repairs":[1-9]' "$tmp/g.jsonl" && ok || bad "epoch line lacks the repair count"
+"$BIN" train --limit 2000 --quiet --monitor-every 5 --metrics "$tmp/m5.jsonl" >/dev/null 2>&1
+[ "$(grep -c '"event":"health"' "$tmp/m5.jsonl")" -eq 4 ] && ok || bad "--monitor-every 5 over 16 steps should give 4 health lines"
+expect 2 "--repair 'maybe'" train --repair maybe
+
 # ---- runtime errors on bad data (exit 1)
 mkdir -p "$tmp/fm"
 cp "$FM"/*.gz "$tmp/fm/"
