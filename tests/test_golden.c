@@ -163,24 +163,17 @@ typedef struct op_case {
     bool train;
 } op_case;
 
-static rg_node conv(rg_graph *g, rg_node x, int filters, int k, int stride, rg_padding mode,
-                    int pad, int dilation, int groups, int bias) {
-    rg_conv_opts o = rg_conv_defaults();
-    o.stride = stride, o.padding = mode, o.pad = pad, o.dilation = dilation, o.groups = groups;
-    o.bias = bias;
-    return rg_conv2d(g, x, filters, k, &o);
-}
-static rg_node c_same(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3, 1, RG_PAD_SAME, 0, 1, 1, 1); }
-static rg_node c_dil(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3, 2, RG_PAD_EXPLICIT, 2, 2, 1, 1); }
-static rg_node c_groups(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 6, 3, 1, RG_PAD_EXPLICIT, 1, 1, 2, 0); }
-static rg_node c_dw(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 4, 3, 2, RG_PAD_EXPLICIT, 1, 1, 4, 1); }
-static rg_node c_same2(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 5, 3, 2, RG_PAD_SAME, 0, 1, 1, 1); }
+static rg_node c_same(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 4, 3, 1, RG_PAD_SAME, 0, 1, 1, 1); }
+static rg_node c_dil(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 4, 3, 2, RG_PAD_EXPLICIT, 2, 2, 1, 1); }
+static rg_node c_groups(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 6, 3, 1, RG_PAD_EXPLICIT, 1, 1, 2, 0); }
+static rg_node c_dw(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 4, 3, 2, RG_PAD_EXPLICIT, 1, 1, 4, 1); }
+static rg_node c_same2(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 5, 3, 2, RG_PAD_SAME, 0, 1, 1, 1); }
 /* The same case as Keras builds it: an explicit zero_pad layer (folded into the conv by
  * memory planning) and a valid convolution. */
 static rg_node c_pad_same2(rg_graph *g, rg_node a, rg_node b) {
-    return conv(g, rg_zero_pad2d(g, a, 0, 1, 0, 1), 5, 3, 2, RG_PAD_VALID, 0, 1, 1, 1);
+    return test_conv(g, rg_zero_pad2d(g, a, 0, 1, 0, 1), 5, 3, 2, RG_PAD_VALID, 0, 1, 1, 1);
 }
-static rg_node c_1x1(rg_graph *g, rg_node a, rg_node b) { return conv(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
+static rg_node c_1x1(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
 static rg_node c_max(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 3, 2, 1); }
 static rg_node c_max2(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 2, 2, 0); }
 static rg_node c_avg(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, a, 2, 2, 0); }

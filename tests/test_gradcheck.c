@@ -146,20 +146,13 @@ static rg_node b_xent_smooth(rg_graph *g, rg_node a, rg_node b) { return rg_soft
 static rg_node b_mse_labels(rg_graph *g, rg_node a, rg_node b) { return rg_mse(g, a, RG_NONE); }
 static rg_node b_mse_target(rg_graph *g, rg_node a, rg_node b) { return rg_mse(g, a, b); }
 
-static rg_node conv_with(rg_graph *g, rg_node a, int filters, int kernel, int stride,
-                         rg_padding mode, int pad, int dilation, int groups, int bias) {
-    rg_conv_opts o = rg_conv_defaults();
-    o.stride = stride, o.padding = mode, o.pad = pad, o.dilation = dilation;
-    o.groups = groups, o.bias = bias;
-    return rg_conv2d(g, a, filters, kernel, &o);
-}
-static rg_node b_conv_same(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 3, 3, 1, RG_PAD_SAME, 0, 1, 1, 1); }
-static rg_node b_conv_stride2(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 3, 2, RG_PAD_SAME, 0, 1, 1, 1); }
-static rg_node b_conv_valid(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 2, 1, RG_PAD_VALID, 0, 1, 1, 0); }
-static rg_node b_conv_dilated(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 2, 1, RG_PAD_EXPLICIT, 1, 2, 1, 1); }
-static rg_node b_conv_groups(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 4, 3, 1, RG_PAD_EXPLICIT, 1, 1, 2, 1); }
-static rg_node b_conv_depthwise(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 2, 3, 2, RG_PAD_EXPLICIT, 1, 1, 2, 0); }
-static rg_node b_conv_1x1(rg_graph *g, rg_node a, rg_node b) { return conv_with(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
+static rg_node b_conv_same(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 3, 3, 1, RG_PAD_SAME, 0, 1, 1, 1); }
+static rg_node b_conv_stride2(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 2, 3, 2, RG_PAD_SAME, 0, 1, 1, 1); }
+static rg_node b_conv_valid(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 2, 2, 1, RG_PAD_VALID, 0, 1, 1, 0); }
+static rg_node b_conv_dilated(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 2, 2, 1, RG_PAD_EXPLICIT, 1, 2, 1, 1); }
+static rg_node b_conv_groups(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 4, 3, 1, RG_PAD_EXPLICIT, 1, 1, 2, 1); }
+static rg_node b_conv_depthwise(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 2, 3, 2, RG_PAD_EXPLICIT, 1, 1, 2, 0); }
+static rg_node b_conv_1x1(rg_graph *g, rg_node a, rg_node b) { return test_conv(g, a, 3, 1, 1, RG_PAD_VALID, 0, 1, 1, 1); }
 static rg_node b_max_pool(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 2, 2, 1); }
 static rg_node b_max_pool_2x2(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 2, 2, 0); }
 static rg_node b_avg_pool(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, a, 3, 2, 1); }

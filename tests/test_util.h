@@ -37,6 +37,15 @@ static inline void assert_close(const char *what, const float *a, const float *b
     }
 }
 
+/* A convolution with every knob explicit, for op cases. */
+static inline rg_node test_conv(rg_graph *g, rg_node x, int filters, int k, int stride,
+                                rg_padding mode, int pad, int dilation, int groups, int bias) {
+    rg_conv_opts o = rg_conv_defaults();
+    o.stride = stride, o.padding = mode, o.pad = pad, o.dilation = dilation, o.groups = groups;
+    o.bias = bias;
+    return rg_conv2d(g, x, filters, k, &o);
+}
+
 /* A separable synthetic problem in 4x4 "images": pixel j is bright when j % classes is
  * the label; learnable in a few epochs. */
 static inline rg_dataset *synthetic(int n, int classes, uint64_t seed) {

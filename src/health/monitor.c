@@ -21,8 +21,6 @@
 #include "../internal.h"
 #include "../kernels/kernels.h"
 
-#include <cblas.h>
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,20 +60,10 @@ const char *rg_verdict_name(rg_verdict v) {
     return (v >= 0 && v < RG_VERDICT_COUNT) ? verdict_names[v] : "?";
 }
 
-/* Sums and sums of squares go through the BLAS dot product: a plain loop accumulating in
- * double is not vectorised without reassociation, and made the monitor cost a third of
- * the MLP's step when observing every step. */
-static double dot(const float *x, const float *y, size_t n) {
-    double s = 0;
-    for (size_t done = 0; done < n;) {
-        const int chunk = n - done > (1u << 30) ? (1 << 30) : (int)(n - done);
-        s += cblas_sdot(chunk, x + done, 1, y + done, 1);
-        done += (size_t)chunk;
-    }
-    return s;
-}
+/* Sums and sums of squares go through rg_dot (the BLAS): plain double loops made the
+ * monitor cost a third of the MLP's step when observing every step. */
 
-static double sq_norm(const float *x, size_t n) { return dot(x, x, n); }
+static double sq_norm(const float *x, size_t n) { return rg_dot(x, x, n); }
 
 /* Per-unit statistics of a layer's output: units are the first per-sample dimension.  For
  * dense layers (one value per unit and sample) the batch rows are summed unit-wise in
@@ -102,8 +90,8 @@ static void unit_stats(rg_monitor *m, const rg_node_impl *n, int batch, double *
         double s = 0, s2 = 0;
         for (int b = 0; b < batch; b++) {
             const float *p = n->out + (size_t)b * n->size + (size_t)u * inner;
-            s += dot(p, m->ones, inner);
-            s2 += dot(p, p, inner);
+            s += rg_dot(p, m->ones, inner);
+            s2 += rg_dot(p, p, inner);
         }
         mean[u] = s / count;
         std[u] = sqrt(fmax(s2 / count - mean[u] * mean[u], 0));
@@ -146,7 +134,7 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
     const size_t count = (size_t)batch * n->size, inner = n->size / (size_t)l->h.units;
     double s = 0;
     for (size_t done = 0; done < count; done += m->ones_len)
-        s += dot(n->out + done, m->ones, count - done < m->ones_len ? count - done : m->ones_len);
+        s += rg_dot(n->out + done, m->ones, count - done < m->ones_len ? count - done : m->ones_len);
     const double s2 = sq_norm(n->out, count);
     long near = 0; /* integer sums vectorise */
     const float *y = n->out;

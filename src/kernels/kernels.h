@@ -13,6 +13,11 @@
 void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
               int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* sum x[i] y[i] through the BLAS (chunked for n beyond int), in double: a plain loop
+ * accumulating in double is not vectorised without reassociation.  Any NaN or Inf in x
+ * or y makes the result non-finite. */
+double rg_dot(const float *x, const float *y, size_t n);
+
 /* Below this many elements an element-wise loop stays on one thread: waking the team costs
  * more than it saves. */
 #define RG_PARALLEL_MIN 32768

@@ -17,11 +17,10 @@ rg_status build_cnn(spec_opts *o, const model_dims *d, rg_model *m) {
         (s = spec_done(o, "init, classes, input, top")))
         return s;
     rg_graph *g = m->graph;
-    rg_conv_opts c = rg_conv_defaults();
-    c.padding = RG_PAD_EXPLICIT, c.pad = 1, c.init = init;
-    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
-    rg_node x = rg_max_pool2d(g, rg_relu(g, rg_conv2d(g, m->input, 32, 3, &c)), 2, 2, 0);
-    x = rg_max_pool2d(g, rg_relu(g, rg_conv2d(g, x, 64, 3, &c)), 2, 2, 0);
+    rg_node x = model_conv(g, model_input(m, d), 32, 3, 1, RG_PAD_EXPLICIT, 1, true, init, NULL);
+    x = rg_max_pool2d(g, rg_relu(g, x), 2, 2, 0);
+    x = model_conv(g, x, 64, 3, 1, RG_PAD_EXPLICIT, 1, true, init, NULL);
+    x = rg_max_pool2d(g, rg_relu(g, x), 2, 2, 0);
     x = rg_flatten(g, x);
     if (d->top) x = rg_dense(g, rg_relu(g, rg_dense(g, x, 128, init)), d->classes, init);
     m->logits = x;
@@ -39,13 +38,10 @@ rg_status build_plaincnn(spec_opts *o, const model_dims *d, rg_model *m) {
         (s = spec_done(o, "depth, width, act, init, classes, input, top")))
         return s;
     rg_graph *g = m->graph;
-    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
-    rg_node x = m->input;
+    rg_node x = model_input(m, d);
     for (int i = 0; i < depth; i++) {
-        rg_conv_opts c = rg_conv_defaults();
-        c.init = init;
-        c.stride = depth >= 3 && (i == depth / 3 || i == 2 * depth / 3) ? 2 : 1;
-        x = rg_activation(g, rg_conv2d(g, x, width, 3, &c), act);
+        const int stride = depth >= 3 && (i == depth / 3 || i == 2 * depth / 3) ? 2 : 1;
+        x = rg_activation(g, model_conv(g, x, width, 3, stride, RG_PAD_SAME, 0, true, init, NULL), act);
     }
     x = rg_global_avg_pool(g, x);
     m->logits = d->top ? rg_dense(g, x, d->classes, init) : x;

@@ -30,9 +30,7 @@ static rg_node bn_relu(rg_graph *g, rg_node x, const dn_cfg *c, const char *bn, 
 }
 
 static rg_node conv(rg_graph *g, rg_node x, int filters, int k, const dn_cfg *c, const char *name) {
-    rg_conv_opts o = rg_conv_defaults();
-    o.bias = 0, o.init = c->init, o.padding = RG_PAD_SAME;
-    return named(g, rg_conv2d(g, x, filters, k, &o), "%s", name);
+    return model_conv(g, x, filters, k, 1, RG_PAD_SAME, 0, false, c->init, name);
 }
 
 static rg_node dense_block(rg_graph *g, rg_node x, int layers, int growth, const dn_cfg *c,
@@ -79,11 +77,8 @@ rg_status build_densenet121(spec_opts *o, const model_dims *d, rg_model *m) {
     if ((s = spec_init(o, c.init, &c.init)) || (s = spec_done(o, "init, classes, input, top")))
         return s;
     rg_graph *g = m->graph;
-    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
-    rg_node x = rg_zero_pad2d(g, m->input, 3, 3, 3, 3);
-    rg_conv_opts co = rg_conv_defaults();
-    co.stride = 2, co.padding = RG_PAD_VALID, co.bias = 0, co.init = c.init;
-    x = named(g, rg_conv2d(g, x, 64, 7, &co), "conv1/conv");
+    rg_node x = rg_zero_pad2d(g, model_input(m, d), 3, 3, 3, 3);
+    x = model_conv(g, x, 64, 7, 2, RG_PAD_VALID, 0, false, c.init, "conv1/conv");
     x = bn_relu(g, x, &c, "conv1/bn", "conv1/relu");
     x = named(g, rg_max_pool2d(g, rg_zero_pad2d(g, x, 1, 1, 1, 1), 3, 2, 0), "pool1");
     static const int blocks[4] = {6, 12, 24, 16};
@@ -114,9 +109,8 @@ rg_status build_densenet_small(spec_opts *o, const model_dims *d, rg_model *m) {
                                    "(e.g. 22, 40, 100)", depth);
     const int layers = (depth - 4) / 6;
     rg_graph *g = m->graph;
-    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
     int channels = 2 * growth;
-    rg_node x = conv(g, m->input, channels, 3, &c, "conv1/conv");
+    rg_node x = conv(g, model_input(m, d), channels, 3, &c, "conv1/conv");
     char name[16];
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof name, "conv%d", i + 2);

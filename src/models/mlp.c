@@ -21,8 +21,7 @@ rg_status build_mlp(spec_opts *o, const model_dims *d, rg_model *m) {
         (s = spec_done(o, "depth, width, act, init, dropout, bn, residual, classes, input, top")))
         return s;
     rg_graph *g = m->graph;
-    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
-    rg_node x = rg_flatten(g, m->input);
+    rg_node x = rg_flatten(g, model_input(m, d));
     int x_width = d->c * d->h * d->w;
     for (int i = 0; i < depth; i++) {
         rg_node h = rg_dense(g, x, width, init);

@@ -46,6 +46,12 @@ rg_status build_resnet_imagenet(spec_opts *o, const model_dims *d, rg_model *m);
 rg_status build_densenet121(spec_opts *o, const model_dims *d, rg_model *m);
 rg_status build_densenet_small(spec_opts *o, const model_dims *d, rg_model *m);
 
+/* The model's input node, of the resolved (c, h, w). */
+rg_node model_input(rg_model *m, const model_dims *d);
+/* A convolution with the zoo's usual knobs; name may be NULL for the default name. */
+rg_node model_conv(rg_graph *g, rg_node x, int filters, int kernel, int stride, rg_padding mode,
+                   int pad, bool bias, rg_init init, const char *name);
+
 /* Names a freshly built node; a no-op on RG_NONE. */
 rg_node named(rg_graph *g, rg_node n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

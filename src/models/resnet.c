@@ -34,13 +34,6 @@
 #define TORCH_BN_MOMENTUM 0.1f
 #define TORCH_BN_EPS 1e-5f
 
-static rg_node conv(rg_graph *g, rg_node x, int filters, int k, int stride, rg_padding mode,
-                    int pad, bool bias, rg_init init, const char *name) {
-    rg_conv_opts o = rg_conv_defaults();
-    o.stride = stride, o.padding = mode, o.pad = pad, o.bias = bias, o.init = init;
-    return named(g, rg_conv2d(g, x, filters, k, &o), "%s", name);
-}
-
 static rg_node bn_relu(rg_graph *g, rg_node x, float momentum, float eps, const char *prefix) {
     x = named(g, rg_batch_norm(g, x, momentum, eps), "%s_bn", prefix);
     return named(g, rg_relu(g, x), "%s_relu", prefix);
@@ -64,8 +57,7 @@ rg_status build_resnet_cifar(spec_opts *o, const model_dims *d, rg_model *m) {
         (s = spec_done(o, "init, classes, input, top")))
         return s;
     rg_graph *g = m->graph;
-    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
-    rg_node x = conv(g, m->input, 16, 3, 1, RG_PAD_EXPLICIT, 1, false, init, "conv1_conv");
+    rg_node x = model_conv(g, model_input(m, d), 16, 3, 1, RG_PAD_EXPLICIT, 1, false, init, "conv1_conv");
     int channels = 16;
     char p[64], nm[96];
     for (int stage = 1; stage <= 3; stage++) {
@@ -78,14 +70,14 @@ rg_status build_resnet_cifar(spec_opts *o, const model_dims *d, rg_model *m) {
             rg_node shortcut = x;
             if (!plain && (stride > 1 || channels != filters)) {
                 snprintf(nm, sizeof nm, "%s_0_conv", p);
-                shortcut = conv(g, pre, filters, 1, stride, RG_PAD_VALID, 0, false, init, nm);
+                shortcut = model_conv(g, pre, filters, 1, stride, RG_PAD_VALID, 0, false, init, nm);
             }
             snprintf(nm, sizeof nm, "%s_1_conv", p);
-            rg_node h = conv(g, pre, filters, 3, stride, RG_PAD_EXPLICIT, 1, false, init, nm);
+            rg_node h = model_conv(g, pre, filters, 3, stride, RG_PAD_EXPLICIT, 1, false, init, nm);
             snprintf(nm, sizeof nm, "%s_1", p);
             h = bn_relu(g, h, TORCH_BN_MOMENTUM, TORCH_BN_EPS, nm);
             snprintf(nm, sizeof nm, "%s_2_conv", p);
-            h = conv(g, h, filters, 3, 1, RG_PAD_EXPLICIT, 1, false, init, nm);
+            h = model_conv(g, h, filters, 3, 1, RG_PAD_EXPLICIT, 1, false, init, nm);
             x = plain ? h : named(g, rg_add(g, shortcut, h), "%s_out", p);
             channels = filters;
         }
@@ -103,20 +95,20 @@ static rg_node bottleneck(rg_graph *g, rg_node x, int filters, int stride, bool 
     rg_node shortcut = x;
     snprintf(nm, sizeof nm, "%s_0_conv", p);
     if (conv_shortcut)
-        shortcut = conv(g, pre, 4 * filters, 1, stride, RG_PAD_VALID, 0, true, init, nm);
+        shortcut = model_conv(g, pre, 4 * filters, 1, stride, RG_PAD_VALID, 0, true, init, nm);
     else if (stride > 1)
         shortcut = rg_max_pool2d(g, x, 1, stride, 0);
     snprintf(nm, sizeof nm, "%s_1_conv", p);
-    rg_node h = conv(g, pre, filters, 1, 1, RG_PAD_VALID, 0, false, init, nm);
+    rg_node h = model_conv(g, pre, filters, 1, 1, RG_PAD_VALID, 0, false, init, nm);
     snprintf(nm, sizeof nm, "%s_1", p);
     h = bn_relu(g, h, KERAS_BN_MOMENTUM, KERAS_BN_EPS, nm);
     h = named(g, rg_zero_pad2d(g, h, 1, 1, 1, 1), "%s_2_pad", p);
     snprintf(nm, sizeof nm, "%s_2_conv", p);
-    h = conv(g, h, filters, 3, stride, RG_PAD_VALID, 0, false, init, nm);
+    h = model_conv(g, h, filters, 3, stride, RG_PAD_VALID, 0, false, init, nm);
     snprintf(nm, sizeof nm, "%s_2", p);
     h = bn_relu(g, h, KERAS_BN_MOMENTUM, KERAS_BN_EPS, nm);
     snprintf(nm, sizeof nm, "%s_3_conv", p);
-    h = conv(g, h, 4 * filters, 1, 1, RG_PAD_VALID, 0, true, init, nm);
+    h = model_conv(g, h, 4 * filters, 1, 1, RG_PAD_VALID, 0, true, init, nm);
     return named(g, rg_add(g, shortcut, h), "%s_out", p);
 }
 
@@ -128,15 +120,15 @@ static rg_node basic(rg_graph *g, rg_node x, int filters, int stride, bool proje
     rg_node pre = bn_relu(g, x, KERAS_BN_MOMENTUM, KERAS_BN_EPS, nm);
     rg_node shortcut = x;
     snprintf(nm, sizeof nm, "%s_0_conv", p);
-    if (project) shortcut = conv(g, pre, filters, 1, stride, RG_PAD_VALID, 0, true, init, nm);
+    if (project) shortcut = model_conv(g, pre, filters, 1, stride, RG_PAD_VALID, 0, true, init, nm);
     rg_node h = named(g, rg_zero_pad2d(g, pre, 1, 1, 1, 1), "%s_1_pad", p);
     snprintf(nm, sizeof nm, "%s_1_conv", p);
-    h = conv(g, h, filters, 3, stride, RG_PAD_VALID, 0, false, init, nm);
+    h = model_conv(g, h, filters, 3, stride, RG_PAD_VALID, 0, false, init, nm);
     snprintf(nm, sizeof nm, "%s_1", p);
     h = bn_relu(g, h, KERAS_BN_MOMENTUM, KERAS_BN_EPS, nm);
     h = named(g, rg_zero_pad2d(g, h, 1, 1, 1, 1), "%s_2_pad", p);
     snprintf(nm, sizeof nm, "%s_2_conv", p);
-    h = conv(g, h, filters, 3, 1, RG_PAD_VALID, 0, false, init, nm);
+    h = model_conv(g, h, filters, 3, 1, RG_PAD_VALID, 0, false, init, nm);
     return named(g, rg_add(g, shortcut, h), "%s_out", p);
 }
 
@@ -153,9 +145,8 @@ rg_status build_resnet_imagenet(spec_opts *o, const model_dims *d, rg_model *m) 
         (s = spec_done(o, "init, classes, input, top")))
         return s;
     rg_graph *g = m->graph;
-    m->input = rg_input(g, "input", 3, (int[]){d->c, d->h, d->w});
-    rg_node x = named(g, rg_zero_pad2d(g, m->input, 3, 3, 3, 3), "conv1_pad");
-    x = conv(g, x, 64, 7, 2, RG_PAD_VALID, 0, true, init, "conv1_conv");
+    rg_node x = named(g, rg_zero_pad2d(g, model_input(m, d), 3, 3, 3, 3), "conv1_pad");
+    x = model_conv(g, x, 64, 7, 2, RG_PAD_VALID, 0, true, init, "conv1_conv");
     x = named(g, rg_zero_pad2d(g, x, 1, 1, 1, 1), "pool1_pad");
     x = named(g, rg_max_pool2d(g, x, 3, 2, 0), "pool1_pool");
     char p[64];

@@ -111,3 +111,15 @@ rg_node named(rg_graph *g, rg_node n, const char *fmt, ...) {
     rg_node_set_name(g, n, name);
     return n;
 }
+
+rg_node model_input(rg_model *m, const model_dims *d) {
+    return m->input = rg_input(m->graph, "input", 3, (int[]){d->c, d->h, d->w});
+}
+
+rg_node model_conv(rg_graph *g, rg_node x, int filters, int kernel, int stride, rg_padding mode,
+                   int pad, bool bias, rg_init init, const char *name) {
+    rg_conv_opts o = rg_conv_defaults();
+    o.stride = stride, o.padding = mode, o.pad = pad, o.bias = bias, o.init = init;
+    rg_node n = rg_conv2d(g, x, filters, kernel, &o);
+    return name ? named(g, n, "%s", name) : n;
+}

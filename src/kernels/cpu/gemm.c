@@ -78,3 +78,13 @@ double rg_sgemm_gflops(int n, int repeats) {
     free(c);
     return best;
 }
+
+double rg_dot(const float *x, const float *y, size_t n) {
+    double s = 0;
+    for (size_t done = 0; done < n;) {
+        const int chunk = n - done > (1u << 30) ? (1 << 30) : (int)(n - done);
+        s += cblas_sdot(chunk, x + done, 1, y + done, 1);
+        done += (size_t)chunk;
+    }
+    return s;
+}
