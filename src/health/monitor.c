@@ -63,7 +63,7 @@ const char *rg_verdict_name(rg_verdict v) {
 /* Sums and sums of squares go through rg_dot (the BLAS): plain double loops made the
  * monitor cost a third of the MLP's step when observing every step. */
 
-static double sq_norm(const float *x, size_t n) { return rg_dot(x, x, n); }
+static double sq_norm(const float *x, size_t n) { return rg_sum_squares(x, n); }
 
 /* Per-unit statistics of a layer's output: units are the first per-sample dimension.  For
  * dense layers (one value per unit and sample) the batch rows are summed unit-wise in
@@ -91,7 +91,7 @@ static void unit_stats(rg_monitor *m, const rg_node_impl *n, int batch, double *
         for (int b = 0; b < batch; b++) {
             const float *p = n->out + (size_t)b * n->size + (size_t)u * inner;
             s += rg_dot(p, m->ones, inner);
-            s2 += rg_dot(p, p, inner);
+            s2 += rg_sum_squares(p, inner);
         }
         mean[u] = s / count;
         std[u] = sqrt(fmax(s2 / count - mean[u] * mean[u], 0));

@@ -255,7 +255,7 @@ static void scale_grad(rg_graph *g, int node, double f) {
 
 /* Sum of squares through the BLAS (rg_dot): a double loop made GRA cost 13% of the MLP
  * benchmark's step.  Non-finite iff some value is (or the sum overflows). */
-static double sum_sq(const float *x, size_t n) { return rg_dot(x, x, n); }
+static double sum_sq(const float *x, size_t n) { return rg_sum_squares(x, n); }
 
 int rg_repair_gradients(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;

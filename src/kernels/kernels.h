@@ -18,6 +18,10 @@ void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
  * or y makes the result non-finite. */
 double rg_dot(const float *x, const float *y, size_t n);
 
+/* sum x[i]^2, exact in range: rg_dot when the result is between 1e-30 and 1e30, else a
+ * scaled double loop (gradients of 1e-26 must not read as 0). */
+double rg_sum_squares(const float *x, size_t n);
+
 /* Below this many elements an element-wise loop stays on one thread: waking the team costs
  * more than it saves. */
 #define RG_PARALLEL_MIN 32768

@@ -12,6 +12,7 @@
 #include "regrad.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 #ifdef _OPENMP
@@ -77,6 +78,26 @@ double rg_sgemm_gflops(int n, int repeats) {
     free(b);
     free(c);
     return best;
+}
+
+double rg_sum_squares(const float *x, size_t n) {
+    const double fast = rg_dot(x, x, n);
+    if (fast > 1e-30 && fast < 1e30) return fast;
+    /* Tiny or huge (or non-finite): float squares lose tiny values (a 1e-26 gradient
+     * squares to 0) and overflow huge ones, so redo it in double, scaled by the largest
+     * magnitude.  NaN and Inf stay non-finite. */
+    double big = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs((double)x[i]);
+        if (!(a <= big)) big = a; /* NaN too */
+    }
+    if (big == 0 || !isfinite(big)) return big == 0 ? 0 : big * big;
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double v = x[i] / big;
+        s += v * v;
+    }
+    return s * big * big;
 }
 
 double rg_dot(const float *x, const float *y, size_t n) {
