@@ -33,6 +33,24 @@ expect 0 "Usage: regrad summary" summary --help
 expect 0 "Total params: 269,322" summary --model mlp
 expect 0 "Total params: 7,850" summary --model mlp:depth=0
 
+# ---- the zoo: parameter counts as Keras counts them, Keras layer names
+expect 0 "Total params: 25,613,800" summary --model resnet50v2
+expect 0 "Total params: 23,564,800" summary --model resnet50v2:top=0
+expect 0 "Non-trainable params: 45,440" summary --model resnet50v2
+expect 0 "Total params: 44,675,560" summary --model resnet101v2
+expect 0 "Total params: 8,062,504" summary --model densenet121
+expect 0 "Total params: 7,037,504" summary --model densenet121:top=0
+"$BIN" summary --model resnet50v2 > "$tmp/r50.txt" 2>&1
+for name in conv1_conv conv2_block1_preact_bn conv2_block1_0_conv conv3_block4_out conv5_block3_out post_bn avg_pool predictions; do
+  grep -q "^ $name " "$tmp/r50.txt" && ok || bad "resnet50v2 summary lacks layer $name"
+done
+expect 0 "Total params: 421,642" summary --model cnn
+expect 1 "too small for this network" summary --model cnn --input 1x2x2
+expect 2 "--input '0x28x28'" summary --input 0x28x28
+expect 2 "input=0x28x28" summary --model cnn:input=0x28x28
+expect 2 "unknown option 'depth' for model resnet50v2" summary --model resnet50v2:depth=3
+expect 2 "multiple of 6" summary --model densenet:depth=20
+
 # ---- usage errors (exit 2), all before any data is read
 expect 2 "did you mean --epochs" train --epocs 2
 expect 2 "did you mean --optimizer" train --optimiser adam
