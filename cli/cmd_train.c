@@ -180,6 +180,8 @@ static void on_health(void *user, long step, const rg_monitor *mon) {
         json_num(p->metrics, "grad_norm", h->grad_norm, false);
         json_num(p->metrics, "weight_norm", h->weight_norm, false);
         json_num(p->metrics, "grad_ratio", h->grad_ratio, false);
+        json_num(p->metrics, "update_ratio", h->update_ratio, false);
+        json_num(p->metrics, "grad_rms", h->grad_rms, false);
         json_num(p->metrics, "backward_gain", h->backward_gain, false);
         json_num(p->metrics, "pre_mean", h->pre_mean, false);
         json_num(p->metrics, "pre_std", h->pre_std, false);

@@ -561,7 +561,8 @@ typedef struct rg_fit_callbacks {
     void (*on_epoch)(void *user, const rg_epoch_stats *s);
     /* Every GRA action (with rg_fit_config.repair). */
     void (*on_repair)(void *user, const rg_repair_event *e);
-    /* Every monitor_every steps, after backward: the monitor's per-layer view. */
+    /* Every monitor_every steps, after the update: the monitor's per-layer view of that
+     * step (update_ratio included). */
     void (*on_health)(void *user, long step, const rg_monitor *mon);
     void *user;
 } rg_fit_callbacks;

@@ -103,6 +103,10 @@ grep -q '"repairs":[1-9]' "$tmp/g.jsonl" && ok || bad "epoch line lacks the repa
 "$BIN" train --limit 2000 --quiet --monitor-every 5 --metrics "$tmp/m5.jsonl" >/dev/null 2>&1
 [ "$(grep -c '"event":"health"' "$tmp/m5.jsonl")" -eq 4 ] && ok || bad "--monitor-every 5 over 16 steps should give 4 health lines"
 expect 2 "--repair 'maybe'" train --repair maybe
+grep -q '"update_ratio":[0-9]' "$tmp/m5.jsonl" && ok || bad "health lines lack update_ratio"
+# non-finite values never reach the weights: GRA skips such steps, then stops with a message
+expect 1 "25 steps in a row had non-finite gradients" train --optimizer sgd --lr 1e6 --limit 6000 --quiet
+expect 1 "train with GRA" train --optimizer sgd --lr 1e6 --limit 6000 --quiet --repair off
 
 # ---- runtime errors on bad data (exit 1)
 mkdir -p "$tmp/fm"

@@ -109,9 +109,12 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     rg_repair *gra = NULL;
     long repairs = 0, skipped = 0;
     rg_repair_log log = cb ? cb->on_repair : NULL;
+    float *before = NULL; /* parameters before a watched step, for the update ratio */
     if (cfg->repair || cfg->monitor_every > 0) {
         if (!(mon = rg_monitor_create(g))) s = RG_ERR_MEMORY;
     }
+    if (!s && cfg->monitor_every > 0 && !(before = malloc(g->param_floats * sizeof(float))))
+        s = rg_fail(RG_ERR_MEMORY, "out of memory for the monitor");
     if (!s && cfg->repair) {
         if (!(gra = rg_repair_create(m, mon, log, cb ? cb->user : NULL))) s = RG_ERR_MEMORY;
         else s = rg_repair_probe(gra, train, order, n_train < 512 ? n_train : 512);
@@ -154,7 +157,6 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (watch || check) {
                 rg_monitor_enable(mon, 0);
                 rg_monitor_judge(mon);
-                if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
             }
             lr = rg_schedule_lr(&cfg->schedule, cfg->optim.lr, step, epoch, total_steps);
             int verdict = gra ? rg_repair_gradients(gra, step) : 0;
@@ -165,10 +167,13 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (verdict == 1) {
                 skipped++;
             } else {
+                if (watch && before) memcpy(before, g->param_buf, g->param_floats * sizeof(float));
                 rg_repair_before_update(gra);
                 rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
                 rg_repair_after_update(gra, step);
+                if (watch && before) rg_monitor_note_update(mon, before);
             }
+            if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
             /* uses the probe batches: after the step, before the next batch is loaded */
             if (check) rg_repair_check(gra, step);
             if (cb && cb->on_batch) {
@@ -194,6 +199,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         }
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &st);
     }
+    free(before);
     rg_repair_free(gra);
     rg_monitor_free(mon);
     rg_optim_free(opt);
