@@ -159,6 +159,8 @@ static void test_builder_errors(void **state) {
     rg_node loss = rg_softmax_cross_entropy(g, rg_dense(g, a, 2, RG_INIT(RG_INIT_TORCH)), 0);
     assert_int_equal(rg_graph_compile(g, 0), RG_ERR_ARG);
     assert_int_equal(rg_graph_compile(g, 4), RG_OK);
+    assert_int_equal(rg_graph_backward(g, loss), RG_ERR_STATE); /* no forward yet */
+    assert_non_null(strstr(rg_last_error(), "forward pass first"));
     assert_int_equal(rg_graph_compile(g, 4), RG_ERR_STATE);
     assert_int_equal(rg_graph_forward(g, 5, 1), RG_ERR_ARG);
     assert_int_equal(rg_graph_forward(g, 4, 1), RG_OK);

@@ -298,6 +298,8 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
 }
 
 rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
+    if (g && g->compiled && g->batch == 0)
+        return rg_fail(RG_ERR_STATE, "backward needs a forward pass first");
     rg_status s = check_ready(g, g ? g->batch : 0);
     if (s) return s;
     if (from < 0 || from >= g->n_nodes) return rg_fail(RG_ERR_ARG, "backward: bad node %d", from);
