@@ -13,9 +13,7 @@
 rg_status build_cnn(spec_opts *o, const model_dims *d, rg_model *m) {
     rg_init init;
     rg_status s;
-    if ((s = spec_init(o, RG_INIT(RG_INIT_HE_NORMAL), &init)) ||
-        (s = spec_done(o, "init, classes, input, top")))
-        return s;
+    if ((s = spec_init_only(o, RG_INIT(RG_INIT_HE_NORMAL), &init))) return s;
     rg_graph *g = m->graph;
     rg_node x = model_conv(g, model_input(m, d), 32, 3, 1, RG_PAD_EXPLICIT, 1, true, init, NULL);
     x = rg_max_pool2d(g, rg_relu(g, x), 2, 2, 0);

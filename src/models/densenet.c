@@ -74,8 +74,7 @@ static rg_node dn_head(rg_graph *g, rg_node x, const model_dims *d, const dn_cfg
 rg_status build_densenet121(spec_opts *o, const model_dims *d, rg_model *m) {
     dn_cfg c = {KERAS_BN_MOMENTUM, KERAS_BN_EPS, RG_INIT(RG_INIT_GLOROT_UNIFORM)};
     rg_status s;
-    if ((s = spec_init(o, c.init, &c.init)) || (s = spec_done(o, "init, classes, input, top")))
-        return s;
+    if ((s = spec_init_only(o, c.init, &c.init))) return s;
     rg_graph *g = m->graph;
     rg_node x = rg_zero_pad2d(g, model_input(m, d), 3, 3, 3, 3);
     x = model_conv(g, x, 64, 7, 2, RG_PAD_VALID, 0, false, c.init, "conv1/conv");

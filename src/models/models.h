@@ -26,6 +26,8 @@ rg_status spec_int(spec_opts *o, const char *key, int dflt, int lo, int hi, int 
 rg_status spec_float(spec_opts *o, const char *key, float dflt, float lo, float hi, float *out);
 rg_status spec_act(spec_opts *o, rg_act dflt, rg_act *out);
 rg_status spec_init(spec_opts *o, rg_init dflt, rg_init *out);
+/* For models whose only own option is init: reads it and finishes the spec. */
+rg_status spec_init_only(spec_opts *o, rg_init dflt, rg_init *out);
 /* Fails on any option left unread, listing the valid ones. */
 rg_status spec_done(spec_opts *o, const char *valid);
 

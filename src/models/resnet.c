@@ -53,9 +53,7 @@ rg_status build_resnet_cifar(spec_opts *o, const model_dims *d, rg_model *m) {
     const int depth = strstr(o->model, "56") ? 56 : 20, n = (depth - 2) / 6;
     rg_init init;
     rg_status s;
-    if ((s = spec_init(o, RG_INIT(RG_INIT_HE_NORMAL), &init)) ||
-        (s = spec_done(o, "init, classes, input, top")))
-        return s;
+    if ((s = spec_init_only(o, RG_INIT(RG_INIT_HE_NORMAL), &init))) return s;
     rg_graph *g = m->graph;
     rg_node x = model_conv(g, model_input(m, d), 16, 3, 1, RG_PAD_EXPLICIT, 1, false, init, "conv1_conv");
     int channels = 16;
@@ -86,18 +84,26 @@ rg_status build_resnet_cifar(spec_opts *o, const model_dims *d, rg_model *m) {
     return RG_OK;
 }
 
+/* NAME_preact_bn/relu, and the shortcut: a 1x1 projection NAME_0_conv (bias) of the
+ * pre-activation when `project`, else the input, subsampled by a 1x1 max pool when the
+ * block strides.  Returns the pre-activation. */
+static rg_node preact_and_shortcut(rg_graph *g, rg_node x, int out_filters, int stride,
+                                   bool project, rg_init init, const char *p, rg_node *shortcut) {
+    char nm[96];
+    snprintf(nm, sizeof nm, "%s_preact", p);
+    rg_node pre = bn_relu(g, x, KERAS_BN_MOMENTUM, KERAS_BN_EPS, nm);
+    snprintf(nm, sizeof nm, "%s_0_conv", p);
+    *shortcut = project ? model_conv(g, pre, out_filters, 1, stride, RG_PAD_VALID, 0, true, init, nm)
+                : stride > 1 ? rg_max_pool2d(g, x, 1, stride, 0) : x;
+    return pre;
+}
+
 /* Keras block2: the bottleneck block of ResNet50V2/101V2. */
 static rg_node bottleneck(rg_graph *g, rg_node x, int filters, int stride, bool conv_shortcut,
                           rg_init init, const char *p) {
     char nm[96];
-    snprintf(nm, sizeof nm, "%s_preact", p);
-    rg_node pre = bn_relu(g, x, KERAS_BN_MOMENTUM, KERAS_BN_EPS, nm);
-    rg_node shortcut = x;
-    snprintf(nm, sizeof nm, "%s_0_conv", p);
-    if (conv_shortcut)
-        shortcut = model_conv(g, pre, 4 * filters, 1, stride, RG_PAD_VALID, 0, true, init, nm);
-    else if (stride > 1)
-        shortcut = rg_max_pool2d(g, x, 1, stride, 0);
+    rg_node shortcut;
+    rg_node pre = preact_and_shortcut(g, x, 4 * filters, stride, conv_shortcut, init, p, &shortcut);
     snprintf(nm, sizeof nm, "%s_1_conv", p);
     rg_node h = model_conv(g, pre, filters, 1, 1, RG_PAD_VALID, 0, false, init, nm);
     snprintf(nm, sizeof nm, "%s_1", p);
@@ -116,11 +122,8 @@ static rg_node bottleneck(rg_graph *g, rg_node x, int filters, int stride, bool 
 static rg_node basic(rg_graph *g, rg_node x, int filters, int stride, bool project,
                      rg_init init, const char *p) {
     char nm[96];
-    snprintf(nm, sizeof nm, "%s_preact", p);
-    rg_node pre = bn_relu(g, x, KERAS_BN_MOMENTUM, KERAS_BN_EPS, nm);
-    rg_node shortcut = x;
-    snprintf(nm, sizeof nm, "%s_0_conv", p);
-    if (project) shortcut = model_conv(g, pre, filters, 1, stride, RG_PAD_VALID, 0, true, init, nm);
+    rg_node shortcut;
+    rg_node pre = preact_and_shortcut(g, x, filters, stride, project, init, p, &shortcut);
     rg_node h = named(g, rg_zero_pad2d(g, pre, 1, 1, 1, 1), "%s_1_pad", p);
     snprintf(nm, sizeof nm, "%s_1_conv", p);
     h = model_conv(g, h, filters, 3, stride, RG_PAD_VALID, 0, false, init, nm);
@@ -141,9 +144,7 @@ rg_status build_resnet_imagenet(spec_opts *o, const model_dims *d, rg_model *m) 
     rg_init init;
     rg_status s;
     /* Keras's default kernel initialiser is glorot_uniform. */
-    if ((s = spec_init(o, RG_INIT(RG_INIT_GLOROT_UNIFORM), &init)) ||
-        (s = spec_done(o, "init, classes, input, top")))
-        return s;
+    if ((s = spec_init_only(o, RG_INIT(RG_INIT_GLOROT_UNIFORM), &init))) return s;
     rg_graph *g = m->graph;
     rg_node x = named(g, rg_zero_pad2d(g, model_input(m, d), 3, 3, 3, 3), "conv1_pad");
     x = model_conv(g, x, 64, 7, 2, RG_PAD_VALID, 0, true, init, "conv1_conv");

@@ -93,6 +93,11 @@ rg_status spec_init(spec_opts *o, rg_init dflt, rg_init *out) {
     return v ? rg_init_parse(v, out) : RG_OK;
 }
 
+rg_status spec_init_only(spec_opts *o, rg_init dflt, rg_init *out) {
+    rg_status s = spec_init(o, dflt, out);
+    return s ? s : spec_done(o, "init, classes, input, top");
+}
+
 rg_status spec_done(spec_opts *o, const char *valid) {
     for (int k = 0; k < o->n; k++)
         if (!o->used[k])
