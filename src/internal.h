@@ -193,6 +193,9 @@ void rg_graph_place_memory(rg_graph *g);
 void rg_monitor_want_moments(rg_monitor *m, int on);
 const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in);
 
+/* A conv node's window geometry (as it reads its input) and groups (conv.c). */
+const struct rg_conv_geom *rg_conv_geometry(const rg_node_impl *n, int *groups);
+
 /* Threads an op may use at once: the workspace holds this many per-thread slices. */
 int rg_thread_slots(void);
 

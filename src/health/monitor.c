@@ -38,6 +38,7 @@ typedef struct layer {
     double *unit_mean, *unit_std;
     float *in_moment;         /* dense layers: E[x x^T] of the input (fan_in^2), when asked */
     float *in_mean;           /* E[x] (fan_in) */
+    float *cols;              /* conv layers: one sample's im2col columns */
     int fan_in;
 } layer;
 
@@ -100,10 +101,18 @@ static void unit_stats(rg_monitor *m, const rg_node_impl *n, int batch, double *
     }
 }
 
-/* E[x x^T] and E[x] of a dense layer's input over this batch: one GEMM. */
+/* E[x x^T] and E[x] of a dense layer's input over this batch (one GEMM), or for a
+ * convolution of its im2col columns (each output position's C*K*K inputs), over the
+ * batch and positions: the metric in which GRA's trust region measures a step. */
 static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
     const rg_node_impl *x = rg_in(m->g, n, 0);
-    const int f = (int)x->size;
+    int f = (int)x->size, groups = 1;
+    const rg_conv_geom *q = NULL;
+    if (n->op == RG_OP_CONV2D) {
+        q = rg_conv_geometry(n, &groups);
+        if (groups != 1) return; /* grouped convs: no trust region */
+        f = q->c * q->kh * q->kw;
+    }
     if (!l->in_moment) {
         l->in_moment = malloc((size_t)f * f * sizeof(float));
         l->in_mean = malloc((size_t)f * sizeof(float));
@@ -114,17 +123,30 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
         }
         l->fan_in = f;
     }
-    rg_sgemm(true, false, f, f, batch, 1.0f / batch, x->out, f, x->out, f, 0.0f, l->in_moment, f);
-    for (int i = 0; i < f; i++) {
-        double s = 0;
-        for (int b = 0; b < batch; b++) s += x->out[(size_t)b * f + i];
-        l->in_mean[i] = (float)(s / batch);
+    if (!q) {
+        rg_sgemm(true, false, f, f, batch, 1.0f / batch, x->out, f, x->out, f, 0.0f, l->in_moment, f);
+        for (int i = 0; i < f; i++) {
+            double s = 0;
+            for (int b = 0; b < batch; b++) s += x->out[(size_t)b * f + i];
+            l->in_mean[i] = (float)(s / batch);
+        }
+        return;
+    }
+    const int p = q->oh * q->ow;
+    if (!l->cols && !(l->cols = malloc((size_t)f * p * sizeof(float)))) return;
+    const float scale = 1.0f / ((float)batch * p);
+    memset(l->in_mean, 0, (size_t)f * sizeof(float));
+    for (int b = 0; b < batch; b++) {
+        rg_im2col(x->out + (size_t)b * x->size, q, l->cols);
+        rg_sgemm(false, true, f, f, p, scale, l->cols, p, l->cols, p, b ? 1.0f : 0.0f,
+                 l->in_moment, f);
+        for (int i = 0; i < f; i++) l->in_mean[i] += (float)(rg_dot(l->cols + (size_t)i * p, m->ones, (size_t)p) * scale);
     }
 }
 
 static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
     if (n - m->g->nodes == l->node) {
-        if (m->moments && n->op == RG_OP_DENSE) input_moments(m, l, n, batch);
+        if (m->moments) input_moments(m, l, n, batch);
         unit_stats(m, n, batch, l->unit_mean, l->unit_std);
         double sm = 0, ss = 0;
         for (int u = 0; u < l->h.units; u++) sm += l->unit_mean[u], ss += l->unit_std[u];
@@ -275,6 +297,7 @@ void rg_monitor_free(rg_monitor *m) {
         free(m->layers[i].unit_std);
         free(m->layers[i].in_moment);
         free(m->layers[i].in_mean);
+        free(m->layers[i].cols);
     }
     free(m->layers);
     free(m->layer_of_node);

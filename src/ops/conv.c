@@ -99,6 +99,12 @@ static rg_status conv_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
+const rg_conv_geom *rg_conv_geometry(const rg_node_impl *n, int *groups) {
+    const conv_attr *a = n->attr;
+    *groups = a->o.groups;
+    return &a->geom;
+}
+
 /* Reads the unpadded input and pads in the im2col instead: saves the padded copy. */
 static bool conv_absorb_padding(rg_node_impl *n, const int pad[4]) {
     conv_attr *a = n->attr;
