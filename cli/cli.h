@@ -9,6 +9,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 enum { EXIT_USAGE = 2, EXIT_RUNTIME = 1 };
 
@@ -24,6 +25,11 @@ int cli_fail(const char *cmd, rg_status s);
 bool cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, long *out);
 bool cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
                bool lo_open, double *out);
+
+/* Parses "CxHxW" with each size in 1..65536, or prints one line and returns false. */
+bool cli_shape(const char *cmd, const char *opt, const char *text, int *c, int *h, int *w);
+/* Writes "key":value (null for NaN or Inf) and a comma unless last. */
+void cli_json_num(FILE *f, const char *key, double v, bool last);
 
 /* Reports an unknown or malformed option, suggesting the closest valid one. */
 void cli_bad_option(const char *cmd, char **argv, int optind_now, const struct option *opts);

@@ -64,14 +64,9 @@ int cmd_bench(int argc, char **argv) {
         switch (c) {
         case 'h': fputs(bench_help, stdout); return 0;
         case OPT_MODEL: spec = optarg; break;
-        case OPT_INPUT: {
-            char tail;
-            if (sscanf(optarg, "%dx%dx%d%c", &c_in, &h, &w, &tail) != 3 || c_in < 1 || h < 1 || w < 1) {
-                cli_error(cmd, "--input '%s': write CxHxW with positive sizes, e.g. 3x224x224", optarg);
-                return EXIT_USAGE;
-            }
+        case OPT_INPUT:
+            if (!cli_shape(cmd, "input", optarg, &c_in, &h, &w)) return EXIT_USAGE;
             break;
-        }
         case OPT_CLASSES: ok = cli_int(cmd, "classes", optarg, 2, 1 << 20, &classes); break;
         case OPT_BATCH: ok = cli_int(cmd, "batch", optarg, 1, 65536, &batch); break;
         case OPT_STEPS: ok = cli_int(cmd, "steps", optarg, 1, 1000000, &steps); break;

@@ -34,10 +34,6 @@ static const struct option diagnose_opts[] = {
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
-static void num(const char *key, double v, bool last) {
-    if (isfinite(v)) printf("\"%s\":%.6g%s", key, v, last ? "" : ",");
-    else printf("\"%s\":null%s", key, last ? "" : ",");
-}
 
 int cmd_diagnose(int argc, char **argv) {
     const char *cmd = "diagnose", *spec = "mlp", *data = "fashion-mnist";
@@ -116,22 +112,22 @@ int cmd_diagnose(int argc, char **argv) {
     const double last = n ? rg_monitor_layer(mon, n - 1)->grad_norm : NAN;
     if (json) {
         printf("{\"model\":\"%s\",\"batch\":%ld,", spec, batch);
-        num("first_to_last_grad_ratio", first / last, false);
+        cli_json_num(stdout, "first_to_last_grad_ratio", first / last, false);
         printf("\"layers\":[");
         for (int i = 0; i < n; i++) {
             const rg_layer_health *h = rg_monitor_layer(mon, i);
             printf("%s{\"layer\":\"%s\",\"act\":\"%s\",", i ? "," : "", h->name, h->act);
-            num("grad_norm", h->grad_norm, false);
-            num("weight_norm", h->weight_norm, false);
-            num("grad_ratio", h->grad_ratio, false);
-            num("grad_rms", h->grad_rms, false);
-            num("backward_gain", h->backward_gain, false);
-            num("pre_mean", h->pre_mean, false);
-            num("pre_std", h->pre_std, false);
-            num("act_mean", h->act_mean, false);
-            num("act_std", h->act_std, false);
-            num("saturated", h->saturated, false);
-            num("dead", h->dead, false);
+            cli_json_num(stdout, "grad_norm", h->grad_norm, false);
+            cli_json_num(stdout, "weight_norm", h->weight_norm, false);
+            cli_json_num(stdout, "grad_ratio", h->grad_ratio, false);
+            cli_json_num(stdout, "grad_rms", h->grad_rms, false);
+            cli_json_num(stdout, "backward_gain", h->backward_gain, false);
+            cli_json_num(stdout, "pre_mean", h->pre_mean, false);
+            cli_json_num(stdout, "pre_std", h->pre_std, false);
+            cli_json_num(stdout, "act_mean", h->act_mean, false);
+            cli_json_num(stdout, "act_std", h->act_std, false);
+            cli_json_num(stdout, "saturated", h->saturated, false);
+            cli_json_num(stdout, "dead", h->dead, false);
             printf("\"nonfinite\":%ld,\"verdict\":\"%s\",\"evidence\":\"%s\"}", h->nonfinite,
                    rg_verdict_name(h->verdict), h->evidence);
         }

@@ -38,15 +38,9 @@ int cmd_summary(int argc, char **argv) {
         switch (c) {
         case 'h': fputs(summary_help, stdout); return 0;
         case OPT_MODEL: spec = optarg; break;
-        case OPT_INPUT: {
-            char tail;
-            if (sscanf(optarg, "%dx%dx%d%c", &c_in, &h, &w, &tail) != 3 || c_in < 1 || h < 1 ||
-                w < 1 || c_in > 65536 || h > 65536 || w > 65536) {
-                cli_error(cmd, "--input '%s': write CxHxW with positive sizes, e.g. 3x224x224", optarg);
-                return EXIT_USAGE;
-            }
+        case OPT_INPUT:
+            if (!cli_shape(cmd, "input", optarg, &c_in, &h, &w)) return EXIT_USAGE;
             break;
-        }
         case OPT_CLASSES:
             if (!cli_int(cmd, "classes", optarg, 2, 1 << 20, &classes)) return EXIT_USAGE;
             break;

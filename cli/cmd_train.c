@@ -115,11 +115,6 @@ static void on_batch(void *user, int epoch, int batch, int batches, double loss,
     fflush(stderr);
 }
 
-/* A JSON number, or null for NaN. */
-static void json_num(FILE *f, const char *key, double v, bool last) {
-    if (isfinite(v)) fprintf(f, "\"%s\":%.6g%s", key, v, last ? "" : ",");
-    else fprintf(f, "\"%s\":null%s", key, last ? "" : ",");
-}
 
 static void on_epoch(void *user, const rg_epoch_stats *s) {
     progress *p = user;
@@ -135,13 +130,13 @@ static void on_epoch(void *user, const rg_epoch_stats *s) {
     }
     if (p->metrics) {
         fprintf(p->metrics, "{\"event\":\"epoch\",\"epoch\":%d,", s->epoch);
-        json_num(p->metrics, "loss", s->loss, false);
-        json_num(p->metrics, "acc", s->acc, false);
-        json_num(p->metrics, "val_loss", s->val_loss, false);
-        json_num(p->metrics, "val_acc", s->val_acc, false);
-        json_num(p->metrics, "lr", s->lr, false);
-        json_num(p->metrics, "seconds", s->seconds, false);
-        json_num(p->metrics, "images_per_sec", s->images_per_sec, false);
+        cli_json_num(p->metrics, "loss", s->loss, false);
+        cli_json_num(p->metrics, "acc", s->acc, false);
+        cli_json_num(p->metrics, "val_loss", s->val_loss, false);
+        cli_json_num(p->metrics, "val_acc", s->val_acc, false);
+        cli_json_num(p->metrics, "lr", s->lr, false);
+        cli_json_num(p->metrics, "seconds", s->seconds, false);
+        cli_json_num(p->metrics, "images_per_sec", s->images_per_sec, false);
         fprintf(p->metrics, "\"repairs\":%ld,\"skipped\":%ld}\n", s->repairs, s->skipped);
         fflush(p->metrics);
     }
@@ -163,7 +158,7 @@ static void on_repair(void *user, const rg_repair_event *e) {
     fprintf(p->metrics, "{\"event\":\"repair\",\"step\":%ld,\"layer\":", e->step);
     json_str(p->metrics, e->layer);
     fprintf(p->metrics, ",\"verdict\":\"%s\",\"action\":\"%s\",", e->verdict, e->action);
-    json_num(p->metrics, "factor", e->factor, true);
+    cli_json_num(p->metrics, "factor", e->factor, true);
     fprintf(p->metrics, "}\n");
 }
 
@@ -177,18 +172,18 @@ static void on_health(void *user, long step, const rg_monitor *mon) {
         fprintf(p->metrics, "%s{\"layer\":", i ? "," : "");
         json_str(p->metrics, h->name);
         fprintf(p->metrics, ",");
-        json_num(p->metrics, "grad_norm", h->grad_norm, false);
-        json_num(p->metrics, "weight_norm", h->weight_norm, false);
-        json_num(p->metrics, "grad_ratio", h->grad_ratio, false);
-        json_num(p->metrics, "update_ratio", h->update_ratio, false);
-        json_num(p->metrics, "grad_rms", h->grad_rms, false);
-        json_num(p->metrics, "backward_gain", h->backward_gain, false);
-        json_num(p->metrics, "pre_mean", h->pre_mean, false);
-        json_num(p->metrics, "pre_std", h->pre_std, false);
-        json_num(p->metrics, "act_mean", h->act_mean, false);
-        json_num(p->metrics, "act_std", h->act_std, false);
-        json_num(p->metrics, "saturated", h->saturated, false);
-        json_num(p->metrics, "dead", h->dead, false);
+        cli_json_num(p->metrics, "grad_norm", h->grad_norm, false);
+        cli_json_num(p->metrics, "weight_norm", h->weight_norm, false);
+        cli_json_num(p->metrics, "grad_ratio", h->grad_ratio, false);
+        cli_json_num(p->metrics, "update_ratio", h->update_ratio, false);
+        cli_json_num(p->metrics, "grad_rms", h->grad_rms, false);
+        cli_json_num(p->metrics, "backward_gain", h->backward_gain, false);
+        cli_json_num(p->metrics, "pre_mean", h->pre_mean, false);
+        cli_json_num(p->metrics, "pre_std", h->pre_std, false);
+        cli_json_num(p->metrics, "act_mean", h->act_mean, false);
+        cli_json_num(p->metrics, "act_std", h->act_std, false);
+        cli_json_num(p->metrics, "saturated", h->saturated, false);
+        cli_json_num(p->metrics, "dead", h->dead, false);
         fprintf(p->metrics, "\"nonfinite\":%ld,\"verdict\":\"%s\"}", h->nonfinite,
                 rg_verdict_name(h->verdict));
     }
@@ -315,9 +310,9 @@ int cmd_train(int argc, char **argv) {
     printf("  (%.1fs, weights %016llx)\n", seconds, hash);
     if (prog.metrics) {
         fprintf(prog.metrics, "{\"event\":\"end\",");
-        json_num(prog.metrics, "test_loss", test_loss, false);
-        json_num(prog.metrics, "test_acc", test_acc, false);
-        json_num(prog.metrics, "seconds", seconds, false);
+        cli_json_num(prog.metrics, "test_loss", test_loss, false);
+        cli_json_num(prog.metrics, "test_acc", test_acc, false);
+        cli_json_num(prog.metrics, "seconds", seconds, false);
         fprintf(prog.metrics, "\"weights_hash\":\"%016llx\"}\n", hash);
     }
 done:

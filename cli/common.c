@@ -54,6 +54,21 @@ bool cli_float(const char *cmd, const char *opt, const char *text, double lo, do
     return true;
 }
 
+bool cli_shape(const char *cmd, const char *opt, const char *text, int *c, int *h, int *w) {
+    char tail;
+    if (sscanf(text, "%dx%dx%d%c", c, h, w, &tail) != 3 || *c < 1 || *h < 1 || *w < 1 ||
+        *c > 65536 || *h > 65536 || *w > 65536) {
+        cli_error(cmd, "--%s '%s': write CxHxW with positive sizes, e.g. 3x224x224", opt, text);
+        return false;
+    }
+    return true;
+}
+
+void cli_json_num(FILE *f, const char *key, double v, bool last) {
+    if (isfinite(v)) fprintf(f, "\"%s\":%.6g%s", key, v, last ? "" : ",");
+    else fprintf(f, "\"%s\":null%s", key, last ? "" : ",");
+}
+
 static int edit_distance(const char *a, const char *b) {
     int la = (int)strlen(a), lb = (int)strlen(b);
     if (la > 63 || lb > 63) return 99;

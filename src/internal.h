@@ -191,6 +191,7 @@ void rg_graph_place_memory(rg_graph *g);
 /* Monitor internals used by GRA: estimate E[x x^T] and E[x] of every dense layer's input
  * during observed passes, and read them back (NULL until observed). */
 void rg_monitor_want_moments(rg_monitor *m, int on);
+int rg_monitor_layer_node(const rg_monitor *m, int i); /* the graph node of layer i */
 const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in);
 
 /* A conv node's window geometry (as it reads its input) and groups (conv.c). */

@@ -309,6 +309,7 @@ void rg_monitor_free(rg_monitor *m) {
 
 void rg_monitor_enable(rg_monitor *m, int on) { m->on = on != 0; }
 void rg_monitor_want_moments(rg_monitor *m, int on) { m->moments = on != 0; }
+int rg_monitor_layer_node(const rg_monitor *m, int i) { return m->layers[i].node; }
 
 const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in) {
     if (!m || i < 0 || i >= m->n || !m->layers[i].in_moment) return NULL;

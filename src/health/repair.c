@@ -108,9 +108,7 @@ rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, voi
         rg_fail(RG_ERR_MEMORY, "out of memory creating GRA");
         return NULL;
     }
-    rg_graph *g = m->graph;
-    for (int i = 0, k = 0; i < g->n_nodes && k < r->n; i++)
-        if (strcmp(g->nodes[i].name, rg_monitor_layer(mon, k)->name) == 0) r->layers[k++].node = i;
+    for (int k = 0; k < r->n; k++) r->layers[k].node = rg_monitor_layer_node(mon, k);
     return r;
 }
 
