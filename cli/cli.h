@@ -38,10 +38,37 @@ void cli_bad_option(const char *cmd, char **argv, int optind_now, const struct o
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
                const struct option *opts);
 
+/* Options every command that reads images shares (values from 1000 up). */
+enum { CLI_OPT_INPUT_SIZE = 1000, CLI_OPT_CHANNELS, CLI_OPT_PREPROCESS, CLI_OPT_STRICT,
+       CLI_OPT_MAX_PIXELS };
+#define CLI_DATA_OPTIONS                                                   \
+    {"input-size", required_argument, 0, CLI_OPT_INPUT_SIZE},             \
+    {"channels", required_argument, 0, CLI_OPT_CHANNELS},                 \
+    {"preprocess", required_argument, 0, CLI_OPT_PREPROCESS},             \
+    {"strict", no_argument, 0, CLI_OPT_STRICT},                           \
+    {"max-pixels", required_argument, 0, CLI_OPT_MAX_PIXELS}
+#define CLI_DATA_HELP                                                                         \
+    "  --input-size HxW      resize every image to HxW (triangle filter widened when\n"       \
+    "                        shrinking, as PIL's BILINEAR; folders default to 224x224)\n"    \
+    "  --channels 1|3        gray or RGB (converted as needed; folders default to 3)\n"      \
+    "  --preprocess MODE     scale01 (default, [0,1]), tf ([-1,1]), torch (ImageNet mean and\n" \
+    "                        std), caffe (BGR, ImageNet mean subtracted, 0..255)\n"          \
+    "  --strict              a corrupt or unreadable image is an error (default: skip it\n"  \
+    "                        with a warning)\n"                                               \
+    "  --max-pixels N        refuse images with more pixels (default 100000000)\n"
+/* Handles one of CLI_DATA_OPTIONS: returns 1 when handled, 0 when c is not one, -1 after
+ * printing why the value is bad.  Sets o->warn to print warnings. */
+int cli_data_option(const char *cmd, int c, const char *arg, rg_data_options *o);
+/* Prints a library warning as "regrad: warning: ..." (thread-safe). */
+void cli_warn(void *user, const char *message);
+
 int cmd_train(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_diagnose(int argc, char **argv);
 int cmd_experiment(int argc, char **argv);
+int cmd_export_images(int argc, char **argv);
+int cmd_augment_preview(int argc, char **argv);
+int cmd_bench_data(int argc, char **argv);
 
 #endif

@@ -65,7 +65,7 @@ int cmd_diagnose(int argc, char **argv) {
     rg_model_free(&m);
     rg_set_threads((int)threads);
     rg_dataset *d = NULL;
-    if ((s = rg_dataset_open(data, &d, NULL))) return cli_fail(cmd, s);
+    if ((s = rg_dataset_open(data, NULL, &d, NULL))) return cli_fail(cmd, s);
     int code = 0;
     rg_monitor *mon = NULL;
     int *idx = NULL;

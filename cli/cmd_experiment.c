@@ -220,7 +220,7 @@ int cmd_experiment(int argc, char **argv) {
     }
     rg_set_threads((int)threads);
     rg_dataset *train = NULL, *test = NULL;
-    rg_status s = rg_dataset_open(data, &train, &test);
+    rg_status s = rg_dataset_open(data, NULL, &train, &test);
     if (s) return cli_fail(cmd, s);
     if (!test) {
         rg_dataset_free(train);

@@ -16,9 +16,16 @@ static const char *const train_help =
     "Train a model and evaluate it on the test split.\n"
     "\n"
     "Data and model\n"
-    "  --data SPEC           fashion-mnist (default), fashion-mnist:DIR, idx:IMAGES,LABELS\n"
-    "                        or idx:IMAGES,LABELS,TEST_IMAGES,TEST_LABELS\n"
+    "  --data SPEC           fashion-mnist (default), fashion-mnist:DIR, idx:IMAGES,LABELS,\n"
+    "                        idx:IMAGES,LABELS,TEST_IMAGES,TEST_LABELS, or a folder DIR with\n"
+    "                        one subfolder of JPEG/PNG images per class\n"
+    "  --test-data DIR       a separate test folder (same class folders)\n"
     "  --limit N             train on the first N training samples only\n"
+    CLI_DATA_HELP
+    "  --augment LIST        training only: flip, crop=P, resized-crop, rotate=DEG,\n"
+    "                        noise=STD, brightness=F, contrast=F (comma-separated)\n"
+    "  --workers N           loader threads for image files and augmentation\n"
+    "                        (default: one per thread)\n"
     "  --model SPEC          a model and its options (default mlp):\n"
     "                          mlp:depth=D,width=W,act=A,init=I,dropout=P,bn=0|1,residual=0|1\n"
     "                          cnn  plaincnn:depth=D,width=C,act=A,init=I\n"
@@ -55,7 +62,7 @@ static const char *const train_help =
 enum {
     OPT_DATA = 256, OPT_LIMIT, OPT_MODEL, OPT_LOSS, OPT_SMOOTH, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM,
     OPT_LR, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_VAL, OPT_SEED, OPT_THREADS, OPT_METRICS,
-    OPT_QUIET, OPT_REPAIR, OPT_MONITOR
+    OPT_QUIET, OPT_REPAIR, OPT_MONITOR, OPT_TEST_DATA, OPT_AUGMENT, OPT_WORKERS
 };
 
 static const struct option train_opts[] = {
@@ -78,6 +85,10 @@ static const struct option train_opts[] = {
     {"quiet", no_argument, 0, OPT_QUIET},
     {"repair", required_argument, 0, OPT_REPAIR},
     {"monitor-every", required_argument, 0, OPT_MONITOR},
+    {"test-data", required_argument, 0, OPT_TEST_DATA},
+    {"augment", required_argument, 0, OPT_AUGMENT},
+    {"workers", required_argument, 0, OPT_WORKERS},
+    CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -193,8 +204,11 @@ static void on_health(void *user, long step, const rg_monitor *mon) {
 int cmd_train(int argc, char **argv) {
     const char *cmd = "train";
     const char *data = "fashion-mnist", *model_spec = "mlp", *metrics_path = NULL;
-    const char *optim_name = "adam", *schedule_text = "constant";
+    const char *optim_name = "adam", *schedule_text = "constant", *test_data = NULL;
+    const char *augment_text = "none";
     long limit = 0, epochs = 1, batch = 128, seed = 42, threads = 0, monitor_every = 0;
+    long workers = 0;
+    rg_data_options dopt = {.warn = cli_warn};
     double lr = NAN, momentum = NAN, wd = NAN, val_split = 0, smoothing = 0;
     rg_loss_kind loss = RG_LOSS_XENT;
     progress prog = {.tty = isatty(2), .repair = true};
@@ -202,9 +216,15 @@ int cmd_train(int argc, char **argv) {
     optind = 1;
     while ((c = cli_getopt(cmd, argc, argv, "h", train_opts)) != -1) {
         bool ok = true;
+        int handled = cli_data_option(cmd, c, optarg, &dopt);
+        if (handled < 0) return EXIT_USAGE;
+        if (handled) continue;
         switch (c) {
         case 'h': fputs(train_help, stdout); return 0;
         case OPT_DATA: data = optarg; break;
+        case OPT_TEST_DATA: test_data = optarg; break;
+        case OPT_AUGMENT: augment_text = optarg; break;
+        case OPT_WORKERS: ok = cli_int(cmd, "workers", optarg, 1, 256, &workers); break;
         case OPT_LIMIT: ok = cli_int(cmd, "limit", optarg, 1, 1L << 30, &limit); break;
         case OPT_MODEL: model_spec = optarg; break;
         case OPT_LOSS:
@@ -243,8 +263,10 @@ int cmd_train(int argc, char **argv) {
     /* Validate every cheap argument before reading any data. */
     rg_optim_kind kind;
     rg_schedule schedule;
+    rg_augment augment;
     rg_status s;
-    if ((s = rg_optim_parse(optim_name, &kind)) || (s = rg_schedule_parse(schedule_text, &schedule)))
+    if ((s = rg_optim_parse(optim_name, &kind)) || (s = rg_schedule_parse(schedule_text, &schedule)) ||
+        (s = rg_augment_parse(augment_text, &augment)))
         return cli_fail(cmd, s);
     rg_optim_config oc = rg_optim_defaults(kind);
     if (!isnan(lr)) oc.lr = (float)lr;
@@ -258,10 +280,18 @@ int cmd_train(int argc, char **argv) {
 
     rg_set_threads((int)threads);
     rg_dataset *train = NULL, *test = NULL;
-    if ((s = rg_dataset_open(data, &train, &test))) return cli_fail(cmd, s);
-    if (limit > 0 && limit < train->n) train->n = (int)limit;
+    if ((s = rg_dataset_open(data, &dopt, &train, &test))) return cli_fail(cmd, s);
     int code = 0;
     rg_model m = {0};
+    if (test_data) {
+        rg_dataset_free(test);
+        if ((s = rg_dataset_open(test_data, &dopt, &test, NULL)) ||
+            (s = rg_dataset_match_classes(test, train))) {
+            code = cli_fail(cmd, s);
+            goto done;
+        }
+    }
+    if (limit > 0 && limit < train->n) rg_dataset_truncate(train, (int)limit);
     if ((s = rg_model_build(model_spec, train->c, train->h, train->w, train->classes, loss,
                             (float)smoothing, (uint64_t)seed, &m))) {
         code = cli_fail(cmd, s);
@@ -289,6 +319,7 @@ int cmd_train(int argc, char **argv) {
                rg_get_threads(), prog.repair ? "auto" : "off");
     rg_fit_config fc = {.epochs = (int)epochs, .batch = (int)batch, .seed = (uint64_t)seed,
                         .val_split = (float)val_split, .optim = oc, .schedule = schedule,
+                        .augment = augment, .workers = (int)workers,
                         .repair = prog.repair, .monitor_every = (int)monitor_every};
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                            .on_health = on_health, .user = &prog};
@@ -304,6 +335,8 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     double seconds = wall() - t0;
+    if (train->skipped || (test && test->skipped))
+        cli_warn(NULL, "skipped files: see the warnings above (use --strict to stop on them)");
     unsigned long long hash = (unsigned long long)rg_graph_params_hash(m.graph);
     if (test) printf("test_loss %.4f  test_acc %.4f", test_loss, test_acc);
     else printf("no test split");

@@ -64,6 +64,46 @@ bool cli_shape(const char *cmd, const char *opt, const char *text, int *c, int *
     return true;
 }
 
+int cli_data_option(const char *cmd, int c, const char *arg, rg_data_options *o) {
+    long v = 0;
+    char tail;
+    o->warn = cli_warn;
+    switch (c) {
+    case CLI_OPT_INPUT_SIZE:
+        if (sscanf(arg, "%dx%d%c", &o->height, &o->width, &tail) != 2 || o->height < 1 ||
+            o->width < 1 || o->height > 16384 || o->width > 16384) {
+            cli_error(cmd, "--input-size '%s': write HxW with sizes in 1..16384, e.g. 224x224", arg);
+            return -1;
+        }
+        return 1;
+    case CLI_OPT_CHANNELS:
+        if (!cli_int(cmd, "channels", arg, 1, 3, &v) || v == 2) {
+            if (v == 2) cli_error(cmd, "--channels must be 1 (gray) or 3 (RGB)");
+            return -1;
+        }
+        o->channels = (int)v;
+        return 1;
+    case CLI_OPT_PREPROCESS:
+        if (rg_preprocess_parse(arg, &o->preprocess)) {
+            cli_error(cmd, "%s", rg_last_error());
+            return -1;
+        }
+        return 1;
+    case CLI_OPT_STRICT: o->strict = true; return 1;
+    case CLI_OPT_MAX_PIXELS:
+        if (!cli_int(cmd, "max-pixels", arg, 1, 1L << 40, &v)) return -1;
+        o->max_pixels = v;
+        return 1;
+    }
+    return 0;
+}
+
+void cli_warn(void *user, const char *message) {
+    flockfile(stderr);
+    fprintf(stderr, "regrad: warning: %s\n", message);
+    funlockfile(stderr);
+}
+
 void cli_json_num(FILE *f, const char *key, double v, bool last) {
     if (isfinite(v)) fprintf(f, "\"%s\":%.6g%s", key, v, last ? "" : ",");
     else fprintf(f, "\"%s\":null%s", key, last ? "" : ",");

@@ -20,13 +20,16 @@ static const command commands[] = {
     {"diagnose", cmd_diagnose, "report each layer's gradient health on a batch, with remedies"},
     {"experiment", cmd_experiment, "the GRA experiment: deep plain MLPs, GRA against the remedies"},
     {"bench", cmd_bench, "time training steps on random data, broken down by op"},
+    {"export-images", cmd_export_images, "write a dataset as class folders of PNG images"},
+    {"augment-preview", cmd_augment_preview, "write a grid of augmented samples as a PNG"},
+    {"bench-data", cmd_bench_data, "time the image loader: decode, resize, augment"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "Usage: regrad COMMAND [options]\n"
                "Train neural networks in C and watch their gradients.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nOptions:\n  -h, --help     show this help\n  --version      show the version\n"
                "\nRun 'regrad COMMAND --help' for a command's options.\n");
 }

@@ -28,6 +28,7 @@
 #ifndef REGRAD_H
 #define REGRAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -362,12 +363,49 @@ float rg_schedule_lr(const rg_schedule *s, float base_lr, long step, int epoch, 
 
 /* ---------------------------------------------------------------- datasets */
 
-/* An in-memory labelled image set, pixels as bytes (N, C, H, W). */
+/* How pixels in [0, 1] become model inputs. */
+typedef enum rg_preprocess {
+    RG_PRE_SCALE01 = 0, /* x (pixel / 255) */
+    RG_PRE_TF,          /* 2x - 1, in [-1, 1], as Keras resnet_v2.preprocess_input */
+    RG_PRE_TORCH,       /* (x - mean) / std with ImageNet's per-channel mean and std (one
+                           channel: the means of the three) */
+    RG_PRE_CAFFE        /* RGB -> BGR, 255x - ImageNet's BGR mean, as Keras caffe mode */
+} rg_preprocess;
+
+rg_status rg_preprocess_parse(const char *text, rg_preprocess *out);
+const char *rg_preprocess_name(rg_preprocess p);
+
+/* Images larger than this many pixels are refused unless a limit is given. */
+#define RG_DEFAULT_MAX_PIXELS 100000000L
+
+/* How a dataset's samples become model inputs, and what happens to bad files. */
+typedef struct rg_data_options {
+    int channels;             /* 1 or 3; 0: the data's own (folders: 3) */
+    int height, width;        /* input size; 0: the data's own (folders: 224x224) */
+    rg_preprocess preprocess;
+    long max_pixels;          /* larger images are refused; 0: RG_DEFAULT_MAX_PIXELS */
+    bool strict;              /* a bad image file is an error, not a warning and a skip */
+    /* Receives one line per skipped file; called from loader threads, so it must be
+     * thread-safe.  NULL: silent. */
+    void (*warn)(void *user, const char *message);
+    void *user;
+} rg_data_options;
+
+/* A labelled image set.  Samples live in memory as bytes (IDX data) or in image files
+ * decoded on demand (folders); either way they come out as (c, h, w) floats after
+ * resizing, channel conversion and preprocessing. */
 typedef struct rg_dataset {
-    int n, c, h, w;
-    int classes;        /* 1 + the largest label */
-    uint8_t *pixels;
+    int n, c, h, w;         /* samples and the shape each comes out in */
+    int classes;            /* folders: class folders; IDX: 1 + the largest label */
     int *labels;
+    uint8_t *pixels;        /* in memory: (n, src_c, src_h, src_w) bytes; else NULL */
+    int src_c, src_h, src_w;/* shape of the stored bytes (0: same as c, h, w) */
+    char **paths;           /* image files, one per sample; else NULL */
+    char **class_names;     /* `classes` names (sorted folder names), or NULL */
+    char *root;             /* the folder it was read from, or NULL */
+    rg_data_options opt;
+    long skipped;           /* files found bad: while opening, plus while reading */
+    uint8_t *bad;           /* files: 1 once a file failed to decode (warned once) */
 } rg_dataset;
 
 /* Reads an IDX image file (N,H,W unsigned bytes) and label file (N) (raw or gzip),
@@ -380,11 +418,68 @@ rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_
  *                           DIR defaults to /usr/share/datasets/fashion-mnist.
  *   "idx:IMAGES,LABELS[,TEST_IMAGES,TEST_LABELS]"   any IDX pair; test_out gets NULL when
  *                           no test pair is given.
+ *   DIR                     an image folder (rg_folder_open); test_out gets NULL.
+ * opt (NULL: defaults) sets size, channels, preprocessing and the handling of bad files.
  * test_out may be NULL when the caller does not want the test split. */
-rg_status rg_dataset_open(const char *spec, rg_dataset **train_out, rg_dataset **test_out);
+rg_status rg_dataset_open(const char *spec, const rg_data_options *opt, rg_dataset **train_out,
+                          rg_dataset **test_out);
+/* An image folder: one subfolder per class, classes numbered by sorted folder name, image
+ * files found recursively below each.  Every file's header is checked here (format, size,
+ * the pixel limit); files that fail are skipped with a warning (counted in d->skipped), or
+ * fail the call when opt->strict.  An empty class folder is a warning; no classes or no
+ * images at all is an error. */
+rg_status rg_folder_open(const char *dir, const rg_data_options *opt, rg_dataset **out);
 void rg_dataset_free(rg_dataset *d);
-/* Writes samples idx[0..n) as floats scaled to [0,1] into x (n, C, H, W), labels into y. */
-void rg_dataset_batch(const rg_dataset *d, const int *idx, int n, float *x, int *y);
+/* Keeps the first n samples. */
+void rg_dataset_truncate(rg_dataset *d, int n);
+/* Renumbers d's labels to the classes of `ref` by class name (a separate test folder must
+ * hold a subset of the training classes); fails naming a class ref does not have. */
+rg_status rg_dataset_match_classes(rg_dataset *d, const rg_dataset *ref);
+/* The name of class k: the folder name, or its number. */
+const char *rg_dataset_class_name(const rg_dataset *d, int k, char *buf, size_t len);
+
+/* Random augmentation of training samples (each parameter 0 / false: off). */
+typedef struct rg_augment {
+    bool flip;            /* horizontal, with probability 1/2 */
+    int crop_pad;         /* crop=P: pad P pixels of zeros, crop back at a random offset */
+    bool resized_crop;    /* random area in [0.08, 1] and aspect in [3/4, 4/3], resized to
+                             the input (as torchvision RandomResizedCrop) */
+    float rotate_deg;     /* rotate=DEG: uniform angle in [-DEG, DEG], bilinear, zero fill */
+    float noise_std;      /* noise=STD: Gaussian noise on [0, 1] pixels */
+    float brightness;     /* brightness=F: multiply by U[1-F, 1+F] */
+    float contrast;       /* contrast=F: blend with the mean gray by U[1-F, 1+F] */
+} rg_augment;
+
+/* Parses a comma-separated list: flip, crop=P, resized-crop, rotate=DEG, noise=STD,
+ * brightness=F, contrast=F ("none" or "" for none). */
+rg_status rg_augment_parse(const char *text, rg_augment *out);
+bool rg_augment_any(const rg_augment *a);
+
+/* One sample i as (c, h, w) floats in x; aug (NULL: none) is drawn from `seed`.  A file that
+ * fails to decode gives zeros and a warning (RG_OK), or its error when opt.strict. */
+rg_status rg_dataset_sample(const rg_dataset *d, int i, const rg_augment *aug, uint64_t seed,
+                            float *x);
+/* Samples idx[0..n) without augmentation into x (n, c, h, w), labels into y. */
+rg_status rg_dataset_batch(const rg_dataset *d, const int *idx, int n, float *x, int *y);
+/* Writes samples [0, limit) (all when limit is 0) as DIR/CLASS/NNNNNN.png, 8-bit, before
+ * preprocessing, creating the folders. */
+rg_status rg_dataset_export(const rg_dataset *d, const char *dir, int limit);
+/* Writes a PNG of `count` samples in a grid, each drawn with aug from `seed`. */
+rg_status rg_augment_preview(const rg_dataset *d, const rg_augment *aug, uint64_t seed,
+                             int count, const char *path);
+
+/* Background batch preparation: `workers` threads decode, resize and augment batches ahead
+ * of training, at most 2 x workers batches in flight whatever the dataset size.  Batches
+ * come out in order and are bitwise identical for any number of workers: sample j of an
+ * epoch is augmented from a stream keyed by (seed, j). */
+typedef struct rg_loader rg_loader;
+rg_loader *rg_loader_create(const rg_dataset *d, int batch, int workers);
+/* Starts a pass over idx[0..n) (copied). */
+rg_status rg_loader_start(rg_loader *l, const int *idx, int n, const rg_augment *aug,
+                          uint64_t seed);
+/* Waits for the next batch: returns its size (0 after the last), or a negated rg_status. */
+int rg_loader_next(rg_loader *l, float *x, int *y);
+void rg_loader_free(rg_loader *l);
 
 /* ---------------------------------------------------------------- safetensors files */
 
@@ -571,15 +666,17 @@ typedef struct rg_fit_config {
     int epochs;
     int batch;
     uint64_t seed;          /* shuffle order */
-    float val_split;        /* fraction held out from the end of a seeded permutation */
+    float val_split;        /* fraction held out, per class, from a seeded permutation */
+    rg_augment augment;     /* applied to training batches only */
+    int workers;            /* loader threads for files or augmentation (0: one per thread) */
     rg_optim_config optim;
     rg_schedule schedule;
     int repair;             /* 1: GRA (probe, then per-step repair); 0: off */
     int monitor_every;      /* steps between health snapshots (on_health); 0: none */
 } rg_fit_config;
 
-/* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out tail is
- * evaluated after each epoch. */
+/* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples
+ * (stratified: the same fraction of every class) are evaluated after each epoch. */
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                  const rg_fit_callbacks *cb);
 /* Mean loss and accuracy of m on d in evaluation mode (batches of the compiled size). */

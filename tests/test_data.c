@@ -140,14 +140,14 @@ static void test_bad_files(void **state) {
 static void test_specs(void **state) {
     (void)state;
     rg_dataset *tr = NULL, *te = NULL;
-    assert_int_equal(rg_dataset_open("mnist", &tr, &te), RG_ERR_ARG);
-    assert_int_equal(rg_dataset_open("idx:onlyone", &tr, &te), RG_ERR_ARG);
-    assert_int_equal(rg_dataset_open("fashion-mnist:/nonexistent", &tr, &te), RG_ERR_IO);
+    assert_int_equal(rg_dataset_open("mnist", NULL, &tr, &te), RG_ERR_ARG);
+    assert_int_equal(rg_dataset_open("idx:onlyone", NULL, &tr, &te), RG_ERR_ARG);
+    assert_int_equal(rg_dataset_open("fashion-mnist:/nonexistent", NULL, &tr, &te), RG_ERR_IO);
     write_pair(1);
     char spec[1200];
     snprintf(spec, sizeof spec, "idx:%s,%s,%s,%s", path_of("img"), path_of("lbl"),
              path_of("img"), path_of("lbl"));
-    assert_int_equal(rg_dataset_open(spec, &tr, &te), RG_OK);
+    assert_int_equal(rg_dataset_open(spec, NULL, &tr, &te), RG_OK);
     assert_int_equal(tr->n, 5);
     assert_int_equal(te->n, 5);
     rg_dataset_free(tr);

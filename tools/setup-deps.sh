@@ -3,7 +3,7 @@
 # Installs only what is missing; needs root (or sudo) when something is.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libcjson-dev libcmocka-dev
-      dataset-fashion-mnist)
+      libjpeg62-turbo-dev libpng-dev clang libclang-rt-14-dev dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,6 +8,7 @@
  * hostile header cannot make regrad allocate gigabytes.
  */
 #include "../internal.h"
+#include "data.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -111,13 +112,6 @@ static void idx_close(idx_file *f) {
     f->gz = NULL;
 }
 
-void rg_dataset_free(rg_dataset *d) {
-    if (!d) return;
-    free(d->pixels);
-    free(d->labels);
-    free(d);
-}
-
 rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_classes,
                       rg_dataset **out) {
     *out = NULL;
@@ -170,7 +164,7 @@ done:
     return s;
 }
 
-rg_status rg_dataset_open(const char *spec, rg_dataset **train_out, rg_dataset **test_out) {
+rg_status rg_idx_spec_open(const char *spec, rg_dataset **train_out, rg_dataset **test_out) {
     *train_out = NULL;
     if (test_out) *test_out = NULL;
     char paths[4][1024];
@@ -205,11 +199,17 @@ rg_status rg_dataset_open(const char *spec, rg_dataset **train_out, rg_dataset *
                                        "idx:IMAGES,LABELS,TEST_IMAGES,TEST_LABELS", spec);
     } else {
         return rg_fail(RG_ERR_ARG, "unknown data spec '%s': use fashion-mnist, "
-                                   "fashion-mnist:DIR or idx:IMAGES,LABELS", spec);
+                                   "fashion-mnist:DIR, idx:IMAGES,LABELS or an image folder", spec);
     }
+    static const char *const fashion_names[10] = {
+        "T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot"};
+    const char *const *names = classes == 10 ? fashion_names : NULL;
     rg_status s = rg_idx_load(paths[0], paths[1], classes, train_out);
+    if (!s && names) s = rg_dataset_set_names(*train_out, names, 10);
     if (s || n_paths < 4 || !test_out) return s;
     s = rg_idx_load(paths[2], paths[3], classes, test_out);
+    if (!s && names) s = rg_dataset_set_names(*test_out, names, 10);
     if (s) {
         rg_dataset_free(*train_out);
         *train_out = NULL;
@@ -225,14 +225,4 @@ rg_status rg_dataset_open(const char *spec, rg_dataset **train_out, rg_dataset *
     if ((*test_out)->classes > (*train_out)->classes) (*train_out)->classes = (*test_out)->classes;
     (*test_out)->classes = (*train_out)->classes;
     return RG_OK;
-}
-
-void rg_dataset_batch(const rg_dataset *d, const int *idx, int n, float *x, int *y) {
-    const size_t sample = (size_t)d->c * d->h * d->w;
-    for (int b = 0; b < n; b++) {
-        const uint8_t *src = d->pixels + (size_t)idx[b] * sample;
-        float *dst = x + (size_t)b * sample;
-        for (size_t j = 0; j < sample; j++) dst[j] = src[j] * (1.0f / 255.0f);
-        y[b] = d->labels[idx[b]];
-    }
 }

@@ -3,8 +3,12 @@
  * bookkeeping users see: loss, accuracy, images/s, ETA.
  *
  * Determinism: the data order comes from one xoshiro stream seeded by cfg->seed, parameter
- * initialisation and dropout from the graph's seed, and every kernel is deterministic for
- * a fixed thread count, so equal inputs give bitwise equal weights.
+ * initialisation and dropout from the graph's seed, augmentation from (seed, epoch, position)
+ * whatever thread makes a batch, and every kernel is deterministic for a fixed thread
+ * count, so equal inputs give bitwise equal weights.
+ *
+ * Batches of image files, or augmented batches, are made ahead by the loader's background
+ * threads; plain in-memory batches are a copy and are made in line.
  */
 #include "../internal.h"
 
@@ -65,7 +69,8 @@ rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, d
     long correct = 0;
     for (int start = 0; start < n; start += bs) {
         int b = n - start < bs ? n - start : bs;
-        rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, m->input), g->labels);
+        if ((s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, m->input), g->labels)))
+            break;
         rg_graph_forward(g, b, 0);
         total_loss += (double)g->nodes[m->loss].out[0] * b;
         correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
@@ -73,7 +78,37 @@ rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, d
     free(order);
     *loss = n ? total_loss / n : NAN;
     *acc = n ? (double)correct / n : NAN;
-    return RG_OK;
+    return s;
+}
+
+/* Splits a shuffled order into training samples first and validation samples last, taking
+ * round(F x count) of each class (the first ones in the shuffled order) for validation.
+ * Returns the validation count, or -1 when out of memory. */
+static int split_stratified(const rg_dataset *d, float frac, int *order) {
+    if (frac <= 0) return 0;
+    int *count = calloc((size_t)d->classes + 1, sizeof *count);
+    int *want = calloc((size_t)d->classes + 1, sizeof *want);
+    int *tmp = malloc((size_t)d->n * sizeof *tmp);
+    if (!count || !want || !tmp) {
+        free(count), free(want), free(tmp);
+        return -1;
+    }
+    for (int i = 0; i < d->n; i++) count[d->labels[i]]++;
+    int n_val = 0;
+    for (int k = 0; k < d->classes; k++) n_val += want[k] = (int)floor(count[k] * (double)frac + 0.5);
+    int t = 0, v = d->n - n_val;
+    for (int i = 0; i < d->n; i++) {
+        const int j = order[i], k = d->labels[j];
+        if (want[k] > 0) {
+            want[k]--;
+            tmp[v++] = j;
+        } else {
+            tmp[t++] = j;
+        }
+    }
+    memcpy(order, tmp, (size_t)d->n * sizeof *order);
+    free(count), free(want), free(tmp);
+    return n_val;
 }
 
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
@@ -87,10 +122,6 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                        g->max_batch);
     if (!(cfg->val_split >= 0 && cfg->val_split < 1))
         return rg_fail(RG_ERR_ARG, "validation split %g is outside [0, 1)", (double)cfg->val_split);
-    const int n_val = (int)floor((double)train->n * cfg->val_split);
-    const int n_train = train->n - n_val;
-    if (n_train < 1)
-        return rg_fail(RG_ERR_ARG, "no training samples left after the validation split");
     rg_optim *opt = rg_optim_create(&cfg->optim, g->param_floats);
     int *order = malloc((size_t)train->n * sizeof *order);
     if (!opt || !order) {
@@ -98,11 +129,30 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         free(order);
         return opt ? rg_fail(RG_ERR_MEMORY, "out of memory") : RG_ERR_ARG;
     }
-    /* One seeded permutation; its tail is the validation set for the whole run. */
+    /* One seeded permutation, split per class; the validation set stays fixed for the run. */
     rg_rng rng;
     rg_rng_seed(&rng, cfg->seed);
     for (int i = 0; i < train->n; i++) order[i] = i;
     rg_rng_shuffle(&rng, order, train->n);
+    const int n_val = split_stratified(train, cfg->val_split, order);
+    const int n_train = train->n - n_val;
+    if (n_val < 0 || n_train < 1) {
+        rg_optim_free(opt);
+        free(order);
+        return n_val < 0 ? rg_fail(RG_ERR_MEMORY, "out of memory")
+                         : rg_fail(RG_ERR_ARG, "no training samples left after the validation split");
+    }
+    /* Files and augmentation go through the background loader. */
+    rg_loader *loader = NULL;
+    const bool augment = rg_augment_any(&cfg->augment);
+    if (train->paths || augment) {
+        int workers = cfg->workers > 0 ? cfg->workers : rg_get_threads();
+        if (!(loader = rg_loader_create(train, cfg->batch, workers))) {
+            rg_optim_free(opt);
+            free(order);
+            return RG_ERR_MEMORY;
+        }
+    }
 
     /* GRA and the monitor, when asked for. */
     rg_monitor *mon = NULL;
@@ -129,6 +179,9 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     if (gra) repairs = 0; /* the probe's actions count in epoch 1 */
     for (int epoch = 0; epoch < cfg->epochs && s == RG_OK; epoch++) {
         rg_rng_shuffle(&rng, order, n_train);
+        if (loader && (s = rg_loader_start(loader, order, n_train, &cfg->augment,
+                                           cfg->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)))))
+            break;
         const double t0 = now_seconds();
         double loss_sum = 0;
         long correct = 0, seen = 0;
@@ -136,7 +189,16 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         for (long bi = 0; bi < batches; bi++, step++) {
             const int start = (int)(bi * cfg->batch);
             const int b = n_train - start < cfg->batch ? n_train - start : cfg->batch;
-            rg_dataset_batch(train, order + start, b, rg_graph_input_buffer(g, m->input), g->labels);
+            float *x = rg_graph_input_buffer(g, m->input);
+            if (loader) {
+                int got = rg_loader_next(loader, x, g->labels);
+                if (got < 0) {
+                    s = (rg_status)-got;
+                    break;
+                }
+            } else if ((s = rg_dataset_batch(train, order + start, b, x, g->labels))) {
+                break;
+            }
             const bool watch = cfg->monitor_every > 0 && step % cfg->monitor_every == 0;
             const bool check = rg_repair_wants_check(gra, step);
             if (mon) rg_monitor_enable(mon, watch || check);
@@ -200,6 +262,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &st);
     }
     free(before);
+    rg_loader_free(loader);
     rg_repair_free(gra);
     rg_monitor_free(mon);
     rg_optim_free(opt);

@@ -1,0 +1,380 @@
+/*
+ * transform.c — what happens to one sample between its bytes and the model: anti-aliased
+ * resizing, channel conversion, the random augmentations and the preprocessing modes.
+ *
+ * Order: geometry first (a random resized crop, or a plain resize of the whole image, both
+ * by rg_resample straight from the source bytes, so a crop is never resized twice), then
+ * crop (pad and shift), flip, rotate, brightness, contrast and noise on [0, 1] floats
+ * (clamped after each colour change), then the preprocessing.  Every random choice comes
+ * from one xoshiro stream seeded per sample, so a sample's augmentation does not depend on
+ * which thread made it.
+ */
+#include "../internal.h"
+#include "data.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- resampling */
+
+/* For each output position: the first source index, how many follow, and their weights
+ * (ksize per output), as PIL's precompute_coeffs for the bilinear (triangle) filter. */
+typedef struct coeffs {
+    int *first, *count;
+    float *w;
+    int ksize;
+} coeffs;
+
+static bool coeffs_make(coeffs *k, float in0, float in1, int in_size, int out_size) {
+    const double scale = (double)(in1 - in0) / out_size;
+    const double filterscale = scale < 1.0 ? 1.0 : scale;
+    const double support = 1.0 * filterscale;
+    k->ksize = (int)ceil(support) * 2 + 1;
+    k->first = malloc((size_t)out_size * sizeof(int));
+    k->count = malloc((size_t)out_size * sizeof(int));
+    k->w = malloc((size_t)out_size * k->ksize * sizeof(float));
+    if (!k->first || !k->count || !k->w) return false;
+    for (int o = 0; o < out_size; o++) {
+        const double center = in0 + (o + 0.5) * scale;
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in_size) hi = in_size;
+        if (hi <= lo) { /* a box entirely outside: take the nearest edge pixel */
+            lo = center < 0 ? 0 : in_size - 1;
+            hi = lo + 1;
+        }
+        double sum = 0, tmp[k->ksize];
+        int n = hi - lo;
+        if (n > k->ksize) n = k->ksize;
+        for (int i = 0; i < n; i++) {
+            double t = fabs((i + lo - center + 0.5) / filterscale);
+            tmp[i] = t < 1.0 ? 1.0 - t : 0.0;
+            sum += tmp[i];
+        }
+        for (int i = 0; i < n; i++)
+            k->w[(size_t)o * k->ksize + i] = (float)(sum != 0 ? tmp[i] / sum : (i == 0));
+        k->first[o] = lo;
+        k->count[o] = n;
+    }
+    return true;
+}
+
+static void coeffs_free(coeffs *k) {
+    free(k->first);
+    free(k->count);
+    free(k->w);
+}
+
+/* Source channel values of pixel p, converted to c output channels. */
+static inline void fetch(const rg_pixels *s, const uint8_t *p, int c, float v[3]) {
+    if (s->c == c) {
+        for (int k = 0; k < c; k++) v[k] = p[k * s->plane];
+    } else if (c == 3) { /* gray -> RGB */
+        v[0] = v[1] = v[2] = p[0];
+    } else { /* RGB -> luma, ITU-R 601 as PIL's convert("L") */
+        v[0] = 0.299f * p[0] + 0.587f * p[s->plane] + 0.114f * p[2 * s->plane];
+    }
+}
+
+void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int dh, int dw) {
+    const size_t area = (size_t)dh * dw;
+    const float inv = 1.0f / 255.0f;
+    if (box[0] == 0 && box[1] == 0 && box[2] == s->w && box[3] == s->h && s->w == dw &&
+        s->h == dh) { /* same size: a conversion only */
+        for (int y = 0; y < dh; y++)
+            for (int x = 0; x < dw; x++) {
+                float v[3] = {0, 0, 0};
+                fetch(s, s->px + y * s->row + x * s->col, c, v);
+                for (int k = 0; k < c; k++) dst[k * area + (size_t)y * dw + x] = v[k] * inv;
+            }
+        return;
+    }
+    coeffs kx = {0}, ky = {0};
+    /* rows of horizontally resampled values (c channels), only those the vertical pass uses */
+    float *tmp = NULL;
+    if (!coeffs_make(&kx, box[0], box[2], s->w, dw) || !coeffs_make(&ky, box[1], box[3], s->h, dh))
+        goto fail;
+    const int y_lo = ky.first[0], y_hi = ky.first[dh - 1] + ky.count[dh - 1];
+    tmp = malloc((size_t)(y_hi - y_lo) * dw * c * sizeof(float));
+    if (!tmp) goto fail;
+    for (int y = y_lo; y < y_hi; y++) {
+        const uint8_t *row = s->px + y * s->row;
+        float *t = tmp + (size_t)(y - y_lo) * dw * c;
+        for (int x = 0; x < dw; x++) {
+            const float *w = kx.w + (size_t)x * kx.ksize;
+            float acc[3] = {0, 0, 0};
+            for (int i = 0; i < kx.count[x]; i++) {
+                float v[3] = {0, 0, 0};
+                fetch(s, row + (size_t)(kx.first[x] + i) * s->col, c, v);
+                for (int k = 0; k < c; k++) acc[k] += w[i] * v[k];
+            }
+            for (int k = 0; k < c; k++) t[(size_t)x * c + k] = acc[k];
+        }
+    }
+    for (int y = 0; y < dh; y++) {
+        const float *w = ky.w + (size_t)y * ky.ksize;
+        const float *t0 = tmp + (size_t)(ky.first[y] - y_lo) * dw * c;
+        for (int k = 0; k < c; k++) {
+            float *d = dst + k * area + (size_t)y * dw;
+            for (int x = 0; x < dw; x++) d[x] = 0;
+            for (int i = 0; i < ky.count[y]; i++) {
+                const float *t = t0 + (size_t)i * dw * c + k;
+                const float wi = w[i] * inv;
+                for (int x = 0; x < dw; x++) d[x] += wi * t[(size_t)x * c];
+            }
+        }
+    }
+    coeffs_free(&kx);
+    coeffs_free(&ky);
+    free(tmp);
+    return;
+fail: /* out of memory: a black sample rather than a crash */
+    memset(dst, 0, area * c * sizeof(float));
+    coeffs_free(&kx);
+    coeffs_free(&ky);
+    free(tmp);
+}
+
+/* ---------------------------------------------------------------- augmentation */
+
+static float uniform(rg_rng *r, float lo, float hi) { return lo + (hi - lo) * rg_rng_uniform(r); }
+
+static float clamp01(float v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+
+/* torchvision's RandomResizedCrop box: 10 tries at a random area and aspect, then the
+ * whole image clipped to the aspect range. */
+static void random_resized_box(rg_rng *r, int w, int h, float box[4]) {
+    const double area = (double)w * h;
+    for (int t = 0; t < 10; t++) {
+        double target = area * uniform(r, 0.08f, 1.0f);
+        double ratio = exp(uniform(r, logf(3.0f / 4), logf(4.0f / 3)));
+        int cw = (int)lround(sqrt(target * ratio)), ch = (int)lround(sqrt(target / ratio));
+        if (cw > 0 && ch > 0 && cw <= w && ch <= h) {
+            int x = (int)rg_rng_below(r, (uint32_t)(w - cw + 1));
+            int y = (int)rg_rng_below(r, (uint32_t)(h - ch + 1));
+            box[0] = (float)x, box[1] = (float)y, box[2] = (float)(x + cw), box[3] = (float)(y + ch);
+            return;
+        }
+    }
+    double in_ratio = (double)w / h;
+    int cw = w, ch = h;
+    if (in_ratio < 3.0 / 4) ch = (int)lround(w / (3.0 / 4));
+    else if (in_ratio > 4.0 / 3) cw = (int)lround(h * (4.0 / 3));
+    box[0] = (float)((w - cw) / 2), box[1] = (float)((h - ch) / 2);
+    box[2] = box[0] + cw, box[3] = box[1] + ch;
+}
+
+/* Shifts each plane by (dx, dy) with zeros coming in: pad-then-crop in one move. */
+static void shift(float *x, int c, int h, int w, int dx, int dy, float *tmp) {
+    const size_t area = (size_t)h * w;
+    for (int k = 0; k < c; k++) {
+        float *p = x + k * area;
+        memcpy(tmp, p, area * sizeof(float));
+        for (int y = 0; y < h; y++)
+            for (int xx = 0; xx < w; xx++) {
+                int sy = y + dy, sx = xx + dx;
+                p[(size_t)y * w + xx] =
+                    sy >= 0 && sy < h && sx >= 0 && sx < w ? tmp[(size_t)sy * w + sx] : 0.0f;
+            }
+    }
+}
+
+static void flip(float *x, int c, int h, int w) {
+    for (int r = 0; r < c * h; r++) {
+        float *p = x + (size_t)r * w;
+        for (int i = 0, j = w - 1; i < j; i++, j--) {
+            float t = p[i];
+            p[i] = p[j];
+            p[j] = t;
+        }
+    }
+}
+
+/* Rotates each plane about its centre by deg degrees (counter-clockwise), bilinear, zeros
+ * outside. */
+static void rotate(float *x, int c, int h, int w, float deg, float *tmp) {
+    const size_t area = (size_t)h * w;
+    const float a = deg * (float)M_PI / 180.0f, cs = cosf(a), sn = sinf(a);
+    const float cx = 0.5f * (w - 1), cy = 0.5f * (h - 1);
+    for (int k = 0; k < c; k++) {
+        float *p = x + k * area;
+        memcpy(tmp, p, area * sizeof(float));
+        for (int y = 0; y < h; y++)
+            for (int xx = 0; xx < w; xx++) {
+                /* the source of output (xx, y): the inverse rotation */
+                float u = cs * (xx - cx) - sn * (y - cy) + cx;
+                float v = sn * (xx - cx) + cs * (y - cy) + cy;
+                int x0 = (int)floorf(u), y0 = (int)floorf(v);
+                float fx = u - x0, fy = v - y0, acc = 0;
+                for (int j = 0; j < 2; j++)
+                    for (int i = 0; i < 2; i++) {
+                        int sx = x0 + i, sy = y0 + j;
+                        if (sx < 0 || sx >= w || sy < 0 || sy >= h) continue;
+                        acc += (i ? fx : 1 - fx) * (j ? fy : 1 - fy) * tmp[(size_t)sy * w + sx];
+                    }
+                p[(size_t)y * w + xx] = acc;
+            }
+    }
+}
+
+static void scale_clamped(float *x, size_t n, float factor, float around) {
+    for (size_t i = 0; i < n; i++) x[i] = clamp01(around + factor * (x[i] - around));
+}
+
+static float mean_gray(const float *x, int c, size_t area) {
+    double sum = 0;
+    if (c == 3) {
+        for (size_t i = 0; i < area; i++)
+            sum += 0.299 * x[i] + 0.587 * x[area + i] + 0.114 * x[2 * area + i];
+    } else {
+        for (size_t i = 0; i < area; i++) sum += x[i];
+    }
+    return (float)(sum / (double)area);
+}
+
+/* ---------------------------------------------------------------- preprocessing */
+
+static void preprocess(float *x, int c, size_t area, rg_preprocess p) {
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    static const float caffe_bgr_mean[3] = {103.939f, 116.779f, 123.68f};
+    const size_t n = (size_t)c * area;
+    switch (p) {
+    case RG_PRE_SCALE01: break;
+    case RG_PRE_TF:
+        for (size_t i = 0; i < n; i++) x[i] = 2.0f * x[i] - 1.0f;
+        break;
+    case RG_PRE_TORCH:
+        for (int k = 0; k < c; k++) {
+            float m = c == 3 ? mean[k] : (mean[0] + mean[1] + mean[2]) / 3;
+            float s = c == 3 ? std[k] : (std[0] + std[1] + std[2]) / 3;
+            for (size_t i = 0; i < area; i++) x[k * area + i] = (x[k * area + i] - m) / s;
+        }
+        break;
+    case RG_PRE_CAFFE:
+        if (c == 3) { /* RGB planes -> BGR planes */
+            for (size_t i = 0; i < area; i++) {
+                float t = x[i];
+                x[i] = x[2 * area + i];
+                x[2 * area + i] = t;
+            }
+        }
+        for (int k = 0; k < c; k++) {
+            float m = c == 3 ? caffe_bgr_mean[k]
+                             : (caffe_bgr_mean[0] + caffe_bgr_mean[1] + caffe_bgr_mean[2]) / 3;
+            for (size_t i = 0; i < area; i++) x[k * area + i] = 255.0f * x[k * area + i] - m;
+        }
+        break;
+    }
+}
+
+rg_status rg_preprocess_parse(const char *text, rg_preprocess *out) {
+    static const char *const names[] = {"scale01", "tf", "torch", "caffe"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = (rg_preprocess)i;
+            return RG_OK;
+        }
+    return rg_fail(RG_ERR_ARG, "unknown preprocessing '%s': use scale01, tf, torch or caffe", text);
+}
+
+const char *rg_preprocess_name(rg_preprocess p) {
+    static const char *const names[] = {"scale01", "tf", "torch", "caffe"};
+    return (unsigned)p < 4 ? names[p] : "unknown";
+}
+
+/* ---------------------------------------------------------------- the chain */
+
+void rg_transform(const rg_dataset *d, const rg_pixels *src, const rg_augment *aug,
+                  uint64_t seed, bool pre, float *x) {
+    const int c = d->c, h = d->h, w = d->w;
+    const size_t area = (size_t)h * w;
+    rg_rng r;
+    rg_rng_seed(&r, seed);
+    float box[4] = {0, 0, (float)src->w, (float)src->h};
+    if (aug && aug->resized_crop) random_resized_box(&r, src->w, src->h, box);
+    rg_resample(src, box, x, c, h, w);
+    if (!aug || !rg_augment_any(aug)) {
+        if (pre) preprocess(x, c, area, d->opt.preprocess);
+        return;
+    }
+    float *tmp = NULL;
+    if ((aug->crop_pad > 0 || aug->rotate_deg > 0) && !(tmp = malloc(area * sizeof(float))))
+        return; /* out of memory: the sample goes un-augmented */
+    if (aug->crop_pad > 0) {
+        int span = 2 * aug->crop_pad + 1;
+        int dx = (int)rg_rng_below(&r, (uint32_t)span) - aug->crop_pad;
+        int dy = (int)rg_rng_below(&r, (uint32_t)span) - aug->crop_pad;
+        shift(x, c, h, w, dx, dy, tmp);
+    }
+    if (aug->flip && rg_rng_uniform(&r) < 0.5f) flip(x, c, h, w);
+    if (aug->rotate_deg > 0) rotate(x, c, h, w, uniform(&r, -aug->rotate_deg, aug->rotate_deg), tmp);
+    free(tmp);
+    if (aug->brightness > 0) {
+        float lo = 1 - aug->brightness < 0 ? 0 : 1 - aug->brightness;
+        scale_clamped(x, c * area, uniform(&r, lo, 1 + aug->brightness), 0.0f);
+    }
+    if (aug->contrast > 0) {
+        float lo = 1 - aug->contrast < 0 ? 0 : 1 - aug->contrast;
+        float factor = uniform(&r, lo, 1 + aug->contrast);
+        scale_clamped(x, c * area, factor, mean_gray(x, c, area));
+    }
+    if (aug->noise_std > 0)
+        for (size_t i = 0; i < c * area; i++) x[i] = clamp01(x[i] + aug->noise_std * rg_rng_normal(&r));
+    if (pre) preprocess(x, c, area, d->opt.preprocess);
+}
+
+void rg_to_bytes(const float *x, int c, int h, int w, uint8_t *out) {
+    const size_t area = (size_t)h * w;
+    for (size_t i = 0; i < area; i++)
+        for (int k = 0; k < c; k++) out[i * c + k] = (uint8_t)lrintf(clamp01(x[k * area + i]) * 255.0f);
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+bool rg_augment_any(const rg_augment *a) {
+    return a && (a->flip || a->crop_pad > 0 || a->resized_crop || a->rotate_deg > 0 ||
+                 a->noise_std > 0 || a->brightness > 0 || a->contrast > 0);
+}
+
+/* The number after '=' in item, within [lo, hi]. */
+static rg_status number(const char *item, const char *eq, double lo, double hi, double *out) {
+    char *end;
+    if (!eq) return rg_fail(RG_ERR_ARG, "augmentation '%s' needs a value, e.g. %s=1", item, item);
+    *out = strtod(eq + 1, &end);
+    if (end == eq + 1 || *end || !(*out >= lo && *out <= hi))
+        return rg_fail(RG_ERR_ARG, "augmentation '%s': the value must be a number in [%g, %g]",
+                       item, lo, hi);
+    return RG_OK;
+}
+
+rg_status rg_augment_parse(const char *text, rg_augment *out) {
+    memset(out, 0, sizeof *out);
+    if (!text || !*text || strcmp(text, "none") == 0) return RG_OK;
+    char buf[256];
+    if (strlen(text) >= sizeof buf) return rg_fail(RG_ERR_ARG, "augmentation list too long");
+    strcpy(buf, text);
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        size_t key = eq ? (size_t)(eq - item) : strlen(item);
+        double v = 0;
+        rg_status s = RG_OK;
+#define IS(name) (key == strlen(name) && strncmp(item, name, key) == 0)
+        if (IS("flip") && !eq) out->flip = true;
+        else if (IS("resized-crop") && !eq) out->resized_crop = true;
+        else if (IS("crop")) {
+            if (!(s = number(item, eq, 1, 1024, &v)) && v != floor(v))
+                s = rg_fail(RG_ERR_ARG, "augmentation '%s': crop takes whole pixels", item);
+            out->crop_pad = (int)v;
+        } else if (IS("rotate")) s = number(item, eq, 0, 180, &v), out->rotate_deg = (float)v;
+        else if (IS("noise")) s = number(item, eq, 0, 1, &v), out->noise_std = (float)v;
+        else if (IS("brightness")) s = number(item, eq, 0, 1, &v), out->brightness = (float)v;
+        else if (IS("contrast")) s = number(item, eq, 0, 1, &v), out->contrast = (float)v;
+        else
+            s = rg_fail(RG_ERR_ARG, "unknown augmentation '%s': use flip, crop=P, resized-crop, "
+                                    "rotate=DEG, noise=STD, brightness=F or contrast=F", item);
+#undef IS
+        if (s) return s;
+    }
+    return RG_OK;
+}
