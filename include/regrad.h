@@ -435,6 +435,10 @@ void rg_dataset_truncate(rg_dataset *d, int n);
 /* Renumbers d's labels to the classes of `ref` by class name (a separate test folder must
  * hold a subset of the training classes); fails naming a class ref does not have. */
 rg_status rg_dataset_match_classes(rg_dataset *d, const rg_dataset *ref);
+/* A seeded permutation of the samples into order, training samples first and validation
+ * samples last: round(frac x count) of each class, the first ones of that class in the
+ * permutation.  Returns the validation count, or -1 when out of memory. */
+int rg_dataset_split(const rg_dataset *d, float frac, rg_rng *rng, int *order);
 /* The name of class k: the folder name, or its number. */
 const char *rg_dataset_class_name(const rg_dataset *d, int k, char *buf, size_t len);
 

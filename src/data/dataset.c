@@ -201,6 +201,35 @@ rg_status rg_dataset_batch(const rg_dataset *d, const int *idx, int n, float *x,
     return s ? rg_fail(s, "%s", why) : RG_OK;
 }
 
+int rg_dataset_split(const rg_dataset *d, float frac, rg_rng *rng, int *order) {
+    for (int i = 0; i < d->n; i++) order[i] = i;
+    rg_rng_shuffle(rng, order, d->n);
+    if (frac <= 0) return 0;
+    int *count = calloc((size_t)d->classes + 1, sizeof *count);
+    int *want = calloc((size_t)d->classes + 1, sizeof *want);
+    int *tmp = malloc((size_t)d->n * sizeof *tmp);
+    if (!count || !want || !tmp) {
+        free(count), free(want), free(tmp);
+        return -1;
+    }
+    for (int i = 0; i < d->n; i++) count[d->labels[i]]++;
+    int n_val = 0;
+    for (int k = 0; k < d->classes; k++) n_val += want[k] = (int)floor(count[k] * (double)frac + 0.5);
+    int t = 0, v = d->n - n_val;
+    for (int i = 0; i < d->n; i++) {
+        const int j = order[i], k = d->labels[j];
+        if (want[k] > 0) {
+            want[k]--;
+            tmp[v++] = j;
+        } else {
+            tmp[t++] = j;
+        }
+    }
+    memcpy(order, tmp, (size_t)d->n * sizeof *order);
+    free(count), free(want), free(tmp);
+    return n_val;
+}
+
 /* ---------------------------------------------------------------- export and preview */
 
 static rg_status make_dir(const char *path) {

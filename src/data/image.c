@@ -6,8 +6,8 @@
  * bomb (a header claiming billions of pixels) is refused before anything is allocated.
  * JPEG decodes with libjpeg-turbo, asking its IDCT for the smallest M/8 scale that still
  * covers the wanted size (DCT-domain downscaling); PNG decodes with libpng, every colour
- * type and bit depth mapped to 8-bit gray or RGB (palette expanded, 16-bit reduced to its
- * high byte, alpha dropped, as PIL's convert() does).  Corrupt or truncated data is an
+ * type and bit depth mapped to 8-bit gray or RGB (palette expanded, 16-bit scaled to 8 by
+ * rounding v / 257, alpha dropped as PIL's convert("RGB") drops it).  Corrupt or truncated data is an
  * RG_ERR_FORMAT naming the problem, never a crash: both libraries report errors through
  * longjmp back into the call that started the decode.
  */
@@ -260,7 +260,7 @@ static rg_status decode_png(const uint8_t *b, size_t n, int channels, rg_image *
     png_read_info(png, info);
     const int type = png_get_color_type(png, info);
     png_set_expand(png);      /* palette -> RGB, gray < 8 bits -> 8, tRNS -> alpha */
-    png_set_strip_16(png);    /* 16-bit -> its high byte */
+    png_set_scale_16(png);    /* 16-bit -> round(v / 257) */
     png_set_strip_alpha(png); /* dropped, not composited */
     bool gray = !(type & PNG_COLOR_MASK_COLOR);
     if (channels == 3 && gray) png_set_gray_to_rgb(png);

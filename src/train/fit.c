@@ -81,36 +81,6 @@ rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, d
     return s;
 }
 
-/* Splits a shuffled order into training samples first and validation samples last, taking
- * round(F x count) of each class (the first ones in the shuffled order) for validation.
- * Returns the validation count, or -1 when out of memory. */
-static int split_stratified(const rg_dataset *d, float frac, int *order) {
-    if (frac <= 0) return 0;
-    int *count = calloc((size_t)d->classes + 1, sizeof *count);
-    int *want = calloc((size_t)d->classes + 1, sizeof *want);
-    int *tmp = malloc((size_t)d->n * sizeof *tmp);
-    if (!count || !want || !tmp) {
-        free(count), free(want), free(tmp);
-        return -1;
-    }
-    for (int i = 0; i < d->n; i++) count[d->labels[i]]++;
-    int n_val = 0;
-    for (int k = 0; k < d->classes; k++) n_val += want[k] = (int)floor(count[k] * (double)frac + 0.5);
-    int t = 0, v = d->n - n_val;
-    for (int i = 0; i < d->n; i++) {
-        const int j = order[i], k = d->labels[j];
-        if (want[k] > 0) {
-            want[k]--;
-            tmp[v++] = j;
-        } else {
-            tmp[t++] = j;
-        }
-    }
-    memcpy(order, tmp, (size_t)d->n * sizeof *order);
-    free(count), free(want), free(tmp);
-    return n_val;
-}
-
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                  const rg_fit_callbacks *cb) {
     rg_status s = check_fits(m, train);
@@ -132,9 +102,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     /* One seeded permutation, split per class; the validation set stays fixed for the run. */
     rg_rng rng;
     rg_rng_seed(&rng, cfg->seed);
-    for (int i = 0; i < train->n; i++) order[i] = i;
-    rg_rng_shuffle(&rng, order, train->n);
-    const int n_val = split_stratified(train, cfg->val_split, order);
+    const int n_val = rg_dataset_split(train, cfg->val_split, &rng, order);
     const int n_train = train->n - n_val;
     if (n_val < 0 || n_train < 1) {
         rg_optim_free(opt);
