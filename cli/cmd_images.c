@@ -11,7 +11,7 @@
 #include <time.h>
 
 enum { OPT_DATA = 256, OPT_OUT, OPT_LIMIT, OPT_AUGMENT, OPT_SEED, OPT_ROWS, OPT_WORKERS,
-       OPT_BATCH, OPT_EPOCHS };
+       OPT_BATCH, OPT_EPOCHS, OPT_SPLIT };
 
 static const struct option image_opts[] = {
     {"data", required_argument, 0, OPT_DATA},
@@ -23,6 +23,7 @@ static const struct option image_opts[] = {
     {"workers", required_argument, 0, OPT_WORKERS},
     {"batch", required_argument, 0, OPT_BATCH},
     {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"split", required_argument, 0, OPT_SPLIT},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -30,6 +31,7 @@ static const struct option image_opts[] = {
 
 typedef struct image_args {
     const char *data, *out, *augment;
+    bool test_split;
     long limit, seed, rows, workers, batch, epochs;
     rg_data_options dopt;
     rg_augment aug;
@@ -65,6 +67,13 @@ static int parse(const char *cmd, int argc, char **argv, const char *help, const
         switch (c) {
         case OPT_DATA: a->data = optarg; break;
         case OPT_OUT: a->out = optarg; break;
+        case OPT_SPLIT:
+            if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
+                cli_error(cmd, "--split '%s': use train or test", optarg);
+                return EXIT_USAGE;
+            }
+            a->test_split = strcmp(optarg, "test") == 0;
+            break;
         case OPT_AUGMENT: a->augment = optarg; break;
         case OPT_LIMIT: ok = cli_int(cmd, "limit", optarg, 1, 1L << 30, &a->limit); break;
         case OPT_SEED: ok = cli_int(cmd, "seed", optarg, 0, 0x7fffffffffffffffL, &a->seed); break;
@@ -94,7 +103,8 @@ static const char *const export_help =
     "a folder to try folder training on without downloading anything.\n"
     "\n"
     "  --data SPEC           dataset to export (default fashion-mnist; see 'regrad train\n"
-    "                        --help'); its training split is written\n"
+    "                        --help')\n"
+    "  --split train|test    which split to write (default train)\n"
     "  --out DIR             output folder (created)\n"
     "  --limit N             only the first N samples\n"
     CLI_DATA_HELP
@@ -104,10 +114,18 @@ int cmd_export_images(int argc, char **argv) {
     const char *cmd = "export-images";
     image_args a;
     int r = parse(cmd, argc, argv, export_help,
-                  " data out limit input-size channels strict max-pixels ", &a);
+                  " data out split limit input-size channels strict max-pixels ", &a);
     if (r >= 0) return r;
-    rg_dataset *d = NULL;
-    rg_status s = rg_dataset_open(a.data, &a.dopt, &d, NULL);
+    rg_dataset *d = NULL, *test = NULL;
+    rg_status s = rg_dataset_open(a.data, &a.dopt, &d, a.test_split ? &test : NULL);
+    if (!s && a.test_split) {
+        rg_dataset_free(d);
+        d = test;
+        if (!d) {
+            cli_error(cmd, "'%s' has no test split", a.data);
+            return EXIT_USAGE;
+        }
+    }
     if (!s) s = rg_dataset_export(d, a.out, (int)a.limit);
     if (!s) {
         int n = a.limit > 0 && a.limit < d->n ? (int)a.limit : d->n;

@@ -139,5 +139,45 @@ h1=$(run_hash 7); h2=$(run_hash 7); h3=$(run_hash 8)
 [ -n "$h1" ] && [ "$h1" = "$h2" ] && ok || bad "same seed gave weights $h1 and $h2"
 [ "$h1" != "$h3" ] && ok || bad "different seeds gave the same weights"
 
+# ---- image folders: export, train, augment, bad files
+expect 0 "Usage: regrad export-images" export-images --help
+expect 0 "Usage: regrad augment-preview" augment-preview --help
+expect 0 "Usage: regrad bench-data" bench-data --help
+expect 2 "--out is required" export-images --limit 10
+expect 0 "wrote 600 images in 10 class folders" export-images --limit 600 --out "$tmp/png"
+[ -f "$tmp/png/0_T-shirt_top/000001.png" ] && [ -f "$tmp/png/9_Ankle_boot/000000.png" ] && ok || bad "export layout"
+expect 0 "wrote $tmp/grid.png" augment-preview --data "$tmp/png" --input-size 28x28 --channels 1 \
+  --augment flip,crop=3,rotate=10,noise=0.05,brightness=0.2,contrast=0.2,resized-crop --out "$tmp/grid.png"
+head -c 8 "$tmp/grid.png" | od -An -c | grep -q "P   N   G" && ok || bad "preview is not a PNG"
+expect 2 "unknown augmentation 'flop'" train --data "$tmp/png" --augment flop
+expect 2 "input-size '28'" train --data "$tmp/png" --input-size 28
+expect 2 "channels" train --data "$tmp/png" --channels 2
+expect 2 "unknown preprocessing 'imagenet'" train --data "$tmp/png" --preprocess imagenet
+expect 1 "cannot open data folder '/nonexistent/dir'" train --data /nonexistent/dir
+mkdir -p "$tmp/noclass"
+expect 2 "no class folders" train --data "$tmp/noclass"
+# a folder trains, with augmentation, a separate test folder and a validation split
+"$BIN" export-images --split test --limit 300 --out "$tmp/pngtest" >/dev/null
+"$BIN" train --data "$tmp/png" --test-data "$tmp/pngtest" --input-size 28x28 --channels 1 \
+  --model cnn --epochs 2 --val-split 0.2 --augment flip --seed 3 >"$tmp/out" 2>"$tmp/err"
+grep -q "test_acc 0\.[3-9]" "$tmp/out" && ok || bad "folder training: $(cat "$tmp/out" "$tmp/err")"
+grep -q "val_acc" "$tmp/out" && ok || bad "folder training shows no validation"
+# bad files are skipped with a warning naming them, or stop the run with --strict
+cp -r "$tmp/png" "$tmp/bad"
+: > "$tmp/bad/1_Trouser/zero.png"
+echo "not an image" > "$tmp/bad/1_Trouser/notes.png"
+head -c 60 "$tmp/png/1_Trouser/000016.png" > "$tmp/bad/1_Trouser/truncated.png"
+printf '\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\x01\x86\xa0\0\x01\x86\xa0\x08\x00\0\0\0' > "$tmp/bad/2_Pullover/bomb.png"
+mkdir -p "$tmp/bad/empty_class"
+timeout 60 "$BIN" train --data "$tmp/bad" --input-size 28x28 --channels 1 --limit 600 --epochs 1 \
+  --quiet >"$tmp/out" 2>"$tmp/err"; code=$?
+[ "$code" -eq 0 ] && ok || bad "bad files should be skipped, exit $code: $(cat "$tmp/err")"
+grep -q "skipping '.*zero.png': empty file" "$tmp/err" && ok || bad "no warning for the empty file"
+grep -q "decompression bomb" "$tmp/err" && ok || bad "no warning for the bomb: $(cat "$tmp/err")"
+grep -q "skipped 3 of 604 files" "$tmp/err" && ok || bad "no skip count: $(cat "$tmp/err")"
+grep -q "skipping '.*truncated.png' (zeros in its place)" "$tmp/err" && ok || bad "no warning for the truncated file"
+grep -q "empty_class' has no images" "$tmp/err" && ok || bad "no warning for the empty class"
+expect 1 "drop --strict" train --data "$tmp/bad" --input-size 28x28 --channels 1 --strict
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
