@@ -190,6 +190,7 @@ int cmd_bench_data(int argc, char **argv) {
                   " data workers batch epochs augment limit seed input-size channels strict "
                   "max-pixels ", &a);
     if (r >= 0) return r;
+    rg_set_threads(0); /* also parks the BLAS's own threads, which would spin otherwise */
     rg_dataset *d = NULL;
     rg_status s = rg_dataset_open(a.data, &a.dopt, &d, NULL);
     if (s) return cli_fail(cmd, s);

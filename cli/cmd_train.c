@@ -25,7 +25,7 @@ static const char *const train_help =
     "  --augment LIST        training only: flip, crop=P, resized-crop, rotate=DEG,\n"
     "                        noise=STD, brightness=F, contrast=F (comma-separated)\n"
     "  --workers N           loader threads for image files and augmentation\n"
-    "                        (default: one per thread)\n"
+    "                        (default: half of --threads, at least 1)\n"
     "  --model SPEC          a model and its options (default mlp):\n"
     "                          mlp:depth=D,width=W,act=A,init=I,dropout=P,bn=0|1,residual=0|1\n"
     "                          cnn  plaincnn:depth=D,width=C,act=A,init=I\n"

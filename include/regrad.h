@@ -672,7 +672,7 @@ typedef struct rg_fit_config {
     uint64_t seed;          /* shuffle order */
     float val_split;        /* fraction held out, per class, from a seeded permutation */
     rg_augment augment;     /* applied to training batches only */
-    int workers;            /* loader threads for files or augmentation (0: one per thread) */
+    int workers;            /* loader threads for files or augmentation (0: half the threads) */
     rg_optim_config optim;
     rg_schedule schedule;
     int repair;             /* 1: GRA (probe, then per-step repair); 0: off */

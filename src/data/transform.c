@@ -66,74 +66,102 @@ static void coeffs_free(coeffs *k) {
     free(k->w);
 }
 
-/* Source channel values of pixel p, converted to c output channels. */
-static inline void fetch(const rg_pixels *s, const uint8_t *p, int c, float v[3]) {
+/* Row y of the source as floats with c interleaved channels (converted: gray replicated,
+ * RGB to ITU-R 601 luma as PIL's convert("L")). */
+static void source_row(const rg_pixels *s, int y, int c, float *out) {
+    const uint8_t *row = s->px + (size_t)y * s->row;
+    const size_t col = s->col, plane = s->plane;
     if (s->c == c) {
-        for (int k = 0; k < c; k++) v[k] = p[k * s->plane];
-    } else if (c == 3) { /* gray -> RGB */
-        v[0] = v[1] = v[2] = p[0];
-    } else { /* RGB -> luma, ITU-R 601 as PIL's convert("L") */
-        v[0] = 0.299f * p[0] + 0.587f * p[s->plane] + 0.114f * p[2 * s->plane];
+        if (c == 3 && col == 3 && plane == 1) { /* interleaved RGB: one flat loop */
+            for (int i = 0; i < 3 * s->w; i++) out[i] = row[i];
+            return;
+        }
+        for (int x = 0; x < s->w; x++)
+            for (int k = 0; k < c; k++) out[x * c + k] = row[x * col + k * plane];
+    } else if (c == 3) {
+        for (int x = 0; x < s->w; x++) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x * col];
+    } else {
+        for (int x = 0; x < s->w; x++) {
+            const uint8_t *p = row + x * col;
+            out[x] = 0.299f * p[0] + 0.587f * p[plane] + 0.114f * p[2 * plane];
+        }
+    }
+}
+
+/* One source row (c interleaved channels) filtered horizontally into c planes of dw. */
+static void filter_row(const float *in, int c, const coeffs *kx, int dw, float *out) {
+    for (int x = 0; x < dw; x++) {
+        const float *w = kx->w + (size_t)x * kx->ksize;
+        const float *p = in + (size_t)kx->first[x] * c;
+        const int n = kx->count[x];
+        if (c == 3) {
+            float a0 = 0, a1 = 0, a2 = 0;
+            for (int i = 0; i < n; i++) {
+                a0 += w[i] * p[3 * i];
+                a1 += w[i] * p[3 * i + 1];
+                a2 += w[i] * p[3 * i + 2];
+            }
+            out[x] = a0, out[dw + x] = a1, out[2 * dw + x] = a2;
+        } else {
+            float a0 = 0;
+            for (int i = 0; i < n; i++) a0 += w[i] * p[i];
+            out[x] = a0;
+        }
     }
 }
 
 void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int dh, int dw) {
     const size_t area = (size_t)dh * dw;
     const float inv = 1.0f / 255.0f;
+    float *row = malloc((size_t)s->w * c * sizeof(float));
+    if (!row) goto fail;
     if (box[0] == 0 && box[1] == 0 && box[2] == s->w && box[3] == s->h && s->w == dw &&
         s->h == dh) { /* same size: a conversion only */
-        for (int y = 0; y < dh; y++)
-            for (int x = 0; x < dw; x++) {
-                float v[3] = {0, 0, 0};
-                fetch(s, s->px + y * s->row + x * s->col, c, v);
-                for (int k = 0; k < c; k++) dst[k * area + (size_t)y * dw + x] = v[k] * inv;
-            }
+        for (int y = 0; y < dh; y++) {
+            source_row(s, y, c, row);
+            for (int x = 0; x < dw; x++)
+                for (int k = 0; k < c; k++) dst[k * area + (size_t)y * dw + x] = row[x * c + k] * inv;
+        }
+        free(row);
         return;
     }
     coeffs kx = {0}, ky = {0};
-    /* rows of horizontally resampled values (c channels), only those the vertical pass uses */
+    /* the rows the vertical pass uses, each filtered horizontally: (rows, c, dw) */
     float *tmp = NULL;
     if (!coeffs_make(&kx, box[0], box[2], s->w, dw) || !coeffs_make(&ky, box[1], box[3], s->h, dh))
-        goto fail;
+        goto fail_coeffs;
     const int y_lo = ky.first[0], y_hi = ky.first[dh - 1] + ky.count[dh - 1];
-    tmp = malloc((size_t)(y_hi - y_lo) * dw * c * sizeof(float));
-    if (!tmp) goto fail;
+    const size_t plane_rows = (size_t)c * dw;
+    if (!(tmp = malloc((size_t)(y_hi - y_lo) * plane_rows * sizeof(float)))) goto fail_coeffs;
     for (int y = y_lo; y < y_hi; y++) {
-        const uint8_t *row = s->px + y * s->row;
-        float *t = tmp + (size_t)(y - y_lo) * dw * c;
-        for (int x = 0; x < dw; x++) {
-            const float *w = kx.w + (size_t)x * kx.ksize;
-            float acc[3] = {0, 0, 0};
-            for (int i = 0; i < kx.count[x]; i++) {
-                float v[3] = {0, 0, 0};
-                fetch(s, row + (size_t)(kx.first[x] + i) * s->col, c, v);
-                for (int k = 0; k < c; k++) acc[k] += w[i] * v[k];
-            }
-            for (int k = 0; k < c; k++) t[(size_t)x * c + k] = acc[k];
-        }
+        source_row(s, y, c, row);
+        filter_row(row, c, &kx, dw, tmp + (size_t)(y - y_lo) * plane_rows);
     }
     for (int y = 0; y < dh; y++) {
         const float *w = ky.w + (size_t)y * ky.ksize;
-        const float *t0 = tmp + (size_t)(ky.first[y] - y_lo) * dw * c;
+        const float *t0 = tmp + (size_t)(ky.first[y] - y_lo) * plane_rows;
         for (int k = 0; k < c; k++) {
             float *d = dst + k * area + (size_t)y * dw;
             for (int x = 0; x < dw; x++) d[x] = 0;
             for (int i = 0; i < ky.count[y]; i++) {
-                const float *t = t0 + (size_t)i * dw * c + k;
+                const float *t = t0 + (size_t)i * plane_rows + (size_t)k * dw;
                 const float wi = w[i] * inv;
-                for (int x = 0; x < dw; x++) d[x] += wi * t[(size_t)x * c];
+                for (int x = 0; x < dw; x++) d[x] += wi * t[x];
             }
         }
     }
     coeffs_free(&kx);
     coeffs_free(&ky);
     free(tmp);
+    free(row);
     return;
-fail: /* out of memory: a black sample rather than a crash */
-    memset(dst, 0, area * c * sizeof(float));
+fail_coeffs:
     coeffs_free(&kx);
     coeffs_free(&ky);
     free(tmp);
+fail: /* out of memory: a black sample rather than a crash */
+    free(row);
+    memset(dst, 0, area * c * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- augmentation */
