@@ -287,6 +287,16 @@ float *rg_graph_params(rg_graph *g);              /* the flat parameter buffer *
 float *rg_graph_grads(rg_graph *g);               /* the flat gradient buffer */
 size_t rg_graph_state_floats(const rg_graph *g);  /* floats in the flat state buffer */
 float *rg_graph_state(rg_graph *g);               /* the flat state buffer */
+/* Freezes (trainable 0) or unfreezes the parameters of every layer whose name matches the
+ * glob pattern (fnmatch: "*", "?", "[...]"); returns the number of layers matched.  Calls
+ * apply in order, so freeze "*" then unfreeze "*conv5*" trains only conv5.  The optimizer
+ * leaves frozen parameters bitwise unchanged, and a frozen batch norm normalises with its
+ * running statistics, which stay fixed.  Before rg_graph_compile, backward also skips what
+ * only frozen layers need. */
+int rg_graph_set_trainable(rg_graph *g, const char *pattern, int trainable);
+/* Forward passes so far: the counter dropout masks are keyed by (for exact resume). */
+uint64_t rg_graph_forward_count(const rg_graph *g);
+void rg_graph_set_forward_count(rg_graph *g, uint64_t count);
 /* Re-initialises every parameter from seed (the graph's own seed at compile). */
 void rg_graph_init_params(rg_graph *g, uint64_t seed);
 /* 64-bit FNV-1a hash of the flat parameter and state buffers: equal runs, equal hashes. */
@@ -336,6 +346,11 @@ void rg_optim_free(rg_optim *o);
 /* One update of params from grads with learning rate lr (the schedule's value this step). */
 void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr);
 long rg_optim_steps(const rg_optim *o);
+/* Restricts updates to n ranges [offset, offset + length) of the flat buffer (frozen
+ * parameters lie outside them and stay bitwise unchanged); n = 0 updates everything. */
+rg_status rg_optim_limit(rg_optim *o, int n, const size_t *offset, const size_t *length);
+/* Sets the step count (Adam's bias correction), for resuming. */
+void rg_optim_set_steps(rg_optim *o, long steps);
 /* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg"). */
 float *rg_optim_moment(rg_optim *o, int k, const char **name);
 
@@ -502,8 +517,27 @@ const float *rg_tensor_file_find(const rg_tensor_file *f, const char *name, size
                                  int *ndim, int shape[RG_MAX_DIMS]);
 /* A metadata value, or NULL. */
 const char *rg_tensor_file_meta(const rg_tensor_file *f, const char *key);
+/* The i-th metadata key, or NULL past the last. */
+const char *rg_tensor_file_meta_key(const rg_tensor_file *f, int i);
+/* The i-th tensor's shape. */
+rg_status rg_tensor_file_shape(const rg_tensor_file *f, int i, int *ndim, int shape[RG_MAX_DIMS]);
+/* The same from bytes in memory (copied); `what` names them in errors. */
+rg_status rg_safetensors_parse(const void *bytes, size_t n, const char *what, rg_tensor_file **out);
+
+/* Writing: named float32 tensors (the data is not copied: it must stay valid until save)
+ * and string metadata, saved atomically: a temporary file beside the target, fsync, rename
+ * over it, fsync of the folder, so a crash at any moment leaves the old file or the new
+ * one, never a mix. */
+typedef struct rg_tensor_writer rg_tensor_writer;
+rg_tensor_writer *rg_tensor_writer_create(void);
+rg_status rg_tensor_writer_add(rg_tensor_writer *w, const char *name, const float *data, int ndim,
+                               const int *shape);
+rg_status rg_tensor_writer_meta(rg_tensor_writer *w, const char *key, const char *value);
+rg_status rg_tensor_writer_save(rg_tensor_writer *w, const char *path);
+void rg_tensor_writer_free(rg_tensor_writer *w);
 
 /* ---------------------------------------------------------------- models */
+/* (checkpoints of models: see "checkpoints" below) */
 
 /* A graph with its named ends, as built by the zoo. */
 typedef struct rg_model {
@@ -641,6 +675,38 @@ void rg_repair_after_update(rg_repair *r, long step);
 /* Actions taken so far (probe included). */
 long rg_repair_actions(const rg_repair *r);
 
+/* ---------------------------------------------------------------- checkpoints */
+
+/* Extra checkpoint metadata: key/value strings (not copied). */
+#define RG_META_MAX 32
+typedef struct rg_meta {
+    int n;
+    const char *key[RG_META_MAX];
+    const char *value[RG_META_MAX];
+} rg_meta;
+/* Sets or replaces key. */
+void rg_meta_set(rg_meta *m, const char *key, const char *value);
+
+/* Writes a compiled model's parameters and state under their names, with its spec, input
+ * shape and class count (and meta) as metadata, atomically. */
+rg_status rg_model_save(const rg_model *m, const char *path, const rg_meta *meta);
+
+enum {
+    RG_LOAD_STRICT = 0,
+    RG_LOAD_PARTIAL = 1,  /* load what fits, report the rest */
+    RG_LOAD_NEW_HEAD = 2  /* the classifier may differ in shape: it keeps its initialisation */
+};
+typedef struct rg_load_report {
+    int loaded, missing, unexpected, mismatched, reinitialised;
+    char first_missing[128], first_unexpected[128], first_mismatched[256];
+} rg_load_report;
+/* Loads tensors from f into a compiled model by name.  Every tensor is checked first:
+ * model tensors the file lacks (missing), file tensors the model lacks (unexpected; the
+ * optimizer.* and gra.* ones of training checkpoints aside) and tensors of another shape
+ * (mismatched) fail the load before anything changes, unless flags has RG_LOAD_PARTIAL;
+ * then what fits is loaded.  report (may be NULL) says which. */
+rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load_report *report);
+
 /* ---------------------------------------------------------------- training */
 
 typedef struct rg_epoch_stats {
@@ -665,6 +731,13 @@ typedef struct rg_fit_callbacks {
     void (*on_health)(void *user, long step, const rg_monitor *mon);
     void *user;
 } rg_fit_callbacks;
+
+/* Where a run is, for training checkpoints. */
+typedef struct rg_train_state {
+    int epoch;      /* epochs completed */
+    long step;      /* steps completed */
+    uint64_t seed;  /* the run's data-order seed */
+} rg_train_state;
 
 typedef struct rg_fit_config {
     int epochs;

@@ -16,6 +16,10 @@
 #define RG_MAX_INPUTS 8
 #define RG_NAME_MAX 96
 
+typedef struct rg_node_impl rg_node_impl;
+/* Whether every parameter of n is frozen (and it has some). */
+bool rg_node_frozen(const rg_graph *g, const rg_node_impl *n);
+
 /* Records a formatted message as the thread's last error and returns status. */
 rg_status rg_fail(rg_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -42,7 +46,6 @@ typedef enum rg_op_kind {
     RG_OP_COUNT
 } rg_op_kind;
 
-typedef struct rg_node_impl rg_node_impl;
 
 /* One row of the op table. */
 typedef struct rg_op_def {
@@ -193,6 +196,24 @@ void rg_graph_place_memory(rg_graph *g);
 void rg_monitor_want_moments(rg_monitor *m, int on);
 int rg_monitor_layer_node(const rg_monitor *m, int i); /* the graph node of layer i */
 const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in);
+rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
+                                      const float *mean, int fan_in);
+
+/* Training checkpoints (checkpoint.c): the model, the optimizer's moments and counters,
+ * GRA's state (gra may be NULL) and the run's position, atomically; and back. */
+rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
+                             const rg_repair *gra, const rg_train_state *st, const rg_meta *meta);
+rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *o,
+                                rg_train_state *st);
+
+/* GRA's state for checkpoints (repair.c): its counters and per-layer statistics as a
+ * JSON string (malloc'd), its trust-region input statistics as tensors
+ * "gra.LAYER.input_moment" and "gra.LAYER.input_mean" added to w (data owned by r). */
+char *rg_repair_state_json(const rg_repair *r);
+rg_status rg_repair_add_tensors(const rg_repair *r, rg_tensor_writer *w);
+/* Restores what the two above saved, and takes the probe set without probing. */
+rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file *f,
+                            const rg_dataset *d, const int *idx, int n);
 
 /* A conv node's window geometry (as it reads its input) and groups (conv.c). */
 const struct rg_conv_geom *rg_conv_geometry(const rg_node_impl *n, int *groups);

@@ -10,6 +10,8 @@
  */
 #include "../internal.h"
 
+#include <fnmatch.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -239,13 +241,16 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     g->param_floats = total;
     g->state_floats = state;
 
+    /* Which nodes back-propagate: those with trainable parameters (frozen ones do not),
+     * the inputs when asked, and everything downstream of them. */
+    for (int i = 0; i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        n->needs_grad = n->op == RG_OP_INPUT && g->input_grads;
+        for (int p = 0; p < n->n_params; p++) n->needs_grad |= g->params[n->first_param + p].trainable;
+        for (int k = 0; k < n->n_inputs; k++) n->needs_grad |= rg_in(g, n, k)->needs_grad;
+    }
+
     /* Activations: outputs, gradients and scratch, planned in memory.c. */
-    if (g->input_grads)
-        for (int i = 0; i < g->n_nodes; i++) {
-            rg_node_impl *n = &g->nodes[i];
-            if (n->op == RG_OP_INPUT) n->needs_grad = true;
-            for (int k = 0; k < n->n_inputs; k++) n->needs_grad |= rg_in(g, n, k)->needs_grad;
-        }
     size_t acts, work = 0;
     rg_status s = rg_graph_plan_memory(g, &acts);
     if (s) return s;
@@ -401,3 +406,26 @@ uint64_t rg_graph_params_hash(const rg_graph *g) {
 }
 size_t rg_graph_state_floats(const rg_graph *g) { return g ? g->state_floats : 0; }
 float *rg_graph_state(rg_graph *g) { return g ? g->state_buf : NULL; }
+
+int rg_graph_set_trainable(rg_graph *g, const char *pattern, int trainable) {
+    int matched = 0;
+    for (int i = 0; g && i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        if (n->n_params == 0 || fnmatch(pattern, n->name, 0) != 0) continue;
+        matched++;
+        for (int p = 0; p < n->n_params; p++) {
+            rg_param_impl *pi = &g->params[n->first_param + p];
+            if (!pi->state) pi->trainable = trainable != 0;
+        }
+    }
+    return matched;
+}
+
+bool rg_node_frozen(const rg_graph *g, const rg_node_impl *n) {
+    for (int p = 0; p < n->n_params; p++)
+        if (g->params[n->first_param + p].trainable) return false;
+    return n->n_params > 0;
+}
+
+uint64_t rg_graph_forward_count(const rg_graph *g) { return g->dropout_calls; }
+void rg_graph_set_forward_count(rg_graph *g, uint64_t count) { g->dropout_calls = count; }

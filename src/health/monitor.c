@@ -318,6 +318,25 @@ const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **m
     return m->layers[i].in_moment;
 }
 int rg_monitor_layer_count(const rg_monitor *m) { return m ? m->n : 0; }
+
+rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
+                                      const float *mean, int fan_in) {
+    layer *l = &m->layers[i];
+    if (!l->in_moment || l->fan_in != fan_in) {
+        free(l->in_moment), free(l->in_mean);
+        l->in_moment = malloc((size_t)fan_in * fan_in * sizeof(float));
+        l->in_mean = malloc((size_t)fan_in * sizeof(float));
+        if (!l->in_moment || !l->in_mean) {
+            free(l->in_moment), free(l->in_mean);
+            l->in_moment = l->in_mean = NULL;
+            return rg_fail(RG_ERR_MEMORY, "out of memory restoring GRA's statistics");
+        }
+        l->fan_in = fan_in;
+    }
+    memcpy(l->in_moment, moment, (size_t)fan_in * fan_in * sizeof(float));
+    memcpy(l->in_mean, mean, (size_t)fan_in * sizeof(float));
+    return RG_OK;
+}
 const rg_layer_health *rg_monitor_layer(const rg_monitor *m, int i) {
     return (m && i >= 0 && i < m->n) ? &m->layers[i].h : NULL;
 }

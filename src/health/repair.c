@@ -48,7 +48,9 @@
 #include "../internal.h"
 #include "../kernels/kernels.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,7 +216,9 @@ static void recondition_from_first_unhealthy(rg_repair *r, long step) {
     if (!was) return;
     for (int i = 0; i < r->n; i++) was[i] = rg_monitor_layer(r->mon, i)->verdict;
     for (int i = first; i < r->n; i++) {
-        if (feeds_batch_norm(g, r->layers[i].node)) continue;
+        /* batch norm re-conditions by itself; frozen layers are the user's to keep */
+        if (feeds_batch_norm(g, r->layers[i].node) || rg_node_frozen(g, &g->nodes[r->layers[i].node]))
+            continue;
         const double f = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n);
         emit(r, step, rg_monitor_layer(r->mon, i)->name,
              rg_verdict_name(was[i] == RG_HEALTHY ? was[first] : was[i]), "recondition", f);
@@ -393,4 +397,87 @@ void rg_repair_after_update(rg_repair *r, long step) {
         for (size_t j = 0; bp && j < bp->size; j++) b[j] = b0[j] + f * r->db[j];
         emit(r, step, n->name, "large_update", "cap_update", f);
     }
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+char *rg_repair_state_json(const rg_repair *r) {
+    cJSON *o = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(o, "layers");
+    cJSON_AddNumberToObject(o, "actions", (double)r->actions);
+    cJSON_AddNumberToObject(o, "skipped_run", (double)r->skipped_run);
+    cJSON_AddBoolToObject(o, "trust", r->trust);
+    for (int i = 0; i < r->n; i++) {
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddStringToObject(l, "layer", r->m->graph->nodes[r->layers[i].node].name);
+        cJSON_AddNumberToObject(l, "mean", r->layers[i].mean);
+        cJSON_AddNumberToObject(l, "var", r->layers[i].var);
+        cJSON_AddNumberToObject(l, "seen", (double)r->layers[i].seen);
+        cJSON_AddNumberToObject(l, "weight_norm", r->wnorms[i]);
+        cJSON_AddItemToArray(layers, l);
+    }
+    char *text = cJSON_PrintUnformatted(o); /* numbers print with round-trip precision */
+    cJSON_Delete(o);
+    return text;
+}
+
+rg_status rg_repair_add_tensors(const rg_repair *r, rg_tensor_writer *w) {
+    char name[RG_NAME_MAX + 32];
+    for (int i = 0; i < r->n; i++) {
+        const float *mean;
+        int f;
+        const float *mom = rg_monitor_input_moment(r->mon, i, &mean, &f);
+        if (!mom) continue;
+        const char *layer = r->m->graph->nodes[r->layers[i].node].name;
+        rg_status s;
+        snprintf(name, sizeof name, "gra.%s.input_moment", layer);
+        if ((s = rg_tensor_writer_add(w, name, mom, 2, (int[]){f, f}))) return s;
+        snprintf(name, sizeof name, "gra.%s.input_mean", layer);
+        if ((s = rg_tensor_writer_add(w, name, mean, 1, &f))) return s;
+    }
+    return RG_OK;
+}
+
+rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file *f,
+                            const rg_dataset *d, const int *idx, int n) {
+    r->probe_data = d, r->probe_idx = idx, r->probe_n = n;
+    cJSON *o = json ? cJSON_Parse(json) : NULL;
+    cJSON *layers = cJSON_GetObjectItemCaseSensitive(o, "layers");
+    rg_status s = RG_OK;
+    if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) != r->n) {
+        s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state does not fit this model "
+                                   "(resume with the model it was saved from)");
+        goto done;
+    }
+    r->actions = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "actions"));
+    r->skipped_run = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "skipped_run"));
+    r->trust = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "trust"));
+    char name[RG_NAME_MAX + 32];
+    for (int i = 0; i < r->n && !s; i++) {
+        cJSON *l = cJSON_GetArrayItem(layers, i);
+        r->layers[i].mean = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "mean"));
+        r->layers[i].var = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "var"));
+        r->layers[i].seen = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "seen"));
+        r->wnorms[i] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "weight_norm"));
+        if (isnan(r->layers[i].mean) || isnan(r->wnorms[i]) || r->layers[i].seen < 0) {
+            s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (layer %d)", i);
+            break;
+        }
+        const char *layer = r->m->graph->nodes[r->layers[i].node].name;
+        size_t cm, cu;
+        int nd, shape[RG_MAX_DIMS];
+        snprintf(name, sizeof name, "gra.%s.input_moment", layer);
+        const float *mom = rg_tensor_file_find(f, name, &cm, &nd, shape);
+        snprintf(name, sizeof name, "gra.%s.input_mean", layer);
+        const float *mean = rg_tensor_file_find(f, name, &cu, NULL, NULL);
+        if (!mom && !mean) continue;
+        if (!mom || !mean || nd != 2 || shape[0] != shape[1] || cu != (size_t)shape[0] ||
+            cm != cu * cu) {
+            s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA statistics for %s are corrupt", layer);
+            break;
+        }
+        s = rg_monitor_set_input_moment(r->mon, i, mom, mean, shape[0]);
+    }
+done:
+    cJSON_Delete(o);
+    return s;
 }

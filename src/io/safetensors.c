@@ -1,17 +1,25 @@
 /*
- * safetensors.c — reading safetensors files: an 8-byte little-endian header length, a JSON
- * header {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+ * safetensors.c — safetensors files: an 8-byte little-endian header length, a JSON header
+ * {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
  * "__metadata__": {"key": "value"}}, then the raw little-endian data.
  *
- * Nothing in the header is trusted: its length must fit the file, offsets must lie inside
- * the data section and match dtype x shape, and tensors may not overlap.
+ * Reading trusts nothing in the header: its length must fit the file, offsets must lie
+ * inside the data section and match dtype x shape, names must be unique, metadata values
+ * strings, and tensors may not overlap.  Writing is atomic: a temporary file in the same
+ * folder, fsync, rename over the target, fsync of the folder, so a crash at any moment
+ * leaves either the old file or the new one, whole.
  */
 #include "../internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define HEADER_MAX (100u << 20) /* the format's own ceiling on header size */
 
@@ -90,6 +98,85 @@ static rg_status parse_entry(const char *path, cJSON *e, st_tensor *t, size_t da
     return RG_OK;
 }
 
+/* Parses f->bytes (f->size bytes, 8 spare at the end) in place. */
+static rg_status parse(rg_tensor_file *f, const char *path) {
+    if (f->size < 8)
+        return rg_fail(RG_ERR_FORMAT, "%s: %zu bytes is too short for a safetensors file", path,
+                       f->size);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | f->bytes[i];
+    if (hlen > HEADER_MAX || hlen > f->size - 8)
+        return rg_fail(RG_ERR_FORMAT, "%s: header length %llu does not fit the file (%zu bytes): "
+                                      "not a safetensors file, or truncated",
+                       path, (unsigned long long)hlen, f->size);
+    size_t data_off = 8 + (size_t)hlen, data_size = f->size - data_off;
+    char *json = malloc(hlen + 1);
+    if (!json) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    memcpy(json, f->bytes + 8, hlen);
+    json[hlen] = 0;
+    f->header = cJSON_ParseWithLength(json, hlen);
+    free(json);
+    if (!cJSON_IsObject(f->header))
+        return rg_fail(RG_ERR_FORMAT, "%s: the header is not a JSON object: corrupt file", path);
+    /* Align the data section to 4 bytes for float access. */
+    if (data_off % 4) {
+        size_t pad = 4 - data_off % 4;
+        memmove(f->bytes + data_off + pad, f->bytes + data_off, data_size);
+        data_off += pad;
+    }
+    int entries = cJSON_GetArraySize(f->header);
+    if (!(f->tensors = calloc((size_t)(entries ? entries : 1), sizeof *f->tensors)))
+        return rg_fail(RG_ERR_MEMORY, "out of memory");
+    cJSON *e;
+    rg_status s;
+    cJSON_ArrayForEach(e, f->header) {
+        if (strcmp(e->string, "__metadata__") == 0) {
+            if (f->meta) return rg_fail(RG_ERR_FORMAT, "%s: two __metadata__ entries", path);
+            f->meta = e;
+            continue;
+        }
+        for (int i = 0; i < f->n; i++)
+            if (strcmp(f->tensors[i].name, e->string) == 0)
+                return rg_fail(RG_ERR_FORMAT, "%s: tensor '%s' appears twice: corrupt file", path,
+                               e->string);
+        if ((s = parse_entry(path, e, &f->tensors[f->n], data_size))) return s;
+        f->tensors[f->n].data = (const float *)(f->bytes + data_off + f->tensors[f->n].begin);
+        f->n++;
+    }
+    if (f->meta) {
+        if (!cJSON_IsObject(f->meta))
+            return rg_fail(RG_ERR_FORMAT, "%s: __metadata__ is not an object", path);
+        cJSON_ArrayForEach(e, f->meta) if (!cJSON_IsString(e))
+            return rg_fail(RG_ERR_FORMAT, "%s: metadata value '%s' is not a string", path, e->string);
+    }
+    st_tensor *sorted = malloc((size_t)(f->n ? f->n : 1) * sizeof *sorted);
+    if (!sorted) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    memcpy(sorted, f->tensors, (size_t)f->n * sizeof *sorted);
+    qsort(sorted, (size_t)f->n, sizeof *sorted, by_begin);
+    s = RG_OK;
+    for (int i = 1; i < f->n && !s; i++)
+        if (sorted[i].begin < sorted[i - 1].end)
+            s = rg_fail(RG_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap: corrupt file", path,
+                        sorted[i - 1].name, sorted[i].name);
+    free(sorted);
+    return s;
+}
+
+rg_status rg_safetensors_parse(const void *bytes, size_t n, const char *what, rg_tensor_file **out) {
+    *out = NULL;
+    rg_tensor_file *f = calloc(1, sizeof *f);
+    if (!f || !(f->bytes = malloc(n + 8))) {
+        free(f);
+        return rg_fail(RG_ERR_MEMORY, "out of memory reading %s (%zu bytes)", what, n);
+    }
+    memcpy(f->bytes, bytes, n);
+    f->size = n;
+    rg_status s = parse(f, what);
+    if (s) rg_tensor_file_free(f);
+    else *out = f;
+    return s;
+}
+
 rg_status rg_safetensors_load(const char *path, rg_tensor_file **out) {
     *out = NULL;
     struct stat st;
@@ -104,81 +191,13 @@ rg_status rg_safetensors_load(const char *path, rg_tensor_file **out) {
         return rg_fail(RG_ERR_MEMORY, "out of memory");
     }
     f->size = (size_t)st.st_size;
-    if (f->size < 8) {
-        s = rg_fail(RG_ERR_FORMAT, "%s: %zu bytes is too short for a safetensors file", path, f->size);
-        goto done;
-    }
-    /* 8 padding bytes so the header can be NUL-terminated and data 4-aligned in place. */
-    if (!(f->bytes = malloc(f->size + 8))) {
+    /* 8 padding bytes so the data can be 4-aligned in place. */
+    if (!(f->bytes = malloc(f->size + 8)))
         s = rg_fail(RG_ERR_MEMORY, "out of memory reading %s (%zu bytes)", path, f->size);
-        goto done;
-    }
-    if (fread(f->bytes, 1, f->size, fp) != f->size) {
+    else if (fread(f->bytes, 1, f->size, fp) != f->size)
         s = rg_fail(RG_ERR_IO, "%s: read failed", path);
-        goto done;
-    }
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | f->bytes[i];
-    if (hlen > HEADER_MAX || hlen > f->size - 8) {
-        s = rg_fail(RG_ERR_FORMAT, "%s: header length %llu does not fit the file (%zu bytes): "
-                                   "not a safetensors file, or truncated",
-                    path, (unsigned long long)hlen, f->size);
-        goto done;
-    }
-    size_t data_off = 8 + (size_t)hlen, data_size = f->size - data_off;
-    char *json = malloc(hlen + 1);
-    if (!json) {
-        s = rg_fail(RG_ERR_MEMORY, "out of memory");
-        goto done;
-    }
-    memcpy(json, f->bytes + 8, hlen);
-    json[hlen] = 0;
-    f->header = cJSON_Parse(json);
-    free(json);
-    if (!cJSON_IsObject(f->header)) {
-        s = rg_fail(RG_ERR_FORMAT, "%s: the header is not a JSON object: corrupt file", path);
-        goto done;
-    }
-    /* Align the data section to 4 bytes for float access. */
-    if (data_off % 4) {
-        size_t pad = 4 - data_off % 4;
-        memmove(f->bytes + data_off + pad, f->bytes + data_off, data_size);
-        data_off += pad;
-    }
-    int entries = cJSON_GetArraySize(f->header);
-    if (!(f->tensors = calloc((size_t)(entries ? entries : 1), sizeof *f->tensors))) {
-        s = rg_fail(RG_ERR_MEMORY, "out of memory");
-        goto done;
-    }
-    cJSON *e;
-    cJSON_ArrayForEach(e, f->header) {
-        if (strcmp(e->string, "__metadata__") == 0) {
-            f->meta = e;
-            continue;
-        }
-        if ((s = parse_entry(path, e, &f->tensors[f->n], data_size))) goto done;
-        f->tensors[f->n].data = (const float *)(f->bytes + data_off + f->tensors[f->n].begin);
-        f->n++;
-    }
-    if (f->meta && !cJSON_IsObject(f->meta)) {
-        s = rg_fail(RG_ERR_FORMAT, "%s: __metadata__ is not an object", path);
-        goto done;
-    }
-    st_tensor *sorted = malloc((size_t)(f->n ? f->n : 1) * sizeof *sorted);
-    if (!sorted) {
-        s = rg_fail(RG_ERR_MEMORY, "out of memory");
-        goto done;
-    }
-    memcpy(sorted, f->tensors, (size_t)f->n * sizeof *sorted);
-    qsort(sorted, (size_t)f->n, sizeof *sorted, by_begin);
-    for (int i = 1; i < f->n; i++)
-        if (sorted[i].begin < sorted[i - 1].end) {
-            s = rg_fail(RG_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap: corrupt file", path,
-                        sorted[i - 1].name, sorted[i].name);
-            break;
-        }
-    free(sorted);
-done:
+    else
+        s = parse(f, path);
     fclose(fp);
     if (s) rg_tensor_file_free(f);
     else *out = f;
@@ -207,4 +226,160 @@ const char *rg_tensor_file_meta(const rg_tensor_file *f, const char *key) {
     if (!f || !f->meta) return NULL;
     cJSON *v = cJSON_GetObjectItemCaseSensitive(f->meta, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+const char *rg_tensor_file_meta_key(const rg_tensor_file *f, int i) {
+    if (!f || !f->meta || i < 0) return NULL;
+    cJSON *e = cJSON_GetArrayItem(f->meta, i);
+    return e ? e->string : NULL;
+}
+
+rg_status rg_tensor_file_shape(const rg_tensor_file *f, int i, int *ndim, int shape[RG_MAX_DIMS]) {
+    if (!f || i < 0 || i >= f->n) return rg_fail(RG_ERR_ARG, "no tensor %d", i);
+    *ndim = f->tensors[i].ndim;
+    memcpy(shape, f->tensors[i].shape, sizeof f->tensors[i].shape);
+    return RG_OK;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+typedef struct wr_tensor {
+    char *name;
+    const float *data;
+    int ndim;
+    int shape[RG_MAX_DIMS];
+    size_t count;
+} wr_tensor;
+
+struct rg_tensor_writer {
+    wr_tensor *t;
+    int n, cap;
+    cJSON *meta;
+};
+
+rg_tensor_writer *rg_tensor_writer_create(void) {
+    rg_tensor_writer *w = calloc(1, sizeof *w);
+    if (w && !(w->meta = cJSON_CreateObject())) {
+        free(w);
+        w = NULL;
+    }
+    if (!w) rg_fail(RG_ERR_MEMORY, "out of memory");
+    return w;
+}
+
+void rg_tensor_writer_free(rg_tensor_writer *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n; i++) free(w->t[i].name);
+    free(w->t);
+    cJSON_Delete(w->meta);
+    free(w);
+}
+
+rg_status rg_tensor_writer_add(rg_tensor_writer *w, const char *name, const float *data, int ndim,
+                               const int *shape) {
+    if (!name || !*name || strcmp(name, "__metadata__") == 0 || ndim < 0 || ndim > RG_MAX_DIMS)
+        return rg_fail(RG_ERR_ARG, "bad tensor name or rank for '%s'", name ? name : "");
+    for (int i = 0; i < w->n; i++)
+        if (strcmp(w->t[i].name, name) == 0)
+            return rg_fail(RG_ERR_ARG, "tensor '%s' added twice", name);
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 64;
+        wr_tensor *t = realloc(w->t, (size_t)cap * sizeof *t);
+        if (!t) return rg_fail(RG_ERR_MEMORY, "out of memory");
+        w->t = t, w->cap = cap;
+    }
+    wr_tensor *t = &w->t[w->n];
+    if (!(t->name = strdup(name))) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    t->data = data;
+    t->ndim = ndim;
+    t->count = 1;
+    for (int d = 0; d < ndim; d++) {
+        t->shape[d] = shape[d];
+        t->count *= (size_t)shape[d];
+    }
+    w->n++;
+    return RG_OK;
+}
+
+rg_status rg_tensor_writer_meta(rg_tensor_writer *w, const char *key, const char *value) {
+    cJSON_DeleteItemFromObjectCaseSensitive(w->meta, key);
+    if (!cJSON_AddStringToObject(w->meta, key, value ? value : ""))
+        return rg_fail(RG_ERR_MEMORY, "out of memory");
+    return RG_OK;
+}
+
+static bool write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n > 0) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        c += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+rg_status rg_tensor_writer_save(rg_tensor_writer *w, const char *path) {
+    cJSON *h = cJSON_CreateObject();
+    if (!h) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    if (cJSON_GetArraySize(w->meta) > 0)
+        cJSON_AddItemReferenceToObject(h, "__metadata__", w->meta);
+    size_t off = 0;
+    for (int i = 0; i < w->n; i++) {
+        cJSON *e = cJSON_AddObjectToObject(h, w->t[i].name);
+        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+        cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddStringToObject(e, "dtype", "F32");
+        for (int d = 0; d < w->t[i].ndim; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber(w->t[i].shape[d]));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        off += w->t[i].count * 4;
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+    }
+    char *json = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    if (!json) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8;
+    /* the temporary file sits beside the target, so the rename cannot cross file systems */
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    char *dir_copy = strdup(path);
+    if (!tmp || !dir_copy) {
+        free(json), free(tmp), free(dir_copy);
+        return rg_fail(RG_ERR_MEMORY, "out of memory");
+    }
+    snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp);
+    rg_status s = RG_OK;
+    if (fd < 0) {
+        s = rg_fail(RG_ERR_IO, "cannot write '%s': %s (check the folder exists and is writable)",
+                    path, strerror(errno));
+        goto done;
+    }
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    bool ok = write_all(fd, len8, 8) && write_all(fd, json, hlen) &&
+              write_all(fd, "        ", padded - hlen);
+    for (int i = 0; ok && i < w->n; i++) ok = write_all(fd, w->t[i].data, w->t[i].count * 4);
+    if (ok) ok = fchmod(fd, 0644) == 0 && fsync(fd) == 0;
+    int err = errno;
+    if (close(fd) != 0) ok = false;
+    if (!ok || rename(tmp, path) != 0) {
+        if (ok) err = errno;
+        unlink(tmp);
+        s = rg_fail(RG_ERR_IO, "cannot write '%s': %s (disk full?); any earlier file there is "
+                               "untouched", path, strerror(err));
+        goto done;
+    }
+    int dfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd); /* the rename itself, durably */
+        close(dfd);
+    }
+done:
+    free(json);
+    free(tmp);
+    free(dir_copy);
+    return s;
 }

@@ -8,8 +8,9 @@
  *   running_var  = (1 - momentum) running_var  + momentum var m/(m-1)      (as PyTorch)
  *   dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat mean(dy xhat))
  *   dgamma = sum dy xhat,  dbeta = sum dy
- * Evaluation: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, and
- * dx = dy gamma / sqrt(running_var + eps).
+ * Evaluation, and training with the layer frozen (gamma and beta not trainable, as Keras's
+ * trainable=False): y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, and
+ * dx = dy gamma / sqrt(running_var + eps); the running statistics stay as they are.
  * aux keeps each channel's mean and 1/sqrt(var + eps) for backward.
  */
 #include "../internal.h"
@@ -48,8 +49,9 @@ static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
     float *rmean = rg_param_data(g, n, 2), *rvar = rg_param_data(g, n, 3);
     float *mean = n->aux, *inv = n->aux + C;
-    /* A batch of one value per channel has no variance to learn from: use running stats. */
-    a->last_train = train && m > 1;
+    /* A batch of one value per channel has no variance to learn from, and a frozen layer
+     * keeps its statistics (as Keras's trainable=False): both use the running ones. */
+    a->last_train = train && m > 1 && !rg_node_frozen(g, n);
 #pragma omp parallel for schedule(static) if (m * (size_t)C > RG_PARALLEL_MIN)
     for (int c = 0; c < C; c++) {
         if (a->last_train) {

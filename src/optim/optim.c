@@ -28,6 +28,8 @@ struct rg_optim {
     int n_moments;
     float *moment[MAX_MOMENTS];
     const char *moment_name[MAX_MOMENTS];
+    int n_ranges;                 /* 0: update everything; else only these ranges */
+    size_t *range_off, *range_len;
 };
 
 static const char *const optim_names[RG_OPTIM_COUNT] = {
@@ -122,6 +124,8 @@ oom:
 void rg_optim_free(rg_optim *o) {
     if (!o) return;
     for (int k = 0; k < MAX_MOMENTS; k++) free(o->moment[k]);
+    free(o->range_off);
+    free(o->range_len);
     free(o);
 }
 
@@ -133,11 +137,10 @@ float *rg_optim_moment(rg_optim *o, int k, const char **name) {
     return o->moment[k];
 }
 
-static void sgd_step(rg_optim *o, float *w, const float *g, float lr) {
+static void sgd_step(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
     const float wd = o->c.weight_decay, mu = o->c.momentum;
     const bool nesterov = o->c.kind == RG_OPTIM_NESTEROV, first = o->steps == 0;
-    float *buf = o->moment[0];
-    const long n = (long)o->n;
+    float *buf = o->moment[0] ? o->moment[0] + off : NULL;
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         float d = g[i] + wd * w[i];
@@ -149,10 +152,9 @@ static void sgd_step(rg_optim *o, float *w, const float *g, float lr) {
     }
 }
 
-static void adagrad_step(rg_optim *o, float *w, const float *g, float lr) {
+static void adagrad_step(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
     const float wd = o->c.weight_decay, eps = o->c.eps;
-    float *sum = o->moment[0];
-    const long n = (long)o->n;
+    float *sum = o->moment[0] + off;
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         float d = g[i] + wd * w[i];
@@ -161,10 +163,9 @@ static void adagrad_step(rg_optim *o, float *w, const float *g, float lr) {
     }
 }
 
-static void rmsprop_step(rg_optim *o, float *w, const float *g, float lr) {
+static void rmsprop_step(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
     const float wd = o->c.weight_decay, eps = o->c.eps, a = o->c.alpha, mu = o->c.momentum;
-    float *v = o->moment[0], *buf = o->moment[1];
-    const long n = (long)o->n;
+    float *v = o->moment[0] + off, *buf = o->moment[1] ? o->moment[1] + off : NULL;
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         float d = g[i] + wd * w[i];
@@ -175,15 +176,14 @@ static void rmsprop_step(rg_optim *o, float *w, const float *g, float lr) {
     }
 }
 
-static void adam_step(rg_optim *o, float *w, const float *g, float lr) {
+static void adam_step(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
     const bool decoupled = o->c.kind == RG_OPTIM_ADAMW;
     const float wd = o->c.weight_decay, b1 = o->c.beta1, b2 = o->c.beta2, eps = o->c.eps;
     const double t = (double)(o->steps + 1);
     const float step_size = (float)(lr / (1.0 - pow(b1, t)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
     const float l2 = decoupled ? 0.0f : wd, shrink = decoupled ? 1.0f - lr * wd : 1.0f;
-    float *m = o->moment[0], *v = o->moment[1];
-    const long n = (long)o->n;
+    float *m = o->moment[0] + off, *v = o->moment[1] + off;
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         float d = g[i] + l2 * w[i];
@@ -193,16 +193,49 @@ static void adam_step(rg_optim *o, float *w, const float *g, float lr) {
     }
 }
 
-void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
+/* One kind's update of the range [off, off + n). */
+static void step_range(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
     switch (o->c.kind) {
     case RG_OPTIM_SGD:
     case RG_OPTIM_MOMENTUM:
-    case RG_OPTIM_NESTEROV: sgd_step(o, params, grads, lr); break;
-    case RG_OPTIM_ADAGRAD: adagrad_step(o, params, grads, lr); break;
-    case RG_OPTIM_RMSPROP: rmsprop_step(o, params, grads, lr); break;
+    case RG_OPTIM_NESTEROV: sgd_step(o, off, n, w, g, lr); break;
+    case RG_OPTIM_ADAGRAD: adagrad_step(o, off, n, w, g, lr); break;
+    case RG_OPTIM_RMSPROP: rmsprop_step(o, off, n, w, g, lr); break;
     case RG_OPTIM_ADAM:
-    case RG_OPTIM_ADAMW: adam_step(o, params, grads, lr); break;
+    case RG_OPTIM_ADAMW: adam_step(o, off, n, w, g, lr); break;
     default: return;
+    }
+}
+
+void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
+    if (!o->n_ranges) {
+        step_range(o, 0, (long)o->n, params, grads, lr);
+    } else {
+        for (int r = 0; r < o->n_ranges; r++) {
+            const size_t off = o->range_off[r];
+            step_range(o, off, (long)o->range_len[r], params + off, grads + off, lr);
+        }
     }
     o->steps++;
 }
+
+rg_status rg_optim_limit(rg_optim *o, int n, const size_t *offset, const size_t *length) {
+    free(o->range_off);
+    free(o->range_len);
+    o->range_off = o->range_len = NULL;
+    o->n_ranges = 0;
+    if (n <= 0) return RG_OK;
+    o->range_off = malloc((size_t)n * sizeof(size_t));
+    o->range_len = malloc((size_t)n * sizeof(size_t));
+    if (!o->range_off || !o->range_len) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    for (int r = 0; r < n; r++) {
+        if (offset[r] > o->n || length[r] > o->n - offset[r])
+            return rg_fail(RG_ERR_ARG, "optimizer range %d lies outside its %zu floats", r, o->n);
+        o->range_off[r] = offset[r];
+        o->range_len[r] = length[r];
+    }
+    o->n_ranges = n;
+    return RG_OK;
+}
+
+void rg_optim_set_steps(rg_optim *o, long steps) { o->steps = steps; }

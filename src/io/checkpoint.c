@@ -1,0 +1,239 @@
+/*
+ * checkpoint.c — models and training runs as safetensors files.
+ *
+ * Tensors: every parameter and state tensor under its graph name ("dense_1.kernel",
+ * "conv5_block3_3_conv.bias", "post_bn.moving_variance"); for a training checkpoint also
+ * the optimizer's moments, "optimizer.<moment>.<parameter>" (e.g. optimizer.exp_avg.
+ * dense_1.kernel), and GRA's trust-region statistics, "gra.<layer>.input_moment|mean".
+ * Metadata (strings): format, regrad_version, model (the spec), input (CxHxW), classes,
+ * and for training epoch, step, optimizer, optimizer_steps, forward_count (dropout's
+ * counter), seed, gra (its counters, JSON), plus what the caller adds (the data spec,
+ * class names, preprocessing, the command's arguments).
+ *
+ * Loading matches tensors by name and checks every one before changing anything, so a
+ * load either fits or fails whole (or, when asked, loads exactly the part that fits and
+ * says what it skipped).
+ */
+#include "../internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FORMAT "regrad-checkpoint/1"
+
+void rg_meta_set(rg_meta *m, const char *key, const char *value) {
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->key[i], key) == 0) {
+            m->value[i] = value;
+            return;
+        }
+    if (m->n < RG_META_MAX) {
+        m->key[m->n] = key;
+        m->value[m->n++] = value;
+    }
+}
+
+/* The model's tensors and identity, into a writer. */
+static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const rg_meta *meta) {
+    rg_graph *g = m->graph;
+    rg_status s = RG_OK;
+    char input[64], classes[32];
+    const rg_node_impl *in = &g->nodes[m->input];
+    snprintf(input, sizeof input, "%dx%dx%d", in->shape[0], in->shape[1], in->shape[2]);
+    snprintf(classes, sizeof classes, "%zu", m->logits >= 0 ? g->nodes[m->logits].size : 0);
+    if ((s = rg_tensor_writer_meta(w, "format", FORMAT)) ||
+        (s = rg_tensor_writer_meta(w, "regrad_version", RG_VERSION)) ||
+        (s = rg_tensor_writer_meta(w, "model", m->spec)) ||
+        (s = rg_tensor_writer_meta(w, "input", input)) ||
+        (s = rg_tensor_writer_meta(w, "classes", classes)))
+        return s;
+    for (int i = 0; meta && i < meta->n && !s; i++)
+        s = rg_tensor_writer_meta(w, meta->key[i], meta->value[i]);
+    for (int i = 0; i < g->n_params && !s; i++) {
+        const rg_param_impl *p = &g->params[i];
+        const float *data = (p->state ? g->state_buf : g->param_buf) + p->offset;
+        s = rg_tensor_writer_add(w, p->name, data, p->ndim, p->shape);
+    }
+    return s;
+}
+
+rg_status rg_model_save(const rg_model *m, const char *path, const rg_meta *meta) {
+    if (!m->graph || !m->graph->compiled) return rg_fail(RG_ERR_STATE, "compile the model before saving it");
+    rg_tensor_writer *w = rg_tensor_writer_create();
+    if (!w) return RG_ERR_MEMORY;
+    rg_status s = add_model(w, m, meta);
+    if (!s) s = rg_tensor_writer_save(w, path);
+    rg_tensor_writer_free(w);
+    return s;
+}
+
+static bool same_shape(const rg_param_impl *p, int ndim, const int *shape) {
+    if (p->ndim != ndim) return false;
+    for (int d = 0; d < ndim; d++)
+        if (p->shape[d] != shape[d]) return false;
+    return true;
+}
+
+static void shape_text(char *buf, size_t len, int ndim, const int *shape) {
+    size_t at = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < ndim && at < len; d++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%d", d ? "," : "", shape[d]);
+    if (at < len) snprintf(buf + at, len - at, "]");
+}
+
+rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load_report *out) {
+    rg_graph *g = m->graph;
+    rg_load_report r = {0};
+    if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the model before loading into it");
+    const int head = m->logits;
+    /* 1. check everything */
+    int *found = calloc((size_t)(rg_tensor_file_count(f) + 1), sizeof *found);
+    if (!found) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    for (int i = 0; i < g->n_params; i++) {
+        const rg_param_impl *p = &g->params[i];
+        int ndim, shape[RG_MAX_DIMS];
+        size_t count;
+        const float *data = rg_tensor_file_find(f, p->name, &count, &ndim, shape);
+        if (!data) {
+            if (!r.missing++) snprintf(r.first_missing, sizeof r.first_missing, "%s", p->name);
+            continue;
+        }
+        for (int k = 0; k < rg_tensor_file_count(f); k++)
+            if (strcmp(rg_tensor_file_name(f, k), p->name) == 0) found[k] = 1;
+        if (!same_shape(p, ndim, shape)) {
+            if (p->node == head && (flags & RG_LOAD_NEW_HEAD)) {
+                r.reinitialised++;
+                continue;
+            }
+            if (!r.mismatched++) {
+                char a[64], b[64];
+                shape_text(a, sizeof a, ndim, shape);
+                shape_text(b, sizeof b, p->ndim, p->shape);
+                snprintf(r.first_mismatched, sizeof r.first_mismatched, "%s: %s in the file, %s "
+                         "in the model", p->name, a, b);
+            }
+        }
+    }
+    for (int k = 0; k < rg_tensor_file_count(f); k++) {
+        const char *name = rg_tensor_file_name(f, k);
+        if (found[k] || strncmp(name, "optimizer.", 10) == 0 || strncmp(name, "gra.", 4) == 0)
+            continue;
+        if (!r.unexpected++) snprintf(r.first_unexpected, sizeof r.first_unexpected, "%s", name);
+    }
+    free(found);
+    if (out) *out = r;
+    if ((r.missing || r.unexpected || r.mismatched) && !(flags & RG_LOAD_PARTIAL))
+        return rg_fail(RG_ERR_SHAPE,
+                       "the checkpoint does not fit model '%s': %d missing%s%s%s, %d unexpected%s%s%s, "
+                       "%d of another shape%s%s%s; load what fits with --weights-partial",
+                       m->spec, r.missing, r.missing ? " (" : "", r.first_missing,
+                       r.missing ? ")" : "", r.unexpected, r.unexpected ? " (" : "",
+                       r.first_unexpected, r.unexpected ? ")" : "", r.mismatched,
+                       r.mismatched ? " (" : "", r.first_mismatched, r.mismatched ? ")" : "");
+    /* 2. copy what fits */
+    for (int i = 0; i < g->n_params; i++) {
+        const rg_param_impl *p = &g->params[i];
+        int ndim, shape[RG_MAX_DIMS];
+        size_t count;
+        const float *data = rg_tensor_file_find(f, p->name, &count, &ndim, shape);
+        if (!data || !same_shape(p, ndim, shape)) continue;
+        memcpy((p->state ? g->state_buf : g->param_buf) + p->offset, data, p->size * sizeof(float));
+        r.loaded++;
+    }
+    if (out) *out = r;
+    return RG_OK;
+}
+
+/* ---------------------------------------------------------------- training checkpoints */
+
+rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
+                             const rg_repair *gra, const rg_train_state *st, const rg_meta *meta) {
+    rg_graph *g = m->graph;
+    rg_tensor_writer *w = rg_tensor_writer_create();
+    if (!w) return RG_ERR_MEMORY;
+    char epoch[32], step[32], osteps[32], fwd[32], seed[32];
+    snprintf(epoch, sizeof epoch, "%d", st->epoch);
+    snprintf(step, sizeof step, "%ld", st->step);
+    snprintf(osteps, sizeof osteps, "%ld", rg_optim_steps(o));
+    snprintf(fwd, sizeof fwd, "%" PRIu64, rg_graph_forward_count(g));
+    snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
+    char *gra_json = gra ? rg_repair_state_json(gra) : NULL;
+    rg_status s = add_model(w, m, meta);
+    if (!s && (s = rg_tensor_writer_meta(w, "epoch", epoch))) goto done;
+    if (!s && (s = rg_tensor_writer_meta(w, "step", step))) goto done;
+    if (!s && (s = rg_tensor_writer_meta(w, "optimizer_steps", osteps))) goto done;
+    if (!s && (s = rg_tensor_writer_meta(w, "forward_count", fwd))) goto done;
+    if (!s && (s = rg_tensor_writer_meta(w, "seed", seed))) goto done;
+    if (!s && gra_json && (s = rg_tensor_writer_meta(w, "gra", gra_json))) goto done;
+    char name[RG_NAME_MAX + 64];
+    for (int k = 0; !s; k++) {
+        const char *mname;
+        float *mom = rg_optim_moment(o, k, &mname);
+        if (!mom) break;
+        for (int i = 0; i < g->n_params && !s; i++) {
+            const rg_param_impl *p = &g->params[i];
+            if (p->state) continue;
+            snprintf(name, sizeof name, "optimizer.%s.%s", mname, p->name);
+            s = rg_tensor_writer_add(w, name, mom + p->offset, p->ndim, p->shape);
+        }
+    }
+    if (!s && gra) s = rg_repair_add_tensors(gra, w);
+    if (!s) s = rg_tensor_writer_save(w, path);
+done:
+    free(gra_json);
+    rg_tensor_writer_free(w);
+    return s;
+}
+
+/* Checks (copy false) or restores (copy true) the optimizer's moments from f. */
+static rg_status moments(const rg_tensor_file *f, rg_graph *g, rg_optim *o, bool copy) {
+    char name[RG_NAME_MAX + 64];
+    for (int k = 0;; k++) {
+        const char *mname;
+        float *mom = rg_optim_moment(o, k, &mname);
+        if (!mom) return RG_OK;
+        for (int i = 0; i < g->n_params; i++) {
+            const rg_param_impl *p = &g->params[i];
+            if (p->state) continue;
+            snprintf(name, sizeof name, "optimizer.%s.%s", mname, p->name);
+            size_t count;
+            const float *data = rg_tensor_file_find(f, name, &count, NULL, NULL);
+            if (!data || count != p->size)
+                return rg_fail(RG_ERR_FORMAT, "the checkpoint has no optimizer state '%s' of %zu "
+                                              "values: resume with the optimizer it was saved "
+                                              "with", name, p->size);
+            if (copy) memcpy(mom + p->offset, data, p->size * sizeof(float));
+        }
+    }
+}
+
+static rg_status meta_long(const rg_tensor_file *f, const char *key, long long lo, long long *out) {
+    const char *v = rg_tensor_file_meta(f, key);
+    char *end;
+    if (!v) return rg_fail(RG_ERR_FORMAT, "not a training checkpoint: no '%s' in its metadata", key);
+    *out = strtoll(v, &end, 10);
+    if (end == v || *end || *out < lo)
+        return rg_fail(RG_ERR_FORMAT, "checkpoint metadata '%s' is '%s', not a count", key, v);
+    return RG_OK;
+}
+
+rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *o,
+                                rg_train_state *st) {
+    long long epoch, step, osteps, fwd;
+    rg_status s;
+    if ((s = meta_long(f, "epoch", 0, &epoch)) || (s = meta_long(f, "step", 0, &step)) ||
+        (s = meta_long(f, "optimizer_steps", 0, &osteps)) ||
+        (s = meta_long(f, "forward_count", 0, &fwd)))
+        return s;
+    /* everything is checked before anything changes */
+    if ((s = moments(f, m->graph, o, false)) || (s = rg_model_load(m, f, RG_LOAD_STRICT, NULL)))
+        return s;
+    moments(f, m->graph, o, true);
+    rg_optim_set_steps(o, (long)osteps);
+    rg_graph_set_forward_count(m->graph, (uint64_t)fwd);
+    st->epoch = (int)epoch;
+    st->step = (long)step;
+    return RG_OK;
+}
