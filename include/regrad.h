@@ -698,7 +698,7 @@ enum {
 };
 typedef struct rg_load_report {
     int loaded, missing, unexpected, mismatched, reinitialised;
-    char first_missing[128], first_unexpected[128], first_mismatched[256];
+    char first_missing[128], first_unexpected[128], first_mismatched[320];
 } rg_load_report;
 /* Loads tensors from f into a compiled model by name.  Every tensor is checked first:
  * model tensors the file lacks (missing), file tensors the model lacks (unexpected; the
@@ -729,6 +729,8 @@ typedef struct rg_fit_callbacks {
     /* Every monitor_every steps, after the update: the monitor's per-layer view of that
      * step (update_ratio included). */
     void (*on_health)(void *user, long step, const rg_monitor *mon);
+    /* After each checkpoint is written. */
+    void (*on_checkpoint)(void *user, const char *path);
     void *user;
 } rg_fit_callbacks;
 
@@ -750,6 +752,19 @@ typedef struct rg_fit_config {
     rg_schedule schedule;
     int repair;             /* 1: GRA (probe, then per-step repair); 0: off */
     int monitor_every;      /* steps between health snapshots (on_health); 0: none */
+    /* Training checkpoints: DIR/epoch_N.safetensors every checkpoint_every epochs and after
+     * the last, DIR/last.safetensors a link to the newest, only the newest `keep` epoch
+     * files kept (0: all); meta is added to each. */
+    const char *checkpoint_dir;
+    int checkpoint_every;
+    int keep;
+    const rg_meta *meta;
+    /* Continue the run this training checkpoint was saved from (same data, model, seed and
+     * settings): the result is bitwise the same as never having stopped. */
+    const rg_tensor_file *resume;
+    /* Stop after this many epochs of this call (0: none), checkpointing there, as if the
+     * run were interrupted: the schedule still spans all `epochs`. */
+    int stop_after;
 } rg_fit_config;
 
 /* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples

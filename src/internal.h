@@ -198,6 +198,7 @@ int rg_monitor_layer_node(const rg_monitor *m, int i); /* the graph node of laye
 const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in);
 rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in);
+void rg_monitor_set_pre_std(rg_monitor *m, int i, double v); /* layer i's unit spread */
 
 /* Training checkpoints (checkpoint.c): the model, the optimizer's moments and counters,
  * GRA's state (gra may be NULL) and the run's position, atomically; and back. */

@@ -401,6 +401,14 @@ void rg_repair_after_update(rg_repair *r, long step) {
 
 /* ---------------------------------------------------------------- checkpoints */
 
+/* A number written with all 17 digits: cJSON's own printing rounds to 15 when the
+ * difference is within an epsilon, and an exact resume needs the exact double back. */
+static void add_exact(cJSON *o, const char *key, double v) {
+    char text[40];
+    snprintf(text, sizeof text, "%.17g", v);
+    cJSON_AddItemToObject(o, key, isfinite(v) ? cJSON_CreateRaw(text) : cJSON_CreateNull());
+}
+
 char *rg_repair_state_json(const rg_repair *r) {
     cJSON *o = cJSON_CreateObject(), *layers = cJSON_AddArrayToObject(o, "layers");
     cJSON_AddNumberToObject(o, "actions", (double)r->actions);
@@ -409,13 +417,15 @@ char *rg_repair_state_json(const rg_repair *r) {
     for (int i = 0; i < r->n; i++) {
         cJSON *l = cJSON_CreateObject();
         cJSON_AddStringToObject(l, "layer", r->m->graph->nodes[r->layers[i].node].name);
-        cJSON_AddNumberToObject(l, "mean", r->layers[i].mean);
-        cJSON_AddNumberToObject(l, "var", r->layers[i].var);
-        cJSON_AddNumberToObject(l, "seen", (double)r->layers[i].seen);
-        cJSON_AddNumberToObject(l, "weight_norm", r->wnorms[i]);
+        add_exact(l, "mean", r->layers[i].mean);
+        add_exact(l, "var", r->layers[i].var);
+        add_exact(l, "seen", (double)r->layers[i].seen);
+        add_exact(l, "weight_norm", r->wnorms[i]);
+        /* the trust region's unit spread, from the last watched step */
+        add_exact(l, "pre_std", rg_monitor_layer(r->mon, i)->pre_std);
         cJSON_AddItemToArray(layers, l);
     }
-    char *text = cJSON_PrintUnformatted(o); /* numbers print with round-trip precision */
+    char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
 }
@@ -458,6 +468,7 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
         r->layers[i].var = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "var"));
         r->layers[i].seen = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "seen"));
         r->wnorms[i] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "weight_norm"));
+        rg_monitor_set_pre_std(r->mon, i, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "pre_std")));
         if (isnan(r->layers[i].mean) || isnan(r->wnorms[i]) || r->layers[i].seen < 0) {
             s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (layer %d)", i);
             break;

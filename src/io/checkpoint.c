@@ -221,7 +221,7 @@ static rg_status meta_long(const rg_tensor_file *f, const char *key, long long l
 
 rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *o,
                                 rg_train_state *st) {
-    long long epoch, step, osteps, fwd;
+    long long epoch = 0, step = 0, osteps = 0, fwd = 0;
     rg_status s;
     if ((s = meta_long(f, "epoch", 0, &epoch)) || (s = meta_long(f, "step", 0, &step)) ||
         (s = meta_long(f, "optimizer_steps", 0, &osteps)) ||

@@ -12,10 +12,14 @@
  */
 #include "../internal.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_seconds(void) {
     struct timespec t;
@@ -81,6 +85,82 @@ rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, d
     return s;
 }
 
+/* Updates only the trainable parameters: the flat buffer's trainable runs. */
+static rg_status limit_to_trainable(rg_optim *o, const rg_graph *g) {
+    size_t *off = malloc((size_t)(g->n_params + 1) * sizeof *off);
+    size_t *len = malloc((size_t)(g->n_params + 1) * sizeof *len);
+    if (!off || !len) {
+        free(off), free(len);
+        return rg_fail(RG_ERR_MEMORY, "out of memory");
+    }
+    int n = 0;
+    bool all = true;
+    for (int i = 0; i < g->n_params; i++) {
+        const rg_param_impl *p = &g->params[i];
+        if (p->state) continue;
+        if (!p->trainable) {
+            all = false;
+            continue;
+        }
+        if (n && off[n - 1] + len[n - 1] == p->offset) len[n - 1] += p->size;
+        else off[n] = p->offset, len[n++] = p->size;
+    }
+    rg_status s = RG_OK;
+    if (!all && n == 0) s = rg_fail(RG_ERR_ARG, "every layer is frozen: nothing to train "
+                                                "(check the --freeze and --trainable patterns)");
+    else if (!all) s = rg_optim_limit(o, n, off, len);
+    free(off), free(len);
+    return s;
+}
+
+static rg_status resume_run(const rg_fit_config *cfg, rg_model *m, rg_optim *o, rg_train_state *at) {
+    const char *seed = rg_tensor_file_meta(cfg->resume, "seed");
+    char want[32];
+    snprintf(want, sizeof want, "%llu", (unsigned long long)cfg->seed);
+    if (!seed || strcmp(seed, want) != 0)
+        return rg_fail(RG_ERR_ARG, "the checkpoint's run used seed %s, this one %s: resume with "
+                                   "the same --seed", seed ? seed : "(none)", want);
+    if (!cfg->repair != !rg_tensor_file_meta(cfg->resume, "gra"))
+        return rg_fail(RG_ERR_ARG, "the checkpoint was saved with GRA %s: resume with --repair %s",
+                       cfg->repair ? "off" : "on", cfg->repair ? "off" : "auto");
+    return rg_checkpoint_restore(cfg->resume, m, o, at);
+}
+
+/* DIR/epoch_N.safetensors, DIR/last.safetensors pointing at it, and the oldest epoch files
+ * beyond the newest `keep` removed. */
+static rg_status write_checkpoint(const rg_fit_config *cfg, const rg_model *m, rg_optim *o,
+                                  const rg_repair *gra, const rg_train_state *at, char *path,
+                                  size_t len) {
+    const char *dir = cfg->checkpoint_dir;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return rg_fail(RG_ERR_IO, "cannot create checkpoint folder '%s': %s", dir, strerror(errno));
+    char name[64], link_tmp[4200], link_path[4200];
+    snprintf(name, sizeof name, "epoch_%d.safetensors", at->epoch);
+    if (snprintf(path, len, "%s/%s", dir, name) >= (int)len)
+        return rg_fail(RG_ERR_ARG, "checkpoint folder path too long");
+    rg_status s = rg_checkpoint_save(path, m, o, gra, at, cfg->meta);
+    if (s) return s;
+    snprintf(link_path, sizeof link_path, "%s/last.safetensors", dir);
+    snprintf(link_tmp, sizeof link_tmp, "%s/.last.safetensors.tmp", dir);
+    unlink(link_tmp);
+    if (symlink(name, link_tmp) != 0 || rename(link_tmp, link_path) != 0)
+        return rg_fail(RG_ERR_IO, "cannot point '%s' at %s: %s", link_path, name, strerror(errno));
+    if (cfg->keep > 0) {
+        for (int e = at->epoch - 1; e >= 1; e--) {
+            /* the newest `keep` saved epochs stay; an epoch file may not exist */
+            char old[4200];
+            int newer = 0;
+            for (int f = e + 1; f <= at->epoch; f++) {
+                snprintf(old, sizeof old, "%s/epoch_%d.safetensors", dir, f);
+                newer += access(old, F_OK) == 0;
+            }
+            snprintf(old, sizeof old, "%s/epoch_%d.safetensors", dir, e);
+            if (newer >= cfg->keep) unlink(old);
+        }
+    }
+    return RG_OK;
+}
+
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                  const rg_fit_callbacks *cb) {
     rg_status s = check_fits(m, train);
@@ -92,12 +172,14 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                        g->max_batch);
     if (!(cfg->val_split >= 0 && cfg->val_split < 1))
         return rg_fail(RG_ERR_ARG, "validation split %g is outside [0, 1)", (double)cfg->val_split);
+    if (cfg->checkpoint_dir && cfg->checkpoint_every < 1)
+        return rg_fail(RG_ERR_ARG, "checkpoint interval must be at least 1 epoch");
     rg_optim *opt = rg_optim_create(&cfg->optim, g->param_floats);
     int *order = malloc((size_t)train->n * sizeof *order);
-    if (!opt || !order) {
+    if (!opt || !order || (s = limit_to_trainable(opt, g))) {
         rg_optim_free(opt);
         free(order);
-        return opt ? rg_fail(RG_ERR_MEMORY, "out of memory") : RG_ERR_ARG;
+        return s ? s : opt ? rg_fail(RG_ERR_MEMORY, "out of memory") : RG_ERR_ARG;
     }
     /* One seeded permutation, split per class; the validation set stays fixed for the run. */
     rg_rng rng;
@@ -135,19 +217,32 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     }
     if (!s && cfg->monitor_every > 0 && !(before = malloc(g->param_floats * sizeof(float))))
         s = rg_fail(RG_ERR_MEMORY, "out of memory for the monitor");
+    /* Resuming: the weights, moments and counters, then the data order replayed to where
+     * the run stopped (each epoch's shuffle permutes the last one's order). */
+    rg_train_state at = {.seed = cfg->seed};
+    if (!s && cfg->resume) s = resume_run(cfg, m, opt, &at);
+    for (int e = 0; !s && e < at.epoch; e++) rg_rng_shuffle(&rng, order, n_train);
     if (!s && cfg->repair) {
+        const int probe_n = n_train < 512 ? n_train : 512;
         if (!(gra = rg_repair_create(m, mon, log, cb ? cb->user : NULL))) s = RG_ERR_MEMORY;
-        else s = rg_repair_probe(gra, train, order, n_train < 512 ? n_train : 512);
+        else if (cfg->resume) s = rg_repair_restore(gra, rg_tensor_file_meta(cfg->resume, "gra"),
+                                                    cfg->resume, train, order, probe_n);
+        else s = rg_repair_probe(gra, train, order, probe_n);
         repairs = rg_repair_actions(gra);
     }
 
     const int k = (int)g->nodes[m->logits].size;
     const long batches = (n_train + cfg->batch - 1) / cfg->batch;
     const long total_steps = batches * cfg->epochs;
-    long step = 0;
+    long step = at.step;
     const double run_start = now_seconds();
-    if (gra) repairs = 0; /* the probe's actions count in epoch 1 */
-    for (int epoch = 0; epoch < cfg->epochs && s == RG_OK; epoch++) {
+    if (gra && !cfg->resume) repairs = 0; /* the probe's actions count in epoch 1 */
+    if (!s && at.epoch >= cfg->epochs)
+        s = rg_fail(RG_ERR_ARG, "the checkpoint is at epoch %d already: ask for more --epochs "
+                                "(the total, counting those done)", at.epoch);
+    const int last = cfg->stop_after > 0 && at.epoch + cfg->stop_after < cfg->epochs
+                         ? at.epoch + cfg->stop_after : cfg->epochs;
+    for (int epoch = at.epoch; epoch < last && s == RG_OK; epoch++) {
         rg_rng_shuffle(&rng, order, n_train);
         if (loader && (s = rg_loader_start(loader, order, n_train, &cfg->augment,
                                            cfg->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)))))
@@ -230,6 +325,13 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (s) break;
         }
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &st);
+        if (cfg->checkpoint_dir &&
+            ((epoch + 1) % cfg->checkpoint_every == 0 || epoch + 1 == last)) {
+            at.epoch = epoch + 1, at.step = step;
+            char path[4096];
+            if ((s = write_checkpoint(cfg, m, opt, gra, &at, path, sizeof path))) break;
+            if (cb && cb->on_checkpoint) cb->on_checkpoint(cb->user, path);
+        }
     }
     free(before);
     rg_loader_free(loader);
