@@ -70,5 +70,8 @@ int cmd_experiment(int argc, char **argv);
 int cmd_export_images(int argc, char **argv);
 int cmd_augment_preview(int argc, char **argv);
 int cmd_bench_data(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 static const char *const summary_help =
-    "Usage: regrad summary --model SPEC [--input CxHxW] [--classes N]\n"
+    "Usage: regrad summary --model SPEC [--input CxHxW] [--classes N] [--freeze P]...\n"
     "Print each layer's name, output shape and parameter count.\n"
     "\n"
     "  --model SPEC     model spec, e.g. mlp:depth=2,width=256 or resnet50v2:top=0\n"
@@ -16,14 +16,18 @@ static const char *const summary_help =
     "  --input CxHxW    per-sample input shape (default: the model's, 1x28x28 for the\n"
     "                   small models, 3x224x224 for the ImageNet ones)\n"
     "  --classes N      classifier outputs (default: 10, or 1000 for ImageNet models)\n"
+    "  --freeze P       freeze layers matching the glob P; --trainable P unfreezes\n"
+    "  --trainable P    (repeatable, in order); frozen layers are marked and counted\n"
     "  -h, --help       show this help\n";
 
-enum { OPT_MODEL = 256, OPT_INPUT, OPT_CLASSES };
+enum { OPT_MODEL = 256, OPT_INPUT, OPT_CLASSES, OPT_FREEZE, OPT_TRAINABLE };
 
 static const struct option summary_opts[] = {
     {"model", required_argument, 0, OPT_MODEL},
     {"input", required_argument, 0, OPT_INPUT},
     {"classes", required_argument, 0, OPT_CLASSES},
+    {"freeze", required_argument, 0, OPT_FREEZE},
+    {"trainable", required_argument, 0, OPT_TRAINABLE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -32,7 +36,9 @@ int cmd_summary(int argc, char **argv) {
     const char *cmd = "summary", *spec = "mlp";
     int c_in = 0, h = 0, w = 0; /* 0: the model's default */
     long classes = 0;
-    int c;
+    int c, n_patterns = 0;
+    const char *pattern[64];
+    bool on[64];
     optind = 1;
     while ((c = cli_getopt(cmd, argc, argv, "h", summary_opts)) != -1) {
         switch (c) {
@@ -44,6 +50,15 @@ int cmd_summary(int argc, char **argv) {
         case OPT_CLASSES:
             if (!cli_int(cmd, "classes", optarg, 2, 1 << 20, &classes)) return EXIT_USAGE;
             break;
+        case OPT_FREEZE:
+        case OPT_TRAINABLE:
+            if (n_patterns == 64) {
+                cli_error(cmd, "at most 64 --freeze/--trainable patterns");
+                return EXIT_USAGE;
+            }
+            pattern[n_patterns] = optarg;
+            on[n_patterns++] = c == OPT_TRAINABLE;
+            break;
         default: return EXIT_USAGE;
         }
     }
@@ -54,6 +69,13 @@ int cmd_summary(int argc, char **argv) {
     rg_model m;
     rg_status s = rg_model_build(spec, c_in, h, w, (int)classes, RG_LOSS_XENT, 0, 0, &m);
     if (s) return cli_fail(cmd, s);
+    for (int i = 0; i < n_patterns; i++)
+        if (rg_graph_set_trainable(m.graph, pattern[i], on[i]) == 0) {
+            cli_error(cmd, "--%s '%s' matches no layer with parameters", on[i] ? "trainable" : "freeze",
+                      pattern[i]);
+            rg_model_free(&m);
+            return EXIT_USAGE;
+        }
     printf("Model: %s\n", spec);
     rg_graph_summary(m.graph, stdout);
     rg_model_free(&m);

@@ -4,11 +4,13 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *const train_help =
@@ -48,6 +50,24 @@ static const char *const train_help =
     "  --val-split F         hold out this fraction (tail of a seeded permutation), [0, 1)\n"
     "  --seed N              seed for initialisation, dropout and data order (default 42)\n"
     "\n"
+    "Checkpoints and transfer learning\n"
+    "  --checkpoint-dir DIR  save DIR/epoch_N.safetensors (and DIR/last.safetensors, a link\n"
+    "                        to the newest) every --checkpoint-every epochs and at the end\n"
+    "  --checkpoint-every N  epochs between checkpoints (default 1)\n"
+    "  --keep K              keep only the newest K epoch checkpoints\n"
+    "  --resume FILE|DIR     continue a run from its checkpoint (DIR: its last one) with the\n"
+    "                        run's own settings; bitwise the same as never stopping.  Flags\n"
+    "                        given here override, e.g. --epochs for a longer run\n"
+    "  --stop-after N        stop after N epochs of this run (the schedule still spans\n"
+    "                        --epochs), as if interrupted; resume later\n"
+    "  --weights FILE        start from a checkpoint's weights (matched by name)\n"
+    "  --weights-partial     load the tensors that fit and list the rest, instead of failing\n"
+    "  --classes N           classifier outputs; with --weights of another head size, the\n"
+    "                        classifier alone starts afresh\n"
+    "  --freeze PATTERN      freeze the layers whose names match the glob (repeatable;\n"
+    "  --trainable PATTERN   --freeze and --trainable apply in order): --freeze '*'\n"
+    "                        --trainable '*conv5*' trains only conv5\n"
+    "\n"
     "Gradient health\n"
     "  --repair MODE         auto (default): GRA probes the network, re-conditions unhealthy\n"
     "                        layers and repairs gradients every step; off: plain training\n"
@@ -62,10 +82,12 @@ static const char *const train_help =
 enum {
     OPT_DATA = 256, OPT_LIMIT, OPT_MODEL, OPT_LOSS, OPT_SMOOTH, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM,
     OPT_LR, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_VAL, OPT_SEED, OPT_THREADS, OPT_METRICS,
-    OPT_QUIET, OPT_REPAIR, OPT_MONITOR, OPT_TEST_DATA, OPT_AUGMENT, OPT_WORKERS
+    OPT_QUIET, OPT_REPAIR, OPT_MONITOR, OPT_TEST_DATA, OPT_AUGMENT, OPT_WORKERS, OPT_CKPT_DIR,
+    OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
+    OPT_FREEZE, OPT_TRAINABLE
 };
 
-static const struct option train_opts[] = {
+static const struct option train_opts_table[] = {
     {"data", required_argument, 0, OPT_DATA},
     {"limit", required_argument, 0, OPT_LIMIT},
     {"model", required_argument, 0, OPT_MODEL},
@@ -88,6 +110,16 @@ static const struct option train_opts[] = {
     {"test-data", required_argument, 0, OPT_TEST_DATA},
     {"augment", required_argument, 0, OPT_AUGMENT},
     {"workers", required_argument, 0, OPT_WORKERS},
+    {"checkpoint-dir", required_argument, 0, OPT_CKPT_DIR},
+    {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
+    {"keep", required_argument, 0, OPT_KEEP},
+    {"resume", required_argument, 0, OPT_RESUME},
+    {"stop-after", required_argument, 0, OPT_STOP_AFTER},
+    {"weights", required_argument, 0, OPT_WEIGHTS},
+    {"weights-partial", no_argument, 0, OPT_PARTIAL},
+    {"classes", required_argument, 0, OPT_CLASSES},
+    {"freeze", required_argument, 0, OPT_FREEZE},
+    {"trainable", required_argument, 0, OPT_TRAINABLE},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -95,6 +127,7 @@ static const struct option train_opts[] = {
 
 typedef struct progress {
     bool tty, quiet, repair;
+    const char *checkpoint_dir;
     FILE *metrics;
     double last_draw;
 } progress;
@@ -173,6 +206,16 @@ static void on_repair(void *user, const rg_repair_event *e) {
     fprintf(p->metrics, "}\n");
 }
 
+static void on_checkpoint(void *user, const char *path) {
+    progress *p = user;
+    if (!p->quiet) printf("saved %s\n", path);
+    if (p->metrics) {
+        fprintf(p->metrics, "{\"event\":\"checkpoint\",\"path\":");
+        json_str(p->metrics, path);
+        fprintf(p->metrics, "}\n");
+    }
+}
+
 /* {"event":"health","step":S,"layers":[{"layer":..,"grad_norm":..,...},...]} */
 static void on_health(void *user, long step, const rg_monitor *mon) {
     progress *p = user;
@@ -201,56 +244,82 @@ static void on_health(void *user, long step, const rg_monitor *mon) {
     fprintf(p->metrics, "]}\n");
 }
 
-int cmd_train(int argc, char **argv) {
-    const char *cmd = "train";
-    const char *data = "fashion-mnist", *model_spec = "mlp", *metrics_path = NULL;
-    const char *optim_name = "adam", *schedule_text = "constant", *test_data = NULL;
-    const char *augment_text = "none";
-    long limit = 0, epochs = 1, batch = 128, seed = 42, threads = 0, monitor_every = 0;
-    long workers = 0;
-    rg_data_options dopt = {.warn = cli_warn};
-    double lr = NAN, momentum = NAN, wd = NAN, val_split = 0, smoothing = 0;
-    rg_loss_kind loss = RG_LOSS_XENT;
-    progress prog = {.tty = isatty(2), .repair = true};
+#define MAX_PATTERNS 64
+
+/* Everything the options set; parsed twice when resuming (the run's saved arguments, then
+ * these), so later flags override earlier ones. */
+typedef struct train_opts {
+    const char *data, *model_spec, *metrics_path, *optim_name, *schedule_text, *test_data;
+    const char *augment_text, *checkpoint_dir, *resume, *weights;
+    long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
+    long stop_after, classes;
+    double lr, momentum, wd, val_split, smoothing;
+    bool partial, quiet, repair;
+    rg_loss_kind loss;
+    rg_data_options dopt;
+    int n_patterns;
+    const char *pattern[MAX_PATTERNS];
+    bool pattern_on[MAX_PATTERNS];
+} train_opts;
+
+/* Returns -1 to go on, or an exit code. */
+static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
     int c;
     optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "h", train_opts)) != -1) {
+    while ((c = cli_getopt(cmd, argc, argv, "h", train_opts_table)) != -1) {
         bool ok = true;
-        int handled = cli_data_option(cmd, c, optarg, &dopt);
+        int handled = cli_data_option(cmd, c, optarg, &o->dopt);
         if (handled < 0) return EXIT_USAGE;
         if (handled) continue;
         switch (c) {
         case 'h': fputs(train_help, stdout); return 0;
-        case OPT_DATA: data = optarg; break;
-        case OPT_TEST_DATA: test_data = optarg; break;
-        case OPT_AUGMENT: augment_text = optarg; break;
-        case OPT_WORKERS: ok = cli_int(cmd, "workers", optarg, 1, 256, &workers); break;
-        case OPT_LIMIT: ok = cli_int(cmd, "limit", optarg, 1, 1L << 30, &limit); break;
-        case OPT_MODEL: model_spec = optarg; break;
+        case OPT_DATA: o->data = optarg; break;
+        case OPT_TEST_DATA: o->test_data = optarg; break;
+        case OPT_AUGMENT: o->augment_text = optarg; break;
+        case OPT_WORKERS: ok = cli_int(cmd, "workers", optarg, 1, 256, &o->workers); break;
+        case OPT_LIMIT: ok = cli_int(cmd, "limit", optarg, 1, 1L << 30, &o->limit); break;
+        case OPT_MODEL: o->model_spec = optarg; break;
         case OPT_LOSS:
-            if (strcmp(optarg, "xent") == 0) loss = RG_LOSS_XENT;
-            else if (strcmp(optarg, "mse") == 0) loss = RG_LOSS_MSE;
+            if (strcmp(optarg, "xent") == 0) o->loss = RG_LOSS_XENT;
+            else if (strcmp(optarg, "mse") == 0) o->loss = RG_LOSS_MSE;
             else cli_error(cmd, "--loss '%s': use xent or mse", optarg), ok = false;
             break;
-        case OPT_SMOOTH: ok = cli_float(cmd, "label-smoothing", optarg, 0, 0.999, false, &smoothing); break;
-        case OPT_EPOCHS: ok = cli_int(cmd, "epochs", optarg, 1, 100000, &epochs); break;
-        case OPT_BATCH: ok = cli_int(cmd, "batch", optarg, 1, 65536, &batch); break;
-        case OPT_OPTIM: optim_name = optarg; break;
-        case OPT_LR: ok = cli_float(cmd, "lr", optarg, 0, 1e6, true, &lr); break;
-        case OPT_MOMENTUM: ok = cli_float(cmd, "momentum", optarg, 0, 0.999999, false, &momentum); break;
-        case OPT_WD: ok = cli_float(cmd, "weight-decay", optarg, 0, 1e6, false, &wd); break;
-        case OPT_SCHEDULE: schedule_text = optarg; break;
-        case OPT_VAL: ok = cli_float(cmd, "val-split", optarg, 0, 0.99, false, &val_split); break;
-        case OPT_SEED: ok = cli_int(cmd, "seed", optarg, 0, 0x7fffffffffffffffL, &seed); break;
-        case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
-        case OPT_METRICS: metrics_path = optarg; break;
-        case OPT_QUIET: prog.quiet = true; break;
+        case OPT_SMOOTH: ok = cli_float(cmd, "label-smoothing", optarg, 0, 0.999, false, &o->smoothing); break;
+        case OPT_EPOCHS: ok = cli_int(cmd, "epochs", optarg, 1, 100000, &o->epochs); break;
+        case OPT_BATCH: ok = cli_int(cmd, "batch", optarg, 1, 65536, &o->batch); break;
+        case OPT_OPTIM: o->optim_name = optarg; break;
+        case OPT_LR: ok = cli_float(cmd, "lr", optarg, 0, 1e6, true, &o->lr); break;
+        case OPT_MOMENTUM: ok = cli_float(cmd, "momentum", optarg, 0, 0.999999, false, &o->momentum); break;
+        case OPT_WD: ok = cli_float(cmd, "weight-decay", optarg, 0, 1e6, false, &o->wd); break;
+        case OPT_SCHEDULE: o->schedule_text = optarg; break;
+        case OPT_VAL: ok = cli_float(cmd, "val-split", optarg, 0, 0.99, false, &o->val_split); break;
+        case OPT_SEED: ok = cli_int(cmd, "seed", optarg, 0, 0x7fffffffffffffffL, &o->seed); break;
+        case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &o->threads); break;
+        case OPT_METRICS: o->metrics_path = optarg; break;
+        case OPT_QUIET: o->quiet = true; break;
         case OPT_REPAIR:
-            if (strcmp(optarg, "auto") == 0) prog.repair = true;
-            else if (strcmp(optarg, "off") == 0) prog.repair = false;
+            if (strcmp(optarg, "auto") == 0) o->repair = true;
+            else if (strcmp(optarg, "off") == 0) o->repair = false;
             else cli_error(cmd, "--repair '%s': use auto or off", optarg), ok = false;
             break;
-        case OPT_MONITOR: ok = cli_int(cmd, "monitor-every", optarg, 1, 1L << 30, &monitor_every); break;
+        case OPT_MONITOR: ok = cli_int(cmd, "monitor-every", optarg, 1, 1L << 30, &o->monitor_every); break;
+        case OPT_CKPT_DIR: o->checkpoint_dir = optarg; break;
+        case OPT_CKPT_EVERY: ok = cli_int(cmd, "checkpoint-every", optarg, 1, 100000, &o->checkpoint_every); break;
+        case OPT_KEEP: ok = cli_int(cmd, "keep", optarg, 1, 100000, &o->keep); break;
+        case OPT_RESUME: o->resume = optarg; break;
+        case OPT_STOP_AFTER: ok = cli_int(cmd, "stop-after", optarg, 1, 100000, &o->stop_after); break;
+        case OPT_WEIGHTS: o->weights = optarg; break;
+        case OPT_PARTIAL: o->partial = true; break;
+        case OPT_CLASSES: ok = cli_int(cmd, "classes", optarg, 2, 1 << 20, &o->classes); break;
+        case OPT_FREEZE:
+        case OPT_TRAINABLE:
+            if (o->n_patterns == MAX_PATTERNS) {
+                cli_error(cmd, "at most %d --freeze/--trainable patterns", MAX_PATTERNS);
+                return EXIT_USAGE;
+            }
+            o->pattern[o->n_patterns] = optarg;
+            o->pattern_on[o->n_patterns++] = c == OPT_TRAINABLE;
+            break;
         default: return EXIT_USAGE;
         }
         if (!ok) return EXIT_USAGE;
@@ -259,80 +328,240 @@ int cmd_train(int argc, char **argv) {
         cli_error(cmd, "unexpected argument '%s'; see 'regrad train --help'", argv[optind]);
         return EXIT_USAGE;
     }
+    return -1;
+}
+
+/* The arguments worth replaying on resume, as a JSON array: all but --resume and
+ * --stop-after, which belong to one invocation. */
+static char *saved_args(int argc, char **argv) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 1; i < argc; i++) {
+        const char *x = argv[i];
+        bool skip_next = strcmp(x, "--resume") == 0 || strcmp(x, "--stop-after") == 0;
+        if (skip_next) {
+            i++;
+            continue;
+        }
+        if (strncmp(x, "--resume=", 9) == 0 || strncmp(x, "--stop-after=", 13) == 0) continue;
+        cJSON_AddItemToArray(a, cJSON_CreateString(x));
+    }
+    char *text = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return text;
+}
+
+/* A JSON array of the class names (or NULL). */
+static char *class_names_json(const rg_dataset *d) {
+    if (!d->class_names) return NULL;
+    cJSON *a = cJSON_CreateArray();
+    for (int k = 0; k < d->classes; k++) cJSON_AddItemToArray(a, cJSON_CreateString(d->class_names[k]));
+    char *text = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return text;
+}
+
+/* Opens the checkpoint a --resume names (a file, or a folder's last.safetensors). */
+static rg_status open_resume(const char *what, rg_tensor_file **f) {
+    char path[4200];
+    struct stat st;
+    if (stat(what, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(path, sizeof path, "%s/last.safetensors", what);
+    else snprintf(path, sizeof path, "%s", what);
+    return rg_safetensors_load(path, f);
+}
+
+int cmd_train(int argc, char **argv) {
+    const char *cmd = "train";
+    train_opts o = {.data = "fashion-mnist", .model_spec = "mlp", .optim_name = "adam",
+                    .schedule_text = "constant", .augment_text = "none", .epochs = 1,
+                    .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
+                    .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
+                    .dopt = {.warn = cli_warn}};
+    int r = parse_args(cmd, argc, argv, &o);
+    if (r >= 0) return r;
+    rg_tensor_file *resume = NULL, *weights = NULL;
+    char **replay = NULL;
+    cJSON *saved = NULL;
+    rg_status s;
+    int code = 0;
+    if (o.resume) {
+        /* The run's own settings first, then this command line's. */
+        if ((s = open_resume(o.resume, &resume))) return cli_fail(cmd, s);
+        const char *args = rg_tensor_file_meta(resume, "train_args");
+        saved = args ? cJSON_Parse(args) : NULL;
+        if (!cJSON_IsArray(saved)) {
+            cli_error(cmd, "'%s' is not a training checkpoint of 'regrad train' (no saved "
+                           "arguments): start a new run with --weights instead", o.resume);
+            rg_tensor_file_free(resume);
+            cJSON_Delete(saved);
+            return EXIT_USAGE;
+        }
+        const int n = cJSON_GetArraySize(saved);
+        replay = calloc((size_t)n + 2, sizeof *replay);
+        replay[0] = argv[0];
+        for (int i = 0; i < n; i++) replay[i + 1] = cJSON_GetArrayItem(saved, i)->valuestring;
+        const char *resume_arg = o.resume;
+        long stop_after = o.stop_after;
+        train_opts fresh = {.data = "fashion-mnist", .model_spec = "mlp", .optim_name = "adam",
+                            .schedule_text = "constant", .augment_text = "none", .epochs = 1,
+                            .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
+                            .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
+                            .dopt = {.warn = cli_warn}};
+        o = fresh;
+        if ((r = parse_args(cmd, n + 1, replay, &o)) >= 0 || (r = parse_args(cmd, argc, argv, &o)) >= 0) {
+            code = r;
+            goto done;
+        }
+        o.resume = resume_arg;
+        o.stop_after = stop_after;
+    }
+    progress prog = {.tty = isatty(2), .quiet = o.quiet, .repair = o.repair};
 
     /* Validate every cheap argument before reading any data. */
     rg_optim_kind kind;
     rg_schedule schedule;
     rg_augment augment;
-    rg_status s;
-    if ((s = rg_optim_parse(optim_name, &kind)) || (s = rg_schedule_parse(schedule_text, &schedule)) ||
-        (s = rg_augment_parse(augment_text, &augment)))
-        return cli_fail(cmd, s);
+    if ((s = rg_optim_parse(o.optim_name, &kind)) || (s = rg_schedule_parse(o.schedule_text, &schedule)) ||
+        (s = rg_augment_parse(o.augment_text, &augment))) {
+        code = cli_fail(cmd, s);
+        goto done;
+    }
     rg_optim_config oc = rg_optim_defaults(kind);
-    if (!isnan(lr)) oc.lr = (float)lr;
-    if (!isnan(momentum)) oc.momentum = (float)momentum;
-    if (!isnan(wd)) oc.weight_decay = (float)wd;
-    if ((s = rg_optim_check(&oc))) return cli_fail(cmd, s);
+    if (!isnan(o.lr)) oc.lr = (float)o.lr;
+    if (!isnan(o.momentum)) oc.momentum = (float)o.momentum;
+    if (!isnan(o.wd)) oc.weight_decay = (float)o.wd;
+    if ((s = rg_optim_check(&oc))) {
+        code = cli_fail(cmd, s);
+        goto done;
+    }
     rg_model probe; /* catches spec errors before any data is read */
-    if ((s = rg_model_build(model_spec, 0, 0, 0, 0, loss, (float)smoothing, 0, &probe)))
-        return cli_fail(cmd, s);
+    if ((s = rg_model_build(o.model_spec, 0, 0, 0, 0, o.loss, (float)o.smoothing, 0, &probe))) {
+        code = cli_fail(cmd, s);
+        goto done;
+    }
     rg_model_free(&probe);
+    if (o.weights && (s = rg_safetensors_load(o.weights, &weights))) {
+        code = cli_fail(cmd, s);
+        goto done;
+    }
 
-    rg_set_threads((int)threads);
+    rg_set_threads((int)o.threads);
     rg_dataset *train = NULL, *test = NULL;
-    if ((s = rg_dataset_open(data, &dopt, &train, &test))) return cli_fail(cmd, s);
-    int code = 0;
     rg_model m = {0};
-    if (test_data) {
+    char *args_json = NULL, *names_json = NULL;
+    if ((s = rg_dataset_open(o.data, &o.dopt, &train, &test))) {
+        code = cli_fail(cmd, s);
+        goto done_data;
+    }
+    if (o.test_data) {
         rg_dataset_free(test);
-        if ((s = rg_dataset_open(test_data, &dopt, &test, NULL)) ||
+        if ((s = rg_dataset_open(o.test_data, &o.dopt, &test, NULL)) ||
             (s = rg_dataset_match_classes(test, train))) {
             code = cli_fail(cmd, s);
-            goto done;
+            goto done_data;
         }
     }
-    if (limit > 0 && limit < train->n) rg_dataset_truncate(train, (int)limit);
-    if ((s = rg_model_build(model_spec, train->c, train->h, train->w, train->classes, loss,
-                            (float)smoothing, (uint64_t)seed, &m))) {
+    if (o.limit > 0 && o.limit < train->n) rg_dataset_truncate(train, (int)o.limit);
+    if (o.classes && o.classes < train->classes) {
+        cli_error(cmd, "--classes %ld is fewer than the data's %d classes", o.classes, train->classes);
+        code = EXIT_USAGE;
+        goto done_data;
+    }
+    if ((s = rg_model_build(o.model_spec, train->c, train->h, train->w,
+                            o.classes ? (int)o.classes : train->classes, o.loss,
+                            (float)o.smoothing, (uint64_t)o.seed, &m))) {
         code = cli_fail(cmd, s);
-        goto done;
+        goto done_data;
     }
     if (m.loss == RG_NONE) {
-        cli_error(cmd, "model '%s' has no classifier (top=0): training needs top=1", model_spec);
+        cli_error(cmd, "model '%s' has no classifier (top=0): training needs top=1", o.model_spec);
         code = EXIT_USAGE;
-        goto done;
+        goto done_data;
     }
-    if ((s = rg_graph_compile(m.graph, (int)batch))) {
+    for (int i = 0; i < o.n_patterns; i++)
+        if (rg_graph_set_trainable(m.graph, o.pattern[i], o.pattern_on[i]) == 0) {
+            cli_error(cmd, "--%s '%s' matches no layer with parameters; 'regrad summary --model "
+                           "%s' lists the layer names", o.pattern_on[i] ? "trainable" : "freeze",
+                      o.pattern[i], o.model_spec);
+            code = EXIT_USAGE;
+            goto done_data;
+        }
+    if ((s = rg_graph_compile(m.graph, (int)o.batch))) {
         code = cli_fail(cmd, s);
-        goto done;
+        goto done_data;
     }
-    if (metrics_path && !(prog.metrics = fopen(metrics_path, "w"))) {
+    if (weights) {
+        rg_load_report rep;
+        int flags = (o.partial ? RG_LOAD_PARTIAL : 0) | (o.classes ? RG_LOAD_NEW_HEAD : 0);
+        if ((s = rg_model_load(&m, weights, flags, &rep))) {
+            code = cli_fail(cmd, s);
+            goto done_data;
+        }
+        if (!o.quiet) {
+            printf("weights: %d tensors loaded from %s", rep.loaded, o.weights);
+            if (rep.reinitialised) printf(", classifier re-initialised (%d tensors)", rep.reinitialised);
+            if (rep.missing) printf(", %d missing (e.g. %s)", rep.missing, rep.first_missing);
+            if (rep.unexpected) printf(", %d unexpected (e.g. %s)", rep.unexpected, rep.first_unexpected);
+            if (rep.mismatched) printf(", %d of another shape (e.g. %s)", rep.mismatched, rep.first_mismatched);
+            printf("\n");
+        }
+    }
+    if (o.metrics_path && !(prog.metrics = fopen(o.metrics_path, o.resume ? "a" : "w"))) {
         cli_error(cmd, "cannot write metrics file '%s': check the directory exists and is "
-                       "writable", metrics_path);
+                       "writable", o.metrics_path);
         code = EXIT_RUNTIME;
-        goto done;
+        goto done_data;
     }
-    if (!prog.quiet)
+    if (!o.quiet)
         printf("regrad %s: %s on %s (%d samples, %dx%dx%d, %d classes), %s lr %g, batch %ld, "
-               "%d threads, GRA %s\n", RG_VERSION, model_spec, data, train->n, train->c, train->h,
-               train->w, train->classes, rg_optim_name(kind), (double)oc.lr, batch,
+               "%d threads, GRA %s\n", RG_VERSION, o.model_spec, o.data, train->n, train->c, train->h,
+               train->w, train->classes, rg_optim_name(kind), (double)oc.lr, o.batch,
                rg_get_threads(), prog.repair ? "auto" : "off");
-    rg_fit_config fc = {.epochs = (int)epochs, .batch = (int)batch, .seed = (uint64_t)seed,
-                        .val_split = (float)val_split, .optim = oc, .schedule = schedule,
-                        .augment = augment, .workers = (int)workers,
-                        .repair = prog.repair, .monitor_every = (int)monitor_every};
+    if (o.resume && !o.quiet)
+        printf("resuming from %s at epoch %s\n", o.resume, rg_tensor_file_meta(resume, "epoch"));
+
+    /* What a checkpoint needs to rebuild this run, or to predict with its model. */
+    rg_meta meta = {0};
+    char size_text[32], channels_text[8];
+    snprintf(size_text, sizeof size_text, "%dx%d", train->h, train->w);
+    snprintf(channels_text, sizeof channels_text, "%d", train->c);
+    args_json = saved_args(argc, argv);
+    if (saved) { /* resumed: the original arguments, then this command line's */
+        cJSON *all = cJSON_Duplicate(saved, 1);
+        cJSON *now = cJSON_Parse(args_json);
+        cJSON *x;
+        cJSON_ArrayForEach(x, now) cJSON_AddItemToArray(all, cJSON_CreateString(x->valuestring));
+        free(args_json);
+        args_json = cJSON_PrintUnformatted(all);
+        cJSON_Delete(all);
+        cJSON_Delete(now);
+    }
+    names_json = class_names_json(train);
+    rg_meta_set(&meta, "train_args", args_json);
+    rg_meta_set(&meta, "data", o.data);
+    rg_meta_set(&meta, "preprocess", rg_preprocess_name(o.dopt.preprocess));
+    rg_meta_set(&meta, "input_size", size_text);
+    rg_meta_set(&meta, "channels", channels_text);
+    if (names_json) rg_meta_set(&meta, "class_names", names_json);
+
+    rg_fit_config fc = {.epochs = (int)o.epochs, .batch = (int)o.batch, .seed = (uint64_t)o.seed,
+                        .val_split = (float)o.val_split, .optim = oc, .schedule = schedule,
+                        .augment = augment, .workers = (int)o.workers,
+                        .repair = prog.repair, .monitor_every = (int)o.monitor_every,
+                        .checkpoint_dir = o.checkpoint_dir, .checkpoint_every = (int)o.checkpoint_every,
+                        .keep = (int)o.keep, .meta = &meta, .resume = resume,
+                        .stop_after = (int)o.stop_after};
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
-                           .on_health = on_health, .user = &prog};
+                           .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &prog};
     double t0 = wall();
     if ((s = rg_fit(&m, train, &fc, &cb))) {
         if (prog.tty && !prog.quiet) fputc('\n', stderr);
         code = cli_fail(cmd, s);
-        goto done;
+        goto done_data;
     }
     double test_loss = NAN, test_acc = NAN;
     if (test && (s = rg_evaluate(&m, test, NULL, test->n, &test_loss, &test_acc))) {
         code = cli_fail(cmd, s);
-        goto done;
+        goto done_data;
     }
     double seconds = wall() - t0;
     if (train->skipped || (test && test->skipped))
@@ -348,13 +577,20 @@ int cmd_train(int argc, char **argv) {
         cli_json_num(prog.metrics, "seconds", seconds, false);
         fprintf(prog.metrics, "\"weights_hash\":\"%016llx\"}\n", hash);
     }
-done:
+done_data:
     if (prog.metrics && fclose(prog.metrics) != 0 && code == 0) {
-        cli_error(cmd, "could not finish writing '%s' (disk full?)", metrics_path);
+        cli_error(cmd, "could not finish writing '%s' (disk full?)", o.metrics_path);
         code = EXIT_RUNTIME;
     }
+    free(args_json);
+    free(names_json);
     rg_model_free(&m);
     rg_dataset_free(train);
     rg_dataset_free(test);
+done:
+    rg_tensor_file_free(resume);
+    rg_tensor_file_free(weights);
+    cJSON_Delete(saved);
+    free(replay);
     return code;
 }

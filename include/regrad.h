@@ -774,6 +774,10 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
 /* Mean loss and accuracy of m on d in evaluation mode (batches of the compiled size). */
 rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
                       double *acc);
+/* The same, also counting confusion[true * K + predicted] (K = the model's classes; the
+ * caller zeroes it). */
+rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx, int n,
+                                double *loss, double *acc, long *confusion);
 
 #ifdef __cplusplus
 }

@@ -177,7 +177,7 @@ grep -q "decompression bomb" "$tmp/err" && ok || bad "no warning for the bomb: $
 grep -q "skipped 3 of 604 files" "$tmp/err" && ok || bad "no skip count: $(cat "$tmp/err")"
 grep -q "skipping '.*truncated.png' (zeros in its place)" "$tmp/err" && ok || bad "no warning for the truncated file"
 grep -q "empty_class' has no images" "$tmp/err" && ok || bad "no warning for the empty class"
-expect 1 "drop --strict" train --data "$tmp/bad" --input-size 28x28 --channels 1 --strict
+expect 1 "strict checking off" train --data "$tmp/bad" --input-size 28x28 --channels 1 --strict
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -170,8 +170,8 @@ rg_status rg_folder_open(const char *dir, const rg_data_options *opt, rg_dataset
         if (!skip_flag[i]) continue;
         const char *why = skip_msg[i] ? skip_msg[i] : "out of memory";
         if (o.strict) {
-            s = rg_fail(RG_ERR_FORMAT, "'%s': %s (remove the file, or drop --strict to skip "
-                                       "bad files)", files.v[i], why);
+            s = rg_fail(RG_ERR_FORMAT, "'%s': %s (remove or fix the file; with "
+                                       "strict checking off it is skipped)", files.v[i], why);
             goto done;
         }
         if (skipped++ < MAX_WARNINGS) rg_data_warn(&o, "skipping '%s': %s", files.v[i], why);

@@ -56,8 +56,8 @@ static int count_correct(const float *logits, const int *labels, int n, int k) {
     return correct;
 }
 
-rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
-                      double *acc) {
+rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx, int n,
+                                double *loss, double *acc, long *confusion) {
     rg_status s = check_fits(m, d);
     if (s) return s;
     rg_graph *g = m->graph;
@@ -78,11 +78,23 @@ rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, d
         rg_graph_forward(g, b, 0);
         total_loss += (double)g->nodes[m->loss].out[0] * b;
         correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
+        for (int i = 0; confusion && i < b; i++) {
+            const float *z = g->nodes[m->logits].out + (size_t)i * k;
+            int best = 0;
+            for (int j = 1; j < k; j++)
+                if (z[j] > z[best]) best = j;
+            confusion[(size_t)g->labels[i] * k + best]++;
+        }
     }
     free(order);
     *loss = n ? total_loss / n : NAN;
     *acc = n ? (double)correct / n : NAN;
     return s;
+}
+
+rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
+                      double *acc) {
+    return rg_evaluate_confusion(m, d, idx, n, loss, acc, NULL);
 }
 
 /* Updates only the trainable parameters: the flat buffer's trainable runs. */

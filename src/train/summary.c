@@ -29,7 +29,8 @@ void rg_graph_summary(const rg_graph *g, FILE *f) {
     const char *rule = "_________________________________________________________________________";
     fprintf(f, "%s\n %-40s %-20s %10s\n%s\n", rule, "Layer (op)", "Output Shape", "Param #",
             "=========================================================================");
-    size_t total = 0, trainable = 0;
+    size_t total = 0, trainable = 0, frozen = 0;
+    int frozen_layers = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const rg_node_impl *n = &g->nodes[i];
         if (!n->batched) continue; /* losses are not layers */
@@ -38,10 +39,14 @@ void rg_graph_summary(const rg_graph *g, FILE *f) {
             const rg_param_impl *pi = &g->params[n->first_param + p];
             count += pi->size;
             if (pi->trainable) trainable += pi->size;
+            else if (!pi->state) frozen += pi->size;
         }
         total += count;
+        const bool is_frozen = rg_node_frozen(g, n);
+        frozen_layers += is_frozen;
         char label[RG_NAME_MAX + 48], shape[64], num[32];
-        snprintf(label, sizeof label, "%s (%s)", n->name, rg_op_table[n->op]->name);
+        snprintf(label, sizeof label, "%s (%s)%s", n->name, rg_op_table[n->op]->name,
+                 is_frozen ? " frozen" : "");
         shape_text(n, shape, sizeof shape);
         thousands(count, num, sizeof num);
         fprintf(f, " %-40s %-20s %10s\n", label, shape, num);
@@ -51,6 +56,10 @@ void rg_graph_summary(const rg_graph *g, FILE *f) {
     thousands(trainable, b, sizeof b);
     thousands(total - trainable, c, sizeof c);
     fprintf(f, "=========================================================================\n"
-               "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n%s\n",
-            a, b, c, rule);
+               "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n", a, b, c);
+    if (frozen) {
+        thousands(frozen, a, sizeof a);
+        fprintf(f, "Frozen params: %s (in %d layers; counted as non-trainable)\n", a, frozen_layers);
+    }
+    fprintf(f, "%s\n", rule);
 }
