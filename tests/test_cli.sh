@@ -179,5 +179,58 @@ grep -q "skipping '.*truncated.png' (zeros in its place)" "$tmp/err" && ok || ba
 grep -q "empty_class' has no images" "$tmp/err" && ok || bad "no warning for the empty class"
 expect 1 "strict checking off" train --data "$tmp/bad" --input-size 28x28 --channels 1 --strict
 
+# ---- checkpoints, exact resume, transfer learning, eval, predict, inspect
+expect 0 "Usage: regrad eval" eval --help
+expect 0 "Usage: regrad predict" predict --help
+expect 0 "Usage: regrad inspect" inspect --help
+ck=(train --limit 2000 --model mlp:dropout=0.1 --optimizer momentum --seed 4 --quiet)
+"$BIN" "${ck[@]}" --epochs 2 --checkpoint-dir "$tmp/ckA" >"$tmp/a.out" 2>&1
+"$BIN" "${ck[@]}" --epochs 1 --checkpoint-dir "$tmp/ckB" >/dev/null 2>&1
+"$BIN" train --resume "$tmp/ckB" --epochs 2 >"$tmp/b.out" 2>&1
+ha=$(sed -n 's/.*weights \([0-9a-f]*\).*/\1/p' "$tmp/a.out"); hb=$(sed -n 's/.*weights \([0-9a-f]*\).*/\1/p' "$tmp/b.out")
+[ -n "$ha" ] && [ "$ha" = "$hb" ] && ok || bad "2 epochs straight gave $ha, 1 + resume 1 gave $hb"
+py=/usr/bin/python3; [ -x "$py" ] || py=true  # the two Python checks need only its standard library
+"$py" - "$tmp/ckA/epoch_2.safetensors" "$tmp/ckB/epoch_2.safetensors" <<'PY' && ok || bad "resumed checkpoint's tensors differ"
+import json, struct, sys
+def tensors(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "differ"
+PY
+[ "$(readlink "$tmp/ckA/last.safetensors")" = "epoch_2.safetensors" ] && ok || bad "last.safetensors link"
+"$py" - "$tmp/ckA/last.safetensors" <<'PY' 2>/dev/null && ok || bad "checkpoint does not open as safetensors in Python"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+assert h["__metadata__"]["model"] == "mlp:dropout=0.1" and h["dense_1.kernel"]["shape"] == [256, 784]
+assert "optimizer.momentum_buffer.dense_1.kernel" in h
+PY
+expect 0 "accuracy 0\.[6-9]" eval --weights "$tmp/ckA/last.safetensors"
+expect 0 '"confusion":\[\[' eval --weights "$tmp/ckA/last.safetensors" --json
+"$BIN" export-images --split test --limit 20 --out "$tmp/pred" >/dev/null
+expect 0 "000003.png: Trouser" predict --weights "$tmp/ckA/last.safetensors" --top 2 "$tmp/pred/1_Trouser/000003.png"
+expect 0 '"probability"' predict --weights "$tmp/ckA/last.safetensors" --json "$tmp/pred/1_Trouser/000003.png"
+expect 1 "notes.png': not a JPEG or PNG" predict --weights "$tmp/ckA/last.safetensors" "$tmp/bad/1_Trouser/notes.png"
+expect 2 "give at least one image" predict --weights "$tmp/ckA/last.safetensors"
+expect 0 "optimizer.momentum_buffer.dense_1.kernel" inspect "$tmp/ckA/epoch_1.safetensors"
+expect 0 "Frozen params: 200,960 (in 1 layers" summary --model mlp --freeze dense_1
+expect 2 "matches no layer" train --freeze 'conv9*'
+# transfer: everything frozen but the last hidden layer; a new 5-class head on a folder
+"$BIN" export-images --limit 500 --out "$tmp/png5" >/dev/null
+rm -rf "$tmp"/png5/[5-9]_*
+expect 0 "classifier re-initialised (2 tensors)" train --data "$tmp/png5" --input-size 28x28 --channels 1 \
+  --model mlp:dropout=0.1 --weights "$tmp/ckA/last.safetensors" --classes 5 --freeze '*' --trainable dense_3 --trainable dense_2
+expect 1 "does not fit model 'cnn'" train --model cnn --weights "$tmp/ckA/last.safetensors" --limit 100
+expect 0 "weights: 0 tensors loaded" train --model cnn --weights "$tmp/ckA/last.safetensors" --weights-partial --limit 256
+# bad checkpoints: one line, exit 1, never a crash
+head -c 100 "$tmp/ckA/epoch_1.safetensors" > "$tmp/trunc.safetensors"
+expect 1 "does not fit the file" eval --weights "$tmp/trunc.safetensors"
+printf 'abc' > "$tmp/tiny.safetensors"
+expect 1 "too short" inspect "$tmp/tiny.safetensors"
+expect 1 "missing or not a regular file" eval --weights "$tmp/none.safetensors"
+expect 1 "does not fit the file" train --resume "$tmp/trunc.safetensors"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
