@@ -9,7 +9,7 @@ command -v clang >/dev/null || { echo "fuzz: clang not installed (apt-get instal
 mkdir -p "$out/corpus-$target"
 case $target in
   image) srcs="src/data/image.c src/core/status.c"; seeds=tests/fixtures/images ;;
-  safetensors) srcs="src/io/safetensors.c src/core/status.c"; seeds=tests/fixtures ;;
+  safetensors) srcs="src/io/safetensors.c src/core/status.c"; seeds=tests/fuzz/seeds-safetensors ;;
   *) echo "fuzz: unknown target '$target'"; exit 2 ;;
 esac
 cflags="-g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
