@@ -9,6 +9,8 @@
  */
 #include "test_util.h"
 
+#include <unistd.h>
+
 #define B 6
 #define IN 8
 #define H 12
@@ -271,12 +273,63 @@ static void test_conv_family(void **state) {
     rg_tensor_file_free(f);
 }
 
+/* PyTorch networks built like the zoo's mlp, cnn and resnet20v2 (tools/make_interop.py),
+ * saved as safetensors under regrad's names: each loads strictly into the zoo model and
+ * gives PyTorch's eval-mode logits; saved by regrad and loaded again, the same. */
+static void test_pytorch_interop(void **state) {
+    (void)state;
+    static const char *const models[] = {"mlp", "cnn", "resnet20v2"};
+    rg_tensor_file *io;
+    assert_int_equal(rg_safetensors_load(fixture_path("interop_io.safetensors"), &io), RG_OK);
+    for (int k = 0; k < 3; k++) {
+        char name[64], key[64];
+        snprintf(name, sizeof name, "interop_%s.safetensors", models[k]);
+        rg_tensor_file *f;
+        assert_int_equal(rg_safetensors_load(fixture_path(name), &f), RG_OK);
+        rg_model m;
+        assert_int_equal(rg_model_build(models[k], 1, 28, 28, 10, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+        assert_int_equal(rg_graph_compile(m.graph, 4), RG_OK);
+        rg_load_report rep;
+        if (rg_model_load(&m, f, RG_LOAD_STRICT, &rep)) fail_msg("%s: %s", models[k], rg_last_error());
+        assert_int_equal(rep.loaded, rg_graph_param_count(m.graph));
+        size_t n;
+        snprintf(key, sizeof key, "%s.input", models[k]);
+        const float *x = rg_tensor_file_find(io, key, &n, NULL, NULL);
+        snprintf(key, sizeof key, "%s.logits", models[k]);
+        const float *want = rg_tensor_file_find(io, key, NULL, NULL, NULL);
+        assert_non_null(x);
+        assert_non_null(want);
+        for (int round = 0; round < 2; round++) {
+            memcpy(rg_graph_input_buffer(m.graph, m.input), x, n * sizeof(float));
+            assert_int_equal(rg_graph_forward(m.graph, 4, 0), RG_OK);
+            assert_close(models[k], rg_node_output(m.graph, m.logits), want, 40, 1e-4, 1e-4);
+            if (round) break;
+            /* regrad's own file of the same network: reloaded into a fresh model */
+            char path[128];
+            snprintf(path, sizeof path, "/tmp/regrad-interop-%d.safetensors", (int)getpid());
+            assert_int_equal(rg_model_save(&m, path, NULL), RG_OK);
+            rg_model_free(&m);
+            rg_tensor_file *again;
+            assert_int_equal(rg_safetensors_load(path, &again), RG_OK);
+            unlink(path);
+            assert_int_equal(rg_model_build(models[k], 1, 28, 28, 10, RG_LOSS_XENT, 0, 7, &m), RG_OK);
+            assert_int_equal(rg_graph_compile(m.graph, 4), RG_OK);
+            assert_int_equal(rg_model_load(&m, again, RG_LOAD_STRICT, NULL), RG_OK);
+            rg_tensor_file_free(again);
+        }
+        rg_model_free(&m);
+        rg_tensor_file_free(f);
+    }
+    rg_tensor_file_free(io);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_forward_backward),
         cmocka_unit_test(test_optimizers_three_steps),
         cmocka_unit_test(test_softmax_mse),
         cmocka_unit_test(test_conv_family),
+        cmocka_unit_test(test_pytorch_interop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
