@@ -314,6 +314,8 @@ static void resume_is_exact(void **state) {
     rg_dataset_free(d2);
 }
 
+static void count_repairs(void *user, const rg_epoch_stats *s) { *(long *)user += s->repairs; }
+
 static void frozen_layers_unchanged(void **state) {
     rg_dataset *data = synthetic(200, 3, 4);
     rg_model m;
@@ -342,6 +344,17 @@ static void frozen_layers_unchanged(void **state) {
         if (same == trainable) fail_msg("%s %s", p.name, trainable ? "did not train" : "changed");
         free(before[i]);
     }
+    rg_model_free(&m);
+    /* a healthy network with a frozen backbone: GRA sees no vanishing gradient in the
+     * frozen layers (they have none) and takes no action */
+    assert_int_equal(rg_model_build("mlp:depth=3,width=16", 1, 4, 4, 3, RG_LOSS_XENT, 0, 2, &m), RG_OK);
+    rg_graph_set_trainable(m.graph, "*", 0);
+    rg_graph_set_trainable(m.graph, "dense_4", 1);
+    assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
+    long repairs = 0;
+    rg_fit_callbacks cb = {.on_epoch = count_repairs, .user = &repairs};
+    assert_int_equal(rg_fit(&m, data, &c, &cb), RG_OK);
+    assert_int_equal(repairs, 0);
     rg_model_free(&m);
     /* all frozen: nothing to train is an error, not a silent no-op */
     assert_int_equal(rg_model_build("mlp:depth=1,width=4", 1, 4, 4, 3, RG_LOSS_XENT, 0, 2, &m), RG_OK);

@@ -360,6 +360,7 @@ void rg_monitor_judge(rg_monitor *m) {
     double best = 0, best_rms = 0;
     for (int i = 0; i < m->n; i++) {
         const double r = m->layers[i].h.grad_ratio, rms = m->layers[i].h.grad_rms;
+        if (rg_node_frozen(m->g, &m->g->nodes[m->layers[i].node])) continue; /* no gradient */
         if (isfinite(r)) {
             if (ratios) ratios[nr++] = r;
             if (r > best) best = r;
@@ -379,6 +380,10 @@ void rg_monitor_judge(rg_monitor *m) {
         const double r = h->grad_ratio;
         h->verdict = RG_HEALTHY;
         snprintf(h->evidence, sizeof h->evidence, "grad/weight %.2g", r);
+        if (rg_node_frozen(m->g, &m->g->nodes[m->layers[i].node])) {
+            snprintf(h->evidence, sizeof h->evidence, "frozen: not judged");
+            continue;
+        }
         if (h->nonfinite > 0 || !isfinite(r)) {
             h->verdict = RG_NONFINITE;
             snprintf(h->evidence, sizeof h->evidence, "%ld non-finite gradient values", h->nonfinite);

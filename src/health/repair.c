@@ -277,6 +277,10 @@ int rg_repair_gradients(rg_repair *r, long step) {
     int nr = 0;
     for (int i = 0; i < r->n; i++) {
         const rg_param_impl *k = &g->params[g->nodes[r->layers[i].node].first_param];
+        if (!k->trainable) { /* frozen: no gradient to guard */
+            r->norms[i] = 0;
+            continue;
+        }
         const double s = sum_sq(g->grad_buf + k->offset, k->size);
         if (refresh) r->wnorms[i] = sqrt(sum_sq(g->param_buf + k->offset, k->size));
         r->norms[i] = sqrt(s);
@@ -384,6 +388,7 @@ void rg_repair_after_update(rg_repair *r, long step) {
         const bool has_bias = n->n_params > 1;
         const rg_param_impl *kp = &g->params[n->first_param];
         const rg_param_impl *bp = has_bias ? &g->params[n->first_param + 1] : NULL;
+        if (!kp->trainable) continue; /* frozen: it did not move */
         float *w = g->param_buf + kp->offset, *b = bp ? g->param_buf + bp->offset : NULL;
         const float *w0 = r->before + kp->offset, *b0 = bp ? r->before + bp->offset : NULL;
         for (size_t j = 0; j < kp->size; j++) r->dw[j] = w[j] - w0[j];
