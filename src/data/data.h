@@ -23,8 +23,8 @@ rg_status rg_file_read(const char *path, size_t max_bytes, uint8_t **out, size_t
 rg_image_format rg_image_sniff(const uint8_t *b, size_t n);
 /* The size a JPEG or PNG header claims, refused above max_pixels; decodes nothing. */
 rg_status rg_image_probe(const uint8_t *b, size_t n, long max_pixels, int *w, int *h);
-/* Decodes to `channels` (1 or 3).  A JPEG is decoded at the smallest M/8 scale that still
- * covers min_w x min_h (0: full size). */
+/* Decodes to `channels` (1 or 3).  A JPEG is decoded at the smallest of 1/8, 2/8, 4/8 and
+ * full size that still covers min_w x min_h (0: full size). */
 rg_status rg_image_decode(const uint8_t *b, size_t n, int channels, int min_w, int min_h,
                           long max_pixels, rg_image *out);
 void rg_image_free(rg_image *im);

@@ -88,8 +88,9 @@ static void source_row(const rg_pixels *s, int y, int c, float *out) {
     }
 }
 
-/* One source row (c interleaved channels) filtered horizontally into c planes of dw. */
-static void filter_row(const float *in, int c, const coeffs *kx, int dw, float *out) {
+/* One row (c interleaved channels, indexed from column 0) filtered horizontally into c
+ * planes of dw values, `plane` apart. */
+static void filter_row(const float *in, int c, const coeffs *kx, int dw, float *out, size_t plane) {
     for (int x = 0; x < dw; x++) {
         const float *w = kx->w + (size_t)x * kx->ksize;
         const float *p = in + (size_t)kx->first[x] * c;
@@ -101,7 +102,7 @@ static void filter_row(const float *in, int c, const coeffs *kx, int dw, float *
                 a1 += w[i] * p[3 * i + 1];
                 a2 += w[i] * p[3 * i + 2];
             }
-            out[x] = a0, out[dw + x] = a1, out[2 * dw + x] = a2;
+            out[x] = a0, out[plane + x] = a1, out[2 * plane + x] = a2;
         } else {
             float a0 = 0;
             for (int i = 0; i < n; i++) a0 += w[i] * p[i];
@@ -110,11 +111,16 @@ static void filter_row(const float *in, int c, const coeffs *kx, int dw, float *
     }
 }
 
+/* Vertical pass first, straight from the bytes (one vectorisable loop over a row's
+ * columns and channels per tap), then the horizontal pass on each of the dh rows: the
+ * scalar horizontal work is proportional to the output's rows, not the source's. */
 void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int dh, int dw) {
     const size_t area = (size_t)dh * dw;
     const float inv = 1.0f / 255.0f;
     float *row = malloc((size_t)s->w * c * sizeof(float));
-    if (!row) goto fail;
+    float *acc = malloc((size_t)s->w * c * sizeof(float));
+    coeffs kx = {0}, ky = {0};
+    if (!row || !acc) goto fail;
     if (box[0] == 0 && box[1] == 0 && box[2] == s->w && box[3] == s->h && s->w == dw &&
         s->h == dh) { /* same size: a conversion only */
         for (int y = 0; y < dh; y++) {
@@ -122,46 +128,38 @@ void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int 
             for (int x = 0; x < dw; x++)
                 for (int k = 0; k < c; k++) dst[k * area + (size_t)y * dw + x] = row[x * c + k] * inv;
         }
-        free(row);
-        return;
+        goto done;
     }
-    coeffs kx = {0}, ky = {0};
-    /* the rows the vertical pass uses, each filtered horizontally: (rows, c, dw) */
-    float *tmp = NULL;
     if (!coeffs_make(&kx, box[0], box[2], s->w, dw) || !coeffs_make(&ky, box[1], box[3], s->h, dh))
-        goto fail_coeffs;
-    const int y_lo = ky.first[0], y_hi = ky.first[dh - 1] + ky.count[dh - 1];
-    const size_t plane_rows = (size_t)c * dw;
-    if (!(tmp = malloc((size_t)(y_hi - y_lo) * plane_rows * sizeof(float)))) goto fail_coeffs;
-    for (int y = y_lo; y < y_hi; y++) {
-        source_row(s, y, c, row);
-        filter_row(row, c, &kx, dw, tmp + (size_t)(y - y_lo) * plane_rows);
-    }
+        goto fail;
+    /* only the columns the horizontal pass reads */
+    const size_t j_lo = (size_t)kx.first[0] * c;
+    const size_t j_hi = (size_t)(kx.first[dw - 1] + kx.count[dw - 1]) * c;
+    const bool direct = s->c == c && s->col == (size_t)c && s->plane == 1;
     for (int y = 0; y < dh; y++) {
         const float *w = ky.w + (size_t)y * ky.ksize;
-        const float *t0 = tmp + (size_t)(ky.first[y] - y_lo) * plane_rows;
-        for (int k = 0; k < c; k++) {
-            float *d = dst + k * area + (size_t)y * dw;
-            for (int x = 0; x < dw; x++) d[x] = 0;
-            for (int i = 0; i < ky.count[y]; i++) {
-                const float *t = t0 + (size_t)i * plane_rows + (size_t)k * dw;
-                const float wi = w[i] * inv;
-                for (int x = 0; x < dw; x++) d[x] += wi * t[x];
+        for (size_t j = j_lo; j < j_hi; j++) acc[j] = 0;
+        for (int i = 0; i < ky.count[y]; i++) {
+            const float wi = w[i] * inv;
+            const int sy = ky.first[y] + i;
+            if (direct) {
+                const uint8_t *p = s->px + (size_t)sy * s->row;
+                for (size_t j = j_lo; j < j_hi; j++) acc[j] += wi * (float)p[j];
+            } else {
+                source_row(s, sy, c, row);
+                for (size_t j = j_lo; j < j_hi; j++) acc[j] += wi * row[j];
             }
         }
+        filter_row(acc, c, &kx, dw, dst + (size_t)y * dw, area);
     }
-    coeffs_free(&kx);
-    coeffs_free(&ky);
-    free(tmp);
-    free(row);
-    return;
-fail_coeffs:
-    coeffs_free(&kx);
-    coeffs_free(&ky);
-    free(tmp);
+    goto done;
 fail: /* out of memory: a black sample rather than a crash */
-    free(row);
     memset(dst, 0, area * c * sizeof(float));
+done:
+    coeffs_free(&kx);
+    coeffs_free(&ky);
+    free(row);
+    free(acc);
 }
 
 /* ---------------------------------------------------------------- augmentation */
