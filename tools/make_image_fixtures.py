@@ -15,10 +15,13 @@ images_ref.safetensors, float32 tensors:
                         with PIL's BILINEAR filter: to 17x13, to 80x60, and the box
                         (5.5, 3.25, 30, 20) to 12x9; (C, H, W) in [0, 1]
 """
-import json, struct, sys
+import sys
 from pathlib import Path
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+import safetensors_np  # noqa: E402
 
 rng = np.random.default_rng(7)
 
@@ -27,18 +30,6 @@ def pattern(h, w, c):
     planes = [127 + 100 * np.sin(x / (3 + k) + y / (5 + 2 * k) + k) for k in range(c)]
     a = np.stack(planes, -1) + rng.normal(0, 12, (h, w, c))
     return np.clip(a, 0, 255).astype(np.uint8)
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype=np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 def main(out):
     d = out / "images"
@@ -81,7 +72,7 @@ def main(out):
     ref["resize.down"] = resize((17, 13))
     ref["resize.up"] = resize((80, 60))
     ref["resize.box"] = resize((12, 9), (5.5, 3.25, 30, 20))
-    write_safetensors(out / "images_ref.safetensors", ref)
+    safetensors_np.write(out / "images_ref.safetensors", ref)
     print(f"wrote {len(files)} images and {len(ref)} references under {out}")
 
 if __name__ == "__main__":

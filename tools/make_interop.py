@@ -20,12 +20,15 @@ NAME.moving_mean <- running_mean, NAME.moving_variance <- running_var.  Layer na
 mlp dense_1..3; cnn conv2d_1, conv2d_2, dense_1, dense_2; resnet20v2 conv1_conv,
 stageS_blockB_{preact_bn, 0_conv, 1_conv, 1_bn, 2_conv}, post_bn, predictions.
 """
-import json, os, struct, subprocess, sys, tempfile
+import json, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+import safetensors_np  # noqa: E402
 
 
 class MLP(nn.Module):  # regrad "mlp": 784-256-256-10, ReLU
@@ -116,33 +119,7 @@ def to_regrad(model):
 def from_regrad(model, tensors):
     with torch.no_grad():
         for name, t in to_regrad(model).items():
-            t.copy_(torch.from_numpy(tensors[name].copy()).reshape(t.shape))
-
-
-def write_safetensors(path, tensors, meta):
-    header, blobs, off = {"__metadata__": meta}, [], 0
-    for name, t in tensors.items():
-        b = t.detach().contiguous().to(torch.float32).numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def read_safetensors(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    header = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        s, e = v["data_offsets"]
-        out[k] = np.frombuffer(b[8 + n + s:8 + n + e], np.float32).reshape(v["shape"])
-    return out
+            t.copy_(torch.from_numpy(tensors[name]).reshape(t.shape))
 
 
 def make(out):
@@ -158,9 +135,10 @@ def make(out):
         x = torch.rand(4, 1, 28, 28)
         with torch.no_grad():
             io[f"{name}.input"], io[f"{name}.logits"] = x, model(x)
-        write_safetensors(out / f"interop_{name}.safetensors", to_regrad(model),
-                          {"model": name, "input": "1x28x28", "classes": "10"})
-    write_safetensors(out / "interop_io.safetensors", io, {})
+        safetensors_np.write(out / f"interop_{name}.safetensors",
+                             {k: t.detach().numpy() for k, t in to_regrad(model).items()},
+                             {"model": name, "input": "1x28x28", "classes": "10"})
+    safetensors_np.write(out / "interop_io.safetensors", {k: t.numpy() for k, t in io.items()})
     print(f"wrote interop fixtures for {', '.join(MODELS)} under {out}")
 
 
@@ -177,7 +155,7 @@ def check_regrad(binary):
                             "--checkpoint-dir", f"{tmp}/{name}", "--quiet"], check=True, capture_output=True)
             ckpt = f"{tmp}/{name}/last.safetensors"
             model = cls().eval()
-            from_regrad(model, read_safetensors(ckpt))
+            from_regrad(model, safetensors_np.read(ckpt)[0])
             with torch.no_grad():
                 p_torch = torch.softmax(model(x), 1).numpy()
             res = subprocess.run([binary, "predict", "--weights", ckpt, "--json", "--top", "10"] + images,
