@@ -68,6 +68,15 @@ static const char *const train_help =
     "  --trainable PATTERN   --freeze and --trainable apply in order): --freeze '*'\n"
     "                        --trainable '*conv5*' trains only conv5\n"
     "\n"
+    "Classic remedies (GRA is off with these unless --repair auto is given)\n"
+    "  --clip-norm C         scale all gradients down when their global norm exceeds C\n"
+    "  --clip-layer-norm C   scale each tensor's gradient down to norm C (Keras clipnorm)\n"
+    "  --clip-value V        clamp every gradient value to [-V, V]\n"
+    "  --agc L               adaptive gradient clipping: each unit's gradient at most L x\n"
+    "                        its weight norm (classifier excluded)\n"
+    "  --max-norm C          each unit's incoming weight norm at most C after every step\n"
+    "                        (Keras MaxNorm: dense rows, conv filters)\n"
+    "\n"
     "Gradient health\n"
     "  --repair MODE         auto (default): GRA probes the network, re-conditions unhealthy\n"
     "                        layers and repairs gradients every step; off: plain training\n"
@@ -84,7 +93,7 @@ enum {
     OPT_LR, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_VAL, OPT_SEED, OPT_THREADS, OPT_METRICS,
     OPT_QUIET, OPT_REPAIR, OPT_MONITOR, OPT_TEST_DATA, OPT_AUGMENT, OPT_WORKERS, OPT_CKPT_DIR,
     OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
-    OPT_FREEZE, OPT_TRAINABLE
+    OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM
 };
 
 static const struct option train_opts_table[] = {
@@ -120,6 +129,11 @@ static const struct option train_opts_table[] = {
     {"classes", required_argument, 0, OPT_CLASSES},
     {"freeze", required_argument, 0, OPT_FREEZE},
     {"trainable", required_argument, 0, OPT_TRAINABLE},
+    {"clip-norm", required_argument, 0, OPT_CLIP_NORM},
+    {"clip-layer-norm", required_argument, 0, OPT_CLIP_LAYER},
+    {"clip-value", required_argument, 0, OPT_CLIP_VALUE},
+    {"agc", required_argument, 0, OPT_AGC},
+    {"max-norm", required_argument, 0, OPT_MAX_NORM},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -254,7 +268,8 @@ typedef struct train_opts {
     long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
     long stop_after, classes;
     double lr, momentum, wd, val_split, smoothing;
-    bool partial, quiet, repair;
+    double clip_norm, clip_layer, clip_value, agc, max_norm;
+    bool partial, quiet, repair, repair_given;
     rg_loss_kind loss;
     rg_data_options dopt;
     int n_patterns;
@@ -301,7 +316,13 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
             if (strcmp(optarg, "auto") == 0) o->repair = true;
             else if (strcmp(optarg, "off") == 0) o->repair = false;
             else cli_error(cmd, "--repair '%s': use auto or off", optarg), ok = false;
+            o->repair_given = true;
             break;
+        case OPT_CLIP_NORM: ok = cli_float(cmd, "clip-norm", optarg, 0, 1e9, true, &o->clip_norm); break;
+        case OPT_CLIP_LAYER: ok = cli_float(cmd, "clip-layer-norm", optarg, 0, 1e9, true, &o->clip_layer); break;
+        case OPT_CLIP_VALUE: ok = cli_float(cmd, "clip-value", optarg, 0, 1e9, true, &o->clip_value); break;
+        case OPT_AGC: ok = cli_float(cmd, "agc", optarg, 0, 1e9, true, &o->agc); break;
+        case OPT_MAX_NORM: ok = cli_float(cmd, "max-norm", optarg, 0, 1e9, true, &o->max_norm); break;
         case OPT_MONITOR: ok = cli_int(cmd, "monitor-every", optarg, 1, 1L << 30, &o->monitor_every); break;
         case OPT_CKPT_DIR: o->checkpoint_dir = optarg; break;
         case OPT_CKPT_EVERY: ok = cli_int(cmd, "checkpoint-every", optarg, 1, 100000, &o->checkpoint_every); break;
@@ -414,6 +435,10 @@ int cmd_train(int argc, char **argv) {
         o.resume = resume_arg;
         o.stop_after = stop_after;
     }
+    /* The remedies are GRA's baselines: they run without it unless it is asked for. */
+    if (!o.repair_given && (o.clip_norm > 0 || o.clip_layer > 0 || o.clip_value > 0 || o.agc > 0 ||
+                            o.max_norm > 0))
+        o.repair = false;
     progress prog = {.tty = isatty(2), .quiet = o.quiet, .repair = o.repair};
 
     /* Validate every cheap argument before reading any data. */
@@ -549,7 +574,9 @@ int cmd_train(int argc, char **argv) {
                         .repair = prog.repair, .monitor_every = (int)o.monitor_every,
                         .checkpoint_dir = o.checkpoint_dir, .checkpoint_every = (int)o.checkpoint_every,
                         .keep = (int)o.keep, .meta = &meta, .resume = resume,
-                        .stop_after = (int)o.stop_after};
+                        .stop_after = (int)o.stop_after, .clip_norm = (float)o.clip_norm,
+                        .clip_tensor_norm = (float)o.clip_layer, .clip_value = (float)o.clip_value,
+                        .agc = (float)o.agc, .max_norm = (float)o.max_norm};
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                            .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &prog};
     double t0 = wall();

@@ -675,6 +675,25 @@ void rg_repair_after_update(rg_repair *r, long step);
 /* Actions taken so far (probe included). */
 long rg_repair_actions(const rg_repair *r);
 
+/* ---------------------------------------------------------------- gradient clipping, max-norm */
+
+/* On the trainable parameters' gradients (call after backward, before the optimizer):
+ * clamp each value to [-v, v]; scale each tensor whose norm exceeds c down to c (Keras
+ * clipnorm); scale all gradients by c / (norm + 1e-6) when their global norm exceeds c
+ * (torch clip_grad_norm_, which returns the norm before clipping); adaptive gradient
+ * clipping (Brock et al. 2021): each unit's gradient (a dense kernel's row, a conv
+ * kernel's output filter; other tensors element by element) is scaled down to
+ * lambda x max(|W_unit|, 1e-3), node `skip` (the classifier) excluded. */
+void rg_clip_grad_value(rg_graph *g, float v);
+void rg_clip_grad_tensor_norm(rg_graph *g, float c);
+double rg_clip_grad_norm(rg_graph *g, float c);
+void rg_clip_grad_agc(rg_graph *g, float lambda, rg_node skip);
+/* Max-norm (Keras MaxNorm, after the optimizer step): each unit's incoming weights (a
+ * dense kernel's row over its inputs, a conv filter over C x K x K: Keras's axis 0 for
+ * Dense, [0, 1, 2] for Conv2D) become w x min(|w|, c) / (1e-7 + |w|).  Biases are not
+ * constrained. */
+void rg_apply_max_norm(rg_graph *g, float c);
+
 /* ---------------------------------------------------------------- checkpoints */
 
 /* Extra checkpoint metadata: key/value strings (not copied). */
@@ -765,6 +784,10 @@ typedef struct rg_fit_config {
     /* Stop after this many epochs of this call (0: none), checkpointing there, as if the
      * run were interrupted: the schedule still spans all `epochs`. */
     int stop_after;
+    /* The classic remedies (0: off), applied in this order after GRA's gradient guards:
+     * clip_value, clip_tensor_norm, clip_norm, agc (classifier excluded); max_norm after
+     * the optimizer step. */
+    float clip_value, clip_tensor_norm, clip_norm, agc, max_norm;
 } rg_fit_config;
 
 /* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples

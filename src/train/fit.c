@@ -184,6 +184,14 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                        g->max_batch);
     if (!(cfg->val_split >= 0 && cfg->val_split < 1))
         return rg_fail(RG_ERR_ARG, "validation split %g is outside [0, 1)", (double)cfg->val_split);
+    const float limits[5] = {cfg->clip_value, cfg->clip_tensor_norm, cfg->clip_norm, cfg->agc,
+                             cfg->max_norm};
+    static const char *const limit_names[5] = {"clip value", "clip norm per tensor",
+                                               "global clip norm", "AGC lambda", "max-norm"};
+    for (int i = 0; i < 5; i++)
+        if (!(limits[i] >= 0) || !isfinite(limits[i]))
+            return rg_fail(RG_ERR_ARG, "%s %g must be positive (or 0 for off)", limit_names[i],
+                           (double)limits[i]);
     if (cfg->checkpoint_dir && cfg->checkpoint_every < 1)
         return rg_fail(RG_ERR_ARG, "checkpoint interval must be at least 1 epoch");
     rg_optim *opt = rg_optim_create(&cfg->optim, g->param_floats);
@@ -307,9 +315,14 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 skipped++;
             } else {
                 if (watch && before) memcpy(before, g->param_buf, g->param_floats * sizeof(float));
+                if (cfg->clip_value > 0) rg_clip_grad_value(g, cfg->clip_value);
+                if (cfg->clip_tensor_norm > 0) rg_clip_grad_tensor_norm(g, cfg->clip_tensor_norm);
+                if (cfg->clip_norm > 0) rg_clip_grad_norm(g, cfg->clip_norm);
+                if (cfg->agc > 0) rg_clip_grad_agc(g, cfg->agc, m->logits);
                 rg_repair_before_update(gra);
                 rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
                 rg_repair_after_update(gra, step);
+                if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);
                 if (watch && before) rg_monitor_note_update(mon, before);
             }
             if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
