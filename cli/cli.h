@@ -62,6 +62,25 @@ int cli_data_option(const char *cmd, int c, const char *arg, rg_data_options *o)
 /* Prints a library warning as "regrad: warning: ..." (thread-safe). */
 void cli_warn(void *user, const char *message);
 
+/* A model rebuilt from a checkpoint's metadata (model, input, classes), compiled for
+ * `batch`, its weights loaded; class_names parsed when present (trained.c). */
+typedef struct cli_trained {
+    rg_tensor_file *file;
+    rg_model m;
+    int c, h, w, classes;
+    struct cJSON *names; /* array of class names, or NULL */
+} cli_trained;
+/* Returns -1 when loaded, else the exit code after printing why. */
+int cli_load_trained(const char *cmd, const char *path, int batch, cli_trained *t);
+void cli_trained_free(cli_trained *t);
+const char *cli_class_name(const cli_trained *t, int k, char *buf, size_t len);
+/* Data options as the model was trained: input size, channels, preprocessing. */
+void cli_trained_data_options(const cli_trained *t, rg_data_options *o);
+
+/* Parses --structure weights|units, --scope layer|global, --criterion l1|l2 (opt names
+ * which) into o; prints and returns false on a bad value (cmd_prune.c). */
+bool cli_prune_option(const char *cmd, const char *opt, const char *arg, rg_prune_opts *o);
+
 int cmd_train(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -73,5 +92,6 @@ int cmd_bench_data(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 #endif

@@ -76,6 +76,10 @@ static const char *const train_help =
     "                        its weight norm (classifier excluded)\n"
     "  --max-norm C          each unit's incoming weight norm at most C after every step\n"
     "                        (Keras MaxNorm: dense rows, conv filters)\n"
+    "  --prune-schedule F:A:B  gradual magnitude pruning to fraction F at the end of epochs\n"
+    "                        A..B (cubic, Zhu & Gupta); with --prune-structure weights|units,\n"
+    "                        --prune-scope layer|global, --prune-criterion l1|l2 (see\n"
+    "                        'regrad prune --help')\n"
     "\n"
     "Gradient health\n"
     "  --repair MODE         auto (default): GRA probes the network, re-conditions unhealthy\n"
@@ -93,7 +97,8 @@ enum {
     OPT_LR, OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_VAL, OPT_SEED, OPT_THREADS, OPT_METRICS,
     OPT_QUIET, OPT_REPAIR, OPT_MONITOR, OPT_TEST_DATA, OPT_AUGMENT, OPT_WORKERS, OPT_CKPT_DIR,
     OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
-    OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM
+    OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM,
+    OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION
 };
 
 static const struct option train_opts_table[] = {
@@ -134,6 +139,10 @@ static const struct option train_opts_table[] = {
     {"clip-value", required_argument, 0, OPT_CLIP_VALUE},
     {"agc", required_argument, 0, OPT_AGC},
     {"max-norm", required_argument, 0, OPT_MAX_NORM},
+    {"prune-schedule", required_argument, 0, OPT_PRUNE_SCHEDULE},
+    {"prune-structure", required_argument, 0, OPT_PRUNE_STRUCTURE},
+    {"prune-scope", required_argument, 0, OPT_PRUNE_SCOPE},
+    {"prune-criterion", required_argument, 0, OPT_PRUNE_CRITERION},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -183,6 +192,7 @@ static void on_epoch(void *user, const rg_epoch_stats *s) {
         printf("  %.1fs  %.0f img/s", s->seconds, s->images_per_sec);
         if (p->repair) printf("  GRA %ld", s->repairs);
         if (s->skipped) printf("  skipped %ld", s->skipped);
+        if (s->sparsity > 0) printf("  sparsity %.3f", s->sparsity);
         printf("\n");
         fflush(stdout);
     }
@@ -195,6 +205,7 @@ static void on_epoch(void *user, const rg_epoch_stats *s) {
         cli_json_num(p->metrics, "lr", s->lr, false);
         cli_json_num(p->metrics, "seconds", s->seconds, false);
         cli_json_num(p->metrics, "images_per_sec", s->images_per_sec, false);
+        cli_json_num(p->metrics, "sparsity", s->sparsity, false);
         fprintf(p->metrics, "\"repairs\":%ld,\"skipped\":%ld}\n", s->repairs, s->skipped);
         fflush(p->metrics);
     }
@@ -269,6 +280,8 @@ typedef struct train_opts {
     long stop_after, classes;
     double lr, momentum, wd, val_split, smoothing;
     double clip_norm, clip_layer, clip_value, agc, max_norm;
+    rg_prune_opts prune;
+    int prune_start, prune_end;
     bool partial, quiet, repair, repair_given;
     rg_loss_kind loss;
     rg_data_options dopt;
@@ -323,6 +336,20 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
         case OPT_CLIP_VALUE: ok = cli_float(cmd, "clip-value", optarg, 0, 1e9, true, &o->clip_value); break;
         case OPT_AGC: ok = cli_float(cmd, "agc", optarg, 0, 1e9, true, &o->agc); break;
         case OPT_MAX_NORM: ok = cli_float(cmd, "max-norm", optarg, 0, 1e9, true, &o->max_norm); break;
+        case OPT_PRUNE_SCHEDULE: {
+            char tail;
+            if (sscanf(optarg, "%f:%d:%d%c", &o->prune.amount, &o->prune_start, &o->prune_end, &tail) != 3 ||
+                !(o->prune.amount > 0 && o->prune.amount < 1) || o->prune_start < 1 ||
+                o->prune_end < o->prune_start) {
+                cli_error(cmd, "--prune-schedule '%s': write AMOUNT:START:END, amount in (0, 1), "
+                               "epochs 1 <= START <= END, e.g. 0.8:2:6", optarg);
+                ok = false;
+            }
+            break;
+        }
+        case OPT_PRUNE_STRUCTURE: ok = cli_prune_option(cmd, "prune-structure", optarg, &o->prune); break;
+        case OPT_PRUNE_SCOPE: ok = cli_prune_option(cmd, "prune-scope", optarg, &o->prune); break;
+        case OPT_PRUNE_CRITERION: ok = cli_prune_option(cmd, "prune-criterion", optarg, &o->prune); break;
         case OPT_MONITOR: ok = cli_int(cmd, "monitor-every", optarg, 1, 1L << 30, &o->monitor_every); break;
         case OPT_CKPT_DIR: o->checkpoint_dir = optarg; break;
         case OPT_CKPT_EVERY: ok = cli_int(cmd, "checkpoint-every", optarg, 1, 100000, &o->checkpoint_every); break;
@@ -396,7 +423,7 @@ int cmd_train(int argc, char **argv) {
                     .schedule_text = "constant", .augment_text = "none", .epochs = 1,
                     .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
                     .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
-                    .dopt = {.warn = cli_warn}};
+                    .dopt = {.warn = cli_warn}, .prune = {.norm = 2}};
     int r = parse_args(cmd, argc, argv, &o);
     if (r >= 0) return r;
     rg_tensor_file *resume = NULL, *weights = NULL;
@@ -426,7 +453,7 @@ int cmd_train(int argc, char **argv) {
                             .schedule_text = "constant", .augment_text = "none", .epochs = 1,
                             .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
                             .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
-                            .dopt = {.warn = cli_warn}};
+                            .dopt = {.warn = cli_warn}, .prune = {.norm = 2}};
         o = fresh;
         if ((r = parse_args(cmd, n + 1, replay, &o)) >= 0 || (r = parse_args(cmd, argc, argv, &o)) >= 0) {
             code = r;
@@ -576,7 +603,8 @@ int cmd_train(int argc, char **argv) {
                         .keep = (int)o.keep, .meta = &meta, .resume = resume,
                         .stop_after = (int)o.stop_after, .clip_norm = (float)o.clip_norm,
                         .clip_tensor_norm = (float)o.clip_layer, .clip_value = (float)o.clip_value,
-                        .agc = (float)o.agc, .max_norm = (float)o.max_norm};
+                        .agc = (float)o.agc, .max_norm = (float)o.max_norm, .prune = o.prune,
+                        .prune_start = o.prune_start, .prune_end = o.prune_end};
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                            .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &prog};
     double t0 = wall();

@@ -14,65 +14,6 @@
 
 enum { OPT_WEIGHTS = 256, OPT_DATA, OPT_JSON, OPT_TOP, OPT_BATCH, OPT_THREADS, OPT_FULL };
 
-/* A model rebuilt from a checkpoint's metadata, its weights loaded, with what it was
- * trained on. */
-typedef struct trained {
-    rg_tensor_file *file;
-    rg_model m;
-    int c, h, w, classes;
-    cJSON *names; /* array of class names, or NULL */
-} trained;
-
-static void trained_free(trained *t) {
-    rg_model_free(&t->m);
-    rg_tensor_file_free(t->file);
-    cJSON_Delete(t->names);
-}
-
-static int load_trained(const char *cmd, const char *path, int batch, trained *t) {
-    memset(t, 0, sizeof *t);
-    rg_status s = rg_safetensors_load(path, &t->file);
-    if (s) return cli_fail(cmd, s);
-    const char *spec = rg_tensor_file_meta(t->file, "model");
-    const char *input = rg_tensor_file_meta(t->file, "input");
-    const char *classes = rg_tensor_file_meta(t->file, "classes");
-    char tail;
-    if (!spec || !input || !classes || sscanf(input, "%dx%dx%d%c", &t->c, &t->h, &t->w, &tail) != 3 ||
-        sscanf(classes, "%d%c", &t->classes, &tail) != 1) {
-        cli_error(cmd, "'%s' has no model description (model, input, classes in its metadata): "
-                       "use a checkpoint written by regrad", path);
-        return EXIT_USAGE;
-    }
-    if ((s = rg_model_build(spec, t->c, t->h, t->w, t->classes, RG_LOSS_XENT, 0, 0, &t->m)) ||
-        (s = rg_graph_compile(t->m.graph, batch)) || (s = rg_model_load(&t->m, t->file, 0, NULL)))
-        return cli_fail(cmd, s);
-    const char *names = rg_tensor_file_meta(t->file, "class_names");
-    if (names) {
-        t->names = cJSON_Parse(names);
-        if (!cJSON_IsArray(t->names) || cJSON_GetArraySize(t->names) > t->classes) {
-            cJSON_Delete(t->names);
-            t->names = NULL;
-        }
-    }
-    return -1;
-}
-
-static const char *class_name(const trained *t, int k, char *buf, size_t len) {
-    const cJSON *n = t->names ? cJSON_GetArrayItem(t->names, k) : NULL;
-    if (cJSON_IsString(n)) return n->valuestring;
-    snprintf(buf, len, "%d", k);
-    return buf;
-}
-
-/* Data options as the model was trained: its input size and channels, its preprocessing. */
-static void trained_data_options(const trained *t, rg_data_options *o) {
-    if (!o->channels) o->channels = t->c;
-    if (!o->height) o->height = t->h, o->width = t->w;
-    if (!o->max_pixels) o->max_pixels = RG_DEFAULT_MAX_PIXELS;
-    const char *pre = rg_tensor_file_meta(t->file, "preprocess");
-    if (pre && o->preprocess == RG_PRE_SCALE01) rg_preprocess_parse(pre, &o->preprocess);
-}
-
 static const struct option use_opts[] = {
     {"weights", required_argument, 0, OPT_WEIGHTS},
     {"data", required_argument, 0, OPT_DATA},
@@ -146,10 +87,10 @@ int cmd_eval(int argc, char **argv) {
                                      : "--weights FILE is required%s", optind < argc ? argv[optind] : "");
         return EXIT_USAGE;
     }
-    trained t;
+    cli_trained t;
     rg_dataset *train = NULL, *test = NULL;
     long *conf = NULL;
-    if ((r = load_trained(cmd, a.weights, (int)a.batch, &t)) >= 0) goto done;
+    if ((r = cli_load_trained(cmd, a.weights, (int)a.batch, &t)) >= 0) goto done;
     r = 0;
     const char *spec = a.data ? a.data : rg_tensor_file_meta(t.file, "data");
     if (!spec) {
@@ -157,7 +98,7 @@ int cmd_eval(int argc, char **argv) {
         r = EXIT_USAGE;
         goto done;
     }
-    trained_data_options(&t, &a.dopt);
+    cli_trained_data_options(&t, &a.dopt);
     rg_status s = rg_dataset_open(spec, &a.dopt, &train, &test);
     rg_dataset *d = test ? test : train;
     if (!s && d->classes > t.classes)
@@ -189,7 +130,7 @@ int cmd_eval(int argc, char **argv) {
                 cJSON_AddItemToArray(line, cJSON_CreateNumber((double)conf[(size_t)i * k + j]));
             cJSON_AddItemToArray(cm, line);
             cJSON *c = cJSON_CreateObject();
-            cJSON_AddStringToObject(c, "class", class_name(&t, i, buf, sizeof buf));
+            cJSON_AddStringToObject(c, "class", cli_class_name(&t, i, buf, sizeof buf));
             cJSON_AddNumberToObject(c, "samples", (double)row);
             if (row) cJSON_AddNumberToObject(c, "accuracy", (double)conf[(size_t)i * k + i] / row);
             else cJSON_AddNullToObject(c, "accuracy");
@@ -206,7 +147,7 @@ int cmd_eval(int argc, char **argv) {
     for (int i = 0; i < k; i++) {
         long row = 0;
         for (int j = 0; j < k; j++) row += conf[(size_t)i * k + j];
-        printf("%-20.20s %8ld ", class_name(&t, i, buf, sizeof buf), row);
+        printf("%-20.20s %8ld ", cli_class_name(&t, i, buf, sizeof buf), row);
         if (row) printf("%9.4f\n", (double)conf[(size_t)i * k + i] / row);
         else printf("%9s\n", "-");
     }
@@ -222,7 +163,7 @@ done:
     free(conf);
     rg_dataset_free(train);
     rg_dataset_free(test);
-    trained_free(&t);
+    cli_trained_free(&t);
     return r;
 }
 
@@ -250,15 +191,15 @@ int cmd_predict(int argc, char **argv) {
         return EXIT_USAGE;
     }
     const int n = argc - optind;
-    trained t;
-    if ((r = load_trained(cmd, a.weights, n < 32 ? n : 32, &t)) >= 0) {
-        trained_free(&t);
+    cli_trained t;
+    if ((r = cli_load_trained(cmd, a.weights, n < 32 ? n : 32, &t)) >= 0) {
+        cli_trained_free(&t);
         return r;
     }
     r = 0;
     /* The images as a dataset of files: decoded, resized and preprocessed as in training. */
     a.dopt.strict = true;
-    trained_data_options(&t, &a.dopt);
+    cli_trained_data_options(&t, &a.dopt);
     rg_dataset d = {.n = n, .c = t.c, .h = t.h, .w = t.w, .classes = t.classes,
                     .paths = argv + optind, .opt = a.dopt};
     int *labels = calloc((size_t)n, sizeof *labels), *idx = malloc((size_t)n * sizeof *idx);
@@ -305,7 +246,7 @@ int cmd_predict(int argc, char **argv) {
                 cJSON_AddStringToObject(o, "image", path);
                 for (int x = 0; x < top; x++) {
                     cJSON *e = cJSON_CreateObject();
-                    cJSON_AddStringToObject(e, "class", class_name(&t, rank[x], buf, sizeof buf));
+                    cJSON_AddStringToObject(e, "class", cli_class_name(&t, rank[x], buf, sizeof buf));
                     cJSON_AddNumberToObject(e, "index", rank[x]);
                     cJSON_AddNumberToObject(e, "probability", prob[rank[x]]);
                     cJSON_AddItemToArray(list, e);
@@ -317,7 +258,7 @@ int cmd_predict(int argc, char **argv) {
             } else {
                 printf("%s:", path);
                 for (int x = 0; x < top; x++)
-                    printf("%s %s %.4f", x ? "," : "", class_name(&t, rank[x], buf, sizeof buf),
+                    printf("%s %s %.4f", x ? "," : "", cli_class_name(&t, rank[x], buf, sizeof buf),
                            (double)prob[rank[x]]);
                 printf("\n");
             }
@@ -325,7 +266,7 @@ int cmd_predict(int argc, char **argv) {
     }
 done:
     free(labels), free(idx), free(bad), free(prob), free(rank);
-    trained_free(&t);
+    cli_trained_free(&t);
     return r;
 }
 

@@ -694,6 +694,41 @@ void rg_clip_grad_agc(rg_graph *g, float lambda, rg_node skip);
  * constrained. */
 void rg_apply_max_norm(rg_graph *g, float c);
 
+/* ---------------------------------------------------------------- pruning */
+
+typedef enum rg_prune_structure {
+    RG_PRUNE_WEIGHTS = 0, /* single weights, by |w| */
+    RG_PRUNE_UNITS        /* whole outputs (a dense row, a conv filter, and its bias), by the
+                             norm of their incoming weights */
+} rg_prune_structure;
+
+typedef struct rg_prune_opts {
+    float amount;       /* target fraction pruned, counting what is pruned already */
+    float threshold;    /* > 0: prune scores below it instead of an amount */
+    bool global;        /* rank across layers (units: by norm per weight) vs per layer */
+    rg_prune_structure structure;
+    int norm;           /* units: 1 (L1) or 2 (L2) */
+} rg_prune_opts;
+
+typedef struct rg_prune_report {
+    int layers;         /* prunable layers: dense and conv kernels, the classifier excepted */
+    long prunable, pruned;
+    double sparsity;    /* pruned / prunable */
+} rg_prune_report;
+
+/* Magnitude pruning of a compiled model's dense and conv kernels (not the classifier's):
+ * pruned weights become 0 and masked, and stay 0 while rg_fit trains on (masks are saved
+ * in checkpoints as "mask.<parameter>"). */
+rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *report);
+/* Multiplies the parameters by their masks (nothing when no mask exists); forgets them. */
+void rg_graph_apply_masks(rg_graph *g);
+void rg_graph_clear_masks(rg_graph *g);
+/* Parameter i's mask (NULL when nothing is pruned), and setting it (values 0 or 1). */
+const float *rg_graph_mask(const rg_graph *g, int i);
+rg_status rg_graph_set_mask(rg_graph *g, int i, const float *mask);
+/* The fraction of parameter i's values that are exactly 0. */
+double rg_param_sparsity(const rg_graph *g, int i);
+
 /* ---------------------------------------------------------------- checkpoints */
 
 /* Extra checkpoint metadata: key/value strings (not copied). */
@@ -736,6 +771,7 @@ typedef struct rg_epoch_stats {
     double lr;
     long repairs;        /* GRA actions during the epoch (the probe counts in epoch 1) */
     long skipped;        /* steps skipped for non-finite gradients */
+    double sparsity;     /* after this epoch's pruning step (0 without a schedule) */
 } rg_epoch_stats;
 
 /* Called after each batch (for progress) and each epoch; may be NULL. */
@@ -788,6 +824,11 @@ typedef struct rg_fit_config {
      * clip_value, clip_tensor_norm, clip_norm, agc (classifier excluded); max_norm after
      * the optimizer step. */
     float clip_value, clip_tensor_norm, clip_norm, agc, max_norm;
+    /* Gradual magnitude pruning (Zhu & Gupta's cubic schedule) at the end of epochs
+     * prune_start..prune_end (1-based): the amount rises to prune.amount as
+     * 1 - (1 - t)^3 with t the fraction of those epochs done.  prune_end 0: off. */
+    rg_prune_opts prune;
+    int prune_start, prune_end;
 } rg_fit_config;
 
 /* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples

@@ -125,6 +125,7 @@ struct rg_graph {
     size_t param_floats;
     float *param_buf;     /* one allocation: every parameter */
     float *grad_buf;      /* same layout */
+    float *mask_buf;      /* same layout, 0 or 1, once something is pruned (else NULL) */
     size_t state_floats;
     float *state_buf;     /* one allocation: every state tensor (batch-norm statistics) */
     float *act_buf;       /* one allocation: every node's out, dout, aux */

@@ -144,10 +144,161 @@ static void max_norm_axes(void **state) {
     rg_dataset_free(d);
 }
 
+/* a 3-layer MLP on 4x4 inputs, 3 classes: dense_1 16->24, dense_2 24->24, dense_3 24->3 */
+static rg_model mlp(uint64_t seed) {
+    rg_model m;
+    assert_int_equal(rg_model_build("mlp:depth=2,width=24", 1, 4, 4, 3, RG_LOSS_XENT, 0, seed, &m), RG_OK);
+    assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
+    return m;
+}
+
+static size_t zeros(const float *x, size_t n) {
+    size_t z = 0;
+    for (size_t i = 0; i < n; i++) z += x[i] == 0.0f;
+    return z;
+}
+
+static void prune_weights_and_units(void **state) {
+    rg_param_info k1, k2, k3, b1;
+    /* weights, per layer: exactly round(F n) zeros in each kernel, the smallest |w|; the
+     * classifier kept whole */
+    rg_model m = mlp(1);
+    rg_prune_opts o = {.amount = 0.5f, .norm = 2};
+    rg_prune_report r;
+    assert_int_equal(rg_prune(&m, &o, &r), RG_OK);
+    rg_graph_param(m.graph, 0, &k1), rg_graph_param(m.graph, 2, &k2), rg_graph_param(m.graph, 4, &k3);
+    assert_int_equal(zeros(k1.data, k1.size), 192);
+    assert_int_equal(zeros(k2.data, k2.size), 288);
+    assert_int_equal(zeros(k3.data, k3.size), 0);
+    assert_int_equal(r.layers, 2);
+    assert_int_equal(r.pruned, 480);
+    assert_true(fabs(r.sparsity - 0.5) < 1e-12);
+    rg_model fresh = mlp(1);
+    rg_param_info f1;
+    rg_graph_param(fresh.graph, 0, &f1);
+    float kept_min = INFINITY, cut_max = 0;
+    for (size_t i = 0; i < k1.size; i++) {
+        if (k1.data[i] == 0) cut_max = fmaxf(cut_max, fabsf(f1.data[i]));
+        else kept_min = fminf(kept_min, fabsf(k1.data[i]));
+    }
+    assert_true(cut_max <= kept_min);
+    /* cumulative: 0.3 after 0.5 prunes nothing more; 0.7 reaches 0.7 */
+    o.amount = 0.3f;
+    assert_int_equal(rg_prune(&m, &o, &r), RG_OK);
+    assert_int_equal(r.pruned, 480);
+    o.amount = 0.7f;
+    assert_int_equal(rg_prune(&m, &o, &r), RG_OK);
+    assert_int_equal(r.pruned, 269 + 403); /* round(0.7 x 384), round(0.7 x 576) */
+    rg_model_free(&m);
+    rg_model_free(&fresh);
+
+    /* weights, global: round(F total) in all, by one |w| cut */
+    m = mlp(2);
+    o = (rg_prune_opts){.amount = 0.4f, .global = true, .norm = 2};
+    assert_int_equal(rg_prune(&m, &o, &r), RG_OK);
+    assert_int_equal(r.pruned, 384); /* round(0.4 x 960) */
+    rg_model_free(&m);
+
+    /* units, per layer, L2: whole rows and their bias; kept rows outweigh cut ones */
+    m = mlp(3);
+    fresh = mlp(3);
+    o = (rg_prune_opts){.amount = 0.25f, .structure = RG_PRUNE_UNITS, .norm = 2};
+    assert_int_equal(rg_prune(&m, &o, &r), RG_OK);
+    rg_graph_param(m.graph, 0, &k1), rg_graph_param(m.graph, 1, &b1);
+    rg_graph_param(fresh.graph, 0, &f1);
+    int cut_rows = 0;
+    double cut_norm = 0, kept_norm = INFINITY;
+    for (int u = 0; u < 24; u++) {
+        const size_t z = zeros(k1.data + u * 16, 16);
+        assert_true(z == 0 || z == 16);
+        double nrm = 0;
+        for (int j = 0; j < 16; j++) nrm += (double)f1.data[u * 16 + j] * f1.data[u * 16 + j];
+        if (z == 16) {
+            cut_rows++;
+            assert_true(b1.data[u] == 0.0f);
+            cut_norm = fmax(cut_norm, nrm);
+        } else {
+            kept_norm = fmin(kept_norm, nrm);
+        }
+    }
+    assert_int_equal(cut_rows, 6);
+    assert_true(cut_norm <= kept_norm);
+    rg_model_free(&m);
+    rg_model_free(&fresh);
+
+    /* a threshold: exactly the weights below it */
+    m = mlp(4);
+    fresh = mlp(4);
+    o = (rg_prune_opts){.threshold = 0.2f, .norm = 2};
+    assert_int_equal(rg_prune(&m, &o, &r), RG_OK);
+    rg_graph_param(m.graph, 2, &k2);
+    rg_param_info f2;
+    rg_graph_param(fresh.graph, 2, &f2);
+    for (size_t i = 0; i < k2.size; i++) assert_true((k2.data[i] == 0) == (fabsf(f2.data[i]) < 0.2f));
+    /* bad options */
+    o = (rg_prune_opts){.amount = 1.5f, .norm = 2};
+    assert_int_equal(rg_prune(&m, &o, &r), RG_ERR_ARG);
+    o = (rg_prune_opts){.amount = 0.5f, .norm = 3};
+    assert_int_equal(rg_prune(&m, &o, &r), RG_ERR_ARG);
+    rg_model_free(&m);
+    rg_model_free(&fresh);
+}
+
+static void record_sparsity(void *user, const rg_epoch_stats *s) {
+    ((double *)user)[s->epoch - 1] = s->sparsity;
+}
+
+/* Masks keep pruned weights at 0 while training, go into checkpoints and come back. */
+static void masks_persist(void **state) {
+    rg_dataset *d = synthetic(200, 3, 2);
+    rg_model m = mlp(5);
+    rg_prune_opts o = {.amount = 0.6f, .norm = 2};
+    assert_int_equal(rg_prune(&m, &o, NULL), RG_OK);
+    rg_fit_config c = {.epochs = 2, .batch = 16, .seed = 1, .optim = rg_optim_defaults(RG_OPTIM_ADAMW)};
+    assert_int_equal(rg_fit(&m, d, &c, NULL), RG_OK);
+    rg_param_info k1;
+    rg_graph_param(m.graph, 0, &k1);
+    assert_int_equal(zeros(k1.data, k1.size), 230); /* round(0.6 x 384) */
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/regrad-pruned-%d.safetensors", (int)getpid());
+    assert_int_equal(rg_model_save(&m, path, NULL), RG_OK);
+    rg_tensor_file *f;
+    assert_int_equal(rg_safetensors_load(path, &f), RG_OK);
+    unlink(path);
+    assert_non_null(rg_tensor_file_find(f, "mask.dense_1.kernel", NULL, NULL, NULL));
+    assert_null(rg_tensor_file_find(f, "mask.dense_3.kernel", NULL, NULL, NULL));
+    rg_model again = mlp(6);
+    assert_int_equal(rg_model_load(&again, f, RG_LOAD_STRICT, NULL), RG_OK);
+    assert_non_null(rg_graph_mask(again.graph, 0));
+    assert_int_equal(rg_fit(&again, d, &c, NULL), RG_OK); /* fine-tuning keeps the zeros */
+    rg_graph_param(again.graph, 0, &k1);
+    assert_int_equal(zeros(k1.data, k1.size), 230);
+    rg_tensor_file_free(f);
+    rg_model_free(&again);
+    rg_model_free(&m);
+
+    /* a gradual schedule: 0.8 over epochs 1..3, Zhu & Gupta's cubic steps */
+    m = mlp(7);
+    double sparsity[4] = {0};
+    rg_fit_callbacks cb = {.on_epoch = record_sparsity, .user = sparsity};
+    c.epochs = 4, c.prune = (rg_prune_opts){.amount = 0.8f, .norm = 2}, c.prune_start = 1, c.prune_end = 3;
+    assert_int_equal(rg_fit(&m, d, &c, &cb), RG_OK);
+    const double want[4] = {0.8 * (1 - pow(2.0 / 3, 3)), 0.8 * (1 - pow(1.0 / 3, 3)), 0.8, 0.8};
+    for (int e = 0; e < 4; e++) assert_true(fabs(sparsity[e] - want[e]) < 0.003);
+    rg_graph_param(m.graph, 0, &k1);
+    assert_int_equal(zeros(k1.data, k1.size), 307); /* round(0.8 x 384) */
+    c.prune_start = 3, c.prune_end = 2;
+    assert_int_equal(rg_fit(&m, d, &c, NULL), RG_ERR_ARG);
+    rg_model_free(&m);
+    rg_dataset_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clipping),
         cmocka_unit_test(max_norm_axes),
+        cmocka_unit_test(prune_weights_and_units),
+        cmocka_unit_test(masks_persist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,7 @@ void rg_graph_free(rg_graph *g) {
     free(g->params);
     free(g->param_buf);
     free(g->grad_buf);
+    free(g->mask_buf);
     free(g->state_buf);
     free(g->act_buf);
     free(g->workspace);

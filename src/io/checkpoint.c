@@ -56,6 +56,17 @@ static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const rg_meta
         const float *data = (p->state ? g->state_buf : g->param_buf) + p->offset;
         s = rg_tensor_writer_add(w, p->name, data, p->ndim, p->shape);
     }
+    /* pruning masks, for the tensors that have a pruned value */
+    char name[RG_NAME_MAX + 48];
+    for (int i = 0; i < g->n_params && !s && g->mask_buf; i++) {
+        const rg_param_impl *p = &g->params[i];
+        const float *mk = rg_graph_mask(g, i);
+        bool any = false;
+        for (size_t j = 0; mk && j < p->size && !any; j++) any = mk[j] == 0.0f;
+        if (!any) continue;
+        snprintf(name, sizeof name, "mask.%s", p->name);
+        s = rg_tensor_writer_add(w, name, mk, p->ndim, p->shape);
+    }
     return s;
 }
 
@@ -120,6 +131,11 @@ rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load
         const char *name = rg_tensor_file_name(f, k);
         if (found[k] || strncmp(name, "optimizer.", 10) == 0 || strncmp(name, "gra.", 4) == 0)
             continue;
+        if (strncmp(name, "mask.", 5) == 0) { /* a pruning mask: of a tensor the model has? */
+            bool known = false;
+            for (int i = 0; i < g->n_params && !known; i++) known = strcmp(g->params[i].name, name + 5) == 0;
+            if (known) continue;
+        }
         if (!r.unexpected++) snprintf(r.first_unexpected, sizeof r.first_unexpected, "%s", name);
     }
     free(found);
@@ -132,7 +148,8 @@ rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load
                        r.missing ? ")" : "", r.unexpected, r.unexpected ? " (" : "",
                        r.first_unexpected, r.unexpected ? ")" : "", r.mismatched,
                        r.mismatched ? " (" : "", r.first_mismatched, r.mismatched ? ")" : "");
-    /* 2. copy what fits */
+    /* 2. copy what fits, and the pruning masks of what was loaded */
+    char mask_name[RG_NAME_MAX + 48];
     for (int i = 0; i < g->n_params; i++) {
         const rg_param_impl *p = &g->params[i];
         int ndim, shape[RG_MAX_DIMS];
@@ -141,7 +158,14 @@ rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load
         if (!data || !same_shape(p, ndim, shape)) continue;
         memcpy((p->state ? g->state_buf : g->param_buf) + p->offset, data, p->size * sizeof(float));
         r.loaded++;
+        snprintf(mask_name, sizeof mask_name, "mask.%s", p->name);
+        const float *mask = rg_tensor_file_find(f, mask_name, &count, NULL, NULL);
+        if (mask && count == p->size) {
+            rg_status s = rg_graph_set_mask(g, i, mask);
+            if (s) return s;
+        }
     }
+    rg_graph_apply_masks(g);
     if (out) *out = r;
     return RG_OK;
 }

@@ -192,6 +192,10 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         if (!(limits[i] >= 0) || !isfinite(limits[i]))
             return rg_fail(RG_ERR_ARG, "%s %g must be positive (or 0 for off)", limit_names[i],
                            (double)limits[i]);
+    if (cfg->prune_end > 0 && (cfg->prune_start < 1 || cfg->prune_start > cfg->prune_end ||
+                               !(cfg->prune.amount > 0 && cfg->prune.amount < 1)))
+        return rg_fail(RG_ERR_ARG, "pruning schedule: the amount must be in (0, 1) and the "
+                                   "epochs 1 <= start <= end");
     if (cfg->checkpoint_dir && cfg->checkpoint_every < 1)
         return rg_fail(RG_ERR_ARG, "checkpoint interval must be at least 1 epoch");
     rg_optim *opt = rg_optim_create(&cfg->optim, g->param_floats);
@@ -323,6 +327,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
                 rg_repair_after_update(gra, step);
                 if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);
+                rg_graph_apply_masks(g); /* pruned weights stay 0 */
                 if (watch && before) rg_monitor_note_update(mon, before);
             }
             if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
@@ -348,6 +353,19 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         if (n_val > 0) {
             s = rg_evaluate(m, train, order + n_train, n_val, &st.val_loss, &st.val_acc);
             if (s) break;
+        }
+        if (cfg->prune_end > 0 && epoch + 1 >= cfg->prune_start) {
+            /* Zhu & Gupta: s = s_final (1 - (1 - t)^3), t from 1/n to 1 over the n epochs;
+             * after them the target again, which prunes nothing new (masked weights are 0
+             * and rank first) but reports the sparsity */
+            const int e = epoch + 1 < cfg->prune_end ? epoch + 1 : cfg->prune_end;
+            const double t = (double)(e + 1 - cfg->prune_start) /
+                             (double)(cfg->prune_end - cfg->prune_start + 1);
+            rg_prune_opts po = cfg->prune;
+            po.amount = (float)(cfg->prune.amount * (1 - pow(1 - t, 3)));
+            rg_prune_report pr;
+            if ((s = rg_prune(m, &po, &pr))) break;
+            st.sparsity = pr.sparsity;
         }
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &st);
         if (cfg->checkpoint_dir &&

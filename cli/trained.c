@@ -1,0 +1,63 @@
+/*
+ * trained.c — a model rebuilt from a checkpoint, for the commands that use one (eval,
+ * predict, prune): the spec, input shape and class count from its metadata, the weights
+ * (and pruning masks) loaded by name, the class names and preprocessing it was trained
+ * with.
+ */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_trained_free(cli_trained *t) {
+    rg_model_free(&t->m);
+    rg_tensor_file_free(t->file);
+    cJSON_Delete(t->names);
+}
+
+int cli_load_trained(const char *cmd, const char *path, int batch, cli_trained *t) {
+    memset(t, 0, sizeof *t);
+    rg_status s = rg_safetensors_load(path, &t->file);
+    if (s) return cli_fail(cmd, s);
+    const char *spec = rg_tensor_file_meta(t->file, "model");
+    const char *input = rg_tensor_file_meta(t->file, "input");
+    const char *classes = rg_tensor_file_meta(t->file, "classes");
+    char tail;
+    if (!spec || !input || !classes || sscanf(input, "%dx%dx%d%c", &t->c, &t->h, &t->w, &tail) != 3 ||
+        sscanf(classes, "%d%c", &t->classes, &tail) != 1) {
+        cli_error(cmd, "'%s' has no model description (model, input, classes in its metadata): "
+                       "use a checkpoint written by regrad", path);
+        return EXIT_USAGE;
+    }
+    if ((s = rg_model_build(spec, t->c, t->h, t->w, t->classes, RG_LOSS_XENT, 0, 0, &t->m)) ||
+        (s = rg_graph_compile(t->m.graph, batch)) || (s = rg_model_load(&t->m, t->file, 0, NULL)))
+        return cli_fail(cmd, s);
+    const char *names = rg_tensor_file_meta(t->file, "class_names");
+    if (names) {
+        t->names = cJSON_Parse(names);
+        if (!cJSON_IsArray(t->names) || cJSON_GetArraySize(t->names) > t->classes) {
+            cJSON_Delete(t->names);
+            t->names = NULL;
+        }
+    }
+    return -1;
+}
+
+const char *cli_class_name(const cli_trained *t, int k, char *buf, size_t len) {
+    const cJSON *n = t->names ? cJSON_GetArrayItem(t->names, k) : NULL;
+    if (cJSON_IsString(n)) return n->valuestring;
+    snprintf(buf, len, "%d", k);
+    return buf;
+}
+
+/* Data options as the model was trained: its input size and channels, its preprocessing. */
+void cli_trained_data_options(const cli_trained *t, rg_data_options *o) {
+    if (!o->channels) o->channels = t->c;
+    if (!o->height) o->height = t->h, o->width = t->w;
+    if (!o->max_pixels) o->max_pixels = RG_DEFAULT_MAX_PIXELS;
+    const char *pre = rg_tensor_file_meta(t->file, "preprocess");
+    if (pre && o->preprocess == RG_PRE_SCALE01) rg_preprocess_parse(pre, &o->preprocess);
+}
+
