@@ -232,5 +232,20 @@ expect 1 "too short" inspect "$tmp/tiny.safetensors"
 expect 1 "missing or not a regular file" eval --weights "$tmp/none.safetensors"
 expect 1 "does not fit the file" train --resume "$tmp/trunc.safetensors"
 
+# ---- the classic remedies: clipping, max-norm, pruning
+expect 0 "Usage: regrad prune" prune --help
+expect 0 "sparsity 0.5000" prune --weights "$tmp/ckA/last.safetensors" --amount 0.5 --out "$tmp/p50.safetensors"
+expect 0 "mask.dense_1.kernel" inspect "$tmp/p50.safetensors"
+expect 0 "0.90     0.9000" prune --weights "$tmp/ckA/last.safetensors" --sweep 0.5,0.9 --structure weights
+expect 2 "amount '2'" prune --weights "$tmp/ckA/last.safetensors" --amount 2 --out "$tmp/x.safetensors"
+expect 2 "--out FILE is required" prune --weights "$tmp/ckA/last.safetensors" --amount 0.5
+expect 2 "one of --amount" prune --weights "$tmp/ckA/last.safetensors" --amount 0.5 --sweep 0.1 --out "$tmp/x"
+expect 2 "--structure 'rows'" prune --weights "$tmp/ckA/last.safetensors" --amount 0.5 --structure rows --out "$tmp/x"
+expect 2 "clip-norm '0'" train --clip-norm 0
+expect 2 "max-norm '-3'" train --max-norm -3
+expect 2 "prune-schedule '0.5:3:2'" train --prune-schedule 0.5:3:2
+expect 0 "GRA off" train --limit 512 --clip-norm 1 --agc 0.05 --max-norm 3
+expect 0 "sparsity 0.600" train --limit 1024 --epochs 2 --prune-schedule 0.6:1:2
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
