@@ -21,7 +21,10 @@ static const char *const experiment_help =
     "  --acts LIST        sigmoid,tanh (default); any activation\n"
     "  --optimizers LIST  adam (lr 1e-3), sgd (lr 0.01, momentum 0.9); default both\n"
     "  --remedies LIST    off, gra, relu_he (relu + He init), bn (batch norm),\n"
-    "                     residual (skip connections); default all\n"
+    "                     residual (skip connections), maxnorm (max-norm 3), clip\n"
+    "                     (global gradient norm 1), agc (adaptive clipping 0.01), prune\n"
+    "                     (train, prune half of each layer's weights, fine-tune one\n"
+    "                     more epoch); default all\n"
     "  --epochs N         epochs per run (default 1)\n"
     "  --seeds N          seeds per cell; the tables show the mean and spread (default 1)\n"
     "  --first-seed N     the first seed (default 1): seeds N..N+seeds-1\n"
@@ -70,7 +73,14 @@ static bool split(const char *cmd, const char *opt, const char *text, list *out)
     return out->n > 0;
 }
 
-static const char *const remedy_names[] = {"off", "gra", "relu_he", "bn", "residual"};
+static const char *const remedy_names[] = {"off", "gra", "relu_he", "bn", "residual",
+                                           "maxnorm", "clip", "agc", "prune"};
+#define REMEDY_LIST "off,gra,relu_he,bn,residual,maxnorm,clip,agc,prune"
+/* The remedies' settings: the common defaults of their papers and libraries. */
+#define EXP_MAX_NORM 3.0f   /* Srivastava et al. 2014 use 3-4 */
+#define EXP_CLIP_NORM 1.0f  /* the usual global clip */
+#define EXP_AGC 0.01f       /* NFNets' lambda */
+#define EXP_PRUNE 0.5f      /* half of each hidden layer's weights */
 
 typedef struct run_result {
     double acc, ratio, seconds;
@@ -83,10 +93,12 @@ static void count_repair(void *user, const rg_repair_event *e) {
     ++*(long *)user;
 }
 
-/* One training run; ratio is |dW first| / |dW last| on 256 test images after training. */
-static rg_status run_one(const char *spec, bool repair, const char *optim, int epochs,
+/* One training run with one remedy; ratio is |dW first| / |dW last| on 128 test images
+ * after training. */
+static rg_status run_one(const char *spec, const char *remedy, const char *optim, int epochs,
                          uint64_t seed, const rg_dataset *train, const rg_dataset *test,
                          run_result *r) {
+    const bool repair = !strcmp(remedy, "gra");
     rg_model m;
     rg_status s = rg_model_build(spec, train->c, train->h, train->w, train->classes,
                                  RG_LOSS_XENT, 0, seed, &m);
@@ -96,6 +108,9 @@ static rg_status run_one(const char *spec, bool repair, const char *optim, int e
         return s;
     }
     rg_fit_config fc = {.epochs = epochs, .batch = 128, .seed = seed, .repair = repair};
+    if (!strcmp(remedy, "maxnorm")) fc.max_norm = EXP_MAX_NORM;
+    if (!strcmp(remedy, "clip")) fc.clip_norm = EXP_CLIP_NORM;
+    if (!strcmp(remedy, "agc")) fc.agc = EXP_AGC;
     rg_schedule_parse("constant", &fc.schedule);
     if (strcmp(optim, "adam") == 0) {
         fc.optim = rg_optim_defaults(RG_OPTIM_ADAM);
@@ -108,6 +123,12 @@ static rg_status run_one(const char *spec, bool repair, const char *optim, int e
     struct timespec w0, w1;
     clock_gettime(CLOCK_MONOTONIC, &w0);
     s = rg_fit(&m, train, &fc, &cb);
+    if (!s && !strcmp(remedy, "prune")) { /* prune, then fine-tune one epoch */
+        rg_prune_opts po = {.amount = EXP_PRUNE, .norm = 2};
+        s = rg_prune(&m, &po, NULL);
+        fc.epochs = 1, fc.seed = seed + 1000;
+        if (!s) s = rg_fit(&m, train, &fc, &cb);
+    }
     r->failed = s != RG_OK; /* a run that blows up scores as it is: not an error */
     double loss;
     r->acc = NAN, r->ratio = NAN;
@@ -165,7 +186,7 @@ int cmd_experiment(int argc, char **argv) {
     split(cmd, "depths", "10,20,30", &depths);
     split(cmd, "acts", "sigmoid,tanh", &acts);
     split(cmd, "optimizers", "adam,sgd", &optims);
-    split(cmd, "remedies", "off,gra,relu_he,bn,residual", &remedies);
+    split(cmd, "remedies", REMEDY_LIST, &remedies);
     long epochs = 1, seeds = 1, width = 128, limit = 0, threads = 0, first_seed = 1;
     int c;
     optind = 1;
@@ -213,8 +234,7 @@ int cmd_experiment(int argc, char **argv) {
         for (size_t k = 0; k < sizeof remedy_names / sizeof *remedy_names; k++)
             known |= !strcmp(remedies.item[i], remedy_names[k]);
         if (!known) {
-            cli_error(cmd, "--remedies: unknown remedy '%s' (off, gra, relu_he, bn, residual)",
-                      remedies.item[i]);
+            cli_error(cmd, "--remedies: unknown remedy '%s' (%s)", remedies.item[i], REMEDY_LIST);
             return EXIT_USAGE;
         }
     }
@@ -260,7 +280,7 @@ int cmd_experiment(int argc, char **argv) {
                         char spec[160];
                         spec_for(spec, sizeof spec, remedies.item[ri], depth, (int)width, acts.item[ai]);
                         run_result r;
-                        s = run_one(spec, !strcmp(remedies.item[ri], "gra"), optims.item[oi],
+                        s = run_one(spec, remedies.item[ri], optims.item[oi],
                                     (int)epochs, (uint64_t)(first_seed + si), train, test, &r);
                         if (s) {
                             cli_fail(cmd, s);
