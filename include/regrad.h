@@ -153,6 +153,10 @@ rg_node rg_softmax(rg_graph *g, rg_node x);
 rg_node rg_dropout(rg_graph *g, rg_node x, float rate);
 /* Element-wise sum of two nodes of the same shape. */
 rg_node rg_add(rg_graph *g, rg_node a, rg_node b);
+/* y = sum_k w_k x_k over n (<= 8) nodes of one shape (scalar losses too); weights NULL
+ * means all 1.  rg_weighted_sum_set changes w_k between steps (a decaying loss weight). */
+rg_node rg_weighted_sum(rg_graph *g, int n, const rg_node *xs, const float *weights);
+rg_status rg_weighted_sum_set(rg_graph *g, rg_node node, int k, float w);
 /* Reshapes every sample to one dimension. */
 rg_node rg_flatten(rg_graph *g, rg_node x);
 

@@ -43,6 +43,7 @@ typedef enum rg_op_kind {
     RG_OP_ZERO_PAD,
     RG_OP_CONCAT,
     RG_OP_BATCH_NORM,
+    RG_OP_WEIGHTED_SUM,
     RG_OP_COUNT
 } rg_op_kind;
 

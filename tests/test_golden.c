@@ -186,6 +186,10 @@ static rg_node c_cat(rg_graph *g, rg_node a, rg_node b) { return rg_concat(g, 2,
 static rg_node c_bn(rg_graph *g, rg_node a, rg_node b) { return rg_batch_norm(g, a, 0.1f, 1e-5f); }
 static rg_node c_bn_eval(rg_graph *g, rg_node a, rg_node b) { return rg_batch_norm(g, a, 0.1f, 1e-3f); }
 
+static rg_node c_wsum(rg_graph *g, rg_node a, rg_node b) {
+    return rg_weighted_sum(g, 2, (rg_node[]){a, b}, (float[]){0.7f, -1.3f});
+}
+
 static const op_case op_cases[] = {
     {"conv_same", c_same, 1, false},          {"conv_stride2_dilated", c_dil, 1, false},
     {"conv_groups", c_groups, 1, false},      {"conv_depthwise", c_dw, 1, false},
@@ -196,7 +200,7 @@ static const op_case op_cases[] = {
     {"avg_pool_padded", c_avgp, 1, false},    {"global_avg_pool", c_gap, 1, false},
     {"zero_pad", c_pad, 1, false},            {"concat", c_cat, 2, false},
     {"bn_conv_train", c_bn, 1, true},         {"bn_dense_train", c_bn, 1, true},
-    {"bn_eval", c_bn_eval, 1, false},
+    {"bn_eval", c_bn_eval, 1, false},         {"weighted_sum", c_wsum, 2, false},
 };
 
 static const float *case_tensor(const rg_tensor_file *f, const char *cs, const char *what,

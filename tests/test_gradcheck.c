@@ -141,6 +141,9 @@ ACT_BUILDER(flatten)
 static rg_node b_linear(rg_graph *g, rg_node a, rg_node b) { return rg_activation(g, a, RG_ACT_LINEAR); }
 static rg_node b_dropout(rg_graph *g, rg_node a, rg_node b) { return rg_dropout(g, a, 0.3f); }
 static rg_node b_add(rg_graph *g, rg_node a, rg_node b) { return rg_add(g, a, b); }
+static rg_node b_wsum(rg_graph *g, rg_node a, rg_node b) {
+    return rg_weighted_sum(g, 2, (rg_node[]){a, b}, (float[]){0.7f, -1.3f});
+}
 static rg_node b_xent(rg_graph *g, rg_node a, rg_node b) { return rg_softmax_cross_entropy(g, a, 0.0f); }
 static rg_node b_xent_smooth(rg_graph *g, rg_node a, rg_node b) { return rg_softmax_cross_entropy(g, a, 0.2f); }
 static rg_node b_mse_labels(rg_graph *g, rg_node a, rg_node b) { return rg_mse(g, a, RG_NONE); }
@@ -214,6 +217,7 @@ static const grad_case cases[] = {
     {"softmax", b_softmax, 2, {2, 4}, false, false},
     {"dropout", b_dropout, 1, {8}, false, true},
     {"add", b_add, 2, {2, 3}, true, false},
+    {"weighted_sum", b_wsum, 2, {2, 3}, true, false},
     {"flatten", b_flatten, 3, {2, 2, 2}, false, false},
     {"softmax_cross_entropy", b_xent, 1, {4}, false, false},
     {"softmax_cross_entropy smoothing", b_xent_smooth, 1, {4}, false, false},

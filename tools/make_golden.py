@@ -10,7 +10,8 @@ gradient, and the parameters after 3 steps of each optimizer (same batch each st
 Names follow regrad's: dense_1.kernel is [out, in] as in torch.nn.Linear.
 mse_softmax.safetensors: dense -> softmax -> MSE against one-hot labels.
 conv_ops.safetensors: one case per convolution-family op (conv2d in its variants, pools,
-zero padding, concat, batch norm in training and evaluation), with its gradients.
+zero padding, concat, batch norm in training and evaluation) and the weighted sum, with
+its gradients.
 """
 import json, struct, sys
 from pathlib import Path
@@ -162,6 +163,7 @@ def ops_fixture(path):
     rm, rv = r(3) * 0.1, torch.rand(3) + 0.5
     case("bn_eval", lambda x, gamma, beta: F.batch_norm(x, rm, rv, gamma, beta, False, 0.1, 1e-3),
          [r(2, 3, 4, 4)], {"gamma": r(3), "beta": r(3)}, {"moving_mean": rm, "moving_variance": rv})
+    case("weighted_sum", lambda a, b: 0.7 * a - 1.3 * b, [r(2, 3, 4, 4), r(2, 3, 4, 4)])
     write(path, t, {"torch": torch.__version__})
 
 if __name__ == "__main__":

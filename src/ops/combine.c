@@ -1,6 +1,8 @@
 /*
  * combine.c — ops that join or reshape tensors without arithmetic on their values beyond a
- * sum: add (y = a + b) and flatten (a view of the input as one dimension per sample).
+ * sum: add (y = a + b), weighted sum (y = sum w_k x_k, weights settable between steps, for
+ * combining losses), flatten (a view of the input as one dimension per sample), zero
+ * padding and concat.
  */
 #include "../internal.h"
 #include "../kernels/kernels.h"
@@ -48,6 +50,68 @@ const rg_op_def rg_op_add_def = {
 
 rg_node rg_add(rg_graph *g, rg_node a, rg_node b) {
     return rg_graph_add_node(g, RG_OP_ADD, (int[]){a, b}, 2, NULL);
+}
+
+typedef struct wsum_attr {
+    float w[RG_MAX_INPUTS];
+} wsum_attr;
+
+static rg_status wsum_infer(rg_graph *g, rg_node_impl *n) {
+    const rg_node_impl *a = rg_in(g, n, 0);
+    for (int k = 1; k < n->n_inputs; k++) {
+        const rg_node_impl *b = rg_in(g, n, k);
+        if (a->ndim != b->ndim || a->batched != b->batched ||
+            memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof(int)) != 0)
+            return rg_fail(RG_ERR_SHAPE, "weighted sum needs inputs of one shape: '%s' and '%s' "
+                                         "differ", a->name, b->name);
+    }
+    n->ndim = a->ndim;
+    memcpy(n->shape, a->shape, sizeof n->shape);
+    n->batched = a->batched;
+    return RG_OK;
+}
+
+static void wsum_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const wsum_attr *a = n->attr;
+    const long count = (n->batched ? (long)batch : 1) * (long)n->size;
+    for (long i = 0; i < count; i++) {
+        float y = 0;
+        for (int k = 0; k < n->n_inputs; k++) y += a->w[k] * rg_in(g, n, k)->out[i];
+        n->out[i] = y;
+    }
+}
+
+static void wsum_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const wsum_attr *a = n->attr;
+    const long count = (n->batched ? (long)batch : 1) * (long)n->size;
+    for (int k = 0; k < n->n_inputs; k++) {
+        rg_node_impl *in = rg_in(g, n, k);
+        if (!in->needs_grad) continue;
+        for (long i = 0; i < count; i++) in->dout[i] += a->w[k] * n->dout[i];
+    }
+}
+
+const rg_op_def rg_op_weighted_sum_def = {
+    .name = "weighted_sum", .min_inputs = 1, .max_inputs = RG_MAX_INPUTS,
+    .infer = wsum_infer, .forward = wsum_forward, .backward = wsum_backward,
+};
+
+rg_node rg_weighted_sum(rg_graph *g, int n, const rg_node *xs, const float *weights) {
+    if (n < 1 || n > RG_MAX_INPUTS)
+        return rg_graph_error(g, RG_ERR_ARG, "weighted sum of %d inputs: 1 to %d", n, RG_MAX_INPUTS);
+    wsum_attr *a = calloc(1, sizeof *a);
+    if (!a) return rg_graph_error(g, RG_ERR_MEMORY, "out of memory");
+    for (int k = 0; k < n; k++) a->w[k] = weights ? weights[k] : 1.0f;
+    return rg_graph_add_node(g, RG_OP_WEIGHTED_SUM, xs, n, a);
+}
+
+rg_status rg_weighted_sum_set(rg_graph *g, rg_node node, int k, float w) {
+    if (!g || node < 0 || node >= g->n_nodes || g->nodes[node].op != RG_OP_WEIGHTED_SUM ||
+        k < 0 || k >= g->nodes[node].n_inputs)
+        return rg_fail(RG_ERR_ARG, "not a weighted sum's input %d", k);
+    ((wsum_attr *)g->nodes[node].attr)->w[k] = w;
+    return RG_OK;
 }
 
 static rg_status flatten_infer(rg_graph *g, rg_node_impl *n) {

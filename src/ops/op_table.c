@@ -8,7 +8,7 @@ extern const rg_op_def rg_op_input_def, rg_op_dense_def, rg_op_activation_def,
     rg_op_softmax_def, rg_op_dropout_def, rg_op_add_def, rg_op_flatten_def,
     rg_op_softmax_xent_def, rg_op_mse_def, rg_op_conv2d_def, rg_op_max_pool_def,
     rg_op_avg_pool_def, rg_op_global_avg_pool_def, rg_op_zero_pad_def, rg_op_concat_def,
-    rg_op_batch_norm_def;
+    rg_op_batch_norm_def, rg_op_weighted_sum_def;
 
 const rg_op_def *const rg_op_table[RG_OP_COUNT] = {
     [RG_OP_INPUT] = &rg_op_input_def,
@@ -27,4 +27,5 @@ const rg_op_def *const rg_op_table[RG_OP_COUNT] = {
     [RG_OP_ZERO_PAD] = &rg_op_zero_pad_def,
     [RG_OP_CONCAT] = &rg_op_concat_def,
     [RG_OP_BATCH_NORM] = &rg_op_batch_norm_def,
+    [RG_OP_WEIGHTED_SUM] = &rg_op_weighted_sum_def,
 };
