@@ -22,7 +22,8 @@ static const char *const experiment_help =
     "  --optimizers LIST  adam (lr 1e-3), sgd (lr 0.01, momentum 0.9); default both\n"
     "  --remedies LIST    off, gra, relu_he (relu + He init), bn (batch norm),\n"
     "                     residual (skip connections), maxnorm (max-norm 3), clip\n"
-    "                     (global gradient norm 1), agc (adaptive clipping 0.01), prune\n"
+    "                     (global gradient norm 1), agc (adaptive clipping 0.01), aux (3\n"
+    "                     auxiliary heads, weight 0.3 decaying to 0), prune\n"
     "                     (train, prune half of each layer's weights, fine-tune one\n"
     "                     more epoch); default all\n"
     "  --epochs N         epochs per run (default 1)\n"
@@ -74,13 +75,15 @@ static bool split(const char *cmd, const char *opt, const char *text, list *out)
 }
 
 static const char *const remedy_names[] = {"off", "gra", "relu_he", "bn", "residual",
-                                           "maxnorm", "clip", "agc", "prune"};
-#define REMEDY_LIST "off,gra,relu_he,bn,residual,maxnorm,clip,agc,prune"
+                                           "maxnorm", "clip", "agc", "aux", "prune"};
+#define REMEDY_LIST "off,gra,relu_he,bn,residual,maxnorm,clip,agc,aux,prune"
 /* The remedies' settings: the common defaults of their papers and libraries. */
 #define EXP_MAX_NORM 3.0f   /* Srivastava et al. 2014 use 3-4 */
 #define EXP_CLIP_NORM 1.0f  /* the usual global clip */
 #define EXP_AGC 0.01f       /* NFNets' lambda */
 #define EXP_PRUNE 0.5f      /* half of each hidden layer's weights */
+#define EXP_AUX "3"         /* three heads spread over the hidden layers */
+#define EXP_AUX_WEIGHT 0.3f /* GoogLeNet's, decaying to 0 */
 
 typedef struct run_result {
     double acc, ratio, seconds;
@@ -103,7 +106,8 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
     rg_status s = rg_model_build(spec, train->c, train->h, train->w, train->classes,
                                  RG_LOSS_XENT, 0, seed, &m);
     if (s) return s;
-    if ((s = rg_graph_compile(m.graph, 128))) {
+    if ((!strcmp(remedy, "aux") && (s = rg_model_add_aux_heads(&m, EXP_AUX))) ||
+        (s = rg_graph_compile(m.graph, 128))) {
         rg_model_free(&m);
         return s;
     }
@@ -111,6 +115,7 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
     if (!strcmp(remedy, "maxnorm")) fc.max_norm = EXP_MAX_NORM;
     if (!strcmp(remedy, "clip")) fc.clip_norm = EXP_CLIP_NORM;
     if (!strcmp(remedy, "agc")) fc.agc = EXP_AGC;
+    fc.aux_weight = EXP_AUX_WEIGHT;
     rg_schedule_parse("constant", &fc.schedule);
     if (strcmp(optim, "adam") == 0) {
         fc.optim = rg_optim_defaults(RG_OPTIM_ADAM);

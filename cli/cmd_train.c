@@ -76,6 +76,10 @@ static const char *const train_help =
     "                        its weight norm (classifier excluded)\n"
     "  --max-norm C          each unit's incoming weight norm at most C after every step\n"
     "                        (Keras MaxNorm: dense rows, conv filters)\n"
+    "  --aux-heads N|LIST    intermediate-layer prediction: N classifier heads spread over\n"
+    "                        the hidden layers, or on the named layers (dense_2,dense_4);\n"
+    "                        each head's test accuracy is reported; heads are not exported\n"
+    "  --aux-weight W        the heads' loss weight, decaying linearly to 0 (default 0.3)\n"
     "  --prune-schedule F:A:B  gradual magnitude pruning to fraction F at the end of epochs\n"
     "                        A..B (cubic, Zhu & Gupta); with --prune-structure weights|units,\n"
     "                        --prune-scope layer|global, --prune-criterion l1|l2 (see\n"
@@ -98,7 +102,8 @@ enum {
     OPT_QUIET, OPT_REPAIR, OPT_MONITOR, OPT_TEST_DATA, OPT_AUGMENT, OPT_WORKERS, OPT_CKPT_DIR,
     OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
     OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM,
-    OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION
+    OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION, OPT_AUX,
+    OPT_AUX_WEIGHT
 };
 
 static const struct option train_opts_table[] = {
@@ -143,6 +148,8 @@ static const struct option train_opts_table[] = {
     {"prune-structure", required_argument, 0, OPT_PRUNE_STRUCTURE},
     {"prune-scope", required_argument, 0, OPT_PRUNE_SCOPE},
     {"prune-criterion", required_argument, 0, OPT_PRUNE_CRITERION},
+    {"aux-heads", required_argument, 0, OPT_AUX},
+    {"aux-weight", required_argument, 0, OPT_AUX_WEIGHT},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -275,11 +282,11 @@ static void on_health(void *user, long step, const rg_monitor *mon) {
  * these), so later flags override earlier ones. */
 typedef struct train_opts {
     const char *data, *model_spec, *metrics_path, *optim_name, *schedule_text, *test_data;
-    const char *augment_text, *checkpoint_dir, *resume, *weights;
+    const char *augment_text, *checkpoint_dir, *resume, *weights, *aux_heads;
     long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
     long stop_after, classes;
     double lr, momentum, wd, val_split, smoothing;
-    double clip_norm, clip_layer, clip_value, agc, max_norm;
+    double clip_norm, clip_layer, clip_value, agc, max_norm, aux_weight;
     rg_prune_opts prune;
     int prune_start, prune_end;
     bool partial, quiet, repair, repair_given;
@@ -347,6 +354,8 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
             }
             break;
         }
+        case OPT_AUX: o->aux_heads = optarg; break;
+        case OPT_AUX_WEIGHT: ok = cli_float(cmd, "aux-weight", optarg, 0, 100, true, &o->aux_weight); break;
         case OPT_PRUNE_STRUCTURE: ok = cli_prune_option(cmd, "prune-structure", optarg, &o->prune); break;
         case OPT_PRUNE_SCOPE: ok = cli_prune_option(cmd, "prune-scope", optarg, &o->prune); break;
         case OPT_PRUNE_CRITERION: ok = cli_prune_option(cmd, "prune-criterion", optarg, &o->prune); break;
@@ -423,7 +432,8 @@ int cmd_train(int argc, char **argv) {
                     .schedule_text = "constant", .augment_text = "none", .epochs = 1,
                     .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
                     .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
-                    .dopt = {.warn = cli_warn}, .prune = {.norm = 2}};
+                    .dopt = {.warn = cli_warn}, .prune = {.norm = 2},
+                    .aux_weight = 0.3};
     int r = parse_args(cmd, argc, argv, &o);
     if (r >= 0) return r;
     rg_tensor_file *resume = NULL, *weights = NULL;
@@ -453,7 +463,8 @@ int cmd_train(int argc, char **argv) {
                             .schedule_text = "constant", .augment_text = "none", .epochs = 1,
                             .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
                             .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
-                            .dopt = {.warn = cli_warn}, .prune = {.norm = 2}};
+                            .dopt = {.warn = cli_warn}, .prune = {.norm = 2},
+                            .aux_weight = 0.3};
         o = fresh;
         if ((r = parse_args(cmd, n + 1, replay, &o)) >= 0 || (r = parse_args(cmd, argc, argv, &o)) >= 0) {
             code = r;
@@ -527,6 +538,10 @@ int cmd_train(int argc, char **argv) {
     if (m.loss == RG_NONE) {
         cli_error(cmd, "model '%s' has no classifier (top=0): training needs top=1", o.model_spec);
         code = EXIT_USAGE;
+        goto done_data;
+    }
+    if (o.aux_heads && (s = rg_model_add_aux_heads(&m, o.aux_heads))) {
+        code = cli_fail(cmd, s);
         goto done_data;
     }
     for (int i = 0; i < o.n_patterns; i++)
@@ -604,7 +619,8 @@ int cmd_train(int argc, char **argv) {
                         .stop_after = (int)o.stop_after, .clip_norm = (float)o.clip_norm,
                         .clip_tensor_norm = (float)o.clip_layer, .clip_value = (float)o.clip_value,
                         .agc = (float)o.agc, .max_norm = (float)o.max_norm, .prune = o.prune,
-                        .prune_start = o.prune_start, .prune_end = o.prune_end};
+                        .prune_start = o.prune_start, .prune_end = o.prune_end,
+                        .aux_weight = (float)o.aux_weight};
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                            .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &prog};
     double t0 = wall();
@@ -618,6 +634,14 @@ int cmd_train(int argc, char **argv) {
         code = cli_fail(cmd, s);
         goto done_data;
     }
+    double aux_acc[RG_MAX_AUX];
+    if (test && m.n_aux && (s = rg_evaluate_aux(&m, test, aux_acc))) {
+        code = cli_fail(cmd, s);
+        goto done_data;
+    }
+    for (int h = 0; test && h < m.n_aux; h++)
+        printf("aux_head_%d (after %s): test_acc %.4f\n", h + 1,
+               rg_node_name(m.graph, m.aux_layer[h]), aux_acc[h]);
     double seconds = wall() - t0;
     if (train->skipped || (test && test->skipped))
         cli_warn(NULL, "skipped files: see the warnings above (use --strict to stop on them)");

@@ -544,12 +544,19 @@ void rg_tensor_writer_free(rg_tensor_writer *w);
 /* (checkpoints of models: see "checkpoints" below) */
 
 /* A graph with its named ends, as built by the zoo. */
+#define RG_MAX_AUX 7
 typedef struct rg_model {
     rg_graph *graph;
     rg_node input;
     rg_node logits;
     rg_node loss;
     char spec[256];
+    /* Auxiliary heads (rg_model_add_aux_heads): their logits, the layers they read, and
+     * the objective training differentiates (loss plus the weighted auxiliary losses). */
+    int n_aux;
+    rg_node aux_logits[RG_MAX_AUX];
+    rg_node aux_layer[RG_MAX_AUX];
+    rg_node objective;
 } rg_model;
 
 typedef enum rg_loss_kind {
@@ -573,6 +580,17 @@ typedef enum rg_loss_kind {
 rg_status rg_model_build(const char *spec, int c, int h, int w, int classes, rg_loss_kind loss,
                          float label_smoothing, uint64_t seed, rg_model *out);
 void rg_model_free(rg_model *m);
+/* Intermediate-layer prediction (deep supervision), before compile: `which` is a count
+ * ("3": heads spread evenly over the dense/conv layers before the classifier, first and
+ * last excepted) or layer names ("dense_2,dense_4").  Each head: a channel average for
+ * feature maps, then a dense layer to the classes (aux_head_K) with its own cross-entropy;
+ * the objective becomes loss + (w / heads) x sum of the auxiliary losses, w from
+ * rg_model_set_aux_weight (0 until set).  Head tensors are left out by rg_model_save and
+ * ignored by rg_model_load, so exported and predicting models have no heads. */
+rg_status rg_model_add_aux_heads(rg_model *m, const char *which);
+void rg_model_set_aux_weight(rg_model *m, float w);
+/* What training differentiates: the objective with auxiliary heads, else the loss. */
+rg_node rg_model_objective(const rg_model *m);
 /* The zoo's model names, comma-separated. */
 const char *rg_model_names(void);
 
@@ -752,7 +770,9 @@ rg_status rg_model_save(const rg_model *m, const char *path, const rg_meta *meta
 enum {
     RG_LOAD_STRICT = 0,
     RG_LOAD_PARTIAL = 1,  /* load what fits, report the rest */
-    RG_LOAD_NEW_HEAD = 2  /* the classifier may differ in shape: it keeps its initialisation */
+    RG_LOAD_NEW_HEAD = 2, /* the classifier may differ in shape: it keeps its initialisation */
+    RG_LOAD_STRICT_AUX = 4 /* auxiliary heads must be in the file too (resuming); otherwise
+                              the model's heads start fresh and the file's are ignored */
 };
 typedef struct rg_load_report {
     int loaded, missing, unexpected, mismatched, reinitialised;
@@ -833,6 +853,9 @@ typedef struct rg_fit_config {
      * 1 - (1 - t)^3 with t the fraction of those epochs done.  prune_end 0: off. */
     rg_prune_opts prune;
     int prune_start, prune_end;
+    /* Auxiliary heads' loss weight at the start; it decays linearly to 0 at the last
+     * step (for models with heads; 0.3 is GoogLeNet's weight). */
+    float aux_weight;
 } rg_fit_config;
 
 /* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples
@@ -842,6 +865,8 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
 /* Mean loss and accuracy of m on d in evaluation mode (batches of the compiled size). */
 rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
                       double *acc);
+/* Each auxiliary head's accuracy on d (acc has m->n_aux entries), in evaluation mode. */
+rg_status rg_evaluate_aux(rg_model *m, const rg_dataset *d, double *acc);
 /* The same, also counting confusion[true * K + predicted] (K = the model's classes; the
  * caller zeroes it). */
 rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx, int n,

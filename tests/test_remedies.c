@@ -293,12 +293,71 @@ static void masks_persist(void **state) {
     rg_dataset_free(d);
 }
 
+/* Deep supervision: the objective is loss + (w / n) sum aux_loss; heads sit after the
+ * chosen layers' activations; they are left out of exported models and ignored when a
+ * plain model loads a checkpoint with them. */
+static void aux_heads(void **state) {
+    rg_model m;
+    assert_int_equal(rg_model_build("mlp:depth=4,width=8", 1, 4, 4, 3, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    assert_int_equal(rg_model_add_aux_heads(&m, "2"), RG_OK);
+    assert_int_equal(m.n_aux, 2);
+    assert_string_equal(rg_node_name(m.graph, m.aux_layer[0]), "dense_2");
+    assert_string_equal(rg_node_name(m.graph, m.aux_layer[1]), "dense_3");
+    assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
+    rg_dataset *d = synthetic(64, 3, 3);
+    int idx[16];
+    for (int i = 0; i < 16; i++) idx[i] = i;
+    rg_dataset_batch(d, idx, 16, rg_graph_input_buffer(m.graph, m.input), rg_graph_labels(m.graph));
+    rg_model_set_aux_weight(&m, 0.6f);
+    rg_graph_forward(m.graph, 16, 0);
+    const float main_loss = rg_node_output(m.graph, m.loss)[0];
+    float aux_sum = 0;
+    for (int i = 0; i < rg_graph_node_count(m.graph); i++)
+        if (strncmp(rg_node_name(m.graph, i), "aux_loss_", 9) == 0) aux_sum += rg_node_output(m.graph, i)[0];
+    assert_true(fabsf(rg_node_output(m.graph, rg_model_objective(&m))[0] - (main_loss + 0.3f * aux_sum)) < 1e-5f);
+    /* training with heads; each head's accuracy is a fraction */
+    rg_fit_config c = {.epochs = 2, .batch = 16, .seed = 1, .optim = rg_optim_defaults(RG_OPTIM_ADAM),
+                       .aux_weight = 0.3f};
+    assert_int_equal(rg_fit(&m, d, &c, NULL), RG_OK);
+    double acc[RG_MAX_AUX];
+    assert_int_equal(rg_evaluate_aux(&m, d, acc), RG_OK);
+    assert_true(acc[0] >= 0 && acc[0] <= 1 && acc[1] >= 0 && acc[1] <= 1);
+    /* exported without heads; a plain model loads it strictly and predicts the same */
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/regrad-aux-%d.safetensors", (int)getpid());
+    assert_int_equal(rg_model_save(&m, path, NULL), RG_OK);
+    rg_tensor_file *f;
+    assert_int_equal(rg_safetensors_load(path, &f), RG_OK);
+    unlink(path);
+    assert_null(rg_tensor_file_find(f, "aux_head_1.kernel", NULL, NULL, NULL));
+    rg_model plain;
+    assert_int_equal(rg_model_build("mlp:depth=4,width=8", 1, 4, 4, 3, RG_LOSS_XENT, 0, 9, &plain), RG_OK);
+    assert_int_equal(rg_graph_compile(plain.graph, 16), RG_OK);
+    assert_int_equal(rg_model_load(&plain, f, RG_LOAD_STRICT, NULL), RG_OK);
+    rg_dataset_batch(d, idx, 16, rg_graph_input_buffer(m.graph, m.input), rg_graph_labels(m.graph));
+    rg_dataset_batch(d, idx, 16, rg_graph_input_buffer(plain.graph, plain.input), rg_graph_labels(plain.graph));
+    rg_graph_forward(m.graph, 16, 0);
+    rg_graph_forward(plain.graph, 16, 0);
+    assert_memory_equal(rg_node_output(m.graph, m.logits), rg_node_output(plain.graph, plain.logits), 48 * sizeof(float));
+    rg_tensor_file_free(f);
+    rg_model_free(&plain);
+    /* bad requests */
+    rg_model_free(&m);
+    assert_int_equal(rg_model_build("mlp:depth=4,width=8", 1, 4, 4, 3, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    assert_int_equal(rg_model_add_aux_heads(&m, "9"), RG_ERR_ARG);
+    assert_int_equal(rg_model_add_aux_heads(&m, "dense_9"), RG_ERR_ARG);
+    assert_non_null(strstr(rg_last_error(), "dense_9"));
+    rg_model_free(&m);
+    rg_dataset_free(d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clipping),
         cmocka_unit_test(max_norm_axes),
         cmocka_unit_test(prune_weights_and_units),
         cmocka_unit_test(masks_persist),
+        cmocka_unit_test(aux_heads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,7 +148,7 @@ static void probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n,
     rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, r->m->input), g->labels);
     rg_monitor_enable(r->mon, 1);
     rg_graph_forward(g, b, 1);
-    if (backward) rg_graph_backward(g, r->m->loss);
+    if (backward) rg_graph_backward(g, rg_model_objective(r->m));
     rg_monitor_enable(r->mon, 0);
     rg_monitor_want_moments(r->mon, 0);
 }

@@ -35,8 +35,12 @@ void rg_meta_set(rg_meta *m, const char *key, const char *value) {
     }
 }
 
-/* The model's tensors and identity, into a writer. */
-static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const rg_meta *meta) {
+/* Auxiliary heads' tensors: training scaffolding, not part of an exported model. */
+static bool is_aux(const char *name) { return strncmp(name, "aux_head_", 9) == 0; }
+
+/* The model's tensors and identity, into a writer; auxiliary heads only when asked. */
+static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const rg_meta *meta,
+                           bool with_aux) {
     rg_graph *g = m->graph;
     rg_status s = RG_OK;
     char input[64], classes[32];
@@ -53,6 +57,7 @@ static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const rg_meta
         s = rg_tensor_writer_meta(w, meta->key[i], meta->value[i]);
     for (int i = 0; i < g->n_params && !s; i++) {
         const rg_param_impl *p = &g->params[i];
+        if (!with_aux && is_aux(p->name)) continue;
         const float *data = (p->state ? g->state_buf : g->param_buf) + p->offset;
         s = rg_tensor_writer_add(w, p->name, data, p->ndim, p->shape);
     }
@@ -74,7 +79,7 @@ rg_status rg_model_save(const rg_model *m, const char *path, const rg_meta *meta
     if (!m->graph || !m->graph->compiled) return rg_fail(RG_ERR_STATE, "compile the model before saving it");
     rg_tensor_writer *w = rg_tensor_writer_create();
     if (!w) return RG_ERR_MEMORY;
-    rg_status s = add_model(w, m, meta);
+    rg_status s = add_model(w, m, meta, false);
     if (!s) s = rg_tensor_writer_save(w, path);
     rg_tensor_writer_free(w);
     return s;
@@ -107,6 +112,7 @@ rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load
         int ndim, shape[RG_MAX_DIMS];
         size_t count;
         const float *data = rg_tensor_file_find(f, p->name, &count, &ndim, shape);
+        if (!data && is_aux(p->name) && !(flags & RG_LOAD_STRICT_AUX)) continue; /* new heads */
         if (!data) {
             if (!r.missing++) snprintf(r.first_missing, sizeof r.first_missing, "%s", p->name);
             continue;
@@ -129,7 +135,8 @@ rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load
     }
     for (int k = 0; k < rg_tensor_file_count(f); k++) {
         const char *name = rg_tensor_file_name(f, k);
-        if (found[k] || strncmp(name, "optimizer.", 10) == 0 || strncmp(name, "gra.", 4) == 0)
+        if (found[k] || strncmp(name, "optimizer.", 10) == 0 || strncmp(name, "gra.", 4) == 0 ||
+            is_aux(name))
             continue;
         if (strncmp(name, "mask.", 5) == 0) { /* a pruning mask: of a tensor the model has? */
             bool known = false;
@@ -184,7 +191,7 @@ rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
     snprintf(fwd, sizeof fwd, "%" PRIu64, rg_graph_forward_count(g));
     snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
     char *gra_json = gra ? rg_repair_state_json(gra) : NULL;
-    rg_status s = add_model(w, m, meta);
+    rg_status s = add_model(w, m, meta, true);
     if (!s && (s = rg_tensor_writer_meta(w, "epoch", epoch))) goto done;
     if (!s && (s = rg_tensor_writer_meta(w, "step", step))) goto done;
     if (!s && (s = rg_tensor_writer_meta(w, "optimizer_steps", osteps))) goto done;
@@ -252,7 +259,8 @@ rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *
         (s = meta_long(f, "forward_count", 0, &fwd)))
         return s;
     /* everything is checked before anything changes */
-    if ((s = moments(f, m->graph, o, false)) || (s = rg_model_load(m, f, RG_LOAD_STRICT, NULL)))
+    if ((s = moments(f, m->graph, o, false)) ||
+        (s = rg_model_load(m, f, RG_LOAD_STRICT | RG_LOAD_STRICT_AUX, NULL)))
         return s;
     moments(f, m->graph, o, true);
     rg_optim_set_steps(o, (long)osteps);

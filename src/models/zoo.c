@@ -36,7 +36,7 @@ const char *rg_model_names(void) {
 rg_status rg_model_build(const char *spec, int c, int h, int w, int classes, rg_loss_kind loss,
                          float label_smoothing, uint64_t seed, rg_model *out) {
     memset(out, 0, sizeof *out);
-    out->input = out->logits = out->loss = RG_NONE;
+    out->input = out->logits = out->loss = out->objective = RG_NONE;
     spec_opts o;
     rg_status s = spec_parse(spec, &o);
     if (s) return s;

@@ -97,6 +97,27 @@ rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, d
     return rg_evaluate_confusion(m, d, idx, n, loss, acc, NULL);
 }
 
+rg_status rg_evaluate_aux(rg_model *m, const rg_dataset *d, double *acc) {
+    rg_status s = check_fits(m, d);
+    if (s) return s;
+    rg_graph *g = m->graph;
+    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
+    long correct[RG_MAX_AUX] = {0};
+    int *idx = malloc((size_t)(bs > 0 ? bs : 1) * sizeof *idx);
+    if (!idx) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    for (int start = 0; start < d->n && !s; start += bs) {
+        int b = d->n - start < bs ? d->n - start : bs;
+        for (int i = 0; i < b; i++) idx[i] = start + i;
+        if ((s = rg_dataset_batch(d, idx, b, rg_graph_input_buffer(g, m->input), g->labels))) break;
+        rg_graph_forward(g, b, 0);
+        for (int h = 0; h < m->n_aux; h++)
+            correct[h] += count_correct(g->nodes[m->aux_logits[h]].out, g->labels, b, k);
+    }
+    free(idx);
+    for (int h = 0; h < m->n_aux; h++) acc[h] = d->n ? (double)correct[h] / d->n : NAN;
+    return s;
+}
+
 /* Updates only the trainable parameters: the flat buffer's trainable runs. */
 static rg_status limit_to_trainable(rg_optim *o, const rg_graph *g) {
     size_t *off = malloc((size_t)(g->n_params + 1) * sizeof *off);
@@ -304,7 +325,9 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (isfinite(loss)) loss_sum += (double)loss * b;
             correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
             seen += b;
-            rg_graph_backward(g, m->loss);
+            if (m->n_aux) /* deep supervision: the heads' weight decays to 0 over training */
+                rg_model_set_aux_weight(m, cfg->aux_weight * (1.0f - (float)step / (float)total_steps));
+            rg_graph_backward(g, rg_model_objective(m));
             if (watch || check) {
                 rg_monitor_enable(mon, 0);
                 rg_monitor_judge(mon);
