@@ -80,6 +80,9 @@ static const char *const train_help =
     "                        the hidden layers, or on the named layers (dense_2,dense_4);\n"
     "                        each head's test accuracy is reported; heads are not exported\n"
     "  --aux-weight W        the heads' loss weight, decaying linearly to 0 (default 0.3)\n"
+    "  --lasso L             lassonet models: the L1 strength on the skip (feature selection)\n"
+    "  --lasso-path L:F:N    N stages of --epochs each, lambda L, L*F, L*F^2, ...: prints the\n"
+    "                        features left and the accuracy at each, then the selection\n"
     "  --prune-schedule F:A:B  gradual magnitude pruning to fraction F at the end of epochs\n"
     "                        A..B (cubic, Zhu & Gupta); with --prune-structure weights|units,\n"
     "                        --prune-scope layer|global, --prune-criterion l1|l2 (see\n"
@@ -103,7 +106,7 @@ enum {
     OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
     OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM,
     OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION, OPT_AUX,
-    OPT_AUX_WEIGHT
+    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH
 };
 
 static const struct option train_opts_table[] = {
@@ -150,6 +153,8 @@ static const struct option train_opts_table[] = {
     {"prune-criterion", required_argument, 0, OPT_PRUNE_CRITERION},
     {"aux-heads", required_argument, 0, OPT_AUX},
     {"aux-weight", required_argument, 0, OPT_AUX_WEIGHT},
+    {"lasso", required_argument, 0, OPT_LASSO},
+    {"lasso-path", required_argument, 0, OPT_LASSO_PATH},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -286,7 +291,8 @@ typedef struct train_opts {
     long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
     long stop_after, classes;
     double lr, momentum, wd, val_split, smoothing;
-    double clip_norm, clip_layer, clip_value, agc, max_norm, aux_weight;
+    double clip_norm, clip_layer, clip_value, agc, max_norm, aux_weight, lasso, path_factor;
+    int path_stages;
     rg_prune_opts prune;
     int prune_start, prune_end;
     bool partial, quiet, repair, repair_given;
@@ -355,6 +361,17 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
             break;
         }
         case OPT_AUX: o->aux_heads = optarg; break;
+        case OPT_LASSO: ok = cli_float(cmd, "lasso", optarg, 0, 1e9, false, &o->lasso); break;
+        case OPT_LASSO_PATH: {
+            char tail;
+            if (sscanf(optarg, "%lf:%lf:%d%c", &o->lasso, &o->path_factor, &o->path_stages, &tail) != 3 ||
+                !(o->lasso > 0) || !(o->path_factor > 1) || o->path_stages < 1 || o->path_stages > 100) {
+                cli_error(cmd, "--lasso-path '%s': write LAMBDA:FACTOR:STAGES with lambda > 0, "
+                               "factor > 1 and 1..100 stages, e.g. 0.1:2:8", optarg);
+                ok = false;
+            }
+            break;
+        }
         case OPT_AUX_WEIGHT: ok = cli_float(cmd, "aux-weight", optarg, 0, 100, true, &o->aux_weight); break;
         case OPT_PRUNE_STRUCTURE: ok = cli_prune_option(cmd, "prune-structure", optarg, &o->prune); break;
         case OPT_PRUNE_SCOPE: ok = cli_prune_option(cmd, "prune-scope", optarg, &o->prune); break;
@@ -620,14 +637,49 @@ int cmd_train(int argc, char **argv) {
                         .clip_tensor_norm = (float)o.clip_layer, .clip_value = (float)o.clip_value,
                         .agc = (float)o.agc, .max_norm = (float)o.max_norm, .prune = o.prune,
                         .prune_start = o.prune_start, .prune_end = o.prune_end,
-                        .aux_weight = (float)o.aux_weight};
+                        .aux_weight = (float)o.aux_weight, .lasso_lambda = (float)o.lasso};
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                            .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &prog};
     double t0 = wall();
-    if ((s = rg_fit(&m, train, &fc, &cb))) {
-        if (prog.tty && !prog.quiet) fputc('\n', stderr);
-        code = cli_fail(cmd, s);
+    if ((o.lasso > 0 || o.path_stages) && m.lasso_m <= 0) {
+        cli_error(cmd, "--lasso and --lasso-path need a lassonet model (--model lassonet:...)");
+        code = EXIT_USAGE;
         goto done_data;
+    }
+    if (o.path_stages && (o.checkpoint_dir || o.resume)) {
+        cli_error(cmd, "--lasso-path runs several trainings: it does not combine with "
+                       "--checkpoint-dir or --resume");
+        code = EXIT_USAGE;
+        goto done_data;
+    }
+    for (int stage = 0; stage < (o.path_stages ? o.path_stages : 1); stage++) {
+        if (o.path_stages) fc.lasso_lambda = (float)(o.lasso * pow(o.path_factor, stage));
+        if ((s = rg_fit(&m, train, &fc, &cb))) {
+            if (prog.tty && !prog.quiet) fputc('\n', stderr);
+            code = cli_fail(cmd, s);
+            goto done_data;
+        }
+        if (o.path_stages) {
+            double l = NAN, a = NAN;
+            if (test && (s = rg_evaluate(&m, test, NULL, test->n, &l, &a))) {
+                code = cli_fail(cmd, s);
+                goto done_data;
+            }
+            printf("lambda %-10.4g %5d features selected  test_acc %.4f\n", (double)fc.lasso_lambda,
+                   rg_lassonet_selected(&m, NULL), a);
+        }
+    }
+    if (m.lasso_m > 0) { /* the selection, as indices (and pixels for images) */
+        int *feat = malloc((size_t)train->c * train->h * train->w * sizeof *feat);
+        const int nf = feat ? rg_lassonet_selected(&m, feat) : 0;
+        printf("selected features (%d of %d):", nf, train->c * train->h * train->w);
+        for (int i = 0; i < nf && i < 64; i++) {
+            if (train->h * train->w > train->w && train->c == 1)
+                printf(" %d(r%d,c%d)", feat[i], feat[i] / train->w, feat[i] % train->w);
+            else printf(" %d", feat[i]);
+        }
+        printf("%s\n", nf > 64 ? " ..." : "");
+        free(feat);
     }
     double test_loss = NAN, test_acc = NAN;
     if (test && (s = rg_evaluate(&m, test, NULL, test->n, &test_loss, &test_acc))) {

@@ -557,6 +557,7 @@ typedef struct rg_model {
     rg_node aux_logits[RG_MAX_AUX];
     rg_node aux_layer[RG_MAX_AUX];
     rg_node objective;
+    float lasso_m;      /* lassonet: the hierarchy multiplier M */
 } rg_model;
 
 typedef enum rg_loss_kind {
@@ -591,6 +592,12 @@ rg_status rg_model_add_aux_heads(rg_model *m, const char *which);
 void rg_model_set_aux_weight(rg_model *m, float w);
 /* What training differentiates: the objective with auxiliary heads, else the loss. */
 rg_node rg_model_objective(const rg_model *m);
+/* LassoNet ("lassonet:width=W,depth=D,M=10"): the hierarchical proximal step for every
+ * input feature with threshold lambda (rg_fit passes lambda x lr after each step), and the
+ * features still selected (skip weights not zero), written to features (may be NULL);
+ * returns their count, or -1 for a model that is not a lassonet. */
+rg_status rg_lassonet_prox(rg_model *m, float lambda);
+int rg_lassonet_selected(const rg_model *m, int *features);
 /* The zoo's model names, comma-separated. */
 const char *rg_model_names(void);
 
@@ -856,6 +863,8 @@ typedef struct rg_fit_config {
     /* Auxiliary heads' loss weight at the start; it decays linearly to 0 at the last
      * step (for models with heads; 0.3 is GoogLeNet's weight). */
     float aux_weight;
+    /* LassoNet's L1 strength on the skip (lassonet models; 0: the hierarchy alone). */
+    float lasso_lambda;
 } rg_fit_config;
 
 /* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples

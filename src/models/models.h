@@ -47,6 +47,7 @@ rg_status build_resnet_cifar(spec_opts *o, const model_dims *d, rg_model *m);
 rg_status build_resnet_imagenet(spec_opts *o, const model_dims *d, rg_model *m);
 rg_status build_densenet121(spec_opts *o, const model_dims *d, rg_model *m);
 rg_status build_densenet_small(spec_opts *o, const model_dims *d, rg_model *m);
+rg_status build_lassonet(spec_opts *o, const model_dims *d, rg_model *m);
 
 /* The model's input node, of the resolved (c, h, w). */
 rg_node model_input(rg_model *m, const model_dims *d);

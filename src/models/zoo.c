@@ -26,11 +26,12 @@ static const zoo_entry zoo[] = {
     {"resnet101v2", build_resnet_imagenet, 3, 224, 224, 1000},
     {"densenet121", build_densenet121, 3, 224, 224, 1000},
     {"densenet", build_densenet_small, 1, 28, 28, 10},
+    {"lassonet", build_lassonet, 1, 28, 28, 10},
 };
 
 const char *rg_model_names(void) {
     return "mlp, cnn, plaincnn, resnet20v2, resnet56v2, plain20, plain56, resnet18v2, "
-           "resnet50v2, resnet101v2, densenet121, densenet";
+           "resnet50v2, resnet101v2, densenet121, densenet, lassonet";
 }
 
 rg_status rg_model_build(const char *spec, int c, int h, int w, int classes, rg_loss_kind loss,

@@ -351,6 +351,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 rg_repair_after_update(gra, step);
                 if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);
                 rg_graph_apply_masks(g); /* pruned weights stay 0 */
+                if (m->lasso_m > 0) rg_lassonet_prox(m, cfg->lasso_lambda * lr);
                 if (watch && before) rg_monitor_note_update(mon, before);
             }
             if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
