@@ -247,5 +247,11 @@ expect 2 "prune-schedule '0.5:3:2'" train --prune-schedule 0.5:3:2
 expect 0 "GRA off" train --limit 512 --clip-norm 1 --agc 0.05 --max-norm 3
 expect 0 "sparsity 0.600" train --limit 1024 --epochs 2 --prune-schedule 0.6:1:2
 
+expect 0 "aux_head_2 (after dense_3): test_acc" train --limit 1024 --model mlp:depth=4,width=32 --aux-heads 2
+expect 2 "no dense or conv layer 'nope'" train --limit 256 --aux-heads nope
+expect 0 "selected features (" train --limit 1024 --model lassonet:width=16 --lasso-path 1:4:2
+expect 2 "need a lassonet model" train --limit 256 --lasso 1
+expect 2 "lasso-path '1:0.5:3'" train --lasso-path 1:0.5:3
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
