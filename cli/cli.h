@@ -59,8 +59,10 @@ enum { CLI_OPT_INPUT_SIZE = 1000, CLI_OPT_CHANNELS, CLI_OPT_PREPROCESS, CLI_OPT_
 /* Handles one of CLI_DATA_OPTIONS: returns 1 when handled, 0 when c is not one, -1 after
  * printing why the value is bad.  Sets o->warn to print warnings. */
 int cli_data_option(const char *cmd, int c, const char *arg, rg_data_options *o);
-/* Prints a library warning as "regrad: warning: ..." (thread-safe). */
+/* Prints a library warning as "regrad: warning: ..." (thread-safe), on its own line even
+ * while a progress line is drawn (cli_progress_line says when one is). */
 void cli_warn(void *user, const char *message);
+void cli_progress_line(bool shown);
 
 /* A model rebuilt from a checkpoint's metadata (model, input, classes), compiled for
  * `batch`, its weights loaded; class_names parsed when present (trained.c). */

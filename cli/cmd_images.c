@@ -213,7 +213,7 @@ int cmd_bench_data(int argc, char **argv) {
     double t0 = wall(), checksum = 0;
     long images = 0;
     for (long e = 0; e < a.epochs && !s; e++) {
-        if ((s = rg_loader_start(l, idx, d->n, &a.aug, (uint64_t)a.seed + (uint64_t)e))) break;
+        if ((s = rg_loader_start(l, idx, d->n, 0, &a.aug, (uint64_t)a.seed + (uint64_t)e))) break;
         int got;
         while ((got = rg_loader_next(l, x, y)) > 0) {
             images += got;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,6 +98,9 @@ static const char *const train_help =
     "  --threads N           threads for OpenMP and the BLAS (default: all cores)\n"
     "  --metrics FILE        write JSON lines: one per epoch, one at the end\n"
     "  --quiet               print only the final result\n"
+    "  --log-every N         a plain progress line every N batches instead of the line\n"
+    "                        redrawn in place (plain lines are the default off a terminal\n"
+    "                        only with this option)\n"
     "  -h, --help            show this help\n";
 
 enum {
@@ -106,7 +110,7 @@ enum {
     OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
     OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM,
     OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION, OPT_AUX,
-    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH
+    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH, OPT_LOG_EVERY
 };
 
 static const struct option train_opts_table[] = {
@@ -155,6 +159,7 @@ static const struct option train_opts_table[] = {
     {"aux-weight", required_argument, 0, OPT_AUX_WEIGHT},
     {"lasso", required_argument, 0, OPT_LASSO},
     {"lasso-path", required_argument, 0, OPT_LASSO_PATH},
+    {"log-every", required_argument, 0, OPT_LOG_EVERY},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -162,6 +167,7 @@ static const struct option train_opts_table[] = {
 
 typedef struct progress {
     bool tty, quiet, repair;
+    long log_every;
     const char *checkpoint_dir;
     FILE *metrics;
     double last_draw;
@@ -180,24 +186,47 @@ static void fmt_eta(double s, char *buf, size_t len) {
     else snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
 }
 
+/* The progress line: redrawn in place on a terminal (at most 5 times a second), or a plain
+ * line every --log-every batches (the only form when stderr is not a terminal). */
 static void on_batch(void *user, int epoch, int batch, int batches, double loss, double acc,
-                     double ips, double eta) {
+                     double ips, double eta, long repairs) {
     progress *p = user;
-    if (!p->tty || p->quiet) return;
+    if (p->quiet) return;
+    const bool plain = p->log_every > 0 || !p->tty;
+    if (plain && (p->log_every <= 0 || batch % p->log_every != 0)) return;
     double t = wall();
-    if (batch != batches && t - p->last_draw < 0.2) return;
+    if (!plain && batch != batches && t - p->last_draw < 0.2) return;
     p->last_draw = t;
     char e[32];
     fmt_eta(eta, e, sizeof e);
-    fprintf(stderr, "\r\033[Kepoch %d  batch %d/%d  loss %.4f  acc %.4f  %.0f img/s  ETA %s",
-            epoch, batch, batches, loss, acc, ips, e);
+    flockfile(stderr);
+    fprintf(stderr, "%sepoch %d  batch %d/%d  loss %.4f  acc %.4f  %.0f img/s  ETA %s",
+            plain ? "" : "\r\033[K", epoch, batch, batches, loss, acc, ips, e);
+    if (p->repair) fprintf(stderr, "  GRA %ld", repairs);
+    fputs(plain ? "\n" : "", stderr);
     fflush(stderr);
+    cli_progress_line(!plain);
+    funlockfile(stderr);
+}
+
+/* Ctrl-C: the first stops training after the current step (with a checkpoint when
+ * checkpointing); the second exits at once. */
+static volatile int stop_requested = 0;
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    if (stop_requested) _exit(130);
+    stop_requested = 1;
+    static const char msg[] = "\nregrad train: stopping after this step (Ctrl-C again to quit now)\n";
+    ssize_t ignored = write(2, msg, sizeof msg - 1);
+    (void)ignored;
 }
 
 
 static void on_epoch(void *user, const rg_epoch_stats *s) {
     progress *p = user;
-    if (p->tty && !p->quiet) fprintf(stderr, "\r\033[K");
+    if (p->tty && !p->quiet && !p->log_every) fprintf(stderr, "\r\033[K");
+    cli_progress_line(false);
     if (!p->quiet) {
         printf("epoch %d  loss %.4f  acc %.4f", s->epoch, s->loss, s->acc);
         if (isfinite(s->val_loss)) printf("  val_loss %.4f  val_acc %.4f", s->val_loss, s->val_acc);
@@ -289,7 +318,7 @@ typedef struct train_opts {
     const char *data, *model_spec, *metrics_path, *optim_name, *schedule_text, *test_data;
     const char *augment_text, *checkpoint_dir, *resume, *weights, *aux_heads;
     long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
-    long stop_after, classes;
+    long stop_after, classes, log_every;
     double lr, momentum, wd, val_split, smoothing;
     double clip_norm, clip_layer, clip_value, agc, max_norm, aux_weight, lasso, path_factor;
     int path_stages;
@@ -361,6 +390,7 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
             break;
         }
         case OPT_AUX: o->aux_heads = optarg; break;
+        case OPT_LOG_EVERY: ok = cli_int(cmd, "log-every", optarg, 1, 1L << 30, &o->log_every); break;
         case OPT_LASSO: ok = cli_float(cmd, "lasso", optarg, 0, 1e9, false, &o->lasso); break;
         case OPT_LASSO_PATH: {
             char tail;
@@ -494,7 +524,8 @@ int cmd_train(int argc, char **argv) {
     if (!o.repair_given && (o.clip_norm > 0 || o.clip_layer > 0 || o.clip_value > 0 || o.agc > 0 ||
                             o.max_norm > 0))
         o.repair = false;
-    progress prog = {.tty = isatty(2), .quiet = o.quiet, .repair = o.repair};
+    progress prog = {.tty = isatty(2), .quiet = o.quiet, .repair = o.repair,
+                     .log_every = o.log_every};
 
     /* Validate every cheap argument before reading any data. */
     rg_optim_kind kind;
@@ -637,7 +668,11 @@ int cmd_train(int argc, char **argv) {
                         .clip_tensor_norm = (float)o.clip_layer, .clip_value = (float)o.clip_value,
                         .agc = (float)o.agc, .max_norm = (float)o.max_norm, .prune = o.prune,
                         .prune_start = o.prune_start, .prune_end = o.prune_end,
-                        .aux_weight = (float)o.aux_weight, .lasso_lambda = (float)o.lasso};
+                        .aux_weight = (float)o.aux_weight, .lasso_lambda = (float)o.lasso,
+                        .stop = &stop_requested};
+    struct sigaction sa = {.sa_handler = on_interrupt}, old_sa;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_sa);
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                            .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &prog};
     double t0 = wall();
@@ -655,8 +690,9 @@ int cmd_train(int argc, char **argv) {
     for (int stage = 0; stage < (o.path_stages ? o.path_stages : 1); stage++) {
         if (o.path_stages) fc.lasso_lambda = (float)(o.lasso * pow(o.path_factor, stage));
         if ((s = rg_fit(&m, train, &fc, &cb))) {
-            if (prog.tty && !prog.quiet) fputc('\n', stderr);
-            code = cli_fail(cmd, s);
+            if (prog.tty && !prog.quiet && s != RG_STOPPED) fputc('\n', stderr);
+            cli_progress_line(false);
+            code = s == RG_STOPPED ? (cli_error(cmd, "%s", rg_last_error()), 130) : cli_fail(cmd, s);
             goto done_data;
         }
         if (o.path_stages) {
@@ -709,6 +745,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(prog.metrics, "\"weights_hash\":\"%016llx\"}\n", hash);
     }
 done_data:
+    sigaction(SIGINT, &old_sa, NULL);
     if (prog.metrics && fclose(prog.metrics) != 0 && code == 0) {
         cli_error(cmd, "could not finish writing '%s' (disk full?)", o.metrics_path);
         code = EXIT_RUNTIME;

@@ -98,8 +98,15 @@ int cli_data_option(const char *cmd, int c, const char *arg, rg_data_options *o)
     return 0;
 }
 
+/* Whether a progress line is drawn in place on stderr right now: warnings clear it first
+ * so the two never share a line. */
+static bool progress_shown;
+
+void cli_progress_line(bool shown) { progress_shown = shown; }
+
 void cli_warn(void *user, const char *message) {
     flockfile(stderr);
+    if (progress_shown) fputs("\r\033[K", stderr);
     fprintf(stderr, "regrad: warning: %s\n", message);
     funlockfile(stderr);
 }

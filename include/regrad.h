@@ -49,7 +49,8 @@ typedef enum rg_status {
     RG_ERR_SHAPE,    /* shapes do not fit together */
     RG_ERR_MEMORY,   /* an allocation failed or would exceed a limit */
     RG_ERR_NUMERIC,  /* NaN or Inf where a finite value is required */
-    RG_ERR_STATE     /* a call made in the wrong order (e.g. forward before compile) */
+    RG_ERR_STATE,    /* a call made in the wrong order (e.g. forward before compile) */
+    RG_STOPPED       /* training was asked to stop (rg_fit_config.stop) and did */
 } rg_status;
 
 /* The message of the most recent failure in this thread ("" if none). */
@@ -497,9 +498,10 @@ rg_status rg_augment_preview(const rg_dataset *d, const rg_augment *aug, uint64_
  * epoch is augmented from a stream keyed by (seed, j). */
 typedef struct rg_loader rg_loader;
 rg_loader *rg_loader_create(const rg_dataset *d, int batch, int workers);
-/* Starts a pass over idx[0..n) (copied). */
-rg_status rg_loader_start(rg_loader *l, const int *idx, int n, const rg_augment *aug,
-                          uint64_t seed);
+/* Starts a pass over idx[0..n) (copied) at batch first_batch (0: the beginning; later ones
+ * continue an interrupted pass with the same augmentation draws). */
+rg_status rg_loader_start(rg_loader *l, const int *idx, int n, long first_batch,
+                          const rg_augment *aug, uint64_t seed);
 /* Waits for the next batch: returns its size (0 after the last), or a negated rg_status. */
 int rg_loader_next(rg_loader *l, float *x, int *y);
 void rg_loader_free(rg_loader *l);
@@ -808,7 +810,7 @@ typedef struct rg_epoch_stats {
 /* Called after each batch (for progress) and each epoch; may be NULL. */
 typedef struct rg_fit_callbacks {
     void (*on_batch)(void *user, int epoch, int batch, int batches, double loss, double acc,
-                     double images_per_sec, double eta_seconds);
+                     double images_per_sec, double eta_seconds, long repairs);
     void (*on_epoch)(void *user, const rg_epoch_stats *s);
     /* Every GRA action (with rg_fit_config.repair). */
     void (*on_repair)(void *user, const rg_repair_event *e);
@@ -823,6 +825,7 @@ typedef struct rg_fit_callbacks {
 /* Where a run is, for training checkpoints. */
 typedef struct rg_train_state {
     int epoch;      /* epochs completed */
+    long batch;     /* batches completed in the epoch after those (an interrupted one) */
     long step;      /* steps completed */
     uint64_t seed;  /* the run's data-order seed */
 } rg_train_state;
@@ -865,6 +868,11 @@ typedef struct rg_fit_config {
     float aux_weight;
     /* LassoNet's L1 strength on the skip (lassonet models; 0: the hierarchy alone). */
     float lasso_lambda;
+    /* When *stop becomes non-zero (a signal handler's flag), training ends after the
+     * current step, writes DIR/interrupted.safetensors (and points last.safetensors at it)
+     * when checkpointing, and rg_fit returns RG_STOPPED.  Resuming from that checkpoint
+     * continues mid-epoch, bitwise as if never stopped. */
+    volatile int *stop;
 } rg_fit_config;
 
 /* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples

@@ -232,6 +232,13 @@ static void model_save_load(void **state) {
 /* Trains a 6-layer sigmoid MLP with batch norm in the middle, dropout, GRA and
  * augmentation, for `epochs` (resuming from `resume` if given), checkpointing every epoch
  * into sub; returns the weights' hash. */
+/* Asks training to stop at epoch 2, batch 4 (as Ctrl-C would). */
+static volatile int stop_flag;
+static void stop_midway(void *user, int epoch, int batch, int batches, double loss, double acc,
+                        double ips, double eta, long repairs) {
+    if (epoch == 2 && batch == 4) stop_flag = 1;
+}
+
 static uint64_t train_run(int epochs, int stop_after, const char *resume, const char *sub,
                           rg_optim_kind k) {
     rg_dataset *data = synthetic(300, 3, 21);
@@ -241,7 +248,8 @@ static uint64_t train_run(int epochs, int stop_after, const char *resume, const 
     assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
     rg_fit_config c = {.epochs = epochs, .batch = 16, .seed = 5, .val_split = 0.1f,
                        .optim = rg_optim_defaults(k), .repair = 1, .checkpoint_dir = path_of(sub),
-                       .checkpoint_every = 1, .workers = 2, .stop_after = stop_after};
+                       .checkpoint_every = 1, .workers = 2,
+                       .stop_after = stop_after > 0 ? stop_after : 0};
     rg_schedule_parse("cosine", &c.schedule);
     assert_int_equal(rg_augment_parse("noise=0.05,flip", &c.augment), RG_OK);
     rg_tensor_file *f = NULL;
@@ -249,8 +257,16 @@ static uint64_t train_run(int epochs, int stop_after, const char *resume, const 
         assert_int_equal(rg_safetensors_load(resume, &f), RG_OK);
         c.resume = f;
     }
-    rg_status s = rg_fit(&m, data, &c, NULL);
-    if (s) fail_msg("fit: %s", rg_last_error());
+    stop_flag = 0;
+    c.stop = &stop_flag;
+    rg_fit_callbacks cb = {.on_batch = stop_midway};
+    rg_status s = rg_fit(&m, data, &c, stop_after < 0 ? &cb : NULL);
+    if (stop_after < 0) {
+        if (s != RG_STOPPED) fail_msg("expected a stop, got %d: %s", s, rg_last_error());
+        assert_non_null(strstr(rg_last_error(), "epoch 2, batch 4"));
+    } else if (s) {
+        fail_msg("fit: %s", rg_last_error());
+    }
     uint64_t h = rg_graph_params_hash(m.graph);
     rg_tensor_file_free(f);
     rg_model_free(&m);
@@ -267,6 +283,13 @@ static void resume_is_exact(void **state) {
         assert_int_not_equal(first, straight);
         uint64_t resumed = train_run(3, 0, path_of("stopped/last.safetensors"), "stopped", kinds[i]);
         assert_int_equal(resumed, straight);
+        /* interrupted in the middle of epoch 2 (stop_after -1: by the stop flag), resumed
+         * from DIR/interrupted.safetensors through the last link */
+        train_run(3, -1, NULL, "midway", kinds[i]);
+        char target[64] = {0};
+        assert_true(readlink(path_of("midway/last.safetensors"), target, sizeof target - 1) > 0);
+        assert_string_equal(target, "interrupted.safetensors");
+        assert_int_equal(train_run(3, 0, path_of("midway/last.safetensors"), "midway", kinds[i]), straight);
         /* the checkpoints of both runs hold the same bytes */
         unsigned char a[1 << 16], b[1 << 16];
         size_t na = read_bytes("straight/epoch_3.safetensors", a, sizeof a);

@@ -464,7 +464,7 @@ static void loader_deterministic(void **state) {
         rg_loader *l = rg_loader_create(d, 8, workers[k]);
         assert_non_null(l);
         for (int pass = 0; pass < 2; pass++) { /* restarted passes reuse the loader */
-            assert_int_equal(rg_loader_start(l, idx, 50, &a, 11), RG_OK);
+            assert_int_equal(rg_loader_start(l, idx, 50, 0, &a, 11), RG_OK);
             int got, at = 0, batches = 0;
             while ((got = rg_loader_next(l, x, y)) > 0) {
                 assert_true(got == 8 || (got == 2 && at == 48));
@@ -483,9 +483,9 @@ static void loader_deterministic(void **state) {
             assert_int_equal(batches, 7);
         }
         /* a pass abandoned half way, then a new one */
-        assert_int_equal(rg_loader_start(l, idx, 50, &a, 11), RG_OK);
+        assert_int_equal(rg_loader_start(l, idx, 50, 0, &a, 11), RG_OK);
         assert_int_equal(rg_loader_next(l, x, y), 8);
-        assert_int_equal(rg_loader_start(l, idx, 50, &a, 11), RG_OK);
+        assert_int_equal(rg_loader_start(l, idx, 50, 0, &a, 11), RG_OK);
         assert_int_equal(rg_loader_next(l, x, y), 8);
         assert_memory_equal(ref_x, x, 8 * 36 * sizeof(float));
         rg_loader_free(l);

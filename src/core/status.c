@@ -31,6 +31,7 @@ const char *rg_status_name(rg_status s) {
     case RG_ERR_MEMORY: return "memory";
     case RG_ERR_NUMERIC: return "numeric";
     case RG_ERR_STATE: return "state";
+    case RG_STOPPED: return "stopped";
     }
     return "unknown";
 }

@@ -149,8 +149,8 @@ oom:
     return NULL;
 }
 
-rg_status rg_loader_start(rg_loader *l, const int *idx, int n, const rg_augment *aug,
-                          uint64_t seed) {
+rg_status rg_loader_start(rg_loader *l, const int *idx, int n, long first_batch,
+                          const rg_augment *aug, uint64_t seed) {
     int *copy = malloc((size_t)(n > 0 ? n : 1) * sizeof *copy);
     if (!copy) return rg_fail(RG_ERR_MEMORY, "out of memory");
     memcpy(copy, idx, (size_t)n * sizeof *copy);
@@ -170,8 +170,8 @@ rg_status rg_loader_start(rg_loader *l, const int *idx, int n, const rg_augment 
     l->augment = rg_augment_any(aug);
     if (l->augment) l->aug = *aug;
     l->seed = seed;
-    l->next_make = l->next_take = 0;
     l->batches = (n + l->batch - 1) / l->batch;
+    l->next_make = l->next_take = first_batch < 0 ? 0 : first_batch < l->batches ? first_batch : l->batches;
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->mu);
     return RG_OK;

@@ -184,8 +184,9 @@ rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
     rg_graph *g = m->graph;
     rg_tensor_writer *w = rg_tensor_writer_create();
     if (!w) return RG_ERR_MEMORY;
-    char epoch[32], step[32], osteps[32], fwd[32], seed[32];
+    char epoch[32], batch[32], step[32], osteps[32], fwd[32], seed[32];
     snprintf(epoch, sizeof epoch, "%d", st->epoch);
+    snprintf(batch, sizeof batch, "%ld", st->batch);
     snprintf(step, sizeof step, "%ld", st->step);
     snprintf(osteps, sizeof osteps, "%ld", rg_optim_steps(o));
     snprintf(fwd, sizeof fwd, "%" PRIu64, rg_graph_forward_count(g));
@@ -193,6 +194,7 @@ rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
     char *gra_json = gra ? rg_repair_state_json(gra) : NULL;
     rg_status s = add_model(w, m, meta, true);
     if (!s && (s = rg_tensor_writer_meta(w, "epoch", epoch))) goto done;
+    if (!s && (s = rg_tensor_writer_meta(w, "batch", batch))) goto done;
     if (!s && (s = rg_tensor_writer_meta(w, "step", step))) goto done;
     if (!s && (s = rg_tensor_writer_meta(w, "optimizer_steps", osteps))) goto done;
     if (!s && (s = rg_tensor_writer_meta(w, "forward_count", fwd))) goto done;
@@ -252,7 +254,7 @@ static rg_status meta_long(const rg_tensor_file *f, const char *key, long long l
 
 rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *o,
                                 rg_train_state *st) {
-    long long epoch = 0, step = 0, osteps = 0, fwd = 0;
+    long long epoch = 0, batch = 0, step = 0, osteps = 0, fwd = 0;
     rg_status s;
     if ((s = meta_long(f, "epoch", 0, &epoch)) || (s = meta_long(f, "step", 0, &step)) ||
         (s = meta_long(f, "optimizer_steps", 0, &osteps)) ||
@@ -265,7 +267,9 @@ rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *
     moments(f, m->graph, o, true);
     rg_optim_set_steps(o, (long)osteps);
     rg_graph_set_forward_count(m->graph, (uint64_t)fwd);
+    if (rg_tensor_file_meta(f, "batch") && (s = meta_long(f, "batch", 0, &batch))) return s;
     st->epoch = (int)epoch;
+    st->batch = (long)batch;
     st->step = (long)step;
     return RG_OK;
 }

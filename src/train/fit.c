@@ -162,13 +162,14 @@ static rg_status resume_run(const rg_fit_config *cfg, rg_model *m, rg_optim *o, 
 /* DIR/epoch_N.safetensors, DIR/last.safetensors pointing at it, and the oldest epoch files
  * beyond the newest `keep` removed. */
 static rg_status write_checkpoint(const rg_fit_config *cfg, const rg_model *m, rg_optim *o,
-                                  const rg_repair *gra, const rg_train_state *at, char *path,
-                                  size_t len) {
+                                  const rg_repair *gra, const rg_train_state *at,
+                                  const char *special, char *path, size_t len) {
     const char *dir = cfg->checkpoint_dir;
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return rg_fail(RG_ERR_IO, "cannot create checkpoint folder '%s': %s", dir, strerror(errno));
     char name[64], link_tmp[4200], link_path[4200];
-    snprintf(name, sizeof name, "epoch_%d.safetensors", at->epoch);
+    if (special) snprintf(name, sizeof name, "%s.safetensors", special);
+    else snprintf(name, sizeof name, "epoch_%d.safetensors", at->epoch);
     if (snprintf(path, len, "%s/%s", dir, name) >= (int)len)
         return rg_fail(RG_ERR_ARG, "checkpoint folder path too long");
     rg_status s = rg_checkpoint_save(path, m, o, gra, at, cfg->meta);
@@ -178,7 +179,7 @@ static rg_status write_checkpoint(const rg_fit_config *cfg, const rg_model *m, r
     unlink(link_tmp);
     if (symlink(name, link_tmp) != 0 || rename(link_tmp, link_path) != 0)
         return rg_fail(RG_ERR_IO, "cannot point '%s' at %s: %s", link_path, name, strerror(errno));
-    if (cfg->keep > 0) {
+    if (cfg->keep > 0 && !special) {
         for (int e = at->epoch - 1; e >= 1; e--) {
             /* the newest `keep` saved epochs stay; an epoch file may not exist */
             char old[4200];
@@ -280,6 +281,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     const long batches = (n_train + cfg->batch - 1) / cfg->batch;
     const long total_steps = batches * cfg->epochs;
     long step = at.step;
+    bool stopped = false;
     const double run_start = now_seconds();
     if (gra && !cfg->resume) repairs = 0; /* the probe's actions count in epoch 1 */
     if (!s && at.epoch >= cfg->epochs)
@@ -289,14 +291,16 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                          ? at.epoch + cfg->stop_after : cfg->epochs;
     for (int epoch = at.epoch; epoch < last && s == RG_OK; epoch++) {
         rg_rng_shuffle(&rng, order, n_train);
-        if (loader && (s = rg_loader_start(loader, order, n_train, &cfg->augment,
+        /* an interrupted epoch goes on from its batch */
+        const long first = epoch == at.epoch ? at.batch : 0;
+        if (loader && (s = rg_loader_start(loader, order, n_train, first, &cfg->augment,
                                            cfg->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)))))
             break;
         const double t0 = now_seconds();
         double loss_sum = 0;
         long correct = 0, seen = 0;
         float lr = cfg->optim.lr;
-        for (long bi = 0; bi < batches; bi++, step++) {
+        for (long bi = first; bi < batches; bi++, step++) {
             const int start = (int)(bi * cfg->batch);
             const int b = n_train - start < cfg->batch ? n_train - start : cfg->batch;
             float *x = rg_graph_input_buffer(g, m->input);
@@ -362,8 +366,24 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 double ips = seen / (now_seconds() - t0);
                 double eta = elapsed / (double)(step + 1) * (double)(total_steps - step - 1);
                 cb->on_batch(cb->user, epoch + 1, (int)bi + 1, (int)batches, loss_sum / seen,
-                             (double)correct / seen, ips, eta);
+                             (double)correct / seen, ips, eta, rg_repair_actions(gra));
             }
+            if (cfg->stop && *cfg->stop && (bi + 1 < batches || epoch + 1 < last)) {
+                at.epoch = epoch, at.batch = bi + 1, at.step = step + 1;
+                if (bi + 1 == batches) at.epoch = epoch + 1, at.batch = 0;
+                stopped = true;
+                break;
+            }
+        }
+        if (stopped) {
+            char path[4096];
+            if (cfg->checkpoint_dir &&
+                (s = write_checkpoint(cfg, m, opt, gra, &at, "interrupted", path, sizeof path)))
+                break;
+            if (cfg->checkpoint_dir && cb && cb->on_checkpoint) cb->on_checkpoint(cb->user, path);
+            s = rg_fail(RG_STOPPED, "stopped at epoch %d, batch %ld%s", at.epoch + 1, at.batch,
+                        cfg->checkpoint_dir ? "; --resume continues from there" : "");
+            break;
         }
         if (s) break;
         rg_epoch_stats st = {.epoch = epoch + 1, .loss = loss_sum / seen,
@@ -396,7 +416,8 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             ((epoch + 1) % cfg->checkpoint_every == 0 || epoch + 1 == last)) {
             at.epoch = epoch + 1, at.step = step;
             char path[4096];
-            if ((s = write_checkpoint(cfg, m, opt, gra, &at, path, sizeof path))) break;
+            at.batch = 0;
+            if ((s = write_checkpoint(cfg, m, opt, gra, &at, NULL, path, sizeof path))) break;
             if (cb && cb->on_checkpoint) cb->on_checkpoint(cb->user, path);
         }
     }
