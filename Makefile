@@ -4,7 +4,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all setup build demo test bench clean
+.PHONY: all setup test-setup build demo test bench clean
 
 all: build
 
@@ -15,12 +15,15 @@ build: setup
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
+test-setup:
+	@tools/setup-deps.sh --test
+
 # The GRA experiment in short: 20-layer sigmoid and tanh MLPs (PyTorch's default init),
 # Adam, one epoch of Fashion-MNIST, GRA off and on (about a minute on 2 cores).
 demo: build
 	$(BUILD)/regrad experiment --depths 20 --acts sigmoid,tanh --optimizers adam --remedies off,gra
 
-test: build
+test: test-setup build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: build

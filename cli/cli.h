@@ -95,5 +95,9 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+/* Writes the HTML report of a metrics file or an experiment's JSON (report.c); returns an
+ * exit code after printing any problem. */
+int cli_write_report(const char *cmd, const char *in_path, const char *out_path, const char *title);
 
 #endif

@@ -33,11 +33,13 @@ static const char *const experiment_help =
     "  --limit N          train on the first N images only (default: all)\n"
     "  --data SPEC        dataset (default fashion-mnist)\n"
     "  --json FILE        also write every run as JSON\n"
+    "  --report FILE      an HTML report: the table and a bar chart per cell (the runs go\n"
+    "                     to FILE.json unless --json names a file)\n"
     "  --threads N        threads (default: all cores)\n"
     "  -h, --help         show this help\n";
 
 enum { OPT_DEPTHS = 256, OPT_ACTS, OPT_OPTIMS, OPT_REMEDIES, OPT_EPOCHS, OPT_SEEDS, OPT_WIDTH,
-       OPT_LIMIT, OPT_DATA, OPT_JSON, OPT_THREADS, OPT_FIRST_SEED };
+       OPT_LIMIT, OPT_DATA, OPT_JSON, OPT_THREADS, OPT_FIRST_SEED, OPT_REPORT };
 
 static const struct option experiment_opts[] = {
     {"depths", required_argument, 0, OPT_DEPTHS},     {"acts", required_argument, 0, OPT_ACTS},
@@ -46,6 +48,7 @@ static const struct option experiment_opts[] = {
     {"width", required_argument, 0, OPT_WIDTH},       {"limit", required_argument, 0, OPT_LIMIT},
     {"data", required_argument, 0, OPT_DATA},         {"json", required_argument, 0, OPT_JSON},
     {"threads", required_argument, 0, OPT_THREADS},   {"first-seed", required_argument, 0, OPT_FIRST_SEED},
+    {"report", required_argument, 0, OPT_REPORT},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -186,7 +189,8 @@ static void cell_text(char *buf, size_t len, const double *v, int n, const char 
 }
 
 int cmd_experiment(int argc, char **argv) {
-    const char *cmd = "experiment", *data = "fashion-mnist", *json_path = NULL;
+    const char *cmd = "experiment", *data = "fashion-mnist", *json_path = NULL, *report = NULL;
+    char report_json[4200];
     list depths, acts, optims, remedies;
     split(cmd, "depths", "10,20,30", &depths);
     split(cmd, "acts", "sigmoid,tanh", &acts);
@@ -209,6 +213,7 @@ int cmd_experiment(int argc, char **argv) {
         case OPT_LIMIT: ok = cli_int(cmd, "limit", optarg, 128, 1L << 30, &limit); break;
         case OPT_DATA: data = optarg; break;
         case OPT_JSON: json_path = optarg; break;
+        case OPT_REPORT: report = optarg; break;
         case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
         case OPT_FIRST_SEED: ok = cli_int(cmd, "first-seed", optarg, 1, 1L << 30, &first_seed); break;
         default: return EXIT_USAGE;
@@ -242,6 +247,10 @@ int cmd_experiment(int argc, char **argv) {
             cli_error(cmd, "--remedies: unknown remedy '%s' (%s)", remedies.item[i], REMEDY_LIST);
             return EXIT_USAGE;
         }
+    }
+    if (report && !json_path) {
+        snprintf(report_json, sizeof report_json, "%s.json", report);
+        json_path = report_json;
     }
     rg_set_threads((int)threads);
     rg_dataset *train = NULL, *test = NULL;
@@ -332,6 +341,15 @@ out:
     if (jf) {
         fprintf(jf, "\n]\n");
         fclose(jf);
+    }
+    if (report && !s) {
+        int rc = cli_write_report(cmd, json_path, report, "regrad experiment");
+        if (rc) {
+            free(acc), free(ratio);
+            rg_dataset_free(train), rg_dataset_free(test);
+            return rc;
+        }
+        printf("report: %s\n", report);
     }
     free(acc);
     free(ratio);

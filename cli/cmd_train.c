@@ -97,6 +97,9 @@ static const char *const train_help =
     "Running\n"
     "  --threads N           threads for OpenMP and the BLAS (default: all cores)\n"
     "  --metrics FILE        write JSON lines: one per epoch, one at the end\n"
+    "  --report FILE.html    write an HTML report (loss, accuracy, gradient flow); turns on\n"
+    "                        --monitor-every 10 and keeps the metrics in FILE.html.jsonl\n"
+    "                        unless --metrics names a file\n"
     "  --quiet               print only the final result\n"
     "  --log-every N         a plain progress line every N batches instead of the line\n"
     "                        redrawn in place (plain lines are the default off a terminal\n"
@@ -110,7 +113,7 @@ enum {
     OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
     OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM,
     OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION, OPT_AUX,
-    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH, OPT_LOG_EVERY
+    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH, OPT_LOG_EVERY, OPT_REPORT
 };
 
 static const struct option train_opts_table[] = {
@@ -160,6 +163,7 @@ static const struct option train_opts_table[] = {
     {"lasso", required_argument, 0, OPT_LASSO},
     {"lasso-path", required_argument, 0, OPT_LASSO_PATH},
     {"log-every", required_argument, 0, OPT_LOG_EVERY},
+    {"report", required_argument, 0, OPT_REPORT},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -316,7 +320,7 @@ static void on_health(void *user, long step, const rg_monitor *mon) {
  * these), so later flags override earlier ones. */
 typedef struct train_opts {
     const char *data, *model_spec, *metrics_path, *optim_name, *schedule_text, *test_data;
-    const char *augment_text, *checkpoint_dir, *resume, *weights, *aux_heads;
+    const char *augment_text, *checkpoint_dir, *resume, *weights, *aux_heads, *report;
     long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
     long stop_after, classes, log_every;
     double lr, momentum, wd, val_split, smoothing;
@@ -390,6 +394,7 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
             break;
         }
         case OPT_AUX: o->aux_heads = optarg; break;
+        case OPT_REPORT: o->report = optarg; break;
         case OPT_LOG_EVERY: ok = cli_int(cmd, "log-every", optarg, 1, 1L << 30, &o->log_every); break;
         case OPT_LASSO: ok = cli_float(cmd, "lasso", optarg, 0, 1e9, false, &o->lasso); break;
         case OPT_LASSO_PATH: {
@@ -526,6 +531,14 @@ int cmd_train(int argc, char **argv) {
         o.repair = false;
     progress prog = {.tty = isatty(2), .quiet = o.quiet, .repair = o.repair,
                      .log_every = o.log_every};
+    char report_metrics[4200];
+    if (o.report) { /* the report reads the metrics, with gradient snapshots */
+        if (!o.monitor_every) o.monitor_every = 10;
+        if (!o.metrics_path) {
+            snprintf(report_metrics, sizeof report_metrics, "%s.jsonl", o.report);
+            o.metrics_path = report_metrics;
+        }
+    }
 
     /* Validate every cheap argument before reading any data. */
     rg_optim_kind kind;
@@ -559,6 +572,8 @@ int cmd_train(int argc, char **argv) {
     rg_dataset *train = NULL, *test = NULL;
     rg_model m = {0};
     char *args_json = NULL, *names_json = NULL;
+    struct sigaction old_sa;
+    bool sa_set = false;
     if ((s = rg_dataset_open(o.data, &o.dopt, &train, &test))) {
         code = cli_fail(cmd, s);
         goto done_data;
@@ -626,6 +641,13 @@ int cmd_train(int argc, char **argv) {
         code = EXIT_RUNTIME;
         goto done_data;
     }
+    if (prog.metrics) {
+        fprintf(prog.metrics, "{\"event\":\"start\",\"model\":");
+        json_str(prog.metrics, o.model_spec);
+        fprintf(prog.metrics, ",\"data\":");
+        json_str(prog.metrics, o.data);
+        fprintf(prog.metrics, ",\"regrad\":\"%s\"}\n", RG_VERSION);
+    }
     if (!o.quiet)
         printf("regrad %s: %s on %s (%d samples, %dx%dx%d, %d classes), %s lr %g, batch %ld, "
                "%d threads, GRA %s\n", RG_VERSION, o.model_spec, o.data, train->n, train->c, train->h,
@@ -670,9 +692,10 @@ int cmd_train(int argc, char **argv) {
                         .prune_start = o.prune_start, .prune_end = o.prune_end,
                         .aux_weight = (float)o.aux_weight, .lasso_lambda = (float)o.lasso,
                         .stop = &stop_requested};
-    struct sigaction sa = {.sa_handler = on_interrupt}, old_sa;
+    struct sigaction sa = {.sa_handler = on_interrupt};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
+    sa_set = true;
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                            .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &prog};
     double t0 = wall();
@@ -745,10 +768,15 @@ int cmd_train(int argc, char **argv) {
         fprintf(prog.metrics, "\"weights_hash\":\"%016llx\"}\n", hash);
     }
 done_data:
-    sigaction(SIGINT, &old_sa, NULL);
+    if (sa_set) sigaction(SIGINT, &old_sa, NULL);
     if (prog.metrics && fclose(prog.metrics) != 0 && code == 0) {
         cli_error(cmd, "could not finish writing '%s' (disk full?)", o.metrics_path);
         code = EXIT_RUNTIME;
+    }
+    if (o.report && prog.metrics && (code == 0 || code == 130)) {
+        int rc = cli_write_report(cmd, o.metrics_path, o.report, NULL);
+        if (rc) code = rc;
+        else if (!o.quiet) printf("report: %s\n", o.report);
     }
     free(args_json);
     free(names_json);

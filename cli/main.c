@@ -20,6 +20,7 @@ static const command commands[] = {
     {"predict", cmd_predict, "class names and probabilities for image files"},
     {"inspect", cmd_inspect, "list a checkpoint's tensors and metadata"},
     {"prune", cmd_prune, "magnitude pruning of a checkpoint, or accuracy against sparsity"},
+    {"report", cmd_report, "an HTML report with charts from metrics or experiment results"},
     {"summary", cmd_summary, "show a model's layers, shapes and parameter counts"},
     {"diagnose", cmd_diagnose, "report each layer's gradient health on a batch, with remedies"},
     {"experiment", cmd_experiment, "the GRA experiment: deep plain MLPs, GRA against the remedies"},

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# setup-deps.sh — install the Debian packages regrad needs to build, test and run its demo.
-# Installs only what is missing; needs root (or sudo) when something is.
+# setup-deps.sh — install the Debian packages regrad needs to build and run its demo, and
+# with --test also what the tests use: cmocka, clang's libFuzzer, xmllint and headless
+# Chromium (the HTML report is rendered for real).  Installs only what is missing; needs
+# root (or sudo) when something is.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libcjson-dev libcmocka-dev
-      libjpeg62-turbo-dev libpng-dev clang libclang-rt-14-dev dataset-fashion-mnist)
+pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libcjson-dev
+      libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(libcmocka-dev clang libclang-rt-14-dev libxml2-utils chromium)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
