@@ -150,8 +150,11 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
             rg_monitor_enable(mon, 1);
             rg_graph_forward(m.graph, 128, 1);
             rg_graph_backward(m.graph, m.loss);
-            const int n = rg_monitor_layer_count(mon);
-            r->ratio = rg_monitor_layer(mon, 0)->grad_norm / rg_monitor_layer(mon, n - 1)->grad_norm;
+            /* against the classifier (auxiliary heads come after it and get no gradient here) */
+            int last = rg_monitor_layer_count(mon) - 1;
+            for (int i = 0; i <= last; i++)
+                if (!strcmp(rg_monitor_layer(mon, i)->name, rg_node_name(m.graph, m.logits))) last = i;
+            r->ratio = rg_monitor_layer(mon, 0)->grad_norm / rg_monitor_layer(mon, last)->grad_norm;
             rg_monitor_free(mon);
         }
     }
