@@ -1,10 +1,11 @@
 # regrad — the two commands of the quick start, and a few more.
 #   make demo    install missing Debian packages, build, run the main job on Fashion-MNIST
 #   make test    install missing Debian packages, build, run the whole test suite
+#   make test-sanitize   the same suite under ASan, LSan and UBSan
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all setup test-setup build demo test bench clean
+.PHONY: all setup test-setup build demo test test-sanitize bench clean
 
 all: build
 
@@ -25,6 +26,13 @@ demo: build
 
 test: test-setup build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The whole suite under AddressSanitizer (with LeakSanitizer) and UndefinedBehaviorSanitizer;
+# the fuzz targets are sanitized builds of their own and are left to `make test`.
+test-sanitize: test-setup
+	@cmake -S . -B $(BUILD)-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREGRAD_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD)-sanitize -j $(JOBS)
+	cd $(BUILD)-sanitize && ctest --output-on-failure -j $(JOBS) -E '^fuzz_'
 
 bench: build
 	bench/bench_train.sh mlp

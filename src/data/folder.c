@@ -91,7 +91,7 @@ static rg_status walk(const char *dir, int depth, strings *files) {
                        MAX_DEPTH, dir);
     strings sub = {0};
     rg_status s = list_dir(dir, files, &sub);
-    qsort(sub.v, (size_t)sub.n, sizeof *sub.v, cmp_str);
+    if (sub.n) qsort(sub.v, (size_t)sub.n, sizeof *sub.v, cmp_str);
     for (int i = 0; !s && i < sub.n; i++) s = walk(sub.v[i], depth + 1, files);
     strings_free(&sub);
     return s;
@@ -149,7 +149,7 @@ rg_status rg_folder_open(const char *dir, const rg_data_options *opt, rg_dataset
         }
         labels = nl;
         for (int i = before; i < files.n; i++) labels[i] = k;
-        qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
+        if (files.n > before) qsort(files.v + before, (size_t)(files.n - before), sizeof *files.v, cmp_str);
     }
     /* Headers: in parallel (file systems reward it), warnings in order afterwards. */
     skip_flag = calloc((size_t)(files.n ? files.n : 1), 1);
