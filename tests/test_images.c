@@ -392,6 +392,9 @@ static void augment_properties(void **state) {
     assert_int_equal(rg_augment_parse("crop", &a), RG_ERR_ARG);
     assert_int_equal(rg_augment_parse("crop=1.5", &a), RG_ERR_ARG);
     assert_int_equal(rg_augment_parse("rotate=400", &a), RG_ERR_ARG);
+    /* out-of-range values are refused before any conversion (found by fuzz_values) */
+    assert_int_equal(rg_augment_parse("crop=1e300", &a), RG_ERR_ARG);
+    assert_int_equal(rg_augment_parse("noise=-1e300", &a), RG_ERR_ARG);
     assert_int_equal(rg_augment_parse("none", &a), RG_OK);
     assert_false(rg_augment_any(&a));
     rg_dataset_free(d);

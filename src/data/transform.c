@@ -391,14 +391,19 @@ rg_status rg_augment_parse(const char *text, rg_augment *out) {
         else if (IS("crop")) {
             if (!(s = number(item, eq, 1, 1024, &v)) && v != floor(v))
                 s = rg_fail(RG_ERR_ARG, "augmentation '%s': crop takes whole pixels", item);
-            out->crop_pad = (int)v;
-        } else if (IS("rotate")) s = number(item, eq, 0, 180, &v), out->rotate_deg = (float)v;
-        else if (IS("noise")) s = number(item, eq, 0, 1, &v), out->noise_std = (float)v;
-        else if (IS("brightness")) s = number(item, eq, 0, 1, &v), out->brightness = (float)v;
-        else if (IS("contrast")) s = number(item, eq, 0, 1, &v), out->contrast = (float)v;
-        else
+            if (!s) out->crop_pad = (int)v; /* only an in-range value is converted */
+        } else if (IS("rotate")) {
+            if (!(s = number(item, eq, 0, 180, &v))) out->rotate_deg = (float)v;
+        } else if (IS("noise")) {
+            if (!(s = number(item, eq, 0, 1, &v))) out->noise_std = (float)v;
+        } else if (IS("brightness")) {
+            if (!(s = number(item, eq, 0, 1, &v))) out->brightness = (float)v;
+        } else if (IS("contrast")) {
+            if (!(s = number(item, eq, 0, 1, &v))) out->contrast = (float)v;
+        } else {
             s = rg_fail(RG_ERR_ARG, "unknown augmentation '%s': use flip, crop=P, resized-crop, "
                                     "rotate=DEG, noise=STD, brightness=F or contrast=F", item);
+        }
 #undef IS
         if (s) return s;
     }

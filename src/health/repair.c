@@ -463,15 +463,22 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
                                    "(resume with the model it was saved from)");
         goto done;
     }
-    r->actions = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "actions"));
-    r->skipped_run = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "skipped_run"));
+    const double actions = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "actions"));
+    const double run = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "skipped_run"));
+    if (!(actions >= 0 && actions < 1e15) || !(run >= 0 && run < 1e15)) {
+        s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA counters are corrupt");
+        goto done;
+    }
+    r->actions = (long)actions;
+    r->skipped_run = (long)run;
     r->trust = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "trust"));
     char name[RG_NAME_MAX + 32];
     for (int i = 0; i < r->n && !s; i++) {
         cJSON *l = cJSON_GetArrayItem(layers, i);
         r->layers[i].mean = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "mean"));
         r->layers[i].var = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "var"));
-        r->layers[i].seen = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "seen"));
+        const double seen = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "seen"));
+        r->layers[i].seen = seen >= 0 && seen < 1e15 ? (long)seen : -1; /* -1: refused below */
         r->wnorms[i] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "weight_norm"));
         rg_monitor_set_pre_std(r->mon, i, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "pre_std")));
         if (isnan(r->layers[i].mean) || isnan(r->wnorms[i]) || r->layers[i].seen < 0) {

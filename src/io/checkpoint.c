@@ -247,7 +247,7 @@ static rg_status meta_long(const rg_tensor_file *f, const char *key, long long l
     char *end;
     if (!v) return rg_fail(RG_ERR_FORMAT, "not a training checkpoint: no '%s' in its metadata", key);
     *out = strtoll(v, &end, 10);
-    if (end == v || *end || *out < lo)
+    if (end == v || *end || *out < lo || *out > 0x7fffffffLL * 1024)
         return rg_fail(RG_ERR_FORMAT, "checkpoint metadata '%s' is '%s', not a count", key, v);
     return RG_OK;
 }
@@ -268,6 +268,9 @@ rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *
     rg_optim_set_steps(o, (long)osteps);
     rg_graph_set_forward_count(m->graph, (uint64_t)fwd);
     if (rg_tensor_file_meta(f, "batch") && (s = meta_long(f, "batch", 0, &batch))) return s;
+    if (epoch > 0x7fffffff || batch > 0x7fffffff)
+        return rg_fail(RG_ERR_FORMAT, "checkpoint metadata epoch %lld / batch %lld out of range",
+                       epoch, batch);
     st->epoch = (int)epoch;
     st->batch = (long)batch;
     st->step = (long)step;

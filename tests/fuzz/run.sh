@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# run.sh — builds one libFuzzer target with clang (ASan + UBSan) and runs it briefly from
-# the committed seeds.  Usage: tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
-# TARGET is image (decoding) or safetensors (the checkpoint reader).  Exit 0: no crash found.
+# run.sh — builds one libFuzzer target with clang (ASan + UBSan) against the whole library
+# (compiled once into BUILD_DIR/libregrad_fuzz.a, under a lock) and runs it for SECONDS from
+# the committed seeds in tests/fuzz/seeds-TARGET.  Exit 0: no crash found; a crash leaves
+# its input in BUILD_DIR (crash-*) to add to the seeds as a regression case.
+# Usage: tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
+#   TARGET: image, safetensors, checkpoint, idx, spec, values (one fuzz_TARGET.c each)
 set -euo pipefail
 target=$1 secs=$2 out=${3:-build/fuzz}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 command -v clang >/dev/null || { echo "fuzz: clang not installed (apt-get install clang)"; exit 1; }
-mkdir -p "$out/corpus-$target"
-case $target in
-  image) srcs="src/data/image.c src/core/status.c"; seeds=tests/fixtures/images ;;
-  safetensors) srcs="src/io/safetensors.c src/core/status.c"; seeds=tests/fuzz/seeds-safetensors ;;
-  *) echo "fuzz: unknown target '$target'"; exit 2 ;;
-esac
-cflags="-g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+[ -f "$root/tests/fuzz/fuzz_$target.c" ] || { echo "fuzz: unknown target '$target'"; exit 2; }
+mkdir -p "$out/obj" "$out/corpus-$target"
+out=$(cd "$out" && pwd)
+cflags="-g -O1 -std=gnu11 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-pragmas"
+includes="-I$root/include -I$root/src -I$root/cli -I/usr/include/x86_64-linux-gnu/openblas-pthread"
+(
+  flock 9
+  lib=$out/libregrad_fuzz.a
+  if [ ! -f "$lib" ] || [ -n "$(find "$root/src" "$root/include" "$root/cli/common.c" -newer "$lib" -name '*.[ch]' | head -1)" ]; then
+    rm -f "$out"/obj/*.o
+    # shellcheck disable=SC2086
+    find "$root/src" -name '*.c' | xargs -P "$(nproc)" -I{} sh -c \
+      'clang '"$cflags $includes"' -c "$1" -o "'"$out"'/obj/$(echo "$1" | tr / _).o"' _ {}
+    clang $cflags $includes -c "$root/cli/common.c" -o "$out/obj/cli_common.o"
+    ar rcs "$lib" "$out"/obj/*.o
+  fi
+) 9>"$out/.lock"
 # shellcheck disable=SC2086
-(cd "$root" && clang $cflags -Iinclude -Isrc $srcs "tests/fuzz/fuzz_$target.c" \
-    -ljpeg -lpng -lcjson -lz -lm -o "$out/fuzz_$target")
-cp "$root/$seeds"/* "$out/corpus-$target/" 2>/dev/null || true
-"$out/fuzz_$target" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    "$out/corpus-$target" 2>&1 | tail -3
+clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $includes \
+  "$root/tests/fuzz/fuzz_$target.c" "$out/libregrad_fuzz.a" \
+  -lopenblas -lcjson -ljpeg -lpng -lz -lm -lpthread -o "$out/fuzz_$target"
+cp "$root/tests/fuzz/seeds-$target"/* "$out/corpus-$target/" 2>/dev/null || true
+cd "$out"
+"./fuzz_$target" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+  -print_final_stats=1 "corpus-$target" 2>&1 | grep -E "^(stat::number_of_executed_units|Done|==|SUMMARY)" | tail -4
