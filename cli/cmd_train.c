@@ -93,6 +93,8 @@ static const char *const train_help =
     "  --repair MODE         auto (default): GRA probes the network, re-conditions unhealthy\n"
     "                        layers and repairs gradients every step; off: plain training\n"
     "  --monitor-every N     write per-layer gradient health to --metrics every N steps\n"
+    "  --check-numerics      stop at the first NaN or Inf in any output or gradient, naming\n"
+    "                        the op and layer (without it GRA keeps them out of the weights)\n"
     "\n"
     "Running\n"
     "  --threads N           threads for OpenMP and the BLAS (default: all cores)\n"
@@ -113,7 +115,7 @@ enum {
     OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
     OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM,
     OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION, OPT_AUX,
-    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH, OPT_LOG_EVERY, OPT_REPORT
+    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH, OPT_LOG_EVERY, OPT_REPORT, OPT_NUMERICS
 };
 
 static const struct option train_opts_table[] = {
@@ -164,6 +166,7 @@ static const struct option train_opts_table[] = {
     {"lasso-path", required_argument, 0, OPT_LASSO_PATH},
     {"log-every", required_argument, 0, OPT_LOG_EVERY},
     {"report", required_argument, 0, OPT_REPORT},
+    {"check-numerics", no_argument, 0, OPT_NUMERICS},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -328,7 +331,7 @@ typedef struct train_opts {
     int path_stages;
     rg_prune_opts prune;
     int prune_start, prune_end;
-    bool partial, quiet, repair, repair_given;
+    bool partial, quiet, repair, repair_given, check_numerics;
     rg_loss_kind loss;
     rg_data_options dopt;
     int n_patterns;
@@ -395,6 +398,7 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
         }
         case OPT_AUX: o->aux_heads = optarg; break;
         case OPT_REPORT: o->report = optarg; break;
+        case OPT_NUMERICS: o->check_numerics = true; break;
         case OPT_LOG_EVERY: ok = cli_int(cmd, "log-every", optarg, 1, 1L << 30, &o->log_every); break;
         case OPT_LASSO: ok = cli_float(cmd, "lasso", optarg, 0, 1e9, false, &o->lasso); break;
         case OPT_LASSO_PATH: {
@@ -619,6 +623,7 @@ int cmd_train(int argc, char **argv) {
         code = cli_fail(cmd, s);
         goto done_data;
     }
+    rg_graph_check_numerics(m.graph, o.check_numerics);
     if (weights) {
         rg_load_report rep;
         int flags = (o.partial ? RG_LOAD_PARTIAL : 0) | (o.classes ? RG_LOAD_NEW_HEAD : 0);

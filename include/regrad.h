@@ -245,6 +245,10 @@ rg_status rg_graph_backward(rg_graph *g, rg_node loss);
  * floats): the general form used by gradient checks. */
 rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed);
 
+/* Scans every node's output in forward, and the gradients each node produces in backward,
+ * for NaN and Inf: the first one makes the pass return RG_ERR_NUMERIC naming the value,
+ * the op and the layer.  Costs a pass over each buffer. */
+void rg_graph_check_numerics(rg_graph *g, int on);
 /* Turns per-node timing on (resetting the totals) or off (keeping them).  Timing costs
  * two clock reads per node per pass. */
 void rg_graph_profile(rg_graph *g, int on);

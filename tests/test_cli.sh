@@ -272,5 +272,8 @@ else
   bad "SIGINT: exit $code, expected 130 and a checkpoint: $(cat "$tmp/int.err")"
 fi
 
+# ---- numerical faults: the first non-finite value names its op and layer
+expect 1 "Inf in the output of dense_3 (op dense)" train --limit 512 --optimizer sgd --lr 1e5 --repair off --check-numerics
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -411,6 +411,35 @@ static void lassonet_selects_the_informative_features(void **state) {
     rg_dataset_free(d);
 }
 
+/* --check-numerics: the first NaN names the op and layer, in forward and in backward. */
+static void check_numerics(void **state) {
+    rg_graph *g = small_graph(NULL);
+    rg_graph_check_numerics(g, 1);
+    float *x = rg_graph_input_buffer(g, 0);
+    for (int i = 0; i < 2 * 32; i++) x[i] = 0.5f;
+    rg_graph_labels(g)[0] = 0, rg_graph_labels(g)[1] = 1;
+    assert_int_equal(rg_graph_forward(g, 2, 1), RG_OK);
+    assert_int_equal(rg_graph_backward(g, rg_graph_node_count(g) - 1), RG_OK);
+    x[5] = NAN; /* bad data is named as such */
+    assert_int_equal(rg_graph_forward(g, 2, 1), RG_ERR_NUMERIC);
+    assert_non_null(strstr(rg_last_error(), "NaN in the output of input (op input), value 5"));
+    x[5] = 0.5f;
+    rg_param_info p;
+    rg_graph_param(g, 0, &p); /* conv2d_1.kernel */
+    const float keep = p.data[0];
+    p.data[0] = NAN; /* a broken weight: the first layer whose output shows it */
+    assert_int_equal(rg_graph_forward(g, 2, 1), RG_ERR_NUMERIC);
+    assert_non_null(strstr(rg_last_error(), "NaN in the output of conv2d_1 (op conv2d)"));
+    p.data[0] = keep;
+    assert_int_equal(rg_graph_forward(g, 2, 1), RG_OK);
+    /* backward: a gradient seeded with Inf is caught in the first node that passes it on */
+    float seed[4] = {INFINITY, 0, 0, 0};
+    rg_node logits = rg_graph_node_count(g) - 2;
+    assert_int_equal(rg_graph_backward_from(g, logits, seed), RG_ERR_NUMERIC);
+    assert_non_null(strstr(rg_last_error(), "gradient"));
+    rg_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clipping),
@@ -419,6 +448,7 @@ int main(void) {
         cmocka_unit_test(masks_persist),
         cmocka_unit_test(aux_heads),
         cmocka_unit_test(lassonet_selects_the_informative_features),
+        cmocka_unit_test(check_numerics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -287,6 +287,20 @@ static rg_status check_ready(const rg_graph *g, int batch) {
     return RG_OK;
 }
 
+/* --check-numerics: the first NaN or Inf in x names the op and layer. */
+static rg_status first_nonfinite(const float *x, size_t n, const char *what, const rg_node_impl *node) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return rg_fail(RG_ERR_NUMERIC, "%s in %s %s (op %s), value %zu of %zu: the first "
+                                           "non-finite value of this pass", isnan(x[i]) ? "NaN" : "Inf",
+                           what, node->name, rg_op_table[node->op]->name, i, n);
+    return RG_OK;
+}
+
+void rg_graph_check_numerics(rg_graph *g, int on) {
+    if (g) g->check_numerics = on != 0;
+}
+
 rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     rg_status s = check_ready(g, batch);
     if (s) return s;
@@ -299,6 +313,9 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
         rg_op_table[n->op]->forward(g, n, batch, train != 0);
         if (g->profile) n->fwd_seconds += seconds_now() - t0;
         if (g->hook) g->hook(g, i, false, g->hook_user);
+        if (g->check_numerics && (s = first_nonfinite(n->out, (n->batched ? (size_t)batch : 1) * n->size,
+                                                      "the output of", n)))
+            return s;
     }
     return RG_OK;
 }
@@ -338,6 +355,20 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
         rg_op_table[n->op]->backward(g, n, g->batch);
         if (g->profile) n->bwd_seconds += seconds_now() - t0;
         if (g->hook) g->hook(g, i, true, g->hook_user);
+        if (g->check_numerics) {
+            for (int k = 0; k < n->n_inputs && !s; k++) {
+                const rg_node_impl *in = rg_in(g, n, k);
+                if (in->needs_grad && in->dout)
+                    s = first_nonfinite(in->dout, (in->batched ? (size_t)g->batch : 1) * in->size,
+                                        "the input gradient computed by", n);
+            }
+            for (int p = 0; p < n->n_params && !s; p++) {
+                const rg_param_impl *pi = &g->params[n->first_param + p];
+                if (!pi->state) s = first_nonfinite(g->grad_buf + pi->offset, pi->size, "the "
+                                                    "parameter gradient of", n);
+            }
+            if (s) return s;
+        }
     }
     return RG_OK;
 }

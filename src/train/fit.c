@@ -316,7 +316,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             const bool watch = cfg->monitor_every > 0 && step % cfg->monitor_every == 0;
             const bool check = rg_repair_wants_check(gra, step);
             if (mon) rg_monitor_enable(mon, watch || check);
-            rg_graph_forward(g, b, 1);
+            if ((s = rg_graph_forward(g, b, 1))) break; /* only --check-numerics fails here */
             const float loss = g->nodes[m->loss].out[0];
             if (!isfinite(loss) && !gra) {
                 s = rg_fail(RG_ERR_NUMERIC, "the loss became %g at epoch %d, batch %ld: lower "
@@ -331,7 +331,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             seen += b;
             if (m->n_aux) /* deep supervision: the heads' weight decays to 0 over training */
                 rg_model_set_aux_weight(m, cfg->aux_weight * (1.0f - (float)step / (float)total_steps));
-            rg_graph_backward(g, rg_model_objective(m));
+            if ((s = rg_graph_backward(g, rg_model_objective(m)))) break;
             if (watch || check) {
                 rg_monitor_enable(mon, 0);
                 rg_monitor_judge(mon);
