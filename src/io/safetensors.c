@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -320,6 +321,16 @@ static bool write_all(int fd, const void *p, size_t n) {
     return true;
 }
 
+/* Fault injection for the crash-safety test (tests/test_crash.sh): REGRAD_FAULT=write:N
+ * kills the process with SIGKILL in the middle of its N-th file write, after the header
+ * and half the data.  Nothing else reads this variable. */
+static bool fault_now(void) {
+    static int writes;
+    const char *f = getenv("REGRAD_FAULT");
+    int n;
+    return f && sscanf(f, "write:%d", &n) == 1 && ++writes == n;
+}
+
 rg_status rg_tensor_writer_save(rg_tensor_writer *w, const char *path) {
     cJSON *h = cJSON_CreateObject();
     if (!h) return rg_fail(RG_ERR_MEMORY, "out of memory");
@@ -361,7 +372,11 @@ rg_status rg_tensor_writer_save(rg_tensor_writer *w, const char *path) {
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     bool ok = write_all(fd, len8, 8) && write_all(fd, json, hlen) &&
               write_all(fd, "        ", padded - hlen);
-    for (int i = 0; ok && i < w->n; i++) ok = write_all(fd, w->t[i].data, w->t[i].count * 4);
+    const bool fault = fault_now();
+    for (int i = 0; ok && i < w->n; i++) {
+        if (fault && i == w->n / 2) raise(SIGKILL);
+        ok = write_all(fd, w->t[i].data, w->t[i].count * 4);
+    }
     if (ok) ok = fchmod(fd, 0644) == 0 && fsync(fd) == 0;
     int err = errno;
     if (close(fd) != 0) ok = false;

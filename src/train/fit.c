@@ -12,6 +12,7 @@
  */
 #include "../internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -159,6 +160,19 @@ static rg_status resume_run(const rg_fit_config *cfg, rg_model *m, rg_optim *o, 
     return rg_checkpoint_restore(cfg->resume, m, o, at);
 }
 
+/* Temporary files of writes a crash cut short (NAME.safetensors.tmp-XXXXXX): never whole,
+ * never read, removed before the next write. */
+static void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4200];
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".safetensors.tmp-") && snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
+            unlink(path);
+    closedir(d);
+}
+
 /* DIR/epoch_N.safetensors, DIR/last.safetensors pointing at it, and the oldest epoch files
  * beyond the newest `keep` removed. */
 static rg_status write_checkpoint(const rg_fit_config *cfg, const rg_model *m, rg_optim *o,
@@ -172,6 +186,7 @@ static rg_status write_checkpoint(const rg_fit_config *cfg, const rg_model *m, r
     else snprintf(name, sizeof name, "epoch_%d.safetensors", at->epoch);
     if (snprintf(path, len, "%s/%s", dir, name) >= (int)len)
         return rg_fail(RG_ERR_ARG, "checkpoint folder path too long");
+    remove_stale_temporaries(dir);
     rg_status s = rg_checkpoint_save(path, m, o, gra, at, cfg->meta);
     if (s) return s;
     snprintf(link_path, sizeof link_path, "%s/last.safetensors", dir);
