@@ -98,6 +98,8 @@ static const char *const train_help =
     "\n"
     "Running\n"
     "  --threads N           threads for OpenMP and the BLAS (default: all cores)\n"
+    "  --max-memory SIZE     memory the run may take, e.g. 2G or 512M (default: what the\n"
+    "                        machine has available); checked before allocating\n"
     "  --metrics FILE        write JSON lines: one per epoch, one at the end\n"
     "  --report FILE.html    write an HTML report (loss, accuracy, gradient flow); turns on\n"
     "                        --monitor-every 10 and keeps the metrics in FILE.html.jsonl\n"
@@ -115,7 +117,8 @@ enum {
     OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_STOP_AFTER, OPT_WEIGHTS, OPT_PARTIAL, OPT_CLASSES,
     OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM,
     OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION, OPT_AUX,
-    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH, OPT_LOG_EVERY, OPT_REPORT, OPT_NUMERICS
+    OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH, OPT_LOG_EVERY, OPT_REPORT, OPT_NUMERICS,
+    OPT_MAX_MEMORY
 };
 
 static const struct option train_opts_table[] = {
@@ -167,6 +170,7 @@ static const struct option train_opts_table[] = {
     {"log-every", required_argument, 0, OPT_LOG_EVERY},
     {"report", required_argument, 0, OPT_REPORT},
     {"check-numerics", no_argument, 0, OPT_NUMERICS},
+    {"max-memory", required_argument, 0, OPT_MAX_MEMORY},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -326,6 +330,7 @@ typedef struct train_opts {
     const char *augment_text, *checkpoint_dir, *resume, *weights, *aux_heads, *report;
     long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
     long stop_after, classes, log_every;
+    double max_memory; /* bytes, 0: what the machine has */
     double lr, momentum, wd, val_split, smoothing;
     double clip_norm, clip_layer, clip_value, agc, max_norm, aux_weight, lasso, path_factor;
     int path_stages;
@@ -399,6 +404,19 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
         case OPT_AUX: o->aux_heads = optarg; break;
         case OPT_REPORT: o->report = optarg; break;
         case OPT_NUMERICS: o->check_numerics = true; break;
+        case OPT_MAX_MEMORY: {
+            char *end;
+            double v = strtod(optarg, &end);
+            const double unit = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' || *end == 'm'
+                                ? 1048576.0 : *end == 'G' || *end == 'g' ? 1073741824.0 : 1.0;
+            if (unit > 1) end++;
+            if (end == optarg || *end || !(v > 0) || v * unit > 1e18) {
+                cli_error(cmd, "--max-memory '%s': write a size such as 2G, 512M or 1000000", optarg);
+                ok = false;
+            }
+            o->max_memory = v * unit;
+            break;
+        }
         case OPT_LOG_EVERY: ok = cli_int(cmd, "log-every", optarg, 1, 1L << 30, &o->log_every); break;
         case OPT_LASSO: ok = cli_float(cmd, "lasso", optarg, 0, 1e9, false, &o->lasso); break;
         case OPT_LASSO_PATH: {
@@ -619,6 +637,37 @@ int cmd_train(int argc, char **argv) {
             code = EXIT_USAGE;
             goto done_data;
         }
+    /* Memory: the optimizer's moments and the loader's batches come out of the budget
+     * first; the rest bounds what compile may allocate (checked before it allocates). */
+    {
+        const double budget = o.max_memory > 0 ? o.max_memory : (double)rg_memory_available();
+        double params = 0;
+        for (int i = 0; i < rg_graph_param_count(m.graph); i++) {
+            rg_param_info pi;
+            rg_graph_param(m.graph, i, &pi);
+            if (!pi.state) params += (double)pi.size;
+        }
+        const int moments = kind == RG_OPTIM_ADAM || kind == RG_OPTIM_ADAMW ? 2
+                            : kind == RG_OPTIM_RMSPROP ? 1 + (oc.momentum > 0)
+                            : kind == RG_OPTIM_ADAGRAD || oc.momentum > 0 ? 1 : 0;
+        const long workers = o.workers ? o.workers : (rg_get_threads() + 1) / 2;
+        const double loader = train->paths || rg_augment_any(&augment)
+                                  ? 2.0 * workers * o.batch * train->c * train->h * train->w * 4 : 0;
+        const double extra = 4.0 * params * moments + loader;
+        if (budget > 0) {
+            if (extra >= budget) {
+                char a[32], b[32], c[32];
+                cli_error(cmd, "the optimizer's state (%s) and the loader's batches (%s) alone "
+                               "exceed the %s %s: use a smaller model or --batch",
+                          rg_bytes_text(4.0 * params * moments, a), rg_bytes_text(loader, b),
+                          rg_bytes_text(budget, c),
+                          o.max_memory > 0 ? "of --max-memory" : "this machine has available");
+                code = EXIT_RUNTIME;
+                goto done_data;
+            }
+            rg_graph_set_memory_limit(m.graph, (size_t)(budget - extra));
+        }
+    }
     if ((s = rg_graph_compile(m.graph, (int)o.batch))) {
         code = cli_fail(cmd, s);
         goto done_data;

@@ -225,6 +225,16 @@ void rg_graph_want_input_grads(rg_graph *g, int on);
  * output.  Call before rg_graph_compile. */
 void rg_graph_keep_outputs(rg_graph *g, int on);
 
+/* A ceiling on what rg_graph_compile allocates (parameters, gradients, batch-norm state,
+ * activations, scratch; 0: none): compile computes the total first and fails with the
+ * breakdown instead of allocating past it.  rg_graph_memory gives what compile took. */
+void rg_graph_set_memory_limit(rg_graph *g, size_t bytes);
+size_t rg_graph_memory(const rg_graph *g);
+/* "1.25 GiB", "310.0 MiB" or "12 KiB" into buf (returned). */
+const char *rg_bytes_text(double bytes, char buf[32]);
+/* The memory this machine can give now (MemAvailable), in bytes; 0 if unknown. */
+size_t rg_memory_available(void);
+
 /* Allocates the flat parameter and gradient buffers and every activation for batches of
  * up to max_batch samples, initialises parameters from the graph's seed, and reports the
  * first builder error, if any.  Nothing is allocated per step after this. */

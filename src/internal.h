@@ -140,6 +140,8 @@ struct rg_graph {
     bool profile;         /* time every node's forward and backward */
     bool no_inplace;      /* keep every node's output (rg_graph_keep_outputs) */
     bool check_numerics;  /* scan every output and gradient for NaN/Inf (rg_graph_check_numerics) */
+    size_t memory_limit;  /* bytes compile may allocate (0: no limit) */
+    size_t memory_bytes;  /* what compile allocated */
     bool *live, *touched; /* backward scratch, one flag per node */
     /* Called right after each node's forward (backward = false) and backward, while its
      * buffers still hold their values: how the health monitor sees every layer. */

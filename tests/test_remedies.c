@@ -440,6 +440,23 @@ static void check_numerics(void **state) {
     rg_graph_free(g);
 }
 
+/* A memory limit is checked before compile allocates anything. */
+static void memory_limit(void **state) {
+    rg_model m;
+    assert_int_equal(rg_model_build("resnet50v2", 3, 224, 224, 1000, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    rg_graph_set_memory_limit(m.graph, (size_t)1 << 30);
+    assert_int_equal(rg_graph_compile(m.graph, 64), RG_ERR_MEMORY);
+    assert_non_null(strstr(rg_last_error(), "at batch 64"));
+    assert_non_null(strstr(rg_last_error(), "1.00 GiB is left"));
+    assert_int_equal(rg_graph_memory(m.graph) > ((size_t)4 << 30), 1); /* computed, not taken */
+    rg_model_free(&m);
+    assert_int_equal(rg_model_build("mlp", 1, 28, 28, 10, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    rg_graph_set_memory_limit(m.graph, (size_t)64 << 20);
+    assert_int_equal(rg_graph_compile(m.graph, 128), RG_OK);
+    assert_true(rg_graph_memory(m.graph) > 2 * 269322 * 4 && rg_graph_memory(m.graph) < ((size_t)64 << 20));
+    rg_model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(clipping),
@@ -449,6 +466,7 @@ int main(void) {
         cmocka_unit_test(aux_heads),
         cmocka_unit_test(lassonet_selects_the_informative_features),
         cmocka_unit_test(check_numerics),
+        cmocka_unit_test(memory_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

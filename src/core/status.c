@@ -41,3 +41,10 @@ bool rg_mul_size(size_t a, size_t b, size_t *out) {
     *out = a * b;
     return true;
 }
+
+const char *rg_bytes_text(double bytes, char buf[32]) {
+    if (bytes >= (double)(1u << 30)) snprintf(buf, 32, "%.2f GiB", bytes / (1u << 30));
+    else if (bytes >= (double)(1u << 20)) snprintf(buf, 32, "%.1f MiB", bytes / (1u << 20));
+    else snprintf(buf, 32, "%.0f KiB", bytes / 1024);
+    return buf;
+}

@@ -1,5 +1,5 @@
 /*
- * threads.c — one thread count for regrad's OpenMP pool.
+ * threads.c — one thread count for regrad's OpenMP pool, and the machine's free memory.
  *
  * The BLAS is kept single-threaded: regrad splits each matrix product across its own
  * OpenMP threads (src/kernels/cpu/gemm.c), so exactly one pool of N threads ever runs.
@@ -9,6 +9,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include <stdio.h>
 #include <unistd.h>
 
 #ifdef RG_HAVE_OPENBLAS_THREADS
@@ -40,4 +41,15 @@ int rg_thread_slots(void) {
 #else
     return 1;
 #endif
+}
+
+size_t rg_memory_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (size_t)kb * 1024;
 }

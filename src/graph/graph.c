@@ -257,6 +257,18 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     if (s) return s;
     for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i].workspace > work) work = g->nodes[i].workspace;
+    /* Everything compile allocates, known before any of it is: checked against the limit. */
+    const double need = 4.0 * (2.0 * (double)total + (double)state + (double)acts + (double)work);
+    g->memory_bytes = (size_t)need;
+    if (g->memory_limit && need > (double)g->memory_limit) {
+        char a[32], b[32], c[32], d[32], e[32];
+        return rg_fail(RG_ERR_MEMORY, "the model needs %s at batch %d (parameters and gradients "
+                                      "%s, activations %s, scratch %s) but %s is left for it: "
+                                      "lower --batch or the input size, or raise --max-memory",
+                       rg_bytes_text(need, a), max_batch, rg_bytes_text(8.0 * (double)total, b),
+                       rg_bytes_text(4.0 * (double)acts, c), rg_bytes_text(4.0 * (double)work, d),
+                       rg_bytes_text((double)g->memory_limit, e));
+    }
     g->param_buf = calloc(total ? total : 1, sizeof(float));
     g->grad_buf = calloc(total ? total : 1, sizeof(float));
     g->state_buf = calloc(state ? state : 1, sizeof(float));
@@ -296,6 +308,12 @@ static rg_status first_nonfinite(const float *x, size_t n, const char *what, con
                            what, node->name, rg_op_table[node->op]->name, i, n);
     return RG_OK;
 }
+
+void rg_graph_set_memory_limit(rg_graph *g, size_t bytes) {
+    if (g) g->memory_limit = bytes;
+}
+
+size_t rg_graph_memory(const rg_graph *g) { return g ? g->memory_bytes : 0; }
 
 void rg_graph_check_numerics(rg_graph *g, int on) {
     if (g) g->check_numerics = on != 0;
