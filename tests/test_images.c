@@ -509,5 +509,7 @@ int main(void) {
         cmocka_unit_test(stratified_split),
         cmocka_unit_test(loader_deterministic),
     };
+    /* REGRAD_TEST_FILTER=loader* runs a subset (the ThreadSanitizer build runs the loader's) */
+    if (getenv("REGRAD_TEST_FILTER")) cmocka_set_test_filter(getenv("REGRAD_TEST_FILTER"));
     return cmocka_run_group_tests(tests, load_ref, free_ref);
 }
