@@ -97,7 +97,10 @@ static const char *const train_help =
     "                        the op and layer (without it GRA keeps them out of the weights)\n"
     "\n"
     "Running\n"
-    "  --threads N           threads for OpenMP and the BLAS (default: all cores)\n"
+    "  --threads N           threads for OpenMP and the BLAS (default: all cores; under\n"
+    "                        mpirun, the cores shared among the ranks)\n"
+    "  --sync-bn             under mpirun: average batch-norm running statistics over the\n"
+    "                        ranks after every step\n"
     "  --max-memory SIZE     memory the run may take, e.g. 2G or 512M (default: what the\n"
     "                        machine has available); checked before allocating\n"
     "  --metrics FILE        write JSON lines: one per epoch, one at the end\n"
@@ -118,7 +121,7 @@ enum {
     OPT_FREEZE, OPT_TRAINABLE, OPT_CLIP_NORM, OPT_CLIP_LAYER, OPT_CLIP_VALUE, OPT_AGC, OPT_MAX_NORM,
     OPT_PRUNE_SCHEDULE, OPT_PRUNE_STRUCTURE, OPT_PRUNE_SCOPE, OPT_PRUNE_CRITERION, OPT_AUX,
     OPT_AUX_WEIGHT, OPT_LASSO, OPT_LASSO_PATH, OPT_LOG_EVERY, OPT_REPORT, OPT_NUMERICS,
-    OPT_MAX_MEMORY
+    OPT_MAX_MEMORY, OPT_SYNC_BN
 };
 
 static const struct option train_opts_table[] = {
@@ -171,6 +174,7 @@ static const struct option train_opts_table[] = {
     {"report", required_argument, 0, OPT_REPORT},
     {"check-numerics", no_argument, 0, OPT_NUMERICS},
     {"max-memory", required_argument, 0, OPT_MAX_MEMORY},
+    {"sync-bn", no_argument, 0, OPT_SYNC_BN},
     CLI_DATA_OPTIONS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -336,7 +340,7 @@ typedef struct train_opts {
     int path_stages;
     rg_prune_opts prune;
     int prune_start, prune_end;
-    bool partial, quiet, repair, repair_given, check_numerics;
+    bool partial, quiet, repair, repair_given, check_numerics, sync_bn;
     rg_loss_kind loss;
     rg_data_options dopt;
     int n_patterns;
@@ -404,6 +408,7 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
         case OPT_AUX: o->aux_heads = optarg; break;
         case OPT_REPORT: o->report = optarg; break;
         case OPT_NUMERICS: o->check_numerics = true; break;
+        case OPT_SYNC_BN: o->sync_bn = true; break;
         case OPT_MAX_MEMORY: {
             char *end;
             double v = strtod(optarg, &end);
@@ -500,7 +505,22 @@ static rg_status open_resume(const char *what, rg_tensor_file **f) {
     return rg_safetensors_load(path, f);
 }
 
+static int train_main(int argc, char **argv);
+
+/* Under mpirun every rank runs this; a rank that fails takes the job down. */
 int cmd_train(int argc, char **argv) {
+    rg_status s = rg_dist_init(&argc, &argv);
+    if (s) return cli_fail("train", s);
+    int code = train_main(argc, argv);
+    if (code && rg_dist_size() > 1) {
+        fflush(NULL);
+        rg_dist_abort(code);
+    }
+    rg_dist_finalize();
+    return code;
+}
+
+static int train_main(int argc, char **argv) {
     const char *cmd = "train";
     train_opts o = {.data = "fashion-mnist", .model_spec = "mlp", .optim_name = "adam",
                     .schedule_text = "constant", .augment_text = "none", .epochs = 1,
@@ -551,6 +571,14 @@ int cmd_train(int argc, char **argv) {
     if (!o.repair_given && (o.clip_norm > 0 || o.clip_layer > 0 || o.clip_value > 0 || o.agc > 0 ||
                             o.max_norm > 0))
         o.repair = false;
+    const int ranks = rg_dist_size(), rank = rg_dist_rank();
+    if (rank > 0) { /* rank 0 alone prints and writes metrics and reports */
+        o.quiet = true, o.metrics_path = NULL, o.report = NULL;
+    }
+    if (ranks > 1 && !o.threads) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN) / ranks;
+        o.threads = cores > 0 ? cores : 1;
+    }
     progress prog = {.tty = isatty(2), .quiet = o.quiet, .repair = o.repair,
                      .log_every = o.log_every};
     char report_metrics[4200];
@@ -709,6 +737,10 @@ int cmd_train(int argc, char **argv) {
                rg_get_threads(), prog.repair ? "auto" : "off");
     if (o.resume && !o.quiet)
         printf("resuming from %s at epoch %s\n", o.resume, rg_tensor_file_meta(resume, "epoch"));
+    if (ranks > 1 && !o.quiet)
+        printf("data-parallel: %d ranks x batch %ld = %ld per step, %d threads each, %s\n", ranks,
+               o.batch, ranks * o.batch, rg_get_threads(),
+               o.repair ? "rank 0's weights broadcast after each step (GRA)" : "gradients all-reduced");
 
     /* What a checkpoint needs to rebuild this run, or to predict with its model. */
     rg_meta meta = {0};
@@ -745,7 +777,7 @@ int cmd_train(int argc, char **argv) {
                         .agc = (float)o.agc, .max_norm = (float)o.max_norm, .prune = o.prune,
                         .prune_start = o.prune_start, .prune_end = o.prune_end,
                         .aux_weight = (float)o.aux_weight, .lasso_lambda = (float)o.lasso,
-                        .stop = &stop_requested};
+                        .stop = &stop_requested, .sync_bn = o.sync_bn};
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
@@ -811,6 +843,25 @@ int cmd_train(int argc, char **argv) {
     if (train->skipped || (test && test->skipped))
         cli_warn(NULL, "skipped files: see the warnings above (use --strict to stop on them)");
     unsigned long long hash = (unsigned long long)rg_graph_params_hash(m.graph);
+    if (ranks > 1) { /* every rank must hold the same weights */
+        bool same;
+        if ((s = rg_dist_agree(hash, &same))) {
+            code = cli_fail(cmd, s);
+            goto done_data;
+        }
+        if (!same) {
+            cli_error(cmd, "the ranks' weights differ after training (a bug): report it");
+            code = EXIT_RUNTIME;
+            goto done_data;
+        }
+        if (!o.quiet)
+            printf("weights identical on %d ranks; %.1f MiB all-reduced/broadcast per step, "
+                   "%.2f s in collectives\n", ranks,
+                   (double)rg_dist_comm_bytes() / (1 << 20) / (double)fmax(1, (double)o.epochs *
+                   ((train->n * (1 - o.val_split) + ranks * o.batch - 1) / (ranks * o.batch))),
+                   rg_dist_comm_seconds());
+    }
+    if (rank > 0) goto done_data;
     if (test) printf("test_loss %.4f  test_acc %.4f", test_loss, test_acc);
     else printf("no test split");
     printf("  (%.1fs, weights %016llx)\n", seconds, hash);

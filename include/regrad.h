@@ -774,6 +774,30 @@ rg_status rg_graph_set_mask(rg_graph *g, int i, const float *mask);
 /* The fraction of parameter i's values that are exactly 0. */
 double rg_param_sparsity(const rg_graph *g, int i);
 
+/* ---------------------------------------------------------------- data-parallel training (MPI) */
+
+/* Whether this build has MPI. */
+bool rg_dist_available(void);
+/* Joins the MPI job when the process was started by an MPI launcher (mpirun); otherwise,
+ * and without MPI, the job is this one process.  rg_fit then trains data-parallel: each
+ * rank takes its slice of every global batch (ranks x the batch it was compiled for),
+ * gradients are summed over ranks by sample count (one all-reduce of the flat gradient
+ * buffer per step), so every rank applies the same update; only rank 0 writes checkpoints. */
+rg_status rg_dist_init(int *argc, char ***argv);
+void rg_dist_finalize(void);
+/* Ends every rank's process when one fails (MPI_Abort), so none waits in a collective. */
+void rg_dist_abort(int code);
+int rg_dist_rank(void);
+int rg_dist_size(void);
+/* In-place sum over ranks; broadcast from rank 0; whether all ranks hold the same value. */
+rg_status rg_dist_allreduce_sum(float *buf, size_t n);
+rg_status rg_dist_sum_doubles(double *buf, int n);
+rg_status rg_dist_broadcast(float *buf, size_t n);
+rg_status rg_dist_agree(uint64_t value, bool *same);
+/* Seconds spent and bytes moved in gradient and parameter collectives so far. */
+double rg_dist_comm_seconds(void);
+unsigned long long rg_dist_comm_bytes(void);
+
 /* ---------------------------------------------------------------- checkpoints */
 
 /* Extra checkpoint metadata: key/value strings (not copied). */
@@ -887,6 +911,9 @@ typedef struct rg_fit_config {
      * when checkpointing, and rg_fit returns RG_STOPPED.  Resuming from that checkpoint
      * continues mid-epoch, bitwise as if never stopped. */
     volatile int *stop;
+    /* Data-parallel (several ranks): average the batch-norm running statistics over ranks
+     * after every step (batch statistics themselves stay per rank). */
+    bool sync_bn;
 } rg_fit_config;
 
 /* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples

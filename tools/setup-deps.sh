@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libcjson-dev
       libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(libcmocka-dev clang libclang-rt-14-dev libxml2-utils chromium)
+  pkgs+=(libcmocka-dev clang libclang-rt-14-dev libxml2-utils chromium libopenmpi-dev openmpi-bin)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -293,7 +293,13 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     }
 
     const int k = (int)g->nodes[m->logits].size;
-    const long batches = (n_train + cfg->batch - 1) / cfg->batch;
+    /* Data-parallel: a global batch is ranks x the compiled batch; each rank takes its
+     * slice of it (the last global batch may leave some ranks few or none). */
+    const int ranks = rg_dist_size(), me = rg_dist_rank();
+    const long global_batch = (long)cfg->batch * ranks;
+    const long batches = (n_train + global_batch - 1) / global_batch;
+    int *local = ranks > 1 ? malloc((size_t)n_train * sizeof *local) : order;
+    if (!local) s = rg_fail(RG_ERR_MEMORY, "out of memory");
     const long total_steps = batches * cfg->epochs;
     long step = at.step;
     bool stopped = false;
@@ -306,9 +312,18 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                          ? at.epoch + cfg->stop_after : cfg->epochs;
     for (int epoch = at.epoch; epoch < last && s == RG_OK; epoch++) {
         rg_rng_shuffle(&rng, order, n_train);
+        int n_local = n_train;
+        if (ranks > 1) { /* this rank's slices of the global batches, in order */
+            n_local = 0;
+            for (long gb = 0; gb < batches; gb++) {
+                const long lo = gb * global_batch + (long)me * cfg->batch;
+                for (long i = lo; i < lo + cfg->batch && i < n_train && i < (gb + 1) * global_batch; i++)
+                    local[n_local++] = order[i];
+            }
+        }
         /* an interrupted epoch goes on from its batch */
         const long first = epoch == at.epoch ? at.batch : 0;
-        if (loader && (s = rg_loader_start(loader, order, n_train, first, &cfg->augment,
+        if (loader && (s = rg_loader_start(loader, local, n_local, first, &cfg->augment,
                                            cfg->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)))))
             break;
         const double t0 = now_seconds();
@@ -316,23 +331,29 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         long correct = 0, seen = 0;
         float lr = cfg->optim.lr;
         for (long bi = first; bi < batches; bi++, step++) {
-            const int start = (int)(bi * cfg->batch);
-            const int b = n_train - start < cfg->batch ? n_train - start : cfg->batch;
+            const long g_start = bi * global_batch, g_size = n_train - g_start < global_batch
+                                                             ? n_train - g_start : global_batch;
+            const long my_lo = g_start + (long)me * cfg->batch;
+            const int b = my_lo >= n_train || my_lo >= g_start + g_size ? 0
+                          : (int)(n_train - my_lo < cfg->batch ? n_train - my_lo : cfg->batch);
+            const int start = (int)(bi * cfg->batch); /* in this rank's list */
             float *x = rg_graph_input_buffer(g, m->input);
-            if (loader) {
+            if (b == 0) {
+                /* nothing for this rank in the last global batch: it still joins the sum */
+            } else if (loader) {
                 int got = rg_loader_next(loader, x, g->labels);
                 if (got < 0) {
                     s = (rg_status)-got;
                     break;
                 }
-            } else if ((s = rg_dataset_batch(train, order + start, b, x, g->labels))) {
+            } else if ((s = rg_dataset_batch(train, local + start, b, x, g->labels))) {
                 break;
             }
             const bool watch = cfg->monitor_every > 0 && step % cfg->monitor_every == 0;
             const bool check = rg_repair_wants_check(gra, step);
             if (mon) rg_monitor_enable(mon, watch || check);
-            if ((s = rg_graph_forward(g, b, 1))) break; /* only --check-numerics fails here */
-            const float loss = g->nodes[m->loss].out[0];
+            if (b > 0 && (s = rg_graph_forward(g, b, 1))) break; /* only --check-numerics fails here */
+            const float loss = b > 0 ? g->nodes[m->loss].out[0] : 0.0f;
             if (!isfinite(loss) && !gra) {
                 s = rg_fail(RG_ERR_NUMERIC, "the loss became %g at epoch %d, batch %ld: lower "
                                             "--lr, or train with GRA (--repair auto), which "
@@ -342,11 +363,17 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             /* With GRA a non-finite loss goes on to backward, where the repair skips the
              * step and names the layer. */
             if (isfinite(loss)) loss_sum += (double)loss * b;
-            correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
+            if (b > 0) correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
             seen += b;
             if (m->n_aux) /* deep supervision: the heads' weight decays to 0 over training */
                 rg_model_set_aux_weight(m, cfg->aux_weight * (1.0f - (float)step / (float)total_steps));
-            if ((s = rg_graph_backward(g, rg_model_objective(m)))) break;
+            if (b > 0 && (s = rg_graph_backward(g, rg_model_objective(m)))) break;
+            if (ranks > 1) { /* the global batch's mean gradient: weighted by sample count */
+                if (b == 0) memset(g->grad_buf, 0, g->param_floats * sizeof(float));
+                const float w = (float)b / (float)g_size;
+                for (size_t i = 0; i < g->param_floats; i++) g->grad_buf[i] *= w;
+                if ((s = rg_dist_allreduce_sum(g->grad_buf, g->param_floats))) break;
+            }
             if (watch || check) {
                 rg_monitor_enable(mon, 0);
                 rg_monitor_judge(mon);
@@ -371,11 +398,22 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);
                 rg_graph_apply_masks(g); /* pruned weights stay 0 */
                 if (m->lasso_m > 0) rg_lassonet_prox(m, cfg->lasso_lambda * lr);
+
                 if (watch && before) rg_monitor_note_update(mon, before);
             }
             if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
             /* uses the probe batches: after the step, before the next batch is loaded */
             if (check) rg_repair_check(gra, step);
+            /* GRA's layer statistics come from each rank's own batches, so its trust region
+             * and re-conditioning could decide differently: rank 0's weights go to every
+             * rank at the end of each step.  --sync-bn averages the running statistics. */
+            if (ranks > 1 && gra && ((s = rg_dist_broadcast(g->param_buf, g->param_floats)) ||
+                                     (s = rg_dist_broadcast(g->state_buf, g->state_floats))))
+                break;
+            if (ranks > 1 && cfg->sync_bn && g->state_floats) {
+                if ((s = rg_dist_allreduce_sum(g->state_buf, g->state_floats))) break;
+                for (size_t i = 0; i < g->state_floats; i++) g->state_buf[i] /= (float)ranks;
+            }
             if (cb && cb->on_batch) {
                 double elapsed = now_seconds() - run_start;
                 double ips = seen / (now_seconds() - t0);
@@ -383,7 +421,13 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 cb->on_batch(cb->user, epoch + 1, (int)bi + 1, (int)batches, loss_sum / seen,
                              (double)correct / seen, ips, eta, rg_repair_actions(gra));
             }
-            if (cfg->stop && *cfg->stop && (bi + 1 < batches || epoch + 1 < last)) {
+            int stop_now = cfg->stop && *cfg->stop;
+            if (ranks > 1 && cfg->stop) { /* a stop is decided together */
+                double flag = stop_now;
+                if ((s = rg_dist_sum_doubles(&flag, 1))) break;
+                stop_now = flag > 0;
+            }
+            if (stop_now && (bi + 1 < batches || epoch + 1 < last)) {
                 at.epoch = epoch, at.batch = bi + 1, at.step = step + 1;
                 if (bi + 1 == batches) at.epoch = epoch + 1, at.batch = 0;
                 stopped = true;
@@ -392,15 +436,20 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         }
         if (stopped) {
             char path[4096];
-            if (cfg->checkpoint_dir &&
+            if (cfg->checkpoint_dir && me == 0 &&
                 (s = write_checkpoint(cfg, m, opt, gra, &at, "interrupted", path, sizeof path)))
                 break;
-            if (cfg->checkpoint_dir && cb && cb->on_checkpoint) cb->on_checkpoint(cb->user, path);
+            if (cfg->checkpoint_dir && me == 0 && cb && cb->on_checkpoint) cb->on_checkpoint(cb->user, path);
             s = rg_fail(RG_STOPPED, "stopped at epoch %d, batch %ld%s", at.epoch + 1, at.batch,
                         cfg->checkpoint_dir ? "; --resume continues from there" : "");
             break;
         }
         if (s) break;
+        if (ranks > 1) { /* the epoch's figures over all ranks */
+            double sums[3] = {loss_sum, (double)correct, (double)seen};
+            if ((s = rg_dist_sum_doubles(sums, 3))) break;
+            loss_sum = sums[0], correct = (long)sums[1], seen = (long)sums[2];
+        }
         rg_epoch_stats st = {.epoch = epoch + 1, .loss = loss_sum / seen,
                              .acc = (double)correct / seen, .val_loss = NAN, .val_acc = NAN,
                              .lr = lr, .repairs = rg_repair_actions(gra) - repairs,
@@ -427,7 +476,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             st.sparsity = pr.sparsity;
         }
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &st);
-        if (cfg->checkpoint_dir &&
+        if (cfg->checkpoint_dir && me == 0 &&
             ((epoch + 1) % cfg->checkpoint_every == 0 || epoch + 1 == last)) {
             at.epoch = epoch + 1, at.step = step;
             char path[4096];
@@ -437,6 +486,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
         }
     }
     free(before);
+    if (local != order) free(local);
     rg_loader_free(loader);
     rg_repair_free(gra);
     rg_monitor_free(mon);
