@@ -23,11 +23,13 @@ static bool joined = false;
 static double comm_seconds = 0;
 static unsigned long long comm_bytes = 0;
 
+#ifdef RG_HAVE_MPI
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
+#endif
 
 bool rg_dist_available(void) {
 #ifdef RG_HAVE_MPI
