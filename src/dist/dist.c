@@ -86,24 +86,30 @@ static rg_status check(int err, const char *what) {
 }
 #endif
 
-rg_status rg_dist_allreduce_sum(float *buf, size_t n) {
+/* A sum over ranks (or a broadcast from rank 0) of n floats, in chunks MPI's int counts
+ * can hold, timed and counted. */
+static rg_status float_collective(float *buf, size_t n, bool broadcast) {
     if (size == 1 || n == 0) return RG_OK;
 #ifdef RG_HAVE_MPI
     const double t0 = now();
     rg_status s = RG_OK;
-    for (size_t done = 0; done < n && !s; done += 1u << 30) { /* counts are ints */
+    for (size_t done = 0; done < n && !s; done += 1u << 30) {
         const int chunk = (int)(n - done < (1u << 30) ? n - done : (1u << 30));
-        s = check(MPI_Allreduce(MPI_IN_PLACE, buf + done, chunk, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-                  "all-reduce");
+        s = broadcast ? check(MPI_Bcast(buf + done, chunk, MPI_FLOAT, 0, MPI_COMM_WORLD), "broadcast")
+                      : check(MPI_Allreduce(MPI_IN_PLACE, buf + done, chunk, MPI_FLOAT, MPI_SUM,
+                                            MPI_COMM_WORLD), "all-reduce");
     }
     comm_seconds += now() - t0;
     comm_bytes += n * sizeof(float);
     return s;
 #else
-    (void)buf;
+    (void)buf, (void)broadcast;
     return RG_OK;
 #endif
 }
+
+rg_status rg_dist_allreduce_sum(float *buf, size_t n) { return float_collective(buf, n, false); }
+rg_status rg_dist_broadcast(float *buf, size_t n) { return float_collective(buf, n, true); }
 
 rg_status rg_dist_sum_doubles(double *buf, int n) {
     if (size == 1) return RG_OK;
@@ -111,24 +117,6 @@ rg_status rg_dist_sum_doubles(double *buf, int n) {
     return check(MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "sum");
 #else
     (void)buf, (void)n;
-    return RG_OK;
-#endif
-}
-
-rg_status rg_dist_broadcast(float *buf, size_t n) {
-    if (size == 1 || n == 0) return RG_OK;
-#ifdef RG_HAVE_MPI
-    const double t0 = now();
-    rg_status s = RG_OK;
-    for (size_t done = 0; done < n && !s; done += 1u << 30) {
-        const int chunk = (int)(n - done < (1u << 30) ? n - done : (1u << 30));
-        s = check(MPI_Bcast(buf + done, chunk, MPI_FLOAT, 0, MPI_COMM_WORLD), "broadcast");
-    }
-    comm_seconds += now() - t0;
-    comm_bytes += n * sizeof(float);
-    return s;
-#else
-    (void)buf;
     return RG_OK;
 #endif
 }
