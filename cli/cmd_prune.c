@@ -29,11 +29,13 @@ static const char *const prune_help =
     "  --sweep LIST          amounts to try (each from the original weights): a table of\n"
     "                        sparsity, test loss and accuracy\n"
     "  --data SPEC           data for --sweep (default: the checkpoint's; its test split)\n"
+    "  --report FILE.html    with --sweep: a chart of accuracy against sparsity (the table\n"
+    "                        is kept as FILE.html.jsonl)\n"
     "  --threads N           threads (default: all cores)\n"
     "  -h, --help            show this help\n";
 
 enum { OPT_WEIGHTS = 256, OPT_AMOUNT, OPT_THRESHOLD, OPT_STRUCTURE, OPT_SCOPE, OPT_CRITERION,
-       OPT_OUT, OPT_SWEEP, OPT_DATA, OPT_THREADS };
+       OPT_OUT, OPT_SWEEP, OPT_DATA, OPT_THREADS, OPT_REPORT };
 
 static const struct option prune_opts[] = {
     {"weights", required_argument, 0, OPT_WEIGHTS},
@@ -46,6 +48,7 @@ static const struct option prune_opts[] = {
     {"sweep", required_argument, 0, OPT_SWEEP},
     {"data", required_argument, 0, OPT_DATA},
     {"threads", required_argument, 0, OPT_THREADS},
+    {"report", required_argument, 0, OPT_REPORT},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -76,7 +79,7 @@ static void carry_meta(const rg_tensor_file *f, rg_meta *meta) {
 }
 
 static int sweep(const char *cmd, cli_trained *t, const rg_prune_opts *base, const char *list,
-                 const char *data) {
+                 const char *data, FILE *jsonl) {
     const char *spec = data ? data : rg_tensor_file_meta(t->file, "data");
     if (!spec) {
         cli_error(cmd, "the checkpoint does not say what data it was trained on: give --data");
@@ -113,6 +116,9 @@ static int sweep(const char *cmd, cli_trained *t, const rg_prune_opts *base, con
             break;
         }
         printf("%-8.2f %-9.4f %-10.4f %.4f\n", amount, rep.sparsity, loss, acc);
+        if (jsonl)
+            fprintf(jsonl, "{\"event\":\"sweep\",\"amount\":%g,\"sparsity\":%.6f,"
+                           "\"test_loss\":%.6f,\"test_acc\":%.6f}\n", amount, rep.sparsity, loss, acc);
     }
     rg_dataset_free(train);
     rg_dataset_free(test);
@@ -121,7 +127,7 @@ static int sweep(const char *cmd, cli_trained *t, const rg_prune_opts *base, con
 
 int cmd_prune(int argc, char **argv) {
     const char *cmd = "prune";
-    const char *weights = NULL, *out = NULL, *sweep_list = NULL, *data = NULL;
+    const char *weights = NULL, *out = NULL, *sweep_list = NULL, *data = NULL, *report = NULL;
     rg_prune_opts o = {.amount = -1, .norm = 2};
     double v;
     long threads = 0;
@@ -141,6 +147,7 @@ int cmd_prune(int argc, char **argv) {
         case OPT_SWEEP: sweep_list = optarg; break;
         case OPT_DATA: data = optarg; break;
         case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
+        case OPT_REPORT: report = optarg; break;
         default: return EXIT_USAGE;
         }
         if (!ok) return EXIT_USAGE;
@@ -161,7 +168,21 @@ int cmd_prune(int argc, char **argv) {
         return r;
     }
     if (sweep_list) {
-        r = sweep(cmd, &t, &o, sweep_list, data);
+        char path[4200];
+        FILE *jsonl = NULL;
+        if (report) {
+            snprintf(path, sizeof path, "%s.jsonl", report);
+            if (!(jsonl = fopen(path, "w"))) {
+                cli_error(cmd, "cannot write '%s'", path);
+                cli_trained_free(&t);
+                return EXIT_RUNTIME;
+            }
+            fprintf(jsonl, "{\"event\":\"start\",\"model\":\"%s\",\"data\":\"%s\"}\n",
+                    t.m.spec, data ? data : rg_tensor_file_meta(t.file, "data") ? rg_tensor_file_meta(t.file, "data") : "?");
+        }
+        r = sweep(cmd, &t, &o, sweep_list, data, jsonl);
+        if (jsonl) fclose(jsonl);
+        if (!r && report && !(r = cli_write_report(cmd, path, report, NULL))) printf("report: %s\n", report);
         cli_trained_free(&t);
         return r;
     }

@@ -7,7 +7,8 @@
  * flow as a heat map, layers by monitored steps, log10 of each layer's gradient norm, with
  * GRA's actions marked above the steps they happened at; each layer's gradient norm at the
  * first and the last snapshot; each layer's activation saturation (or dead units) at the
- * last.  An experiment report: the accuracy table and, per cell, a bar per remedy.
+ * last; for a pruning sweep, accuracy against sparsity.  An experiment report: the
+ * accuracy table and, per cell, a bar per remedy.
  * Colours: Okabe and Ito's palette for lines and bars, viridis for the heat map (both
  * readable with the common colour-vision deficiencies); every chart has axis labels and a
  * legend.  The output is well-formed XML as well as HTML (tests parse it).
@@ -238,6 +239,8 @@ typedef struct run_data {
     double repair_step[2000];
     double test_acc;
     char title[256]; /* from the start event: the model and the data */
+    int sweeps;      /* regrad prune --sweep: sparsity against test accuracy */
+    double sw_sparsity[64], sw_acc[64];
 } run_data;
 
 static double jnum(const cJSON *o, const char *k) {
@@ -254,6 +257,9 @@ static void read_event(run_data *r, const cJSON *e) {
         r->vloss[i] = jnum(e, "val_loss"), r->vacc[i] = jnum(e, "val_acc");
     } else if (!strcmp(ev, "repair") && r->repairs < 2000) {
         r->repair_step[r->repairs++] = jnum(e, "step");
+    } else if (!strcmp(ev, "sweep") && r->sweeps < 64) {
+        r->sw_sparsity[r->sweeps] = jnum(e, "sparsity");
+        r->sw_acc[r->sweeps++] = jnum(e, "test_acc");
     } else if (!strcmp(ev, "start")) {
         const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "model"));
         const char *data = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "data"));
@@ -361,6 +367,12 @@ static int train_report(FILE *f, run_data *r, const char *title) {
         series as[2] = {{"training", r->epochs, r->ep, r->acc}, {"validation", r->epochs, r->ep, r->vacc}};
         line_chart(f, "Accuracy by epoch", "epoch", "accuracy", as, 2);
     }
+    if (r->sweeps) {
+        fprintf(f, "<h2>Pruning</h2>\n");
+        series sw = {"test accuracy", r->sweeps, r->sw_sparsity, r->sw_acc};
+        line_chart(f, "Accuracy against sparsity (regrad prune --sweep)", "fraction of weights pruned",
+                   "test accuracy", &sw, 1);
+    }
     if (r->snaps && r->layers) {
         fprintf(f, "<h2>Gradient flow</h2>\n<p class=\"note\">Each column is one monitored step; "
                    "each row one layer, input at the top. Dark: a small gradient; a column "
@@ -379,7 +391,7 @@ static int train_report(FILE *f, run_data *r, const char *title) {
         series ss = {"last snapshot", r->layers, NULL, sat};
         bar_chart(f, "Saturated or dead units per layer",
                   "fraction of units", labels, r->layers, &ss, 1, false);
-    } else {
+    } else if (!r->sweeps) {
         fprintf(f, "<p class=\"note\">No gradient snapshots in these metrics: train with "
                    "--monitor-every N (--report turns it on) to see the gradient flow.</p>\n");
     }
