@@ -100,12 +100,24 @@ int cmd_eval(int argc, char **argv) {
     }
     cli_trained_data_options(&t, &a.dopt);
     rg_status s = rg_dataset_open(spec, &a.dopt, &train, &test);
-    rg_dataset *d = test ? test : train;
-    if (!s && d->classes > t.classes)
-        s = RG_ERR_SHAPE, cli_error(cmd, "the data has %d classes, the model %d", d->classes, t.classes);
-    else if (s) r = cli_fail(cmd, s);
     if (s) {
-        if (!r) r = EXIT_RUNTIME;
+        r = cli_fail(cmd, s);
+        goto done;
+    }
+    rg_dataset *d = test ? test : train;
+    if (d->class_names && t.names) { /* a folder: its classes matched to the model's by name */
+        char *names[4096];
+        const int k = cJSON_GetArraySize(t.names) < 4096 ? cJSON_GetArraySize(t.names) : 4096;
+        for (int i = 0; i < k; i++) names[i] = cJSON_GetArrayItem(t.names, i)->valuestring;
+        rg_dataset ref = {.classes = k, .class_names = names};
+        if ((s = rg_dataset_match_classes(d, &ref))) {
+            r = cli_fail(cmd, s);
+            goto done;
+        }
+    }
+    if (d->classes > t.classes) {
+        cli_error(cmd, "the data has %d classes, the model %d", d->classes, t.classes);
+        r = EXIT_RUNTIME;
         goto done;
     }
     const int k = t.classes;

@@ -467,7 +467,8 @@ void rg_dataset_free(rg_dataset *d);
 /* Keeps the first n samples. */
 void rg_dataset_truncate(rg_dataset *d, int n);
 /* Renumbers d's labels to the classes of `ref` by class name (a separate test folder must
- * hold a subset of the training classes); fails naming a class ref does not have. */
+ * hold a subset of the training classes; export-images' "3_Dress" is class 3 "Dress");
+ * fails naming a class ref does not have. */
 rg_status rg_dataset_match_classes(rg_dataset *d, const rg_dataset *ref);
 /* A seeded permutation of the samples into order, training samples first and validation
  * samples last: round(frac x count) of each class, the first ones of that class in the

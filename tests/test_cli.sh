@@ -210,6 +210,9 @@ PY
 expect 0 "accuracy 0\.[6-9]" eval --weights "$tmp/ckA/last.safetensors"
 expect 0 '"confusion":\[\[' eval --weights "$tmp/ckA/last.safetensors" --json
 "$BIN" export-images --split test --limit 20 --out "$tmp/pred" >/dev/null
+expect 0 "accuracy 0\.[6-9]" eval --weights "$tmp/ckA/last.safetensors" --data "$tmp/pred"
+rm -rf "$tmp/pred/"[02-9]_*; mkdir -p "$tmp/pred/9_Ankle_boot"; cp "$tmp/pred/1_Trouser/"*.png "$tmp/pred/9_Ankle_boot/"
+expect 0 "Ankle_boot  *[1-9]" eval --weights "$tmp/ckA/last.safetensors" --data "$tmp/pred"
 expect 0 "000003.png: Trouser" predict --weights "$tmp/ckA/last.safetensors" --top 2 "$tmp/pred/1_Trouser/000003.png"
 expect 0 '"probability"' predict --weights "$tmp/ckA/last.safetensors" --json "$tmp/pred/1_Trouser/000003.png"
 expect 1 "notes.png': not a JPEG or PNG" predict --weights "$tmp/ckA/last.safetensors" "$tmp/bad/1_Trouser/notes.png"

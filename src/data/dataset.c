@@ -34,6 +34,15 @@ void rg_dataset_truncate(rg_dataset *d, int n) {
     d->n = n;
 }
 
+/* Whether folder name `a` is class `b` (number j): the same name, or export-images'
+ * "j_b" (its folders carry the class number so they sort in label order). */
+static bool same_class(const char *a, const char *b, int j) {
+    if (strcmp(a, b) == 0) return true;
+    char *end;
+    long k = strtol(a, &end, 10);
+    return end != a && *end == '_' && k == j && strcmp(end + 1, b) == 0;
+}
+
 rg_status rg_dataset_match_classes(rg_dataset *d, const rg_dataset *ref) {
     if (!d->class_names || !ref->class_names) {
         if (d->classes > ref->classes)
@@ -45,8 +54,8 @@ rg_status rg_dataset_match_classes(rg_dataset *d, const rg_dataset *ref) {
     if (!map) return rg_fail(RG_ERR_MEMORY, "out of memory");
     for (int k = 0; k < d->classes; k++) {
         map[k] = -1;
-        for (int j = 0; j < ref->classes; j++)
-            if (strcmp(d->class_names[k], ref->class_names[j]) == 0) map[k] = j;
+        for (int j = 0; j < ref->classes && map[k] < 0; j++)
+            if (same_class(d->class_names[k], ref->class_names[j], j)) map[k] = j;
         if (map[k] < 0) {
             free(map);
             return rg_fail(RG_ERR_ARG, "the test data has a class '%s' the training data does "
