@@ -32,7 +32,6 @@ static int make_dir(void **state) {
 
 static int remove_dir(void **state) {
     char cmd[300];
-    if (getenv("KEEP")) return 0;
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : -1;
 }
