@@ -28,7 +28,7 @@ for r in $(seq "$ROUNDS"); do
   /usr/bin/time -f "%M" -o "$tmp/rss" "$BIN" train --model "$SPEC" --epochs 1 --batch 128 \
       --optimizer adam --lr 0.001 --threads "$THREADS" --seed "$r" --limit "$LIMIT" --quiet \
       --metrics "$tmp/rg.jsonl" >/dev/null
-  /usr/bin/python3 -c 'import json,sys; e=[json.loads(l) for l in open(sys.argv[1])]; print(e[0]["images_per_sec"], e[-1]["test_acc"])' "$tmp/rg.jsonl" >> "$tmp/rg"
+  /usr/bin/python3 -c 'import json,sys; e=[json.loads(l) for l in open(sys.argv[1])]; ep=[x for x in e if x.get("event")=="epoch"]; print(ep[0]["images_per_sec"], e[-1]["test_acc"])' "$tmp/rg.jsonl" >> "$tmp/rg"
   cat "$tmp/rss" >> "$tmp/rg_rss"
   /usr/bin/time -f "%M" -o "$tmp/rss" /usr/bin/python3 bench/torch_train.py --model "$MODEL" \
       --threads "$THREADS" --limit "$LIMIT" > "$tmp/pt.json"
