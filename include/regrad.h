@@ -912,8 +912,8 @@ typedef struct rg_fit_config {
      * when checkpointing, and rg_fit returns RG_STOPPED.  Resuming from that checkpoint
      * continues mid-epoch, bitwise as if never stopped. */
     volatile int *stop;
-    /* Data-parallel (several ranks): average the batch-norm running statistics over ranks
-     * after every step (batch statistics themselves stay per rank). */
+    /* Data-parallel (several ranks): batch norm's training statistics over the whole global
+     * batch, all ranks' samples (synchronised batch norm); off: per rank. */
     bool sync_bn;
 } rg_fit_config;
 

@@ -23,6 +23,12 @@ for n in 2 3; do
     && ok || bad "$n ranks: $(tail -3 "$tmp/out$n")"
   close "$tmp/one$n/last.safetensors" "$tmp/ranks$n/last.safetensors" 1e-4
 done
+# synchronised batch norm: 2 ranks x 32 match one process at 64 on a batch-norm MLP
+bn=(train --model mlp:depth=2,width=64,bn=1 --limit 3072 --epochs 2 --seed 4 --quiet --repair off --optimizer momentum)
+"$BIN" "${bn[@]}" --batch 64 --threads 1 --checkpoint-dir "$tmp/bn1" >/dev/null 2>&1
+"${MPIRUN[@]}" -np 2 "$BIN" "${bn[@]}" --batch 32 --sync-bn --checkpoint-dir "$tmp/bn2" >"$tmp/bn.out" 2>&1 \
+  && ok || bad "sync-bn on 2 ranks: $(tail -3 "$tmp/bn.out")"
+close "$tmp/bn1/last.safetensors" "$tmp/bn2/last.safetensors" 1e-4
 # GRA on 3 ranks on a deep sigmoid net (the probe, re-conditioning, trust region): the
 # weights agree on every rank
 "${MPIRUN[@]}" -np 3 "$BIN" train --model mlp:depth=8,width=32,act=sigmoid,init=torch --limit 2048 \

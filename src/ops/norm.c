@@ -41,8 +41,101 @@ static rg_status bn_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
+/* Synchronised batch norm (data-parallel, --sync-bn): the batch statistics of training
+ * mode are over the whole global batch, every rank's samples: per channel, the sums and
+ * the count are all-reduced before the mean, the centred squares before the variance,
+ * and in backward the sums of dy and dy xhat.  The running statistics then agree on every
+ * rank.  Each rank's dy is its own mean loss's; the ranks' equal shares make the result the
+ * one-process result up to the factor rg_fit applies to the gradients afterwards. */
+static bool synced(const rg_graph *g) { return g->sync_bn && rg_dist_size() > 1; }
+
+static void bn_forward_synced(rg_graph *g, rg_node_impl *n, int batch) {
+    bn_attr *a = n->attr;
+    const rg_node_impl *xn = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    const size_t hw = n->size / (size_t)C;
+    const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
+    float *rmean = rg_param_data(g, n, 2), *rvar = rg_param_data(g, n, 3);
+    float *mean = n->aux, *inv = n->aux + C;
+    double *sum = calloc((size_t)C + 1, sizeof *sum), *sq = calloc((size_t)C, sizeof *sq);
+    if (!sum || !sq) abort(); /* 16 bytes a channel */
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < batch; b++) {
+            const float *xp = xn->out + ((size_t)b * C + c) * hw;
+            for (size_t i = 0; i < hw; i++) sum[c] += xp[i];
+        }
+    sum[C] = (double)batch * hw;
+    rg_dist_sum_doubles(sum, C + 1);
+    const double m = sum[C];
+    for (int c = 0; c < C; c++) {
+        const double mu = sum[c] / m;
+        for (int b = 0; b < batch; b++) {
+            const float *xp = xn->out + ((size_t)b * C + c) * hw;
+            for (size_t i = 0; i < hw; i++) sq[c] += (xp[i] - mu) * (xp[i] - mu);
+        }
+    }
+    rg_dist_sum_doubles(sq, C);
+    a->last_train = true;
+    for (int c = 0; c < C; c++) {
+        const double mu = sum[c] / m, var = sq[c] / m;
+        mean[c] = (float)mu;
+        inv[c] = (float)(1.0 / sqrt(var + a->eps));
+        rmean[c] = (1.0f - a->momentum) * rmean[c] + a->momentum * (float)mu;
+        rvar[c] = (1.0f - a->momentum) * rvar[c] + a->momentum * (float)(var * m / (m - 1));
+        const float scale = gamma[c] * inv[c], shift = beta[c] - mean[c] * scale;
+        for (int b = 0; b < batch; b++) {
+            const float *xp = xn->out + ((size_t)b * C + c) * hw;
+            float *yp = n->out + ((size_t)b * C + c) * hw;
+            for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * scale + shift;
+        }
+    }
+    free(sum);
+    free(sq);
+}
+
+static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *xn = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    const size_t hw = n->size / (size_t)C;
+    const float *gamma = rg_param_data(g, n, 0);
+    float *dgamma = rg_param_grad(g, n, 0), *dbeta = rg_param_grad(g, n, 1);
+    const float *mean = n->aux, *inv = n->aux + C;
+    double *s = calloc(2 * (size_t)C + 1, sizeof *s); /* sdy, sdyx, count */
+    if (!s) abort();
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < batch; b++) {
+            const float *xp = xn->out + ((size_t)b * C + c) * hw;
+            const float *dyp = n->dout + ((size_t)b * C + c) * hw;
+            for (size_t i = 0; i < hw; i++) {
+                s[c] += dyp[i];
+                s[C + c] += dyp[i] * (xp[i] - mean[c]) * inv[c];
+            }
+        }
+    for (int c = 0; c < C; c++) dgamma[c] += (float)s[C + c], dbeta[c] += (float)s[c]; /* local */
+    s[2 * C] = (double)batch * hw;
+    rg_dist_sum_doubles(s, 2 * C + 1);
+    const double m = s[2 * C];
+    if (xn->needs_grad)
+        for (int c = 0; c < C; c++) {
+            const float k = gamma[c] * inv[c];
+            const float mdy = (float)(s[c] / m), mdyx = (float)(s[C + c] / m);
+            for (int b = 0; b < batch; b++) {
+                const float *xp = xn->out + ((size_t)b * C + c) * hw;
+                const float *dyp = n->dout + ((size_t)b * C + c) * hw;
+                float *dxp = xn->dout + ((size_t)b * C + c) * hw;
+                for (size_t i = 0; i < hw; i++)
+                    dxp[i] += k * (dyp[i] - mdy - (xp[i] - mean[c]) * inv[c] * mdyx);
+            }
+        }
+    free(s);
+}
+
 static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     bn_attr *a = n->attr;
+    if (train && synced(g) && !rg_node_frozen(g, n)) {
+        bn_forward_synced(g, n, batch);
+        return;
+    }
     const rg_node_impl *xn = rg_in(g, n, 0);
     const int C = n->shape[0];
     const size_t hw = n->size / (size_t)C, m = (size_t)batch * hw;
@@ -86,6 +179,10 @@ static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
 
 static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const bn_attr *a = n->attr;
+    if (a->last_train && synced(g)) {
+        bn_backward_synced(g, n, batch);
+        return;
+    }
     rg_node_impl *xn = rg_in(g, n, 0);
     const int C = n->shape[0];
     const size_t hw = n->size / (size_t)C, m = (size_t)batch * hw;

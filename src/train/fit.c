@@ -215,6 +215,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     rg_status s = check_fits(m, train);
     if (s) return s;
     rg_graph *g = m->graph;
+    g->sync_bn = cfg->sync_bn; /* batch norm over the global batch (data-parallel) */
     if (cfg->epochs < 1) return rg_fail(RG_ERR_ARG, "epochs must be at least 1, got %d", cfg->epochs);
     if (cfg->batch < 1 || cfg->batch > g->max_batch)
         return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", cfg->batch,
@@ -297,7 +298,13 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
      * slice of it (the last global batch may leave some ranks few or none). */
     const int ranks = rg_dist_size(), me = rg_dist_rank();
     const long global_batch = (long)cfg->batch * ranks;
-    const long batches = (n_train + global_batch - 1) / global_batch;
+    /* synchronised batch norm needs every rank in every step: a last, partial global
+     * batch is dropped then (it could leave a rank without samples) */
+    const long batches = ranks > 1 && cfg->sync_bn ? n_train / global_batch
+                                                   : (n_train + global_batch - 1) / global_batch;
+    if (batches < 1)
+        s = rg_fail(RG_ERR_ARG, "%d training samples make no global batch of %ld (%d ranks x %d)",
+                    n_train, global_batch, ranks, cfg->batch);
     int *local = ranks > 1 ? malloc((size_t)n_train * sizeof *local) : order;
     if (!local) s = rg_fail(RG_ERR_MEMORY, "out of memory");
     const long total_steps = batches * cfg->epochs;
@@ -406,14 +413,11 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (check) rg_repair_check(gra, step);
             /* GRA's layer statistics come from each rank's own batches, so its trust region
              * and re-conditioning could decide differently: rank 0's weights go to every
-             * rank at the end of each step.  --sync-bn averages the running statistics. */
+             * rank at the end of each step. */
             if (ranks > 1 && gra && ((s = rg_dist_broadcast(g->param_buf, g->param_floats)) ||
                                      (s = rg_dist_broadcast(g->state_buf, g->state_floats))))
                 break;
-            if (ranks > 1 && cfg->sync_bn && g->state_floats) {
-                if ((s = rg_dist_allreduce_sum(g->state_buf, g->state_floats))) break;
-                for (size_t i = 0; i < g->state_floats; i++) g->state_buf[i] /= (float)ranks;
-            }
+
             if (cb && cb->on_batch) {
                 double elapsed = now_seconds() - run_start;
                 double ips = seen / (now_seconds() - t0);
