@@ -79,6 +79,17 @@ const char *cli_class_name(const cli_trained *t, int k, char *buf, size_t len);
 /* Data options as the model was trained: input size, channels, preprocessing. */
 void cli_trained_data_options(const cli_trained *t, rg_data_options *o);
 
+/* --freeze and --trainable patterns, in the order given, and their application to a graph
+ * (before compile): a pattern that matches no layer is a usage error naming it. */
+#define CLI_MAX_PATTERNS 64
+typedef struct cli_patterns {
+    int n;
+    const char *pattern[CLI_MAX_PATTERNS];
+    bool trainable[CLI_MAX_PATTERNS];
+} cli_patterns;
+bool cli_pattern_add(const char *cmd, cli_patterns *p, const char *pattern, bool trainable);
+bool cli_patterns_apply(const char *cmd, const cli_patterns *p, rg_graph *g, const char *spec);
+
 /* Parses --structure weights|units, --scope layer|global, --criterion l1|l2 (opt names
  * which) into o; prints and returns false on a bad value (cmd_prune.c). */
 bool cli_prune_option(const char *cmd, const char *opt, const char *arg, rg_prune_opts *o);

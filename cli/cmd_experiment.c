@@ -77,8 +77,7 @@ static bool split(const char *cmd, const char *opt, const char *text, list *out)
     return out->n > 0;
 }
 
-static const char *const remedy_names[] = {"off", "gra", "relu_he", "bn", "residual",
-                                           "maxnorm", "clip", "agc", "aux", "prune"};
+/* Every remedy, in table order; also the default --remedies and the list errors name. */
 #define REMEDY_LIST "off,gra,relu_he,bn,residual,maxnorm,clip,agc,aux,prune"
 /* The remedies' settings: the common defaults of their papers and libraries. */
 #define EXP_MAX_NORM 3.0f   /* Srivastava et al. 2014 use 3-4 */
@@ -242,10 +241,11 @@ int cmd_experiment(int argc, char **argv) {
             cli_error(cmd, "--optimizers: '%s' is not adam or sgd", optims.item[i]);
             return EXIT_USAGE;
         }
+    list known_remedies;
+    split(cmd, "remedies", REMEDY_LIST, &known_remedies);
     for (int i = 0; i < remedies.n; i++) {
         bool known = false;
-        for (size_t k = 0; k < sizeof remedy_names / sizeof *remedy_names; k++)
-            known |= !strcmp(remedies.item[i], remedy_names[k]);
+        for (int k = 0; k < known_remedies.n; k++) known |= !strcmp(remedies.item[i], known_remedies.item[k]);
         if (!known) {
             cli_error(cmd, "--remedies: unknown remedy '%s' (%s)", remedies.item[i], REMEDY_LIST);
             return EXIT_USAGE;

@@ -36,9 +36,8 @@ int cmd_summary(int argc, char **argv) {
     const char *cmd = "summary", *spec = "mlp";
     int c_in = 0, h = 0, w = 0; /* 0: the model's default */
     long classes = 0;
-    int c, n_patterns = 0;
-    const char *pattern[64];
-    bool on[64];
+    int c;
+    cli_patterns patterns = {0};
     optind = 1;
     while ((c = cli_getopt(cmd, argc, argv, "h", summary_opts)) != -1) {
         switch (c) {
@@ -52,12 +51,7 @@ int cmd_summary(int argc, char **argv) {
             break;
         case OPT_FREEZE:
         case OPT_TRAINABLE:
-            if (n_patterns == 64) {
-                cli_error(cmd, "at most 64 --freeze/--trainable patterns");
-                return EXIT_USAGE;
-            }
-            pattern[n_patterns] = optarg;
-            on[n_patterns++] = c == OPT_TRAINABLE;
+            if (!cli_pattern_add(cmd, &patterns, optarg, c == OPT_TRAINABLE)) return EXIT_USAGE;
             break;
         default: return EXIT_USAGE;
         }
@@ -69,13 +63,10 @@ int cmd_summary(int argc, char **argv) {
     rg_model m;
     rg_status s = rg_model_build(spec, c_in, h, w, (int)classes, RG_LOSS_XENT, 0, 0, &m);
     if (s) return cli_fail(cmd, s);
-    for (int i = 0; i < n_patterns; i++)
-        if (rg_graph_set_trainable(m.graph, pattern[i], on[i]) == 0) {
-            cli_error(cmd, "--%s '%s' matches no layer with parameters", on[i] ? "trainable" : "freeze",
-                      pattern[i]);
-            rg_model_free(&m);
-            return EXIT_USAGE;
-        }
+    if (!cli_patterns_apply(cmd, &patterns, m.graph, spec)) {
+        rg_model_free(&m);
+        return EXIT_USAGE;
+    }
     printf("Model: %s\n", spec);
     rg_graph_summary(m.graph, stdout);
     rg_model_free(&m);

@@ -183,7 +183,6 @@ static const struct option train_opts_table[] = {
 typedef struct progress {
     bool tty, quiet, repair;
     long log_every;
-    const char *checkpoint_dir;
     FILE *metrics;
     double last_draw;
 } progress;
@@ -325,7 +324,6 @@ static void on_health(void *user, long step, const rg_monitor *mon) {
     fprintf(p->metrics, "]}\n");
 }
 
-#define MAX_PATTERNS 64
 
 /* Everything the options set; parsed twice when resuming (the run's saved arguments, then
  * these), so later flags override earlier ones. */
@@ -343,10 +341,17 @@ typedef struct train_opts {
     bool partial, quiet, repair, repair_given, check_numerics, sync_bn;
     rg_loss_kind loss;
     rg_data_options dopt;
-    int n_patterns;
-    const char *pattern[MAX_PATTERNS];
-    bool pattern_on[MAX_PATTERNS];
+    cli_patterns patterns;
 } train_opts;
+
+/* The defaults every option starts from (see train_help). */
+static train_opts train_defaults(void) {
+    return (train_opts){.data = "fashion-mnist", .model_spec = "mlp", .optim_name = "adam",
+                        .schedule_text = "constant", .augment_text = "none", .epochs = 1,
+                        .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
+                        .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
+                        .dopt = {.warn = cli_warn}, .prune = {.norm = 2}, .aux_weight = 0.3};
+}
 
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
@@ -449,12 +454,7 @@ static int parse_args(const char *cmd, int argc, char **argv, train_opts *o) {
         case OPT_CLASSES: ok = cli_int(cmd, "classes", optarg, 2, 1 << 20, &o->classes); break;
         case OPT_FREEZE:
         case OPT_TRAINABLE:
-            if (o->n_patterns == MAX_PATTERNS) {
-                cli_error(cmd, "at most %d --freeze/--trainable patterns", MAX_PATTERNS);
-                return EXIT_USAGE;
-            }
-            o->pattern[o->n_patterns] = optarg;
-            o->pattern_on[o->n_patterns++] = c == OPT_TRAINABLE;
+            ok = cli_pattern_add(cmd, &o->patterns, optarg, c == OPT_TRAINABLE);
             break;
         default: return EXIT_USAGE;
         }
@@ -522,12 +522,7 @@ int cmd_train(int argc, char **argv) {
 
 static int train_main(int argc, char **argv) {
     const char *cmd = "train";
-    train_opts o = {.data = "fashion-mnist", .model_spec = "mlp", .optim_name = "adam",
-                    .schedule_text = "constant", .augment_text = "none", .epochs = 1,
-                    .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
-                    .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
-                    .dopt = {.warn = cli_warn}, .prune = {.norm = 2},
-                    .aux_weight = 0.3};
+    train_opts o = train_defaults();
     int r = parse_args(cmd, argc, argv, &o);
     if (r >= 0) return r;
     rg_tensor_file *resume = NULL, *weights = NULL;
@@ -553,13 +548,7 @@ static int train_main(int argc, char **argv) {
         for (int i = 0; i < n; i++) replay[i + 1] = cJSON_GetArrayItem(saved, i)->valuestring;
         const char *resume_arg = o.resume;
         long stop_after = o.stop_after;
-        train_opts fresh = {.data = "fashion-mnist", .model_spec = "mlp", .optim_name = "adam",
-                            .schedule_text = "constant", .augment_text = "none", .epochs = 1,
-                            .batch = 128, .seed = 42, .checkpoint_every = 1, .lr = NAN,
-                            .momentum = NAN, .wd = NAN, .repair = true, .loss = RG_LOSS_XENT,
-                            .dopt = {.warn = cli_warn}, .prune = {.norm = 2},
-                            .aux_weight = 0.3};
-        o = fresh;
+        o = train_defaults();
         if ((r = parse_args(cmd, n + 1, replay, &o)) >= 0 || (r = parse_args(cmd, argc, argv, &o)) >= 0) {
             code = r;
             goto done;
@@ -657,14 +646,10 @@ static int train_main(int argc, char **argv) {
         code = cli_fail(cmd, s);
         goto done_data;
     }
-    for (int i = 0; i < o.n_patterns; i++)
-        if (rg_graph_set_trainable(m.graph, o.pattern[i], o.pattern_on[i]) == 0) {
-            cli_error(cmd, "--%s '%s' matches no layer with parameters; 'regrad summary --model "
-                           "%s' lists the layer names", o.pattern_on[i] ? "trainable" : "freeze",
-                      o.pattern[i], o.model_spec);
-            code = EXIT_USAGE;
-            goto done_data;
-        }
+    if (!cli_patterns_apply(cmd, &o.patterns, m.graph, o.model_spec)) {
+        code = EXIT_USAGE;
+        goto done_data;
+    }
     /* Memory: the optimizer's moments and the loader's batches come out of the budget
      * first; the rest bounds what compile may allocate (checked before it allocates). */
     {
@@ -675,10 +660,8 @@ static int train_main(int argc, char **argv) {
             rg_graph_param(m.graph, i, &pi);
             if (!pi.state) params += (double)pi.size;
         }
-        const int moments = kind == RG_OPTIM_ADAM || kind == RG_OPTIM_ADAMW ? 2
-                            : kind == RG_OPTIM_RMSPROP ? 1 + (oc.momentum > 0)
-                            : kind == RG_OPTIM_ADAGRAD || oc.momentum > 0 ? 1 : 0;
-        const long workers = o.workers ? o.workers : (rg_get_threads() + 1) / 2;
+        const int moments = rg_optim_moment_count(&oc);
+        const long workers = o.workers ? o.workers : rg_loader_default_workers();
         const double loader = train->paths || rg_augment_any(&augment)
                                   ? 2.0 * workers * o.batch * train->c * train->h * train->w * 4 : 0;
         const double extra = 4.0 * params * moments + loader;

@@ -168,3 +168,24 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
     }
     return c;
 }
+
+bool cli_pattern_add(const char *cmd, cli_patterns *p, const char *pattern, bool trainable) {
+    if (p->n == CLI_MAX_PATTERNS) {
+        cli_error(cmd, "at most %d --freeze/--trainable patterns", CLI_MAX_PATTERNS);
+        return false;
+    }
+    p->pattern[p->n] = pattern;
+    p->trainable[p->n++] = trainable;
+    return true;
+}
+
+bool cli_patterns_apply(const char *cmd, const cli_patterns *p, rg_graph *g, const char *spec) {
+    for (int i = 0; i < p->n; i++)
+        if (rg_graph_set_trainable(g, p->pattern[i], p->trainable[i]) == 0) {
+            cli_error(cmd, "--%s '%s' matches no layer with parameters; 'regrad summary --model "
+                           "%s' lists the layer names", p->trainable[i] ? "trainable" : "freeze",
+                      p->pattern[i], spec);
+            return false;
+        }
+    return true;
+}

@@ -467,16 +467,18 @@ int cli_write_report(const char *cmd, const char *in_path, const char *out_path,
     }
     run_data *r = calloc(1, sizeof *r);
     char *text = NULL;
-    size_t cap = 0, len = 0;
-    int c;
-    while ((c = fgetc(in)) != EOF) {
-        if (len + 2 > cap) {
-            cap = cap ? 2 * cap : 1 << 16;
-            char *nt = realloc(text, cap);
-            if (!nt) break;
-            text = nt;
+    size_t cap = 1 << 16, len = 0;
+    for (bool more = true; more && r;) {
+        char *nt = realloc(text, cap + 1);
+        if (!nt) { /* all of it or nothing */
+            free(text);
+            text = NULL;
+            break;
         }
-        text[len++] = (char)c;
+        text = nt;
+        len += fread(text + len, 1, cap - len, in);
+        more = len == cap;
+        if (more) cap *= 2;
     }
     fclose(in);
     if (!r || !text) {

@@ -359,6 +359,8 @@ rg_status rg_optim_parse(const char *name, rg_optim_kind *out);
 const char *rg_optim_name(rg_optim_kind k);
 /* Validates the configuration (finite, non-negative lr, betas in [0,1), ...). */
 rg_status rg_optim_check(const rg_optim_config *c);
+/* How many moment buffers (each as long as the parameters) a configuration keeps. */
+int rg_optim_moment_count(const rg_optim_config *c);
 /* Moments are flat buffers of n floats, zeroed. */
 rg_optim *rg_optim_create(const rg_optim_config *c, size_t n);
 void rg_optim_free(rg_optim *o);
@@ -513,6 +515,9 @@ rg_status rg_augment_preview(const rg_dataset *d, const rg_augment *aug, uint64_
  * epoch is augmented from a stream keyed by (seed, j). */
 typedef struct rg_loader rg_loader;
 rg_loader *rg_loader_create(const rg_dataset *d, int batch, int workers);
+/* The workers rg_fit uses when not told: half the threads, at least one (decoding usually
+ * costs far less than a training step, which keeps the other half). */
+int rg_loader_default_workers(void);
 /* Starts a pass over idx[0..n) (copied) at batch first_batch (0: the beginning; later ones
  * continue an interrupted pass with the same augmentation draws). */
 rg_status rg_loader_start(rg_loader *l, const int *idx, int n, long first_batch,

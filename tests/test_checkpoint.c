@@ -15,26 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256];
+#define path_of test_path
 
-static const char *path_of(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static int make_dir(void **state) {
-    snprintf(dir, sizeof dir, "/tmp/regrad-ckpt-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int make_dir(void **state) { return test_dir_make("ckpt") ? 0 : -1; }
+static int remove_dir(void **state) { return test_dir_remove() == 0 ? 0 : -1; }
 
 static void write_bytes(const char *name, const void *b, size_t n) {
     FILE *f = fopen(path_of(name), "wb");
@@ -110,7 +94,7 @@ static void atomic_write(void **state) {
     assert_int_equal(na, nb);
     assert_memory_equal(before, after, nb);
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", dir);
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", test_dir());
     assert_int_not_equal(system(cmd), 0); /* no temporary file left */
     /* a folder that does not exist: an error naming the fix */
     w = rg_tensor_writer_create();

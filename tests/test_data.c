@@ -8,15 +8,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char dir[256];
-
-static const char *path_of(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+#define path_of test_path
 
 static void put_be32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
@@ -156,16 +148,12 @@ static void test_specs(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/regrad-test-data-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return test_dir_make("test-data") ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    const char *names[] = {"img", "lbl"};
-    for (int i = 0; i < 2; i++) unlink(path_of(names[i]));
-    rmdir(dir);
-    return 0;
+    return test_dir_remove() == 0 ? 0 : -1;
 }
 
 int main(void) {

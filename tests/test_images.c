@@ -185,7 +185,7 @@ static void bad_images_refused(void **state) {
 
 /* ---------------------------------------------------------------- folders */
 
-static char root[256];
+#define root test_dir()
 
 static void put_file(const char *rel, const uint8_t *b, size_t n) {
     char path[512];
@@ -220,8 +220,7 @@ static bool warned(const warnings *w, const char *fragment) {
 }
 
 static void make_folder(void) {
-    snprintf(root, sizeof root, "/tmp/regrad-images-XXXXXX");
-    assert_non_null(mkdtemp(root));
+    assert_true(test_dir_make("images"));
     size_t plen, jlen;
     uint8_t *png = read_fixture("rgb.png", &plen), *jpg = read_fixture("rgb.jpg", &jlen);
     sub("zebra"), sub("apple"), sub("apple/deeper"), sub("empty"), sub(".hidden");
@@ -244,11 +243,7 @@ static void make_folder(void) {
     free(jpg);
 }
 
-static void remove_folder(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    assert_int_equal(system(cmd), 0);
-}
+static void remove_folder(void) { assert_int_equal(test_dir_remove(), 0); }
 
 static void folder_open_and_read(void **state) {
     make_folder();
@@ -299,8 +294,7 @@ static void folder_open_and_read(void **state) {
 }
 
 static void folder_errors(void **state) {
-    snprintf(root, sizeof root, "/tmp/regrad-images-XXXXXX");
-    assert_non_null(mkdtemp(root));
+    assert_true(test_dir_make("images"));
     rg_dataset *d = NULL;
     assert_int_equal(rg_folder_open(root, NULL, &d), RG_ERR_ARG);
     assert_non_null(strstr(rg_last_error(), "no class folders"));

@@ -259,12 +259,7 @@ static void masks_persist(void **state) {
     rg_param_info k1;
     rg_graph_param(m.graph, 0, &k1);
     assert_int_equal(zeros(k1.data, k1.size), 230); /* round(0.6 x 384) */
-    char path[128];
-    snprintf(path, sizeof path, "/tmp/regrad-pruned-%d.safetensors", (int)getpid());
-    assert_int_equal(rg_model_save(&m, path, NULL), RG_OK);
-    rg_tensor_file *f;
-    assert_int_equal(rg_safetensors_load(path, &f), RG_OK);
-    unlink(path);
+    rg_tensor_file *f = saved_and_loaded(&m);
     assert_non_null(rg_tensor_file_find(f, "mask.dense_1.kernel", NULL, NULL, NULL));
     assert_null(rg_tensor_file_find(f, "mask.dense_3.kernel", NULL, NULL, NULL));
     rg_model again = mlp(6);
@@ -323,12 +318,7 @@ static void aux_heads(void **state) {
     assert_int_equal(rg_evaluate_aux(&m, d, acc), RG_OK);
     assert_true(acc[0] >= 0 && acc[0] <= 1 && acc[1] >= 0 && acc[1] <= 1);
     /* exported without heads; a plain model loads it strictly and predicts the same */
-    char path[128];
-    snprintf(path, sizeof path, "/tmp/regrad-aux-%d.safetensors", (int)getpid());
-    assert_int_equal(rg_model_save(&m, path, NULL), RG_OK);
-    rg_tensor_file *f;
-    assert_int_equal(rg_safetensors_load(path, &f), RG_OK);
-    unlink(path);
+    rg_tensor_file *f = saved_and_loaded(&m);
     assert_null(rg_tensor_file_find(f, "aux_head_1.kernel", NULL, NULL, NULL));
     rg_model plain;
     assert_int_equal(rg_model_build("mlp:depth=4,width=8", 1, 4, 4, 3, RG_LOSS_XENT, 0, 9, &plain), RG_OK);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -23,6 +24,44 @@ static inline const char *fixture_path(const char *name) {
     const char *dir = getenv("REGRAD_FIXTURES");
     snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "tests/fixtures", name);
     return buf;
+}
+
+/* A private temporary folder for the test program's files: made with mkdtemp under
+ * /tmp/regrad-PREFIX-XXXXXX (mkdtemp fills in the Xs), paths inside it (from a few
+ * rotating buffers, so several can be used in one call), and its removal. */
+static inline char *test_dir(void) {
+    static char dir[256];
+    return dir;
+}
+
+static inline bool test_dir_make(const char *prefix) {
+    snprintf(test_dir(), 256, "/tmp/regrad-%s-XXXXXX", prefix);
+    return mkdtemp(test_dir()) != NULL;
+}
+
+static inline const char *test_path(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", test_dir(), name);
+    return buf[k];
+}
+
+static inline int test_dir_remove(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", test_dir());
+    return system(cmd);
+}
+
+/* The model written by rg_model_save and read back (the file is removed again). */
+static inline rg_tensor_file *saved_and_loaded(const rg_model *m) {
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/regrad-saved-%d.safetensors", (int)getpid());
+    rg_tensor_file *f = NULL;
+    assert_int_equal(rg_model_save(m, path, NULL), RG_OK);
+    assert_int_equal(rg_safetensors_load(path, &f), RG_OK);
+    unlink(path);
+    return f;
 }
 
 /* Fails the test if any |a-b| > atol + rtol*|b|, naming the first offender. */

@@ -8,14 +8,19 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[1024];
 
 rg_status rg_fail(rg_status status, const char *fmt, ...) {
+    /* formatted aside first: a message may quote the last one (rg_last_error() among the
+     * arguments) to add where it happened */
+    char line[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    memcpy(last_error, line, sizeof line);
     return status;
 }
 

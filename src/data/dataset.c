@@ -133,14 +133,12 @@ rg_status rg_dataset_open(const char *spec, const rg_data_options *opt, rg_datas
 /* A file that failed: an error when strict, else zeros and one warning per file. */
 static rg_status bad_file(const rg_dataset *d, int i, bool pre, float *x) {
     rg_dataset *md = (rg_dataset *)d; /* flags and counter: atomics on the shared dataset */
-    char why[512];
-    snprintf(why, sizeof why, "%s", rg_last_error()); /* rg_fail below writes over it */
     if (d->opt.strict)
         return rg_fail(RG_ERR_FORMAT, "'%s': %s (remove or fix the file; with strict "
-                                      "checking off it is skipped)", d->paths[i], why);
+                                      "checking off it is skipped)", d->paths[i], rg_last_error());
     if (__atomic_exchange_n(&md->bad[i], 1, __ATOMIC_RELAXED) == 0) {
         __atomic_add_fetch(&md->skipped, 1, __ATOMIC_RELAXED);
-        rg_data_warn(&d->opt, "skipping '%s' (zeros in its place): %s", d->paths[i], why);
+        rg_data_warn(&d->opt, "skipping '%s' (zeros in its place): %s", d->paths[i], rg_last_error());
     }
     static const uint8_t black = 0;
     rg_pixels px = {.px = &black, .w = 1, .h = 1, .c = 1};

@@ -62,7 +62,8 @@ void rg_data_warn(const rg_data_options *o, const char *fmt, ...) {
     o->warn(o->user, line);
 }
 
-/* Lists the entries of dir (not hidden), sorted; dirs_only picks subfolders or files. */
+/* Lists the entries of dir (not hidden): subfolders into subdirs, the rest into out (either
+ * may be NULL to leave those out). */
 static rg_status list_dir(const char *dir, strings *out, strings *subdirs) {
     DIR *dp = opendir(dir);
     if (!dp) return rg_fail(RG_ERR_IO, "cannot read folder '%s': %s", dir, strerror(errno));

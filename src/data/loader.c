@@ -111,6 +111,8 @@ void rg_loader_free(rg_loader *l) {
     free(l);
 }
 
+int rg_loader_default_workers(void) { return (rg_get_threads() + 1) / 2; }
+
 rg_loader *rg_loader_create(const rg_dataset *d, int batch, int workers) {
     if (batch < 1 || workers < 0) {
         rg_fail(RG_ERR_ARG, "loader: batch must be >= 1 and workers >= 0");

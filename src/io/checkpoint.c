@@ -179,6 +179,12 @@ rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load
 
 /* ---------------------------------------------------------------- training checkpoints */
 
+/* A moment's tensor name: optimizer.<moment>.<parameter>. */
+static const char *moment_name(char *buf, size_t len, const char *moment, const rg_param_impl *p) {
+    snprintf(buf, len, "optimizer.%s.%s", moment, p->name);
+    return buf;
+}
+
 rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
                              const rg_repair *gra, const rg_train_state *st, const rg_meta *meta) {
     rg_graph *g = m->graph;
@@ -208,8 +214,8 @@ rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
         for (int i = 0; i < g->n_params && !s; i++) {
             const rg_param_impl *p = &g->params[i];
             if (p->state) continue;
-            snprintf(name, sizeof name, "optimizer.%s.%s", mname, p->name);
-            s = rg_tensor_writer_add(w, name, mom + p->offset, p->ndim, p->shape);
+            s = rg_tensor_writer_add(w, moment_name(name, sizeof name, mname, p), mom + p->offset,
+                                     p->ndim, p->shape);
         }
     }
     if (!s && gra) s = rg_repair_add_tensors(gra, w);
@@ -230,9 +236,9 @@ static rg_status moments(const rg_tensor_file *f, rg_graph *g, rg_optim *o, bool
         for (int i = 0; i < g->n_params; i++) {
             const rg_param_impl *p = &g->params[i];
             if (p->state) continue;
-            snprintf(name, sizeof name, "optimizer.%s.%s", mname, p->name);
             size_t count;
-            const float *data = rg_tensor_file_find(f, name, &count, NULL, NULL);
+            const float *data = rg_tensor_file_find(f, moment_name(name, sizeof name, mname, p),
+                                                    &count, NULL, NULL);
             if (!data || count != p->size)
                 return rg_fail(RG_ERR_FORMAT, "the checkpoint has no optimizer state '%s' of %zu "
                                               "values: resume with the optimizer it was saved "
@@ -242,23 +248,31 @@ static rg_status moments(const rg_tensor_file *f, rg_graph *g, rg_optim *o, bool
     }
 }
 
-static rg_status meta_long(const rg_tensor_file *f, const char *key, long long lo, long long *out) {
+/* A count from the metadata, in [0, hi]; absent keys are an error unless optional. */
+static rg_status meta_count(const rg_tensor_file *f, const char *key, long long hi, bool optional,
+                            long long *out) {
     const char *v = rg_tensor_file_meta(f, key);
     char *end;
+    *out = 0;
+    if (!v && optional) return RG_OK;
     if (!v) return rg_fail(RG_ERR_FORMAT, "not a training checkpoint: no '%s' in its metadata", key);
     *out = strtoll(v, &end, 10);
-    if (end == v || *end || *out < lo || *out > 0x7fffffffLL * 1024)
-        return rg_fail(RG_ERR_FORMAT, "checkpoint metadata '%s' is '%s', not a count", key, v);
+    if (end == v || *end || *out < 0 || *out > hi)
+        return rg_fail(RG_ERR_FORMAT, "checkpoint metadata '%s' is '%s', not a count in 0..%lld",
+                       key, v, hi);
     return RG_OK;
 }
 
 rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *o,
                                 rg_train_state *st) {
-    long long epoch = 0, batch = 0, step = 0, osteps = 0, fwd = 0;
+    const long long big = 0x7fffffffLL * 1024, small = 0x7fffffff;
+    long long epoch, batch, step, osteps, fwd;
     rg_status s;
-    if ((s = meta_long(f, "epoch", 0, &epoch)) || (s = meta_long(f, "step", 0, &step)) ||
-        (s = meta_long(f, "optimizer_steps", 0, &osteps)) ||
-        (s = meta_long(f, "forward_count", 0, &fwd)))
+    if ((s = meta_count(f, "epoch", small, false, &epoch)) ||
+        (s = meta_count(f, "batch", small, true, &batch)) ||
+        (s = meta_count(f, "step", big, false, &step)) ||
+        (s = meta_count(f, "optimizer_steps", big, false, &osteps)) ||
+        (s = meta_count(f, "forward_count", big, false, &fwd)))
         return s;
     /* everything is checked before anything changes */
     if ((s = moments(f, m->graph, o, false)) ||
@@ -267,10 +281,6 @@ rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *
     moments(f, m->graph, o, true);
     rg_optim_set_steps(o, (long)osteps);
     rg_graph_set_forward_count(m->graph, (uint64_t)fwd);
-    if (rg_tensor_file_meta(f, "batch") && (s = meta_long(f, "batch", 0, &batch))) return s;
-    if (epoch > 0x7fffffff || batch > 0x7fffffff)
-        return rg_fail(RG_ERR_FORMAT, "checkpoint metadata epoch %lld / batch %lld out of range",
-                       epoch, batch);
     st->epoch = (int)epoch;
     st->batch = (long)batch;
     st->step = (long)step;

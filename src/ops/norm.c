@@ -57,8 +57,9 @@ static void bn_forward_synced(rg_graph *g, rg_node_impl *n, int batch) {
     const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
     float *rmean = rg_param_data(g, n, 2), *rvar = rg_param_data(g, n, 3);
     float *mean = n->aux, *inv = n->aux + C;
-    double *sum = calloc((size_t)C + 1, sizeof *sum), *sq = calloc((size_t)C, sizeof *sq);
-    if (!sum || !sq) abort(); /* 16 bytes a channel */
+    double sum[C + 1], sq[C]; /* 16 bytes a channel */
+    memset(sum, 0, sizeof sum);
+    memset(sq, 0, sizeof sq);
     for (int c = 0; c < C; c++)
         for (int b = 0; b < batch; b++) {
             const float *xp = xn->out + ((size_t)b * C + c) * hw;
@@ -89,8 +90,6 @@ static void bn_forward_synced(rg_graph *g, rg_node_impl *n, int batch) {
             for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * scale + shift;
         }
     }
-    free(sum);
-    free(sq);
 }
 
 static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
@@ -100,8 +99,8 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
     const float *gamma = rg_param_data(g, n, 0);
     float *dgamma = rg_param_grad(g, n, 0), *dbeta = rg_param_grad(g, n, 1);
     const float *mean = n->aux, *inv = n->aux + C;
-    double *s = calloc(2 * (size_t)C + 1, sizeof *s); /* sdy, sdyx, count */
-    if (!s) abort();
+    double s[2 * C + 1]; /* sdy, sdyx, count */
+    memset(s, 0, sizeof s);
     for (int c = 0; c < C; c++)
         for (int b = 0; b < batch; b++) {
             const float *xp = xn->out + ((size_t)b * C + c) * hw;
@@ -127,7 +126,6 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
                     dxp[i] += k * (dyp[i] - mdy - (xp[i] - mean[c]) * inv[c] * mdyx);
             }
         }
-    free(s);
 }
 
 static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {

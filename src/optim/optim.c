@@ -88,30 +88,42 @@ rg_status rg_optim_check(const rg_optim_config *c) {
     return RG_OK;
 }
 
+/* The moment buffers a configuration keeps, by name (PyTorch's state keys). */
+static int moment_names(const rg_optim_config *c, const char *names[MAX_MOMENTS]) {
+    int n = 0;
+    switch (c->kind) {
+    case RG_OPTIM_SGD:
+    case RG_OPTIM_MOMENTUM:
+    case RG_OPTIM_NESTEROV:
+        if (c->momentum > 0) names[n++] = "momentum_buffer";
+        break;
+    case RG_OPTIM_ADAGRAD: names[n++] = "sum"; break;
+    case RG_OPTIM_RMSPROP:
+        names[n++] = "square_avg";
+        if (c->momentum > 0) names[n++] = "momentum_buffer";
+        break;
+    case RG_OPTIM_ADAM:
+    case RG_OPTIM_ADAMW:
+        names[n++] = "exp_avg";
+        names[n++] = "exp_avg_sq";
+        break;
+    default: break;
+    }
+    return n;
+}
+
+int rg_optim_moment_count(const rg_optim_config *c) {
+    const char *names[MAX_MOMENTS];
+    return moment_names(c, names);
+}
+
 rg_optim *rg_optim_create(const rg_optim_config *c, size_t n) {
     if (rg_optim_check(c) != RG_OK) return NULL;
     rg_optim *o = calloc(1, sizeof *o);
     if (!o) goto oom;
     o->c = *c;
     o->n = n;
-    switch (c->kind) {
-    case RG_OPTIM_SGD:
-    case RG_OPTIM_MOMENTUM:
-    case RG_OPTIM_NESTEROV:
-        if (c->momentum > 0) o->moment_name[o->n_moments++] = "momentum_buffer";
-        break;
-    case RG_OPTIM_ADAGRAD: o->moment_name[o->n_moments++] = "sum"; break;
-    case RG_OPTIM_RMSPROP:
-        o->moment_name[o->n_moments++] = "square_avg";
-        if (c->momentum > 0) o->moment_name[o->n_moments++] = "momentum_buffer";
-        break;
-    case RG_OPTIM_ADAM:
-    case RG_OPTIM_ADAMW:
-        o->moment_name[o->n_moments++] = "exp_avg";
-        o->moment_name[o->n_moments++] = "exp_avg_sq";
-        break;
-    default: break;
-    }
+    o->n_moments = moment_names(c, o->moment_name);
     for (int k = 0; k < o->n_moments; k++)
         if (!(o->moment[k] = calloc(n ? n : 1, sizeof(float)))) goto oom;
     return o;

@@ -258,9 +258,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     rg_loader *loader = NULL;
     const bool augment = rg_augment_any(&cfg->augment);
     if (train->paths || augment) {
-        /* Decoding usually costs far less than a training step: half the threads, at
-         * least one, leaves the rest to the step's own parallel work. */
-        int workers = cfg->workers > 0 ? cfg->workers : (rg_get_threads() + 1) / 2;
+        int workers = cfg->workers > 0 ? cfg->workers : rg_loader_default_workers();
         if (!(loader = rg_loader_create(train, cfg->batch, workers))) {
             rg_optim_free(opt);
             free(order);
