@@ -206,9 +206,14 @@ static rg_status decode_jpeg(const uint8_t *b, size_t n, int channels, int min_w
         snprintf(guard.message, sizeof guard.message, "out of memory");
         longjmp(guard.jump, 1);
     }
+    /* many rows per call: one row at a time makes libjpeg upsample pairs of rows into a
+     * spare buffer and copy them out */
     while (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW row = px + (size_t)cinfo.output_scanline * w * c;
-        jpeg_read_scanlines(&cinfo, &row, 1);
+        JSAMPROW rows[16];
+        const JDIMENSION first = cinfo.output_scanline;
+        const int k = h - (int)first < 16 ? h - (int)first : 16;
+        for (int i = 0; i < k; i++) rows[i] = px + (size_t)(first + i) * w * c;
+        jpeg_read_scanlines(&cinfo, rows, (JDIMENSION)k);
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);

@@ -15,6 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---------------------------------------------------------------- resampling */
 
@@ -89,9 +92,39 @@ static void source_row(const rg_pixels *s, int y, int c, float *out) {
 }
 
 /* One row (c interleaved channels, indexed from column 0) filtered horizontally into c
- * planes of dw values, `plane` apart. */
+ * planes of dw values, `plane` apart.  With SSE2, RGB outputs go two at a time (two
+ * independent chains of additions) and a tap is one 4-lane multiply-add: the fourth lane
+ * reads the next pixel's red and is dropped, so `in` must have one readable float after
+ * the last column the filter uses.  The sums are the scalar loop's, in the same order. */
+#ifdef __SSE2__
+static inline __m128 rgb_tap(__m128 acc, float w, const float *p) {
+    return _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(w), _mm_loadu_ps(p)));
+}
+#endif
+
 static void filter_row(const float *in, int c, const coeffs *kx, int dw, float *out, size_t plane) {
-    for (int x = 0; x < dw; x++) {
+    int x = 0;
+#ifdef __SSE2__
+    for (; c == 3 && x + 1 < dw; x += 2) {
+        const float *w0 = kx->w + (size_t)x * kx->ksize, *w1 = w0 + kx->ksize;
+        const float *p0 = in + (size_t)kx->first[x] * 3, *p1 = in + (size_t)kx->first[x + 1] * 3;
+        const int n0 = kx->count[x], n1 = kx->count[x + 1], n = n0 < n1 ? n0 : n1;
+        __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+        int i = 0;
+        for (; i < n; i++) {
+            a0 = rgb_tap(a0, w0[i], p0 + 3 * i);
+            a1 = rgb_tap(a1, w1[i], p1 + 3 * i);
+        }
+        for (int k = i; k < n0; k++) a0 = rgb_tap(a0, w0[k], p0 + 3 * k);
+        for (int k = i; k < n1; k++) a1 = rgb_tap(a1, w1[k], p1 + 3 * k);
+        float l0[4], l1[4];
+        _mm_storeu_ps(l0, a0);
+        _mm_storeu_ps(l1, a1);
+        out[x] = l0[0], out[plane + x] = l0[1], out[2 * plane + x] = l0[2];
+        out[x + 1] = l1[0], out[plane + x + 1] = l1[1], out[2 * plane + x + 1] = l1[2];
+    }
+#endif
+    for (; x < dw; x++) {
         const float *w = kx->w + (size_t)x * kx->ksize;
         const float *p = in + (size_t)kx->first[x] * c;
         const int n = kx->count[x];
@@ -111,6 +144,37 @@ static void filter_row(const float *in, int c, const coeffs *kx, int dw, float *
     }
 }
 
+/* Columns [lo, hi) of one output row from n source rows of bytes, `stride` apart, with
+ * weights w: all taps of a block of columns summed in registers and stored once. */
+static void filter_column_bytes(const uint8_t *p, size_t stride, const float *w, int n,
+                                size_t lo, size_t hi, float *out) {
+    size_t j = lo;
+#ifdef __SSE2__
+    const __m128i zero = _mm_setzero_si128();
+    for (; j + 16 <= hi; j += 16) {
+        __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < n; i++) {
+            const __m128i b = _mm_loadu_si128((const __m128i *)(p + i * stride + j));
+            const __m128i lo16 = _mm_unpacklo_epi8(b, zero), hi16 = _mm_unpackhi_epi8(b, zero);
+            const __m128 wi = _mm_set1_ps(w[i]);
+            a0 = _mm_add_ps(a0, _mm_mul_ps(wi, _mm_cvtepi32_ps(_mm_unpacklo_epi16(lo16, zero))));
+            a1 = _mm_add_ps(a1, _mm_mul_ps(wi, _mm_cvtepi32_ps(_mm_unpackhi_epi16(lo16, zero))));
+            a2 = _mm_add_ps(a2, _mm_mul_ps(wi, _mm_cvtepi32_ps(_mm_unpacklo_epi16(hi16, zero))));
+            a3 = _mm_add_ps(a3, _mm_mul_ps(wi, _mm_cvtepi32_ps(_mm_unpackhi_epi16(hi16, zero))));
+        }
+        _mm_storeu_ps(out + j, a0);
+        _mm_storeu_ps(out + j + 4, a1);
+        _mm_storeu_ps(out + j + 8, a2);
+        _mm_storeu_ps(out + j + 12, a3);
+    }
+#endif
+    for (; j < hi; j++) {
+        float a = 0;
+        for (int i = 0; i < n; i++) a += w[i] * (float)p[i * stride + j];
+        out[j] = a;
+    }
+}
+
 /* Vertical pass first, straight from the bytes (one vectorisable loop over a row's
  * columns and channels per tap), then the horizontal pass on each of the dh rows: the
  * scalar horizontal work is proportional to the output's rows, not the source's. */
@@ -118,7 +182,7 @@ void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int 
     const size_t area = (size_t)dh * dw;
     const float inv = 1.0f / 255.0f;
     float *row = malloc((size_t)s->w * c * sizeof(float));
-    float *acc = malloc((size_t)s->w * c * sizeof(float));
+    float *acc = calloc((size_t)s->w * c + 1, sizeof(float)); /* + 1: see filter_row */
     coeffs kx = {0}, ky = {0};
     if (!row || !acc) goto fail;
     if (box[0] == 0 && box[1] == 0 && box[2] == s->w && box[3] == s->h && s->w == dw &&
@@ -137,17 +201,16 @@ void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int 
     const size_t j_hi = (size_t)(kx.first[dw - 1] + kx.count[dw - 1]) * c;
     const bool direct = s->c == c && s->col == (size_t)c && s->plane == 1;
     for (int y = 0; y < dh; y++) {
-        const float *w = ky.w + (size_t)y * ky.ksize;
-        for (size_t j = j_lo; j < j_hi; j++) acc[j] = 0;
-        for (int i = 0; i < ky.count[y]; i++) {
-            const float wi = w[i] * inv;
-            const int sy = ky.first[y] + i;
-            if (direct) {
-                const uint8_t *p = s->px + (size_t)sy * s->row;
-                for (size_t j = j_lo; j < j_hi; j++) acc[j] += wi * (float)p[j];
-            } else {
-                source_row(s, sy, c, row);
-                for (size_t j = j_lo; j < j_hi; j++) acc[j] += wi * row[j];
+        float w[ky.ksize];
+        for (int i = 0; i < ky.count[y]; i++) w[i] = ky.w[(size_t)y * ky.ksize + i] * inv;
+        if (direct) {
+            filter_column_bytes(s->px + (size_t)ky.first[y] * s->row, s->row, w, ky.count[y], j_lo,
+                                j_hi, acc);
+        } else {
+            for (size_t j = j_lo; j < j_hi; j++) acc[j] = 0;
+            for (int i = 0; i < ky.count[y]; i++) {
+                source_row(s, ky.first[y] + i, c, row);
+                for (size_t j = j_lo; j < j_hi; j++) acc[j] += w[i] * row[j];
             }
         }
         filter_row(acc, c, &kx, dw, dst + (size_t)y * dw, area);
