@@ -217,6 +217,12 @@ void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int 
     if (box[0] == 0 && box[1] == 0 && box[2] == s->w && box[3] == s->h && s->w == dw &&
         s->h == dh) { /* same size: a conversion only */
         for (int y = 0; y < dh; y++) {
+            if (s->c == c && s->plane == 1 && s->col == (size_t)c) { /* the bytes themselves */
+                const uint8_t *p = s->px + (size_t)y * s->row;
+                for (int k = 0; k < c; k++)
+                    for (int x = 0; x < dw; x++) dst[k * area + (size_t)y * dw + x] = p[x * c + k] * inv;
+                continue;
+            }
             source_row(s, y, c, row);
             for (int x = 0; x < dw; x++)
                 for (int k = 0; k < c; k++) dst[k * area + (size_t)y * dw + x] = row[x * c + k] * inv;
