@@ -62,9 +62,36 @@ const char *rg_verdict_name(rg_verdict v) {
 }
 
 /* Sums and sums of squares go through rg_dot (the BLAS): plain double loops made the
- * monitor cost a third of the MLP's step when observing every step. */
+ * monitor cost a third of the MLP's step when observing every step.  Large ones are cut
+ * into fixed chunks that the OpenMP team shares, the chunks' sums added in order: the
+ * same result whatever the number of threads. */
+#define SQ_CHUNK 16384
 
-static double sq_norm(const float *x, size_t n) { return rg_sum_squares(x, n); }
+/* sum x[i] y[i] over n values in chunks of `chunk` (y has at least `chunk` values and is
+ * reused for each: a row of ones), or with y NULL sum x[i]^2. */
+static double team_sum(const float *x, const float *y, size_t n, size_t chunk) {
+    const size_t parts = (n + chunk - 1) / chunk;
+    double *partial = parts > 1 ? malloc(parts * sizeof *partial) : NULL;
+    if (!partial) { /* one chunk, or no memory: in order on this thread */
+        double s = 0;
+        for (size_t lo = 0; lo < n; lo += chunk) {
+            const size_t len = n - lo < chunk ? n - lo : chunk;
+            s += y ? rg_dot(x + lo, y, len) : rg_sum_squares(x + lo, len);
+        }
+        return s;
+    }
+#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
+    for (size_t i = 0; i < parts; i++) {
+        const size_t lo = i * chunk, len = n - lo < chunk ? n - lo : chunk;
+        partial[i] = y ? rg_dot(x + lo, y, len) : rg_sum_squares(x + lo, len);
+    }
+    double s = 0;
+    for (size_t i = 0; i < parts; i++) s += partial[i];
+    free(partial);
+    return s;
+}
+
+static double sq_norm(const float *x, size_t n) { return team_sum(x, NULL, n, SQ_CHUNK); }
 
 /* Per-unit statistics of a layer's output: units are the first per-sample dimension.  For
  * dense layers (one value per unit and sample) the batch rows are summed unit-wise in
@@ -74,12 +101,16 @@ static void unit_stats(rg_monitor *m, const rg_node_impl *n, int batch, double *
     const int units = n->shape[0];
     const size_t inner = n->size / (size_t)units;
     const double count = (double)batch * inner;
-    if (inner == 1) {
+    if (inner == 1) { /* the team splits the units; each unit sums its rows in order */
         float *s = m->scratch, *s2 = m->scratch + units;
         memset(s, 0, 2 * (size_t)units * sizeof *s);
-        for (int b = 0; b < batch; b++) {
-            const float *restrict row = n->out + (size_t)b * n->size;
-            for (int u = 0; u < units; u++) s[u] += row[u], s2[u] += row[u] * row[u];
+#pragma omp parallel for schedule(static) if ((size_t)batch * units > RG_PARALLEL_MIN)
+        for (int u0 = 0; u0 < units; u0 += 64) {
+            const int u1 = u0 + 64 < units ? u0 + 64 : units;
+            for (int b = 0; b < batch; b++) {
+                const float *restrict row = n->out + (size_t)b * n->size;
+                for (int u = u0; u < u1; u++) s[u] += row[u], s2[u] += row[u] * row[u];
+            }
         }
         for (int u = 0; u < units; u++) {
             mean[u] = s[u] / count;
@@ -87,6 +118,7 @@ static void unit_stats(rg_monitor *m, const rg_node_impl *n, int batch, double *
         }
         return;
     }
+#pragma omp parallel for schedule(static) if ((size_t)batch * n->size > RG_PARALLEL_MIN)
     for (int u = 0; u < units; u++) {
         double s = 0, s2 = 0;
         for (int b = 0; b < batch; b++) {
@@ -154,21 +186,20 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
     }
     /* the activation's output */
     const size_t count = (size_t)batch * n->size, inner = n->size / (size_t)l->h.units;
-    double s = 0;
-    for (size_t done = 0; done < count; done += m->ones_len)
-        s += rg_dot(n->out + done, m->ones, count - done < m->ones_len ? count - done : m->ones_len);
-    const double s2 = sq_norm(n->out, count);
-    long near = 0; /* integer sums vectorise */
+    const double s = team_sum(n->out, m->ones, count, m->ones_len), s2 = sq_norm(n->out, count);
+    long near = 0; /* integer sums vectorise, and add up the same in any order */
     const float *y = n->out;
-    if (l->act == RG_ACT_SIGMOID)
-        for (size_t i = 0; i < count; i++) near += (y[i] < 0.01f) | (y[i] > 0.99f);
-    else if (l->act == RG_ACT_TANH)
-        for (size_t i = 0; i < count; i++) near += (y[i] < -0.99f) | (y[i] > 0.99f);
+    const float lo = l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f;
+    if (l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH) {
+#pragma omp parallel for schedule(static) reduction(+ : near) if (count > RG_PARALLEL_MIN)
+        for (size_t i = 0; i < count; i++) near += (y[i] < lo) | (y[i] > 0.99f);
+    }
     l->h.act_mean = s / count;
     l->h.act_std = sqrt(fmax(s2 / count - l->h.act_mean * l->h.act_mean, 0));
     l->h.saturated = (l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH) ? (double)near / count : NAN;
     if (l->act == RG_ACT_RELU) {
         int dead = 0;
+#pragma omp parallel for schedule(static) reduction(+ : dead) if (count > RG_PARALLEL_MIN)
         for (int u = 0; u < l->h.units; u++) {
             bool alive = false;
             for (int b = 0; b < batch && !alive; b++) {
@@ -410,17 +441,27 @@ void rg_monitor_judge(rg_monitor *m) {
 
 /* sum (a[i] - b[i])^2: float lanes GCC vectorises within blocks of 4096, the blocks
  * summed in double (no difference buffer, one pass over both). */
-static double sq_distance(const float *restrict a, const float *restrict b, size_t n) {
+static double block_distance(const float *restrict a, const float *restrict b, size_t lo, size_t hi) {
+    float lanes[8] = {0};
     double total = 0;
-    for (size_t lo = 0; lo < n; lo += 4096) {
-        const size_t hi = n - lo < 4096 ? n : lo + 4096;
-        float lanes[8] = {0};
-        size_t i = lo;
-        for (; i + 8 <= hi; i += 8)
-            for (int k = 0; k < 8; k++) lanes[k] += (a[i + k] - b[i + k]) * (a[i + k] - b[i + k]);
-        for (; i < hi; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        for (int k = 0; k < 8; k++) total += lanes[k];
-    }
+    size_t i = lo;
+    for (; i + 8 <= hi; i += 8)
+        for (int k = 0; k < 8; k++) lanes[k] += (a[i + k] - b[i + k]) * (a[i + k] - b[i + k]);
+    for (; i < hi; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    for (int k = 0; k < 8; k++) total += lanes[k];
+    return total;
+}
+
+static double sq_distance(const float *a, const float *b, size_t n) {
+    const size_t parts = (n + 4095) / 4096;
+    double *partial = parts > 1 ? malloc(parts * sizeof *partial) : NULL;
+    if (!partial) return block_distance(a, b, 0, n);
+#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
+    for (size_t i = 0; i < parts; i++)
+        partial[i] = block_distance(a, b, i * 4096, n - i * 4096 < 4096 ? n : i * 4096 + 4096);
+    double total = 0; /* in block order: the same whatever the number of threads */
+    for (size_t i = 0; i < parts; i++) total += partial[i];
+    free(partial);
     return total;
 }
 

@@ -11,6 +11,7 @@
  * threads; plain in-memory batches are a copy and are made in line.
  */
 #include "../internal.h"
+#include "../kernels/kernels.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -210,6 +211,15 @@ static rg_status write_checkpoint(const rg_fit_config *cfg, const rg_model *m, r
     return RG_OK;
 }
 
+/* A copy of n floats shared by the OpenMP team, in chunks (the monitor's copy of the
+ * weights before a watched step: 1-100 MB a step when it watches every step). */
+static void copy_on_team(float *restrict dst, const float *restrict src, size_t n) {
+    const size_t chunk = 1 << 16, parts = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
+    for (size_t i = 0; i < parts; i++)
+        memcpy(dst + i * chunk, src + i * chunk, (n - i * chunk < chunk ? n - i * chunk : chunk) * sizeof *dst);
+}
+
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                  const rg_fit_callbacks *cb) {
     rg_status s = check_fits(m, train);
@@ -392,7 +402,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (verdict == 1) {
                 skipped++;
             } else {
-                if (watch && before) memcpy(before, g->param_buf, g->param_floats * sizeof(float));
+                if (watch && before) copy_on_team(before, g->param_buf, g->param_floats);
                 if (cfg->clip_value > 0) rg_clip_grad_value(g, cfg->clip_value);
                 if (cfg->clip_tensor_norm > 0) rg_clip_grad_tensor_norm(g, cfg->clip_tensor_norm);
                 if (cfg->clip_norm > 0) rg_clip_grad_norm(g, cfg->clip_norm);
