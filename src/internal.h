@@ -201,6 +201,7 @@ void rg_graph_place_memory(rg_graph *g);
  * during observed passes, and read them back (NULL until observed). */
 void rg_monitor_want_moments(rg_monitor *m, int on);
 int rg_monitor_layer_node(const rg_monitor *m, int i); /* the graph node of layer i */
+rg_act rg_monitor_layer_act(const rg_monitor *m, int i); /* its activation (RG_ACT_LINEAR if none) */
 const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in);
 rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in);

@@ -173,10 +173,12 @@ __attribute__((target("avx2"))) static size_t filter_column_bytes_avx2(const uin
 /* Columns [lo, hi) of one output row from n source rows of bytes, `stride` apart, with
  * weights w: all taps of a block of columns summed in registers and stored once. */
 static void filter_column_bytes(const uint8_t *p, size_t stride, const float *w, int n,
-                                size_t lo, size_t hi, float *out) {
+                                size_t lo, size_t hi, bool avx2, float *out) {
     size_t j = lo;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2")) j = filter_column_bytes_avx2(p, stride, w, n, j, hi, out);
+    if (avx2) j = filter_column_bytes_avx2(p, stride, w, n, j, hi, out);
+#else
+    (void)avx2;
 #endif
 #ifdef __SSE2__
     const __m128i zero = _mm_setzero_si128();
@@ -213,11 +215,13 @@ void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int 
     float *row = malloc((size_t)s->w * c * sizeof(float));
     float *acc = calloc((size_t)s->w * c + 1, sizeof(float)); /* + 1: see filter_row */
     coeffs kx = {0}, ky = {0};
+    /* the source's rows are already c interleaved channels: read the bytes themselves */
+    const bool direct = s->c == c && s->col == (size_t)c && s->plane == 1;
     if (!row || !acc) goto fail;
     if (box[0] == 0 && box[1] == 0 && box[2] == s->w && box[3] == s->h && s->w == dw &&
         s->h == dh) { /* same size: a conversion only */
         for (int y = 0; y < dh; y++) {
-            if (s->c == c && s->plane == 1 && s->col == (size_t)c) { /* the bytes themselves */
+            if (direct) {
                 const uint8_t *p = s->px + (size_t)y * s->row;
                 for (int k = 0; k < c; k++)
                     for (int x = 0; x < dw; x++) dst[k * area + (size_t)y * dw + x] = p[x * c + k] * inv;
@@ -234,13 +238,17 @@ void rg_resample(const rg_pixels *s, const float box[4], float *dst, int c, int 
     /* only the columns the horizontal pass reads */
     const size_t j_lo = (size_t)kx.first[0] * c;
     const size_t j_hi = (size_t)(kx.first[dw - 1] + kx.count[dw - 1]) * c;
-    const bool direct = s->c == c && s->col == (size_t)c && s->plane == 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const bool avx2 = __builtin_cpu_supports("avx2");
+#else
+    const bool avx2 = false;
+#endif
     for (int y = 0; y < dh; y++) {
         float w[ky.ksize];
         for (int i = 0; i < ky.count[y]; i++) w[i] = ky.w[(size_t)y * ky.ksize + i] * inv;
         if (direct) {
             filter_column_bytes(s->px + (size_t)ky.first[y] * s->row, s->row, w, ky.count[y], j_lo,
-                                j_hi, acc);
+                                j_hi, avx2, acc);
         } else {
             for (size_t j = j_lo; j < j_hi; j++) acc[j] = 0;
             for (int i = 0; i < ky.count[y]; i++) {

@@ -67,31 +67,50 @@ const char *rg_verdict_name(rg_verdict v) {
  * same result whatever the number of threads. */
 #define SQ_CHUNK 16384
 
-/* sum x[i] y[i] over n values in chunks of `chunk` (y has at least `chunk` values and is
- * reused for each: a row of ones), or with y NULL sum x[i]^2. */
-static double team_sum(const float *x, const float *y, size_t n, size_t chunk) {
+/* sum (a[i] - b[i])^2: 8 float lanes GCC vectorises, added in double at the end. */
+static double distance_squared(const float *restrict a, const float *restrict b, size_t n) {
+    float lanes[8] = {0};
+    double total = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) lanes[k] += (a[i + k] - b[i + k]) * (a[i + k] - b[i + k]);
+    for (; i < n; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    for (int k = 0; k < 8; k++) total += lanes[k];
+    return total;
+}
+
+typedef enum { SUM_DOT_REUSED, SUM_SQUARES, SUM_DISTANCE } sum_kind;
+
+/* One chunk [lo, lo + len): x.y with y reused for every chunk (a row of ones), x.x, or
+ * |x - y|^2 with y alongside x. */
+static double chunk_sum(sum_kind kind, const float *x, const float *y, size_t lo, size_t len) {
+    switch (kind) {
+    case SUM_DOT_REUSED: return rg_dot(x + lo, y, len);
+    case SUM_SQUARES: return rg_sum_squares(x + lo, len);
+    default: return distance_squared(x + lo, y + lo, len);
+    }
+}
+
+/* The sum over n values in chunks of `chunk`, shared by the team, the chunks' sums added
+ * in order (on this thread alone when there is one chunk or no memory: the same sum). */
+static double team_sum(sum_kind kind, const float *x, const float *y, size_t n, size_t chunk) {
     const size_t parts = (n + chunk - 1) / chunk;
     double *partial = parts > 1 ? malloc(parts * sizeof *partial) : NULL;
-    if (!partial) { /* one chunk, or no memory: in order on this thread */
-        double s = 0;
-        for (size_t lo = 0; lo < n; lo += chunk) {
-            const size_t len = n - lo < chunk ? n - lo : chunk;
-            s += y ? rg_dot(x + lo, y, len) : rg_sum_squares(x + lo, len);
-        }
+    double s = 0;
+    if (!partial) {
+        for (size_t i = 0; i < parts; i++)
+            s += chunk_sum(kind, x, y, i * chunk, n - i * chunk < chunk ? n - i * chunk : chunk);
         return s;
     }
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (size_t i = 0; i < parts; i++) {
-        const size_t lo = i * chunk, len = n - lo < chunk ? n - lo : chunk;
-        partial[i] = y ? rg_dot(x + lo, y, len) : rg_sum_squares(x + lo, len);
-    }
-    double s = 0;
+    for (size_t i = 0; i < parts; i++)
+        partial[i] = chunk_sum(kind, x, y, i * chunk, n - i * chunk < chunk ? n - i * chunk : chunk);
     for (size_t i = 0; i < parts; i++) s += partial[i];
     free(partial);
     return s;
 }
 
-static double sq_norm(const float *x, size_t n) { return team_sum(x, NULL, n, SQ_CHUNK); }
+static double sq_norm(const float *x, size_t n) { return team_sum(SUM_SQUARES, x, NULL, n, SQ_CHUNK); }
 
 /* Per-unit statistics of a layer's output: units are the first per-sample dimension.  For
  * dense layers (one value per unit and sample) the batch rows are summed unit-wise in
@@ -186,7 +205,7 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
     }
     /* the activation's output */
     const size_t count = (size_t)batch * n->size, inner = n->size / (size_t)l->h.units;
-    const double s = team_sum(n->out, m->ones, count, m->ones_len), s2 = sq_norm(n->out, count);
+    const double s = team_sum(SUM_DOT_REUSED, n->out, m->ones, count, m->ones_len), s2 = sq_norm(n->out, count);
     long near = 0; /* integer sums vectorise, and add up the same in any order */
     const float *y = n->out;
     const float lo = l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f;
@@ -338,6 +357,7 @@ void rg_monitor_free(rg_monitor *m) {
 void rg_monitor_enable(rg_monitor *m, int on) { m->on = on != 0; }
 void rg_monitor_want_moments(rg_monitor *m, int on) { m->moments = on != 0; }
 int rg_monitor_layer_node(const rg_monitor *m, int i) { return m->layers[i].node; }
+rg_act rg_monitor_layer_act(const rg_monitor *m, int i) { return m->layers[i].act; }
 
 const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in) {
     if (!m || i < 0 || i >= m->n || !m->layers[i].in_moment) return NULL;
@@ -439,38 +459,13 @@ void rg_monitor_judge(rg_monitor *m) {
     }
 }
 
-/* sum (a[i] - b[i])^2: float lanes GCC vectorises within blocks of 4096, the blocks
- * summed in double (no difference buffer, one pass over both). */
-static double block_distance(const float *restrict a, const float *restrict b, size_t lo, size_t hi) {
-    float lanes[8] = {0};
-    double total = 0;
-    size_t i = lo;
-    for (; i + 8 <= hi; i += 8)
-        for (int k = 0; k < 8; k++) lanes[k] += (a[i + k] - b[i + k]) * (a[i + k] - b[i + k]);
-    for (; i < hi; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    for (int k = 0; k < 8; k++) total += lanes[k];
-    return total;
-}
-
-static double sq_distance(const float *a, const float *b, size_t n) {
-    const size_t parts = (n + 4095) / 4096;
-    double *partial = parts > 1 ? malloc(parts * sizeof *partial) : NULL;
-    if (!partial) return block_distance(a, b, 0, n);
-#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (size_t i = 0; i < parts; i++)
-        partial[i] = block_distance(a, b, i * 4096, n - i * 4096 < 4096 ? n : i * 4096 + 4096);
-    double total = 0; /* in block order: the same whatever the number of threads */
-    for (size_t i = 0; i < parts; i++) total += partial[i];
-    free(partial);
-    return total;
-}
-
 void rg_monitor_note_update(rg_monitor *m, const float *before) {
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
         const rg_param_impl *k = &m->g->params[m->g->nodes[l->node].first_param];
         /* the weights' norm before the step was taken in backward, on the same weights */
-        l->h.update_ratio = sqrt(sq_distance(m->g->param_buf + k->offset, before + k->offset, k->size)) /
-                            fmax(l->h.weight_norm, 1e-12);
+        const double moved = team_sum(SUM_DISTANCE, m->g->param_buf + k->offset, before + k->offset,
+                                      k->size, SQ_CHUNK);
+        l->h.update_ratio = sqrt(moved) / fmax(l->h.weight_norm, 1e-12);
     }
 }

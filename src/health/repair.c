@@ -264,7 +264,7 @@ static double recondition(rg_repair *r, int li, const rg_dataset *d, const int *
     float *w = g->param_buf + kp->offset;
     float *b = node->n_params > 1 ? g->param_buf + g->params[node->first_param + 1].offset : NULL;
     const size_t row = kp->size / (size_t)units;
-    const double target = strcmp(rg_monitor_layer(r->mon, li)->act, "tanh") == 0 ? TANH_SPREAD : 1.0;
+    const double target = rg_monitor_layer_act(r->mon, li) == RG_ACT_TANH ? TANH_SPREAD : 1.0;
     double total = 0;
     for (int u = 0; u < units; u++) {
         const double spread = sqrt(fmax(m2[u] - mean[u] * mean[u], 0));
@@ -296,10 +296,9 @@ static void recondition_from_first_unhealthy(rg_repair *r, long step, bool isome
     if (!was) return;
     for (int i = 0; i < r->n; i++) was[i] = rg_monitor_layer(r->mon, i)->verdict;
     for (int i = first; i < r->n; i++) {
-        /* batch norm re-conditions by itself; frozen layers are the user's to keep */
-        if (feeds_batch_norm(g, r->layers[i].node) || rg_node_frozen(g, &g->nodes[r->layers[i].node]))
-            continue;
         const rg_node_impl *node = &g->nodes[r->layers[i].node];
+        /* batch norm re-conditions by itself; frozen layers are the user's to keep */
+        if (feeds_batch_norm(g, r->layers[i].node) || rg_node_frozen(g, node)) continue;
         const char *verdict = rg_verdict_name(was[i] == RG_HEALTHY ? was[first] : was[i]);
         if (isometry && node->op == RG_OP_DENSE) {
             const rg_param_impl *kp = &g->params[node->first_param];
@@ -308,7 +307,7 @@ static void recondition_from_first_unhealthy(rg_repair *r, long step, bool isome
             if (moved >= 0) emit(r, step, node->name, verdict, "equalise_singular_values", moved);
         }
         const double f = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n);
-        emit(r, step, rg_monitor_layer(r->mon, i)->name, verdict, "recondition", f);
+        emit(r, step, node->name, verdict, "recondition", f);
     }
     free(was);
 }
