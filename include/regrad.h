@@ -680,9 +680,14 @@ const double *rg_monitor_unit_mean(const rg_monitor *m, int i);
 const double *rg_monitor_unit_std(const rg_monitor *m, int i);
 /* Recomputes every layer's verdict and evidence from the last observed pass. */
 void rg_monitor_judge(rg_monitor *m);
-/* Records ||W_after - W_before|| / ||W|| for every layer: pass the flat parameters from
- * before the optimizer step. */
-void rg_monitor_note_update(rg_monitor *m, const float *params_before);
+/* Also measure the optimizer step (on = 1): each observed backward pass then keeps a copy
+ * of every layer's weights, which stay as they are until the step, in the same pass that
+ * takes their norm.  Fails only for want of memory (one float per parameter). */
+rg_status rg_monitor_track_update(rg_monitor *m, int on);
+/* After the step: records ||W_after - W_before|| / ||W_before|| for every layer, W_before
+ * as the last observed backward pass saw it (update_ratio; NaN for a layer that pass did
+ * not reach, such as a frozen one; nothing unless tracking). */
+void rg_monitor_note_update(rg_monitor *m);
 
 /* ---------------------------------------------------------------- GRA: gradient repair */
 

@@ -40,6 +40,7 @@ typedef struct layer {
     float *in_mean;           /* E[x] (fan_in) */
     float *cols;              /* conv layers: one sample's im2col columns */
     int fan_in;
+    bool kept;                /* its weights are in the monitor's `before` copy */
 } layer;
 
 struct rg_monitor {
@@ -51,7 +52,14 @@ struct rg_monitor {
     bool moments;             /* also estimate dense inputs' second moments */
     float *ones;              /* ones_len ones, for sums as dot products */
     size_t ones_len;
-    float *scratch;           /* 2 x the widest layer, for dense unit sums */
+    float *scratch;           /* 4 x the widest layer, for dense unit sums */
+    double *sums;             /* 2 x the most units of a layer: per-unit sums */
+    float *before;            /* the layers' weights as backward saw them (flat offsets) */
+    bool track_update;        /* keep `before` during observed backward passes */
+    int *chunk_layer;         /* the layers' weights cut into SQ_CHUNK pieces, in order: */
+    size_t *chunk_lo;         /* the layer and first index of each piece */
+    double *chunk_sum;
+    size_t n_chunks;
 };
 
 static const char *const verdict_names[RG_VERDICT_COUNT] = {
@@ -79,75 +87,89 @@ static double distance_squared(const float *restrict a, const float *restrict b,
     return total;
 }
 
-typedef enum { SUM_DOT_REUSED, SUM_SQUARES, SUM_DISTANCE } sum_kind;
-
-/* One chunk [lo, lo + len): x.y with y reused for every chunk (a row of ones), x.x, or
- * |x - y|^2 with y alongside x. */
-static double chunk_sum(sum_kind kind, const float *x, const float *y, size_t lo, size_t len) {
-    switch (kind) {
-    case SUM_DOT_REUSED: return rg_dot(x + lo, y, len);
-    case SUM_SQUARES: return rg_sum_squares(x + lo, len);
-    default: return distance_squared(x + lo, y + lo, len);
-    }
+/* Sum of squares of x[lo, lo + len), the piece first copied to keep[lo..] when keep is
+ * given (it is then in cache for the sum). */
+static double piece_squares(const float *x, float *keep, size_t lo, size_t len) {
+    if (keep) memcpy(keep + lo, x + lo, len * sizeof *keep);
+    return rg_sum_squares(x + lo, len);
 }
 
-/* The sum over n values in chunks of `chunk`, shared by the team, the chunks' sums added
- * in order (on this thread alone when there is one chunk or no memory: the same sum). */
-static double team_sum(sum_kind kind, const float *x, const float *y, size_t n, size_t chunk) {
-    const size_t parts = (n + chunk - 1) / chunk;
+/* Sum of squares of n values (and their copy to keep[], if given), in SQ_CHUNK pieces
+ * shared by the team, the pieces' sums added in order (on this thread alone when there is
+ * one piece or no memory: the same sum). */
+static double squares(const float *x, float *keep, size_t n) {
+    const size_t parts = (n + SQ_CHUNK - 1) / SQ_CHUNK;
     double *partial = parts > 1 ? malloc(parts * sizeof *partial) : NULL;
     double s = 0;
     if (!partial) {
         for (size_t i = 0; i < parts; i++)
-            s += chunk_sum(kind, x, y, i * chunk, n - i * chunk < chunk ? n - i * chunk : chunk);
+            s += piece_squares(x, keep, i * SQ_CHUNK, n - i * SQ_CHUNK < SQ_CHUNK ? n - i * SQ_CHUNK : SQ_CHUNK);
         return s;
     }
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (size_t i = 0; i < parts; i++)
-        partial[i] = chunk_sum(kind, x, y, i * chunk, n - i * chunk < chunk ? n - i * chunk : chunk);
+        partial[i] = piece_squares(x, keep, i * SQ_CHUNK, n - i * SQ_CHUNK < SQ_CHUNK ? n - i * SQ_CHUNK : SQ_CHUNK);
     for (size_t i = 0; i < parts; i++) s += partial[i];
     free(partial);
     return s;
 }
 
-static double sq_norm(const float *x, size_t n) { return team_sum(SUM_SQUARES, x, NULL, n, SQ_CHUNK); }
+/* Per-unit sums over the batch of a layer's or an activation's output (units are the first
+ * per-sample dimension): sum[u] and sum of squares sq[u], and, when `counts`, the values
+ * within 1% of a sigmoid/tanh bound and the units never positive (the returned pair).  One
+ * pass; the team splits the units and each unit is summed in a fixed order, so the thread
+ * count does not change a figure.  Dense outputs (one value per unit and sample) are summed
+ * over batch rows unit-wise in float, a loop GCC vectorises; for conv outputs each (sample,
+ * channel) plane is a dot product with a row of ones. */
+typedef struct {
+    long near;
+    int dead;
+} unit_counts;
 
-/* Per-unit statistics of a layer's output: units are the first per-sample dimension.  For
- * dense layers (one value per unit and sample) the batch rows are summed unit-wise in
- * float, a loop GCC vectorises; for conv layers each (sample, channel) plane is one dot
- * product with a row of ones. */
-static void unit_stats(rg_monitor *m, const rg_node_impl *n, int batch, double *mean, double *std) {
+static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, rg_act act,
+                             bool counts, double *sum, double *sq) {
     const int units = n->shape[0];
     const size_t inner = n->size / (size_t)units;
-    const double count = (double)batch * inner;
-    if (inner == 1) { /* the team splits the units; each unit sums its rows in order */
-        float *s = m->scratch, *s2 = m->scratch + units;
-        memset(s, 0, 2 * (size_t)units * sizeof *s);
+    const bool bounded = counts && (act == RG_ACT_SIGMOID || act == RG_ACT_TANH);
+    const float lo = act == RG_ACT_SIGMOID ? 0.01f : -0.99f, hi = 0.99f;
+    long near = 0;
+    int dead = 0;
+    if (inner == 1) {
+        float *s = m->scratch, *s2 = s + units, *pos = s2 + units, *nr = pos + units;
+        memset(s, 0, 4 * (size_t)units * sizeof *s);
 #pragma omp parallel for schedule(static) if ((size_t)batch * units > RG_PARALLEL_MIN)
         for (int u0 = 0; u0 < units; u0 += 64) {
             const int u1 = u0 + 64 < units ? u0 + 64 : units;
             for (int b = 0; b < batch; b++) {
                 const float *restrict row = n->out + (size_t)b * n->size;
                 for (int u = u0; u < u1; u++) s[u] += row[u], s2[u] += row[u] * row[u];
+                if (counts)
+                    for (int u = u0; u < u1; u++)
+                        pos[u] += row[u] > 0.0f, nr[u] += (row[u] < lo) | (row[u] > hi);
             }
         }
         for (int u = 0; u < units; u++) {
-            mean[u] = s[u] / count;
-            std[u] = sqrt(fmax(s2[u] / count - mean[u] * mean[u], 0));
+            sum[u] = s[u], sq[u] = s2[u];
+            near += (long)nr[u], dead += pos[u] == 0;
         }
-        return;
-    }
-#pragma omp parallel for schedule(static) if ((size_t)batch * n->size > RG_PARALLEL_MIN)
-    for (int u = 0; u < units; u++) {
-        double s = 0, s2 = 0;
-        for (int b = 0; b < batch; b++) {
-            const float *p = n->out + (size_t)b * n->size + (size_t)u * inner;
-            s += rg_dot(p, m->ones, inner);
-            s2 += rg_sum_squares(p, inner);
+    } else {
+#pragma omp parallel for schedule(static) reduction(+ : near, dead) if ((size_t)batch * n->size > RG_PARALLEL_MIN)
+        for (int u = 0; u < units; u++) {
+            double s = 0, s2 = 0;
+            long unit_near = 0, positive = 0;
+            for (int b = 0; b < batch; b++) {
+                const float *p = n->out + (size_t)b * n->size + (size_t)u * inner;
+                s += rg_dot(p, m->ones, inner);
+                s2 += rg_sum_squares(p, inner);
+                if (counts)
+                    for (size_t i = 0; i < inner; i++)
+                        positive += p[i] > 0.0f, unit_near += (p[i] < lo) | (p[i] > hi);
+            }
+            sum[u] = s, sq[u] = s2;
+            near += unit_near, dead += positive == 0;
         }
-        mean[u] = s / count;
-        std[u] = sqrt(fmax(s2 / count - mean[u] * mean[u], 0));
     }
+    return (unit_counts){bounded ? near : 0, act == RG_ACT_RELU ? dead : 0};
 }
 
 /* E[x x^T] and E[x] of a dense layer's input over this batch (one GEMM), or for a
@@ -194,62 +216,53 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
 }
 
 static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
+    const int units = l->h.units;
+    const double count = (double)batch * (n->size / (size_t)units);
+    double *sum = m->sums, *sq = m->sums + units;
     if (n - m->g->nodes == l->node) {
         if (m->moments) input_moments(m, l, n, batch);
-        unit_stats(m, n, batch, l->unit_mean, l->unit_std);
+        unit_sums(m, n, batch, RG_ACT_LINEAR, false, sum, sq);
         double sm = 0, ss = 0;
-        for (int u = 0; u < l->h.units; u++) sm += l->unit_mean[u], ss += l->unit_std[u];
-        l->h.pre_mean = sm / l->h.units;
-        l->h.pre_std = ss / l->h.units;
+        for (int u = 0; u < units; u++) {
+            l->unit_mean[u] = sum[u] / count;
+            l->unit_std[u] = sqrt(fmax(sq[u] / count - l->unit_mean[u] * l->unit_mean[u], 0));
+            sm += l->unit_mean[u], ss += l->unit_std[u];
+        }
+        l->h.pre_mean = sm / units;
+        l->h.pre_std = ss / units;
         return;
     }
     /* the activation's output */
-    const size_t count = (size_t)batch * n->size, inner = n->size / (size_t)l->h.units;
-    const double s = team_sum(SUM_DOT_REUSED, n->out, m->ones, count, m->ones_len), s2 = sq_norm(n->out, count);
-    long near = 0; /* integer sums vectorise, and add up the same in any order */
-    const float *y = n->out;
-    const float lo = l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f;
-    if (l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH) {
-#pragma omp parallel for schedule(static) reduction(+ : near) if (count > RG_PARALLEL_MIN)
-        for (size_t i = 0; i < count; i++) near += (y[i] < lo) | (y[i] > 0.99f);
-    }
-    l->h.act_mean = s / count;
-    l->h.act_std = sqrt(fmax(s2 / count - l->h.act_mean * l->h.act_mean, 0));
-    l->h.saturated = (l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH) ? (double)near / count : NAN;
-    if (l->act == RG_ACT_RELU) {
-        int dead = 0;
-#pragma omp parallel for schedule(static) reduction(+ : dead) if (count > RG_PARALLEL_MIN)
-        for (int u = 0; u < l->h.units; u++) {
-            bool alive = false;
-            for (int b = 0; b < batch && !alive; b++) {
-                const float *p = n->out + (size_t)b * n->size + (size_t)u * inner;
-                for (size_t i = 0; i < inner && !alive; i++) alive = p[i] > 0;
-            }
-            dead += !alive;
-        }
-        l->h.dead = (double)dead / l->h.units;
-    } else {
-        l->h.dead = NAN;
-    }
+    const unit_counts c = unit_sums(m, n, batch, l->act, true, sum, sq);
+    double s = 0, s2 = 0;
+    for (int u = 0; u < units; u++) s += sum[u], s2 += sq[u];
+    const double total = count * units;
+    l->h.act_mean = s / total;
+    l->h.act_std = sqrt(fmax(s2 / total - l->h.act_mean * l->h.act_mean, 0));
+    l->h.saturated = (l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH) ? c.near / total : NAN;
+    l->h.dead = l->act == RG_ACT_RELU ? (double)c.dead / units : NAN;
 }
 
 static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch) {
     rg_graph *g = m->g;
     const rg_param_impl *k = &g->params[n->first_param];
     const float *w = g->param_buf + k->offset, *dw = g->grad_buf + k->offset;
-    const double g2 = sq_norm(dw, k->size);
+    const double g2 = squares(dw, NULL, k->size);
     long bad = 0;
     if (!isfinite(g2)) /* count only when there is something to count */
         for (size_t i = 0; i < k->size; i++) bad += !isfinite(dw[i]);
     l->h.nonfinite = bad;
     l->h.grad_norm = sqrt(g2);
-    l->h.weight_norm = sqrt(sq_norm(w, k->size));
+    /* the weights stay as they are until the optimizer step: the copy that measures the
+     * step is taken here, in the same pass as their norm */
+    l->h.weight_norm = sqrt(squares(w, m->track_update ? m->before + k->offset : NULL, k->size));
+    l->kept = m->track_update;
     l->h.grad_ratio = l->h.grad_norm / fmax(l->h.weight_norm, 1e-12);
     const rg_node_impl *x = rg_in(g, n, 0);
-    const double dz = sqrt(sq_norm(n->dout, (size_t)batch * n->size));
+    const double dz = sqrt(squares(n->dout, NULL, (size_t)batch * n->size));
     l->h.grad_rms = dz / sqrt((double)batch * n->size);
     l->h.backward_gain = x->needs_grad && dz > 0
-                             ? sqrt(sq_norm(x->dout, (size_t)batch * x->size)) / dz : NAN;
+                             ? sqrt(squares(x->dout, NULL, (size_t)batch * x->size)) / dz : NAN;
 }
 
 static void monitor_hook(rg_graph *g, int node, bool backward, void *user) {
@@ -297,8 +310,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     }
     m->ones_len = widest;
     m->ones = malloc(widest * sizeof *m->ones);
-    m->scratch = malloc(2 * widest * sizeof *m->scratch);
-    if (!m->ones || !m->scratch) {
+    if (!m->ones) {
         rg_monitor_free(m);
         rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
         return NULL;
@@ -332,6 +344,24 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         }
         m->layer_of_node[i] = m->n++;
     }
+    /* per-unit sums, and each layer's weights cut into pieces for the update's size */
+    int units = 1;
+    for (int i = 0; i < m->n; i++) {
+        if (m->layers[i].h.units > units) units = m->layers[i].h.units;
+        m->n_chunks += (g->params[g->nodes[m->layers[i].node].first_param].size + SQ_CHUNK - 1) / SQ_CHUNK;
+    }
+    m->scratch = malloc(4 * (size_t)units * sizeof *m->scratch);
+    m->sums = malloc(2 * (size_t)units * sizeof *m->sums);
+    m->chunk_layer = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_layer);
+    m->chunk_lo = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_lo);
+    if (!m->scratch || !m->sums || !m->chunk_layer || !m->chunk_lo) {
+        rg_monitor_free(m);
+        rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
+        return NULL;
+    }
+    for (size_t i = 0, c = 0; i < (size_t)m->n; i++)
+        for (size_t lo = 0; lo < g->params[g->nodes[m->layers[i].node].first_param].size; lo += SQ_CHUNK)
+            m->chunk_layer[c] = (int)i, m->chunk_lo[c++] = lo;
     g->hook = monitor_hook;
     g->hook_user = m;
     return m;
@@ -351,6 +381,11 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->layer_of_node);
     free(m->ones);
     free(m->scratch);
+    free(m->sums);
+    free(m->before);
+    free(m->chunk_layer);
+    free(m->chunk_lo);
+    free(m->chunk_sum);
     free(m);
 }
 
@@ -459,13 +494,39 @@ void rg_monitor_judge(rg_monitor *m) {
     }
 }
 
-void rg_monitor_note_update(rg_monitor *m, const float *before) {
-    for (int i = 0; i < m->n; i++) {
+rg_status rg_monitor_track_update(rg_monitor *m, int on) {
+    if (on && !m->before) {
+        if (!(m->before = malloc(m->g->param_floats * sizeof *m->before)) ||
+            !(m->chunk_sum = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_sum))) {
+            free(m->before);
+            m->before = NULL;
+            return rg_fail(RG_ERR_MEMORY, "out of memory for the monitor's copy of the weights");
+        }
+    }
+    m->track_update = on != 0;
+    return RG_OK;
+}
+
+/* |W - W_before|^2 of every layer in one pass of the team over all layers' pieces, each
+ * layer's pieces added in order: the same figures whatever the thread count. */
+void rg_monitor_note_update(rg_monitor *m) {
+    if (!m->track_update) return;
+    const rg_graph *g = m->g;
+#pragma omp parallel for schedule(static) if (m->n_chunks > 2)
+    for (size_t c = 0; c < m->n_chunks; c++) {
+        if (!m->layers[m->chunk_layer[c]].kept) continue;
+        const rg_param_impl *k = &g->params[g->nodes[m->layers[m->chunk_layer[c]].node].first_param];
+        const size_t lo = k->offset + m->chunk_lo[c], end = k->offset + k->size;
+        m->chunk_sum[c] = distance_squared(g->param_buf + lo, m->before + lo,
+                                           end - lo < SQ_CHUNK ? end - lo : SQ_CHUNK);
+    }
+    for (size_t c = 0; c < m->n_chunks;) {
+        const int i = m->chunk_layer[c];
+        double moved = 0;
+        for (; c < m->n_chunks && m->chunk_layer[c] == i; c++) moved += m->chunk_sum[c];
         layer *l = &m->layers[i];
-        const rg_param_impl *k = &m->g->params[m->g->nodes[l->node].first_param];
-        /* the weights' norm before the step was taken in backward, on the same weights */
-        const double moved = team_sum(SUM_DISTANCE, m->g->param_buf + k->offset, before + k->offset,
-                                      k->size, SQ_CHUNK);
-        l->h.update_ratio = sqrt(moved) / fmax(l->h.weight_norm, 1e-12);
+        /* a layer backward did not reach (frozen) was not copied: not measured */
+        l->h.update_ratio = l->kept ? sqrt(moved) / fmax(l->h.weight_norm, 1e-12) : NAN;
+        l->kept = false;
     }
 }

@@ -211,15 +211,6 @@ static rg_status write_checkpoint(const rg_fit_config *cfg, const rg_model *m, r
     return RG_OK;
 }
 
-/* A copy of n floats shared by the OpenMP team, in chunks (the monitor's copy of the
- * weights before a watched step: 1-100 MB a step when it watches every step). */
-static void copy_on_team(float *restrict dst, const float *restrict src, size_t n) {
-    const size_t chunk = 1 << 16, parts = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (size_t i = 0; i < parts; i++)
-        memcpy(dst + i * chunk, src + i * chunk, (n - i * chunk < chunk ? n - i * chunk : chunk) * sizeof *dst);
-}
-
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                  const rg_fit_callbacks *cb) {
     rg_status s = check_fits(m, train);
@@ -281,12 +272,9 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     rg_repair *gra = NULL;
     long repairs = 0, skipped = 0;
     rg_repair_log log = cb ? cb->on_repair : NULL;
-    float *before = NULL; /* parameters before a watched step, for the update ratio */
     if (cfg->repair || cfg->monitor_every > 0) {
         if (!(mon = rg_monitor_create(g))) s = RG_ERR_MEMORY;
     }
-    if (!s && cfg->monitor_every > 0 && !(before = malloc(g->param_floats * sizeof(float))))
-        s = rg_fail(RG_ERR_MEMORY, "out of memory for the monitor");
     /* Resuming: the weights, moments and counters, then the data order replayed to where
      * the run stopped (each epoch's shuffle permutes the last one's order). */
     rg_train_state at = {.seed = cfg->seed};
@@ -367,6 +355,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             const bool watch = cfg->monitor_every > 0 && step % cfg->monitor_every == 0;
             const bool check = rg_repair_wants_check(gra, step);
             if (mon) rg_monitor_enable(mon, watch || check);
+            if (mon && (s = rg_monitor_track_update(mon, watch))) break;
             if (b > 0 && (s = rg_graph_forward(g, b, 1))) break; /* only --check-numerics fails here */
             const float loss = b > 0 ? g->nodes[m->loss].out[0] : 0.0f;
             if (!isfinite(loss) && !gra) {
@@ -402,7 +391,6 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (verdict == 1) {
                 skipped++;
             } else {
-                if (watch && before) copy_on_team(before, g->param_buf, g->param_floats);
                 if (cfg->clip_value > 0) rg_clip_grad_value(g, cfg->clip_value);
                 if (cfg->clip_tensor_norm > 0) rg_clip_grad_tensor_norm(g, cfg->clip_tensor_norm);
                 if (cfg->clip_norm > 0) rg_clip_grad_norm(g, cfg->clip_norm);
@@ -414,7 +402,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 rg_graph_apply_masks(g); /* pruned weights stay 0 */
                 if (m->lasso_m > 0) rg_lassonet_prox(m, cfg->lasso_lambda * lr);
 
-                if (watch && before) rg_monitor_note_update(mon, before);
+                if (watch) rg_monitor_note_update(mon);
             }
             if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
             /* uses the probe batches: after the step, before the next batch is loaded */
@@ -497,7 +485,6 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (cb && cb->on_checkpoint) cb->on_checkpoint(cb->user, path);
         }
     }
-    free(before);
     if (local != order) free(local);
     rg_loader_free(loader);
     rg_repair_free(gra);
