@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+
 #define VANISH_OF_MAX 1e-3
 #define VANISH_RMS_OF_MAX 1e-2
 #define EXPLODE_OF_MEDIAN 100.0
@@ -114,62 +115,99 @@ static double squares(const float *x, float *keep, size_t n) {
     return s;
 }
 
-/* Per-unit sums over the batch of a layer's or an activation's output (units are the first
- * per-sample dimension): sum[u] and sum of squares sq[u], and, when `counts`, the values
- * within 1% of a sigmoid/tanh bound and the units never positive (the returned pair).  One
- * pass; the team splits the units and each unit is summed in a fixed order, so the thread
- * count does not change a figure.  Dense outputs (one value per unit and sample) are summed
- * over batch rows unit-wise in float, a loop GCC vectorises; for conv outputs each (sample,
- * channel) plane is a dot product with a row of ones. */
 typedef struct {
     long near;
     int dead;
 } unit_counts;
 
-static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, rg_act act,
-                             bool counts, double *sum, double *sq) {
+/* What unit_sums counts besides the sums: nothing (a layer's output), the positive values
+ * (relu: units never positive are dead), or the values within 1% of a sigmoid/tanh bound. */
+typedef enum { COUNT_NONE, COUNT_POSITIVE, COUNT_NEAR_BOUND } count_kind;
+
+/* A dense output's units [0, UNIT_BLOCK) of rows `stride` apart, summed over the batch in
+ * row order, the sums and counts held in registers. */
+#define UNIT_BLOCK 16
+#define DENSE_TEAM_MIN 16384 /* values: below this one thread sums faster than two */
+static void dense_block(const float *restrict out, size_t stride, int batch, count_kind want,
+                        float lo, float hi, float *s, float *s2, int *counted) {
+    float a[UNIT_BLOCK] = {0}, a2[UNIT_BLOCK] = {0};
+    int c[UNIT_BLOCK] = {0};
+    for (int b = 0; b < batch; b++) {
+        const float *restrict row = out + (size_t)b * stride;
+        for (int k = 0; k < UNIT_BLOCK; k++) a[k] += row[k], a2[k] += row[k] * row[k];
+        if (want == COUNT_POSITIVE)
+            for (int k = 0; k < UNIT_BLOCK; k++) c[k] += row[k] > 0.0f;
+        else if (want == COUNT_NEAR_BOUND)
+            for (int k = 0; k < UNIT_BLOCK; k++) c[k] += (row[k] < lo) | (row[k] > hi);
+    }
+    memcpy(s, a, sizeof a), memcpy(s2, a2, sizeof a2), memcpy(counted, c, sizeof c);
+}
+
+/* The same for the last units of a layer, fewer than UNIT_BLOCK. */
+static void dense_tail(const float *out, size_t stride, int batch, int width, count_kind want,
+                       float lo, float hi, float *s, float *s2, int *counted) {
+    for (int k = 0; k < width; k++) {
+        float a = 0, a2 = 0;
+        int c = 0;
+        for (int b = 0; b < batch; b++) {
+            const float v = out[(size_t)b * stride + k];
+            a += v, a2 += v * v;
+            c += want == COUNT_POSITIVE ? v > 0.0f : want == COUNT_NEAR_BOUND && ((v < lo) | (v > hi));
+        }
+        s[k] = a, s2[k] = a2, counted[k] = c;
+    }
+}
+
+/* Per-unit sums over the batch of a layer's or an activation's output (units are the first
+ * per-sample dimension): sum[u] and sum of squares sq[u], and what `want` counts: values
+ * within 1% of a sigmoid/tanh bound, or relu units never positive (the returned pair).  One
+ * pass; the team splits the units and each unit is summed in a fixed order, so the thread
+ * count does not change a figure.  Dense outputs (one value per unit and sample) are summed
+ * over batch rows unit-wise in float, a loop GCC vectorises; for conv outputs each (sample,
+ * channel) plane is a dot product with a row of ones. */
+static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, count_kind want,
+                             float lo, double *sum, double *sq) {
     const int units = n->shape[0];
     const size_t inner = n->size / (size_t)units;
-    const bool bounded = counts && (act == RG_ACT_SIGMOID || act == RG_ACT_TANH);
-    const float lo = act == RG_ACT_SIGMOID ? 0.01f : -0.99f, hi = 0.99f;
+    const float hi = 0.99f;
     long near = 0;
     int dead = 0;
     if (inner == 1) {
-        float *s = m->scratch, *s2 = s + units, *pos = s2 + units, *nr = pos + units;
-        memset(s, 0, 4 * (size_t)units * sizeof *s);
-#pragma omp parallel for schedule(static) if ((size_t)batch * units > RG_PARALLEL_MIN)
-        for (int u0 = 0; u0 < units; u0 += 64) {
-            const int u1 = u0 + 64 < units ? u0 + 64 : units;
-            for (int b = 0; b < batch; b++) {
-                const float *restrict row = n->out + (size_t)b * n->size;
-                for (int u = u0; u < u1; u++) s[u] += row[u], s2[u] += row[u] * row[u];
-                if (counts)
-                    for (int u = u0; u < u1; u++)
-                        pos[u] += row[u] > 0.0f, nr[u] += (row[u] < lo) | (row[u] > hi);
-            }
+        float *s = m->scratch, *s2 = s + units;
+        int *counted = (int *)(s2 + units);
+        const int blocks = (units + UNIT_BLOCK - 1) / UNIT_BLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)batch * units >= DENSE_TEAM_MIN)
+        for (int i = 0; i < blocks; i++) {
+            const int u0 = i * UNIT_BLOCK;
+            if (u0 + UNIT_BLOCK <= units)
+                dense_block(n->out + u0, n->size, batch, want, lo, hi, s + u0, s2 + u0, counted + u0);
+            else
+                dense_tail(n->out + u0, n->size, batch, units - u0, want, lo, hi, s + u0, s2 + u0,
+                           counted + u0);
         }
         for (int u = 0; u < units; u++) {
             sum[u] = s[u], sq[u] = s2[u];
-            near += (long)nr[u], dead += pos[u] == 0;
+            near += counted[u], dead += counted[u] == 0;
         }
     } else {
 #pragma omp parallel for schedule(static) reduction(+ : near, dead) if ((size_t)batch * n->size > RG_PARALLEL_MIN)
         for (int u = 0; u < units; u++) {
             double s = 0, s2 = 0;
-            long unit_near = 0, positive = 0;
+            long counted = 0;
             for (int b = 0; b < batch; b++) {
                 const float *p = n->out + (size_t)b * n->size + (size_t)u * inner;
                 s += rg_dot(p, m->ones, inner);
                 s2 += rg_sum_squares(p, inner);
-                if (counts)
-                    for (size_t i = 0; i < inner; i++)
-                        positive += p[i] > 0.0f, unit_near += (p[i] < lo) | (p[i] > hi);
+                if (want == COUNT_POSITIVE)
+                    for (size_t i = 0; i < inner; i++) counted += p[i] > 0.0f;
+                else if (want == COUNT_NEAR_BOUND)
+                    for (size_t i = 0; i < inner; i++) counted += (p[i] < lo) | (p[i] > hi);
             }
             sum[u] = s, sq[u] = s2;
-            near += unit_near, dead += positive == 0;
+            near += counted, dead += counted == 0;
         }
     }
-    return (unit_counts){bounded ? near : 0, act == RG_ACT_RELU ? dead : 0};
+    return (unit_counts){want == COUNT_NEAR_BOUND ? near : 0, want == COUNT_POSITIVE ? dead : 0};
 }
 
 /* E[x x^T] and E[x] of a dense layer's input over this batch (one GEMM), or for a
@@ -221,7 +259,7 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
     double *sum = m->sums, *sq = m->sums + units;
     if (n - m->g->nodes == l->node) {
         if (m->moments) input_moments(m, l, n, batch);
-        unit_sums(m, n, batch, RG_ACT_LINEAR, false, sum, sq);
+        unit_sums(m, n, batch, COUNT_NONE, 0, sum, sq);
         double sm = 0, ss = 0;
         for (int u = 0; u < units; u++) {
             l->unit_mean[u] = sum[u] / count;
@@ -233,13 +271,15 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
         return;
     }
     /* the activation's output */
-    const unit_counts c = unit_sums(m, n, batch, l->act, true, sum, sq);
+    const bool bounded = l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH;
+    const count_kind want = bounded ? COUNT_NEAR_BOUND : l->act == RG_ACT_RELU ? COUNT_POSITIVE : COUNT_NONE;
+    const unit_counts c = unit_sums(m, n, batch, want, l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f, sum, sq);
     double s = 0, s2 = 0;
     for (int u = 0; u < units; u++) s += sum[u], s2 += sq[u];
     const double total = count * units;
     l->h.act_mean = s / total;
     l->h.act_std = sqrt(fmax(s2 / total - l->h.act_mean * l->h.act_mean, 0));
-    l->h.saturated = (l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH) ? c.near / total : NAN;
+    l->h.saturated = bounded ? c.near / total : NAN;
     l->h.dead = l->act == RG_ACT_RELU ? (double)c.dead / units : NAN;
 }
 
@@ -264,6 +304,7 @@ static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch
     l->h.backward_gain = x->needs_grad && dz > 0
                              ? sqrt(squares(x->dout, NULL, (size_t)batch * x->size)) / dz : NAN;
 }
+
 
 static void monitor_hook(rg_graph *g, int node, bool backward, void *user) {
     rg_monitor *m = user;
