@@ -12,6 +12,7 @@
 #include "test_util.h"
 
 #include "internal.h"
+#include "kernels/kernels.h"
 
 #define EPS 1e-2f
 #define ATOL 2e-3
@@ -254,9 +255,81 @@ static void test_op_table_covered(void **state) {
     }
 }
 
+/* The direct stride-1 kernels (kernels/cpu/conv_direct.c) against im2col and the BLAS on
+ * the same graph: outputs, the input's gradient and the parameters' gradients agree to
+ * float rounding, over shapes that exercise every edge of their tiling: filters and taps
+ * not multiples of the tile, dilation, valid, explicit and folded padding, one channel. */
+static void test_direct_conv_matches_im2col(void **state) {
+    (void)state;
+    static const struct {
+        int c, h, w, filters, k, dilation, pad;
+        rg_padding mode;
+        bool folded; /* a zero_pad in front, absorbed into the conv */
+    } shapes[] = {
+        {16, 28, 28, 6, 3, 1, 0, RG_PAD_SAME, false},  {1, 28, 28, 32, 3, 1, 0, RG_PAD_SAME, false},
+        {3, 9, 13, 5, 5, 2, 0, RG_PAD_SAME, false},    {7, 10, 10, 9, 2, 1, 0, RG_PAD_VALID, false},
+        {4, 7, 7, 64, 3, 1, 2, RG_PAD_EXPLICIT, false}, {5, 6, 11, 3, 3, 1, 0, RG_PAD_VALID, true},
+    };
+    const int batch = 5;
+    for (size_t ci = 0; ci < sizeof shapes / sizeof *shapes; ci++) {
+        rg_rng_seed(&rng, 7 + ci);
+        rg_graph *g = rg_graph_create(5);
+        rg_graph_want_input_grads(g, 1);
+        rg_node x = rg_input(g, "x", 3, (int[]){shapes[ci].c, shapes[ci].h, shapes[ci].w});
+        rg_node in = shapes[ci].folded ? rg_zero_pad2d(g, x, 1, 1, 1, 1) : x;
+        rg_node y = test_conv(g, in, shapes[ci].filters, shapes[ci].k, 1, shapes[ci].mode,
+                              shapes[ci].pad, shapes[ci].dilation, 1, 1);
+        if (rg_graph_compile(g, batch) != RG_OK) fail_msg("case %zu: %s", ci, rg_last_error());
+        int groups;
+        const rg_conv_geom *q = rg_conv_geometry(&g->nodes[y], &groups);
+        rg_direct_conv_allow(true);
+        if (!rg_direct_conv_fits(q, shapes[ci].filters, 1)) {
+            if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+                fail_msg("case %zu: the direct kernels should take this convolution", ci);
+            rg_graph_free(g);
+            continue;
+        }
+        for (int i = 0; i < rg_graph_param_count(g); i++) {
+            rg_param_info p;
+            rg_graph_param(g, i, &p);
+            for (size_t j = 0; j < p.size; j++) p.data[j] = rg_rng_normal(&rng) * 0.3f;
+        }
+        const size_t in_n = (size_t)batch * rg_node_size(g, x), out_n = (size_t)batch * rg_node_size(g, y);
+        for (size_t i = 0; i < in_n; i++) rg_graph_input_buffer(g, x)[i] = rg_rng_normal(&rng);
+        float *r = malloc(out_n * sizeof *r);
+        for (size_t i = 0; i < out_n; i++) r[i] = rg_rng_normal(&rng);
+        const size_t pn = rg_graph_param_floats(g);
+        float *got[2][3];
+        for (int pass = 0; pass < 2; pass++) { /* direct, then im2col */
+            rg_direct_conv_allow(pass == 0);
+            rg_graph_forward(g, batch, true);
+            assert_int_equal(rg_graph_backward_from(g, y, r), RG_OK);
+            got[pass][0] = malloc(out_n * sizeof(float));
+            got[pass][1] = malloc(in_n * sizeof(float));
+            got[pass][2] = malloc(pn * sizeof(float));
+            memcpy(got[pass][0], rg_node_output(g, y), out_n * sizeof(float));
+            memcpy(got[pass][1], rg_node_grad(g, x), in_n * sizeof(float));
+            memcpy(got[pass][2], rg_graph_grads(g), pn * sizeof(float));
+        }
+        const size_t len[3] = {out_n, in_n, pn};
+        static const char *const what[3] = {"output", "input gradient", "parameter gradient"};
+        for (int k = 0; k < 3; k++) {
+            for (size_t i = 0; i < len[k]; i++)
+                if (!(fabsf(got[0][k][i] - got[1][k][i]) <= 1e-4f + 1e-4f * fabsf(got[1][k][i])))
+                    fail_msg("case %zu: %s[%zu] direct %.7g, im2col %.7g", ci, what[k], i,
+                             (double)got[0][k][i], (double)got[1][k][i]);
+            free(got[0][k]), free(got[1][k]);
+        }
+        free(r);
+        rg_graph_free(g);
+    }
+    rg_direct_conv_allow(true);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_ops),
+        cmocka_unit_test(test_direct_conv_matches_im2col),
         cmocka_unit_test(test_op_table_covered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

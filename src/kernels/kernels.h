@@ -41,4 +41,31 @@ void rg_im2col(const float *x, const rg_conv_geom *g, float *col);
 /* dx (C, H, W) += the scatter of dcol (C*KH*KW, OH*OW): the adjoint of rg_im2col. */
 void rg_col2im_add(const float *dcol, const rg_conv_geom *g, float *dx);
 
+/* Direct stride-1 convolution without im2col (conv_direct.c), one sample per call, for
+ * convolutions of at most RG_DIRECT_MAX_TAPS taps (channels x kh x kw, both ways) on a CPU
+ * with AVX2 and FMA; rg_direct_conv_fits says whether it applies. */
+#define RG_DIRECT_MAX_TAPS 1152
+bool rg_direct_conv_fits(const rg_conv_geom *g, int filters, int groups);
+/* Off: every convolution takes im2col and the BLAS (also REGRAD_DIRECT_CONV=0 in the
+ * environment), so tests and benchmarks can compare the two.  On: where the CPU can. */
+void rg_direct_conv_allow(bool on);
+/* Floats of the packed weights (shared by all threads) and of one thread's buffers. */
+size_t rg_direct_conv_packed_floats(const rg_conv_geom *g, int filters);
+size_t rg_direct_conv_work_floats(const rg_conv_geom *g, int filters);
+/* Packs W (filters, C, kh, kw) for the forward product, or (for_dx) transposed and
+ * flipped for the input's gradient. */
+void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *g, bool for_dx,
+                         float *packed);
+/* y (filters, OH, OW) = W . x + bias (bias may be NULL). */
+void rg_direct_conv_forward(const float *x, const rg_conv_geom *g, int filters,
+                            const float *packed, const float *bias, float *y, float *work);
+/* Samples per backward call (its buffers fit in L2). */
+int rg_direct_conv_group(const rg_conv_geom *g, int filters);
+/* For `samples` consecutive samples (at most the group): dw (filters, C*kh*kw) += the sum
+ * of dY . X^T; dx (C, H, W) += each input's gradient when dx is not NULL (packed_dx from
+ * rg_direct_conv_pack(..., true, ...)). */
+void rg_direct_conv_backward(const float *x, const float *dy, int samples,
+                             const rg_conv_geom *g, int filters, const float *packed_dx,
+                             float *dw, float *dx, float *work);
+
 #endif

@@ -9,7 +9,9 @@
  * Samples run in parallel, one per thread, each with its own slice of the graph's
  * workspace (column buffer, and in backward private dW/db partials summed afterwards in
  * thread order, so results do not depend on scheduling).  A 1x1 convolution at stride 1
- * without padding needs no im2col: x_b already is the column matrix.
+ * without padding needs no im2col: x_b already is the column matrix.  Stride-1 convolutions
+ * of few channels (most of a CIFAR-style ResNet's) use the direct kernels of
+ * kernels/cpu/conv_direct.c instead, which need neither im2col nor the BLAS's packing.
  */
 #include "../internal.h"
 #include "../kernels/kernels.h"
@@ -25,6 +27,7 @@ typedef struct conv_attr {
     rg_conv_opts o;
     rg_conv_geom geom; /* filled by infer */
     bool direct;       /* 1x1, stride 1, no padding: skip im2col */
+    size_t fast_work;  /* floats per thread for the direct kernels; 0: they do not apply */
 } conv_attr;
 
 rg_conv_opts rg_conv_defaults(void) {
@@ -84,8 +87,13 @@ static rg_status conv_infer(rg_graph *g, rg_node_impl *n) {
     const int cg = q->c / groups, k2 = a->kernel * a->kernel;
     const size_t col = (size_t)q->c * k2 * q->oh * q->ow;
     const size_t wsize = (size_t)a->filters * cg * k2;
-    /* per thread: a column buffer, dW and db partials */
-    n->workspace = (size_t)g->slots * ((a->direct ? 0 : col) + wsize + (size_t)a->filters);
+    a->fast_work = !a->direct && rg_direct_conv_fits(q, a->filters, groups)
+                       ? rg_direct_conv_work_floats(q, a->filters) : 0;
+    /* the direct kernels' packed weights, then per thread: a column buffer (or the direct
+     * kernels' buffers), dW and db partials */
+    n->workspace = (a->fast_work ? rg_direct_conv_packed_floats(q, a->filters) : 0) +
+                   (size_t)g->slots * ((a->direct ? 0 : col > a->fast_work ? col : a->fast_work) +
+                                       wsize + (size_t)a->filters);
     n->flops = 2.0 * a->filters * q->oh * q->ow * (double)cg * k2;
     const int fan_in = cg * k2, fan_out = a->filters / groups * k2;
     if (rg_param_declare(g, n, "kernel", 4, (int[]){a->filters, cg, a->kernel, a->kernel},
@@ -116,6 +124,20 @@ static bool conv_absorb_padding(rg_node_impl *n, const int pad[4]) {
     return true;
 }
 
+/* The direct kernels apply, also after padding was absorbed (conv_absorb_padding). */
+static bool use_fast(const conv_attr *a) {
+    return a->fast_work && rg_direct_conv_fits(&a->geom, a->filters, a->o.groups) &&
+           rg_direct_conv_work_floats(&a->geom, a->filters) <= a->fast_work;
+}
+
+/* Where one thread's slice of the workspace begins, and its length (before dW, db). */
+static size_t slice_start(const conv_attr *a, size_t *col_size) {
+    const rg_conv_geom *q = &a->geom;
+    const size_t col = a->direct ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow;
+    *col_size = col > a->fast_work ? col : a->fast_work;
+    return a->fast_work ? rg_direct_conv_packed_floats(q, a->filters) : 0;
+}
+
 static int thread_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -131,16 +153,25 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const rg_node_impl *xn = rg_in(g, n, 0);
     const int G = a->o.groups, og = a->filters / G, ohw = q->oh * q->ow;
     const int kg = q->c / G * q->kh * q->kw; /* column rows per group */
-    const size_t col_size = a->direct ? 0 : (size_t)q->c * q->kh * q->kw * ohw;
+    size_t col_size;
+    float *slices = g->workspace + slice_start(a, &col_size);
     const size_t in_size = xn->size, out_size = n->size;
+    const size_t slice = col_size + (size_t)a->filters * kg + a->filters;
     const float *w = rg_param_data(g, n, 0), *bias = a->o.bias ? rg_param_data(g, n, 1) : NULL;
+    const bool fast = use_fast(a);
+    if (fast) rg_direct_conv_pack(w, a->filters, q, false, g->workspace);
 #pragma omp parallel for schedule(static) num_threads(g->slots) if (batch > 1)
     for (int b = 0; b < batch; b++) {
         const float *x = xn->out + (size_t)b * in_size;
         float *y = n->out + (size_t)b * out_size;
+        if (fast) {
+            rg_direct_conv_forward(x, q, a->filters, g->workspace, bias, y,
+                                   slices + (size_t)thread_id() * slice);
+            continue;
+        }
         const float *col = x;
         if (!a->direct) {
-            float *buf = g->workspace + (size_t)thread_id() * col_size;
+            float *buf = slices + (size_t)thread_id() * slice;
             rg_im2col(x, q, buf);
             col = buf;
         }
@@ -155,26 +186,48 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     }
 }
 
+/* db += the sum of dY over positions, per filter (when the conv has a bias). */
+static void add_bias_grad(const conv_attr *a, const float *dy, int ohw, float *db) {
+    if (!a->o.bias) return;
+    for (int o = 0; o < a->filters; o++) {
+        const float *dyo = dy + (size_t)o * ohw;
+        float s = 0;
+        for (int i = 0; i < ohw; i++) s += dyo[i];
+        db[o] += s;
+    }
+}
+
 static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const conv_attr *a = n->attr;
     const rg_conv_geom *q = &a->geom;
     rg_node_impl *xn = rg_in(g, n, 0);
     const int G = a->o.groups, og = a->filters / G, ohw = q->oh * q->ow;
     const int kg = q->c / G * q->kh * q->kw;
-    const size_t col_size = a->direct ? 0 : (size_t)q->c * q->kh * q->kw * ohw;
+    size_t col_size;
+    float *slices = g->workspace + slice_start(a, &col_size);
     const size_t wsize = (size_t)a->filters * kg, slot_size = col_size + wsize + a->filters;
     const float *w = rg_param_data(g, n, 0);
     const int slots = batch < g->slots ? batch : g->slots;
+    const bool fast = use_fast(a);
+    if (fast && xn->needs_grad) rg_direct_conv_pack(w, a->filters, q, true, g->workspace);
+    const int group = fast ? rg_direct_conv_group(q, a->filters) : 1; /* samples per call */
 #pragma omp parallel num_threads(slots)
     {
         const int t = thread_id();
-        float *col = g->workspace + (size_t)t * slot_size;
+        float *col = slices + (size_t)t * slot_size;
         float *dw = col + col_size, *db = dw + wsize;
         memset(dw, 0, (wsize + a->filters) * sizeof *dw);
 #pragma omp for schedule(static)
-        for (int b = 0; b < batch; b++) {
+        for (int b = 0; b < batch; b += group) {
             const float *x = xn->out + (size_t)b * xn->size;
             const float *dy = n->dout + (size_t)b * n->size;
+            if (fast) {
+                const int count = batch - b < group ? batch - b : group;
+                rg_direct_conv_backward(x, dy, count, q, a->filters, g->workspace, dw,
+                                        xn->needs_grad ? xn->dout + (size_t)b * xn->size : NULL, col);
+                for (int i = 0; i < count; i++) add_bias_grad(a, dy + (size_t)i * n->size, ohw, db);
+                continue;
+            }
             const float *cx = x;
             if (!a->direct) {
                 rg_im2col(x, q, col);
@@ -183,13 +236,7 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
             for (int gi = 0; gi < G; gi++)
                 rg_sgemm(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw,
                          cx + (size_t)gi * kg * ohw, ohw, 1.0f, dw + (size_t)gi * og * kg, kg);
-            if (a->o.bias)
-                for (int o = 0; o < a->filters; o++) {
-                    const float *dyo = dy + (size_t)o * ohw;
-                    float s = 0;
-                    for (int i = 0; i < ohw; i++) s += dyo[i];
-                    db[o] += s;
-                }
+            add_bias_grad(a, dy, ohw, db);
             if (!xn->needs_grad) continue;
             float *dx = xn->dout + (size_t)b * xn->size;
             /* dcol = W^T dy: straight into dx for a direct conv, else via the column buffer
@@ -203,7 +250,7 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
     }
     float *dW = rg_param_grad(g, n, 0), *dB = a->o.bias ? rg_param_grad(g, n, 1) : NULL;
     for (int t = 0; t < slots; t++) {
-        const float *dw = g->workspace + (size_t)t * slot_size + col_size, *db = dw + wsize;
+        const float *dw = slices + (size_t)t * slot_size + col_size, *db = dw + wsize;
         for (size_t i = 0; i < wsize; i++) dW[i] += dw[i];
         if (dB)
             for (int o = 0; o < a->filters; o++) dB[o] += db[o];

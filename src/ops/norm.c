@@ -20,6 +20,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Sums over one (sample, channel) plane, in 8 float lanes (loops GCC vectorises), handed
+ * back in double for the caller to add up across planes: a double accumulator per value
+ * is one add every four cycles and made batch norm a seventh of a ResNet's step. */
+#define LANES 8
+static double plane_sum(const float *restrict x, size_t n) {
+    float lane[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) lane[k] += x[i + k];
+    double s = 0;
+    for (; i < n; i++) s += x[i];
+    for (int k = 0; k < LANES; k++) s += lane[k];
+    return s;
+}
+
+/* sum (x - mu)^2 over one plane. */
+static double plane_centred_squares(const float *restrict x, size_t n, float mu) {
+    float lane[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) lane[k] += (x[i + k] - mu) * (x[i + k] - mu);
+    double s = 0;
+    for (; i < n; i++) s += ((double)x[i] - mu) * ((double)x[i] - mu);
+    for (int k = 0; k < LANES; k++) s += lane[k];
+    return s;
+}
+
+/* sum dy and sum dy (x - mu) over one plane. */
+static void plane_dy_sums(const float *restrict x, const float *restrict dy, size_t n, float mu,
+                          double *sdy, double *sdyx) {
+    float a[LANES] = {0}, b[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++) a[k] += dy[i + k], b[k] += dy[i + k] * (x[i + k] - mu);
+    double s = 0, t = 0;
+    for (; i < n; i++) s += dy[i], t += (double)dy[i] * (x[i] - mu);
+    for (int k = 0; k < LANES; k++) s += a[k], t += b[k];
+    *sdy += s, *sdyx += t;
+}
+
 typedef struct bn_attr {
     float momentum, eps;
     bool last_train;
@@ -61,19 +101,14 @@ static void bn_forward_synced(rg_graph *g, rg_node_impl *n, int batch) {
     memset(sum, 0, sizeof sum);
     memset(sq, 0, sizeof sq);
     for (int c = 0; c < C; c++)
-        for (int b = 0; b < batch; b++) {
-            const float *xp = xn->out + ((size_t)b * C + c) * hw;
-            for (size_t i = 0; i < hw; i++) sum[c] += xp[i];
-        }
+        for (int b = 0; b < batch; b++) sum[c] += plane_sum(xn->out + ((size_t)b * C + c) * hw, hw);
     sum[C] = (double)batch * hw;
     rg_dist_sum_doubles(sum, C + 1);
     const double m = sum[C];
     for (int c = 0; c < C; c++) {
-        const double mu = sum[c] / m;
-        for (int b = 0; b < batch; b++) {
-            const float *xp = xn->out + ((size_t)b * C + c) * hw;
-            for (size_t i = 0; i < hw; i++) sq[c] += (xp[i] - mu) * (xp[i] - mu);
-        }
+        const float mu = (float)(sum[c] / m);
+        for (int b = 0; b < batch; b++)
+            sq[c] += plane_centred_squares(xn->out + ((size_t)b * C + c) * hw, hw, mu);
     }
     rg_dist_sum_doubles(sq, C);
     a->last_train = true;
@@ -101,15 +136,12 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
     const float *mean = n->aux, *inv = n->aux + C;
     double s[2 * C + 1]; /* sdy, sdyx, count */
     memset(s, 0, sizeof s);
-    for (int c = 0; c < C; c++)
-        for (int b = 0; b < batch; b++) {
-            const float *xp = xn->out + ((size_t)b * C + c) * hw;
-            const float *dyp = n->dout + ((size_t)b * C + c) * hw;
-            for (size_t i = 0; i < hw; i++) {
-                s[c] += dyp[i];
-                s[C + c] += dyp[i] * (xp[i] - mean[c]) * inv[c];
-            }
-        }
+    for (int c = 0; c < C; c++) {
+        for (int b = 0; b < batch; b++)
+            plane_dy_sums(xn->out + ((size_t)b * C + c) * hw, n->dout + ((size_t)b * C + c) * hw,
+                          hw, mean[c], &s[c], &s[C + c]);
+        s[C + c] *= inv[c];
+    }
     for (int c = 0; c < C; c++) dgamma[c] += (float)s[C + c], dbeta[c] += (float)s[c]; /* local */
     s[2 * C] = (double)batch * hw;
     rg_dist_sum_doubles(s, 2 * C + 1);
@@ -147,15 +179,10 @@ static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     for (int c = 0; c < C; c++) {
         if (a->last_train) {
             double s = 0, s2 = 0;
-            for (int b = 0; b < batch; b++) {
-                const float *xp = xn->out + ((size_t)b * C + c) * hw;
-                for (size_t i = 0; i < hw; i++) s += xp[i];
-            }
+            for (int b = 0; b < batch; b++) s += plane_sum(xn->out + ((size_t)b * C + c) * hw, hw);
             const double mu = s / (double)m;
-            for (int b = 0; b < batch; b++) {
-                const float *xp = xn->out + ((size_t)b * C + c) * hw;
-                for (size_t i = 0; i < hw; i++) s2 += (xp[i] - mu) * (xp[i] - mu);
-            }
+            for (int b = 0; b < batch; b++)
+                s2 += plane_centred_squares(xn->out + ((size_t)b * C + c) * hw, hw, (float)mu);
             const double var = s2 / (double)m;
             mean[c] = (float)mu;
             inv[c] = (float)(1.0 / sqrt(var + a->eps));
@@ -190,14 +217,10 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
 #pragma omp parallel for schedule(static) if (m * (size_t)C > RG_PARALLEL_MIN)
     for (int c = 0; c < C; c++) {
         double sdy = 0, sdyx = 0;
-        for (int b = 0; b < batch; b++) {
-            const float *xp = xn->out + ((size_t)b * C + c) * hw;
-            const float *dyp = n->dout + ((size_t)b * C + c) * hw;
-            for (size_t i = 0; i < hw; i++) {
-                sdy += dyp[i];
-                sdyx += dyp[i] * (xp[i] - mean[c]) * inv[c];
-            }
-        }
+        for (int b = 0; b < batch; b++)
+            plane_dy_sums(xn->out + ((size_t)b * C + c) * hw, n->dout + ((size_t)b * C + c) * hw,
+                          hw, mean[c], &sdy, &sdyx);
+        sdyx *= inv[c];
         dgamma[c] += (float)sdyx;
         dbeta[c] += (float)sdy;
         if (!xn->needs_grad) continue;

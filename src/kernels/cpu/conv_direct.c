@@ -1,0 +1,309 @@
+/*
+ * conv_direct.c — stride-1 convolution of small channel counts without im2col (AVX2 + FMA).
+ *
+ * Each input channel is copied once into a zero-padded plane Hp x Wp.  An output position
+ * (oy, ox) is then given the "virtual" index p = oy * Wp + ox, and window tap (c, i, j)
+ * reads the padded input at p + c*Hp*Wp + i*d*Wp + j*d: for every tap, consecutive p are
+ * consecutive addresses.  So the convolution is a matrix product whose right-hand rows are
+ * shifted views of the padded input, and the microkernel loads them straight from it, with
+ * no column matrix and no packing: y (O, P) = W (O, K) . X (K, P), K = C*kh*kw taps.  The
+ * Wp - OW columns past each output row are computed and dropped (2 of 30 for a 3x3 conv on
+ * 28x28).  The three products of training all take this form:
+ *   forward    y  = W . X                       (4 x 24 register tiles)
+ *   dW         dW += dY . X^T  over p            (4 x 3 tiles, dY laid out on the same p)
+ *   dx         dx += W~ . dY~: the forward product over dY with W transposed and flipped
+ *
+ * Sums run in a fixed order per output, so results do not depend on threads.  Used where
+ * the taps fit: K <= RG_DIRECT_MAX_TAPS (the right-hand panel, K x 24 floats, stays in
+ * L1/L2); larger convolutions keep im2col and the BLAS, which wins there.
+ */
+#include "../kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define DIRECT_X86 1
+#endif
+
+#define TILE_ROWS 4   /* output channels per register tile */
+#define TILE_COLS 24  /* virtual positions per register tile: 3 AVX vectors */
+#define SLACK 64      /* zeroed floats after each padded input: the last tile reads past it */
+/* dW sums over positions, which a 7x7 map has few of: samples are taken in groups whose
+ * buffers fit in L2 (GROUP_FLOATS), summed in one pass of the accumulators. */
+#define GROUP_FLOATS (128 * 1024)
+#define MAX_GROUP 16
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+/* The padded plane: the input at (pad_t, pad_l), room for every tap of every output. */
+static void layout(const rg_conv_geom *q, int *hp, int *wp) {
+    const int ekh = (q->kh - 1) * q->dilation, ekw = (q->kw - 1) * q->dilation;
+    *hp = q->oh + ekh > q->pad_t + q->h ? q->oh + ekh : q->pad_t + q->h;
+    *wp = q->ow + ekw > q->pad_l + q->w ? q->ow + ekw : q->pad_l + q->w;
+}
+
+/* The geometry of dx = conv(dY, W~): stride 1, padding mirrored. */
+static rg_conv_geom transposed(const rg_conv_geom *q, int filters) {
+    rg_conv_geom t = *q;
+    t.c = filters, t.h = q->oh, t.w = q->ow;
+    t.pad_t = (q->kh - 1) * q->dilation - q->pad_t;
+    t.pad_l = (q->kw - 1) * q->dilation - q->pad_l;
+    t.oh = q->h, t.ow = q->w;
+    return t;
+}
+
+/* -1: not decided yet; then whether the CPU has AVX2 and FMA and REGRAD_DIRECT_CONV is not
+ * "0" (the switch that compares against the im2col path). */
+static int allowed = -1;
+
+void rg_direct_conv_allow(bool on) {
+    allowed = on;
+}
+
+bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
+#ifdef DIRECT_X86
+    if (allowed < 0) {
+        const char *env = getenv("REGRAD_DIRECT_CONV");
+        allowed = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                  !(env && strcmp(env, "0") == 0);
+    }
+    const rg_conv_geom t = transposed(q, filters);
+    return allowed && groups == 1 && q->stride == 1 && q->kh * q->kw > 1 &&
+           q->c * q->kh * q->kw <= RG_DIRECT_MAX_TAPS &&
+           filters * q->kh * q->kw <= RG_DIRECT_MAX_TAPS && t.pad_t >= 0 && t.pad_l >= 0 &&
+           (q->kw - 1) * q->dilation + TILE_COLS <= SLACK;
+#else
+    (void)q, (void)filters, (void)groups;
+    return false;
+#endif
+}
+
+/* Floats of one forward product's buffers: padded input and the virtual output. */
+static size_t forward_floats(const rg_conv_geom *q, int filters) {
+    int hp, wp;
+    layout(q, &hp, &wp);
+    return (size_t)q->c * hp * wp + SLACK +
+           round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * wp, TILE_COLS);
+}
+
+size_t rg_direct_conv_packed_floats(const rg_conv_geom *q, int filters) {
+    const size_t fw = round_up((size_t)filters, TILE_ROWS) * q->c * q->kh * q->kw;
+    const size_t bw = round_up((size_t)q->c, TILE_ROWS) * filters * q->kh * q->kw;
+    return fw > bw ? fw : bw;
+}
+
+/* Floats of one sample's padded input and of its dY on the virtual positions. */
+static size_t backward_sample_floats(const rg_conv_geom *q, int filters, size_t *xp_floats) {
+    int hp, wp;
+    layout(q, &hp, &wp);
+    *xp_floats = (size_t)q->c * hp * wp + SLACK;
+    return *xp_floats + round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * wp, 8);
+}
+
+int rg_direct_conv_group(const rg_conv_geom *q, int filters) {
+    size_t xp;
+    const size_t each = backward_sample_floats(q, filters, &xp);
+    const size_t group = GROUP_FLOATS / each;
+    return group < 1 ? 1 : group > MAX_GROUP ? MAX_GROUP : (int)group;
+}
+
+size_t rg_direct_conv_work_floats(const rg_conv_geom *q, int filters) {
+    size_t xp;
+    const rg_conv_geom t = transposed(q, filters);
+    const size_t fwd = forward_floats(q, filters);
+    const size_t bwd = (size_t)rg_direct_conv_group(q, filters) * backward_sample_floats(q, filters, &xp) +
+                       forward_floats(&t, q->c);
+    return fwd > bwd ? fwd : bwd;
+}
+
+void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *q, bool for_dx,
+                         float *packed) {
+    const int kk = q->kh * q->kw;
+    const int rows = for_dx ? q->c : filters, cols = for_dx ? filters : q->c;
+    const int taps = cols * kk;
+    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS)
+        for (int k = 0; k < taps; k++)
+            for (int i = 0; i < TILE_ROWS; i++) {
+                const int r = r0 + i, col = k / kk, tap = k % kk;
+                float v = 0;
+                if (r < rows) /* for dx: W~[c][o][tap] = W[o][c][kk - 1 - tap] (flipped) */
+                    v = for_dx ? w[((size_t)col * q->c + r) * kk + (kk - 1 - tap)]
+                               : w[((size_t)r * q->c + col) * kk + tap];
+                *packed++ = v;
+            }
+}
+
+#ifdef DIRECT_X86
+static void fill_padded(const float *x, const rg_conv_geom *q, int hp, int wp, float *xp) {
+    memset(xp, 0, ((size_t)q->c * hp * wp + SLACK) * sizeof *xp);
+    for (int c = 0; c < q->c; c++)
+        for (int iy = 0; iy < q->h; iy++)
+            memcpy(xp + ((size_t)c * hp + iy + q->pad_t) * wp + q->pad_l,
+                   x + ((size_t)c * q->h + iy) * q->w, (size_t)q->w * sizeof *xp);
+}
+
+/* c[4][24] = a (K x 4, packed) . the 24 positions of x under every tap. */
+__attribute__((target("avx2,fma"))) static void
+forward_tile(const float *restrict a, const float *restrict x, const rg_conv_geom *q, int hp,
+             int wp, float *restrict c, size_t ldc) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    const size_t plane = (size_t)hp * wp;
+    const int d = q->dilation;
+    for (int ch = 0; ch < q->c; ch++)
+        for (int i = 0; i < q->kh; i++) {
+            const float *row = x + ch * plane + (size_t)i * d * wp;
+            for (int j = 0; j < q->kw; j++, a += TILE_ROWS) {
+                const float *b = row + j * d;
+                const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8),
+                             b2 = _mm256_loadu_ps(b + 16);
+                __m256 s = _mm256_broadcast_ss(a);
+                c00 = _mm256_fmadd_ps(s, b0, c00), c01 = _mm256_fmadd_ps(s, b1, c01);
+                c02 = _mm256_fmadd_ps(s, b2, c02);
+                s = _mm256_broadcast_ss(a + 1);
+                c10 = _mm256_fmadd_ps(s, b0, c10), c11 = _mm256_fmadd_ps(s, b1, c11);
+                c12 = _mm256_fmadd_ps(s, b2, c12);
+                s = _mm256_broadcast_ss(a + 2);
+                c20 = _mm256_fmadd_ps(s, b0, c20), c21 = _mm256_fmadd_ps(s, b1, c21);
+                c22 = _mm256_fmadd_ps(s, b2, c22);
+                s = _mm256_broadcast_ss(a + 3);
+                c30 = _mm256_fmadd_ps(s, b0, c30), c31 = _mm256_fmadd_ps(s, b1, c31);
+                c32 = _mm256_fmadd_ps(s, b2, c32);
+            }
+        }
+    _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01), _mm256_storeu_ps(c + 16, c02);
+    c += ldc;
+    _mm256_storeu_ps(c, c10), _mm256_storeu_ps(c + 8, c11), _mm256_storeu_ps(c + 16, c12);
+    c += ldc;
+    _mm256_storeu_ps(c, c20), _mm256_storeu_ps(c + 8, c21), _mm256_storeu_ps(c + 16, c22);
+    c += ldc;
+    _mm256_storeu_ps(c, c30), _mm256_storeu_ps(c + 8, c31), _mm256_storeu_ps(c + 16, c32);
+}
+
+/* One sample: y (filters, oh, ow) = (or +=) W . x + bias. */
+static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
+                           const float *packed, const float *bias, float *y, bool add,
+                           float *work) {
+    int hp, wp;
+    layout(q, &hp, &wp);
+    const size_t taps = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * wp;
+    const size_t ldc = round_up(p, TILE_COLS);
+    float *xp = work, *cv = xp + (size_t)q->c * hp * wp + SLACK;
+    fill_padded(x, q, hp, wp, xp);
+    for (size_t p0 = 0; p0 < p; p0 += TILE_COLS)
+        for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
+            forward_tile(packed + (size_t)r0 * taps, xp + p0, q, hp, wp, cv + (size_t)r0 * ldc + p0, ldc);
+    for (int o = 0; o < filters; o++) {
+        const float b = bias ? bias[o] : 0.0f;
+        for (int oy = 0; oy < q->oh; oy++) {
+            const float *src = cv + (size_t)o * ldc + (size_t)oy * wp;
+            float *dst = y + ((size_t)o * q->oh + oy) * q->ow;
+            if (add)
+                for (int ox = 0; ox < q->ow; ox++) dst[ox] += src[ox] + b;
+            else
+                for (int ox = 0; ox < q->ow; ox++) dst[ox] = src[ox] + b;
+        }
+    }
+}
+
+static float hsum(__m256 v) __attribute__((target("avx2,fma")));
+static float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* dw[r][t] += sum over the group's samples s and positions p of dy_s[r][p] x_s,t[p], for 4
+ * rows of dY (ldd apart) and `n` taps (1 to 3); a sample's buffers follow the last one's at
+ * dy_step and x_step. */
+__attribute__((target("avx2,fma"))) static void
+dw_tile(const float *restrict dy, size_t ldd, size_t dy_step, const float *const x[3],
+        size_t x_step, int samples, int n, size_t len, float *restrict dw, size_t ldw, int rows) {
+    __m256 acc[TILE_ROWS][3];
+    for (int r = 0; r < TILE_ROWS; r++)
+        for (int t = 0; t < 3; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int smp = 0; smp < samples; smp++) {
+        const float *x0 = x[0] + smp * x_step, *x1 = x[n > 1 ? 1 : 0] + smp * x_step,
+                    *x2 = x[n > 2 ? 2 : 0] + smp * x_step, *g0 = dy + smp * dy_step;
+        for (size_t p = 0; p < len; p += 8) {
+            const __m256 a = _mm256_loadu_ps(x0 + p), b = _mm256_loadu_ps(x1 + p),
+                         c = _mm256_loadu_ps(x2 + p);
+            for (int r = 0; r < TILE_ROWS; r++) {
+                const __m256 g = _mm256_loadu_ps(g0 + r * ldd + p);
+                acc[r][0] = _mm256_fmadd_ps(g, a, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(g, b, acc[r][1]);
+                acc[r][2] = _mm256_fmadd_ps(g, c, acc[r][2]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < n; t++) dw[r * ldw + t] += hsum(acc[r][t]);
+}
+
+/* `samples` samples (x_size and dy_size apart): dw (filters, taps) += sum dY . X^T, and
+ * each dx (+)= conv(dY, W~) when dx is given (dx_size apart). */
+static void direct_backward(const float *x, size_t x_size, const float *dy, size_t dy_size,
+                            int samples, const rg_conv_geom *q, int filters,
+                            const float *packed_dx, float *dw, float *dx, float *work) {
+    int hp, wp;
+    layout(q, &hp, &wp);
+    size_t xp_floats;
+    const size_t each = backward_sample_floats(q, filters, &xp_floats);
+    const size_t plane = (size_t)hp * wp, len = round_up((size_t)q->oh * wp, 8);
+    const int taps = q->c * q->kh * q->kw, d = q->dilation;
+    const int rows4 = (int)round_up((size_t)filters, TILE_ROWS);
+    for (int smp = 0; smp < samples; smp++) {
+        float *xp = work + smp * each, *dyv = xp + xp_floats;
+        fill_padded(x + smp * x_size, q, hp, wp, xp);
+        /* dY on the virtual positions, zero past each row and at the end */
+        memset(dyv, 0, (size_t)rows4 * len * sizeof *dyv);
+        for (int o = 0; o < filters; o++)
+            for (int oy = 0; oy < q->oh; oy++)
+                memcpy(dyv + o * len + (size_t)oy * wp,
+                       dy + smp * dy_size + ((size_t)o * q->oh + oy) * q->ow,
+                       (size_t)q->ow * sizeof *dyv);
+    }
+    for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
+        for (int k0 = 0; k0 < taps; k0 += 3) {
+            const float *xs[3];
+            const int n = taps - k0 < 3 ? taps - k0 : 3;
+            for (int t = 0; t < n; t++) {
+                const int k = k0 + t, c = k / (q->kh * q->kw), i = k / q->kw % q->kh, j = k % q->kw;
+                xs[t] = work + c * plane + (size_t)i * d * wp + j * d;
+            }
+            dw_tile(work + xp_floats + r0 * len, len, each, xs, each, samples, n, len,
+                    dw + (size_t)r0 * taps + k0, taps,
+                    filters - r0 < TILE_ROWS ? filters - r0 : TILE_ROWS);
+        }
+    if (dx) {
+        const rg_conv_geom t = transposed(q, filters);
+        for (int smp = 0; smp < samples; smp++)
+            direct_forward(dy + smp * dy_size, &t, q->c, packed_dx, NULL, dx + smp * x_size,
+                           true, work + samples * each);
+    }
+}
+#endif
+
+void rg_direct_conv_forward(const float *x, const rg_conv_geom *q, int filters,
+                            const float *packed, const float *bias, float *y, float *work) {
+#ifdef DIRECT_X86
+    direct_forward(x, q, filters, packed, bias, y, false, work);
+#else
+    (void)x, (void)q, (void)filters, (void)packed, (void)bias, (void)y, (void)work;
+#endif
+}
+
+void rg_direct_conv_backward(const float *x, const float *dy, int samples,
+                             const rg_conv_geom *q, int filters, const float *packed_dx,
+                             float *dw, float *dx, float *work) {
+#ifdef DIRECT_X86
+    direct_backward(x, (size_t)q->c * q->h * q->w, dy, (size_t)filters * q->oh * q->ow, samples,
+                    q, filters, packed_dx, dw, dx, work);
+#else
+    (void)x, (void)dy, (void)samples, (void)q, (void)filters, (void)packed_dx, (void)dw,
+        (void)dx, (void)work;
+#endif
+}
