@@ -2,6 +2,9 @@
  * cmd_bench.c — `regrad bench`: times training steps of any model on synthetic data and
  * shows where the time goes: images/s, peak memory, time per op kind, the FLOP rate the
  * convolution and dense layers reach, and the machine's own GEMM rate for comparison.
+ * With --monitor, every other timed step is watched by the health monitor (statistics,
+ * verdicts, update ratio): watched and plain steps alternate in one process, so the
+ * monitor's cost is measured against steps taken moments apart.
  */
 #include "cli.h"
 
@@ -25,18 +28,21 @@ static const char *const bench_help =
     "  --optimizer NAME optimizer (default adam)\n"
     "  --threads N      threads (default: all cores)\n"
     "  --layers         also list every layer's time\n"
+    "  --monitor        watch every other step with the health monitor and report what a\n"
+    "                   watched step costs over a plain one (= --monitor-every 1 in train)\n"
     "  --json           one JSON object instead of the tables\n"
     "  -h, --help       show this help\n";
 
 enum { OPT_MODEL = 256, OPT_INPUT, OPT_CLASSES, OPT_BATCH, OPT_STEPS, OPT_WARMUP, OPT_OPTIM,
-       OPT_THREADS, OPT_JSON, OPT_LAYERS };
+       OPT_THREADS, OPT_JSON, OPT_LAYERS, OPT_MONITOR };
 
 static const struct option bench_opts[] = {
     {"model", required_argument, 0, OPT_MODEL},   {"input", required_argument, 0, OPT_INPUT},
     {"classes", required_argument, 0, OPT_CLASSES}, {"batch", required_argument, 0, OPT_BATCH},
     {"steps", required_argument, 0, OPT_STEPS},   {"warmup", required_argument, 0, OPT_WARMUP},
     {"optimizer", required_argument, 0, OPT_OPTIM}, {"threads", required_argument, 0, OPT_THREADS},
-    {"json", no_argument, 0, OPT_JSON},           {"layers", no_argument, 0, OPT_LAYERS},           {"help", no_argument, 0, 'h'},
+    {"json", no_argument, 0, OPT_JSON},           {"layers", no_argument, 0, OPT_LAYERS},
+    {"monitor", no_argument, 0, OPT_MONITOR},     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
 
@@ -56,7 +62,7 @@ int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench", *spec = "cnn", *optim_name = "adam";
     int c_in = 0, h = 0, w = 0;
     long classes = 0, batch = 128, steps = 10, warmup = 2, threads = 0;
-    bool json = false, layers = false;
+    bool json = false, layers = false, monitor = false;
     int c;
     optind = 1;
     while ((c = cli_getopt(cmd, argc, argv, "h", bench_opts)) != -1) {
@@ -75,6 +81,7 @@ int cmd_bench(int argc, char **argv) {
         case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
         case OPT_JSON: json = true; break;
         case OPT_LAYERS: layers = true; break;
+        case OPT_MONITOR: monitor = true; break;
         default: return EXIT_USAGE;
         }
         if (!ok) return EXIT_USAGE;
@@ -110,19 +117,38 @@ int cmd_bench(int argc, char **argv) {
     for (size_t i = 0; i < sample * (size_t)batch; i++) x[i] = rg_rng_uniform(&rng);
     for (int b = 0; b < batch; b++) rg_graph_labels(g)[b] = (int)rg_rng_below(&rng, (uint32_t)k);
 
-    double opt_seconds = 0, t0 = 0;
+    rg_monitor *mon = NULL;
+    if (monitor && (!(mon = rg_monitor_create(g)) || (s = rg_monitor_track_update(mon, 1)))) {
+        rg_monitor_free(mon);
+        rg_optim_free(opt);
+        rg_model_free(&m);
+        return cli_fail(cmd, mon ? s : RG_ERR_MEMORY);
+    }
+    double opt_seconds = 0, t0 = 0, step_seconds[2] = {0, 0}; /* plain, watched */
     for (long i = 0; i < warmup + steps; i++) {
         if (i == warmup) {
             rg_graph_profile(g, 1);
             opt_seconds = 0;
             t0 = wall();
         }
+        const bool watch = mon && i % 2 == 1;
+        const double s0 = wall();
+        if (mon) rg_monitor_enable(mon, watch);
         rg_graph_forward(g, (int)batch, 1);
         rg_graph_backward(g, m.loss);
+        if (watch) {
+            rg_monitor_enable(mon, 0);
+            rg_monitor_judge(mon);
+        }
         double o0 = wall();
         rg_optim_step(opt, rg_graph_params(g), rg_graph_grads(g), oc.lr);
         opt_seconds += wall() - o0;
+        if (watch) rg_monitor_note_update(mon);
+        if (i >= warmup) step_seconds[watch] += wall() - s0;
     }
+    /* the watched steps' extra time over the plain ones', per step */
+    const long watched = mon ? steps / 2 + (steps % 2 && warmup % 2) : 0, plain = steps - watched;
+    const double monitor_cost = watched && plain ? (step_seconds[1] / watched) / (step_seconds[0] / plain) - 1 : NAN;
     const double total = wall() - t0;
     rg_graph_profile(g, 0); /* stop counting; totals stay readable until reset */
     const double ips = (double)batch * steps / total;
@@ -155,9 +181,11 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\":\"%s\",\"batch\":%ld,\"steps\":%ld,\"threads\":%d,"
                "\"images_per_sec\":%.2f,\"peak_rss_mib\":%.1f,\"conv_gflops\":%.2f,"
-               "\"dense_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"optimizer_seconds\":%.4f,\"ops\":[",
+               "\"dense_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"optimizer_seconds\":%.4f,",
                spec, batch, steps, rg_get_threads(), ips, rss_mib, conv_rate, dense_rate,
                gemm_rate, opt_seconds);
+        if (isfinite(monitor_cost)) printf("\"monitor_step_cost\":%.4f,", monitor_cost);
+        printf("\"ops\":[");
         for (int j = 0; j < n_ops; j++)
             printf("%s{\"op\":\"%s\",\"count\":%d,\"forward_seconds\":%.4f,\"backward_seconds\":%.4f}",
                    j ? "," : "", ops[j].op, ops[j].count, ops[j].fwd, ops[j].bwd);
@@ -184,7 +212,13 @@ int cmd_bench(int argc, char **argv) {
         }
         printf("\nconvolutions: %.1f GFLOP/s   dense: %.1f GFLOP/s   machine sgemm 1024^3: %.1f GFLOP/s\n",
                conv_rate, dense_rate, gemm_rate);
+        if (isfinite(monitor_cost))
+            printf("monitor: a watched step takes %.2f ms, a plain one %.2f ms: +%.1f%% watching every "
+                   "step, +%.1f%% every 10 (%ld watched, %ld plain steps)\n",
+                   1e3 * step_seconds[1] / watched, 1e3 * step_seconds[0] / plain,
+                   100 * monitor_cost, 10 * monitor_cost, watched, plain);
     }
+    rg_monitor_free(mon);
     rg_optim_free(opt);
     rg_model_free(&m);
     return 0;

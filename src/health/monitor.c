@@ -143,6 +143,32 @@ static void dense_block(const float *restrict out, size_t stride, int batch, cou
     memcpy(s, a, sizeof a), memcpy(s2, a2, sizeof a2), memcpy(counted, c, sizeof c);
 }
 
+/* One conv output plane of n values: its sum and sum of squares (added to *s, *s2) and the
+ * count `want` asks for, in one pass of 8 float lanes. */
+static long plane_sums(const float *restrict p, size_t n, count_kind want, float lo, float hi,
+                       double *s, double *s2) {
+    float a[8] = {0}, a2[8] = {0};
+    int c[8] = {0};
+    const size_t body = n / 8 * 8;
+    for (size_t i = 0; i < body; i += 8)
+        for (int k = 0; k < 8; k++) a[k] += p[i + k], a2[k] += p[i + k] * p[i + k];
+    if (want == COUNT_POSITIVE) /* separate loops: each one vectorises */
+        for (size_t i = 0; i < body; i += 8)
+            for (int k = 0; k < 8; k++) c[k] += p[i + k] > 0.0f;
+    else if (want == COUNT_NEAR_BOUND)
+        for (size_t i = 0; i < body; i += 8)
+            for (int k = 0; k < 8; k++) c[k] += (p[i + k] < lo) | (p[i + k] > hi);
+    double t = 0, t2 = 0;
+    long counted = 0;
+    for (size_t i = body; i < n; i++) {
+        t += p[i], t2 += (double)p[i] * p[i];
+        counted += want == COUNT_POSITIVE ? p[i] > 0.0f : want == COUNT_NEAR_BOUND && ((p[i] < lo) | (p[i] > hi));
+    }
+    for (int k = 0; k < 8; k++) t += a[k], t2 += a2[k], counted += c[k];
+    *s += t, *s2 += t2;
+    return counted;
+}
+
 /* The same for the last units of a layer, fewer than UNIT_BLOCK. */
 static void dense_tail(const float *out, size_t stride, int batch, int width, count_kind want,
                        float lo, float hi, float *s, float *s2, int *counted) {
@@ -163,8 +189,8 @@ static void dense_tail(const float *out, size_t stride, int batch, int width, co
  * within 1% of a sigmoid/tanh bound, or relu units never positive (the returned pair).  One
  * pass; the team splits the units and each unit is summed in a fixed order, so the thread
  * count does not change a figure.  Dense outputs (one value per unit and sample) are summed
- * over batch rows unit-wise in float, a loop GCC vectorises; for conv outputs each (sample,
- * channel) plane is a dot product with a row of ones. */
+ * over batch rows unit-wise in float, a loop GCC vectorises; conv outputs plane by plane
+ * (sample, channel) in float lanes, the planes added in double. */
 static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, count_kind want,
                              float lo, double *sum, double *sq) {
     const int units = n->shape[0];
@@ -194,15 +220,9 @@ static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, co
         for (int u = 0; u < units; u++) {
             double s = 0, s2 = 0;
             long counted = 0;
-            for (int b = 0; b < batch; b++) {
-                const float *p = n->out + (size_t)b * n->size + (size_t)u * inner;
-                s += rg_dot(p, m->ones, inner);
-                s2 += rg_sum_squares(p, inner);
-                if (want == COUNT_POSITIVE)
-                    for (size_t i = 0; i < inner; i++) counted += p[i] > 0.0f;
-                else if (want == COUNT_NEAR_BOUND)
-                    for (size_t i = 0; i < inner; i++) counted += (p[i] < lo) | (p[i] > hi);
-            }
+            for (int b = 0; b < batch; b++)
+                counted += plane_sums(n->out + (size_t)b * n->size + (size_t)u * inner, inner, want,
+                                      lo, hi, &s, &s2);
             sum[u] = s, sq[u] = s2;
             near += counted, dead += counted == 0;
         }
