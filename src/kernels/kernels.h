@@ -41,9 +41,10 @@ void rg_im2col(const float *x, const rg_conv_geom *g, float *col);
 /* dx (C, H, W) += the scatter of dcol (C*KH*KW, OH*OW): the adjoint of rg_im2col. */
 void rg_col2im_add(const float *dcol, const rg_conv_geom *g, float *dx);
 
-/* Direct stride-1 convolution without im2col (conv_direct.c), one sample per call, for
- * convolutions of at most RG_DIRECT_MAX_TAPS taps (channels x kh x kw, both ways) on a CPU
- * with AVX2 and FMA; rg_direct_conv_fits says whether it applies. */
+/* Direct stride-1 convolution without im2col (conv_direct.c), for convolutions of at most
+ * RG_DIRECT_MAX_TAPS taps (channels x kh x kw, both ways) on a CPU with AVX2 and FMA (or
+ * AVX-512; REGRAD_MAX_ISA=AVX2 holds it to AVX2); rg_direct_conv_fits says whether it
+ * applies. */
 #define RG_DIRECT_MAX_TAPS 1152
 bool rg_direct_conv_fits(const rg_conv_geom *g, int filters, int groups);
 /* Off: every convolution takes im2col and the BLAS (also REGRAD_DIRECT_CONV=0 in the

@@ -1,5 +1,6 @@
 /*
- * conv_direct.c — stride-1 convolution of small channel counts without im2col (AVX2 + FMA).
+ * conv_direct.c — stride-1 convolution of small channel counts without im2col (AVX2 + FMA,
+ * or AVX-512).
  *
  * Each input channel is copied once into a zero-padded plane Hp x Wp.  An output position
  * (oy, ox) is then given the "virtual" index p = oy * Wp + ox, and window tap (c, i, j)
@@ -13,6 +14,7 @@
  *   dW         dW += dY . X^T  over p            (4 x 3 tiles, dY laid out on the same p)
  *   dx         dx += W~ . dY~: the forward product over dY with W transposed and flipped
  *
+ * Each kernel comes for AVX2 (8 lanes) and AVX-512 (16 lanes), chosen once at run time.
  * Sums run in a fixed order per output, so results do not depend on threads.  Used where
  * the taps fit: K <= RG_DIRECT_MAX_TAPS (the right-hand panel, K x 24 floats, stays in
  * L1/L2); larger convolutions keep im2col and the BLAS, which wins there.
@@ -21,6 +23,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -28,8 +31,11 @@
 #endif
 
 #define TILE_ROWS 4   /* output channels per register tile */
-#define TILE_COLS 24  /* virtual positions per register tile: 3 AVX vectors */
-#define SLACK 64      /* zeroed floats after each padded input: the last tile reads past it */
+#define TILE_COLS 24  /* AVX2: virtual positions per register tile, 3 vectors of 8 */
+#define WIDE_COLS 48  /* AVX-512: 3 vectors of 16, the last positions in tiles of 16 */
+#define ROW_ALIGN 48  /* virtual output rows are allocated to a multiple of both */
+#define SUM_ALIGN 16  /* dW's sums over positions run to a multiple of one vector */
+#define SLACK 96      /* zeroed floats after each padded input: the last tile reads past it */
 /* dW sums over positions, which a 7x7 map has few of: samples are taken in groups whose
  * buffers fit in L2 (GROUP_FLOATS), summed in one pass of the accumulators. */
 #define GROUP_FLOATS (128 * 1024)
@@ -54,30 +60,39 @@ static rg_conv_geom transposed(const rg_conv_geom *q, int filters) {
     return t;
 }
 
-/* -1: not decided yet; then whether the CPU has AVX2 and FMA and REGRAD_DIRECT_CONV is not
- * "0" (the switch that compares against the im2col path). */
-static int allowed = -1;
+/* The instruction set the kernels use: the widest the CPU has (AVX-512 or AVX2 with FMA),
+ * capped by REGRAD_MAX_ISA=AVX2 (so a benchmark can hold both sides to AVX2); none without
+ * AVX2.  REGRAD_DIRECT_CONV=0 or rg_direct_conv_allow(false) send every convolution to
+ * im2col and the BLAS, so tests and benchmarks can compare the two. */
+enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
+static int isa = -1, allowed = -1;
+
+static void decide(void) {
+    if (isa >= 0) return;
+    const char *cap = getenv("REGRAD_MAX_ISA"), *env = getenv("REGRAD_DIRECT_CONV");
+    isa = ISA_NONE;
+#ifdef DIRECT_X86
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = ISA_AVX2;
+    if (isa && __builtin_cpu_supports("avx512f") && !(cap && strcasecmp(cap, "AVX2") == 0))
+        isa = ISA_AVX512;
+#else
+    (void)cap;
+#endif
+    if (allowed < 0) allowed = !(env && strcmp(env, "0") == 0);
+}
 
 void rg_direct_conv_allow(bool on) {
+    decide();
     allowed = on;
 }
 
 bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
-#ifdef DIRECT_X86
-    if (allowed < 0) {
-        const char *env = getenv("REGRAD_DIRECT_CONV");
-        allowed = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                  !(env && strcmp(env, "0") == 0);
-    }
+    decide();
     const rg_conv_geom t = transposed(q, filters);
-    return allowed && groups == 1 && q->stride == 1 && q->kh * q->kw > 1 &&
+    return isa != ISA_NONE && allowed && groups == 1 && q->stride == 1 && q->kh * q->kw > 1 &&
            q->c * q->kh * q->kw <= RG_DIRECT_MAX_TAPS &&
            filters * q->kh * q->kw <= RG_DIRECT_MAX_TAPS && t.pad_t >= 0 && t.pad_l >= 0 &&
-           (q->kw - 1) * q->dilation + TILE_COLS <= SLACK;
-#else
-    (void)q, (void)filters, (void)groups;
-    return false;
-#endif
+           (q->kw - 1) * q->dilation + WIDE_COLS <= SLACK;
 }
 
 /* Floats of one forward product's buffers: padded input and the virtual output. */
@@ -85,7 +100,7 @@ static size_t forward_floats(const rg_conv_geom *q, int filters) {
     int hp, wp;
     layout(q, &hp, &wp);
     return (size_t)q->c * hp * wp + SLACK +
-           round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * wp, TILE_COLS);
+           round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * wp, ROW_ALIGN);
 }
 
 size_t rg_direct_conv_packed_floats(const rg_conv_geom *q, int filters) {
@@ -99,7 +114,7 @@ static size_t backward_sample_floats(const rg_conv_geom *q, int filters, size_t 
     int hp, wp;
     layout(q, &hp, &wp);
     *xp_floats = (size_t)q->c * hp * wp + SLACK;
-    return *xp_floats + round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * wp, 8);
+    return *xp_floats + round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * wp, SUM_ALIGN);
 }
 
 int rg_direct_conv_group(const rg_conv_geom *q, int filters) {
@@ -182,6 +197,46 @@ forward_tile(const float *restrict a, const float *restrict x, const rg_conv_geo
     _mm256_storeu_ps(c, c30), _mm256_storeu_ps(c + 8, c31), _mm256_storeu_ps(c + 16, c32);
 }
 
+/* The AVX-512 forward tile: `panels` packed 4-row panels (1 or 2, `a_step` apart) x nv
+ * vectors of 16 positions (3, or 1 for the last positions): with 32 registers, 8 rows x 48
+ * positions keep 24 sums while each loaded vector feeds eight products.  Specialised by
+ * the wrappers below. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+forward_tile_512(const float *restrict a, size_t a_step, const float *restrict x,
+                 const rg_conv_geom *q, int hp, int wp, float *restrict c, size_t ldc,
+                 const int panels, const int nv) {
+    __m512 acc[2 * TILE_ROWS][3];
+    for (int r = 0; r < panels * TILE_ROWS; r++)
+        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+    const size_t plane = (size_t)hp * wp;
+    const int d = q->dilation;
+    for (int ch = 0; ch < q->c; ch++)
+        for (int i = 0; i < q->kh; i++) {
+            const float *row = x + ch * plane + (size_t)i * d * wp;
+            for (int j = 0; j < q->kw; j++, a += TILE_ROWS) {
+                __m512 b[3];
+                for (int v = 0; v < nv; v++) b[v] = _mm512_loadu_ps(row + j * d + 16 * v);
+                for (int r = 0; r < panels * TILE_ROWS; r++) {
+                    const __m512 s = _mm512_set1_ps(a[(r / TILE_ROWS) * a_step + r % TILE_ROWS]);
+                    for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(s, b[v], acc[r][v]);
+                }
+            }
+        }
+    for (int r = 0; r < panels * TILE_ROWS; r++)
+        for (int v = 0; v < nv; v++) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+}
+
+#define FORWARD_512(name, panels, nv)                                                        \
+    __attribute__((target("avx512f"))) static void name(                                     \
+        const float *a, size_t a_step, const float *x, const rg_conv_geom *q, int hp, int wp, \
+        float *c, size_t ldc) {                                                              \
+        forward_tile_512(a, a_step, x, q, hp, wp, c, ldc, panels, nv);                       \
+    }
+FORWARD_512(forward_8x48, 2, 3)
+FORWARD_512(forward_4x48, 1, 3)
+FORWARD_512(forward_8x16, 2, 1)
+FORWARD_512(forward_4x16, 1, 1)
+
 /* One sample: y (filters, oh, ow) = (or +=) W . x + bias. */
 static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
                            const float *packed, const float *bias, float *y, bool add,
@@ -189,12 +244,27 @@ static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
     int hp, wp;
     layout(q, &hp, &wp);
     const size_t taps = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * wp;
-    const size_t ldc = round_up(p, TILE_COLS);
+    const size_t ldc = round_up(p, ROW_ALIGN);
     float *xp = work, *cv = xp + (size_t)q->c * hp * wp + SLACK;
     fill_padded(x, q, hp, wp, xp);
-    for (size_t p0 = 0; p0 < p; p0 += TILE_COLS)
-        for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
-            forward_tile(packed + (size_t)r0 * taps, xp + p0, q, hp, wp, cv + (size_t)r0 * ldc + p0, ldc);
+    if (isa == ISA_AVX512) {
+        for (size_t p0 = 0; p0 < p;) {
+            const bool wide = p0 + WIDE_COLS <= round_up(p, 16);
+            for (int r0 = 0; r0 < filters;) {
+                const bool two = r0 + 2 * TILE_ROWS <= filters;
+                const float *a = packed + (size_t)r0 * taps;
+                float *c = cv + (size_t)r0 * ldc + p0;
+                (wide ? (two ? forward_8x48 : forward_4x48) : (two ? forward_8x16 : forward_4x16))(
+                    a, TILE_ROWS * taps, xp + p0, q, hp, wp, c, ldc);
+                r0 += two ? 2 * TILE_ROWS : TILE_ROWS;
+            }
+            p0 += wide ? WIDE_COLS : 16;
+        }
+    } else {
+        for (size_t p0 = 0; p0 < p; p0 += TILE_COLS)
+            for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
+                forward_tile(packed + (size_t)r0 * taps, xp + p0, q, hp, wp, cv + (size_t)r0 * ldc + p0, ldc);
+    }
     for (int o = 0; o < filters; o++) {
         const float b = bias ? bias[o] : 0.0f;
         for (int oy = 0; oy < q->oh; oy++) {
@@ -220,7 +290,7 @@ static float hsum(__m256 v) {
  * rows of dY (ldd apart) and `n` taps (1 to 3); a sample's buffers follow the last one's at
  * dy_step and x_step. */
 __attribute__((target("avx2,fma"))) static void
-dw_tile(const float *restrict dy, size_t ldd, size_t dy_step, const float *const x[3],
+dw_tile(const float *restrict dy, size_t ldd, size_t dy_step, const float *const x[],
         size_t x_step, int samples, int n, size_t len, float *restrict dw, size_t ldw, int rows) {
     __m256 acc[TILE_ROWS][3];
     for (int r = 0; r < TILE_ROWS; r++)
@@ -243,6 +313,32 @@ dw_tile(const float *restrict dy, size_t ldd, size_t dy_step, const float *const
         for (int t = 0; t < n; t++) dw[r * ldw + t] += hsum(acc[r][t]);
 }
 
+/* dw_tile with AVX-512: 16 positions per step (len is a multiple of 16) and up to
+ * DW_TAPS_512 taps, so each loaded vector of dY feeds six products, not three (the
+ * sums stream dY and X from L2). */
+#define DW_TAPS_512 6
+__attribute__((target("avx512f"))) static void
+dw_tile_512(const float *restrict dy, size_t ldd, size_t dy_step, const float *const x[],
+            size_t x_step, int samples, int n, size_t len, float *restrict dw, size_t ldw, int rows) {
+    __m512 acc[TILE_ROWS][DW_TAPS_512];
+    for (int r = 0; r < TILE_ROWS; r++)
+        for (int t = 0; t < DW_TAPS_512; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int smp = 0; smp < samples; smp++) {
+        const float *xs[DW_TAPS_512], *g0 = dy + smp * dy_step;
+        for (int t = 0; t < DW_TAPS_512; t++) xs[t] = x[t < n ? t : 0] + smp * x_step;
+        for (size_t p = 0; p < len; p += 16) {
+            __m512 v[DW_TAPS_512];
+            for (int t = 0; t < DW_TAPS_512; t++) v[t] = _mm512_loadu_ps(xs[t] + p);
+            for (int r = 0; r < TILE_ROWS; r++) {
+                const __m512 g = _mm512_loadu_ps(g0 + r * ldd + p);
+                for (int t = 0; t < DW_TAPS_512; t++) acc[r][t] = _mm512_fmadd_ps(g, v[t], acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < n; t++) dw[r * ldw + t] += _mm512_reduce_add_ps(acc[r][t]);
+}
+
 /* `samples` samples (x_size and dy_size apart): dw (filters, taps) += sum dY . X^T, and
  * each dx (+)= conv(dY, W~) when dx is given (dx_size apart). */
 static void direct_backward(const float *x, size_t x_size, const float *dy, size_t dy_size,
@@ -252,7 +348,7 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
     layout(q, &hp, &wp);
     size_t xp_floats;
     const size_t each = backward_sample_floats(q, filters, &xp_floats);
-    const size_t plane = (size_t)hp * wp, len = round_up((size_t)q->oh * wp, 8);
+    const size_t plane = (size_t)hp * wp, len = round_up((size_t)q->oh * wp, SUM_ALIGN);
     const int taps = q->c * q->kh * q->kw, d = q->dilation;
     const int rows4 = (int)round_up((size_t)filters, TILE_ROWS);
     for (int smp = 0; smp < samples; smp++) {
@@ -266,17 +362,18 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
                        dy + smp * dy_size + ((size_t)o * q->oh + oy) * q->ow,
                        (size_t)q->ow * sizeof *dyv);
     }
+    const int tap_tile = isa == ISA_AVX512 ? DW_TAPS_512 : 3;
     for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
-        for (int k0 = 0; k0 < taps; k0 += 3) {
-            const float *xs[3];
-            const int n = taps - k0 < 3 ? taps - k0 : 3;
+        for (int k0 = 0; k0 < taps; k0 += tap_tile) {
+            const float *xs[DW_TAPS_512];
+            const int n = taps - k0 < tap_tile ? taps - k0 : tap_tile;
             for (int t = 0; t < n; t++) {
                 const int k = k0 + t, c = k / (q->kh * q->kw), i = k / q->kw % q->kh, j = k % q->kw;
                 xs[t] = work + c * plane + (size_t)i * d * wp + j * d;
             }
-            dw_tile(work + xp_floats + r0 * len, len, each, xs, each, samples, n, len,
-                    dw + (size_t)r0 * taps + k0, taps,
-                    filters - r0 < TILE_ROWS ? filters - r0 : TILE_ROWS);
+            (isa == ISA_AVX512 ? dw_tile_512 : dw_tile)(
+                work + xp_floats + r0 * len, len, each, xs, each, samples, n, len,
+                dw + (size_t)r0 * taps + k0, taps, filters - r0 < TILE_ROWS ? filters - r0 : TILE_ROWS);
         }
     if (dx) {
         const rg_conv_geom t = transposed(q, filters);
