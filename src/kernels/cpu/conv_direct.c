@@ -234,6 +234,8 @@ forward_tile_512(const float *restrict a, size_t a_step, const float *restrict x
     }
 FORWARD_512(forward_8x48, 2, 3)
 FORWARD_512(forward_4x48, 1, 3)
+FORWARD_512(forward_8x32, 2, 2)
+FORWARD_512(forward_4x32, 1, 2)
 FORWARD_512(forward_8x16, 2, 1)
 FORWARD_512(forward_4x16, 1, 1)
 
@@ -248,17 +250,19 @@ static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
     float *xp = work, *cv = xp + (size_t)q->c * hp * wp + SLACK;
     fill_padded(x, q, hp, wp, xp);
     if (isa == ISA_AVX512) {
-        for (size_t p0 = 0; p0 < p;) {
-            const bool wide = p0 + WIDE_COLS <= round_up(p, 16);
+        typedef void (*tile_fn)(const float *, size_t, const float *, const rg_conv_geom *, int,
+                                int, float *, size_t);
+        static const tile_fn tiles[2][3] = {{forward_4x16, forward_4x32, forward_4x48},
+                                            {forward_8x16, forward_8x32, forward_8x48}};
+        for (size_t p0 = 0; p0 < p;) { /* 48 positions a tile, the last 16 or 32 */
+            const size_t left = (round_up(p, 16) - p0) / 16, nv = left < 3 ? left : 3;
             for (int r0 = 0; r0 < filters;) {
                 const bool two = r0 + 2 * TILE_ROWS <= filters;
-                const float *a = packed + (size_t)r0 * taps;
-                float *c = cv + (size_t)r0 * ldc + p0;
-                (wide ? (two ? forward_8x48 : forward_4x48) : (two ? forward_8x16 : forward_4x16))(
-                    a, TILE_ROWS * taps, xp + p0, q, hp, wp, c, ldc);
+                tiles[two][nv - 1](packed + (size_t)r0 * taps, TILE_ROWS * taps, xp + p0, q, hp, wp,
+                                   cv + (size_t)r0 * ldc + p0, ldc);
                 r0 += two ? 2 * TILE_ROWS : TILE_ROWS;
             }
-            p0 += wide ? WIDE_COLS : 16;
+            p0 += 16 * nv;
         }
     } else {
         for (size_t p0 = 0; p0 < p; p0 += TILE_COLS)
