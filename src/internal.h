@@ -103,7 +103,21 @@ struct rg_node_impl {
     size_t grad_offset;      /* of an owner's dout in the activation arena */
     double fwd_seconds, bwd_seconds; /* accumulated while profiling */
     double flops;            /* multiply-adds x 2 of one sample's forward (0: not counted) */
+    struct rg_output_stats *stats; /* set while the health monitor watches: see below */
 };
+
+/* Statistics an op takes of its own output while each sample's is still in cache, when the
+ * health monitor asks (node->stats; NULL otherwise): per (sample, channel) plane, the sums
+ * and the count of rg_plane_sums (kernels.h), which the monitor then reads instead of
+ * scanning the output again.  Convolutions do (conv.c). */
+typedef struct rg_output_stats {
+    int want;          /* an rg_count_kind */
+    float lo, hi;
+    double *sums;      /* (batch, channels, 4) */
+    long *counts;      /* (batch, channels) */
+} rg_output_stats;
+/* Fills sample b's planes from its output y (channels x plane values). */
+void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int b, const float *y);
 
 typedef struct rg_param_impl {
     char suffix[32];      /* "kernel", "bias" */

@@ -221,9 +221,53 @@ static void test_no_action_on_healthy(void **state) {
     free(w[1]);
 }
 
+/* A convolution's statistics, taken by the op as it writes each sample's output (with the
+ * relu after it from the same pass), are the very figures of scanning the outputs after
+ * the fact; so are a dense layer's with its relu folded in.  Also with sigmoid after the
+ * conv (the activation scans its own output). */
+static void test_statistics_in_the_op_match_a_scan(void **state) {
+    (void)state;
+    static const char *const specs[] = {"plaincnn:depth=3,width=6,act=relu",
+                                        "plaincnn:depth=2,width=5,act=sigmoid",
+                                        "mlp:depth=2,width=20,act=relu"};
+    for (int k = 0; k < 3; k++) {
+        built b;
+        build(&b, specs[k], 32);
+        rg_layer_health in_op[8], scanned[8];
+        const int n = rg_monitor_layer_count(b.mon);
+        assert_true(n <= 8);
+        observe(&b, 32, 1);
+        for (int i = 0; i < n; i++) in_op[i] = *rg_monitor_layer(b.mon, i);
+        /* the same pass again, the ops told nothing: the hooks scan the outputs */
+        rg_graph *g = b.m.graph;
+        float *x = rg_graph_input_buffer(g, b.m.input);
+        rg_dataset_batch(b.d, b.idx, 32, x, rg_graph_labels(g));
+        rg_monitor_enable(b.mon, 1);
+        bool any = false;
+        for (int i = 0; i < g->n_nodes; i++) any |= g->nodes[i].stats != NULL, g->nodes[i].stats = NULL;
+        assert_int_equal(any, k < 2); /* convolutions take them, dense layers do not */
+        rg_graph_forward(g, 32, 1);
+        rg_graph_backward(g, b.m.loss);
+        rg_monitor_enable(b.mon, 0);
+        rg_monitor_judge(b.mon);
+        for (int i = 0; i < n; i++) scanned[i] = *rg_monitor_layer(b.mon, i);
+        for (int i = 0; i < n; i++) {
+            assert_true(in_op[i].pre_mean == scanned[i].pre_mean);
+            assert_true(in_op[i].pre_std == scanned[i].pre_std);
+            assert_true(in_op[i].act_mean == scanned[i].act_mean || (isnan(in_op[i].act_mean) && isnan(scanned[i].act_mean)));
+            assert_true(in_op[i].act_std == scanned[i].act_std || (isnan(in_op[i].act_std) && isnan(scanned[i].act_std)));
+            assert_true(in_op[i].dead == scanned[i].dead || (isnan(in_op[i].dead) && isnan(scanned[i].dead)));
+            assert_true(in_op[i].saturated == scanned[i].saturated ||
+                        (isnan(in_op[i].saturated) && isnan(scanned[i].saturated)));
+        }
+        release(&b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_healthy_network_is_healthy),
+        cmocka_unit_test(test_statistics_in_the_op_match_a_scan),
         cmocka_unit_test(test_vanishing_detected_and_repaired),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),

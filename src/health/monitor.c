@@ -42,6 +42,8 @@ typedef struct layer {
     float *cols;              /* conv layers: one sample's im2col columns */
     int fan_in;
     bool kept;                /* its weights are in the monitor's `before` copy */
+    bool relu_reads_layer;    /* a relu reads the layer's output directly (no batch norm) */
+    rg_output_stats stats;    /* conv layers: what the op sums of its output as it writes it */
 } layer;
 
 struct rg_monitor {
@@ -53,8 +55,8 @@ struct rg_monitor {
     bool moments;             /* also estimate dense inputs' second moments */
     float *ones;              /* ones_len ones, for sums as dot products */
     size_t ones_len;
-    float *scratch;           /* 4 x the widest layer, for dense unit sums */
-    double *sums;             /* 2 x the most units of a layer: per-unit sums */
+    float *scratch;           /* 5 x the most units of a layer, for dense unit sums */
+    double *sums;             /* 4 x the most units of a layer: per-unit sums */
     float *before;            /* the layers' weights as backward saw them (flat offsets) */
     bool track_update;        /* keep `before` during observed backward passes */
     int *chunk_layer;         /* the layers' weights cut into SQ_CHUNK pieces, in order: */
@@ -118,116 +120,96 @@ static double squares(const float *x, float *keep, size_t n) {
 typedef struct {
     long near;
     int dead;
+    double relu_sum, relu_sq; /* RG_COUNT_RELU_OF: sums of relu(x) and relu(x)^2 */
 } unit_counts;
 
-/* What unit_sums counts besides the sums: nothing (a layer's output), the positive values
- * (relu: units never positive are dead), or the values within 1% of a sigmoid/tanh bound. */
-typedef enum { COUNT_NONE, COUNT_POSITIVE, COUNT_NEAR_BOUND } count_kind;
-
-/* A dense output's units [0, UNIT_BLOCK) of rows `stride` apart, summed over the batch in
- * row order, the sums and counts held in registers. */
-#define UNIT_BLOCK 16
 #define DENSE_TEAM_MIN 16384 /* values: below this one thread sums faster than two */
-static void dense_block(const float *restrict out, size_t stride, int batch, count_kind want,
-                        float lo, float hi, float *s, float *s2, int *counted) {
-    float a[UNIT_BLOCK] = {0}, a2[UNIT_BLOCK] = {0};
-    int c[UNIT_BLOCK] = {0};
-    for (int b = 0; b < batch; b++) {
-        const float *restrict row = out + (size_t)b * stride;
-        for (int k = 0; k < UNIT_BLOCK; k++) a[k] += row[k], a2[k] += row[k] * row[k];
-        if (want == COUNT_POSITIVE)
-            for (int k = 0; k < UNIT_BLOCK; k++) c[k] += row[k] > 0.0f;
-        else if (want == COUNT_NEAR_BOUND)
-            for (int k = 0; k < UNIT_BLOCK; k++) c[k] += (row[k] < lo) | (row[k] > hi);
-    }
-    memcpy(s, a, sizeof a), memcpy(s2, a2, sizeof a2), memcpy(counted, c, sizeof c);
-}
 
-/* One conv output plane of n values: its sum and sum of squares (added to *s, *s2) and the
- * count `want` asks for, in one pass of 8 float lanes. */
-static long plane_sums(const float *restrict p, size_t n, count_kind want, float lo, float hi,
-                       double *s, double *s2) {
-    float a[8] = {0}, a2[8] = {0};
-    int c[8] = {0};
-    const size_t body = n / 8 * 8;
-    for (size_t i = 0; i < body; i += 8)
-        for (int k = 0; k < 8; k++) a[k] += p[i + k], a2[k] += p[i + k] * p[i + k];
-    if (want == COUNT_POSITIVE) /* separate loops: each one vectorises */
-        for (size_t i = 0; i < body; i += 8)
-            for (int k = 0; k < 8; k++) c[k] += p[i + k] > 0.0f;
-    else if (want == COUNT_NEAR_BOUND)
-        for (size_t i = 0; i < body; i += 8)
-            for (int k = 0; k < 8; k++) c[k] += (p[i + k] < lo) | (p[i + k] > hi);
-    double t = 0, t2 = 0;
-    long counted = 0;
-    for (size_t i = body; i < n; i++) {
-        t += p[i], t2 += (double)p[i] * p[i];
-        counted += want == COUNT_POSITIVE ? p[i] > 0.0f : want == COUNT_NEAR_BOUND && ((p[i] < lo) | (p[i] > hi));
-    }
-    for (int k = 0; k < 8; k++) t += a[k], t2 += a2[k], counted += c[k];
-    *s += t, *s2 += t2;
-    return counted;
-}
-
-/* The same for the last units of a layer, fewer than UNIT_BLOCK. */
-static void dense_tail(const float *out, size_t stride, int batch, int width, count_kind want,
-                       float lo, float hi, float *s, float *s2, int *counted) {
+/* rg_unit_block_sums for the last units of a layer, fewer than RG_UNIT_BLOCK. */
+static void dense_tail(const float *out, size_t stride, int batch, int width, rg_count_kind want,
+                       float lo, float hi, float *s, float *s2, int *counted, float *rs,
+                       float *rs2) {
     for (int k = 0; k < width; k++) {
-        float a = 0, a2 = 0;
+        float a = 0, a2 = 0, r = 0, r2 = 0;
         int c = 0;
         for (int b = 0; b < batch; b++) {
-            const float v = out[(size_t)b * stride + k];
-            a += v, a2 += v * v;
-            c += want == COUNT_POSITIVE ? v > 0.0f : want == COUNT_NEAR_BOUND && ((v < lo) | (v > hi));
+            const float v = out[(size_t)b * stride + k], pos = v > 0.0f ? v : 0.0f;
+            a += v, a2 += v * v, r += pos, r2 += pos * pos;
+            c += rg_value_counts(v, want, lo, hi);
         }
         s[k] = a, s2[k] = a2, counted[k] = c;
+        if (want == RG_COUNT_RELU_OF) rs[k] = r, rs2[k] = r2;
+    }
+}
+
+void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int b, const float *y) {
+    for (int c = 0; c < channels; c++) {
+        double *t = st->sums + ((size_t)b * channels + c) * 4;
+        t[0] = t[1] = t[2] = t[3] = 0;
+        st->counts[(size_t)b * channels + c] =
+            rg_plane_sums(y + (size_t)c * plane, plane, (rg_count_kind)st->want, st->lo, st->hi, t);
     }
 }
 
 /* Per-unit sums over the batch of a layer's or an activation's output (units are the first
- * per-sample dimension): sum[u] and sum of squares sq[u], and what `want` counts: values
- * within 1% of a sigmoid/tanh bound, or relu units never positive (the returned pair).  One
- * pass; the team splits the units and each unit is summed in a fixed order, so the thread
- * count does not change a figure.  Dense outputs (one value per unit and sample) are summed
- * over batch rows unit-wise in float, a loop GCC vectorises; conv outputs plane by plane
- * (sample, channel) in float lanes, the planes added in double. */
-static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, count_kind want,
+ * per-sample dimension): sum[u] and sum of squares sq[u], and what `want` counts (see
+ * rg_count_kind in kernels.h; the returned totals).  One pass; the team splits the units and each unit is
+ * summed in a fixed order, so the thread count does not change a figure.  Dense outputs
+ * (one value per unit and sample) are summed over batch rows unit-wise in float, a loop
+ * GCC vectorises; conv outputs plane by plane (sample, channel) in float lanes, the planes
+ * added in double. */
+static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, rg_count_kind want,
                              float lo, double *sum, double *sq) {
     const int units = n->shape[0];
     const size_t inner = n->size / (size_t)units;
     const float hi = 0.99f;
     long near = 0;
     int dead = 0;
+    double *relu = m->sums + 2 * (size_t)units; /* per unit: sum, squares of relu(x) */
     if (inner == 1) {
-        float *s = m->scratch, *s2 = s + units;
-        int *counted = (int *)(s2 + units);
-        const int blocks = (units + UNIT_BLOCK - 1) / UNIT_BLOCK;
+        float *s = m->scratch, *s2 = s + units, *rs = s2 + units, *rs2 = rs + units;
+        int *counted = (int *)(rs2 + units);
+        const int blocks = (units + RG_UNIT_BLOCK - 1) / RG_UNIT_BLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)batch * units >= DENSE_TEAM_MIN)
         for (int i = 0; i < blocks; i++) {
-            const int u0 = i * UNIT_BLOCK;
-            if (u0 + UNIT_BLOCK <= units)
-                dense_block(n->out + u0, n->size, batch, want, lo, hi, s + u0, s2 + u0, counted + u0);
+            const int u0 = i * RG_UNIT_BLOCK;
+            if (u0 + RG_UNIT_BLOCK <= units)
+                rg_unit_block_sums(n->out + u0, n->size, batch, want, lo, hi, s + u0, s2 + u0,
+                            counted + u0, rs + u0, rs2 + u0);
             else
-                dense_tail(n->out + u0, n->size, batch, units - u0, want, lo, hi, s + u0, s2 + u0,
-                           counted + u0);
+                dense_tail(n->out + u0, n->size, batch, units - u0, want, lo, hi, s + u0,
+                           s2 + u0, counted + u0, rs + u0, rs2 + u0);
         }
         for (int u = 0; u < units; u++) {
             sum[u] = s[u], sq[u] = s2[u];
+            if (want == RG_COUNT_RELU_OF) relu[2 * u] = rs[u], relu[2 * u + 1] = rs2[u];
             near += counted[u], dead += counted[u] == 0;
         }
     } else {
 #pragma omp parallel for schedule(static) reduction(+ : near, dead) if ((size_t)batch * n->size > RG_PARALLEL_MIN)
         for (int u = 0; u < units; u++) {
-            double s = 0, s2 = 0;
+            double t[4] = {0, 0, 0, 0};
             long counted = 0;
-            for (int b = 0; b < batch; b++)
-                counted += plane_sums(n->out + (size_t)b * n->size + (size_t)u * inner, inner, want,
-                                      lo, hi, &s, &s2);
-            sum[u] = s, sq[u] = s2;
+            const rg_output_stats *st = n->stats; /* the op's own, taken as it wrote them */
+            for (int b = 0; b < batch; b++) {
+                if (st) {
+                    const double *p = st->sums + ((size_t)b * units + u) * 4;
+                    t[0] += p[0], t[1] += p[1], t[2] += p[2], t[3] += p[3];
+                    counted += st->counts[(size_t)b * units + u];
+                } else {
+                    counted += rg_plane_sums(n->out + (size_t)b * n->size + (size_t)u * inner, inner,
+                                             want, lo, hi, t);
+                }
+            }
+            sum[u] = t[0], sq[u] = t[1], relu[2 * u] = t[2], relu[2 * u + 1] = t[3];
             near += counted, dead += counted == 0;
         }
     }
-    return (unit_counts){want == COUNT_NEAR_BOUND ? near : 0, want == COUNT_POSITIVE ? dead : 0};
+    unit_counts c = {want == RG_COUNT_NEAR_BOUND ? near : 0,
+                     want == RG_COUNT_POSITIVE || want == RG_COUNT_RELU_OF ? dead : 0, 0, 0};
+    for (int u = 0; want == RG_COUNT_RELU_OF && u < units; u++)
+        c.relu_sum += relu[2 * u], c.relu_sq += relu[2 * u + 1];
+    return c;
 }
 
 /* E[x x^T] and E[x] of a dense layer's input over this batch (one GEMM), or for a
@@ -273,13 +255,22 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
     }
 }
 
+/* The activation's statistics from the totals of its output. */
+static void set_act(layer *l, const unit_counts *c, double s, double s2, double total) {
+    l->h.act_mean = s / total;
+    l->h.act_std = sqrt(fmax(s2 / total - l->h.act_mean * l->h.act_mean, 0));
+    l->h.saturated = l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH ? c->near / total : NAN;
+    l->h.dead = l->act == RG_ACT_RELU ? (double)c->dead / l->h.units : NAN;
+}
+
 static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
     const int units = l->h.units;
-    const double count = (double)batch * (n->size / (size_t)units);
+    const double count = (double)batch * (n->size / (size_t)units), total = count * units;
     double *sum = m->sums, *sq = m->sums + units;
     if (n - m->g->nodes == l->node) {
         if (m->moments) input_moments(m, l, n, batch);
-        unit_sums(m, n, batch, COUNT_NONE, 0, sum, sq);
+        const unit_counts c = unit_sums(m, n, batch, l->relu_reads_layer ? RG_COUNT_RELU_OF : RG_COUNT_NONE,
+                                        0, sum, sq);
         double sm = 0, ss = 0;
         for (int u = 0; u < units; u++) {
             l->unit_mean[u] = sum[u] / count;
@@ -288,19 +279,17 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
         }
         l->h.pre_mean = sm / units;
         l->h.pre_std = ss / units;
+        if (l->relu_reads_layer) set_act(l, &c, c.relu_sum, c.relu_sq, total);
         return;
     }
+    if (l->relu_reads_layer) return; /* measured on the layer's output already */
     /* the activation's output */
     const bool bounded = l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH;
-    const count_kind want = bounded ? COUNT_NEAR_BOUND : l->act == RG_ACT_RELU ? COUNT_POSITIVE : COUNT_NONE;
+    const rg_count_kind want = bounded ? RG_COUNT_NEAR_BOUND : l->act == RG_ACT_RELU ? RG_COUNT_POSITIVE : RG_COUNT_NONE;
     const unit_counts c = unit_sums(m, n, batch, want, l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f, sum, sq);
     double s = 0, s2 = 0;
     for (int u = 0; u < units; u++) s += sum[u], s2 += sq[u];
-    const double total = count * units;
-    l->h.act_mean = s / total;
-    l->h.act_std = sqrt(fmax(s2 / total - l->h.act_mean * l->h.act_mean, 0));
-    l->h.saturated = bounded ? c.near / total : NAN;
-    l->h.dead = l->act == RG_ACT_RELU ? (double)c.dead / units : NAN;
+    set_act(l, &c, s, s2, total);
 }
 
 static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch) {
@@ -393,6 +382,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         if (c >= 0 && g->nodes[c].op == RG_OP_ACTIVATION) {
             l->act_node = c;
             l->act = *(rg_act *)g->nodes[c].attr;
+            l->relu_reads_layer = l->act == RG_ACT_RELU && g->nodes[c].inputs[0] == i;
             l->h.act = rg_act_name(l->act);
             m->layer_of_node[c] = m->n;
         }
@@ -411,8 +401,8 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         if (m->layers[i].h.units > units) units = m->layers[i].h.units;
         m->n_chunks += (g->params[g->nodes[m->layers[i].node].first_param].size + SQ_CHUNK - 1) / SQ_CHUNK;
     }
-    m->scratch = malloc(4 * (size_t)units * sizeof *m->scratch);
-    m->sums = malloc(2 * (size_t)units * sizeof *m->sums);
+    m->scratch = malloc(5 * (size_t)units * sizeof *m->scratch);
+    m->sums = malloc(4 * (size_t)units * sizeof *m->sums);
     m->chunk_layer = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_layer);
     m->chunk_lo = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_lo);
     if (!m->scratch || !m->sums || !m->chunk_layer || !m->chunk_lo) {
@@ -432,6 +422,9 @@ void rg_monitor_free(rg_monitor *m) {
     if (!m) return;
     if (m->g && m->g->hook_user == m) m->g->hook = NULL, m->g->hook_user = NULL;
     for (int i = 0; m->layers && i < m->n; i++) {
+        if (m->g) m->g->nodes[m->layers[i].node].stats = NULL;
+        free(m->layers[i].stats.sums);
+        free(m->layers[i].stats.counts);
         free(m->layers[i].unit_mean);
         free(m->layers[i].unit_std);
         free(m->layers[i].in_moment);
@@ -450,7 +443,27 @@ void rg_monitor_free(rg_monitor *m) {
     free(m);
 }
 
-void rg_monitor_enable(rg_monitor *m, int on) { m->on = on != 0; }
+/* Watching: each convolution sums its own output while it is in cache (buffers made on the
+ * first watched pass; without memory the hook scans the output instead). */
+void rg_monitor_enable(rg_monitor *m, int on) {
+    m->on = on != 0;
+    for (int i = 0; i < m->n; i++) {
+        layer *l = &m->layers[i];
+        rg_node_impl *n = &m->g->nodes[l->node];
+        if (n->op != RG_OP_CONV2D) continue;
+        if (m->on && !l->stats.sums) {
+            const size_t planes = (size_t)m->g->max_batch * l->h.units;
+            l->stats.sums = malloc(planes * 4 * sizeof *l->stats.sums);
+            l->stats.counts = malloc(planes * sizeof *l->stats.counts);
+            if (!l->stats.sums || !l->stats.counts) {
+                free(l->stats.sums), free(l->stats.counts);
+                l->stats.sums = NULL, l->stats.counts = NULL;
+            }
+            l->stats.want = l->relu_reads_layer ? RG_COUNT_RELU_OF : RG_COUNT_NONE;
+        }
+        n->stats = m->on && l->stats.sums ? &l->stats : NULL;
+    }
+}
 void rg_monitor_want_moments(rg_monitor *m, int on) { m->moments = on != 0; }
 int rg_monitor_layer_node(const rg_monitor *m, int i) { return m->layers[i].node; }
 rg_act rg_monitor_layer_act(const rg_monitor *m, int i) { return m->layers[i].act; }

@@ -22,6 +22,24 @@ double rg_dot(const float *x, const float *y, size_t n);
  * scaled double loop (gradients of 1e-26 must not read as 0). */
 double rg_sum_squares(const float *x, size_t n);
 
+/* What the monitor counts besides sums: nothing (a layer's output), positive values (relu:
+ * a unit never positive is dead), values within 1% of a sigmoid/tanh bound (lo, hi), or,
+ * on a layer's output a relu reads next, the positive values and the sums of relu(x), so
+ * the relu's statistics come from the same pass. */
+typedef enum { RG_COUNT_NONE, RG_COUNT_POSITIVE, RG_COUNT_NEAR_BOUND, RG_COUNT_RELU_OF } rg_count_kind;
+/* One plane of n values (stats.c): adds its sum and sum of squares to t[0], t[1], for
+ * RG_COUNT_RELU_OF those of relu(x) to t[2], t[3]; returns the count `want` asks for. */
+long rg_plane_sums(const float *p, size_t n, rg_count_kind want, float lo, float hi, double t[4]);
+/* That count for one value. */
+int rg_value_counts(float v, rg_count_kind want, float lo, float hi);
+/* RG_UNIT_BLOCK units of a dense output, rows `stride` apart, over `batch` rows in order:
+ * per unit the sum (s), sum of squares (s2), count, and for RG_COUNT_RELU_OF the sums of
+ * relu(x) (rs, rs2), each kept in registers. */
+#define RG_UNIT_BLOCK 16
+void rg_unit_block_sums(const float *out, size_t stride, int batch, rg_count_kind want,
+                        float lo, float hi, float *s, float *s2, int *counted, float *rs,
+                        float *rs2);
+
 /* Below this many elements an element-wise loop stays on one thread: waking the team costs
  * more than it saves. */
 #define RG_PARALLEL_MIN 32768

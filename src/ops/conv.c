@@ -167,6 +167,7 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
         if (fast) {
             rg_direct_conv_forward(x, q, a->filters, g->workspace, bias, y,
                                    slices + (size_t)thread_id() * slice);
+            if (n->stats) rg_output_stats_sample(n->stats, a->filters, (size_t)ohw, b, y);
             continue;
         }
         const float *col = x;
@@ -183,6 +184,7 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
                 float *yo = y + (size_t)o * ohw;
                 for (int i = 0; i < ohw; i++) yo[i] += bias[o];
             }
+        if (n->stats) rg_output_stats_sample(n->stats, a->filters, (size_t)ohw, b, y);
     }
 }
 

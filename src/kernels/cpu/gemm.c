@@ -1,6 +1,7 @@
 /*
  * gemm.c — matrix multiplication through the CBLAS interface (OpenBLAS by default; any
- * CBLAS links).  Every dense and convolution FLOP goes through here.
+ * CBLAS links).  Every dense FLOP goes through here, and the convolutions' that the
+ * direct kernels (conv_direct.c) do not take.
  *
  * Threads: regrad keeps one thread pool, OpenMP's.  The BLAS runs single-threaded and each
  * product is split into row (or column) panels, one per thread.  Letting OpenBLAS's own
