@@ -109,12 +109,15 @@ struct rg_node_impl {
 /* Statistics an op takes of its own output while each sample's is still in cache, when the
  * health monitor asks (node->stats; NULL otherwise): per (sample, channel) plane, the sums
  * and the count of rg_plane_sums (kernels.h), which the monitor then reads instead of
- * scanning the output again.  Convolutions do (conv.c). */
+ * scanning the output again; in backward the same for the squares of the gradients.
+ * Convolutions do (conv.c). */
 typedef struct rg_output_stats {
     int want;          /* an rg_count_kind */
     float lo, hi;
     double *sums;      /* (batch, channels, 4) */
     long *counts;      /* (batch, channels) */
+    double *dy_squares, *dx_squares; /* backward, per sample: sum of dY^2 (rg_sum_squares),
+                                        and of the input's gradient once this op added to it */
 } rg_output_stats;
 /* Fills sample b's planes from its output y (channels x plane values). */
 void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int b, const float *y);

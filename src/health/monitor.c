@@ -57,6 +57,7 @@ struct rg_monitor {
     size_t ones_len;
     float *scratch;           /* 5 x the most units of a layer, for dense unit sums */
     double *sums;             /* 4 x the most units of a layer: per-unit sums */
+    double *sample_sq;        /* one per sample: squares of a gradient */
     float *before;            /* the layers' weights as backward saw them (flat offsets) */
     bool track_update;        /* keep `before` during observed backward passes */
     int *chunk_layer;         /* the layers' weights cut into SQ_CHUNK pieces, in order: */
@@ -292,6 +293,20 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
     set_act(l, &c, s, s2, total);
 }
 
+/* The sum of squares of a batch of gradients, sample by sample (as the ops that take them
+ * themselves do: `given`), the samples' sums added in order. */
+static double sample_squares(rg_monitor *m, const float *x, size_t size, int batch,
+                             const double *given) {
+    if (!given) {
+#pragma omp parallel for schedule(static) if ((size_t)batch * size > RG_PARALLEL_MIN)
+        for (int b = 0; b < batch; b++) m->sample_sq[b] = rg_sum_squares(x + (size_t)b * size, size);
+        given = m->sample_sq;
+    }
+    double s = 0;
+    for (int b = 0; b < batch; b++) s += given[b];
+    return s;
+}
+
 static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch) {
     rg_graph *g = m->g;
     const rg_param_impl *k = &g->params[n->first_param];
@@ -308,10 +323,12 @@ static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch
     l->kept = m->track_update;
     l->h.grad_ratio = l->h.grad_norm / fmax(l->h.weight_norm, 1e-12);
     const rg_node_impl *x = rg_in(g, n, 0);
-    const double dz = sqrt(squares(n->dout, NULL, (size_t)batch * n->size));
+    const rg_output_stats *st = n->stats;
+    const double dz = sqrt(sample_squares(m, n->dout, n->size, batch, st ? st->dy_squares : NULL));
     l->h.grad_rms = dz / sqrt((double)batch * n->size);
-    l->h.backward_gain = x->needs_grad && dz > 0
-                             ? sqrt(squares(x->dout, NULL, (size_t)batch * x->size)) / dz : NAN;
+    l->h.backward_gain =
+        x->needs_grad && dz > 0
+            ? sqrt(sample_squares(m, x->dout, x->size, batch, st ? st->dx_squares : NULL)) / dz : NAN;
 }
 
 
@@ -403,9 +420,10 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     }
     m->scratch = malloc(5 * (size_t)units * sizeof *m->scratch);
     m->sums = malloc(4 * (size_t)units * sizeof *m->sums);
+    m->sample_sq = malloc((size_t)g->max_batch * sizeof *m->sample_sq);
     m->chunk_layer = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_layer);
     m->chunk_lo = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_lo);
-    if (!m->scratch || !m->sums || !m->chunk_layer || !m->chunk_lo) {
+    if (!m->scratch || !m->sums || !m->sample_sq || !m->chunk_layer || !m->chunk_lo) {
         rg_monitor_free(m);
         rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
         return NULL;
@@ -425,6 +443,7 @@ void rg_monitor_free(rg_monitor *m) {
         if (m->g) m->g->nodes[m->layers[i].node].stats = NULL;
         free(m->layers[i].stats.sums);
         free(m->layers[i].stats.counts);
+        free(m->layers[i].stats.dy_squares);
         free(m->layers[i].unit_mean);
         free(m->layers[i].unit_std);
         free(m->layers[i].in_moment);
@@ -436,6 +455,7 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->ones);
     free(m->scratch);
     free(m->sums);
+    free(m->sample_sq);
     free(m->before);
     free(m->chunk_layer);
     free(m->chunk_lo);
@@ -455,9 +475,12 @@ void rg_monitor_enable(rg_monitor *m, int on) {
             const size_t planes = (size_t)m->g->max_batch * l->h.units;
             l->stats.sums = malloc(planes * 4 * sizeof *l->stats.sums);
             l->stats.counts = malloc(planes * sizeof *l->stats.counts);
-            if (!l->stats.sums || !l->stats.counts) {
-                free(l->stats.sums), free(l->stats.counts);
+            l->stats.dy_squares = malloc(2 * (size_t)m->g->max_batch * sizeof(double));
+            l->stats.dx_squares = l->stats.dy_squares ? l->stats.dy_squares + m->g->max_batch : NULL;
+            if (!l->stats.sums || !l->stats.counts || !l->stats.dy_squares) {
+                free(l->stats.sums), free(l->stats.counts), free(l->stats.dy_squares);
                 l->stats.sums = NULL, l->stats.counts = NULL;
+                l->stats.dy_squares = l->stats.dx_squares = NULL;
             }
             l->stats.want = l->relu_reads_layer ? RG_COUNT_RELU_OF : RG_COUNT_NONE;
         }

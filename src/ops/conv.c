@@ -188,6 +188,15 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     }
 }
 
+/* For the health monitor, when it asks: sample b's squared gradients, dY and the input's
+ * (once this conv has added to it), while they are in cache. */
+static void gradient_squares(const rg_node_impl *n, const rg_node_impl *xn, int b) {
+    if (!n->stats) return;
+    n->stats->dy_squares[b] = rg_sum_squares(n->dout + (size_t)b * n->size, n->size);
+    if (xn->needs_grad)
+        n->stats->dx_squares[b] = rg_sum_squares(xn->dout + (size_t)b * xn->size, xn->size);
+}
+
 /* db += the sum of dY over positions, per filter (when the conv has a bias). */
 static void add_bias_grad(const conv_attr *a, const float *dy, int ohw, float *db) {
     if (!a->o.bias) return;
@@ -227,7 +236,10 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
                 const int count = batch - b < group ? batch - b : group;
                 rg_direct_conv_backward(x, dy, count, q, a->filters, g->workspace, dw,
                                         xn->needs_grad ? xn->dout + (size_t)b * xn->size : NULL, col);
-                for (int i = 0; i < count; i++) add_bias_grad(a, dy + (size_t)i * n->size, ohw, db);
+                for (int i = 0; i < count; i++) {
+                    add_bias_grad(a, dy + (size_t)i * n->size, ohw, db);
+                    gradient_squares(n, xn, b + i);
+                }
                 continue;
             }
             const float *cx = x;
@@ -239,7 +251,10 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
                 rg_sgemm(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw,
                          cx + (size_t)gi * kg * ohw, ohw, 1.0f, dw + (size_t)gi * og * kg, kg);
             add_bias_grad(a, dy, ohw, db);
-            if (!xn->needs_grad) continue;
+            if (!xn->needs_grad) {
+                gradient_squares(n, xn, b);
+                continue;
+            }
             float *dx = xn->dout + (size_t)b * xn->size;
             /* dcol = W^T dy: straight into dx for a direct conv, else via the column buffer
              * (free again now that dW has used it). */
@@ -248,6 +263,7 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
                          dy + (size_t)gi * og * ohw, ohw, a->direct ? 1.0f : 0.0f,
                          (a->direct ? dx : col) + (size_t)gi * kg * ohw, ohw);
             if (!a->direct) rg_col2im_add(col, q, dx);
+            gradient_squares(n, xn, b);
         }
     }
     float *dW = rg_param_grad(g, n, 0), *dB = a->o.bias ? rg_param_grad(g, n, 1) : NULL;
