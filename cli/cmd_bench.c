@@ -117,9 +117,17 @@ int cmd_bench(int argc, char **argv) {
     for (size_t i = 0; i < sample * (size_t)batch; i++) x[i] = rg_rng_uniform(&rng);
     for (int b = 0; b < batch; b++) rg_graph_labels(g)[b] = (int)rg_rng_below(&rng, (uint32_t)k);
 
-    rg_monitor *mon = NULL;
-    if (monitor && (!(mon = rg_monitor_create(g)) || (s = rg_monitor_track_update(mon, 1)))) {
+    /* watched steps as in training: the optimizer measures each layer's update */
+    rg_monitor *mon = monitor ? rg_monitor_create(g) : NULL;
+    const int n_layers = mon ? rg_monitor_layer_count(mon) : 0;
+    size_t *layer_off = malloc(((size_t)n_layers + 1) * sizeof *layer_off);
+    size_t *layer_len = malloc(((size_t)n_layers + 1) * sizeof *layer_len);
+    double *moved = malloc(((size_t)n_layers + 1) * sizeof *moved);
+    const bool by_optimizer = mon && layer_off && layer_len && moved &&
+                              rg_monitor_weight_ranges(mon, layer_off, layer_len);
+    if ((monitor && !mon) || (mon && (s = rg_monitor_track_update(mon, !by_optimizer)))) {
         rg_monitor_free(mon);
+        free(layer_off), free(layer_len), free(moved);
         rg_optim_free(opt);
         rg_model_free(&m);
         return cli_fail(cmd, mon ? s : RG_ERR_MEMORY);
@@ -141,9 +149,11 @@ int cmd_bench(int argc, char **argv) {
             rg_monitor_judge(mon);
         }
         double o0 = wall();
+        if (watch && by_optimizer) rg_optim_measure_next(opt, n_layers, layer_off, layer_len, moved);
         rg_optim_step(opt, rg_graph_params(g), rg_graph_grads(g), oc.lr);
         opt_seconds += wall() - o0;
-        if (watch) rg_monitor_note_update(mon);
+        if (watch && by_optimizer) rg_monitor_set_update(mon, moved);
+        else if (watch) rg_monitor_note_update(mon);
         if (i >= warmup) step_seconds[watch] += wall() - s0;
     }
     /* the watched steps' extra time over the plain ones', per step */
@@ -219,6 +229,7 @@ int cmd_bench(int argc, char **argv) {
                    100 * monitor_cost, 10 * monitor_cost, watched, plain);
     }
     rg_monitor_free(mon);
+    free(layer_off), free(layer_len), free(moved);
     rg_optim_free(opt);
     rg_model_free(&m);
     return 0;

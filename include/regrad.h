@@ -372,6 +372,12 @@ long rg_optim_steps(const rg_optim *o);
 rg_status rg_optim_limit(rg_optim *o, int n, const size_t *offset, const size_t *length);
 /* Sets the step count (Adam's bias correction), for resuming. */
 void rg_optim_set_steps(rg_optim *o, long steps);
+/* The next rg_optim_step also sums, for each of n ranges of the parameters (in increasing,
+ * disjoint order), the squares of their change into moved[i] (0 where it updates nothing),
+ * in the update's own pass: the monitor's update ratio without a copy of the weights.  The
+ * arrays must live until that step, which forgets them. */
+rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
+                                double *moved);
 /* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg"). */
 float *rg_optim_moment(rg_optim *o, int k, const char **name);
 
@@ -688,6 +694,13 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on);
  * as the last observed backward pass saw it (update_ratio; NaN for a layer that pass did
  * not reach, such as a frozen one; nothing unless tracking). */
 void rg_monitor_note_update(rg_monitor *m);
+/* The same from the squared change of each layer's weights as the optimizer measured it
+ * (rg_optim_measure_next over rg_monitor_weight_ranges), with no copy: NaN when frozen. */
+void rg_monitor_set_update(rg_monitor *m, const double *moved);
+/* Each layer's weights as ranges of the flat parameters (offset[i], length[i]; arrays of
+ * rg_monitor_layer_count), in layer order.  Returns whether they are in increasing order,
+ * as rg_optim_measure_next needs. */
+int rg_monitor_weight_ranges(const rg_monitor *m, size_t *offset, size_t *length);
 
 /* ---------------------------------------------------------------- GRA: gradient repair */
 
@@ -728,6 +741,8 @@ void rg_repair_check(rg_repair *r, long step);
  * ||dW|| / ||W|| (see repair.c). */
 void rg_repair_before_update(rg_repair *r);
 void rg_repair_after_update(rg_repair *r, long step);
+/* Whether rg_repair_after_update may move the weights (GRA's trust region is on). */
+int rg_repair_caps_updates(const rg_repair *r);
 /* Actions taken so far (probe included). */
 long rg_repair_actions(const rg_repair *r);
 

@@ -248,10 +248,52 @@ static void test_memory_planning_is_exact(void **state) {
     free(b);
 }
 
+/* rg_optim_measure_next: the squared change it sums in the update's own pass equals the
+ * change of a copy taken before the step, over ranges that cross pieces and the edges of
+ * what the optimizer updates; and the update itself is bitwise the unmeasured one. */
+static void test_optimizer_measures_its_update(void **state) {
+    (void)state;
+    const size_t n = 20000;
+    static const char *const names[] = {"adam", "sgd", "rmsprop"};
+    for (int k = 0; k < 3; k++) {
+        rg_optim_kind kind;
+        assert_int_equal(rg_optim_parse(names[k], &kind), RG_OK);
+        rg_optim_config c = rg_optim_defaults(kind);
+        c.lr = 0.01f;
+        rg_optim *a = rg_optim_create(&c, n), *b = rg_optim_create(&c, n);
+        const size_t lim_off[2] = {0, 16000}, lim_len[2] = {15000, 4000};
+        assert_int_equal(rg_optim_limit(a, 2, lim_off, lim_len), RG_OK);
+        assert_int_equal(rg_optim_limit(b, 2, lim_off, lim_len), RG_OK);
+        float *wa = malloc(n * sizeof *wa), *wb = malloc(n * sizeof *wb), *g = malloc(n * sizeof *g),
+              *before = malloc(n * sizeof *before);
+        rg_rng r;
+        rg_rng_seed(&r, 11);
+        for (size_t i = 0; i < n; i++) wa[i] = wb[i] = rg_rng_normal(&r), g[i] = rg_rng_normal(&r);
+        rg_optim_step(a, wa, g, c.lr), rg_optim_step(b, wb, g, c.lr); /* moments non-zero */
+        const size_t off[3] = {100, 12000, 19000}, len[3] = {8900, 5000, 500};
+        double moved[3];
+        memcpy(before, wa, n * sizeof *before);
+        assert_int_equal(rg_optim_measure_next(a, 3, off, len, moved), RG_OK);
+        rg_optim_step(a, wa, g, c.lr), rg_optim_step(b, wb, g, c.lr);
+        assert_memory_equal(wa, wb, n * sizeof *wa);
+        for (int i = 0; i < 3; i++) {
+            double d = 0;
+            for (size_t j = off[i]; j < off[i] + len[i]; j++) d += ((double)wa[j] - before[j]) * ((double)wa[j] - before[j]);
+            assert_true(d > 0);
+            assert_true(fabs(moved[i] - d) <= 1e-5 * d);
+        }
+        const size_t bad_off[2] = {5000, 100}, bad_len[2] = {10, 10};
+        assert_int_equal(rg_optim_measure_next(a, 2, bad_off, bad_len, moved), RG_ERR_ARG);
+        free(wa), free(wb), free(g), free(before);
+        rg_optim_free(a), rg_optim_free(b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bitwise_reproducible),
         cmocka_unit_test(test_every_optimizer_learns),
+        cmocka_unit_test(test_optimizer_measures_its_update),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_optimizer_validation),
         cmocka_unit_test(test_model_specs),

@@ -79,17 +79,6 @@ const char *rg_verdict_name(rg_verdict v) {
  * same result whatever the number of threads. */
 #define SQ_CHUNK 16384
 
-/* sum (a[i] - b[i])^2: 8 float lanes GCC vectorises, added in double at the end. */
-static double distance_squared(const float *restrict a, const float *restrict b, size_t n) {
-    float lanes[8] = {0};
-    double total = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) lanes[k] += (a[i + k] - b[i + k]) * (a[i + k] - b[i + k]);
-    for (; i < n; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    for (int k = 0; k < 8; k++) total += lanes[k];
-    return total;
-}
 
 /* Sum of squares of x[lo, lo + len), the piece first copied to keep[lo..] when keep is
  * given (it is then in cache for the sum). */
@@ -604,6 +593,24 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on) {
     return RG_OK;
 }
 
+int rg_monitor_weight_ranges(const rg_monitor *m, size_t *offset, size_t *length) {
+    int ordered = 1;
+    for (int i = 0; i < m->n; i++) {
+        const rg_param_impl *k = &m->g->params[m->g->nodes[m->layers[i].node].first_param];
+        offset[i] = k->offset, length[i] = k->size;
+        if (i > 0 && offset[i] < offset[i - 1] + length[i - 1]) ordered = 0;
+    }
+    return ordered;
+}
+
+void rg_monitor_set_update(rg_monitor *m, const double *moved) {
+    for (int i = 0; i < m->n; i++) {
+        layer *l = &m->layers[i];
+        l->h.update_ratio = rg_node_frozen(m->g, &m->g->nodes[l->node])
+                                ? NAN : sqrt(moved[i]) / fmax(l->h.weight_norm, 1e-12);
+    }
+}
+
 /* |W - W_before|^2 of every layer in one pass of the team over all layers' pieces, each
  * layer's pieces added in order: the same figures whatever the thread count. */
 void rg_monitor_note_update(rg_monitor *m) {
@@ -614,7 +621,7 @@ void rg_monitor_note_update(rg_monitor *m) {
         if (!m->layers[m->chunk_layer[c]].kept) continue;
         const rg_param_impl *k = &g->params[g->nodes[m->layers[m->chunk_layer[c]].node].first_param];
         const size_t lo = k->offset + m->chunk_lo[c], end = k->offset + k->size;
-        m->chunk_sum[c] = distance_squared(g->param_buf + lo, m->before + lo,
+        m->chunk_sum[c] = rg_distance_squared(g->param_buf + lo, m->before + lo,
                                            end - lo < SQ_CHUNK ? end - lo : SQ_CHUNK);
     }
     for (size_t c = 0; c < m->n_chunks;) {

@@ -464,6 +464,8 @@ static double output_change(rg_repair *r, int i, const rg_node_impl *n, const fl
     return e / units;
 }
 
+int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
+
 void rg_repair_after_update(rg_repair *r, long step) {
     if (!r || !r->trust || !r->before) return;
     rg_graph *g = r->m->graph;

@@ -40,6 +40,9 @@ void rg_unit_block_sums(const float *out, size_t stride, int batch, rg_count_kin
                         float lo, float hi, float *s, float *s2, int *counted, float *rs,
                         float *rs2);
 
+/* sum (a[i] - b[i])^2 in 8 float lanes, added in double (stats.c). */
+double rg_distance_squared(const float *a, const float *b, size_t n);
+
 /* Below this many elements an element-wise loop stays on one thread: waking the team costs
  * more than it saves. */
 #define RG_PARALLEL_MIN 32768

@@ -30,6 +30,9 @@ struct rg_optim {
     const char *moment_name[MAX_MOMENTS];
     int n_ranges;                 /* 0: update everything; else only these ranges */
     size_t *range_off, *range_len;
+    int n_measured;               /* ranges whose change the next step sums (in order) */
+    const size_t *measure_off, *measure_len;
+    double *moved;
 };
 
 static const char *const optim_names[RG_OPTIM_COUNT] = {
@@ -149,12 +152,20 @@ float *rg_optim_moment(rg_optim *o, int k, const char **name) {
     return o->moment[k];
 }
 
-static void sgd_step(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
-    const float wd = o->c.weight_decay, mu = o->c.momentum;
-    const bool nesterov = o->c.kind == RG_OPTIM_NESTEROV, first = o->steps == 0;
+/* What one step's update needs besides the buffers, computed once per step. */
+typedef struct step_consts {
+    float lr;
+    float step_size, bc2_sqrt, l2, shrink; /* adam, adamw */
+    bool first;                           /* sgd: the momentum buffer starts as d */
+} step_consts;
+
+/* Each kind's update of [off, off + n) on one thread; update_range shares the pieces. */
+static void sgd_piece(rg_optim *o, const step_consts *k, size_t off, size_t n, float *w,
+                      const float *g) {
+    const float wd = o->c.weight_decay, mu = o->c.momentum, lr = k->lr;
+    const bool nesterov = o->c.kind == RG_OPTIM_NESTEROV, first = k->first;
     float *buf = o->moment[0] ? o->moment[0] + off : NULL;
-#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         float d = g[i] + wd * w[i];
         if (mu > 0) {
             buf[i] = first ? d : mu * buf[i] + d;
@@ -164,22 +175,23 @@ static void sgd_step(rg_optim *o, size_t off, long n, float *w, const float *g, 
     }
 }
 
-static void adagrad_step(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
-    const float wd = o->c.weight_decay, eps = o->c.eps;
+static void adagrad_piece(rg_optim *o, const step_consts *k, size_t off, size_t n, float *w,
+                          const float *g) {
+    const float wd = o->c.weight_decay, eps = o->c.eps, lr = k->lr;
     float *sum = o->moment[0] + off;
-#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         float d = g[i] + wd * w[i];
         sum[i] += d * d;
         w[i] -= lr * d / (sqrtf(sum[i]) + eps);
     }
 }
 
-static void rmsprop_step(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
+static void rmsprop_piece(rg_optim *o, const step_consts *k, size_t off, size_t n, float *w,
+                          const float *g) {
     const float wd = o->c.weight_decay, eps = o->c.eps, a = o->c.alpha, mu = o->c.momentum;
+    const float lr = k->lr;
     float *v = o->moment[0] + off, *buf = o->moment[1] ? o->moment[1] + off : NULL;
-#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         float d = g[i] + wd * w[i];
         v[i] = a * v[i] + (1.0f - a) * d * d;
         float step = d / (sqrtf(v[i]) + eps);
@@ -188,16 +200,12 @@ static void rmsprop_step(rg_optim *o, size_t off, long n, float *w, const float 
     }
 }
 
-static void adam_step(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
-    const bool decoupled = o->c.kind == RG_OPTIM_ADAMW;
-    const float wd = o->c.weight_decay, b1 = o->c.beta1, b2 = o->c.beta2, eps = o->c.eps;
-    const double t = (double)(o->steps + 1);
-    const float step_size = (float)(lr / (1.0 - pow(b1, t)));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
-    const float l2 = decoupled ? 0.0f : wd, shrink = decoupled ? 1.0f - lr * wd : 1.0f;
+static void adam_piece(rg_optim *o, const step_consts *k, size_t off, size_t n, float *w,
+                       const float *g) {
+    const float b1 = o->c.beta1, b2 = o->c.beta2, eps = o->c.eps;
+    const float step_size = k->step_size, bc2_sqrt = k->bc2_sqrt, l2 = k->l2, shrink = k->shrink;
     float *m = o->moment[0] + off, *v = o->moment[1] + off;
-#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         float d = g[i] + l2 * w[i];
         m[i] = b1 * m[i] + (1.0f - b1) * d;
         v[i] = b2 * v[i] + (1.0f - b2) * d * d;
@@ -205,30 +213,96 @@ static void adam_step(rg_optim *o, size_t off, long n, float *w, const float *g,
     }
 }
 
-/* One kind's update of the range [off, off + n). */
-static void step_range(rg_optim *o, size_t off, long n, float *w, const float *g, float lr) {
+static void update_piece(rg_optim *o, const step_consts *k, size_t off, size_t n,
+                         float *params, const float *grads) {
+    float *w = params + off;
+    const float *g = grads + off;
     switch (o->c.kind) {
     case RG_OPTIM_SGD:
     case RG_OPTIM_MOMENTUM:
-    case RG_OPTIM_NESTEROV: sgd_step(o, off, n, w, g, lr); break;
-    case RG_OPTIM_ADAGRAD: adagrad_step(o, off, n, w, g, lr); break;
-    case RG_OPTIM_RMSPROP: rmsprop_step(o, off, n, w, g, lr); break;
+    case RG_OPTIM_NESTEROV: sgd_piece(o, k, off, n, w, g); break;
+    case RG_OPTIM_ADAGRAD: adagrad_piece(o, k, off, n, w, g); break;
+    case RG_OPTIM_RMSPROP: rmsprop_piece(o, k, off, n, w, g); break;
     case RG_OPTIM_ADAM:
-    case RG_OPTIM_ADAMW: adam_step(o, off, n, w, g, lr); break;
+    case RG_OPTIM_ADAMW: adam_piece(o, k, off, n, w, g); break;
     default: return;
     }
 }
 
-void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
-    if (!o->n_ranges) {
-        step_range(o, 0, (long)o->n, params, grads, lr);
-    } else {
-        for (int r = 0; r < o->n_ranges; r++) {
-            const size_t off = o->range_off[r];
-            step_range(o, off, (long)o->range_len[r], params + off, grads + off, lr);
-        }
+/* Updates [off, off + n) in pieces shared by the team.  With `moved`, each piece keeps its
+ * old values on the stack (in L1) and sums the squares of its change, the pieces' sums
+ * added in order into *moved: the same figure whatever the thread count, without a copy
+ * of the weights or a second pass over them. */
+#define PIECE 4096
+static void update_range(rg_optim *o, const step_consts *k, size_t off, size_t n,
+                         float *params, const float *grads, double *moved) {
+    const size_t pieces = (n + PIECE - 1) / PIECE;
+    double local[64], *part = !moved ? NULL : pieces <= 64 ? local : malloc(pieces * sizeof *part);
+    if (moved && !part) { /* no memory for the pieces' sums: one piece at a time */
+        for (size_t at = off; at < off + n; at += PIECE)
+            update_range(o, k, at, off + n - at < PIECE ? off + n - at : PIECE, params, grads, moved);
+        return;
     }
+#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
+    for (size_t i = 0; i < pieces; i++) {
+        const size_t lo = off + i * PIECE, len = off + n - lo < PIECE ? off + n - lo : PIECE;
+        float old[PIECE];
+        if (part) memcpy(old, params + lo, len * sizeof *old);
+        update_piece(o, k, lo, len, params, grads);
+        if (part) part[i] = rg_distance_squared(params + lo, old, len);
+    }
+    for (size_t i = 0; part && i < pieces; i++) *moved += part[i];
+    if (part != local) free(part);
+}
+
+/* Updates [off, off + len), measuring the parts that lie in measured ranges. */
+static void update(rg_optim *o, const step_consts *k, size_t off, size_t len, float *params,
+                   const float *grads) {
+    size_t at = off;
+    const size_t end = off + len;
+    for (int i = 0; i < o->n_measured && at < end; i++) {
+        const size_t mo = o->measure_off[i], me = mo + o->measure_len[i];
+        const size_t lo = mo > at ? mo : at, hi = me < end ? me : end;
+        if (lo >= hi) continue;
+        if (lo > at) update_range(o, k, at, lo - at, params, grads, NULL);
+        update_range(o, k, lo, hi - lo, params, grads, &o->moved[i]);
+        at = hi;
+    }
+    if (at < end) update_range(o, k, at, end - at, params, grads, NULL);
+}
+
+void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
+    const bool decoupled = o->c.kind == RG_OPTIM_ADAMW;
+    const double t = (double)(o->steps + 1);
+    const step_consts k = {
+        .lr = lr,
+        .first = o->steps == 0,
+        .step_size = (float)(lr / (1.0 - pow(o->c.beta1, t))),
+        .bc2_sqrt = (float)sqrt(1.0 - pow(o->c.beta2, t)),
+        .l2 = decoupled ? 0.0f : o->c.weight_decay,
+        .shrink = decoupled ? 1.0f - lr * o->c.weight_decay : 1.0f,
+    };
+    for (int i = 0; i < o->n_measured; i++) o->moved[i] = 0;
+    if (!o->n_ranges) {
+        update(o, &k, 0, o->n, params, grads);
+    } else {
+        for (int r = 0; r < o->n_ranges; r++)
+            update(o, &k, o->range_off[r], o->range_len[r], params, grads);
+    }
+    o->n_measured = 0; /* for the next step only */
     o->steps++;
+}
+
+rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
+                                double *moved) {
+    for (int i = 0; i < n; i++)
+        if (offset[i] > o->n || length[i] > o->n - offset[i] ||
+            (i > 0 && offset[i] < offset[i - 1] + length[i - 1]))
+            return rg_fail(RG_ERR_ARG, "measured range %d is out of order or outside the %zu "
+                                       "parameters", i, o->n);
+    o->n_measured = n;
+    o->measure_off = offset, o->measure_len = length, o->moved = moved;
+    return RG_OK;
 }
 
 rg_status rg_optim_limit(rg_optim *o, int n, const size_t *offset, const size_t *length) {

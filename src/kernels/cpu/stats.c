@@ -1,8 +1,10 @@
 /*
- * stats.c — the sums behind the health monitor's activation statistics, over one
- * (sample, channel) plane: shared by the monitor, which scans an output after the fact, and
- * by ops that call it on each sample's output just written, while it is still in cache.
- * Either way a figure is the same bits, and does not depend on the thread count.
+ * stats.c — the sums behind the health monitor's statistics: over one (sample, channel)
+ * plane, shared by the monitor, which scans an output after the fact, and by ops that call
+ * it on each sample's output just written, while it is still in cache (either way a figure
+ * is the same bits, and does not depend on the thread count); over blocks of a dense
+ * layer's units; and the squared distance that measures an update, shared with the
+ * optimizer, which can take it in its own pass.
  */
 #include "../kernels.h"
 
@@ -58,8 +60,8 @@ void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, rg_
     v4f a[V], a2[V], r[V], r2[V];
     v4i c[V];
     for (int h = 0; h < V; h++) a[h] = a2[h] = r[h] = r2[h] = zero, c[h] = (v4i){0, 0, 0, 0};
-    for (int b = 0; b < batch; b++)
-        for (int h = 0; h < V; h++) {
+    for (int h = 0; h < V; h++) /* 4 units at a time over all rows: 5 sums in registers */
+        for (int b = 0; b < batch; b++) {
             v4f x;
             memcpy(&x, out + (size_t)b * stride + 4 * h, sizeof x);
             a[h] += x, a2[h] += x * x;
@@ -76,3 +78,14 @@ void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, rg_
 }
 
 int rg_value_counts(float v, rg_count_kind want, float lo, float hi) { return counts(v, want, lo, hi); }
+
+double rg_distance_squared(const float *restrict a, const float *restrict b, size_t n) {
+    float lanes[8] = {0};
+    double total = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) lanes[k] += (a[i + k] - b[i + k]) * (a[i + k] - b[i + k]);
+    for (; i < n; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    for (int k = 0; k < 8; k++) total += lanes[k];
+    return total;
+}
