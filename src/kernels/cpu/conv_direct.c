@@ -159,35 +159,35 @@ static void fill_padded(const float *x, const rg_conv_geom *q, int hp, int wp, f
                    x + ((size_t)c * q->h + iy) * q->w, (size_t)q->w * sizeof *xp);
 }
 
-/* c[4][24] = a (K x 4, packed) . the 24 positions of x under every tap. */
+/* Where each tap (c, i, j) of the window reads in the padded input, relative to the
+ * output's virtual position: c*Hp*Wp + i*d*Wp + j*d. */
+static void tap_offsets(const rg_conv_geom *q, int hp, int wp, int *off) {
+    int k = 0;
+    for (int c = 0; c < q->c; c++)
+        for (int i = 0; i < q->kh; i++)
+            for (int j = 0; j < q->kw; j++)
+                off[k++] = (c * hp + i * q->dilation) * wp + j * q->dilation;
+}
+
+/* c[4][24] = a (taps x 4, packed) . the 24 positions of x under every tap.  The twelve sums
+ * are named variables: as an array GCC stores them back on every tap. */
 __attribute__((target("avx2,fma"))) static void
-forward_tile(const float *restrict a, const float *restrict x, const rg_conv_geom *q, int hp,
-             int wp, float *restrict c, size_t ldc) {
+forward_tile(const float *restrict a, const float *restrict x, const int *off, int taps,
+             float *restrict c, size_t ldc) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
     __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
-    const size_t plane = (size_t)hp * wp;
-    const int d = q->dilation;
-    for (int ch = 0; ch < q->c; ch++)
-        for (int i = 0; i < q->kh; i++) {
-            const float *row = x + ch * plane + (size_t)i * d * wp;
-            for (int j = 0; j < q->kw; j++, a += TILE_ROWS) {
-                const float *b = row + j * d;
-                const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8),
-                             b2 = _mm256_loadu_ps(b + 16);
-                __m256 s = _mm256_broadcast_ss(a);
-                c00 = _mm256_fmadd_ps(s, b0, c00), c01 = _mm256_fmadd_ps(s, b1, c01);
-                c02 = _mm256_fmadd_ps(s, b2, c02);
-                s = _mm256_broadcast_ss(a + 1);
-                c10 = _mm256_fmadd_ps(s, b0, c10), c11 = _mm256_fmadd_ps(s, b1, c11);
-                c12 = _mm256_fmadd_ps(s, b2, c12);
-                s = _mm256_broadcast_ss(a + 2);
-                c20 = _mm256_fmadd_ps(s, b0, c20), c21 = _mm256_fmadd_ps(s, b1, c21);
-                c22 = _mm256_fmadd_ps(s, b2, c22);
-                s = _mm256_broadcast_ss(a + 3);
-                c30 = _mm256_fmadd_ps(s, b0, c30), c31 = _mm256_fmadd_ps(s, b1, c31);
-                c32 = _mm256_fmadd_ps(s, b2, c32);
-            }
-        }
+    for (int k = 0; k < taps; k++, a += TILE_ROWS) {
+        const float *b = x + off[k];
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
+        __m256 s = _mm256_broadcast_ss(a);
+        c00 = _mm256_fmadd_ps(s, b0, c00), c01 = _mm256_fmadd_ps(s, b1, c01), c02 = _mm256_fmadd_ps(s, b2, c02);
+        s = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(s, b0, c10), c11 = _mm256_fmadd_ps(s, b1, c11), c12 = _mm256_fmadd_ps(s, b2, c12);
+        s = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(s, b0, c20), c21 = _mm256_fmadd_ps(s, b1, c21), c22 = _mm256_fmadd_ps(s, b2, c22);
+        s = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(s, b0, c30), c31 = _mm256_fmadd_ps(s, b1, c31), c32 = _mm256_fmadd_ps(s, b2, c32);
+    }
     _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01), _mm256_storeu_ps(c + 16, c02);
     c += ldc;
     _mm256_storeu_ps(c, c10), _mm256_storeu_ps(c + 8, c11), _mm256_storeu_ps(c + 16, c12);
@@ -202,35 +202,28 @@ forward_tile(const float *restrict a, const float *restrict x, const rg_conv_geo
  * positions keep 24 sums while each loaded vector feeds eight products.  Specialised by
  * the wrappers below. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-forward_tile_512(const float *restrict a, size_t a_step, const float *restrict x,
-                 const rg_conv_geom *q, int hp, int wp, float *restrict c, size_t ldc,
-                 const int panels, const int nv) {
+forward_tile_512(const float *restrict a, size_t a_step, const float *restrict x, const int *off,
+                 int taps, float *restrict c, size_t ldc, const int panels, const int nv) {
     __m512 acc[2 * TILE_ROWS][3];
     for (int r = 0; r < panels * TILE_ROWS; r++)
         for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
-    const size_t plane = (size_t)hp * wp;
-    const int d = q->dilation;
-    for (int ch = 0; ch < q->c; ch++)
-        for (int i = 0; i < q->kh; i++) {
-            const float *row = x + ch * plane + (size_t)i * d * wp;
-            for (int j = 0; j < q->kw; j++, a += TILE_ROWS) {
-                __m512 b[3];
-                for (int v = 0; v < nv; v++) b[v] = _mm512_loadu_ps(row + j * d + 16 * v);
-                for (int r = 0; r < panels * TILE_ROWS; r++) {
-                    const __m512 s = _mm512_set1_ps(a[(r / TILE_ROWS) * a_step + r % TILE_ROWS]);
-                    for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(s, b[v], acc[r][v]);
-                }
-            }
+    for (int k = 0; k < taps; k++, a += TILE_ROWS) {
+        __m512 b[3];
+        for (int v = 0; v < nv; v++) b[v] = _mm512_loadu_ps(x + off[k] + 16 * v);
+        for (int r = 0; r < panels * TILE_ROWS; r++) {
+            const __m512 s = _mm512_set1_ps(a[(r / TILE_ROWS) * a_step + r % TILE_ROWS]);
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(s, b[v], acc[r][v]);
         }
+    }
     for (int r = 0; r < panels * TILE_ROWS; r++)
         for (int v = 0; v < nv; v++) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
 }
 
 #define FORWARD_512(name, panels, nv)                                                        \
     __attribute__((target("avx512f"))) static void name(                                     \
-        const float *a, size_t a_step, const float *x, const rg_conv_geom *q, int hp, int wp, \
-        float *c, size_t ldc) {                                                              \
-        forward_tile_512(a, a_step, x, q, hp, wp, c, ldc, panels, nv);                       \
+        const float *a, size_t a_step, const float *x, const int *off, int taps, float *c,    \
+        size_t ldc) {                                                                        \
+        forward_tile_512(a, a_step, x, off, taps, c, ldc, panels, nv);                       \
     }
 FORWARD_512(forward_8x48, 2, 3)
 FORWARD_512(forward_4x48, 1, 3)
@@ -248,18 +241,20 @@ static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
     const size_t taps = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * wp;
     const size_t ldc = round_up(p, ROW_ALIGN);
     float *xp = work, *cv = xp + (size_t)q->c * hp * wp + SLACK;
+    int off[RG_DIRECT_MAX_TAPS];
+    tap_offsets(q, hp, wp, off);
     fill_padded(x, q, hp, wp, xp);
     if (isa == ISA_AVX512) {
-        typedef void (*tile_fn)(const float *, size_t, const float *, const rg_conv_geom *, int,
-                                int, float *, size_t);
+        typedef void (*tile_fn)(const float *, size_t, const float *, const int *, int, float *,
+                                size_t);
         static const tile_fn tiles[2][3] = {{forward_4x16, forward_4x32, forward_4x48},
                                             {forward_8x16, forward_8x32, forward_8x48}};
         for (size_t p0 = 0; p0 < p;) { /* 48 positions a tile, the last 16 or 32 */
             const size_t left = (round_up(p, 16) - p0) / 16, nv = left < 3 ? left : 3;
             for (int r0 = 0; r0 < filters;) {
                 const bool two = r0 + 2 * TILE_ROWS <= filters;
-                tiles[two][nv - 1](packed + (size_t)r0 * taps, TILE_ROWS * taps, xp + p0, q, hp, wp,
-                                   cv + (size_t)r0 * ldc + p0, ldc);
+                tiles[two][nv - 1](packed + (size_t)r0 * taps, TILE_ROWS * taps, xp + p0, off,
+                                   (int)taps, cv + (size_t)r0 * ldc + p0, ldc);
                 r0 += two ? 2 * TILE_ROWS : TILE_ROWS;
             }
             p0 += 16 * nv;
@@ -267,7 +262,8 @@ static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
     } else {
         for (size_t p0 = 0; p0 < p; p0 += TILE_COLS)
             for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
-                forward_tile(packed + (size_t)r0 * taps, xp + p0, q, hp, wp, cv + (size_t)r0 * ldc + p0, ldc);
+                forward_tile(packed + (size_t)r0 * taps, xp + p0, off, (int)taps,
+                             cv + (size_t)r0 * ldc + p0, ldc);
     }
     for (int o = 0; o < filters; o++) {
         const float b = bias ? bias[o] : 0.0f;
@@ -352,9 +348,11 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
     layout(q, &hp, &wp);
     size_t xp_floats;
     const size_t each = backward_sample_floats(q, filters, &xp_floats);
-    const size_t plane = (size_t)hp * wp, len = round_up((size_t)q->oh * wp, SUM_ALIGN);
-    const int taps = q->c * q->kh * q->kw, d = q->dilation;
+    const size_t len = round_up((size_t)q->oh * wp, SUM_ALIGN);
+    const int taps = q->c * q->kh * q->kw;
     const int rows4 = (int)round_up((size_t)filters, TILE_ROWS);
+    int off[RG_DIRECT_MAX_TAPS];
+    tap_offsets(q, hp, wp, off);
     for (int smp = 0; smp < samples; smp++) {
         float *xp = work + smp * each, *dyv = xp + xp_floats;
         fill_padded(x + smp * x_size, q, hp, wp, xp);
@@ -371,10 +369,7 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
         for (int k0 = 0; k0 < taps; k0 += tap_tile) {
             const float *xs[DW_TAPS_512];
             const int n = taps - k0 < tap_tile ? taps - k0 : tap_tile;
-            for (int t = 0; t < n; t++) {
-                const int k = k0 + t, c = k / (q->kh * q->kw), i = k / q->kw % q->kh, j = k % q->kw;
-                xs[t] = work + c * plane + (size_t)i * d * wp + j * d;
-            }
+            for (int t = 0; t < n; t++) xs[t] = work + off[k0 + t];
             (isa == ISA_AVX512 ? dw_tile_512 : dw_tile)(
                 work + xp_floats + r0 * len, len, each, xs, each, samples, n, len,
                 dw + (size_t)r0 * taps + k0, taps, filters - r0 < TILE_ROWS ? filters - r0 : TILE_ROWS);
