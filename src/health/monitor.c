@@ -80,30 +80,48 @@ const char *rg_verdict_name(rg_verdict v) {
 #define SQ_CHUNK 16384
 
 
-/* Sum of squares of x[lo, lo + len), the piece first copied to keep[lo..] when keep is
- * given (it is then in cache for the sum). */
-static double piece_squares(const float *x, float *keep, size_t lo, size_t len) {
-    if (keep) memcpy(keep + lo, x + lo, len * sizeof *keep);
-    return rg_sum_squares(x + lo, len);
+/* Sums of squares of a[lo, lo + len) and, when b is given, of b[lo, lo + len), b's piece
+ * first copied to keep[lo..] when keep is given (it is then in cache for the sum). */
+static void piece_squares(const float *a, const float *b, float *keep, size_t lo, size_t len,
+                          double *sums) {
+    sums[0] = rg_sum_squares(a + lo, len);
+    if (!b) return;
+    if (keep) memcpy(keep + lo, b + lo, len * sizeof *keep);
+    sums[1] = rg_sum_squares(b + lo, len);
 }
 
-/* Sum of squares of n values (and their copy to keep[], if given), in SQ_CHUNK pieces
- * shared by the team, the pieces' sums added in order (on this thread alone when there is
- * one piece or no memory: the same sum). */
-static double squares(const float *x, float *keep, size_t n) {
+/* Sums of squares of n values of a, and of b with it when given (and b's copy to keep[]),
+ * in one pass of SQ_CHUNK pieces shared by the team, the pieces' sums added in order (on
+ * this thread alone when there is one piece or no memory: the same sums). */
+static void squares2(const float *a, const float *b, float *keep, size_t n, double *sa,
+                     double *sb) {
     const size_t parts = (n + SQ_CHUNK - 1) / SQ_CHUNK;
-    double *partial = parts > 1 ? malloc(parts * sizeof *partial) : NULL;
-    double s = 0;
+    double local[2 * 8], *partial = parts <= 8 ? local : malloc(2 * parts * sizeof *partial);
+    *sa = 0;
+    if (sb) *sb = 0;
     if (!partial) {
-        for (size_t i = 0; i < parts; i++)
-            s += piece_squares(x, keep, i * SQ_CHUNK, n - i * SQ_CHUNK < SQ_CHUNK ? n - i * SQ_CHUNK : SQ_CHUNK);
-        return s;
+        for (size_t i = 0; i < parts; i++) {
+            double p[2] = {0, 0};
+            piece_squares(a, b, keep, i * SQ_CHUNK, n - i * SQ_CHUNK < SQ_CHUNK ? n - i * SQ_CHUNK : SQ_CHUNK, p);
+            *sa += p[0];
+            if (sb) *sb += p[1];
+        }
+        return;
     }
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (size_t i = 0; i < parts; i++)
-        partial[i] = piece_squares(x, keep, i * SQ_CHUNK, n - i * SQ_CHUNK < SQ_CHUNK ? n - i * SQ_CHUNK : SQ_CHUNK);
-    for (size_t i = 0; i < parts; i++) s += partial[i];
-    free(partial);
+        piece_squares(a, b, keep, i * SQ_CHUNK, n - i * SQ_CHUNK < SQ_CHUNK ? n - i * SQ_CHUNK : SQ_CHUNK,
+                      partial + 2 * i);
+    for (size_t i = 0; i < parts; i++) {
+        *sa += partial[2 * i];
+        if (sb) *sb += partial[2 * i + 1];
+    }
+    if (partial != local) free(partial);
+}
+
+static double squares(const float *x, size_t n) {
+    double s;
+    squares2(x, NULL, NULL, n, &s, NULL);
     return s;
 }
 
@@ -282,10 +300,12 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
     set_act(l, &c, s, s2, total);
 }
 
-/* The sum of squares of a batch of gradients, sample by sample (as the ops that take them
- * themselves do: `given`), the samples' sums added in order. */
-static double sample_squares(rg_monitor *m, const float *x, size_t size, int batch,
-                             const double *given) {
+/* The sum of squares of a batch of gradients: for a convolution sample by sample, as the op
+ * takes them itself while it watches (`given`), the samples' sums added in order; for
+ * other layers in one pass (many small per-sample calls cost more). */
+static double sample_squares(rg_monitor *m, const rg_node_impl *n, const float *x, size_t size,
+                             int batch, const double *given) {
+    if (n->op != RG_OP_CONV2D) return squares(x, (size_t)batch * size);
     if (!given) {
 #pragma omp parallel for schedule(static) if ((size_t)batch * size > RG_PARALLEL_MIN)
         for (int b = 0; b < batch; b++) m->sample_sq[b] = rg_sum_squares(x + (size_t)b * size, size);
@@ -300,24 +320,25 @@ static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch
     rg_graph *g = m->g;
     const rg_param_impl *k = &g->params[n->first_param];
     const float *w = g->param_buf + k->offset, *dw = g->grad_buf + k->offset;
-    const double g2 = squares(dw, NULL, k->size);
+    /* the weights stay as they are until the optimizer step: the copy that measures the
+     * step (when the optimizer does not) is taken here, in the pass that takes the norms */
+    double g2, w2;
+    squares2(dw, w, m->track_update ? m->before + k->offset : NULL, k->size, &g2, &w2);
     long bad = 0;
     if (!isfinite(g2)) /* count only when there is something to count */
         for (size_t i = 0; i < k->size; i++) bad += !isfinite(dw[i]);
     l->h.nonfinite = bad;
     l->h.grad_norm = sqrt(g2);
-    /* the weights stay as they are until the optimizer step: the copy that measures the
-     * step is taken here, in the same pass as their norm */
-    l->h.weight_norm = sqrt(squares(w, m->track_update ? m->before + k->offset : NULL, k->size));
+    l->h.weight_norm = sqrt(w2);
     l->kept = m->track_update;
     l->h.grad_ratio = l->h.grad_norm / fmax(l->h.weight_norm, 1e-12);
     const rg_node_impl *x = rg_in(g, n, 0);
     const rg_output_stats *st = n->stats;
-    const double dz = sqrt(sample_squares(m, n->dout, n->size, batch, st ? st->dy_squares : NULL));
+    const double dz = sqrt(sample_squares(m, n, n->dout, n->size, batch, st ? st->dy_squares : NULL));
     l->h.grad_rms = dz / sqrt((double)batch * n->size);
     l->h.backward_gain =
         x->needs_grad && dz > 0
-            ? sqrt(sample_squares(m, x->dout, x->size, batch, st ? st->dx_squares : NULL)) / dz : NAN;
+            ? sqrt(sample_squares(m, n, x->dout, x->size, batch, st ? st->dx_squares : NULL)) / dz : NAN;
 }
 
 
