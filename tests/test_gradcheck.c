@@ -255,20 +255,24 @@ static void test_op_table_covered(void **state) {
     }
 }
 
-/* The direct stride-1 kernels (kernels/cpu/conv_direct.c) against im2col and the BLAS on
- * the same graph: outputs, the input's gradient and the parameters' gradients agree to
- * float rounding, over shapes that exercise every edge of their tiling: filters and taps
- * not multiples of the tile, dilation, valid, explicit and folded padding, one channel. */
+/* The direct kernels (kernels/cpu/conv_direct.c) against im2col and the BLAS on the same
+ * graph: outputs, the input's gradient and the parameters' gradients agree to float
+ * rounding, over shapes that exercise every edge of their tiling: filters and taps not
+ * multiples of the tile, dilation, valid, explicit and folded padding, one channel, and
+ * stride 2 with odd sizes. */
 static void test_direct_conv_matches_im2col(void **state) {
     (void)state;
     static const struct {
         int c, h, w, filters, k, dilation, pad;
         rg_padding mode;
         bool folded; /* a zero_pad in front, absorbed into the conv */
+        int stride;
     } shapes[] = {
-        {16, 28, 28, 6, 3, 1, 0, RG_PAD_SAME, false},  {1, 28, 28, 32, 3, 1, 0, RG_PAD_SAME, false},
-        {3, 9, 13, 5, 5, 2, 0, RG_PAD_SAME, false},    {7, 10, 10, 9, 2, 1, 0, RG_PAD_VALID, false},
-        {4, 7, 7, 64, 3, 1, 2, RG_PAD_EXPLICIT, false}, {5, 6, 11, 3, 3, 1, 0, RG_PAD_VALID, true},
+        {16, 28, 28, 6, 3, 1, 0, RG_PAD_SAME, false, 1},  {1, 28, 28, 32, 3, 1, 0, RG_PAD_SAME, false, 1},
+        {3, 9, 13, 5, 5, 2, 0, RG_PAD_SAME, false, 1},    {7, 10, 10, 9, 2, 1, 0, RG_PAD_VALID, false, 1},
+        {4, 7, 7, 64, 3, 1, 2, RG_PAD_EXPLICIT, false, 1}, {5, 6, 11, 3, 3, 1, 0, RG_PAD_VALID, true, 1},
+        {16, 28, 28, 32, 3, 1, 0, RG_PAD_SAME, false, 2}, {3, 9, 13, 5, 5, 2, 0, RG_PAD_SAME, false, 2},
+        {5, 10, 11, 7, 3, 1, 1, RG_PAD_EXPLICIT, false, 2}, {6, 9, 9, 4, 4, 1, 0, RG_PAD_VALID, true, 2},
     };
     const int batch = 5;
     for (size_t ci = 0; ci < sizeof shapes / sizeof *shapes; ci++) {
@@ -277,7 +281,7 @@ static void test_direct_conv_matches_im2col(void **state) {
         rg_graph_want_input_grads(g, 1);
         rg_node x = rg_input(g, "x", 3, (int[]){shapes[ci].c, shapes[ci].h, shapes[ci].w});
         rg_node in = shapes[ci].folded ? rg_zero_pad2d(g, x, 1, 1, 1, 1) : x;
-        rg_node y = test_conv(g, in, shapes[ci].filters, shapes[ci].k, 1, shapes[ci].mode,
+        rg_node y = test_conv(g, in, shapes[ci].filters, shapes[ci].k, shapes[ci].stride, shapes[ci].mode,
                               shapes[ci].pad, shapes[ci].dilation, 1, 1);
         if (rg_graph_compile(g, batch) != RG_OK) fail_msg("case %zu: %s", ci, rg_last_error());
         int groups;

@@ -62,7 +62,7 @@ void rg_im2col(const float *x, const rg_conv_geom *g, float *col);
 /* dx (C, H, W) += the scatter of dcol (C*KH*KW, OH*OW): the adjoint of rg_im2col. */
 void rg_col2im_add(const float *dcol, const rg_conv_geom *g, float *dx);
 
-/* Direct stride-1 convolution without im2col (conv_direct.c), for convolutions of at most
+/* Direct stride-1 and stride-2 convolution without im2col (conv_direct.c), for convolutions of at most
  * RG_DIRECT_MAX_TAPS taps (channels x kh x kw, both ways) on a CPU with AVX2 and FMA (or
  * AVX-512; REGRAD_MAX_ISA=AVX2 holds it to AVX2); rg_direct_conv_fits says whether it
  * applies. */
@@ -81,11 +81,13 @@ void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *g, boo
 /* y (filters, OH, OW) = W . x + bias (bias may be NULL). */
 void rg_direct_conv_forward(const float *x, const rg_conv_geom *g, int filters,
                             const float *packed, const float *bias, float *y, float *work);
+/* Whether rg_direct_conv_backward also takes dx (stride 1); else the caller does. */
+bool rg_direct_conv_takes_dx(const rg_conv_geom *g, int filters);
 /* Samples per backward call (its buffers fit in L2). */
 int rg_direct_conv_group(const rg_conv_geom *g, int filters);
 /* For `samples` consecutive samples (at most the group): dw (filters, C*kh*kw) += the sum
- * of dY . X^T; dx (C, H, W) += each input's gradient when dx is not NULL (packed_dx from
- * rg_direct_conv_pack(..., true, ...)). */
+ * of dY . X^T; dx (C, H, W) += each input's gradient when dx is not NULL (only where
+ * rg_direct_conv_takes_dx; packed_dx from rg_direct_conv_pack(..., true, ...)). */
 void rg_direct_conv_backward(const float *x, const float *dy, int samples,
                              const rg_conv_geom *g, int filters, const float *packed_dx,
                              float *dw, float *dx, float *work);

@@ -9,9 +9,10 @@
  * Samples run in parallel, one per thread, each with its own slice of the graph's
  * workspace (column buffer, and in backward private dW/db partials summed afterwards in
  * thread order, so results do not depend on scheduling).  A 1x1 convolution at stride 1
- * without padding needs no im2col: x_b already is the column matrix.  Stride-1 convolutions
- * of few channels (most of a CIFAR-style ResNet's) use the direct kernels of
- * kernels/cpu/conv_direct.c instead, which need neither im2col nor the BLAS's packing.
+ * without padding needs no im2col: x_b already is the column matrix.  Stride-1 and stride-2
+ * convolutions of few channels (most of a CIFAR-style ResNet's) use the direct kernels of
+ * kernels/cpu/conv_direct.c instead, which need neither im2col nor the BLAS's packing (at
+ * stride 2 for the output and dW; dx still goes through the column buffer).
  */
 #include "../internal.h"
 #include "../kernels/kernels.h"
@@ -197,6 +198,19 @@ static void gradient_squares(const rg_node_impl *n, const rg_node_impl *xn, int 
         n->stats->dx_squares[b] = rg_sum_squares(xn->dout + (size_t)b * xn->size, xn->size);
 }
 
+/* One sample's dx += the scatter of W^T dY (per group): straight into dx for a 1x1 direct
+ * conv, else through the column buffer (free again once dW has used it). */
+static void input_grad(const conv_attr *a, const float *w, const float *dy, float *dx, float *col) {
+    const rg_conv_geom *q = &a->geom;
+    const int G = a->o.groups, og = a->filters / G, ohw = q->oh * q->ow;
+    const int kg = q->c / G * q->kh * q->kw;
+    for (int gi = 0; gi < G; gi++)
+        rg_sgemm(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg,
+                 dy + (size_t)gi * og * ohw, ohw, a->direct ? 1.0f : 0.0f,
+                 (a->direct ? dx : col) + (size_t)gi * kg * ohw, ohw);
+    if (!a->direct) rg_col2im_add(col, q, dx);
+}
+
 /* db += the sum of dY over positions, per filter (when the conv has a bias). */
 static void add_bias_grad(const conv_attr *a, const float *dy, int ohw, float *db) {
     if (!a->o.bias) return;
@@ -219,8 +233,8 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const size_t wsize = (size_t)a->filters * kg, slot_size = col_size + wsize + a->filters;
     const float *w = rg_param_data(g, n, 0);
     const int slots = batch < g->slots ? batch : g->slots;
-    const bool fast = use_fast(a);
-    if (fast && xn->needs_grad) rg_direct_conv_pack(w, a->filters, q, true, g->workspace);
+    const bool fast = use_fast(a), fast_dx = fast && rg_direct_conv_takes_dx(q, a->filters);
+    if (fast_dx && xn->needs_grad) rg_direct_conv_pack(w, a->filters, q, true, g->workspace);
     const int group = fast ? rg_direct_conv_group(q, a->filters) : 1; /* samples per call */
 #pragma omp parallel num_threads(slots)
     {
@@ -235,9 +249,12 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
             if (fast) {
                 const int count = batch - b < group ? batch - b : group;
                 rg_direct_conv_backward(x, dy, count, q, a->filters, g->workspace, dw,
-                                        xn->needs_grad ? xn->dout + (size_t)b * xn->size : NULL, col);
+                                        xn->needs_grad && fast_dx ? xn->dout + (size_t)b * xn->size : NULL,
+                                        col);
                 for (int i = 0; i < count; i++) {
                     add_bias_grad(a, dy + (size_t)i * n->size, ohw, db);
+                    if (xn->needs_grad && !fast_dx) /* stride 2: dx through the column buffer */
+                        input_grad(a, w, dy + (size_t)i * n->size, xn->dout + (size_t)(b + i) * xn->size, col);
                     gradient_squares(n, xn, b + i);
                 }
                 continue;
@@ -255,14 +272,7 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
                 gradient_squares(n, xn, b);
                 continue;
             }
-            float *dx = xn->dout + (size_t)b * xn->size;
-            /* dcol = W^T dy: straight into dx for a direct conv, else via the column buffer
-             * (free again now that dW has used it). */
-            for (int gi = 0; gi < G; gi++)
-                rg_sgemm(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg,
-                         dy + (size_t)gi * og * ohw, ohw, a->direct ? 1.0f : 0.0f,
-                         (a->direct ? dx : col) + (size_t)gi * kg * ohw, ohw);
-            if (!a->direct) rg_col2im_add(col, q, dx);
+            input_grad(a, w, dy, xn->dout + (size_t)b * xn->size, col);
             gradient_squares(n, xn, b);
         }
     }

@@ -1,6 +1,6 @@
 /*
- * conv_direct.c — stride-1 convolution of small channel counts without im2col (AVX2 + FMA,
- * or AVX-512).
+ * conv_direct.c — stride-1 and stride-2 convolution of small channel counts without im2col
+ * (AVX2 + FMA, or AVX-512).
  *
  * Each input channel is copied once into a zero-padded plane Hp x Wp.  An output position
  * (oy, ox) is then given the "virtual" index p = oy * Wp + ox, and window tap (c, i, j)
@@ -9,10 +9,14 @@
  * shifted views of the padded input, and the microkernel loads them straight from it, with
  * no column matrix and no packing: y (O, P) = W (O, K) . X (K, P), K = C*kh*kw taps.  The
  * Wp - OW columns past each output row are computed and dropped (2 of 30 for a 3x3 conv on
- * 28x28).  The three products of training all take this form:
+ * 28x28).  At stride 2 each channel is stored as four phase planes (even and odd rows
+ * times even and odd columns), and tap (i, j) reads the plane of (i*d mod 2, j*d mod 2):
+ * again consecutive addresses.  A table of offsets per tap carries either layout.  The
+ * products of training:
  *   forward    y  = W . X                       (4 x 24 register tiles)
  *   dW         dW += dY . X^T  over p            (4 x 3 tiles, dY laid out on the same p)
  *   dx         dx += W~ . dY~: the forward product over dY with W transposed and flipped
+ *              (stride 1; at stride 2 the caller scatters W^T dY through its column buffer)
  *
  * Each kernel comes for AVX2 (8 lanes) and AVX-512 (16 lanes), chosen once at run time.
  * Sums run in a fixed order per output, so results do not depend on threads.  Used where
@@ -43,11 +47,23 @@
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-/* The padded plane: the input at (pad_t, pad_l), room for every tap of every output. */
-static void layout(const rg_conv_geom *q, int *hp, int *wp) {
-    const int ekh = (q->kh - 1) * q->dilation, ekw = (q->kw - 1) * q->dilation;
-    *hp = q->oh + ekh > q->pad_t + q->h ? q->oh + ekh : q->pad_t + q->h;
-    *wp = q->ow + ekw > q->pad_l + q->w ? q->ow + ekw : q->pad_l + q->w;
+/* Each channel of the zero-padded input as s x s phase planes of hq x wq (stride s; one
+ * plane at stride 1): phase (a, b) holds the padded rows s*u + a and columns s*v + b, so
+ * for every tap consecutive outputs of a row read consecutive addresses.  Output (oy, ox)
+ * is the virtual position oy * wq + ox; the padded input has room for every tap of every
+ * output. */
+typedef struct grid {
+    int s, hq, wq;
+    size_t chan; /* floats per channel: s * s * hq * wq */
+} grid;
+
+static grid layout(const rg_conv_geom *q) {
+    const int s = q->stride, ekh = (q->kh - 1) * q->dilation, ekw = (q->kw - 1) * q->dilation;
+    const int hpad = s * (q->oh - 1) + ekh + 1 > q->pad_t + q->h ? s * (q->oh - 1) + ekh + 1 : q->pad_t + q->h;
+    const int wpad = s * (q->ow - 1) + ekw + 1 > q->pad_l + q->w ? s * (q->ow - 1) + ekw + 1 : q->pad_l + q->w;
+    grid g = {s, (hpad + s - 1) / s, (wpad + s - 1) / s, 0};
+    g.chan = (size_t)s * s * g.hq * g.wq;
+    return g;
 }
 
 /* The geometry of dx = conv(dY, W~): stride 1, padding mirrored. */
@@ -88,19 +104,22 @@ void rg_direct_conv_allow(bool on) {
 
 bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
     decide();
-    const rg_conv_geom t = transposed(q, filters);
-    return isa != ISA_NONE && allowed && groups == 1 && q->stride == 1 && q->kh * q->kw > 1 &&
-           q->c * q->kh * q->kw <= RG_DIRECT_MAX_TAPS &&
-           filters * q->kh * q->kw <= RG_DIRECT_MAX_TAPS && t.pad_t >= 0 && t.pad_l >= 0 &&
+    return isa != ISA_NONE && allowed && groups == 1 && (q->stride == 1 || q->stride == 2) &&
+           q->kh * q->kw > 1 && q->c * q->kh * q->kw <= RG_DIRECT_MAX_TAPS &&
+           filters * q->kh * q->kw <= RG_DIRECT_MAX_TAPS &&
            (q->kw - 1) * q->dilation + WIDE_COLS <= SLACK;
+}
+
+bool rg_direct_conv_takes_dx(const rg_conv_geom *q, int filters) {
+    const rg_conv_geom t = transposed(q, filters);
+    return q->stride == 1 && t.pad_t >= 0 && t.pad_l >= 0;
 }
 
 /* Floats of one forward product's buffers: padded input and the virtual output. */
 static size_t forward_floats(const rg_conv_geom *q, int filters) {
-    int hp, wp;
-    layout(q, &hp, &wp);
-    return (size_t)q->c * hp * wp + SLACK +
-           round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * wp, ROW_ALIGN);
+    const grid g = layout(q);
+    return (size_t)q->c * g.chan + SLACK +
+           round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * g.wq, ROW_ALIGN);
 }
 
 size_t rg_direct_conv_packed_floats(const rg_conv_geom *q, int filters) {
@@ -111,10 +130,9 @@ size_t rg_direct_conv_packed_floats(const rg_conv_geom *q, int filters) {
 
 /* Floats of one sample's padded input and of its dY on the virtual positions. */
 static size_t backward_sample_floats(const rg_conv_geom *q, int filters, size_t *xp_floats) {
-    int hp, wp;
-    layout(q, &hp, &wp);
-    *xp_floats = (size_t)q->c * hp * wp + SLACK;
-    return *xp_floats + round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * wp, SUM_ALIGN);
+    const grid g = layout(q);
+    *xp_floats = (size_t)q->c * g.chan + SLACK;
+    return *xp_floats + round_up((size_t)filters, TILE_ROWS) * round_up((size_t)q->oh * g.wq, SUM_ALIGN);
 }
 
 int rg_direct_conv_group(const rg_conv_geom *q, int filters) {
@@ -129,7 +147,7 @@ size_t rg_direct_conv_work_floats(const rg_conv_geom *q, int filters) {
     const rg_conv_geom t = transposed(q, filters);
     const size_t fwd = forward_floats(q, filters);
     const size_t bwd = (size_t)rg_direct_conv_group(q, filters) * backward_sample_floats(q, filters, &xp) +
-                       forward_floats(&t, q->c);
+                       (rg_direct_conv_takes_dx(q, filters) ? forward_floats(&t, q->c) : 0);
     return fwd > bwd ? fwd : bwd;
 }
 
@@ -151,22 +169,41 @@ void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *q, boo
 }
 
 #ifdef DIRECT_X86
-static void fill_padded(const float *x, const rg_conv_geom *q, int hp, int wp, float *xp) {
-    memset(xp, 0, ((size_t)q->c * hp * wp + SLACK) * sizeof *xp);
+static void fill_padded(const float *x, const rg_conv_geom *q, const grid *g, float *xp) {
+    memset(xp, 0, ((size_t)q->c * g->chan + SLACK) * sizeof *xp);
+    const int s = g->s;
     for (int c = 0; c < q->c; c++)
-        for (int iy = 0; iy < q->h; iy++)
-            memcpy(xp + ((size_t)c * hp + iy + q->pad_t) * wp + q->pad_l,
-                   x + ((size_t)c * q->h + iy) * q->w, (size_t)q->w * sizeof *xp);
+        for (int a = 0; a < s; a++)
+            for (int b = 0; b < s; b++) {
+                float *plane = xp + c * g->chan + (size_t)(a * s + b) * g->hq * g->wq;
+                for (int u = 0; u < g->hq; u++) {
+                    const int iy = s * u + a - q->pad_t;
+                    if (iy < 0 || iy >= q->h) continue;
+                    const float *src = x + ((size_t)c * q->h + iy) * q->w;
+                    float *dst = plane + (size_t)u * g->wq;
+                    if (s == 1) {
+                        memcpy(dst + q->pad_l, src, (size_t)q->w * sizeof *dst);
+                        continue;
+                    }
+                    for (int v = 0; v < g->wq; v++) {
+                        const int ix = s * v + b - q->pad_l;
+                        if (ix >= 0 && ix < q->w) dst[v] = src[ix];
+                    }
+                }
+            }
 }
 
-/* Where each tap (c, i, j) of the window reads in the padded input, relative to the
- * output's virtual position: c*Hp*Wp + i*d*Wp + j*d. */
-static void tap_offsets(const rg_conv_geom *q, int hp, int wp, int *off) {
+/* Where each tap (c, i, j) of the window reads, relative to the output's virtual position:
+ * its channel's phase plane for (i*d mod s, j*d mod s), (i*d div s) rows and (j*d div s)
+ * columns on. */
+static void tap_offsets(const rg_conv_geom *q, const grid *g, int *off) {
     int k = 0;
+    const int s = g->s, d = q->dilation;
     for (int c = 0; c < q->c; c++)
         for (int i = 0; i < q->kh; i++)
             for (int j = 0; j < q->kw; j++)
-                off[k++] = (c * hp + i * q->dilation) * wp + j * q->dilation;
+                off[k++] = (int)(c * g->chan + (size_t)((i * d % s) * s + j * d % s) * g->hq * g->wq +
+                                 (size_t)(i * d / s) * g->wq + j * d / s);
 }
 
 /* c[4][24] = a (taps x 4, packed) . the 24 positions of x under every tap.  The twelve sums
@@ -236,14 +273,13 @@ FORWARD_512(forward_4x16, 1, 1)
 static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
                            const float *packed, const float *bias, float *y, bool add,
                            float *work) {
-    int hp, wp;
-    layout(q, &hp, &wp);
-    const size_t taps = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * wp;
+    const grid g = layout(q);
+    const size_t taps = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * g.wq;
     const size_t ldc = round_up(p, ROW_ALIGN);
-    float *xp = work, *cv = xp + (size_t)q->c * hp * wp + SLACK;
+    float *xp = work, *cv = xp + (size_t)q->c * g.chan + SLACK;
     int off[RG_DIRECT_MAX_TAPS];
-    tap_offsets(q, hp, wp, off);
-    fill_padded(x, q, hp, wp, xp);
+    tap_offsets(q, &g, off);
+    fill_padded(x, q, &g, xp);
     if (isa == ISA_AVX512) {
         typedef void (*tile_fn)(const float *, size_t, const float *, const int *, int, float *,
                                 size_t);
@@ -268,7 +304,7 @@ static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
     for (int o = 0; o < filters; o++) {
         const float b = bias ? bias[o] : 0.0f;
         for (int oy = 0; oy < q->oh; oy++) {
-            const float *src = cv + (size_t)o * ldc + (size_t)oy * wp;
+            const float *src = cv + (size_t)o * ldc + (size_t)oy * g.wq;
             float *dst = y + ((size_t)o * q->oh + oy) * q->ow;
             if (add)
                 for (int ox = 0; ox < q->ow; ox++) dst[ox] += src[ox] + b;
@@ -344,23 +380,22 @@ dw_tile_512(const float *restrict dy, size_t ldd, size_t dy_step, const float *c
 static void direct_backward(const float *x, size_t x_size, const float *dy, size_t dy_size,
                             int samples, const rg_conv_geom *q, int filters,
                             const float *packed_dx, float *dw, float *dx, float *work) {
-    int hp, wp;
-    layout(q, &hp, &wp);
+    const grid g = layout(q);
     size_t xp_floats;
     const size_t each = backward_sample_floats(q, filters, &xp_floats);
-    const size_t len = round_up((size_t)q->oh * wp, SUM_ALIGN);
+    const size_t len = round_up((size_t)q->oh * g.wq, SUM_ALIGN);
     const int taps = q->c * q->kh * q->kw;
     const int rows4 = (int)round_up((size_t)filters, TILE_ROWS);
     int off[RG_DIRECT_MAX_TAPS];
-    tap_offsets(q, hp, wp, off);
+    tap_offsets(q, &g, off);
     for (int smp = 0; smp < samples; smp++) {
         float *xp = work + smp * each, *dyv = xp + xp_floats;
-        fill_padded(x + smp * x_size, q, hp, wp, xp);
+        fill_padded(x + smp * x_size, q, &g, xp);
         /* dY on the virtual positions, zero past each row and at the end */
         memset(dyv, 0, (size_t)rows4 * len * sizeof *dyv);
         for (int o = 0; o < filters; o++)
             for (int oy = 0; oy < q->oh; oy++)
-                memcpy(dyv + o * len + (size_t)oy * wp,
+                memcpy(dyv + o * len + (size_t)oy * g.wq,
                        dy + smp * dy_size + ((size_t)o * q->oh + oy) * q->ow,
                        (size_t)q->ow * sizeof *dyv);
     }
