@@ -25,6 +25,7 @@
  */
 #include "../kernels.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -104,10 +105,14 @@ void rg_direct_conv_allow(bool on) {
 
 bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
     decide();
-    return isa != ISA_NONE && allowed && groups == 1 && (q->stride == 1 || q->stride == 2) &&
-           q->kh * q->kw > 1 && q->c * q->kh * q->kw <= RG_DIRECT_MAX_TAPS &&
-           filters * q->kh * q->kw <= RG_DIRECT_MAX_TAPS &&
-           (q->kw - 1) * q->dilation + WIDE_COLS <= SLACK;
+    if (isa == ISA_NONE || !allowed || groups != 1 || (q->stride != 1 && q->stride != 2) ||
+        q->kh * q->kw < 2 || q->c * q->kh * q->kw > RG_DIRECT_MAX_TAPS ||
+        filters * q->kh * q->kw > RG_DIRECT_MAX_TAPS ||
+        (q->kw - 1) * q->dilation + WIDE_COLS > SLACK)
+        return false;
+    const grid g = layout(q); /* tap offsets are ints */
+    return (double)q->c * (double)g.chan + SLACK < (double)INT_MAX &&
+           (double)filters * (double)q->oh * q->ow < (double)INT_MAX;
 }
 
 bool rg_direct_conv_takes_dx(const rg_conv_geom *q, int filters) {
