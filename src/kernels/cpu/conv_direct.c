@@ -110,9 +110,10 @@ bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
         filters * q->kh * q->kw > RG_DIRECT_MAX_TAPS ||
         (q->kw - 1) * q->dilation + WIDE_COLS > SLACK)
         return false;
-    const grid g = layout(q); /* tap offsets are ints */
+    const rg_conv_geom t = transposed(q, filters); /* tap offsets are ints, dx's too */
+    const grid g = layout(q), gt = q->stride == 1 ? layout(&t) : g;
     return (double)q->c * (double)g.chan + SLACK < (double)INT_MAX &&
-           (double)filters * (double)q->oh * q->ow < (double)INT_MAX;
+           (double)filters * (double)gt.chan + SLACK < (double)INT_MAX;
 }
 
 bool rg_direct_conv_takes_dx(const rg_conv_geom *q, int filters) {
