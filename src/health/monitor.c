@@ -73,10 +73,11 @@ const char *rg_verdict_name(rg_verdict v) {
     return (v >= 0 && v < RG_VERDICT_COUNT) ? verdict_names[v] : "?";
 }
 
-/* Sums and sums of squares go through rg_dot (the BLAS): plain double loops made the
- * monitor cost a third of the MLP's step when observing every step.  Large ones are cut
- * into fixed chunks that the OpenMP team shares, the chunks' sums added in order: the
- * same result whatever the number of threads. */
+/* Sums of squares go through rg_sum_squares (the BLAS), the per-unit and per-plane sums
+ * through kernels/cpu/stats.c (vector lanes): plain double loops made the monitor cost a
+ * third of the MLP's step when observing every step.  Large ones are cut into fixed
+ * chunks that the OpenMP team shares, the chunks' sums added in order: the same result
+ * whatever the number of threads. */
 #define SQ_CHUNK 16384
 
 
