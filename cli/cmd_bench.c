@@ -117,20 +117,11 @@ int cmd_bench(int argc, char **argv) {
     for (size_t i = 0; i < sample * (size_t)batch; i++) x[i] = rg_rng_uniform(&rng);
     for (int b = 0; b < batch; b++) rg_graph_labels(g)[b] = (int)rg_rng_below(&rng, (uint32_t)k);
 
-    /* watched steps as in training: the optimizer measures each layer's update */
-    rg_monitor *mon = monitor ? rg_monitor_create(g) : NULL;
-    const int n_layers = mon ? rg_monitor_layer_count(mon) : 0;
-    size_t *layer_off = malloc(((size_t)n_layers + 1) * sizeof *layer_off);
-    size_t *layer_len = malloc(((size_t)n_layers + 1) * sizeof *layer_len);
-    double *moved = malloc(((size_t)n_layers + 1) * sizeof *moved);
-    const bool by_optimizer = mon && layer_off && layer_len && moved &&
-                              rg_monitor_weight_ranges(mon, layer_off, layer_len);
-    if ((monitor && !mon) || (mon && (s = rg_monitor_track_update(mon, !by_optimizer)))) {
-        rg_monitor_free(mon);
-        free(layer_off), free(layer_len), free(moved);
+    rg_monitor *mon = NULL;
+    if (monitor && !(mon = rg_monitor_create(g))) {
         rg_optim_free(opt);
         rg_model_free(&m);
-        return cli_fail(cmd, mon ? s : RG_ERR_MEMORY);
+        return cli_fail(cmd, RG_ERR_MEMORY);
     }
     double opt_seconds = 0, t0 = 0, step_seconds[2] = {0, 0}; /* plain, watched */
     for (long i = 0; i < warmup + steps; i++) {
@@ -142,6 +133,7 @@ int cmd_bench(int argc, char **argv) {
         const bool watch = mon && i % 2 == 1;
         const double s0 = wall();
         if (mon) rg_monitor_enable(mon, watch);
+        if (mon && (s = rg_monitor_track_update(mon, watch, opt))) break; /* as in training */
         rg_graph_forward(g, (int)batch, 1);
         rg_graph_backward(g, m.loss);
         if (watch) {
@@ -149,12 +141,16 @@ int cmd_bench(int argc, char **argv) {
             rg_monitor_judge(mon);
         }
         double o0 = wall();
-        if (watch && by_optimizer) rg_optim_measure_next(opt, n_layers, layer_off, layer_len, moved);
         rg_optim_step(opt, rg_graph_params(g), rg_graph_grads(g), oc.lr);
         opt_seconds += wall() - o0;
-        if (watch && by_optimizer) rg_monitor_set_update(mon, moved);
-        else if (watch) rg_monitor_note_update(mon);
+        if (watch) rg_monitor_note_update(mon);
         if (i >= warmup) step_seconds[watch] += wall() - s0;
+    }
+    if (s) { /* no memory for the monitor's copy of the weights */
+        rg_monitor_free(mon);
+        rg_optim_free(opt);
+        rg_model_free(&m);
+        return cli_fail(cmd, s);
     }
     /* the watched steps' extra time over the plain ones', per step */
     const long watched = mon ? steps / 2 + (steps % 2 && warmup % 2) : 0, plain = steps - watched;
@@ -229,7 +225,6 @@ int cmd_bench(int argc, char **argv) {
                    100 * monitor_cost, 10 * monitor_cost, watched, plain);
     }
     rg_monitor_free(mon);
-    free(layer_off), free(layer_len), free(moved);
     rg_optim_free(opt);
     rg_model_free(&m);
     return 0;

@@ -686,21 +686,17 @@ const double *rg_monitor_unit_mean(const rg_monitor *m, int i);
 const double *rg_monitor_unit_std(const rg_monitor *m, int i);
 /* Recomputes every layer's verdict and evidence from the last observed pass. */
 void rg_monitor_judge(rg_monitor *m);
-/* Also measure the optimizer step (on = 1): each observed backward pass then keeps a copy
- * of every layer's weights, which stay as they are until the step, in the same pass that
- * takes their norm.  Fails only for want of memory (one float per parameter). */
-rg_status rg_monitor_track_update(rg_monitor *m, int on);
-/* After the step: records ||W_after - W_before|| / ||W_before|| for every layer, W_before
- * as the last observed backward pass saw it (update_ratio; NaN for a layer that pass did
- * not reach, such as a frozen one; nothing unless tracking). */
+/* Whether the coming step's update is measured (on = 1; call before its forward pass), and
+ * how: by the optimizer o in its own pass (rg_optim_measure_next), or, when o is NULL,
+ * from a copy of each layer's weights that the observed backward pass keeps in the pass
+ * that takes their norm.  Pass NULL when something moves the weights after the optimizer
+ * (max-norm, pruning masks, a trust region), so the copy sees the whole change.  Fails only
+ * for want of memory (the copy: one float per parameter). */
+rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o);
+/* After the step: records ||W_after - W_before|| / ||W_before|| for every layer
+ * (update_ratio; NaN for a frozen layer, or one the backward pass did not reach; nothing
+ * unless tracking). */
 void rg_monitor_note_update(rg_monitor *m);
-/* The same from the squared change of each layer's weights as the optimizer measured it
- * (rg_optim_measure_next over rg_monitor_weight_ranges), with no copy: NaN when frozen. */
-void rg_monitor_set_update(rg_monitor *m, const double *moved);
-/* Each layer's weights as ranges of the flat parameters (offset[i], length[i]; arrays of
- * rg_monitor_layer_count), in layer order.  Returns whether they are in increasing order,
- * as rg_optim_measure_next needs. */
-int rg_monitor_weight_ranges(const rg_monitor *m, size_t *offset, size_t *length);
 
 /* ---------------------------------------------------------------- GRA: gradient repair */
 

@@ -112,8 +112,7 @@ struct rg_node_impl {
  * scanning the output again; in backward the same for the squares of the gradients.
  * Convolutions do (conv.c). */
 typedef struct rg_output_stats {
-    int want;          /* an rg_count_kind */
-    float lo, hi;
+    int want;          /* an rg_count_kind: nothing, or the relu's sums (no bounds) */
     double *sums;      /* (batch, channels, 4) */
     long *counts;      /* (batch, channels) */
     double *dy_squares, *dx_squares; /* backward, per sample: sum of dY^2 (rg_sum_squares),

@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #define VANISH_OF_MAX 1e-3
 #define VANISH_RMS_OF_MAX 1e-2
 #define EXPLODE_OF_MEDIAN 100.0
@@ -64,6 +63,10 @@ struct rg_monitor {
     size_t *chunk_lo;         /* the layer and first index of each piece */
     double *chunk_sum;
     size_t n_chunks;
+    size_t *w_off, *w_len;    /* each layer's weights in the flat buffer, for the optimizer */
+    double *moved;            /* its squared change, as the optimizer sums it; NULL: the
+                               * layers are not in buffer order, so it cannot */
+    bool by_optimizer;        /* the watched step's update is measured by the optimizer */
 };
 
 static const char *const verdict_names[RG_VERDICT_COUNT] = {
@@ -79,7 +82,6 @@ const char *rg_verdict_name(rg_verdict v) {
  * chunks that the OpenMP team shares, the chunks' sums added in order: the same result
  * whatever the number of threads. */
 #define SQ_CHUNK 16384
-
 
 /* Sums of squares of a[lo, lo + len) and, when b is given, of b[lo, lo + len), b's piece
  * first copied to keep[lo..] when keep is given (it is then in cache for the sum). */
@@ -134,29 +136,12 @@ typedef struct {
 
 #define DENSE_TEAM_MIN 16384 /* values: below this one thread sums faster than two */
 
-/* rg_unit_block_sums for the last units of a layer, fewer than RG_UNIT_BLOCK. */
-static void dense_tail(const float *out, size_t stride, int batch, int width, rg_count_kind want,
-                       float lo, float hi, float *s, float *s2, int *counted, float *rs,
-                       float *rs2) {
-    for (int k = 0; k < width; k++) {
-        float a = 0, a2 = 0, r = 0, r2 = 0;
-        int c = 0;
-        for (int b = 0; b < batch; b++) {
-            const float v = out[(size_t)b * stride + k], pos = v > 0.0f ? v : 0.0f;
-            a += v, a2 += v * v, r += pos, r2 += pos * pos;
-            c += rg_value_counts(v, want, lo, hi);
-        }
-        s[k] = a, s2[k] = a2, counted[k] = c;
-        if (want == RG_COUNT_RELU_OF) rs[k] = r, rs2[k] = r2;
-    }
-}
-
 void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int b, const float *y) {
     for (int c = 0; c < channels; c++) {
         double *t = st->sums + ((size_t)b * channels + c) * 4;
         t[0] = t[1] = t[2] = t[3] = 0;
         st->counts[(size_t)b * channels + c] =
-            rg_plane_sums(y + (size_t)c * plane, plane, (rg_count_kind)st->want, st->lo, st->hi, t);
+            rg_plane_sums(y + (size_t)c * plane, plane, (rg_count_kind)st->want, 0, 0, t);
     }
 }
 
@@ -182,12 +167,9 @@ static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, rg
 #pragma omp parallel for schedule(static) if ((size_t)batch * units >= DENSE_TEAM_MIN)
         for (int i = 0; i < blocks; i++) {
             const int u0 = i * RG_UNIT_BLOCK;
-            if (u0 + RG_UNIT_BLOCK <= units)
-                rg_unit_block_sums(n->out + u0, n->size, batch, want, lo, hi, s + u0, s2 + u0,
-                            counted + u0, rs + u0, rs2 + u0);
-            else
-                dense_tail(n->out + u0, n->size, batch, units - u0, want, lo, hi, s + u0,
-                           s2 + u0, counted + u0, rs + u0, rs2 + u0);
+            rg_unit_block_sums(n->out + u0, n->size, batch,
+                               units - u0 < RG_UNIT_BLOCK ? units - u0 : RG_UNIT_BLOCK, want, lo, hi,
+                               s + u0, s2 + u0, counted + u0, rs + u0, rs2 + u0);
         }
         for (int u = 0; u < units; u++) {
             sum[u] = s[u], sq[u] = s2[u];
@@ -342,7 +324,6 @@ static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch
             ? sqrt(sample_squares(m, n, x->dout, x->size, batch, st ? st->dx_squares : NULL)) / dz : NAN;
 }
 
-
 static void monitor_hook(rg_graph *g, int node, bool backward, void *user) {
     rg_monitor *m = user;
     if (!m->on || m->layer_of_node[node] < 0) return;
@@ -442,6 +423,19 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     for (size_t i = 0, c = 0; i < (size_t)m->n; i++)
         for (size_t lo = 0; lo < g->params[g->nodes[m->layers[i].node].first_param].size; lo += SQ_CHUNK)
             m->chunk_layer[c] = (int)i, m->chunk_lo[c++] = lo;
+    m->w_off = malloc(((size_t)m->n + 1) * sizeof *m->w_off);
+    m->w_len = malloc(((size_t)m->n + 1) * sizeof *m->w_len);
+    m->moved = malloc(((size_t)m->n + 1) * sizeof *m->moved);
+    if (!m->w_off || !m->w_len || !m->moved) {
+        rg_monitor_free(m);
+        rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
+        return NULL;
+    }
+    for (int i = 0; i < m->n; i++) {
+        const rg_param_impl *k = &g->params[g->nodes[m->layers[i].node].first_param];
+        m->w_off[i] = k->offset, m->w_len[i] = k->size;
+        if (i > 0 && m->w_off[i] < m->w_off[i - 1] + m->w_len[i - 1]) free(m->moved), m->moved = NULL;
+    }
     g->hook = monitor_hook;
     g->hook_user = m;
     return m;
@@ -471,6 +465,9 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->chunk_layer);
     free(m->chunk_lo);
     free(m->chunk_sum);
+    free(m->w_off);
+    free(m->w_len);
+    free(m->moved);
     free(m);
 }
 
@@ -602,40 +599,35 @@ void rg_monitor_judge(rg_monitor *m) {
     }
 }
 
-rg_status rg_monitor_track_update(rg_monitor *m, int on) {
-    if (on && !m->before) {
+rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o) {
+    m->by_optimizer = on && o && m->moved;
+    m->track_update = on && !m->by_optimizer;
+    if (o) /* measure this step, or forget a measurement a skipped step left asked for */
+        rg_optim_measure_next(o, m->by_optimizer ? m->n : 0, m->w_off, m->w_len, m->moved);
+    if (m->track_update && !m->before) {
         if (!(m->before = malloc(m->g->param_floats * sizeof *m->before)) ||
             !(m->chunk_sum = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_sum))) {
             free(m->before);
             m->before = NULL;
+            m->track_update = false;
             return rg_fail(RG_ERR_MEMORY, "out of memory for the monitor's copy of the weights");
         }
     }
-    m->track_update = on != 0;
     return RG_OK;
-}
-
-int rg_monitor_weight_ranges(const rg_monitor *m, size_t *offset, size_t *length) {
-    int ordered = 1;
-    for (int i = 0; i < m->n; i++) {
-        const rg_param_impl *k = &m->g->params[m->g->nodes[m->layers[i].node].first_param];
-        offset[i] = k->offset, length[i] = k->size;
-        if (i > 0 && offset[i] < offset[i - 1] + length[i - 1]) ordered = 0;
-    }
-    return ordered;
-}
-
-void rg_monitor_set_update(rg_monitor *m, const double *moved) {
-    for (int i = 0; i < m->n; i++) {
-        layer *l = &m->layers[i];
-        l->h.update_ratio = rg_node_frozen(m->g, &m->g->nodes[l->node])
-                                ? NAN : sqrt(moved[i]) / fmax(l->h.weight_norm, 1e-12);
-    }
 }
 
 /* |W - W_before|^2 of every layer in one pass of the team over all layers' pieces, each
  * layer's pieces added in order: the same figures whatever the thread count. */
 void rg_monitor_note_update(rg_monitor *m) {
+    if (m->by_optimizer) { /* the optimizer's own sums of each layer's squared change */
+        for (int i = 0; i < m->n; i++) {
+            layer *l = &m->layers[i];
+            l->h.update_ratio = rg_node_frozen(m->g, &m->g->nodes[l->node])
+                                    ? NAN : sqrt(m->moved[i]) / fmax(l->h.weight_norm, 1e-12);
+        }
+        m->by_optimizer = false;
+        return;
+    }
     if (!m->track_update) return;
     const rg_graph *g = m->g;
 #pragma omp parallel for schedule(static) if (m->n_chunks > 2)

@@ -30,15 +30,13 @@ typedef enum { RG_COUNT_NONE, RG_COUNT_POSITIVE, RG_COUNT_NEAR_BOUND, RG_COUNT_R
 /* One plane of n values (stats.c): adds its sum and sum of squares to t[0], t[1], for
  * RG_COUNT_RELU_OF those of relu(x) to t[2], t[3]; returns the count `want` asks for. */
 long rg_plane_sums(const float *p, size_t n, rg_count_kind want, float lo, float hi, double t[4]);
-/* That count for one value. */
-int rg_value_counts(float v, rg_count_kind want, float lo, float hi);
-/* RG_UNIT_BLOCK units of a dense output, rows `stride` apart, over `batch` rows in order:
- * per unit the sum (s), sum of squares (s2), count, and for RG_COUNT_RELU_OF the sums of
- * relu(x) (rs, rs2), each kept in registers. */
+/* Units [0, width) of a dense output (width at most RG_UNIT_BLOCK), rows `stride` apart,
+ * over `batch` rows in order: per unit the sum (s), sum of squares (s2), count, and for
+ * RG_COUNT_RELU_OF the sums of relu(x) (rs, rs2); a full block keeps them in registers. */
 #define RG_UNIT_BLOCK 16
-void rg_unit_block_sums(const float *out, size_t stride, int batch, rg_count_kind want,
-                        float lo, float hi, float *s, float *s2, int *counted, float *rs,
-                        float *rs2);
+void rg_unit_block_sums(const float *out, size_t stride, int batch, int width,
+                        rg_count_kind want, float lo, float hi, float *s, float *s2, int *counted,
+                        float *rs, float *rs2);
 
 /* sum (a[i] - b[i])^2 in 8 float lanes, added in double (stats.c). */
 double rg_distance_squared(const float *a, const float *b, size_t n);

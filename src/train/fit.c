@@ -11,7 +11,6 @@
  * threads; plain in-memory batches are a copy and are made in line.
  */
 #include "../internal.h"
-#include "../kernels/kernels.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -275,19 +274,6 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     if (cfg->repair || cfg->monitor_every > 0) {
         if (!(mon = rg_monitor_create(g))) s = RG_ERR_MEMORY;
     }
-    /* On a watched step the optimizer measures each layer's update in its own pass (no copy
-     * of the weights), unless something moves the weights after it: then the monitor
-     * copies them in backward and compares after the step. */
-    const int n_layers = mon ? rg_monitor_layer_count(mon) : 0;
-    size_t *layer_off = NULL, *layer_len = NULL;
-    double *moved = NULL;
-    if (!s && cfg->monitor_every > 0 && n_layers > 0) {
-        layer_off = malloc((size_t)n_layers * sizeof *layer_off);
-        layer_len = malloc((size_t)n_layers * sizeof *layer_len);
-        moved = malloc((size_t)n_layers * sizeof *moved);
-        if (!layer_off || !layer_len || !moved) s = rg_fail(RG_ERR_MEMORY, "out of memory for the monitor");
-        else if (!rg_monitor_weight_ranges(mon, layer_off, layer_len)) free(moved), moved = NULL;
-    }
     /* Resuming: the weights, moments and counters, then the data order replayed to where
      * the run stopped (each epoch's shuffle permutes the last one's order). */
     rg_train_state at = {.seed = cfg->seed};
@@ -368,10 +354,11 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             const bool watch = cfg->monitor_every > 0 && step % cfg->monitor_every == 0;
             const bool check = rg_repair_wants_check(gra, step);
             if (mon) rg_monitor_enable(mon, watch || check);
+            /* The optimizer measures a watched step's update in its own pass, unless
+             * something moves the weights after it: then the monitor keeps a copy. */
             const bool moved_after = cfg->max_norm > 0 || g->mask_buf || m->lasso_m > 0 ||
                                      rg_repair_caps_updates(gra);
-            const bool by_optimizer = watch && moved && !moved_after;
-            if (mon && (s = rg_monitor_track_update(mon, watch && !by_optimizer))) break;
+            if (mon && (s = rg_monitor_track_update(mon, watch, moved_after ? NULL : opt))) break;
             if (b > 0 && (s = rg_graph_forward(g, b, 1))) break; /* only --check-numerics fails here */
             const float loss = b > 0 ? g->nodes[m->loss].out[0] : 0.0f;
             if (!isfinite(loss) && !gra) {
@@ -412,16 +399,13 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 if (cfg->clip_norm > 0) rg_clip_grad_norm(g, cfg->clip_norm);
                 if (cfg->agc > 0) rg_clip_grad_agc(g, cfg->agc, m->logits);
                 rg_repair_before_update(gra);
-                if (by_optimizer && (s = rg_optim_measure_next(opt, n_layers, layer_off, layer_len, moved)))
-                    break;
                 rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
                 rg_repair_after_update(gra, step);
                 if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);
                 rg_graph_apply_masks(g); /* pruned weights stay 0 */
                 if (m->lasso_m > 0) rg_lassonet_prox(m, cfg->lasso_lambda * lr);
 
-                if (by_optimizer) rg_monitor_set_update(mon, moved);
-                else if (watch) rg_monitor_note_update(mon);
+                if (watch) rg_monitor_note_update(mon);
             }
             if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
             /* uses the probe batches: after the step, before the next batch is loaded */
@@ -508,9 +492,6 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     rg_loader_free(loader);
     rg_repair_free(gra);
     rg_monitor_free(mon);
-    free(layer_off);
-    free(layer_len);
-    free(moved);
     rg_optim_free(opt);
     free(order);
     return s;

@@ -52,9 +52,30 @@ long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float 
     return counted;
 }
 
-void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, rg_count_kind want,
-                        float lo, float hi, float *s, float *s2, int *counted, float *rs,
-                        float *rs2) {
+/* The last units of a layer, fewer than a block: one at a time. */
+static void unit_tail_sums(const float *out, size_t stride, int batch, int width,
+                           rg_count_kind want, float lo, float hi, float *s, float *s2,
+                           int *counted, float *rs, float *rs2) {
+    for (int k = 0; k < width; k++) {
+        float a = 0, a2 = 0, r = 0, r2 = 0;
+        int c = 0;
+        for (int b = 0; b < batch; b++) {
+            const float v = out[(size_t)b * stride + k], pos = v > 0.0f ? v : 0.0f;
+            a += v, a2 += v * v, r += pos, r2 += pos * pos;
+            c += counts(v, want, lo, hi);
+        }
+        s[k] = a, s2[k] = a2, counted[k] = c;
+        if (want == RG_COUNT_RELU_OF) rs[k] = r, rs2[k] = r2;
+    }
+}
+
+void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, int width,
+                        rg_count_kind want, float lo, float hi, float *s, float *s2, int *counted,
+                        float *rs, float *rs2) {
+    if (width < RG_UNIT_BLOCK) {
+        unit_tail_sums(out, stride, batch, width, want, lo, hi, s, s2, counted, rs, rs2);
+        return;
+    }
     enum { V = RG_UNIT_BLOCK / 4 };
     const v4f zero = {0, 0, 0, 0}, low = {lo, lo, lo, lo}, high = {hi, hi, hi, hi};
     v4f a[V], a2[V], r[V], r2[V];
@@ -76,8 +97,6 @@ void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, rg_
     memcpy(s, a, sizeof a), memcpy(s2, a2, sizeof a2), memcpy(counted, c, sizeof c);
     if (want == RG_COUNT_RELU_OF) memcpy(rs, r, sizeof r), memcpy(rs2, r2, sizeof r2);
 }
-
-int rg_value_counts(float v, rg_count_kind want, float lo, float hi) { return counts(v, want, lo, hi); }
 
 double rg_distance_squared(const float *restrict a, const float *restrict b, size_t n) {
     float lanes[8] = {0};
