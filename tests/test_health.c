@@ -264,10 +264,79 @@ static void test_statistics_in_the_op_match_a_scan(void **state) {
     }
 }
 
+/* The monitor's sums (kernels/cpu/stats.c) are the bits of a plain model of their lanes,
+ * whichever instruction set rg_cpu_isa chose: CTest runs this file again under
+ * REGRAD_MAX_ISA=AVX2 and =BASE.  Sizes with tails; values around 0 and the tanh bounds. */
+static void test_statistics_kernels_match_their_lane_model(void **state) {
+    (void)state;
+    rg_rng rng;
+    rg_rng_seed(&rng, 11);
+    enum { ROWS = 37, STRIDE = 53, N = ROWS * STRIDE };
+    float x[N], y[N];
+    for (int i = 0; i < N; i++) {
+        const float u = rg_rng_uniform(&rng);
+        x[i] = u < 0.1f ? 0.995f : u < 0.2f ? -0.999f : 2.0f * u - 1.0f;
+        y[i] = x[i] + 0.01f * (rg_rng_uniform(&rng) - 0.5f);
+    }
+    const rg_count_kind kinds[] = {RG_COUNT_NONE, RG_COUNT_POSITIVE, RG_COUNT_NEAR_BOUND, RG_COUNT_RELU_OF};
+    for (int kind = 0; kind < 4; kind++) {
+        const rg_count_kind want = kinds[kind];
+        for (size_t n = 0; n < 100; n += 7) { /* one plane: 8 float lanes, the tail in double */
+            float a[8] = {0}, a2[8] = {0}, r[8] = {0}, r2[8] = {0};
+            long counted = 0;
+            double u[4] = {0, 0, 0, 0};
+            const size_t body = n / 8 * 8;
+            for (size_t i = 0; i < n; i++) {
+                const float v = x[i], pos = v > 0 ? v : 0;
+                counted += want == RG_COUNT_NEAR_BOUND ? (v < -0.99f) | (v > 0.99f)
+                                                       : want != RG_COUNT_NONE && v > 0;
+                if (i < body) {
+                    a[i % 8] += v, a2[i % 8] += v * v, r[i % 8] += pos, r2[i % 8] += pos * pos;
+                } else {
+                    u[0] += v, u[1] += (double)v * v, u[2] += pos, u[3] += (double)pos * pos;
+                }
+            }
+            for (int k = 0; k < 8; k++) u[0] += a[k], u[1] += a2[k], u[2] += r[k], u[3] += r2[k];
+            double t[4] = {0, 0, 0, 0};
+            assert_int_equal(rg_plane_sums(x, n, want, -0.99f, 0.99f, t), counted);
+            assert_true(t[0] == u[0] && t[1] == u[1]);
+            if (want == RG_COUNT_RELU_OF) assert_true(t[2] == u[2] && t[3] == u[3]);
+        }
+        /* dense units: each over the rows in order, in float */
+        for (int width = RG_UNIT_BLOCK - 3; width <= RG_UNIT_BLOCK; width += 3) {
+            float s[RG_UNIT_BLOCK], s2[RG_UNIT_BLOCK], rs[RG_UNIT_BLOCK], rs2[RG_UNIT_BLOCK];
+            int c[RG_UNIT_BLOCK];
+            rg_unit_block_sums(x + 5, STRIDE, ROWS, width, want, -0.99f, 0.99f, s, s2, c, rs, rs2);
+            for (int k = 0; k < width; k++) {
+                float e = 0, e2 = 0, er = 0, er2 = 0;
+                int ec = 0;
+                for (int b = 0; b < ROWS; b++) {
+                    const float v = x[5 + b * STRIDE + k], pos = v > 0 ? v : 0;
+                    e += v, e2 += v * v, er += pos, er2 += pos * pos;
+                    ec += want == RG_COUNT_NEAR_BOUND ? (v < -0.99f) | (v > 0.99f)
+                                                      : want != RG_COUNT_NONE && v > 0;
+                }
+                assert_true(s[k] == e && s2[k] == e2);
+                assert_int_equal(c[k], ec);
+                if (want == RG_COUNT_RELU_OF) assert_true(rs[k] == er && rs2[k] == er2);
+            }
+        }
+    }
+    for (size_t n = 0; n < 200; n += 13) { /* an update's size: 8 float lanes, then double */
+        float lanes[8] = {0};
+        double total = 0;
+        for (size_t i = 0; i < n / 8 * 8; i++) lanes[i % 8] += (x[i] - y[i]) * (x[i] - y[i]);
+        for (size_t i = n / 8 * 8; i < n; i++) total += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        for (int k = 0; k < 8; k++) total += lanes[k];
+        assert_true(rg_distance_squared(x, y, n) == total);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_healthy_network_is_healthy),
         cmocka_unit_test(test_statistics_in_the_op_match_a_scan),
+        cmocka_unit_test(test_statistics_kernels_match_their_lane_model),
         cmocka_unit_test(test_vanishing_detected_and_repaired),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),

@@ -134,7 +134,10 @@ typedef struct {
     double relu_sum, relu_sq; /* RG_COUNT_RELU_OF: sums of relu(x) and relu(x)^2 */
 } unit_counts;
 
-#define DENSE_TEAM_MIN 16384 /* values: below this one thread sums faster than two */
+/* Values of a dense output below which one thread sums it: a 128 x 256 output takes ~4 us
+ * alone in AVX-512 lanes, and 2 to 18 us on two threads (measured in the MLP benchmark's
+ * step, where the second thread often arrives late from the product before). */
+#define DENSE_TEAM_MIN 131072
 
 void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int b, const float *y) {
     for (int c = 0; c < channels; c++) {

@@ -22,6 +22,11 @@ double rg_dot(const float *x, const float *y, size_t n);
  * scaled double loop (gradients of 1e-26 must not read as 0). */
 double rg_sum_squares(const float *x, size_t n);
 
+/* The widest vector instructions the hand-written kernels may use (isa.c): AVX-512, AVX2
+ * with FMA, or neither (plain C, SSE2 on x86-64); REGRAD_MAX_ISA=AVX2 or =BASE caps it. */
+typedef enum { RG_ISA_BASE, RG_ISA_AVX2, RG_ISA_AVX512 } rg_isa;
+rg_isa rg_cpu_isa(void);
+
 /* What the monitor counts besides sums: nothing (a layer's output), positive values (relu:
  * a unit never positive is dead), values within 1% of a sigmoid/tanh bound (lo, hi), or,
  * on a layer's output a relu reads next, the positive values and the sums of relu(x), so

@@ -28,7 +28,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -77,23 +76,17 @@ static rg_conv_geom transposed(const rg_conv_geom *q, int filters) {
     return t;
 }
 
-/* The instruction set the kernels use: the widest the CPU has (AVX-512 or AVX2 with FMA),
- * capped by REGRAD_MAX_ISA=AVX2 (so a benchmark can hold both sides to AVX2); none without
- * AVX2.  REGRAD_DIRECT_CONV=0 or rg_direct_conv_allow(false) send every convolution to
- * im2col and the BLAS, so tests and benchmarks can compare the two. */
-enum { ISA_NONE, ISA_AVX2, ISA_AVX512 };
-static int isa = -1, allowed = -1;
+/* The instruction set comes from rg_cpu_isa (none without AVX2).  REGRAD_DIRECT_CONV=0 or
+ * rg_direct_conv_allow(false) send every convolution to im2col and the BLAS, so tests and
+ * benchmarks can compare the two. */
+static int isa = -1, allowed = -1; /* an rg_isa; RG_ISA_BASE: no direct kernels */
 
 static void decide(void) {
     if (isa >= 0) return;
-    const char *cap = getenv("REGRAD_MAX_ISA"), *env = getenv("REGRAD_DIRECT_CONV");
-    isa = ISA_NONE;
+    const char *env = getenv("REGRAD_DIRECT_CONV");
+    isa = RG_ISA_BASE;
 #ifdef DIRECT_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = ISA_AVX2;
-    if (isa && __builtin_cpu_supports("avx512f") && !(cap && strcasecmp(cap, "AVX2") == 0))
-        isa = ISA_AVX512;
-#else
-    (void)cap;
+    isa = rg_cpu_isa();
 #endif
     if (allowed < 0) allowed = !(env && strcmp(env, "0") == 0);
 }
@@ -105,7 +98,7 @@ void rg_direct_conv_allow(bool on) {
 
 bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
     decide();
-    if (isa == ISA_NONE || !allowed || groups != 1 || (q->stride != 1 && q->stride != 2) ||
+    if (isa == RG_ISA_BASE || !allowed || groups != 1 || (q->stride != 1 && q->stride != 2) ||
         q->kh * q->kw < 2 || q->c * q->kh * q->kw > RG_DIRECT_MAX_TAPS ||
         filters * q->kh * q->kw > RG_DIRECT_MAX_TAPS ||
         (q->kw - 1) * q->dilation + WIDE_COLS > SLACK)
@@ -286,7 +279,7 @@ static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
     int off[RG_DIRECT_MAX_TAPS];
     tap_offsets(q, &g, off);
     fill_padded(x, q, &g, xp);
-    if (isa == ISA_AVX512) {
+    if (isa == RG_ISA_AVX512) {
         typedef void (*tile_fn)(const float *, size_t, const float *, const int *, int, float *,
                                 size_t);
         static const tile_fn tiles[2][3] = {{forward_4x16, forward_4x32, forward_4x48},
@@ -405,13 +398,13 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
                        dy + smp * dy_size + ((size_t)o * q->oh + oy) * q->ow,
                        (size_t)q->ow * sizeof *dyv);
     }
-    const int tap_tile = isa == ISA_AVX512 ? DW_TAPS_512 : 3;
+    const int tap_tile = isa == RG_ISA_AVX512 ? DW_TAPS_512 : 3;
     for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
         for (int k0 = 0; k0 < taps; k0 += tap_tile) {
             const float *xs[DW_TAPS_512];
             const int n = taps - k0 < tap_tile ? taps - k0 : tap_tile;
             for (int t = 0; t < n; t++) xs[t] = work + off[k0 + t];
-            (isa == ISA_AVX512 ? dw_tile_512 : dw_tile)(
+            (isa == RG_ISA_AVX512 ? dw_tile_512 : dw_tile)(
                 work + xp_floats + r0 * len, len, each, xs, each, samples, n, len,
                 dw + (size_t)r0 * taps + k0, taps, filters - r0 < TILE_ROWS ? filters - r0 : TILE_ROWS);
         }

@@ -12,32 +12,61 @@
 
 typedef float v4f __attribute__((vector_size(16)));
 typedef int v4i __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+
+/* Each kernel below is written once for a vector type (GCC's vector extensions: the
+ * auto-vectoriser leaves these loops scalar) and compiled for plain x86-64 (SSE2) and for
+ * AVX2 or AVX-512, chosen by rg_cpu_isa.  Every lane adds its values in the same order
+ * whatever the width, and this file is compiled without FMA contraction
+ * (-ffp-contract=off), so a figure is the same bits on every CPU. */
 
 static int counts(float v, rg_count_kind want, float lo, float hi) {
     return want == RG_COUNT_NEAR_BOUND ? (v < lo) | (v > hi) : want != RG_COUNT_NONE && v > 0.0f;
 }
 
-/* 8 float lanes (two vectors of 4: GCC's vector extensions, SSE2 on x86-64, since the
- * auto-vectoriser leaves this loop scalar), added in double at the end. */
-long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float lo, float hi,
-                   double t[4]) {
-    const v4f zero = {0, 0, 0, 0}, low = {lo, lo, lo, lo}, high = {hi, hi, hi, hi};
-    v4f a[2] = {zero, zero}, a2[2] = {zero, zero}, r[2] = {zero, zero}, r2[2] = {zero, zero};
-    v4i c[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
-    const size_t body = n / 8 * 8;
-    for (size_t i = 0; i < body; i += 8)
-        for (int h = 0; h < 2; h++) {
-            v4f x;
-            memcpy(&x, p + i + 4 * h, sizeof x);
-            a[h] += x, a2[h] += x * x;
-            const v4i positive = x > zero;
-            if (want == RG_COUNT_POSITIVE || want == RG_COUNT_RELU_OF) c[h] -= positive;
-            else if (want == RG_COUNT_NEAR_BOUND) c[h] -= (x < low) | (x > high);
-            if (want == RG_COUNT_RELU_OF) {
-                const v4f v = (v4f)((v4i)x & positive); /* relu(x): x, or +0 */
-                r[h] += v, r2[h] += v * v;
-            }
-        }
+/* Adds one vector x to the sums: x, x^2, the count `want` asks for (c counts down: a true
+ * comparison is -1), and relu(x), relu(x)^2. */
+#define ACCUMULATE(VI, x, zero, low, high, a, a2, c, r, r2)                                     \
+    do {                                                                                      \
+        a += x, a2 += x * x;                                                                  \
+        const VI positive = x > zero;                                                         \
+        if (want == RG_COUNT_POSITIVE || want == RG_COUNT_RELU_OF) c -= positive;             \
+        else if (want == RG_COUNT_NEAR_BOUND) c -= (x < low) | (x > high);                    \
+        if (want == RG_COUNT_RELU_OF) {                                                       \
+            const __typeof__(x) v = (__typeof__(x))((VI)x & positive); /* relu(x): x or +0 */ \
+            r += v, r2 += v * v;                                                              \
+        }                                                                                     \
+    } while (0)
+
+/* rg_plane_sums in 8 float lanes (NV vectors of type VF), added in double at the end. */
+#define PLANE_SUMS(NAME, VF, VI, NV, ATTR)                                                    \
+    ATTR static long NAME(const float *restrict p, size_t n, rg_count_kind want, float lo,  \
+                          float hi, double t[4]) {                                            \
+        const VF zero = {0}, low = zero + lo, high = zero + hi;                               \
+        VF a[NV], a2[NV], r[NV], r2[NV];                                                      \
+        VI c[NV];                                                                             \
+        for (int h = 0; h < NV; h++) a[h] = a2[h] = r[h] = r2[h] = zero, c[h] = (VI){0};      \
+        const size_t body = n / 8 * 8;                                                        \
+        for (size_t i = 0; i < body; i += 8)                                                  \
+            for (int h = 0; h < NV; h++) {                                                    \
+                VF x;                                                                         \
+                memcpy(&x, p + i + h * (8 / NV), sizeof x);                                   \
+                ACCUMULATE(VI, x, zero, low, high, a[h], a2[h], c[h], r[h], r2[h]);          \
+            }                                                                                 \
+        float fa[8], fa2[8], fr[8], fr2[8];                                                   \
+        int fc[8];                                                                            \
+        memcpy(fa, a, sizeof fa), memcpy(fa2, a2, sizeof fa2), memcpy(fr, r, sizeof fr);      \
+        memcpy(fr2, r2, sizeof fr2), memcpy(fc, c, sizeof fc);                                \
+        return plane_total(p, body, n, want, lo, hi, fa, fa2, fr, fr2, fc, t);                \
+    }
+
+/* The tail after the lanes, in double, then the lanes in order; adds to t[]. */
+static long plane_total(const float *p, size_t body, size_t n, rg_count_kind want, float lo,
+                        float hi, const float *a, const float *a2, const float *r,
+                        const float *r2, const int *c, double t[4]) {
     double u[4] = {0, 0, 0, 0};
     long counted = 0;
     for (size_t i = body; i < n; i++) {
@@ -46,10 +75,76 @@ long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float 
         counted += counts(p[i], want, lo, hi);
     }
     for (int k = 0; k < 8; k++)
-        u[0] += a[k / 4][k % 4], u[1] += a2[k / 4][k % 4], u[2] += r[k / 4][k % 4],
-            u[3] += r2[k / 4][k % 4], counted += c[k / 4][k % 4];
+        u[0] += a[k], u[1] += a2[k], u[2] += r[k], u[3] += r2[k], counted += c[k];
     for (int k = 0; k < 4; k++) t[k] += u[k];
     return counted;
+}
+
+/* Units [0, RG_UNIT_BLOCK) of a dense output: NV vectors of type VF side by side, each
+ * over all rows in order. */
+#define BLOCK_SUMS(NAME, VF, VI, NV, ATTR)                                                    \
+    ATTR static void NAME(const float *restrict out, size_t stride, int batch,              \
+                          rg_count_kind want, float lo, float hi, float *s, float *s2,       \
+                          int *counted, float *rs, float *rs2) {                             \
+        const VF zero = {0}, low = zero + lo, high = zero + hi;                               \
+        VF a[NV], a2[NV], r[NV], r2[NV];                                                      \
+        VI c[NV];                                                                             \
+        for (int h = 0; h < NV; h++) a[h] = a2[h] = r[h] = r2[h] = zero, c[h] = (VI){0};      \
+        for (int h = 0; h < NV; h++) /* a vector of units over all rows: 5 sums in registers */ \
+            for (int b = 0; b < batch; b++) {                                                 \
+                VF x;                                                                         \
+                memcpy(&x, out + (size_t)b * stride + h * (RG_UNIT_BLOCK / NV), sizeof x);   \
+                ACCUMULATE(VI, x, zero, low, high, a[h], a2[h], c[h], r[h], r2[h]);          \
+            }                                                                                 \
+        memcpy(s, a, sizeof a), memcpy(s2, a2, sizeof a2), memcpy(counted, c, sizeof c);      \
+        if (want == RG_COUNT_RELU_OF) memcpy(rs, r, sizeof r), memcpy(rs2, r2, sizeof r2);    \
+    }
+
+/* sum (a[i] - b[i])^2 in 8 float lanes (NV vectors of type VF), the tail and lanes in double. */
+#define DISTANCE(NAME, VF, NV, ATTR)                                                          \
+    ATTR static double NAME(const float *restrict a, const float *restrict b, size_t n) {   \
+        VF lanes[NV];                                                                         \
+        for (int h = 0; h < NV; h++) lanes[h] = (VF){0};                                      \
+        size_t i = 0;                                                                         \
+        for (; i + 8 <= n; i += 8)                                                            \
+            for (int h = 0; h < NV; h++) {                                                    \
+                VF x, y;                                                                      \
+                memcpy(&x, a + i + h * (8 / NV), sizeof x);                                   \
+                memcpy(&y, b + i + h * (8 / NV), sizeof y);                                   \
+                const VF d = x - y;                                                           \
+                lanes[h] += d * d;                                                            \
+            }                                                                                 \
+        float f[8];                                                                           \
+        memcpy(f, lanes, sizeof f);                                                           \
+        double total = 0;                                                                     \
+        for (; i < n; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);            \
+        for (int k = 0; k < 8; k++) total += f[k];                                            \
+        return total;                                                                         \
+    }
+
+#define BASE
+PLANE_SUMS(plane_sums_base, v4f, v4i, 2, BASE)
+BLOCK_SUMS(block_sums_base, v4f, v4i, 4, BASE)
+DISTANCE(distance_base, v4f, 2, BASE)
+#if defined(__x86_64__) && defined(__GNUC__)
+#define AVX2 __attribute__((target("avx2")))
+#define AVX512 __attribute__((target("avx512f")))
+PLANE_SUMS(plane_sums_avx2, v8f, v8i, 1, AVX2) /* 8 lanes: AVX-512 takes this one too */
+BLOCK_SUMS(block_sums_avx2, v8f, v8i, 2, AVX2)
+BLOCK_SUMS(block_sums_avx512, v16f, v16i, 1, AVX512)
+DISTANCE(distance_avx2, v8f, 1, AVX2)
+#define WIDE(name, ...) (rg_cpu_isa() >= RG_ISA_AVX2 ? name##_avx2(__VA_ARGS__) : name##_base(__VA_ARGS__))
+#else
+#define WIDE(name, ...) name##_base(__VA_ARGS__)
+#endif
+
+long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float lo, float hi,
+                   double t[4]) {
+    return WIDE(plane_sums, p, n, want, lo, hi, t);
+}
+
+double rg_distance_squared(const float *restrict a, const float *restrict b, size_t n) {
+    return WIDE(distance, a, b, n);
 }
 
 /* The last units of a layer, fewer than a block: one at a time. */
@@ -76,35 +171,15 @@ void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, int
         unit_tail_sums(out, stride, batch, width, want, lo, hi, s, s2, counted, rs, rs2);
         return;
     }
-    enum { V = RG_UNIT_BLOCK / 4 };
-    const v4f zero = {0, 0, 0, 0}, low = {lo, lo, lo, lo}, high = {hi, hi, hi, hi};
-    v4f a[V], a2[V], r[V], r2[V];
-    v4i c[V];
-    for (int h = 0; h < V; h++) a[h] = a2[h] = r[h] = r2[h] = zero, c[h] = (v4i){0, 0, 0, 0};
-    for (int h = 0; h < V; h++) /* 4 units at a time over all rows: 5 sums in registers */
-        for (int b = 0; b < batch; b++) {
-            v4f x;
-            memcpy(&x, out + (size_t)b * stride + 4 * h, sizeof x);
-            a[h] += x, a2[h] += x * x;
-            const v4i positive = x > zero;
-            if (want == RG_COUNT_POSITIVE || want == RG_COUNT_RELU_OF) c[h] -= positive;
-            else if (want == RG_COUNT_NEAR_BOUND) c[h] -= (x < low) | (x > high);
-            if (want == RG_COUNT_RELU_OF) {
-                const v4f v = (v4f)((v4i)x & positive);
-                r[h] += v, r2[h] += v * v;
-            }
-        }
-    memcpy(s, a, sizeof a), memcpy(s2, a2, sizeof a2), memcpy(counted, c, sizeof c);
-    if (want == RG_COUNT_RELU_OF) memcpy(rs, r, sizeof r), memcpy(rs2, r2, sizeof r2);
-}
-
-double rg_distance_squared(const float *restrict a, const float *restrict b, size_t n) {
-    float lanes[8] = {0};
-    double total = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) lanes[k] += (a[i + k] - b[i + k]) * (a[i + k] - b[i + k]);
-    for (; i < n; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    for (int k = 0; k < 8; k++) total += lanes[k];
-    return total;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (rg_cpu_isa() == RG_ISA_AVX512) {
+        block_sums_avx512(out, stride, batch, want, lo, hi, s, s2, counted, rs, rs2);
+        return;
+    }
+    if (rg_cpu_isa() == RG_ISA_AVX2) {
+        block_sums_avx2(out, stride, batch, want, lo, hi, s, s2, counted, rs, rs2);
+        return;
+    }
+#endif
+    block_sums_base(out, stride, batch, want, lo, hi, s, s2, counted, rs, rs2);
 }

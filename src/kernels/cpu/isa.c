@@ -1,0 +1,28 @@
+/*
+ * isa.c — which vector instruction set regrad's hand-written kernels use: the widest the
+ * CPU has (AVX-512, or AVX2 with FMA), capped by REGRAD_MAX_ISA=AVX2 so a benchmark can
+ * hold regrad to what it holds its peer to, or =BASE (plain C, so tests reach it too).  Decided once; the kernels that use it
+ * (conv_direct.c, stats.c) give the same figures whichever it is, only faster.
+ */
+#include "../kernels.h"
+
+#include <stdlib.h>
+#include <strings.h>
+
+rg_isa rg_cpu_isa(void) {
+    static int decided = -1; /* written once, the same value by any thread that races */
+    int isa = __atomic_load_n(&decided, __ATOMIC_RELAXED);
+    if (isa >= 0) return (rg_isa)isa;
+    isa = RG_ISA_BASE;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const char *cap = getenv("REGRAD_MAX_ISA");
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        !(cap && strcasecmp(cap, "BASE") == 0))
+        isa = RG_ISA_AVX2;
+    if (isa == RG_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+        !(cap && strcasecmp(cap, "AVX2") == 0))
+        isa = RG_ISA_AVX512;
+#endif
+    __atomic_store_n(&decided, isa, __ATOMIC_RELAXED);
+    return (rg_isa)isa;
+}
