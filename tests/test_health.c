@@ -322,14 +322,25 @@ static void test_statistics_kernels_match_their_lane_model(void **state) {
             }
         }
     }
-    for (size_t n = 0; n < 200; n += 13) { /* an update's size: 8 float lanes, then double */
-        float lanes[8] = {0};
-        double total = 0;
-        for (size_t i = 0; i < n / 8 * 8; i++) lanes[i % 8] += (x[i] - y[i]) * (x[i] - y[i]);
-        for (size_t i = n / 8 * 8; i < n; i++) total += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
-        for (int k = 0; k < 8; k++) total += lanes[k];
-        assert_true(rg_distance_squared(x, y, n) == total);
-    }
+    for (size_t n = 0; n < 300; n += 29) /* squares and distances: 64 float lanes, then double */
+        for (int with_b = 0; with_b < 2; with_b++) {
+            float lanes[64] = {0};
+            double total = 0;
+            for (size_t i = 0; i < n; i++) {
+                const float d = x[i] - (with_b ? y[i] : 0.0f);
+                if (i < n / 64 * 64) lanes[i % 64] += d * d;
+                else total += ((double)x[i] - (with_b ? y[i] : 0.0f)) * ((double)x[i] - (with_b ? y[i] : 0.0f));
+            }
+            for (int k = 0; k < 64; k++) total += lanes[k];
+            assert_true(rg_squares(x, with_b ? y : NULL, n) == total);
+        }
+    /* beyond float squares' range: in double (a 1e-20 gradient is not 0; 1e20 is not Inf) */
+    float tiny[100], huge[100];
+    for (int i = 0; i < 100; i++) tiny[i] = 1e-20f, huge[i] = 1e20f;
+    assert_true(fabs(rg_squares(tiny, NULL, 100) / 1e-38 - 1) < 1e-6);
+    assert_true(fabs(rg_squares(huge, NULL, 100) / 1e42 - 1) < 1e-6);
+    tiny[70] = NAN;
+    assert_true(isnan(rg_squares(tiny, NULL, 100)));
 }
 
 int main(void) {

@@ -76,9 +76,9 @@ const char *rg_verdict_name(rg_verdict v) {
     return (v >= 0 && v < RG_VERDICT_COUNT) ? verdict_names[v] : "?";
 }
 
-/* Sums of squares go through rg_sum_squares (the BLAS), the per-unit and per-plane sums
- * through kernels/cpu/stats.c (vector lanes): plain double loops made the monitor cost a
- * third of the MLP's step when observing every step.  Large ones are cut into fixed
+/* All sums go through kernels/cpu/stats.c (vector lanes): plain double loops made the
+ * monitor cost a third of the MLP's step when observing every step, and the BLAS's dot
+ * product (rg_sum_squares) half of what is left.  Large ones are cut into fixed
  * chunks that the OpenMP team shares, the chunks' sums added in order: the same result
  * whatever the number of threads. */
 #define SQ_CHUNK 16384
@@ -87,10 +87,10 @@ const char *rg_verdict_name(rg_verdict v) {
  * first copied to keep[lo..] when keep is given (it is then in cache for the sum). */
 static void piece_squares(const float *a, const float *b, float *keep, size_t lo, size_t len,
                           double *sums) {
-    sums[0] = rg_sum_squares(a + lo, len);
+    sums[0] = rg_squares(a + lo, NULL, len);
     if (!b) return;
     if (keep) memcpy(keep + lo, b + lo, len * sizeof *keep);
-    sums[1] = rg_sum_squares(b + lo, len);
+    sums[1] = rg_squares(b + lo, NULL, len);
 }
 
 /* Sums of squares of n values of a, and of b with it when given (and b's copy to keep[]),
@@ -294,7 +294,7 @@ static double sample_squares(rg_monitor *m, const rg_node_impl *n, const float *
     if (n->op != RG_OP_CONV2D) return squares(x, (size_t)batch * size);
     if (!given) {
 #pragma omp parallel for schedule(static) if ((size_t)batch * size > RG_PARALLEL_MIN)
-        for (int b = 0; b < batch; b++) m->sample_sq[b] = rg_sum_squares(x + (size_t)b * size, size);
+        for (int b = 0; b < batch; b++) m->sample_sq[b] = rg_squares(x + (size_t)b * size, NULL, size);
         given = m->sample_sq;
     }
     double s = 0;
@@ -638,7 +638,7 @@ void rg_monitor_note_update(rg_monitor *m) {
         if (!m->layers[m->chunk_layer[c]].kept) continue;
         const rg_param_impl *k = &g->params[g->nodes[m->layers[m->chunk_layer[c]].node].first_param];
         const size_t lo = k->offset + m->chunk_lo[c], end = k->offset + k->size;
-        m->chunk_sum[c] = rg_distance_squared(g->param_buf + lo, m->before + lo,
+        m->chunk_sum[c] = rg_squares(g->param_buf + lo, m->before + lo,
                                            end - lo < SQ_CHUNK ? end - lo : SQ_CHUNK);
     }
     for (size_t c = 0; c < m->n_chunks;) {

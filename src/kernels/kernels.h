@@ -43,8 +43,11 @@ void rg_unit_block_sums(const float *out, size_t stride, int batch, int width,
                         rg_count_kind want, float lo, float hi, float *s, float *s2, int *counted,
                         float *rs, float *rs2);
 
-/* sum (a[i] - b[i])^2 in 8 float lanes, added in double (stats.c). */
-double rg_distance_squared(const float *a, const float *b, size_t n);
+/* sum (a[i] - b[i])^2, or sum a[i]^2 when b is NULL (stats.c): for the monitor's figures,
+ * in 64 float lanes added in double, the same bits on every CPU; in double throughout when
+ * that sum is below 1e-30 or above 1e30 (a float square would lose it) or not finite.
+ * GRA and the clipping remedies keep rg_sum_squares, whose bits their results rest on. */
+double rg_squares(const float *a, const float *b, size_t n);
 
 /* Below this many elements an element-wise loop stays on one thread: waking the team costs
  * more than it saves. */

@@ -193,9 +193,9 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
  * (once this conv has added to it), while they are in cache. */
 static void gradient_squares(const rg_node_impl *n, const rg_node_impl *xn, int b) {
     if (!n->stats) return;
-    n->stats->dy_squares[b] = rg_sum_squares(n->dout + (size_t)b * n->size, n->size);
+    n->stats->dy_squares[b] = rg_squares(n->dout + (size_t)b * n->size, NULL, n->size);
     if (xn->needs_grad)
-        n->stats->dx_squares[b] = rg_sum_squares(xn->dout + (size_t)b * xn->size, xn->size);
+        n->stats->dx_squares[b] = rg_squares(xn->dout + (size_t)b * xn->size, NULL, xn->size);
 }
 
 /* One sample's dx += the scatter of W^T dY (per group): straight into dx for a 1x1 direct

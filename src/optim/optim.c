@@ -249,7 +249,7 @@ static void update_range(rg_optim *o, const step_consts *k, size_t off, size_t n
         float old[PIECE];
         if (part) memcpy(old, params + lo, len * sizeof *old);
         update_piece(o, k, lo, len, params, grads);
-        if (part) part[i] = rg_distance_squared(params + lo, old, len);
+        if (part) part[i] = rg_squares(params + lo, old, len);
     }
     for (size_t i = 0; part && i < pieces; i++) *moved += part[i];
     if (part != local) free(part);

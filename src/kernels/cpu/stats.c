@@ -3,8 +3,9 @@
  * plane, shared by the monitor, which scans an output after the fact, and by ops that call
  * it on each sample's output just written, while it is still in cache (either way a figure
  * is the same bits, and does not depend on the thread count); over blocks of a dense
- * layer's units; and the squared distance that measures an update, shared with the
- * optimizer, which can take it in its own pass.
+ * layer's units; and sums of squares, of weights, gradients and an update's size (the
+ * distance between the weights before and after it), shared with the optimizer, which
+ * can take the last in its own pass.
  */
 #include "../kernels.h"
 
@@ -41,44 +42,33 @@ static int counts(float v, rg_count_kind want, float lo, float hi) {
         }                                                                                     \
     } while (0)
 
-/* rg_plane_sums in 8 float lanes (NV vectors of type VF), added in double at the end. */
-#define PLANE_SUMS(NAME, VF, VI, NV, ATTR)                                                    \
-    ATTR static long NAME(const float *restrict p, size_t n, rg_count_kind want, float lo,  \
-                          float hi, double t[4]) {                                            \
+/* The 8 float lanes of a plane's sums, before the tail and the lanes are added in double. */
+typedef struct {
+    float a[8], a2[8], r[8], r2[8];
+    int c[8];
+} plane_lanes;
+
+/* rg_plane_sums' lanes (NV vectors of type VF) over the first n / 8 * 8 values.  The AVX
+ * variants return before anything else runs, so GCC ends them with vzeroupper: calling
+ * plain SSE code with the upper halves still dirty made the relu and pooling after a
+ * watched convolution 2.5x slower (GCC put no vzeroupper before such a call). */
+#define PLANE_LANES(NAME, VF, VI, NV, ATTR)                                                   \
+    ATTR static void NAME(const float *restrict p, size_t n, rg_count_kind want, float lo,  \
+                          float hi, plane_lanes *out) {                                       \
         const VF zero = {0}, low = zero + lo, high = zero + hi;                               \
         VF a[NV], a2[NV], r[NV], r2[NV];                                                      \
         VI c[NV];                                                                             \
         for (int h = 0; h < NV; h++) a[h] = a2[h] = r[h] = r2[h] = zero, c[h] = (VI){0};      \
-        const size_t body = n / 8 * 8;                                                        \
-        for (size_t i = 0; i < body; i += 8)                                                  \
+        for (size_t i = 0; i + 8 <= n; i += 8)                                                \
             for (int h = 0; h < NV; h++) {                                                    \
                 VF x;                                                                         \
                 memcpy(&x, p + i + h * (8 / NV), sizeof x);                                   \
                 ACCUMULATE(VI, x, zero, low, high, a[h], a2[h], c[h], r[h], r2[h]);          \
             }                                                                                 \
-        float fa[8], fa2[8], fr[8], fr2[8];                                                   \
-        int fc[8];                                                                            \
-        memcpy(fa, a, sizeof fa), memcpy(fa2, a2, sizeof fa2), memcpy(fr, r, sizeof fr);      \
-        memcpy(fr2, r2, sizeof fr2), memcpy(fc, c, sizeof fc);                                \
-        return plane_total(p, body, n, want, lo, hi, fa, fa2, fr, fr2, fc, t);                \
+        memcpy(out->a, a, sizeof a), memcpy(out->a2, a2, sizeof a2);                          \
+        memcpy(out->r, r, sizeof r), memcpy(out->r2, r2, sizeof r2);                          \
+        memcpy(out->c, c, sizeof c);                                                          \
     }
-
-/* The tail after the lanes, in double, then the lanes in order; adds to t[]. */
-static long plane_total(const float *p, size_t body, size_t n, rg_count_kind want, float lo,
-                        float hi, const float *a, const float *a2, const float *r,
-                        const float *r2, const int *c, double t[4]) {
-    double u[4] = {0, 0, 0, 0};
-    long counted = 0;
-    for (size_t i = body; i < n; i++) {
-        const double v = p[i], pos = v > 0 ? v : 0;
-        u[0] += v, u[1] += v * v, u[2] += pos, u[3] += pos * pos;
-        counted += counts(p[i], want, lo, hi);
-    }
-    for (int k = 0; k < 8; k++)
-        u[0] += a[k], u[1] += a2[k], u[2] += r[k], u[3] += r2[k], counted += c[k];
-    for (int k = 0; k < 4; k++) t[k] += u[k];
-    return counted;
-}
 
 /* Units [0, RG_UNIT_BLOCK) of a dense output: NV vectors of type VF side by side, each
  * over all rows in order. */
@@ -100,39 +90,37 @@ static long plane_total(const float *p, size_t body, size_t n, rg_count_kind wan
         if (want == RG_COUNT_RELU_OF) memcpy(rs, r, sizeof r), memcpy(rs2, r2, sizeof r2);    \
     }
 
-/* sum (a[i] - b[i])^2 in 8 float lanes (NV vectors of type VF), the tail and lanes in double. */
-#define DISTANCE(NAME, VF, NV, ATTR)                                                          \
-    ATTR static double NAME(const float *restrict a, const float *restrict b, size_t n) {   \
+/* The sums of squares, sum (a[i] - b[i])^2, or sum a[i]^2 when b is NULL: 64 float lanes
+ * (NV vectors of type VF, enough to keep the adds from waiting on each other) over the
+ * first n / 64 * 64 values. */
+#define SQUARE_LANES(NAME, VF, NV, ATTR)                                                      \
+    ATTR static void NAME(const float *restrict a, const float *restrict b, size_t n,       \
+                          float *out) {                                                       \
         VF lanes[NV];                                                                         \
         for (int h = 0; h < NV; h++) lanes[h] = (VF){0};                                      \
-        size_t i = 0;                                                                         \
-        for (; i + 8 <= n; i += 8)                                                            \
+        for (size_t i = 0; i + 64 <= n; i += 64)                                              \
             for (int h = 0; h < NV; h++) {                                                    \
-                VF x, y;                                                                      \
-                memcpy(&x, a + i + h * (8 / NV), sizeof x);                                   \
-                memcpy(&y, b + i + h * (8 / NV), sizeof y);                                   \
+                VF x, y = {0};                                                                \
+                memcpy(&x, a + i + h * (64 / NV), sizeof x);                                  \
+                if (b) memcpy(&y, b + i + h * (64 / NV), sizeof y);                           \
                 const VF d = x - y;                                                           \
                 lanes[h] += d * d;                                                            \
             }                                                                                 \
-        float f[8];                                                                           \
-        memcpy(f, lanes, sizeof f);                                                           \
-        double total = 0;                                                                     \
-        for (; i < n; i++) total += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);            \
-        for (int k = 0; k < 8; k++) total += f[k];                                            \
-        return total;                                                                         \
+        memcpy(out, lanes, sizeof lanes);                                                     \
     }
 
 #define BASE
-PLANE_SUMS(plane_sums_base, v4f, v4i, 2, BASE)
+PLANE_LANES(plane_lanes_base, v4f, v4i, 2, BASE)
 BLOCK_SUMS(block_sums_base, v4f, v4i, 4, BASE)
-DISTANCE(distance_base, v4f, 2, BASE)
+SQUARE_LANES(square_lanes_base, v4f, 16, BASE)
 #if defined(__x86_64__) && defined(__GNUC__)
 #define AVX2 __attribute__((target("avx2")))
 #define AVX512 __attribute__((target("avx512f")))
-PLANE_SUMS(plane_sums_avx2, v8f, v8i, 1, AVX2) /* 8 lanes: AVX-512 takes this one too */
+PLANE_LANES(plane_lanes_avx2, v8f, v8i, 1, AVX2) /* 8 lanes: AVX-512 takes this one too */
 BLOCK_SUMS(block_sums_avx2, v8f, v8i, 2, AVX2)
 BLOCK_SUMS(block_sums_avx512, v16f, v16i, 1, AVX512)
-DISTANCE(distance_avx2, v8f, 1, AVX2)
+SQUARE_LANES(square_lanes_avx2, v8f, 8, AVX2)
+SQUARE_LANES(square_lanes_avx512, v16f, 4, AVX512)
 #define WIDE(name, ...) (rg_cpu_isa() >= RG_ISA_AVX2 ? name##_avx2(__VA_ARGS__) : name##_base(__VA_ARGS__))
 #else
 #define WIDE(name, ...) name##_base(__VA_ARGS__)
@@ -140,11 +128,44 @@ DISTANCE(distance_avx2, v8f, 1, AVX2)
 
 long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float lo, float hi,
                    double t[4]) {
-    return WIDE(plane_sums, p, n, want, lo, hi, t);
+    plane_lanes l;
+    WIDE(plane_lanes, p, n, want, lo, hi, &l);
+    double u[4] = {0, 0, 0, 0};
+    long counted = 0;
+    for (size_t i = n / 8 * 8; i < n; i++) { /* the tail in double, then the lanes in order */
+        const double v = p[i], pos = v > 0 ? v : 0;
+        u[0] += v, u[1] += v * v, u[2] += pos, u[3] += pos * pos;
+        counted += counts(p[i], want, lo, hi);
+    }
+    for (int k = 0; k < 8; k++)
+        u[0] += l.a[k], u[1] += l.a2[k], u[2] += l.r[k], u[3] += l.r2[k], counted += l.c[k];
+    for (int k = 0; k < 4; k++) t[k] += u[k];
+    return counted;
 }
 
-double rg_distance_squared(const float *restrict a, const float *restrict b, size_t n) {
-    return WIDE(distance, a, b, n);
+double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
+    float lanes[64];
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (rg_cpu_isa() == RG_ISA_AVX512) square_lanes_avx512(a, b, n, lanes);
+    else if (rg_cpu_isa() == RG_ISA_AVX2) square_lanes_avx2(a, b, n, lanes);
+    else
+#endif
+        square_lanes_base(a, b, n, lanes);
+    double total = 0;
+    for (size_t i = n / 64 * 64; i < n; i++) {
+        const double d = (double)a[i] - (b ? b[i] : 0.0f);
+        total += d * d;
+    }
+    for (int k = 0; k < 64; k++) total += lanes[k];
+    if (total > 1e-30 && total < 1e30) return total;
+    /* tiny (squares below float's range read as 0), huge (they overflow) or non-finite:
+     * again in double, where no float's square over- or underflows; NaN and Inf stay */
+    total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - (b ? b[i] : 0.0f);
+        total += d * d;
+    }
+    return total;
 }
 
 /* The last units of a layer, fewer than a block: one at a time. */
