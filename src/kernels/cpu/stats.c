@@ -116,20 +116,24 @@ SQUARE_LANES(square_lanes_base, v4f, 16, BASE)
 #if defined(__x86_64__) && defined(__GNUC__)
 #define AVX2 __attribute__((target("avx2")))
 #define AVX512 __attribute__((target("avx512f")))
-PLANE_LANES(plane_lanes_avx2, v8f, v8i, 1, AVX2) /* 8 lanes: AVX-512 takes this one too */
+PLANE_LANES(plane_lanes_avx2, v8f, v8i, 1, AVX2)
+#define plane_lanes_avx512 plane_lanes_avx2 /* 8 lanes are one AVX2 vector */
 BLOCK_SUMS(block_sums_avx2, v8f, v8i, 2, AVX2)
 BLOCK_SUMS(block_sums_avx512, v16f, v16i, 1, AVX512)
 SQUARE_LANES(square_lanes_avx2, v8f, 8, AVX2)
 SQUARE_LANES(square_lanes_avx512, v16f, 4, AVX512)
-#define WIDE(name, ...) (rg_cpu_isa() >= RG_ISA_AVX2 ? name##_avx2(__VA_ARGS__) : name##_base(__VA_ARGS__))
+/* The variant of a kernel for this CPU. */
+#define PICK(name)                                                                            \
+    (rg_cpu_isa() == RG_ISA_AVX512 ? name##_avx512                                           \
+     : rg_cpu_isa() == RG_ISA_AVX2 ? name##_avx2 : name##_base)
 #else
-#define WIDE(name, ...) name##_base(__VA_ARGS__)
+#define PICK(name) name##_base
 #endif
 
 long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float lo, float hi,
                    double t[4]) {
     plane_lanes l;
-    WIDE(plane_lanes, p, n, want, lo, hi, &l);
+    PICK(plane_lanes)(p, n, want, lo, hi, &l);
     double u[4] = {0, 0, 0, 0};
     long counted = 0;
     for (size_t i = n / 8 * 8; i < n; i++) { /* the tail in double, then the lanes in order */
@@ -145,12 +149,7 @@ long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float 
 
 double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
     float lanes[64];
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (rg_cpu_isa() == RG_ISA_AVX512) square_lanes_avx512(a, b, n, lanes);
-    else if (rg_cpu_isa() == RG_ISA_AVX2) square_lanes_avx2(a, b, n, lanes);
-    else
-#endif
-        square_lanes_base(a, b, n, lanes);
+    PICK(square_lanes)(a, b, n, lanes);
     double total = 0;
     for (size_t i = n / 64 * 64; i < n; i++) {
         const double d = (double)a[i] - (b ? b[i] : 0.0f);
@@ -192,15 +191,5 @@ void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, int
         unit_tail_sums(out, stride, batch, width, want, lo, hi, s, s2, counted, rs, rs2);
         return;
     }
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (rg_cpu_isa() == RG_ISA_AVX512) {
-        block_sums_avx512(out, stride, batch, want, lo, hi, s, s2, counted, rs, rs2);
-        return;
-    }
-    if (rg_cpu_isa() == RG_ISA_AVX2) {
-        block_sums_avx2(out, stride, batch, want, lo, hi, s, s2, counted, rs, rs2);
-        return;
-    }
-#endif
-    block_sums_base(out, stride, batch, want, lo, hi, s, s2, counted, rs, rs2);
+    PICK(block_sums)(out, stride, batch, want, lo, hi, s, s2, counted, rs, rs2);
 }
