@@ -133,17 +133,17 @@ int cmd_bench(int argc, char **argv) {
         const bool watch = mon && i % 2 == 1;
         const double s0 = wall();
         if (mon) rg_monitor_enable(mon, watch);
-        if (mon && (s = rg_monitor_track_update(mon, watch, opt))) break; /* as in training */
+        if (mon && (s = rg_monitor_track_update(mon, watch, opt, 1))) break; /* as in training */
         rg_graph_forward(g, (int)batch, 1);
         rg_graph_backward(g, m.loss);
-        if (watch) {
-            rg_monitor_enable(mon, 0);
-            rg_monitor_judge(mon);
-        }
+        if (watch) rg_monitor_enable(mon, 0);
         double o0 = wall();
         rg_optim_step(opt, rg_graph_params(g), rg_graph_grads(g), oc.lr);
         opt_seconds += wall() - o0;
-        if (watch) rg_monitor_note_update(mon);
+        if (watch) {
+            rg_monitor_note_update(mon);
+            rg_monitor_judge(mon);
+        }
         if (i >= warmup) step_seconds[watch] += wall() - s0;
     }
     if (s) { /* no memory for the monitor's copy of the weights */

@@ -372,12 +372,14 @@ long rg_optim_steps(const rg_optim *o);
 rg_status rg_optim_limit(rg_optim *o, int n, const size_t *offset, const size_t *length);
 /* Sets the step count (Adam's bias correction), for resuming. */
 void rg_optim_set_steps(rg_optim *o, long steps);
-/* The next rg_optim_step also sums, for each of n ranges of the parameters (in increasing,
- * disjoint order), the squares of their change into moved[i] (0 where it updates nothing),
- * in the update's own pass: the monitor's update ratio without a copy of the weights.  The
- * arrays must live until that step, which forgets them. */
+/* The next rg_optim_step also measures n ranges of the parameters (in increasing,
+ * disjoint order) in the update's own pass: for range i, sums[3i] = the squares of its
+ * change, sums[3i + 1] of its gradient, sums[3i + 2] of its values before the step (all 0
+ * where it updates nothing), summed in the pieces the monitor sums them in: the monitor's
+ * figures without a copy of the weights or another pass over them.  The arrays must live
+ * until that step, which forgets them. */
 rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
-                                double *moved);
+                                double *sums);
 /* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg"). */
 float *rg_optim_moment(rg_optim *o, int k, const char **name);
 
@@ -684,18 +686,23 @@ const rg_layer_health *rg_monitor_layer(const rg_monitor *m, int i);
  * (arrays of rg_layer_health.units), for re-conditioning. */
 const double *rg_monitor_unit_mean(const rg_monitor *m, int i);
 const double *rg_monitor_unit_std(const rg_monitor *m, int i);
-/* Recomputes every layer's verdict and evidence from the last observed pass. */
+/* Recomputes every layer's verdict and evidence from the last observed pass.  Call it after
+ * rg_monitor_note_update when the step's norms come from the optimizer (below); before the
+ * step it takes them itself. */
 void rg_monitor_judge(rg_monitor *m);
 /* Whether the coming step's update is measured (on = 1; call before its forward pass), and
  * how: by the optimizer o in its own pass (rg_optim_measure_next), or, when o is NULL,
  * from a copy of each layer's weights that the observed backward pass keeps in the pass
  * that takes their norm.  Pass NULL when something moves the weights after the optimizer
- * (max-norm, pruning masks, a trust region), so the copy sees the whole change.  Fails only
- * for want of memory (the copy: one float per parameter). */
-rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o);
+ * (max-norm, pruning masks, a trust region), so the copy sees the whole change.  With
+ * norms_too, o also sums each layer's weights and gradient for their norms, sparing the
+ * monitor that pass: only when the gradients reach o as backward left them (no repair,
+ * clipping or averaging between).  Fails only for want of memory (the copy: one float per
+ * parameter). */
+rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_too);
 /* After the step: records ||W_after - W_before|| / ||W_before|| for every layer
  * (update_ratio; NaN for a frozen layer, or one the backward pass did not reach; nothing
- * unless tracking). */
+ * unless tracking), and the norms the optimizer summed. */
 void rg_monitor_note_update(rg_monitor *m);
 
 /* ---------------------------------------------------------------- GRA: gradient repair */

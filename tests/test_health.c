@@ -264,6 +264,50 @@ static void test_statistics_in_the_op_match_a_scan(void **state) {
     }
 }
 
+/* A watched step's figures are the same bits however they are taken: the monitor's own
+ * passes and a copy of the weights (no optimizer given), the optimizer measuring the update,
+ * the optimizer also summing the weights and gradients (judged after the step, or before
+ * it, when the monitor takes the norms itself); for weights across several pieces. */
+static void test_figures_the_same_whoever_takes_them(void **state) {
+    (void)state;
+    static const char *const specs[] = {"mlp:depth=2,width=700", "plaincnn:depth=3,width=40"};
+    for (int k = 0; k < 2; k++) {
+        rg_layer_health seen[4][8];
+        int n = 0;
+        for (int mode = 0; mode < 4; mode++) {
+            built b;
+            build(&b, specs[k], 32);
+            rg_graph *g = b.m.graph;
+            rg_optim_config c = rg_optim_defaults(RG_OPTIM_ADAM);
+            rg_optim *o = rg_optim_create(&c, rg_graph_param_floats(g));
+            n = rg_monitor_layer_count(b.mon);
+            assert_true(n <= 8);
+            assert_int_equal(rg_monitor_track_update(b.mon, 1, mode ? o : NULL, mode >= 2), RG_OK);
+            float *x = rg_graph_input_buffer(g, b.m.input);
+            rg_dataset_batch(b.d, b.idx, 32, x, rg_graph_labels(g));
+            rg_monitor_enable(b.mon, 1);
+            rg_graph_forward(g, 32, 1);
+            rg_graph_backward(g, b.m.loss);
+            rg_monitor_enable(b.mon, 0);
+            if (mode == 3) rg_monitor_judge(b.mon); /* before the step: it sums them itself */
+            rg_optim_step(o, rg_graph_params(g), rg_graph_grads(g), c.lr);
+            rg_monitor_note_update(b.mon);
+            rg_monitor_judge(b.mon);
+            for (int i = 0; i < n; i++) seen[mode][i] = *rg_monitor_layer(b.mon, i);
+            rg_optim_free(o);
+            release(&b);
+        }
+        for (int mode = 1; mode < 4; mode++)
+            for (int i = 0; i < n; i++) {
+                const rg_layer_health *a = &seen[0][i], *h = &seen[mode][i];
+                assert_true(h->grad_norm == a->grad_norm && h->weight_norm == a->weight_norm);
+                assert_true(h->grad_ratio == a->grad_ratio && h->nonfinite == a->nonfinite);
+                assert_true(h->update_ratio == a->update_ratio && h->update_ratio > 0);
+                assert_int_equal(h->verdict, a->verdict);
+            }
+    }
+}
+
 /* The monitor's sums (kernels/cpu/stats.c) are the bits of a plain model of their lanes,
  * whichever instruction set rg_cpu_isa chose: CTest runs this file again under
  * REGRAD_MAX_ISA=AVX2 and =BASE.  Sizes with tails; values around 0 and the tanh bounds. */
@@ -348,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_healthy_network_is_healthy),
         cmocka_unit_test(test_statistics_in_the_op_match_a_scan),
         cmocka_unit_test(test_statistics_kernels_match_their_lane_model),
+        cmocka_unit_test(test_figures_the_same_whoever_takes_them),
         cmocka_unit_test(test_vanishing_detected_and_repaired),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),

@@ -41,6 +41,7 @@ typedef struct layer {
     float *cols;              /* conv layers: one sample's im2col columns */
     int fan_in;
     bool kept;                /* its weights are in the monitor's `before` copy */
+    bool norms_pending;       /* its weights' and gradient's norms come from the optimizer */
     bool relu_reads_layer;    /* a relu reads the layer's output directly (no batch norm) */
     rg_output_stats stats;    /* conv layers: what the op sums of its output as it writes it */
 } layer;
@@ -59,14 +60,16 @@ struct rg_monitor {
     double *sample_sq;        /* one per sample: squares of a gradient */
     float *before;            /* the layers' weights as backward saw them (flat offsets) */
     bool track_update;        /* keep `before` during observed backward passes */
-    int *chunk_layer;         /* the layers' weights cut into SQ_CHUNK pieces, in order: */
+    int *chunk_layer;         /* the layers' weights cut into RG_SQUARES_PIECE pieces, in order: */
     size_t *chunk_lo;         /* the layer and first index of each piece */
     double *chunk_sum;
     size_t n_chunks;
     size_t *w_off, *w_len;    /* each layer's weights in the flat buffer, for the optimizer */
-    double *moved;            /* its squared change, as the optimizer sums it; NULL: the
-                               * layers are not in buffer order, so it cannot */
+    double *measured;         /* 3 per layer, as the optimizer sums them: its squared change,
+                               * gradient and weights; NULL: the layers are not in buffer
+                               * order, so it cannot */
     bool by_optimizer;        /* the watched step's update is measured by the optimizer */
+    bool norms_by_optimizer;  /* and its layers' norms too */
 };
 
 static const char *const verdict_names[RG_VERDICT_COUNT] = {
@@ -81,7 +84,6 @@ const char *rg_verdict_name(rg_verdict v) {
  * product (rg_sum_squares) half of what is left.  Large ones are cut into fixed
  * chunks that the OpenMP team shares, the chunks' sums added in order: the same result
  * whatever the number of threads. */
-#define SQ_CHUNK 16384
 
 /* Sums of squares of a[lo, lo + len) and, when b is given, of b[lo, lo + len), b's piece
  * first copied to keep[lo..] when keep is given (it is then in cache for the sum). */
@@ -94,18 +96,18 @@ static void piece_squares(const float *a, const float *b, float *keep, size_t lo
 }
 
 /* Sums of squares of n values of a, and of b with it when given (and b's copy to keep[]),
- * in one pass of SQ_CHUNK pieces shared by the team, the pieces' sums added in order (on
+ * in one pass of RG_SQUARES_PIECE pieces shared by the team, the pieces' sums added in order (on
  * this thread alone when there is one piece or no memory: the same sums). */
 static void squares2(const float *a, const float *b, float *keep, size_t n, double *sa,
                      double *sb) {
-    const size_t parts = (n + SQ_CHUNK - 1) / SQ_CHUNK;
+    const size_t parts = (n + RG_SQUARES_PIECE - 1) / RG_SQUARES_PIECE;
     double local[2 * 8], *partial = parts <= 8 ? local : malloc(2 * parts * sizeof *partial);
     *sa = 0;
     if (sb) *sb = 0;
     if (!partial) {
         for (size_t i = 0; i < parts; i++) {
             double p[2] = {0, 0};
-            piece_squares(a, b, keep, i * SQ_CHUNK, n - i * SQ_CHUNK < SQ_CHUNK ? n - i * SQ_CHUNK : SQ_CHUNK, p);
+            piece_squares(a, b, keep, i * RG_SQUARES_PIECE, n - i * RG_SQUARES_PIECE < RG_SQUARES_PIECE ? n - i * RG_SQUARES_PIECE : RG_SQUARES_PIECE, p);
             *sa += p[0];
             if (sb) *sb += p[1];
         }
@@ -113,7 +115,7 @@ static void squares2(const float *a, const float *b, float *keep, size_t n, doub
     }
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (size_t i = 0; i < parts; i++)
-        piece_squares(a, b, keep, i * SQ_CHUNK, n - i * SQ_CHUNK < SQ_CHUNK ? n - i * SQ_CHUNK : SQ_CHUNK,
+        piece_squares(a, b, keep, i * RG_SQUARES_PIECE, n - i * RG_SQUARES_PIECE < RG_SQUARES_PIECE ? n - i * RG_SQUARES_PIECE : RG_SQUARES_PIECE,
                       partial + 2 * i);
     for (size_t i = 0; i < parts; i++) {
         *sa += partial[2 * i];
@@ -302,22 +304,36 @@ static double sample_squares(rg_monitor *m, const rg_node_impl *n, const float *
     return s;
 }
 
-static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch) {
-    rg_graph *g = m->g;
-    const rg_param_impl *k = &g->params[n->first_param];
-    const float *w = g->param_buf + k->offset, *dw = g->grad_buf + k->offset;
-    /* the weights stay as they are until the optimizer step: the copy that measures the
-     * step (when the optimizer does not) is taken here, in the pass that takes the norms */
-    double g2, w2;
-    squares2(dw, w, m->track_update ? m->before + k->offset : NULL, k->size, &g2, &w2);
+/* A layer's weight and gradient norms from their sums of squares. */
+static void set_norms(rg_monitor *m, layer *l, double g2, double w2) {
+    const rg_param_impl *k = &m->g->params[m->g->nodes[l->node].first_param];
+    const float *dw = m->g->grad_buf + k->offset;
     long bad = 0;
     if (!isfinite(g2)) /* count only when there is something to count */
         for (size_t i = 0; i < k->size; i++) bad += !isfinite(dw[i]);
     l->h.nonfinite = bad;
     l->h.grad_norm = sqrt(g2);
     l->h.weight_norm = sqrt(w2);
-    l->kept = m->track_update;
     l->h.grad_ratio = l->h.grad_norm / fmax(l->h.weight_norm, 1e-12);
+}
+
+/* A layer's norms, taken now (the weights as the coming step will see them). */
+static void take_norms(rg_monitor *m, layer *l) {
+    const rg_param_impl *k = &m->g->params[m->g->nodes[l->node].first_param];
+    double g2, w2;
+    /* the copy that measures the step, when the optimizer does not, is taken in this pass */
+    squares2(m->g->grad_buf + k->offset, m->g->param_buf + k->offset,
+             m->track_update ? m->before + k->offset : NULL, k->size, &g2, &w2);
+    l->kept = m->track_update;
+    set_norms(m, l, g2, w2);
+}
+
+static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch) {
+    rg_graph *g = m->g;
+    /* the optimizer's pass reads the same weights and gradients, and sums them when asked */
+    l->norms_pending = m->norms_by_optimizer && !rg_node_frozen(g, n);
+    if (!l->norms_pending) take_norms(m, l);
+    else l->kept = false;
     const rg_node_impl *x = rg_in(g, n, 0);
     const rg_output_stats *st = n->stats;
     const double dz = sqrt(sample_squares(m, n, n->dout, n->size, batch, st ? st->dy_squares : NULL));
@@ -411,7 +427,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     int units = 1;
     for (int i = 0; i < m->n; i++) {
         if (m->layers[i].h.units > units) units = m->layers[i].h.units;
-        m->n_chunks += (g->params[g->nodes[m->layers[i].node].first_param].size + SQ_CHUNK - 1) / SQ_CHUNK;
+        m->n_chunks += (g->params[g->nodes[m->layers[i].node].first_param].size + RG_SQUARES_PIECE - 1) / RG_SQUARES_PIECE;
     }
     m->scratch = malloc(5 * (size_t)units * sizeof *m->scratch);
     m->sums = malloc(4 * (size_t)units * sizeof *m->sums);
@@ -424,12 +440,12 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         return NULL;
     }
     for (size_t i = 0, c = 0; i < (size_t)m->n; i++)
-        for (size_t lo = 0; lo < g->params[g->nodes[m->layers[i].node].first_param].size; lo += SQ_CHUNK)
+        for (size_t lo = 0; lo < g->params[g->nodes[m->layers[i].node].first_param].size; lo += RG_SQUARES_PIECE)
             m->chunk_layer[c] = (int)i, m->chunk_lo[c++] = lo;
     m->w_off = malloc(((size_t)m->n + 1) * sizeof *m->w_off);
     m->w_len = malloc(((size_t)m->n + 1) * sizeof *m->w_len);
-    m->moved = malloc(((size_t)m->n + 1) * sizeof *m->moved);
-    if (!m->w_off || !m->w_len || !m->moved) {
+    m->measured = malloc(3 * ((size_t)m->n + 1) * sizeof *m->measured);
+    if (!m->w_off || !m->w_len || !m->measured) {
         rg_monitor_free(m);
         rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
         return NULL;
@@ -437,7 +453,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     for (int i = 0; i < m->n; i++) {
         const rg_param_impl *k = &g->params[g->nodes[m->layers[i].node].first_param];
         m->w_off[i] = k->offset, m->w_len[i] = k->size;
-        if (i > 0 && m->w_off[i] < m->w_off[i - 1] + m->w_len[i - 1]) free(m->moved), m->moved = NULL;
+        if (i > 0 && m->w_off[i] < m->w_off[i - 1] + m->w_len[i - 1]) free(m->measured), m->measured = NULL;
     }
     g->hook = monitor_hook;
     g->hook_user = m;
@@ -470,7 +486,7 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->chunk_sum);
     free(m->w_off);
     free(m->w_len);
-    free(m->moved);
+    free(m->measured);
     free(m);
 }
 
@@ -546,6 +562,11 @@ static int by_double(const void *a, const void *b) {
 }
 
 void rg_monitor_judge(rg_monitor *m) {
+    for (int i = 0; i < m->n; i++) /* judged before the optimizer step that was to sum them */
+        if (m->layers[i].norms_pending) {
+            take_norms(m, &m->layers[i]);
+            m->layers[i].norms_pending = false;
+        }
     double *ratios = malloc((size_t)(m->n ? m->n : 1) * sizeof *ratios);
     int nr = 0;
     double best = 0, best_rms = 0;
@@ -602,11 +623,12 @@ void rg_monitor_judge(rg_monitor *m) {
     }
 }
 
-rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o) {
-    m->by_optimizer = on && o && m->moved;
+rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_too) {
+    m->by_optimizer = on && o && m->measured;
+    m->norms_by_optimizer = m->by_optimizer && norms_too;
     m->track_update = on && !m->by_optimizer;
     if (o) /* measure this step, or forget a measurement a skipped step left asked for */
-        rg_optim_measure_next(o, m->by_optimizer ? m->n : 0, m->w_off, m->w_len, m->moved);
+        rg_optim_measure_next(o, m->by_optimizer ? m->n : 0, m->w_off, m->w_len, m->measured);
     if (m->track_update && !m->before) {
         if (!(m->before = malloc(m->g->param_floats * sizeof *m->before)) ||
             !(m->chunk_sum = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_sum))) {
@@ -622,13 +644,16 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o) {
 /* |W - W_before|^2 of every layer in one pass of the team over all layers' pieces, each
  * layer's pieces added in order: the same figures whatever the thread count. */
 void rg_monitor_note_update(rg_monitor *m) {
-    if (m->by_optimizer) { /* the optimizer's own sums of each layer's squared change */
+    if (m->by_optimizer) { /* the optimizer's own sums: each layer's squared change, ... */
         for (int i = 0; i < m->n; i++) {
             layer *l = &m->layers[i];
+            const double *sums = m->measured + 3 * i;
+            if (l->norms_pending) set_norms(m, l, sums[1], sums[2]); /* ... gradient, weights */
+            l->norms_pending = false;
             l->h.update_ratio = rg_node_frozen(m->g, &m->g->nodes[l->node])
-                                    ? NAN : sqrt(m->moved[i]) / fmax(l->h.weight_norm, 1e-12);
+                                    ? NAN : sqrt(sums[0]) / fmax(l->h.weight_norm, 1e-12);
         }
-        m->by_optimizer = false;
+        m->by_optimizer = m->norms_by_optimizer = false;
         return;
     }
     if (!m->track_update) return;
@@ -639,7 +664,7 @@ void rg_monitor_note_update(rg_monitor *m) {
         const rg_param_impl *k = &g->params[g->nodes[m->layers[m->chunk_layer[c]].node].first_param];
         const size_t lo = k->offset + m->chunk_lo[c], end = k->offset + k->size;
         m->chunk_sum[c] = rg_squares(g->param_buf + lo, m->before + lo,
-                                           end - lo < SQ_CHUNK ? end - lo : SQ_CHUNK);
+                                     end - lo < RG_SQUARES_PIECE ? end - lo : RG_SQUARES_PIECE);
     }
     for (size_t c = 0; c < m->n_chunks;) {
         const int i = m->chunk_layer[c];

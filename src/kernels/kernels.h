@@ -48,6 +48,10 @@ void rg_unit_block_sums(const float *out, size_t stride, int batch, int width,
  * that sum is below 1e-30 or above 1e30 (a float square would lose it) or not finite.
  * GRA and the clipping remedies keep rg_sum_squares, whose bits their results rest on. */
 double rg_squares(const float *a, const float *b, size_t n);
+/* Sums of squares over a layer's weights and gradients are taken in pieces of this many
+ * floats from the layer's start, added in order, by the monitor and by the optimizer
+ * alike (a piece fits L1): the same figure whoever takes it and whatever the thread count. */
+#define RG_SQUARES_PIECE 4096
 
 /* Below this many elements an element-wise loop stays on one thread: waking the team costs
  * more than it saves. */

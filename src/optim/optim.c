@@ -30,9 +30,9 @@ struct rg_optim {
     const char *moment_name[MAX_MOMENTS];
     int n_ranges;                 /* 0: update everything; else only these ranges */
     size_t *range_off, *range_len;
-    int n_measured;               /* ranges whose change the next step sums (in order) */
+    int n_measured;               /* ranges the next step measures (in order) */
     const size_t *measure_off, *measure_len;
-    double *moved;
+    double *measured;             /* 3 per range: squared change, gradient, weights before */
 };
 
 static const char *const optim_names[RG_OPTIM_COUNT] = {
@@ -229,29 +229,35 @@ static void update_piece(rg_optim *o, const step_consts *k, size_t off, size_t n
     }
 }
 
-/* Updates [off, off + n) in pieces shared by the team.  With `moved`, each piece keeps its
- * old values on the stack (in L1) and sums the squares of its change, the pieces' sums
- * added in order into *moved: the same figure whatever the thread count, without a copy
- * of the weights or a second pass over them. */
-#define PIECE 4096
+/* Updates [off, off + n) in pieces shared by the team.  With `sums`, each piece keeps its
+ * old values on the stack (in L1) and takes the squares of its gradient, of those old
+ * values and of their change, the pieces' sums added in order into sums[0..2]: the same
+ * figures whatever the thread count, without a copy of the weights or another pass over
+ * them or their gradients. */
+#define PIECE RG_SQUARES_PIECE
 static void update_range(rg_optim *o, const step_consts *k, size_t off, size_t n,
-                         float *params, const float *grads, double *moved) {
+                         float *params, const float *grads, double *sums) {
     const size_t pieces = (n + PIECE - 1) / PIECE;
-    double local[64], *part = !moved ? NULL : pieces <= 64 ? local : malloc(pieces * sizeof *part);
-    if (moved && !part) { /* no memory for the pieces' sums: one piece at a time */
+    double local[3 * 64], *part = !sums ? NULL : pieces <= 64 ? local : malloc(3 * pieces * sizeof *part);
+    if (sums && !part) { /* no memory for the pieces' sums: one piece at a time */
         for (size_t at = off; at < off + n; at += PIECE)
-            update_range(o, k, at, off + n - at < PIECE ? off + n - at : PIECE, params, grads, moved);
+            update_range(o, k, at, off + n - at < PIECE ? off + n - at : PIECE, params, grads, sums);
         return;
     }
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (size_t i = 0; i < pieces; i++) {
         const size_t lo = off + i * PIECE, len = off + n - lo < PIECE ? off + n - lo : PIECE;
         float old[PIECE];
-        if (part) memcpy(old, params + lo, len * sizeof *old);
+        if (part) {
+            memcpy(old, params + lo, len * sizeof *old);
+            part[3 * i + 1] = rg_squares(grads + lo, NULL, len);
+            part[3 * i + 2] = rg_squares(old, NULL, len);
+        }
         update_piece(o, k, lo, len, params, grads);
-        if (part) part[i] = rg_squares(params + lo, old, len);
+        if (part) part[3 * i] = rg_squares(params + lo, old, len);
     }
-    for (size_t i = 0; part && i < pieces; i++) *moved += part[i];
+    for (size_t i = 0; part && i < pieces; i++)
+        for (int j = 0; j < 3; j++) sums[j] += part[3 * i + j];
     if (part != local) free(part);
 }
 
@@ -265,7 +271,7 @@ static void update(rg_optim *o, const step_consts *k, size_t off, size_t len, fl
         const size_t lo = mo > at ? mo : at, hi = me < end ? me : end;
         if (lo >= hi) continue;
         if (lo > at) update_range(o, k, at, lo - at, params, grads, NULL);
-        update_range(o, k, lo, hi - lo, params, grads, &o->moved[i]);
+        update_range(o, k, lo, hi - lo, params, grads, o->measured + 3 * i);
         at = hi;
     }
     if (at < end) update_range(o, k, at, end - at, params, grads, NULL);
@@ -282,7 +288,7 @@ void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
         .l2 = decoupled ? 0.0f : o->c.weight_decay,
         .shrink = decoupled ? 1.0f - lr * o->c.weight_decay : 1.0f,
     };
-    for (int i = 0; i < o->n_measured; i++) o->moved[i] = 0;
+    for (int i = 0; i < 3 * o->n_measured; i++) o->measured[i] = 0;
     if (!o->n_ranges) {
         update(o, &k, 0, o->n, params, grads);
     } else {
@@ -294,14 +300,14 @@ void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
 }
 
 rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
-                                double *moved) {
+                                double *sums) {
     for (int i = 0; i < n; i++)
         if (offset[i] > o->n || length[i] > o->n - offset[i] ||
             (i > 0 && offset[i] < offset[i - 1] + length[i - 1]))
             return rg_fail(RG_ERR_ARG, "measured range %d is out of order or outside the %zu "
                                        "parameters", i, o->n);
     o->n_measured = n;
-    o->measure_off = offset, o->measure_len = length, o->moved = moved;
+    o->measure_off = offset, o->measure_len = length, o->measured = sums;
     return RG_OK;
 }
 

@@ -358,7 +358,13 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
              * something moves the weights after it: then the monitor keeps a copy. */
             const bool moved_after = cfg->max_norm > 0 || g->mask_buf || m->lasso_m > 0 ||
                                      rg_repair_caps_updates(gra);
-            if (mon && (s = rg_monitor_track_update(mon, watch, moved_after ? NULL : opt))) break;
+            /* ... and the weights' and gradients' norms too, where nothing comes between */
+            const bool grads_as_backward = !gra && ranks == 1 && cfg->clip_value <= 0 &&
+                                           cfg->clip_tensor_norm <= 0 && cfg->clip_norm <= 0 &&
+                                           cfg->agc <= 0;
+            if (mon && (s = rg_monitor_track_update(mon, watch, moved_after ? NULL : opt,
+                                                    grads_as_backward)))
+                break;
             if (b > 0 && (s = rg_graph_forward(g, b, 1))) break; /* only --check-numerics fails here */
             const float loss = b > 0 ? g->nodes[m->loss].out[0] : 0.0f;
             if (!isfinite(loss) && !gra) {
@@ -381,10 +387,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                 for (size_t i = 0; i < g->param_floats; i++) g->grad_buf[i] *= w;
                 if ((s = rg_dist_allreduce_sum(g->grad_buf, g->param_floats))) break;
             }
-            if (watch || check) {
-                rg_monitor_enable(mon, 0);
-                rg_monitor_judge(mon);
-            }
+            if (watch || check) rg_monitor_enable(mon, 0);
             lr = rg_schedule_lr(&cfg->schedule, cfg->optim.lr, step, epoch, total_steps);
             int verdict = gra ? rg_repair_gradients(gra, step) : 0;
             if (verdict < 0) {
@@ -407,6 +410,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
 
                 if (watch) rg_monitor_note_update(mon);
             }
+            if (watch || check) rg_monitor_judge(mon); /* after the step: see track_update */
             if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
             /* uses the probe batches: after the step, before the next batch is loaded */
             if (check) rg_repair_check(gra, step);
