@@ -4,7 +4,8 @@
  * convolution and dense layers reach, and the machine's own GEMM rate for comparison.
  * With --monitor, every other timed step is watched by the health monitor (statistics,
  * verdicts, update ratio): watched and plain steps alternate in one process, so the
- * monitor's cost is measured against steps taken moments apart.
+ * monitor's cost is measured against steps taken moments apart, and compared by their
+ * median times, which a step slowed by something else on the machine does not move.
  */
 #include "cli.h"
 
@@ -57,6 +58,18 @@ typedef struct op_total {
     int count;
     double fwd, bwd, flops;
 } op_total;
+
+static int by_value(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of n values (sorted in place); NaN for none. */
+static double median(double *v, long n) {
+    if (n <= 0) return NAN;
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench", *spec = "cnn", *optim_name = "adam";
@@ -123,8 +136,13 @@ int cmd_bench(int argc, char **argv) {
         rg_model_free(&m);
         return cli_fail(cmd, RG_ERR_MEMORY);
     }
-    double opt_seconds = 0, t0 = 0, step_seconds[2] = {0, 0}; /* plain, watched */
-    for (long i = 0; i < warmup + steps; i++) {
+    double opt_seconds = 0, t0 = 0;
+    double *step_times[2] = {NULL, NULL}; /* plain, watched: each step's seconds */
+    long n_times[2] = {0, 0};
+    if (mon && (!(step_times[0] = malloc((size_t)steps * sizeof(double))) ||
+                !(step_times[1] = malloc((size_t)steps * sizeof(double)))))
+        s = RG_ERR_MEMORY;
+    for (long i = 0; !s && i < warmup + steps; i++) {
         if (i == warmup) {
             rg_graph_profile(g, 1);
             opt_seconds = 0;
@@ -144,17 +162,21 @@ int cmd_bench(int argc, char **argv) {
             rg_monitor_note_update(mon);
             rg_monitor_judge(mon);
         }
-        if (i >= warmup) step_seconds[watch] += wall() - s0;
+        if (i >= warmup && mon) step_times[watch][n_times[watch]++] = wall() - s0;
     }
-    if (s) { /* no memory for the monitor's copy of the weights */
+    if (s) { /* no memory for the step times or the monitor's copy of the weights */
+        free(step_times[0]);
+        free(step_times[1]);
         rg_monitor_free(mon);
         rg_optim_free(opt);
         rg_model_free(&m);
         return cli_fail(cmd, s);
     }
-    /* the watched steps' extra time over the plain ones', per step */
-    const long watched = mon ? steps / 2 + (steps % 2 && warmup % 2) : 0, plain = steps - watched;
-    const double monitor_cost = watched && plain ? (step_seconds[1] / watched) / (step_seconds[0] / plain) - 1 : NAN;
+    /* the watched steps' extra time over the plain ones' */
+    const double watched_s = median(step_times[1], n_times[1]), plain_s = median(step_times[0], n_times[0]);
+    const double monitor_cost = n_times[1] && n_times[0] ? watched_s / plain_s - 1 : NAN;
+    free(step_times[0]);
+    free(step_times[1]);
     const double total = wall() - t0;
     rg_graph_profile(g, 0); /* stop counting; totals stay readable until reset */
     const double ips = (double)batch * steps / total;
@@ -219,10 +241,10 @@ int cmd_bench(int argc, char **argv) {
         printf("\nconvolutions: %.1f GFLOP/s   dense: %.1f GFLOP/s   machine sgemm 1024^3: %.1f GFLOP/s\n",
                conv_rate, dense_rate, gemm_rate);
         if (isfinite(monitor_cost))
-            printf("monitor: a watched step takes %.2f ms, a plain one %.2f ms: +%.1f%% watching every "
-                   "step, +%.1f%% every 10 (%ld watched, %ld plain steps)\n",
-                   1e3 * step_seconds[1] / watched, 1e3 * step_seconds[0] / plain,
-                   100 * monitor_cost, 10 * monitor_cost, watched, plain);
+            printf("monitor: a watched step takes %.3f ms, a plain one %.3f ms (medians): %+.1f%% "
+                   "watching every step, %+.1f%% every 10 (%ld watched, %ld plain steps)\n",
+                   1e3 * watched_s, 1e3 * plain_s, 100 * monitor_cost, 10 * monitor_cost,
+                   n_times[1], n_times[0]);
     }
     rg_monitor_free(mon);
     rg_optim_free(opt);

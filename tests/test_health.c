@@ -377,6 +377,12 @@ static void test_statistics_kernels_match_their_lane_model(void **state) {
             }
             for (int k = 0; k < 64; k++) total += lanes[k];
             assert_true(rg_squares(x, with_b ? y : NULL, n) == total);
+            /* both at once, with b's copy */
+            float keep[300];
+            double pair[2];
+            rg_squares_pair(x, y, with_b ? keep : NULL, n, pair);
+            assert_true(pair[0] == rg_squares(x, NULL, n) && pair[1] == rg_squares(y, NULL, n));
+            if (with_b && n) assert_memory_equal(keep, y, n * sizeof *keep);
         }
     /* beyond float squares' range: in double (a 1e-20 gradient is not 0; 1e20 is not Inf) */
     float tiny[100], huge[100];

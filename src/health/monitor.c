@@ -89,10 +89,8 @@ const char *rg_verdict_name(rg_verdict v) {
  * first copied to keep[lo..] when keep is given (it is then in cache for the sum). */
 static void piece_squares(const float *a, const float *b, float *keep, size_t lo, size_t len,
                           double *sums) {
-    sums[0] = rg_squares(a + lo, NULL, len);
-    if (!b) return;
-    if (keep) memcpy(keep + lo, b + lo, len * sizeof *keep);
-    sums[1] = rg_squares(b + lo, NULL, len);
+    if (b) rg_squares_pair(a + lo, b + lo, keep ? keep + lo : NULL, len, sums);
+    else sums[0] = rg_squares(a + lo, NULL, len);
 }
 
 /* Sums of squares of n values of a, and of b with it when given (and b's copy to keep[]),

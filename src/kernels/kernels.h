@@ -48,6 +48,9 @@ void rg_unit_block_sums(const float *out, size_t stride, int batch, int width,
  * that sum is below 1e-30 or above 1e30 (a float square would lose it) or not finite.
  * GRA and the clipping remedies keep rg_sum_squares, whose bits their results rest on. */
 double rg_squares(const float *a, const float *b, size_t n);
+/* out[0] = rg_squares(a, NULL, n), out[1] = rg_squares(b, NULL, n), the same bits, in one
+ * pass that also copies b to keep when keep is given. */
+void rg_squares_pair(const float *a, const float *b, float *keep, size_t n, double out[2]);
 /* Sums of squares over a layer's weights and gradients are taken in pieces of this many
  * floats from the layer's start, added in order, by the monitor and by the optimizer
  * alike (a piece fits L1): the same figure whoever takes it and whatever the thread count. */

@@ -248,11 +248,7 @@ static void update_range(rg_optim *o, const step_consts *k, size_t off, size_t n
     for (size_t i = 0; i < pieces; i++) {
         const size_t lo = off + i * PIECE, len = off + n - lo < PIECE ? off + n - lo : PIECE;
         float old[PIECE];
-        if (part) {
-            memcpy(old, params + lo, len * sizeof *old);
-            part[3 * i + 1] = rg_squares(grads + lo, NULL, len);
-            part[3 * i + 2] = rg_squares(old, NULL, len);
-        }
+        if (part) rg_squares_pair(grads + lo, params + lo, old, len, part + 3 * i + 1);
         update_piece(o, k, lo, len, params, grads);
         if (part) part[3 * i] = rg_squares(params + lo, old, len);
     }

@@ -109,6 +109,24 @@ typedef struct {
         memcpy(out, lanes, sizeof lanes);                                                     \
     }
 
+/* Both sums of squares of rg_squares_pair, a's and b's, in one pass (copying b to keep
+ * when given): the lanes of each as SQUARE_LANES takes them. */
+#define PAIR_LANES(NAME, VF, NV, ATTR)                                                        \
+    ATTR static void NAME(const float *restrict a, const float *restrict b,                 \
+                          float *restrict keep, size_t n, float *out_a, float *out_b) {      \
+        VF la[NV], lb[NV];                                                                    \
+        for (int h = 0; h < NV; h++) la[h] = lb[h] = (VF){0};                                 \
+        for (size_t i = 0; i + 64 <= n; i += 64)                                              \
+            for (int h = 0; h < NV; h++) {                                                    \
+                VF x, y;                                                                      \
+                memcpy(&x, a + i + h * (64 / NV), sizeof x);                                  \
+                memcpy(&y, b + i + h * (64 / NV), sizeof y);                                  \
+                if (keep) memcpy(keep + i + h * (64 / NV), &y, sizeof y);                     \
+                la[h] += x * x, lb[h] += y * y;                                               \
+            }                                                                                 \
+        memcpy(out_a, la, sizeof la), memcpy(out_b, lb, sizeof lb);                           \
+    }
+
 #define BASE
 PLANE_LANES(plane_lanes_base, v4f, v4i, 2, BASE)
 BLOCK_SUMS(block_sums_base, v4f, v4i, 4, BASE)
@@ -122,6 +140,7 @@ BLOCK_SUMS(block_sums_avx2, v8f, v8i, 2, AVX2)
 BLOCK_SUMS(block_sums_avx512, v16f, v16i, 1, AVX512)
 SQUARE_LANES(square_lanes_avx2, v8f, 8, AVX2)
 SQUARE_LANES(square_lanes_avx512, v16f, 4, AVX512)
+PAIR_LANES(pair_lanes_avx512, v16f, 4, AVX512) /* 8 accumulators: AVX2's 16 registers spill */
 /* The variant of a kernel for this CPU. */
 #define PICK(name)                                                                            \
     (rg_cpu_isa() == RG_ISA_AVX512 ? name##_avx512                                           \
@@ -147,9 +166,9 @@ long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float 
     return counted;
 }
 
-double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
-    float lanes[64];
-    PICK(square_lanes)(a, b, n, lanes);
+/* The sum that 64 lanes began over a[0, n) (minus b when given): the tail and the lanes
+ * added in double; in double throughout when that leaves 1e-30..1e30. */
+static double finish_squares(const float *lanes, const float *a, const float *b, size_t n) {
     double total = 0;
     for (size_t i = n / 64 * 64; i < n; i++) {
         const double d = (double)a[i] - (b ? b[i] : 0.0f);
@@ -165,6 +184,27 @@ double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
         total += d * d;
     }
     return total;
+}
+
+double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
+    float lanes[64];
+    PICK(square_lanes)(a, b, n, lanes);
+    return finish_squares(lanes, a, b, n);
+}
+
+void rg_squares_pair(const float *restrict a, const float *restrict b, float *restrict keep,
+                     size_t n, double out[2]) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (rg_cpu_isa() == RG_ISA_AVX512) {
+        float la[64], lb[64];
+        pair_lanes_avx512(a, b, keep, n, la, lb);
+        for (size_t i = n / 64 * 64; keep && i < n; i++) keep[i] = b[i];
+        out[0] = finish_squares(la, a, NULL, n), out[1] = finish_squares(lb, b, NULL, n);
+        return;
+    }
+#endif
+    if (keep) memcpy(keep, b, n * sizeof *keep);
+    out[0] = rg_squares(a, NULL, n), out[1] = rg_squares(b, NULL, n);
 }
 
 /* The last units of a layer, fewer than a block: one at a time. */
