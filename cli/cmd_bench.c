@@ -30,7 +30,8 @@ static const char *const bench_help =
     "  --threads N      threads (default: all cores)\n"
     "  --layers         also list every layer's time\n"
     "  --monitor        watch every other step with the health monitor and report what a\n"
-    "                   watched step costs over a plain one (= --monitor-every 1 in train)\n"
+    "                   watched step costs over a plain one, by their median times\n"
+    "                   (= --monitor-every 1 in train)\n"
     "  --json           one JSON object instead of the tables\n"
     "  -h, --help       show this help\n";
 
