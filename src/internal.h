@@ -106,15 +106,15 @@ struct rg_node_impl {
     struct rg_output_stats *stats; /* set while the health monitor watches: see below */
 };
 
-/* Statistics an op takes of its own output while each sample's is still in cache, when the
- * health monitor asks (node->stats; NULL otherwise): per (sample, channel) plane, the sums
- * and the count of rg_plane_sums (kernels.h), which the monitor then reads instead of
- * scanning the output again; in backward the same for the squares of the gradients.
- * Convolutions do (conv.c). */
+/* Statistics an op takes of its own output while it is still in cache, when the health
+ * monitor asks (node->stats; NULL otherwise), which the monitor then reads instead of
+ * scanning the output again: a convolution (conv.c) per (sample, channel) plane, the sums
+ * and the count of rg_plane_sums (kernels.h), and in backward the squares of each sample's
+ * gradients; a dense layer (dense.c) per unit over the batch, those of rg_unit_block_sums. */
 typedef struct rg_output_stats {
     int want;          /* an rg_count_kind: nothing, or the relu's sums (no bounds) */
-    double *sums;      /* (batch, channels, 4) */
-    long *counts;      /* (batch, channels) */
+    double *sums;      /* (batch, channels, 4); dense: (units, 4) */
+    long *counts;      /* (batch, channels); dense: (units) */
     double *dy_squares, *dx_squares; /* backward, per sample: sum of dY^2 (rg_sum_squares),
                                         and of the input's gradient once this op added to it */
 } rg_output_stats;

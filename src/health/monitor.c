@@ -163,7 +163,13 @@ static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, rg
     long near = 0;
     int dead = 0;
     double *relu = m->sums + 2 * (size_t)units; /* per unit: sum, squares of relu(x) */
-    if (inner == 1) {
+    if (n->op == RG_OP_DENSE && n->stats) { /* the op's own, summed as it wrote them */
+        for (int u = 0; u < units; u++) {
+            const double *t = n->stats->sums + (size_t)u * 4;
+            sum[u] = t[0], sq[u] = t[1], relu[2 * u] = t[2], relu[2 * u + 1] = t[3];
+            near += n->stats->counts[u], dead += n->stats->counts[u] == 0;
+        }
+    } else if (inner == 1) {
         float *s = m->scratch, *s2 = s + units, *rs = s2 + units, *rs2 = rs + units;
         int *counted = (int *)(rs2 + units);
         const int blocks = (units + RG_UNIT_BLOCK - 1) / RG_UNIT_BLOCK;
@@ -488,16 +494,16 @@ void rg_monitor_free(rg_monitor *m) {
     free(m);
 }
 
-/* Watching: each convolution sums its own output while it is in cache (buffers made on the
- * first watched pass; without memory the hook scans the output instead). */
+/* Watching: each layer sums its own output while it is in cache (buffers made on the first
+ * watched pass; without memory the hook scans the output instead). */
 void rg_monitor_enable(rg_monitor *m, int on) {
     m->on = on != 0;
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
         rg_node_impl *n = &m->g->nodes[l->node];
-        if (n->op != RG_OP_CONV2D) continue;
         if (m->on && !l->stats.sums) {
-            const size_t planes = (size_t)m->g->max_batch * l->h.units;
+            /* a convolution's per (sample, channel) plane, a dense layer's per unit */
+            const size_t planes = (n->op == RG_OP_CONV2D ? (size_t)m->g->max_batch : 1) * l->h.units;
             l->stats.sums = malloc(planes * 4 * sizeof *l->stats.sums);
             l->stats.counts = malloc(planes * sizeof *l->stats.counts);
             l->stats.dy_squares = malloc(2 * (size_t)m->g->max_batch * sizeof(double));

@@ -12,6 +12,12 @@
  * A is (M,K) after op, B is (K,N) after op. */
 void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
               int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* rg_sgemm, then then(ctx, lo, hi) on columns [lo, hi) of C, ranges covering [0, N) once:
+ * where the product is split by columns, each thread calls it on the columns it computed
+ * (still in its cache); else once, after the whole product.  C's bits are rg_sgemm's. */
+void rg_sgemm_then(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                   int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                   void (*then)(void *ctx, int lo, int hi), void *ctx);
 
 /* sum x[i] y[i] through the BLAS (chunked for n beyond int), in double: a plain loop
  * accumulating in double is not vectorised without reassociation.  Any NaN or Inf in x

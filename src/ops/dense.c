@@ -32,6 +32,31 @@ static rg_status dense_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
+/* The units [lo, hi) of a watched dense output: their sums over the batch (kernels.h),
+ * called by the thread that just computed them. */
+typedef struct {
+    const float *y;
+    int batch, units;
+    rg_output_stats *st;
+} unit_sums_job;
+
+static void sum_units(void *ctx, int lo, int hi) {
+    const unit_sums_job *j = ctx;
+    rg_output_stats *st = j->st;
+    for (int u0 = lo; u0 < hi; u0 += RG_UNIT_BLOCK) {
+        const int width = hi - u0 < RG_UNIT_BLOCK ? hi - u0 : RG_UNIT_BLOCK;
+        float s[RG_UNIT_BLOCK], s2[RG_UNIT_BLOCK], rs[RG_UNIT_BLOCK] = {0}, rs2[RG_UNIT_BLOCK] = {0};
+        int counted[RG_UNIT_BLOCK];
+        rg_unit_block_sums(j->y + u0, (size_t)j->units, j->batch, width, (rg_count_kind)st->want,
+                           0, 0, s, s2, counted, rs, rs2);
+        for (int k = 0; k < width; k++) {
+            double *t = st->sums + (size_t)(u0 + k) * 4;
+            t[0] = s[k], t[1] = s2[k], t[2] = rs[k], t[3] = rs2[k];
+            st->counts[u0 + k] = counted[k];
+        }
+    }
+}
+
 static void dense_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const rg_node_impl *x = rg_in(g, n, 0);
@@ -39,7 +64,10 @@ static void dense_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const float *w = rg_param_data(g, n, 0), *b = rg_param_data(g, n, 1);
     float *y = n->out;
     for (int i = 0; i < batch; i++) memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *b);
-    rg_sgemm(false, true, batch, out, in, 1.0f, x->out, in, w, in, 1.0f, y, out);
+    /* watched: the units' sums, each thread's while its part of the product is in cache */
+    unit_sums_job job = {y, batch, out, n->stats};
+    rg_sgemm_then(false, true, batch, out, in, 1.0f, x->out, in, w, in, 1.0f, y, out,
+                  n->stats ? sum_units : NULL, &job);
 }
 
 static void dense_backward(rg_graph *g, rg_node_impl *n, int batch) {

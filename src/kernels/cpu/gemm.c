@@ -29,8 +29,9 @@ static void gemm_serial(bool ta, bool tb, int m, int n, int k, float alpha, cons
                 m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
-              int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+void rg_sgemm_then(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                   int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                   void (*then)(void *ctx, int lo, int hi), void *ctx) {
 #ifdef _OPENMP
     int threads = omp_get_max_threads();
     if (threads > 1 && (long)m * n * k >= GEMM_PARALLEL_MIN && !omp_in_parallel()) {
@@ -50,12 +51,20 @@ void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
                 else
                     gemm_serial(trans_a, trans_b, m, hi - lo, k, alpha, a, lda,
                                 trans_b ? b + (long)lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+                if (then && !split_rows) then(ctx, lo, hi); /* its columns, in its cache */
             }
         }
+        if (then && split_rows) then(ctx, 0, n);
         return;
     }
 #endif
     gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (then) then(ctx, 0, n);
+}
+
+void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+              int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    rg_sgemm_then(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, NULL);
 }
 
 double rg_sgemm_gflops(int n, int repeats) {
