@@ -54,6 +54,10 @@ void rg_unit_block_sums(const float *out, size_t stride, int batch, int width,
  * that sum is below 1e-30 or above 1e30 (a float square would lose it) or not finite.
  * GRA and the clipping remedies keep rg_sum_squares, whose bits their results rest on. */
 double rg_squares(const float *a, const float *b, size_t n);
+/* rg_squares from its 64 float lanes, taken elsewhere the same way: (a[i] - b[i])^2 (or
+ * a[i]^2) of i < n / 64 * 64 added to lane i % 64 in order of i; adds the rest and the
+ * lanes in double, or takes all of it in double when that leaves 1e-30..1e30. */
+double rg_squares_finish(const float *lanes, const float *a, const float *b, size_t n);
 /* out[0] = rg_squares(a, NULL, n), out[1] = rg_squares(b, NULL, n), the same bits, in one
  * pass that also copies b to keep when keep is given. */
 void rg_squares_pair(const float *a, const float *b, float *keep, size_t n, double out[2]);

@@ -166,9 +166,7 @@ long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float 
     return counted;
 }
 
-/* The sum that 64 lanes began over a[0, n) (minus b when given): the tail and the lanes
- * added in double; in double throughout when that leaves 1e-30..1e30. */
-static double finish_squares(const float *lanes, const float *a, const float *b, size_t n) {
+double rg_squares_finish(const float *lanes, const float *a, const float *b, size_t n) {
     double total = 0;
     for (size_t i = n / 64 * 64; i < n; i++) {
         const double d = (double)a[i] - (b ? b[i] : 0.0f);
@@ -189,7 +187,7 @@ static double finish_squares(const float *lanes, const float *a, const float *b,
 double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
     float lanes[64];
     PICK(square_lanes)(a, b, n, lanes);
-    return finish_squares(lanes, a, b, n);
+    return rg_squares_finish(lanes, a, b, n);
 }
 
 void rg_squares_pair(const float *restrict a, const float *restrict b, float *restrict keep,
@@ -199,7 +197,7 @@ void rg_squares_pair(const float *restrict a, const float *restrict b, float *re
         float la[64], lb[64];
         pair_lanes_avx512(a, b, keep, n, la, lb);
         for (size_t i = n / 64 * 64; keep && i < n; i++) keep[i] = b[i];
-        out[0] = finish_squares(la, a, NULL, n), out[1] = finish_squares(lb, b, NULL, n);
+        out[0] = rg_squares_finish(la, a, NULL, n), out[1] = rg_squares_finish(lb, b, NULL, n);
         return;
     }
 #endif
