@@ -386,6 +386,11 @@ static void test_statistics_kernels_match_their_lane_model(void **state) {
             rg_squares_pair(x, y, with_b ? keep : NULL, n, pair);
             assert_true(pair[0] == rg_squares(x, NULL, n) && pair[1] == rg_squares(y, NULL, n));
             if (with_b && n) assert_memory_equal(keep, y, n * sizeof *keep);
+            /* an update's three sums at once */
+            double three[3];
+            rg_update_squares(x, y, x + 300, n, three);
+            assert_true(three[0] == rg_squares(x, y, n) && three[1] == rg_squares(x + 300, NULL, n) &&
+                        three[2] == rg_squares(y, NULL, n));
         }
     /* beyond float squares' range: in double (a 1e-20 gradient is not 0; 1e20 is not Inf) */
     float tiny[100], huge[100];

@@ -6,6 +6,7 @@
 #include "test_util.h"
 
 #include "internal.h"
+#include "kernels/kernels.h"
 
 static rg_fit_config config(rg_optim_kind k) {
     rg_fit_config c = {.epochs = 3, .batch = 16, .seed = 3, .val_split = 0.2f,
@@ -296,11 +297,52 @@ static void test_optimizer_measures_its_update(void **state) {
     }
 }
 
+/* The update rules come in plain, AVX2 and AVX-512 builds (optim/update_rules.h): each gives
+ * the same weights, moments and measured sums, bit for bit, for every optimizer. */
+static void test_optimizers_same_bits_on_every_isa(void **state) {
+    (void)state;
+    const size_t n = 10000 + 37; /* pieces and a ragged tail */
+    for (int kind = 0; kind < RG_OPTIM_COUNT; kind++) {
+        float *first = NULL;
+        double first_sums[3];
+        for (int isa = RG_ISA_BASE; isa <= RG_ISA_AVX512; isa++) {
+            if ((int)rg_cpu_isa_cap((rg_isa)isa) != isa) continue; /* the CPU has not got it */
+            rg_optim_config c = rg_optim_defaults((rg_optim_kind)kind);
+            c.lr = 0.01f, c.weight_decay = 0.01f;
+            if (kind == RG_OPTIM_RMSPROP) c.momentum = 0.5f;
+            rg_optim *o = rg_optim_create(&c, n);
+            float *w = malloc(n * sizeof *w), *g = malloc(n * sizeof *g);
+            rg_rng r;
+            rg_rng_seed(&r, 5);
+            for (size_t i = 0; i < n; i++) w[i] = rg_rng_normal(&r);
+            double sums[3];
+            for (int step = 0; step < 3; step++) {
+                for (size_t i = 0; i < n; i++) g[i] = rg_rng_normal(&r) * 0.1f;
+                const size_t off = 50, len = n - 100;
+                if (step == 2) assert_int_equal(rg_optim_measure_next(o, 1, &off, &len, sums), RG_OK);
+                rg_optim_step(o, w, g, c.lr);
+            }
+            if (!first) {
+                first = w, memcpy(first_sums, sums, sizeof sums);
+            } else {
+                assert_memory_equal(w, first, n * sizeof *w);
+                assert_memory_equal(sums, first_sums, sizeof sums);
+                free(w);
+            }
+            free(g);
+            rg_optim_free(o);
+        }
+        free(first);
+    }
+    rg_cpu_isa_cap(RG_ISA_AVX512); /* back to the widest the CPU allows */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bitwise_reproducible),
         cmocka_unit_test(test_every_optimizer_learns),
         cmocka_unit_test(test_optimizer_measures_its_update),
+        cmocka_unit_test(test_optimizers_same_bits_on_every_isa),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_optimizer_validation),
         cmocka_unit_test(test_model_specs),

@@ -32,6 +32,10 @@ double rg_sum_squares(const float *x, size_t n);
  * with FMA, or neither (plain C, SSE2 on x86-64); REGRAD_MAX_ISA=AVX2 or =BASE caps it. */
 typedef enum { RG_ISA_BASE, RG_ISA_AVX2, RG_ISA_AVX512 } rg_isa;
 rg_isa rg_cpu_isa(void);
+/* From now on at most cap (and what the CPU has): for tests that compare the variants of a
+ * kernel, which must give the same bits.  Returns what it set.  The direct convolutions
+ * keep the choice they made on their first use. */
+rg_isa rg_cpu_isa_cap(rg_isa cap);
 
 /* What the monitor counts besides sums: nothing (a layer's output), positive values (relu:
  * a unit never positive is dead), values within 1% of a sigmoid/tanh bound (lo, hi), or,
@@ -54,10 +58,10 @@ void rg_unit_block_sums(const float *out, size_t stride, int batch, int width,
  * that sum is below 1e-30 or above 1e30 (a float square would lose it) or not finite.
  * GRA and the clipping remedies keep rg_sum_squares, whose bits their results rest on. */
 double rg_squares(const float *a, const float *b, size_t n);
-/* rg_squares from its 64 float lanes, taken elsewhere the same way: (a[i] - b[i])^2 (or
- * a[i]^2) of i < n / 64 * 64 added to lane i % 64 in order of i; adds the rest and the
- * lanes in double, or takes all of it in double when that leaves 1e-30..1e30. */
-double rg_squares_finish(const float *lanes, const float *a, const float *b, size_t n);
+/* An update's sums of squares, each the bits rg_squares gives, in one pass: out[0] of
+ * its change (now - before), out[1] of the gradient, out[2] of the values before. */
+void rg_update_squares(const float *now, const float *before, const float *grad, size_t n,
+                       double out[3]);
 /* out[0] = rg_squares(a, NULL, n), out[1] = rg_squares(b, NULL, n), the same bits, in one
  * pass that also copies b to keep when keep is given. */
 void rg_squares_pair(const float *a, const float *b, float *keep, size_t n, double out[2]);

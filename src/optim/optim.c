@@ -159,116 +159,56 @@ typedef struct step_consts {
     bool first;                           /* sgd: the momentum buffer starts as d */
 } step_consts;
 
-/* A measured piece: its values before the step, and the squares of their change, of the
- * gradient and of those values in 64 float lanes each, element i in lane i % 64 as
- * rg_squares takes them (kernels.h), the tail left to rg_squares_finish. */
-typedef struct measure {
-    float old[RG_SQUARES_PIECE];
-    float change[64], grad[64], weight[64];
-} measure;
-
 /* The loop of a kind's update over w[0, n): BODY turns w[i] into its new value (reading
- * g[i] and the kind's moments at i).  Measured (ms), the same BODY runs in blocks of 64,
- * each value's old copy kept and the squares added to the lanes as it goes: the update's
- * bits are the same either way, and measuring costs no extra pass over the piece. */
+ * g[i] and the kind's moments at i).  Measured, each value is first kept in old[] (the
+ * same BODY, so the update's bits are the same either way), for rg_update_squares. */
 #define UPDATE_LOOP(BODY)                                                                     \
     do {                                                                                      \
-        if (!ms) {                                                                            \
+        if (!old) {                                                                           \
             for (size_t i = 0; i < n; i++) { BODY }                                           \
             break;                                                                            \
         }                                                                                     \
-        const size_t body = n / 64 * 64;                                                      \
-        for (size_t b = 0; b < body; b += 64)                                                 \
-            for (size_t j = 0; j < 64; j++) {                                                 \
-                const size_t i = b + j;                                                       \
-                const float was = w[i];                                                       \
-                ms->old[i] = was;                                                             \
-                BODY                                                                          \
-                const float d = w[i] - was;                                                   \
-                ms->change[j] += d * d, ms->grad[j] += g[i] * g[i], ms->weight[j] += was * was; \
-            }                                                                                 \
-        for (size_t i = body; i < n; i++) {                                                   \
-            ms->old[i] = w[i];                                                                \
+        for (size_t i = 0; i < n; i++) {                                                      \
+            old[i] = w[i];                                                                    \
             BODY                                                                              \
         }                                                                                     \
     } while (0)
 
-/* Each kind's update of [off, off + n) on one thread; update_range shares the pieces. */
-static void sgd_piece(rg_optim *o, const step_consts *k, size_t off, size_t n, float *w,
-                      const float *g, measure *ms) {
-    const float wd = o->c.weight_decay, mu = o->c.momentum, lr = k->lr;
-    const bool nesterov = o->c.kind == RG_OPTIM_NESTEROV, first = k->first;
-    float *buf = o->moment[0] ? o->moment[0] + off : NULL;
-    UPDATE_LOOP({
-        float d = g[i] + wd * w[i];
-        if (mu > 0) {
-            buf[i] = first ? d : mu * buf[i] + d;
-            d = nesterov ? d + mu * buf[i] : buf[i];
-        }
-        w[i] -= lr * d;
-    });
-}
-
-static void adagrad_piece(rg_optim *o, const step_consts *k, size_t off, size_t n, float *w,
-                          const float *g, measure *ms) {
-    const float wd = o->c.weight_decay, eps = o->c.eps, lr = k->lr;
-    float *sum = o->moment[0] + off;
-    UPDATE_LOOP({
-        float d = g[i] + wd * w[i];
-        sum[i] += d * d;
-        w[i] -= lr * d / (sqrtf(sum[i]) + eps);
-    });
-}
-
-static void rmsprop_piece(rg_optim *o, const step_consts *k, size_t off, size_t n, float *w,
-                          const float *g, measure *ms) {
-    const float wd = o->c.weight_decay, eps = o->c.eps, a = o->c.alpha, mu = o->c.momentum;
-    const float lr = k->lr;
-    float *v = o->moment[0] + off, *buf = o->moment[1] ? o->moment[1] + off : NULL;
-    UPDATE_LOOP({
-        float d = g[i] + wd * w[i];
-        v[i] = a * v[i] + (1.0f - a) * d * d;
-        float step = d / (sqrtf(v[i]) + eps);
-        if (mu > 0) step = buf[i] = mu * buf[i] + step;
-        w[i] -= lr * step;
-    });
-}
-
-static void adam_piece(rg_optim *o, const step_consts *k, size_t off, size_t n, float *w,
-                       const float *g, measure *ms) {
-    const float b1 = o->c.beta1, b2 = o->c.beta2, eps = o->c.eps;
-    const float step_size = k->step_size, bc2_sqrt = k->bc2_sqrt, l2 = k->l2, shrink = k->shrink;
-    float *m = o->moment[0] + off, *v = o->moment[1] + off;
-    UPDATE_LOOP({
-        float d = g[i] + l2 * w[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * d;
-        v[i] = b2 * v[i] + (1.0f - b2) * d * d;
-        w[i] = shrink * w[i] - step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
-    });
-}
+/* Each kind's update of [off, off + n) on one thread (update_range shares the pieces), for
+ * plain x86-64 and again for AVX2 and AVX-512, picked by rg_cpu_isa: the same bits. */
+#define RULE(name) name##_base
+#include "update_rules.h"
+#undef RULE
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define RULE(name) name##_avx2
+#include "update_rules.h"
+#undef RULE
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define RULE(name) name##_avx512
+#include "update_rules.h"
+#undef RULE
+#pragma GCC pop_options
+#endif
 
 /* Updates [off, off + n), n at most RG_SQUARES_PIECE; measured, sums[0..2] = the squares
- * of the change, the gradient and the old values (rg_squares' bits). */
+ * of the change, of the gradient and of the old values, kept on the stack (in L1) for it. */
 static void update_piece(rg_optim *o, const step_consts *k, size_t off, size_t n,
                          float *params, const float *grads, double *sums) {
     float *w = params + off;
     const float *g = grads + off;
-    measure local, *ms = sums ? &local : NULL;
-    if (ms) memset(ms->change, 0, sizeof ms->change + sizeof ms->grad + sizeof ms->weight);
-    switch (o->c.kind) {
-    case RG_OPTIM_SGD:
-    case RG_OPTIM_MOMENTUM:
-    case RG_OPTIM_NESTEROV: sgd_piece(o, k, off, n, w, g, ms); break;
-    case RG_OPTIM_ADAGRAD: adagrad_piece(o, k, off, n, w, g, ms); break;
-    case RG_OPTIM_RMSPROP: rmsprop_piece(o, k, off, n, w, g, ms); break;
-    case RG_OPTIM_ADAM:
-    case RG_OPTIM_ADAMW: adam_piece(o, k, off, n, w, g, ms); break;
-    default: return;
-    }
-    if (!ms) return;
-    sums[0] = rg_squares_finish(ms->change, w, ms->old, n);
-    sums[1] = rg_squares_finish(ms->grad, g, NULL, n);
-    sums[2] = rg_squares_finish(ms->weight, ms->old, NULL, n);
+    float kept[RG_SQUARES_PIECE], *old = sums ? kept : NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const rg_isa isa = rg_cpu_isa();
+    (isa == RG_ISA_AVX512 ? update_rule_avx512 : isa == RG_ISA_AVX2 ? update_rule_avx2
+                                                                     : update_rule_base)(o, k, off, n, w, g, old);
+#else
+    update_rule_base(o, k, off, n, w, g, old);
+#endif
+    if (sums) rg_update_squares(w, old, g, n, sums);
 }
 
 /* Updates [off, off + n) in pieces shared by the team.  With `sums`, each piece keeps its

@@ -127,6 +127,25 @@ typedef struct {
         memcpy(out_a, la, sizeof la), memcpy(out_b, lb, sizeof lb);                           \
     }
 
+/* rg_update_squares' three sums in one pass: of (now - before), of grad and of before. */
+#define UPDATE_LANES(NAME, VF, NV, ATTR)                                                      \
+    ATTR static void NAME(const float *restrict now, const float *restrict before,          \
+                          const float *restrict grad, size_t n, float *out) {                \
+        VF lc[NV], lg[NV], lb[NV];                                                            \
+        for (int h = 0; h < NV; h++) lc[h] = lg[h] = lb[h] = (VF){0};                         \
+        for (size_t i = 0; i + 64 <= n; i += 64)                                              \
+            for (int h = 0; h < NV; h++) {                                                    \
+                VF x, y, z;                                                                   \
+                memcpy(&x, now + i + h * (64 / NV), sizeof x);                                \
+                memcpy(&y, before + i + h * (64 / NV), sizeof y);                             \
+                memcpy(&z, grad + i + h * (64 / NV), sizeof z);                               \
+                const VF d = x - y;                                                           \
+                lc[h] += d * d, lg[h] += z * z, lb[h] += y * y;                               \
+            }                                                                                 \
+        memcpy(out, lc, sizeof lc), memcpy(out + 64, lg, sizeof lg);                          \
+        memcpy(out + 128, lb, sizeof lb);                                                     \
+    }
+
 #define BASE
 PLANE_LANES(plane_lanes_base, v4f, v4i, 2, BASE)
 BLOCK_SUMS(block_sums_base, v4f, v4i, 4, BASE)
@@ -141,6 +160,7 @@ BLOCK_SUMS(block_sums_avx512, v16f, v16i, 1, AVX512)
 SQUARE_LANES(square_lanes_avx2, v8f, 8, AVX2)
 SQUARE_LANES(square_lanes_avx512, v16f, 4, AVX512)
 PAIR_LANES(pair_lanes_avx512, v16f, 4, AVX512) /* 8 accumulators: AVX2's 16 registers spill */
+UPDATE_LANES(update_lanes_avx512, v16f, 4, AVX512) /* 12 accumulators */
 /* The variant of a kernel for this CPU. */
 #define PICK(name)                                                                            \
     (rg_cpu_isa() == RG_ISA_AVX512 ? name##_avx512                                           \
@@ -166,7 +186,9 @@ long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float 
     return counted;
 }
 
-double rg_squares_finish(const float *lanes, const float *a, const float *b, size_t n) {
+/* The sum that 64 lanes began over a[0, n) (minus b when given): the tail and the lanes
+ * added in double; in double throughout when that leaves 1e-30..1e30. */
+static double finish_squares(const float *lanes, const float *a, const float *b, size_t n) {
     double total = 0;
     for (size_t i = n / 64 * 64; i < n; i++) {
         const double d = (double)a[i] - (b ? b[i] : 0.0f);
@@ -187,7 +209,23 @@ double rg_squares_finish(const float *lanes, const float *a, const float *b, siz
 double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
     float lanes[64];
     PICK(square_lanes)(a, b, n, lanes);
-    return rg_squares_finish(lanes, a, b, n);
+    return finish_squares(lanes, a, b, n);
+}
+
+void rg_update_squares(const float *restrict now, const float *restrict before,
+                       const float *restrict grad, size_t n, double out[3]) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (rg_cpu_isa() == RG_ISA_AVX512) {
+        float lanes[3 * 64];
+        update_lanes_avx512(now, before, grad, n, lanes);
+        out[0] = finish_squares(lanes, now, before, n);
+        out[1] = finish_squares(lanes + 64, grad, NULL, n);
+        out[2] = finish_squares(lanes + 128, before, NULL, n);
+        return;
+    }
+#endif
+    out[0] = rg_squares(now, before, n), out[1] = rg_squares(grad, NULL, n);
+    out[2] = rg_squares(before, NULL, n);
 }
 
 void rg_squares_pair(const float *restrict a, const float *restrict b, float *restrict keep,
@@ -197,7 +235,7 @@ void rg_squares_pair(const float *restrict a, const float *restrict b, float *re
         float la[64], lb[64];
         pair_lanes_avx512(a, b, keep, n, la, lb);
         for (size_t i = n / 64 * 64; keep && i < n; i++) keep[i] = b[i];
-        out[0] = rg_squares_finish(la, a, NULL, n), out[1] = rg_squares_finish(lb, b, NULL, n);
+        out[0] = finish_squares(la, a, NULL, n), out[1] = finish_squares(lb, b, NULL, n);
         return;
     }
 #endif
