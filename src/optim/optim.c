@@ -201,13 +201,13 @@ static void update_piece(rg_optim *o, const step_consts *k, size_t off, size_t n
     float *w = params + off;
     const float *g = grads + off;
     float kept[RG_SQUARES_PIECE], *old = sums ? kept : NULL;
+    void (*rule)(rg_optim *, const step_consts *, size_t, size_t, float *, const float *,
+                 float *) = update_rule_base;
 #if defined(__x86_64__) && defined(__GNUC__)
-    const rg_isa isa = rg_cpu_isa();
-    (isa == RG_ISA_AVX512 ? update_rule_avx512 : isa == RG_ISA_AVX2 ? update_rule_avx2
-                                                                     : update_rule_base)(o, k, off, n, w, g, old);
-#else
-    update_rule_base(o, k, off, n, w, g, old);
+    if (rg_cpu_isa() == RG_ISA_AVX512) rule = update_rule_avx512;
+    else if (rg_cpu_isa() == RG_ISA_AVX2) rule = update_rule_avx2;
 #endif
+    rule(o, k, off, n, w, g, old);
     if (sums) rg_update_squares(w, old, g, n, sums);
 }
 
