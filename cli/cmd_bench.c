@@ -246,6 +246,8 @@ int cmd_bench(int argc, char **argv) {
                    "watching every step, %+.1f%% every 10 (%ld watched, %ld plain steps)\n",
                    1e3 * watched_s, 1e3 * plain_s, 100 * monitor_cost, 10 * monitor_cost,
                    n_times[1], n_times[0]);
+        else if (monitor)
+            printf("monitor: no comparison from %ld timed step(s): give --steps 2 or more\n", steps);
     }
     rg_monitor_free(mon);
     rg_optim_free(opt);

@@ -90,6 +90,7 @@ expect 2 "--depths 'x'" experiment --depths x
 expect 0 "images/s" bench --model mlp --batch 16 --steps 2 --warmup 0
 expect 0 "monitor: a watched step takes" bench --model mlp --batch 16 --steps 4 --warmup 0 --monitor
 expect 0 "\"monitor_step_cost\":" bench --model mlp --batch 16 --steps 4 --warmup 0 --monitor --json
+expect 0 "give --steps 2 or more" bench --model mlp --batch 16 --steps 1 --warmup 0 --monitor
 expect 2 "no classifier" bench --model resnet18v2:top=0
 # a small experiment end to end: GRA rescues what plain training cannot
 "$BIN" experiment --depths 8 --acts sigmoid --optimizers adam --remedies off,gra --limit 6000 \
