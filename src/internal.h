@@ -115,8 +115,9 @@ typedef struct rg_output_stats {
     int want;          /* an rg_count_kind: nothing, or the relu's sums (no bounds) */
     double *sums;      /* (batch, channels, 4); dense: (units, 4) */
     long *counts;      /* (batch, channels); dense: (units) */
-    double *dy_squares, *dx_squares; /* backward, per sample: sum of dY^2 (rg_sum_squares),
-                                        and of the input's gradient once this op added to it */
+    double *dy_squares, *dx_squares; /* convolutions, backward, per sample: sum of dY^2
+                                        (rg_squares), and of the input's gradient once this
+                                        op added to it; NULL for a dense layer */
 } rg_output_stats;
 /* Fills sample b's planes from its output y (channels x plane values). */
 void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int b, const float *y);

@@ -43,7 +43,7 @@ typedef struct layer {
     bool kept;                /* its weights are in the monitor's `before` copy */
     bool norms_pending;       /* its weights' and gradient's norms come from the optimizer */
     bool relu_reads_layer;    /* a relu reads the layer's output directly (no batch norm) */
-    rg_output_stats stats;    /* conv layers: what the op sums of its output as it writes it */
+    rg_output_stats stats;    /* what the op sums of its output as it writes it */
 } layer;
 
 struct rg_monitor {
@@ -85,17 +85,18 @@ const char *rg_verdict_name(rg_verdict v) {
  * chunks that the OpenMP team shares, the chunks' sums added in order: the same result
  * whatever the number of threads. */
 
-/* Sums of squares of a[lo, lo + len) and, when b is given, of b[lo, lo + len), b's piece
- * first copied to keep[lo..] when keep is given (it is then in cache for the sum). */
-static void piece_squares(const float *a, const float *b, float *keep, size_t lo, size_t len,
+/* Sums of squares of piece i of a[0, n) and, when b is given, of b's, b's piece copied to
+ * keep in the same pass when keep is given. */
+static void piece_squares(const float *a, const float *b, float *keep, size_t n, size_t i,
                           double *sums) {
+    const size_t lo = i * RG_SQUARES_PIECE, len = n - lo < RG_SQUARES_PIECE ? n - lo : RG_SQUARES_PIECE;
     if (b) rg_squares_pair(a + lo, b + lo, keep ? keep + lo : NULL, len, sums);
     else sums[0] = rg_squares(a + lo, NULL, len);
 }
 
 /* Sums of squares of n values of a, and of b with it when given (and b's copy to keep[]),
- * in one pass of RG_SQUARES_PIECE pieces shared by the team, the pieces' sums added in order (on
- * this thread alone when there is one piece or no memory: the same sums). */
+ * in one pass of RG_SQUARES_PIECE pieces shared by the team, the pieces' sums added in
+ * order (on this thread alone when there is one piece or no memory: the same sums). */
 static void squares2(const float *a, const float *b, float *keep, size_t n, double *sa,
                      double *sb) {
     const size_t parts = (n + RG_SQUARES_PIECE - 1) / RG_SQUARES_PIECE;
@@ -105,7 +106,7 @@ static void squares2(const float *a, const float *b, float *keep, size_t n, doub
     if (!partial) {
         for (size_t i = 0; i < parts; i++) {
             double p[2] = {0, 0};
-            piece_squares(a, b, keep, i * RG_SQUARES_PIECE, n - i * RG_SQUARES_PIECE < RG_SQUARES_PIECE ? n - i * RG_SQUARES_PIECE : RG_SQUARES_PIECE, p);
+            piece_squares(a, b, keep, n, i, p);
             *sa += p[0];
             if (sb) *sb += p[1];
         }
@@ -113,8 +114,7 @@ static void squares2(const float *a, const float *b, float *keep, size_t n, doub
     }
 #pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
     for (size_t i = 0; i < parts; i++)
-        piece_squares(a, b, keep, i * RG_SQUARES_PIECE, n - i * RG_SQUARES_PIECE < RG_SQUARES_PIECE ? n - i * RG_SQUARES_PIECE : RG_SQUARES_PIECE,
-                      partial + 2 * i);
+        piece_squares(a, b, keep, n, i, partial + 2 * i);
     for (size_t i = 0; i < parts; i++) {
         *sa += partial[2 * i];
         if (sb) *sb += partial[2 * i + 1];
@@ -502,13 +502,15 @@ void rg_monitor_enable(rg_monitor *m, int on) {
         layer *l = &m->layers[i];
         rg_node_impl *n = &m->g->nodes[l->node];
         if (m->on && !l->stats.sums) {
-            /* a convolution's per (sample, channel) plane, a dense layer's per unit */
-            const size_t planes = (n->op == RG_OP_CONV2D ? (size_t)m->g->max_batch : 1) * l->h.units;
+            /* a convolution's sums per (sample, channel) plane, a dense layer's per unit */
+            const bool conv = n->op == RG_OP_CONV2D; /* a dense layer's: per unit */
+            const size_t planes = (conv ? (size_t)m->g->max_batch : 1) * l->h.units;
             l->stats.sums = malloc(planes * 4 * sizeof *l->stats.sums);
             l->stats.counts = malloc(planes * sizeof *l->stats.counts);
-            l->stats.dy_squares = malloc(2 * (size_t)m->g->max_batch * sizeof(double));
+            /* only convolutions take their gradients' squares (per sample) */
+            l->stats.dy_squares = conv ? malloc(2 * (size_t)m->g->max_batch * sizeof(double)) : NULL;
             l->stats.dx_squares = l->stats.dy_squares ? l->stats.dy_squares + m->g->max_batch : NULL;
-            if (!l->stats.sums || !l->stats.counts || !l->stats.dy_squares) {
+            if (!l->stats.sums || !l->stats.counts || (conv && !l->stats.dy_squares)) {
                 free(l->stats.sums), free(l->stats.counts), free(l->stats.dy_squares);
                 l->stats.sums = NULL, l->stats.counts = NULL;
                 l->stats.dy_squares = l->stats.dx_squares = NULL;
