@@ -62,6 +62,11 @@ double rg_squares(const float *a, const float *b, size_t n);
  * its change (now - before), out[1] of the gradient, out[2] of the values before. */
 void rg_update_squares(const float *now, const float *before, const float *grad, size_t n,
                        double out[3]);
+/* rg_update_squares' end, for a pass that took its 64 float lanes of each sum itself
+ * (lanes[0, 64) the change's, [64, 128) the gradient's, [128, 192) the values before,
+ * lane j over the values at j mod 64 of the first n / 64 * 64): the same bits. */
+void rg_finish_update_squares(const float lanes[3 * 64], const float *now, const float *before,
+                              const float *grad, size_t n, double out[3]);
 /* out[0] = rg_squares(a, NULL, n), out[1] = rg_squares(b, NULL, n), the same bits, in one
  * pass that also copies b to keep when keep is given. */
 void rg_squares_pair(const float *a, const float *b, float *keep, size_t n, double out[2]);

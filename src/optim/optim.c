@@ -15,6 +15,13 @@
 #include "../internal.h"
 #include "../kernels/kernels.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +40,11 @@ struct rg_optim {
     int n_measured;               /* ranges the next step measures (in order) */
     const size_t *measure_off, *measure_len;
     double *measured;             /* 3 per range: squared change, gradient, weights before */
+    struct update_piece_plan *plan; /* the next step's pieces (see plan_step) */
+    size_t plan_room;
 };
+
+static rg_status make_room(rg_optim *o);
 
 static const char *const optim_names[RG_OPTIM_COUNT] = {
     [RG_OPTIM_SGD] = "sgd",         [RG_OPTIM_MOMENTUM] = "momentum",
@@ -129,6 +140,7 @@ rg_optim *rg_optim_create(const rg_optim_config *c, size_t n) {
     o->n_moments = moment_names(c, o->moment_name);
     for (int k = 0; k < o->n_moments; k++)
         if (!(o->moment[k] = calloc(n ? n : 1, sizeof(float)))) goto oom;
+    if (make_room(o) != RG_OK) goto oom;
     return o;
 oom:
     rg_optim_free(o);
@@ -139,6 +151,7 @@ oom:
 void rg_optim_free(rg_optim *o) {
     if (!o) return;
     for (int k = 0; k < MAX_MOMENTS; k++) free(o->moment[k]);
+    free(o->plan);
     free(o->range_off);
     free(o->range_len);
     free(o);
@@ -152,104 +165,151 @@ float *rg_optim_moment(rg_optim *o, int k, const char **name) {
     return o->moment[k];
 }
 
-/* What one step's update needs besides the buffers, computed once per step. */
+/* What one step's update needs besides the buffers: the kind's constants and this step's,
+ * computed once per step. */
 typedef struct step_consts {
-    float lr;
-    float step_size, bc2_sqrt, l2, shrink; /* adam, adamw */
+    float lr, wd, mu, eps;                 /* sgd, adagrad, rmsprop */
+    float alpha;                           /* rmsprop */
+    float beta1, beta2;                    /* adam, adamw */
+    float step_size, bc2_sqrt, l2, shrink; /* adam, adamw: this step's */
     bool first;                           /* sgd: the momentum buffer starts as d */
+    bool nesterov;
 } step_consts;
 
-/* The loop of a kind's update over w[0, n): BODY turns w[i] into its new value (reading
- * g[i] and the kind's moments at i).  Measured, each value is first kept in old[] (the
- * same BODY, so the update's bits are the same either way), for rg_update_squares. */
-#define UPDATE_LOOP(BODY)                                                                     \
-    do {                                                                                      \
-        if (!old) {                                                                           \
-            for (size_t i = 0; i < n; i++) { BODY }                                           \
-            break;                                                                            \
-        }                                                                                     \
-        for (size_t i = 0; i < n; i++) {                                                      \
-            old[i] = w[i];                                                                    \
-            BODY                                                                              \
-        }                                                                                     \
-    } while (0)
-
-/* Each kind's update of [off, off + n) on one thread (update_range shares the pieces), for
- * plain x86-64 and again for AVX2 and AVX-512, picked by rg_cpu_isa: the same bits. */
+/* Each kind's update of a piece on one thread (update_share hands them out), for plain
+ * x86-64 and again for AVX2 and AVX-512, picked by rg_cpu_isa: the same bits. */
+typedef float v4f __attribute__((vector_size(16)));
+#if defined(__x86_64__) && defined(__GNUC__)
+#define VSQRT(x) _mm_sqrt_ps(x)
+#else
+static v4f sqrt_lanes(v4f x) {
+    for (int i = 0; i < 4; i++) x[i] = sqrtf(x[i]);
+    return x;
+}
+#define VSQRT(x) sqrt_lanes(x)
+#endif
+#define VF v4f
+#define TARGET
 #define RULE(name) name##_base
 #include "update_rules.h"
 #undef RULE
+#undef TARGET
+#undef VF
+#undef VSQRT
 #if defined(__x86_64__) && defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC target("avx2")
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+#define VF v8f
+#define VSQRT(x) _mm256_sqrt_ps(x)
+#define TARGET __attribute__((target("avx2")))
 #define RULE(name) name##_avx2
 #include "update_rules.h"
 #undef RULE
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f")
+#undef TARGET
+#undef VF
+#undef VSQRT
+#define VF v16f
+#define VSQRT(x) _mm512_sqrt_ps(x)
+#define TARGET __attribute__((target("avx512f")))
 #define RULE(name) name##_avx512
 #include "update_rules.h"
 #undef RULE
-#pragma GCC pop_options
+#undef TARGET
+#undef VF
+#undef VSQRT
 #endif
 
 /* Updates [off, off + n), n at most RG_SQUARES_PIECE; measured, sums[0..2] = the squares
- * of the change, of the gradient and of the old values, kept on the stack (in L1) for it. */
+ * of the change, of the gradient and of the old values, taken in the update's own pass
+ * (the old values kept on the stack, in L1, for the tail and for rg_finish_update_squares'
+ * second look at sums out of float's range). */
 static void update_piece(rg_optim *o, const step_consts *k, size_t off, size_t n,
                          float *params, const float *grads, double *sums) {
-    float *w = params + off;
-    const float *g = grads + off;
-    float kept[RG_SQUARES_PIECE], *old = sums ? kept : NULL;
-    void (*rule)(rg_optim *, const step_consts *, size_t, size_t, float *, const float *,
-                 float *) = update_rule_base;
+    float *w = params + off, *m0 = o->moment[0] ? o->moment[0] + off : NULL;
+    float *m1 = o->moment[1] ? o->moment[1] + off : NULL;
+    float kept[RG_SQUARES_PIECE], lanes[3 * 64];
+    void (*rule)(rg_optim_kind, const step_consts *, size_t, float *, const float *, float *,
+                 float *, float *, float *) = update_rule_base;
 #if defined(__x86_64__) && defined(__GNUC__)
     if (rg_cpu_isa() == RG_ISA_AVX512) rule = update_rule_avx512;
     else if (rg_cpu_isa() == RG_ISA_AVX2) rule = update_rule_avx2;
 #endif
-    rule(o, k, off, n, w, g, old);
-    if (sums) rg_update_squares(w, old, g, n, sums);
+    rule(o->c.kind, k, n, w, grads + off, m0, m1, sums ? kept : NULL, sums ? lanes : NULL);
+    if (sums) rg_finish_update_squares(lanes, w, kept, grads + off, n, sums);
 }
 
-/* Updates [off, off + n) in pieces shared by the team.  With `sums`, each piece keeps its
- * old values on the stack (in L1) and takes the squares of its gradient, of those old
- * values and of their change, the pieces' sums added in order into sums[0..2]: the same
- * figures whatever the thread count, without a copy of the weights or another pass over
- * them or their gradients. */
+/* A step updates the parameters in pieces of at most RG_SQUARES_PIECE floats (the one
+ * size the monitor sums in too), cut from the start of each stretch that is updated alike:
+ * the parts of the updated ranges inside or outside each measured range.  The team shares
+ * all of a step's pieces in one parallel region, each thread a run of them holding about
+ * its share of the floats; a measured piece's sums are added into its range's in order
+ * afterwards, so a figure does not depend on the thread count. */
+typedef struct update_piece_plan {
+    size_t lo, len;  /* params[lo, lo + len) */
+    size_t before;   /* floats in the pieces before this one */
+    int measured;    /* the measured range it lies in, or -1 */
+    double sums[3];  /* measured: its sums of squares */
+} update_piece_plan;
+
 #define PIECE RG_SQUARES_PIECE
-static void update_range(rg_optim *o, const step_consts *k, size_t off, size_t n,
-                         float *params, const float *grads, double *sums) {
-    const size_t pieces = (n + PIECE - 1) / PIECE;
-    double local[3 * 64], *part = !sums ? NULL : pieces <= 64 ? local : malloc(3 * pieces * sizeof *part);
-    if (sums && !part) { /* no memory for the pieces' sums: one piece at a time */
-        for (size_t at = off; at < off + n; at += PIECE)
-            update_range(o, k, at, off + n - at < PIECE ? off + n - at : PIECE, params, grads, sums);
-        return;
+
+/* Cuts [lo, hi) into pieces from lo, appended to plan[*count] when plan is given. */
+static void cut(size_t lo, size_t hi, int measured, update_piece_plan *plan, size_t *count,
+                size_t *floats) {
+    for (size_t at = lo; at < hi; at += PIECE) {
+        const size_t len = hi - at < PIECE ? hi - at : PIECE;
+        if (plan) plan[*count] = (update_piece_plan){at, len, *floats, measured, {0, 0, 0}};
+        ++*count, *floats += len;
     }
-#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (size_t i = 0; i < pieces; i++) {
-        const size_t lo = off + i * PIECE, len = off + n - lo < PIECE ? off + n - lo : PIECE;
-        update_piece(o, k, lo, len, params, grads, part ? part + 3 * i : NULL);
-    }
-    for (size_t i = 0; part && i < pieces; i++)
-        for (int j = 0; j < 3; j++) sums[j] += part[3 * i + j];
-    if (part != local) free(part);
 }
 
-/* Updates [off, off + len), measuring the parts that lie in measured ranges. */
-static void update(rg_optim *o, const step_consts *k, size_t off, size_t len, float *params,
-                   const float *grads) {
-    size_t at = off;
-    const size_t end = off + len;
-    for (int i = 0; i < o->n_measured && at < end; i++) {
-        const size_t mo = o->measure_off[i], me = mo + o->measure_len[i];
-        const size_t lo = mo > at ? mo : at, hi = me < end ? me : end;
-        if (lo >= hi) continue;
-        if (lo > at) update_range(o, k, at, lo - at, params, grads, NULL);
-        update_range(o, k, lo, hi - lo, params, grads, o->measured + 3 * i);
-        at = hi;
+/* The pieces of the next step (plan NULL: only counted); returns how many, *floats their
+ * total length. */
+static size_t plan_step(const rg_optim *o, update_piece_plan *plan, size_t *floats) {
+    const size_t whole = o->n;
+    const int ranges = o->n_ranges ? o->n_ranges : 1;
+    size_t count = 0;
+    *floats = 0;
+    for (int r = 0; r < ranges; r++) {
+        size_t at = o->n_ranges ? o->range_off[r] : 0;
+        const size_t end = o->n_ranges ? at + o->range_len[r] : whole;
+        for (int i = 0; i < o->n_measured && at < end; i++) {
+            const size_t mo = o->measure_off[i], me = mo + o->measure_len[i];
+            const size_t lo = mo > at ? mo : at, hi = me < end ? me : end;
+            if (lo >= hi) continue;
+            cut(at, lo, -1, plan, &count, floats);
+            cut(lo, hi, i, plan, &count, floats);
+            at = hi;
+        }
+        cut(at, end, -1, plan, &count, floats);
     }
-    if (at < end) update_range(o, k, at, end - at, params, grads, NULL);
+    return count;
+}
+
+/* Room for the next step's plan, made whenever what it depends on changes, so that a step
+ * never allocates (cutting a stretch further never gives fewer pieces, so a plan with the
+ * measured ranges has room for the steps after it). */
+static rg_status make_room(rg_optim *o) {
+    size_t floats, need = plan_step(o, NULL, &floats);
+    if (need <= o->plan_room) return RG_OK;
+    update_piece_plan *p = realloc(o->plan, need * sizeof *p);
+    if (!p) return rg_fail(RG_ERR_MEMORY, "out of memory for the optimizer's plan of %zu pieces", need);
+    o->plan = p, o->plan_room = need;
+    return RG_OK;
+}
+
+/* Updates the pieces of plan[0, count) whose floats fall in thread t's share of n. */
+static void update_share(rg_optim *o, const step_consts *k, update_piece_plan *plan,
+                         size_t count, size_t n, int t, int threads, float *params,
+                         const float *grads) {
+    const size_t from = n / threads * t + (n % threads) * t / threads;
+    const size_t to = t == threads - 1 ? n : n / threads * (t + 1) + (n % threads) * (t + 1) / threads;
+    for (size_t i = 0; i < count; i++) {
+        const update_piece_plan *p = &plan[i];
+        if (p->before < from) continue;
+        if (p->before >= to) break;
+        update_piece(o, k, p->lo, p->len, params, grads, p->measured >= 0 ? plan[i].sums : NULL);
+    }
 }
 
 void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
@@ -257,19 +317,34 @@ void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
     const double t = (double)(o->steps + 1);
     const step_consts k = {
         .lr = lr,
+        .wd = o->c.weight_decay,
+        .mu = o->c.momentum,
+        .eps = o->c.eps,
+        .alpha = o->c.alpha,
+        .beta1 = o->c.beta1,
+        .beta2 = o->c.beta2,
         .first = o->steps == 0,
+        .nesterov = o->c.kind == RG_OPTIM_NESTEROV,
         .step_size = (float)(lr / (1.0 - pow(o->c.beta1, t))),
         .bc2_sqrt = (float)sqrt(1.0 - pow(o->c.beta2, t)),
         .l2 = decoupled ? 0.0f : o->c.weight_decay,
         .shrink = decoupled ? 1.0f - lr * o->c.weight_decay : 1.0f,
     };
-    for (int i = 0; i < 3 * o->n_measured; i++) o->measured[i] = 0;
-    if (!o->n_ranges) {
-        update(o, &k, 0, o->n, params, grads);
-    } else {
-        for (int r = 0; r < o->n_ranges; r++)
-            update(o, &k, o->range_off[r], o->range_len[r], params, grads);
+    size_t floats;
+    const size_t count = plan_step(o, o->plan, &floats); /* count <= plan_room: make_room */
+#pragma omp parallel if (floats > RG_PARALLEL_MIN)
+    {
+#ifdef _OPENMP
+        const int me = omp_get_thread_num(), threads = omp_get_num_threads();
+#else
+        const int me = 0, threads = 1;
+#endif
+        update_share(o, &k, o->plan, count, floats, me, threads, params, grads);
     }
+    for (int i = 0; i < 3 * o->n_measured; i++) o->measured[i] = 0;
+    for (size_t i = 0; i < count; i++)
+        for (int j = 0; o->plan[i].measured >= 0 && j < 3; j++)
+            o->measured[3 * o->plan[i].measured + j] += o->plan[i].sums[j];
     o->n_measured = 0; /* for the next step only */
     o->steps++;
 }
@@ -283,7 +358,9 @@ rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const 
                                        "parameters", i, o->n);
     o->n_measured = n;
     o->measure_off = offset, o->measure_len = length, o->measured = sums;
-    return RG_OK;
+    const rg_status s = make_room(o);
+    if (s != RG_OK) o->n_measured = 0;
+    return s;
 }
 
 rg_status rg_optim_limit(rg_optim *o, int n, const size_t *offset, const size_t *length) {
@@ -302,7 +379,9 @@ rg_status rg_optim_limit(rg_optim *o, int n, const size_t *offset, const size_t 
         o->range_len[r] = length[r];
     }
     o->n_ranges = n;
-    return RG_OK;
+    const rg_status s = make_room(o);
+    if (s != RG_OK) o->n_ranges = 0; /* as after any failed call: no limit */
+    return s;
 }
 
 void rg_optim_set_steps(rg_optim *o, long steps) { o->steps = steps; }

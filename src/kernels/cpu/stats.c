@@ -212,15 +212,21 @@ double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
     return finish_squares(lanes, a, b, n);
 }
 
+void rg_finish_update_squares(const float lanes[3 * 64], const float *restrict now,
+                              const float *restrict before, const float *restrict grad,
+                              size_t n, double out[3]) {
+    out[0] = finish_squares(lanes, now, before, n);
+    out[1] = finish_squares(lanes + 64, grad, NULL, n);
+    out[2] = finish_squares(lanes + 128, before, NULL, n);
+}
+
 void rg_update_squares(const float *restrict now, const float *restrict before,
                        const float *restrict grad, size_t n, double out[3]) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (rg_cpu_isa() == RG_ISA_AVX512) {
         float lanes[3 * 64];
         update_lanes_avx512(now, before, grad, n, lanes);
-        out[0] = finish_squares(lanes, now, before, n);
-        out[1] = finish_squares(lanes + 64, grad, NULL, n);
-        out[2] = finish_squares(lanes + 128, before, NULL, n);
+        rg_finish_update_squares(lanes, now, before, grad, n, out);
         return;
     }
 #endif
