@@ -186,15 +186,20 @@ long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float 
     return counted;
 }
 
-/* The sum that 64 lanes began over a[0, n) (minus b when given): the tail and the lanes
- * added in double; in double throughout when that leaves 1e-30..1e30. */
+/* The sum that 64 lanes began over a[0, n) (minus b when given): the tail's squares added
+ * in double, in order, then the lanes' sum in double, in a fixed tree (lanes j, j + 8, ...,
+ * j + 56 in order for each j < 8, those 8 sums in pairs: a short chain of vector adds); in
+ * double throughout when that leaves 1e-30..1e30. */
 static double finish_squares(const float *lanes, const float *a, const float *b, size_t n) {
-    double total = 0;
+    double total = 0, part[8];
     for (size_t i = n / 64 * 64; i < n; i++) {
         const double d = (double)a[i] - (b ? b[i] : 0.0f);
         total += d * d;
     }
-    for (int k = 0; k < 64; k++) total += lanes[k];
+    for (int j = 0; j < 8; j++) part[j] = lanes[j];
+    for (int k = 8; k < 64; k += 8)
+        for (int j = 0; j < 8; j++) part[j] += lanes[k + j];
+    total += ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     if (total > 1e-30 && total < 1e30) return total;
     /* tiny (squares below float's range read as 0), huge (they overflow) or non-finite:
      * again in double, where no float's square over- or underflows; NaN and Inf stay */
