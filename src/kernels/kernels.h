@@ -47,8 +47,9 @@ typedef enum { RG_COUNT_NONE, RG_COUNT_POSITIVE, RG_COUNT_NEAR_BOUND, RG_COUNT_R
 long rg_plane_sums(const float *p, size_t n, rg_count_kind want, float lo, float hi, double t[4]);
 /* Units [0, width) of a dense output (width at most RG_UNIT_BLOCK), rows `stride` apart,
  * over `batch` rows in order: per unit the sum (s), sum of squares (s2), count, and for
- * RG_COUNT_RELU_OF the sums of relu(x) (rs, rs2); a full block keeps them in registers. */
-#define RG_UNIT_BLOCK 16
+ * RG_COUNT_RELU_OF the sums of relu(x) (rs, rs2), in float; units side by side in vectors,
+ * several vectors at a time so that their sums do not wait on each other. */
+#define RG_UNIT_BLOCK 64
 void rg_unit_block_sums(const float *out, size_t stride, int batch, int width,
                         rg_count_kind want, float lo, float hi, float *s, float *s2, int *counted,
                         float *rs, float *rs2);

@@ -70,24 +70,35 @@ typedef struct {
         memcpy(out->c, c, sizeof c);                                                          \
     }
 
-/* Units [0, RG_UNIT_BLOCK) of a dense output: NV vectors of type VF side by side, each
- * over all rows in order. */
-#define BLOCK_SUMS(NAME, VF, VI, NV, ATTR)                                                    \
-    ATTR static void NAME(const float *restrict out, size_t stride, int batch,              \
+/* NG vectors of units of a dense output from unit u0 side by side, each over all rows in
+ * order, the row loop outside so that the NG vectors' sums do not wait on each other. */
+#define UNIT_GROUP(VF, VI, NG, u0)                                                            \
+    do {                                                                                      \
+        VF a[NG], a2[NG], r[NG], r2[NG];                                                      \
+        VI c[NG];                                                                             \
+        for (int h = 0; h < NG; h++) a[h] = a2[h] = r[h] = r2[h] = zero, c[h] = (VI){0};      \
+        for (int b = 0; b < batch; b++)                                                       \
+            for (int h = 0; h < NG; h++) {                                                    \
+                VF x;                                                                         \
+                memcpy(&x, out + (size_t)b * stride + (u0) + h * lanes, sizeof x);            \
+                ACCUMULATE(VI, x, zero, low, high, a[h], a2[h], c[h], r[h], r2[h]);          \
+            }                                                                                 \
+        memcpy(s + (u0), a, sizeof a), memcpy(s2 + (u0), a2, sizeof a2);                      \
+        memcpy(counted + (u0), c, sizeof c);                                                  \
+        if (want == RG_COUNT_RELU_OF) memcpy(rs + (u0), r, sizeof r), memcpy(rs2 + (u0), r2, sizeof r2); \
+    } while (0)
+
+/* The first `vectors` vectors of units of a dense output (VF holds `lanes` units), G at a
+ * time (as many as keep their 5 sums in registers), then one at a time. */
+#define BLOCK_SUMS(NAME, VF, VI, G, ATTR)                                                     \
+    ATTR static void NAME(const float *restrict out, size_t stride, int batch, int vectors, \
                           rg_count_kind want, float lo, float hi, float *s, float *s2,       \
                           int *counted, float *rs, float *rs2) {                             \
         const VF zero = {0}, low = zero + lo, high = zero + hi;                               \
-        VF a[NV], a2[NV], r[NV], r2[NV];                                                      \
-        VI c[NV];                                                                             \
-        for (int h = 0; h < NV; h++) a[h] = a2[h] = r[h] = r2[h] = zero, c[h] = (VI){0};      \
-        for (int h = 0; h < NV; h++) /* a vector of units over all rows: 5 sums in registers */ \
-            for (int b = 0; b < batch; b++) {                                                 \
-                VF x;                                                                         \
-                memcpy(&x, out + (size_t)b * stride + h * (RG_UNIT_BLOCK / NV), sizeof x);   \
-                ACCUMULATE(VI, x, zero, low, high, a[h], a2[h], c[h], r[h], r2[h]);          \
-            }                                                                                 \
-        memcpy(s, a, sizeof a), memcpy(s2, a2, sizeof a2), memcpy(counted, c, sizeof c);      \
-        if (want == RG_COUNT_RELU_OF) memcpy(rs, r, sizeof r), memcpy(rs2, r2, sizeof r2);    \
+        const int lanes = (int)(sizeof(VF) / sizeof(float));                                  \
+        int g = 0;                                                                            \
+        for (; g + G <= vectors; g += G) UNIT_GROUP(VF, VI, G, g * lanes);                    \
+        for (; g < vectors; g++) UNIT_GROUP(VF, VI, 1, g * lanes);                            \
     }
 
 /* The sums of squares, sum (a[i] - b[i])^2, or sum a[i]^2 when b is NULL: 64 float lanes
@@ -148,15 +159,15 @@ typedef struct {
 
 #define BASE
 PLANE_LANES(plane_lanes_base, v4f, v4i, 2, BASE)
-BLOCK_SUMS(block_sums_base, v4f, v4i, 4, BASE)
+BLOCK_SUMS(block_sums_base, v4f, v4i, 2, BASE)
 SQUARE_LANES(square_lanes_base, v4f, 16, BASE)
 #if defined(__x86_64__) && defined(__GNUC__)
 #define AVX2 __attribute__((target("avx2")))
 #define AVX512 __attribute__((target("avx512f")))
 PLANE_LANES(plane_lanes_avx2, v8f, v8i, 1, AVX2)
 #define plane_lanes_avx512 plane_lanes_avx2 /* 8 lanes are one AVX2 vector */
-BLOCK_SUMS(block_sums_avx2, v8f, v8i, 2, AVX2)
-BLOCK_SUMS(block_sums_avx512, v16f, v16i, 1, AVX512)
+BLOCK_SUMS(block_sums_avx2, v8f, v8i, 2, AVX2) /* 10 of 16 registers */
+BLOCK_SUMS(block_sums_avx512, v16f, v16i, 4, AVX512) /* 20 of 32 registers */
 SQUARE_LANES(square_lanes_avx2, v8f, 8, AVX2)
 SQUARE_LANES(square_lanes_avx512, v16f, 4, AVX512)
 PAIR_LANES(pair_lanes_avx512, v16f, 4, AVX512) /* 8 accumulators: AVX2's 16 registers spill */
@@ -254,7 +265,7 @@ void rg_squares_pair(const float *restrict a, const float *restrict b, float *re
     out[0] = rg_squares(a, NULL, n), out[1] = rg_squares(b, NULL, n);
 }
 
-/* The last units of a layer, fewer than a block: one at a time. */
+/* Units of a dense output that fill no vector: one at a time. */
 static void unit_tail_sums(const float *out, size_t stride, int batch, int width,
                            rg_count_kind want, float lo, float hi, float *s, float *s2,
                            int *counted, float *rs, float *rs2) {
@@ -274,9 +285,9 @@ static void unit_tail_sums(const float *out, size_t stride, int batch, int width
 void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, int width,
                         rg_count_kind want, float lo, float hi, float *s, float *s2, int *counted,
                         float *rs, float *rs2) {
-    if (width < RG_UNIT_BLOCK) {
-        unit_tail_sums(out, stride, batch, width, want, lo, hi, s, s2, counted, rs, rs2);
-        return;
-    }
-    PICK(block_sums)(out, stride, batch, want, lo, hi, s, s2, counted, rs, rs2);
+    const int lanes = rg_cpu_isa() == RG_ISA_AVX512 ? 16 : rg_cpu_isa() == RG_ISA_AVX2 ? 8 : 4;
+    const int vectors = width / lanes, done = vectors * lanes;
+    PICK(block_sums)(out, stride, batch, vectors, want, lo, hi, s, s2, counted, rs, rs2);
+    unit_tail_sums(out + done, stride, batch, width - done, want, lo, hi, s + done, s2 + done,
+                   counted + done, rs + done, rs2 + done);
 }
