@@ -227,7 +227,8 @@ static void update_piece(rg_optim *o, const step_consts *k, size_t off, size_t n
                          float *params, const float *grads, double *sums) {
     float *w = params + off, *m0 = o->moment[0] ? o->moment[0] + off : NULL;
     float *m1 = o->moment[1] ? o->moment[1] + off : NULL;
-    float kept[RG_SQUARES_PIECE], lanes[3 * 64];
+    _Alignas(64) float kept[RG_SQUARES_PIECE];
+    float lanes[3 * 64];
     void (*rule)(rg_optim_kind, const step_consts *, size_t, float *, const float *, float *,
                  float *, float *, float *) = update_rule_base;
 #if defined(__x86_64__) && defined(__GNUC__)
