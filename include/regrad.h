@@ -264,7 +264,8 @@ void rg_graph_check_numerics(rg_graph *g, int on);
 void rg_graph_profile(rg_graph *g, int on);
 /* A node's accumulated forward and backward seconds while profiling, and the FLOPs of one
  * sample's forward pass through it (2 per multiply-add; 0 where not counted: element-wise
- * ops).  Backward costs about twice the forward FLOPs for dense and conv. */
+ * ops).  Backward costs about twice the forward FLOPs for dense and conv.  Any of the three
+ * may be NULL. */
 rg_status rg_node_profile(const rg_graph *g, rg_node n, double *fwd_seconds,
                           double *bwd_seconds, double *flops);
 

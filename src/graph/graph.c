@@ -73,9 +73,9 @@ void rg_graph_profile(rg_graph *g, int on) {
 rg_status rg_node_profile(const rg_graph *g, rg_node n, double *fwd_seconds,
                           double *bwd_seconds, double *flops) {
     if (!g || n < 0 || n >= g->n_nodes) return rg_fail(RG_ERR_ARG, "no node %d", n);
-    *fwd_seconds = g->nodes[n].fwd_seconds;
-    *bwd_seconds = g->nodes[n].bwd_seconds;
-    *flops = g->nodes[n].flops;
+    if (fwd_seconds) *fwd_seconds = g->nodes[n].fwd_seconds;
+    if (bwd_seconds) *bwd_seconds = g->nodes[n].bwd_seconds;
+    if (flops) *flops = g->nodes[n].flops;
     return RG_OK;
 }
 
