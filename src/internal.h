@@ -91,6 +91,7 @@ struct rg_node_impl {
     size_t aux_fixed;        /* op scratch floats independent of the batch */
     size_t workspace;        /* transient scratch floats used only inside one forward or
                               * backward call; all nodes share the graph's workspace */
+    size_t workspace_per_sample; /* and more of it, per sample of the largest batch */
     float *out;              /* (max_batch, shape) or 1 */
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */

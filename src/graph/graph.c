@@ -255,8 +255,14 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     size_t acts, work = 0;
     rg_status s = rg_graph_plan_memory(g, &acts);
     if (s) return s;
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].workspace > work) work = g->nodes[i].workspace;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rg_node_impl *n = &g->nodes[i];
+        size_t per_batch;
+        if (!rg_mul_size(n->workspace_per_sample, (size_t)max_batch, &per_batch) ||
+            per_batch > SIZE_MAX / 8 - n->workspace)
+            return rg_fail(RG_ERR_MEMORY, "%s: scratch size overflows at batch %d", n->name, max_batch);
+        if (n->workspace + per_batch > work) work = n->workspace + per_batch;
+    }
     /* Everything compile allocates, known before any of it is: checked against the limit. */
     const double need = 4.0 * (2.0 * (double)total + (double)state + (double)acts + (double)work);
     g->memory_bytes = (size_t)need;

@@ -71,6 +71,17 @@ void rg_finish_update_squares(const float lanes[3 * 64], const float *now, const
 /* out[0] = rg_squares(a, NULL, n), out[1] = rg_squares(b, NULL, n), the same bits, in one
  * pass that also copies b to keep when keep is given. */
 void rg_squares_pair(const float *a, const float *b, float *keep, size_t n, double out[2]);
+/* Batch norm's passes over one (sample, channel) plane of n values (norm.c): sums in 16
+ * float lanes (value i in lane i mod 16) added in double, the same bits on every CPU. */
+double rg_bn_plane_sum(const float *x, size_t n);
+double rg_bn_plane_centred_squares(const float *x, size_t n, float mu); /* sum (x - mu)^2 */
+/* *sdy += sum dy, *sdyx += sum dy (x - mu) */
+void rg_bn_plane_dy_sums(const float *x, const float *dy, size_t n, float mu, double *sdy,
+                         double *sdyx);
+void rg_bn_plane_affine(const float *x, float *y, size_t n, float scale, float shift);
+/* dx += k (dy - mdy - (x - mu) inv mdyx), or dx += k dy when x is NULL */
+void rg_bn_plane_input_grad(const float *x, const float *dy, float *dx, size_t n, float k,
+                            float mdy, float mu, float inv, float mdyx);
 /* Sums of squares over a layer's weights and gradients are taken in pieces of this many
  * floats from the layer's start, added in order, by the monitor and by the optimizer
  * alike (a piece fits L1): the same figure whoever takes it and whatever the thread count. */

@@ -20,44 +20,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Sums over one (sample, channel) plane, in 8 float lanes (loops GCC vectorises), handed
- * back in double for the caller to add up across planes: a double accumulator per value
- * is one add every four cycles and made batch norm a seventh of a ResNet's step. */
-#define LANES 8
-static double plane_sum(const float *restrict x, size_t n) {
-    float lane[LANES] = {0};
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int k = 0; k < LANES; k++) lane[k] += x[i + k];
-    double s = 0;
-    for (; i < n; i++) s += x[i];
-    for (int k = 0; k < LANES; k++) s += lane[k];
-    return s;
+/* The passes over one (sample, channel) plane are vector kernels (kernels/cpu/norm.c); a
+ * plane of one value, as a dense layer's batch norm has, is done here directly, with the
+ * bits the kernel gives it (one lane holds the value, the others 0), without a call per
+ * value. */
+static double plane_sum(const float *x, size_t n) {
+    return n == 1 ? (double)x[0] : rg_bn_plane_sum(x, n);
 }
 
 /* sum (x - mu)^2 over one plane. */
-static double plane_centred_squares(const float *restrict x, size_t n, float mu) {
-    float lane[LANES] = {0};
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int k = 0; k < LANES; k++) lane[k] += (x[i + k] - mu) * (x[i + k] - mu);
-    double s = 0;
-    for (; i < n; i++) s += ((double)x[i] - mu) * ((double)x[i] - mu);
-    for (int k = 0; k < LANES; k++) s += lane[k];
-    return s;
+static double plane_centred_squares(const float *x, size_t n, float mu) {
+    if (n > 1) return rg_bn_plane_centred_squares(x, n, mu);
+    const float d = x[0] - mu;
+    return (double)(d * d);
 }
 
-/* sum dy and sum dy (x - mu) over one plane. */
-static void plane_dy_sums(const float *restrict x, const float *restrict dy, size_t n, float mu,
-                          double *sdy, double *sdyx) {
-    float a[LANES] = {0}, b[LANES] = {0};
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int k = 0; k < LANES; k++) a[k] += dy[i + k], b[k] += dy[i + k] * (x[i + k] - mu);
-    double s = 0, t = 0;
-    for (; i < n; i++) s += dy[i], t += (double)dy[i] * (x[i] - mu);
-    for (int k = 0; k < LANES; k++) s += a[k], t += b[k];
-    *sdy += s, *sdyx += t;
+/* sum dy and sum dy (x - mu) over one plane, added to *sdy and *sdyx. */
+static void plane_dy_sums(const float *x, const float *dy, size_t n, float mu, double *sdy,
+                          double *sdyx) {
+    if (n > 1) {
+        rg_bn_plane_dy_sums(x, dy, n, mu, sdy, sdyx);
+        return;
+    }
+    *sdy += dy[0], *sdyx += (double)(dy[0] * (x[0] - mu));
+}
+
+/* y = x scale + shift over one plane. */
+static void plane_affine(const float *x, float *y, size_t n, float scale, float shift) {
+    if (n > 1) rg_bn_plane_affine(x, y, n, scale, shift);
+    else y[0] = x[0] * scale + shift;
+}
+
+/* dx += k (dy - mdy - (x - mu) inv mdyx) over one plane, or dx += k dy when x is NULL. */
+static void plane_input_grad(const float *x, const float *dy, float *dx, size_t n, float k,
+                             float mdy, float mu, float inv, float mdyx) {
+    if (n > 1) rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx);
+    else dx[0] += x ? k * (dy[0] - mdy - (x[0] - mu) * inv * mdyx) : k * dy[0];
 }
 
 typedef struct bn_attr {
@@ -72,7 +70,8 @@ static rg_status bn_infer(rg_graph *g, rg_node_impl *n) {
     n->ndim = x->ndim;
     memcpy(n->shape, x->shape, sizeof n->shape);
     const int c = x->shape[0];
-    n->aux_fixed = 2 * (size_t)c;
+    n->aux_fixed = 2 * (size_t)c;                /* each channel's mean and 1/sqrt(var + eps) */
+    n->workspace_per_sample = 4 * (size_t)c;     /* each plane's sums: 2 doubles (plane_parts) */
     if (rg_param_declare(g, n, "gamma", 1, &c, RG_INIT(RG_INIT_ONES), c, c) < 0 ||
         rg_param_declare(g, n, "beta", 1, &c, RG_INIT(RG_INIT_ZEROS), c, c) < 0 ||
         rg_state_declare(g, n, "moving_mean", 1, &c, RG_INIT(RG_INIT_ZEROS)) < 0 ||
@@ -119,11 +118,9 @@ static void bn_forward_synced(rg_graph *g, rg_node_impl *n, int batch) {
         rmean[c] = (1.0f - a->momentum) * rmean[c] + a->momentum * (float)mu;
         rvar[c] = (1.0f - a->momentum) * rvar[c] + a->momentum * (float)(var * m / (m - 1));
         const float scale = gamma[c] * inv[c], shift = beta[c] - mean[c] * scale;
-        for (int b = 0; b < batch; b++) {
-            const float *xp = xn->out + ((size_t)b * C + c) * hw;
-            float *yp = n->out + ((size_t)b * C + c) * hw;
-            for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * scale + shift;
-        }
+        for (int b = 0; b < batch; b++)
+            plane_affine(xn->out + ((size_t)b * C + c) * hw, n->out + ((size_t)b * C + c) * hw,
+                         hw, scale, shift);
     }
 }
 
@@ -151,14 +148,17 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
             const float k = gamma[c] * inv[c];
             const float mdy = (float)(s[c] / m), mdyx = (float)(s[C + c] / m);
             for (int b = 0; b < batch; b++) {
-                const float *xp = xn->out + ((size_t)b * C + c) * hw;
-                const float *dyp = n->dout + ((size_t)b * C + c) * hw;
-                float *dxp = xn->dout + ((size_t)b * C + c) * hw;
-                for (size_t i = 0; i < hw; i++)
-                    dxp[i] += k * (dyp[i] - mdy - (xp[i] - mean[c]) * inv[c] * mdyx);
+                const size_t at = ((size_t)b * C + c) * hw;
+                plane_input_grad(xn->out + at, n->dout + at, xn->dout + at, hw, k, mdy, mean[c],
+                                 inv[c], mdyx);
             }
         }
 }
+
+/* The sums over every (sample, channel) plane go to the graph's workspace (the team splits
+ * the samples, each thread reading its run of memory in order), then each channel's are
+ * added in sample order: the same bits whatever the thread count. */
+static double *plane_parts(rg_graph *g) { return (double *)g->workspace; }
 
 static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     bn_attr *a = n->attr;
@@ -169,37 +169,51 @@ static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const rg_node_impl *xn = rg_in(g, n, 0);
     const int C = n->shape[0];
     const size_t hw = n->size / (size_t)C, m = (size_t)batch * hw;
+    const bool team = m * (size_t)C > RG_PARALLEL_MIN;
     const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
     float *rmean = rg_param_data(g, n, 2), *rvar = rg_param_data(g, n, 3);
     float *mean = n->aux, *inv = n->aux + C;
+    double *part = plane_parts(g);
+    const float *x = xn->out;
     /* A batch of one value per channel has no variance to learn from, and a frozen layer
      * keeps its statistics (as Keras's trainable=False): both use the running ones. */
     a->last_train = train && m > 1 && !rg_node_frozen(g, n);
-#pragma omp parallel for schedule(static) if (m * (size_t)C > RG_PARALLEL_MIN)
-    for (int c = 0; c < C; c++) {
-        if (a->last_train) {
-            double s = 0, s2 = 0;
-            for (int b = 0; b < batch; b++) s += plane_sum(xn->out + ((size_t)b * C + c) * hw, hw);
-            const double mu = s / (double)m;
-            for (int b = 0; b < batch; b++)
-                s2 += plane_centred_squares(xn->out + ((size_t)b * C + c) * hw, hw, (float)mu);
+    if (a->last_train) {
+#pragma omp parallel for schedule(static) if (team)
+        for (int b = 0; b < batch; b++)
+            for (int c = 0; c < C; c++)
+                part[(size_t)b * C + c] = plane_sum(x + ((size_t)b * C + c) * hw, hw);
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int b = 0; b < batch; b++) s += part[(size_t)b * C + c];
+            mean[c] = (float)(s / (double)m);
+        }
+#pragma omp parallel for schedule(static) if (team)
+        for (int b = 0; b < batch; b++)
+            for (int c = 0; c < C; c++)
+                part[(size_t)b * C + c] = plane_centred_squares(x + ((size_t)b * C + c) * hw, hw, mean[c]);
+        for (int c = 0; c < C; c++) {
+            double s2 = 0;
+            for (int b = 0; b < batch; b++) s2 += part[(size_t)b * C + c];
             const double var = s2 / (double)m;
-            mean[c] = (float)mu;
             inv[c] = (float)(1.0 / sqrt(var + a->eps));
-            rmean[c] = (1.0f - a->momentum) * rmean[c] + a->momentum * (float)mu;
+            rmean[c] = (1.0f - a->momentum) * rmean[c] + a->momentum * mean[c];
             rvar[c] = (1.0f - a->momentum) * rvar[c] +
                       a->momentum * (float)(var * (double)m / (double)(m - 1));
-        } else {
+        }
+    } else {
+        for (int c = 0; c < C; c++) {
             mean[c] = rmean[c];
             inv[c] = 1.0f / sqrtf(rvar[c] + a->eps);
         }
-        const float scale = gamma[c] * inv[c], shift = beta[c] - mean[c] * scale;
-        for (int b = 0; b < batch; b++) {
-            const float *xp = xn->out + ((size_t)b * C + c) * hw;
-            float *yp = n->out + ((size_t)b * C + c) * hw;
-            for (size_t i = 0; i < hw; i++) yp[i] = xp[i] * scale + shift;
-        }
     }
+#pragma omp parallel for schedule(static) if (team)
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < C; c++) {
+            const float scale = gamma[c] * inv[c], shift = beta[c] - mean[c] * scale;
+            const size_t at = ((size_t)b * C + c) * hw;
+            plane_affine(x + at, n->out + at, hw, scale, shift);
+        }
 }
 
 static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
@@ -211,32 +225,40 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
     rg_node_impl *xn = rg_in(g, n, 0);
     const int C = n->shape[0];
     const size_t hw = n->size / (size_t)C, m = (size_t)batch * hw;
+    const bool team = m * (size_t)C > RG_PARALLEL_MIN;
     const float *gamma = rg_param_data(g, n, 0);
     float *dgamma = rg_param_grad(g, n, 0), *dbeta = rg_param_grad(g, n, 1);
     const float *mean = n->aux, *inv = n->aux + C;
-#pragma omp parallel for schedule(static) if (m * (size_t)C > RG_PARALLEL_MIN)
+    double *part = plane_parts(g); /* per plane: sum dy, sum dy (x - mean) */
+#pragma omp parallel for schedule(static) if (team)
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < C; c++) {
+            const size_t at = ((size_t)b * C + c) * hw;
+            double *p = part + 2 * ((size_t)b * C + c);
+            p[0] = p[1] = 0;
+            plane_dy_sums(xn->out + at, n->dout + at, hw, mean[c], &p[0], &p[1]);
+        }
+    float k[C], mdy[C], mdyx[C]; /* 12 bytes a channel */
     for (int c = 0; c < C; c++) {
         double sdy = 0, sdyx = 0;
-        for (int b = 0; b < batch; b++)
-            plane_dy_sums(xn->out + ((size_t)b * C + c) * hw, n->dout + ((size_t)b * C + c) * hw,
-                          hw, mean[c], &sdy, &sdyx);
+        for (int b = 0; b < batch; b++) {
+            const double *p = part + 2 * ((size_t)b * C + c);
+            sdy += p[0], sdyx += p[1];
+        }
         sdyx *= inv[c];
         dgamma[c] += (float)sdyx;
         dbeta[c] += (float)sdy;
-        if (!xn->needs_grad) continue;
-        const float k = gamma[c] * inv[c];
-        const float mdy = (float)(sdy / (double)m), mdyx = (float)(sdyx / (double)m);
-        for (int b = 0; b < batch; b++) {
-            const float *xp = xn->out + ((size_t)b * C + c) * hw;
-            const float *dyp = n->dout + ((size_t)b * C + c) * hw;
-            float *dxp = xn->dout + ((size_t)b * C + c) * hw;
-            if (a->last_train)
-                for (size_t i = 0; i < hw; i++)
-                    dxp[i] += k * (dyp[i] - mdy - (xp[i] - mean[c]) * inv[c] * mdyx);
-            else
-                for (size_t i = 0; i < hw; i++) dxp[i] += k * dyp[i];
-        }
+        k[c] = gamma[c] * inv[c];
+        mdy[c] = (float)(sdy / (double)m), mdyx[c] = (float)(sdyx / (double)m);
     }
+    if (!xn->needs_grad) return;
+#pragma omp parallel for schedule(static) if (team)
+    for (int b = 0; b < batch; b++)
+        for (int c = 0; c < C; c++) {
+            const size_t at = ((size_t)b * C + c) * hw;
+            plane_input_grad(a->last_train ? xn->out + at : NULL, n->dout + at, xn->dout + at, hw,
+                             k[c], mdy[c], mean[c], inv[c], mdyx[c]);
+        }
 }
 
 const rg_op_def rg_op_batch_norm_def = {
