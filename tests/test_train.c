@@ -337,12 +337,66 @@ static void test_optimizers_same_bits_on_every_isa(void **state) {
     rg_cpu_isa_cap(RG_ISA_AVX512); /* back to the widest the CPU allows */
 }
 
+/* Batch norm's plane passes (kernels/cpu/norm.c): every instruction set gives the bits of a
+ * plain model, 16 float lanes (value i in lane i mod 16) added in double in a fixed tree,
+ * and the element-wise passes the bits of the scalar formula. */
+static double lane_model(const float *lane) {
+    double part[4];
+    for (int j = 0; j < 4; j++) part[j] = lane[j];
+    for (int k = 4; k < 16; k += 4)
+        for (int j = 0; j < 4; j++) part[j] += lane[k + j];
+    return (part[0] + part[1]) + (part[2] + part[3]);
+}
+
+static void test_batch_norm_kernels_same_bits_on_every_isa(void **state) {
+    (void)state;
+    enum { MAX = 800 };
+    float x[MAX], dy[MAX], dx0[MAX];
+    rg_rng r;
+    rg_rng_seed(&r, 9);
+    for (int i = 0; i < MAX; i++)
+        x[i] = rg_rng_normal(&r) + 0.3f, dy[i] = rg_rng_normal(&r) * 0.01f, dx0[i] = rg_rng_normal(&r);
+    const size_t sizes[] = {2, 7, 16, 17, 49, 196, 787};
+    const float mu = 0.25f, k = 1.5f, mdy = 0.002f, inv = 0.8f, mdyx = -0.01f;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        const size_t n = sizes[si];
+        float l1[16] = {0}, l2[16] = {0}, la[16] = {0}, lb[16] = {0};
+        for (size_t i = 0; i < n; i++) {
+            const float d = x[i] - mu;
+            l1[i % 16] += x[i], l2[i % 16] += d * d, la[i % 16] += dy[i], lb[i % 16] += dy[i] * d;
+        }
+        for (int isa = RG_ISA_BASE; isa <= RG_ISA_AVX512; isa++) {
+            if ((int)rg_cpu_isa_cap((rg_isa)isa) != isa) continue;
+            assert_true(rg_bn_plane_sum(x, n) == lane_model(l1));
+            assert_true(rg_bn_plane_centred_squares(x, n, mu) == lane_model(l2));
+            double sdy = 0, sdyx = 0;
+            rg_bn_plane_dy_sums(x, dy, n, mu, &sdy, &sdyx);
+            assert_true(sdy == lane_model(la) && sdyx == lane_model(lb));
+            float y[MAX], dx[MAX], dxe[MAX];
+            rg_bn_plane_affine(x, y, n, k, mdy);
+            memcpy(dx, dx0, sizeof dx), memcpy(dxe, dx0, sizeof dxe);
+            rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx);
+            rg_bn_plane_input_grad(NULL, dy, dxe, n, k, 0, 0, 0, 0);
+            for (size_t i = 0; i < n; i++) {
+                const float yi = x[i] * k + mdy;
+                const float dxi = dx0[i] + k * (dy[i] - mdy - (x[i] - mu) * inv * mdyx);
+                const float dxei = dx0[i] + k * dy[i];
+                assert_memory_equal(&y[i], &yi, sizeof yi);
+                assert_memory_equal(&dx[i], &dxi, sizeof dxi);
+                assert_memory_equal(&dxe[i], &dxei, sizeof dxei);
+            }
+        }
+    }
+    rg_cpu_isa_cap(RG_ISA_AVX512);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bitwise_reproducible),
         cmocka_unit_test(test_every_optimizer_learns),
         cmocka_unit_test(test_optimizer_measures_its_update),
         cmocka_unit_test(test_optimizers_same_bits_on_every_isa),
+        cmocka_unit_test(test_batch_norm_kernels_same_bits_on_every_isa),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_optimizer_validation),
         cmocka_unit_test(test_model_specs),
