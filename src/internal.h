@@ -61,6 +61,10 @@ typedef struct rg_op_def {
     /* Accumulates (+=) into the inputs' dout (when they need it) and into parameter grads,
      * from n->dout.  NULL for ops that do not propagate (inputs). */
     void (*backward)(rg_graph *g, rg_node_impl *n, int batch);
+    /* backward writes an input's dout whole (=, not +=) when rg_grad_fresh says nothing has
+     * been written to it yet, so the graph need not zero it first (a pass over memory saved;
+     * without this, backward zeroes every gradient buffer before its first writer). */
+    bool fills_fresh_grads;
     /* The output is a view of input 0 (same data, other shape): no copy, no backward. */
     bool aliases_input;
     /* backward reads this node's own output: another node may not write over it in place,
@@ -162,6 +166,7 @@ struct rg_graph {
     bool sync_bn;         /* data-parallel: batch norm's batch statistics over all ranks */
     size_t memory_bytes;  /* what compile allocated */
     bool *live, *touched; /* backward scratch, one flag per node */
+    bool fresh[RG_MAX_INPUTS]; /* the backward running now: input k's dout holds nothing yet */
     /* Called right after each node's forward (backward = false) and backward, while its
      * buffers still hold their values: how the health monitor sees every layer. */
     void (*hook)(rg_graph *g, int node, bool backward, void *user);
@@ -243,6 +248,10 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
 
 /* A conv node's window geometry (as it reads its input) and groups (conv.c). */
 const struct rg_conv_geom *rg_conv_geometry(const rg_node_impl *n, int *groups);
+
+/* In an op's backward (fills_fresh_grads): input k's gradient holds nothing yet, so the
+ * op writes it whole rather than adding to it. */
+static inline bool rg_grad_fresh(const rg_graph *g, int k) { return g->fresh[k]; }
 
 /* Threads an op may use at once: the workspace holds this many per-thread slices. */
 int rg_thread_slots(void);

@@ -372,18 +372,20 @@ static void test_batch_norm_kernels_same_bits_on_every_isa(void **state) {
             double sdy = 0, sdyx = 0;
             rg_bn_plane_dy_sums(x, dy, n, mu, &sdy, &sdyx);
             assert_true(sdy == lane_model(la) && sdyx == lane_model(lb));
-            float y[MAX], dx[MAX], dxe[MAX];
+            float y[MAX], dx[MAX], dxe[MAX], dxf[MAX];
             rg_bn_plane_affine(x, y, n, k, mdy);
-            memcpy(dx, dx0, sizeof dx), memcpy(dxe, dx0, sizeof dxe);
-            rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx);
-            rg_bn_plane_input_grad(NULL, dy, dxe, n, k, 0, 0, 0, 0);
+            memcpy(dx, dx0, sizeof dx), memcpy(dxe, dx0, sizeof dxe), memcpy(dxf, dx0, sizeof dxf);
+            rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx, false);
+            rg_bn_plane_input_grad(NULL, dy, dxe, n, k, 0, 0, 0, 0, false);
+            rg_bn_plane_input_grad(x, dy, dxf, n, k, mdy, mu, inv, mdyx, true); /* dx = */
             for (size_t i = 0; i < n; i++) {
                 const float yi = x[i] * k + mdy;
-                const float dxi = dx0[i] + k * (dy[i] - mdy - (x[i] - mu) * inv * mdyx);
-                const float dxei = dx0[i] + k * dy[i];
+                const float grad = k * (dy[i] - mdy - (x[i] - mu) * inv * mdyx);
+                const float dxi = dx0[i] + grad, dxei = dx0[i] + k * dy[i];
                 assert_memory_equal(&y[i], &yi, sizeof yi);
                 assert_memory_equal(&dx[i], &dxi, sizeof dxi);
                 assert_memory_equal(&dxe[i], &dxei, sizeof dxei);
+                assert_memory_equal(&dxf[i], &grad, sizeof grad);
             }
         }
     }

@@ -366,12 +366,15 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     for (int i = from; i >= 0; i--) {
         rg_node_impl *n = &g->nodes[i];
         if (!g->live[i] || n->bypassed || !n->needs_grad || !rg_op_table[n->op]->backward) continue;
-        /* A gradient buffer is shared with others outside its live range: zero it just
-         * before its first writer. */
+        /* A gradient buffer is shared with others outside its live range: its first writer
+         * fills it, or it is zeroed just before. */
+        const bool fills = rg_op_table[n->op]->fills_fresh_grads;
         for (int k = 0; k < n->n_inputs; k++) {
             rg_node_impl *o = &g->nodes[rg_in(g, n, k)->grad_owner];
+            g->fresh[k] = false;
             if (o->needs_grad && !g->touched[o - g->nodes]) {
-                memset(o->dout, 0, (o->batched ? (size_t)g->batch : 1) * o->size * sizeof(float));
+                if (fills) g->fresh[k] = true;
+                else memset(o->dout, 0, (o->batched ? (size_t)g->batch : 1) * o->size * sizeof(float));
                 g->touched[o - g->nodes] = true;
             }
         }

@@ -13,7 +13,7 @@
  *   batch norm, ...).  An output only added into a sum (a residual branch's last conv)
  *   dies with the forward pass and its memory serves gradients.
  * - A gradient is live from the backward of its last consumer (its first writer) to its
- *   own backward; backward zeroes it just before the first writer.  The inputs' buffers
+ *   own backward; the first writer fills it (or backward zeroes it just before).  The inputs' buffers
  *   (and their gradients, when asked for) live throughout.
  *
  * Two rewrites come first:

@@ -79,9 +79,9 @@ double rg_bn_plane_centred_squares(const float *x, size_t n, float mu); /* sum (
 void rg_bn_plane_dy_sums(const float *x, const float *dy, size_t n, float mu, double *sdy,
                          double *sdyx);
 void rg_bn_plane_affine(const float *x, float *y, size_t n, float scale, float shift);
-/* dx += k (dy - mdy - (x - mu) inv mdyx), or dx += k dy when x is NULL */
+/* dx += k (dy - mdy - (x - mu) inv mdyx), or dx += k dy when x is NULL; fresh: = */
 void rg_bn_plane_input_grad(const float *x, const float *dy, float *dx, size_t n, float k,
-                            float mdy, float mu, float inv, float mdyx);
+                            float mdy, float mu, float inv, float mdyx, bool fresh);
 /* Sums of squares over a layer's weights and gradients are taken in pieces of this many
  * floats from the layer's start, added in order, by the monitor and by the optimizer
  * alike (a piece fits L1): the same figure whoever takes it and whatever the thread count. */
@@ -130,10 +130,10 @@ bool rg_direct_conv_takes_dx(const rg_conv_geom *g, int filters);
 /* Samples per backward call (its buffers fit in L2). */
 int rg_direct_conv_group(const rg_conv_geom *g, int filters);
 /* For `samples` consecutive samples (at most the group): dw (filters, C*kh*kw) += the sum
- * of dY . X^T; dx (C, H, W) += each input's gradient when dx is not NULL (only where
- * rg_direct_conv_takes_dx; packed_dx from rg_direct_conv_pack(..., true, ...)). */
+ * of dY . X^T; dx (C, H, W) += each input's gradient when dx is not NULL (= when dx_fresh;
+ * only where rg_direct_conv_takes_dx; packed_dx from rg_direct_conv_pack(..., true, ...)). */
 void rg_direct_conv_backward(const float *x, const float *dy, int samples,
                              const rg_conv_geom *g, int filters, const float *packed_dx,
-                             float *dw, float *dx, float *work);
+                             float *dw, float *dx, bool dx_fresh, float *work);
 
 #endif

@@ -94,7 +94,13 @@ static rg_status same_shape_infer(rg_graph *g, rg_node_impl *n) {
         for (long i = 0; i < count; i++) y[i] = act_f(A, x[i]);                             \
     }                                                                                       \
     static void bwd_##NAME(const float *restrict x, const float *restrict y,                \
-                           const float *restrict dy, float *restrict dx, long count) {      \
+                           const float *restrict dy, float *restrict dx, long count,        \
+                           bool fresh) {                                                    \
+        if (fresh) {                                                                        \
+            _Pragma("omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)")       \
+            for (long i = 0; i < count; i++) dx[i] = act_dx(A, x[i], y[i], dy[i]);          \
+            return;                                                                         \
+        }                                                                                   \
         _Pragma("omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)")           \
         for (long i = 0; i < count; i++) dx[i] += act_dx(A, x[i], y[i], dy[i]);             \
     }
@@ -110,7 +116,7 @@ ACT_LOOPS(softplus, RG_ACT_SOFTPLUS)
 typedef struct act_loops {
     void (*fwd)(const float *, float *, long);
     void (*bwd)(const float *restrict, const float *restrict, const float *restrict,
-                float *restrict, long);
+                float *restrict, long, bool);
 } act_loops;
 
 static const act_loops loops[RG_ACT_COUNT] = {
@@ -134,7 +140,8 @@ static void act_backward(rg_graph *g, rg_node_impl *n, int batch) {
     rg_node_impl *in = rg_in(g, n, 0);
     if (!in->needs_grad) return;
     const rg_act a = *(const rg_act *)n->attr;
-    loops[a].bwd(in->out, n->out, n->dout, in->dout, (long)batch * (long)n->size);
+    loops[a].bwd(in->out, n->out, n->dout, in->dout, (long)batch * (long)n->size,
+                 rg_grad_fresh(g, 0));
 }
 
 const rg_op_def rg_op_activation_def = {
@@ -142,6 +149,7 @@ const rg_op_def rg_op_activation_def = {
     .infer = same_shape_infer, .forward = act_forward, .backward = act_backward,
     .backward_reads_output = true,
     .backward_reads_inputs = true,
+    .fills_fresh_grads = true,
 };
 
 rg_node rg_activation(rg_graph *g, rg_node x, rg_act act) {

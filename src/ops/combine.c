@@ -38,6 +38,11 @@ static void add_backward(rg_graph *g, rg_node_impl *n, int batch) {
         if (!in->needs_grad) continue;
         float *dx = in->dout;
         const float *dy = n->dout;
+        if (rg_grad_fresh(g, k)) {
+#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
+            for (long i = 0; i < count; i++) dx[i] = dy[i];
+            continue;
+        }
 #pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
         for (long i = 0; i < count; i++) dx[i] += dy[i];
     }
@@ -46,6 +51,7 @@ static void add_backward(rg_graph *g, rg_node_impl *n, int batch) {
 const rg_op_def rg_op_add_def = {
     .name = "add", .min_inputs = 2, .max_inputs = 2,
     .infer = add_infer, .forward = add_forward, .backward = add_backward,
+    .fills_fresh_grads = true,
 };
 
 rg_node rg_add(rg_graph *g, rg_node a, rg_node b) {

@@ -200,15 +200,19 @@ static void gradient_squares(const rg_node_impl *n, const rg_node_impl *xn, int 
 
 /* One sample's dx += the scatter of W^T dY (per group): straight into dx for a 1x1 direct
  * conv, else through the column buffer (free again once dW has used it). */
-static void input_grad(const conv_attr *a, const float *w, const float *dy, float *dx, float *col) {
+static void input_grad(const conv_attr *a, const float *w, const float *dy, float *dx, float *col,
+                       bool fresh) {
     const rg_conv_geom *q = &a->geom;
     const int G = a->o.groups, og = a->filters / G, ohw = q->oh * q->ow;
     const int kg = q->c / G * q->kh * q->kw;
     for (int gi = 0; gi < G; gi++)
         rg_sgemm(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg,
-                 dy + (size_t)gi * og * ohw, ohw, a->direct ? 1.0f : 0.0f,
+                 dy + (size_t)gi * og * ohw, ohw, a->direct && !fresh ? 1.0f : 0.0f,
                  (a->direct ? dx : col) + (size_t)gi * kg * ohw, ohw);
-    if (!a->direct) rg_col2im_add(col, q, dx);
+    if (a->direct) return;
+    /* the columns scatter into dx, and a stride wider than the window leaves gaps */
+    if (fresh) memset(dx, 0, (size_t)q->c * q->h * q->w * sizeof *dx);
+    rg_col2im_add(col, q, dx);
 }
 
 /* db += the sum of dY over positions, per filter (when the conv has a bias). */
@@ -234,6 +238,7 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const float *w = rg_param_data(g, n, 0);
     const int slots = batch < g->slots ? batch : g->slots;
     const bool fast = use_fast(a), fast_dx = fast && rg_direct_conv_takes_dx(q, a->filters);
+    const bool fresh = rg_grad_fresh(g, 0); /* dx is written whole, not added to */
     if (fast_dx && xn->needs_grad) rg_direct_conv_pack(w, a->filters, q, true, g->workspace);
     const int group = fast ? rg_direct_conv_group(q, a->filters) : 1; /* samples per call */
 #pragma omp parallel num_threads(slots)
@@ -250,11 +255,12 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
                 const int count = batch - b < group ? batch - b : group;
                 rg_direct_conv_backward(x, dy, count, q, a->filters, g->workspace, dw,
                                         xn->needs_grad && fast_dx ? xn->dout + (size_t)b * xn->size : NULL,
-                                        col);
+                                        fresh, col);
                 for (int i = 0; i < count; i++) {
                     add_bias_grad(a, dy + (size_t)i * n->size, ohw, db);
                     if (xn->needs_grad && !fast_dx) /* stride 2: dx through the column buffer */
-                        input_grad(a, w, dy + (size_t)i * n->size, xn->dout + (size_t)(b + i) * xn->size, col);
+                        input_grad(a, w, dy + (size_t)i * n->size, xn->dout + (size_t)(b + i) * xn->size, col,
+                                   fresh);
                     gradient_squares(n, xn, b + i);
                 }
                 continue;
@@ -272,7 +278,7 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
                 gradient_squares(n, xn, b);
                 continue;
             }
-            input_grad(a, w, dy, xn->dout + (size_t)b * xn->size, col);
+            input_grad(a, w, dy, xn->dout + (size_t)b * xn->size, col, fresh);
             gradient_squares(n, xn, b);
         }
     }
@@ -289,7 +295,7 @@ const rg_op_def rg_op_conv2d_def = {
     .name = "conv2d", .min_inputs = 1, .max_inputs = 1,
     .infer = conv_infer, .forward = conv_forward, .backward = conv_backward,
     .absorb_padding = conv_absorb_padding,
-    .backward_reads_inputs = true,
+    .backward_reads_inputs = true, .fills_fresh_grads = true,
 };
 
 rg_node rg_conv2d(rg_graph *g, rg_node x, int filters, int kernel, const rg_conv_opts *opts) {

@@ -81,14 +81,14 @@ static void dense_backward(rg_graph *g, rg_node_impl *n, int batch) {
         for (int j = 0; j < out; j++) db[j] += row[j];
     }
     if (x->needs_grad)
-        rg_sgemm(false, false, batch, in, out, 1.0f, dy, out, rg_param_data(g, n, 0), in, 1.0f,
-                 x->dout, in);
+        rg_sgemm(false, false, batch, in, out, 1.0f, dy, out, rg_param_data(g, n, 0), in,
+                 rg_grad_fresh(g, 0) ? 0.0f : 1.0f, x->dout, in);
 }
 
 const rg_op_def rg_op_dense_def = {
     .name = "dense", .min_inputs = 1, .max_inputs = 1,
     .infer = dense_infer, .forward = dense_forward, .backward = dense_backward,
-    .backward_reads_inputs = true,
+    .backward_reads_inputs = true, .fills_fresh_grads = true,
 };
 
 rg_node rg_dense(rg_graph *g, rg_node x, int units, rg_init init) {

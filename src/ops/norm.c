@@ -51,11 +51,16 @@ static void plane_affine(const float *x, float *y, size_t n, float scale, float 
     else y[0] = x[0] * scale + shift;
 }
 
-/* dx += k (dy - mdy - (x - mu) inv mdyx) over one plane, or dx += k dy when x is NULL. */
+/* dx += k (dy - mdy - (x - mu) inv mdyx) over one plane, or k dy when x is NULL; dx = when
+ * fresh. */
 static void plane_input_grad(const float *x, const float *dy, float *dx, size_t n, float k,
-                             float mdy, float mu, float inv, float mdyx) {
-    if (n > 1) rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx);
-    else dx[0] += x ? k * (dy[0] - mdy - (x[0] - mu) * inv * mdyx) : k * dy[0];
+                             float mdy, float mu, float inv, float mdyx, bool fresh) {
+    if (n > 1) {
+        rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx, fresh);
+        return;
+    }
+    const float g = x ? k * (dy[0] - mdy - (x[0] - mu) * inv * mdyx) : k * dy[0];
+    dx[0] = fresh ? g : dx[0] + g;
 }
 
 typedef struct bn_attr {
@@ -150,7 +155,7 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
             for (int b = 0; b < batch; b++) {
                 const size_t at = ((size_t)b * C + c) * hw;
                 plane_input_grad(xn->out + at, n->dout + at, xn->dout + at, hw, k, mdy, mean[c],
-                                 inv[c], mdyx);
+                                 inv[c], mdyx, rg_grad_fresh(g, 0));
             }
         }
 }
@@ -252,19 +257,20 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
         mdy[c] = (float)(sdy / (double)m), mdyx[c] = (float)(sdyx / (double)m);
     }
     if (!xn->needs_grad) return;
+    const bool fresh = rg_grad_fresh(g, 0);
 #pragma omp parallel for schedule(static) if (team)
     for (int b = 0; b < batch; b++)
         for (int c = 0; c < C; c++) {
             const size_t at = ((size_t)b * C + c) * hw;
             plane_input_grad(a->last_train ? xn->out + at : NULL, n->dout + at, xn->dout + at, hw,
-                             k[c], mdy[c], mean[c], inv[c], mdyx[c]);
+                             k[c], mdy[c], mean[c], inv[c], mdyx[c], fresh);
         }
 }
 
 const rg_op_def rg_op_batch_norm_def = {
     .name = "batch_norm", .min_inputs = 1, .max_inputs = 1,
     .infer = bn_infer, .forward = bn_forward, .backward = bn_backward,
-    .backward_reads_inputs = true,
+    .backward_reads_inputs = true, .fills_fresh_grads = true,
 };
 
 rg_node rg_batch_norm(rg_graph *g, rg_node x, float momentum, float eps) {

@@ -375,10 +375,11 @@ dw_tile_512(const float *restrict dy, size_t ldd, size_t dy_step, const float *c
 }
 
 /* `samples` samples (x_size and dy_size apart): dw (filters, taps) += sum dY . X^T, and
- * each dx (+)= conv(dY, W~) when dx is given (dx_size apart). */
+ * each dx += conv(dY, W~) when dx is given (dx_size apart; = when dx_fresh). */
 static void direct_backward(const float *x, size_t x_size, const float *dy, size_t dy_size,
                             int samples, const rg_conv_geom *q, int filters,
-                            const float *packed_dx, float *dw, float *dx, float *work) {
+                            const float *packed_dx, float *dw, float *dx, bool dx_fresh,
+                            float *work) {
     const grid g = layout(q);
     size_t xp_floats;
     const size_t each = backward_sample_floats(q, filters, &xp_floats);
@@ -412,7 +413,7 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
         const rg_conv_geom t = transposed(q, filters);
         for (int smp = 0; smp < samples; smp++)
             direct_forward(dy + smp * dy_size, &t, q->c, packed_dx, NULL, dx + smp * x_size,
-                           true, work + samples * each);
+                           !dx_fresh, work + samples * each);
     }
 }
 #endif
@@ -428,12 +429,12 @@ void rg_direct_conv_forward(const float *x, const rg_conv_geom *q, int filters,
 
 void rg_direct_conv_backward(const float *x, const float *dy, int samples,
                              const rg_conv_geom *q, int filters, const float *packed_dx,
-                             float *dw, float *dx, float *work) {
+                             float *dw, float *dx, bool dx_fresh, float *work) {
 #ifdef DIRECT_X86
     direct_backward(x, (size_t)q->c * q->h * q->w, dy, (size_t)filters * q->oh * q->ow, samples,
-                    q, filters, packed_dx, dw, dx, work);
+                    q, filters, packed_dx, dw, dx, dx_fresh, work);
 #else
     (void)x, (void)dy, (void)samples, (void)q, (void)filters, (void)packed_dx, (void)dw,
-        (void)dx, (void)work;
+        (void)dx, (void)dx_fresh, (void)work;
 #endif
 }

@@ -85,27 +85,30 @@ static double lanes_total(const float *lane) {
         for (; i < n; i++) y[i] = x[i] * scale + shift;                                       \
     }
 
-/* dx += k (dy - mdy - (x - mu) inv mdyx) (training), or dx += k dy (x NULL). */
+/* dx (+)= k (dy - mdy - (x - mu) inv mdyx) (training), or k dy (x NULL); dx's old values
+ * are added to unless fresh. */
 #define INPUT_GRAD(NAME, VF, ATTR)                                                            \
     ATTR static void NAME(const float *x, const float *dy, float *dx, size_t n, float k,    \
-                          float mdy, float mu, float inv, float mdyx) {                       \
+                          float mdy, float mu, float inv, float mdyx, int fresh) {            \
         enum { W = sizeof(VF) / sizeof(float) };                                              \
         size_t i = 0;                                                                         \
         for (; i + W <= n; i += W) {                                                          \
             VF g, d;                                                                          \
             memcpy(&g, dy + i, sizeof g);                                                     \
-            memcpy(&d, dx + i, sizeof d);                                                     \
             if (x) {                                                                          \
                 VF v;                                                                         \
                 memcpy(&v, x + i, sizeof v);                                                  \
-                d += k * (g - mdy - (v - mu) * inv * mdyx);                                   \
+                g = k * (g - mdy - (v - mu) * inv * mdyx);                                    \
             } else {                                                                          \
-                d += k * g;                                                                   \
+                g = k * g;                                                                    \
             }                                                                                 \
-            memcpy(dx + i, &d, sizeof d);                                                     \
+            if (!fresh) memcpy(&d, dx + i, sizeof d), g = d + g;                              \
+            memcpy(dx + i, &g, sizeof g);                                                     \
         }                                                                                     \
-        for (; i < n; i++)                                                                    \
-            dx[i] += x ? k * (dy[i] - mdy - (x[i] - mu) * inv * mdyx) : k * dy[i];            \
+        for (; i < n; i++) {                                                                  \
+            const float g = x ? k * (dy[i] - mdy - (x[i] - mu) * inv * mdyx) : k * dy[i];     \
+            dx[i] = fresh ? g : dx[i] + g;                                                    \
+        }                                                                                     \
     }
 
 #define KERNELS(SUFFIX, VF, ATTR)                                                             \
@@ -149,6 +152,6 @@ void rg_bn_plane_affine(const float *x, float *y, size_t n, float scale, float s
 }
 
 void rg_bn_plane_input_grad(const float *x, const float *dy, float *dx, size_t n, float k,
-                            float mdy, float mu, float inv, float mdyx) {
-    PICK(input_grad)(x, dy, dx, n, k, mdy, mu, inv, mdyx);
+                            float mdy, float mu, float inv, float mdyx, bool fresh) {
+    PICK(input_grad)(x, dy, dx, n, k, mdy, mu, inv, mdyx, fresh);
 }
