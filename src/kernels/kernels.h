@@ -32,6 +32,15 @@ double rg_sum_squares(const float *x, size_t n);
  * with FMA, or neither (plain C, SSE2 on x86-64); REGRAD_MAX_ISA=AVX2 or =BASE caps it. */
 typedef enum { RG_ISA_BASE, RG_ISA_AVX2, RG_ISA_AVX512 } rg_isa;
 rg_isa rg_cpu_isa(void);
+/* The variant of a kernel for this CPU, for kernels compiled once per instruction set as
+ * name_base, name_avx2 and name_avx512 (only name_base off x86-64 or without GCC). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define RG_PICK(name)                                                                         \
+    (rg_cpu_isa() == RG_ISA_AVX512 ? name##_avx512                                           \
+     : rg_cpu_isa() == RG_ISA_AVX2 ? name##_avx2 : name##_base)
+#else
+#define RG_PICK(name) name##_base
+#endif
 /* From now on at most cap (and what the CPU has): for tests that compare the variants of a
  * kernel, which must give the same bits.  Returns what it set.  The direct convolutions
  * keep the choice they made on their first use. */

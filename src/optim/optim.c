@@ -229,13 +229,8 @@ static void update_piece(rg_optim *o, const step_consts *k, size_t off, size_t n
     float *m1 = o->moment[1] ? o->moment[1] + off : NULL;
     _Alignas(64) float kept[RG_SQUARES_PIECE];
     float lanes[3 * 64];
-    void (*rule)(rg_optim_kind, const step_consts *, size_t, float *, const float *, float *,
-                 float *, float *, float *) = update_rule_base;
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (rg_cpu_isa() == RG_ISA_AVX512) rule = update_rule_avx512;
-    else if (rg_cpu_isa() == RG_ISA_AVX2) rule = update_rule_avx2;
-#endif
-    rule(o->c.kind, k, n, w, grads + off, m0, m1, sums ? kept : NULL, sums ? lanes : NULL);
+    RG_PICK(update_rule)(o->c.kind, k, n, w, grads + off, m0, m1, sums ? kept : NULL,
+                         sums ? lanes : NULL);
     if (sums) rg_finish_update_squares(lanes, w, kept, grads + off, n, sums);
 }
 

@@ -121,12 +121,8 @@ KERNELS(base, v4f, )
 #if defined(__x86_64__) && defined(__GNUC__)
 KERNELS(avx2, v8f, __attribute__((target("avx2"))))
 KERNELS(avx512, v16f, __attribute__((target("avx512f"))))
-#define PICK(name)                                                                            \
-    (rg_cpu_isa() == RG_ISA_AVX512 ? name##_avx512                                           \
-     : rg_cpu_isa() == RG_ISA_AVX2 ? name##_avx2 : name##_base)
-#else
-#define PICK(name) name##_base
 #endif
+#define PICK RG_PICK
 
 double rg_bn_plane_sum(const float *x, size_t n) {
     float lane[SUM_LANES];

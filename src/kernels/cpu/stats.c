@@ -172,13 +172,8 @@ SQUARE_LANES(square_lanes_avx2, v8f, 8, AVX2)
 SQUARE_LANES(square_lanes_avx512, v16f, 4, AVX512)
 PAIR_LANES(pair_lanes_avx512, v16f, 4, AVX512) /* 8 accumulators: AVX2's 16 registers spill */
 UPDATE_LANES(update_lanes_avx512, v16f, 4, AVX512) /* 12 accumulators */
-/* The variant of a kernel for this CPU. */
-#define PICK(name)                                                                            \
-    (rg_cpu_isa() == RG_ISA_AVX512 ? name##_avx512                                           \
-     : rg_cpu_isa() == RG_ISA_AVX2 ? name##_avx2 : name##_base)
-#else
-#define PICK(name) name##_base
 #endif
+#define PICK RG_PICK
 
 long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float lo, float hi,
                    double t[4]) {
