@@ -378,7 +378,8 @@ void rg_optim_set_steps(rg_optim *o, long steps);
  * change, sums[3i + 1] of its gradient, sums[3i + 2] of its values before the step (all 0
  * where it updates nothing), summed in the pieces the monitor sums them in: the monitor's
  * figures without a copy of the weights or another pass over them.  The arrays must live
- * until that step, which forgets them. */
+ * until that step, which forgets them.  RG_ERR_ARG for ranges out of order or outside the
+ * parameters, RG_ERR_MEMORY when there is no room for the step's plan (nothing measured). */
 rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
                                 double *sums);
 /* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg"). */
