@@ -1,20 +1,31 @@
 /*
- * ckpt_diff.c — for test_mpi.sh: the largest absolute difference between the parameters of
- * two checkpoints (tensors of the same name and size; optimizer and GRA tensors aside).
+ * ckpt_diff.c — the largest absolute difference between the parameters of two checkpoints
+ * (tensors of the same name and size; optimizer and GRA tensors aside), and how many values
+ * differ.  Usage: ckpt_diff A B [MAX]: with MAX, exits 1 when some value differs by more
+ * than MAX (0: the weights must be equal; a NaN on one side only is a difference).  For
+ * test_mpi.sh and tools/same_bits.sh.
  */
 #include "regrad.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int main(int argc, char **argv) {
     rg_tensor_file *a, *b;
-    if (argc != 3 || rg_safetensors_load(argv[1], &a) || rg_safetensors_load(argv[2], &b)) {
-        fprintf(stderr, "ckpt_diff: %s\n", argc == 3 ? rg_last_error() : "usage: ckpt_diff A B");
+    char *end = NULL;
+    const double max = argc == 4 ? strtod(argv[3], &end) : INFINITY;
+    if ((argc != 3 && argc != 4) || (argc == 4 && (*end || !(max >= 0)))) {
+        fprintf(stderr, "ckpt_diff: usage: ckpt_diff A B [MAX], MAX a difference of 0 or more\n");
+        return 2;
+    }
+    if (rg_safetensors_load(argv[1], &a) || rg_safetensors_load(argv[2], &b)) {
+        fprintf(stderr, "ckpt_diff: %s\n", rg_last_error());
         return 2;
     }
     double worst = 0;
+    long differ = 0, over = 0;
     int compared = 0;
     for (int i = 0; i < rg_tensor_file_count(a); i++) {
         const char *name = rg_tensor_file_name(a, i);
@@ -26,11 +37,17 @@ int main(int argc, char **argv) {
             fprintf(stderr, "ckpt_diff: '%s' is missing or of another size in %s\n", name, argv[2]);
             return 2;
         }
-        for (size_t k = 0; k < na; k++) worst = fmax(worst, fabs((double)x[k] - y[k]));
+        for (size_t k = 0; k < na; k++) {
+            const double d = fabs((double)x[k] - y[k]);
+            const bool same = x[k] == y[k] || (isnan(x[k]) && isnan(y[k]));
+            differ += !same;
+            over += !same && !(d <= max);
+            worst = fmax(worst, d);
+        }
         compared++;
     }
-    printf("%d tensors, max |difference| %.3g\n", compared, worst);
+    printf("%d tensors, max |difference| %.3g, %ld values differ\n", compared, worst, differ);
     rg_tensor_file_free(a);
     rg_tensor_file_free(b);
-    return 0;
+    return over ? 1 : 0;
 }

@@ -13,7 +13,7 @@ pass=0; fail=0
 ok()  { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 close() { # max |difference| of two checkpoints below $3
-  local d; d=$("$DIFF" "$1" "$2" | sed -n 's/.*max |difference| \(.*\)/\1/p')
+  local d; d=$("$DIFF" "$1" "$2" | sed -n 's/.*max |difference| \([^,]*\),.*/\1/p')
   awk -v d="$d" -v t="$3" 'BEGIN {exit !(d != "" && d <= t)}' && ok || bad "$1 vs $2: difference ${d:-none} > $3"
 }
 common=(train --limit 3072 --epochs 2 --seed 4 --quiet --repair off --optimizer momentum)
