@@ -503,7 +503,7 @@ void rg_monitor_enable(rg_monitor *m, int on) {
         rg_node_impl *n = &m->g->nodes[l->node];
         if (m->on && !l->stats.sums) {
             /* a convolution's sums per (sample, channel) plane, a dense layer's per unit */
-            const bool conv = n->op == RG_OP_CONV2D; /* a dense layer's: per unit */
+            const bool conv = n->op == RG_OP_CONV2D;
             const size_t planes = (conv ? (size_t)m->g->max_batch : 1) * l->h.units;
             l->stats.sums = malloc(planes * 4 * sizeof *l->stats.sums);
             l->stats.counts = malloc(planes * sizeof *l->stats.counts);

@@ -68,13 +68,10 @@ void rg_unit_block_sums(const float *out, size_t stride, int batch, int width,
  * that sum is below 1e-30 or above 1e30 (a float square would lose it) or not finite.
  * GRA and the clipping remedies keep rg_sum_squares, whose bits their results rest on. */
 double rg_squares(const float *a, const float *b, size_t n);
-/* An update's sums of squares, each the bits rg_squares gives, in one pass: out[0] of
- * its change (now - before), out[1] of the gradient, out[2] of the values before. */
-void rg_update_squares(const float *now, const float *before, const float *grad, size_t n,
-                       double out[3]);
-/* rg_update_squares' end, for a pass that took its 64 float lanes of each sum itself
- * (lanes[0, 64) the change's, [64, 128) the gradient's, [128, 192) the values before,
- * lane j over the values at j mod 64 of the first n / 64 * 64): the same bits. */
+/* An update's three sums of squares, for a pass that took their 64 float lanes itself
+ * (the optimizer's, update_rules.h; lanes[0, 64) of the change now - before, [64, 128) of
+ * the gradient, [128, 192) of the values before, lane j over the values at j mod 64 of the
+ * first n / 64 * 64): out[0..2], each the bits rg_squares gives that sum. */
 void rg_finish_update_squares(const float lanes[3 * 64], const float *now, const float *before,
                               const float *grad, size_t n, double out[3]);
 /* out[0] = rg_squares(a, NULL, n), out[1] = rg_squares(b, NULL, n), the same bits, in one

@@ -57,7 +57,7 @@ VECTOR_RULE(adam_vector) {
  * dropped).  With lanes (measured), the values before are kept in old[0, n) and the
  * squares of the change, of the gradient and of the old values go into 64 float lanes
  * each, lanes[0, 64), [64, 128) and [128, 192), lane j taking the values at j mod 64 of
- * the full blocks in order, as rg_update_squares' lanes do. */
+ * the full blocks in order, as rg_finish_update_squares takes them. */
 #define UPDATE_BLOCKS(VEC)                                                                    \
     do {                                                                                      \
         const size_t full = n / 64 * 64;                                                      \

@@ -297,6 +297,11 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
      * batch is dropped then (it could leave a rank without samples) */
     const long batches = ranks > 1 && cfg->sync_bn ? n_train / global_batch
                                                    : (n_train + global_batch - 1) / global_batch;
+    /* On a watched step the optimizer also sums each layer's weights and gradient, where
+     * nothing comes between backward and it (GRA, clipping, averaging over ranks). */
+    const bool grads_as_backward = !gra && ranks == 1 && cfg->clip_value <= 0 &&
+                                   cfg->clip_tensor_norm <= 0 && cfg->clip_norm <= 0 &&
+                                   cfg->agc <= 0;
     if (batches < 1)
         s = rg_fail(RG_ERR_ARG, "%d training samples make no global batch of %ld (%d ranks x %d)",
                     n_train, global_batch, ranks, cfg->batch);
@@ -355,13 +360,10 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             const bool check = rg_repair_wants_check(gra, step);
             if (mon) rg_monitor_enable(mon, watch || check);
             /* The optimizer measures a watched step's update in its own pass, unless
-             * something moves the weights after it: then the monitor keeps a copy. */
+             * something moves the weights after it (pruning masks can appear between
+             * epochs): then the monitor keeps a copy. */
             const bool moved_after = cfg->max_norm > 0 || g->mask_buf || m->lasso_m > 0 ||
                                      rg_repair_caps_updates(gra);
-            /* ... and the weights' and gradients' norms too, where nothing comes between */
-            const bool grads_as_backward = !gra && ranks == 1 && cfg->clip_value <= 0 &&
-                                           cfg->clip_tensor_norm <= 0 && cfg->clip_norm <= 0 &&
-                                           cfg->agc <= 0;
             if (mon && (s = rg_monitor_track_update(mon, watch, moved_after ? NULL : opt,
                                                     grads_as_backward)))
                 break;

@@ -122,32 +122,31 @@ KERNELS(base, v4f, )
 KERNELS(avx2, v8f, __attribute__((target("avx2"))))
 KERNELS(avx512, v16f, __attribute__((target("avx512f"))))
 #endif
-#define PICK RG_PICK
 
 double rg_bn_plane_sum(const float *x, size_t n) {
     float lane[SUM_LANES];
-    PICK(x_lanes)(x, n, 0.0f, 0, lane);
+    RG_PICK(x_lanes)(x, n, 0.0f, 0, lane);
     return lanes_total(lane);
 }
 
 double rg_bn_plane_centred_squares(const float *x, size_t n, float mu) {
     float lane[SUM_LANES];
-    PICK(x_lanes)(x, n, mu, 1, lane);
+    RG_PICK(x_lanes)(x, n, mu, 1, lane);
     return lanes_total(lane);
 }
 
 void rg_bn_plane_dy_sums(const float *x, const float *dy, size_t n, float mu, double *sdy,
                          double *sdyx) {
     float a[SUM_LANES], b[SUM_LANES];
-    PICK(dy_lanes)(x, dy, n, mu, a, b);
+    RG_PICK(dy_lanes)(x, dy, n, mu, a, b);
     *sdy += lanes_total(a), *sdyx += lanes_total(b);
 }
 
 void rg_bn_plane_affine(const float *x, float *y, size_t n, float scale, float shift) {
-    PICK(affine)(x, y, n, scale, shift);
+    RG_PICK(affine)(x, y, n, scale, shift);
 }
 
 void rg_bn_plane_input_grad(const float *x, const float *dy, float *dx, size_t n, float k,
                             float mdy, float mu, float inv, float mdyx, bool fresh) {
-    PICK(input_grad)(x, dy, dx, n, k, mdy, mu, inv, mdyx, fresh);
+    RG_PICK(input_grad)(x, dy, dx, n, k, mdy, mu, inv, mdyx, fresh);
 }

@@ -4,8 +4,8 @@
  * it on each sample's output just written, while it is still in cache (either way a figure
  * is the same bits, and does not depend on the thread count); over blocks of a dense
  * layer's units; and sums of squares, of weights, gradients and an update's size (the
- * distance between the weights before and after it), shared with the optimizer, which
- * can take the last in its own pass.
+ * distance between the weights before and after it), whose last steps the optimizer shares
+ * when it takes them in its own pass (rg_finish_update_squares).
  */
 #include "../kernels.h"
 
@@ -88,17 +88,19 @@ typedef struct {
         if (want == RG_COUNT_RELU_OF) memcpy(rs + (u0), r, sizeof r), memcpy(rs2 + (u0), r2, sizeof r2); \
     } while (0)
 
-/* The first `vectors` vectors of units of a dense output (VF holds `lanes` units), G at a
- * time (as many as keep their 5 sums in registers), then one at a time. */
+/* The units of a dense output that fill whole vectors (VF holds `lanes` units), G vectors
+ * at a time (as many as keep their 5 sums in registers), then one at a time; returns how
+ * many units that is. */
 #define BLOCK_SUMS(NAME, VF, VI, G, ATTR)                                                     \
-    ATTR static void NAME(const float *restrict out, size_t stride, int batch, int vectors, \
-                          rg_count_kind want, float lo, float hi, float *s, float *s2,       \
-                          int *counted, float *rs, float *rs2) {                             \
+    ATTR static int NAME(const float *restrict out, size_t stride, int batch, int width,    \
+                         rg_count_kind want, float lo, float hi, float *s, float *s2,        \
+                         int *counted, float *rs, float *rs2) {                              \
         const VF zero = {0}, low = zero + lo, high = zero + hi;                               \
-        const int lanes = (int)(sizeof(VF) / sizeof(float));                                  \
+        const int lanes = (int)(sizeof(VF) / sizeof(float)), vectors = width / lanes;         \
         int g = 0;                                                                            \
         for (; g + G <= vectors; g += G) UNIT_GROUP(VF, VI, G, g * lanes);                    \
         for (; g < vectors; g++) UNIT_GROUP(VF, VI, 1, g * lanes);                            \
+        return vectors * lanes;                                                               \
     }
 
 /* The sums of squares, sum (a[i] - b[i])^2, or sum a[i]^2 when b is NULL: 64 float lanes
@@ -138,25 +140,6 @@ typedef struct {
         memcpy(out_a, la, sizeof la), memcpy(out_b, lb, sizeof lb);                           \
     }
 
-/* rg_update_squares' three sums in one pass: of (now - before), of grad and of before. */
-#define UPDATE_LANES(NAME, VF, NV, ATTR)                                                      \
-    ATTR static void NAME(const float *restrict now, const float *restrict before,          \
-                          const float *restrict grad, size_t n, float *out) {                \
-        VF lc[NV], lg[NV], lb[NV];                                                            \
-        for (int h = 0; h < NV; h++) lc[h] = lg[h] = lb[h] = (VF){0};                         \
-        for (size_t i = 0; i + 64 <= n; i += 64)                                              \
-            for (int h = 0; h < NV; h++) {                                                    \
-                VF x, y, z;                                                                   \
-                memcpy(&x, now + i + h * (64 / NV), sizeof x);                                \
-                memcpy(&y, before + i + h * (64 / NV), sizeof y);                             \
-                memcpy(&z, grad + i + h * (64 / NV), sizeof z);                               \
-                const VF d = x - y;                                                           \
-                lc[h] += d * d, lg[h] += z * z, lb[h] += y * y;                               \
-            }                                                                                 \
-        memcpy(out, lc, sizeof lc), memcpy(out + 64, lg, sizeof lg);                          \
-        memcpy(out + 128, lb, sizeof lb);                                                     \
-    }
-
 #define BASE
 PLANE_LANES(plane_lanes_base, v4f, v4i, 2, BASE)
 BLOCK_SUMS(block_sums_base, v4f, v4i, 2, BASE)
@@ -171,14 +154,12 @@ BLOCK_SUMS(block_sums_avx512, v16f, v16i, 4, AVX512) /* 20 of 32 registers */
 SQUARE_LANES(square_lanes_avx2, v8f, 8, AVX2)
 SQUARE_LANES(square_lanes_avx512, v16f, 4, AVX512)
 PAIR_LANES(pair_lanes_avx512, v16f, 4, AVX512) /* 8 accumulators: AVX2's 16 registers spill */
-UPDATE_LANES(update_lanes_avx512, v16f, 4, AVX512) /* 12 accumulators */
 #endif
-#define PICK RG_PICK
 
 long rg_plane_sums(const float *restrict p, size_t n, rg_count_kind want, float lo, float hi,
                    double t[4]) {
     plane_lanes l;
-    PICK(plane_lanes)(p, n, want, lo, hi, &l);
+    RG_PICK(plane_lanes)(p, n, want, lo, hi, &l);
     double u[4] = {0, 0, 0, 0};
     long counted = 0;
     for (size_t i = n / 8 * 8; i < n; i++) { /* the tail in double, then the lanes in order */
@@ -219,7 +200,7 @@ static double finish_squares(const float *lanes, const float *a, const float *b,
 
 double rg_squares(const float *restrict a, const float *restrict b, size_t n) {
     float lanes[64];
-    PICK(square_lanes)(a, b, n, lanes);
+    RG_PICK(square_lanes)(a, b, n, lanes);
     return finish_squares(lanes, a, b, n);
 }
 
@@ -229,20 +210,6 @@ void rg_finish_update_squares(const float lanes[3 * 64], const float *restrict n
     out[0] = finish_squares(lanes, now, before, n);
     out[1] = finish_squares(lanes + 64, grad, NULL, n);
     out[2] = finish_squares(lanes + 128, before, NULL, n);
-}
-
-void rg_update_squares(const float *restrict now, const float *restrict before,
-                       const float *restrict grad, size_t n, double out[3]) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (rg_cpu_isa() == RG_ISA_AVX512) {
-        float lanes[3 * 64];
-        update_lanes_avx512(now, before, grad, n, lanes);
-        rg_finish_update_squares(lanes, now, before, grad, n, out);
-        return;
-    }
-#endif
-    out[0] = rg_squares(now, before, n), out[1] = rg_squares(grad, NULL, n);
-    out[2] = rg_squares(before, NULL, n);
 }
 
 void rg_squares_pair(const float *restrict a, const float *restrict b, float *restrict keep,
@@ -280,9 +247,8 @@ static void unit_tail_sums(const float *out, size_t stride, int batch, int width
 void rg_unit_block_sums(const float *restrict out, size_t stride, int batch, int width,
                         rg_count_kind want, float lo, float hi, float *s, float *s2, int *counted,
                         float *rs, float *rs2) {
-    const int lanes = rg_cpu_isa() == RG_ISA_AVX512 ? 16 : rg_cpu_isa() == RG_ISA_AVX2 ? 8 : 4;
-    const int vectors = width / lanes, done = vectors * lanes;
-    PICK(block_sums)(out, stride, batch, vectors, want, lo, hi, s, s2, counted, rs, rs2);
+    const int done = RG_PICK(block_sums)(out, stride, batch, width, want, lo, hi, s, s2, counted,
+                                         rs, rs2);
     unit_tail_sums(out + done, stride, batch, width - done, want, lo, hi, s + done, s2 + done,
                    counted + done, rs + done, rs2 + done);
 }
