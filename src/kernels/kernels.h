@@ -104,6 +104,7 @@ typedef struct rg_conv_geom {
     int stride, dilation;
     int pad_t, pad_l;     /* zeros before the first row / column (the rest follow from oh, ow) */
     int oh, ow;           /* output size */
+    int folded_t, folded_l; /* of pad_t, pad_l: a zero_pad's before the conv, folded into it */
 } rg_conv_geom;
 
 /* col (C*KH*KW, OH*OW) from x (C, H, W): row (c, i, j) holds the input under window tap
@@ -128,8 +129,8 @@ size_t rg_direct_conv_work_floats(const rg_conv_geom *g, int filters);
  * flipped for the input's gradient. */
 void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *g, bool for_dx,
                          float *packed);
-/* y (filters, OH, OW) = W . x + bias (bias may be NULL). */
-void rg_direct_conv_forward(const float *x, const rg_conv_geom *g, int filters,
+/* For `samples` consecutive samples: y (filters, OH, OW) = W . x + bias (bias may be NULL). */
+void rg_direct_conv_forward(const float *x, int samples, const rg_conv_geom *g, int filters,
                             const float *packed, const float *bias, float *y, float *work);
 /* Whether rg_direct_conv_backward also takes dx (stride 1); else the caller does. */
 bool rg_direct_conv_takes_dx(const rg_conv_geom *g, int filters);
@@ -141,5 +142,25 @@ int rg_direct_conv_group(const rg_conv_geom *g, int filters);
 void rg_direct_conv_backward(const float *x, const float *dy, int samples,
                              const rg_conv_geom *g, int filters, const float *packed_dx,
                              float *dw, float *dx, bool dx_fresh, float *work);
+/* The direct kernels' matrix product: c (rows, positions) = packed (rows, taps, in panels
+ * of 4 rows) . the rows of x at off[tap], computed up to the next multiple of 16 (AVX-512)
+ * or 24 (AVX2) positions and of 4 rows, which c must have room for. */
+void rg_direct_product(const float *packed, int rows, int taps, const float *x, const int *off,
+                       size_t positions, float *c, size_t ldc);
+
+/* Winograd F(2x2, 3x3) for 3x3, stride-1 convolutions of at least 8 channels both ways
+ * (conv_winograd.c), taken by the direct kernels for the forward product and dx when it
+ * fits (REGRAD_WINOGRAD=0 turns it off).  Packed weights, buffers and the product as the
+ * direct kernels' (for dx: the transposed geometry, which is again such a convolution). */
+bool rg_winograd_fits(const rg_conv_geom *g, int filters);
+size_t rg_winograd_packed_floats(const rg_conv_geom *g, int filters);
+size_t rg_winograd_work_floats(const rg_conv_geom *g, int filters);
+void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *g, bool for_dx, float *packed);
+/* y (filters, OH, OW) = (or += when add) W . x + bias for `samples` samples x_size and
+ * y_size floats apart.  The 2x2 tiles of y start at row -origin_t, column -origin_l (0 or
+ * 1): dx of a conv with a zero_pad folded in tiles as dx of the padded input would. */
+void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *g,
+                         int filters, const float *packed, const float *bias, float *y,
+                         size_t y_size, bool add, int origin_t, int origin_l, float *work);
 
 #endif

@@ -29,7 +29,26 @@ typedef struct conv_attr {
     rg_conv_geom geom; /* filled by infer */
     bool direct;       /* 1x1, stride 1, no padding: skip im2col */
     size_t fast_work;  /* floats per thread for the direct kernels; 0: they do not apply */
+    int slots;         /* threads the workspace has slices for */
 } conv_attr;
+
+/* The workspace for the geometry: the direct kernels' packed weights, then per thread a
+ * column buffer (or the direct kernels' buffers), dW and db partials.  Never shrinks (a
+ * folded zero_pad asks again, conv_absorb_padding). */
+static void size_workspace(rg_node_impl *n) {
+    conv_attr *a = n->attr;
+    const rg_conv_geom *q = &a->geom;
+    const int k2 = a->kernel * a->kernel;
+    const size_t col = (size_t)q->c * k2 * q->oh * q->ow;
+    const size_t wsize = (size_t)a->filters * (q->c / a->o.groups) * k2;
+    const size_t fast = !a->direct && rg_direct_conv_fits(q, a->filters, a->o.groups)
+                            ? rg_direct_conv_work_floats(q, a->filters) : 0;
+    if (fast > a->fast_work) a->fast_work = fast;
+    const size_t need = (a->fast_work ? rg_direct_conv_packed_floats(q, a->filters) : 0) +
+                        (size_t)a->slots * ((a->direct ? 0 : col > a->fast_work ? col : a->fast_work) +
+                                            wsize + (size_t)a->filters);
+    if (need > n->workspace) n->workspace = need;
+}
 
 rg_conv_opts rg_conv_defaults(void) {
     return (rg_conv_opts){.stride = 1, .dilation = 1, .groups = 1, .padding = RG_PAD_SAME,
@@ -86,15 +105,8 @@ static rg_status conv_infer(rg_graph *g, rg_node_impl *n) {
     n->ndim = 3;
     n->shape[0] = a->filters, n->shape[1] = q->oh, n->shape[2] = q->ow;
     const int cg = q->c / groups, k2 = a->kernel * a->kernel;
-    const size_t col = (size_t)q->c * k2 * q->oh * q->ow;
-    const size_t wsize = (size_t)a->filters * cg * k2;
-    a->fast_work = !a->direct && rg_direct_conv_fits(q, a->filters, groups)
-                       ? rg_direct_conv_work_floats(q, a->filters) : 0;
-    /* the direct kernels' packed weights, then per thread: a column buffer (or the direct
-     * kernels' buffers), dW and db partials */
-    n->workspace = (a->fast_work ? rg_direct_conv_packed_floats(q, a->filters) : 0) +
-                   (size_t)g->slots * ((a->direct ? 0 : col > a->fast_work ? col : a->fast_work) +
-                                       wsize + (size_t)a->filters);
+    a->slots = g->slots, a->fast_work = 0, n->workspace = 0;
+    size_workspace(n);
     n->flops = 2.0 * a->filters * q->oh * q->ow * (double)cg * k2;
     const int fan_in = cg * k2, fan_out = a->filters / groups * k2;
     if (rg_param_declare(g, n, "kernel", 4, (int[]){a->filters, cg, a->kernel, a->kernel},
@@ -122,6 +134,9 @@ static bool conv_absorb_padding(rg_node_impl *n, const int pad[4]) {
     a->geom.w -= pad[2] + pad[3];
     a->geom.pad_t += pad[0];
     a->geom.pad_l += pad[2];
+    a->geom.folded_t += pad[0];
+    a->geom.folded_l += pad[2];
+    size_workspace(n);
     return true;
 }
 
@@ -160,17 +175,23 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const size_t slice = col_size + (size_t)a->filters * kg + a->filters;
     const float *w = rg_param_data(g, n, 0), *bias = a->o.bias ? rg_param_data(g, n, 1) : NULL;
     const bool fast = use_fast(a);
-    if (fast) rg_direct_conv_pack(w, a->filters, q, false, g->workspace);
+    if (fast) { /* each thread a run of samples, which the kernels may take several at a time */
+        const int slots = batch < g->slots ? batch : g->slots;
+        rg_direct_conv_pack(w, a->filters, q, false, g->workspace);
+#pragma omp parallel for schedule(static) num_threads(slots)
+        for (int t = 0; t < slots; t++) {
+            const int b0 = (int)((long)batch * t / slots), b1 = (int)((long)batch * (t + 1) / slots);
+            rg_direct_conv_forward(xn->out + (size_t)b0 * in_size, b1 - b0, q, a->filters, g->workspace,
+                                   bias, n->out + (size_t)b0 * out_size, slices + (size_t)thread_id() * slice);
+            for (int b = b0; b < b1 && n->stats; b++)
+                rg_output_stats_sample(n->stats, a->filters, (size_t)ohw, b, n->out + (size_t)b * out_size);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) num_threads(g->slots) if (batch > 1)
     for (int b = 0; b < batch; b++) {
         const float *x = xn->out + (size_t)b * in_size;
         float *y = n->out + (size_t)b * out_size;
-        if (fast) {
-            rg_direct_conv_forward(x, q, a->filters, g->workspace, bias, y,
-                                   slices + (size_t)thread_id() * slice);
-            if (n->stats) rg_output_stats_sample(n->stats, a->filters, (size_t)ohw, b, y);
-            continue;
-        }
         const float *col = x;
         if (!a->direct) {
             float *buf = slices + (size_t)thread_id() * slice;

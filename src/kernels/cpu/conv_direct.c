@@ -18,6 +18,9 @@
  *   dx         dx += W~ . dY~: the forward product over dY with W transposed and flipped
  *              (stride 1; at stride 2 the caller scatters W^T dY through its column buffer)
  *
+ * 3x3 stride-1 convolutions of 8 channels or more both ways take Winograd's F(2x2, 3x3)
+ * instead for the forward product and dx (conv_winograd.c, on rg_direct_product below).
+ *
  * Each kernel comes for AVX2 (8 lanes) and AVX-512 (16 lanes), chosen once at run time.
  * Sums run in a fixed order per output, so results do not depend on threads.  Used where
  * the taps fit: K <= RG_DIRECT_MAX_TAPS (the right-hand panel, K x 24 floats, stays in
@@ -122,6 +125,11 @@ static size_t forward_floats(const rg_conv_geom *q, int filters) {
 }
 
 size_t rg_direct_conv_packed_floats(const rg_conv_geom *q, int filters) {
+    if (rg_winograd_fits(q, filters)) {
+        const rg_conv_geom t = transposed(q, filters);
+        const size_t fw = rg_winograd_packed_floats(q, filters), bw = rg_winograd_packed_floats(&t, q->c);
+        return fw > bw ? fw : bw;
+    }
     const size_t fw = round_up((size_t)filters, TILE_ROWS) * q->c * q->kh * q->kw;
     const size_t bw = round_up((size_t)q->c, TILE_ROWS) * filters * q->kh * q->kw;
     return fw > bw ? fw : bw;
@@ -144,14 +152,20 @@ int rg_direct_conv_group(const rg_conv_geom *q, int filters) {
 size_t rg_direct_conv_work_floats(const rg_conv_geom *q, int filters) {
     size_t xp;
     const rg_conv_geom t = transposed(q, filters);
-    const size_t fwd = forward_floats(q, filters);
-    const size_t bwd = (size_t)rg_direct_conv_group(q, filters) * backward_sample_floats(q, filters, &xp) +
-                       (rg_direct_conv_takes_dx(q, filters) ? forward_floats(&t, q->c) : 0);
+    const bool wino = rg_winograd_fits(q, filters);
+    const size_t fwd = wino ? rg_winograd_work_floats(q, filters) : forward_floats(q, filters);
+    const size_t dx = !rg_direct_conv_takes_dx(q, filters) ? 0
+                      : wino ? rg_winograd_work_floats(&t, q->c) : forward_floats(&t, q->c);
+    const size_t bwd = (size_t)rg_direct_conv_group(q, filters) * backward_sample_floats(q, filters, &xp) + dx;
     return fwd > bwd ? fwd : bwd;
 }
 
 void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *q, bool for_dx,
                          float *packed) {
+    if (rg_winograd_fits(q, filters)) {
+        rg_winograd_pack(w, filters, q, for_dx, packed);
+        return;
+    }
     const int kk = q->kh * q->kw;
     const int rows = for_dx ? q->c : filters, cols = for_dx ? filters : q->c;
     const int taps = cols * kk;
@@ -268,6 +282,34 @@ FORWARD_512(forward_4x32, 1, 2)
 FORWARD_512(forward_8x16, 2, 1)
 FORWARD_512(forward_4x16, 1, 1)
 
+/* c (rows, positions) = packed (rows, taps) . the rows of x at off[tap]: computed to the
+ * next multiple of 16 positions (AVX-512) or 24 (AVX2), rows to the next multiple of 4. */
+void rg_direct_product(const float *packed, int rows, int taps, const float *x, const int *off,
+                       size_t positions, float *c, size_t ldc) {
+    const size_t p = positions;
+    if (isa == RG_ISA_AVX512) {
+        typedef void (*tile_fn)(const float *, size_t, const float *, const int *, int, float *,
+                                size_t);
+        static const tile_fn tiles[2][3] = {{forward_4x16, forward_4x32, forward_4x48},
+                                            {forward_8x16, forward_8x32, forward_8x48}};
+        for (size_t p0 = 0; p0 < p;) { /* 48 positions a tile, the last 16 or 32 */
+            const size_t left = (round_up(p, 16) - p0) / 16, nv = left < 3 ? left : 3;
+            for (int r0 = 0; r0 < rows;) {
+                const bool two = r0 + 2 * TILE_ROWS <= rows;
+                tiles[two][nv - 1](packed + (size_t)r0 * taps, TILE_ROWS * taps, x + p0, off, taps,
+                                   c + (size_t)r0 * ldc + p0, ldc);
+                r0 += two ? 2 * TILE_ROWS : TILE_ROWS;
+            }
+            p0 += 16 * nv;
+        }
+    } else {
+        for (size_t p0 = 0; p0 < p; p0 += TILE_COLS)
+            for (int r0 = 0; r0 < rows; r0 += TILE_ROWS)
+                forward_tile(packed + (size_t)r0 * taps, x + p0, off, taps, c + (size_t)r0 * ldc + p0,
+                             ldc);
+    }
+}
+
 /* One sample: y (filters, oh, ow) = (or +=) W . x + bias. */
 static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
                            const float *packed, const float *bias, float *y, bool add,
@@ -279,27 +321,7 @@ static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
     int off[RG_DIRECT_MAX_TAPS];
     tap_offsets(q, &g, off);
     fill_padded(x, q, &g, xp);
-    if (isa == RG_ISA_AVX512) {
-        typedef void (*tile_fn)(const float *, size_t, const float *, const int *, int, float *,
-                                size_t);
-        static const tile_fn tiles[2][3] = {{forward_4x16, forward_4x32, forward_4x48},
-                                            {forward_8x16, forward_8x32, forward_8x48}};
-        for (size_t p0 = 0; p0 < p;) { /* 48 positions a tile, the last 16 or 32 */
-            const size_t left = (round_up(p, 16) - p0) / 16, nv = left < 3 ? left : 3;
-            for (int r0 = 0; r0 < filters;) {
-                const bool two = r0 + 2 * TILE_ROWS <= filters;
-                tiles[two][nv - 1](packed + (size_t)r0 * taps, TILE_ROWS * taps, xp + p0, off,
-                                   (int)taps, cv + (size_t)r0 * ldc + p0, ldc);
-                r0 += two ? 2 * TILE_ROWS : TILE_ROWS;
-            }
-            p0 += 16 * nv;
-        }
-    } else {
-        for (size_t p0 = 0; p0 < p; p0 += TILE_COLS)
-            for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
-                forward_tile(packed + (size_t)r0 * taps, xp + p0, off, (int)taps,
-                             cv + (size_t)r0 * ldc + p0, ldc);
-    }
+    rg_direct_product(packed, filters, (int)taps, xp, off, p, cv, ldc);
     for (int o = 0; o < filters; o++) {
         const float b = bias ? bias[o] : 0.0f;
         for (int oy = 0; oy < q->oh; oy++) {
@@ -411,6 +433,11 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
         }
     if (dx) {
         const rg_conv_geom t = transposed(q, filters);
+        if (rg_winograd_fits(&t, q->c)) {
+            rg_winograd_forward(dy, dy_size, samples, &t, q->c, packed_dx, NULL, dx, x_size, !dx_fresh,
+                                q->folded_t % 2, q->folded_l % 2, work + samples * each);
+            return;
+        }
         for (int smp = 0; smp < samples; smp++)
             direct_forward(dy + smp * dy_size, &t, q->c, packed_dx, NULL, dx + smp * x_size,
                            !dx_fresh, work + samples * each);
@@ -418,12 +445,18 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
 }
 #endif
 
-void rg_direct_conv_forward(const float *x, const rg_conv_geom *q, int filters,
+void rg_direct_conv_forward(const float *x, int samples, const rg_conv_geom *q, int filters,
                             const float *packed, const float *bias, float *y, float *work) {
 #ifdef DIRECT_X86
-    direct_forward(x, q, filters, packed, bias, y, false, work);
+    const size_t x_size = (size_t)q->c * q->h * q->w, y_size = (size_t)filters * q->oh * q->ow;
+    if (rg_winograd_fits(q, filters)) {
+        rg_winograd_forward(x, x_size, samples, q, filters, packed, bias, y, y_size, false, 0, 0, work);
+        return;
+    }
+    for (int s = 0; s < samples; s++)
+        direct_forward(x + s * x_size, q, filters, packed, bias, y + s * y_size, false, work);
 #else
-    (void)x, (void)q, (void)filters, (void)packed, (void)bias, (void)y, (void)work;
+    (void)x, (void)samples, (void)q, (void)filters, (void)packed, (void)bias, (void)y, (void)work;
 #endif
 }
 

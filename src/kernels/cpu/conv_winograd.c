@@ -1,0 +1,263 @@
+/*
+ * conv_winograd.c — 3x3, stride-1 "same" convolutions by Winograd's minimal filtering
+ * F(2x2, 3x3) (Lavin and Gray, 2016): each 2x2 block of outputs takes 16 products per
+ * (filter, channel) pair instead of 36.  Used by the direct kernels (conv_direct.c) for
+ * the forward product and for the input's gradient (itself such a convolution of dY with
+ * the flipped, transposed weights) when both channel counts are at least WINO_MIN_CHANNELS.
+ *
+ * With d a 4x4 input tile, g a 3x3 filter and B, G, A the transform matrices below:
+ *     U = G g G^T (per filter and channel, once per step: rg_winograd_pack)
+ *     V = B^T d B (per channel and tile)
+ *     M = sum over channels of U . V (element by element: 16 matrix products, one per
+ *         element xi of the 4x4 tile, y_xi (K, tiles) = U_xi (K, C) . V_xi (C, tiles))
+ *     y = A^T M A (the 2x2 outputs of the tile)
+ * The products run on the direct kernels' register tiles (rg_direct_product).
+ *
+ * Layout.  Tile (ty, tx) covers outputs rows 2ty, 2ty+1 and columns 2tx, 2tx+1, and reads
+ * the padded input (one zero row and column before, enough after) at rows 2ty..2ty+3,
+ * columns 2tx..2tx+3.  Each channel is kept as two planes of padded rows, the even and the
+ * odd ones, each row Wp = 2 (TW + 1) floats wide.  A tile's "virtual" index is
+ * t = ty (TW + 1) + tx (one dropped tile per row), and then the tile's row i, column j
+ * sits at plane (i mod 2), offset 2t + (i div 2) Wp + j: for every (i, j), 16 consecutive
+ * tiles are 32 consecutive floats (taken apart into even and odd columns), across rows.
+ * The outputs come back the same way, rows of Wp virtual columns, and are copied out.
+ * Several samples' tiles follow each other in one product (a 7x7 map has 20 tiles).
+ *
+ * The transforms only add and subtract (the filter's halves are exact), and each product
+ * adds its channels in order, so every instruction set gives the same bits and no figure
+ * depends on how samples are grouped or on threads.  F(2x2, 3x3)'s rounding is that of a
+ * few more additions than the plain sum (measured against im2col in test_gradcheck).
+ */
+#include "../kernels.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WINO_MIN_CHANNELS 8 /* below, the transforms cost more than the products save */
+#define WINO_POSITIONS 240  /* tiles per product, at least: several samples' when small */
+#define PLANE_SLACK 48      /* zeros after each plane: 16 tiles' loads read past its end */
+#define XI 16               /* elements of a transformed tile */
+/* Floats between one element's matrix and the next: a cache line more than its rows, so
+ * the 16 stores (and loads) of a tile do not all fall in one set of the L1 cache. */
+#define XI_STEP(rows, ld) ((size_t)(rows) * (ld) + 16)
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+/* The tiling of one sample. */
+typedef struct tiling {
+    int th, tw;       /* tiles down and across */
+    int wp;           /* floats per padded row: 2 (tw + 1) */
+    size_t tv;        /* virtual tiles per sample: th (tw + 1) */
+    size_t plane;     /* floats per plane of even or odd padded rows, with slack */
+    int group;        /* samples per product */
+    size_t ld;        /* floats per row of the transformed tiles: group * tv and room past */
+    size_t out_rows;  /* floats of the even or the odd output rows of a group, for one filter */
+} tiling;
+
+static tiling tiles_of(const rg_conv_geom *q, int origin_t, int origin_l) {
+    tiling t;
+    t.th = (q->oh + origin_t + 1) / 2, t.tw = (q->ow + origin_l + 1) / 2;
+    t.wp = 2 * (t.tw + 1);
+    t.tv = (size_t)t.th * (t.tw + 1);
+    t.plane = round_up((size_t)(t.th + 1) * t.wp + PLANE_SLACK, 16);
+    t.group = t.tv >= WINO_POSITIONS ? 1 : (int)(WINO_POSITIONS / t.tv);
+    /* the last sample's last 16 tiles are written up to 15 past group * tv, and the product
+     * rounds its columns up to its tiles (16, or 24 with AVX2) */
+    t.ld = round_up(t.group * t.tv + 16, 48);
+    t.out_rows = (size_t)t.group * t.th * t.wp + 32;
+    return t;
+}
+
+static int wino = -1; /* REGRAD_WINOGRAD=0 turns it off */
+
+bool rg_winograd_fits(const rg_conv_geom *q, int filters) {
+    if (wino < 0) {
+        const char *env = getenv("REGRAD_WINOGRAD");
+        wino = !(env && strcmp(env, "0") == 0);
+    }
+    return wino && q->kh == 3 && q->kw == 3 && q->stride == 1 && q->dilation == 1 &&
+           q->pad_t >= 0 && q->pad_t <= 2 && q->pad_l >= 0 && q->pad_l <= 2 &&
+           q->c >= WINO_MIN_CHANNELS && filters >= WINO_MIN_CHANNELS && rg_cpu_isa() != RG_ISA_BASE;
+}
+
+size_t rg_winograd_packed_floats(const rg_conv_geom *q, int filters) {
+    return (size_t)XI * round_up((size_t)filters, 4) * q->c;
+}
+
+size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
+    const tiling t = tiles_of(q, 1, 1); /* the most tiles any origin takes */
+    return (size_t)q->c * 2 * t.plane + XI * XI_STEP(q->c, t.ld) +
+           XI * XI_STEP(round_up((size_t)filters, 4), t.ld) + 2 * t.out_rows + 16; /* to align */
+}
+
+/* U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], for each (row, column) of the
+ * product, packed per element xi in the direct kernels' panels of 4 rows.  The rows are
+ * the filters (forward) or, for dx, the channels, with g[c][o] = W[o][c] turned 180
+ * degrees. */
+void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *q, bool for_dx,
+                      float *packed) {
+    const int rows = for_dx ? q->c : filters, cols = for_dx ? filters : q->c;
+    const size_t rows4 = round_up((size_t)rows, 4);
+    memset(packed, 0, XI * rows4 * cols * sizeof *packed);
+    for (int r = 0; r < rows; r++)
+        for (int col = 0; col < cols; col++) {
+            const float *src = for_dx ? w + ((size_t)col * q->c + r) * 9 : w + ((size_t)r * q->c + col) * 9;
+            float g[3][3], h[4][3], u[4][4];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) g[i][j] = for_dx ? src[8 - (i * 3 + j)] : src[i * 3 + j];
+            for (int j = 0; j < 3; j++) {
+                h[0][j] = g[0][j];
+                h[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+                h[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+                h[3][j] = g[2][j];
+            }
+            for (int i = 0; i < 4; i++) {
+                u[i][0] = h[i][0];
+                u[i][1] = 0.5f * (h[i][0] + h[i][1] + h[i][2]);
+                u[i][2] = 0.5f * (h[i][0] - h[i][1] + h[i][2]);
+                u[i][3] = h[i][2];
+            }
+            for (int xi = 0; xi < XI; xi++)
+                packed[xi * rows4 * cols + (size_t)(r / 4) * 4 * cols + (size_t)col * 4 + r % 4] =
+                    u[xi / 4][xi % 4];
+        }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+typedef float v16f __attribute__((vector_size(64)));
+/* The even and odd lanes of a and b (a's first), and the lanes of a and b alternated. */
+#define EVENS(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define INTERLEAVE_LO(a, b) __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+#define INTERLEAVE_HI(a, b) __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+
+/* Unaligned loads and stores (macros: a function returning a 64-byte vector would need
+ * AVX-512's calling convention to be built for AVX2). */
+#define load16(p) ({ v16f v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define store16(p, v) do { const v16f v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
+
+/* V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], for 16 tiles from t0 of one
+ * channel's planes; element xi goes to v[xi * xi_step]. */
+static inline __attribute__((always_inline)) void
+input_tiles(const float *even, const float *odd, int wp, size_t t0, float *v, size_t xi_step) {
+    v16f d[4][4];
+    for (int i = 0; i < 4; i++) {
+        const float *row = (i % 2 ? odd : even) + 2 * t0 + (size_t)(i / 2) * wp;
+        const v16f a = load16(row), b = load16(row + 16), c = load16(row + 2), e = load16(row + 18);
+        d[i][0] = EVENS(a, b), d[i][1] = ODDS(a, b), d[i][2] = EVENS(c, e), d[i][3] = ODDS(c, e);
+    }
+    v16f e[4][4];
+    for (int j = 0; j < 4; j++) {
+        e[0][j] = d[0][j] - d[2][j], e[1][j] = d[1][j] + d[2][j];
+        e[2][j] = d[2][j] - d[1][j], e[3][j] = d[1][j] - d[3][j];
+    }
+    for (int i = 0; i < 4; i++) {
+        store16(v + (size_t)(i * 4 + 0) * xi_step, e[i][0] - e[i][2]);
+        store16(v + (size_t)(i * 4 + 1) * xi_step, e[i][1] + e[i][2]);
+        store16(v + (size_t)(i * 4 + 2) * xi_step, e[i][2] - e[i][1]);
+        store16(v + (size_t)(i * 4 + 3) * xi_step, e[i][1] - e[i][3]);
+    }
+}
+
+/* y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], for 16 tiles: the two output rows of each, as
+ * virtual rows (even and odd) of Wp columns from 2 t0. */
+static inline __attribute__((always_inline)) void
+output_tiles(const float *m, size_t xi_step, float *even, float *odd) {
+    v16f r[2][4];
+    for (int j = 0; j < 4; j++) {
+        const v16f m0 = load16(m + (size_t)j * xi_step), m1 = load16(m + (size_t)(4 + j) * xi_step);
+        const v16f m2 = load16(m + (size_t)(8 + j) * xi_step), m3 = load16(m + (size_t)(12 + j) * xi_step);
+        r[0][j] = m0 + m1 + m2, r[1][j] = m1 - m2 - m3;
+    }
+    for (int a = 0; a < 2; a++) {
+        const v16f y0 = r[a][0] + r[a][1] + r[a][2], y1 = r[a][1] - r[a][2] - r[a][3];
+        float *dst = a ? odd : even;
+        store16(dst, INTERLEAVE_LO(y0, y1));
+        store16(dst + 16, INTERLEAVE_HI(y0, y1));
+    }
+}
+
+#define TRANSFORMS(SUFFIX, TARGET)                                                          \
+    __attribute__((target(TARGET))) static void input_sample_##SUFFIX(                      \
+        const float *planes, const tiling *t, int channels, float *v) {                     \
+        for (int c = 0; c < channels; c++) {                                                \
+            const float *even = planes + (size_t)c * 2 * t->plane, *odd = even + t->plane;  \
+            for (size_t t0 = 0; t0 < t->tv; t0 += 16)                                       \
+                input_tiles(even, odd, t->wp, t0, v + (size_t)c * t->ld + t0,               \
+                            XI_STEP(channels, t->ld));                                      \
+        }                                                                                   \
+    }                                                                                       \
+    __attribute__((target(TARGET))) static void output_filter_##SUFFIX(                     \
+        const float *m, size_t xi_step, size_t tiles, size_t len, float *rows) {            \
+        for (size_t p0 = 0; p0 < tiles; p0 += 16)                                           \
+            output_tiles(m + p0, xi_step, rows + 2 * p0, rows + len + 2 * p0);              \
+    }
+TRANSFORMS(avx2, "avx2,fma")
+TRANSFORMS(avx512, "avx512f")
+
+/* One sample's channels as planes of even and odd padded rows (zeros around): input row
+ * iy is padded row iy + top, column ix padded column ix + left, as far as tiles read. */
+static void fill_planes(const float *x, const rg_conv_geom *q, const tiling *t, int top, int left,
+                        float *planes) {
+    memset(planes, 0, (size_t)q->c * 2 * t->plane * sizeof *planes);
+    const int rows = 2 * t->th + 2 - top < q->h ? 2 * t->th + 2 - top : q->h;
+    const int cols = t->wp - left < q->w ? t->wp - left : q->w;
+    for (int c = 0; c < q->c; c++)
+        for (int iy = 0; iy < rows; iy++) {
+            const int r = iy + top;
+            float *dst = planes + ((size_t)c * 2 + r % 2) * t->plane + (size_t)(r / 2) * t->wp + left;
+            memcpy(dst, x + ((size_t)c * q->h + iy) * q->w, (size_t)cols * sizeof *dst);
+        }
+}
+
+void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
+                         int filters, const float *packed, const float *bias, float *y,
+                         size_t y_size, bool add, int origin_t, int origin_l, float *work) {
+    const tiling t = tiles_of(q, origin_t, origin_l);
+    const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
+    const size_t rows4 = round_up((size_t)filters, 4);
+    float *planes = (float *)round_up((uintptr_t)work, 64), *v = planes + (size_t)q->c * 2 * t.plane;
+    const size_t v_step = XI_STEP(q->c, t.ld), m_step = XI_STEP(rows4, t.ld);
+    float *m = v + XI * v_step, *rows = m + XI * m_step;
+    int off[RG_DIRECT_MAX_TAPS];
+    for (int c = 0; c < q->c; c++) off[c] = (int)((size_t)c * t.ld);
+    for (int s0 = 0; s0 < samples; s0 += t.group) {
+        const int count = samples - s0 < t.group ? samples - s0 : t.group;
+        for (int s = 0; s < count; s++) { /* in order: each one's last tiles spill onto the next's */
+            fill_planes(x + (size_t)(s0 + s) * x_size, q, &t, q->pad_t + origin_t, q->pad_l + origin_l,
+                        planes);
+            (wide ? input_sample_avx512 : input_sample_avx2)(planes, &t, q->c, v + (size_t)s * t.tv);
+        }
+        const size_t used = (size_t)count * t.tv;
+        for (size_t r = 0; r < (size_t)XI * q->c; r++) /* the product's columns past the tiles */
+            memset(v + r / q->c * v_step + r % q->c * t.ld + used, 0, (t.ld - used) * sizeof *v);
+        for (int xi = 0; xi < XI; xi++)
+            rg_direct_product(packed + xi * rows4 * q->c, filters, q->c, v + xi * v_step, off, used,
+                              m + xi * m_step, t.ld);
+        for (int o = 0; o < filters; o++) { /* the tiles of all samples, then each one's rows */
+            (wide ? output_filter_avx512 : output_filter_avx2)(m + o * t.ld, m_step, used, t.out_rows,
+                                                               rows);
+            const float b = bias ? bias[o] : 0.0f;
+            for (int s = 0; s < count; s++)
+                for (int oy = 0; oy < q->oh; oy++) {
+                    const int vy = oy + origin_t; /* the row in the tiles */
+                    const float *src =
+                        rows + (vy % 2) * t.out_rows + (size_t)(s * t.th + vy / 2) * t.wp + origin_l;
+                    float *dst = y + (size_t)(s0 + s) * y_size + ((size_t)o * q->oh + oy) * q->ow;
+                    if (add)
+                        for (int ox = 0; ox < q->ow; ox++) dst[ox] += src[ox] + b;
+                    else
+                        for (int ox = 0; ox < q->ow; ox++) dst[ox] = src[ox] + b;
+                }
+        }
+    }
+}
+#else
+void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
+                         int filters, const float *packed, const float *bias, float *y,
+                         size_t y_size, bool add, int origin_t, int origin_l, float *work) {
+    (void)origin_t, (void)origin_l, (void)x, (void)x_size, (void)samples, (void)q, (void)filters, (void)packed, (void)bias,
+        (void)y, (void)y_size, (void)add, (void)work;
+}
+#endif
