@@ -147,6 +147,10 @@ void rg_direct_conv_backward(const float *x, const float *dy, int samples,
  * or 24 (AVX2) positions and of 4 rows, which c must have room for. */
 void rg_direct_product(const float *packed, int rows, int taps, const float *x, const int *off,
                        size_t positions, float *c, size_t ldc);
+/* c (rows, cols) += a (rows, len) . b (cols, len)^T, rows lda and ldb floats apart: the
+ * direct kernels' sums over positions (len a multiple of 16; a reads up to 4 rows). */
+void rg_direct_product_t(const float *a, size_t lda, int rows, const float *b, size_t ldb, int cols,
+                         size_t len, float *c, size_t ldc);
 
 /* Winograd F(2x2, 3x3) for 3x3, stride-1 convolutions of at least 8 channels both ways
  * (conv_winograd.c), taken by the direct kernels for the forward product and dx when it
@@ -162,5 +166,9 @@ void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *g, bool f
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *g,
                          int filters, const float *packed, const float *bias, float *y,
                          size_t y_size, bool add, int origin_t, int origin_l, float *work);
+/* dw (filters, C, 3, 3) += the sum over `samples` samples of dY . X (the forward's tiles). */
+void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
+                                  int samples, const rg_conv_geom *g, int filters, float *dw,
+                                  float *work);
 
 #endif

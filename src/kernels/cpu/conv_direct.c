@@ -143,6 +143,7 @@ static size_t backward_sample_floats(const rg_conv_geom *q, int filters, size_t 
 }
 
 int rg_direct_conv_group(const rg_conv_geom *q, int filters) {
+    if (rg_winograd_fits(q, filters)) return MAX_GROUP; /* it takes its own groups */
     size_t xp;
     const size_t each = backward_sample_floats(q, filters, &xp);
     const size_t group = GROUP_FLOATS / each;
@@ -152,10 +153,12 @@ int rg_direct_conv_group(const rg_conv_geom *q, int filters) {
 size_t rg_direct_conv_work_floats(const rg_conv_geom *q, int filters) {
     size_t xp;
     const rg_conv_geom t = transposed(q, filters);
-    const bool wino = rg_winograd_fits(q, filters);
-    const size_t fwd = wino ? rg_winograd_work_floats(q, filters) : forward_floats(q, filters);
-    const size_t dx = !rg_direct_conv_takes_dx(q, filters) ? 0
-                      : wino ? rg_winograd_work_floats(&t, q->c) : forward_floats(&t, q->c);
+    if (rg_winograd_fits(q, filters)) { /* forward, dW, then dx, each in the whole buffer */
+        const size_t fwd = rg_winograd_work_floats(q, filters), dx = rg_winograd_work_floats(&t, q->c);
+        return fwd > dx ? fwd : dx;
+    }
+    const size_t fwd = forward_floats(q, filters);
+    const size_t dx = rg_direct_conv_takes_dx(q, filters) ? forward_floats(&t, q->c) : 0;
     const size_t bwd = (size_t)rg_direct_conv_group(q, filters) * backward_sample_floats(q, filters, &xp) + dx;
     return fwd > bwd ? fwd : bwd;
 }
@@ -396,12 +399,35 @@ dw_tile_512(const float *restrict dy, size_t ldd, size_t dy_step, const float *c
         for (int t = 0; t < n; t++) dw[r * ldw + t] += _mm512_reduce_add_ps(acc[r][t]);
 }
 
+void rg_direct_product_t(const float *a, size_t lda, int rows, const float *b, size_t ldb, int cols,
+                         size_t len, float *c, size_t ldc) {
+    const int n_max = isa == RG_ISA_AVX512 ? DW_TAPS_512 : 3;
+    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS)
+        for (int j0 = 0; j0 < cols; j0 += n_max) {
+            const float *bs[DW_TAPS_512];
+            const int n = cols - j0 < n_max ? cols - j0 : n_max;
+            for (int j = 0; j < n; j++) bs[j] = b + (size_t)(j0 + j) * ldb;
+            (isa == RG_ISA_AVX512 ? dw_tile_512 : dw_tile)(a + (size_t)r0 * lda, lda, 0, bs, 0, 1, n, len,
+                                                          c + (size_t)r0 * ldc + j0, ldc,
+                                                          rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS);
+        }
+}
+
 /* `samples` samples (x_size and dy_size apart): dw (filters, taps) += sum dY . X^T, and
  * each dx += conv(dY, W~) when dx is given (dx_size apart; = when dx_fresh). */
 static void direct_backward(const float *x, size_t x_size, const float *dy, size_t dy_size,
                             int samples, const rg_conv_geom *q, int filters,
                             const float *packed_dx, float *dw, float *dx, bool dx_fresh,
                             float *work) {
+    if (rg_winograd_fits(q, filters)) {
+        rg_winograd_backward_weights(x, x_size, dy, dy_size, samples, q, filters, dw, work);
+        if (dx) { /* tiled as dx of the padded input would be, were a zero_pad folded in */
+            const rg_conv_geom t = transposed(q, filters);
+            rg_winograd_forward(dy, dy_size, samples, &t, q->c, packed_dx, NULL, dx, x_size, !dx_fresh,
+                                q->folded_t % 2, q->folded_l % 2, work);
+        }
+        return;
+    }
     const grid g = layout(q);
     size_t xp_floats;
     const size_t each = backward_sample_floats(q, filters, &xp_floats);
@@ -433,11 +459,6 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
         }
     if (dx) {
         const rg_conv_geom t = transposed(q, filters);
-        if (rg_winograd_fits(&t, q->c)) {
-            rg_winograd_forward(dy, dy_size, samples, &t, q->c, packed_dx, NULL, dx, x_size, !dx_fresh,
-                                q->folded_t % 2, q->folded_l % 2, work + samples * each);
-            return;
-        }
         for (int smp = 0; smp < samples; smp++)
             direct_forward(dy + smp * dy_size, &t, q->c, packed_dx, NULL, dx + smp * x_size,
                            !dx_fresh, work + samples * each);

@@ -87,8 +87,12 @@ size_t rg_winograd_packed_floats(const rg_conv_geom *q, int filters) {
 
 size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
     const tiling t = tiles_of(q, 1, 1); /* the most tiles any origin takes */
-    return (size_t)q->c * 2 * t.plane + XI * XI_STEP(q->c, t.ld) +
-           XI * XI_STEP(round_up((size_t)filters, 4), t.ld) + 2 * t.out_rows + 16; /* to align */
+    const size_t rows4 = round_up((size_t)filters, 4);
+    const size_t forward = (size_t)q->c * 2 * t.plane + XI * XI_STEP(q->c, t.ld) +
+                           XI * XI_STEP(rows4, t.ld) + 2 * t.out_rows;
+    const size_t weights = (size_t)(q->c > filters ? q->c : filters) * 2 * t.plane +
+                           XI * XI_STEP(q->c, t.ld) + XI * XI_STEP(rows4, t.ld) + XI * rows4 * q->c;
+    return (forward > weights ? forward : weights) + 16; /* and to align */
 }
 
 /* U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], for each (row, column) of the
@@ -178,6 +182,25 @@ output_tiles(const float *m, size_t xi_step, float *even, float *odd) {
     }
 }
 
+/* Z = A dy A^T, A = [1 0; 1 1; 1 -1; 0 -1], for 16 tiles of dY from t0 (its planes of even
+ * and odd rows): the 4x4 gradient of each tile's M, whose products with V sum to U's. */
+static inline __attribute__((always_inline)) void
+gradient_tiles(const float *even, const float *odd, size_t t0, float *z, size_t xi_step) {
+    v16f r[4][2];
+    for (int b = 0; b < 2; b++) {
+        const v16f e0 = load16(even + 2 * t0), e1 = load16(even + 2 * t0 + 16);
+        const v16f o0 = load16(odd + 2 * t0), o1 = load16(odd + 2 * t0 + 16);
+        const v16f d0 = b ? ODDS(e0, e1) : EVENS(e0, e1), d1 = b ? ODDS(o0, o1) : EVENS(o0, o1);
+        r[0][b] = d0, r[1][b] = d0 + d1, r[2][b] = d0 - d1, r[3][b] = -d1;
+    }
+    for (int i = 0; i < 4; i++) {
+        store16(z + (size_t)(i * 4 + 0) * xi_step, r[i][0]);
+        store16(z + (size_t)(i * 4 + 1) * xi_step, r[i][0] + r[i][1]);
+        store16(z + (size_t)(i * 4 + 2) * xi_step, r[i][0] - r[i][1]);
+        store16(z + (size_t)(i * 4 + 3) * xi_step, -r[i][1]);
+    }
+}
+
 #define TRANSFORMS(SUFFIX, TARGET)                                                          \
     __attribute__((target(TARGET))) static void input_sample_##SUFFIX(                      \
         const float *planes, const tiling *t, int channels, float *v) {                     \
@@ -186,6 +209,14 @@ output_tiles(const float *m, size_t xi_step, float *even, float *odd) {
             for (size_t t0 = 0; t0 < t->tv; t0 += 16)                                       \
                 input_tiles(even, odd, t->wp, t0, v + (size_t)c * t->ld + t0,               \
                             XI_STEP(channels, t->ld));                                      \
+        }                                                                                   \
+    }                                                                                       \
+    __attribute__((target(TARGET))) static void gradient_sample_##SUFFIX(                   \
+        const float *planes, const tiling *t, int filters, size_t xi_step, float *z) {      \
+        for (int o = 0; o < filters; o++) {                                                 \
+            const float *even = planes + (size_t)o * 2 * t->plane, *odd = even + t->plane;  \
+            for (size_t t0 = 0; t0 < t->tv; t0 += 16)                                       \
+                gradient_tiles(even, odd, t0, z + (size_t)o * t->ld + t0, xi_step);         \
         }                                                                                   \
     }                                                                                       \
     __attribute__((target(TARGET))) static void output_filter_##SUFFIX(                     \
@@ -211,6 +242,16 @@ static void fill_planes(const float *x, const rg_conv_geom *q, const tiling *t, 
         }
 }
 
+/* The tiles of `count` samples of x (V) or of dY (Z), each sample's after the last's. */
+static void transform_inputs(const float *x, size_t x_size, int count, const rg_conv_geom *q,
+                             const tiling *t, int top, int left, float *planes, float *v) {
+    const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
+    for (int s = 0; s < count; s++) { /* in order: each one's last tiles spill onto the next's */
+        fill_planes(x + (size_t)s * x_size, q, t, top, left, planes);
+        (wide ? input_sample_avx512 : input_sample_avx2)(planes, t, q->c, v + (size_t)s * t->tv);
+    }
+}
+
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
                          int filters, const float *packed, const float *bias, float *y,
                          size_t y_size, bool add, int origin_t, int origin_l, float *work) {
@@ -224,11 +265,8 @@ void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_co
     for (int c = 0; c < q->c; c++) off[c] = (int)((size_t)c * t.ld);
     for (int s0 = 0; s0 < samples; s0 += t.group) {
         const int count = samples - s0 < t.group ? samples - s0 : t.group;
-        for (int s = 0; s < count; s++) { /* in order: each one's last tiles spill onto the next's */
-            fill_planes(x + (size_t)(s0 + s) * x_size, q, &t, q->pad_t + origin_t, q->pad_l + origin_l,
-                        planes);
-            (wide ? input_sample_avx512 : input_sample_avx2)(planes, &t, q->c, v + (size_t)s * t.tv);
-        }
+        transform_inputs(x + (size_t)s0 * x_size, x_size, count, q, &t, q->pad_t + origin_t,
+                         q->pad_l + origin_l, planes, v);
         const size_t used = (size_t)count * t.tv;
         for (size_t r = 0; r < (size_t)XI * q->c; r++) /* the product's columns past the tiles */
             memset(v + r / q->c * v_step + r % q->c * t.ld + used, 0, (t.ld - used) * sizeof *v);
@@ -253,7 +291,64 @@ void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_co
         }
     }
 }
+void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
+                                  int samples, const rg_conv_geom *q, int filters, float *dw,
+                                  float *work) {
+    const tiling t = tiles_of(q, 0, 0);
+    const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
+    const size_t rows4 = round_up((size_t)filters, 4);
+    const size_t v_step = XI_STEP(q->c, t.ld), z_step = XI_STEP(rows4, t.ld);
+    float *planes = (float *)round_up((uintptr_t)work, 64);
+    float *v = planes + (size_t)(q->c > filters ? q->c : filters) * 2 * t.plane;
+    float *z = v + XI * v_step, *du = z + XI * z_step;
+    /* dY as a "convolution input" of its own size, unpadded, for fill_planes */
+    rg_conv_geom gq = *q;
+    gq.c = filters, gq.h = q->oh, gq.w = q->ow;
+    memset(du, 0, XI * rows4 * q->c * sizeof *du);
+    for (int s0 = 0; s0 < samples; s0 += t.group) {
+        const int count = samples - s0 < t.group ? samples - s0 : t.group;
+        transform_inputs(x + (size_t)s0 * x_size, x_size, count, q, &t, q->pad_t, q->pad_l, planes, v);
+        for (int s = 0; s < count; s++) {
+            fill_planes(dy + (size_t)(s0 + s) * dy_size, &gq, &t, 0, 0, planes);
+            (wide ? gradient_sample_avx512 : gradient_sample_avx2)(planes, &t, filters, z_step,
+                                                                   z + (size_t)s * t.tv);
+        }
+        /* past the tiles (and the rows past the filters): zeros, so the sums may run on */
+        const size_t used = (size_t)count * t.tv, len = round_up(used, 16);
+        for (int xi = 0; xi < XI; xi++) {
+            for (int c = 0; c < q->c; c++) memset(v + xi * v_step + c * t.ld + used, 0, (len - used) * sizeof *v);
+            for (size_t o = 0; o < rows4; o++)
+                memset(z + xi * z_step + o * t.ld + (o < (size_t)filters ? used : 0), 0,
+                       (o < (size_t)filters ? len - used : len) * sizeof *z);
+            rg_direct_product_t(z + xi * z_step, t.ld, filters, v + xi * v_step, t.ld, q->c, len,
+                                du + xi * rows4 * q->c, q->c);
+        }
+    }
+    /* dW += G^T dU G, G as in rg_winograd_pack */
+    for (int o = 0; o < filters; o++)
+        for (int c = 0; c < q->c; c++) {
+            float u[4][4], h[3][4];
+            for (int xi = 0; xi < XI; xi++) u[xi / 4][xi % 4] = du[(xi * rows4 + o) * q->c + c];
+            for (int j = 0; j < 4; j++) {
+                h[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
+                h[1][j] = 0.5f * (u[1][j] - u[2][j]);
+                h[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
+            }
+            float *g = dw + ((size_t)o * q->c + c) * 9;
+            for (int i = 0; i < 3; i++) {
+                g[i * 3 + 0] += h[i][0] + 0.5f * (h[i][1] + h[i][2]);
+                g[i * 3 + 1] += 0.5f * (h[i][1] - h[i][2]);
+                g[i * 3 + 2] += 0.5f * (h[i][1] + h[i][2]) + h[i][3];
+            }
+        }
+}
 #else
+void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
+                                  int samples, const rg_conv_geom *q, int filters, float *dw,
+                                  float *work) {
+    (void)x, (void)x_size, (void)dy, (void)dy_size, (void)samples, (void)q, (void)filters, (void)dw,
+        (void)work;
+}
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
                          int filters, const float *packed, const float *bias, float *y,
                          size_t y_size, bool add, int origin_t, int origin_l, float *work) {
