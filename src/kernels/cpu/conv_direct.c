@@ -373,6 +373,24 @@ dw_tile(const float *restrict dy, size_t ldd, size_t dy_step, const float *const
         for (int t = 0; t < n; t++) dw[r * ldw + t] += hsum(acc[r][t]);
 }
 
+/* The sums of the 16 lanes of v[0..7], in lanes 0..7: the halves, quarters and lanes of
+ * all eight added side by side (instead of each vector alone, which leaves the adder
+ * waiting on its own shuffles). */
+__attribute__((target("avx512f"))) static __m256 lane_sums8(const __m512 v[8]) {
+    __m512 a[4], b[2];
+    for (int i = 0; i < 4; i++) /* [v.q0+v.q2, v.q1+v.q3] of v[2i], then of v[2i+1] */
+        a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    for (int i = 0; i < 2; i++) /* 4 partial lanes of each of v[4i..4i+3] in turn */
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xDD));
+    /* quarter q: lanes 0 and 2 become the sums of v[q] and v[q + 4] */
+    __m512 c = _mm512_add_ps(_mm512_shuffle_ps(b[0], b[1], 0x44), _mm512_shuffle_ps(b[0], b[1], 0xEE));
+    c = _mm512_add_ps(c, _mm512_shuffle_ps(c, c, 0xB1));
+    const __m512i order = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 10, 6, 2, 12, 8, 4, 0);
+    return _mm512_castps512_ps256(_mm512_permutexvar_ps(order, c));
+}
+
 /* dw_tile with AVX-512: 16 positions per step (len is a multiple of 16) and up to
  * DW_TAPS_512 taps, so each loaded vector of dY feeds six products, not three (the
  * sums stream dY and X from L2). */
@@ -395,8 +413,13 @@ dw_tile_512(const float *restrict dy, size_t ldd, size_t dy_step, const float *c
             }
         }
     }
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < n; t++) dw[r * ldw + t] += _mm512_reduce_add_ps(acc[r][t]);
+    for (int r = 0; r < rows; r++) {
+        __m512 v[8];
+        for (int t = 0; t < 8; t++) v[t] = t < DW_TAPS_512 ? acc[r][t] : _mm512_setzero_ps();
+        float sum[8];
+        _mm256_storeu_ps(sum, lane_sums8(v));
+        for (int t = 0; t < n; t++) dw[r * ldw + t] += sum[t];
+    }
 }
 
 void rg_direct_product_t(const float *a, size_t lda, int rows, const float *b, size_t ldb, int cols,
