@@ -86,10 +86,15 @@ size_t rg_winograd_packed_floats(const rg_conv_geom *q, int filters) {
 }
 
 size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
-    const tiling t = tiles_of(q, 1, 1); /* the most tiles any origin takes */
+    const tiling t = tiles_of(q, 0, 0);
     const size_t rows4 = round_up((size_t)filters, 4);
-    const size_t forward = (size_t)q->c * 2 * t.plane + XI * XI_STEP(q->c, t.ld) +
-                           XI * XI_STEP(rows4, t.ld) + 2 * t.out_rows;
+    size_t forward = 0; /* the most any origin takes (a sample's tiles and a group's change) */
+    for (int origin = 0; origin < 4; origin++) {
+        const tiling f = tiles_of(q, origin / 2, origin % 2);
+        const size_t need = (size_t)q->c * 2 * f.plane + XI * XI_STEP(q->c, f.ld) +
+                            XI * XI_STEP(rows4, f.ld) + 2 * f.out_rows;
+        if (need > forward) forward = need;
+    }
     const size_t weights = (size_t)(q->c > filters ? q->c : filters) * 2 * t.plane +
                            XI * XI_STEP(q->c, t.ld) + XI * XI_STEP(rows4, t.ld) + XI * rows4 * q->c;
     return (forward > weights ? forward : weights) + 16; /* and to align */
