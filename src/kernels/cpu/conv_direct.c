@@ -101,7 +101,11 @@ void rg_direct_conv_allow(bool on) {
 
 bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
     decide();
-    if (isa == RG_ISA_BASE || !allowed || groups != 1 || (q->stride != 1 && q->stride != 2) ||
+    if (isa == RG_ISA_BASE || !allowed || groups != 1) return false;
+    /* Winograd's products take the channels as taps, not channels x 9 */
+    if (rg_winograd_fits(q, filters) && q->c <= RG_DIRECT_MAX_TAPS && filters <= RG_DIRECT_MAX_TAPS)
+        return true;
+    if ((q->stride != 1 && q->stride != 2) ||
         q->kh * q->kw < 2 || q->c * q->kh * q->kw > RG_DIRECT_MAX_TAPS ||
         filters * q->kh * q->kw > RG_DIRECT_MAX_TAPS ||
         (q->kw - 1) * q->dilation + WIDE_COLS > SLACK)

@@ -35,7 +35,11 @@
 #include <string.h>
 
 #define WINO_MIN_CHANNELS 8 /* below, the transforms cost more than the products save */
-#define WINO_POSITIONS 240  /* tiles per product, at least: several samples' when small */
+/* Tiles per product, at least (several samples' when small): the forward's, and dW's,
+ * whose sums over them are added across in fewer, longer runs (measured best on
+ * resnet20v2 and ResNet50V2: 240 and 480 of 120 to 1920). */
+#define WINO_POSITIONS 240
+#define WEIGHT_POSITIONS 480
 #define PLANE_SLACK 48      /* zeros after each plane: 16 tiles' loads read past its end */
 #define XI 16               /* elements of a transformed tile */
 /* Floats between one element's matrix and the next: a cache line more than its rows, so
@@ -55,13 +59,15 @@ typedef struct tiling {
     size_t out_rows;  /* floats of the even or the odd output rows of a group, for one filter */
 } tiling;
 
-static tiling tiles_of(const rg_conv_geom *q, int origin_t, int origin_l) {
+/* Outputs starting origin rows and columns into the first tile; groups of samples with at
+ * least `positions` tiles. */
+static tiling tiles_of(const rg_conv_geom *q, int origin_t, int origin_l, size_t positions) {
     tiling t;
     t.th = (q->oh + origin_t + 1) / 2, t.tw = (q->ow + origin_l + 1) / 2;
     t.wp = 2 * (t.tw + 1);
     t.tv = (size_t)t.th * (t.tw + 1);
     t.plane = round_up((size_t)(t.th + 1) * t.wp + PLANE_SLACK, 16);
-    t.group = t.tv >= WINO_POSITIONS ? 1 : (int)(WINO_POSITIONS / t.tv);
+    t.group = t.tv >= positions ? 1 : (int)(positions / t.tv);
     /* the last sample's last 16 tiles are written up to 15 past group * tv, and the product
      * rounds its columns up to its tiles (16, or 24 with AVX2) */
     t.ld = round_up(t.group * t.tv + 16, 48);
@@ -86,11 +92,11 @@ size_t rg_winograd_packed_floats(const rg_conv_geom *q, int filters) {
 }
 
 size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
-    const tiling t = tiles_of(q, 0, 0);
+    const tiling t = tiles_of(q, 0, 0, WEIGHT_POSITIONS);
     const size_t rows4 = round_up((size_t)filters, 4);
     size_t forward = 0; /* the most any origin takes (a sample's tiles and a group's change) */
     for (int origin = 0; origin < 4; origin++) {
-        const tiling f = tiles_of(q, origin / 2, origin % 2);
+        const tiling f = tiles_of(q, origin / 2, origin % 2, WINO_POSITIONS);
         const size_t need = (size_t)q->c * 2 * f.plane + XI * XI_STEP(q->c, f.ld) +
                             XI * XI_STEP(rows4, f.ld) + 2 * f.out_rows;
         if (need > forward) forward = need;
@@ -260,7 +266,7 @@ static void transform_inputs(const float *x, size_t x_size, int count, const rg_
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
                          int filters, const float *packed, const float *bias, float *y,
                          size_t y_size, bool add, int origin_t, int origin_l, float *work) {
-    const tiling t = tiles_of(q, origin_t, origin_l);
+    const tiling t = tiles_of(q, origin_t, origin_l, WINO_POSITIONS);
     const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
     const size_t rows4 = round_up((size_t)filters, 4);
     float *planes = (float *)round_up((uintptr_t)work, 64), *v = planes + (size_t)q->c * 2 * t.plane;
@@ -299,7 +305,7 @@ void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_co
 void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
                                   int samples, const rg_conv_geom *q, int filters, float *dw,
                                   float *work) {
-    const tiling t = tiles_of(q, 0, 0);
+    const tiling t = tiles_of(q, 0, 0, WEIGHT_POSITIONS);
     const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
     const size_t rows4 = round_up((size_t)filters, 4);
     const size_t v_step = XI_STEP(q->c, t.ld), z_step = XI_STEP(rows4, t.ld);
