@@ -115,6 +115,7 @@ void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *q, bool f
     const int rows = for_dx ? q->c : filters, cols = for_dx ? filters : q->c;
     const size_t rows4 = round_up((size_t)rows, 4);
     memset(packed, 0, XI * rows4 * cols * sizeof *packed);
+#pragma omp parallel for schedule(static) if (rows * cols >= 4096)
     for (int r = 0; r < rows; r++)
         for (int col = 0; col < cols; col++) {
             const float *src = for_dx ? w + ((size_t)col * q->c + r) * 9 : w + ((size_t)r * q->c + col) * 9;
