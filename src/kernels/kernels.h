@@ -114,9 +114,9 @@ void rg_im2col(const float *x, const rg_conv_geom *g, float *col);
 void rg_col2im_add(const float *dcol, const rg_conv_geom *g, float *dx);
 
 /* Direct stride-1 and stride-2 convolution without im2col (conv_direct.c), for convolutions of at most
- * RG_DIRECT_MAX_TAPS taps (channels x kh x kw, both ways) on a CPU with AVX2 and FMA (or
- * AVX-512; REGRAD_MAX_ISA=AVX2 holds it to AVX2); rg_direct_conv_fits says whether it
- * applies. */
+ * RG_DIRECT_MAX_TAPS taps (channels x kh x kw, both ways), or Winograd's channels, on a CPU
+ * with AVX2 and FMA (or AVX-512; REGRAD_MAX_ISA=AVX2 holds it to AVX2); rg_direct_conv_fits
+ * says whether it applies. */
 #define RG_DIRECT_MAX_TAPS 1152
 bool rg_direct_conv_fits(const rg_conv_geom *g, int filters, int groups);
 /* Off: every convolution takes im2col and the BLAS (also REGRAD_DIRECT_CONV=0 in the
@@ -152,9 +152,9 @@ void rg_direct_product(const float *packed, int rows, int taps, const float *x, 
 void rg_direct_product_t(const float *a, size_t lda, int rows, const float *b, size_t ldb, int cols,
                          size_t len, float *c, size_t ldc);
 
-/* Winograd F(2x2, 3x3) for 3x3, stride-1 convolutions of at least 8 channels both ways
- * (conv_winograd.c), taken by the direct kernels for the forward product and dx when it
- * fits (REGRAD_WINOGRAD=0 turns it off).  Packed weights, buffers and the product as the
+/* Winograd F(2x2, 3x3) for 3x3, stride-1 convolutions of 8 to RG_DIRECT_MAX_TAPS channels
+ * both ways (conv_winograd.c), taken by the direct kernels for the forward product, dW and
+ * dx when it fits (REGRAD_WINOGRAD=0 turns it off).  Packed weights and buffers as the
  * direct kernels' (for dx: the transposed geometry, which is again such a convolution). */
 bool rg_winograd_fits(const rg_conv_geom *g, int filters);
 size_t rg_winograd_packed_floats(const rg_conv_geom *g, int filters);

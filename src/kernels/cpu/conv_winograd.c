@@ -1,9 +1,10 @@
 /*
- * conv_winograd.c — 3x3, stride-1 "same" convolutions by Winograd's minimal filtering
- * F(2x2, 3x3) (Lavin and Gray, 2016): each 2x2 block of outputs takes 16 products per
- * (filter, channel) pair instead of 36.  Used by the direct kernels (conv_direct.c) for
- * the forward product and for the input's gradient (itself such a convolution of dY with
- * the flipped, transposed weights) when both channel counts are at least WINO_MIN_CHANNELS.
+ * conv_winograd.c — 3x3, stride-1 convolutions (padding 0 to 2) by Winograd's minimal
+ * filtering F(2x2, 3x3) (Lavin and Gray, 2016): each 2x2 block of outputs takes 16 products
+ * per (filter, channel) pair instead of 36.  The direct kernels (conv_direct.c) hand it all
+ * three products of training when both channel counts are at least WINO_MIN_CHANNELS: the
+ * forward product, the input's gradient (itself such a convolution of dY with the flipped,
+ * transposed weights) and the weights' gradient.
  *
  * With d a 4x4 input tile, g a 3x3 filter and B, G, A the transform matrices below:
  *     U = G g G^T (per filter and channel, once per step: rg_winograd_pack)
@@ -11,22 +12,27 @@
  *     M = sum over channels of U . V (element by element: 16 matrix products, one per
  *         element xi of the 4x4 tile, y_xi (K, tiles) = U_xi (K, C) . V_xi (C, tiles))
  *     y = A^T M A (the 2x2 outputs of the tile)
- * The products run on the direct kernels' register tiles (rg_direct_product).
+ *     dW = G^T dU G, dU = sum over tiles of (A dY A^T) . V (element by element)
+ * The products run on the direct kernels' register tiles (rg_direct_product, and
+ * rg_direct_product_t for dU's sums over tiles).
  *
  * Layout.  Tile (ty, tx) covers outputs rows 2ty, 2ty+1 and columns 2tx, 2tx+1, and reads
- * the padded input (one zero row and column before, enough after) at rows 2ty..2ty+3,
- * columns 2tx..2tx+3.  Each channel is kept as two planes of padded rows, the even and the
- * odd ones, each row Wp = 2 (TW + 1) floats wide.  A tile's "virtual" index is
- * t = ty (TW + 1) + tx (one dropped tile per row), and then the tile's row i, column j
- * sits at plane (i mod 2), offset 2t + (i div 2) Wp + j: for every (i, j), 16 consecutive
- * tiles are 32 consecutive floats (taken apart into even and odd columns), across rows.
- * The outputs come back the same way, rows of Wp virtual columns, and are copied out.
- * Several samples' tiles follow each other in one product (a 7x7 map has 20 tiles).
+ * the padded input at rows 2ty..2ty+3, columns 2tx..2tx+3.  Each channel is kept as two
+ * planes of padded rows, the even and the odd ones, each row Wp = 2 (TW + 1) floats wide.
+ * A tile's "virtual" index is t = ty (TW + 1) + tx (one dropped tile per row), and then the
+ * tile's row i, column j sits at plane (i mod 2), offset 2t + (i div 2) Wp + j: for every
+ * (i, j), 16 consecutive tiles are 32 consecutive floats (taken apart into even and odd
+ * columns), across rows.  The outputs come back the same way, rows of Wp virtual columns,
+ * and are copied out.  Several samples' tiles follow each other in one product (a 7x7 map
+ * has 20 tiles).
  *
- * The transforms only add and subtract (the filter's halves are exact), and each product
- * adds its channels in order, so every instruction set gives the same bits and no figure
- * depends on how samples are grouped or on threads.  F(2x2, 3x3)'s rounding is that of a
- * few more additions than the plain sum (measured against im2col in test_gradcheck).
+ * The transforms only add and subtract (the filter's halves are exact) and each product
+ * adds its channels in order, so the forward product and dx have the same bits on AVX2
+ * and AVX-512 and do not depend on how samples are grouped or on threads; dW's sums over
+ * tiles are taken per thread and instruction set, as the direct kernels' are.  F(2x2,
+ * 3x3)'s rounding is that of a few more additions than the plain sum (held against im2col
+ * in test_gradcheck).  F(4x4, 3x3) (36 products per 4x4 block) was tried: slower here, its
+ * transforms costing more than its products save at 16 to 64 channels.
  */
 #include "../kernels.h"
 
@@ -141,103 +147,117 @@ void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *q, bool f
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+/* The transforms in vectors of W tiles: 16 for AVX-512, 8 for AVX2 (whose shuffles GCC
+ * can only do well within 8 lanes).  Lane by lane the same additions either way. */
 typedef float v16f __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
 /* The even and odd lanes of a and b (a's first), and the lanes of a and b alternated. */
-#define EVENS(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
-#define ODDS(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
-#define INTERLEAVE_LO(a, b) __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
-#define INTERLEAVE_HI(a, b) __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+#define EVENS16(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODDS16(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define INTERLEAVE_LO16(a, b) __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+#define INTERLEAVE_HI16(a, b) __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+#define EVENS8(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define ODDS8(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#define INTERLEAVE_LO8(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11)
+#define INTERLEAVE_HI8(a, b) __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15)
 
 /* Unaligned loads and stores (macros: a function returning a 64-byte vector would need
  * AVX-512's calling convention to be built for AVX2). */
-#define load16(p) ({ v16f v_; memcpy(&v_, (p), sizeof v_); v_; })
-#define store16(p, v) do { const v16f v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
+#define LOAD(VF, p) ({ VF v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define STORE(p, v) do { const __typeof__(v) v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
 
-/* V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], for 16 tiles from t0 of one
- * channel's planes; element xi goes to v[xi * xi_step]. */
-static inline __attribute__((always_inline)) void
-input_tiles(const float *even, const float *odd, int wp, size_t t0, float *v, size_t xi_step) {
-    v16f d[4][4];
-    for (int i = 0; i < 4; i++) {
-        const float *row = (i % 2 ? odd : even) + 2 * t0 + (size_t)(i / 2) * wp;
-        const v16f a = load16(row), b = load16(row + 16), c = load16(row + 2), e = load16(row + 18);
-        d[i][0] = EVENS(a, b), d[i][1] = ODDS(a, b), d[i][2] = EVENS(c, e), d[i][3] = ODDS(c, e);
+/* For W tiles of one channel from t0 (its planes of even and odd padded rows), or of one
+ * filter's dY; element xi of each goes to out[xi * xi_step]:
+ *   input_tiles_W:    V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   gradient_tiles_W: Z = A dy A^T, A = [1 0; 1 1; 1 -1; 0 -1] (dY's tiles are 2x2):
+ *                     the gradient of each tile's M, whose products with V sum to dU
+ * and output_tiles_W: y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], the two output rows of each
+ * tile as virtual rows (even and odd) of Wp columns from 2 t0. */
+#define TILE_TRANSFORMS(W, VF, EVENS, ODDS, INTERLEAVE_LO, INTERLEAVE_HI)                   \
+    static inline __attribute__((always_inline)) void input_tiles_##W(                       \
+        const float *even, const float *odd, int wp, size_t t0, float *v, size_t xi_step) {  \
+        VF d[4][4], e[4][4];                                                                 \
+        for (int i = 0; i < 4; i++) {                                                        \
+            const float *row = (i % 2 ? odd : even) + 2 * t0 + (size_t)(i / 2) * wp;         \
+            const VF a = LOAD(VF, row), b = LOAD(VF, row + W);                               \
+            const VF c = LOAD(VF, row + 2), f = LOAD(VF, row + W + 2);                       \
+            d[i][0] = EVENS(a, b), d[i][1] = ODDS(a, b), d[i][2] = EVENS(c, f);              \
+            d[i][3] = ODDS(c, f);                                                            \
+        }                                                                                    \
+        for (int j = 0; j < 4; j++) {                                                        \
+            e[0][j] = d[0][j] - d[2][j], e[1][j] = d[1][j] + d[2][j];                        \
+            e[2][j] = d[2][j] - d[1][j], e[3][j] = d[1][j] - d[3][j];                        \
+        }                                                                                    \
+        for (int i = 0; i < 4; i++) {                                                        \
+            STORE(v + (size_t)(i * 4 + 0) * xi_step, e[i][0] - e[i][2]);                     \
+            STORE(v + (size_t)(i * 4 + 1) * xi_step, e[i][1] + e[i][2]);                     \
+            STORE(v + (size_t)(i * 4 + 2) * xi_step, e[i][2] - e[i][1]);                     \
+            STORE(v + (size_t)(i * 4 + 3) * xi_step, e[i][1] - e[i][3]);                     \
+        }                                                                                    \
+    }                                                                                        \
+    static inline __attribute__((always_inline)) void gradient_tiles_##W(                    \
+        const float *even, const float *odd, size_t t0, float *z, size_t xi_step) {          \
+        const VF e0 = LOAD(VF, even + 2 * t0), e1 = LOAD(VF, even + 2 * t0 + W);             \
+        const VF o0 = LOAD(VF, odd + 2 * t0), o1 = LOAD(VF, odd + 2 * t0 + W);               \
+        VF r[4][2];                                                                          \
+        for (int b = 0; b < 2; b++) {                                                        \
+            const VF d0 = b ? ODDS(e0, e1) : EVENS(e0, e1);                                  \
+            const VF d1 = b ? ODDS(o0, o1) : EVENS(o0, o1);                                  \
+            r[0][b] = d0, r[1][b] = d0 + d1, r[2][b] = d0 - d1, r[3][b] = -d1;               \
+        }                                                                                    \
+        for (int i = 0; i < 4; i++) {                                                        \
+            STORE(z + (size_t)(i * 4 + 0) * xi_step, r[i][0]);                               \
+            STORE(z + (size_t)(i * 4 + 1) * xi_step, r[i][0] + r[i][1]);                     \
+            STORE(z + (size_t)(i * 4 + 2) * xi_step, r[i][0] - r[i][1]);                     \
+            STORE(z + (size_t)(i * 4 + 3) * xi_step, -r[i][1]);                              \
+        }                                                                                    \
+    }                                                                                        \
+    static inline __attribute__((always_inline)) void output_tiles_##W(                      \
+        const float *m, size_t xi_step, float *even, float *odd) {                           \
+        VF r[2][4];                                                                          \
+        for (int j = 0; j < 4; j++) {                                                        \
+            const VF m0 = LOAD(VF, m + (size_t)j * xi_step);                                 \
+            const VF m1 = LOAD(VF, m + (size_t)(4 + j) * xi_step);                           \
+            const VF m2 = LOAD(VF, m + (size_t)(8 + j) * xi_step);                           \
+            const VF m3 = LOAD(VF, m + (size_t)(12 + j) * xi_step);                          \
+            r[0][j] = m0 + m1 + m2, r[1][j] = m1 - m2 - m3;                                  \
+        }                                                                                    \
+        for (int a = 0; a < 2; a++) {                                                        \
+            const VF y0 = r[a][0] + r[a][1] + r[a][2], y1 = r[a][1] - r[a][2] - r[a][3];     \
+            float *dst = a ? odd : even;                                                     \
+            STORE(dst, INTERLEAVE_LO(y0, y1));                                               \
+            STORE(dst + W, INTERLEAVE_HI(y0, y1));                                           \
+        }                                                                                    \
     }
-    v16f e[4][4];
-    for (int j = 0; j < 4; j++) {
-        e[0][j] = d[0][j] - d[2][j], e[1][j] = d[1][j] + d[2][j];
-        e[2][j] = d[2][j] - d[1][j], e[3][j] = d[1][j] - d[3][j];
-    }
-    for (int i = 0; i < 4; i++) {
-        store16(v + (size_t)(i * 4 + 0) * xi_step, e[i][0] - e[i][2]);
-        store16(v + (size_t)(i * 4 + 1) * xi_step, e[i][1] + e[i][2]);
-        store16(v + (size_t)(i * 4 + 2) * xi_step, e[i][2] - e[i][1]);
-        store16(v + (size_t)(i * 4 + 3) * xi_step, e[i][1] - e[i][3]);
-    }
-}
+TILE_TRANSFORMS(16, v16f, EVENS16, ODDS16, INTERLEAVE_LO16, INTERLEAVE_HI16)
+TILE_TRANSFORMS(8, v8f, EVENS8, ODDS8, INTERLEAVE_LO8, INTERLEAVE_HI8)
 
-/* y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], for 16 tiles: the two output rows of each, as
- * virtual rows (even and odd) of Wp columns from 2 t0. */
-static inline __attribute__((always_inline)) void
-output_tiles(const float *m, size_t xi_step, float *even, float *odd) {
-    v16f r[2][4];
-    for (int j = 0; j < 4; j++) {
-        const v16f m0 = load16(m + (size_t)j * xi_step), m1 = load16(m + (size_t)(4 + j) * xi_step);
-        const v16f m2 = load16(m + (size_t)(8 + j) * xi_step), m3 = load16(m + (size_t)(12 + j) * xi_step);
-        r[0][j] = m0 + m1 + m2, r[1][j] = m1 - m2 - m3;
-    }
-    for (int a = 0; a < 2; a++) {
-        const v16f y0 = r[a][0] + r[a][1] + r[a][2], y1 = r[a][1] - r[a][2] - r[a][3];
-        float *dst = a ? odd : even;
-        store16(dst, INTERLEAVE_LO(y0, y1));
-        store16(dst + 16, INTERLEAVE_HI(y0, y1));
-    }
-}
-
-/* Z = A dy A^T, A = [1 0; 1 1; 1 -1; 0 -1], for 16 tiles of dY from t0 (its planes of even
- * and odd rows): the 4x4 gradient of each tile's M, whose products with V sum to U's. */
-static inline __attribute__((always_inline)) void
-gradient_tiles(const float *even, const float *odd, size_t t0, float *z, size_t xi_step) {
-    v16f r[4][2];
-    for (int b = 0; b < 2; b++) {
-        const v16f e0 = load16(even + 2 * t0), e1 = load16(even + 2 * t0 + 16);
-        const v16f o0 = load16(odd + 2 * t0), o1 = load16(odd + 2 * t0 + 16);
-        const v16f d0 = b ? ODDS(e0, e1) : EVENS(e0, e1), d1 = b ? ODDS(o0, o1) : EVENS(o0, o1);
-        r[0][b] = d0, r[1][b] = d0 + d1, r[2][b] = d0 - d1, r[3][b] = -d1;
-    }
-    for (int i = 0; i < 4; i++) {
-        store16(z + (size_t)(i * 4 + 0) * xi_step, r[i][0]);
-        store16(z + (size_t)(i * 4 + 1) * xi_step, r[i][0] + r[i][1]);
-        store16(z + (size_t)(i * 4 + 2) * xi_step, r[i][0] - r[i][1]);
-        store16(z + (size_t)(i * 4 + 3) * xi_step, -r[i][1]);
-    }
-}
-
-#define TRANSFORMS(SUFFIX, TARGET)                                                          \
+/* Each instruction set's passes over a sample or a filter, W tiles at a time. */
+#define TRANSFORMS(SUFFIX, TARGET, W)                                                       \
     __attribute__((target(TARGET))) static void input_sample_##SUFFIX(                      \
         const float *planes, const tiling *t, int channels, float *v) {                     \
         for (int c = 0; c < channels; c++) {                                                \
             const float *even = planes + (size_t)c * 2 * t->plane, *odd = even + t->plane;  \
-            for (size_t t0 = 0; t0 < t->tv; t0 += 16)                                       \
-                input_tiles(even, odd, t->wp, t0, v + (size_t)c * t->ld + t0,               \
-                            XI_STEP(channels, t->ld));                                      \
+            for (size_t t0 = 0; t0 < t->tv; t0 += W)                                        \
+                input_tiles_##W(even, odd, t->wp, t0, v + (size_t)c * t->ld + t0,           \
+                                XI_STEP(channels, t->ld));                                  \
         }                                                                                   \
     }                                                                                       \
     __attribute__((target(TARGET))) static void gradient_sample_##SUFFIX(                   \
         const float *planes, const tiling *t, int filters, size_t xi_step, float *z) {      \
         for (int o = 0; o < filters; o++) {                                                 \
             const float *even = planes + (size_t)o * 2 * t->plane, *odd = even + t->plane;  \
-            for (size_t t0 = 0; t0 < t->tv; t0 += 16)                                       \
-                gradient_tiles(even, odd, t0, z + (size_t)o * t->ld + t0, xi_step);         \
+            for (size_t t0 = 0; t0 < t->tv; t0 += W)                                        \
+                gradient_tiles_##W(even, odd, t0, z + (size_t)o * t->ld + t0, xi_step);     \
         }                                                                                   \
     }                                                                                       \
     __attribute__((target(TARGET))) static void output_filter_##SUFFIX(                     \
         const float *m, size_t xi_step, size_t tiles, size_t len, float *rows) {            \
-        for (size_t p0 = 0; p0 < tiles; p0 += 16)                                           \
-            output_tiles(m + p0, xi_step, rows + 2 * p0, rows + len + 2 * p0);              \
+        for (size_t p0 = 0; p0 < tiles; p0 += W)                                            \
+            output_tiles_##W(m + p0, xi_step, rows + 2 * p0, rows + len + 2 * p0);          \
     }
-TRANSFORMS(avx2, "avx2,fma")
-TRANSFORMS(avx512, "avx512f")
+TRANSFORMS(avx2, "avx2,fma", 8)
+TRANSFORMS(avx512, "avx512f", 16)
 
 /* One sample's channels as planes of even and odd padded rows (zeros around): input row
  * iy is padded row iy + top, column ix padded column ix + left, as far as tiles read. */
