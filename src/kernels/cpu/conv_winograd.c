@@ -46,6 +46,9 @@
  * resnet20v2 and ResNet50V2: 240 and 480 of 120 to 1920). */
 #define WINO_POSITIONS 240
 #define WEIGHT_POSITIONS 480
+/* dW's transformed tiles of x and dY, at most (floats, per thread): ResNet50V2's
+ * 512-channel stage would take 4 times more at 480 tiles */
+#define WEIGHT_FLOATS (1 << 22)
 #define PLANE_SLACK 48      /* zeros after each plane: 16 tiles' loads read past its end */
 #define XI 16               /* elements of a transformed tile */
 /* Floats between one element's matrix and the next: a cache line more than its rows, so
@@ -93,12 +96,18 @@ bool rg_winograd_fits(const rg_conv_geom *q, int filters) {
            q->c >= WINO_MIN_CHANNELS && filters >= WINO_MIN_CHANNELS && rg_cpu_isa() != RG_ISA_BASE;
 }
 
+/* dW's tiles per product: WEIGHT_POSITIONS, or fewer where that would pass WEIGHT_FLOATS */
+static size_t weight_positions(const rg_conv_geom *q, int filters) {
+    const size_t most = WEIGHT_FLOATS / (XI * (size_t)(q->c + filters));
+    return most < WEIGHT_POSITIONS ? (most > WINO_POSITIONS ? most : WINO_POSITIONS) : WEIGHT_POSITIONS;
+}
+
 size_t rg_winograd_packed_floats(const rg_conv_geom *q, int filters) {
     return (size_t)XI * round_up((size_t)filters, 4) * q->c;
 }
 
 size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
-    const tiling t = tiles_of(q, 0, 0, WEIGHT_POSITIONS);
+    const tiling t = tiles_of(q, 0, 0, weight_positions(q, filters));
     const size_t rows4 = round_up((size_t)filters, 4);
     size_t forward = 0; /* the most any origin takes (a sample's tiles and a group's change) */
     for (int origin = 0; origin < 4; origin++) {
@@ -326,7 +335,7 @@ void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_co
 void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
                                   int samples, const rg_conv_geom *q, int filters, float *dw,
                                   float *work) {
-    const tiling t = tiles_of(q, 0, 0, WEIGHT_POSITIONS);
+    const tiling t = tiles_of(q, 0, 0, weight_positions(q, filters));
     const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
     const size_t rows4 = round_up((size_t)filters, 4);
     const size_t v_step = XI_STEP(q->c, t.ld), z_step = XI_STEP(rows4, t.ld);
