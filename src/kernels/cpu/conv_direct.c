@@ -118,7 +118,49 @@ bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
 
 bool rg_direct_conv_takes_dx(const rg_conv_geom *q, int filters) {
     const rg_conv_geom t = transposed(q, filters);
-    return q->stride == 1 && t.pad_t >= 0 && t.pad_l >= 0;
+    return q->stride == 2 || (t.pad_t >= 0 && t.pad_l >= 0);
+}
+
+/* dx of a stride-2 convolution is four stride-1 products, one per phase (a, b) of dx's
+ * rows and columns: dx (2u + a, 2v + b) takes the taps (i, j) with a + pad_t - i d and
+ * b + pad_l - j d even, tap i reading dY's row u + (a + pad_t - i d) / 2 (columns alike).
+ * dY is kept zero-padded by `top` rows and `left` columns, rows wq floats long; phase
+ * (a, b) computes u < its rows and every v < wq, the columns past its own dropped. */
+typedef struct phases {
+    int top, left, hq, wq;
+    size_t chan; /* floats per channel of padded dY: hq * wq */
+} phases;
+
+static int floor_half(int n) { return n >= 0 ? n / 2 : -((1 - n) / 2); }
+
+static phases phase_layout(const rg_conv_geom *q) {
+    const int d = q->dilation;
+    phases p;
+    p.top = -floor_half(q->pad_t - (q->kh - 1) * d), p.left = -floor_half(q->pad_l - (q->kw - 1) * d);
+    if (p.top < 0) p.top = 0;
+    if (p.left < 0) p.left = 0;
+    const int rows = (q->h + 1) / 2 + (1 + q->pad_t) / 2, cols = (q->w + 1) / 2 + (1 + q->pad_l) / 2;
+    p.hq = p.top + (rows > q->oh ? rows : q->oh);
+    p.wq = p.left + (cols > q->ow ? cols : q->ow);
+    p.chan = (size_t)p.hq * p.wq;
+    return p;
+}
+
+/* Floats of the four products' buffers: dY padded, then one phase's output. */
+static size_t phase_floats(const rg_conv_geom *q, int filters) {
+    const phases p = phase_layout(q);
+    return (size_t)filters * p.chan + SLACK +
+           round_up((size_t)q->c, TILE_ROWS) * round_up((size_t)(q->h + 1) / 2 * p.wq, ROW_ALIGN);
+}
+
+/* Taps (filter, i, j) of phase (a, b), in the packed order; returns their count. */
+static int phase_taps(const rg_conv_geom *q, int filters, int a, int b, int *i_of, int *j_of) {
+    int n = 0;
+    for (int i = 0; i < q->kh; i++)
+        for (int j = 0; j < q->kw; j++)
+            if ((a + q->pad_t - i * q->dilation) % 2 == 0 && (b + q->pad_l - j * q->dilation) % 2 == 0)
+                i_of[n] = i, j_of[n] = j, n++;
+    return n * filters;
 }
 
 /* Floats of one forward product's buffers: padded input and the virtual output. */
@@ -162,7 +204,8 @@ size_t rg_direct_conv_work_floats(const rg_conv_geom *q, int filters) {
         return fwd > dx ? fwd : dx;
     }
     const size_t fwd = forward_floats(q, filters);
-    const size_t dx = rg_direct_conv_takes_dx(q, filters) ? forward_floats(&t, q->c) : 0;
+    const size_t dx = q->stride == 2 ? phase_floats(q, filters)
+                      : rg_direct_conv_takes_dx(q, filters) ? forward_floats(&t, q->c) : 0;
     const size_t bwd = (size_t)rg_direct_conv_group(q, filters) * backward_sample_floats(q, filters, &xp) + dx;
     return fwd > bwd ? fwd : bwd;
 }
@@ -174,6 +217,19 @@ void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *q, boo
         return;
     }
     const int kk = q->kh * q->kw;
+    if (for_dx && q->stride == 2) { /* per phase: rows the channels, taps (filter, i, j) */
+        for (int ph = 0; ph < 4; ph++) {
+            int i_of[RG_DIRECT_MAX_TAPS], j_of[RG_DIRECT_MAX_TAPS];
+            const int taps = phase_taps(q, filters, ph / 2, ph % 2, i_of, j_of), per = taps / filters;
+            for (int r0 = 0; r0 < q->c; r0 += TILE_ROWS)
+                for (int k = 0; k < taps; k++)
+                    for (int r = r0; r < r0 + TILE_ROWS; r++)
+                        *packed++ = r < q->c ? w[(((size_t)(k / per) * q->c + r) * q->kh + i_of[k % per]) * q->kw +
+                                                 j_of[k % per]]
+                                             : 0.0f;
+        }
+        return;
+    }
     const int rows = for_dx ? q->c : filters, cols = for_dx ? filters : q->c;
     const int taps = cols * kk;
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS)
@@ -440,6 +496,39 @@ void rg_direct_product_t(const float *a, size_t lda, int rows, const float *b, s
         }
 }
 
+/* One sample's dx (= when fresh, else +=) of a stride-2 convolution, phase by phase. */
+static void phase_input_grad(const float *dy, const rg_conv_geom *q, int filters, const float *packed,
+                             float *dx, bool fresh, float *work) {
+    const phases p = phase_layout(q);
+    float *dyp = work, *out = dyp + (size_t)filters * p.chan + SLACK;
+    memset(dyp, 0, ((size_t)filters * p.chan + SLACK) * sizeof *dyp);
+    for (int o = 0; o < filters; o++)
+        for (int oy = 0; oy < q->oh; oy++)
+            memcpy(dyp + o * p.chan + (size_t)(oy + p.top) * p.wq + p.left, dy + ((size_t)o * q->oh + oy) * q->ow,
+                   (size_t)q->ow * sizeof *dyp);
+    const size_t ldc = round_up((size_t)(q->h + 1) / 2 * p.wq, ROW_ALIGN);
+    for (int ph = 0; ph < 4; ph++) {
+        const int a = ph / 2, b = ph % 2, rows = (q->h - a + 1) / 2, cols = (q->w - b + 1) / 2;
+        int i_of[RG_DIRECT_MAX_TAPS], j_of[RG_DIRECT_MAX_TAPS], off[RG_DIRECT_MAX_TAPS];
+        const int taps = phase_taps(q, filters, a, b, i_of, j_of), per = taps ? taps / filters : 1;
+        for (int k = 0; k < taps; k++) /* dY's row u + (a + pad_t - i d) / 2, columns alike */
+            off[k] = (int)((size_t)(k / per) * p.chan +
+                           (size_t)(p.top + (a + q->pad_t - i_of[k % per] * q->dilation) / 2) * p.wq +
+                           p.left + (b + q->pad_l - j_of[k % per] * q->dilation) / 2);
+        if (taps) rg_direct_product(packed, q->c, taps, dyp, off, (size_t)rows * p.wq, out, ldc);
+        packed += round_up((size_t)q->c, TILE_ROWS) * taps;
+        for (int c = 0; c < q->c; c++)
+            for (int u = 0; u < rows; u++) {
+                const float *src = out + (size_t)c * ldc + (size_t)u * p.wq;
+                float *dst = dx + ((size_t)c * q->h + 2 * u + a) * q->w + b;
+                for (int v = 0; v < cols; v++) {
+                    const float g = taps ? src[v] : 0.0f;
+                    dst[2 * v] = fresh ? g : dst[2 * v] + g;
+                }
+            }
+    }
+}
+
 /* `samples` samples (x_size and dy_size apart): dw (filters, taps) += sum dY . X^T, and
  * each dx += conv(dY, W~) when dx is given (dx_size apart; = when dx_fresh). */
 static void direct_backward(const float *x, size_t x_size, const float *dy, size_t dy_size,
@@ -484,6 +573,12 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
                 work + xp_floats + r0 * len, len, each, xs, each, samples, n, len,
                 dw + (size_t)r0 * taps + k0, taps, filters - r0 < TILE_ROWS ? filters - r0 : TILE_ROWS);
         }
+    if (dx && q->stride == 2) {
+        for (int smp = 0; smp < samples; smp++)
+            phase_input_grad(dy + smp * dy_size, q, filters, packed_dx, dx + smp * x_size, dx_fresh,
+                             work + samples * each);
+        return;
+    }
     if (dx) {
         const rg_conv_geom t = transposed(q, filters);
         for (int smp = 0; smp < samples; smp++)

@@ -2,8 +2,10 @@
  * isa.c — which vector instruction set regrad's hand-written kernels use: the widest the
  * CPU has (AVX-512, or AVX2 with FMA), capped by REGRAD_MAX_ISA=AVX2 so a benchmark can
  * hold regrad to what it holds its peer to, or =BASE (plain C, so tests reach it too);
- * tests also cap it in-process (rg_cpu_isa_cap) to compare the variants' bits.  Decided once; the kernels that use it
- * (conv_direct.c, stats.c) give the same figures whichever it is, only faster.
+ * tests also cap it in-process (rg_cpu_isa_cap) to compare the variants' bits.  Decided
+ * once; the kernels that use it give the same figures whichever it is, only faster (stats.c,
+ * norm.c, the optimizers, the convolutions' forward products and dx), except the
+ * convolutions' weight gradients, whose sums over positions run in 8 or 16 lanes.
  */
 #include "../kernels.h"
 
