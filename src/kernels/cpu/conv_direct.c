@@ -16,7 +16,7 @@
  *   forward    y  = W . X                       (4 x 24 register tiles)
  *   dW         dW += dY . X^T  over p            (4 x 3 tiles, dY laid out on the same p)
  *   dx         dx += W~ . dY~: the forward product over dY with W transposed and flipped
- *              (stride 1; at stride 2 the caller scatters W^T dY through its column buffer)
+ *              (at stride 2 four such products, one per phase of dx's rows and columns)
  *
  * 3x3 stride-1 convolutions of 8 channels or more both ways take Winograd's F(2x2, 3x3)
  * instead for the forward product and dx (conv_winograd.c, on rg_direct_product below).
