@@ -129,10 +129,17 @@ size_t rg_direct_conv_work_floats(const rg_conv_geom *g, int filters);
  * flipped for the input's gradient. */
 void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *g, bool for_dx,
                          float *packed);
+/* The weight at (row, column, tap) of a convolution's product: W[row][col][tap] forward, or
+ * for dx (rows the channels, columns the filters) W[col][row] turned 180 degrees. */
+static inline float rg_conv_weight(const float *w, const rg_conv_geom *g, bool for_dx, int row, int col,
+                                   int tap) {
+    const int kk = g->kh * g->kw;
+    return for_dx ? w[((size_t)col * g->c + row) * kk + (kk - 1 - tap)] : w[((size_t)row * g->c + col) * kk + tap];
+}
 /* For `samples` consecutive samples: y (filters, OH, OW) = W . x + bias (bias may be NULL). */
 void rg_direct_conv_forward(const float *x, int samples, const rg_conv_geom *g, int filters,
                             const float *packed, const float *bias, float *y, float *work);
-/* Whether rg_direct_conv_backward also takes dx (stride 1); else the caller does. */
+/* Whether rg_direct_conv_backward also takes dx; else the caller does. */
 bool rg_direct_conv_takes_dx(const rg_conv_geom *g, int filters);
 /* Samples per backward call (its buffers fit in L2). */
 int rg_direct_conv_group(const rg_conv_geom *g, int filters);

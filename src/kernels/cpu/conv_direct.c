@@ -129,6 +129,7 @@ bool rg_direct_conv_takes_dx(const rg_conv_geom *q, int filters) {
 typedef struct phases {
     int top, left, hq, wq;
     size_t chan; /* floats per channel of padded dY: hq * wq */
+    size_t ldc;  /* floats per channel of a phase's output */
 } phases;
 
 static int floor_half(int n) { return n >= 0 ? n / 2 : -((1 - n) / 2); }
@@ -143,14 +144,14 @@ static phases phase_layout(const rg_conv_geom *q) {
     p.hq = p.top + (rows > q->oh ? rows : q->oh);
     p.wq = p.left + (cols > q->ow ? cols : q->ow);
     p.chan = (size_t)p.hq * p.wq;
+    p.ldc = round_up((size_t)(q->h + 1) / 2 * p.wq, ROW_ALIGN);
     return p;
 }
 
 /* Floats of the four products' buffers: dY padded, then one phase's output. */
 static size_t phase_floats(const rg_conv_geom *q, int filters) {
     const phases p = phase_layout(q);
-    return (size_t)filters * p.chan + SLACK +
-           round_up((size_t)q->c, TILE_ROWS) * round_up((size_t)(q->h + 1) / 2 * p.wq, ROW_ALIGN);
+    return (size_t)filters * p.chan + SLACK + round_up((size_t)q->c, TILE_ROWS) * p.ldc;
 }
 
 /* Taps (filter, i, j) of phase (a, b), in the packed order; returns their count. */
@@ -224,8 +225,8 @@ void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *q, boo
             for (int r0 = 0; r0 < q->c; r0 += TILE_ROWS)
                 for (int k = 0; k < taps; k++)
                     for (int r = r0; r < r0 + TILE_ROWS; r++)
-                        *packed++ = r < q->c ? w[(((size_t)(k / per) * q->c + r) * q->kh + i_of[k % per]) * q->kw +
-                                                 j_of[k % per]]
+                        *packed++ = r < q->c ? rg_conv_weight(w, q, false, k / per, r,
+                                                              i_of[k % per] * q->kw + j_of[k % per])
                                              : 0.0f;
         }
         return;
@@ -235,12 +236,8 @@ void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *q, boo
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS)
         for (int k = 0; k < taps; k++)
             for (int i = 0; i < TILE_ROWS; i++) {
-                const int r = r0 + i, col = k / kk, tap = k % kk;
-                float v = 0;
-                if (r < rows) /* for dx: W~[c][o][tap] = W[o][c][kk - 1 - tap] (flipped) */
-                    v = for_dx ? w[((size_t)col * q->c + r) * kk + (kk - 1 - tap)]
-                               : w[((size_t)r * q->c + col) * kk + tap];
-                *packed++ = v;
+                const int r = r0 + i;
+                *packed++ = r < rows ? rg_conv_weight(w, q, for_dx, r, k / kk, k % kk) : 0.0f;
             }
 }
 
@@ -506,7 +503,6 @@ static void phase_input_grad(const float *dy, const rg_conv_geom *q, int filters
         for (int oy = 0; oy < q->oh; oy++)
             memcpy(dyp + o * p.chan + (size_t)(oy + p.top) * p.wq + p.left, dy + ((size_t)o * q->oh + oy) * q->ow,
                    (size_t)q->ow * sizeof *dyp);
-    const size_t ldc = round_up((size_t)(q->h + 1) / 2 * p.wq, ROW_ALIGN);
     for (int ph = 0; ph < 4; ph++) {
         const int a = ph / 2, b = ph % 2, rows = (q->h - a + 1) / 2, cols = (q->w - b + 1) / 2;
         int i_of[RG_DIRECT_MAX_TAPS], j_of[RG_DIRECT_MAX_TAPS], off[RG_DIRECT_MAX_TAPS];
@@ -515,11 +511,11 @@ static void phase_input_grad(const float *dy, const rg_conv_geom *q, int filters
             off[k] = (int)((size_t)(k / per) * p.chan +
                            (size_t)(p.top + (a + q->pad_t - i_of[k % per] * q->dilation) / 2) * p.wq +
                            p.left + (b + q->pad_l - j_of[k % per] * q->dilation) / 2);
-        if (taps) rg_direct_product(packed, q->c, taps, dyp, off, (size_t)rows * p.wq, out, ldc);
+        if (taps) rg_direct_product(packed, q->c, taps, dyp, off, (size_t)rows * p.wq, out, p.ldc);
         packed += round_up((size_t)q->c, TILE_ROWS) * taps;
         for (int c = 0; c < q->c; c++)
             for (int u = 0; u < rows; u++) {
-                const float *src = out + (size_t)c * ldc + (size_t)u * p.wq;
+                const float *src = out + (size_t)c * p.ldc + (size_t)u * p.wq;
                 float *dst = dx + ((size_t)c * q->h + 2 * u + a) * q->w + b;
                 for (int v = 0; v < cols; v++) {
                     const float g = taps ? src[v] : 0.0f;

@@ -133,10 +133,9 @@ void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *q, bool f
 #pragma omp parallel for schedule(static) if (rows * cols >= 4096)
     for (int r = 0; r < rows; r++)
         for (int col = 0; col < cols; col++) {
-            const float *src = for_dx ? w + ((size_t)col * q->c + r) * 9 : w + ((size_t)r * q->c + col) * 9;
             float g[3][3], h[4][3], u[4][4];
             for (int i = 0; i < 3; i++)
-                for (int j = 0; j < 3; j++) g[i][j] = for_dx ? src[8 - (i * 3 + j)] : src[i * 3 + j];
+                for (int j = 0; j < 3; j++) g[i][j] = rg_conv_weight(w, q, for_dx, r, col, i * 3 + j);
             for (int j = 0; j < 3; j++) {
                 h[0][j] = g[0][j];
                 h[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
@@ -241,23 +240,21 @@ typedef float v8f __attribute__((vector_size(32)));
 TILE_TRANSFORMS(16, v16f, EVENS16, ODDS16, INTERLEAVE_LO16, INTERLEAVE_HI16)
 TILE_TRANSFORMS(8, v8f, EVENS8, ODDS8, INTERLEAVE_LO8, INTERLEAVE_HI8)
 
-/* Each instruction set's passes over a sample or a filter, W tiles at a time. */
+/* Each instruction set's passes, W tiles at a time: the tiles of one sample's channels (V,
+ * or with `gradient` Z of its dY's), and one filter's outputs. */
 #define TRANSFORMS(SUFFIX, TARGET, W)                                                       \
-    __attribute__((target(TARGET))) static void input_sample_##SUFFIX(                      \
-        const float *planes, const tiling *t, int channels, float *v) {                     \
+    __attribute__((target(TARGET))) static void sample_tiles_##SUFFIX(                      \
+        const float *planes, const tiling *t, int channels, bool gradient, size_t xi_step,  \
+        float *v) {                                                                         \
         for (int c = 0; c < channels; c++) {                                                \
             const float *even = planes + (size_t)c * 2 * t->plane, *odd = even + t->plane;  \
-            for (size_t t0 = 0; t0 < t->tv; t0 += W)                                        \
-                input_tiles_##W(even, odd, t->wp, t0, v + (size_t)c * t->ld + t0,           \
-                                XI_STEP(channels, t->ld));                                  \
-        }                                                                                   \
-    }                                                                                       \
-    __attribute__((target(TARGET))) static void gradient_sample_##SUFFIX(                   \
-        const float *planes, const tiling *t, int filters, size_t xi_step, float *z) {      \
-        for (int o = 0; o < filters; o++) {                                                 \
-            const float *even = planes + (size_t)o * 2 * t->plane, *odd = even + t->plane;  \
-            for (size_t t0 = 0; t0 < t->tv; t0 += W)                                        \
-                gradient_tiles_##W(even, odd, t0, z + (size_t)o * t->ld + t0, xi_step);     \
+            float *vc = v + (size_t)c * t->ld;                                              \
+            if (gradient)                                                                   \
+                for (size_t t0 = 0; t0 < t->tv; t0 += W)                                    \
+                    gradient_tiles_##W(even, odd, t0, vc + t0, xi_step);                    \
+            else                                                                            \
+                for (size_t t0 = 0; t0 < t->tv; t0 += W)                                    \
+                    input_tiles_##W(even, odd, t->wp, t0, vc + t0, xi_step);                \
         }                                                                                   \
     }                                                                                       \
     __attribute__((target(TARGET))) static void output_filter_##SUFFIX(                     \
@@ -283,14 +280,24 @@ static void fill_planes(const float *x, const rg_conv_geom *q, const tiling *t, 
         }
 }
 
-/* The tiles of `count` samples of x (V) or of dY (Z), each sample's after the last's. */
-static void transform_inputs(const float *x, size_t x_size, int count, const rg_conv_geom *q,
-                             const tiling *t, int top, int left, float *planes, float *v) {
+/* The tiles of `count` samples of x (V) or, with `gradient`, of dY (Z), each sample's
+ * after the last's; then zeros in each row's columns [count tv, zero_to), which the
+ * products read past the tiles, and in the rows [q->c, rows) of each element's matrix. */
+static void transform_samples(const float *x, size_t x_size, int count, const rg_conv_geom *q,
+                              const tiling *t, int top, int left, bool gradient, float *planes,
+                              size_t rows, size_t xi_step, size_t zero_to, float *v) {
     const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
     for (int s = 0; s < count; s++) { /* in order: each one's last tiles spill onto the next's */
         fill_planes(x + (size_t)s * x_size, q, t, top, left, planes);
-        (wide ? input_sample_avx512 : input_sample_avx2)(planes, t, q->c, v + (size_t)s * t->tv);
+        (wide ? sample_tiles_avx512 : sample_tiles_avx2)(planes, t, q->c, gradient, xi_step,
+                                                         v + (size_t)s * t->tv);
     }
+    const size_t used = (size_t)count * t->tv;
+    for (int xi = 0; xi < XI; xi++)
+        for (size_t r = 0; r < rows; r++) {
+            const size_t from = r < (size_t)q->c ? used : 0;
+            memset(v + xi * xi_step + r * t->ld + from, 0, (zero_to - from) * sizeof *v);
+        }
 }
 
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
@@ -306,11 +313,9 @@ void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_co
     for (int c = 0; c < q->c; c++) off[c] = (int)((size_t)c * t.ld);
     for (int s0 = 0; s0 < samples; s0 += t.group) {
         const int count = samples - s0 < t.group ? samples - s0 : t.group;
-        transform_inputs(x + (size_t)s0 * x_size, x_size, count, q, &t, q->pad_t + origin_t,
-                         q->pad_l + origin_l, planes, v);
+        transform_samples(x + (size_t)s0 * x_size, x_size, count, q, &t, q->pad_t + origin_t,
+                          q->pad_l + origin_l, false, planes, q->c, v_step, t.ld, v);
         const size_t used = (size_t)count * t.tv;
-        for (size_t r = 0; r < (size_t)XI * q->c; r++) /* the product's columns past the tiles */
-            memset(v + r / q->c * v_step + r % q->c * t.ld + used, 0, (t.ld - used) * sizeof *v);
         for (int xi = 0; xi < XI; xi++)
             rg_direct_product(packed + xi * rows4 * q->c, filters, q->c, v + xi * v_step, off, used,
                               m + xi * m_step, t.ld);
@@ -336,7 +341,6 @@ void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy
                                   int samples, const rg_conv_geom *q, int filters, float *dw,
                                   float *work) {
     const tiling t = tiles_of(q, 0, 0, weight_positions(q, filters));
-    const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
     const size_t rows4 = round_up((size_t)filters, 4);
     const size_t v_step = XI_STEP(q->c, t.ld), z_step = XI_STEP(rows4, t.ld);
     float *planes = (float *)round_up((uintptr_t)work, 64);
@@ -348,22 +352,15 @@ void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy
     memset(du, 0, XI * rows4 * q->c * sizeof *du);
     for (int s0 = 0; s0 < samples; s0 += t.group) {
         const int count = samples - s0 < t.group ? samples - s0 : t.group;
-        transform_inputs(x + (size_t)s0 * x_size, x_size, count, q, &t, q->pad_t, q->pad_l, planes, v);
-        for (int s = 0; s < count; s++) {
-            fill_planes(dy + (size_t)(s0 + s) * dy_size, &gq, &t, 0, 0, planes);
-            (wide ? gradient_sample_avx512 : gradient_sample_avx2)(planes, &t, filters, z_step,
-                                                                   z + (size_t)s * t.tv);
-        }
-        /* past the tiles (and the rows past the filters): zeros, so the sums may run on */
-        const size_t used = (size_t)count * t.tv, len = round_up(used, 16);
-        for (int xi = 0; xi < XI; xi++) {
-            for (int c = 0; c < q->c; c++) memset(v + xi * v_step + c * t.ld + used, 0, (len - used) * sizeof *v);
-            for (size_t o = 0; o < rows4; o++)
-                memset(z + xi * z_step + o * t.ld + (o < (size_t)filters ? used : 0), 0,
-                       (o < (size_t)filters ? len - used : len) * sizeof *z);
+        /* the sums run to a multiple of 16 tiles (and over 4 rows of Z at a time) */
+        const size_t len = round_up((size_t)count * t.tv, 16);
+        transform_samples(x + (size_t)s0 * x_size, x_size, count, q, &t, q->pad_t, q->pad_l, false, planes,
+                          q->c, v_step, len, v);
+        transform_samples(dy + (size_t)s0 * dy_size, dy_size, count, &gq, &t, 0, 0, true, planes, rows4,
+                          z_step, len, z);
+        for (int xi = 0; xi < XI; xi++)
             rg_direct_product_t(z + xi * z_step, t.ld, filters, v + xi * v_step, t.ld, q->c, len,
                                 du + xi * rows4 * q->c, q->c);
-        }
     }
     /* dW += G^T dU G, G as in rg_winograd_pack */
     for (int o = 0; o < filters; o++)
