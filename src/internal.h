@@ -100,6 +100,9 @@ struct rg_node_impl {
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */
     bool inplace;            /* out is input 0's out, overwritten (set by memory planning) */
+    bool fused;              /* a relu in place on a batch norm, which applies it: the relu's
+                              * passes do not run (set by memory planning) */
+    int fused_relu;          /* a batch norm's fused relu node, or -1 */
     bool bypassed;           /* folded into its consumer: never runs, holds no memory */
     int grad_owner;          /* the node whose dout this node's dout is (itself, or an
                               * aliased input) */

@@ -358,34 +358,47 @@ static void test_batch_norm_kernels_same_bits_on_every_isa(void **state) {
         x[i] = rg_rng_normal(&r) + 0.3f, dy[i] = rg_rng_normal(&r) * 0.01f, dx0[i] = rg_rng_normal(&r);
     const size_t sizes[] = {2, 7, 16, 17, 49, 196, 787};
     const float mu = 0.25f, k = 1.5f, mdy = 0.002f, inv = 0.8f, mdyx = -0.01f;
+    const float relu[2] = {k, mdy}; /* the fused relu's scale and shift: about 60% pass */
     for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
         const size_t n = sizes[si];
-        float l1[16] = {0}, l2[16] = {0}, la[16] = {0}, lb[16] = {0};
+        float l1[16] = {0}, l2[16] = {0}, la[16] = {0}, lb[16] = {0}, ra[16] = {0}, rb[16] = {0};
         for (size_t i = 0; i < n; i++) {
-            const float d = x[i] - mu;
+            const float d = x[i] - mu, g = x[i] * relu[0] + relu[1] > 0 ? dy[i] : 0.0f;
             l1[i % 16] += x[i], l2[i % 16] += d * d, la[i % 16] += dy[i], lb[i % 16] += dy[i] * d;
+            ra[i % 16] += g, rb[i % 16] += g * d;
         }
         for (int isa = RG_ISA_BASE; isa <= RG_ISA_AVX512; isa++) {
             if ((int)rg_cpu_isa_cap((rg_isa)isa) != isa) continue;
             assert_true(rg_bn_plane_sum(x, n) == lane_model(l1));
             assert_true(rg_bn_plane_centred_squares(x, n, mu) == lane_model(l2));
             double sdy = 0, sdyx = 0;
-            rg_bn_plane_dy_sums(x, dy, n, mu, &sdy, &sdyx);
+            rg_bn_plane_dy_sums(x, dy, n, mu, NULL, &sdy, &sdyx);
             assert_true(sdy == lane_model(la) && sdyx == lane_model(lb));
-            float y[MAX], dx[MAX], dxe[MAX], dxf[MAX];
-            rg_bn_plane_affine(x, y, n, k, mdy);
+            /* a fused relu: dy masked where x k + mdy <= 0, exactly as the relu op would */
+            double rdy = 0, rdyx = 0;
+            rg_bn_plane_dy_sums(x, dy, n, mu, relu, &rdy, &rdyx);
+            assert_true(rdy == lane_model(ra) && rdyx == lane_model(rb));
+            float y[MAX], yr[MAX], dx[MAX], dxe[MAX], dxf[MAX], dxr[MAX];
+            rg_bn_plane_affine(x, y, n, k, mdy, false);
+            rg_bn_plane_affine(x, yr, n, k, mdy, true);
             memcpy(dx, dx0, sizeof dx), memcpy(dxe, dx0, sizeof dxe), memcpy(dxf, dx0, sizeof dxf);
-            rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx, false);
-            rg_bn_plane_input_grad(NULL, dy, dxe, n, k, 0, 0, 0, 0, false);
-            rg_bn_plane_input_grad(x, dy, dxf, n, k, mdy, mu, inv, mdyx, true); /* dx = */
+            memcpy(dxr, dx0, sizeof dxr);
+            rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx, true, NULL, false);
+            rg_bn_plane_input_grad(x, dy, dxe, n, k, 0, 0, 0, 0, false, NULL, false);
+            rg_bn_plane_input_grad(x, dy, dxf, n, k, mdy, mu, inv, mdyx, true, NULL, true); /* dx = */
+            rg_bn_plane_input_grad(x, dy, dxr, n, k, mdy, mu, inv, mdyx, true, relu, false);
             for (size_t i = 0; i < n; i++) {
-                const float yi = x[i] * k + mdy;
+                const float yi = x[i] * k + mdy, yri = yi < 0 ? 0.0f : yi;
                 const float grad = k * (dy[i] - mdy - (x[i] - mu) * inv * mdyx);
                 const float dxi = dx0[i] + grad, dxei = dx0[i] + k * dy[i];
+                const float dyr = yi > 0 ? dy[i] : 0.0f;
+                const float dxri = dx0[i] + k * (dyr - mdy - (x[i] - mu) * inv * mdyx);
                 assert_memory_equal(&y[i], &yi, sizeof yi);
+                assert_memory_equal(&yr[i], &yri, sizeof yri);
                 assert_memory_equal(&dx[i], &dxi, sizeof dxi);
                 assert_memory_equal(&dxe[i], &dxei, sizeof dxei);
                 assert_memory_equal(&dxf[i], &grad, sizeof grad);
+                assert_memory_equal(&dxr[i], &dxri, sizeof dxri);
             }
         }
     }

@@ -383,7 +383,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
         if (g->profile) n->bwd_seconds += seconds_now() - t0;
         if (g->hook) g->hook(g, i, true, g->hook_user);
         if (g->check_numerics) {
-            for (int k = 0; k < n->n_inputs && !s; k++) {
+            for (int k = 0; k < n->n_inputs && !s && !n->fused; k++) {
                 const rg_node_impl *in = rg_in(g, n, k);
                 if (in->needs_grad && in->dout)
                     s = first_nonfinite(in->dout, (in->batched ? (size_t)g->batch : 1) * in->size,

@@ -81,13 +81,17 @@ void rg_squares_pair(const float *a, const float *b, float *keep, size_t n, doub
  * float lanes (value i in lane i mod 16) added in double, the same bits on every CPU. */
 double rg_bn_plane_sum(const float *x, size_t n);
 double rg_bn_plane_centred_squares(const float *x, size_t n, float mu); /* sum (x - mu)^2 */
+/* A relu after the batch norm, fused into it (relu non-NULL: {scale, shift}): dy is taken
+ * as 0 wherever x scale + shift <= 0, as the relu's backward would have made it. */
 /* *sdy += sum dy, *sdyx += sum dy (x - mu) */
-void rg_bn_plane_dy_sums(const float *x, const float *dy, size_t n, float mu, double *sdy,
-                         double *sdyx);
-void rg_bn_plane_affine(const float *x, float *y, size_t n, float scale, float shift);
-/* dx += k (dy - mdy - (x - mu) inv mdyx), or dx += k dy when x is NULL; fresh: = */
+void rg_bn_plane_dy_sums(const float *x, const float *dy, size_t n, float mu, const float *relu,
+                         double *sdy, double *sdyx);
+/* y = x scale + shift, then relu(y) when relu */
+void rg_bn_plane_affine(const float *x, float *y, size_t n, float scale, float shift, bool relu);
+/* dx += k (dy - mdy - (x - mu) inv mdyx) when train, else dx += k dy; fresh: = */
 void rg_bn_plane_input_grad(const float *x, const float *dy, float *dx, size_t n, float k,
-                            float mdy, float mu, float inv, float mdyx, bool fresh);
+                            float mdy, float mu, float inv, float mdyx, bool train,
+                            const float *relu, bool fresh);
 /* Sums of squares over a layer's weights and gradients are taken in pieces of this many
  * floats from the layer's start, added in order, by the monitor and by the optimizer
  * alike (a piece fits L1): the same figure whoever takes it and whatever the thread count. */

@@ -132,13 +132,14 @@ static const act_loops loops[RG_ACT_COUNT] = {
 
 static void act_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
+    if (n->fused) return; /* its batch norm applied it */
     const rg_act a = *(const rg_act *)n->attr;
     loops[a].fwd(rg_in(g, n, 0)->out, n->out, (long)batch * (long)n->size);
 }
 
 static void act_backward(rg_graph *g, rg_node_impl *n, int batch) {
     rg_node_impl *in = rg_in(g, n, 0);
-    if (!in->needs_grad) return;
+    if (!in->needs_grad || n->fused) return; /* its batch norm reads n->dout */
     const rg_act a = *(const rg_act *)n->attr;
     loops[a].bwd(in->out, n->out, n->dout, in->dout, (long)batch * (long)n->size,
                  rg_grad_fresh(g, 0));

@@ -11,7 +11,11 @@
  * Evaluation, and training with the layer frozen (gamma and beta not trainable, as Keras's
  * trainable=False): y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, and
  * dx = dy gamma / sqrt(running_var + eps); the running statistics stay as they are.
- * aux keeps each channel's mean and 1/sqrt(var + eps) for backward.
+ * aux keeps each channel's mean, 1/sqrt(var + eps), scale and shift for backward.
+ *
+ * A relu in place after it is fused in (memory.c): the affine pass writes relu(y), and
+ * backward reads the relu's gradient, taken as 0 where x scale + shift <= 0: the relu's
+ * own passes over the tensor do not run, and the bits are those of the two ops apart.
  */
 #include "../internal.h"
 #include "../kernels/kernels.h"
@@ -35,32 +39,60 @@ static double plane_centred_squares(const float *x, size_t n, float mu) {
     return (double)(d * d);
 }
 
+/* dy, or 0 where a fused relu ({scale, shift}) had x scale + shift <= 0 */
+static float relu_masked(float dy, float x, const float *relu) {
+    return relu && !(x * relu[0] + relu[1] > 0) ? 0.0f : dy;
+}
+
 /* sum dy and sum dy (x - mu) over one plane, added to *sdy and *sdyx. */
-static void plane_dy_sums(const float *x, const float *dy, size_t n, float mu, double *sdy,
-                          double *sdyx) {
+static void plane_dy_sums(const float *x, const float *dy, size_t n, float mu, const float *relu,
+                          double *sdy, double *sdyx) {
     if (n > 1) {
-        rg_bn_plane_dy_sums(x, dy, n, mu, sdy, sdyx);
+        rg_bn_plane_dy_sums(x, dy, n, mu, relu, sdy, sdyx);
         return;
     }
-    *sdy += dy[0], *sdyx += (double)(dy[0] * (x[0] - mu));
+    const float g = relu_masked(dy[0], x[0], relu);
+    *sdy += g, *sdyx += (double)(g * (x[0] - mu));
 }
 
-/* y = x scale + shift over one plane. */
-static void plane_affine(const float *x, float *y, size_t n, float scale, float shift) {
-    if (n > 1) rg_bn_plane_affine(x, y, n, scale, shift);
-    else y[0] = x[0] * scale + shift;
+/* y = x scale + shift over one plane, then relu(y) when relu. */
+static void plane_affine(const float *x, float *y, size_t n, float scale, float shift, bool relu) {
+    if (n > 1) {
+        rg_bn_plane_affine(x, y, n, scale, shift, relu);
+        return;
+    }
+    const float v = x[0] * scale + shift;
+    y[0] = relu && v < 0 ? 0.0f : v;
 }
 
-/* dx += k (dy - mdy - (x - mu) inv mdyx) over one plane, or k dy when x is NULL; dx = when
+/* dx += k (dy - mdy - (x - mu) inv mdyx) over one plane when train, else k dy; dx = when
  * fresh. */
 static void plane_input_grad(const float *x, const float *dy, float *dx, size_t n, float k,
-                             float mdy, float mu, float inv, float mdyx, bool fresh) {
+                             float mdy, float mu, float inv, float mdyx, bool train,
+                             const float *relu, bool fresh) {
     if (n > 1) {
-        rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx, fresh);
+        rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx, train, relu, fresh);
         return;
     }
-    const float g = x ? k * (dy[0] - mdy - (x[0] - mu) * inv * mdyx) : k * dy[0];
+    const float h = relu_masked(dy[0], x[0], relu);
+    const float g = train ? k * (h - mdy - (x[0] - mu) * inv * mdyx) : k * h;
     dx[0] = fresh ? g : dx[0] + g;
+}
+
+/* Each channel's scale and shift (aux), from its mean and inv. */
+static void set_affine(rg_graph *g, rg_node_impl *n, int C) {
+    const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
+    const float *mean = n->aux, *inv = n->aux + C;
+    float *scale = n->aux + 2 * C, *shift = n->aux + 3 * C;
+    for (int c = 0; c < C; c++) scale[c] = gamma[c] * inv[c], shift[c] = beta[c] - mean[c] * scale[c];
+}
+
+/* The gradient backward reads: the fused relu's (and its mask's {scale, shift} per channel,
+ * in relu[2c], relu[2c + 1]) when that relu took part in this backward, else n's own. */
+static const float *grad_in(const rg_graph *g, const rg_node_impl *n, int C, float *relu) {
+    if (n->fused_relu < 0 || !g->live[n->fused_relu]) return NULL;
+    for (int c = 0; c < C; c++) relu[2 * c] = n->aux[2 * C + c], relu[2 * c + 1] = n->aux[3 * C + c];
+    return g->nodes[n->fused_relu].dout;
 }
 
 typedef struct bn_attr {
@@ -75,7 +107,7 @@ static rg_status bn_infer(rg_graph *g, rg_node_impl *n) {
     n->ndim = x->ndim;
     memcpy(n->shape, x->shape, sizeof n->shape);
     const int c = x->shape[0];
-    n->aux_fixed = 2 * (size_t)c;                /* each channel's mean and 1/sqrt(var + eps) */
+    n->aux_fixed = 4 * (size_t)c; /* each channel's mean, 1/sqrt(var + eps), scale and shift */
     n->workspace_per_sample = 4 * (size_t)c;     /* each plane's sums: 2 doubles (plane_parts) */
     if (rg_param_declare(g, n, "gamma", 1, &c, RG_INIT(RG_INIT_ONES), c, c) < 0 ||
         rg_param_declare(g, n, "beta", 1, &c, RG_INIT(RG_INIT_ZEROS), c, c) < 0 ||
@@ -98,7 +130,6 @@ static void bn_forward_synced(rg_graph *g, rg_node_impl *n, int batch) {
     const rg_node_impl *xn = rg_in(g, n, 0);
     const int C = n->shape[0];
     const size_t hw = n->size / (size_t)C;
-    const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
     float *rmean = rg_param_data(g, n, 2), *rvar = rg_param_data(g, n, 3);
     float *mean = n->aux, *inv = n->aux + C;
     double sum[C + 1], sq[C]; /* 16 bytes a channel */
@@ -122,11 +153,12 @@ static void bn_forward_synced(rg_graph *g, rg_node_impl *n, int batch) {
         inv[c] = (float)(1.0 / sqrt(var + a->eps));
         rmean[c] = (1.0f - a->momentum) * rmean[c] + a->momentum * (float)mu;
         rvar[c] = (1.0f - a->momentum) * rvar[c] + a->momentum * (float)(var * m / (m - 1));
-        const float scale = gamma[c] * inv[c], shift = beta[c] - mean[c] * scale;
+    }
+    set_affine(g, n, C);
+    for (int c = 0; c < C; c++)
         for (int b = 0; b < batch; b++)
             plane_affine(xn->out + ((size_t)b * C + c) * hw, n->out + ((size_t)b * C + c) * hw,
-                         hw, scale, shift);
-    }
+                         hw, n->aux[2 * C + c], n->aux[3 * C + c], n->fused_relu >= 0);
 }
 
 static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
@@ -136,12 +168,14 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
     const float *gamma = rg_param_data(g, n, 0);
     float *dgamma = rg_param_grad(g, n, 0), *dbeta = rg_param_grad(g, n, 1);
     const float *mean = n->aux, *inv = n->aux + C;
+    float relu[2 * C];
+    const float *fused = grad_in(g, n, C, relu), *dy = fused ? fused : n->dout;
     double s[2 * C + 1]; /* sdy, sdyx, count */
     memset(s, 0, sizeof s);
     for (int c = 0; c < C; c++) {
         for (int b = 0; b < batch; b++)
-            plane_dy_sums(xn->out + ((size_t)b * C + c) * hw, n->dout + ((size_t)b * C + c) * hw,
-                          hw, mean[c], &s[c], &s[C + c]);
+            plane_dy_sums(xn->out + ((size_t)b * C + c) * hw, dy + ((size_t)b * C + c) * hw,
+                          hw, mean[c], fused ? relu + 2 * c : NULL, &s[c], &s[C + c]);
         s[C + c] *= inv[c];
     }
     for (int c = 0; c < C; c++) dgamma[c] += (float)s[C + c], dbeta[c] += (float)s[c]; /* local */
@@ -154,8 +188,8 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
             const float mdy = (float)(s[c] / m), mdyx = (float)(s[C + c] / m);
             for (int b = 0; b < batch; b++) {
                 const size_t at = ((size_t)b * C + c) * hw;
-                plane_input_grad(xn->out + at, n->dout + at, xn->dout + at, hw, k, mdy, mean[c],
-                                 inv[c], mdyx, rg_grad_fresh(g, 0));
+                plane_input_grad(xn->out + at, dy + at, xn->dout + at, hw, k, mdy, mean[c], inv[c],
+                                 mdyx, true, fused ? relu + 2 * c : NULL, rg_grad_fresh(g, 0));
             }
         }
 }
@@ -175,7 +209,6 @@ static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const int C = n->shape[0];
     const size_t hw = n->size / (size_t)C, m = (size_t)batch * hw;
     const bool team = m * (size_t)C > RG_PARALLEL_MIN;
-    const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
     float *rmean = rg_param_data(g, n, 2), *rvar = rg_param_data(g, n, 3);
     float *mean = n->aux, *inv = n->aux + C;
     double *part = plane_parts(g);
@@ -212,12 +245,14 @@ static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
             inv[c] = 1.0f / sqrtf(rvar[c] + a->eps);
         }
     }
+    set_affine(g, n, C);
+    const float *scale = n->aux + 2 * C, *shift = n->aux + 3 * C;
+    const bool relu = n->fused_relu >= 0;
 #pragma omp parallel for schedule(static) if (team)
     for (int b = 0; b < batch; b++)
         for (int c = 0; c < C; c++) {
-            const float scale = gamma[c] * inv[c], shift = beta[c] - mean[c] * scale;
             const size_t at = ((size_t)b * C + c) * hw;
-            plane_affine(x + at, n->out + at, hw, scale, shift);
+            plane_affine(x + at, n->out + at, hw, scale[c], shift[c], relu);
         }
 }
 
@@ -234,6 +269,8 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const float *gamma = rg_param_data(g, n, 0);
     float *dgamma = rg_param_grad(g, n, 0), *dbeta = rg_param_grad(g, n, 1);
     const float *mean = n->aux, *inv = n->aux + C;
+    float relu[2 * C];
+    const float *fused = grad_in(g, n, C, relu), *dy = fused ? fused : n->dout;
     double *part = plane_parts(g); /* per plane: sum dy, sum dy (x - mean) */
 #pragma omp parallel for schedule(static) if (team)
     for (int b = 0; b < batch; b++)
@@ -241,7 +278,7 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
             const size_t at = ((size_t)b * C + c) * hw;
             double *p = part + 2 * ((size_t)b * C + c);
             p[0] = p[1] = 0;
-            plane_dy_sums(xn->out + at, n->dout + at, hw, mean[c], &p[0], &p[1]);
+            plane_dy_sums(xn->out + at, dy + at, hw, mean[c], fused ? relu + 2 * c : NULL, &p[0], &p[1]);
         }
     float k[C], mdy[C], mdyx[C]; /* 12 bytes a channel */
     for (int c = 0; c < C; c++) {
@@ -262,8 +299,8 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
     for (int b = 0; b < batch; b++)
         for (int c = 0; c < C; c++) {
             const size_t at = ((size_t)b * C + c) * hw;
-            plane_input_grad(a->last_train ? xn->out + at : NULL, n->dout + at, xn->dout + at, hw,
-                             k[c], mdy[c], mean[c], inv[c], mdyx[c], fresh);
+            plane_input_grad(xn->out + at, dy + at, xn->dout + at, hw, k[c], mdy[c], mean[c], inv[c],
+                             mdyx[c], a->last_train, fused ? relu + 2 * c : NULL, fresh);
         }
 }
 
