@@ -245,25 +245,25 @@ void rg_direct_conv_pack(const float *w, int filters, const rg_conv_geom *q, boo
 static void fill_padded(const float *x, const rg_conv_geom *q, const grid *g, float *xp) {
     memset(xp, 0, ((size_t)q->c * g->chan + SLACK) * sizeof *xp);
     const int s = g->s;
-    for (int c = 0; c < q->c; c++)
-        for (int a = 0; a < s; a++)
-            for (int b = 0; b < s; b++) {
+    for (int a = 0; a < s; a++)
+        for (int b = 0; b < s; b++) {
+            /* columns v0 + k of the phase take x's columns first + s k, k < n */
+            const int v0 = (q->pad_l - b + s - 1) / s, first = s * v0 + b - q->pad_l;
+            const int n = first < q->w ? (q->w - first + s - 1) / s : 0;
+            const int cols = v0 + n > g->wq ? g->wq - v0 : n;
+            for (int c = 0; c < q->c; c++) {
                 float *plane = xp + c * g->chan + (size_t)(a * s + b) * g->hq * g->wq;
                 for (int u = 0; u < g->hq; u++) {
                     const int iy = s * u + a - q->pad_t;
                     if (iy < 0 || iy >= q->h) continue;
-                    const float *src = x + ((size_t)c * q->h + iy) * q->w;
-                    float *dst = plane + (size_t)u * g->wq;
-                    if (s == 1) {
-                        memcpy(dst + q->pad_l, src, (size_t)q->w * sizeof *dst);
-                        continue;
-                    }
-                    for (int v = 0; v < g->wq; v++) {
-                        const int ix = s * v + b - q->pad_l;
-                        if (ix >= 0 && ix < q->w) dst[v] = src[ix];
-                    }
+                    const float *src = x + ((size_t)c * q->h + iy) * q->w + first;
+                    float *dst = plane + (size_t)u * g->wq + v0;
+                    if (s == 1) memcpy(dst, src, (size_t)cols * sizeof *dst);
+                    else
+                        for (int k = 0; k < cols; k++) dst[k] = src[2 * k];
                 }
             }
+        }
 }
 
 /* Where each tap (c, i, j) of the window reads, relative to the output's virtual position:
