@@ -199,12 +199,15 @@ static void test_initialisers(void **state) {
 }
 
 /* One forward and backward of `spec`, with or without memory planning (in-place
- * activations, folded padding, shared buffers); returns the loss and copies the
- * gradients into grads. */
-static float grads_of(const char *spec, int c, int hw, bool keep, float *grads, size_t *n) {
+ * activations, folded padding, shared buffers, a relu fused into the batch norm before
+ * it), the layers named by `frozen` (a pattern, or NULL) not trainable; returns the loss
+ * and copies the gradients into grads. */
+static float grads_of(const char *spec, int c, int hw, bool keep, const char *frozen, float *grads,
+                      size_t *n) {
     rg_model m;
     assert_int_equal(rg_model_build(spec, c, hw, hw, 5, RG_LOSS_XENT, 0, 3, &m), RG_OK);
     rg_graph_keep_outputs(m.graph, keep);
+    if (frozen) assert_true(rg_graph_set_trainable(m.graph, frozen, 0) > 0);
     assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);
     rg_rng r;
     rg_rng_seed(&r, 4);
@@ -223,23 +226,28 @@ static float grads_of(const char *spec, int c, int hw, bool keep, float *grads, 
 /* Memory planning must not change a single bit of any gradient, on every zoo family. */
 static void test_memory_planning_is_exact(void **state) {
     (void)state;
-    const struct { const char *spec; int c, hw; } cases[] = {
-        {"mlp:depth=3,width=16,bn=1,residual=1,act=tanh", 1, 6},
-        {"cnn", 1, 12},
-        {"plaincnn:depth=4,width=4,act=sigmoid", 1, 8},
-        {"resnet20v2", 1, 12},
-        {"plain20", 1, 12},
-        {"resnet18v2", 3, 32},
-        {"resnet50v2", 3, 32},
-        {"densenet:depth=10,growth=4", 1, 12},
-        {"densenet121", 3, 32},
+    const struct { const char *spec; int c, hw; const char *frozen; } cases[] = {
+        {"mlp:depth=3,width=16,bn=1,residual=1,act=tanh", 1, 6, NULL},
+        /* batch norm + relu fused, dense (one value a plane) and conv, trained and frozen
+         * (its running statistics in forward, k dy in backward) */
+        {"mlp:depth=3,width=16,bn=1", 1, 6, NULL},
+        {"mlp:depth=3,width=16,bn=1", 1, 6, "batch_norm*"},
+        {"resnet20v2", 1, 12, "*_bn"},
+        {"cnn", 1, 12, NULL},
+        {"plaincnn:depth=4,width=4,act=sigmoid", 1, 8, NULL},
+        {"resnet20v2", 1, 12, NULL},
+        {"plain20", 1, 12, NULL},
+        {"resnet18v2", 3, 32, NULL},
+        {"resnet50v2", 3, 32, NULL},
+        {"densenet:depth=10,growth=4", 1, 12, NULL},
+        {"densenet121", 3, 32, NULL},
     };
     const size_t cap = 26000000;
     float *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         size_t na, nb;
-        float la = grads_of(cases[i].spec, cases[i].c, cases[i].hw, true, a, &na);
-        float lb = grads_of(cases[i].spec, cases[i].c, cases[i].hw, false, b, &nb);
+        float la = grads_of(cases[i].spec, cases[i].c, cases[i].hw, true, cases[i].frozen, a, &na);
+        float lb = grads_of(cases[i].spec, cases[i].c, cases[i].hw, false, cases[i].frozen, b, &nb);
         assert_int_equal(na, nb);
         if (memcmp(&la, &lb, sizeof la) != 0 || memcmp(a, b, na * sizeof *a) != 0)
             fail_msg("%s: planned memory changed the loss (%.9g vs %.9g) or gradients",
