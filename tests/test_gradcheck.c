@@ -281,6 +281,13 @@ static void test_direct_conv_matches_im2col(void **state) {
         {9, 14, 5, 8, 3, 1, 0, RG_PAD_SAME, false, 1},   {8, 10, 9, 12, 3, 1, 0, RG_PAD_VALID, false, 1},
         {10, 6, 7, 8, 3, 1, 2, RG_PAD_EXPLICIT, false, 1}, {16, 8, 9, 16, 3, 1, 0, RG_PAD_VALID, true, 1},
         {8, 7, 6, 8, 3, 1, 1, RG_PAD_EXPLICIT, true, 1},
+        /* channels in lanes (AVX-512, multiples of 16 both ways): several channel and
+         * filter blocks, widths past 16 and not a multiple of it, one column, padding 0-2,
+         * folded padding, several samples in a group */
+        {32, 9, 19, 48, 3, 1, 0, RG_PAD_SAME, false, 1},  {48, 6, 5, 16, 3, 1, 2, RG_PAD_EXPLICIT, false, 1},
+        {16, 5, 1, 32, 3, 1, 1, RG_PAD_EXPLICIT, false, 1}, {16, 18, 17, 16, 3, 1, 0, RG_PAD_VALID, false, 1},
+        {32, 7, 8, 64, 3, 1, 1, RG_PAD_EXPLICIT, true, 1}, {128, 3, 3, 16, 3, 1, 0, RG_PAD_SAME, false, 1},
+        {16, 6, 16, 16, 3, 1, 0, RG_PAD_SAME, false, 1},
     };
     const int batch = 5;
     for (size_t ci = 0; ci < sizeof shapes / sizeof *shapes; ci++) {

@@ -39,6 +39,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #define WINO_MIN_CHANNELS 8 /* below, the transforms cost more than the products save */
 /* Tiles per product, at least (several samples' when small): the forward's, and dW's,
@@ -106,6 +109,56 @@ size_t rg_winograd_packed_floats(const rg_conv_geom *q, int filters) {
     return (size_t)XI * round_up((size_t)filters, 4) * q->c;
 }
 
+/* Channels in the vector lanes (AVX-512, channel counts multiples of 16 both ways): the
+ * forward product and dx with each pixel's 16 channels in one vector (see "Channels in
+ * lanes" below).  `in` and `out` are the product's channels: C and the filters forward,
+ * the filters and C for dx. */
+#define LANES 16
+#define LANE_TILES 24 /* tiles per block of the products (24, 12 or 6 at a time) */
+static bool in_lanes(int in, int out) {
+    return rg_cpu_isa() == RG_ISA_AVX512 && in % LANES == 0 && out % LANES == 0;
+}
+
+/* The tiling of a group of samples in lanes: the padded input [sample][channel block]
+ * [row][column][16] of hb x wb pixels, the outputs [sample][filter block][row][column][16]
+ * of 2 th x 2 tw, and the tiles of the group taken `chunk` at a time (rounded up to the
+ * products' blocks), so that a chunk's transformed tiles and products stay in L2. */
+typedef struct lanes_tiling {
+    int th, tw, hb, wb;
+    int per;            /* tiles of a sample: th tw */
+    int group;          /* samples converted at a time */
+    int chunk;          /* tiles transformed and multiplied at a time */
+    size_t in_block;    /* floats of one channel block of a sample's padded input, slack after */
+    size_t out_block;   /* floats of one filter block of a sample's outputs, slack after */
+} lanes_tiling;
+
+static lanes_tiling lanes_of(const rg_conv_geom *q, int filters, int origin_t, int origin_l) {
+    lanes_tiling t;
+    t.th = (q->oh + origin_t + 1) / 2, t.tw = (q->ow + origin_l + 1) / 2;
+    t.hb = 2 * t.th + 2, t.wb = 2 * t.tw + 2;
+    t.per = t.th * t.tw;
+    const int widest = q->c > filters ? q->c : filters;
+    const int most = (8192 / widest) / LANE_TILES * LANE_TILES; /* 16 x chunk x widest: 512 KiB */
+    t.chunk = most < LANE_TILES ? LANE_TILES : most;
+    t.group = t.per >= t.chunk ? 1 : t.chunk / t.per;
+    if (t.per < t.chunk) t.chunk = (int)round_up((size_t)t.group * t.per, LANE_TILES);
+    t.in_block = ((size_t)t.hb * t.wb + 2 * LANES) * LANES;
+    t.out_block = ((size_t)4 * t.th * t.tw + 2 * LANES) * LANES;
+    return t;
+}
+
+static size_t lanes_work_floats(const rg_conv_geom *q, int filters) {
+    size_t most = 0;
+    for (int origin = 0; origin < 4; origin++) {
+        const lanes_tiling t = lanes_of(q, filters, origin / 2, origin % 2);
+        const size_t need = (size_t)t.group * (q->c / LANES) * t.in_block +
+                            (size_t)t.group * (filters / LANES) * t.out_block +
+                            (size_t)XI * t.chunk * (q->c + filters);
+        if (need > most) most = need;
+    }
+    return most;
+}
+
 size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
     const tiling t = tiles_of(q, 0, 0, weight_positions(q, filters));
     const size_t rows4 = round_up((size_t)filters, 4);
@@ -118,17 +171,20 @@ size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
     }
     const size_t weights = (size_t)(q->c > filters ? q->c : filters) * 2 * t.plane +
                            XI * XI_STEP(q->c, t.ld) + XI * XI_STEP(rows4, t.ld) + XI * rows4 * q->c;
-    return (forward > weights ? forward : weights) + 16; /* and to align */
+    const size_t lanes = in_lanes(q->c, filters) ? lanes_work_floats(q, filters) : 0;
+    const size_t most = forward > weights ? forward : weights;
+    return (most > lanes ? most : lanes) + 16; /* and to align */
 }
 
 /* U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], for each (row, column) of the
  * product, packed per element xi in the direct kernels' panels of 4 rows.  The rows are
  * the filters (forward) or, for dx, the channels, with g[c][o] = W[o][c] turned 180
- * degrees. */
+ * degrees; in lanes, U [xi][column][row] instead. */
 void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *q, bool for_dx,
                       float *packed) {
     const int rows = for_dx ? q->c : filters, cols = for_dx ? filters : q->c;
     const size_t rows4 = round_up((size_t)rows, 4);
+    const bool lanes = in_lanes(cols, rows); /* U [xi][cols][rows], rows in lanes */
     memset(packed, 0, XI * rows4 * cols * sizeof *packed);
 #pragma omp parallel for schedule(static) if (rows * cols >= 4096)
     for (int r = 0; r < rows; r++)
@@ -149,7 +205,8 @@ void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *q, bool f
                 u[i][3] = h[i][2];
             }
             for (int xi = 0; xi < XI; xi++)
-                packed[xi * rows4 * cols + (size_t)(r / 4) * 4 * cols + (size_t)col * 4 + r % 4] =
+                packed[lanes ? ((size_t)xi * cols + col) * rows + r
+                             : xi * rows4 * cols + (size_t)(r / 4) * 4 * cols + (size_t)col * 4 + r % 4] =
                     u[xi / 4][xi % 4];
         }
 }
@@ -300,9 +357,230 @@ static void transform_samples(const float *x, size_t x_size, int count, const rg
         }
 }
 
+/* ---- Channels in lanes ----
+ * With both channel counts multiples of 16 and AVX-512, the forward product (and dx) keep
+ * each pixel's 16 channels of a block in one vector: a group of samples is turned into
+ * [sample][channel block][row][column][16] with its padding (16x16 transposes), so that a
+ * tile's 16 values are 16 loads and V = B^T d B is additions only, with no dropped tiles;
+ * M[xi][tile][K] = V[xi][tile][C] . U[xi][C][K] broadcasts each value of V against 1, 2 or
+ * 4 vectors of U (24, 12 or 6 tiles at a time: 24 accumulators); y = A^T M A goes to
+ * [sample][filter block][row][column][16] and back to NCHW by the same transposes.  The
+ * additions and products are those of the planes above, in the same order: the same bits.
+ */
+
+/* r[j] = lane j of every r[i]: a 16x16 transpose */
+__attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2)
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    for (int i = 0; i < 16; i += 4)
+        for (int h = 0; h < 2; h++) {
+            const __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + h + 2]);
+            r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xDD);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
+    }
+}
+
+/* One sample's channel block cb as hb x wb pixels: pixel (r, j) is x's row r - top, column
+ * j - left, zero outside.  Rows in order, each block of 16 columns stored whole (its lanes
+ * past x's width are zeros), so what a row's last block writes past it is zeros too. */
+__attribute__((target("avx512f"))) static void lanes_in(const float *x, const rg_conv_geom *q, int cb,
+                                                        const lanes_tiling *t, int top, int left,
+                                                        float *xb) {
+    const __m512 zero = _mm512_setzero_ps();
+    const size_t plane = (size_t)q->h * q->w;
+    for (int r = 0; r < t->hb; r++) {
+        float *row = xb + (size_t)r * t->wb * LANES;
+        const int iy = r - top;
+        if (iy < 0 || iy >= q->h) {
+            for (int j = 0; j < t->wb; j++) _mm512_storeu_ps(row + (size_t)j * LANES, zero);
+            continue;
+        }
+        for (int j = 0; j < left; j++) _mm512_storeu_ps(row + (size_t)j * LANES, zero);
+        const float *src = x + (size_t)cb * LANES * plane + (size_t)iy * q->w;
+        for (int x0 = 0; x0 < q->w; x0 += LANES) {
+            const int n = q->w - x0 < LANES ? q->w - x0 : LANES;
+            const __mmask16 m = (__mmask16)((1u << n) - 1);
+            __m512 v[16];
+            for (int c = 0; c < LANES; c++) v[c] = _mm512_maskz_loadu_ps(m, src + c * plane + x0);
+            transpose16(v);
+            for (int j = 0; j < LANES; j++) _mm512_storeu_ps(row + (size_t)(left + x0 + j) * LANES, v[j]);
+        }
+        for (int j = left + q->w; j < t->wb; j++) _mm512_storeu_ps(row + (size_t)j * LANES, zero);
+    }
+}
+
+/* V of tiles [t0, t0 + n) of the group (tile p: sample p / per, row and column of tiles
+ * within it), one channel block: element xi of tile p at v[(xi * ld + p - t0) * C]. */
+__attribute__((target("avx512f"))) static void lanes_tiles(const float *xb, const lanes_tiling *t,
+                                                           int cb, int blocks, size_t t0, int n, int C,
+                                                           size_t ld, float *v) {
+    for (int i = 0; i < n; i++) {
+        const size_t p = t0 + i;
+        const int s = (int)(p / t->per), ty = (int)(p % t->per) / t->tw, tx = (int)(p % t->per) % t->tw;
+        const float *d0 = xb + ((size_t)s * blocks + cb) * t->in_block + ((size_t)2 * ty * t->wb + 2 * tx) * LANES;
+        __m512 d[4][4], e[4][4];
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 4; b++) d[a][b] = _mm512_loadu_ps(d0 + ((size_t)a * t->wb + b) * LANES);
+        for (int b = 0; b < 4; b++) {
+            e[0][b] = _mm512_sub_ps(d[0][b], d[2][b]), e[1][b] = _mm512_add_ps(d[1][b], d[2][b]);
+            e[2][b] = _mm512_sub_ps(d[2][b], d[1][b]), e[3][b] = _mm512_sub_ps(d[1][b], d[3][b]);
+        }
+        float *vp = v + (size_t)i * C + (size_t)cb * LANES;
+        const size_t step = ld * C;
+        for (int a = 0; a < 4; a++) {
+            _mm512_storeu_ps(vp + (size_t)(a * 4 + 0) * step, _mm512_sub_ps(e[a][0], e[a][2]));
+            _mm512_storeu_ps(vp + (size_t)(a * 4 + 1) * step, _mm512_add_ps(e[a][1], e[a][2]));
+            _mm512_storeu_ps(vp + (size_t)(a * 4 + 2) * step, _mm512_sub_ps(e[a][2], e[a][1]));
+            _mm512_storeu_ps(vp + (size_t)(a * 4 + 3) * step, _mm512_sub_ps(e[a][1], e[a][3]));
+        }
+    }
+}
+
+/* m (NT tiles, NK vectors of filters) = v (NT tiles, C) . u (C, the same filters), the
+ * channels in order: rows of v and m C and K floats long. */
+#define LANES_PRODUCT(NT, NK)                                                                  \
+    __attribute__((target("avx512f"))) static void lanes_product_##NT##x##NK(                 \
+        const float *v, int C, const float *u, int K, float *m) {                             \
+        __m512 acc[NT][NK];                                                                    \
+        _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++)                                  \
+            _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++) acc[j][k] = _mm512_setzero_ps(); \
+        for (int c = 0; c < C; c++) {                                                          \
+            __m512 uc[NK];                                                                     \
+            _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                               \
+                uc[k] = _mm512_loadu_ps(u + (size_t)c * K + k * LANES);                        \
+            const float *vc = v + c;                                                           \
+            _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++) {                            \
+                const __m512 b = _mm512_set1_ps(vc[(size_t)j * C]);                            \
+                _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                           \
+                    acc[j][k] = _mm512_fmadd_ps(b, uc[k], acc[j][k]);                          \
+            }                                                                                  \
+        }                                                                                      \
+        _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++)                                  \
+            _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                               \
+                _mm512_storeu_ps(m + (size_t)j * K + k * LANES, acc[j][k]);                    \
+    }
+LANES_PRODUCT(24, 1)
+LANES_PRODUCT(12, 2)
+LANES_PRODUCT(6, 4)
+
+/* y = A^T M A of tiles [t0, t0 + n), every filter block, into the outputs in lanes. */
+__attribute__((target("avx512f"))) static void lanes_outputs(const float *m, size_t ld, int K,
+                                                             const lanes_tiling *t, size_t t0, int n,
+                                                             float *yb) {
+    const size_t step = ld * K;
+    const int blocks = K / LANES, ow2 = 2 * t->tw;
+    for (int i = 0; i < n; i++) {
+        const size_t p = t0 + i;
+        const int s = (int)(p / t->per), ty = (int)(p % t->per) / t->tw, tx = (int)(p % t->per) % t->tw;
+        for (int kb = 0; kb < blocks; kb++) {
+            const float *mp = m + (size_t)i * K + (size_t)kb * LANES;
+            __m512 r[2][4];
+            for (int j = 0; j < 4; j++) {
+                const __m512 m0 = _mm512_loadu_ps(mp + (size_t)j * step), m1 = _mm512_loadu_ps(mp + (size_t)(4 + j) * step);
+                const __m512 m2 = _mm512_loadu_ps(mp + (size_t)(8 + j) * step), m3 = _mm512_loadu_ps(mp + (size_t)(12 + j) * step);
+                r[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                r[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            float *out = yb + ((size_t)s * blocks + kb) * t->out_block + ((size_t)2 * ty * ow2 + 2 * tx) * LANES;
+            for (int a = 0; a < 2; a++) {
+                float *row = out + (size_t)a * ow2 * LANES;
+                _mm512_storeu_ps(row, _mm512_add_ps(_mm512_add_ps(r[a][0], r[a][1]), r[a][2]));
+                _mm512_storeu_ps(row + LANES, _mm512_sub_ps(_mm512_sub_ps(r[a][1], r[a][2]), r[a][3]));
+            }
+        }
+    }
+}
+
+/* One sample's filter block kb of the outputs in lanes back to y (NCHW): y = (or +=) the
+ * output + bias, output (oy, ox) at the tiles' row oy + origin_t, column ox + origin_l. */
+__attribute__((target("avx512f"))) static void lanes_out(const float *yb, const rg_conv_geom *q,
+                                                         const lanes_tiling *t, int kb,
+                                                         const float *bias, bool add, int origin_t,
+                                                         int origin_l, float *y) {
+    const size_t plane = (size_t)q->oh * q->ow;
+    const int ow2 = 2 * t->tw;
+    __m512 b[16];
+    for (int k = 0; k < LANES; k++) b[k] = _mm512_set1_ps(bias ? bias[kb * LANES + k] : 0.0f);
+    for (int oy = 0; oy < q->oh; oy++) {
+        const float *row = yb + ((size_t)(oy + origin_t) * ow2 + origin_l) * LANES;
+        float *dst = y + (size_t)kb * LANES * plane + (size_t)oy * q->ow;
+        for (int x0 = 0; x0 < q->ow; x0 += LANES) {
+            const int n = q->ow - x0 < LANES ? q->ow - x0 : LANES;
+            const __mmask16 m = (__mmask16)((1u << n) - 1);
+            __m512 v[16];
+            for (int j = 0; j < LANES; j++) v[j] = _mm512_loadu_ps(row + (size_t)(x0 + j) * LANES);
+            transpose16(v);
+            for (int k = 0; k < LANES; k++) {
+                float *d = dst + k * plane + x0;
+                __m512 o = _mm512_add_ps(v[k], b[k]);
+                if (add) o = _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), o);
+                _mm512_mask_storeu_ps(d, m, o);
+            }
+        }
+    }
+}
+
+static void lanes_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
+                          int filters, const float *packed, const float *bias, float *y,
+                          size_t y_size, bool add, int origin_t, int origin_l, float *work) {
+    const lanes_tiling t = lanes_of(q, filters, origin_t, origin_l);
+    const int C = q->c, K = filters, cblocks = C / LANES, kblocks = K / LANES;
+    float *xb = (float *)round_up((uintptr_t)work, 64);
+    float *yb = xb + (size_t)t.group * cblocks * t.in_block;
+    float *v = yb + (size_t)t.group * kblocks * t.out_block, *m = v + (size_t)XI * t.chunk * C;
+    const size_t ld = (size_t)t.chunk; /* tiles between one element's matrix and the next */
+    for (int s0 = 0; s0 < samples; s0 += t.group) {
+        const int count = samples - s0 < t.group ? samples - s0 : t.group;
+        for (int s = 0; s < count; s++)
+            for (int cb = 0; cb < cblocks; cb++)
+                lanes_in(x + (size_t)(s0 + s) * x_size, q, cb, &t, q->pad_t + origin_t, q->pad_l + origin_l,
+                         xb + ((size_t)s * cblocks + cb) * t.in_block);
+        const size_t tiles = (size_t)count * t.per;
+        for (size_t t0 = 0; t0 < tiles; t0 += ld) {
+            const int n = tiles - t0 < ld ? (int)(tiles - t0) : (int)ld;
+            const int n24 = (int)round_up((size_t)n, LANE_TILES);
+            for (int cb = 0; cb < cblocks; cb++) lanes_tiles(xb, &t, cb, cblocks, t0, n, C, ld, v);
+            for (int xi = 0; xi < XI; xi++) /* the rows past n: zeros, not stale values */
+                memset(v + ((size_t)xi * ld + n) * C, 0, (size_t)(n24 - n) * C * sizeof *v);
+            for (int xi = 0; xi < XI; xi++) {
+                const float *vx = v + (size_t)xi * ld * C, *u = packed + (size_t)xi * C * K;
+                float *mx = m + (size_t)xi * ld * K;
+                for (int k0 = 0; k0 < K;) {
+                    const int nk = K - k0 >= 4 * LANES ? 4 : K - k0 >= 2 * LANES ? 2 : 1;
+                    for (int j = 0; j < n24; j += LANE_TILES / nk * 1) {
+                        if (nk == 4) lanes_product_6x4(vx + (size_t)j * C, C, u + k0, K, mx + (size_t)j * K + k0);
+                        else if (nk == 2) lanes_product_12x2(vx + (size_t)j * C, C, u + k0, K, mx + (size_t)j * K + k0);
+                        else lanes_product_24x1(vx + (size_t)j * C, C, u + k0, K, mx + (size_t)j * K + k0);
+                    }
+                    k0 += nk * LANES;
+                }
+            }
+            lanes_outputs(m, ld, K, &t, t0, n, yb);
+        }
+        for (int s = 0; s < count; s++)
+            for (int kb = 0; kb < kblocks; kb++)
+                lanes_out(yb + ((size_t)s * kblocks + kb) * t.out_block, q, &t, kb, bias, add, origin_t,
+                          origin_l, y + (size_t)(s0 + s) * y_size);
+    }
+}
+
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
                          int filters, const float *packed, const float *bias, float *y,
                          size_t y_size, bool add, int origin_t, int origin_l, float *work) {
+    if (in_lanes(q->c, filters)) {
+        lanes_forward(x, x_size, samples, q, filters, packed, bias, y, y_size, add, origin_t, origin_l, work);
+        return;
+    }
     const tiling t = tiles_of(q, origin_t, origin_l, WINO_POSITIONS);
     const bool wide = rg_cpu_isa() == RG_ISA_AVX512;
     const size_t rows4 = round_up((size_t)filters, 4);
