@@ -156,7 +156,10 @@ static size_t lanes_work_floats(const rg_conv_geom *q, int filters) {
                             (size_t)XI * t.chunk * (q->c + filters);
         if (need > most) most = need;
     }
-    return most;
+    const lanes_tiling t = lanes_of(q, filters, 0, 0); /* dW: x and dY turned, V, Z and dU */
+    const size_t weights = (size_t)t.group * ((q->c + filters) / LANES) * t.in_block +
+                           (size_t)XI * t.chunk * (q->c + filters) + (size_t)XI * q->c * filters;
+    return most > weights ? most : weights;
 }
 
 size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
@@ -615,9 +618,139 @@ void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_co
         }
     }
 }
+/* dW (filters, C, 3, 3) += G^T dU G (G as in rg_winograd_pack), dU's element xi of filter
+ * o and channel c at du[xi * xi_step + o * o_step + c * c_step]. */
+static void weight_grads(const float *du, size_t xi_step, size_t o_step, size_t c_step, int filters,
+                         int channels, float *dw) {
+    for (int o = 0; o < filters; o++)
+        for (int c = 0; c < channels; c++) {
+            float u[4][4], h[3][4];
+            for (int xi = 0; xi < XI; xi++) u[xi / 4][xi % 4] = du[xi * xi_step + o * o_step + c * c_step];
+            for (int j = 0; j < 4; j++) {
+                h[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
+                h[1][j] = 0.5f * (u[1][j] - u[2][j]);
+                h[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
+            }
+            float *g = dw + ((size_t)o * channels + c) * 9;
+            for (int i = 0; i < 3; i++) {
+                g[i * 3 + 0] += h[i][0] + 0.5f * (h[i][1] + h[i][2]);
+                g[i * 3 + 1] += 0.5f * (h[i][1] - h[i][2]);
+                g[i * 3 + 2] += 0.5f * (h[i][1] + h[i][2]) + h[i][3];
+            }
+        }
+}
+
+/* Z = A dy A^T of tiles [t0, t0 + n) (dY's 2x2 blocks, in lanes as a padded input with no
+ * padding), one filter block: element xi of tile p at z[(xi * ld + p - t0) * K]. */
+__attribute__((target("avx512f"))) static void lanes_gradient_tiles(const float *dyb, const lanes_tiling *t,
+                                                                    int kb, int blocks, size_t t0, int n,
+                                                                    int K, size_t ld, float *z) {
+    const size_t step = ld * K;
+    for (int i = 0; i < n; i++) {
+        const size_t p = t0 + i;
+        const int s = (int)(p / t->per), ty = (int)(p % t->per) / t->tw, tx = (int)(p % t->per) % t->tw;
+        const float *d = dyb + ((size_t)s * blocks + kb) * t->in_block + ((size_t)2 * ty * t->wb + 2 * tx) * LANES;
+        __m512 r[4][2];
+        for (int b = 0; b < 2; b++) {
+            const __m512 d0 = _mm512_loadu_ps(d + b * LANES), d1 = _mm512_loadu_ps(d + ((size_t)t->wb + b) * LANES);
+            r[0][b] = d0, r[1][b] = _mm512_add_ps(d0, d1), r[2][b] = _mm512_sub_ps(d0, d1);
+            r[3][b] = _mm512_sub_ps(_mm512_setzero_ps(), d1);
+        }
+        float *zp = z + (size_t)i * K + (size_t)kb * LANES;
+        for (int a = 0; a < 4; a++) {
+            _mm512_storeu_ps(zp + (size_t)(a * 4 + 0) * step, r[a][0]);
+            _mm512_storeu_ps(zp + (size_t)(a * 4 + 1) * step, _mm512_add_ps(r[a][0], r[a][1]));
+            _mm512_storeu_ps(zp + (size_t)(a * 4 + 2) * step, _mm512_sub_ps(r[a][0], r[a][1]));
+            _mm512_storeu_ps(zp + (size_t)(a * 4 + 3) * step, _mm512_sub_ps(_mm512_setzero_ps(), r[a][1]));
+        }
+    }
+}
+
+/* du (NT channels, NK vectors of filters) += the sum over n tiles of v (tiles, C)^T . z
+ * (tiles, K): the tiles in order, in registers throughout. */
+#define LANES_SUMS(NT, NK)                                                                     \
+    __attribute__((target("avx512f"))) static void lanes_sums_##NT##x##NK(                    \
+        const float *v, int C, const float *z, int K, int n, float *du) {                     \
+        __m512 acc[NT][NK];                                                                    \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NT; j++)                                  \
+            _Pragma("GCC unroll 3") for (int k = 0; k < NK; k++) acc[j][k] = _mm512_setzero_ps(); \
+        for (int p = 0; p < n; p++) {                                                          \
+            __m512 zk[NK];                                                                     \
+            _Pragma("GCC unroll 3") for (int k = 0; k < NK; k++)                               \
+                zk[k] = _mm512_loadu_ps(z + (size_t)p * K + k * LANES);                        \
+            const float *vp = v + (size_t)p * C;                                               \
+            _Pragma("GCC unroll 16") for (int j = 0; j < NT; j++) {                            \
+                const __m512 b = _mm512_set1_ps(vp[j]);                                        \
+                _Pragma("GCC unroll 3") for (int k = 0; k < NK; k++)                           \
+                    acc[j][k] = _mm512_fmadd_ps(b, zk[k], acc[j][k]);                          \
+            }                                                                                  \
+        }                                                                                      \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NT; j++)                                  \
+            _Pragma("GCC unroll 3") for (int k = 0; k < NK; k++) {                             \
+                float *d = du + (size_t)j * K + k * LANES;                                     \
+                _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), acc[j][k]));             \
+            }                                                                                  \
+    }
+LANES_SUMS(16, 1)
+LANES_SUMS(8, 2)
+LANES_SUMS(8, 3)
+
+/* rg_winograd_backward_weights in lanes: x and dY turned as the forward turns x, V and Z
+ * of a chunk of tiles, dU [xi][C][K] summed over the tiles by outer products. */
+static void lanes_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
+                                   int samples, const rg_conv_geom *q, int filters, float *dw,
+                                   float *work) {
+    const lanes_tiling t = lanes_of(q, filters, 0, 0);
+    const int C = q->c, K = filters, cblocks = C / LANES, kblocks = K / LANES;
+    float *xb = (float *)round_up((uintptr_t)work, 64);
+    float *dyb = xb + (size_t)t.group * cblocks * t.in_block;
+    float *v = dyb + (size_t)t.group * kblocks * t.in_block, *z = v + (size_t)XI * t.chunk * C;
+    float *du = z + (size_t)XI * t.chunk * K;
+    const size_t ld = (size_t)t.chunk;
+    rg_conv_geom gq = *q; /* dY as an input of its own size, unpadded */
+    gq.c = K, gq.h = q->oh, gq.w = q->ow;
+    memset(du, 0, (size_t)XI * C * K * sizeof *du);
+    for (int s0 = 0; s0 < samples; s0 += t.group) {
+        const int count = samples - s0 < t.group ? samples - s0 : t.group;
+        for (int s = 0; s < count; s++) {
+            for (int cb = 0; cb < cblocks; cb++)
+                lanes_in(x + (size_t)(s0 + s) * x_size, q, cb, &t, q->pad_t, q->pad_l,
+                         xb + ((size_t)s * cblocks + cb) * t.in_block);
+            for (int kb = 0; kb < kblocks; kb++)
+                lanes_in(dy + (size_t)(s0 + s) * dy_size, &gq, kb, &t, 0, 0,
+                         dyb + ((size_t)s * kblocks + kb) * t.in_block);
+        }
+        const size_t tiles = (size_t)count * t.per;
+        for (size_t t0 = 0; t0 < tiles; t0 += ld) {
+            const int n = tiles - t0 < ld ? (int)(tiles - t0) : (int)ld;
+            for (int cb = 0; cb < cblocks; cb++) lanes_tiles(xb, &t, cb, cblocks, t0, n, C, ld, v);
+            for (int kb = 0; kb < kblocks; kb++) lanes_gradient_tiles(dyb, &t, kb, kblocks, t0, n, K, ld, z);
+            for (int xi = 0; xi < XI; xi++) {
+                const float *vx = v + (size_t)xi * ld * C, *zx = z + (size_t)xi * ld * K;
+                float *dx = du + (size_t)xi * C * K;
+                for (int k0 = 0; k0 < K;) {
+                    const int left = (K - k0) / LANES, nk = left >= 3 ? 3 : left;
+                    for (int c0 = 0; c0 < C; c0 += nk == 1 ? 16 : 8) {
+                        float *d = dx + (size_t)c0 * K + k0;
+                        if (nk == 3) lanes_sums_8x3(vx + c0, C, zx + k0, K, n, d);
+                        else if (nk == 2) lanes_sums_8x2(vx + c0, C, zx + k0, K, n, d);
+                        else lanes_sums_16x1(vx + c0, C, zx + k0, K, n, d);
+                    }
+                    k0 += nk * LANES;
+                }
+            }
+        }
+    }
+    weight_grads(du, (size_t)C * K, 1, K, filters, C, dw);
+}
+
 void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
                                   int samples, const rg_conv_geom *q, int filters, float *dw,
                                   float *work) {
+    if (in_lanes(q->c, filters)) {
+        lanes_backward_weights(x, x_size, dy, dy_size, samples, q, filters, dw, work);
+        return;
+    }
     const tiling t = tiles_of(q, 0, 0, weight_positions(q, filters));
     const size_t rows4 = round_up((size_t)filters, 4);
     const size_t v_step = XI_STEP(q->c, t.ld), z_step = XI_STEP(rows4, t.ld);
@@ -640,23 +773,7 @@ void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy
             rg_direct_product_t(z + xi * z_step, t.ld, filters, v + xi * v_step, t.ld, q->c, len,
                                 du + xi * rows4 * q->c, q->c);
     }
-    /* dW += G^T dU G, G as in rg_winograd_pack */
-    for (int o = 0; o < filters; o++)
-        for (int c = 0; c < q->c; c++) {
-            float u[4][4], h[3][4];
-            for (int xi = 0; xi < XI; xi++) u[xi / 4][xi % 4] = du[(xi * rows4 + o) * q->c + c];
-            for (int j = 0; j < 4; j++) {
-                h[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
-                h[1][j] = 0.5f * (u[1][j] - u[2][j]);
-                h[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
-            }
-            float *g = dw + ((size_t)o * q->c + c) * 9;
-            for (int i = 0; i < 3; i++) {
-                g[i * 3 + 0] += h[i][0] + 0.5f * (h[i][1] + h[i][2]);
-                g[i * 3 + 1] += 0.5f * (h[i][1] - h[i][2]);
-                g[i * 3 + 2] += 0.5f * (h[i][1] + h[i][2]) + h[i][3];
-            }
-        }
+    weight_grads(du, (size_t)rows4 * q->c, q->c, 1, filters, q->c, dw);
 }
 #else
 void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
