@@ -140,6 +140,16 @@ static inline float rg_conv_weight(const float *w, const rg_conv_geom *g, bool f
     const int kk = g->kh * g->kw;
     return for_dx ? w[((size_t)col * g->c + row) * kk + (kk - 1 - tap)] : w[((size_t)row * g->c + col) * kk + tap];
 }
+/* The geometry of dx = conv(dY, W~): the filters as channels, dY's size as the input's,
+ * stride 1, the padding mirrored, x's size as the output's. */
+static inline rg_conv_geom rg_conv_transposed(const rg_conv_geom *g, int filters) {
+    rg_conv_geom t = *g;
+    t.c = filters, t.h = g->oh, t.w = g->ow;
+    t.pad_t = (g->kh - 1) * g->dilation - g->pad_t;
+    t.pad_l = (g->kw - 1) * g->dilation - g->pad_l;
+    t.oh = g->h, t.ow = g->w;
+    return t;
+}
 /* For `samples` consecutive samples: y (filters, OH, OW) = W . x + bias (bias may be NULL). */
 void rg_direct_conv_forward(const float *x, int samples, const rg_conv_geom *g, int filters,
                             const float *packed, const float *bias, float *y, float *work);
@@ -177,9 +187,11 @@ void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *g, bool f
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *g,
                          int filters, const float *packed, const float *bias, float *y,
                          size_t y_size, bool add, int origin_t, int origin_l, float *work);
-/* dw (filters, C, 3, 3) += the sum over `samples` samples of dY . X (the forward's tiles). */
-void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
-                                  int samples, const rg_conv_geom *g, int filters, float *dw,
-                                  float *work);
+/* dw (filters, C, 3, 3) += the sum over `samples` samples of dY . X (the forward's tiles),
+ * and when dx is given dx (x_size apart) = (dx_fresh) or += conv(dY, W~) with packed_dx,
+ * tiled as dx of the padded input would be were a zero_pad folded in. */
+void rg_winograd_backward(const float *x, size_t x_size, const float *dy, size_t dy_size,
+                          int samples, const rg_conv_geom *g, int filters, float *dw,
+                          const float *packed_dx, float *dx, bool dx_fresh, float *work);
 
 #endif

@@ -69,16 +69,6 @@ static grid layout(const rg_conv_geom *q) {
     return g;
 }
 
-/* The geometry of dx = conv(dY, W~): stride 1, padding mirrored. */
-static rg_conv_geom transposed(const rg_conv_geom *q, int filters) {
-    rg_conv_geom t = *q;
-    t.c = filters, t.h = q->oh, t.w = q->ow;
-    t.pad_t = (q->kh - 1) * q->dilation - q->pad_t;
-    t.pad_l = (q->kw - 1) * q->dilation - q->pad_l;
-    t.oh = q->h, t.ow = q->w;
-    return t;
-}
-
 /* The instruction set comes from rg_cpu_isa (none without AVX2).  REGRAD_DIRECT_CONV=0 or
  * rg_direct_conv_allow(false) send every convolution to im2col and the BLAS, so tests and
  * benchmarks can compare the two. */
@@ -110,14 +100,14 @@ bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
         filters * q->kh * q->kw > RG_DIRECT_MAX_TAPS ||
         (q->kw - 1) * q->dilation + WIDE_COLS > SLACK)
         return false;
-    const rg_conv_geom t = transposed(q, filters); /* tap offsets are ints, dx's too */
+    const rg_conv_geom t = rg_conv_transposed(q, filters); /* tap offsets are ints, dx's too */
     const grid g = layout(q), gt = q->stride == 1 ? layout(&t) : g;
     return (double)q->c * (double)g.chan + SLACK < (double)INT_MAX &&
            (double)filters * (double)gt.chan + SLACK < (double)INT_MAX;
 }
 
 bool rg_direct_conv_takes_dx(const rg_conv_geom *q, int filters) {
-    const rg_conv_geom t = transposed(q, filters);
+    const rg_conv_geom t = rg_conv_transposed(q, filters);
     return q->stride == 2 || (t.pad_t >= 0 && t.pad_l >= 0);
 }
 
@@ -173,7 +163,7 @@ static size_t forward_floats(const rg_conv_geom *q, int filters) {
 
 size_t rg_direct_conv_packed_floats(const rg_conv_geom *q, int filters) {
     if (rg_winograd_fits(q, filters)) {
-        const rg_conv_geom t = transposed(q, filters);
+        const rg_conv_geom t = rg_conv_transposed(q, filters);
         const size_t fw = rg_winograd_packed_floats(q, filters), bw = rg_winograd_packed_floats(&t, q->c);
         return fw > bw ? fw : bw;
     }
@@ -199,7 +189,7 @@ int rg_direct_conv_group(const rg_conv_geom *q, int filters) {
 
 size_t rg_direct_conv_work_floats(const rg_conv_geom *q, int filters) {
     size_t xp;
-    const rg_conv_geom t = transposed(q, filters);
+    const rg_conv_geom t = rg_conv_transposed(q, filters);
     if (rg_winograd_fits(q, filters)) { /* forward, dW, then dx, each in the whole buffer */
         const size_t fwd = rg_winograd_work_floats(q, filters), dx = rg_winograd_work_floats(&t, q->c);
         return fwd > dx ? fwd : dx;
@@ -532,12 +522,7 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
                             const float *packed_dx, float *dw, float *dx, bool dx_fresh,
                             float *work) {
     if (rg_winograd_fits(q, filters)) {
-        rg_winograd_backward_weights(x, x_size, dy, dy_size, samples, q, filters, dw, work);
-        if (dx) { /* tiled as dx of the padded input would be, were a zero_pad folded in */
-            const rg_conv_geom t = transposed(q, filters);
-            rg_winograd_forward(dy, dy_size, samples, &t, q->c, packed_dx, NULL, dx, x_size, !dx_fresh,
-                                q->folded_t % 2, q->folded_l % 2, work);
-        }
+        rg_winograd_backward(x, x_size, dy, dy_size, samples, q, filters, dw, packed_dx, dx, dx_fresh, work);
         return;
     }
     const grid g = layout(q);
@@ -576,7 +561,7 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
         return;
     }
     if (dx) {
-        const rg_conv_geom t = transposed(q, filters);
+        const rg_conv_geom t = rg_conv_transposed(q, filters);
         for (int smp = 0; smp < samples; smp++)
             direct_forward(dy + smp * dy_size, &t, q->c, packed_dx, NULL, dx + smp * x_size,
                            !dx_fresh, work + samples * each);

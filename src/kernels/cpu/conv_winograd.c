@@ -127,39 +127,70 @@ typedef struct lanes_tiling {
     int th, tw, hb, wb;
     int per;            /* tiles of a sample: th tw */
     int group;          /* samples converted at a time */
+    int most;           /* tiles transformed and multiplied at a time, at most */
     int chunk;          /* tiles transformed and multiplied at a time */
     size_t in_block;    /* floats of one channel block of a sample's padded input, slack after */
     size_t out_block;   /* floats of one filter block of a sample's outputs, slack after */
 } lanes_tiling;
 
+/* group samples at a time, and chunks to match */
+static void lanes_regroup(lanes_tiling *t, int group) {
+    t->group = group;
+    t->chunk = t->per >= t->most ? t->most : (int)round_up((size_t)group * t->per, LANE_TILES);
+}
+
+/* the buffer's rows and columns: hb x wb pixels */
+static void lanes_resize(lanes_tiling *t, int hb, int wb) {
+    t->hb = hb, t->wb = wb;
+    t->in_block = ((size_t)hb * wb + 2 * LANES) * LANES;
+}
+
 static lanes_tiling lanes_of(const rg_conv_geom *q, int filters, int origin_t, int origin_l) {
     lanes_tiling t;
     t.th = (q->oh + origin_t + 1) / 2, t.tw = (q->ow + origin_l + 1) / 2;
-    t.hb = 2 * t.th + 2, t.wb = 2 * t.tw + 2;
     t.per = t.th * t.tw;
     const int widest = q->c > filters ? q->c : filters;
     const int most = (8192 / widest) / LANE_TILES * LANE_TILES; /* 16 x chunk x widest: 512 KiB */
-    t.chunk = most < LANE_TILES ? LANE_TILES : most;
-    t.group = t.per >= t.chunk ? 1 : t.chunk / t.per;
-    if (t.per < t.chunk) t.chunk = (int)round_up((size_t)t.group * t.per, LANE_TILES);
-    t.in_block = ((size_t)t.hb * t.wb + 2 * LANES) * LANES;
+    t.most = most < LANE_TILES ? LANE_TILES : most;
+    lanes_regroup(&t, t.per >= t.most ? 1 : t.most / t.per);
+    lanes_resize(&t, 2 * t.th + 2, 2 * t.tw + 2);
     t.out_block = ((size_t)4 * t.th * t.tw + 2 * LANES) * LANES;
     return t;
 }
 
+/* The tilings of the backward pass: dW's (tw: dY's tiles, x in its buffer) and dx's (tx: x's
+ * tiles, dY in its buffer padded for them, also holding the blocks dW's Z reads, at row
+ * top and column left), one group size for both. */
+static void lanes_backward_tilings(const rg_conv_geom *q, int filters, lanes_tiling *tw, lanes_tiling *tx,
+                                   int *top, int *left) {
+    const rg_conv_geom t = rg_conv_transposed(q, filters);
+    const int origin_t = q->folded_t % 2, origin_l = q->folded_l % 2;
+    *tw = lanes_of(q, filters, 0, 0);
+    *tx = lanes_of(&t, q->c, origin_t, origin_l);
+    *top = t.pad_t + origin_t, *left = t.pad_l + origin_l;
+    const int hb = 2 * tw->th + *top + 1, wb = 2 * tw->tw + *left + 1;
+    lanes_resize(tx, tx->hb > hb ? tx->hb : hb, tx->wb > wb ? tx->wb : wb);
+    const int group = tw->group < tx->group ? tw->group : tx->group;
+    lanes_regroup(tw, group), lanes_regroup(tx, group);
+}
+
 static size_t lanes_work_floats(const rg_conv_geom *q, int filters) {
+    const size_t cb = (size_t)q->c / LANES, kb = (size_t)filters / LANES;
     size_t most = 0;
-    for (int origin = 0; origin < 4; origin++) {
+    for (int origin = 0; origin < 4; origin++) { /* the forward's */
         const lanes_tiling t = lanes_of(q, filters, origin / 2, origin % 2);
-        const size_t need = (size_t)t.group * (q->c / LANES) * t.in_block +
-                            (size_t)t.group * (filters / LANES) * t.out_block +
+        const size_t need = t.group * (cb * t.in_block + kb * t.out_block) +
                             (size_t)XI * t.chunk * (q->c + filters);
         if (need > most) most = need;
     }
-    const lanes_tiling t = lanes_of(q, filters, 0, 0); /* dW: x and dY turned, V, Z and dU */
-    const size_t weights = (size_t)t.group * ((q->c + filters) / LANES) * t.in_block +
-                           (size_t)XI * t.chunk * (q->c + filters) + (size_t)XI * q->c * filters;
-    return most > weights ? most : weights;
+    lanes_tiling tw, tx; /* the backward's: x and dY turned, dx's outputs, tiles, dU */
+    int top, left;
+    lanes_backward_tilings(q, filters, &tw, &tx, &top, &left);
+    const size_t chunk = tw.chunk > tx.chunk ? tw.chunk : tx.chunk;
+    const size_t wide = q->c > filters ? q->c : filters; /* V and Z, or V and M of dx */
+    const size_t backward = tw.group * (cb * tw.in_block + kb * tx.in_block + cb * tx.out_block) +
+                            (size_t)XI * chunk * 2 * wide + (size_t)XI * q->c * filters;
+    return most > backward ? most : backward;
 }
 
 size_t rg_winograd_work_floats(const rg_conv_geom *q, int filters) {
@@ -533,6 +564,36 @@ __attribute__((target("avx512f"))) static void lanes_out(const float *yb, const 
     }
 }
 
+/* The products of `count` samples turned into xb (tiling t, C channels, K filters): every
+ * tile's outputs into yb, a chunk of tiles at a time through v and m. */
+static void lanes_multiply(const float *xb, const lanes_tiling *t, int count, int C, int K,
+                           const float *packed, float *v, float *m, float *yb) {
+    const size_t ld = (size_t)t->chunk, tiles = (size_t)count * t->per;
+    for (size_t t0 = 0; t0 < tiles; t0 += ld) {
+        const int n = tiles - t0 < ld ? (int)(tiles - t0) : (int)ld;
+        const int n24 = (int)round_up((size_t)n, LANE_TILES);
+        for (int cb = 0; cb < C / LANES; cb++) lanes_tiles(xb, t, cb, C / LANES, t0, n, C, ld, v);
+        for (int xi = 0; xi < XI; xi++) /* the rows past n: zeros, not stale values */
+            memset(v + ((size_t)xi * ld + n) * C, 0, (size_t)(n24 - n) * C * sizeof *v);
+        for (int xi = 0; xi < XI; xi++) {
+            const float *vx = v + (size_t)xi * ld * C, *u = packed + (size_t)xi * C * K;
+            float *mx = m + (size_t)xi * ld * K;
+            for (int k0 = 0; k0 < K;) {
+                const int nk = K - k0 >= 4 * LANES ? 4 : K - k0 >= 2 * LANES ? 2 : 1;
+                for (int j = 0; j < n24; j += LANE_TILES / nk) {
+                    const float *vj = vx + (size_t)j * C;
+                    float *mj = mx + (size_t)j * K + k0;
+                    if (nk == 4) lanes_product_6x4(vj, C, u + k0, K, mj);
+                    else if (nk == 2) lanes_product_12x2(vj, C, u + k0, K, mj);
+                    else lanes_product_24x1(vj, C, u + k0, K, mj);
+                }
+                k0 += nk * LANES;
+            }
+        }
+        lanes_outputs(m, ld, K, t, t0, n, yb);
+    }
+}
+
 static void lanes_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
                           int filters, const float *packed, const float *bias, float *y,
                           size_t y_size, bool add, int origin_t, int origin_l, float *work) {
@@ -541,35 +602,13 @@ static void lanes_forward(const float *x, size_t x_size, int samples, const rg_c
     float *xb = (float *)round_up((uintptr_t)work, 64);
     float *yb = xb + (size_t)t.group * cblocks * t.in_block;
     float *v = yb + (size_t)t.group * kblocks * t.out_block, *m = v + (size_t)XI * t.chunk * C;
-    const size_t ld = (size_t)t.chunk; /* tiles between one element's matrix and the next */
     for (int s0 = 0; s0 < samples; s0 += t.group) {
         const int count = samples - s0 < t.group ? samples - s0 : t.group;
         for (int s = 0; s < count; s++)
             for (int cb = 0; cb < cblocks; cb++)
                 lanes_in(x + (size_t)(s0 + s) * x_size, q, cb, &t, q->pad_t + origin_t, q->pad_l + origin_l,
                          xb + ((size_t)s * cblocks + cb) * t.in_block);
-        const size_t tiles = (size_t)count * t.per;
-        for (size_t t0 = 0; t0 < tiles; t0 += ld) {
-            const int n = tiles - t0 < ld ? (int)(tiles - t0) : (int)ld;
-            const int n24 = (int)round_up((size_t)n, LANE_TILES);
-            for (int cb = 0; cb < cblocks; cb++) lanes_tiles(xb, &t, cb, cblocks, t0, n, C, ld, v);
-            for (int xi = 0; xi < XI; xi++) /* the rows past n: zeros, not stale values */
-                memset(v + ((size_t)xi * ld + n) * C, 0, (size_t)(n24 - n) * C * sizeof *v);
-            for (int xi = 0; xi < XI; xi++) {
-                const float *vx = v + (size_t)xi * ld * C, *u = packed + (size_t)xi * C * K;
-                float *mx = m + (size_t)xi * ld * K;
-                for (int k0 = 0; k0 < K;) {
-                    const int nk = K - k0 >= 4 * LANES ? 4 : K - k0 >= 2 * LANES ? 2 : 1;
-                    for (int j = 0; j < n24; j += LANE_TILES / nk * 1) {
-                        if (nk == 4) lanes_product_6x4(vx + (size_t)j * C, C, u + k0, K, mx + (size_t)j * K + k0);
-                        else if (nk == 2) lanes_product_12x2(vx + (size_t)j * C, C, u + k0, K, mx + (size_t)j * K + k0);
-                        else lanes_product_24x1(vx + (size_t)j * C, C, u + k0, K, mx + (size_t)j * K + k0);
-                    }
-                    k0 += nk * LANES;
-                }
-            }
-            lanes_outputs(m, ld, K, &t, t0, n, yb);
-        }
+        lanes_multiply(xb, &t, count, C, K, packed, v, m, yb);
         for (int s = 0; s < count; s++)
             for (int kb = 0; kb < kblocks; kb++)
                 lanes_out(yb + ((size_t)s * kblocks + kb) * t.out_block, q, &t, kb, bias, add, origin_t,
@@ -640,21 +679,24 @@ static void weight_grads(const float *du, size_t xi_step, size_t o_step, size_t 
         }
 }
 
-/* Z = A dy A^T of tiles [t0, t0 + n) (dY's 2x2 blocks, in lanes as a padded input with no
- * padding), one filter block: element xi of tile p at z[(xi * ld + p - t0) * K]. */
+/* Z = A dy A^T of tiles [t0, t0 + n) of tiling t (dY's 2x2 blocks; dY in lanes in a
+ * buffer of tiling b, its row 0 and column 0 at b's row top, column left), one filter
+ * block: element xi of tile p at z[(xi * ld + p - t0) * K]. */
 __attribute__((target("avx512f"))) static void lanes_gradient_tiles(const float *dyb, const lanes_tiling *t,
+                                                                    const lanes_tiling *b, int top, int left,
                                                                     int kb, int blocks, size_t t0, int n,
                                                                     int K, size_t ld, float *z) {
     const size_t step = ld * K;
     for (int i = 0; i < n; i++) {
         const size_t p = t0 + i;
         const int s = (int)(p / t->per), ty = (int)(p % t->per) / t->tw, tx = (int)(p % t->per) % t->tw;
-        const float *d = dyb + ((size_t)s * blocks + kb) * t->in_block + ((size_t)2 * ty * t->wb + 2 * tx) * LANES;
+        const float *d = dyb + ((size_t)s * blocks + kb) * b->in_block +
+                         ((size_t)(2 * ty + top) * b->wb + 2 * tx + left) * LANES;
         __m512 r[4][2];
-        for (int b = 0; b < 2; b++) {
-            const __m512 d0 = _mm512_loadu_ps(d + b * LANES), d1 = _mm512_loadu_ps(d + ((size_t)t->wb + b) * LANES);
-            r[0][b] = d0, r[1][b] = _mm512_add_ps(d0, d1), r[2][b] = _mm512_sub_ps(d0, d1);
-            r[3][b] = _mm512_sub_ps(_mm512_setzero_ps(), d1);
+        for (int c = 0; c < 2; c++) {
+            const __m512 d0 = _mm512_loadu_ps(d + c * LANES), d1 = _mm512_loadu_ps(d + ((size_t)b->wb + c) * LANES);
+            r[0][c] = d0, r[1][c] = _mm512_add_ps(d0, d1), r[2][c] = _mm512_sub_ps(d0, d1);
+            r[3][c] = _mm512_sub_ps(_mm512_setzero_ps(), d1);
         }
         float *zp = z + (size_t)i * K + (size_t)kb * LANES;
         for (int a = 0; a < 4; a++) {
@@ -695,62 +737,67 @@ LANES_SUMS(16, 1)
 LANES_SUMS(8, 2)
 LANES_SUMS(8, 3)
 
-/* rg_winograd_backward_weights in lanes: x and dY turned as the forward turns x, V and Z
- * of a chunk of tiles, dU [xi][C][K] summed over the tiles by outer products. */
-static void lanes_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
-                                   int samples, const rg_conv_geom *q, int filters, float *dw,
-                                   float *work) {
-    const lanes_tiling t = lanes_of(q, filters, 0, 0);
+/* rg_winograd_backward in lanes: per group, x turned as the forward turns it and dY once,
+ * padded for dx's tiles; dW's V and Z of a chunk of tiles, dU [xi][C][K] summed over them by
+ * outer products; then dx from the same dY. */
+static void lanes_backward(const float *x, size_t x_size, const float *dy, size_t dy_size, int samples,
+                           const rg_conv_geom *q, int filters, float *dw, const float *packed_dx,
+                           float *dx, bool dx_fresh, float *work) {
+    lanes_tiling tw, tx;
+    int top, left;
+    lanes_backward_tilings(q, filters, &tw, &tx, &top, &left);
+    const rg_conv_geom tq = rg_conv_transposed(q, filters);
     const int C = q->c, K = filters, cblocks = C / LANES, kblocks = K / LANES;
     float *xb = (float *)round_up((uintptr_t)work, 64);
-    float *dyb = xb + (size_t)t.group * cblocks * t.in_block;
-    float *v = dyb + (size_t)t.group * kblocks * t.in_block, *z = v + (size_t)XI * t.chunk * C;
-    float *du = z + (size_t)XI * t.chunk * K;
-    const size_t ld = (size_t)t.chunk;
-    rg_conv_geom gq = *q; /* dY as an input of its own size, unpadded */
-    gq.c = K, gq.h = q->oh, gq.w = q->ow;
+    float *dyb = xb + (size_t)tw.group * cblocks * tw.in_block;
+    float *yb = dyb + (size_t)tw.group * kblocks * tx.in_block;
+    float *v = yb + (size_t)tw.group * cblocks * tx.out_block;
+    const size_t chunk = tw.chunk > tx.chunk ? tw.chunk : tx.chunk, wide = C > K ? C : K;
+    float *z = v + (size_t)XI * chunk * wide, *du = z + (size_t)XI * chunk * wide;
     memset(du, 0, (size_t)XI * C * K * sizeof *du);
-    for (int s0 = 0; s0 < samples; s0 += t.group) {
-        const int count = samples - s0 < t.group ? samples - s0 : t.group;
+    for (int s0 = 0; s0 < samples; s0 += tw.group) {
+        const int count = samples - s0 < tw.group ? samples - s0 : tw.group;
         for (int s = 0; s < count; s++) {
             for (int cb = 0; cb < cblocks; cb++)
-                lanes_in(x + (size_t)(s0 + s) * x_size, q, cb, &t, q->pad_t, q->pad_l,
-                         xb + ((size_t)s * cblocks + cb) * t.in_block);
+                lanes_in(x + (size_t)(s0 + s) * x_size, q, cb, &tw, q->pad_t, q->pad_l,
+                         xb + ((size_t)s * cblocks + cb) * tw.in_block);
             for (int kb = 0; kb < kblocks; kb++)
-                lanes_in(dy + (size_t)(s0 + s) * dy_size, &gq, kb, &t, 0, 0,
-                         dyb + ((size_t)s * kblocks + kb) * t.in_block);
+                lanes_in(dy + (size_t)(s0 + s) * dy_size, &tq, kb, &tx, top, left,
+                         dyb + ((size_t)s * kblocks + kb) * tx.in_block);
         }
-        const size_t tiles = (size_t)count * t.per;
+        const size_t ld = (size_t)tw.chunk, tiles = (size_t)count * tw.per;
         for (size_t t0 = 0; t0 < tiles; t0 += ld) {
             const int n = tiles - t0 < ld ? (int)(tiles - t0) : (int)ld;
-            for (int cb = 0; cb < cblocks; cb++) lanes_tiles(xb, &t, cb, cblocks, t0, n, C, ld, v);
-            for (int kb = 0; kb < kblocks; kb++) lanes_gradient_tiles(dyb, &t, kb, kblocks, t0, n, K, ld, z);
+            for (int cb = 0; cb < cblocks; cb++) lanes_tiles(xb, &tw, cb, cblocks, t0, n, C, ld, v);
+            for (int kb = 0; kb < kblocks; kb++)
+                lanes_gradient_tiles(dyb, &tw, &tx, top, left, kb, kblocks, t0, n, K, ld, z);
             for (int xi = 0; xi < XI; xi++) {
                 const float *vx = v + (size_t)xi * ld * C, *zx = z + (size_t)xi * ld * K;
-                float *dx = du + (size_t)xi * C * K;
+                float *d = du + (size_t)xi * C * K;
                 for (int k0 = 0; k0 < K;) {
-                    const int left = (K - k0) / LANES, nk = left >= 3 ? 3 : left;
+                    const int nk = (K - k0) / LANES >= 3 ? 3 : (K - k0) / LANES;
                     for (int c0 = 0; c0 < C; c0 += nk == 1 ? 16 : 8) {
-                        float *d = dx + (size_t)c0 * K + k0;
-                        if (nk == 3) lanes_sums_8x3(vx + c0, C, zx + k0, K, n, d);
-                        else if (nk == 2) lanes_sums_8x2(vx + c0, C, zx + k0, K, n, d);
-                        else lanes_sums_16x1(vx + c0, C, zx + k0, K, n, d);
+                        float *dc = d + (size_t)c0 * K + k0;
+                        if (nk == 3) lanes_sums_8x3(vx + c0, C, zx + k0, K, n, dc);
+                        else if (nk == 2) lanes_sums_8x2(vx + c0, C, zx + k0, K, n, dc);
+                        else lanes_sums_16x1(vx + c0, C, zx + k0, K, n, dc);
                     }
                     k0 += nk * LANES;
                 }
             }
         }
+        if (!dx) continue;
+        lanes_multiply(dyb, &tx, count, K, C, packed_dx, v, z, yb);
+        for (int s = 0; s < count; s++)
+            for (int cb = 0; cb < cblocks; cb++)
+                lanes_out(yb + ((size_t)s * cblocks + cb) * tx.out_block, &tq, &tx, cb, NULL, !dx_fresh,
+                          q->folded_t % 2, q->folded_l % 2, dx + (size_t)(s0 + s) * x_size);
     }
     weight_grads(du, (size_t)C * K, 1, K, filters, C, dw);
 }
 
-void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
-                                  int samples, const rg_conv_geom *q, int filters, float *dw,
-                                  float *work) {
-    if (in_lanes(q->c, filters)) {
-        lanes_backward_weights(x, x_size, dy, dy_size, samples, q, filters, dw, work);
-        return;
-    }
+static void backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
+                             int samples, const rg_conv_geom *q, int filters, float *dw, float *work) {
     const tiling t = tiles_of(q, 0, 0, weight_positions(q, filters));
     const size_t rows4 = round_up((size_t)filters, 4);
     const size_t v_step = XI_STEP(q->c, t.ld), z_step = XI_STEP(rows4, t.ld);
@@ -775,12 +822,27 @@ void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy
     }
     weight_grads(du, (size_t)rows4 * q->c, q->c, 1, filters, q->c, dw);
 }
+
+void rg_winograd_backward(const float *x, size_t x_size, const float *dy, size_t dy_size, int samples,
+                          const rg_conv_geom *q, int filters, float *dw, const float *packed_dx,
+                          float *dx, bool dx_fresh, float *work) {
+    if (in_lanes(q->c, filters)) {
+        lanes_backward(x, x_size, dy, dy_size, samples, q, filters, dw, packed_dx, dx, dx_fresh, work);
+        return;
+    }
+    backward_weights(x, x_size, dy, dy_size, samples, q, filters, dw, work);
+    if (dx) { /* tiled as dx of the padded input would be, were a zero_pad folded in */
+        const rg_conv_geom t = rg_conv_transposed(q, filters);
+        rg_winograd_forward(dy, dy_size, samples, &t, q->c, packed_dx, NULL, dx, x_size, !dx_fresh,
+                            q->folded_t % 2, q->folded_l % 2, work);
+    }
+}
 #else
-void rg_winograd_backward_weights(const float *x, size_t x_size, const float *dy, size_t dy_size,
-                                  int samples, const rg_conv_geom *q, int filters, float *dw,
-                                  float *work) {
+void rg_winograd_backward(const float *x, size_t x_size, const float *dy, size_t dy_size, int samples,
+                          const rg_conv_geom *q, int filters, float *dw, const float *packed_dx,
+                          float *dx, bool dx_fresh, float *work) {
     (void)x, (void)x_size, (void)dy, (void)dy_size, (void)samples, (void)q, (void)filters, (void)dw,
-        (void)work;
+        (void)packed_dx, (void)dx, (void)dx_fresh, (void)work;
 }
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
                          int filters, const float *packed, const float *bias, float *y,
