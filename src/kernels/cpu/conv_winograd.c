@@ -109,15 +109,21 @@ size_t rg_winograd_packed_floats(const rg_conv_geom *q, int filters) {
     return (size_t)XI * round_up((size_t)filters, 4) * q->c;
 }
 
-/* Channels in the vector lanes (AVX-512, channel counts multiples of 16 both ways): the
- * forward product and dx with each pixel's 16 channels in one vector (see "Channels in
- * lanes" below).  `in` and `out` are the product's channels: C and the filters forward,
- * the filters and C for dx. */
+/* Channels in the vector lanes (AVX-512, channel counts multiples of 16 both ways, up to
+ * LANES_MOST): the forward product and dx with each pixel's 16 channels in one vector (see
+ * "Channels in lanes" below).  `in` and `out` are the product's channels: C and the filters
+ * forward, the filters and C for dx.  Past 128 channels each block of tiles would read its
+ * filters' U from L2 over all the channels (ResNet50V2's 256 and 512: slower than the
+ * planes, whose products keep a panel of U in L1). */
 #define LANES 16
-#define LANE_TILES 24 /* tiles per block of the products (24, 12 or 6 at a time) */
+#define LANES_MOST 128
+#define LANE_TILES 24 /* tiles times vectors of filters of the products' blocks */
 static bool in_lanes(int in, int out) {
-    return rg_cpu_isa() == RG_ISA_AVX512 && in % LANES == 0 && out % LANES == 0;
+    return rg_cpu_isa() == RG_ISA_AVX512 && in % LANES == 0 && out % LANES == 0 && in <= LANES_MOST &&
+           out <= LANES_MOST;
 }
+/* The products' tiles come in blocks of 6, 12 or 24 (4, 2 or 1 vectors of `out` filters). */
+static int tile_block(int out) { return out % (4 * LANES) == 0 ? 6 : out % (2 * LANES) == 0 ? 12 : LANE_TILES; }
 
 /* The tiling of a group of samples in lanes: the padded input [sample][channel block]
  * [row][column][16] of hb x wb pixels, the outputs [sample][filter block][row][column][16]
@@ -127,6 +133,7 @@ typedef struct lanes_tiling {
     int th, tw, hb, wb;
     int per;            /* tiles of a sample: th tw */
     int group;          /* samples converted at a time */
+    int block;          /* the products' tiles come in multiples of this */
     int most;           /* tiles transformed and multiplied at a time, at most */
     int chunk;          /* tiles transformed and multiplied at a time */
     size_t in_block;    /* floats of one channel block of a sample's padded input, slack after */
@@ -136,7 +143,7 @@ typedef struct lanes_tiling {
 /* group samples at a time, and chunks to match */
 static void lanes_regroup(lanes_tiling *t, int group) {
     t->group = group;
-    t->chunk = t->per >= t->most ? t->most : (int)round_up((size_t)group * t->per, LANE_TILES);
+    t->chunk = t->per >= t->most ? t->most : (int)round_up((size_t)group * t->per, t->block);
 }
 
 /* the buffer's rows and columns: hb x wb pixels */
@@ -150,8 +157,8 @@ static lanes_tiling lanes_of(const rg_conv_geom *q, int filters, int origin_t, i
     t.th = (q->oh + origin_t + 1) / 2, t.tw = (q->ow + origin_l + 1) / 2;
     t.per = t.th * t.tw;
     const int widest = q->c > filters ? q->c : filters;
-    const int most = (8192 / widest) / LANE_TILES * LANE_TILES; /* 16 x chunk x widest: 512 KiB */
-    t.most = most < LANE_TILES ? LANE_TILES : most;
+    t.block = tile_block(filters);
+    t.most = (int)round_up((size_t)(8192 / widest), t.block); /* 16 x chunk x widest: 512 KiB */
     lanes_regroup(&t, t.per >= t.most ? 1 : t.most / t.per);
     lanes_resize(&t, 2 * t.th + 2, 2 * t.tw + 2);
     t.out_block = ((size_t)4 * t.th * t.tw + 2 * LANES) * LANES;
@@ -571,7 +578,7 @@ static void lanes_multiply(const float *xb, const lanes_tiling *t, int count, in
     const size_t ld = (size_t)t->chunk, tiles = (size_t)count * t->per;
     for (size_t t0 = 0; t0 < tiles; t0 += ld) {
         const int n = tiles - t0 < ld ? (int)(tiles - t0) : (int)ld;
-        const int n24 = (int)round_up((size_t)n, LANE_TILES);
+        const int n24 = (int)round_up((size_t)n, t->block);
         for (int cb = 0; cb < C / LANES; cb++) lanes_tiles(xb, t, cb, C / LANES, t0, n, C, ld, v);
         for (int xi = 0; xi < XI; xi++) /* the rows past n: zeros, not stale values */
             memset(v + ((size_t)xi * ld + n) * C, 0, (size_t)(n24 - n) * C * sizeof *v);
