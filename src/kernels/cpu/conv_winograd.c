@@ -487,21 +487,23 @@ __attribute__((target("avx512f"))) static void lanes_tiles(const float *xb, cons
     }
 }
 
-/* m (NT tiles, NK vectors of filters) = v (NT tiles, C) . u (C, the same filters), the
- * channels in order: rows of v and m C and K floats long. */
-#define LANES_PRODUCT(NT, NK)                                                                  \
-    __attribute__((target("avx512f"))) static void lanes_product_##NT##x##NK(                 \
-        const float *v, int C, const float *u, int K, float *m) {                             \
+/* m (NT tiles, NK vectors of filters) = v (NT tiles, CC) . u (CC, the same filters), the
+ * channels in order: rows of v and m CC and K floats long.  CC is a constant (one function
+ * per channel count, 16 to LANES_MOST), so that the NT broadcasts address v at fixed
+ * offsets instead of NT registers' worth of runtime ones. */
+#define LANES_PRODUCT(NT, NK, CC)                                                              \
+    __attribute__((target("avx512f"))) static void lanes_product_##NT##x##NK##_##CC(           \
+        const float *v, const float *u, int K, float *m) {                                    \
         __m512 acc[NT][NK];                                                                    \
         _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++)                                  \
             _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++) acc[j][k] = _mm512_setzero_ps(); \
-        for (int c = 0; c < C; c++) {                                                          \
+        for (int c = 0; c < CC; c++) {                                                         \
             __m512 uc[NK];                                                                     \
             _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                               \
                 uc[k] = _mm512_loadu_ps(u + (size_t)c * K + k * LANES);                        \
             const float *vc = v + c;                                                           \
             _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++) {                            \
-                const __m512 b = _mm512_set1_ps(vc[(size_t)j * C]);                            \
+                const __m512 b = _mm512_set1_ps(vc[j * CC]);                                   \
                 _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                           \
                     acc[j][k] = _mm512_fmadd_ps(b, uc[k], acc[j][k]);                          \
             }                                                                                  \
@@ -510,9 +512,21 @@ __attribute__((target("avx512f"))) static void lanes_tiles(const float *xb, cons
             _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                               \
                 _mm512_storeu_ps(m + (size_t)j * K + k * LANES, acc[j][k]);                    \
     }
-LANES_PRODUCT(24, 1)
-LANES_PRODUCT(12, 2)
-LANES_PRODUCT(6, 4)
+#define LANES_PRODUCTS(CC) LANES_PRODUCT(24, 1, CC) LANES_PRODUCT(12, 2, CC) LANES_PRODUCT(6, 4, CC)
+LANES_PRODUCTS(16)
+LANES_PRODUCTS(32)
+LANES_PRODUCTS(48)
+LANES_PRODUCTS(64)
+LANES_PRODUCTS(80)
+LANES_PRODUCTS(96)
+LANES_PRODUCTS(112)
+LANES_PRODUCTS(128)
+typedef void (*lanes_product_fn)(const float *v, const float *u, int K, float *m);
+#define LANES_ROW(CC) {lanes_product_24x1_##CC, lanes_product_12x2_##CC, lanes_product_6x4_##CC}
+/* [C / 16 - 1][1, 2 or 4 vectors of filters] */
+static const lanes_product_fn lanes_products[LANES_MOST / LANES][3] = {
+    LANES_ROW(16), LANES_ROW(32), LANES_ROW(48), LANES_ROW(64),
+    LANES_ROW(80), LANES_ROW(96), LANES_ROW(112), LANES_ROW(128)};
 
 /* y = A^T M A of tiles [t0, t0 + n), every filter block, into the outputs in lanes. */
 __attribute__((target("avx512f"))) static void lanes_outputs(const float *m, size_t ld, int K,
@@ -587,13 +601,9 @@ static void lanes_multiply(const float *xb, const lanes_tiling *t, int count, in
             float *mx = m + (size_t)xi * ld * K;
             for (int k0 = 0; k0 < K;) {
                 const int nk = K - k0 >= 4 * LANES ? 4 : K - k0 >= 2 * LANES ? 2 : 1;
-                for (int j = 0; j < n24; j += LANE_TILES / nk) {
-                    const float *vj = vx + (size_t)j * C;
-                    float *mj = mx + (size_t)j * K + k0;
-                    if (nk == 4) lanes_product_6x4(vj, C, u + k0, K, mj);
-                    else if (nk == 2) lanes_product_12x2(vj, C, u + k0, K, mj);
-                    else lanes_product_24x1(vj, C, u + k0, K, mj);
-                }
+                const lanes_product_fn product = lanes_products[C / LANES - 1][nk == 4 ? 2 : nk - 1];
+                for (int j = 0; j < n24; j += LANE_TILES / nk)
+                    product(vx + (size_t)j * C, u + k0, K, mx + (size_t)j * K + k0);
                 k0 += nk * LANES;
             }
         }
