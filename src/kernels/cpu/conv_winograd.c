@@ -165,6 +165,21 @@ static lanes_tiling lanes_of(const rg_conv_geom *q, int filters, int origin_t, i
     return t;
 }
 
+/* Tile p of a group as (sample, row, column of tiles), and the next one. */
+typedef struct tile_at {
+    int s, ty, tx;
+} tile_at;
+static tile_at tile_of(const lanes_tiling *t, size_t p) {
+    const int in = (int)(p % (size_t)t->per);
+    return (tile_at){(int)(p / (size_t)t->per), in / t->tw, in % t->tw};
+}
+static inline void next_tile(const lanes_tiling *t, tile_at *at) {
+    if (++at->tx < t->tw) return;
+    at->tx = 0;
+    if (++at->ty < t->th) return;
+    at->ty = 0, at->s++;
+}
+
 /* The tilings of the backward pass: dW's (tw: dY's tiles, x in its buffer) and dx's (tx: x's
  * tiles, dY in its buffer padded for them, also holding the blocks dW's Z reads, at row
  * top and column left), one group size for both. */
@@ -465,9 +480,9 @@ __attribute__((target("avx512f"))) static void lanes_in(const float *x, const rg
 __attribute__((target("avx512f"))) static void lanes_tiles(const float *xb, const lanes_tiling *t,
                                                            int cb, int blocks, size_t t0, int n, int C,
                                                            size_t ld, float *v) {
-    for (int i = 0; i < n; i++) {
-        const size_t p = t0 + i;
-        const int s = (int)(p / t->per), ty = (int)(p % t->per) / t->tw, tx = (int)(p % t->per) % t->tw;
+    tile_at at = tile_of(t, t0);
+    for (int i = 0; i < n; i++, next_tile(t, &at)) {
+        const int s = at.s, ty = at.ty, tx = at.tx;
         const float *d0 = xb + ((size_t)s * blocks + cb) * t->in_block + ((size_t)2 * ty * t->wb + 2 * tx) * LANES;
         __m512 d[4][4], e[4][4];
         for (int a = 0; a < 4; a++)
@@ -534,9 +549,9 @@ __attribute__((target("avx512f"))) static void lanes_outputs(const float *m, siz
                                                              float *yb) {
     const size_t step = ld * K;
     const int blocks = K / LANES, ow2 = 2 * t->tw;
-    for (int i = 0; i < n; i++) {
-        const size_t p = t0 + i;
-        const int s = (int)(p / t->per), ty = (int)(p % t->per) / t->tw, tx = (int)(p % t->per) % t->tw;
+    tile_at at = tile_of(t, t0);
+    for (int i = 0; i < n; i++, next_tile(t, &at)) {
+        const int s = at.s, ty = at.ty, tx = at.tx;
         for (int kb = 0; kb < blocks; kb++) {
             const float *mp = m + (size_t)i * K + (size_t)kb * LANES;
             __m512 r[2][4];
@@ -704,9 +719,9 @@ __attribute__((target("avx512f"))) static void lanes_gradient_tiles(const float 
                                                                     int kb, int blocks, size_t t0, int n,
                                                                     int K, size_t ld, float *z) {
     const size_t step = ld * K;
-    for (int i = 0; i < n; i++) {
-        const size_t p = t0 + i;
-        const int s = (int)(p / t->per), ty = (int)(p % t->per) / t->tw, tx = (int)(p % t->per) % t->tw;
+    tile_at at = tile_of(t, t0);
+    for (int i = 0; i < n; i++, next_tile(t, &at)) {
+        const int s = at.s, ty = at.ty, tx = at.tx;
         const float *d = dyb + ((size_t)s * blocks + kb) * b->in_block +
                          ((size_t)(2 * ty + top) * b->wb + 2 * tx + left) * LANES;
         __m512 r[4][2];
