@@ -691,24 +691,31 @@ void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_co
 }
 /* dW (filters, C, 3, 3) += G^T dU G (G as in rg_winograd_pack), dU's element xi of filter
  * o and channel c at du[xi * xi_step + o * o_step + c * c_step]. */
+static inline void weight_grad(const float *du, size_t xi_step, float *g) {
+    float u[4][4], h[3][4];
+    for (int xi = 0; xi < XI; xi++) u[xi / 4][xi % 4] = du[xi * xi_step];
+    for (int j = 0; j < 4; j++) {
+        h[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
+        h[1][j] = 0.5f * (u[1][j] - u[2][j]);
+        h[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
+    }
+    for (int i = 0; i < 3; i++) {
+        g[i * 3 + 0] += h[i][0] + 0.5f * (h[i][1] + h[i][2]);
+        g[i * 3 + 1] += 0.5f * (h[i][1] - h[i][2]);
+        g[i * 3 + 2] += 0.5f * (h[i][1] + h[i][2]) + h[i][3];
+    }
+}
 static void weight_grads(const float *du, size_t xi_step, size_t o_step, size_t c_step, int filters,
                          int channels, float *dw) {
-    for (int o = 0; o < filters; o++)
-        for (int c = 0; c < channels; c++) {
-            float u[4][4], h[3][4];
-            for (int xi = 0; xi < XI; xi++) u[xi / 4][xi % 4] = du[xi * xi_step + o * o_step + c * c_step];
-            for (int j = 0; j < 4; j++) {
-                h[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
-                h[1][j] = 0.5f * (u[1][j] - u[2][j]);
-                h[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
-            }
-            float *g = dw + ((size_t)o * channels + c) * 9;
-            for (int i = 0; i < 3; i++) {
-                g[i * 3 + 0] += h[i][0] + 0.5f * (h[i][1] + h[i][2]);
-                g[i * 3 + 1] += 0.5f * (h[i][1] - h[i][2]);
-                g[i * 3 + 2] += 0.5f * (h[i][1] + h[i][2]) + h[i][3];
-            }
-        }
+    if (o_step == 1) /* filters adjacent in dU: them innermost */
+        for (int c = 0; c < channels; c++)
+            for (int o = 0; o < filters; o++)
+                weight_grad(du + (size_t)c * c_step + o, xi_step, dw + ((size_t)o * channels + c) * 9);
+    else
+        for (int o = 0; o < filters; o++)
+            for (int c = 0; c < channels; c++)
+                weight_grad(du + (size_t)o * o_step + (size_t)c * c_step, xi_step,
+                            dw + ((size_t)o * channels + c) * 9);
 }
 
 /* Z = A dy A^T of tiles [t0, t0 + n) of tiling t (dY's 2x2 blocks; dY in lanes in a
