@@ -99,7 +99,12 @@ struct rg_node_impl {
     float *out;              /* (max_batch, shape) or 1 */
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */
-    bool inplace;            /* out is input 0's out, overwritten (set by memory planning) */
+    bool inplace;            /* out is input inplace_of's out, overwritten (memory planning) */
+    int inplace_of;
+    int adds_from;           /* a convolution whose add (in place on it) it does itself as it
+                              * writes its output: the add's other input, or -1 (planning) */
+    bool added;              /* this forward pass, it did (set by the convolution) */
+    bool watched;            /* the health monitor reads this layer's output this pass */
     bool fused;              /* a relu in place on a batch norm, which applies it: the relu's
                               * passes do not run (set by memory planning) */
     int fused_relu;          /* a batch norm's fused relu node, or -1 */

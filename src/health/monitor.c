@@ -468,7 +468,7 @@ void rg_monitor_free(rg_monitor *m) {
     if (!m) return;
     if (m->g && m->g->hook_user == m) m->g->hook = NULL, m->g->hook_user = NULL;
     for (int i = 0; m->layers && i < m->n; i++) {
-        if (m->g) m->g->nodes[m->layers[i].node].stats = NULL;
+        if (m->g) m->g->nodes[m->layers[i].node].stats = NULL, m->g->nodes[m->layers[i].node].watched = false;
         free(m->layers[i].stats.sums);
         free(m->layers[i].stats.counts);
         free(m->layers[i].stats.dy_squares);
@@ -518,6 +518,7 @@ void rg_monitor_enable(rg_monitor *m, int on) {
             l->stats.want = l->relu_reads_layer ? RG_COUNT_RELU_OF : RG_COUNT_NONE;
         }
         n->stats = m->on && l->stats.sums ? &l->stats : NULL;
+        n->watched = m->on; /* its output is read after its forward: an add must not be in it yet */
     }
 }
 void rg_monitor_want_moments(rg_monitor *m, int on) { m->moments = on != 0; }

@@ -150,9 +150,11 @@ static inline rg_conv_geom rg_conv_transposed(const rg_conv_geom *g, int filters
     t.oh = g->h, t.ow = g->w;
     return t;
 }
-/* For `samples` consecutive samples: y (filters, OH, OW) = W . x + bias (bias may be NULL). */
+/* For `samples` consecutive samples: y (filters, OH, OW) = W . x + bias (bias may be NULL),
+ * plus sum (y's shape, or NULL) added last. */
 void rg_direct_conv_forward(const float *x, int samples, const rg_conv_geom *g, int filters,
-                            const float *packed, const float *bias, float *y, float *work);
+                            const float *packed, const float *bias, const float *sum, float *y,
+                            float *work);
 /* Whether rg_direct_conv_backward also takes dx; else the caller does. */
 bool rg_direct_conv_takes_dx(const rg_conv_geom *g, int filters);
 /* Samples per backward call (its buffers fit in L2). */
@@ -181,12 +183,13 @@ bool rg_winograd_fits(const rg_conv_geom *g, int filters);
 size_t rg_winograd_packed_floats(const rg_conv_geom *g, int filters);
 size_t rg_winograd_work_floats(const rg_conv_geom *g, int filters);
 void rg_winograd_pack(const float *w, int filters, const rg_conv_geom *g, bool for_dx, float *packed);
-/* y (filters, OH, OW) = (or += when add) W . x + bias for `samples` samples x_size and
- * y_size floats apart.  The 2x2 tiles of y start at row -origin_t, column -origin_l (0 or
- * 1): dx of a conv with a zero_pad folded in tiles as dx of the padded input would. */
+/* y (filters, OH, OW) = (or += when add) W . x + bias (+ sum, y's shape, when not NULL)
+ * for `samples` samples x_size and y_size floats apart.  The 2x2 tiles of y start at row
+ * -origin_t, column -origin_l (0 or 1): dx of a conv with a zero_pad folded in tiles as dx
+ * of the padded input would. */
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *g,
-                         int filters, const float *packed, const float *bias, float *y,
-                         size_t y_size, bool add, int origin_t, int origin_l, float *work);
+                         int filters, const float *packed, const float *bias, const float *sum,
+                         float *y, size_t y_size, bool add, int origin_t, int origin_l, float *work);
 /* dw (filters, C, 3, 3) += the sum over `samples` samples of dY . X (the forward's tiles),
  * and when dx is given dx (x_size apart) = (dx_fresh) or += conv(dY, W~) with packed_dx,
  * tiled as dx of the padded input would be were a zero_pad folded in. */

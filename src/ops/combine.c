@@ -24,7 +24,8 @@ static rg_status add_infer(rg_graph *g, rg_node_impl *n) {
 
 static void add_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
-    const float *a = rg_in(g, n, 0)->out, *b = rg_in(g, n, 1)->out;
+    if (n->inplace && rg_in(g, n, n->inplace_of)->added) return; /* its convolution did it */
+    const float *a = rg_in(g, n, 0)->out, *b = rg_in(g, n, 1)->out; /* y may be a or b */
     float *y = n->out;
     const long count = (n->batched ? (long)batch : 1) * (long)n->size;
 #pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)

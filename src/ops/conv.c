@@ -175,14 +175,19 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const size_t slice = col_size + (size_t)a->filters * kg + a->filters;
     const float *w = rg_param_data(g, n, 0), *bias = a->o.bias ? rg_param_data(g, n, 1) : NULL;
     const bool fast = use_fast(a);
+    /* the add in place on this output (memory.c), done here when the monitor does not read
+     * the output itself this pass */
+    n->added = fast && n->adds_from >= 0 && !n->stats && !n->watched;
+    const float *sum = n->added ? g->nodes[n->adds_from].out : NULL;
     if (fast) { /* each thread a run of samples, which the kernels may take several at a time */
         const int slots = batch < g->slots ? batch : g->slots;
         rg_direct_conv_pack(w, a->filters, q, false, g->workspace);
 #pragma omp parallel for schedule(static) num_threads(slots)
         for (int t = 0; t < slots; t++) {
             const int b0 = (int)((long)batch * t / slots), b1 = (int)((long)batch * (t + 1) / slots);
-            rg_direct_conv_forward(xn->out + (size_t)b0 * in_size, b1 - b0, q, a->filters, g->workspace,
-                                   bias, n->out + (size_t)b0 * out_size, slices + (size_t)thread_id() * slice);
+            rg_direct_conv_forward(xn->out + (size_t)b0 * in_size, b1 - b0, q, a->filters, g->workspace, bias,
+                                   sum ? sum + (size_t)b0 * out_size : NULL, n->out + (size_t)b0 * out_size,
+                                   slices + (size_t)thread_id() * slice);
             for (int b = b0; b < b1 && n->stats; b++)
                 rg_output_stats_sample(n->stats, a->filters, (size_t)ohw, b, n->out + (size_t)b * out_size);
         }

@@ -362,8 +362,8 @@ void rg_direct_product(const float *packed, int rows, int taps, const float *x, 
 
 /* One sample: y (filters, oh, ow) = (or +=) W . x + bias. */
 static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
-                           const float *packed, const float *bias, float *y, bool add,
-                           float *work) {
+                           const float *packed, const float *bias, const float *sum, float *y,
+                           bool add, float *work) {
     const grid g = layout(q);
     const size_t taps = (size_t)q->c * q->kh * q->kw, p = (size_t)q->oh * g.wq;
     const size_t ldc = round_up(p, ROW_ALIGN);
@@ -377,8 +377,11 @@ static void direct_forward(const float *x, const rg_conv_geom *q, int filters,
         for (int oy = 0; oy < q->oh; oy++) {
             const float *src = cv + (size_t)o * ldc + (size_t)oy * g.wq;
             float *dst = y + ((size_t)o * q->oh + oy) * q->ow;
+            const float *plus = sum ? sum + ((size_t)o * q->oh + oy) * q->ow : NULL;
             if (add)
                 for (int ox = 0; ox < q->ow; ox++) dst[ox] += src[ox] + b;
+            else if (plus)
+                for (int ox = 0; ox < q->ow; ox++) dst[ox] = src[ox] + b + plus[ox];
             else
                 for (int ox = 0; ox < q->ow; ox++) dst[ox] = src[ox] + b;
         }
@@ -563,24 +566,26 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
     if (dx) {
         const rg_conv_geom t = rg_conv_transposed(q, filters);
         for (int smp = 0; smp < samples; smp++)
-            direct_forward(dy + smp * dy_size, &t, q->c, packed_dx, NULL, dx + smp * x_size,
+            direct_forward(dy + smp * dy_size, &t, q->c, packed_dx, NULL, NULL, dx + smp * x_size,
                            !dx_fresh, work + samples * each);
     }
 }
 #endif
 
 void rg_direct_conv_forward(const float *x, int samples, const rg_conv_geom *q, int filters,
-                            const float *packed, const float *bias, float *y, float *work) {
+                            const float *packed, const float *bias, const float *sum, float *y,
+                            float *work) {
 #ifdef DIRECT_X86
     const size_t x_size = (size_t)q->c * q->h * q->w, y_size = (size_t)filters * q->oh * q->ow;
     if (rg_winograd_fits(q, filters)) {
-        rg_winograd_forward(x, x_size, samples, q, filters, packed, bias, y, y_size, false, 0, 0, work);
+        rg_winograd_forward(x, x_size, samples, q, filters, packed, bias, sum, y, y_size, false, 0, 0, work);
         return;
     }
     for (int s = 0; s < samples; s++)
-        direct_forward(x + s * x_size, q, filters, packed, bias, y + s * y_size, false, work);
+        direct_forward(x + s * x_size, q, filters, packed, bias, sum ? sum + s * y_size : NULL, y + s * y_size,
+                       false, work);
 #else
-    (void)x, (void)samples, (void)q, (void)filters, (void)packed, (void)bias, (void)y, (void)work;
+    (void)x, (void)samples, (void)q, (void)filters, (void)packed, (void)bias, (void)sum, (void)y, (void)work;
 #endif
 }
 

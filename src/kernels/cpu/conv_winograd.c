@@ -26,10 +26,16 @@
  * and are copied out.  Several samples' tiles follow each other in one product (a 7x7 map
  * has 20 tiles).
  *
+ * With AVX-512 and channel counts multiples of 16 up to 128, the "lanes" layout below
+ * replaces the planes: each pixel's 16 channels of a block in one vector, transforms by
+ * additions only, products that broadcast V against vectors of U, and dW's sums as outer
+ * products in registers; the backward pass turns dY once for dW and dx.
+ *
  * The transforms only add and subtract (the filter's halves are exact) and each product
  * adds its channels in order, so the forward product and dx have the same bits on AVX2
- * and AVX-512 and do not depend on how samples are grouped or on threads; dW's sums over
- * tiles are taken per thread and instruction set, as the direct kernels' are.  F(2x2,
+ * and AVX-512, in either layout, and do not depend on how samples are grouped or on
+ * threads; dW's sums over tiles are taken per thread, layout and instruction set, as the
+ * direct kernels' are.  F(2x2,
  * 3x3)'s rounding is that of a few more additions than the plain sum (held against im2col
  * in test_gradcheck).  F(4x4, 3x3) (36 products per 4x4 block) was tried: slower here, its
  * transforms costing more than its products save at 16 to 64 channels.
@@ -572,11 +578,12 @@ __attribute__((target("avx512f"))) static void lanes_outputs(const float *m, siz
 }
 
 /* One sample's filter block kb of the outputs in lanes back to y (NCHW): y = (or +=) the
- * output + bias, output (oy, ox) at the tiles' row oy + origin_t, column ox + origin_l. */
+ * output + bias (+ sum, y's shape, when given), output (oy, ox) at the tiles' row
+ * oy + origin_t, column ox + origin_l. */
 __attribute__((target("avx512f"))) static void lanes_out(const float *yb, const rg_conv_geom *q,
                                                          const lanes_tiling *t, int kb,
-                                                         const float *bias, bool add, int origin_t,
-                                                         int origin_l, float *y) {
+                                                         const float *bias, const float *sum, bool add,
+                                                         int origin_t, int origin_l, float *y) {
     const size_t plane = (size_t)q->oh * q->ow;
     const int ow2 = 2 * t->tw;
     __m512 b[16];
@@ -594,6 +601,7 @@ __attribute__((target("avx512f"))) static void lanes_out(const float *yb, const 
                 float *d = dst + k * plane + x0;
                 __m512 o = _mm512_add_ps(v[k], b[k]);
                 if (add) o = _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), o);
+                if (sum) o = _mm512_add_ps(o, _mm512_maskz_loadu_ps(m, sum + (d - y)));
                 _mm512_mask_storeu_ps(d, m, o);
             }
         }
@@ -627,8 +635,8 @@ static void lanes_multiply(const float *xb, const lanes_tiling *t, int count, in
 }
 
 static void lanes_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
-                          int filters, const float *packed, const float *bias, float *y,
-                          size_t y_size, bool add, int origin_t, int origin_l, float *work) {
+                          int filters, const float *packed, const float *bias, const float *sum,
+                          float *y, size_t y_size, bool add, int origin_t, int origin_l, float *work) {
     const lanes_tiling t = lanes_of(q, filters, origin_t, origin_l);
     const int C = q->c, K = filters, cblocks = C / LANES, kblocks = K / LANES;
     float *xb = (float *)round_up((uintptr_t)work, 64);
@@ -643,16 +651,18 @@ static void lanes_forward(const float *x, size_t x_size, int samples, const rg_c
         lanes_multiply(xb, &t, count, C, K, packed, v, m, yb);
         for (int s = 0; s < count; s++)
             for (int kb = 0; kb < kblocks; kb++)
-                lanes_out(yb + ((size_t)s * kblocks + kb) * t.out_block, q, &t, kb, bias, add, origin_t,
-                          origin_l, y + (size_t)(s0 + s) * y_size);
+                lanes_out(yb + ((size_t)s * kblocks + kb) * t.out_block, q, &t, kb, bias,
+                          sum ? sum + (size_t)(s0 + s) * y_size : NULL, add, origin_t, origin_l,
+                          y + (size_t)(s0 + s) * y_size);
     }
 }
 
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
-                         int filters, const float *packed, const float *bias, float *y,
-                         size_t y_size, bool add, int origin_t, int origin_l, float *work) {
+                         int filters, const float *packed, const float *bias, const float *sum,
+                         float *y, size_t y_size, bool add, int origin_t, int origin_l, float *work) {
     if (in_lanes(q->c, filters)) {
-        lanes_forward(x, x_size, samples, q, filters, packed, bias, y, y_size, add, origin_t, origin_l, work);
+        lanes_forward(x, x_size, samples, q, filters, packed, bias, sum, y, y_size, add, origin_t, origin_l,
+                      work);
         return;
     }
     const tiling t = tiles_of(q, origin_t, origin_l, WINO_POSITIONS);
@@ -680,9 +690,12 @@ void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_co
                     const int vy = oy + origin_t; /* the row in the tiles */
                     const float *src =
                         rows + (vy % 2) * t.out_rows + (size_t)(s * t.th + vy / 2) * t.wp + origin_l;
-                    float *dst = y + (size_t)(s0 + s) * y_size + ((size_t)o * q->oh + oy) * q->ow;
+                    const size_t at = (size_t)(s0 + s) * y_size + ((size_t)o * q->oh + oy) * q->ow;
+                    float *dst = y + at;
                     if (add)
                         for (int ox = 0; ox < q->ow; ox++) dst[ox] += src[ox] + b;
+                    else if (sum)
+                        for (int ox = 0; ox < q->ow; ox++) dst[ox] = src[ox] + b + sum[at + ox];
                     else
                         for (int ox = 0; ox < q->ow; ox++) dst[ox] = src[ox] + b;
                 }
@@ -829,7 +842,7 @@ static void lanes_backward(const float *x, size_t x_size, const float *dy, size_
         lanes_multiply(dyb, &tx, count, K, C, packed_dx, v, z, yb);
         for (int s = 0; s < count; s++)
             for (int cb = 0; cb < cblocks; cb++)
-                lanes_out(yb + ((size_t)s * cblocks + cb) * tx.out_block, &tq, &tx, cb, NULL, !dx_fresh,
+                lanes_out(yb + ((size_t)s * cblocks + cb) * tx.out_block, &tq, &tx, cb, NULL, NULL, !dx_fresh,
                           q->folded_t % 2, q->folded_l % 2, dx + (size_t)(s0 + s) * x_size);
     }
     weight_grads(du, (size_t)C * K, 1, K, filters, C, dw);
@@ -872,7 +885,7 @@ void rg_winograd_backward(const float *x, size_t x_size, const float *dy, size_t
     backward_weights(x, x_size, dy, dy_size, samples, q, filters, dw, work);
     if (dx) { /* tiled as dx of the padded input would be, were a zero_pad folded in */
         const rg_conv_geom t = rg_conv_transposed(q, filters);
-        rg_winograd_forward(dy, dy_size, samples, &t, q->c, packed_dx, NULL, dx, x_size, !dx_fresh,
+        rg_winograd_forward(dy, dy_size, samples, &t, q->c, packed_dx, NULL, NULL, dx, x_size, !dx_fresh,
                             q->folded_t % 2, q->folded_l % 2, work);
     }
 }
@@ -884,9 +897,9 @@ void rg_winograd_backward(const float *x, size_t x_size, const float *dy, size_t
         (void)packed_dx, (void)dx, (void)dx_fresh, (void)work;
 }
 void rg_winograd_forward(const float *x, size_t x_size, int samples, const rg_conv_geom *q,
-                         int filters, const float *packed, const float *bias, float *y,
-                         size_t y_size, bool add, int origin_t, int origin_l, float *work) {
+                         int filters, const float *packed, const float *bias, const float *sum,
+                         float *y, size_t y_size, bool add, int origin_t, int origin_l, float *work) {
     (void)origin_t, (void)origin_l, (void)x, (void)x_size, (void)samples, (void)q, (void)filters, (void)packed, (void)bias,
-        (void)y, (void)y_size, (void)add, (void)work;
+        (void)sum, (void)y, (void)y_size, (void)add, (void)work;
 }
 #endif
