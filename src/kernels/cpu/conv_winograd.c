@@ -512,23 +512,28 @@ __attribute__((target("avx512f"))) static void lanes_tiles(const float *xb, cons
  * channels in order: rows of v and m CC and K floats long.  CC is a constant (one function
  * per channel count, 16 to LANES_MOST), so that the NT broadcasts address v at fixed
  * offsets instead of NT registers' worth of runtime ones. */
+/* acc[j][k] = the sum over i < COUNT of (a broadcast of the float at BCAST(i, j)) times
+ * (the vector at VEC(i, k)), in order of i: both lanes kernels' loop. */
+#define OUTER_PRODUCTS(NT, NK, acc, COUNT, BCAST, VEC)                                         \
+    _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++)                                      \
+        _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++) acc[j][k] = _mm512_setzero_ps();  \
+    for (int i = 0; i < (COUNT); i++) {                                                        \
+        __m512 vec[NK];                                                                        \
+        _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++) vec[k] = _mm512_loadu_ps(VEC(i, k)); \
+        _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++) {                                \
+            const __m512 b = _mm512_set1_ps(*(BCAST(i, j)));                                   \
+            _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                               \
+                acc[j][k] = _mm512_fmadd_ps(b, vec[k], acc[j][k]);                             \
+        }                                                                                      \
+    }
+#define PRODUCT_V(i, j) (v + (i) + (j) * channels)
+#define PRODUCT_U(i, k) (u + (size_t)(i) * K + (k) * LANES)
 #define LANES_PRODUCT(NT, NK, CC)                                                              \
     __attribute__((target("avx512f"))) static void lanes_product_##NT##x##NK##_##CC(           \
         const float *v, const float *u, int K, float *m) {                                    \
+        enum { channels = CC };                                                                \
         __m512 acc[NT][NK];                                                                    \
-        _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++)                                  \
-            _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++) acc[j][k] = _mm512_setzero_ps(); \
-        for (int c = 0; c < CC; c++) {                                                         \
-            __m512 uc[NK];                                                                     \
-            _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                               \
-                uc[k] = _mm512_loadu_ps(u + (size_t)c * K + k * LANES);                        \
-            const float *vc = v + c;                                                           \
-            _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++) {                            \
-                const __m512 b = _mm512_set1_ps(vc[j * CC]);                                   \
-                _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                           \
-                    acc[j][k] = _mm512_fmadd_ps(b, uc[k], acc[j][k]);                          \
-            }                                                                                  \
-        }                                                                                      \
+        OUTER_PRODUCTS(NT, NK, acc, channels, PRODUCT_V, PRODUCT_U)                            \
         _Pragma("GCC unroll 24") for (int j = 0; j < NT; j++)                                  \
             _Pragma("GCC unroll 4") for (int k = 0; k < NK; k++)                               \
                 _mm512_storeu_ps(m + (size_t)j * K + k * LANES, acc[j][k]);                    \
@@ -762,23 +767,13 @@ __attribute__((target("avx512f"))) static void lanes_gradient_tiles(const float 
 
 /* du (NT channels, NK vectors of filters) += the sum over n tiles of v (tiles, C)^T . z
  * (tiles, K): the tiles in order, in registers throughout. */
+#define SUMS_V(i, j) (v + (size_t)(i) * C + (j))
+#define SUMS_Z(i, k) (z + (size_t)(i) * K + (k) * LANES)
 #define LANES_SUMS(NT, NK)                                                                     \
     __attribute__((target("avx512f"))) static void lanes_sums_##NT##x##NK(                    \
         const float *v, int C, const float *z, int K, int n, float *du) {                     \
         __m512 acc[NT][NK];                                                                    \
-        _Pragma("GCC unroll 16") for (int j = 0; j < NT; j++)                                  \
-            _Pragma("GCC unroll 3") for (int k = 0; k < NK; k++) acc[j][k] = _mm512_setzero_ps(); \
-        for (int p = 0; p < n; p++) {                                                          \
-            __m512 zk[NK];                                                                     \
-            _Pragma("GCC unroll 3") for (int k = 0; k < NK; k++)                               \
-                zk[k] = _mm512_loadu_ps(z + (size_t)p * K + k * LANES);                        \
-            const float *vp = v + (size_t)p * C;                                               \
-            _Pragma("GCC unroll 16") for (int j = 0; j < NT; j++) {                            \
-                const __m512 b = _mm512_set1_ps(vp[j]);                                        \
-                _Pragma("GCC unroll 3") for (int k = 0; k < NK; k++)                           \
-                    acc[j][k] = _mm512_fmadd_ps(b, zk[k], acc[j][k]);                          \
-            }                                                                                  \
-        }                                                                                      \
+        OUTER_PRODUCTS(NT, NK, acc, n, SUMS_V, SUMS_Z)                                         \
         _Pragma("GCC unroll 16") for (int j = 0; j < NT; j++)                                  \
             _Pragma("GCC unroll 3") for (int k = 0; k < NK; k++) {                             \
                 float *d = du + (size_t)j * K + k * LANES;                                     \
