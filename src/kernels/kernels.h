@@ -157,7 +157,7 @@ void rg_direct_conv_forward(const float *x, int samples, const rg_conv_geom *g, 
                             float *work);
 /* Whether rg_direct_conv_backward also takes dx; else the caller does. */
 bool rg_direct_conv_takes_dx(const rg_conv_geom *g, int filters);
-/* Samples per backward call (its buffers fit in L2). */
+/* Samples per backward call, at most (its buffers fit in L2; Winograd: any number). */
 int rg_direct_conv_group(const rg_conv_geom *g, int filters);
 /* For `samples` consecutive samples (at most the group): dw (filters, C*kh*kw) += the sum
  * of dY . X^T; dx (C, H, W) += each input's gradient when dx is not NULL (= when dx_fresh;

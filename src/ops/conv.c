@@ -266,7 +266,9 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const bool fast = use_fast(a), fast_dx = fast && rg_direct_conv_takes_dx(q, a->filters);
     const bool fresh = rg_grad_fresh(g, 0); /* dx is written whole, not added to */
     if (fast_dx && xn->needs_grad) rg_direct_conv_pack(w, a->filters, q, true, g->workspace);
-    const int group = fast ? rg_direct_conv_group(q, a->filters) : 1; /* samples per call */
+    /* samples per call: the kernels' most, and no more than a thread's share */
+    const int most = fast ? rg_direct_conv_group(q, a->filters) : 1, share = (batch + slots - 1) / slots;
+    const int group = most < share ? most : share;
 #pragma omp parallel num_threads(slots)
     {
         const int t = thread_id();

@@ -180,7 +180,7 @@ static size_t backward_sample_floats(const rg_conv_geom *q, int filters, size_t 
 }
 
 int rg_direct_conv_group(const rg_conv_geom *q, int filters) {
-    if (rg_winograd_fits(q, filters)) return MAX_GROUP; /* it takes its own groups */
+    if (rg_winograd_fits(q, filters)) return INT_MAX; /* it takes its own groups: any run */
     size_t xp;
     const size_t each = backward_sample_floats(q, filters, &xp);
     const size_t group = GROUP_FLOATS / each;
