@@ -345,10 +345,66 @@ static void test_direct_conv_matches_im2col(void **state) {
     rg_direct_conv_allow(true);
 }
 
+/* An add in place on the convolution before it, which adds the add's other input itself as
+ * it writes its output (memory.c): the output and every gradient bitwise those of the
+ * graph keeping every output (no in-place, the add run on its own), on each kernel path:
+ * the direct kernels (4 channels), Winograd's planes (8 channels, and 16 held to AVX2) and
+ * lanes (16 channels with AVX-512); odd sizes, bias, a relu between the two convs. */
+static void test_add_in_convolution_is_exact(void **state) {
+    (void)state;
+    static const struct { int c; bool avx2; } paths[] = {{4, false}, {8, false}, {16, true}, {16, false}};
+    const int batch = 3;
+    for (size_t ci = 0; ci < sizeof paths / sizeof *paths; ci++) {
+        if (paths[ci].avx2) rg_cpu_isa_cap(RG_ISA_AVX2);
+        float *got[2][3] = {{NULL}};
+        size_t len[3];
+        for (int keep = 0; keep < 2; keep++) {
+            rg_rng_seed(&rng, 11 + ci);
+            rg_graph *g = rg_graph_create(5);
+            rg_graph_want_input_grads(g, 1);
+            rg_graph_keep_outputs(g, keep);
+            rg_node x = rg_input(g, "x", 3, (int[]){paths[ci].c, 9, 7});
+            rg_node h = rg_relu(g, test_conv(g, x, paths[ci].c, 3, 1, RG_PAD_SAME, 0, 1, 1, 1));
+            rg_node y = rg_add(g, x, test_conv(g, h, paths[ci].c, 3, 1, RG_PAD_SAME, 0, 1, 1, 1));
+            if (rg_graph_compile(g, batch) != RG_OK) fail_msg("case %zu: %s", ci, rg_last_error());
+            if (!keep && !(g->nodes[y].inplace && g->nodes[g->nodes[y].inputs[1]].adds_from == x))
+                fail_msg("case %zu: the add should be in place, done by its convolution", ci);
+            for (int i = 0; i < rg_graph_param_count(g); i++) {
+                rg_param_info p;
+                rg_graph_param(g, i, &p);
+                for (size_t j = 0; j < p.size; j++) p.data[j] = rg_rng_normal(&rng) * 0.3f;
+            }
+            len[0] = (size_t)batch * rg_node_size(g, y), len[1] = (size_t)batch * rg_node_size(g, x);
+            len[2] = rg_graph_param_floats(g);
+            for (size_t i = 0; i < len[1]; i++) rg_graph_input_buffer(g, x)[i] = rg_rng_normal(&rng);
+            float *r = malloc(len[0] * sizeof *r);
+            for (size_t i = 0; i < len[0]; i++) r[i] = rg_rng_normal(&rng);
+            assert_int_equal(rg_graph_forward(g, batch, true), RG_OK);
+            if (!keep && !g->nodes[g->nodes[y].inputs[1]].added) fail_msg("case %zu: the convolution did not add", ci);
+            for (int k = 0; k < 3; k++) got[keep][k] = malloc(len[k] * sizeof(float));
+            memcpy(got[keep][0], rg_node_output(g, y), len[0] * sizeof(float));
+            assert_int_equal(rg_graph_backward_from(g, y, r), RG_OK);
+            memcpy(got[keep][1], rg_node_grad(g, x), len[1] * sizeof(float));
+            memcpy(got[keep][2], rg_graph_grads(g), len[2] * sizeof(float));
+            free(r);
+            rg_graph_free(g);
+        }
+        static const char *const what[3] = {"output", "input gradient", "parameter gradient"};
+        for (int k = 0; k < 3; k++) {
+            if (memcmp(got[0][k], got[1][k], len[k] * sizeof(float)) != 0)
+                fail_msg("case %zu (%d channels%s): %s differs", ci, paths[ci].c, paths[ci].avx2 ? ", AVX2" : "",
+                         what[k]);
+            free(got[0][k]), free(got[1][k]);
+        }
+        rg_cpu_isa_cap(RG_ISA_AVX512);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_ops),
         cmocka_unit_test(test_direct_conv_matches_im2col),
+        cmocka_unit_test(test_add_in_convolution_is_exact),
         cmocka_unit_test(test_op_table_covered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
