@@ -83,6 +83,9 @@ double rg_bn_plane_sum(const float *x, size_t n);
 double rg_bn_plane_centred_squares(const float *x, size_t n, float mu); /* sum (x - mu)^2 */
 /* A relu after the batch norm, fused into it (relu non-NULL: {scale, shift}): dy is taken
  * as 0 wherever x scale + shift <= 0, as the relu's backward would have made it. */
+static inline float rg_bn_relu_masked(float dy, float x, const float *relu) {
+    return relu && !(x * relu[0] + relu[1] > 0) ? 0.0f : dy;
+}
 /* *sdy += sum dy, *sdyx += sum dy (x - mu) */
 void rg_bn_plane_dy_sums(const float *x, const float *dy, size_t n, float mu, const float *relu,
                          double *sdy, double *sdyx);

@@ -177,7 +177,7 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const bool fast = use_fast(a);
     /* the add in place on this output (memory.c), done here when the monitor does not read
      * the output itself this pass */
-    n->added = fast && n->adds_from >= 0 && !n->stats && !n->watched;
+    n->added = fast && n->adds_from >= 0 && !n->watched;
     const float *sum = n->added ? g->nodes[n->adds_from].out : NULL;
     if (fast) { /* each thread a run of samples, which the kernels may take several at a time */
         const int slots = batch < g->slots ? batch : g->slots;

@@ -11,7 +11,8 @@
  * Evaluation, and training with the layer frozen (gamma and beta not trainable, as Keras's
  * trainable=False): y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, and
  * dx = dy gamma / sqrt(running_var + eps); the running statistics stay as they are.
- * aux keeps each channel's mean, 1/sqrt(var + eps), scale and shift for backward.
+ * aux keeps each channel's mean, 1/sqrt(var + eps), then its {scale, shift} pair for
+ * backward.
  *
  * A relu in place after it is fused in (memory.c): the affine pass writes relu(y), and
  * backward reads the relu's gradient, taken as 0 where x scale + shift <= 0: the relu's
@@ -39,11 +40,6 @@ static double plane_centred_squares(const float *x, size_t n, float mu) {
     return (double)(d * d);
 }
 
-/* dy, or 0 where a fused relu ({scale, shift}) had x scale + shift <= 0 */
-static float relu_masked(float dy, float x, const float *relu) {
-    return relu && !(x * relu[0] + relu[1] > 0) ? 0.0f : dy;
-}
-
 /* sum dy and sum dy (x - mu) over one plane, added to *sdy and *sdyx. */
 static void plane_dy_sums(const float *x, const float *dy, size_t n, float mu, const float *relu,
                           double *sdy, double *sdyx) {
@@ -51,7 +47,7 @@ static void plane_dy_sums(const float *x, const float *dy, size_t n, float mu, c
         rg_bn_plane_dy_sums(x, dy, n, mu, relu, sdy, sdyx);
         return;
     }
-    const float g = relu_masked(dy[0], x[0], relu);
+    const float g = rg_bn_relu_masked(dy[0], x[0], relu);
     *sdy += g, *sdyx += (double)(g * (x[0] - mu));
 }
 
@@ -74,25 +70,27 @@ static void plane_input_grad(const float *x, const float *dy, float *dx, size_t 
         rg_bn_plane_input_grad(x, dy, dx, n, k, mdy, mu, inv, mdyx, train, relu, fresh);
         return;
     }
-    const float h = relu_masked(dy[0], x[0], relu);
+    const float h = rg_bn_relu_masked(dy[0], x[0], relu);
     const float g = train ? k * (h - mdy - (x[0] - mu) * inv * mdyx) : k * h;
     dx[0] = fresh ? g : dx[0] + g;
 }
 
-/* Each channel's scale and shift (aux), from its mean and inv. */
-static void set_affine(rg_graph *g, rg_node_impl *n, int C) {
+/* Each channel's {scale, shift} pair (aux, after the means and invs), from its mean and inv. */
+static float *set_affine(rg_graph *g, rg_node_impl *n, int C) {
     const float *gamma = rg_param_data(g, n, 0), *beta = rg_param_data(g, n, 1);
     const float *mean = n->aux, *inv = n->aux + C;
-    float *scale = n->aux + 2 * C, *shift = n->aux + 3 * C;
-    for (int c = 0; c < C; c++) scale[c] = gamma[c] * inv[c], shift[c] = beta[c] - mean[c] * scale[c];
+    float *pair = n->aux + 2 * C;
+    for (int c = 0; c < C; c++) {
+        pair[2 * c] = gamma[c] * inv[c];
+        pair[2 * c + 1] = beta[c] - mean[c] * pair[2 * c];
+    }
+    return pair;
 }
 
-/* The gradient backward reads: the fused relu's (and its mask's {scale, shift} per channel,
- * in relu[2c], relu[2c + 1]) when that relu took part in this backward, else n's own. */
-static const float *grad_in(const rg_graph *g, const rg_node_impl *n, int C, float *relu) {
-    if (n->fused_relu < 0 || !g->live[n->fused_relu]) return NULL;
-    for (int c = 0; c < C; c++) relu[2 * c] = n->aux[2 * C + c], relu[2 * c + 1] = n->aux[3 * C + c];
-    return g->nodes[n->fused_relu].dout;
+/* The fused relu's gradient when that relu took part in this backward (its mask then
+ * channel c's pair at aux + 2C + 2c), else NULL: backward reads n's own. */
+static const float *fused_grad(const rg_graph *g, const rg_node_impl *n) {
+    return n->fused_relu >= 0 && g->live[n->fused_relu] ? g->nodes[n->fused_relu].dout : NULL;
 }
 
 typedef struct bn_attr {
@@ -154,11 +152,11 @@ static void bn_forward_synced(rg_graph *g, rg_node_impl *n, int batch) {
         rmean[c] = (1.0f - a->momentum) * rmean[c] + a->momentum * (float)mu;
         rvar[c] = (1.0f - a->momentum) * rvar[c] + a->momentum * (float)(var * m / (m - 1));
     }
-    set_affine(g, n, C);
+    const float *pair = set_affine(g, n, C);
     for (int c = 0; c < C; c++)
         for (int b = 0; b < batch; b++)
             plane_affine(xn->out + ((size_t)b * C + c) * hw, n->out + ((size_t)b * C + c) * hw,
-                         hw, n->aux[2 * C + c], n->aux[3 * C + c], n->fused_relu >= 0);
+                         hw, pair[2 * c], pair[2 * c + 1], n->fused_relu >= 0);
 }
 
 static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
@@ -168,14 +166,13 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
     const float *gamma = rg_param_data(g, n, 0);
     float *dgamma = rg_param_grad(g, n, 0), *dbeta = rg_param_grad(g, n, 1);
     const float *mean = n->aux, *inv = n->aux + C;
-    float relu[2 * C];
-    const float *fused = grad_in(g, n, C, relu), *dy = fused ? fused : n->dout;
+    const float *fused = fused_grad(g, n), *dy = fused ? fused : n->dout, *pair = n->aux + 2 * C;
     double s[2 * C + 1]; /* sdy, sdyx, count */
     memset(s, 0, sizeof s);
     for (int c = 0; c < C; c++) {
         for (int b = 0; b < batch; b++)
             plane_dy_sums(xn->out + ((size_t)b * C + c) * hw, dy + ((size_t)b * C + c) * hw,
-                          hw, mean[c], fused ? relu + 2 * c : NULL, &s[c], &s[C + c]);
+                          hw, mean[c], fused ? pair + 2 * c : NULL, &s[c], &s[C + c]);
         s[C + c] *= inv[c];
     }
     for (int c = 0; c < C; c++) dgamma[c] += (float)s[C + c], dbeta[c] += (float)s[c]; /* local */
@@ -189,7 +186,7 @@ static void bn_backward_synced(rg_graph *g, rg_node_impl *n, int batch) {
             for (int b = 0; b < batch; b++) {
                 const size_t at = ((size_t)b * C + c) * hw;
                 plane_input_grad(xn->out + at, dy + at, xn->dout + at, hw, k, mdy, mean[c], inv[c],
-                                 mdyx, true, fused ? relu + 2 * c : NULL, rg_grad_fresh(g, 0));
+                                 mdyx, true, fused ? pair + 2 * c : NULL, rg_grad_fresh(g, 0));
             }
         }
 }
@@ -245,14 +242,13 @@ static void bn_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
             inv[c] = 1.0f / sqrtf(rvar[c] + a->eps);
         }
     }
-    set_affine(g, n, C);
-    const float *scale = n->aux + 2 * C, *shift = n->aux + 3 * C;
+    const float *pair = set_affine(g, n, C);
     const bool relu = n->fused_relu >= 0;
 #pragma omp parallel for schedule(static) if (team)
     for (int b = 0; b < batch; b++)
         for (int c = 0; c < C; c++) {
             const size_t at = ((size_t)b * C + c) * hw;
-            plane_affine(x + at, n->out + at, hw, scale[c], shift[c], relu);
+            plane_affine(x + at, n->out + at, hw, pair[2 * c], pair[2 * c + 1], relu);
         }
 }
 
@@ -269,8 +265,7 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const float *gamma = rg_param_data(g, n, 0);
     float *dgamma = rg_param_grad(g, n, 0), *dbeta = rg_param_grad(g, n, 1);
     const float *mean = n->aux, *inv = n->aux + C;
-    float relu[2 * C];
-    const float *fused = grad_in(g, n, C, relu), *dy = fused ? fused : n->dout;
+    const float *fused = fused_grad(g, n), *dy = fused ? fused : n->dout, *pair = n->aux + 2 * C;
     double *part = plane_parts(g); /* per plane: sum dy, sum dy (x - mean) */
 #pragma omp parallel for schedule(static) if (team)
     for (int b = 0; b < batch; b++)
@@ -278,7 +273,7 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
             const size_t at = ((size_t)b * C + c) * hw;
             double *p = part + 2 * ((size_t)b * C + c);
             p[0] = p[1] = 0;
-            plane_dy_sums(xn->out + at, dy + at, hw, mean[c], fused ? relu + 2 * c : NULL, &p[0], &p[1]);
+            plane_dy_sums(xn->out + at, dy + at, hw, mean[c], fused ? pair + 2 * c : NULL, &p[0], &p[1]);
         }
     float k[C], mdy[C], mdyx[C]; /* 12 bytes a channel */
     for (int c = 0; c < C; c++) {
@@ -300,7 +295,7 @@ static void bn_backward(rg_graph *g, rg_node_impl *n, int batch) {
         for (int c = 0; c < C; c++) {
             const size_t at = ((size_t)b * C + c) * hw;
             plane_input_grad(xn->out + at, dy + at, xn->dout + at, hw, k[c], mdy[c], mean[c], inv[c],
-                             mdyx[c], a->last_train, fused ? relu + 2 * c : NULL, fresh);
+                             mdyx[c], a->last_train, fused ? pair + 2 * c : NULL, fresh);
         }
 }
 

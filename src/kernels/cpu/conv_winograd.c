@@ -186,6 +186,14 @@ static inline void next_tile(const lanes_tiling *t, tile_at *at) {
     at->ty = 0, at->s++;
 }
 
+/* The first pixel of tile `at` (its block `block` of `blocks`) in a buffer in lanes of
+ * tiling b, the tiles starting at row top and column left of it. */
+static inline const float *tile_corner(const float *buf, const lanes_tiling *b, tile_at at, int block,
+                                       int blocks, int top, int left) {
+    return buf + ((size_t)at.s * blocks + block) * b->in_block +
+           ((size_t)(2 * at.ty + top) * b->wb + 2 * at.tx + left) * LANES;
+}
+
 /* The tilings of the backward pass: dW's (tw: dY's tiles, x in its buffer) and dx's (tx: x's
  * tiles, dY in its buffer padded for them, also holding the blocks dW's Z reads, at row
  * top and column left), one group size for both. */
@@ -293,17 +301,56 @@ typedef float v8f __attribute__((vector_size(32)));
 #define LOAD(VF, p) ({ VF v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define STORE(p, v) do { const __typeof__(v) v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
 
+/* The transforms of one tile, on vectors of any width (GCC's operators, so AVX-512's
+ * __m512 too), each tile's values in lanes; the planes and the lanes layouts both use them:
+ *   WINO_INPUT:    out[4a + b] = (B^T d B)[a][b], d a 4x4 input tile,
+ *                  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   WINO_GRADIENT: out[4a + b] = (A dy A^T)[a][b], dy a 2x2 block of dY, A = [1 0; 1 1;
+ *                  1 -1; 0 -1]: the gradient of the tile's M, whose products with V sum to dU
+ *   WINO_OUTPUT:   y[a][b] = (A^T M A)[a][b], M = m[4i + j], A^T = [1 1 1 0; 0 1 -1 -1] */
+#define WINO_INPUT(VF, d, out)                                                                \
+    do {                                                                                     \
+        VF e_[4][4];                                                                         \
+        for (int j_ = 0; j_ < 4; j_++) {                                                     \
+            e_[0][j_] = d[0][j_] - d[2][j_], e_[1][j_] = d[1][j_] + d[2][j_];                \
+            e_[2][j_] = d[2][j_] - d[1][j_], e_[3][j_] = d[1][j_] - d[3][j_];                \
+        }                                                                                    \
+        for (int a_ = 0; a_ < 4; a_++) {                                                     \
+            out[a_ * 4 + 0] = e_[a_][0] - e_[a_][2], out[a_ * 4 + 1] = e_[a_][1] + e_[a_][2]; \
+            out[a_ * 4 + 2] = e_[a_][2] - e_[a_][1], out[a_ * 4 + 3] = e_[a_][1] - e_[a_][3]; \
+        }                                                                                    \
+    } while (0)
+#define WINO_GRADIENT(VF, dy, out)                                                            \
+    do {                                                                                     \
+        VF r_[4][2];                                                                         \
+        for (int b_ = 0; b_ < 2; b_++) {                                                     \
+            r_[0][b_] = dy[0][b_], r_[1][b_] = dy[0][b_] + dy[1][b_];                        \
+            r_[2][b_] = dy[0][b_] - dy[1][b_], r_[3][b_] = -dy[1][b_];                       \
+        }                                                                                    \
+        for (int a_ = 0; a_ < 4; a_++) {                                                     \
+            out[a_ * 4 + 0] = r_[a_][0], out[a_ * 4 + 1] = r_[a_][0] + r_[a_][1];            \
+            out[a_ * 4 + 2] = r_[a_][0] - r_[a_][1], out[a_ * 4 + 3] = -r_[a_][1];           \
+        }                                                                                    \
+    } while (0)
+#define WINO_OUTPUT(VF, m, y)                                                                 \
+    do {                                                                                     \
+        VF r_[2][4];                                                                         \
+        for (int j_ = 0; j_ < 4; j_++)                                                       \
+            r_[0][j_] = m[j_] + m[4 + j_] + m[8 + j_], r_[1][j_] = m[4 + j_] - m[8 + j_] - m[12 + j_]; \
+        for (int a_ = 0; a_ < 2; a_++) {                                                     \
+            y[a_][0] = r_[a_][0] + r_[a_][1] + r_[a_][2];                                    \
+            y[a_][1] = r_[a_][1] - r_[a_][2] - r_[a_][3];                                    \
+        }                                                                                    \
+    } while (0)
+
 /* For W tiles of one channel from t0 (its planes of even and odd padded rows), or of one
- * filter's dY; element xi of each goes to out[xi * xi_step]:
- *   input_tiles_W:    V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
- *   gradient_tiles_W: Z = A dy A^T, A = [1 0; 1 1; 1 -1; 0 -1] (dY's tiles are 2x2):
- *                     the gradient of each tile's M, whose products with V sum to dU
- * and output_tiles_W: y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], the two output rows of each
- * tile as virtual rows (even and odd) of Wp columns from 2 t0. */
+ * filter's dY; element xi of each goes to out[xi * xi_step]: input_tiles_W (V),
+ * gradient_tiles_W (Z), and output_tiles_W, the two output rows of each tile as virtual
+ * rows (even and odd) of Wp columns from 2 t0. */
 #define TILE_TRANSFORMS(W, VF, EVENS, ODDS, INTERLEAVE_LO, INTERLEAVE_HI)                   \
     static inline __attribute__((always_inline)) void input_tiles_##W(                       \
         const float *even, const float *odd, int wp, size_t t0, float *v, size_t xi_step) {  \
-        VF d[4][4], e[4][4];                                                                 \
+        VF d[4][4], out[XI];                                                                 \
         for (int i = 0; i < 4; i++) {                                                        \
             const float *row = (i % 2 ? odd : even) + 2 * t0 + (size_t)(i / 2) * wp;         \
             const VF a = LOAD(VF, row), b = LOAD(VF, row + W);                               \
@@ -311,49 +358,27 @@ typedef float v8f __attribute__((vector_size(32)));
             d[i][0] = EVENS(a, b), d[i][1] = ODDS(a, b), d[i][2] = EVENS(c, f);              \
             d[i][3] = ODDS(c, f);                                                            \
         }                                                                                    \
-        for (int j = 0; j < 4; j++) {                                                        \
-            e[0][j] = d[0][j] - d[2][j], e[1][j] = d[1][j] + d[2][j];                        \
-            e[2][j] = d[2][j] - d[1][j], e[3][j] = d[1][j] - d[3][j];                        \
-        }                                                                                    \
-        for (int i = 0; i < 4; i++) {                                                        \
-            STORE(v + (size_t)(i * 4 + 0) * xi_step, e[i][0] - e[i][2]);                     \
-            STORE(v + (size_t)(i * 4 + 1) * xi_step, e[i][1] + e[i][2]);                     \
-            STORE(v + (size_t)(i * 4 + 2) * xi_step, e[i][2] - e[i][1]);                     \
-            STORE(v + (size_t)(i * 4 + 3) * xi_step, e[i][1] - e[i][3]);                     \
-        }                                                                                    \
+        WINO_INPUT(VF, d, out);                                                              \
+        for (int xi = 0; xi < XI; xi++) STORE(v + (size_t)xi * xi_step, out[xi]);           \
     }                                                                                        \
     static inline __attribute__((always_inline)) void gradient_tiles_##W(                    \
         const float *even, const float *odd, size_t t0, float *z, size_t xi_step) {          \
         const VF e0 = LOAD(VF, even + 2 * t0), e1 = LOAD(VF, even + 2 * t0 + W);             \
         const VF o0 = LOAD(VF, odd + 2 * t0), o1 = LOAD(VF, odd + 2 * t0 + W);               \
-        VF r[4][2];                                                                          \
-        for (int b = 0; b < 2; b++) {                                                        \
-            const VF d0 = b ? ODDS(e0, e1) : EVENS(e0, e1);                                  \
-            const VF d1 = b ? ODDS(o0, o1) : EVENS(o0, o1);                                  \
-            r[0][b] = d0, r[1][b] = d0 + d1, r[2][b] = d0 - d1, r[3][b] = -d1;               \
-        }                                                                                    \
-        for (int i = 0; i < 4; i++) {                                                        \
-            STORE(z + (size_t)(i * 4 + 0) * xi_step, r[i][0]);                               \
-            STORE(z + (size_t)(i * 4 + 1) * xi_step, r[i][0] + r[i][1]);                     \
-            STORE(z + (size_t)(i * 4 + 2) * xi_step, r[i][0] - r[i][1]);                     \
-            STORE(z + (size_t)(i * 4 + 3) * xi_step, -r[i][1]);                              \
-        }                                                                                    \
+        const VF dy[2][2] = {{EVENS(e0, e1), ODDS(e0, e1)}, {EVENS(o0, o1), ODDS(o0, o1)}};  \
+        VF out[XI];                                                                          \
+        WINO_GRADIENT(VF, dy, out);                                                          \
+        for (int xi = 0; xi < XI; xi++) STORE(z + (size_t)xi * xi_step, out[xi]);           \
     }                                                                                        \
     static inline __attribute__((always_inline)) void output_tiles_##W(                      \
         const float *m, size_t xi_step, float *even, float *odd) {                           \
-        VF r[2][4];                                                                          \
-        for (int j = 0; j < 4; j++) {                                                        \
-            const VF m0 = LOAD(VF, m + (size_t)j * xi_step);                                 \
-            const VF m1 = LOAD(VF, m + (size_t)(4 + j) * xi_step);                           \
-            const VF m2 = LOAD(VF, m + (size_t)(8 + j) * xi_step);                           \
-            const VF m3 = LOAD(VF, m + (size_t)(12 + j) * xi_step);                          \
-            r[0][j] = m0 + m1 + m2, r[1][j] = m1 - m2 - m3;                                  \
-        }                                                                                    \
+        VF mm[XI], y[2][2];                                                                  \
+        for (int xi = 0; xi < XI; xi++) mm[xi] = LOAD(VF, m + (size_t)xi * xi_step);         \
+        WINO_OUTPUT(VF, mm, y);                                                              \
         for (int a = 0; a < 2; a++) {                                                        \
-            const VF y0 = r[a][0] + r[a][1] + r[a][2], y1 = r[a][1] - r[a][2] - r[a][3];     \
             float *dst = a ? odd : even;                                                     \
-            STORE(dst, INTERLEAVE_LO(y0, y1));                                               \
-            STORE(dst + W, INTERLEAVE_HI(y0, y1));                                           \
+            STORE(dst, INTERLEAVE_LO(y[a][0], y[a][1]));                                     \
+            STORE(dst + W, INTERLEAVE_HI(y[a][0], y[a][1]));                                 \
         }                                                                                    \
     }
 TILE_TRANSFORMS(16, v16f, EVENS16, ODDS16, INTERLEAVE_LO16, INTERLEAVE_HI16)
@@ -488,30 +513,16 @@ __attribute__((target("avx512f"))) static void lanes_tiles(const float *xb, cons
                                                            size_t ld, float *v) {
     tile_at at = tile_of(t, t0);
     for (int i = 0; i < n; i++, next_tile(t, &at)) {
-        const int s = at.s, ty = at.ty, tx = at.tx;
-        const float *d0 = xb + ((size_t)s * blocks + cb) * t->in_block + ((size_t)2 * ty * t->wb + 2 * tx) * LANES;
-        __m512 d[4][4], e[4][4];
+        const float *d0 = tile_corner(xb, t, at, cb, blocks, 0, 0);
+        __m512 d[4][4], out[XI];
         for (int a = 0; a < 4; a++)
             for (int b = 0; b < 4; b++) d[a][b] = _mm512_loadu_ps(d0 + ((size_t)a * t->wb + b) * LANES);
-        for (int b = 0; b < 4; b++) {
-            e[0][b] = _mm512_sub_ps(d[0][b], d[2][b]), e[1][b] = _mm512_add_ps(d[1][b], d[2][b]);
-            e[2][b] = _mm512_sub_ps(d[2][b], d[1][b]), e[3][b] = _mm512_sub_ps(d[1][b], d[3][b]);
-        }
+        WINO_INPUT(__m512, d, out);
         float *vp = v + (size_t)i * C + (size_t)cb * LANES;
-        const size_t step = ld * C;
-        for (int a = 0; a < 4; a++) {
-            _mm512_storeu_ps(vp + (size_t)(a * 4 + 0) * step, _mm512_sub_ps(e[a][0], e[a][2]));
-            _mm512_storeu_ps(vp + (size_t)(a * 4 + 1) * step, _mm512_add_ps(e[a][1], e[a][2]));
-            _mm512_storeu_ps(vp + (size_t)(a * 4 + 2) * step, _mm512_sub_ps(e[a][2], e[a][1]));
-            _mm512_storeu_ps(vp + (size_t)(a * 4 + 3) * step, _mm512_sub_ps(e[a][1], e[a][3]));
-        }
+        for (int xi = 0; xi < XI; xi++) _mm512_storeu_ps(vp + (size_t)xi * ld * C, out[xi]);
     }
 }
 
-/* m (NT tiles, NK vectors of filters) = v (NT tiles, CC) . u (CC, the same filters), the
- * channels in order: rows of v and m CC and K floats long.  CC is a constant (one function
- * per channel count, 16 to LANES_MOST), so that the NT broadcasts address v at fixed
- * offsets instead of NT registers' worth of runtime ones. */
 /* acc[j][k] = the sum over i < COUNT of (a broadcast of the float at BCAST(i, j)) times
  * (the vector at VEC(i, k)), in order of i: both lanes kernels' loop. */
 #define OUTER_PRODUCTS(NT, NK, acc, COUNT, BCAST, VEC)                                         \
@@ -526,6 +537,10 @@ __attribute__((target("avx512f"))) static void lanes_tiles(const float *xb, cons
                 acc[j][k] = _mm512_fmadd_ps(b, vec[k], acc[j][k]);                             \
         }                                                                                      \
     }
+/* m (NT tiles, NK vectors of filters) = v (NT tiles, CC) . u (CC, the same filters), the
+ * channels in order: rows of v and m CC and K floats long.  CC is a constant (one function
+ * per channel count, 16 to LANES_MOST), so that the NT broadcasts address v at fixed
+ * offsets instead of NT registers' worth of runtime ones. */
 #define PRODUCT_V(i, j) (v + (i) + (j) * channels)
 #define PRODUCT_U(i, k) (u + (size_t)(i) * K + (k) * LANES)
 #define LANES_PRODUCT(NT, NK, CC)                                                              \
@@ -562,22 +577,14 @@ __attribute__((target("avx512f"))) static void lanes_outputs(const float *m, siz
     const int blocks = K / LANES, ow2 = 2 * t->tw;
     tile_at at = tile_of(t, t0);
     for (int i = 0; i < n; i++, next_tile(t, &at)) {
-        const int s = at.s, ty = at.ty, tx = at.tx;
         for (int kb = 0; kb < blocks; kb++) {
             const float *mp = m + (size_t)i * K + (size_t)kb * LANES;
-            __m512 r[2][4];
-            for (int j = 0; j < 4; j++) {
-                const __m512 m0 = _mm512_loadu_ps(mp + (size_t)j * step), m1 = _mm512_loadu_ps(mp + (size_t)(4 + j) * step);
-                const __m512 m2 = _mm512_loadu_ps(mp + (size_t)(8 + j) * step), m3 = _mm512_loadu_ps(mp + (size_t)(12 + j) * step);
-                r[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-                r[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-            }
-            float *out = yb + ((size_t)s * blocks + kb) * t->out_block + ((size_t)2 * ty * ow2 + 2 * tx) * LANES;
-            for (int a = 0; a < 2; a++) {
-                float *row = out + (size_t)a * ow2 * LANES;
-                _mm512_storeu_ps(row, _mm512_add_ps(_mm512_add_ps(r[a][0], r[a][1]), r[a][2]));
-                _mm512_storeu_ps(row + LANES, _mm512_sub_ps(_mm512_sub_ps(r[a][1], r[a][2]), r[a][3]));
-            }
+            __m512 mm[XI], y[2][2];
+            for (int xi = 0; xi < XI; xi++) mm[xi] = _mm512_loadu_ps(mp + (size_t)xi * step);
+            WINO_OUTPUT(__m512, mm, y);
+            float *out = yb + ((size_t)at.s * blocks + kb) * t->out_block + ((size_t)2 * at.ty * ow2 + 2 * at.tx) * LANES;
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++) _mm512_storeu_ps(out + ((size_t)a * ow2 + b) * LANES, y[a][b]);
         }
     }
 }
@@ -620,17 +627,17 @@ static void lanes_multiply(const float *xb, const lanes_tiling *t, int count, in
     const size_t ld = (size_t)t->chunk, tiles = (size_t)count * t->per;
     for (size_t t0 = 0; t0 < tiles; t0 += ld) {
         const int n = tiles - t0 < ld ? (int)(tiles - t0) : (int)ld;
-        const int n24 = (int)round_up((size_t)n, t->block);
+        const int rounded = (int)round_up((size_t)n, t->block);
         for (int cb = 0; cb < C / LANES; cb++) lanes_tiles(xb, t, cb, C / LANES, t0, n, C, ld, v);
         for (int xi = 0; xi < XI; xi++) /* the rows past n: zeros, not stale values */
-            memset(v + ((size_t)xi * ld + n) * C, 0, (size_t)(n24 - n) * C * sizeof *v);
+            memset(v + ((size_t)xi * ld + n) * C, 0, (size_t)(rounded - n) * C * sizeof *v);
         for (int xi = 0; xi < XI; xi++) {
             const float *vx = v + (size_t)xi * ld * C, *u = packed + (size_t)xi * C * K;
             float *mx = m + (size_t)xi * ld * K;
             for (int k0 = 0; k0 < K;) {
                 const int nk = K - k0 >= 4 * LANES ? 4 : K - k0 >= 2 * LANES ? 2 : 1;
                 const lanes_product_fn product = lanes_products[C / LANES - 1][nk == 4 ? 2 : nk - 1];
-                for (int j = 0; j < n24; j += LANE_TILES / nk)
+                for (int j = 0; j < rounded; j += LANE_TILES / nk)
                     product(vx + (size_t)j * C, u + k0, K, mx + (size_t)j * K + k0);
                 k0 += nk * LANES;
             }
@@ -746,22 +753,13 @@ __attribute__((target("avx512f"))) static void lanes_gradient_tiles(const float 
     const size_t step = ld * K;
     tile_at at = tile_of(t, t0);
     for (int i = 0; i < n; i++, next_tile(t, &at)) {
-        const int s = at.s, ty = at.ty, tx = at.tx;
-        const float *d = dyb + ((size_t)s * blocks + kb) * b->in_block +
-                         ((size_t)(2 * ty + top) * b->wb + 2 * tx + left) * LANES;
-        __m512 r[4][2];
-        for (int c = 0; c < 2; c++) {
-            const __m512 d0 = _mm512_loadu_ps(d + c * LANES), d1 = _mm512_loadu_ps(d + ((size_t)b->wb + c) * LANES);
-            r[0][c] = d0, r[1][c] = _mm512_add_ps(d0, d1), r[2][c] = _mm512_sub_ps(d0, d1);
-            r[3][c] = _mm512_sub_ps(_mm512_setzero_ps(), d1);
-        }
+        const float *d = tile_corner(dyb, b, at, kb, blocks, top, left);
+        const __m512 dy[2][2] = {{_mm512_loadu_ps(d), _mm512_loadu_ps(d + LANES)},
+                                 {_mm512_loadu_ps(d + (size_t)b->wb * LANES), _mm512_loadu_ps(d + ((size_t)b->wb + 1) * LANES)}};
+        __m512 out[XI];
+        WINO_GRADIENT(__m512, dy, out);
         float *zp = z + (size_t)i * K + (size_t)kb * LANES;
-        for (int a = 0; a < 4; a++) {
-            _mm512_storeu_ps(zp + (size_t)(a * 4 + 0) * step, r[a][0]);
-            _mm512_storeu_ps(zp + (size_t)(a * 4 + 1) * step, _mm512_add_ps(r[a][0], r[a][1]));
-            _mm512_storeu_ps(zp + (size_t)(a * 4 + 2) * step, _mm512_sub_ps(r[a][0], r[a][1]));
-            _mm512_storeu_ps(zp + (size_t)(a * 4 + 3) * step, _mm512_sub_ps(_mm512_setzero_ps(), r[a][1]));
-        }
+        for (int xi = 0; xi < XI; xi++) _mm512_storeu_ps(zp + (size_t)xi * step, out[xi]);
     }
 }
 

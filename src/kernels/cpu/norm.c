@@ -25,9 +25,6 @@ typedef int v16i __attribute__((vector_size(64)));
 /* relu(v), and g where v scale + shift > 0 (else 0), lane by lane as the scalar code */
 #define RELU(VF, VI, v) ((VF)((VI)(v) & ~((v) < 0)))
 #define MASKED(VF, VI, g, v, relu) ((VF)((VI)(g) & ((v) * (relu)[0] + (relu)[1] > 0)))
-static inline float masked(float g, float v, const float *relu) {
-    return relu && !(v * relu[0] + relu[1] > 0) ? 0.0f : g;
-}
 
 #define SUM_LANES 16
 
@@ -81,7 +78,7 @@ static double lanes_total(const float *lane) {
             }                                                                                 \
         memcpy(a, sa, sizeof sa), memcpy(b, sb, sizeof sb);                                   \
         for (size_t j = 0; i + j < n; j++) {                                                  \
-            const float g = masked(dy[i + j], x[i + j], relu);                                \
+            const float g = rg_bn_relu_masked(dy[i + j], x[i + j], relu);                     \
             a[j] += g, b[j] += g * (x[i + j] - mu);                                           \
         }                                                                                     \
     }
@@ -123,7 +120,7 @@ static double lanes_total(const float *lane) {
             memcpy(dx + i, &g, sizeof g);                                                     \
         }                                                                                     \
         for (; i < n; i++) {                                                                  \
-            const float h = masked(dy[i], x[i], relu);                                        \
+            const float h = rg_bn_relu_masked(dy[i], x[i], relu);                             \
             const float g = train ? k * (h - mdy - (x[i] - mu) * inv * mdyx) : k * h;         \
             dx[i] = fresh ? g : dx[i] + g;                                                    \
         }                                                                                     \
