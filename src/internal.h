@@ -100,7 +100,7 @@ struct rg_node_impl {
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */
     bool inplace;            /* out is input inplace_of's out, overwritten (memory planning) */
-    int inplace_of;
+    int inplace_of;          /* which input: 0 but for an add (memory planning) */
     int adds_from;           /* a convolution whose add (in place on it) it does itself as it
                               * writes its output: the add's other input, or -1 (planning) */
     bool added;              /* this forward pass, it did (set by the convolution) */

@@ -117,7 +117,7 @@ static void fold_and_inplace(rg_graph *g) {
  * overwrites in place). */
 static int out_owner(const rg_graph *g, int i) {
     while (g->nodes[i].inplace || rg_op_table[g->nodes[i].op]->aliases_input)
-        i = g->nodes[i].inputs[g->nodes[i].inplace ? g->nodes[i].inplace_of : 0];
+        i = g->nodes[i].inputs[g->nodes[i].inplace_of]; /* 0 but for an add in place */
     return i;
 }
 
@@ -213,7 +213,7 @@ void rg_graph_place_memory(rg_graph *g) {
             n->out = n->dout = n->aux = NULL;
             continue;
         }
-        n->out = out_owner(g, i) == i ? g->act_buf + n->out_offset : rg_in(g, n, n->inplace ? n->inplace_of : 0)->out;
+        n->out = out_owner(g, i) == i ? g->act_buf + n->out_offset : rg_in(g, n, n->inplace_of)->out;
         n->aux = aux;
         aux += n->aux_per_sample * (size_t)g->max_batch + n->aux_fixed;
         if (n->grad_owner != i) n->dout = g->nodes[n->grad_owner].dout;
