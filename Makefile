@@ -30,15 +30,16 @@ test: test-setup build
 # The whole suite under AddressSanitizer (with LeakSanitizer) and UndefinedBehaviorSanitizer
 # (the fuzz targets are sanitized builds of their own, and OpenMPI's own allocations are
 # not ours to check: both are left to `make test`), then the
-# loader's tests under ThreadSanitizer.
+# loader's and the threads' tests under ThreadSanitizer.
 test-sanitize: test-setup
 	@cmake -S . -B $(BUILD)-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREGRAD_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)-sanitize -j $(JOBS)
 	cd $(BUILD)-sanitize && ctest --output-on-failure -j $(JOBS) -E '^(fuzz_|test_mpi)'
 	@cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREGRAD_TSAN=ON >/dev/null
-	@cmake --build $(BUILD)-tsan -j $(JOBS) --target test_images
+	@cmake --build $(BUILD)-tsan -j $(JOBS) --target test_images test_threads
 	cd $(BUILD)-tsan && REGRAD_FIXTURES=$(CURDIR)/tests/fixtures REGRAD_TEST_FILTER='loader*' \
 	  TSAN_OPTIONS=halt_on_error=1 tests/test_images
+	cd $(BUILD)-tsan && TSAN_OPTIONS=halt_on_error=1 tests/test_threads
 
 bench: build
 	bench/bench_train.sh mlp

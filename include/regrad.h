@@ -730,7 +730,8 @@ void rg_repair_free(rg_repair *r);
  * unhealthy, re-conditions the layers from the first unhealthy one on, input to output:
  * each unit's pre-activation is centred and scaled to unit spread over the probe batches
  * (its weight row and bias rescaled).  Layers followed by batch norm are left alone.
- * A healthy network is not touched. */
+ * A healthy network is not touched.  Fails with the status of a probe batch that fails
+ * (a file that cannot be read, a non-finite value under rg_graph_check_numerics). */
 rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n);
 /* After backward, before the optimizer: guards and repairs this step's gradients.
  * Returns 1 when the step must be skipped (non-finite gradient), 0 otherwise, and
@@ -740,7 +741,7 @@ int rg_repair_gradients(rg_repair *r, long step);
  * wants_check says whether this step is one (then run it with the monitor enabled), and
  * check re-conditions the layers from the first one the monitor now finds unhealthy. */
 int rg_repair_wants_check(const rg_repair *r, long step);
-void rg_repair_check(rg_repair *r, long step);
+rg_status rg_repair_check(rg_repair *r, long step);
 /* Around the optimizer step: the trust region on each layer's update (only for networks
  * the probe re-conditioned): before saves the parameters, after caps each layer's
  * ||dW|| / ||W|| (see repair.c). */

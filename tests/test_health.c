@@ -102,6 +102,23 @@ static void test_vanishing_detected_and_repaired(void **state) {
     release(&b);
 }
 
+/* A probe batch that fails (here a NaN weight under check_numerics) fails the probe with
+ * its status, naming the layer, instead of re-conditioning from figures never measured. */
+static void test_probe_reports_failed_passes(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=10,width=32,act=sigmoid,init=torch", 128);
+    rg_graph_params(b.m.graph)[3] = NAN;
+    rg_graph_check_numerics(b.m.graph, 1);
+    rg_repair *r = rg_repair_create(&b.m, b.mon, NULL, NULL);
+    assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_ERR_NUMERIC);
+    assert_non_null(strstr(rg_last_error(), "GRA's probe"));
+    assert_non_null(strstr(rg_last_error(), "dense_1"));
+    assert_int_equal(rg_repair_actions(r), 0);
+    rg_repair_free(r);
+    release(&b);
+}
+
 static void test_exploding_detected(void **state) {
     (void)state;
     built b;
@@ -418,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_statistics_kernels_match_their_lane_model),
         cmocka_unit_test(test_figures_the_same_whoever_takes_them),
         cmocka_unit_test(test_vanishing_detected_and_repaired),
+        cmocka_unit_test(test_probe_reports_failed_passes),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),
         cmocka_unit_test(test_per_step_repairs),

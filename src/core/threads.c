@@ -16,14 +16,14 @@
 void openblas_set_num_threads(int n);
 #endif
 
-static int current_threads = 1;
+static int current_threads = 1; /* read and written atomically: any thread may set it */
 
 void rg_set_threads(int n) {
     if (n <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n = cores > 0 ? (int)cores : 1;
     }
-    current_threads = n;
+    __atomic_store_n(&current_threads, n, __ATOMIC_RELAXED);
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
@@ -32,12 +32,12 @@ void rg_set_threads(int n) {
 #endif
 }
 
-int rg_get_threads(void) { return current_threads; }
+int rg_get_threads(void) { return __atomic_load_n(&current_threads, __ATOMIC_RELAXED); }
 
 int rg_thread_slots(void) {
 #ifdef _OPENMP
-    int n = omp_get_max_threads();
-    return n > current_threads ? n : current_threads;
+    const int n = omp_get_max_threads(), set = rg_get_threads();
+    return n > set ? n : set;
 #else
     return 1;
 #endif

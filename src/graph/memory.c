@@ -44,6 +44,19 @@ static size_t node_floats(const rg_graph *g, const rg_node_impl *n) {
     return n->batched ? (size_t)g->max_batch * n->size : n->size;
 }
 
+/* Whether a node's output and scratch at the graph's batch fit in size_t (with room to
+ * add them up): shapes are checked per sample, the batch multiplies them. */
+static rg_status check_sizes(const rg_graph *g, const rg_node_impl *n, size_t *aux) {
+    size_t out;
+    if (!rg_mul_size(n->size, (size_t)g->max_batch, &out) || out > SIZE_MAX / 8 ||
+        !rg_mul_size(n->aux_per_sample, (size_t)g->max_batch, aux) || *aux > SIZE_MAX / 8 ||
+        n->aux_fixed > SIZE_MAX / 8)
+        return rg_fail(RG_ERR_MEMORY, "%s: its output or scratch at batch %d overflows memory "
+                                      "sizes: lower the batch or the input size", n->name,
+                       g->max_batch);
+    return RG_OK;
+}
+
 typedef struct block {
     int node;
     bool grad;          /* a gradient buffer (else an output) */
@@ -157,12 +170,17 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
     }
     int nb = 0;
     size_t aux_total = 0;
-    for (int i = 0; i < N; i++) {
+    rg_status s = RG_OK;
+    for (int i = 0; i < N && !s; i++) {
         const rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
         size_t aux;
-        if (!rg_mul_size(n->aux_per_sample, (size_t)g->max_batch, &aux))
-            return rg_fail(RG_ERR_MEMORY, "%s: scratch size overflows", n->name);
+        if ((s = check_sizes(g, n, &aux))) break;
+        if (aux + n->aux_fixed > SIZE_MAX / 8 - aux_total) {
+            s = rg_fail(RG_ERR_MEMORY, "the scratch at batch %d overflows memory sizes: lower "
+                                       "the batch or the input size", g->max_batch);
+            break;
+        }
         aux_total += aux + n->aux_fixed;
         const bool input = n->op == RG_OP_INPUT;
         if (out_owner(g, i) == i)
@@ -172,10 +190,10 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
                                    input || keep ? end : 2 * N - 1 - (n->fused ? n->inputs[0] : i),
                                    node_floats(g, n), 0};
     }
-    qsort(blocks, (size_t)nb, sizeof *blocks, by_size_desc);
     size_t arena = 0;
     int np = 0;
-    for (int b = 0; b < nb; b++) {
+    if (!s) qsort(blocks, (size_t)nb, sizeof *blocks, by_size_desc);
+    for (int b = 0; b < nb && !s; b++) {
         /* Lowest offset clear of every placed block live at the same time. */
         size_t offset = 0;
         for (bool moved = true; moved;) {
@@ -191,6 +209,9 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
         blocks[b].offset = offset;
         placed[np++] = blocks[b];
         if (offset + blocks[b].size > arena) arena = offset + blocks[b].size;
+        if (arena > SIZE_MAX / 8 - aux_total)
+            s = rg_fail(RG_ERR_MEMORY, "the activations at batch %d overflow memory sizes: "
+                                       "lower the batch or the input size", g->max_batch);
     }
     for (int b = 0; b < np; b++) {
         rg_node_impl *n = &g->nodes[placed[b].node];
@@ -202,7 +223,7 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
     free(placed);
     g->arena_floats = arena;
     *floats = arena + aux_total;
-    return RG_OK;
+    return s;
 }
 
 void rg_graph_place_memory(rg_graph *g) {

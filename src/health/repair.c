@@ -163,19 +163,21 @@ static void emit(rg_repair *r, long step, const char *layer, const char *verdict
 }
 
 /* Forward (and backward) of probe batch k of the probe set, monitor on. */
-static void probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n, int k,
-                       bool backward) {
+static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n, int k,
+                            bool backward) {
     rg_graph *g = r->m->graph;
     /* the trust region's input moments: only for networks GRA repairs (a dense layer
      * with 3,136 inputs needs a 39 MB matrix) */
     rg_monitor_want_moments(r->mon, r->trust);
     const int bs = g->max_batch, start = (k * bs) % n, b = n - start < bs ? n - start : bs;
-    rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, r->m->input), g->labels);
+    rg_status s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, r->m->input),
+                                   g->labels);
     rg_monitor_enable(r->mon, 1);
-    rg_graph_forward(g, b, 1);
-    if (backward) rg_graph_backward(g, rg_model_objective(r->m));
+    if (!s) s = rg_graph_forward(g, b, 1);
+    if (!s && backward) s = rg_graph_backward(g, rg_model_objective(r->m));
     rg_monitor_enable(r->mon, 0);
     rg_monitor_want_moments(r->mon, 0);
+    return s ? rg_fail(s, "GRA's probe: %s", rg_last_error()) : RG_OK;
 }
 
 /* Whether a batch norm sits between layer node i and its activation. */
@@ -239,8 +241,9 @@ out:
 }
 
 /* Rescales layer li so its units' pre-activations are centred with unit spread (tanh:
- * TANH_SPREAD); returns the mean scale applied. */
-static double recondition(rg_repair *r, int li, const rg_dataset *d, const int *idx, int n) {
+ * TANH_SPREAD); *scale_out gets the mean scale applied. */
+static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const int *idx, int n,
+                             double *scale_out) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *node = &g->nodes[r->layers[li].node];
     const int units = node->shape[0], batches = (n + g->max_batch - 1) / g->max_batch;
@@ -249,11 +252,16 @@ static double recondition(rg_repair *r, int li, const rg_dataset *d, const int *
     if (!mean || !m2) {
         free(mean);
         free(m2);
-        return 1;
+        return rg_fail(RG_ERR_MEMORY, "out of memory re-conditioning %s", node->name);
     }
     /* Average the per-batch unit means and second moments over the probe batches. */
     for (int k = 0; k < passes; k++) {
-        probe_pass(r, d, idx, n, k, false);
+        rg_status s = probe_pass(r, d, idx, n, k, false);
+        if (s) {
+            free(mean);
+            free(m2);
+            return s;
+        }
         const double *mu = rg_monitor_unit_mean(r->mon, li), *sd = rg_monitor_unit_std(r->mon, li);
         for (int u = 0; u < units; u++) {
             mean[u] += mu[u] / passes;
@@ -278,24 +286,26 @@ static double recondition(rg_repair *r, int li, const rg_dataset *d, const int *
     }
     free(mean);
     free(m2);
-    return total / units;
+    *scale_out = total / units;
+    return RG_OK;
 }
 
 /* Re-conditions every layer from the first unhealthy one in the monitor's current view;
  * with `isometry` (the probe before training) dense layers get equal singular values
  * first. */
-static void recondition_from_first_unhealthy(rg_repair *r, long step, bool isometry) {
+static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool isometry) {
     rg_graph *g = r->m->graph;
     int first = -1;
     for (int i = 0; i < r->n && first < 0; i++) {
         const rg_verdict v = rg_monitor_layer(r->mon, i)->verdict;
         if (v != RG_HEALTHY && v != RG_NONFINITE) first = i;
     }
-    if (first < 0) return;
+    if (first < 0) return RG_OK;
     rg_verdict *was = malloc((size_t)r->n * sizeof *was);
-    if (!was) return;
+    if (!was) return rg_fail(RG_ERR_MEMORY, "out of memory in GRA");
+    rg_status s = RG_OK;
     for (int i = 0; i < r->n; i++) was[i] = rg_monitor_layer(r->mon, i)->verdict;
-    for (int i = first; i < r->n; i++) {
+    for (int i = first; i < r->n && !s; i++) {
         const rg_node_impl *node = &g->nodes[r->layers[i].node];
         /* batch norm re-conditions by itself; frozen layers are the user's to keep */
         if (feeds_batch_norm(g, r->layers[i].node) || rg_node_frozen(g, node)) continue;
@@ -306,31 +316,34 @@ static void recondition_from_first_unhealthy(rg_repair *r, long step, bool isome
                                                (int)(kp->size / (size_t)node->shape[0]));
             if (moved >= 0) emit(r, step, node->name, verdict, "equalise_singular_values", moved);
         }
-        const double f = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n);
-        emit(r, step, node->name, verdict, "recondition", f);
+        double f = 1;
+        if (!(s = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n, &f)))
+            emit(r, step, node->name, verdict, "recondition", f);
     }
     free(was);
+    return s;
 }
 
 int rg_repair_wants_check(const rg_repair *r, long step) {
     return r && step > 0 && step % REPROBE_EVERY == 0;
 }
 
-void rg_repair_check(rg_repair *r, long step) {
-    if (!r || !r->probe_data) return;
+rg_status rg_repair_check(rg_repair *r, long step) {
+    if (!r || !r->probe_data) return RG_OK;
     rg_monitor_judge(r->mon);
-    recondition_from_first_unhealthy(r, step, false);
+    return recondition_from_first_unhealthy(r, step, false);
 }
 
 rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n) {
     if (!r || n < 1) return rg_fail(RG_ERR_ARG, "GRA probe needs at least one sample");
     r->probe_data = d, r->probe_idx = idx, r->probe_n = n;
-    probe_pass(r, d, idx, n, 0, true);
+    rg_status s = probe_pass(r, d, idx, n, 0, true);
+    if (s) return s;
     rg_monitor_judge(r->mon);
     const long before = r->actions;
-    recondition_from_first_unhealthy(r, 0, true);
+    if ((s = recondition_from_first_unhealthy(r, 0, true))) return s;
     r->trust = r->actions > before;
-    probe_pass(r, d, idx, n, 0, true); /* current view; input moments if repairing */
+    if ((s = probe_pass(r, d, idx, n, 0, true))) return s; /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
     return RG_OK;
 }

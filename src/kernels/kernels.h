@@ -28,10 +28,13 @@ double rg_dot(const float *x, const float *y, size_t n);
  * scaled double loop (gradients of 1e-26 must not read as 0). */
 double rg_sum_squares(const float *x, size_t n);
 
-/* The widest vector instructions the hand-written kernels may use (isa.c): AVX-512, AVX2
+/* The widest vector instructions the hand-written kernels may use (policy.c): AVX-512, AVX2
  * with FMA, or neither (plain C, SSE2 on x86-64); REGRAD_MAX_ISA=AVX2 or =BASE caps it. */
 typedef enum { RG_ISA_BASE, RG_ISA_AVX2, RG_ISA_AVX512 } rg_isa;
 rg_isa rg_cpu_isa(void);
+/* The instruction set decided at the first use of any kernel (before any rg_cpu_isa_cap),
+ * which the direct convolutions keep. */
+rg_isa rg_cpu_isa_first(void);
 /* The variant of a kernel for this CPU, for kernels compiled once per instruction set as
  * name_base, name_avx2 and name_avx512 (only name_base off x86-64 or without GCC). */
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -129,6 +132,9 @@ bool rg_direct_conv_fits(const rg_conv_geom *g, int filters, int groups);
 /* Off: every convolution takes im2col and the BLAS (also REGRAD_DIRECT_CONV=0 in the
  * environment), so tests and benchmarks can compare the two.  On: where the CPU can. */
 void rg_direct_conv_allow(bool on);
+bool rg_direct_conv_allowed(void);
+/* Whether Winograd's products may run (REGRAD_WINOGRAD=0 in the environment: never). */
+bool rg_winograd_allowed(void);
 /* Floats of the packed weights (shared by all threads) and of one thread's buffers. */
 size_t rg_direct_conv_packed_floats(const rg_conv_geom *g, int filters);
 size_t rg_direct_conv_work_floats(const rg_conv_geom *g, int filters);

@@ -44,16 +44,18 @@ static rg_status check_fits(const rg_model *m, const rg_dataset *d) {
     return RG_OK;
 }
 
+/* The predicted class of one row of k logits (the first of equal maxima). */
+static int argmax(const float *z, int k) {
+    int best = 0;
+    for (int j = 1; j < k; j++)
+        if (z[j] > z[best]) best = j;
+    return best;
+}
+
 /* Correct predictions among the first n rows of logits (n, k). */
 static int count_correct(const float *logits, const int *labels, int n, int k) {
     int correct = 0;
-    for (int b = 0; b < n; b++) {
-        const float *z = logits + (size_t)b * k;
-        int best = 0;
-        for (int j = 1; j < k; j++)
-            if (z[j] > z[best]) best = j;
-        correct += best == labels[b];
-    }
+    for (int b = 0; b < n; b++) correct += argmax(logits + (size_t)b * k, k) == labels[b];
     return correct;
 }
 
@@ -74,18 +76,13 @@ rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx
     long correct = 0;
     for (int start = 0; start < n; start += bs) {
         int b = n - start < bs ? n - start : bs;
-        if ((s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, m->input), g->labels)))
+        if ((s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, m->input), g->labels)) ||
+            (s = rg_graph_forward(g, b, 0)))
             break;
-        rg_graph_forward(g, b, 0);
         total_loss += (double)g->nodes[m->loss].out[0] * b;
         correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
-        for (int i = 0; confusion && i < b; i++) {
-            const float *z = g->nodes[m->logits].out + (size_t)i * k;
-            int best = 0;
-            for (int j = 1; j < k; j++)
-                if (z[j] > z[best]) best = j;
-            confusion[(size_t)g->labels[i] * k + best]++;
-        }
+        for (int i = 0; confusion && i < b; i++)
+            confusion[(size_t)g->labels[i] * k + argmax(g->nodes[m->logits].out + (size_t)i * k, k)]++;
     }
     free(order);
     *loss = n ? total_loss / n : NAN;
@@ -109,8 +106,9 @@ rg_status rg_evaluate_aux(rg_model *m, const rg_dataset *d, double *acc) {
     for (int start = 0; start < d->n && !s; start += bs) {
         int b = d->n - start < bs ? d->n - start : bs;
         for (int i = 0; i < b; i++) idx[i] = start + i;
-        if ((s = rg_dataset_batch(d, idx, b, rg_graph_input_buffer(g, m->input), g->labels))) break;
-        rg_graph_forward(g, b, 0);
+        if ((s = rg_dataset_batch(d, idx, b, rg_graph_input_buffer(g, m->input), g->labels)) ||
+            (s = rg_graph_forward(g, b, 0)))
+            break;
         for (int h = 0; h < m->n_aux; h++)
             correct[h] += count_correct(g->nodes[m->aux_logits[h]].out, g->labels, b, k);
     }
@@ -415,7 +413,7 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
             if (watch || check) rg_monitor_judge(mon); /* after the step: see track_update */
             if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
             /* uses the probe batches: after the step, before the next batch is loaded */
-            if (check) rg_repair_check(gra, step);
+            if (check && (s = rg_repair_check(gra, step))) break;
             /* GRA's layer statistics come from each rank's own batches, so its trust region
              * and re-conditioning could decide differently: rank 0's weights go to every
              * rank at the end of each step. */

@@ -69,29 +69,18 @@ static grid layout(const rg_conv_geom *q) {
     return g;
 }
 
-/* The instruction set comes from rg_cpu_isa (none without AVX2).  REGRAD_DIRECT_CONV=0 or
- * rg_direct_conv_allow(false) send every convolution to im2col and the BLAS, so tests and
- * benchmarks can compare the two. */
-static int isa = -1, allowed = -1; /* an rg_isa; RG_ISA_BASE: no direct kernels */
-
-static void decide(void) {
-    if (isa >= 0) return;
-    const char *env = getenv("REGRAD_DIRECT_CONV");
-    isa = RG_ISA_BASE;
+/* The instruction set the direct kernels use: the one decided at the first use of any
+ * kernel (policy.c), none without AVX2. */
+static rg_isa direct_isa(void) {
 #ifdef DIRECT_X86
-    isa = rg_cpu_isa();
+    return rg_cpu_isa_first();
+#else
+    return RG_ISA_BASE;
 #endif
-    if (allowed < 0) allowed = !(env && strcmp(env, "0") == 0);
-}
-
-void rg_direct_conv_allow(bool on) {
-    decide();
-    allowed = on;
 }
 
 bool rg_direct_conv_fits(const rg_conv_geom *q, int filters, int groups) {
-    decide();
-    if (isa == RG_ISA_BASE || !allowed || groups != 1) return false;
+    if (direct_isa() == RG_ISA_BASE || !rg_direct_conv_allowed() || groups != 1) return false;
     /* Winograd's products take the channels as taps, not channels x 9 */
     if (rg_winograd_fits(q, filters) && q->c <= RG_DIRECT_MAX_TAPS && filters <= RG_DIRECT_MAX_TAPS)
         return true;
@@ -337,7 +326,7 @@ FORWARD_512(forward_4x16, 1, 1)
 void rg_direct_product(const float *packed, int rows, int taps, const float *x, const int *off,
                        size_t positions, float *c, size_t ldc) {
     const size_t p = positions;
-    if (isa == RG_ISA_AVX512) {
+    if (direct_isa() == RG_ISA_AVX512) {
         typedef void (*tile_fn)(const float *, size_t, const float *, const int *, int, float *,
                                 size_t);
         static const tile_fn tiles[2][3] = {{forward_4x16, forward_4x32, forward_4x48},
@@ -474,13 +463,13 @@ dw_tile_512(const float *restrict dy, size_t ldd, size_t dy_step, const float *c
 
 void rg_direct_product_t(const float *a, size_t lda, int rows, const float *b, size_t ldb, int cols,
                          size_t len, float *c, size_t ldc) {
-    const int n_max = isa == RG_ISA_AVX512 ? DW_TAPS_512 : 3;
+    const int n_max = direct_isa() == RG_ISA_AVX512 ? DW_TAPS_512 : 3;
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS)
         for (int j0 = 0; j0 < cols; j0 += n_max) {
             const float *bs[DW_TAPS_512];
             const int n = cols - j0 < n_max ? cols - j0 : n_max;
             for (int j = 0; j < n; j++) bs[j] = b + (size_t)(j0 + j) * ldb;
-            (isa == RG_ISA_AVX512 ? dw_tile_512 : dw_tile)(a + (size_t)r0 * lda, lda, 0, bs, 0, 1, n, len,
+            (direct_isa() == RG_ISA_AVX512 ? dw_tile_512 : dw_tile)(a + (size_t)r0 * lda, lda, 0, bs, 0, 1, n, len,
                                                           c + (size_t)r0 * ldc + j0, ldc,
                                                           rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS);
         }
@@ -547,13 +536,13 @@ static void direct_backward(const float *x, size_t x_size, const float *dy, size
                        dy + smp * dy_size + ((size_t)o * q->oh + oy) * q->ow,
                        (size_t)q->ow * sizeof *dyv);
     }
-    const int tap_tile = isa == RG_ISA_AVX512 ? DW_TAPS_512 : 3;
+    const int tap_tile = direct_isa() == RG_ISA_AVX512 ? DW_TAPS_512 : 3;
     for (int r0 = 0; r0 < filters; r0 += TILE_ROWS)
         for (int k0 = 0; k0 < taps; k0 += tap_tile) {
             const float *xs[DW_TAPS_512];
             const int n = taps - k0 < tap_tile ? taps - k0 : tap_tile;
             for (int t = 0; t < n; t++) xs[t] = work + off[k0 + t];
-            (isa == RG_ISA_AVX512 ? dw_tile_512 : dw_tile)(
+            (direct_isa() == RG_ISA_AVX512 ? dw_tile_512 : dw_tile)(
                 work + xp_floats + r0 * len, len, each, xs, each, samples, n, len,
                 dw + (size_t)r0 * taps + k0, taps, filters - r0 < TILE_ROWS ? filters - r0 : TILE_ROWS);
         }

@@ -93,14 +93,8 @@ static tiling tiles_of(const rg_conv_geom *q, int origin_t, int origin_l, size_t
     return t;
 }
 
-static int wino = -1; /* REGRAD_WINOGRAD=0 turns it off */
-
 bool rg_winograd_fits(const rg_conv_geom *q, int filters) {
-    if (wino < 0) {
-        const char *env = getenv("REGRAD_WINOGRAD");
-        wino = !(env && strcmp(env, "0") == 0);
-    }
-    return wino && q->kh == 3 && q->kw == 3 && q->stride == 1 && q->dilation == 1 &&
+    return rg_winograd_allowed() && q->kh == 3 && q->kw == 3 && q->stride == 1 && q->dilation == 1 &&
            q->pad_t >= 0 && q->pad_t <= 2 && q->pad_l >= 0 && q->pad_l <= 2 &&
            q->c >= WINO_MIN_CHANNELS && filters >= WINO_MIN_CHANNELS && rg_cpu_isa() != RG_ISA_BASE;
 }
