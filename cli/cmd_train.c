@@ -613,6 +613,7 @@ static int train_main(int argc, char **argv) {
     char *args_json = NULL, *names_json = NULL;
     struct sigaction old_sa;
     bool sa_set = false;
+    o.dopt.classes = (int)o.classes;
     if ((s = rg_dataset_open(o.data, &o.dopt, &train, &test))) {
         code = cli_fail(cmd, s);
         goto done_data;
@@ -626,11 +627,6 @@ static int train_main(int argc, char **argv) {
         }
     }
     if (o.limit > 0 && o.limit < train->n) rg_dataset_truncate(train, (int)o.limit);
-    if (o.classes && o.classes < train->classes) {
-        cli_error(cmd, "--classes %ld is fewer than the data's %d classes", o.classes, train->classes);
-        code = EXIT_USAGE;
-        goto done_data;
-    }
     if ((s = rg_model_build(o.model_spec, train->c, train->h, train->w,
                             o.classes ? (int)o.classes : train->classes, o.loss,
                             (float)o.smoothing, (uint64_t)o.seed, &m))) {

@@ -115,11 +115,6 @@ int cmd_eval(int argc, char **argv) {
             goto done;
         }
     }
-    if (d->classes > t.classes) {
-        cli_error(cmd, "the data has %d classes, the model %d", d->classes, t.classes);
-        r = EXIT_RUNTIME;
-        goto done;
-    }
     const int k = t.classes;
     conf = calloc((size_t)k * k, sizeof *conf);
     double loss, acc;

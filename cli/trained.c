@@ -55,6 +55,7 @@ const char *cli_class_name(const cli_trained *t, int k, char *buf, size_t len) {
 /* Data options as the model was trained: its input size and channels, its preprocessing. */
 void cli_trained_data_options(const cli_trained *t, rg_data_options *o) {
     if (!o->channels) o->channels = t->c;
+    if (!o->classes) o->classes = t->classes;
     if (!o->height) o->height = t->h, o->width = t->w;
     if (!o->max_pixels) o->max_pixels = RG_DEFAULT_MAX_PIXELS;
     const char *pre = rg_tensor_file_meta(t->file, "preprocess");

@@ -428,6 +428,8 @@ const char *rg_preprocess_name(rg_preprocess p);
 typedef struct rg_data_options {
     int channels;             /* 1 or 3; 0: the data's own (folders: 3) */
     int height, width;        /* input size; 0: the data's own (folders: 224x224) */
+    int classes;              /* IDX labels must be below this (0: fashion-mnist's 10; any
+                                 byte for idx:, the classes then 1 + the largest label) */
     rg_preprocess preprocess;
     long max_pixels;          /* larger images are refused; 0: RG_DEFAULT_MAX_PIXELS */
     bool strict;              /* a bad image file is an error, not a warning and a skip */
@@ -459,7 +461,8 @@ typedef struct rg_dataset {
  * and that labels are below max_classes (any byte if 0). */
 rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_classes,
                       rg_dataset **out);
-/* Opens a dataset spec:
+/* Opens a dataset spec (IDX data whose labels leave some classes without samples gets one
+ * warning through opt->warn naming them):
  *   "fashion-mnist[:DIR]"   train split; test_out gets the t10k split; labels below 10.
  *                           DIR defaults to /usr/share/datasets/fashion-mnist.
  *   "idx:IMAGES,LABELS[,TEST_IMAGES,TEST_LABELS]"   any IDX pair; test_out gets NULL when
@@ -478,6 +481,9 @@ rg_status rg_folder_open(const char *dir, const rg_data_options *opt, rg_dataset
 void rg_dataset_free(rg_dataset *d);
 /* Keeps the first n samples. */
 void rg_dataset_truncate(rg_dataset *d, int n);
+/* RG_ERR_ARG naming the first sample whose label is outside 0..classes-1 (rg_fit and
+ * rg_evaluate check this against the model's classes). */
+rg_status rg_dataset_check_labels(const rg_dataset *d, int classes);
 /* Renumbers d's labels to the classes of `ref` by class name (a separate test folder must
  * hold a subset of the training classes; export-images' "3_Dress" is class 3 "Dress");
  * fails naming a class ref does not have. */

@@ -127,6 +127,16 @@ printf '\x00\x00\x08\x01\x00\x00\xea\x60' > "$tmp/lbl"
 { head -c 100 /dev/zero; printf '\x0c'; head -c 59899 /dev/zero; } >> "$tmp/lbl"
 gzip -c "$tmp/lbl" > "$tmp/fm/train-labels-idx1-ubyte.gz"
 expect 1 "label 12 of sample 100 is out of range" train --data "fashion-mnist:$tmp/fm"
+# idx data with one stray label (200 among 0-9): one warning naming the empty classes; with
+# --classes (or a checkpoint's classes) an error naming the sample
+gzip -dc "$FM/train-labels-idx1-ubyte.gz" > "$tmp/lbl200"
+printf '\xc8' | dd of="$tmp/lbl200" bs=1 seek=$((8 + 100)) conv=notrunc 2>/dev/null
+stray=(--data "idx:$FM/train-images-idx3-ubyte.gz,$tmp/lbl200" --limit 512 --quiet)
+"$BIN" train "${stray[@]}" >"$tmp/out" 2>"$tmp/err"; code=$?
+[ "$code" -eq 0 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
+  grep -q "warning: 190 of the 201 classes (1 + the largest label) have no samples: 10-199" "$tmp/err" &&
+  ok || bad "stray label: exit $code, $(cat "$tmp/err")"
+expect 1 "label 200 of sample 100 is out of range (this dataset has 10 classes" train "${stray[@]}" --classes 10
 expect 1 "cannot write metrics" train --limit 256 --metrics /nonexistent/dir/m.jsonl
 
 # ---- end to end: a subset of Fashion-MNIST reaches a stated accuracy
@@ -212,6 +222,8 @@ assert "optimizer.momentum_buffer.dense_1.kernel" in h
 PY
 expect 0 "accuracy 0\.[6-9]" eval --weights "$tmp/ckA/last.safetensors"
 expect 0 '"confusion":\[\[' eval --weights "$tmp/ckA/last.safetensors" --json
+expect 1 "label 200 of sample 100 is out of range (this dataset has 10 classes" eval --weights "$tmp/ckA/last.safetensors" \
+  --data "idx:$FM/train-images-idx3-ubyte.gz,$tmp/lbl200"
 "$BIN" export-images --split test --limit 20 --out "$tmp/pred" >/dev/null
 expect 0 "accuracy 0\.[6-9]" eval --weights "$tmp/ckA/last.safetensors" --data "$tmp/pred"
 rm -rf "$tmp/pred/"[02-9]_*; mkdir -p "$tmp/pred/9_Ankle_boot"; cp "$tmp/pred/1_Trouser/"*.png "$tmp/pred/9_Ankle_boot/"

@@ -60,7 +60,9 @@ void rg_to_bytes(const float *x, int c, int h, int w, uint8_t *out);
 void rg_data_warn(const rg_data_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Copies k class names into d (freed with it). */
 rg_status rg_dataset_set_names(rg_dataset *d, const char *const *names, int k);
-/* The IDX specs: fashion-mnist[:DIR] and idx:... (see rg_dataset_open). */
-rg_status rg_idx_spec_open(const char *spec, rg_dataset **train_out, rg_dataset **test_out);
+/* The IDX specs: fashion-mnist[:DIR] and idx:... (see rg_dataset_open); labels must be
+ * below classes (0: fashion-mnist's 10, any byte for idx:). */
+rg_status rg_idx_spec_open(const char *spec, int classes, rg_dataset **train_out,
+                           rg_dataset **test_out);
 
 #endif

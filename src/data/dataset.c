@@ -104,6 +104,45 @@ static rg_status apply_options(rg_dataset *d, const rg_data_options *o) {
     return RG_OK;
 }
 
+rg_status rg_dataset_check_labels(const rg_dataset *d, int classes) {
+    for (int i = 0; i < d->n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= classes)
+            return rg_fail(RG_ERR_ARG, "sample %d has label %d, outside the model's %d classes "
+                                       "(0..%d): fix the label, or give the model more classes "
+                                       "(--classes)", i, d->labels[i], classes, classes - 1);
+    return RG_OK;
+}
+
+/* One warning when some of d's classes have no sample at all (a stray label makes a class
+ * count of 1 + that label): how many, and which, as ranges. */
+static rg_status warn_empty_classes(const rg_dataset *d) {
+    bool *seen = calloc((size_t)d->classes, sizeof *seen);
+    if (!seen) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    for (int i = 0; i < d->n; i++)
+        if (d->labels[i] >= 0 && d->labels[i] < d->classes) seen[d->labels[i]] = true;
+    char which[160] = "";
+    size_t len = 0;
+    int empty = 0;
+    for (int k = 0; k < d->classes; k++) {
+        if (seen[k]) continue;
+        int last = k;
+        while (last + 1 < d->classes && !seen[last + 1]) last++;
+        empty += last - k + 1;
+        if (len < sizeof which - 24) {
+            len += (size_t)(last > k ? snprintf(which + len, sizeof which - len, "%s%d-%d", len ? ", " : "", k, last)
+                                     : snprintf(which + len, sizeof which - len, "%s%d", len ? ", " : "", k));
+        } else if (len < sizeof which - 4) {
+            len += (size_t)snprintf(which + len, sizeof which - len, ", ...");
+        }
+        k = last;
+    }
+    free(seen);
+    if (empty)
+        rg_data_warn(&d->opt, "%d of the %d classes (1 + the largest label) have no samples: %s; "
+                              "check the labels", empty, d->classes, which);
+    return RG_OK;
+}
+
 rg_status rg_dataset_open(const char *spec, const rg_data_options *opt, rg_dataset **train_out,
                           rg_dataset **test_out) {
     rg_data_options o = opt ? *opt : (rg_data_options){0};
@@ -119,9 +158,10 @@ rg_status rg_dataset_open(const char *spec, const rg_data_options *opt, rg_datas
             return rg_fail(RG_ERR_IO, "cannot open data folder '%s': %s", spec,
                            stat(spec, &st) == 0 ? "not a folder" : strerror(errno));
     }
-    rg_status s = rg_idx_spec_open(spec, train_out, test_out);
+    rg_status s = rg_idx_spec_open(spec, o.classes, train_out, test_out);
     if (!s) s = apply_options(*train_out, &o);
     if (!s && test_out && *test_out) s = apply_options(*test_out, &o);
+    if (!s) s = warn_empty_classes(*train_out);
     if (s) {
         rg_dataset_free(*train_out);
         if (test_out) rg_dataset_free(*test_out), *test_out = NULL;

@@ -146,8 +146,9 @@ rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_
     for (int i = 0; i < d->n; i++) {
         if (max_classes > 0 && raw_labels[i] >= max_classes) {
             s = rg_fail(RG_ERR_FORMAT, "%s: label %d of sample %d is out of range (this dataset "
-                                       "has %d classes, 0..%d)", labels_path, raw_labels[i], i,
-                        max_classes, max_classes - 1);
+                                       "has %d classes, 0..%d): fix the label, or ask for more "
+                                       "classes", labels_path, raw_labels[i], i, max_classes,
+                        max_classes - 1);
             goto done;
         }
         d->labels[i] = raw_labels[i];
@@ -164,11 +165,12 @@ done:
     return s;
 }
 
-rg_status rg_idx_spec_open(const char *spec, rg_dataset **train_out, rg_dataset **test_out) {
+rg_status rg_idx_spec_open(const char *spec, int classes, rg_dataset **train_out,
+                           rg_dataset **test_out) {
     *train_out = NULL;
     if (test_out) *test_out = NULL;
     char paths[4][1024];
-    int n_paths = 0, classes = 0;
+    int n_paths = 0;
     if (!spec) return rg_fail(RG_ERR_ARG, "missing data spec");
     if (strcmp(spec, "fashion-mnist") == 0 || strncmp(spec, "fashion-mnist:", 14) == 0) {
         const char *dir = spec[13] == ':' ? spec + 14 : FASHION_MNIST_DIR;
@@ -179,7 +181,7 @@ rg_status rg_idx_spec_open(const char *spec, rg_dataset **train_out, rg_dataset 
             if (snprintf(paths[k], sizeof paths[k], "%s/%s", dir, files[k]) >= (int)sizeof paths[k])
                 return rg_fail(RG_ERR_ARG, "data directory path too long");
         n_paths = 4;
-        classes = 10;
+        if (!classes) classes = 10;
     } else if (strncmp(spec, "idx:", 4) == 0) {
         const char *p = spec + 4;
         while (*p && n_paths < 4) {
@@ -204,7 +206,8 @@ rg_status rg_idx_spec_open(const char *spec, rg_dataset **train_out, rg_dataset 
     static const char *const fashion_names[10] = {
         "T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot"};
-    const char *const *names = classes == 10 ? fashion_names : NULL;
+    const char *const *names = strncmp(spec, "fashion-mnist", 13) == 0 && classes == 10
+                                   ? fashion_names : NULL;
     rg_status s = rg_idx_load(paths[0], paths[1], classes, train_out);
     if (!s && names) s = rg_dataset_set_names(*train_out, names, 10);
     if (s || n_paths < 4 || !test_out) return s;

@@ -37,11 +37,7 @@ static rg_status check_fits(const rg_model *m, const rg_dataset *d) {
     if (in->size != sample)
         return rg_fail(RG_ERR_SHAPE, "the model takes %zu values per sample but the data has "
                                      "%dx%dx%d = %zu", in->size, d->c, d->h, d->w, sample);
-    int classes = m->logits >= 0 ? (int)g->nodes[m->logits].size : 0;
-    if (d->classes > classes)
-        return rg_fail(RG_ERR_SHAPE, "the data has %d classes but the model predicts %d: set "
-                                     "classes=%d in the model spec", d->classes, classes, d->classes);
-    return RG_OK;
+    return rg_dataset_check_labels(d, m->logits >= 0 ? (int)g->nodes[m->logits].size : 0);
 }
 
 /* The predicted class of one row of k logits (the first of equal maxima). */
