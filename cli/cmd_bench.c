@@ -48,12 +48,6 @@ static const struct option bench_opts[] = {
     {0, 0, 0, 0},
 };
 
-static double wall(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 typedef struct op_total {
     const char *op;
     int count;
@@ -109,7 +103,7 @@ int cmd_bench(int argc, char **argv) {
     if ((s = rg_optim_parse(optim_name, &kind))) return cli_fail(cmd, s);
     rg_set_threads((int)threads);
     rg_model m;
-    if ((s = rg_model_build(spec, c_in, h, w, (int)classes, RG_LOSS_XENT, 0, 1, &m)))
+    if ((s = rg_model_build(spec, &(rg_model_opts){.c = c_in, .h = h, .w = w, .classes = (int)classes, .seed = 1}, &m)))
         return cli_fail(cmd, s);
     if (m.loss == RG_NONE) {
         rg_model_free(&m);
@@ -147,23 +141,23 @@ int cmd_bench(int argc, char **argv) {
         if (i == warmup) {
             rg_graph_profile(g, 1);
             opt_seconds = 0;
-            t0 = wall();
+            t0 = rg_seconds();
         }
         const bool watch = mon && i % 2 == 1;
-        const double s0 = wall();
+        const double s0 = rg_seconds();
         if (mon) rg_monitor_enable(mon, watch);
         if (mon && (s = rg_monitor_track_update(mon, watch, opt, 1))) break; /* as in training */
         rg_graph_forward(g, (int)batch, 1);
         rg_graph_backward(g, m.loss);
         if (watch) rg_monitor_enable(mon, 0);
-        double o0 = wall();
+        double o0 = rg_seconds();
         rg_optim_step(opt, rg_graph_params(g), rg_graph_grads(g), oc.lr);
-        opt_seconds += wall() - o0;
+        opt_seconds += rg_seconds() - o0;
         if (watch) {
             rg_monitor_note_update(mon);
             rg_monitor_judge(mon);
         }
-        if (i >= warmup && mon) step_times[watch][n_times[watch]++] = wall() - s0;
+        if (i >= warmup && mon) step_times[watch][n_times[watch]++] = rg_seconds() - s0;
     }
     if (s) { /* no memory for the step times or the monitor's copy of the weights */
         free(step_times[0]);
@@ -178,7 +172,7 @@ int cmd_bench(int argc, char **argv) {
     const double monitor_cost = n_times[1] && n_times[0] ? watched_s / plain_s - 1 : NAN;
     free(step_times[0]);
     free(step_times[1]);
-    const double total = wall() - t0;
+    const double total = rg_seconds() - t0;
     rg_graph_profile(g, 0); /* stop counting; totals stay readable until reset */
     const double ips = (double)batch * steps / total;
 

@@ -61,7 +61,7 @@ int cmd_diagnose(int argc, char **argv) {
     }
     rg_status s;
     rg_model m;
-    if ((s = rg_model_build(spec, 0, 0, 0, 0, RG_LOSS_XENT, 0, 0, &m))) return cli_fail(cmd, s);
+    if ((s = rg_model_build(spec, NULL, &m))) return cli_fail(cmd, s);
     rg_model_free(&m);
     rg_set_threads((int)threads);
     rg_dataset *d = NULL;
@@ -69,7 +69,7 @@ int cmd_diagnose(int argc, char **argv) {
     int code = 0;
     rg_monitor *mon = NULL;
     int *idx = NULL;
-    if ((s = rg_model_build(spec, d->c, d->h, d->w, d->classes, RG_LOSS_XENT, 0, (uint64_t)seed, &m))) {
+    if ((s = rg_model_build(spec, &(rg_model_opts){.c = d->c, .h = d->h, .w = d->w, .classes = d->classes, .seed = (uint64_t)seed}, &m))) {
         code = cli_fail(cmd, s);
         goto done;
     }

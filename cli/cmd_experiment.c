@@ -105,8 +105,7 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
                          run_result *r) {
     const bool repair = !strcmp(remedy, "gra");
     rg_model m;
-    rg_status s = rg_model_build(spec, train->c, train->h, train->w, train->classes,
-                                 RG_LOSS_XENT, 0, seed, &m);
+    rg_status s = rg_model_build(spec, &(rg_model_opts){.c = train->c, .h = train->h, .w = train->w, .classes = train->classes, .seed = seed}, &m);
     if (s) return s;
     if ((!strcmp(remedy, "aux") && (s = rg_model_add_aux_heads(&m, EXP_AUX))) ||
         (s = rg_graph_compile(m.graph, 128))) {
@@ -117,7 +116,7 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
     if (!strcmp(remedy, "maxnorm")) fc.max_norm = EXP_MAX_NORM;
     if (!strcmp(remedy, "clip")) fc.clip_norm = EXP_CLIP_NORM;
     if (!strcmp(remedy, "agc")) fc.agc = EXP_AGC;
-    fc.aux_weight = EXP_AUX_WEIGHT;
+    rg_model_set_aux_weight(&m, EXP_AUX_WEIGHT);
     rg_schedule_parse("constant", &fc.schedule);
     if (strcmp(optim, "adam") == 0) {
         fc.optim = rg_optim_defaults(RG_OPTIM_ADAM);
@@ -127,8 +126,7 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
     }
     long repairs = 0;
     rg_fit_callbacks cb = {.on_repair = count_repair, .user = &repairs};
-    struct timespec w0, w1;
-    clock_gettime(CLOCK_MONOTONIC, &w0);
+    const double w0 = rg_seconds();
     s = rg_fit(&m, train, &fc, &cb);
     if (!s && !strcmp(remedy, "prune")) { /* prune, then fine-tune one epoch */
         rg_prune_opts po = {.amount = EXP_PRUNE, .norm = 2};
@@ -157,8 +155,7 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
             rg_monitor_free(mon);
         }
     }
-    clock_gettime(CLOCK_MONOTONIC, &w1);
-    r->seconds = (double)(w1.tv_sec - w0.tv_sec) + 1e-9 * (double)(w1.tv_nsec - w0.tv_nsec);
+    r->seconds = rg_seconds() - w0;
     r->repairs = repairs;
     rg_model_free(&m);
     return RG_OK;

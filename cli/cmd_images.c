@@ -177,12 +177,6 @@ static const char *const bench_data_help =
     CLI_DATA_HELP
     "  -h, --help            show this help\n";
 
-static double wall(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int cmd_bench_data(int argc, char **argv) {
     const char *cmd = "bench-data";
     image_args a;
@@ -210,7 +204,7 @@ int cmd_bench_data(int argc, char **argv) {
         goto done;
     }
     for (int i = 0; i < d->n; i++) idx[i] = i;
-    double t0 = wall(), checksum = 0;
+    double t0 = rg_seconds(), checksum = 0;
     long images = 0;
     for (long e = 0; e < a.epochs && !s; e++) {
         if ((s = rg_loader_start(l, idx, d->n, 0, &a.aug, (uint64_t)a.seed + (uint64_t)e))) break;
@@ -221,7 +215,7 @@ int cmd_bench_data(int argc, char **argv) {
         }
         if (got < 0) s = (rg_status)-got;
     }
-    double secs = wall() - t0;
+    double secs = rg_seconds() - t0;
     if (!s)
         printf("bench-data: %ld images %dx%dx%d in %.3fs: %.1f images/s with %ld workers "
                "(%.1f per worker; checksum %.3f)\n", images, d->c, d->h, d->w, secs,

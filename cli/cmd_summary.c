@@ -61,7 +61,7 @@ int cmd_summary(int argc, char **argv) {
         return EXIT_USAGE;
     }
     rg_model m;
-    rg_status s = rg_model_build(spec, c_in, h, w, (int)classes, RG_LOSS_XENT, 0, 0, &m);
+    rg_status s = rg_model_build(spec, &(rg_model_opts){.c = c_in, .h = h, .w = w, .classes = (int)classes}, &m);
     if (s) return cli_fail(cmd, s);
     if (!cli_patterns_apply(cmd, &patterns, m.graph, spec)) {
         rg_model_free(&m);

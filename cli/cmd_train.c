@@ -187,12 +187,6 @@ typedef struct progress {
     double last_draw;
 } progress;
 
-static double wall(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void fmt_eta(double s, char *buf, size_t len) {
     if (!isfinite(s) || s < 0) s = 0;
     long t = (long)(s + 0.5);
@@ -208,7 +202,7 @@ static void on_batch(void *user, int epoch, int batch, int batches, double loss,
     if (p->quiet) return;
     const bool plain = p->log_every > 0 || !p->tty;
     if (plain && (p->log_every <= 0 || batch % p->log_every != 0)) return;
-    double t = wall();
+    double t = rg_seconds();
     if (!plain && batch != batches && t - p->last_draw < 0.2) return;
     p->last_draw = t;
     char e[32];
@@ -597,7 +591,7 @@ static int train_main(int argc, char **argv) {
         goto done;
     }
     rg_model probe; /* catches spec errors before any data is read */
-    if ((s = rg_model_build(o.model_spec, 0, 0, 0, 0, o.loss, (float)o.smoothing, 0, &probe))) {
+    if ((s = rg_model_build(o.model_spec, &(rg_model_opts){.loss = o.loss, .label_smoothing = (float)o.smoothing}, &probe))) {
         code = cli_fail(cmd, s);
         goto done;
     }
@@ -627,9 +621,7 @@ static int train_main(int argc, char **argv) {
         }
     }
     if (o.limit > 0 && o.limit < train->n) rg_dataset_truncate(train, (int)o.limit);
-    if ((s = rg_model_build(o.model_spec, train->c, train->h, train->w,
-                            o.classes ? (int)o.classes : train->classes, o.loss,
-                            (float)o.smoothing, (uint64_t)o.seed, &m))) {
+    if ((s = rg_model_build(o.model_spec, &(rg_model_opts){.c = train->c, .h = train->h, .w = train->w, .classes = o.classes ? (int)o.classes : train->classes, .loss = o.loss, .label_smoothing = (float)o.smoothing, .seed = (uint64_t)o.seed}, &m))) {
         code = cli_fail(cmd, s);
         goto done_data;
     }
@@ -639,6 +631,11 @@ static int train_main(int argc, char **argv) {
         goto done_data;
     }
     if (o.aux_heads && (s = rg_model_add_aux_heads(&m, o.aux_heads))) {
+        code = cli_fail(cmd, s);
+        goto done_data;
+    }
+    if (m.n_aux) rg_model_set_aux_weight(&m, (float)o.aux_weight);
+    if (0) {
         code = cli_fail(cmd, s);
         goto done_data;
     }
@@ -755,7 +752,6 @@ static int train_main(int argc, char **argv) {
                         .clip_tensor_norm = (float)o.clip_layer, .clip_value = (float)o.clip_value,
                         .agc = (float)o.agc, .max_norm = (float)o.max_norm, .prune = o.prune,
                         .prune_start = o.prune_start, .prune_end = o.prune_end,
-                        .aux_weight = (float)o.aux_weight, .lasso_lambda = (float)o.lasso,
                         .stop = &stop_requested, .sync_bn = o.sync_bn};
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigemptyset(&sa.sa_mask);
@@ -763,7 +759,7 @@ static int train_main(int argc, char **argv) {
     sa_set = true;
     rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                            .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &prog};
-    double t0 = wall();
+    double t0 = rg_seconds();
     if ((o.lasso > 0 || o.path_stages) && m.lasso_m <= 0) {
         cli_error(cmd, "--lasso and --lasso-path need a lassonet model (--model lassonet:...)");
         code = EXIT_USAGE;
@@ -776,7 +772,7 @@ static int train_main(int argc, char **argv) {
         goto done_data;
     }
     for (int stage = 0; stage < (o.path_stages ? o.path_stages : 1); stage++) {
-        if (o.path_stages) fc.lasso_lambda = (float)(o.lasso * pow(o.path_factor, stage));
+        if (m.lasso_m > 0) rg_lassonet_set_lambda(&m, (float)(o.lasso * pow(o.path_factor, stage)));
         if ((s = rg_fit(&m, train, &fc, &cb))) {
             if (prog.tty && !prog.quiet && s != RG_STOPPED) fputc('\n', stderr);
             cli_progress_line(false);
@@ -789,7 +785,7 @@ static int train_main(int argc, char **argv) {
                 code = cli_fail(cmd, s);
                 goto done_data;
             }
-            printf("lambda %-10.4g %5d features selected  test_acc %.4f\n", (double)fc.lasso_lambda,
+            printf("lambda %-10.4g %5d features selected  test_acc %.4f\n", (double)m.lasso_lambda,
                    rg_lassonet_selected(&m, NULL), a);
         }
     }
@@ -818,7 +814,7 @@ static int train_main(int argc, char **argv) {
     for (int h = 0; test && h < m.n_aux; h++)
         printf("aux_head_%d (after %s): test_acc %.4f\n", h + 1,
                rg_node_name(m.graph, m.aux_layer[h]), aux_acc[h]);
-    double seconds = wall() - t0;
+    double seconds = rg_seconds() - t0;
     if (train->skipped || (test && test->skipped))
         cli_warn(NULL, "skipped files: see the warnings above (use --strict to stop on them)");
     unsigned long long hash = (unsigned long long)rg_graph_params_hash(m.graph);

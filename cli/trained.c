@@ -25,13 +25,18 @@ int cli_load_trained(const char *cmd, const char *path, int batch, cli_trained *
     const char *input = rg_tensor_file_meta(t->file, "input");
     const char *classes = rg_tensor_file_meta(t->file, "classes");
     char tail;
+    if (!spec && input && classes) {
+        cli_error(cmd, "'%s' holds a model built by hand in C (no zoo spec to rebuild it from): "
+                       "load it with rg_model_load into the graph that made it", path);
+        return EXIT_USAGE;
+    }
     if (!spec || !input || !classes || sscanf(input, "%dx%dx%d%c", &t->c, &t->h, &t->w, &tail) != 3 ||
         sscanf(classes, "%d%c", &t->classes, &tail) != 1) {
         cli_error(cmd, "'%s' has no model description (model, input, classes in its metadata): "
                        "use a checkpoint written by regrad", path);
         return EXIT_USAGE;
     }
-    if ((s = rg_model_build(spec, t->c, t->h, t->w, t->classes, RG_LOSS_XENT, 0, 0, &t->m)) ||
+    if ((s = rg_model_build(spec, &(rg_model_opts){.c = t->c, .h = t->h, .w = t->w, .classes = t->classes}, &t->m)) ||
         (s = rg_graph_compile(t->m.graph, batch)) || (s = rg_model_load(&t->m, t->file, 0, NULL)))
         return cli_fail(cmd, s);
     const char *names = rg_tensor_file_meta(t->file, "class_names");

@@ -8,8 +8,7 @@
 
 int main(void) {
     rg_model m;
-    if (rg_model_build("mlp:depth=12,width=64,act=sigmoid,init=torch", 1, 28, 28, 10,
-                       RG_LOSS_XENT, 0.0f, 3, &m) != RG_OK ||
+    if (rg_model_build("mlp:depth=12,width=64,act=sigmoid,init=torch", &(rg_model_opts){.c = 1, .h = 28, .w = 28, .classes = 10, .seed = 3}, &m) != RG_OK ||
         rg_graph_compile(m.graph, 64) != RG_OK) {
         fprintf(stderr, "health_monitor: %s\n", rg_last_error());
         return 1;

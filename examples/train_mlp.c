@@ -14,8 +14,7 @@ int main(int argc, char **argv) {
     rg_model m;
     if (rg_dataset_open(data, NULL, &train, &test) != RG_OK) goto fail;
     rg_dataset_truncate(train, 5000); /* a quick run */
-    if (rg_model_build("mlp:depth=2,width=128", train->c, train->h, train->w, train->classes,
-                       RG_LOSS_XENT, 0.0f, /*seed*/ 1, &m) != RG_OK ||
+    if (rg_model_build("mlp:depth=2,width=128", &(rg_model_opts){.c = train->c, .h = train->h, .w = train->w, .classes = train->classes, .seed = 1}, &m) != RG_OK ||
         rg_graph_compile(m.graph, 64) != RG_OK)
         goto fail;
     rg_fit_config cfg = {.epochs = 2, .batch = 64, .seed = 1, .val_split = 0.1f,

@@ -60,6 +60,9 @@ const char *rg_status_name(rg_status s);
 
 /* ---------------------------------------------------------------- threads and RNG */
 
+/* Seconds on a monotonic clock, for timing. */
+double rg_seconds(void);
+
 /* Sets the threads used by OpenMP loops and the BLAS together (n <= 0: all cores). */
 void rg_set_threads(int n);
 int rg_get_threads(void);
@@ -439,14 +442,17 @@ typedef struct rg_data_options {
     void *user;
 } rg_data_options;
 
-/* A labelled image set.  Samples live in memory as bytes (IDX data) or in image files
- * decoded on demand (folders); either way they come out as (c, h, w) floats after
- * resizing, channel conversion and preprocessing. */
+/* A labelled dataset.  Samples live in memory as bytes (IDX data) or in image files decoded
+ * on demand (folders), coming out as (c, h, w) floats after resizing, channel conversion
+ * and preprocessing; or in memory as floats (rg_dataset_from_floats), coming out as they
+ * are. */
 typedef struct rg_dataset {
     int n, c, h, w;         /* samples and the shape each comes out in */
     int classes;            /* folders: class folders; IDX: 1 + the largest label */
     int *labels;
     uint8_t *pixels;        /* in memory: (n, src_c, src_h, src_w) bytes; else NULL */
+    float *features;        /* in memory as floats: (n, c, h, w), taken as they are (no
+                               resizing, preprocessing or augmentation); else NULL */
     int src_c, src_h, src_w;/* shape of the stored bytes (0: same as c, h, w) */
     char **paths;           /* image files, one per sample; else NULL */
     char **class_names;     /* `classes` names (sorted folder names), or NULL */
@@ -472,6 +478,12 @@ rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_
  * test_out may be NULL when the caller does not want the test split. */
 rg_status rg_dataset_open(const char *spec, const rg_data_options *opt, rg_dataset **train_out,
                           rg_dataset **test_out);
+/* A dataset of n samples of per-sample shape shape[0..ndim) (ndim 1 to 3: features,
+ * (C, L) or (C, H, W)), x holding n x that many floats and labels n integers (both copied).
+ * classes 0: 1 + the largest label.  Fails naming the first non-finite value or the first
+ * label outside 0..classes-1. */
+rg_status rg_dataset_from_floats(int n, int ndim, const int *shape, const float *x,
+                                 const int *labels, int classes, rg_dataset **out);
 /* An image folder: one subfolder per class, classes numbered by sorted folder name, image
  * files found recursively below each.  Every file's header is checked here (format, size,
  * the pixel limit); files that fail are skipped with a warning (counted in d->skipped), or
@@ -583,7 +595,20 @@ void rg_tensor_writer_free(rg_tensor_writer *w);
 
 /* A graph with its named ends, as built by the zoo. */
 #define RG_MAX_AUX 7
-typedef struct rg_model {
+#define RG_MAX_HOOKS 4
+typedef struct rg_model rg_model;
+
+/* What a model does around each training step beyond its graph, registered by the model
+ * builders that need it (auxiliary heads' decaying loss weight, LassoNet's proximal step);
+ * rg_fit calls every registered hook, in order.  Either function may be NULL. */
+typedef struct rg_model_hooks {
+    /* Before the step's backward pass: the step (0-based) of total_steps. */
+    void (*before_step)(rg_model *m, long step, long total_steps);
+    /* After the optimizer's update, with the step's learning rate; it moves the weights. */
+    rg_status (*after_update)(rg_model *m, float lr);
+} rg_model_hooks;
+
+struct rg_model {
     rg_graph *graph;
     rg_node input;
     rg_node logits;
@@ -595,17 +620,30 @@ typedef struct rg_model {
     rg_node aux_logits[RG_MAX_AUX];
     rg_node aux_layer[RG_MAX_AUX];
     rg_node objective;
+    float aux_weight;   /* the heads' loss weight at the start (rg_model_set_aux_weight) */
     float lasso_m;      /* lassonet: the hierarchy multiplier M */
-} rg_model;
+    float lasso_lambda; /* lassonet: the L1 strength on the skip (rg_lassonet_set_lambda) */
+    const rg_model_hooks *hooks[RG_MAX_HOOKS];
+    int n_hooks;
+};
 
 typedef enum rg_loss_kind {
     RG_LOSS_XENT = 0, /* softmax cross-entropy from the logits */
     RG_LOSS_MSE       /* mean squared error between softmax(logits) and one-hot labels */
 } rg_loss_kind;
 
-/* Builds a model from a spec for inputs of per-sample shape (c, h, w) and `classes`
- * outputs (0 for any of them: the model's default, 1x28x28 and 10 for the small models,
- * 3x224x224 and 1000 for the ImageNet ones); does not compile it.  Specs:
+/* How rg_model_build builds: every field 0 means the default, so a literal names only what
+ * it changes: &(rg_model_opts){.c = 3, .h = 32, .w = 32, .classes = 10}. */
+typedef struct rg_model_opts {
+    int c, h, w;           /* per-sample input shape (0: the model's default, 1x28x28 for the
+                              small models, 3x224x224 for the ImageNet ones) */
+    int classes;           /* outputs (0: the model's default, 10 or 1000) */
+    rg_loss_kind loss;     /* RG_LOSS_XENT */
+    float label_smoothing; /* cross-entropy's, in [0, 1) */
+    uint64_t seed;         /* parameter initialisation and dropout masks */
+} rg_model_opts;
+
+/* Builds a model from a spec (opts NULL: all defaults); does not compile it.  Specs:
  *   mlp:depth=D,width=W,act=A,init=I,dropout=P,bn=0|1,residual=0|1
  *   cnn[:init=I]                      conv32-pool-conv64-pool-fc128
  *   plaincnn:depth=D,width=C,act=A,init=I
@@ -616,24 +654,41 @@ typedef enum rg_loss_kind {
  * the feature extractor: logits is then the last feature map and loss is RG_NONE).
  * Shape errors (an input too small for the network) are reported here, before any
  * activation is allocated. */
-rg_status rg_model_build(const char *spec, int c, int h, int w, int classes, rg_loss_kind loss,
-                         float label_smoothing, uint64_t seed, rg_model *out);
+rg_status rg_model_build(const char *spec, const rg_model_opts *opts, rg_model *out);
+/* A model of a graph built by hand (compiled or not; rg_fit compiles it at its batch if
+ * not): input is its input node (RG_NONE: the graph's only one), logits the classifier's
+ * output, loss the scalar training minimises.  The model takes the graph: rg_model_free
+ * frees it.  Such a model trains, checkpoints, resumes, predicts and is repaired by GRA
+ * exactly as a zoo model; its checkpoints name no spec, so `regrad` commands that rebuild
+ * a model from one (eval, predict) need the zoo's. */
+rg_status rg_model_from_graph(rg_graph *g, rg_node input, rg_node logits, rg_node loss,
+                              rg_model *out);
 void rg_model_free(rg_model *m);
 /* Intermediate-layer prediction (deep supervision), before compile: `which` is a count
  * ("3": heads spread evenly over the dense/conv layers before the classifier, first and
  * last excepted) or layer names ("dense_2,dense_4").  Each head: a channel average for
  * feature maps, then a dense layer to the classes (aux_head_K) with its own cross-entropy;
  * the objective becomes loss + (w / heads) x sum of the auxiliary losses, w from
- * rg_model_set_aux_weight (0 until set).  Head tensors are left out by rg_model_save and
+ * rg_model_set_aux_weight (0 until set), decaying linearly to 0 at the last step of
+ * training (0.3 is GoogLeNet's weight).  Head tensors are left out by rg_model_save and
  * ignored by rg_model_load, so exported and predicting models have no heads. */
 rg_status rg_model_add_aux_heads(rg_model *m, const char *which);
 void rg_model_set_aux_weight(rg_model *m, float w);
 /* What training differentiates: the objective with auxiliary heads, else the loss. */
 rg_node rg_model_objective(const rg_model *m);
-/* LassoNet ("lassonet:width=W,depth=D,M=10"): the hierarchical proximal step for every
- * input feature with threshold lambda (rg_fit passes lambda x lr after each step), and the
- * features still selected (skip weights not zero), written to features (may be NULL);
- * returns their count, or -1 for a model that is not a lassonet. */
+/* Registers hooks (not copied: they must outlive the model); RG_ERR_ARG past RG_MAX_HOOKS. */
+rg_status rg_model_add_hooks(rg_model *m, const rg_model_hooks *hooks);
+/* Runs the hooks (rg_fit does, around each step); moves_weights says whether any has an
+ * after_update. */
+void rg_model_before_step(rg_model *m, long step, long total_steps);
+rg_status rg_model_after_update(rg_model *m, float lr);
+bool rg_model_moves_weights(const rg_model *m);
+/* LassoNet ("lassonet:width=W,depth=D,M=10"): the L1 strength on the skip (0 until set:
+ * the hierarchy alone; RG_ERR_ARG for a model that is not a lassonet); the hierarchical
+ * proximal step for every input feature with threshold lambda (its hook runs it with
+ * lambda x lr after each step); and the features still selected (skip weights not zero),
+ * written to features (may be NULL): their count, or -1 for a model that is not a lassonet. */
+rg_status rg_lassonet_set_lambda(rg_model *m, float lambda);
 rg_status rg_lassonet_prox(rg_model *m, float lambda);
 int rg_lassonet_selected(const rg_model *m, int *features);
 /* The zoo's model names, comma-separated. */
@@ -908,7 +963,7 @@ typedef struct rg_train_state {
 
 typedef struct rg_fit_config {
     int epochs;
-    int batch;
+    int batch;              /* samples per step (0: the compiled batch) */
     uint64_t seed;          /* shuffle order */
     float val_split;        /* fraction held out, per class, from a seeded permutation */
     rg_augment augment;     /* applied to training batches only */
@@ -939,11 +994,6 @@ typedef struct rg_fit_config {
      * 1 - (1 - t)^3 with t the fraction of those epochs done.  prune_end 0: off. */
     rg_prune_opts prune;
     int prune_start, prune_end;
-    /* Auxiliary heads' loss weight at the start; it decays linearly to 0 at the last
-     * step (for models with heads; 0.3 is GoogLeNet's weight). */
-    float aux_weight;
-    /* LassoNet's L1 strength on the skip (lassonet models; 0: the hierarchy alone). */
-    float lasso_lambda;
     /* When *stop becomes non-zero (a signal handler's flag), training ends after the
      * current step, writes DIR/interrupted.safetensors (and points last.safetensors at it)
      * when checkpointing, and rg_fit returns RG_STOPPED.  Resuming from that checkpoint
@@ -954,8 +1004,15 @@ typedef struct rg_fit_config {
     bool sync_bn;
 } rg_fit_config;
 
-/* Trains m (compiled for cfg->batch) on `train`.  If val_split > 0 the held-out samples
- * (stratified: the same fraction of every class) are evaluated after each epoch. */
+/* The defaults: 1 epoch, batches of the compiled size, seed 42, Adam with PyTorch's
+ * defaults, a constant learning rate, GRA on, checkpoints (when a folder is given) every
+ * epoch; everything else off.  Change fields, then pass a pointer. */
+rg_fit_config rg_fit_defaults(void);
+/* The batch rg_fit compiles an uncompiled model for when cfg->batch is 0. */
+#define RG_DEFAULT_BATCH 128
+/* Trains m on `train`, compiling its graph for cfg->batch first if it is not compiled.  If
+ * val_split > 0 the held-out samples (stratified: the same fraction of every class) are
+ * evaluated after each epoch. */
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                  const rg_fit_callbacks *cb);
 /* Mean loss and accuracy of m on d in evaluation mode (batches of the compiled size). */

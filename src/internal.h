@@ -238,6 +238,12 @@ rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in);
 void rg_monitor_set_pre_std(rg_monitor *m, int i, double v); /* layer i's unit spread */
 
+/* Whether the model's input takes the dataset's samples and its labels are among the
+ * model's classes (evaluate.c); the number of rows of logits (n, k) whose largest entry is
+ * the label. */
+rg_status rg_model_check_data(const rg_model *m, const rg_dataset *d);
+int rg_count_correct(const float *logits, const int *labels, int n, int k);
+
 /* Training checkpoints (checkpoint.c): the model, the optimizer's moments and counters,
  * GRA's state (gra may be NULL) and the run's position, atomically; and back. */
 rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,

@@ -160,7 +160,7 @@ static void corrupt_files_refused(void **state) {
 
 static rg_model built(const char *spec, int classes, uint64_t seed) {
     rg_model m;
-    assert_int_equal(rg_model_build(spec, 1, 4, 4, classes, RG_LOSS_XENT, 0, seed, &m), RG_OK);
+    assert_int_equal(rg_model_build(spec, &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = classes, .seed = seed}, &m), RG_OK);
     assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
     return m;
 }
@@ -226,8 +226,7 @@ static uint64_t train_run(int epochs, int stop_after, const char *resume, const 
                           rg_optim_kind k) {
     rg_dataset *data = synthetic(300, 3, 21);
     rg_model m;
-    assert_int_equal(rg_model_build("mlp:depth=6,width=12,act=sigmoid,dropout=0.1", 1, 4, 4, 3,
-                                    RG_LOSS_XENT, 0, 9, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=6,width=12,act=sigmoid,dropout=0.1", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 9}, &m), RG_OK);
     assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
     rg_fit_config c = {.epochs = epochs, .batch = 16, .seed = 5, .val_split = 0.1f,
                        .optim = rg_optim_defaults(k), .repair = 1, .checkpoint_dir = path_of(sub),
@@ -283,7 +282,7 @@ static void resume_is_exact(void **state) {
     /* a finished run cannot go on without more epochs; another seed is refused */
     rg_dataset *data = synthetic(300, 3, 21);
     rg_model m;
-    rg_model_build("mlp:depth=6,width=12,act=sigmoid,dropout=0.1", 1, 4, 4, 3, RG_LOSS_XENT, 0, 9, &m);
+    rg_model_build("mlp:depth=6,width=12,act=sigmoid,dropout=0.1", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 9}, &m);
     rg_graph_compile(m.graph, 16);
     rg_tensor_file *f;
     assert_int_equal(rg_safetensors_load(path_of("stopped/last.safetensors"), &f), RG_OK);
@@ -325,7 +324,7 @@ static void count_repairs(void *user, const rg_epoch_stats *s) { *(long *)user +
 static void frozen_layers_unchanged(void **state) {
     rg_dataset *data = synthetic(200, 3, 4);
     rg_model m;
-    assert_int_equal(rg_model_build("mlp:depth=2,width=8,bn=1", 1, 4, 4, 3, RG_LOSS_XENT, 0, 2, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=2,width=8,bn=1", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 2}, &m), RG_OK);
     /* everything frozen, then the last hidden dense layer trainable again */
     assert_true(rg_graph_set_trainable(m.graph, "*", 0) >= 5);
     assert_int_equal(rg_graph_set_trainable(m.graph, "dense_2", 1), 1);
@@ -353,7 +352,7 @@ static void frozen_layers_unchanged(void **state) {
     rg_model_free(&m);
     /* a healthy network with a frozen backbone: GRA sees no vanishing gradient in the
      * frozen layers (they have none) and takes no action */
-    assert_int_equal(rg_model_build("mlp:depth=3,width=16", 1, 4, 4, 3, RG_LOSS_XENT, 0, 2, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=3,width=16", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 2}, &m), RG_OK);
     rg_graph_set_trainable(m.graph, "*", 0);
     rg_graph_set_trainable(m.graph, "dense_4", 1);
     assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
@@ -363,7 +362,7 @@ static void frozen_layers_unchanged(void **state) {
     assert_int_equal(repairs, 0);
     rg_model_free(&m);
     /* all frozen: nothing to train is an error, not a silent no-op */
-    assert_int_equal(rg_model_build("mlp:depth=1,width=4", 1, 4, 4, 3, RG_LOSS_XENT, 0, 2, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=1,width=4", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 2}, &m), RG_OK);
     rg_graph_set_trainable(m.graph, "*", 0);
     assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
     assert_int_equal(rg_fit(&m, data, &c, NULL), RG_ERR_ARG);

@@ -291,7 +291,7 @@ static void test_pytorch_interop(void **state) {
         rg_tensor_file *f;
         assert_int_equal(rg_safetensors_load(fixture_path(name), &f), RG_OK);
         rg_model m;
-        assert_int_equal(rg_model_build(models[k], 1, 28, 28, 10, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+        assert_int_equal(rg_model_build(models[k], &(rg_model_opts){.c = 1, .h = 28, .w = 28, .classes = 10, .seed = 1}, &m), RG_OK);
         assert_int_equal(rg_graph_compile(m.graph, 4), RG_OK);
         rg_load_report rep;
         if (rg_model_load(&m, f, RG_LOAD_STRICT, &rep)) fail_msg("%s: %s", models[k], rg_last_error());
@@ -311,7 +311,7 @@ static void test_pytorch_interop(void **state) {
             /* regrad's own file of the same network: reloaded into a fresh model */
             rg_tensor_file *again = saved_and_loaded(&m);
             rg_model_free(&m);
-            assert_int_equal(rg_model_build(models[k], 1, 28, 28, 10, RG_LOSS_XENT, 0, 7, &m), RG_OK);
+            assert_int_equal(rg_model_build(models[k], &(rg_model_opts){.c = 1, .h = 28, .w = 28, .classes = 10, .seed = 7}, &m), RG_OK);
             assert_int_equal(rg_graph_compile(m.graph, 4), RG_OK);
             assert_int_equal(rg_model_load(&m, again, RG_LOAD_STRICT, NULL), RG_OK);
             rg_tensor_file_free(again);

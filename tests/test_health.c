@@ -17,7 +17,7 @@ typedef struct built {
 
 static void build(built *b, const char *spec, int batch) {
     b->d = synthetic(512, 3, 5);
-    assert_int_equal(rg_model_build(spec, 1, 4, 4, 3, RG_LOSS_XENT, 0, 7, &b->m), RG_OK);
+    assert_int_equal(rg_model_build(spec, &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 7}, &b->m), RG_OK);
     assert_int_equal(rg_graph_compile(b->m.graph, batch), RG_OK);
     b->mon = rg_monitor_create(b->m.graph);
     assert_non_null(b->mon);
@@ -217,8 +217,7 @@ static void test_no_action_on_healthy(void **state) {
     for (int repair = 0; repair < 2; repair++) {
         rg_dataset *d = synthetic(600, 3, 9);
         rg_model m;
-        assert_int_equal(rg_model_build("mlp:depth=3,width=32,act=relu,init=he", 1, 4, 4, 3,
-                                        RG_LOSS_XENT, 0, 2, &m), RG_OK);
+        assert_int_equal(rg_model_build("mlp:depth=3,width=32,act=relu,init=he", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 2}, &m), RG_OK);
         assert_int_equal(rg_graph_compile(m.graph, 32), RG_OK);
         rg_fit_config c = {.epochs = 3, .batch = 32, .seed = 1, .repair = repair,
                            .optim = rg_optim_defaults(RG_OPTIM_ADAM)};

@@ -123,7 +123,7 @@ static void max_norm_axes(void **state) {
     /* bad thresholds are errors, not silent flips */
     rg_dataset *d = synthetic(64, 2, 1);
     rg_model m;
-    assert_int_equal(rg_model_build("mlp:depth=1,width=4", 1, 4, 4, 2, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=1,width=4", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 2, .seed = 1}, &m), RG_OK);
     assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
     rg_fit_config c = {.epochs = 1, .batch = 16, .optim = rg_optim_defaults(RG_OPTIM_SGD), .clip_norm = -1};
     assert_int_equal(rg_fit(&m, d, &c, NULL), RG_ERR_ARG);
@@ -147,7 +147,7 @@ static void max_norm_axes(void **state) {
 /* a 3-layer MLP on 4x4 inputs, 3 classes: dense_1 16->24, dense_2 24->24, dense_3 24->3 */
 static rg_model mlp(uint64_t seed) {
     rg_model m;
-    assert_int_equal(rg_model_build("mlp:depth=2,width=24", 1, 4, 4, 3, RG_LOSS_XENT, 0, seed, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=2,width=24", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = seed}, &m), RG_OK);
     assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
     return m;
 }
@@ -293,7 +293,7 @@ static void masks_persist(void **state) {
  * plain model loads a checkpoint with them. */
 static void aux_heads(void **state) {
     rg_model m;
-    assert_int_equal(rg_model_build("mlp:depth=4,width=8", 1, 4, 4, 3, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=4,width=8", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 1}, &m), RG_OK);
     assert_int_equal(rg_model_add_aux_heads(&m, "2"), RG_OK);
     assert_int_equal(m.n_aux, 2);
     assert_string_equal(rg_node_name(m.graph, m.aux_layer[0]), "dense_2");
@@ -311,8 +311,8 @@ static void aux_heads(void **state) {
         if (strncmp(rg_node_name(m.graph, i), "aux_loss_", 9) == 0) aux_sum += rg_node_output(m.graph, i)[0];
     assert_true(fabsf(rg_node_output(m.graph, rg_model_objective(&m))[0] - (main_loss + 0.3f * aux_sum)) < 1e-5f);
     /* training with heads; each head's accuracy is a fraction */
-    rg_fit_config c = {.epochs = 2, .batch = 16, .seed = 1, .optim = rg_optim_defaults(RG_OPTIM_ADAM),
-                       .aux_weight = 0.3f};
+    rg_fit_config c = {.epochs = 2, .batch = 16, .seed = 1, .optim = rg_optim_defaults(RG_OPTIM_ADAM)};
+    rg_model_set_aux_weight(&m, 0.3f);
     assert_int_equal(rg_fit(&m, d, &c, NULL), RG_OK);
     double acc[RG_MAX_AUX];
     assert_int_equal(rg_evaluate_aux(&m, d, acc), RG_OK);
@@ -321,7 +321,7 @@ static void aux_heads(void **state) {
     rg_tensor_file *f = saved_and_loaded(&m);
     assert_null(rg_tensor_file_find(f, "aux_head_1.kernel", NULL, NULL, NULL));
     rg_model plain;
-    assert_int_equal(rg_model_build("mlp:depth=4,width=8", 1, 4, 4, 3, RG_LOSS_XENT, 0, 9, &plain), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=4,width=8", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 9}, &plain), RG_OK);
     assert_int_equal(rg_graph_compile(plain.graph, 16), RG_OK);
     assert_int_equal(rg_model_load(&plain, f, RG_LOAD_STRICT, NULL), RG_OK);
     rg_dataset_batch(d, idx, 16, rg_graph_input_buffer(m.graph, m.input), rg_graph_labels(m.graph));
@@ -333,7 +333,7 @@ static void aux_heads(void **state) {
     rg_model_free(&plain);
     /* bad requests */
     rg_model_free(&m);
-    assert_int_equal(rg_model_build("mlp:depth=4,width=8", 1, 4, 4, 3, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=4,width=8", &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 1}, &m), RG_OK);
     assert_int_equal(rg_model_add_aux_heads(&m, "9"), RG_ERR_ARG);
     assert_int_equal(rg_model_add_aux_heads(&m, "dense_9"), RG_ERR_ARG);
     assert_non_null(strstr(rg_last_error(), "dense_9"));
@@ -361,14 +361,14 @@ static void lassonet_selects_the_informative_features(void **state) {
         d->labels[i] = x[0] + x[1] - x[2] + x[3] > 0;
     }
     rg_model m;
-    assert_int_equal(rg_model_build("lassonet:width=16,M=10", 1, 1, dim, 2, RG_LOSS_XENT, 0, 3, &m), RG_OK);
+    assert_int_equal(rg_model_build("lassonet:width=16,M=10", &(rg_model_opts){.c = 1, .h = 1, .w = dim, .classes = 2, .seed = 3}, &m), RG_OK);
     assert_int_equal(rg_graph_compile(m.graph, 32), RG_OK);
     rg_fit_config c = {.epochs = 4, .batch = 32, .seed = 2, .optim = rg_optim_defaults(RG_OPTIM_ADAM)};
     c.optim.lr = 0.01f;
     int feat[20], nf = dim;
     double acc = 0, loss;
     for (float lambda = 0.5f; nf > 4 && lambda < 1000; lambda *= 1.5f) {
-        c.lasso_lambda = lambda;
+        assert_int_equal(rg_lassonet_set_lambda(&m, lambda), RG_OK);
         assert_int_equal(rg_fit(&m, d, &c, NULL), RG_OK);
         nf = rg_lassonet_selected(&m, feat);
     }
@@ -433,14 +433,14 @@ static void check_numerics(void **state) {
 /* A memory limit is checked before compile allocates anything. */
 static void memory_limit(void **state) {
     rg_model m;
-    assert_int_equal(rg_model_build("resnet50v2", 3, 224, 224, 1000, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    assert_int_equal(rg_model_build("resnet50v2", &(rg_model_opts){.c = 3, .h = 224, .w = 224, .classes = 1000, .seed = 1}, &m), RG_OK);
     rg_graph_set_memory_limit(m.graph, (size_t)1 << 30);
     assert_int_equal(rg_graph_compile(m.graph, 64), RG_ERR_MEMORY);
     assert_non_null(strstr(rg_last_error(), "at batch 64"));
     assert_non_null(strstr(rg_last_error(), "1.00 GiB is left"));
     assert_int_equal(rg_graph_memory(m.graph) > ((size_t)4 << 30), 1); /* computed, not taken */
     rg_model_free(&m);
-    assert_int_equal(rg_model_build("mlp", 1, 28, 28, 10, RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp", &(rg_model_opts){.c = 1, .h = 28, .w = 28, .classes = 10, .seed = 1}, &m), RG_OK);
     rg_graph_set_memory_limit(m.graph, (size_t)64 << 20);
     assert_int_equal(rg_graph_compile(m.graph, 128), RG_OK);
     assert_true(rg_graph_memory(m.graph) > 2 * 269322 * 4 && rg_graph_memory(m.graph) < ((size_t)64 << 20));

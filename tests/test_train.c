@@ -19,7 +19,7 @@ static void train_once(const char *spec, rg_optim_kind k, uint64_t seed, int epo
                        size_t *n, double *val_acc) {
     rg_dataset *d = synthetic(400, 3, 11);
     rg_model m;
-    assert_int_equal(rg_model_build(spec, 1, 4, 4, 3, RG_LOSS_XENT, 0, seed, &m), RG_OK);
+    assert_int_equal(rg_model_build(spec, &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = seed}, &m), RG_OK);
     assert_int_equal(rg_graph_compile(m.graph, 16), RG_OK);
     rg_fit_config c = config(k);
     c.seed = seed;
@@ -104,8 +104,7 @@ static void test_optimizer_validation(void **state) {
 static void test_model_specs(void **state) {
     (void)state;
     rg_model m;
-    assert_int_equal(rg_model_build("mlp:depth=3,width=64,act=tanh,init=glorot", 1, 28, 28, 10,
-                                    RG_LOSS_XENT, 0, 1, &m), RG_OK);
+    assert_int_equal(rg_model_build("mlp:depth=3,width=64,act=tanh,init=glorot", &(rg_model_opts){.c = 1, .h = 28, .w = 28, .classes = 10, .seed = 1}, &m), RG_OK);
     /* 784*64+64 + 2*(64*64+64) + 64*10+10 */
     size_t total = 0;
     for (int i = 0; i < rg_graph_param_count(m.graph); i++) {
@@ -131,7 +130,7 @@ static void test_model_specs(void **state) {
         {"mlp:dropout=1.5", "dropout=1.5"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        rg_status s = rg_model_build(bad[i].spec, 1, 28, 28, 10, RG_LOSS_XENT, 0, 1, &m);
+        rg_status s = rg_model_build(bad[i].spec, &(rg_model_opts){.c = 1, .h = 28, .w = 28, .classes = 10, .seed = 1}, &m);
         if (s != RG_ERR_ARG || !strstr(rg_last_error(), bad[i].msg))
             fail_msg("spec '%s': status %d, '%s'", bad[i].spec, s, rg_last_error());
     }
@@ -222,7 +221,7 @@ static void test_initialisers(void **state) {
 static float grads_of(const char *spec, int c, int hw, bool keep, const char *frozen, float *grads,
                       size_t *n) {
     rg_model m;
-    assert_int_equal(rg_model_build(spec, c, hw, hw, 5, RG_LOSS_XENT, 0, 3, &m), RG_OK);
+    assert_int_equal(rg_model_build(spec, &(rg_model_opts){.c = c, .h = hw, .w = hw, .classes = 5, .seed = 3}, &m), RG_OK);
     rg_graph_keep_outputs(m.graph, keep);
     if (frozen) assert_true(rg_graph_set_trainable(m.graph, frozen, 0) > 0);
     assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);

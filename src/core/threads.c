@@ -1,5 +1,6 @@
 /*
- * threads.c — one thread count for regrad's OpenMP pool, and the machine's free memory.
+ * threads.c — one thread count for regrad's OpenMP pool, the machine's free memory, and
+ * its monotonic clock.
  *
  * The BLAS is kept single-threaded: regrad splits each matrix product across its own
  * OpenMP threads (src/kernels/cpu/gemm.c), so exactly one pool of N threads ever runs.
@@ -10,6 +11,7 @@
 #include <omp.h>
 #endif
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef RG_HAVE_OPENBLAS_THREADS
@@ -52,4 +54,10 @@ size_t rg_memory_available(void) {
         if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
     fclose(f);
     return (size_t)kb * 1024;
+}
+
+double rg_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

@@ -23,8 +23,57 @@ void rg_dataset_free(rg_dataset *d) {
     free(d->root);
     free(d->bad);
     free(d->pixels);
+    free(d->features);
     free(d->labels);
     free(d);
+}
+
+rg_status rg_dataset_from_floats(int n, int ndim, const int *shape, const float *x,
+                                 const int *labels, int classes, rg_dataset **out) {
+    *out = NULL;
+    if (n < 1 || !x || !labels || !shape)
+        return rg_fail(RG_ERR_ARG, "a dataset from floats needs at least one sample, its "
+                                   "features and its labels");
+    if (ndim < 1 || ndim > 3)
+        return rg_fail(RG_ERR_SHAPE, "samples of %d dimensions: give 1 to 3 (features, (C, L) "
+                                     "or (C, H, W))", ndim);
+    int dims[3] = {1, 1, 1};
+    size_t sample = 1;
+    for (int k = 0; k < ndim; k++) {
+        dims[k] = shape[k];
+        if (shape[k] < 1 || !rg_mul_size(sample, (size_t)shape[k], &sample) || sample > (1u << 30))
+            return rg_fail(RG_ERR_SHAPE, "sample dimension %d is %d: every dimension must be at "
+                                         "least 1 and a sample under 2^30 values", k + 1, shape[k]);
+    }
+    size_t total;
+    if (!rg_mul_size(sample, (size_t)n, &total) || total > SIZE_MAX / sizeof(float))
+        return rg_fail(RG_ERR_MEMORY, "%d samples of %zu values do not fit in memory", n, sample);
+    for (size_t i = 0; i < total; i++)
+        if (!isfinite(x[i]))
+            return rg_fail(RG_ERR_NUMERIC, "feature %zu of sample %zu is %g: a dataset takes "
+                                           "finite values", i % sample, i / sample, (double)x[i]);
+    int largest = 0;
+    for (int i = 0; i < n; i++) {
+        if (labels[i] < 0) return rg_fail(RG_ERR_ARG, "sample %d has label %d: labels are 0 or more", i, labels[i]);
+        if (labels[i] > largest) largest = labels[i];
+    }
+    if (classes <= 0) classes = largest + 1;
+    rg_dataset *d = calloc(1, sizeof *d);
+    if (!d) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    d->n = n, d->c = dims[0], d->h = dims[1], d->w = dims[2], d->classes = classes;
+    d->features = malloc(total * sizeof(float));
+    d->labels = malloc((size_t)n * sizeof(int));
+    if (!d->features || !d->labels) {
+        rg_dataset_free(d);
+        return rg_fail(RG_ERR_MEMORY, "out of memory copying %d samples", n);
+    }
+    memcpy(d->features, x, total * sizeof(float));
+    memcpy(d->labels, labels, (size_t)n * sizeof(int));
+    d->opt.max_pixels = RG_DEFAULT_MAX_PIXELS;
+    rg_status s = rg_dataset_check_labels(d, classes);
+    if (s) rg_dataset_free(d);
+    else *out = d;
+    return s;
 }
 
 void rg_dataset_truncate(rg_dataset *d, int n) {
@@ -188,6 +237,11 @@ static rg_status bad_file(const rg_dataset *d, int i, bool pre, float *x) {
 
 rg_status rg_dataset_sample_pre(const rg_dataset *d, int i, const rg_augment *aug,
                                 uint64_t seed, bool pre, float *x) {
+    if (d->features) {
+        const size_t sample = (size_t)d->c * d->h * d->w;
+        memcpy(x, d->features + (size_t)i * sample, sample * sizeof *x);
+        return RG_OK;
+    }
     if (d->pixels) {
         const int c = d->src_c ? d->src_c : d->c, h = d->src_h ? d->src_h : d->h;
         const int w = d->src_w ? d->src_w : d->w;
@@ -224,6 +278,13 @@ rg_status rg_dataset_batch(const rg_dataset *d, const int *idx, int n, float *x,
     const bool plain = d->pixels && d->opt.preprocess == RG_PRE_SCALE01 &&
                        (!d->src_c || d->src_c == d->c) && (!d->src_h || d->src_h == d->h) &&
                        (!d->src_w || d->src_w == d->w);
+    if (d->features) {
+        for (int b = 0; b < n; b++) {
+            memcpy(x + (size_t)b * sample, d->features + (size_t)idx[b] * sample, sample * sizeof *x);
+            y[b] = d->labels[idx[b]];
+        }
+        return RG_OK;
+    }
     if (plain) { /* bytes to [0, 1]: the common case, kept tight */
         for (int b = 0; b < n; b++) {
             const uint8_t *src = d->pixels + (size_t)idx[b] * sample;

@@ -23,14 +23,6 @@ static bool joined = false;
 static double comm_seconds = 0;
 static unsigned long long comm_bytes = 0;
 
-#ifdef RG_HAVE_MPI
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-#endif
-
 bool rg_dist_available(void) {
 #ifdef RG_HAVE_MPI
     return true;
@@ -91,7 +83,7 @@ static rg_status check(int err, const char *what) {
 static rg_status float_collective(float *buf, size_t n, bool broadcast) {
     if (size == 1 || n == 0) return RG_OK;
 #ifdef RG_HAVE_MPI
-    const double t0 = now();
+    const double t0 = rg_seconds();
     rg_status s = RG_OK;
     for (size_t done = 0; done < n && !s; done += 1u << 30) {
         const int chunk = (int)(n - done < (1u << 30) ? n - done : (1u << 30));
@@ -99,7 +91,7 @@ static rg_status float_collective(float *buf, size_t n, bool broadcast) {
                       : check(MPI_Allreduce(MPI_IN_PLACE, buf + done, chunk, MPI_FLOAT, MPI_SUM,
                                             MPI_COMM_WORLD), "all-reduce");
     }
-    comm_seconds += now() - t0;
+    comm_seconds += rg_seconds() - t0;
     comm_bytes += n * sizeof(float);
     return s;
 #else

@@ -16,13 +16,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 rg_graph *rg_graph_create(uint64_t seed) {
     rg_graph *g = calloc(1, sizeof *g);
@@ -333,9 +326,9 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
-        double t0 = g->profile ? seconds_now() : 0;
+        double t0 = g->profile ? rg_seconds() : 0;
         rg_op_table[n->op]->forward(g, n, batch, train != 0);
-        if (g->profile) n->fwd_seconds += seconds_now() - t0;
+        if (g->profile) n->fwd_seconds += rg_seconds() - t0;
         if (g->hook) g->hook(g, i, false, g->hook_user);
         if (g->check_numerics && (s = first_nonfinite(n->out, (n->batched ? (size_t)batch : 1) * n->size,
                                                       "the output of", n)))
@@ -378,9 +371,9 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
                 g->touched[o - g->nodes] = true;
             }
         }
-        double t0 = g->profile ? seconds_now() : 0;
+        double t0 = g->profile ? rg_seconds() : 0;
         rg_op_table[n->op]->backward(g, n, g->batch);
-        if (g->profile) n->bwd_seconds += seconds_now() - t0;
+        if (g->profile) n->bwd_seconds += rg_seconds() - t0;
         if (g->hook) g->hook(g, i, true, g->hook_user);
         if (g->check_numerics) {
             for (int k = 0; k < n->n_inputs && !s && !n->fused; k++) {

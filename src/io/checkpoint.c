@@ -43,13 +43,14 @@ static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const rg_meta
                            bool with_aux) {
     rg_graph *g = m->graph;
     rg_status s = RG_OK;
-    char input[64], classes[32];
+    char input[64] = "", classes[32];
     const rg_node_impl *in = &g->nodes[m->input];
-    snprintf(input, sizeof input, "%dx%dx%d", in->shape[0], in->shape[1], in->shape[2]);
+    for (int d = 0, len = 0; d < in->ndim; d++)
+        len += snprintf(input + len, sizeof input - (size_t)len, "%s%d", d ? "x" : "", in->shape[d]);
     snprintf(classes, sizeof classes, "%zu", m->logits >= 0 ? g->nodes[m->logits].size : 0);
     if ((s = rg_tensor_writer_meta(w, "format", FORMAT)) ||
         (s = rg_tensor_writer_meta(w, "regrad_version", RG_VERSION)) ||
-        (s = rg_tensor_writer_meta(w, "model", m->spec)) ||
+        (m->spec[0] && (s = rg_tensor_writer_meta(w, "model", m->spec))) || /* none: by hand */
         (s = rg_tensor_writer_meta(w, "input", input)) ||
         (s = rg_tensor_writer_meta(w, "classes", classes)))
         return s;
@@ -151,7 +152,7 @@ rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load
         return rg_fail(RG_ERR_SHAPE,
                        "the checkpoint does not fit model '%s': %d missing%s%s%s, %d unexpected%s%s%s, "
                        "%d of another shape%s%s%s; load what fits with --weights-partial",
-                       m->spec, r.missing, r.missing ? " (" : "", r.first_missing,
+                       m->spec[0] ? m->spec : "built by hand", r.missing, r.missing ? " (" : "", r.first_missing,
                        r.missing ? ")" : "", r.unexpected, r.unexpected ? " (" : "",
                        r.first_unexpected, r.unexpected ? ")" : "", r.mismatched,
                        r.mismatched ? " (" : "", r.first_mismatched, r.mismatched ? ")" : "");

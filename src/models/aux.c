@@ -36,6 +36,23 @@ static int activation_after(const rg_graph *g, int i) {
 
 static bool is_layer(const rg_node_impl *n) { return n->op == RG_OP_DENSE || n->op == RG_OP_CONV2D; }
 
+/* The heads' weight now, (w / n) for each. */
+static void set_weight_now(rg_model *m, float w) {
+    for (int k = 0; k < m->n_aux; k++) rg_weighted_sum_set(m->graph, m->objective, k + 1, w / m->n_aux);
+}
+
+void rg_model_set_aux_weight(rg_model *m, float w) {
+    m->aux_weight = w;
+    set_weight_now(m, w);
+}
+
+/* Deep supervision's weight decays linearly to 0 over training. */
+static void aux_decay(rg_model *m, long step, long total_steps) {
+    set_weight_now(m, m->aux_weight * (1.0f - (float)step / (float)total_steps));
+}
+
+static const rg_model_hooks aux_hooks = {.before_step = aux_decay};
+
 rg_status rg_model_add_aux_heads(rg_model *m, const char *which) {
     rg_graph *g = m->graph;
     if (!g || g->compiled) return rg_fail(RG_ERR_STATE, "add auxiliary heads before compiling");
@@ -91,11 +108,7 @@ rg_status rg_model_add_aux_heads(rg_model *m, const char *which) {
     m->objective = rg_weighted_sum(g, n + 1, losses, weights);
     rg_node_set_name(g, m->objective, "objective");
     if (g->error) return rg_fail(g->error, "auxiliary heads: %s", g->error_msg);
-    return RG_OK;
-}
-
-void rg_model_set_aux_weight(rg_model *m, float w) {
-    for (int k = 0; k < m->n_aux; k++) rg_weighted_sum_set(m->graph, m->objective, k + 1, w / m->n_aux);
+    return rg_model_add_hooks(m, &aux_hooks);
 }
 
 rg_node rg_model_objective(const rg_model *m) { return m->n_aux ? m->objective : m->loss; }

@@ -23,6 +23,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* After each update: the hierarchical proximal step with threshold lambda x lr. */
+static rg_status lasso_step(rg_model *m, float lr) { return rg_lassonet_prox(m, m->lasso_lambda * lr); }
+
+static const rg_model_hooks lasso_hooks = {.after_update = lasso_step};
+
+rg_status rg_lassonet_set_lambda(rg_model *m, float lambda) {
+    if (!(m->lasso_m > 0)) return rg_fail(RG_ERR_ARG, "a lasso strength needs a lassonet model");
+    if (!(lambda >= 0) || !isfinite(lambda))
+        return rg_fail(RG_ERR_ARG, "lasso strength %g must be 0 or positive", (double)lambda);
+    m->lasso_lambda = lambda;
+    return RG_OK;
+}
+
 rg_status build_lassonet(spec_opts *o, const model_dims *d, rg_model *m) {
     int depth, width;
     float hier;
@@ -44,7 +57,7 @@ rg_status build_lassonet(spec_opts *o, const model_dims *d, rg_model *m) {
     rg_node skip = named(g, rg_dense(g, x, d->classes, RG_INIT(RG_INIT_GLOROT_UNIFORM)), "skip");
     m->logits = named(g, rg_add(g, out, skip), "logits");
     m->lasso_m = hier;
-    return RG_OK;
+    return rg_model_add_hooks(m, &lasso_hooks);
 }
 
 typedef struct lasso_views {

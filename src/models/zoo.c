@@ -34,8 +34,9 @@ const char *rg_model_names(void) {
            "resnet50v2, resnet101v2, densenet121, densenet, lassonet";
 }
 
-rg_status rg_model_build(const char *spec, int c, int h, int w, int classes, rg_loss_kind loss,
-                         float label_smoothing, uint64_t seed, rg_model *out) {
+rg_status rg_model_build(const char *spec, const rg_model_opts *opts, rg_model *out) {
+    const rg_model_opts none = {0}, *op = opts ? opts : &none;
+    const int c = op->c, h = op->h, w = op->w, classes = op->classes;
     memset(out, 0, sizeof *out);
     out->input = out->logits = out->loss = out->objective = RG_NONE;
     spec_opts o;
@@ -63,20 +64,75 @@ rg_status rg_model_build(const char *spec, int c, int h, int w, int classes, rg_
     if (d.c < 1 || d.h < 1 || d.w < 1)
         return rg_fail(RG_ERR_SHAPE, "input shape %dx%dx%d is empty", d.c, d.h, d.w);
     snprintf(out->spec, sizeof out->spec, "%s", spec);
-    if (!(out->graph = rg_graph_create(seed))) return RG_ERR_MEMORY;
+    if (!(out->graph = rg_graph_create(op->seed))) return RG_ERR_MEMORY;
     if ((s = e->build(&o, &d, out))) {
         rg_model_free(out);
         return s;
     }
     rg_graph *g = out->graph;
     if (d.top)
-        out->loss = loss == RG_LOSS_MSE ? rg_mse(g, rg_softmax(g, out->logits), RG_NONE)
-                                        : rg_softmax_cross_entropy(g, out->logits, label_smoothing);
+        out->loss = op->loss == RG_LOSS_MSE
+                        ? rg_mse(g, rg_softmax(g, out->logits), RG_NONE)
+                        : rg_softmax_cross_entropy(g, out->logits, op->label_smoothing);
     if (g->error) {
         s = rg_fail(g->error, "model %s: %s", o.model, g->error_msg);
         rg_model_free(out);
     }
     return s;
+}
+
+rg_status rg_model_from_graph(rg_graph *g, rg_node input, rg_node logits, rg_node loss,
+                              rg_model *out) {
+    memset(out, 0, sizeof *out);
+    out->input = out->logits = out->loss = out->objective = RG_NONE;
+    if (!g) return rg_fail(RG_ERR_ARG, "model from graph: the graph is NULL");
+    if (g->error) return rg_fail(g->error, "%s", g->error_msg);
+    if (input == RG_NONE)
+        for (int i = 0; i < g->n_nodes; i++) {
+            if (g->nodes[i].op != RG_OP_INPUT) continue;
+            if (input != RG_NONE)
+                return rg_fail(RG_ERR_ARG, "model from graph: the graph has several inputs "
+                                           "('%s', '%s'): name the one the data fills",
+                               g->nodes[input].name, g->nodes[i].name);
+            input = i;
+        }
+    const int n = g->n_nodes;
+    if (input < 0 || input >= n || g->nodes[input].op != RG_OP_INPUT)
+        return rg_fail(RG_ERR_ARG, "model from graph: no input node to read the data into");
+    if (logits < 0 || logits >= n || g->nodes[logits].ndim != 1)
+        return rg_fail(RG_ERR_ARG, "model from graph: the logits must be a node of one "
+                                   "dimension (the classes)");
+    if (loss < 0 || loss >= n || g->nodes[loss].batched)
+        return rg_fail(RG_ERR_ARG, "model from graph: the loss must be a scalar node (a "
+                                   "softmax cross-entropy or an MSE)");
+    out->graph = g;
+    out->input = input, out->logits = logits, out->loss = loss;
+    return RG_OK;
+}
+
+rg_status rg_model_add_hooks(rg_model *m, const rg_model_hooks *hooks) {
+    if (m->n_hooks == RG_MAX_HOOKS)
+        return rg_fail(RG_ERR_ARG, "a model takes at most %d sets of hooks", RG_MAX_HOOKS);
+    m->hooks[m->n_hooks++] = hooks;
+    return RG_OK;
+}
+
+void rg_model_before_step(rg_model *m, long step, long total_steps) {
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->before_step) m->hooks[i]->before_step(m, step, total_steps);
+}
+
+rg_status rg_model_after_update(rg_model *m, float lr) {
+    rg_status s = RG_OK;
+    for (int i = 0; i < m->n_hooks && !s; i++)
+        if (m->hooks[i]->after_update) s = m->hooks[i]->after_update(m, lr);
+    return s;
+}
+
+bool rg_model_moves_weights(const rg_model *m) {
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->after_update) return true;
+    return false;
 }
 
 void rg_model_free(rg_model *m) {

@@ -1,6 +1,8 @@
 /*
- * fit.c — the training loop (shuffle, batch, forward, backward, update), evaluation, and the
- * bookkeeping users see: loss, accuracy, images/s, ETA.
+ * fit.c — the training loop (shuffle, batch, forward, backward, update) and the bookkeeping
+ * users see: loss, accuracy, images/s, ETA, checkpoints.  rg_fit runs in phases over one
+ * fit_run: check the settings, open the data and the optimizer, open the monitor and GRA
+ * (resuming or probing), plan the steps, then per epoch: start it, step, end it.
  *
  * Determinism: the data order comes from one xoshiro stream seeded by cfg->seed, parameter
  * initialisation and dropout from the graph's seed, augmentation from (seed, epoch, position)
@@ -19,99 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Checks that the model's input takes the dataset's samples. */
-static rg_status check_fits(const rg_model *m, const rg_dataset *d) {
-    const rg_graph *g = m->graph;
-    if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the model before training it");
-    const rg_node_impl *in = &g->nodes[m->input];
-    size_t sample = (size_t)d->c * d->h * d->w;
-    if (in->size != sample)
-        return rg_fail(RG_ERR_SHAPE, "the model takes %zu values per sample but the data has "
-                                     "%dx%dx%d = %zu", in->size, d->c, d->h, d->w, sample);
-    return rg_dataset_check_labels(d, m->logits >= 0 ? (int)g->nodes[m->logits].size : 0);
-}
-
-/* The predicted class of one row of k logits (the first of equal maxima). */
-static int argmax(const float *z, int k) {
-    int best = 0;
-    for (int j = 1; j < k; j++)
-        if (z[j] > z[best]) best = j;
-    return best;
-}
-
-/* Correct predictions among the first n rows of logits (n, k). */
-static int count_correct(const float *logits, const int *labels, int n, int k) {
-    int correct = 0;
-    for (int b = 0; b < n; b++) correct += argmax(logits + (size_t)b * k, k) == labels[b];
-    return correct;
-}
-
-rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx, int n,
-                                double *loss, double *acc, long *confusion) {
-    rg_status s = check_fits(m, d);
-    if (s) return s;
-    rg_graph *g = m->graph;
-    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
-    int *order = NULL;
-    if (!idx) {
-        if (!(order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order)))
-            return rg_fail(RG_ERR_MEMORY, "out of memory");
-        for (int i = 0; i < n; i++) order[i] = i;
-        idx = order;
-    }
-    double total_loss = 0;
-    long correct = 0;
-    for (int start = 0; start < n; start += bs) {
-        int b = n - start < bs ? n - start : bs;
-        if ((s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, m->input), g->labels)) ||
-            (s = rg_graph_forward(g, b, 0)))
-            break;
-        total_loss += (double)g->nodes[m->loss].out[0] * b;
-        correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
-        for (int i = 0; confusion && i < b; i++)
-            confusion[(size_t)g->labels[i] * k + argmax(g->nodes[m->logits].out + (size_t)i * k, k)]++;
-    }
-    free(order);
-    *loss = n ? total_loss / n : NAN;
-    *acc = n ? (double)correct / n : NAN;
-    return s;
-}
-
-rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
-                      double *acc) {
-    return rg_evaluate_confusion(m, d, idx, n, loss, acc, NULL);
-}
-
-rg_status rg_evaluate_aux(rg_model *m, const rg_dataset *d, double *acc) {
-    rg_status s = check_fits(m, d);
-    if (s) return s;
-    rg_graph *g = m->graph;
-    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
-    long correct[RG_MAX_AUX] = {0};
-    int *idx = malloc((size_t)(bs > 0 ? bs : 1) * sizeof *idx);
-    if (!idx) return rg_fail(RG_ERR_MEMORY, "out of memory");
-    for (int start = 0; start < d->n && !s; start += bs) {
-        int b = d->n - start < bs ? d->n - start : bs;
-        for (int i = 0; i < b; i++) idx[i] = start + i;
-        if ((s = rg_dataset_batch(d, idx, b, rg_graph_input_buffer(g, m->input), g->labels)) ||
-            (s = rg_graph_forward(g, b, 0)))
-            break;
-        for (int h = 0; h < m->n_aux; h++)
-            correct[h] += count_correct(g->nodes[m->aux_logits[h]].out, g->labels, b, k);
-    }
-    free(idx);
-    for (int h = 0; h < m->n_aux; h++) acc[h] = d->n ? (double)correct[h] / d->n : NAN;
-    return s;
-}
 
 /* Updates only the trainable parameters: the flat buffer's trainable runs. */
 static rg_status limit_to_trainable(rg_optim *o, const rg_graph *g) {
@@ -204,15 +114,48 @@ static rg_status write_checkpoint(const rg_fit_config *cfg, const rg_model *m, r
     return RG_OK;
 }
 
-rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
-                 const rg_fit_callbacks *cb) {
-    rg_status s = check_fits(m, train);
-    if (s) return s;
-    rg_graph *g = m->graph;
-    g->sync_bn = cfg->sync_bn; /* batch norm over the global batch (data-parallel) */
+rg_fit_config rg_fit_defaults(void) {
+    return (rg_fit_config){.epochs = 1, .seed = 42, .optim = rg_optim_defaults(RG_OPTIM_ADAM),
+                           .repair = 1, .checkpoint_every = 1};
+}
+
+/* Everything one rg_fit call keeps between its phases. */
+typedef struct fit_run {
+    rg_model *m;
+    rg_graph *g;
+    const rg_dataset *train;
+    const rg_fit_config *cfg;
+    const rg_fit_callbacks *cb;
+    int batch;               /* samples a rank takes per step */
+    rg_optim *opt;
+    rg_rng rng;              /* the data order */
+    int *order;              /* training samples (shuffled each epoch), then validation */
+    int *local;              /* this rank's slices of the global batches (order with one rank) */
+    int n_train, n_val, n_local;
+    rg_loader *loader;       /* files and augmentation; NULL: batches made in line */
+    rg_monitor *mon;
+    rg_repair *gra;
+    long repairs, skipped;   /* GRA's actions before this epoch; skipped steps in it */
+    rg_train_state at;       /* where the run starts (resuming) or stopped */
+    int ranks, me;
+    long global_batch, batches, total_steps, step;
+    int last;                /* the epoch this call ends at */
+    bool grads_as_backward;  /* nothing comes between backward and the optimizer */
+    double run_start;
+    /* this epoch */
+    double t0, loss_sum;
+    long correct, seen;
+    float lr;
+    bool stopped;
+} fit_run;
+
+static double elapsed(double t0) { return rg_seconds() - t0; }
+
+/* Every setting checked before anything is allocated. */
+static rg_status fit_check(const rg_fit_config *cfg, const rg_graph *g, int batch) {
     if (cfg->epochs < 1) return rg_fail(RG_ERR_ARG, "epochs must be at least 1, got %d", cfg->epochs);
-    if (cfg->batch < 1 || cfg->batch > g->max_batch)
-        return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", cfg->batch,
+    if (batch < 1 || batch > g->max_batch)
+        return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", batch,
                        g->max_batch);
     if (!(cfg->val_split >= 0 && cfg->val_split < 1))
         return rg_fail(RG_ERR_ARG, "validation split %g is outside [0, 1)", (double)cfg->val_split);
@@ -230,269 +173,319 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                                    "epochs 1 <= start <= end");
     if (cfg->checkpoint_dir && cfg->checkpoint_every < 1)
         return rg_fail(RG_ERR_ARG, "checkpoint interval must be at least 1 epoch");
-    rg_optim *opt = rg_optim_create(&cfg->optim, g->param_floats);
-    int *order = malloc((size_t)train->n * sizeof *order);
-    if (!opt || !order || (s = limit_to_trainable(opt, g))) {
-        rg_optim_free(opt);
-        free(order);
-        return s ? s : opt ? rg_fail(RG_ERR_MEMORY, "out of memory") : RG_ERR_ARG;
+    return RG_OK;
+}
+
+/* The optimizer, the seeded split (the validation set stays fixed for the run) and the
+ * loader for files and augmentation. */
+static rg_status fit_open_data(fit_run *r) {
+    const rg_fit_config *cfg = r->cfg;
+    rg_status s;
+    r->opt = rg_optim_create(&cfg->optim, r->g->param_floats);
+    r->order = malloc((size_t)r->train->n * sizeof *r->order);
+    if (!r->opt || !r->order) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    if ((s = limit_to_trainable(r->opt, r->g))) return s;
+    rg_rng_seed(&r->rng, cfg->seed);
+    r->n_val = rg_dataset_split(r->train, cfg->val_split, &r->rng, r->order);
+    r->n_train = r->train->n - r->n_val;
+    if (r->n_val < 0) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    if (r->n_train < 1) return rg_fail(RG_ERR_ARG, "no training samples left after the validation split");
+    if (r->train->paths || rg_augment_any(&cfg->augment)) {
+        const int workers = cfg->workers > 0 ? cfg->workers : rg_loader_default_workers();
+        if (!(r->loader = rg_loader_create(r->train, r->batch, workers))) return RG_ERR_MEMORY;
     }
-    /* One seeded permutation, split per class; the validation set stays fixed for the run. */
-    rg_rng rng;
-    rg_rng_seed(&rng, cfg->seed);
-    const int n_val = rg_dataset_split(train, cfg->val_split, &rng, order);
-    const int n_train = train->n - n_val;
-    if (n_val < 0 || n_train < 1) {
-        rg_optim_free(opt);
-        free(order);
-        return n_val < 0 ? rg_fail(RG_ERR_MEMORY, "out of memory")
-                         : rg_fail(RG_ERR_ARG, "no training samples left after the validation split");
-    }
-    /* Files and augmentation go through the background loader. */
-    rg_loader *loader = NULL;
-    const bool augment = rg_augment_any(&cfg->augment);
-    if (train->paths || augment) {
-        int workers = cfg->workers > 0 ? cfg->workers : rg_loader_default_workers();
-        if (!(loader = rg_loader_create(train, cfg->batch, workers))) {
-            rg_optim_free(opt);
-            free(order);
+    return RG_OK;
+}
+
+/* The monitor and GRA when asked for; resuming: the weights, moments and counters, then the
+ * data order replayed to where the run stopped (each epoch's shuffle permutes the last
+ * one's order); then GRA's probe, or its state restored. */
+static rg_status fit_open_health(fit_run *r) {
+    const rg_fit_config *cfg = r->cfg;
+    const rg_fit_callbacks *cb = r->cb;
+    rg_status s = RG_OK;
+    if ((cfg->repair || cfg->monitor_every > 0) && !(r->mon = rg_monitor_create(r->g)))
+        return RG_ERR_MEMORY;
+    r->at = (rg_train_state){.seed = cfg->seed};
+    if (cfg->resume && (s = resume_run(cfg, r->m, r->opt, &r->at))) return s;
+    for (int e = 0; e < r->at.epoch; e++) rg_rng_shuffle(&r->rng, r->order, r->n_train);
+    if (cfg->repair) {
+        const int probe_n = r->n_train < 512 ? r->n_train : 512;
+        if (!(r->gra = rg_repair_create(r->m, r->mon, cb ? cb->on_repair : NULL, cb ? cb->user : NULL)))
             return RG_ERR_MEMORY;
+        s = cfg->resume ? rg_repair_restore(r->gra, rg_tensor_file_meta(cfg->resume, "gra"),
+                                            cfg->resume, r->train, r->order, probe_n)
+                        : rg_repair_probe(r->gra, r->train, r->order, probe_n);
+        /* the probe's actions count in epoch 1 */
+        r->repairs = cfg->resume ? rg_repair_actions(r->gra) : 0;
+    }
+    return s;
+}
+
+/* Data-parallel: a global batch is ranks x the batch; each rank takes its slice of it (the
+ * last global batch may leave some ranks few or none).  Synchronised batch norm needs every
+ * rank in every step: a last, partial global batch is dropped then. */
+static rg_status fit_plan_steps(fit_run *r) {
+    const rg_fit_config *cfg = r->cfg;
+    r->ranks = rg_dist_size(), r->me = rg_dist_rank();
+    r->global_batch = (long)r->batch * r->ranks;
+    r->batches = r->ranks > 1 && cfg->sync_bn ? r->n_train / r->global_batch
+                                              : (r->n_train + r->global_batch - 1) / r->global_batch;
+    /* on a watched step the optimizer also sums each layer's weights and gradient */
+    r->grads_as_backward = !r->gra && r->ranks == 1 && cfg->clip_value <= 0 &&
+                           cfg->clip_tensor_norm <= 0 && cfg->clip_norm <= 0 && cfg->agc <= 0;
+    if (r->batches < 1)
+        return rg_fail(RG_ERR_ARG, "%d training samples make no global batch of %ld (%d ranks x %d)",
+                       r->n_train, r->global_batch, r->ranks, r->batch);
+    r->local = r->ranks > 1 ? malloc((size_t)r->n_train * sizeof *r->local) : r->order;
+    if (!r->local) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    r->total_steps = r->batches * cfg->epochs;
+    r->step = r->at.step;
+    if (r->at.epoch >= cfg->epochs)
+        return rg_fail(RG_ERR_ARG, "the checkpoint is at epoch %d already: ask for more --epochs "
+                                   "(the total, counting those done)", r->at.epoch);
+    r->last = cfg->stop_after > 0 && r->at.epoch + cfg->stop_after < cfg->epochs
+                  ? r->at.epoch + cfg->stop_after : cfg->epochs;
+    r->run_start = rg_seconds();
+    return RG_OK;
+}
+
+/* The epoch's order, this rank's slices of it, and the loader started on them (an
+ * interrupted epoch goes on from its batch). */
+static rg_status fit_start_epoch(fit_run *r, int epoch, long first) {
+    const rg_fit_config *cfg = r->cfg;
+    rg_rng_shuffle(&r->rng, r->order, r->n_train);
+    r->n_local = r->n_train;
+    if (r->ranks > 1) {
+        r->n_local = 0;
+        for (long gb = 0; gb < r->batches; gb++) {
+            const long lo = gb * r->global_batch + (long)r->me * r->batch;
+            for (long i = lo; i < lo + r->batch && i < r->n_train && i < (gb + 1) * r->global_batch; i++)
+                r->local[r->n_local++] = r->order[i];
         }
     }
+    r->t0 = rg_seconds();
+    r->loss_sum = 0, r->correct = 0, r->seen = 0;
+    r->lr = cfg->optim.lr;
+    if (!r->loader) return RG_OK;
+    return rg_loader_start(r->loader, r->local, r->n_local, first, &cfg->augment,
+                           cfg->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)));
+}
 
-    /* GRA and the monitor, when asked for. */
-    rg_monitor *mon = NULL;
-    rg_repair *gra = NULL;
-    long repairs = 0, skipped = 0;
-    rg_repair_log log = cb ? cb->on_repair : NULL;
-    if (cfg->repair || cfg->monitor_every > 0) {
-        if (!(mon = rg_monitor_create(g))) s = RG_ERR_MEMORY;
+/* This rank's share of global batch bi into the graph: its size (0: nothing for this rank
+ * in the last global batch, which it still joins), or a negated status. */
+static int fit_load_batch(fit_run *r, long bi, long *g_size) {
+    const long g_start = bi * r->global_batch;
+    *g_size = r->n_train - g_start < r->global_batch ? r->n_train - g_start : r->global_batch;
+    const long my_lo = g_start + (long)r->me * r->batch;
+    const int b = my_lo >= r->n_train || my_lo >= g_start + *g_size ? 0
+                  : (int)(r->n_train - my_lo < r->batch ? r->n_train - my_lo : r->batch);
+    float *x = rg_graph_input_buffer(r->g, r->m->input);
+    if (b == 0) return 0;
+    if (r->loader) return rg_loader_next(r->loader, x, r->g->labels);
+    const rg_status s = rg_dataset_batch(r->train, r->local + bi * r->batch, b, x, r->g->labels);
+    return s ? -(int)s : b;
+}
+
+/* The update: GRA's guards, the remedies, the optimizer, GRA's trust region, the
+ * constraints and the model's own hooks.  Returns whether the step was skipped. */
+static rg_status fit_update(fit_run *r, bool watch, bool *skipped) {
+    const rg_fit_config *cfg = r->cfg;
+    rg_graph *g = r->g;
+    const int verdict = r->gra ? rg_repair_gradients(r->gra, r->step) : 0;
+    if (verdict < 0) return (rg_status)-verdict;
+    *skipped = verdict == 1;
+    if (*skipped) return RG_OK;
+    if (cfg->clip_value > 0) rg_clip_grad_value(g, cfg->clip_value);
+    if (cfg->clip_tensor_norm > 0) rg_clip_grad_tensor_norm(g, cfg->clip_tensor_norm);
+    if (cfg->clip_norm > 0) rg_clip_grad_norm(g, cfg->clip_norm);
+    if (cfg->agc > 0) rg_clip_grad_agc(g, cfg->agc, r->m->logits);
+    rg_repair_before_update(r->gra);
+    rg_optim_step(r->opt, g->param_buf, g->grad_buf, r->lr);
+    rg_repair_after_update(r->gra, r->step);
+    if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);
+    rg_graph_apply_masks(g); /* pruned weights stay 0 */
+    rg_status s = rg_model_after_update(r->m, r->lr);
+    if (!s && watch) rg_monitor_note_update(r->mon);
+    return s;
+}
+
+/* One step on global batch bi of epoch `epoch`: load, forward, backward, all-reduce, the
+ * update, the monitor's view and GRA's check, progress. */
+static rg_status fit_step(fit_run *r, int epoch, long bi) {
+    const rg_fit_config *cfg = r->cfg;
+    rg_graph *g = r->g;
+    rg_model *m = r->m;
+    rg_status s;
+    long g_size;
+    const int b = fit_load_batch(r, bi, &g_size);
+    if (b < 0) return (rg_status)-b;
+    const bool watch = cfg->monitor_every > 0 && r->step % cfg->monitor_every == 0;
+    const bool check = rg_repair_wants_check(r->gra, r->step);
+    if (r->mon) rg_monitor_enable(r->mon, watch || check);
+    /* The optimizer measures a watched step's update in its own pass, unless something moves
+     * the weights after it (pruning masks can appear between epochs): then the monitor
+     * keeps a copy. */
+    const bool moved_after = cfg->max_norm > 0 || g->mask_buf || rg_model_moves_weights(m) ||
+                             rg_repair_caps_updates(r->gra);
+    if (r->mon && (s = rg_monitor_track_update(r->mon, watch, moved_after ? NULL : r->opt,
+                                               r->grads_as_backward)))
+        return s;
+    if (b > 0 && (s = rg_graph_forward(g, b, 1))) return s; /* only check_numerics fails here */
+    const float loss = b > 0 ? g->nodes[m->loss].out[0] : 0.0f;
+    /* With GRA a non-finite loss goes on to backward, where the repair skips the step and
+     * names the layer. */
+    if (!isfinite(loss) && !r->gra)
+        return rg_fail(RG_ERR_NUMERIC, "the loss became %g at epoch %d, batch %ld: lower --lr, "
+                                       "or train with GRA (--repair auto), which skips such steps",
+                       (double)loss, epoch + 1, bi + 1);
+    if (isfinite(loss)) r->loss_sum += (double)loss * b;
+    if (b > 0) r->correct += rg_count_correct(g->nodes[m->logits].out, g->labels, b, (int)g->nodes[m->logits].size);
+    r->seen += b;
+    rg_model_before_step(m, r->step, r->total_steps);
+    if (b > 0 && (s = rg_graph_backward(g, rg_model_objective(m)))) return s;
+    if (r->ranks > 1) { /* the global batch's mean gradient: weighted by sample count */
+        if (b == 0) memset(g->grad_buf, 0, g->param_floats * sizeof(float));
+        const float w = (float)b / (float)g_size;
+        for (size_t i = 0; i < g->param_floats; i++) g->grad_buf[i] *= w;
+        if ((s = rg_dist_allreduce_sum(g->grad_buf, g->param_floats))) return s;
     }
-    /* Resuming: the weights, moments and counters, then the data order replayed to where
-     * the run stopped (each epoch's shuffle permutes the last one's order). */
-    rg_train_state at = {.seed = cfg->seed};
-    if (!s && cfg->resume) s = resume_run(cfg, m, opt, &at);
-    for (int e = 0; !s && e < at.epoch; e++) rg_rng_shuffle(&rng, order, n_train);
-    if (!s && cfg->repair) {
-        const int probe_n = n_train < 512 ? n_train : 512;
-        if (!(gra = rg_repair_create(m, mon, log, cb ? cb->user : NULL))) s = RG_ERR_MEMORY;
-        else if (cfg->resume) s = rg_repair_restore(gra, rg_tensor_file_meta(cfg->resume, "gra"),
-                                                    cfg->resume, train, order, probe_n);
-        else s = rg_repair_probe(gra, train, order, probe_n);
-        repairs = rg_repair_actions(gra);
+    if (watch || check) rg_monitor_enable(r->mon, 0);
+    r->lr = rg_schedule_lr(&cfg->schedule, cfg->optim.lr, r->step, epoch, r->total_steps);
+    bool skipped;
+    if ((s = fit_update(r, watch, &skipped))) return s;
+    r->skipped += skipped;
+    if (watch || check) rg_monitor_judge(r->mon); /* after the step: see track_update */
+    if (watch && r->cb && r->cb->on_health) r->cb->on_health(r->cb->user, r->step, r->mon);
+    /* uses the probe batches: after the step, before the next batch is loaded */
+    if (check && (s = rg_repair_check(r->gra, r->step))) return s;
+    /* GRA's layer statistics come from each rank's own batches, so its trust region and
+     * re-conditioning could decide differently: rank 0's weights go to every rank at the
+     * end of each step. */
+    if (r->ranks > 1 && r->gra && ((s = rg_dist_broadcast(g->param_buf, g->param_floats)) ||
+                                   (s = rg_dist_broadcast(g->state_buf, g->state_floats))))
+        return s;
+    if (r->cb && r->cb->on_batch) {
+        const double ips = r->seen / elapsed(r->t0);
+        const double eta = elapsed(r->run_start) / (double)(r->step + 1) *
+                           (double)(r->total_steps - r->step - 1);
+        r->cb->on_batch(r->cb->user, epoch + 1, (int)bi + 1, (int)r->batches, r->loss_sum / r->seen,
+                        (double)r->correct / r->seen, ips, eta, rg_repair_actions(r->gra));
     }
+    return RG_OK;
+}
 
-    const int k = (int)g->nodes[m->logits].size;
-    /* Data-parallel: a global batch is ranks x the compiled batch; each rank takes its
-     * slice of it (the last global batch may leave some ranks few or none). */
-    const int ranks = rg_dist_size(), me = rg_dist_rank();
-    const long global_batch = (long)cfg->batch * ranks;
-    /* synchronised batch norm needs every rank in every step: a last, partial global
-     * batch is dropped then (it could leave a rank without samples) */
-    const long batches = ranks > 1 && cfg->sync_bn ? n_train / global_batch
-                                                   : (n_train + global_batch - 1) / global_batch;
-    /* On a watched step the optimizer also sums each layer's weights and gradient, where
-     * nothing comes between backward and it (GRA, clipping, averaging over ranks). */
-    const bool grads_as_backward = !gra && ranks == 1 && cfg->clip_value <= 0 &&
-                                   cfg->clip_tensor_norm <= 0 && cfg->clip_norm <= 0 &&
-                                   cfg->agc <= 0;
-    if (batches < 1)
-        s = rg_fail(RG_ERR_ARG, "%d training samples make no global batch of %ld (%d ranks x %d)",
-                    n_train, global_batch, ranks, cfg->batch);
-    int *local = ranks > 1 ? malloc((size_t)n_train * sizeof *local) : order;
-    if (!local) s = rg_fail(RG_ERR_MEMORY, "out of memory");
-    const long total_steps = batches * cfg->epochs;
-    long step = at.step;
-    bool stopped = false;
-    const double run_start = now_seconds();
-    if (gra && !cfg->resume) repairs = 0; /* the probe's actions count in epoch 1 */
-    if (!s && at.epoch >= cfg->epochs)
-        s = rg_fail(RG_ERR_ARG, "the checkpoint is at epoch %d already: ask for more --epochs "
-                                "(the total, counting those done)", at.epoch);
-    const int last = cfg->stop_after > 0 && at.epoch + cfg->stop_after < cfg->epochs
-                         ? at.epoch + cfg->stop_after : cfg->epochs;
-    for (int epoch = at.epoch; epoch < last && s == RG_OK; epoch++) {
-        rg_rng_shuffle(&rng, order, n_train);
-        int n_local = n_train;
-        if (ranks > 1) { /* this rank's slices of the global batches, in order */
-            n_local = 0;
-            for (long gb = 0; gb < batches; gb++) {
-                const long lo = gb * global_batch + (long)me * cfg->batch;
-                for (long i = lo; i < lo + cfg->batch && i < n_train && i < (gb + 1) * global_batch; i++)
-                    local[n_local++] = order[i];
-            }
-        }
-        /* an interrupted epoch goes on from its batch */
-        const long first = epoch == at.epoch ? at.batch : 0;
-        if (loader && (s = rg_loader_start(loader, local, n_local, first, &cfg->augment,
-                                           cfg->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(epoch + 1)))))
-            break;
-        const double t0 = now_seconds();
-        double loss_sum = 0;
-        long correct = 0, seen = 0;
-        float lr = cfg->optim.lr;
-        for (long bi = first; bi < batches; bi++, step++) {
-            const long g_start = bi * global_batch, g_size = n_train - g_start < global_batch
-                                                             ? n_train - g_start : global_batch;
-            const long my_lo = g_start + (long)me * cfg->batch;
-            const int b = my_lo >= n_train || my_lo >= g_start + g_size ? 0
-                          : (int)(n_train - my_lo < cfg->batch ? n_train - my_lo : cfg->batch);
-            const int start = (int)(bi * cfg->batch); /* in this rank's list */
-            float *x = rg_graph_input_buffer(g, m->input);
-            if (b == 0) {
-                /* nothing for this rank in the last global batch: it still joins the sum */
-            } else if (loader) {
-                int got = rg_loader_next(loader, x, g->labels);
-                if (got < 0) {
-                    s = (rg_status)-got;
-                    break;
-                }
-            } else if ((s = rg_dataset_batch(train, local + start, b, x, g->labels))) {
-                break;
-            }
-            const bool watch = cfg->monitor_every > 0 && step % cfg->monitor_every == 0;
-            const bool check = rg_repair_wants_check(gra, step);
-            if (mon) rg_monitor_enable(mon, watch || check);
-            /* The optimizer measures a watched step's update in its own pass, unless
-             * something moves the weights after it (pruning masks can appear between
-             * epochs): then the monitor keeps a copy. */
-            const bool moved_after = cfg->max_norm > 0 || g->mask_buf || m->lasso_m > 0 ||
-                                     rg_repair_caps_updates(gra);
-            if (mon && (s = rg_monitor_track_update(mon, watch, moved_after ? NULL : opt,
-                                                    grads_as_backward)))
-                break;
-            if (b > 0 && (s = rg_graph_forward(g, b, 1))) break; /* only --check-numerics fails here */
-            const float loss = b > 0 ? g->nodes[m->loss].out[0] : 0.0f;
-            if (!isfinite(loss) && !gra) {
-                s = rg_fail(RG_ERR_NUMERIC, "the loss became %g at epoch %d, batch %ld: lower "
-                                            "--lr, or train with GRA (--repair auto), which "
-                                            "skips such steps", (double)loss, epoch + 1, bi + 1);
-                break;
-            }
-            /* With GRA a non-finite loss goes on to backward, where the repair skips the
-             * step and names the layer. */
-            if (isfinite(loss)) loss_sum += (double)loss * b;
-            if (b > 0) correct += count_correct(g->nodes[m->logits].out, g->labels, b, k);
-            seen += b;
-            if (m->n_aux) /* deep supervision: the heads' weight decays to 0 over training */
-                rg_model_set_aux_weight(m, cfg->aux_weight * (1.0f - (float)step / (float)total_steps));
-            if (b > 0 && (s = rg_graph_backward(g, rg_model_objective(m)))) break;
-            if (ranks > 1) { /* the global batch's mean gradient: weighted by sample count */
-                if (b == 0) memset(g->grad_buf, 0, g->param_floats * sizeof(float));
-                const float w = (float)b / (float)g_size;
-                for (size_t i = 0; i < g->param_floats; i++) g->grad_buf[i] *= w;
-                if ((s = rg_dist_allreduce_sum(g->grad_buf, g->param_floats))) break;
-            }
-            if (watch || check) rg_monitor_enable(mon, 0);
-            lr = rg_schedule_lr(&cfg->schedule, cfg->optim.lr, step, epoch, total_steps);
-            int verdict = gra ? rg_repair_gradients(gra, step) : 0;
-            if (verdict < 0) {
-                s = (rg_status)-verdict;
-                break;
-            }
-            if (verdict == 1) {
-                skipped++;
-            } else {
-                if (cfg->clip_value > 0) rg_clip_grad_value(g, cfg->clip_value);
-                if (cfg->clip_tensor_norm > 0) rg_clip_grad_tensor_norm(g, cfg->clip_tensor_norm);
-                if (cfg->clip_norm > 0) rg_clip_grad_norm(g, cfg->clip_norm);
-                if (cfg->agc > 0) rg_clip_grad_agc(g, cfg->agc, m->logits);
-                rg_repair_before_update(gra);
-                rg_optim_step(opt, g->param_buf, g->grad_buf, lr);
-                rg_repair_after_update(gra, step);
-                if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);
-                rg_graph_apply_masks(g); /* pruned weights stay 0 */
-                if (m->lasso_m > 0) rg_lassonet_prox(m, cfg->lasso_lambda * lr);
-
-                if (watch) rg_monitor_note_update(mon);
-            }
-            if (watch || check) rg_monitor_judge(mon); /* after the step: see track_update */
-            if (watch && cb && cb->on_health) cb->on_health(cb->user, step, mon);
-            /* uses the probe batches: after the step, before the next batch is loaded */
-            if (check && (s = rg_repair_check(gra, step))) break;
-            /* GRA's layer statistics come from each rank's own batches, so its trust region
-             * and re-conditioning could decide differently: rank 0's weights go to every
-             * rank at the end of each step. */
-            if (ranks > 1 && gra && ((s = rg_dist_broadcast(g->param_buf, g->param_floats)) ||
-                                     (s = rg_dist_broadcast(g->state_buf, g->state_floats))))
-                break;
-
-            if (cb && cb->on_batch) {
-                double elapsed = now_seconds() - run_start;
-                double ips = seen / (now_seconds() - t0);
-                double eta = elapsed / (double)(step + 1) * (double)(total_steps - step - 1);
-                cb->on_batch(cb->user, epoch + 1, (int)bi + 1, (int)batches, loss_sum / seen,
-                             (double)correct / seen, ips, eta, rg_repair_actions(gra));
-            }
-            int stop_now = cfg->stop && *cfg->stop;
-            if (ranks > 1 && cfg->stop) { /* a stop is decided together */
-                double flag = stop_now;
-                if ((s = rg_dist_sum_doubles(&flag, 1))) break;
-                stop_now = flag > 0;
-            }
-            if (stop_now && (bi + 1 < batches || epoch + 1 < last)) {
-                at.epoch = epoch, at.batch = bi + 1, at.step = step + 1;
-                if (bi + 1 == batches) at.epoch = epoch + 1, at.batch = 0;
-                stopped = true;
-                break;
-            }
-        }
-        if (stopped) {
-            char path[4096];
-            if (cfg->checkpoint_dir && me == 0 &&
-                (s = write_checkpoint(cfg, m, opt, gra, &at, "interrupted", path, sizeof path)))
-                break;
-            if (cfg->checkpoint_dir && me == 0 && cb && cb->on_checkpoint) cb->on_checkpoint(cb->user, path);
-            s = rg_fail(RG_STOPPED, "stopped at epoch %d, batch %ld%s", at.epoch + 1, at.batch,
-                        cfg->checkpoint_dir ? "; --resume continues from there" : "");
-            break;
-        }
-        if (s) break;
-        if (ranks > 1) { /* the epoch's figures over all ranks */
-            double sums[3] = {loss_sum, (double)correct, (double)seen};
-            if ((s = rg_dist_sum_doubles(sums, 3))) break;
-            loss_sum = sums[0], correct = (long)sums[1], seen = (long)sums[2];
-        }
-        rg_epoch_stats st = {.epoch = epoch + 1, .loss = loss_sum / seen,
-                             .acc = (double)correct / seen, .val_loss = NAN, .val_acc = NAN,
-                             .lr = lr, .repairs = rg_repair_actions(gra) - repairs,
-                             .skipped = skipped};
-        repairs = rg_repair_actions(gra);
-        skipped = 0;
-        st.seconds = now_seconds() - t0;
-        st.images_per_sec = seen / st.seconds;
-        if (n_val > 0) {
-            s = rg_evaluate(m, train, order + n_train, n_val, &st.val_loss, &st.val_acc);
-            if (s) break;
-        }
-        if (cfg->prune_end > 0 && epoch + 1 >= cfg->prune_start) {
-            /* Zhu & Gupta: s = s_final (1 - (1 - t)^3), t from 1/n to 1 over the n epochs;
-             * after them the target again, which prunes nothing new (masked weights are 0
-             * and rank first) but reports the sparsity */
-            const int e = epoch + 1 < cfg->prune_end ? epoch + 1 : cfg->prune_end;
-            const double t = (double)(e + 1 - cfg->prune_start) /
-                             (double)(cfg->prune_end - cfg->prune_start + 1);
-            rg_prune_opts po = cfg->prune;
-            po.amount = (float)(cfg->prune.amount * (1 - pow(1 - t, 3)));
-            rg_prune_report pr;
-            if ((s = rg_prune(m, &po, &pr))) break;
-            st.sparsity = pr.sparsity;
-        }
-        if (cb && cb->on_epoch) cb->on_epoch(cb->user, &st);
-        if (cfg->checkpoint_dir && me == 0 &&
-            ((epoch + 1) % cfg->checkpoint_every == 0 || epoch + 1 == last)) {
-            at.epoch = epoch + 1, at.step = step;
-            char path[4096];
-            at.batch = 0;
-            if ((s = write_checkpoint(cfg, m, opt, gra, &at, NULL, path, sizeof path))) break;
-            if (cb && cb->on_checkpoint) cb->on_checkpoint(cb->user, path);
-        }
+/* Whether to stop after step bi (a stop is decided by all ranks together); records where. */
+static rg_status fit_stop_here(fit_run *r, int epoch, long bi) {
+    const rg_fit_config *cfg = r->cfg;
+    int stop_now = cfg->stop && *cfg->stop;
+    if (r->ranks > 1 && cfg->stop) {
+        double flag = stop_now;
+        rg_status s = rg_dist_sum_doubles(&flag, 1);
+        if (s) return s;
+        stop_now = flag > 0;
     }
-    if (local != order) free(local);
-    rg_loader_free(loader);
-    rg_repair_free(gra);
-    rg_monitor_free(mon);
-    rg_optim_free(opt);
-    free(order);
+    if (stop_now && (bi + 1 < r->batches || epoch + 1 < r->last)) {
+        r->at.epoch = epoch, r->at.batch = bi + 1, r->at.step = r->step + 1;
+        if (bi + 1 == r->batches) r->at.epoch = epoch + 1, r->at.batch = 0;
+        r->stopped = true;
+    }
+    return RG_OK;
+}
+
+/* A stop asked for: DIR/interrupted.safetensors when checkpointing, then RG_STOPPED. */
+static rg_status fit_interrupted(fit_run *r) {
+    const rg_fit_config *cfg = r->cfg;
+    if (cfg->checkpoint_dir && r->me == 0) {
+        char path[4096];
+        rg_status s = write_checkpoint(cfg, r->m, r->opt, r->gra, &r->at, "interrupted", path, sizeof path);
+        if (s) return s;
+        if (r->cb && r->cb->on_checkpoint) r->cb->on_checkpoint(r->cb->user, path);
+    }
+    return rg_fail(RG_STOPPED, "stopped at epoch %d, batch %ld%s", r->at.epoch + 1, r->at.batch,
+                   cfg->checkpoint_dir ? "; --resume continues from there" : "");
+}
+
+/* Zhu & Gupta: s = s_final (1 - (1 - t)^3), t from 1/n to 1 over the n epochs; after them
+ * the target again, which prunes nothing new (masked weights are 0 and rank first) but
+ * reports the sparsity. */
+static rg_status fit_prune(fit_run *r, int epoch, double *sparsity) {
+    const rg_fit_config *cfg = r->cfg;
+    const int e = epoch + 1 < cfg->prune_end ? epoch + 1 : cfg->prune_end;
+    const double t = (double)(e + 1 - cfg->prune_start) / (double)(cfg->prune_end - cfg->prune_start + 1);
+    rg_prune_opts po = cfg->prune;
+    po.amount = (float)(cfg->prune.amount * (1 - pow(1 - t, 3)));
+    rg_prune_report pr;
+    rg_status s = rg_prune(r->m, &po, &pr);
+    *sparsity = pr.sparsity;
+    return s;
+}
+
+/* The epoch's figures (over all ranks), validation, the pruning schedule, the epoch
+ * callback and the checkpoint. */
+static rg_status fit_end_epoch(fit_run *r, int epoch) {
+    const rg_fit_config *cfg = r->cfg;
+    rg_status s;
+    if (r->ranks > 1) {
+        double sums[3] = {r->loss_sum, (double)r->correct, (double)r->seen};
+        if ((s = rg_dist_sum_doubles(sums, 3))) return s;
+        r->loss_sum = sums[0], r->correct = (long)sums[1], r->seen = (long)sums[2];
+    }
+    rg_epoch_stats st = {.epoch = epoch + 1, .loss = r->loss_sum / r->seen,
+                         .acc = (double)r->correct / r->seen, .val_loss = NAN, .val_acc = NAN,
+                         .lr = r->lr, .repairs = rg_repair_actions(r->gra) - r->repairs,
+                         .skipped = r->skipped};
+    r->repairs = rg_repair_actions(r->gra);
+    r->skipped = 0;
+    st.seconds = elapsed(r->t0);
+    st.images_per_sec = r->seen / st.seconds;
+    if (r->n_val > 0 &&
+        (s = rg_evaluate(r->m, r->train, r->order + r->n_train, r->n_val, &st.val_loss, &st.val_acc)))
+        return s;
+    if (cfg->prune_end > 0 && epoch + 1 >= cfg->prune_start && (s = fit_prune(r, epoch, &st.sparsity)))
+        return s;
+    if (r->cb && r->cb->on_epoch) r->cb->on_epoch(r->cb->user, &st);
+    if (cfg->checkpoint_dir && r->me == 0 &&
+        ((epoch + 1) % cfg->checkpoint_every == 0 || epoch + 1 == r->last)) {
+        r->at.epoch = epoch + 1, r->at.step = r->step, r->at.batch = 0;
+        char path[4096];
+        if ((s = write_checkpoint(cfg, r->m, r->opt, r->gra, &r->at, NULL, path, sizeof path))) return s;
+        if (r->cb && r->cb->on_checkpoint) r->cb->on_checkpoint(r->cb->user, path);
+    }
+    return RG_OK;
+}
+
+static void fit_close(fit_run *r) {
+    if (r->local != r->order) free(r->local);
+    rg_loader_free(r->loader);
+    rg_repair_free(r->gra);
+    rg_monitor_free(r->mon);
+    rg_optim_free(r->opt);
+    free(r->order);
+}
+
+rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
+                 const rg_fit_callbacks *cb) {
+    rg_status s;
+    if (m && m->graph && !m->graph->compiled &&
+        (s = rg_graph_compile(m->graph, cfg->batch > 0 ? cfg->batch : RG_DEFAULT_BATCH)))
+        return s;
+    if ((s = rg_model_check_data(m, train))) return s;
+    fit_run r = {.m = m, .g = m->graph, .train = train, .cfg = cfg, .cb = cb,
+                 .batch = cfg->batch > 0 ? cfg->batch : m->graph->max_batch};
+    if ((s = fit_check(cfg, r.g, r.batch))) return s;
+    if (train->features && rg_augment_any(&cfg->augment))
+        return rg_fail(RG_ERR_ARG, "augmentation works on images; this dataset holds features "
+                                   "taken as they are: train without it");
+    r.g->sync_bn = cfg->sync_bn; /* batch norm over the global batch (data-parallel) */
+    if (!(s = fit_open_data(&r)) && !(s = fit_open_health(&r))) s = fit_plan_steps(&r);
+    for (int epoch = r.at.epoch; epoch < r.last && !s; epoch++) {
+        const long first = epoch == r.at.epoch ? r.at.batch : 0;
+        if ((s = fit_start_epoch(&r, epoch, first))) break;
+        for (long bi = first; bi < r.batches && !s && !r.stopped; bi++, r.step++)
+            if (!(s = fit_step(&r, epoch, bi))) s = fit_stop_here(&r, epoch, bi);
+        if (!s) s = r.stopped ? fit_interrupted(&r) : fit_end_epoch(&r, epoch);
+    }
+    fit_close(&r);
     return s;
 }

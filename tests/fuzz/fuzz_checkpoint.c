@@ -19,7 +19,7 @@ static int probe_idx[4];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!m.graph) {
-        if (rg_model_build("mlp:depth=1,width=4", 1, 28, 28, 10, RG_LOSS_XENT, 0, 1, &m) ||
+        if (rg_model_build("mlp:depth=1,width=4", &(rg_model_opts){.c = 1, .h = 28, .w = 28, .classes = 10, .seed = 1}, &m) ||
             rg_graph_compile(m.graph, 4))
             abort();
         rg_optim_config oc = rg_optim_defaults(RG_OPTIM_ADAM);

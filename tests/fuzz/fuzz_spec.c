@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(spec, data, size);
     spec[size] = 0;
     rg_model m;
-    if (rg_model_build(spec, 0, 0, 0, 0, RG_LOSS_XENT, 0, 1, &m) == RG_OK) rg_model_free(&m);
-    if (rg_model_build(spec, 3, 32, 32, 7, RG_LOSS_MSE, 0.1f, 1, &m) == RG_OK) rg_model_free(&m);
+    if (rg_model_build(spec, &(rg_model_opts){.seed = 1}, &m) == RG_OK) rg_model_free(&m);
+    if (rg_model_build(spec, &(rg_model_opts){.c = 3, .h = 32, .w = 32, .classes = 7, .loss = RG_LOSS_MSE, .label_smoothing = 0.1f, .seed = 1}, &m) == RG_OK) rg_model_free(&m);
     return 0;
 }

@@ -1,0 +1,94 @@
+/*
+ * evaluate.c — a model on a dataset in evaluation mode: loss, accuracy, the confusion matrix
+ * and each auxiliary head's accuracy.
+ */
+#include "../internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Checks that the model's input takes the dataset's samples. */
+rg_status rg_model_check_data(const rg_model *m, const rg_dataset *d) {
+    const rg_graph *g = m->graph;
+    if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the model before training it");
+    const rg_node_impl *in = &g->nodes[m->input];
+    size_t sample = (size_t)d->c * d->h * d->w;
+    if (in->size != sample)
+        return rg_fail(RG_ERR_SHAPE, "the model takes %zu values per sample but the data has "
+                                     "%dx%dx%d = %zu", in->size, d->c, d->h, d->w, sample);
+    return rg_dataset_check_labels(d, m->logits >= 0 ? (int)g->nodes[m->logits].size : 0);
+}
+
+/* The predicted class of one row of k logits (the first of equal maxima). */
+static int argmax(const float *z, int k) {
+    int best = 0;
+    for (int j = 1; j < k; j++)
+        if (z[j] > z[best]) best = j;
+    return best;
+}
+
+/* Correct predictions among the first n rows of logits (n, k). */
+int rg_count_correct(const float *logits, const int *labels, int n, int k) {
+    int correct = 0;
+    for (int b = 0; b < n; b++) correct += argmax(logits + (size_t)b * k, k) == labels[b];
+    return correct;
+}
+
+rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx, int n,
+                                double *loss, double *acc, long *confusion) {
+    rg_status s = rg_model_check_data(m, d);
+    if (s) return s;
+    rg_graph *g = m->graph;
+    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
+    int *order = NULL;
+    if (!idx) {
+        if (!(order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order)))
+            return rg_fail(RG_ERR_MEMORY, "out of memory");
+        for (int i = 0; i < n; i++) order[i] = i;
+        idx = order;
+    }
+    double total_loss = 0;
+    long correct = 0;
+    for (int start = 0; start < n; start += bs) {
+        int b = n - start < bs ? n - start : bs;
+        if ((s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, m->input), g->labels)) ||
+            (s = rg_graph_forward(g, b, 0)))
+            break;
+        total_loss += (double)g->nodes[m->loss].out[0] * b;
+        correct += rg_count_correct(g->nodes[m->logits].out, g->labels, b, k);
+        for (int i = 0; confusion && i < b; i++)
+            confusion[(size_t)g->labels[i] * k + argmax(g->nodes[m->logits].out + (size_t)i * k, k)]++;
+    }
+    free(order);
+    *loss = n ? total_loss / n : NAN;
+    *acc = n ? (double)correct / n : NAN;
+    return s;
+}
+
+rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
+                      double *acc) {
+    return rg_evaluate_confusion(m, d, idx, n, loss, acc, NULL);
+}
+
+rg_status rg_evaluate_aux(rg_model *m, const rg_dataset *d, double *acc) {
+    rg_status s = rg_model_check_data(m, d);
+    if (s) return s;
+    rg_graph *g = m->graph;
+    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
+    long correct[RG_MAX_AUX] = {0};
+    int *idx = malloc((size_t)(bs > 0 ? bs : 1) * sizeof *idx);
+    if (!idx) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    for (int start = 0; start < d->n && !s; start += bs) {
+        int b = d->n - start < bs ? d->n - start : bs;
+        for (int i = 0; i < b; i++) idx[i] = start + i;
+        if ((s = rg_dataset_batch(d, idx, b, rg_graph_input_buffer(g, m->input), g->labels)) ||
+            (s = rg_graph_forward(g, b, 0)))
+            break;
+        for (int h = 0; h < m->n_aux; h++)
+            correct[h] += rg_count_correct(g->nodes[m->aux_logits[h]].out, g->labels, b, k);
+    }
+    free(idx);
+    for (int h = 0; h < m->n_aux; h++) acc[h] = d->n ? (double)correct[h] / d->n : NAN;
+    return s;
+}
+
