@@ -15,15 +15,30 @@
  *  - Layouts match PyTorch: activations NCHW (batch first), dense weights [out, in],
  *    conv weights OIHW.
  *  - Builder calls never fail loudly: they return RG_NONE (-1) and record the first error in
- *    the graph; rg_graph_compile() then reports it.  So a network reads like the network:
+ *    the graph; rg_graph_compile() (or rg_model_from_graph) then reports it, so a network
+ *    reads like the network.
  *
- *        rg_graph *g = rg_graph_create(seed);
- *        rg_node x = rg_input(g, "input", 3, (int[]){1, 28, 28});
- *        x = rg_flatten(g, x);
- *        x = rg_relu(g, rg_dense(g, x, 256, RG_INIT_HE_NORMAL));
- *        x = rg_dense(g, x, 10, RG_INIT_GLOROT_UNIFORM);
- *        rg_node loss = rg_softmax_cross_entropy(g, x, 0.0f);
- *        if (rg_graph_compile(g, 128) != RG_OK) puts(rg_last_error());
+ * A whole program (the tests build and run it as it stands here):
+ *
+ *     #include <regrad.h>
+ *     #include <stdio.h>
+ *
+ *     int main(void) {
+ *         rg_dataset *train, *test;
+ *         rg_model m;
+ *         double loss, acc;
+ *         rg_fit_config cfg = rg_fit_defaults(); // 1 epoch, batch 128, Adam, GRA on
+ *         if (rg_dataset_open("fashion-mnist", NULL, &train, &test) ||
+ *             rg_model_build("mlp:depth=2,width=128", NULL, &m) ||
+ *             rg_fit(&m, train, &cfg, NULL) ||
+ *             rg_evaluate(&m, test, NULL, test->n, &loss, &acc))
+ *             return fprintf(stderr, "%s\n", rg_last_error()), 1;
+ *         printf("test accuracy %.3f\n", acc);
+ *         rg_model_free(&m);
+ *         rg_dataset_free(train);
+ *         rg_dataset_free(test);
+ *         return 0;
+ *     }
  */
 #ifndef REGRAD_H
 #define REGRAD_H
