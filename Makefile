@@ -1,18 +1,21 @@
 # regrad — the two commands of the quick start, and a few more.
+#   make         build (the Debian packages must be there: make setup installs them)
 #   make demo    install missing Debian packages, build, run the main job on Fashion-MNIST
 #   make test    install missing Debian packages, build, run the whole test suite
 #   make test-sanitize   the same suite under ASan, LSan and UBSan
-BUILD ?= build
-JOBS  ?= $(shell nproc)
+#   make install PREFIX=DIR   the library, header, command, pkg-config file, CMake package
+BUILD  ?= build
+JOBS   ?= $(shell nproc)
+PREFIX ?= /usr/local
 
-.PHONY: all setup test-setup build demo test test-sanitize bench clean
+.PHONY: all setup test-setup build demo test test-sanitize install bench clean
 
 all: build
 
 setup:
 	@tools/setup-deps.sh
 
-build: setup
+build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
@@ -21,20 +24,26 @@ test-setup:
 
 # The GRA experiment in short: 20-layer sigmoid and tanh MLPs (PyTorch's default init),
 # Adam, one epoch of Fashion-MNIST, GRA off and on (about a minute on 2 cores).
-demo: build
+demo: setup
+	@$(MAKE) --no-print-directory build
 	$(BUILD)/regrad experiment --depths 20 --acts sigmoid,tanh --optimizers adam --remedies off,gra
 
-test: test-setup build
+test: test-setup
+	@$(MAKE) --no-print-directory build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
 # The whole suite under AddressSanitizer (with LeakSanitizer) and UndefinedBehaviorSanitizer
-# (the fuzz targets are sanitized builds of their own, and OpenMPI's own allocations are
-# not ours to check: both are left to `make test`), then the
+# (the fuzz targets are sanitized builds of their own, OpenMPI's own allocations are not
+# ours to check, and an instrumented library is not one to install: these are left to
+# `make test`), then the
 # loader's and the threads' tests under ThreadSanitizer.
 test-sanitize: test-setup
 	@cmake -S . -B $(BUILD)-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREGRAD_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)-sanitize -j $(JOBS)
-	cd $(BUILD)-sanitize && ctest --output-on-failure -j $(JOBS) -E '^(fuzz_|test_mpi)'
+	cd $(BUILD)-sanitize && ctest --output-on-failure -j $(JOBS) -E '^(fuzz_|test_mpi|test_install)'
 	@cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREGRAD_TSAN=ON >/dev/null
 	@cmake --build $(BUILD)-tsan -j $(JOBS) --target test_images test_threads
 	cd $(BUILD)-tsan && REGRAD_FIXTURES=$(CURDIR)/tests/fixtures REGRAD_TEST_FILTER='loader*' \
