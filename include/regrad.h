@@ -73,6 +73,13 @@ const char *rg_last_error(void);
 /* A short name of a status ("argument", "io", ...). */
 const char *rg_status_name(rg_status s);
 
+/* What each parser of names takes, joined "a, b or c" into buf (returned): for help texts. */
+typedef enum rg_names_of {
+    RG_NAMES_ACTIVATIONS, RG_NAMES_INITIALISERS, RG_NAMES_OPTIMIZERS, RG_NAMES_SCHEDULES,
+    RG_NAMES_PREPROCESSING, RG_NAMES_AUGMENTATIONS, RG_NAMES_MODELS, RG_NAMES_LOSSES
+} rg_names_of;
+const char *rg_names(rg_names_of which, char *buf, size_t len);
+
 /* ---------------------------------------------------------------- threads and RNG */
 
 /* Seconds on a monotonic clock, for timing. */
@@ -433,7 +440,8 @@ typedef enum rg_preprocess {
     RG_PRE_TF,          /* 2x - 1, in [-1, 1], as Keras resnet_v2.preprocess_input */
     RG_PRE_TORCH,       /* (x - mean) / std with ImageNet's per-channel mean and std (one
                            channel: the means of the three) */
-    RG_PRE_CAFFE        /* RGB -> BGR, 255x - ImageNet's BGR mean, as Keras caffe mode */
+    RG_PRE_CAFFE,       /* RGB -> BGR, 255x - ImageNet's BGR mean, as Keras caffe mode */
+    RG_PRE_COUNT
 } rg_preprocess;
 
 rg_status rg_preprocess_parse(const char *text, rg_preprocess *out);
@@ -706,8 +714,11 @@ bool rg_model_moves_weights(const rg_model *m);
 rg_status rg_lassonet_set_lambda(rg_model *m, float lambda);
 rg_status rg_lassonet_prox(rg_model *m, float lambda);
 int rg_lassonet_selected(const rg_model *m, int *features);
-/* The zoo's model names, comma-separated. */
-const char *rg_model_names(void);
+/* The zoo's i-th model spec with its own options ("mlp:depth=D,width=W,...") into buf,
+ * or NULL past the last (for help texts; rg_names gives the bare names). */
+const char *rg_model_spec(int i, char *buf, size_t len);
+/* Parses "xent" or "mse". */
+rg_status rg_loss_parse(const char *text, rg_loss_kind *out);
 
 /* Writes a Keras-like table (layer, output shape, parameters; totals) to f. */
 void rg_graph_summary(const rg_graph *g, FILE *f);

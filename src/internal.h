@@ -2,9 +2,10 @@
  * internal.h — types shared inside libregrad and never shown to users: the graph and node
  * structs, the op table every op registers in, and the error helper.
  *
- * An op is one file in src/ops/ defining an rg_op_def and its builder functions; the op
- * table (src/ops/op_table.c) lists every op by its rg_op_kind.  Adding an op is one file,
- * one enum entry, one table row and one gradient-check case.
+ * An op is one file in src/ops/ defining an rg_op_def and its builder functions.  Adding
+ * an op: its file, a line in RG_OPS (below; the enum and the op table come from it), its
+ * builder's prototype in regrad.h, and a gradient-check case (tests/test_gradcheck.c fails
+ * for an op without one).
  */
 #ifndef RG_INTERNAL_H
 #define RG_INTERNAL_H
@@ -23,29 +24,50 @@ bool rg_node_frozen(const rg_graph *g, const rg_node_impl *n);
 /* Records a formatted message as the thread's last error and returns status. */
 rg_status rg_fail(rg_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Name tables (names.c): the index of text among names[0..n) (-1: none); the names joined
+ * "a, b or c" (NULL entries skipped) into buf; RG_ERR_ARG "unknown WHAT 'text': use a, b or
+ * c". */
+int rg_name_index(const char *const *names, int n, const char *text);
+const char *rg_name_list(const char *const *names, int n, char *buf, size_t len);
+rg_status rg_fail_unknown(const char *what, const char *text, const char *const *names, int n);
+#define RG_COUNT_OF(a) ((int)(sizeof(a) / sizeof *(a)))
+/* Each module's table, for rg_names. */
+const char *const *rg_act_names(int *n);
+const char *const *rg_init_names(int *n);
+const char *const *rg_optim_names(int *n);
+const char *const *rg_schedule_names(int *n);
+const char *const *rg_preprocess_names(int *n);
+const char *const *rg_augment_names(int *n);
+const char *const *rg_model_table_names(int *n);
+const char *const *rg_loss_names(int *n);
+
 /* Overflow-checked size arithmetic: returns false (and leaves *out alone) on overflow. */
 bool rg_mul_size(size_t a, size_t b, size_t *out);
 
-typedef enum rg_op_kind {
-    RG_OP_INPUT = 0,
-    RG_OP_DENSE,
-    RG_OP_ACTIVATION,
-    RG_OP_SOFTMAX,
-    RG_OP_DROPOUT,
-    RG_OP_ADD,
-    RG_OP_FLATTEN,
-    RG_OP_SOFTMAX_XENT,
-    RG_OP_MSE,
-    RG_OP_CONV2D,
-    RG_OP_MAX_POOL,
-    RG_OP_AVG_POOL,
-    RG_OP_GLOBAL_AVG_POOL,
-    RG_OP_ZERO_PAD,
-    RG_OP_CONCAT,
-    RG_OP_BATCH_NORM,
-    RG_OP_WEIGHTED_SUM,
-    RG_OP_COUNT
-} rg_op_kind;
+/* Every op: X(KIND, name) gives RG_OP_KIND and its definition rg_op_name_def (in its file
+ * in src/ops/), from which the enum and the op table (op_table.c) are made. */
+#define RG_OPS(X)                                                                            \
+    X(INPUT, input)                                                                          \
+    X(DENSE, dense)                                                                          \
+    X(ACTIVATION, activation)                                                                \
+    X(SOFTMAX, softmax)                                                                      \
+    X(DROPOUT, dropout)                                                                      \
+    X(ADD, add)                                                                              \
+    X(FLATTEN, flatten)                                                                      \
+    X(SOFTMAX_XENT, softmax_xent)                                                            \
+    X(MSE, mse)                                                                              \
+    X(CONV2D, conv2d)                                                                        \
+    X(MAX_POOL, max_pool)                                                                    \
+    X(AVG_POOL, avg_pool)                                                                    \
+    X(GLOBAL_AVG_POOL, global_avg_pool)                                                      \
+    X(ZERO_PAD, zero_pad)                                                                    \
+    X(CONCAT, concat)                                                                        \
+    X(BATCH_NORM, batch_norm)                                                                \
+    X(WEIGHTED_SUM, weighted_sum)
+
+#define RG_OP_ENUM(kind, name) RG_OP_##kind,
+typedef enum rg_op_kind { RG_OPS(RG_OP_ENUM) RG_OP_COUNT } rg_op_kind;
+#undef RG_OP_ENUM
 
 
 /* One row of the op table. */

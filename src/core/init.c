@@ -29,11 +29,24 @@ const char *rg_init_name(rg_init_kind k) {
     return (k >= 0 && k < RG_INIT_COUNT) ? init_names[k] : "?";
 }
 
+/* Every name rg_init_parse takes: the kinds' names (normal only as normal:STD) and Keras's
+ * short forms, the normal variants for he and lecun, uniform for glorot (xavier). */
+static const char *const parsed_names[] = {
+    "he", "he_normal", "he_uniform", "glorot", "glorot_uniform", "xavier", "glorot_normal",
+    "lecun", "lecun_normal", "lecun_uniform", "torch", "normal:STD", "zeros", "ones"};
+static const rg_init_kind parsed_kinds[] = {
+    RG_INIT_HE_NORMAL, RG_INIT_HE_NORMAL, RG_INIT_HE_UNIFORM, RG_INIT_GLOROT_UNIFORM,
+    RG_INIT_GLOROT_UNIFORM, RG_INIT_GLOROT_UNIFORM, RG_INIT_GLOROT_NORMAL, RG_INIT_LECUN_NORMAL,
+    RG_INIT_LECUN_NORMAL, RG_INIT_LECUN_UNIFORM, RG_INIT_TORCH, RG_INIT_NORMAL, RG_INIT_ZEROS,
+    RG_INIT_ONES};
+_Static_assert(RG_COUNT_OF(parsed_names) == RG_COUNT_OF(parsed_kinds), "a kind for every name");
+
+const char *const *rg_init_names(int *n) {
+    *n = RG_COUNT_OF(parsed_names);
+    return parsed_names;
+}
+
 rg_status rg_init_parse(const char *text, rg_init *out) {
-    static const struct { const char *alias; rg_init_kind kind; } aliases[] = {
-        {"he", RG_INIT_HE_NORMAL}, {"glorot", RG_INIT_GLOROT_UNIFORM},
-        {"xavier", RG_INIT_GLOROT_UNIFORM}, {"lecun", RG_INIT_LECUN_NORMAL},
-    };
     if (!text) return rg_fail(RG_ERR_ARG, "missing initialiser");
     if (strncmp(text, "normal:", 7) == 0) {
         char *end;
@@ -44,19 +57,12 @@ rg_status rg_init_parse(const char *text, rg_init *out) {
         *out = (rg_init){RG_INIT_NORMAL, (float)std};
         return RG_OK;
     }
-    for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
-        if (strcmp(text, aliases[i].alias) == 0) {
-            *out = RG_INIT(aliases[i].kind);
-            return RG_OK;
-        }
-    for (int k = 0; k < RG_INIT_COUNT; k++)
-        if (k != RG_INIT_NORMAL && strcmp(text, init_names[k]) == 0) {
-            *out = RG_INIT((rg_init_kind)k);
-            return RG_OK;
-        }
-    return rg_fail(RG_ERR_ARG, "unknown initialiser '%s': use he, he_uniform, glorot, "
-                               "glorot_normal, lecun, lecun_uniform, torch, normal:STD or zeros",
-                   text);
+    int n;
+    const char *const *names = rg_init_names(&n);
+    const int i = rg_name_index(names, n, text);
+    if (i < 0 || parsed_kinds[i] == RG_INIT_NORMAL) return rg_fail_unknown("initialiser", text, names, n);
+    *out = RG_INIT(parsed_kinds[i]);
+    return RG_OK;
 }
 
 void rg_init_fill(float *dst, size_t n, rg_init init, int fan_in, int fan_out, rg_rng *rng) {

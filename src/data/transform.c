@@ -372,7 +372,8 @@ static void preprocess(float *x, int c, size_t area, rg_preprocess p) {
     static const float caffe_bgr_mean[3] = {103.939f, 116.779f, 123.68f};
     const size_t n = (size_t)c * area;
     switch (p) {
-    case RG_PRE_SCALE01: break;
+    case RG_PRE_SCALE01:
+    case RG_PRE_COUNT: break;
     case RG_PRE_TF:
         for (size_t i = 0; i < n; i++) x[i] = 2.0f * x[i] - 1.0f;
         break;
@@ -400,19 +401,26 @@ static void preprocess(float *x, int c, size_t area, rg_preprocess p) {
     }
 }
 
+static const char *const preprocess_names[] = {
+    [RG_PRE_SCALE01] = "scale01", [RG_PRE_TF] = "tf", [RG_PRE_TORCH] = "torch",
+    [RG_PRE_CAFFE] = "caffe",
+};
+_Static_assert(RG_COUNT_OF(preprocess_names) == RG_PRE_COUNT, "a name for every preprocessing");
+
 rg_status rg_preprocess_parse(const char *text, rg_preprocess *out) {
-    static const char *const names[] = {"scale01", "tf", "torch", "caffe"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(text, names[i]) == 0) {
-            *out = (rg_preprocess)i;
-            return RG_OK;
-        }
-    return rg_fail(RG_ERR_ARG, "unknown preprocessing '%s': use scale01, tf, torch or caffe", text);
+    const int i = rg_name_index(preprocess_names, RG_PRE_COUNT, text);
+    if (i < 0) return rg_fail_unknown("preprocessing", text, preprocess_names, RG_PRE_COUNT);
+    *out = (rg_preprocess)i;
+    return RG_OK;
+}
+
+const char *const *rg_preprocess_names(int *n) {
+    *n = RG_PRE_COUNT;
+    return preprocess_names;
 }
 
 const char *rg_preprocess_name(rg_preprocess p) {
-    static const char *const names[] = {"scale01", "tf", "torch", "caffe"};
-    return (unsigned)p < 4 ? names[p] : "unknown";
+    return (unsigned)p < RG_PRE_COUNT ? preprocess_names[p] : "unknown";
 }
 
 /* ---------------------------------------------------------------- the chain */
@@ -480,6 +488,15 @@ static rg_status number(const char *item, const char *eq, double lo, double hi, 
     return RG_OK;
 }
 
+/* What rg_augment_parse takes (its help and its error list). */
+static const char *const augment_names[] = {"flip", "crop=P", "resized-crop", "rotate=DEG",
+                                            "noise=STD", "brightness=F", "contrast=F"};
+
+const char *const *rg_augment_names(int *n) {
+    *n = RG_COUNT_OF(augment_names);
+    return augment_names;
+}
+
 rg_status rg_augment_parse(const char *text, rg_augment *out) {
     memset(out, 0, sizeof *out);
     if (!text || !*text || strcmp(text, "none") == 0) return RG_OK;
@@ -507,8 +524,7 @@ rg_status rg_augment_parse(const char *text, rg_augment *out) {
         } else if (IS("contrast")) {
             if (!(s = number(item, eq, 0, 1, &v))) out->contrast = (float)v;
         } else {
-            s = rg_fail(RG_ERR_ARG, "unknown augmentation '%s': use flip, crop=P, resized-crop, "
-                                    "rotate=DEG, noise=STD, brightness=F or contrast=F", item);
+            s = rg_fail_unknown("augmentation", item, augment_names, RG_COUNT_OF(augment_names));
         }
 #undef IS
         if (s) return s;

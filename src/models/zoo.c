@@ -11,27 +11,52 @@ typedef struct zoo_entry {
     const char *name;
     model_builder build;
     int c, h, w, classes; /* defaults when neither the caller nor the spec says */
+    const char *options;  /* its own spec options, for help ("" for none) */
 } zoo_entry;
 
 static const zoo_entry zoo[] = {
-    {"mlp", build_mlp, 1, 28, 28, 10},
-    {"cnn", build_cnn, 1, 28, 28, 10},
-    {"plaincnn", build_plaincnn, 1, 28, 28, 10},
-    {"resnet20v2", build_resnet_cifar, 1, 28, 28, 10},
-    {"resnet56v2", build_resnet_cifar, 1, 28, 28, 10},
-    {"plain20", build_resnet_cifar, 1, 28, 28, 10},
-    {"plain56", build_resnet_cifar, 1, 28, 28, 10},
-    {"resnet18v2", build_resnet_imagenet, 3, 224, 224, 1000},
-    {"resnet50v2", build_resnet_imagenet, 3, 224, 224, 1000},
-    {"resnet101v2", build_resnet_imagenet, 3, 224, 224, 1000},
-    {"densenet121", build_densenet121, 3, 224, 224, 1000},
-    {"densenet", build_densenet_small, 1, 28, 28, 10},
-    {"lassonet", build_lassonet, 1, 28, 28, 10},
+    {"mlp", build_mlp, 1, 28, 28, 10, "depth=D,width=W,act=A,init=I,dropout=P,bn=0|1,residual=0|1"},
+    {"cnn", build_cnn, 1, 28, 28, 10, "init=I"},
+    {"plaincnn", build_plaincnn, 1, 28, 28, 10, "depth=D,width=C,act=A,init=I"},
+    {"resnet20v2", build_resnet_cifar, 1, 28, 28, 10, "init=I"},
+    {"resnet56v2", build_resnet_cifar, 1, 28, 28, 10, "init=I"},
+    {"plain20", build_resnet_cifar, 1, 28, 28, 10, "init=I"},
+    {"plain56", build_resnet_cifar, 1, 28, 28, 10, "init=I"},
+    {"resnet18v2", build_resnet_imagenet, 3, 224, 224, 1000, "init=I"},
+    {"resnet50v2", build_resnet_imagenet, 3, 224, 224, 1000, "init=I"},
+    {"resnet101v2", build_resnet_imagenet, 3, 224, 224, 1000, "init=I"},
+    {"densenet121", build_densenet121, 3, 224, 224, 1000, "init=I"},
+    {"densenet", build_densenet_small, 1, 28, 28, 10, "depth=D,growth=K"},
+    {"lassonet", build_lassonet, 1, 28, 28, 10, "width=W,depth=D,M=F,act=A,init=I"},
 };
+static const char *const zoo_names[] = {
+    "mlp", "cnn", "plaincnn", "resnet20v2", "resnet56v2", "plain20", "plain56", "resnet18v2",
+    "resnet50v2", "resnet101v2", "densenet121", "densenet", "lassonet"};
+_Static_assert(RG_COUNT_OF(zoo_names) == RG_COUNT_OF(zoo), "a name for every model");
 
-const char *rg_model_names(void) {
-    return "mlp, cnn, plaincnn, resnet20v2, resnet56v2, plain20, plain56, resnet18v2, "
-           "resnet50v2, resnet101v2, densenet121, densenet, lassonet";
+const char *const *rg_model_table_names(int *n) {
+    *n = RG_COUNT_OF(zoo_names);
+    return zoo_names;
+}
+
+const char *rg_model_spec(int i, char *buf, size_t len) {
+    if (i < 0 || i >= RG_COUNT_OF(zoo)) return NULL;
+    snprintf(buf, len, "%s%s%s", zoo[i].name, zoo[i].options[0] ? ":" : "", zoo[i].options);
+    return buf;
+}
+
+static const char *const loss_names[] = {[RG_LOSS_XENT] = "xent", [RG_LOSS_MSE] = "mse"};
+
+const char *const *rg_loss_names(int *n) {
+    *n = RG_COUNT_OF(loss_names);
+    return loss_names;
+}
+
+rg_status rg_loss_parse(const char *text, rg_loss_kind *out) {
+    const int i = rg_name_index(loss_names, RG_COUNT_OF(loss_names), text);
+    if (i < 0) return rg_fail_unknown("loss", text, loss_names, RG_COUNT_OF(loss_names));
+    *out = (rg_loss_kind)i;
+    return RG_OK;
 }
 
 rg_status rg_model_build(const char *spec, const rg_model_opts *opts, rg_model *out) {
@@ -42,10 +67,9 @@ rg_status rg_model_build(const char *spec, const rg_model_opts *opts, rg_model *
     spec_opts o;
     rg_status s = spec_parse(spec, &o);
     if (s) return s;
-    const zoo_entry *e = NULL;
-    for (size_t k = 0; k < sizeof zoo / sizeof *zoo; k++)
-        if (strcmp(o.model, zoo[k].name) == 0) e = &zoo[k];
-    if (!e) return rg_fail(RG_ERR_ARG, "unknown model '%s': available: %s", o.model, rg_model_names());
+    const int k = rg_name_index(zoo_names, RG_COUNT_OF(zoo_names), o.model);
+    if (k < 0) return rg_fail_unknown("model", o.model, zoo_names, RG_COUNT_OF(zoo_names));
+    const zoo_entry *e = &zoo[k];
     model_dims d = {c > 0 ? c : e->c, h > 0 ? h : e->h, w > 0 ? w : e->w,
                     classes > 0 ? classes : e->classes, true};
     const char *input = spec_find(&o, "input");

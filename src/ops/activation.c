@@ -22,16 +22,18 @@ static const char *const act_names[RG_ACT_COUNT] = {
     [RG_ACT_TANH] = "tanh",       [RG_ACT_SOFTPLUS] = "softplus",
 };
 
+const char *const *rg_act_names(int *n) {
+    *n = RG_ACT_COUNT;
+    return act_names;
+}
+
 const char *rg_act_name(rg_act a) { return (a >= 0 && a < RG_ACT_COUNT) ? act_names[a] : "?"; }
 
 rg_status rg_act_parse(const char *text, rg_act *out) {
-    for (int a = 0; a < RG_ACT_COUNT; a++)
-        if (text && strcmp(text, act_names[a]) == 0) {
-            *out = (rg_act)a;
-            return RG_OK;
-        }
-    return rg_fail(RG_ERR_ARG, "unknown activation '%s': use relu, leaky_relu, elu, gelu, "
-                               "sigmoid, tanh, softplus or linear", text ? text : "");
+    const int a = rg_name_index(act_names, RG_ACT_COUNT, text);
+    if (a < 0) return rg_fail_unknown("activation", text, act_names, RG_ACT_COUNT);
+    *out = (rg_act)a;
+    return RG_OK;
 }
 
 static inline float act_f(rg_act a, float x) {

@@ -53,18 +53,20 @@ static const char *const optim_names[RG_OPTIM_COUNT] = {
     [RG_OPTIM_ADAMW] = "adamw",
 };
 
+const char *const *rg_optim_names(int *n) {
+    *n = RG_OPTIM_COUNT;
+    return optim_names;
+}
+
 const char *rg_optim_name(rg_optim_kind k) {
     return (k >= 0 && k < RG_OPTIM_COUNT) ? optim_names[k] : "?";
 }
 
 rg_status rg_optim_parse(const char *name, rg_optim_kind *out) {
-    for (int k = 0; k < RG_OPTIM_COUNT; k++)
-        if (name && strcmp(name, optim_names[k]) == 0) {
-            *out = (rg_optim_kind)k;
-            return RG_OK;
-        }
-    return rg_fail(RG_ERR_ARG, "unknown optimizer '%s': use sgd, momentum, nesterov, adagrad, "
-                               "rmsprop, adam or adamw", name ? name : "");
+    const int k = rg_name_index(optim_names, RG_OPTIM_COUNT, name);
+    if (k < 0) return rg_fail_unknown("optimizer", name, optim_names, RG_OPTIM_COUNT);
+    *out = (rg_optim_kind)k;
+    return RG_OK;
 }
 
 rg_optim_config rg_optim_defaults(rg_optim_kind kind) {

@@ -6,6 +6,7 @@
 #include "../internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,10 +17,20 @@ static bool parse_float(const char *s, char **end, float *out) {
     return true;
 }
 
+/* The forms rg_schedule_parse takes, each optionally followed by ",warmup:STEPS". */
+static const char *const schedule_names[] = {"constant", "step:EPOCHS:GAMMA", "cosine",
+                                             "cosine:MIN_LR"};
+
+const char *const *rg_schedule_names(int *n) {
+    *n = RG_COUNT_OF(schedule_names);
+    return schedule_names;
+}
+
 rg_status rg_schedule_parse(const char *text, rg_schedule *out) {
     rg_schedule s = {.kind = RG_SCHED_CONSTANT, .gamma = 0.1f};
-    const char *usage = "use constant, step:EPOCHS:GAMMA, cosine or cosine:MIN_LR, optionally "
-                        "followed by ,warmup:STEPS (e.g. cosine,warmup:500)";
+    char usage[160], list[96];
+    snprintf(usage, sizeof usage, "use %s, optionally followed by ,warmup:STEPS (e.g. "
+             "cosine,warmup:500)", rg_name_list(schedule_names, RG_COUNT_OF(schedule_names), list, sizeof list));
     if (!text || !*text) return rg_fail(RG_ERR_ARG, "empty schedule: %s", usage);
     char buf[128];
     if (strlen(text) >= sizeof buf) return rg_fail(RG_ERR_ARG, "schedule too long: %s", usage);
