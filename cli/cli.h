@@ -9,6 +9,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 enum { EXIT_USAGE = 2, EXIT_RUNTIME = 1 };
@@ -20,45 +21,85 @@ int cli_exit_code(rg_status s);
 /* Reports a library failure and returns its exit code. */
 int cli_fail(const char *cmd, rg_status s);
 
-/* Strict parsers: the whole text must be a number in [lo, hi]; on failure they print one
- * line naming the option and the valid range and return false. */
-bool cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, long *out);
-bool cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
-               bool lo_open, double *out);
+/* ---- options: one table per subcommand (options.c) */
 
-/* Parses "CxHxW" with each size in 1..65536, or prints one line and returns false. */
-bool cli_shape(const char *cmd, const char *opt, const char *text, int *c, int *h, int *w);
+typedef enum cli_type {
+    CLI_FLAG, /* no value: sets a bool */
+    CLI_INT,  /* a whole number in [lo, hi] into an int or a long */
+    CLI_REAL, /* a number in [lo, hi] ((lo, hi] with open_lo) into a float or a double */
+    CLI_TEXT, /* the text itself (const char *) */
+    CLI_PARSE /* the row's parser decides */
+} cli_type;
+
+typedef struct cli_option cli_option;
+/* Reads text into field; false after printing one line naming the option and the fix. */
+typedef bool (*cli_parser)(const char *cmd, const cli_option *r, const char *text, void *field);
+
+struct cli_option {
+    const char *name;         /* "epochs" for --epochs; NULL (and no table) ends a table */
+    char short_name;          /* 'o' for -o as well (0: none) */
+    const char *meta;         /* what the value looks like in help: "N", "SPEC" */
+    cli_type type;
+    size_t at, size;          /* the field: offsetof and sizeof (CLI_AT) */
+    double lo, hi;            /* CLI_INT and CLI_REAL: the accepted range */
+    bool open_lo;             /* lo itself refused */
+    const char *dflt;         /* the default as text, parsed as a value is (NULL: zero) */
+    bool hide_default;        /* help does not show it (an internal or derived default) */
+    cli_parser parse;         /* CLI_PARSE */
+    int choices;              /* 1 + an rg_names_of: help lists what it takes (0: none) */
+    const char *help;         /* a newline in it starts a line */
+    const char *section;      /* a heading help prints before this option */
+    const cli_option *table;  /* a table of shared options, its fields from `at` on */
+};
+#define CLI_AT(type, field) .at = offsetof(type, field), .size = sizeof(((type *)0)->field)
+#define CLI_END {0}
+
+typedef struct cli_command {
+    const char *name;         /* "train" */
+    const char *usage;        /* after "regrad NAME": "[options]" */
+    const char *about;        /* what it does, a paragraph */
+    const cli_option *options;
+} cli_command;
+
+/* Sets every option's default in opts. */
+void cli_defaults(const cli_command *c, void *opts);
+/* Parses argv into opts (over what is there: defaults, or an earlier parse).  Returns -1 to
+ * go on, 0 after printing --help, or EXIT_USAGE after printing one line.  Arguments that
+ * are not options start at *first_arg; with first_arg NULL any is a usage error. */
+int cli_parse(const cli_command *c, int argc, char **argv, void *opts, int *first_arg);
+void cli_help(const cli_command *c, FILE *f);
+
+/* Writes s as a JSON string (quotes, backslashes and control characters escaped). */
+void cli_json_str(FILE *f, const char *s);
 /* Writes "key":value (null for NaN or Inf) and a comma unless last. */
 void cli_json_num(FILE *f, const char *key, double v, bool last);
 
-/* Reports an unknown or malformed option, suggesting the closest valid one. */
-void cli_bad_option(const char *cmd, char **argv, int optind_now, const struct option *opts);
-/* Runs getopt_long quietly and reports problems itself; returns getopt's value, or -2
- * (after printing) on an unknown option or missing argument. */
-int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
-               const struct option *opts);
 
-/* Options every command that reads images shares (values from 1000 up). */
-enum { CLI_OPT_INPUT_SIZE = 1000, CLI_OPT_CHANNELS, CLI_OPT_PREPROCESS, CLI_OPT_STRICT,
-       CLI_OPT_MAX_PIXELS };
-#define CLI_DATA_OPTIONS                                                   \
-    {"input-size", required_argument, 0, CLI_OPT_INPUT_SIZE},             \
-    {"channels", required_argument, 0, CLI_OPT_CHANNELS},                 \
-    {"preprocess", required_argument, 0, CLI_OPT_PREPROCESS},             \
-    {"strict", no_argument, 0, CLI_OPT_STRICT},                           \
-    {"max-pixels", required_argument, 0, CLI_OPT_MAX_PIXELS}
-#define CLI_DATA_HELP                                                                         \
-    "  --input-size HxW      resize every image to HxW (triangle filter widened when\n"       \
-    "                        shrinking, as PIL's BILINEAR; folders default to 224x224)\n"    \
-    "  --channels 1|3        gray or RGB (converted as needed; folders default to 3)\n"      \
-    "  --preprocess MODE     scale01 (default, [0,1]), tf ([-1,1]), torch (ImageNet mean and\n" \
-    "                        std), caffe (BGR, ImageNet mean subtracted, 0..255)\n"          \
-    "  --strict              a corrupt or unreadable image is an error (default: skip it\n"  \
-    "                        with a warning)\n"                                               \
-    "  --max-pixels N        refuse images with more pixels (default 100000000)\n"
-/* Handles one of CLI_DATA_OPTIONS: returns 1 when handled, 0 when c is not one, -1 after
- * printing why the value is bad.  Sets o->warn to print warnings. */
-int cli_data_option(const char *cmd, int c, const char *arg, rg_data_options *o);
+/* Parsers of option values (common.c): HxW into an rg_data_options' height and width
+ * (the row's field is the struct); 1 or 3 channels (int); the library's names (an
+ * rg_preprocess, rg_optim_kind, rg_schedule, rg_augment, rg_loss_kind); CxHxW into int[3];
+ * a size with K, M or G into a double of bytes; --freeze and --trainable patterns, in order,
+ * into a cli_patterns; pruning's weights|units (rg_prune_structure), layer|global (bool)
+ * and l1|l2 (int norm). */
+bool cli_parse_input_size(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_channels(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_preprocess(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_optimizer(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_schedule(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_augment(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_loss(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_shape(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_bytes(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_freeze(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_trainable(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_structure(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_scope(const char *cmd, const cli_option *r, const char *text, void *field);
+bool cli_parse_criterion(const char *cmd, const cli_option *r, const char *text, void *field);
+
+/* The options of every command that reads images, over an rg_data_options; --threads,
+ * over a long. */
+extern const cli_option cli_data_options[];
+extern const cli_option cli_threads_options[];
 /* Prints a library warning as "regrad: warning: ..." (thread-safe), on its own line even
  * while a progress line is drawn (cli_progress_line says when one is). */
 void cli_warn(void *user, const char *message);
@@ -87,12 +128,8 @@ typedef struct cli_patterns {
     const char *pattern[CLI_MAX_PATTERNS];
     bool trainable[CLI_MAX_PATTERNS];
 } cli_patterns;
-bool cli_pattern_add(const char *cmd, cli_patterns *p, const char *pattern, bool trainable);
 bool cli_patterns_apply(const char *cmd, const cli_patterns *p, rg_graph *g, const char *spec);
 
-/* Parses --structure weights|units, --scope layer|global, --criterion l1|l2 (opt names
- * which) into o; prints and returns false on a bad value (cmd_prune.c). */
-bool cli_prune_option(const char *cmd, const char *opt, const char *arg, rg_prune_opts *o);
 
 int cmd_train(int argc, char **argv);
 int cmd_summary(int argc, char **argv);

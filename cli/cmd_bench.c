@@ -16,37 +16,45 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static const char *const bench_help =
-    "Usage: regrad bench --model SPEC [options]\n"
-    "Time training steps (forward, backward, optimizer) on random data and break the time\n"
-    "down by op.\n"
-    "\n"
-    "  --model SPEC     model spec (default cnn)\n"
-    "  --input CxHxW    per-sample input shape (default: the model's)\n"
-    "  --classes N      classifier outputs (default: the model's)\n"
-    "  --batch N        samples per step (default 128)\n"
-    "  --steps N        timed steps (default 10), after --warmup N untimed ones (default 2)\n"
-    "  --optimizer NAME optimizer (default adam)\n"
-    "  --threads N      threads (default: all cores)\n"
-    "  --layers         also list every layer's time\n"
-    "  --monitor        watch every other step with the health monitor and report what a\n"
-    "                   watched step costs over a plain one, by their median times\n"
-    "                   (= --monitor-every 1 in train)\n"
-    "  --json           one JSON object instead of the tables\n"
-    "  -h, --help       show this help\n";
+typedef struct bench_args {
+    const char *model;
+    int input[3]; /* 0: the model's */
+    long classes, batch, steps, warmup, threads;
+    rg_optim_kind optimizer;
+    bool json, layers, monitor;
+} bench_args;
 
-enum { OPT_MODEL = 256, OPT_INPUT, OPT_CLASSES, OPT_BATCH, OPT_STEPS, OPT_WARMUP, OPT_OPTIM,
-       OPT_THREADS, OPT_JSON, OPT_LAYERS, OPT_MONITOR };
-
-static const struct option bench_opts[] = {
-    {"model", required_argument, 0, OPT_MODEL},   {"input", required_argument, 0, OPT_INPUT},
-    {"classes", required_argument, 0, OPT_CLASSES}, {"batch", required_argument, 0, OPT_BATCH},
-    {"steps", required_argument, 0, OPT_STEPS},   {"warmup", required_argument, 0, OPT_WARMUP},
-    {"optimizer", required_argument, 0, OPT_OPTIM}, {"threads", required_argument, 0, OPT_THREADS},
-    {"json", no_argument, 0, OPT_JSON},           {"layers", no_argument, 0, OPT_LAYERS},
-    {"monitor", no_argument, 0, OPT_MONITOR},     {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
+#define A bench_args
+static const cli_option bench_options[] = {
+    {.name = "model", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, model), .dflt = "cnn",
+     .help = "model spec"},
+    {.name = "input", .meta = "CxHxW", .type = CLI_PARSE, CLI_AT(A, input), .parse = cli_parse_shape,
+     .help = "per-sample input shape (default: the model's)"},
+    {.name = "classes", .meta = "N", .type = CLI_INT, CLI_AT(A, classes), .lo = 2, .hi = 1 << 20,
+     .help = "classifier outputs (default: the model's)"},
+    {.name = "batch", .meta = "N", .type = CLI_INT, CLI_AT(A, batch), .lo = 1, .hi = 65536,
+     .dflt = "128", .help = "samples per step"},
+    {.name = "steps", .meta = "N", .type = CLI_INT, CLI_AT(A, steps), .lo = 1, .hi = 1000000,
+     .dflt = "10", .help = "timed steps"},
+    {.name = "warmup", .meta = "N", .type = CLI_INT, CLI_AT(A, warmup), .lo = 0, .hi = 1000000,
+     .dflt = "2", .help = "untimed steps before them"},
+    {.name = "optimizer", .meta = "NAME", .type = CLI_PARSE, CLI_AT(A, optimizer),
+     .parse = cli_parse_optimizer, .dflt = "adam", .choices = 1 + RG_NAMES_OPTIMIZERS, .help = "one of"},
+    {.table = cli_threads_options, CLI_AT(A, threads)},
+    {.name = "layers", .type = CLI_FLAG, CLI_AT(A, layers), .help = "also list every layer's time"},
+    {.name = "monitor", .type = CLI_FLAG, CLI_AT(A, monitor),
+     .help = "watch every other step with the health monitor and report what a watched step "
+             "costs over a plain one, by their median times (= --monitor-every 1 in train)"},
+    {.name = "json", .type = CLI_FLAG, CLI_AT(A, json), .help = "one JSON object instead of the tables"},
+    CLI_END,
 };
+#undef A
+
+static const cli_command bench_command = {
+    .name = "bench", .usage = "--model SPEC [options]",
+    .about = "Time training steps (forward, backward, optimizer) on random data and break the "
+             "time down by op.",
+    .options = bench_options};
 
 typedef struct op_total {
     const char *op;
@@ -67,41 +75,18 @@ static double median(double *v, long n) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *cmd = "bench", *spec = "cnn", *optim_name = "adam";
-    int c_in = 0, h = 0, w = 0;
-    long classes = 0, batch = 128, steps = 10, warmup = 2, threads = 0;
-    bool json = false, layers = false, monitor = false;
-    int c;
-    optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "h", bench_opts)) != -1) {
-        bool ok = true;
-        switch (c) {
-        case 'h': fputs(bench_help, stdout); return 0;
-        case OPT_MODEL: spec = optarg; break;
-        case OPT_INPUT:
-            if (!cli_shape(cmd, "input", optarg, &c_in, &h, &w)) return EXIT_USAGE;
-            break;
-        case OPT_CLASSES: ok = cli_int(cmd, "classes", optarg, 2, 1 << 20, &classes); break;
-        case OPT_BATCH: ok = cli_int(cmd, "batch", optarg, 1, 65536, &batch); break;
-        case OPT_STEPS: ok = cli_int(cmd, "steps", optarg, 1, 1000000, &steps); break;
-        case OPT_WARMUP: ok = cli_int(cmd, "warmup", optarg, 0, 1000000, &warmup); break;
-        case OPT_OPTIM: optim_name = optarg; break;
-        case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
-        case OPT_JSON: json = true; break;
-        case OPT_LAYERS: layers = true; break;
-        case OPT_MONITOR: monitor = true; break;
-        default: return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
-    if (optind < argc) {
-        cli_error(cmd, "unexpected argument '%s'; see 'regrad bench --help'", argv[optind]);
-        return EXIT_USAGE;
-    }
-    rg_optim_kind kind;
+    const char *cmd = "bench";
+    bench_args a = {0};
+    cli_defaults(&bench_command, &a);
+    const int parsed = cli_parse(&bench_command, argc, argv, &a, NULL);
+    if (parsed >= 0) return parsed;
+    const char *spec = a.model;
+    const int c_in = a.input[0], h = a.input[1], w = a.input[2];
+    const long classes = a.classes, batch = a.batch, steps = a.steps, warmup = a.warmup;
+    const bool json = a.json, layers = a.layers, monitor = a.monitor;
+    const rg_optim_kind kind = a.optimizer;
     rg_status s;
-    if ((s = rg_optim_parse(optim_name, &kind))) return cli_fail(cmd, s);
-    rg_set_threads((int)threads);
+    rg_set_threads((int)a.threads);
     rg_model m;
     if ((s = rg_model_build(spec, &(rg_model_opts){.c = c_in, .h = h, .w = w, .classes = (int)classes, .seed = 1}, &m)))
         return cli_fail(cmd, s);

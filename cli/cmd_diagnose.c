@@ -10,60 +10,51 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const diagnose_help =
-    "Usage: regrad diagnose --model SPEC [--data SPEC] [--batch N] [--seed N] [--json]\n"
-    "Run one batch forward and backward and report each layer's gradient health:\n"
-    "gradient and weight norms, backward gain, activation spread, saturation, dead units,\n"
-    "a verdict (healthy, vanishing, exploding, saturated, dead, non-finite) with its\n"
-    "evidence, and suggested remedies.\n"
-    "\n"
-    "  --model SPEC   model spec (default mlp)\n"
-    "  --data SPEC    dataset (default fashion-mnist); see 'regrad train --help'\n"
-    "  --batch N      probe batch size (default 256)\n"
-    "  --seed N       initialisation and sample seed (default 42)\n"
-    "  --threads N    threads (default: all cores)\n"
-    "  --json         one JSON object instead of the table\n"
-    "  -h, --help     show this help\n";
+typedef struct diagnose_args {
+    const char *model, *data;
+    long batch, seed, threads;
+    bool json;
+} diagnose_args;
 
-enum { OPT_MODEL = 256, OPT_DATA, OPT_BATCH, OPT_SEED, OPT_THREADS, OPT_JSON };
-
-static const struct option diagnose_opts[] = {
-    {"model", required_argument, 0, OPT_MODEL}, {"data", required_argument, 0, OPT_DATA},
-    {"batch", required_argument, 0, OPT_BATCH}, {"seed", required_argument, 0, OPT_SEED},
-    {"threads", required_argument, 0, OPT_THREADS}, {"json", no_argument, 0, OPT_JSON},
-    {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+#define A diagnose_args
+static const cli_option diagnose_options[] = {
+    {.name = "model", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, model), .dflt = "mlp",
+     .help = "model spec"},
+    {.name = "data", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, data), .dflt = "fashion-mnist",
+     .help = "dataset (see 'regrad train --help')"},
+    {.name = "batch", .meta = "N", .type = CLI_INT, CLI_AT(A, batch), .lo = 2, .hi = 65536,
+     .dflt = "256", .help = "probe batch size"},
+    {.name = "seed", .meta = "N", .type = CLI_INT, CLI_AT(A, seed), .lo = 0, .hi = 9.2e18,
+     .dflt = "42", .help = "initialisation and sample seed"},
+    {.table = cli_threads_options, CLI_AT(A, threads)},
+    {.name = "json", .type = CLI_FLAG, CLI_AT(A, json), .help = "one JSON object instead of the table"},
+    CLI_END,
 };
+#undef A
 
+static const cli_command diagnose_command = {
+    .name = "diagnose", .usage = "--model SPEC [--data SPEC] [--batch N] [--seed N] [--json]",
+    .about = "Run one batch forward and backward and report each layer's gradient health: "
+             "gradient and weight norms, backward gain, activation spread, saturation, dead "
+             "units, a verdict (healthy, vanishing, exploding, saturated, dead, non-finite) with "
+             "its evidence, and suggested remedies.",
+    .options = diagnose_options};
 
 int cmd_diagnose(int argc, char **argv) {
-    const char *cmd = "diagnose", *spec = "mlp", *data = "fashion-mnist";
-    long batch = 256, seed = 42, threads = 0;
-    bool json = false;
-    int c;
-    optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "h", diagnose_opts)) != -1) {
-        bool ok = true;
-        switch (c) {
-        case 'h': fputs(diagnose_help, stdout); return 0;
-        case OPT_MODEL: spec = optarg; break;
-        case OPT_DATA: data = optarg; break;
-        case OPT_BATCH: ok = cli_int(cmd, "batch", optarg, 2, 65536, &batch); break;
-        case OPT_SEED: ok = cli_int(cmd, "seed", optarg, 0, 0x7fffffffffffffffL, &seed); break;
-        case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
-        case OPT_JSON: json = true; break;
-        default: return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
-    if (optind < argc) {
-        cli_error(cmd, "unexpected argument '%s'; see 'regrad diagnose --help'", argv[optind]);
-        return EXIT_USAGE;
-    }
+    const char *cmd = "diagnose";
+    diagnose_args a = {0};
+    cli_defaults(&diagnose_command, &a);
+    const int parsed = cli_parse(&diagnose_command, argc, argv, &a, NULL);
+    if (parsed >= 0) return parsed;
+    const char *spec = a.model, *data = a.data;
+    long batch = a.batch;
+    const long seed = a.seed;
+    const bool json = a.json;
     rg_status s;
     rg_model m;
     if ((s = rg_model_build(spec, NULL, &m))) return cli_fail(cmd, s);
     rg_model_free(&m);
-    rg_set_threads((int)threads);
+    rg_set_threads((int)a.threads);
     rg_dataset *d = NULL;
     if ((s = rg_dataset_open(data, NULL, &d, NULL))) return cli_fail(cmd, s);
     int code = 0;

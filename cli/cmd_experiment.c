@@ -12,47 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const experiment_help =
-    "Usage: regrad experiment [options]\n"
-    "Train plain deep MLPs (width 128, PyTorch's default init) with GRA off, GRA on and the\n"
-    "classic remedies, and print test accuracy and first-to-last layer gradient-norm ratio.\n"
-    "\n"
-    "  --depths LIST      hidden layers, e.g. 10,20,30 (default)\n"
-    "  --acts LIST        sigmoid,tanh (default); any activation\n"
-    "  --optimizers LIST  adam (lr 1e-3), sgd (lr 0.01, momentum 0.9); default both\n"
-    "  --remedies LIST    off, gra, relu_he (relu + He init), bn (batch norm),\n"
-    "                     residual (skip connections), maxnorm (max-norm 3), clip\n"
-    "                     (global gradient norm 1), agc (adaptive clipping 0.01), aux (3\n"
-    "                     auxiliary heads, weight 0.3 decaying to 0), prune\n"
-    "                     (train, prune half of each layer's weights, fine-tune one\n"
-    "                     more epoch); default all\n"
-    "  --epochs N         epochs per run (default 1)\n"
-    "  --seeds N          seeds per cell; the tables show the mean and spread (default 1)\n"
-    "  --first-seed N     the first seed (default 1): seeds N..N+seeds-1\n"
-    "  --width N          hidden width (default 128)\n"
-    "  --limit N          train on the first N images only (default: all)\n"
-    "  --data SPEC        dataset (default fashion-mnist)\n"
-    "  --json FILE        also write every run as JSON\n"
-    "  --report FILE      an HTML report: the table and a bar chart per cell (the runs go\n"
-    "                     to FILE.json unless --json names a file)\n"
-    "  --threads N        threads (default: all cores)\n"
-    "  -h, --help         show this help\n";
-
-enum { OPT_DEPTHS = 256, OPT_ACTS, OPT_OPTIMS, OPT_REMEDIES, OPT_EPOCHS, OPT_SEEDS, OPT_WIDTH,
-       OPT_LIMIT, OPT_DATA, OPT_JSON, OPT_THREADS, OPT_FIRST_SEED, OPT_REPORT };
-
-static const struct option experiment_opts[] = {
-    {"depths", required_argument, 0, OPT_DEPTHS},     {"acts", required_argument, 0, OPT_ACTS},
-    {"optimizers", required_argument, 0, OPT_OPTIMS}, {"remedies", required_argument, 0, OPT_REMEDIES},
-    {"epochs", required_argument, 0, OPT_EPOCHS},     {"seeds", required_argument, 0, OPT_SEEDS},
-    {"width", required_argument, 0, OPT_WIDTH},       {"limit", required_argument, 0, OPT_LIMIT},
-    {"data", required_argument, 0, OPT_DATA},         {"json", required_argument, 0, OPT_JSON},
-    {"threads", required_argument, 0, OPT_THREADS},   {"first-seed", required_argument, 0, OPT_FIRST_SEED},
-    {"report", required_argument, 0, OPT_REPORT},
-    {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
-};
-
 #define MAX_ITEMS 16
 
 typedef struct list {
@@ -86,6 +45,101 @@ static bool split(const char *cmd, const char *opt, const char *text, list *out)
 #define EXP_PRUNE 0.5f      /* half of each hidden layer's weights */
 #define EXP_AUX "3"         /* three heads spread over the hidden layers */
 #define EXP_AUX_WEIGHT 0.3f /* GoogLeNet's, decaying to 0 */
+
+/* The lists, each item checked as it is read. */
+static bool parse_depths(const char *cmd, const cli_option *r, const char *text, void *field) {
+    list *l = field;
+    char *end;
+    if (!split(cmd, r->name, text, l)) return false;
+    for (int i = 0; i < l->n; i++) {
+        const long d = strtol(l->item[i], &end, 10);
+        if (*end || d < 1 || d > 1000) {
+            cli_error(cmd, "--%s '%s': depths are whole numbers in 1..1000", r->name, l->item[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool parse_acts(const char *cmd, const cli_option *r, const char *text, void *field) {
+    list *l = field;
+    rg_act a;
+    if (!split(cmd, r->name, text, l)) return false;
+    for (int i = 0; i < l->n; i++)
+        if (rg_act_parse(l->item[i], &a)) return cli_error(cmd, "--%s: %s", r->name, rg_last_error()), false;
+    return true;
+}
+
+static bool parse_optimizers(const char *cmd, const cli_option *r, const char *text, void *field) {
+    list *l = field;
+    if (!split(cmd, r->name, text, l)) return false;
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->item[i], "adam") && strcmp(l->item[i], "sgd"))
+            return cli_error(cmd, "--%s: '%s' is not adam or sgd", r->name, l->item[i]), false;
+    return true;
+}
+
+static bool parse_remedies(const char *cmd, const cli_option *r, const char *text, void *field) {
+    list *l = field, known;
+    if (!split(cmd, r->name, text, l) || !split(cmd, r->name, REMEDY_LIST, &known)) return false;
+    for (int i = 0; i < l->n; i++) {
+        bool found = false;
+        for (int k = 0; k < known.n; k++) found |= !strcmp(l->item[i], known.item[k]);
+        if (!found)
+            return cli_error(cmd, "--%s: unknown remedy '%s' (%s)", r->name, l->item[i], REMEDY_LIST), false;
+    }
+    return true;
+}
+
+typedef struct experiment_args {
+    list depths, acts, optims, remedies;
+    long epochs, seeds, first_seed, width, limit, threads;
+    const char *data, *json, *report;
+} experiment_args;
+
+#define A experiment_args
+static const cli_option experiment_options[] = {
+    {.name = "depths", .meta = "LIST", .type = CLI_PARSE, CLI_AT(A, depths), .parse = parse_depths,
+     .dflt = "10,20,30", .help = "hidden layers"},
+    {.name = "acts", .meta = "LIST", .type = CLI_PARSE, CLI_AT(A, acts), .parse = parse_acts,
+     .dflt = "sigmoid,tanh", .choices = 1 + RG_NAMES_ACTIVATIONS, .help = "activations, any of"},
+    {.name = "optimizers", .meta = "LIST", .type = CLI_PARSE, CLI_AT(A, optims),
+     .parse = parse_optimizers, .dflt = "adam,sgd",
+     .help = "adam (lr 1e-3), sgd (lr 0.01, momentum 0.9)"},
+    {.name = "remedies", .meta = "LIST", .type = CLI_PARSE, CLI_AT(A, remedies),
+     .parse = parse_remedies, .dflt = REMEDY_LIST, .hide_default = true,
+     .help = "off, gra, relu_he (relu + He init), bn (batch norm), residual (skip connections), "
+             "maxnorm (max-norm 3), clip (global gradient norm 1), agc (adaptive clipping 0.01), "
+             "aux (3 auxiliary heads, weight 0.3 decaying to 0), prune (train, prune half of each "
+             "layer's weights, fine-tune one more epoch); default all"},
+    {.name = "epochs", .meta = "N", .type = CLI_INT, CLI_AT(A, epochs), .lo = 1, .hi = 1000,
+     .dflt = "1", .help = "epochs per run"},
+    {.name = "seeds", .meta = "N", .type = CLI_INT, CLI_AT(A, seeds), .lo = 1, .hi = 100, .dflt = "1",
+     .help = "seeds per cell; the tables show the mean and spread"},
+    {.name = "first-seed", .meta = "N", .type = CLI_INT, CLI_AT(A, first_seed), .lo = 1, .hi = 1 << 30,
+     .dflt = "1", .help = "the first seed: seeds N..N+seeds-1"},
+    {.name = "width", .meta = "N", .type = CLI_INT, CLI_AT(A, width), .lo = 1, .hi = 65536,
+     .dflt = "128", .help = "hidden width"},
+    {.name = "limit", .meta = "N", .type = CLI_INT, CLI_AT(A, limit), .lo = 128, .hi = 1 << 30,
+     .help = "train on the first N images only (default: all)"},
+    {.name = "data", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, data), .dflt = "fashion-mnist",
+     .help = "dataset, with a test split"},
+    {.name = "json", .meta = "FILE", .type = CLI_TEXT, CLI_AT(A, json),
+     .help = "also write every run as JSON"},
+    {.name = "report", .meta = "FILE.html", .type = CLI_TEXT, CLI_AT(A, report),
+     .help = "an HTML report: the table and a bar chart per cell (the runs go to FILE.html.json "
+             "unless --json names a file)"},
+    {.table = cli_threads_options, CLI_AT(A, threads)},
+    CLI_END,
+};
+#undef A
+
+static const cli_command experiment_command = {
+    .name = "experiment", .usage = "[options]",
+    .about = "Train plain deep MLPs (width 128, PyTorch's default init) with GRA off, GRA on and "
+             "the classic remedies, and print test accuracy and the first-to-last layer "
+             "gradient-norm ratio.",
+    .options = experiment_options};
 
 typedef struct run_result {
     double acc, ratio, seconds;
@@ -188,71 +242,21 @@ static void cell_text(char *buf, size_t len, const double *v, int n, const char 
 }
 
 int cmd_experiment(int argc, char **argv) {
-    const char *cmd = "experiment", *data = "fashion-mnist", *json_path = NULL, *report = NULL;
+    const char *cmd = "experiment";
     char report_json[4200];
-    list depths, acts, optims, remedies;
-    split(cmd, "depths", "10,20,30", &depths);
-    split(cmd, "acts", "sigmoid,tanh", &acts);
-    split(cmd, "optimizers", "adam,sgd", &optims);
-    split(cmd, "remedies", REMEDY_LIST, &remedies);
-    long epochs = 1, seeds = 1, width = 128, limit = 0, threads = 0, first_seed = 1;
-    int c;
-    optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "h", experiment_opts)) != -1) {
-        bool ok = true;
-        switch (c) {
-        case 'h': fputs(experiment_help, stdout); return 0;
-        case OPT_DEPTHS: ok = split(cmd, "depths", optarg, &depths); break;
-        case OPT_ACTS: ok = split(cmd, "acts", optarg, &acts); break;
-        case OPT_OPTIMS: ok = split(cmd, "optimizers", optarg, &optims); break;
-        case OPT_REMEDIES: ok = split(cmd, "remedies", optarg, &remedies); break;
-        case OPT_EPOCHS: ok = cli_int(cmd, "epochs", optarg, 1, 1000, &epochs); break;
-        case OPT_SEEDS: ok = cli_int(cmd, "seeds", optarg, 1, 100, &seeds); break;
-        case OPT_WIDTH: ok = cli_int(cmd, "width", optarg, 1, 65536, &width); break;
-        case OPT_LIMIT: ok = cli_int(cmd, "limit", optarg, 128, 1L << 30, &limit); break;
-        case OPT_DATA: data = optarg; break;
-        case OPT_JSON: json_path = optarg; break;
-        case OPT_REPORT: report = optarg; break;
-        case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
-        case OPT_FIRST_SEED: ok = cli_int(cmd, "first-seed", optarg, 1, 1L << 30, &first_seed); break;
-        default: return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
-    if (optind < argc) {
-        cli_error(cmd, "unexpected argument '%s'; see 'regrad experiment --help'", argv[optind]);
-        return EXIT_USAGE;
-    }
-    /* Validate every list before any training. */
-    for (int i = 0; i < depths.n; i++) {
-        long d;
-        if (!cli_int(cmd, "depths", depths.item[i], 1, 1000, &d)) return EXIT_USAGE;
-    }
-    for (int i = 0; i < acts.n; i++) {
-        rg_act a;
-        rg_status s = rg_act_parse(acts.item[i], &a);
-        if (s) return cli_fail(cmd, s);
-    }
-    for (int i = 0; i < optims.n; i++)
-        if (strcmp(optims.item[i], "adam") && strcmp(optims.item[i], "sgd")) {
-            cli_error(cmd, "--optimizers: '%s' is not adam or sgd", optims.item[i]);
-            return EXIT_USAGE;
-        }
-    list known_remedies;
-    split(cmd, "remedies", REMEDY_LIST, &known_remedies);
-    for (int i = 0; i < remedies.n; i++) {
-        bool known = false;
-        for (int k = 0; k < known_remedies.n; k++) known |= !strcmp(remedies.item[i], known_remedies.item[k]);
-        if (!known) {
-            cli_error(cmd, "--remedies: unknown remedy '%s' (%s)", remedies.item[i], REMEDY_LIST);
-            return EXIT_USAGE;
-        }
-    }
+    experiment_args a = {0};
+    cli_defaults(&experiment_command, &a);
+    const int parsed = cli_parse(&experiment_command, argc, argv, &a, NULL);
+    if (parsed >= 0) return parsed;
+    const list depths = a.depths, acts = a.acts, optims = a.optims, remedies = a.remedies;
+    const long epochs = a.epochs, seeds = a.seeds, width = a.width, limit = a.limit;
+    const long first_seed = a.first_seed;
+    const char *data = a.data, *json_path = a.json, *report = a.report;
     if (report && !json_path) {
         snprintf(report_json, sizeof report_json, "%s.json", report);
         json_path = report_json;
     }
-    rg_set_threads((int)threads);
+    rg_set_threads((int)a.threads);
     rg_dataset *train = NULL, *test = NULL;
     rg_status s = rg_dataset_open(data, NULL, &train, &test);
     if (s) return cli_fail(cmd, s);

@@ -10,111 +10,112 @@
 #include <string.h>
 #include <time.h>
 
-enum { OPT_DATA = 256, OPT_OUT, OPT_LIMIT, OPT_AUGMENT, OPT_SEED, OPT_ROWS, OPT_WORKERS,
-       OPT_BATCH, OPT_EPOCHS, OPT_SPLIT };
-
-static const struct option image_opts[] = {
-    {"data", required_argument, 0, OPT_DATA},
-    {"out", required_argument, 0, OPT_OUT},
-    {"limit", required_argument, 0, OPT_LIMIT},
-    {"augment", required_argument, 0, OPT_AUGMENT},
-    {"seed", required_argument, 0, OPT_SEED},
-    {"rows", required_argument, 0, OPT_ROWS},
-    {"workers", required_argument, 0, OPT_WORKERS},
-    {"batch", required_argument, 0, OPT_BATCH},
-    {"epochs", required_argument, 0, OPT_EPOCHS},
-    {"split", required_argument, 0, OPT_SPLIT},
-    CLI_DATA_OPTIONS,
-    {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
-};
-
 typedef struct image_args {
-    const char *data, *out, *augment;
+    const char *data, *out;
     bool test_split;
     long limit, seed, rows, workers, batch, epochs;
     rg_data_options dopt;
     rg_augment aug;
 } image_args;
 
-/* Parses the options a command allows (`allowed` lists their long names); returns -1 to
- * continue, or an exit code. */
-static int parse(const char *cmd, int argc, char **argv, const char *help, const char *allowed,
-                 image_args *a) {
-    *a = (image_args){.data = "fashion-mnist", .augment = "none", .seed = 42, .rows = 8,
-                      .batch = 32, .workers = 1, .epochs = 1, .dopt = {.warn = cli_warn}};
-    int c;
-    optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "h", image_opts)) != -1) {
-        if (c == 'h') {
-            fputs(help, stdout);
-            return 0;
-        }
-        if (c < 0) return EXIT_USAGE;
-        const char *name = NULL;
-        for (const struct option *o = image_opts; o->name; o++)
-            if (o->val == c) name = o->name;
-        char key[40];
-        snprintf(key, sizeof key, " %s ", name ? name : "");
-        if (!strstr(allowed, key)) {
-            cli_error(cmd, "option --%s does not apply here; see 'regrad %s --help'", name, cmd);
-            return EXIT_USAGE;
-        }
-        int handled = cli_data_option(cmd, c, optarg, &a->dopt);
-        if (handled < 0) return EXIT_USAGE;
-        if (handled) continue;
-        bool ok = true;
-        switch (c) {
-        case OPT_DATA: a->data = optarg; break;
-        case OPT_OUT: a->out = optarg; break;
-        case OPT_SPLIT:
-            if (strcmp(optarg, "train") && strcmp(optarg, "test")) {
-                cli_error(cmd, "--split '%s': use train or test", optarg);
-                return EXIT_USAGE;
-            }
-            a->test_split = strcmp(optarg, "test") == 0;
-            break;
-        case OPT_AUGMENT: a->augment = optarg; break;
-        case OPT_LIMIT: ok = cli_int(cmd, "limit", optarg, 1, 1L << 30, &a->limit); break;
-        case OPT_SEED: ok = cli_int(cmd, "seed", optarg, 0, 0x7fffffffffffffffL, &a->seed); break;
-        case OPT_ROWS: ok = cli_int(cmd, "rows", optarg, 1, 64, &a->rows); break;
-        case OPT_WORKERS: ok = cli_int(cmd, "workers", optarg, 0, 256, &a->workers); break;
-        case OPT_BATCH: ok = cli_int(cmd, "batch", optarg, 1, 4096, &a->batch); break;
-        case OPT_EPOCHS: ok = cli_int(cmd, "epochs", optarg, 1, 1000, &a->epochs); break;
-        }
-        if (!ok) return EXIT_USAGE;
+static bool parse_split(const char *cmd, const cli_option *r, const char *text, void *field) {
+    if (strcmp(text, "train") && strcmp(text, "test")) {
+        cli_error(cmd, "--%s '%s': use train or test", r->name, text);
+        return false;
     }
-    if (optind < argc) {
-        cli_error(cmd, "unexpected argument '%s'; see 'regrad %s --help'", argv[optind], cmd);
-        return EXIT_USAGE;
-    }
-    if (strstr(allowed, " out ") && !a->out) {
-        cli_error(cmd, "--out is required; see 'regrad %s --help'", cmd);
-        return EXIT_USAGE;
-    }
-    rg_status s = rg_augment_parse(a->augment, &a->aug);
-    if (s) return cli_fail(cmd, s);
-    return -1;
+    *(bool *)field = strcmp(text, "test") == 0;
+    return true;
 }
 
-static const char *const export_help =
-    "Usage: regrad export-images --out DIR [--data SPEC] [--limit N] [data options]\n"
-    "Write a dataset as class folders of PNG files (DIR/0_T-shirt_top/000000.png, ...):\n"
-    "a folder to try folder training on without downloading anything.\n"
-    "\n"
-    "  --data SPEC           dataset to export (default fashion-mnist; see 'regrad train\n"
-    "                        --help')\n"
-    "  --split train|test    which split to write (default train)\n"
-    "  --out DIR             output folder (created)\n"
-    "  --limit N             only the first N samples\n"
-    CLI_DATA_HELP
-    "  -h, --help            show this help\n";
+#define A image_args
+/* The dataset and how its images are read, for all three. */
+static const cli_option data_rows[] = {
+    {.name = "data", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, data), .dflt = "fashion-mnist",
+     .help = "a dataset spec or an image folder (see 'regrad train --help')"},
+    {.table = cli_data_options, CLI_AT(A, dopt)},
+    CLI_END,
+};
+static const cli_option limit_row[] = {
+    {.name = "limit", .meta = "N", .type = CLI_INT, CLI_AT(A, limit), .lo = 1, .hi = 1 << 30,
+     .help = "only the first N samples"},
+    CLI_END,
+};
+static const cli_option augment_row[] = {
+    {.name = "augment", .meta = "LIST", .type = CLI_PARSE, CLI_AT(A, aug), .parse = cli_parse_augment,
+     .choices = 1 + RG_NAMES_AUGMENTATIONS, .help = "comma-separated"},
+    CLI_END,
+};
+static const cli_option seed_row[] = {
+    {.name = "seed", .meta = "N", .type = CLI_INT, CLI_AT(A, seed), .lo = 0, .hi = 9.2e18,
+     .dflt = "42", .help = "seed for the choice of samples and the augmentation"},
+    CLI_END,
+};
+
+static const cli_option export_options[] = {
+    {.table = data_rows},
+    {.name = "split", .meta = "train|test", .type = CLI_PARSE, CLI_AT(A, test_split),
+     .parse = parse_split, .dflt = "train", .help = "which split to write"},
+    {.name = "out", .meta = "DIR", .type = CLI_TEXT, CLI_AT(A, out), .help = "output folder (created)"},
+    {.table = limit_row},
+    CLI_END,
+};
+static const cli_option preview_options[] = {
+    {.table = data_rows},
+    {.table = augment_row},
+    {.name = "out", .meta = "FILE.png", .type = CLI_TEXT, CLI_AT(A, out), .help = "the PNG to write"},
+    {.name = "rows", .meta = "N", .type = CLI_INT, CLI_AT(A, rows), .lo = 1, .hi = 64, .dflt = "8",
+     .help = "samples shown, chosen at random"},
+    {.table = seed_row},
+    CLI_END,
+};
+static const cli_option bench_data_options[] = {
+    {.table = data_rows},
+    {.name = "workers", .meta = "N", .type = CLI_INT, CLI_AT(A, workers), .lo = 0, .hi = 256,
+     .dflt = "1", .help = "loader threads (0: in the calling thread)"},
+    {.name = "batch", .meta = "N", .type = CLI_INT, CLI_AT(A, batch), .lo = 1, .hi = 4096,
+     .dflt = "32", .help = "batch size"},
+    {.name = "epochs", .meta = "N", .type = CLI_INT, CLI_AT(A, epochs), .lo = 1, .hi = 1000,
+     .dflt = "1", .help = "passes"},
+    {.table = augment_row},
+    {.table = limit_row},
+    {.table = seed_row},
+    CLI_END,
+};
+#undef A
+
+static const cli_command export_command = {
+    .name = "export-images", .usage = "--out DIR [--data SPEC] [--limit N] [options]",
+    .about = "Write a dataset as class folders of PNG files (DIR/0_T-shirt_top/000000.png, ...): "
+             "a folder to try folder training on without downloading anything.",
+    .options = export_options};
+static const cli_command preview_command = {
+    .name = "augment-preview", .usage = "--augment LIST --out FILE.png [--data SPEC] [options]",
+    .about = "Write a grid of augmented samples: each row is one sample, the first column as it "
+             "is, the other seven as training would see them.",
+    .options = preview_options};
+static const cli_command bench_data_command = {
+    .name = "bench-data", .usage = "--data DIR [--workers N] [--augment LIST] [options]",
+    .about = "Time the loader alone: read, decode, resize, augment and batch every image once per "
+             "epoch, and print images per second (per worker thread too).",
+    .options = bench_data_options};
+
+/* Parses the options of c; returns -1 to continue, or an exit code. */
+static int parse(const cli_command *c, int argc, char **argv, image_args *a) {
+    *a = (image_args){0};
+    cli_defaults(c, a);
+    a->dopt.warn = cli_warn;
+    const int r = cli_parse(c, argc, argv, a, NULL);
+    if (r < 0 && c->options != bench_data_options && !a->out) {
+        cli_error(c->name, "--out is required; see 'regrad %s --help'", c->name);
+        return EXIT_USAGE;
+    }
+    return r;
+}
 
 int cmd_export_images(int argc, char **argv) {
     const char *cmd = "export-images";
     image_args a;
-    int r = parse(cmd, argc, argv, export_help,
-                  " data out split limit input-size channels strict max-pixels ", &a);
+    int r = parse(&export_command, argc, argv, &a);
     if (r >= 0) return r;
     rg_dataset *d = NULL, *test = NULL;
     rg_status s = rg_dataset_open(a.data, &a.dopt, &d, a.test_split ? &test : NULL);
@@ -135,25 +136,10 @@ int cmd_export_images(int argc, char **argv) {
     return s ? cli_fail(cmd, s) : 0;
 }
 
-static const char *const preview_help =
-    "Usage: regrad augment-preview --augment LIST --out FILE.png [--data SPEC] [options]\n"
-    "Write a grid of augmented samples: each row is one sample, the first column as it is,\n"
-    "the other seven as training would see them.\n"
-    "\n"
-    "  --data SPEC           dataset (default fashion-mnist) or an image folder\n"
-    "  --augment LIST        flip, crop=P, resized-crop, rotate=DEG, noise=STD,\n"
-    "                        brightness=F, contrast=F (comma-separated)\n"
-    "  --out FILE            the PNG to write\n"
-    "  --rows N              samples shown, chosen at random (default 8)\n"
-    "  --seed N              seed for the choice and the augmentation (default 42)\n"
-    CLI_DATA_HELP
-    "  -h, --help            show this help\n";
-
 int cmd_augment_preview(int argc, char **argv) {
     const char *cmd = "augment-preview";
     image_args a;
-    int r = parse(cmd, argc, argv, preview_help,
-                  " data augment out rows seed input-size channels strict max-pixels ", &a);
+    int r = parse(&preview_command, argc, argv, &a);
     if (r >= 0) return r;
     rg_dataset *d = NULL;
     rg_status s = rg_dataset_open(a.data, &a.dopt, &d, NULL);
@@ -163,26 +149,10 @@ int cmd_augment_preview(int argc, char **argv) {
     return s ? cli_fail(cmd, s) : 0;
 }
 
-static const char *const bench_data_help =
-    "Usage: regrad bench-data --data DIR [--workers N] [--augment LIST] [options]\n"
-    "Time the loader alone: read, decode, resize, augment and batch every image once per\n"
-    "epoch, and print images per second (per worker thread too).\n"
-    "\n"
-    "  --data SPEC           an image folder (or any dataset spec)\n"
-    "  --workers N           loader threads (default 1; 0: in the calling thread)\n"
-    "  --batch N             batch size (default 32)\n"
-    "  --epochs N            passes (default 1)\n"
-    "  --augment LIST        as for train\n"
-    "  --limit N             only the first N images\n"
-    CLI_DATA_HELP
-    "  -h, --help            show this help\n";
-
 int cmd_bench_data(int argc, char **argv) {
     const char *cmd = "bench-data";
     image_args a;
-    int r = parse(cmd, argc, argv, bench_data_help,
-                  " data workers batch epochs augment limit seed input-size channels strict "
-                  "max-pixels ", &a);
+    int r = parse(&bench_data_command, argc, argv, &a);
     if (r >= 0) return r;
     rg_set_threads(0); /* also parks the BLAS's own threads, which would spin otherwise */
     rg_dataset *d = NULL;

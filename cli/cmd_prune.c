@@ -10,66 +10,52 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const prune_help =
-    "Usage: regrad prune --weights FILE (--amount F | --threshold T) --out FILE [options]\n"
-    "       regrad prune --weights FILE --sweep F,F,... [--data SPEC]\n"
-    "Prune the dense and conv kernels of a checkpoint's model by magnitude (the classifier\n"
-    "is kept whole), or measure test accuracy against sparsity.\n"
-    "\n"
-    "  --weights FILE        a checkpoint written by regrad\n"
-    "  --amount F            fraction to prune, in [0, 1]\n"
-    "  --threshold T         prune what scores below T instead (|w|, or a unit's norm)\n"
-    "  --structure S         weights (default): single weights by |w|; units: whole outputs\n"
-    "                        (dense rows, conv filters, with their bias) by their norm\n"
-    "  --scope S             layer (default): the same fraction of every layer; global:\n"
-    "                        ranked together (units by norm per incoming weight)\n"
-    "  --criterion C         l2 (default) or l1: the norm for units\n"
-    "  --out FILE            the pruned checkpoint (with mask.* tensors); fine-tune it with\n"
-    "                        regrad train --weights FILE: pruned weights stay 0\n"
-    "  --sweep LIST          amounts to try (each from the original weights): a table of\n"
-    "                        sparsity, test loss and accuracy\n"
-    "  --data SPEC           data for --sweep (default: the checkpoint's; its test split)\n"
-    "  --report FILE.html    with --sweep: a chart of accuracy against sparsity (the table\n"
-    "                        is kept as FILE.html.jsonl)\n"
-    "  --threads N           threads (default: all cores)\n"
-    "  -h, --help            show this help\n";
+typedef struct prune_args {
+    const char *weights, *out, *sweep, *data, *report;
+    long threads;
+    rg_prune_opts o;
+} prune_args;
 
-enum { OPT_WEIGHTS = 256, OPT_AMOUNT, OPT_THRESHOLD, OPT_STRUCTURE, OPT_SCOPE, OPT_CRITERION,
-       OPT_OUT, OPT_SWEEP, OPT_DATA, OPT_THREADS, OPT_REPORT };
-
-static const struct option prune_opts[] = {
-    {"weights", required_argument, 0, OPT_WEIGHTS},
-    {"amount", required_argument, 0, OPT_AMOUNT},
-    {"threshold", required_argument, 0, OPT_THRESHOLD},
-    {"structure", required_argument, 0, OPT_STRUCTURE},
-    {"scope", required_argument, 0, OPT_SCOPE},
-    {"criterion", required_argument, 0, OPT_CRITERION},
-    {"out", required_argument, 0, OPT_OUT},
-    {"sweep", required_argument, 0, OPT_SWEEP},
-    {"data", required_argument, 0, OPT_DATA},
-    {"threads", required_argument, 0, OPT_THREADS},
-    {"report", required_argument, 0, OPT_REPORT},
-    {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
+#define A prune_args
+static const cli_option prune_options[] = {
+    {.name = "weights", .meta = "FILE", .type = CLI_TEXT, CLI_AT(A, weights),
+     .help = "a checkpoint written by regrad"},
+    {.name = "amount", .meta = "F", .type = CLI_REAL, CLI_AT(A, o.amount), .lo = 0, .hi = 1,
+     .help = "fraction to prune"},
+    {.name = "threshold", .meta = "T", .type = CLI_REAL, CLI_AT(A, o.threshold), .lo = 0, .hi = 1e9,
+     .open_lo = true, .help = "prune what scores below T instead (|w|, or a unit's norm)"},
+    {.name = "structure", .meta = "S", .type = CLI_PARSE, CLI_AT(A, o.structure),
+     .parse = cli_parse_structure, .dflt = "weights",
+     .help = "weights: single weights by |w|; units: whole outputs (dense rows, conv filters, with "
+             "their bias) by their norm"},
+    {.name = "scope", .meta = "S", .type = CLI_PARSE, CLI_AT(A, o.global), .parse = cli_parse_scope,
+     .dflt = "layer", .help = "layer: the same fraction of every layer; global: ranked together "
+                              "(units by norm per incoming weight)"},
+    {.name = "criterion", .meta = "C", .type = CLI_PARSE, CLI_AT(A, o.norm), .parse = cli_parse_criterion,
+     .dflt = "l2", .help = "l2 or l1: the norm for units"},
+    {.name = "out", .meta = "FILE", .type = CLI_TEXT, CLI_AT(A, out),
+     .help = "the pruned checkpoint (with mask.* tensors); fine-tune it with regrad train "
+             "--weights FILE: pruned weights stay 0"},
+    {.name = "sweep", .meta = "LIST", .type = CLI_TEXT, CLI_AT(A, sweep),
+     .help = "amounts to try (each from the original weights): a table of sparsity, test loss "
+             "and accuracy"},
+    {.name = "data", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, data),
+     .help = "data for --sweep (default: the checkpoint's; its test split)"},
+    {.name = "report", .meta = "FILE.html", .type = CLI_TEXT, CLI_AT(A, report),
+     .help = "with --sweep: a chart of accuracy against sparsity (the table is kept as "
+             "FILE.html.jsonl)"},
+    {.table = cli_threads_options, CLI_AT(A, threads)},
+    CLI_END,
 };
+#undef A
 
-bool cli_prune_option(const char *cmd, const char *opt, const char *arg, rg_prune_opts *o) {
-    const char *kind = strncmp(opt, "prune-", 6) == 0 ? opt + 6 : opt;
-    if (strcmp(kind, "structure") == 0) {
-        if (strcmp(arg, "weights") == 0) o->structure = RG_PRUNE_WEIGHTS;
-        else if (strcmp(arg, "units") == 0) o->structure = RG_PRUNE_UNITS;
-        else return cli_error(cmd, "--%s '%s': use weights or units", opt, arg), false;
-    } else if (strcmp(kind, "scope") == 0) {
-        if (strcmp(arg, "layer") == 0) o->global = false;
-        else if (strcmp(arg, "global") == 0) o->global = true;
-        else return cli_error(cmd, "--%s '%s': use layer or global", opt, arg), false;
-    } else {
-        if (strcmp(arg, "l1") == 0) o->norm = 1;
-        else if (strcmp(arg, "l2") == 0) o->norm = 2;
-        else return cli_error(cmd, "--%s '%s': use l1 or l2", opt, arg), false;
-    }
-    return true;
-}
+static const cli_command prune_command = {
+    .name = "prune",
+    .usage = "--weights FILE (--amount F | --threshold T) --out FILE [options]\n"
+             "       regrad prune --weights FILE --sweep F,F,... [--data SPEC]",
+    .about = "Prune the dense and conv kernels of a checkpoint's model by magnitude (the "
+             "classifier is kept whole), or measure test accuracy against sparsity.",
+    .options = prune_options};
 
 /* The checkpoint's data-describing metadata, carried over to the pruned one. */
 static void carry_meta(const rg_tensor_file *f, rg_meta *meta) {
@@ -127,42 +113,23 @@ static int sweep(const char *cmd, cli_trained *t, const rg_prune_opts *base, con
 
 int cmd_prune(int argc, char **argv) {
     const char *cmd = "prune";
-    const char *weights = NULL, *out = NULL, *sweep_list = NULL, *data = NULL, *report = NULL;
-    rg_prune_opts o = {.amount = -1, .norm = 2};
-    double v;
-    long threads = 0;
-    int c;
-    optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "h", prune_opts)) != -1) {
-        bool ok = true;
-        switch (c) {
-        case 'h': fputs(prune_help, stdout); return 0;
-        case OPT_WEIGHTS: weights = optarg; break;
-        case OPT_AMOUNT: ok = cli_float(cmd, "amount", optarg, 0, 1, false, &v), o.amount = (float)v; break;
-        case OPT_THRESHOLD: ok = cli_float(cmd, "threshold", optarg, 0, 1e9, true, &v), o.threshold = (float)v; break;
-        case OPT_STRUCTURE: ok = cli_prune_option(cmd, "structure", optarg, &o); break;
-        case OPT_SCOPE: ok = cli_prune_option(cmd, "scope", optarg, &o); break;
-        case OPT_CRITERION: ok = cli_prune_option(cmd, "criterion", optarg, &o); break;
-        case OPT_OUT: out = optarg; break;
-        case OPT_SWEEP: sweep_list = optarg; break;
-        case OPT_DATA: data = optarg; break;
-        case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &threads); break;
-        case OPT_REPORT: report = optarg; break;
-        default: return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
+    prune_args a = {.o = {.amount = -1}};
+    cli_defaults(&prune_command, &a);
+    int r = cli_parse(&prune_command, argc, argv, &a, NULL);
+    if (r >= 0) return r;
+    const char *weights = a.weights, *out = a.out, *sweep_list = a.sweep, *data = a.data;
+    const char *report = a.report;
+    const rg_prune_opts o = a.o;
     const int modes = (o.amount >= 0) + (o.threshold > 0) + (sweep_list != NULL);
-    if (optind < argc || !weights || modes != 1 || (!sweep_list && !out)) {
-        cli_error(cmd, optind < argc ? "unexpected argument; see 'regrad prune --help'"
-                       : !weights ? "--weights FILE is required"
+    if (!weights || modes != 1 || (!sweep_list && !out)) {
+        cli_error(cmd, !weights ? "--weights FILE is required"
                        : modes != 1 ? "give one of --amount, --threshold or --sweep"
                                     : "--out FILE is required");
         return EXIT_USAGE;
     }
-    rg_set_threads((int)threads);
+    rg_set_threads((int)a.threads);
     cli_trained t;
-    int r = cli_load_trained(cmd, weights, 128, &t);
+    r = cli_load_trained(cmd, weights, 128, &t);
     if (r >= 0) {
         cli_trained_free(&t);
         return r;
@@ -177,8 +144,12 @@ int cmd_prune(int argc, char **argv) {
                 cli_trained_free(&t);
                 return EXIT_RUNTIME;
             }
-            fprintf(jsonl, "{\"event\":\"start\",\"model\":\"%s\",\"data\":\"%s\"}\n",
-                    t.m.spec, data ? data : rg_tensor_file_meta(t.file, "data") ? rg_tensor_file_meta(t.file, "data") : "?");
+            const char *used = data ? data : rg_tensor_file_meta(t.file, "data");
+            fprintf(jsonl, "{\"event\":\"start\",\"model\":");
+            cli_json_str(jsonl, t.m.spec);
+            fprintf(jsonl, ",\"data\":");
+            cli_json_str(jsonl, used ? used : "?");
+            fprintf(jsonl, "}\n");
         }
         r = sweep(cmd, &t, &o, sweep_list, data, jsonl);
         if (jsonl) fclose(jsonl);

@@ -6,68 +6,55 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-static const char *const summary_help =
-    "Usage: regrad summary --model SPEC [--input CxHxW] [--classes N] [--freeze P]...\n"
-    "Print each layer's name, output shape and parameter count.\n"
-    "\n"
-    "  --model SPEC     model spec, e.g. mlp:depth=2,width=256 or resnet50v2:top=0\n"
-    "                   (default mlp); see 'regrad train --help' for the models\n"
-    "  --input CxHxW    per-sample input shape (default: the model's, 1x28x28 for the\n"
-    "                   small models, 3x224x224 for the ImageNet ones)\n"
-    "  --classes N      classifier outputs (default: 10, or 1000 for ImageNet models)\n"
-    "  --freeze P       freeze layers matching the glob P; --trainable P unfreezes\n"
-    "  --trainable P    (repeatable, in order); frozen layers are marked and counted\n"
-    "  -h, --help       show this help\n";
+typedef struct summary_args {
+    const char *model;
+    int input[3]; /* 0: the model's default */
+    long classes;
+    cli_patterns patterns;
+} summary_args;
 
-enum { OPT_MODEL = 256, OPT_INPUT, OPT_CLASSES, OPT_FREEZE, OPT_TRAINABLE };
-
-static const struct option summary_opts[] = {
-    {"model", required_argument, 0, OPT_MODEL},
-    {"input", required_argument, 0, OPT_INPUT},
-    {"classes", required_argument, 0, OPT_CLASSES},
-    {"freeze", required_argument, 0, OPT_FREEZE},
-    {"trainable", required_argument, 0, OPT_TRAINABLE},
-    {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
+#define A summary_args
+static const cli_option summary_options[] = {
+    {.name = "model", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, model), .dflt = "mlp",
+     .help = "a model spec, e.g. mlp:depth=2,width=256 or resnet50v2:top=0"},
+    {.name = "input", .meta = "CxHxW", .type = CLI_PARSE, CLI_AT(A, input), .parse = cli_parse_shape,
+     .help = "per-sample input shape (default: the model's, 1x28x28 for the small models, "
+             "3x224x224 for the ImageNet ones)"},
+    {.name = "classes", .meta = "N", .type = CLI_INT, CLI_AT(A, classes), .lo = 2, .hi = 1 << 20,
+     .help = "classifier outputs (default: 10, or 1000 for ImageNet models)"},
+    {.name = "freeze", .meta = "P", .type = CLI_PARSE, CLI_AT(A, patterns), .parse = cli_parse_freeze,
+     .help = "freeze layers matching the glob P (repeatable, in order with --trainable); frozen "
+             "layers are marked and counted"},
+    {.name = "trainable", .meta = "P", .type = CLI_PARSE, CLI_AT(A, patterns),
+     .parse = cli_parse_trainable, .help = "unfreeze layers matching the glob P"},
+    CLI_END,
 };
+#undef A
 
 int cmd_summary(int argc, char **argv) {
-    const char *cmd = "summary", *spec = "mlp";
-    int c_in = 0, h = 0, w = 0; /* 0: the model's default */
-    long classes = 0;
-    int c;
-    cli_patterns patterns = {0};
-    optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "h", summary_opts)) != -1) {
-        switch (c) {
-        case 'h': fputs(summary_help, stdout); return 0;
-        case OPT_MODEL: spec = optarg; break;
-        case OPT_INPUT:
-            if (!cli_shape(cmd, "input", optarg, &c_in, &h, &w)) return EXIT_USAGE;
-            break;
-        case OPT_CLASSES:
-            if (!cli_int(cmd, "classes", optarg, 2, 1 << 20, &classes)) return EXIT_USAGE;
-            break;
-        case OPT_FREEZE:
-        case OPT_TRAINABLE:
-            if (!cli_pattern_add(cmd, &patterns, optarg, c == OPT_TRAINABLE)) return EXIT_USAGE;
-            break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind < argc) {
-        cli_error(cmd, "unexpected argument '%s'; see 'regrad summary --help'", argv[optind]);
-        return EXIT_USAGE;
-    }
+    const char *cmd = "summary";
+    char about[2048] = "Print each layer's name, output shape and parameter count. The models "
+                       "and their own options (all also take classes=N, input=CxHxW, top=0|1):";
+    char spec[160];
+    for (int i = 0; rg_model_spec(i, spec, sizeof spec); i++)
+        snprintf(about + strlen(about), sizeof about - strlen(about), "\n  %s", spec);
+    const cli_command command = {.name = cmd, .usage = "--model SPEC [--input CxHxW] [--classes N] "
+                                 "[--freeze P]...", .about = about, .options = summary_options};
+    summary_args a = {0};
+    cli_defaults(&command, &a);
+    const int r = cli_parse(&command, argc, argv, &a, NULL);
+    if (r >= 0) return r;
     rg_model m;
-    rg_status s = rg_model_build(spec, &(rg_model_opts){.c = c_in, .h = h, .w = w, .classes = (int)classes}, &m);
+    const rg_model_opts mo = {.c = a.input[0], .h = a.input[1], .w = a.input[2], .classes = (int)a.classes};
+    rg_status s = rg_model_build(a.model, &mo, &m);
     if (s) return cli_fail(cmd, s);
-    if (!cli_patterns_apply(cmd, &patterns, m.graph, spec)) {
+    if (!cli_patterns_apply(cmd, &a.patterns, m.graph, a.model)) {
         rg_model_free(&m);
         return EXIT_USAGE;
     }
-    printf("Model: %s\n", spec);
+    printf("Model: %s\n", a.model);
     rg_graph_summary(m.graph, stdout);
     rg_model_free(&m);
     return 0;

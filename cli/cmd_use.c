@@ -12,21 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_WEIGHTS = 256, OPT_DATA, OPT_JSON, OPT_TOP, OPT_BATCH, OPT_THREADS, OPT_FULL };
-
-static const struct option use_opts[] = {
-    {"weights", required_argument, 0, OPT_WEIGHTS},
-    {"data", required_argument, 0, OPT_DATA},
-    {"json", no_argument, 0, OPT_JSON},
-    {"top", required_argument, 0, OPT_TOP},
-    {"batch", required_argument, 0, OPT_BATCH},
-    {"threads", required_argument, 0, OPT_THREADS},
-    {"full", no_argument, 0, OPT_FULL},
-    CLI_DATA_OPTIONS,
-    {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
-};
-
 typedef struct use_args {
     const char *weights, *data;
     bool json, full;
@@ -34,57 +19,75 @@ typedef struct use_args {
     rg_data_options dopt;
 } use_args;
 
-/* Parses the options; returns -1 to go on, or an exit code. */
-static int parse(const char *cmd, int argc, char **argv, const char *help, use_args *a) {
-    *a = (use_args){.top = 5, .batch = 128, .dopt = {.warn = cli_warn}};
-    int c;
-    optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "h", use_opts)) != -1) {
-        int handled = cli_data_option(cmd, c, optarg, &a->dopt);
-        if (handled < 0) return EXIT_USAGE;
-        if (handled) continue;
-        bool ok = true;
-        switch (c) {
-        case 'h': fputs(help, stdout); return 0;
-        case OPT_WEIGHTS: a->weights = optarg; break;
-        case OPT_DATA: a->data = optarg; break;
-        case OPT_JSON: a->json = true; break;
-        case OPT_FULL: a->full = true; break;
-        case OPT_TOP: ok = cli_int(cmd, "top", optarg, 1, 1 << 20, &a->top); break;
-        case OPT_BATCH: ok = cli_int(cmd, "batch", optarg, 1, 65536, &a->batch); break;
-        case OPT_THREADS: ok = cli_int(cmd, "threads", optarg, 0, 1024, &a->threads); break;
-        default: return EXIT_USAGE;
-        }
-        if (!ok) return EXIT_USAGE;
-    }
-    rg_set_threads((int)a->threads);
-    return -1;
+#define A use_args
+static const cli_option weights_rows[] = {
+    {.name = "weights", .meta = "FILE", .type = CLI_TEXT, CLI_AT(A, weights),
+     .help = "a checkpoint written by regrad (train --checkpoint-dir)"},
+    {.name = "json", .type = CLI_FLAG, CLI_AT(A, json), .help = "JSON instead of text"},
+    CLI_END,
+};
+static const cli_option eval_options[] = {
+    {.table = weights_rows},
+    {.name = "data", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, data),
+     .help = "dataset (default: the one the model was trained on); its test split when it has "
+             "one, else all of it"},
+    {.name = "batch", .meta = "N", .type = CLI_INT, CLI_AT(A, batch), .lo = 1, .hi = 65536,
+     .dflt = "128", .help = "samples per forward pass"},
+    {.table = cli_threads_options, CLI_AT(A, threads)},
+    {.table = cli_data_options, CLI_AT(A, dopt)},
+    CLI_END,
+};
+static const cli_option predict_options[] = {
+    {.table = weights_rows},
+    {.name = "top", .meta = "K", .type = CLI_INT, CLI_AT(A, top), .lo = 1, .hi = 1 << 20,
+     .dflt = "5", .help = "the K most likely classes"},
+    {.name = "max-pixels", .meta = "N", .type = CLI_INT, CLI_AT(A, dopt.max_pixels), .lo = 1,
+     .hi = 1099511627776.0, .help = "refuse images with more pixels (default 100000000)"},
+    CLI_END,
+};
+static const cli_option inspect_options[] = {
+    {.name = "full", .type = CLI_FLAG, CLI_AT(A, full),
+     .help = "print long metadata values whole (default: cut at 200 characters)"},
+    CLI_END,
+};
+#undef A
+
+static const cli_command eval_command = {
+    .name = "eval", .usage = "--weights FILE [--data SPEC] [--json] [options]",
+    .about = "Loss, accuracy, per-class accuracy and the confusion matrix of a checkpoint's model "
+             "(size, channels and preprocessing default to the model's).",
+    .options = eval_options};
+static const cli_command predict_command = {
+    .name = "predict", .usage = "--weights FILE [--top K] [--json] IMAGE...",
+    .about = "Class names and probabilities for each JPEG or PNG image, with the input size, "
+             "channels and preprocessing stored in the checkpoint (--json: one object per image, "
+             "one per line).",
+    .options = predict_options};
+static const cli_command inspect_command = {
+    .name = "inspect", .usage = "[--full] FILE",
+    .about = "List a safetensors file's metadata and tensors (name, shape, values).",
+    .options = inspect_options};
+
+/* Parses the options of c; returns -1 to go on (*first_arg: the first non-option), or an
+ * exit code. */
+static int parse(const cli_command *c, int argc, char **argv, use_args *a, int *first_arg) {
+    *a = (use_args){0};
+    cli_defaults(c, a);
+    a->dopt.warn = cli_warn;
+    const int r = cli_parse(c, argc, argv, a, first_arg);
+    if (r < 0) rg_set_threads((int)a->threads);
+    return r;
 }
 
 /* ---------------------------------------------------------------- eval */
 
-static const char *const eval_help =
-    "Usage: regrad eval --weights FILE [--data SPEC] [--json] [options]\n"
-    "Loss, accuracy, per-class accuracy and the confusion matrix of a checkpoint's model.\n"
-    "\n"
-    "  --weights FILE        a checkpoint written by regrad (train --checkpoint-dir)\n"
-    "  --data SPEC           dataset (default: the one the model was trained on); its test\n"
-    "                        split when it has one, else all of it\n"
-    "  --json                one JSON object instead of text\n"
-    "  --batch N             samples per forward pass (default 128)\n"
-    "  --threads N           threads (default: all cores)\n"
-    CLI_DATA_HELP
-    "                        (size, channels and preprocessing default to the model's)\n"
-    "  -h, --help            show this help\n";
-
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval";
     use_args a;
-    int r = parse(cmd, argc, argv, eval_help, &a);
+    int r = parse(&eval_command, argc, argv, &a, NULL);
     if (r >= 0) return r;
-    if (!a.weights || optind < argc) {
-        cli_error(cmd, optind < argc ? "unexpected argument '%s'; see 'regrad eval --help'"
-                                     : "--weights FILE is required%s", optind < argc ? argv[optind] : "");
+    if (!a.weights) {
+        cli_error(cmd, "--weights FILE is required");
         return EXIT_USAGE;
     }
     cli_trained t;
@@ -176,28 +179,18 @@ done:
 
 /* ---------------------------------------------------------------- predict */
 
-static const char *const predict_help =
-    "Usage: regrad predict --weights FILE [--top K] [--json] IMAGE...\n"
-    "Class names and probabilities for each JPEG or PNG image, with the input size, channels\n"
-    "and preprocessing stored in the checkpoint.\n"
-    "\n"
-    "  --weights FILE        a checkpoint written by regrad\n"
-    "  --top K               the K most likely classes (default 5)\n"
-    "  --json                one JSON object per image, one per line\n"
-    "  --max-pixels N        refuse images with more pixels (default 100000000)\n"
-    "  -h, --help            show this help\n";
-
 int cmd_predict(int argc, char **argv) {
     const char *cmd = "predict";
     use_args a;
-    int r = parse(cmd, argc, argv, predict_help, &a);
+    int first;
+    int r = parse(&predict_command, argc, argv, &a, &first);
     if (r >= 0) return r;
-    if (!a.weights || optind >= argc) {
+    if (!a.weights || first >= argc) {
         cli_error(cmd, "%s; see 'regrad predict --help'",
                   a.weights ? "give at least one image file" : "--weights FILE is required");
         return EXIT_USAGE;
     }
-    const int n = argc - optind;
+    const int n = argc - first;
     cli_trained t;
     if ((r = cli_load_trained(cmd, a.weights, n < 32 ? n : 32, &t)) >= 0) {
         cli_trained_free(&t);
@@ -208,7 +201,7 @@ int cmd_predict(int argc, char **argv) {
     a.dopt.strict = true;
     cli_trained_data_options(&t, &a.dopt);
     rg_dataset d = {.n = n, .c = t.c, .h = t.h, .w = t.w, .classes = t.classes,
-                    .paths = argv + optind, .opt = a.dopt};
+                    .paths = argv + first, .opt = a.dopt};
     int *labels = calloc((size_t)n, sizeof *labels), *idx = malloc((size_t)n * sizeof *idx);
     unsigned char *bad = calloc((size_t)n, 1);
     d.labels = labels, d.bad = bad;
@@ -247,7 +240,7 @@ int cmd_predict(int argc, char **argv) {
                         int tmp = rank[x];
                         rank[x] = rank[y], rank[y] = tmp;
                     }
-            const char *path = argv[optind + start + i];
+            const char *path = argv[first + start + i];
             if (a.json) {
                 cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "top");
                 cJSON_AddStringToObject(o, "image", path);
@@ -279,26 +272,20 @@ done:
 
 /* ---------------------------------------------------------------- inspect */
 
-static const char *const inspect_help =
-    "Usage: regrad inspect [--full] FILE\n"
-    "List a safetensors file's metadata and tensors (name, shape, values).\n"
-    "\n"
-    "  --full                print long metadata values whole (default: cut at 200 chars)\n"
-    "  -h, --help            show this help\n";
-
 int cmd_inspect(int argc, char **argv) {
     const char *cmd = "inspect";
     use_args a;
-    int r = parse(cmd, argc, argv, inspect_help, &a);
+    int first;
+    int r = parse(&inspect_command, argc, argv, &a, &first);
     if (r >= 0) return r;
-    if (optind != argc - 1) {
+    if (first != argc - 1) {
         cli_error(cmd, "give exactly one file; see 'regrad inspect --help'");
         return EXIT_USAGE;
     }
     rg_tensor_file *f;
-    rg_status s = rg_safetensors_load(argv[optind], &f);
+    rg_status s = rg_safetensors_load(argv[first], &f);
     if (s) return cli_fail(cmd, s);
-    printf("%s\n\nmetadata\n", argv[optind]);
+    printf("%s\n\nmetadata\n", argv[first]);
     for (int i = 0; rg_tensor_file_meta_key(f, i); i++) {
         const char *key = rg_tensor_file_meta_key(f, i), *v = rg_tensor_file_meta(f, key);
         int len = (int)strlen(v);

@@ -1,6 +1,6 @@
 /*
- * common.c — what every regrad subcommand shares: one-line errors, exit codes, strict
- * number parsing and "did you mean" suggestions for unknown options.
+ * common.c — what every regrad subcommand shares: one-line errors, exit codes, the parsers
+ * of option values and the option tables several commands use, warnings, JSON output.
  */
 #include "cli.h"
 
@@ -29,32 +29,8 @@ int cli_fail(const char *cmd, rg_status s) {
     return cli_exit_code(s);
 }
 
-bool cli_int(const char *cmd, const char *opt, const char *text, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || errno || v < lo || v > hi) {
-        cli_error(cmd, "--%s '%s' is not a whole number in %ld..%ld", opt, text, lo, hi);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-bool cli_float(const char *cmd, const char *opt, const char *text, double lo, double hi,
-               bool lo_open, double *out) {
-    char *end;
-    double v = strtod(text, &end);
-    if (end == text || *end || !isfinite(v) || v < lo || (lo_open && v == lo) || v > hi) {
-        cli_error(cmd, "--%s '%s' is not a number in %s%g, %g]", opt, text, lo_open ? "(" : "[",
-                  lo, hi);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-bool cli_shape(const char *cmd, const char *opt, const char *text, int *c, int *h, int *w) {
+/* "CxHxW" with each size in 1..65536. */
+static bool cli_shape(const char *cmd, const char *opt, const char *text, int *c, int *h, int *w) {
     char tail;
     if (sscanf(text, "%dx%dx%d%c", c, h, w, &tail) != 3 || *c < 1 || *h < 1 || *w < 1 ||
         *c > 65536 || *h > 65536 || *w > 65536) {
@@ -64,39 +40,146 @@ bool cli_shape(const char *cmd, const char *opt, const char *text, int *c, int *
     return true;
 }
 
-int cli_data_option(const char *cmd, int c, const char *arg, rg_data_options *o) {
-    long v = 0;
+/* ---- parsers of option values (cli_parser), shared by the commands' tables */
+
+bool cli_parse_input_size(const char *cmd, const cli_option *r, const char *text, void *field) {
+    rg_data_options *o = field;
     char tail;
-    o->warn = cli_warn;
-    switch (c) {
-    case CLI_OPT_INPUT_SIZE:
-        if (sscanf(arg, "%dx%d%c", &o->height, &o->width, &tail) != 2 || o->height < 1 ||
-            o->width < 1 || o->height > 16384 || o->width > 16384) {
-            cli_error(cmd, "--input-size '%s': write HxW with sizes in 1..16384, e.g. 224x224", arg);
-            return -1;
-        }
-        return 1;
-    case CLI_OPT_CHANNELS:
-        if (!cli_int(cmd, "channels", arg, 1, 3, &v) || v == 2) {
-            if (v == 2) cli_error(cmd, "--channels must be 1 (gray) or 3 (RGB)");
-            return -1;
-        }
-        o->channels = (int)v;
-        return 1;
-    case CLI_OPT_PREPROCESS:
-        if (rg_preprocess_parse(arg, &o->preprocess)) {
-            cli_error(cmd, "%s", rg_last_error());
-            return -1;
-        }
-        return 1;
-    case CLI_OPT_STRICT: o->strict = true; return 1;
-    case CLI_OPT_MAX_PIXELS:
-        if (!cli_int(cmd, "max-pixels", arg, 1, 1L << 40, &v)) return -1;
-        o->max_pixels = v;
-        return 1;
+    if (sscanf(text, "%dx%d%c", &o->height, &o->width, &tail) != 2 || o->height < 1 ||
+        o->width < 1 || o->height > 16384 || o->width > 16384) {
+        cli_error(cmd, "--%s '%s': write HxW with sizes in 1..16384, e.g. 224x224", r->name, text);
+        return false;
     }
-    return 0;
+    return true;
 }
+
+bool cli_parse_channels(const char *cmd, const cli_option *r, const char *text, void *field) {
+    if (strcmp(text, "1") != 0 && strcmp(text, "3") != 0) {
+        cli_error(cmd, "--%s '%s': use 1 (gray) or 3 (RGB)", r->name, text);
+        return false;
+    }
+    *(int *)field = text[0] - '0';
+    return true;
+}
+
+/* A library parser's failure as one line naming the option. */
+static bool library_says(const char *cmd, const cli_option *r, rg_status s) {
+    if (s) cli_error(cmd, "--%s: %s", r->name, rg_last_error());
+    return s == RG_OK;
+}
+
+bool cli_parse_preprocess(const char *cmd, const cli_option *r, const char *text, void *field) {
+    return library_says(cmd, r, rg_preprocess_parse(text, field));
+}
+bool cli_parse_optimizer(const char *cmd, const cli_option *r, const char *text, void *field) {
+    return library_says(cmd, r, rg_optim_parse(text, field));
+}
+bool cli_parse_schedule(const char *cmd, const cli_option *r, const char *text, void *field) {
+    return library_says(cmd, r, rg_schedule_parse(text, field));
+}
+bool cli_parse_augment(const char *cmd, const cli_option *r, const char *text, void *field) {
+    return library_says(cmd, r, rg_augment_parse(text, field));
+}
+bool cli_parse_loss(const char *cmd, const cli_option *r, const char *text, void *field) {
+    return library_says(cmd, r, rg_loss_parse(text, field));
+}
+
+bool cli_parse_shape(const char *cmd, const cli_option *r, const char *text, void *field) {
+    int *chw = field;
+    return cli_shape(cmd, r->name, text, &chw[0], &chw[1], &chw[2]);
+}
+
+bool cli_parse_bytes(const char *cmd, const cli_option *r, const char *text, void *field) {
+    char *end;
+    const double v = strtod(text, &end);
+    const double unit = *end == 'K' || *end == 'k' ? 1024.0 : *end == 'M' || *end == 'm' ? 1048576.0
+                        : *end == 'G' || *end == 'g' ? 1073741824.0 : 1.0;
+    if (unit > 1) end++;
+    if (end == text || *end || !(v > 0) || v * unit > 1e18) {
+        cli_error(cmd, "--%s '%s': write a size such as 2G, 512M or 1000000", r->name, text);
+        return false;
+    }
+    *(double *)field = v * unit;
+    return true;
+}
+
+static bool add_pattern(const char *cmd, const char *text, void *field, bool trainable) {
+    cli_patterns *p = field;
+    if (p->n == CLI_MAX_PATTERNS) {
+        cli_error(cmd, "at most %d --freeze/--trainable patterns", CLI_MAX_PATTERNS);
+        return false;
+    }
+    p->pattern[p->n] = text;
+    p->trainable[p->n++] = trainable;
+    return true;
+}
+bool cli_parse_freeze(const char *cmd, const cli_option *r, const char *text, void *field) {
+    (void)r;
+    return add_pattern(cmd, text, field, false);
+}
+bool cli_parse_trainable(const char *cmd, const cli_option *r, const char *text, void *field) {
+    (void)r;
+    return add_pattern(cmd, text, field, true);
+}
+
+/* One of `n` words into an int (its index), or one line listing them. */
+static bool one_of(const char *cmd, const cli_option *r, const char *text, const char *const *words,
+                   int n, int *out) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(text, words[i]) == 0) return *out = i, true;
+    char list[128] = "";
+    for (int i = 0, at = 0; i < n; i++)
+        at += snprintf(list + at, sizeof list - (size_t)at, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ", words[i]);
+    cli_error(cmd, "--%s '%s': use %s", r->name, text, list);
+    return false;
+}
+
+bool cli_parse_structure(const char *cmd, const cli_option *r, const char *text, void *field) {
+    static const char *const w[] = {[RG_PRUNE_WEIGHTS] = "weights", [RG_PRUNE_UNITS] = "units"};
+    int i;
+    if (!one_of(cmd, r, text, w, 2, &i)) return false;
+    *(rg_prune_structure *)field = (rg_prune_structure)i;
+    return true;
+}
+bool cli_parse_scope(const char *cmd, const cli_option *r, const char *text, void *field) {
+    static const char *const w[] = {"layer", "global"};
+    int i;
+    if (!one_of(cmd, r, text, w, 2, &i)) return false;
+    *(bool *)field = i == 1;
+    return true;
+}
+bool cli_parse_criterion(const char *cmd, const cli_option *r, const char *text, void *field) {
+    static const char *const w[] = {"l1", "l2"};
+    int i;
+    if (!one_of(cmd, r, text, w, 2, &i)) return false;
+    *(int *)field = i + 1;
+    return true;
+}
+
+/* ---- options several commands share */
+
+const cli_option cli_threads_options[] = {
+    {.name = "threads", .meta = "N", .type = CLI_INT, .at = 0, .size = sizeof(long), .lo = 0,
+     .hi = 1024, .help = "threads for OpenMP and the BLAS (default: all cores)"},
+    CLI_END,
+};
+
+const cli_option cli_data_options[] = {
+    {.name = "input-size", .meta = "HxW", .type = CLI_PARSE, .at = 0, .parse = cli_parse_input_size,
+     .help = "resize every image to HxW (triangle filter widened when shrinking, as PIL's "
+             "BILINEAR; folders default to 224x224)"},
+    {.name = "channels", .meta = "1|3", .type = CLI_PARSE, CLI_AT(rg_data_options, channels),
+     .parse = cli_parse_channels, .help = "gray or RGB (converted as needed; folders default to 3)"},
+    {.name = "preprocess", .meta = "MODE", .type = CLI_PARSE, CLI_AT(rg_data_options, preprocess),
+     .parse = cli_parse_preprocess, .dflt = "scale01",
+     .help = "scale01 ([0,1]), tf ([-1,1]), torch (ImageNet mean and std), caffe (BGR, "
+             "ImageNet mean subtracted, 0..255)"},
+    {.name = "strict", .type = CLI_FLAG, CLI_AT(rg_data_options, strict),
+     .help = "a corrupt or unreadable image is an error (default: skip it with a warning)"},
+    {.name = "max-pixels", .meta = "N", .type = CLI_INT, CLI_AT(rg_data_options, max_pixels),
+     .lo = 1, .hi = 1099511627776.0, .help = "refuse images with more pixels (default 100000000)"},
+    CLI_END,
+};
 
 /* Whether a progress line is drawn in place on stderr right now: warnings clear it first
  * so the two never share a line. */
@@ -111,72 +194,20 @@ void cli_warn(void *user, const char *message) {
     funlockfile(stderr);
 }
 
+void cli_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        const unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
 void cli_json_num(FILE *f, const char *key, double v, bool last) {
     if (isfinite(v)) fprintf(f, "\"%s\":%.6g%s", key, v, last ? "" : ",");
     else fprintf(f, "\"%s\":null%s", key, last ? "" : ",");
-}
-
-static int edit_distance(const char *a, const char *b) {
-    int la = (int)strlen(a), lb = (int)strlen(b);
-    if (la > 63 || lb > 63) return 99;
-    int d[64][64];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
-    for (int i = 1; i <= la; i++)
-        for (int j = 1; j <= lb; j++) {
-            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-            /* a swap of neighbours is one typo (--hlep is --help) */
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < d[i][j])
-                d[i][j] = d[i - 2][j - 2] + 1;
-        }
-    return d[la][lb];
-}
-
-void cli_bad_option(const char *cmd, char **argv, int optind_now, const struct option *opts) {
-    const char *arg = argv[optind_now - 1];
-    char name[64];
-    snprintf(name, sizeof name, "%s", arg + (strncmp(arg, "--", 2) == 0 ? 2 : 1));
-    char *eq = strchr(name, '=');
-    if (eq) *eq = 0;
-    for (const struct option *o = opts; o->name; o++)
-        if (strcmp(o->name, name) == 0) {
-            cli_error(cmd, "option --%s needs a value; see 'regrad %s --help'", name, cmd);
-            return;
-        }
-    const char *best = NULL;
-    int best_d = 4;
-    for (const struct option *o = opts; o->name; o++) {
-        int dist = edit_distance(name, o->name);
-        if (dist < best_d) best_d = dist, best = o->name;
-    }
-    if (best)
-        cli_error(cmd, "unknown option '%s': did you mean --%s? See 'regrad %s --help'", arg,
-                  best, cmd);
-    else
-        cli_error(cmd, "unknown option '%s'; see 'regrad %s --help'", arg, cmd);
-}
-
-int cli_getopt(const char *cmd, int argc, char **argv, const char *shorts,
-               const struct option *opts) {
-    opterr = 0;
-    int c = getopt_long(argc, argv, shorts, opts, NULL);
-    if (c == '?' || c == ':') {
-        cli_bad_option(cmd, argv, optind, opts);
-        return -2;
-    }
-    return c;
-}
-
-bool cli_pattern_add(const char *cmd, cli_patterns *p, const char *pattern, bool trainable) {
-    if (p->n == CLI_MAX_PATTERNS) {
-        cli_error(cmd, "at most %d --freeze/--trainable patterns", CLI_MAX_PATTERNS);
-        return false;
-    }
-    p->pattern[p->n] = pattern;
-    p->trainable[p->n++] = trainable;
-    return true;
 }
 
 bool cli_patterns_apply(const char *cmd, const cli_patterns *p, rg_graph *g, const char *spec) {

@@ -523,39 +523,37 @@ int cli_write_report(const char *cmd, const char *in_path, const char *out_path,
     return code;
 }
 
-static const char *const report_help =
-    "Usage: regrad report INPUT -o FILE.html [--title TEXT]\n"
-    "Write a self-contained HTML report (inline SVG charts, no scripts, no network) from a\n"
-    "training run's metrics (regrad train --metrics FILE, with --monitor-every for the\n"
-    "gradient flow) or an experiment's results (regrad experiment --json FILE).\n"
-    "\n"
-    "  -o, --out FILE        the HTML file to write\n"
-    "  --title TEXT          the report's title\n"
-    "  -h, --help            show this help\n";
+static const char *const report_usage = "INPUT -o FILE.html [--title TEXT]";
+static const char *const report_about =
+    "Write a self-contained HTML report (inline SVG charts, no scripts, no network) from a "
+    "training run's metrics (regrad train --metrics FILE, with --monitor-every for the gradient "
+    "flow) or an experiment's results (regrad experiment --json FILE).";
+
+typedef struct report_args {
+    const char *out, *title;
+} report_args;
+
+static const cli_option report_options[] = {
+    {.name = "out", .short_name = 'o', .meta = "FILE.html", .type = CLI_TEXT,
+     CLI_AT(report_args, out), .help = "the page to write"},
+    {.name = "title", .meta = "TEXT", .type = CLI_TEXT, CLI_AT(report_args, title),
+     .help = "its title (default: the input file's name)"},
+    CLI_END,
+};
 
 int cmd_report(int argc, char **argv) {
-    const char *cmd = "report", *out = NULL, *title = NULL;
-    static const struct option opts[] = {
-        {"out", required_argument, 0, 'o'},
-        {"title", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    int c;
-    optind = 1;
-    while ((c = cli_getopt(cmd, argc, argv, "ho:", opts)) != -1) {
-        switch (c) {
-        case 'h': fputs(report_help, stdout); return 0;
-        case 'o': out = optarg; break;
-        case 't': title = optarg; break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1 || !out) {
+    const char *cmd = "report";
+    const cli_command command = {.name = cmd, .usage = report_usage, .about = report_about,
+                                 .options = report_options};
+    report_args a = {0};
+    int first;
+    const int r = cli_parse(&command, argc, argv, &a, &first);
+    if (r >= 0) return r;
+    if (first != argc - 1 || !a.out) {
         cli_error(cmd, "give one input file and -o FILE.html; see 'regrad report --help'");
         return EXIT_USAGE;
     }
-    int code = cli_write_report(cmd, argv[optind], out, title);
-    if (!code) printf("wrote %s\n", out);
+    int code = cli_write_report(cmd, argv[first], a.out, a.title);
+    if (!code) printf("wrote %s\n", a.out);
     return code;
 }

@@ -1041,6 +1041,11 @@ rg_fit_config rg_fit_defaults(void);
  * evaluated after each epoch. */
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
                  const rg_fit_callbacks *cb);
+/* Before compiling m: what rg_fit(m, d, cfg) will hold beside the graph (the optimizer's
+ * moments, the loader's batches in flight) comes out of budget (bytes), and the rest bounds
+ * what compile may allocate (rg_graph_set_memory_limit).  RG_ERR_MEMORY when those alone
+ * exceed it. */
+rg_status rg_fit_budget(rg_model *m, const rg_dataset *d, const rg_fit_config *cfg, double budget);
 /* Mean loss and accuracy of m on d in evaluation mode (batches of the compiled size). */
 rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
                       double *acc);

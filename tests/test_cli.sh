@@ -65,7 +65,7 @@ expect 2 "--epochs '1.5'" train --epochs 1.5
 expect 2 "--threads" train --threads -3
 expect 2 "unknown optimizer 'adamax'" train --optimizer adamax
 expect 2 "unknown schedule 'linear'" train --schedule linear
-expect 2 "--loss 'hinge'" train --loss hinge
+expect 2 "unknown loss 'hinge': use xent or mse" train --loss hinge
 expect 2 "unknown model 'resnet9000'" train --model resnet9000
 expect 2 "depth=x" train --model mlp:depth=x
 expect 2 "unknown option 'widht'" train --model mlp:widht=3

@@ -119,6 +119,26 @@ rg_fit_config rg_fit_defaults(void) {
                            .repair = 1, .checkpoint_every = 1};
 }
 
+rg_status rg_fit_budget(rg_model *m, const rg_dataset *d, const rg_fit_config *cfg, double budget) {
+    const rg_graph *g = m->graph;
+    double params = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (!g->params[i].state) params += (double)g->params[i].size;
+    const double moments = 4.0 * params * rg_optim_moment_count(&cfg->optim);
+    const int workers = cfg->workers > 0 ? cfg->workers : rg_loader_default_workers();
+    const int batch = cfg->batch > 0 ? cfg->batch : RG_DEFAULT_BATCH;
+    const double loader = d->paths || rg_augment_any(&cfg->augment)
+                              ? 2.0 * workers * batch * d->c * d->h * d->w * 4 : 0;
+    if (moments + loader >= budget) {
+        char a[32], b[32], c[32];
+        return rg_fail(RG_ERR_MEMORY, "the optimizer's state (%s) and the loader's batches (%s) "
+                                      "alone exceed the %s budget: use a smaller model or batch",
+                       rg_bytes_text(moments, a), rg_bytes_text(loader, b), rg_bytes_text(budget, c));
+    }
+    rg_graph_set_memory_limit(m->graph, (size_t)(budget - moments - loader));
+    return RG_OK;
+}
+
 /* Everything one rg_fit call keeps between its phases. */
 typedef struct fit_run {
     rg_model *m;
