@@ -79,11 +79,9 @@ const char *rg_verdict_name(rg_verdict v) {
     return (v >= 0 && v < RG_VERDICT_COUNT) ? verdict_names[v] : "?";
 }
 
-/* All sums go through kernels/cpu/stats.c (vector lanes): plain double loops made the
- * monitor cost a third of the MLP's step when observing every step, and the BLAS's dot
- * product (rg_sum_squares) half of what is left.  Large ones are cut into fixed
- * chunks that the OpenMP team shares, the chunks' sums added in order: the same result
- * whatever the number of threads. */
+/* All sums go through kernels/cpu/stats.c (vector lanes), the monitor's cost on a watched
+ * step being in them.  Large ones are cut into fixed chunks that the OpenMP team shares,
+ * the chunks' sums added in order: the same result whatever the number of threads. */
 
 /* Sums of squares of piece i of a[0, n) and, when b is given, of b's, b's piece copied to
  * keep in the same pass when keep is given. */

@@ -1,26 +1,20 @@
 /*
- * repair.c — GRA, the Gradient Repair Algorithm.
+ * repair.c — GRA, the Gradient Repair Algorithm.  How each constant below was chosen, and
+ * what each step measured, is in docs/gra.md.
  *
  * 1. Probe (before training).  Forward and backward on probe batches; the monitor judges
  *    each layer.  If any layer is unhealthy, every layer from the first unhealthy one on is
  *    re-conditioned in order, input to output.  A dense layer first gets equal singular
- *    values (its polar factor, scaled to keep its norm: the same directions, but no
- *    direction stretched more than another), so the product of the layers' Jacobians
- *    stays well conditioned with depth (dynamical isometry, Saxe et al. 2014, Pennington
- *    et al. 2017; PyTorch's default init gives singular values from near 0 to 2x the
- *    mean, and their product over 30-50 layers collapses to a few directions).  On seeds
- *    101-102 this raised depth 50 tanh from 0.690/0.345 (Adam/SGD) to 0.750/0.774 and
- *    depth 30 by 0.3 to 1.8 points, depth 10-20 within noise (the trust region's constants
- *    below were re-checked with it: still the best of those tried).  Convolutions keep
- *    their kernels: the same step on their (out, in x k x k) matrices changed nothing on
- *    the 20-layer plain CNN (seed 101: sigmoid 0.593 -> 0.580, tanh 0.829 -> 0.829).
- *    Then over the probe batches each unit's pre-activation z_j gets its mean mu_j and
- *    spread s_j measured, and its weight row and bias are rescaled, w_j <- t w_j / s_j,
- *    b_j <- t (b_j - mu_j) / s_j, so z_j is centred with spread t: 1, or TANH_SPREAD
- *    before a tanh (rows rescaled stay orthogonal).  Sigmoid and tanh units then sit in
- *    their responsive range and the backward gain across each layer comes back near 1
- *    (data-dependent initialisation, as LSUV and Salimans & Kingma's).  Layers followed by batch norm are skipped: batch norm
- *    already does this at every step.  A healthy network is not touched at all.
+ *    values (its polar factor, scaled to keep its norm: the same directions, but none
+ *    stretched more than another), so the product of the layers' Jacobians stays well
+ *    conditioned with depth (dynamical isometry, Saxe et al. 2014); convolutions keep their
+ *    kernels.  Then over the probe batches each unit's pre-activation z_j gets its mean mu_j
+ *    and spread s_j measured, and its weight row and bias are rescaled,
+ *    w_j <- t w_j / s_j, b_j <- t (b_j - mu_j) / s_j, so z_j is centred with spread t: 1, or
+ *    TANH_SPREAD before a tanh.  Sigmoid and tanh units then sit in their responsive range
+ *    and the backward gain across each layer comes back near 1 (data-dependent
+ *    initialisation, as LSUV and Salimans & Kingma's).  Layers followed by batch norm are
+ *    skipped: batch norm already does this at every step.  A healthy network is not touched.
  * 2. Re-probe (every REPROBE_EVERY steps, while training).  The monitor watches that step;
  *    if a layer has become unhealthy again, the layers from it on are re-conditioned.
  * 3. Gradient guards (every step, after backward, before the optimizer; one pass):
@@ -38,22 +32,13 @@
  *    conv layer the step's change of the pre-activations is measured in function space,
  *        E||dz||^2 = tr(dW M dW^T) + 2 db.(dW mu) + |db|^2,   M = E[x x^T], mu = E[x]
  *    with M and mu of the layer's input (for a conv, of its im2col columns over batch and
- *    positions) estimated by the monitor at every probe, and its
- *    RMS over units, relative to the units' spread, is capped at TRUST_PER_DEPTH / layers
- *    by scaling the layer's update.  Why function space: with sigmoid inputs (all positive)
- *    Adam's sign-like steps add up coherently across a row, so a small ||dW|| can move z a
- *    lot; a cap on ||dW|| / ||W|| (tried first) did not see that and hurt deep sigmoid
- *    nets.  Why 1/layers: each layer's change adds to the output's, so deeper nets need
- *    smaller steps per layer (a third of the learning rate rescues 30-layer Adam in
- *    DESIGN.md's probes).  It acts on the update itself, so it works whatever the
- *    optimizer, which no gradient rescaling can do for Adam.  The cap ramps up linearly
- *    over the first TRUST_WARMUP steps: a deep net is most fragile in its first steps,
- *    while Adam's moment estimates are new.  The constants were chosen on seeds 101-102:
- *    0.5 among 0.25, 0.5 and 1.0 (depth 30, all four cells), the 100-step ramp among 0,
- *    50, 100, 200 and 400 (30-layer tanh+Adam 0.767 -> 0.800, depth 10-20 unchanged,
- *    depth 50 mostly better); conv layers were added to it on seed 101 (20-layer plain
- *    CNN: sigmoid 0.446 -> 0.542, tanh 0.829 -> 0.816).  README's tables are measured on
- *    seeds 1-3 (the plain CNN on seed 1).
+ *    positions) estimated by the monitor at every probe, and its RMS over units, relative
+ *    to the units' spread, is capped at TRUST_PER_DEPTH / layers by scaling the layer's
+ *    update.  Function space, because with sigmoid inputs (all positive) Adam's sign-like
+ *    steps add up coherently across a row, so a small ||dW|| can move z a lot; 1/layers,
+ *    because each layer's change adds to the output's.  It acts on the update itself, so it
+ *    works whatever the optimizer, which no gradient rescaling can do for Adam.  The cap
+ *    ramps up linearly over the first TRUST_WARMUP steps, while Adam's moments are new.
  * Every action is reported through the log callback.
  */
 #include "../internal.h"
@@ -69,26 +54,18 @@
 #define NONFINITE_RUN 25       /* consecutive skipped steps before giving up */
 #define ZCLIP_ALPHA 0.97       /* ZClip's smoothing and warm-up */
 #define ZCLIP_WARMUP 25
-/* ZClip clips at z 2.5 as routine training practice; GRA acts only on an anomaly, so it
- * needs both a z-score of 6 (OLMo's skip rule) and a norm 10x its running level: at z 2.5
- * the healthy cnn's classifier tripped it twice in 47 steps. */
+/* An anomaly, not routine clipping: OLMo's skip rule's z-score and a norm 10x its level. */
 #define ZCLIP_Z 6.0
 #define EXPLODE_FACTOR 10.0
 #define VANISH_OF_MEDIAN 1e-3  /* as the monitor's vanishing verdict, against the median */
 #define MIN_SPREAD 1e-6        /* units with less spread are left as they are */
-/* The spread re-conditioning gives pre-activations: 1, except before tanh.  Tanh's slope
- * falls off sooner than sigmoid's (sigmoid(z) = (1 + tanh(z/2)) / 2), and a smaller spread
- * keeps its units nearer their linear range, where the backward gain stays near 1.  Chosen
- * on seeds 101-102 among 0.5, 0.6, 0.75, 0.9 and 1: at 0.75 every tanh cell of depth
- * 10-50 gained (depth 50 Adam/SGD 0.750/0.774 -> 0.780/0.808); below it 50-layer Adam
- * became unstable (0.6: 0.706±0.045, 0.5: 0.308).  For sigmoid 0.75 and 1.5 were no
- * better than 1. */
+/* The spread re-conditioning gives pre-activations before a tanh: its slope falls off
+ * sooner than sigmoid's, so a smaller spread keeps units nearer their linear range. */
 #define TANH_SPREAD 0.75
 #define ORTHO_MAX_STEPS 100    /* Newton-Schulz steps before giving up on a layer */
 #define ORTHO_TOLERANCE 1e-3   /* || X^T X - I ||_F at which the polar factor is done */
-/* Layers whose Newton-Schulz step would cost more than this many FLOPs (4 k^2 n for a
- * k x n matrix, k <= n) keep their singular values: 100 steps of a 1000 x 2048 classifier
- * (8e9 each) take seconds, of a 4096 x 25088 one (1.7e12) hours. */
+/* Layers whose Newton-Schulz step would cost more (4 k^2 n FLOPs for a k x n matrix,
+ * k <= n) keep their singular values: a 4096 x 25088 classifier would take hours. */
 #define ORTHO_MAX_FLOPS 1e10
 
 #define REPROBE_EVERY 50       /* steps between GRA's own health checks while training */
