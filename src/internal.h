@@ -18,6 +18,7 @@
 #define RG_NAME_MAX 96
 
 typedef struct rg_node_impl rg_node_impl;
+typedef struct rg_backend rg_backend; /* where a graph runs (src/kernels/backend.h) */
 /* Whether every parameter of n is frozen (and it has some). */
 bool rg_node_frozen(const rg_graph *g, const rg_node_impl *n);
 
@@ -78,11 +79,7 @@ typedef struct rg_op_def {
      * with rg_param_declare(), and sizes scratch in n->aux_per_sample / aux_fixed.  Returns
      * RG_OK or an error naming the node. */
     rg_status (*infer)(rg_graph *g, rg_node_impl *n);
-    /* Computes n->out for `batch` samples from the inputs' outputs. */
-    void (*forward)(rg_graph *g, rg_node_impl *n, int batch, bool train);
-    /* Accumulates (+=) into the inputs' dout (when they need it) and into parameter grads,
-     * from n->dout.  NULL for ops that do not propagate (inputs). */
-    void (*backward)(rg_graph *g, rg_node_impl *n, int batch);
+    /* (Its forward and backward are each backend's: src/kernels/backend.h.) */
     /* backward writes an input's dout whole (=, not +=) when rg_grad_fresh says nothing has
      * been written to it yet, so the graph need not zero it first (a pass over memory saved;
      * without this, backward zeroes every gradient buffer before its first writer). */
@@ -171,12 +168,14 @@ typedef struct rg_param_impl {
 } rg_param_impl;
 
 struct rg_graph {
+    const rg_backend *backend; /* computes the ops, holds the buffers */
     rg_node_impl *nodes;
     int n_nodes, cap_nodes;
     rg_param_impl *params;
     int n_params, cap_params;
     size_t param_floats;
-    float *param_buf;     /* one allocation: every parameter */
+    float *param_buf;     /* one allocation: every parameter (all the graph's buffers come
+                           * from the backend, 64-byte aligned) */
     float *grad_buf;      /* same layout */
     float *mask_buf;      /* same layout, 0 or 1, once something is pruned (else NULL) */
     size_t state_floats;

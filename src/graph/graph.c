@@ -9,6 +9,7 @@
  * scratch.  Nothing is allocated per step.
  */
 #include "../internal.h"
+#include "../kernels/backend.h"
 
 #include <fnmatch.h>
 
@@ -24,6 +25,7 @@ rg_graph *rg_graph_create(uint64_t seed) {
         return NULL;
     }
     g->seed = seed;
+    g->backend = &rg_cpu_backend;
     g->slots = rg_thread_slots();
     return g;
 }
@@ -33,12 +35,9 @@ void rg_graph_free(rg_graph *g) {
     for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].attr);
     free(g->nodes);
     free(g->params);
-    free(g->param_buf);
-    free(g->grad_buf);
-    free(g->mask_buf);
-    free(g->state_buf);
-    free(g->act_buf);
-    free(g->workspace);
+    float *const buffers[] = {g->param_buf, g->grad_buf, g->mask_buf, g->state_buf, g->act_buf,
+                              g->workspace};
+    for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++) g->backend->release(buffers[i]);
     free(g->live);
     free(g->touched);
     free(g->labels);
@@ -131,6 +130,7 @@ rg_node rg_graph_add_node(rg_graph *g, rg_op_kind op, const int *inputs, int n_i
     for (int k = 0; k < n_inputs; k++) n->inputs[k] = inputs[k];
     default_name(g, n);
     rg_status s = def->infer(g, n);
+    if (s == RG_OK && g->backend->ops[op].plan) g->backend->ops[op].plan(g, n);
     if (s != RG_OK) {
         free(attr);
         g->n_params = n->first_param; /* drop any parameters it declared */
@@ -268,12 +268,12 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
                        rg_bytes_text(4.0 * (double)acts, c), rg_bytes_text(4.0 * (double)work, d),
                        rg_bytes_text((double)g->memory_limit, e));
     }
-    g->param_buf = calloc(total ? total : 1, sizeof(float));
-    g->grad_buf = calloc(total ? total : 1, sizeof(float));
-    g->state_buf = calloc(state ? state : 1, sizeof(float));
-    g->act_buf = calloc(acts ? acts : 1, sizeof(float));
+    g->param_buf = g->backend->alloc(total);
+    g->grad_buf = g->backend->alloc(total);
+    g->state_buf = g->backend->alloc(state);
+    g->act_buf = g->backend->alloc(acts);
+    g->workspace = g->backend->alloc(work);
     g->labels = calloc((size_t)max_batch, sizeof(int));
-    g->workspace = malloc((work ? work : 1) * sizeof(float));
     g->live = calloc((size_t)g->n_nodes, sizeof *g->live);
     g->touched = calloc((size_t)g->n_nodes, sizeof *g->touched);
     if (!g->workspace || !g->param_buf || !g->grad_buf || !g->state_buf || !g->act_buf ||
@@ -327,7 +327,7 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
         double t0 = g->profile ? rg_seconds() : 0;
-        rg_op_table[n->op]->forward(g, n, batch, train != 0);
+        g->backend->ops[n->op].forward(g, n, batch, train != 0);
         if (g->profile) n->fwd_seconds += rg_seconds() - t0;
         if (g->hook) g->hook(g, i, false, g->hook_user);
         if (g->check_numerics && (s = first_nonfinite(n->out, (n->batched ? (size_t)batch : 1) * n->size,
@@ -358,7 +358,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     g->touched[top->grad_owner] = true;
     for (int i = from; i >= 0; i--) {
         rg_node_impl *n = &g->nodes[i];
-        if (!g->live[i] || n->bypassed || !n->needs_grad || !rg_op_table[n->op]->backward) continue;
+        if (!g->live[i] || n->bypassed || !n->needs_grad || !g->backend->ops[n->op].backward) continue;
         /* A gradient buffer is shared with others outside its live range: its first writer
          * fills it, or it is zeroed just before. */
         const bool fills = rg_op_table[n->op]->fills_fresh_grads;
@@ -372,7 +372,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
             }
         }
         double t0 = g->profile ? rg_seconds() : 0;
-        rg_op_table[n->op]->backward(g, n, g->batch);
+        g->backend->ops[n->op].backward(g, n, g->batch);
         if (g->profile) n->bwd_seconds += rg_seconds() - t0;
         if (g->hook) g->hook(g, i, true, g->hook_user);
         if (g->check_numerics) {

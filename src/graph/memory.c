@@ -34,12 +34,23 @@
  * (What each step saved on ResNet50V2 is in docs/architecture.md.)
  */
 #include "../internal.h"
+#include "../kernels/backend.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* Every block starts on a 64-byte line (the arena itself does): sizes round up to this. */
+#define BLOCK_ALIGN 16
+
+static size_t aligned(size_t floats) { return (floats + BLOCK_ALIGN - 1) / BLOCK_ALIGN * BLOCK_ALIGN; }
+
 static size_t node_floats(const rg_graph *g, const rg_node_impl *n) {
-    return n->batched ? (size_t)g->max_batch * n->size : n->size;
+    return aligned(n->batched ? (size_t)g->max_batch * n->size : n->size);
+}
+
+/* A node's op scratch (aux): per sample at the largest batch, and fixed. */
+static size_t aux_floats(const rg_graph *g, const rg_node_impl *n) {
+    return aligned(n->aux_per_sample * (size_t)g->max_batch + n->aux_fixed);
 }
 
 /* Whether a node's output and scratch at the graph's batch fit in size_t (with room to
@@ -93,6 +104,7 @@ static void fold_and_inplace(rg_graph *g) {
         if (c->inputs[0] == i && cd->absorb_padding && cd->absorb_padding(c, rg_zero_pad_amounts(pad))) {
             c->inputs[0] = pad->inputs[0]; /* the pad's input keeps one consumer: c */
             pad->bypassed = true;
+            if (g->backend->ops[c->op].plan) g->backend->ops[c->op].plan(g, c); /* new geometry */
         }
     }
     /* An add in place on a convolution that only it reads; the convolution adds the other
@@ -174,12 +186,12 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
         if (n->bypassed) continue;
         size_t aux;
         if ((s = check_sizes(g, n, &aux))) break;
-        if (aux + n->aux_fixed > SIZE_MAX / 8 - aux_total) {
+        if (aux + n->aux_fixed + BLOCK_ALIGN > SIZE_MAX / 8 - aux_total) {
             s = rg_fail(RG_ERR_MEMORY, "the scratch at batch %d overflows memory sizes: lower "
                                        "the batch or the input size", g->max_batch);
             break;
         }
-        aux_total += aux + n->aux_fixed;
+        aux_total += aux_floats(g, n);
         const bool input = n->op == RG_OP_INPUT;
         if (out_owner(g, i) == i)
             blocks[nb++] = (block){i, false, input ? 0 : i, input ? end : out_hi[i], node_floats(g, n), 0};
@@ -234,7 +246,7 @@ void rg_graph_place_memory(rg_graph *g) {
         }
         n->out = out_owner(g, i) == i ? g->act_buf + n->out_offset : rg_in(g, n, n->inplace_of)->out;
         n->aux = aux;
-        aux += n->aux_per_sample * (size_t)g->max_batch + n->aux_fixed;
+        aux += aux_floats(g, n);
         if (n->grad_owner != i) n->dout = g->nodes[n->grad_owner].dout;
         else if (n->needs_grad) n->dout = g->act_buf + n->grad_offset;
         else n->dout = NULL;

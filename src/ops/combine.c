@@ -4,8 +4,7 @@
  * combining losses), flatten (a view of the input as one dimension per sample), zero
  * padding and concat.
  */
-#include "../internal.h"
-#include "../kernels/kernels.h"
+#include "ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,46 +21,15 @@ static rg_status add_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
-static void add_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)train;
-    if (n->inplace && rg_in(g, n, n->inplace_of)->added) return; /* its convolution did it */
-    const float *a = rg_in(g, n, 0)->out, *b = rg_in(g, n, 1)->out; /* y may be a or b */
-    float *y = n->out;
-    const long count = (n->batched ? (long)batch : 1) * (long)n->size;
-#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
-    for (long i = 0; i < count; i++) y[i] = a[i] + b[i];
-}
-
-static void add_backward(rg_graph *g, rg_node_impl *n, int batch) {
-    const long count = (n->batched ? (long)batch : 1) * (long)n->size;
-    for (int k = 0; k < 2; k++) {
-        rg_node_impl *in = rg_in(g, n, k);
-        if (!in->needs_grad) continue;
-        float *dx = in->dout;
-        const float *dy = n->dout;
-        if (rg_grad_fresh(g, k)) {
-#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
-            for (long i = 0; i < count; i++) dx[i] = dy[i];
-            continue;
-        }
-#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
-        for (long i = 0; i < count; i++) dx[i] += dy[i];
-    }
-}
-
 const rg_op_def rg_op_add_def = {
     .name = "add", .min_inputs = 2, .max_inputs = 2,
-    .infer = add_infer, .forward = add_forward, .backward = add_backward,
+    .infer = add_infer,
     .fills_fresh_grads = true,
 };
 
 rg_node rg_add(rg_graph *g, rg_node a, rg_node b) {
     return rg_graph_add_node(g, RG_OP_ADD, (int[]){a, b}, 2, NULL);
 }
-
-typedef struct wsum_attr {
-    float w[RG_MAX_INPUTS];
-} wsum_attr;
 
 static rg_status wsum_infer(rg_graph *g, rg_node_impl *n) {
     const rg_node_impl *a = rg_in(g, n, 0);
@@ -78,30 +46,9 @@ static rg_status wsum_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
-static void wsum_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)train;
-    const wsum_attr *a = n->attr;
-    const long count = (n->batched ? (long)batch : 1) * (long)n->size;
-    for (long i = 0; i < count; i++) {
-        float y = 0;
-        for (int k = 0; k < n->n_inputs; k++) y += a->w[k] * rg_in(g, n, k)->out[i];
-        n->out[i] = y;
-    }
-}
-
-static void wsum_backward(rg_graph *g, rg_node_impl *n, int batch) {
-    const wsum_attr *a = n->attr;
-    const long count = (n->batched ? (long)batch : 1) * (long)n->size;
-    for (int k = 0; k < n->n_inputs; k++) {
-        rg_node_impl *in = rg_in(g, n, k);
-        if (!in->needs_grad) continue;
-        for (long i = 0; i < count; i++) in->dout[i] += a->w[k] * n->dout[i];
-    }
-}
-
 const rg_op_def rg_op_weighted_sum_def = {
     .name = "weighted_sum", .min_inputs = 1, .max_inputs = RG_MAX_INPUTS,
-    .infer = wsum_infer, .forward = wsum_forward, .backward = wsum_backward,
+    .infer = wsum_infer,
 };
 
 rg_node rg_weighted_sum(rg_graph *g, int n, const rg_node *xs, const float *weights) {
@@ -129,23 +76,15 @@ static rg_status flatten_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
-static void flatten_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)g, (void)n, (void)batch, (void)train; /* out aliases the input's buffer */
-}
-
 const rg_op_def rg_op_flatten_def = {
     .name = "flatten", .min_inputs = 1, .max_inputs = 1,
-    .infer = flatten_infer, .forward = flatten_forward, .backward = NULL,
+    .infer = flatten_infer,
     .aliases_input = true,
 };
 
 rg_node rg_flatten(rg_graph *g, rg_node x) { return rg_graph_add_node(g, RG_OP_FLATTEN, &x, 1, NULL); }
 
 /* ---- zero padding:  y (C, H+t+b, W+l+r) = x placed at (t, l), zeros around */
-
-typedef struct pad_attr {
-    int top, bottom, left, right; /* in this order: rg_zero_pad_amounts reads them as int[4] */
-} pad_attr;
 
 const int *rg_zero_pad_amounts(const rg_node_impl *n) { return &((const pad_attr *)n->attr)->top; }
 
@@ -161,38 +100,9 @@ static rg_status pad_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
-static void pad_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)train;
-    const pad_attr *a = n->attr;
-    const rg_node_impl *x = rg_in(g, n, 0);
-    const int h = x->shape[1], w = x->shape[2], ow = n->shape[2];
-    const long planes = (long)batch * x->shape[0];
-    memset(n->out, 0, (size_t)batch * n->size * sizeof(float));
-    for (long p = 0; p < planes; p++) {
-        const float *xp = x->out + (size_t)p * h * w;
-        float *yp = n->out + (size_t)p * n->shape[1] * ow;
-        for (int i = 0; i < h; i++)
-            memcpy(yp + (size_t)(i + a->top) * ow + a->left, xp + (size_t)i * w, (size_t)w * sizeof(float));
-    }
-}
-
-static void pad_backward(rg_graph *g, rg_node_impl *n, int batch) {
-    const pad_attr *a = n->attr;
-    rg_node_impl *x = rg_in(g, n, 0);
-    if (!x->needs_grad) return;
-    const int h = x->shape[1], w = x->shape[2], ow = n->shape[2];
-    const long planes = (long)batch * x->shape[0];
-    for (long p = 0; p < planes; p++) {
-        float *dxp = x->dout + (size_t)p * h * w;
-        const float *dyp = n->dout + (size_t)p * n->shape[1] * ow;
-        for (int i = 0; i < h; i++)
-            for (int j = 0; j < w; j++) dxp[i * w + j] += dyp[(size_t)(i + a->top) * ow + a->left + j];
-    }
-}
-
 const rg_op_def rg_op_zero_pad_def = {
     .name = "zero_pad2d", .min_inputs = 1, .max_inputs = 1,
-    .infer = pad_infer, .forward = pad_forward, .backward = pad_backward,
+    .infer = pad_infer,
 };
 
 rg_node rg_zero_pad2d(rg_graph *g, rg_node x, int top, int bottom, int left, int right) {
@@ -222,35 +132,9 @@ static rg_status concat_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
-static void concat_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)train;
-    for (int b = 0; b < batch; b++) {
-        float *y = n->out + (size_t)b * n->size;
-        for (int k = 0; k < n->n_inputs; k++) {
-            const rg_node_impl *x = rg_in(g, n, k);
-            memcpy(y, x->out + (size_t)b * x->size, x->size * sizeof(float));
-            y += x->size;
-        }
-    }
-}
-
-static void concat_backward(rg_graph *g, rg_node_impl *n, int batch) {
-    for (int b = 0; b < batch; b++) {
-        const float *dy = n->dout + (size_t)b * n->size;
-        for (int k = 0; k < n->n_inputs; k++) {
-            rg_node_impl *x = rg_in(g, n, k);
-            if (x->needs_grad) {
-                float *dx = x->dout + (size_t)b * x->size;
-                for (size_t i = 0; i < x->size; i++) dx[i] += dy[i];
-            }
-            dy += x->size;
-        }
-    }
-}
-
 const rg_op_def rg_op_concat_def = {
     .name = "concat", .min_inputs = 1, .max_inputs = RG_MAX_INPUTS,
-    .infer = concat_infer, .forward = concat_forward, .backward = concat_backward,
+    .infer = concat_infer,
 };
 
 rg_node rg_concat(rg_graph *g, int n, const rg_node *xs) {

@@ -5,16 +5,10 @@
  * backward (dx += dy * m).  Evaluation: y = x.  Masks come from a counter-based hash of
  * (graph seed, node, forward count, element), so they do not depend on the thread count.
  */
-#include "../internal.h"
-#include "../kernels/kernels.h"
+#include "ops.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct dropout_attr {
-    float rate;
-    bool last_train; /* mode of the last forward: backward follows it */
-} dropout_attr;
 
 static rg_status dropout_infer(rg_graph *g, rg_node_impl *n) {
     const rg_node_impl *x = rg_in(g, n, 0);
@@ -24,39 +18,9 @@ static rg_status dropout_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
-static void dropout_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    dropout_attr *a = n->attr;
-    const float *x = rg_in(g, n, 0)->out;
-    float *y = n->out, *mask = n->aux;
-    const long count = (long)batch * (long)n->size;
-    a->last_train = train && a->rate > 0;
-    if (!a->last_train) {
-        memcpy(y, x, (size_t)count * sizeof *y);
-        return;
-    }
-    const float keep = 1.0f / (1.0f - a->rate);
-    const uint64_t key = g->seed ^ ((uint64_t)(n - g->nodes) << 48) ^ (g->dropout_calls << 20);
-#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
-    for (long i = 0; i < count; i++) {
-        mask[i] = rg_hash_uniform(key, (uint64_t)i) >= a->rate ? keep : 0.0f;
-        y[i] = x[i] * mask[i];
-    }
-}
-
-static void dropout_backward(rg_graph *g, rg_node_impl *n, int batch) {
-    const dropout_attr *a = n->attr;
-    rg_node_impl *in = rg_in(g, n, 0);
-    if (!in->needs_grad) return;
-    const long count = (long)batch * (long)n->size;
-    const float *dy = n->dout, *mask = n->aux;
-    float *dx = in->dout;
-#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
-    for (long i = 0; i < count; i++) dx[i] += a->last_train ? dy[i] * mask[i] : dy[i];
-}
-
 const rg_op_def rg_op_dropout_def = {
     .name = "dropout", .min_inputs = 1, .max_inputs = 1,
-    .infer = dropout_infer, .forward = dropout_forward, .backward = dropout_backward,
+    .infer = dropout_infer,
 };
 
 rg_node rg_dropout(rg_graph *g, rg_node x, float rate) {

@@ -1,7 +1,7 @@
 /*
  * input.c — the input op: a node whose output buffer the caller fills before forward.
  */
-#include "../internal.h"
+#include "ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +19,9 @@ static rg_status input_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
-static void input_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)g, (void)n, (void)batch, (void)train; /* the caller wrote n->out */
-}
-
 const rg_op_def rg_op_input_def = {
     .name = "input", .min_inputs = 0, .max_inputs = 0,
-    .infer = input_infer, .forward = input_forward, .backward = NULL,
+    .infer = input_infer,
 };
 
 rg_node rg_input(rg_graph *g, const char *name, int ndim, const int *dims) {

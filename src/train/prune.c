@@ -13,6 +13,7 @@
  * prunes everything below it.  Masks live in a flat buffer parallel to the parameters.
  */
 #include "../internal.h"
+#include "../kernels/backend.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -77,7 +78,7 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
     if (o->norm != 1 && o->norm != 2)
         return rg_fail(RG_ERR_ARG, "pruning criterion must be l1 or l2");
     if (!g->mask_buf) {
-        if (!(g->mask_buf = malloc(g->param_floats * sizeof(float))))
+        if (!(g->mask_buf = g->backend->alloc(g->param_floats)))
             return rg_fail(RG_ERR_MEMORY, "out of memory for pruning masks");
         for (size_t i = 0; i < g->param_floats; i++) g->mask_buf[i] = 1.0f;
     }
@@ -157,7 +158,7 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
 }
 
 void rg_graph_clear_masks(rg_graph *g) {
-    free(g->mask_buf);
+    g->backend->release(g->mask_buf);
     g->mask_buf = NULL;
 }
 
@@ -182,7 +183,7 @@ rg_status rg_graph_set_mask(rg_graph *g, int i, const float *mask) {
     const rg_param_impl *p = &g->params[i];
     if (p->state) return rg_fail(RG_ERR_ARG, "'%s' is state, not a parameter: it has no mask", p->name);
     if (!g->mask_buf) {
-        if (!(g->mask_buf = malloc(g->param_floats * sizeof(float))))
+        if (!(g->mask_buf = g->backend->alloc(g->param_floats)))
             return rg_fail(RG_ERR_MEMORY, "out of memory for pruning masks");
         for (size_t j = 0; j < g->param_floats; j++) g->mask_buf[j] = 1.0f;
     }

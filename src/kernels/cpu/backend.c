@@ -1,0 +1,46 @@
+/*
+ * backend.c — the CPU backend's table: every op's forward, backward and workspace plan
+ * (op_*.c in this folder), and buffers from the heap, 64-byte aligned.
+ */
+#include "../backend.h"
+#include "../../ops/ops.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *cpu_alloc(size_t floats) {
+    if (floats > (SIZE_MAX - RG_BUFFER_ALIGN) / sizeof(float)) return NULL;
+    const size_t bytes = (floats ? floats : 1) * sizeof(float);
+    const size_t rounded = (bytes + RG_BUFFER_ALIGN - 1) / RG_BUFFER_ALIGN * RG_BUFFER_ALIGN;
+    float *p = aligned_alloc(RG_BUFFER_ALIGN, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+static void cpu_release(float *p) { free(p); }
+
+const rg_backend rg_cpu_backend = {
+    .name = "cpu",
+    .ops = {
+        [RG_OP_INPUT] = {rg_cpu_input_forward, NULL, NULL},
+        [RG_OP_DENSE] = {rg_cpu_dense_forward, rg_cpu_dense_backward, NULL},
+        [RG_OP_ACTIVATION] = {rg_cpu_activation_forward, rg_cpu_activation_backward, NULL},
+        [RG_OP_SOFTMAX] = {rg_cpu_softmax_forward, rg_cpu_softmax_backward, NULL},
+        [RG_OP_DROPOUT] = {rg_cpu_dropout_forward, rg_cpu_dropout_backward, NULL},
+        [RG_OP_ADD] = {rg_cpu_add_forward, rg_cpu_add_backward, NULL},
+        [RG_OP_FLATTEN] = {rg_cpu_flatten_forward, NULL, NULL},
+        [RG_OP_SOFTMAX_XENT] = {rg_cpu_softmax_xent_forward, rg_cpu_softmax_xent_backward, NULL},
+        [RG_OP_MSE] = {rg_cpu_mse_forward, rg_cpu_mse_backward, NULL},
+        [RG_OP_CONV2D] = {rg_cpu_conv2d_forward, rg_cpu_conv2d_backward, rg_cpu_conv2d_plan},
+        [RG_OP_MAX_POOL] = {rg_cpu_max_pool_forward, rg_cpu_max_pool_backward, NULL},
+        [RG_OP_AVG_POOL] = {rg_cpu_avg_pool_forward, rg_cpu_avg_pool_backward, NULL},
+        [RG_OP_GLOBAL_AVG_POOL] = {rg_cpu_global_avg_pool_forward, rg_cpu_global_avg_pool_backward, NULL},
+        [RG_OP_ZERO_PAD] = {rg_cpu_zero_pad_forward, rg_cpu_zero_pad_backward, NULL},
+        [RG_OP_CONCAT] = {rg_cpu_concat_forward, rg_cpu_concat_backward, NULL},
+        [RG_OP_BATCH_NORM] = {rg_cpu_batch_norm_forward, rg_cpu_batch_norm_backward, rg_cpu_batch_norm_plan},
+        [RG_OP_WEIGHTED_SUM] = {rg_cpu_weighted_sum_forward, rg_cpu_weighted_sum_backward, NULL},
+    },
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+};

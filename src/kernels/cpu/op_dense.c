@@ -1,0 +1,61 @@
+/*
+ * op_dense.c — the fully connected layer on the CPU: the BLAS through rg_sgemm, and the
+ * units' statistics for the monitor while each thread's part of the output is in cache.
+ */
+#include "../../ops/ops.h"
+#include "../kernels.h"
+
+#include <string.h>
+
+/* The units [lo, hi) of a watched dense output: their sums over the batch (kernels.h),
+ * called by the thread that just computed them. */
+typedef struct {
+    const float *y;
+    int batch, units;
+    rg_output_stats *st;
+} unit_sums_job;
+
+static void sum_units(void *ctx, int lo, int hi) {
+    const unit_sums_job *j = ctx;
+    rg_output_stats *st = j->st;
+    for (int u0 = lo; u0 < hi; u0 += RG_UNIT_BLOCK) {
+        const int width = hi - u0 < RG_UNIT_BLOCK ? hi - u0 : RG_UNIT_BLOCK;
+        float s[RG_UNIT_BLOCK], s2[RG_UNIT_BLOCK], rs[RG_UNIT_BLOCK] = {0}, rs2[RG_UNIT_BLOCK] = {0};
+        int counted[RG_UNIT_BLOCK];
+        rg_unit_block_sums(j->y + u0, (size_t)j->units, j->batch, width, (rg_count_kind)st->want,
+                           0, 0, s, s2, counted, rs, rs2);
+        for (int k = 0; k < width; k++) {
+            double *t = st->sums + (size_t)(u0 + k) * 4;
+            t[0] = s[k], t[1] = s2[k], t[2] = rs[k], t[3] = rs2[k];
+            st->counts[u0 + k] = counted[k];
+        }
+    }
+}
+
+void rg_cpu_dense_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const rg_node_impl *x = rg_in(g, n, 0);
+    const int in = x->shape[0], out = n->shape[0];
+    const float *w = rg_param_data(g, n, 0), *b = rg_param_data(g, n, 1);
+    float *y = n->out;
+    for (int i = 0; i < batch; i++) memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *b);
+    /* watched: the units' sums, each thread's while its part of the product is in cache */
+    unit_sums_job job = {y, batch, out, n->stats};
+    rg_sgemm_then(false, true, batch, out, in, 1.0f, x->out, in, w, in, 1.0f, y, out,
+                  n->stats ? sum_units : NULL, &job);
+}
+
+void rg_cpu_dense_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    const int in = x->shape[0], out = n->shape[0];
+    const float *dy = n->dout;
+    float *dw = rg_param_grad(g, n, 0), *db = rg_param_grad(g, n, 1);
+    rg_sgemm(true, false, out, in, batch, 1.0f, dy, out, x->out, in, 1.0f, dw, in);
+    for (int i = 0; i < batch; i++) {
+        const float *row = dy + (size_t)i * out;
+        for (int j = 0; j < out; j++) db[j] += row[j];
+    }
+    if (x->needs_grad)
+        rg_sgemm(false, false, batch, in, out, 1.0f, dy, out, rg_param_data(g, n, 0), in,
+                 rg_grad_fresh(g, 0) ? 0.0f : 1.0f, x->dout, in);
+}
