@@ -74,164 +74,183 @@ static double median(double *v, long n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int cmd_bench(int argc, char **argv) {
-    const char *cmd = "bench";
-    bench_args a = {0};
-    cli_defaults(&bench_command, &a);
-    const int parsed = cli_parse(&bench_command, argc, argv, &a, NULL);
-    if (parsed >= 0) return parsed;
-    const char *spec = a.model;
-    const int c_in = a.input[0], h = a.input[1], w = a.input[2];
-    const long classes = a.classes, batch = a.batch, steps = a.steps, warmup = a.warmup;
-    const bool json = a.json, layers = a.layers, monitor = a.monitor;
-    const rg_optim_kind kind = a.optimizer;
+/* What the timed steps measured. */
+typedef struct bench_result {
+    double total, opt_seconds, ips, watched_s, plain_s, monitor_cost;
+    long n_watched, n_plain;
+    op_total ops[64];
+    int n_ops;
+    double timed, conv_rate, dense_rate, gemm_rate, rss_mib;
+} bench_result;
+
+/* The model compiled for the batch, with random inputs and labels. */
+static int bench_build(const char *cmd, const bench_args *a, rg_model *m) {
     rg_status s;
-    rg_set_threads((int)a.threads);
-    rg_model m;
-    if ((s = rg_model_build(spec, &(rg_model_opts){.c = c_in, .h = h, .w = w, .classes = (int)classes, .seed = 1}, &m)))
-        return cli_fail(cmd, s);
-    if (m.loss == RG_NONE) {
-        rg_model_free(&m);
-        cli_error(cmd, "model '%s' has no classifier (top=0): bench needs top=1", spec);
+    const rg_model_opts mo = {.c = a->input[0], .h = a->input[1], .w = a->input[2],
+                              .classes = (int)a->classes, .seed = 1};
+    if ((s = rg_model_build(a->model, &mo, m))) return cli_fail(cmd, s);
+    if (m->loss == RG_NONE) {
+        cli_error(cmd, "model '%s' has no classifier (top=0): bench needs top=1", a->model);
         return EXIT_USAGE;
     }
-    rg_graph *g = m.graph;
-    if ((s = rg_graph_compile(g, (int)batch))) {
-        rg_model_free(&m);
-        return cli_fail(cmd, s);
-    }
-    rg_optim_config oc = rg_optim_defaults(kind);
-    rg_optim *opt = rg_optim_create(&oc, rg_graph_param_floats(g));
-    const size_t sample = rg_node_size(g, m.input);
-    const int k = (int)rg_node_size(g, m.logits);
+    rg_graph *g = m->graph;
+    if ((s = rg_graph_compile(g, (int)a->batch))) return cli_fail(cmd, s);
+    const size_t sample = rg_node_size(g, m->input);
+    const int k = (int)rg_node_size(g, m->logits);
     rg_rng rng;
     rg_rng_seed(&rng, 7);
-    float *x = rg_graph_input_buffer(g, m.input);
-    for (size_t i = 0; i < sample * (size_t)batch; i++) x[i] = rg_rng_uniform(&rng);
-    for (int b = 0; b < batch; b++) rg_graph_labels(g)[b] = (int)rg_rng_below(&rng, (uint32_t)k);
+    float *x = rg_graph_input_buffer(g, m->input);
+    for (size_t i = 0; i < sample * (size_t)a->batch; i++) x[i] = rg_rng_uniform(&rng);
+    for (int b = 0; b < a->batch; b++) rg_graph_labels(g)[b] = (int)rg_rng_below(&rng, (uint32_t)k);
+    return -1;
+}
 
-    rg_monitor *mon = NULL;
-    if (monitor && !(mon = rg_monitor_create(g))) {
-        rg_optim_free(opt);
-        rg_model_free(&m);
-        return cli_fail(cmd, RG_ERR_MEMORY);
-    }
-    double opt_seconds = 0, t0 = 0;
-    double *step_times[2] = {NULL, NULL}; /* plain, watched: each step's seconds */
-    long n_times[2] = {0, 0};
-    if (mon && (!(step_times[0] = malloc((size_t)steps * sizeof(double))) ||
-                !(step_times[1] = malloc((size_t)steps * sizeof(double)))))
+/* The warm-up and timed steps; with the monitor, watched and plain steps alternate and
+ * each step's time is kept for their medians. */
+static rg_status bench_steps(const bench_args *a, rg_model *m, rg_optim *opt, float lr,
+                             rg_monitor *mon, bench_result *r) {
+    rg_graph *g = m->graph;
+    rg_status s = RG_OK;
+    double *times[2] = {NULL, NULL}; /* plain, watched: each step's seconds */
+    long n[2] = {0, 0};
+    double t0 = 0;
+    if (mon && (!(times[0] = malloc((size_t)a->steps * sizeof(double))) ||
+                !(times[1] = malloc((size_t)a->steps * sizeof(double)))))
         s = RG_ERR_MEMORY;
-    for (long i = 0; !s && i < warmup + steps; i++) {
-        if (i == warmup) {
+    for (long i = 0; !s && i < a->warmup + a->steps; i++) {
+        if (i == a->warmup) {
             rg_graph_profile(g, 1);
-            opt_seconds = 0;
+            r->opt_seconds = 0;
             t0 = rg_seconds();
         }
         const bool watch = mon && i % 2 == 1;
         const double s0 = rg_seconds();
         if (mon) rg_monitor_enable(mon, watch);
         if (mon && (s = rg_monitor_track_update(mon, watch, opt, 1))) break; /* as in training */
-        rg_graph_forward(g, (int)batch, 1);
-        rg_graph_backward(g, m.loss);
+        rg_graph_forward(g, (int)a->batch, 1);
+        rg_graph_backward(g, m->loss);
         if (watch) rg_monitor_enable(mon, 0);
-        double o0 = rg_seconds();
-        rg_optim_step(opt, rg_graph_params(g), rg_graph_grads(g), oc.lr);
-        opt_seconds += rg_seconds() - o0;
+        const double o0 = rg_seconds();
+        rg_optim_step(opt, rg_graph_params(g), rg_graph_grads(g), lr);
+        r->opt_seconds += rg_seconds() - o0;
         if (watch) {
             rg_monitor_note_update(mon);
             rg_monitor_judge(mon);
         }
-        if (i >= warmup && mon) step_times[watch][n_times[watch]++] = rg_seconds() - s0;
+        if (i >= a->warmup && mon) times[watch][n[watch]++] = rg_seconds() - s0;
     }
-    if (s) { /* no memory for the step times or the monitor's copy of the weights */
-        free(step_times[0]);
-        free(step_times[1]);
-        rg_monitor_free(mon);
-        rg_optim_free(opt);
-        rg_model_free(&m);
-        return cli_fail(cmd, s);
+    if (!s) { /* the watched steps' extra time over the plain ones' */
+        r->watched_s = median(times[1], n[1]), r->plain_s = median(times[0], n[0]);
+        r->monitor_cost = n[1] && n[0] ? r->watched_s / r->plain_s - 1 : NAN;
+        r->n_watched = n[1], r->n_plain = n[0];
+        r->total = rg_seconds() - t0;
+        r->ips = (double)a->batch * a->steps / r->total;
     }
-    /* the watched steps' extra time over the plain ones' */
-    const double watched_s = median(step_times[1], n_times[1]), plain_s = median(step_times[0], n_times[0]);
-    const double monitor_cost = n_times[1] && n_times[0] ? watched_s / plain_s - 1 : NAN;
-    free(step_times[0]);
-    free(step_times[1]);
-    const double total = rg_seconds() - t0;
     rg_graph_profile(g, 0); /* stop counting; totals stay readable until reset */
-    const double ips = (double)batch * steps / total;
+    free(times[0]);
+    free(times[1]);
+    return s;
+}
 
-    /* Totals per op kind, in the order kinds first appear. */
-    op_total ops[64];
-    int n_ops = 0;
-    double conv_s = 0, conv_f = 0, dense_s = 0, dense_f = 0, timed = 0;
+/* Totals per op kind, in the order kinds first appear, and the FLOP rates. */
+static void bench_totals(const bench_args *a, const rg_graph *g, bench_result *r) {
+    double conv_s = 0, conv_f = 0, dense_s = 0, dense_f = 0;
     for (int i = 0; i < rg_graph_node_count(g); i++) {
         double f, b, flops;
         rg_node_profile(g, i, &f, &b, &flops);
         const char *op = rg_node_op_name(g, i);
         int j = 0;
-        while (j < n_ops && strcmp(ops[j].op, op) != 0) j++;
-        if (j == n_ops && n_ops < 64) ops[n_ops++] = (op_total){op, 0, 0, 0, 0};
-        if (j < 64) ops[j].count++, ops[j].fwd += f, ops[j].bwd += b, ops[j].flops += flops;
-        timed += f + b;
+        while (j < r->n_ops && strcmp(r->ops[j].op, op) != 0) j++;
+        if (j == r->n_ops && r->n_ops < 64) r->ops[r->n_ops++] = (op_total){op, 0, 0, 0, 0};
+        if (j < 64) r->ops[j].count++, r->ops[j].fwd += f, r->ops[j].bwd += b, r->ops[j].flops += flops;
+        r->timed += f + b;
         /* forward + backward of dense and conv: 3x the forward FLOPs */
         if (!strcmp(op, "conv2d")) conv_s += f + b, conv_f += 3 * flops;
         if (!strcmp(op, "dense")) dense_s += f + b, dense_f += 3 * flops;
     }
-    const double samples = (double)batch * steps;
-    const double conv_rate = conv_s > 0 ? conv_f * samples / conv_s / 1e9 : 0;
-    const double dense_rate = dense_s > 0 ? dense_f * samples / dense_s / 1e9 : 0;
-    const double gemm_rate = rg_sgemm_gflops(1024, 3);
+    const double samples = (double)a->batch * a->steps;
+    r->conv_rate = conv_s > 0 ? conv_f * samples / conv_s / 1e9 : 0;
+    r->dense_rate = dense_s > 0 ? dense_f * samples / dense_s / 1e9 : 0;
+    r->gemm_rate = rg_sgemm_gflops(1024, 3);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    const double rss_mib = ru.ru_maxrss / 1024.0;
+    r->rss_mib = ru.ru_maxrss / 1024.0;
+}
 
-    if (json) {
-        printf("{\"model\":\"%s\",\"batch\":%ld,\"steps\":%ld,\"threads\":%d,"
-               "\"images_per_sec\":%.2f,\"peak_rss_mib\":%.1f,\"conv_gflops\":%.2f,"
-               "\"dense_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"optimizer_seconds\":%.4f,",
-               spec, batch, steps, rg_get_threads(), ips, rss_mib, conv_rate, dense_rate,
-               gemm_rate, opt_seconds);
-        if (isfinite(monitor_cost)) printf("\"monitor_step_cost\":%.4f,", monitor_cost);
-        printf("\"ops\":[");
-        for (int j = 0; j < n_ops; j++)
-            printf("%s{\"op\":\"%s\",\"count\":%d,\"forward_seconds\":%.4f,\"backward_seconds\":%.4f}",
-                   j ? "," : "", ops[j].op, ops[j].count, ops[j].fwd, ops[j].bwd);
-        printf("]}\n");
-    } else {
-        printf("%s: batch %ld, %ld steps, %d threads: %.1f images/s, peak RSS %.0f MiB\n", spec,
-               batch, steps, rg_get_threads(), ips, rss_mib);
-        printf("\n%-22s %6s %12s %12s %8s\n", "op", "count", "forward ms", "backward ms", "share");
-        for (int j = 0; j < n_ops; j++)
-            printf("%-22s %6d %12.1f %12.1f %7.1f%%\n", ops[j].op, ops[j].count,
-                   1e3 * ops[j].fwd / steps, 1e3 * ops[j].bwd / steps,
-                   100 * (ops[j].fwd + ops[j].bwd) / total);
-        printf("%-22s %6s %25.1f %7.1f%%\n", "optimizer step", "", 1e3 * opt_seconds / steps,
-               100 * opt_seconds / total);
-        printf("%-22s %6s %25.1f %7.1f%%\n", "other", "", 1e3 * (total - timed - opt_seconds) / steps,
-               100 * (total - timed - opt_seconds) / total);
-        if (layers) {
-            printf("\n%-36s %12s %12s\n", "layer", "forward ms", "backward ms");
-            for (int i = 0; i < rg_graph_node_count(g); i++) {
-                double f, b, flops;
-                rg_node_profile(g, i, &f, &b, &flops);
-                printf("%-36s %12.2f %12.2f\n", rg_node_name(g, i), 1e3 * f / steps, 1e3 * b / steps);
-            }
+static void bench_print_json(const bench_args *a, const bench_result *r) {
+    printf("{\"model\":");
+    cli_json_str(stdout, a->model);
+    printf(",\"batch\":%ld,\"steps\":%ld,\"threads\":%d,\"images_per_sec\":%.2f,"
+           "\"peak_rss_mib\":%.1f,\"conv_gflops\":%.2f,\"dense_gflops\":%.2f,"
+           "\"sgemm_gflops\":%.2f,\"optimizer_seconds\":%.4f,", a->batch, a->steps,
+           rg_get_threads(), r->ips, r->rss_mib, r->conv_rate, r->dense_rate, r->gemm_rate,
+           r->opt_seconds);
+    if (isfinite(r->monitor_cost)) printf("\"monitor_step_cost\":%.4f,", r->monitor_cost);
+    printf("\"ops\":[");
+    for (int j = 0; j < r->n_ops; j++)
+        printf("%s{\"op\":\"%s\",\"count\":%d,\"forward_seconds\":%.4f,\"backward_seconds\":%.4f}",
+               j ? "," : "", r->ops[j].op, r->ops[j].count, r->ops[j].fwd, r->ops[j].bwd);
+    printf("]}\n");
+}
+
+static void bench_print_table(const bench_args *a, const rg_graph *g, const bench_result *r) {
+    const long steps = a->steps;
+    printf("%s: batch %ld, %ld steps, %d threads: %.1f images/s, peak RSS %.0f MiB\n", a->model,
+           a->batch, steps, rg_get_threads(), r->ips, r->rss_mib);
+    printf("\n%-22s %6s %12s %12s %8s\n", "op", "count", "forward ms", "backward ms", "share");
+    for (int j = 0; j < r->n_ops; j++)
+        printf("%-22s %6d %12.1f %12.1f %7.1f%%\n", r->ops[j].op, r->ops[j].count,
+               1e3 * r->ops[j].fwd / steps, 1e3 * r->ops[j].bwd / steps,
+               100 * (r->ops[j].fwd + r->ops[j].bwd) / r->total);
+    printf("%-22s %6s %25.1f %7.1f%%\n", "optimizer step", "", 1e3 * r->opt_seconds / steps,
+           100 * r->opt_seconds / r->total);
+    const double other = r->total - r->timed - r->opt_seconds;
+    printf("%-22s %6s %25.1f %7.1f%%\n", "other", "", 1e3 * other / steps, 100 * other / r->total);
+    if (a->layers) {
+        printf("\n%-36s %12s %12s\n", "layer", "forward ms", "backward ms");
+        for (int i = 0; i < rg_graph_node_count(g); i++) {
+            double f, b;
+            rg_node_profile(g, i, &f, &b, NULL);
+            printf("%-36s %12.2f %12.2f\n", rg_node_name(g, i), 1e3 * f / steps, 1e3 * b / steps);
         }
-        printf("\nconvolutions: %.1f GFLOP/s   dense: %.1f GFLOP/s   machine sgemm 1024^3: %.1f GFLOP/s\n"
-               "(convolutions' FLOPs counted as direct products: Winograd's 3x3 layers do 2.25x "
-               "fewer multiplications, so their rate may pass the machine's)\n",
-               conv_rate, dense_rate, gemm_rate);
-        if (isfinite(monitor_cost))
-            printf("monitor: a watched step takes %.3f ms, a plain one %.3f ms (medians): %+.1f%% "
-                   "watching every step, %+.1f%% every 10 (%ld watched, %ld plain steps)\n",
-                   1e3 * watched_s, 1e3 * plain_s, 100 * monitor_cost, 10 * monitor_cost,
-                   n_times[1], n_times[0]);
-        else if (monitor)
-            printf("monitor: no comparison from %ld timed step(s): give --steps 2 or more\n", steps);
+    }
+    printf("\nconvolutions: %.1f GFLOP/s   dense: %.1f GFLOP/s   machine sgemm 1024^3: %.1f GFLOP/s\n"
+           "(convolutions' FLOPs counted as direct products: Winograd's 3x3 layers do 2.25x "
+           "fewer multiplications, so their rate may pass the machine's)\n",
+           r->conv_rate, r->dense_rate, r->gemm_rate);
+    if (isfinite(r->monitor_cost))
+        printf("monitor: a watched step takes %.3f ms, a plain one %.3f ms (medians): %+.1f%% "
+               "watching every step, %+.1f%% every 10 (%ld watched, %ld plain steps)\n",
+               1e3 * r->watched_s, 1e3 * r->plain_s, 100 * r->monitor_cost, 10 * r->monitor_cost,
+               r->n_watched, r->n_plain);
+    else if (a->monitor)
+        printf("monitor: no comparison from %ld timed step(s): give --steps 2 or more\n", steps);
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *cmd = "bench";
+    bench_args a = {0};
+    cli_defaults(&bench_command, &a);
+    int r = cli_parse(&bench_command, argc, argv, &a, NULL);
+    if (r >= 0) return r;
+    rg_set_threads((int)a.threads);
+    rg_model m = {0};
+    if ((r = bench_build(cmd, &a, &m)) >= 0) {
+        rg_model_free(&m);
+        return r;
+    }
+    const rg_optim_config oc = rg_optim_defaults(a.optimizer);
+    rg_optim *opt = rg_optim_create(&oc, rg_graph_param_floats(m.graph));
+    rg_monitor *mon = a.monitor ? rg_monitor_create(m.graph) : NULL;
+    bench_result res = {0};
+    rg_status s = !opt || (a.monitor && !mon) ? RG_ERR_MEMORY : bench_steps(&a, &m, opt, oc.lr, mon, &res);
+    if (!s) {
+        bench_totals(&a, m.graph, &res);
+        if (a.json) bench_print_json(&a, &res);
+        else bench_print_table(&a, m.graph, &res);
     }
     rg_monitor_free(mon);
     rg_optim_free(opt);
     rg_model_free(&m);
-    return 0;
+    return s ? cli_fail(cmd, s) : 0; /* no memory for the step times or the weights' copy */
 }

@@ -40,124 +40,129 @@ static const cli_command diagnose_command = {
              "its evidence, and suggested remedies.",
     .options = diagnose_options};
 
+static void diagnose_json(const char *spec, long batch, const rg_monitor *mon, double ratio) {
+    printf("{\"model\":");
+    cli_json_str(stdout, spec);
+    printf(",\"batch\":%ld,", batch);
+    cli_json_num(stdout, "first_to_last_grad_ratio", ratio, false);
+    printf("\"layers\":[");
+    for (int i = 0; i < rg_monitor_layer_count(mon); i++) {
+        const rg_layer_health *h = rg_monitor_layer(mon, i);
+        printf("%s{\"layer\":", i ? "," : "");
+        cli_json_str(stdout, h->name);
+        printf(",\"act\":\"%s\",", h->act);
+        cli_json_num(stdout, "grad_norm", h->grad_norm, false);
+        cli_json_num(stdout, "weight_norm", h->weight_norm, false);
+        cli_json_num(stdout, "grad_ratio", h->grad_ratio, false);
+        cli_json_num(stdout, "grad_rms", h->grad_rms, false);
+        cli_json_num(stdout, "backward_gain", h->backward_gain, false);
+        cli_json_num(stdout, "pre_mean", h->pre_mean, false);
+        cli_json_num(stdout, "pre_std", h->pre_std, false);
+        cli_json_num(stdout, "act_mean", h->act_mean, false);
+        cli_json_num(stdout, "act_std", h->act_std, false);
+        cli_json_num(stdout, "saturated", h->saturated, false);
+        cli_json_num(stdout, "dead", h->dead, false);
+        printf("\"nonfinite\":%ld,\"verdict\":\"%s\",\"evidence\":", h->nonfinite,
+               rg_verdict_name(h->verdict));
+        cli_json_str(stdout, h->evidence);
+        printf("}");
+    }
+    printf("]}\n");
+}
+
+/* The remedies that fit what the verdicts found. */
+static void print_remedies(const int counts[RG_VERDICT_COUNT], bool sig_tanh) {
+    printf("Remedies to try:\n");
+    if (counts[RG_VANISHING] || counts[RG_SATURATED]) {
+        if (sig_tanh) printf("  - relu with He init (act=relu,init=he) instead of sigmoid/tanh\n");
+        printf("  - batch norm (bn=1 for mlp) or residual connections (residual=1, resnet*)\n");
+        printf("  - GRA: regrad train --repair auto (the default) re-conditions these layers\n");
+    }
+    if (counts[RG_EXPLODING] || counts[RG_NONFINITE])
+        printf("  - a lower --lr, or GRA (--repair auto), which scales exploding gradients back\n");
+    if (counts[RG_DEAD]) printf("  - leaky_relu, He init, or a lower --lr to revive dead relu units\n");
+}
+
+static void diagnose_table(const char *spec, const char *data, long batch, const rg_monitor *mon,
+                           double ratio) {
+    const int n = rg_monitor_layer_count(mon);
+    int counts[RG_VERDICT_COUNT] = {0};
+    bool sig_tanh = false;
+    printf("%s on %s, batch %ld: first-to-last layer gradient norm ratio %.3g\n\n", spec, data,
+           batch, ratio);
+    printf("%-26s %-8s %9s %9s %9s %8s %8s %8s  %-10s %s\n", "layer", "act", "|dW|", "|dW|/|W|",
+           "dz rms", "gain", "pre std", "sat/dead", "verdict", "evidence");
+    for (int i = 0; i < n; i++) {
+        const rg_layer_health *h = rg_monitor_layer(mon, i);
+        counts[h->verdict]++;
+        sig_tanh |= !strcmp(h->act, "sigmoid") || !strcmp(h->act, "tanh");
+        const double sd = isfinite(h->saturated) ? h->saturated : h->dead;
+        printf("%-26s %-8s %9.2e %9.2e %9.2e %8.3f %8.3f %8.2f  %-10s %s\n", h->name, h->act,
+               h->grad_norm, h->grad_ratio, h->grad_rms, h->backward_gain, h->pre_std, sd,
+               rg_verdict_name(h->verdict), h->verdict == RG_HEALTHY ? "" : h->evidence);
+    }
+    const int bad = n - counts[RG_HEALTHY];
+    printf("\n%d of %d layers unhealthy", bad, n);
+    for (int v = 1; v < RG_VERDICT_COUNT; v++)
+        if (counts[v]) printf(", %d %s", counts[v], rg_verdict_name((rg_verdict)v));
+    printf(".\n");
+    if (bad) print_remedies(counts, sig_tanh);
+}
+
+/* One observed forward and backward on `batch` samples of d drawn with seed. */
+static rg_status observe_batch(const rg_dataset *d, rg_model *m, rg_monitor *mon, int batch,
+                               uint64_t seed) {
+    int *idx = malloc((size_t)d->n * sizeof *idx);
+    if (!idx) return RG_ERR_MEMORY;
+    for (int i = 0; i < d->n; i++) idx[i] = i;
+    rg_rng rng;
+    rg_rng_seed(&rng, seed);
+    rg_rng_shuffle(&rng, idx, d->n);
+    rg_status s = rg_dataset_batch(d, idx, batch, rg_graph_input_buffer(m->graph, m->input),
+                                   rg_graph_labels(m->graph));
+    free(idx);
+    rg_monitor_enable(mon, 1);
+    if (!s && !(s = rg_graph_forward(m->graph, batch, 1))) s = rg_graph_backward(m->graph, m->loss);
+    rg_monitor_enable(mon, 0);
+    rg_monitor_judge(mon);
+    return s;
+}
+
 int cmd_diagnose(int argc, char **argv) {
     const char *cmd = "diagnose";
     diagnose_args a = {0};
     cli_defaults(&diagnose_command, &a);
     const int parsed = cli_parse(&diagnose_command, argc, argv, &a, NULL);
     if (parsed >= 0) return parsed;
-    const char *spec = a.model, *data = a.data;
-    long batch = a.batch;
-    const long seed = a.seed;
-    const bool json = a.json;
     rg_status s;
-    rg_model m;
-    if ((s = rg_model_build(spec, NULL, &m))) return cli_fail(cmd, s);
+    rg_model m = {0};
+    if ((s = rg_model_build(a.model, NULL, &m))) return cli_fail(cmd, s); /* before the data */
+    const bool classifier = m.loss != RG_NONE;
     rg_model_free(&m);
+    if (!classifier) {
+        cli_error(cmd, "model '%s' has no classifier (top=0): diagnose needs top=1", a.model);
+        return EXIT_USAGE;
+    }
     rg_set_threads((int)a.threads);
     rg_dataset *d = NULL;
-    if ((s = rg_dataset_open(data, NULL, &d, NULL))) return cli_fail(cmd, s);
-    int code = 0;
     rg_monitor *mon = NULL;
-    int *idx = NULL;
-    if ((s = rg_model_build(spec, &(rg_model_opts){.c = d->c, .h = d->h, .w = d->w, .classes = d->classes, .seed = (uint64_t)seed}, &m))) {
-        code = cli_fail(cmd, s);
-        goto done;
-    }
-    if (m.loss == RG_NONE) {
-        cli_error(cmd, "model '%s' has no classifier (top=0): diagnose needs top=1", spec);
-        code = EXIT_USAGE;
-        goto done;
-    }
-    if (batch > d->n) batch = d->n;
-    if ((s = rg_graph_compile(m.graph, (int)batch)) || !(mon = rg_monitor_create(m.graph))) {
-        code = cli_fail(cmd, s ? s : RG_ERR_MEMORY);
-        goto done;
-    }
-    idx = malloc((size_t)d->n * sizeof *idx);
-    if (!idx) {
-        cli_error(cmd, "out of memory");
-        code = EXIT_RUNTIME;
-        goto done;
-    }
-    for (int i = 0; i < d->n; i++) idx[i] = i;
-    rg_rng rng;
-    rg_rng_seed(&rng, (uint64_t)seed);
-    rg_rng_shuffle(&rng, idx, d->n);
-    rg_dataset_batch(d, idx, (int)batch, rg_graph_input_buffer(m.graph, m.input), rg_graph_labels(m.graph));
-    rg_monitor_enable(mon, 1);
-    rg_graph_forward(m.graph, (int)batch, 1);
-    rg_graph_backward(m.graph, m.loss);
-    rg_monitor_judge(mon);
-
-    const int n = rg_monitor_layer_count(mon);
-    int counts[RG_VERDICT_COUNT] = {0};
-    bool sig_tanh = false, relu = false;
-    for (int i = 0; i < n; i++) {
-        const rg_layer_health *h = rg_monitor_layer(mon, i);
-        counts[h->verdict]++;
-        sig_tanh |= !strcmp(h->act, "sigmoid") || !strcmp(h->act, "tanh");
-        relu |= !strcmp(h->act, "relu");
-    }
-    const double first = n ? rg_monitor_layer(mon, 0)->grad_norm : NAN;
-    const double last = n ? rg_monitor_layer(mon, n - 1)->grad_norm : NAN;
-    if (json) {
-        printf("{\"model\":\"%s\",\"batch\":%ld,", spec, batch);
-        cli_json_num(stdout, "first_to_last_grad_ratio", first / last, false);
-        printf("\"layers\":[");
-        for (int i = 0; i < n; i++) {
-            const rg_layer_health *h = rg_monitor_layer(mon, i);
-            printf("%s{\"layer\":\"%s\",\"act\":\"%s\",", i ? "," : "", h->name, h->act);
-            cli_json_num(stdout, "grad_norm", h->grad_norm, false);
-            cli_json_num(stdout, "weight_norm", h->weight_norm, false);
-            cli_json_num(stdout, "grad_ratio", h->grad_ratio, false);
-            cli_json_num(stdout, "grad_rms", h->grad_rms, false);
-            cli_json_num(stdout, "backward_gain", h->backward_gain, false);
-            cli_json_num(stdout, "pre_mean", h->pre_mean, false);
-            cli_json_num(stdout, "pre_std", h->pre_std, false);
-            cli_json_num(stdout, "act_mean", h->act_mean, false);
-            cli_json_num(stdout, "act_std", h->act_std, false);
-            cli_json_num(stdout, "saturated", h->saturated, false);
-            cli_json_num(stdout, "dead", h->dead, false);
-            printf("\"nonfinite\":%ld,\"verdict\":\"%s\",\"evidence\":\"%s\"}", h->nonfinite,
-                   rg_verdict_name(h->verdict), h->evidence);
-        }
-        printf("]}\n");
-    } else {
-        printf("%s on %s, batch %ld: first-to-last layer gradient norm ratio %.3g\n\n", spec,
-               data, batch, first / last);
-        printf("%-26s %-8s %9s %9s %9s %8s %8s %8s  %-10s %s\n", "layer", "act", "|dW|", "|dW|/|W|",
-               "dz rms", "gain", "pre std", "sat/dead", "verdict", "evidence");
-        for (int i = 0; i < n; i++) {
-            const rg_layer_health *h = rg_monitor_layer(mon, i);
-            const double sd = isfinite(h->saturated) ? h->saturated : h->dead;
-            printf("%-26s %-8s %9.2e %9.2e %9.2e %8.3f %8.3f %8.2f  %-10s %s\n", h->name, h->act,
-                   h->grad_norm, h->grad_ratio, h->grad_rms, h->backward_gain, h->pre_std, sd,
-                   rg_verdict_name(h->verdict), h->verdict == RG_HEALTHY ? "" : h->evidence);
-        }
-        const int bad = n - counts[RG_HEALTHY];
-        printf("\n%d of %d layers unhealthy", bad, n);
-        for (int v = 1; v < RG_VERDICT_COUNT; v++)
-            if (counts[v]) printf(", %d %s", counts[v], rg_verdict_name((rg_verdict)v));
-        printf(".\n");
-        if (bad) {
-            printf("Remedies to try:\n");
-            if (counts[RG_VANISHING] || counts[RG_SATURATED]) {
-                if (sig_tanh) printf("  - relu with He init (act=relu,init=he) instead of sigmoid/tanh\n");
-                printf("  - batch norm (bn=1 for mlp) or residual connections (residual=1, resnet*)\n");
-                printf("  - GRA: regrad train --repair auto (the default) re-conditions these layers\n");
-            }
-            if (counts[RG_EXPLODING] || counts[RG_NONFINITE])
-                printf("  - a lower --lr, or GRA (--repair auto), which scales exploding gradients back\n");
-            if (counts[RG_DEAD])
-                printf("  - leaky_relu, He init, or a lower --lr to revive dead relu units%s\n",
-                       relu ? "" : "");
+    const long batch = a.batch < 0 ? 0 : a.batch;
+    if (!(s = rg_dataset_open(a.data, NULL, &d, NULL))) {
+        const int b = batch > d->n ? d->n : (int)batch;
+        const rg_model_opts mo = {.c = d->c, .h = d->h, .w = d->w, .classes = d->classes,
+                                  .seed = (uint64_t)a.seed};
+        if (!(s = rg_model_build(a.model, &mo, &m)) && !(s = rg_graph_compile(m.graph, b)) &&
+            !(s = (mon = rg_monitor_create(m.graph)) ? RG_OK : RG_ERR_MEMORY) &&
+            !(s = observe_batch(d, &m, mon, b, (uint64_t)a.seed))) {
+            const int n = rg_monitor_layer_count(mon);
+            const double ratio = n ? rg_monitor_layer(mon, 0)->grad_norm /
+                                     rg_monitor_layer(mon, n - 1)->grad_norm : NAN;
+            if (a.json) diagnose_json(a.model, b, mon, ratio);
+            else diagnose_table(a.model, a.data, b, mon, ratio);
         }
     }
-done:
-    free(idx);
     rg_monitor_free(mon);
     rg_model_free(&m);
     rg_dataset_free(d);
-    return code;
+    return s ? cli_fail(cmd, s) : 0;
 }

@@ -241,6 +241,31 @@ static void cell_text(char *buf, size_t len, const double *v, int n, const char 
     }
 }
 
+/* The two tables: accuracy and gradient-norm ratio, a row per cell, a column per remedy. */
+static void print_tables(const experiment_args *a, const double *acc, const double *ratio) {
+    const int seeds = (int)a->seeds;
+    for (int table = 0; table < 2; table++) {
+        printf("\n%s\n", table == 0 ? "Test accuracy after training (mean±std over seeds)"
+                                    : "First-to-last layer gradient-norm ratio after training");
+        printf("%-6s %-8s %-5s", "depth", "act", "opt");
+        for (int ri = 0; ri < a->remedies.n; ri++) printf(" %16s", a->remedies.item[ri]);
+        printf("\n");
+        int k = 0;
+        for (int di = 0; di < a->depths.n; di++)
+            for (int ai = 0; ai < a->acts.n; ai++)
+                for (int oi = 0; oi < a->optims.n; oi++) {
+                    printf("%-6s %-8s %-5s", a->depths.item[di], a->acts.item[ai], a->optims.item[oi]);
+                    for (int ri = 0; ri < a->remedies.n; ri++, k += seeds) {
+                        char text[48];
+                        cell_text(text, sizeof text, (table == 0 ? acc : ratio) + k, seeds,
+                                  table == 0 ? "%.3f" : "%.2g");
+                        printf(" %16s", text);
+                    }
+                    printf("\n");
+                }
+    }
+}
+
 int cmd_experiment(int argc, char **argv) {
     const char *cmd = "experiment";
     char report_json[4200];
@@ -321,26 +346,7 @@ int cmd_experiment(int argc, char **argv) {
                                     r.repairs, r.failed ? "true" : "false", r.seconds);
                     }
     fprintf(stderr, "\r\033[K");
-    for (int table = 0; table < 2; table++) {
-        printf("\n%s\n", table == 0 ? "Test accuracy after training (mean±std over seeds)"
-                                    : "First-to-last layer gradient-norm ratio after training");
-        printf("%-6s %-8s %-5s", "depth", "act", "opt");
-        for (int ri = 0; ri < remedies.n; ri++) printf(" %16s", remedies.item[ri]);
-        printf("\n");
-        int k = 0;
-        for (int di = 0; di < depths.n; di++)
-            for (int ai = 0; ai < acts.n; ai++)
-                for (int oi = 0; oi < optims.n; oi++) {
-                    printf("%-6s %-8s %-5s", depths.item[di], acts.item[ai], optims.item[oi]);
-                    for (int ri = 0; ri < remedies.n; ri++, k += (int)seeds) {
-                        char text[48];
-                        cell_text(text, sizeof text, (table == 0 ? acc : ratio) + k, (int)seeds,
-                                  table == 0 ? "%.3f" : "%.2g");
-                        printf(" %16s", text);
-                    }
-                    printf("\n");
-                }
-    }
+    print_tables(&a, acc, ratio);
 out:
     if (jf) {
         fprintf(jf, "\n]\n");

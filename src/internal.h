@@ -259,6 +259,10 @@ rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in);
 void rg_monitor_set_pre_std(rg_monitor *m, int i, double v); /* layer i's unit spread */
 
+/* n floats of one of g's buffers (an output, a gradient, the parameters) as the host reads
+ * them: on the CPU the buffer itself, on a device a copy valid until the next call. */
+const float *rg_host(const rg_graph *g, const float *x, size_t n);
+
 /* Whether the model's input takes the dataset's samples and its labels are among the
  * model's classes (evaluate.c); the number of rows of logits (n, k) whose largest entry is
  * the label. */

@@ -299,13 +299,14 @@ static rg_status check_ready(const rg_graph *g, int batch) {
 }
 
 /* --check-numerics: the first NaN or Inf in x names the op and layer. */
-static rg_status first_nonfinite(const float *x, size_t n, const char *what, const rg_node_impl *node) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return rg_fail(RG_ERR_NUMERIC, "%s in %s %s (op %s), value %zu of %zu: the first "
-                                           "non-finite value of this pass", isnan(x[i]) ? "NaN" : "Inf",
-                           what, node->name, rg_op_table[node->op]->name, i, n);
-    return RG_OK;
+static rg_status first_nonfinite(const rg_graph *g, const float *x, size_t n, const char *what,
+                                 const rg_node_impl *node) {
+    const size_t i = g->backend->first_nonfinite(x, n);
+    if (i == n) return RG_OK;
+    const float v = rg_host(g, x + i, 1)[0];
+    return rg_fail(RG_ERR_NUMERIC, "%s in %s %s (op %s), value %zu of %zu: the first non-finite "
+                                   "value of this pass", isnan(v) ? "NaN" : "Inf", what, node->name,
+                   rg_op_table[node->op]->name, i, n);
 }
 
 void rg_graph_set_memory_limit(rg_graph *g, size_t bytes) {
@@ -330,7 +331,7 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
         g->backend->ops[n->op].forward(g, n, batch, train != 0);
         if (g->profile) n->fwd_seconds += rg_seconds() - t0;
         if (g->hook) g->hook(g, i, false, g->hook_user);
-        if (g->check_numerics && (s = first_nonfinite(n->out, (n->batched ? (size_t)batch : 1) * n->size,
+        if (g->check_numerics && (s = first_nonfinite(g, n->out, (n->batched ? (size_t)batch : 1) * n->size,
                                                       "the output of", n)))
             return s;
     }
@@ -343,7 +344,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     rg_status s = check_ready(g, g ? g->batch : 0);
     if (s) return s;
     if (from < 0 || from >= g->n_nodes) return rg_fail(RG_ERR_ARG, "backward: bad node %d", from);
-    memset(g->grad_buf, 0, g->param_floats * sizeof(float));
+    g->backend->fill(g->grad_buf, g->param_floats, 0);
     const rg_node_impl *top = &g->nodes[from];
     if (!top->needs_grad) return RG_OK; /* nothing trainable upstream */
     /* Only the ancestors of `from` take part. */
@@ -367,7 +368,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
             g->fresh[k] = false;
             if (o->needs_grad && !g->touched[o - g->nodes]) {
                 if (fills) g->fresh[k] = true;
-                else memset(o->dout, 0, (o->batched ? (size_t)g->batch : 1) * o->size * sizeof(float));
+                else g->backend->fill(o->dout, (o->batched ? (size_t)g->batch : 1) * o->size, 0);
                 g->touched[o - g->nodes] = true;
             }
         }
@@ -379,12 +380,12 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
             for (int k = 0; k < n->n_inputs && !s && !n->fused; k++) {
                 const rg_node_impl *in = rg_in(g, n, k);
                 if (in->needs_grad && in->dout)
-                    s = first_nonfinite(in->dout, (in->batched ? (size_t)g->batch : 1) * in->size,
+                    s = first_nonfinite(g, in->dout, (in->batched ? (size_t)g->batch : 1) * in->size,
                                         "the input gradient computed by", n);
             }
             for (int p = 0; p < n->n_params && !s; p++) {
                 const rg_param_impl *pi = &g->params[n->first_param + p];
-                if (!pi->state) s = first_nonfinite(g->grad_buf + pi->offset, pi->size, "the "
+                if (!pi->state) s = first_nonfinite(g, g->grad_buf + pi->offset, pi->size, "the "
                                                     "parameter gradient of", n);
             }
             if (s) return s;
@@ -402,6 +403,8 @@ rg_status rg_graph_backward(rg_graph *g, rg_node loss) {
 }
 
 /* ---------------------------------------------------------------- accessors */
+
+const float *rg_host(const rg_graph *g, const float *x, size_t n) { return g->backend->host_view(x, n); }
 
 static rg_node_impl *node_at(const rg_graph *g, rg_node n) {
     return (g && n >= 0 && n < g->n_nodes) ? &g->nodes[n] : NULL;
@@ -450,9 +453,9 @@ rg_status rg_graph_param(const rg_graph *g, int i, rg_param_info *out) {
 
 uint64_t rg_graph_params_hash(const rg_graph *g) {
     uint64_t h = 0xcbf29ce484222325ull;
-    const unsigned char *b = (const unsigned char *)g->param_buf;
+    const unsigned char *b = (const unsigned char *)rg_host(g, g->param_buf, g->param_floats);
     for (size_t i = 0; i < g->param_floats * sizeof(float); i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    b = (const unsigned char *)g->state_buf;
+    b = (const unsigned char *)rg_host(g, g->state_buf, g->state_floats);
     for (size_t i = 0; i < g->state_floats * sizeof(float); i++) h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }

@@ -19,9 +19,10 @@
  *  - dead: over half of a relu layer's units zero for the whole batch.
  */
 #include "../internal.h"
-#include "../kernels/kernels.h"
+#include "../kernels/backend.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,7 @@ struct rg_monitor {
     int *chunk_layer;         /* the layers' weights cut into RG_SQUARES_PIECE pieces, in order: */
     size_t *chunk_lo;         /* the layer and first index of each piece */
     double *chunk_sum;
+    size_t *chunk_at, *chunk_len; /* each piece's place in the flat buffer (SIZE_MAX: skip) */
     size_t n_chunks;
     size_t *w_off, *w_len;    /* each layer's weights in the flat buffer, for the optimizer */
     double *measured;         /* 3 per layer, as the optimizer sums them: its squared change,
@@ -83,46 +85,14 @@ const char *rg_verdict_name(rg_verdict v) {
  * step being in them.  Large ones are cut into fixed chunks that the OpenMP team shares,
  * the chunks' sums added in order: the same result whatever the number of threads. */
 
-/* Sums of squares of piece i of a[0, n) and, when b is given, of b's, b's piece copied to
- * keep in the same pass when keep is given. */
-static void piece_squares(const float *a, const float *b, float *keep, size_t n, size_t i,
-                          double *sums) {
-    const size_t lo = i * RG_SQUARES_PIECE, len = n - lo < RG_SQUARES_PIECE ? n - lo : RG_SQUARES_PIECE;
-    if (b) rg_squares_pair(a + lo, b + lo, keep ? keep + lo : NULL, len, sums);
-    else sums[0] = rg_squares(a + lo, NULL, len);
+static void squares2(const rg_monitor *m, const float *a, const float *b, float *keep, size_t n,
+                     double *sa, double *sb) {
+    m->g->backend->squares2(a, b, keep, n, sa, sb);
 }
 
-/* Sums of squares of n values of a, and of b with it when given (and b's copy to keep[]),
- * in one pass of RG_SQUARES_PIECE pieces shared by the team, the pieces' sums added in
- * order (on this thread alone when there is one piece or no memory: the same sums). */
-static void squares2(const float *a, const float *b, float *keep, size_t n, double *sa,
-                     double *sb) {
-    const size_t parts = (n + RG_SQUARES_PIECE - 1) / RG_SQUARES_PIECE;
-    double local[2 * 8], *partial = parts <= 8 ? local : malloc(2 * parts * sizeof *partial);
-    *sa = 0;
-    if (sb) *sb = 0;
-    if (!partial) {
-        for (size_t i = 0; i < parts; i++) {
-            double p[2] = {0, 0};
-            piece_squares(a, b, keep, n, i, p);
-            *sa += p[0];
-            if (sb) *sb += p[1];
-        }
-        return;
-    }
-#pragma omp parallel for schedule(static) if (n > RG_PARALLEL_MIN)
-    for (size_t i = 0; i < parts; i++)
-        piece_squares(a, b, keep, n, i, partial + 2 * i);
-    for (size_t i = 0; i < parts; i++) {
-        *sa += partial[2 * i];
-        if (sb) *sb += partial[2 * i + 1];
-    }
-    if (partial != local) free(partial);
-}
-
-static double squares(const float *x, size_t n) {
+static double squares(const rg_monitor *m, const float *x, size_t n) {
     double s;
-    squares2(x, NULL, NULL, n, &s, NULL);
+    squares2(m, x, NULL, NULL, n, &s, NULL);
     return s;
 }
 
@@ -131,11 +101,6 @@ typedef struct {
     int dead;
     double relu_sum, relu_sq; /* RG_COUNT_RELU_OF: sums of relu(x) and relu(x)^2 */
 } unit_counts;
-
-/* Values of a dense output below which one thread sums it: a 128 x 256 output takes ~4 us
- * alone in AVX-512 lanes, and 2 to 18 us on two threads (measured in the MLP benchmark's
- * step, where the second thread often arrives late from the product before). */
-#define DENSE_TEAM_MIN 131072
 
 void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int b, const float *y) {
     for (int c = 0; c < channels; c++) {
@@ -156,7 +121,6 @@ void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int
 static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, rg_count_kind want,
                              float lo, double *sum, double *sq) {
     const int units = n->shape[0];
-    const size_t inner = n->size / (size_t)units;
     const float hi = 0.99f;
     long near = 0;
     int dead = 0;
@@ -167,41 +131,8 @@ static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, rg
             sum[u] = t[0], sq[u] = t[1], relu[2 * u] = t[2], relu[2 * u + 1] = t[3];
             near += n->stats->counts[u], dead += n->stats->counts[u] == 0;
         }
-    } else if (inner == 1) {
-        float *s = m->scratch, *s2 = s + units, *rs = s2 + units, *rs2 = rs + units;
-        int *counted = (int *)(rs2 + units);
-        const int blocks = (units + RG_UNIT_BLOCK - 1) / RG_UNIT_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)batch * units >= DENSE_TEAM_MIN)
-        for (int i = 0; i < blocks; i++) {
-            const int u0 = i * RG_UNIT_BLOCK;
-            rg_unit_block_sums(n->out + u0, n->size, batch,
-                               units - u0 < RG_UNIT_BLOCK ? units - u0 : RG_UNIT_BLOCK, want, lo, hi,
-                               s + u0, s2 + u0, counted + u0, rs + u0, rs2 + u0);
-        }
-        for (int u = 0; u < units; u++) {
-            sum[u] = s[u], sq[u] = s2[u];
-            if (want == RG_COUNT_RELU_OF) relu[2 * u] = rs[u], relu[2 * u + 1] = rs2[u];
-            near += counted[u], dead += counted[u] == 0;
-        }
     } else {
-#pragma omp parallel for schedule(static) reduction(+ : near, dead) if ((size_t)batch * n->size > RG_PARALLEL_MIN)
-        for (int u = 0; u < units; u++) {
-            double t[4] = {0, 0, 0, 0};
-            long counted = 0;
-            const rg_output_stats *st = n->stats; /* the op's own, taken as it wrote them */
-            for (int b = 0; b < batch; b++) {
-                if (st) {
-                    const double *p = st->sums + ((size_t)b * units + u) * 4;
-                    t[0] += p[0], t[1] += p[1], t[2] += p[2], t[3] += p[3];
-                    counted += st->counts[(size_t)b * units + u];
-                } else {
-                    counted += rg_plane_sums(n->out + (size_t)b * n->size + (size_t)u * inner, inner,
-                                             want, lo, hi, t);
-                }
-            }
-            sum[u] = t[0], sq[u] = t[1], relu[2 * u] = t[2], relu[2 * u + 1] = t[3];
-            near += counted, dead += counted == 0;
-        }
+        m->g->backend->unit_sums(n, batch, want, lo, hi, m->scratch, sum, sq, relu, &near, &dead);
     }
     unit_counts c = {want == RG_COUNT_NEAR_BOUND ? near : 0,
                      want == RG_COUNT_POSITIVE || want == RG_COUNT_RELU_OF ? dead : 0, 0, 0};
@@ -232,25 +163,9 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
         }
         l->fan_in = f;
     }
-    if (!q) {
-        rg_sgemm(true, false, f, f, batch, 1.0f / batch, x->out, f, x->out, f, 0.0f, l->in_moment, f);
-        for (int i = 0; i < f; i++) {
-            double s = 0;
-            for (int b = 0; b < batch; b++) s += x->out[(size_t)b * f + i];
-            l->in_mean[i] = (float)(s / batch);
-        }
-        return;
-    }
-    const int p = q->oh * q->ow;
-    if (!l->cols && !(l->cols = malloc((size_t)f * p * sizeof(float)))) return;
-    const float scale = 1.0f / ((float)batch * p);
-    memset(l->in_mean, 0, (size_t)f * sizeof(float));
-    for (int b = 0; b < batch; b++) {
-        rg_im2col(x->out + (size_t)b * x->size, q, l->cols);
-        rg_sgemm(false, true, f, f, p, scale, l->cols, p, l->cols, p, b ? 1.0f : 0.0f,
-                 l->in_moment, f);
-        for (int i = 0; i < f; i++) l->in_mean[i] += (float)(rg_dot(l->cols + (size_t)i * p, m->ones, (size_t)p) * scale);
-    }
+    const int p = q ? q->oh * q->ow : 1;
+    if (q && !l->cols && !(l->cols = malloc((size_t)f * p * sizeof(float)))) return;
+    m->g->backend->input_moments(x->out, x->size, batch, f, q, l->cols, m->ones, l->in_moment, l->in_mean);
 }
 
 /* The activation's statistics from the totals of its output. */
@@ -295,10 +210,9 @@ static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int 
  * other layers in one pass (many small per-sample calls cost more). */
 static double sample_squares(rg_monitor *m, const rg_node_impl *n, const float *x, size_t size,
                              int batch, const double *given) {
-    if (n->op != RG_OP_CONV2D) return squares(x, (size_t)batch * size);
+    if (n->op != RG_OP_CONV2D) return squares(m, x, (size_t)batch * size);
     if (!given) {
-#pragma omp parallel for schedule(static) if ((size_t)batch * size > RG_PARALLEL_MIN)
-        for (int b = 0; b < batch; b++) m->sample_sq[b] = rg_squares(x + (size_t)b * size, NULL, size);
+        m->g->backend->sample_squares(x, size, batch, m->sample_sq);
         given = m->sample_sq;
     }
     double s = 0;
@@ -310,10 +224,8 @@ static double sample_squares(rg_monitor *m, const rg_node_impl *n, const float *
 static void set_norms(rg_monitor *m, layer *l, double g2, double w2) {
     const rg_param_impl *k = &m->g->params[m->g->nodes[l->node].first_param];
     const float *dw = m->g->grad_buf + k->offset;
-    long bad = 0;
-    if (!isfinite(g2)) /* count only when there is something to count */
-        for (size_t i = 0; i < k->size; i++) bad += !isfinite(dw[i]);
-    l->h.nonfinite = bad;
+    /* count only when there is something to count */
+    l->h.nonfinite = isfinite(g2) ? 0 : m->g->backend->count_nonfinite(dw, k->size);
     l->h.grad_norm = sqrt(g2);
     l->h.weight_norm = sqrt(w2);
     l->h.grad_ratio = l->h.grad_norm / fmax(l->h.weight_norm, 1e-12);
@@ -324,7 +236,7 @@ static void take_norms(rg_monitor *m, layer *l) {
     const rg_param_impl *k = &m->g->params[m->g->nodes[l->node].first_param];
     double g2, w2;
     /* the copy that measures the step, when the optimizer does not, is taken in this pass */
-    squares2(m->g->grad_buf + k->offset, m->g->param_buf + k->offset,
+    squares2(m, m->g->grad_buf + k->offset, m->g->param_buf + k->offset,
              m->track_update ? m->before + k->offset : NULL, k->size, &g2, &w2);
     l->kept = m->track_update;
     set_norms(m, l, g2, w2);
@@ -436,7 +348,10 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     m->sample_sq = malloc((size_t)g->max_batch * sizeof *m->sample_sq);
     m->chunk_layer = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_layer);
     m->chunk_lo = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_lo);
-    if (!m->scratch || !m->sums || !m->sample_sq || !m->chunk_layer || !m->chunk_lo) {
+    m->chunk_at = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_at);
+    m->chunk_len = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_len);
+    if (!m->scratch || !m->sums || !m->sample_sq || !m->chunk_layer || !m->chunk_lo ||
+        !m->chunk_at || !m->chunk_len) {
         rg_monitor_free(m);
         rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
         return NULL;
@@ -485,6 +400,8 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->before);
     free(m->chunk_layer);
     free(m->chunk_lo);
+    free(m->chunk_at);
+    free(m->chunk_len);
     free(m->chunk_sum);
     free(m->w_off);
     free(m->w_len);
@@ -663,14 +580,14 @@ void rg_monitor_note_update(rg_monitor *m) {
     }
     if (!m->track_update) return;
     const rg_graph *g = m->g;
-#pragma omp parallel for schedule(static) if (m->n_chunks > 2)
-    for (size_t c = 0; c < m->n_chunks; c++) {
-        if (!m->layers[m->chunk_layer[c]].kept) continue;
+    for (size_t c = 0; c < m->n_chunks; c++) { /* each chunk's place in the flat buffer */
         const rg_param_impl *k = &g->params[g->nodes[m->layers[m->chunk_layer[c]].node].first_param];
         const size_t lo = k->offset + m->chunk_lo[c], end = k->offset + k->size;
-        m->chunk_sum[c] = rg_squares(g->param_buf + lo, m->before + lo,
-                                     end - lo < RG_SQUARES_PIECE ? end - lo : RG_SQUARES_PIECE);
+        m->chunk_at[c] = m->layers[m->chunk_layer[c]].kept ? lo : SIZE_MAX;
+        m->chunk_len[c] = end - lo < RG_SQUARES_PIECE ? end - lo : RG_SQUARES_PIECE;
     }
+    g->backend->chunk_squares(g->param_buf, m->before, m->chunk_at, m->chunk_len, m->n_chunks,
+                              m->chunk_sum);
     for (size_t c = 0; c < m->n_chunks;) {
         const int i = m->chunk_layer[c];
         double moved = 0;

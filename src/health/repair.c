@@ -42,7 +42,7 @@
  * Every action is reported through the log callback.
  */
 #include "../internal.h"
-#include "../kernels/kernels.h"
+#include "../kernels/backend.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -172,49 +172,8 @@ static bool feeds_batch_norm(const rg_graph *g, int i) {
  * (0, 1]; each step takes every one towards 1.  Returns the change, ||W' - W|| / ||W||,
  * or -1 (w unchanged) when it does not converge (a rank-deficient w), when w is too large
  * (ORTHO_MAX_FLOPS) or memory is short. */
-static double orthogonalise(float *w, int rows, int cols) {
-    const bool wide = rows <= cols; /* iterate with the smaller Gram matrix */
-    const int k = wide ? rows : cols;
-    const size_t size = (size_t)rows * cols;
-    if (4.0 * k * k * (double)(wide ? cols : rows) > ORTHO_MAX_FLOPS) return -1;
-    float *x = malloc(size * sizeof(float)), *y = malloc(size * sizeof(float));
-    float *gram = malloc((size_t)k * k * sizeof(float));
-    bool done = false;
-    double change = -1;
-    const double norm = sqrt(rg_sum_squares(w, size));
-    if (!x || !y || !gram || !(norm > 0) || !isfinite(norm)) goto out;
-    for (size_t i = 0; i < size; i++) x[i] = (float)(w[i] / norm);
-    for (int it = 0; it < ORTHO_MAX_STEPS && !done; it++) {
-        if (wide) rg_sgemm(false, true, k, k, cols, 1, x, cols, x, cols, 0, gram, k);
-        else rg_sgemm(true, false, k, k, rows, 1, x, cols, x, cols, 0, gram, k);
-        double off = 0; /* || gram - I ||_F */
-        for (int a = 0; a < k; a++)
-            for (int b = 0; b < k; b++) {
-                const double d = gram[(size_t)a * k + b] - (a == b);
-                off += d * d;
-            }
-        if (sqrt(off) < ORTHO_TOLERANCE) done = true;
-        for (size_t i = 0; i < size; i++) y[i] = 1.5f * x[i];
-        if (wide) rg_sgemm(false, false, rows, cols, k, -0.5f, gram, k, x, cols, 1, y, cols);
-        else rg_sgemm(false, false, rows, cols, k, -0.5f, x, cols, gram, k, 1, y, cols);
-        float *t = x;
-        x = y, y = t;
-    }
-    if (done) {
-        const float scale = (float)(norm / sqrt((double)k));
-        double moved = 0;
-        for (size_t i = 0; i < size; i++) {
-            const float v = x[i] * scale;
-            moved += ((double)v - w[i]) * ((double)v - w[i]);
-            w[i] = v;
-        }
-        change = sqrt(moved) / norm;
-    }
-out:
-    free(x);
-    free(y);
-    free(gram);
-    return change;
+static double orthogonalise(rg_graph *g, float *w, int rows, int cols) {
+    return g->backend->polar(w, rows, cols, ORTHO_MAX_STEPS, ORTHO_TOLERANCE, ORTHO_MAX_FLOPS);
 }
 
 /* Rescales layer li so its units' pre-activations are centred with unit spread (tanh:
@@ -251,16 +210,12 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
     const size_t row = kp->size / (size_t)units;
     const double target = rg_monitor_layer_act(r->mon, li) == RG_ACT_TANH ? TANH_SPREAD : 1.0;
     double total = 0;
-    for (int u = 0; u < units; u++) {
+    for (int u = 0; u < units; u++) { /* m2 becomes each unit's scale (0: left as it is) */
         const double spread = sqrt(fmax(m2[u] - mean[u] * mean[u], 0));
-        double scale = 1;
-        if (spread > MIN_SPREAD) {
-            scale = target / spread;
-            for (size_t j = 0; j < row; j++) w[(size_t)u * row + j] *= (float)scale;
-            if (b) b[u] = (float)((b[u] - mean[u]) * scale);
-        }
-        total += scale;
+        m2[u] = spread > MIN_SPREAD ? target / spread : 0;
+        total += m2[u] ? m2[u] : 1;
     }
+    g->backend->recenter_units(w, b, units, row, m2, mean);
     free(mean);
     free(m2);
     *scale_out = total / units;
@@ -289,7 +244,7 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
         const char *verdict = rg_verdict_name(was[i] == RG_HEALTHY ? was[first] : was[i]);
         if (isometry && node->op == RG_OP_DENSE) {
             const rg_param_impl *kp = &g->params[node->first_param];
-            const double moved = orthogonalise(g->param_buf + kp->offset, node->shape[0],
+            const double moved = orthogonalise(g, g->param_buf + kp->offset, node->shape[0],
                                                (int)(kp->size / (size_t)node->shape[0]));
             if (moved >= 0) emit(r, step, node->name, verdict, "equalise_singular_values", moved);
         }
@@ -335,14 +290,13 @@ static void scale_grad(rg_graph *g, int node, double f) {
     for (int p = 0; p < n->n_params; p++) {
         const rg_param_impl *pi = &g->params[n->first_param + p];
         if (pi->state) continue;
-        float *dw = g->grad_buf + pi->offset;
-        for (size_t i = 0; i < pi->size; i++) dw[i] *= (float)f;
+        g->backend->scale(g->grad_buf + pi->offset, pi->size, (float)f);
     }
 }
 
-/* Sum of squares through the BLAS (rg_dot): a double loop made GRA cost 13% of the MLP
- * benchmark's step.  Non-finite iff some value is (or the sum overflows). */
-static double sum_sq(const float *x, size_t n) { return rg_sum_squares(x, n); }
+/* Sum of squares, the backend's fast one.  Non-finite iff some value is (or the sum
+ * overflows). */
+static double sum_sq(const rg_graph *g, const float *x, size_t n) { return g->backend->sum_squares(x, n); }
 
 int rg_repair_gradients(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
@@ -357,8 +311,8 @@ int rg_repair_gradients(rg_repair *r, long step) {
             r->norms[i] = 0;
             continue;
         }
-        const double s = sum_sq(g->grad_buf + k->offset, k->size);
-        if (refresh) r->wnorms[i] = sqrt(sum_sq(g->param_buf + k->offset, k->size));
+        const double s = sum_sq(g, g->grad_buf + k->offset, k->size);
+        if (refresh) r->wnorms[i] = sqrt(sum_sq(g, g->param_buf + k->offset, k->size));
         r->norms[i] = sqrt(s);
         if (!isfinite(s)) {
             emit(r, step, g->nodes[r->layers[i].node].name, "non-finite", "skip_step", 1);
@@ -427,31 +381,21 @@ void rg_repair_before_update(rg_repair *r) {
             return;
         }
     }
-    memcpy(r->before, g->param_buf, g->param_floats * sizeof(float));
+    g->backend->copy(r->before, g->param_buf, g->param_floats);
 }
 
-/* E||dz||^2 per unit for dense layer i: dW (units x f), db (units), M = E[x x^T]:
- * tr(dW M dW^T) + 2 db.(dW mu) + |db|^2, over units. */
-static double output_change(rg_repair *r, int i, const rg_node_impl *n, const float *dw,
-                            const float *db) {
+/* E||dz||^2 per unit of layer i's step (w - w0, b - b0; r->dw and r->db keep it); NaN
+ * without the input's moments (a grouped convolution). */
+static double output_change(rg_repair *r, int i, const rg_node_impl *n, const float *w,
+                            const float *w0, size_t wsize, const float *b, const float *b0,
+                            size_t bsize) {
+    const rg_backend *be = r->m->graph->backend;
     const float *mu;
     int f;
     const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
-    if (!mm) return NAN;
-    const int units = n->shape[0];
-    float *t = r->scratch;
-    rg_sgemm(false, false, units, f, f, 1.0f, dw, f, mm, f, 0.0f, t, f);
-    double e = 0;
-    for (int j = 0; j < units; j++) {
-        double quad = 0, lin = 0;
-        for (int k = 0; k < f; k++) {
-            quad += (double)t[(size_t)j * f + k] * dw[(size_t)j * f + k];
-            lin += (double)dw[(size_t)j * f + k] * mu[k];
-        }
-        const double b = db ? db[j] : 0;
-        e += quad + 2 * b * lin + b * b;
-    }
-    return e / units;
+    be->subtract(r->dw, w, w0, wsize);
+    if (b) be->subtract(r->db, b, b0, bsize);
+    return mm ? be->function_change(r->dw, b ? r->db : NULL, n->shape[0], f, mm, mu, r->scratch) : NAN;
 }
 
 int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
@@ -469,15 +413,13 @@ void rg_repair_after_update(rg_repair *r, long step) {
         if (!kp->trainable) continue; /* frozen: it did not move */
         float *w = g->param_buf + kp->offset, *b = bp ? g->param_buf + bp->offset : NULL;
         const float *w0 = r->before + kp->offset, *b0 = bp ? r->before + bp->offset : NULL;
-        for (size_t j = 0; j < kp->size; j++) r->dw[j] = w[j] - w0[j];
-        for (size_t j = 0; bp && j < bp->size; j++) r->db[j] = b[j] - b0[j];
         const double spread = rg_monitor_layer(r->mon, i)->pre_std;
-        const double rho = sqrt(fmax(output_change(r, i, n, r->dw, bp ? r->db : NULL), 0)) /
+        const double rho = sqrt(fmax(output_change(r, i, n, w, w0, kp->size, b, b0, bp ? bp->size : 0), 0)) /
                            fmax(spread, 1e-12);
         if (!(rho > cap)) continue; /* NaN: no moments for this layer (grouped conv) */
         const float f = (float)(cap / rho);
-        for (size_t j = 0; j < kp->size; j++) w[j] = w0[j] + f * r->dw[j];
-        for (size_t j = 0; bp && j < bp->size; j++) b[j] = b0[j] + f * r->db[j];
+        g->backend->step_along(w, w0, r->dw, kp->size, f);
+        if (bp) g->backend->step_along(b, b0, r->db, bp->size, f);
         emit(r, step, n->name, "large_update", "cap_update", f);
     }
 }

@@ -10,6 +10,7 @@
 #define RG_BACKEND_H
 
 #include "../internal.h"
+#include "kernels.h"
 
 /* One op on one backend.  forward computes n->out for `batch` samples from the inputs'
  * outputs; backward accumulates (+=) into the inputs' dout and the parameter gradients
@@ -29,6 +30,65 @@ struct rg_backend {
      * (NULL is fine) */
     float *(*alloc)(size_t floats);
     void (*release)(float *p);
+    /* n floats of one of the backend's buffers as the host can read them, valid until the
+     * next call (the CPU's: the buffer itself); the index of the first NaN or Inf (n: none). */
+    const float *(*host_view)(const float *x, size_t n);
+    size_t (*first_nonfinite)(const float *x, size_t n);
+    /* The health monitor's and GRA's reductions, each in a fixed order (no atomics), so a
+     * figure does not depend on the thread count:
+     * squares2: sum a[i]^2 over n values into *sa and, when b is given, sum b[i]^2 into
+     *   *sb, copying b to keep when given, in the same pass;
+     * unit_sums: per unit u (the first per-sample dimension) of n's output over the batch,
+     *   sum[u], sq[u], and for RG_COUNT_RELU_OF relu[2u], relu[2u + 1] (sums of relu(x) and
+     *   its square); *near the values `want` counts (within lo/hi of a bound, or positive),
+     *   *dead the units that counted none; scratch holds 5 floats a unit;
+     * sample_squares: out[b] = sum of squares of sample b's `size` values;
+     * input_moments: E[x x^T] (f x f) and E[x] of a dense layer's input over the batch, or
+     *   with q of a convolution's im2col columns over batch and positions (cols: f x
+     *   positions of scratch, ones: positions ones);
+     * chunk_squares: out[c] = sum (a - b)^2 over len[c] values from at[c] (SIZE_MAX: skip);
+     * count_nonfinite: NaN and Inf among n values. */
+    void (*squares2)(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
+    void (*unit_sums)(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
+                      float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
+    void (*sample_squares)(const float *x, size_t size, int batch, double *out);
+    void (*input_moments)(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
+                          float *cols, const float *ones, float *moment, float *mean);
+    void (*chunk_squares)(const float *a, const float *b, const size_t *at, const size_t *len,
+                          size_t n, double *out);
+    long (*count_nonfinite)(const float *x, size_t n);
+    /* GRA's arithmetic on a layer:
+     * polar: w (rows x cols) replaced by its polar factor times its RMS singular value;
+     *   returns ||W' - W|| / ||W||, or -1 (w unchanged) when it does not converge in
+     *   max_steps to tolerance or would cost more than max_flops a step;
+     * recenter_units: for each unit u with scale[u] != 0, its row of w times scale[u] and
+     *   b[u] = (b[u] - mean[u]) scale[u] (b may be NULL);
+     * function_change: E||dz||^2 per unit of a step dW (units x f), db (units, or NULL)
+     *   for an input of second moment `moment` (f x f) and mean `mean`: tr(dW M dW^T) +
+     *   2 db.(dW mu) + |db|^2 over units (scratch: units x f). */
+    double (*polar)(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
+    void (*recenter_units)(float *w, float *b, int units, size_t row, const double *scale,
+                           const double *mean);
+    double (*function_change)(const float *dw, const float *db, int units, int f,
+                              const float *moment, const float *mean, float *scratch);
+    /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d; x *= m (masks);
+     * x clamped to [-v, v]; sum x^2 the fast way (non-finite iff a value is); and in index
+     * order in double (the classic remedies' exact sums). */
+    void (*scale)(float *x, size_t n, float f);
+    void (*copy)(float *dst, const float *src, size_t n);
+    void (*subtract)(float *out, const float *a, const float *b, size_t n);
+    void (*step_along)(float *x, const float *x0, const float *d, size_t n, float f);
+    void (*multiply)(float *x, const float *m, size_t n);
+    void (*clamp)(float *x, size_t n, float v);
+    double (*sum_squares)(const float *x, size_t n);
+    double (*squares_in_order)(const float *x, size_t n);
+    /* Pruning: x = v over n floats; how many of n are 0; each of `units` rows of len
+     * values' score into out: its L1 (norm 1) or L2 (norm 2) norm, divided by len or
+     * sqrt(len) when per_weight, or (norm 0, len 1) |w| itself. */
+    void (*fill)(float *x, size_t n, float v);
+    size_t (*count_zeros)(const float *x, size_t n);
+    void (*unit_scores)(const float *w, size_t units, size_t len, int norm, bool per_weight,
+                        float *out);
 };
 
 #define RG_BUFFER_ALIGN 64

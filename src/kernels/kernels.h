@@ -1,6 +1,8 @@
 /*
- * kernels.h — the compute kernels ops call, behind one small interface so a CUDA or other
- * backend can replace them without touching the ops' callers.
+ * kernels.h — the CPU kernel library: matrix products, convolution kernels, the monitor's
+ * sums, batch norm's passes, and the instruction-set policy, which the CPU backend's ops
+ * and reductions (kernels/cpu/) are built from.  The seam other backends implement is
+ * backend.h.
  */
 #ifndef RG_KERNELS_H
 #define RG_KERNELS_H

@@ -54,13 +54,4 @@ typedef struct pad_attr {
     int top, bottom, left, right; /* in this order: rg_zero_pad_amounts reads them as int[4] */
 } pad_attr;
 
-/* The CPU backend's ops (src/kernels/cpu/op_*.c), listed in its table (backend.c). */
-#define RG_CPU_OP(kind, name)                                                                 \
-    void rg_cpu_##name##_forward(rg_graph *g, rg_node_impl *n, int batch, bool train);       \
-    void rg_cpu_##name##_backward(rg_graph *g, rg_node_impl *n, int batch);
-RG_OPS(RG_CPU_OP)
-#undef RG_CPU_OP
-void rg_cpu_conv2d_plan(rg_graph *g, rg_node_impl *n);
-void rg_cpu_batch_norm_plan(rg_graph *g, rg_node_impl *n);
-
 #endif

@@ -9,6 +9,7 @@
  * O).  Only trainable parameters are touched.  Sums of squares run in double.
  */
 #include "../internal.h"
+#include "../kernels/backend.h"
 
 #include <math.h>
 #include <string.h>
@@ -16,22 +17,12 @@
 #define AGC_EPS 1e-3  /* NFNets' floor on a unit's weight norm */
 #define MAXNORM_EPS 1e-7 /* Keras's backend epsilon in MaxNorm */
 
-static double sum_sq(const float *x, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return s;
-}
-
-static void scale(float *x, size_t n, float f) {
-    for (size_t i = 0; i < n; i++) x[i] *= f;
-}
 
 void rg_clip_grad_value(rg_graph *g, float v) {
     for (int i = 0; i < g->n_params; i++) {
         const rg_param_impl *p = &g->params[i];
         if (!p->trainable) continue;
-        float *d = g->grad_buf + p->offset;
-        for (size_t j = 0; j < p->size; j++) d[j] = d[j] > v ? v : d[j] < -v ? -v : d[j];
+        g->backend->clamp(g->grad_buf + p->offset, p->size, v);
     }
 }
 
@@ -40,20 +31,20 @@ void rg_clip_grad_tensor_norm(rg_graph *g, float c) {
         const rg_param_impl *p = &g->params[i];
         if (!p->trainable) continue;
         float *d = g->grad_buf + p->offset;
-        const double norm = sqrt(sum_sq(d, p->size));
-        if (norm > c) scale(d, p->size, (float)(c / norm));
+        const double norm = sqrt(g->backend->squares_in_order(d, p->size));
+        if (norm > c) g->backend->scale(d, p->size, (float)(c / norm));
     }
 }
 
 double rg_clip_grad_norm(rg_graph *g, float c) {
     double total = 0;
     for (int i = 0; i < g->n_params; i++)
-        if (g->params[i].trainable) total += sum_sq(g->grad_buf + g->params[i].offset, g->params[i].size);
+        if (g->params[i].trainable) total += g->backend->squares_in_order(g->grad_buf + g->params[i].offset, g->params[i].size);
     const double norm = sqrt(total);
     if (norm > c) { /* torch: coefficient c / (norm + 1e-6), applied when below 1 */
         const float f = (float)(c / (norm + 1e-6));
         for (int i = 0; i < g->n_params; i++)
-            if (g->params[i].trainable) scale(g->grad_buf + g->params[i].offset, g->params[i].size, f);
+            if (g->params[i].trainable) g->backend->scale(g->grad_buf + g->params[i].offset, g->params[i].size, f);
     }
     return norm;
 }
@@ -70,9 +61,9 @@ void rg_clip_grad_agc(rg_graph *g, float lambda, rg_node skip) {
         const float *w = g->param_buf + p->offset;
         float *d = g->grad_buf + p->offset;
         for (size_t u = 0; u < units; u++) {
-            const double wn = fmax(sqrt(sum_sq(w + u * len, len)), AGC_EPS);
-            const double gn = sqrt(sum_sq(d + u * len, len));
-            if (gn > lambda * wn) scale(d + u * len, len, (float)(lambda * wn / gn));
+            const double wn = fmax(sqrt(g->backend->squares_in_order(w + u * len, len)), AGC_EPS);
+            const double gn = sqrt(g->backend->squares_in_order(d + u * len, len));
+            if (gn > lambda * wn) g->backend->scale(d + u * len, len, (float)(lambda * wn / gn));
         }
     }
 }
@@ -85,8 +76,8 @@ void rg_apply_max_norm(rg_graph *g, float c) {
         float *w = g->param_buf + p->offset;
         for (size_t u = 0; u < units; u++) {
             /* Keras, exactly: w * clip(norm, 0, c) / (eps + norm), for every unit */
-            const double norm = sqrt(sum_sq(w + u * len, len));
-            scale(w + u * len, len, (float)(fmin(norm, c) / (MAXNORM_EPS + norm)));
+            const double norm = sqrt(g->backend->squares_in_order(w + u * len, len));
+            g->backend->scale(w + u * len, len, (float)(fmin(norm, c) / (MAXNORM_EPS + norm)));
         }
     }
 }

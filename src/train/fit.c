@@ -13,6 +13,7 @@
  * threads; plain in-memory batches are a copy and are made in line.
  */
 #include "../internal.h"
+#include "../kernels/backend.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -352,7 +353,7 @@ static rg_status fit_step(fit_run *r, int epoch, long bi) {
                                                r->grads_as_backward)))
         return s;
     if (b > 0 && (s = rg_graph_forward(g, b, 1))) return s; /* only check_numerics fails here */
-    const float loss = b > 0 ? g->nodes[m->loss].out[0] : 0.0f;
+    const float loss = b > 0 ? rg_host(g, g->nodes[m->loss].out, 1)[0] : 0.0f;
     /* With GRA a non-finite loss goes on to backward, where the repair skips the step and
      * names the layer. */
     if (!isfinite(loss) && !r->gra)
@@ -360,14 +361,14 @@ static rg_status fit_step(fit_run *r, int epoch, long bi) {
                                        "or train with GRA (--repair auto), which skips such steps",
                        (double)loss, epoch + 1, bi + 1);
     if (isfinite(loss)) r->loss_sum += (double)loss * b;
-    if (b > 0) r->correct += rg_count_correct(g->nodes[m->logits].out, g->labels, b, (int)g->nodes[m->logits].size);
+    const int k = (int)g->nodes[m->logits].size;
+    if (b > 0) r->correct += rg_count_correct(rg_host(g, g->nodes[m->logits].out, (size_t)b * k), g->labels, b, k);
     r->seen += b;
     rg_model_before_step(m, r->step, r->total_steps);
     if (b > 0 && (s = rg_graph_backward(g, rg_model_objective(m)))) return s;
     if (r->ranks > 1) { /* the global batch's mean gradient: weighted by sample count */
-        if (b == 0) memset(g->grad_buf, 0, g->param_floats * sizeof(float));
-        const float w = (float)b / (float)g_size;
-        for (size_t i = 0; i < g->param_floats; i++) g->grad_buf[i] *= w;
+        if (b == 0) g->backend->fill(g->grad_buf, g->param_floats, 0);
+        g->backend->scale(g->grad_buf, g->param_floats, (float)b / (float)g_size);
         if ((s = rg_dist_allreduce_sum(g->grad_buf, g->param_floats))) return s;
     }
     if (watch || check) rg_monitor_enable(r->mon, 0);

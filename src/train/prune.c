@@ -12,7 +12,6 @@
  * pruning 0.5 then 0.7 ends at 0.7, as a gradual schedule needs.  A threshold instead
  * prunes everything below it.  Masks live in a flat buffer parallel to the parameters.
  */
-#include "../internal.h"
 #include "../kernels/backend.h"
 
 #include <math.h>
@@ -45,28 +44,38 @@ static float cut_for(float *scores, size_t n, size_t k, long *ties) {
     return cut;
 }
 
-/* A unit's score: its incoming weights' norm, per weight when comparing across layers. */
-static float unit_score(const float *w, size_t len, int norm, bool per_weight) {
-    double s = 0;
-    for (size_t i = 0; i < len; i++) s += norm == 1 ? fabs(w[i]) : (double)w[i] * w[i];
-    if (norm != 1) s = sqrt(s);
-    if (per_weight) s /= norm == 1 ? (double)len : sqrt((double)len);
-    return (float)s;
+/* Each unit's score into out: its incoming weights' norm (per weight when comparing
+ * across layers), or with units the values themselves, |w|. */
+static void scores_of(const rg_graph *g, const rg_param_impl *p, bool units, int norm,
+                      bool per_weight, float *out) {
+    const size_t nu = units ? (size_t)p->shape[0] : p->size;
+    g->backend->unit_scores(g->param_buf + p->offset, nu, p->size / nu, units ? norm : 0,
+                            per_weight, out);
+}
+
+/* Zeroes (and masks) len values of parameter p from `at`. */
+static void cut_values(rg_graph *g, const rg_param_impl *p, size_t at, size_t len) {
+    g->backend->fill(g->param_buf + p->offset + at, len, 0);
+    g->backend->fill(g->mask_buf + p->offset + at, len, 0);
 }
 
 /* Zeroes (and masks) unit u of kernel p and its bias. */
 static void cut_unit(rg_graph *g, const rg_param_impl *p, size_t u, size_t len) {
-    float *w = g->param_buf + p->offset + u * len, *mk = g->mask_buf + p->offset + u * len;
-    memset(w, 0, len * sizeof *w);
-    memset(mk, 0, len * sizeof *mk);
+    cut_values(g, p, u * len, len);
     const rg_node_impl *n = &g->nodes[p->node];
     for (int q = 0; q < n->n_params; q++) {
         const rg_param_impl *b = &g->params[n->first_param + q];
-        if (strcmp(b->suffix, "bias") == 0 && u < b->size) {
-            g->param_buf[b->offset + u] = 0;
-            g->mask_buf[b->offset + u] = 0;
-        }
+        if (strcmp(b->suffix, "bias") == 0 && u < b->size) cut_values(g, b, u, 1);
     }
+}
+
+/* The masks, all 1, made when the first is needed. */
+static rg_status make_masks(rg_graph *g) {
+    if (g->mask_buf) return RG_OK;
+    if (!(g->mask_buf = g->backend->alloc(g->param_floats)))
+        return rg_fail(RG_ERR_MEMORY, "out of memory for pruning masks");
+    g->backend->fill(g->mask_buf, g->param_floats, 1.0f);
+    return RG_OK;
 }
 
 rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
@@ -77,11 +86,8 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
         return rg_fail(RG_ERR_ARG, "pruning amount %g is outside [0, 1]", (double)o->amount);
     if (o->norm != 1 && o->norm != 2)
         return rg_fail(RG_ERR_ARG, "pruning criterion must be l1 or l2");
-    if (!g->mask_buf) {
-        if (!(g->mask_buf = g->backend->alloc(g->param_floats)))
-            return rg_fail(RG_ERR_MEMORY, "out of memory for pruning masks");
-        for (size_t i = 0; i < g->param_floats; i++) g->mask_buf[i] = 1.0f;
-    }
+    rg_status s = make_masks(g);
+    if (s) return s;
     const bool units = o->structure == RG_PRUNE_UNITS;
     /* the scores, all of them for a global cut */
     size_t total = 0;
@@ -99,13 +105,8 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
         for (int i = 0; i < g->n_params; i++) {
             const rg_param_impl *p = &g->params[i];
             if (!prunable(m, p)) continue;
-            const float *w = g->param_buf + p->offset;
-            if (units) {
-                const size_t nu = (size_t)p->shape[0], len = p->size / nu;
-                for (size_t u = 0; u < nu; u++) scores[at++] = unit_score(w + u * len, len, o->norm, true);
-            } else {
-                for (size_t j = 0; j < p->size; j++) scores[at++] = fabsf(w[j]);
-            }
+            scores_of(g, p, units, o->norm, true, scores + at);
+            at += units ? (size_t)p->shape[0] : p->size;
         }
         global_cut = cut_for(scores, total, (size_t)llround(o->amount * (double)total), &global_ties);
     }
@@ -114,10 +115,8 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
     for (int i = 0; i < g->n_params; i++) {
         const rg_param_impl *p = &g->params[i];
         if (!prunable(m, p)) continue;
-        float *w = g->param_buf + p->offset, *mk = g->mask_buf + p->offset;
         const size_t nu = units ? (size_t)p->shape[0] : p->size, len = units ? p->size / nu : 1;
-        for (size_t u = 0; u < nu; u++)
-            scores[u] = units ? unit_score(w + u * len, len, o->norm, o->global) : fabsf(w[u]);
+        scores_of(g, p, units, o->norm, o->global, scores);
         float cut = o->threshold;
         long local_ties = 0, *ties = by_threshold ? NULL : o->global ? &global_ties : &local_ties;
         if (o->global && !by_threshold) {
@@ -137,7 +136,7 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
             if (!go && ties && scores[u] == cut && *ties > 0) go = true, (*ties)--;
             if (!go) continue;
             if (units) cut_unit(g, p, u, len);
-            else w[u] = 0, mk[u] = 0;
+            else cut_values(g, p, u, 1);
         }
     }
     free(scores);
@@ -146,9 +145,7 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
     for (int i = 0; i < g->n_params; i++) {
         const rg_param_impl *p = &g->params[i];
         if (!prunable(m, p)) continue;
-        size_t zeros = 0;
-        for (size_t j = 0; j < p->size; j++) zeros += g->mask_buf[p->offset + j] == 0;
-        r.pruned += (long)zeros;
+        r.pruned += (long)g->backend->count_zeros(g->mask_buf + p->offset, p->size);
         r.prunable += (long)p->size;
         r.layers++;
     }
@@ -164,15 +161,13 @@ void rg_graph_clear_masks(rg_graph *g) {
 
 void rg_graph_apply_masks(rg_graph *g) {
     if (!g || !g->mask_buf) return;
-    for (size_t i = 0; i < g->param_floats; i++) g->param_buf[i] *= g->mask_buf[i];
+    g->backend->multiply(g->param_buf, g->mask_buf, g->param_floats);
 }
 
 double rg_param_sparsity(const rg_graph *g, int i) {
     const rg_param_impl *p = &g->params[i];
     if (p->state || !g->compiled || p->size == 0) return 0;
-    size_t zeros = 0;
-    for (size_t j = 0; j < p->size; j++) zeros += g->param_buf[p->offset + j] == 0.0f;
-    return (double)zeros / (double)p->size;
+    return (double)g->backend->count_zeros(g->param_buf + p->offset, p->size) / (double)p->size;
 }
 
 const float *rg_graph_mask(const rg_graph *g, int i) {
@@ -182,16 +177,11 @@ const float *rg_graph_mask(const rg_graph *g, int i) {
 rg_status rg_graph_set_mask(rg_graph *g, int i, const float *mask) {
     const rg_param_impl *p = &g->params[i];
     if (p->state) return rg_fail(RG_ERR_ARG, "'%s' is state, not a parameter: it has no mask", p->name);
-    if (!g->mask_buf) {
-        if (!(g->mask_buf = g->backend->alloc(g->param_floats)))
-            return rg_fail(RG_ERR_MEMORY, "out of memory for pruning masks");
-        for (size_t j = 0; j < g->param_floats; j++) g->mask_buf[j] = 1.0f;
-    }
-    for (size_t j = 0; j < p->size; j++) {
+    for (size_t j = 0; j < p->size; j++) /* the caller's values, checked first */
         if (mask[j] != 0.0f && mask[j] != 1.0f)
             return rg_fail(RG_ERR_FORMAT, "mask of '%s' holds %g: masks are 0 or 1", p->name,
                            (double)mask[j]);
-        g->mask_buf[p->offset + j] = mask[j];
-    }
-    return RG_OK;
+    rg_status s = make_masks(g);
+    if (!s) g->backend->copy(g->mask_buf + p->offset, mask, p->size);
+    return s;
 }

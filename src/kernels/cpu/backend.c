@@ -2,8 +2,7 @@
  * backend.c — the CPU backend's table: every op's forward, backward and workspace plan
  * (op_*.c in this folder), and buffers from the heap, 64-byte aligned.
  */
-#include "../backend.h"
-#include "../../ops/ops.h"
+#include "cpu.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +18,11 @@ static float *cpu_alloc(size_t floats) {
 }
 
 static void cpu_release(float *p) { free(p); }
+
+static const float *cpu_host_view(const float *x, size_t n) {
+    (void)n;
+    return x;
+}
 
 const rg_backend rg_cpu_backend = {
     .name = "cpu",
@@ -43,4 +47,26 @@ const rg_backend rg_cpu_backend = {
     },
     .alloc = cpu_alloc,
     .release = cpu_release,
+    .host_view = cpu_host_view,
+    .first_nonfinite = rg_cpu_first_nonfinite,
+    .squares2 = rg_cpu_squares2,
+    .unit_sums = rg_cpu_unit_sums,
+    .sample_squares = rg_cpu_sample_squares,
+    .input_moments = rg_cpu_input_moments,
+    .chunk_squares = rg_cpu_chunk_squares,
+    .count_nonfinite = rg_cpu_count_nonfinite,
+    .polar = rg_cpu_polar,
+    .recenter_units = rg_cpu_recenter_units,
+    .function_change = rg_cpu_function_change,
+    .scale = rg_cpu_scale,
+    .copy = rg_cpu_copy,
+    .subtract = rg_cpu_subtract,
+    .step_along = rg_cpu_step_along,
+    .multiply = rg_cpu_multiply,
+    .clamp = rg_cpu_clamp,
+    .sum_squares = rg_sum_squares,
+    .squares_in_order = rg_cpu_squares_in_order,
+    .fill = rg_cpu_fill,
+    .count_zeros = rg_cpu_count_zeros,
+    .unit_scores = rg_cpu_unit_scores,
 };

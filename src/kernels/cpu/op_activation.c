@@ -4,7 +4,7 @@
  * activations run in place).
  */
 #include "../../ops/ops.h"
-#include "../kernels.h"
+#include "cpu.h"
 
 #include <math.h>
 

@@ -2,7 +2,7 @@
  * op_combine.c — add, weighted sum, flatten, zero padding and concat on the CPU.
  */
 #include "../../ops/ops.h"
-#include "../kernels.h"
+#include "cpu.h"
 
 #include <string.h>
 

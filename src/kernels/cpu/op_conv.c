@@ -9,7 +9,7 @@
  * which need neither im2col nor the BLAS's packing.
  */
 #include "../../ops/ops.h"
-#include "../kernels.h"
+#include "cpu.h"
 
 #include <stdlib.h>
 #include <string.h>

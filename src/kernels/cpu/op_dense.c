@@ -3,7 +3,7 @@
  * units' statistics for the monitor while each thread's part of the output is in cache.
  */
 #include "../../ops/ops.h"
-#include "../kernels.h"
+#include "cpu.h"
 
 #include <string.h>
 

@@ -3,7 +3,7 @@
  * not depend on the thread count.
  */
 #include "../../ops/ops.h"
-#include "../kernels.h"
+#include "cpu.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * op_loss.c — softmax cross-entropy and mean squared error on the CPU.
  */
 #include "../../ops/ops.h"
-#include "../kernels.h"
+#include "cpu.h"
 
 #include <math.h>
 

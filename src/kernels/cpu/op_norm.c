@@ -3,7 +3,7 @@
  * of norm.c, the team splitting the planes; synchronised over MPI ranks with --sync-bn.
  */
 #include "../../ops/ops.h"
-#include "../kernels.h"
+#include "cpu.h"
 
 #include <math.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * pool in SSE2 where the CPU has it).
  */
 #include "../../ops/ops.h"
-#include "../kernels.h"
+#include "cpu.h"
 
 #include <float.h>
 #include <string.h>

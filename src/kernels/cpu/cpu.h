@@ -1,0 +1,47 @@
+/*
+ * cpu.h — what the CPU backend's table (backend.c) lists: every op's forward and backward
+ * (op_*.c), the workspace plans of the ops that need one, and the reductions and passes
+ * the trainer, the monitor and GRA ask for (health.c, gra.c, vector.c).
+ */
+#ifndef RG_CPU_H
+#define RG_CPU_H
+
+#include "../backend.h"
+
+#define RG_CPU_OP(kind, name)                                                                 \
+    void rg_cpu_##name##_forward(rg_graph *g, rg_node_impl *n, int batch, bool train);       \
+    void rg_cpu_##name##_backward(rg_graph *g, rg_node_impl *n, int batch);
+RG_OPS(RG_CPU_OP)
+#undef RG_CPU_OP
+void rg_cpu_conv2d_plan(rg_graph *g, rg_node_impl *n);
+void rg_cpu_batch_norm_plan(rg_graph *g, rg_node_impl *n);
+
+void rg_cpu_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
+void rg_cpu_unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
+                      float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
+void rg_cpu_sample_squares(const float *x, size_t size, int batch, double *out);
+void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
+                          float *cols, const float *ones, float *moment, float *mean);
+void rg_cpu_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
+                          size_t n, double *out);
+long rg_cpu_count_nonfinite(const float *x, size_t n);
+
+double rg_cpu_polar(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
+void rg_cpu_recenter_units(float *w, float *b, int units, size_t row, const double *scale,
+                           const double *mean);
+double rg_cpu_function_change(const float *dw, const float *db, int units, int f,
+                              const float *moment, const float *mean, float *scratch);
+void rg_cpu_scale(float *x, size_t n, float f);
+void rg_cpu_copy(float *dst, const float *src, size_t n);
+void rg_cpu_subtract(float *out, const float *a, const float *b, size_t n);
+void rg_cpu_step_along(float *x, const float *x0, const float *d, size_t n, float f);
+void rg_cpu_multiply(float *x, const float *m, size_t n);
+void rg_cpu_clamp(float *x, size_t n, float v);
+double rg_cpu_squares_in_order(const float *x, size_t n);
+void rg_cpu_fill(float *x, size_t n, float v);
+size_t rg_cpu_first_nonfinite(const float *x, size_t n);
+size_t rg_cpu_count_zeros(const float *x, size_t n);
+void rg_cpu_unit_scores(const float *w, size_t units, size_t len, int norm, bool per_weight,
+                        float *out);
+
+#endif

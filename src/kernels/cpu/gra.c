@@ -1,0 +1,88 @@
+/*
+ * gra.c — the CPU backend's arithmetic for GRA (src/health/repair.c decides; this computes):
+ * the polar factor of a weight matrix by Newton-Schulz, re-centring and re-scaling units,
+ * and a step's change of the pre-activations in function space.
+ */
+#include "cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The polar factor of the rows x cols matrix w (the nearest matrix with equal singular
+ * values, U V^T of its SVD) times its RMS singular value, so the layer keeps its directions
+ * and scale but stretches no direction more than another.  Newton-Schulz:
+ * X <- 1.5 X - 0.5 (X X^T) X from X = W / ||W||_F, whose singular values all lie in (0, 1];
+ * each step takes every one towards 1.  Returns ||W' - W|| / ||W||, or -1 (w unchanged)
+ * when it does not converge in max_steps (a rank-deficient w), when a step would cost more
+ * than max_flops, or memory is short. */
+double rg_cpu_polar(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops) {
+    const bool wide = rows <= cols; /* iterate with the smaller Gram matrix */
+    const int k = wide ? rows : cols;
+    const size_t size = (size_t)rows * cols;
+    if (4.0 * k * k * (double)(wide ? cols : rows) > max_flops) return -1;
+    float *x = malloc(size * sizeof(float)), *y = malloc(size * sizeof(float));
+    float *gram = malloc((size_t)k * k * sizeof(float));
+    bool done = false;
+    double change = -1;
+    const double norm = sqrt(rg_sum_squares(w, size));
+    if (!x || !y || !gram || !(norm > 0) || !isfinite(norm)) goto out;
+    for (size_t i = 0; i < size; i++) x[i] = (float)(w[i] / norm);
+    for (int it = 0; it < max_steps && !done; it++) {
+        if (wide) rg_sgemm(false, true, k, k, cols, 1, x, cols, x, cols, 0, gram, k);
+        else rg_sgemm(true, false, k, k, rows, 1, x, cols, x, cols, 0, gram, k);
+        double off = 0; /* || gram - I ||_F */
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++) {
+                const double d = gram[(size_t)a * k + b] - (a == b);
+                off += d * d;
+            }
+        if (sqrt(off) < tolerance) done = true;
+        for (size_t i = 0; i < size; i++) y[i] = 1.5f * x[i];
+        if (wide) rg_sgemm(false, false, rows, cols, k, -0.5f, gram, k, x, cols, 1, y, cols);
+        else rg_sgemm(false, false, rows, cols, k, -0.5f, x, cols, gram, k, 1, y, cols);
+        float *t = x;
+        x = y, y = t;
+    }
+    if (done) {
+        const float scale = (float)(norm / sqrt((double)k));
+        double moved = 0;
+        for (size_t i = 0; i < size; i++) {
+            const float v = x[i] * scale;
+            moved += ((double)v - w[i]) * ((double)v - w[i]);
+            w[i] = v;
+        }
+        change = sqrt(moved) / norm;
+    }
+out:
+    free(x);
+    free(y);
+    free(gram);
+    return change;
+}
+
+void rg_cpu_recenter_units(float *w, float *b, int units, size_t row, const double *scale,
+                           const double *mean) {
+    for (int u = 0; u < units; u++) {
+        if (scale[u] == 0) continue;
+        for (size_t j = 0; j < row; j++) w[(size_t)u * row + j] *= (float)scale[u];
+        if (b) b[u] = (float)((b[u] - mean[u]) * scale[u]);
+    }
+}
+
+double rg_cpu_function_change(const float *dw, const float *db, int units, int f,
+                              const float *moment, const float *mean, float *scratch) {
+    float *t = scratch;
+    rg_sgemm(false, false, units, f, f, 1.0f, dw, f, moment, f, 0.0f, t, f);
+    double e = 0;
+    for (int j = 0; j < units; j++) {
+        double quad = 0, lin = 0;
+        for (int k = 0; k < f; k++) {
+            quad += (double)t[(size_t)j * f + k] * dw[(size_t)j * f + k];
+            lin += (double)dw[(size_t)j * f + k] * mean[k];
+        }
+        const double b = db ? db[j] : 0;
+        e += quad + 2 * b * lin + b * b;
+    }
+    return e / units;
+}
