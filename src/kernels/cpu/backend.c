@@ -7,17 +7,41 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Buffers of a megabyte and more are mapped (the kernel's zero pages, so what is never
+ * touched never counts against memory), smaller ones come from the heap and are zeroed; each
+ * starts RG_BUFFER_ALIGN bytes after a header that says how it was made. */
+#define MAPPED_FROM ((size_t)1 << 20)
+
+typedef struct header {
+    size_t bytes; /* what was mapped, or 0 for the heap */
+} header;
 
 static float *cpu_alloc(size_t floats) {
-    if (floats > (SIZE_MAX - RG_BUFFER_ALIGN) / sizeof(float)) return NULL;
-    const size_t bytes = (floats ? floats : 1) * sizeof(float);
-    const size_t rounded = (bytes + RG_BUFFER_ALIGN - 1) / RG_BUFFER_ALIGN * RG_BUFFER_ALIGN;
-    float *p = aligned_alloc(RG_BUFFER_ALIGN, rounded);
-    if (p) memset(p, 0, rounded);
-    return p;
+    if (floats > (SIZE_MAX - 2 * RG_BUFFER_ALIGN) / sizeof(float)) return NULL;
+    const size_t bytes = (floats ? floats : 1) * sizeof(float) + RG_BUFFER_ALIGN;
+    char *base;
+    if (bytes >= MAPPED_FROM) {
+        base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED) return NULL;
+        ((header *)base)->bytes = bytes;
+    } else {
+        const size_t rounded = (bytes + RG_BUFFER_ALIGN - 1) / RG_BUFFER_ALIGN * RG_BUFFER_ALIGN;
+        if (!(base = aligned_alloc(RG_BUFFER_ALIGN, rounded))) return NULL;
+        memset(base, 0, rounded);
+        ((header *)base)->bytes = 0;
+    }
+    return (float *)(base + RG_BUFFER_ALIGN);
 }
 
-static void cpu_release(float *p) { free(p); }
+static void cpu_release(float *p) {
+    if (!p) return;
+    char *base = (char *)p - RG_BUFFER_ALIGN;
+    const size_t mapped = ((header *)base)->bytes;
+    if (mapped) munmap(base, mapped);
+    else free(base);
+}
 
 static const float *cpu_host_view(const float *x, size_t n) {
     (void)n;
