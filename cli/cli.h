@@ -142,6 +142,7 @@ int cmd_bench_data(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 /* Writes the HTML report of a metrics file or an experiment's JSON (report.c); returns an

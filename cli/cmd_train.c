@@ -145,7 +145,8 @@ static const cli_option train_options[] = {
      .help = "stop after N epochs of this run (the schedule still spans --epochs), as if "
              "interrupted; resume later"},
     {.name = "weights", .meta = "FILE", .type = CLI_TEXT, CLI_AT(T, weights),
-     .help = "start from a checkpoint's weights (matched by name)"},
+     .help = "start from a checkpoint's weights, or a Keras HDF5 weights file's (the ImageNet "
+             "files included), matched by layer name"},
     {.name = "weights-partial", .type = CLI_FLAG, CLI_AT(T, partial),
      .help = "load the tensors that fit and list the rest, instead of failing"},
     {.name = "classes", .meta = "N", .type = CLI_INT, CLI_AT(T, classes), .lo = 2, .hi = 1 << 20,
@@ -496,7 +497,7 @@ static int train_check(train_ctx *t) {
                        "--checkpoint-dir or --resume");
         return EXIT_USAGE;
     }
-    if (o->weights && (s = rg_safetensors_load(o->weights, &t->weights))) return cli_fail(cmd, s);
+    if (o->weights && (s = rg_weights_load(o->weights, &t->weights))) return cli_fail(cmd, s);
     return -1;
 }
 

@@ -19,6 +19,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "loss, accuracy, per-class accuracy and confusion of a checkpoint"},
     {"predict", cmd_predict, "class names and probabilities for image files"},
     {"inspect", cmd_inspect, "list a checkpoint's tensors and metadata"},
+    {"export", cmd_export, "write a checkpoint's weights in Keras's HDF5 layout"},
     {"prune", cmd_prune, "magnitude pruning of a checkpoint, or accuracy against sparsity"},
     {"report", cmd_report, "an HTML report with charts from metrics or experiment results"},
     {"summary", cmd_summary, "show a model's layers, shapes and parameter counts"},

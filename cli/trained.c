@@ -19,7 +19,7 @@ void cli_trained_free(cli_trained *t) {
 
 int cli_load_trained(const char *cmd, const char *path, int batch, cli_trained *t) {
     memset(t, 0, sizeof *t);
-    rg_status s = rg_safetensors_load(path, &t->file);
+    rg_status s = rg_weights_load(path, &t->file);
     if (s) return cli_fail(cmd, s);
     const char *spec = rg_tensor_file_meta(t->file, "model");
     const char *input = rg_tensor_file_meta(t->file, "input");

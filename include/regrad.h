@@ -601,6 +601,15 @@ rg_status rg_tensor_file_shape(const rg_tensor_file *f, int i, int *ndim, int sh
 /* The same from bytes in memory (copied); `what` names them in errors. */
 rg_status rg_safetensors_parse(const void *bytes, size_t n, const char *what, rg_tensor_file **out);
 
+/* Opens a weights file of any format regrad reads, told apart by its contents: safetensors,
+ * or Keras's HDF5 weights (model.save_weights, model.save('m.h5'), the applications'
+ * ImageNet files such as resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5), whose
+ * tensors come under regrad's names (LAYER.kernel, LAYER.bias, LAYER.gamma, ...) and
+ * layouts (conv kernels (kh, kw, in, out) -> OIHW, depthwise (kh, kw, c, 1) -> (c, 1, kh, kw),
+ * dense (in, out) -> (out, in)), each weight found through its layer's weight_names, never
+ * by position.  rg_model_load then loads it by name as a checkpoint. */
+rg_status rg_weights_load(const char *path, rg_tensor_file **out);
+
 /* Writing: named float32 tensors (the data is not copied: it must stay valid until save)
  * and string metadata, saved atomically: a temporary file beside the target, fsync, rename
  * over it, fsync of the folder, so a crash at any moment leaves the old file or the new
@@ -928,6 +937,12 @@ typedef struct rg_meta {
 } rg_meta;
 /* Sets or replaces key. */
 void rg_meta_set(rg_meta *m, const char *key, const char *value);
+
+/* Writes m's weights as a Keras HDF5 weights file in the legacy layout that Keras's
+ * model.load_weights reads into the matching Keras model (by layer order, or by_name):
+ * layer_names, one group per layer with weights (weight_names, then each weight at
+ * LAYER/ROLE:0 in Keras's layout), atomically. */
+rg_status rg_keras_save(const rg_model *m, const char *path);
 
 /* Writes a compiled model's parameters and state under their names, with its spec, input
  * shape and class count (and meta) as metadata, atomically. */

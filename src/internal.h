@@ -269,6 +269,21 @@ const float *rg_host(const rg_graph *g, const float *x, size_t n);
 rg_status rg_model_check_data(const rg_model *m, const rg_dataset *d);
 int rg_count_correct(const float *logits, const int *labels, int n, int k);
 
+/* Tensor files made in memory (safetensors.c), as readers of other formats build them:
+ * an empty one; a tensor added under name, its data (malloc'd, n floats of the shape) taken
+ * over by the file, freed on failure too; a metadata entry. */
+rg_tensor_file *rg_tensor_file_new(void);
+rg_status rg_tensor_file_put(rg_tensor_file *f, const char *name, int ndim, const int *shape,
+                             float *data);
+rg_status rg_tensor_file_set_meta(rg_tensor_file *f, const char *key, const char *value);
+/* A writer's tensors as a safetensors image to fd (a pipe, say). */
+rg_status rg_tensor_writer_to_fd(const rg_tensor_writer *w, int fd);
+/* Keras HDF5 weights (keras.c): whether 8 bytes start an HDF5 file; the reader. */
+bool rg_is_hdf5(const unsigned char *head, size_t n);
+rg_status rg_keras_load(const char *path, rg_tensor_file **out);
+/* The seconds the reading process may take (60; tests and fuzzing lower it). */
+void rg_keras_time_limit(unsigned seconds);
+
 /* Training checkpoints (checkpoint.c): the model, the optimizer's moments and counters,
  * GRA's state (gra may be NULL) and the run's position, atomically; and back. */
 rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
@@ -285,8 +300,10 @@ rg_status rg_repair_add_tensors(const rg_repair *r, rg_tensor_writer *w);
 rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file *f,
                             const rg_dataset *d, const int *idx, int n);
 
-/* A conv node's window geometry (as it reads its input) and groups (conv.c). */
+/* A conv node's window geometry (as it reads its input) and groups (conv.c); the input
+ * channels of a geometry. */
 const struct rg_conv_geom *rg_conv_geometry(const rg_node_impl *n, int *groups);
+int rg_conv_channels(const struct rg_conv_geom *q);
 
 /* In an op's backward (fills_fresh_grads): input k's gradient holds nothing yet, so the
  * op writes it whole rather than adding to it. */

@@ -242,6 +242,12 @@ expect 0 "classifier re-initialised (2 tensors)" train --data "$tmp/png5" --inpu
   --model mlp:dropout=0.1 --weights "$tmp/ckA/last.safetensors" --classes 5 --freeze '*' --trainable dense_3 --trainable dense_2
 expect 1 "does not fit model 'cnn'" train --model cnn --weights "$tmp/ckA/last.safetensors" --limit 100
 expect 0 "weights: 0 tensors loaded" train --model cnn --weights "$tmp/ckA/last.safetensors" --weights-partial --limit 256
+# Keras's HDF5 weights: a checkpoint exported, then trained from (matched by layer name)
+expect 0 "wrote $tmp/m.h5 (keras-h5)" export --format keras-h5 --weights "$tmp/ckA/last.safetensors" -o "$tmp/m.h5"
+expect 0 "weights: 6 tensors loaded from $tmp/m.h5" train --model mlp:dropout=0.1 --weights "$tmp/m.h5" --limit 256
+expect 2 "--format 'onnx': use keras-h5" export --format onnx --weights "$tmp/ckA/last.safetensors" -o "$tmp/x"
+head -c 3000 "$tmp/m.h5" > "$tmp/trunc.h5"
+expect 1 "trunc.h5" train --weights "$tmp/trunc.h5" --limit 256
 # bad checkpoints: one line, exit 1, never a crash
 head -c 100 "$tmp/ckA/epoch_1.safetensors" > "$tmp/trunc.safetensors"
 expect 1 "does not fit the file" eval --weights "$tmp/trunc.safetensors"

@@ -31,6 +31,7 @@ typedef struct st_tensor {
     size_t count;
     const float *data;
     size_t begin, end;
+    float *owned; /* a tensor made in memory (rg_tensor_file_put): its data, freed with it */
 } st_tensor;
 
 struct rg_tensor_file {
@@ -44,7 +45,7 @@ struct rg_tensor_file {
 
 void rg_tensor_file_free(rg_tensor_file *f) {
     if (!f) return;
-    for (int i = 0; i < f->n; i++) free(f->tensors[i].name);
+    for (int i = 0; i < f->n; i++) free(f->tensors[i].name), free(f->tensors[i].owned);
     free(f->tensors);
     cJSON_Delete(f->header);
     free(f->bytes);
@@ -205,6 +206,47 @@ rg_status rg_safetensors_load(const char *path, rg_tensor_file **out) {
     return s;
 }
 
+rg_tensor_file *rg_tensor_file_new(void) {
+    rg_tensor_file *f = calloc(1, sizeof *f);
+    if (f && (!(f->header = cJSON_CreateObject()) ||
+              !(f->meta = cJSON_AddObjectToObject(f->header, "__metadata__")))) {
+        cJSON_Delete(f->header);
+        free(f);
+        f = NULL;
+    }
+    if (!f) rg_fail(RG_ERR_MEMORY, "out of memory");
+    return f;
+}
+
+rg_status rg_tensor_file_put(rg_tensor_file *f, const char *name, int ndim, const int *shape,
+                             float *data) {
+    if (ndim < 0 || ndim > RG_MAX_DIMS) {
+        free(data);
+        return rg_fail(RG_ERR_SHAPE, "tensor '%s' has %d dimensions: at most %d", name, ndim, RG_MAX_DIMS);
+    }
+    if (rg_tensor_file_find(f, name, NULL, NULL, NULL)) {
+        free(data);
+        return rg_fail(RG_ERR_FORMAT, "two tensors named '%s'", name);
+    }
+    st_tensor *t = realloc(f->tensors, (size_t)(f->n + 1) * sizeof *t);
+    char *copy = strdup(name);
+    if (!t || !copy) {
+        if (t) f->tensors = t;
+        free(copy), free(data);
+        return rg_fail(RG_ERR_MEMORY, "out of memory");
+    }
+    f->tensors = t;
+    t = &f->tensors[f->n++];
+    *t = (st_tensor){.name = copy, .ndim = ndim, .count = 1, .data = data, .owned = data};
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d], t->count *= (size_t)shape[d];
+    return RG_OK;
+}
+
+rg_status rg_tensor_file_set_meta(rg_tensor_file *f, const char *key, const char *value) {
+    cJSON_DeleteItemFromObjectCaseSensitive(f->meta, key);
+    return cJSON_AddStringToObject(f->meta, key, value) ? RG_OK : rg_fail(RG_ERR_MEMORY, "out of memory");
+}
+
 int rg_tensor_file_count(const rg_tensor_file *f) { return f ? f->n : 0; }
 
 const char *rg_tensor_file_name(const rg_tensor_file *f, int i) {
@@ -331,9 +373,10 @@ static bool fault_now(void) {
     return f && sscanf(f, "write:%d", &n) == 1 && ++writes == n;
 }
 
-rg_status rg_tensor_writer_save(rg_tensor_writer *w, const char *path) {
+/* The header (JSON, then spaces to a multiple of 8 bytes), malloc'd; NULL without memory. */
+static char *header_json(const rg_tensor_writer *w, size_t *hlen, size_t *padded) {
     cJSON *h = cJSON_CreateObject();
-    if (!h) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    if (!h) return NULL;
     if (cJSON_GetArraySize(w->meta) > 0)
         cJSON_AddItemReferenceToObject(h, "__metadata__", w->meta);
     size_t off = 0;
@@ -350,8 +393,38 @@ rg_status rg_tensor_writer_save(rg_tensor_writer *w, const char *path) {
     }
     char *json = cJSON_PrintUnformatted(h);
     cJSON_Delete(h);
+    if (json) *hlen = strlen(json), *padded = (*hlen + 7) / 8 * 8;
+    return json;
+}
+
+/* The whole file to fd: header length, header, every tensor's data.  A fault injected by
+ * REGRAD_FAULT kills the process half way through the data. */
+static bool write_image(const rg_tensor_writer *w, int fd, const char *json, size_t hlen,
+                        size_t padded, bool fault) {
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    bool ok = write_all(fd, len8, 8) && write_all(fd, json, hlen) &&
+              write_all(fd, "        ", padded - hlen);
+    for (int i = 0; ok && i < w->n; i++) {
+        if (fault && i == w->n / 2) raise(SIGKILL);
+        ok = write_all(fd, w->t[i].data, w->t[i].count * 4);
+    }
+    return ok;
+}
+
+rg_status rg_tensor_writer_to_fd(const rg_tensor_writer *w, int fd) {
+    size_t hlen, padded;
+    char *json = header_json(w, &hlen, &padded);
     if (!json) return rg_fail(RG_ERR_MEMORY, "out of memory");
-    size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8;
+    const bool ok = write_image(w, fd, json, hlen, padded, false);
+    free(json);
+    return ok ? RG_OK : rg_fail(RG_ERR_IO, "cannot write tensors: %s", strerror(errno));
+}
+
+rg_status rg_tensor_writer_save(rg_tensor_writer *w, const char *path) {
+    size_t hlen, padded;
+    char *json = header_json(w, &hlen, &padded);
+    if (!json) return rg_fail(RG_ERR_MEMORY, "out of memory");
     /* the temporary file sits beside the target, so the rename cannot cross file systems */
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
@@ -368,15 +441,7 @@ rg_status rg_tensor_writer_save(rg_tensor_writer *w, const char *path) {
                     path, strerror(errno));
         goto done;
     }
-    uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    bool ok = write_all(fd, len8, 8) && write_all(fd, json, hlen) &&
-              write_all(fd, "        ", padded - hlen);
-    const bool fault = fault_now();
-    for (int i = 0; ok && i < w->n; i++) {
-        if (fault && i == w->n / 2) raise(SIGKILL);
-        ok = write_all(fd, w->t[i].data, w->t[i].count * 4);
-    }
+    bool ok = write_image(w, fd, json, hlen, padded, fault_now());
     if (ok) ok = fchmod(fd, 0644) == 0 && fsync(fd) == 0;
     int err = errno;
     if (close(fd) != 0) ok = false;

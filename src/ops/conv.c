@@ -81,6 +81,8 @@ static rg_status conv_infer(rg_graph *g, rg_node_impl *n) {
     return RG_OK;
 }
 
+int rg_conv_channels(const rg_conv_geom *q) { return q->c; }
+
 const rg_conv_geom *rg_conv_geometry(const rg_node_impl *n, int *groups) {
     const conv_attr *a = n->attr;
     *groups = a->o.groups;

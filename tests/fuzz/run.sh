@@ -4,7 +4,7 @@
 # the committed seeds in tests/fuzz/seeds-TARGET.  Exit 0: no crash found; a crash leaves
 # its input in BUILD_DIR (crash-*) to add to the seeds as a regression case.
 # Usage: tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
-#   TARGET: image, safetensors, checkpoint, idx, spec, values (one fuzz_TARGET.c each)
+#   TARGET: image, safetensors, checkpoint, idx, spec, values, keras (one fuzz_TARGET.c each)
 set -euo pipefail
 target=$1 secs=$2 out=${3:-build/fuzz}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,23 +13,25 @@ command -v clang >/dev/null || { echo "fuzz: clang not installed (apt-get instal
 mkdir -p "$out/obj" "$out/corpus-$target"
 out=$(cd "$out" && pwd)
 cflags="-g -O1 -std=gnu11 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-pragmas"
-includes="-I$root/include -I$root/src -I$root/cli -I/usr/include/x86_64-linux-gnu/openblas-pthread"
+includes="-I$root/include -I$root/src -I$root/cli -I/usr/include/x86_64-linux-gnu/openblas-pthread -I/usr/include/hdf5/serial"
 (
   flock 9
   lib=$out/libregrad_fuzz.a
-  if [ ! -f "$lib" ] || [ -n "$(find "$root/src" "$root/include" "$root/cli/common.c" -newer "$lib" -name '*.[ch]' | head -1)" ]; then
+  if [ ! -f "$lib" ] || [ -n "$(find "$root/src" "$root/include" "$root/cli/common.c" "$root/cli/options.c" -newer "$lib" -name '*.[ch]' | head -1)" ]; then
     rm -f "$out"/obj/*.o
     # shellcheck disable=SC2086
     find "$root/src" -name '*.c' | xargs -P "$(nproc)" -I{} sh -c \
       'clang '"$cflags $includes"' -c "$1" -o "'"$out"'/obj/$(echo "$1" | tr / _).o"' _ {}
     clang $cflags $includes -c "$root/cli/common.c" -o "$out/obj/cli_common.o"
+    clang $cflags $includes -c "$root/cli/options.c" -o "$out/obj/cli_options.o"
     ar rcs "$lib" "$out"/obj/*.o
   fi
 ) 9>"$out/.lock"
 # shellcheck disable=SC2086
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $includes \
   "$root/tests/fuzz/fuzz_$target.c" "$out/libregrad_fuzz.a" \
-  -lopenblas -lcjson -ljpeg -lpng -lz -lm -lpthread -o "$out/fuzz_$target"
+  -lopenblas -lcjson -ljpeg -lpng -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -lz -lm -lpthread \
+  -o "$out/fuzz_$target"
 cp "$root/tests/fuzz/seeds-$target"/* "$out/corpus-$target/" 2>/dev/null || true
 cd "$out"
 "./fuzz_$target" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \

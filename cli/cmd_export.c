@@ -1,0 +1,56 @@
+/*
+ * cmd_export.c — `regrad export`: a checkpoint's model in another framework's format.  Keras's
+ * legacy HDF5 weights layout for now (model.load_weights reads it into the matching Keras
+ * model).
+ */
+#include "cli.h"
+
+#include <string.h>
+
+typedef struct export_args {
+    const char *format, *weights, *out;
+} export_args;
+
+static bool parse_format(const char *cmd, const cli_option *r, const char *text, void *field) {
+    if (strcmp(text, "keras-h5") != 0) {
+        cli_error(cmd, "--%s '%s': use keras-h5", r->name, text);
+        return false;
+    }
+    *(const char **)field = text;
+    return true;
+}
+
+static const cli_option export_options[] = {
+    {.name = "format", .meta = "NAME", .type = CLI_PARSE, CLI_AT(export_args, format),
+     .parse = parse_format, .dflt = "keras-h5",
+     .help = "keras-h5: Keras's HDF5 weights (the legacy layout, loaded by model.load_weights)"},
+    {.name = "weights", .meta = "FILE", .type = CLI_TEXT, CLI_AT(export_args, weights),
+     .help = "a checkpoint written by regrad"},
+    {.name = "out", .short_name = 'o', .meta = "FILE", .type = CLI_TEXT, CLI_AT(export_args, out),
+     .help = "the file to write"},
+    CLI_END,
+};
+
+static const cli_command export_command = {
+    .name = "export", .usage = "--format keras-h5 --weights FILE -o OUT",
+    .about = "Write a checkpoint's model in another framework's format.",
+    .options = export_options};
+
+int cmd_export(int argc, char **argv) {
+    const char *cmd = export_command.name;
+    export_args a = {0};
+    cli_defaults(&export_command, &a);
+    int r = cli_parse(&export_command, argc, argv, &a, NULL);
+    if (r >= 0) return r;
+    if (!a.weights || !a.out) {
+        cli_error(cmd, "%s is required; see 'regrad export --help'", a.weights ? "-o FILE" : "--weights FILE");
+        return EXIT_USAGE;
+    }
+    cli_trained t;
+    if ((r = cli_load_trained(cmd, a.weights, 1, &t)) < 0) {
+        const rg_status s = rg_keras_save(&t.m, a.out);
+        r = s ? cli_fail(cmd, s) : (printf("wrote %s (%s)\n", a.out, a.format), 0);
+    }
+    cli_trained_free(&t);
+    return r;
+}

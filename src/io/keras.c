@@ -1,0 +1,493 @@
+/*
+ * keras.c — Keras weights files (libhdf5): the legacy HDF5 layout that model.save_weights,
+ * model.save('m.h5') (under /model_weights) and the applications' ImageNet files use, read
+ * into a tensor file under regrad's names and layouts, and written back.
+ *
+ * Layout: the weights group has an attribute layer_names (every layer, in model order; a
+ * long one is split into layer_names0, layer_names1, ...), and a group per layer whose
+ * attribute weight_names lists its datasets, each a path relative to the group
+ * ("conv1_conv/kernel:0"; Keras 3's legacy files drop the ":0").  String attributes are
+ * fixed-length (h5py 2) or variable-length (h5py 3); a layer without weights has an empty
+ * float64 weight_names.  A weight's role is the last component of its name without ":N".
+ *
+ * Layouts (Keras channels_last -> regrad, PyTorch's): a conv kernel (kh, kw, in, out) ->
+ * (out, in, kh, kw); a depthwise kernel (kh, kw, in, m) -> (in m, 1, kh, kw); a dense
+ * kernel (in, out) -> (out, in); biases and batch norm's gamma, beta, moving_mean and
+ * moving_variance as they are.  Names: LAYER.kernel, LAYER.bias, LAYER.gamma, ...
+ *
+ * Nothing in a file is trusted: every rank, dimension and size is checked before anything
+ * is allocated, reading stops at the first problem with one line naming the file, the layer
+ * and the weight, and HDF5's own error printing is off.  libhdf5 itself is not safe on a
+ * malformed file, so the reading runs in a child process (rg_keras_load), which hands the
+ * tensors back as a safetensors image that the parent's own checked parser reads.
+ */
+#include "../internal.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_NAMES 100000          /* layers in a file, weights in a layer */
+#define MAX_NAME 1024             /* bytes of one name */
+#define MAX_FLOATS ((size_t)1 << 31) /* values in one weight: 8 GiB of float32 */
+
+/* HDF5 prints its error stack by default: off while regrad reads and writes. */
+static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static const char HDF5_MAGIC[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+
+bool rg_is_hdf5(const unsigned char *head, size_t n) {
+    return n >= 8 && memcmp(head, HDF5_MAGIC, 8) == 0;
+}
+
+/* A list of strings read from an attribute. */
+typedef struct names {
+    int n;
+    char **v;
+} names;
+
+static void names_free(names *l) {
+    for (int i = 0; l->v && i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    l->v = NULL, l->n = 0;
+}
+
+static rg_status names_add(names *l, const char *s, size_t len) {
+    if (l->n >= MAX_NAMES || len > MAX_NAME) return RG_ERR_FORMAT;
+    char **v = realloc(l->v, (size_t)(l->n + 1) * sizeof *v);
+    if (!v) return RG_ERR_MEMORY;
+    l->v = v;
+    if (!(v[l->n] = strndup(s, len))) return RG_ERR_MEMORY;
+    l->n++;
+    return RG_OK;
+}
+
+/* Appends the strings of attribute `name` of obj: fixed- or variable-length, scalar or 1-D;
+ * an empty non-string attribute (a layer without weights) adds nothing. */
+static rg_status read_strings(hid_t obj, const char *name, names *out, const char *what) {
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return rg_fail(RG_ERR_FORMAT, "%s: no attribute %s", what, name);
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a), mt = -1;
+    rg_status s = RG_OK;
+    const hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (ft < 0 || n < 0 || n > MAX_NAMES) {
+        s = rg_fail(RG_ERR_FORMAT, "%s: attribute %s is unreadable or holds %lld names", what, name,
+                    (long long)n);
+    } else if (H5Tget_class(ft) != H5T_STRING) {
+        if (n != 0) s = rg_fail(RG_ERR_FORMAT, "%s: attribute %s holds no strings", what, name);
+    } else if (n > 0 && (mt = H5Tcopy(H5T_C_S1)) >= 0) {
+        H5Tset_cset(mt, H5Tget_cset(ft));
+        if (H5Tis_variable_str(ft) > 0) {
+            char **v = calloc((size_t)n, sizeof *v);
+            H5Tset_size(mt, H5T_VARIABLE);
+            if (!v || H5Aread(a, mt, v) < 0) s = rg_fail(RG_ERR_FORMAT, "%s: cannot read %s", what, name);
+            for (hssize_t i = 0; !s && i < n; i++)
+                if ((s = names_add(out, v[i] ? v[i] : "", v[i] ? strlen(v[i]) : 0)))
+                    s = rg_fail(s, "%s: attribute %s: a name too long or too many", what, name);
+            if (v) H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, v);
+            free(v);
+        } else {
+            const size_t size = H5Tget_size(ft);
+            char *buf = size && size <= MAX_NAME ? calloc((size_t)n, size + 1) : NULL;
+            H5Tset_size(mt, size + 1);
+            H5Tset_strpad(mt, H5T_STR_NULLTERM);
+            if (!buf || H5Aread(a, mt, buf) < 0)
+                s = rg_fail(RG_ERR_FORMAT, "%s: cannot read %s (strings of %zu bytes)", what, name, size);
+            for (hssize_t i = 0; !s && i < n; i++) {
+                const char *e = buf + (size_t)i * (size + 1);
+                if ((s = names_add(out, e, strnlen(e, size))))
+                    s = rg_fail(s, "%s: attribute %s: too many names", what, name);
+            }
+            free(buf);
+        }
+    }
+    if (mt >= 0) H5Tclose(mt);
+    if (ft >= 0) H5Tclose(ft);
+    if (sp >= 0) H5Sclose(sp);
+    H5Aclose(a);
+    return s;
+}
+
+/* An attribute as Keras saves it: whole, or split into NAME0, NAME1, ... */
+static rg_status read_split_strings(hid_t obj, const char *name, names *out, const char *what) {
+    if (H5Aexists(obj, name) > 0) return read_strings(obj, name, out, what);
+    char part[64];
+    rg_status s = RG_OK;
+    int k = 0;
+    for (; !s; k++) {
+        snprintf(part, sizeof part, "%s%d", name, k);
+        if (H5Aexists(obj, part) <= 0) break;
+        s = read_strings(obj, part, out, what);
+    }
+    if (!s && k == 0) s = rg_fail(RG_ERR_FORMAT, "%s: no attribute %s: not a Keras weights file", what, name);
+    return s;
+}
+
+/* The role of weight name "conv1_conv/kernel:0": "kernel". */
+static void role_of(const char *weight, char *role, size_t len) {
+    const char *slash = strrchr(weight, '/');
+    snprintf(role, len, "%s", slash ? slash + 1 : weight);
+    char *colon = strrchr(role, ':');
+    if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) *colon = 0;
+}
+
+/* One float32 dataset of a layer group, its dims checked (rank, and the product within
+ * MAX_FLOATS) before its memory is allocated. */
+static rg_status read_dataset(hid_t layer, const char *path, float **out, int *ndim, hsize_t dims[4],
+                              const char *what) {
+    *out = NULL;
+    if (H5Lexists(layer, path, H5P_DEFAULT) <= 0) /* H5Lexists takes one step: check each */
+        return rg_fail(RG_ERR_FORMAT, "%s: the weight '%s' its weight_names lists is missing", what, path);
+    hid_t d = H5Dopen2(layer, path, H5P_DEFAULT);
+    if (d < 0) return rg_fail(RG_ERR_FORMAT, "%s: '%s' is not a dataset", what, path);
+    hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
+    rg_status s = RG_OK;
+    const int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    size_t count = 1;
+    if (rank < 0 || rank > 4) {
+        s = rg_fail(RG_ERR_FORMAT, "%s: '%s' has %d dimensions (at most 4)", what, path, rank);
+    } else if (ty < 0 || H5Tget_class(ty) != H5T_FLOAT) {
+        s = rg_fail(RG_ERR_FORMAT, "%s: '%s' does not hold floating-point values", what, path);
+    } else {
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        for (int k = 0; k < rank && !s; k++)
+            if (dims[k] == 0 || dims[k] > MAX_FLOATS || (count *= (size_t)dims[k]) > MAX_FLOATS)
+                s = rg_fail(RG_ERR_FORMAT, "%s: '%s' declares %llu values in dimension %d: too "
+                                           "many", what, path, (unsigned long long)dims[k], k + 1);
+    }
+    float *v = s ? NULL : malloc(count * sizeof *v);
+    if (!s && !v) s = rg_fail(RG_ERR_MEMORY, "%s: out of memory for '%s' (%zu values)", what, path, count);
+    if (!s && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+        s = rg_fail(RG_ERR_FORMAT, "%s: cannot read '%s' (truncated file?)", what, path);
+    if (ty >= 0) H5Tclose(ty);
+    if (sp >= 0) H5Sclose(sp);
+    H5Dclose(d);
+    if (s) free(v);
+    else *out = v, *ndim = rank;
+    return s;
+}
+
+/* Keras's layout of a weight to regrad's (a new array; v is freed). */
+static float *to_regrad(float *v, int ndim, const hsize_t *k, const char *role, int shape[4]) {
+    if (ndim == 4) { /* (kh, kw, in, out) -> (out, in, kh, kw); depthwise (kh, kw, in, m) -> (in m, 1, kh, kw) */
+        const size_t kh = k[0], kw = k[1], ci = k[2], co = k[3];
+        const bool depthwise = strcmp(role, "depthwise_kernel") == 0;
+        float *t = malloc(kh * kw * ci * co * sizeof *t);
+        if (!t) return free(v), NULL;
+        for (size_t y = 0; y < kh; y++)
+            for (size_t x = 0; x < kw; x++)
+                for (size_t i = 0; i < ci; i++)
+                    for (size_t o = 0; o < co; o++) {
+                        const float w = v[((y * kw + x) * ci + i) * co + o];
+                        if (depthwise) t[((i * co + o) * kh + y) * kw + x] = w;
+                        else t[((o * ci + i) * kh + y) * kw + x] = w;
+                    }
+        free(v);
+        if (depthwise) shape[0] = (int)(ci * co), shape[1] = 1;
+        else shape[0] = (int)co, shape[1] = (int)ci;
+        shape[2] = (int)kh, shape[3] = (int)kw;
+        return t;
+    }
+    if (ndim == 2) { /* (in, out) -> (out, in) */
+        float *t = malloc(k[0] * k[1] * sizeof *t);
+        if (!t) return free(v), NULL;
+        for (size_t i = 0; i < k[0]; i++)
+            for (size_t o = 0; o < k[1]; o++) t[o * k[0] + i] = v[i * k[1] + o];
+        free(v);
+        shape[0] = (int)k[1], shape[1] = (int)k[0];
+        return t;
+    }
+    for (int d = 0; d < ndim; d++) shape[d] = (int)k[d];
+    return v;
+}
+
+/* Every weight of one layer group into f. */
+static rg_status read_layer(hid_t wg, const char *layer, rg_tensor_file *f, const char *path) {
+    char what[1400];
+    snprintf(what, sizeof what, "%s: layer '%s'", path, layer);
+    if (H5Lexists(wg, layer, H5P_DEFAULT) <= 0)
+        return rg_fail(RG_ERR_FORMAT, "%s: no group for it, though layer_names lists it", what);
+    hid_t g = H5Gopen2(wg, layer, H5P_DEFAULT);
+    if (g < 0) return rg_fail(RG_ERR_FORMAT, "%s: not a group", what);
+    names w = {0};
+    rg_status s = H5Aexists(g, "weight_names") > 0 ? read_split_strings(g, "weight_names", &w, what) : RG_OK;
+    for (int i = 0; i < w.n && !s; i++) {
+        float *v;
+        int ndim = 0;
+        hsize_t dims[4];
+        char role[MAX_NAME + 1], name[2 * MAX_NAME + 2];
+        if ((s = read_dataset(g, w.v[i], &v, &ndim, dims, what))) break;
+        role_of(w.v[i], role, sizeof role);
+        snprintf(name, sizeof name, "%s.%s", layer,
+                 strcmp(role, "depthwise_kernel") == 0 ? "kernel" : role);
+        int shape[4];
+        float *t = to_regrad(v, ndim, dims, role, shape);
+        s = t ? rg_tensor_file_put(f, name, ndim, shape, t) : rg_fail(RG_ERR_MEMORY, "%s: out of memory", what);
+    }
+    names_free(&w);
+    H5Gclose(g);
+    return s;
+}
+
+/* The reading itself (in the child process of rg_keras_load). */
+static rg_status keras_read(const char *path, rg_tensor_file **out) {
+    *out = NULL;
+    quiet();
+    if (H5Fis_hdf5(path) <= 0) return rg_fail(RG_ERR_FORMAT, "%s: not an HDF5 file", path);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return rg_fail(RG_ERR_IO, "%s: cannot open as HDF5 (truncated or corrupt?)", path);
+    /* the weights group: the root, or /model_weights in a whole-model file */
+    const bool root = H5Aexists(file, "layer_names") > 0 || H5Aexists(file, "layer_names0") > 0;
+    hid_t wg = root ? H5Gopen2(file, "/", H5P_DEFAULT)
+               : H5Lexists(file, "model_weights", H5P_DEFAULT) > 0 ? H5Gopen2(file, "model_weights", H5P_DEFAULT)
+                                                                 : -1;
+    rg_status s = RG_OK;
+    rg_tensor_file *f = NULL;
+    names layers = {0};
+    if (wg < 0)
+        s = rg_fail(RG_ERR_FORMAT, "%s: an HDF5 file without Keras weights (no layer_names, no "
+                                   "model_weights): Keras 3's .weights.h5 is not read yet", path);
+    else if (!(s = read_split_strings(wg, "layer_names", &layers, path)) && !(f = rg_tensor_file_new()))
+        s = RG_ERR_MEMORY;
+    for (int i = 0; i < layers.n && !s; i++) s = read_layer(wg, layers.v[i], f, path);
+    if (!s) s = rg_tensor_file_set_meta(f, "format", "keras-h5");
+    names_free(&layers);
+    if (wg >= 0) H5Gclose(wg);
+    H5Fclose(file);
+    if (s) rg_tensor_file_free(f);
+    else *out = f;
+    return s;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+/* A string attribute (variable-length, as h5py 3 writes them) of n strings; n 0: Keras's
+ * empty weight_names, an empty float64 array. */
+static bool write_strings(hid_t obj, const char *name, const char *const *v, int n, bool scalar) {
+    if (n == 0) {
+        const hsize_t zero = 0;
+        hid_t sp = H5Screate_simple(1, &zero, NULL);
+        hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        const bool ok = a >= 0;
+        if (a >= 0) H5Aclose(a);
+        H5Sclose(sp);
+        return ok;
+    }
+    hid_t ty = H5Tcopy(H5T_C_S1);
+    H5Tset_size(ty, H5T_VARIABLE);
+    const hsize_t count = (hsize_t)n;
+    hid_t sp = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &count, NULL);
+    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+    const bool ok = a >= 0 && H5Awrite(a, ty, v) >= 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(ty);
+    return ok;
+}
+
+/* One weight in Keras's layout at `path` (relative, intermediate groups made) in group g. */
+static bool write_weight(hid_t g, const char *path, const float *v, int ndim, const int *shape,
+                         bool depthwise) {
+    hsize_t dims[4];
+    size_t count = 1;
+    for (int d = 0; d < ndim; d++) count *= (size_t)shape[d];
+    float *t = malloc((count ? count : 1) * sizeof *t);
+    if (!t) return false;
+    if (ndim == 4) { /* (out, in, kh, kw) -> (kh, kw, in, out); depthwise (c m, 1, kh, kw) -> (kh, kw, c, m) */
+        const size_t co = (size_t)shape[0], ci = (size_t)shape[1], kh = (size_t)shape[2], kw = (size_t)shape[3];
+        const size_t c = depthwise ? co : ci, m = depthwise ? 1 : co; /* regrad's depthwise: m = 1 */
+        for (size_t o = 0; o < co; o++)
+            for (size_t i = 0; i < ci; i++)
+                for (size_t y = 0; y < kh; y++)
+                    for (size_t x = 0; x < kw; x++) {
+                        const float w = v[((o * ci + i) * kh + y) * kw + x];
+                        if (depthwise) t[((y * kw + x) * c + o) * m] = w;
+                        else t[((y * kw + x) * ci + i) * co + o] = w;
+                    }
+        dims[0] = kh, dims[1] = kw, dims[2] = c, dims[3] = m;
+    } else if (ndim == 2) { /* (out, in) -> (in, out) */
+        for (int o = 0; o < shape[0]; o++)
+            for (int i = 0; i < shape[1]; i++) t[(size_t)i * shape[0] + o] = v[(size_t)o * shape[1] + i];
+        dims[0] = (hsize_t)shape[1], dims[1] = (hsize_t)shape[0];
+    } else {
+        memcpy(t, v, count * sizeof *t);
+        for (int d = 0; d < ndim; d++) dims[d] = (hsize_t)shape[d];
+    }
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t sp = H5Screate_simple(ndim, dims, NULL);
+    hid_t d = H5Dcreate2(g, path, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    const bool ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t) >= 0;
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+    H5Pclose(lcpl);
+    free(t);
+    return ok;
+}
+
+/* The layers with weights that a Keras model has (auxiliary heads are regrad's own). */
+static bool exported(const rg_graph *g, int i) {
+    return g->nodes[i].n_params > 0 && strncmp(g->nodes[i].name, "aux_head_", 9) != 0;
+}
+
+/* One layer group: its weight_names and datasets, in Keras's order (regrad declares them in
+ * it: kernel, bias; gamma, beta, moving_mean, moving_variance). */
+static bool write_layer(hid_t root, const rg_graph *g, const rg_node_impl *n) {
+    int groups = 1;
+    const struct rg_conv_geom *q = n->op == RG_OP_CONV2D ? rg_conv_geometry(n, &groups) : NULL;
+    const bool depthwise = q && groups > 1 && groups == rg_conv_channels(q) && groups == n->shape[0];
+    hid_t lg = H5Gcreate2(root, n->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (lg < 0) return false;
+    char paths[8][RG_NAME_MAX + 48];
+    const char *names_v[8];
+    bool ok = n->n_params <= 8;
+    for (int k = 0; ok && k < n->n_params; k++) {
+        const rg_param_impl *p = &g->params[n->first_param + k];
+        const bool dw = depthwise && strcmp(p->suffix, "kernel") == 0;
+        snprintf(paths[k], sizeof paths[k], "%s/%s:0", n->name, dw ? "depthwise_kernel" : p->suffix);
+        names_v[k] = paths[k];
+        const float *v = (p->state ? g->state_buf : g->param_buf) + p->offset;
+        ok = write_weight(lg, paths[k], rg_host(g, v, p->size), p->ndim, p->shape, dw);
+    }
+    ok = ok && write_strings(lg, "weight_names", names_v, n->n_params, false);
+    H5Gclose(lg);
+    return ok;
+}
+
+rg_status rg_keras_save(const rg_model *m, const char *path) {
+    const rg_graph *g = m->graph;
+    if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the model before exporting it");
+    quiet();
+    const size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    const char **layer_names = malloc((size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof *layer_names);
+    if (!tmp || !layer_names) {
+        free(tmp), free(layer_names);
+        return rg_fail(RG_ERR_MEMORY, "out of memory");
+    }
+    snprintf(tmp, len + 16, "%s.tmp-%d", path, (int)getpid());
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    bool ok = f >= 0;
+    int n = 0;
+    for (int i = 0; ok && i < g->n_nodes; i++)
+        if (exported(g, i)) {
+            layer_names[n++] = g->nodes[i].name;
+            ok = write_layer(f, g, &g->nodes[i]);
+        }
+    const char *backend = "tensorflow", *version = "2.15.0";
+    ok = ok && write_strings(f, "layer_names", layer_names, n, false) &&
+         write_strings(f, "backend", &backend, 1, true) && write_strings(f, "keras_version", &version, 1, true);
+    if (f >= 0 && H5Fclose(f) < 0) ok = false;
+    rg_status s = RG_OK;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        s = rg_fail(RG_ERR_IO, "cannot write '%s' (check the folder exists and is writable)", path);
+    }
+    free(tmp);
+    free(layer_names);
+    return s;
+}
+
+/* Seconds a child may take: reading the ImageNet ResNet50V2 file takes about one, and a
+ * malformed file can send libhdf5 round a loop for good. */
+static unsigned read_seconds = 60;
+
+void rg_keras_time_limit(unsigned seconds) { read_seconds = seconds; }
+
+/* The child: the file read, its tensors to the pipe as a safetensors image after 'T', or
+ * 'E', the status and the message. */
+static void child_reads(const char *path, int fd) {
+    alarm(read_seconds); /* SIGALRM ends a reading that never does */
+    rg_tensor_file *f;
+    rg_status s = keras_read(path, &f);
+    rg_tensor_writer *w = s ? NULL : rg_tensor_writer_create();
+    if (!s && !w) s = RG_ERR_MEMORY;
+    for (int i = 0; !s && i < rg_tensor_file_count(f); i++) {
+        int ndim, shape[RG_MAX_DIMS];
+        const char *name = rg_tensor_file_name(f, i);
+        rg_tensor_file_shape(f, i, &ndim, shape);
+        s = rg_tensor_writer_add(w, name, rg_tensor_file_find(f, name, NULL, NULL, NULL), ndim, shape);
+    }
+    if (!s) s = rg_tensor_writer_meta(w, "format", "keras-h5");
+    if (!s && write(fd, "T", 1) == 1 && rg_tensor_writer_to_fd(w, fd) == RG_OK) _exit(0);
+    const char *msg = rg_last_error();
+    const unsigned char head[2] = {'E', (unsigned char)(s ? s : RG_ERR_IO)};
+    if (write(fd, head, 2) == 2 && write(fd, msg, strlen(msg)) >= 0) _exit(1);
+    _exit(1);
+}
+
+/* Everything the child sends, until it closes the pipe. */
+static unsigned char *read_pipe(int fd, size_t *n) {
+    size_t cap = 1 << 16;
+    unsigned char *b = malloc(cap);
+    *n = 0;
+    for (ssize_t got; b; *n += (size_t)got) {
+        if (*n == cap) {
+            unsigned char *t = realloc(b, cap *= 2);
+            if (!t) return free(b), NULL;
+            b = t;
+        }
+        if ((got = read(fd, b + *n, cap - *n)) <= 0) {
+            if (got < 0 && errno == EINTR) {
+                got = 0;
+                continue;
+            }
+            break;
+        }
+    }
+    return b;
+}
+
+/* libhdf5 trusts what it reads (malformed files make it read and write out of bounds), so
+ * the file is read in a child process: a crash there is an error here, never a crash. */
+rg_status rg_keras_load(const char *path, rg_tensor_file **out) {
+    *out = NULL;
+    int fds[2];
+    if (pipe(fds) != 0) return rg_fail(RG_ERR_IO, "%s: cannot open a pipe: %s", path, strerror(errno));
+    fflush(NULL);
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]), close(fds[1]);
+        return rg_fail(RG_ERR_MEMORY, "%s: cannot start a process to read it: %s", path, strerror(errno));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_reads(path, fds[1]);
+    }
+    close(fds[1]);
+    size_t n;
+    unsigned char *b = read_pipe(fds[0], &n);
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) continue;
+    rg_status s;
+    if (!b) s = rg_fail(RG_ERR_MEMORY, "%s: out of memory", path);
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && n > 1 && b[0] == 'T')
+        s = rg_safetensors_parse(b + 1, n - 1, path, out);
+    else if (WIFEXITED(status) && n >= 2 && b[0] == 'E')
+        s = rg_fail(b[1] > RG_OK && b[1] < RG_STOPPED ? (rg_status)b[1] : RG_ERR_FORMAT, "%.*s",
+                    (int)(n - 2 < 1000 ? n - 2 : 1000), (const char *)b + 2);
+    else
+        s = WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM
+                ? rg_fail(RG_ERR_FORMAT, "%s: libhdf5 did not finish reading it in %u s: a corrupt "
+                                         "file", path, read_seconds)
+                : rg_fail(RG_ERR_FORMAT, "%s: libhdf5 failed reading it (%s %d): a corrupt file", path,
+                          WIFSIGNALED(status) ? "signal" : "exit",
+                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    free(b);
+    return s;
+}
+
+rg_status rg_weights_load(const char *path, rg_tensor_file **out) {
+    unsigned char head[8] = {0};
+    FILE *fp = fopen(path, "rb");
+    const size_t got = fp ? fread(head, 1, sizeof head, fp) : 0;
+    if (fp) fclose(fp);
+    if (rg_is_hdf5(head, got)) return rg_keras_load(path, out);
+    return rg_safetensors_load(path, out);
+}
