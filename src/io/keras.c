@@ -402,7 +402,8 @@ void rg_keras_time_limit(unsigned seconds) { read_seconds = seconds; }
 /* The child: the file read, its tensors to the pipe as a safetensors image after 'T', or
  * 'E', the status and the message. */
 static void child_reads(const char *path, int fd) {
-    alarm(read_seconds); /* SIGALRM ends a reading that never does */
+    signal(SIGALRM, SIG_DFL); /* whatever the parent made of it: SIGALRM ends a reading */
+    alarm(read_seconds);      /* that never does */
     rg_tensor_file *f;
     rg_status s = keras_read(path, &f);
     rg_tensor_writer *w = s ? NULL : rg_tensor_writer_create();
