@@ -1,7 +1,7 @@
 /*
  * test_keras.c — Keras weights files: the layouts h5py 2 and 3 write (fixed- and
  * variable-length strings, empty weight_names, split layer_names, Keras 3's names, whole-model
- * files), a small CNN's logits against a NumPy forward of the same file, regrad -> Keras ->
+ * files) and Keras 3's .weights.h5, a small CNN's logits against a NumPy forward of the same file, regrad -> Keras ->
  * regrad round trips, ResNet50V2 converted by NumPy tensor by tensor, and hostile files.
  * Fixtures: tools/make_keras_fixtures.py (small: committed; ResNet50V2: made here when
  * /usr/bin/python3 has h5py).
@@ -41,8 +41,8 @@ static void small_cnn_matches_numpy(void **state) {
     const float *x = rg_tensor_file_find(ref, "x", NULL, NULL, NULL);
     const float *want = rg_tensor_file_find(ref, "logits", NULL, NULL, NULL);
     static const char *const files[] = {"keras/small_h5py2.h5", "keras/small_h5py3.h5",
-                                        "keras/small_model.h5"};
-    for (int i = 0; i < 3; i++) {
+                                        "keras/small_model.h5", "keras/small_keras3.weights.h5"};
+    for (int i = 0; i < 4; i++) {
         rg_model m = small_cnn(100 + i);
         rg_tensor_file *f;
         if (rg_weights_load(fixture_path(files[i]), &f) != RG_OK) fail_msg("%s: %s", files[i], rg_last_error());
@@ -56,6 +56,9 @@ static void small_cnn_matches_numpy(void **state) {
         rg_model_free(&m);
     }
     rg_tensor_file_free(ref);
+    rg_tensor_file *f;
+    assert_int_equal(rg_weights_load(fixture_path("keras/small_keras35.weights.h5"), &f), RG_ERR_FORMAT);
+    assert_non_null(strstr(rg_last_error(), "no layer name (a file of Keras before 3.6)"));
 }
 
 /* Every tensor of a and b (parameters and state) bitwise equal. */

@@ -11,10 +11,15 @@ h5py (Debian has no Keras or TensorFlow), for tests/test_keras.c.
         small_h5py3.h5   variable-length strings (h5py 3), Keras 3 names "conv1/kernel",
                          layer_names split into layer_names0 and layer_names1
         small_model.h5   a whole-model file: the weights under /model_weights
+        small_keras3.weights.h5  Keras 3's layout: layers/<type>[_N]/vars/0, 1, ... with
+                         each layer's name in its vars group's attribute (Keras >= 3.6)
+        small_keras35.weights.h5 the same without the names (Keras 3.5), which regrad refuses
         small_ref.safetensors  the inputs (x, NCHW) and the reference logits
-  make_keras_fixtures.py from-safetensors IN.safetensors OUT.h5
-      Every LAYER.ROLE tensor of a regrad checkpoint written in Keras's layout (conv kernels
-      OIHW -> HWIO, dense [out, in] -> [in, out]) by NumPy, independently of regrad's writer.
+  make_keras_fixtures.py from-safetensors IN.safetensors OUT.h5 [DROP_LAYER...]
+      Every LAYER.ROLE tensor of a regrad checkpoint (its optimizer, GRA and mask tensors
+      aside, and the layers named after OUT.h5: e.g. "predictions" makes a notop file)
+      written in Keras's layout (conv kernels OIHW -> HWIO, dense [out, in] -> [in, out]) by
+      NumPy, independently of regrad's writer.
 """
 import sys, os
 import numpy as np
@@ -51,6 +56,20 @@ def write_weights(group, layers, fixed, suffix, split=False):
         string_attr(g, "weight_names", wn, fixed)
         for path, (_, a) in zip(wn, weights):
             g.create_dataset(path, data=np.asarray(a, dtype=np.float32))
+
+
+def write_keras3(path, layers, with_names):
+    kinds = {"input_1": "input_layer", "conv1": "conv2d", "bn1": "batch_normalization",
+             "re_lu": "re_lu", "dw1": "depthwise_conv2d", "gap": "global_average_pooling2d",
+             "predictions": "dense"}
+    with h5py.File(path, "w") as h:
+        h.create_group("vars")
+        for name, weights in layers:
+            v = h.create_group("layers/%s/vars" % kinds[name])
+            if with_names:
+                v.attrs["name"] = name
+            for i, (_, a) in enumerate(weights):
+                v.create_dataset(str(i), data=np.asarray(a, dtype=np.float32))
 
 
 def conv_same(x, k):
@@ -94,6 +113,8 @@ def small(out_dir):
     with h5py.File(os.path.join(out_dir, "small_model.h5"), "w") as h:
         h.attrs["model_config"] = b'{"class_name": "Functional", "config": {}}'
         write_weights(h.create_group("model_weights"), layers, False, ":0")
+    write_keras3(os.path.join(out_dir, "small_keras3.weights.h5"), layers, True)
+    write_keras3(os.path.join(out_dir, "small_keras35.weights.h5"), layers, False)
     x = r.random((2, 8, 8, 1)).astype(np.float32)
     h1 = conv_same(x.astype(np.float64), conv_k.astype(np.float64)) + conv_b
     h1 = gamma * (h1 - mean) / np.sqrt(var + 1e-3) + beta
@@ -103,11 +124,15 @@ def small(out_dir):
                          {"x": x.transpose(0, 3, 1, 2), "logits": logits})
 
 
-def from_safetensors(src, dst):
+def from_safetensors(src, dst, drop=()):
     tensors, _ = safetensors_np.read(src)
     layers = {}
     for name, a in tensors.items():
+        if name.split(".", 1)[0] in ("optimizer", "gra", "mask"):
+            continue
         layer, role = name.rsplit(".", 1)
+        if layer in drop:
+            continue
         if a.ndim == 4:
             a = a.transpose(2, 3, 1, 0)  # OIHW -> HWIO
         elif a.ndim == 2:
@@ -121,6 +146,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "small":
         small(sys.argv[2])
     elif sys.argv[1] == "from-safetensors":
-        from_safetensors(sys.argv[2], sys.argv[3])
+        from_safetensors(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
         sys.exit(__doc__)

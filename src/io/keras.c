@@ -10,6 +10,9 @@
  * fixed-length (h5py 2) or variable-length (h5py 3); a layer without weights has an empty
  * float64 weight_names.  A weight's role is the last component of its name without ":N".
  *
+ * Keras 3's .weights.h5 (layers/<object>/vars/0, 1, ...) is read too, when its layers carry
+ * their names (Keras >= 3.6).
+ *
  * Layouts (Keras channels_last -> regrad, PyTorch's): a conv kernel (kh, kw, in, out) ->
  * (out, in, kh, kw); a depthwise kernel (kh, kw, in, m) -> (in m, 1, kh, kw); a dense
  * kernel (in, out) -> (out, in); biases and batch norm's gamma, beta, moving_mean and
@@ -235,29 +238,122 @@ static rg_status read_layer(hid_t wg, const char *layer, rg_tensor_file *f, cons
 }
 
 /* The reading itself (in the child process of rg_keras_load). */
+/* ---- Keras 3's .weights.h5: /layers/<object>/vars/0, 1, ..., the object named by type
+ * ("conv2d_3"), the layer's own name in the vars group's attribute `name` (Keras >= 3.6);
+ * nested models recurse through their own layers/ group. */
+
+/* The roles of a Keras 3 layer's variables, by its object's type and how many there are. */
+static const char *const *roles_of(const char *object, int n) {
+    static const char *const kernel_bias[] = {"kernel", "bias"};
+    static const char *const depthwise[] = {"depthwise_kernel", "bias"};
+    static const char *const bn[] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    char type[MAX_NAME + 1];
+    snprintf(type, sizeof type, "%s", object);
+    char *u = strrchr(type, '_'); /* conv2d_3 -> conv2d */
+    if (u && u[1] && strspn(u + 1, "0123456789") == strlen(u + 1)) *u = 0;
+    if ((!strcmp(type, "conv2d") || !strcmp(type, "dense")) && n <= 2) return kernel_bias;
+    if (!strcmp(type, "depthwise_conv2d") && n <= 2) return depthwise;
+    if (!strcmp(type, "batch_normalization") && n == 4) return bn;
+    return NULL;
+}
+
+static rg_status read_k3_layers(hid_t layers, rg_tensor_file *f, const char *path);
+
+/* One object of a layers/ group: its variables under its Keras name, or its own layers. */
+static rg_status read_k3_object(hid_t layers, const char *object, rg_tensor_file *f, const char *path) {
+    char what[1400], vars_path[MAX_NAME + 16];
+    snprintf(what, sizeof what, "%s: layers/%s", path, object);
+    snprintf(vars_path, sizeof vars_path, "%s/vars", object);
+    hid_t obj = H5Gopen2(layers, object, H5P_DEFAULT);
+    if (obj < 0) return rg_fail(RG_ERR_FORMAT, "%s: not a group", what);
+    rg_status s = RG_OK;
+    if (H5Lexists(obj, "layers", H5P_DEFAULT) > 0) { /* a nested model */
+        hid_t inner = H5Gopen2(obj, "layers", H5P_DEFAULT);
+        s = inner < 0 ? rg_fail(RG_ERR_FORMAT, "%s/layers: not a group", what) : read_k3_layers(inner, f, path);
+        if (inner >= 0) H5Gclose(inner);
+    }
+    hid_t vars = !s && H5Lexists(obj, "vars", H5P_DEFAULT) > 0 ? H5Gopen2(obj, "vars", H5P_DEFAULT) : -1;
+    H5G_info_t info = {0};
+    if (vars >= 0 && H5Gget_info(vars, &info) < 0) s = rg_fail(RG_ERR_FORMAT, "%s/vars: unreadable", what);
+    if (!s && vars >= 0 && info.nlinks > 0) {
+        names name = {0};
+        const char *const *roles = roles_of(object, (int)info.nlinks);
+        if (info.nlinks > 8 || !roles)
+            s = rg_fail(RG_ERR_FORMAT, "%s: a layer of %d variables of a kind regrad does not read "
+                                       "(conv2d, depthwise_conv2d, dense, batch_normalization)", what,
+                        (int)info.nlinks);
+        else if (H5Aexists(vars, "name") <= 0)
+            s = rg_fail(RG_ERR_FORMAT, "%s: no layer name (a file of Keras before 3.6): save it "
+                                       "again with Keras 3.6 or later, or with save_weights('x.h5')", what);
+        else if (!(s = read_strings(vars, "name", &name, what)) && name.n != 1)
+            s = rg_fail(RG_ERR_FORMAT, "%s: the layer's name is not one string", what);
+        for (hsize_t k = 0; !s && k < info.nlinks; k++) {
+            char index[24], full[3 * MAX_NAME];
+            snprintf(index, sizeof index, "%llu", (unsigned long long)k);
+            float *v;
+            int ndim = 0, shape[4];
+            hsize_t dims[4];
+            if ((s = read_dataset(vars, index, &v, &ndim, dims, what))) break;
+            snprintf(full, sizeof full, "%s.%s", name.v[0],
+                     strcmp(roles[k], "depthwise_kernel") == 0 ? "kernel" : roles[k]);
+            float *t = to_regrad(v, ndim, dims, roles[k], shape);
+            s = t ? rg_tensor_file_put(f, full, ndim, shape, t) : rg_fail(RG_ERR_MEMORY, "%s: out of memory", what);
+        }
+        names_free(&name);
+    }
+    if (vars >= 0) H5Gclose(vars);
+    H5Gclose(obj);
+    return s;
+}
+
+/* Every object of a layers/ group (the order of names does not matter: each comes with its
+ * own). */
+static rg_status read_k3_layers(hid_t layers, rg_tensor_file *f, const char *path) {
+    H5G_info_t info;
+    if (H5Gget_info(layers, &info) < 0 || info.nlinks > MAX_NAMES)
+        return rg_fail(RG_ERR_FORMAT, "%s: layers/ is unreadable or too large", path);
+    rg_status s = RG_OK;
+    for (hsize_t i = 0; i < info.nlinks && !s; i++) {
+        char object[MAX_NAME + 1];
+        const ssize_t len = H5Lget_name_by_idx(layers, ".", H5_INDEX_NAME, H5_ITER_INC, i, object,
+                                               sizeof object, H5P_DEFAULT);
+        if (len <= 0 || len > MAX_NAME) s = rg_fail(RG_ERR_FORMAT, "%s: a layer object without a usable name", path);
+        else s = read_k3_object(layers, object, f, path);
+    }
+    return s;
+}
+
 static rg_status keras_read(const char *path, rg_tensor_file **out) {
     *out = NULL;
     quiet();
     if (H5Fis_hdf5(path) <= 0) return rg_fail(RG_ERR_FORMAT, "%s: not an HDF5 file", path);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return rg_fail(RG_ERR_IO, "%s: cannot open as HDF5 (truncated or corrupt?)", path);
-    /* the weights group: the root, or /model_weights in a whole-model file */
+    /* the legacy weights group: the root, or /model_weights in a whole-model file; else
+     * Keras 3's layers/ (Keras 2.13-2.15: _layer_checkpoint_dependencies/) */
     const bool root = H5Aexists(file, "layer_names") > 0 || H5Aexists(file, "layer_names0") > 0;
     hid_t wg = root ? H5Gopen2(file, "/", H5P_DEFAULT)
                : H5Lexists(file, "model_weights", H5P_DEFAULT) > 0 ? H5Gopen2(file, "model_weights", H5P_DEFAULT)
                                                                  : -1;
+    const char *k3 = H5Lexists(file, "layers", H5P_DEFAULT) > 0 ? "layers"
+                     : H5Lexists(file, "_layer_checkpoint_dependencies", H5P_DEFAULT) > 0
+                         ? "_layer_checkpoint_dependencies" : NULL;
+    hid_t k3g = wg < 0 && k3 ? H5Gopen2(file, k3, H5P_DEFAULT) : -1;
     rg_status s = RG_OK;
-    rg_tensor_file *f = NULL;
+    rg_tensor_file *f = rg_tensor_file_new();
     names layers = {0};
-    if (wg < 0)
+    if (!f) s = RG_ERR_MEMORY;
+    else if (wg < 0 && k3g < 0)
         s = rg_fail(RG_ERR_FORMAT, "%s: an HDF5 file without Keras weights (no layer_names, no "
-                                   "model_weights): Keras 3's .weights.h5 is not read yet", path);
-    else if (!(s = read_split_strings(wg, "layer_names", &layers, path)) && !(f = rg_tensor_file_new()))
-        s = RG_ERR_MEMORY;
-    for (int i = 0; i < layers.n && !s; i++) s = read_layer(wg, layers.v[i], f, path);
-    if (!s) s = rg_tensor_file_set_meta(f, "format", "keras-h5");
+                                   "model_weights, no layers/)", path);
+    else if (k3g >= 0)
+        s = read_k3_layers(k3g, f, path);
+    else if (!(s = read_split_strings(wg, "layer_names", &layers, path)))
+        for (int i = 0; i < layers.n && !s; i++) s = read_layer(wg, layers.v[i], f, path);
+    if (!s) s = rg_tensor_file_set_meta(f, "format", k3g >= 0 ? "keras3-weights-h5" : "keras-h5");
     names_free(&layers);
     if (wg >= 0) H5Gclose(wg);
+    if (k3g >= 0) H5Gclose(k3g);
     H5Fclose(file);
     if (s) rg_tensor_file_free(f);
     else *out = f;
