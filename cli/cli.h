@@ -129,6 +129,8 @@ typedef struct cli_patterns {
     bool trainable[CLI_MAX_PATTERNS];
 } cli_patterns;
 bool cli_patterns_apply(const char *cmd, const cli_patterns *p, rg_graph *g, const char *spec);
+/* "weights: N tensors loaded from PATH, ..." : what a load found. */
+void cli_print_load_report(const char *path, const rg_load_report *rep);
 
 
 int cmd_train(int argc, char **argv);

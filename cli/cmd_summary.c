@@ -9,7 +9,8 @@
 #include <string.h>
 
 typedef struct summary_args {
-    const char *model;
+    const char *model, *weights;
+    bool partial;
     int input[3]; /* 0: the model's default */
     long classes;
     cli_patterns patterns;
@@ -29,6 +30,11 @@ static const cli_option summary_options[] = {
              "layers are marked and counted"},
     {.name = "trainable", .meta = "P", .type = CLI_PARSE, CLI_AT(A, patterns),
      .parse = cli_parse_trainable, .help = "unfreeze layers matching the glob P"},
+    {.name = "weights", .meta = "FILE", .type = CLI_TEXT, CLI_AT(A, weights),
+     .help = "also load a checkpoint's or a Keras HDF5 file's weights by layer name and say "
+             "what fits"},
+    {.name = "weights-partial", .type = CLI_FLAG, CLI_AT(A, partial),
+     .help = "with --weights: load what fits and list the rest, instead of failing"},
     CLI_END,
 };
 #undef A
@@ -56,6 +62,12 @@ int cmd_summary(int argc, char **argv) {
     }
     printf("Model: %s\n", a.model);
     rg_graph_summary(m.graph, stdout);
+    rg_tensor_file *f = NULL;
+    rg_load_report rep;
+    if (a.weights && (!(s = rg_weights_load(a.weights, &f)) && !(s = rg_graph_compile(m.graph, 1)) &&
+                      !(s = rg_model_load(&m, f, a.partial ? RG_LOAD_PARTIAL : RG_LOAD_STRICT, &rep))))
+        cli_print_load_report(a.weights, &rep);
+    rg_tensor_file_free(f);
     rg_model_free(&m);
-    return 0;
+    return s ? cli_fail(cmd, s) : 0;
 }

@@ -538,16 +538,6 @@ static rg_fit_config fit_config(train_ctx *t) {
         .stop = &stop_requested, .sync_bn = o->sync_bn};
 }
 
-static void print_load_report(const train_opts *o, const rg_load_report *rep) {
-    if (o->quiet) return;
-    printf("weights: %d tensors loaded from %s", rep->loaded, o->weights);
-    if (rep->reinitialised) printf(", classifier re-initialised (%d tensors)", rep->reinitialised);
-    if (rep->missing) printf(", %d missing (e.g. %s)", rep->missing, rep->first_missing);
-    if (rep->unexpected) printf(", %d unexpected (e.g. %s)", rep->unexpected, rep->first_unexpected);
-    if (rep->mismatched) printf(", %d of another shape (e.g. %s)", rep->mismatched, rep->first_mismatched);
-    printf("\n");
-}
-
 /* The model for the data: built, heads added, layers frozen, compiled within the memory
  * budget, the weights loaded. */
 static int train_build_model(train_ctx *t) {
@@ -573,7 +563,7 @@ static int train_build_model(train_ctx *t) {
         rg_load_report rep;
         const int flags = (o->partial ? RG_LOAD_PARTIAL : 0) | (o->classes ? RG_LOAD_NEW_HEAD : 0);
         if ((s = rg_model_load(&t->m, t->weights, flags, &rep))) return cli_fail(cmd, s);
-        print_load_report(o, &rep);
+        if (!o->quiet) cli_print_load_report(o->weights, &rep);
     }
     return -1;
 }

@@ -210,6 +210,15 @@ void cli_json_num(FILE *f, const char *key, double v, bool last) {
     else fprintf(f, "\"%s\":null%s", key, last ? "" : ",");
 }
 
+void cli_print_load_report(const char *path, const rg_load_report *rep) {
+    printf("weights: %d tensors loaded from %s", rep->loaded, path);
+    if (rep->reinitialised) printf(", classifier re-initialised (%d tensors)", rep->reinitialised);
+    if (rep->missing) printf(", %d missing (e.g. %s)", rep->missing, rep->first_missing);
+    if (rep->unexpected) printf(", %d unexpected (e.g. %s)", rep->unexpected, rep->first_unexpected);
+    if (rep->mismatched) printf(", %d of another shape (e.g. %s)", rep->mismatched, rep->first_mismatched);
+    printf("\n");
+}
+
 bool cli_patterns_apply(const char *cmd, const cli_patterns *p, rg_graph *g, const char *spec) {
     for (int i = 0; i < p->n; i++)
         if (rg_graph_set_trainable(g, p->pattern[i], p->trainable[i]) == 0) {

@@ -245,6 +245,8 @@ expect 0 "weights: 0 tensors loaded" train --model cnn --weights "$tmp/ckA/last.
 # Keras's HDF5 weights: a checkpoint exported, then trained from (matched by layer name)
 expect 0 "wrote $tmp/m.h5 (keras-h5)" export --format keras-h5 --weights "$tmp/ckA/last.safetensors" -o "$tmp/m.h5"
 expect 0 "weights: 6 tensors loaded from $tmp/m.h5" train --model mlp:dropout=0.1 --weights "$tmp/m.h5" --limit 256
+expect 0 "weights: 6 tensors loaded from $tmp/m.h5" summary --model mlp:dropout=0.1 --weights "$tmp/m.h5"
+expect 1 "does not fit model 'cnn'" summary --model cnn --weights "$tmp/m.h5"
 expect 2 "--format 'onnx': use keras-h5" export --format onnx --weights "$tmp/ckA/last.safetensors" -o "$tmp/x"
 head -c 3000 "$tmp/m.h5" > "$tmp/trunc.h5"
 expect 1 "trunc.h5" train --weights "$tmp/trunc.h5" --limit 256
