@@ -41,8 +41,9 @@ static void small_cnn_matches_numpy(void **state) {
     const float *x = rg_tensor_file_find(ref, "x", NULL, NULL, NULL);
     const float *want = rg_tensor_file_find(ref, "logits", NULL, NULL, NULL);
     static const char *const files[] = {"keras/small_h5py2.h5", "keras/small_h5py3.h5",
-                                        "keras/small_model.h5", "keras/small_keras3.weights.h5"};
-    for (int i = 0; i < 4; i++) {
+                                        "keras/small_model.h5", "keras/small_keras3.weights.h5",
+                                        "keras/small.keras", "keras/small_deflated.keras"};
+    for (int i = 0; i < 6; i++) {
         rg_model m = small_cnn(100 + i);
         rg_tensor_file *f;
         if (rg_weights_load(fixture_path(files[i]), &f) != RG_OK) fail_msg("%s: %s", files[i], rg_last_error());
@@ -212,6 +213,35 @@ static void hostile_files(void **state) {
     fclose(fp);
     assert_int_not_equal(rg_weights_load(path, &f), RG_OK);
     assert_non_null(strstr(rg_last_error(), "truncated.h5"));
+    /* .keras archives: truncated, a damaged entry, a size the archive does not hold, no weights */
+    FILE *in = fopen(fixture_path("keras/small.keras"), "rb");
+    static unsigned char zip[65536];
+    const size_t zn = fread(zip, 1, sizeof zip, in);
+    fclose(in);
+    static const struct { size_t cut; long at; unsigned char v; const char *says; } bad[] = {
+        {2000, -1, 0, "not a zip archive"},
+        {0, 600, 0xff, "fails its checksum"},
+        {0, -2, 0, "declares"},
+        {0, -3, 'X', "a zip without model.weights.h5"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        unsigned char copy[65536];
+        memcpy(copy, zip, zn);
+        size_t n = bad[i].cut ? bad[i].cut : zn;
+        /* the central directory's last entry is model.weights.h5 */
+        size_t cd = 0;
+        for (size_t k = 0; k + 4 <= zn; k++)
+            if (!memcmp(copy + k, "PK\x01\x02", 4)) cd = k;
+        if (bad[i].at >= 0) copy[bad[i].at] ^= bad[i].v;
+        if (bad[i].at == -2) copy[cd + 24] = copy[cd + 25] = copy[cd + 26] = 0x7f; /* its size */
+        if (bad[i].at == -3) copy[cd + 46] = bad[i].v;                            /* its name */
+        const char *zp = test_path("bad.keras");
+        FILE *o = fopen(zp, "wb");
+        fwrite(copy, 1, n, o);
+        fclose(o);
+        assert_int_not_equal(rg_weights_load(zp, &f), RG_OK);
+        if (!strstr(rg_last_error(), bad[i].says)) fail_msg("case %zu: %s", i, rg_last_error());
+    }
     /* an HDF5 file that holds no Keras weights */
     hid_t h = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(h);

@@ -14,6 +14,8 @@ h5py (Debian has no Keras or TensorFlow), for tests/test_keras.c.
         small_keras3.weights.h5  Keras 3's layout: layers/<type>[_N]/vars/0, 1, ... with
                          each layer's name in its vars group's attribute (Keras >= 3.6)
         small_keras35.weights.h5 the same without the names (Keras 3.5), which regrad refuses
+        small.keras, small_deflated.keras  .keras archives (zip: metadata.json, config.json,
+                         model.weights.h5), stored as Keras writes them, and deflated
         small_ref.safetensors  the inputs (x, NCHW) and the reference logits
   make_keras_fixtures.py from-safetensors IN.safetensors OUT.h5 [DROP_LAYER...]
       Every LAYER.ROLE tensor of a regrad checkpoint (its optimizer, GRA and mask tensors
@@ -115,6 +117,16 @@ def small(out_dir):
         write_weights(h.create_group("model_weights"), layers, False, ":0")
     write_keras3(os.path.join(out_dir, "small_keras3.weights.h5"), layers, True)
     write_keras3(os.path.join(out_dir, "small_keras35.weights.h5"), layers, False)
+    import zipfile
+    weights = open(os.path.join(out_dir, "small_keras3.weights.h5"), "rb").read()
+    for name, method in (("small.keras", zipfile.ZIP_STORED), ("small_deflated.keras", zipfile.ZIP_DEFLATED)):
+        with zipfile.ZipFile(os.path.join(out_dir, name), "w", method) as z:
+            for entry, data in (("metadata.json", b'{"keras_version": "3.6.0"}'),
+                                ("config.json", b'{"class_name": "Functional", "config": {}}'),
+                                ("model.weights.h5", weights)):
+                info = zipfile.ZipInfo(entry, date_time=(2026, 12, 2, 0, 0, 0))
+                info.compress_type = method
+                z.writestr(info, data)
     x = r.random((2, 8, 8, 1)).astype(np.float32)
     h1 = conv_same(x.astype(np.float64), conv_k.astype(np.float64)) + conv_b
     h1 = gamma * (h1 - mean) / np.sqrt(var + 1e-3) + beta

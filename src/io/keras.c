@@ -11,7 +11,7 @@
  * float64 weight_names.  A weight's role is the last component of its name without ":N".
  *
  * Keras 3's .weights.h5 (layers/<object>/vars/0, 1, ...) is read too, when its layers carry
- * their names (Keras >= 3.6).
+ * their names (Keras >= 3.6), and so are .keras archives (a zip holding model.weights.h5).
  *
  * Layouts (Keras channels_last -> regrad, PyTorch's): a conv kernel (kh, kw, in, out) ->
  * (out, in, kh, kw); a depthwise kernel (kh, kw, in, m) -> (in m, 1, kh, kw); a dense
@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_NAMES 100000          /* layers in a file, weights in a layer */
 #define MAX_NAME 1024             /* bytes of one name */
@@ -323,9 +324,106 @@ static rg_status read_k3_layers(hid_t layers, rg_tensor_file *f, const char *pat
     return s;
 }
 
+/* ---- .keras archives: a zip of metadata.json, config.json and model.weights.h5 (stored,
+ * or deflated by a re-zip), read through its central directory, every offset and size
+ * checked against the file. */
+
+#define ZIP_MAX_BYTES ((size_t)8 << 30)
+
+static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* The bytes of the entry `want` of the zip z (n bytes) into a new buffer. */
+static rg_status zip_entry(const unsigned char *z, size_t n, const char *want, unsigned char **out,
+                           size_t *len, const char *path) {
+    *out = NULL;
+    size_t eocd = n >= 22 ? n - 22 : 0;
+    while (n >= 22 && eocd > 0 && le32(z + eocd) != 0x06054b50 && n - eocd < 22 + 65535) eocd--;
+    if (n < 22 || le32(z + eocd) != 0x06054b50)
+        return rg_fail(RG_ERR_FORMAT, "%s: not a zip archive (no end of central directory)", path);
+    const size_t entries = le16(z + eocd + 10), cd = le32(z + eocd + 16);
+    for (size_t i = 0, at = cd; i < entries; i++) {
+        if (at > n || n - at < 46 || le32(z + at) != 0x02014b50)
+            return rg_fail(RG_ERR_FORMAT, "%s: a corrupt central directory (entry %zu)", path, i);
+        const unsigned method = le16(z + at + 10);
+        const uint32_t crc = le32(z + at + 16);
+        const size_t csize = le32(z + at + 20), usize = le32(z + at + 24), name_len = le16(z + at + 28);
+        const size_t skip = 46 + name_len + le16(z + at + 30) + le16(z + at + 32), local = le32(z + at + 42);
+        if (n - at < skip) return rg_fail(RG_ERR_FORMAT, "%s: a corrupt central directory", path);
+        const bool match = name_len == strlen(want) && memcmp(z + at + 46, want, name_len) == 0;
+        at += skip;
+        if (!match) continue;
+        if (local > n || n - local < 30 || le32(z + local) != 0x04034b50)
+            return rg_fail(RG_ERR_FORMAT, "%s: %s: a corrupt local header", path, want);
+        const size_t data = local + 30 + le16(z + local + 26) + le16(z + local + 28);
+        if (data > n || csize > n - data || usize > ZIP_MAX_BYTES || (method != 0 && method != 8) ||
+            (method == 0 && csize != usize))
+            return rg_fail(RG_ERR_FORMAT, "%s: %s declares %zu bytes (%zu stored, method %u): not "
+                                          "what the archive holds", path, want, usize, csize, method);
+        unsigned char *b = malloc(usize ? usize : 1);
+        if (!b) return rg_fail(RG_ERR_MEMORY, "%s: out of memory for %s (%zu bytes)", path, want, usize);
+        if (method == 0) {
+            memcpy(b, z + data, usize);
+        } else { /* raw DEFLATE */
+            z_stream st = {.next_in = (Bytef *)(z + data), .avail_in = (uInt)csize, .next_out = b,
+                           .avail_out = (uInt)usize};
+            const int r = inflateInit2(&st, -15) == Z_OK ? inflate(&st, Z_FINISH) : Z_DATA_ERROR;
+            inflateEnd(&st);
+            if (r != Z_STREAM_END || st.total_out != usize) {
+                free(b);
+                return rg_fail(RG_ERR_FORMAT, "%s: %s does not inflate to its %zu bytes", path, want, usize);
+            }
+        }
+        if (crc32(0L, b, (uInt)usize) != crc) {
+            free(b);
+            return rg_fail(RG_ERR_FORMAT, "%s: %s fails its checksum: a damaged archive", path, want);
+        }
+        *out = b, *len = usize;
+        return RG_OK;
+    }
+    return rg_fail(RG_ERR_FORMAT, "%s: a zip without %s: not a .keras archive", path, want);
+}
+
+static rg_status keras_read(const char *path, rg_tensor_file **out);
+
+/* A .keras archive: its model.weights.h5 copied to a private temporary file and read. */
+static rg_status keras_archive_read(const char *path, rg_tensor_file **out) {
+    unsigned char *z = NULL, *h5 = NULL;
+    size_t n = 0, len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return rg_fail(RG_ERR_IO, "%s: cannot open", path);
+    rg_status s = RG_OK;
+    if (fseek(fp, 0, SEEK_END) != 0 || (n = (size_t)ftell(fp)) > ZIP_MAX_BYTES || fseek(fp, 0, SEEK_SET) != 0)
+        s = rg_fail(RG_ERR_IO, "%s: cannot read (or larger than 8 GiB)", path);
+    else if (!(z = malloc(n ? n : 1)))
+        s = rg_fail(RG_ERR_MEMORY, "%s: out of memory", path);
+    else if (fread(z, 1, n, fp) != n)
+        s = rg_fail(RG_ERR_IO, "%s: read failed", path);
+    fclose(fp);
+    if (!s) s = zip_entry(z, n, "model.weights.h5", &h5, &len, path);
+    free(z);
+    char tmp[] = "/tmp/regrad-keras-XXXXXX";
+    const int fd = s ? -1 : mkstemp(tmp);
+    if (!s && (fd < 0 || write(fd, h5, len) != (ssize_t)len))
+        s = rg_fail(RG_ERR_IO, "%s: cannot write its weights to a temporary file", path);
+    if (fd >= 0) close(fd);
+    free(h5);
+    if (!s) {
+        s = keras_read(tmp, out);
+        if (s) s = rg_fail(s, "%s (model.weights.h5): %s", path, rg_last_error());
+    }
+    if (fd >= 0) unlink(tmp);
+    return s;
+}
+
 static rg_status keras_read(const char *path, rg_tensor_file **out) {
     *out = NULL;
     quiet();
+    unsigned char head[4] = {0};
+    FILE *fp = fopen(path, "rb");
+    const bool zip = fp && fread(head, 1, 4, fp) == 4 && memcmp(head, "PK\x03\x04", 4) == 0;
+    if (fp) fclose(fp);
+    if (zip) return keras_archive_read(path, out);
     if (H5Fis_hdf5(path) <= 0) return rg_fail(RG_ERR_FORMAT, "%s: not an HDF5 file", path);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return rg_fail(RG_ERR_IO, "%s: cannot open as HDF5 (truncated or corrupt?)", path);
@@ -585,6 +683,7 @@ rg_status rg_weights_load(const char *path, rg_tensor_file **out) {
     FILE *fp = fopen(path, "rb");
     const size_t got = fp ? fread(head, 1, sizeof head, fp) : 0;
     if (fp) fclose(fp);
-    if (rg_is_hdf5(head, got)) return rg_keras_load(path, out);
+    if (rg_is_hdf5(head, got) || (got >= 4 && memcmp(head, "PK\x03\x04", 4) == 0))
+        return rg_keras_load(path, out); /* HDF5, or a .keras archive (a zip) */
     return rg_safetensors_load(path, out);
 }
