@@ -384,10 +384,8 @@ static rg_status zip_entry(const unsigned char *z, size_t n, const char *want, u
     return rg_fail(RG_ERR_FORMAT, "%s: a zip without %s: not a .keras archive", path, want);
 }
 
-static rg_status keras_read(const char *path, rg_tensor_file **out);
-
-/* A .keras archive: its model.weights.h5 copied to a private temporary file and read. */
-static rg_status keras_archive_read(const char *path, rg_tensor_file **out) {
+/* A .keras archive's model.weights.h5 copied to a private temporary file, named in tmp. */
+static rg_status keras_archive_extract(const char *path, char tmp[32]) {
     unsigned char *z = NULL, *h5 = NULL;
     size_t n = 0, len = 0;
     FILE *fp = fopen(path, "rb");
@@ -402,28 +400,20 @@ static rg_status keras_archive_read(const char *path, rg_tensor_file **out) {
     fclose(fp);
     if (!s) s = zip_entry(z, n, "model.weights.h5", &h5, &len, path);
     free(z);
-    char tmp[] = "/tmp/regrad-keras-XXXXXX";
+    snprintf(tmp, 32, "/tmp/regrad-keras-XXXXXX");
     const int fd = s ? -1 : mkstemp(tmp);
-    if (!s && (fd < 0 || write(fd, h5, len) != (ssize_t)len))
+    if (!s && (fd < 0 || write(fd, h5, len) != (ssize_t)len)) {
+        if (fd >= 0) unlink(tmp);
         s = rg_fail(RG_ERR_IO, "%s: cannot write its weights to a temporary file", path);
+    }
     if (fd >= 0) close(fd);
     free(h5);
-    if (!s) {
-        s = keras_read(tmp, out);
-        if (s) s = rg_fail(s, "%s (model.weights.h5): %s", path, rg_last_error());
-    }
-    if (fd >= 0) unlink(tmp);
     return s;
 }
 
 static rg_status keras_read(const char *path, rg_tensor_file **out) {
     *out = NULL;
     quiet();
-    unsigned char head[4] = {0};
-    FILE *fp = fopen(path, "rb");
-    const bool zip = fp && fread(head, 1, 4, fp) == 4 && memcmp(head, "PK\x03\x04", 4) == 0;
-    if (fp) fclose(fp);
-    if (zip) return keras_archive_read(path, out);
     if (H5Fis_hdf5(path) <= 0) return rg_fail(RG_ERR_FORMAT, "%s: not an HDF5 file", path);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return rg_fail(RG_ERR_IO, "%s: cannot open as HDF5 (truncated or corrupt?)", path);
@@ -640,7 +630,7 @@ static unsigned char *read_pipe(int fd, size_t *n) {
 
 /* libhdf5 trusts what it reads (malformed files make it read and write out of bounds), so
  * the file is read in a child process: a crash there is an error here, never a crash. */
-rg_status rg_keras_load(const char *path, rg_tensor_file **out) {
+static rg_status load_in_child(const char *path, rg_tensor_file **out) {
     *out = NULL;
     int fds[2];
     if (pipe(fds) != 0) return rg_fail(RG_ERR_IO, "%s: cannot open a pipe: %s", path, strerror(errno));
@@ -675,6 +665,21 @@ rg_status rg_keras_load(const char *path, rg_tensor_file **out) {
                           WIFSIGNALED(status) ? "signal" : "exit",
                           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
     free(b);
+    return s;
+}
+
+rg_status rg_keras_load(const char *path, rg_tensor_file **out) {
+    *out = NULL;
+    unsigned char head[4] = {0};
+    FILE *fp = fopen(path, "rb");
+    const bool zip = fp && fread(head, 1, 4, fp) == 4 && memcmp(head, "PK\x03\x04", 4) == 0;
+    if (fp) fclose(fp);
+    if (!zip) return load_in_child(path, out);
+    char tmp[32]; /* a .keras archive: the zip read here, its HDF5 in the child */
+    rg_status s = keras_archive_extract(path, tmp);
+    if (s) return s;
+    if ((s = load_in_child(tmp, out))) s = rg_fail(s, "%s (model.weights.h5): %s", path, rg_last_error());
+    unlink(tmp);
     return s;
 }
 
