@@ -679,7 +679,6 @@ static int ranks_agree(train_ctx *t, uint64_t hash) {
 /* The selection, the test split and the heads' accuracy, the ranks' agreement, the end. */
 static int train_finish(train_ctx *t) {
     const char *cmd = train_command.name;
-    const train_opts *o = &t->o;
     rg_status s;
     if (t->m.lasso_m > 0) print_selection(&t->m, t->train);
     double test_loss = NAN, test_acc = NAN, aux_acc[RG_MAX_AUX];
@@ -706,7 +705,6 @@ static int train_finish(train_ctx *t) {
         cli_json_num(t->prog.metrics, "seconds", seconds, false);
         fprintf(t->prog.metrics, "\"weights_hash\":\"%016llx\"}\n", hash);
     }
-    (void)o;
     return -1;
 }
 

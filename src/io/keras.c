@@ -668,11 +668,14 @@ static rg_status load_in_child(const char *path, rg_tensor_file **out) {
     return s;
 }
 
+/* A zip's local-file magic: a .keras archive. */
+static bool is_zip(const unsigned char *head, size_t n) { return n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0; }
+
 rg_status rg_keras_load(const char *path, rg_tensor_file **out) {
     *out = NULL;
     unsigned char head[4] = {0};
     FILE *fp = fopen(path, "rb");
-    const bool zip = fp && fread(head, 1, 4, fp) == 4 && memcmp(head, "PK\x03\x04", 4) == 0;
+    const bool zip = fp && is_zip(head, fread(head, 1, 4, fp));
     if (fp) fclose(fp);
     if (!zip) return load_in_child(path, out);
     char tmp[32]; /* a .keras archive: the zip read here, its HDF5 in the child */
@@ -688,7 +691,7 @@ rg_status rg_weights_load(const char *path, rg_tensor_file **out) {
     FILE *fp = fopen(path, "rb");
     const size_t got = fp ? fread(head, 1, sizeof head, fp) : 0;
     if (fp) fclose(fp);
-    if (rg_is_hdf5(head, got) || (got >= 4 && memcmp(head, "PK\x03\x04", 4) == 0))
+    if (rg_is_hdf5(head, got) || is_zip(head, got))
         return rg_keras_load(path, out); /* HDF5, or a .keras archive (a zip) */
     return rg_safetensors_load(path, out);
 }
