@@ -185,6 +185,9 @@ rg_node rg_weighted_sum(rg_graph *g, int n, const rg_node *xs, const float *weig
 rg_status rg_weighted_sum_set(rg_graph *g, rg_node node, int k, float w);
 /* Reshapes every sample to one dimension. */
 rg_node rg_flatten(rg_graph *g, rg_node x);
+/* (C, H, W) to one dimension in channels-last order (h, w, c), as Keras's Flatten of an
+ * NHWC tensor, so that a Keras Dense kernel after it applies unchanged. */
+rg_node rg_flatten_channels_last(rg_graph *g, rg_node x);
 
 /* ---- convolutional layers (activations NCHW, per-sample shape (C, H, W)) */
 

@@ -55,6 +55,7 @@ bool rg_mul_size(size_t a, size_t b, size_t *out);
     X(DROPOUT, dropout)                                                                      \
     X(ADD, add)                                                                              \
     X(FLATTEN, flatten)                                                                      \
+    X(FLATTEN_HWC, flatten_hwc)                                                              \
     X(SOFTMAX_XENT, softmax_xent)                                                            \
     X(MSE, mse)                                                                              \
     X(CONV2D, conv2d)                                                                        \

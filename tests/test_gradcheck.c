@@ -140,6 +140,7 @@ ACT_BUILDER(tanh)
 ACT_BUILDER(softplus)
 ACT_BUILDER(softmax)
 ACT_BUILDER(flatten)
+ACT_BUILDER(flatten_channels_last)
 static rg_node b_linear(rg_graph *g, rg_node a, rg_node b) { return rg_activation(g, a, RG_ACT_LINEAR); }
 static rg_node b_dropout(rg_graph *g, rg_node a, rg_node b) { return rg_dropout(g, a, 0.3f); }
 static rg_node b_add(rg_graph *g, rg_node a, rg_node b) { return rg_add(g, a, b); }
@@ -221,6 +222,7 @@ static const grad_case cases[] = {
     {"add", b_add, 2, {2, 3}, true, false},
     {"weighted_sum", b_wsum, 2, {2, 3}, true, false},
     {"flatten", b_flatten, 3, {2, 2, 2}, false, false},
+    {"flatten_hwc", b_flatten_channels_last, 3, {3, 2, 4}, false, false},
     {"softmax_cross_entropy", b_xent, 1, {4}, false, false},
     {"softmax_cross_entropy smoothing", b_xent_smooth, 1, {4}, false, false},
     {"mse labels", b_mse_labels, 1, {4}, false, false},

@@ -1,7 +1,8 @@
 /*
  * combine.c — ops that join or reshape tensors without arithmetic on their values beyond a
  * sum: add (y = a + b), weighted sum (y = sum w_k x_k, weights settable between steps, for
- * combining losses), flatten (a view of the input as one dimension per sample), zero
+ * combining losses), flatten (a view of the input as one dimension per sample), its
+ * channels-last form (Keras's Flatten of an NHWC tensor: a copy in (h, w, c) order), zero
  * padding and concat.
  */
 #include "ops.h"
@@ -83,6 +84,25 @@ const rg_op_def rg_op_flatten_def = {
 };
 
 rg_node rg_flatten(rg_graph *g, rg_node x) { return rg_graph_add_node(g, RG_OP_FLATTEN, &x, 1, NULL); }
+
+static rg_status flatten_hwc_infer(rg_graph *g, rg_node_impl *n) {
+    const rg_node_impl *x = rg_in(g, n, 0);
+    if (!x->batched || x->ndim != 3)
+        return rg_fail(RG_ERR_SHAPE, "channels-last flatten needs (channels, height, width), "
+                                     "'%s' has %d dimensions", x->name, x->ndim);
+    n->ndim = 1;
+    n->shape[0] = (int)x->size;
+    return RG_OK;
+}
+
+const rg_op_def rg_op_flatten_hwc_def = {
+    .name = "flatten_hwc", .min_inputs = 1, .max_inputs = 1,
+    .infer = flatten_hwc_infer,
+};
+
+rg_node rg_flatten_channels_last(rg_graph *g, rg_node x) {
+    return rg_graph_add_node(g, RG_OP_FLATTEN_HWC, &x, 1, NULL);
+}
 
 /* ---- zero padding:  y (C, H+t+b, W+l+r) = x placed at (t, l), zeros around */
 

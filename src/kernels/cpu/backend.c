@@ -58,6 +58,7 @@ const rg_backend rg_cpu_backend = {
         [RG_OP_DROPOUT] = {rg_cpu_dropout_forward, rg_cpu_dropout_backward, NULL},
         [RG_OP_ADD] = {rg_cpu_add_forward, rg_cpu_add_backward, NULL},
         [RG_OP_FLATTEN] = {rg_cpu_flatten_forward, NULL, NULL},
+        [RG_OP_FLATTEN_HWC] = {rg_cpu_flatten_hwc_forward, rg_cpu_flatten_hwc_backward, NULL},
         [RG_OP_SOFTMAX_XENT] = {rg_cpu_softmax_xent_forward, rg_cpu_softmax_xent_backward, NULL},
         [RG_OP_MSE] = {rg_cpu_mse_forward, rg_cpu_mse_backward, NULL},
         [RG_OP_CONV2D] = {rg_cpu_conv2d_forward, rg_cpu_conv2d_backward, rg_cpu_conv2d_plan},

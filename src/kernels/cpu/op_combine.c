@@ -1,5 +1,6 @@
 /*
- * op_combine.c — add, weighted sum, flatten, zero padding and concat on the CPU.
+ * op_combine.c — add, weighted sum, flatten (and its channels-last copy), zero padding and
+ * concat on the CPU.
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -56,6 +57,31 @@ void rg_cpu_weighted_sum_backward(rg_graph *g, rg_node_impl *n, int batch) {
 
 void rg_cpu_flatten_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)g, (void)n, (void)batch, (void)train; /* out aliases the input's buffer */
+}
+
+/* y[(h W + w) C + c] = x[c][h][w] for each sample, and its transpose backward. */
+void rg_cpu_flatten_hwc_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const rg_node_impl *x = rg_in(g, n, 0);
+    const size_t c = (size_t)x->shape[0], hw = (size_t)x->shape[1] * x->shape[2];
+    for (int b = 0; b < batch; b++) {
+        const float *xs = x->out + (size_t)b * n->size;
+        float *ys = n->out + (size_t)b * n->size;
+        for (size_t k = 0; k < c; k++)
+            for (size_t p = 0; p < hw; p++) ys[p * c + k] = xs[k * hw + p];
+    }
+}
+
+void rg_cpu_flatten_hwc_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    if (!x->needs_grad) return;
+    const size_t c = (size_t)x->shape[0], hw = (size_t)x->shape[1] * x->shape[2];
+    for (int b = 0; b < batch; b++) {
+        float *dxs = x->dout + (size_t)b * n->size;
+        const float *dys = n->dout + (size_t)b * n->size;
+        for (size_t k = 0; k < c; k++)
+            for (size_t p = 0; p < hw; p++) dxs[k * hw + p] += dys[p * c + k];
+    }
 }
 
 void rg_cpu_zero_pad_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
