@@ -19,7 +19,8 @@ typedef struct summary_args {
 #define A summary_args
 static const cli_option summary_options[] = {
     {.name = "model", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, model), .dflt = "mlp",
-     .help = "a model spec, e.g. mlp:depth=2,width=256 or resnet50v2:top=0"},
+     .help = "a model spec, e.g. mlp:depth=2,width=256 or resnet50v2:top=0, or keras:FILE (a "
+             "Keras model: to_json() text, .keras or whole-model .h5; printed as Keras does)"},
     {.name = "input", .meta = "CxHxW", .type = CLI_PARSE, CLI_AT(A, input), .parse = cli_parse_shape,
      .help = "per-sample input shape (default: the model's, 1x28x28 for the small models, "
              "3x224x224 for the ImageNet ones)"},
@@ -54,6 +55,11 @@ int cmd_summary(int argc, char **argv) {
     if (r >= 0) return r;
     rg_model m;
     const rg_model_opts mo = {.c = a.input[0], .h = a.input[1], .w = a.input[2], .classes = (int)a.classes};
+    const bool keras = strncmp(a.model, "keras:", 6) == 0;
+    if (keras && !a.weights && !a.patterns.n) { /* Keras's own table */
+        const rg_status ks = rg_keras_summary(a.model + 6, &mo, stdout);
+        return ks ? cli_fail(cmd, ks) : 0;
+    }
     rg_status s = rg_model_build(a.model, &mo, &m);
     if (s) return cli_fail(cmd, s);
     if (!cli_patterns_apply(cmd, &a.patterns, m.graph, a.model)) {

@@ -687,6 +687,13 @@ typedef struct rg_model_opts {
  *   densenet:depth=D,growth=K                                 (DenseNet-BC, small inputs)
  * and on all of them classes=N, input=CxHxW (overrides c, h, w) and top=0|1 (top=0 builds
  * the feature extractor: logits is then the last feature map and loss is RG_NONE).
+ * "keras:FILE" builds a Keras model's architecture (model.to_json() text, a .keras
+ * archive, or a whole-model .h5) under Keras's layer names: InputLayer, Dense, Conv2D,
+ * DepthwiseConv2D, BatchNormalization, Activation, ReLU, LeakyReLU, ELU, Softmax (on the
+ * output), MaxPooling2D, AveragePooling2D, GlobalAverage/MaxPooling2D, ZeroPadding2D,
+ * Flatten, Dropout, Add and Concatenate, channels_last; opts' c, h, w fill (or replace) the
+ * input's height and width, and opts' classes, when set, size the output Dense.  Weights
+ * are not read: load them with rg_weights_load and rg_model_load.
  * Shape errors (an input too small for the network) are reported here, before any
  * activation is allocated. */
 rg_status rg_model_build(const char *spec, const rg_model_opts *opts, rg_model *out);
@@ -946,6 +953,10 @@ void rg_meta_set(rg_meta *m, const char *key, const char *value);
  * layer_names, one group per layer with weights (weight_names, then each weight at
  * LAYER/ROLE:0 in Keras's layout), atomically. */
 rg_status rg_keras_save(const rg_model *m, const char *path);
+/* Prints Keras's model.summary() table of a Keras model file (as "keras:FILE" builds it):
+ * each layer's name and class, output shape (None, H, W, C), parameter count and inputs,
+ * and the totals, batch norm's moving statistics counted as non-trainable as Keras does. */
+rg_status rg_keras_summary(const char *path, const rg_model_opts *opts, FILE *f);
 
 /* Writes a compiled model's parameters and state under their names, with its spec, input
  * shape and class count (and meta) as metadata, atomically. */

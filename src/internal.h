@@ -42,6 +42,9 @@ const char *const *rg_augment_names(int *n);
 const char *const *rg_model_table_names(int *n);
 const char *const *rg_loss_names(int *n);
 
+/* 1234567 -> "1,234,567" (summary.c). */
+void rg_thousands(size_t v, char *buf, size_t len);
+
 /* Overflow-checked size arithmetic: returns false (and leaves *out alone) on overflow. */
 bool rg_mul_size(size_t a, size_t b, size_t *out);
 
@@ -284,6 +287,11 @@ bool rg_is_hdf5(const unsigned char *head, size_t n);
 rg_status rg_keras_load(const char *path, rg_tensor_file **out);
 /* The seconds the reading process may take (60; tests and fuzzing lower it). */
 void rg_keras_time_limit(unsigned seconds);
+/* A Keras model's JSON from model.to_json() text, a .keras archive's config.json or a
+ * whole-model .h5's model_config attribute, NUL-terminated, into a new buffer. */
+rg_status rg_keras_model_config(const char *path, char **json);
+/* A Keras model JSON built into m's graph (keras_model.c), for rg_model_build's "keras:". */
+rg_status rg_keras_model_build(const char *path, const rg_model_opts *opts, rg_model *m);
 
 /* Training checkpoints (checkpoint.c): the model, the optimizer's moments and counters,
  * GRA's state (gra may be NULL) and the run's position, atomically; and back. */

@@ -39,6 +39,7 @@
 #define MAX_NAMES 100000          /* layers in a file, weights in a layer */
 #define MAX_NAME 1024             /* bytes of one name */
 #define MAX_FLOATS ((size_t)1 << 31) /* values in one weight: 8 GiB of float32 */
+#define MODEL_CONFIG_MAX ((size_t)64 << 20) /* bytes of a model's JSON */
 
 /* HDF5 prints its error stack by default: off while regrad reads and writes. */
 static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -53,6 +54,7 @@ bool rg_is_hdf5(const unsigned char *head, size_t n) {
 typedef struct names {
     int n;
     char **v;
+    size_t max; /* bytes of one string; 0: MAX_NAME */
 } names;
 
 static void names_free(names *l) {
@@ -62,7 +64,7 @@ static void names_free(names *l) {
 }
 
 static rg_status names_add(names *l, const char *s, size_t len) {
-    if (l->n >= MAX_NAMES || len > MAX_NAME) return RG_ERR_FORMAT;
+    if (l->n >= MAX_NAMES || len > (l->max ? l->max : MAX_NAME)) return RG_ERR_FORMAT;
     char **v = realloc(l->v, (size_t)(l->n + 1) * sizeof *v);
     if (!v) return RG_ERR_MEMORY;
     l->v = v;
@@ -97,7 +99,7 @@ static rg_status read_strings(hid_t obj, const char *name, names *out, const cha
             free(v);
         } else {
             const size_t size = H5Tget_size(ft);
-            char *buf = size && size <= MAX_NAME ? calloc((size_t)n, size + 1) : NULL;
+            char *buf = size && size <= (out->max ? out->max : MAX_NAME) ? calloc((size_t)n, size + 1) : NULL;
             H5Tset_size(mt, size + 1);
             H5Tset_strpad(mt, H5T_STR_NULLTERM);
             if (!buf || H5Aread(a, mt, buf) < 0)
@@ -355,9 +357,10 @@ static rg_status zip_entry(const unsigned char *z, size_t n, const char *want, u
         if (!match) continue;
         if (local > n || n - local < 30 || le32(z + local) != 0x04034b50)
             return rg_fail(RG_ERR_FORMAT, "%s: %s: a corrupt local header", path, want);
+        /* DEFLATE expands at most 1032-fold: a larger declared size is a lie */
         const size_t data = local + 30 + le16(z + local + 26) + le16(z + local + 28);
         if (data > n || csize > n - data || usize > ZIP_MAX_BYTES || (method != 0 && method != 8) ||
-            (method == 0 && csize != usize))
+            (method == 0 && csize != usize) || (method == 8 && usize / 1032 > csize))
             return rg_fail(RG_ERR_FORMAT, "%s: %s declares %zu bytes (%zu stored, method %u): not "
                                           "what the archive holds", path, want, usize, csize, method);
         unsigned char *b = malloc(usize ? usize : 1);
@@ -384,20 +387,31 @@ static rg_status zip_entry(const unsigned char *z, size_t n, const char *want, u
     return rg_fail(RG_ERR_FORMAT, "%s: a zip without %s: not a .keras archive", path, want);
 }
 
+/* A whole file into a new buffer (a NUL after it), refused past max bytes. */
+static rg_status read_file(const char *path, size_t max, unsigned char **out, size_t *n) {
+    *out = NULL, *n = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return rg_fail(RG_ERR_IO, "%s: cannot open", path);
+    rg_status s = RG_OK;
+    long size = -1;
+    if (fseek(fp, 0, SEEK_END) != 0 || (size = ftell(fp)) < 0 || (size_t)size > max ||
+        fseek(fp, 0, SEEK_SET) != 0)
+        s = rg_fail(RG_ERR_IO, "%s: cannot read (or larger than %zu MiB)", path, max >> 20);
+    else if (!(*out = malloc((size_t)size + 1)))
+        s = rg_fail(RG_ERR_MEMORY, "%s: out of memory", path);
+    else if (fread(*out, 1, (size_t)size, fp) != (size_t)size)
+        s = rg_fail(RG_ERR_IO, "%s: read failed", path);
+    fclose(fp);
+    if (s) free(*out), *out = NULL;
+    else (*out)[size] = 0, *n = (size_t)size;
+    return s;
+}
+
 /* A .keras archive's model.weights.h5 copied to a private temporary file, named in tmp. */
 static rg_status keras_archive_extract(const char *path, char tmp[32]) {
     unsigned char *z = NULL, *h5 = NULL;
     size_t n = 0, len = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return rg_fail(RG_ERR_IO, "%s: cannot open", path);
-    rg_status s = RG_OK;
-    if (fseek(fp, 0, SEEK_END) != 0 || (n = (size_t)ftell(fp)) > ZIP_MAX_BYTES || fseek(fp, 0, SEEK_SET) != 0)
-        s = rg_fail(RG_ERR_IO, "%s: cannot read (or larger than 8 GiB)", path);
-    else if (!(z = malloc(n ? n : 1)))
-        s = rg_fail(RG_ERR_MEMORY, "%s: out of memory", path);
-    else if (fread(z, 1, n, fp) != n)
-        s = rg_fail(RG_ERR_IO, "%s: read failed", path);
-    fclose(fp);
+    rg_status s = read_file(path, ZIP_MAX_BYTES, &z, &n);
     if (!s) s = zip_entry(z, n, "model.weights.h5", &h5, &len, path);
     free(z);
     snprintf(tmp, 32, "/tmp/regrad-keras-XXXXXX");
@@ -439,6 +453,11 @@ static rg_status keras_read(const char *path, rg_tensor_file **out) {
     else if (!(s = read_split_strings(wg, "layer_names", &layers, path)))
         for (int i = 0; i < layers.n && !s; i++) s = read_layer(wg, layers.v[i], f, path);
     if (!s) s = rg_tensor_file_set_meta(f, "format", k3g >= 0 ? "keras3-weights-h5" : "keras-h5");
+    names config = {.max = MODEL_CONFIG_MAX}; /* a whole-model file's architecture */
+    if (!s && H5Aexists(file, "model_config") > 0 &&
+        !(s = read_strings(file, "model_config", &config, path)) && config.n == 1)
+        s = rg_tensor_file_set_meta(f, "model_config", config.v[0]);
+    names_free(&config);
     names_free(&layers);
     if (wg >= 0) H5Gclose(wg);
     if (k3g >= 0) H5Gclose(k3g);
@@ -598,7 +617,9 @@ static void child_reads(const char *path, int fd) {
         rg_tensor_file_shape(f, i, &ndim, shape);
         s = rg_tensor_writer_add(w, name, rg_tensor_file_find(f, name, NULL, NULL, NULL), ndim, shape);
     }
-    if (!s) s = rg_tensor_writer_meta(w, "format", "keras-h5");
+    if (!s) s = rg_tensor_writer_meta(w, "format", rg_tensor_file_meta(f, "format"));
+    const char *config = s ? NULL : rg_tensor_file_meta(f, "model_config");
+    if (config) s = rg_tensor_writer_meta(w, "model_config", config);
     if (!s && write(fd, "T", 1) == 1 && rg_tensor_writer_to_fd(w, fd) == RG_OK) _exit(0);
     const char *msg = rg_last_error();
     const unsigned char head[2] = {'E', (unsigned char)(s ? s : RG_ERR_IO)};
@@ -684,6 +705,45 @@ rg_status rg_keras_load(const char *path, rg_tensor_file **out) {
     if ((s = load_in_child(tmp, out))) s = rg_fail(s, "%s (model.weights.h5): %s", path, rg_last_error());
     unlink(tmp);
     return s;
+}
+
+rg_status rg_keras_model_config(const char *path, char **json) {
+    *json = NULL;
+    unsigned char head[8] = {0}, *b = NULL;
+    FILE *fp = fopen(path, "rb");
+    const size_t got = fp ? fread(head, 1, sizeof head, fp) : 0;
+    if (fp) fclose(fp);
+    rg_status s = RG_OK;
+    if (rg_is_hdf5(head, got)) { /* a whole-model .h5: its model_config, read in the child */
+        rg_tensor_file *f = NULL;
+        if ((s = rg_keras_load(path, &f))) return s;
+        const char *config = rg_tensor_file_meta(f, "model_config");
+        if (!config)
+            s = rg_fail(RG_ERR_FORMAT, "%s: Keras weights without the model (save_weights writes "
+                                       "those): give the architecture as model.to_json() or a "
+                                       ".keras file, and this file to --weights", path);
+        else if (!(*json = strdup(config)))
+            s = rg_fail(RG_ERR_MEMORY, "%s: out of memory", path);
+        rg_tensor_file_free(f);
+        return s;
+    }
+    size_t n = 0;
+    const bool zip = is_zip(head, got);
+    if ((s = read_file(path, zip ? ZIP_MAX_BYTES : MODEL_CONFIG_MAX, &b, &n))) return s;
+    if (zip) { /* a .keras archive: its config.json */
+        unsigned char *c = NULL;
+        size_t len = 0;
+        s = zip_entry(b, n, "config.json", &c, &len, path);
+        free(b);
+        if (s) return s;
+        char *t = realloc(c, len + 1);
+        if (!t) return free(c), rg_fail(RG_ERR_MEMORY, "%s: out of memory", path);
+        t[len] = 0;
+        *json = t;
+        return RG_OK;
+    }
+    *json = (char *)b; /* JSON text, as model.to_json() writes it */
+    return RG_OK;
 }
 
 rg_status rg_weights_load(const char *path, rg_tensor_file **out) {

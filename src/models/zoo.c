@@ -5,6 +5,7 @@
 #include "models.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct zoo_entry {
@@ -59,11 +60,43 @@ rg_status rg_loss_parse(const char *text, rg_loss_kind *out) {
     return RG_OK;
 }
 
+/* The loss on 1-D logits (a classifier), and the graph's first error as the build's. */
+static rg_status add_loss(rg_model *out, const rg_model_opts *op, bool top, const char *model) {
+    rg_graph *g = out->graph;
+    if (top && out->logits != RG_NONE && g->nodes[out->logits].ndim == 1)
+        out->loss = op->loss == RG_LOSS_MSE
+                        ? rg_mse(g, rg_softmax(g, out->logits), RG_NONE)
+                        : rg_softmax_cross_entropy(g, out->logits, op->label_smoothing);
+    if (!g->error) return RG_OK;
+    rg_status s = rg_fail(g->error, "model %s: %s", model, g->error_msg);
+    rg_model_free(out);
+    return s;
+}
+
+/* "keras:FILE": a Keras model's JSON (keras_model.c), its path made absolute so that the
+ * checkpoints that record the spec rebuild it from anywhere. */
+static rg_status build_keras(const char *path, const rg_model_opts *op, rg_model *out) {
+    char *full = realpath(path, NULL);
+    if (!full) return rg_fail(RG_ERR_IO, "model keras:%s: no such file", path);
+    const int len = snprintf(out->spec, sizeof out->spec, "keras:%s", full);
+    free(full);
+    if (len >= (int)sizeof out->spec)
+        return rg_fail(RG_ERR_ARG, "model keras:%s: a path over %zu bytes", path, sizeof out->spec - 7);
+    if (!(out->graph = rg_graph_create(op->seed))) return RG_ERR_MEMORY;
+    rg_status s = rg_keras_model_build(out->spec + 6, op, out);
+    if (s) {
+        rg_model_free(out);
+        return s;
+    }
+    return add_loss(out, op, true, out->spec);
+}
+
 rg_status rg_model_build(const char *spec, const rg_model_opts *opts, rg_model *out) {
     const rg_model_opts none = {0}, *op = opts ? opts : &none;
     const int c = op->c, h = op->h, w = op->w, classes = op->classes;
     memset(out, 0, sizeof *out);
     out->input = out->logits = out->loss = out->objective = RG_NONE;
+    if (spec && strncmp(spec, "keras:", 6) == 0) return build_keras(spec + 6, op, out);
     spec_opts o;
     rg_status s = spec_parse(spec, &o);
     if (s) return s;
@@ -93,16 +126,7 @@ rg_status rg_model_build(const char *spec, const rg_model_opts *opts, rg_model *
         rg_model_free(out);
         return s;
     }
-    rg_graph *g = out->graph;
-    if (d.top)
-        out->loss = op->loss == RG_LOSS_MSE
-                        ? rg_mse(g, rg_softmax(g, out->logits), RG_NONE)
-                        : rg_softmax_cross_entropy(g, out->logits, op->label_smoothing);
-    if (g->error) {
-        s = rg_fail(g->error, "model %s: %s", o.model, g->error_msg);
-        rg_model_free(out);
-    }
-    return s;
+    return add_loss(out, op, d.top, o.model);
 }
 
 rg_status rg_model_from_graph(rg_graph *g, rg_node input, rg_node logits, rg_node loss,

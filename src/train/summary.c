@@ -14,8 +14,7 @@ static void shape_text(const rg_node_impl *n, char *buf, size_t len) {
     if (used < (int)len) snprintf(buf + used, len - (size_t)used, ")");
 }
 
-/* 1234567 -> "1,234,567" */
-static void thousands(size_t v, char *buf, size_t len) {
+void rg_thousands(size_t v, char *buf, size_t len) {
     char raw[32];
     int n = snprintf(raw, sizeof raw, "%zu", v), o = 0;
     for (int i = 0; i < n && o + 2 < (int)len; i++) {
@@ -48,17 +47,17 @@ void rg_graph_summary(const rg_graph *g, FILE *f) {
         snprintf(label, sizeof label, "%s (%s)%s", n->name, rg_op_table[n->op]->name,
                  is_frozen ? " frozen" : "");
         shape_text(n, shape, sizeof shape);
-        thousands(count, num, sizeof num);
+        rg_thousands(count, num, sizeof num);
         fprintf(f, " %-40s %-20s %10s\n", label, shape, num);
     }
     char a[32], b[32], c[32];
-    thousands(total, a, sizeof a);
-    thousands(trainable, b, sizeof b);
-    thousands(total - trainable, c, sizeof c);
+    rg_thousands(total, a, sizeof a);
+    rg_thousands(trainable, b, sizeof b);
+    rg_thousands(total - trainable, c, sizeof c);
     fprintf(f, "=========================================================================\n"
                "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n", a, b, c);
     if (frozen) {
-        thousands(frozen, a, sizeof a);
+        rg_thousands(frozen, a, sizeof a);
         fprintf(f, "Frozen params: %s (in %d layers; counted as non-trainable)\n", a, frozen_layers);
     }
     fprintf(f, "%s\n", rule);
