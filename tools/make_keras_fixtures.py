@@ -17,6 +17,13 @@ h5py (Debian has no Keras or TensorFlow), for tests/test_keras.c.
         small.keras, small_deflated.keras  .keras archives (zip: metadata.json, config.json,
                          model.weights.h5), stored as Keras writes them, and deflated
         small_ref.safetensors  the inputs (x, NCHW) and the reference logits
+      small also writes branchy.json, branchy.h5 and branchy_ref.safetensors: a Keras 2
+      Functional model (zero padding, valid conv, Add, Concatenate, max pooling, Flatten of a
+      map, Dropout, softmax Dense), its weights and a NumPy forward of 3 inputs; and the
+      model JSON of the small CNN (Keras 2 in small_model.h5, Keras 3 in the archives).
+  make_keras_fixtures.py applications DIR
+      keras.applications' ResNet50V2 (with and without top) and DenseNet121 as Keras 2 and
+      Keras 3 model JSON (tools/keras_json.py), for the parameter counts Keras prints.
   make_keras_fixtures.py from-safetensors IN.safetensors OUT.h5 [DROP_LAYER...]
       Every LAYER.ROLE tensor of a regrad checkpoint (its optimizer, GRA and mask tensors
       aside, and the layers named after OUT.h5: e.g. "predictions" makes a notop file)
@@ -29,6 +36,7 @@ import h5py
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_np
+import keras_json
 
 
 def string_attr(obj, name, values, fixed):
@@ -96,6 +104,69 @@ def depthwise_same(x, k):
     return out
 
 
+def conv2d(x, k, pad=((0, 0), (0, 0)), stride=1):
+    """x (B, H, W, C), k (kh, kw, C, O), zeros padded as given, then a valid convolution."""
+    kh, kw = k.shape[:2]
+    p = np.pad(x, ((0, 0), pad[0], pad[1], (0, 0)))
+    oh, ow = (p.shape[1] - kh) // stride + 1, (p.shape[2] - kw) // stride + 1
+    out = np.zeros((x.shape[0], oh, ow, k.shape[3]), np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            out += np.einsum("bhwc,co->bhwo", p[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :], k[i, j])
+    return out
+
+
+def small_json(k3):
+    """The small CNN's model JSON, Keras 2 (to_json / model_config) or Keras 3 (config.json)."""
+    m = keras_json.Model("small", k3)
+    x = inp = m.input((8, 8, 1), "input_1")
+    x = m.conv(x, 4, 3, padding="same", name="conv1")
+    x = m.relu_layer(m.bn(x, 1e-3, "bn1"), "re_lu")
+    x = m.depthwise(x, 3, name="dw1")
+    x = m.dense(m.global_avg(x, "gap"), 3, "softmax", "predictions")
+    return m.to_json(inp, x)
+
+
+def branchy(out_dir):
+    """branchy.json (Keras 2 to_json text), branchy.h5 (its save_weights file) and
+    branchy_ref.safetensors: zero padding on two sides, a valid convolution, Add,
+    Concatenate, max pooling, Flatten of an (H, W, C) map, Dropout and a softmax Dense."""
+    r = np.random.default_rng(20261203)
+    f = lambda *s: r.standard_normal(s).astype(np.float32)
+    ka, ba, kb, bb = f(3, 3, 2, 4) * 0.4, f(4) * 0.1, f(2, 2, 4, 4) * 0.4, f(4) * 0.1
+    kd, bd = f(72, 5) * 0.3, f(5) * 0.1
+    m = keras_json.Model("branchy", False)
+    x = inp = m.input((6, 6, 2))
+    a = m.conv(x, 4, 3, padding="same", activation="relu", name="conv_a")
+    b = m.conv(m.zero_pad(a, ((1, 0), (0, 1)), "pad"), 4, 2, activation="tanh", name="conv_b")
+    c = m.concat([m.add([a, b], "sum"), a], "cat")
+    y = m.dense(m.dropout(m.flatten(m.pool(c, 2, 2, name="pool"), "flat"), 0.5, "drop"), 5, "softmax", "out")
+    open(os.path.join(out_dir, "branchy.json"), "w").write(m.to_json(inp, y))
+    layers = [("input_1", []), ("conv_a", [("kernel", ka), ("bias", ba)]), ("pad", []),
+              ("conv_b", [("kernel", kb), ("bias", bb)]), ("sum", []), ("cat", []), ("pool", []),
+              ("flat", []), ("drop", []), ("out", [("kernel", kd), ("bias", bd)])]
+    with h5py.File(os.path.join(out_dir, "branchy.h5"), "w") as h:
+        write_weights(h, layers, False, ":0")
+    xin = r.random((3, 6, 6, 2)).astype(np.float32)
+    h1 = np.maximum(conv2d(xin.astype(np.float64), ka.astype(np.float64), ((1, 1), (1, 1))) + ba, 0)
+    h2 = np.tanh(conv2d(np.pad(h1, ((0, 0), (1, 0), (0, 1), (0, 0))), kb.astype(np.float64)) + bb)
+    cat = np.concatenate([h1 + h2, h1], axis=3)
+    pooled = cat.reshape(3, 3, 2, 3, 2, 8).max(axis=(2, 4))
+    logits = pooled.reshape(3, -1) @ kd + bd
+    safetensors_np.write(os.path.join(out_dir, "branchy_ref.safetensors"),
+                         {"x": xin.transpose(0, 3, 1, 2), "logits": logits})
+
+
+def applications(out_dir):
+    """keras.applications' ResNet50V2 and DenseNet121 as model JSON, Keras 2 and Keras 3."""
+    for name, text in (("resnet50v2_k2.json", keras_json.resnet50v2(k3=False)),
+                       ("resnet50v2_k3.json", keras_json.resnet50v2(k3=True)),
+                       ("resnet50v2_notop_k2.json", keras_json.resnet50v2(k3=False, top=False)),
+                       ("densenet121_k2.json", keras_json.densenet121(k3=False)),
+                       ("densenet121_k3.json", keras_json.densenet121(k3=True))):
+        open(os.path.join(out_dir, name), "w").write(text)
+
+
 def small(out_dir):
     r = np.random.default_rng(20261202)
     f = lambda *s: r.standard_normal(s).astype(np.float32)
@@ -113,7 +184,7 @@ def small(out_dir):
     with h5py.File(os.path.join(out_dir, "small_h5py3.h5"), "w") as h:
         write_weights(h, layers, False, "", split=True)
     with h5py.File(os.path.join(out_dir, "small_model.h5"), "w") as h:
-        h.attrs["model_config"] = b'{"class_name": "Functional", "config": {}}'
+        h.attrs["model_config"] = small_json(False).encode()
         write_weights(h.create_group("model_weights"), layers, False, ":0")
     write_keras3(os.path.join(out_dir, "small_keras3.weights.h5"), layers, True)
     write_keras3(os.path.join(out_dir, "small_keras35.weights.h5"), layers, False)
@@ -122,7 +193,7 @@ def small(out_dir):
     for name, method in (("small.keras", zipfile.ZIP_STORED), ("small_deflated.keras", zipfile.ZIP_DEFLATED)):
         with zipfile.ZipFile(os.path.join(out_dir, name), "w", method) as z:
             for entry, data in (("metadata.json", b'{"keras_version": "3.6.0"}'),
-                                ("config.json", b'{"class_name": "Functional", "config": {}}'),
+                                ("config.json", small_json(True).encode()),
                                 ("model.weights.h5", weights)):
                 info = zipfile.ZipInfo(entry, date_time=(2026, 12, 2, 0, 0, 0))
                 info.compress_type = method
@@ -157,6 +228,9 @@ def from_safetensors(src, dst, drop=()):
 if __name__ == "__main__":
     if sys.argv[1] == "small":
         small(sys.argv[2])
+        branchy(sys.argv[2])
+    elif sys.argv[1] == "applications":
+        applications(sys.argv[2])
     elif sys.argv[1] == "from-safetensors":
         from_safetensors(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
