@@ -685,8 +685,8 @@ rg_status rg_keras_summary(const char *path, const rg_model_opts *opts, FILE *f)
     rg_status s = kmodel_build(path, opts ? opts : &none, g, &k);
     const char *rule = "__________________________________________________________________________________________________";
     if (!s)
-        fprintf(f, "Model: \"%s\"\n%s\n %-36s %-24s %-12s%s\n%s\n", k.name, rule, "Layer (type)",
-                "Output Shape", "Param #", k.sequential ? "" : "Connected to",
+        fprintf(f, "Model: \"%s\"\n%s\n %-36s %-24s %*s%s\n%s\n", k.name, rule, "Layer (type)",
+                "Output Shape", k.sequential ? 0 : -12, "Param #", k.sequential ? "" : "Connected to",
                 "==================================================================================================");
     size_t total = 0, trainable = 0;
     for (int i = 0; !s && i < k.n; i++) {
@@ -706,7 +706,7 @@ rg_status rg_keras_summary(const char *path, const rg_model_opts *opts, FILE *f)
         for (int j = 0; !k.sequential && j < l->n_in; j++)
             snprintf(from + strlen(from), sizeof from - strlen(from), "%s%s[0][0]", j ? ", " : "",
                      k.layers[l->in[j]].name);
-        fprintf(f, " %-36s %-24s %-12s%s\n", label, shape, num, from);
+        fprintf(f, " %-36s %-24s %*s%s\n", label, shape, from[0] ? -12 : 0, num, from);
     }
     if (!s) {
         char a[32], b[32], c[32];

@@ -4,7 +4,8 @@
 # the committed seeds in tests/fuzz/seeds-TARGET.  Exit 0: no crash found; a crash leaves
 # its input in BUILD_DIR (crash-*) to add to the seeds as a regression case.
 # Usage: tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
-#   TARGET: image, safetensors, checkpoint, idx, spec, values, keras (one fuzz_TARGET.c each)
+#   TARGET: image, safetensors, checkpoint, idx, spec, values, keras, keras_model (one
+#   fuzz_TARGET.c each)
 set -euo pipefail
 target=$1 secs=$2 out=${3:-build/fuzz}
 root=$(cd "$(dirname "$0")/../.." && pwd)
