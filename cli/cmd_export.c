@@ -1,7 +1,7 @@
 /*
- * cmd_export.c — `regrad export`: a checkpoint's model in another framework's format.  Keras's
- * legacy HDF5 weights layout for now (model.load_weights reads it into the matching Keras
- * model).
+ * cmd_export.c — `regrad export`: a checkpoint's model in another framework's format: Keras's
+ * HDF5 weights (model.load_weights reads them into the matching Keras model), the legacy
+ * layout, or Keras 3's when the output ends in .weights.h5.
  */
 #include "cli.h"
 
@@ -23,7 +23,8 @@ static bool parse_format(const char *cmd, const cli_option *r, const char *text,
 static const cli_option export_options[] = {
     {.name = "format", .meta = "NAME", .type = CLI_PARSE, CLI_AT(export_args, format),
      .parse = parse_format, .dflt = "keras-h5",
-     .help = "keras-h5: Keras's HDF5 weights (the legacy layout, loaded by model.load_weights)"},
+     .help = "keras-h5: Keras's HDF5 weights, loaded by model.load_weights (Keras 3's layout "
+             "when OUT ends in .weights.h5, else the legacy layout)"},
     {.name = "weights", .meta = "FILE", .type = CLI_TEXT, CLI_AT(export_args, weights),
      .help = "a checkpoint written by regrad"},
     {.name = "out", .short_name = 'o', .meta = "FILE", .type = CLI_TEXT, CLI_AT(export_args, out),

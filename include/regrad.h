@@ -948,10 +948,12 @@ typedef struct rg_meta {
 /* Sets or replaces key. */
 void rg_meta_set(rg_meta *m, const char *key, const char *value);
 
-/* Writes m's weights as a Keras HDF5 weights file in the legacy layout that Keras's
- * model.load_weights reads into the matching Keras model (by layer order, or by_name):
- * layer_names, one group per layer with weights (weight_names, then each weight at
- * LAYER/ROLE:0 in Keras's layout), atomically. */
+/* Writes m's weights as a Keras HDF5 weights file that Keras's model.load_weights reads
+ * into the matching Keras model, atomically.  A path ending in .weights.h5 gets Keras 3's
+ * layout (layers/<class>[_N]/vars/0, 1, ..., numbered in the order Keras 3 lists the
+ * layers of a Functional model, each group named); any other the legacy layout (Keras 2,
+ * and Keras 3's legacy loader): layer_names, one group per layer with weights
+ * (weight_names, then each weight at LAYER/ROLE:0), in Keras's tensor layouts. */
 rg_status rg_keras_save(const rg_model *m, const char *path);
 /* Prints Keras's model.summary() table of a Keras model file (as "keras:FILE" builds it):
  * each layer's name and class, output shape (None, H, W, C), parameter count and inputs,

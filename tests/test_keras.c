@@ -249,12 +249,69 @@ static void hostile_files(void **state) {
     assert_non_null(strstr(rg_last_error(), "without Keras weights"));
 }
 
+/* Keras 3's .weights.h5 from ResNet50V2: every layer's weights in the group Keras 3 gives
+ * it (its class and its place in model.layers, which is not the order the layers were
+ * made in), named, in Keras's layout; read back, every tensor as it was. */
+static void resnet50v2_keras3_groups(void **state) {
+    rg_model a, b;
+    const rg_model_opts o = {.c = 3, .h = 32, .w = 32, .seed = 3};
+    assert_int_equal(rg_model_build("resnet50v2", &o, &a), RG_OK);
+    assert_int_equal(rg_graph_compile(a.graph, 1), RG_OK);
+    const char *path = test_path("r50.weights.h5");
+    assert_int_equal(rg_keras_save(&a, path), RG_OK);
+    FILE *fp = fopen(fixture_path("keras/resnet50v2_keras3_groups.txt"), "r");
+    assert_non_null(fp);
+    hid_t h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(h >= 0);
+    char line[256], name[128], group[128], at[300];
+    int layers = 0;
+    while (fgets(line, sizeof line, fp)) {
+        if (line[0] == '#' || sscanf(line, "%127s %127s", name, group) != 2) continue;
+        snprintf(at, sizeof at, "layers/%s/vars", group);
+        hid_t v = H5Gopen2(h, at, H5P_DEFAULT);
+        if (v < 0) fail_msg("%s: no group %s", name, at);
+        hid_t attr = H5Aopen(v, "name", H5P_DEFAULT), ty = H5Aget_type(attr);
+        char *got = NULL;
+        assert_true(H5Aread(attr, ty, &got) >= 0);
+        if (strcmp(got, name) != 0) fail_msg("%s holds '%s', not '%s'", at, got, name);
+        H5free_memory(got);
+        H5Tclose(ty), H5Aclose(attr);
+        hid_t d = H5Dopen2(v, "0", H5P_DEFAULT), sp = H5Dget_space(d);
+        hsize_t dims[4];
+        const int nd = H5Sget_simple_extent_dims(sp, dims, NULL);
+        rg_node n = RG_NONE;
+        for (int i = 0; i < rg_graph_node_count(a.graph); i++)
+            if (strcmp(rg_node_name(a.graph, i), name) == 0) n = i;
+        assert_true(n != RG_NONE);
+        /* the first weight: a kernel in Keras's layout (kh, kw, in, out) or (in, out), or gamma */
+        const int *shape = rg_node_shape(a.graph, n);
+        if (nd == 4) assert_int_equal(dims[3], shape[0]);
+        else if (nd == 2) assert_int_equal(dims[1], shape[0]);
+        else assert_int_equal(dims[0], shape[0]);
+        H5Sclose(sp), H5Dclose(d), H5Gclose(v);
+        layers++;
+    }
+    fclose(fp);
+    H5Fclose(h);
+    assert_int_equal(layers, 103);
+    rg_tensor_file *f;
+    assert_int_equal(rg_weights_load(path, &f), RG_OK);
+    assert_int_equal(rg_model_build("resnet50v2", &(rg_model_opts){.c = 3, .h = 32, .w = 32, .seed = 4}, &b), RG_OK);
+    assert_int_equal(rg_graph_compile(b.graph, 1), RG_OK);
+    assert_int_equal(rg_model_load(&b, f, RG_LOAD_STRICT, NULL), RG_OK);
+    assert_memory_equal(rg_graph_params(a.graph), rg_graph_params(b.graph), rg_graph_param_floats(a.graph) * 4);
+    assert_memory_equal(rg_graph_state(a.graph), rg_graph_state(b.graph), rg_graph_state_floats(a.graph) * 4);
+    rg_tensor_file_free(f);
+    rg_model_free(&a), rg_model_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(small_cnn_matches_numpy),
         cmocka_unit_test(round_trip_through_keras),
         cmocka_unit_test(resnet50v2_notop_lands_by_name),
         cmocka_unit_test(hostile_files),
+        cmocka_unit_test(resnet50v2_keras3_groups),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

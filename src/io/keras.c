@@ -562,6 +562,107 @@ static bool write_layer(hid_t root, const rg_graph *g, const rg_node_impl *n) {
     return ok;
 }
 
+/* ---- Keras 3's .weights.h5: layers/<class>[_N]/vars/0, 1, ...  Keras finds a layer's
+ * group by the position of the layer among those of its class in model.layers, and orders
+ * model.layers as its Functional graph does: by depth (the longest path to the output),
+ * deepest first, ties by a depth-first walk from the output through each layer's inputs in
+ * order.  That order is computed here on the graph; the helper nodes that regrad adds for
+ * one Keras layer (NAME_act after a Conv2D or Dense, NAME_N in a chain of sums) do not
+ * count as layers. */
+
+/* Whether regrad node c, reading node in, is part of the same Keras layer. */
+static bool same_layer(const rg_node_impl *c, const rg_node_impl *in) {
+    const size_t n = strlen(in->name), k = strlen(c->name);
+    if (c->op == RG_OP_ACTIVATION && k == n + 4 && strncmp(c->name, in->name, n) == 0 &&
+        strcmp(c->name + n, "_act") == 0)
+        return true;
+    if (in->op != RG_OP_ADD || c->op != RG_OP_ADD || n <= k + 1 || strncmp(in->name, c->name, k) != 0 ||
+        in->name[k] != '_')
+        return false;
+    return strspn(in->name + k + 1, "0123456789") == n - k - 1; /* NAME_N feeding NAME */
+}
+
+static void walk_from_output(const rg_graph *g, int v, int *index, int *next) {
+    if (index[v] >= 0) return;
+    index[v] = (*next)++;
+    for (int k = 0; k < g->nodes[v].n_inputs; k++) walk_from_output(g, g->nodes[v].inputs[k], index, next);
+}
+
+/* The exported nodes in Keras's model.layers order into order; returns their count. */
+static int keras_layer_order(const rg_model *m, int *order) {
+    const rg_graph *g = m->graph;
+    const int n = g->n_nodes;
+    int *index = malloc((size_t)n * sizeof *index), *depth = malloc((size_t)n * sizeof *depth), count = 0, next = 0;
+    if (!index || !depth) return free(index), free(depth), -1;
+    for (int i = 0; i < n; i++) index[i] = depth[i] = -1;
+    walk_from_output(g, m->logits, index, &next);
+    depth[m->logits] = 0;
+    for (int i = n - 1; i >= 0; i--) /* consumers come after their inputs */
+        for (int k = 0; depth[i] >= 0 && k < g->nodes[i].n_inputs; k++) {
+            const int in = g->nodes[i].inputs[k];
+            const int d = depth[i] + !same_layer(&g->nodes[i], &g->nodes[in]);
+            if (d > depth[in]) depth[in] = d;
+        }
+    for (int i = 0; i < n; i++) {
+        if (depth[i] < 0 || !exported(g, i)) continue;
+        int j = count++; /* insertion: deeper first, then earlier in the walk */
+        while (j > 0 && (depth[order[j - 1]] < depth[i] ||
+                         (depth[order[j - 1]] == depth[i] && index[order[j - 1]] > index[i])))
+            order[j] = order[j - 1], j--;
+        order[j] = i;
+    }
+    free(index), free(depth);
+    return count;
+}
+
+/* One layer's group layers/<class>[_N]/vars: datasets 0, 1, ... and its name (Keras >= 3.6). */
+static bool write_k3_layer(hid_t layers, const rg_graph *g, const rg_node_impl *n, int *counts) {
+    int groups = 1;
+    const struct rg_conv_geom *q = n->op == RG_OP_CONV2D ? rg_conv_geometry(n, &groups) : NULL;
+    const bool depthwise = q && groups > 1 && groups == rg_conv_channels(q) && groups == n->shape[0];
+    const char *cls = n->op == RG_OP_DENSE ? "dense" : n->op == RG_OP_BATCH_NORM ? "batch_normalization"
+                      : depthwise ? "depthwise_conv2d" : "conv2d";
+    int *c = &counts[n->op == RG_OP_DENSE ? 0 : n->op == RG_OP_BATCH_NORM ? 1 : depthwise ? 2 : 3];
+    char path[96];
+    if (*c) snprintf(path, sizeof path, "%s_%d/vars", cls, *c);
+    else snprintf(path, sizeof path, "%s/vars", cls);
+    ++*c;
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t v = H5Gcreate2(layers, path, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    const char *name = n->name;
+    bool ok = v >= 0 && write_strings(v, "name", &name, 1, true);
+    for (int k = 0; ok && k < n->n_params; k++) {
+        const rg_param_impl *p = &g->params[n->first_param + k];
+        char idx[16];
+        snprintf(idx, sizeof idx, "%d", k);
+        const float *w = (p->state ? g->state_buf : g->param_buf) + p->offset;
+        ok = write_weight(v, idx, rg_host(g, w, p->size), p->ndim, p->shape, depthwise && k == 0);
+    }
+    if (v >= 0) H5Gclose(v);
+    return ok;
+}
+
+static bool write_keras3(hid_t f, const rg_model *m) {
+    int *order = malloc((size_t)(m->graph->n_nodes ? m->graph->n_nodes : 1) * sizeof *order);
+    const int n = order ? keras_layer_order(m, order) : -1;
+    hid_t vars = H5Gcreate2(f, "vars", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t layers = H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bool ok = n >= 0 && vars >= 0 && layers >= 0;
+    int counts[4] = {0};
+    for (int i = 0; ok && i < n; i++) ok = write_k3_layer(layers, m->graph, &m->graph->nodes[order[i]], counts);
+    if (vars >= 0) H5Gclose(vars);
+    if (layers >= 0) H5Gclose(layers);
+    free(order);
+    return ok;
+}
+
+static bool ends_with(const char *s, const char *tail) {
+    const size_t n = strlen(s), k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
 rg_status rg_keras_save(const rg_model *m, const char *path) {
     const rg_graph *g = m->graph;
     if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the model before exporting it");
@@ -577,14 +678,17 @@ rg_status rg_keras_save(const rg_model *m, const char *path) {
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     bool ok = f >= 0;
     int n = 0;
-    for (int i = 0; ok && i < g->n_nodes; i++)
+    const bool keras3 = ends_with(path, ".weights.h5");
+    if (keras3) ok = ok && write_keras3(f, m);
+    for (int i = 0; ok && !keras3 && i < g->n_nodes; i++)
         if (exported(g, i)) {
             layer_names[n++] = g->nodes[i].name;
             ok = write_layer(f, g, &g->nodes[i]);
         }
     const char *backend = "tensorflow", *version = "2.15.0";
-    ok = ok && write_strings(f, "layer_names", layer_names, n, false) &&
-         write_strings(f, "backend", &backend, 1, true) && write_strings(f, "keras_version", &version, 1, true);
+    ok = ok && (keras3 || (write_strings(f, "layer_names", layer_names, n, false) &&
+                           write_strings(f, "backend", &backend, 1, true) &&
+                           write_strings(f, "keras_version", &version, 1, true)));
     if (f >= 0 && H5Fclose(f) < 0) ok = false;
     rg_status s = RG_OK;
     if (!ok || rename(tmp, path) != 0) {
