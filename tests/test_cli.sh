@@ -248,6 +248,25 @@ expect 0 "weights: 6 tensors loaded from $tmp/m.h5" train --model mlp:dropout=0.
 expect 0 "weights: 6 tensors loaded from $tmp/m.h5" summary --model mlp:dropout=0.1 --weights "$tmp/m.h5"
 expect 1 "does not fit model 'cnn'" summary --model cnn --weights "$tmp/m.h5"
 expect 2 "--format 'onnx': use keras-h5" export --format onnx --weights "$tmp/ckA/last.safetensors" -o "$tmp/x"
+# Keras models from their JSON (to_json text, .keras, whole-model .h5): shown as Keras does,
+# trained from their weights (a new 10-class head), exported to Keras 3, predicted with
+K="$(cd "$(dirname "$0")" && pwd)/fixtures/keras"
+expect 0 "Total params: 509" summary --model "keras:$K/branchy.json"
+expect 0 "cat (Concatenate) *(None, 6, 6, 8) *0 *sum\[0\]\[0\], conv_a\[0\]\[0\]" summary --model "keras:$K/branchy.json"
+expect 0 "Non-trainable params: 8" summary --model "keras:$K/small_model.h5"
+expect 0 "weights: 8 tensors loaded from $K/small.keras" train --model "keras:$K/small.keras" \
+  --weights "$K/small.keras" --weights-partial --limit 256 --checkpoint-dir "$tmp/ckK"
+expect 0 "on fashion-mnist (10000 samples): loss" eval --weights "$tmp/ckK/last.safetensors"
+expect 0 "wrote $tmp/k.weights.h5" export --weights "$tmp/ckK/last.safetensors" -o "$tmp/k.weights.h5"
+expect 0 "weights: 10 tensors loaded from $tmp/k.weights.h5" train --model "keras:$K/small.keras" \
+  --weights "$tmp/k.weights.h5" --limit 256
+img=$(ls "$tmp"/png5/*/*.png | head -1)
+expect 0 "$(basename "$img"): [0-2] 0\.[0-9]*, [0-2] 0\." predict --weights "$K/small.keras" "$img"
+expect 1 "Keras weights without the model" predict --weights "$K/small_h5py2.h5" "$img"
+printf '{"class_name": "Sequential", "config": {"layers": [{"class_name": "InputLayer", "config": {"name": "i", "batch_shape": [null, 28, 28, 1]}}, {"class_name": "LSTM", "config": {"name": "rnn"}}]}}' >"$tmp/lstm.json"
+expect 1 "layer 'rnn' (LSTM): regrad has no LSTM layer" train --model "keras:$tmp/lstm.json" --limit 256
+expect 1 "none.json: cannot open" summary --model "keras:$tmp/none.json"
+expect 1 "model keras:$tmp/none.json: no such file" train --model "keras:$tmp/none.json" --limit 256
 head -c 3000 "$tmp/m.h5" > "$tmp/trunc.h5"
 expect 1 "trunc.h5" train --weights "$tmp/trunc.h5" --limit 256
 # bad checkpoints: one line, exit 1, never a crash
