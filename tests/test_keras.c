@@ -223,6 +223,7 @@ static void hostile_files(void **state) {
         {0, 9000, 0xff, "fails its checksum"}, /* inside model.weights.h5 */
         {0, -2, 0, "declares"},
         {0, -3, 'X', "a zip without model.weights.h5"},
+        {0, -4, 0, "a zip without model.weights.h5"}, /* a path out of the folder: never made */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         unsigned char copy[65536];
@@ -235,6 +236,7 @@ static void hostile_files(void **state) {
         if (bad[i].at >= 0) copy[bad[i].at] ^= bad[i].v;
         if (bad[i].at == -2) copy[cd + 24] = copy[cd + 25] = copy[cd + 26] = 0x7f; /* its size */
         if (bad[i].at == -3) copy[cd + 46] = bad[i].v;                            /* its name */
+        if (bad[i].at == -4) memcpy(copy + cd + 46, "../ll.weights.h5", 16);
         const char *zp = test_path("bad.keras");
         FILE *o = fopen(zp, "wb");
         fwrite(copy, 1, n, o);
@@ -242,6 +244,7 @@ static void hostile_files(void **state) {
         assert_int_not_equal(rg_weights_load(zp, &f), RG_OK);
         if (!strstr(rg_last_error(), bad[i].says)) fail_msg("case %zu: %s", i, rg_last_error());
     }
+    assert_int_not_equal(access("../ll.weights.h5", F_OK), 0);
     /* an HDF5 file that holds no Keras weights */
     hid_t h = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(h);
