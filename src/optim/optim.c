@@ -14,6 +14,7 @@
  */
 #include "../internal.h"
 #include "../kernels/kernels.h"
+#include "step.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -167,17 +168,6 @@ float *rg_optim_moment(rg_optim *o, int k, const char **name) {
     return o->moment[k];
 }
 
-/* What one step's update needs besides the buffers: the kind's constants and this step's,
- * computed once per step. */
-typedef struct step_consts {
-    float lr, wd, mu, eps;                 /* sgd, adagrad, rmsprop */
-    float alpha;                           /* rmsprop */
-    float beta1, beta2;                    /* adam, adamw */
-    float step_size, bc2_sqrt, l2, shrink; /* adam, adamw: this step's */
-    bool first;                           /* sgd: the momentum buffer starts as d */
-    bool nesterov;
-} step_consts;
-
 /* Each kind's update of a piece on one thread (update_share hands them out), for plain
  * x86-64 and again for AVX2 and AVX-512, picked by rg_cpu_isa: the same bits. */
 typedef float v4f __attribute__((vector_size(16)));
@@ -310,10 +300,12 @@ static void update_share(rg_optim *o, const step_consts *k, update_piece_plan *p
     }
 }
 
-void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
+rg_optim_kind rg_optim_kind_of(const rg_optim *o) { return o->c.kind; }
+
+step_consts rg_optim_consts(const rg_optim *o, float lr) {
     const bool decoupled = o->c.kind == RG_OPTIM_ADAMW;
     const double t = (double)(o->steps + 1);
-    const step_consts k = {
+    return (step_consts){
         .lr = lr,
         .wd = o->c.weight_decay,
         .mu = o->c.momentum,
@@ -328,6 +320,10 @@ void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
         .l2 = decoupled ? 0.0f : o->c.weight_decay,
         .shrink = decoupled ? 1.0f - lr * o->c.weight_decay : 1.0f,
     };
+}
+
+void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
+    const step_consts k = rg_optim_consts(o, lr);
     size_t floats;
     const size_t count = plan_step(o, o->plan, &floats); /* count <= plan_room: make_room */
 #pragma omp parallel if (floats > RG_PARALLEL_MIN)
