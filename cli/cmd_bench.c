@@ -17,7 +17,7 @@
 #include <time.h>
 
 typedef struct bench_args {
-    const char *model;
+    const char *model, *device;
     int input[3]; /* 0: the model's */
     long classes, batch, steps, warmup, threads;
     rg_optim_kind optimizer;
@@ -41,6 +41,7 @@ static const cli_option bench_options[] = {
     {.name = "optimizer", .meta = "NAME", .type = CLI_PARSE, CLI_AT(A, optimizer),
      .parse = cli_parse_optimizer, .dflt = "adam", .choices = 1 + RG_NAMES_OPTIMIZERS, .help = "one of"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
+    {.table = cli_device_options, CLI_AT(A, device)},
     {.name = "layers", .type = CLI_FLAG, CLI_AT(A, layers), .help = "also list every layer's time"},
     {.name = "monitor", .type = CLI_FLAG, CLI_AT(A, monitor),
      .help = "watch every other step with the health monitor and report what a watched step "
@@ -234,6 +235,7 @@ int cmd_bench(int argc, char **argv) {
     int r = cli_parse(&bench_command, argc, argv, &a, NULL);
     if (r >= 0) return r;
     rg_set_threads((int)a.threads);
+    if ((r = cli_device(cmd, a.device)) >= 0) return r;
     rg_model m = {0};
     if ((r = bench_build(cmd, &a, &m)) >= 0) {
         rg_model_free(&m);

@@ -94,7 +94,7 @@ static bool parse_remedies(const char *cmd, const cli_option *r, const char *tex
 typedef struct experiment_args {
     list depths, acts, optims, remedies;
     long epochs, seeds, first_seed, width, limit, threads;
-    const char *data, *json, *report;
+    const char *data, *json, *report, *device;
 } experiment_args;
 
 #define A experiment_args
@@ -130,6 +130,7 @@ static const cli_option experiment_options[] = {
      .help = "an HTML report: the table and a bar chart per cell (the runs go to FILE.html.json "
              "unless --json names a file)"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
+    {.table = cli_device_options, CLI_AT(A, device)},
     CLI_END,
 };
 #undef A
@@ -282,6 +283,8 @@ int cmd_experiment(int argc, char **argv) {
         json_path = report_json;
     }
     rg_set_threads((int)a.threads);
+    const int ready = cli_device(cmd, a.device);
+    if (ready >= 0) return ready;
     rg_dataset *train = NULL, *test = NULL;
     rg_status s = rg_dataset_open(data, NULL, &train, &test);
     if (s) return cli_fail(cmd, s);

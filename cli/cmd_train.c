@@ -33,7 +33,7 @@ typedef struct prune_schedule {
  * these), so later flags override earlier ones. */
 typedef struct train_opts {
     const char *data, *test_data, *model_spec, *metrics_path, *checkpoint_dir, *resume;
-    const char *weights, *aux_heads, *report;
+    const char *weights, *aux_heads, *report, *device;
     long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
     long stop_after, classes, log_every;
     double lr, momentum, wd, val_split, smoothing, max_memory;
@@ -209,6 +209,7 @@ static const cli_option train_options[] = {
      .lo = 0, .hi = 1024,
      .help = "threads for OpenMP and the BLAS (default: all cores; under mpirun, the cores shared "
              "among the ranks)"},
+    {.table = cli_device_options, CLI_AT(T, device)},
     {.name = "sync-bn", .type = CLI_FLAG, CLI_AT(T, sync_bn),
      .help = "under mpirun: batch norm's statistics over the whole global batch"},
     {.name = "max-memory", .meta = "SIZE", .type = CLI_PARSE, CLI_AT(T, max_memory),
@@ -479,10 +480,13 @@ static int train_check(train_ctx *t) {
     if (!isnan(o->momentum)) t->optim.momentum = (float)o->momentum;
     if (!isnan(o->wd)) t->optim.weight_decay = (float)o->wd;
     rg_model probe = {0};
-    if ((s = rg_optim_check(&t->optim)) ||
-        (s = rg_model_build(o->model_spec, &(rg_model_opts){.loss = o->loss}, &probe)))
-        return cli_fail(cmd, s);
-    const bool lassonet = probe.lasso_m > 0, classifier = probe.loss != RG_NONE;
+    const int r = cli_device(cmd, o->device);
+    if (r >= 0) return r;
+    if ((s = rg_optim_check(&t->optim))) return cli_fail(cmd, s);
+    s = rg_model_build(o->model_spec, &(rg_model_opts){.loss = o->loss}, &probe);
+    const bool open_size = s == RG_ERR_SHAPE && strncmp(o->model_spec, "keras:", 6) == 0;
+    if (s && !open_size) return cli_fail(cmd, s); /* a Keras input of size None: the data's */
+    const bool lassonet = probe.lasso_m > 0, classifier = open_size || probe.loss != RG_NONE;
     rg_model_free(&probe);
     if (!classifier) {
         cli_error(cmd, "model '%s' has no classifier (top=0): training needs top=1", o->model_spec);

@@ -13,7 +13,7 @@
 #include <string.h>
 
 typedef struct use_args {
-    const char *weights, *data;
+    const char *weights, *data, *device;
     bool json, full;
     long top, batch, threads;
     rg_data_options dopt;
@@ -34,6 +34,7 @@ static const cli_option eval_options[] = {
     {.name = "batch", .meta = "N", .type = CLI_INT, CLI_AT(A, batch), .lo = 1, .hi = 65536,
      .dflt = "128", .help = "samples per forward pass"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
+    {.table = cli_device_options, CLI_AT(A, device)},
     {.table = cli_data_options, CLI_AT(A, dopt)},
     CLI_END,
 };
@@ -43,6 +44,7 @@ static const cli_option predict_options[] = {
      .dflt = "5", .help = "the K most likely classes"},
     {.name = "max-pixels", .meta = "N", .type = CLI_INT, CLI_AT(A, dopt.max_pixels), .lo = 1,
      .hi = 1099511627776.0, .help = "refuse images with more pixels (default 100000000)"},
+    {.table = cli_device_options, CLI_AT(A, device)},
     CLI_END,
 };
 static const cli_option inspect_options[] = {
@@ -75,8 +77,9 @@ static int parse(const cli_command *c, int argc, char **argv, use_args *a, int *
     cli_defaults(c, a);
     a->dopt.warn = cli_warn;
     const int r = cli_parse(c, argc, argv, a, first_arg);
-    if (r < 0) rg_set_threads((int)a->threads);
-    return r;
+    if (r >= 0) return r;
+    rg_set_threads((int)a->threads);
+    return cli_device(c->name, a->device);
 }
 
 /* ---------------------------------------------------------------- eval */

@@ -164,6 +164,23 @@ const cli_option cli_threads_options[] = {
     CLI_END,
 };
 
+const cli_option cli_device_options[] = {
+    {.name = "device", .meta = "NAME", .type = CLI_TEXT, .at = 0, .size = sizeof(const char *),
+     .dflt = "cpu", .help = "cpu (default), or cuda[:N]: the CUDA backend, which has its device "
+                            "check and first kernels but runs no graph yet"},
+    CLI_END,
+};
+
+int cli_device(const char *cmd, const char *device) {
+    char desc[160];
+    const rg_status s = rg_device_check(device, desc, sizeof desc);
+    if (s) return cli_fail(cmd, s);
+    if (strcmp(desc, "cpu") == 0) return -1;
+    cli_error(cmd, "%s: the CUDA backend runs its kernels (optimizers, activations, sums) but no "
+                   "whole graph yet; use --device cpu", desc);
+    return EXIT_RUNTIME;
+}
+
 const cli_option cli_data_options[] = {
     {.name = "input-size", .meta = "HxW", .type = CLI_PARSE, .at = 0, .parse = cli_parse_input_size,
      .help = "resize every image to HxW (triangle filter widened when shrinking, as PIL's "

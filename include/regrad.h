@@ -155,6 +155,13 @@ typedef enum rg_act {
 rg_status rg_act_parse(const char *text, rg_act *out);
 const char *rg_act_name(rg_act a);
 
+/* A compute device: "cpu", "cuda" (cuda:0) or "cuda:N".  Whether it can run here: RG_OK
+ * with a description in desc (len bytes; desc may be NULL), else RG_ERR_ARG for a malformed
+ * name or an index past the devices there are, RG_ERR_STATE for a build without the CUDA
+ * backend, no driver or no device.  Graphs run on the CPU; the CUDA backend's kernels
+ * (src/kernels/cuda/) do not run a whole graph yet. */
+rg_status rg_device_check(const char *device, char *desc, size_t len);
+
 /* seed drives parameter initialisation and dropout masks. */
 rg_graph *rg_graph_create(uint64_t seed);
 void rg_graph_free(rg_graph *g);

@@ -267,6 +267,14 @@ printf '{"class_name": "Sequential", "config": {"layers": [{"class_name": "Input
 expect 1 "layer 'rnn' (LSTM): regrad has no LSTM layer" train --model "keras:$tmp/lstm.json" --limit 256
 expect 1 "none.json: cannot open" summary --model "keras:$tmp/none.json"
 expect 1 "model keras:$tmp/none.json: no such file" train --model "keras:$tmp/none.json" --limit 256
+printf '{"class_name": "Sequential", "config": {"layers": [{"class_name": "InputLayer", "config": {"name": "i", "batch_shape": [null, null, null, 1]}}, {"class_name": "Conv2D", "config": {"name": "c", "filters": 4, "kernel_size": 3}}, {"class_name": "GlobalAveragePooling2D", "config": {"name": "g"}}, {"class_name": "Dense", "config": {"name": "d", "units": 10}}]}}' >"$tmp/open.json"
+expect 0 "test_acc" train --model "keras:$tmp/open.json" --limit 256
+expect 1 "the input size is not in the model (None)" summary --model "keras:$tmp/open.json"
+# devices: a malformed name is a usage error; CUDA says why it cannot run (no device here,
+# or a build without it, or no whole graph on it yet)
+expect 2 "device 'gpu': use cpu, cuda or cuda:N" train --device gpu
+expect 1 "no CUDA device here\|built without the CUDA backend\|no whole graph yet" train --device cuda
+expect 1 "no CUDA device here\|built without the CUDA backend\|no whole graph yet" eval --device cuda:0 --weights "$tmp/ckK/last.safetensors"
 head -c 3000 "$tmp/m.h5" > "$tmp/trunc.h5"
 expect 1 "trunc.h5" train --weights "$tmp/trunc.h5" --limit 256
 # bad checkpoints: one line, exit 1, never a crash

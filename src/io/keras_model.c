@@ -581,7 +581,8 @@ static rg_status build_input(kmodel *k, klayer *l, const cJSON *cfg) {
     }
     for (int i = 0; i < ndim; i++)
         if (regrad[i] < 1)
-            return layer_fail(k, l, "the input size is not in the model (None): give it (--input CxHxW)");
+            return rg_fail(RG_ERR_SHAPE, "%s: layer '%s' (InputLayer): the input size is not in "
+                                         "the model (None): give it (--input CxHxW)", k->path, l->name);
     l->out = k->input = rg_input(k->g, l->name, ndim, regrad);
     return RG_OK;
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# check.sh — the one script to run on a GPU machine (device time is short: prepare on the
+# CPU, run this once, read it, fix, run again).  Builds regrad with the CUDA backend in
+# build-gpu/, runs the GPU tests (the kernels against the CPU: test_cuda) and the CLI's
+# device check, and prints one summary table.  Takes about two minutes on 16 cores.
+# Usage: bench/gpu/check.sh            (from the repository root)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+log=$(mktemp -d)
+row() { printf '%-34s %-6s %s\n' "$1" "$2" "$3"; }
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$log/gpu" 2>&1
+else echo "none (no nvidia-smi)" >"$log/gpu"; fi
+t0=$(date +%s)
+if cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DREGRAD_CUDA=ON >"$log/cmake" 2>&1 &&
+   cmake --build build-gpu -j "$(nproc)" >"$log/build" 2>&1; then build=ok; else build=FAIL; fi
+t1=$(date +%s)
+tests=SKIP
+if [ "$build" = ok ]; then
+  build-gpu/tests/test_cuda >"$log/ctest" 2>&1
+  case $? in 0) tests=ok ;; 77) tests=SKIP ;; *) tests=FAIL ;; esac
+  build-gpu/regrad train --device cuda --limit 256 >"$log/device" 2>&1
+fi
+echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/dev/null))"
+row "GPU" "" "$(head -1 "$log/gpu")"
+row "build (REGRAD_CUDA=ON)" "$build" "$((t1 - t0)) s"
+row "test_cuda (kernels vs CPU)" "$tests" "$(head -1 "$log/ctest" 2>/dev/null)"
+row "regrad train --device cuda" "" "$(tail -1 "$log/device" 2>/dev/null)"
+if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"; fi
+if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
+rm -rf "$log"
+[ "$build" = ok ] && [ "$tests" = ok ]

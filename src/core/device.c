@@ -1,0 +1,32 @@
+/*
+ * device.c — compute devices by name ("cpu", "cuda", "cuda:N") and whether one can run
+ * here: the CUDA probe when the library was built with the CUDA backend, else the reason.
+ */
+#include "../internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifdef RG_HAVE_CUDA
+#include "../kernels/cuda/cuda.h"
+#endif
+
+rg_status rg_device_check(const char *device, char *desc, size_t len) {
+    char scratch[8];
+    if (!desc || !len) desc = scratch, len = sizeof scratch;
+    desc[0] = 0;
+    if (!device || strcmp(device, "cpu") == 0) {
+        snprintf(desc, len, "cpu");
+        return RG_OK;
+    }
+    int index = 0, used = 0;
+    if (strcmp(device, "cuda") != 0 &&
+        (sscanf(device, "cuda:%d%n", &index, &used) != 1 || device[used] || index < 0))
+        return rg_fail(RG_ERR_ARG, "device '%s': use cpu, cuda or cuda:N (N from 0)", device);
+#ifdef RG_HAVE_CUDA
+    return rg_cuda_probe(index, desc, len);
+#else
+    return rg_fail(RG_ERR_STATE, "device '%s': this regrad was built without the CUDA backend "
+                                 "(build where nvcc is, with cmake -DREGRAD_CUDA=ON)", device);
+#endif
+}

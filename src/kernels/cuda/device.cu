@@ -1,0 +1,66 @@
+/*
+ * device.cu — the CUDA device: the probe that says whether a device can be used and why
+ * not (a host without a driver reports cudaErrorInsufficientDriver, not zero devices),
+ * device buffers and host copies.
+ */
+#include "cuda.h"
+
+#include <cuda_runtime.h>
+#include <stdio.h>
+
+extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
+
+extern "C" rg_status rg_cuda_probe(int index, char *desc, size_t len) {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice || (e == cudaSuccess && count == 0))
+        return rg_fail(RG_ERR_STATE, "cuda: no CUDA device here (%s): run on a machine "
+                       "with an NVIDIA GPU and its driver, or use --device cpu",
+                       e == cudaSuccess ? "none found" : cudaGetErrorString(e));
+    if (e != cudaSuccess)
+        return rg_fail(RG_ERR_STATE, "cuda: the CUDA runtime fails (%s): check the driver",
+                       cudaGetErrorString(e));
+    if (index < 0 || index >= count)
+        return rg_fail(RG_ERR_ARG, "cuda:%d: no such device: this machine has %d, cuda:0 to cuda:%d",
+                       index, count, count - 1);
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, index) != cudaSuccess)
+        return rg_fail(RG_ERR_STATE, "cuda:%d: cannot read the device's properties", index);
+    snprintf(desc, len, "cuda:%d %s, %.1f GiB, compute %d.%d", index, p.name,
+             (double)p.totalGlobalMem / (1 << 30), p.major, p.minor);
+    return RG_OK;
+}
+
+extern "C" rg_status rg_cuda_use(int index) {
+    const cudaError_t e = cudaSetDevice(index);
+    return e == cudaSuccess ? RG_OK
+                            : rg_fail(RG_ERR_STATE, "cuda:%d: %s", index, cudaGetErrorString(e));
+}
+
+extern "C" float *rg_cuda_alloc(size_t floats) {
+    void *p = NULL;
+    if (cudaMalloc(&p, (floats ? floats : 1) * sizeof(float)) != cudaSuccess) return NULL;
+    if (cudaMemset(p, 0, (floats ? floats : 1) * sizeof(float)) != cudaSuccess) {
+        cudaFree(p);
+        return NULL;
+    }
+    return (float *)p;
+}
+
+extern "C" void rg_cuda_release(float *p) {
+    if (p) cudaFree(p);
+}
+
+static rg_status copy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    const cudaError_t e = cudaMemcpy(dst, src, n * sizeof(float), kind);
+    return e == cudaSuccess ? RG_OK : rg_fail(RG_ERR_IO, "cuda: a copy of %zu floats failed: %s", n,
+                                              cudaGetErrorString(e));
+}
+
+extern "C" rg_status rg_cuda_upload(float *device, const float *host, size_t n) {
+    return copy(device, host, n, cudaMemcpyHostToDevice);
+}
+
+extern "C" rg_status rg_cuda_download(float *host, const float *device, size_t n) {
+    return copy(host, device, n, cudaMemcpyDeviceToHost);
+}
