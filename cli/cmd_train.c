@@ -484,8 +484,9 @@ static int train_check(train_ctx *t) {
     if (r >= 0) return r;
     if ((s = rg_optim_check(&t->optim))) return cli_fail(cmd, s);
     s = rg_model_build(o->model_spec, &(rg_model_opts){.loss = o->loss}, &probe);
-    const bool open_size = s == RG_ERR_SHAPE && strncmp(o->model_spec, "keras:", 6) == 0;
-    if (s && !open_size) return cli_fail(cmd, s); /* a Keras input of size None: the data's */
+    const bool open_size = s == RG_ERR_SHAPE && (strncmp(o->model_spec, "keras:", 6) == 0 ||
+                                                 strncmp(o->model_spec, "onnx:", 5) == 0);
+    if (s && !open_size) return cli_fail(cmd, s); /* an input of open size: the data's */
     const bool lassonet = probe.lasso_m > 0, classifier = open_size || probe.loss != RG_NONE;
     rg_model_free(&probe);
     if (!classifier) {
@@ -501,6 +502,8 @@ static int train_check(train_ctx *t) {
                        "--checkpoint-dir or --resume");
         return EXIT_USAGE;
     }
+    if (!o->weights && !o->resume && strncmp(o->model_spec, "onnx:", 5) == 0)
+        o->weights = o->model_spec + 5; /* an ONNX model comes with its weights */
     if (o->weights && (s = rg_weights_load(o->weights, &t->weights))) return cli_fail(cmd, s);
     return -1;
 }

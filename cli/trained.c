@@ -17,18 +17,18 @@ void cli_trained_free(cli_trained *t) {
     cJSON_Delete(t->names);
 }
 
-/* A Keras file that holds its model (.keras, whole-model .h5): built from the file's JSON
- * at the size it states, its weights loaded. */
-static int load_keras(const char *cmd, const char *path, int batch, char *spec, size_t len,
-                      cli_trained *t) {
-    snprintf(spec, len, "keras:%s", path);
+/* A file that holds its model (.keras, whole-model .h5, .onnx): built from the file at the
+ * size it states, its weights loaded. */
+static int load_model_file(const char *cmd, const char *kind, const char *path, int batch,
+                           char *spec, size_t len, cli_trained *t) {
+    snprintf(spec, len, "%s:%s", kind, path);
     rg_status s = rg_model_build(spec, NULL, &t->m);
     if (s || (s = rg_graph_compile(t->m.graph, batch)) || (s = rg_model_load(&t->m, t->file, 0, NULL)))
         return cli_fail(cmd, s);
     const int *in = rg_node_shape(t->m.graph, t->m.input);
     if (rg_node_ndim(t->m.graph, t->m.input) != 3 || t->m.loss == RG_NONE) {
         cli_error(cmd, "'%s': regrad predicts with image classifiers ((None, H, W, C) in, "
-                       "classes out); train this model with --model keras:%s", path, path);
+                       "classes out); train this model with --model %s", path, spec);
         return EXIT_USAGE;
     }
     t->c = in[0], t->h = in[1], t->w = in[2];
@@ -45,8 +45,9 @@ int cli_load_trained(const char *cmd, const char *path, int batch, cli_trained *
     const char *classes = rg_tensor_file_meta(t->file, "classes");
     char tail, keras[300];
     const char *format = rg_tensor_file_meta(t->file, "format");
-    if (!spec && format && strncmp(format, "keras", 5) == 0) /* a Keras file: its own model */
-        return load_keras(cmd, path, batch, keras, sizeof keras, t);
+    if (!spec && format && (strncmp(format, "keras", 5) == 0 || strcmp(format, "onnx") == 0))
+        return load_model_file(cmd, format[0] == 'k' ? "keras" : "onnx", path, batch, keras,
+                               sizeof keras, t); /* the file's own model */
     if (!spec && input && classes) {
         cli_error(cmd, "'%s' holds a model built by hand in C (no zoo spec to rebuild it from): "
                        "load it with rg_model_load into the graph that made it", path);

@@ -293,6 +293,11 @@ rg_status rg_keras_model_config(const char *path, char **json);
 /* A Keras model JSON built into m's graph (keras_model.c), for rg_model_build's "keras:". */
 rg_status rg_keras_model_build(const char *path, const rg_model_opts *opts, rg_model *m);
 
+/* ONNX models (onnx.c): "onnx:FILE" built into m's graph (input and logits set), and the
+ * file's initializers as a tensor file under the regrad names that build gives them. */
+rg_status rg_onnx_model_build(const char *path, const rg_model_opts *opts, rg_model *m);
+rg_status rg_onnx_weights(const char *path, rg_tensor_file **out);
+
 /* Training checkpoints (checkpoint.c): the model, the optimizer's moments and counters,
  * GRA's state (gra may be NULL) and the run's position, atomically; and back. */
 rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,

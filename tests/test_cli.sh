@@ -270,6 +270,18 @@ expect 1 "model keras:$tmp/none.json: no such file" train --model "keras:$tmp/no
 printf '{"class_name": "Sequential", "config": {"layers": [{"class_name": "InputLayer", "config": {"name": "i", "batch_shape": [null, null, null, 1]}}, {"class_name": "Conv2D", "config": {"name": "c", "filters": 4, "kernel_size": 3}}, {"class_name": "GlobalAveragePooling2D", "config": {"name": "g"}}, {"class_name": "Dense", "config": {"name": "d", "units": 10}}]}}' >"$tmp/open.json"
 expect 0 "test_acc" train --model "keras:$tmp/open.json" --limit 256
 expect 1 "the input size is not in the model (None)" summary --model "keras:$tmp/open.json"
+# ONNX models from PyTorch: trained with their own weights, evaluated, predicted with
+O="$(cd "$(dirname "$0")" && pwd)/fixtures/onnx"
+expect 0 "fc (dense) *(None, 10) *15,690" summary --model "onnx:$O/fashion_cnn.onnx"
+expect 0 "weights: 10 tensors loaded from $O/fashion_cnn.onnx" train --model "onnx:$O/fashion_cnn.onnx" \
+  --limit 512 --checkpoint-dir "$tmp/ckO"
+expect 0 "on fashion-mnist (10000 samples): loss" eval --weights "$tmp/ckO/last.safetensors"
+expect 0 "$(basename "$img"): [0-9] 0\.[0-9]*" predict --weights "$O/fashion_cnn.onnx" "$img"
+expect 1 "the model takes 12 features, the data has 1x28x28" train --model "onnx:$O/mlp.onnx" --limit 256
+expect 1 "does not fit model 'onnx:$O/fashion_cnn.onnx'" train --model "onnx:$O/fashion_cnn.onnx" --data "$tmp/png5" \
+  --input-size 28x28 --channels 1
+head -c 1000 "$O/cnn.onnx" >"$tmp/cut.onnx"
+expect 1 "cut.onnx: not an ONNX model" train --model "onnx:$tmp/cut.onnx" --limit 256
 # devices: a malformed name is a usage error; CUDA says why it cannot run (no device here,
 # or a build without it, or no whole graph on it yet)
 expect 2 "device 'gpu': use cpu, cuda or cuda:N" train --device gpu

@@ -5,7 +5,8 @@
 # root (or sudo) when something is.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libcjson-dev
-      libjpeg62-turbo-dev libpng-dev libhdf5-dev dataset-fashion-mnist)
+      libjpeg62-turbo-dev libpng-dev libhdf5-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+      dataset-fashion-mnist)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev libxml2-utils chromium libopenmpi-dev openmpi-bin
          python3-h5py python3-numpy)

@@ -851,6 +851,8 @@ rg_status rg_keras_model_config(const char *path, char **json) {
 }
 
 rg_status rg_weights_load(const char *path, rg_tensor_file **out) {
+    const size_t n = strlen(path);
+    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0) return rg_onnx_weights(path, out);
     unsigned char head[8] = {0};
     FILE *fp = fopen(path, "rb");
     const size_t got = fp ? fread(head, 1, sizeof head, fp) : 0;

@@ -73,17 +73,19 @@ static rg_status add_loss(rg_model *out, const rg_model_opts *op, bool top, cons
     return s;
 }
 
-/* "keras:FILE": a Keras model's JSON (keras_model.c), its path made absolute so that the
- * checkpoints that record the spec rebuild it from anywhere. */
-static rg_status build_keras(const char *path, const rg_model_opts *op, rg_model *out) {
-    char *full = realpath(path, NULL);
-    if (!full) return rg_fail(RG_ERR_IO, "model keras:%s: no such file", path);
-    const int len = snprintf(out->spec, sizeof out->spec, "keras:%s", full);
+/* "keras:FILE" (a Keras model's JSON, keras_model.c) and "onnx:FILE" (onnx.c): the path made
+ * absolute so that the checkpoints that record the spec rebuild it from anywhere. */
+static rg_status build_file(const char *spec, const rg_model_opts *op, rg_model *out) {
+    const size_t prefix = strchr(spec, ':') - spec + 1;
+    char *full = realpath(spec + prefix, NULL);
+    if (!full) return rg_fail(RG_ERR_IO, "model %s: no such file", spec);
+    const int len = snprintf(out->spec, sizeof out->spec, "%.*s%s", (int)prefix, spec, full);
     free(full);
     if (len >= (int)sizeof out->spec)
-        return rg_fail(RG_ERR_ARG, "model keras:%s: a path over %zu bytes", path, sizeof out->spec - 7);
+        return rg_fail(RG_ERR_ARG, "model %s: a path over %zu bytes", spec, sizeof out->spec - prefix - 1);
     if (!(out->graph = rg_graph_create(op->seed))) return RG_ERR_MEMORY;
-    rg_status s = rg_keras_model_build(out->spec + 6, op, out);
+    const char *path = out->spec + prefix;
+    rg_status s = prefix == 6 ? rg_keras_model_build(path, op, out) : rg_onnx_model_build(path, op, out);
     if (s) {
         rg_model_free(out);
         return s;
@@ -96,7 +98,8 @@ rg_status rg_model_build(const char *spec, const rg_model_opts *opts, rg_model *
     const int c = op->c, h = op->h, w = op->w, classes = op->classes;
     memset(out, 0, sizeof *out);
     out->input = out->logits = out->loss = out->objective = RG_NONE;
-    if (spec && strncmp(spec, "keras:", 6) == 0) return build_keras(spec + 6, op, out);
+    if (spec && (strncmp(spec, "keras:", 6) == 0 || strncmp(spec, "onnx:", 5) == 0))
+        return build_file(spec, op, out);
     spec_opts o;
     rg_status s = spec_parse(spec, &o);
     if (s) return s;
