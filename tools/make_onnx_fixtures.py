@@ -3,6 +3,9 @@
 a dynamic batch) with PyTorch's logits and one training step's gradients, for
 tests/test_onnx.c.
 
+  make_onnx_fixtures.py deep-sigmoid OUT.onnx
+      a 20-layer sigmoid MLP (width 128, PyTorch's default init) for Fashion-MNIST, the
+      README's example of GRA on an imported model (not committed: 1.7 MB).
   make_onnx_fixtures.py DIR
       NAME.onnx and NAME_ref.safetensors for each model below: "x" (the inputs, NCHW),
       "y" (labels), "logits" (eval mode), and "grad.LAYER.ROLE" (train mode: batch norm
@@ -139,7 +142,22 @@ def make(out_dir, name, model, shape, classes):
     safetensors_np.write(os.path.join(out_dir, name + "_ref.safetensors"), tensors)
 
 
+def deep_sigmoid(path, depth=20, width=128):
+    """A plain sigmoid MLP with PyTorch's default init (vanishing gradients), exported."""
+    torch.manual_seed(0)
+    layers, n_in = [nn.Flatten()], 784
+    for _ in range(depth):
+        layers += [nn.Linear(n_in, width), nn.Sigmoid()]
+        n_in = width
+    model = nn.Sequential(*layers, nn.Linear(n_in, 10)).eval()
+    torch.onnx.export(model, torch.rand(1, 1, 28, 28), path, input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}}, opset_version=13)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "deep-sigmoid":
+        deep_sigmoid(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     torch.manual_seed(0)
