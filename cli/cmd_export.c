@@ -1,7 +1,8 @@
 /*
  * cmd_export.c — `regrad export`: a checkpoint's model in another framework's format: Keras's
  * HDF5 weights (model.load_weights reads them into the matching Keras model), the legacy
- * layout, or Keras 3's when the output ends in .weights.h5.
+ * layout, or Keras 3's when the output ends in .weights.h5; or ONNX for inference runtimes,
+ * with the checkpoint's classes, class names, input size and preprocessing as metadata.
  */
 #include "cli.h"
 
@@ -12,8 +13,8 @@ typedef struct export_args {
 } export_args;
 
 static bool parse_format(const char *cmd, const cli_option *r, const char *text, void *field) {
-    if (strcmp(text, "keras-h5") != 0) {
-        cli_error(cmd, "--%s '%s': use keras-h5", r->name, text);
+    if (strcmp(text, "keras-h5") != 0 && strcmp(text, "onnx") != 0) {
+        cli_error(cmd, "--%s '%s': use keras-h5 or onnx", r->name, text);
         return false;
     }
     *(const char **)field = text;
@@ -24,7 +25,8 @@ static const cli_option export_options[] = {
     {.name = "format", .meta = "NAME", .type = CLI_PARSE, CLI_AT(export_args, format),
      .parse = parse_format, .dflt = "keras-h5",
      .help = "keras-h5: Keras's HDF5 weights, loaded by model.load_weights (Keras 3's layout "
-             "when OUT ends in .weights.h5, else the legacy layout)"},
+             "when OUT ends in .weights.h5, else the legacy layout); onnx: the inference graph "
+             "with its weights (opset 13, dynamic batch)"},
     {.name = "weights", .meta = "FILE", .type = CLI_TEXT, CLI_AT(export_args, weights),
      .help = "a checkpoint written by regrad"},
     {.name = "out", .short_name = 'o', .meta = "FILE", .type = CLI_TEXT, CLI_AT(export_args, out),
@@ -33,7 +35,7 @@ static const cli_option export_options[] = {
 };
 
 static const cli_command export_command = {
-    .name = "export", .usage = "--format keras-h5 --weights FILE -o OUT",
+    .name = "export", .usage = "--format keras-h5|onnx --weights FILE -o OUT",
     .about = "Write a checkpoint's model in another framework's format.",
     .options = export_options};
 
@@ -49,7 +51,14 @@ int cmd_export(int argc, char **argv) {
     }
     cli_trained t;
     if ((r = cli_load_trained(cmd, a.weights, 1, &t)) < 0) {
-        const rg_status s = rg_keras_save(&t.m, a.out);
+        rg_meta meta = {0};
+        static const char *const keys[] = {"model", "input", "classes", "class_names", "preprocess"};
+        for (int i = 0; i < 5; i++) {
+            const char *v = rg_tensor_file_meta(t.file, keys[i]);
+            if (v) rg_meta_set(&meta, keys[i], v);
+        }
+        const rg_status s = strcmp(a.format, "onnx") == 0 ? rg_onnx_save(&t.m, a.out, &meta)
+                                                          : rg_keras_save(&t.m, a.out);
         r = s ? cli_fail(cmd, s) : (printf("wrote %s (%s)\n", a.out, a.format), 0);
     }
     cli_trained_free(&t);

@@ -962,6 +962,11 @@ void rg_meta_set(rg_meta *m, const char *key, const char *value);
  * and Keras 3's legacy loader): layer_names, one group per layer with weights
  * (weight_names, then each weight at LAYER/ROLE:0), in Keras's tensor layouts. */
 rg_status rg_keras_save(const rg_model *m, const char *path);
+/* Writes a compiled model as ONNX (opset 13) for inference runtimes, atomically: the graph
+ * from the input to the logits (batch norm in inference form, dropout an Identity, the loss
+ * left out), a dynamic batch dimension, the weights as initializers LAYER.weight, .bias,
+ * .running_mean, .running_var, and meta (may be NULL) as metadata_props. */
+rg_status rg_onnx_save(const rg_model *m, const char *path, const rg_meta *meta);
 /* Prints Keras's model.summary() table of a Keras model file (as "keras:FILE" builds it):
  * each layer's name and class, output shape (None, H, W, C), parameter count and inputs,
  * and the totals, batch norm's moving statistics counted as non-trainable as Keras does. */

@@ -247,7 +247,7 @@ expect 0 "wrote $tmp/m.h5 (keras-h5)" export --format keras-h5 --weights "$tmp/c
 expect 0 "weights: 6 tensors loaded from $tmp/m.h5" train --model mlp:dropout=0.1 --weights "$tmp/m.h5" --limit 256
 expect 0 "weights: 6 tensors loaded from $tmp/m.h5" summary --model mlp:dropout=0.1 --weights "$tmp/m.h5"
 expect 1 "does not fit model 'cnn'" summary --model cnn --weights "$tmp/m.h5"
-expect 2 "--format 'onnx': use keras-h5" export --format onnx --weights "$tmp/ckA/last.safetensors" -o "$tmp/x"
+expect 2 "--format 'tflite': use keras-h5 or onnx" export --format tflite --weights "$tmp/ckA/last.safetensors" -o "$tmp/x"
 # Keras models from their JSON (to_json text, .keras, whole-model .h5): shown as Keras does,
 # trained from their weights (a new 10-class head), exported to Keras 3, predicted with
 K="$(cd "$(dirname "$0")" && pwd)/fixtures/keras"
@@ -280,6 +280,11 @@ expect 0 "$(basename "$img"): [0-9] 0\.[0-9]*" predict --weights "$O/fashion_cnn
 expect 1 "the model takes 12 features, the data has 1x28x28" train --model "onnx:$O/mlp.onnx" --limit 256
 expect 1 "does not fit model 'onnx:$O/fashion_cnn.onnx'" train --model "onnx:$O/fashion_cnn.onnx" --data "$tmp/png5" \
   --input-size 28x28 --channels 1
+expect 0 "wrote $tmp/out.onnx (onnx)" export --format onnx --weights "$tmp/ckO/last.safetensors" -o "$tmp/out.onnx"
+expect 0 "on fashion-mnist (10000 samples): loss" eval --weights "$tmp/out.onnx" --data fashion-mnist
+a=$("$BIN" eval --weights "$tmp/ckO/last.safetensors" | head -1 | sed 's/.*: //')
+b=$("$BIN" eval --weights "$tmp/out.onnx" --data fashion-mnist | head -1 | sed 's/.*: //')
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "the ONNX export evaluates to '$b', the checkpoint to '$a'"
 head -c 1000 "$O/cnn.onnx" >"$tmp/cut.onnx"
 expect 1 "cut.onnx: not an ONNX model" train --model "onnx:$tmp/cut.onnx" --limit 256
 # devices: a malformed name is a usage error; CUDA says why it cannot run (no device here,

@@ -167,6 +167,53 @@ static void hostile_files(void **state) {
     }
 }
 
+/* Every zoo model exported and imported back gives the same logits; onnx.checker (with
+ * full shape inference) accepts every export when /usr/bin/python3 has onnx. */
+static void zoo_export_round_trip(void **state) {
+    static const struct { const char *spec; int c, h, w; } zoo[] = {
+        {"mlp:depth=3,width=32,bn=1,dropout=0.1", 1, 28, 28}, {"mlp:act=gelu", 1, 28, 28},
+        {"cnn", 1, 28, 28}, {"plaincnn:depth=5,act=sigmoid", 1, 28, 28}, {"resnet20v2", 1, 28, 28},
+        {"resnet56v2", 1, 28, 28}, {"plain20", 1, 28, 28}, {"plain56", 1, 28, 28},
+        {"resnet18v2", 3, 32, 32}, {"resnet50v2", 3, 32, 32}, {"resnet101v2", 3, 32, 32},
+        {"densenet121", 3, 32, 32}, {"densenet:depth=10,growth=4", 1, 28, 28}, {"lassonet", 1, 28, 28}};
+    const bool checker = system("/usr/bin/python3 -c 'import onnx' 2>/dev/null") == 0;
+    if (!checker) print_message("onnx.checker not run: /usr/bin/python3 without onnx\n");
+    for (int i = 0; i < RG_COUNT_OF(zoo); i++) {
+        rg_model a, b;
+        const rg_model_opts o = {.c = zoo[i].c, .h = zoo[i].h, .w = zoo[i].w, .seed = 9};
+        assert_int_equal(rg_model_build(zoo[i].spec, &o, &a), RG_OK);
+        assert_int_equal(rg_graph_compile(a.graph, 2), RG_OK);
+        const char *path = test_path("zoo.onnx");
+        if (rg_onnx_save(&a, path, NULL) != RG_OK) fail_msg("%s: %s", zoo[i].spec, rg_last_error());
+        if (checker) {
+            char cmd[1400];
+            snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c \"import onnx; onnx.checker.check_model("
+                     "onnx.load('%s'), full_check=True)\"", path);
+            if (system(cmd) != 0) fail_msg("%s: onnx.checker rejects the export", zoo[i].spec);
+        }
+        if (strstr(zoo[i].spec, "gelu")) { /* exported as its erf form, which the importer lacks */
+            rg_model_free(&a);
+            continue;
+        }
+        char spec[1100];
+        snprintf(spec, sizeof spec, "onnx:%s", path);
+        rg_tensor_file *w;
+        if (rg_model_build(spec, NULL, &b) != RG_OK) fail_msg("%s: %s", zoo[i].spec, rg_last_error());
+        assert_int_equal(rg_graph_compile(b.graph, 2), RG_OK);
+        assert_int_equal(rg_weights_load(path, &w), RG_OK);
+        if (rg_model_load(&b, w, RG_LOAD_STRICT, NULL) != RG_OK) fail_msg("%s: %s", zoo[i].spec, rg_last_error());
+        const size_t n = 2 * rg_node_size(a.graph, a.input);
+        float *xa = rg_graph_input_buffer(a.graph, a.input), *xb = rg_graph_input_buffer(b.graph, b.input);
+        for (size_t k = 0; k < n; k++) xa[k] = xb[k] = (float)((k * 7919) % 1000) / 1000.0f;
+        assert_int_equal(rg_graph_forward(a.graph, 2, 0), RG_OK);
+        assert_int_equal(rg_graph_forward(b.graph, 2, 0), RG_OK);
+        assert_close(zoo[i].spec, rg_node_output(b.graph, b.logits), rg_node_output(a.graph, a.logits),
+                     2 * rg_node_size(a.graph, a.logits), 1e-5, 1e-6);
+        rg_tensor_file_free(w);
+        rg_model_free(&a), rg_model_free(&b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlp),
@@ -177,6 +224,7 @@ int main(void) {
         cmocka_unit_test(fashion_cnn),
         cmocka_unit_test(names_follow_pytorch),
         cmocka_unit_test(hostile_files),
+        cmocka_unit_test(zoo_export_round_trip),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

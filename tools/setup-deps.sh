@@ -9,7 +9,7 @@ pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev libcjson-dev
       dataset-fashion-mnist)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(libcmocka-dev clang libclang-rt-14-dev libxml2-utils chromium libopenmpi-dev openmpi-bin
-         python3-h5py python3-numpy)
+         python3-h5py python3-numpy python3-onnx)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
