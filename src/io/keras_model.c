@@ -24,7 +24,6 @@
 #include "../internal.h"
 
 #include <cjson/cJSON.h>
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -183,13 +182,12 @@ static rg_status functional_inputs(kmodel *k, klayer *l, const cJSON *entry) {
 
 /* The name of the model's only output layer (output_layers: [[name, 0, 0]] in Keras 2,
  * [name, 0, 0] in Keras 3). */
-static const char *output_name(const kmodel *k, const cJSON *cfg) {
+static const char *output_name(const cJSON *cfg) {
     const cJSON *o = item(cfg, "output_layers");
     if (cJSON_IsArray(o) && cJSON_IsArray(o->child)) {
         if (cJSON_GetArraySize(o) != 1) return NULL;
         o = o->child;
     }
-    (void)k;
     return cJSON_GetStringValue(cJSON_GetArrayItem(o, 0));
 }
 
@@ -258,7 +256,7 @@ static rg_status read_layers(kmodel *k) {
         k->output = k->n - 1;
         return RG_OK;
     }
-    const char *out = output_name(k, cfg);
+    const char *out = output_name(cfg);
     if (!out || (k->output = layer_index(k, out)) < 0)
         return rg_fail(RG_ERR_FORMAT, "%s: the model's output_layers name no layer, or several "
                                       "(regrad builds one output)", k->path);
@@ -315,7 +313,7 @@ static rg_init init_of(const cJSON *cfg) {
         {"LecunNormal", RG_INIT_LECUN_NORMAL},     {"LecunUniform", RG_INIT_LECUN_UNIFORM},
         {"Zeros", RG_INIT_ZEROS},                  {"Ones", RG_INIT_ONES}};
     const char *c = cJSON_GetStringValue(item(item(cfg, "kernel_initializer"), "class_name"));
-    if (!c) c = cJSON_GetStringValue(item(cfg, "depthwise_initializer") ? item(item(cfg, "depthwise_initializer"), "class_name") : NULL);
+    if (!c) c = cJSON_GetStringValue(item(item(cfg, "depthwise_initializer"), "class_name"));
     for (int i = 0; c && i < RG_COUNT_OF(map); i++)
         if (strcmp(c, map[i].keras) == 0) return RG_INIT(map[i].kind);
     return RG_INIT(RG_INIT_GLOROT_UNIFORM);
