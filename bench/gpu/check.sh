@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # check.sh — the one script to run on a GPU machine (device time is short: prepare on the
 # CPU, run this once, read it, fix, run again).  Builds regrad with the CUDA backend in
-# build-gpu/, runs the GPU tests (the kernels against the CPU: test_cuda) and the CLI's
-# device check, and prints one summary table.  Takes about two minutes on 16 cores.
+# build-gpu/, runs the GPU tests (the kernels against the CPU: test_cuda), the CLI's
+# device check and onnxruntime against regrad on every zoo model's ONNX export (that
+# machine's Python has onnxruntime), and prints one summary table.  Takes about two minutes on 16 cores.
 # Usage: bench/gpu/check.sh            (from the repository root)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,13 +22,17 @@ if [ "$build" = ok ]; then
   build-gpu/tests/test_cuda >"$log/ctest" 2>&1
   case $? in 0) tests=ok ;; 77) tests=SKIP ;; *) tests=FAIL ;; esac
   build-gpu/regrad train --device cuda --limit 256 >"$log/device" 2>&1
+  python3 tools/onnxruntime_check.py build-gpu/regrad "$log/ort" >"$log/ortcheck" 2>&1
+  case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
 fi
 echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/dev/null))"
 row "GPU" "" "$(head -1 "$log/gpu")"
 row "build (REGRAD_CUDA=ON)" "$build" "$((t1 - t0)) s"
 row "test_cuda (kernels vs CPU)" "$tests" "$(head -1 "$log/ctest" 2>/dev/null)"
 row "regrad train --device cuda" "" "$(tail -1 "$log/device" 2>/dev/null)"
+row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
 if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"; fi
 if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
+if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
 rm -rf "$log"
 [ "$build" = ok ] && [ "$tests" = ok ]
