@@ -12,6 +12,7 @@ tests/test_onnx.c.
       on the batch's statistics, dropout off) of the mean cross-entropy, under the names
       regrad gives the imported weights (PyTorch's module name, kernel/bias/gamma/beta).
         mlp        Linear, BatchNorm1d, tanh, Linear
+        gelu       Linear, GELU (exported in its erf form), Linear
         cnn        Conv stride 2, ZeroPad2d on two sides, grouped Conv, sigmoid, MaxPool,
                    Flatten, Linear
         resnet     a pre-activation residual block (BN, ReLU, Conv, skip Add), average
@@ -37,6 +38,15 @@ class MLP(nn.Module):
 
     def forward(s, x):
         return s.fc2(torch.tanh(s.bn(s.fc1(x))))
+
+
+class GeluMLP(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.fc1, s.fc2 = nn.Linear(12, 16), nn.Linear(16, 4)
+
+    def forward(s, x):
+        return s.fc2(F.gelu(s.fc1(x)))  # exported as Div, Erf, Add, Mul, Mul
 
 
 class CNN(nn.Module):
@@ -165,5 +175,6 @@ if __name__ == "__main__":
                                         ("resnet", ResNet(), (1, 8, 8), 4),
                                         ("depthwise", Depthwise(), (1, 8, 8), 3),
                                         ("dense", Dense(), (1, 8, 8), 3),
-                                        ("fashion_cnn", FashionCNN(), (1, 28, 28), 10)):
+                                        ("fashion_cnn", FashionCNN(), (1, 28, 28), 10),
+                                        ("gelu", GeluMLP(), (12,), 4)):
         make(sys.argv[1], name, model, shape, classes)

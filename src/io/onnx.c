@@ -7,7 +7,8 @@
  * MatMul with the Add of a bias after it, a dense layer; Conv (groups, dilation, pads, also
  * asymmetric as a zero padding before a valid convolution, auto_pad); BatchNormalization
  * (inference form in the file, trained here); Relu, LeakyRelu (0.01), Elu (1), Sigmoid, Tanh,
- * Softplus, Gelu; MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (square maps);
+ * Softplus, Gelu (also its erf form, x/sqrt2 -> Erf -> +1 -> *x -> *0.5, as PyTorch and
+ * regrad's own export write it); MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (square maps);
  * Flatten, Reshape to (batch, -1); Add, Concat (channels); Pad (constant zeros, height and
  * width); Dropout; Identity; Constant; Softmax on the output (left to the loss).
  * Names: a layer with weights takes its weight initializer's name without ".weight"
@@ -23,6 +24,7 @@
 
 #include "onnx.pb-c.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -703,9 +705,58 @@ static rg_node op_dropout(onnx_build *b, const onnx_node *n, rg_status *s) {
     return name ? named(b, rg_dropout(b->graph, x, rate), name) : (*s = RG_ERR_MEMORY, RG_NONE);
 }
 
+/* The index of the one node after `from` that reads value v, when it is an `op`; else -1. */
+static long only_reader(const onnx_build *b, size_t from, const char *v, const char *op) {
+    long found = -1;
+    for (size_t j = from + 1; j < b->g->n_node; j++)
+        for (size_t k = 0; k < b->g->node[j]->n_input; k++)
+            if (strcmp(b->g->node[j]->input[k], v) == 0) {
+                if (found >= 0) return -1;
+                found = (long)j;
+            }
+    return found >= 0 && strcmp(b->g->node[found]->op_type, op) == 0 ? found : -1;
+}
+
+/* Whether input k of n is a one-value constant within 1e-6 of want. */
+static bool constant_is(onnx_build *b, const onnx_node *n, size_t k, double want) {
+    rg_status s = RG_OK;
+    const onnx_tensor *t = input_constant(b, n, k, false, &s);
+    size_t count = 0;
+    float *v = t ? tensor_floats(b, t, &count, &s) : NULL;
+    const bool is = v && count == 1 && fabs(v[0] - want) < 1e-6 * (1 + fabs(want));
+    free(v);
+    return is;
+}
+
+/* GELU as exporters write it, 0.5 x (1 + erf(x / sqrt 2)) in five nodes from a Div: one
+ * exact gelu, the four after it skipped; RG_NONE (nothing done) when it is not that. */
+static rg_node gelu_pattern(onnx_build *b, size_t i, rg_status *s) {
+    const onnx_node *div = b->g->node[i];
+    const named_value *x = div->n_input == 2 ? find_value(b, div->input[0]) : NULL;
+    if (!x || x->node == RG_NONE || !constant_is(b, div, 1, M_SQRT2)) return RG_NONE;
+    const long erf = only_reader(b, i, div->output[0], "Erf");
+    const long add = erf < 0 ? -1 : only_reader(b, (size_t)erf, b->g->node[erf]->output[0], "Add");
+    const long mul = add < 0 ? -1 : only_reader(b, (size_t)add, b->g->node[add]->output[0], "Mul");
+    const long half = mul < 0 ? -1 : only_reader(b, (size_t)mul, b->g->node[mul]->output[0], "Mul");
+    if (half < 0) return RG_NONE;
+    const onnx_node *a = b->g->node[add], *m = b->g->node[mul], *h = b->g->node[half];
+    const int one_at = strcmp(a->input[0], b->g->node[erf]->output[0]) == 0 ? 1 : 0;
+    const int x_at = strcmp(m->input[0], a->output[0]) == 0 ? 1 : 0;
+    const int half_at = strcmp(h->input[0], m->output[0]) == 0 ? 1 : 0;
+    if (a->n_input != 2 || m->n_input != 2 || h->n_input != 2 || !constant_is(b, a, (size_t)one_at, 1.0) ||
+        strcmp(m->input[x_at], div->input[0]) != 0 || !constant_is(b, h, (size_t)half_at, 0.5))
+        return RG_NONE;
+    const char *name = layer_name(b, h, NULL);
+    if (!name) return *s = RG_ERR_MEMORY, RG_NONE;
+    b->skip[erf] = b->skip[add] = b->skip[mul] = b->skip[half] = true;
+    rg_node y = named(b, rg_activation(b->graph, x->node, RG_ACT_GELU), name);
+    if ((*s = add_value(b, h->output[0], y, NULL))) return RG_NONE;
+    return y;
+}
+
 static const char *const supported_ops =
     "Gemm, MatMul (+Add), Conv, BatchNormalization, Relu, LeakyRelu, Elu, Sigmoid, Tanh, "
-    "Softplus, Gelu, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Flatten, Reshape, "
+    "Softplus, Gelu (also as Div, Erf, Add, Mul, Mul), MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Flatten, Reshape, "
     "Add, Concat, Pad, Dropout, Identity, Constant, Softmax (on the output)";
 
 /* One node: its outputs' values added. */
@@ -750,6 +801,8 @@ static rg_status build_node(onnx_build *b, size_t index) {
     else if (strcmp(op, "Pad") == 0) y = op_pad(b, n, &s);
     else if (strcmp(op, "Add") == 0 || strcmp(op, "Concat") == 0) y = op_merge(b, n, &s);
     else if (strcmp(op, "Dropout") == 0) y = op_dropout(b, n, &s);
+    else if (strcmp(op, "Div") == 0 && (y = gelu_pattern(b, index, &s)) != RG_NONE)
+        return b->graph->error ? node_fail(b, n, "%s", b->graph->error_msg) : RG_OK;
     else {
         for (int i = 0; i < RG_COUNT_OF(acts) && y == RG_NONE; i++)
             if (strcmp(op, acts[i].name) == 0) {
@@ -833,6 +886,8 @@ static rg_status build_all(onnx_build *b, const Onnx__ModelProto *m) {
     }
     if (!s && !(b->skip = calloc(b->g->n_node + 1, sizeof *b->skip))) s = rg_fail(RG_ERR_MEMORY, "out of memory");
     if (!s) s = build_input(b);
+    for (size_t i = 0; i < b->g->n_node && !s; i++) /* Constant nodes first: patterns read them */
+        if (!strcmp(b->g->node[i]->op_type, "Constant")) s = build_node(b, i), b->skip[i] = true;
     for (size_t i = 0; i < b->g->n_node && !s; i++)
         if (!b->skip[i]) s = build_node(b, i);
     if (s) return s;
