@@ -16,10 +16,11 @@
 static int make_dir(void **state) { return test_dir_make("onnx") ? 0 : -1; }
 static int remove_dir(void **state) { return test_dir_remove() == 0 ? 0 : -1; }
 
-static void matches_pytorch(const char *name, int classes) {
+/* Model NAME.onnx against REF_ref.safetensors. */
+static void matches(const char *name, const char *ref_of, int classes) {
     char model[256], ref_name[256], spec[1100];
     snprintf(model, sizeof model, "onnx/%s.onnx", name);
-    snprintf(ref_name, sizeof ref_name, "onnx/%s_ref.safetensors", name);
+    snprintf(ref_name, sizeof ref_name, "onnx/%s_ref.safetensors", ref_of);
     snprintf(spec, sizeof spec, "onnx:%s", fixture_path(model));
     rg_model m;
     if (rg_model_build(spec, NULL, &m) != RG_OK) fail_msg("%s: %s", name, rg_last_error());
@@ -59,13 +60,14 @@ static void matches_pytorch(const char *name, int classes) {
     rg_model_free(&m);
 }
 
-static void mlp(void **state) { matches_pytorch("mlp", 5); }
-static void gelu_erf_form(void **state) { matches_pytorch("gelu", 4); }
-static void cnn_stride2_asymmetric_pad(void **state) { matches_pytorch("cnn", 3); }
-static void preactivation_resnet(void **state) { matches_pytorch("resnet", 4); }
-static void depthwise_block(void **state) { matches_pytorch("depthwise", 3); }
-static void densenet_concat_softmax(void **state) { matches_pytorch("dense", 3); }
-static void fashion_cnn(void **state) { matches_pytorch("fashion_cnn", 10); }
+static void mlp(void **state) { matches("mlp", "mlp", 5); }
+static void weights_beside_the_model(void **state) { matches("cnn_external", "cnn", 3); }
+static void gelu_erf_form(void **state) { matches("gelu", "gelu", 4); }
+static void cnn_stride2_asymmetric_pad(void **state) { matches("cnn", "cnn", 3); }
+static void preactivation_resnet(void **state) { matches("resnet", "resnet", 4); }
+static void depthwise_block(void **state) { matches("depthwise", "depthwise", 3); }
+static void densenet_concat_softmax(void **state) { matches("dense", "dense", 3); }
+static void fashion_cnn(void **state) { matches("fashion_cnn", "fashion_cnn", 10); }
 
 /* PyTorch's module names: --freeze 'fc*' finds the classifier. */
 static void names_follow_pytorch(void **state) {
@@ -142,12 +144,39 @@ static void cycle(Onnx__ModelProto *m) { /* the first conv reads the last node's
         }
 }
 
+static const char *external_location;
+static void external_at(Onnx__ModelProto *m) { /* fc.weight's data in a file at external_location */
+    for (size_t i = 0; i < m->graph->n_initializer; i++) {
+        Onnx__TensorProto *t = m->graph->initializer[i];
+        if (strcmp(t->name, "fc.weight") != 0) continue;
+        t->has_data_location = 1, t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+        t->external_data = calloc(1, sizeof *t->external_data);
+        t->external_data[0] = calloc(1, sizeof **t->external_data);
+        onnx__string_string_entry_proto__init(t->external_data[0]);
+        t->external_data[0]->key = strdup("location"), t->external_data[0]->value = strdup(external_location);
+        t->n_external_data = 1;
+    }
+}
+
 static void hostile_files(void **state) {
     refused("opset", old_opset, "opset 9: regrad reads opsets 11 to 17");
     refused("lstm", lstm, "(LSTM): regrad has no LSTM");
     refused("huge", huge_tensor, "declares 24000000 values and holds 72");
     refused("huge_weights", huge_tensor, "declares 24000000 values and holds 72");
-    refused("external_weights", external, "keeps its data in an external file");
+    refused("external_weights", external, "is not a file inside the model's folder: refused");
+    static const struct { const char *location, *says; } places[] = {
+        {"../outside.data", "is not a file inside the model's folder: refused"},
+        {"/etc/passwd", "is not a file inside the model's folder: refused"},
+        {"absent.data", "is missing or outside the model's folder"},
+        {"short.data", "declares 72 values and holds 2"}, /* fewer bytes than the tensor's */
+    };
+    FILE *sh = fopen(test_path("short.data"), "wb");
+    fwrite("12345678", 1, 8, sh);
+    fclose(sh);
+    for (int i = 0; i < RG_COUNT_OF(places); i++) {
+        external_location = places[i].location;
+        refused("external_at_weights", external_at, places[i].says);
+    }
     refused("cycle", cycle, "is not made by any node before it");
     /* truncated, and not protobuf at all */
     FILE *in = fopen(fixture_path("onnx/cnn.onnx"), "rb");
@@ -215,6 +244,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlp),
         cmocka_unit_test(gelu_erf_form),
+        cmocka_unit_test(weights_beside_the_model),
         cmocka_unit_test(cnn_stride2_asymmetric_pad),
         cmocka_unit_test(preactivation_resnet),
         cmocka_unit_test(depthwise_block),

@@ -13,6 +13,7 @@ tests/test_onnx.c.
       regrad gives the imported weights (PyTorch's module name, kernel/bias/gamma/beta).
         mlp        Linear, BatchNorm1d, tanh, Linear
         gelu       Linear, GELU (exported in its erf form), Linear
+      and cnn_external.onnx + cnn_external.data: the CNN with its weights beside it.
         cnn        Conv stride 2, ZeroPad2d on two sides, grouped Conv, sigmoid, MaxPool,
                    Flatten, Linear
         resnet     a pre-activation residual block (BN, ReLU, Conv, skip Add), average
@@ -178,3 +179,7 @@ if __name__ == "__main__":
                                         ("fashion_cnn", FashionCNN(), (1, 28, 28), 10),
                                         ("gelu", GeluMLP(), (12,), 4)):
         make(sys.argv[1], name, model, shape, classes)
+    import onnx  # the CNN again with its weights in a file beside it (external data)
+    m = onnx.load(os.path.join(sys.argv[1], "cnn.onnx"))
+    onnx.save_model(m, os.path.join(sys.argv[1], "cnn_external.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="cnn_external.data", size_threshold=0)

@@ -117,8 +117,8 @@ static rg_status tensor_count(const onnx_build *b, const onnx_tensor *t, int typ
                               size_t listed, size_t *count) {
     const char *name = t->name ? t->name : "?";
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-        return rg_fail(RG_ERR_FORMAT, "%s: tensor '%s' keeps its data in an external file: "
-                                      "regrad reads models whose weights are inside the .onnx", b->path, name);
+        return rg_fail(RG_ERR_FORMAT, "%s: tensor '%s' keeps its data in an external file: regrad "
+                                      "reads external data for initializers only", b->path, name);
     if (t->data_type != type)
         return rg_fail(RG_ERR_FORMAT, "%s: tensor '%s' has data type %d, regrad needs %s", b->path,
                        name, t->data_type, type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? "float32" : "int64");
@@ -857,7 +857,53 @@ static rg_status build_input(onnx_build *b) {
     return add_value(b, in->name, b->input, NULL);
 }
 
-static rg_status build_all(onnx_build *b, const Onnx__ModelProto *m) {
+/* An initializer whose data lies in a file beside the model (external_data: location,
+ * offset, length) read into the tensor, as if it had been inside.  The location must name
+ * a file inside the model's folder: no absolute path, no "..", no link out of it. */
+static rg_status read_external(const onnx_build *b, onnx_tensor *t) {
+    const char *location = NULL, *name = t->name;
+    long long offset = 0, length = -1;
+    for (size_t i = 0; i < t->n_external_data; i++) {
+        const Onnx__StringStringEntryProto *e = t->external_data[i];
+        if (!e->key || !e->value) continue;
+        if (!strcmp(e->key, "location")) location = e->value;
+        else if (!strcmp(e->key, "offset")) offset = atoll(e->value);
+        else if (!strcmp(e->key, "length")) length = atoll(e->value);
+    }
+    if (!location || !*location || location[0] == '/' || strstr(location, "..") || offset < 0)
+        return rg_fail(RG_ERR_FORMAT, "%s: tensor '%s': external data '%s' is not a file inside the "
+                                      "model's folder: refused", b->path, name, location ? location : "");
+    char dir[4096], file[8192];
+    const char *slash = strrchr(b->path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - b->path) : 1, slash ? b->path : ".");
+    snprintf(file, sizeof file, "%s/%s", dir, location);
+    char *real_dir = realpath(dir, NULL), *real_file = realpath(file, NULL);
+    const size_t dn = real_dir ? strlen(real_dir) : 0;
+    rg_status s = RG_OK;
+    if (!real_dir || !real_file || strncmp(real_file, real_dir, dn) != 0 || real_file[dn] != '/')
+        s = rg_fail(RG_ERR_FORMAT, "%s: tensor '%s': external data '%s' is missing or outside the "
+                                   "model's folder", b->path, name, location);
+    FILE *fp = s ? NULL : fopen(real_file, "rb");
+    long size = -1;
+    if (!s && (!fp || fseek(fp, 0, SEEK_END) != 0 || (size = ftell(fp)) < 0))
+        s = rg_fail(RG_ERR_IO, "%s: tensor '%s': cannot read '%s'", b->path, name, location);
+    if (!s && length < 0) length = size - offset;
+    if (!s && (offset > size || length < 0 || length > size - offset || (size_t)length > 4 * MAX_FLOATS))
+        s = rg_fail(RG_ERR_FORMAT, "%s: tensor '%s': %lld bytes at %lld of '%s', which holds %ld", b->path,
+                    name, length, offset, location, size);
+    uint8_t *data = s ? NULL : malloc(length ? (size_t)length : 1);
+    if (!s && (!data || fseek(fp, offset, SEEK_SET) != 0 || fread(data, 1, (size_t)length, fp) != (size_t)length))
+        s = rg_fail(RG_ERR_IO, "%s: tensor '%s': cannot read '%s'", b->path, name, location);
+    if (fp) fclose(fp);
+    free(real_dir), free(real_file);
+    if (s) return free(data), s;
+    if (t->has_raw_data) free(t->raw_data.data);
+    t->has_raw_data = 1, t->raw_data.data = data, t->raw_data.len = (size_t)length;
+    t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT;
+    return RG_OK;
+}
+
+static rg_status build_all(onnx_build *b, Onnx__ModelProto *m) {
     int64_t opset = -1;
     for (size_t i = 0; i < m->n_opset_import; i++)
         if (!m->opset_import[i]->domain || !*m->opset_import[i]->domain || !strcmp(m->opset_import[i]->domain, "ai.onnx"))
@@ -877,7 +923,10 @@ static rg_status build_all(onnx_build *b, const Onnx__ModelProto *m) {
     if (!b->g->output[0]->name) return rg_fail(RG_ERR_FORMAT, "%s: the output has no name", b->path);
     rg_status s = RG_OK;
     for (size_t i = 0; i < b->g->n_initializer && !s; i++) { /* each one's size against its data */
-        const onnx_tensor *t = b->g->initializer[i];
+        onnx_tensor *t = b->g->initializer[i];
+        if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL &&
+            (s = read_external(b, t)))
+            break;
         size_t count;
         const bool ints = t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
         if (!(s = tensor_count(b, t, ints ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64 : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
