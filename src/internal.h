@@ -12,6 +12,7 @@
 
 #include "regrad.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 #define RG_MAX_INPUTS 8
@@ -24,6 +25,9 @@ bool rg_node_frozen(const rg_graph *g, const rg_node_impl *n);
 
 /* Records a formatted message as the thread's last error and returns status. */
 rg_status rg_fail(rg_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* RG_ERR_FORMAT "FILE: WHAT 'NAME' (KIND): message": a model file's layer or node at fault. */
+rg_status rg_fail_in(const char *file, const char *what, const char *name, const char *kind,
+                     const char *fmt, va_list ap);
 
 /* Name tables (names.c): the index of text among names[0..n) (-1: none); the names joined
  * "a, b or c" (NULL entries skipped) into buf; RG_ERR_ARG "unknown WHAT 'text': use a, b or

@@ -24,6 +24,13 @@ rg_status rg_fail(rg_status status, const char *fmt, ...) {
     return status;
 }
 
+rg_status rg_fail_in(const char *file, const char *what, const char *name, const char *kind,
+                     const char *fmt, va_list ap) {
+    char msg[sizeof last_error];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    return rg_fail(RG_ERR_FORMAT, "%s: %s '%s' (%s): %s", file, what, name, kind, msg);
+}
+
 const char *rg_last_error(void) { return last_error; }
 
 const char *rg_status_name(rg_status s) {

@@ -65,12 +65,11 @@ static const char *const layer_classes[] = {
 static rg_status layer_fail(const kmodel *k, const klayer *l, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static rg_status layer_fail(const kmodel *k, const klayer *l, const char *fmt, ...) {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    const rg_status s = rg_fail_in(k->path, "layer", l->name, l->cls, fmt, ap);
     va_end(ap);
-    return rg_fail(RG_ERR_FORMAT, "%s: layer '%s' (%s): %s", k->path, l->name, l->cls, msg);
+    return s;
 }
 
 /* ---------------------------------------------------------------- config values */

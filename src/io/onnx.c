@@ -61,14 +61,12 @@ typedef struct onnx_build {
 static rg_status node_fail(const onnx_build *b, const onnx_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static rg_status node_fail(const onnx_build *b, const onnx_node *n, const char *fmt, ...) {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    const rg_status s = rg_fail_in(b->path, "node", n->name && *n->name ? n->name : n->n_output ? n->output[0] : "?",
+                                   n->op_type ? n->op_type : "?", fmt, ap);
     va_end(ap);
-    return rg_fail(RG_ERR_FORMAT, "%s: node '%s' (%s): %s", b->path,
-                   n->name && *n->name ? n->name : n->n_output ? n->output[0] : "?",
-                   n->op_type ? n->op_type : "?", msg);
+    return s;
 }
 
 /* ---------------------------------------------------------------- values and tensors */
