@@ -288,6 +288,8 @@ rg_status rg_tensor_file_set_meta(rg_tensor_file *f, const char *key, const char
 rg_status rg_tensor_writer_to_fd(const rg_tensor_writer *w, int fd);
 /* Keras HDF5 weights (keras.c): whether 8 bytes start an HDF5 file; the reader. */
 bool rg_is_hdf5(const unsigned char *head, size_t n);
+/* Whether bytes start a zip (a .keras archive). */
+bool rg_is_zip(const unsigned char *head, size_t n);
 rg_status rg_keras_load(const char *path, rg_tensor_file **out);
 /* The seconds the reading process may take (60; tests and fuzzing lower it). */
 void rg_keras_time_limit(unsigned seconds);

@@ -12,7 +12,8 @@
  *
  * Loading matches tensors by name and checks every one before changing anything, so a
  * load either fits or fails whole (or, when asked, loads exactly the part that fits and
- * says what it skipped).
+ * says what it skipped).  rg_weights_load reads any weights file regrad takes: its own,
+ * Keras's or ONNX's.
  */
 #include "../internal.h"
 
@@ -286,4 +287,17 @@ rg_status rg_checkpoint_restore(const rg_tensor_file *f, rg_model *m, rg_optim *
     st->batch = (long)batch;
     st->step = (long)step;
     return RG_OK;
+}
+
+/* Any weights file, told apart by its name or first bytes: ONNX (.onnx), Keras's HDF5 or
+ * a .keras archive (a zip), else safetensors. */
+rg_status rg_weights_load(const char *path, rg_tensor_file **out) {
+    const size_t n = strlen(path);
+    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0) return rg_onnx_weights(path, out);
+    unsigned char head[8] = {0};
+    FILE *fp = fopen(path, "rb");
+    const size_t got = fp ? fread(head, 1, sizeof head, fp) : 0;
+    if (fp) fclose(fp);
+    if (rg_is_hdf5(head, got) || rg_is_zip(head, got)) return rg_keras_load(path, out);
+    return rg_safetensors_load(path, out);
 }

@@ -414,7 +414,7 @@ static rg_status keras_archive_extract(const char *path, char tmp[32]) {
     rg_status s = read_file(path, ZIP_MAX_BYTES, &z, &n);
     if (!s) s = zip_entry(z, n, "model.weights.h5", &h5, &len, path);
     free(z);
-    snprintf(tmp, 32, "/tmp/regrad-keras-XXXXXX");
+    snprintf(tmp, 32, "/tmp/regrad-keras-XXXXXX"); /* mkstemp's template: it fills the Xs */
     const int fd = s ? -1 : mkstemp(tmp);
     if (!s && (fd < 0 || write(fd, h5, len) != (ssize_t)len)) {
         if (fd >= 0) unlink(tmp);
@@ -793,14 +793,13 @@ static rg_status load_in_child(const char *path, rg_tensor_file **out) {
     return s;
 }
 
-/* A zip's local-file magic: a .keras archive. */
-static bool is_zip(const unsigned char *head, size_t n) { return n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0; }
+bool rg_is_zip(const unsigned char *head, size_t n) { return n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0; }
 
 rg_status rg_keras_load(const char *path, rg_tensor_file **out) {
     *out = NULL;
     unsigned char head[4] = {0};
     FILE *fp = fopen(path, "rb");
-    const bool zip = fp && is_zip(head, fread(head, 1, 4, fp));
+    const bool zip = fp && rg_is_zip(head, fread(head, 1, 4, fp));
     if (fp) fclose(fp);
     if (!zip) return load_in_child(path, out);
     char tmp[32]; /* a .keras archive: the zip read here, its HDF5 in the child */
@@ -832,7 +831,7 @@ rg_status rg_keras_model_config(const char *path, char **json) {
         return s;
     }
     size_t n = 0;
-    const bool zip = is_zip(head, got);
+    const bool zip = rg_is_zip(head, got);
     if ((s = read_file(path, zip ? ZIP_MAX_BYTES : MODEL_CONFIG_MAX, &b, &n))) return s;
     if (zip) { /* a .keras archive: its config.json */
         unsigned char *c = NULL;
@@ -848,16 +847,4 @@ rg_status rg_keras_model_config(const char *path, char **json) {
     }
     *json = (char *)b; /* JSON text, as model.to_json() writes it */
     return RG_OK;
-}
-
-rg_status rg_weights_load(const char *path, rg_tensor_file **out) {
-    const size_t n = strlen(path);
-    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0) return rg_onnx_weights(path, out);
-    unsigned char head[8] = {0};
-    FILE *fp = fopen(path, "rb");
-    const size_t got = fp ? fread(head, 1, sizeof head, fp) : 0;
-    if (fp) fclose(fp);
-    if (rg_is_hdf5(head, got) || is_zip(head, got))
-        return rg_keras_load(path, out); /* HDF5, or a .keras archive (a zip) */
-    return rg_safetensors_load(path, out);
 }

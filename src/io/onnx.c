@@ -839,6 +839,7 @@ static rg_status build_input(onnx_build *b) {
         if (known && (dim->dim_value < 1 || dim->dim_value > (1 << 24)))
             return rg_fail(RG_ERR_FORMAT, "%s: input dimension %d is %lld", b->path, d + 1, (long long)dim->dim_value);
         dims[d] = known ? (int)dim->dim_value : ndim == 3 ? given[d] : given[0] * given[1] * given[2];
+        if (dims[d] < 1 && b->weights) dims[d] = 32; /* reading weights only: any size builds */
         if (dims[d] < 1)
             return rg_fail(RG_ERR_SHAPE, "%s: input dimension %d is named ('%s'), not sized: give the "
                                          "size (--input CxHxW)", b->path, d + 1, dim->dim_param ? dim->dim_param : "");
@@ -984,12 +985,7 @@ rg_status rg_onnx_weights(const char *path, rg_tensor_file **out) {
     rg_graph *g = rg_graph_create(0);
     rg_node in, logits;
     rg_status s = !*out || !g ? rg_fail(RG_ERR_MEMORY, "out of memory")
-                              : onnx_build_file(path, &(rg_model_opts){.c = 3, .h = 32, .w = 32}, g, *out, &in, &logits);
-    if (s == RG_ERR_SHAPE) { /* sizes fixed in the file that differ from the placeholder */
-        rg_tensor_file_free(*out), rg_graph_free(g);
-        *out = rg_tensor_file_new(), g = rg_graph_create(0);
-        s = !*out || !g ? RG_ERR_MEMORY : onnx_build_file(path, NULL, g, *out, &in, &logits);
-    }
+                              : onnx_build_file(path, NULL, g, *out, &in, &logits);
     if (!s) s = rg_tensor_file_set_meta(*out, "format", "onnx");
     rg_graph_free(g);
     if (s) rg_tensor_file_free(*out), *out = NULL;

@@ -85,7 +85,8 @@ static rg_status build_file(const char *spec, const rg_model_opts *op, rg_model 
         return rg_fail(RG_ERR_ARG, "model %s: a path over %zu bytes", spec, sizeof out->spec - prefix - 1);
     if (!(out->graph = rg_graph_create(op->seed))) return RG_ERR_MEMORY;
     const char *path = out->spec + prefix;
-    rg_status s = prefix == 6 ? rg_keras_model_build(path, op, out) : rg_onnx_model_build(path, op, out);
+    rg_status s = strncmp(spec, "keras:", 6) == 0 ? rg_keras_model_build(path, op, out)
+                                                 : rg_onnx_model_build(path, op, out);
     if (s) {
         rg_model_free(out);
         return s;
