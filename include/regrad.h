@@ -290,6 +290,37 @@ rg_status rg_graph_backward(rg_graph *g, rg_node loss);
  * floats): the general form used by gradient checks. */
 rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed);
 
+/* ---------------------------------------------------------------- curvature
+ * Second-order information along parameter directions: each call runs its own forward
+ * pass(es) on the first `batch` samples in the input buffers and labels (train selects
+ * batch norm's and dropout's mode, as in rg_graph_forward), and leaves the parameters, the
+ * running statistics and the dropout stream as they were; the gradient buffer and the
+ * nodes' outputs are overwritten.  v has rg_graph_param_floats floats in the parameters'
+ * layout (state entries ignored).  docs/curvature.md says how each is computed and checked. */
+typedef enum rg_curvature {
+    RG_CURVATURE_GAUSS_NEWTON, /* G = J^T H_z J (z the loss's input): exact, positive semi-definite */
+    RG_CURVATURE_HESSIAN       /* the loss's Hessian: central differences of exact gradients */
+} rg_curvature;
+/* J v at `node` (forward mode, batch * per-sample size floats into out): how the node's
+ * output moves along the parameter direction v. */
+rg_status rg_graph_tangent(rg_graph *g, int batch, int train, const float *v, rg_node node,
+                           float *out);
+/* out = C v (rg_graph_param_floats floats) for the loss node `loss` (softmax cross-entropy
+ * or mean squared error). */
+rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int train,
+                                     rg_curvature kind, const float *v, float *out);
+/* Along v, from one forward and one tangent pass: the loss's slope g.v and the Gauss-Newton
+ * curvature v^T G v (either pointer may be NULL). */
+rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int train,
+                                   const float *v, double *slope, double *curvature);
+/* The top eigenvalue of C's block for the trainable parameters of `layer` (RG_NONE: all),
+ * by power iteration from a fixed start, stopping after max_iters products or when the
+ * estimate changes by less than `tolerance` (relative).  For the Hessian: the eigenvalue
+ * of largest magnitude, with its sign. */
+rg_status rg_graph_top_curvature(rg_graph *g, rg_node loss, int batch, int train,
+                                 rg_curvature kind, rg_node layer, int max_iters, double tolerance,
+                                 double *lambda);
+
 /* Scans every node's output in forward, and the gradients each node produces in backward,
  * for NaN and Inf: the first one makes the pass return RG_ERR_NUMERIC naming the value,
  * the op and the layer.  Costs a pass over each buffer. */

@@ -213,9 +213,19 @@ struct rg_graph {
     char error_msg[512];
     uint64_t seed;
     uint64_t dropout_calls; /* counter mixed into dropout masks: one stream per forward */
+    /* During a tangent pass (curvature.c): each node's tangent (batch x size, NULL outside
+     * its live range) and the parameters' direction (param_floats, NULL: zero). */
+    float **tangent;
+    const float *tangent_params;
+    const float *const *tangent_inputs; /* per node: an input node's direction, or NULL (zero) */
 };
 
 /* --- used by ops --- */
+
+/* rg_graph_tangent with directions for input nodes too (input_dirs[node], NULL: zero;
+ * input_dirs NULL: none move): how the finite-difference check tests every op's tangent. */
+rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
+                                const float *const *input_dirs, rg_node node, float *out);
 
 /* Appends a node of op kind with the given inputs and op attributes (malloc'd or NULL;
  * ownership passes to the graph), runs the op's infer, and returns its index or RG_NONE. */
@@ -233,6 +243,18 @@ rg_node rg_graph_error(rg_graph *g, rg_status s, const char *fmt, ...)
 
 static inline rg_node_impl *rg_in(rg_graph *g, const rg_node_impl *n, int k) {
     return &g->nodes[n->inputs[k]];
+}
+/* A tangent pass's tangent of input k of n, of n itself, and the direction of n's
+ * parameter k (NULL: zero, as for state and when no direction is given). */
+static inline const float *rg_tangent_in(const rg_graph *g, const rg_node_impl *n, int k) {
+    return g->tangent[n->inputs[k]];
+}
+static inline float *rg_tangent_out(const rg_graph *g, const rg_node_impl *n) {
+    return g->tangent[n - g->nodes];
+}
+static inline const float *rg_param_tangent(const rg_graph *g, const rg_node_impl *n, int k) {
+    const rg_param_impl *p = &g->params[n->first_param + k];
+    return p->state || !g->tangent_params ? NULL : g->tangent_params + p->offset;
 }
 static inline float *rg_param_data(rg_graph *g, const rg_node_impl *n, int k) {
     const rg_param_impl *p = &g->params[n->first_param + k];

@@ -1,13 +1,15 @@
 /*
  * test_golden.c — regrad against PyTorch: forward values, loss, every parameter gradient,
  * and parameters after 3 steps of each optimizer, from fixtures written by
- * tools/make_golden.py.
+ * tools/make_golden.py; tangents and curvature products (tools/make_curvature_fixtures.py).
  *
  * Tolerances: forward and gradients 1e-5 absolute + 1e-4 relative (float32 sums in a
  * different order than PyTorch's kernels); after 3 optimizer steps 2e-5 + 1e-4 (Adam and
  * RMSProp divide by small square roots, which amplifies those differences a little).
  */
 #include "test_util.h"
+
+#include "internal.h"
 
 #include <unistd.h>
 
@@ -322,12 +324,147 @@ static void test_pytorch_interop(void **state) {
     rg_tensor_file_free(io);
 }
 
+/* ---- curvature against PyTorch (tools/make_curvature_fixtures.py): the chain above and a
+ * small CNN (conv, batch norm in training, relu, max pool, strided conv, sigmoid, global
+ * average pool, dense), each with a direction v and float64 references. */
+
+static net build_small_cnn(void) {
+    net n;
+    n.g = rg_graph_create(1);
+    n.x = rg_input(n.g, "x", 3, (int[]){3, 6, 6});
+    rg_conv_opts o = rg_conv_defaults();
+    o.padding = RG_PAD_EXPLICIT, o.pad = 1;
+    rg_node h = rg_conv2d(n.g, n.x, 4, 3, &o);
+    h = rg_activation(n.g, rg_batch_norm(n.g, h, 0.1f, 1e-3f), RG_ACT_RELU);
+    h = rg_max_pool2d(n.g, h, 2, 2, 0);
+    o.stride = 2;
+    h = rg_activation(n.g, rg_conv2d(n.g, h, 5, 3, &o), RG_ACT_SIGMOID);
+    n.logits = rg_dense(n.g, rg_global_avg_pool(n.g, h), K, RG_INIT(RG_INIT_TORCH));
+    n.loss = rg_softmax_cross_entropy(n.g, n.logits, 0.0f);
+    assert_int_equal(rg_graph_compile(n.g, B), RG_OK);
+    return n;
+}
+
+static const float *find(const rg_tensor_file *f, const char *prefix, const char *name, size_t *count) {
+    char key[200];
+    snprintf(key, sizeof key, "%s%s", prefix, name);
+    const float *t = rg_tensor_file_find(f, key, count, NULL, NULL);
+    if (!t) fail_msg("fixture lacks %s", key);
+    return t;
+}
+
+/* The parameter-layout vector of the fixture's tensors PREFIX + parameter name. */
+static float *param_vector(rg_graph *g, const rg_tensor_file *f, const char *prefix) {
+    float *v = calloc(rg_graph_param_floats(g) + 1, sizeof *v);
+    for (int i = 0; i < rg_graph_param_count(g); i++) {
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        if (p.state) continue;
+        memcpy(v + p.offset, find(f, prefix, p.name, NULL), p.size * sizeof *v);
+    }
+    return v;
+}
+
+/* ||a - b|| / ||b|| over the trainable entries. */
+static double relative_error(rg_graph *g, const float *a, const float *b) {
+    double d = 0, r = 0;
+    for (int i = 0; i < rg_graph_param_count(g); i++) {
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        for (size_t j = 0; !p.state && j < p.size; j++) {
+            d += ((double)a[p.offset + j] - b[p.offset + j]) * ((double)a[p.offset + j] - b[p.offset + j]);
+            r += (double)b[p.offset + j] * b[p.offset + j];
+        }
+    }
+    return sqrt(d / r);
+}
+
+static void curvature_case(net n, const rg_tensor_file *f, const char *model, int batch, const char *block,
+                           bool smooth) {
+    char pre[32], what[64];
+    snprintf(pre, sizeof pre, "%s.", model);
+    rg_graph *g = n.g;
+    const size_t pn = rg_graph_param_floats(g);
+    for (int i = 0; i < rg_graph_param_count(g); i++) {
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        if (!p.state) memcpy(p.data, find(f, pre, p.name, NULL), p.size * sizeof(float));
+    }
+    size_t xn;
+    const float *x = find(f, pre, "x", &xn), *labels = find(f, pre, "labels", NULL);
+    memcpy(rg_graph_input_buffer(g, n.x), x, xn * sizeof(float));
+    for (int b = 0; b < batch; b++) rg_graph_labels(g)[b] = (int)labels[b];
+    char vp[40];
+    snprintf(vp, sizeof vp, "%sv.", pre);
+    float *v = param_vector(g, f, vp), *out = malloc(pn * sizeof *out);
+    float *w0 = malloc(pn * sizeof *w0), *s0 = malloc((g->state_floats + 1) * sizeof *s0);
+    memcpy(w0, rg_graph_params(g), pn * sizeof *w0);
+    memcpy(s0, g->state_buf, g->state_floats * sizeof *s0);
+
+    float jz[B * K];
+    assert_int_equal(rg_graph_tangent(g, batch, 1, v, n.logits, jz), RG_OK);
+    snprintf(what, sizeof what, "%s J v", model);
+    assert_close(what, jz, find(f, pre, "jvp_logits", NULL), (size_t)batch * K, 1e-5, 1e-4);
+
+    char kp[40];
+    snprintf(kp, sizeof kp, "%sgn.", pre);
+    float *want = param_vector(g, f, kp);
+    assert_int_equal(rg_graph_curvature_product(g, n.loss, batch, 1, RG_CURVATURE_GAUSS_NEWTON, v, out), RG_OK);
+    snprintf(what, sizeof what, "%s G v", model);
+    if (!(relative_error(g, out, want) < 1e-5)) fail_msg("%s: relative error %.3g", what, relative_error(g, out, want));
+    free(want);
+    /* central differences in float32: ~1e-4 of |H v| (docs/curvature.md) where the loss is
+     * smooth along v; the CNN's relu and max pool switch within the step, so only the MLP
+     * (whose few relu units keep their signs here) is compared */
+    if (smooth) {
+        snprintf(kp, sizeof kp, "%shv.", pre);
+        want = param_vector(g, f, kp);
+        assert_int_equal(rg_graph_curvature_product(g, n.loss, batch, 1, RG_CURVATURE_HESSIAN, v, out), RG_OK);
+        if (!(relative_error(g, out, want) < 2e-3))
+            fail_msg("%s H v: relative error %.3g", model, relative_error(g, out, want));
+        free(want);
+    }
+
+    double slope, vgv;
+    assert_int_equal(rg_graph_curvature_along(g, n.loss, batch, 1, v, &slope, &vgv), RG_OK);
+    const double want_slope = find(f, pre, "slope", NULL)[0], want_vgv = find(f, pre, "vgv", NULL)[0];
+    if (!(fabs(slope - want_slope) <= 1e-5 + 1e-4 * fabs(want_slope)) || !(fabs(vgv - want_vgv) <= 1e-4 * want_vgv))
+        fail_msg("%s along v: slope %.8g (want %.8g), v'Gv %.8g (want %.8g)", model, slope, want_slope, vgv, want_vgv);
+
+    double top, top_block;
+    rg_node layer = RG_NONE;
+    for (int i = 0; i < rg_graph_node_count(g); i++)
+        if (!strcmp(rg_node_name(g, i), block)) layer = i;
+    assert_int_equal(rg_graph_top_curvature(g, n.loss, batch, 1, RG_CURVATURE_GAUSS_NEWTON, RG_NONE, 300, 1e-7, &top), RG_OK);
+    assert_int_equal(rg_graph_top_curvature(g, n.loss, batch, 1, RG_CURVATURE_GAUSS_NEWTON, layer, 300, 1e-7, &top_block), RG_OK);
+    const double want_top = find(f, pre, "top_gn", NULL)[0], want_block = find(f, pre, "top_gn_block", NULL)[0];
+    if (!(fabs(top - want_top) <= 1e-3 * want_top) || !(fabs(top_block - want_block) <= 1e-3 * want_block))
+        fail_msg("%s top eigenvalue %.8g (want %.8g), of %s %.8g (want %.8g)", model, top, want_top, block,
+                 top_block, want_block);
+
+    /* every call left the parameters and the running statistics as they were */
+    assert_memory_equal(w0, rg_graph_params(g), pn * sizeof *w0);
+    assert_memory_equal(s0, g->state_buf, g->state_floats * sizeof *s0);
+    free(v), free(out), free(w0), free(s0);
+    rg_graph_free(g);
+}
+
+static void test_curvature(void **state) {
+    (void)state;
+    rg_tensor_file *f;
+    assert_int_equal(rg_safetensors_load(fixture_path("curvature.safetensors"), &f), RG_OK);
+    curvature_case(build_chain(), f, "mlp", B, "dense_4", true);
+    curvature_case(build_small_cnn(), f, "cnn", 4, "conv2d_2", false);
+    rg_tensor_file_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_forward_backward),
         cmocka_unit_test(test_optimizers_three_steps),
         cmocka_unit_test(test_softmax_mse),
         cmocka_unit_test(test_conv_family),
+        cmocka_unit_test(test_curvature),
         cmocka_unit_test(test_pytorch_interop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,9 @@
  * L = sum(out * r) is differentiated analytically (backward seeded with r) and by central
  * differences, (L(v+e) - L(v-e)) / 2e for every input value and every parameter.
  *
+ * The same graph's tangent (forward mode, curvature.c) along random directions of every
+ * input and parameter is checked against the central difference of the output along them.
+ *
  * Tolerance: |analytic - numeric| <= 2e-3 + 2e-2 * |numeric|.  With e = 1e-2 in float32,
  * the rounding error of L's difference is ~1e-5 / 2e-2 and the truncation error O(e^2 f''')
  * is ~1e-4; kinks (relu at 0) are kept away from by drawing inputs with |v| >= 0.1.
@@ -66,6 +69,50 @@ static void check_values(const char *what, rg_graph *g, rg_node out, const float
     }
 }
 
+/* The op's tangent (forward mode) along random directions of every input and parameter
+ * at once, against the central difference of the output along them. */
+static void check_tangent(const grad_case *c, rg_graph *g, rg_node out, int batch,
+                          const rg_node *inputs, size_t in_n) {
+    const size_t pn = rg_graph_param_floats(g);
+    const size_t out_n = (g->nodes[out].batched ? (size_t)batch : 1) * rg_node_size(g, out);
+    float *v = calloc(pn + 1, sizeof *v), *analytic = malloc(out_n * sizeof *analytic);
+    float *up = malloc(out_n * sizeof *up), *down = malloc(out_n * sizeof *down);
+    float *dirs[2] = {NULL, NULL}, *w0 = malloc((pn + 1) * sizeof *w0), *x0[2] = {NULL, NULL};
+    const float **by_node = calloc((size_t)g->n_nodes, sizeof *by_node);
+    for (int i = 0; i < rg_graph_param_count(g); i++) {
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        for (size_t j = 0; !p.state && j < p.size; j++) v[p.offset + j] = 2 * rg_rng_uniform(&rng) - 1;
+    }
+    for (int k = 0; k < (c->two_inputs ? 2 : 1); k++) {
+        dirs[k] = malloc(in_n * sizeof(float));
+        x0[k] = malloc(in_n * sizeof(float));
+        for (size_t i = 0; i < in_n; i++) dirs[k][i] = 2 * rg_rng_uniform(&rng) - 1;
+        memcpy(x0[k], rg_graph_input_buffer(g, inputs[k]), in_n * sizeof(float));
+        by_node[inputs[k]] = dirs[k];
+    }
+    g->dropout_calls = 7;
+    if (rg_graph_tangent_from(g, batch, c->train, v, by_node, out, analytic) != RG_OK)
+        fail_msg("%s tangent: %s", c->name, rg_last_error());
+    memcpy(w0, rg_graph_params(g), pn * sizeof *w0);
+    for (int side = 1; side >= -1; side -= 2) {
+        for (size_t i = 0; i < pn; i++) rg_graph_params(g)[i] = w0[i] + side * EPS * v[i];
+        for (int k = 0; k < 2 && dirs[k]; k++)
+            for (size_t i = 0; i < in_n; i++) rg_graph_input_buffer(g, inputs[k])[i] = x0[k][i] + side * EPS * dirs[k][i];
+        g->dropout_calls = 7;
+        rg_graph_forward(g, batch, c->train);
+        memcpy(side > 0 ? up : down, rg_node_output(g, out), out_n * sizeof *up);
+    }
+    memcpy(rg_graph_params(g), w0, pn * sizeof *w0);
+    for (size_t i = 0; i < out_n; i++) {
+        const double numeric = ((double)up[i] - down[i]) / (2.0 * EPS);
+        if (!(fabs(analytic[i] - numeric) <= ATOL + RTOL * fabs(numeric)))
+            fail_msg("%s tangent[%zu]: analytic %.6g, numeric %.6g", c->name, i, (double)analytic[i], numeric);
+    }
+    for (int k = 0; k < 2; k++) free(dirs[k]), free(x0[k]);
+    free(v), free(analytic), free(up), free(down), free(w0), free(by_node);
+}
+
 static void run_case(const grad_case *c) {
     const int batch = 3;
     rg_rng_seed(&rng, 99);
@@ -121,6 +168,7 @@ static void run_case(const grad_case *c) {
         snprintf(what, sizeof what, "%s d/d %s", c->name, p.name);
         check_values(what, g, out, r, batch, c->train, p.data, pgrad + p.offset, p.size);
     }
+    check_tangent(c, g, out, batch, inputs, in_n);
     free(r);
     free(pgrad);
     free(igrad[0]);

@@ -39,6 +39,18 @@
  *    because each layer's change adds to the output's.  It acts on the update itself, so it
  *    works whatever the optimizer, which no gradient rescaling can do for Adam.  The cap
  *    ramps up linearly over the first TRUST_WARMUP steps, while Adam's moments are new.
+ * 5. Centred coordinates (decided at the probe, for networks it re-conditioned).  A layer
+ *    whose input has a large mean (a sigmoid's outputs all sit near 0.5) has an input second
+ *    moment M = C + mu mu^T with one eigenvalue, along mu, far above the rest: the loss is
+ *    ill-conditioned along that direction and every optimizer's step moves mostly along it
+ *    (LeCun, Kanter & Solla 1991).  Where that outlier is more than CENTRE_RATIO times the
+ *    mean eigenvalue of the input's covariance C, the optimizer works in the coordinates
+ *    where the input is centred, w' = w, b' = b + w mu: its gradient is
+ *    g_w' = g_w - g_b mu^T, and its step dw', db' is taken back as dw = dw',
+ *    db = db' - dw mu.  The network's function is the stored weights' own at every step
+ *    (nothing to fold at export, no border effect at a convolution's padding: mu is each
+ *    im2col column's mean, padding included); only the optimizer's geometry changes.
+ *    mu is re-measured at every re-probe.
  * Every action is reported through the log callback.
  */
 #include "../internal.h"
@@ -72,11 +84,15 @@
 #define TRUST_PER_DEPTH 0.5    /* per-layer cap on the step's change of the pre-activations,
                                 * RMS over units relative to their spread: 0.5 / layers */
 #define TRUST_WARMUP 100       /* the cap ramps up linearly over the first 100 steps */
+/* Centre a layer's input when its mean's eigenvalue of M stands this far above the mean
+ * eigenvalue of the input's covariance: a sigmoid conv's 3x3x16 input is ~830, a tanh's ~1. */
+#define CENTRE_RATIO 10.0
 
 typedef struct layer_state {
     int node;
     double mean, var;  /* EMA of the log gradient norm */
     long seen;
+    bool centred;      /* the optimizer steps in the coordinates where the input is centred */
 } layer_state;
 
 struct rg_repair {
@@ -256,6 +272,34 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
     return s;
 }
 
+/* The input's mean outlier: |mu|^2 over the mean eigenvalue of its covariance,
+ * f |mu|^2 / (tr M - |mu|^2); 0 without the input's moments. */
+static double mean_outlier(const rg_repair *r, int i) {
+    const float *mu;
+    int f;
+    const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
+    if (!mm) return 0;
+    double trace = 0, mean2 = 0;
+    for (int k = 0; k < f; k++) trace += mm[(size_t)k * f + k], mean2 += (double)mu[k] * mu[k];
+    return f * mean2 / fmax(trace - mean2, 1e-30);
+}
+
+/* Which layers the optimizer steps for in centred coordinates (5. above): trainable ones
+ * with a bias to take the shift and an input mean outlier above CENTRE_RATIO. */
+static void decide_centring(rg_repair *r) {
+    rg_graph *g = r->m->graph;
+    for (int i = 0; i < r->n; i++) {
+        const rg_node_impl *n = &g->nodes[r->layers[i].node];
+        if (n->n_params < 2 || !g->params[n->first_param].trainable ||
+            !g->params[n->first_param + 1].trainable)
+            continue;
+        const double ratio = mean_outlier(r, i);
+        if (!(ratio > CENTRE_RATIO)) continue;
+        r->layers[i].centred = true;
+        emit(r, 0, n->name, "ill_conditioned", "centre_inputs", ratio);
+    }
+}
+
 int rg_repair_wants_check(const rg_repair *r, long step) {
     return r && step > 0 && step % REPROBE_EVERY == 0;
 }
@@ -277,6 +321,7 @@ rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int
     r->trust = r->actions > before;
     if ((s = probe_pass(r, d, idx, n, 0, true))) return s; /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
+    if (r->trust) decide_centring(r);
     return RG_OK;
 }
 
@@ -382,18 +427,30 @@ void rg_repair_before_update(rg_repair *r) {
         }
     }
     g->backend->copy(r->before, g->param_buf, g->param_floats);
+    for (int i = 0; i < r->n; i++) {
+        if (!r->layers[i].centred) continue;
+        const rg_node_impl *n = &g->nodes[r->layers[i].node];
+        const float *mu;
+        int f;
+        if (!rg_monitor_input_moment(r->mon, i, &mu, &f)) continue;
+        g->backend->centre_gradient(g->grad_buf + g->params[n->first_param].offset,
+                                    g->grad_buf + g->params[n->first_param + 1].offset,
+                                    n->shape[0], f, mu);
+    }
 }
 
-/* E||dz||^2 per unit of layer i's step (w - w0, b - b0; r->dw and r->db keep it); NaN
- * without the input's moments (a grouped convolution). */
+/* E||dz||^2 per unit of layer i's step (w - w0, b - b0; r->dw and r->db keep it), after
+ * taking a centred layer's step back to the stored coordinates (b -= dw mu); NaN without
+ * the input's moments (a grouped convolution). */
 static double output_change(rg_repair *r, int i, const rg_node_impl *n, const float *w,
-                            const float *w0, size_t wsize, const float *b, const float *b0,
+                            const float *w0, size_t wsize, float *b, const float *b0,
                             size_t bsize) {
     const rg_backend *be = r->m->graph->backend;
     const float *mu;
     int f;
     const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
     be->subtract(r->dw, w, w0, wsize);
+    if (b && mm && r->layers[i].centred) be->centre_bias(b, r->dw, n->shape[0], f, mu);
     if (b) be->subtract(r->db, b, b0, bsize);
     return mm ? be->function_change(r->dw, b ? r->db : NULL, n->shape[0], f, mm, mu, r->scratch) : NAN;
 }
@@ -446,6 +503,7 @@ char *rg_repair_state_json(const rg_repair *r) {
         add_exact(l, "var", r->layers[i].var);
         add_exact(l, "seen", (double)r->layers[i].seen);
         add_exact(l, "weight_norm", r->wnorms[i]);
+        cJSON_AddBoolToObject(l, "centred", r->layers[i].centred);
         /* the trust region's unit spread, from the last watched step */
         add_exact(l, "pre_std", rg_monitor_layer(r->mon, i)->pre_std);
         cJSON_AddItemToArray(layers, l);
@@ -500,6 +558,7 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
         const double seen = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "seen"));
         r->layers[i].seen = seen >= 0 && seen < 1e15 ? (long)seen : -1; /* -1: refused below */
         r->wnorms[i] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "weight_norm"));
+        r->layers[i].centred = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "centred"));
         rg_monitor_set_pre_std(r->mon, i, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "pre_std")));
         if (isnan(r->layers[i].mean) || isnan(r->wnorms[i]) || r->layers[i].seen < 0) {
             s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (layer %d)", i);

@@ -14,12 +14,16 @@
 
 /* One op on one backend.  forward computes n->out for `batch` samples from the inputs'
  * outputs; backward accumulates (+=) into the inputs' dout and the parameter gradients
- * from n->dout (NULL: the op does not propagate); plan, when present, sizes what the op
+ * from n->dout (NULL: the op does not propagate); tangent, after a forward pass, writes
+ * n's tangent (forward mode: the derivative of n->out along the inputs' tangents and the
+ * parameters' direction, rg_tangent_in / rg_param_tangent) to rg_tangent_out, reading only
+ * what backward reads; plan, when present, sizes what the op
  * needs of the graph's shared workspace (n->workspace, n->workspace_per_sample) for its
  * geometry, at build and again when memory planning folds padding into it. */
 typedef struct rg_backend_op {
     void (*forward)(rg_graph *g, rg_node_impl *n, int batch, bool train);
     void (*backward)(rg_graph *g, rg_node_impl *n, int batch);
+    void (*tangent)(rg_graph *g, rg_node_impl *n, int batch);
     void (*plan)(rg_graph *g, rg_node_impl *n);
 } rg_backend_op;
 
@@ -65,12 +69,17 @@ struct rg_backend {
      *   b[u] = (b[u] - mean[u]) scale[u] (b may be NULL);
      * function_change: E||dz||^2 per unit of a step dW (units x f), db (units, or NULL)
      *   for an input of second moment `moment` (f x f) and mean `mean`: tr(dW M dW^T) +
-     *   2 db.(dW mu) + |db|^2 over units (scratch: units x f). */
+     *   2 db.(dW mu) + |db|^2 over units (scratch: units x f);
+ * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
+ *   where the layer's input is centred (w' = w, b' = b + w mean);
+ * centre_bias: b[u] -= dw[u] . mean, the step back from those coordinates. */
     double (*polar)(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
     void (*recenter_units)(float *w, float *b, int units, size_t row, const double *scale,
                            const double *mean);
     double (*function_change)(const float *dw, const float *db, int units, int f,
                               const float *moment, const float *mean, float *scratch);
+    void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
+    void (*centre_bias)(float *b, const float *dw, int units, int f, const float *mean);
     /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d; x *= m (masks);
      * x clamped to [-v, v]; sum x^2 the fast way (non-finite iff a value is); and in index
      * order in double (the classic remedies' exact sums). */

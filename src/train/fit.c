@@ -344,6 +344,8 @@ static rg_status fit_step(fit_run *r, int epoch, long bi) {
     const bool watch = cfg->monitor_every > 0 && r->step % cfg->monitor_every == 0;
     const bool check = rg_repair_wants_check(r->gra, r->step);
     if (r->mon) rg_monitor_enable(r->mon, watch || check);
+    /* GRA's re-probe refreshes the input moments its trust region and centring use */
+    if (check) rg_monitor_want_moments(r->mon, rg_repair_caps_updates(r->gra));
     /* The optimizer measures a watched step's update in its own pass, unless something moves
      * the weights after it (pruning masks can appear between epochs): then the monitor
      * keeps a copy. */
@@ -372,6 +374,7 @@ static rg_status fit_step(fit_run *r, int epoch, long bi) {
         if ((s = rg_dist_allreduce_sum(g->grad_buf, g->param_floats))) return s;
     }
     if (watch || check) rg_monitor_enable(r->mon, 0);
+    if (check) rg_monitor_want_moments(r->mon, 0);
     r->lr = rg_schedule_lr(&cfg->schedule, cfg->optim.lr, r->step, epoch, r->total_steps);
     bool skipped;
     if ((s = fit_update(r, watch, &skipped))) return s;

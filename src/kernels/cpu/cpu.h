@@ -1,5 +1,6 @@
 /*
- * cpu.h — what the CPU backend's table (backend.c) lists: every op's forward and backward
+ * cpu.h — what the CPU backend's table (backend.c) lists: every op's forward, backward and
+ * tangent
  * (op_*.c), the workspace plans of the ops that need one, and the reductions and passes
  * the trainer, the monitor and GRA ask for (health.c, gra.c, vector.c).
  */
@@ -10,11 +11,15 @@
 
 #define RG_CPU_OP(kind, name)                                                                 \
     void rg_cpu_##name##_forward(rg_graph *g, rg_node_impl *n, int batch, bool train);       \
-    void rg_cpu_##name##_backward(rg_graph *g, rg_node_impl *n, int batch);
+    void rg_cpu_##name##_backward(rg_graph *g, rg_node_impl *n, int batch);                  \
+    void rg_cpu_##name##_tangent(rg_graph *g, rg_node_impl *n, int batch);
 RG_OPS(RG_CPU_OP)
 #undef RG_CPU_OP
 void rg_cpu_conv2d_plan(rg_graph *g, rg_node_impl *n);
 void rg_cpu_batch_norm_plan(rg_graph *g, rg_node_impl *n);
+/* The tangent of an op linear in its inputs and without parameters: its own forward run
+ * on the inputs' tangents (op_combine.c). */
+void rg_cpu_linear_tangent(rg_graph *g, rg_node_impl *n, int batch);
 
 void rg_cpu_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
 void rg_cpu_unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
@@ -31,6 +36,8 @@ void rg_cpu_recenter_units(float *w, float *b, int units, size_t row, const doub
                            const double *mean);
 double rg_cpu_function_change(const float *dw, const float *db, int units, int f,
                               const float *moment, const float *mean, float *scratch);
+void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
+void rg_cpu_centre_bias(float *b, const float *dw, int units, int f, const float *mean);
 void rg_cpu_scale(float *x, size_t n, float f);
 void rg_cpu_copy(float *dst, const float *src, size_t n);
 void rg_cpu_subtract(float *out, const float *a, const float *b, size_t n);

@@ -1,7 +1,8 @@
 /*
  * gra.c — the CPU backend's arithmetic for GRA (src/health/repair.c decides; this computes):
  * the polar factor of a weight matrix by Newton-Schulz, re-centring and re-scaling units,
- * and a step's change of the pre-activations in function space.
+ * a step's change of the pre-activations in function space, and the centring
+ * reparametrisation's two passes.
  */
 #include "cpu.h"
 
@@ -85,4 +86,19 @@ double rg_cpu_function_change(const float *dw, const float *db, int units, int f
         e += quad + 2 * b * lin + b * b;
     }
     return e / units;
+}
+
+void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
+    for (int u = 0; u < units; u++) {
+        float *row = gw + (size_t)u * f;
+        for (int k = 0; k < f; k++) row[k] -= gb[u] * mean[k];
+    }
+}
+
+void rg_cpu_centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
+    for (int u = 0; u < units; u++) {
+        double shift = 0;
+        for (int k = 0; k < f; k++) shift += (double)dw[(size_t)u * f + k] * mean[k];
+        b[u] = (float)(b[u] - shift);
+    }
 }

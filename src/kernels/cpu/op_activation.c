@@ -1,7 +1,7 @@
 /*
  * op_activation.c — element-wise activations and softmax on the CPU: one OpenMP loop per
  * activation, forward and backward (derivatives from the output y where they can be, so
- * activations run in place).
+ * activations run in place), and their tangents.
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -106,5 +106,27 @@ void rg_cpu_softmax_backward(rg_graph *g, rg_node_impl *n, int batch) {
         float dot = 0;
         for (int j = 0; j < k; j++) dot += dyr[j] * yr[j];
         for (int j = 0; j < k; j++) dxr[j] += yr[j] * (dyr[j] - dot);
+    }
+}
+
+/* An element-wise activation's Jacobian is diagonal: the tangent is backward's rule on the
+ * input's tangent (from y, so also in place, and for a relu its batch norm applied). */
+void rg_cpu_activation_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const rg_act a = *(const rg_act *)n->attr;
+    loops[a].bwd(rg_in(g, n, 0)->out, n->out, rg_tangent_in(g, n, 0), rg_tangent_out(g, n),
+                 (long)batch * (long)n->size, true);
+}
+
+/* softmax's Jacobian diag(y) - y y^T is symmetric: backward's rule on the tangent */
+void rg_cpu_softmax_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const int k = n->shape[n->ndim - 1];
+    const long rows = (long)batch * (long)(n->size / (size_t)k);
+    const float *t_in = rg_tangent_in(g, n, 0);
+    float *t = rg_tangent_out(g, n);
+    for (long r = 0; r < rows; r++) {
+        const float *yr = n->out + r * k, *dr = t_in + r * k;
+        float dot = 0;
+        for (int j = 0; j < k; j++) dot += dr[j] * yr[j];
+        for (int j = 0; j < k; j++) t[r * k + j] = yr[j] * (dr[j] - dot);
     }
 }

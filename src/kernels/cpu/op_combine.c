@@ -1,6 +1,6 @@
 /*
  * op_combine.c — add, weighted sum, flatten (and its channels-last copy), zero padding and
- * concat on the CPU.
+ * concat on the CPU; their tangents, and that of any op linear in its inputs.
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -137,4 +137,27 @@ void rg_cpu_concat_backward(rg_graph *g, rg_node_impl *n, int batch) {
             dy += x->size;
         }
     }
+}
+
+void rg_cpu_add_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const long count = (n->batched ? (long)batch : 1) * (long)n->size;
+    const float *a = rg_tangent_in(g, n, 0), *b = rg_tangent_in(g, n, 1);
+    float *t = rg_tangent_out(g, n);
+    for (long i = 0; i < count; i++) t[i] = a[i] + b[i];
+}
+
+void rg_cpu_flatten_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    memcpy(rg_tangent_out(g, n), rg_tangent_in(g, n, 0), (size_t)batch * n->size * sizeof(float));
+}
+
+void rg_cpu_linear_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    float *keep[RG_MAX_INPUTS], *out = n->out;
+    for (int k = 0; k < n->n_inputs; k++) {
+        keep[k] = rg_in(g, n, k)->out;
+        rg_in(g, n, k)->out = (float *)rg_tangent_in(g, n, k);
+    }
+    n->out = rg_tangent_out(g, n);
+    g->backend->ops[n->op].forward(g, n, batch, false);
+    n->out = out;
+    for (int k = n->n_inputs - 1; k >= 0; k--) rg_in(g, n, k)->out = keep[k];
 }

@@ -63,13 +63,49 @@ static int thread_id(void) {
 #endif
 }
 
-void rg_cpu_conv2d_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)train;
+/* y (+)= W col(x) + bias per sample and group, through im2col in each thread's slice of
+ * the workspace (beta 0: y written, 1: added to); with stats, each sample's planes for the
+ * monitor. */
+static void columns_product(rg_graph *g, const rg_node_impl *n, int batch, const float *x_all,
+                            const float *w, const float *bias, float beta, float *y_all,
+                            rg_output_stats *stats) {
     const conv_attr *a = n->attr;
     const rg_conv_geom *q = &a->geom;
     const rg_node_impl *xn = rg_in(g, n, 0);
     const int G = a->o.groups, og = a->filters / G, ohw = q->oh * q->ow;
     const int kg = q->c / G * q->kh * q->kw; /* column rows per group */
+    size_t col_size;
+    float *slices = g->workspace + slice_start(a, &col_size);
+    const size_t in_size = xn->size, out_size = n->size;
+    const size_t slice = col_size + (size_t)a->filters * kg + a->filters;
+#pragma omp parallel for schedule(static) num_threads(g->slots) if (batch > 1)
+    for (int b = 0; b < batch; b++) {
+        const float *x = x_all + (size_t)b * in_size;
+        float *y = y_all + (size_t)b * out_size;
+        const float *col = x;
+        if (!a->direct) {
+            float *buf = slices + (size_t)thread_id() * slice;
+            rg_im2col(x, q, buf);
+            col = buf;
+        }
+        for (int gi = 0; gi < G; gi++)
+            rg_sgemm(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg,
+                     col + (size_t)gi * kg * ohw, ohw, beta, y + (size_t)gi * og * ohw, ohw);
+        if (bias)
+            for (int o = 0; o < a->filters; o++) {
+                float *yo = y + (size_t)o * ohw;
+                for (int i = 0; i < ohw; i++) yo[i] += bias[o];
+            }
+        if (stats) rg_output_stats_sample(stats, a->filters, (size_t)ohw, b, y);
+    }
+}
+
+void rg_cpu_conv2d_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const conv_attr *a = n->attr;
+    const rg_conv_geom *q = &a->geom;
+    const rg_node_impl *xn = rg_in(g, n, 0);
+    const int ohw = q->oh * q->ow, kg = q->c / a->o.groups * q->kh * q->kw;
     size_t col_size;
     float *slices = g->workspace + slice_start(a, &col_size);
     const size_t in_size = xn->size, out_size = n->size;
@@ -94,26 +130,7 @@ void rg_cpu_conv2d_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) 
         }
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(g->slots) if (batch > 1)
-    for (int b = 0; b < batch; b++) {
-        const float *x = xn->out + (size_t)b * in_size;
-        float *y = n->out + (size_t)b * out_size;
-        const float *col = x;
-        if (!a->direct) {
-            float *buf = slices + (size_t)thread_id() * slice;
-            rg_im2col(x, q, buf);
-            col = buf;
-        }
-        for (int gi = 0; gi < G; gi++)
-            rg_sgemm(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg,
-                     col + (size_t)gi * kg * ohw, ohw, 0.0f, y + (size_t)gi * og * ohw, ohw);
-        if (bias)
-            for (int o = 0; o < a->filters; o++) {
-                float *yo = y + (size_t)o * ohw;
-                for (int i = 0; i < ohw; i++) yo[i] += bias[o];
-            }
-        if (n->stats) rg_output_stats_sample(n->stats, a->filters, (size_t)ohw, b, y);
-    }
+    columns_product(g, n, batch, xn->out, w, bias, 0.0f, n->out, n->stats);
 }
 
 /* For the health monitor, when it asks: sample b's squared gradients, dY and the input's
@@ -218,4 +235,14 @@ void rg_cpu_conv2d_backward(rg_graph *g, rg_node_impl *n, int batch) {
         if (dB)
             for (int o = 0; o < a->filters; o++) dB[o] += db[o];
     }
+}
+
+/* dy = W * dx + dW * x + db: two of forward's products (the direct kernels' packed weights
+ * are forward's, so the tangent takes the im2col path) */
+void rg_cpu_conv2d_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const conv_attr *a = n->attr;
+    const float *dw = rg_param_tangent(g, n, 0), *db = a->o.bias ? rg_param_tangent(g, n, 1) : NULL;
+    float *t = rg_tangent_out(g, n);
+    columns_product(g, n, batch, rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, 0.0f, t, NULL);
+    if (dw) columns_product(g, n, batch, rg_in(g, n, 0)->out, dw, NULL, 1.0f, t, NULL);
 }

@@ -1,6 +1,7 @@
 /*
  * op_dense.c — the fully connected layer on the CPU: the BLAS through rg_sgemm, and the
- * units' statistics for the monitor while each thread's part of the output is in cache.
+ * units' statistics for the monitor while each thread's part of the output is in cache;
+ * and its tangent (forward mode).
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -58,4 +59,18 @@ void rg_cpu_dense_backward(rg_graph *g, rg_node_impl *n, int batch) {
     if (x->needs_grad)
         rg_sgemm(false, false, batch, in, out, 1.0f, dy, out, rg_param_data(g, n, 0), in,
                  rg_grad_fresh(g, 0) ? 0.0f : 1.0f, x->dout, in);
+}
+
+/* dy = dx W^T + x dW^T + db */
+void rg_cpu_dense_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const rg_node_impl *x = rg_in(g, n, 0);
+    const int in = x->shape[0], out = n->shape[0];
+    const float *dw = rg_param_tangent(g, n, 0), *db = rg_param_tangent(g, n, 1);
+    float *t = rg_tangent_out(g, n);
+    for (int i = 0; i < batch; i++)
+        if (db) memcpy(t + (size_t)i * out, db, (size_t)out * sizeof *db);
+        else memset(t + (size_t)i * out, 0, (size_t)out * sizeof *t);
+    rg_sgemm(false, true, batch, out, in, 1.0f, rg_tangent_in(g, n, 0), in, rg_param_data(g, n, 0), in,
+             1.0f, t, out);
+    if (dw) rg_sgemm(false, true, batch, out, in, 1.0f, x->out, in, dw, in, 1.0f, t, out);
 }

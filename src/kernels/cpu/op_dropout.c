@@ -36,3 +36,11 @@ void rg_cpu_dropout_backward(rg_graph *g, rg_node_impl *n, int batch) {
 #pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
     for (long i = 0; i < count; i++) dx[i] += a->last_train ? dy[i] * mask[i] : dy[i];
 }
+
+void rg_cpu_dropout_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const dropout_attr *a = n->attr;
+    const long count = (long)batch * (long)n->size;
+    const float *t_in = rg_tangent_in(g, n, 0), *mask = n->aux;
+    float *t = rg_tangent_out(g, n);
+    for (long i = 0; i < count; i++) t[i] = a->last_train ? t_in[i] * mask[i] : t_in[i];
+}

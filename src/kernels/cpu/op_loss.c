@@ -1,5 +1,5 @@
 /*
- * op_loss.c — softmax cross-entropy and mean squared error on the CPU.
+ * op_loss.c — softmax cross-entropy and mean squared error on the CPU, and their tangents.
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -79,4 +79,32 @@ void rg_cpu_mse_backward(rg_graph *g, rg_node_impl *n, int batch) {
             if (yn->needs_grad) yn->dout[i] += e;
             if (tn && tn->needs_grad) tn->dout[i] -= e;
         }
+}
+
+/* The loss's derivative along the logits' tangent: mean over samples of (p - q) . dz */
+void rg_cpu_softmax_xent_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const xent_attr *a = n->attr;
+    const rg_node_impl *zn = rg_in(g, n, 0);
+    const int k = zn->shape[0];
+    const float *t_in = rg_tangent_in(g, n, 0), uniform = a->smoothing / (float)k;
+    double total = 0;
+    for (int b = 0; b < batch; b++) {
+        const float *p = n->aux + (size_t)b * k, *dz = t_in + (size_t)b * k;
+        for (int j = 0; j < k; j++)
+            total += (p[j] - uniform - (j == g->labels[b] ? 1.0f - a->smoothing : 0.0f)) * (double)dz[j];
+    }
+    rg_tangent_out(g, n)[0] = (float)(total / batch);
+}
+
+void rg_cpu_mse_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const rg_node_impl *yn = rg_in(g, n, 0);
+    const size_t d = yn->size;
+    const float *ty = rg_tangent_in(g, n, 0), *tt = n->n_inputs == 2 ? rg_tangent_in(g, n, 1) : NULL;
+    double total = 0;
+    for (int b = 0; b < batch; b++)
+        for (size_t j = 0; j < d; j++) {
+            const size_t i = (size_t)b * d + j;
+            total += (yn->out[i] - mse_target(g, n, d, b, j)) * (double)(ty[i] - (tt ? tt[i] : 0));
+        }
+    rg_tangent_out(g, n)[0] = (float)(2.0 * total / ((double)batch * d));
 }

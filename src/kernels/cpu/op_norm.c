@@ -1,6 +1,7 @@
 /*
  * op_norm.c — batch normalisation on the CPU: per (sample, channel) plane, the vector passes
- * of norm.c, the team splitting the planes; synchronised over MPI ranks with --sync-bn.
+ * of norm.c, the team splitting the planes; synchronised over MPI ranks with --sync-bn; and
+ * its tangent.
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -264,4 +265,39 @@ void rg_cpu_batch_norm_backward(rg_graph *g, rg_node_impl *n, int batch) {
             plane_input_grad(xn->out + at, dy + at, xn->dout + at, hw, k[c], mdy[c], mean[c], inv[c],
                              mdyx[c], a->last_train, fused ? pair + 2 * c : NULL, fresh);
         }
+}
+
+/* With x^ = (x - mean) inv, y = gamma x^ + beta: in training (batch statistics)
+ * dy = gamma inv (dx - E[dx] - x^ E[x^ dx]) + dgamma x^ + dbeta, the means per channel
+ * over batch and positions; with the running statistics dy = gamma inv dx + dgamma x^ +
+ * dbeta.  A fused relu's mask is its own tangent's (from y). */
+void rg_cpu_batch_norm_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const bn_attr *a = n->attr;
+    const rg_node_impl *xn = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    const size_t hw = n->size / (size_t)C;
+    const double m = (double)batch * hw;
+    const float *mean = n->aux, *inv = n->aux + C, *gamma = rg_param_data(g, n, 0);
+    const float *dgamma = rg_param_tangent(g, n, 0), *dbeta = rg_param_tangent(g, n, 1);
+    const float *t_in = rg_tangent_in(g, n, 0);
+    float *t = rg_tangent_out(g, n);
+    for (int c = 0; c < C; c++) {
+        double s = 0, sx = 0;
+        for (int b = 0; a->last_train && b < batch; b++) {
+            const size_t at = ((size_t)b * C + c) * hw;
+            for (size_t i = 0; i < hw; i++) {
+                s += t_in[at + i];
+                sx += (xn->out[at + i] - mean[c]) * inv[c] * (double)t_in[at + i];
+            }
+        }
+        const double e = s / m, ex = sx / m, k = (double)gamma[c] * inv[c];
+        for (int b = 0; b < batch; b++) {
+            const size_t at = ((size_t)b * C + c) * hw;
+            for (size_t i = 0; i < hw; i++) {
+                const double xh = (xn->out[at + i] - mean[c]) * (double)inv[c];
+                t[at + i] = (float)(k * (t_in[at + i] - e - xh * ex) + (dgamma ? dgamma[c] * xh : 0) +
+                                    (dbeta ? dbeta[c] : 0));
+            }
+        }
+    }
 }

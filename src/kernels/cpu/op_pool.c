@@ -1,6 +1,7 @@
 /*
  * op_pool.c — max, average and global average pooling on the CPU (the 2x2 stride-2 max
- * pool in SSE2 where the CPU has it).
+ * pool in SSE2 where the CPU has it), and max pooling's tangent (the others are linear:
+ * op_combine.c's rg_cpu_linear_tangent).
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -206,5 +207,33 @@ void rg_cpu_global_avg_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
         float *dxp = x->dout + (size_t)p * hw;
         const float d = n->dout[p] / (float)hw;
         for (size_t i = 0; i < hw; i++) dxp[i] += d;
+    }
+}
+
+/* The tangent at each window's maximum (found again from the input: the 2x2 path keeps no
+ * index; the first of equal values, as the general path's). */
+void rg_cpu_max_pool_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const pool_attr *a = n->attr;
+    const rg_conv_geom *q = &a->geom;
+    const float *x = rg_in(g, n, 0)->out, *t_in = rg_tangent_in(g, n, 0);
+    float *t = rg_tangent_out(g, n);
+    const long planes = (long)batch * q->c;
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x + (size_t)p * q->h * q->w, *tp = t_in + (size_t)p * q->h * q->w;
+        for (int oy = 0; oy < q->oh; oy++)
+            for (int ox = 0; ox < q->ow; ox++) {
+                float best = -FLT_MAX;
+                int where = -1;
+                for (int i = 0; i < a->kernel; i++) {
+                    const int iy = oy * a->stride - a->pad + i;
+                    if (iy < 0 || iy >= q->h) continue;
+                    for (int j = 0; j < a->kernel; j++) {
+                        const int ix = ox * a->stride - a->pad + j;
+                        if (ix < 0 || ix >= q->w) continue;
+                        if (where < 0 || xp[iy * q->w + ix] > best) best = xp[iy * q->w + ix], where = iy * q->w + ix;
+                    }
+                }
+                t[(size_t)p * q->oh * q->ow + oy * q->ow + ox] = where < 0 ? 0.0f : tp[where];
+            }
     }
 }
