@@ -1,7 +1,7 @@
 /*
  * cmd_diagnose.c — `regrad diagnose`: one forward and backward on a batch of real data with
- * the health monitor on, a per-layer table with verdicts and evidence, and the remedies
- * that fit what it found.  Exits 0 whatever the verdicts: a finding is not an error.
+ * the health monitor on, a per-layer table with verdicts and evidence, the layers' curvature
+ * figures, and the remedies that fit what it found.  Exits 0 whatever the verdicts: a finding is not an error.
  */
 #include "cli.h"
 
@@ -12,7 +12,7 @@
 
 typedef struct diagnose_args {
     const char *model, *data;
-    long batch, seed, threads;
+    long batch, seed, threads, curvature;
     bool json;
 } diagnose_args;
 
@@ -26,6 +26,9 @@ static const cli_option diagnose_options[] = {
      .dflt = "256", .help = "probe batch size"},
     {.name = "seed", .meta = "N", .type = CLI_INT, CLI_AT(A, seed), .lo = 0, .hi = 9.2e18,
      .dflt = "42", .help = "initialisation and sample seed"},
+    {.name = "curvature", .meta = "N", .type = CLI_INT, CLI_AT(A, curvature), .lo = 0, .hi = 1000,
+     .dflt = "0", .help = "also each layer's top Gauss-Newton eigenvalue, by up to N power "
+                          "iterations (each a forward, tangent and backward pass; 20 is plenty)"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.name = "json", .type = CLI_FLAG, CLI_AT(A, json), .help = "one JSON object instead of the table"},
     CLI_END,
@@ -33,11 +36,14 @@ static const cli_option diagnose_options[] = {
 #undef A
 
 static const cli_command diagnose_command = {
-    .name = "diagnose", .usage = "--model SPEC [--data SPEC] [--batch N] [--seed N] [--json]",
+    .name = "diagnose", .usage = "--model SPEC [--data SPEC] [--batch N] [--seed N] [--curvature N] [--json]",
     .about = "Run one batch forward and backward and report each layer's gradient health: "
              "gradient and weight norms, backward gain, activation spread, saturation, dead "
              "units, a verdict (healthy, vanishing, exploding, saturated, dead, non-finite) with "
-             "its evidence, and suggested remedies.",
+             "its evidence, and suggested remedies; and its curvature: the conditioning of "
+             "its input's second moment (largest over median eigenvalue; ill_conditioned where "
+             "the input's mean stands out of it), with --curvature the top eigenvalue of "
+             "its Gauss-Newton block.",
     .options = diagnose_options};
 
 static void diagnose_json(const char *spec, long batch, const rg_monitor *mon, double ratio) {
@@ -62,8 +68,11 @@ static void diagnose_json(const char *spec, long batch, const rg_monitor *mon, d
         cli_json_num(stdout, "act_std", h->act_std, false);
         cli_json_num(stdout, "saturated", h->saturated, false);
         cli_json_num(stdout, "dead", h->dead, false);
-        printf("\"nonfinite\":%ld,\"verdict\":\"%s\",\"evidence\":", h->nonfinite,
-               rg_verdict_name(h->verdict));
+        cli_json_num(stdout, "input_cond", h->input_cond, false);
+        cli_json_num(stdout, "mean_outlier", h->mean_outlier, false);
+        cli_json_num(stdout, "gn_top", h->gn_top, false);
+        printf("\"ill_conditioned\":%s,\"nonfinite\":%ld,\"verdict\":\"%s\",\"evidence\":",
+               h->ill_conditioned ? "true" : "false", h->nonfinite, rg_verdict_name(h->verdict));
         cli_json_str(stdout, h->evidence);
         printf("}");
     }
@@ -84,29 +93,41 @@ static void print_remedies(const int counts[RG_VERDICT_COUNT], bool sig_tanh) {
 }
 
 static void diagnose_table(const char *spec, const char *data, long batch, const rg_monitor *mon,
-                           double ratio) {
+                           double ratio, bool gn) {
     const int n = rg_monitor_layer_count(mon);
-    int counts[RG_VERDICT_COUNT] = {0};
+    int counts[RG_VERDICT_COUNT] = {0}, ill = 0;
     bool sig_tanh = false;
     printf("%s on %s, batch %ld: first-to-last layer gradient norm ratio %.3g\n\n", spec, data,
            batch, ratio);
-    printf("%-26s %-8s %9s %9s %9s %8s %8s %8s  %-10s %s\n", "layer", "act", "|dW|", "|dW|/|W|",
-           "dz rms", "gain", "pre std", "sat/dead", "verdict", "evidence");
+    printf("%-26s %-8s %9s %9s %9s %8s %8s %8s %9s %9s", "layer", "act", "|dW|", "|dW|/|W|",
+           "dz rms", "gain", "pre std", "sat/dead", "in cond", "mean out");
+    if (gn) printf(" %9s", "GN top");
+    printf("  %-10s %s\n", "verdict", "evidence");
     for (int i = 0; i < n; i++) {
         const rg_layer_health *h = rg_monitor_layer(mon, i);
         counts[h->verdict]++;
+        ill += h->ill_conditioned;
         sig_tanh |= !strcmp(h->act, "sigmoid") || !strcmp(h->act, "tanh");
         const double sd = isfinite(h->saturated) ? h->saturated : h->dead;
-        printf("%-26s %-8s %9.2e %9.2e %9.2e %8.3f %8.3f %8.2f  %-10s %s\n", h->name, h->act,
+        printf("%-26s %-8s %9.2e %9.2e %9.2e %8.3f %8.3f %8.2f %9.3g %9.3g", h->name, h->act,
                h->grad_norm, h->grad_ratio, h->grad_rms, h->backward_gain, h->pre_std, sd,
-               rg_verdict_name(h->verdict), h->verdict == RG_HEALTHY ? "" : h->evidence);
+               h->input_cond, h->mean_outlier);
+        if (gn) printf(" %9.3g", h->gn_top);
+        const char *verdict = h->verdict != RG_HEALTHY || !h->ill_conditioned
+                                  ? rg_verdict_name(h->verdict) : "ill_conditioned";
+        printf("  %-10s %s\n", verdict, h->verdict != RG_HEALTHY ? h->evidence
+                                          : h->ill_conditioned ? h->curvature_evidence : "");
     }
     const int bad = n - counts[RG_HEALTHY];
     printf("\n%d of %d layers unhealthy", bad, n);
     for (int v = 1; v < RG_VERDICT_COUNT; v++)
         if (counts[v]) printf(", %d %s", counts[v], rg_verdict_name((rg_verdict)v));
-    printf(".\n");
+    printf("; %d ill-conditioned.\n", ill);
     if (bad) print_remedies(counts, sig_tanh);
+    if (ill)
+        printf("%s  - ill-conditioned inputs (their mean dominates E[x x^T]): batch norm (bn=1), or\n"
+               "    tanh for sigmoid; when GRA repairs the net it steps these layers centred\n",
+               bad ? "" : "Remedies to try:\n");
 }
 
 /* One observed forward and backward on `batch` samples of d drawn with seed. */
@@ -153,12 +174,13 @@ int cmd_diagnose(int argc, char **argv) {
                                   .seed = (uint64_t)a.seed};
         if (!(s = rg_model_build(a.model, &mo, &m)) && !(s = rg_graph_compile(m.graph, b)) &&
             !(s = (mon = rg_monitor_create(m.graph)) ? RG_OK : RG_ERR_MEMORY) &&
-            !(s = observe_batch(d, &m, mon, b, (uint64_t)a.seed))) {
+            !(s = observe_batch(d, &m, mon, b, (uint64_t)a.seed)) &&
+            !(s = rg_monitor_measure_curvature(mon, m.loss, b, (int)a.curvature))) {
             const int n = rg_monitor_layer_count(mon);
             const double ratio = n ? rg_monitor_layer(mon, 0)->grad_norm /
                                      rg_monitor_layer(mon, n - 1)->grad_norm : NAN;
             if (a.json) diagnose_json(a.model, b, mon, ratio);
-            else diagnose_table(a.model, a.data, b, mon, ratio);
+            else diagnose_table(a.model, a.data, b, mon, ratio, a.curvature > 0);
         }
     }
     rg_monitor_free(mon);

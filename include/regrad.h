@@ -816,6 +816,14 @@ typedef struct rg_layer_health {
     long nonfinite;         /* non-finite values in dL/dW */
     rg_verdict verdict;
     char evidence[128];     /* the numbers behind the verdict, in words */
+    /* Curvature (rg_monitor_measure_curvature; NaN until measured): */
+    double input_cond;      /* largest / median eigenvalue of E[x x^T] of the layer's input
+                             * (for a conv, of its im2col columns) */
+    double mean_outlier;    /* |E[x]|^2 over the mean eigenvalue of the input's covariance:
+                             * how far the mean's direction stands out (centring removes it) */
+    double gn_top;          /* top eigenvalue of the layer's Gauss-Newton block */
+    bool ill_conditioned;   /* mean_outlier above 100 (a sigmoid's input ~800, a relu's ~60) */
+    char curvature_evidence[128];
 } rg_layer_health;
 
 /* Watches a graph's layers through its forward and backward passes.  One monitor per
@@ -846,6 +854,13 @@ void rg_monitor_judge(rg_monitor *m);
  * clipping or averaging between).  Fails only for want of memory (the copy: one float per
  * parameter). */
 rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_too);
+/* Measures each layer's curvature figures (rg_layer_health above) on the first `batch`
+ * samples in the graph's input buffers and labels: one observed forward pass for the
+ * inputs' second moments (their eigenvalues by rank, O(f^3) for f inputs), and with
+ * gn_iters > 0 the top eigenvalue of each layer's Gauss-Newton block for the loss node
+ * `loss` by up to gn_iters power iterations (each a forward, a tangent and a backward
+ * pass).  Parameters and running statistics are left as they were. */
+rg_status rg_monitor_measure_curvature(rg_monitor *m, rg_node loss, int batch, int gn_iters);
 /* After the step: records ||W_after - W_before|| / ||W_before|| for every layer
  * (update_ratio; NaN for a frozen layer, or one the backward pass did not reach; nothing
  * unless tracking), and the norms the optimizer summed. */

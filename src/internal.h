@@ -279,6 +279,10 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats);
 /* Points every node's buffers into g->act_buf according to the plan. */
 void rg_graph_place_memory(rg_graph *g);
 
+/* Eigenvalues of the symmetric n x n matrix m (row-major) by rank: out[k] the ranks[k]-th
+ * smallest (0-based), for k < count (eigen.c).  0, or -1 for want of memory. */
+int rg_symmetric_eigenvalues(const float *m, int n, const int *ranks, int count, double *out);
+
 /* Monitor internals used by GRA: estimate E[x x^T] and E[x] of every dense layer's input
  * during observed passes, and read them back (NULL until observed). */
 void rg_monitor_want_moments(rg_monitor *m, int on);
@@ -288,6 +292,10 @@ const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **m
 rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in);
 void rg_monitor_set_pre_std(rg_monitor *m, int i, double v); /* layer i's unit spread */
+/* Layer i's input mean outlier, |E[x]|^2 over the mean eigenvalue of its covariance (NaN
+ * without moments), and whether that makes it ill-conditioned (monitor.c). */
+double rg_monitor_mean_outlier(const rg_monitor *m, int i);
+bool rg_monitor_ill_conditioned(double mean_outlier);
 
 /* n floats of one of g's buffers (an output, a gradient, the parameters) as the host reads
  * them: on the CPU the buffer itself, on a device a copy valid until the next call. */

@@ -237,6 +237,62 @@ static void test_no_action_on_healthy(void **state) {
     free(w[1]);
 }
 
+/* Curvature figures: behind batch norm (centred pre-activations) a sigmoid net's hidden
+ * inputs (mean ~0.5) are ill-conditioned, a tanh net's (mean ~0) are not; every layer's Gauss-Newton block has a positive top
+ * eigenvalue; nothing the network holds moves. */
+static void test_curvature_figures(void **state) {
+    (void)state;
+    static const struct { const char *spec; bool ill; } nets[] = {
+        {"mlp:depth=3,width=32,act=sigmoid,bn=1", true},
+        {"mlp:depth=3,width=32,act=tanh,bn=1", false},
+    };
+    for (int k = 0; k < 2; k++) {
+        built b;
+        build(&b, nets[k].spec, 64);
+        observe(&b, 64, 1);
+        rg_graph *g = b.m.graph;
+        const size_t n = rg_graph_param_floats(g);
+        float *w = malloc(n * sizeof *w), *st = malloc(g->state_floats * sizeof *st);
+        memcpy(w, rg_graph_params(g), n * sizeof *w);
+        memcpy(st, g->state_buf, g->state_floats * sizeof *st);
+        assert_int_equal(rg_monitor_measure_curvature(b.mon, b.m.loss, 64, 30), RG_OK);
+        assert_memory_equal(w, rg_graph_params(g), n * sizeof *w);
+        assert_memory_equal(st, g->state_buf, g->state_floats * sizeof *st);
+        for (int i = 0; i < rg_monitor_layer_count(b.mon); i++) {
+            const rg_layer_health *h = rg_monitor_layer(b.mon, i);
+            if (!(h->gn_top > 0 && isfinite(h->gn_top) && h->input_cond >= 1))
+                fail_msg("%s %s: GN top %g, input cond %g", nets[k].spec, h->name, h->gn_top, h->input_cond);
+            if (i > 0 && h->ill_conditioned != nets[k].ill)
+                fail_msg("%s %s: mean outlier %g", nets[k].spec, h->name, h->mean_outlier);
+        }
+        free(w), free(st);
+        release(&b);
+    }
+}
+
+/* Eigenvalues by rank of Q diag(1..n) Q^T, Q a Householder reflection: 1..n back. */
+static void test_symmetric_eigenvalues(void **state) {
+    (void)state;
+    enum { N = 40 };
+    float u[N], *m = malloc(N * N * sizeof *m);
+    double uu = 0;
+    for (int i = 0; i < N; i++) u[i] = (float)sin(1.0 + i), uu += (double)u[i] * u[i];
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0; /* (Q D Q)[i][j] with Q = I - 2 u u^T / u.u */
+            for (int k = 0; k < N; k++)
+                s += ((i == k) - 2 * u[i] * u[k] / uu) * (k + 1) * ((k == j) - 2 * u[k] * u[j] / uu);
+            m[i * N + j] = (float)s;
+        }
+    int ranks[N];
+    double eig[N];
+    for (int i = 0; i < N; i++) ranks[i] = i;
+    assert_int_equal(rg_symmetric_eigenvalues(m, N, ranks, N, eig), 0);
+    for (int i = 0; i < N; i++)
+        if (!(fabs(eig[i] - (i + 1)) < 1e-4 * N)) fail_msg("eigenvalue %d: %.8g", i, eig[i]);
+    free(m);
+}
+
 /* A convolution's statistics, taken by the op as it writes each sample's output (with the
  * relu after it from the same pass), are the very figures of scanning the outputs after
  * the fact; so are a dense layer's with its relu folded in, also where the layer splits
@@ -439,6 +495,8 @@ int main(void) {
         cmocka_unit_test(test_saturated_and_dead_detected),
         cmocka_unit_test(test_per_step_repairs),
         cmocka_unit_test(test_no_action_on_healthy),
+        cmocka_unit_test(test_curvature_figures),
+        cmocka_unit_test(test_symmetric_eigenvalues),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

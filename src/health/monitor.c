@@ -17,6 +17,13 @@
  *  - saturated: over half of a sigmoid/tanh layer's outputs within 1% of a bound, where
  *    the derivative is below ~0.04 (sigmoid) or ~0.02 (tanh).
  *  - dead: over half of a relu layer's units zero for the whole batch.
+ * And from the curvature figures, when measured:
+ *  - ill_conditioned: the input's mean stands out of its second moment E[x x^T]: |E[x]|^2
+ *    over ILL_CONDITIONED times the mean eigenvalue of its covariance.  The layer's
+ *    Gauss-Newton block is E[x x^T] times the output side (K-FAC's factorisation), so every
+ *    step moves mostly along that one direction (LeCun, Kanter & Solla 1991).  A sigmoid's
+ *    3x3x16 input (mean 0.5) is ~800, raw pixels ~1000, a relu's ~60, a tanh's ~1.  GRA
+ *    steps such layers in centred coordinates (repair.c).
  */
 #include "../internal.h"
 #include "../kernels/backend.h"
@@ -31,6 +38,7 @@
 #define EXPLODE_OF_MEDIAN 100.0
 #define SATURATED_FRACTION 0.5
 #define DEAD_FRACTION 0.5
+#define ILL_CONDITIONED 100.0
 
 typedef struct layer {
     rg_layer_health h;
@@ -319,6 +327,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         l->h.units = n->shape[0];
         l->h.update_ratio = l->h.backward_gain = l->h.saturated = l->h.dead = NAN;
         l->h.grad_rms = NAN;
+        l->h.input_cond = l->h.mean_outlier = l->h.gn_top = NAN;
         int c = only_consumer(g, i);
         if (c >= 0 && g->nodes[c].op == RG_OP_BATCH_NORM) c = only_consumer(g, c);
         if (c >= 0 && g->nodes[c].op == RG_OP_ACTIVATION) {
@@ -597,4 +606,57 @@ void rg_monitor_note_update(rg_monitor *m) {
         l->h.update_ratio = l->kept ? sqrt(moved) / fmax(l->h.weight_norm, 1e-12) : NAN;
         l->kept = false;
     }
+}
+
+double rg_monitor_mean_outlier(const rg_monitor *m, int i) {
+    const layer *l = &m->layers[i];
+    if (!l->in_moment) return NAN;
+    double trace = 0, mean2 = 0;
+    for (int k = 0; k < l->fan_in; k++)
+        trace += l->in_moment[(size_t)k * l->fan_in + k], mean2 += (double)l->in_mean[k] * l->in_mean[k];
+    return l->fan_in * mean2 / fmax(trace - mean2, 1e-30);
+}
+
+bool rg_monitor_ill_conditioned(double mean_outlier) { return mean_outlier > ILL_CONDITIONED; }
+
+/* Layer i's input conditioning from its moments: largest over median eigenvalue, the
+ * mean's outlier ratio, the verdict. */
+static void input_conditioning(rg_monitor *m, int i) {
+    layer *l = &m->layers[i];
+    rg_layer_health *h = &l->h;
+    const int f = l->fan_in;
+    double eig[2];
+    if (!l->in_moment || rg_symmetric_eigenvalues(l->in_moment, f, (int[]){f - 1, f / 2}, 2, eig)) return;
+    h->input_cond = eig[1] > 0 ? eig[0] / eig[1] : INFINITY;
+    h->mean_outlier = rg_monitor_mean_outlier(m, i);
+    h->ill_conditioned = rg_monitor_ill_conditioned(h->mean_outlier);
+    snprintf(h->curvature_evidence, sizeof h->curvature_evidence,
+             "input mean %.3g x the covariance's mean eigenvalue; E[xx^T] top/median %.3g",
+             h->mean_outlier, h->input_cond);
+}
+
+rg_status rg_monitor_measure_curvature(rg_monitor *m, rg_node loss, int batch, int gn_iters) {
+    if (!m) return rg_fail(RG_ERR_ARG, "rg_monitor_measure_curvature: monitor is NULL");
+    rg_graph *g = m->g;
+    float *state = g->state_floats ? malloc(g->state_floats * sizeof *state) : NULL;
+    if (g->state_floats && !state) return rg_fail(RG_ERR_MEMORY, "out of memory measuring curvature");
+    if (state) memcpy(state, g->state_buf, g->state_floats * sizeof *state);
+    const uint64_t calls = g->dropout_calls;
+    const bool was_on = m->on, had_moments = m->moments;
+    m->moments = true;
+    rg_monitor_enable(m, 1);
+    rg_status s = rg_graph_forward(g, batch, 1);
+    rg_monitor_enable(m, was_on);
+    m->moments = had_moments;
+    g->dropout_calls = calls;
+    if (state) memcpy(g->state_buf, state, g->state_floats * sizeof *state);
+    free(state);
+    for (int i = 0; i < m->n && !s; i++) {
+        layer *l = &m->layers[i];
+        input_conditioning(m, i);
+        if (gn_iters > 0 && !rg_node_frozen(g, &g->nodes[l->node]))
+            s = rg_graph_top_curvature(g, loss, batch, 1, RG_CURVATURE_GAUSS_NEWTON, l->node, gn_iters,
+                                       1e-3, &l->h.gn_top);
+    }
+    return s;
 }

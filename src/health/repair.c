@@ -43,8 +43,9 @@
  *    whose input has a large mean (a sigmoid's outputs all sit near 0.5) has an input second
  *    moment M = C + mu mu^T with one eigenvalue, along mu, far above the rest: the loss is
  *    ill-conditioned along that direction and every optimizer's step moves mostly along it
- *    (LeCun, Kanter & Solla 1991).  Where that outlier is more than CENTRE_RATIO times the
- *    mean eigenvalue of the input's covariance C, the optimizer works in the coordinates
+ *    (LeCun, Kanter & Solla 1991).  Where the monitor calls it ill-conditioned (the mean's
+ *    |mu|^2 over 100 times the mean eigenvalue of the covariance C), the optimizer works in
+ *    the coordinates
  *    where the input is centred, w' = w, b' = b + w mu: its gradient is
  *    g_w' = g_w - g_b mu^T, and its step dw', db' is taken back as dw = dw',
  *    db = db' - dw mu.  The network's function is the stored weights' own at every step
@@ -84,9 +85,6 @@
 #define TRUST_PER_DEPTH 0.5    /* per-layer cap on the step's change of the pre-activations,
                                 * RMS over units relative to their spread: 0.5 / layers */
 #define TRUST_WARMUP 100       /* the cap ramps up linearly over the first 100 steps */
-/* Centre a layer's input when its mean's eigenvalue of M stands this far above the mean
- * eigenvalue of the input's covariance: a sigmoid conv's 3x3x16 input is ~830, a tanh's ~1. */
-#define CENTRE_RATIO 10.0
 
 typedef struct layer_state {
     int node;
@@ -272,20 +270,8 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
     return s;
 }
 
-/* The input's mean outlier: |mu|^2 over the mean eigenvalue of its covariance,
- * f |mu|^2 / (tr M - |mu|^2); 0 without the input's moments. */
-static double mean_outlier(const rg_repair *r, int i) {
-    const float *mu;
-    int f;
-    const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
-    if (!mm) return 0;
-    double trace = 0, mean2 = 0;
-    for (int k = 0; k < f; k++) trace += mm[(size_t)k * f + k], mean2 += (double)mu[k] * mu[k];
-    return f * mean2 / fmax(trace - mean2, 1e-30);
-}
-
 /* Which layers the optimizer steps for in centred coordinates (5. above): trainable ones
- * with a bias to take the shift and an input mean outlier above CENTRE_RATIO. */
+ * with a bias to take the shift whose input the monitor finds ill-conditioned. */
 static void decide_centring(rg_repair *r) {
     rg_graph *g = r->m->graph;
     for (int i = 0; i < r->n; i++) {
@@ -293,8 +279,8 @@ static void decide_centring(rg_repair *r) {
         if (n->n_params < 2 || !g->params[n->first_param].trainable ||
             !g->params[n->first_param + 1].trainable)
             continue;
-        const double ratio = mean_outlier(r, i);
-        if (!(ratio > CENTRE_RATIO)) continue;
+        const double ratio = rg_monitor_mean_outlier(r->mon, i);
+        if (!rg_monitor_ill_conditioned(ratio)) continue;
         r->layers[i].centred = true;
         emit(r, 0, n->name, "ill_conditioned", "centre_inputs", ratio);
     }
