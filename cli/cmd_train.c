@@ -219,7 +219,8 @@ static const cli_option train_options[] = {
     {.name = "metrics", .meta = "FILE", .type = CLI_TEXT, CLI_AT(T, metrics_path),
      .help = "write JSON lines: one per epoch, one at the end"},
     {.name = "report", .meta = "FILE.html", .type = CLI_TEXT, CLI_AT(T, report),
-     .help = "write an HTML report (loss, accuracy, gradient flow); turns on --monitor-every 10 and "
+     .help = "write an HTML report (loss, accuracy, gradient flow, each layer's curvature before and "
+             "after training); turns on --monitor-every 10 and "
              "keeps the metrics in FILE.html.jsonl unless --metrics names a file"},
     {.name = "quiet", .type = CLI_FLAG, CLI_AT(T, quiet), .help = "print only the final result"},
     {.name = "log-every", .meta = "N", .type = CLI_INT, CLI_AT(T, log_every), .lo = 1, .hi = 1 << 30,
@@ -618,6 +619,38 @@ static int train_open_metrics(train_ctx *t, int argc, char **argv) {
 }
 
 /* Training: once, or once per stage of a lasso path (printing each stage's selection). */
+/* With --report: every layer's curvature figures (rg_monitor_measure_curvature, 10 power
+ * iterations) on the first training samples, before training and after, as a metrics
+ * event.  The measurement leaves the weights, the statistics and the dropout stream as they
+ * were; a model whose loss has no curvature products (or a failure) writes nothing. */
+#define CURVATURE_SAMPLES 64
+static void write_curvature(train_ctx *t, const char *when) {
+    FILE *f = t->prog.metrics;
+    rg_graph *g = t->m.graph;
+    if (!f || !t->o.report || t->m.loss == RG_NONE) return;
+    int idx[CURVATURE_SAMPLES], b = rg_graph_max_batch(g);
+    if (b > CURVATURE_SAMPLES) b = CURVATURE_SAMPLES;
+    if (b > t->train->n) b = t->train->n;
+    for (int i = 0; i < b; i++) idx[i] = i;
+    rg_monitor *mon = rg_monitor_create(g);
+    if (mon && !rg_dataset_batch(t->train, idx, b, rg_graph_input_buffer(g, t->m.input), rg_graph_labels(g)) &&
+        !rg_monitor_measure_curvature(mon, t->m.loss, b, 10)) {
+        fprintf(f, "{\"event\":\"curvature\",\"when\":\"%s\",\"layers\":[", when);
+        for (int i = 0; i < rg_monitor_layer_count(mon); i++) {
+            const rg_layer_health *h = rg_monitor_layer(mon, i);
+            fprintf(f, "%s{\"layer\":", i ? "," : "");
+            cli_json_str(f, h->name);
+            fprintf(f, ",");
+            cli_json_num(f, "input_cond", h->input_cond, false);
+            cli_json_num(f, "mean_outlier", h->mean_outlier, false);
+            cli_json_num(f, "gn_top", h->gn_top, false);
+            fprintf(f, "\"ill_conditioned\":%s}", h->ill_conditioned ? "true" : "false");
+        }
+        fprintf(f, "]}\n");
+    }
+    rg_monitor_free(mon);
+}
+
 static int train_run(train_ctx *t) {
     const char *cmd = train_command.name;
     const train_opts *o = &t->o;
@@ -629,6 +662,7 @@ static int train_run(train_ctx *t) {
     t->sa_set = true;
     const rg_fit_callbacks cb = {.on_batch = on_batch, .on_epoch = on_epoch, .on_repair = on_repair,
                                  .on_health = on_health, .on_checkpoint = on_checkpoint, .user = &t->prog};
+    write_curvature(t, "before");
     t->t0 = rg_seconds();
     const lasso_path *path = &o->lasso_path;
     for (int stage = 0; stage < (path->stages ? path->stages : 1); stage++) {
@@ -646,6 +680,7 @@ static int train_run(train_ctx *t) {
             printf("lambda %-10.4g %5d features selected  test_acc %.4f\n", lambda,
                    rg_lassonet_selected(&t->m, NULL), acc);
     }
+    write_curvature(t, "after");
     return -1;
 }
 

@@ -7,7 +7,8 @@
  * flow as a heat map, layers by monitored steps, log10 of each layer's gradient norm, with
  * GRA's actions marked above the steps they happened at; each layer's gradient norm at the
  * first and the last snapshot; each layer's activation saturation (or dead units) at the
- * last; for a pruning sweep, accuracy against sparsity.  An experiment report: the
+ * last; each layer's curvature before and after training (top Gauss-Newton eigenvalue, input
+ * mean outlier); for a pruning sweep, accuracy against sparsity.  An experiment report: the
  * accuracy table and, per cell, a bar per remedy.
  * Colours: Okabe and Ito's palette for lines and bars, viridis for the heat map (both
  * readable with the common colour-vision deficiencies); every chart has axis labels and a
@@ -238,6 +239,10 @@ typedef struct run_data {
     int repairs;
     double repair_step[2000];
     double test_acc;
+    /* curvature events (train --report): before [0] and after [1] training */
+    int curv_layers[2];
+    char *curv_names[MAX_LAYERS];
+    double gn_top[2][MAX_LAYERS], mean_outlier[2][MAX_LAYERS];
     char title[256]; /* from the start event: the model and the data */
     int sweeps;      /* regrad prune --sweep: sparsity against test accuracy */
     double sw_sparsity[64], sw_acc[64];
@@ -264,6 +269,21 @@ static void read_event(run_data *r, const cJSON *e) {
         const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "model"));
         const char *data = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "data"));
         snprintf(r->title, sizeof r->title, "%s on %s", model ? model : "?", data ? data : "?");
+    } else if (!strcmp(ev, "curvature")) {
+        const char *when = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "when"));
+        const int w = when && !strcmp(when, "after");
+        const cJSON *l;
+        int i = 0;
+        cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(e, "layers")) {
+            if (i >= MAX_LAYERS) break;
+            if (!r->curv_names[i]) {
+                const char *nm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "layer"));
+                r->curv_names[i] = strdup(nm ? nm : "?");
+            }
+            r->gn_top[w][i] = jnum(l, "gn_top"), r->mean_outlier[w][i] = jnum(l, "mean_outlier");
+            i++;
+        }
+        r->curv_layers[w] = i;
     } else if (!strcmp(ev, "end")) {
         r->test_acc = jnum(e, "test_acc");
     } else if (!strcmp(ev, "health")) {
@@ -391,7 +411,26 @@ static int train_report(FILE *f, run_data *r, const char *title) {
         series ss = {"last snapshot", r->layers, NULL, sat};
         bar_chart(f, "Saturated or dead units per layer",
                   "fraction of units", labels, r->layers, &ss, 1, false);
-    } else if (!r->sweeps) {
+    }
+    const int nc = r->curv_layers[0] > r->curv_layers[1] ? r->curv_layers[0] : r->curv_layers[1];
+    if (nc) {
+        fprintf(f, "<h2>Curvature</h2>\n<p class=\"note\">Measured on the first training samples "
+                   "before and after training. The top eigenvalue of each layer's Gauss-Newton "
+                   "block says how sharply the loss bends along that layer's weights; the input "
+                   "mean outlier, how far the mean of the layer's input stands out of its second "
+                   "moment (above 100: ill-conditioned).</p>\n");
+        const char *labels[MAX_LAYERS];
+        for (int i = 0; i < nc; i++) labels[i] = r->curv_names[i];
+        for (int w = 0; w < 2; w++) /* a missing event draws as no bars */
+            for (int i = r->curv_layers[w]; i < nc; i++) r->gn_top[w][i] = r->mean_outlier[w][i] = NAN;
+        series cs[2] = {{"before training", nc, NULL, r->gn_top[0]}, {"after training", nc, NULL, r->gn_top[1]}};
+        bar_chart(f, "Top Gauss-Newton eigenvalue per layer", "eigenvalue (log scale)", labels, nc, cs, 2, true);
+        series ms[2] = {{"before training", nc, NULL, r->mean_outlier[0]},
+                        {"after training", nc, NULL, r->mean_outlier[1]}};
+        bar_chart(f, "Input mean outlier per layer", "|E[x]|^2 / mean covariance eigenvalue (log scale)",
+                  labels, nc, ms, 2, true);
+    }
+    if (!r->snaps && !r->sweeps) {
         fprintf(f, "<p class=\"note\">No gradient snapshots in these metrics: train with "
                    "--monitor-every N (--report turns it on) to see the gradient flow.</p>\n");
     }
@@ -518,6 +557,7 @@ int cli_write_report(const char *cmd, const char *in_path, const char *out_path,
     }
     cJSON_Delete(whole);
     for (int i = 0; i < r->layers; i++) free(r->names[i]);
+    for (int i = 0; i < MAX_LAYERS; i++) free(r->curv_names[i]);
     free(r);
     free(text);
     return code;
