@@ -1,8 +1,9 @@
 /*
  * cmd_experiment.c — `regrad experiment`: the experiment behind GRA.  Plain MLPs (width
- * 128, PyTorch's default init) of several depths and activations, trained with each
- * optimizer with GRA off, with GRA on, and with each classic remedy, over several seeds;
- * prints test accuracy and the first-to-last layer gradient-norm ratio as tables.
+ * 128, PyTorch's default init), or plain CNNs (--model-family cnn: plaincnn, 16 channels),
+ * of several depths and activations, trained with each optimizer with GRA off, with GRA on,
+ * and with each classic remedy, over several seeds; prints test accuracy and the
+ * first-to-last layer gradient-norm ratio as tables.
  */
 #include "cli.h"
 
@@ -94,7 +95,7 @@ static bool parse_remedies(const char *cmd, const cli_option *r, const char *tex
 typedef struct experiment_args {
     list depths, acts, optims, remedies;
     long epochs, seeds, first_seed, width, limit, threads;
-    const char *data, *json, *report, *device;
+    const char *data, *json, *report, *device, *family;
 } experiment_args;
 
 #define A experiment_args
@@ -118,8 +119,11 @@ static const cli_option experiment_options[] = {
      .help = "seeds per cell; the tables show the mean and spread"},
     {.name = "first-seed", .meta = "N", .type = CLI_INT, CLI_AT(A, first_seed), .lo = 1, .hi = 1 << 30,
      .dflt = "1", .help = "the first seed: seeds N..N+seeds-1"},
+    {.name = "model-family", .meta = "NAME", .type = CLI_TEXT, CLI_AT(A, family), .dflt = "mlp",
+     .help = "mlp (plain MLPs) or cnn (plain CNNs: plaincnn, 3x3 convolutions, two of stride 2, "
+             "global average pooling; batch norm and residual remedies have no plain-CNN form)"},
     {.name = "width", .meta = "N", .type = CLI_INT, CLI_AT(A, width), .lo = 1, .hi = 65536,
-     .dflt = "128", .help = "hidden width"},
+     .help = "hidden width, or a CNN's channels (default 128 for mlp, 16 for cnn)"},
     {.name = "limit", .meta = "N", .type = CLI_INT, CLI_AT(A, limit), .lo = 128, .hi = 1 << 30,
      .help = "train on the first N images only (default: all)"},
     {.name = "data", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(A, data), .dflt = "fashion-mnist",
@@ -137,9 +141,9 @@ static const cli_option experiment_options[] = {
 
 static const cli_command experiment_command = {
     .name = "experiment", .usage = "[options]",
-    .about = "Train plain deep MLPs (width 128, PyTorch's default init) with GRA off, GRA on and "
-             "the classic remedies, and print test accuracy and the first-to-last layer "
-             "gradient-norm ratio.",
+    .about = "Train plain deep MLPs (width 128, PyTorch's default init), or plain CNNs, with GRA "
+             "off, GRA on and the classic remedies, and print test accuracy and the "
+             "first-to-last layer gradient-norm ratio.",
     .options = experiment_options};
 
 typedef struct run_result {
@@ -216,11 +220,19 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
     return RG_OK;
 }
 
-static void spec_for(char *buf, size_t len, const char *remedy, int depth, int width, const char *act) {
-    if (!strcmp(remedy, "relu_he")) snprintf(buf, len, "mlp:depth=%d,width=%d,act=relu,init=he", depth, width);
+/* The model of one run: the family's plain network, or the remedy's variant of it; false
+ * when the remedy has no form in the family. */
+static bool spec_for(char *buf, size_t len, bool cnn, const char *remedy, int depth, int width,
+                     const char *act) {
+    const char *family = cnn ? "plaincnn" : "mlp";
+    if (!strcmp(remedy, "relu_he"))
+        snprintf(buf, len, "%s:depth=%d,width=%d,act=relu,init=he", family, depth, width);
+    else if (cnn && (!strcmp(remedy, "bn") || !strcmp(remedy, "residual")))
+        return false;
     else if (!strcmp(remedy, "bn")) snprintf(buf, len, "mlp:depth=%d,width=%d,act=%s,init=torch,bn=1", depth, width, act);
     else if (!strcmp(remedy, "residual")) snprintf(buf, len, "mlp:depth=%d,width=%d,act=%s,init=torch,residual=1", depth, width, act);
-    else snprintf(buf, len, "mlp:depth=%d,width=%d,act=%s,init=torch", depth, width, act);
+    else snprintf(buf, len, "%s:depth=%d,width=%d,act=%s,init=torch", family, depth, width, act);
+    return true;
 }
 
 /* "0.812" or "0.812±0.004" */
@@ -274,8 +286,25 @@ int cmd_experiment(int argc, char **argv) {
     cli_defaults(&experiment_command, &a);
     const int parsed = cli_parse(&experiment_command, argc, argv, &a, NULL);
     if (parsed >= 0) return parsed;
+    const bool cnn = !strcmp(a.family, "cnn");
+    if (!cnn && strcmp(a.family, "mlp")) {
+        cli_error(cmd, "--model-family '%s': give mlp or cnn", a.family);
+        return EXIT_USAGE;
+    }
+    char probe[160];
+    for (int ri = 0; ri < a.remedies.n; ri++) /* bn and residual: no plain CNN form */
+        if (!spec_for(probe, sizeof probe, cnn, a.remedies.item[ri], 1, 1, "sigmoid")) {
+            printf("(remedy %s has no plain-CNN form: left out)\n", a.remedies.item[ri]);
+            memmove(a.remedies.item[ri], a.remedies.item[ri + 1], (size_t)(a.remedies.n - ri - 1) * sizeof *a.remedies.item);
+            a.remedies.n--, ri--;
+        }
+    if (!a.remedies.n) {
+        cli_error(cmd, "no remedy left for --model-family cnn: choose from off,gra,relu_he,maxnorm,"
+                       "clip,agc,aux,prune");
+        return EXIT_USAGE;
+    }
     const list depths = a.depths, acts = a.acts, optims = a.optims, remedies = a.remedies;
-    const long epochs = a.epochs, seeds = a.seeds, width = a.width, limit = a.limit;
+    const long epochs = a.epochs, seeds = a.seeds, width = a.width ? a.width : cnn ? 16 : 128, limit = a.limit;
     const long first_seed = a.first_seed;
     const char *data = a.data, *json_path = a.json, *report = a.report;
     if (report && !json_path) {
@@ -324,7 +353,7 @@ int cmd_experiment(int argc, char **argv) {
                     for (int si = 0; si < seeds; si++) {
                         const int depth = atoi(depths.item[di]);
                         char spec[160];
-                        spec_for(spec, sizeof spec, remedies.item[ri], depth, (int)width, acts.item[ai]);
+                        spec_for(spec, sizeof spec, cnn, remedies.item[ri], depth, (int)width, acts.item[ai]);
                         run_result r;
                         s = run_one(spec, remedies.item[ri], optims.item[oi],
                                     (int)epochs, (uint64_t)(first_seed + si), train, test, &r);

@@ -87,6 +87,12 @@ expect 2 "unknown remedy 'dropout'" experiment --remedies dropout
 expect 2 "not adam or sgd" experiment --optimizers rmsprop
 expect 2 "unknown activation 'swish'" experiment --acts swish
 expect 2 "--depths 'x'" experiment --depths x
+expect 2 "--model-family 'rnn': give mlp or cnn" experiment --model-family rnn
+expect 2 "no remedy left for --model-family cnn" experiment --model-family cnn --remedies bn,residual
+expect 0 "plaincnn:depth=2,width=4" experiment --model-family cnn --depths 2 --width 4 --acts tanh --optimizers adam --remedies off --limit 256 --json /dev/stdout
+# diagnose's curvature figures: sigmoid inputs are ill-conditioned, the GN eigenvalue is shown
+expect 0 "ill_conditioned" diagnose --model mlp:depth=3,width=32,act=sigmoid,bn=1 --batch 64
+expect 0 "GN top" diagnose --model mlp:depth=2,width=16 --batch 32 --curvature 5
 expect 0 "images/s" bench --model mlp --batch 16 --steps 2 --warmup 0
 expect 0 "monitor: a watched step takes" bench --model mlp --batch 16 --steps 4 --warmup 0 --monitor
 expect 0 "\"monitor_step_cost\":" bench --model mlp --batch 16 --steps 4 --warmup 0 --monitor --json
@@ -107,6 +113,10 @@ grep -q '"repairs":[1-9]' "$tmp/g.jsonl" && ok || bad "epoch line lacks the repa
 [ "$(grep -c '"event":"health"' "$tmp/m5.jsonl")" -eq 4 ] && ok || bad "--monitor-every 5 over 16 steps should give 4 health lines"
 expect 2 "--repair 'maybe'" train --repair maybe
 grep -q '"update_ratio":[0-9]' "$tmp/m5.jsonl" && ok || bad "health lines lack update_ratio"
+# --report measures each layer's curvature before and after training
+"$BIN" train --model mlp:depth=3,width=16,act=sigmoid --limit 1000 --quiet --report "$tmp/c.html" >/dev/null 2>&1
+[ "$(grep -c '"event":"curvature"' "$tmp/c.html.jsonl")" -eq 2 ] && ok || bad "--report should write two curvature events"
+grep -q "Top Gauss-Newton eigenvalue per layer" "$tmp/c.html" && ok || bad "the report lacks the curvature chart"
 # non-finite values never reach the weights: GRA skips such steps, then stops with a message
 expect 1 "25 steps in a row had non-finite gradients" train --optimizer sgd --lr 1e6 --limit 6000 --quiet
 expect 1 "train with GRA" train --optimizer sgd --lr 1e6 --limit 6000 --quiet --repair off
