@@ -13,7 +13,10 @@
  *    gain near 1; a 10-layer tanh MLP with PyTorch's default init loses ~0.58 per layer,
  *    0.004 over the net, and trains to 0.47 with SGD (`regrad diagnose` shows both).
  *  - exploding: ratio above 100x the median layer's and above 1: one step of plain SGD at
- *    lr 1 would then move the weights by more than their own size.
+ *    lr 1 would then move the weights by more than their own size.  Or the forward signal:
+ *    the units' pre-activation spread above 10 where no batch norm follows (a healthy
+ *    net's is about 0.3-1.5 on inputs in [0, 1]; relu nets initialised with N(0, 0.5^2)
+ *    grow it ~4x a layer, and every layer's gradient grows alike, so no ratio stands out).
  *  - saturated: over half of a sigmoid/tanh layer's outputs within 1% of a bound, where
  *    the derivative is below ~0.04 (sigmoid) or ~0.02 (tanh).
  *  - dead: over half of a relu layer's units zero for the whole batch.
@@ -36,6 +39,7 @@
 #define VANISH_OF_MAX 1e-3
 #define VANISH_RMS_OF_MAX 1e-2
 #define EXPLODE_OF_MEDIAN 100.0
+#define EXPLODE_SPREAD 10.0
 #define SATURATED_FRACTION 0.5
 #define DEAD_FRACTION 0.5
 #define ILL_CONDITIONED 100.0
@@ -52,6 +56,7 @@ typedef struct layer {
     bool kept;                /* its weights are in the monitor's `before` copy */
     bool norms_pending;       /* its weights' and gradient's norms come from the optimizer */
     bool relu_reads_layer;    /* a relu reads the layer's output directly (no batch norm) */
+    bool normalised;          /* a batch norm takes the layer's output */
     rg_output_stats stats;    /* what the op sums of its output as it writes it */
 } layer;
 
@@ -329,7 +334,8 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         l->h.grad_rms = NAN;
         l->h.input_cond = l->h.mean_outlier = l->h.gn_top = NAN;
         int c = only_consumer(g, i);
-        if (c >= 0 && g->nodes[c].op == RG_OP_BATCH_NORM) c = only_consumer(g, c);
+        l->normalised = c >= 0 && g->nodes[c].op == RG_OP_BATCH_NORM;
+        if (l->normalised) c = only_consumer(g, c);
         if (c >= 0 && g->nodes[c].op == RG_OP_ACTIVATION) {
             l->act_node = c;
             l->act = *(rg_act *)g->nodes[c].attr;
@@ -534,6 +540,10 @@ void rg_monitor_judge(rg_monitor *m) {
             h->verdict = RG_EXPLODING;
             snprintf(h->evidence, sizeof h->evidence, "grad/weight %.2g, %.0fx the median layer's",
                      r, r / median);
+        } else if (h->pre_std > EXPLODE_SPREAD && !m->layers[i].normalised) {
+            h->verdict = RG_EXPLODING;
+            snprintf(h->evidence, sizeof h->evidence, "pre-activation spread %.3g: the forward "
+                     "signal has grown over %.0fx", h->pre_std, EXPLODE_SPREAD);
         } else if (best_rms > 0 && h->grad_rms < VANISH_RMS_OF_MAX * best_rms) {
             h->verdict = RG_VANISHING;
             snprintf(h->evidence, sizeof h->evidence, "gradient arriving %.2g RMS, %.1e of the "
