@@ -52,6 +52,15 @@
  *    (nothing to fold at export, no border effect at a convolution's padding: mu is each
  *    im2col column's mean, padding included); only the optimizer's geometry changes.
  *    mu is re-measured at every re-probe.
+ * 6. Newton guard on the whole update (every step, for networks the probe repaired).  Every
+ *    NEWTON_EVERY steps the update u the optimizer proposed (before the trust region) is
+ *    measured on the step's batch at the weights it started from: the loss's slope g.u
+ *    and its Gauss-Newton curvature u^T G u, one forward and one tangent pass
+ *    (src/graph/curvature.c).  The quadratic model's best step along u is
+ *    a* = -g.u / u^T G u times u; where a* < 1 the step overshoots it, and every update
+ *    is scaled by s, the geometric mean of the last s and min(1, a*) (no less than
+ *    NEWTON_FLOOR).  It only ever shrinks: a step the model says is short is left to the
+ *    optimizer (Adam's steps sit at the edge of stability by design, Cohen et al. 2022).
  * Every action is reported through the log callback.
  */
 #include "../internal.h"
@@ -85,6 +94,8 @@
 #define TRUST_PER_DEPTH 0.5    /* per-layer cap on the step's change of the pre-activations,
                                 * RMS over units relative to their spread: 0.5 / layers */
 #define TRUST_WARMUP 100       /* the cap ramps up linearly over the first 100 steps */
+#define NEWTON_EVERY 10        /* steps between the Newton guard's measurements (~2 forwards) */
+#define NEWTON_FLOOR 0.1       /* the smallest scale one measurement may ask for */
 
 typedef struct layer_state {
     int node;
@@ -108,6 +119,9 @@ struct rg_repair {
     const int *probe_idx;
     int probe_n;
     double *norms, *wnorms; /* this step's per-layer gradient and weight norms */
+    float *update, *keep;   /* the Newton guard's: the proposed update, the weights after it */
+    double newton_scale;    /* the scale it applies to every update (1: none) */
+    bool newton_off;        /* the loss has no curvature product: no guard */
 };
 
 rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, void *user) {
@@ -117,6 +131,7 @@ rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, voi
         return NULL;
     }
     r->m = m, r->mon = mon, r->log = log, r->user = user;
+    r->newton_scale = 1;
     r->n = rg_monitor_layer_count(mon);
     r->layers = calloc((size_t)(r->n ? r->n : 1), sizeof *r->layers);
     r->norms = calloc((size_t)(r->n ? r->n : 1), sizeof *r->norms);
@@ -139,6 +154,8 @@ void rg_repair_free(rg_repair *r) {
     free(r->dw);
     free(r->db);
     free(r->scratch);
+    free(r->update);
+    free(r->keep);
     free(r);
 }
 
@@ -407,7 +424,9 @@ void rg_repair_before_update(rg_repair *r) {
         r->dw = malloc(largest * sizeof(float));
         r->scratch = malloc(largest * sizeof(float));
         r->db = malloc(units * sizeof(float));
-        if (!r->before || !r->dw || !r->scratch || !r->db) {
+        r->update = malloc(g->param_floats * sizeof(float));
+        r->keep = malloc(g->param_floats * sizeof(float));
+        if (!r->before || !r->dw || !r->scratch || !r->db || !r->update || !r->keep) {
             r->trust = false; /* no memory for the trust region: train without it */
             return;
         }
@@ -425,29 +444,70 @@ void rg_repair_before_update(rg_repair *r) {
     }
 }
 
-/* E||dz||^2 per unit of layer i's step (w - w0, b - b0; r->dw and r->db keep it), after
- * taking a centred layer's step back to the stored coordinates (b -= dw mu); NaN without
- * the input's moments (a grouped convolution). */
+/* E||dz||^2 per unit of layer i's step (w - w0, b - b0; r->dw and r->db keep it); NaN
+ * without the input's moments (a grouped convolution). */
 static double output_change(rg_repair *r, int i, const rg_node_impl *n, const float *w,
-                            const float *w0, size_t wsize, float *b, const float *b0,
+                            const float *w0, size_t wsize, const float *b, const float *b0,
                             size_t bsize) {
     const rg_backend *be = r->m->graph->backend;
     const float *mu;
     int f;
     const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
     be->subtract(r->dw, w, w0, wsize);
-    if (b && mm && r->layers[i].centred) be->centre_bias(b, r->dw, n->shape[0], f, mu);
     if (b) be->subtract(r->db, b, b0, bsize);
     return mm ? be->function_change(r->dw, b ? r->db : NULL, n->shape[0], f, mm, mu, r->scratch) : NAN;
 }
 
 int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
 
+/* Centred layers' steps back to the stored coordinates: b -= dw mu (5. above). */
+static void uncentre_steps(rg_repair *r) {
+    rg_graph *g = r->m->graph;
+    for (int i = 0; i < r->n; i++) {
+        if (!r->layers[i].centred) continue;
+        const rg_node_impl *n = &g->nodes[r->layers[i].node];
+        const rg_param_impl *kp = &g->params[n->first_param], *bp = &g->params[n->first_param + 1];
+        const float *mu;
+        int f;
+        if (!rg_monitor_input_moment(r->mon, i, &mu, &f)) continue;
+        g->backend->subtract(r->dw, g->param_buf + kp->offset, r->before + kp->offset, kp->size);
+        g->backend->centre_bias(g->param_buf + bp->offset, r->dw, n->shape[0], f, mu);
+    }
+}
+
+/* The Newton guard (6. above): measures the proposed update every NEWTON_EVERY steps and
+ * scales every update by newton_scale. */
+static void newton_guard(rg_repair *r, long step) {
+    rg_graph *g = r->m->graph;
+    const size_t n = g->param_floats;
+    if (r->newton_off) return;
+    g->backend->subtract(r->update, g->param_buf, r->before, n);
+    if (step % NEWTON_EVERY == 0) {
+        double slope, curvature;
+        g->backend->copy(r->keep, g->param_buf, n);
+        g->backend->copy(g->param_buf, r->before, n);
+        const rg_status s = rg_graph_curvature_along(g, r->m->loss, g->batch, 1, r->update, &slope, &curvature);
+        g->backend->copy(g->param_buf, r->keep, n);
+        if (s) { /* a loss without a curvature product: train without the guard */
+            r->newton_off = true;
+            return;
+        }
+        const double best = slope < 0 && curvature > 0 ? -slope / curvature : NAN;
+        if (isfinite(best)) {
+            r->newton_scale = sqrt(r->newton_scale * fmax(fmin(best, 1), NEWTON_FLOOR));
+            if (best < 1) emit(r, step, "(all layers)", "overshoot", "newton_scale", r->newton_scale);
+        }
+    }
+    if (r->newton_scale < 1) g->backend->step_along(g->param_buf, r->before, r->update, n, (float)r->newton_scale);
+}
+
 void rg_repair_after_update(rg_repair *r, long step) {
     if (!r || !r->trust || !r->before) return;
     rg_graph *g = r->m->graph;
     double cap = TRUST_PER_DEPTH / r->n;
     if (step < TRUST_WARMUP) cap *= (double)(step + 1) / TRUST_WARMUP;
+    uncentre_steps(r);
+    newton_guard(r, step);
     for (int i = 0; i < r->n; i++) {
         const rg_node_impl *n = &g->nodes[r->layers[i].node];
         const bool has_bias = n->n_params > 1;
@@ -482,6 +542,7 @@ char *rg_repair_state_json(const rg_repair *r) {
     cJSON_AddNumberToObject(o, "actions", (double)r->actions);
     cJSON_AddNumberToObject(o, "skipped_run", (double)r->skipped_run);
     cJSON_AddBoolToObject(o, "trust", r->trust);
+    add_exact(o, "newton_scale", r->newton_scale);
     for (int i = 0; i < r->n; i++) {
         cJSON *l = cJSON_CreateObject();
         cJSON_AddStringToObject(l, "layer", r->m->graph->nodes[r->layers[i].node].name);
@@ -536,6 +597,12 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
     r->actions = (long)actions;
     r->skipped_run = (long)run;
     r->trust = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "trust"));
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(o, "newton_scale");
+    r->newton_scale = cJSON_IsNumber(ns) ? ns->valuedouble : 1; /* older checkpoints: none */
+    if (!(r->newton_scale > 0 && r->newton_scale <= 1)) {
+        s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (newton_scale)");
+        goto done;
+    }
     char name[RG_NAME_MAX + 32];
     for (int i = 0; i < r->n && !s; i++) {
         cJSON *l = cJSON_GetArrayItem(layers, i);
