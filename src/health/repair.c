@@ -16,7 +16,10 @@
  *    initialisation, as LSUV and Salimans & Kingma's).  Layers followed by batch norm are
  *    skipped: batch norm already does this at every step.  A healthy network is not touched.
  * 2. Re-probe (every REPROBE_EVERY steps, while training).  The monitor watches that step;
- *    if a layer has become unhealthy again, the layers from it on are re-conditioned.
+ *    if a layer has become unhealthy again, the layers from it on are re-conditioned.  A
+ *    network the probe found healthy that falls ill while training (relu units dying at
+ *    too high a learning rate) is from then on repaired as the probe's are: input moments,
+ *    centred coordinates, trust region and Newton guard.
  * 3. Gradient guards (every step, after backward, before the optimizer; one pass):
  *    - a non-finite gradient skips the step and names the layer; NONFINITE_RUN skipped
  *      steps in a row stop training with an error;
@@ -310,7 +313,15 @@ int rg_repair_wants_check(const rg_repair *r, long step) {
 rg_status rg_repair_check(rg_repair *r, long step) {
     if (!r || !r->probe_data) return RG_OK;
     rg_monitor_judge(r->mon);
-    return recondition_from_first_unhealthy(r, step, false);
+    const long before = r->actions;
+    rg_status s = recondition_from_first_unhealthy(r, step, false);
+    if (s || r->trust || r->actions == before) return s;
+    /* a network that fell ill while training: repaired from here on, as the probe's */
+    r->trust = true;
+    if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true))) return s;
+    rg_monitor_judge(r->mon);
+    decide_centring(r);
+    return RG_OK;
 }
 
 rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n) {
