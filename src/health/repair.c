@@ -48,8 +48,7 @@
  *    ill-conditioned along that direction and every optimizer's step moves mostly along it
  *    (LeCun, Kanter & Solla 1991).  Where the monitor calls it ill-conditioned (the mean's
  *    |mu|^2 over 100 times the mean eigenvalue of the covariance C), the optimizer works in
- *    the coordinates
- *    where the input is centred, w' = w, b' = b + w mu: its gradient is
+ *    the coordinates where the input is centred, w' = w, b' = b + w mu: its gradient is
  *    g_w' = g_w - g_b mu^T, and its step dw', db' is taken back as dw = dw',
  *    db = db' - dw mu.  The network's function is the stored weights' own at every step
  *    (nothing to fold at export, no border effect at a convolution's padding: mu is each
