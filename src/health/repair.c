@@ -96,7 +96,7 @@
 #define TRUST_PER_DEPTH 0.5    /* per-layer cap on the step's change of the pre-activations,
                                 * RMS over units relative to their spread: 0.5 / layers */
 #define TRUST_WARMUP 100       /* the cap ramps up linearly over the first 100 steps */
-#define NEWTON_EVERY 10        /* steps between the Newton guard's measurements (~2 forwards) */
+#define NEWTON_EVERY 50        /* steps between the Newton guard's measurements (~3 forwards) */
 #define NEWTON_FLOOR 0.1       /* the smallest scale one measurement may ask for */
 
 typedef struct layer_state {
@@ -490,9 +490,10 @@ static void uncentre_steps(rg_repair *r) {
 static void newton_guard(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
     const size_t n = g->param_floats;
-    if (r->newton_off) return;
+    const bool measure = step % NEWTON_EVERY == 0;
+    if (r->newton_off || (!measure && r->newton_scale == 1)) return;
     g->backend->subtract(r->update, g->param_buf, r->before, n);
-    if (step % NEWTON_EVERY == 0) {
+    if (measure) {
         double slope, curvature;
         g->backend->copy(r->keep, g->param_buf, n);
         g->backend->copy(g->param_buf, r->before, n);
