@@ -125,8 +125,8 @@ static void diagnose_table(const char *spec, const char *data, long batch, const
     printf("; %d ill-conditioned.\n", ill);
     if (bad) print_remedies(counts, sig_tanh);
     if (ill)
-        printf("%s  - ill-conditioned inputs (their mean dominates E[x x^T]): batch norm (bn=1), or\n"
-               "    tanh for sigmoid; when GRA repairs the net it steps these layers centred\n",
+        printf("%s  - ill-conditioned inputs (their mean dominates E[x x^T]): zero-mean activations\n"
+               "    (tanh for sigmoid) or normalisation; when GRA repairs a net it steps them centred\n",
                bad ? "" : "Remedies to try:\n");
 }
 

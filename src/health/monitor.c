@@ -43,6 +43,9 @@
 #define SATURATED_FRACTION 0.5
 #define DEAD_FRACTION 0.5
 #define ILL_CONDITIONED 100.0
+/* The conditioning figures' largest input: its f x f moment (4 MB at 1024) and the O(f^3)
+ * eigenvalues (about a second) stay small; wider layers (a ResNet's 3x3x512) show NaN. */
+#define CONDITIONING_MAX_FAN_IN 1024
 
 typedef struct layer {
     rg_layer_health h;
@@ -67,6 +70,7 @@ struct rg_monitor {
     int *layer_of_node;       /* node -> layer index, or -1; act nodes map too */
     bool on;
     bool moments;             /* also estimate dense inputs' second moments */
+    int moments_max_fan_in;   /* and only for layers of at most this many inputs (0: all) */
     float *ones;              /* ones_len ones, for sums as dot products */
     size_t ones_len;
     float *scratch;           /* 5 x the most units of a layer, for dense unit sums */
@@ -166,6 +170,7 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
         if (groups != 1) return; /* grouped convs: no trust region */
         f = q->c * q->kh * q->kw;
     }
+    if (m->moments_max_fan_in && f > m->moments_max_fan_in) return;
     if (!l->in_moment) {
         l->in_moment = malloc((size_t)f * f * sizeof(float));
         l->in_mean = malloc((size_t)f * sizeof(float));
@@ -653,11 +658,11 @@ rg_status rg_monitor_measure_curvature(rg_monitor *m, rg_node loss, int batch, i
     if (state) memcpy(state, g->state_buf, g->state_floats * sizeof *state);
     const uint64_t calls = g->dropout_calls;
     const bool was_on = m->on, had_moments = m->moments;
-    m->moments = true;
+    m->moments = true, m->moments_max_fan_in = CONDITIONING_MAX_FAN_IN;
     rg_monitor_enable(m, 1);
     rg_status s = rg_graph_forward(g, batch, 1);
     rg_monitor_enable(m, was_on);
-    m->moments = had_moments;
+    m->moments = had_moments, m->moments_max_fan_in = 0;
     g->dropout_calls = calls;
     if (state) memcpy(g->state_buf, state, g->state_floats * sizeof *state);
     free(state);
