@@ -222,6 +222,17 @@ struct rg_graph {
 
 /* --- used by ops --- */
 
+/* A side pass (a curvature product, the monitor's measurements) between training steps:
+ * begin keeps the running statistics, the dropout counter and the graph's hook (muted when
+ * asked); end puts them back (curvature.c). */
+typedef struct rg_side_pass {
+    float *state;
+    uint64_t dropout_calls;
+    void (*hook)(rg_graph *, int, bool, void *);
+} rg_side_pass;
+rg_status rg_side_pass_begin(rg_graph *g, rg_side_pass *p, bool mute_hook);
+void rg_side_pass_end(rg_graph *g, rg_side_pass *p);
+
 /* rg_graph_tangent with directions for input nodes too (input_dirs[node], NULL: zero;
  * input_dirs NULL: none move): how the finite-difference check tests every op's tangent. */
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,

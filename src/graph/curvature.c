@@ -17,7 +17,8 @@
  * - Along a direction: one forward and one tangent pass give both the loss's slope g.v
  *   (the loss's own tangent) and v^T G v (from the logits' tangent), with no backward.
  * Every call leaves the parameters, the running statistics and the dropout stream as it
- * found them; the gradient buffer and the nodes' outputs are overwritten.
+ * found them (a side pass, its hook muted: the monitor sees training passes only); the
+ * gradient buffer and the nodes' outputs are overwritten.
  */
 #include "../internal.h"
 #include "../kernels/backend.h"
@@ -27,31 +28,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* What a call must put back: running statistics, the dropout counter, the hook. */
-typedef struct saved {
-    float *state;
-    uint64_t dropout_calls;
-    void (*hook)(rg_graph *, int, bool, void *);
-} saved;
-
-static rg_status save(rg_graph *g, saved *s) {
-    s->dropout_calls = g->dropout_calls, s->hook = g->hook;
-    g->hook = NULL; /* the monitor sees training passes only */
-    s->state = NULL;
-    if (g->state_floats && !(s->state = malloc(g->state_floats * sizeof(float))))
-        return rg_fail(RG_ERR_MEMORY, "out of memory for a curvature product");
-    if (s->state) memcpy(s->state, g->state_buf, g->state_floats * sizeof(float));
+rg_status rg_side_pass_begin(rg_graph *g, rg_side_pass *p, bool mute_hook) {
+    p->dropout_calls = g->dropout_calls, p->hook = g->hook;
+    if (mute_hook) g->hook = NULL;
+    p->state = NULL;
+    if (g->state_floats && !(p->state = malloc(g->state_floats * sizeof(float))))
+        return rg_fail(RG_ERR_MEMORY, "out of memory for a side pass");
+    if (p->state) memcpy(p->state, g->state_buf, g->state_floats * sizeof(float));
     return RG_OK;
 }
 
-static void restore(rg_graph *g, saved *s) {
-    if (s->state) memcpy(g->state_buf, s->state, g->state_floats * sizeof(float));
-    free(s->state);
-    g->dropout_calls = s->dropout_calls, g->hook = s->hook;
+void rg_side_pass_end(rg_graph *g, rg_side_pass *p) {
+    if (p->state) memcpy(g->state_buf, p->state, g->state_floats * sizeof(float));
+    free(p->state);
+    g->dropout_calls = p->dropout_calls, g->hook = p->hook;
 }
 
 /* A forward pass with the dropout masks of the saved counter's next pass. */
-static rg_status forward(rg_graph *g, const saved *s, int batch, int train) {
+static rg_status forward(rg_graph *g, const rg_side_pass *s, int batch, int train) {
     g->dropout_calls = s->dropout_calls;
     return rg_graph_forward(g, batch, train);
 }
@@ -119,12 +113,12 @@ rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *
     rg_status st = check_args(g, node, batch, v);
     if (st) return st;
     if (!out) return rg_fail(RG_ERR_ARG, "rg_graph_tangent: out is NULL");
-    saved s;
-    if ((st = save(g, &s))) return st;
+    rg_side_pass s;
+    if ((st = rg_side_pass_begin(g, &s, true))) return st;
     g->tangent_inputs = input_dirs;
     if (!(st = forward(g, &s, batch, train))) st = tangent_pass(g, batch, node, v, out, RG_NONE, NULL);
     g->tangent_inputs = NULL;
-    restore(g, &s);
+    rg_side_pass_end(g, &s);
     return st;
 }
 
@@ -168,7 +162,7 @@ static double loss_hessian(const rg_graph *g, rg_node loss, int batch, float *t)
     return quad;
 }
 
-static rg_status gauss_newton(rg_graph *g, const saved *s, rg_node loss, int batch, int train,
+static rg_status gauss_newton(rg_graph *g, const rg_side_pass *s, rg_node loss, int batch, int train,
                               const float *v, float *out) {
     rg_node z = RG_NONE;
     rg_status st = loss_input(g, loss, &z);
@@ -183,16 +177,13 @@ static rg_status gauss_newton(rg_graph *g, const saved *s, rg_node loss, int bat
     return st;
 }
 
-static double norm(const float *x, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return sqrt(s);
-}
+/* ||x||, summed in index order in double (the backend's pass) */
+static double norm(const rg_graph *g, const float *x, size_t n) { return sqrt(g->backend->squares_in_order(x, n)); }
 
-static rg_status hessian(rg_graph *g, const saved *s, rg_node loss, int batch, int train,
+static rg_status hessian(rg_graph *g, const rg_side_pass *s, rg_node loss, int batch, int train,
                          const float *v, float *out) {
     const size_t n = g->param_floats;
-    const double vn = norm(v, n);
+    const double vn = norm(g, v, n);
     if (vn == 0) {
         memset(out, 0, n * sizeof *out);
         return RG_OK;
@@ -200,7 +191,7 @@ static rg_status hessian(rg_graph *g, const saved *s, rg_node loss, int batch, i
     float *w0 = malloc(n * sizeof *w0);
     if (!w0) return rg_fail(RG_ERR_MEMORY, "out of memory for a Hessian product");
     memcpy(w0, g->param_buf, n * sizeof *w0);
-    const double eps = cbrt(FLT_EPSILON) * (1 + norm(w0, n)) / vn;
+    const double eps = cbrt(FLT_EPSILON) * (1 + norm(g, w0, n)) / vn;
     rg_status st = RG_OK;
     for (int side = 1; side >= -1 && !st; side -= 2) {
         for (size_t i = 0; i < n; i++) g->param_buf[i] = (float)(w0[i] + side * eps * v[i]);
@@ -218,11 +209,11 @@ rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int t
     rg_status st = check_args(g, loss, batch, v);
     if (st) return st;
     if (!out) return rg_fail(RG_ERR_ARG, "rg_graph_curvature_product: out is NULL");
-    saved s;
-    if ((st = save(g, &s))) return st;
+    rg_side_pass s;
+    if ((st = rg_side_pass_begin(g, &s, true))) return st;
     st = kind == RG_CURVATURE_HESSIAN ? hessian(g, &s, loss, batch, train, v, out)
                                       : gauss_newton(g, &s, loss, batch, train, v, out);
-    restore(g, &s);
+    rg_side_pass_end(g, &s);
     return st;
 }
 
@@ -233,14 +224,14 @@ rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int tra
     if (st || (st = loss_input(g, loss, &z))) return st;
     float *t = malloc((size_t)batch * g->nodes[z].size * sizeof *t);
     if (!t) return rg_fail(RG_ERR_MEMORY, "out of memory for the curvature along a direction");
-    saved s;
-    if (!(st = save(g, &s))) {
+    rg_side_pass s;
+    if (!(st = rg_side_pass_begin(g, &s, true))) {
         float dl; /* one pass to the loss: its tangent is the slope; the logits' give v^T G v */
         if (!(st = forward(g, &s, batch, train)) && !(st = tangent_pass(g, batch, loss, v, &dl, z, t))) {
             if (slope) *slope = dl;
             if (curvature) *curvature = loss_hessian(g, loss, batch, t);
         }
-        restore(g, &s);
+        rg_side_pass_end(g, &s);
     }
     free(t);
     return st;
@@ -268,7 +259,7 @@ rg_status rg_graph_top_curvature(rg_graph *g, rg_node loss, int batch, int train
         if (pi->state || !pi->trainable || (layer != RG_NONE && pi->node != layer)) continue;
         for (size_t i = 0; i < pi->size; i++) in_block[pi->offset + i] = true, v[pi->offset + i] = rg_rng_normal(&rng);
     }
-    double vn = norm(v, n), est = 0;
+    double vn = norm(g, v, n), est = 0;
     if (vn == 0) st = rg_fail(RG_ERR_ARG, "curvature: '%s' has no trainable parameters",
                               layer == RG_NONE ? "the graph" : g->nodes[layer].name);
     for (int it = 0; !st && it < max_iters; it++) {
@@ -281,7 +272,7 @@ rg_status rg_graph_top_curvature(rg_graph *g, rg_node loss, int batch, int train
         }
         const double prev = est;
         est = rq;
-        vn = norm(hv, n);
+        vn = norm(g, hv, n);
         if (vn == 0 || !isfinite(vn)) break;
         memcpy(v, hv, n * sizeof *v);
         if (it > 0 && fabs(est - prev) <= tolerance * fabs(est)) break;

@@ -653,19 +653,16 @@ static void input_conditioning(rg_monitor *m, int i) {
 rg_status rg_monitor_measure_curvature(rg_monitor *m, rg_node loss, int batch, int gn_iters) {
     if (!m) return rg_fail(RG_ERR_ARG, "rg_monitor_measure_curvature: monitor is NULL");
     rg_graph *g = m->g;
-    float *state = g->state_floats ? malloc(g->state_floats * sizeof *state) : NULL;
-    if (g->state_floats && !state) return rg_fail(RG_ERR_MEMORY, "out of memory measuring curvature");
-    if (state) memcpy(state, g->state_buf, g->state_floats * sizeof *state);
-    const uint64_t calls = g->dropout_calls;
+    rg_side_pass pass;
+    rg_status s = rg_side_pass_begin(g, &pass, false);
+    if (s) return s;
     const bool was_on = m->on, had_moments = m->moments;
     m->moments = true, m->moments_max_fan_in = CONDITIONING_MAX_FAN_IN;
     rg_monitor_enable(m, 1);
-    rg_status s = rg_graph_forward(g, batch, 1);
+    s = rg_graph_forward(g, batch, 1);
     rg_monitor_enable(m, was_on);
     m->moments = had_moments, m->moments_max_fan_in = 0;
-    g->dropout_calls = calls;
-    if (state) memcpy(g->state_buf, state, g->state_floats * sizeof *state);
-    free(state);
+    rg_side_pass_end(g, &pass);
     for (int i = 0; i < m->n && !s; i++) {
         layer *l = &m->layers[i];
         input_conditioning(m, i);

@@ -27,9 +27,9 @@
 #include "../internal.h"
 
 #include <hdf5.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -407,18 +407,27 @@ static rg_status read_file(const char *path, size_t max, unsigned char **out, si
     return s;
 }
 
-/* A .keras archive's model.weights.h5 copied to a private temporary file, named in tmp. */
-static rg_status keras_archive_extract(const char *path, char tmp[32]) {
+#define KERAS_TMP_MAX 4096
+
+/* A .keras archive's model.weights.h5 copied to a private temporary file in $TMPDIR (else
+ * /tmp), named in tmp. */
+static rg_status keras_archive_extract(const char *path, char tmp[KERAS_TMP_MAX]) {
     unsigned char *z = NULL, *h5 = NULL;
     size_t n = 0, len = 0;
     rg_status s = read_file(path, ZIP_MAX_BYTES, &z, &n);
     if (!s) s = zip_entry(z, n, "model.weights.h5", &h5, &len, path);
     free(z);
-    snprintf(tmp, 32, "/tmp/regrad-keras-XXXXXX"); /* mkstemp's template: it fills the Xs */
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    /* mkstemp replaces the Xs with a name no other file has */
+    if (!s && snprintf(tmp, KERAS_TMP_MAX, "%s/regrad-keras-XXXXXX", dir) >= KERAS_TMP_MAX)
+        s = rg_fail(RG_ERR_ARG, "%s: TMPDIR is too long a path: set it to a shorter folder", path);
     const int fd = s ? -1 : mkstemp(tmp);
     if (!s && (fd < 0 || write(fd, h5, len) != (ssize_t)len)) {
+        const int err = errno;
         if (fd >= 0) unlink(tmp);
-        s = rg_fail(RG_ERR_IO, "%s: cannot write its weights to a temporary file", path);
+        s = rg_fail(RG_ERR_IO, "%s: cannot write its weights to a temporary file in %s: %s (set "
+                               "TMPDIR to a writable folder)", path, dir, strerror(err));
     }
     if (fd >= 0) close(fd);
     free(h5);
@@ -802,7 +811,7 @@ rg_status rg_keras_load(const char *path, rg_tensor_file **out) {
     const bool zip = fp && rg_is_zip(head, fread(head, 1, 4, fp));
     if (fp) fclose(fp);
     if (!zip) return load_in_child(path, out);
-    char tmp[32]; /* a .keras archive: the zip read here, its HDF5 in the child */
+    char tmp[KERAS_TMP_MAX]; /* a .keras archive: the zip read here, its HDF5 in the child */
     rg_status s = keras_archive_extract(path, tmp);
     if (s) return s;
     if ((s = load_in_child(tmp, out))) s = rg_fail(s, "%s (model.weights.h5): %s", path, rg_last_error());
