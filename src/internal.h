@@ -218,6 +218,11 @@ struct rg_graph {
     float **tangent;
     const float *tangent_params;
     const float *const *tangent_inputs; /* per node: an input node's direction, or NULL (zero) */
+    /* An exact Hessian product's held gradients, per node (NULL: none kept), read by the
+     * backward tangents; while capture_adjoint, backward copies each node's gradient to
+     * its slot before the node's own backward runs. */
+    float **adjoint;
+    bool capture_adjoint;
 };
 
 /* --- used by ops --- */
@@ -237,6 +242,15 @@ void rg_side_pass_end(rg_graph *g, rg_side_pass *p);
  * input_dirs NULL: none move): how the finite-difference check tests every op's tangent. */
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
                                 const float *const *input_dirs, rg_node node, float *out);
+
+/* The tangent of backward's result from node `from` seeded with `seed` (a scalar loss
+ * seeded with 1: the Hessian product H v, or with gauss_newton the losses' terms only,
+ * G v), along the parameters' direction v and the input nodes' input_dirs (as
+ * rg_graph_tangent_from): the parameters' part in the gradient buffer, the inputs' in their
+ * gradients.  How rg_graph_curvature_product computes, and how the finite-difference check
+ * tests every op's backward tangent. */
+rg_status rg_graph_backward_tangent(rg_graph *g, rg_node from, const float *seed, int batch, int train,
+                                    bool gauss_newton, const float *v, const float *const *input_dirs);
 
 /* Appends a node of op kind with the given inputs and op attributes (malloc'd or NULL;
  * ownership passes to the graph), runs the op's infer, and returns its index or RG_NONE. */
@@ -266,6 +280,10 @@ static inline float *rg_tangent_out(const rg_graph *g, const rg_node_impl *n) {
 static inline const float *rg_param_tangent(const rg_graph *g, const rg_node_impl *n, int k) {
     const rg_param_impl *p = &g->params[n->first_param + k];
     return p->state || !g->tangent_params ? NULL : g->tangent_params + p->offset;
+}
+/* A backward tangent's held gradient of node n (g->adjoint's copy). */
+static inline const float *rg_adjoint(const rg_graph *g, const rg_node_impl *n) {
+    return g->adjoint[n - g->nodes];
 }
 static inline float *rg_param_data(rg_graph *g, const rg_node_impl *n, int k) {
     const rg_param_impl *p = &g->params[n->first_param + k];

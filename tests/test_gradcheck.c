@@ -6,7 +6,9 @@
  * differences, (L(v+e) - L(v-e)) / 2e for every input value and every parameter.
  *
  * The same graph's tangent (forward mode, curvature.c) along random directions of every
- * input and parameter is checked against the central difference of the output along them.
+ * input and parameter is checked against the central difference of the output along them,
+ * and the tangent of its gradients (the R-backward, the exact Hessian product) against the
+ * central difference of the gradients along them.
  *
  * Tolerance: |analytic - numeric| <= 2e-3 + 2e-2 * |numeric|.  With e = 1e-2 in float32,
  * the rounding error of L's difference is ~1e-5 / 2e-2 and the truncation error O(e^2 f''')
@@ -19,6 +21,10 @@
 #include "kernels/kernels.h"
 
 #define EPS 1e-2f
+/* The step for the gradients' differences: their truncation error O(e^2) is ~3% at 1e-2
+ * through the residual block's two batch norms, 10x less at 3e-3, while rounding
+ * (~1e-7 / 6e-3) stays far below the tolerance. */
+#define H_EPS 3e-3f
 #define ATOL 2e-3
 #define RTOL 2e-2
 
@@ -69,48 +75,119 @@ static void check_values(const char *what, rg_graph *g, rg_node out, const float
     }
 }
 
+/* Random directions of every parameter (v) and input (dirs, by node for the tangent
+ * pass), and the point they start from. */
+typedef struct directions {
+    float *v, *w0, *dirs[2], *x0[2];
+    const float **by_node;
+    const rg_node *inputs;
+    size_t in_n;
+} directions;
+
+static directions draw_directions(const grad_case *c, rg_graph *g, const rg_node *inputs, size_t in_n) {
+    const size_t pn = rg_graph_param_floats(g);
+    directions d = {calloc(pn + 1, sizeof(float)), malloc((pn + 1) * sizeof(float)), {NULL, NULL},
+                    {NULL, NULL}, calloc((size_t)g->n_nodes, sizeof(float *)), inputs, in_n};
+    memcpy(d.w0, rg_graph_params(g), pn * sizeof(float));
+    for (int i = 0; i < rg_graph_param_count(g); i++) {
+        rg_param_info p;
+        rg_graph_param(g, i, &p);
+        for (size_t j = 0; !p.state && j < p.size; j++) d.v[p.offset + j] = 2 * rg_rng_uniform(&rng) - 1;
+    }
+    for (int k = 0; k < (c->two_inputs ? 2 : 1); k++) {
+        d.dirs[k] = malloc(in_n * sizeof(float));
+        d.x0[k] = malloc(in_n * sizeof(float));
+        for (size_t i = 0; i < in_n; i++) d.dirs[k][i] = 2 * rg_rng_uniform(&rng) - 1;
+        memcpy(d.x0[k], rg_graph_input_buffer(g, inputs[k]), in_n * sizeof(float));
+        d.by_node[inputs[k]] = d.dirs[k];
+    }
+    return d;
+}
+
+/* Parameters and inputs moved to the start + step * direction (step 0: back to the start). */
+static void move_along(rg_graph *g, const directions *d, float step) {
+    for (size_t i = 0; i < rg_graph_param_floats(g); i++) rg_graph_params(g)[i] = d->w0[i] + step * d->v[i];
+    for (int k = 0; k < 2 && d->dirs[k]; k++)
+        for (size_t i = 0; i < d->in_n; i++)
+            rg_graph_input_buffer(g, d->inputs[k])[i] = d->x0[k][i] + step * d->dirs[k][i];
+}
+
+static void free_directions(directions *d) {
+    for (int k = 0; k < 2; k++) free(d->dirs[k]), free(d->x0[k]);
+    free(d->v), free(d->w0), free(d->by_node);
+}
+
 /* The op's tangent (forward mode) along random directions of every input and parameter
  * at once, against the central difference of the output along them. */
 static void check_tangent(const grad_case *c, rg_graph *g, rg_node out, int batch,
                           const rg_node *inputs, size_t in_n) {
-    const size_t pn = rg_graph_param_floats(g);
     const size_t out_n = (g->nodes[out].batched ? (size_t)batch : 1) * rg_node_size(g, out);
-    float *v = calloc(pn + 1, sizeof *v), *analytic = malloc(out_n * sizeof *analytic);
+    float *analytic = malloc(out_n * sizeof *analytic);
     float *up = malloc(out_n * sizeof *up), *down = malloc(out_n * sizeof *down);
-    float *dirs[2] = {NULL, NULL}, *w0 = malloc((pn + 1) * sizeof *w0), *x0[2] = {NULL, NULL};
-    const float **by_node = calloc((size_t)g->n_nodes, sizeof *by_node);
-    for (int i = 0; i < rg_graph_param_count(g); i++) {
-        rg_param_info p;
-        rg_graph_param(g, i, &p);
-        for (size_t j = 0; !p.state && j < p.size; j++) v[p.offset + j] = 2 * rg_rng_uniform(&rng) - 1;
-    }
-    for (int k = 0; k < (c->two_inputs ? 2 : 1); k++) {
-        dirs[k] = malloc(in_n * sizeof(float));
-        x0[k] = malloc(in_n * sizeof(float));
-        for (size_t i = 0; i < in_n; i++) dirs[k][i] = 2 * rg_rng_uniform(&rng) - 1;
-        memcpy(x0[k], rg_graph_input_buffer(g, inputs[k]), in_n * sizeof(float));
-        by_node[inputs[k]] = dirs[k];
-    }
+    directions d = draw_directions(c, g, inputs, in_n);
     g->dropout_calls = 7;
-    if (rg_graph_tangent_from(g, batch, c->train, v, by_node, out, analytic) != RG_OK)
+    if (rg_graph_tangent_from(g, batch, c->train, d.v, d.by_node, out, analytic) != RG_OK)
         fail_msg("%s tangent: %s", c->name, rg_last_error());
-    memcpy(w0, rg_graph_params(g), pn * sizeof *w0);
     for (int side = 1; side >= -1; side -= 2) {
-        for (size_t i = 0; i < pn; i++) rg_graph_params(g)[i] = w0[i] + side * EPS * v[i];
-        for (int k = 0; k < 2 && dirs[k]; k++)
-            for (size_t i = 0; i < in_n; i++) rg_graph_input_buffer(g, inputs[k])[i] = x0[k][i] + side * EPS * dirs[k][i];
+        move_along(g, &d, side * EPS);
         g->dropout_calls = 7;
         rg_graph_forward(g, batch, c->train);
         memcpy(side > 0 ? up : down, rg_node_output(g, out), out_n * sizeof *up);
     }
-    memcpy(rg_graph_params(g), w0, pn * sizeof *w0);
+    move_along(g, &d, 0);
     for (size_t i = 0; i < out_n; i++) {
         const double numeric = ((double)up[i] - down[i]) / (2.0 * EPS);
         if (!(fabs(analytic[i] - numeric) <= ATOL + RTOL * fabs(numeric)))
             fail_msg("%s tangent[%zu]: analytic %.6g, numeric %.6g", c->name, i, (double)analytic[i], numeric);
     }
-    for (int k = 0; k < 2; k++) free(dirs[k]), free(x0[k]);
-    free(v), free(analytic), free(up), free(down), free(w0), free(by_node);
+    free_directions(&d);
+    free(analytic), free(up), free(down);
+}
+
+/* The gradients of sum(out * r) with the parameters and inputs moved by step along the
+ * directions: the parameters' into pg, input k's into ig[k]. */
+static void gradients_at(rg_graph *g, rg_node out, const float *r, int batch, bool train,
+                         const directions *d, float step, float *pg, float *const *ig) {
+    move_along(g, d, step);
+    objective(g, out, r, batch, train, 7);
+    if (rg_graph_backward_from(g, out, r) != RG_OK) fail_msg("backward: %s", rg_last_error());
+    memcpy(pg, rg_graph_grads(g), rg_graph_param_floats(g) * sizeof *pg);
+    for (int k = 0; k < 2 && d->dirs[k]; k++) memcpy(ig[k], rg_node_grad(g, d->inputs[k]), d->in_n * sizeof(float));
+}
+
+/* The op's backward tangent (the exact Hessian's second-order term, curvature.c): the
+ * tangent of the gradients of sum(out * r) along random directions of every input and
+ * parameter at once, against the central difference of those gradients along them. */
+static void check_backward_tangent(const grad_case *c, rg_graph *g, rg_node out, const float *r,
+                                   int batch, const rg_node *inputs, size_t in_n) {
+    const size_t pn = rg_graph_param_floats(g);
+    directions d = draw_directions(c, g, inputs, in_n);
+    float *pg[3], *ig[3][2] = {{NULL}}; /* analytic, up, down */
+    for (int j = 0; j < 3; j++) {
+        pg[j] = malloc((pn + 1) * sizeof(float));
+        for (int k = 0; k < 2 && d.dirs[k]; k++) ig[j][k] = malloc(in_n * sizeof(float));
+    }
+    g->dropout_calls = 7;
+    if (rg_graph_backward_tangent(g, out, r, batch, c->train, false, d.v, d.by_node) != RG_OK)
+        fail_msg("%s backward tangent: %s", c->name, rg_last_error());
+    memcpy(pg[0], rg_graph_grads(g), pn * sizeof(float));
+    for (int k = 0; k < 2 && d.dirs[k]; k++) memcpy(ig[0][k], rg_node_grad(g, inputs[k]), in_n * sizeof(float));
+    gradients_at(g, out, r, batch, c->train, &d, H_EPS, pg[1], ig[1]);
+    gradients_at(g, out, r, batch, c->train, &d, -H_EPS, pg[2], ig[2]);
+    move_along(g, &d, 0);
+    for (int k = -1; k < 2; k++) { /* the parameters, then each input */
+        if (k >= 0 && !d.dirs[k]) continue;
+        const size_t n = k < 0 ? pn : in_n;
+        const float *a = k < 0 ? pg[0] : ig[0][k], *up = k < 0 ? pg[1] : ig[1][k], *down = k < 0 ? pg[2] : ig[2][k];
+        for (size_t i = 0; i < n; i++) {
+            const double numeric = ((double)up[i] - down[i]) / (2.0 * H_EPS);
+            if (!(fabs(a[i] - numeric) <= ATOL + RTOL * fabs(numeric)))
+                fail_msg("%s backward tangent of %s[%zu]: analytic %.6g, numeric %.6g", c->name,
+                         k < 0 ? "the parameters" : "an input", i, (double)a[i], numeric);
+        }
+    }
+    for (int j = 0; j < 3; j++) free(pg[j]), free(ig[j][0]), free(ig[j][1]);
+    free_directions(&d);
 }
 
 static void run_case(const grad_case *c) {
@@ -169,6 +246,7 @@ static void run_case(const grad_case *c) {
         check_values(what, g, out, r, batch, c->train, p.data, pgrad + p.offset, p.size);
     }
     check_tangent(c, g, out, batch, inputs, in_n);
+    check_backward_tangent(c, g, out, r, batch, inputs, in_n);
     free(r);
     free(pgrad);
     free(igrad[0]);

@@ -8,12 +8,14 @@
  * reading only what its backward reads, so it works on the planned, in-place graph the
  * trainer runs.  Tangents live in their own buffers, each freed after its last reader.
  *
- * - Gauss-Newton, G v = J^T H_z J v, exact: forward, the tangent J v of the loss's input z
- *   (the logits), times the loss's Hessian in z (softmax cross-entropy: (diag p - p p^T)/B;
- *   mean squared error: 2/(B d)), then one backward from z.  G is positive semi-definite.
- * - Hessian, H v = (g(w + e v) - g(w - e v)) / 2e: central differences of exact gradients,
- *   e = u^(1/3) (1 + |w|) / |v| with u float's epsilon, which balances truncation (e^2)
- *   against rounding (u / e); relative error ~1e-4 (docs/curvature.md).
+ * - Gauss-Newton and Hessian products by the R-backward (the tangent of backward): after
+ *   the tangents, a backward from a zero seed at the loss carries the tangent of every
+ *   gradient, and each node adds its second-order term once its own backward has run.
+ *   For G v = J^T H_z J v only the loss has one: its Hessian in its input z (the logits;
+ *   softmax cross-entropy: (diag p - p p^T)/B; mean squared error: 2/(B d)) times z's
+ *   tangent.  For H v every op adds its backward tangent too (the backend's, with the
+ *   op's gradient held from a first backward): activations' f'' terms, the products'
+ *   W_t and x_t terms, batch norm's statistics'.  Both exact; G is positive semi-definite.
  * - Along a direction: one forward and one tangent pass give both the loss's slope g.v
  *   (the loss's own tangent) and v^T G v (from the logits' tangent), with no backward.
  * Every call leaves the parameters, the running statistics and the dropout stream as it
@@ -23,7 +25,6 @@
 #include "../internal.h"
 #include "../kernels/backend.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,12 +60,22 @@ static rg_status check_args(const rg_graph *g, rg_node node, int batch, const fl
     return RG_OK;
 }
 
+static void free_tangents(rg_graph *g) {
+    for (int i = 0; g->tangent && i < g->n_nodes; i++) free(g->tangent[i]);
+    free(g->tangent);
+    g->tangent = NULL, g->tangent_params = NULL;
+}
+
 /* The tangent pass after a forward of `batch` samples, up to node `upto` (its ancestors
- * only); the tangent of `upto` is copied to out, and that of `also` (an ancestor, or
- * RG_NONE) to also_out. */
-static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float *v, float *out,
-                              rg_node also, float *also_out) {
+ * only), along v: g->tangent[i] holds node i's tangent afterwards for i = upto, `also` (an
+ * ancestor, or RG_NONE) and, with keep_all, every node that took part; the others are
+ * freed after their last reader.  free_tangents releases them. */
+static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float *v, rg_node also,
+                              bool keep_all) {
     const int n = g->n_nodes;
+    if (!g->backend->ops[RG_OP_INPUT].tangent)
+        return rg_fail(RG_ERR_STATE, "curvature needs the CPU backend (the %s backend has no "
+                                     "tangent kernels); run with --device cpu", g->backend->name);
     int *last = malloc((size_t)n * sizeof *last);
     g->tangent = calloc((size_t)n, sizeof *g->tangent);
     if (!last || !g->tangent) {
@@ -90,22 +101,20 @@ static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float 
             break;
         }
         g->backend->ops[node->op].tangent(g, node, batch);
-        for (int k = 0; k < node->n_inputs; k++) { /* inputs read for the last time */
+        for (int k = 0; k < node->n_inputs && !keep_all; k++) { /* inputs read for the last time */
             const int in = node->inputs[k];
             if (last[in] == i && in != upto && in != also) free(g->tangent[in]), g->tangent[in] = NULL;
         }
     }
-    const rg_node want[2] = {upto, also};
-    float *to[2] = {out, also_out};
-    for (int k = 0; k < 2 && !s; k++) {
-        if (want[k] == RG_NONE || !g->tangent[want[k]]) continue;
-        const rg_node_impl *u = &g->nodes[want[k]];
-        memcpy(to[k], g->tangent[want[k]], (u->batched ? (size_t)batch : 1) * u->size * sizeof(float));
-    }
-    for (int i = 0; i < n; i++) free(g->tangent[i]);
-    free(g->tangent), free(last);
-    g->tangent = NULL, g->tangent_params = NULL;
+    free(last);
+    if (s) free_tangents(g);
     return s;
+}
+
+/* A node's tangent (after tangent_pass) copied to out. */
+static void copy_tangent(const rg_graph *g, int batch, rg_node node, float *out) {
+    const rg_node_impl *u = &g->nodes[node];
+    memcpy(out, g->tangent[node], (u->batched ? (size_t)batch : 1) * u->size * sizeof(float));
 }
 
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
@@ -116,7 +125,9 @@ rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *
     rg_side_pass s;
     if ((st = rg_side_pass_begin(g, &s, true))) return st;
     g->tangent_inputs = input_dirs;
-    if (!(st = forward(g, &s, batch, train))) st = tangent_pass(g, batch, node, v, out, RG_NONE, NULL);
+    if (!(st = forward(g, &s, batch, train)) && !(st = tangent_pass(g, batch, node, v, RG_NONE, false)))
+        copy_tangent(g, batch, node, out);
+    free_tangents(g);
     g->tangent_inputs = NULL;
     rg_side_pass_end(g, &s);
     return st;
@@ -162,58 +173,119 @@ static double loss_hessian(const rg_graph *g, rg_node loss, int batch, float *t)
     return quad;
 }
 
-static rg_status gauss_newton(rg_graph *g, const rg_side_pass *s, rg_node loss, int batch, int train,
-                              const float *v, float *out) {
-    rg_node z = RG_NONE;
-    rg_status st = loss_input(g, loss, &z);
-    if (st) return st;
-    float *t = malloc((size_t)batch * g->nodes[z].size * sizeof *t);
-    if (!t) return rg_fail(RG_ERR_MEMORY, "out of memory for a Gauss-Newton product");
-    if (!(st = forward(g, s, batch, train)) && !(st = tangent_pass(g, batch, z, v, t, RG_NONE, NULL))) {
-        loss_hessian(g, loss, batch, t);
-        if (!(st = rg_graph_backward_from(g, z, t))) memcpy(out, g->grad_buf, g->param_floats * sizeof(float));
+static bool is_loss(rg_op_kind op) { return op == RG_OP_SOFTMAX_XENT || op == RG_OP_MSE; }
+
+/* The R-backward's hook, after each node's own backward has carried the tangent of its
+ * gradient: the second-order term.  A loss adds its Hessian in its inputs along their
+ * tangents, times the loss's own gradient; for the full Hessian every other op adds its
+ * backward tangent. */
+typedef struct r_backward {
+    bool hessian;
+    float loss_gradient; /* Gauss-Newton: the seed of the loss asked about */
+    float *scratch;      /* a loss input's batch */
+} r_backward;
+
+static void loss_term(rg_graph *g, int node, const r_backward *r) {
+    rg_node_impl *n = &g->nodes[node], *z = rg_in(g, n, 0);
+    rg_node_impl *target = n->n_inputs > 1 ? rg_in(g, n, 1) : NULL;
+    const size_t floats = (size_t)g->batch * z->size;
+    const float *tz = rg_tangent_in(g, n, 0), *tt = target ? rg_tangent_in(g, n, 1) : NULL;
+    for (size_t i = 0; i < floats; i++) r->scratch[i] = tt ? tz[i] - tt[i] : tz[i]; /* MSE's z - y */
+    loss_hessian(g, node, g->batch, r->scratch);
+    const float w = g->adjoint ? g->adjoint[node][0] : r->loss_gradient;
+    for (size_t i = 0; z->needs_grad && i < floats; i++) z->dout[i] += w * r->scratch[i];
+    for (size_t i = 0; target && target->needs_grad && i < floats; i++) target->dout[i] -= w * r->scratch[i];
+}
+
+static void second_order_term(rg_graph *g, int node, bool backward, void *user) {
+    const r_backward *r = user;
+    rg_node_impl *n = &g->nodes[node];
+    if (!backward) return;
+    if (is_loss(n->op)) loss_term(g, node, r);
+    else if (r->hessian && g->backend->ops[n->op].backward_tangent)
+        g->backend->ops[n->op].backward_tangent(g, n, g->batch);
+}
+
+static void free_adjoints(rg_graph *g) {
+    for (int i = 0; g->adjoint && i < g->n_nodes; i++) free(g->adjoint[i]);
+    free(g->adjoint);
+    g->adjoint = NULL;
+}
+
+/* Every gradient a second-order term holds, from one backward; then the forward again,
+ * since that backward's gradients overwrote outputs it had finished with. */
+static rg_status hold_adjoints(rg_graph *g, const rg_side_pass *s, rg_node from, const float *seed,
+                               int batch, int train) {
+    if (!(g->adjoint = calloc((size_t)g->n_nodes, sizeof *g->adjoint)))
+        return rg_fail(RG_ERR_MEMORY, "out of memory for a Hessian product");
+    for (int i = 0; i <= from; i++) {
+        const rg_node_impl *n = &g->nodes[i];
+        if (!n->needs_grad || n->bypassed || (!is_loss(n->op) && !g->backend->ops[n->op].backward_tangent))
+            continue;
+        if (!(g->adjoint[i] = malloc((n->batched ? (size_t)batch : 1) * n->size * sizeof(float))))
+            return rg_fail(RG_ERR_MEMORY, "out of memory for the gradient of %s", n->name);
     }
-    free(t);
+    g->capture_adjoint = true;
+    rg_status st = rg_graph_backward_from(g, from, seed);
+    g->capture_adjoint = false;
+    return st ? st : forward(g, s, batch, train);
+}
+
+/* The R-backward: forward, the tangents, for the Hessian a backward that holds the
+ * gradients, then a backward from a zero seed in which every node adds its second-order
+ * term. */
+static rg_status r_backward_pass(rg_graph *g, const rg_side_pass *s, rg_node from, const float *seed,
+                                 int batch, int train, bool gauss_newton, const float *v) {
+    rg_node z = RG_NONE;
+    rg_status st = RG_OK;
+    if (gauss_newton && (st = loss_input(g, from, &z))) return st;
+    size_t most = 1; /* the largest loss input */
+    for (int i = 0; i <= from; i++)
+        if (is_loss(g->nodes[i].op) && g->nodes[g->nodes[i].inputs[0]].size > most)
+            most = g->nodes[g->nodes[i].inputs[0]].size;
+    const rg_node_impl *top = &g->nodes[from];
+    r_backward r = {!gauss_newton, seed[0], malloc((size_t)batch * most * sizeof(float))};
+    float *zeros = calloc((top->batched ? (size_t)batch : 1) * top->size, sizeof *zeros);
+    void *const user = g->hook_user;
+    if (!r.scratch || !zeros) st = rg_fail(RG_ERR_MEMORY, "out of memory for a curvature product");
+    if (!st && !(st = forward(g, s, batch, train)) &&
+        !(st = tangent_pass(g, batch, gauss_newton ? z : from, v, RG_NONE, !gauss_newton)) &&
+        !(st = gauss_newton ? RG_OK : hold_adjoints(g, s, from, seed, batch, train))) {
+        g->hook = second_order_term, g->hook_user = &r;
+        st = rg_graph_backward_from(g, from, zeros);
+        g->hook = NULL, g->hook_user = user;
+    }
+    free_adjoints(g);
+    free_tangents(g);
+    free(r.scratch), free(zeros);
+    return st;
+}
+
+rg_status rg_graph_backward_tangent(rg_graph *g, rg_node from, const float *seed, int batch, int train,
+                                    bool gauss_newton, const float *v, const float *const *input_dirs) {
+    rg_status st = check_args(g, from, batch, v);
+    if (st) return st;
+    if (!seed) return rg_fail(RG_ERR_ARG, "curvature: the seed is NULL");
+    rg_side_pass s;
+    if ((st = rg_side_pass_begin(g, &s, true))) return st;
+    g->tangent_inputs = input_dirs;
+    st = r_backward_pass(g, &s, from, seed, batch, train, gauss_newton, v);
+    g->tangent_inputs = NULL;
+    rg_side_pass_end(g, &s);
     return st;
 }
 
 /* ||x||, summed in index order in double (the backend's pass) */
 static double norm(const rg_graph *g, const float *x, size_t n) { return sqrt(g->backend->squares_in_order(x, n)); }
 
-static rg_status hessian(rg_graph *g, const rg_side_pass *s, rg_node loss, int batch, int train,
-                         const float *v, float *out) {
-    const size_t n = g->param_floats;
-    const double vn = norm(g, v, n);
-    if (vn == 0) {
-        memset(out, 0, n * sizeof *out);
-        return RG_OK;
-    }
-    float *w0 = malloc(n * sizeof *w0);
-    if (!w0) return rg_fail(RG_ERR_MEMORY, "out of memory for a Hessian product");
-    memcpy(w0, g->param_buf, n * sizeof *w0);
-    const double eps = cbrt(FLT_EPSILON) * (1 + norm(g, w0, n)) / vn;
-    rg_status st = RG_OK;
-    for (int side = 1; side >= -1 && !st; side -= 2) {
-        for (size_t i = 0; i < n; i++) g->param_buf[i] = (float)(w0[i] + side * eps * v[i]);
-        if ((st = forward(g, s, batch, train)) || (st = rg_graph_backward(g, loss))) break;
-        for (size_t i = 0; i < n; i++)
-            out[i] = side > 0 ? g->grad_buf[i] : (float)((out[i] - g->grad_buf[i]) / (2 * eps));
-    }
-    memcpy(g->param_buf, w0, n * sizeof *w0);
-    free(w0);
-    return st;
-}
-
 rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int train,
                                      rg_curvature kind, const float *v, float *out) {
-    rg_status st = check_args(g, loss, batch, v);
-    if (st) return st;
+    if (g && loss >= 0 && loss < g->n_nodes && g->nodes[loss].batched)
+        return rg_fail(RG_ERR_ARG, "curvature: '%s' is not a scalar loss", g->nodes[loss].name);
     if (!out) return rg_fail(RG_ERR_ARG, "rg_graph_curvature_product: out is NULL");
-    rg_side_pass s;
-    if ((st = rg_side_pass_begin(g, &s, true))) return st;
-    st = kind == RG_CURVATURE_HESSIAN ? hessian(g, &s, loss, batch, train, v, out)
-                                      : gauss_newton(g, &s, loss, batch, train, v, out);
-    rg_side_pass_end(g, &s);
+    const float one = 1.0f;
+    rg_status st = rg_graph_backward_tangent(g, loss, &one, batch, train, kind != RG_CURVATURE_HESSIAN, v, NULL);
+    if (!st) memcpy(out, g->grad_buf, g->param_floats * sizeof(float));
     return st;
 }
 
@@ -227,10 +299,13 @@ rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int tra
     rg_side_pass s;
     if (!(st = rg_side_pass_begin(g, &s, true))) {
         float dl; /* one pass to the loss: its tangent is the slope; the logits' give v^T G v */
-        if (!(st = forward(g, &s, batch, train)) && !(st = tangent_pass(g, batch, loss, v, &dl, z, t))) {
+        if (!(st = forward(g, &s, batch, train)) && !(st = tangent_pass(g, batch, loss, v, z, false))) {
+            copy_tangent(g, batch, loss, &dl);
+            copy_tangent(g, batch, z, t);
             if (slope) *slope = dl;
             if (curvature) *curvature = loss_hessian(g, loss, batch, t);
         }
+        free_tangents(g);
         rg_side_pass_end(g, &s);
     }
     free(t);

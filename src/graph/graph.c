@@ -372,6 +372,8 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
                 g->touched[o - g->nodes] = true;
             }
         }
+        if (g->capture_adjoint && g->adjoint[i])
+            memcpy(g->adjoint[i], n->dout, (n->batched ? (size_t)g->batch : 1) * n->size * sizeof(float));
         double t0 = g->profile ? rg_seconds() : 0;
         g->backend->ops[n->op].backward(g, n, g->batch);
         if (g->profile) n->bwd_seconds += rg_seconds() - t0;

@@ -51,6 +51,23 @@ RG_ACT_FN float act_df(rg_act a, float x, float y) {
     }
 }
 
+/* f''(x) from y = f(x) (GELU from x): for the Hessian's second-order term.  relu and leaky
+ * relu are piecewise linear (0; PyTorch's double backward agrees); elu's is e^x = y + 1
+ * below 0; softplus'' = s (1 - s) with s = sigmoid(x) = 1 - exp(-y). */
+RG_ACT_FN float act_d2f(rg_act a, float x, float y) {
+    switch (a) {
+    case RG_ACT_ELU: return y > 0 ? 0.0f : y + 1.0f;
+    case RG_ACT_GELU: return 0.3989422804014327f * expf(-0.5f * x * x) * (2.0f - x * x);
+    case RG_ACT_SIGMOID: return y * (1.0f - y) * (1.0f - 2.0f * y);
+    case RG_ACT_TANH: return -2.0f * y * (1.0f - y * y);
+    case RG_ACT_SOFTPLUS: {
+        const float e = expf(-y);
+        return e * (1.0f - e);
+    }
+    default: return 0.0f;
+    }
+}
+
 /* dy * f'(x), given x, y = f(x) and dy.  relu and leaky relu select instead of multiplying
  * by a 0/1 derivative: GCC vectorises the select, not the multiply by a branch result. */
 RG_ACT_FN float act_dx(rg_act a, float x, float y, float dy) {

@@ -19,12 +19,18 @@
  * parameters' direction, rg_tangent_in / rg_param_tangent) to rg_tangent_out, reading only
  * what backward reads; plan, when present, sizes what the op
  * needs of the graph's shared workspace (n->workspace, n->workspace_per_sample) for its
- * geometry, at build and again when memory planning folds padding into it. */
+ * geometry, at build and again when memory planning folds padding into it;
+ * backward_tangent, for an op whose backward is not linear in its forward values (NULL:
+ * it is, so the term is zero), adds to the inputs' dout and the parameter gradients the
+ * tangent of backward's result along the forward tangents with the op's gradient held at
+ * rg_adjoint (the exact Hessian's second-order term, curvature.c), reading only what
+ * backward reads. */
 typedef struct rg_backend_op {
     void (*forward)(rg_graph *g, rg_node_impl *n, int batch, bool train);
     void (*backward)(rg_graph *g, rg_node_impl *n, int batch);
     void (*tangent)(rg_graph *g, rg_node_impl *n, int batch);
     void (*plan)(rg_graph *g, rg_node_impl *n);
+    void (*backward_tangent)(rg_graph *g, rg_node_impl *n, int batch);
 } rg_backend_op;
 
 struct rg_backend {

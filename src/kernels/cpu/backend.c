@@ -1,6 +1,6 @@
 /*
- * backend.c — the CPU backend's table: every op's forward, backward, tangent and workspace plan
- * (op_*.c in this folder), and buffers from the heap, 64-byte aligned.
+ * backend.c — the CPU backend's table: every op's forward, backward, tangent, workspace plan
+ * and backward tangent (op_*.c in this folder), and buffers from the heap, 64-byte aligned.
  */
 #include "cpu.h"
 
@@ -52,22 +52,27 @@ const rg_backend rg_cpu_backend = {
     .name = "cpu",
     .ops = {
         [RG_OP_INPUT] = {rg_cpu_input_forward, NULL, rg_cpu_input_tangent, NULL},
-        [RG_OP_DENSE] = {rg_cpu_dense_forward, rg_cpu_dense_backward, rg_cpu_dense_tangent, NULL},
-        [RG_OP_ACTIVATION] = {rg_cpu_activation_forward, rg_cpu_activation_backward, rg_cpu_activation_tangent, NULL},
-        [RG_OP_SOFTMAX] = {rg_cpu_softmax_forward, rg_cpu_softmax_backward, rg_cpu_softmax_tangent, NULL},
+        [RG_OP_DENSE] = {rg_cpu_dense_forward, rg_cpu_dense_backward, rg_cpu_dense_tangent, NULL,
+                            rg_cpu_dense_backward_tangent},
+        [RG_OP_ACTIVATION] = {rg_cpu_activation_forward, rg_cpu_activation_backward, rg_cpu_activation_tangent, NULL,
+                            rg_cpu_activation_backward_tangent},
+        [RG_OP_SOFTMAX] = {rg_cpu_softmax_forward, rg_cpu_softmax_backward, rg_cpu_softmax_tangent, NULL,
+                            rg_cpu_softmax_backward_tangent},
         [RG_OP_DROPOUT] = {rg_cpu_dropout_forward, rg_cpu_dropout_backward, rg_cpu_dropout_tangent, NULL},
         [RG_OP_ADD] = {rg_cpu_add_forward, rg_cpu_add_backward, rg_cpu_add_tangent, NULL},
         [RG_OP_FLATTEN] = {rg_cpu_flatten_forward, NULL, rg_cpu_flatten_tangent, NULL},
         [RG_OP_FLATTEN_HWC] = {rg_cpu_flatten_hwc_forward, rg_cpu_flatten_hwc_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_SOFTMAX_XENT] = {rg_cpu_softmax_xent_forward, rg_cpu_softmax_xent_backward, rg_cpu_softmax_xent_tangent, NULL},
         [RG_OP_MSE] = {rg_cpu_mse_forward, rg_cpu_mse_backward, rg_cpu_mse_tangent, NULL},
-        [RG_OP_CONV2D] = {rg_cpu_conv2d_forward, rg_cpu_conv2d_backward, rg_cpu_conv2d_tangent, rg_cpu_conv2d_plan},
+        [RG_OP_CONV2D] = {rg_cpu_conv2d_forward, rg_cpu_conv2d_backward, rg_cpu_conv2d_tangent, rg_cpu_conv2d_plan,
+                            rg_cpu_conv2d_backward_tangent},
         [RG_OP_MAX_POOL] = {rg_cpu_max_pool_forward, rg_cpu_max_pool_backward, rg_cpu_max_pool_tangent, NULL},
         [RG_OP_AVG_POOL] = {rg_cpu_avg_pool_forward, rg_cpu_avg_pool_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_GLOBAL_AVG_POOL] = {rg_cpu_global_avg_pool_forward, rg_cpu_global_avg_pool_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_ZERO_PAD] = {rg_cpu_zero_pad_forward, rg_cpu_zero_pad_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_CONCAT] = {rg_cpu_concat_forward, rg_cpu_concat_backward, rg_cpu_linear_tangent, NULL},
-        [RG_OP_BATCH_NORM] = {rg_cpu_batch_norm_forward, rg_cpu_batch_norm_backward, rg_cpu_batch_norm_tangent, rg_cpu_batch_norm_plan},
+        [RG_OP_BATCH_NORM] = {rg_cpu_batch_norm_forward, rg_cpu_batch_norm_backward, rg_cpu_batch_norm_tangent, rg_cpu_batch_norm_plan,
+                            rg_cpu_batch_norm_backward_tangent},
         [RG_OP_WEIGHTED_SUM] = {rg_cpu_weighted_sum_forward, rg_cpu_weighted_sum_backward, rg_cpu_linear_tangent, NULL},
     },
     .alloc = cpu_alloc,

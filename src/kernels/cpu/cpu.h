@@ -1,7 +1,6 @@
 /*
- * cpu.h — what the CPU backend's table (backend.c) lists: every op's forward, backward and
- * tangent
- * (op_*.c), the workspace plans of the ops that need one, and the reductions and passes
+ * cpu.h — what the CPU backend's table (backend.c) lists: every op's forward, backward,
+ * tangent and backward tangent (op_*.c), the workspace plans of the ops that need one, and the reductions and passes
  * the trainer, the monitor and GRA ask for (health.c, gra.c, vector.c).
  */
 #ifndef RG_CPU_H
@@ -20,6 +19,12 @@ void rg_cpu_batch_norm_plan(rg_graph *g, rg_node_impl *n);
 /* The tangent of an op linear in its inputs and without parameters: its own forward run
  * on the inputs' tangents (op_combine.c). */
 void rg_cpu_linear_tangent(rg_graph *g, rg_node_impl *n, int batch);
+/* The backward tangents of the ops whose backward is not linear in their forward values. */
+void rg_cpu_dense_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
+void rg_cpu_conv2d_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
+void rg_cpu_activation_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
+void rg_cpu_softmax_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
+void rg_cpu_batch_norm_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
 
 void rg_cpu_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
 void rg_cpu_unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,

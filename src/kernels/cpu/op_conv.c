@@ -6,7 +6,8 @@
  * at stride 1 without padding needs no im2col: x_b already is the column matrix.  Stride-1
  * and stride-2 convolutions of few channels (most of a CIFAR-style ResNet's) use the direct
  * kernels of conv_direct.c instead, and 3x3 stride-1 ones Winograd's (conv_winograd.c),
- * which need neither im2col nor the BLAS's packing.
+ * which need neither im2col nor the BLAS's packing.  Its tangent and backward tangent reuse
+ * forward's and backward's products with tangents in place of x or W.
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -159,9 +160,9 @@ static void input_grad(const conv_attr *a, const float *w, const float *dy, floa
     rg_col2im_add(col, q, dx);
 }
 
-/* db += the sum of dY over positions, per filter (when the conv has a bias). */
+/* db += the sum of dY over positions, per filter (db NULL: no bias). */
 static void add_bias_grad(const conv_attr *a, const float *dy, int ohw, float *db) {
-    if (!a->o.bias) return;
+    if (!db) return;
     for (int o = 0; o < a->filters; o++) {
         const float *dyo = dy + (size_t)o * ohw;
         float s = 0;
@@ -170,7 +171,10 @@ static void add_bias_grad(const conv_attr *a, const float *dy, int ohw, float *d
     }
 }
 
-void rg_cpu_conv2d_backward(rg_graph *g, rg_node_impl *n, int batch) {
+/* dW += dY * col(x)^T, db += the sum of dY (bias), dx (+)= the scatter of W^T dY (dx not
+ * NULL; = when fresh), per sample in parallel; the monitor's squares when it asks. */
+static void gradients(rg_graph *g, rg_node_impl *n, int batch, const float *x_all, const float *dy_all,
+                      const float *w, bool bias, float *dx_all, bool fresh, bool monitor) {
     const conv_attr *a = n->attr;
     const rg_conv_geom *q = &a->geom;
     rg_node_impl *xn = rg_in(g, n, 0);
@@ -179,11 +183,10 @@ void rg_cpu_conv2d_backward(rg_graph *g, rg_node_impl *n, int batch) {
     size_t col_size;
     float *slices = g->workspace + slice_start(a, &col_size);
     const size_t wsize = (size_t)a->filters * kg, slot_size = col_size + wsize + a->filters;
-    const float *w = rg_param_data(g, n, 0);
     const int slots = batch < g->slots ? batch : g->slots;
     const bool fast = use_fast(a), fast_dx = fast && rg_direct_conv_takes_dx(q, a->filters);
-    const bool fresh = rg_grad_fresh(g, 0); /* dx is written whole, not added to */
-    if (fast_dx && xn->needs_grad) rg_direct_conv_pack(w, a->filters, q, true, g->workspace);
+    bias = bias && a->o.bias;
+    if (fast_dx && dx_all) rg_direct_conv_pack(w, a->filters, q, true, g->workspace);
     /* samples per call: the kernels' most, and no more than a thread's share */
     const int most = fast ? rg_direct_conv_group(q, a->filters) : 1, share = (batch + slots - 1) / slots;
     const int group = most < share ? most : share;
@@ -195,19 +198,19 @@ void rg_cpu_conv2d_backward(rg_graph *g, rg_node_impl *n, int batch) {
         memset(dw, 0, (wsize + a->filters) * sizeof *dw);
 #pragma omp for schedule(static)
         for (int b = 0; b < batch; b += group) {
-            const float *x = xn->out + (size_t)b * xn->size;
-            const float *dy = n->dout + (size_t)b * n->size;
+            const float *x = x_all + (size_t)b * xn->size;
+            const float *dy = dy_all + (size_t)b * n->size;
             if (fast) {
                 const int count = batch - b < group ? batch - b : group;
                 rg_direct_conv_backward(x, dy, count, q, a->filters, g->workspace, dw,
-                                        xn->needs_grad && fast_dx ? xn->dout + (size_t)b * xn->size : NULL,
+                                        dx_all && fast_dx ? dx_all + (size_t)b * xn->size : NULL,
                                         fresh, col);
                 for (int i = 0; i < count; i++) {
-                    add_bias_grad(a, dy + (size_t)i * n->size, ohw, db);
-                    if (xn->needs_grad && !fast_dx) /* stride 2: dx through the column buffer */
-                        input_grad(a, w, dy + (size_t)i * n->size, xn->dout + (size_t)(b + i) * xn->size, col,
+                    add_bias_grad(a, dy + (size_t)i * n->size, ohw, bias ? db : NULL);
+                    if (dx_all && !fast_dx) /* stride 2: dx through the column buffer */
+                        input_grad(a, w, dy + (size_t)i * n->size, dx_all + (size_t)(b + i) * xn->size, col,
                                    fresh);
-                    gradient_squares(n, xn, b + i);
+                    if (monitor) gradient_squares(n, xn, b + i);
                 }
                 continue;
             }
@@ -219,22 +222,34 @@ void rg_cpu_conv2d_backward(rg_graph *g, rg_node_impl *n, int batch) {
             for (int gi = 0; gi < G; gi++)
                 rg_sgemm(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw,
                          cx + (size_t)gi * kg * ohw, ohw, 1.0f, dw + (size_t)gi * og * kg, kg);
-            add_bias_grad(a, dy, ohw, db);
-            if (!xn->needs_grad) {
-                gradient_squares(n, xn, b);
-                continue;
-            }
-            input_grad(a, w, dy, xn->dout + (size_t)b * xn->size, col, fresh);
-            gradient_squares(n, xn, b);
+            add_bias_grad(a, dy, ohw, bias ? db : NULL);
+            if (dx_all) input_grad(a, w, dy, dx_all + (size_t)b * xn->size, col, fresh);
+            if (monitor) gradient_squares(n, xn, b);
         }
     }
-    float *dW = rg_param_grad(g, n, 0), *dB = a->o.bias ? rg_param_grad(g, n, 1) : NULL;
+    float *dW = rg_param_grad(g, n, 0), *dB = bias ? rg_param_grad(g, n, 1) : NULL;
     for (int t = 0; t < slots; t++) {
         const float *dw = slices + (size_t)t * slot_size + col_size, *db = dw + wsize;
         for (size_t i = 0; i < wsize; i++) dW[i] += dw[i];
         if (dB)
             for (int o = 0; o < a->filters; o++) dB[o] += db[o];
     }
+}
+
+void rg_cpu_conv2d_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *xn = rg_in(g, n, 0);
+    gradients(g, n, batch, xn->out, n->dout, rg_param_data(g, n, 0), true,
+              xn->needs_grad ? xn->dout : NULL, rg_grad_fresh(g, 0), true);
+}
+
+/* Backward is bilinear in (x, W) given dY: its tangent is backward with x and W replaced by
+ * their tangents, dW += dY * col(x_t)^T and dx += the scatter of W_t^T dY (db does not
+ * move). */
+void rg_cpu_conv2d_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *xn = rg_in(g, n, 0);
+    const float *dw_t = rg_param_tangent(g, n, 0);
+    gradients(g, n, batch, rg_tangent_in(g, n, 0), rg_adjoint(g, n), dw_t, false,
+              xn->needs_grad && dw_t ? xn->dout : NULL, false, false);
 }
 
 /* dy = W * dx + dW * x + db: two of forward's products (the direct kernels' packed weights

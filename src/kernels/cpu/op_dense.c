@@ -1,7 +1,7 @@
 /*
  * op_dense.c — the fully connected layer on the CPU: the BLAS through rg_sgemm, and the
  * units' statistics for the monitor while each thread's part of the output is in cache;
- * and its tangent (forward mode).
+ * and its tangent (forward mode) and backward tangent.
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -46,19 +46,32 @@ void rg_cpu_dense_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
                   n->stats ? sum_units : NULL, &job);
 }
 
-void rg_cpu_dense_backward(rg_graph *g, rg_node_impl *n, int batch) {
-    rg_node_impl *x = rg_in(g, n, 0);
-    const int in = x->shape[0], out = n->shape[0];
-    const float *dy = n->dout;
-    float *dw = rg_param_grad(g, n, 0), *db = rg_param_grad(g, n, 1);
-    rg_sgemm(true, false, out, in, batch, 1.0f, dy, out, x->out, in, 1.0f, dw, in);
-    for (int i = 0; i < batch; i++) {
+/* dW += dy^T x, then db += the sum of dy over the batch (when db), then dx (+)= dy W (when
+ * dx; = when fresh) */
+static void gradients(int batch, int in, int out, const float *x, const float *dy, const float *w,
+                      float *dw, float *db, float *dx, bool fresh) {
+    rg_sgemm(true, false, out, in, batch, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    for (int i = 0; db && i < batch; i++) {
         const float *row = dy + (size_t)i * out;
         for (int j = 0; j < out; j++) db[j] += row[j];
     }
-    if (x->needs_grad)
-        rg_sgemm(false, false, batch, in, out, 1.0f, dy, out, rg_param_data(g, n, 0), in,
-                 rg_grad_fresh(g, 0) ? 0.0f : 1.0f, x->dout, in);
+    if (dx) rg_sgemm(false, false, batch, in, out, 1.0f, dy, out, w, in, fresh ? 0.0f : 1.0f, dx, in);
+}
+
+void rg_cpu_dense_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    gradients(batch, x->shape[0], n->shape[0], x->out, n->dout, rg_param_data(g, n, 0),
+              rg_param_grad(g, n, 0), rg_param_grad(g, n, 1), x->needs_grad ? x->dout : NULL,
+              rg_grad_fresh(g, 0));
+}
+
+/* Backward is bilinear in (x, W) given dy: its tangent is backward's products with x and W
+ * replaced by their tangents, dW += dy^T x_t and dx += dy W_t (db does not move). */
+void rg_cpu_dense_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    const float *dw_t = rg_param_tangent(g, n, 0);
+    gradients(batch, x->shape[0], n->shape[0], rg_tangent_in(g, n, 0), rg_adjoint(g, n),
+              dw_t, rg_param_grad(g, n, 0), NULL, x->needs_grad && dw_t ? x->dout : NULL, false);
 }
 
 /* dy = dx W^T + x dW^T + db */

@@ -1,7 +1,7 @@
 /*
  * op_norm.c — batch normalisation on the CPU: per (sample, channel) plane, the vector passes
  * of norm.c, the team splitting the planes; synchronised over MPI ranks with --sync-bn; and
- * its tangent.
+ * its tangent and backward tangent.
  */
 #include "../../ops/ops.h"
 #include "cpu.h"
@@ -299,5 +299,56 @@ void rg_cpu_batch_norm_tangent(rg_graph *g, rg_node_impl *n, int batch) {
                                     (dbeta ? dbeta[c] : 0));
             }
         }
+    }
+}
+
+/* Backward with h its gradient before the fused relu (masked), A = h - E[h] - x^ E[h x^]:
+ * dx = gamma inv A, dgamma = sum h x^.  Along the tangents, h held (the relu's mask is
+ * piecewise constant), with x^_t = inv (x_t - E[x_t] - x^ E[x^ x_t]) and
+ * inv_t = -inv^2 E[x^ x_t] in training:
+ *   dgamma += sum h x^_t
+ *   dx += (gamma_t inv + gamma inv_t) A - gamma inv (x^_t E[h x^] + x^ E[h x^_t]);
+ * with the running statistics x^_t = inv x_t, dgamma += sum h x^_t and dx += gamma_t inv h. */
+void rg_cpu_batch_norm_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const bn_attr *a = n->attr;
+    rg_node_impl *xn = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    const size_t hw = n->size / (size_t)C;
+    const double m = (double)batch * hw;
+    const float *mean = n->aux, *inv = n->aux + C, *pair = n->aux + 2 * C, *gamma = rg_param_data(g, n, 0);
+    const float *gamma_t = rg_param_tangent(g, n, 0), *x = xn->out, *t = rg_tangent_in(g, n, 0);
+    const bool fused = n->fused_relu >= 0 && g->live[n->fused_relu];
+    const float *dy = fused ? g->adjoint[n->fused_relu] : rg_adjoint(g, n);
+    float *dgamma = rg_param_grad(g, n, 0);
+    for (int c = 0; c < C; c++) {
+        const float *relu = fused ? pair + 2 * c : NULL;
+        const double s = inv[c];
+        double e_t = 0, ex_t = 0, eh = 0, ehx = 0; /* E[x_t], E[x^ x_t], E[h], E[h x^] */
+        for (int b = 0; a->last_train && b < batch; b++)
+            for (size_t i = 0, at = ((size_t)b * C + c) * hw; i < hw; i++) {
+                const double xh = (x[at + i] - mean[c]) * s, h = rg_bn_relu_masked(dy[at + i], x[at + i], relu);
+                e_t += t[at + i], ex_t += xh * t[at + i], eh += h, ehx += h * xh;
+            }
+        e_t /= m, ex_t /= m, eh /= m, ehx /= m;
+        double ehx_t = 0; /* E[h x^_t] */
+        for (int b = 0; b < batch; b++)
+            for (size_t i = 0, at = ((size_t)b * C + c) * hw; i < hw; i++) {
+                const double xh = (x[at + i] - mean[c]) * s, h = rg_bn_relu_masked(dy[at + i], x[at + i], relu);
+                ehx_t += h * s * (a->last_train ? t[at + i] - e_t - xh * ex_t : t[at + i]);
+            }
+        dgamma[c] += (float)ehx_t;
+        ehx_t /= m;
+        if (!xn->needs_grad) continue;
+        const double k_t = (gamma_t ? gamma_t[c] * s : 0) - (a->last_train ? gamma[c] * s * s * ex_t : 0);
+        for (int b = 0; b < batch; b++)
+            for (size_t i = 0, at = ((size_t)b * C + c) * hw; i < hw; i++) {
+                const double xh = (x[at + i] - mean[c]) * s, h = rg_bn_relu_masked(dy[at + i], x[at + i], relu);
+                if (!a->last_train) {
+                    xn->dout[at + i] += (float)(k_t * h);
+                    continue;
+                }
+                const double xh_t = s * (t[at + i] - e_t - xh * ex_t);
+                xn->dout[at + i] += (float)(k_t * (h - eh - xh * ehx) - gamma[c] * s * (xh_t * ehx + xh * ehx_t));
+            }
     }
 }
