@@ -6,6 +6,7 @@
 #include "test_util.h"
 
 #include "internal.h"
+#include "kernels/backend.h"
 #include "kernels/kernels.h"
 
 typedef struct built {
@@ -293,6 +294,59 @@ static void test_symmetric_eigenvalues(void **state) {
     free(m);
 }
 
+/* The trust region's cheap bound on a step's change of a layer's output is never below
+ * the exact E||dW x + db||^2 (a random step, a step of equal weights, which the inputs'
+ * common factor makes large) and is exact for a bias-only step; the monitor's covariance
+ * norm is ||E[x x^T] - E[x] E[x]^T||_F of the moment set. */
+static void test_trust_region_bound(void **state) {
+    (void)state;
+    enum { B = 200, F = 24, U = 6 };
+    built b;
+    build(&b, "mlp:depth=3,width=24,act=sigmoid", 64);
+    rg_rng rng;
+    rg_rng_seed(&rng, 17);
+    float *x = malloc(B * F * sizeof *x), moment[F * F], mean[F] = {0}, w[U * F], w0[U * F], bias[U], b0[U];
+    for (int n = 0; n < B; n++) { /* correlated features around a large mean, as a sigmoid's */
+        const float common = rg_rng_normal(&rng);
+        for (int k = 0; k < F; k++) x[n * F + k] = 0.5f + 0.2f * common + 0.1f * rg_rng_normal(&rng) * (1 + k % 3);
+    }
+    for (int i = 0; i < F; i++)
+        for (int j = 0; j < F; j++) {
+            double s = 0;
+            for (int n = 0; n < B; n++) s += (double)x[n * F + i] * x[n * F + j];
+            moment[i * F + j] = (float)(s / B);
+        }
+    for (int n = 0; n < B; n++)
+        for (int k = 0; k < F; k++) mean[k] += x[n * F + k] / B;
+    assert_int_equal(rg_monitor_set_input_moment(b.mon, 1, moment, mean, F), RG_OK);
+    double want = 0;
+    for (int i = 0; i < F * F; i++) {
+        const double c = moment[i] - (double)mean[i / F] * mean[i % F];
+        want += c * c;
+    }
+    const double cov = rg_monitor_input_covariance_norm(b.mon, 1);
+    assert_true(fabs(cov - sqrt(want)) <= 1e-9 * sqrt(want));
+    float dw[U * F], db[U], scratch[U * F];
+    for (int kind = 0; kind < 3; kind++) { /* random; equal weights per unit; bias only */
+        for (int u = 0; u < U; u++) {
+            b0[u] = rg_rng_normal(&rng), bias[u] = b0[u] + (kind == 0 ? 0.01f : kind == 2 ? 0.05f : 0) * rg_rng_normal(&rng);
+            const float along = 0.01f * rg_rng_normal(&rng);
+            for (int k = 0; k < F; k++) {
+                w0[u * F + k] = rg_rng_normal(&rng);
+                w[u * F + k] = w0[u * F + k] + (kind == 0 ? 0.01f * rg_rng_normal(&rng) : kind == 1 ? along : 0);
+            }
+        }
+        for (int i = 0; i < U * F; i++) dw[i] = w[i] - w0[i];
+        for (int u = 0; u < U; u++) db[u] = bias[u] - b0[u];
+        const double exact = rg_cpu_backend.function_change(dw, db, U, F, moment, mean, scratch);
+        const double bound = rg_cpu_backend.function_change_bound(w, w0, bias, b0, U, F, mean, cov);
+        if (!(exact <= bound * (1 + 1e-6)) || (kind == 2 && !(bound <= exact * (1 + 1e-5))))
+            fail_msg("step %d: exact %.8g, bound %.8g", kind, exact, bound);
+    }
+    free(x);
+    release(&b);
+}
+
 /* A convolution's statistics, taken by the op as it writes each sample's output (with the
  * relu after it from the same pass), are the very figures of scanning the outputs after
  * the fact; so are a dense layer's with its relu folded in, also where the layer splits
@@ -497,6 +551,7 @@ int main(void) {
         cmocka_unit_test(test_no_action_on_healthy),
         cmocka_unit_test(test_curvature_figures),
         cmocka_unit_test(test_symmetric_eigenvalues),
+        cmocka_unit_test(test_trust_region_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

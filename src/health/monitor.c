@@ -54,6 +54,8 @@ typedef struct layer {
     double *unit_mean, *unit_std;
     float *in_moment;         /* dense layers: E[x x^T] of the input (fan_in^2), when asked */
     float *in_mean;           /* E[x] (fan_in) */
+    double cov_norm;          /* ||E[x x^T] - E[x] E[x]^T||_F, when known */
+    bool cov_norm_known;
     float *cols;              /* conv layers: one sample's im2col columns */
     int fan_in;
     bool kept;                /* its weights are in the monitor's `before` copy */
@@ -184,6 +186,7 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
     const int p = q ? q->oh * q->ow : 1;
     if (q && !l->cols && !(l->cols = malloc((size_t)f * p * sizeof(float)))) return;
     m->g->backend->input_moments(x->out, x->size, batch, f, q, l->cols, m->ones, l->in_moment, l->in_mean);
+    l->cov_norm_known = false;
 }
 
 /* The activation's statistics from the totals of its output. */
@@ -486,7 +489,23 @@ rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
     }
     memcpy(l->in_moment, moment, (size_t)fan_in * fan_in * sizeof(float));
     memcpy(l->in_mean, mean, (size_t)fan_in * sizeof(float));
+    l->cov_norm_known = false;
     return RG_OK;
+}
+
+double rg_monitor_input_covariance_norm(rg_monitor *m, int i) {
+    if (!m || i < 0 || i >= m->n || !m->layers[i].in_moment) return NAN;
+    layer *l = &m->layers[i];
+    if (l->cov_norm_known) return l->cov_norm;
+    const int f = l->fan_in;
+    double s = 0;
+    for (int r = 0; r < f; r++)
+        for (int c = 0; c < f; c++) {
+            const double v = (double)l->in_moment[(size_t)r * f + c] - (double)l->in_mean[r] * l->in_mean[c];
+            s += v * v;
+        }
+    l->cov_norm = sqrt(s), l->cov_norm_known = true;
+    return l->cov_norm;
 }
 const rg_layer_health *rg_monitor_layer(const rg_monitor *m, int i) {
     return (m && i >= 0 && i < m->n) ? &m->layers[i].h : NULL;

@@ -42,6 +42,8 @@
  *    because each layer's change adds to the output's.  It acts on the update itself, so it
  *    works whatever the optimizer, which no gradient rescaling can do for Adam.  The cap
  *    ramps up linearly over the first TRUST_WARMUP steps, while Adam's moments are new.
+ *    The product dW M costs a forward; a bound from the mean and the covariance's
+ *    Frobenius norm, one pass over the step, decides first whether it can bind.
  * 5. Centred coordinates (decided at the probe, for networks it re-conditioned).  A layer
  *    whose input has a large mean (a sigmoid's outputs all sit near 0.5) has an input second
  *    moment M = C + mu mu^T with one eigenvalue, along mu, far above the rest: the loss is
@@ -96,6 +98,7 @@
 #define TRUST_PER_DEPTH 0.5    /* per-layer cap on the step's change of the pre-activations,
                                 * RMS over units relative to their spread: 0.5 / layers */
 #define TRUST_WARMUP 100       /* the cap ramps up linearly over the first 100 steps */
+#define BOUND_SLACK 1e-3       /* the trust region's cheap bound, inflated past its float rounding */
 #define NEWTON_EVERY 50        /* steps between the Newton guard's measurements (~3 forwards) */
 #define NEWTON_FLOOR 0.1       /* the smallest scale one measurement may ask for */
 
@@ -454,20 +457,6 @@ void rg_repair_before_update(rg_repair *r) {
     }
 }
 
-/* E||dz||^2 per unit of layer i's step (w - w0, b - b0; r->dw and r->db keep it); NaN
- * without the input's moments (a grouped convolution). */
-static double output_change(rg_repair *r, int i, const rg_node_impl *n, const float *w,
-                            const float *w0, size_t wsize, const float *b, const float *b0,
-                            size_t bsize) {
-    const rg_backend *be = r->m->graph->backend;
-    const float *mu;
-    int f;
-    const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
-    be->subtract(r->dw, w, w0, wsize);
-    if (b) be->subtract(r->db, b, b0, bsize);
-    return mm ? be->function_change(r->dw, b ? r->db : NULL, n->shape[0], f, mm, mu, r->scratch) : NAN;
-}
-
 int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
 
 /* Centred layers' steps back to the stored coordinates: b -= dw mu (5. above). */
@@ -527,14 +516,27 @@ void rg_repair_after_update(rg_repair *r, long step) {
         if (!kp->trainable) continue; /* frozen: it did not move */
         float *w = g->param_buf + kp->offset, *b = bp ? g->param_buf + bp->offset : NULL;
         const float *w0 = r->before + kp->offset, *b0 = bp ? r->before + bp->offset : NULL;
-        const double spread = rg_monitor_layer(r->mon, i)->pre_std;
-        const double rho = sqrt(fmax(output_change(r, i, n, w, w0, kp->size, b, b0, bp ? bp->size : 0), 0)) /
-                           fmax(spread, 1e-12);
-        if (!(rho > cap)) continue; /* NaN: no moments for this layer (grouped conv) */
-        const float f = (float)(cap / rho);
-        g->backend->step_along(w, w0, r->dw, kp->size, f);
-        if (bp) g->backend->step_along(b, b0, r->db, bp->size, f);
-        emit(r, step, n->name, "large_update", "cap_update", f);
+        const float *mu;
+        int f;
+        const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
+        if (!mm) continue; /* no moments for this layer (a grouped conv): no cap */
+        /* E||dz||^2 per unit against the cap: first a bound that costs a pass over the step,
+         * then, only where it may bind, the product dW M (as costly as the layer's forward) */
+        const double spread = fmax(rg_monitor_layer(r->mon, i)->pre_std, 1e-12);
+        const int units = n->shape[0];
+        const double cov = rg_monitor_input_covariance_norm(r->mon, i);
+        if (g->backend->function_change_bound(w, w0, b, b0, units, f, mu, cov) * (1 + BOUND_SLACK) <=
+            cap * cap * spread * spread)
+            continue;
+        g->backend->subtract(r->dw, w, w0, kp->size);
+        if (b) g->backend->subtract(r->db, b, b0, bp->size);
+        const double rho = sqrt(fmax(g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu,
+                                                                 r->scratch), 0)) / spread;
+        if (!(rho > cap)) continue;
+        const float shrink = (float)(cap / rho);
+        g->backend->step_along(w, w0, r->dw, kp->size, shrink);
+        if (bp) g->backend->step_along(b, b0, r->db, bp->size, shrink);
+        emit(r, step, n->name, "large_update", "cap_update", shrink);
     }
 }
 

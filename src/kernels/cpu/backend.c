@@ -88,6 +88,7 @@ const rg_backend rg_cpu_backend = {
     .polar = rg_cpu_polar,
     .recenter_units = rg_cpu_recenter_units,
     .function_change = rg_cpu_function_change,
+    .function_change_bound = rg_cpu_function_change_bound,
     .centre_gradient = rg_cpu_centre_gradient,
     .centre_bias = rg_cpu_centre_bias,
     .scale = rg_cpu_scale,

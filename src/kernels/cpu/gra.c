@@ -88,6 +88,26 @@ double rg_cpu_function_change(const float *dw, const float *db, int units, int f
     return e / units;
 }
 
+/* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T) with C the covariance, and
+ * tr(dW C dW^T) <= top(C) ||dW||^2 <= ||C||_F ||dW||^2; the step dW = w - w0 (db = b - b0)
+ * is not written out.  Each row's sums in float lanes (relative error below f u). */
+double rg_cpu_function_change_bound(const float *w, const float *w0, const float *b, const float *b0,
+                                    int units, int f, const float *mean, double cov_norm) {
+    double shift = 0, squares = 0;
+    for (int j = 0; j < units; j++) {
+        const float *wj = w + (size_t)j * f, *w0j = w0 + (size_t)j * f;
+        float lin = 0, sq = 0;
+#pragma omp simd reduction(+ : lin, sq)
+        for (int k = 0; k < f; k++) {
+            const float v = wj[k] - w0j[k];
+            lin += v * mean[k], sq += v * v;
+        }
+        const double l = (double)lin + (b ? (double)b[j] - b0[j] : 0);
+        shift += l * l, squares += sq;
+    }
+    return (shift + cov_norm * squares) / units;
+}
+
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
     for (int u = 0; u < units; u++) {
         float *row = gw + (size_t)u * f;
