@@ -223,6 +223,11 @@ struct rg_graph {
      * its slot before the node's own backward runs. */
     float **adjoint;
     bool capture_adjoint;
+    /* An exact Hessian product's tangents and held gradients, kept between calls (power
+     * iteration makes many; fresh memory each time costs as much as the product); freed
+     * with the graph. */
+    float *hessian_cache;
+    size_t hessian_cache_floats;
 };
 
 /* --- used by ops --- */

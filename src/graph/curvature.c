@@ -60,18 +60,25 @@ static rg_status check_args(const rg_graph *g, rg_node node, int batch, const fl
     return RG_OK;
 }
 
-static void free_tangents(rg_graph *g) {
-    for (int i = 0; g->tangent && i < g->n_nodes; i++) free(g->tangent[i]);
+/* The floats of node i's tangent (and gradient) for `batch` samples. */
+static size_t node_floats(const rg_graph *g, int i, int batch) {
+    return (g->nodes[i].batched ? (size_t)batch : 1) * g->nodes[i].size;
+}
+
+/* Releases the tangents (those in the Hessian's cache stay there). */
+static void free_tangents(rg_graph *g, bool cached) {
+    for (int i = 0; !cached && g->tangent && i < g->n_nodes; i++) free(g->tangent[i]);
     free(g->tangent);
     g->tangent = NULL, g->tangent_params = NULL;
 }
 
 /* The tangent pass after a forward of `batch` samples, up to node `upto` (its ancestors
- * only), along v: g->tangent[i] holds node i's tangent afterwards for i = upto, `also` (an
- * ancestor, or RG_NONE) and, with keep_all, every node that took part; the others are
- * freed after their last reader.  free_tangents releases them. */
+ * only), along v: g->tangent[i] holds node i's tangent afterwards for i = upto and `also`
+ * (an ancestor, or RG_NONE); the others are freed after their last reader.  With `cache`
+ * (the Hessian's, a float per value of every node up to upto) every tangent is kept there
+ * instead.  free_tangents releases them. */
 static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float *v, rg_node also,
-                              bool keep_all) {
+                              float *cache) {
     const int n = g->n_nodes;
     if (!g->backend->ops[RG_OP_INPUT].tangent)
         return rg_fail(RG_ERR_STATE, "curvature needs the CPU backend (the %s backend has no "
@@ -95,26 +102,25 @@ static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float 
     for (int i = 0; i <= upto && !s; i++) {
         rg_node_impl *node = &g->nodes[i];
         if (!g->live[i] || node->bypassed) continue;
-        const size_t floats = (node->batched ? (size_t)batch : 1) * node->size;
-        if (!(g->tangent[i] = malloc(floats * sizeof(float)))) {
+        if (cache) g->tangent[i] = cache, cache += node_floats(g, i, batch);
+        else if (!(g->tangent[i] = malloc(node_floats(g, i, batch) * sizeof(float)))) {
             s = rg_fail(RG_ERR_MEMORY, "out of memory for the tangent of %s", node->name);
             break;
         }
         g->backend->ops[node->op].tangent(g, node, batch);
-        for (int k = 0; k < node->n_inputs && !keep_all; k++) { /* inputs read for the last time */
+        for (int k = 0; k < node->n_inputs && !cache; k++) { /* inputs read for the last time */
             const int in = node->inputs[k];
             if (last[in] == i && in != upto && in != also) free(g->tangent[in]), g->tangent[in] = NULL;
         }
     }
     free(last);
-    if (s) free_tangents(g);
+    if (s) free_tangents(g, cache != NULL);
     return s;
 }
 
 /* A node's tangent (after tangent_pass) copied to out. */
 static void copy_tangent(const rg_graph *g, int batch, rg_node node, float *out) {
-    const rg_node_impl *u = &g->nodes[node];
-    memcpy(out, g->tangent[node], (u->batched ? (size_t)batch : 1) * u->size * sizeof(float));
+    memcpy(out, g->tangent[node], node_floats(g, node, batch) * sizeof(float));
 }
 
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
@@ -125,9 +131,9 @@ rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *
     rg_side_pass s;
     if ((st = rg_side_pass_begin(g, &s, true))) return st;
     g->tangent_inputs = input_dirs;
-    if (!(st = forward(g, &s, batch, train)) && !(st = tangent_pass(g, batch, node, v, RG_NONE, false)))
+    if (!(st = forward(g, &s, batch, train)) && !(st = tangent_pass(g, batch, node, v, RG_NONE, NULL)))
         copy_tangent(g, batch, node, out);
-    free_tangents(g);
+    free_tangents(g, false);
     g->tangent_inputs = NULL;
     rg_side_pass_end(g, &s);
     return st;
@@ -206,25 +212,43 @@ static void second_order_term(rg_graph *g, int node, bool backward, void *user) 
         g->backend->ops[n->op].backward_tangent(g, n, g->batch);
 }
 
-static void free_adjoints(rg_graph *g) {
-    for (int i = 0; g->adjoint && i < g->n_nodes; i++) free(g->adjoint[i]);
-    free(g->adjoint);
-    g->adjoint = NULL;
+/* Whether node i's gradient is held for its second-order term. */
+static bool holds_adjoint(const rg_graph *g, int i) {
+    const rg_node_impl *n = &g->nodes[i];
+    return n->needs_grad && !n->bypassed && (is_loss(n->op) || g->backend->ops[n->op].backward_tangent);
 }
 
-/* Every gradient a second-order term holds, from one backward; then the forward again,
- * since that backward's gradients overwrote outputs it had finished with. */
+/* The floats of every tangent up to node `from` (the Hessian's cache holds them first),
+ * with the held gradients too when `held`. */
+static size_t tangent_floats(const rg_graph *g, rg_node from, int batch, bool held) {
+    size_t floats = 0;
+    for (int i = 0; i <= from; i++)
+        floats += (g->nodes[i].bypassed ? 0 : node_floats(g, i, batch)) +
+                  (held && holds_adjoint(g, i) ? node_floats(g, i, batch) : 0);
+    return floats;
+}
+
+/* The Hessian's cache, for every tangent up to `from` and then the held gradients: grown
+ * when short, kept between calls. */
+static float *hessian_cache(rg_graph *g, rg_node from, int batch) {
+    const size_t need = tangent_floats(g, from, batch, true);
+    if (need > g->hessian_cache_floats) {
+        free(g->hessian_cache);
+        g->hessian_cache_floats = 0;
+        if (!(g->hessian_cache = malloc(need * sizeof(float)))) return NULL;
+        g->hessian_cache_floats = need;
+    }
+    return g->hessian_cache;
+}
+
+/* Every gradient a second-order term holds (in `cache`), from one backward; then the
+ * forward again, since that backward's gradients overwrote outputs it had finished with. */
 static rg_status hold_adjoints(rg_graph *g, const rg_side_pass *s, rg_node from, const float *seed,
-                               int batch, int train) {
+                               int batch, int train, float *cache) {
     if (!(g->adjoint = calloc((size_t)g->n_nodes, sizeof *g->adjoint)))
         return rg_fail(RG_ERR_MEMORY, "out of memory for a Hessian product");
-    for (int i = 0; i <= from; i++) {
-        const rg_node_impl *n = &g->nodes[i];
-        if (!n->needs_grad || n->bypassed || (!is_loss(n->op) && !g->backend->ops[n->op].backward_tangent))
-            continue;
-        if (!(g->adjoint[i] = malloc((n->batched ? (size_t)batch : 1) * n->size * sizeof(float))))
-            return rg_fail(RG_ERR_MEMORY, "out of memory for the gradient of %s", n->name);
-    }
+    for (int i = 0; i <= from; i++)
+        if (holds_adjoint(g, i)) g->adjoint[i] = cache, cache += node_floats(g, i, batch);
     g->capture_adjoint = true;
     rg_status st = rg_graph_backward_from(g, from, seed);
     g->capture_adjoint = false;
@@ -246,17 +270,21 @@ static rg_status r_backward_pass(rg_graph *g, const rg_side_pass *s, rg_node fro
     const rg_node_impl *top = &g->nodes[from];
     r_backward r = {!gauss_newton, seed[0], malloc((size_t)batch * most * sizeof(float))};
     float *zeros = calloc((top->batched ? (size_t)batch : 1) * top->size, sizeof *zeros);
+    float *cache = gauss_newton ? NULL : hessian_cache(g, from, batch);
     void *const user = g->hook_user;
-    if (!r.scratch || !zeros) st = rg_fail(RG_ERR_MEMORY, "out of memory for a curvature product");
+    if (!r.scratch || !zeros || (!gauss_newton && !cache))
+        st = rg_fail(RG_ERR_MEMORY, "out of memory for a curvature product");
+    float *held = cache ? cache + tangent_floats(g, from, batch, false) : NULL;
     if (!st && !(st = forward(g, s, batch, train)) &&
-        !(st = tangent_pass(g, batch, gauss_newton ? z : from, v, RG_NONE, !gauss_newton)) &&
-        !(st = gauss_newton ? RG_OK : hold_adjoints(g, s, from, seed, batch, train))) {
+        !(st = tangent_pass(g, batch, gauss_newton ? z : from, v, RG_NONE, cache)) &&
+        !(st = gauss_newton ? RG_OK : hold_adjoints(g, s, from, seed, batch, train, held))) {
         g->hook = second_order_term, g->hook_user = &r;
         st = rg_graph_backward_from(g, from, zeros);
         g->hook = NULL, g->hook_user = user;
     }
-    free_adjoints(g);
-    free_tangents(g);
+    free(g->adjoint);
+    g->adjoint = NULL;
+    free_tangents(g, cache != NULL);
     free(r.scratch), free(zeros);
     return st;
 }
@@ -299,13 +327,13 @@ rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int tra
     rg_side_pass s;
     if (!(st = rg_side_pass_begin(g, &s, true))) {
         float dl; /* one pass to the loss: its tangent is the slope; the logits' give v^T G v */
-        if (!(st = forward(g, &s, batch, train)) && !(st = tangent_pass(g, batch, loss, v, z, false))) {
+        if (!(st = forward(g, &s, batch, train)) && !(st = tangent_pass(g, batch, loss, v, z, NULL))) {
             copy_tangent(g, batch, loss, &dl);
             copy_tangent(g, batch, z, t);
             if (slope) *slope = dl;
             if (curvature) *curvature = loss_hessian(g, loss, batch, t);
         }
-        free_tangents(g);
+        free_tangents(g, false);
         rg_side_pass_end(g, &s);
     }
     free(t);

@@ -41,6 +41,7 @@ void rg_graph_free(rg_graph *g) {
     free(g->live);
     free(g->touched);
     free(g->labels);
+    free(g->hessian_cache);
     free(g);
 }
 
