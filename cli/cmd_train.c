@@ -34,7 +34,7 @@ typedef struct prune_schedule {
 typedef struct train_opts {
     const char *data, *test_data, *model_spec, *metrics_path, *checkpoint_dir, *resume;
     const char *weights, *aux_heads, *report, *device;
-    long limit, epochs, batch, seed, threads, monitor_every, workers, checkpoint_every, keep;
+    long limit, epochs, batch, seed, threads, monitor_every, curvature_every, workers, checkpoint_every, keep;
     long stop_after, classes, log_every;
     double lr, momentum, wd, val_split, smoothing, max_memory;
     double clip_norm, clip_layer, clip_value, agc, max_norm, aux_weight, lasso;
@@ -201,6 +201,10 @@ static const cli_option train_options[] = {
              "gradients every step; off: plain training"},
     {.name = "monitor-every", .meta = "N", .type = CLI_INT, CLI_AT(T, monitor_every), .lo = 1,
      .hi = 1 << 30, .help = "write per-layer gradient health to --metrics every N steps"},
+    {.name = "curvature-every", .meta = "N", .type = CLI_INT, CLI_AT(T, curvature_every), .lo = 1,
+     .hi = 1 << 30,
+     .help = "with --monitor-every, every Nth health line also gets the curvature along that "
+             "step (slope, Gauss-Newton curvature, Newton ratio; about 1.5 steps' time each)"},
     {.name = "check-numerics", .type = CLI_FLAG, CLI_AT(T, check_numerics),
      .help = "stop at the first NaN or Inf in any output or gradient, naming the op and layer "
              "(without it GRA keeps them out of the weights)"},
@@ -220,7 +224,7 @@ static const cli_option train_options[] = {
      .help = "write JSON lines: one per epoch, one at the end"},
     {.name = "report", .meta = "FILE.html", .type = CLI_TEXT, CLI_AT(T, report),
      .help = "write an HTML report (loss, accuracy, gradient flow, each layer's curvature before and "
-             "after training); turns on --monitor-every 10 and "
+             "after training); turns on --monitor-every 10, --curvature-every 5 and "
              "keeps the metrics in FILE.html.jsonl unless --metrics names a file"},
     {.name = "quiet", .type = CLI_FLAG, CLI_AT(T, quiet), .help = "print only the final result"},
     {.name = "log-every", .meta = "N", .type = CLI_INT, CLI_AT(T, log_every), .lo = 1, .hi = 1 << 30,
@@ -338,7 +342,13 @@ static void on_checkpoint(void *user, const char *path) {
 static void on_health(void *user, long step, const rg_monitor *mon) {
     progress *p = user;
     if (!p->metrics) return;
-    fprintf(p->metrics, "{\"event\":\"health\",\"step\":%ld,\"layers\":[", step);
+    double slope, curvature;
+    rg_monitor_step_curvature(mon, &slope, &curvature);
+    fprintf(p->metrics, "{\"event\":\"health\",\"step\":%ld,", step);
+    cli_json_num(p->metrics, "step_slope", slope, false);
+    cli_json_num(p->metrics, "step_curvature", curvature, false);
+    cli_json_num(p->metrics, "newton_ratio", curvature > 0 ? -slope / curvature : NAN, false);
+    fprintf(p->metrics, "\"layers\":[");
     for (int i = 0; i < rg_monitor_layer_count(mon); i++) {
         const rg_layer_health *h = rg_monitor_layer(mon, i);
         fprintf(p->metrics, "%s{\"layer\":", i ? "," : "");
@@ -471,6 +481,7 @@ static int train_check(train_ctx *t) {
     t->prog = (progress){.tty = isatty(2), .quiet = o->quiet, .repair = repair, .log_every = o->log_every};
     if (o->report) { /* the report reads the metrics, with gradient snapshots */
         if (!o->monitor_every) o->monitor_every = 10;
+        if (!o->curvature_every) o->curvature_every = 5;
         if (!o->metrics_path) {
             snprintf(t->report_metrics, sizeof t->report_metrics, "%s.jsonl", o->report);
             o->metrics_path = t->report_metrics;
@@ -496,6 +507,10 @@ static int train_check(train_ctx *t) {
     }
     if ((o->lasso > 0 || o->lasso_path.stages) && !lassonet) {
         cli_error(cmd, "--lasso and --lasso-path need a lassonet model (--model lassonet:...)");
+        return EXIT_USAGE;
+    }
+    if (o->curvature_every && !o->monitor_every) {
+        cli_error(cmd, "--curvature-every measures at health snapshots: add --monitor-every N (or --report)");
         return EXIT_USAGE;
     }
     if (o->lasso_path.stages && (o->checkpoint_dir || o->resume)) {
@@ -537,7 +552,8 @@ static rg_fit_config fit_config(train_ctx *t) {
         .epochs = (int)o->epochs, .batch = (int)o->batch, .seed = (uint64_t)o->seed,
         .val_split = (float)o->val_split, .optim = t->optim, .schedule = o->schedule,
         .augment = o->augment, .workers = (int)o->workers, .repair = t->prog.repair,
-        .monitor_every = (int)o->monitor_every, .checkpoint_dir = o->checkpoint_dir,
+        .monitor_every = (int)o->monitor_every, .curvature_every = (int)o->curvature_every,
+        .checkpoint_dir = o->checkpoint_dir,
         .checkpoint_every = (int)o->checkpoint_every, .keep = (int)o->keep, .meta = &t->meta,
         .resume = t->resume, .stop_after = (int)o->stop_after, .clip_norm = (float)o->clip_norm,
         .clip_tensor_norm = (float)o->clip_layer, .clip_value = (float)o->clip_value,

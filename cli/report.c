@@ -7,8 +7,8 @@
  * flow as a heat map, layers by monitored steps, log10 of each layer's gradient norm, with
  * GRA's actions marked above the steps they happened at; each layer's gradient norm at the
  * first and the last snapshot; each layer's activation saturation (or dead units) at the
- * last; each layer's curvature before and after training (top Gauss-Newton eigenvalue, input
- * mean outlier); for a pruning sweep, accuracy against sparsity.  An experiment report: the
+ * last; the Newton ratio of each monitored step; each layer's curvature before and after
+ * training (top Gauss-Newton eigenvalue, input mean outlier); for a pruning sweep, accuracy against sparsity.  An experiment report: the
  * accuracy table and, per cell, a bar per remedy.
  * Colours: Okabe and Ito's palette for lines and bars, viridis for the heat map (both
  * readable with the common colour-vision deficiencies); every chart has axis labels and a
@@ -236,6 +236,7 @@ typedef struct run_data {
     int snaps, stride, seen; /* snapshots kept: every stride-th of those seen */
     double step[MAX_SNAPS];
     double gnorm[MAX_SNAPS][MAX_LAYERS], sat[MAX_SNAPS][MAX_LAYERS];
+    double newton[MAX_SNAPS]; /* log10 of the step's Newton ratio, -g.u / u^T G u */
     int repairs;
     double repair_step[2000];
     double test_acc;
@@ -291,7 +292,7 @@ static void read_event(run_data *r, const cJSON *e) {
         if (r->seen++ % r->stride) return;
         if (r->snaps == MAX_SNAPS) { /* full: keep every other one, and take half as many */
             for (int k = 0; k < MAX_SNAPS / 2; k++) {
-                r->step[k] = r->step[2 * k];
+                r->step[k] = r->step[2 * k], r->newton[k] = r->newton[2 * k];
                 memcpy(r->gnorm[k], r->gnorm[2 * k], sizeof r->gnorm[k]);
                 memcpy(r->sat[k], r->sat[2 * k], sizeof r->sat[k]);
             }
@@ -301,6 +302,8 @@ static void read_event(run_data *r, const cJSON *e) {
         const cJSON *layers = cJSON_GetObjectItemCaseSensitive(e, "layers"), *l;
         const int k = r->snaps++;
         r->step[k] = jnum(e, "step");
+        const double ratio = jnum(e, "newton_ratio");
+        r->newton[k] = ratio > 0 ? log10(ratio) : NAN;
         int i = 0;
         cJSON_ArrayForEach(l, layers) {
             if (i >= MAX_LAYERS) break;
@@ -411,6 +414,16 @@ static int train_report(FILE *f, run_data *r, const char *title) {
         series ss = {"last snapshot", r->layers, NULL, sat};
         bar_chart(f, "Saturated or dead units per layer",
                   "fraction of units", labels, r->layers, &ss, 1, false);
+    }
+    int nn = 0;
+    for (int k = 0; k < r->snaps; k++) nn += isfinite(r->newton[k]);
+    if (nn) {
+        fprintf(f, "<h2>Curvature along the steps</h2>\n<p class=\"note\">At each monitored step, "
+                   "on its batch: the fraction of the update that minimises the loss's quadratic "
+                   "model along it, -g.u / u'Gu (G the Gauss-Newton matrix). 0 on this scale: the "
+                   "step was the Newton step; below 0 it overshot; far above 0 it crept.</p>\n");
+        series ns = {"Newton ratio", r->snaps, r->step, r->newton};
+        line_chart(f, "Newton ratio of each monitored step", "step", "log10 of the Newton ratio", &ns, 1);
     }
     const int nc = r->curv_layers[0] > r->curv_layers[1] ? r->curv_layers[0] : r->curv_layers[1];
     if (nc) {

@@ -862,6 +862,19 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_
  * `loss` by up to gn_iters power iterations (each a forward, a tangent and a backward
  * pass).  Parameters and running statistics are left as they were. */
 rg_status rg_monitor_measure_curvature(rg_monitor *m, rg_node loss, int batch, int gn_iters);
+/* The curvature along a step, network-wide (rg_fit_config.curvature_every):
+ * rg_monitor_before_step keeps the weights before the update (one float per parameter);
+ * after it, rg_monitor_measure_step takes, on the step's batch (still in the input buffers
+ * and labels) at the weights the step started from, the loss's slope g.u along the update
+ * u and its Gauss-Newton curvature u^T G u (one forward and one tangent pass; the weights
+ * the step left, the running statistics and the dropout stream as they were; with dropout,
+ * the next pass's masks); rg_monitor_step_curvature reads them (NaN until measured, and
+ * again from the next rg_monitor_note_update).  -g.u / u^T G u is the fraction of u that
+ * minimises the loss's quadratic model along it: below 1 the step overshoots, far above
+ * it creeps. */
+rg_status rg_monitor_before_step(rg_monitor *m);
+rg_status rg_monitor_measure_step(rg_monitor *m, rg_node loss, int batch);
+void rg_monitor_step_curvature(const rg_monitor *m, double *slope, double *curvature);
 /* After the step: records ||W_after - W_before|| / ||W_before|| for every layer
  * (update_ratio; NaN for a frozen layer, or one the backward pass did not reach; nothing
  * unless tracking), and the norms the optimizer summed. */
@@ -1062,7 +1075,7 @@ typedef struct rg_fit_callbacks {
     /* Every GRA action (with rg_fit_config.repair). */
     void (*on_repair)(void *user, const rg_repair_event *e);
     /* Every monitor_every steps, after the update: the monitor's per-layer view of that
-     * step (update_ratio included). */
+     * step (update_ratio included) and the curvature along it (rg_monitor_step_curvature). */
     void (*on_health)(void *user, long step, const rg_monitor *mon);
     /* After each checkpoint is written. */
     void (*on_checkpoint)(void *user, const char *path);
@@ -1088,6 +1101,9 @@ typedef struct rg_fit_config {
     rg_schedule schedule;
     int repair;             /* 1: GRA (probe, then per-step repair); 0: off */
     int monitor_every;      /* steps between health snapshots (on_health); 0: none */
+    int curvature_every;    /* every this many snapshots, the curvature along that step too
+                               (rg_monitor_measure_step: about a forward and a tangent pass);
+                               0: never */
     /* Training checkpoints: DIR/epoch_N.safetensors every checkpoint_every epochs and after
      * the last, DIR/last.safetensors a link to the newest, only the newest `keep` epoch
      * files kept (0: all); meta is added to each. */

@@ -113,6 +113,12 @@ grep -q '"repairs":[1-9]' "$tmp/g.jsonl" && ok || bad "epoch line lacks the repa
 [ "$(grep -c '"event":"health"' "$tmp/m5.jsonl")" -eq 4 ] && ok || bad "--monitor-every 5 over 16 steps should give 4 health lines"
 expect 2 "--repair 'maybe'" train --repair maybe
 grep -q '"update_ratio":[0-9]' "$tmp/m5.jsonl" && ok || bad "health lines lack update_ratio"
+grep -q '"newton_ratio":[0-9]' "$tmp/m5.jsonl" && bad "the curvature along steps without --curvature-every" || ok
+"$BIN" train --limit 2000 --quiet --curvature-every 2 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "add --monitor-every" "$tmp/err" &&
+  ok || bad "--curvature-every without --monitor-every should exit 2 saying what to add"
+"$BIN" train --limit 2000 --quiet --monitor-every 5 --curvature-every 2 --metrics "$tmp/c2.jsonl" >/dev/null 2>&1
+[ "$(grep -Ec '"step_slope":-[0-9.e-]*,"step_curvature":[0-9.e-]*,"newton_ratio":[0-9]' "$tmp/c2.jsonl")" -eq 2 ] && ok ||
+  bad "--curvature-every 2 over 4 health lines should measure 2 descent steps (negative slope, positive curvature)"
 # --report measures each layer's curvature before and after training
 "$BIN" train --model mlp:depth=3,width=16,act=sigmoid --limit 1000 --quiet --report "$tmp/c.html" >/dev/null 2>&1
 [ "$(grep -c '"event":"curvature"' "$tmp/c.html.jsonl")" -eq 2 ] && ok || bad "--report should write two curvature events"

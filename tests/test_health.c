@@ -238,6 +238,41 @@ static void test_no_action_on_healthy(void **state) {
     free(w[1]);
 }
 
+/* The curvature along a step: for plain gradient descent u = -lr g, the slope is
+ * -lr |g|^2 and u^T G u is u . (G u) from the Gauss-Newton product at the starting
+ * weights (the tangent pass against the R-backward); the weights the step left stay. */
+static void test_step_curvature(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=3,width=16,act=tanh", 32);
+    rg_graph *g = b.m.graph;
+    float *x = rg_graph_input_buffer(g, b.m.input);
+    assert_int_equal(rg_dataset_batch(b.d, b.idx, 32, x, rg_graph_labels(g)), RG_OK);
+    const size_t n = rg_graph_param_floats(g);
+    const float lr = 0.05f;
+    float *w0 = malloc(n * sizeof *w0), *u = malloc(n * sizeof *u), *gu = malloc(n * sizeof *gu), *w1 = malloc(n * sizeof *w1);
+    memcpy(w0, rg_graph_params(g), n * sizeof *w0);
+    assert_int_equal(rg_graph_forward(g, 32, 1), RG_OK);
+    assert_int_equal(rg_graph_backward(g, b.m.loss), RG_OK);
+    double gg = 0;
+    for (size_t i = 0; i < n; i++) u[i] = -lr * rg_graph_grads(g)[i], gg += (double)rg_graph_grads(g)[i] * rg_graph_grads(g)[i];
+    assert_int_equal(rg_monitor_before_step(b.mon), RG_OK);
+    for (size_t i = 0; i < n; i++) rg_graph_params(g)[i] = w0[i] + u[i];
+    memcpy(w1, rg_graph_params(g), n * sizeof *w1);
+    for (size_t i = 0; i < n; i++) u[i] = w1[i] - w0[i]; /* the step as float stored it */
+    assert_int_equal(rg_monitor_measure_step(b.mon, b.m.loss, 32), RG_OK);
+    assert_memory_equal(w1, rg_graph_params(g), n * sizeof *w1);
+    double slope, curvature, ugu = 0;
+    rg_monitor_step_curvature(b.mon, &slope, &curvature);
+    memcpy(rg_graph_params(g), w0, n * sizeof *w0);
+    assert_int_equal(rg_graph_curvature_product(g, b.m.loss, 32, 1, RG_CURVATURE_GAUSS_NEWTON, u, gu), RG_OK);
+    for (size_t i = 0; i < n; i++) ugu += (double)u[i] * gu[i];
+    if (!(fabs(slope + lr * gg) <= 1e-3 * lr * gg) || !(curvature > 0) || !(fabs(curvature - ugu) <= 1e-4 * ugu))
+        fail_msg("slope %.8g (want %.8g), curvature %.8g (want %.8g)", slope, -lr * gg, curvature, ugu);
+    free(w0), free(u), free(gu), free(w1);
+    release(&b);
+}
+
 /* Curvature figures: behind batch norm (centred pre-activations) a sigmoid net's hidden
  * inputs (mean ~0.5) are ill-conditioned, a tanh net's (mean ~0) are not; every layer's Gauss-Newton block has a positive top
  * eigenvalue; nothing the network holds moves. */
@@ -295,9 +330,10 @@ static void test_symmetric_eigenvalues(void **state) {
 }
 
 /* The trust region's cheap bound on a step's change of a layer's output is never below
- * the exact E||dW x + db||^2 (a random step, a step of equal weights, which the inputs'
- * common factor makes large) and is exact for a bias-only step; the monitor's covariance
- * norm is ||E[x x^T] - E[x] E[x]^T||_F of the moment set. */
+ * the exact E||dW x + db||^2 (a random step; a step of equal weights, which the inputs'
+ * common factor makes large; one along the covariance's top direction) and is exact for a
+ * bias-only step; the monitor's covariance split C = Q^T S Q + R has orthonormal rows Q and
+ * the rest's norm it reports. */
 static void test_trust_region_bound(void **state) {
     (void)state;
     enum { B = 200, F = 24, U = 6 };
@@ -319,28 +355,43 @@ static void test_trust_region_bound(void **state) {
     for (int n = 0; n < B; n++)
         for (int k = 0; k < F; k++) mean[k] += x[n * F + k] / B;
     assert_int_equal(rg_monitor_set_input_moment(b.mon, 1, moment, mean, F), RG_OK);
-    double want = 0;
-    for (int i = 0; i < F * F; i++) {
-        const double c = moment[i] - (double)mean[i / F] * mean[i % F];
-        want += c * c;
-    }
-    const double cov = rg_monitor_input_covariance_norm(b.mon, 1);
-    assert_true(fabs(cov - sqrt(want)) <= 1e-9 * sqrt(want));
-    float dw[U * F], db[U], scratch[U * F];
-    for (int kind = 0; kind < 3; kind++) { /* random; equal weights per unit; bias only */
+    int k;
+    const float *s;
+    double rest, want = 0;
+    const float *q = rg_monitor_input_covariance_split(b.mon, 1, &k, &s, &rest);
+    assert_non_null(q);
+    assert_int_equal(k, 8);
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) {
+            double d = 0;
+            for (int c = 0; c < F; c++) d += (double)q[i * F + c] * q[j * F + c];
+            assert_true(fabs(d - (i == j)) < 1e-5);
+        }
+    for (int a = 0; a < F; a++)
+        for (int c = 0; c < F; c++) {
+            double r = moment[a * F + c] - (double)mean[a] * mean[c];
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++) r -= (double)q[i * F + a] * s[i * 8 + j] * q[j * F + c];
+            want += r * r;
+        }
+    assert_true(fabs(rest - sqrt(want)) <= 1e-6 + 1e-4 * sqrt(want));
+    for (int c = 0; c < F; c++) assert_true(q[k * F + c] == mean[c]); /* the mean's row after Q's */
+    float dw[U * F], db[U], scratch[U * F], projections[U * 9];
+    for (int kind = 0; kind < 4; kind++) { /* random; equal weights; along q's first row; bias only */
         for (int u = 0; u < U; u++) {
-            b0[u] = rg_rng_normal(&rng), bias[u] = b0[u] + (kind == 0 ? 0.01f : kind == 2 ? 0.05f : 0) * rg_rng_normal(&rng);
+            b0[u] = rg_rng_normal(&rng), bias[u] = b0[u] + (kind == 0 ? 0.01f : kind == 3 ? 0.05f : 0) * rg_rng_normal(&rng);
             const float along = 0.01f * rg_rng_normal(&rng);
-            for (int k = 0; k < F; k++) {
-                w0[u * F + k] = rg_rng_normal(&rng);
-                w[u * F + k] = w0[u * F + k] + (kind == 0 ? 0.01f * rg_rng_normal(&rng) : kind == 1 ? along : 0);
+            for (int c = 0; c < F; c++) {
+                w0[u * F + c] = rg_rng_normal(&rng);
+                const float step = kind == 0 ? 0.01f * rg_rng_normal(&rng) : kind == 1 ? along : kind == 2 ? along * q[c] : 0;
+                w[u * F + c] = w0[u * F + c] + step;
             }
         }
         for (int i = 0; i < U * F; i++) dw[i] = w[i] - w0[i];
         for (int u = 0; u < U; u++) db[u] = bias[u] - b0[u];
         const double exact = rg_cpu_backend.function_change(dw, db, U, F, moment, mean, scratch);
-        const double bound = rg_cpu_backend.function_change_bound(w, w0, bias, b0, U, F, mean, cov);
-        if (!(exact <= bound * (1 + 1e-6)) || (kind == 2 && !(bound <= exact * (1 + 1e-5))))
+        const double bound = rg_cpu_backend.function_change_bound(dw, db, U, F, q, s, k, rest, projections);
+        if (!(exact <= bound * (1 + 1e-6)) || (kind == 3 && !(bound <= exact * (1 + 1e-5))))
             fail_msg("step %d: exact %.8g, bound %.8g", kind, exact, bound);
     }
     free(x);
@@ -552,6 +603,7 @@ int main(void) {
         cmocka_unit_test(test_curvature_figures),
         cmocka_unit_test(test_symmetric_eigenvalues),
         cmocka_unit_test(test_trust_region_bound),
+        cmocka_unit_test(test_step_curvature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@ for f in train exp; do
   xmllint --noout "$tmp/$f.html" 2>"$tmp/xml" && ok || bad "$f.html is not well-formed: $(head -3 "$tmp/xml")"
 done
 grep -q "<svg" "$tmp/train.html" && grep -q "Gradient flow" "$tmp/train.html" && ok || bad "train report lacks the gradient flow"
+grep -q "Newton ratio of each monitored step" "$tmp/train.html" && ok || bad "train report lacks the curvature along the steps"
 "$BIN" train --limit 1024 --quiet --checkpoint-dir "$tmp/ck" >/dev/null 2>&1
 "$BIN" prune --weights "$tmp/ck/last.safetensors" --sweep 0.5,0.9 --report "$tmp/sweep.html" >/dev/null 2>&1 &&
   xmllint --noout "$tmp/sweep.html" && grep -q "Accuracy against sparsity" "$tmp/sweep.html" && ok || bad "the pruning sweep's report"

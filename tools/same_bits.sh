@@ -32,9 +32,11 @@ for opt in sgd momentum nesterov adagrad rmsprop "rmsprop --momentum 0.9" adamw 
   runs+=("--model mlp:depth=3,width=100,act=tanh --limit 1500 --optimizer $opt")
 done
 
-health() { # the health and repair lines of a metrics file, without times and paths
+health() { # the health and repair lines of a metrics file, without times and paths (nor the
+            # curvature along a step, which only --curvature-every measures and older binaries lack)
   grep -v '"event":"epoch"\|"event":"end"' "$1" |
-    sed 's/"path":"[^"]*"//g; s/"seconds":[0-9.e+-]*//g; s/"time[a-z_]*":[0-9.e+-]*//g'
+    sed 's/"path":"[^"]*"//g; s/"seconds":[0-9.e+-]*//g; s/"time[a-z_]*":[0-9.e+-]*//g
+         s/"step_slope":[^,]*,"step_curvature":[^,]*,"newton_ratio":[^,]*,//g'
 }
 status=0
 for run in "${runs[@]}"; do

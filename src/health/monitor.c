@@ -46,6 +46,10 @@
 /* The conditioning figures' largest input: its f x f moment (4 MB at 1024) and the O(f^3)
  * eigenvalues (about a second) stay small; wider layers (a ResNet's 3x3x512) show NaN. */
 #define CONDITIONING_MAX_FAN_IN 1024
+/* GRA's trust-region bound: the input covariance split along its top SPLIT_K directions,
+ * found by SPLIT_ITERS subspace iterations (rg_monitor_input_covariance_split) */
+#define SPLIT_K 8
+#define SPLIT_ITERS 6
 
 typedef struct layer {
     rg_layer_health h;
@@ -54,8 +58,11 @@ typedef struct layer {
     double *unit_mean, *unit_std;
     float *in_moment;         /* dense layers: E[x x^T] of the input (fan_in^2), when asked */
     float *in_mean;           /* E[x] (fan_in) */
-    double cov_norm;          /* ||E[x x^T] - E[x] E[x]^T||_F, when known */
-    bool cov_norm_known;
+    float *split_q;           /* the input covariance's split (rg_monitor_input_covariance_split) */
+    float split_s[SPLIT_K * SPLIT_K];
+    double split_rest;
+    int split_k;
+    bool split_known;
     float *cols;              /* conv layers: one sample's im2col columns */
     int fan_in;
     bool kept;                /* its weights are in the monitor's `before` copy */
@@ -91,6 +98,8 @@ struct rg_monitor {
                                * order, so it cannot */
     bool by_optimizer;        /* the watched step's update is measured by the optimizer */
     bool norms_by_optimizer;  /* and its layers' norms too */
+    float *step_start, *step_dir; /* all parameters before the watched step; its update */
+    double step_slope, step_curvature; /* along it (rg_monitor_measure_step; NaN: not measured) */
 };
 
 static const char *const verdict_names[RG_VERDICT_COUNT] = {
@@ -186,7 +195,7 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
     const int p = q ? q->oh * q->ow : 1;
     if (q && !l->cols && !(l->cols = malloc((size_t)f * p * sizeof(float)))) return;
     m->g->backend->input_moments(x->out, x->size, batch, f, q, l->cols, m->ones, l->in_moment, l->in_mean);
-    l->cov_norm_known = false;
+    l->split_known = false;
 }
 
 /* The activation's statistics from the totals of its output. */
@@ -316,6 +325,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         return NULL;
     }
     m->g = g;
+    m->step_slope = m->step_curvature = NAN;
     size_t widest = 1;
     for (int i = 0; i < g->n_nodes; i++) {
         m->layer_of_node[i] = -1;
@@ -412,6 +422,7 @@ void rg_monitor_free(rg_monitor *m) {
         free(m->layers[i].unit_std);
         free(m->layers[i].in_moment);
         free(m->layers[i].in_mean);
+        free(m->layers[i].split_q);
         free(m->layers[i].cols);
     }
     free(m->layers);
@@ -421,6 +432,7 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->sums);
     free(m->sample_sq);
     free(m->before);
+    if (m->g) m->g->backend->release(m->step_start), m->g->backend->release(m->step_dir);
     free(m->chunk_layer);
     free(m->chunk_lo);
     free(m->chunk_at);
@@ -489,23 +501,96 @@ rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
     }
     memcpy(l->in_moment, moment, (size_t)fan_in * fan_in * sizeof(float));
     memcpy(l->in_mean, mean, (size_t)fan_in * sizeof(float));
-    l->cov_norm_known = false;
+    l->split_known = false;
     return RG_OK;
 }
 
-double rg_monitor_input_covariance_norm(rg_monitor *m, int i) {
-    if (!m || i < 0 || i >= m->n || !m->layers[i].in_moment) return NAN;
-    layer *l = &m->layers[i];
-    if (l->cov_norm_known) return l->cov_norm;
-    const int f = l->fan_in;
-    double s = 0;
-    for (int r = 0; r < f; r++)
-        for (int c = 0; c < f; c++) {
-            const double v = (double)l->in_moment[(size_t)r * f + c] - (double)l->in_mean[r] * l->in_mean[c];
-            s += v * v;
+/* The covariance's split: SPLIT_K rows Q spanning (nearly) its top eigenvectors, by
+ * SPLIT_ITERS subspace iterations from a fixed start (any orthonormal Q keeps GRA's bound
+ * valid; a better one only makes it tighter), S = Q C Q^T, and the rest's norm
+ * ||C - Q^T S Q||_F. */
+
+static void orthonormalise(float *q, int k, int f) { /* rows, by modified Gram-Schmidt */
+    for (int i = 0; i < k; i++) {
+        float *qi = q + (size_t)i * f;
+        for (int j = 0; j < i; j++) {
+            const float *qj = q + (size_t)j * f;
+            double d = 0;
+            for (int c = 0; c < f; c++) d += (double)qi[c] * qj[c];
+            for (int c = 0; c < f; c++) qi[c] -= (float)(d * qj[c]);
         }
-    l->cov_norm = sqrt(s), l->cov_norm_known = true;
-    return l->cov_norm;
+        double n = 0;
+        for (int c = 0; c < f; c++) n += (double)qi[c] * qi[c];
+        for (int c = 0; c < f; c++) qi[c] = n > 0 ? (float)(qi[c] / sqrt(n)) : (c == i); /* (a degenerate row: e_i) */
+    }
+}
+
+/* y = q C for k rows q: q M - (q mu) mu^T. */
+static void times_covariance(const layer *l, const float *q, int k, float *y) {
+    const int f = l->fan_in;
+    rg_sgemm(false, false, k, f, f, 1.0f, q, f, l->in_moment, f, 0.0f, y, f);
+    for (int i = 0; i < k; i++) {
+        double qm = 0;
+        for (int c = 0; c < f; c++) qm += (double)q[(size_t)i * f + c] * l->in_mean[c];
+        for (int c = 0; c < f; c++) y[(size_t)i * f + c] -= (float)(qm * l->in_mean[c]);
+    }
+}
+
+static bool covariance_split(layer *l) {
+    const int f = l->fan_in, k = f < SPLIT_K ? f : SPLIT_K;
+    float *y = malloc((size_t)k * f * sizeof *y);
+    if (!l->split_q) l->split_q = malloc((size_t)(SPLIT_K + 1) * f * sizeof *l->split_q);
+    if (!y || !l->split_q) {
+        free(y);
+        return false;
+    }
+    float *q = l->split_q;
+    for (int i = 0; i < k; i++) /* a fixed start: cosines of distinct frequencies */
+        for (int c = 0; c < f; c++) q[(size_t)i * f + c] = (float)cos((i + 1) * (c + 0.5) * 3.141592653589793 / f);
+    orthonormalise(q, k, f);
+    for (int it = 0; it < SPLIT_ITERS; it++) {
+        times_covariance(l, q, k, y);
+        memcpy(q, y, (size_t)k * f * sizeof *q);
+        orthonormalise(q, k, f);
+    }
+    times_covariance(l, q, k, y); /* y = Q C */
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) {
+            double d = 0;
+            for (int c = 0; c < f; c++) d += (double)y[(size_t)i * f + c] * q[(size_t)j * f + c];
+            l->split_s[i * SPLIT_K + j] = (float)d;
+        }
+    double *sq = malloc((size_t)k * f * sizeof *sq); /* S Q, in double */
+    if (!sq) {
+        free(y);
+        return false;
+    }
+    for (int i = 0; i < k; i++)
+        for (int c = 0; c < f; c++) {
+            double d = 0;
+            for (int j = 0; j < k; j++) d += (double)l->split_s[i * SPLIT_K + j] * q[(size_t)j * f + c];
+            sq[(size_t)i * f + c] = d;
+        }
+    double rest = 0; /* ||C - Q^T S Q||_F */
+    for (int a = 0; a < f; a++)
+        for (int b = 0; b < f; b++) {
+            double r = (double)l->in_moment[(size_t)a * f + b] - (double)l->in_mean[a] * l->in_mean[b];
+            for (int i = 0; i < k; i++) r -= q[(size_t)i * f + a] * sq[(size_t)i * f + b];
+            rest += r * r;
+        }
+    free(sq);
+    memcpy(q + (size_t)k * f, l->in_mean, (size_t)f * sizeof *q); /* the mean's row after Q's */
+    l->split_k = k, l->split_rest = sqrt(rest);
+    free(y);
+    return true;
+}
+
+const float *rg_monitor_input_covariance_split(rg_monitor *m, int i, int *k, const float **s, double *rest) {
+    if (!m || i < 0 || i >= m->n || !m->layers[i].in_moment) return NULL;
+    layer *l = &m->layers[i];
+    if (!l->split_known && !(l->split_known = covariance_split(l))) return NULL;
+    *k = l->split_k, *s = l->split_s, *rest = l->split_rest;
+    return l->split_q;
 }
 const rg_layer_health *rg_monitor_layer(const rg_monitor *m, int i) {
     return (m && i >= 0 && i < m->n) ? &m->layers[i].h : NULL;
@@ -606,9 +691,41 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_
     return RG_OK;
 }
 
+rg_status rg_monitor_before_step(rg_monitor *m) {
+    const rg_graph *g = m->g;
+    m->step_slope = m->step_curvature = NAN;
+    if (!m->step_start && (!(m->step_start = g->backend->alloc(g->param_floats + 1)) ||
+                           !(m->step_dir = g->backend->alloc(g->param_floats + 1)))) {
+        g->backend->release(m->step_start);
+        m->step_start = NULL;
+        return rg_fail(RG_ERR_MEMORY, "out of memory for the monitor's copy of the weights");
+    }
+    g->backend->copy(m->step_start, g->param_buf, g->param_floats);
+    return RG_OK;
+}
+
+/* u = after - start; the start's weights swapped in (the buffers themselves, so both
+ * ends stay exact) for one forward and one tangent pass, which give g.u and u^T G u. */
+rg_status rg_monitor_measure_step(rg_monitor *m, rg_node loss, int batch) {
+    rg_graph *g = m->g;
+    if (!m->step_start) return rg_fail(RG_ERR_STATE, "rg_monitor_measure_step: call rg_monitor_before_step first");
+    g->backend->subtract(m->step_dir, g->param_buf, m->step_start, g->param_floats);
+    float *end = g->param_buf;
+    g->param_buf = m->step_start;
+    rg_status s = rg_graph_curvature_along(g, loss, batch, 1, m->step_dir, &m->step_slope, &m->step_curvature);
+    g->param_buf = end;
+    return s;
+}
+
+void rg_monitor_step_curvature(const rg_monitor *m, double *slope, double *curvature) {
+    if (slope) *slope = m ? m->step_slope : NAN;
+    if (curvature) *curvature = m ? m->step_curvature : NAN;
+}
+
 /* |W - W_before|^2 of every layer in one pass of the team over all layers' pieces, each
  * layer's pieces added in order: the same figures whatever the thread count. */
 void rg_monitor_note_update(rg_monitor *m) {
+    m->step_slope = m->step_curvature = NAN; /* until this step's are measured */
     if (m->by_optimizer) { /* the optimizer's own sums: each layer's squared change, ... */
         for (int i = 0; i < m->n; i++) {
             layer *l = &m->layers[i];

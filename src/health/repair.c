@@ -435,7 +435,7 @@ void rg_repair_before_update(rg_repair *r) {
         }
         r->before = malloc(g->param_floats * sizeof(float));
         r->dw = malloc(largest * sizeof(float));
-        r->scratch = malloc(largest * sizeof(float));
+        r->scratch = malloc((largest + 9 * units) * sizeof(float)); /* dW M, or the bound's dW Q^T */
         r->db = malloc(units * sizeof(float));
         r->update = malloc(g->param_floats * sizeof(float));
         r->keep = malloc(g->param_floats * sizeof(float));
@@ -524,12 +524,15 @@ void rg_repair_after_update(rg_repair *r, long step) {
          * then, only where it may bind, the product dW M (as costly as the layer's forward) */
         const double spread = fmax(rg_monitor_layer(r->mon, i)->pre_std, 1e-12);
         const int units = n->shape[0];
-        const double cov = rg_monitor_input_covariance_norm(r->mon, i);
-        if (g->backend->function_change_bound(w, w0, b, b0, units, f, mu, cov) * (1 + BOUND_SLACK) <=
-            cap * cap * spread * spread)
-            continue;
         g->backend->subtract(r->dw, w, w0, kp->size);
         if (b) g->backend->subtract(r->db, b, b0, bp->size);
+        int k;
+        const float *split_s;
+        double rest;
+        const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest);
+        if (qm && g->backend->function_change_bound(r->dw, b ? r->db : NULL, units, f, qm, split_s, k, rest,
+                                                     r->scratch) * (1 + BOUND_SLACK) <= cap * cap * spread * spread)
+            continue;
         const double rho = sqrt(fmax(g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu,
                                                                  r->scratch), 0)) / spread;
         if (!(rho > cap)) continue;

@@ -76,9 +76,10 @@ struct rg_backend {
      * function_change: E||dz||^2 per unit of a step dW (units x f), db (units, or NULL)
      *   for an input of second moment `moment` (f x f) and mean `mean`: tr(dW M dW^T) +
      *   2 db.(dW mu) + |db|^2 over units (scratch: units x f);
-     * function_change_bound: an upper bound on it for the step dW = w - w0, db = b - b0
-     *   (b NULL: none) from the mean and the covariance's Frobenius norm c, with no
-     *   product: (|dW mu + db|^2 + c ||dW||^2) over units, to within float rounding;
+     * function_change_bound: an upper bound on it from the covariance split
+     *   C = Q^T S Q + R (qm: Q's k rows of f, then the mean's; s: k x k with row stride 8;
+     *   rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
+     *   units, to within float rounding (scratch: units x (k + 1));
  * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
  *   where the layer's input is centred (w' = w, b' = b + w mean);
  * centre_bias: b[u] -= dw[u] . mean, the step back from those coordinates. */
@@ -87,8 +88,8 @@ struct rg_backend {
                            const double *mean);
     double (*function_change)(const float *dw, const float *db, int units, int f,
                               const float *moment, const float *mean, float *scratch);
-    double (*function_change_bound)(const float *w, const float *w0, const float *b, const float *b0,
-                                    int units, int f, const float *mean, double cov_norm);
+    double (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm,
+                                    const float *s, int k, double rest, float *scratch);
     void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
     void (*centre_bias)(float *b, const float *dw, int units, int f, const float *mean);
     /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d; x *= m (masks);

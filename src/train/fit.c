@@ -313,6 +313,9 @@ static int fit_load_batch(fit_run *r, long bi, long *g_size) {
 static rg_status fit_update(fit_run *r, bool watch, bool *skipped) {
     const rg_fit_config *cfg = r->cfg;
     rg_graph *g = r->g;
+    const bool along = watch && cfg->curvature_every > 0 && r->step / cfg->monitor_every % cfg->curvature_every == 0;
+    rg_status s = along ? rg_monitor_before_step(r->mon) : RG_OK;
+    if (s) return s;
     const int verdict = r->gra ? rg_repair_gradients(r->gra, r->step) : 0;
     if (verdict < 0) return (rg_status)-verdict;
     *skipped = verdict == 1;
@@ -326,9 +329,12 @@ static rg_status fit_update(fit_run *r, bool watch, bool *skipped) {
     rg_repair_after_update(r->gra, r->step);
     if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);
     rg_graph_apply_masks(g); /* pruned weights stay 0 */
-    rg_status s = rg_model_after_update(r->m, r->lr);
-    if (!s && watch) rg_monitor_note_update(r->mon);
-    return s;
+    if ((s = rg_model_after_update(r->m, r->lr)) || !watch) return s;
+    rg_monitor_note_update(r->mon);
+    /* the main loss's curvature along the step; where it cannot be taken (a rank without
+     * samples, a backend without tangents) the figures stay NaN and training goes on */
+    if (along) rg_monitor_measure_step(r->mon, r->m->loss, g->batch);
+    return RG_OK;
 }
 
 /* One step on global batch bi of epoch `epoch`: load, forward, backward, all-reduce, the

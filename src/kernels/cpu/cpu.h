@@ -41,8 +41,8 @@ void rg_cpu_recenter_units(float *w, float *b, int units, size_t row, const doub
                            const double *mean);
 double rg_cpu_function_change(const float *dw, const float *db, int units, int f,
                               const float *moment, const float *mean, float *scratch);
-double rg_cpu_function_change_bound(const float *w, const float *w0, const float *b, const float *b0,
-                                    int units, int f, const float *mean, double cov_norm);
+double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
+                                    const float *s, int k, double rest, float *scratch);
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
 void rg_cpu_centre_bias(float *b, const float *dw, int units, int f, const float *mean);
 void rg_cpu_scale(float *x, size_t n, float f);

@@ -88,24 +88,21 @@ double rg_cpu_function_change(const float *dw, const float *db, int units, int f
     return e / units;
 }
 
-/* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T) with C the covariance, and
- * tr(dW C dW^T) <= top(C) ||dW||^2 <= ||C||_F ||dW||^2; the step dW = w - w0 (db = b - b0)
- * is not written out.  Each row's sums in float lanes (relative error below f u). */
-double rg_cpu_function_change_bound(const float *w, const float *w0, const float *b, const float *b0,
-                                    int units, int f, const float *mean, double cov_norm) {
-    double shift = 0, squares = 0;
+/* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T), and with C = Q^T S Q + R,
+ * tr(dW C dW^T) = tr(P S P^T) + tr(dW R dW^T) <= tr(P S P^T) + ||R||_F ||dW||^2 for
+ * P = dW Q^T: one product of dW with Q's k rows and the mean, and a pass for ||dW||^2. */
+double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
+                                    const float *s, int k, double rest, float *scratch) {
+    rg_sgemm(false, true, units, k + 1, f, 1.0f, dw, f, qm, f, 0.0f, scratch, k + 1);
+    double shift = 0, quad = 0;
     for (int j = 0; j < units; j++) {
-        const float *wj = w + (size_t)j * f, *w0j = w0 + (size_t)j * f;
-        float lin = 0, sq = 0;
-#pragma omp simd reduction(+ : lin, sq)
-        for (int k = 0; k < f; k++) {
-            const float v = wj[k] - w0j[k];
-            lin += v * mean[k], sq += v * v;
-        }
-        const double l = (double)lin + (b ? (double)b[j] - b0[j] : 0);
-        shift += l * l, squares += sq;
+        const float *p = scratch + (size_t)j * (k + 1);
+        const double l = (double)p[k] + (db ? db[j] : 0);
+        shift += l * l;
+        for (int i = 0; i < k; i++)
+            for (int i2 = 0; i2 < k; i2++) quad += (double)p[i] * s[i * 8 + i2] * p[i2];
     }
-    return (shift + cov_norm * squares) / units;
+    return (shift + fmax(quad, 0) + rest * rg_squares(dw, NULL, (size_t)units * f)) / units;
 }
 
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
@@ -115,8 +112,18 @@ void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const 
     }
 }
 
+/* Eight units at a time: eight independent sums keep the adder busy, each summed in the
+ * order one unit alone would be (the same bits). */
 void rg_cpu_centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
-    for (int u = 0; u < units; u++) {
+    enum { LANES = 8 };
+    int u = 0;
+    for (; u + LANES <= units; u += LANES) {
+        double shift[LANES] = {0};
+        for (int k = 0; k < f; k++)
+            for (int i = 0; i < LANES; i++) shift[i] += (double)dw[(size_t)(u + i) * f + k] * mean[k];
+        for (int i = 0; i < LANES; i++) b[u + i] = (float)(b[u + i] - shift[i]);
+    }
+    for (; u < units; u++) {
         double shift = 0;
         for (int k = 0; k < f; k++) shift += (double)dw[(size_t)u * f + k] * mean[k];
         b[u] = (float)(b[u] - shift);
