@@ -27,8 +27,8 @@ static const cli_option diagnose_options[] = {
     {.name = "seed", .meta = "N", .type = CLI_INT, CLI_AT(A, seed), .lo = 0, .hi = 9.2e18,
      .dflt = "42", .help = "initialisation and sample seed"},
     {.name = "curvature", .meta = "N", .type = CLI_INT, CLI_AT(A, curvature), .lo = 0, .hi = 1000,
-     .dflt = "0", .help = "also each layer's top Gauss-Newton eigenvalue, by up to N power "
-                          "iterations (each a forward, tangent and backward pass; 20 is plenty)"},
+     .dflt = "0", .help = "also each layer's top Gauss-Newton eigenvalue and the loss's sharpness "
+                          "(top Hessian eigenvalue), by up to N power iterations each (20 is plenty)"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.name = "json", .type = CLI_FLAG, CLI_AT(A, json), .help = "one JSON object instead of the table"},
     CLI_END,
@@ -43,14 +43,16 @@ static const cli_command diagnose_command = {
              "its evidence, and suggested remedies; and its curvature: the conditioning of "
              "its input's second moment (largest over median eigenvalue; ill_conditioned where "
              "the input's mean stands out of it), with --curvature the top eigenvalue of "
-             "its Gauss-Newton block.",
+             "its Gauss-Newton block and the loss's sharpness.",
     .options = diagnose_options};
 
-static void diagnose_json(const char *spec, long batch, const rg_monitor *mon, double ratio) {
+static void diagnose_json(const char *spec, long batch, const rg_monitor *mon, double ratio,
+                          double sharpness) {
     printf("{\"model\":");
     cli_json_str(stdout, spec);
     printf(",\"batch\":%ld,", batch);
     cli_json_num(stdout, "first_to_last_grad_ratio", ratio, false);
+    cli_json_num(stdout, "hessian_top", sharpness, false);
     printf("\"layers\":[");
     for (int i = 0; i < rg_monitor_layer_count(mon); i++) {
         const rg_layer_health *h = rg_monitor_layer(mon, i);
@@ -93,7 +95,7 @@ static void print_remedies(const int counts[RG_VERDICT_COUNT], bool sig_tanh) {
 }
 
 static void diagnose_table(const char *spec, const char *data, long batch, const rg_monitor *mon,
-                           double ratio, bool gn) {
+                           double ratio, bool gn, double sharpness) {
     const int n = rg_monitor_layer_count(mon);
     int counts[RG_VERDICT_COUNT] = {0}, ill = 0;
     bool sig_tanh = false;
@@ -123,6 +125,12 @@ static void diagnose_table(const char *spec, const char *data, long batch, const
     for (int v = 1; v < RG_VERDICT_COUNT; v++)
         if (counts[v]) printf(", %d %s", counts[v], rg_verdict_name((rg_verdict)v));
     printf("; %d ill-conditioned.\n", ill);
+    if (gn && sharpness > 0) /* a quadratic's gradient descent diverges above 2 / its top eigenvalue */
+        printf("Sharpness (top Hessian eigenvalue, this batch): %.4g; plain SGD diverges along it "
+               "above lr %.3g.\n", sharpness, 2 / sharpness);
+    else if (gn && isfinite(sharpness))
+        printf("Sharpness: the Hessian's eigenvalue of largest size on this batch is %.4g (negative "
+               "curvature dominates).\n", sharpness);
     if (bad) print_remedies(counts, sig_tanh);
     if (ill)
         printf("%s  - ill-conditioned inputs (their mean dominates E[x x^T]): zero-mean activations\n"
@@ -168,6 +176,7 @@ int cmd_diagnose(int argc, char **argv) {
     rg_dataset *d = NULL;
     rg_monitor *mon = NULL;
     const long batch = a.batch < 0 ? 0 : a.batch;
+    double sharpness = NAN; /* with --curvature: the Hessian's top eigenvalue */
     if (!(s = rg_dataset_open(a.data, NULL, &d, NULL))) {
         const int b = batch > d->n ? d->n : (int)batch;
         const rg_model_opts mo = {.c = d->c, .h = d->h, .w = d->w, .classes = d->classes,
@@ -175,12 +184,15 @@ int cmd_diagnose(int argc, char **argv) {
         if (!(s = rg_model_build(a.model, &mo, &m)) && !(s = rg_graph_compile(m.graph, b)) &&
             !(s = (mon = rg_monitor_create(m.graph)) ? RG_OK : RG_ERR_MEMORY) &&
             !(s = observe_batch(d, &m, mon, b, (uint64_t)a.seed)) &&
-            !(s = rg_monitor_measure_curvature(mon, m.loss, b, (int)a.curvature))) {
+            !(s = rg_monitor_measure_curvature(mon, m.loss, b, (int)a.curvature)) &&
+            !(s = a.curvature ? rg_graph_top_curvature(m.graph, m.loss, b, 1, RG_CURVATURE_HESSIAN, RG_NONE,
+                                                       (int)a.curvature, 1e-4, &sharpness)
+                              : RG_OK)) {
             const int n = rg_monitor_layer_count(mon);
             const double ratio = n ? rg_monitor_layer(mon, 0)->grad_norm /
                                      rg_monitor_layer(mon, n - 1)->grad_norm : NAN;
-            if (a.json) diagnose_json(a.model, b, mon, ratio);
-            else diagnose_table(a.model, a.data, b, mon, ratio, a.curvature > 0);
+            if (a.json) diagnose_json(a.model, b, mon, ratio, sharpness);
+            else diagnose_table(a.model, a.data, b, mon, ratio, a.curvature > 0, sharpness);
         }
     }
     rg_monitor_free(mon);

@@ -93,6 +93,7 @@ expect 0 "plaincnn:depth=2,width=4" experiment --model-family cnn --depths 2 --w
 # diagnose's curvature figures: sigmoid inputs are ill-conditioned, the GN eigenvalue is shown
 expect 0 "ill_conditioned" diagnose --model mlp:depth=3,width=32,act=sigmoid,bn=1 --batch 64
 expect 0 "GN top" diagnose --model mlp:depth=2,width=16 --batch 32 --curvature 5
+expect 0 "Sharpness (top Hessian eigenvalue, this batch): [0-9]" diagnose --model mlp:depth=2,width=16 --batch 32 --curvature 5
 expect 0 "images/s" bench --model mlp --batch 16 --steps 2 --warmup 0
 expect 0 "monitor: a watched step takes" bench --model mlp --batch 16 --steps 4 --warmup 0 --monitor
 expect 0 "\"monitor_step_cost\":" bench --model mlp --batch 16 --steps 4 --warmup 0 --monitor --json
