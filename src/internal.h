@@ -257,6 +257,12 @@ rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *
 rg_status rg_graph_backward_tangent(rg_graph *g, rg_node from, const float *seed, int batch, int train,
                                     bool gauss_newton, const float *v, const float *const *input_dirs);
 
+/* rg_graph_curvature_along at the weights in `at` (param_floats in the backend's memory)
+ * instead of the graph's own: the two buffers swap for the passes, so both weight sets
+ * stay exact.  How GRA's Newton guard and the monitor measure a step from its start. */
+rg_status rg_graph_curvature_along_at(rg_graph *g, float *at, rg_node loss, int batch, int train,
+                                      const float *v, double *slope, double *curvature);
+
 /* Appends a node of op kind with the given inputs and op attributes (malloc'd or NULL;
  * ownership passes to the graph), runs the op's infer, and returns its index or RG_NONE. */
 rg_node rg_graph_add_node(rg_graph *g, rg_op_kind op, const int *inputs, int n_inputs,

@@ -245,6 +245,22 @@ static void hostile_files(void **state) {
         if (!strstr(rg_last_error(), bad[i].says)) fail_msg("case %zu: %s", i, rg_last_error());
     }
     assert_int_not_equal(access("../ll.weights.h5", F_OK), 0);
+    /* a .keras archive's weights go to a temporary file in $TMPDIR: too long a path, or a
+     * folder that is not there, is named with the fix */
+    const char *tmpdir = getenv("TMPDIR");
+    char *keep = tmpdir ? strdup(tmpdir) : NULL, longdir[5000];
+    memset(longdir, 'x', sizeof longdir - 1), longdir[0] = '/', longdir[sizeof longdir - 1] = 0;
+    setenv("TMPDIR", longdir, 1);
+    assert_int_not_equal(rg_weights_load(fixture_path("keras/small.keras"), &f), RG_OK);
+    if (!strstr(rg_last_error(), "TMPDIR is too long")) fail_msg("%s", rg_last_error());
+    setenv("TMPDIR", "/nonexistent-regrad-folder", 1);
+    assert_int_not_equal(rg_weights_load(fixture_path("keras/small.keras"), &f), RG_OK);
+    if (!strstr(rg_last_error(), "set TMPDIR to a writable folder")) fail_msg("%s", rg_last_error());
+    if (keep) setenv("TMPDIR", keep, 1);
+    else unsetenv("TMPDIR");
+    free(keep);
+    assert_int_equal(rg_weights_load(fixture_path("keras/small.keras"), &f), RG_OK);
+    rg_tensor_file_free(f);
     /* an HDF5 file that holds no Keras weights */
     hid_t h = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(h);

@@ -228,16 +228,17 @@ static size_t tangent_floats(const rg_graph *g, rg_node from, int batch, bool he
     return floats;
 }
 
-/* The Hessian's cache, for every tangent up to `from` and then the held gradients: grown
- * when short, kept between calls. */
-static float *hessian_cache(rg_graph *g, rg_node from, int batch) {
-    const size_t need = tangent_floats(g, from, batch, true);
+/* The Hessian's cache, for every tangent up to `from` and then (from *held) the held
+ * gradients: grown when short, kept between calls. */
+static float *hessian_cache(rg_graph *g, rg_node from, int batch, float **held) {
+    const size_t tangents = tangent_floats(g, from, batch, false), need = tangent_floats(g, from, batch, true);
     if (need > g->hessian_cache_floats) {
         free(g->hessian_cache);
         g->hessian_cache_floats = 0;
         if (!(g->hessian_cache = malloc(need * sizeof(float)))) return NULL;
         g->hessian_cache_floats = need;
     }
+    *held = g->hessian_cache + tangents;
     return g->hessian_cache;
 }
 
@@ -270,11 +271,10 @@ static rg_status r_backward_pass(rg_graph *g, const rg_side_pass *s, rg_node fro
     const rg_node_impl *top = &g->nodes[from];
     r_backward r = {!gauss_newton, seed[0], malloc((size_t)batch * most * sizeof(float))};
     float *zeros = calloc((top->batched ? (size_t)batch : 1) * top->size, sizeof *zeros);
-    float *cache = gauss_newton ? NULL : hessian_cache(g, from, batch);
+    float *held = NULL, *cache = gauss_newton ? NULL : hessian_cache(g, from, batch, &held);
     void *const user = g->hook_user;
     if (!r.scratch || !zeros || (!gauss_newton && !cache))
         st = rg_fail(RG_ERR_MEMORY, "out of memory for a curvature product");
-    float *held = cache ? cache + tangent_floats(g, from, batch, false) : NULL;
     if (!st && !(st = forward(g, s, batch, train)) &&
         !(st = tangent_pass(g, batch, gauss_newton ? z : from, v, RG_NONE, cache)) &&
         !(st = gauss_newton ? RG_OK : hold_adjoints(g, s, from, seed, batch, train, held))) {
@@ -337,6 +337,15 @@ rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int tra
         rg_side_pass_end(g, &s);
     }
     free(t);
+    return st;
+}
+
+rg_status rg_graph_curvature_along_at(rg_graph *g, float *at, rg_node loss, int batch, int train,
+                                      const float *v, double *slope, double *curvature) {
+    float *const own = g->param_buf;
+    g->param_buf = at;
+    const rg_status st = rg_graph_curvature_along(g, loss, batch, train, v, slope, curvature);
+    g->param_buf = own;
     return st;
 }
 

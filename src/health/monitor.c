@@ -693,7 +693,6 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_
 
 rg_status rg_monitor_before_step(rg_monitor *m) {
     const rg_graph *g = m->g;
-    m->step_slope = m->step_curvature = NAN;
     if (!m->step_start && (!(m->step_start = g->backend->alloc(g->param_floats + 1)) ||
                            !(m->step_dir = g->backend->alloc(g->param_floats + 1)))) {
         g->backend->release(m->step_start);
@@ -704,17 +703,15 @@ rg_status rg_monitor_before_step(rg_monitor *m) {
     return RG_OK;
 }
 
-/* u = after - start; the start's weights swapped in (the buffers themselves, so both
- * ends stay exact) for one forward and one tangent pass, which give g.u and u^T G u. */
+/* u = after - start, measured at the start's weights (swapped in, so both stay exact). */
 rg_status rg_monitor_measure_step(rg_monitor *m, rg_node loss, int batch) {
     rg_graph *g = m->g;
-    if (!m->step_start) return rg_fail(RG_ERR_STATE, "rg_monitor_measure_step: call rg_monitor_before_step first");
+    m->step_slope = m->step_curvature = NAN; /* until measured */
+    if (!m->step_start)
+        return rg_fail(RG_ERR_STATE, "rg_monitor_measure_step: call rg_monitor_before_step first");
     g->backend->subtract(m->step_dir, g->param_buf, m->step_start, g->param_floats);
-    float *end = g->param_buf;
-    g->param_buf = m->step_start;
-    rg_status s = rg_graph_curvature_along(g, loss, batch, 1, m->step_dir, &m->step_slope, &m->step_curvature);
-    g->param_buf = end;
-    return s;
+    return rg_graph_curvature_along_at(g, m->step_start, loss, batch, 1, m->step_dir, &m->step_slope,
+                                       &m->step_curvature);
 }
 
 void rg_monitor_step_curvature(const rg_monitor *m, double *slope, double *curvature) {

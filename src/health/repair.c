@@ -124,7 +124,7 @@ struct rg_repair {
     const int *probe_idx;
     int probe_n;
     double *norms, *wnorms; /* this step's per-layer gradient and weight norms */
-    float *update, *keep;   /* the Newton guard's: the proposed update, the weights after it */
+    float *update;          /* the Newton guard's: the proposed update */
     double newton_scale;    /* the scale it applies to every update (1: none) */
     bool newton_off;        /* the loss has no curvature product: no guard */
 };
@@ -160,7 +160,6 @@ void rg_repair_free(rg_repair *r) {
     free(r->db);
     free(r->scratch);
     free(r->update);
-    free(r->keep);
     free(r);
 }
 
@@ -438,8 +437,7 @@ void rg_repair_before_update(rg_repair *r) {
         r->scratch = malloc((largest + 9 * units) * sizeof(float)); /* dW M, or the bound's dW Q^T */
         r->db = malloc(units * sizeof(float));
         r->update = malloc(g->param_floats * sizeof(float));
-        r->keep = malloc(g->param_floats * sizeof(float));
-        if (!r->before || !r->dw || !r->scratch || !r->db || !r->update || !r->keep) {
+        if (!r->before || !r->dw || !r->scratch || !r->db || !r->update) {
             r->trust = false; /* no memory for the trust region: train without it */
             return;
         }
@@ -484,10 +482,8 @@ static void newton_guard(rg_repair *r, long step) {
     g->backend->subtract(r->update, g->param_buf, r->before, n);
     if (measure) {
         double slope, curvature;
-        g->backend->copy(r->keep, g->param_buf, n);
-        g->backend->copy(g->param_buf, r->before, n);
-        const rg_status s = rg_graph_curvature_along(g, r->m->loss, g->batch, 1, r->update, &slope, &curvature);
-        g->backend->copy(g->param_buf, r->keep, n);
+        const rg_status s = rg_graph_curvature_along_at(g, r->before, r->m->loss, g->batch, 1, r->update, &slope,
+                                                        &curvature);
         if (s) { /* a loss without a curvature product: train without the guard */
             r->newton_off = true;
             return;

@@ -422,9 +422,16 @@ static rg_status keras_archive_extract(const char *path, char tmp[KERAS_TMP_MAX]
     /* mkstemp replaces the Xs with a name no other file has */
     if (!s && snprintf(tmp, KERAS_TMP_MAX, "%s/regrad-keras-XXXXXX", dir) >= KERAS_TMP_MAX)
         s = rg_fail(RG_ERR_ARG, "%s: TMPDIR is too long a path: set it to a shorter folder", path);
+    errno = 0;
     const int fd = s ? -1 : mkstemp(tmp);
-    if (!s && (fd < 0 || write(fd, h5, len) != (ssize_t)len)) {
-        const int err = errno;
+    size_t done = 0; /* write may take fewer bytes than asked: on until all are written */
+    while (!s && fd >= 0 && done < len) {
+        const ssize_t w = write(fd, h5 + done, len - done);
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    if (!s && (fd < 0 || done < len)) {
+        const int err = errno ? errno : ENOSPC; /* a write of 0 bytes: the disk is full */
         if (fd >= 0) unlink(tmp);
         s = rg_fail(RG_ERR_IO, "%s: cannot write its weights to a temporary file in %s: %s (set "
                                "TMPDIR to a writable folder)", path, dir, strerror(err));

@@ -318,7 +318,7 @@ void rg_cpu_batch_norm_backward_tangent(rg_graph *g, rg_node_impl *n, int batch)
     const float *mean = n->aux, *inv = n->aux + C, *pair = n->aux + 2 * C, *gamma = rg_param_data(g, n, 0);
     const float *gamma_t = rg_param_tangent(g, n, 0), *x = xn->out, *t = rg_tangent_in(g, n, 0);
     const bool fused = n->fused_relu >= 0 && g->live[n->fused_relu];
-    const float *dy = fused ? g->adjoint[n->fused_relu] : rg_adjoint(g, n);
+    const float *dy = rg_adjoint(g, fused ? &g->nodes[n->fused_relu] : n);
     float *dgamma = rg_param_grad(g, n, 0);
     for (int c = 0; c < C; c++) {
         const float *relu = fused ? pair + 2 * c : NULL;
