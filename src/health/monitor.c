@@ -560,7 +560,7 @@ static bool covariance_split(layer *l) {
             for (int c = 0; c < f; c++) d += (double)y[(size_t)i * f + c] * q[(size_t)j * f + c];
             l->split_s[i * SPLIT_K + j] = (float)d;
         }
-    double *sq = malloc((size_t)k * f * sizeof *sq); /* S Q, in double */
+    double *sq = malloc((size_t)(k + 1) * f * sizeof *sq); /* S Q, in double, and a row of C */
     if (!sq) {
         free(y);
         return false;
@@ -571,13 +571,22 @@ static bool covariance_split(layer *l) {
             for (int j = 0; j < k; j++) d += (double)l->split_s[i * SPLIT_K + j] * q[(size_t)j * f + c];
             sq[(size_t)i * f + c] = d;
         }
-    double rest = 0; /* ||C - Q^T S Q||_F */
-    for (int a = 0; a < f; a++)
-        for (int b = 0; b < f; b++) {
-            double r = (double)l->in_moment[(size_t)a * f + b] - (double)l->in_mean[a] * l->in_mean[b];
-            for (int i = 0; i < k; i++) r -= q[(size_t)i * f + a] * sq[(size_t)i * f + b];
-            rest += r * r;
+    double rest = 0; /* ||C - Q^T S Q||_F, a row at a time (element-wise loops: vectors) */
+    double *row = sq + (size_t)k * f, part[4] = {0, 0, 0, 0};
+    for (int a = 0; a < f; a++) {
+        for (int b = 0; b < f; b++)
+            row[b] = (double)l->in_moment[(size_t)a * f + b] - (double)l->in_mean[a] * l->in_mean[b];
+        for (int i = 0; i < k; i++) {
+            const double qa = q[(size_t)i * f + a];
+            const double *sqi = sq + (size_t)i * f;
+            for (int b = 0; b < f; b++) row[b] -= qa * sqi[b];
         }
+        int b = 0;
+        for (; b + 4 <= f; b += 4)
+            for (int h = 0; h < 4; h++) part[h] += row[b + h] * row[b + h];
+        for (; b < f; b++) part[0] += row[b] * row[b];
+    }
+    rest = (part[0] + part[1]) + (part[2] + part[3]);
     free(sq);
     memcpy(q + (size_t)k * f, l->in_mean, (size_t)f * sizeof *q); /* the mean's row after Q's */
     l->split_k = k, l->split_rest = sqrt(rest);

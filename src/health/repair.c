@@ -457,19 +457,20 @@ void rg_repair_before_update(rg_repair *r) {
 
 int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
 
-/* Centred layers' steps back to the stored coordinates: b -= dw mu (5. above). */
-static void uncentre_steps(rg_repair *r) {
+/* A centred layer's step back to the stored coordinates: b -= dw mu (5. above), dw being
+ * the layer's step, r->dw. */
+static void uncentre_step(rg_repair *r, int i) {
     rg_graph *g = r->m->graph;
-    for (int i = 0; i < r->n; i++) {
-        if (!r->layers[i].centred) continue;
-        const rg_node_impl *n = &g->nodes[r->layers[i].node];
-        const rg_param_impl *kp = &g->params[n->first_param], *bp = &g->params[n->first_param + 1];
-        const float *mu;
-        int f;
-        if (!rg_monitor_input_moment(r->mon, i, &mu, &f)) continue;
-        g->backend->subtract(r->dw, g->param_buf + kp->offset, r->before + kp->offset, kp->size);
-        g->backend->centre_bias(g->param_buf + bp->offset, r->dw, n->shape[0], f, mu);
-    }
+    const rg_node_impl *n = &g->nodes[r->layers[i].node];
+    const float *mu;
+    int f;
+    if (rg_monitor_input_moment(r->mon, i, &mu, &f))
+        g->backend->centre_bias(g->param_buf + g->params[n->first_param + 1].offset, r->dw, n->shape[0], f, mu);
+}
+
+/* Whether the Newton guard acts on this step's update: it measures it, or scales it. */
+static bool newton_acts(const rg_repair *r, long step) {
+    return !r->newton_off && (step % NEWTON_EVERY == 0 || r->newton_scale < 1);
 }
 
 /* The Newton guard (6. above): measures the proposed update every NEWTON_EVERY steps and
@@ -477,10 +478,8 @@ static void uncentre_steps(rg_repair *r) {
 static void newton_guard(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
     const size_t n = g->param_floats;
-    const bool measure = step % NEWTON_EVERY == 0;
-    if (r->newton_off || (!measure && r->newton_scale == 1)) return;
     g->backend->subtract(r->update, g->param_buf, r->before, n);
-    if (measure) {
+    if (step % NEWTON_EVERY == 0) {
         double slope, curvature;
         const rg_status s = rg_graph_curvature_along_at(g, r->before, r->m->loss, g->batch, 1, r->update, &slope,
                                                         &curvature);
@@ -497,45 +496,63 @@ static void newton_guard(rg_repair *r, long step) {
     if (r->newton_scale < 1) g->backend->step_along(g->param_buf, r->before, r->update, n, (float)r->newton_scale);
 }
 
+/* The trust region (4. above) on layer i's step, r->dw (and its bias's, found here). */
+static void cap_step(rg_repair *r, int i, long step, double cap) {
+    rg_graph *g = r->m->graph;
+    const rg_node_impl *n = &g->nodes[r->layers[i].node];
+    const rg_param_impl *kp = &g->params[n->first_param];
+    const rg_param_impl *bp = n->n_params > 1 ? &g->params[n->first_param + 1] : NULL;
+    float *w = g->param_buf + kp->offset, *b = bp ? g->param_buf + bp->offset : NULL;
+    const float *w0 = r->before + kp->offset, *b0 = bp ? r->before + bp->offset : NULL;
+    const float *mu;
+    int f;
+    const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
+    if (!mm) return; /* no moments for this layer (a grouped conv): no cap */
+    /* E||dz||^2 per unit against the cap: first a bound that costs a pass over the step,
+     * then, only where it may bind, the product dW M (as costly as the layer's forward) */
+    const double spread = fmax(rg_monitor_layer(r->mon, i)->pre_std, 1e-12);
+    const int units = n->shape[0];
+    if (b) g->backend->subtract(r->db, b, b0, bp->size);
+    int k;
+    const float *split_s;
+    double rest;
+    const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest);
+    if (qm && g->backend->function_change_bound(r->dw, b ? r->db : NULL, units, f, qm, split_s, k, rest,
+                                                 r->scratch) * (1 + BOUND_SLACK) <= cap * cap * spread * spread)
+        return;
+    const double rho = sqrt(fmax(g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu,
+                                                             r->scratch), 0)) / spread;
+    if (!(rho > cap)) return;
+    const float shrink = (float)(cap / rho);
+    g->backend->step_along(w, w0, r->dw, kp->size, shrink);
+    if (bp) g->backend->step_along(b, b0, r->db, bp->size, shrink);
+    emit(r, step, n->name, "large_update", "cap_update", shrink);
+}
+
+/* After the optimizer: centred layers' steps back to the stored coordinates, the Newton
+ * guard, the trust region.  Each layer's step is taken once (w - w0) and serves both its
+ * re-centring and its cap, unless the guard moves every weight between the two. */
 void rg_repair_after_update(rg_repair *r, long step) {
     if (!r || !r->trust || !r->before) return;
     rg_graph *g = r->m->graph;
     double cap = TRUST_PER_DEPTH / r->n;
     if (step < TRUST_WARMUP) cap *= (double)(step + 1) / TRUST_WARMUP;
-    uncentre_steps(r);
+    const bool guard = newton_acts(r, step);
+    for (int i = 0; i < r->n; i++) {
+        const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
+        if (!kp->trainable) continue; /* frozen: it did not move */
+        if (!r->layers[i].centred && guard) continue;
+        g->backend->subtract(r->dw, g->param_buf + kp->offset, r->before + kp->offset, kp->size);
+        if (r->layers[i].centred) uncentre_step(r, i);
+        if (!guard) cap_step(r, i, step, cap);
+    }
+    if (!guard) return;
     newton_guard(r, step);
     for (int i = 0; i < r->n; i++) {
-        const rg_node_impl *n = &g->nodes[r->layers[i].node];
-        const bool has_bias = n->n_params > 1;
-        const rg_param_impl *kp = &g->params[n->first_param];
-        const rg_param_impl *bp = has_bias ? &g->params[n->first_param + 1] : NULL;
-        if (!kp->trainable) continue; /* frozen: it did not move */
-        float *w = g->param_buf + kp->offset, *b = bp ? g->param_buf + bp->offset : NULL;
-        const float *w0 = r->before + kp->offset, *b0 = bp ? r->before + bp->offset : NULL;
-        const float *mu;
-        int f;
-        const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
-        if (!mm) continue; /* no moments for this layer (a grouped conv): no cap */
-        /* E||dz||^2 per unit against the cap: first a bound that costs a pass over the step,
-         * then, only where it may bind, the product dW M (as costly as the layer's forward) */
-        const double spread = fmax(rg_monitor_layer(r->mon, i)->pre_std, 1e-12);
-        const int units = n->shape[0];
-        g->backend->subtract(r->dw, w, w0, kp->size);
-        if (b) g->backend->subtract(r->db, b, b0, bp->size);
-        int k;
-        const float *split_s;
-        double rest;
-        const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest);
-        if (qm && g->backend->function_change_bound(r->dw, b ? r->db : NULL, units, f, qm, split_s, k, rest,
-                                                     r->scratch) * (1 + BOUND_SLACK) <= cap * cap * spread * spread)
-            continue;
-        const double rho = sqrt(fmax(g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu,
-                                                                 r->scratch), 0)) / spread;
-        if (!(rho > cap)) continue;
-        const float shrink = (float)(cap / rho);
-        g->backend->step_along(w, w0, r->dw, kp->size, shrink);
-        if (bp) g->backend->step_along(b, b0, r->db, bp->size, shrink);
-        emit(r, step, n->name, "large_update", "cap_update", shrink);
+        const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
+        if (!kp->trainable) continue;
+        g->backend->subtract(r->dw, g->param_buf + kp->offset, r->before + kp->offset, kp->size);
+        cap_step(r, i, step, cap);
     }
 }
 

@@ -90,19 +90,99 @@ double rg_cpu_function_change(const float *dw, const float *db, int units, int f
 
 /* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T), and with C = Q^T S Q + R,
  * tr(dW C dW^T) = tr(P S P^T) + tr(dW R dW^T) <= tr(P S P^T) + ||R||_F ||dW||^2 for
- * P = dW Q^T: one product of dW with Q's k rows and the mean, and a pass for ||dW||^2. */
+ * P = dW Q^T: one pass over dW for its products with Q's k rows and the mean (P and dW mu)
+ * and its squares, then tr(P S P^T) = sum S .* (P^T P). */
+
+typedef float v4f __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+
+enum { SPLIT_ROWS = 9 }; /* the covariance split's Q rows (8) and the mean's */
+
+/* Each row j of dw (units x f): its SPLIT_ROWS products with qm's rows into
+ * p[j * SPLIT_ROWS ...], and the sum of squares of all of dw, returned: float lanes of VF,
+ * each row's tail one value at a time.  One read of dw for everything the bound needs. */
+#define ROW_PRODUCTS(NAME, VF, SUM, ATTR)                                                          \
+    ATTR static double NAME(const float *restrict dw, int units, int f,                      \
+                            const float *restrict qm, float *restrict p) {                    \
+        enum { W = sizeof(VF) / sizeof(float) };                                              \
+        double squares = 0;                                                                   \
+        for (int j = 0; j < units; j++) {                                                     \
+            const float *row = dw + (size_t)j * f;                                            \
+            VF acc[SPLIT_ROWS], sq = {0};                                                     \
+            for (int i = 0; i < SPLIT_ROWS; i++) acc[i] = (VF){0};                            \
+            int c = 0;                                                                        \
+            for (; c + W <= f; c += W) {                                                      \
+                VF x;                                                                         \
+                memcpy(&x, row + c, sizeof x);                                                \
+                sq += x * x;                                                                  \
+                for (int i = 0; i < SPLIT_ROWS; i++) {                                        \
+                    VF q;                                                                     \
+                    memcpy(&q, qm + (size_t)i * f + c, sizeof q);                             \
+                    acc[i] += x * q;                                                          \
+                }                                                                             \
+            }                                                                                 \
+            for (int i = 0; i < SPLIT_ROWS; i++) {                                            \
+                float s = SUM(acc[i]);                                                            \
+                for (int t = c; t < f; t++) s += row[t] * qm[(size_t)i * f + t];              \
+                p[(size_t)j * SPLIT_ROWS + i] = s;                                            \
+            }                                                                                 \
+            squares += SUM(sq);                                                               \
+            for (int t = c; t < f; t++) squares += (double)row[t] * row[t];                   \
+        }                                                                                     \
+        return squares;                                                                       \
+    }
+
+/* A vector's lanes summed in a tree of halves. */
+#define BASE
+static inline float sum4(v4f v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+ROW_PRODUCTS(row_products_base, v4f, sum4, BASE)
+#if defined(__x86_64__) && defined(__GNUC__)
+#define AVX2 __attribute__((target("avx2")))
+#define AVX512 __attribute__((target("avx512f")))
+AVX2 static inline float sum8(v8f v) {
+    v4f lo, hi;
+    memcpy(&lo, &v, sizeof lo), memcpy(&hi, (const float *)&v + 4, sizeof hi);
+    return sum4(lo + hi);
+}
+AVX512 static inline float sum16(v16f v) {
+    v8f lo, hi;
+    memcpy(&lo, &v, sizeof lo), memcpy(&hi, (const float *)&v + 8, sizeof hi);
+    return sum8(lo + hi);
+}
+ROW_PRODUCTS(row_products_avx2, v8f, sum8, AVX2)
+ROW_PRODUCTS(row_products_avx512, v16f, sum16, AVX512)
+#endif
+
 double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch) {
-    rg_sgemm(false, true, units, k + 1, f, 1.0f, dw, f, qm, f, 0.0f, scratch, k + 1);
-    double shift = 0, quad = 0;
+    const int m = k + 1;
+    double squares;
+    if (m == SPLIT_ROWS) {
+        squares = RG_PICK(row_products)(dw, units, f, qm, scratch);
+    } else { /* fewer than 8 inputs: a small layer, in plain loops */
+        squares = rg_squares(dw, NULL, (size_t)units * f);
+        for (int j = 0; j < units; j++)
+            for (int i = 0; i < m; i++) {
+                double d = 0;
+                for (int c = 0; c < f; c++) d += (double)dw[(size_t)j * f + c] * qm[(size_t)i * f + c];
+                scratch[(size_t)j * m + i] = (float)d;
+            }
+    }
+    double shift = 0, gram[8 * 8] = {0}; /* |dW mu + db|^2 and P^T P */
     for (int j = 0; j < units; j++) {
-        const float *p = scratch + (size_t)j * (k + 1);
+        const float *p = scratch + (size_t)j * m;
         const double l = (double)p[k] + (db ? db[j] : 0);
         shift += l * l;
-        for (int i = 0; i < k; i++)
-            for (int i2 = 0; i2 < k; i2++) quad += (double)p[i] * s[i * 8 + i2] * p[i2];
+        for (int i = 0; i < k; i++) /* its upper triangle: S and P^T P are symmetric */
+            for (int i2 = i; i2 < k; i2++) gram[i * 8 + i2] += (double)p[i] * p[i2];
     }
-    return (shift + fmax(quad, 0) + rest * rg_squares(dw, NULL, (size_t)units * f)) / units;
+    double quad = 0;
+    for (int i = 0; i < k; i++) {
+        quad += (double)s[i * 8 + i] * gram[i * 8 + i];
+        for (int i2 = i + 1; i2 < k; i2++) quad += ((double)s[i * 8 + i2] + s[i2 * 8 + i]) * gram[i * 8 + i2];
+    }
+    return (shift + fmax(quad, 0) + rest * squares) / units;
 }
 
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
