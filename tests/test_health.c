@@ -103,6 +103,55 @@ static void test_vanishing_detected_and_repaired(void **state) {
     release(&b);
 }
 
+typedef struct log_capture {
+    int n;
+    char action[16][24], verdict[16][24], layer[16][32];
+    double factor[16];
+} log_capture;
+
+static void capture(void *user, const rg_repair_event *e) {
+    log_capture *c = user;
+    if (c->n < 16) {
+        snprintf(c->action[c->n], 24, "%s", e->action);
+        snprintf(c->verdict[c->n], 24, "%s", e->verdict);
+        snprintf(c->layer[c->n], 32, "%s", e->layer);
+        c->factor[c->n] = e->factor;
+    }
+    c->n++;
+}
+
+/* An exploding relu net (weights N(0, 0.5^2)): the probe re-conditions from the first layer,
+ * judged healthy or not, and each relu layer as a whole, one scale to an RMS spread of 1
+ * with no shift, so its units keep their own means and unequal spreads. */
+static void test_relu_reconditioned_as_a_whole(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=6,width=32,act=relu,init=normal:0.5", 128);
+    observe(&b, 128, 1);
+    assert_int_equal(rg_monitor_layer(b.mon, 0)->verdict, RG_HEALTHY);
+    assert_true(count(&b, RG_EXPLODING) >= 1);
+    log_capture c = {0};
+    rg_repair *r = rg_repair_create(&b.m, b.mon, capture, &c);
+    assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+    bool first = false;
+    for (int e = 0; e < c.n && e < 16; e++)
+        first |= !strcmp(c.layer[e], "dense_1") && !strcmp(c.action[e], "recondition");
+    assert_true(first);
+    observe(&b, 128, 1);
+    const int n = rg_monitor_layer_count(b.mon);
+    for (int i = 0; i < n - 1; i++) {
+        const double *mu = rg_monitor_unit_mean(b.mon, i), *sd = rg_monitor_unit_std(b.mon, i);
+        double sq = 0, lo = INFINITY, hi = 0, off = 0;
+        for (int u = 0; u < 32; u++)
+            sq += sd[u] * sd[u] / 32, lo = fmin(lo, sd[u]), hi = fmax(hi, sd[u]), off = fmax(off, fabs(mu[u]));
+        assert_true(fabs(sqrt(sq) - 1) < 0.2); /* RMS spread 1 */
+        assert_true(hi > 1.5 * lo);           /* the units' spreads not made equal */
+        assert_true(off > 0.3);               /* nor their means moved to 0 */
+    }
+    rg_repair_free(r);
+    release(&b);
+}
+
 /* A probe batch that fails (here a NaN weight under check_numerics) fails the probe with
  * its status, naming the layer, instead of re-conditioning from figures never measured. */
 static void test_probe_reports_failed_passes(void **state) {
@@ -150,23 +199,6 @@ static void test_saturated_and_dead_detected(void **state) {
     observe(&b, 64, 1);
     assert_int_equal(rg_monitor_layer(b.mon, 0)->verdict, RG_DEAD);
     release(&b);
-}
-
-typedef struct log_capture {
-    int n;
-    char action[16][24], verdict[16][24], layer[16][32];
-    double factor[16];
-} log_capture;
-
-static void capture(void *user, const rg_repair_event *e) {
-    log_capture *c = user;
-    if (c->n < 16) {
-        snprintf(c->action[c->n], 24, "%s", e->action);
-        snprintf(c->verdict[c->n], 24, "%s", e->verdict);
-        snprintf(c->layer[c->n], 32, "%s", e->layer);
-        c->factor[c->n] = e->factor;
-    }
-    c->n++;
 }
 
 static void test_per_step_repairs(void **state) {
@@ -596,6 +628,7 @@ int main(void) {
         cmocka_unit_test(test_figures_the_same_whoever_takes_them),
         cmocka_unit_test(test_vanishing_detected_and_repaired),
         cmocka_unit_test(test_probe_reports_failed_passes),
+        cmocka_unit_test(test_relu_reconditioned_as_a_whole),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),
         cmocka_unit_test(test_per_step_repairs),

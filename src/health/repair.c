@@ -13,7 +13,13 @@
  *    w_j <- t w_j / s_j, b_j <- t (b_j - mu_j) / s_j, so z_j is centred with spread t: 1, or
  *    TANH_SPREAD before a tanh.  Sigmoid and tanh units then sit in their responsive range
  *    and the backward gain across each layer comes back near 1 (data-dependent
- *    initialisation, as LSUV and Salimans & Kingma's).  Layers followed by batch norm are
+ *    initialisation, as LSUV and Salimans & Kingma's).  Before training, a relu has no
+ *    responsive range to find, only a scale (scaling its input scales its output): a
+ *    layer before a relu gets one scale for all its units, to an RMS spread of 1, and no
+ *    shift, since centring each unit would move every relu's threshold to its median
+ *    input; and every layer is re-conditioned, from the first, since an exploding signal
+ *    starts upstream of the first layer the monitor calls unhealthy.  While training, the
+ *    relu layers' ill is dead units, which the per-unit shift revives.  Layers followed by batch norm are
  *    skipped: batch norm already does this at every step.  A healthy network is not touched.
  * 2. Re-probe (every REPROBE_EVERY steps, while training).  The monitor watches that step;
  *    if a layer has become unhealthy again, the layers from it on are re-conditioned.  A
@@ -214,7 +220,7 @@ static double orthogonalise(rg_graph *g, float *w, int rows, int cols) {
 /* Rescales layer li so its units' pre-activations are centred with unit spread (tanh:
  * TANH_SPREAD); *scale_out gets the mean scale applied. */
 static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const int *idx, int n,
-                             double *scale_out) {
+                             bool before_training, double *scale_out) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *node = &g->nodes[r->layers[li].node];
     const int units = node->shape[0], batches = (n + g->max_batch - 1) / g->max_batch;
@@ -243,12 +249,21 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
     float *w = g->param_buf + kp->offset;
     float *b = node->n_params > 1 ? g->param_buf + g->params[node->first_param + 1].offset : NULL;
     const size_t row = kp->size / (size_t)units;
-    const double target = rg_monitor_layer_act(r->mon, li) == RG_ACT_TANH ? TANH_SPREAD : 1.0;
-    double total = 0;
+    const rg_act act = rg_monitor_layer_act(r->mon, li);
+    const double target = act == RG_ACT_TANH ? TANH_SPREAD : 1.0;
+    double total = 0, spread2 = 0;
     for (int u = 0; u < units; u++) { /* m2 becomes each unit's scale (0: left as it is) */
         const double spread = sqrt(fmax(m2[u] - mean[u] * mean[u], 0));
         m2[u] = spread > MIN_SPREAD ? target / spread : 0;
         total += m2[u] ? m2[u] : 1;
+        spread2 += spread * spread / units;
+    }
+    if (act == RG_ACT_RELU && before_training && spread2 > MIN_SPREAD * MIN_SPREAD) {
+        /* relu before training: one scale for the layer, to an RMS spread of 1, and no
+         * shift (see above) */
+        const double scale = target / sqrt(spread2);
+        for (int u = 0; u < units; u++) m2[u] = scale, mean[u] = 0;
+        total = scale * units;
     }
     g->backend->recenter_units(w, b, units, row, m2, mean);
     free(mean);
@@ -268,6 +283,8 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
         if (v != RG_HEALTHY && v != RG_NONFINITE) first = i;
     }
     if (first < 0) return RG_OK;
+    const int sick = first;
+    if (isometry) first = 0; /* before training: from the first layer (see above) */
     rg_verdict *was = malloc((size_t)r->n * sizeof *was);
     if (!was) return rg_fail(RG_ERR_MEMORY, "out of memory in GRA");
     rg_status s = RG_OK;
@@ -276,7 +293,7 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
         const rg_node_impl *node = &g->nodes[r->layers[i].node];
         /* batch norm re-conditions by itself; frozen layers are the user's to keep */
         if (feeds_batch_norm(g, r->layers[i].node) || rg_node_frozen(g, node)) continue;
-        const char *verdict = rg_verdict_name(was[i] == RG_HEALTHY ? was[first] : was[i]);
+        const char *verdict = rg_verdict_name(was[i] == RG_HEALTHY ? was[sick] : was[i]);
         if (isometry && node->op == RG_OP_DENSE) {
             const rg_param_impl *kp = &g->params[node->first_param];
             const double moved = orthogonalise(g, g->param_buf + kp->offset, node->shape[0],
@@ -284,7 +301,7 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
             if (moved >= 0) emit(r, step, node->name, verdict, "equalise_singular_values", moved);
         }
         double f = 1;
-        if (!(s = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n, &f)))
+        if (!(s = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n, isometry, &f)))
             emit(r, step, node->name, verdict, "recondition", f);
     }
     free(was);
