@@ -19,8 +19,9 @@
  *    shift, since centring each unit would move every relu's threshold to its median
  *    input; and every layer is re-conditioned, from the first, since an exploding signal
  *    starts upstream of the first layer the monitor calls unhealthy.  While training, the
- *    relu layers' ill is dead units, which the per-unit shift revives.  Layers followed by batch norm are
- *    skipped: batch norm already does this at every step.  A healthy network is not touched.
+ *    relu layers' ill is dead units, which the per-unit shift revives.  Layers followed by
+ *    batch norm are skipped: batch norm already does this at every step.  A healthy
+ *    network is not touched.
  * 2. Re-probe (every REPROBE_EVERY steps, while training).  The monitor watches that step;
  *    if a layer has become unhealthy again, the layers from it on are re-conditioned.  A
  *    network the probe found healthy that falls ill while training (relu units dying at
@@ -48,8 +49,9 @@
  *    because each layer's change adds to the output's.  It acts on the update itself, so it
  *    works whatever the optimizer, which no gradient rescaling can do for Adam.  The cap
  *    ramps up linearly over the first TRUST_WARMUP steps, while Adam's moments are new.
- *    The product dW M costs a forward; a bound from the mean and the covariance's
- *    Frobenius norm, one pass over the step, decides first whether it can bind.
+ *    The product dW M costs a forward; a bound from the input covariance's split along its
+ *    top directions (the monitor's), one pass over the step, decides first whether it can
+ *    bind (docs/gra.md).
  * 5. Centred coordinates (decided at the probe, for networks it re-conditioned).  A layer
  *    whose input has a large mean (a sigmoid's outputs all sit near 0.5) has an input second
  *    moment M = C + mu mu^T with one eigenvalue, along mu, far above the rest: the loss is
