@@ -152,6 +152,34 @@ static void test_relu_reconditioned_as_a_whole(void **state) {
     release(&b);
 }
 
+/* A relu layer that falls ill while training (half its units dead): the repair centres
+ * the dead units, which revives them, and leaves the live ones' means where they were. */
+static void test_relu_dead_units_revived(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=3,width=32,act=relu,init=he", 128);
+    rg_repair *r = rg_repair_create(&b.m, b.mon, NULL, NULL);
+    assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+    assert_int_equal(rg_repair_actions(r), 0); /* healthy */
+    rg_param_info p;
+    rg_graph_param(b.m.graph, 3, &p); /* dense_2.bias */
+    for (size_t i = 0; i < p.size; i += 2) p.data[i] = -100;
+    observe(&b, 128, 1);
+    assert_int_equal(rg_monitor_layer(b.mon, 1)->verdict, RG_DEAD);
+    assert_int_equal(rg_repair_check(r, 50), RG_OK);
+    assert_true(rg_repair_actions(r) > 0);
+    observe(&b, 128, 1);
+    const double *mu = rg_monitor_unit_mean(b.mon, 1), *sd = rg_monitor_unit_std(b.mon, 1);
+    double live_off = 0;
+    for (int u = 0; u < 32; u++) {
+        if (u % 2 == 0) assert_true(fabs(mu[u]) < 0.25 * sd[u] && sd[u] > 0); /* revived */
+        else live_off = fmax(live_off, fabs(mu[u]) / sd[u]);
+    }
+    assert_true(live_off > 0.2);
+    rg_repair_free(r);
+    release(&b);
+}
+
 /* A probe batch that fails (here a NaN weight under check_numerics) fails the probe with
  * its status, naming the layer, instead of re-conditioning from figures never measured. */
 static void test_probe_reports_failed_passes(void **state) {
@@ -629,6 +657,7 @@ int main(void) {
         cmocka_unit_test(test_vanishing_detected_and_repaired),
         cmocka_unit_test(test_probe_reports_failed_passes),
         cmocka_unit_test(test_relu_reconditioned_as_a_whole),
+        cmocka_unit_test(test_relu_dead_units_revived),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),
         cmocka_unit_test(test_per_step_repairs),

@@ -18,8 +18,9 @@
  *    layer before a relu gets one scale for all its units, to an RMS spread of 1, and no
  *    shift, since centring each unit would move every relu's threshold to its median
  *    input; and every layer is re-conditioned, from the first, since an exploding signal
- *    starts upstream of the first layer the monitor calls unhealthy.  While training, the
- *    relu layers' ill is dead units, which the per-unit shift revives.  Layers followed by
+ *    starts upstream of the first layer the monitor calls unhealthy.  While training, a
+ *    relu layer's ill is dead units: a repair then also centres each unit all but dead
+ *    (DEAD_SPREADS), which revives it, and leaves the others' thresholds.  Layers followed by
  *    batch norm are skipped: batch norm already does this at every step.  A healthy
  *    network is not touched.
  * 2. Re-probe (every REPROBE_EVERY steps, while training).  The monitor watches that step;
@@ -93,6 +94,9 @@
 #define EXPLODE_FACTOR 10.0
 #define VANISH_OF_MEDIAN 1e-3  /* as the monitor's vanishing verdict, against the median */
 #define MIN_SPREAD 1e-6        /* units with less spread are left as they are */
+/* A relu unit whose pre-activation mean lies this many spreads below 0 (positive on ~2% of
+ * inputs, were it Gaussian) is all but dead: a repair while training centres it. */
+#define DEAD_SPREADS 2.0
 /* The spread re-conditioning gives pre-activations before a tanh: its slope falls off
  * sooner than sigmoid's, so a smaller spread keeps units nearer their linear range. */
 #define TANH_SPREAD 0.75
@@ -260,11 +264,16 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
         total += m2[u] ? m2[u] : 1;
         spread2 += spread * spread / units;
     }
-    if (act == RG_ACT_RELU && before_training && spread2 > MIN_SPREAD * MIN_SPREAD) {
-        /* relu before training: one scale for the layer, to an RMS spread of 1, and no
-         * shift (see above) */
+    if (act == RG_ACT_RELU && spread2 > MIN_SPREAD * MIN_SPREAD) {
+        /* relu: one scale for the layer, to an RMS spread of 1, and no shift (see above);
+         * while training, a unit all but dead (its mean DEAD_SPREADS spreads below 0) is
+         * centred, which revives it */
         const double scale = target / sqrt(spread2);
-        for (int u = 0; u < units; u++) m2[u] = scale, mean[u] = 0;
+        for (int u = 0; u < units; u++) {
+            const double spread = m2[u] ? target / m2[u] : 0;
+            const bool dead = !before_training && mean[u] < -DEAD_SPREADS * spread;
+            m2[u] = scale, mean[u] = dead ? mean[u] : 0;
+        }
         total = scale * units;
     }
     g->backend->recenter_units(w, b, units, row, m2, mean);
