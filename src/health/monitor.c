@@ -571,7 +571,7 @@ static bool covariance_split(layer *l) {
             for (int j = 0; j < k; j++) d += (double)l->split_s[i * SPLIT_K + j] * q[(size_t)j * f + c];
             sq[(size_t)i * f + c] = d;
         }
-    double rest = 0; /* ||C - Q^T S Q||_F, a row at a time (element-wise loops: vectors) */
+    /* ||C - Q^T S Q||_F, a row at a time (element-wise loops: vectors) */
     double *row = sq + (size_t)k * f, part[4] = {0, 0, 0, 0};
     for (int a = 0; a < f; a++) {
         for (int b = 0; b < f; b++)
@@ -586,7 +586,7 @@ static bool covariance_split(layer *l) {
             for (int h = 0; h < 4; h++) part[h] += row[b + h] * row[b + h];
         for (; b < f; b++) part[0] += row[b] * row[b];
     }
-    rest = (part[0] + part[1]) + (part[2] + part[3]);
+    const double rest = (part[0] + part[1]) + (part[2] + part[3]);
     free(sq);
     memcpy(q + (size_t)k * f, l->in_mean, (size_t)f * sizeof *q); /* the mean's row after Q's */
     l->split_k = k, l->split_rest = sqrt(rest);

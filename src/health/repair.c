@@ -257,24 +257,25 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
     const size_t row = kp->size / (size_t)units;
     const rg_act act = rg_monitor_layer_act(r->mon, li);
     const double target = act == RG_ACT_TANH ? TANH_SPREAD : 1.0;
-    double total = 0, spread2 = 0;
-    for (int u = 0; u < units; u++) { /* m2 becomes each unit's scale (0: left as it is) */
-        const double spread = sqrt(fmax(m2[u] - mean[u] * mean[u], 0));
-        m2[u] = spread > MIN_SPREAD ? target / spread : 0;
-        total += m2[u] ? m2[u] : 1;
-        spread2 += spread * spread / units;
+    double spread2 = 0; /* the units' mean squared spread */
+    for (int u = 0; u < units; u++) { /* m2 becomes each unit's spread */
+        m2[u] = sqrt(fmax(m2[u] - mean[u] * mean[u], 0));
+        spread2 += m2[u] * m2[u] / units;
     }
-    if (act == RG_ACT_RELU && spread2 > MIN_SPREAD * MIN_SPREAD) {
-        /* relu: one scale for the layer, to an RMS spread of 1, and no shift (see above);
-         * while training, a unit all but dead (its mean DEAD_SPREADS spreads below 0) is
-         * centred, which revives it */
-        const double scale = target / sqrt(spread2);
-        for (int u = 0; u < units; u++) {
-            const double spread = m2[u] ? target / m2[u] : 0;
-            const bool dead = !before_training && mean[u] < -DEAD_SPREADS * spread;
-            m2[u] = scale, mean[u] = dead ? mean[u] : 0;
+    /* relu: one scale for the layer, to an RMS spread of 1, and no shift (see above); while
+     * training, a unit all but dead (its mean DEAD_SPREADS spreads below 0) is centred,
+     * which revives it.  Otherwise each unit its own scale.  (m2: each unit's scale, 0
+     * where it is left as it is.) */
+    const bool whole = act == RG_ACT_RELU && spread2 > MIN_SPREAD * MIN_SPREAD;
+    double total = 0;
+    for (int u = 0; u < units; u++) {
+        if (whole) {
+            if (before_training || mean[u] >= -DEAD_SPREADS * m2[u]) mean[u] = 0;
+            m2[u] = target / sqrt(spread2);
+        } else {
+            m2[u] = m2[u] > MIN_SPREAD ? target / m2[u] : 0;
         }
-        total = scale * units;
+        total += m2[u] ? m2[u] : 1;
     }
     g->backend->recenter_units(w, b, units, row, m2, mean);
     free(mean);
