@@ -102,8 +102,8 @@ enum { SPLIT_ROWS = 9 }; /* the covariance split's Q rows (8) and the mean's */
 /* Each row j of dw (units x f): its SPLIT_ROWS products with qm's rows into
  * p[j * SPLIT_ROWS ...], and the sum of squares of all of dw, returned: float lanes of VF,
  * each row's tail one value at a time.  One read of dw for everything the bound needs. */
-#define ROW_PRODUCTS(NAME, VF, SUM, ATTR)                                                          \
-    ATTR static double NAME(const float *restrict dw, int units, int f,                      \
+#define ROW_PRODUCTS(NAME, VF, SUM, ATTR)                                                     \
+    ATTR static double NAME(const float *restrict dw, int units, int f,                       \
                             const float *restrict qm, float *restrict p) {                    \
         enum { W = sizeof(VF) / sizeof(float) };                                              \
         double squares = 0;                                                                   \
@@ -123,7 +123,7 @@ enum { SPLIT_ROWS = 9 }; /* the covariance split's Q rows (8) and the mean's */
                 }                                                                             \
             }                                                                                 \
             for (int i = 0; i < SPLIT_ROWS; i++) {                                            \
-                float s = SUM(acc[i]);                                                            \
+                float s = SUM(acc[i]);                                                        \
                 for (int t = c; t < f; t++) s += row[t] * qm[(size_t)i * f + t];              \
                 p[(size_t)j * SPLIT_ROWS + i] = s;                                            \
             }                                                                                 \
