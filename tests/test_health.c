@@ -152,6 +152,58 @@ static void test_relu_reconditioned_as_a_whole(void **state) {
     release(&b);
 }
 
+/* The worst |sum over input channels| of a tap of conv node n's kernel, relative to the sum
+ * of the tap's |weights|. */
+static double worst_tap_sum(const rg_graph *g, const rg_node_impl *n) {
+    const rg_param_impl *kp = &g->params[n->first_param];
+    const int channels = kp->shape[1], taps = kp->shape[2] * kp->shape[3];
+    const float *w = g->param_buf + kp->offset;
+    double worst = 0;
+    for (int o = 0; o < kp->shape[0]; o++)
+        for (int t = 0; t < taps; t++) {
+            double sum = 0, size = 0;
+            for (int c = 0; c < channels; c++) {
+                const float v = w[((size_t)o * channels + c) * taps + t];
+                sum += v, size += fabs(v);
+            }
+            worst = fmax(worst, fabs(sum) / size);
+        }
+    return worst;
+}
+
+/* A sigmoid CNN's probe makes each tap of every convolution reading a sigmoid through zero
+ * padding sum to zero across input channels (the mean 1/2 then contributes as the padding's
+ * 0 does); the first convolution (one input channel) keeps its kernel, and a tanh CNN's
+ * repair leaves every kernel's taps as they were. */
+static void test_sigmoid_conv_taps_sum_to_zero(void **state) {
+    (void)state;
+    for (int sigmoid = 0; sigmoid < 2; sigmoid++) {
+        built b;
+        build(&b, sigmoid ? "plaincnn:depth=6,width=8,act=sigmoid,init=torch"
+                          : "plaincnn:depth=6,width=8,act=tanh,init=torch", 128);
+        log_capture c = {0};
+        rg_repair *r = rg_repair_create(&b.m, b.mon, capture, &c);
+        assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+        assert_true(rg_repair_actions(r) > 0); /* both re-conditioned */
+        bool logged = false;
+        for (int e = 0; e < c.n && e < 16; e++)
+            logged |= !strcmp(c.layer[e], "conv2d_2") && !strcmp(c.action[e], "zero_sum_taps");
+        assert_int_equal(logged, sigmoid);
+        const rg_graph *g = b.m.graph;
+        int convs = 0;
+        for (int i = 0; i < g->n_nodes; i++) {
+            if (g->nodes[i].op != RG_OP_CONV2D) continue;
+            const double worst = worst_tap_sum(g, &g->nodes[i]);
+            if (sigmoid && convs > 0) assert_true(worst < 1e-5);
+            else assert_true(worst > 0.1);
+            convs++;
+        }
+        assert_int_equal(convs, 6);
+        rg_repair_free(r);
+        release(&b);
+    }
+}
+
 /* A relu layer that falls ill while training (half its units dead): the repair centres
  * the dead units, which revives them, and leaves the live ones' means where they were. */
 static void test_relu_dead_units_revived(void **state) {
@@ -658,6 +710,7 @@ int main(void) {
         cmocka_unit_test(test_probe_reports_failed_passes),
         cmocka_unit_test(test_relu_reconditioned_as_a_whole),
         cmocka_unit_test(test_relu_dead_units_revived),
+        cmocka_unit_test(test_sigmoid_conv_taps_sum_to_zero),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),
         cmocka_unit_test(test_per_step_repairs),

@@ -8,7 +8,13 @@
  *    values (its polar factor, scaled to keep its norm: the same directions, but none
  *    stretched more than another), so the product of the layers' Jacobians stays well
  *    conditioned with depth (dynamical isometry, Saxe et al. 2014); convolutions keep their
- *    kernels.  Then over the probe batches each unit's pre-activation z_j gets its mean mu_j
+ *    kernels, but a convolution that reads a sigmoid's output through zero padding gets
+ *    each tap's weights made to sum to zero across its input channels.  Its input channels
+ *    then all have the mean ~1/2 (the units before are re-conditioned first, to the same
+ *    centre and spread), and that mean contributes nothing to the sum: a padded tap's 0 and
+ *    an inside tap's mean give the same output, so the border no longer shifts every
+ *    output near it (by several times its spread), a shift each layer carries one pixel
+ *    further in until it covers the image.  Then over the probe batches each unit's pre-activation z_j gets its mean mu_j
  *    and spread s_j measured, and its weight row and bias are rescaled,
  *    w_j <- t w_j / s_j, b_j <- t (b_j - mu_j) / s_j, so z_j is centred with spread t: 1, or
  *    TANH_SPREAD before a tanh.  Sigmoid and tanh units then sit in their responsive range
@@ -212,6 +218,20 @@ static bool feeds_batch_norm(const rg_graph *g, int i) {
     return false;
 }
 
+/* Whether conv node n reads a sigmoid's output through zero padding, with more than one
+ * input channel per group (with one, its taps made to sum to zero would be zero). */
+static bool pads_a_sigmoid(const rg_graph *g, const rg_node_impl *n) {
+    if (n->op != RG_OP_CONV2D) return false;
+    const rg_node_impl *in = &g->nodes[n->inputs[0]];
+    if (in->op != RG_OP_ACTIVATION || *(const rg_act *)in->attr != RG_ACT_SIGMOID) return false;
+    int groups;
+    const rg_conv_geom *q = rg_conv_geometry(n, &groups);
+    if (!q || g->params[n->first_param].shape[1] < 2) return false;
+    const int span_h = (q->oh - 1) * q->stride + (q->kh - 1) * q->dilation + 1;
+    const int span_w = (q->ow - 1) * q->stride + (q->kw - 1) * q->dilation + 1;
+    return q->pad_t > 0 || q->pad_l > 0 || span_h > q->pad_t + q->h || span_w > q->pad_l + q->w;
+}
+
 /* Replaces the rows x cols matrix w by its polar factor (the nearest matrix with equal
  * singular values, U V^T of its SVD) times its RMS singular value, so the layer keeps its
  * directions and scale but stretches no direction more than another.  Newton-Schulz:
@@ -311,6 +331,12 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
             const double moved = orthogonalise(g, g->param_buf + kp->offset, node->shape[0],
                                                (int)(kp->size / (size_t)node->shape[0]));
             if (moved >= 0) emit(r, step, node->name, verdict, "equalise_singular_values", moved);
+        }
+        if (isometry && pads_a_sigmoid(g, node)) {
+            const rg_param_impl *kp = &g->params[node->first_param];
+            const double moved = g->backend->zero_sum_taps(g->param_buf + kp->offset, node->shape[0],
+                                                           kp->shape[1], kp->shape[2] * kp->shape[3]);
+            emit(r, step, node->name, verdict, "zero_sum_taps", moved);
         }
         double f = 1;
         if (!(s = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n, isometry, &f)))

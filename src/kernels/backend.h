@@ -73,6 +73,8 @@ struct rg_backend {
      *   max_steps to tolerance or would cost more than max_flops a step;
      * recenter_units: for each unit u with scale[u] != 0, its row of w times scale[u] and
      *   b[u] = (b[u] - mean[u]) scale[u] (b may be NULL);
+     * zero_sum_taps: each of `units` rows of w, laid out (channels, taps), less its mean
+     *   over channels at every tap, so each tap's weights sum to 0; returns ||W' - W|| / ||W||;
      * function_change: E||dz||^2 per unit of a step dW (units x f), db (units, or NULL)
      *   for an input of second moment `moment` (f x f) and mean `mean`: tr(dW M dW^T) +
      *   2 db.(dW mu) + |db|^2 over units (scratch: units x f);
@@ -86,6 +88,7 @@ struct rg_backend {
     double (*polar)(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
     void (*recenter_units)(float *w, float *b, int units, size_t row, const double *scale,
                            const double *mean);
+    double (*zero_sum_taps)(float *w, int units, int channels, int taps);
     double (*function_change)(const float *dw, const float *db, int units, int f,
                               const float *moment, const float *mean, float *scratch);
     double (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm,

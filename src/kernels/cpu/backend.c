@@ -87,6 +87,7 @@ const rg_backend rg_cpu_backend = {
     .count_nonfinite = rg_cpu_count_nonfinite,
     .polar = rg_cpu_polar,
     .recenter_units = rg_cpu_recenter_units,
+    .zero_sum_taps = rg_cpu_zero_sum_taps,
     .function_change = rg_cpu_function_change,
     .function_change_bound = rg_cpu_function_change_bound,
     .centre_gradient = rg_cpu_centre_gradient,

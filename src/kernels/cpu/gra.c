@@ -1,6 +1,7 @@
 /*
  * gra.c — the CPU backend's arithmetic for GRA (src/health/repair.c decides; this computes):
  * the polar factor of a weight matrix by Newton-Schulz, re-centring and re-scaling units,
+ * a kernel's taps made to sum to zero across its input channels,
  * a step's change of the pre-activations in function space, and the centring
  * reparametrisation's two passes.
  */
@@ -69,6 +70,25 @@ void rg_cpu_recenter_units(float *w, float *b, int units, size_t row, const doub
         for (size_t j = 0; j < row; j++) w[(size_t)u * row + j] *= (float)scale[u];
         if (b) b[u] = (float)((b[u] - mean[u]) * scale[u]);
     }
+}
+
+double rg_cpu_zero_sum_taps(float *w, int units, int channels, int taps) {
+    double moved = 0, norm = 0;
+    for (int u = 0; u < units; u++) {
+        float *row = w + (size_t)u * channels * taps;
+        for (int t = 0; t < taps; t++) {
+            double sum = 0;
+            for (int c = 0; c < channels; c++) sum += row[(size_t)c * taps + t];
+            const float mean = (float)(sum / channels);
+            for (int c = 0; c < channels; c++) {
+                const double v = row[(size_t)c * taps + t];
+                norm += v * v;
+                moved += (double)mean * mean;
+                row[(size_t)c * taps + t] -= mean;
+            }
+        }
+    }
+    return norm > 0 ? sqrt(moved / norm) : 0;
 }
 
 double rg_cpu_function_change(const float *dw, const float *db, int units, int f,
