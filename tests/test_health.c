@@ -107,6 +107,7 @@ typedef struct log_capture {
     int n;
     char action[16][24], verdict[16][24], layer[16][32];
     double factor[16];
+    long step[16];
 } log_capture;
 
 static void capture(void *user, const rg_repair_event *e) {
@@ -116,6 +117,7 @@ static void capture(void *user, const rg_repair_event *e) {
         snprintf(c->verdict[c->n], 24, "%s", e->verdict);
         snprintf(c->layer[c->n], 32, "%s", e->layer);
         c->factor[c->n] = e->factor;
+        c->step[c->n] = e->step;
     }
     c->n++;
 }
@@ -210,7 +212,8 @@ static void test_relu_dead_units_revived(void **state) {
     (void)state;
     built b;
     build(&b, "mlp:depth=3,width=32,act=relu,init=he", 128);
-    rg_repair *r = rg_repair_create(&b.m, b.mon, NULL, NULL);
+    log_capture c = {0};
+    rg_repair *r = rg_repair_create(&b.m, b.mon, capture, &c);
     assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
     assert_int_equal(rg_repair_actions(r), 0); /* healthy */
     rg_param_info p;
@@ -228,6 +231,11 @@ static void test_relu_dead_units_revived(void **state) {
         else live_off = fmax(live_off, fabs(mu[u]) / sd[u]);
     }
     assert_true(live_off > 0.2);
+    /* repaired from then on as the probe's: its layers' centred coordinates decided at step 50 */
+    int centred = 0;
+    for (int e = 0; e < c.n && e < 16; e++)
+        if (!strcmp(c.action[e], "centre_inputs")) centred++, assert_int_equal(c.step[e], 50);
+    assert_true(centred > 0);
     rg_repair_free(r);
     release(&b);
 }

@@ -347,8 +347,9 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
 }
 
 /* Which layers the optimizer steps for in centred coordinates (5. above): trainable ones
- * with a bias to take the shift whose input the monitor finds ill-conditioned. */
-static void decide_centring(rg_repair *r) {
+ * with a bias to take the shift whose input the monitor finds ill-conditioned; decided at
+ * `step`. */
+static void decide_centring(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
     for (int i = 0; i < r->n; i++) {
         const rg_node_impl *n = &g->nodes[r->layers[i].node];
@@ -358,7 +359,7 @@ static void decide_centring(rg_repair *r) {
         const double ratio = rg_monitor_mean_outlier(r->mon, i);
         if (!rg_monitor_ill_conditioned(ratio)) continue;
         r->layers[i].centred = true;
-        emit(r, 0, n->name, "ill_conditioned", "centre_inputs", ratio);
+        emit(r, step, n->name, "ill_conditioned", "centre_inputs", ratio);
     }
 }
 
@@ -376,7 +377,7 @@ rg_status rg_repair_check(rg_repair *r, long step) {
     r->trust = true;
     if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true))) return s;
     rg_monitor_judge(r->mon);
-    decide_centring(r);
+    decide_centring(r, step);
     return RG_OK;
 }
 
@@ -391,7 +392,7 @@ rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int
     r->trust = r->actions > before;
     if ((s = probe_pass(r, d, idx, n, 0, true))) return s; /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
-    if (r->trust) decide_centring(r);
+    if (r->trust) decide_centring(r, 0);
     return RG_OK;
 }
 
