@@ -14,8 +14,9 @@
  *    centre and spread), and that mean contributes nothing to the sum: a padded tap's 0 and
  *    an inside tap's mean give the same output, so the border no longer shifts every
  *    output near it (by several times its spread), a shift each layer carries one pixel
- *    further in until it covers the image.  Then over the probe batches each unit's pre-activation z_j gets its mean mu_j
- *    and spread s_j measured, and its weight row and bias are rescaled,
+ *    further in until it covers the image.  Then over the probe batches each unit's
+ *    pre-activation z_j gets its mean mu_j and spread s_j measured, and its weight row and
+ *    bias are rescaled,
  *    w_j <- t w_j / s_j, b_j <- t (b_j - mu_j) / s_j, so z_j is centred with spread t: 1, or
  *    TANH_SPREAD before a tanh.  Sigmoid and tanh units then sit in their responsive range
  *    and the backward gain across each layer comes back near 1 (data-dependent
