@@ -396,9 +396,11 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
                             const rg_dataset *d, const int *idx, int n);
 
 /* A conv node's window geometry (as it reads its input) and groups (conv.c); the input
- * channels of a geometry. */
+ * channels of a geometry; its zeros on each side, top, left, bottom, right (the far sides
+ * as many as the output size needs). */
 const struct rg_conv_geom *rg_conv_geometry(const rg_node_impl *n, int *groups);
 int rg_conv_channels(const struct rg_conv_geom *q);
+void rg_conv_pads(const struct rg_conv_geom *q, int pads[4]);
 
 /* In an op's backward (fills_fresh_grads): input k's gradient holds nothing yet, so the
  * op writes it whole rather than adding to it. */

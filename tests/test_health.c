@@ -122,6 +122,14 @@ static void capture(void *user, const rg_repair_event *e) {
     c->n++;
 }
 
+/* Builds spec (batch 128) and runs GRA's probe on it, its actions logged into c. */
+static rg_repair *probed(built *b, const char *spec, log_capture *c) {
+    build(b, spec, 128);
+    rg_repair *r = rg_repair_create(&b->m, b->mon, capture, c);
+    assert_int_equal(rg_repair_probe(r, b->d, b->idx, 256), RG_OK);
+    return r;
+}
+
 /* An exploding relu net (weights N(0, 0.5^2)): the probe re-conditions from the first layer,
  * judged healthy or not, and each relu layer as a whole, one scale to an RMS spread of 1
  * with no shift, so its units keep their own means and unequal spreads. */
@@ -181,11 +189,9 @@ static void test_sigmoid_conv_taps_sum_to_zero(void **state) {
     (void)state;
     for (int sigmoid = 0; sigmoid < 2; sigmoid++) {
         built b;
-        build(&b, sigmoid ? "plaincnn:depth=6,width=8,act=sigmoid,init=torch"
-                          : "plaincnn:depth=6,width=8,act=tanh,init=torch", 128);
         log_capture c = {0};
-        rg_repair *r = rg_repair_create(&b.m, b.mon, capture, &c);
-        assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+        rg_repair *r = probed(&b, sigmoid ? "plaincnn:depth=6,width=8,act=sigmoid,init=torch"
+                                          : "plaincnn:depth=6,width=8,act=tanh,init=torch", &c);
         assert_true(rg_repair_actions(r) > 0); /* both re-conditioned */
         bool logged = false;
         for (int e = 0; e < c.n && e < 16; e++)
@@ -211,10 +217,8 @@ static void test_sigmoid_conv_taps_sum_to_zero(void **state) {
 static void test_relu_dead_units_revived(void **state) {
     (void)state;
     built b;
-    build(&b, "mlp:depth=3,width=32,act=relu,init=he", 128);
     log_capture c = {0};
-    rg_repair *r = rg_repair_create(&b.m, b.mon, capture, &c);
-    assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+    rg_repair *r = probed(&b, "mlp:depth=3,width=32,act=relu,init=he", &c);
     assert_int_equal(rg_repair_actions(r), 0); /* healthy */
     rg_param_info p;
     rg_graph_param(b.m.graph, 3, &p); /* dense_2.bias */

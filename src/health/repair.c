@@ -225,12 +225,11 @@ static bool pads_a_sigmoid(const rg_graph *g, const rg_node_impl *n) {
     if (n->op != RG_OP_CONV2D) return false;
     const rg_node_impl *in = &g->nodes[n->inputs[0]];
     if (in->op != RG_OP_ACTIVATION || *(const rg_act *)in->attr != RG_ACT_SIGMOID) return false;
-    int groups;
+    int groups, pads[4];
     const rg_conv_geom *q = rg_conv_geometry(n, &groups);
     if (!q || g->params[n->first_param].shape[1] < 2) return false;
-    const int span_h = (q->oh - 1) * q->stride + (q->kh - 1) * q->dilation + 1;
-    const int span_w = (q->ow - 1) * q->stride + (q->kw - 1) * q->dilation + 1;
-    return q->pad_t > 0 || q->pad_l > 0 || span_h > q->pad_t + q->h || span_w > q->pad_l + q->w;
+    rg_conv_pads(q, pads);
+    return pads[0] || pads[1] || pads[2] || pads[3];
 }
 
 /* Replaces the rows x cols matrix w by its polar factor (the nearest matrix with equal
@@ -288,11 +287,12 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
      * which revives it.  Otherwise each unit its own scale.  (m2: each unit's scale, 0
      * where it is left as it is.) */
     const bool whole = act == RG_ACT_RELU && spread2 > MIN_SPREAD * MIN_SPREAD;
+    const double whole_scale = target / sqrt(spread2);
     double total = 0;
     for (int u = 0; u < units; u++) {
         if (whole) {
             if (before_training || mean[u] >= -DEAD_SPREADS * m2[u]) mean[u] = 0;
-            m2[u] = target / sqrt(spread2);
+            m2[u] = whole_scale;
         } else {
             m2[u] = m2[u] > MIN_SPREAD ? target / m2[u] : 0;
         }

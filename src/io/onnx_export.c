@@ -156,11 +156,11 @@ static rg_status export_node(exporter *e, const rg_node_impl *n) {
         const rg_conv_geom *q = rg_conv_geometry(n, &groups);
         const conv_attr *a = n->attr;
         /* pads from the geometry: its own padding and that of a zero padding folded into it
-         * (its input is then the unpadded tensor); the far side as the output size needs */
-        const int k = a->kernel, eff = (k - 1) * q->dilation + 1;
-        const int bottom = (q->oh - 1) * q->stride + eff - q->h - q->pad_t;
-        const int right = (q->ow - 1) * q->stride + eff - q->w - q->pad_l;
-        const int64_t pads[4] = {q->pad_t, q->pad_l, bottom > 0 ? bottom : 0, right > 0 ? right : 0};
+         * (its input is then the unpadded tensor) */
+        const int k = a->kernel;
+        int p[4];
+        rg_conv_pads(q, p);
+        const int64_t pads[4] = {p[0], p[1], p[2], p[3]};
         const char *in[3] = {x, weight(e, n, 0, "weight"), n->n_params > 1 ? weight(e, n, 1, "bias") : NULL};
         Onnx__NodeProto *c = node(e, "Conv", y, n->n_params > 1 ? 3 : 2, in, y);
         attr_ints(e, c, "kernel_shape", 2, (int64_t[]){k, k});

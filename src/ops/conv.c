@@ -83,6 +83,12 @@ static rg_status conv_infer(rg_graph *g, rg_node_impl *n) {
 
 int rg_conv_channels(const rg_conv_geom *q) { return q->c; }
 
+void rg_conv_pads(const rg_conv_geom *q, int pads[4]) {
+    const int bottom = (q->oh - 1) * q->stride + (q->kh - 1) * q->dilation + 1 - q->h - q->pad_t;
+    const int right = (q->ow - 1) * q->stride + (q->kw - 1) * q->dilation + 1 - q->w - q->pad_l;
+    pads[0] = q->pad_t, pads[1] = q->pad_l, pads[2] = bottom > 0 ? bottom : 0, pads[3] = right > 0 ? right : 0;
+}
+
 const rg_conv_geom *rg_conv_geometry(const rg_node_impl *n, int *groups) {
     const conv_attr *a = n->attr;
     *groups = a->o.groups;
