@@ -244,6 +244,32 @@ static void test_relu_dead_units_revived(void **state) {
     release(&b);
 }
 
+/* A network the probe finds healthy is re-checked at steps 1, 2, 4, ... 32 as well as every
+ * 50 (its first steps do the most damage); one the probe repaired keeps the 50-step rhythm,
+ * and a checkpoint keeps which is which. */
+static void test_healthy_network_watched_early(void **state) {
+    (void)state;
+    built b;
+    log_capture c = {0};
+    rg_repair *r = probed(&b, "mlp:depth=3,width=32,act=relu,init=he", &c);
+    assert_int_equal(rg_repair_actions(r), 0);
+    for (long step = 0; step <= 120; step++) {
+        const bool early = step > 0 && step < 50 && (step & (step - 1)) == 0;
+        assert_int_equal(rg_repair_wants_check(r, step), early || (step > 0 && step % 50 == 0));
+    }
+    char *json = rg_repair_state_json(r);
+    assert_non_null(strstr(json, "\"watch_early\":true"));
+    free(json);
+    rg_repair_free(r);
+    release(&b);
+    r = probed(&b, "mlp:depth=6,width=32,act=sigmoid,init=torch", &c);
+    assert_true(rg_repair_actions(r) > 0);
+    for (long step = 0; step <= 120; step++)
+        assert_int_equal(rg_repair_wants_check(r, step), step > 0 && step % 50 == 0);
+    rg_repair_free(r);
+    release(&b);
+}
+
 /* A probe batch that fails (here a NaN weight under check_numerics) fails the probe with
  * its status, naming the layer, instead of re-conditioning from figures never measured. */
 static void test_probe_reports_failed_passes(void **state) {
@@ -722,6 +748,7 @@ int main(void) {
         cmocka_unit_test(test_probe_reports_failed_passes),
         cmocka_unit_test(test_relu_reconditioned_as_a_whole),
         cmocka_unit_test(test_relu_dead_units_revived),
+        cmocka_unit_test(test_healthy_network_watched_early),
         cmocka_unit_test(test_sigmoid_conv_taps_sum_to_zero),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),

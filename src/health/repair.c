@@ -32,6 +32,10 @@
  *    network is not touched.
  * 2. Re-probe (every REPROBE_EVERY steps, while training).  The monitor watches that step;
  *    if a layer has become unhealthy again, the layers from it on are re-conditioned.  A
+ *    network the probe found healthy is also checked at steps 1, 2, 4, ... up to
+ *    REPROBE_EVERY: its optimizer's first steps do the most damage (Adam at too high a
+ *    learning rate kills most relu units within 50 steps), and a check that finds nothing
+ *    changes nothing, so a network that stays healthy trains bit for bit as without GRA.  A
  *    network the probe found healthy that falls ill while training (relu units dying at
  *    too high a learning rate) is from then on repaired as the probe's are: input moments,
  *    centred coordinates, trust region and Newton guard.
@@ -146,6 +150,7 @@ struct rg_repair {
     float *update;          /* the Newton guard's: the proposed update */
     double newton_scale;    /* the scale it applies to every update (1: none) */
     bool newton_off;        /* the loss has no curvature product: no guard */
+    bool watch_early;       /* the probe found it healthy: re-probe its first steps closer (2.) */
 };
 
 rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, void *user) {
@@ -365,7 +370,9 @@ static void decide_centring(rg_repair *r, long step) {
 }
 
 int rg_repair_wants_check(const rg_repair *r, long step) {
-    return r && step > 0 && step % REPROBE_EVERY == 0;
+    if (!r || step <= 0) return 0;
+    if (r->watch_early && step < REPROBE_EVERY) return (step & (step - 1)) == 0; /* powers of two */
+    return step % REPROBE_EVERY == 0;
 }
 
 rg_status rg_repair_check(rg_repair *r, long step) {
@@ -391,6 +398,7 @@ rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int
     const long before = r->actions;
     if ((s = recondition_from_first_unhealthy(r, 0, true))) return s;
     r->trust = r->actions > before;
+    r->watch_early = !r->trust;
     if ((s = probe_pass(r, d, idx, n, 0, true))) return s; /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
     if (r->trust) decide_centring(r, 0);
@@ -628,6 +636,7 @@ char *rg_repair_state_json(const rg_repair *r) {
     cJSON_AddNumberToObject(o, "actions", (double)r->actions);
     cJSON_AddNumberToObject(o, "skipped_run", (double)r->skipped_run);
     cJSON_AddBoolToObject(o, "trust", r->trust);
+    cJSON_AddBoolToObject(o, "watch_early", r->watch_early);
     add_exact(o, "newton_scale", r->newton_scale);
     for (int i = 0; i < r->n; i++) {
         cJSON *l = cJSON_CreateObject();
@@ -683,6 +692,7 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
     r->actions = (long)actions;
     r->skipped_run = (long)run;
     r->trust = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "trust"));
+    r->watch_early = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "watch_early")); /* older: false */
     const cJSON *ns = cJSON_GetObjectItemCaseSensitive(o, "newton_scale");
     r->newton_scale = cJSON_IsNumber(ns) ? ns->valuedouble : 1; /* older checkpoints: none */
     if (!(r->newton_scale > 0 && r->newton_scale <= 1)) {
