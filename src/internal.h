@@ -331,7 +331,6 @@ rg_act rg_monitor_layer_act(const rg_monitor *m, int i); /* its activation (RG_A
 const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **mean, int *fan_in);
 rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in);
-void rg_monitor_set_pre_std(rg_monitor *m, int i, double v); /* layer i's unit spread */
 /* Layer i's input covariance C split as Q^T S Q + R: returns Q (k orthonormal rows of
  * fan_in, near C's top eigenvectors, then the input's mean as row k; NULL: no moment),
  * with S (k x k, row stride 8, the most k) and ||R||_F, which bounds R's eigenvalues; kept

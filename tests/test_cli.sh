@@ -113,6 +113,11 @@ grep -q '"repairs":[1-9]' "$tmp/g.jsonl" && ok || bad "epoch line lacks the repa
 "$BIN" train --limit 2000 --quiet --monitor-every 5 --metrics "$tmp/m5.jsonl" >/dev/null 2>&1
 [ "$(grep -c '"event":"health"' "$tmp/m5.jsonl")" -eq 4 ] && ok || bad "--monitor-every 5 over 16 steps should give 4 health lines"
 expect 2 "--repair 'maybe'" train --repair maybe
+# watching is not training: GRA trains the same weights whatever the monitor is asked to watch
+gra_run() { "$BIN" train --model mlp:depth=8,width=32,act=sigmoid,init=torch --limit 3000 --quiet "$@" 2>&1 | grep -o 'weights [0-9a-f]*'; }
+w0=$(gra_run); w1=$(gra_run --monitor-every 1); w2=$(gra_run --report "$tmp/w.html")
+[ -n "$w0" ] && [ "$w0" = "$w1" ] && [ "$w0" = "$w2" ] && ok ||
+  bad "GRA's weights changed with --monitor-every 1 or --report: '$w0' '$w1' '$w2'"
 grep -q '"update_ratio":[0-9]' "$tmp/m5.jsonl" && ok || bad "health lines lack update_ratio"
 grep -q '"newton_ratio":[0-9]' "$tmp/m5.jsonl" && bad "the curvature along steps without --curvature-every" || ok
 "$BIN" train --limit 2000 --quiet --curvature-every 2 2>"$tmp/err"; [ $? -eq 2 ] && grep -q "add --monitor-every" "$tmp/err" &&

@@ -483,8 +483,6 @@ const float *rg_monitor_input_moment(const rg_monitor *m, int i, const float **m
 }
 int rg_monitor_layer_count(const rg_monitor *m) { return m ? m->n : 0; }
 
-void rg_monitor_set_pre_std(rg_monitor *m, int i, double v) { m->layers[i].h.pre_std = v; }
-
 rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in) {
     layer *l = &m->layers[i];

@@ -130,6 +130,7 @@ typedef struct layer_state {
     double mean, var;  /* EMA of the log gradient norm */
     long seen;
     bool centred;      /* the optimizer steps in the coordinates where the input is centred */
+    double spread;     /* the units' mean pre-activation spread, as GRA last watched it */
 } layer_state;
 
 struct rg_repair {
@@ -198,6 +199,13 @@ static void emit(rg_repair *r, long step, const char *layer, const char *verdict
     }
 }
 
+/* Each layer's unit spread, which the trust region measures steps against, taken from the
+ * monitor only after passes GRA itself watches (its probes and checks): a user who watches
+ * more steps (--monitor-every, --report) trains the same weights. */
+static void keep_spreads(rg_repair *r) {
+    for (int i = 0; i < r->n; i++) r->layers[i].spread = rg_monitor_layer(r->mon, i)->pre_std;
+}
+
 /* Forward (and backward) of probe batch k of the probe set, monitor on. */
 static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n, int k,
                             bool backward) {
@@ -212,6 +220,7 @@ static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, i
     if (!s) s = rg_graph_forward(g, b, 1);
     if (!s && backward) s = rg_graph_backward(g, rg_model_objective(r->m));
     rg_monitor_enable(r->mon, 0);
+    keep_spreads(r);
     rg_monitor_want_moments(r->mon, 0);
     return s ? rg_fail(s, "GRA's probe: %s", rg_last_error()) : RG_OK;
 }
@@ -425,6 +434,7 @@ static double sum_sq(const rg_graph *g, const float *x, size_t n) { return g->ba
 
 int rg_repair_gradients(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
+    if (rg_repair_wants_check(r, step)) keep_spreads(r); /* the monitor watched this step for GRA */
     /* Weights move slowly: their norms are refreshed at the re-probe interval only. */
     const bool refresh = step % REPROBE_EVERY == 0 || r->wnorms[0] == 0;
     /* One pass: each layer's gradient norm (non-finite iff some value is) and ratio. */
@@ -575,7 +585,7 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     if (!mm) return; /* no moments for this layer (a grouped conv): no cap */
     /* E||dz||^2 per unit against the cap: first a bound that costs a pass over the step,
      * then, only where it may bind, the product dW M (as costly as the layer's forward) */
-    const double spread = fmax(rg_monitor_layer(r->mon, i)->pre_std, 1e-12);
+    const double spread = fmax(r->layers[i].spread, 1e-12);
     const int units = n->shape[0];
     if (b) g->backend->subtract(r->db, b, b0, bp->size);
     int k;
@@ -646,8 +656,8 @@ char *rg_repair_state_json(const rg_repair *r) {
         add_exact(l, "seen", (double)r->layers[i].seen);
         add_exact(l, "weight_norm", r->wnorms[i]);
         cJSON_AddBoolToObject(l, "centred", r->layers[i].centred);
-        /* the trust region's unit spread, from the last watched step */
-        add_exact(l, "pre_std", rg_monitor_layer(r->mon, i)->pre_std);
+        /* the trust region's unit spread, from the last step GRA watched */
+        add_exact(l, "pre_std", r->layers[i].spread);
         cJSON_AddItemToArray(layers, l);
     }
     char *text = cJSON_PrintUnformatted(o);
@@ -708,7 +718,7 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
         r->layers[i].seen = seen >= 0 && seen < 1e15 ? (long)seen : -1; /* -1: refused below */
         r->wnorms[i] = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "weight_norm"));
         r->layers[i].centred = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "centred"));
-        rg_monitor_set_pre_std(r->mon, i, cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "pre_std")));
+        r->layers[i].spread = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "pre_std"));
         if (isnan(r->layers[i].mean) || isnan(r->wnorms[i]) || r->layers[i].seen < 0) {
             s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (layer %d)", i);
             break;
