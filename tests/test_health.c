@@ -270,6 +270,32 @@ static void test_healthy_network_watched_early(void **state) {
     release(&b);
 }
 
+/* Re-conditioning gives tanh units a spread of 0.75, but in a net so deep that the backward
+ * gain across its layers (1.047 each at 0.75) would compound past 10, less: at depth 100,
+ * the spread whose gain is 10^(1/100) per layer, ~0.57. */
+static void test_deep_tanh_spread_bounded(void **state) {
+    (void)state;
+    const struct {
+        const char *spec;
+        double lo, hi;
+    } cases[] = {{"mlp:depth=10,width=16,act=tanh,init=torch", 0.70, 0.80},
+                 {"mlp:depth=100,width=16,act=tanh,init=torch", 0.50, 0.63}};
+    for (int k = 0; k < 2; k++) {
+        built b;
+        log_capture c = {0};
+        rg_repair *r = probed(&b, cases[k].spec, &c);
+        assert_true(rg_repair_actions(r) > 0);
+        observe(&b, 128, 1);
+        const int n = rg_monitor_layer_count(b.mon);
+        for (int i = 1; i < n - 1; i++) {
+            const double s = rg_monitor_layer(b.mon, i)->pre_std;
+            if (s < cases[k].lo || s > cases[k].hi) fail_msg("%s layer %d: spread %g", cases[k].spec, i, s);
+        }
+        rg_repair_free(r);
+        release(&b);
+    }
+}
+
 /* A probe batch that fails (here a NaN weight under check_numerics) fails the probe with
  * its status, naming the layer, instead of re-conditioning from figures never measured. */
 static void test_probe_reports_failed_passes(void **state) {
@@ -749,6 +775,7 @@ int main(void) {
         cmocka_unit_test(test_relu_reconditioned_as_a_whole),
         cmocka_unit_test(test_relu_dead_units_revived),
         cmocka_unit_test(test_healthy_network_watched_early),
+        cmocka_unit_test(test_deep_tanh_spread_bounded),
         cmocka_unit_test(test_sigmoid_conv_taps_sum_to_zero),
         cmocka_unit_test(test_exploding_detected),
         cmocka_unit_test(test_saturated_and_dead_detected),

@@ -18,7 +18,8 @@
  *    pre-activation z_j gets its mean mu_j and spread s_j measured, and its weight row and
  *    bias are rescaled,
  *    w_j <- t w_j / s_j, b_j <- t (b_j - mu_j) / s_j, so z_j is centred with spread t: 1, or
- *    TANH_SPREAD before a tanh.  Sigmoid and tanh units then sit in their responsive range
+ *    TANH_SPREAD before a tanh, or less in a network so deep that the gain across its
+ *    layers would compound past DEPTH_GAIN (bounded_spread).  Sigmoid and tanh units then sit in their responsive range
  *    and the backward gain across each layer comes back near 1 (data-dependent
  *    initialisation, as LSUV and Salimans & Kingma's).  Before training, a relu has no
  *    responsive range to find, only a scale (scaling its input scales its output): a
@@ -111,6 +112,9 @@
 /* The spread re-conditioning gives pre-activations before a tanh: its slope falls off
  * sooner than sigmoid's, so a smaller spread keeps units nearer their linear range. */
 #define TANH_SPREAD 0.75
+/* The most the bounded activations' backward gain, compounded over the network's depth, may
+ * reach before re-conditioning lowers their spread (bounded_spread). */
+#define DEPTH_GAIN 10.0
 #define ORTHO_MAX_STEPS 100    /* Newton-Schulz steps before giving up on a layer */
 #define ORTHO_TOLERANCE 1e-3   /* || X^T X - I ||_F at which the polar factor is done */
 /* Layers whose Newton-Schulz step would cost more (4 k^2 n FLOPs for a k x n matrix,
@@ -152,7 +156,45 @@ struct rg_repair {
     double newton_scale;    /* the scale it applies to every update (1: none) */
     bool newton_off;        /* the loss has no curvature product: no guard */
     bool watch_early;       /* the probe found it healthy: re-probe its first steps closer (2.) */
+    double tanh_spread, sigmoid_spread; /* re-conditioning's spreads for them (bounded_spread) */
 };
+
+/* The mean-field backward gain across one layer of a bounded activation whose pre-activations
+ * are centred with spread s, its weights scaled to give the next layer the same spread:
+ * gain^2 = s^2 E[f'(z)^2] / Var f(z), z ~ N(0, s^2), by the midpoint rule over +-8 spreads. */
+static double layer_gain(rg_act act, double s) {
+    enum { POINTS = 4000 };
+    double w = 0, m1 = 0, m2 = 0, d2 = 0;
+    for (int k = 0; k < POINTS; k++) {
+        const double t = -8 + 16 * (k + 0.5) / POINTS, p = exp(-0.5 * t * t), z = s * t;
+        double f, d;
+        if (act == RG_ACT_TANH) f = tanh(z), d = 1 - f * f;
+        else f = 1 / (1 + exp(-z)), d = f * (1 - f);
+        w += p, m1 += p * f, m2 += p * f * f, d2 += p * d * d;
+    }
+    m1 /= w, m2 /= w, d2 /= w;
+    return sqrt(s * s * d2 / fmax(m2 - m1 * m1, 1e-300));
+}
+
+/* The spread re-conditioning gives a bounded activation's units in a network of `depth`
+ * such layers: its default (1, or TANH_SPREAD), or the largest spread below it whose gain,
+ * compounded over the depth, stays within DEPTH_GAIN (bisection: the gain grows with the
+ * spread).  A bounded activation's gain is above 1 at any spread (1.047 for tanh at 0.75,
+ * 1.017 for sigmoid at 1): over 100 tanh layers the default would let the first layer's
+ * gradient reach ~100 times the last's, and its steps then dominate the whole update's
+ * curvature (docs/gra.md). */
+static double bounded_spread(rg_act act, int depth) {
+    const double dflt = act == RG_ACT_TANH ? TANH_SPREAD : 1.0;
+    const double bound = log(DEPTH_GAIN);
+    if (depth < 1 || depth * log(layer_gain(act, dflt)) <= bound) return dflt;
+    double lo = 0, hi = dflt;
+    for (int it = 0; it < 50; it++) {
+        const double mid = 0.5 * (lo + hi);
+        if (depth * log(layer_gain(act, mid)) <= bound) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
 
 rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, void *user) {
     rg_repair *r = calloc(1, sizeof *r);
@@ -171,7 +213,14 @@ rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, voi
         rg_fail(RG_ERR_MEMORY, "out of memory creating GRA");
         return NULL;
     }
-    for (int k = 0; k < r->n; k++) r->layers[k].node = rg_monitor_layer_node(mon, k);
+    int tanhs = 0, sigmoids = 0;
+    for (int k = 0; k < r->n; k++) {
+        r->layers[k].node = rg_monitor_layer_node(mon, k);
+        tanhs += rg_monitor_layer_act(mon, k) == RG_ACT_TANH;
+        sigmoids += rg_monitor_layer_act(mon, k) == RG_ACT_SIGMOID;
+    }
+    r->tanh_spread = bounded_spread(RG_ACT_TANH, tanhs);
+    r->sigmoid_spread = bounded_spread(RG_ACT_SIGMOID, sigmoids);
     return r;
 }
 
@@ -257,8 +306,8 @@ static double orthogonalise(rg_graph *g, float *w, int rows, int cols) {
     return g->backend->polar(w, rows, cols, ORTHO_MAX_STEPS, ORTHO_TOLERANCE, ORTHO_MAX_FLOPS);
 }
 
-/* Rescales layer li so its units' pre-activations are centred with unit spread (tanh:
- * TANH_SPREAD); *scale_out gets the mean scale applied. */
+/* Rescales layer li so its units' pre-activations are centred with unit spread (before a
+ * tanh or sigmoid: the spread bounded_spread chose); *scale_out gets the mean scale applied. */
 static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const int *idx, int n,
                              bool before_training, double *scale_out) {
     rg_graph *g = r->m->graph;
@@ -290,7 +339,7 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
     float *b = node->n_params > 1 ? g->param_buf + g->params[node->first_param + 1].offset : NULL;
     const size_t row = kp->size / (size_t)units;
     const rg_act act = rg_monitor_layer_act(r->mon, li);
-    const double target = act == RG_ACT_TANH ? TANH_SPREAD : 1.0;
+    const double target = act == RG_ACT_TANH ? r->tanh_spread : act == RG_ACT_SIGMOID ? r->sigmoid_spread : 1.0;
     double spread2 = 0; /* the units' mean squared spread */
     for (int u = 0; u < units; u++) { /* m2 becomes each unit's spread */
         m2[u] = sqrt(fmax(m2[u] - mean[u] * mean[u], 0));
