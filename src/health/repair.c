@@ -114,7 +114,7 @@
 #define TANH_SPREAD 0.75
 /* The most the bounded activations' backward gain, compounded over the network's depth, may
  * reach before re-conditioning lowers their spread (bounded_spread). */
-#define DEPTH_GAIN 10.0
+#define DEPTH_GAIN 4.0
 #define ORTHO_MAX_STEPS 100    /* Newton-Schulz steps before giving up on a layer */
 #define ORTHO_TOLERANCE 1e-3   /* || X^T X - I ||_F at which the polar factor is done */
 /* Layers whose Newton-Schulz step would cost more (4 k^2 n FLOPs for a k x n matrix,
