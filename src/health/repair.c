@@ -19,11 +19,11 @@
  *    bias are rescaled,
  *    w_j <- t w_j / s_j, b_j <- t (b_j - mu_j) / s_j, so z_j is centred with spread t: 1, or
  *    TANH_SPREAD before a tanh, or less in a network so deep that the gain across its
- *    layers would compound past DEPTH_GAIN (bounded_spread).  Sigmoid and tanh units then sit in their responsive range
- *    and the backward gain across each layer comes back near 1 (data-dependent
- *    initialisation, as LSUV and Salimans & Kingma's).  Before training, a relu has no
- *    responsive range to find, only a scale (scaling its input scales its output): a
- *    layer before a relu gets one scale for all its units, to an RMS spread of 1, and no
+ *    layers would compound past DEPTH_GAIN (bounded_spread).  Sigmoid and tanh units then
+ *    sit in their responsive range and the backward gain across each layer comes back near
+ *    1 (data-dependent initialisation, as LSUV and Salimans & Kingma's).  Before training,
+ *    a relu has no responsive range to find, only a scale (scaling its input scales its
+ *    output): a layer before a relu gets one scale for all its units, to an RMS spread of 1, and no
  *    shift, since centring each unit would move every relu's threshold to its median
  *    input; and every layer is re-conditioned, from the first, since an exploding signal
  *    starts upstream of the first layer the monitor calls unhealthy.  While training, a
