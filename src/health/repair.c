@@ -23,8 +23,8 @@
  *    sit in their responsive range and the backward gain across each layer comes back near
  *    1 (data-dependent initialisation, as LSUV and Salimans & Kingma's).  Before training,
  *    a relu has no responsive range to find, only a scale (scaling its input scales its
- *    output): a layer before a relu gets one scale for all its units, to an RMS spread of 1, and no
- *    shift, since centring each unit would move every relu's threshold to its median
+ *    output): a layer before a relu gets one scale for all its units, to an RMS spread
+ *    of 1, and no shift, since centring each unit would move every relu's threshold to its median
  *    input; and every layer is re-conditioned, from the first, since an exploding signal
  *    starts upstream of the first layer the monitor calls unhealthy.  While training, a
  *    relu layer's ill is dead units: a repair then also centres each unit all but dead
