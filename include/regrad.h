@@ -910,9 +910,10 @@ rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int
  * Returns 1 when the step must be skipped (non-finite gradient), 0 otherwise, and
  * RG_ERR_NUMERIC (negated) after a run of skipped steps too long to continue. */
 int rg_repair_gradients(rg_repair *r, long step);
-/* While training, GRA re-checks the network every few steps (REPROBE_EVERY in repair.c):
- * wants_check says whether this step is one (then run it with the monitor enabled), and
- * check re-conditions the layers from the first one the monitor now finds unhealthy. */
+/* While training, GRA re-checks the network every few steps (REPROBE_EVERY in repair.c),
+ * and a network the probe found healthy also at steps 1, 2, 4 ... 32: wants_check says
+ * whether this step is one (then run it with the monitor enabled), and check
+ * re-conditions the layers from the first one the monitor now finds unhealthy. */
 int rg_repair_wants_check(const rg_repair *r, long step);
 rg_status rg_repair_check(rg_repair *r, long step);
 /* Around the optimizer step: the trust region on each layer's update (only for networks
