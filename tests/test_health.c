@@ -506,10 +506,10 @@ static void test_symmetric_eigenvalues(void **state) {
     free(m);
 }
 
-/* The trust region's cheap bound on a step's change of a layer's output is never below
- * the exact E||dW x + db||^2 (a random step; a step of equal weights, which the inputs'
- * common factor makes large; one along the covariance's top direction) and is exact for a
- * bias-only step; the monitor's covariance split C = Q^T S Q + R has orthonormal rows Q and
+/* The trust region's two cheap bounds on a step's change of a layer's output are never
+ * below the exact E||dW x + db||^2 (a random step; a step of equal weights, which the
+ * inputs' common factor makes large; one along the covariance's top direction) and are
+ * exact for a bias-only step; the monitor's covariance split C = Q^T S Q + R has orthonormal rows Q and
  * the rest's norm it reports. */
 static void test_trust_region_bound(void **state) {
     (void)state;
@@ -570,6 +570,28 @@ static void test_trust_region_bound(void **state) {
         const double bound = rg_cpu_backend.function_change_bound(dw, db, U, F, q, s, k, rest, projections);
         if (!(exact <= bound * (1 + 1e-6)) || (kind == 3 && !(bound <= exact * (1 + 1e-5))))
             fail_msg("step %d: exact %.8g, bound %.8g", kind, exact, bound);
+        /* the step taken with its rows' mean products and squares in one pass, in every
+         * instruction set: the very dw, the sums, and a coarse bound above the exact figure */
+        for (int isa = RG_ISA_BASE; isa <= RG_ISA_AVX512; isa++) {
+            if ((int)rg_cpu_isa_cap((rg_isa)isa) != isa) continue; /* the CPU has not got it */
+            float taken[U * F], pm[U];
+            const double squares = rg_cpu_backend.layer_step(taken, w, w0, U, F, mean, pm);
+            assert_memory_equal(taken, dw, sizeof taken);
+            double want_sq = 0;
+            for (int u = 0; u < U; u++) {
+                double p = 0, size = 0;
+                for (int c = 0; c < F; c++) {
+                    p += (double)dw[u * F + c] * mean[c], size += fabs((double)dw[u * F + c] * mean[c]);
+                    want_sq += (double)dw[u * F + c] * dw[u * F + c];
+                }
+                assert_true(fabs(pm[u] - p) <= 1e-6 * size);
+            }
+            assert_true(fabs(squares - want_sq) <= 1e-6 * want_sq);
+            const double coarse = rg_cpu_backend.function_change_coarse_bound(pm, db, U, squares, s, k, rest);
+            if (!(exact <= coarse * (1 + 1e-6)) || (kind == 3 && !(coarse <= exact * (1 + 1e-5))))
+                fail_msg("step %d, isa %d: exact %.8g, coarse bound %.8g", kind, isa, exact, coarse);
+        }
+        rg_cpu_isa_cap(RG_ISA_AVX512);
     }
     free(x);
     release(&b);

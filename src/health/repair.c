@@ -148,6 +148,8 @@ struct rg_repair {
     bool trust;                   /* the probe re-conditioned: cap updates from now on */
     float *before;                /* parameters before the optimizer step (trust region) */
     float *dw, *db, *scratch;     /* one layer's update and dW M, for the trust region */
+    float *pm;                    /* its rows' products with the layer's input mean */
+    double dw_squares;            /* and its sum of squares (-1: not taken) (take_step) */
     const rg_dataset *probe_data; /* the probe set, kept for re-probes during training */
     const int *probe_idx;
     int probe_n;
@@ -232,6 +234,7 @@ void rg_repair_free(rg_repair *r) {
     free(r->before);
     free(r->dw);
     free(r->db);
+    free(r->pm);
     free(r->scratch);
     free(r->update);
     free(r);
@@ -560,8 +563,9 @@ void rg_repair_before_update(rg_repair *r) {
         r->dw = malloc(largest * sizeof(float));
         r->scratch = malloc((largest + 9 * units) * sizeof(float)); /* dW M, or the bound's dW Q^T */
         r->db = malloc(units * sizeof(float));
+        r->pm = malloc(units * sizeof(float));
         r->update = malloc(g->param_floats * sizeof(float));
-        if (!r->before || !r->dw || !r->scratch || !r->db || !r->update) {
+        if (!r->before || !r->dw || !r->scratch || !r->db || !r->pm || !r->update) {
             r->trust = false; /* no memory for the trust region: train without it */
             return;
         }
@@ -620,6 +624,22 @@ static void newton_guard(rg_repair *r, long step) {
     if (r->newton_scale < 1) g->backend->step_along(g->param_buf, r->before, r->update, n, (float)r->newton_scale);
 }
 
+/* Layer i's step w - w0 into r->dw; for a layer with input moments, in the same pass, its
+ * rows' products with the input mean (r->pm) and its sum of squares (r->dw_squares), what
+ * the trust region's first bound reads. */
+static void take_step(rg_repair *r, int i) {
+    rg_graph *g = r->m->graph;
+    const rg_node_impl *n = &g->nodes[r->layers[i].node];
+    const rg_param_impl *kp = &g->params[n->first_param];
+    const float *w = g->param_buf + kp->offset, *w0 = r->before + kp->offset, *mu;
+    int f;
+    r->dw_squares = -1;
+    if (rg_monitor_input_moment(r->mon, i, &mu, &f))
+        r->dw_squares = g->backend->layer_step(r->dw, w, w0, n->shape[0], f, mu, r->pm);
+    else
+        g->backend->subtract(r->dw, w, w0, kp->size);
+}
+
 /* The trust region (4. above) on layer i's step, r->dw (and its bias's, found here). */
 static void cap_step(rg_repair *r, int i, long step, double cap) {
     rg_graph *g = r->m->graph;
@@ -632,8 +652,10 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     int f;
     const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
     if (!mm) return; /* no moments for this layer (a grouped conv): no cap */
-    /* E||dz||^2 per unit against the cap: first a bound that costs a pass over the step,
-     * then, only where it may bind, the product dW M (as costly as the layer's forward) */
+    /* E||dz||^2 per unit against the cap: first a coarse bound from take_step's sums (about
+     * twice the next one's figure, and enough for nearly every step after the cap's ramp),
+     * then one that costs a pass over the step, then, only where both may bind, the product
+     * dW M (as costly as the layer's forward) */
     const double spread = fmax(r->layers[i].spread, 1e-12);
     const int units = n->shape[0];
     if (b) g->backend->subtract(r->db, b, b0, bp->size);
@@ -641,8 +663,13 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     const float *split_s;
     double rest;
     const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest);
+    const double limit = cap * cap * spread * spread;
+    if (qm && r->dw_squares >= 0 &&
+        g->backend->function_change_coarse_bound(r->pm, b ? r->db : NULL, units, r->dw_squares, split_s, k,
+                                                 rest) * (1 + BOUND_SLACK) <= limit)
+        return;
     if (qm && g->backend->function_change_bound(r->dw, b ? r->db : NULL, units, f, qm, split_s, k, rest,
-                                                 r->scratch) * (1 + BOUND_SLACK) <= cap * cap * spread * spread)
+                                                 r->scratch) * (1 + BOUND_SLACK) <= limit)
         return;
     const double rho = sqrt(fmax(g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu,
                                                              r->scratch), 0)) / spread;
@@ -666,7 +693,7 @@ void rg_repair_after_update(rg_repair *r, long step) {
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
         if (!kp->trainable) continue; /* frozen: it did not move */
         if (!r->layers[i].centred && guard) continue;
-        g->backend->subtract(r->dw, g->param_buf + kp->offset, r->before + kp->offset, kp->size);
+        take_step(r, i);
         if (r->layers[i].centred) uncentre_step(r, i);
         if (!guard) cap_step(r, i, step, cap);
     }
@@ -675,7 +702,7 @@ void rg_repair_after_update(rg_repair *r, long step) {
     for (int i = 0; i < r->n; i++) {
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
         if (!kp->trainable) continue;
-        g->backend->subtract(r->dw, g->param_buf + kp->offset, r->before + kp->offset, kp->size);
+        take_step(r, i);
         cap_step(r, i, step, cap);
     }
 }

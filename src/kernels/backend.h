@@ -82,6 +82,11 @@ struct rg_backend {
      *   C = Q^T S Q + R (qm: Q's k rows of f, then the mean's; s: k x k with row stride 8;
      *   rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
      *   units, to within float rounding (scratch: units x (k + 1));
+     * layer_step: dw = w - w0 (units x f), each row of dw's product with the input mean
+     *   into pm (units), and the sum of squares of dw, returned;
+     * function_change_coarse_bound: a coarser upper bound from those alone, (|pm + db|^2
+     *   + lambda squares) over units, lambda >= the covariance's largest eigenvalue, from
+     *   the split's S and rest;
  * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
  *   where the layer's input is centred (w' = w, b' = b + w mean);
  * centre_bias: b[u] -= dw[u] . mean, the step back from those coordinates. */
@@ -93,6 +98,10 @@ struct rg_backend {
                               const float *moment, const float *mean, float *scratch);
     double (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch);
+    double (*layer_step)(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
+                         float *pm);
+    double (*function_change_coarse_bound)(const float *pm, const float *db, int units, double squares,
+                                           const float *s, int k, double rest);
     void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
     void (*centre_bias)(float *b, const float *dw, int units, int f, const float *mean);
     /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d; x *= m (masks);

@@ -44,6 +44,10 @@ double rg_cpu_function_change(const float *dw, const float *db, int units, int f
                               const float *moment, const float *mean, float *scratch);
 double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch);
+double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
+                         float *pm);
+double rg_cpu_function_change_coarse_bound(const float *pm, const float *db, int units, double squares,
+                                           const float *s, int k, double rest);
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
 void rg_cpu_centre_bias(float *b, const float *dw, int units, int f, const float *mean);
 void rg_cpu_scale(float *x, size_t n, float f);

@@ -2,7 +2,7 @@
  * gra.c — the CPU backend's arithmetic for GRA (src/health/repair.c decides; this computes):
  * the polar factor of a weight matrix by Newton-Schulz, re-centring and re-scaling units,
  * a kernel's taps made to sum to zero across its input channels,
- * a step's change of the pre-activations in function space, and the centring
+ * a step's change of the pre-activations in function space (exact, and two bounds' sums), and the centring
  * reparametrisation's two passes.
  */
 #include "cpu.h"
@@ -174,6 +174,53 @@ ROW_PRODUCTS(row_products_avx2, v8f, sum8, AVX2)
 ROW_PRODUCTS(row_products_avx512, v16f, sum16, AVX512)
 #endif
 
+/* A layer's step, dw = w - w0 (units x f), with what the trust region's first bound needs
+ * of it in the same pass: each row's product with the input mean into pm, and the sum of
+ * squares of dw, returned. */
+#define LAYER_STEP(NAME, VF, SUM, ATTR)                                                       \
+    ATTR static double NAME(float *restrict dw, const float *restrict w,                      \
+                            const float *restrict w0, int units, int f,                       \
+                            const float *restrict mean, float *restrict pm) {                 \
+        enum { W = sizeof(VF) / sizeof(float) };                                              \
+        double squares = 0;                                                                   \
+        for (int j = 0; j < units; j++) {                                                     \
+            const size_t at = (size_t)j * f;                                                  \
+            VF acc = {0}, sq = {0};                                                           \
+            int c = 0;                                                                        \
+            for (; c + W <= f; c += W) {                                                      \
+                VF a, b, m;                                                                   \
+                memcpy(&a, w + at + c, sizeof a);                                             \
+                memcpy(&b, w0 + at + c, sizeof b);                                            \
+                memcpy(&m, mean + c, sizeof m);                                               \
+                const VF d = a - b;                                                           \
+                memcpy(dw + at + c, &d, sizeof d);                                            \
+                sq += d * d;                                                                  \
+                acc += d * m;                                                                 \
+            }                                                                                 \
+            float p = SUM(acc);                                                               \
+            squares += SUM(sq);                                                               \
+            for (; c < f; c++) {                                                              \
+                const float d = w[at + c] - w0[at + c];                                       \
+                dw[at + c] = d;                                                               \
+                p += d * mean[c];                                                             \
+                squares += (double)d * d;                                                     \
+            }                                                                                 \
+            pm[j] = p;                                                                        \
+        }                                                                                     \
+        return squares;                                                                       \
+    }
+
+LAYER_STEP(layer_step_base, v4f, sum4, BASE)
+#if defined(__x86_64__) && defined(__GNUC__)
+LAYER_STEP(layer_step_avx2, v8f, sum8, AVX2)
+LAYER_STEP(layer_step_avx512, v16f, sum16, AVX512)
+#endif
+
+double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
+                         float *pm) {
+    return RG_PICK(layer_step)(dw, w, w0, units, f, mean, pm);
+}
+
 double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch) {
     const int m = k + 1;
@@ -203,6 +250,24 @@ double rg_cpu_function_change_bound(const float *dw, const float *db, int units,
         for (int i2 = i + 1; i2 < k; i2++) quad += ((double)s[i * 8 + i2] + s[i2 * 8 + i]) * gram[i * 8 + i2];
     }
     return (shift + fmax(quad, 0) + rest * squares) / units;
+}
+
+/* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T) <= |dW mu + db|^2 + lambda ||dW||^2 for
+ * lambda >= C's largest eigenvalue: with C = Q^T S Q + R, Gershgorin's bound on S (its
+ * largest row sum of magnitudes) plus rest >= ||R||. */
+double rg_cpu_function_change_coarse_bound(const float *pm, const float *db, int units, double squares,
+                                           const float *s, int k, double rest) {
+    double lambda = 0, shift = 0;
+    for (int i = 0; i < k; i++) {
+        double row = 0;
+        for (int j = 0; j < k; j++) row += fabs(s[i * 8 + j]);
+        lambda = fmax(lambda, row);
+    }
+    for (int u = 0; u < units; u++) {
+        const double l = (double)pm[u] + (db ? db[u] : 0);
+        shift += l * l;
+    }
+    return (shift + (lambda + rest) * squares) / units;
 }
 
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
