@@ -47,9 +47,11 @@
  * eigenvalues (about a second) stay small; wider layers (a ResNet's 3x3x512) show NaN. */
 #define CONDITIONING_MAX_FAN_IN 1024
 /* GRA's trust-region bound: the input covariance split along its top SPLIT_K directions,
- * found by SPLIT_ITERS subspace iterations (rg_monitor_input_covariance_split) */
+ * found by SPLIT_ITERS subspace iterations (rg_monitor_input_covariance_split), or by
+ * SPLIT_WARM_ITERS from the directions of the layer's previous split */
 #define SPLIT_K 8
 #define SPLIT_ITERS 6
+#define SPLIT_WARM_ITERS 2
 
 typedef struct layer {
     rg_layer_health h;
@@ -63,6 +65,7 @@ typedef struct layer {
     double split_rest;
     int split_k;
     bool split_known;
+    bool split_warm;          /* split_q holds an earlier split's directions: start there */
     float *cols;              /* conv layers: one sample's im2col columns */
     int fan_in;
     bool kept;                /* its weights are in the monitor's `before` copy */
@@ -543,10 +546,13 @@ static bool covariance_split(layer *l) {
         return false;
     }
     float *q = l->split_q;
-    for (int i = 0; i < k; i++) /* a fixed start: cosines of distinct frequencies */
-        for (int c = 0; c < f; c++) q[(size_t)i * f + c] = (float)cos((i + 1) * (c + 0.5) * 3.141592653589793 / f);
-    orthonormalise(q, k, f);
-    for (int it = 0; it < SPLIT_ITERS; it++) {
+    if (!l->split_warm) {
+        for (int i = 0; i < k; i++) /* a fixed start: cosines of distinct frequencies */
+            for (int c = 0; c < f; c++)
+                q[(size_t)i * f + c] = (float)cos((i + 1) * (c + 0.5) * 3.141592653589793 / f);
+        orthonormalise(q, k, f);
+    }
+    for (int it = 0; it < (l->split_warm ? SPLIT_WARM_ITERS : SPLIT_ITERS); it++) {
         times_covariance(l, q, k, y);
         memcpy(q, y, (size_t)k * f * sizeof *q);
         orthonormalise(q, k, f);
@@ -587,7 +593,7 @@ static bool covariance_split(layer *l) {
     const double rest = (part[0] + part[1]) + (part[2] + part[3]);
     free(sq);
     memcpy(q + (size_t)k * f, l->in_mean, (size_t)f * sizeof *q); /* the mean's row after Q's */
-    l->split_k = k, l->split_rest = sqrt(rest);
+    l->split_k = k, l->split_rest = sqrt(rest), l->split_warm = true;
     free(y);
     return true;
 }
