@@ -597,31 +597,6 @@ static void test_trust_region_bound(void **state) {
     release(&b);
 }
 
-/* Centred coordinates' gradient, gw[u][k] - gb[u] mean[k], is each value's own product and
- * difference, bit for bit, in every instruction set (rows with a ragged tail). */
-static void test_centre_gradient_same_bits_on_every_isa(void **state) {
-    (void)state;
-    enum { U = 5, F = 37 };
-    rg_rng rng;
-    rg_rng_seed(&rng, 3);
-    float gw[U * F], gb[U], mean[F], want[U * F];
-    for (int u = 0; u < U; u++) gb[u] = rg_rng_normal(&rng);
-    for (int k = 0; k < F; k++) mean[k] = rg_rng_normal(&rng);
-    for (int i = 0; i < U * F; i++) {
-        gw[i] = rg_rng_normal(&rng);
-        const volatile float product = gb[i / F] * mean[i % F];
-        want[i] = gw[i] - product;
-    }
-    for (int isa = RG_ISA_BASE; isa <= RG_ISA_AVX512; isa++) {
-        if ((int)rg_cpu_isa_cap((rg_isa)isa) != isa) continue; /* the CPU has not got it */
-        float got[U * F];
-        memcpy(got, gw, sizeof got);
-        rg_cpu_backend.centre_gradient(got, gb, U, F, mean);
-        assert_memory_equal(got, want, sizeof got);
-    }
-    rg_cpu_isa_cap(RG_ISA_AVX512);
-}
-
 /* A convolution's statistics, taken by the op as it writes each sample's output (with the
  * relu after it from the same pass), are the very figures of scanning the outputs after
  * the fact; so are a dense layer's with its relu folded in, also where the layer splits
@@ -832,7 +807,6 @@ int main(void) {
         cmocka_unit_test(test_curvature_figures),
         cmocka_unit_test(test_symmetric_eigenvalues),
         cmocka_unit_test(test_trust_region_bound),
-        cmocka_unit_test(test_centre_gradient_same_bits_on_every_isa),
         cmocka_unit_test(test_step_curvature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

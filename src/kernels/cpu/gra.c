@@ -270,25 +270,11 @@ double rg_cpu_function_change_coarse_bound(const float *pm, const float *db, int
     return (shift + (lambda + rest) * squares) / units;
 }
 
-/* In each instruction set's lanes, the same product and difference per value (no fused
- * multiply-add: this file is built with -ffp-contract=off), so the same bits. */
-#define CENTRE_GRADIENT(NAME, ATTR)                                                           \
-    ATTR static void NAME(float *restrict gw, const float *restrict gb, int units, int f,     \
-                          const float *restrict mean) {                                       \
-        for (int u = 0; u < units; u++) {                                                     \
-            float *restrict row = gw + (size_t)u * f;                                         \
-            const float g = gb[u];                                                            \
-            for (int k = 0; k < f; k++) row[k] -= g * mean[k];                                \
-        }                                                                                     \
-    }
-CENTRE_GRADIENT(centre_gradient_base, BASE)
-#if defined(__x86_64__) && defined(__GNUC__)
-CENTRE_GRADIENT(centre_gradient_avx2, AVX2)
-CENTRE_GRADIENT(centre_gradient_avx512, AVX512)
-#endif
-
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
-    RG_PICK(centre_gradient)(gw, gb, units, f, mean);
+    for (int u = 0; u < units; u++) {
+        float *row = gw + (size_t)u * f;
+        for (int k = 0; k < f; k++) row[k] -= gb[u] * mean[k];
+    }
 }
 
 /* Eight units at a time: eight independent sums keep the adder busy, each summed in the
