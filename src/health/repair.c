@@ -626,7 +626,7 @@ static void newton_guard(rg_repair *r, long step) {
 
 /* Layer i's step w - w0 into r->dw; for a layer with input moments, in the same pass, its
  * rows' products with the input mean (r->pm) and its sum of squares (r->dw_squares), what
- * the trust region's first bound reads. */
+ * the trust region's coarse bound reads. */
 static void take_step(rg_repair *r, int i) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *n = &g->nodes[r->layers[i].node];

@@ -1,9 +1,9 @@
 /*
  * gra.c — the CPU backend's arithmetic for GRA (src/health/repair.c decides; this computes):
  * the polar factor of a weight matrix by Newton-Schulz, re-centring and re-scaling units,
- * a kernel's taps made to sum to zero across its input channels,
- * a step's change of the pre-activations in function space (exact, and two bounds' sums), and the centring
- * reparametrisation's two passes.
+ * a kernel's taps made to sum to zero across its input channels, a layer's step with the
+ * sums a coarse bound needs, the step's change of the pre-activations in function space
+ * (exact, and two upper bounds), and the centring reparametrisation's two passes.
  */
 #include "cpu.h"
 
