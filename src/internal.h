@@ -333,9 +333,11 @@ rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in);
 /* Layer i's input covariance C split as Q^T S Q + R: returns Q (k orthonormal rows of
  * fan_in, near C's top eigenvectors, then the input's mean as row k; NULL: no moment),
- * with S (k x k, row stride 8, the most k) and ||R||_F, which bounds R's eigenvalues; kept
- * until the moment is measured again.  GRA's trust region bounds tr(dW C dW^T) by them. */
-const float *rg_monitor_input_covariance_split(rg_monitor *m, int i, int *k, const float **s, double *rest);
+ * with S (k x k, row stride 8, the most k), ||R||_F, which bounds R's eigenvalues, and
+ * top >= C's largest eigenvalue (Gershgorin's bound on S plus ||R||_F); kept until the
+ * moment is measured again.  GRA's trust region bounds tr(dW C dW^T) by them. */
+const float *rg_monitor_input_covariance_split(rg_monitor *m, int i, int *k, const float **s, double *rest,
+                                               double *top);
 /* Layer i's input mean outlier, |E[x]|^2 over the mean eigenvalue of its covariance (NaN
  * without moments), and whether that makes it ill-conditioned (monitor.c). */
 double rg_monitor_mean_outlier(const rg_monitor *m, int i);

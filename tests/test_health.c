@@ -534,8 +534,8 @@ static void test_trust_region_bound(void **state) {
     assert_int_equal(rg_monitor_set_input_moment(b.mon, 1, moment, mean, F), RG_OK);
     int k;
     const float *s;
-    double rest, want = 0;
-    const float *q = rg_monitor_input_covariance_split(b.mon, 1, &k, &s, &rest);
+    double rest, top, want = 0;
+    const float *q = rg_monitor_input_covariance_split(b.mon, 1, &k, &s, &rest, &top);
     assert_non_null(q);
     assert_int_equal(k, 8);
     for (int i = 0; i < k; i++)
@@ -587,7 +587,7 @@ static void test_trust_region_bound(void **state) {
                 assert_true(fabs(pm[u] - p) <= 1e-6 * size);
             }
             assert_true(fabs(squares - want_sq) <= 1e-6 * want_sq);
-            const double coarse = rg_cpu_backend.function_change_coarse_bound(pm, db, U, squares, s, k, rest);
+            const double coarse = rg_cpu_backend.function_change_coarse_bound(pm, db, U, squares, top);
             if (!(exact <= coarse * (1 + 1e-6)) || (kind == 3 && !(coarse <= exact * (1 + 1e-5))))
                 fail_msg("step %d, isa %d: exact %.8g, coarse bound %.8g", kind, isa, exact, coarse);
         }

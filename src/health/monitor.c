@@ -62,7 +62,7 @@ typedef struct layer {
     float *in_mean;           /* E[x] (fan_in) */
     float *split_q;           /* the input covariance's split (rg_monitor_input_covariance_split) */
     float split_s[SPLIT_K * SPLIT_K];
-    double split_rest;
+    double split_rest, split_top;
     int split_k;
     bool split_known;
     bool split_warm;          /* split_q holds an earlier split's directions: start there */
@@ -594,15 +594,23 @@ static bool covariance_split(layer *l) {
     free(sq);
     memcpy(q + (size_t)k * f, l->in_mean, (size_t)f * sizeof *q); /* the mean's row after Q's */
     l->split_k = k, l->split_rest = sqrt(rest), l->split_warm = true;
+    l->split_top = 0; /* Gershgorin: S's largest row sum of magnitudes, then R's bound */
+    for (int i = 0; i < k; i++) {
+        double sum = 0;
+        for (int j = 0; j < k; j++) sum += fabs(l->split_s[i * SPLIT_K + j]);
+        l->split_top = fmax(l->split_top, sum);
+    }
+    l->split_top += l->split_rest;
     free(y);
     return true;
 }
 
-const float *rg_monitor_input_covariance_split(rg_monitor *m, int i, int *k, const float **s, double *rest) {
+const float *rg_monitor_input_covariance_split(rg_monitor *m, int i, int *k, const float **s, double *rest,
+                                               double *top) {
     if (!m || i < 0 || i >= m->n || !m->layers[i].in_moment) return NULL;
     layer *l = &m->layers[i];
     if (!l->split_known && !(l->split_known = covariance_split(l))) return NULL;
-    *k = l->split_k, *s = l->split_s, *rest = l->split_rest;
+    *k = l->split_k, *s = l->split_s, *rest = l->split_rest, *top = l->split_top;
     return l->split_q;
 }
 const rg_layer_health *rg_monitor_layer(const rg_monitor *m, int i) {

@@ -661,12 +661,12 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     if (b) g->backend->subtract(r->db, b, b0, bp->size);
     int k;
     const float *split_s;
-    double rest;
-    const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest);
+    double rest, top;
+    const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top);
     const double limit = cap * cap * spread * spread;
     if (qm && r->dw_squares >= 0 &&
-        g->backend->function_change_coarse_bound(r->pm, b ? r->db : NULL, units, r->dw_squares, split_s, k,
-                                                 rest) * (1 + BOUND_SLACK) <= limit)
+        g->backend->function_change_coarse_bound(r->pm, b ? r->db : NULL, units, r->dw_squares, top) *
+                (1 + BOUND_SLACK) <= limit)
         return;
     if (qm && g->backend->function_change_bound(r->dw, b ? r->db : NULL, units, f, qm, split_s, k, rest,
                                                  r->scratch) * (1 + BOUND_SLACK) <= limit)

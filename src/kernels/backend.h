@@ -85,8 +85,8 @@ struct rg_backend {
      * layer_step: dw = w - w0 (units x f), each row of dw's product with the input mean
      *   into pm (units), and the sum of squares of dw, returned;
      * function_change_coarse_bound: a coarser upper bound from those alone, (|pm + db|^2
-     *   + lambda squares) over units, lambda >= the covariance's largest eigenvalue, from
-     *   the split's S and rest;
+     *   + top squares) over units, top >= the covariance's largest eigenvalue (the
+     *   monitor's, with its split);
  * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
  *   where the layer's input is centred (w' = w, b' = b + w mean);
  * centre_bias: b[u] -= dw[u] . mean, the step back from those coordinates. */
@@ -101,7 +101,7 @@ struct rg_backend {
     double (*layer_step)(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
                          float *pm);
     double (*function_change_coarse_bound)(const float *pm, const float *db, int units, double squares,
-                                           const float *s, int k, double rest);
+                                           double top);
     void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
     void (*centre_bias)(float *b, const float *dw, int units, int f, const float *mean);
     /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d; x *= m (masks);

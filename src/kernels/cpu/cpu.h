@@ -47,7 +47,7 @@ double rg_cpu_function_change_bound(const float *dw, const float *db, int units,
 double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
                          float *pm);
 double rg_cpu_function_change_coarse_bound(const float *pm, const float *db, int units, double squares,
-                                           const float *s, int k, double rest);
+                                           double top);
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
 void rg_cpu_centre_bias(float *b, const float *dw, int units, int f, const float *mean);
 void rg_cpu_scale(float *x, size_t n, float f);

@@ -252,22 +252,16 @@ double rg_cpu_function_change_bound(const float *dw, const float *db, int units,
     return (shift + fmax(quad, 0) + rest * squares) / units;
 }
 
-/* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T) <= |dW mu + db|^2 + lambda ||dW||^2 for
- * lambda >= C's largest eigenvalue: with C = Q^T S Q + R, Gershgorin's bound on S (its
- * largest row sum of magnitudes) plus rest >= ||R||. */
+/* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T) <= |dW mu + db|^2 + top ||dW||^2 for
+ * top >= C's largest eigenvalue. */
 double rg_cpu_function_change_coarse_bound(const float *pm, const float *db, int units, double squares,
-                                           const float *s, int k, double rest) {
-    double lambda = 0, shift = 0;
-    for (int i = 0; i < k; i++) {
-        double row = 0;
-        for (int j = 0; j < k; j++) row += fabs(s[i * 8 + j]);
-        lambda = fmax(lambda, row);
-    }
+                                           double top) {
+    double shift = 0;
     for (int u = 0; u < units; u++) {
         const double l = (double)pm[u] + (db ? db[u] : 0);
         shift += l * l;
     }
-    return (shift + (lambda + rest) * squares) / units;
+    return (shift + top * squares) / units;
 }
 
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
