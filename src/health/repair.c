@@ -61,7 +61,8 @@
  *    steps add up coherently across a row, so a small ||dW|| can move z a lot; 1/layers,
  *    because each layer's change adds to the output's.  It acts on the update itself, so it
  *    works whatever the optimizer, which no gradient rescaling can do for Adam.  The cap
- *    ramps up linearly over the first TRUST_WARMUP steps, while Adam's moments are new.
+ *    holds from the first step: the Newton guard measures that step's curvature, and with
+ *    it the ramp up over the first steps that the cap once had changed nothing measurable.
  *    The product dW M costs a forward; a bound from the input covariance's split along its
  *    top directions (the monitor's), one pass over the step, decides first whether it can
  *    bind (docs/gra.md).
@@ -124,7 +125,6 @@
 #define REPROBE_EVERY 50       /* steps between GRA's own health checks while training */
 #define TRUST_PER_DEPTH 0.5    /* per-layer cap on the step's change of the pre-activations,
                                 * RMS over units relative to their spread: 0.5 / layers */
-#define TRUST_WARMUP 100       /* the cap ramps up linearly over the first 100 steps */
 #define BOUND_SLACK 1e-3       /* the trust region's cheap bound, inflated past its float rounding */
 #define NEWTON_EVERY 50        /* steps between the Newton guard's measurements (~3 forwards) */
 #define NEWTON_FLOOR 0.1       /* the smallest scale one measurement may ask for */
@@ -653,7 +653,7 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
     if (!mm) return; /* no moments for this layer (a grouped conv): no cap */
     /* E||dz||^2 per unit against the cap: first a coarse bound from take_step's sums (about
-     * twice the next one's figure, and enough for nearly every step after the cap's ramp),
+     * twice the next one's figure, and enough for nearly every step once Adam's moments settle),
      * then one that costs a pass over the step, then, only where both may bind, the product
      * dW M (as costly as the layer's forward) */
     const double spread = fmax(r->layers[i].spread, 1e-12);
@@ -686,8 +686,7 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
 void rg_repair_after_update(rg_repair *r, long step) {
     if (!r || !r->trust || !r->before) return;
     rg_graph *g = r->m->graph;
-    double cap = TRUST_PER_DEPTH / r->n;
-    if (step < TRUST_WARMUP) cap *= (double)(step + 1) / TRUST_WARMUP;
+    const double cap = TRUST_PER_DEPTH / r->n;
     const bool guard = newton_acts(r, step);
     for (int i = 0; i < r->n; i++) {
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
