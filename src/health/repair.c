@@ -61,8 +61,8 @@
  *    steps add up coherently across a row, so a small ||dW|| can move z a lot; 1/layers,
  *    because each layer's change adds to the output's.  It acts on the update itself, so it
  *    works whatever the optimizer, which no gradient rescaling can do for Adam.  The cap
- *    holds from the first step: the Newton guard measures that step's curvature, and with
- *    it the ramp up over the first steps that the cap once had changed nothing measurable.
+ *    holds from the first step, with no ramp: the Newton guard measures the first update's
+ *    curvature and shrinks it where it overshoots (docs/gra.md).
  *    The product dW M costs a forward; a bound from the input covariance's split along its
  *    top directions (the monitor's), one pass over the step, decides first whether it can
  *    bind (docs/gra.md).
@@ -653,7 +653,7 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
     if (!mm) return; /* no moments for this layer (a grouped conv): no cap */
     /* E||dz||^2 per unit against the cap: first a coarse bound from take_step's sums (about
-     * twice the next one's figure, and enough for nearly every step once Adam's moments settle),
+     * twice the next one's figure, and enough for nearly every step),
      * then one that costs a pass over the step, then, only where both may bind, the product
      * dW M (as costly as the layer's forward) */
     const double spread = fmax(r->layers[i].spread, 1e-12);
