@@ -30,7 +30,7 @@ if [ "$build" = ok ]; then
   "$test_cuda" >"$log/ctest" 2>&1
   case $? in 0) tests=ok ;; 77) tests=SKIP ;; *) tests=FAIL ;; esac
   "$regrad" train --data "$data" --device cuda --limit 256 >"$log/device" 2>&1
-  python3 tools/onnxruntime_check.py "$regrad" "$(mktemp -d)" "$data" >"$log/ortcheck" 2>&1
+  python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
   case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
 fi
 echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/dev/null))"
