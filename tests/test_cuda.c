@@ -9,18 +9,25 @@
 
 #include "internal.h"
 #include "kernels/act_rules.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda.h"
 
 #define GUARD 64
 #define GUARD_VALUE 12345.678f
 
-/* A device buffer of n floats from host values, with GUARD guard floats after it. */
-static float *device_copy(const float *host, size_t n) {
+/* A device buffer of n zeros with GUARD guard floats after it. */
+static float *device_zeros(size_t n) {
     float *d = rg_cuda_alloc(n + GUARD), guard[GUARD];
     assert_non_null(d);
     for (int i = 0; i < GUARD; i++) guard[i] = GUARD_VALUE;
-    assert_int_equal(rg_cuda_upload(d, host, n), RG_OK);
     assert_int_equal(rg_cuda_upload(d + n, guard, GUARD), RG_OK);
+    return d;
+}
+
+/* The same with n floats from host values. */
+static float *device_copy(const float *host, size_t n) {
+    float *d = device_zeros(n);
+    assert_int_equal(rg_cuda_upload(d, host, n), RG_OK);
     return d;
 }
 
@@ -122,6 +129,146 @@ static void sum_of_squares_in_fixed_order(void **state) {
     free(x);
 }
 
+/* A CPU graph input(in) -> dense(out), compiled for `batch`, with weights from `seed`. */
+static rg_graph *cpu_dense(int batch, int in, int out, uint64_t *seed, rg_node *x, rg_node *y) {
+    rg_graph *g = rg_graph_create(1);
+    rg_graph_want_input_grads(g, 1);
+    *x = rg_input(g, "x", 1, &in);
+    *y = rg_dense(g, *x, out, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+    assert_int_equal(rg_graph_compile(g, batch), RG_OK);
+    fill(rg_param_data(g, &g->nodes[*y], 0), (size_t)out * in, seed, -1, 1);
+    fill(rg_param_data(g, &g->nodes[*y], 1), (size_t)out, seed, -1, 1);
+    fill(rg_graph_input_buffer(g, *x), (size_t)batch * in, seed, -1, 1);
+    return g;
+}
+
+/* The dense layer's forward and backward (cuBLAS) against the CPU's op: products within
+ * 1e-4, the bias gradient (the same sums in the same order) bit for bit; a second backward
+ * adds (dx too, when not fresh). */
+static void dense_matches_cpu(void **state) {
+    if (rg_cuda_blas_ready() != RG_OK) fail_msg("%s", rg_last_error());
+    const int batch = 37, in = 129, out = 67; /* no size a multiple of a tile */
+    uint64_t seed = 5;
+    rg_node x, y;
+    rg_graph *g = cpu_dense(batch, in, out, &seed, &x, &y);
+    rg_node_impl *n = &g->nodes[y];
+    const size_t nx = (size_t)batch * in, ny = (size_t)batch * out, nw = (size_t)out * in;
+    float *dy = malloc(ny * sizeof *dy), *back = malloc(2 * nx * sizeof *back + 2 * nw * sizeof *back);
+    float *want_y = malloc(ny * sizeof *want_y);
+    fill(dy, ny, &seed, -1, 1);
+    assert_int_equal(rg_graph_forward(g, batch, true), RG_OK);
+    memcpy(want_y, rg_node_output(g, y), ny * sizeof *want_y); /* backward may reuse it */
+    assert_int_equal(rg_graph_backward_from(g, y, dy), RG_OK);
+    const float *w = rg_param_data(g, n, 0), *b = rg_param_data(g, n, 1);
+    float *d_x = device_copy(rg_graph_input_buffer(g, x), nx), *d_w = device_copy(w, nw);
+    float *d_b = device_copy(b, (size_t)out), *d_y = device_copy(dy, ny), *d_dy = device_copy(dy, ny);
+    float *d_dw = device_zeros(nw), *d_db = device_zeros((size_t)out), *d_dx = device_zeros(nx);
+    assert_int_equal(rg_cuda_dense_forward(d_x, d_w, d_b, d_y, batch, in, out), RG_OK);
+    host_copy(back, d_y, ny, "dense y");
+    assert_close("dense y", back, want_y, ny, 1e-5, 1e-4);
+    for (int pass = 1; pass <= 2; pass++) {
+        assert_int_equal(rg_cuda_dense_backward(d_x, d_dy, d_w, d_dw, d_db, d_dx, pass == 1, batch, in, out),
+                         RG_OK);
+        const float *want[3] = {rg_param_grad(g, n, 0), rg_param_grad(g, n, 1), rg_node_grad(g, x)};
+        float *d[3] = {d_dw, d_db, d_dx};
+        const size_t len[3] = {nw, (size_t)out, nx};
+        const char *what[3] = {"dense dW", "dense db", "dense dx"};
+        for (int k = 0; k < 3; k++) {
+            float *twice = back + nx + nw;
+            host_copy(back, d[k], len[k], what[k]);
+            for (size_t i = 0; i < len[k]; i++) twice[i] = pass * want[k][i];
+            if (k == 1 && pass == 1 && memcmp(back, want[k], len[k] * sizeof *back) != 0)
+                fail_msg("dense db: not the CPU's bits");
+            assert_close(what[k], back, twice, len[k], 1e-5, 1e-4);
+        }
+    }
+    float *all[] = {d_x, d_w, d_b, d_y, d_dy, d_dw, d_db, d_dx};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) rg_cuda_release(all[i]);
+    free(dy), free(back), free(want_y);
+    rg_graph_free(g);
+}
+
+/* Softmax cross-entropy, with and without label smoothing, against the CPU's op: the
+ * probabilities and the loss within 1e-6, the logits' gradient within 1e-6. */
+static void softmax_xent_matches_cpu(void **state) {
+    const int batch = 33, k = 10;
+    for (int smooth = 0; smooth < 2; smooth++) {
+        const float s = smooth ? 0.1f : 0.0f;
+        rg_graph *g = rg_graph_create(1);
+        rg_graph_want_input_grads(g, 1);
+        const rg_node z = rg_input(g, "z", 1, &k), loss = rg_softmax_cross_entropy(g, z, s);
+        assert_int_equal(rg_graph_compile(g, batch), RG_OK);
+        uint64_t seed = 9 + (uint64_t)smooth;
+        fill(rg_graph_input_buffer(g, z), (size_t)batch * k, &seed, -5, 5);
+        int *labels = rg_graph_labels(g);
+        for (int b = 0; b < batch; b++) labels[b] = (int)(b * 7 % k);
+        const float dloss = 1.5f;
+        const size_t nz = (size_t)batch * k;
+        float *want_p = malloc(nz * sizeof *want_p), want_loss;
+        assert_int_equal(rg_graph_forward(g, batch, true), RG_OK);
+        memcpy(want_p, g->nodes[loss].aux, nz * sizeof *want_p); /* backward may reuse them */
+        want_loss = rg_node_output(g, loss)[0];
+        assert_int_equal(rg_graph_backward_from(g, loss, &dloss), RG_OK);
+        float *d_z = device_copy(rg_graph_input_buffer(g, z), nz), *d_p = device_zeros(nz);
+        float *d_loss = device_zeros(1), *d_dloss = device_copy(&dloss, 1), *d_dz = device_zeros(nz);
+        float *d_scratch = rg_cuda_alloc((size_t)batch * 2);
+        int *d_labels = (int *)rg_cuda_alloc((size_t)batch); /* as many ints as floats */
+        assert_int_equal(rg_cuda_upload_ints(d_labels, labels, (size_t)batch), RG_OK);
+        rg_cuda_softmax_xent_forward(d_z, d_labels, d_p, (double *)d_scratch, d_loss, batch, k, s);
+        rg_cuda_softmax_xent_backward(d_p, d_labels, d_dloss, d_dz, batch, k, s);
+        float *back = malloc(nz * sizeof *back), got_loss;
+        host_copy(back, d_p, nz, "xent p");
+        assert_close("xent p", back, want_p, nz, 1e-6, 1e-5);
+        assert_int_equal(rg_cuda_download(&got_loss, d_loss, 1), RG_OK);
+        assert_close("xent loss", &got_loss, &want_loss, 1, 1e-6, 1e-6);
+        host_copy(back, d_dz, nz, "xent dz");
+        assert_close("xent dz", back, rg_node_grad(g, z), nz, 1e-6, 1e-5);
+        float *all[] = {d_z, d_p, d_loss, d_dloss, d_dz, d_scratch, (float *)d_labels};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) rg_cuda_release(all[i]);
+        free(back), free(want_p);
+        rg_graph_free(g);
+    }
+}
+
+/* The passes give the CPU's bits; the counts and the first non-finite index are exact. */
+static void passes_match_cpu(void **state) {
+    const size_t n = 70001;
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *want = malloc(n * sizeof *want);
+    float *got = malloc(n * sizeof *got);
+    uint64_t seed = 13;
+    fill(a, n, &seed, -3, 3);
+    fill(b, n, &seed, -3, 3);
+    for (size_t i = 0; i < n; i += 7) b[i] = 0; /* zeros to count, a mask's */
+    float *d_a = device_copy(a, n), *d_b = device_copy(b, n), *d_x = device_copy(a, n);
+#define CHECK(what, device_call, cpu_call) \
+    do { \
+        assert_int_equal(rg_cuda_upload(d_x, a, n), RG_OK); \
+        memcpy(want, a, n * sizeof *want); \
+        device_call; \
+        cpu_call; \
+        host_copy(got, d_x, n, what); \
+        if (memcmp(got, want, n * sizeof *got) != 0) fail_msg("%s: not the CPU's bits", what); \
+    } while (0)
+    CHECK("fill", rg_cuda_fill(d_x, n, 0.37f), rg_cpu_fill(want, n, 0.37f));
+    CHECK("scale", rg_cuda_scale(d_x, n, 0.37f), rg_cpu_scale(want, n, 0.37f));
+    CHECK("copy", rg_cuda_copy(d_x, d_b, n), rg_cpu_copy(want, b, n));
+    CHECK("subtract", rg_cuda_subtract(d_x, d_a, d_b, n), rg_cpu_subtract(want, a, b, n));
+    CHECK("step_along", rg_cuda_step_along(d_x, d_b, d_a, n, 0.37f), rg_cpu_step_along(want, b, a, n, 0.37f));
+    CHECK("multiply", rg_cuda_multiply(d_x, d_b, n), rg_cpu_multiply(want, b, n));
+    CHECK("clamp", rg_cuda_clamp(d_x, n, 1.5f), rg_cpu_clamp(want, n, 1.5f));
+#undef CHECK
+    assert_int_equal(rg_cuda_count_zeros(d_b, n), rg_cpu_count_zeros(b, n));
+    assert_int_equal(rg_cuda_first_nonfinite(d_a, n), n);
+    assert_int_equal(rg_cuda_count_nonfinite(d_a, n), 0);
+    const float bad[2] = {NAN, INFINITY};
+    assert_int_equal(rg_cuda_upload(d_a + 40000, bad, 1), RG_OK);
+    assert_int_equal(rg_cuda_upload(d_a + 12345, bad + 1, 1), RG_OK);
+    assert_int_equal(rg_cuda_first_nonfinite(d_a, n), 12345);
+    assert_int_equal(rg_cuda_count_nonfinite(d_a, n), 2);
+    rg_cuda_release(d_a), rg_cuda_release(d_b), rg_cuda_release(d_x);
+    free(a), free(b), free(want), free(got);
+}
+
 static void device_names(void **state) {
     char desc[160];
     assert_int_equal(rg_device_check("cuda", desc, sizeof desc), RG_OK);
@@ -143,6 +290,9 @@ int main(void) {
         cmocka_unit_test(optimizers_match_cpu_bitwise),
         cmocka_unit_test(activations_match_cpu),
         cmocka_unit_test(sum_of_squares_in_fixed_order),
+        cmocka_unit_test(passes_match_cpu),
+        cmocka_unit_test(dense_matches_cpu),
+        cmocka_unit_test(softmax_xent_matches_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,9 +3,10 @@
  * CMake finds nvcc: REGRAD_CUDA=AUTO|ON|OFF, RG_HAVE_CUDA defined).  What there is so far:
  * the device probe, device buffers and copies, the optimizers' update rules (the same bits
  * as the CPU's: every operation rounded as the C source rounds it, no contraction), the
- * activations forward and backward, and a sum of squares in a fixed order.  Each launch
- * goes on the calling thread's default stream; the copies wait for it.  A graph does not
- * run on the device yet (see docs/cuda.md for what is left).
+ * activations, the dense layer (cuBLAS, opened at first use) and softmax cross-entropy
+ * forward and backward, the backend's passes over buffers, and reductions in a fixed
+ * order.  Each launch goes on the calling thread's default stream; the copies wait for it.
+ * A graph does not run on the device yet (see docs/cuda.md for what is left).
  */
 #ifndef RG_CUDA_H
 #define RG_CUDA_H
@@ -26,11 +27,13 @@ rg_status rg_cuda_probe(int index, char *desc, size_t len);
 /* Makes device `index` the calling thread's (after a successful probe). */
 rg_status rg_cuda_use(int index);
 
-/* Device memory: zeroed floats (NULL when out of memory), released; copies of n floats. */
+/* Device memory: zeroed floats (NULL when out of memory; n ints fit in n floats),
+ * released; copies of n floats, and n ints (labels) up. */
 float *rg_cuda_alloc(size_t floats);
 void rg_cuda_release(float *p);
 rg_status rg_cuda_upload(float *device, const float *host, size_t n);
 rg_status rg_cuda_download(float *host, const float *device, size_t n);
+rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n);
 
 /* One optimizer step of kind over w[0, n) (device buffers; m0, m1 NULL where the kind keeps
  * fewer moments), with the constants of rg_optim_consts: bit for bit the CPU's update. */
@@ -42,9 +45,44 @@ void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n);
 void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, const float *dy,
                                  float *dx, size_t n);
 
-/* sum x^2 over n values: a fixed split into blocks summed in double, the blocks in order,
- * so the same input gives the same bits on every run. */
+/* Reductions over n values in a fixed order (blocks folded in order on the host), so the
+ * same input gives the same bits on every run: sum x^2 in double; how many are 0; how many
+ * are NaN or Inf; the index of the first NaN or Inf (n: none). */
 double rg_cuda_sum_squares(const float *x, size_t n);
+size_t rg_cuda_count_zeros(const float *x, size_t n);
+long rg_cuda_count_nonfinite(const float *x, size_t n);
+size_t rg_cuda_first_nonfinite(const float *x, size_t n);
+
+/* Passes over n floats, each the CPU's bits: x = v; x *= f; dst = src; out = a - b;
+ * x = x0 + f d; x *= m; x clamped to [-v, v]. */
+void rg_cuda_fill(float *x, size_t n, float v);
+void rg_cuda_scale(float *x, size_t n, float f);
+void rg_cuda_copy(float *dst, const float *src, size_t n);
+void rg_cuda_subtract(float *out, const float *a, const float *b, size_t n);
+void rg_cuda_step_along(float *x, const float *x0, const float *d, size_t n, float f);
+void rg_cuda_multiply(float *x, const float *m, size_t n);
+void rg_cuda_clamp(float *x, size_t n, float v);
+
+/* cuBLAS, opened at first use: RG_OK, or RG_ERR_STATE saying what is missing.  The product
+ * C = alpha op(A) op(B) + beta C of row-major matrices (rg_sgemm's arguments), fp32 strict. */
+rg_status rg_cuda_blas_ready(void);
+rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                        int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* The dense layer (W: out x in, row-major): y = b + x W^T; dW += dy^T x, db += the sum of
+ * dy over the batch (when db), dx = (fresh) or += dy W (when dx). */
+rg_status rg_cuda_dense_forward(const float *x, const float *w, const float *b, float *y, int batch,
+                                int in, int out);
+rg_status rg_cuda_dense_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
+                                 float *dx, bool fresh, int batch, int in, int out);
+
+/* Softmax cross-entropy of logits z (batch x k) against labels (device ints), label
+ * smoothing s: p = softmax(z), loss[0] = the batch's mean (scratch: batch doubles); dz +=
+ * dloss[0] / batch (p - s/k - (1 - s) onehot). */
+void rg_cuda_softmax_xent_forward(const float *z, const int *labels, float *p, double *scratch,
+                                  float *loss, int batch, int k, float smoothing);
+void rg_cuda_softmax_xent_backward(const float *p, const int *labels, const float *dloss, float *dz,
+                                   int batch, int k, float smoothing);
 
 #ifdef __cplusplus
 }

@@ -52,8 +52,9 @@ extern "C" void rg_cuda_release(float *p) {
 }
 
 static rg_status copy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    static_assert(sizeof(int) == sizeof(float), "ints travel as floats do");
     const cudaError_t e = cudaMemcpy(dst, src, n * sizeof(float), kind);
-    return e == cudaSuccess ? RG_OK : rg_fail(RG_ERR_IO, "cuda: a copy of %zu floats failed: %s", n,
+    return e == cudaSuccess ? RG_OK : rg_fail(RG_ERR_IO, "cuda: a copy of %zu values failed: %s", n,
                                               cudaGetErrorString(e));
 }
 
@@ -63,4 +64,8 @@ extern "C" rg_status rg_cuda_upload(float *device, const float *host, size_t n) 
 
 extern "C" rg_status rg_cuda_download(float *host, const float *device, size_t n) {
     return copy(host, device, n, cudaMemcpyDeviceToHost);
+}
+
+extern "C" rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n) {
+    return copy(device, host, n, cudaMemcpyHostToDevice);
 }

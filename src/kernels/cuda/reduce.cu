@@ -1,37 +1,93 @@
 /*
- * reduce.cu — sums over device buffers in a fixed order (no atomics): each of a fixed
- * number of blocks sums a fixed stride of the values in double and folds its threads as a
- * tree; the host adds the blocks' sums in order.  The same input gives the same bits on
- * every run and every device of the same kind.
+ * reduce.cu — reductions over device buffers in a fixed order (no atomics): each of a fixed
+ * number of blocks folds a fixed stride of the values and then its threads as a tree; the
+ * host folds the blocks' results in order.  The same input gives the same bits on every run
+ * and every device of the same kind.  The sums of squares are in double (each square of a
+ * float is exact there); counts and the first non-finite index are exact in any order.
  */
 #include "cuda.h"
 
 #include <cuda_runtime.h>
+#include <pthread.h>
 
 #define BLOCKS 256
 #define THREADS 256
 
-__global__ static void block_squares(const float *x, size_t n, double *out) {
-    __shared__ double part[THREADS];
-    double s = 0;
+/* What each value contributes (map) and how two contributions fold (join). */
+struct square {
+    __device__ double operator()(float v, size_t) const { return (double)v * v; }
+};
+struct is_zero {
+    __device__ unsigned long long operator()(float v, size_t) const { return v == 0.0f; }
+};
+struct is_nonfinite {
+    __device__ unsigned long long operator()(float v, size_t) const { return !isfinite(v); }
+};
+struct nonfinite_index { /* the index of a non-finite value, else n (past every index) */
+    size_t n;
+    __device__ unsigned long long operator()(float v, size_t i) const { return isfinite(v) ? n : i; }
+};
+struct add {
+    template <typename T> __host__ __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct least {
+    template <typename T> __host__ __device__ T operator()(T a, T b) const { return b < a ? b : a; }
+};
+
+template <typename T, typename Map, typename Join>
+__global__ static void block_reduce(const float *x, size_t n, T zero, Map map, Join join, T *out) {
+    __shared__ T part[THREADS];
+    T s = zero;
     for (size_t i = blockIdx.x * (size_t)THREADS + threadIdx.x; i < n; i += (size_t)BLOCKS * THREADS)
-        s += (double)x[i] * x[i];
+        s = join(s, map(x[i], i));
     part[threadIdx.x] = s;
     __syncthreads();
     for (int half = THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        if (threadIdx.x < half) part[threadIdx.x] = join(part[threadIdx.x], part[threadIdx.x + half]);
         __syncthreads();
     }
     if (threadIdx.x == 0) out[blockIdx.x] = part[0];
 }
 
+/* The blocks' results: 8 bytes each, allocated once. */
+static void *block_results;
+static pthread_once_t results_once = PTHREAD_ONCE_INIT;
+static void allocate_results(void) {
+    if (cudaMalloc(&block_results, BLOCKS * 8) != cudaSuccess) block_results = NULL;
+}
+
+/* Whether the device gave the result; when it fails, each caller returns what reads as
+ * trouble (NaN, a non-finite value at 0), and the next synchronising call reports why. */
+template <typename T, typename Map, typename Join>
+static bool reduce(const float *x, size_t n, T zero, Map map, Join join, T *result) {
+    static_assert(sizeof(T) == 8, "block results are 8 bytes");
+    pthread_once(&results_once, allocate_results);
+    T h[BLOCKS];
+    *result = zero;
+    if (n == 0) return true;
+    if (!block_results) return false;
+    block_reduce<<<BLOCKS, THREADS>>>(x, n, zero, map, join, (T *)block_results);
+    if (cudaMemcpy(h, block_results, sizeof h, cudaMemcpyDeviceToHost) != cudaSuccess) return false;
+    for (int b = 0; b < BLOCKS; b++) *result = join(*result, h[b]);
+    return true;
+}
+
 extern "C" double rg_cuda_sum_squares(const float *x, size_t n) {
-    double *d = NULL, h[BLOCKS], sum = 0;
-    if (n == 0 || cudaMalloc(&d, sizeof h) != cudaSuccess) return n ? NAN : 0.0;
-    block_squares<<<BLOCKS, THREADS>>>(x, n, d);
-    const bool ok = cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess;
-    cudaFree(d);
-    if (!ok) return NAN;
-    for (int b = 0; b < BLOCKS; b++) sum += h[b];
-    return sum;
+    double s;
+    return reduce<double>(x, n, 0.0, square(), add(), &s) ? s : NAN;
+}
+
+extern "C" size_t rg_cuda_count_zeros(const float *x, size_t n) {
+    unsigned long long c;
+    return reduce<unsigned long long>(x, n, 0, is_zero(), add(), &c) ? (size_t)c : 0;
+}
+
+extern "C" long rg_cuda_count_nonfinite(const float *x, size_t n) {
+    unsigned long long c;
+    return reduce<unsigned long long>(x, n, 0, is_nonfinite(), add(), &c) ? (long)c : (long)n;
+}
+
+extern "C" size_t rg_cuda_first_nonfinite(const float *x, size_t n) {
+    unsigned long long i;
+    return reduce<unsigned long long>(x, n, n, nonfinite_index{n}, least(), &i) ? (size_t)i : 0;
 }

@@ -1,0 +1,76 @@
+/*
+ * blas.cu — matrix products on the device through cuBLAS, opened at first use (dlopen), so
+ * regrad and programs linking libregrad start on machines without CUDA's libraries and say
+ * what is missing only when a product is asked of the device.  The product is row-major,
+ * as the CPU's rg_sgemm: cuBLAS is column-major, and a row-major C = op(A) op(B) is the
+ * column-major C^T = op(B)^T op(A)^T, the same call with the operands swapped.  fp32 is
+ * strict (CUBLAS_PEDANTIC_MATH: no TF32, no reduced-precision reductions).
+ */
+#include "cuda.h"
+
+#include <cublas_v2.h>
+#include <dlfcn.h>
+#include <pthread.h>
+
+extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
+
+/* The entry points regrad uses, each typed as cublas_v2.h declares it. */
+static struct {
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSgemm_v2) sgemm;
+    cublasHandle_t handle;
+    rg_status status;
+    char why[200];
+} blas;
+
+static pthread_once_t opened = PTHREAD_ONCE_INIT;
+
+static void open_cublas(void) {
+    static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
+                                        "/usr/local/cuda/lib64/libcublas.so.13",
+                                        "/usr/local/cuda/lib64/libcublas.so.12"};
+    void *lib = NULL;
+    for (size_t i = 0; !lib && i < sizeof names / sizeof *names; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    blas.status = RG_ERR_STATE;
+    if (!lib) {
+        snprintf(blas.why, sizeof blas.why, "cuda: cuBLAS not found (libcublas.so.13 or .12): install "
+                 "CUDA's cuBLAS or put its folder in LD_LIBRARY_PATH");
+        return;
+    }
+    blas.create = (decltype(blas.create))dlsym(lib, "cublasCreate_v2");
+    blas.set_math_mode = (decltype(blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
+    blas.sgemm = (decltype(blas.sgemm))dlsym(lib, "cublasSgemm_v2");
+    if (!blas.create || !blas.set_math_mode || !blas.sgemm) {
+        snprintf(blas.why, sizeof blas.why, "cuda: the cuBLAS found lacks cublasSgemm_v2: install "
+                 "cuBLAS 12 or 13");
+        return;
+    }
+    cublasStatus_t e = blas.create(&blas.handle);
+    if (e == CUBLAS_STATUS_SUCCESS) e = blas.set_math_mode(blas.handle, CUBLAS_PEDANTIC_MATH);
+    if (e != CUBLAS_STATUS_SUCCESS) {
+        snprintf(blas.why, sizeof blas.why, "cuda: cuBLAS does not start (status %d): check the "
+                 "driver and the device's memory", (int)e);
+        return;
+    }
+    blas.status = RG_OK;
+}
+
+extern "C" rg_status rg_cuda_blas_ready(void) {
+    pthread_once(&opened, open_cublas);
+    return blas.status == RG_OK ? RG_OK : rg_fail(blas.status, "%s", blas.why);
+}
+
+extern "C" rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                                   const float *a, int lda, const float *b, int ldb, float beta,
+                                   float *c, int ldc) {
+    rg_status s = rg_cuda_blas_ready();
+    if (s) return s;
+    if (m == 0 || n == 0) return RG_OK;
+    const cublasStatus_t e = blas.sgemm(blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                        trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
+                                        a, lda, &beta, c, ldc);
+    return e == CUBLAS_STATUS_SUCCESS
+               ? RG_OK
+               : rg_fail(RG_ERR_STATE, "cuda: a %dx%dx%d product failed in cuBLAS (status %d)", m, n, k, (int)e);
+}

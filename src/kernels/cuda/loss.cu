@@ -1,0 +1,58 @@
+/*
+ * loss.cu — softmax cross-entropy (with label smoothing) on the device, as the CPU's
+ * op_loss.c computes it: one thread a sample for the probabilities and its loss (in double,
+ * the classes in order), then one thread adding the samples' losses in order, so the loss
+ * does not depend on the launch; backward one thread an element.  The device's expf and
+ * log may differ from glibc's by an ulp: the tests compare within 1e-6.
+ */
+#include "cuda.h"
+#include "launch.h"
+
+#include <cuda_runtime.h>
+
+__global__ static void sample_losses(const float *z, const int *labels, float *p, double *loss, int batch,
+                                     int k, float smoothing) {
+    const int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= batch) return;
+    const float *zb = z + (size_t)b * k;
+    float *pb = p + (size_t)b * k;
+    float m = zb[0];
+    for (int j = 1; j < k; j++) m = zb[j] > m ? zb[j] : m;
+    double sum = 0;
+    for (int j = 0; j < k; j++) sum += (pb[j] = expf(zb[j] - m));
+    const double lse = m + log(sum);
+    double sum_z = 0;
+    for (int j = 0; j < k; j++) {
+        pb[j] = (float)(pb[j] / sum);
+        sum_z += zb[j];
+    }
+    const float s = smoothing; /* s / k in float, as the CPU writes it */
+    loss[b] = (1.0 - s) * (lse - zb[labels[b]]) + (s / k) * (k * lse - sum_z);
+}
+
+__global__ static void mean_loss(const double *loss, int batch, float *out) {
+    double total = 0;
+    for (int b = 0; b < batch; b++) total += loss[b];
+    out[0] = (float)(total / batch);
+}
+
+__global__ static void xent_gradient(const float *p, const int *labels, const float *dloss, float *dz,
+                                     int batch, int k, float smoothing) {
+    const float scale = dloss[0] / (float)batch, uniform = smoothing / (float)k;
+    GRID_STRIDE(i, (size_t)batch * k) {
+        const int j = (int)(i % k), y = labels[i / k];
+        dz[i] += scale * (p[i] - uniform - (j == y ? 1.0f - smoothing : 0.0f));
+    }
+}
+
+extern "C" void rg_cuda_softmax_xent_forward(const float *z, const int *labels, float *p, double *scratch,
+                                             float *loss, int batch, int k, float smoothing) {
+    if (batch <= 0) return;
+    sample_losses<<<rg_cuda_grid((size_t)batch), RG_CUDA_THREADS>>>(z, labels, p, scratch, batch, k, smoothing);
+    mean_loss<<<1, 1>>>(scratch, batch, loss);
+}
+
+extern "C" void rg_cuda_softmax_xent_backward(const float *p, const int *labels, const float *dloss,
+                                              float *dz, int batch, int k, float smoothing) {
+    if (batch > 0) xent_gradient<<<rg_cuda_grid((size_t)batch * k), RG_CUDA_THREADS>>>(p, labels, dloss, dz, batch, k, smoothing);
+}
