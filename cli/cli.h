@@ -100,10 +100,11 @@ bool cli_parse_criterion(const char *cmd, const cli_option *r, const char *text,
  * over a long. */
 extern const cli_option cli_data_options[];
 extern const cli_option cli_threads_options[];
-/* --device, over a const char *; cli_device: -1 to go on (the CPU), or the exit code after
- * one line saying why the device cannot run this. */
+/* --device, over a const char *; cli_device: -1 to go on (the CPU, or a device that can
+ * run when the command places its graphs there: runs_graphs), or the exit code after one
+ * line saying why the device cannot run this. */
 extern const cli_option cli_device_options[];
-int cli_device(const char *cmd, const char *device);
+int cli_device(const char *cmd, const char *device, bool runs_graphs);
 /* Prints a library warning as "regrad: warning: ..." (thread-safe), on its own line even
  * while a progress line is drawn (cli_progress_line says when one is). */
 void cli_warn(void *user, const char *message);

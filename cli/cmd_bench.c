@@ -235,7 +235,7 @@ int cmd_bench(int argc, char **argv) {
     int r = cli_parse(&bench_command, argc, argv, &a, NULL);
     if (r >= 0) return r;
     rg_set_threads((int)a.threads);
-    if ((r = cli_device(cmd, a.device)) >= 0) return r;
+    if ((r = cli_device(cmd, a.device, false)) >= 0) return r;
     rg_model m = {0};
     if ((r = bench_build(cmd, &a, &m)) >= 0) {
         rg_model_free(&m);

@@ -312,7 +312,7 @@ int cmd_experiment(int argc, char **argv) {
         json_path = report_json;
     }
     rg_set_threads((int)a.threads);
-    const int ready = cli_device(cmd, a.device);
+    const int ready = cli_device(cmd, a.device, false);
     if (ready >= 0) return ready;
     rg_dataset *train = NULL, *test = NULL;
     rg_status s = rg_dataset_open(data, NULL, &train, &test);

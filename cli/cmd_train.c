@@ -492,8 +492,19 @@ static int train_check(train_ctx *t) {
     if (!isnan(o->momentum)) t->optim.momentum = (float)o->momentum;
     if (!isnan(o->wd)) t->optim.weight_decay = (float)o->wd;
     rg_model probe = {0};
-    const int r = cli_device(cmd, o->device);
+    const int r = cli_device(cmd, o->device, true);
     if (r >= 0) return r;
+    if (o->device && strcmp(o->device, "cpu") != 0) { /* what does not run on the device yet */
+        if (o->repair == REPAIR_AUTO || o->monitor_every || o->report || o->curvature_every) {
+            cli_error(cmd, "GRA, the health monitor and the report do not run on the device yet: "
+                           "drop --repair auto, --monitor-every, --curvature-every and --report, or "
+                           "train with --device cpu");
+            return EXIT_USAGE;
+        }
+        if (t->prog.repair) /* a change to what was asked for: said even when quiet */
+            fprintf(stderr, "%s: note: GRA does not run on %s yet: training without it\n", cmd, o->device);
+        t->prog.repair = false;
+    }
     if ((s = rg_optim_check(&t->optim))) return cli_fail(cmd, s);
     s = rg_model_build(o->model_spec, &(rg_model_opts){.loss = o->loss}, &probe);
     const bool open_size = s == RG_ERR_SHAPE && (strncmp(o->model_spec, "keras:", 6) == 0 ||
@@ -578,8 +589,10 @@ static int train_build_model(train_ctx *t) {
     if (t->m.n_aux) rg_model_set_aux_weight(&t->m, (float)o->aux_weight);
     if (!cli_patterns_apply(cmd, &o->patterns, t->m.graph, o->model_spec)) return EXIT_USAGE;
     const rg_fit_config fc = fit_config(t);
-    const double budget = o->max_memory > 0 ? o->max_memory : (double)rg_memory_available();
-    if ((budget > 0 && (s = rg_fit_budget(&t->m, d, &fc, budget))) ||
+    const bool cpu = !o->device || strcmp(o->device, "cpu") == 0; /* the budget is host memory's */
+    const double budget = o->max_memory > 0 ? o->max_memory : cpu ? (double)rg_memory_available() : 0;
+    if ((s = rg_graph_set_device(t->m.graph, o->device)) ||
+        (budget > 0 && (s = rg_fit_budget(&t->m, d, &fc, budget))) ||
         (s = rg_graph_compile(t->m.graph, (int)o->batch)))
         return cli_fail(cmd, s);
     rg_graph_check_numerics(t->m.graph, o->check_numerics);

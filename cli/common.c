@@ -166,18 +166,18 @@ const cli_option cli_threads_options[] = {
 
 const cli_option cli_device_options[] = {
     {.name = "device", .meta = "NAME", .type = CLI_TEXT, .at = 0, .size = sizeof(const char *),
-     .dflt = "cpu", .help = "cpu (default), or cuda[:N]: the CUDA backend, which has its device "
-                            "check and first kernels but runs no graph yet"},
+     .dflt = "cpu", .help = "cpu (default), or cuda[:N]: the CUDA backend (train: MLPs without "
+                            "GRA and the monitor so far; docs/cuda.md)"},
     CLI_END,
 };
 
-int cli_device(const char *cmd, const char *device) {
+int cli_device(const char *cmd, const char *device, bool runs_graphs) {
     char desc[160];
     const rg_status s = rg_device_check(device, desc, sizeof desc);
     if (s) return cli_fail(cmd, s);
-    if (strcmp(desc, "cpu") == 0) return -1;
-    cli_error(cmd, "%s: the CUDA backend runs its kernels (optimizers, activations, sums) but no "
-                   "whole graph yet; use --device cpu", desc);
+    if (strcmp(desc, "cpu") == 0 || runs_graphs) return -1;
+    cli_error(cmd, "%s: %s does not run on the CUDA backend yet (train does, for MLPs); use "
+                   "--device cpu", desc, cmd);
     return EXIT_RUNTIME;
 }
 

@@ -165,6 +165,12 @@ rg_status rg_device_check(const char *device, char *desc, size_t len);
 /* seed drives parameter initialisation and dropout masks. */
 rg_graph *rg_graph_create(uint64_t seed);
 void rg_graph_free(rg_graph *g);
+/* Runs the graph on a device ("cpu", the default, "cuda" or "cuda:N"): call after building
+ * it and before rg_graph_compile.  RG_ERR_STATE says why it cannot: rg_device_check's
+ * reasons, or an op the device's backend lacks (named).  On a device the parameters,
+ * gradients and activations live there: rg_graph_input_buffer and rg_graph_labels stay in
+ * host memory (forward uploads them), rg_host reads the rest. */
+rg_status rg_graph_set_device(rg_graph *g, const char *device);
 
 /* An input of per-sample shape dims[0..ndim) (the batch dimension is implicit). */
 rg_node rg_input(rg_graph *g, const char *name, int ndim, const int *dims);
@@ -449,8 +455,13 @@ void rg_optim_set_steps(rg_optim *o, long steps);
  * parameters, RG_ERR_MEMORY when there is no room for the step's plan (nothing measured). */
 rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
                                 double *sums);
-/* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg"). */
+/* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg");
+ * once placed on a device, the device's buffer. */
 float *rg_optim_moment(rg_optim *o, int k, const char **name);
+/* Keeps the moments where g's buffers live, so that rg_optim_step updates g's parameters
+ * on its device (rg_graph_set_device): the moments so far go there; on the CPU nothing
+ * changes.  Measuring (rg_optim_measure_next) is the CPU's alone. */
+rg_status rg_optim_place(rg_optim *o, const rg_graph *g);
 
 /* ---------------------------------------------------------------- learning-rate schedules */
 

@@ -23,6 +23,15 @@ typedef struct rg_backend rg_backend; /* where a graph runs (src/kernels/backend
 /* Whether every parameter of n is frozen (and it has some). */
 bool rg_node_frozen(const rg_graph *g, const rg_node_impl *n);
 
+/* A graph on a device (rg_graph_set_device): whether it is; n floats of one of its
+ * buffers copied into new host memory (NULL, RG_ERR_MEMORY recorded, when there is none);
+ * n host floats written into one of its buffers.  On the CPU: the buffer itself, memcpy. */
+bool rg_graph_on_device(const rg_graph *g);
+float *rg_graph_host_copy(const rg_graph *g, const float *x, size_t n);
+void rg_graph_write(const rg_graph *g, float *dst, const float *src, size_t n);
+/* n host floats written into one of o's moment buffers, wherever they live. */
+void rg_optim_write(const rg_optim *o, float *dst, const float *src, size_t n);
+
 /* Records a formatted message as the thread's last error and returns status. */
 rg_status rg_fail(rg_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* RG_ERR_FORMAT "FILE: WHAT 'NAME' (KIND): message": a model file's layer or node at fault. */
@@ -124,6 +133,8 @@ struct rg_node_impl {
                               * backward call; all nodes share the graph's workspace */
     size_t workspace_per_sample; /* and more of it, per sample of the largest batch */
     float *out;              /* (max_batch, shape) or 1 */
+    float *staged;           /* an input of a graph on a device: the host buffer callers
+                              * write (rg_graph_input_buffer), uploaded by forward */
     float *dout;             /* same layout as out */
     float *aux;              /* aux_per_sample * max_batch + aux_fixed */
     bool inplace;            /* out is input inplace_of's out, overwritten (memory planning) */
@@ -191,7 +202,8 @@ struct rg_graph {
     float *act_buf;       /* one allocation: every node's out, dout, aux */
     float *workspace;     /* shared transient scratch: the largest node's need */
     int slots;            /* threads the workspace has room for (set at build) */
-    int *labels;          /* (max_batch) */
+    int *labels;          /* (max_batch), in host memory */
+    int *device_labels;   /* on a device: its copy, uploaded by forward (the CPU: NULL) */
     int max_batch;
     int batch;            /* of the last forward */
     bool compiled;

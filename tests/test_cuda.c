@@ -101,7 +101,7 @@ static void activations_match_cpu(void **state) {
         host_copy(y, d_y, n, rg_act_name(act));
         for (size_t i = 0; i < n; i++) want[i] = act_f(act, x[i]);
         assert_close(rg_act_name(act), y, want, n, 1e-5, 1e-6);
-        rg_cuda_activation_backward(act, d_x, d_y, d_dy, d_dx, n);
+        rg_cuda_activation_backward(act, d_x, d_y, d_dy, d_dx, n, false);
         host_copy(dx, d_dx, n, rg_act_name(act));
         for (size_t i = 0; i < n; i++) want[i] = dx0[i] + act_dx(act, x[i], act_f(act, x[i]), dy[i]);
         assert_close(rg_act_name(act), dx, want, n, 1e-5, 1e-6);

@@ -32,11 +32,11 @@ rg_graph *rg_graph_create(uint64_t seed) {
 
 void rg_graph_free(rg_graph *g) {
     if (!g) return;
-    for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].attr);
+    for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].attr), free(g->nodes[i].staged);
     free(g->nodes);
     free(g->params);
     float *const buffers[] = {g->param_buf, g->grad_buf, g->mask_buf, g->state_buf, g->act_buf,
-                              g->workspace};
+                              g->workspace, (float *)g->device_labels};
     for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++) g->backend->release(buffers[i]);
     free(g->live);
     free(g->touched);
@@ -211,6 +211,68 @@ void rg_graph_init_params(rg_graph *g, uint64_t seed) {
     }
 }
 
+/* On a device: the parameters and state initialised in host memory, then uploaded (the
+ * same values as on the CPU). */
+static rg_status init_on_device(rg_graph *g) {
+    float *params = g->param_buf, *state = g->state_buf;
+    g->param_buf = calloc(g->param_floats ? g->param_floats : 1, sizeof(float));
+    g->state_buf = calloc(g->state_floats ? g->state_floats : 1, sizeof(float));
+    const bool ok = g->param_buf && g->state_buf;
+    if (ok) {
+        rg_graph_init_params(g, g->seed);
+        g->backend->upload(params, g->param_buf, g->param_floats);
+        g->backend->upload(state, g->state_buf, g->state_floats);
+    }
+    free(g->param_buf), free(g->state_buf);
+    g->param_buf = params, g->state_buf = state;
+    return ok ? RG_OK : rg_fail(RG_ERR_MEMORY, "out of memory initialising %zu parameters", g->param_floats);
+}
+
+/* On a device: a host buffer for each input, which callers write and forward uploads, and
+ * the labels' copy. */
+static rg_status stage_inputs(rg_graph *g) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        if (n->op == RG_OP_INPUT && !(n->staged = calloc((size_t)g->max_batch * n->size, sizeof(float))))
+            return rg_fail(RG_ERR_MEMORY, "out of memory for input '%s'", n->name);
+    }
+    if (!(g->device_labels = (int *)g->backend->alloc((size_t)g->max_batch))) /* ints fit floats */
+        return rg_fail(RG_ERR_MEMORY, "out of device memory for %d labels", g->max_batch);
+    return RG_OK;
+}
+
+rg_status rg_graph_set_device(rg_graph *g, const char *device) {
+    if (!g) return rg_fail(RG_ERR_ARG, "set_device: graph is NULL");
+    if (g->compiled) return rg_fail(RG_ERR_STATE, "place the graph on a device before compiling it");
+    char desc[160];
+    rg_status s = rg_device_check(device, desc, sizeof desc);
+    if (s) return s;
+    if (!device || strcmp(device, "cpu") == 0) {
+        g->backend = &rg_cpu_backend;
+        return RG_OK;
+    }
+#ifdef RG_HAVE_CUDA
+    const rg_backend *b = &rg_cuda_backend;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rg_node_impl *n = &g->nodes[i];
+        if (!b->ops[n->op].forward)
+            return rg_fail(RG_ERR_STATE, "%s: the CUDA backend has no %s yet (node '%s'): use "
+                                         "--device cpu for this model", desc, rg_op_table[n->op]->name, n->name);
+    }
+    if ((s = rg_cuda_select(device))) return s;
+    g->backend = b;
+    /* the device's own scratch needs */
+    for (int i = 0; i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        n->workspace = n->workspace_per_sample = 0;
+        if (b->ops[n->op].plan) b->ops[n->op].plan(g, n);
+    }
+    return RG_OK;
+#else
+    return rg_fail(RG_ERR_STATE, "device '%s': this regrad was built without the CUDA backend", device);
+#endif
+}
+
 rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     if (!g) return rg_fail(RG_ERR_ARG, "compile: graph is NULL");
     if (g->error) return rg_fail(g->error, "%s", g->error_msg);
@@ -283,7 +345,9 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
                                       "(%.1f GiB) at batch %d; reduce --batch", total, acts,
                        (double)acts * 4 / (1u << 30), max_batch);
     rg_graph_place_memory(g);
-    rg_graph_init_params(g, g->seed);
+    if (!g->backend->device) rg_graph_init_params(g, g->seed);
+    else if ((s = init_on_device(g)) || (s = stage_inputs(g)))
+        return s;
     g->compiled = true;
     return RG_OK;
 }
@@ -325,6 +389,11 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     if (s) return s;
     g->batch = batch;
     g->dropout_calls++;
+    if (g->backend->device) { /* this batch's inputs and labels up */
+        for (int i = 0; i < g->n_nodes; i++)
+            if (g->nodes[i].staged) g->backend->upload(g->nodes[i].out, g->nodes[i].staged, (size_t)batch * g->nodes[i].size);
+        g->backend->upload_ints(g->device_labels, g->labels, (size_t)batch);
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
@@ -336,7 +405,7 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
                                                       "the output of", n)))
             return s;
     }
-    return RG_OK;
+    return g->backend->device ? g->backend->status() : RG_OK;
 }
 
 rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
@@ -356,7 +425,8 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
         if (g->live[i])
             for (int k = 0; k < g->nodes[i].n_inputs; k++) g->live[g->nodes[i].inputs[k]] = true;
     const size_t rows = top->batched ? (size_t)g->batch : 1;
-    memcpy(top->dout, seed, rows * top->size * sizeof(float));
+    if (g->backend->device) g->backend->upload(top->dout, seed, rows * top->size);
+    else memcpy(top->dout, seed, rows * top->size * sizeof(float));
     g->touched[top->grad_owner] = true;
     for (int i = from; i >= 0; i--) {
         rg_node_impl *n = &g->nodes[i];
@@ -394,7 +464,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
             if (s) return s;
         }
     }
-    return RG_OK;
+    return g->backend->device ? g->backend->status() : RG_OK;
 }
 
 rg_status rg_graph_backward(rg_graph *g, rg_node loss) {
@@ -409,13 +479,31 @@ rg_status rg_graph_backward(rg_graph *g, rg_node loss) {
 
 const float *rg_host(const rg_graph *g, const float *x, size_t n) { return g->backend->host_view(x, n); }
 
+bool rg_graph_on_device(const rg_graph *g) { return g->backend->device; }
+
+float *rg_graph_host_copy(const rg_graph *g, const float *x, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) {
+        rg_fail(RG_ERR_MEMORY, "out of memory copying %zu floats from the device", n);
+        return NULL;
+    }
+    if (g->backend->device) g->backend->download(h, x, n);
+    else memcpy(h, x, n * sizeof *h);
+    return h;
+}
+
+void rg_graph_write(const rg_graph *g, float *dst, const float *src, size_t n) {
+    if (g->backend->device) g->backend->upload(dst, src, n);
+    else memcpy(dst, src, n * sizeof *dst);
+}
+
 static rg_node_impl *node_at(const rg_graph *g, rg_node n) {
     return (g && n >= 0 && n < g->n_nodes) ? &g->nodes[n] : NULL;
 }
 
 float *rg_graph_input_buffer(rg_graph *g, rg_node input) {
     rg_node_impl *n = node_at(g, input);
-    return (n && n->op == RG_OP_INPUT) ? n->out : NULL;
+    return (n && n->op == RG_OP_INPUT) ? (n->staged ? n->staged : n->out) : NULL;
 }
 int *rg_graph_labels(rg_graph *g) { return g ? g->labels : NULL; }
 float *rg_node_output(rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].out : NULL; }

@@ -39,9 +39,35 @@ void rg_meta_set(rg_meta *m, const char *key, const char *value) {
 /* Auxiliary heads' tensors: training scaffolding, not part of an exported model. */
 static bool is_aux(const char *name) { return strncmp(name, "aux_head_", 9) == 0; }
 
+/* The buffers a save reads, in host memory: the graph's own, or (on a device) copies
+ * down, which live until released. */
+typedef struct host_buffers {
+    const float *params, *state;
+    float *moment[2];
+    float *owned[4];
+} host_buffers;
+
+static rg_status host_buffers_take(host_buffers *h, rg_graph *g, rg_optim *o) {
+    *h = (host_buffers){g->param_buf, g->state_buf, {NULL, NULL}, {NULL}};
+    for (int k = 0; o && k < 2; k++) h->moment[k] = rg_optim_moment(o, k, NULL);
+    if (!rg_graph_on_device(g)) return RG_OK;
+    if (!(h->owned[0] = rg_graph_host_copy(g, g->param_buf, g->param_floats)) ||
+        !(h->owned[1] = rg_graph_host_copy(g, g->state_buf, g->state_floats)))
+        return RG_ERR_MEMORY;
+    h->params = h->owned[0], h->state = h->owned[1];
+    for (int k = 0; k < 2; k++)
+        if (h->moment[k] && !(h->moment[k] = h->owned[2 + k] = rg_graph_host_copy(g, h->moment[k], g->param_floats)))
+            return RG_ERR_MEMORY;
+    return RG_OK;
+}
+
+static void host_buffers_release(host_buffers *h) {
+    for (int i = 0; i < 4; i++) free(h->owned[i]);
+}
+
 /* The model's tensors and identity, into a writer; auxiliary heads only when asked. */
-static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const rg_meta *meta,
-                           bool with_aux) {
+static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const host_buffers *h,
+                           const rg_meta *meta, bool with_aux) {
     rg_graph *g = m->graph;
     rg_status s = RG_OK;
     char input[64] = "", classes[32];
@@ -60,7 +86,7 @@ static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const rg_meta
     for (int i = 0; i < g->n_params && !s; i++) {
         const rg_param_impl *p = &g->params[i];
         if (!with_aux && is_aux(p->name)) continue;
-        const float *data = (p->state ? g->state_buf : g->param_buf) + p->offset;
+        const float *data = (p->state ? h->state : h->params) + p->offset;
         s = rg_tensor_writer_add(w, p->name, data, p->ndim, p->shape);
     }
     /* pruning masks, for the tensors that have a pruned value */
@@ -81,8 +107,11 @@ rg_status rg_model_save(const rg_model *m, const char *path, const rg_meta *meta
     if (!m->graph || !m->graph->compiled) return rg_fail(RG_ERR_STATE, "compile the model before saving it");
     rg_tensor_writer *w = rg_tensor_writer_create();
     if (!w) return RG_ERR_MEMORY;
-    rg_status s = add_model(w, m, meta, false);
+    host_buffers h;
+    rg_status s = host_buffers_take(&h, m->graph, NULL);
+    if (!s) s = add_model(w, m, &h, meta, false);
     if (!s) s = rg_tensor_writer_save(w, path);
+    host_buffers_release(&h);
     rg_tensor_writer_free(w);
     return s;
 }
@@ -165,7 +194,7 @@ rg_status rg_model_load(rg_model *m, const rg_tensor_file *f, int flags, rg_load
         size_t count;
         const float *data = rg_tensor_file_find(f, p->name, &count, &ndim, shape);
         if (!data || !same_shape(p, ndim, shape)) continue;
-        memcpy((p->state ? g->state_buf : g->param_buf) + p->offset, data, p->size * sizeof(float));
+        rg_graph_write(g, (p->state ? g->state_buf : g->param_buf) + p->offset, data, p->size);
         r.loaded++;
         snprintf(mask_name, sizeof mask_name, "mask.%s", p->name);
         const float *mask = rg_tensor_file_find(f, mask_name, &count, NULL, NULL);
@@ -200,7 +229,9 @@ rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
     snprintf(fwd, sizeof fwd, "%" PRIu64, rg_graph_forward_count(g));
     snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
     char *gra_json = gra ? rg_repair_state_json(gra) : NULL;
-    rg_status s = add_model(w, m, meta, true);
+    host_buffers h;
+    rg_status s = host_buffers_take(&h, g, o);
+    if (!s) s = add_model(w, m, &h, meta, true);
     if (!s && (s = rg_tensor_writer_meta(w, "epoch", epoch))) goto done;
     if (!s && (s = rg_tensor_writer_meta(w, "batch", batch))) goto done;
     if (!s && (s = rg_tensor_writer_meta(w, "step", step))) goto done;
@@ -211,8 +242,8 @@ rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
     char name[RG_NAME_MAX + 64];
     for (int k = 0; !s; k++) {
         const char *mname;
-        float *mom = rg_optim_moment(o, k, &mname);
-        if (!mom) break;
+        if (!rg_optim_moment(o, k, &mname)) break;
+        const float *mom = h.moment[k];
         for (int i = 0; i < g->n_params && !s; i++) {
             const rg_param_impl *p = &g->params[i];
             if (p->state) continue;
@@ -224,6 +255,7 @@ rg_status rg_checkpoint_save(const char *path, const rg_model *m, rg_optim *o,
     if (!s) s = rg_tensor_writer_save(w, path);
 done:
     free(gra_json);
+    host_buffers_release(&h);
     rg_tensor_writer_free(w);
     return s;
 }
@@ -245,7 +277,7 @@ static rg_status moments(const rg_tensor_file *f, rg_graph *g, rg_optim *o, bool
                 return rg_fail(RG_ERR_FORMAT, "the checkpoint has no optimizer state '%s' of %zu "
                                               "values: resume with the optimizer it was saved "
                                               "with", name, p->size);
-            if (copy) memcpy(mom + p->offset, data, p->size * sizeof(float));
+            if (copy) rg_optim_write(o, mom + p->offset, data, p->size);
         }
     }
 }

@@ -10,6 +10,7 @@
 #define RG_BACKEND_H
 
 #include "../internal.h"
+#include "../optim/step.h"
 #include "kernels.h"
 
 /* One op on one backend.  forward computes n->out for `batch` samples from the inputs'
@@ -44,6 +45,19 @@ struct rg_backend {
      * next call (the CPU's: the buffer itself); the index of the first NaN or Inf (n: none). */
     const float *(*host_view)(const float *x, size_t n);
     size_t (*first_nonfinite)(const float *x, size_t n);
+    /* A device's (false: the host cannot touch its buffers) copies between host memory and
+     * its buffers: n floats up and down, n ints (labels) up; and the optimizer's update of
+     * n weights with their gradients and moments (m0, m1 NULL where the kind keeps fewer),
+     * the CPU's rule and bits.  The CPU's are NULL: its buffers are the host's. */
+    bool device;
+    void (*upload)(float *dst, const float *src, size_t n);
+    void (*download)(float *dst, const float *src, size_t n);
+    void (*upload_ints)(int *dst, const int *src, size_t n);
+    void (*optim_update)(rg_optim_kind kind, const step_consts *k, size_t n, float *w, const float *g,
+                         float *m0, float *m1);
+    /* A device's work so far finished: RG_OK, or the first failure since the last call
+     * (a kernel, a copy, a product), named. */
+    rg_status (*status)(void);
     /* The health monitor's and GRA's reductions, each in a fixed order (no atomics), so a
      * figure does not depend on the thread count:
      * squares2: sum a[i]^2 over n values into *sa and, when b is given, sum b[i]^2 into
@@ -127,5 +141,10 @@ struct rg_backend {
 #define RG_BUFFER_ALIGN 64
 
 extern const rg_backend rg_cpu_backend;
+#ifdef RG_HAVE_CUDA
+extern const rg_backend rg_cuda_backend; /* src/kernels/cuda/backend.c */
+/* Makes device "cuda" or "cuda:N" the calling thread's. */
+rg_status rg_cuda_select(const char *device);
+#endif
 
 #endif

@@ -13,6 +13,7 @@
  *   adamw     w *= 1 - lr wd, then adam without the L2 term
  */
 #include "../internal.h"
+#include "../kernels/backend.h"
 #include "../kernels/kernels.h"
 #include "step.h"
 
@@ -43,6 +44,7 @@ struct rg_optim {
     double *measured;             /* 3 per range: squared change, gradient, weights before */
     struct update_piece_plan *plan; /* the next step's pieces (see plan_step) */
     size_t plan_room;
+    const rg_backend *device;     /* where the moments live when not in host memory */
 };
 
 static rg_status make_room(rg_optim *o);
@@ -153,7 +155,9 @@ oom:
 
 void rg_optim_free(rg_optim *o) {
     if (!o) return;
-    for (int k = 0; k < MAX_MOMENTS; k++) free(o->moment[k]);
+    for (int k = 0; k < MAX_MOMENTS; k++)
+        if (o->device) o->device->release(o->moment[k]);
+        else free(o->moment[k]);
     free(o->plan);
     free(o->range_off);
     free(o->range_len);
@@ -210,6 +214,11 @@ typedef float v16f __attribute__((vector_size(64)));
 #undef VF
 #undef VSQRT
 #endif
+
+void rg_optim_update_range(rg_optim_kind kind, const step_consts *k, size_t n, float *w, const float *g,
+                           float *m0, float *m1) {
+    RG_PICK(update_rule)(kind, k, n, w, g, m0, m1, NULL, NULL);
+}
 
 /* Updates [off, off + n), n at most RG_SQUARES_PIECE; measured, sums[0..2] = the squares
  * of the change, of the gradient and of the old values, taken in the update's own pass
@@ -322,8 +331,46 @@ step_consts rg_optim_consts(const rg_optim *o, float lr) {
     };
 }
 
+rg_status rg_optim_place(rg_optim *o, const rg_graph *g) {
+    const rg_backend *b = g->backend;
+    if (!b->device || o->device == b) return RG_OK;
+    if (o->device) return rg_fail(RG_ERR_STATE, "the optimizer's moments are on another device");
+    float *moved[MAX_MOMENTS] = {NULL};
+    for (int k = 0; k < o->n_moments; k++) {
+        if (!(moved[k] = b->alloc(o->n))) {
+            for (int j = 0; j < k; j++) b->release(moved[j]);
+            return rg_fail(RG_ERR_MEMORY, "out of device memory for the optimizer's %zu-float moments", o->n);
+        }
+        b->upload(moved[k], o->moment[k], o->n);
+    }
+    for (int k = 0; k < o->n_moments; k++) free(o->moment[k]), o->moment[k] = moved[k];
+    o->device = b;
+    return RG_OK;
+}
+
+void rg_optim_write(const rg_optim *o, float *dst, const float *src, size_t n) {
+    if (o->device) o->device->upload(dst, src, n);
+    else memcpy(dst, src, n * sizeof *dst);
+}
+
+/* On a device: one update of each trained range (nothing is measured there). */
+static void step_on_device(rg_optim *o, const step_consts *k, float *params, const float *grads) {
+    const int ranges = o->n_ranges ? o->n_ranges : 1;
+    for (int r = 0; r < ranges; r++) {
+        const size_t at = o->n_ranges ? o->range_off[r] : 0, len = o->n_ranges ? o->range_len[r] : o->n;
+        o->device->optim_update(o->c.kind, k, len, params + at, grads + at, o->moment[0] ? o->moment[0] + at : NULL,
+                                o->moment[1] ? o->moment[1] + at : NULL);
+    }
+}
+
 void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
     const step_consts k = rg_optim_consts(o, lr);
+    if (o->device) {
+        step_on_device(o, &k, params, grads);
+        o->n_measured = 0;
+        o->steps++;
+        return;
+    }
     size_t floats;
     const size_t count = plan_step(o, o->plan, &floats); /* count <= plan_room: make_room */
 #pragma omp parallel if (floats > RG_PARALLEL_MIN)

@@ -9,6 +9,7 @@
 
 #include <regrad.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct step_consts {
     float lr, wd, mu, eps;                 /* sgd, adagrad, rmsprop */
@@ -25,6 +26,10 @@ extern "C" {
 /* The constants of o's next step at learning rate lr, and o's kind. */
 step_consts rg_optim_consts(const rg_optim *o, float lr);
 rg_optim_kind rg_optim_kind_of(const rg_optim *o);
+/* The CPU's update of n weights w with gradients g and moments m0, m1 (NULL where the kind
+ * keeps fewer), on the calling thread. */
+void rg_optim_update_range(rg_optim_kind kind, const step_consts *k, size_t n, float *w, const float *g,
+                           float *m0, float *m1);
 #ifdef __cplusplus
 }
 #endif

@@ -197,6 +197,19 @@ static rg_status fit_check(const rg_fit_config *cfg, const rg_graph *g, int batc
     return RG_OK;
 }
 
+/* On a device: what does not run there yet (the monitor's, GRA's and pruning's reductions,
+ * model hooks and the all-reduce work on host memory), refused by name. */
+static rg_status fit_check_device(const rg_fit_config *cfg, const rg_model *m) {
+    const char *what = cfg->repair ? "GRA (repair = 0, --repair off)"
+                       : cfg->monitor_every > 0 ? "the health monitor (monitor_every = 0)"
+                       : cfg->prune_end > 0 ? "pruning"
+                       : m->n_hooks > 0 ? "this model's own update hooks (lassonet, auxiliary heads)"
+                       : rg_dist_size() > 1 ? "data-parallel training (MPI)" : NULL;
+    return what ? rg_fail(RG_ERR_STATE, "%s does not run on the device yet: train without it, or on "
+                                        "the CPU", what)
+                : RG_OK;
+}
+
 /* The optimizer, the seeded split (the validation set stays fixed for the run) and the
  * loader for files and augmentation. */
 static rg_status fit_open_data(fit_run *r) {
@@ -229,6 +242,7 @@ static rg_status fit_open_health(fit_run *r) {
         return RG_ERR_MEMORY;
     r->at = (rg_train_state){.seed = cfg->seed};
     if (cfg->resume && (s = resume_run(cfg, r->m, r->opt, &r->at))) return s;
+    if ((s = rg_optim_place(r->opt, r->g))) return s; /* the moments where the weights are */
     for (int e = 0; e < r->at.epoch; e++) rg_rng_shuffle(&r->rng, r->order, r->n_train);
     if (cfg->repair) {
         const int probe_n = r->n_train < 512 ? r->n_train : 512;
@@ -503,7 +517,8 @@ rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,
     if ((s = rg_model_check_data(m, train))) return s;
     fit_run r = {.m = m, .g = m->graph, .train = train, .cfg = cfg, .cb = cb,
                  .batch = cfg->batch > 0 ? cfg->batch : m->graph->max_batch};
-    if ((s = fit_check(cfg, r.g, r.batch))) return s;
+    if ((s = fit_check(cfg, r.g, r.batch)) || (rg_graph_on_device(r.g) && (s = fit_check_device(cfg, m))))
+        return s;
     if (train->features && rg_augment_any(&cfg->augment))
         return rg_fail(RG_ERR_ARG, "augmentation works on images; this dataset holds features "
                                    "taken as they are: train without it");

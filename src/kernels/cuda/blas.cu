@@ -70,7 +70,7 @@ extern "C" rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int
     const cublasStatus_t e = blas.sgemm(blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                         trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
                                         a, lda, &beta, c, ldc);
-    return e == CUBLAS_STATUS_SUCCESS
-               ? RG_OK
-               : rg_fail(RG_ERR_STATE, "cuda: a %dx%dx%d product failed in cuBLAS (status %d)", m, n, k, (int)e);
+    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
+    rg_cuda_note_failure("a cuBLAS product", "see cuBLAS's status");
+    return rg_fail(RG_ERR_STATE, "cuda: a %dx%dx%d product failed in cuBLAS (status %d)", m, n, k, (int)e);
 }

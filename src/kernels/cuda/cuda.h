@@ -26,6 +26,10 @@ extern "C" {
 rg_status rg_cuda_probe(int index, char *desc, size_t len);
 /* Makes device `index` the calling thread's (after a successful probe). */
 rg_status rg_cuda_use(int index);
+/* The device's work so far finished: RG_OK, or the first failure since the last call (a
+ * kernel, a copy, a product), named; and how the host side records one. */
+rg_status rg_cuda_status(void);
+void rg_cuda_note_failure(const char *what, const char *why);
 
 /* Device memory: zeroed floats (NULL when out of memory; n ints fit in n floats),
  * released; copies of n floats, and n ints (labels) up. */
@@ -40,10 +44,11 @@ rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n);
 void rg_cuda_optim_update(rg_optim_kind kind, const step_consts *k, size_t n, float *w,
                           const float *g, float *m0, float *m1);
 
-/* y = act(x) over n values; dx += act'(x) dy (y the forward's output). */
+/* y = act(x) over n values (x may be y: in place); dx = (fresh) or += act'(x) dy (y the
+ * forward's output). */
 void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n);
 void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, const float *dy,
-                                 float *dx, size_t n);
+                                 float *dx, size_t n, bool fresh);
 
 /* Reductions over n values in a fixed order (blocks folded in order on the host), so the
  * same input gives the same bits on every run: sum x^2 in double; how many are 0; how many

@@ -51,11 +51,30 @@ extern "C" void rg_cuda_release(float *p) {
     if (p) cudaFree(p);
 }
 
+/* The first failure since rg_cuda_status last reported one. */
+static rg_status failed = RG_OK;
+static char failure[240];
+
+extern "C" void rg_cuda_note_failure(const char *what, const char *why) {
+    if (failed) return;
+    failed = RG_ERR_STATE;
+    snprintf(failure, sizeof failure, "cuda: %s failed: %s", what, why);
+}
+
+extern "C" rg_status rg_cuda_status(void) {
+    const cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) rg_cuda_note_failure("a kernel", cudaGetErrorString(e));
+    const rg_status s = failed;
+    failed = RG_OK;
+    return s ? rg_fail(s, "%s", failure) : RG_OK;
+}
+
 static rg_status copy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
     static_assert(sizeof(int) == sizeof(float), "ints travel as floats do");
     const cudaError_t e = cudaMemcpy(dst, src, n * sizeof(float), kind);
-    return e == cudaSuccess ? RG_OK : rg_fail(RG_ERR_IO, "cuda: a copy of %zu values failed: %s", n,
-                                              cudaGetErrorString(e));
+    if (e == cudaSuccess) return RG_OK;
+    rg_cuda_note_failure("a copy", cudaGetErrorString(e));
+    return rg_fail(RG_ERR_IO, "cuda: a copy of %zu values failed: %s", n, cudaGetErrorString(e));
 }
 
 extern "C" rg_status rg_cuda_upload(float *device, const float *host, size_t n) {

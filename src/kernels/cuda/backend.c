@@ -1,0 +1,136 @@
+/*
+ * backend.c — the CUDA backend's table (built with RG_HAVE_CUDA): the ops it has, each
+ * reading and writing the graph's device buffers through the kernels of the .cu files
+ * beside it, device buffers and copies, the optimizer's update and the passes.  An op it
+ * lacks has no forward here, and rg_graph_set_device names it.  The monitor's and GRA's
+ * reductions are not on the device yet: those entries are NULL, and training on the device
+ * runs without them (docs/cuda.md).
+ */
+#ifdef RG_HAVE_CUDA
+
+#include "../../ops/ops.h"
+#include "../backend.h"
+#include "cuda.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+rg_status rg_cuda_select(const char *device) {
+    int index = 0;
+    if (strcmp(device, "cuda") != 0 && sscanf(device, "cuda:%d", &index) != 1)
+        return rg_fail(RG_ERR_ARG, "device '%s': use cpu, cuda or cuda:N", device);
+    const rg_status s = rg_cuda_use(index);
+    return s ? s : rg_cuda_blas_ready();
+}
+
+/* The caller wrote the input's rows; forward uploaded them. */
+static void input_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)g, (void)n, (void)batch, (void)train;
+}
+
+/* A flatten's output is its input's buffer (memory planning). */
+static void alias_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)g, (void)n, (void)batch, (void)train;
+}
+
+static void dense_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const rg_node_impl *x = rg_in(g, n, 0);
+    rg_cuda_dense_forward(x->out, rg_param_data(g, n, 0), rg_param_data(g, n, 1), n->out, batch, x->shape[0],
+                          n->shape[0]);
+}
+
+static void dense_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    rg_cuda_dense_backward(x->out, n->dout, rg_param_data(g, n, 0), rg_param_grad(g, n, 0), rg_param_grad(g, n, 1),
+                           x->needs_grad ? x->dout : NULL, rg_grad_fresh(g, 0), batch, x->shape[0], n->shape[0]);
+}
+
+static void activation_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    if (n->fused) return;
+    rg_cuda_activation_forward(*(const rg_act *)n->attr, rg_in(g, n, 0)->out, n->out, (size_t)batch * n->size);
+}
+
+static void activation_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *in = rg_in(g, n, 0);
+    if (!in->needs_grad || n->fused) return;
+    rg_cuda_activation_backward(*(const rg_act *)n->attr, in->out, n->out, n->dout, in->dout,
+                                (size_t)batch * n->size, rg_grad_fresh(g, 0));
+}
+
+/* Cross-entropy's scratch: a double a sample in the shared workspace. */
+static void xent_plan(rg_graph *g, rg_node_impl *n) {
+    (void)g;
+    n->workspace_per_sample = sizeof(double) / sizeof(float);
+}
+
+static void xent_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const rg_node_impl *z = rg_in(g, n, 0);
+    rg_cuda_softmax_xent_forward(z->out, g->device_labels, n->aux, (double *)g->workspace, n->out, batch,
+                                 z->shape[0], ((const xent_attr *)n->attr)->smoothing);
+}
+
+static void xent_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *z = rg_in(g, n, 0);
+    if (!z->needs_grad) return;
+    rg_cuda_softmax_xent_backward(n->aux, g->device_labels, n->dout, z->dout, batch, z->shape[0],
+                                  ((const xent_attr *)n->attr)->smoothing);
+}
+
+/* The last copy down, kept for the caller until the next call; NaN where the copy failed
+ * (the step's status check then says why). */
+static const float *host_view(const float *x, size_t n) {
+    static _Thread_local float *buf;
+    static _Thread_local size_t room;
+    static const float nan_one = NAN;
+    if (n > room) {
+        float *b = realloc(buf, n * sizeof *b);
+        if (!b) return &nan_one; /* callers read one value or many: one is what is safe */
+        buf = b, room = n;
+    }
+    if (rg_cuda_download(buf, x, n) != RG_OK)
+        for (size_t i = 0; i < n; i++) buf[i] = NAN;
+    return buf;
+}
+
+static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload(dst, src, n); }
+static void download(float *dst, const float *src, size_t n) { rg_cuda_download(dst, src, n); }
+static void upload_ints(int *dst, const int *src, size_t n) { rg_cuda_upload_ints(dst, src, n); }
+
+const rg_backend rg_cuda_backend = {
+    .name = "cuda",
+    .ops = {
+        [RG_OP_INPUT] = {input_forward, NULL, NULL, NULL},
+        [RG_OP_DENSE] = {dense_forward, dense_backward, NULL, NULL},
+        [RG_OP_ACTIVATION] = {activation_forward, activation_backward, NULL, NULL},
+        [RG_OP_FLATTEN] = {alias_forward, NULL, NULL, NULL},
+        [RG_OP_SOFTMAX_XENT] = {xent_forward, xent_backward, NULL, xent_plan},
+    },
+    .alloc = rg_cuda_alloc,
+    .release = rg_cuda_release,
+    .host_view = host_view,
+    .first_nonfinite = rg_cuda_first_nonfinite,
+    .device = true,
+    .upload = upload,
+    .download = download,
+    .upload_ints = upload_ints,
+    .optim_update = rg_cuda_optim_update,
+    .status = rg_cuda_status,
+    .count_nonfinite = rg_cuda_count_nonfinite,
+    .scale = rg_cuda_scale,
+    .copy = rg_cuda_copy,
+    .subtract = rg_cuda_subtract,
+    .step_along = rg_cuda_step_along,
+    .multiply = rg_cuda_multiply,
+    .clamp = rg_cuda_clamp,
+    .sum_squares = rg_cuda_sum_squares,
+    .squares_in_order = rg_cuda_sum_squares, /* a fixed order, not the index order: ~1e-15 apart */
+    .fill = rg_cuda_fill,
+    .count_zeros = rg_cuda_count_zeros,
+};
+
+#endif

@@ -1,0 +1,128 @@
+/*
+ * fake_cuda.c — the CUDA backend's kernels (src/kernels/cuda/cuda.h) done on the host, so
+ * that the device path of the library (the graph on a device, its uploads and downloads,
+ * the optimizer's moments there, src/kernels/cuda/backend.c) runs and is tested where no
+ * GPU is.  Its buffers are poisoned: the pointer handed out has a high bit set, so any host
+ * code that touches "device" memory directly, not through the backend, faults at once; the
+ * kernels here clear the bit before they compute.  Each kernel computes what the CPU's op
+ * computes, in the CPU's order, so a graph on this device gives the CPU's bits.
+ */
+#include "internal.h"
+#include "kernels/act_rules.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cuda/cuda.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POISON ((uintptr_t)1 << 62) /* a non-canonical address on x86-64 */
+#define HOST(p) ((__typeof__(p))((uintptr_t)(p) ^ POISON))
+
+rg_status rg_cuda_probe(int index, char *desc, size_t len) {
+    if (index != 0) return rg_fail(RG_ERR_ARG, "cuda:%d: no such device: this machine has 1, cuda:0 to cuda:0", index);
+    snprintf(desc, len, "cuda:0 host stand-in (tests/fake_cuda.c)");
+    return RG_OK;
+}
+rg_status rg_cuda_use(int index) { return index == 0 ? RG_OK : RG_ERR_ARG; }
+rg_status rg_cuda_status(void) { return RG_OK; }
+void rg_cuda_note_failure(const char *what, const char *why) { (void)what, (void)why; }
+
+float *rg_cuda_alloc(size_t floats) {
+    float *p = calloc(floats ? floats : 1, sizeof(float));
+    return p ? HOST(p) : NULL;
+}
+void rg_cuda_release(float *p) {
+    if (p) free(HOST(p));
+}
+rg_status rg_cuda_upload(float *device, const float *host, size_t n) {
+    memcpy(HOST(device), host, n * sizeof *host);
+    return RG_OK;
+}
+rg_status rg_cuda_download(float *host, const float *device, size_t n) {
+    memcpy(host, HOST(device), n * sizeof *host);
+    return RG_OK;
+}
+rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n) {
+    memcpy(HOST(device), host, n * sizeof *host);
+    return RG_OK;
+}
+
+void rg_cuda_optim_update(rg_optim_kind kind, const step_consts *k, size_t n, float *w, const float *g,
+                          float *m0, float *m1) {
+    rg_optim_update_range(kind, k, n, HOST(w), HOST(g), m0 ? HOST(m0) : NULL, m1 ? HOST(m1) : NULL);
+}
+
+void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n) {
+    x = HOST(x), y = HOST(y);
+    for (size_t i = 0; i < n; i++) y[i] = act_f(act, x[i]);
+}
+void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, const float *dy, float *dx,
+                                 size_t n, bool fresh) {
+    x = HOST(x), y = HOST(y), dy = HOST(dy), dx = HOST(dx);
+    for (size_t i = 0; i < n; i++) dx[i] = fresh ? act_dx(act, x[i], y[i], dy[i]) : dx[i] + act_dx(act, x[i], y[i], dy[i]);
+}
+
+double rg_cuda_sum_squares(const float *x, size_t n) { return rg_cpu_squares_in_order(HOST(x), n); }
+size_t rg_cuda_count_zeros(const float *x, size_t n) { return rg_cpu_count_zeros(HOST(x), n); }
+long rg_cuda_count_nonfinite(const float *x, size_t n) { return rg_cpu_count_nonfinite(HOST(x), n); }
+size_t rg_cuda_first_nonfinite(const float *x, size_t n) { return rg_cpu_first_nonfinite(HOST(x), n); }
+void rg_cuda_fill(float *x, size_t n, float v) { rg_cpu_fill(HOST(x), n, v); }
+void rg_cuda_scale(float *x, size_t n, float f) { rg_cpu_scale(HOST(x), n, f); }
+void rg_cuda_copy(float *dst, const float *src, size_t n) { rg_cpu_copy(HOST(dst), HOST(src), n); }
+void rg_cuda_subtract(float *out, const float *a, const float *b, size_t n) {
+    rg_cpu_subtract(HOST(out), HOST(a), HOST(b), n);
+}
+void rg_cuda_step_along(float *x, const float *x0, const float *d, size_t n, float f) {
+    rg_cpu_step_along(HOST(x), HOST(x0), HOST(d), n, f);
+}
+void rg_cuda_multiply(float *x, const float *m, size_t n) { rg_cpu_multiply(HOST(x), HOST(m), n); }
+void rg_cuda_clamp(float *x, size_t n, float v) { rg_cpu_clamp(HOST(x), n, v); }
+
+rg_status rg_cuda_blas_ready(void) { return RG_OK; }
+rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc) {
+    rg_sgemm(trans_a, trans_b, m, n, k, alpha, HOST(a), lda, HOST(b), ldb, beta, HOST(c), ldc);
+    return RG_OK;
+}
+
+rg_status rg_cuda_dense_forward(const float *x, const float *w, const float *b, float *y, int batch, int in,
+                                int out) {
+    for (int i = 0; i < batch; i++) memcpy(HOST(y) + (size_t)i * out, HOST(b), (size_t)out * sizeof *b);
+    return rg_cuda_sgemm(false, true, batch, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+}
+rg_status rg_cuda_dense_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
+                                 float *dx, bool fresh, int batch, int in, int out) {
+    rg_status s = rg_cuda_sgemm(true, false, out, in, batch, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    for (int i = 0; db && i < batch; i++)
+        for (int j = 0; j < out; j++) HOST(db)[j] += HOST(dy)[(size_t)i * out + j];
+    if (!s && dx) s = rg_cuda_sgemm(false, false, batch, in, out, 1.0f, dy, out, w, in, fresh ? 0.0f : 1.0f, dx, in);
+    return s;
+}
+
+void rg_cuda_softmax_xent_forward(const float *z, const int *labels, float *p, double *scratch, float *loss,
+                                  int batch, int k, float smoothing) {
+    z = HOST(z), labels = HOST(labels), p = HOST(p), scratch = HOST(scratch), loss = HOST(loss);
+    double total = 0;
+    for (int b = 0; b < batch; b++) {
+        const float *zb = z + (size_t)b * k;
+        float *pb = p + (size_t)b * k, m = zb[0];
+        for (int j = 1; j < k; j++) m = zb[j] > m ? zb[j] : m;
+        double sum = 0, sum_z = 0;
+        for (int j = 0; j < k; j++) sum += (pb[j] = expf(zb[j] - m));
+        const double lse = m + log(sum);
+        for (int j = 0; j < k; j++) pb[j] = (float)(pb[j] / sum), sum_z += zb[j];
+        scratch[b] = (1.0 - smoothing) * (lse - zb[labels[b]]) + (smoothing / k) * (k * lse - sum_z);
+        total += scratch[b];
+    }
+    loss[0] = (float)(total / batch);
+}
+void rg_cuda_softmax_xent_backward(const float *p, const int *labels, const float *dloss, float *dz, int batch,
+                                   int k, float smoothing) {
+    p = HOST(p), labels = HOST(labels), dloss = HOST(dloss), dz = HOST(dz);
+    const float scale = dloss[0] / (float)batch, uniform = smoothing / (float)k;
+    for (size_t i = 0; i < (size_t)batch * k; i++)
+        dz[i] += scale * (p[i] - uniform - ((int)(i % k) == labels[i / k] ? 1.0f - smoothing : 0.0f));
+}
