@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # check.sh — the one script to run on a GPU machine (device time is short: prepare on the
 # CPU, run this once, read it, fix, run again).  Builds regrad with the CUDA backend in
-# build-gpu/, runs the GPU tests (the kernels against the CPU: test_cuda), the CLI's
-# device check and onnxruntime against regrad on every zoo model's ONNX export (that
-# machine's Python has onnxruntime), and prints one summary table.  Takes about two minutes on 16 cores.
-# Usage: bench/gpu/check.sh            (from the repository root)
+# build-gpu/ (or runs the programs bench/gpu/bundle.sh carried in build-gpu/carry/), runs
+# the GPU tests (test_cuda: the kernels against the CPU; test_device_gpu: a graph on the
+# device against the CPU), an MLP trained with `--device cuda` and `--device cpu` (test
+# accuracy, weights apart), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
+# onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
+# onnxruntime), and prints one summary table.  A few minutes on 16 cores.
+# Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -19,17 +22,30 @@ carry=build-gpu/carry data=fashion-mnist
 if [ -x "$carry/regrad" ]; then
   mkdir -p /tmp/regrad-carry && tar -C /tmp/regrad-carry -xJf "$carry/lib.tar.xz"
   export LD_LIBRARY_PATH=/tmp/regrad-carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  regrad=$carry/regrad test_cuda=$carry/test_cuda data=fashion-mnist:$carry/fashion-mnist build=ok how=carried
+  regrad=$carry/regrad test_cuda=$carry/test_cuda test_device=$carry/test_device_gpu
+  diff=$carry/ckpt_diff data=fashion-mnist:$carry/fashion-mnist build=ok how=carried
 elif cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DREGRAD_CUDA=ON >"$log/cmake" 2>&1 &&
      cmake --build build-gpu -j "$(nproc)" >"$log/build" 2>&1; then
-  regrad=build-gpu/regrad test_cuda=build-gpu/tests/test_cuda build=ok how=built
+  regrad=build-gpu/regrad test_cuda=build-gpu/tests/test_cuda test_device=build-gpu/tests/test_device_gpu
+  diff=build-gpu/tests/ckpt_diff build=ok how=built
 else build=FAIL how=built; fi
 t1=$(date +%s)
 tests=SKIP
 if [ "$build" = ok ]; then
   "$test_cuda" >"$log/ctest" 2>&1
   case $? in 0) tests=ok ;; 77) tests=SKIP ;; *) tests=FAIL ;; esac
-  "$regrad" train --data "$data" --device cuda --limit 256 >"$log/device" 2>&1
+  "$test_device" >"$log/dtest" 2>&1
+  case $? in 0) dtests=ok ;; 77) dtests=SKIP ;; *) dtests=FAIL ;; esac
+  # the same MLP trained on the GPU and on the CPU: test accuracy of each, weights apart
+  ck=$(mktemp -d)
+  for dev in cuda cpu; do
+    "$regrad" train --data "$data" --device $dev --repair off --epochs 2 --seed 1 --quiet \
+      --checkpoint-dir "$ck/$dev" >"$log/train-$dev" 2>&1
+  done
+  echo "cuda: $(tail -1 "$log/train-cuda" | cut -c1-40); cpu: $(tail -1 "$log/train-cpu" | cut -c1-40);" \
+       "$("$diff" "$ck/cuda/last.safetensors" "$ck/cpu/last.safetensors" 2>&1 | tail -1)" >"$log/device"
+  [ -n "$data" ] && [ "${data#fashion-mnist:}" != "$data" ] && mlp_data=${data#fashion-mnist:} || mlp_data=/usr/share/datasets/fashion-mnist
+  python3 bench/gpu/mlp.py "$regrad" "$mlp_data" >"$log/mlp" 2>&1
   python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
   case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
 fi
@@ -37,10 +53,14 @@ echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short 
 row "GPU" "" "$(head -1 "$log/gpu")"
 row "build (REGRAD_CUDA=ON)" "$build" "$how, $((t1 - t0)) s"
 row "test_cuda (kernels vs CPU)" "$tests" "$(grep -E "PASSED|FAILED|SKIP" "$log/ctest" 2>/dev/null | head -1)"
-row "regrad train --device cuda" "" "$(tail -1 "$log/device" 2>/dev/null)"
+row "test_device_gpu (graph vs CPU)" "${dtests:-SKIP}" "$(grep -E "PASSED|FAILED|SKIP" "$log/dtest" 2>/dev/null | head -1)"
+row "train MLP: cuda vs cpu" "" "$(tail -1 "$log/device" 2>/dev/null)"
+row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
 if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"; fi
 if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
+if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi
+for f in train-cuda mlp; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
 if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
 [ -n "${REGRAD_CHECK_LOGS:-}" ] || rm -rf "$log"
-[ "$build" = ok ] && [ "$tests" = ok ]
+[ "$build" = ok ] && [ "$tests" = ok ] && [ "${dtests:-}" = ok ]
