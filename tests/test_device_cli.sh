@@ -21,6 +21,12 @@ for opt in adam momentum rmsprop; do
     >"$tmp/dev-$opt.out" 2>&1 || bad "$opt on the device: $(tail -2 "$tmp/dev-$opt.out")"
   same "$tmp/cpu-$opt/last.safetensors" "$tmp/dev-$opt/last.safetensors" "$opt: the device's weights"
 done
+# the remedies and schedules that run through the backend's passes, and a frozen layer
+extra=(--epochs 1 --optimizer nesterov --schedule cosine,warmup:4 --clip-norm 0.5 --clip-value 0.05 --max-norm 2 --freeze dense_1)
+"$CPU" "${common[@]}" "${extra[@]}" --checkpoint-dir "$tmp/cpu-extra" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${extra[@]}" --device cuda --checkpoint-dir "$tmp/dev-extra" >"$tmp/dev-extra.out" 2>&1 \
+  || bad "remedies on the device: $(tail -2 "$tmp/dev-extra.out")"
+same "$tmp/cpu-extra/last.safetensors" "$tmp/dev-extra/last.safetensors" "clipping, max-norm, a schedule, a frozen layer"
 # stopped after epoch 1 on the device and resumed there; the CPU's epoch-1 checkpoint
 # resumed on the device: both end with the CPU's weights
 "$DEV" "${common[@]}" --epochs 2 --device cuda --stop-after 1 --checkpoint-dir "$tmp/stop" >/dev/null 2>&1
