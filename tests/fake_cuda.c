@@ -126,3 +126,52 @@ void rg_cuda_softmax_xent_backward(const float *p, const int *labels, const floa
     for (size_t i = 0; i < (size_t)batch * k; i++)
         dz[i] += scale * (p[i] - uniform - ((int)(i % k) == labels[i / k] ? 1.0f - smoothing : 0.0f));
 }
+
+void rg_cuda_add(float *y, const float *a, const float *b, size_t n) {
+    y = HOST(y), a = HOST(a), b = HOST(b);
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+void rg_cuda_pass_on(float *dx, const float *dy, size_t n, bool fresh) {
+    dx = HOST(dx), dy = HOST(dy);
+    for (size_t i = 0; i < n; i++) dx[i] = fresh ? dy[i] : dx[i] + dy[i];
+}
+void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top,
+                              int left) {
+    x = HOST(x), y = HOST(y);
+    memset(y, 0, planes * oh * ow * sizeof *y);
+    for (size_t p = 0; p < planes; p++)
+        for (int r = 0; r < h; r++)
+            memcpy(y + (p * oh + r + top) * ow + left, x + (p * h + r) * w, (size_t)w * sizeof *x);
+}
+void rg_cuda_zero_pad_backward(const float *dy, float *dx, size_t planes, int h, int w, int oh, int ow, int top,
+                               int left) {
+    dy = HOST(dy), dx = HOST(dx);
+    for (size_t p = 0; p < planes; p++)
+        for (int r = 0; r < h; r++)
+            for (int c = 0; c < w; c++) dx[(p * h + r) * w + c] += dy[(p * oh + r + top) * ow + c + left];
+}
+void rg_cuda_concat_forward(const float *x, float *y, int batch, size_t part, size_t size, size_t at) {
+    for (int b = 0; b < batch; b++) memcpy(HOST(y) + b * size + at, HOST(x) + b * part, part * sizeof *x);
+}
+void rg_cuda_concat_backward(const float *dy, float *dx, int batch, size_t part, size_t size, size_t at) {
+    for (int b = 0; b < batch; b++)
+        for (size_t i = 0; i < part; i++) HOST(dx)[b * part + i] += HOST(dy)[b * size + at + i];
+}
+void rg_cuda_global_avg_pool_forward(const float *x, float *y, size_t planes, size_t hw) {
+    for (size_t p = 0; p < planes; p++) {
+        float s = 0;
+        for (size_t i = 0; i < hw; i++) s += HOST(x)[p * hw + i];
+        HOST(y)[p] = s / (float)hw;
+    }
+}
+void rg_cuda_global_avg_pool_backward(const float *dy, float *dx, size_t planes, size_t hw) {
+    for (size_t i = 0; i < planes * hw; i++) HOST(dx)[i] += HOST(dy)[i / hw] / (float)hw;
+}
+void rg_cuda_flatten_hwc_forward(const float *x, float *y, int batch, size_t c, size_t hw) {
+    for (size_t i = 0; i < (size_t)batch * c * hw; i++)
+        HOST(y)[i / (c * hw) * c * hw + i % hw * c + i / hw % c] = HOST(x)[i];
+}
+void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t c, size_t hw) {
+    for (size_t i = 0; i < (size_t)batch * c * hw; i++)
+        HOST(dx)[i] += HOST(dy)[i / (c * hw) * c * hw + i % hw * c + i / hw % c];
+}

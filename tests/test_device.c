@@ -22,66 +22,101 @@
 #define WEIGHT_ATOL 1e-4
 #endif
 
-#define IN 20
 #define CLASSES 10
 #define BATCH 16
 
-/* input(20) -> dense 32 sigmoid -> dense 24 tanh -> dense 10 -> cross-entropy, on device. */
-static rg_graph *mlp(const char *device, rg_node *x, rg_node *logits, rg_node *loss) {
-    rg_graph *g = rg_graph_create(7);
-    const int in = IN;
-    *x = rg_input(g, "x", 1, &in);
-    rg_node h = rg_sigmoid(g, rg_dense(g, *x, 32, RG_INIT(RG_INIT_GLOROT_UNIFORM)));
-    h = rg_tanh(g, rg_dense(g, h, 24, RG_INIT(RG_INIT_GLOROT_UNIFORM)));
-    *logits = rg_dense(g, h, CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
-    *loss = rg_softmax_cross_entropy(g, *logits, 0.05f);
-    assert_int_equal(rg_graph_set_device(g, device), RG_OK);
-    assert_int_equal(rg_graph_compile(g, BATCH), RG_OK);
-    return g;
+/* A network under test: its input, logits and loss, built on a graph. */
+typedef struct net {
+    rg_graph *g;
+    rg_node x, logits, loss;
+} net;
+typedef void (*net_builder)(net *n);
+
+/* input(20) -> dense 32 sigmoid -> dense 24 tanh -> dense 10 -> cross-entropy */
+static void mlp(net *n) {
+    const int in = 20;
+    n->x = rg_input(n->g, "x", 1, &in);
+    rg_node h = rg_sigmoid(n->g, rg_dense(n->g, n->x, 32, RG_INIT(RG_INIT_GLOROT_UNIFORM)));
+    h = rg_tanh(n->g, rg_dense(n->g, h, 24, RG_INIT(RG_INIT_GLOROT_UNIFORM)));
+    n->logits = rg_dense(n->g, h, CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 
-/* One step on g: the batch written where callers write it, forward, backward, update;
- * returns the loss as read back. */
-static float step(rg_graph *g, rg_optim *o, rg_node x, rg_node loss, int s) {
-    float *in = rg_graph_input_buffer(g, x);
-    for (int i = 0; i < BATCH * IN; i++) in[i] = (float)sin(0.37 * i + s);
-    for (int b = 0; b < BATCH; b++) rg_graph_labels(g)[b] = (b * 3 + s) % CLASSES;
-    assert_int_equal(rg_graph_forward(g, BATCH, 1), RG_OK);
-    const float l = rg_host(g, g->nodes[loss].out, 1)[0];
-    assert_int_equal(rg_graph_backward(g, loss), RG_OK);
-    rg_optim_step(o, g->param_buf, g->grad_buf, 0.01f);
+/* The ops without weights: input (4, 5, 5) -> zero padding (1, 2, 0, 1) -> a channels-last
+ * flatten and a global average pool, each to a dense 16; their sum's tanh concatenated with
+ * the pool's branch -> dense 10 (the input's gradient asked for, so that backward runs
+ * through every one of them). */
+static void combine_net(net *n) {
+    const int chw[3] = {4, 5, 5};
+    rg_graph *g = n->g;
+    rg_graph_want_input_grads(g, 1);
+    n->x = rg_input(g, "x", 3, chw);
+    const rg_node padded = rg_zero_pad2d(g, n->x, 1, 2, 0, 1);
+    const rg_node a = rg_dense(g, rg_flatten_channels_last(g, padded), 16, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+    const rg_node b = rg_dense(g, rg_global_avg_pool(g, padded), 16, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+    const rg_node both[2] = {rg_tanh(g, rg_add(g, a, b)), b};
+    n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+}
+
+static net build(net_builder builder, const char *device) {
+    net n = {.g = rg_graph_create(7)};
+    builder(&n);
+    n.loss = rg_softmax_cross_entropy(n.g, n.logits, 0.05f);
+    assert_int_equal(rg_graph_set_device(n.g, device), RG_OK);
+    assert_int_equal(rg_graph_compile(n.g, BATCH), RG_OK);
+    return n;
+}
+
+/* One step: the batch written where callers write it, forward, backward, update; returns
+ * the loss as read back. */
+static float step(net *n, rg_optim *o, int s) {
+    float *in = rg_graph_input_buffer(n->g, n->x);
+    const size_t size = rg_node_size(n->g, n->x);
+    for (size_t i = 0; i < BATCH * size; i++) in[i] = (float)sin(0.37 * (double)i + s);
+    for (int b = 0; b < BATCH; b++) rg_graph_labels(n->g)[b] = (b * 3 + s) % CLASSES;
+    assert_int_equal(rg_graph_forward(n->g, BATCH, 1), RG_OK);
+    const float l = rg_host(n->g, n->g->nodes[n->loss].out, 1)[0];
+    assert_int_equal(rg_graph_backward(n->g, n->loss), RG_OK);
+    rg_optim_step(o, n->g->param_buf, n->g->grad_buf, 0.01f);
     return l;
 }
 
-static void trains_with_the_cpus_bits(void **state) {
-    for (int kind = 0; kind < RG_OPTIM_COUNT; kind++) {
-        rg_node x[2], logits[2], loss[2];
-        rg_graph *g[2] = {mlp("cpu", &x[0], &logits[0], &loss[0]), mlp("cuda", &x[1], &logits[1], &loss[1])};
-        rg_optim_config c = rg_optim_defaults((rg_optim_kind)kind);
-        c.weight_decay = 0.001f;
-        rg_optim *o[2];
-        for (int d = 0; d < 2; d++) {
-            assert_non_null(o[d] = rg_optim_create(&c, g[d]->param_floats));
-            assert_int_equal(rg_optim_place(o[d], g[d]), RG_OK);
+/* The network trained 12 steps with optimizer `kind` on the CPU and on the device (the
+ * first layer frozen when asked): the losses, the weights, the logits and (when the graph
+ * computes it) the input's gradient agree. */
+static void compare(net_builder builder, rg_optim_kind kind, bool freeze_first) {
+    net n[2] = {build(builder, "cpu"), build(builder, "cuda")};
+    rg_optim_config c = rg_optim_defaults(kind);
+    c.weight_decay = 0.001f;
+    rg_optim *o[2];
+    const char *name = rg_optim_name(kind);
+    for (int d = 0; d < 2; d++) {
+        assert_non_null(o[d] = rg_optim_create(&c, n[d].g->param_floats));
+        assert_int_equal(rg_optim_place(o[d], n[d].g), RG_OK);
+        if (freeze_first) { /* the first layer's range left out of the updates */
+            const size_t off = n[d].g->params[0].size + n[d].g->params[1].size, len = n[d].g->param_floats - off;
+            assert_int_equal(rg_optim_limit(o[d], 1, &off, &len), RG_OK);
         }
-        /* the first layer frozen: its range is left out of the updates */
-        const rg_param_impl *first = &g[0]->params[0];
-        const size_t off = first->offset + first->size + g[0]->params[1].size;
-        const size_t len = g[0]->param_floats - off;
-        for (int d = 0; d < 2; d++) assert_int_equal(rg_optim_limit(o[d], 1, &off, &len), RG_OK);
-        for (int s = 0; s < 12; s++) {
-            const float a = step(g[0], o[0], x[0], loss[0], s), b = step(g[1], o[1], x[1], loss[1], s);
-            if (!(fabsf(a - b) <= LOSS_RTOL * fabsf(a)))
-                fail_msg("%s step %d: loss %.9g on the device, %.9g on the CPU", rg_optim_name((rg_optim_kind)kind), s, b, a);
-        }
-        const size_t n = g[0]->param_floats;
-        const char *name = rg_optim_name((rg_optim_kind)kind);
-        assert_close(name, rg_host(g[1], g[1]->param_buf, n), g[0]->param_buf, n, WEIGHT_ATOL, 0);
-        assert_close(name, rg_host(g[1], g[1]->nodes[logits[1]].out, (size_t)BATCH * CLASSES),
-                     g[0]->nodes[logits[0]].out, (size_t)BATCH * CLASSES, 10 * WEIGHT_ATOL, 0);
-        for (int d = 0; d < 2; d++) rg_optim_free(o[d]), rg_graph_free(g[d]);
     }
+    for (int s = 0; s < 12; s++) {
+        const float a = step(&n[0], o[0], s), b = step(&n[1], o[1], s);
+        if (!(fabsf(a - b) <= LOSS_RTOL * fabsf(a)))
+            fail_msg("%s step %d: loss %.9g on the device, %.9g on the CPU", name, s, b, a);
+    }
+    const size_t pn = n[0].g->param_floats, ln = (size_t)BATCH * CLASSES;
+    assert_close(name, rg_host(n[1].g, n[1].g->param_buf, pn), n[0].g->param_buf, pn, WEIGHT_ATOL, 0);
+    assert_close(name, rg_host(n[1].g, n[1].g->nodes[n[1].logits].out, ln), n[0].g->nodes[n[0].logits].out, ln,
+                 10 * WEIGHT_ATOL, 0);
+    const float *dx = rg_node_grad(n[0].g, n[0].x);
+    const size_t xn = BATCH * rg_node_size(n[0].g, n[0].x);
+    if (dx) assert_close("input gradient", rg_host(n[1].g, n[1].g->nodes[n[1].x].dout, xn), dx, xn, WEIGHT_ATOL, 0);
+    for (int d = 0; d < 2; d++) rg_optim_free(o[d]), rg_graph_free(n[d].g);
 }
+
+static void trains_with_the_cpus_bits(void **state) {
+    for (int kind = 0; kind < RG_OPTIM_COUNT; kind++) compare(mlp, (rg_optim_kind)kind, true);
+}
+
+static void ops_without_weights_match_the_cpu(void **state) { compare(combine_net, RG_OPTIM_ADAM, false); }
 
 static void placement_errors_say_why(void **state) {
     rg_graph *g = rg_graph_create(1);
@@ -111,6 +146,7 @@ int main(void) {
 #endif
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(trains_with_the_cpus_bits),
+        cmocka_unit_test(ops_without_weights_match_the_cpu),
         cmocka_unit_test(placement_errors_say_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,6 +27,12 @@ extra=(--epochs 1 --optimizer nesterov --schedule cosine,warmup:4 --clip-norm 0.
 "$DEV" "${common[@]}" "${extra[@]}" --device cuda --checkpoint-dir "$tmp/dev-extra" >"$tmp/dev-extra.out" 2>&1 \
   || bad "remedies on the device: $(tail -2 "$tmp/dev-extra.out")"
 same "$tmp/cpu-extra/last.safetensors" "$tmp/dev-extra/last.safetensors" "clipping, max-norm, a schedule, a frozen layer"
+# a residual MLP (the add)
+res=(--epochs 1 --model mlp:depth=3,width=64,residual=1 --repair off)
+"$CPU" "${common[@]}" "${res[@]}" --checkpoint-dir "$tmp/cpu-res" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${res[@]}" --device cuda --checkpoint-dir "$tmp/dev-res" >"$tmp/dev-res.out" 2>&1 \
+  || bad "a residual MLP on the device: $(tail -2 "$tmp/dev-res.out")"
+same "$tmp/cpu-res/last.safetensors" "$tmp/dev-res/last.safetensors" "a residual MLP"
 # stopped after epoch 1 on the device and resumed there; the CPU's epoch-1 checkpoint
 # resumed on the device: both end with the CPU's weights
 "$DEV" "${common[@]}" --epochs 2 --device cuda --stop-after 1 --checkpoint-dir "$tmp/stop" >/dev/null 2>&1

@@ -61,6 +61,71 @@ static void activation_backward(rg_graph *g, rg_node_impl *n, int batch) {
                                 (size_t)batch * n->size, rg_grad_fresh(g, 0));
 }
 
+static size_t rows(const rg_node_impl *n, int batch) { return (n->batched ? (size_t)batch : 1) * n->size; }
+
+static void add_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train; /* the device's convolutions never do the add themselves */
+    rg_cuda_add(n->out, rg_in(g, n, 0)->out, rg_in(g, n, 1)->out, rows(n, batch));
+}
+
+static void add_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    for (int k = 0; k < 2; k++)
+        if (rg_in(g, n, k)->needs_grad) rg_cuda_pass_on(rg_in(g, n, k)->dout, n->dout, rows(n, batch), rg_grad_fresh(g, k));
+}
+
+static void zero_pad_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const pad_attr *a = n->attr;
+    const rg_node_impl *x = rg_in(g, n, 0);
+    rg_cuda_zero_pad_forward(x->out, n->out, (size_t)batch * x->shape[0], x->shape[1], x->shape[2], n->shape[1],
+                             n->shape[2], a->top, a->left);
+}
+
+static void zero_pad_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const pad_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    if (x->needs_grad)
+        rg_cuda_zero_pad_backward(n->dout, x->dout, (size_t)batch * x->shape[0], x->shape[1], x->shape[2],
+                                  n->shape[1], n->shape[2], a->top, a->left);
+}
+
+static void concat_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    size_t at = 0;
+    for (int k = 0; k < n->n_inputs; at += rg_in(g, n, k)->size, k++)
+        rg_cuda_concat_forward(rg_in(g, n, k)->out, n->out, batch, rg_in(g, n, k)->size, n->size, at);
+}
+
+static void concat_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    size_t at = 0;
+    for (int k = 0; k < n->n_inputs; at += rg_in(g, n, k)->size, k++)
+        if (rg_in(g, n, k)->needs_grad)
+            rg_cuda_concat_backward(n->dout, rg_in(g, n, k)->dout, batch, rg_in(g, n, k)->size, n->size, at);
+}
+
+static void global_avg_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const rg_node_impl *x = rg_in(g, n, 0);
+    rg_cuda_global_avg_pool_forward(x->out, n->out, (size_t)batch * n->size, x->size / n->size);
+}
+
+static void global_avg_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    if (x->needs_grad) rg_cuda_global_avg_pool_backward(n->dout, x->dout, (size_t)batch * n->size, x->size / n->size);
+}
+
+static void flatten_hwc_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const rg_node_impl *x = rg_in(g, n, 0);
+    rg_cuda_flatten_hwc_forward(x->out, n->out, batch, (size_t)x->shape[0], (size_t)x->shape[1] * x->shape[2]);
+}
+
+static void flatten_hwc_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    if (x->needs_grad)
+        rg_cuda_flatten_hwc_backward(n->dout, x->dout, batch, (size_t)x->shape[0], (size_t)x->shape[1] * x->shape[2]);
+}
+
 /* Cross-entropy's scratch: a double a sample in the shared workspace. */
 static void xent_plan(rg_graph *g, rg_node_impl *n) {
     (void)g;
@@ -108,6 +173,11 @@ const rg_backend rg_cuda_backend = {
         [RG_OP_DENSE] = {dense_forward, dense_backward, NULL, NULL},
         [RG_OP_ACTIVATION] = {activation_forward, activation_backward, NULL, NULL},
         [RG_OP_FLATTEN] = {alias_forward, NULL, NULL, NULL},
+        [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, NULL, NULL},
+        [RG_OP_ADD] = {add_forward, add_backward, NULL, NULL},
+        [RG_OP_ZERO_PAD] = {zero_pad_forward, zero_pad_backward, NULL, NULL},
+        [RG_OP_CONCAT] = {concat_forward, concat_backward, NULL, NULL},
+        [RG_OP_GLOBAL_AVG_POOL] = {global_avg_pool_forward, global_avg_pool_backward, NULL, NULL},
         [RG_OP_SOFTMAX_XENT] = {xent_forward, xent_backward, NULL, xent_plan},
     },
     .alloc = rg_cuda_alloc,

@@ -81,6 +81,24 @@ rg_status rg_cuda_dense_forward(const float *x, const float *w, const float *b, 
 rg_status rg_cuda_dense_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
                                  float *dx, bool fresh, int batch, int in, int out);
 
+/* The ops without weights, each the CPU's bits: y = a + b; dx = (fresh) or += dy; zero
+ * padding of `planes` h x w planes into oh x ow at (top, left), and back (+=); input k's
+ * `part` floats a sample at `at` within a concat's `size`, and back (+=); each plane's mean
+ * (its hw values added in order in float), and back (+= dy / hw); (c, h, w) to channels-last
+ * order, and back (+=). */
+void rg_cuda_add(float *y, const float *a, const float *b, size_t n);
+void rg_cuda_pass_on(float *dx, const float *dy, size_t n, bool fresh);
+void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top,
+                              int left);
+void rg_cuda_zero_pad_backward(const float *dy, float *dx, size_t planes, int h, int w, int oh, int ow, int top,
+                               int left);
+void rg_cuda_concat_forward(const float *x, float *y, int batch, size_t part, size_t size, size_t at);
+void rg_cuda_concat_backward(const float *dy, float *dx, int batch, size_t part, size_t size, size_t at);
+void rg_cuda_global_avg_pool_forward(const float *x, float *y, size_t planes, size_t hw);
+void rg_cuda_global_avg_pool_backward(const float *dy, float *dx, size_t planes, size_t hw);
+void rg_cuda_flatten_hwc_forward(const float *x, float *y, int batch, size_t c, size_t hw);
+void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t c, size_t hw);
+
 /* Softmax cross-entropy of logits z (batch x k) against labels (device ints), label
  * smoothing s: p = softmax(z), loss[0] = the batch's mean (scratch: batch doubles); dz +=
  * dloss[0] / batch (p - s/k - (1 - s) onehot). */

@@ -18,4 +18,10 @@ static inline unsigned rg_cuda_grid(size_t n) {
     return (unsigned)(b < 65535 * 16 ? b : 65535 * 16);
 }
 
+/* kernel<<<...>>>(args) over n items, nothing when n is 0 */
+#define LAUNCH(kernel, n, ...) \
+    do { \
+        if (n) kernel<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(__VA_ARGS__); \
+    } while (0)
+
 #endif

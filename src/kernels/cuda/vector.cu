@@ -33,11 +33,6 @@ __global__ static void clamp(float *x, size_t n, float v) {
     GRID_STRIDE(i, n) x[i] = x[i] > v ? v : x[i] < -v ? -v : x[i];
 }
 
-#define LAUNCH(kernel, n, ...) \
-    do { \
-        if (n) kernel<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(__VA_ARGS__); \
-    } while (0)
-
 extern "C" void rg_cuda_fill(float *x, size_t n, float v) { LAUNCH(fill, n, x, n, v); }
 extern "C" void rg_cuda_scale(float *x, size_t n, float f) { LAUNCH(scale, n, x, n, f); }
 extern "C" void rg_cuda_subtract(float *out, const float *a, const float *b, size_t n) {

@@ -1,0 +1,114 @@
+/*
+ * combine.cu — the ops that move or add values without weights, on the device, each as the
+ * CPU's op_combine.c and op_pool.c compute it (the same sums in the same order: the CPU's
+ * bits): add, a gradient passed on (= or +=), zero padding, concat, global average pooling
+ * and the channels-last flatten, forward and backward.
+ */
+#include "cuda.h"
+#include "launch.h"
+
+#include <cuda_runtime.h>
+
+__global__ static void add(float *y, const float *a, const float *b, size_t n) {
+    GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+}
+
+__global__ static void pass_on(float *dx, const float *dy, size_t n, bool fresh) {
+    GRID_STRIDE(i, n) dx[i] = fresh ? dy[i] : dx[i] + dy[i];
+}
+
+/* one thread an output value: the input's value, or 0 in the border */
+__global__ static void pad(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top,
+                           int left) {
+    GRID_STRIDE(i, planes * oh * ow) {
+        const size_t p = i / ((size_t)oh * ow);
+        const int r = (int)(i / ow % oh) - top, c = (int)(i % ow) - left;
+        y[i] = r >= 0 && r < h && c >= 0 && c < w ? x[(p * h + r) * w + c] : 0.0f;
+    }
+}
+
+__global__ static void unpad(const float *dy, float *dx, size_t planes, int h, int w, int oh, int ow, int top,
+                             int left) {
+    GRID_STRIDE(i, planes * h * w) {
+        const size_t p = i / ((size_t)h * w);
+        const int r = (int)(i / w % h), c = (int)(i % w);
+        dx[i] += dy[(p * oh + r + top) * ow + c + left];
+    }
+}
+
+/* input k's part of each sample of a concat: at `at` within the output's `size` */
+__global__ static void concat_in(const float *x, float *y, int batch, size_t part, size_t size, size_t at) {
+    GRID_STRIDE(i, (size_t)batch * part) y[i / part * size + at + i % part] = x[i];
+}
+
+__global__ static void concat_back(const float *dy, float *dx, int batch, size_t part, size_t size, size_t at) {
+    GRID_STRIDE(i, (size_t)batch * part) dx[i] += dy[i / part * size + at + i % part];
+}
+
+/* one thread a plane, its values added in order in float */
+__global__ static void plane_means(const float *x, float *y, size_t planes, size_t hw) {
+    GRID_STRIDE(p, planes) {
+        float s = 0;
+        for (size_t i = 0; i < hw; i++) s += x[p * hw + i];
+        y[p] = s / (float)hw;
+    }
+}
+
+__global__ static void plane_spread(const float *dy, float *dx, size_t planes, size_t hw) {
+    GRID_STRIDE(i, planes * hw) dx[i] += dy[i / hw] / (float)hw;
+}
+
+/* y[(h W + w) C + c] = x[c][h][w], each sample */
+__global__ static void to_channels_last(const float *x, float *y, int batch, size_t c, size_t hw) {
+    GRID_STRIDE(i, (size_t)batch * c * hw) {
+        const size_t s = i / (c * hw), k = i / hw % c, p = i % hw;
+        y[s * c * hw + p * c + k] = x[i];
+    }
+}
+
+__global__ static void from_channels_last(const float *dy, float *dx, int batch, size_t c, size_t hw) {
+    GRID_STRIDE(i, (size_t)batch * c * hw) {
+        const size_t s = i / (c * hw), k = i / hw % c, p = i % hw;
+        dx[i] += dy[s * c * hw + p * c + k];
+    }
+}
+
+extern "C" void rg_cuda_add(float *y, const float *a, const float *b, size_t n) { LAUNCH(add, n, y, a, b, n); }
+
+extern "C" void rg_cuda_pass_on(float *dx, const float *dy, size_t n, bool fresh) {
+    LAUNCH(pass_on, n, dx, dy, n, fresh);
+}
+
+extern "C" void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow,
+                                         int top, int left) {
+    LAUNCH(pad, planes * oh * ow, x, y, planes, h, w, oh, ow, top, left);
+}
+
+extern "C" void rg_cuda_zero_pad_backward(const float *dy, float *dx, size_t planes, int h, int w, int oh, int ow,
+                                          int top, int left) {
+    LAUNCH(unpad, planes * h * w, dy, dx, planes, h, w, oh, ow, top, left);
+}
+
+extern "C" void rg_cuda_concat_forward(const float *x, float *y, int batch, size_t part, size_t size, size_t at) {
+    LAUNCH(concat_in, (size_t)batch * part, x, y, batch, part, size, at);
+}
+
+extern "C" void rg_cuda_concat_backward(const float *dy, float *dx, int batch, size_t part, size_t size, size_t at) {
+    LAUNCH(concat_back, (size_t)batch * part, dy, dx, batch, part, size, at);
+}
+
+extern "C" void rg_cuda_global_avg_pool_forward(const float *x, float *y, size_t planes, size_t hw) {
+    LAUNCH(plane_means, planes, x, y, planes, hw);
+}
+
+extern "C" void rg_cuda_global_avg_pool_backward(const float *dy, float *dx, size_t planes, size_t hw) {
+    LAUNCH(plane_spread, planes * hw, dy, dx, planes, hw);
+}
+
+extern "C" void rg_cuda_flatten_hwc_forward(const float *x, float *y, int batch, size_t c, size_t hw) {
+    LAUNCH(to_channels_last, (size_t)batch * c * hw, x, y, batch, c, hw);
+}
+
+extern "C" void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t c, size_t hw) {
+    LAUNCH(from_channels_last, (size_t)batch * c * hw, dy, dx, batch, c, hw);
+}
