@@ -175,3 +175,57 @@ void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t 
     for (size_t i = 0; i < (size_t)batch * c * hw; i++)
         HOST(dx)[i] += HOST(dy)[i / (c * hw) * c * hw + i % hw * c + i / hw % c];
 }
+
+static bool direct(const rg_conv_geom *q) {
+    return q->kh == 1 && q->kw == 1 && q->stride == 1 && q->pad_t == 0 && q->pad_l == 0 && q->oh == q->h &&
+           q->ow == q->w;
+}
+size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q) {
+    return direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow;
+}
+rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
+                                 const rg_conv_geom *q, int filters, int groups, float *col) {
+    x = HOST(x), w = HOST(w), y = HOST(y), col = col ? HOST(col) : NULL;
+    const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
+    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
+    for (int b = 0; b < batch; b++) {
+        const float *cols = x + b * in_size;
+        if (!direct(q)) rg_im2col(cols, q, col), cols = col;
+        for (int gi = 0; gi < groups; gi++)
+            rg_sgemm(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, cols + (size_t)gi * kg * ohw, ohw,
+                     0.0f, y + b * out_size + (size_t)gi * og * ohw, ohw);
+        for (int o = 0; bias && o < filters; o++)
+            for (int p = 0; p < ohw; p++) y[b * out_size + (size_t)o * ohw + p] += HOST(bias)[o];
+    }
+    return RG_OK;
+}
+rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
+                                  float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters, int groups,
+                                  float *col) {
+    x = HOST(x), dy = HOST(dy), w = HOST(w), dw = HOST(dw), col = col ? HOST(col) : NULL;
+    const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
+    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
+    for (int o = 0; db && o < filters; o++) {
+        float s = HOST(db)[o];
+        for (int b = 0; b < batch; b++)
+            for (int p = 0; p < ohw; p++) s += dy[b * out_size + (size_t)o * ohw + p];
+        HOST(db)[o] = s;
+    }
+    for (int b = 0; b < batch; b++) {
+        const float *dyb = dy + b * out_size, *cols = x + b * in_size;
+        if (!direct(q)) rg_im2col(cols, q, col), cols = col;
+        for (int gi = 0; gi < groups; gi++)
+            rg_sgemm(false, true, og, kg, ohw, 1.0f, dyb + (size_t)gi * og * ohw, ohw, cols + (size_t)gi * kg * ohw, ohw,
+                     1.0f, dw + (size_t)gi * og * kg, kg);
+        if (!dx) continue;
+        float *dxb = HOST(dx) + b * in_size, *dcol = direct(q) ? dxb : col;
+        const float beta = direct(q) && !fresh ? 1.0f : 0.0f;
+        for (int gi = 0; gi < groups; gi++)
+            rg_sgemm(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, dyb + (size_t)gi * og * ohw, ohw, beta,
+                     dcol + (size_t)gi * kg * ohw, ohw);
+        if (direct(q)) continue;
+        if (fresh) memset(dxb, 0, in_size * sizeof *dxb);
+        rg_col2im_add(col, q, dxb);
+    }
+    return RG_OK;
+}

@@ -126,6 +126,30 @@ static void flatten_hwc_backward(rg_graph *g, rg_node_impl *n, int batch) {
         rg_cuda_flatten_hwc_backward(n->dout, x->dout, batch, (size_t)x->shape[0], (size_t)x->shape[1] * x->shape[2]);
 }
 
+/* The column buffer of one sample, in the shared workspace (again when a zero padding is
+ * folded into the convolution: never shrinking). */
+static void conv_plan(rg_graph *g, rg_node_impl *n) {
+    (void)g;
+    const size_t need = rg_cuda_conv2d_workspace(&((const conv_attr *)n->attr)->geom);
+    if (need > n->workspace) n->workspace = need;
+}
+
+static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const conv_attr *a = n->attr;
+    n->added = false; /* an add in place on this output is the add's own work here */
+    rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, rg_param_data(g, n, 0), a->o.bias ? rg_param_data(g, n, 1) : NULL,
+                           n->out, batch, &a->geom, a->filters, a->o.groups, g->workspace);
+}
+
+static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const conv_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    rg_cuda_conv2d_backward(x->out, n->dout, rg_param_data(g, n, 0), rg_param_grad(g, n, 0),
+                            a->o.bias ? rg_param_grad(g, n, 1) : NULL, x->needs_grad ? x->dout : NULL,
+                            rg_grad_fresh(g, 0), batch, &a->geom, a->filters, a->o.groups, g->workspace);
+}
+
 /* Cross-entropy's scratch: a double a sample in the shared workspace. */
 static void xent_plan(rg_graph *g, rg_node_impl *n) {
     (void)g;
@@ -171,6 +195,7 @@ const rg_backend rg_cuda_backend = {
     .ops = {
         [RG_OP_INPUT] = {input_forward, NULL, NULL, NULL},
         [RG_OP_DENSE] = {dense_forward, dense_backward, NULL, NULL},
+        [RG_OP_CONV2D] = {conv_forward, conv_backward, NULL, conv_plan},
         [RG_OP_ACTIVATION] = {activation_forward, activation_backward, NULL, NULL},
         [RG_OP_FLATTEN] = {alias_forward, NULL, NULL, NULL},
         [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, NULL, NULL},

@@ -20,6 +20,8 @@
 extern "C" {
 #endif
 
+#include "../kernels.h" /* rg_conv_geom */
+
 /* Whether device `index` can be used: RG_OK with its name, memory and compute capability
  * in desc; else RG_ERR_STATE with the reason (no driver, no device), or RG_ERR_ARG for an
  * index past the devices there are. */
@@ -98,6 +100,17 @@ void rg_cuda_global_avg_pool_forward(const float *x, float *y, size_t planes, si
 void rg_cuda_global_avg_pool_backward(const float *dy, float *dx, size_t planes, size_t hw);
 void rg_cuda_flatten_hwc_forward(const float *x, float *y, int batch, size_t c, size_t hw);
 void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t c, size_t hw);
+
+/* 2-D convolution of `batch` samples of geometry q (W: filters x c/groups x kh x kw; bias
+ * NULL for none): y = W col(x) + bias; dW += dY col(x)^T, db += dY's sums (when db), dx =
+ * (fresh) or += the scatter of W^T dY (when dx).  col: rg_cuda_conv2d_workspace floats of
+ * device scratch. */
+size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q);
+rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
+                                 const rg_conv_geom *q, int filters, int groups, float *col);
+rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
+                                  float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters, int groups,
+                                  float *col);
 
 /* Softmax cross-entropy of logits z (batch x k) against labels (device ints), label
  * smoothing s: p = softmax(z), loss[0] = the batch's mean (scratch: batch doubles); dz +=
