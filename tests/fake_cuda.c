@@ -8,6 +8,7 @@
  * computes, in the CPU's order, so a graph on this device gives the CPU's bits.
  */
 #include "internal.h"
+#include "ops/ops.h"
 #include "kernels/act_rules.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda.h"
@@ -228,4 +229,32 @@ rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *
         rg_col2im_add(col, q, dxb);
     }
     return RG_OK;
+}
+
+/* the pools through the CPU's own ops, on a node made for the call */
+static void pool_call(void (*op)(rg_graph *, rg_node_impl *, int, bool), void (*back)(rg_graph *, rg_node_impl *, int),
+                      const float *x, const float *y, int *arg, const float *dy, float *dx, int batch,
+                      const rg_conv_geom *q, int k, int stride, int pad) {
+    pool_attr a = {.kernel = k, .stride = stride, .pad = pad, .geom = *q};
+    rg_node_impl nodes[2] = {{.out = (float *)x, .dout = dx, .needs_grad = true},
+                             {.attr = &a, .out = (float *)y, .dout = (float *)dy, .aux = (float *)arg, .n_inputs = 1}};
+    rg_graph g = {.nodes = nodes};
+    if (op) op(&g, &nodes[1], batch, true);
+    else back(&g, &nodes[1], batch);
+}
+void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k, int stride,
+                              int pad) {
+    pool_call(rg_cpu_max_pool_forward, NULL, HOST(x), HOST(y), arg ? HOST(arg) : NULL, NULL, NULL, batch, q, k, stride, pad);
+}
+void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx, int batch,
+                               const rg_conv_geom *q, int k, int stride, int pad) {
+    pool_call(NULL, rg_cpu_max_pool_backward, HOST(x), HOST(y), arg ? (int *)HOST(arg) : NULL, HOST(dy), HOST(dx), batch,
+              q, k, stride, pad);
+}
+void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride, int pad) {
+    pool_call(rg_cpu_avg_pool_forward, NULL, HOST(x), HOST(y), NULL, NULL, NULL, batch, q, k, stride, pad);
+}
+void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k, int stride,
+                               int pad) {
+    pool_call(NULL, rg_cpu_avg_pool_backward, NULL, NULL, NULL, HOST(dy), HOST(dx), batch, q, k, stride, pad);
 }

@@ -78,6 +78,19 @@ static void conv_net(net *n) {
     n->logits = rg_dense(g, rg_flatten(g, h), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 
+/* Pooling: input (2, 10, 10) -> conv 3x3 (4) -> max 3x3 stride 2 padding 1 -> relu -> two
+ * branches, average 2x2 stride 1 padding 1 and max 2x2 stride 2, concatenated flat ->
+ * dense 10. */
+static void pool_net(net *n) {
+    const int chw[3] = {2, 10, 10};
+    rg_graph *g = n->g;
+    rg_graph_want_input_grads(g, 1);
+    n->x = rg_input(g, "x", 3, chw);
+    const rg_node h = rg_relu(g, rg_max_pool2d(g, rg_conv2d(g, n->x, 4, 3, NULL), 3, 2, 1));
+    const rg_node both[2] = {rg_flatten(g, rg_avg_pool2d(g, h, 2, 1, 1)), rg_flatten(g, rg_max_pool2d(g, h, 2, 2, 0))};
+    n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+}
+
 static net build(net_builder builder, const char *device) {
     net n = {.g = rg_graph_create(7)};
     builder(&n);
@@ -141,13 +154,15 @@ static void ops_without_weights_match_the_cpu(void **state) { compare(combine_ne
 
 static void convolutions_match_the_cpu(void **state) { compare(conv_net, RG_OPTIM_MOMENTUM, false, CONV_TOL); }
 
+static void pooling_matches_the_cpu(void **state) { compare(pool_net, RG_OPTIM_ADAM, false, CONV_TOL); }
+
 static void placement_errors_say_why(void **state) {
     rg_graph *g = rg_graph_create(1);
     const int chw[3] = {1, 8, 8};
     rg_node x = rg_input(g, "image", 3, chw);
-    rg_softmax_cross_entropy(g, rg_dense(g, rg_flatten(g, rg_max_pool2d(g, x, 2, 2, 0)), 10, RG_INIT(RG_INIT_HE_NORMAL)), 0);
+    rg_softmax_cross_entropy(g, rg_dense(g, rg_flatten(g, rg_batch_norm(g, x, 0.1f, 1e-5f)), 10, RG_INIT(RG_INIT_HE_NORMAL)), 0);
     assert_int_equal(rg_graph_set_device(g, "cuda"), RG_ERR_STATE);
-    assert_non_null(strstr(rg_last_error(), "max_pool"));
+    assert_non_null(strstr(rg_last_error(), "batch_norm"));
     assert_int_equal(rg_graph_set_device(g, "cuda:3"), RG_ERR_ARG);
     assert_non_null(strstr(rg_last_error(), "no such device"));
     assert_int_equal(rg_graph_set_device(g, "gpu"), RG_ERR_ARG);
@@ -171,6 +186,7 @@ int main(void) {
         cmocka_unit_test(trains_with_the_cpus_bits),
         cmocka_unit_test(ops_without_weights_match_the_cpu),
         cmocka_unit_test(convolutions_match_the_cpu),
+        cmocka_unit_test(pooling_matches_the_cpu),
         cmocka_unit_test(placement_errors_say_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

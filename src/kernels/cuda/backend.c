@@ -150,6 +150,33 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
                             rg_grad_fresh(g, 0), batch, &a->geom, a->filters, a->o.groups, g->workspace);
 }
 
+static void max_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const pool_attr *a = n->attr;
+    rg_cuda_max_pool_forward(rg_in(g, n, 0)->out, n->out, (int *)n->aux, batch, &a->geom, a->kernel, a->stride,
+                             a->pad);
+}
+
+static void max_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const pool_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    if (x->needs_grad)
+        rg_cuda_max_pool_backward(x->out, n->out, (const int *)n->aux, n->dout, x->dout, batch, &a->geom, a->kernel,
+                                  a->stride, a->pad);
+}
+
+static void avg_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const pool_attr *a = n->attr;
+    rg_cuda_avg_pool_forward(rg_in(g, n, 0)->out, n->out, batch, &a->geom, a->kernel, a->stride, a->pad);
+}
+
+static void avg_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const pool_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    if (x->needs_grad) rg_cuda_avg_pool_backward(n->dout, x->dout, batch, &a->geom, a->kernel, a->stride, a->pad);
+}
+
 /* Cross-entropy's scratch: a double a sample in the shared workspace. */
 static void xent_plan(rg_graph *g, rg_node_impl *n) {
     (void)g;
@@ -196,6 +223,8 @@ const rg_backend rg_cuda_backend = {
         [RG_OP_INPUT] = {input_forward, NULL, NULL, NULL},
         [RG_OP_DENSE] = {dense_forward, dense_backward, NULL, NULL},
         [RG_OP_CONV2D] = {conv_forward, conv_backward, NULL, conv_plan},
+        [RG_OP_MAX_POOL] = {max_pool_forward, max_pool_backward, NULL, NULL},
+        [RG_OP_AVG_POOL] = {avg_pool_forward, avg_pool_backward, NULL, NULL},
         [RG_OP_ACTIVATION] = {activation_forward, activation_backward, NULL, NULL},
         [RG_OP_FLATTEN] = {alias_forward, NULL, NULL, NULL},
         [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, NULL, NULL},

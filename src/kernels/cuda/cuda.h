@@ -112,6 +112,19 @@ rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *
                                   float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters, int groups,
                                   float *col);
 
+/* Max and average pooling of `batch` samples of geometry q over k x k windows at `stride`
+ * with `pad` cells each side: the first maximum (its offset in the plane into arg, but for
+ * the 2x2 stride-2 unpadded window, which finds it again backward) and the mean counting
+ * padded cells as zeros; backward dx += each output's gradient at what it took. */
+void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k,
+                              int stride, int pad);
+void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx,
+                               int batch, const rg_conv_geom *q, int k, int stride, int pad);
+void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
+                              int pad);
+void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k, int stride,
+                               int pad);
+
 /* Softmax cross-entropy of logits z (batch x k) against labels (device ints), label
  * smoothing s: p = softmax(z), loss[0] = the batch's mean (scratch: batch doubles); dz +=
  * dloss[0] / batch (p - s/k - (1 - s) onehot). */

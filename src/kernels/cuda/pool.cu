@@ -1,0 +1,153 @@
+/*
+ * pool.cu — max and average pooling on the device, as the CPU's op_pool.c computes them:
+ * the first maximum of each window in scan order (kept in aux as its offset in the plane,
+ * but for the 2x2 stride-2 window, found again backward), the mean counting padded cells
+ * as zeros.  Backward gathers, for each input value, the outputs whose windows took it, in
+ * output order, adding each to the value as the CPU's scatter does: the CPU's bits.
+ */
+#include "cuda.h"
+#include "launch.h"
+
+#include <cuda_runtime.h>
+#include <float.h>
+
+typedef struct window {
+    int k, stride, pad; /* the pooling window */
+} window;
+
+__global__ static void max_2x2(const float *x, float *y, size_t planes, rg_conv_geom q) {
+    GRID_STRIDE(e, planes * q.oh * q.ow) {
+        const size_t p = e / ((size_t)q.oh * q.ow);
+        const int oy = (int)(e / q.ow % q.oh), ox = (int)(e % q.ow);
+        const float *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
+        const float top = r0[1] > r0[0] ? r0[1] : r0[0], bottom = r1[1] > r1[0] ? r1[1] : r1[0];
+        y[e] = bottom > top ? bottom : top;
+    }
+}
+
+/* the input's share of its (only) 2x2 window's gradient: all of it when it is the window's
+ * first maximum (a b / c d), else 0, added as the CPU adds it */
+__global__ static void max_2x2_back(const float *x, const float *y, const float *dy, float *dx, size_t planes,
+                                    rg_conv_geom q) {
+    GRID_STRIDE(e, planes * q.h * q.w) {
+        const size_t p = e / ((size_t)q.h * q.w);
+        const int iy = (int)(e / q.w % q.h), ix = (int)(e % q.w), oy = iy / 2, ox = ix / 2;
+        if (oy >= q.oh || ox >= q.ow) continue; /* a trailing row or column no window reads */
+        const size_t o = (p * q.oh + oy) * q.ow + ox;
+        const float *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
+        const float m = y[o];
+        const int first = r0[0] == m ? 0 : r0[1] == m ? 1 : r1[0] == m ? 2 : r1[1] == m ? 3 : 4;
+        const int me = (iy - 2 * oy) * 2 + ix - 2 * ox;
+        dx[e] += first == me ? dy[o] : 0.0f;
+    }
+}
+
+__global__ static void max_general(const float *x, float *y, int *arg, size_t planes, rg_conv_geom q, window a) {
+    GRID_STRIDE(e, planes * q.oh * q.ow) {
+        const size_t p = e / ((size_t)q.oh * q.ow);
+        const int oy = (int)(e / q.ow % q.oh), ox = (int)(e % q.ow);
+        const float *xp = x + p * q.h * q.w;
+        float best = -FLT_MAX;
+        int where = -1;
+        for (int i = 0; i < a.k; i++) {
+            const int iy = oy * a.stride - a.pad + i;
+            if (iy < 0 || iy >= q.h) continue;
+            for (int j = 0; j < a.k; j++) {
+                const int ix = ox * a.stride - a.pad + j;
+                if (ix < 0 || ix >= q.w) continue;
+                const float v = xp[iy * q.w + ix];
+                if (where < 0 || v > best) best = v, where = iy * q.w + ix;
+            }
+        }
+        y[e] = best;
+        arg[e] = where;
+    }
+}
+
+/* outputs whose window covers input row (or column) i: [*lo, *hi) */
+__device__ static void covering(int i, int n_out, window a, int *lo, int *hi) {
+    const int top = i + a.pad - a.k + 1; /* o stride >= top */
+    *lo = top <= 0 ? 0 : (top + a.stride - 1) / a.stride;
+    const int last = (i + a.pad) / a.stride + 1;
+    *hi = last < n_out ? last : n_out;
+}
+
+__global__ static void max_general_back(const int *arg, const float *dy, float *dx, size_t planes, rg_conv_geom q,
+                                        window a) {
+    GRID_STRIDE(e, planes * q.h * q.w) {
+        const size_t p = e / ((size_t)q.h * q.w);
+        const int iy = (int)(e / q.w % q.h), ix = (int)(e % q.w), me = iy * q.w + ix;
+        int y0, y1, x0, x1;
+        covering(iy, q.oh, a, &y0, &y1);
+        covering(ix, q.ow, a, &x0, &x1);
+        float acc = dx[e];
+        for (int oy = y0; oy < y1; oy++)
+            for (int ox = x0; ox < x1; ox++) {
+                const size_t o = (p * q.oh + oy) * q.ow + ox;
+                if (arg[o] == me) acc += dy[o];
+            }
+        dx[e] = acc;
+    }
+}
+
+__global__ static void avg(const float *x, float *y, size_t planes, rg_conv_geom q, window a) {
+    const float scale = 1.0f / (float)(a.k * a.k);
+    GRID_STRIDE(e, planes * q.oh * q.ow) {
+        const size_t p = e / ((size_t)q.oh * q.ow);
+        const int oy = (int)(e / q.ow % q.oh), ox = (int)(e % q.ow);
+        const float *xp = x + p * q.h * q.w;
+        float s = 0;
+        for (int i = 0; i < a.k; i++) {
+            const int iy = oy * a.stride - a.pad + i;
+            if (iy < 0 || iy >= q.h) continue;
+            for (int j = 0; j < a.k; j++) {
+                const int ix = ox * a.stride - a.pad + j;
+                if (ix >= 0 && ix < q.w) s += xp[iy * q.w + ix];
+            }
+        }
+        y[e] = s * scale;
+    }
+}
+
+__global__ static void avg_back(const float *dy, float *dx, size_t planes, rg_conv_geom q, window a) {
+    const float scale = 1.0f / (float)(a.k * a.k);
+    GRID_STRIDE(e, planes * q.h * q.w) {
+        const size_t p = e / ((size_t)q.h * q.w);
+        const int iy = (int)(e / q.w % q.h), ix = (int)(e % q.w);
+        int y0, y1, x0, x1;
+        covering(iy, q.oh, a, &y0, &y1);
+        covering(ix, q.ow, a, &x0, &x1);
+        float acc = dx[e];
+        for (int oy = y0; oy < y1; oy++)
+            for (int ox = x0; ox < x1; ox++) acc += dy[(p * q.oh + oy) * q.ow + ox] * scale;
+        dx[e] = acc;
+    }
+}
+
+static bool is_2x2(int k, int stride, int pad) { return k == 2 && stride == 2 && pad == 0; }
+
+extern "C" void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k,
+                                         int stride, int pad) {
+    const size_t planes = (size_t)batch * q->c, n = planes * q->oh * q->ow;
+    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2, n, x, y, planes, *q);
+    else LAUNCH(max_general, n, x, y, arg, planes, *q, window{k, stride, pad});
+}
+
+extern "C" void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx,
+                                          int batch, const rg_conv_geom *q, int k, int stride, int pad) {
+    const size_t planes = (size_t)batch * q->c, n = planes * q->h * q->w;
+    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2_back, n, x, y, dy, dx, planes, *q);
+    else LAUNCH(max_general_back, n, arg, dy, dx, planes, *q, window{k, stride, pad});
+}
+
+extern "C" void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
+                                         int pad) {
+    const size_t planes = (size_t)batch * q->c;
+    LAUNCH(avg, planes * q->oh * q->ow, x, y, planes, *q, window{k, stride, pad});
+}
+
+extern "C" void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k,
+                                          int stride, int pad) {
+    const size_t planes = (size_t)batch * q->c;
+    LAUNCH(avg_back, planes * q->h * q->w, dy, dx, planes, *q, window{k, stride, pad});
+}
