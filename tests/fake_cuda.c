@@ -258,3 +258,65 @@ void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_c
                                int pad) {
     pool_call(NULL, rg_cpu_avg_pool_backward, NULL, NULL, NULL, HOST(dy), HOST(dx), batch, q, k, stride, pad);
 }
+
+/* batch norm as norm.cu computes it, channel by channel in index order */
+void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train, float eps,
+                                float momentum, const float *gamma, const float *beta, float *rmean, float *rvar,
+                                float *aux, bool relu) {
+    x = HOST(x), y = HOST(y), gamma = HOST(gamma), beta = HOST(beta), rmean = HOST(rmean), rvar = HOST(rvar);
+    aux = HOST(aux);
+    const double m = (double)batch * hw;
+    for (int c = 0; c < C; c++) {
+        float mu, inv;
+        if (train) {
+            double s = 0, s2 = 0;
+            for (int b = 0; b < batch; b++)
+                for (size_t i = 0; i < hw; i++) s += x[((size_t)b * C + c) * hw + i];
+            mu = (float)(s / m);
+            for (int b = 0; b < batch; b++)
+                for (size_t i = 0; i < hw; i++) {
+                    const float d = x[((size_t)b * C + c) * hw + i] - mu;
+                    s2 += (double)d * d;
+                }
+            const double var = s2 / m;
+            inv = (float)(1.0 / sqrt(var + eps));
+            rmean[c] = (1.0f - momentum) * rmean[c] + momentum * mu;
+            rvar[c] = (1.0f - momentum) * rvar[c] + momentum * (float)(var * m / (m - 1));
+        } else {
+            mu = rmean[c], inv = 1.0f / sqrtf(rvar[c] + eps);
+        }
+        aux[c] = mu, aux[C + c] = inv, aux[2 * C + 2 * c] = gamma[c] * inv;
+        aux[2 * C + 2 * c + 1] = beta[c] - mu * aux[2 * C + 2 * c];
+    }
+    for (size_t i = 0; i < (size_t)batch * C * hw; i++) {
+        const int c = (int)(i / hw % C);
+        const float v = x[i] * aux[2 * C + 2 * c] + aux[2 * C + 2 * c + 1];
+        y[i] = relu && v < 0 ? 0.0f : v;
+    }
+}
+void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw, bool train,
+                                 const float *gamma, const float *aux, bool relu, float *dgamma, float *dbeta,
+                                 float *coef, bool fresh) {
+    x = HOST(x), dy = HOST(dy), gamma = HOST(gamma), aux = HOST(aux), dgamma = HOST(dgamma), dbeta = HOST(dbeta);
+    coef = HOST(coef);
+    const double m = (double)batch * hw;
+#define MASKED(i, c) (relu && !(x[i] * aux[2 * C + 2 * (c)] + aux[2 * C + 2 * (c) + 1] > 0) ? 0.0f : dy[i])
+    for (int c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int b = 0; b < batch; b++)
+            for (size_t i = 0; i < hw; i++) {
+                const size_t at = ((size_t)b * C + c) * hw + i;
+                sdy += MASKED(at, c), sdyx += (double)MASKED(at, c) * (x[at] - aux[c]);
+            }
+        sdyx *= aux[C + c];
+        dgamma[c] += (float)sdyx, dbeta[c] += (float)sdy;
+        coef[3 * c] = gamma[c] * aux[C + c], coef[3 * c + 1] = (float)(sdy / m), coef[3 * c + 2] = (float)(sdyx / m);
+    }
+    for (size_t i = 0; dx && i < (size_t)batch * C * hw; i++) {
+        const int c = (int)(i / hw % C);
+        const float h = MASKED(i, c), k = coef[3 * c];
+        const float g = train ? k * (h - coef[3 * c + 1] - (x[i] - aux[c]) * aux[C + c] * coef[3 * c + 2]) : k * h;
+        HOST(dx)[i] = fresh ? g : HOST(dx)[i] + g;
+    }
+#undef MASKED
+}

@@ -177,6 +177,34 @@ static void avg_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
     if (x->needs_grad) rg_cuda_avg_pool_backward(n->dout, x->dout, batch, &a->geom, a->kernel, a->stride, a->pad);
 }
 
+/* Batch norm's scratch: three floats a channel for backward. */
+static void batch_norm_plan(rg_graph *g, rg_node_impl *n) {
+    (void)g;
+    n->workspace = 3 * (size_t)n->shape[0];
+}
+
+static void batch_norm_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    bn_attr *a = n->attr;
+    const int C = n->shape[0];
+    const size_t hw = n->size / (size_t)C;
+    /* as on the CPU: one value per channel, or a frozen layer, keeps the running statistics */
+    a->last_train = train && (size_t)batch * hw > 1 && !rg_node_frozen(g, n);
+    rg_cuda_batch_norm_forward(rg_in(g, n, 0)->out, n->out, batch, C, hw, a->last_train, a->eps, a->momentum,
+                               rg_param_data(g, n, 0), rg_param_data(g, n, 1), rg_param_data(g, n, 2),
+                               rg_param_data(g, n, 3), n->aux, n->fused_relu >= 0);
+}
+
+static void batch_norm_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const bn_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    /* a fused relu that took part in this backward: its gradient, masked here */
+    const bool fused = n->fused_relu >= 0 && g->live[n->fused_relu];
+    rg_cuda_batch_norm_backward(x->out, fused ? g->nodes[n->fused_relu].dout : n->dout, x->needs_grad ? x->dout : NULL,
+                                batch, C, n->size / (size_t)C, a->last_train, rg_param_data(g, n, 0), n->aux, fused,
+                                rg_param_grad(g, n, 0), rg_param_grad(g, n, 1), g->workspace, rg_grad_fresh(g, 0));
+}
+
 /* Cross-entropy's scratch: a double a sample in the shared workspace. */
 static void xent_plan(rg_graph *g, rg_node_impl *n) {
     (void)g;
@@ -224,6 +252,7 @@ const rg_backend rg_cuda_backend = {
         [RG_OP_DENSE] = {dense_forward, dense_backward, NULL, NULL},
         [RG_OP_CONV2D] = {conv_forward, conv_backward, NULL, conv_plan},
         [RG_OP_MAX_POOL] = {max_pool_forward, max_pool_backward, NULL, NULL},
+        [RG_OP_BATCH_NORM] = {batch_norm_forward, batch_norm_backward, NULL, batch_norm_plan},
         [RG_OP_AVG_POOL] = {avg_pool_forward, avg_pool_backward, NULL, NULL},
         [RG_OP_ACTIVATION] = {activation_forward, activation_backward, NULL, NULL},
         [RG_OP_FLATTEN] = {alias_forward, NULL, NULL, NULL},

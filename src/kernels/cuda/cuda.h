@@ -125,6 +125,18 @@ void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv
 void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k, int stride,
                                int pad);
 
+/* Batch normalisation of `batch` samples of C channels of hw values: with the batch's
+ * statistics (train; the running ones updated) or the running ones, into aux (mean[C],
+ * inv[C], then (scale, shift) per channel), y = x scale + shift, then relu when fused.
+ * Backward: dgamma, dbeta += their sums; dx = (fresh) or += the input's gradient (when dx),
+ * dy masked by the fused relu when relu; coef: 3C floats of device scratch. */
+void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train, float eps,
+                                float momentum, const float *gamma, const float *beta, float *rmean, float *rvar,
+                                float *aux, bool relu);
+void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw, bool train,
+                                 const float *gamma, const float *aux, bool relu, float *dgamma, float *dbeta,
+                                 float *coef, bool fresh);
+
 /* Softmax cross-entropy of logits z (batch x k) against labels (device ints), label
  * smoothing s: p = softmax(z), loss[0] = the batch's mean (scratch: batch doubles); dz +=
  * dloss[0] / batch (p - s/k - (1 - s) onehot). */
