@@ -320,3 +320,51 @@ void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int
     }
 #undef MASKED
 }
+
+void rg_cuda_dropout_forward(const float *x, float *y, float *mask, size_t n, float rate, uint64_t key, bool train) {
+    x = HOST(x), y = HOST(y), mask = HOST(mask);
+    const float keep = 1.0f / (1.0f - rate);
+    for (size_t i = 0; i < n; i++)
+        if (train) mask[i] = rg_hash_uniform(key, (uint64_t)i) >= rate ? keep : 0.0f, y[i] = x[i] * mask[i];
+        else y[i] = x[i];
+}
+void rg_cuda_dropout_backward(const float *dy, const float *mask, float *dx, size_t n, bool train) {
+    for (size_t i = 0; i < n; i++) HOST(dx)[i] += train ? HOST(dy)[i] * HOST(mask)[i] : HOST(dy)[i];
+}
+void rg_cuda_softmax_forward(const float *x, float *y, size_t rows, int k) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = HOST(x) + r * k;
+        float *yr = HOST(y) + r * k, m = xr[0], sum = 0;
+        for (int j = 1; j < k; j++) m = xr[j] > m ? xr[j] : m;
+        for (int j = 0; j < k; j++) sum += (yr[j] = expf(xr[j] - m));
+        for (int j = 0; j < k; j++) yr[j] /= sum;
+    }
+}
+void rg_cuda_softmax_backward(const float *y, const float *dy, float *dx, size_t rows, int k) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *yr = HOST(y) + r * k, *dyr = HOST(dy) + r * k;
+        float *dxr = HOST(dx) + r * k, dot = 0;
+        for (int j = 0; j < k; j++) dot += dyr[j] * yr[j];
+        for (int j = 0; j < k; j++) dxr[j] += yr[j] * (dyr[j] - dot);
+    }
+}
+static float mse_target(const float *target, const int *labels, size_t d, size_t i) {
+    return target ? target[i] : (int)(i % d) == labels[i / d] ? 1.0f : 0.0f;
+}
+void rg_cuda_mse_forward(const float *y, const float *target, const int *labels, size_t d, int batch, float *loss) {
+    double total = 0;
+    for (size_t i = 0; i < (size_t)batch * d; i++) {
+        const double e = HOST(y)[i] - mse_target(target ? HOST(target) : NULL, HOST(labels), d, i);
+        total += e * e;
+    }
+    HOST(loss)[0] = (float)(total / ((double)batch * d));
+}
+void rg_cuda_mse_backward(const float *y, const float *target, const int *labels, const float *dloss, float *dy,
+                          float *dtarget, size_t d, int batch) {
+    const float scale = 2.0f * HOST(dloss)[0] / (float)((double)batch * d);
+    for (size_t i = 0; i < (size_t)batch * d; i++) {
+        const float e = scale * (HOST(y)[i] - mse_target(target ? HOST(target) : NULL, HOST(labels), d, i));
+        if (dy) HOST(dy)[i] += e;
+        if (dtarget) HOST(dtarget)[i] -= e;
+    }
+}

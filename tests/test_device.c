@@ -107,10 +107,21 @@ static void norm_net(net *n) {
     n->logits = rg_dense(g, h, CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 
+/* Dropout, softmax and a squared-error loss against the one-hot labels: input (20) ->
+ * dense 32 -> dropout 0.3 -> tanh -> dense 10 (the logits) -> softmax -> MSE. */
+static void misc_net(net *n) {
+    const int in = 20;
+    rg_graph *g = n->g;
+    n->x = rg_input(g, "x", 1, &in);
+    const rg_node h = rg_tanh(g, rg_dropout(g, rg_dense(g, n->x, 32, RG_INIT(RG_INIT_GLOROT_UNIFORM)), 0.3f));
+    n->logits = rg_dense(g, h, CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+    n->loss = rg_mse(g, rg_softmax(g, n->logits), RG_NONE);
+}
+
 static net build(net_builder builder, const char *device) {
-    net n = {.g = rg_graph_create(7)};
+    net n = {.g = rg_graph_create(7), .loss = RG_NONE};
     builder(&n);
-    n.loss = rg_softmax_cross_entropy(n.g, n.logits, 0.05f);
+    if (n.loss == RG_NONE) n.loss = rg_softmax_cross_entropy(n.g, n.logits, 0.05f);
     assert_int_equal(rg_graph_set_device(n.g, device), RG_OK);
     assert_int_equal(rg_graph_compile(n.g, BATCH), RG_OK);
     return n;
@@ -180,6 +191,8 @@ static void convolutions_match_the_cpu(void **state) { compare(conv_net, RG_OPTI
 
 static void pooling_matches_the_cpu(void **state) { compare(pool_net, RG_OPTIM_ADAM, false, CONV_TOL); }
 
+static void dropout_softmax_mse_match_the_cpu(void **state) { compare(misc_net, RG_OPTIM_SGD, false, EXACT); }
+
 /* momentum, not Adam: a convolution's bias before batch norm has a gradient of rounding
  * noise only, which Adam's normalised steps would turn into full-size moves */
 static void batch_norm_matches_the_cpu(void **state) { compare(norm_net, RG_OPTIM_MOMENTUM, false, CONV_TOL); }
@@ -188,9 +201,10 @@ static void placement_errors_say_why(void **state) {
     rg_graph *g = rg_graph_create(1);
     const int chw[3] = {1, 8, 8};
     rg_node x = rg_input(g, "image", 3, chw);
-    rg_softmax_cross_entropy(g, rg_dense(g, rg_flatten(g, rg_dropout(g, x, 0.5f)), 10, RG_INIT(RG_INIT_HE_NORMAL)), 0);
+    const rg_node both[2] = {rg_flatten(g, x), rg_flatten(g, x)};
+    rg_softmax_cross_entropy(g, rg_dense(g, rg_weighted_sum(g, 2, both, NULL), 10, RG_INIT(RG_INIT_HE_NORMAL)), 0);
     assert_int_equal(rg_graph_set_device(g, "cuda"), RG_ERR_STATE);
-    assert_non_null(strstr(rg_last_error(), "dropout"));
+    assert_non_null(strstr(rg_last_error(), "weighted_sum"));
     assert_int_equal(rg_graph_set_device(g, "cuda:3"), RG_ERR_ARG);
     assert_non_null(strstr(rg_last_error(), "no such device"));
     assert_int_equal(rg_graph_set_device(g, "gpu"), RG_ERR_ARG);
@@ -215,6 +229,7 @@ int main(void) {
         cmocka_unit_test(ops_without_weights_match_the_cpu),
         cmocka_unit_test(convolutions_match_the_cpu),
         cmocka_unit_test(pooling_matches_the_cpu),
+        cmocka_unit_test(dropout_softmax_mse_match_the_cpu),
         cmocka_unit_test(batch_norm_matches_the_cpu),
         cmocka_unit_test(placement_errors_say_why),
     };

@@ -67,7 +67,7 @@ expect() { # expect CODE PATTERN COMMAND...: exit code and message
 }
 expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --repair auto
 expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --monitor-every 5
-expect 1 "the CUDA backend has no dropout yet" "$DEV" "${common[@]}" --device cuda --model mlp:dropout=0.5
+expect 1 "hooks (lassonet, auxiliary heads) does not run on the device yet" "$DEV" "${common[@]}" --device cuda --model lassonet
 expect 1 "eval does not run on the CUDA backend yet" "$DEV" eval --weights "$tmp/cpu-adam/last.safetensors" --device cuda
 echo "test_device_cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

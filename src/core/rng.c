@@ -3,19 +3,13 @@
  * shuffles) and a counter-based hash for draws made inside parallel loops (dropout).
  */
 #include "../internal.h"
+#include "hash.h"
 
 #include <math.h>
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void rg_rng_seed(rg_rng *r, uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) r->s[i] = rg_splitmix64(&x);
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -65,7 +59,4 @@ void rg_rng_shuffle(rg_rng *r, int *a, int n) {
     }
 }
 
-float rg_hash_uniform(uint64_t key, uint64_t counter) {
-    uint64_t x = key ^ (counter * 0xD1B54A32D192ED03ull);
-    return (float)(splitmix64(&x) >> 40) * 0x1.0p-24f;
-}
+float rg_hash_uniform(uint64_t key, uint64_t counter) { return rg_hash_draw(key, counter); }

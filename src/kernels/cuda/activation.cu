@@ -26,3 +26,32 @@ extern "C" void rg_cuda_activation_backward(rg_act act, const float *x, const fl
                                             float *dx, size_t n, bool fresh) {
     if (n) backward<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(act, x, y, dy, dx, n, fresh);
 }
+
+/* softmax over each row of k values, one thread a row, as the CPU's op_activation.c: the
+ * row's maximum, the sum of exp in float in order, each divided by it */
+__global__ static void softmax_rows(const float *x, float *y, size_t rows, int k) {
+    GRID_STRIDE(r, rows) {
+        const float *xr = x + r * k;
+        float *yr = y + r * k, m = xr[0], sum = 0;
+        for (int j = 1; j < k; j++) m = xr[j] > m ? xr[j] : m;
+        for (int j = 0; j < k; j++) sum += (yr[j] = expf(xr[j] - m));
+        for (int j = 0; j < k; j++) yr[j] /= sum;
+    }
+}
+
+__global__ static void softmax_rows_back(const float *y, const float *dy, float *dx, size_t rows, int k) {
+    GRID_STRIDE(r, rows) {
+        const float *yr = y + r * k, *dyr = dy + r * k;
+        float *dxr = dx + r * k, dot = 0;
+        for (int j = 0; j < k; j++) dot += dyr[j] * yr[j];
+        for (int j = 0; j < k; j++) dxr[j] += yr[j] * (dyr[j] - dot);
+    }
+}
+
+extern "C" void rg_cuda_softmax_forward(const float *x, float *y, size_t rows, int k) {
+    LAUNCH(softmax_rows, rows, x, y, rows, k);
+}
+
+extern "C" void rg_cuda_softmax_backward(const float *y, const float *dy, float *dx, size_t rows, int k) {
+    LAUNCH(softmax_rows_back, rows, y, dy, dx, rows, k);
+}

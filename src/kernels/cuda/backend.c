@@ -205,6 +205,43 @@ static void batch_norm_backward(rg_graph *g, rg_node_impl *n, int batch) {
                                 rg_param_grad(g, n, 0), rg_param_grad(g, n, 1), g->workspace, rg_grad_fresh(g, 0));
 }
 
+static void dropout_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    dropout_attr *a = n->attr;
+    a->last_train = train && a->rate > 0;
+    const uint64_t key = g->seed ^ ((uint64_t)(n - g->nodes) << 48) ^ (g->dropout_calls << 20); /* the CPU's */
+    rg_cuda_dropout_forward(rg_in(g, n, 0)->out, n->out, n->aux, (size_t)batch * n->size, a->rate, key, a->last_train);
+}
+
+static void dropout_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const dropout_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    if (x->needs_grad) rg_cuda_dropout_backward(n->dout, n->aux, x->dout, (size_t)batch * n->size, a->last_train);
+}
+
+static void softmax_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const int k = n->shape[n->ndim - 1];
+    rg_cuda_softmax_forward(rg_in(g, n, 0)->out, n->out, (size_t)batch * (n->size / (size_t)k), k);
+}
+
+static void softmax_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    const int k = n->shape[n->ndim - 1];
+    if (x->needs_grad) rg_cuda_softmax_backward(n->out, n->dout, x->dout, (size_t)batch * (n->size / (size_t)k), k);
+}
+
+static void mse_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const rg_node_impl *y = rg_in(g, n, 0);
+    rg_cuda_mse_forward(y->out, n->n_inputs == 2 ? rg_in(g, n, 1)->out : NULL, g->device_labels, y->size, batch, n->out);
+}
+
+static void mse_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *y = rg_in(g, n, 0), *t = n->n_inputs == 2 ? rg_in(g, n, 1) : NULL;
+    rg_cuda_mse_backward(y->out, t ? t->out : NULL, g->device_labels, n->dout, y->needs_grad ? y->dout : NULL,
+                         t && t->needs_grad ? t->dout : NULL, y->size, batch);
+}
+
 /* Cross-entropy's scratch: a double a sample in the shared workspace. */
 static void xent_plan(rg_graph *g, rg_node_impl *n) {
     (void)g;
@@ -262,6 +299,9 @@ const rg_backend rg_cuda_backend = {
         [RG_OP_CONCAT] = {concat_forward, concat_backward, NULL, NULL},
         [RG_OP_GLOBAL_AVG_POOL] = {global_avg_pool_forward, global_avg_pool_backward, NULL, NULL},
         [RG_OP_SOFTMAX_XENT] = {xent_forward, xent_backward, NULL, xent_plan},
+        [RG_OP_MSE] = {mse_forward, mse_backward, NULL, NULL},
+        [RG_OP_SOFTMAX] = {softmax_forward, softmax_backward, NULL, NULL},
+        [RG_OP_DROPOUT] = {dropout_forward, dropout_backward, NULL, NULL},
     },
     .alloc = rg_cuda_alloc,
     .release = rg_cuda_release,

@@ -13,6 +13,7 @@
 
 #include <regrad.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../../optim/step.h"
 
@@ -136,6 +137,21 @@ void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size
 void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw, bool train,
                                  const float *gamma, const float *aux, bool relu, float *dgamma, float *dbeta,
                                  float *coef, bool fresh);
+
+/* Inverted dropout of n values at `rate`: in training mask = keep or 0 by the CPU's hash
+ * of (key, index), y = x mask; else y = x.  Backward dx += dy mask (training) or dy. */
+void rg_cuda_dropout_forward(const float *x, float *y, float *mask, size_t n, float rate, uint64_t key, bool train);
+void rg_cuda_dropout_backward(const float *dy, const float *mask, float *dx, size_t n, bool train);
+
+/* Softmax over rows of k values, and back (dx += y (dy - dy.y)). */
+void rg_cuda_softmax_forward(const float *x, float *y, size_t rows, int k);
+void rg_cuda_softmax_backward(const float *y, const float *dy, float *dx, size_t rows, int k);
+
+/* Mean squared error of y (batch x d) against target (NULL: the one-hot labels): loss[0];
+ * backward dy += and dtarget -= 2 dloss[0] / (batch d) (y - target) (each when not NULL). */
+void rg_cuda_mse_forward(const float *y, const float *target, const int *labels, size_t d, int batch, float *loss);
+void rg_cuda_mse_backward(const float *y, const float *target, const int *labels, const float *dloss, float *dy,
+                          float *dtarget, size_t d, int batch);
 
 /* Softmax cross-entropy of logits z (batch x k) against labels (device ints), label
  * smoothing s: p = softmax(z), loss[0] = the batch's mean (scratch: batch doubles); dz +=

@@ -56,3 +56,39 @@ extern "C" void rg_cuda_softmax_xent_backward(const float *p, const int *labels,
                                               float *dz, int batch, int k, float smoothing) {
     if (batch > 0) xent_gradient<<<rg_cuda_grid((size_t)batch * k), RG_CUDA_THREADS>>>(p, labels, dloss, dz, batch, k, smoothing);
 }
+
+/* the target of element i: the other input's value, or the one-hot label */
+__device__ static float mse_target(const float *target, const int *labels, size_t d, size_t i) {
+    return target ? target[i] : (int)(i % d) == labels[i / d] ? 1.0f : 0.0f;
+}
+
+/* one thread, the elements in order in double: the CPU's sum */
+__global__ static void mse_sum(const float *y, const float *target, const int *labels, size_t d, int batch,
+                               float *loss) {
+    double total = 0;
+    for (size_t i = 0; i < (size_t)batch * d; i++) {
+        const double e = y[i] - mse_target(target, labels, d, i);
+        total += e * e;
+    }
+    loss[0] = (float)(total / ((double)batch * d));
+}
+
+__global__ static void mse_gradient(const float *y, const float *target, const int *labels, const float *dloss,
+                                    float *dy, float *dtarget, size_t d, int batch) {
+    const float scale = 2.0f * dloss[0] / (float)((double)batch * d);
+    GRID_STRIDE(i, (size_t)batch * d) {
+        const float e = scale * (y[i] - mse_target(target, labels, d, i));
+        if (dy) dy[i] += e;
+        if (dtarget) dtarget[i] -= e;
+    }
+}
+
+extern "C" void rg_cuda_mse_forward(const float *y, const float *target, const int *labels, size_t d, int batch,
+                                    float *loss) {
+    if (batch > 0) mse_sum<<<1, 1>>>(y, target, labels, d, batch, loss);
+}
+
+extern "C" void rg_cuda_mse_backward(const float *y, const float *target, const int *labels, const float *dloss,
+                                     float *dy, float *dtarget, size_t d, int batch) {
+    LAUNCH(mse_gradient, (size_t)batch * d, y, target, labels, dloss, dy, dtarget, d, batch);
+}
