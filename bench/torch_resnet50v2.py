@@ -2,7 +2,8 @@
 """PyTorch peer for bench_resnet50v2.sh: Keras's ResNet50V2 built layer for layer in
 PyTorch (pre-activation bottlenecks, stride on the last block of conv2..conv4, biases on
 conv1/_0_conv/_3_conv, BN eps 1.001e-5), trained for a few steps on random 224x224x3
-data, batch 32, Adam.  Prints images/s of the timed steps as one JSON line."""
+data, batch 32, Adam, on the CPU or (--device cuda) a GPU in strict fp32 (no TF32).
+Prints images/s of the timed steps as one JSON line."""
 import argparse, json, time
 import torch
 import torch.nn as nn
@@ -54,20 +55,26 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
-    model = ResNet50V2()
+    model = ResNet50V2().to(a.device)
     params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for n, b in model.named_buffers() if "running" in n)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(a.batch, 3, 224, 224)
-    y = torch.randint(0, 1000, (a.batch,))
+    x = torch.rand(a.batch, 3, 224, 224, device=a.device)
+    y = torch.randint(0, 1000, (a.batch,), device=a.device)
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
+            sync()
             t0 = time.perf_counter()
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
+    sync()
     secs = time.perf_counter() - t0
     print(json.dumps({"images_per_sec": a.batch * a.steps / secs, "params": params}))
 

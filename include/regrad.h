@@ -171,6 +171,10 @@ void rg_graph_free(rg_graph *g);
  * gradients and activations live there: rg_graph_input_buffer and rg_graph_labels stay in
  * host memory (forward uploads them), rg_host reads the rest. */
 rg_status rg_graph_set_device(rg_graph *g, const char *device);
+/* Waits for the work the graph queued on its device (timing, before reading its buffers
+ * by other means): RG_OK, or the device's failure since the last check.  On the CPU:
+ * RG_OK at once. */
+rg_status rg_graph_finish(rg_graph *g);
 
 /* An input of per-sample shape dims[0..ndim) (the batch dimension is implicit). */
 rg_node rg_input(rg_graph *g, const char *name, int ndim, const int *dims);

@@ -481,6 +481,11 @@ const float *rg_host(const rg_graph *g, const float *x, size_t n) { return g->ba
 
 bool rg_graph_on_device(const rg_graph *g) { return g->backend->device; }
 
+rg_status rg_graph_finish(rg_graph *g) {
+    if (!g) return rg_fail(RG_ERR_ARG, "finish: graph is NULL");
+    return g->backend->device ? g->backend->status() : RG_OK;
+}
+
 float *rg_graph_host_copy(const rg_graph *g, const float *x, size_t n) {
     float *h = malloc((n ? n : 1) * sizeof *h);
     if (!h) {
