@@ -42,15 +42,20 @@ static void mlp(net *n) {
     n->logits = rg_dense(n->g, h, CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 
+/* An image input (c, h, w) whose gradient backward computes too, so that backward runs
+ * through every op after it; returns the graph. */
+static rg_graph *image_input(net *n, int c, int h, int w) {
+    const int chw[3] = {c, h, w};
+    rg_graph_want_input_grads(n->g, 1);
+    n->x = rg_input(n->g, "x", 3, chw);
+    return n->g;
+}
+
 /* The ops without weights: input (4, 5, 5) -> zero padding (1, 2, 0, 1) -> a channels-last
  * flatten and a global average pool, each to a dense 16; their sum's tanh concatenated with
- * the pool's branch -> dense 10 (the input's gradient asked for, so that backward runs
- * through every one of them). */
+ * the pool's branch -> dense 10. */
 static void combine_net(net *n) {
-    const int chw[3] = {4, 5, 5};
-    rg_graph *g = n->g;
-    rg_graph_want_input_grads(g, 1);
-    n->x = rg_input(g, "x", 3, chw);
+    rg_graph *g = image_input(n, 4, 5, 5);
     const rg_node padded = rg_zero_pad2d(g, n->x, 1, 2, 0, 1);
     const rg_node a = rg_dense(g, rg_flatten_channels_last(g, padded), 16, RG_INIT(RG_INIT_GLOROT_UNIFORM));
     const rg_node b = rg_dense(g, rg_global_avg_pool(g, padded), 16, RG_INIT(RG_INIT_GLOROT_UNIFORM));
@@ -60,12 +65,9 @@ static void combine_net(net *n) {
 
 /* Convolutions of every kind: input (3, 9, 9) -> zero padding (folded into the next) ->
  * 3x3 stride 2 -> relu -> 1x1 direct (no bias) -> 3x3 dilation 2, padding 2, 2 groups ->
- * depthwise 3x3 stride 1 padding 1 -> dense 10; the input's gradient asked for. */
+ * depthwise 3x3 stride 1 padding 1 -> dense 10. */
 static void conv_net(net *n) {
-    const int chw[3] = {3, 9, 9};
-    rg_graph *g = n->g;
-    rg_graph_want_input_grads(g, 1);
-    n->x = rg_input(g, "x", 3, chw);
+    rg_graph *g = image_input(n, 3, 9, 9);
     rg_conv_opts o = rg_conv_defaults();
     o.stride = 2, o.padding = RG_PAD_VALID;
     rg_node h = rg_relu(g, rg_conv2d(g, rg_zero_pad2d(g, n->x, 1, 0, 1, 1), 8, 3, &o));
@@ -82,10 +84,7 @@ static void conv_net(net *n) {
  * branches, average 2x2 stride 1 padding 1 and max 2x2 stride 2, concatenated flat ->
  * dense 10. */
 static void pool_net(net *n) {
-    const int chw[3] = {2, 10, 10};
-    rg_graph *g = n->g;
-    rg_graph_want_input_grads(g, 1);
-    n->x = rg_input(g, "x", 3, chw);
+    rg_graph *g = image_input(n, 2, 10, 10);
     const rg_node h = rg_relu(g, rg_max_pool2d(g, rg_conv2d(g, n->x, 4, 3, NULL), 3, 2, 1));
     const rg_node both[2] = {rg_flatten(g, rg_avg_pool2d(g, h, 2, 1, 1)), rg_flatten(g, rg_max_pool2d(g, h, 2, 2, 0))};
     n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
@@ -95,10 +94,7 @@ static void pool_net(net *n) {
  * 3x3 stride 2 -> batch norm -> global average pool -> dense 12 -> batch norm (one value a
  * channel) -> tanh -> dense 10. */
 static void norm_net(net *n) {
-    const int chw[3] = {3, 6, 6};
-    rg_graph *g = n->g;
-    rg_graph_want_input_grads(g, 1);
-    n->x = rg_input(g, "x", 3, chw);
+    rg_graph *g = image_input(n, 3, 6, 6);
     rg_node h = rg_relu(g, rg_batch_norm(g, rg_conv2d(g, n->x, 6, 3, NULL), 0.1f, 1e-5f));
     rg_conv_opts o = rg_conv_defaults();
     o.stride = 2;
