@@ -50,6 +50,15 @@ REGRAD_DIRECT_CONV=0 "$CPU" "${small[@]}" --repair off --checkpoint-dir "$tmp/cp
   || bad "resnet20v2 on the device: $(tail -2 "$tmp/dev-res20.out")"
 "$DIFF" "$tmp/cpu-res20/last.safetensors" "$tmp/dev-res20/last.safetensors" 1e-5 >/dev/null && ok \
   || bad "resnet20v2: $("$DIFF" "$tmp/cpu-res20/last.safetensors" "$tmp/dev-res20/last.safetensors")"
+# a pruned checkpoint (its masks) loaded for fine-tuning on the device and saved again
+"$CPU" "${common[@]}" --epochs 1 --repair off --prune-schedule 0.5:1:1 --checkpoint-dir "$tmp/pruned" >/dev/null 2>&1
+for side in cpu dev; do
+  bin=$CPU; [ $side = dev ] && bin=$DEV
+  "$bin" "${common[@]}" --epochs 1 --repair off --weights "$tmp/pruned/last.safetensors" \
+    $([ $side = dev ] && echo --device cuda) --checkpoint-dir "$tmp/tuned-$side" >"$tmp/tuned-$side.out" 2>&1 \
+    || bad "fine-tuning a pruned model ($side): $(tail -2 "$tmp/tuned-$side.out")"
+done
+same "$tmp/tuned-cpu/last.safetensors" "$tmp/tuned-dev/last.safetensors" "a pruned model fine-tuned on the device"
 # stopped after epoch 1 on the device and resumed there; the CPU's epoch-1 checkpoint
 # resumed on the device: both end with the CPU's weights
 "$DEV" "${common[@]}" --epochs 2 --device cuda --stop-after 1 --checkpoint-dir "$tmp/stop" >/dev/null 2>&1

@@ -18,6 +18,8 @@ if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$log/gpu" 2>&1
 else echo "none (no nvidia-smi)" >"$log/gpu"; fi
 t0=$(date +%s)
+# CUDA's libraries, which regrad opens at first use (cuBLAS)
+[ -d /usr/local/cuda/lib64 ] && export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 carry=build-gpu/carry data=fashion-mnist
 if [ -x "$carry/regrad" ]; then
   mkdir -p /tmp/regrad-carry && tar -C /tmp/regrad-carry -xJf "$carry/lib.tar.xz"

@@ -42,19 +42,20 @@ static bool is_aux(const char *name) { return strncmp(name, "aux_head_", 9) == 0
 /* The buffers a save reads, in host memory: the graph's own, or (on a device) copies
  * down, which live until released. */
 typedef struct host_buffers {
-    const float *params, *state;
+    const float *params, *state, *masks;
     float *moment[2];
-    float *owned[4];
+    float *owned[5];
 } host_buffers;
 
 static rg_status host_buffers_take(host_buffers *h, rg_graph *g, rg_optim *o) {
-    *h = (host_buffers){g->param_buf, g->state_buf, {NULL, NULL}, {NULL}};
+    *h = (host_buffers){g->param_buf, g->state_buf, g->mask_buf, {NULL, NULL}, {NULL}};
     for (int k = 0; o && k < 2; k++) h->moment[k] = rg_optim_moment(o, k, NULL);
     if (!rg_graph_on_device(g)) return RG_OK;
     if (!(h->owned[0] = rg_graph_host_copy(g, g->param_buf, g->param_floats)) ||
-        !(h->owned[1] = rg_graph_host_copy(g, g->state_buf, g->state_floats)))
+        !(h->owned[1] = rg_graph_host_copy(g, g->state_buf, g->state_floats)) ||
+        (g->mask_buf && !(h->owned[4] = rg_graph_host_copy(g, g->mask_buf, g->param_floats))))
         return RG_ERR_MEMORY;
-    h->params = h->owned[0], h->state = h->owned[1];
+    h->params = h->owned[0], h->state = h->owned[1], h->masks = h->owned[4];
     for (int k = 0; k < 2; k++)
         if (h->moment[k] && !(h->moment[k] = h->owned[2 + k] = rg_graph_host_copy(g, h->moment[k], g->param_floats)))
             return RG_ERR_MEMORY;
@@ -62,7 +63,7 @@ static rg_status host_buffers_take(host_buffers *h, rg_graph *g, rg_optim *o) {
 }
 
 static void host_buffers_release(host_buffers *h) {
-    for (int i = 0; i < 4; i++) free(h->owned[i]);
+    for (int i = 0; i < 5; i++) free(h->owned[i]);
 }
 
 /* The model's tensors and identity, into a writer; auxiliary heads only when asked. */
@@ -93,7 +94,7 @@ static rg_status add_model(rg_tensor_writer *w, const rg_model *m, const host_bu
     char name[RG_NAME_MAX + 48];
     for (int i = 0; i < g->n_params && !s && g->mask_buf; i++) {
         const rg_param_impl *p = &g->params[i];
-        const float *mk = rg_graph_mask(g, i);
+        const float *mk = h->masks && !p->state ? h->masks + p->offset : NULL;
         bool any = false;
         for (size_t j = 0; mk && j < p->size && !any; j++) any = mk[j] == 0.0f;
         if (!any) continue;

@@ -182,6 +182,6 @@ rg_status rg_graph_set_mask(rg_graph *g, int i, const float *mask) {
             return rg_fail(RG_ERR_FORMAT, "mask of '%s' holds %g: masks are 0 or 1", p->name,
                            (double)mask[j]);
     rg_status s = make_masks(g);
-    if (!s) g->backend->copy(g->mask_buf + p->offset, mask, p->size);
+    if (!s) rg_graph_write(g, g->mask_buf + p->offset, mask, p->size); /* the caller's: host memory */
     return s;
 }

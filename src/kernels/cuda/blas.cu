@@ -11,6 +11,8 @@
 #include <cublas_v2.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 
 extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
 
@@ -31,7 +33,15 @@ static void open_cublas(void) {
                                         "/usr/local/cuda/lib64/libcublas.so.13",
                                         "/usr/local/cuda/lib64/libcublas.so.12"};
     void *lib = NULL;
-    for (size_t i = 0; !lib && i < sizeof names / sizeof *names; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    for (size_t i = 0; !lib && i < sizeof names / sizeof *names; i++) {
+        if (names[i][0] == '/') { /* outside the loader's path: cuBLASLt beside it first */
+            char lt[96];
+            snprintf(lt, sizeof lt, "%.*sLt%s", (int)(strstr(names[i], ".so") - names[i]), names[i],
+                     strstr(names[i], ".so"));
+            dlopen(lt, RTLD_NOW | RTLD_GLOBAL);
+        }
+        lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    }
     blas.status = RG_ERR_STATE;
     if (!lib) {
         snprintf(blas.why, sizeof blas.why, "cuda: cuBLAS not found (libcublas.so.13 or .12): install "
