@@ -181,52 +181,68 @@ static bool direct(const rg_conv_geom *q) {
     return q->kh == 1 && q->kw == 1 && q->stride == 1 && q->pad_t == 0 && q->pad_l == 0 && q->oh == q->h &&
            q->ow == q->w;
 }
-size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q) {
-    return direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow;
+size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups) {
+    return (direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow) + (size_t)filters * (q->c / groups) * q->kh * q->kw;
 }
+rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                                size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
+                                int ldc, size_t stride_c, int count) {
+    for (int i = 0; i < count; i++)
+        rg_sgemm(trans_a, trans_b, m, n, k, alpha, HOST(a) + i * stride_a, lda, HOST(b) + i * stride_b, ldb, beta,
+                 HOST(c) + i * stride_c, ldc);
+    return RG_OK;
+}
+
+/* conv.cu's steps on the host: the batch's columns (the CPU's im2col), strided products,
+ * each sample's dW added in sample order, the CPU's col2im */
 rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
                                  const rg_conv_geom *q, int filters, int groups, float *col) {
-    x = HOST(x), w = HOST(w), y = HOST(y), col = col ? HOST(col) : NULL;
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
-    for (int b = 0; b < batch; b++) {
-        const float *cols = x + b * in_size;
-        if (!direct(q)) rg_im2col(cols, q, col), cols = col;
-        for (int gi = 0; gi < groups; gi++)
-            rg_sgemm(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, cols + (size_t)gi * kg * ohw, ohw,
-                     0.0f, y + b * out_size + (size_t)gi * og * ohw, ohw);
-        for (int o = 0; bias && o < filters; o++)
-            for (int p = 0; p < ohw; p++) y[b * out_size + (size_t)o * ohw + p] += HOST(bias)[o];
-    }
+    const size_t cs = direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * ohw;
+    for (int b = 0; bias && b < batch; b++)
+        for (int o = 0; o < filters; o++)
+            for (int p = 0; p < ohw; p++) HOST(y)[b * out_size + (size_t)o * ohw + p] = HOST(bias)[o];
+    for (int b = 0; !direct(q) && b < batch; b++) rg_im2col(HOST(x) + b * in_size, q, HOST(col) + b * cs);
+    const float *cols = direct(q) ? x : col;
+    for (int gi = 0; gi < groups; gi++)
+        rg_cuda_sgemm_batched(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw,
+                              ohw, direct(q) ? in_size : cs, bias ? 1.0f : 0.0f, y + (size_t)gi * og * ohw, ohw, out_size,
+                              batch);
     return RG_OK;
 }
 rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
                                   float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters, int groups,
                                   float *col) {
-    x = HOST(x), dy = HOST(dy), w = HOST(w), dw = HOST(dw), col = col ? HOST(col) : NULL;
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
-    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
+    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, wsize = (size_t)filters * kg;
+    const size_t cs = direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * ohw, stride = direct(q) ? in_size : cs;
+    float *parts = col + (size_t)batch * cs;
     for (int o = 0; db && o < filters; o++) {
         float s = HOST(db)[o];
         for (int b = 0; b < batch; b++)
-            for (int p = 0; p < ohw; p++) s += dy[b * out_size + (size_t)o * ohw + p];
+            for (int p = 0; p < ohw; p++) s += HOST(dy)[b * out_size + (size_t)o * ohw + p];
         HOST(db)[o] = s;
     }
-    for (int b = 0; b < batch; b++) {
-        const float *dyb = dy + b * out_size, *cols = x + b * in_size;
-        if (!direct(q)) rg_im2col(cols, q, col), cols = col;
-        for (int gi = 0; gi < groups; gi++)
-            rg_sgemm(false, true, og, kg, ohw, 1.0f, dyb + (size_t)gi * og * ohw, ohw, cols + (size_t)gi * kg * ohw, ohw,
-                     1.0f, dw + (size_t)gi * og * kg, kg);
-        if (!dx) continue;
-        float *dxb = HOST(dx) + b * in_size, *dcol = direct(q) ? dxb : col;
-        const float beta = direct(q) && !fresh ? 1.0f : 0.0f;
-        for (int gi = 0; gi < groups; gi++)
-            rg_sgemm(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, dyb + (size_t)gi * og * ohw, ohw, beta,
-                     dcol + (size_t)gi * kg * ohw, ohw);
-        if (direct(q)) continue;
-        if (fresh) memset(dxb, 0, in_size * sizeof *dxb);
-        rg_col2im_add(col, q, dxb);
+    for (int b = 0; !direct(q) && b < batch; b++) rg_im2col(HOST(x) + b * in_size, q, HOST(col) + b * cs);
+    const float *cols = direct(q) ? x : col;
+    for (int gi = 0; gi < groups; gi++)
+        rg_cuda_sgemm_batched(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw, out_size,
+                              cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg, kg, wsize, batch);
+    for (size_t i = 0; i < wsize; i++) {
+        float s = HOST(dw)[i];
+        for (int b = 0; b < batch; b++) s += HOST(parts)[(size_t)b * wsize + i];
+        HOST(dw)[i] = s;
+    }
+    if (!dx) return RG_OK;
+    float *dcol = direct(q) ? dx : col;
+    for (int gi = 0; gi < groups; gi++)
+        rg_cuda_sgemm_batched(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, 0, dy + (size_t)gi * og * ohw,
+                              ohw, out_size, direct(q) && !fresh ? 1.0f : 0.0f, dcol + (size_t)gi * kg * ohw, ohw, stride,
+                              batch);
+    for (int b = 0; !direct(q) && b < batch; b++) {
+        if (fresh) memset(HOST(dx) + b * in_size, 0, in_size * sizeof(float));
+        rg_col2im_add(HOST(col) + b * cs, q, HOST(dx) + b * in_size);
     }
     return RG_OK;
 }

@@ -34,10 +34,11 @@ res=(--epochs 1 --model mlp:depth=3,width=64,residual=1 --repair off)
   || bad "a residual MLP on the device: $(tail -2 "$tmp/dev-res.out")"
 same "$tmp/cpu-res/last.safetensors" "$tmp/dev-res/last.safetensors" "a residual MLP"
 # the CNN (convolutions, max pooling) and resnet20v2 (batch norm with fused relus, adds,
-# global pooling; 3 steps: its batch statistics make it chaotic, the CPU's own thread
-# counts 1 and 2 are 4e-2 apart after 8): against the CPU's im2col path, which computes
-# the convolutions as the device does, within float tolerance (batch norm sums in
-# another order)
+# global pooling) against the CPU's im2col path, which computes the convolutions as the
+# device does, within float tolerance: batch norm's sums and dW's (each sample's product,
+# then added) go in another order.  resnet20v2 runs 3 steps: its batch statistics make it
+# chaotic (the CPU at 1 and 2 threads is 4e-5 apart after 3 steps, 4e-2 after 8; its own
+# direct convolution kernels 4e-4 from its im2col path after 3)
 cnn=(--epochs 1 --model cnn)
 REGRAD_DIRECT_CONV=0 "$CPU" "${common[@]}" "${cnn[@]}" --repair off --checkpoint-dir "$tmp/cpu-cnn" >/dev/null 2>&1
 "$DEV" "${common[@]}" "${cnn[@]}" --device cuda --checkpoint-dir "$tmp/dev-cnn" >"$tmp/dev-cnn.out" 2>&1 \
@@ -48,7 +49,7 @@ small=(train --limit 96 --batch 32 --seed 3 --threads 1 --quiet --epochs 1 --mod
 REGRAD_DIRECT_CONV=0 "$CPU" "${small[@]}" --repair off --checkpoint-dir "$tmp/cpu-res20" >/dev/null 2>&1
 "$DEV" "${small[@]}" --device cuda --checkpoint-dir "$tmp/dev-res20" >"$tmp/dev-res20.out" 2>&1 \
   || bad "resnet20v2 on the device: $(tail -2 "$tmp/dev-res20.out")"
-"$DIFF" "$tmp/cpu-res20/last.safetensors" "$tmp/dev-res20/last.safetensors" 1e-5 >/dev/null && ok \
+"$DIFF" "$tmp/cpu-res20/last.safetensors" "$tmp/dev-res20/last.safetensors" 2e-4 >/dev/null && ok \
   || bad "resnet20v2: $("$DIFF" "$tmp/cpu-res20/last.safetensors" "$tmp/dev-res20/last.safetensors")"
 # a pruned checkpoint (its masks) loaded for fine-tuning on the device and saved again
 "$CPU" "${common[@]}" --epochs 1 --repair off --prune-schedule 0.5:1:1 --checkpoint-dir "$tmp/pruned" >/dev/null 2>&1

@@ -48,8 +48,8 @@ if [ "$build" = ok ]; then
        "$("$diff" "$ck/cuda/last.safetensors" "$ck/cpu/last.safetensors" 2>&1 | tail -1)" >"$log/device"
   [ -n "$data" ] && [ "${data#fashion-mnist:}" != "$data" ] && mlp_data=${data#fashion-mnist:} || mlp_data=/usr/share/datasets/fashion-mnist
   python3 bench/gpu/mlp.py "$regrad" "$mlp_data" >"$log/mlp" 2>&1
-  # ResNet50V2, 224x224, batch 32, fp32: regrad's step (one sample at a time through im2col
-  # and cuBLAS so far) and PyTorch's (cuDNN), images/s
+  # ResNet50V2, 224x224, batch 32, fp32: regrad's step (im2col and cuBLAS so far) and
+  # PyTorch's (cuDNN), images/s
   "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50" 2>&1
   python3 bench/torch_resnet50v2.py --device cuda --batch 32 --steps 5 >"$log/r50torch" 2>&1
   echo "regrad $(grep -o '[0-9.]* images/s' "$log/r50" | head -1), pytorch $(grep -o '"images_per_sec": [0-9.]*' "$log/r50torch" | cut -d' ' -f2) images/s" >"$log/r50row"

@@ -126,12 +126,13 @@ static void flatten_hwc_backward(rg_graph *g, rg_node_impl *n, int batch) {
         rg_cuda_flatten_hwc_backward(n->dout, x->dout, batch, (size_t)x->shape[0], (size_t)x->shape[1] * x->shape[2]);
 }
 
-/* The column buffer of one sample, in the shared workspace (again when a zero padding is
- * folded into the convolution: never shrinking). */
+/* The batch's columns and each sample's dW, in the shared workspace (again when a zero
+ * padding is folded into the convolution: never shrinking). */
 static void conv_plan(rg_graph *g, rg_node_impl *n) {
     (void)g;
-    const size_t need = rg_cuda_conv2d_workspace(&((const conv_attr *)n->attr)->geom);
-    if (need > n->workspace) n->workspace = need;
+    const conv_attr *a = n->attr;
+    const size_t need = rg_cuda_conv2d_workspace(&a->geom, a->filters, a->o.groups);
+    if (need > n->workspace_per_sample) n->workspace_per_sample = need;
 }
 
 static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {

@@ -21,6 +21,7 @@ static struct {
     decltype(&cublasCreate_v2) create;
     decltype(&cublasSetMathMode) set_math_mode;
     decltype(&cublasSgemm_v2) sgemm;
+    decltype(&cublasSgemmStridedBatched) sgemm_batched;
     cublasHandle_t handle;
     rg_status status;
     char why[200];
@@ -51,8 +52,9 @@ static void open_cublas(void) {
     blas.create = (decltype(blas.create))dlsym(lib, "cublasCreate_v2");
     blas.set_math_mode = (decltype(blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
     blas.sgemm = (decltype(blas.sgemm))dlsym(lib, "cublasSgemm_v2");
-    if (!blas.create || !blas.set_math_mode || !blas.sgemm) {
-        snprintf(blas.why, sizeof blas.why, "cuda: the cuBLAS found lacks cublasSgemm_v2: install "
+    blas.sgemm_batched = (decltype(blas.sgemm_batched))dlsym(lib, "cublasSgemmStridedBatched");
+    if (!blas.create || !blas.set_math_mode || !blas.sgemm || !blas.sgemm_batched) {
+        snprintf(blas.why, sizeof blas.why, "cuda: the cuBLAS found lacks cublasSgemm_v2 or its batched form: install "
                  "cuBLAS 12 or 13");
         return;
     }
@@ -83,4 +85,20 @@ extern "C" rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int
     if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
     rg_cuda_note_failure("a cuBLAS product", "see cuBLAS's status");
     return rg_fail(RG_ERR_STATE, "cuda: a %dx%dx%d product failed in cuBLAS (status %d)", m, n, k, (int)e);
+}
+
+extern "C" rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                                           const float *a, int lda, size_t stride_a, const float *b, int ldb,
+                                           size_t stride_b, float beta, float *c, int ldc, size_t stride_c,
+                                           int count) {
+    rg_status s = rg_cuda_blas_ready();
+    if (s) return s;
+    if (m == 0 || n == 0 || count == 0) return RG_OK;
+    const cublasStatus_t e = blas.sgemm_batched(blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                                trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
+                                                (long long)stride_b, a, lda, (long long)stride_a, &beta, c, ldc,
+                                                (long long)stride_c, count);
+    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
+    rg_cuda_note_failure("a batched cuBLAS product", "see cuBLAS's status");
+    return rg_fail(RG_ERR_STATE, "cuda: %d %dx%dx%d products failed in cuBLAS (status %d)", count, m, n, k, (int)e);
 }

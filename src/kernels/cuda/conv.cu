@@ -1,10 +1,12 @@
 /*
- * conv.cu — 2-D convolution on the device as the CPU's im2col path computes it: per sample
- * and group, y = W col(x) + b through cuBLAS (col(x) the input under every window tap, zero
- * in the padding, straight from x for a 1x1 stride-1 unpadded convolution); backward dW +=
- * dY col(x)^T, db += dY summed over samples and positions (one thread a filter, in a fixed
- * order), dx (+)= the scatter of W^T dY, gathered per input value (no atomics: the same
- * bits every run).  One sample at a time, with the column buffer in the graph's workspace;
+ * conv.cu — 2-D convolution on the device as the CPU's im2col path computes it: per group,
+ * y = W col(x) + b for the whole batch in one strided batched cuBLAS product (col(x) the
+ * input under every window tap, zero in the padding, unrolled for every sample in one
+ * launch; x itself for a 1x1 stride-1 unpadded convolution); backward dW += the sum over
+ * samples of dY col(x)^T (each sample's product, then added in sample order), db += dY
+ * summed over samples and positions (one thread a filter, in a fixed order), dx (+)= the
+ * scatter of W^T dY, gathered per input value (no atomics: the same bits every run).  The
+ * columns of the whole batch and each sample's dW live in the graph's workspace;
  * cuDNN's kernels are the next step (docs/cuda.md).
  */
 #include "cuda.h"
@@ -12,23 +14,27 @@
 
 #include <cuda_runtime.h>
 
-/* col[(c kh + i) kw + j][oy ow + ox] = x[c][oy s - pad_t + i d][ox s - pad_l + j d], 0 outside */
-__global__ static void im2col(const float *x, rg_conv_geom q, float *col) {
+/* each sample's col[(c kh + i) kw + j][oy ow + ox] = x[c][oy s - pad_t + i d][ox s - pad_l + j d],
+ * 0 outside; samples `in_size` apart in x, `col_size` in col */
+__global__ static void im2col(const float *x, rg_conv_geom q, float *col, int batch, size_t in_size, size_t col_size) {
     const size_t ohw = (size_t)q.oh * q.ow;
-    GRID_STRIDE(e, (size_t)q.c * q.kh * q.kw * ohw) {
-        const size_t row = e / ohw, p = e % ohw;
+    GRID_STRIDE(e, (size_t)batch * col_size) {
+        const size_t b = e / col_size, row = e % col_size / ohw, p = e % ohw;
         const int c = (int)(row / (q.kh * q.kw)), i = (int)(row / q.kw % q.kh), j = (int)(row % q.kw);
         const int iy = (int)(p / q.ow) * q.stride - q.pad_t + i * q.dilation;
         const int ix = (int)(p % q.ow) * q.stride - q.pad_l + j * q.dilation;
-        col[e] = iy >= 0 && iy < q.h && ix >= 0 && ix < q.w ? x[((size_t)c * q.h + iy) * q.w + ix] : 0.0f;
+        col[e] = iy >= 0 && iy < q.h && ix >= 0 && ix < q.w ? x[b * in_size + ((size_t)c * q.h + iy) * q.w + ix] : 0.0f;
     }
 }
 
-/* dx[c][iy][ix] (= or +=) the sum over the taps that read it of dcol, taps in order */
-__global__ static void col2im(const float *dcol, rg_conv_geom q, float *dx, bool fresh) {
+/* each sample's dx[c][iy][ix] (= or +=) the sum over the taps that read it of dcol, taps in order */
+__global__ static void col2im(const float *dcol, rg_conv_geom q, float *dx, bool fresh, int batch, size_t in_size,
+                              size_t col_size) {
     const size_t ohw = (size_t)q.oh * q.ow;
-    GRID_STRIDE(e, (size_t)q.c * q.h * q.w) {
-        const int c = (int)(e / ((size_t)q.h * q.w)), iy = (int)(e / q.w % q.h), ix = (int)(e % q.w);
+    GRID_STRIDE(e, (size_t)batch * in_size) {
+        const size_t b = e / in_size, at = e % in_size;
+        const int c = (int)(at / ((size_t)q.h * q.w)), iy = (int)(at / q.w % q.h), ix = (int)(at % q.w);
+        const float *dc = dcol + b * col_size;
         float s = 0;
         for (int i = 0; i < q.kh; i++) {
             const int ty = iy + q.pad_t - i * q.dilation; /* oy * stride */
@@ -36,10 +42,19 @@ __global__ static void col2im(const float *dcol, rg_conv_geom q, float *dx, bool
             for (int j = 0; j < q.kw; j++) {
                 const int tx = ix + q.pad_l - j * q.dilation;
                 if (tx < 0 || tx % q.stride || tx / q.stride >= q.ow) continue;
-                s += dcol[((size_t)(c * q.kh + i) * q.kw + j) * ohw + (size_t)(ty / q.stride) * q.ow + tx / q.stride];
+                s += dc[((size_t)(c * q.kh + i) * q.kw + j) * ohw + (size_t)(ty / q.stride) * q.ow + tx / q.stride];
             }
         }
         dx[e] = fresh ? s : dx[e] + s;
+    }
+}
+
+/* dw[i] += the samples' parts[s][i], in sample order */
+__global__ static void add_parts(const float *parts, float *dw, size_t n, int batch) {
+    GRID_STRIDE(i, n) {
+        float s = dw[i];
+        for (int b = 0; b < batch; b++) s += parts[(size_t)b * n + i];
+        dw[i] = s;
     }
 }
 
@@ -64,26 +79,30 @@ static bool direct(const rg_conv_geom *q) {
            q->ow == q->w;
 }
 
-extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q) {
-    return direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow;
+/* a sample's columns (none for a direct convolution), then its dW */
+static size_t col_floats(const rg_conv_geom *q) { return direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow; }
+
+extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups) {
+    return col_floats(q) + (size_t)filters * (q->c / groups) * q->kh * q->kw;
 }
 
 extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
                                             const rg_conv_geom *q, int filters, int groups, float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
-    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
+    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, cs = col_floats(q);
+    if (batch <= 0) return RG_OK;
     if (bias) LAUNCH(bias_planes, (size_t)batch * out_size, bias, y, (size_t)batch * filters, filters, (size_t)ohw);
-    rg_status s = RG_OK;
-    for (int b = 0; b < batch && !s; b++) {
-        const float *cols = x + b * in_size;
-        if (!direct(q)) {
-            LAUNCH(im2col, (size_t)q->c * q->kh * q->kw * ohw, x + b * in_size, *q, col);
-            cols = col;
-        }
-        for (int gi = 0; gi < groups && !s; gi++)
-            s = rg_cuda_sgemm(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, cols + (size_t)gi * kg * ohw,
-                              ohw, bias ? 1.0f : 0.0f, y + b * out_size + (size_t)gi * og * ohw, ohw);
+    const float *cols = x;
+    if (!direct(q)) {
+        LAUNCH(im2col, (size_t)batch * cs, x, *q, col, batch, in_size, cs);
+        cols = col;
     }
+    const size_t stride = direct(q) ? in_size : cs;
+    rg_status s = RG_OK;
+    for (int gi = 0; gi < groups && !s; gi++)
+        s = rg_cuda_sgemm_batched(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, 0,
+                                  cols + (size_t)gi * kg * ohw, ohw, stride, bias ? 1.0f : 0.0f,
+                                  y + (size_t)gi * og * ohw, ohw, out_size, batch);
     return s;
 }
 
@@ -91,27 +110,32 @@ extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, co
                                              float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters,
                                              int groups, float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
-    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
+    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, cs = col_floats(q);
+    const size_t wsize = (size_t)filters * kg;
+    float *parts = col + (size_t)batch * cs; /* each sample's dW */
+    if (batch <= 0) return RG_OK;
     if (db) bias_grad<<<(filters + RG_CUDA_THREADS - 1) / RG_CUDA_THREADS, RG_CUDA_THREADS>>>(dy, db, batch, filters,
                                                                                              (size_t)ohw);
-    rg_status s = RG_OK;
-    for (int b = 0; b < batch && !s; b++) {
-        const float *dyb = dy + b * out_size, *cols = x + b * in_size;
-        if (!direct(q)) {
-            LAUNCH(im2col, (size_t)q->c * q->kh * q->kw * ohw, x + b * in_size, *q, col);
-            cols = col;
-        }
-        for (int gi = 0; gi < groups && !s; gi++)
-            s = rg_cuda_sgemm(false, true, og, kg, ohw, 1.0f, dyb + (size_t)gi * og * ohw, ohw, cols + (size_t)gi * kg * ohw,
-                              ohw, 1.0f, dw + (size_t)gi * og * kg, kg);
-        if (!dx || s) continue;
-        /* W^T dY: into dx itself for a direct convolution, else into the columns, scattered back */
-        float *dcol = direct(q) ? dx + b * in_size : col;
-        const float beta = direct(q) && !fresh ? 1.0f : 0.0f;
-        for (int gi = 0; gi < groups && !s; gi++)
-            s = rg_cuda_sgemm(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, dyb + (size_t)gi * og * ohw, ohw,
-                              beta, dcol + (size_t)gi * kg * ohw, ohw);
-        if (!direct(q)) LAUNCH(col2im, in_size, col, *q, dx + b * in_size, fresh);
+    const float *cols = x;
+    if (!direct(q)) {
+        LAUNCH(im2col, (size_t)batch * cs, x, *q, col, batch, in_size, cs);
+        cols = col;
     }
+    const size_t stride = direct(q) ? in_size : cs;
+    rg_status s = RG_OK;
+    for (int gi = 0; gi < groups && !s; gi++) /* each sample's dW, summed in sample order */
+        s = rg_cuda_sgemm_batched(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw, out_size,
+                                  cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg, kg,
+                                  wsize, batch);
+    if (!s) LAUNCH(add_parts, wsize, parts, dw, wsize, batch);
+    if (!dx || s) return s;
+    /* W^T dY: into dx itself for a direct convolution, else into the columns, scattered back */
+    float *dcol = direct(q) ? dx : col;
+    const float beta = direct(q) && !fresh ? 1.0f : 0.0f;
+    for (int gi = 0; gi < groups && !s; gi++)
+        s = rg_cuda_sgemm_batched(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, 0,
+                                  dy + (size_t)gi * og * ohw, ohw, out_size, beta, dcol + (size_t)gi * kg * ohw, ohw,
+                                  stride, batch);
+    if (!s && !direct(q)) LAUNCH(col2im, (size_t)batch * in_size, col, *q, dx, fresh, batch, in_size, cs);
     return s;
 }

@@ -76,6 +76,11 @@ void rg_cuda_clamp(float *x, size_t n, float v);
 rg_status rg_cuda_blas_ready(void);
 rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                         int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* `count` such products, the i-th of a + i stride_a, b + i stride_b into c + i stride_c
+ * (a stride of 0 shares that operand). */
+rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                                int lda, size_t stride_a, const float *b, int ldb, size_t stride_b, float beta,
+                                float *c, int ldc, size_t stride_c, int count);
 
 /* The dense layer (W: out x in, row-major): y = b + x W^T; dW += dy^T x, db += the sum of
  * dy over the batch (when db), dx = (fresh) or += dy W (when dx). */
@@ -104,9 +109,9 @@ void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t 
 
 /* 2-D convolution of `batch` samples of geometry q (W: filters x c/groups x kh x kw; bias
  * NULL for none): y = W col(x) + bias; dW += dY col(x)^T, db += dY's sums (when db), dx =
- * (fresh) or += the scatter of W^T dY (when dx).  col: rg_cuda_conv2d_workspace floats of
- * device scratch. */
-size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q);
+ * (fresh) or += the scatter of W^T dY (when dx).  col: device scratch of
+ * rg_cuda_conv2d_workspace floats a sample. */
+size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups);
 rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
                                  const rg_conv_geom *q, int filters, int groups, float *col);
 rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
