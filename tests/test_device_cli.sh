@@ -79,5 +79,7 @@ expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --re
 expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --monitor-every 5
 expect 1 "hooks (lassonet, auxiliary heads) does not run on the device yet" "$DEV" "${common[@]}" --device cuda --model lassonet
 expect 1 "eval does not run on the CUDA backend yet" "$DEV" eval --weights "$tmp/cpu-adam/last.safetensors" --device cuda
+# more than the device has free (the stand-in has 256 MiB): said before anything is allocated
+expect 1 "is free on the device: lower --batch" "$DEV" "${common[@]}" --device cuda --model mlp:depth=4,width=4096 --batch 2048
 echo "test_device_cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

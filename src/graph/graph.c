@@ -259,7 +259,7 @@ rg_status rg_graph_set_device(rg_graph *g, const char *device) {
             return rg_fail(RG_ERR_STATE, "%s: the CUDA backend has no %s yet (node '%s'): use "
                                          "--device cpu for this model", desc, rg_op_table[n->op]->name, n->name);
     }
-    if ((s = rg_cuda_select(device))) return s;
+    if ((s = rg_cuda_select(device)) || (s = rg_cuda_free_memory(&g->device_free))) return s;
     g->backend = b;
     /* the device's own scratch needs */
     for (int i = 0; i < g->n_nodes; i++) {
@@ -322,14 +322,19 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     /* Everything compile allocates, known before any of it is: checked against the limit. */
     const double need = 4.0 * (2.0 * (double)total + (double)state + (double)acts + (double)work);
     g->memory_bytes = (size_t)need;
-    if (g->memory_limit && need > (double)g->memory_limit) {
+    /* on a device, also what it has free */
+    const size_t limit = g->device_free && (!g->memory_limit || g->device_free < g->memory_limit)
+                             ? g->device_free : g->memory_limit;
+    if (limit && need > (double)limit) {
         char a[32], b[32], c[32], d[32], e[32];
         return rg_fail(RG_ERR_MEMORY, "the model needs %s at batch %d (parameters and gradients "
-                                      "%s, activations %s, scratch %s) but %s is left for it: "
-                                      "lower --batch or the input size, or raise --max-memory",
+                                      "%s, activations %s, scratch %s) but %s %s: "
+                                      "lower --batch or the input size%s",
                        rg_bytes_text(need, a), max_batch, rg_bytes_text(8.0 * (double)total, b),
                        rg_bytes_text(4.0 * (double)acts, c), rg_bytes_text(4.0 * (double)work, d),
-                       rg_bytes_text((double)g->memory_limit, e));
+                       rg_bytes_text((double)limit, e),
+                       limit == g->device_free ? "is free on the device" : "is left for it",
+                       limit == g->device_free ? "" : ", or raise --max-memory");
     }
     g->param_buf = g->backend->alloc(total);
     g->grad_buf = g->backend->alloc(total);

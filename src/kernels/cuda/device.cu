@@ -88,3 +88,10 @@ extern "C" rg_status rg_cuda_download(float *host, const float *device, size_t n
 extern "C" rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n) {
     return copy(device, host, n, cudaMemcpyHostToDevice);
 }
+
+extern "C" rg_status rg_cuda_free_memory(size_t *bytes) {
+    size_t total = 0;
+    const cudaError_t e = cudaMemGetInfo(bytes, &total);
+    return e == cudaSuccess ? RG_OK : rg_fail(RG_ERR_STATE, "cuda: cannot read the device's free memory: %s",
+                                              cudaGetErrorString(e));
+}
