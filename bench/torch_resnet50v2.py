@@ -2,7 +2,8 @@
 """PyTorch peer for bench_resnet50v2.sh: Keras's ResNet50V2 built layer for layer in
 PyTorch (pre-activation bottlenecks, stride on the last block of conv2..conv4, biases on
 conv1/_0_conv/_3_conv, BN eps 1.001e-5), trained for a few steps on random 224x224x3
-data, batch 32, Adam, on the CPU or (--device cuda) a GPU in strict fp32 (no TF32).
+data, batch 32, Adam, on the CPU or (--device cuda) a GPU in strict fp32 (no TF32) or,
+with --precision tf32, its products on TF32 tensor cores.
 Prints images/s of the timed steps as one JSON line."""
 import argparse, json, time
 import torch
@@ -56,10 +57,11 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = a.precision == "tf32"
     torch.manual_seed(0)
     model = ResNet50V2().to(a.device)
     params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for n, b in model.named_buffers() if "running" in n)

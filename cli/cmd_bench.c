@@ -17,7 +17,7 @@
 #include <time.h>
 
 typedef struct bench_args {
-    const char *model, *device;
+    const char *model, *device, *precision;
     int input[3]; /* 0: the model's */
     long classes, batch, steps, warmup, threads;
     rg_optim_kind optimizer;
@@ -42,6 +42,8 @@ static const cli_option bench_options[] = {
      .parse = cli_parse_optimizer, .dflt = "adam", .choices = 1 + RG_NAMES_OPTIMIZERS, .help = "one of"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.table = cli_device_options, CLI_AT(A, device)},
+    {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(A, precision), .dflt = "fp32",
+     .help = "fp32 (strict) or tf32 (the GPU's products on TF32 tensor cores)"},
     {.name = "layers", .type = CLI_FLAG, CLI_AT(A, layers), .help = "also list every layer's time"},
     {.name = "monitor", .type = CLI_FLAG, CLI_AT(A, monitor),
      .help = "watch every other step with the health monitor and report what a watched step "
@@ -95,7 +97,9 @@ static int bench_build(const char *cmd, const bench_args *a, rg_model *m) {
         return EXIT_USAGE;
     }
     rg_graph *g = m->graph;
-    if ((s = rg_graph_set_device(g, a->device)) || (s = rg_graph_compile(g, (int)a->batch))) return cli_fail(cmd, s);
+    if ((s = rg_graph_set_device(g, a->device)) || (s = rg_graph_set_precision(g, a->precision)) ||
+        (s = rg_graph_compile(g, (int)a->batch)))
+        return cli_fail(cmd, s);
     const size_t sample = rg_node_size(g, m->input);
     const int k = (int)rg_node_size(g, m->logits);
     rg_rng rng;
@@ -261,7 +265,8 @@ int cmd_bench(int argc, char **argv) {
         bench_totals(&a, m.graph, &res);
         if (a.json) bench_print_json(&a, &res);
         else if (on_device) /* per-op times there would be the host's launch times */
-            printf("%s: batch %ld, %ld steps on %s: %.1f images/s\n", a.model, a.batch, a.steps, a.device, res.ips);
+            printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s\n", a.model, a.batch, a.steps, a.device,
+                   a.precision ? a.precision : "fp32", res.ips);
         else bench_print_table(&a, m.graph, &res);
     }
     rg_monitor_free(mon);

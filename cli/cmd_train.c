@@ -33,7 +33,7 @@ typedef struct prune_schedule {
  * these), so later flags override earlier ones. */
 typedef struct train_opts {
     const char *data, *test_data, *model_spec, *metrics_path, *checkpoint_dir, *resume;
-    const char *weights, *aux_heads, *report, *device;
+    const char *weights, *aux_heads, *report, *device, *precision;
     long limit, epochs, batch, seed, threads, monitor_every, curvature_every, workers, checkpoint_every, keep;
     long stop_after, classes, log_every;
     double lr, momentum, wd, val_split, smoothing, max_memory;
@@ -214,6 +214,8 @@ static const cli_option train_options[] = {
      .help = "threads for OpenMP and the BLAS (default: all cores; under mpirun, the cores shared "
              "among the ranks)"},
     {.table = cli_device_options, CLI_AT(T, device)},
+    {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(T, precision), .dflt = "fp32",
+     .help = "fp32 (strict) or tf32 (the GPU's products on TF32 tensor cores)"},
     {.name = "sync-bn", .type = CLI_FLAG, CLI_AT(T, sync_bn),
      .help = "under mpirun: batch norm's statistics over the whole global batch"},
     {.name = "max-memory", .meta = "SIZE", .type = CLI_PARSE, CLI_AT(T, max_memory),
@@ -591,7 +593,7 @@ static int train_build_model(train_ctx *t) {
     const rg_fit_config fc = fit_config(t);
     const bool cpu = !o->device || strcmp(o->device, "cpu") == 0; /* the budget is host memory's */
     const double budget = o->max_memory > 0 ? o->max_memory : cpu ? (double)rg_memory_available() : 0;
-    if ((s = rg_graph_set_device(t->m.graph, o->device)) ||
+    if ((s = rg_graph_set_device(t->m.graph, o->device)) || (s = rg_graph_set_precision(t->m.graph, o->precision)) ||
         (budget > 0 && (s = rg_fit_budget(&t->m, d, &fc, budget))) ||
         (s = rg_graph_compile(t->m.graph, (int)o->batch)))
         return cli_fail(cmd, s);

@@ -175,6 +175,11 @@ rg_status rg_graph_set_device(rg_graph *g, const char *device);
  * by other means): RG_OK, or the device's failure since the last check.  On the CPU:
  * RG_OK at once. */
 rg_status rg_graph_finish(rg_graph *g);
+/* The arithmetic of the products (dense layers, convolutions) on a graph's device: "fp32"
+ * (the default, strict: no TF32 anywhere) or "tf32" (the products on TF32 tensor cores,
+ * sums, statistics and the optimizer in fp32).  Call after rg_graph_set_device.
+ * RG_ERR_STATE for TF32 on the CPU or bf16 (not yet), RG_ERR_ARG for another name. */
+rg_status rg_graph_set_precision(rg_graph *g, const char *precision);
 
 /* An input of per-sample shape dims[0..ndim) (the batch dimension is implicit). */
 rg_node rg_input(rg_graph *g, const char *name, int ndim, const int *dims);

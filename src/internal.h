@@ -213,6 +213,7 @@ struct rg_graph {
     bool check_numerics;  /* scan every output and gradient for NaN/Inf (rg_graph_check_numerics) */
     size_t memory_limit;  /* bytes compile may allocate (0: no limit) */
     size_t device_free;   /* on a device: its free bytes when the graph was placed there */
+    bool tf32;            /* on a device: its products in TF32 (rg_graph_set_precision) */
     bool sync_bn;         /* data-parallel: batch norm's batch statistics over all ranks */
     size_t memory_bytes;  /* what compile allocated */
     bool *live, *touched; /* backward scratch, one flag per node */

@@ -87,6 +87,7 @@ void rg_cuda_multiply(float *x, const float *m, size_t n) { rg_cpu_multiply(HOST
 void rg_cuda_clamp(float *x, size_t n, float v) { rg_cpu_clamp(HOST(x), n, v); }
 
 rg_status rg_cuda_blas_ready(void) { return RG_OK; }
+void rg_cuda_set_tf32(bool on) { (void)on; } /* the host's products are fp32 either way */
 rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                         const float *b, int ldb, float beta, float *c, int ldc) {
     rg_sgemm(trans_a, trans_b, m, n, k, alpha, HOST(a), lda, HOST(b), ldb, beta, HOST(c), ldc);

@@ -79,6 +79,12 @@ expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --re
 expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --monitor-every 5
 expect 1 "hooks (lassonet, auxiliary heads) does not run on the device yet" "$DEV" "${common[@]}" --device cuda --model lassonet
 expect 1 "eval does not run on the CUDA backend yet" "$DEV" eval --weights "$tmp/cpu-adam/last.safetensors" --device cuda
+# TF32 on the device (the stand-in's products are fp32 either way); not on the CPU; no bf16 yet
+"$DEV" "${common[@]}" --epochs 1 --device cuda --precision tf32 --checkpoint-dir "$tmp/tf32" >/dev/null 2>&1 \
+  && ok || bad "--precision tf32 on the device"
+expect 1 "precision tf32 is a GPU's" "$CPU" "${common[@]}" --precision tf32
+expect 1 "bf16 is not in regrad yet" "$DEV" "${common[@]}" --device cuda --precision bf16
+expect 2 "precision 'fp16': use fp32 or tf32" "$CPU" "${common[@]}" --precision fp16
 # more than the device has free (the stand-in has 256 MiB): said before anything is allocated
 expect 1 "is free on the device: lower --batch" "$DEV" "${common[@]}" --device cuda --model mlp:depth=4,width=4096 --batch 2048
 echo "test_device_cli: $pass passed, $fail failed"

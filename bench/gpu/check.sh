@@ -48,11 +48,13 @@ if [ "$build" = ok ]; then
        "$("$diff" "$ck/cuda/last.safetensors" "$ck/cpu/last.safetensors" 2>&1 | tail -1)" >"$log/device"
   [ -n "$data" ] && [ "${data#fashion-mnist:}" != "$data" ] && mlp_data=${data#fashion-mnist:} || mlp_data=/usr/share/datasets/fashion-mnist
   python3 bench/gpu/mlp.py "$regrad" "$mlp_data" >"$log/mlp" 2>&1
-  # ResNet50V2, 224x224, batch 32, fp32: regrad's step (im2col and cuBLAS so far) and
-  # PyTorch's (cuDNN), images/s
-  "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50" 2>&1
-  python3 bench/torch_resnet50v2.py --device cuda --batch 32 --steps 5 >"$log/r50torch" 2>&1
-  echo "regrad $(grep -o '[0-9.]* images/s' "$log/r50" | head -1), pytorch $(grep -o '"images_per_sec": [0-9.]*' "$log/r50torch" | cut -d' ' -f2) images/s" >"$log/r50row"
+  # ResNet50V2, 224x224, batch 32, fp32 and TF32: regrad's step (im2col and cuBLAS so far)
+  # and PyTorch's (cuDNN), images/s
+  for p in fp32 tf32; do
+    "$regrad" bench --model resnet50v2 --device cuda --precision $p --batch 32 --steps 5 >"$log/r50-$p" 2>&1
+    python3 bench/torch_resnet50v2.py --device cuda --precision $p --batch 32 --steps 5 >"$log/r50torch-$p" 2>&1
+    echo "regrad $(grep -o '[0-9.]* images/s' "$log/r50-$p" | head -1), pytorch $(grep -o '"images_per_sec": [0-9.]*' "$log/r50torch-$p" | cut -d' ' -f2) images/s" >"$log/r50row-$p"
+  done
   python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
   case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
 fi
@@ -63,12 +65,13 @@ row "test_cuda (kernels vs CPU)" "$tests" "$(grep -E "PASSED|FAILED|SKIP" "$log/
 row "test_device_gpu (graph vs CPU)" "${dtests:-SKIP}" "$(grep -E "PASSED|FAILED|SKIP" "$log/dtest" 2>/dev/null | head -1)"
 row "train MLP: cuda vs cpu" "" "$(tail -1 "$log/device" 2>/dev/null)"
 row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
-row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row" 2>/dev/null)"
+row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
+row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
 if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"; fi
 if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
 if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi
-for f in train-cuda mlp r50 r50torch; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
+for f in train-cuda mlp r50-fp32 r50torch-fp32; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
 if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
 [ -n "${REGRAD_CHECK_LOGS:-}" ] || rm -rf "$log"
 [ "$build" = ok ] && [ "$tests" = ok ] && [ "${dtests:-}" = ok ]

@@ -394,7 +394,8 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     if (s) return s;
     g->batch = batch;
     g->dropout_calls++;
-    if (g->backend->device) { /* this batch's inputs and labels up */
+    if (g->backend->device) { /* this batch's inputs and labels up, the products' precision */
+        g->backend->set_tf32(g->tf32);
         for (int i = 0; i < g->n_nodes; i++)
             if (g->nodes[i].staged) g->backend->upload(g->nodes[i].out, g->nodes[i].staged, (size_t)batch * g->nodes[i].size);
         g->backend->upload_ints(g->device_labels, g->labels, (size_t)batch);
@@ -485,6 +486,23 @@ rg_status rg_graph_backward(rg_graph *g, rg_node loss) {
 const float *rg_host(const rg_graph *g, const float *x, size_t n) { return g->backend->host_view(x, n); }
 
 bool rg_graph_on_device(const rg_graph *g) { return g->backend->device; }
+
+rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
+    if (!g) return rg_fail(RG_ERR_ARG, "set_precision: graph is NULL");
+    if (!precision || strcmp(precision, "fp32") == 0) {
+        g->tf32 = false;
+        return RG_OK;
+    }
+    if (strcmp(precision, "tf32") == 0) {
+        if (!g->backend->device)
+            return rg_fail(RG_ERR_STATE, "precision tf32 is a GPU's: train on --device cuda, or with fp32");
+        g->tf32 = true;
+        return RG_OK;
+    }
+    if (strcmp(precision, "bf16") == 0)
+        return rg_fail(RG_ERR_STATE, "precision bf16 is not in regrad yet: use fp32 or tf32");
+    return rg_fail(RG_ERR_ARG, "precision '%s': use fp32 or tf32", precision);
+}
 
 rg_status rg_graph_finish(rg_graph *g) {
     if (!g) return rg_fail(RG_ERR_ARG, "finish: graph is NULL");

@@ -58,6 +58,8 @@ struct rg_backend {
     /* A device's work so far finished: RG_OK, or the first failure since the last call
      * (a kernel, a copy, a product), named. */
     rg_status (*status)(void);
+    /* A device's products from now on in TF32 (true) or strict fp32. */
+    void (*set_tf32)(bool on);
     /* The health monitor's and GRA's reductions, each in a fixed order (no atomics), so a
      * figure does not depend on the thread count:
      * squares2: sum a[i]^2 over n values into *sa and, when b is given, sum b[i]^2 into

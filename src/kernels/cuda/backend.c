@@ -314,6 +314,7 @@ const rg_backend rg_cuda_backend = {
     .upload_ints = upload_ints,
     .optim_update = rg_cuda_optim_update,
     .status = rg_cuda_status,
+    .set_tf32 = rg_cuda_set_tf32,
     .count_nonfinite = rg_cuda_count_nonfinite,
     .scale = rg_cuda_scale,
     .copy = rg_cuda_copy,

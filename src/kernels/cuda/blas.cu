@@ -4,7 +4,8 @@
  * what is missing only when a product is asked of the device.  The product is row-major,
  * as the CPU's rg_sgemm: cuBLAS is column-major, and a row-major C = op(A) op(B) is the
  * column-major C^T = op(B)^T op(A)^T, the same call with the operands swapped.  fp32 is
- * strict (CUBLAS_PEDANTIC_MATH: no TF32, no reduced-precision reductions).
+ * strict (CUBLAS_PEDANTIC_MATH: no TF32, no reduced-precision reductions) unless a graph
+ * asks for TF32 (rg_cuda_set_tf32).
  */
 #include "cuda.h"
 
@@ -101,4 +102,9 @@ extern "C" rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, in
     if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
     rg_cuda_note_failure("a batched cuBLAS product", "see cuBLAS's status");
     return rg_fail(RG_ERR_STATE, "cuda: %d %dx%dx%d products failed in cuBLAS (status %d)", count, m, n, k, (int)e);
+}
+
+extern "C" void rg_cuda_set_tf32(bool on) {
+    if (rg_cuda_blas_ready() == RG_OK)
+        blas.set_math_mode(blas.handle, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH);
 }

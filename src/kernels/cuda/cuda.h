@@ -74,6 +74,8 @@ void rg_cuda_clamp(float *x, size_t n, float v);
 /* cuBLAS, opened at first use: RG_OK, or RG_ERR_STATE saying what is missing.  The product
  * C = alpha op(A) op(B) + beta C of row-major matrices (rg_sgemm's arguments), fp32 strict. */
 rg_status rg_cuda_blas_ready(void);
+/* The products from now on on TF32 tensor cores (true) or in strict fp32. */
+void rg_cuda_set_tf32(bool on);
 rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                         int lda, const float *b, int ldb, float beta, float *c, int ldc);
 /* `count` such products, the i-th of a + i stride_a, b + i stride_b into c + i stride_c
