@@ -389,3 +389,14 @@ void rg_cuda_mse_backward(const float *y, const float *target, const int *labels
         if (dtarget) HOST(dtarget)[i] -= e;
     }
 }
+
+void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float s = 0;
+        for (int k = 0; k < t->n; k++) s += t->w[k] * HOST(t->x[k])[i];
+        HOST(y)[i] = s;
+    }
+}
+void rg_cuda_add_scaled(float *dx, const float *dy, float w, size_t n) {
+    for (size_t i = 0; i < n; i++) HOST(dx)[i] += w * HOST(dy)[i];
+}

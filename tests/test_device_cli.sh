@@ -27,6 +27,12 @@ extra=(--epochs 1 --optimizer nesterov --schedule cosine,warmup:4 --clip-norm 0.
 "$DEV" "${common[@]}" "${extra[@]}" --device cuda --checkpoint-dir "$tmp/dev-extra" >"$tmp/dev-extra.out" 2>&1 \
   || bad "remedies on the device: $(tail -2 "$tmp/dev-extra.out")"
 same "$tmp/cpu-extra/last.safetensors" "$tmp/dev-extra/last.safetensors" "clipping, max-norm, a schedule, a frozen layer"
+# auxiliary heads (a weighted sum of the losses, its weight decaying each step)
+aux=(--epochs 1 --model mlp:depth=4,width=64 --aux-heads 2 --repair off)
+"$CPU" "${common[@]}" "${aux[@]}" --checkpoint-dir "$tmp/cpu-aux" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${aux[@]}" --device cuda --checkpoint-dir "$tmp/dev-aux" >"$tmp/dev-aux.out" 2>&1 \
+  || bad "auxiliary heads on the device: $(tail -2 "$tmp/dev-aux.out")"
+same "$tmp/cpu-aux/last.safetensors" "$tmp/dev-aux/last.safetensors" "auxiliary heads"
 # a residual MLP (the add)
 res=(--epochs 1 --model mlp:depth=3,width=64,residual=1 --repair off)
 "$CPU" "${common[@]}" "${res[@]}" --checkpoint-dir "$tmp/cpu-res" >/dev/null 2>&1
@@ -77,7 +83,7 @@ expect() { # expect CODE PATTERN COMMAND...: exit code and message
 }
 expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --repair auto
 expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --monitor-every 5
-expect 1 "hooks (lassonet, auxiliary heads) does not run on the device yet" "$DEV" "${common[@]}" --device cuda --model lassonet
+expect 1 "own weight updates (lassonet) does not run on the device yet" "$DEV" "${common[@]}" --device cuda --model lassonet
 expect 1 "eval does not run on the CUDA backend yet" "$DEV" eval --weights "$tmp/cpu-adam/last.safetensors" --device cuda
 # TF32 on the device (the stand-in's products are fp32 either way); not on the CPU; no bf16 yet
 "$DEV" "${common[@]}" --epochs 1 --device cuda --precision tf32 --checkpoint-dir "$tmp/tf32" >/dev/null 2>&1 \

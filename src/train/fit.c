@@ -198,12 +198,12 @@ static rg_status fit_check(const rg_fit_config *cfg, const rg_graph *g, int batc
 }
 
 /* On a device: what does not run there yet (the monitor's, GRA's and pruning's reductions,
- * model hooks and the all-reduce work on host memory), refused by name. */
+ * a model's own weight updates and the all-reduce work on host memory), refused by name. */
 static rg_status fit_check_device(const rg_fit_config *cfg, const rg_model *m) {
     const char *what = cfg->repair ? "GRA (repair = 0, --repair off)"
                        : cfg->monitor_every > 0 ? "the health monitor (monitor_every = 0)"
                        : cfg->prune_end > 0 ? "pruning"
-                       : m->n_hooks > 0 ? "this model's own update hooks (lassonet, auxiliary heads)"
+                       : rg_model_moves_weights(m) ? "this model's own weight updates (lassonet)"
                        : rg_dist_size() > 1 ? "data-parallel training (MPI)" : NULL;
     return what ? rg_fail(RG_ERR_STATE, "%s does not run on the device yet: train without it, or on "
                                         "the CPU", what)

@@ -73,6 +73,22 @@ static void add_backward(rg_graph *g, rg_node_impl *n, int batch) {
         if (rg_in(g, n, k)->needs_grad) rg_cuda_pass_on(rg_in(g, n, k)->dout, n->dout, rows(n, batch), rg_grad_fresh(g, k));
 }
 
+_Static_assert(RG_CUDA_MAX_TERMS == RG_MAX_INPUTS, "a weighted sum's terms fit the kernel's");
+
+static void weighted_sum_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
+    (void)train;
+    const wsum_attr *a = n->attr;
+    rg_cuda_terms t = {.n = n->n_inputs};
+    for (int k = 0; k < n->n_inputs; k++) t.w[k] = a->w[k], t.x[k] = rg_in(g, n, k)->out;
+    rg_cuda_weighted_sum(n->out, &t, rows(n, batch));
+}
+
+static void weighted_sum_backward(rg_graph *g, rg_node_impl *n, int batch) {
+    const wsum_attr *a = n->attr;
+    for (int k = 0; k < n->n_inputs; k++)
+        if (rg_in(g, n, k)->needs_grad) rg_cuda_add_scaled(rg_in(g, n, k)->dout, n->dout, a->w[k], rows(n, batch));
+}
+
 static void zero_pad_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const pad_attr *a = n->attr;
@@ -296,6 +312,7 @@ const rg_backend rg_cuda_backend = {
         [RG_OP_FLATTEN] = {alias_forward, NULL, NULL, NULL},
         [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, NULL, NULL},
         [RG_OP_ADD] = {add_forward, add_backward, NULL, NULL},
+        [RG_OP_WEIGHTED_SUM] = {weighted_sum_forward, weighted_sum_backward, NULL, NULL},
         [RG_OP_ZERO_PAD] = {zero_pad_forward, zero_pad_backward, NULL, NULL},
         [RG_OP_CONCAT] = {concat_forward, concat_backward, NULL, NULL},
         [RG_OP_GLOBAL_AVG_POOL] = {global_avg_pool_forward, global_avg_pool_backward, NULL, NULL},

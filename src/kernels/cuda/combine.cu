@@ -1,8 +1,8 @@
 /*
  * combine.cu — the ops that move or add values without weights, on the device, each as the
  * CPU's op_combine.c and op_pool.c compute it (the same sums in the same order: the CPU's
- * bits): add, a gradient passed on (= or +=), zero padding, concat, global average pooling
- * and the channels-last flatten, forward and backward.
+ * bits): add, a weighted sum, a gradient passed on (= or +=), zero padding, concat, global
+ * average pooling and the channels-last flatten, forward and backward.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -11,6 +11,19 @@
 
 __global__ static void add(float *y, const float *a, const float *b, size_t n) {
     GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+}
+
+/* y = sum_k w_k x_k, the inputs in order */
+__global__ static void weighted_sum(float *y, rg_cuda_terms t, size_t n) {
+    GRID_STRIDE(i, n) {
+        float s = 0;
+        for (int k = 0; k < t.n; k++) s += t.w[k] * t.x[k][i];
+        y[i] = s;
+    }
+}
+
+__global__ static void add_scaled(float *dx, const float *dy, float w, size_t n) {
+    GRID_STRIDE(i, n) dx[i] += w * dy[i];
 }
 
 __global__ static void pass_on(float *dx, const float *dy, size_t n, bool fresh) {
@@ -74,6 +87,10 @@ __global__ static void from_channels_last(const float *dy, float *dx, int batch,
 }
 
 extern "C" void rg_cuda_add(float *y, const float *a, const float *b, size_t n) { LAUNCH(add, n, y, a, b, n); }
+
+extern "C" void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n) { LAUNCH(weighted_sum, n, y, *t, n); }
+
+extern "C" void rg_cuda_add_scaled(float *dx, const float *dy, float w, size_t n) { LAUNCH(add_scaled, n, dx, dy, w, n); }
 
 extern "C" void rg_cuda_pass_on(float *dx, const float *dy, size_t n, bool fresh) {
     LAUNCH(pass_on, n, dx, dy, n, fresh);

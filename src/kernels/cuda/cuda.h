@@ -23,6 +23,8 @@ extern "C" {
 
 #include "../kernels.h" /* rg_conv_geom */
 
+#define RG_CUDA_MAX_TERMS 8 /* a weighted sum's inputs: RG_MAX_INPUTS */
+
 /* Whether device `index` can be used: RG_OK with its name, memory and compute capability
  * in desc; else RG_ERR_STATE with the reason (no driver, no device), or RG_ERR_ARG for an
  * index past the devices there are. */
@@ -97,6 +99,15 @@ rg_status rg_cuda_dense_backward(const float *x, const float *dy, const float *w
  * (its hw values added in order in float), and back (+= dy / hw); (c, h, w) to channels-last
  * order, and back (+=). */
 void rg_cuda_add(float *y, const float *a, const float *b, size_t n);
+/* y = sum_k w_k x_k over n values (the terms in order, as the CPU adds them), and a
+ * term's gradient dx += w dy. */
+typedef struct rg_cuda_terms {
+    int n;
+    float w[RG_CUDA_MAX_TERMS];
+    const float *x[RG_CUDA_MAX_TERMS];
+} rg_cuda_terms;
+void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n);
+void rg_cuda_add_scaled(float *dx, const float *dy, float w, size_t n);
 void rg_cuda_pass_on(float *dx, const float *dy, size_t n, bool fresh);
 void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top,
                               int left);
