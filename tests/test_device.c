@@ -201,6 +201,7 @@ static void placement_errors_say_why(void **state) {
     assert_int_equal(rg_graph_set_device(g, "cuda:3"), RG_ERR_ARG);
     assert_non_null(strstr(rg_last_error(), "no such device"));
     assert_int_equal(rg_graph_set_device(g, "gpu"), RG_ERR_ARG);
+    assert_int_equal(rg_graph_set_device(g, "cuda"), RG_OK); /* and back: the CPU's plans again */
     assert_int_equal(rg_graph_set_device(g, "cpu"), RG_OK);
     assert_int_equal(rg_graph_compile(g, 4), RG_OK);
     assert_int_equal(rg_graph_set_device(g, "cuda"), RG_ERR_STATE);

@@ -247,30 +247,30 @@ rg_status rg_graph_set_device(rg_graph *g, const char *device) {
     char desc[160];
     rg_status s = rg_device_check(device, desc, sizeof desc);
     if (s) return s;
-    if (!device || strcmp(device, "cpu") == 0) {
-        g->backend = &rg_cpu_backend;
-        return RG_OK;
-    }
+    const rg_backend *b = &rg_cpu_backend;
+    size_t free_bytes = 0;
+    if (device && strcmp(device, "cpu") != 0) {
 #ifdef RG_HAVE_CUDA
-    const rg_backend *b = &rg_cuda_backend;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const rg_node_impl *n = &g->nodes[i];
-        if (!b->ops[n->op].forward)
-            return rg_fail(RG_ERR_STATE, "%s: the CUDA backend has no %s yet (node '%s'): use "
-                                         "--device cpu for this model", desc, rg_op_table[n->op]->name, n->name);
+        b = &rg_cuda_backend;
+        for (int i = 0; i < g->n_nodes; i++) {
+            const rg_node_impl *n = &g->nodes[i];
+            if (!b->ops[n->op].forward)
+                return rg_fail(RG_ERR_STATE, "%s: the CUDA backend has no %s yet (node '%s'): use "
+                                             "--device cpu for this model", desc, rg_op_table[n->op]->name, n->name);
+        }
+        if ((s = rg_cuda_select(device)) || (s = rg_cuda_free_memory(&free_bytes))) return s;
+#else
+        return rg_fail(RG_ERR_STATE, "device '%s': this regrad was built without the CUDA backend", device);
+#endif
     }
-    if ((s = rg_cuda_select(device)) || (s = rg_cuda_free_memory(&g->device_free))) return s;
-    g->backend = b;
-    /* the device's own scratch needs */
-    for (int i = 0; i < g->n_nodes; i++) {
+    if (b == g->backend) return RG_OK;
+    g->backend = b, g->device_free = free_bytes;
+    for (int i = 0; i < g->n_nodes; i++) { /* the backend's own scratch needs */
         rg_node_impl *n = &g->nodes[i];
         n->workspace = n->workspace_per_sample = 0;
         if (b->ops[n->op].plan) b->ops[n->op].plan(g, n);
     }
     return RG_OK;
-#else
-    return rg_fail(RG_ERR_STATE, "device '%s': this regrad was built without the CUDA backend", device);
-#endif
 }
 
 rg_status rg_graph_compile(rg_graph *g, int max_batch) {
