@@ -182,12 +182,8 @@ void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t 
         HOST(dx)[i] += HOST(dy)[i / (c * hw) * c * hw + i % hw * c + i / hw % c];
 }
 
-static bool direct(const rg_conv_geom *q) {
-    return q->kh == 1 && q->kw == 1 && q->stride == 1 && q->pad_t == 0 && q->pad_l == 0 && q->oh == q->h &&
-           q->ow == q->w;
-}
 size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups) {
-    return (direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow) + (size_t)filters * (q->c / groups) * q->kh * q->kw;
+    return rg_cuda_conv_columns(q) + (size_t)filters * (q->c / groups) * q->kh * q->kw;
 }
 rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                                 size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
@@ -204,15 +200,15 @@ rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bi
                                  const rg_conv_geom *q, int filters, int groups, float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
-    const size_t cs = direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * ohw;
+    const size_t cs = rg_cuda_conv_columns(q);
     for (int b = 0; bias && b < batch; b++)
         for (int o = 0; o < filters; o++)
             for (int p = 0; p < ohw; p++) HOST(y)[b * out_size + (size_t)o * ohw + p] = HOST(bias)[o];
-    for (int b = 0; !direct(q) && b < batch; b++) rg_im2col(HOST(x) + b * in_size, q, HOST(col) + b * cs);
-    const float *cols = direct(q) ? x : col;
+    for (int b = 0; !rg_cuda_conv_direct(q) && b < batch; b++) rg_im2col(HOST(x) + b * in_size, q, HOST(col) + b * cs);
+    const float *cols = rg_cuda_conv_direct(q) ? x : col;
     for (int gi = 0; gi < groups; gi++)
         rg_cuda_sgemm_batched(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw,
-                              ohw, direct(q) ? in_size : cs, bias ? 1.0f : 0.0f, y + (size_t)gi * og * ohw, ohw, out_size,
+                              ohw, rg_cuda_conv_direct(q) ? in_size : cs, bias ? 1.0f : 0.0f, y + (size_t)gi * og * ohw, ohw, out_size,
                               batch);
     return RG_OK;
 }
@@ -221,7 +217,7 @@ rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *
                                   float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, wsize = (size_t)filters * kg;
-    const size_t cs = direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * ohw, stride = direct(q) ? in_size : cs;
+    const size_t cs = rg_cuda_conv_columns(q), stride = rg_cuda_conv_direct(q) ? in_size : cs;
     float *parts = col + (size_t)batch * cs;
     for (int o = 0; db && o < filters; o++) {
         float s = HOST(db)[o];
@@ -229,8 +225,8 @@ rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *
             for (int p = 0; p < ohw; p++) s += HOST(dy)[b * out_size + (size_t)o * ohw + p];
         HOST(db)[o] = s;
     }
-    for (int b = 0; !direct(q) && b < batch; b++) rg_im2col(HOST(x) + b * in_size, q, HOST(col) + b * cs);
-    const float *cols = direct(q) ? x : col;
+    for (int b = 0; !rg_cuda_conv_direct(q) && b < batch; b++) rg_im2col(HOST(x) + b * in_size, q, HOST(col) + b * cs);
+    const float *cols = rg_cuda_conv_direct(q) ? x : col;
     for (int gi = 0; gi < groups; gi++)
         rg_cuda_sgemm_batched(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw, out_size,
                               cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg, kg, wsize, batch);
@@ -240,12 +236,12 @@ rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *
         HOST(dw)[i] = s;
     }
     if (!dx) return RG_OK;
-    float *dcol = direct(q) ? dx : col;
+    float *dcol = rg_cuda_conv_direct(q) ? dx : col;
     for (int gi = 0; gi < groups; gi++)
         rg_cuda_sgemm_batched(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, 0, dy + (size_t)gi * og * ohw,
-                              ohw, out_size, direct(q) && !fresh ? 1.0f : 0.0f, dcol + (size_t)gi * kg * ohw, ohw, stride,
+                              ohw, out_size, rg_cuda_conv_direct(q) && !fresh ? 1.0f : 0.0f, dcol + (size_t)gi * kg * ohw, ohw, stride,
                               batch);
-    for (int b = 0; !direct(q) && b < batch; b++) {
+    for (int b = 0; !rg_cuda_conv_direct(q) && b < batch; b++) {
         if (fresh) memset(HOST(dx) + b * in_size, 0, in_size * sizeof(float));
         rg_col2im_add(HOST(col) + b * cs, q, HOST(dx) + b * in_size);
     }

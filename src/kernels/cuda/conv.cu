@@ -73,31 +73,28 @@ __global__ static void bias_grad(const float *dy, float *db, int batch, int filt
     db[o] = s;
 }
 
-/* whether x itself is the column matrix: a 1x1 window at stride 1 without padding */
-static bool direct(const rg_conv_geom *q) {
-    return q->kh == 1 && q->kw == 1 && q->stride == 1 && q->pad_t == 0 && q->pad_l == 0 && q->oh == q->h &&
-           q->ow == q->w;
+extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups) {
+    return rg_cuda_conv_columns(q) + (size_t)filters * (q->c / groups) * q->kh * q->kw;
 }
 
-/* a sample's columns (none for a direct convolution), then its dW */
-static size_t col_floats(const rg_conv_geom *q) { return direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow; }
-
-extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups) {
-    return col_floats(q) + (size_t)filters * (q->c / groups) * q->kh * q->kw;
+/* The batch's column matrices (x itself for a direct convolution), and how far apart
+ * samples lie in them. */
+static const float *columns(const float *x, const rg_conv_geom *q, float *col, int batch, size_t *stride) {
+    const size_t in_size = (size_t)q->c * q->h * q->w, cs = rg_cuda_conv_columns(q);
+    *stride = rg_cuda_conv_direct(q) ? in_size : cs;
+    if (rg_cuda_conv_direct(q)) return x;
+    LAUNCH(im2col, (size_t)batch * cs, x, *q, col, batch, in_size, cs);
+    return col;
 }
 
 extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
                                             const rg_conv_geom *q, int filters, int groups, float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
-    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, cs = col_floats(q);
+    const size_t out_size = (size_t)filters * ohw;
     if (batch <= 0) return RG_OK;
     if (bias) LAUNCH(bias_planes, (size_t)batch * out_size, bias, y, (size_t)batch * filters, filters, (size_t)ohw);
-    const float *cols = x;
-    if (!direct(q)) {
-        LAUNCH(im2col, (size_t)batch * cs, x, *q, col, batch, in_size, cs);
-        cols = col;
-    }
-    const size_t stride = direct(q) ? in_size : cs;
+    size_t stride;
+    const float *cols = columns(x, q, col, batch, &stride);
     rg_status s = RG_OK;
     for (int gi = 0; gi < groups && !s; gi++)
         s = rg_cuda_sgemm_batched(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, 0,
@@ -110,18 +107,13 @@ extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, co
                                              float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters,
                                              int groups, float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
-    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, cs = col_floats(q);
+    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, cs = rg_cuda_conv_columns(q);
     const size_t wsize = (size_t)filters * kg;
     float *parts = col + (size_t)batch * cs; /* each sample's dW */
     if (batch <= 0) return RG_OK;
-    if (db) bias_grad<<<(filters + RG_CUDA_THREADS - 1) / RG_CUDA_THREADS, RG_CUDA_THREADS>>>(dy, db, batch, filters,
-                                                                                             (size_t)ohw);
-    const float *cols = x;
-    if (!direct(q)) {
-        LAUNCH(im2col, (size_t)batch * cs, x, *q, col, batch, in_size, cs);
-        cols = col;
-    }
-    const size_t stride = direct(q) ? in_size : cs;
+    if (db) LAUNCH(bias_grad, (size_t)filters, dy, db, batch, filters, (size_t)ohw);
+    size_t stride;
+    const float *cols = columns(x, q, col, batch, &stride);
     rg_status s = RG_OK;
     for (int gi = 0; gi < groups && !s; gi++) /* each sample's dW, summed in sample order */
         s = rg_cuda_sgemm_batched(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw, out_size,
@@ -130,12 +122,12 @@ extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, co
     if (!s) LAUNCH(add_parts, wsize, parts, dw, wsize, batch);
     if (!dx || s) return s;
     /* W^T dY: into dx itself for a direct convolution, else into the columns, scattered back */
-    float *dcol = direct(q) ? dx : col;
-    const float beta = direct(q) && !fresh ? 1.0f : 0.0f;
+    float *dcol = rg_cuda_conv_direct(q) ? dx : col;
+    const float beta = rg_cuda_conv_direct(q) && !fresh ? 1.0f : 0.0f;
     for (int gi = 0; gi < groups && !s; gi++)
         s = rg_cuda_sgemm_batched(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, 0,
                                   dy + (size_t)gi * og * ohw, ohw, out_size, beta, dcol + (size_t)gi * kg * ohw, ohw,
                                   stride, batch);
-    if (!s && !direct(q)) LAUNCH(col2im, (size_t)batch * in_size, col, *q, dx, fresh, batch, in_size, cs);
+    if (!s && !rg_cuda_conv_direct(q)) LAUNCH(col2im, (size_t)batch * in_size, col, *q, dx, fresh, batch, in_size, cs);
     return s;
 }

@@ -125,6 +125,15 @@ void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t 
  * (fresh) or += the scatter of W^T dY (when dx).  col: device scratch of
  * rg_cuda_conv2d_workspace floats a sample. */
 size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups);
+/* Whether x itself is the column matrix (a 1x1 window at stride 1 without padding), and a
+ * sample's column floats otherwise (0 when direct). */
+static inline bool rg_cuda_conv_direct(const rg_conv_geom *q) {
+    return q->kh == 1 && q->kw == 1 && q->stride == 1 && q->pad_t == 0 && q->pad_l == 0 && q->oh == q->h &&
+           q->ow == q->w;
+}
+static inline size_t rg_cuda_conv_columns(const rg_conv_geom *q) {
+    return rg_cuda_conv_direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow;
+}
 rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
                                  const rg_conv_geom *q, int filters, int groups, float *col);
 rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
