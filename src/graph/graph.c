@@ -56,6 +56,14 @@ rg_node rg_graph_error(rg_graph *g, rg_status s, const char *fmt, ...) {
     return RG_NONE;
 }
 
+/* The profiler's clock; on a device, its queued work finished first, so an op's time is its
+ * kernels' and not its launches' (a failure there is the step's). */
+static rg_status profile_clock(const rg_graph *g, double *t) {
+    const rg_status s = g->backend->device ? g->backend->status() : RG_OK;
+    *t = rg_seconds();
+    return s;
+}
+
 void rg_graph_profile(rg_graph *g, int on) {
     if (!g) return;
     g->profile = on != 0;
@@ -403,9 +411,13 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
-        double t0 = g->profile ? rg_seconds() : 0;
+        double t0 = 0, t1;
+        if (g->profile && (s = profile_clock(g, &t0))) return s;
         g->backend->ops[n->op].forward(g, n, batch, train != 0);
-        if (g->profile) n->fwd_seconds += rg_seconds() - t0;
+        if (g->profile) {
+            if ((s = profile_clock(g, &t1))) return s;
+            n->fwd_seconds += t1 - t0;
+        }
         if (g->hook) g->hook(g, i, false, g->hook_user);
         if (g->check_numerics && (s = first_nonfinite(g, n->out, (n->batched ? (size_t)batch : 1) * n->size,
                                                       "the output of", n)))
@@ -451,9 +463,13 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
         }
         if (g->capture_adjoint && g->adjoint[i])
             memcpy(g->adjoint[i], n->dout, (n->batched ? (size_t)g->batch : 1) * n->size * sizeof(float));
-        double t0 = g->profile ? rg_seconds() : 0;
+        double t0 = 0, t1;
+        if (g->profile && (s = profile_clock(g, &t0))) return s;
         g->backend->ops[n->op].backward(g, n, g->batch);
-        if (g->profile) n->bwd_seconds += rg_seconds() - t0;
+        if (g->profile) {
+            if ((s = profile_clock(g, &t1))) return s;
+            n->bwd_seconds += t1 - t0;
+        }
         if (g->hook) g->hook(g, i, true, g->hook_user);
         if (g->check_numerics) {
             for (int k = 0; k < n->n_inputs && !s && !n->fused; k++) {
