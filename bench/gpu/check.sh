@@ -3,8 +3,10 @@
 # CPU, run this once, read it, fix, run again).  Builds regrad with the CUDA backend in
 # build-gpu/ (or runs the programs bench/gpu/bundle.sh carried in build-gpu/carry/), runs
 # the GPU tests (test_cuda: the kernels against the CPU; test_device_gpu: a graph on the
-# device against the CPU), an MLP trained with `--device cuda` and `--device cpu` (test
-# accuracy, weights apart), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
+# device against the CPU, with cuDNN's convolutions and with regrad's own), an MLP trained
+# with `--device cuda` and `--device cpu` (test accuracy, weights apart), a CNN trained twice
+# on the GPU (the same bits), ResNet50V2, DenseNet121 and resnet20v2 steps (op times in the
+# logs), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
 # onnxruntime), and prints one summary table.  A few minutes on 16 cores.
 # Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs)
@@ -38,6 +40,16 @@ if [ "$build" = ok ]; then
   case $? in 0) tests=ok ;; 77) tests=SKIP ;; *) tests=FAIL ;; esac
   "$test_device" >"$log/dtest" 2>&1
   case $? in 0) dtests=ok ;; 77) dtests=SKIP ;; *) dtests=FAIL ;; esac
+  # the same graphs with regrad's own convolutions (im2col and cuBLAS) in place of cuDNN's
+  REGRAD_CUDNN=0 "$test_device" >"$log/dtest-im2col" 2>&1
+  case $? in 0) itests=ok ;; 77) itests=SKIP ;; *) itests=FAIL ;; esac
+  # a CNN trained twice with one seed on the GPU: the same bits (fp32, cuDNN's deterministic algorithms)
+  for run in a b; do
+    "$regrad" train --data "$data" --model cnn --device cuda --repair off --epochs 1 --seed 3 --quiet \
+      --checkpoint-dir "$log/ck-cnn-$run" >"$log/cnn-$run" 2>&1
+  done
+  echo "$(tail -1 "$log/cnn-a" | cut -c1-40); $("$diff" "$log/ck-cnn-a/last.safetensors" "$log/ck-cnn-b/last.safetensors" 2>&1 | tail -1)" >"$log/cnn-twice"
+  rm -rf "$log/ck-cnn-a" "$log/ck-cnn-b"
   # the same MLP trained on the GPU and on the CPU: test accuracy of each, weights apart
   ck=$(mktemp -d)
   for dev in cuda cpu; do
@@ -51,9 +63,16 @@ if [ "$build" = ok ]; then
   # ResNet50V2, 224x224, batch 32, fp32 and TF32: regrad's step (im2col and cuBLAS so far)
   # and PyTorch's (cuDNN), images/s
   for p in fp32 tf32; do
-    "$regrad" bench --model resnet50v2 --device cuda --precision $p --batch 32 --steps 5 >"$log/r50-$p" 2>&1
+    "$regrad" bench --model resnet50v2 --device cuda --precision $p --batch 32 --steps 10 --layers >"$log/r50-$p" 2>&1
     python3 bench/torch_resnet50v2.py --device cuda --precision $p --batch 32 --steps 5 >"$log/r50torch-$p" 2>&1
     echo "regrad $(grep -o '[0-9.]* images/s' "$log/r50-$p" | head -1), pytorch $(grep -o '"images_per_sec": [0-9.]*' "$log/r50torch-$p" | cut -d' ' -f2) images/s" >"$log/r50row-$p"
+  done
+  "$regrad" bench --model resnet50v2 --device cuda --precision tf32 --batch 256 --steps 5 >"$log/r50-tf32-256" 2>&1
+  python3 bench/torch_resnet50v2.py --device cuda --precision tf32 --batch 256 --steps 5 >"$log/r50torch-tf32-256" 2>&1
+  echo "regrad $(grep -o '[0-9.]* images/s' "$log/r50-tf32-256" | head -1), pytorch $(grep -o '"images_per_sec": [0-9.]*' "$log/r50torch-tf32-256" | cut -d' ' -f2) images/s" >"$log/r50row-tf32-256"
+  REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
+  for m in densenet121 resnet20v2; do
+    "$regrad" bench --model $m --device cuda --batch 64 --steps 10 --layers >"$log/$m" 2>&1
   done
   python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
   case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
@@ -63,15 +82,23 @@ row "GPU" "" "$(head -1 "$log/gpu")"
 row "build (REGRAD_CUDA=ON)" "$build" "$how, $((t1 - t0)) s"
 row "test_cuda (kernels vs CPU)" "$tests" "$(grep -E "PASSED|FAILED|SKIP" "$log/ctest" 2>/dev/null | head -1)"
 row "test_device_gpu (graph vs CPU)" "${dtests:-SKIP}" "$(grep -E "PASSED|FAILED|SKIP" "$log/dtest" 2>/dev/null | head -1)"
+row "test_device_gpu, REGRAD_CUDNN=0" "${itests:-SKIP}" "$(grep -E "PASSED|FAILED|SKIP" "$log/dtest-im2col" 2>/dev/null | head -1)"
 row "train MLP: cuda vs cpu" "" "$(tail -1 "$log/device" 2>/dev/null)"
+row "train CNN twice on cuda (bits)" "" "$(cat "$log/cnn-twice" 2>/dev/null)"
 row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
 row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
+row "ResNet50V2 b256 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32-256" 2>/dev/null)"
+row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
+row "DenseNet121 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/densenet121" 2>/dev/null | head -1)"
+row "resnet20v2 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/resnet20v2" 2>/dev/null | head -1)"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
 if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"; fi
 if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
 if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi
-for f in train-cuda mlp r50-fp32 r50torch-fp32; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
+if [ "${itests:-}" != ok ] && [ -f "$log/dtest-im2col" ]; then echo "--- test_device_gpu, REGRAD_CUDNN=0"; tail -20 "$log/dtest-im2col"; fi
+for f in train-cuda cnn-a mlp r50torch-fp32; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
+[ -f "$log/r50-fp32" ] && { echo "--- r50-fp32"; head -16 "$log/r50-fp32"; }
 if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
 [ -n "${REGRAD_CHECK_LOGS:-}" ] || rm -rf "$log"
-[ "$build" = ok ] && [ "$tests" = ok ] && [ "${dtests:-}" = ok ]
+[ "$build" = ok ] && [ "$tests" = ok ] && [ "${dtests:-}" = ok ] && [ "${itests:-}" = ok ]

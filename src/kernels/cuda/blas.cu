@@ -105,6 +105,7 @@ extern "C" rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, in
 }
 
 extern "C" void rg_cuda_set_tf32(bool on) {
+    rg_cudnn_set_tf32(on);
     if (rg_cuda_blas_ready() == RG_OK)
         blas.set_math_mode(blas.handle, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH);
 }

@@ -6,8 +6,9 @@
  * samples of dY col(x)^T (each sample's product, then added in sample order), db += dY
  * summed over samples and positions (one thread a filter, in a fixed order), dx (+)= the
  * scatter of W^T dY, gathered per input value (no atomics: the same bits every run).  The
- * columns of the whole batch and each sample's dW live in the graph's workspace;
- * cuDNN's kernels are the next step (docs/cuda.md).
+ * columns of the whole batch and each sample's dW live in the graph's workspace.  Where
+ * cuDNN is found and its symmetric padding fits the geometry (cudnn.cu), its convolutions
+ * replace the products and the columns; the bias stays here.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -60,20 +61,17 @@ __global__ static void add_parts(const float *parts, float *dw, size_t n, int ba
 
 /* every plane of y (batch x filters planes of ohw) starts at its filter's bias */
 __global__ static void bias_planes(const float *bias, float *y, size_t planes, int filters, size_t ohw) {
-    GRID_STRIDE(e, planes * ohw) y[e] = bias[e / ohw % filters];
+    GRID_STRIDE(e, planes * ohw) y[e] = bias[rg_cuda_channel_of(e, ohw, filters)];
 }
 
-/* db[o] += dY[b][o][p] over samples, then positions, in float */
+/* one block a filter: db[o] += dY[b][o][p] summed over samples and positions */
 __global__ static void bias_grad(const float *dy, float *db, int batch, int filters, size_t ohw) {
-    const int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= filters) return;
-    float s = db[o];
-    for (int b = 0; b < batch; b++)
-        for (size_t p = 0; p < ohw; p++) s += dy[((size_t)b * filters + o) * ohw + p];
-    db[o] = s;
+    const double s = rg_cuda_channel_sum(batch, filters, ohw, blockIdx.x, rg_cuda_values{dy});
+    if (threadIdx.x == 0) db[blockIdx.x] += (float)s;
 }
 
 extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups) {
+    if (rg_cudnn_usable(q)) return 0; /* cuDNN's scratch is its own */
     return rg_cuda_conv_columns(q) + (size_t)filters * (q->c / groups) * q->kh * q->kw;
 }
 
@@ -93,6 +91,7 @@ extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, cons
     const size_t out_size = (size_t)filters * ohw;
     if (batch <= 0) return RG_OK;
     if (bias) LAUNCH(bias_planes, (size_t)batch * out_size, bias, y, (size_t)batch * filters, filters, (size_t)ohw);
+    if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_forward(x, w, y, bias ? 1.0f : 0.0f, batch, q, filters, groups);
     size_t stride;
     const float *cols = columns(x, q, col, batch, &stride);
     rg_status s = RG_OK;
@@ -111,7 +110,8 @@ extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, co
     const size_t wsize = (size_t)filters * kg;
     float *parts = col + (size_t)batch * cs; /* each sample's dW */
     if (batch <= 0) return RG_OK;
-    if (db) LAUNCH(bias_grad, (size_t)filters, dy, db, batch, filters, (size_t)ohw);
+    if (db) bias_grad<<<filters, RG_CUDA_THREADS>>>(dy, db, batch, filters, (size_t)ohw);
+    if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_backward(x, dy, w, dw, dx, fresh ? 0.0f : 1.0f, batch, q, filters, groups);
     size_t stride;
     const float *cols = columns(x, q, col, batch, &stride);
     rg_status s = RG_OK;

@@ -134,6 +134,15 @@ static inline bool rg_cuda_conv_direct(const rg_conv_geom *q) {
 static inline size_t rg_cuda_conv_columns(const rg_conv_geom *q) {
     return rg_cuda_conv_direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow;
 }
+/* cuDNN's convolutions (cudnn.cu): whether it was found (and REGRAD_CUDNN is not 0) and can
+ * take geometry q; its products in TF32 or strict fp32; y = (beta 0) or += the convolution;
+ * dw += the filters' gradient, dx = (beta 0) or += the input's when dx. */
+bool rg_cudnn_usable(const rg_conv_geom *q);
+void rg_cudnn_set_tf32(bool on);
+rg_status rg_cudnn_conv2d_forward(const float *x, const float *w, float *y, float beta, int batch,
+                                  const rg_conv_geom *q, int filters, int groups);
+rg_status rg_cudnn_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *dx, float beta,
+                                   int batch, const rg_conv_geom *q, int filters, int groups);
 rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
                                  const rg_conv_geom *q, int filters, int groups, float *col);
 rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,

@@ -1,6 +1,7 @@
 /*
- * launch.h — the launch shape the element-wise kernels share (.cu files only): 256 threads a
- * block, enough blocks to cover n up to a cap, each thread striding over the rest.
+ * launch.h — what the kernels share (.cu files only): the element-wise launch shape (256
+ * threads a block, enough blocks to cover n up to a cap, each thread striding over the
+ * rest) and the per-channel sum of a block (batch norm's statistics, a bias's gradient).
  */
 #ifndef RG_CUDA_LAUNCH_H
 #define RG_CUDA_LAUNCH_H
@@ -23,5 +24,43 @@ static inline unsigned rg_cuda_grid(size_t n) {
     do { \
         if (n) kernel<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(__VA_ARGS__); \
     } while (0)
+
+/* the channel of value i of a batch x C x hw tensor, in 32 bits where they hold it */
+__device__ static inline int rg_cuda_channel_of(size_t i, size_t hw, int C) {
+    if (i <= 0xffffffffu && hw <= 0xffffffffu) return (int)((unsigned)i / (unsigned)hw % (unsigned)C);
+    return (int)(i / hw % (size_t)C);
+}
+
+/* The sum in double of f(i) over channel c's values i of a batch x C x hw tensor, by the
+ * RG_CUDA_THREADS threads of one block, every thread receiving it: thread t adds values t,
+ * t + THREADS, ... of the channel (samples, then positions) and a tree adds the threads'
+ * parts, so the bits do not change between runs.  (b, p) steps without a division. */
+template <typename F>
+__device__ static double rg_cuda_channel_sum(int batch, int C, size_t hw, int c, F f) {
+    __shared__ double part[RG_CUDA_THREADS];
+    const size_t step_b = RG_CUDA_THREADS / hw, step_p = RG_CUDA_THREADS % hw;
+    size_t b = threadIdx.x / hw, p = threadIdx.x % hw;
+    double s = 0;
+    while (b < (size_t)batch) {
+        s += f((b * C + c) * hw + p);
+        b += step_b, p += step_p;
+        if (p >= hw) p -= hw, b++;
+    }
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    const double total = part[0];
+    __syncthreads(); /* part is reused by the next sum */
+    return total;
+}
+
+/* f for rg_cuda_channel_sum: the values themselves */
+struct rg_cuda_values {
+    const float *x;
+    __device__ double operator()(size_t i) const { return x[i]; }
+};
 
 #endif

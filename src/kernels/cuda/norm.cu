@@ -12,51 +12,28 @@
 
 #include <cuda_runtime.h>
 
-#define THREADS 256
-
-/* the sum over channel c's values of f(x, dy) in double, by a block of THREADS */
-template <typename F>
-__device__ static double channel_sum(const float *x, const float *dy, int batch, int C, size_t hw, int c, F f) {
-    __shared__ double part[THREADS];
-    double s = 0;
-    for (size_t t = threadIdx.x; t < (size_t)batch * hw; t += THREADS) {
-        const size_t at = (t / hw * C + c) * hw + t % hw;
-        s += f(x[at], dy ? dy[at] : 0.0f);
-    }
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int half = THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
-    const double total = part[0];
-    __syncthreads(); /* part is reused by the next sum */
-    return total;
-}
-
 /* dy masked by a fused relu: 0 where x scale + shift was not positive */
 __device__ static float masked(float dy, float x, const float *pair) {
     return pair && !(x * pair[0] + pair[1] > 0) ? 0.0f : dy;
 }
 
-struct value {
-    __device__ double operator()(float x, float) const { return x; }
-};
 struct centred_square {
+    const float *x;
     float mu;
-    __device__ double operator()(float x, float) const {
-        const float d = x - mu;
+    __device__ double operator()(size_t i) const {
+        const float d = x[i] - mu;
         return (double)d * d;
     }
 };
 struct gradient {
-    const float *pair;
-    __device__ double operator()(float x, float dy) const { return masked(dy, x, pair); }
+    const float *x, *dy, *pair;
+    __device__ double operator()(size_t i) const { return masked(dy[i], x[i], pair); }
 };
 struct gradient_times_centred {
+    const float *x, *dy;
     float mu;
     const float *pair;
-    __device__ double operator()(float x, float dy) const { return (double)masked(dy, x, pair) * (x - mu); }
+    __device__ double operator()(size_t i) const { return (double)masked(dy[i], x[i], pair) * (x[i] - mu); }
 };
 
 /* one block a channel: the batch's statistics, the running ones, the affine pair */
@@ -64,8 +41,8 @@ __global__ static void train_statistics(const float *x, int batch, int C, size_t
                                         const float *gamma, const float *beta, float *rmean, float *rvar, float *aux) {
     const int c = blockIdx.x;
     const double m = (double)batch * hw;
-    const float mu = (float)(channel_sum(x, NULL, batch, C, hw, c, value()) / m);
-    const double var = channel_sum(x, NULL, batch, C, hw, c, centred_square{mu}) / m;
+    const float mu = (float)(rg_cuda_channel_sum(batch, C, hw, c, rg_cuda_values{x}) / m);
+    const double var = rg_cuda_channel_sum(batch, C, hw, c, centred_square{x, mu}) / m;
     if (threadIdx.x) return;
     const float inv = (float)(1.0 / sqrt(var + eps));
     aux[c] = mu, aux[C + c] = inv;
@@ -87,7 +64,7 @@ __global__ static void running_statistics(int C, float eps, const float *gamma, 
 
 __global__ static void affine(const float *x, float *y, size_t n, int C, size_t hw, const float *pair, bool relu) {
     GRID_STRIDE(i, n) {
-        const int c = (int)(i / hw % C);
+        const int c = rg_cuda_channel_of(i, hw, C);
         const float v = x[i] * pair[2 * c] + pair[2 * c + 1];
         y[i] = relu && v < 0 ? 0.0f : v;
     }
@@ -98,8 +75,8 @@ __global__ static void gradient_sums(const float *x, const float *dy, int batch,
                                      const float *aux, bool relu, float *dgamma, float *dbeta, float *coef) {
     const int c = blockIdx.x;
     const float mu = aux[c], inv = aux[C + c], *pair = relu ? aux + 2 * C + 2 * c : NULL;
-    const double sdy = channel_sum(x, dy, batch, C, hw, c, gradient{pair});
-    const double sdyx = channel_sum(x, dy, batch, C, hw, c, gradient_times_centred{mu, pair}) * inv;
+    const double sdy = rg_cuda_channel_sum(batch, C, hw, c, gradient{x, dy, pair});
+    const double sdyx = rg_cuda_channel_sum(batch, C, hw, c, gradient_times_centred{x, dy, mu, pair}) * inv;
     if (threadIdx.x) return;
     const double m = (double)batch * hw;
     dgamma[c] += (float)sdyx;
@@ -112,7 +89,7 @@ __global__ static void gradient_sums(const float *x, const float *dy, int batch,
 __global__ static void input_gradient(const float *x, const float *dy, float *dx, size_t n, int C, size_t hw,
                                       const float *aux, const float *coef, bool train, bool relu, bool fresh) {
     GRID_STRIDE(i, n) {
-        const int c = (int)(i / hw % C);
+        const int c = rg_cuda_channel_of(i, hw, C);
         const float h = masked(dy[i], x[i], relu ? aux + 2 * C + 2 * c : NULL), k = coef[3 * c];
         const float g = train ? k * (h - coef[3 * c + 1] - (x[i] - aux[c]) * aux[C + c] * coef[3 * c + 2]) : k * h;
         dx[i] = fresh ? g : dx[i] + g;
@@ -123,7 +100,7 @@ extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, 
                                            float eps, float momentum, const float *gamma, const float *beta,
                                            float *rmean, float *rvar, float *aux, bool relu) {
     if (batch <= 0) return;
-    if (train) train_statistics<<<C, THREADS>>>(x, batch, C, hw, eps, momentum, gamma, beta, rmean, rvar, aux);
+    if (train) train_statistics<<<C, RG_CUDA_THREADS>>>(x, batch, C, hw, eps, momentum, gamma, beta, rmean, rvar, aux);
     else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
     LAUNCH(affine, (size_t)batch * C * hw, x, y, (size_t)batch * C * hw, C, hw, aux + 2 * C, relu);
 }
@@ -132,7 +109,7 @@ extern "C" void rg_cuda_batch_norm_backward(const float *x, const float *dy, flo
                                             bool train, const float *gamma, const float *aux, bool relu,
                                             float *dgamma, float *dbeta, float *coef, bool fresh) {
     if (batch <= 0) return;
-    gradient_sums<<<C, THREADS>>>(x, dy, batch, C, hw, gamma, aux, relu, dgamma, dbeta, coef);
+    gradient_sums<<<C, RG_CUDA_THREADS>>>(x, dy, batch, C, hw, gamma, aux, relu, dgamma, dbeta, coef);
     if (dx) LAUNCH(input_gradient, (size_t)batch * C * hw, x, dy, dx, (size_t)batch * C * hw, C, hw, aux, coef, train,
                    relu, fresh);
 }

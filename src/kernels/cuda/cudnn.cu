@@ -1,0 +1,239 @@
+/*
+ * cudnn.cu — 2-D convolutions through cuDNN 9's convolution API, opened at first use
+ * (dlopen) as cuBLAS is, so regrad starts where cuDNN is missing and its own im2col path
+ * (conv.cu) takes every convolution there.  Per geometry and batch, a plan keeps the
+ * descriptors and the algorithms cuDNN's heuristics rank first among the deterministic ones
+ * (the same bits every run) for the forward pass, the input's gradient and the filters'
+ * gradient; fp32 is strict (FMA math: no TF32) unless the graph asks for TF32.  The
+ * algorithms' scratch is one device buffer of this file, grown to the largest plan's.
+ * REGRAD_CUDNN=0 in the environment leaves every convolution to the im2col path.
+ */
+#include "cuda.h"
+
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
+
+/* The entry points regrad uses, each typed as cudnn.h declares it. */
+#define CUDNN_ENTRIES(X) \
+    X(cudnnCreate) X(cudnnGetErrorString) X(cudnnCreateTensorDescriptor) X(cudnnSetTensor4dDescriptor) \
+    X(cudnnCreateFilterDescriptor) X(cudnnSetFilter4dDescriptor) X(cudnnCreateConvolutionDescriptor) \
+    X(cudnnSetConvolution2dDescriptor) X(cudnnSetConvolutionGroupCount) X(cudnnSetConvolutionMathType) \
+    X(cudnnGetConvolution2dForwardOutputDim) X(cudnnGetConvolutionForwardAlgorithm_v7) \
+    X(cudnnGetConvolutionBackwardDataAlgorithm_v7) X(cudnnGetConvolutionBackwardFilterAlgorithm_v7) \
+    X(cudnnGetConvolutionForwardWorkspaceSize) X(cudnnGetConvolutionBackwardDataWorkspaceSize) \
+    X(cudnnGetConvolutionBackwardFilterWorkspaceSize) X(cudnnConvolutionForward) X(cudnnConvolutionBackwardData) \
+    X(cudnnConvolutionBackwardFilter)
+#define CUDNN_FIELD(name) decltype(&::name) name;
+static struct {
+    CUDNN_ENTRIES(CUDNN_FIELD)
+    bool loaded;  /* the library and every entry point found */
+    bool created; /* the handle made (on the first convolution) */
+    cudnnHandle_t handle;
+    void *scratch;
+    size_t scratch_bytes;
+} dnn;
+
+static pthread_once_t opened = PTHREAD_ONCE_INIT;
+
+static void open_cudnn(void) {
+    const char *off = getenv("REGRAD_CUDNN");
+    if (off && !strcmp(off, "0")) return;
+    static const char *const names[] = {"libcudnn.so.9", "/usr/local/cuda/lib64/libcudnn.so.9",
+                                        "/usr/local/cuda/lib/libcudnn.so.9"};
+    void *lib = NULL;
+    for (size_t i = 0; !lib && i < sizeof names / sizeof *names; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return;
+    bool all = true;
+#define CUDNN_FIND(name) all = all && (dnn.name = (decltype(dnn.name))dlsym(lib, #name)) != NULL;
+    CUDNN_ENTRIES(CUDNN_FIND)
+    dnn.loaded = all;
+}
+
+/* cuDNN's symmetric padding gives this geometry's output: a padding the CPU gives more of at
+ * the bottom or right than at the top or left is then never read. */
+static bool symmetric(const rg_conv_geom *q) {
+    const int eh = q->dilation * (q->kh - 1) + 1, ew = q->dilation * (q->kw - 1) + 1;
+    return q->h + 2 * q->pad_t >= eh && q->w + 2 * q->pad_l >= ew &&
+           (q->h + 2 * q->pad_t - eh) / q->stride + 1 == q->oh && (q->w + 2 * q->pad_l - ew) / q->stride + 1 == q->ow;
+}
+
+extern "C" bool rg_cudnn_usable(const rg_conv_geom *q) {
+    pthread_once(&opened, open_cudnn);
+    return dnn.loaded && symmetric(q);
+}
+
+/* One convolution's descriptors and algorithms for one batch size and precision. */
+typedef struct {
+    rg_conv_geom q;
+    int filters, groups, batch;
+    bool tf32;
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    cudnnConvolutionFwdAlgoPerf_t fwd;
+    cudnnConvolutionBwdDataAlgoPerf_t bwd_data;
+    cudnnConvolutionBwdFilterAlgoPerf_t bwd_filter;
+} plan;
+
+enum { MAX_PLANS = 1024 };
+static plan plans[MAX_PLANS];
+static int n_plans;
+static bool tf32;
+
+extern "C" void rg_cudnn_set_tf32(bool on) { tf32 = on; }
+
+/* A failure, named for the step's status as well (the backend's callers look there). */
+static rg_status problem(rg_status code, const char *fmt, ...) {
+    char why[240];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    rg_cuda_note_failure("a cuDNN convolution", why);
+    return rg_fail(code, "cuda: %s", why);
+}
+
+static rg_status failed(cudnnStatus_t e, const char *what) {
+    return problem(RG_ERR_STATE, "cuDNN's %s failed (%s): set REGRAD_CUDNN=0 to use regrad's own convolutions",
+                   what, dnn.cudnnGetErrorString(e));
+}
+
+/* the first of n ranked algorithms that succeeded, is deterministic and whose scratch is
+ * below a cap; -1 if none */
+template <typename P> static int pick(const P *perf, int n) {
+    for (int i = 0; i < n; i++)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+            perf[i].memory <= ((size_t)1 << 30))
+            return i;
+    return -1;
+}
+
+static rg_status scratch_for(size_t bytes) {
+    if (bytes <= dnn.scratch_bytes) return RG_OK;
+    cudaFree(dnn.scratch); /* waits for the work that used it */
+    dnn.scratch = NULL, dnn.scratch_bytes = 0;
+    if (cudaMalloc(&dnn.scratch, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return problem(RG_ERR_MEMORY, "no device memory for cuDNN's %zu MiB of convolution scratch: lower --batch",
+                       bytes >> 20);
+    }
+    dnn.scratch_bytes = bytes;
+    return RG_OK;
+}
+
+/* the math an algorithm runs under: strict fp32 never anything but FMA */
+static rg_status math_for(const plan *p, cudnnMathType_t ranked) {
+    const cudnnStatus_t e = dnn.cudnnSetConvolutionMathType(p->conv, p->tf32 ? ranked : CUDNN_FMA_MATH);
+    return e == CUDNN_STATUS_SUCCESS ? RG_OK : failed(e, "math type");
+}
+
+static bool same(const plan *p, const rg_conv_geom *q, int filters, int groups, int batch) {
+    return p->batch == batch && p->filters == filters && p->groups == groups && p->tf32 == tf32 &&
+           !memcmp(&p->q, q, sizeof *q);
+}
+
+static rg_status plan_for(const rg_conv_geom *q, int filters, int groups, int batch, plan **out) {
+    for (int i = n_plans - 1; i >= 0; i--)
+        if (same(&plans[i], q, filters, groups, batch)) {
+            *out = &plans[i];
+            return RG_OK;
+        }
+    if (n_plans == MAX_PLANS) n_plans = 0; /* a workload of this many shapes: start again */
+    cudnnStatus_t e;
+    if (!dnn.created) {
+        if ((e = dnn.cudnnCreate(&dnn.handle)) != CUDNN_STATUS_SUCCESS) return failed(e, "start");
+        dnn.created = true;
+    }
+    plan *p = &plans[n_plans];
+    if (!p->conv && ((e = dnn.cudnnCreateTensorDescriptor(&p->x)) || (e = dnn.cudnnCreateTensorDescriptor(&p->y)) ||
+                     (e = dnn.cudnnCreateFilterDescriptor(&p->w)) ||
+                     (e = dnn.cudnnCreateConvolutionDescriptor(&p->conv))))
+        return failed(e, "descriptors");
+    p->q = *q, p->filters = filters, p->groups = groups, p->batch = batch, p->tf32 = tf32;
+    const cudnnMathType_t math = tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    int n, c, h, w;
+    if ((e = dnn.cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, q->c, q->h, q->w)) ||
+        (e = dnn.cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, filters, q->oh, q->ow)) ||
+        (e = dnn.cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, filters, q->c / groups, q->kh,
+                                            q->kw)) ||
+        (e = dnn.cudnnSetConvolution2dDescriptor(p->conv, q->pad_t, q->pad_l, q->stride, q->stride, q->dilation,
+                                                 q->dilation, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ||
+        (e = dnn.cudnnSetConvolutionGroupCount(p->conv, groups)) ||
+        (e = dnn.cudnnSetConvolutionMathType(p->conv, math)) ||
+        (e = dnn.cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &c, &h, &w)))
+        return failed(e, "convolution setup");
+    if (n != batch || c != filters || h != q->oh || w != q->ow)
+        return problem(RG_ERR_STATE, "cuDNN sees a %dx%dx%d output where regrad has %dx%dx%d: set REGRAD_CUDNN=0 "
+                       "to use regrad's own convolutions", c, h, w, filters, q->oh, q->ow);
+    enum { RANKED = 16 };
+    cudnnConvolutionFwdAlgoPerf_t fwd[RANKED];
+    cudnnConvolutionBwdDataAlgoPerf_t data[RANKED];
+    cudnnConvolutionBwdFilterAlgoPerf_t filt[RANKED];
+    int nf = 0, nd = 0, nw = 0;
+    if ((e = dnn.cudnnGetConvolutionForwardAlgorithm_v7(dnn.handle, p->x, p->w, p->conv, p->y, RANKED, &nf, fwd)) ||
+        (e = dnn.cudnnGetConvolutionBackwardDataAlgorithm_v7(dnn.handle, p->w, p->y, p->conv, p->x, RANKED, &nd,
+                                                             data)) ||
+        (e = dnn.cudnnGetConvolutionBackwardFilterAlgorithm_v7(dnn.handle, p->x, p->y, p->conv, p->w, RANKED, &nw,
+                                                               filt)))
+        return failed(e, "algorithm choice");
+    const int i = pick(fwd, nf), j = pick(data, nd), k = pick(filt, nw);
+    if (i < 0 || j < 0 || k < 0)
+        return problem(RG_ERR_STATE, "cuDNN offers no deterministic algorithm for a %dx%d convolution of %d "
+                       "channels: set REGRAD_CUDNN=0 to use regrad's own convolutions", q->kh, q->kw, q->c);
+    p->fwd = fwd[i], p->bwd_data = data[j], p->bwd_filter = filt[k];
+    /* the scratch each needs under the math it will run with */
+    size_t sf = 0, sd = 0, sw = 0;
+    rg_status s;
+    if ((s = math_for(p, p->fwd.mathType))) return s;
+    e = dnn.cudnnGetConvolutionForwardWorkspaceSize(dnn.handle, p->x, p->w, p->conv, p->y, p->fwd.algo, &sf);
+    if (!e && !(s = math_for(p, p->bwd_data.mathType)))
+        e = dnn.cudnnGetConvolutionBackwardDataWorkspaceSize(dnn.handle, p->w, p->y, p->conv, p->x, p->bwd_data.algo,
+                                                             &sd);
+    if (!e && !s && !(s = math_for(p, p->bwd_filter.mathType)))
+        e = dnn.cudnnGetConvolutionBackwardFilterWorkspaceSize(dnn.handle, p->x, p->y, p->conv, p->w,
+                                                               p->bwd_filter.algo, &sw);
+    if (s) return s;
+    if (e) return failed(e, "scratch size");
+    if ((s = scratch_for(sf > sd ? (sf > sw ? sf : sw) : (sd > sw ? sd : sw)))) return s;
+    n_plans++;
+    *out = p;
+    return RG_OK;
+}
+
+/* y (+)= the convolution of x by w (beta 1: y holds the bias already) */
+extern "C" rg_status rg_cudnn_conv2d_forward(const float *x, const float *w, float *y, float beta, int batch,
+                                             const rg_conv_geom *q, int filters, int groups) {
+    plan *p;
+    rg_status s = plan_for(q, filters, groups, batch, &p);
+    if (s || (s = math_for(p, p->fwd.mathType))) return s;
+    const float one = 1.0f;
+    const cudnnStatus_t e = dnn.cudnnConvolutionForward(dnn.handle, &one, p->x, x, p->w, w, p->conv, p->fwd.algo,
+                                                        dnn.scratch, dnn.scratch_bytes, &beta, p->y, y);
+    return e == CUDNN_STATUS_SUCCESS ? RG_OK : failed(e, "forward convolution");
+}
+
+/* dw += the filters' gradient; dx = (beta 0) or += the input's gradient, when dx */
+extern "C" rg_status rg_cudnn_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *dx,
+                                              float beta, int batch, const rg_conv_geom *q, int filters, int groups) {
+    plan *p;
+    rg_status s = plan_for(q, filters, groups, batch, &p);
+    if (s || (s = math_for(p, p->bwd_filter.mathType))) return s;
+    const float one = 1.0f;
+    cudnnStatus_t e = dnn.cudnnConvolutionBackwardFilter(dnn.handle, &one, p->x, x, p->y, dy, p->conv,
+                                                         p->bwd_filter.algo, dnn.scratch, dnn.scratch_bytes, &one,
+                                                         p->w, dw);
+    if (e != CUDNN_STATUS_SUCCESS) return failed(e, "filter gradient");
+    if (!dx) return RG_OK;
+    if ((s = math_for(p, p->bwd_data.mathType))) return s;
+    e = dnn.cudnnConvolutionBackwardData(dnn.handle, &one, p->w, w, p->y, dy, p->conv, p->bwd_data.algo, dnn.scratch,
+                                         dnn.scratch_bytes, &beta, p->x, dx);
+    return e == CUDNN_STATUS_SUCCESS ? RG_OK : failed(e, "input gradient");
+}
