@@ -50,6 +50,7 @@ rg_status rg_cuda_download(float *host, const float *device, size_t n) {
     memcpy(host, HOST(device), n * sizeof *host);
     return RG_OK;
 }
+void rg_cuda_pin(void *p, size_t bytes, bool on) { (void)p, (void)bytes, (void)on; }
 rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n) {
     memcpy(HOST(device), host, n * sizeof *host);
     return RG_OK;

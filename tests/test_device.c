@@ -90,11 +90,11 @@ static void pool_net(net *n) {
     n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 
-/* Batch norm: input (3, 6, 6) -> conv 3x3 -> batch norm -> relu (fused into it) -> conv
- * 3x3 stride 2 -> batch norm -> global average pool -> dense 12 -> batch norm (one value a
- * channel) -> tanh -> dense 10. */
+/* Batch norm: input (3, 24, 24) -> conv 3x3 -> batch norm (channels long enough for the
+ * device to cut into runs) -> relu (fused into it) -> conv 3x3 stride 2 -> batch norm ->
+ * global average pool -> dense 12 -> batch norm (one value a channel) -> tanh -> dense 10. */
 static void norm_net(net *n) {
-    rg_graph *g = image_input(n, 3, 6, 6);
+    rg_graph *g = image_input(n, 3, 24, 24);
     rg_node h = rg_relu(g, rg_batch_norm(g, rg_conv2d(g, n->x, 6, 3, NULL), 0.1f, 1e-5f));
     rg_conv_opts o = rg_conv_defaults();
     o.stride = 2;

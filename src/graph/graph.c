@@ -32,7 +32,11 @@ rg_graph *rg_graph_create(uint64_t seed) {
 
 void rg_graph_free(rg_graph *g) {
     if (!g) return;
-    for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].attr), free(g->nodes[i].staged);
+    for (int i = 0; i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        if (n->staged && g->backend->pin) g->backend->pin(n->staged, (size_t)g->max_batch * n->size * sizeof(float), false);
+        free(n->attr), free(n->staged);
+    }
     free(g->nodes);
     free(g->params);
     float *const buffers[] = {g->param_buf, g->grad_buf, g->mask_buf, g->state_buf, g->act_buf,
@@ -236,13 +240,15 @@ static rg_status init_on_device(rg_graph *g) {
     return ok ? RG_OK : rg_fail(RG_ERR_MEMORY, "out of memory initialising %zu parameters", g->param_floats);
 }
 
-/* On a device: a host buffer for each input, which callers write and forward uploads, and
- * the labels' copy. */
+/* On a device: a host buffer for each input (pinned), which callers write and forward
+ * uploads, and the labels' copy. */
 static rg_status stage_inputs(rg_graph *g) {
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
-        if (n->op == RG_OP_INPUT && !(n->staged = calloc((size_t)g->max_batch * n->size, sizeof(float))))
+        if (n->op != RG_OP_INPUT) continue;
+        if (!(n->staged = calloc((size_t)g->max_batch * n->size, sizeof(float))))
             return rg_fail(RG_ERR_MEMORY, "out of memory for input '%s'", n->name);
+        if (g->backend->pin) g->backend->pin(n->staged, (size_t)g->max_batch * n->size * sizeof(float), true);
     }
     if (!(g->device_labels = (int *)g->backend->alloc((size_t)g->max_batch))) /* ints fit floats */
         return rg_fail(RG_ERR_MEMORY, "out of device memory for %d labels", g->max_batch);

@@ -53,6 +53,8 @@ struct rg_backend {
     void (*upload)(float *dst, const float *src, size_t n);
     void (*download)(float *dst, const float *src, size_t n);
     void (*upload_ints)(int *dst, const int *src, size_t n);
+    /* host memory pinned (on) for the uploads' speed, or unpinned before it is freed */
+    void (*pin)(void *p, size_t bytes, bool on);
     void (*optim_update)(rg_optim_kind kind, const step_consts *k, size_t n, float *w, const float *g,
                          float *m0, float *m1);
     /* A device's work so far finished: RG_OK, or the first failure since the last call

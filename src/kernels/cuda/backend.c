@@ -329,6 +329,7 @@ const rg_backend rg_cuda_backend = {
     .upload = upload,
     .download = download,
     .upload_ints = upload_ints,
+    .pin = rg_cuda_pin,
     .optim_update = rg_cuda_optim_update,
     .status = rg_cuda_status,
     .set_tf32 = rg_cuda_set_tf32,

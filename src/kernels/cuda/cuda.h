@@ -43,6 +43,9 @@ void rg_cuda_release(float *p);
 rg_status rg_cuda_upload(float *device, const float *host, size_t n);
 rg_status rg_cuda_download(float *host, const float *device, size_t n);
 rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n);
+/* Host memory of `bytes` at p pinned (on) for faster copies, or unpinned; a pin refused
+ * leaves the copies as they were, slower. */
+void rg_cuda_pin(void *p, size_t bytes, bool on);
 
 /* One optimizer step of kind over w[0, n) (device buffers; m0, m1 NULL where the kind keeps
  * fewer moments), with the constants of rg_optim_consts: bit for bit the CPU's update. */
@@ -134,9 +137,9 @@ static inline bool rg_cuda_conv_direct(const rg_conv_geom *q) {
 static inline size_t rg_cuda_conv_columns(const rg_conv_geom *q) {
     return rg_cuda_conv_direct(q) ? 0 : (size_t)q->c * q->kh * q->kw * q->oh * q->ow;
 }
-/* cuDNN's convolutions (cudnn.cu): whether it was found (and REGRAD_CUDNN is not 0) and can
- * take geometry q; its products in TF32 or strict fp32; y = (beta 0) or += the convolution;
- * dw += the filters' gradient, dx = (beta 0) or += the input's when dx. */
+/* cuDNN's convolutions (cudnn.cu): whether it was found (and REGRAD_CUDNN is not 0) and
+ * takes geometry q (not a direct one); its products in TF32 or strict fp32; y = (beta 0) or
+ * += the convolution; dw += the filters' gradient, dx = (beta 0) or += the input's when dx. */
 bool rg_cudnn_usable(const rg_conv_geom *q);
 void rg_cudnn_set_tf32(bool on);
 rg_status rg_cudnn_conv2d_forward(const float *x, const float *w, float *y, float beta, int batch,

@@ -6,7 +6,8 @@
  * (the same bits every run) for the forward pass, the input's gradient and the filters'
  * gradient; fp32 is strict (FMA math: no TF32) unless the graph asks for TF32.  The
  * algorithms' scratch is one device buffer of this file, grown to the largest plan's.
- * REGRAD_CUDNN=0 in the environment leaves every convolution to the im2col path.
+ * REGRAD_CUDNN=0 in the environment leaves every convolution to the im2col path; 1x1
+ * stride-1 convolutions always go there.
  */
 #include "cuda.h"
 
@@ -65,9 +66,11 @@ static bool symmetric(const rg_conv_geom *q) {
            (q->h + 2 * q->pad_t - eh) / q->stride + 1 == q->oh && (q->w + 2 * q->pad_l - ew) / q->stride + 1 == q->ow;
 }
 
+/* A 1x1 stride-1 convolution is a plain product, which cuBLAS does in a fraction of the time
+ * of cuDNN's deterministic algorithms (docs/cuda.md): conv.cu keeps those. */
 extern "C" bool rg_cudnn_usable(const rg_conv_geom *q) {
     pthread_once(&opened, open_cudnn);
-    return dnn.loaded && symmetric(q);
+    return dnn.loaded && symmetric(q) && !rg_cuda_conv_direct(q);
 }
 
 /* One convolution's descriptors and algorithms for one batch size and precision. */

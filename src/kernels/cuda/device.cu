@@ -85,6 +85,12 @@ extern "C" rg_status rg_cuda_download(float *host, const float *device, size_t n
     return copy(host, device, n, cudaMemcpyDeviceToHost);
 }
 
+extern "C" void rg_cuda_pin(void *p, size_t bytes, bool on) {
+    if (!p || !bytes) return;
+    if ((on ? cudaHostRegister(p, bytes, cudaHostRegisterDefault) : cudaHostUnregister(p)) != cudaSuccess)
+        cudaGetLastError(); /* not pinned: pageable copies still work */
+}
+
 extern "C" rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n) {
     return copy(device, host, n, cudaMemcpyHostToDevice);
 }

@@ -31,17 +31,18 @@ __device__ static inline int rg_cuda_channel_of(size_t i, size_t hw, int C) {
     return (int)(i / hw % (size_t)C);
 }
 
-/* The sum in double of f(i) over channel c's values i of a batch x C x hw tensor, by the
- * RG_CUDA_THREADS threads of one block, every thread receiving it: thread t adds values t,
- * t + THREADS, ... of the channel (samples, then positions) and a tree adds the threads'
- * parts, so the bits do not change between runs.  (b, p) steps without a division. */
+/* The sum in double of f(i) over values from..to-1 of channel c (counting samples, then
+ * positions) of a batch x C x hw tensor, by the RG_CUDA_THREADS threads of one block, every
+ * thread receiving it: thread t adds values from + t, from + t + THREADS, ... and a tree adds
+ * the threads' parts, so the bits do not change between runs.  (b, p) steps without a
+ * division. */
 template <typename F>
-__device__ static double rg_cuda_channel_sum(int batch, int C, size_t hw, int c, F f) {
+__device__ static double rg_cuda_channel_sum(int C, size_t hw, int c, size_t from, size_t to, F f) {
     __shared__ double part[RG_CUDA_THREADS];
     const size_t step_b = RG_CUDA_THREADS / hw, step_p = RG_CUDA_THREADS % hw;
-    size_t b = threadIdx.x / hw, p = threadIdx.x % hw;
+    size_t t = from + threadIdx.x, b = t / hw, p = t % hw;
     double s = 0;
-    while (b < (size_t)batch) {
+    for (; t < to; t += RG_CUDA_THREADS) {
         s += f((b * C + c) * hw + p);
         b += step_b, p += step_p;
         if (p >= hw) p -= hw, b++;
