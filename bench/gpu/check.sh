@@ -77,7 +77,7 @@ if [ "$build" = ok ]; then
   python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
   case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
 fi
-echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/dev/null))"
+echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git describe --always --dirty 2>/dev/null))"
 row "GPU" "" "$(head -1 "$log/gpu")"
 row "build (REGRAD_CUDA=ON)" "$build" "$how, $((t1 - t0)) s"
 row "test_cuda (kernels vs CPU)" "$tests" "$(grep -E "PASSED|FAILED|SKIP" "$log/ctest" 2>/dev/null | head -1)"
