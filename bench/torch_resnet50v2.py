@@ -78,7 +78,10 @@ def main():
         opt.step()
     sync()
     secs = time.perf_counter() - t0
-    print(json.dumps({"images_per_sec": a.batch * a.steps / secs, "params": params}))
+    out = {"images_per_sec": a.batch * a.steps / secs, "params": params}
+    if a.device.startswith("cuda"):  # what the caching allocator held at most (the model, its
+        out["device_mib"] = torch.cuda.max_memory_reserved() / 2**20  # activations, cuDNN's scratch)
+    print(json.dumps(out))
 
 if __name__ == "__main__":
     main()

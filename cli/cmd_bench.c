@@ -84,10 +84,11 @@ typedef struct bench_result {
     op_total ops[64];
     int n_ops;
     double timed, conv_rate, dense_rate, gemm_rate, rss_mib;
+    double device_mib; /* on a device: what the model holds there after its steps */
 } bench_result;
 
 /* The model compiled for the batch, with random inputs and labels. */
-static int bench_build(const char *cmd, const bench_args *a, rg_model *m) {
+static int bench_build(const char *cmd, const bench_args *a, rg_model *m, size_t *device_before) {
     rg_status s;
     const rg_model_opts mo = {.c = a->input[0], .h = a->input[1], .w = a->input[2],
                               .classes = (int)a->classes, .seed = 1};
@@ -97,9 +98,11 @@ static int bench_build(const char *cmd, const bench_args *a, rg_model *m) {
         return EXIT_USAGE;
     }
     rg_graph *g = m->graph;
-    if ((s = rg_graph_set_device(g, a->device)) || (s = rg_graph_set_precision(g, a->precision)) ||
-        (s = rg_graph_compile(g, (int)a->batch)))
+    if ((s = rg_graph_set_device(g, a->device)) || (s = rg_graph_set_precision(g, a->precision)))
         return cli_fail(cmd, s);
+    if (a->device && strcmp(a->device, "cpu") != 0 && (s = rg_device_memory_in_use(a->device, device_before)))
+        return cli_fail(cmd, s);
+    if ((s = rg_graph_compile(g, (int)a->batch))) return cli_fail(cmd, s);
     const size_t sample = rg_node_size(g, m->input);
     const int k = (int)rg_node_size(g, m->logits);
     rg_rng rng;
@@ -192,6 +195,7 @@ static void bench_print_json(const bench_args *a, const bench_result *r) {
            rg_get_threads(), r->ips, r->rss_mib, r->conv_rate, r->dense_rate, r->gemm_rate,
            r->opt_seconds);
     if (isfinite(r->monitor_cost)) printf("\"monitor_step_cost\":%.4f,", r->monitor_cost);
+    if (a->device && strcmp(a->device, "cpu") != 0) printf("\"device_mib\":%.1f,", r->device_mib);
     printf("\"ops\":[");
     for (int j = 0; j < r->n_ops; j++)
         printf("%s{\"op\":\"%s\",\"count\":%d,\"forward_seconds\":%.4f,\"backward_seconds\":%.4f}",
@@ -203,9 +207,9 @@ static void bench_print_table(const bench_args *a, const rg_graph *g, const benc
     const long steps = a->steps;
     const bool on_device = a->device && strcmp(a->device, "cpu") != 0;
     if (on_device)
-        printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s\n(op times from as many steps again, "
-               "each op's kernels waited for)\n", a->model, a->batch, steps, a->device,
-               a->precision ? a->precision : "fp32", r->ips);
+        printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s, device memory %.0f MiB\n(op times from as "
+               "many steps again, each op's kernels waited for)\n", a->model, a->batch, steps, a->device,
+               a->precision ? a->precision : "fp32", r->ips, r->device_mib);
     else
         printf("%s: batch %ld, %ld steps, %d threads: %.1f images/s, peak RSS %.0f MiB\n", a->model,
                a->batch, steps, rg_get_threads(), r->ips, r->rss_mib);
@@ -256,7 +260,8 @@ int cmd_bench(int argc, char **argv) {
         return EXIT_USAGE;
     }
     rg_model m = {0};
-    if ((r = bench_build(cmd, &a, &m)) >= 0) {
+    size_t device_before = 0, device_after = 0;
+    if ((r = bench_build(cmd, &a, &m, &device_before)) >= 0) {
         rg_model_free(&m);
         return r;
     }
@@ -279,12 +284,16 @@ int cmd_bench(int argc, char **argv) {
             res = profiled;
         }
     }
+    /* what the model holds on the device: its buffers, the optimizer's moments, the
+     * libraries' scratch, all kept from the first steps on */
+    if (!s && on_device && !(s = rg_device_memory_in_use(a.device, &device_after)))
+        res.device_mib = ((double)device_after - (double)device_before) / (1 << 20);
     if (!s) {
         bench_totals(&a, m.graph, &res);
         if (a.json) bench_print_json(&a, &res);
         else if (on_device && !a.layers)
-            printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s\n", a.model, a.batch, a.steps, a.device,
-                   a.precision ? a.precision : "fp32", res.ips);
+            printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s, device memory %.0f MiB\n", a.model, a.batch,
+                   a.steps, a.device, a.precision ? a.precision : "fp32", res.ips, res.device_mib);
         else bench_print_table(&a, m.graph, &res);
     }
     rg_monitor_free(mon);

@@ -158,9 +158,12 @@ const char *rg_act_name(rg_act a);
 /* A compute device: "cpu", "cuda" (cuda:0) or "cuda:N".  Whether it can run here: RG_OK
  * with a description in desc (len bytes; desc may be NULL), else RG_ERR_ARG for a malformed
  * name or an index past the devices there are, RG_ERR_STATE for a build without the CUDA
- * backend, no driver or no device.  Graphs run on the CPU; the CUDA backend's kernels
- * (src/kernels/cuda/) do not run a whole graph yet. */
+ * backend, no driver or no device. */
 rg_status rg_device_check(const char *device, char *desc, size_t len);
+/* A GPU's memory in use now, by every program on it (its total less its free), in bytes:
+ * read before and after a model's steps, what the model holds there.  The CPU: RG_ERR_ARG
+ * (its memory is the process's, getrusage's). */
+rg_status rg_device_memory_in_use(const char *device, size_t *bytes);
 
 /* seed drives parameter initialisation and dropout masks. */
 rg_graph *rg_graph_create(uint64_t seed);

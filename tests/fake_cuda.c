@@ -29,18 +29,30 @@ rg_status rg_cuda_probe(int index, char *desc, size_t len) {
 }
 rg_status rg_cuda_use(int index) { return index == 0 ? RG_OK : RG_ERR_ARG; }
 rg_status rg_cuda_status(void) { return RG_OK; }
-rg_status rg_cuda_free_memory(size_t *bytes) { /* a small device, so that running out of it is tested */
-    *bytes = (size_t)256 << 20;
+/* A small device, so that running out of it is tested; its buffers' bytes are counted (a
+ * header before each holds its size) and come off the free memory. */
+#define DEVICE_BYTES ((size_t)256 << 20)
+#define HEADER 4 /* floats: a size_t, the buffer still 16-byte aligned */
+static size_t in_use;
+rg_status rg_cuda_memory(size_t *free_bytes, size_t *total) {
+    *total = DEVICE_BYTES;
+    *free_bytes = in_use < DEVICE_BYTES ? DEVICE_BYTES - in_use : 0;
     return RG_OK;
 }
 void rg_cuda_note_failure(const char *what, const char *why) { (void)what, (void)why; }
 
 float *rg_cuda_alloc(size_t floats) {
-    float *p = calloc(floats ? floats : 1, sizeof(float));
-    return p ? HOST(p) : NULL;
+    float *p = calloc(HEADER + (floats ? floats : 1), sizeof(float));
+    if (!p) return NULL;
+    *(size_t *)p = floats * sizeof(float);
+    in_use += floats * sizeof(float);
+    return HOST(p + HEADER);
 }
 void rg_cuda_release(float *p) {
-    if (p) free(HOST(p));
+    if (!p) return;
+    float *block = HOST(p) - HEADER;
+    in_use -= *(size_t *)block;
+    free(block);
 }
 rg_status rg_cuda_upload(float *device, const float *host, size_t n) {
     memcpy(HOST(device), host, n * sizeof *host);

@@ -91,6 +91,10 @@ expect 1 "eval does not run on the CUDA backend yet" "$DEV" eval --weights "$tmp
 expect 1 "precision tf32 is a GPU's" "$CPU" "${common[@]}" --precision tf32
 expect 1 "bf16 is not in regrad yet" "$DEV" "${common[@]}" --device cuda --precision bf16
 expect 2 "precision 'fp16': use fp32 or tf32" "$CPU" "${common[@]}" --precision fp16
+# bench on the device: per-op times (each op waited for) and the memory the model holds there
+"$DEV" bench --model cnn --device cuda --batch 16 --steps 2 --layers >"$tmp/bench.out" 2>&1
+grep -q "^conv2d " "$tmp/bench.out" && grep -Eq "device memory [1-9][0-9]* MiB" "$tmp/bench.out" && ok \
+  || bad "bench --device cuda --layers: $(head -3 "$tmp/bench.out")"
 # more than the device has free (the stand-in has 256 MiB): said before anything is allocated
 expect 1 "is free on the device: lower --batch" "$DEV" "${common[@]}" --device cuda --model mlp:depth=4,width=4096 --batch 2048
 echo "test_device_cli: $pass passed, $fail failed"

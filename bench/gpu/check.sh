@@ -16,6 +16,13 @@ cd "$root"
 log=${REGRAD_CHECK_LOGS:-$(mktemp -d)}
 mkdir -p "$log"
 row() { printf '%-34s %-6s %s\n' "$1" "$2" "$3"; }
+# regrad's images/s and device memory from its bench line, PyTorch's from its JSON line
+r50row() {
+  local ips mib tips tmib
+  ips=$(grep -o '[0-9.]* images/s' "$1" | head -1 | cut -d' ' -f1); mib=$(grep -o 'device memory [0-9]*' "$1" | head -1 | cut -d' ' -f3)
+  tips=$(grep -o '"images_per_sec": [0-9.]*' "$2" | cut -d' ' -f2); tmib=$(grep -o '"device_mib": [0-9.]*' "$2" | cut -d' ' -f2)
+  printf 'regrad %s images/s %s MiB, pytorch %.1f images/s %.0f MiB\n' "$ips" "$mib" "${tips:-0}" "${tmib:-0}"
+}
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$log/gpu" 2>&1
 else echo "none (no nvidia-smi)" >"$log/gpu"; fi
@@ -65,11 +72,11 @@ if [ "$build" = ok ]; then
   for p in fp32 tf32; do
     "$regrad" bench --model resnet50v2 --device cuda --precision $p --batch 32 --steps 10 --layers >"$log/r50-$p" 2>&1
     python3 bench/torch_resnet50v2.py --device cuda --precision $p --batch 32 --steps 5 >"$log/r50torch-$p" 2>&1
-    echo "regrad $(grep -o '[0-9.]* images/s' "$log/r50-$p" | head -1), pytorch $(grep -o '"images_per_sec": [0-9.]*' "$log/r50torch-$p" | cut -d' ' -f2) images/s" >"$log/r50row-$p"
+    r50row "$log/r50-$p" "$log/r50torch-$p" >"$log/r50row-$p"
   done
   "$regrad" bench --model resnet50v2 --device cuda --precision tf32 --batch 256 --steps 5 >"$log/r50-tf32-256" 2>&1
   python3 bench/torch_resnet50v2.py --device cuda --precision tf32 --batch 256 --steps 5 >"$log/r50torch-tf32-256" 2>&1
-  echo "regrad $(grep -o '[0-9.]* images/s' "$log/r50-tf32-256" | head -1), pytorch $(grep -o '"images_per_sec": [0-9.]*' "$log/r50torch-tf32-256" | cut -d' ' -f2) images/s" >"$log/r50row-tf32-256"
+  r50row "$log/r50-tf32-256" "$log/r50torch-tf32-256" >"$log/r50row-tf32-256"
   REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
   for m in densenet121 resnet20v2; do
     "$regrad" bench --model $m --device cuda --batch 64 --steps 10 --layers >"$log/$m" 2>&1

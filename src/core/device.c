@@ -8,6 +8,7 @@
 #include <string.h>
 
 #ifdef RG_HAVE_CUDA
+#include "../kernels/backend.h"
 #include "../kernels/cuda/cuda.h"
 #endif
 
@@ -29,4 +30,19 @@ rg_status rg_device_check(const char *device, char *desc, size_t len) {
     return rg_fail(RG_ERR_STATE, "device '%s': this regrad was built without the CUDA backend "
                                  "(build where nvcc is, with cmake -DREGRAD_CUDA=ON)", device);
 #endif
+}
+
+rg_status rg_device_memory_in_use(const char *device, size_t *bytes) {
+    if (!bytes) return rg_fail(RG_ERR_ARG, "device memory: bytes is NULL");
+    *bytes = 0;
+    rg_status s = rg_device_check(device, NULL, 0);
+    if (s) return s;
+    if (!device || strcmp(device, "cpu") == 0)
+        return rg_fail(RG_ERR_ARG, "device memory: the CPU's is the process's (getrusage)");
+#ifdef RG_HAVE_CUDA
+    size_t free_bytes, total;
+    if ((s = rg_cuda_select(device)) || (s = rg_cuda_memory(&free_bytes, &total))) return s;
+    *bytes = total - free_bytes;
+#endif
+    return RG_OK;
 }

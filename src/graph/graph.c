@@ -272,7 +272,8 @@ rg_status rg_graph_set_device(rg_graph *g, const char *device) {
                 return rg_fail(RG_ERR_STATE, "%s: the CUDA backend has no %s yet (node '%s'): use "
                                              "--device cpu for this model", desc, rg_op_table[n->op]->name, n->name);
         }
-        if ((s = rg_cuda_select(device)) || (s = rg_cuda_free_memory(&free_bytes))) return s;
+        size_t total;
+        if ((s = rg_cuda_select(device)) || (s = rg_cuda_memory(&free_bytes, &total))) return s;
 #else
         return rg_fail(RG_ERR_STATE, "device '%s': this regrad was built without the CUDA backend", device);
 #endif

@@ -149,8 +149,8 @@ extern const rg_backend rg_cpu_backend;
 extern const rg_backend rg_cuda_backend; /* src/kernels/cuda/backend.c */
 /* Makes device "cuda" or "cuda:N" the calling thread's. */
 rg_status rg_cuda_select(const char *device);
-/* The selected device's free memory, in bytes. */
-rg_status rg_cuda_free_memory(size_t *bytes);
+/* The selected device's free and total memory, in bytes. */
+rg_status rg_cuda_memory(size_t *free_bytes, size_t *total);
 #endif
 
 #endif

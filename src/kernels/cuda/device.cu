@@ -95,9 +95,8 @@ extern "C" rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n)
     return copy(device, host, n, cudaMemcpyHostToDevice);
 }
 
-extern "C" rg_status rg_cuda_free_memory(size_t *bytes) {
-    size_t total = 0;
-    const cudaError_t e = cudaMemGetInfo(bytes, &total);
+extern "C" rg_status rg_cuda_memory(size_t *free_bytes, size_t *total) {
+    const cudaError_t e = cudaMemGetInfo(free_bytes, total);
     return e == cudaSuccess ? RG_OK : rg_fail(RG_ERR_STATE, "cuda: cannot read the device's free memory: %s",
                                               cudaGetErrorString(e));
 }
