@@ -119,7 +119,7 @@ typedef struct cli_trained {
     struct cJSON *names; /* array of class names, or NULL */
 } cli_trained;
 /* Returns -1 when loaded, else the exit code after printing why. */
-int cli_load_trained(const char *cmd, const char *path, int batch, cli_trained *t);
+int cli_load_trained(const char *cmd, const char *path, int batch, const char *device, cli_trained *t);
 void cli_trained_free(cli_trained *t);
 const char *cli_class_name(const cli_trained *t, int k, char *buf, size_t len);
 /* Data options as the model was trained: input size, channels, preprocessing. */

@@ -129,7 +129,7 @@ int cmd_prune(int argc, char **argv) {
     }
     rg_set_threads((int)a.threads);
     cli_trained t;
-    r = cli_load_trained(cmd, weights, 128, &t);
+    r = cli_load_trained(cmd, weights, 128, "cpu", &t);
     if (r >= 0) {
         cli_trained_free(&t);
         return r;

@@ -79,7 +79,7 @@ static int parse(const cli_command *c, int argc, char **argv, use_args *a, int *
     const int r = cli_parse(c, argc, argv, a, first_arg);
     if (r >= 0) return r;
     rg_set_threads((int)a->threads);
-    return cli_device(c->name, a->device, false);
+    return cli_device(c->name, a->device, true);
 }
 
 /* ---------------------------------------------------------------- eval */
@@ -96,7 +96,7 @@ int cmd_eval(int argc, char **argv) {
     cli_trained t;
     rg_dataset *train = NULL, *test = NULL;
     long *conf = NULL;
-    if ((r = cli_load_trained(cmd, a.weights, (int)a.batch, &t)) >= 0) goto done;
+    if ((r = cli_load_trained(cmd, a.weights, (int)a.batch, a.device, &t)) >= 0) goto done;
     r = 0;
     const char *spec = a.data ? a.data : rg_tensor_file_meta(t.file, "data");
     if (!spec) {
@@ -195,7 +195,7 @@ int cmd_predict(int argc, char **argv) {
     }
     const int n = argc - first;
     cli_trained t;
-    if ((r = cli_load_trained(cmd, a.weights, n < 32 ? n : 32, &t)) >= 0) {
+    if ((r = cli_load_trained(cmd, a.weights, n < 32 ? n : 32, a.device, &t)) >= 0) {
         cli_trained_free(&t);
         return r;
     }
@@ -209,9 +209,9 @@ int cmd_predict(int argc, char **argv) {
     unsigned char *bad = calloc((size_t)n, 1);
     d.labels = labels, d.bad = bad;
     const int k = t.classes, top = a.top < k ? (int)a.top : k;
-    float *prob = malloc((size_t)k * sizeof *prob);
+    float *prob = malloc((size_t)k * sizeof *prob), *z = malloc((size_t)k * (n < 32 ? n : 32) * sizeof *z);
     int *rank = malloc((size_t)k * sizeof *rank);
-    if (!labels || !idx || !bad || !prob || !rank) {
+    if (!labels || !idx || !bad || !prob || !z || !rank) {
         cli_error(cmd, "out of memory");
         r = EXIT_RUNTIME;
         goto done;
@@ -224,11 +224,10 @@ int cmd_predict(int argc, char **argv) {
         const int b = n - start < bs ? n - start : bs;
         rg_status s = rg_dataset_batch(&d, idx + start, b, rg_graph_input_buffer(g, t.m.input),
                                        rg_graph_labels(g));
-        if (s || (s = rg_graph_forward(g, b, 0))) {
+        if (s || (s = rg_graph_forward(g, b, 0)) || (s = rg_node_read(g, t.m.logits, b, z))) {
             r = cli_fail(cmd, s);
             break;
         }
-        const float *z = rg_node_output(g, t.m.logits);
         for (int i = 0; i < b; i++) {
             /* softmax, then the top K */
             const float *zi = z + (size_t)i * k;
@@ -268,7 +267,7 @@ int cmd_predict(int argc, char **argv) {
         }
     }
 done:
-    free(labels), free(idx), free(bad), free(prob), free(rank);
+    free(labels), free(idx), free(bad), free(prob), free(z), free(rank);
     cli_trained_free(&t);
     return r;
 }

@@ -172,7 +172,7 @@ void rg_graph_free(rg_graph *g);
  * it and before rg_graph_compile.  RG_ERR_STATE says why it cannot: rg_device_check's
  * reasons, or an op the device's backend lacks (named).  On a device the parameters,
  * gradients and activations live there: rg_graph_input_buffer and rg_graph_labels stay in
- * host memory (forward uploads them), rg_host reads the rest. */
+ * host memory (forward uploads them), rg_node_read reads outputs back. */
 rg_status rg_graph_set_device(rg_graph *g, const char *device);
 /* Waits for the work the graph queued on its device (timing, before reading its buffers
  * by other means): RG_OK, or the device's failure since the last check.  On the CPU:
@@ -359,6 +359,9 @@ rg_status rg_node_profile(const rg_graph *g, rg_node n, double *fwd_seconds,
  * the inputs' gradients (rg_graph_want_input_grads) are certain to hold their values. */
 float *rg_node_output(rg_graph *g, rg_node n);
 float *rg_node_grad(rg_graph *g, rg_node n);
+/* The output of n's first `rows` samples (one row when n is not per sample) copied into
+ * host memory at dst, on any device; rg_node_output's buffer is the device's on a GPU. */
+rg_status rg_node_read(rg_graph *g, rg_node n, int rows, float *dst);
 int rg_node_ndim(const rg_graph *g, rg_node n);
 const int *rg_node_shape(const rg_graph *g, rg_node n);
 size_t rg_node_size(const rg_graph *g, rg_node n); /* per-sample element count */

@@ -3,8 +3,8 @@
 # is the command linked with tests/fake_cuda.c in place of the CUDA kernels (host code over
 # poisoned pointers, the CPU's arithmetic), so a run on its "device" must give the CPU's
 # weights bit for bit: for several optimizers, through checkpoints, resuming on the device
-# from the device's or the CPU's checkpoint.  What does not run on the device yet is one
-# clear error.  Usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF
+# from the device's or the CPU's checkpoint; eval and predict there give the CPU's figures.
+# What does not run on the device yet is one clear error.  Usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF
 set -u
 CPU=${1:?usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF}
 DEV=${2:?usage}
@@ -84,7 +84,18 @@ expect() { # expect CODE PATTERN COMMAND...: exit code and message
 expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --repair auto
 expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --monitor-every 5
 expect 1 "own weight updates (lassonet) does not run on the device yet" "$DEV" "${common[@]}" --device cuda --model lassonet
-expect 1 "eval does not run on the CUDA backend yet" "$DEV" eval --weights "$tmp/cpu-adam/last.safetensors" --device cuda
+expect 1 "experiment does not run on the CUDA backend yet" "$DEV" experiment --device cuda
+# eval and predict on the device: the CPU's figures and probabilities, digit for digit
+"$CPU" eval --weights "$tmp/cpu-adam/last.safetensors" --json >"$tmp/eval-cpu.json" 2>&1
+"$DEV" eval --weights "$tmp/cpu-adam/last.safetensors" --json --device cuda >"$tmp/eval-dev.json" 2>&1
+grep -q '"accuracy":0\.[5-9]' "$tmp/eval-cpu.json" && cmp -s "$tmp/eval-cpu.json" "$tmp/eval-dev.json" && ok \
+  || bad "eval on the device: $(head -c 200 "$tmp/eval-dev.json")"
+"$CPU" export-images --split test --limit 40 --out "$tmp/pred" >/dev/null
+images=("$tmp"/pred/*/*.png)
+"$CPU" predict --weights "$tmp/cpu-res/last.safetensors" --json "${images[@]}" >"$tmp/pred-cpu.json" 2>&1
+"$DEV" predict --weights "$tmp/cpu-res/last.safetensors" --json --device cuda "${images[@]}" >"$tmp/pred-dev.json" 2>&1
+[ "$(grep -c probability "$tmp/pred-cpu.json")" = 40 ] && cmp -s "$tmp/pred-cpu.json" "$tmp/pred-dev.json" && ok \
+  || bad "predict on the device: $(head -c 200 "$tmp/pred-dev.json")"
 # TF32 on the device (the stand-in's products are fp32 either way); not on the CPU; no bf16 yet
 "$DEV" "${common[@]}" --epochs 1 --device cuda --precision tf32 --checkpoint-dir "$tmp/tf32" >/dev/null 2>&1 \
   && ok || bad "--precision tf32 on the device"

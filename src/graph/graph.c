@@ -559,6 +559,21 @@ float *rg_graph_input_buffer(rg_graph *g, rg_node input) {
 int *rg_graph_labels(rg_graph *g) { return g ? g->labels : NULL; }
 float *rg_node_output(rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].out : NULL; }
 float *rg_node_grad(rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].dout : NULL; }
+
+rg_status rg_node_read(rg_graph *g, rg_node n, int rows, float *dst) {
+    if (!node_at(g, n) || !dst || rows < 0) return rg_fail(RG_ERR_ARG, "node_read: no node %d, or no destination", n);
+    const rg_node_impl *x = &g->nodes[n];
+    if (!g->compiled || rows > g->max_batch)
+        return rg_fail(RG_ERR_STATE, "node_read: %d rows of a graph %s", rows,
+                       g->compiled ? "compiled for fewer" : "not compiled yet");
+    const size_t count = (x->batched ? (size_t)rows : 1) * x->size;
+    if (!g->backend->device) {
+        memcpy(dst, x->out, count * sizeof *dst);
+        return RG_OK;
+    }
+    g->backend->download(dst, x->out, count);
+    return g->backend->status();
+}
 int rg_node_ndim(const rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].ndim : 0; }
 const int *rg_node_shape(const rg_graph *g, rg_node n) {
     return node_at(g, n) ? g->nodes[n].shape : NULL;
