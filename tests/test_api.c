@@ -89,6 +89,11 @@ static void hand_built_graph_trains_like_a_zoo_model(void **state) {
     }
     assert_memory_equal(rg_node_output(m.graph, m.logits), rg_node_output(fresh.graph, fresh.logits),
                         4 * 3 * sizeof(float));
+    float read[4 * 3];
+    assert_int_equal(rg_node_read(fresh.graph, fresh.logits, 4, read), RG_OK);
+    assert_memory_equal(read, rg_node_output(m.graph, m.logits), sizeof read);
+    assert_int_equal(rg_node_read(fresh.graph, fresh.logits, 33, read), RG_ERR_STATE); /* compiled for 32 */
+    assert_int_equal(rg_node_read(fresh.graph, 9999, 1, read), RG_ERR_ARG);
     rg_tensor_file_free(f);
     rg_model_free(&fresh);
     rg_model_free(&m);
