@@ -4,7 +4,8 @@
  * CPU's arithmetic, RG_FAKE_DEVICE): a graph placed with rg_graph_set_device("cuda") must
  * train with the CPU's bits (inputs and labels uploaded by forward, the loss and logits
  * read through rg_host, the optimizer's moments on the device, frozen layers left alone)
- * and touch device memory only through the backend (a direct touch faults).
+ * and touch device memory only through the backend (a direct touch faults); resnet20v2,
+ * ResNet50V2 and DenseNet121's first step must give the CPU's loss and gradient norms.
  * test_device_gpu runs the same on a real GPU, within float tolerance (cuBLAS sums in
  * another order), or prints "SKIP: no CUDA device" and exits 77.  Placement errors are one
  * clear status each.
@@ -22,6 +23,8 @@
 #define EXACT 1e-4
 #define CONV_TOL 1e-4
 #endif
+/* a zoo model's loss after one step (its gradient norms: 10x), either way */
+#define ZOO_TOL 1e-4
 
 #define CLASSES 10
 #define BATCH 16
@@ -193,6 +196,58 @@ static void dropout_softmax_mse_match_the_cpu(void **state) { compare(misc_net, 
  * noise only, which Adam's normalised steps would turn into full-size moves */
 static void batch_norm_matches_the_cpu(void **state) { compare(norm_net, RG_OPTIM_MOMENTUM, false, CONV_TOL); }
 
+/* A zoo model's first training step on the CPU and on the device, from the same weights
+ * and batch: the loss within loss_tol, every parameter's gradient norm within norm_tol of
+ * the CPU's (plus a floor of 1e-4 of the largest: a convolution's bias before batch norm
+ * has a gradient of rounding noise only). */
+static void zoo_step(const char *spec, int side, int batch, double loss_tol, double norm_tol) {
+    const rg_model_opts o = {.c = 3, .h = side, .w = side, .classes = CLASSES, .seed = 1};
+    rg_model m[2];
+    float loss[2];
+    for (int d = 0; d < 2; d++) {
+        assert_int_equal(rg_model_build(spec, &o, &m[d]), RG_OK);
+        assert_int_equal(rg_graph_set_device(m[d].graph, d ? "cuda" : "cpu"), RG_OK);
+        assert_int_equal(rg_graph_compile(m[d].graph, batch), RG_OK);
+        rg_graph *g = m[d].graph;
+        float *in = rg_graph_input_buffer(g, m[d].input);
+        const size_t size = rg_node_size(g, m[d].input);
+        for (size_t i = 0; i < (size_t)batch * size; i++) in[i] = (float)sin(0.37 * (double)i);
+        for (int b = 0; b < batch; b++) rg_graph_labels(g)[b] = (b * 3) % CLASSES;
+        assert_int_equal(rg_graph_forward(g, batch, 1), RG_OK);
+        loss[d] = rg_host(g, g->nodes[m[d].loss].out, 1)[0];
+        assert_int_equal(rg_graph_backward(g, m[d].loss), RG_OK);
+    }
+    if (!(fabsf(loss[0] - loss[1]) <= loss_tol * fabsf(loss[0])))
+        fail_msg("%s: loss %.9g on the device, %.9g on the CPU", spec, loss[1], loss[0]);
+    const rg_graph *cpu = m[0].graph, *dev = m[1].graph;
+    const float *grads = rg_host(dev, dev->grad_buf, dev->param_floats);
+    double *norm = malloc(2 * (size_t)cpu->n_params * sizeof *norm), largest = 0;
+    for (int p = 0; p < cpu->n_params; p++) {
+        const rg_param_impl *pi = &cpu->params[p];
+        double a = 0, b = 0;
+        for (size_t i = 0; i < pi->size; i++) {
+            a += (double)cpu->grad_buf[pi->offset + i] * cpu->grad_buf[pi->offset + i];
+            b += (double)grads[pi->offset + i] * grads[pi->offset + i];
+        }
+        norm[2 * p] = sqrt(a), norm[2 * p + 1] = sqrt(b);
+        if (!pi->state) largest = fmax(largest, norm[2 * p]); /* running statistics: no gradient */
+    }
+    for (int p = 0; p < cpu->n_params; p++)
+        if (!cpu->params[p].state && !(fabs(norm[2 * p] - norm[2 * p + 1]) <= norm_tol * norm[2 * p] + 1e-4 * largest))
+            fail_msg("%s: %s's gradient norm %.9g on the device, %.9g on the CPU", spec, cpu->params[p].name,
+                     norm[2 * p + 1], norm[2 * p]);
+    free(norm);
+    rg_model_free(&m[0]), rg_model_free(&m[1]);
+}
+
+/* ResNet50V2 and DenseNet121 at 64x64 (every stage still there, the last at 2x2) and
+ * resnet20v2 at 32x32, batch 4 */
+static void zoo_models_match_the_cpu(void **state) {
+    zoo_step("resnet20v2", 32, 4, ZOO_TOL, 10 * ZOO_TOL);
+    zoo_step("resnet50v2", 64, 4, ZOO_TOL, 10 * ZOO_TOL);
+    zoo_step("densenet121", 64, 4, ZOO_TOL, 10 * ZOO_TOL);
+}
+
 static void placement_errors_say_why(void **state) {
     rg_graph *g = rg_graph_create(1);
     const int chw[3] = {1, 8, 8};
@@ -225,6 +280,7 @@ int main(void) {
         cmocka_unit_test(pooling_matches_the_cpu),
         cmocka_unit_test(dropout_softmax_mse_match_the_cpu),
         cmocka_unit_test(batch_norm_matches_the_cpu),
+        cmocka_unit_test(zoo_models_match_the_cpu),
         cmocka_unit_test(placement_errors_say_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
