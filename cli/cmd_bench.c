@@ -145,6 +145,7 @@ static rg_status bench_steps(const bench_args *a, rg_model *m, rg_optim *opt, fl
             rg_monitor_note_update(mon);
             rg_monitor_judge(mon);
         }
+        if (mon && (s = rg_graph_finish(g))) break; /* on a device: the step's kernels done */
         if (i >= a->warmup && mon) times[watch][n[watch]++] = rg_seconds() - s0;
     }
     if (!s) s = rg_graph_finish(g); /* on a device: its queued work done before the clock stops */
@@ -203,6 +204,17 @@ static void bench_print_json(const bench_args *a, const bench_result *r) {
     printf("]}\n");
 }
 
+/* What a watched step costs over a plain one, when the monitor was asked for. */
+static void bench_print_monitor(const bench_args *a, const bench_result *r) {
+    if (isfinite(r->monitor_cost))
+        printf("monitor: a watched step takes %.3f ms, a plain one %.3f ms (medians): %+.1f%% "
+               "watching every step, %+.1f%% every 10 (%ld watched, %ld plain steps)\n",
+               1e3 * r->watched_s, 1e3 * r->plain_s, 100 * r->monitor_cost, 10 * r->monitor_cost,
+               r->n_watched, r->n_plain);
+    else if (a->monitor)
+        printf("monitor: no comparison from %ld timed step(s): give --steps 2 or more\n", a->steps);
+}
+
 static void bench_print_table(const bench_args *a, const rg_graph *g, const bench_result *r) {
     const long steps = a->steps;
     const bool on_device = a->device && strcmp(a->device, "cpu") != 0;
@@ -237,13 +249,7 @@ static void bench_print_table(const bench_args *a, const rg_graph *g, const benc
                "(convolutions' FLOPs counted as direct products: Winograd's 3x3 layers do 2.25x "
                "fewer multiplications, so their rate may pass the machine's)\n",
                r->conv_rate, r->dense_rate, r->gemm_rate);
-    if (isfinite(r->monitor_cost))
-        printf("monitor: a watched step takes %.3f ms, a plain one %.3f ms (medians): %+.1f%% "
-               "watching every step, %+.1f%% every 10 (%ld watched, %ld plain steps)\n",
-               1e3 * r->watched_s, 1e3 * r->plain_s, 100 * r->monitor_cost, 10 * r->monitor_cost,
-               r->n_watched, r->n_plain);
-    else if (a->monitor)
-        printf("monitor: no comparison from %ld timed step(s): give --steps 2 or more\n", steps);
+    bench_print_monitor(a, r);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -255,10 +261,6 @@ int cmd_bench(int argc, char **argv) {
     rg_set_threads((int)a.threads);
     if ((r = cli_device(cmd, a.device, true)) >= 0) return r;
     const bool on_device = a.device && strcmp(a.device, "cpu") != 0;
-    if (on_device && a.monitor) {
-        cli_error(cmd, "--monitor measures on the CPU only so far: drop it, or bench with --device cpu");
-        return EXIT_USAGE;
-    }
     rg_model m = {0};
     size_t device_before = 0, device_after = 0;
     if ((r = bench_build(cmd, &a, &m, &device_before)) >= 0) {
@@ -280,7 +282,9 @@ int cmd_bench(int argc, char **argv) {
     if (!s && on_device && a.layers) {
         bench_result profiled = {0};
         if (!(s = bench_steps(&a, &m, opt, oc.lr, NULL, true, &profiled))) {
-            profiled.ips = res.ips;
+            profiled.ips = res.ips, profiled.monitor_cost = res.monitor_cost; /* from the unprofiled steps */
+            profiled.watched_s = res.watched_s, profiled.plain_s = res.plain_s;
+            profiled.n_watched = res.n_watched, profiled.n_plain = res.n_plain;
             res = profiled;
         }
     }
@@ -291,10 +295,11 @@ int cmd_bench(int argc, char **argv) {
     if (!s) {
         bench_totals(&a, m.graph, &res);
         if (a.json) bench_print_json(&a, &res);
-        else if (on_device && !a.layers)
+        else if (on_device && !a.layers) {
             printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s, device memory %.0f MiB\n", a.model, a.batch,
                    a.steps, a.device, a.precision ? a.precision : "fp32", res.ips, res.device_mib);
-        else bench_print_table(&a, m.graph, &res);
+            bench_print_monitor(&a, &res);
+        } else bench_print_table(&a, m.graph, &res);
     }
     rg_monitor_free(mon);
     rg_optim_free(opt);

@@ -167,7 +167,7 @@ const cli_option cli_threads_options[] = {
 const cli_option cli_device_options[] = {
     {.name = "device", .meta = "NAME", .type = CLI_TEXT, .at = 0, .size = sizeof(const char *),
      .dflt = "cpu", .help = "cpu (default), or cuda[:N]: an NVIDIA GPU (train, eval, predict and "
-                            "bench; GRA and the monitor not yet: docs/cuda.md)"},
+                            "bench; GRA not yet: docs/cuda.md)"},
     CLI_END,
 };
 

@@ -81,8 +81,19 @@ expect() { # expect CODE PATTERN COMMAND...: exit code and message
   "$@" >"$tmp/err.out" 2>&1; local got=$?
   [ "$got" = "$want" ] && grep -q -- "$pattern" "$tmp/err.out" && ok || bad "$*: exit $got, $(tail -1 "$tmp/err.out")"
 }
-expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --repair auto
-expect 2 "do not run on the device yet" "$DEV" "${common[@]}" --device cuda --monitor-every 5
+expect 2 "GRA and curvature do not run on the device yet" "$DEV" "${common[@]}" --device cuda --repair auto
+expect 2 "GRA and curvature do not run on the device yet" "$DEV" "${common[@]}" --device cuda --monitor-every 5 \
+  --curvature-every 2
+# the health monitor on the device: the CPU's figures (an MLP: every health line byte for
+# byte; the CNN within the convolutions' summation order), and the report
+mon=(--epochs 1 --repair off --monitor-every 4)
+"$CPU" "${common[@]}" "${mon[@]}" --metrics "$tmp/mon-cpu.jsonl" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${mon[@]}" --device cuda --metrics "$tmp/mon-dev.jsonl" >/dev/null 2>&1
+grep '"event":"health"' "$tmp/mon-cpu.jsonl" >"$tmp/h-cpu"; grep '"event":"health"' "$tmp/mon-dev.jsonl" >"$tmp/h-dev"
+[ "$(wc -l <"$tmp/h-cpu")" = 4 ] && cmp -s "$tmp/h-cpu" "$tmp/h-dev" && ok || bad "the monitor on the device: $(head -c 300 "$tmp/h-dev")"
+"$DEV" "${common[@]}" --limit 256 --epochs 1 --model cnn --device cuda --monitor-every 2 --report "$tmp/cnn.html" \
+  >"$tmp/report.out" 2>&1 && grep -q "vanishing\|healthy" "$tmp/cnn.html" && [ "$(grep -c '"event":"health"' "$tmp/cnn.html.jsonl")" = 2 ] \
+  && ok || bad "--report on the device: $(tail -2 "$tmp/report.out")"
 expect 1 "own weight updates (lassonet) does not run on the device yet" "$DEV" "${common[@]}" --device cuda --model lassonet
 expect 1 "experiment does not run on the CUDA backend yet" "$DEV" experiment --device cuda
 # eval and predict on the device: the CPU's figures and probabilities, digit for digit
@@ -106,6 +117,8 @@ expect 2 "precision 'fp16': use fp32 or tf32" "$CPU" "${common[@]}" --precision 
 "$DEV" bench --model cnn --device cuda --batch 16 --steps 2 --layers >"$tmp/bench.out" 2>&1
 grep -q "^conv2d " "$tmp/bench.out" && grep -Eq "device memory [1-9][0-9]* MiB" "$tmp/bench.out" && ok \
   || bad "bench --device cuda --layers: $(head -3 "$tmp/bench.out")"
+"$DEV" bench --model cnn --device cuda --batch 16 --steps 4 --monitor >"$tmp/bench.out" 2>&1
+grep -q "monitor: a watched step takes" "$tmp/bench.out" && ok || bad "bench --device cuda --monitor: $(tail -2 "$tmp/bench.out")"
 # more than the device has free (the stand-in has 256 MiB): said before anything is allocated
 expect 1 "is free on the device: lower --batch" "$DEV" "${common[@]}" --device cuda --model mlp:depth=4,width=4096 --batch 2048
 echo "test_device_cli: $pass passed, $fail failed"

@@ -6,7 +6,7 @@
 # device against the CPU, with cuDNN's convolutions and with regrad's own), an MLP trained
 # with `--device cuda` and `--device cpu` (test accuracy, weights apart), a CNN trained twice
 # on the GPU (the same bits), ResNet50V2, DenseNet121 and resnet20v2 steps (op times in the
-# logs), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
+# logs), the monitor's watched step against a plain one, bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
 # onnxruntime), and prints one summary table.  A few minutes on 16 cores.
 # Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs)
@@ -78,6 +78,9 @@ if [ "$build" = ok ]; then
   python3 bench/torch_resnet50v2.py --device cuda --precision tf32 --batch 256 --steps 5 >"$log/r50torch-tf32-256" 2>&1
   r50row "$log/r50-tf32-256" "$log/r50torch-tf32-256" >"$log/r50row-tf32-256"
   REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
+  # the health monitor's watched step against a plain one (its sums over host copies so far)
+  "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 10 --monitor >"$log/r50-monitor" 2>&1
+  "$regrad" bench --model mlp:depth=20,width=128,act=sigmoid --device cuda --batch 128 --steps 20 --monitor >"$log/mlp-monitor" 2>&1
   for m in densenet121 resnet20v2; do
     "$regrad" bench --model $m --device cuda --batch 64 --steps 10 --layers >"$log/$m" 2>&1
   done
@@ -97,6 +100,8 @@ row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
 row "ResNet50V2 b256 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32-256" 2>/dev/null)"
 row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
+row "monitor cost, ResNet50V2 b32" "" "$(grep -o 'monitor: .*' "$log/r50-monitor" 2>/dev/null | cut -c1-90)"
+row "monitor cost, 20-sigmoid MLP b128" "" "$(grep -o 'monitor: .*' "$log/mlp-monitor" 2>/dev/null | cut -c1-90)"
 row "DenseNet121 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/densenet121" 2>/dev/null | head -1)"
 row "resnet20v2 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/resnet20v2" 2>/dev/null | head -1)"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"

@@ -57,6 +57,9 @@ static rg_status check_args(const rg_graph *g, rg_node node, int batch, const fl
     if (batch < 1 || batch > g->max_batch)
         return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", batch, g->max_batch);
     if (!v) return rg_fail(RG_ERR_ARG, "curvature: the direction is NULL");
+    if (!g->backend->ops[RG_OP_INPUT].tangent)
+        return rg_fail(RG_ERR_STATE, "curvature needs the CPU backend (the %s backend has no "
+                                     "tangent kernels); run with --device cpu", g->backend->name);
     return RG_OK;
 }
 
@@ -79,10 +82,7 @@ static void free_tangents(rg_graph *g, bool cached) {
  * instead.  free_tangents releases them. */
 static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float *v, rg_node also,
                               float *cache) {
-    const int n = g->n_nodes;
-    if (!g->backend->ops[RG_OP_INPUT].tangent)
-        return rg_fail(RG_ERR_STATE, "curvature needs the CPU backend (the %s backend has no "
-                                     "tangent kernels); run with --device cpu", g->backend->name);
+    const int n = g->n_nodes; /* check_args made sure the backend has tangents */
     int *last = malloc((size_t)n * sizeof *last);
     g->tangent = calloc((size_t)n, sizeof *g->tangent);
     if (!last || !g->tangent) {

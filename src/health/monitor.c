@@ -448,13 +448,15 @@ void rg_monitor_free(rg_monitor *m) {
 }
 
 /* Watching: each layer sums its own output while it is in cache (buffers made on the first
- * watched pass; without memory the hook scans the output instead). */
+ * watched pass; without memory, or on a device, whose ops do not sum, the hook scans the
+ * output instead). */
 void rg_monitor_enable(rg_monitor *m, int on) {
     m->on = on != 0;
+    const bool own_sums = !rg_graph_on_device(m->g);
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
         rg_node_impl *n = &m->g->nodes[l->node];
-        if (m->on && !l->stats.sums) {
+        if (m->on && own_sums && !l->stats.sums) {
             /* a convolution's sums per (sample, channel) plane, a dense layer's per unit */
             const bool conv = n->op == RG_OP_CONV2D;
             const size_t planes = (conv ? (size_t)m->g->max_batch : 1) * l->h.units;
@@ -695,7 +697,8 @@ void rg_monitor_judge(rg_monitor *m) {
 }
 
 rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_too) {
-    m->by_optimizer = on && o && m->measured;
+    /* the device's update rules do not measure: there the monitor keeps its own copy */
+    m->by_optimizer = on && o && m->measured && !rg_graph_on_device(m->g);
     m->norms_by_optimizer = m->by_optimizer && norms_too;
     m->track_update = on && !m->by_optimizer;
     if (o) /* measure this step, or forget a measurement a skipped step left asked for */
