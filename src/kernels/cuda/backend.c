@@ -308,8 +308,12 @@ static float *host_copy(const float *x, size_t n) {
 
 static void squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
     float *ha = host_copy(a, n), *hb = b ? host_copy(b, n) : NULL;
-    if (ha && (!b || hb)) rg_cpu_squares2(ha, hb, keep, n, sa, sb);
-    else *sa = NAN, sb ? *sb = NAN : 0;
+    if (ha && (!b || hb)) {
+        rg_cpu_squares2(ha, hb, keep, n, sa, sb);
+    } else {
+        *sa = NAN;
+        if (sb) *sb = NAN;
+    }
     free(ha), free(hb);
 }
 

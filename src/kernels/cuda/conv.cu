@@ -4,11 +4,12 @@
  * input under every window tap, zero in the padding, unrolled for every sample in one
  * launch; x itself for a 1x1 stride-1 unpadded convolution); backward dW += the sum over
  * samples of dY col(x)^T (each sample's product, then added in sample order), db += dY
- * summed over samples and positions (one thread a filter, in a fixed order), dx (+)= the
+ * summed over samples and positions (one block a filter, in a fixed order), dx (+)= the
  * scatter of W^T dY, gathered per input value (no atomics: the same bits every run).  The
  * columns of the whole batch and each sample's dW live in the graph's workspace.  Where
- * cuDNN is found and its symmetric padding fits the geometry (cudnn.cu), its convolutions
- * replace the products and the columns; the bias stays here.
+ * cuDNN is found and takes the geometry (cudnn.cu: its symmetric padding fits, and the
+ * convolution is not 1x1 stride 1), its convolutions replace the products and the columns;
+ * the bias stays here.
  */
 #include "cuda.h"
 #include "launch.h"

@@ -43,6 +43,9 @@ void rg_cuda_release(float *p);
 rg_status rg_cuda_upload(float *device, const float *host, size_t n);
 rg_status rg_cuda_download(float *host, const float *device, size_t n);
 rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n);
+/* A scratch buffer of the device's (*p, *have bytes) grown to at least `bytes`, its old
+ * contents dropped; false when the device has no room (*p NULL then). */
+bool rg_cuda_grow(void **p, size_t *have, size_t bytes);
 /* Host memory of `bytes` at p pinned (on) for faster copies, or unpinned; a pin refused
  * leaves the copies as they were, slower. */
 void rg_cuda_pin(void *p, size_t bytes, bool on);

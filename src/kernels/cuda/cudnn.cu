@@ -120,16 +120,9 @@ template <typename P> static int pick(const P *perf, int n) {
 }
 
 static rg_status scratch_for(size_t bytes) {
-    if (bytes <= dnn.scratch_bytes) return RG_OK;
-    cudaFree(dnn.scratch); /* waits for the work that used it */
-    dnn.scratch = NULL, dnn.scratch_bytes = 0;
-    if (cudaMalloc(&dnn.scratch, bytes) != cudaSuccess) {
-        cudaGetLastError();
-        return problem(RG_ERR_MEMORY, "no device memory for cuDNN's %zu MiB of convolution scratch: lower --batch",
-                       bytes >> 20);
-    }
-    dnn.scratch_bytes = bytes;
-    return RG_OK;
+    if (rg_cuda_grow(&dnn.scratch, &dnn.scratch_bytes, bytes)) return RG_OK;
+    return problem(RG_ERR_MEMORY, "no device memory for cuDNN's %zu MiB of convolution scratch: lower --batch",
+                   bytes >> 20);
 }
 
 /* the math an algorithm runs under: strict fp32 never anything but FMA */

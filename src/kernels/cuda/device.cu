@@ -85,6 +85,18 @@ extern "C" rg_status rg_cuda_download(float *host, const float *device, size_t n
     return copy(host, device, n, cudaMemcpyDeviceToHost);
 }
 
+extern "C" bool rg_cuda_grow(void **p, size_t *have, size_t bytes) {
+    if (bytes <= *have) return true;
+    cudaFree(*p); /* waits for the work that used it */
+    *p = NULL, *have = 0;
+    if (cudaMalloc(p, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    *have = bytes;
+    return true;
+}
+
 extern "C" void rg_cuda_pin(void *p, size_t bytes, bool on) {
     if (!p || !bytes) return;
     if ((on ? cudaHostRegister(p, bytes, cudaHostRegisterDefault) : cudaHostUnregister(p)) != cudaSuccess)

@@ -37,7 +37,6 @@ struct gradient_times_centred {
     __device__ double operator()(size_t i) const { return (double)masked(dy[i], x[i], pair) * (x[i] - mu); }
 };
 
-/* one block a channel: the batch's statistics, the running ones, the affine pair */
 /* How many runs a channel's m values are cut into: enough blocks for the device when the
  * channels are few, none shorter than 2,048 values. */
 static int chunks(int C, size_t m) {
@@ -64,16 +63,9 @@ static double *parts;
 static size_t parts_size;
 
 static double *parts_for(size_t n) {
-    if (n <= parts_size) return parts;
-    cudaFree(parts);
-    parts = NULL, parts_size = 0;
-    if (cudaMalloc((void **)&parts, n * sizeof(double)) != cudaSuccess) {
-        cudaGetLastError();
-        rg_cuda_note_failure("batch norm", "no device memory for its sums");
-        return NULL;
-    }
-    parts_size = n;
-    return parts;
+    if (rg_cuda_grow((void **)&parts, &parts_size, n * sizeof(double))) return parts;
+    rg_cuda_note_failure("batch norm", "no device memory for its sums");
+    return NULL;
 }
 
 /* C x runs blocks: each run's sum of x (mean_part), then with the mean each run's sum of
