@@ -5,7 +5,8 @@
  * train with the CPU's bits (inputs and labels uploaded by forward, the loss and logits
  * read through rg_host, the optimizer's moments on the device, frozen layers left alone)
  * and touch device memory only through the backend (a direct touch faults); resnet20v2,
- * ResNet50V2 and DenseNet121's first step must give the CPU's loss and gradient norms.
+ * ResNet50V2 and DenseNet121's first step must give the CPU's loss and gradient norms, and
+ * the health monitor the CPU's figures.
  * test_device_gpu runs the same on a real GPU, within float tolerance (cuBLAS sums in
  * another order), or prints "SKIP: no CUDA device" and exits 77.  Placement errors are one
  * clear status each.
@@ -196,6 +197,55 @@ static void dropout_softmax_mse_match_the_cpu(void **state) { compare(misc_net, 
  * noise only, which Adam's normalised steps would turn into full-size moves */
 static void batch_norm_matches_the_cpu(void **state) { compare(norm_net, RG_OPTIM_MOMENTUM, false, CONV_TOL); }
 
+/* The health monitor watching 3 steps of a network on the CPU and on the device: every
+ * layer's figures within tol (relative, plus 1e-6 absolute) and the same verdicts. */
+static void watch(net_builder builder, double tol) {
+    net n[2] = {build(builder, "cpu"), build(builder, "cuda")};
+    rg_optim_config c = rg_optim_defaults(RG_OPTIM_MOMENTUM);
+    rg_optim *o[2];
+    rg_monitor *mon[2];
+    for (int d = 0; d < 2; d++) {
+        assert_non_null(o[d] = rg_optim_create(&c, n[d].g->param_floats));
+        assert_int_equal(rg_optim_place(o[d], n[d].g), RG_OK);
+        assert_non_null(mon[d] = rg_monitor_create(n[d].g));
+    }
+    for (int s = 0; s < 3; s++)
+        for (int d = 0; d < 2; d++) {
+            rg_monitor_enable(mon[d], 1);
+            assert_int_equal(rg_monitor_track_update(mon[d], 1, o[d], 1), RG_OK);
+            float *in = rg_graph_input_buffer(n[d].g, n[d].x);
+            const size_t size = rg_node_size(n[d].g, n[d].x);
+            for (size_t i = 0; i < BATCH * size; i++) in[i] = (float)sin(0.37 * (double)i + s);
+            for (int b = 0; b < BATCH; b++) rg_graph_labels(n[d].g)[b] = (b * 3 + s) % CLASSES;
+            assert_int_equal(rg_graph_forward(n[d].g, BATCH, 1), RG_OK);
+            assert_int_equal(rg_graph_backward(n[d].g, n[d].loss), RG_OK);
+            rg_monitor_enable(mon[d], 0);
+            rg_optim_step(o[d], n[d].g->param_buf, n[d].g->grad_buf, 0.01f);
+            rg_monitor_note_update(mon[d]);
+            rg_monitor_judge(mon[d]);
+        }
+    assert_int_equal(rg_monitor_layer_count(mon[0]), rg_monitor_layer_count(mon[1]));
+    for (int i = 0; i < rg_monitor_layer_count(mon[0]); i++) {
+        const rg_layer_health *a = rg_monitor_layer(mon[0], i), *b = rg_monitor_layer(mon[1], i);
+        const double want[] = {a->grad_norm, a->weight_norm, a->update_ratio, a->backward_gain, a->grad_rms,
+                               a->pre_mean, a->pre_std, a->act_mean, a->act_std, a->saturated, a->dead};
+        const double got[] = {b->grad_norm, b->weight_norm, b->update_ratio, b->backward_gain, b->grad_rms,
+                              b->pre_mean, b->pre_std, b->act_mean, b->act_std, b->saturated, b->dead};
+        for (size_t k = 0; k < sizeof want / sizeof *want; k++)
+            if (!(isnan(want[k]) ? isnan(got[k]) : fabs(want[k] - got[k]) <= tol * fabs(want[k]) + 1e-6))
+                fail_msg("%s: figure %zu is %.9g on the device, %.9g on the CPU", a->name, k, got[k], want[k]);
+        assert_int_equal(a->verdict, b->verdict);
+    }
+    for (int d = 0; d < 2; d++) rg_monitor_free(mon[d]), rg_optim_free(o[d]), rg_graph_free(n[d].g);
+}
+
+/* dense, convolutions of every kind, batch norm with a fused relu, tanh */
+static void the_monitor_sees_what_the_cpus_sees(void **state) {
+    watch(mlp, 10 * CONV_TOL);
+    watch(conv_net, 10 * CONV_TOL);
+    watch(norm_net, 10 * CONV_TOL);
+}
+
 /* A zoo model's first training step on the CPU and on the device, from the same weights
  * and batch: the loss within loss_tol, every parameter's gradient norm within norm_tol of
  * the CPU's (plus a floor of 1e-4 of the largest: a convolution's bias before batch norm
@@ -281,6 +331,7 @@ int main(void) {
         cmocka_unit_test(dropout_softmax_mse_match_the_cpu),
         cmocka_unit_test(batch_norm_matches_the_cpu),
         cmocka_unit_test(zoo_models_match_the_cpu),
+        cmocka_unit_test(the_monitor_sees_what_the_cpus_sees),
         cmocka_unit_test(placement_errors_say_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
