@@ -56,6 +56,10 @@ if [ "$build" = ok ]; then
       --checkpoint-dir "$log/ck-cnn-$run" >"$log/cnn-$run" 2>&1
   done
   echo "$(tail -1 "$log/cnn-a" | cut -c1-40); $("$diff" "$log/ck-cnn-a/last.safetensors" "$log/ck-cnn-b/last.safetensors" 2>&1 | tail -1)" >"$log/cnn-twice"
+  # the health monitor and the report on the GPU
+  "$regrad" train --data "$data" --model cnn --device cuda --epochs 1 --seed 3 --quiet --monitor-every 8 \
+    --report "$log/cnn.html" --checkpoint-dir "$log/ck-cnn-report" >"$log/cnn-report" 2>&1
+  echo "exit $?, $(grep -c '"event":"health"' "$log/cnn.html.jsonl" 2>/dev/null) health lines, $(grep -o '"verdict":"[a-z_-]*"' "$log/cnn.html.jsonl" 2>/dev/null | sort | uniq -c | tr -s ' ' | tr '\n' ' ')" >"$log/cnn-report-row"
   rm -rf "$log/ck-cnn-a" "$log/ck-cnn-b"
   # the same MLP trained on the GPU and on the CPU: test accuracy of each, weights apart
   ck=$(mktemp -d)
@@ -95,6 +99,7 @@ row "test_device_gpu (graph vs CPU)" "${dtests:-SKIP}" "$(grep -E "PASSED|FAILED
 row "test_device_gpu, REGRAD_CUDNN=0" "${itests:-SKIP}" "$(grep -E "PASSED|FAILED|SKIP" "$log/dtest-im2col" 2>/dev/null | head -1)"
 row "train MLP: cuda vs cpu" "" "$(tail -1 "$log/device" 2>/dev/null)"
 row "train CNN twice on cuda (bits)" "" "$(cat "$log/cnn-twice" 2>/dev/null)"
+row "CNN --report on cuda" "" "$(cat "$log/cnn-report-row" 2>/dev/null)"
 row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
 row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
