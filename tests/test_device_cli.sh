@@ -66,6 +66,14 @@ for side in cpu dev; do
     || bad "fine-tuning a pruned model ($side): $(tail -2 "$tmp/tuned-$side.out")"
 done
 same "$tmp/tuned-cpu/last.safetensors" "$tmp/tuned-dev/last.safetensors" "a pruned model fine-tuned on the device"
+# a pruning schedule on the device (weights by magnitude, then units across layers)
+for structure in "weights --prune-scope layer" "units --prune-scope global"; do
+  sched=(--epochs 3 --repair off --prune-schedule 0.5:1:3 --prune-structure $structure)
+  "$CPU" "${common[@]}" "${sched[@]}" --checkpoint-dir "$tmp/prune-cpu" >/dev/null 2>&1
+  "$DEV" "${common[@]}" "${sched[@]}" --device cuda --checkpoint-dir "$tmp/prune-dev" >"$tmp/prune.out" 2>&1 \
+    || bad "pruning on the device: $(tail -2 "$tmp/prune.out")"
+  same "$tmp/prune-cpu/last.safetensors" "$tmp/prune-dev/last.safetensors" "pruning $structure on the device"
+done
 # stopped after epoch 1 on the device and resumed there; the CPU's epoch-1 checkpoint
 # resumed on the device: both end with the CPU's weights
 "$DEV" "${common[@]}" --epochs 2 --device cuda --stop-after 1 --checkpoint-dir "$tmp/stop" >/dev/null 2>&1

@@ -78,9 +78,42 @@ static rg_status make_masks(rg_graph *g) {
     return RG_OK;
 }
 
+static rg_status prune_here(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep);
+
+/* On a device the ranking and cutting run on host copies of the weights and masks (the
+ * CPU's code, the CPU's result), which go back up in one copy each: a pruning is a few
+ * whole-model passes, not a per-step cost. */
 rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
     rg_graph *g = m->graph;
     if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the model before pruning it");
+    if (!rg_graph_on_device(g)) return prune_here(m, o, rep);
+    rg_status s = make_masks(g);
+    const size_t n = g->param_floats;
+    float *const dev_w = g->param_buf, *const dev_mask = g->mask_buf, *w = NULL, *mask = NULL;
+    if (!s && (!(w = malloc((n ? n : 1) * sizeof *w)) || !(mask = malloc((n ? n : 1) * sizeof *mask))))
+        s = rg_fail(RG_ERR_MEMORY, "out of memory for the host copies pruning works on");
+    if (!s) {
+        g->backend->download(w, dev_w, n);
+        g->backend->download(mask, dev_mask, n);
+        s = g->backend->status();
+    }
+    if (!s) {
+        const rg_backend *device = g->backend;
+        g->backend = &rg_cpu_backend, g->param_buf = w, g->mask_buf = mask;
+        s = prune_here(m, o, rep);
+        g->backend = device, g->param_buf = dev_w, g->mask_buf = dev_mask;
+    }
+    if (!s) {
+        g->backend->upload(dev_w, w, n);
+        g->backend->upload(dev_mask, mask, n);
+        s = g->backend->status();
+    }
+    free(w), free(mask);
+    return s;
+}
+
+static rg_status prune_here(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
+    rg_graph *g = m->graph;
     const bool by_threshold = o->threshold > 0;
     if (!by_threshold && !(o->amount >= 0 && o->amount <= 1))
         return rg_fail(RG_ERR_ARG, "pruning amount %g is outside [0, 1]", (double)o->amount);
