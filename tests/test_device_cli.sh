@@ -102,7 +102,12 @@ grep '"event":"health"' "$tmp/mon-cpu.jsonl" >"$tmp/h-cpu"; grep '"event":"healt
 "$DEV" "${common[@]}" --limit 256 --epochs 1 --model cnn --device cuda --monitor-every 2 --report "$tmp/cnn.html" \
   >"$tmp/report.out" 2>&1 && grep -q "vanishing\|healthy" "$tmp/cnn.html" && [ "$(grep -c '"event":"health"' "$tmp/cnn.html.jsonl")" = 2 ] \
   && ok || bad "--report on the device: $(tail -2 "$tmp/report.out")"
-expect 1 "own weight updates (lassonet) does not run on the device yet" "$DEV" "${common[@]}" --device cuda --model lassonet
+# lassonet's proximal step on the weights each step, and its selection: the CPU's
+lasso=(train --limit 1024 --batch 64 --seed 3 --threads 1 --repair off --epochs 1 --model lassonet --lasso-path 200:2:2)
+"$CPU" "${lasso[@]}" 2>/dev/null | grep "features selected" >"$tmp/lasso-cpu"
+"$DEV" "${lasso[@]}" --device cuda 2>/dev/null | grep "features selected" >"$tmp/lasso-dev"
+[ "$(wc -l <"$tmp/lasso-cpu")" = 2 ] && ! tail -1 "$tmp/lasso-cpu" | grep -q " 784 features" && cmp -s "$tmp/lasso-cpu" "$tmp/lasso-dev" && ok \
+  || bad "lassonet on the device: $(cat "$tmp/lasso-dev")"
 expect 1 "experiment does not run on the CUDA backend yet" "$DEV" experiment --device cuda
 # eval and predict on the device: the CPU's figures and probabilities, digit for digit
 "$CPU" eval --weights "$tmp/cpu-adam/last.safetensors" --json >"$tmp/eval-cpu.json" 2>&1

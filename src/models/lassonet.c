@@ -82,18 +82,49 @@ static rg_status views(const rg_model *m, lasso_views *v) {
     return RG_OK;
 }
 
+/* The views as host memory: the buffers themselves on the CPU, copies down from a device
+ * (with_w1: dense_1's kernel too; freed again on failure); *dev keeps the device's
+ * pointers for put_back. */
+static rg_status on_host(const rg_model *m, lasso_views *v, bool with_w1, lasso_views *dev) {
+    rg_status s = views(m, v);
+    *dev = *v;
+    if (s || !rg_graph_on_device(m->graph)) return s;
+    const size_t nt = (size_t)v->k * v->d, nw = with_w1 ? (size_t)v->h * v->d : 0;
+    v->theta = malloc((nt + nw) * sizeof *v->theta);
+    if (!v->theta) return rg_fail(RG_ERR_MEMORY, "out of memory for lassonet's host copies");
+    v->w1 = with_w1 ? v->theta + nt : NULL;
+    memcpy(v->theta, rg_host(m->graph, dev->theta, nt), nt * sizeof *v->theta);
+    if (with_w1) memcpy(v->w1, rg_host(m->graph, dev->w1, nw), nw * sizeof *v->w1);
+    if ((s = rg_graph_finish(m->graph))) free(v->theta);
+    return s;
+}
+
+/* On a device: the host copies written back (when `changed`) and freed. */
+static rg_status put_back(const rg_model *m, lasso_views *v, const lasso_views *dev, bool changed) {
+    if (!rg_graph_on_device(m->graph)) return RG_OK;
+    if (changed) {
+        rg_graph_write(m->graph, dev->theta, v->theta, (size_t)v->k * v->d);
+        if (v->w1) rg_graph_write(m->graph, dev->w1, v->w1, (size_t)v->h * v->d);
+    }
+    free(v->theta);
+    return changed ? rg_graph_finish(m->graph) : RG_OK;
+}
+
 static int by_abs_desc(const void *a, const void *b) {
     float x = fabsf(*(const float *)a), y = fabsf(*(const float *)b);
     return (x < y) - (x > y);
 }
 
 rg_status rg_lassonet_prox(rg_model *m, float lambda) {
-    lasso_views v;
-    rg_status s = views(m, &v);
+    lasso_views v, dev;
+    rg_status s = on_host(m, &v, true, &dev);
     if (s) return s;
     const double M = m->lasso_m;
     float *u = malloc((size_t)v.h * sizeof *u);
-    if (!u) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    if (!u) {
+        put_back(m, &v, &dev, false);
+        return rg_fail(RG_ERR_MEMORY, "out of memory");
+    }
     for (int j = 0; j < v.d; j++) {
         double vn = 0;
         for (int c = 0; c < v.k; c++) vn += (double)v.theta[c * v.d + j] * v.theta[c * v.d + j];
@@ -120,12 +151,12 @@ rg_status rg_lassonet_prox(rg_model *m, float lambda) {
         }
     }
     free(u);
-    return RG_OK;
+    return put_back(m, &v, &dev, true);
 }
 
 int rg_lassonet_selected(const rg_model *m, int *features) {
-    lasso_views v;
-    if (views(m, &v)) return -1;
+    lasso_views v, dev;
+    if (on_host(m, &v, false, &dev)) return -1;
     int n = 0;
     for (int j = 0; j < v.d; j++) {
         bool on = false;
@@ -133,5 +164,6 @@ int rg_lassonet_selected(const rg_model *m, int *features) {
         if (on && features) features[n] = j;
         n += on;
     }
+    put_back(m, &v, &dev, false);
     return n;
 }

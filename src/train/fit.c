@@ -197,12 +197,11 @@ static rg_status fit_check(const rg_fit_config *cfg, const rg_graph *g, int batc
     return RG_OK;
 }
 
-/* On a device: what does not run there yet (GRA's repairs and curvature, a model's own
- * weight updates and the all-reduce work on host memory), refused by name. */
+/* On a device: what does not run there yet (GRA's repairs and curvature, and the
+ * all-reduce, which works on host memory), refused by name. */
 static rg_status fit_check_device(const rg_fit_config *cfg, const rg_model *m) {
     const char *what = cfg->repair ? "GRA (repair = 0, --repair off)"
                        : cfg->curvature_every > 0 ? "curvature along the steps (curvature_every = 0)"
-                       : rg_model_moves_weights(m) ? "this model's own weight updates (lassonet)"
                        : rg_dist_size() > 1 ? "data-parallel training (MPI)" : NULL;
     return what ? rg_fail(RG_ERR_STATE, "%s does not run on the device yet: train without it, or on "
                                         "the CPU", what)
