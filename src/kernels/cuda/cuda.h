@@ -1,12 +1,12 @@
 /*
  * cuda.h — the CUDA backend's entry points for the C side (the .cu files beside it, built when
- * CMake finds nvcc: REGRAD_CUDA=AUTO|ON|OFF, RG_HAVE_CUDA defined).  What there is so far:
- * the device probe, device buffers and copies, the optimizers' update rules (the same bits
- * as the CPU's: every operation rounded as the C source rounds it, no contraction), the
- * activations, the dense layer (cuBLAS, opened at first use) and softmax cross-entropy
- * forward and backward, the backend's passes over buffers, and reductions in a fixed
- * order.  Each launch goes on the calling thread's default stream; the copies wait for it.
- * A graph does not run on the device yet (see docs/cuda.md for what is left).
+ * CMake finds nvcc: REGRAD_CUDA=AUTO|ON|OFF, RG_HAVE_CUDA defined): the device probe,
+ * device buffers and copies, the optimizers' update rules (the same bits as the CPU's:
+ * every operation rounded as the C source rounds it, no contraction), every op of the zoo
+ * forward and backward (products through cuBLAS, convolutions through cuDNN where it is
+ * found, both opened at first use), the backend's passes over buffers, and reductions in a
+ * fixed order.  Each launch goes on the calling thread's default stream; the copies wait
+ * for it.  What is left: docs/cuda.md.
  */
 #ifndef RG_CUDA_H
 #define RG_CUDA_H
