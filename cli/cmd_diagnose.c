@@ -11,7 +11,7 @@
 #include <string.h>
 
 typedef struct diagnose_args {
-    const char *model, *data;
+    const char *model, *data, *device;
     long batch, seed, threads, curvature;
     bool json;
 } diagnose_args;
@@ -30,6 +30,7 @@ static const cli_option diagnose_options[] = {
      .dflt = "0", .help = "also each layer's top Gauss-Newton eigenvalue and the loss's sharpness "
                           "(top Hessian eigenvalue), by up to N power iterations each (20 is plenty)"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
+    {.table = cli_device_options, CLI_AT(A, device)},
     {.name = "json", .type = CLI_FLAG, CLI_AT(A, json), .help = "one JSON object instead of the table"},
     CLI_END,
 };
@@ -173,6 +174,8 @@ int cmd_diagnose(int argc, char **argv) {
         return EXIT_USAGE;
     }
     rg_set_threads((int)a.threads);
+    const int ready = cli_device(cmd, a.device, true);
+    if (ready >= 0) return ready;
     rg_dataset *d = NULL;
     rg_monitor *mon = NULL;
     const long batch = a.batch < 0 ? 0 : a.batch;
@@ -181,7 +184,8 @@ int cmd_diagnose(int argc, char **argv) {
         const int b = batch > d->n ? d->n : (int)batch;
         const rg_model_opts mo = {.c = d->c, .h = d->h, .w = d->w, .classes = d->classes,
                                   .seed = (uint64_t)a.seed};
-        if (!(s = rg_model_build(a.model, &mo, &m)) && !(s = rg_graph_compile(m.graph, b)) &&
+        if (!(s = rg_model_build(a.model, &mo, &m)) && !(s = rg_graph_set_device(m.graph, a.device)) &&
+            !(s = rg_graph_compile(m.graph, b)) &&
             !(s = (mon = rg_monitor_create(m.graph)) ? RG_OK : RG_ERR_MEMORY) &&
             !(s = observe_batch(d, &m, mon, b, (uint64_t)a.seed)) &&
             !(s = rg_monitor_measure_curvature(mon, m.loss, b, (int)a.curvature)) &&

@@ -652,8 +652,9 @@ static int train_open_metrics(train_ctx *t, int argc, char **argv) {
 /* Training: once, or once per stage of a lasso path (printing each stage's selection). */
 /* With --report: every layer's curvature figures (rg_monitor_measure_curvature, 10 power
  * iterations) on the first training samples, before training and after, as a metrics
- * event.  The measurement leaves the weights, the statistics and the dropout stream as they
- * were; a model whose loss has no curvature products (or a failure) writes nothing. */
+ * event (on a device, which has no tangent passes yet, the inputs' conditioning alone).  The
+ * measurement leaves the weights, the statistics and the dropout stream as they were; a
+ * model whose loss has no curvature products (or a failure) writes nothing. */
 #define CURVATURE_SAMPLES 64
 static void write_curvature(train_ctx *t, const char *when) {
     FILE *f = t->prog.metrics;
@@ -665,7 +666,7 @@ static void write_curvature(train_ctx *t, const char *when) {
     for (int i = 0; i < b; i++) idx[i] = i;
     rg_monitor *mon = rg_monitor_create(g);
     if (mon && !rg_dataset_batch(t->train, idx, b, rg_graph_input_buffer(g, t->m.input), rg_graph_labels(g)) &&
-        !rg_monitor_measure_curvature(mon, t->m.loss, b, 10)) {
+        !rg_monitor_measure_curvature(mon, t->m.loss, b, t->o.device && strcmp(t->o.device, "cpu") ? 0 : 10)) {
         fprintf(f, "{\"event\":\"curvature\",\"when\":\"%s\",\"layers\":[", when);
         for (int i = 0; i < rg_monitor_layer_count(mon); i++) {
             const rg_layer_health *h = rg_monitor_layer(mon, i);

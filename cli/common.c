@@ -166,8 +166,8 @@ const cli_option cli_threads_options[] = {
 
 const cli_option cli_device_options[] = {
     {.name = "device", .meta = "NAME", .type = CLI_TEXT, .at = 0, .size = sizeof(const char *),
-     .dflt = "cpu", .help = "cpu (default), or cuda[:N]: an NVIDIA GPU (train, eval, predict and "
-                            "bench; GRA not yet: docs/cuda.md)"},
+     .dflt = "cpu", .help = "cpu (default), or cuda[:N]: an NVIDIA GPU (train, eval, predict, "
+                            "bench, diagnose; GRA not yet: docs/cuda.md)"},
     CLI_END,
 };
 
@@ -176,8 +176,8 @@ int cli_device(const char *cmd, const char *device, bool runs_graphs) {
     const rg_status s = rg_device_check(device, desc, sizeof desc);
     if (s) return cli_fail(cmd, s);
     if (strcmp(desc, "cpu") == 0 || runs_graphs) return -1;
-    cli_error(cmd, "%s: %s does not run on the CUDA backend yet (train, eval, predict and bench "
-                   "do); use --device cpu", desc, cmd);
+    cli_error(cmd, "%s: %s does not run on the CUDA backend yet (train, eval, predict, bench and "
+                   "diagnose do); use --device cpu", desc, cmd);
     return EXIT_RUNTIME;
 }
 

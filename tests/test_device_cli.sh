@@ -102,6 +102,14 @@ grep '"event":"health"' "$tmp/mon-cpu.jsonl" >"$tmp/h-cpu"; grep '"event":"healt
 "$DEV" "${common[@]}" --limit 256 --epochs 1 --model cnn --device cuda --monitor-every 2 --report "$tmp/cnn.html" \
   >"$tmp/report.out" 2>&1 && grep -q "vanishing\|healthy" "$tmp/cnn.html" && [ "$(grep -c '"event":"health"' "$tmp/cnn.html.jsonl")" = 2 ] \
   && ok || bad "--report on the device: $(tail -2 "$tmp/report.out")"
+[ "$(grep -c '"event":"curvature"' "$tmp/cnn.html.jsonl")" = 2 ] && grep -q '"input_cond":[0-9]' "$tmp/cnn.html.jsonl" \
+  && ok || bad "the report's inputs' conditioning on the device"
+# diagnose on the device: the CPU's table; its curvature needs tangent passes, refused
+"$CPU" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json >"$tmp/diag-cpu.json" 2>&1
+"$DEV" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json --device cuda >"$tmp/diag-dev.json" 2>&1
+grep -q '"vanishing"\|"healthy"' "$tmp/diag-cpu.json" && cmp -s "$tmp/diag-cpu.json" "$tmp/diag-dev.json" && ok \
+  || bad "diagnose on the device: $(head -c 200 "$tmp/diag-dev.json")"
+expect 1 "curvature needs the CPU backend" "$DEV" diagnose --model mlp --batch 64 --device cuda --curvature 5
 # lassonet's proximal step on the weights each step, and its selection: the CPU's
 lasso=(train --limit 1024 --batch 64 --seed 3 --threads 1 --repair off --epochs 1 --model lassonet --lasso-path 200:2:2)
 "$CPU" "${lasso[@]}" 2>/dev/null | grep "features selected" >"$tmp/lasso-cpu"
