@@ -60,7 +60,14 @@ if [ "$build" = ok ]; then
   "$regrad" train --data "$data" --model cnn --device cuda --epochs 1 --seed 3 --quiet --monitor-every 8 \
     --report "$log/cnn.html" --checkpoint-dir "$log/ck-cnn-report" >"$log/cnn-report" 2>&1
   echo "exit $?, $(grep -c '"event":"health"' "$log/cnn.html.jsonl" 2>/dev/null) health lines, $(grep -o '"verdict":"[a-z_-]*"' "$log/cnn.html.jsonl" 2>/dev/null | sort | uniq -c | tr -s ' ' | tr '\n' ' ')" >"$log/cnn-report-row"
-  rm -rf "$log/ck-cnn-a" "$log/ck-cnn-b"
+  # stopped after epoch 1 and resumed: the bits of the straight run of two epochs
+  "$regrad" train --data "$data" --model cnn --device cuda --repair off --epochs 2 --seed 3 --quiet \
+    --checkpoint-dir "$log/ck-cnn-straight" >/dev/null 2>&1
+  "$regrad" train --data "$data" --model cnn --device cuda --repair off --epochs 2 --seed 3 --quiet \
+    --stop-after 1 --checkpoint-dir "$log/ck-cnn-stop" >/dev/null 2>&1
+  "$regrad" train --resume "$log/ck-cnn-stop" --device cuda --quiet >"$log/cnn-resume" 2>&1
+  echo "$("$diff" "$log/ck-cnn-straight/last.safetensors" "$log/ck-cnn-stop/last.safetensors" 2>&1 | tail -1)" >"$log/cnn-resume-row"
+  rm -rf "$log/ck-cnn-a" "$log/ck-cnn-b" "$log/ck-cnn-straight" "$log/ck-cnn-stop"
   # the same MLP trained on the GPU and on the CPU: test accuracy of each, weights apart
   ck=$(mktemp -d)
   for dev in cuda cpu; do
@@ -100,6 +107,7 @@ row "test_device_gpu, REGRAD_CUDNN=0" "${itests:-SKIP}" "$(grep -E "PASSED|FAILE
 row "train MLP: cuda vs cpu" "" "$(tail -1 "$log/device" 2>/dev/null)"
 row "train CNN twice on cuda (bits)" "" "$(cat "$log/cnn-twice" 2>/dev/null)"
 row "CNN --report on cuda" "" "$(cat "$log/cnn-report-row" 2>/dev/null)"
+row "CNN stopped, resumed on cuda (bits)" "" "$(cat "$log/cnn-resume-row" 2>/dev/null)"
 row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
 row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
