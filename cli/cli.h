@@ -105,6 +105,8 @@ extern const cli_option cli_threads_options[];
  * line saying why the device cannot run this. */
 extern const cli_option cli_device_options[];
 int cli_device(const char *cmd, const char *device, bool runs_graphs);
+/* Whether a device name (NULL: the default) names a GPU rather than the CPU. */
+bool cli_on_gpu(const char *device);
 /* Prints a library warning as "regrad: warning: ..." (thread-safe), on its own line even
  * while a progress line is drawn (cli_progress_line says when one is). */
 void cli_warn(void *user, const char *message);

@@ -100,7 +100,7 @@ static int bench_build(const char *cmd, const bench_args *a, rg_model *m, size_t
     rg_graph *g = m->graph;
     if ((s = rg_graph_set_device(g, a->device)) || (s = rg_graph_set_precision(g, a->precision)))
         return cli_fail(cmd, s);
-    if (a->device && strcmp(a->device, "cpu") != 0 && (s = rg_device_memory_in_use(a->device, device_before)))
+    if (cli_on_gpu(a->device) && (s = rg_device_memory_in_use(a->device, device_before)))
         return cli_fail(cmd, s);
     if ((s = rg_graph_compile(g, (int)a->batch))) return cli_fail(cmd, s);
     const size_t sample = rg_node_size(g, m->input);
@@ -196,12 +196,18 @@ static void bench_print_json(const bench_args *a, const bench_result *r) {
            rg_get_threads(), r->ips, r->rss_mib, r->conv_rate, r->dense_rate, r->gemm_rate,
            r->opt_seconds);
     if (isfinite(r->monitor_cost)) printf("\"monitor_step_cost\":%.4f,", r->monitor_cost);
-    if (a->device && strcmp(a->device, "cpu") != 0) printf("\"device_mib\":%.1f,", r->device_mib);
+    if (cli_on_gpu(a->device)) printf("\"device_mib\":%.1f,", r->device_mib);
     printf("\"ops\":[");
     for (int j = 0; j < r->n_ops; j++)
         printf("%s{\"op\":\"%s\",\"count\":%d,\"forward_seconds\":%.4f,\"backward_seconds\":%.4f}",
                j ? "," : "", r->ops[j].op, r->ops[j].count, r->ops[j].fwd, r->ops[j].bwd);
     printf("]}\n");
+}
+
+/* On a device: the images/s and the memory the model holds there. */
+static void bench_print_device_line(const bench_args *a, const bench_result *r) {
+    printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s, device memory %.0f MiB\n", a->model, a->batch,
+           a->steps, a->device, a->precision ? a->precision : "fp32", r->ips, r->device_mib);
 }
 
 /* What a watched step costs over a plain one, when the monitor was asked for. */
@@ -217,12 +223,11 @@ static void bench_print_monitor(const bench_args *a, const bench_result *r) {
 
 static void bench_print_table(const bench_args *a, const rg_graph *g, const bench_result *r) {
     const long steps = a->steps;
-    const bool on_device = a->device && strcmp(a->device, "cpu") != 0;
-    if (on_device)
-        printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s, device memory %.0f MiB\n(op times from as "
-               "many steps again, each op's kernels waited for)\n", a->model, a->batch, steps, a->device,
-               a->precision ? a->precision : "fp32", r->ips, r->device_mib);
-    else
+    const bool on_device = cli_on_gpu(a->device);
+    if (on_device) {
+        bench_print_device_line(a, r);
+        printf("(op times from as many steps again, each op's kernels waited for)\n");
+    } else
         printf("%s: batch %ld, %ld steps, %d threads: %.1f images/s, peak RSS %.0f MiB\n", a->model,
                a->batch, steps, rg_get_threads(), r->ips, r->rss_mib);
     printf("\n%-22s %6s %12s %12s %8s\n", "op", "count", "forward ms", "backward ms", "share");
@@ -260,7 +265,7 @@ int cmd_bench(int argc, char **argv) {
     if (r >= 0) return r;
     rg_set_threads((int)a.threads);
     if ((r = cli_device(cmd, a.device, true)) >= 0) return r;
-    const bool on_device = a.device && strcmp(a.device, "cpu") != 0;
+    const bool on_device = cli_on_gpu(a.device);
     rg_model m = {0};
     size_t device_before = 0, device_after = 0;
     if ((r = bench_build(cmd, &a, &m, &device_before)) >= 0) {
@@ -280,13 +285,9 @@ int cmd_bench(int argc, char **argv) {
     rg_status s = !opt || (a.monitor && !mon) ? RG_ERR_MEMORY
                                               : bench_steps(&a, &m, opt, oc.lr, mon, !on_device, &res);
     if (!s && on_device && a.layers) {
-        bench_result profiled = {0};
-        if (!(s = bench_steps(&a, &m, opt, oc.lr, NULL, true, &profiled))) {
-            profiled.ips = res.ips, profiled.monitor_cost = res.monitor_cost; /* from the unprofiled steps */
-            profiled.watched_s = res.watched_s, profiled.plain_s = res.plain_s;
-            profiled.n_watched = res.n_watched, profiled.n_plain = res.n_plain;
-            res = profiled;
-        }
+        bench_result profiled = {0}; /* its totals for the op table, the rest from the unprofiled steps */
+        if (!(s = bench_steps(&a, &m, opt, oc.lr, NULL, true, &profiled)))
+            res.total = profiled.total, res.opt_seconds = profiled.opt_seconds;
     }
     /* what the model holds on the device: its buffers, the optimizer's moments, the
      * libraries' scratch, all kept from the first steps on */
@@ -296,8 +297,7 @@ int cmd_bench(int argc, char **argv) {
         bench_totals(&a, m.graph, &res);
         if (a.json) bench_print_json(&a, &res);
         else if (on_device && !a.layers) {
-            printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s, device memory %.0f MiB\n", a.model, a.batch,
-                   a.steps, a.device, a.precision ? a.precision : "fp32", res.ips, res.device_mib);
+            bench_print_device_line(&a, &res);
             bench_print_monitor(&a, &res);
         } else bench_print_table(&a, m.graph, &res);
     }

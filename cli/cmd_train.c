@@ -484,7 +484,7 @@ static int train_check(train_ctx *t) {
     if (o->report) { /* the report reads the metrics, with gradient snapshots (and curvature
                       * along the steps on the CPU: the device has no tangent passes yet) */
         if (!o->monitor_every) o->monitor_every = 10;
-        if (!o->curvature_every && (!o->device || !strcmp(o->device, "cpu"))) o->curvature_every = 5;
+        if (!o->curvature_every && !cli_on_gpu(o->device)) o->curvature_every = 5;
         if (!o->metrics_path) {
             snprintf(t->report_metrics, sizeof t->report_metrics, "%s.jsonl", o->report);
             o->metrics_path = t->report_metrics;
@@ -497,7 +497,7 @@ static int train_check(train_ctx *t) {
     rg_model probe = {0};
     const int r = cli_device(cmd, o->device, true);
     if (r >= 0) return r;
-    if (o->device && strcmp(o->device, "cpu") != 0) { /* what does not run on the device yet */
+    if (cli_on_gpu(o->device)) { /* what does not run on the device yet */
         if (o->repair == REPAIR_AUTO || o->curvature_every) {
             cli_error(cmd, "GRA and curvature do not run on the device yet: drop --repair auto and "
                            "--curvature-every, or train with --device cpu");
@@ -591,8 +591,8 @@ static int train_build_model(train_ctx *t) {
     if (t->m.n_aux) rg_model_set_aux_weight(&t->m, (float)o->aux_weight);
     if (!cli_patterns_apply(cmd, &o->patterns, t->m.graph, o->model_spec)) return EXIT_USAGE;
     const rg_fit_config fc = fit_config(t);
-    const bool cpu = !o->device || strcmp(o->device, "cpu") == 0; /* the budget is host memory's */
-    const double budget = o->max_memory > 0 ? o->max_memory : cpu ? (double)rg_memory_available() : 0;
+    /* the budget is host memory's */
+    const double budget = o->max_memory > 0 ? o->max_memory : !cli_on_gpu(o->device) ? (double)rg_memory_available() : 0;
     if ((s = rg_graph_set_device(t->m.graph, o->device)) || (s = rg_graph_set_precision(t->m.graph, o->precision)) ||
         (budget > 0 && (s = rg_fit_budget(&t->m, d, &fc, budget))) ||
         (s = rg_graph_compile(t->m.graph, (int)o->batch)))
@@ -666,7 +666,7 @@ static void write_curvature(train_ctx *t, const char *when) {
     for (int i = 0; i < b; i++) idx[i] = i;
     rg_monitor *mon = rg_monitor_create(g);
     if (mon && !rg_dataset_batch(t->train, idx, b, rg_graph_input_buffer(g, t->m.input), rg_graph_labels(g)) &&
-        !rg_monitor_measure_curvature(mon, t->m.loss, b, t->o.device && strcmp(t->o.device, "cpu") ? 0 : 10)) {
+        !rg_monitor_measure_curvature(mon, t->m.loss, b, cli_on_gpu(t->o.device) ? 0 : 10)) {
         fprintf(f, "{\"event\":\"curvature\",\"when\":\"%s\",\"layers\":[", when);
         for (int i = 0; i < rg_monitor_layer_count(mon); i++) {
             const rg_layer_health *h = rg_monitor_layer(mon, i);

@@ -171,6 +171,8 @@ const cli_option cli_device_options[] = {
     CLI_END,
 };
 
+bool cli_on_gpu(const char *device) { return device && strcmp(device, "cpu") != 0; }
+
 int cli_device(const char *cmd, const char *device, bool runs_graphs) {
     char desc[160];
     const rg_status s = rg_device_check(device, desc, sizeof desc);

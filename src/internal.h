@@ -25,10 +25,12 @@ bool rg_node_frozen(const rg_graph *g, const rg_node_impl *n);
 
 /* A graph on a device (rg_graph_set_device): whether it is; n floats of one of its
  * buffers copied into new host memory (NULL, RG_ERR_MEMORY recorded, when there is none);
- * n host floats written into one of its buffers.  On the CPU: the buffer itself, memcpy. */
+ * n host floats written into one of its buffers, or n of its floats read into host memory.
+ * On the CPU: the buffer itself, memcpy. */
 bool rg_graph_on_device(const rg_graph *g);
 float *rg_graph_host_copy(const rg_graph *g, const float *x, size_t n);
 void rg_graph_write(const rg_graph *g, float *dst, const float *src, size_t n);
+void rg_graph_read(const rg_graph *g, float *dst, const float *src, size_t n);
 /* n host floats written into one of o's moment buffers, wherever they live. */
 void rg_optim_write(const rg_optim *o, float *dst, const float *src, size_t n);
 

@@ -62,8 +62,8 @@ rg_node rg_graph_error(rg_graph *g, rg_status s, const char *fmt, ...) {
 
 /* The profiler's clock; on a device, its queued work finished first, so an op's time is its
  * kernels' and not its launches' (a failure there is the step's). */
-static rg_status profile_clock(const rg_graph *g, double *t) {
-    const rg_status s = g->backend->device ? g->backend->status() : RG_OK;
+static rg_status profile_clock(rg_graph *g, double *t) {
+    const rg_status s = rg_graph_finish(g);
     *t = rg_seconds();
     return s;
 }
@@ -538,9 +538,13 @@ float *rg_graph_host_copy(const rg_graph *g, const float *x, size_t n) {
         rg_fail(RG_ERR_MEMORY, "out of memory copying %zu floats from the device", n);
         return NULL;
     }
-    if (g->backend->device) g->backend->download(h, x, n);
-    else memcpy(h, x, n * sizeof *h);
+    rg_graph_read(g, h, x, n);
     return h;
+}
+
+void rg_graph_read(const rg_graph *g, float *dst, const float *src, size_t n) {
+    if (g->backend->device) g->backend->download(dst, src, n);
+    else memcpy(dst, src, n * sizeof *dst);
 }
 
 void rg_graph_write(const rg_graph *g, float *dst, const float *src, size_t n) {
@@ -566,13 +570,8 @@ rg_status rg_node_read(rg_graph *g, rg_node n, int rows, float *dst) {
     if (!g->compiled || rows > g->max_batch)
         return rg_fail(RG_ERR_STATE, "node_read: %d rows of a graph %s", rows,
                        g->compiled ? "compiled for fewer" : "not compiled yet");
-    const size_t count = (x->batched ? (size_t)rows : 1) * x->size;
-    if (!g->backend->device) {
-        memcpy(dst, x->out, count * sizeof *dst);
-        return RG_OK;
-    }
-    g->backend->download(dst, x->out, count);
-    return g->backend->status();
+    rg_graph_read(g, dst, x->out, (x->batched ? (size_t)rows : 1) * x->size);
+    return rg_graph_finish(g);
 }
 int rg_node_ndim(const rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].ndim : 0; }
 const int *rg_node_shape(const rg_graph *g, rg_node n) {

@@ -89,13 +89,10 @@ static rg_status on_host(const rg_model *m, lasso_views *v, bool with_w1, lasso_
     rg_status s = views(m, v);
     *dev = *v;
     if (s || !rg_graph_on_device(m->graph)) return s;
-    const size_t nt = (size_t)v->k * v->d, nw = with_w1 ? (size_t)v->h * v->d : 0;
-    v->theta = malloc((nt + nw) * sizeof *v->theta);
-    if (!v->theta) return rg_fail(RG_ERR_MEMORY, "out of memory for lassonet's host copies");
-    v->w1 = with_w1 ? v->theta + nt : NULL;
-    memcpy(v->theta, rg_host(m->graph, dev->theta, nt), nt * sizeof *v->theta);
-    if (with_w1) memcpy(v->w1, rg_host(m->graph, dev->w1, nw), nw * sizeof *v->w1);
-    if ((s = rg_graph_finish(m->graph))) free(v->theta);
+    v->theta = rg_graph_host_copy(m->graph, dev->theta, (size_t)v->k * v->d);
+    v->w1 = with_w1 && v->theta ? rg_graph_host_copy(m->graph, dev->w1, (size_t)v->h * v->d) : NULL;
+    s = !v->theta || (with_w1 && !v->w1) ? RG_ERR_MEMORY /* recorded by the copy */ : rg_graph_finish(m->graph);
+    if (s) free(v->theta), free(v->w1);
     return s;
 }
 
@@ -106,7 +103,7 @@ static rg_status put_back(const rg_model *m, lasso_views *v, const lasso_views *
         rg_graph_write(m->graph, dev->theta, v->theta, (size_t)v->k * v->d);
         if (v->w1) rg_graph_write(m->graph, dev->w1, v->w1, (size_t)v->h * v->d);
     }
-    free(v->theta);
+    free(v->theta), free(v->w1);
     return changed ? rg_graph_finish(m->graph) : RG_OK;
 }
 

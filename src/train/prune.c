@@ -90,13 +90,9 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
     rg_status s = make_masks(g);
     const size_t n = g->param_floats;
     float *const dev_w = g->param_buf, *const dev_mask = g->mask_buf, *w = NULL, *mask = NULL;
-    if (!s && (!(w = malloc((n ? n : 1) * sizeof *w)) || !(mask = malloc((n ? n : 1) * sizeof *mask))))
-        s = rg_fail(RG_ERR_MEMORY, "out of memory for the host copies pruning works on");
-    if (!s) {
-        g->backend->download(w, dev_w, n);
-        g->backend->download(mask, dev_mask, n);
-        s = g->backend->status();
-    }
+    if (!s && (!(w = rg_graph_host_copy(g, dev_w, n)) || !(mask = rg_graph_host_copy(g, dev_mask, n))))
+        s = RG_ERR_MEMORY; /* recorded by the copy */
+    if (!s) s = rg_graph_finish(g);
     if (!s) {
         const rg_backend *device = g->backend;
         g->backend = &rg_cpu_backend, g->param_buf = w, g->mask_buf = mask;
@@ -104,9 +100,9 @@ rg_status rg_prune(rg_model *m, const rg_prune_opts *o, rg_prune_report *rep) {
         g->backend = device, g->param_buf = dev_w, g->mask_buf = dev_mask;
     }
     if (!s) {
-        g->backend->upload(dev_w, w, n);
-        g->backend->upload(dev_mask, mask, n);
-        s = g->backend->status();
+        rg_graph_write(g, dev_w, w, n);
+        rg_graph_write(g, dev_mask, mask, n);
+        s = rg_graph_finish(g);
     }
     free(w), free(mask);
     return s;
