@@ -83,6 +83,26 @@ void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, con
     for (size_t i = 0; i < n; i++) dx[i] = fresh ? act_dx(act, x[i], y[i], dy[i]) : dx[i] + act_dx(act, x[i], y[i], dy[i]);
 }
 
+/* the monitor's reductions: the CPU's, so the figures are the CPU's bits */
+void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
+                       float hi, double *sum, double *sq, double *relu, long *near, int *dead) {
+    rg_node_impl n = {.out = HOST((float *)out), .size = size};
+    n.shape[0] = units;
+    float *scratch = malloc(5 * (size_t)units * sizeof *scratch);
+    if (!scratch) abort();
+    rg_cpu_unit_sums(&n, batch, want, lo, hi, scratch, sum, sq, relu, near, dead);
+    free(scratch);
+}
+void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out) {
+    rg_cpu_sample_squares(HOST(x), size, batch, out);
+}
+void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
+    rg_cpu_squares2(HOST(a), b ? HOST(b) : NULL, keep ? HOST(keep) : NULL, n, sa, sb);
+}
+void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len, size_t n,
+                           double *out) {
+    rg_cpu_chunk_squares(HOST(a), HOST(b), at, len, n, out);
+}
 double rg_cuda_sum_squares(const float *x, size_t n) { return rg_cpu_squares_in_order(HOST(x), n); }
 size_t rg_cuda_count_zeros(const float *x, size_t n) { return rg_cpu_count_zeros(HOST(x), n); }
 long rg_cuda_count_nonfinite(const float *x, size_t n) { return rg_cpu_count_nonfinite(HOST(x), n); }

@@ -434,8 +434,11 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->scratch);
     free(m->sums);
     free(m->sample_sq);
-    free(m->before);
-    if (m->g) m->g->backend->release(m->step_start), m->g->backend->release(m->step_dir);
+    if (m->g) {
+        m->g->backend->release(m->before);
+        m->g->backend->release(m->step_start);
+        m->g->backend->release(m->step_dir);
+    }
     free(m->chunk_layer);
     free(m->chunk_lo);
     free(m->chunk_at);
@@ -704,9 +707,9 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_
     if (o) /* measure this step, or forget a measurement a skipped step left asked for */
         rg_optim_measure_next(o, m->by_optimizer ? m->n : 0, m->w_off, m->w_len, m->measured);
     if (m->track_update && !m->before) {
-        if (!(m->before = malloc(m->g->param_floats * sizeof *m->before)) ||
+        if (!(m->before = m->g->backend->alloc(m->g->param_floats)) ||
             !(m->chunk_sum = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_sum))) {
-            free(m->before);
+            m->g->backend->release(m->before);
             m->before = NULL;
             m->track_update = false;
             return rg_fail(RG_ERR_MEMORY, "out of memory for the monitor's copy of the weights");

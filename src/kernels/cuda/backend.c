@@ -296,65 +296,22 @@ static const float *host_view(const float *x, size_t n) {
     return buf;
 }
 
-/* The health monitor's sums over host copies of the device's buffers, by the CPU's own
- * code: the CPU's figures, at the cost of a copy on each watched step (device reductions
- * are the next step, docs/cuda.md).  Host arguments (the monitor's scratch and results)
- * are passed as they are; a copy that cannot be made gives NaN figures. */
-static float *host_copy(const float *x, size_t n) {
-    float *h = x ? malloc((n ? n : 1) * sizeof *h) : NULL;
-    if (h && rg_cuda_download(h, x, n) != RG_OK) free(h), h = NULL;
-    return h;
-}
-
-static void squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
-    float *ha = host_copy(a, n), *hb = b ? host_copy(b, n) : NULL;
-    if (ha && (!b || hb)) {
-        rg_cpu_squares2(ha, hb, keep, n, sa, sb);
-    } else {
-        *sa = NAN;
-        if (sb) *sb = NAN;
-    }
-    free(ha), free(hb);
-}
-
+/* The health monitor's sums: device reductions (health.cu), but for the inputs' second
+ * moments (the report's conditioning, GRA's trust region), taken over a host copy by the
+ * CPU's code; a copy that cannot be made gives NaN figures. */
 static void unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi, float *scratch,
                       double *sum, double *sq, double *relu, long *near, int *dead) {
-    rg_node_impl on_host = *n;
-    if (!(on_host.out = host_copy(n->out, (size_t)batch * n->size))) {
-        for (int u = 0; u < n->shape[0]; u++) sum[u] = sq[u] = relu[2 * u] = relu[2 * u + 1] = NAN;
-        *near = 0, *dead = 0;
-        return;
-    }
-    rg_cpu_unit_sums(&on_host, batch, want, lo, hi, scratch, sum, sq, relu, near, dead);
-    free(on_host.out);
-}
-
-static void sample_squares(const float *x, size_t size, int batch, double *out) {
-    float *h = host_copy(x, (size_t)batch * size);
-    if (h) rg_cpu_sample_squares(h, size, batch, out);
-    else
-        for (int b = 0; b < batch; b++) out[b] = NAN;
-    free(h);
+    (void)scratch;
+    rg_cuda_unit_sums(n->out, n->size, n->shape[0], batch, want, lo, hi, sum, sq, relu, near, dead);
 }
 
 static void input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *cols,
                           const float *ones, float *moment, float *mean) {
-    float *h = host_copy(x, (size_t)batch * size);
+    float *h = malloc((size_t)batch * size * sizeof *h);
+    if (h && rg_cuda_download(h, x, (size_t)batch * size) != RG_OK) free(h), h = NULL;
     if (h) rg_cpu_input_moments(h, size, batch, f, q, cols, ones, moment, mean);
     for (size_t i = 0; !h && i < (size_t)f * f; i++) moment[i] = NAN;
     for (int i = 0; !h && i < f; i++) mean[i] = NAN;
-    free(h);
-}
-
-static void chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len, size_t n,
-                          double *out) {
-    size_t end = 0;
-    for (size_t c = 0; c < n; c++)
-        if (at[c] != SIZE_MAX && at[c] + len[c] > end) end = at[c] + len[c];
-    float *h = host_copy(a, end);
-    if (h) rg_cpu_chunk_squares(h, b, at, len, n, out);
-    else
-        for (size_t c = 0; c < n; c++) out[c] = NAN;
     free(h);
 }
 
@@ -397,11 +354,11 @@ const rg_backend rg_cuda_backend = {
     .status = rg_cuda_status,
     .set_tf32 = rg_cuda_set_tf32,
     .count_nonfinite = rg_cuda_count_nonfinite,
-    .squares2 = squares2,
+    .squares2 = rg_cuda_squares2,
     .unit_sums = unit_sums,
-    .sample_squares = sample_squares,
+    .sample_squares = rg_cuda_sample_squares,
     .input_moments = input_moments,
-    .chunk_squares = chunk_squares,
+    .chunk_squares = rg_cuda_chunk_squares,
     .scale = rg_cuda_scale,
     .copy = rg_cuda_copy,
     .subtract = rg_cuda_subtract,

@@ -61,6 +61,18 @@ void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n);
 void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, const float *dy,
                                  float *dx, size_t n, bool fresh);
 
+/* The health monitor's reductions (health.cu), in a fixed order, results in host memory
+ * (NaN where the device failed): per unit of an output (units x inner values a sample, size
+ * a sample) its sums as rg_cpu_unit_sums gives them; each sample's sum of squares; the sums
+ * of squares of a and b (b copied to keep, device memory, when given); each piece's
+ * squared change a - b (at, len: host arrays; at SIZE_MAX: skipped, out left). */
+void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
+                       float hi, double *sum, double *sq, double *relu, long *near, int *dead);
+void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out);
+void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
+void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len, size_t n,
+                           double *out);
+
 /* Reductions over n values in a fixed order (blocks folded in order on the host), so the
  * same input gives the same bits on every run: sum x^2 in double; how many are 0; how many
  * are NaN or Inf; the index of the first NaN or Inf (n: none). */
