@@ -16,7 +16,8 @@ cd "$root"
 log=${REGRAD_CHECK_LOGS:-$(mktemp -d)}
 mkdir -p "$log"
 row() { printf '%-34s %-6s %s\n' "$1" "$2" "$3"; }
-# regrad's images/s and device memory from its bench line, PyTorch's from its JSON line
+# images/s and device memory (total - free: the context and libraries included) from regrad's bench
+# line and PyTorch's JSON line
 r50row() {
   local ips mib tips tmib
   ips=$(grep -o '[0-9.]* images/s' "$1" | head -1 | cut -d' ' -f1); mib=$(grep -o 'device memory [0-9]*' "$1" | head -1 | cut -d' ' -f3)
@@ -113,8 +114,9 @@ row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
 row "ResNet50V2 b256 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32-256" 2>/dev/null)"
 row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
-row "monitor cost, ResNet50V2 b32" "" "$(grep -o 'monitor: .*' "$log/r50-monitor" 2>/dev/null | cut -c1-90)"
-row "monitor cost, 20-sigmoid MLP b128" "" "$(grep -o 'monitor: .*' "$log/mlp-monitor" 2>/dev/null | cut -c1-90)"
+monitor_row() { grep -o 'monitor: .*' "$1" 2>/dev/null | sed 's/a watched step takes //; s/, a plain one / vs /; s/ (medians)//; s/ (.*//'; }
+row "monitor cost, ResNet50V2 b32" "" "$(monitor_row "$log/r50-monitor")"
+row "monitor cost, 20-sigmoid MLP b128" "" "$(monitor_row "$log/mlp-monitor")"
 row "DenseNet121 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/densenet121" 2>/dev/null | head -1)"
 row "resnet20v2 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/resnet20v2" 2>/dev/null | head -1)"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
