@@ -170,9 +170,12 @@ void rg_cuda_add(float *y, const float *a, const float *b, size_t n) {
     y = HOST(y), a = HOST(a), b = HOST(b);
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
-void rg_cuda_pass_on(float *dx, const float *dy, size_t n, bool fresh) {
-    dx = HOST(dx), dy = HOST(dy);
-    for (size_t i = 0; i < n; i++) dx[i] = fresh ? dy[i] : dx[i] + dy[i];
+void rg_cuda_pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1, const float *dy, size_t n) {
+    float *dx[2] = {HOST(dx0), dx1 ? HOST(dx1) : NULL};
+    const bool fresh[2] = {fresh0, fresh1};
+    dy = HOST(dy);
+    for (int k = 0; k < 2 && dx[k]; k++)
+        for (size_t i = 0; i < n; i++) dx[k][i] = fresh[k] ? dy[i] : dx[k][i] + dy[i];
 }
 void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top,
                               int left) {

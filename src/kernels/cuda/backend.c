@@ -70,8 +70,12 @@ static void add_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
 }
 
 static void add_backward(rg_graph *g, rg_node_impl *n, int batch) {
-    for (int k = 0; k < 2; k++)
-        if (rg_in(g, n, k)->needs_grad) rg_cuda_pass_on(rg_in(g, n, k)->dout, n->dout, rows(n, batch), rg_grad_fresh(g, k));
+    float *dx[2];
+    bool fresh[2];
+    int k = 0;
+    for (int i = 0; i < 2; i++)
+        if (rg_in(g, n, i)->needs_grad) dx[k] = rg_in(g, n, i)->dout, fresh[k++] = rg_grad_fresh(g, i);
+    if (k) rg_cuda_pass_on(dx[0], fresh[0], k == 2 ? dx[1] : NULL, k == 2 && fresh[1], n->dout, rows(n, batch));
 }
 
 _Static_assert(RG_CUDA_MAX_TERMS == RG_MAX_INPUTS, "a weighted sum's terms fit the kernel's");

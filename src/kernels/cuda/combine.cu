@@ -26,8 +26,12 @@ __global__ static void add_scaled(float *dx, const float *dy, float w, size_t n)
     GRID_STRIDE(i, n) dx[i] += w * dy[i];
 }
 
-__global__ static void pass_on(float *dx, const float *dy, size_t n, bool fresh) {
-    GRID_STRIDE(i, n) dx[i] = fresh ? dy[i] : dx[i] + dy[i];
+__global__ static void pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1, const float *dy, size_t n) {
+    GRID_STRIDE(i, n) {
+        const float g = dy[i];
+        dx0[i] = fresh0 ? g : dx0[i] + g;
+        if (dx1) dx1[i] = fresh1 ? g : dx1[i] + g;
+    }
 }
 
 /* one thread an output value: the input's value, or 0 in the border */
@@ -92,8 +96,8 @@ extern "C" void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n)
 
 extern "C" void rg_cuda_add_scaled(float *dx, const float *dy, float w, size_t n) { LAUNCH(add_scaled, n, dx, dy, w, n); }
 
-extern "C" void rg_cuda_pass_on(float *dx, const float *dy, size_t n, bool fresh) {
-    LAUNCH(pass_on, n, dx, dy, n, fresh);
+extern "C" void rg_cuda_pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1, const float *dy, size_t n) {
+    LAUNCH(pass_on, n, dx0, fresh0, dx1, fresh1, dy, n);
 }
 
 extern "C" void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow,

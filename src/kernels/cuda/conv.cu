@@ -67,7 +67,7 @@ __global__ static void bias_planes(const float *bias, float *y, size_t planes, i
 
 /* one block a filter: db[o] += dY[b][o][p] summed over samples and positions */
 __global__ static void bias_grad(const float *dy, float *db, int batch, int filters, size_t ohw) {
-    const double s = rg_cuda_channel_sum(filters, ohw, blockIdx.x, 0, (size_t)batch * ohw, rg_cuda_values{dy});
+    const double s = rg_cuda_channel_sums(filters, ohw, blockIdx.x, 0, (size_t)batch * ohw, rg_cuda_values{dy}).x;
     if (threadIdx.x == 0) db[blockIdx.x] += (float)s;
 }
 

@@ -126,7 +126,9 @@ typedef struct rg_cuda_terms {
 } rg_cuda_terms;
 void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n);
 void rg_cuda_add_scaled(float *dx, const float *dy, float w, size_t n);
-void rg_cuda_pass_on(float *dx, const float *dy, size_t n, bool fresh);
+/* An add's gradient to its inputs in one pass: dx0 = dy (fresh0) or dx0 += dy, and the
+ * same for dx1 (NULL: only dx0). */
+void rg_cuda_pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1, const float *dy, size_t n);
 void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top,
                               int left);
 void rg_cuda_zero_pad_backward(const float *dy, float *dx, size_t planes, int h, int w, int oh, int ow, int top,

@@ -31,37 +31,39 @@ __device__ static inline int rg_cuda_channel_of(size_t i, size_t hw, int C) {
     return (int)(i / hw % (size_t)C);
 }
 
-/* The sum in double of f(i) over values from..to-1 of channel c (counting samples, then
- * positions) of a batch x C x hw tensor, by the RG_CUDA_THREADS threads of one block, every
- * thread receiving it: thread t adds values from + t, from + t + THREADS, ... and a tree adds
- * the threads' parts, so the bits do not change between runs.  (b, p) steps without a
- * division. */
+/* The sums in double of f(i) (two at once: f gives a double2) over values from..to-1 of
+ * channel c (counting samples, then positions) of a batch x C x hw tensor, by the
+ * RG_CUDA_THREADS threads of one block, every thread receiving them: thread t adds values
+ * from + t, from + t + THREADS, ... and a tree adds the threads' parts, so the bits do not
+ * change between runs.  (b, p) steps without a division. */
 template <typename F>
-__device__ static double rg_cuda_channel_sum(int C, size_t hw, int c, size_t from, size_t to, F f) {
-    __shared__ double part[RG_CUDA_THREADS];
+__device__ static double2 rg_cuda_channel_sums(int C, size_t hw, int c, size_t from, size_t to, F f) {
+    __shared__ double part[2][RG_CUDA_THREADS];
     const size_t step_b = RG_CUDA_THREADS / hw, step_p = RG_CUDA_THREADS % hw;
     size_t t = from + threadIdx.x, b = t / hw, p = t % hw;
-    double s = 0;
+    double2 s = {0, 0};
     for (; t < to; t += RG_CUDA_THREADS) {
-        s += f((b * C + c) * hw + p);
+        const double2 v = f((b * C + c) * hw + p);
+        s.x += v.x, s.y += v.y;
         b += step_b, p += step_p;
         if (p >= hw) p -= hw, b++;
     }
-    part[threadIdx.x] = s;
+    part[0][threadIdx.x] = s.x, part[1][threadIdx.x] = s.y;
     __syncthreads();
     for (int half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        if (threadIdx.x < half)
+            part[0][threadIdx.x] += part[0][threadIdx.x + half], part[1][threadIdx.x] += part[1][threadIdx.x + half];
         __syncthreads();
     }
-    const double total = part[0];
+    const double2 total = {part[0][0], part[1][0]};
     __syncthreads(); /* part is reused by the next sum */
     return total;
 }
 
-/* f for rg_cuda_channel_sum: the values themselves */
+/* f for rg_cuda_channel_sums: the values themselves (and nothing) */
 struct rg_cuda_values {
     const float *x;
-    __device__ double operator()(size_t i) const { return x[i]; }
+    __device__ double2 operator()(size_t i) const { return {x[i], 0.0}; }
 };
 
 #endif

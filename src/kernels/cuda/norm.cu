@@ -1,12 +1,14 @@
 /*
  * norm.cu — batch normalisation on the device, as the CPU's op_norm.c defines it: in
- * training each channel's mean and biased variance over samples and positions (sums in
- * double: a channel's values cut into `chunks` runs, one block a run folding a fixed stride
- * and then a tree, the runs' sums added in order: the same bits every run), the running
- * statistics updated with Bessel's correction; otherwise the running
- * statistics; y = x scale + shift, then a fused relu when memory planning gave it one.
- * Backward: dgamma, dbeta and dx from the sums of dy and dy (x - mean) per channel, dy masked
- * by the fused relu.  aux holds mean[C], inv[C] and the (scale, shift) pairs.
+ * training each channel's mean and biased variance over samples and positions, from one
+ * pass's sums of x and x^2 in double (a channel's values cut into `chunks` runs, one block a
+ * run folding a fixed stride and then a tree, the runs' sums added in order: the same bits
+ * every run; in double, E[x^2] - E[x]^2 loses nothing a float variance keeps), the running
+ * statistics updated with Bessel's correction; otherwise the running statistics;
+ * y = x scale + shift, then a fused relu when memory planning gave it one.  Backward:
+ * dgamma, dbeta and dx from one pass's sums of dy and dy x per channel (dy (x - mean) is
+ * their combination), dy masked by the fused relu.  aux holds mean[C], inv[C] and the
+ * (scale, shift) pairs.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -18,23 +20,19 @@ __device__ static float masked(float dy, float x, const float *pair) {
     return pair && !(x * pair[0] + pair[1] > 0) ? 0.0f : dy;
 }
 
-struct centred_square {
+struct value_and_square {
     const float *x;
-    float mu;
-    __device__ double operator()(size_t i) const {
-        const float d = x[i] - mu;
-        return (double)d * d;
+    __device__ double2 operator()(size_t i) const {
+        const double v = x[i];
+        return {v, v * v};
     }
 };
-struct gradient {
+struct gradient_and_times_x { /* dy masked by the fused relu, and times x */
     const float *x, *dy, *pair;
-    __device__ double operator()(size_t i) const { return masked(dy[i], x[i], pair); }
-};
-struct gradient_times_centred {
-    const float *x, *dy;
-    float mu;
-    const float *pair;
-    __device__ double operator()(size_t i) const { return (double)masked(dy[i], x[i], pair) * (x[i] - mu); }
+    __device__ double2 operator()(size_t i) const {
+        const double h = masked(dy[i], x[i], pair);
+        return {h, h * x[i]};
+    }
 };
 
 /* How many runs a channel's m values are cut into: enough blocks for the device when the
@@ -51,10 +49,10 @@ __device__ static void run_of(size_t m, size_t *from, size_t *to) {
     *to = *from + len < m ? *from + len : m;
 }
 
-/* the sum of channel c's runs' sums, in order */
-__device__ static double runs_total(const double *part, int c, int runs) {
+/* the sums k (0, 1) of channel c's runs, added in order */
+__device__ static double runs_total(const double *part, int c, int runs, int k) {
     double s = 0;
-    for (int r = 0; r < runs; r++) s += part[(size_t)c * runs + r];
+    for (int r = 0; r < runs; r++) s += part[2 * ((size_t)c * runs + r) + k];
     return s;
 }
 
@@ -68,32 +66,25 @@ static double *parts_for(size_t n) {
     return NULL;
 }
 
-/* C x runs blocks: each run's sum of x (mean_part), then with the mean each run's sum of
- * (x - mean)^2 (var_part) */
-__global__ static void mean_parts(const float *x, int C, size_t hw, size_t m, double *mean_part) {
+/* C x runs blocks: each run's sums of x and x^2 (part[c][run][0, 1]) */
+__global__ static void moment_parts(const float *x, int C, size_t hw, size_t m, double *part) {
     size_t from, to;
     run_of(m, &from, &to);
-    const double s = rg_cuda_channel_sum(C, hw, blockIdx.x, from, to, rg_cuda_values{x});
-    if (!threadIdx.x) mean_part[(size_t)blockIdx.x * gridDim.y + blockIdx.y] = s;
-}
-
-__global__ static void var_parts(const float *x, int C, size_t hw, size_t m, const double *mean_part,
-                                 double *var_part) {
-    const int c = blockIdx.x;
-    const float mu = (float)(runs_total(mean_part, c, gridDim.y) / m);
-    size_t from, to;
-    run_of(m, &from, &to);
-    const double s = rg_cuda_channel_sum(C, hw, c, from, to, centred_square{x, mu});
-    if (!threadIdx.x) var_part[(size_t)c * gridDim.y + blockIdx.y] = s;
+    const double2 s = rg_cuda_channel_sums(C, hw, blockIdx.x, from, to, value_and_square{x});
+    if (!threadIdx.x) {
+        double *p = part + 2 * ((size_t)blockIdx.x * gridDim.y + blockIdx.y);
+        p[0] = s.x, p[1] = s.y;
+    }
 }
 
 /* one thread a channel: the batch's statistics, the running ones, the affine pair */
-__global__ static void train_statistics(const double *mean_part, const double *var_part, int runs, int C, size_t m,
-                                        float eps, float momentum, const float *gamma, const float *beta,
-                                        float *rmean, float *rvar, float *aux) {
+__global__ static void train_statistics(const double *part, int runs, int C, size_t m, float eps, float momentum,
+                                        const float *gamma, const float *beta, float *rmean, float *rvar,
+                                        float *aux) {
     GRID_STRIDE(c, (size_t)C) {
-        const float mu = (float)(runs_total(mean_part, c, runs) / m);
-        const double var = runs_total(var_part, c, runs) / m;
+        const double mean = runs_total(part, c, runs, 0) / m;
+        const float mu = (float)mean;
+        const double var = fmax(runs_total(part, c, runs, 1) / m - mean * mean, 0.0);
         const float inv = (float)(1.0 / sqrt(var + eps));
         aux[c] = mu, aux[C + c] = inv;
         rmean[c] = (1.0f - momentum) * rmean[c] + momentum * mu;
@@ -121,24 +112,26 @@ __global__ static void affine(const float *x, float *y, size_t n, int C, size_t 
     }
 }
 
-/* C x runs blocks: each run's sums of dy and dy (x - mean), masked by the fused relu */
+/* C x runs blocks: each run's sums of dy and dy x, dy masked by the fused relu */
 __global__ static void gradient_parts(const float *x, const float *dy, int C, size_t hw, size_t m, const float *aux,
-                                      bool relu, double *dy_part, double *dyx_part) {
+                                      bool relu, double *part) {
     const int c = blockIdx.x;
-    const float mu = aux[c], *pair = relu ? aux + 2 * C + 2 * c : NULL;
     size_t from, to;
     run_of(m, &from, &to);
-    const double sdy = rg_cuda_channel_sum(C, hw, c, from, to, gradient{x, dy, pair});
-    const double sdyx = rg_cuda_channel_sum(C, hw, c, from, to, gradient_times_centred{x, dy, mu, pair});
-    if (!threadIdx.x) dy_part[(size_t)c * gridDim.y + blockIdx.y] = sdy, dyx_part[(size_t)c * gridDim.y + blockIdx.y] = sdyx;
+    const double2 s = rg_cuda_channel_sums(C, hw, c, from, to, gradient_and_times_x{x, dy, relu ? aux + 2 * C + 2 * c : NULL});
+    if (!threadIdx.x) {
+        double *p = part + 2 * ((size_t)c * gridDim.y + blockIdx.y);
+        p[0] = s.x, p[1] = s.y;
+    }
 }
 
 /* one thread a channel: dgamma, dbeta, and (k, mean dy, mean dy x^) for the input's gradient */
-__global__ static void gradient_sums(const double *dy_part, const double *dyx_part, int runs, int C, size_t m,
-                                     const float *gamma, const float *aux, float *dgamma, float *dbeta, float *coef) {
+__global__ static void gradient_sums(const double *part, int runs, int C, size_t m, const float *gamma,
+                                     const float *aux, float *dgamma, float *dbeta, float *coef) {
     GRID_STRIDE(c, (size_t)C) {
         const float inv = aux[C + c];
-        const double sdy = runs_total(dy_part, c, runs), sdyx = runs_total(dyx_part, c, runs) * inv;
+        const double sdy = runs_total(part, c, runs, 0),
+                     sdyx = (runs_total(part, c, runs, 1) - (double)aux[c] * sdy) * inv; /* sum dy (x - mean) inv */
         dgamma[c] += (float)sdyx;
         dbeta[c] += (float)sdy;
         coef[3 * c] = gamma[c] * inv;
@@ -166,11 +159,8 @@ extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, 
     double *part = train ? parts_for(2 * (size_t)runs * C) : NULL;
     if (train && !part) return;
     if (train) {
-        const dim3 grid((unsigned)C, (unsigned)runs);
-        mean_parts<<<grid, RG_CUDA_THREADS>>>(x, C, hw, m, part);
-        var_parts<<<grid, RG_CUDA_THREADS>>>(x, C, hw, m, part, part + (size_t)runs * C);
-        LAUNCH(train_statistics, (size_t)C, part, part + (size_t)runs * C, runs, C, m, eps, momentum, gamma, beta,
-               rmean, rvar, aux);
+        moment_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, C, hw, m, part);
+        LAUNCH(train_statistics, (size_t)C, part, runs, C, m, eps, momentum, gamma, beta, rmean, rvar, aux);
     } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
     LAUNCH(affine, m * C, x, y, m * C, C, hw, aux + 2 * C, relu);
 }
@@ -183,8 +173,7 @@ extern "C" void rg_cuda_batch_norm_backward(const float *x, const float *dy, flo
     const int runs = chunks(C, m);
     double *part = parts_for(2 * (size_t)runs * C);
     if (!part) return;
-    gradient_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, dy, C, hw, m, aux, relu, part,
-                                                                          part + (size_t)runs * C);
-    LAUNCH(gradient_sums, (size_t)C, part, part + (size_t)runs * C, runs, C, m, gamma, aux, dgamma, dbeta, coef);
+    gradient_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, dy, C, hw, m, aux, relu, part);
+    LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
     if (dx) LAUNCH(input_gradient, m * C, x, dy, dx, m * C, C, hw, aux, coef, train, relu, fresh);
 }
