@@ -70,7 +70,8 @@ static void combine_net(net *n) {
 
 /* Convolutions of every kind: input (3, 9, 9) -> zero padding (folded into the next) ->
  * 3x3 stride 2 -> relu -> 1x1 direct (no bias) -> 3x3 dilation 2, padding 2, 2 groups ->
- * depthwise 3x3 stride 1 padding 1 -> dense 10. */
+ * depthwise 3x3 stride 1 padding 1 -> max 2x2 -> 1x1 direct to 24 (its weights more than a
+ * sample's input and output: one product over the batch backward) -> dense 10. */
 static void conv_net(net *n) {
     rg_graph *g = image_input(n, 3, 9, 9);
     rg_conv_opts o = rg_conv_defaults();
@@ -82,6 +83,7 @@ static void conv_net(net *n) {
     h = rg_tanh(g, rg_conv2d(g, h, 8, 3, &o));
     o = rg_conv_defaults(), o.groups = 8, o.padding = RG_PAD_EXPLICIT, o.pad = 1;
     h = rg_conv2d(g, h, 8, 3, &o);
+    h = rg_conv2d(g, rg_max_pool2d(g, h, 2, 2, 0), 24, 1, NULL);
     n->logits = rg_dense(g, rg_flatten(g, h), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 

@@ -38,18 +38,17 @@ __global__ static void pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1,
 __global__ static void pad(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top,
                            int left) {
     GRID_STRIDE(i, planes * oh * ow) {
-        const size_t p = i / ((size_t)oh * ow);
-        const int r = (int)(i / ow % oh) - top, c = (int)(i % ow) - left;
-        y[i] = r >= 0 && r < h && c >= 0 && c < w ? x[(p * h + r) * w + c] : 0.0f;
+        const rg_cuda_cell o = rg_cuda_cell_of(i, oh, ow);
+        const int r = o.y - top, c = o.x - left;
+        y[i] = r >= 0 && r < h && c >= 0 && c < w ? x[(o.plane * h + r) * w + c] : 0.0f;
     }
 }
 
 __global__ static void unpad(const float *dy, float *dx, size_t planes, int h, int w, int oh, int ow, int top,
                              int left) {
     GRID_STRIDE(i, planes * h * w) {
-        const size_t p = i / ((size_t)h * w);
-        const int r = (int)(i / w % h), c = (int)(i % w);
-        dx[i] += dy[(p * oh + r + top) * ow + c + left];
+        const rg_cuda_cell at = rg_cuda_cell_of(i, h, w);
+        dx[i] += dy[(at.plane * oh + at.y + top) * ow + at.x + left];
     }
 }
 

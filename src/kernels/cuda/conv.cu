@@ -3,7 +3,9 @@
  * y = W col(x) + b for the whole batch in one strided batched cuBLAS product (col(x) the
  * input under every window tap, zero in the padding, unrolled for every sample in one
  * launch; x itself for a 1x1 stride-1 unpadded convolution); backward dW += the sum over
- * samples of dY col(x)^T (each sample's product, then added in sample order), db += dY
+ * samples of dY col(x)^T (each sample's product, then added in sample order; for a 1x1
+ * convolution whose weights outweigh a sample's input and output, one product over dY and
+ * x laid out channel by channel, a sum over samples and positions together), db += dY
  * summed over samples and positions (one block a filter, in a fixed order), dx (+)= the
  * scatter of W^T dY, gathered per input value (no atomics: the same bits every run).  The
  * columns of the whole batch and each sample's dW live in the graph's workspace.  Where
@@ -48,6 +50,14 @@ __global__ static void col2im(const float *dcol, rg_conv_geom q, float *dx, bool
             }
         }
         dx[e] = fresh ? s : dx[e] + s;
+    }
+}
+
+/* x (batch x C x hw) as C rows of batch x hw values: row c holds every sample's plane c */
+__global__ static void by_channel(const float *x, float *out, int batch, int C, int hw) {
+    GRID_STRIDE(e, (size_t)batch * C * hw) {
+        const rg_cuda_cell at = rg_cuda_cell_of(e, C, hw); /* (sample, channel, position) */
+        out[((size_t)at.y * batch + at.plane) * hw + at.x] = x[e];
     }
 }
 
@@ -116,11 +126,20 @@ extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, co
     size_t stride;
     const float *cols = columns(x, q, col, batch, &stride);
     rg_status s = RG_OK;
-    for (int gi = 0; gi < groups && !s; gi++) /* each sample's dW, summed in sample order */
-        s = rg_cuda_sgemm_batched(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw, out_size,
-                                  cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg, kg,
-                                  wsize, batch);
-    if (!s) LAUNCH(add_parts, wsize, parts, dw, wsize, batch);
+    if (rg_cuda_conv_direct(q) && groups == 1 && wsize > in_size + out_size) {
+        /* one product over samples and positions: dY and x channel by channel (in the space
+         * of the samples' dW, which is larger) */
+        float *gy = parts, *gx = parts + (size_t)batch * out_size;
+        LAUNCH(by_channel, (size_t)batch * out_size, dy, gy, batch, filters, ohw);
+        LAUNCH(by_channel, (size_t)batch * in_size, x, gx, batch, q->c, ohw);
+        s = rg_cuda_sgemm(false, true, filters, kg, batch * ohw, 1.0f, gy, batch * ohw, gx, batch * ohw, 1.0f, dw, kg);
+    } else {
+        for (int gi = 0; gi < groups && !s; gi++) /* each sample's dW, summed in sample order */
+            s = rg_cuda_sgemm_batched(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw, out_size,
+                                      cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg,
+                                      kg, wsize, batch);
+        if (!s) LAUNCH(add_parts, wsize, parts, dw, wsize, batch);
+    }
     if (!dx || s) return s;
     /* W^T dY: into dx itself for a direct convolution, else into the columns, scattered back */
     float *dcol = rg_cuda_conv_direct(q) ? dx : col;

@@ -56,14 +56,16 @@ __global__ static void unit_parts(const float *out, size_t size, int units, size
         for (int s = 0; s < STATS; s++) result[((size_t)u * parts + p) * STATS + s] = v[s];
 }
 
-/* Block (s, p): part p of segment s (len values from at[s], or segments `stride` apart
- * when at is NULL), the sum of squares of x - y (x alone when y is NULL). */
-__global__ static void segment_squares(const float *x, const float *y, const size_t *at, const size_t *len,
-                                       size_t stride, size_t each, int parts, double *result) {
+/* Block (s, p): part p of segment s (len values from at[s]; or, when at is NULL, segments
+ * `stride` apart, or x itself then x1 when x1 is given), the sum of squares of x - y (x
+ * alone when y is NULL). */
+__global__ static void segment_squares(const float *x, const float *x1, const float *y, const size_t *at,
+                                       const size_t *len, size_t stride, size_t each, int parts, double *result) {
     __shared__ double part[STATS][RG_CUDA_THREADS];
     const size_t s = blockIdx.x;
     const int p = blockIdx.y;
-    const size_t start = at ? at[s] : s * stride, n = len ? len[s] : each;
+    const size_t start = at ? at[s] : x1 ? 0 : s * stride, n = len ? len[s] : each;
+    if (x1 && s == 1) x = x1;
     double v[STATS] = {0, 0, 0, 0, 0};
     if (start != SIZE_MAX)
         for (size_t i = n * p / parts + threadIdx.x; i < n * (p + 1) / parts; i += RG_CUDA_THREADS) {
@@ -74,7 +76,8 @@ __global__ static void segment_squares(const float *x, const float *y, const siz
     if (threadIdx.x == 0) result[s * parts + p] = v[0];
 }
 
-/* The parts' results on the device and their host copy, grown as needed. */
+/* The parts' results on the device and their host copy (pinned: a copy from the device
+ * waits less), grown as needed. */
 static void *results_dev, *indices_dev;
 static size_t results_room, indices_room;
 static double *results_host;
@@ -94,9 +97,14 @@ static int parts_for(size_t segments, size_t each) {
 static const double *results(size_t count) {
     if (cudaGetLastError() != cudaSuccess) return NULL;
     if (count > results_host_room) {
-        double *h = (double *)realloc(results_host, count * sizeof *h);
-        if (!h) return NULL;
-        results_host = h, results_host_room = count;
+        cudaFreeHost(results_host);
+        results_host = NULL, results_host_room = 0;
+        if (cudaMallocHost((void **)&results_host, count * sizeof *results_host) != cudaSuccess) {
+            cudaGetLastError();
+            results_host = NULL;
+            return NULL;
+        }
+        results_host_room = count;
     }
     if (cudaMemcpy(results_host, results_dev, count * sizeof(double), cudaMemcpyDeviceToHost) != cudaSuccess)
         return NULL;
@@ -129,8 +137,8 @@ extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int 
 
 /* Sums of squares of `segments` segments (see segment_squares) into out, parts added in
  * order; NaN where the device failed. */
-static void squares_of(const float *x, const float *y, const size_t *at, const size_t *len, size_t stride,
-                       size_t each, size_t segments, double *out) {
+static void squares_of(const float *x, const float *x1, const float *y, const size_t *at, const size_t *len,
+                       size_t stride, size_t each, size_t segments, double *out) {
     size_t longest = each;
     for (size_t s = 0; len && s < segments; s++)
         if (at[s] != SIZE_MAX && len[s] > longest) longest = len[s];
@@ -144,7 +152,7 @@ static void squares_of(const float *x, const float *y, const size_t *at, const s
     if (segments && placed && segments <= 0x7fffffff && room_for(segments * parts)) {
         const size_t *at_dev = at ? (const size_t *)indices_dev : NULL, *len_dev = at ? at_dev + segments : NULL;
         segment_squares<<<dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS>>>(
-            x, y, at_dev, len_dev, stride, each, parts, (double *)results_dev);
+            x, x1, y, at_dev, len_dev, stride, each, parts, (double *)results_dev);
         r = results(segments * parts);
     }
     for (size_t s = 0; s < segments; s++) {
@@ -156,16 +164,18 @@ static void squares_of(const float *x, const float *y, const size_t *at, const s
 }
 
 extern "C" void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out) {
-    squares_of(x, NULL, NULL, NULL, size, size, (size_t)batch, out);
+    squares_of(x, NULL, NULL, NULL, NULL, size, size, (size_t)batch, out);
 }
 
 extern "C" void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
                                       size_t n, double *out) {
-    squares_of(a, b, at, len, 0, 0, n, out);
+    squares_of(a, NULL, b, at, len, 0, 0, n, out);
 }
 
 extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
-    squares_of(a, NULL, NULL, NULL, n, n, 1, sa);
-    if (b) squares_of(b, NULL, NULL, NULL, n, n, 1, sb);
+    double both[2];
+    squares_of(a, b, NULL, NULL, NULL, 0, n, b ? 2 : 1, both); /* a's and b's in one launch */
+    *sa = both[0];
+    if (b) *sb = both[1];
     if (b && keep) rg_cuda_copy(keep, b, n);
 }

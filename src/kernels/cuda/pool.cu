@@ -17,8 +17,9 @@ typedef struct window {
 
 __global__ static void max_2x2(const float *x, float *y, size_t planes, rg_conv_geom q) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
-        const size_t p = e / ((size_t)q.oh * q.ow);
-        const int oy = (int)(e / q.ow % q.oh), ox = (int)(e % q.ow);
+        const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
+        const size_t p = o.plane;
+        const int oy = o.y, ox = o.x;
         const float *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
         const float top = r0[1] > r0[0] ? r0[1] : r0[0], bottom = r1[1] > r1[0] ? r1[1] : r1[0];
         y[e] = bottom > top ? bottom : top;
@@ -30,8 +31,9 @@ __global__ static void max_2x2(const float *x, float *y, size_t planes, rg_conv_
 __global__ static void max_2x2_back(const float *x, const float *y, const float *dy, float *dx, size_t planes,
                                     rg_conv_geom q) {
     GRID_STRIDE(e, planes * q.h * q.w) {
-        const size_t p = e / ((size_t)q.h * q.w);
-        const int iy = (int)(e / q.w % q.h), ix = (int)(e % q.w), oy = iy / 2, ox = ix / 2;
+        const rg_cuda_cell at = rg_cuda_cell_of(e, q.h, q.w);
+        const size_t p = at.plane;
+        const int iy = at.y, ix = at.x, oy = iy / 2, ox = ix / 2;
         if (oy >= q.oh || ox >= q.ow) continue; /* a trailing row or column no window reads */
         const size_t o = (p * q.oh + oy) * q.ow + ox;
         const float *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
@@ -44,8 +46,9 @@ __global__ static void max_2x2_back(const float *x, const float *y, const float 
 
 __global__ static void max_general(const float *x, float *y, int *arg, size_t planes, rg_conv_geom q, window a) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
-        const size_t p = e / ((size_t)q.oh * q.ow);
-        const int oy = (int)(e / q.ow % q.oh), ox = (int)(e % q.ow);
+        const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
+        const size_t p = o.plane;
+        const int oy = o.y, ox = o.x;
         const float *xp = x + p * q.h * q.w;
         float best = -FLT_MAX;
         int where = -1;
@@ -75,8 +78,9 @@ __device__ static void covering(int i, int n_out, window a, int *lo, int *hi) {
 __global__ static void max_general_back(const int *arg, const float *dy, float *dx, size_t planes, rg_conv_geom q,
                                         window a) {
     GRID_STRIDE(e, planes * q.h * q.w) {
-        const size_t p = e / ((size_t)q.h * q.w);
-        const int iy = (int)(e / q.w % q.h), ix = (int)(e % q.w), me = iy * q.w + ix;
+        const rg_cuda_cell at = rg_cuda_cell_of(e, q.h, q.w);
+        const size_t p = at.plane;
+        const int iy = at.y, ix = at.x, me = iy * q.w + ix;
         int y0, y1, x0, x1;
         covering(iy, q.oh, a, &y0, &y1);
         covering(ix, q.ow, a, &x0, &x1);
@@ -93,8 +97,9 @@ __global__ static void max_general_back(const int *arg, const float *dy, float *
 __global__ static void avg(const float *x, float *y, size_t planes, rg_conv_geom q, window a) {
     const float scale = 1.0f / (float)(a.k * a.k);
     GRID_STRIDE(e, planes * q.oh * q.ow) {
-        const size_t p = e / ((size_t)q.oh * q.ow);
-        const int oy = (int)(e / q.ow % q.oh), ox = (int)(e % q.ow);
+        const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
+        const size_t p = o.plane;
+        const int oy = o.y, ox = o.x;
         const float *xp = x + p * q.h * q.w;
         float s = 0;
         for (int i = 0; i < a.k; i++) {
@@ -112,8 +117,9 @@ __global__ static void avg(const float *x, float *y, size_t planes, rg_conv_geom
 __global__ static void avg_back(const float *dy, float *dx, size_t planes, rg_conv_geom q, window a) {
     const float scale = 1.0f / (float)(a.k * a.k);
     GRID_STRIDE(e, planes * q.h * q.w) {
-        const size_t p = e / ((size_t)q.h * q.w);
-        const int iy = (int)(e / q.w % q.h), ix = (int)(e % q.w);
+        const rg_cuda_cell at = rg_cuda_cell_of(e, q.h, q.w);
+        const size_t p = at.plane;
+        const int iy = at.y, ix = at.x;
         int y0, y1, x0, x1;
         covering(iy, q.oh, a, &y0, &y1);
         covering(ix, q.ow, a, &x0, &x1);
