@@ -7,7 +7,10 @@
  * gradient; fp32 is strict (FMA math: no TF32) unless the graph asks for TF32.  The
  * algorithms' scratch is one device buffer of this file, grown to the largest plan's.
  * REGRAD_CUDNN=0 in the environment leaves every convolution to the im2col path; 1x1
- * stride-1 convolutions always go there.
+ * stride-1 convolutions always go there.  REGRAD_CUDNN_TUNE=1 has cuDNN time its algorithms
+ * on each new plan and keeps the fastest deterministic one: every run is deterministic in
+ * itself, but two runs may keep different algorithms where timings are close (and so give
+ * different bits from one seed).
  */
 #include "cuda.h"
 
@@ -31,12 +34,14 @@ extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
     X(cudnnGetConvolutionBackwardDataAlgorithm_v7) X(cudnnGetConvolutionBackwardFilterAlgorithm_v7) \
     X(cudnnGetConvolutionForwardWorkspaceSize) X(cudnnGetConvolutionBackwardDataWorkspaceSize) \
     X(cudnnGetConvolutionBackwardFilterWorkspaceSize) X(cudnnConvolutionForward) X(cudnnConvolutionBackwardData) \
-    X(cudnnConvolutionBackwardFilter)
+    X(cudnnConvolutionBackwardFilter) X(cudnnFindConvolutionForwardAlgorithm) \
+    X(cudnnFindConvolutionBackwardDataAlgorithm) X(cudnnFindConvolutionBackwardFilterAlgorithm)
 #define CUDNN_FIELD(name) decltype(&::name) name;
 static struct {
     CUDNN_ENTRIES(CUDNN_FIELD)
     bool loaded;  /* the library and every entry point found */
     bool created; /* the handle made (on the first convolution) */
+    bool tune;    /* REGRAD_CUDNN_TUNE=1: algorithms timed, not ranked by heuristics */
     cudnnHandle_t handle;
     void *scratch;
     size_t scratch_bytes;
@@ -56,6 +61,8 @@ static void open_cudnn(void) {
 #define CUDNN_FIND(name) all = all && (dnn.name = (decltype(dnn.name))dlsym(lib, #name)) != NULL;
     CUDNN_ENTRIES(CUDNN_FIND)
     dnn.loaded = all;
+    const char *tune = getenv("REGRAD_CUDNN_TUNE");
+    dnn.tune = tune && !strcmp(tune, "1");
 }
 
 /* cuDNN's symmetric padding gives this geometry's output: a padding the CPU gives more of at
@@ -174,11 +181,19 @@ static rg_status plan_for(const rg_conv_geom *q, int filters, int groups, int ba
     cudnnConvolutionBwdDataAlgoPerf_t data[RANKED];
     cudnnConvolutionBwdFilterAlgoPerf_t filt[RANKED];
     int nf = 0, nd = 0, nw = 0;
-    if ((e = dnn.cudnnGetConvolutionForwardAlgorithm_v7(dnn.handle, p->x, p->w, p->conv, p->y, RANKED, &nf, fwd)) ||
-        (e = dnn.cudnnGetConvolutionBackwardDataAlgorithm_v7(dnn.handle, p->w, p->y, p->conv, p->x, RANKED, &nd,
-                                                             data)) ||
-        (e = dnn.cudnnGetConvolutionBackwardFilterAlgorithm_v7(dnn.handle, p->x, p->y, p->conv, p->w, RANKED, &nw,
-                                                               filt)))
+    if (dnn.tune) { /* timed on buffers cuDNN allocates, fastest first */
+        if ((e = dnn.cudnnFindConvolutionForwardAlgorithm(dnn.handle, p->x, p->w, p->conv, p->y, RANKED, &nf, fwd)) ||
+            (e = dnn.cudnnFindConvolutionBackwardDataAlgorithm(dnn.handle, p->w, p->y, p->conv, p->x, RANKED, &nd,
+                                                               data)) ||
+            (e = dnn.cudnnFindConvolutionBackwardFilterAlgorithm(dnn.handle, p->x, p->y, p->conv, p->w, RANKED, &nw,
+                                                                 filt)))
+            return failed(e, "algorithm timing");
+    } else if ((e = dnn.cudnnGetConvolutionForwardAlgorithm_v7(dnn.handle, p->x, p->w, p->conv, p->y, RANKED, &nf,
+                                                               fwd)) ||
+               (e = dnn.cudnnGetConvolutionBackwardDataAlgorithm_v7(dnn.handle, p->w, p->y, p->conv, p->x, RANKED,
+                                                                    &nd, data)) ||
+               (e = dnn.cudnnGetConvolutionBackwardFilterAlgorithm_v7(dnn.handle, p->x, p->y, p->conv, p->w, RANKED,
+                                                                      &nw, filt)))
         return failed(e, "algorithm choice");
     const int i = pick(fwd, nf), j = pick(data, nd), k = pick(filt, nw);
     if (i < 0 || j < 0 || k < 0)
