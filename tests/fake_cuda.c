@@ -83,25 +83,67 @@ void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, con
     for (size_t i = 0; i < n; i++) dx[i] = fresh ? act_dx(act, x[i], y[i], dy[i]) : dx[i] + act_dx(act, x[i], y[i], dy[i]);
 }
 
-/* the monitor's reductions: the CPU's, so the figures are the CPU's bits */
+/* The monitor's reductions: the CPU's, so the figures are the CPU's bits, queued as the
+ * device's are: each result is held back until rg_cuda_sums_flush, its destination NaN till
+ * then, so that a figure read before the flush shows. */
+typedef struct {
+    void *dest, *value;
+    size_t bytes;
+} arrival;
+static arrival *arrivals;
+static size_t n_arrivals, arrivals_room;
+static void arrive_later(void *dest, const void *value, size_t bytes, bool poison) {
+    if (n_arrivals == arrivals_room) {
+        arrivals_room = arrivals_room ? 2 * arrivals_room : 64;
+        if (!(arrivals = realloc(arrivals, arrivals_room * sizeof *arrivals))) abort();
+    }
+    void *v = malloc(bytes ? bytes : 1);
+    if (!v) abort();
+    memcpy(v, value, bytes);
+    arrivals[n_arrivals++] = (arrival){dest, v, bytes};
+    for (size_t i = 0; poison && i < bytes / sizeof(double); i++) ((double *)dest)[i] = NAN;
+}
+void rg_cuda_sums_flush(void) {
+    for (size_t i = 0; i < n_arrivals; i++) memcpy(arrivals[i].dest, arrivals[i].value, arrivals[i].bytes), free(arrivals[i].value);
+    n_arrivals = 0;
+}
 void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
                        float hi, double *sum, double *sq, double *relu, long *near, int *dead) {
     rg_node_impl n = {.out = HOST((float *)out), .size = size};
     n.shape[0] = units;
-    float *scratch = malloc(5 * (size_t)units * sizeof *scratch);
-    if (!scratch) abort();
-    rg_cpu_unit_sums(&n, batch, want, lo, hi, scratch, sum, sq, relu, near, dead);
-    free(scratch);
+    const size_t u = (size_t)units;
+    float *scratch = malloc(5 * u * sizeof *scratch);
+    double *t = malloc(4 * u * sizeof *t);
+    long c;
+    int d;
+    if (!scratch || !t) abort();
+    rg_cpu_unit_sums(&n, batch, want, lo, hi, scratch, t, t + u, t + 2 * u, &c, &d);
+    arrive_later(sum, t, u * sizeof *t, true), arrive_later(sq, t + u, u * sizeof *t, true);
+    arrive_later(relu, t + 2 * u, 2 * u * sizeof *t, true);
+    arrive_later(near, &c, sizeof c, false), arrive_later(dead, &d, sizeof d, false);
+    free(scratch), free(t);
 }
 void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out) {
-    rg_cpu_sample_squares(HOST(x), size, batch, out);
+    double *t = malloc((size_t)(batch > 0 ? batch : 1) * sizeof *t);
+    if (!t) abort();
+    rg_cpu_sample_squares(HOST(x), size, batch, t);
+    arrive_later(out, t, (size_t)batch * sizeof *t, true);
+    free(t);
 }
 void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
-    rg_cpu_squares2(HOST(a), b ? HOST(b) : NULL, keep ? HOST(keep) : NULL, n, sa, sb);
+    double t[2];
+    rg_cpu_squares2(HOST(a), b ? HOST(b) : NULL, keep ? HOST(keep) : NULL, n, &t[0], b ? &t[1] : NULL);
+    arrive_later(sa, &t[0], sizeof *t, true);
+    if (b) arrive_later(sb, &t[1], sizeof *t, true);
 }
 void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len, size_t n,
                            double *out) {
-    rg_cpu_chunk_squares(HOST(a), HOST(b), at, len, n, out);
+    double *t = malloc((n ? n : 1) * sizeof *t);
+    if (!t) abort();
+    rg_cpu_chunk_squares(HOST(a), HOST(b), at, len, n, t);
+    for (size_t c = 0; c < n; c++)
+        if (at[c] != SIZE_MAX) arrive_later(out + c, t + c, sizeof *t, true);
+    free(t);
 }
 double rg_cuda_sum_squares(const float *x, size_t n) { return rg_cpu_squares_in_order(HOST(x), n); }
 size_t rg_cuda_count_zeros(const float *x, size_t n) { return rg_cpu_count_zeros(HOST(x), n); }

@@ -73,7 +73,23 @@ typedef struct layer {
     bool relu_reads_layer;    /* a relu reads the layer's output directly (no batch norm) */
     bool normalised;          /* a batch norm takes the layer's output */
     rg_output_stats stats;    /* what the op sums of its output as it writes it */
+    /* The watched pass's raw sums, made into figures by settle() once they have arrived (a
+     * device's at its flush_sums): per output (the layer's, then its activation's) sum[u],
+     * sq[u] and relu[2u] in sums, the count `want` asked for and the units that counted none;
+     * the weights' and gradient's squares; the gradient's at the output and the input, or
+     * per sample for a convolution (samples: 2 x max_batch). */
+    double *sums;
+    rg_count_kind want[2];
+    long near[2];
+    int dead[2];
+    double g2, w2, dz2, dx2;
+    double *samples;
+    bool per_sample[2];       /* dz2, dx2 are the samples' sums, to be added */
+    int batch;                /* of the watched pass */
+    unsigned pending;         /* PENDING_* */
 } layer;
+
+enum { PENDING_OUTPUT = 1, PENDING_ACT = 2, PENDING_NORMS = 4, PENDING_GRADIENT = 8 };
 
 struct rg_monitor {
     rg_graph *g;
@@ -86,8 +102,6 @@ struct rg_monitor {
     float *ones;              /* ones_len ones, for sums as dot products */
     size_t ones_len;
     float *scratch;           /* 5 x the most units of a layer, for dense unit sums */
-    double *sums;             /* 4 x the most units of a layer: per-unit sums */
-    double *sample_sq;        /* one per sample: squares of a gradient */
     float *before;            /* the layers' weights as backward saw them (flat offsets) */
     bool track_update;        /* keep `before` during observed backward passes */
     int *chunk_layer;         /* the layers' weights cut into RG_SQUARES_PIECE pieces, in order: */
@@ -112,20 +126,10 @@ const char *rg_verdict_name(rg_verdict v) {
     return (v >= 0 && v < RG_VERDICT_COUNT) ? verdict_names[v] : "?";
 }
 
-/* All sums go through kernels/cpu/stats.c (vector lanes), the monitor's cost on a watched
- * step being in them.  Large ones are cut into fixed chunks that the OpenMP team shares,
- * the chunks' sums added in order: the same result whatever the number of threads. */
-
-static void squares2(const rg_monitor *m, const float *a, const float *b, float *keep, size_t n,
-                     double *sa, double *sb) {
-    m->g->backend->squares2(a, b, keep, n, sa, sb);
-}
-
-static double squares(const rg_monitor *m, const float *x, size_t n) {
-    double s;
-    squares2(m, x, NULL, NULL, n, &s, NULL);
-    return s;
-}
+/* All sums go through the backend's reductions (on the CPU kernels/cpu/stats.c's vector
+ * lanes), the monitor's cost on a watched step being in them.  Large ones are cut into
+ * fixed chunks that the OpenMP team shares, the chunks' sums added in order: the same
+ * result whatever the number of threads.  A device's arrive at settle(), once a pass. */
 
 typedef struct {
     long near;
@@ -143,30 +147,36 @@ void rg_output_stats_sample(rg_output_stats *st, int channels, size_t plane, int
 }
 
 /* Per-unit sums over the batch of a layer's or an activation's output (units are the first
- * per-sample dimension): sum[u] and sum of squares sq[u], and what `want` counts (see
- * rg_count_kind in kernels.h; the returned totals).  One pass; the team splits the units and each unit is
- * summed in a fixed order, so the thread count does not change a figure.  Dense outputs
- * (one value per unit and sample) are summed over batch rows unit-wise in float, a loop
- * GCC vectorises; conv outputs plane by plane (sample, channel) in float lanes, the planes
- * added in double. */
-static unit_counts unit_sums(rg_monitor *m, const rg_node_impl *n, int batch, rg_count_kind want,
-                             float lo, double *sum, double *sq) {
+ * per-sample dimension) into the layer's raw sums k (0: the layer's output, 1: the
+ * activation's): sum[u], sum of squares sq[u], and what `want` counts (see rg_count_kind in
+ * kernels.h).  One pass; the team splits the units and each unit is summed in a fixed
+ * order, so the thread count does not change a figure.  Dense outputs (one value per unit
+ * and sample) are summed over batch rows unit-wise in float, a loop GCC vectorises; conv
+ * outputs plane by plane (sample, channel) in float lanes, the planes added in double. */
+static void unit_sums(rg_monitor *m, layer *l, int k, const rg_node_impl *n, int batch, rg_count_kind want,
+                      float lo) {
     const int units = n->shape[0];
-    const float hi = 0.99f;
-    long near = 0;
-    int dead = 0;
-    double *relu = m->sums + 2 * (size_t)units; /* per unit: sum, squares of relu(x) */
+    double *sum = l->sums + 4 * (size_t)units * k, *sq = sum + units, *relu = sq + units;
+    l->want[k] = want;
     if (n->op == RG_OP_DENSE && n->stats) { /* the op's own, summed as it wrote them */
+        l->near[k] = 0, l->dead[k] = 0;
         for (int u = 0; u < units; u++) {
             const double *t = n->stats->sums + (size_t)u * 4;
             sum[u] = t[0], sq[u] = t[1], relu[2 * u] = t[2], relu[2 * u + 1] = t[3];
-            near += n->stats->counts[u], dead += n->stats->counts[u] == 0;
+            l->near[k] += n->stats->counts[u], l->dead[k] += n->stats->counts[u] == 0;
         }
     } else {
-        m->g->backend->unit_sums(n, batch, want, lo, hi, m->scratch, sum, sq, relu, &near, &dead);
+        m->g->backend->unit_sums(n, batch, want, lo, 0.99f, m->scratch, sum, sq, relu, &l->near[k], &l->dead[k]);
     }
-    unit_counts c = {want == RG_COUNT_NEAR_BOUND ? near : 0,
-                     want == RG_COUNT_POSITIVE || want == RG_COUNT_RELU_OF ? dead : 0, 0, 0};
+}
+
+/* What raw sums k counted, and the totals of relu(x) for RG_COUNT_RELU_OF. */
+static unit_counts counts_of(const layer *l, int k) {
+    const int units = l->h.units;
+    const double *relu = l->sums + 4 * (size_t)units * k + 2 * (size_t)units;
+    const rg_count_kind want = l->want[k];
+    unit_counts c = {want == RG_COUNT_NEAR_BOUND ? l->near[k] : 0,
+                     want == RG_COUNT_POSITIVE || want == RG_COUNT_RELU_OF ? l->dead[k] : 0, 0, 0};
     for (int u = 0; want == RG_COUNT_RELU_OF && u < units; u++)
         c.relu_sum += relu[2 * u], c.relu_sq += relu[2 * u + 1];
     return c;
@@ -210,47 +220,72 @@ static void set_act(layer *l, const unit_counts *c, double s, double s2, double 
 }
 
 static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
-    const int units = l->h.units;
-    const double count = (double)batch * (n->size / (size_t)units), total = count * units;
-    double *sum = m->sums, *sq = m->sums + units;
+    l->batch = batch;
     if (n - m->g->nodes == l->node) {
         if (m->moments) input_moments(m, l, n, batch);
-        const unit_counts c = unit_sums(m, n, batch, l->relu_reads_layer ? RG_COUNT_RELU_OF : RG_COUNT_NONE,
-                                        0, sum, sq);
-        double sm = 0, ss = 0;
-        for (int u = 0; u < units; u++) {
-            l->unit_mean[u] = sum[u] / count;
-            l->unit_std[u] = sqrt(fmax(sq[u] / count - l->unit_mean[u] * l->unit_mean[u], 0));
-            sm += l->unit_mean[u], ss += l->unit_std[u];
-        }
-        l->h.pre_mean = sm / units;
-        l->h.pre_std = ss / units;
-        if (l->relu_reads_layer) set_act(l, &c, c.relu_sum, c.relu_sq, total);
+        unit_sums(m, l, 0, n, batch, l->relu_reads_layer ? RG_COUNT_RELU_OF : RG_COUNT_NONE, 0);
+        l->pending |= PENDING_OUTPUT;
         return;
     }
     if (l->relu_reads_layer) return; /* measured on the layer's output already */
     /* the activation's output */
     const bool bounded = l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH;
     const rg_count_kind want = bounded ? RG_COUNT_NEAR_BOUND : l->act == RG_ACT_RELU ? RG_COUNT_POSITIVE : RG_COUNT_NONE;
-    const unit_counts c = unit_sums(m, n, batch, want, l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f, sum, sq);
+    unit_sums(m, l, 1, n, batch, want, l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f);
+    l->pending |= PENDING_ACT;
+}
+
+/* The layer's output's figures (and a relu's that reads it), from raw sums 0. */
+static void settle_output(rg_monitor *m, layer *l) {
+    const rg_node_impl *n = &m->g->nodes[l->node];
+    const int units = l->h.units;
+    const double count = (double)l->batch * (n->size / (size_t)units), total = count * units;
+    const double *sum = l->sums, *sq = l->sums + units;
+    double sm = 0, ss = 0;
+    for (int u = 0; u < units; u++) {
+        l->unit_mean[u] = sum[u] / count;
+        l->unit_std[u] = sqrt(fmax(sq[u] / count - l->unit_mean[u] * l->unit_mean[u], 0));
+        sm += l->unit_mean[u], ss += l->unit_std[u];
+    }
+    l->h.pre_mean = sm / units;
+    l->h.pre_std = ss / units;
+    if (l->relu_reads_layer) {
+        const unit_counts c = counts_of(l, 0);
+        set_act(l, &c, c.relu_sum, c.relu_sq, total);
+    }
+}
+
+/* The activation's figures, from raw sums 1. */
+static void settle_act(rg_monitor *m, layer *l) {
+    const rg_node_impl *n = &m->g->nodes[l->node];
+    const int units = l->h.units;
+    const double total = (double)l->batch * (n->size / (size_t)units) * units;
+    const double *sum = l->sums + 4 * (size_t)units, *sq = sum + units;
     double s = 0, s2 = 0;
     for (int u = 0; u < units; u++) s += sum[u], s2 += sq[u];
+    const unit_counts c = counts_of(l, 1);
     set_act(l, &c, s, s2, total);
 }
 
-/* The sum of squares of a batch of gradients: for a convolution sample by sample, as the op
- * takes them itself while it watches (`given`), the samples' sums added in order; for
- * other layers in one pass (many small per-sample calls cost more). */
-static double sample_squares(rg_monitor *m, const rg_node_impl *n, const float *x, size_t size,
-                             int batch, const double *given) {
-    if (n->op != RG_OP_CONV2D) return squares(m, x, (size_t)batch * size);
+/* The sum of squares of a batch of gradients into *total: for a convolution sample by
+ * sample, as the op takes them itself while it watches (`given`), the samples' sums added
+ * in order (by settle_gradient when they are still to come: *per_sample); for other layers
+ * in one pass (many small per-sample calls cost more). */
+static void sample_squares(rg_monitor *m, const rg_node_impl *n, const float *x, size_t size, int batch,
+                           const double *given, double *total, double *samples, bool *per_sample) {
+    *per_sample = false;
+    if (n->op != RG_OP_CONV2D) {
+        m->g->backend->squares2(x, NULL, NULL, (size_t)batch * size, total, NULL);
+        return;
+    }
     if (!given) {
-        m->g->backend->sample_squares(x, size, batch, m->sample_sq);
-        given = m->sample_sq;
+        m->g->backend->sample_squares(x, size, batch, samples);
+        *per_sample = true;
+        return;
     }
     double s = 0;
     for (int b = 0; b < batch; b++) s += given[b];
-    return s;
+    *total = s;
 }
 
 /* A layer's weight and gradient norms from their sums of squares. */
@@ -264,15 +299,15 @@ static void set_norms(rg_monitor *m, layer *l, double g2, double w2) {
     l->h.grad_ratio = l->h.grad_norm / fmax(l->h.weight_norm, 1e-12);
 }
 
-/* A layer's norms, taken now (the weights as the coming step will see them). */
+/* A layer's norms, taken now (the weights as the coming step will see them), set when they
+ * have arrived. */
 static void take_norms(rg_monitor *m, layer *l) {
     const rg_param_impl *k = &m->g->params[m->g->nodes[l->node].first_param];
-    double g2, w2;
     /* the copy that measures the step, when the optimizer does not, is taken in this pass */
-    squares2(m, m->g->grad_buf + k->offset, m->g->param_buf + k->offset,
-             m->track_update ? m->before + k->offset : NULL, k->size, &g2, &w2);
+    m->g->backend->squares2(m->g->grad_buf + k->offset, m->g->param_buf + k->offset,
+                            m->track_update ? m->before + k->offset : NULL, k->size, &l->g2, &l->w2);
     l->kept = m->track_update;
-    set_norms(m, l, g2, w2);
+    l->pending |= PENDING_NORMS;
 }
 
 static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch) {
@@ -283,11 +318,44 @@ static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch
     else l->kept = false;
     const rg_node_impl *x = rg_in(g, n, 0);
     const rg_output_stats *st = n->stats;
-    const double dz = sqrt(sample_squares(m, n, n->dout, n->size, batch, st ? st->dy_squares : NULL));
-    l->h.grad_rms = dz / sqrt((double)batch * n->size);
-    l->h.backward_gain =
-        x->needs_grad && dz > 0
-            ? sqrt(sample_squares(m, n, x->dout, x->size, batch, st ? st->dx_squares : NULL)) / dz : NAN;
+    l->batch = batch;
+    sample_squares(m, n, n->dout, n->size, batch, st ? st->dy_squares : NULL, &l->dz2, l->samples,
+                   &l->per_sample[0]);
+    l->dx2 = NAN, l->per_sample[1] = false;
+    if (x->needs_grad)
+        sample_squares(m, n, x->dout, x->size, batch, st ? st->dx_squares : NULL, &l->dx2,
+                       l->samples + g->max_batch, &l->per_sample[1]);
+    l->pending |= PENDING_GRADIENT;
+}
+
+/* The gradient's RMS at the layer's output and its gain across the layer. */
+static void settle_gradient(rg_monitor *m, layer *l) {
+    const rg_node_impl *n = &m->g->nodes[l->node];
+    for (int k = 0; k < 2; k++)
+        if (l->per_sample[k]) {
+            double s = 0;
+            for (int b = 0; b < l->batch; b++) s += l->samples[(size_t)k * m->g->max_batch + b];
+            *(k ? &l->dx2 : &l->dz2) = s;
+        }
+    const double dz = sqrt(l->dz2);
+    l->h.grad_rms = dz / sqrt((double)l->batch * n->size);
+    l->h.backward_gain = rg_in(m->g, n, 0)->needs_grad && dz > 0 ? sqrt(l->dx2) / dz : NAN;
+}
+
+/* The figures of the sums taken since the last call, once they have all arrived. */
+static void settle(rg_monitor *m) {
+    bool any = false;
+    for (int i = 0; i < m->n && !any; i++) any = m->layers[i].pending != 0;
+    if (!any) return;
+    if (m->g->backend->flush_sums) m->g->backend->flush_sums();
+    for (int i = 0; i < m->n; i++) {
+        layer *l = &m->layers[i];
+        if (l->pending & PENDING_OUTPUT) settle_output(m, l);
+        if (l->pending & PENDING_ACT) settle_act(m, l);
+        if (l->pending & PENDING_NORMS) set_norms(m, l, l->g2, l->w2);
+        if (l->pending & PENDING_GRADIENT) settle_gradient(m, l);
+        l->pending = 0;
+    }
 }
 
 static void monitor_hook(rg_graph *g, int node, bool backward, void *user) {
@@ -366,7 +434,9 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         }
         l->unit_mean = calloc((size_t)l->h.units, sizeof(double));
         l->unit_std = calloc((size_t)l->h.units, sizeof(double));
-        if (!l->unit_mean || !l->unit_std) {
+        l->sums = calloc(8 * (size_t)l->h.units, sizeof(double));
+        l->samples = calloc(2 * (size_t)g->max_batch, sizeof(double));
+        if (!l->unit_mean || !l->unit_std || !l->sums || !l->samples) {
             rg_monitor_free(m);
             rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
             return NULL;
@@ -380,13 +450,11 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         m->n_chunks += (g->params[g->nodes[m->layers[i].node].first_param].size + RG_SQUARES_PIECE - 1) / RG_SQUARES_PIECE;
     }
     m->scratch = malloc(5 * (size_t)units * sizeof *m->scratch);
-    m->sums = malloc(4 * (size_t)units * sizeof *m->sums);
-    m->sample_sq = malloc((size_t)g->max_batch * sizeof *m->sample_sq);
     m->chunk_layer = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_layer);
     m->chunk_lo = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_lo);
     m->chunk_at = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_at);
     m->chunk_len = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_len);
-    if (!m->scratch || !m->sums || !m->sample_sq || !m->chunk_layer || !m->chunk_lo ||
+    if (!m->scratch || !m->chunk_layer || !m->chunk_lo ||
         !m->chunk_at || !m->chunk_len) {
         rg_monitor_free(m);
         rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
@@ -423,6 +491,8 @@ void rg_monitor_free(rg_monitor *m) {
         free(m->layers[i].stats.dy_squares);
         free(m->layers[i].unit_mean);
         free(m->layers[i].unit_std);
+        free(m->layers[i].sums);
+        free(m->layers[i].samples);
         free(m->layers[i].in_moment);
         free(m->layers[i].in_mean);
         free(m->layers[i].split_q);
@@ -432,8 +502,6 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->layer_of_node);
     free(m->ones);
     free(m->scratch);
-    free(m->sums);
-    free(m->sample_sq);
     if (m->g) {
         m->g->backend->release(m->before);
         m->g->backend->release(m->step_start);
@@ -455,6 +523,7 @@ void rg_monitor_free(rg_monitor *m) {
  * output instead). */
 void rg_monitor_enable(rg_monitor *m, int on) {
     m->on = on != 0;
+    if (!m->on) settle(m);
     const bool own_sums = !rg_graph_on_device(m->g);
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
@@ -618,13 +687,18 @@ const float *rg_monitor_input_covariance_split(rg_monitor *m, int i, int *k, con
     *k = l->split_k, *s = l->split_s, *rest = l->split_rest, *top = l->split_top;
     return l->split_q;
 }
+/* The readers settle the figures first: a pass's sums on a device arrive then (the
+ * monitor is not changed in what it reports, only brought up to date). */
 const rg_layer_health *rg_monitor_layer(const rg_monitor *m, int i) {
+    if (m) settle((rg_monitor *)m);
     return (m && i >= 0 && i < m->n) ? &m->layers[i].h : NULL;
 }
 const double *rg_monitor_unit_mean(const rg_monitor *m, int i) {
+    if (m) settle((rg_monitor *)m);
     return (m && i >= 0 && i < m->n) ? m->layers[i].unit_mean : NULL;
 }
 const double *rg_monitor_unit_std(const rg_monitor *m, int i) {
+    if (m) settle((rg_monitor *)m);
     return (m && i >= 0 && i < m->n) ? m->layers[i].unit_std : NULL;
 }
 
@@ -639,7 +713,8 @@ void rg_monitor_judge(rg_monitor *m) {
             take_norms(m, &m->layers[i]);
             m->layers[i].norms_pending = false;
         }
-    double *ratios = malloc((size_t)(m->n ? m->n : 1) * sizeof *ratios);
+    settle(m);
+    double *ratios = malloc((size_t)(m->n > 0 ? m->n : 1) * sizeof *ratios);
     int nr = 0;
     double best = 0, best_rms = 0;
     for (int i = 0; i < m->n; i++) {
@@ -750,6 +825,7 @@ void rg_monitor_step_curvature(const rg_monitor *m, double *slope, double *curva
  * layer's pieces added in order: the same figures whatever the thread count. */
 void rg_monitor_note_update(rg_monitor *m) {
     m->step_slope = m->step_curvature = NAN; /* until this step's are measured */
+    settle(m); /* the weights' norms the ratios divide by */
     if (m->by_optimizer) { /* the optimizer's own sums: each layer's squared change, ... */
         for (int i = 0; i < m->n; i++) {
             layer *l = &m->layers[i];
@@ -772,6 +848,7 @@ void rg_monitor_note_update(rg_monitor *m) {
     }
     g->backend->chunk_squares(g->param_buf, m->before, m->chunk_at, m->chunk_len, m->n_chunks,
                               m->chunk_sum);
+    if (g->backend->flush_sums) g->backend->flush_sums();
     for (size_t c = 0; c < m->n_chunks;) {
         const int i = m->chunk_layer[c];
         double moved = 0;

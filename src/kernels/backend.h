@@ -75,7 +75,10 @@ struct rg_backend {
      *   with q of a convolution's im2col columns over batch and positions (cols: f x
      *   positions of scratch, ones: positions ones);
      * chunk_squares: out[c] = sum (a - b)^2 over len[c] values from at[c] (SIZE_MAX: skip);
-     * count_nonfinite: NaN and Inf among n values. */
+     * count_nonfinite: NaN and Inf among n values;
+     * flush_sums: a device's squares2, unit_sums, sample_squares and chunk_squares may leave
+     *   their results to arrive at this call (the host memory they were given kept till
+     *   then), so that a watched pass waits on the device once (NULL: they arrive at once). */
     void (*squares2)(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
     void (*unit_sums)(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
                       float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
@@ -85,6 +88,7 @@ struct rg_backend {
     void (*chunk_squares)(const float *a, const float *b, const size_t *at, const size_t *len,
                           size_t n, double *out);
     long (*count_nonfinite)(const float *x, size_t n);
+    void (*flush_sums)(void);
     /* GRA's arithmetic on a layer:
      * polar: w (rows x cols) replaced by its polar factor times its RMS singular value;
      *   returns ||W' - W|| / ||W||, or -1 (w unchanged) when it does not converge in

@@ -300,7 +300,7 @@ static const float *host_view(const float *x, size_t n) {
     return buf;
 }
 
-/* The health monitor's sums: device reductions (health.cu), but for the inputs' second
+/* The health monitor's sums: device reductions, queued (health.cu), but for the inputs' second
  * moments (the report's conditioning, GRA's trust region), taken over a host copy by the
  * CPU's code; a copy that cannot be made gives NaN figures. */
 static void unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi, float *scratch,
@@ -363,6 +363,7 @@ const rg_backend rg_cuda_backend = {
     .sample_squares = rg_cuda_sample_squares,
     .input_moments = input_moments,
     .chunk_squares = rg_cuda_chunk_squares,
+    .flush_sums = rg_cuda_sums_flush,
     .scale = rg_cuda_scale,
     .copy = rg_cuda_copy,
     .subtract = rg_cuda_subtract,

@@ -61,9 +61,10 @@ void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n);
 void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, const float *dy,
                                  float *dx, size_t n, bool fresh);
 
-/* The health monitor's reductions (health.cu), in a fixed order, results in host memory
- * (NaN where the device failed): per unit of an output (units x inner values a sample, size
- * a sample) its sums as rg_cpu_unit_sums gives them; each sample's sum of squares; the sums
+/* The health monitor's reductions (health.cu), in a fixed order, queued: their results
+ * arrive in the host memory given (which must stay until then) at rg_cuda_sums_flush, NaN
+ * where the device failed: per unit of an output (units x inner values a sample, size a
+ * sample) its sums as rg_cpu_unit_sums gives them; each sample's sum of squares; the sums
  * of squares of a and b (b copied to keep, device memory, when given); each piece's
  * squared change a - b (at, len: host arrays; at SIZE_MAX: skipped, out left). */
 void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
@@ -72,6 +73,7 @@ void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out)
 void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
 void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len, size_t n,
                            double *out);
+void rg_cuda_sums_flush(void);
 
 /* Reductions over n values in a fixed order (blocks folded in order on the host), so the
  * same input gives the same bits on every run: sum x^2 in double; how many are 0; how many

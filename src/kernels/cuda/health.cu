@@ -5,7 +5,8 @@
  * pieces.  Each segment (a unit, a sample, a piece) is cut into a fixed number of parts;
  * each part's block adds its values in a fixed order and then its threads as a tree, in
  * double, and the host adds the parts in order: the same bits every run, no atomics.  The
- * figures are the CPU's to rounding (the CPU adds float lanes, these add doubles).
+ * figures are the CPU's to rounding (the CPU adds float lanes, these add doubles).  They
+ * are queued, and arrive in the caller's host memory at rg_cuda_sums_flush.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -76,12 +77,31 @@ __global__ static void segment_squares(const float *x, const float *x1, const fl
     if (threadIdx.x == 0) result[s * parts + p] = v[0];
 }
 
-/* The parts' results on the device and their host copy (pinned: a copy from the device
- * waits less), grown as needed. */
-static void *results_dev, *indices_dev;
-static size_t results_room, indices_room;
-static double *results_host;
+/* The watched pass's reductions are queued: each writes its parts into the device arena,
+ * and rg_cuda_sums_flush copies the arena down once and folds each one's parts into the
+ * host memory its caller gave, so a watched step waits on the device once, not once a sum. */
+typedef enum { UNIT_SUMS, SQUARES } kind;
+typedef struct {
+    kind what;
+    size_t at;           /* its parts' first double in the arena */
+    int parts;
+    size_t segments;     /* units, or sums of squares */
+    double *out, *out2;  /* SQUARES: out[s] (segment 1 to *out2 when given); UNIT_SUMS: sum */
+    double *sq, *relu;   /* UNIT_SUMS */
+    long *near;
+    int *dead;
+    const size_t *skip;  /* SQUARES: at[] (SIZE_MAX: left as it was), or NULL */
+} pending;
+
+static pending *queue;
+static size_t queued, queue_room;
+static void *arena, *indices_dev;
+static size_t arena_room, arena_used, indices_room;  /* bytes, bytes, doubles used */
+static double *results_host;                         /* pinned: a copy from the device waits less */
 static size_t results_host_room;
+static size_t *indices_host;                         /* pinned staging of chunk_squares' pieces */
+static size_t indices_host_room;
+static bool indices_busy;                            /* staged for a queued reduction */
 
 /* Parts for segments of `each` values: enough blocks to fill the device, none under ~4096
  * values (fewer for small segments). */
@@ -92,90 +112,141 @@ static int parts_for(size_t segments, size_t each) {
     return p < 1 ? 1 : (int)p;
 }
 
-/* The launched kernel's `count` doubles, copied down; NULL when the device failed (the next
- * status check says why). */
-static const double *results(size_t count) {
-    if (cudaGetLastError() != cudaSuccess) return NULL;
-    if (count > results_host_room) {
-        cudaFreeHost(results_host);
-        results_host = NULL, results_host_room = 0;
-        if (cudaMallocHost((void **)&results_host, count * sizeof *results_host) != cudaSuccess) {
-            cudaGetLastError();
-            results_host = NULL;
-            return NULL;
-        }
-        results_host_room = count;
+/* Room for `doubles` parts in the arena and a queue entry: their offset, or SIZE_MAX when
+ * the device has no memory for them (the caller's figures are then NaN). */
+static size_t reserve(size_t doubles) {
+    if ((arena_used + doubles) * sizeof(double) > arena_room || queued == queue_room) rg_cuda_sums_flush();
+    if (queued == queue_room) {
+        const size_t room = queue_room ? 2 * queue_room : 256;
+        pending *q = (pending *)realloc(queue, room * sizeof *q);
+        if (!q) return SIZE_MAX;
+        queue = q, queue_room = room;
     }
-    if (cudaMemcpy(results_host, results_dev, count * sizeof(double), cudaMemcpyDeviceToHost) != cudaSuccess)
-        return NULL;
-    return results_host;
+    if (doubles * sizeof(double) > arena_room) { /* queue empty: the arena may move */
+        size_t want = arena_room ? 2 * arena_room : (size_t)1 << 20;
+        while (want < doubles * sizeof(double)) want *= 2;
+        if (!rg_cuda_grow(&arena, &arena_room, want)) return SIZE_MAX;
+    }
+    const size_t at = arena_used;
+    arena_used += doubles;
+    return at;
 }
 
-static bool room_for(size_t doubles) { return rg_cuda_grow(&results_dev, &results_room, doubles * sizeof(double)); }
+static void set_nan(const pending *p) {
+    for (size_t s = 0; s < p->segments; s++) {
+        if (p->what == UNIT_SUMS) {
+            p->out[s] = p->sq[s] = p->relu[2 * s] = p->relu[2 * s + 1] = NAN;
+        } else if (!p->skip || p->skip[s] != SIZE_MAX) {
+            if (s == 1 && p->out2) *p->out2 = NAN;
+            else p->out[s] = NAN;
+        }
+    }
+    if (p->what == UNIT_SUMS) *p->near = 0, *p->dead = 0;
+}
+
+/* One queued reduction's parts (r, NULL where the copy failed) folded in order. */
+static void fold(const pending *p, const double *r) {
+    if (!r) return set_nan(p);
+    if (p->what == UNIT_SUMS) {
+        *p->near = 0, *p->dead = 0;
+        for (size_t u = 0; u < p->segments; u++) {
+            double t[STATS] = {0, 0, 0, 0, 0};
+            for (int k = 0; k < p->parts; k++)
+                for (int j = 0; j < STATS; j++) t[j] += r[p->at + (u * p->parts + k) * STATS + j];
+            p->out[u] = t[0], p->sq[u] = t[1], p->relu[2 * u] = t[3], p->relu[2 * u + 1] = t[4];
+            *p->near += (long)t[2], *p->dead += t[2] == 0;
+        }
+        return;
+    }
+    for (size_t s = 0; s < p->segments; s++) {
+        if (p->skip && p->skip[s] == SIZE_MAX) continue;
+        double t = 0;
+        for (int k = 0; k < p->parts; k++) t += r[p->at + s * p->parts + k];
+        if (s == 1 && p->out2) *p->out2 = t;
+        else p->out[s] = t;
+    }
+}
+
+extern "C" void rg_cuda_sums_flush(void) {
+    if (!queued) return;
+    const double *r = NULL;
+    if (cudaGetLastError() == cudaSuccess) {
+        if (arena_used > results_host_room) {
+            cudaFreeHost(results_host);
+            results_host = NULL, results_host_room = 0;
+            if (cudaMallocHost((void **)&results_host, arena_used * sizeof *results_host) == cudaSuccess)
+                results_host_room = arena_used;
+            else cudaGetLastError();
+        }
+        if (results_host && cudaMemcpy(results_host, arena, arena_used * sizeof(double), cudaMemcpyDeviceToHost) ==
+                                cudaSuccess)
+            r = results_host;
+    }
+    for (size_t i = 0; i < queued; i++) fold(&queue[i], r);
+    queued = 0, arena_used = 0, indices_busy = false;
+}
 
 extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want,
                                   float lo, float hi, double *sum, double *sq, double *relu, long *near,
                                   int *dead) {
     const size_t inner = size / (size_t)units, per_unit = (size_t)batch * inner;
     const int parts = parts_for((size_t)units, per_unit);
-    const double *r = NULL;
-    if (units > 0 && room_for((size_t)units * parts * STATS)) {
-        unit_parts<<<dim3((unsigned)units, (unsigned)parts), RG_CUDA_THREADS>>>(
-            out, size, units, inner, per_unit, parts, (int)want, lo, hi, (double *)results_dev);
-        r = results((size_t)units * parts * STATS);
-    }
-    *near = 0, *dead = 0;
-    for (int u = 0; u < units; u++) {
-        double t[STATS] = {0, 0, 0, 0, 0};
-        for (int p = 0; r && p < parts; p++)
-            for (int s = 0; s < STATS; s++) t[s] += r[((size_t)u * parts + p) * STATS + s];
-        if (!r) t[0] = t[1] = t[3] = t[4] = NAN;
-        sum[u] = t[0], sq[u] = t[1], relu[2 * u] = t[3], relu[2 * u + 1] = t[4];
-        *near += (long)t[2], *dead += t[2] == 0;
-    }
+    const pending p = {UNIT_SUMS, 0, parts, (size_t)units, sum, NULL, sq, relu, near, dead, NULL};
+    const size_t at = units > 0 ? reserve((size_t)units * parts * STATS) : SIZE_MAX;
+    if (at == SIZE_MAX) return set_nan(&p);
+    unit_parts<<<dim3((unsigned)units, (unsigned)parts), RG_CUDA_THREADS>>>(
+        out, size, units, inner, per_unit, parts, (int)want, lo, hi, (double *)arena + at);
+    queue[queued] = p, queue[queued++].at = at;
 }
 
-/* Sums of squares of `segments` segments (see segment_squares) into out, parts added in
- * order; NaN where the device failed. */
+/* Sums of squares of `segments` segments (see segment_squares) queued for out (segment 1's
+ * for *out2 when given). */
 static void squares_of(const float *x, const float *x1, const float *y, const size_t *at, const size_t *len,
-                       size_t stride, size_t each, size_t segments, double *out) {
+                       size_t stride, size_t each, size_t segments, double *out, double *out2) {
     size_t longest = each;
     for (size_t s = 0; len && s < segments; s++)
         if (at[s] != SIZE_MAX && len[s] > longest) longest = len[s];
     const int parts = parts_for(segments, longest);
-    const double *r = NULL;
+    const pending p = {SQUARES, 0, parts, segments, out, out2, NULL, NULL, NULL, NULL, at};
+    if (at && indices_busy) rg_cuda_sums_flush(); /* the staging holds a queued one's pieces */
+    const size_t slot = segments && segments <= 0x7fffffff ? reserve(segments * parts) : SIZE_MAX;
     bool placed = !at;
-    if (at && rg_cuda_grow(&indices_dev, &indices_room, 2 * segments * sizeof(size_t)))
-        placed = cudaMemcpy(indices_dev, at, segments * sizeof(size_t), cudaMemcpyHostToDevice) == cudaSuccess &&
-                 cudaMemcpy((size_t *)indices_dev + segments, len, segments * sizeof(size_t),
-                            cudaMemcpyHostToDevice) == cudaSuccess;
-    if (segments && placed && segments <= 0x7fffffff && room_for(segments * parts)) {
-        const size_t *at_dev = at ? (const size_t *)indices_dev : NULL, *len_dev = at ? at_dev + segments : NULL;
-        segment_squares<<<dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS>>>(
-            x, x1, y, at_dev, len_dev, stride, each, parts, (double *)results_dev);
-        r = results(segments * parts);
+    if (at && slot != SIZE_MAX && rg_cuda_grow(&indices_dev, &indices_room, 2 * segments * sizeof(size_t))) {
+        if (2 * segments > indices_host_room) {
+            cudaFreeHost(indices_host);
+            indices_host = NULL, indices_host_room = 0;
+            if (cudaMallocHost((void **)&indices_host, 2 * segments * sizeof(size_t)) == cudaSuccess)
+                indices_host_room = 2 * segments;
+            else cudaGetLastError();
+        }
+        if (indices_host) {
+            memcpy(indices_host, at, segments * sizeof(size_t));
+            memcpy(indices_host + segments, len, segments * sizeof(size_t));
+            placed = cudaMemcpyAsync(indices_dev, indices_host, 2 * segments * sizeof(size_t),
+                                     cudaMemcpyHostToDevice, 0) == cudaSuccess;
+            indices_busy = placed;
+        }
     }
-    for (size_t s = 0; s < segments; s++) {
-        if (at && at[s] == SIZE_MAX) continue; /* skipped: left as it was */
-        double t = 0;
-        for (int p = 0; p < parts; p++) t += r ? r[s * parts + p] : NAN;
-        out[s] = t;
+    if (slot == SIZE_MAX || !placed) {
+        if (slot != SIZE_MAX) arena_used -= segments * parts;
+        return set_nan(&p);
     }
+    const size_t *at_dev = at ? (const size_t *)indices_dev : NULL, *len_dev = at ? at_dev + segments : NULL;
+    segment_squares<<<dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS>>>(
+        x, x1, y, at_dev, len_dev, stride, each, parts, (double *)arena + slot);
+    queue[queued] = p, queue[queued++].at = slot;
 }
 
 extern "C" void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out) {
-    squares_of(x, NULL, NULL, NULL, NULL, size, size, (size_t)batch, out);
+    squares_of(x, NULL, NULL, NULL, NULL, size, size, (size_t)batch, out, NULL);
 }
 
 extern "C" void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
                                       size_t n, double *out) {
-    squares_of(a, NULL, b, at, len, 0, 0, n, out);
+    squares_of(a, NULL, b, at, len, 0, 0, n, out, NULL);
 }
 
 extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
-    double both[2];
-    squares_of(a, b, NULL, NULL, NULL, 0, n, b ? 2 : 1, both); /* a's and b's in one launch */
-    *sa = both[0];
-    if (b) *sb = both[1];
+    squares_of(a, b, NULL, NULL, NULL, 0, n, b ? 2 : 1, sa, sb); /* a's and b's in one launch */
     if (b && keep) rg_cuda_copy(keep, b, n);
 }
