@@ -497,22 +497,21 @@ static int train_check(train_ctx *t) {
     rg_model probe = {0};
     const int r = cli_device(cmd, o->device, true);
     if (r >= 0) return r;
-    if (cli_on_gpu(o->device)) { /* what does not run on the device yet */
-        if (o->repair == REPAIR_AUTO || o->curvature_every) {
-            cli_error(cmd, "GRA and curvature do not run on the device yet: drop --repair auto and "
-                           "--curvature-every, or train with --device cpu");
-            return EXIT_USAGE;
-        }
-        if (t->prog.repair) /* a change to what was asked for: said even when quiet */
-            fprintf(stderr, "%s: note: GRA does not run on %s yet: training without it\n", cmd, o->device);
-        t->prog.repair = false;
-    }
     if ((s = rg_optim_check(&t->optim))) return cli_fail(cmd, s);
     s = rg_model_build(o->model_spec, &(rg_model_opts){.loss = o->loss}, &probe);
     const bool open_size = s == RG_ERR_SHAPE && (strncmp(o->model_spec, "keras:", 6) == 0 ||
                                                  strncmp(o->model_spec, "onnx:", 5) == 0);
     if (s && !open_size) return cli_fail(cmd, s); /* an input of open size: the data's */
     const bool lassonet = probe.lasso_m > 0, classifier = open_size || probe.loss != RG_NONE;
+    /* GRA by default on a device only where every op has a tangent there (asked for by name,
+     * rg_fit says why not) */
+    if (cli_on_gpu(o->device) && o->repair == REPAIR_DEFAULT && t->prog.repair &&
+        (s || rg_graph_set_device(probe.graph, o->device) || rg_graph_check_tangents(probe.graph))) {
+        /* a change to what was asked for: said even when quiet */
+        fprintf(stderr, "%s: note: GRA does not run on %s for this model yet (%s): training without it\n", cmd,
+                o->device, s ? "its size comes from the data" : rg_last_error());
+        t->prog.repair = false;
+    }
     rg_model_free(&probe);
     if (!classifier) {
         cli_error(cmd, "model '%s' has no classifier (top=0): training needs top=1", o->model_spec);

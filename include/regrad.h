@@ -329,9 +329,14 @@ rg_status rg_graph_tangent(rg_graph *g, int batch, int train, const float *v, rg
 rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int train,
                                      rg_curvature kind, const float *v, float *out);
 /* Along v, from one forward and one tangent pass: the loss's slope g.v and the Gauss-Newton
- * curvature v^T G v (either pointer may be NULL). */
+ * curvature v^T G v (either pointer may be NULL).  On a device (v in device memory) this is
+ * the one curvature call there is; the others need the CPU. */
 rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int train,
                                    const float *v, double *slope, double *curvature);
+/* RG_OK when every op of g has a tangent on the device g is placed on (the CPU: all; cuda:
+ * dense, activations, flatten, softmax cross-entropy), which curvature along a direction,
+ * and GRA, need; else RG_ERR_STATE naming the first op that has none. */
+rg_status rg_graph_check_tangents(const rg_graph *g);
 /* The top eigenvalue of C's block for the trainable parameters of `layer` (RG_NONE: all),
  * by power iteration from a fixed start, stopping after max_iters products or when the
  * estimate changes by less than `tolerance` (relative).  For the Hessian: the eigenvalue

@@ -257,6 +257,9 @@ typedef struct rg_side_pass {
     void (*hook)(rg_graph *, int, bool, void *);
 } rg_side_pass;
 rg_status rg_side_pass_begin(rg_graph *g, rg_side_pass *p, bool mute_hook);
+/* The op of the first node up to `upto` whose backend has no tangent for it (RG_OP_COUNT:
+ * none): what curvature, and GRA's Newton guard, need (curvature.c). */
+rg_op_kind rg_graph_first_without_tangent(const rg_graph *g, rg_node upto);
 void rg_side_pass_end(rg_graph *g, rg_side_pass *p);
 
 /* rg_graph_tangent with directions for input nodes too (input_dirs[node], NULL: zero;

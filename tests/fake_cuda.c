@@ -83,6 +83,31 @@ void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, con
     for (size_t i = 0; i < n; i++) dx[i] = fresh ? act_dx(act, x[i], y[i], dy[i]) : dx[i] + act_dx(act, x[i], y[i], dy[i]);
 }
 
+/* tangents: the CPU's rules (op_dense.c, op_loss.c) */
+rg_status rg_cuda_dense_tangent(const float *x, const float *t_in, const float *w, const float *dw, const float *db,
+                                float *t, int batch, int in, int out) {
+    x = HOST(x), t_in = HOST(t_in), w = HOST(w), t = HOST(t);
+    if (dw) dw = HOST(dw);
+    if (db) db = HOST(db);
+    for (int i = 0; i < batch; i++)
+        if (db) memcpy(t + (size_t)i * out, db, (size_t)out * sizeof *db);
+        else memset(t + (size_t)i * out, 0, (size_t)out * sizeof *t);
+    rg_sgemm(false, true, batch, out, in, 1.0f, t_in, in, w, in, 1.0f, t, out);
+    if (dw) rg_sgemm(false, true, batch, out, in, 1.0f, x, in, dw, in, 1.0f, t, out);
+    return RG_OK;
+}
+void rg_cuda_softmax_xent_tangent(const float *p, const int *labels, const float *t_in, float *t, int batch, int k,
+                                  float smoothing) {
+    p = HOST(p), labels = HOST(labels), t_in = HOST(t_in), t = HOST(t);
+    const float uniform = smoothing / (float)k;
+    double total = 0;
+    for (int b = 0; b < batch; b++)
+        for (int j = 0; j < k; j++)
+            total += (p[(size_t)b * k + j] - uniform - (j == labels[b] ? 1.0f - smoothing : 0.0f)) *
+                     (double)t_in[(size_t)b * k + j];
+    t[0] = (float)(total / batch);
+}
+
 /* The monitor's reductions: the CPU's, so the figures are the CPU's bits, queued as the
  * device's are: each result is held back until rg_cuda_sums_flush, its destination NaN till
  * then, so that a figure read before the flush shows. */

@@ -14,6 +14,7 @@
 #include "test_util.h"
 
 #include "internal.h"
+#include "kernels/backend.h"
 
 /* The fake device computes as the CPU's plain path does (the CPU's bits, but where the CPU
  * takes its own convolution kernels); a GPU within these of the CPU after 12 steps. */
@@ -256,6 +257,37 @@ static void the_monitor_sees_what_the_cpus_sees(void **state) {
     watch(norm_net, 10 * CONV_TOL);
 }
 
+/* The curvature along a direction (a forward and a tangent pass: the dense layers', the
+ * activations' and the cross-entropy's tangents) of the MLP on the CPU and on the device:
+ * the loss's slope and v^T G v within tol of the CPU's, and the parameters as they were. */
+static void curvature_along_matches_the_cpu(void **state) {
+    net n[2] = {build(mlp, "cpu", "fp32"), build(mlp, "cuda", "fp32")};
+    const size_t pn = n[0].g->param_floats;
+    float *v = malloc(pn * sizeof *v), *before = malloc(pn * sizeof *before);
+    assert_non_null(v), assert_non_null(before);
+    for (size_t i = 0; i < pn; i++) v[i] = 0.01f * (float)sin(0.1 * (double)i);
+    double slope[2], curvature[2];
+    for (int d = 0; d < 2; d++) {
+        rg_graph *g = n[d].g;
+        float *in = rg_graph_input_buffer(g, n[d].x);
+        for (size_t i = 0; i < BATCH * rg_node_size(g, n[d].x); i++) in[i] = (float)sin(0.37 * (double)i);
+        for (int b = 0; b < BATCH; b++) rg_graph_labels(g)[b] = (b * 3) % CLASSES;
+        float *dir = g->backend->alloc(pn); /* the direction where the parameters are */
+        assert_non_null(dir);
+        rg_graph_write(g, dir, v, pn);
+        memcpy(before, rg_host(g, g->param_buf, pn), pn * sizeof *before);
+        assert_int_equal(rg_graph_curvature_along(g, n[d].loss, BATCH, 1, dir, &slope[d], &curvature[d]), RG_OK);
+        assert_memory_equal(before, rg_host(g, g->param_buf, pn), pn * sizeof *before);
+        g->backend->release(dir);
+    }
+    if (!(fabs(slope[1] - slope[0]) <= EXACT * fabs(slope[0]) && curvature[0] > 0 &&
+          fabs(curvature[1] - curvature[0]) <= EXACT * curvature[0]))
+        fail_msg("slope %.9g and curvature %.9g on the device, %.9g and %.9g on the CPU", slope[1], curvature[1],
+                 slope[0], curvature[0]);
+    free(v), free(before);
+    for (int d = 0; d < 2; d++) rg_graph_free(n[d].g);
+}
+
 /* With the device's products in TF32 (10 bits of mantissa in the products, sums in fp32):
  * within the issue's 5e-3 of the CPU's strict fp32 (the stand-in computes fp32 either way).
  * One step: the tolerance is the ops' own, forward and backward; a trajectory adds each
@@ -361,6 +393,7 @@ int main(void) {
         cmocka_unit_test(pooling_matches_the_cpu),
         cmocka_unit_test(dropout_softmax_mse_match_the_cpu),
         cmocka_unit_test(batch_norm_matches_the_cpu),
+        cmocka_unit_test(curvature_along_matches_the_cpu),
         cmocka_unit_test(tf32_products_stay_close),
         cmocka_unit_test(zoo_models_match_the_cpu),
         cmocka_unit_test(the_monitor_sees_what_the_cpus_sees),

@@ -4,7 +4,8 @@
 # poisoned pointers, the CPU's arithmetic), so a run on its "device" must give the CPU's
 # weights bit for bit: for several optimizers, through checkpoints, resuming on the device
 # from the device's or the CPU's checkpoint; eval and predict there give the CPU's figures.
-# What does not run on the device yet is one clear error.  Usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF
+# GRA runs there for an MLP (the CPU's bits); what does not run on the device yet is one
+# clear error.  Usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF
 set -u
 CPU=${1:?usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF}
 DEV=${2:?usage}
@@ -17,7 +18,7 @@ same() { "$DIFF" "$1" "$2" 0 >/dev/null && ok || bad "$3: $("$DIFF" "$1" "$2")";
 common=(train --limit 1024 --batch 64 --seed 3 --threads 1 --quiet)
 for opt in adam momentum rmsprop; do
   "$CPU" "${common[@]}" --epochs 2 --optimizer "$opt" --repair off --checkpoint-dir "$tmp/cpu-$opt" >/dev/null 2>&1
-  "$DEV" "${common[@]}" --epochs 2 --optimizer "$opt" --device cuda --checkpoint-dir "$tmp/dev-$opt" \
+  "$DEV" "${common[@]}" --epochs 2 --optimizer "$opt" --repair off --device cuda --checkpoint-dir "$tmp/dev-$opt" \
     >"$tmp/dev-$opt.out" 2>&1 || bad "$opt on the device: $(tail -2 "$tmp/dev-$opt.out")"
   same "$tmp/cpu-$opt/last.safetensors" "$tmp/dev-$opt/last.safetensors" "$opt: the device's weights"
 done
@@ -76,22 +77,39 @@ for structure in "weights --prune-scope layer" "units --prune-scope global"; do
 done
 # stopped after epoch 1 on the device and resumed there; the CPU's epoch-1 checkpoint
 # resumed on the device: both end with the CPU's weights
-"$DEV" "${common[@]}" --epochs 2 --device cuda --stop-after 1 --checkpoint-dir "$tmp/stop" >/dev/null 2>&1
+"$DEV" "${common[@]}" --epochs 2 --repair off --device cuda --stop-after 1 --checkpoint-dir "$tmp/stop" >/dev/null 2>&1
 "$DEV" train --resume "$tmp/stop" --device cuda --quiet >"$tmp/resume.out" 2>&1 || bad "resume on the device: $(tail -2 "$tmp/resume.out")"
 same "$tmp/cpu-adam/last.safetensors" "$tmp/stop/last.safetensors" "resumed on the device"
 "$CPU" "${common[@]}" --epochs 2 --repair off --stop-after 1 --checkpoint-dir "$tmp/from-cpu" >/dev/null 2>&1
 "$DEV" train --resume "$tmp/from-cpu" --device cuda --quiet >"$tmp/cross.out" 2>&1 || bad "the CPU's checkpoint on the device: $(tail -2 "$tmp/cross.out")"
 same "$tmp/cpu-adam/last.safetensors" "$tmp/from-cpu/last.safetensors" "the CPU's checkpoint resumed on the device"
-# GRA is off on the device, said once; what the device lacks is one line naming it
-grep -q "GRA does not run on cuda yet" "$tmp/dev-adam.out" && ok || bad "no note that GRA is off: $(cat "$tmp/dev-adam.out")"
+# GRA on the device where every op has a tangent there (an MLP): the CPU's bits and repairs,
+# its Newton guard's curvature included; where an op has none (a CNN) it is off, said once
+gra=(train --limit 3000 --seed 2 --threads 1 --quiet --epochs 1 --model mlp:depth=10,width=64,act=sigmoid --repair auto)
+"$CPU" "${gra[@]}" --metrics "$tmp/gra-cpu.jsonl" --checkpoint-dir "$tmp/gra-cpu" >/dev/null 2>&1
+"$DEV" "${gra[@]}" --device cuda --metrics "$tmp/gra-dev.jsonl" --checkpoint-dir "$tmp/gra-dev" >"$tmp/gra.out" 2>&1 \
+  || bad "GRA on the device: $(tail -2 "$tmp/gra.out")"
+same "$tmp/gra-cpu/last.safetensors" "$tmp/gra-dev/last.safetensors" "GRA on the device"
+grep '"event":"repair"' "$tmp/gra-cpu.jsonl" >"$tmp/r-cpu"; grep '"event":"repair"' "$tmp/gra-dev.jsonl" >"$tmp/r-dev"
+[ -s "$tmp/r-cpu" ] && cmp -s "$tmp/r-cpu" "$tmp/r-dev" && ok || bad "GRA's repairs on the device: $(head -c 300 "$tmp/r-dev")"
+grep -q "GRA does not run on cuda for this model yet (.*conv2d" "$tmp/dev-cnn.out" && ok \
+  || bad "no note that GRA is off for the CNN: $(cat "$tmp/dev-cnn.out")"
 expect() { # expect CODE PATTERN COMMAND...: exit code and message
   local want=$1 pattern=$2; shift 2
   "$@" >"$tmp/err.out" 2>&1; local got=$?
   [ "$got" = "$want" ] && grep -q -- "$pattern" "$tmp/err.out" && ok || bad "$*: exit $got, $(tail -1 "$tmp/err.out")"
 }
-expect 2 "GRA and curvature do not run on the device yet" "$DEV" "${common[@]}" --device cuda --repair auto
-expect 2 "GRA and curvature do not run on the device yet" "$DEV" "${common[@]}" --device cuda --monitor-every 5 \
-  --curvature-every 2
+expect 1 "GRA on the device: the cuda backend has no tangent for conv2d" "$DEV" "${common[@]}" --model cnn --device cuda \
+  --repair auto
+expect 1 "curvature along the steps on the device: the cuda backend has no tangent for conv2d" "$DEV" "${common[@]}" \
+  --model cnn --device cuda --monitor-every 5 --curvature-every 2
+# the curvature along the watched steps of an MLP on the device: the CPU's health lines
+curv=(--epochs 1 --repair off --monitor-every 4 --curvature-every 2)
+"$CPU" "${common[@]}" "${curv[@]}" --metrics "$tmp/curv-cpu.jsonl" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${curv[@]}" --device cuda --metrics "$tmp/curv-dev.jsonl" >/dev/null 2>&1
+grep '"event":"health"' "$tmp/curv-cpu.jsonl" >"$tmp/c-cpu"; grep '"event":"health"' "$tmp/curv-dev.jsonl" >"$tmp/c-dev"
+grep -q '"step_curvature":[0-9]' "$tmp/c-cpu" && cmp -s "$tmp/c-cpu" "$tmp/c-dev" && ok \
+  || bad "the curvature along the steps on the device: $(head -c 300 "$tmp/c-dev")"
 # the health monitor on the device: the CPU's figures (an MLP: every health line byte for
 # byte; the CNN within the convolutions' summation order), and the report
 mon=(--epochs 1 --repair off --monitor-every 4)
@@ -109,7 +127,8 @@ grep '"event":"health"' "$tmp/mon-cpu.jsonl" >"$tmp/h-cpu"; grep '"event":"healt
 "$DEV" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json --device cuda >"$tmp/diag-dev.json" 2>&1
 grep -q '"vanishing"\|"healthy"' "$tmp/diag-cpu.json" && cmp -s "$tmp/diag-cpu.json" "$tmp/diag-dev.json" && ok \
   || bad "diagnose on the device: $(head -c 200 "$tmp/diag-dev.json")"
-expect 1 "curvature needs the CPU backend" "$DEV" diagnose --model mlp --batch 64 --device cuda --curvature 5
+expect 1 "curvature products and eigenvalues need the CPU backend" "$DEV" diagnose --model mlp --batch 64 --device cuda \
+  --curvature 5
 # lassonet's proximal step on the weights each step, and its selection: the CPU's
 lasso=(train --limit 1024 --batch 64 --seed 3 --threads 1 --repair off --epochs 1 --model lassonet --lasso-path 200:2:2)
 "$CPU" "${lasso[@]}" 2>/dev/null | grep "features selected" >"$tmp/lasso-cpu"

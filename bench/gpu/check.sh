@@ -5,8 +5,9 @@
 # the GPU tests (test_cuda: the kernels against the CPU; test_device_gpu: a graph on the
 # device against the CPU, with cuDNN's convolutions and with regrad's own), an MLP trained
 # with `--device cuda` and `--device cpu` (test accuracy, weights apart), a CNN trained twice
-# on the GPU (the same bits), ResNet50V2, DenseNet121 and resnet20v2 steps (op times in the
-# logs), the monitor's watched step against a plain one, bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
+# on the GPU (the same bits), GRA repairing a 20-layer sigmoid MLP on the GPU and on the CPU,
+# ResNet50V2 (also with cuDNN's algorithms timed), DenseNet121 and resnet20v2 steps (op times
+# in the logs), the monitor's watched step against a plain one, bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
 # onnxruntime), and prints one summary table.  A few minutes on 16 cores.
 # Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs)
@@ -77,6 +78,15 @@ if [ "$build" = ok ]; then
   done
   echo "cuda: $(tail -1 "$log/train-cuda" | cut -c1-40); cpu: $(tail -1 "$log/train-cpu" | cut -c1-40);" \
        "$("$diff" "$ck/cuda/last.safetensors" "$ck/cpu/last.safetensors" 2>&1 | tail -1)" >"$log/device"
+  # GRA on the GPU: the 20-layer sigmoid MLP repaired over one epoch of the whole of
+  # Fashion-MNIST, on the GPU and on the CPU: test accuracy of each (the issue: within 0.01)
+  full=fashion-mnist; [ -d "$carry/fashion-mnist-full" ] && full=fashion-mnist:$carry/fashion-mnist-full
+  for dev in cuda cpu; do
+    "$regrad" train --data "$full" --device $dev --model mlp:depth=20,width=128,act=sigmoid --repair auto --epochs 1 \
+      --seed 1 --quiet --metrics "$log/gra-$dev.jsonl" >"$log/gra-$dev" 2>&1
+  done
+  echo "cuda: $(tail -1 "$log/gra-cuda" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gra-cuda.jsonl" 2>/dev/null) actions;" \
+       "cpu: $(tail -1 "$log/gra-cpu" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gra-cpu.jsonl" 2>/dev/null) actions" >"$log/gra-row"
   [ -n "$data" ] && [ "${data#fashion-mnist:}" != "$data" ] && mlp_data=${data#fashion-mnist:} || mlp_data=/usr/share/datasets/fashion-mnist
   python3 bench/gpu/mlp.py "$regrad" "$mlp_data" >"$log/mlp" 2>&1
   # ResNet50V2, 224x224, batch 32, fp32 and TF32: regrad's step (im2col and cuBLAS so far)
@@ -114,6 +124,7 @@ row "train MLP: cuda vs cpu" "" "$(tail -1 "$log/device" 2>/dev/null)"
 row "train CNN twice on cuda (bits)" "" "$(cat "$log/cnn-twice" 2>/dev/null)"
 row "CNN --report on cuda" "" "$(cat "$log/cnn-report-row" 2>/dev/null)"
 row "CNN stopped, resumed on cuda (bits)" "" "$(cat "$log/cnn-resume-row" 2>/dev/null)"
+row "GRA, 20-sigmoid MLP, 1 epoch" "" "$(cat "$log/gra-row" 2>/dev/null)"
 row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
 row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
@@ -132,7 +143,7 @@ if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"
 if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
 if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi
 if [ "${itests:-}" != ok ] && [ -f "$log/dtest-im2col" ]; then echo "--- test_device_gpu, REGRAD_CUDNN=0"; tail -20 "$log/dtest-im2col"; fi
-for f in train-cuda cnn-a mlp r50torch-fp32; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
+for f in train-cuda cnn-a gra-cuda mlp r50torch-fp32; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
 [ -f "$log/r50-fp32" ] && { echo "--- r50-fp32"; head -16 "$log/r50-fp32"; }
 if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
 [ -n "${REGRAD_CHECK_LOGS:-}" ] || rm -rf "$log"

@@ -33,15 +33,15 @@ rg_status rg_side_pass_begin(rg_graph *g, rg_side_pass *p, bool mute_hook) {
     p->dropout_calls = g->dropout_calls, p->hook = g->hook;
     if (mute_hook) g->hook = NULL;
     p->state = NULL;
-    if (g->state_floats && !(p->state = malloc(g->state_floats * sizeof(float))))
+    if (g->state_floats && !(p->state = g->backend->alloc(g->state_floats)))
         return rg_fail(RG_ERR_MEMORY, "out of memory for a side pass");
-    if (p->state) memcpy(p->state, g->state_buf, g->state_floats * sizeof(float));
+    if (p->state) g->backend->copy(p->state, g->state_buf, g->state_floats);
     return RG_OK;
 }
 
 void rg_side_pass_end(rg_graph *g, rg_side_pass *p) {
-    if (p->state) memcpy(g->state_buf, p->state, g->state_floats * sizeof(float));
-    free(p->state);
+    if (p->state) g->backend->copy(g->state_buf, p->state, g->state_floats);
+    g->backend->release(p->state);
     g->dropout_calls = p->dropout_calls, g->hook = p->hook;
 }
 
@@ -51,16 +51,38 @@ static rg_status forward(rg_graph *g, const rg_side_pass *s, int batch, int trai
     return rg_graph_forward(g, batch, train);
 }
 
-static rg_status check_args(const rg_graph *g, rg_node node, int batch, const float *v) {
+/* The arguments checked, and the backend's tangents: on a device only the curvature along
+ * a direction (its buffers, v among them, in device memory), and for the ops it has
+ * tangents for. */
+static rg_status check_args(const rg_graph *g, rg_node node, int batch, const float *v, bool along) {
     if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the graph before asking for curvature");
     if (node < 0 || node >= g->n_nodes) return rg_fail(RG_ERR_ARG, "curvature: bad node %d", node);
     if (batch < 1 || batch > g->max_batch)
         return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", batch, g->max_batch);
     if (!v) return rg_fail(RG_ERR_ARG, "curvature: the direction is NULL");
-    if (!g->backend->ops[RG_OP_INPUT].tangent)
-        return rg_fail(RG_ERR_STATE, "curvature needs the CPU backend (the %s backend has no "
-                                     "tangent kernels); run with --device cpu", g->backend->name);
+    if (g->backend->device && !along)
+        return rg_fail(RG_ERR_STATE, "curvature products and eigenvalues need the CPU backend (on the %s "
+                                     "backend only the curvature along a direction); run with --device cpu",
+                       g->backend->name);
+    const rg_op_kind op = rg_graph_first_without_tangent(g, node);
+    if (op != RG_OP_COUNT)
+        return rg_fail(RG_ERR_STATE, "curvature needs every op's tangent, and the %s backend has none for %s; "
+                                     "run with --device cpu", g->backend->name, rg_op_table[op]->name);
     return RG_OK;
+}
+
+rg_status rg_graph_check_tangents(const rg_graph *g) {
+    if (!g) return rg_fail(RG_ERR_ARG, "rg_graph_check_tangents: graph is NULL");
+    const rg_op_kind op = rg_graph_first_without_tangent(g, g->n_nodes - 1);
+    return op == RG_OP_COUNT ? RG_OK
+                             : rg_fail(RG_ERR_STATE, "the %s backend has no tangent for %s, which curvature and "
+                                                     "GRA need", g->backend->name, rg_op_table[op]->name);
+}
+
+rg_op_kind rg_graph_first_without_tangent(const rg_graph *g, rg_node upto) {
+    for (int i = 0; i <= upto && i < g->n_nodes; i++)
+        if (!g->nodes[i].bypassed && !g->backend->ops[g->nodes[i].op].tangent) return g->nodes[i].op;
+    return RG_OP_COUNT;
 }
 
 /* The floats of node i's tangent (and gradient) for `batch` samples. */
@@ -70,7 +92,7 @@ static size_t node_floats(const rg_graph *g, int i, int batch) {
 
 /* Releases the tangents (those in the Hessian's cache stay there). */
 static void free_tangents(rg_graph *g, bool cached) {
-    for (int i = 0; !cached && g->tangent && i < g->n_nodes; i++) free(g->tangent[i]);
+    for (int i = 0; !cached && g->tangent && i < g->n_nodes; i++) g->backend->release(g->tangent[i]);
     free(g->tangent);
     g->tangent = NULL, g->tangent_params = NULL;
 }
@@ -103,14 +125,14 @@ static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float 
         rg_node_impl *node = &g->nodes[i];
         if (!g->live[i] || node->bypassed) continue;
         if (cache) g->tangent[i] = cache, cache += node_floats(g, i, batch);
-        else if (!(g->tangent[i] = malloc(node_floats(g, i, batch) * sizeof(float)))) {
+        else if (!(g->tangent[i] = g->backend->alloc(node_floats(g, i, batch)))) {
             s = rg_fail(RG_ERR_MEMORY, "out of memory for the tangent of %s", node->name);
             break;
         }
         g->backend->ops[node->op].tangent(g, node, batch);
         for (int k = 0; k < node->n_inputs && !cache; k++) { /* inputs read for the last time */
             const int in = node->inputs[k];
-            if (last[in] == i && in != upto && in != also) free(g->tangent[in]), g->tangent[in] = NULL;
+            if (last[in] == i && in != upto && in != also) g->backend->release(g->tangent[in]), g->tangent[in] = NULL;
         }
     }
     free(last);
@@ -118,14 +140,14 @@ static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float 
     return s;
 }
 
-/* A node's tangent (after tangent_pass) copied to out. */
+/* A node's tangent (after tangent_pass) copied to out, in host memory. */
 static void copy_tangent(const rg_graph *g, int batch, rg_node node, float *out) {
-    memcpy(out, g->tangent[node], node_floats(g, node, batch) * sizeof(float));
+    rg_graph_read(g, out, g->tangent[node], node_floats(g, node, batch));
 }
 
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
                                 const float *const *input_dirs, rg_node node, float *out) {
-    rg_status st = check_args(g, node, batch, v);
+    rg_status st = check_args(g, node, batch, v, false);
     if (st) return st;
     if (!out) return rg_fail(RG_ERR_ARG, "rg_graph_tangent: out is NULL");
     rg_side_pass s;
@@ -159,6 +181,7 @@ static rg_status loss_input(const rg_graph *g, rg_node loss, rg_node *z) {
 static double loss_hessian(const rg_graph *g, rg_node loss, int batch, float *t) {
     const rg_node_impl *l = &g->nodes[loss];
     const size_t k = g->nodes[l->inputs[0]].size;
+    const float *probs = l->op == RG_OP_MSE ? NULL : rg_host(g, l->aux, (size_t)batch * k); /* softmax's */
     double quad = 0;
     for (int b = 0; b < batch; b++) {
         float *tb = t + (size_t)b * k;
@@ -167,7 +190,7 @@ static double loss_hessian(const rg_graph *g, rg_node loss, int batch, float *t)
             for (size_t j = 0; j < k; j++) quad += c * tb[j] * tb[j], tb[j] = (float)(c * tb[j]);
             continue;
         }
-        const float *p = l->aux + (size_t)b * k;
+        const float *p = probs + (size_t)b * k;
         double dot = 0;
         for (size_t j = 0; j < k; j++) dot += (double)p[j] * tb[j];
         for (size_t j = 0; j < k; j++) {
@@ -291,7 +314,7 @@ static rg_status r_backward_pass(rg_graph *g, const rg_side_pass *s, rg_node fro
 
 rg_status rg_graph_backward_tangent(rg_graph *g, rg_node from, const float *seed, int batch, int train,
                                     bool gauss_newton, const float *v, const float *const *input_dirs) {
-    rg_status st = check_args(g, from, batch, v);
+    rg_status st = check_args(g, from, batch, v, false);
     if (st) return st;
     if (!seed) return rg_fail(RG_ERR_ARG, "curvature: the seed is NULL");
     rg_side_pass s;
@@ -319,7 +342,7 @@ rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int t
 
 rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int train,
                                    const float *v, double *slope, double *curvature) {
-    rg_status st = check_args(g, loss, batch, v);
+    rg_status st = check_args(g, loss, batch, v, true);
     rg_node z = RG_NONE;
     if (st || (st = loss_input(g, loss, &z))) return st;
     float *t = malloc((size_t)batch * g->nodes[z].size * sizeof *t);
@@ -352,7 +375,7 @@ rg_status rg_graph_curvature_along_at(rg_graph *g, float *at, rg_node loss, int 
 rg_status rg_graph_top_curvature(rg_graph *g, rg_node loss, int batch, int train,
                                  rg_curvature kind, rg_node layer, int max_iters, double tolerance,
                                  double *lambda) {
-    rg_status st = check_args(g, loss, batch, g ? g->param_buf : NULL);
+    rg_status st = check_args(g, loss, batch, g ? g->param_buf : NULL, false);
     if (st) return st;
     if (layer != RG_NONE && (layer < 0 || layer >= g->n_nodes))
         return rg_fail(RG_ERR_ARG, "curvature: bad layer %d", layer);

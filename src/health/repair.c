@@ -146,6 +146,7 @@ struct rg_repair {
     int n;
     long actions, skipped_run;
     bool trust;                   /* the probe re-conditioned: cap updates from now on */
+    const rg_backend *backend;    /* where the buffers below live: the graph's */
     float *before;                /* parameters before the optimizer step (trust region) */
     float *dw, *db, *scratch;     /* one layer's update and dW M, for the trust region */
     float *pm;                    /* its rows' products with the layer's input mean */
@@ -204,7 +205,7 @@ rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, voi
         rg_fail(RG_ERR_MEMORY, "out of memory creating GRA");
         return NULL;
     }
-    r->m = m, r->mon = mon, r->log = log, r->user = user;
+    r->m = m, r->mon = mon, r->log = log, r->user = user, r->backend = m->graph->backend;
     r->newton_scale = 1;
     r->n = rg_monitor_layer_count(mon);
     r->layers = calloc((size_t)(r->n ? r->n : 1), sizeof *r->layers);
@@ -231,12 +232,10 @@ void rg_repair_free(rg_repair *r) {
     free(r->layers);
     free(r->norms);
     free(r->wnorms);
-    free(r->before);
-    free(r->dw);
-    free(r->db);
-    free(r->pm);
-    free(r->scratch);
-    free(r->update);
+    if (r->backend) {
+        float *const buffers[] = {r->before, r->dw, r->db, r->pm, r->scratch, r->update};
+        for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++) r->backend->release(buffers[i]);
+    }
     free(r);
 }
 
@@ -559,12 +558,12 @@ void rg_repair_before_update(rg_repair *r) {
             if (g->params[n->first_param].size > largest) largest = g->params[n->first_param].size;
             if ((size_t)n->shape[0] > units) units = (size_t)n->shape[0];
         }
-        r->before = malloc(g->param_floats * sizeof(float));
-        r->dw = malloc(largest * sizeof(float));
-        r->scratch = malloc((largest + 9 * units) * sizeof(float)); /* dW M, or the bound's dW Q^T */
-        r->db = malloc(units * sizeof(float));
-        r->pm = malloc(units * sizeof(float));
-        r->update = malloc(g->param_floats * sizeof(float));
+        r->before = g->backend->alloc(g->param_floats);
+        r->dw = g->backend->alloc(largest);
+        r->scratch = g->backend->alloc(largest + 9 * units); /* dW M, or the bound's dW Q^T */
+        r->db = g->backend->alloc(units);
+        r->pm = g->backend->alloc(units);
+        r->update = g->backend->alloc(g->param_floats);
         if (!r->before || !r->dw || !r->scratch || !r->db || !r->pm || !r->update) {
             r->trust = false; /* no memory for the trust region: train without it */
             return;

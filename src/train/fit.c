@@ -197,15 +197,20 @@ static rg_status fit_check(const rg_fit_config *cfg, const rg_graph *g, int batc
     return RG_OK;
 }
 
-/* On a device: what does not run there yet (GRA's repairs and curvature, and the
- * all-reduce, which works on host memory), refused by name. */
+/* On a device: what does not run there yet, refused by name: GRA and curvature where an op
+ * has no tangent there (its Newton guard measures curvature), and the all-reduce, which
+ * works on host memory. */
 static rg_status fit_check_device(const rg_fit_config *cfg, const rg_model *m) {
-    const char *what = cfg->repair ? "GRA (repair = 0, --repair off)"
-                       : cfg->curvature_every > 0 ? "curvature along the steps (curvature_every = 0)"
-                       : rg_dist_size() > 1 ? "data-parallel training (MPI)" : NULL;
-    return what ? rg_fail(RG_ERR_STATE, "%s does not run on the device yet: train without it, or on "
-                                        "the CPU", what)
-                : RG_OK;
+    if ((cfg->repair || cfg->curvature_every > 0) && rg_graph_check_tangents(m->graph)) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", rg_last_error());
+        return rg_fail(RG_ERR_STATE, "%s on the device: %s; train with %s, or on the CPU",
+                       cfg->repair ? "GRA" : "curvature along the steps", why,
+                       cfg->repair ? "repair = 0 (--repair off)" : "curvature_every = 0");
+    }
+    return rg_dist_size() > 1 ? rg_fail(RG_ERR_STATE, "data-parallel training (MPI) does not run on the device "
+                                                      "yet: train on the CPU")
+                              : RG_OK;
 }
 
 /* The optimizer, the seeded split (the validation set stays fixed for the run) and the

@@ -1,10 +1,9 @@
 /*
  * backend.c — the CUDA backend's table (built with RG_HAVE_CUDA): the ops it has, each
  * reading and writing the graph's device buffers through the kernels of the .cu files
- * beside it, device buffers and copies, the optimizer's update and the passes.  An op it
- * lacks has no forward here, and rg_graph_set_device names it.  The monitor's and GRA's
- * reductions are not on the device yet: those entries are NULL, and training on the device
- * runs without them (docs/cuda.md).
+ * beside it, device buffers and copies, the optimizer's update and the passes, the
+ * monitor's reductions, GRA's arithmetic (over host copies) and the tangents of an MLP's
+ * ops.  An op it lacks has no forward here, and rg_graph_set_device names it.
  */
 #ifdef RG_HAVE_CUDA
 
@@ -284,6 +283,36 @@ static void xent_backward(rg_graph *g, rg_node_impl *n, int batch) {
                                   ((const xent_attr *)n->attr)->smoothing);
 }
 
+/* Tangents (forward mode, curvature.c) of the ops an MLP is made of: an input's is zero
+ * (or the direction a check gives), a flatten's its input's, a dense layer's
+ * db + t_in W^T + x dW^T, an activation's f'(x) t_in (backward's rule on the tangent), the
+ * cross-entropy's the mean of its gradient's product with the logits' tangent. */
+static void input_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const float *dir = g->tangent_inputs ? g->tangent_inputs[n - g->nodes] : NULL;
+    if (dir) rg_cuda_upload(rg_tangent_out(g, n), dir, rows(n, batch));
+    else rg_cuda_fill(rg_tangent_out(g, n), rows(n, batch), 0.0f);
+}
+
+static void flatten_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_cuda_copy(rg_tangent_out(g, n), rg_tangent_in(g, n, 0), rows(n, batch));
+}
+
+static void dense_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const rg_node_impl *x = rg_in(g, n, 0);
+    rg_cuda_dense_tangent(x->out, rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), rg_param_tangent(g, n, 0),
+                          rg_param_tangent(g, n, 1), rg_tangent_out(g, n), batch, x->shape[0], n->shape[0]);
+}
+
+static void activation_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_cuda_activation_backward(*(const rg_act *)n->attr, rg_in(g, n, 0)->out, n->out, rg_tangent_in(g, n, 0),
+                                rg_tangent_out(g, n), (size_t)batch * n->size, true);
+}
+
+static void xent_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_cuda_softmax_xent_tangent(n->aux, g->device_labels, rg_tangent_in(g, n, 0), rg_tangent_out(g, n), batch,
+                                 rg_in(g, n, 0)->shape[0], ((const xent_attr *)n->attr)->smoothing);
+}
+
 /* The last copy down, kept for the caller until the next call; NaN where the copy failed
  * (the step's status check then says why). */
 static const float *host_view(const float *x, size_t n) {
@@ -319,6 +348,105 @@ static void input_moments(const float *x, size_t size, int batch, int f, const r
     free(h);
 }
 
+/* GRA's arithmetic on a layer over host copies by the CPU's code (kernels/cpu/gra.c): its
+ * weights, steps and gradients come down, the CPU's function runs, what it changed goes
+ * back up; the monitor's figures it reads (scales, means, moments, the covariance's split)
+ * are in host memory already.  A copy that fails leaves the weights as they were (the
+ * step's status check says why). */
+static float *down(const float *device, size_t n) {
+    float *h = device ? malloc((n ? n : 1) * sizeof *h) : NULL;
+    if (h && rg_cuda_download(h, device, n) != RG_OK) free(h), h = NULL;
+    return h;
+}
+
+static double polar(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops) {
+    const size_t n = (size_t)rows * cols;
+    float *h = down(w, n);
+    const double moved = h ? rg_cpu_polar(h, rows, cols, max_steps, tolerance, max_flops) : -1;
+    if (moved >= 0) rg_cuda_upload(w, h, n);
+    free(h);
+    return moved;
+}
+
+static void recenter_units(float *w, float *b, int units, size_t row, const double *scale, const double *mean) {
+    float *hw = down(w, (size_t)units * row), *hb = b ? down(b, (size_t)units) : NULL;
+    if (hw && (!b || hb)) {
+        rg_cpu_recenter_units(hw, hb, units, row, scale, mean);
+        rg_cuda_upload(w, hw, (size_t)units * row);
+        if (b) rg_cuda_upload(b, hb, (size_t)units);
+    }
+    free(hw), free(hb);
+}
+
+static double zero_sum_taps(float *w, int units, int channels, int taps) {
+    const size_t n = (size_t)units * channels * taps;
+    float *h = down(w, n);
+    const double moved = h ? rg_cpu_zero_sum_taps(h, units, channels, taps) : 0;
+    if (h) rg_cuda_upload(w, h, n);
+    free(h);
+    return moved;
+}
+
+static double function_change(const float *dw, const float *db, int units, int f, const float *moment,
+                              const float *mean, float *scratch) {
+    (void)scratch;
+    float *hw = down(dw, (size_t)units * f), *hb = db ? down(db, (size_t)units) : NULL;
+    float *work = malloc((size_t)units * f * sizeof *work);
+    const double change = hw && (!db || hb) && work ? rg_cpu_function_change(hw, hb, units, f, moment, mean, work)
+                                                    : NAN;
+    free(hw), free(hb), free(work);
+    return change;
+}
+
+static double function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
+                                    const float *s, int k, double rest, float *scratch) {
+    (void)scratch;
+    float *hw = down(dw, (size_t)units * f), *hb = db ? down(db, (size_t)units) : NULL;
+    float *work = malloc((size_t)units * (k + 1) * sizeof *work);
+    const double bound = hw && (!db || hb) && work
+                             ? rg_cpu_function_change_bound(hw, hb, units, f, qm, s, k, rest, work) : NAN;
+    free(hw), free(hb), free(work);
+    return bound;
+}
+
+static double layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
+    const size_t n = (size_t)units * f;
+    float *hw = down(w, n), *h0 = down(w0, n), *hd = malloc(n * sizeof *hd), *hp = malloc((size_t)units * sizeof *hp);
+    double squares = NAN;
+    if (hw && h0 && hd && hp) {
+        squares = rg_cpu_layer_step(hd, hw, h0, units, f, mean, hp);
+        rg_cuda_upload(dw, hd, n);
+        rg_cuda_upload(pm, hp, (size_t)units);
+    }
+    free(hw), free(h0), free(hd), free(hp);
+    return squares;
+}
+
+static double function_change_coarse_bound(const float *pm, const float *db, int units, double squares, double top) {
+    float *hp = down(pm, (size_t)units), *hb = db ? down(db, (size_t)units) : NULL;
+    const double bound = hp && (!db || hb) ? rg_cpu_function_change_coarse_bound(hp, hb, units, squares, top) : NAN;
+    free(hp), free(hb);
+    return bound;
+}
+
+static void centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
+    float *hw = down(gw, (size_t)units * f), *hb = down(gb, (size_t)units);
+    if (hw && hb) {
+        rg_cpu_centre_gradient(hw, hb, units, f, mean);
+        rg_cuda_upload(gw, hw, (size_t)units * f);
+    }
+    free(hw), free(hb);
+}
+
+static void centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
+    float *hb = down(b, (size_t)units), *hw = down(dw, (size_t)units * f);
+    if (hb && hw) {
+        rg_cpu_centre_bias(hb, hw, units, f, mean);
+        rg_cuda_upload(b, hb, (size_t)units);
+    }
+    free(hb), free(hw);
+}
+
 static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload(dst, src, n); }
 static void download(float *dst, const float *src, size_t n) { rg_cuda_download(dst, src, n); }
 static void upload_ints(int *dst, const int *src, size_t n) { rg_cuda_upload_ints(dst, src, n); }
@@ -326,21 +454,21 @@ static void upload_ints(int *dst, const int *src, size_t n) { rg_cuda_upload_int
 const rg_backend rg_cuda_backend = {
     .name = "cuda",
     .ops = {
-        [RG_OP_INPUT] = {input_forward, NULL, NULL, NULL},
-        [RG_OP_DENSE] = {dense_forward, dense_backward, NULL, NULL},
+        [RG_OP_INPUT] = {input_forward, NULL, input_tangent, NULL},
+        [RG_OP_DENSE] = {dense_forward, dense_backward, dense_tangent, NULL},
         [RG_OP_CONV2D] = {conv_forward, conv_backward, NULL, conv_plan},
         [RG_OP_MAX_POOL] = {max_pool_forward, max_pool_backward, NULL, NULL},
         [RG_OP_BATCH_NORM] = {batch_norm_forward, batch_norm_backward, NULL, batch_norm_plan},
         [RG_OP_AVG_POOL] = {avg_pool_forward, avg_pool_backward, NULL, NULL},
-        [RG_OP_ACTIVATION] = {activation_forward, activation_backward, NULL, NULL},
-        [RG_OP_FLATTEN] = {alias_forward, NULL, NULL, NULL},
+        [RG_OP_ACTIVATION] = {activation_forward, activation_backward, activation_tangent, NULL},
+        [RG_OP_FLATTEN] = {alias_forward, NULL, flatten_tangent, NULL},
         [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, NULL, NULL},
         [RG_OP_ADD] = {add_forward, add_backward, NULL, NULL},
         [RG_OP_WEIGHTED_SUM] = {weighted_sum_forward, weighted_sum_backward, NULL, NULL},
         [RG_OP_ZERO_PAD] = {zero_pad_forward, zero_pad_backward, NULL, NULL},
         [RG_OP_CONCAT] = {concat_forward, concat_backward, NULL, NULL},
         [RG_OP_GLOBAL_AVG_POOL] = {global_avg_pool_forward, global_avg_pool_backward, NULL, NULL},
-        [RG_OP_SOFTMAX_XENT] = {xent_forward, xent_backward, NULL, xent_plan},
+        [RG_OP_SOFTMAX_XENT] = {xent_forward, xent_backward, xent_tangent, xent_plan},
         [RG_OP_MSE] = {mse_forward, mse_backward, NULL, NULL},
         [RG_OP_SOFTMAX] = {softmax_forward, softmax_backward, NULL, NULL},
         [RG_OP_DROPOUT] = {dropout_forward, dropout_backward, NULL, NULL},
@@ -364,6 +492,15 @@ const rg_backend rg_cuda_backend = {
     .input_moments = input_moments,
     .chunk_squares = rg_cuda_chunk_squares,
     .flush_sums = rg_cuda_sums_flush,
+    .polar = polar,
+    .recenter_units = recenter_units,
+    .zero_sum_taps = zero_sum_taps,
+    .function_change = function_change,
+    .function_change_bound = function_change_bound,
+    .layer_step = layer_step,
+    .function_change_coarse_bound = function_change_coarse_bound,
+    .centre_gradient = centre_gradient,
+    .centre_bias = centre_bias,
     .scale = rg_cuda_scale,
     .copy = rg_cuda_copy,
     .subtract = rg_cuda_subtract,

@@ -112,6 +112,9 @@ rg_status rg_cuda_dense_forward(const float *x, const float *w, const float *b, 
                                 int in, int out);
 rg_status rg_cuda_dense_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
                                  float *dx, bool fresh, int batch, int in, int out);
+/* the dense layer's tangent: t = db + t_in W^T + x dW^T (db, dw: NULL for no direction) */
+rg_status rg_cuda_dense_tangent(const float *x, const float *t_in, const float *w, const float *dw, const float *db,
+                                float *t, int batch, int in, int out);
 
 /* The ops without weights, each the CPU's bits: y = a + b; dx = (fresh) or += dy; zero
  * padding of `planes` h x w planes into oh x ow at (top, left), and back (+=); input k's
@@ -218,6 +221,9 @@ void rg_cuda_softmax_xent_forward(const float *z, const int *labels, float *p, d
                                   float *loss, int batch, int k, float smoothing);
 void rg_cuda_softmax_xent_backward(const float *p, const int *labels, const float *dloss, float *dz,
                                    int batch, int k, float smoothing);
+/* the loss's tangent along the logits' t_in: the batch's mean of its gradient . t_in */
+void rg_cuda_softmax_xent_tangent(const float *p, const int *labels, const float *t_in, float *t, int batch, int k,
+                                  float smoothing);
 
 #ifdef __cplusplus
 }

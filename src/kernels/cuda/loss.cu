@@ -57,6 +57,31 @@ extern "C" void rg_cuda_softmax_xent_backward(const float *p, const int *labels,
     if (batch > 0) xent_gradient<<<rg_cuda_grid((size_t)batch * k), RG_CUDA_THREADS>>>(p, labels, dloss, dz, batch, k, smoothing);
 }
 
+/* The loss's tangent along the logits' tangent t_in: the mean over the batch of the
+ * gradient's dot product with it, summed in double in a fixed order by one block. */
+__global__ static void xent_tangent(const float *p, const int *labels, const float *t_in, float *t, int batch, int k,
+                                    float smoothing) {
+    __shared__ double part[RG_CUDA_THREADS];
+    const float uniform = smoothing / (float)k;
+    double s = 0;
+    for (size_t i = threadIdx.x; i < (size_t)batch * k; i += RG_CUDA_THREADS) {
+        const int j = (int)(i % k), y = labels[i / k];
+        s += (p[i] - uniform - (j == y ? 1.0f - smoothing : 0.0f)) * (double)t_in[i];
+    }
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) t[0] = (float)(part[0] / batch);
+}
+
+extern "C" void rg_cuda_softmax_xent_tangent(const float *p, const int *labels, const float *t_in, float *t,
+                                             int batch, int k, float smoothing) {
+    if (batch > 0) xent_tangent<<<1, RG_CUDA_THREADS>>>(p, labels, t_in, t, batch, k, smoothing);
+}
+
 /* the target of element i: the other input's value, or the one-hot label */
 __device__ static float mse_target(const float *target, const int *labels, size_t d, size_t i) {
     return target ? target[i] : (int)(i % d) == labels[i / d] ? 1.0f : 0.0f;
