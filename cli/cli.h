@@ -100,11 +100,10 @@ bool cli_parse_criterion(const char *cmd, const cli_option *r, const char *text,
  * over a long. */
 extern const cli_option cli_data_options[];
 extern const cli_option cli_threads_options[];
-/* --device, over a const char *; cli_device: -1 to go on (the CPU, or a device that can
- * run when the command places its graphs there: runs_graphs), or the exit code after one
- * line saying why the device cannot run this. */
+/* --device, over a const char *; cli_device: -1 to go on (the CPU, or a device there is),
+ * or the exit code after one line saying why the device cannot be used. */
 extern const cli_option cli_device_options[];
-int cli_device(const char *cmd, const char *device, bool runs_graphs);
+int cli_device(const char *cmd, const char *device);
 /* Whether a device name (NULL: the default) names a GPU rather than the CPU. */
 bool cli_on_gpu(const char *device);
 /* Prints a library warning as "regrad: warning: ..." (thread-safe), on its own line even

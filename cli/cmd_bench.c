@@ -264,7 +264,7 @@ int cmd_bench(int argc, char **argv) {
     int r = cli_parse(&bench_command, argc, argv, &a, NULL);
     if (r >= 0) return r;
     rg_set_threads((int)a.threads);
-    if ((r = cli_device(cmd, a.device, true)) >= 0) return r;
+    if ((r = cli_device(cmd, a.device)) >= 0) return r;
     const bool on_device = cli_on_gpu(a.device);
     rg_model m = {0};
     size_t device_before = 0, device_after = 0;

@@ -174,7 +174,7 @@ int cmd_diagnose(int argc, char **argv) {
         return EXIT_USAGE;
     }
     rg_set_threads((int)a.threads);
-    const int ready = cli_device(cmd, a.device, true);
+    const int ready = cli_device(cmd, a.device);
     if (ready >= 0) return ready;
     rg_dataset *d = NULL;
     rg_monitor *mon = NULL;

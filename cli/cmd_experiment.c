@@ -160,14 +160,14 @@ static void count_repair(void *user, const rg_repair_event *e) {
 /* One training run with one remedy; ratio is |dW first| / |dW last| on 128 test images
  * after training. */
 static rg_status run_one(const char *spec, const char *remedy, const char *optim, int epochs,
-                         uint64_t seed, const rg_dataset *train, const rg_dataset *test,
+                         uint64_t seed, const char *device, const rg_dataset *train, const rg_dataset *test,
                          run_result *r) {
     const bool repair = !strcmp(remedy, "gra");
     rg_model m;
     rg_status s = rg_model_build(spec, &(rg_model_opts){.c = train->c, .h = train->h, .w = train->w, .classes = train->classes, .seed = seed}, &m);
     if (s) return s;
     if ((!strcmp(remedy, "aux") && (s = rg_model_add_aux_heads(&m, EXP_AUX))) ||
-        (s = rg_graph_compile(m.graph, 128))) {
+        (s = rg_graph_set_device(m.graph, device)) || (s = rg_graph_compile(m.graph, 128))) {
         rg_model_free(&m);
         return s;
     }
@@ -192,6 +192,10 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
         s = rg_prune(&m, &po, NULL);
         fc.epochs = 1, fc.seed = seed + 1000;
         if (!s) s = rg_fit(&m, train, &fc, &cb);
+    }
+    if (s == RG_ERR_STATE || s == RG_ERR_ARG) { /* refused (GRA where an op has no tangent on the device) */
+        rg_model_free(&m);
+        return s;
     }
     r->failed = s != RG_OK; /* a run that blows up scores as it is: not an error */
     double loss;
@@ -312,7 +316,7 @@ int cmd_experiment(int argc, char **argv) {
         json_path = report_json;
     }
     rg_set_threads((int)a.threads);
-    const int ready = cli_device(cmd, a.device, false);
+    const int ready = cli_device(cmd, a.device);
     if (ready >= 0) return ready;
     rg_dataset *train = NULL, *test = NULL;
     rg_status s = rg_dataset_open(data, NULL, &train, &test);
@@ -355,8 +359,8 @@ int cmd_experiment(int argc, char **argv) {
                         char spec[160];
                         spec_for(spec, sizeof spec, cnn, remedies.item[ri], depth, (int)width, acts.item[ai]);
                         run_result r;
-                        s = run_one(spec, remedies.item[ri], optims.item[oi],
-                                    (int)epochs, (uint64_t)(first_seed + si), train, test, &r);
+                        s = run_one(spec, remedies.item[ri], optims.item[oi], (int)epochs,
+                                    (uint64_t)(first_seed + si), a.device, train, test, &r);
                         if (s) {
                             cli_fail(cmd, s);
                             goto out;

@@ -495,7 +495,7 @@ static int train_check(train_ctx *t) {
     if (!isnan(o->momentum)) t->optim.momentum = (float)o->momentum;
     if (!isnan(o->wd)) t->optim.weight_decay = (float)o->wd;
     rg_model probe = {0};
-    const int r = cli_device(cmd, o->device, true);
+    const int r = cli_device(cmd, o->device);
     if (r >= 0) return r;
     if ((s = rg_optim_check(&t->optim))) return cli_fail(cmd, s);
     s = rg_model_build(o->model_spec, &(rg_model_opts){.loss = o->loss}, &probe);

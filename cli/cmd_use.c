@@ -79,7 +79,7 @@ static int parse(const cli_command *c, int argc, char **argv, use_args *a, int *
     const int r = cli_parse(c, argc, argv, a, first_arg);
     if (r >= 0) return r;
     rg_set_threads((int)a->threads);
-    return cli_device(c->name, a->device, true);
+    return cli_device(c->name, a->device);
 }
 
 /* ---------------------------------------------------------------- eval */

@@ -135,7 +135,15 @@ lasso=(train --limit 1024 --batch 64 --seed 3 --threads 1 --repair off --epochs 
 "$DEV" "${lasso[@]}" --device cuda 2>/dev/null | grep "features selected" >"$tmp/lasso-dev"
 [ "$(wc -l <"$tmp/lasso-cpu")" = 2 ] && ! tail -1 "$tmp/lasso-cpu" | grep -q " 784 features" && cmp -s "$tmp/lasso-cpu" "$tmp/lasso-dev" && ok \
   || bad "lassonet on the device: $(cat "$tmp/lasso-dev")"
-expect 1 "experiment does not run on the CUDA backend yet" "$DEV" experiment --device cuda
+# the experiment on the device: the CPU's runs (GRA's among them), and GRA on plain CNNs refused
+exp=(experiment --depths 6 --acts sigmoid --optimizers adam --remedies off,gra,bn --limit 2000)
+"$CPU" "${exp[@]}" --json "$tmp/exp-cpu.json" >/dev/null 2>&1
+"$DEV" "${exp[@]}" --device cuda --json "$tmp/exp-dev.json" >/dev/null 2>&1
+grep -q '"remedy":"gra".*"repairs":[1-9]' "$tmp/exp-cpu.json" &&
+  cmp -s <(sed 's/"seconds":[0-9.]*//' "$tmp/exp-cpu.json") <(sed 's/"seconds":[0-9.]*//' "$tmp/exp-dev.json") && ok \
+  || bad "the experiment on the device: $(head -c 300 "$tmp/exp-dev.json")"
+expect 1 "GRA on the device: the cuda backend has no tangent for conv2d" "$DEV" experiment --device cuda \
+  --model-family cnn --depths 4 --acts sigmoid --optimizers adam --remedies gra --limit 500
 # eval and predict on the device: the CPU's figures and probabilities, digit for digit
 "$CPU" eval --weights "$tmp/cpu-adam/last.safetensors" --json >"$tmp/eval-cpu.json" 2>&1
 "$DEV" eval --weights "$tmp/cpu-adam/last.safetensors" --json --device cuda >"$tmp/eval-dev.json" 2>&1
