@@ -483,6 +483,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
 
 void rg_monitor_free(rg_monitor *m) {
     if (!m) return;
+    if (m->g && m->layers) settle(m); /* a device's queued sums land in its buffers, not after them */
     if (m->g && m->g->hook_user == m) m->g->hook = NULL, m->g->hook_user = NULL;
     for (int i = 0; m->layers && i < m->n; i++) {
         if (m->g) m->g->nodes[m->layers[i].node].stats = NULL, m->g->nodes[m->layers[i].node].watched = false;
