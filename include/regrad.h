@@ -334,7 +334,8 @@ rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int t
 rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int train,
                                    const float *v, double *slope, double *curvature);
 /* RG_OK when every op of g has a tangent on the device g is placed on (the CPU: all; cuda:
- * dense, activations, flatten, softmax cross-entropy), which curvature along a direction,
+ * dense, convolution, the activations, average and global average pooling, zero padding,
+ * add, concat, the flattens, softmax cross-entropy), which curvature along a direction,
  * and GRA, need; else RG_ERR_STATE naming the first op that has none. */
 rg_status rg_graph_check_tangents(const rg_graph *g);
 /* The top eigenvalue of C's block for the trainable parameters of `layer` (RG_NONE: all),

@@ -299,7 +299,7 @@ rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k,
 
 /* conv.cu's steps on the host: the batch's columns (the CPU's im2col), strided products,
  * each sample's dW added in sample order, the CPU's col2im */
-rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
+rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, bool add, int batch,
                                  const rg_conv_geom *q, int filters, int groups, float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
@@ -311,7 +311,7 @@ rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bi
     const float *cols = rg_cuda_conv_direct(q) ? x : col;
     for (int gi = 0; gi < groups; gi++)
         rg_cuda_sgemm_batched(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw,
-                              ohw, rg_cuda_conv_direct(q) ? in_size : cs, bias ? 1.0f : 0.0f, y + (size_t)gi * og * ohw, ohw, out_size,
+                              ohw, rg_cuda_conv_direct(q) ? in_size : cs, bias || add ? 1.0f : 0.0f, y + (size_t)gi * og * ohw, ohw, out_size,
                               batch);
     return RG_OK;
 }

@@ -257,11 +257,25 @@ static void the_monitor_sees_what_the_cpus_sees(void **state) {
     watch(norm_net, 10 * CONV_TOL);
 }
 
-/* The curvature along a direction (a forward and a tangent pass: the dense layers', the
- * activations' and the cross-entropy's tangents) of the MLP on the CPU and on the device:
- * the loss's slope and v^T G v within tol of the CPU's, and the parameters as they were. */
-static void curvature_along_matches_the_cpu(void **state) {
-    net n[2] = {build(mlp, "cpu", "fp32"), build(mlp, "cuda", "fp32")};
+/* Every op with a tangent on the device: input (3, 9, 9) -> zero padding -> 3x3 stride 2
+ * -> tanh -> average 2x2 stride 1 padding 1 -> 1x1 (no bias) -> sigmoid -> a global
+ * average pool and the sigmoid's own flattened sum with itself, concatenated -> dense 10. */
+static void tangent_net(net *n) {
+    rg_graph *g = image_input(n, 3, 9, 9);
+    rg_conv_opts o = rg_conv_defaults();
+    o.stride = 2, o.padding = RG_PAD_VALID;
+    rg_node h = rg_tanh(g, rg_conv2d(g, rg_zero_pad2d(g, n->x, 1, 1, 1, 1), 8, 3, &o));
+    o = rg_conv_defaults(), o.bias = 0;
+    h = rg_sigmoid(g, rg_conv2d(g, rg_avg_pool2d(g, h, 2, 1, 1), 6, 1, &o));
+    const rg_node both[2] = {rg_global_avg_pool(g, h), rg_flatten(g, rg_add(g, h, h))};
+    n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+}
+
+/* The curvature along a direction (a forward and a tangent pass) on the CPU and on the
+ * device: the loss's slope and v^T G v within tol of the CPU's, and the parameters as they
+ * were. */
+static void curvature_along(net_builder builder, double tol) {
+    net n[2] = {build(builder, "cpu", "fp32"), build(builder, "cuda", "fp32")};
     const size_t pn = n[0].g->param_floats;
     float *v = malloc(pn * sizeof *v), *before = malloc(pn * sizeof *before);
     assert_non_null(v), assert_non_null(before);
@@ -280,12 +294,18 @@ static void curvature_along_matches_the_cpu(void **state) {
         assert_memory_equal(before, rg_host(g, g->param_buf, pn), pn * sizeof *before);
         g->backend->release(dir);
     }
-    if (!(fabs(slope[1] - slope[0]) <= EXACT * fabs(slope[0]) && curvature[0] > 0 &&
-          fabs(curvature[1] - curvature[0]) <= EXACT * curvature[0]))
+    if (!(fabs(slope[1] - slope[0]) <= tol * fabs(slope[0]) && curvature[0] > 0 &&
+          fabs(curvature[1] - curvature[0]) <= tol * curvature[0]))
         fail_msg("slope %.9g and curvature %.9g on the device, %.9g and %.9g on the CPU", slope[1], curvature[1],
                  slope[0], curvature[0]);
     free(v), free(before);
     for (int d = 0; d < 2; d++) rg_graph_free(n[d].g);
+}
+
+/* the MLP's ops (dense, activations, cross-entropy) and those of plain CNNs */
+static void curvature_along_matches_the_cpu(void **state) {
+    curvature_along(mlp, EXACT);
+    curvature_along(tangent_net, CONV_TOL);
 }
 
 /* With the device's products in TF32 (10 bits of mantissa in the products, sums in fp32):

@@ -2,8 +2,8 @@
  * backend.c — the CUDA backend's table (built with RG_HAVE_CUDA): the ops it has, each
  * reading and writing the graph's device buffers through the kernels of the .cu files
  * beside it, device buffers and copies, the optimizer's update and the passes, the
- * monitor's reductions, GRA's arithmetic (over host copies) and the tangents of an MLP's
- * ops.  An op it lacks has no forward here, and rg_graph_set_device names it.
+ * monitor's reductions, GRA's arithmetic (over host copies) and the tangents of MLPs' and
+ * plain CNNs' ops.  An op it lacks has no forward here, and rg_graph_set_device names it.
  */
 #ifdef RG_HAVE_CUDA
 
@@ -160,7 +160,7 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     const conv_attr *a = n->attr;
     n->added = false; /* an add in place on this output is the add's own work here */
     rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, rg_param_data(g, n, 0), a->o.bias ? rg_param_data(g, n, 1) : NULL,
-                           n->out, batch, &a->geom, a->filters, a->o.groups, g->workspace);
+                           n->out, false, batch, &a->geom, a->filters, a->o.groups, g->workspace);
 }
 
 static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
@@ -283,10 +283,12 @@ static void xent_backward(rg_graph *g, rg_node_impl *n, int batch) {
                                   ((const xent_attr *)n->attr)->smoothing);
 }
 
-/* Tangents (forward mode, curvature.c) of the ops an MLP is made of: an input's is zero
- * (or the direction a check gives), a flatten's its input's, a dense layer's
- * db + t_in W^T + x dW^T, an activation's f'(x) t_in (backward's rule on the tangent), the
- * cross-entropy's the mean of its gradient's product with the logits' tangent. */
+/* Tangents (forward mode, curvature.c) of the ops MLPs and plain CNNs are made of: an
+ * input's is zero (or the direction a check gives), a flatten's its input's, a dense
+ * layer's db + t_in W^T + x dW^T, an activation's f'(x) t_in (backward's rule on the
+ * tangent), the cross-entropy's the mean of its gradient's product with the logits'
+ * tangent; the linear ops' their forward over the tangents (rg_cpu_linear_tangent swaps
+ * the buffers and calls this backend's forward). */
 static void input_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const float *dir = g->tangent_inputs ? g->tangent_inputs[n - g->nodes] : NULL;
     if (dir) rg_cuda_upload(rg_tangent_out(g, n), dir, rows(n, batch));
@@ -306,6 +308,18 @@ static void dense_tangent(rg_graph *g, rg_node_impl *n, int batch) {
 static void activation_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     rg_cuda_activation_backward(*(const rg_act *)n->attr, rg_in(g, n, 0)->out, n->out, rg_tangent_in(g, n, 0),
                                 rg_tangent_out(g, n), (size_t)batch * n->size, true);
+}
+
+/* A convolution's: conv(t_in; W) + db, then + conv(x; dW) (the second product added). */
+static void conv_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const conv_attr *a = n->attr;
+    const float *dw = rg_param_tangent(g, n, 0), *db = a->o.bias ? rg_param_tangent(g, n, 1) : NULL;
+    float *t = rg_tangent_out(g, n);
+    rg_cuda_conv2d_forward(rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, t, false, batch, &a->geom, a->filters,
+                           a->o.groups, g->workspace);
+    if (dw)
+        rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, dw, NULL, t, true, batch, &a->geom, a->filters, a->o.groups,
+                               g->workspace);
 }
 
 static void xent_tangent(rg_graph *g, rg_node_impl *n, int batch) {
@@ -456,18 +470,18 @@ const rg_backend rg_cuda_backend = {
     .ops = {
         [RG_OP_INPUT] = {input_forward, NULL, input_tangent, NULL},
         [RG_OP_DENSE] = {dense_forward, dense_backward, dense_tangent, NULL},
-        [RG_OP_CONV2D] = {conv_forward, conv_backward, NULL, conv_plan},
+        [RG_OP_CONV2D] = {conv_forward, conv_backward, conv_tangent, conv_plan},
         [RG_OP_MAX_POOL] = {max_pool_forward, max_pool_backward, NULL, NULL},
         [RG_OP_BATCH_NORM] = {batch_norm_forward, batch_norm_backward, NULL, batch_norm_plan},
-        [RG_OP_AVG_POOL] = {avg_pool_forward, avg_pool_backward, NULL, NULL},
+        [RG_OP_AVG_POOL] = {avg_pool_forward, avg_pool_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_ACTIVATION] = {activation_forward, activation_backward, activation_tangent, NULL},
         [RG_OP_FLATTEN] = {alias_forward, NULL, flatten_tangent, NULL},
-        [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, NULL, NULL},
-        [RG_OP_ADD] = {add_forward, add_backward, NULL, NULL},
+        [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, rg_cpu_linear_tangent, NULL},
+        [RG_OP_ADD] = {add_forward, add_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_WEIGHTED_SUM] = {weighted_sum_forward, weighted_sum_backward, NULL, NULL},
-        [RG_OP_ZERO_PAD] = {zero_pad_forward, zero_pad_backward, NULL, NULL},
-        [RG_OP_CONCAT] = {concat_forward, concat_backward, NULL, NULL},
-        [RG_OP_GLOBAL_AVG_POOL] = {global_avg_pool_forward, global_avg_pool_backward, NULL, NULL},
+        [RG_OP_ZERO_PAD] = {zero_pad_forward, zero_pad_backward, rg_cpu_linear_tangent, NULL},
+        [RG_OP_CONCAT] = {concat_forward, concat_backward, rg_cpu_linear_tangent, NULL},
+        [RG_OP_GLOBAL_AVG_POOL] = {global_avg_pool_forward, global_avg_pool_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_SOFTMAX_XENT] = {xent_forward, xent_backward, xent_tangent, xent_plan},
         [RG_OP_MSE] = {mse_forward, mse_backward, NULL, NULL},
         [RG_OP_SOFTMAX] = {softmax_forward, softmax_backward, NULL, NULL},

@@ -96,19 +96,20 @@ static const float *columns(const float *x, const rg_conv_geom *q, float *col, i
     return col;
 }
 
-extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, int batch,
-                                            const rg_conv_geom *q, int filters, int groups, float *col) {
+extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, bool add,
+                                            int batch, const rg_conv_geom *q, int filters, int groups, float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t out_size = (size_t)filters * ohw;
     if (batch <= 0) return RG_OK;
     if (bias) LAUNCH(bias_planes, (size_t)batch * out_size, bias, y, (size_t)batch * filters, filters, (size_t)ohw);
-    if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_forward(x, w, y, bias ? 1.0f : 0.0f, batch, q, filters, groups);
+    const float beta = bias || add ? 1.0f : 0.0f; /* onto the bias, or what y holds */
+    if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_forward(x, w, y, beta, batch, q, filters, groups);
     size_t stride;
     const float *cols = columns(x, q, col, batch, &stride);
     rg_status s = RG_OK;
     for (int gi = 0; gi < groups && !s; gi++)
         s = rg_cuda_sgemm_batched(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, 0,
-                                  cols + (size_t)gi * kg * ohw, ohw, stride, bias ? 1.0f : 0.0f,
+                                  cols + (size_t)gi * kg * ohw, ohw, stride, beta,
                                   y + (size_t)gi * og * ohw, ohw, out_size, batch);
     return s;
 }

@@ -36,8 +36,8 @@ __device__ static inline bool counted(float v, int want, float lo, float hi) {
 }
 
 /* Block (u, p): part p of unit u's batch x inner values (sample-major), its STATS sums. */
-__global__ static void unit_parts(const float *out, size_t size, int units, size_t inner, size_t per_unit,
-                                  int parts, int want, float lo, float hi, double *result) {
+__global__ static void unit_parts(const float *out, size_t size, size_t inner, size_t per_unit, int parts, int want,
+                                  float lo, float hi, double *result) {
     __shared__ double part[STATS][RG_CUDA_THREADS];
     const int u = blockIdx.x, p = blockIdx.y;
     const size_t from = per_unit * p / parts, to = per_unit * (p + 1) / parts;
@@ -195,7 +195,7 @@ extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int 
     const size_t at = units > 0 ? reserve((size_t)units * parts * STATS) : SIZE_MAX;
     if (at == SIZE_MAX) return set_nan(&p);
     unit_parts<<<dim3((unsigned)units, (unsigned)parts), RG_CUDA_THREADS>>>(
-        out, size, units, inner, per_unit, parts, (int)want, lo, hi, (double *)arena + at);
+        out, size, inner, per_unit, parts, (int)want, lo, hi, (double *)arena + at);
     queue[queued] = p, queue[queued++].at = at;
 }
 
