@@ -69,16 +69,23 @@ static void combine_net(net *n) {
     n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 
+/* input (3, 9, 9) -> zero padding (1, bottom, 1, 1) -> 3x3 stride 2 to 8 channels */
+static rg_node padded_strided_conv(net *n, int bottom) {
+    rg_graph *g = image_input(n, 3, 9, 9);
+    rg_conv_opts o = rg_conv_defaults();
+    o.stride = 2, o.padding = RG_PAD_VALID;
+    return rg_conv2d(g, rg_zero_pad2d(g, n->x, 1, bottom, 1, 1), 8, 3, &o);
+}
+
 /* Convolutions of every kind: input (3, 9, 9) -> zero padding (folded into the next) ->
  * 3x3 stride 2 -> relu -> 1x1 direct (no bias) -> 3x3 dilation 2, padding 2, 2 groups ->
  * depthwise 3x3 stride 1 padding 1 -> max 2x2 -> 1x1 direct to 24 (its weights more than a
  * sample's input and output: one product over the batch backward) -> dense 10. */
 static void conv_net(net *n) {
-    rg_graph *g = image_input(n, 3, 9, 9);
+    rg_graph *g = n->g;
+    rg_node h = rg_relu(g, padded_strided_conv(n, 0));
     rg_conv_opts o = rg_conv_defaults();
-    o.stride = 2, o.padding = RG_PAD_VALID;
-    rg_node h = rg_relu(g, rg_conv2d(g, rg_zero_pad2d(g, n->x, 1, 0, 1, 1), 8, 3, &o));
-    o = rg_conv_defaults(), o.bias = 0;
+    o.bias = 0;
     h = rg_conv2d(g, h, 6, 1, &o);
     o = rg_conv_defaults(), o.dilation = 2, o.padding = RG_PAD_EXPLICIT, o.pad = 2, o.groups = 2;
     h = rg_tanh(g, rg_conv2d(g, h, 8, 3, &o));
@@ -261,11 +268,10 @@ static void the_monitor_sees_what_the_cpus_sees(void **state) {
  * -> tanh -> average 2x2 stride 1 padding 1 -> 1x1 (no bias) -> sigmoid -> a global
  * average pool and the sigmoid's own flattened sum with itself, concatenated -> dense 10. */
 static void tangent_net(net *n) {
-    rg_graph *g = image_input(n, 3, 9, 9);
+    rg_graph *g = n->g;
+    rg_node h = rg_tanh(g, padded_strided_conv(n, 1));
     rg_conv_opts o = rg_conv_defaults();
-    o.stride = 2, o.padding = RG_PAD_VALID;
-    rg_node h = rg_tanh(g, rg_conv2d(g, rg_zero_pad2d(g, n->x, 1, 1, 1, 1), 8, 3, &o));
-    o = rg_conv_defaults(), o.bias = 0;
+    o.bias = 0;
     h = rg_sigmoid(g, rg_conv2d(g, rg_avg_pool2d(g, h, 2, 1, 1), 6, 1, &o));
     const rg_node both[2] = {rg_global_avg_pool(g, h), rg_flatten(g, rg_add(g, h, h))};
     n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
