@@ -352,10 +352,17 @@ static void unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, floa
     rg_cuda_unit_sums(n->out, n->size, n->shape[0], batch, want, lo, hi, sum, sq, relu, near, dead);
 }
 
+/* A device buffer's host copy (NULL when memory or the copy fails), for the sums and the
+ * arithmetic below that run the CPU's code. */
+static float *down(const float *device, size_t n) {
+    float *h = device ? malloc((n ? n : 1) * sizeof *h) : NULL;
+    if (h && rg_cuda_download(h, device, n) != RG_OK) free(h), h = NULL;
+    return h;
+}
+
 static void input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *cols,
                           const float *ones, float *moment, float *mean) {
-    float *h = malloc((size_t)batch * size * sizeof *h);
-    if (h && rg_cuda_download(h, x, (size_t)batch * size) != RG_OK) free(h), h = NULL;
+    float *h = down(x, (size_t)batch * size);
     if (h) rg_cpu_input_moments(h, size, batch, f, q, cols, ones, moment, mean);
     for (size_t i = 0; !h && i < (size_t)f * f; i++) moment[i] = NAN;
     for (int i = 0; !h && i < f; i++) mean[i] = NAN;
@@ -367,12 +374,6 @@ static void input_moments(const float *x, size_t size, int batch, int f, const r
  * back up; the monitor's figures it reads (scales, means, moments, the covariance's split)
  * are in host memory already.  A copy that fails leaves the weights as they were (the
  * step's status check says why). */
-static float *down(const float *device, size_t n) {
-    float *h = device ? malloc((n ? n : 1) * sizeof *h) : NULL;
-    if (h && rg_cuda_download(h, device, n) != RG_OK) free(h), h = NULL;
-    return h;
-}
-
 static double polar(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops) {
     const size_t n = (size_t)rows * cols;
     float *h = down(w, n);

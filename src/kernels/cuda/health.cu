@@ -105,7 +105,7 @@ static bool indices_busy;                            /* staged for a queued redu
 
 /* Parts for segments of `each` values: enough blocks to fill the device, none under ~4096
  * values (fewer for small segments). */
-static int parts_for(size_t segments, size_t each) {
+static int part_count(size_t segments, size_t each) {
     size_t p = (2048 + segments - 1) / segments, most = (each + 4095) / 4096;
     if (p > most) p = most;
     if (p > 65535) p = 65535;
@@ -190,7 +190,7 @@ extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int 
                                   float lo, float hi, double *sum, double *sq, double *relu, long *near,
                                   int *dead) {
     const size_t inner = size / (size_t)units, per_unit = (size_t)batch * inner;
-    const int parts = parts_for((size_t)units, per_unit);
+    const int parts = part_count((size_t)units, per_unit);
     const pending p = {UNIT_SUMS, 0, parts, (size_t)units, sum, NULL, sq, relu, near, dead, NULL};
     const size_t at = units > 0 ? reserve((size_t)units * parts * STATS) : SIZE_MAX;
     if (at == SIZE_MAX) return set_nan(&p);
@@ -206,7 +206,7 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
     size_t longest = each;
     for (size_t s = 0; len && s < segments; s++)
         if (at[s] != SIZE_MAX && len[s] > longest) longest = len[s];
-    const int parts = parts_for(segments, longest);
+    const int parts = part_count(segments, longest);
     const pending p = {SQUARES, 0, parts, segments, out, out2, NULL, NULL, NULL, NULL, at};
     if (at && indices_busy) rg_cuda_sums_flush(); /* the staging holds a queued one's pieces */
     const size_t slot = segments && segments <= 0x7fffffff ? reserve(segments * parts) : SIZE_MAX;
