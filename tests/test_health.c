@@ -270,6 +270,30 @@ static void test_healthy_network_watched_early(void **state) {
     release(&b);
 }
 
+/* GRA's probe passes leave what a training pass would change besides the weights: batch
+ * norm's running statistics and the dropout stream, so that a network it finds healthy
+ * trains bit for bit as without it. */
+static void test_probe_leaves_running_statistics(void **state) {
+    (void)state;
+    built b;
+    build(&b, "mlp:depth=3,width=32,act=relu,init=he,bn=1,dropout=0.2", 128);
+    rg_graph *g = b.m.graph;
+    assert_true(g->state_floats > 0);
+    float *before = malloc(g->state_floats * sizeof *before);
+    assert_non_null(before);
+    memcpy(before, g->state_buf, g->state_floats * sizeof *before);
+    const uint64_t calls = g->dropout_calls;
+    log_capture c = {0};
+    rg_repair *r = rg_repair_create(&b.m, b.mon, capture, &c);
+    assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+    assert_int_equal(rg_repair_actions(r), 0);
+    assert_memory_equal(before, g->state_buf, g->state_floats * sizeof *before);
+    assert_true(g->dropout_calls == calls);
+    free(before);
+    rg_repair_free(r);
+    release(&b);
+}
+
 /* Re-conditioning gives tanh units a spread of 0.75, but in a net so deep that the backward
  * gain across its layers (1.047 each at 0.75) would compound past 4, less: the spread whose
  * gain is 4^(1/depth) per layer, ~0.61 at depth 50 and ~0.47 at depth 100. */
@@ -798,6 +822,7 @@ int main(void) {
         cmocka_unit_test(test_relu_reconditioned_as_a_whole),
         cmocka_unit_test(test_relu_dead_units_revived),
         cmocka_unit_test(test_healthy_network_watched_early),
+        cmocka_unit_test(test_probe_leaves_running_statistics),
         cmocka_unit_test(test_deep_tanh_spread_bounded),
         cmocka_unit_test(test_sigmoid_conv_taps_sum_to_zero),
         cmocka_unit_test(test_exploding_detected),

@@ -257,7 +257,9 @@ static void keep_spreads(rg_repair *r) {
     for (int i = 0; i < r->n; i++) r->layers[i].spread = rg_monitor_layer(r->mon, i)->pre_std;
 }
 
-/* Forward (and backward) of probe batch k of the probe set, monitor on. */
+/* Forward (and backward) of probe batch k of the probe set, monitor on; batch norm's
+ * running statistics and the dropout stream left as they were, so that a network GRA does
+ * not touch trains as without it. */
 static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n, int k,
                             bool backward) {
     rg_graph *g = r->m->graph;
@@ -267,10 +269,14 @@ static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, i
     const int bs = g->max_batch, start = (k * bs) % n, b = n - start < bs ? n - start : bs;
     rg_status s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, r->m->input),
                                    g->labels);
+    rg_side_pass side;
+    if (!s) s = rg_side_pass_begin(g, &side, false);
+    if (s) return s;
     rg_monitor_enable(r->mon, 1);
-    if (!s) s = rg_graph_forward(g, b, 1);
+    s = rg_graph_forward(g, b, 1);
     if (!s && backward) s = rg_graph_backward(g, rg_model_objective(r->m));
     rg_monitor_enable(r->mon, 0);
+    rg_side_pass_end(g, &side);
     keep_spreads(r);
     rg_monitor_want_moments(r->mon, 0);
     return s ? rg_fail(s, "GRA's probe: %s", rg_last_error()) : RG_OK;
