@@ -481,10 +481,10 @@ static int train_check(train_ctx *t) {
         o->threads = cores > 0 ? cores : 1;
     }
     t->prog = (progress){.tty = isatty(2), .quiet = o->quiet, .repair = repair, .log_every = o->log_every};
-    if (o->report) { /* the report reads the metrics, with gradient snapshots (and curvature
-                      * along the steps on the CPU: the device has no tangent passes yet) */
+    if (o->report) { /* the report reads the metrics, with gradient snapshots and the
+                      * curvature along the steps */
         if (!o->monitor_every) o->monitor_every = 10;
-        if (!o->curvature_every && !cli_on_gpu(o->device)) o->curvature_every = 5;
+        if (!o->curvature_every) o->curvature_every = 5;
         if (!o->metrics_path) {
             snprintf(t->report_metrics, sizeof t->report_metrics, "%s.jsonl", o->report);
             o->metrics_path = t->report_metrics;

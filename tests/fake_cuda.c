@@ -371,6 +371,14 @@ void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, c
     pool_call(NULL, rg_cpu_max_pool_backward, HOST(x), HOST(y), arg ? (int *)HOST(arg) : NULL, HOST(dy), HOST(dx), batch,
               q, k, stride, pad);
 }
+void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q, int k,
+                              int stride, int pad) {
+    pool_attr a = {.kernel = k, .stride = stride, .pad = pad, .geom = *q};
+    rg_node_impl nodes[2] = {{.out = HOST((float *)x)}, {.attr = &a, .n_inputs = 1}};
+    float *tangent[2] = {HOST((float *)t_in), HOST(t)};
+    rg_graph g = {.nodes = nodes, .tangent = tangent};
+    rg_cpu_max_pool_tangent(&g, &nodes[1], batch);
+}
 void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride, int pad) {
     pool_call(rg_cpu_avg_pool_forward, NULL, HOST(x), HOST(y), NULL, NULL, NULL, batch, q, k, stride, pad);
 }
@@ -379,6 +387,13 @@ void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_c
     pool_call(NULL, rg_cpu_avg_pool_backward, NULL, NULL, NULL, HOST(dy), HOST(dx), batch, q, k, stride, pad);
 }
 
+void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int batch, int C, size_t hw, bool train,
+                                const float *gamma, const float *aux, const float *dgamma, const float *dbeta,
+                                float *coef) {
+    (void)coef;
+    rg_cpu_batch_norm_tangent_values(HOST(x), HOST(t_in), HOST(t), batch, C, hw, train, HOST(aux), HOST(aux) + C,
+                                     HOST(gamma), dgamma ? HOST(dgamma) : NULL, dbeta ? HOST(dbeta) : NULL);
+}
 /* batch norm as norm.cu computes it, channel by channel in index order */
 void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train, float eps,
                                 float momentum, const float *gamma, const float *beta, float *rmean, float *rvar,
@@ -487,6 +502,14 @@ void rg_cuda_mse_backward(const float *y, const float *target, const int *labels
         if (dy) HOST(dy)[i] += e;
         if (dtarget) HOST(dtarget)[i] -= e;
     }
+}
+void rg_cuda_mse_tangent(const float *y, const float *target, const int *labels, const float *t_y,
+                         const float *t_target, float *t, size_t d, int batch) {
+    double total = 0;
+    for (size_t i = 0; i < (size_t)batch * d; i++)
+        total += (HOST(y)[i] - mse_target(target ? HOST(target) : NULL, HOST(labels), d, i)) *
+                 (double)(HOST(t_y)[i] - (t_target ? HOST(t_target)[i] : 0.0f));
+    HOST(t)[0] = (float)(2.0 * total / ((double)batch * d));
 }
 
 void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n) {

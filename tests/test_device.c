@@ -308,10 +308,16 @@ static void curvature_along(net_builder builder, double tol) {
     for (int d = 0; d < 2; d++) rg_graph_free(n[d].g);
 }
 
-/* the MLP's ops (dense, activations, cross-entropy) and those of plain CNNs */
+/* every op's tangent: the MLP's (dense, activations, cross-entropy), plain CNNs', every
+ * kind of convolution and pooling, batch norm (a fused relu, on a dense layer), dropout,
+ * softmax and a squared error */
 static void curvature_along_matches_the_cpu(void **state) {
     curvature_along(mlp, EXACT);
+    curvature_along(misc_net, EXACT);
     curvature_along(tangent_net, CONV_TOL);
+    curvature_along(conv_net, CONV_TOL);
+    curvature_along(pool_net, CONV_TOL);
+    curvature_along(norm_net, CONV_TOL);
 }
 
 /* With the device's products in TF32 (10 bits of mantissa in the products, sums in fp32):

@@ -19,6 +19,12 @@ void rg_cpu_batch_norm_plan(rg_graph *g, rg_node_impl *n);
 /* The tangent of an op linear in its inputs and without parameters: its own forward run
  * on the inputs' tangents (op_combine.c). */
 void rg_cpu_linear_tangent(rg_graph *g, rg_node_impl *n, int batch);
+/* Batch norm's tangent over plain arrays (op_norm.c; the device stand-in's too): t from the
+ * input x and its tangent t_in, the statistics used forward and the directions of gamma and
+ * beta (NULL: none). */
+void rg_cpu_batch_norm_tangent_values(const float *x, const float *t_in, float *t, int batch, int C, size_t hw,
+                                      bool train, const float *mean, const float *inv, const float *gamma,
+                                      const float *dgamma, const float *dbeta);
 /* The backward tangents of the ops whose backward is not linear in their forward values. */
 void rg_cpu_dense_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
 void rg_cpu_conv2d_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);

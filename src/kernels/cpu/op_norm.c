@@ -270,36 +270,38 @@ void rg_cpu_batch_norm_backward(rg_graph *g, rg_node_impl *n, int batch) {
 /* With x^ = (x - mean) inv, y = gamma x^ + beta: in training (batch statistics)
  * dy = gamma inv (dx - E[dx] - x^ E[x^ dx]) + dgamma x^ + dbeta, the means per channel
  * over batch and positions; with the running statistics dy = gamma inv dx + dgamma x^ +
- * dbeta.  A fused relu's mask is its own tangent's (from y). */
-void rg_cpu_batch_norm_tangent(rg_graph *g, rg_node_impl *n, int batch) {
-    const bn_attr *a = n->attr;
-    const rg_node_impl *xn = rg_in(g, n, 0);
-    const int C = n->shape[0];
-    const size_t hw = n->size / (size_t)C;
+ * dbeta (dgamma, dbeta: NULL for none).  A fused relu's mask is its own tangent's (from y). */
+void rg_cpu_batch_norm_tangent_values(const float *x, const float *t_in, float *t, int batch, int C, size_t hw,
+                                      bool train, const float *mean, const float *inv, const float *gamma,
+                                      const float *dgamma, const float *dbeta) {
     const double m = (double)batch * hw;
-    const float *mean = n->aux, *inv = n->aux + C, *gamma = rg_param_data(g, n, 0);
-    const float *dgamma = rg_param_tangent(g, n, 0), *dbeta = rg_param_tangent(g, n, 1);
-    const float *t_in = rg_tangent_in(g, n, 0);
-    float *t = rg_tangent_out(g, n);
     for (int c = 0; c < C; c++) {
         double s = 0, sx = 0;
-        for (int b = 0; a->last_train && b < batch; b++) {
+        for (int b = 0; train && b < batch; b++) {
             const size_t at = ((size_t)b * C + c) * hw;
             for (size_t i = 0; i < hw; i++) {
                 s += t_in[at + i];
-                sx += (xn->out[at + i] - mean[c]) * inv[c] * (double)t_in[at + i];
+                sx += (x[at + i] - mean[c]) * inv[c] * (double)t_in[at + i];
             }
         }
         const double e = s / m, ex = sx / m, k = (double)gamma[c] * inv[c];
         for (int b = 0; b < batch; b++) {
             const size_t at = ((size_t)b * C + c) * hw;
             for (size_t i = 0; i < hw; i++) {
-                const double xh = (xn->out[at + i] - mean[c]) * (double)inv[c];
+                const double xh = (x[at + i] - mean[c]) * (double)inv[c];
                 t[at + i] = (float)(k * (t_in[at + i] - e - xh * ex) + (dgamma ? dgamma[c] * xh : 0) +
                                     (dbeta ? dbeta[c] : 0));
             }
         }
     }
+}
+
+void rg_cpu_batch_norm_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const bn_attr *a = n->attr;
+    const int C = n->shape[0];
+    rg_cpu_batch_norm_tangent_values(rg_in(g, n, 0)->out, rg_tangent_in(g, n, 0), rg_tangent_out(g, n), batch, C,
+                                     n->size / (size_t)C, a->last_train, n->aux, n->aux + C, rg_param_data(g, n, 0),
+                                     rg_param_tangent(g, n, 0), rg_param_tangent(g, n, 1));
 }
 
 /* Backward with h its gradient before the fused relu (masked), A = h - E[h] - x^ E[h x^]:

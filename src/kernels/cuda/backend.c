@@ -2,8 +2,8 @@
  * backend.c — the CUDA backend's table (built with RG_HAVE_CUDA): the ops it has, each
  * reading and writing the graph's device buffers through the kernels of the .cu files
  * beside it, device buffers and copies, the optimizer's update and the passes, the
- * monitor's reductions, GRA's arithmetic (over host copies) and the tangents of MLPs' and
- * plain CNNs' ops.  An op it lacks has no forward here, and rg_graph_set_device names it.
+ * monitor's reductions, GRA's arithmetic (over host copies) and every op's tangent.  An op
+ * it lacks has no forward here, and rg_graph_set_device names it.
  */
 #ifdef RG_HAVE_CUDA
 
@@ -186,6 +186,12 @@ static void max_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
                                   a->stride, a->pad);
 }
 
+static void max_pool_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const pool_attr *a = n->attr;
+    rg_cuda_max_pool_tangent(rg_in(g, n, 0)->out, rg_tangent_in(g, n, 0), rg_tangent_out(g, n), batch, &a->geom,
+                             a->kernel, a->stride, a->pad);
+}
+
 static void avg_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const pool_attr *a = n->attr;
@@ -226,6 +232,14 @@ static void batch_norm_backward(rg_graph *g, rg_node_impl *n, int batch) {
                                 rg_param_grad(g, n, 0), rg_param_grad(g, n, 1), g->workspace, rg_grad_fresh(g, 0));
 }
 
+static void batch_norm_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const bn_attr *a = n->attr;
+    const int C = n->shape[0];
+    rg_cuda_batch_norm_tangent(rg_in(g, n, 0)->out, rg_tangent_in(g, n, 0), rg_tangent_out(g, n), batch, C,
+                               n->size / (size_t)C, a->last_train, rg_param_data(g, n, 0), n->aux,
+                               rg_param_tangent(g, n, 0), rg_param_tangent(g, n, 1), g->workspace);
+}
+
 static void dropout_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     dropout_attr *a = n->attr;
     a->last_train = train && a->rate > 0;
@@ -237,6 +251,14 @@ static void dropout_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const dropout_attr *a = n->attr;
     rg_node_impl *x = rg_in(g, n, 0);
     if (x->needs_grad) rg_cuda_dropout_backward(n->dout, n->aux, x->dout, (size_t)batch * n->size, a->last_train);
+}
+
+/* the mask (or nothing, outside training) on the tangent: backward's map, which adds */
+static void dropout_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const size_t count = (size_t)batch * n->size;
+    rg_cuda_fill(rg_tangent_out(g, n), count, 0.0f);
+    rg_cuda_dropout_backward(rg_tangent_in(g, n, 0), n->aux, rg_tangent_out(g, n), count,
+                             ((const dropout_attr *)n->attr)->last_train);
 }
 
 static void softmax_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
@@ -251,6 +273,14 @@ static void softmax_backward(rg_graph *g, rg_node_impl *n, int batch) {
     if (x->needs_grad) rg_cuda_softmax_backward(n->out, n->dout, x->dout, (size_t)batch * (n->size / (size_t)k), k);
 }
 
+/* softmax's Jacobian is symmetric: its tangent is backward's map of the input's tangent */
+static void softmax_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const int k = n->shape[n->ndim - 1];
+    const size_t rows = (size_t)batch * (n->size / (size_t)k);
+    rg_cuda_fill(rg_tangent_out(g, n), rows * k, 0.0f);
+    rg_cuda_softmax_backward(n->out, rg_tangent_in(g, n, 0), rg_tangent_out(g, n), rows, k);
+}
+
 static void mse_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const rg_node_impl *y = rg_in(g, n, 0);
@@ -261,6 +291,13 @@ static void mse_backward(rg_graph *g, rg_node_impl *n, int batch) {
     rg_node_impl *y = rg_in(g, n, 0), *t = n->n_inputs == 2 ? rg_in(g, n, 1) : NULL;
     rg_cuda_mse_backward(y->out, t ? t->out : NULL, g->device_labels, n->dout, y->needs_grad ? y->dout : NULL,
                          t && t->needs_grad ? t->dout : NULL, y->size, batch);
+}
+
+static void mse_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const rg_node_impl *y = rg_in(g, n, 0);
+    const bool target = n->n_inputs == 2;
+    rg_cuda_mse_tangent(y->out, target ? rg_in(g, n, 1)->out : NULL, g->device_labels, rg_tangent_in(g, n, 0),
+                        target ? rg_tangent_in(g, n, 1) : NULL, rg_tangent_out(g, n), y->size, batch);
 }
 
 /* Cross-entropy's scratch: a double a sample in the shared workspace. */
@@ -472,21 +509,21 @@ const rg_backend rg_cuda_backend = {
         [RG_OP_INPUT] = {input_forward, NULL, input_tangent, NULL},
         [RG_OP_DENSE] = {dense_forward, dense_backward, dense_tangent, NULL},
         [RG_OP_CONV2D] = {conv_forward, conv_backward, conv_tangent, conv_plan},
-        [RG_OP_MAX_POOL] = {max_pool_forward, max_pool_backward, NULL, NULL},
-        [RG_OP_BATCH_NORM] = {batch_norm_forward, batch_norm_backward, NULL, batch_norm_plan},
+        [RG_OP_MAX_POOL] = {max_pool_forward, max_pool_backward, max_pool_tangent, NULL},
+        [RG_OP_BATCH_NORM] = {batch_norm_forward, batch_norm_backward, batch_norm_tangent, batch_norm_plan},
         [RG_OP_AVG_POOL] = {avg_pool_forward, avg_pool_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_ACTIVATION] = {activation_forward, activation_backward, activation_tangent, NULL},
         [RG_OP_FLATTEN] = {alias_forward, NULL, flatten_tangent, NULL},
         [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_ADD] = {add_forward, add_backward, rg_cpu_linear_tangent, NULL},
-        [RG_OP_WEIGHTED_SUM] = {weighted_sum_forward, weighted_sum_backward, NULL, NULL},
+        [RG_OP_WEIGHTED_SUM] = {weighted_sum_forward, weighted_sum_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_ZERO_PAD] = {zero_pad_forward, zero_pad_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_CONCAT] = {concat_forward, concat_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_GLOBAL_AVG_POOL] = {global_avg_pool_forward, global_avg_pool_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_SOFTMAX_XENT] = {xent_forward, xent_backward, xent_tangent, xent_plan},
-        [RG_OP_MSE] = {mse_forward, mse_backward, NULL, NULL},
-        [RG_OP_SOFTMAX] = {softmax_forward, softmax_backward, NULL, NULL},
-        [RG_OP_DROPOUT] = {dropout_forward, dropout_backward, NULL, NULL},
+        [RG_OP_MSE] = {mse_forward, mse_backward, mse_tangent, NULL},
+        [RG_OP_SOFTMAX] = {softmax_forward, softmax_backward, softmax_tangent, NULL},
+        [RG_OP_DROPOUT] = {dropout_forward, dropout_backward, dropout_tangent, NULL},
     },
     .alloc = rg_cuda_alloc,
     .release = rg_cuda_release,

@@ -183,6 +183,9 @@ void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, con
                               int stride, int pad);
 void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx,
                                int batch, const rg_conv_geom *q, int k, int stride, int pad);
+/* max pooling's tangent: t_in at each window's first maximum of x (0 for none) */
+void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q, int k,
+                              int stride, int pad);
 void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
                               int pad);
 void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k, int stride,
@@ -199,6 +202,11 @@ void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size
 void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw, bool train,
                                  const float *gamma, const float *aux, bool relu, float *dgamma, float *dbeta,
                                  float *coef, bool fresh);
+/* Its tangent along the input's (t_in) and gamma's and beta's directions (NULL: none),
+ * after a forward (aux, coef: as backward's); the fused relu's mask is the relu's own. */
+void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int batch, int C, size_t hw, bool train,
+                                const float *gamma, const float *aux, const float *dgamma, const float *dbeta,
+                                float *coef);
 
 /* Inverted dropout of n values at `rate`: in training mask = keep or 0 by the CPU's hash
  * of (key, index), y = x mask; else y = x.  Backward dx += dy mask (training) or dy. */
@@ -214,6 +222,10 @@ void rg_cuda_softmax_backward(const float *y, const float *dy, float *dx, size_t
 void rg_cuda_mse_forward(const float *y, const float *target, const int *labels, size_t d, int batch, float *loss);
 void rg_cuda_mse_backward(const float *y, const float *target, const int *labels, const float *dloss, float *dy,
                           float *dtarget, size_t d, int batch);
+/* its tangent along y's t_y and the target's t_target (NULL: none): 2 / (batch d) times the
+ * sum of (y - target) (t_y - t_target), in double in order, into t[0] */
+void rg_cuda_mse_tangent(const float *y, const float *target, const int *labels, const float *t_y,
+                         const float *t_target, float *t, size_t d, int batch);
 
 /* Softmax cross-entropy of logits z (batch x k) against labels (device ints), label
  * smoothing s: p = softmax(z), loss[0] = the batch's mean (scratch: batch doubles); dz +=

@@ -2,7 +2,8 @@
  * loss.cu — softmax cross-entropy (with label smoothing) on the device, as the CPU's
  * op_loss.c computes it: one thread a sample for the probabilities and its loss (in double,
  * the classes in order), then one thread adding the samples' losses in order, so the loss
- * does not depend on the launch; backward one thread an element.  The device's expf and
+ * does not depend on the launch; backward one thread an element.  Mean squared error, and
+ * the two losses' tangents, add their sums the same way.  The device's expf and
  * log may differ from glibc's by an ulp: the tests compare within 1e-6.
  */
 #include "cuda.h"
@@ -108,6 +109,15 @@ __global__ static void mse_gradient(const float *y, const float *target, const i
     }
 }
 
+/* one thread, in order in double: the CPU's tangent */
+__global__ static void mse_tangent_sum(const float *y, const float *target, const int *labels, const float *t_y,
+                                       const float *t_target, float *t, size_t d, int batch) {
+    double total = 0;
+    for (size_t i = 0; i < (size_t)batch * d; i++)
+        total += (y[i] - mse_target(target, labels, d, i)) * (double)(t_y[i] - (t_target ? t_target[i] : 0.0f));
+    t[0] = (float)(2.0 * total / ((double)batch * d));
+}
+
 extern "C" void rg_cuda_mse_forward(const float *y, const float *target, const int *labels, size_t d, int batch,
                                     float *loss) {
     if (batch > 0) mse_sum<<<1, 1>>>(y, target, labels, d, batch, loss);
@@ -116,4 +126,9 @@ extern "C" void rg_cuda_mse_forward(const float *y, const float *target, const i
 extern "C" void rg_cuda_mse_backward(const float *y, const float *target, const int *labels, const float *dloss,
                                      float *dy, float *dtarget, size_t d, int batch) {
     LAUNCH(mse_gradient, (size_t)batch * d, y, target, labels, dloss, dy, dtarget, d, batch);
+}
+
+extern "C" void rg_cuda_mse_tangent(const float *y, const float *target, const int *labels, const float *t_y,
+                                    const float *t_target, float *t, size_t d, int batch) {
+    if (batch > 0) mse_tangent_sum<<<1, 1>>>(y, target, labels, t_y, t_target, t, d, batch);
 }

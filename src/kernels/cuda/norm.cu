@@ -7,8 +7,9 @@
  * statistics updated with Bessel's correction; otherwise the running statistics;
  * y = x scale + shift, then a fused relu when memory planning gave it one.  Backward:
  * dgamma, dbeta and dx from one pass's sums of dy and dy x per channel (dy (x - mean) is
- * their combination), dy masked by the fused relu.  aux holds mean[C], inv[C] and the
- * (scale, shift) pairs.
+ * their combination), dy masked by the fused relu.  The tangent (forward mode) is backward's
+ * map of the input's tangent, from the same sums of it, plus gamma's and beta's directions.
+ * aux holds mean[C], inv[C] and the (scale, shift) pairs.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -125,28 +126,47 @@ __global__ static void gradient_parts(const float *x, const float *dy, int C, si
     }
 }
 
-/* one thread a channel: dgamma, dbeta, and (k, mean dy, mean dy x^) for the input's gradient */
+/* one thread a channel: dgamma, dbeta (each when not NULL), and (k, mean dy, mean dy x^) for
+ * the input's gradient */
 __global__ static void gradient_sums(const double *part, int runs, int C, size_t m, const float *gamma,
                                      const float *aux, float *dgamma, float *dbeta, float *coef) {
     GRID_STRIDE(c, (size_t)C) {
         const float inv = aux[C + c];
         const double sdy = runs_total(part, c, runs, 0),
                      sdyx = (runs_total(part, c, runs, 1) - (double)aux[c] * sdy) * inv; /* sum dy (x - mean) inv */
-        dgamma[c] += (float)sdyx;
-        dbeta[c] += (float)sdy;
+        if (dgamma) dgamma[c] += (float)sdyx;
+        if (dbeta) dbeta[c] += (float)sdy;
         coef[3 * c] = gamma[c] * inv;
         coef[3 * c + 1] = (float)(sdy / m);
         coef[3 * c + 2] = (float)(sdyx / m);
     }
 }
 
+/* gamma inv (h - E[h] - x^ E[h x^]) in training, else gamma inv h: backward's map of h, and
+ * the tangent's of the input's tangent */
+__device__ static float through(float h, float x, int c, int C, const float *aux, const float *coef, bool train) {
+    const float k = coef[3 * c];
+    return train ? k * (h - coef[3 * c + 1] - (x - aux[c]) * aux[C + c] * coef[3 * c + 2]) : k * h;
+}
+
 __global__ static void input_gradient(const float *x, const float *dy, float *dx, size_t n, int C, size_t hw,
                                       const float *aux, const float *coef, bool train, bool relu, bool fresh) {
     GRID_STRIDE(i, n) {
         const int c = rg_cuda_channel_of(i, hw, C);
-        const float h = masked(dy[i], x[i], relu ? aux + 2 * C + 2 * c : NULL), k = coef[3 * c];
-        const float g = train ? k * (h - coef[3 * c + 1] - (x[i] - aux[c]) * aux[C + c] * coef[3 * c + 2]) : k * h;
+        const float g = through(masked(dy[i], x[i], relu ? aux + 2 * C + 2 * c : NULL), x[i], c, C, aux, coef, train);
         dx[i] = fresh ? g : dx[i] + g;
+    }
+}
+
+/* the tangent: the input's through the normalisation, plus gamma's and beta's directions */
+__global__ static void tangent_values(const float *x, const float *t_in, float *t, size_t n, int C, size_t hw,
+                                      const float *aux, const float *coef, bool train, const float *dgamma,
+                                      const float *dbeta) {
+    GRID_STRIDE(i, n) {
+        const int c = rg_cuda_channel_of(i, hw, C);
+        const float xh = (x[i] - aux[c]) * aux[C + c];
+        t[i] = through(t_in[i], x[i], c, C, aux, coef, train) + (dgamma ? dgamma[c] * xh : 0.0f) +
+               (dbeta ? dbeta[c] : 0.0f);
     }
 }
 
@@ -176,4 +196,17 @@ extern "C" void rg_cuda_batch_norm_backward(const float *x, const float *dy, flo
     gradient_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, dy, C, hw, m, aux, relu, part);
     LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
     if (dx) LAUNCH(input_gradient, m * C, x, dy, dx, m * C, C, hw, aux, coef, train, relu, fresh);
+}
+
+extern "C" void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int batch, int C, size_t hw,
+                                           bool train, const float *gamma, const float *aux, const float *dgamma,
+                                           const float *dbeta, float *coef) {
+    if (batch <= 0) return;
+    const size_t m = (size_t)batch * hw;
+    const int runs = chunks(C, m);
+    double *part = parts_for(2 * (size_t)runs * C);
+    if (!part) return;
+    gradient_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, t_in, C, hw, m, aux, false, part);
+    LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, (float *)NULL, (float *)NULL, coef);
+    LAUNCH(tangent_values, m * C, x, t_in, t, m * C, C, hw, aux, coef, train, dgamma, dbeta);
 }

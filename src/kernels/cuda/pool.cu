@@ -3,7 +3,8 @@
  * the first maximum of each window in scan order (kept in aux as its offset in the plane,
  * but for the 2x2 stride-2 window, found again backward), the mean counting padded cells
  * as zeros.  Backward gathers, for each input value, the outputs whose windows took it, in
- * output order, adding each to the value as the CPU's scatter does: the CPU's bits.
+ * output order, adding each to the value as the CPU's scatter does: the CPU's bits.  Max
+ * pooling's tangent takes the input's tangent at each window's first maximum.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -44,26 +45,42 @@ __global__ static void max_2x2_back(const float *x, const float *y, const float 
     }
 }
 
+/* The first maximum in scan order of output o's window over plane xp: its offset in the
+ * plane (-1 for a window wholly in the padding) and value */
+__device__ static int first_max(const float *xp, rg_cuda_cell o, const rg_conv_geom &q, window a, float *best) {
+    int where = -1;
+    *best = -FLT_MAX;
+    for (int i = 0; i < a.k; i++) {
+        const int iy = o.y * a.stride - a.pad + i;
+        if (iy < 0 || iy >= q.h) continue;
+        for (int j = 0; j < a.k; j++) {
+            const int ix = o.x * a.stride - a.pad + j;
+            if (ix < 0 || ix >= q.w) continue;
+            const float v = xp[iy * q.w + ix];
+            if (where < 0 || v > *best) *best = v, where = iy * q.w + ix;
+        }
+    }
+    return where;
+}
+
 __global__ static void max_general(const float *x, float *y, int *arg, size_t planes, rg_conv_geom q, window a) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
         const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
-        const size_t p = o.plane;
-        const int oy = o.y, ox = o.x;
-        const float *xp = x + p * q.h * q.w;
-        float best = -FLT_MAX;
-        int where = -1;
-        for (int i = 0; i < a.k; i++) {
-            const int iy = oy * a.stride - a.pad + i;
-            if (iy < 0 || iy >= q.h) continue;
-            for (int j = 0; j < a.k; j++) {
-                const int ix = ox * a.stride - a.pad + j;
-                if (ix < 0 || ix >= q.w) continue;
-                const float v = xp[iy * q.w + ix];
-                if (where < 0 || v > best) best = v, where = iy * q.w + ix;
-            }
-        }
+        float best;
+        arg[e] = first_max(x + o.plane * q.h * q.w, o, q, a, &best);
         y[e] = best;
-        arg[e] = where;
+    }
+}
+
+/* the tangent: the input's at each window's first maximum (found again from x, as the 2x2
+ * path keeps no offset; the same maximum as every path's) */
+__global__ static void max_tangent(const float *x, const float *t_in, float *t, size_t planes, rg_conv_geom q,
+                                   window a) {
+    GRID_STRIDE(e, planes * q.oh * q.ow) {
+        const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
+        float best;
+        const int where = first_max(x + o.plane * q.h * q.w, o, q, a, &best);
+        t[e] = where < 0 ? 0.0f : t_in[o.plane * q.h * q.w + where];
     }
 }
 
@@ -144,6 +161,12 @@ extern "C" void rg_cuda_max_pool_backward(const float *x, const float *y, const 
     const size_t planes = (size_t)batch * q->c, n = planes * q->h * q->w;
     if (is_2x2(k, stride, pad)) LAUNCH(max_2x2_back, n, x, y, dy, dx, planes, *q);
     else LAUNCH(max_general_back, n, arg, dy, dx, planes, *q, window{k, stride, pad});
+}
+
+extern "C" void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q,
+                                         int k, int stride, int pad) {
+    const size_t planes = (size_t)batch * q->c;
+    LAUNCH(max_tangent, planes * q->oh * q->ow, x, t_in, t, planes, *q, window{k, stride, pad});
 }
 
 extern "C" void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
