@@ -170,6 +170,17 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
         if (at[c] != SIZE_MAX) arrive_later(out + c, t + c, sizeof *t, true);
     free(t);
 }
+/* the CPU's moments, over the columns of one sample at a time (its scratch here) */
+rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
+                                float *mean) {
+    const size_t p = q ? (size_t)q->oh * q->ow : 1;
+    float *cols = malloc((size_t)f * p * sizeof *cols), *ones = malloc(p * sizeof *ones);
+    if (!cols || !ones) abort();
+    for (size_t i = 0; i < p; i++) ones[i] = 1.0f;
+    rg_cpu_input_moments(HOST(x), size, batch, f, q, cols, ones, moment, mean);
+    free(cols), free(ones);
+    return RG_OK;
+}
 double rg_cuda_sum_squares(const float *x, size_t n) { return rg_cpu_squares_in_order(HOST(x), n); }
 size_t rg_cuda_count_zeros(const float *x, size_t n) { return rg_cpu_count_zeros(HOST(x), n); }
 long rg_cuda_count_nonfinite(const float *x, size_t n) { return rg_cpu_count_nonfinite(HOST(x), n); }

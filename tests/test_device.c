@@ -216,7 +216,8 @@ static void dropout_softmax_mse_match_the_cpu(void **state) { compare(misc_net, 
 static void batch_norm_matches_the_cpu(void **state) { compare(norm_net, RG_OPTIM_MOMENTUM, false, CONV_TOL); }
 
 /* The health monitor watching 3 steps of a network on the CPU and on the device: every
- * layer's figures within tol (relative, plus 1e-6 absolute) and the same verdicts. */
+ * layer's figures within tol (relative, plus 1e-6 absolute) and the same verdicts, and its
+ * inputs' moments (GRA's and the report's E[x x^T] and E[x]) within tol of the largest. */
 static void watch(net_builder builder, double tol) {
     net n[2] = {build(builder, "cpu", "fp32"), build(builder, "cuda", "fp32")};
     rg_optim_config c = rg_optim_defaults(RG_OPTIM_MOMENTUM);
@@ -226,6 +227,7 @@ static void watch(net_builder builder, double tol) {
         assert_non_null(o[d] = rg_optim_create(&c, n[d].g->param_floats));
         assert_int_equal(rg_optim_place(o[d], n[d].g), RG_OK);
         assert_non_null(mon[d] = rg_monitor_create(n[d].g));
+        rg_monitor_want_moments(mon[d], 1);
     }
     for (int s = 0; s < 3; s++)
         for (int d = 0; d < 2; d++) {
@@ -253,6 +255,16 @@ static void watch(net_builder builder, double tol) {
             if (!(isnan(want[k]) ? isnan(got[k]) : fabs(want[k] - got[k]) <= tol * fabs(want[k]) + 1e-6))
                 fail_msg("%s: figure %zu is %.9g on the device, %.9g on the CPU", a->name, k, got[k], want[k]);
         assert_int_equal(a->verdict, b->verdict);
+        const float *mean[2], *moment[2];
+        int f[2];
+        for (int d = 0; d < 2; d++) moment[d] = rg_monitor_input_moment(mon[d], i, &mean[d], &f[d]);
+        if (!moment[0]) continue; /* a grouped convolution: none */
+        assert_non_null(moment[1]);
+        assert_int_equal(f[0], f[1]);
+        float largest = 0;
+        for (size_t k = 0; k < (size_t)f[0] * f[0]; k++) largest = fmaxf(largest, fabsf(moment[0][k]));
+        assert_close("input moment", moment[1], moment[0], (size_t)f[0] * f[0], tol * largest, tol);
+        assert_close("input mean", mean[1], mean[0], (size_t)f[0], tol * sqrtf(largest), tol);
     }
     for (int d = 0; d < 2; d++) rg_monitor_free(mon[d]), rg_optim_free(o[d]), rg_graph_free(n[d].g);
 }

@@ -397,13 +397,13 @@ static float *down(const float *device, size_t n) {
     return h;
 }
 
+/* products and column sums on the device (health.cu); NaN where it fails */
 static void input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *cols,
                           const float *ones, float *moment, float *mean) {
-    float *h = down(x, (size_t)batch * size);
-    if (h) rg_cpu_input_moments(h, size, batch, f, q, cols, ones, moment, mean);
-    for (size_t i = 0; !h && i < (size_t)f * f; i++) moment[i] = NAN;
-    for (int i = 0; !h && i < f; i++) mean[i] = NAN;
-    free(h);
+    (void)cols, (void)ones;
+    if (!rg_cuda_input_moments(x, size, batch, f, q, moment, mean)) return;
+    for (size_t i = 0; i < (size_t)f * f; i++) moment[i] = NAN;
+    for (int i = 0; i < f; i++) mean[i] = NAN;
 }
 
 /* GRA's arithmetic on a layer over host copies by the CPU's code (kernels/cpu/gra.c): its

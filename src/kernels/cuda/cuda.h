@@ -73,6 +73,12 @@ void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out)
 void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
 void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len, size_t n,
                            double *out);
+/* A layer's input moments into host memory, at once: moment (f x f) = E[x x^T] and mean =
+ * E[x] over the batch of a dense layer's inputs (q NULL; f values a sample) or over samples
+ * and positions of a convolution's im2col columns (geometry q, f = c kh kw, size values a
+ * sample), as rg_cpu_input_moments; a status when the device fails. */
+rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
+                                float *mean);
 void rg_cuda_sums_flush(void);
 
 /* Reductions over n values in a fixed order (blocks folded in order on the host), so the

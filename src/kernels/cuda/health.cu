@@ -6,7 +6,9 @@
  * each part's block adds its values in a fixed order and then its threads as a tree, in
  * double, and the host adds the parts in order: the same bits every run, no atomics.  The
  * figures are the CPU's to rounding (the CPU adds float lanes, these add doubles).  They
- * are queued, and arrive in the caller's host memory at rg_cuda_sums_flush.
+ * are queued, and arrive in the caller's host memory at rg_cuda_sums_flush.  A layer's
+ * input moments (E[x x^T] and E[x], over samples, and for a convolution over its im2col
+ * columns, padding included) are products and column sums here too, read back at once.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -249,4 +251,75 @@ extern "C" void rg_cuda_chunk_squares(const float *a, const float *b, const size
 extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
     squares_of(a, b, NULL, NULL, NULL, 0, n, b ? 2 : 1, sa, sb); /* a's and b's in one launch */
     if (b && keep) rg_cuda_copy(keep, b, n);
+}
+
+/* ------------------------------------------------------------- input moments */
+
+/* Value e of the columns of samples first.. laid out row by row, a row holding every
+ * sample's positions in turn: row (c, i, j) at (sample, position) is x under tap (i, j) of
+ * channel c, 0 in the padding.  rows x count x p values; e = (row count + sample) p + pos. */
+struct column_value {
+    const float *x;
+    rg_conv_geom q;
+    size_t in_size, p, count;
+    __device__ float at(size_t e) const {
+        const size_t pos = e % p, b = e / p % count, row = e / p / count;
+        const int c = (int)(row / (q.kh * q.kw)), i = (int)(row / q.kw % q.kh), j = (int)(row % q.kw);
+        const int iy = (int)(pos / q.ow) * q.stride - q.pad_t + i * q.dilation;
+        const int ix = (int)(pos % q.ow) * q.stride - q.pad_l + j * q.dilation;
+        return iy >= 0 && iy < q.h && ix >= 0 && ix < q.w ? x[b * in_size + ((size_t)c * q.h + iy) * q.w + ix] : 0.0f;
+    }
+    /* for rg_cuda_channel_sums over (sample, row, position): the value, re-indexed */
+    __device__ double2 operator()(size_t e) const {
+        const size_t rows = (size_t)q.c * q.kh * q.kw, pos = e % p, row = e / p % rows, b = e / p / rows;
+        return {at((row * count + b) * p + pos), 0.0};
+    }
+};
+
+__global__ static void columns_by_row(column_value v, float *col, size_t n) {
+    GRID_STRIDE(e, n) col[e] = v.at(e);
+}
+
+/* one block a column: its mean over samples (and positions), in a fixed order */
+__global__ static void column_means(const float *x, column_value v, bool conv, int f, size_t hw, int batch,
+                                    float *mean) {
+    const int c = blockIdx.x;
+    const size_t n = (size_t)batch * hw;
+    const double s = conv ? rg_cuda_channel_sums(f, hw, c, 0, n, v).x : rg_cuda_channel_sums(f, 1, c, 0, n, rg_cuda_values{x}).x;
+    if (threadIdx.x == 0) mean[c] = (float)(s / (double)n);
+}
+
+static float *moment_dev, *mean_dev, *cols_dev;
+static size_t moment_room, mean_room, cols_room;
+
+/* columns of at most this many floats at a time (a product over their samples each) */
+#define COLUMN_FLOATS ((size_t)16 << 20)
+
+extern "C" rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
+                                           float *moment, float *mean) {
+    if (batch <= 0 || f <= 0) return RG_ERR_ARG;
+    const size_t p = q ? (size_t)q->oh * q->ow : 1, ff = (size_t)f * f;
+    if (!rg_cuda_grow((void **)&moment_dev, &moment_room, ff * sizeof(float)) ||
+        !rg_cuda_grow((void **)&mean_dev, &mean_room, (size_t)f * sizeof(float)))
+        return RG_ERR_MEMORY;
+    column_value v = {x, q ? *q : rg_conv_geom{}, size, p, (size_t)batch};
+    column_means<<<f, RG_CUDA_THREADS>>>(x, v, q != NULL, f, p, batch, mean_dev);
+    rg_status s = RG_OK;
+    if (!q) s = rg_cuda_sgemm(true, false, f, f, batch, 1.0f / batch, x, f, x, f, 0.0f, moment_dev, f);
+    else {
+        const size_t per_sample = (size_t)f * p;
+        const int chunk = (int)(per_sample * batch <= COLUMN_FLOATS ? batch : COLUMN_FLOATS / per_sample > 0 ? COLUMN_FLOATS / per_sample : 1);
+        if (!rg_cuda_grow((void **)&cols_dev, &cols_room, per_sample * chunk * sizeof(float))) return RG_ERR_MEMORY;
+        const float scale = 1.0f / ((float)batch * p);
+        for (int b = 0; b < batch && !s; b += chunk) {
+            const int count = batch - b < chunk ? batch - b : chunk;
+            const column_value c = {x + (size_t)b * size, *q, size, p, (size_t)count};
+            LAUNCH(columns_by_row, per_sample * count, c, cols_dev, per_sample * count);
+            const int k = (int)(p * count);
+            s = rg_cuda_sgemm(false, true, f, f, k, scale, cols_dev, k, cols_dev, k, b ? 1.0f : 0.0f, moment_dev, f);
+        }
+    }
+    if (!s) s = rg_cuda_download(moment, moment_dev, ff);
+    if (!s) s = rg_cuda_download(mean, mean_dev, (size_t)f);
+    return s;
 }
