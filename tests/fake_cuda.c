@@ -170,6 +170,27 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
         if (at[c] != SIZE_MAX) arrive_later(out + c, t + c, sizeof *t, true);
     free(t);
 }
+/* GRA's arithmetic: the CPU's (mean, moment, qm and products are host memory) */
+void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
+    rg_cpu_centre_gradient(HOST(gw), HOST(gb), units, f, mean);
+}
+void rg_cuda_centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
+    rg_cpu_centre_bias(HOST(b), HOST(dw), units, f, mean);
+}
+double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
+    return rg_cpu_layer_step(HOST(dw), HOST(w), HOST(w0), units, f, mean, HOST(pm));
+}
+double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
+                               const float *mean) {
+    float *t = malloc((size_t)units * f * sizeof *t);
+    if (!t) abort();
+    const double change = rg_cpu_function_change(HOST(dw), db ? HOST(db) : NULL, units, f, moment, mean, t);
+    free(t);
+    return change;
+}
+double rg_cuda_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products) {
+    return rg_cpu_step_products(HOST(dw), units, f, qm, rows, products);
+}
 /* the CPU's moments, over the columns of one sample at a time (its scratch here) */
 rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
                                 float *mean) {

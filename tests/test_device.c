@@ -332,6 +332,78 @@ static void curvature_along_matches_the_cpu(void **state) {
     curvature_along(norm_net, CONV_TOL);
 }
 
+/* Device buffers of n floats holding host values, and their values back. */
+static float *up_copy(const rg_backend *b, const float *host, size_t n) {
+    float *d = b->alloc(n);
+    assert_non_null(d);
+    b->upload(d, host, n);
+    return d;
+}
+static float *down_copy(const rg_backend *b, const float *d, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    assert_non_null(h);
+    b->download(h, d, n);
+    return h;
+}
+
+/* GRA's per-step arithmetic on a layer (units x f, an odd f; the monitor's mean, moments
+ * and covariance split in host memory) by the device's backend and by the CPU's: a centred
+ * layer's gradient and step back, the CPU's bits; the step w - w0 and its rows' products
+ * with the mean, its squares, and the trust region's figures, within float rounding. */
+static void gra_arithmetic_matches_the_cpu(void **state) {
+    enum { UNITS = 24, F = 37, K = 8 };
+    net n = build(mlp, "cuda", "fp32");
+    const rg_backend *dev = n.g->backend, *cpu = &rg_cpu_backend;
+    static float w[UNITS * F], w0[UNITS * F], gw[UNITS * F], a[F * F], moment[F * F], mean[F], qm[(K + 1) * F];
+    static float gb[UNITS], db[UNITS], b[UNITS], split_s[8 * 8], dw[UNITS * F], pm[UNITS], scratch[UNITS * F];
+    for (int i = 0; i < UNITS * F; i++) w[i] = (float)sin(0.3 * i), w0[i] = w[i] - 0.01f * (float)cos(0.7 * i), gw[i] = (float)sin(1.1 * i);
+    for (int i = 0; i < F * F; i++) a[i] = (float)sin(0.13 * i);
+    for (int i = 0; i < F; i++) {
+        mean[i] = 0.5f + 0.1f * (float)sin(0.9 * i);
+        for (int j = 0; j < F; j++) { /* A A^T / F: symmetric, positive semi-definite */
+            double m = 0;
+            for (int k = 0; k < F; k++) m += (double)a[i * F + k] * a[j * F + k];
+            moment[i * F + j] = (float)(m / F);
+        }
+    }
+    for (int i = 0; i < (K + 1) * F; i++) qm[i] = (float)cos(0.21 * i);
+    for (int i = 0; i < 8 * 8; i++) split_s[i] = (float)(1.0 + 0.1 * sin(0.5 * i));
+    for (int u = 0; u < UNITS; u++) gb[u] = (float)sin(2.3 * u), db[u] = 0.01f * (float)cos(1.7 * u), b[u] = (float)cos(u);
+    float *d_w = up_copy(dev, w, UNITS * F), *d_w0 = up_copy(dev, w0, UNITS * F), *d_dw = dev->alloc(UNITS * F);
+    float *d_pm = dev->alloc(UNITS), *d_db = up_copy(dev, db, UNITS), *d_gw = up_copy(dev, gw, UNITS * F);
+    float *d_gb = up_copy(dev, gb, UNITS), *d_b = up_copy(dev, b, UNITS);
+    assert_non_null(d_dw), assert_non_null(d_pm);
+    const double squares = cpu->layer_step(dw, w, w0, UNITS, F, mean, pm);
+    const double d_squares = dev->layer_step(d_dw, d_w, d_w0, UNITS, F, mean, d_pm);
+    assert_true(fabs(d_squares - squares) <= 1e-6 * squares);
+    float *h = down_copy(dev, d_dw, UNITS * F);
+    assert_memory_equal(h, dw, sizeof dw); /* a difference of two floats: exact */
+    free(h), h = down_copy(dev, d_pm, UNITS);
+    assert_close("the step's products with the mean", h, pm, UNITS, 1e-6, 1e-5);
+    free(h);
+    const double change = cpu->function_change(dw, db, UNITS, F, moment, mean, scratch);
+    const double d_change = dev->function_change(d_dw, d_db, UNITS, F, moment, mean, NULL);
+    if (!(change > 0 && fabs(d_change - change) <= 1e-5 * change))
+        fail_msg("function change %.9g on the device, %.9g on the CPU", d_change, change);
+    const double bound = cpu->function_change_bound(dw, db, UNITS, F, qm, split_s, K, 0.25, scratch);
+    const double d_bound = dev->function_change_bound(d_dw, d_db, UNITS, F, qm, split_s, K, 0.25, NULL);
+    if (!(bound > 0 && fabs(d_bound - bound) <= 1e-5 * bound))
+        fail_msg("the bound %.9g on the device, %.9g on the CPU", d_bound, bound);
+    cpu->centre_gradient(gw, gb, UNITS, F, mean);
+    dev->centre_gradient(d_gw, d_gb, UNITS, F, mean);
+    cpu->centre_bias(b, dw, UNITS, F, mean);
+    dev->centre_bias(d_b, d_dw, UNITS, F, mean);
+    h = down_copy(dev, d_gw, UNITS * F);
+    assert_memory_equal(h, gw, sizeof gw);
+    free(h), h = down_copy(dev, d_b, UNITS);
+    assert_memory_equal(h, b, sizeof b);
+    free(h);
+    float *bufs[] = {d_w, d_w0, d_dw, d_pm, d_db, d_gw, d_gb, d_b};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) dev->release(bufs[i]);
+    rg_graph_free(n.g);
+    (void)state;
+}
+
 /* With the device's products in TF32 (10 bits of mantissa in the products, sums in fp32):
  * within the issue's 5e-3 of the CPU's strict fp32 (the stand-in computes fp32 either way).
  * One step: the tolerance is the ops' own, forward and backward; a trajectory adds each
@@ -438,6 +510,7 @@ int main(void) {
         cmocka_unit_test(dropout_softmax_mse_match_the_cpu),
         cmocka_unit_test(batch_norm_matches_the_cpu),
         cmocka_unit_test(curvature_along_matches_the_cpu),
+        cmocka_unit_test(gra_arithmetic_matches_the_cpu),
         cmocka_unit_test(tf32_products_stay_close),
         cmocka_unit_test(zoo_models_match_the_cpu),
         cmocka_unit_test(the_monitor_sees_what_the_cpus_sees),

@@ -50,6 +50,11 @@ double rg_cpu_function_change(const float *dw, const float *db, int units, int f
                               const float *moment, const float *mean, float *scratch);
 double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch);
+/* The bound in two parts: the step's products with the split's k rows and the mean (rows =
+ * k + 1 a unit) and its sum of squares, returned; then the bound from them. */
+double rg_cpu_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products);
+double rg_cpu_bound_from_products(const float *products, const float *db, int units, const float *s, int k,
+                                  double rest, double squares);
 double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
                          float *pm);
 double rg_cpu_function_change_coarse_bound(const float *pm, const float *db, int units, double squares,

@@ -221,24 +221,30 @@ double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, 
     return RG_PICK(layer_step)(dw, w, w0, units, f, mean, pm);
 }
 
+double rg_cpu_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products) {
+    if (rows == SPLIT_ROWS) return RG_PICK(row_products)(dw, units, f, qm, products);
+    /* fewer than 8 inputs: a small layer, in plain loops */
+    for (int j = 0; j < units; j++)
+        for (int i = 0; i < rows; i++) {
+            double d = 0;
+            for (int c = 0; c < f; c++) d += (double)dw[(size_t)j * f + c] * qm[(size_t)i * f + c];
+            products[(size_t)j * rows + i] = (float)d;
+        }
+    return rg_squares(dw, NULL, (size_t)units * f);
+}
+
 double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch) {
+    const double squares = rg_cpu_step_products(dw, units, f, qm, k + 1, scratch);
+    return rg_cpu_bound_from_products(scratch, db, units, s, k, rest, squares);
+}
+
+double rg_cpu_bound_from_products(const float *products, const float *db, int units, const float *s, int k,
+                                  double rest, double squares) {
     const int m = k + 1;
-    double squares;
-    if (m == SPLIT_ROWS) {
-        squares = RG_PICK(row_products)(dw, units, f, qm, scratch);
-    } else { /* fewer than 8 inputs: a small layer, in plain loops */
-        squares = rg_squares(dw, NULL, (size_t)units * f);
-        for (int j = 0; j < units; j++)
-            for (int i = 0; i < m; i++) {
-                double d = 0;
-                for (int c = 0; c < f; c++) d += (double)dw[(size_t)j * f + c] * qm[(size_t)i * f + c];
-                scratch[(size_t)j * m + i] = (float)d;
-            }
-    }
     double shift = 0, gram[8 * 8] = {0}; /* |dW mu + db|^2 and P^T P */
     for (int j = 0; j < units; j++) {
-        const float *p = scratch + (size_t)j * m;
+        const float *p = products + (size_t)j * m;
         const double l = (double)p[k] + (db ? db[j] : 0);
         shift += l * l;
         for (int i = 0; i < k; i++) /* its upper triangle: S and P^T P are symmetric */

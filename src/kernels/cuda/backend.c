@@ -442,36 +442,19 @@ static double zero_sum_taps(float *w, int units, int channels, int taps) {
 static double function_change(const float *dw, const float *db, int units, int f, const float *moment,
                               const float *mean, float *scratch) {
     (void)scratch;
-    float *hw = down(dw, (size_t)units * f), *hb = db ? down(db, (size_t)units) : NULL;
-    float *work = malloc((size_t)units * f * sizeof *work);
-    const double change = hw && (!db || hb) && work ? rg_cpu_function_change(hw, hb, units, f, moment, mean, work)
-                                                    : NAN;
-    free(hw), free(hb), free(work);
-    return change;
+    return rg_cuda_function_change(dw, db, units, f, moment, mean);
 }
 
+/* the products on the device, the bound's rest (k + 1 values a unit) by the CPU's code */
 static double function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch) {
     (void)scratch;
-    float *hw = down(dw, (size_t)units * f), *hb = db ? down(db, (size_t)units) : NULL;
-    float *work = malloc((size_t)units * (k + 1) * sizeof *work);
-    const double bound = hw && (!db || hb) && work
-                             ? rg_cpu_function_change_bound(hw, hb, units, f, qm, s, k, rest, work) : NAN;
-    free(hw), free(hb), free(work);
+    float *products = malloc((size_t)units * (k + 1) * sizeof *products), *hb = db ? down(db, (size_t)units) : NULL;
+    const double squares = products ? rg_cuda_step_products(dw, units, f, qm, k + 1, products) : NAN;
+    const double bound = isfinite(squares) && (!db || hb)
+                             ? rg_cpu_bound_from_products(products, hb, units, s, k, rest, squares) : NAN;
+    free(products), free(hb);
     return bound;
-}
-
-static double layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
-    const size_t n = (size_t)units * f;
-    float *hw = down(w, n), *h0 = down(w0, n), *hd = malloc(n * sizeof *hd), *hp = malloc((size_t)units * sizeof *hp);
-    double squares = NAN;
-    if (hw && h0 && hd && hp) {
-        squares = rg_cpu_layer_step(hd, hw, h0, units, f, mean, hp);
-        rg_cuda_upload(dw, hd, n);
-        rg_cuda_upload(pm, hp, (size_t)units);
-    }
-    free(hw), free(h0), free(hd), free(hp);
-    return squares;
 }
 
 static double function_change_coarse_bound(const float *pm, const float *db, int units, double squares, double top) {
@@ -479,24 +462,6 @@ static double function_change_coarse_bound(const float *pm, const float *db, int
     const double bound = hp && (!db || hb) ? rg_cpu_function_change_coarse_bound(hp, hb, units, squares, top) : NAN;
     free(hp), free(hb);
     return bound;
-}
-
-static void centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
-    float *hw = down(gw, (size_t)units * f), *hb = down(gb, (size_t)units);
-    if (hw && hb) {
-        rg_cpu_centre_gradient(hw, hb, units, f, mean);
-        rg_cuda_upload(gw, hw, (size_t)units * f);
-    }
-    free(hw), free(hb);
-}
-
-static void centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
-    float *hb = down(b, (size_t)units), *hw = down(dw, (size_t)units * f);
-    if (hb && hw) {
-        rg_cpu_centre_bias(hb, hw, units, f, mean);
-        rg_cuda_upload(b, hb, (size_t)units);
-    }
-    free(hb), free(hw);
 }
 
 static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload(dst, src, n); }
@@ -549,10 +514,10 @@ const rg_backend rg_cuda_backend = {
     .zero_sum_taps = zero_sum_taps,
     .function_change = function_change,
     .function_change_bound = function_change_bound,
-    .layer_step = layer_step,
+    .layer_step = rg_cuda_layer_step,
     .function_change_coarse_bound = function_change_coarse_bound,
-    .centre_gradient = centre_gradient,
-    .centre_bias = centre_bias,
+    .centre_gradient = rg_cuda_centre_gradient,
+    .centre_bias = rg_cuda_centre_bias,
     .scale = rg_cuda_scale,
     .copy = rg_cuda_copy,
     .subtract = rg_cuda_subtract,

@@ -79,6 +79,19 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
  * sample), as rg_cpu_input_moments; a status when the device fails. */
 rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
                                 float *mean);
+
+/* GRA's per-step arithmetic on a layer's device buffers (gra.cu); mean, moment and qm are
+ * host arrays.  A centred layer's gradient gw -= gb mean^T and step back b -= dw mean (the
+ * CPU's bits); its step dw = w - w0 with each row's product with the mean into pm, its sum
+ * of squares returned; E||dW x + db||^2 from the input's moments (rg_cpu_function_change);
+ * the step's products with qm's rows into products (host, units x rows), its sum of squares
+ * returned.  NaN where the device fails. */
+void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
+void rg_cuda_centre_bias(float *b, const float *dw, int units, int f, const float *mean);
+double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm);
+double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
+                               const float *mean);
+double rg_cuda_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products);
 void rg_cuda_sums_flush(void);
 
 /* Reductions over n values in a fixed order (blocks folded in order on the host), so the

@@ -1,0 +1,143 @@
+/*
+ * gra.cu — GRA's per-step arithmetic on a layer's device buffers (the CPU's kernels/cpu/gra.c
+ * for the rest): a centred layer's gradient and step (its exact float and double operations
+ * in the CPU's order, no contraction into fused multiply-adds: the CPU's bits), a layer's
+ * step w - w0 with its rows' products with the input mean and its squares, and the trust
+ * region's figures from the step's products with the input's moments (cuBLAS; each row's
+ * sums in double, one block a row in a fixed order, the rows added in order on the host).
+ * The monitor's moments, mean and covariance split are host arrays: each call copies what
+ * it reads of them up.
+ */
+#include "cuda.h"
+#include "launch.h"
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdlib.h>
+
+/* Device scratch, grown to the largest layer's need. */
+enum { MEAN, MATRIX, PRODUCT, SUMS, SCRATCH };
+static void *scratch[SCRATCH];
+static size_t room[SCRATCH];
+
+static void *scratch_for(int which, size_t bytes) {
+    return rg_cuda_grow(&scratch[which], &room[which], bytes) ? scratch[which] : NULL;
+}
+
+/* n floats of host memory copied into scratch `which` */
+static const float *up(int which, const float *host, size_t n) {
+    float *d = (float *)scratch_for(which, n * sizeof(float));
+    return d && !rg_cuda_upload(d, host, n) ? d : NULL;
+}
+
+/* gw -= gb mu^T, as the CPU rounds it (a product, then a difference) */
+__global__ static void centre_rows(float *gw, const float *gb, const float *mean, int f, size_t n) {
+    GRID_STRIDE(e, n) gw[e] = __fsub_rn(gw[e], __fmul_rn(gb[e / f], mean[e % f]));
+}
+
+/* b -= dw mu, each unit's sum in double in input order (one thread a unit) */
+__global__ static void centre_units(float *b, const float *dw, const float *mean, int units, int f) {
+    GRID_STRIDE(u, (size_t)units) {
+        double shift = 0;
+        for (int k = 0; k < f; k++) shift = __dadd_rn(shift, __dmul_rn((double)dw[u * (size_t)f + k], (double)mean[k]));
+        b[u] = __double2float_rn(__dsub_rn((double)b[u], shift));
+    }
+}
+
+/* one row's values for rg_cuda_channel_sums (a channel of one row): the step's value
+ * (written to dw as it goes), its products with the mean and its square */
+struct step_values {
+    const float *w, *w0, *mean;
+    float *dw;
+    __device__ double2 operator()(size_t k) const {
+        const float d = w[k] - w0[k];
+        dw[k] = d;
+        return {(double)d * mean[k], (double)d * d};
+    }
+};
+struct row_squares {
+    const float *x;
+    __device__ double2 operator()(size_t k) const { return {(double)x[k] * x[k], 0.0}; }
+};
+struct quadratic_and_linear { /* t . dw and dw . mean */
+    const float *t, *dw, *mean;
+    __device__ double2 operator()(size_t k) const { return {(double)t[k] * dw[k], (double)dw[k] * mean[k]}; }
+};
+
+/* one block a unit: its step, pm = its product with the mean, sums[u] = its squares */
+__global__ static void step_rows(float *dw, const float *w, const float *w0, const float *mean, int f, float *pm,
+                                 double *sums) {
+    const size_t at = blockIdx.x * (size_t)f;
+    const double2 s = rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, step_values{w + at, w0 + at, mean, dw + at});
+    if (threadIdx.x == 0) pm[blockIdx.x] = (float)s.x, sums[blockIdx.x] = s.y;
+}
+
+__global__ static void square_rows(const float *x, int f, double *sums) {
+    const double2 s = rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, row_squares{x + blockIdx.x * (size_t)f});
+    if (threadIdx.x == 0) sums[blockIdx.x] = s.x;
+}
+
+/* one block a unit: t dw^T + 2 db (dw mu) + db^2, t = dW M's row */
+__global__ static void change_rows(const float *t, const float *dw, const float *db, const float *mean, int f,
+                                   double *sums) {
+    const size_t at = blockIdx.x * (size_t)f;
+    const double2 s = rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, quadratic_and_linear{t + at, dw + at, mean});
+    const double b = db ? db[blockIdx.x] : 0;
+    if (threadIdx.x == 0) sums[blockIdx.x] = s.x + 2 * b * s.y + b * b;
+}
+
+/* the rows' sums, read back and added in order; NaN when the device failed */
+static double rows_total(const double *sums, int units) {
+    double *h = (double *)malloc((size_t)units * sizeof *h), total = NAN;
+    if (h && cudaMemcpy(h, sums, (size_t)units * sizeof *h, cudaMemcpyDeviceToHost) == cudaSuccess) {
+        total = 0;
+        for (int u = 0; u < units; u++) total += h[u];
+    }
+    free(h);
+    return total;
+}
+
+extern "C" void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
+    const float *m = up(MEAN, mean, (size_t)f);
+    if (!m) return rg_cuda_note_failure("GRA's centred gradient", "no device memory for the input mean");
+    LAUNCH(centre_rows, (size_t)units * f, gw, gb, m, f, (size_t)units * f);
+}
+
+extern "C" void rg_cuda_centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
+    const float *m = up(MEAN, mean, (size_t)f);
+    if (!m) return rg_cuda_note_failure("GRA's centred step", "no device memory for the input mean");
+    LAUNCH(centre_units, (size_t)units, b, dw, m, units, f);
+}
+
+extern "C" double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
+                                     float *pm) {
+    const float *m = up(MEAN, mean, (size_t)f);
+    double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
+    if (!m || !sums || units <= 0) return NAN;
+    step_rows<<<units, RG_CUDA_THREADS>>>(dw, w, w0, m, f, pm, sums);
+    return rows_total(sums, units);
+}
+
+extern "C" double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
+                                          const float *mean) {
+    const float *mm = up(MATRIX, moment, (size_t)f * f), *m = up(MEAN, mean, (size_t)f);
+    float *t = (float *)scratch_for(PRODUCT, (size_t)units * f * sizeof(float));
+    double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
+    if (!mm || !m || !t || !sums || units <= 0 ||
+        rg_cuda_sgemm(false, false, units, f, f, 1.0f, dw, f, mm, f, 0.0f, t, f))
+        return NAN;
+    change_rows<<<units, RG_CUDA_THREADS>>>(t, dw, db, m, f, sums);
+    return rows_total(sums, units) / units;
+}
+
+extern "C" double rg_cuda_step_products(const float *dw, int units, int f, const float *qm, int rows,
+                                        float *products) {
+    const float *q = up(MATRIX, qm, (size_t)rows * f);
+    float *p = (float *)scratch_for(PRODUCT, (size_t)units * rows * sizeof(float));
+    double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
+    if (!q || !p || !sums || units <= 0 || rg_cuda_sgemm(false, true, units, rows, f, 1.0f, dw, f, q, f, 0.0f, p, rows))
+        return NAN;
+    square_rows<<<units, RG_CUDA_THREADS>>>(dw, f, sums);
+    if (rg_cuda_download(products, p, (size_t)units * rows)) return NAN;
+    return rows_total(sums, units);
+}
