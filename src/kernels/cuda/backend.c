@@ -2,8 +2,9 @@
  * backend.c — the CUDA backend's table (built with RG_HAVE_CUDA): the ops it has, each
  * reading and writing the graph's device buffers through the kernels of the .cu files
  * beside it, device buffers and copies, the optimizer's update and the passes, the
- * monitor's reductions, GRA's arithmetic (over host copies) and every op's tangent.  An op
- * it lacks has no forward here, and rg_graph_set_device names it.
+ * monitor's reductions, GRA's arithmetic (per step on the device, gra.cu; its repairs over
+ * host copies) and every op's tangent.  An op it lacks has no forward here, and
+ * rg_graph_set_device names it.
  */
 #ifdef RG_HAVE_CUDA
 
@@ -380,9 +381,9 @@ static const float *host_view(const float *x, size_t n) {
     return buf;
 }
 
-/* The health monitor's sums: device reductions, queued (health.cu), but for the inputs' second
- * moments (the report's conditioning, GRA's trust region), taken over a host copy by the
- * CPU's code; a copy that cannot be made gives NaN figures. */
+/* The health monitor's sums: device reductions, queued (health.cu); the inputs' second
+ * moments (the report's conditioning, GRA's trust region) device products read back at
+ * once; a device failure gives NaN figures. */
 static void unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi, float *scratch,
                       double *sum, double *sq, double *relu, long *near, int *dead) {
     (void)scratch;
@@ -406,11 +407,12 @@ static void input_moments(const float *x, size_t size, int batch, int f, const r
     for (int i = 0; i < f; i++) mean[i] = NAN;
 }
 
-/* GRA's arithmetic on a layer over host copies by the CPU's code (kernels/cpu/gra.c): its
- * weights, steps and gradients come down, the CPU's function runs, what it changed goes
- * back up; the monitor's figures it reads (scales, means, moments, the covariance's split)
- * are in host memory already.  A copy that fails leaves the weights as they were (the
- * step's status check says why). */
+/* GRA's repairs of a layer (at the probe and re-probes) over host copies by the CPU's code
+ * (kernels/cpu/gra.c): its weights come down, the CPU's function runs, what it changed goes
+ * back up; the monitor's figures it reads (scales, means) are in host memory already.  A
+ * copy that fails leaves the weights as they were (the step's status check says why).
+ * Its per-step arithmetic runs on the device (gra.cu), but for the bounds' last sums over
+ * a few values a unit. */
 static double polar(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops) {
     const size_t n = (size_t)rows * cols;
     float *h = down(w, n);
