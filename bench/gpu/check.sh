@@ -5,7 +5,8 @@
 # the GPU tests (test_cuda: the kernels against the CPU; test_device_gpu: a graph on the
 # device against the CPU, with cuDNN's convolutions and with regrad's own), an MLP trained
 # with `--device cuda` and `--device cpu` (test accuracy, weights apart), a CNN trained twice
-# on the GPU (the same bits), GRA repairing a 20-layer sigmoid MLP on the GPU and on the CPU,
+# on the GPU (the same bits), GRA repairing a 20-layer sigmoid MLP and a 12-layer sigmoid
+# plain CNN on the GPU and on the CPU, GRA leaving a healthy resnet20v2 as it was,
 # ResNet50V2 (also with cuDNN's algorithms timed), DenseNet121 and resnet20v2 steps (op times
 # in the logs), the monitor's watched step against a plain one, bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
@@ -87,6 +88,19 @@ if [ "$build" = ok ]; then
   done
   echo "cuda: $(tail -1 "$log/gra-cuda" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gra-cuda.jsonl" 2>/dev/null) actions;" \
        "cpu: $(tail -1 "$log/gra-cpu" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gra-cpu.jsonl" 2>/dev/null) actions" >"$log/gra-row"
+  # GRA on a 12-layer sigmoid plain CNN, GPU and CPU (test accuracy, actions); GRA on a
+  # healthy resnet20v2 (batch norm) on the GPU: the bits of the run without it
+  for dev in cuda cpu; do
+    "$regrad" train --data "$data" --device $dev --model plaincnn:depth=12,width=16,act=sigmoid,init=torch --repair auto \
+      --epochs 1 --seed 1 --quiet --metrics "$log/gracnn-$dev.jsonl" >"$log/gracnn-$dev" 2>&1
+  done
+  echo "cuda: $(tail -1 "$log/gracnn-cuda" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gracnn-cuda.jsonl" 2>/dev/null) actions;" \
+       "cpu: $(tail -1 "$log/gracnn-cpu" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gracnn-cpu.jsonl" 2>/dev/null) actions" >"$log/gracnn-row"
+  for repair in auto off; do
+    "$regrad" train --data "$data" --device cuda --model resnet20v2 --repair $repair --limit 2560 --epochs 1 --seed 1 \
+      --quiet --checkpoint-dir "$ck/res-$repair" >"$log/gra-res-$repair" 2>&1
+  done
+  echo "$(tail -1 "$log/gra-res-auto" | cut -c1-40); $("$diff" "$ck/res-auto/last.safetensors" "$ck/res-off/last.safetensors" 2>&1 | tail -1)" >"$log/gra-res-row"
   [ -n "$data" ] && [ "${data#fashion-mnist:}" != "$data" ] && mlp_data=${data#fashion-mnist:} || mlp_data=/usr/share/datasets/fashion-mnist
   python3 bench/gpu/mlp.py "$regrad" "$mlp_data" >"$log/mlp" 2>&1
   # ResNet50V2, 224x224, batch 32, fp32 and TF32: regrad's step (im2col and cuBLAS so far)
@@ -125,6 +139,8 @@ row "train CNN twice on cuda (bits)" "" "$(cat "$log/cnn-twice" 2>/dev/null)"
 row "CNN --report on cuda" "" "$(cat "$log/cnn-report-row" 2>/dev/null)"
 row "CNN stopped, resumed on cuda (bits)" "" "$(cat "$log/cnn-resume-row" 2>/dev/null)"
 row "GRA, 20-sigmoid MLP, 1 epoch" "" "$(cat "$log/gra-row" 2>/dev/null)"
+row "GRA, 12-sigmoid plain CNN, 1 epoch" "" "$(cat "$log/gracnn-row" 2>/dev/null)"
+row "GRA on healthy resnet20v2 = off (bits)" "" "$(cat "$log/gra-res-row" 2>/dev/null)"
 row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
 row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
@@ -143,7 +159,7 @@ if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"
 if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
 if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi
 if [ "${itests:-}" != ok ] && [ -f "$log/dtest-im2col" ]; then echo "--- test_device_gpu, REGRAD_CUDNN=0"; tail -20 "$log/dtest-im2col"; fi
-for f in train-cuda cnn-a gra-cuda mlp r50torch-fp32; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
+for f in train-cuda cnn-a gra-cuda gracnn-cuda gra-res-auto mlp r50torch-fp32; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
 [ -f "$log/r50-fp32" ] && { echo "--- r50-fp32"; head -16 "$log/r50-fp32"; }
 if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
 [ -n "${REGRAD_CHECK_LOGS:-}" ] || rm -rf "$log"
