@@ -270,13 +270,12 @@ static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, i
     rg_status s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, r->m->input),
                                    g->labels);
     rg_side_pass side;
-    if (!s) s = rg_side_pass_begin(g, &side, false);
-    if (s) return s;
+    const bool aside = !s && !(s = rg_side_pass_begin(g, &side, false));
     rg_monitor_enable(r->mon, 1);
-    s = rg_graph_forward(g, b, 1);
+    if (!s) s = rg_graph_forward(g, b, 1);
     if (!s && backward) s = rg_graph_backward(g, rg_model_objective(r->m));
     rg_monitor_enable(r->mon, 0);
-    rg_side_pass_end(g, &side);
+    if (aside) rg_side_pass_end(g, &side);
     keep_spreads(r);
     rg_monitor_want_moments(r->mon, 0);
     return s ? rg_fail(s, "GRA's probe: %s", rg_last_error()) : RG_OK;

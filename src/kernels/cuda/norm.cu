@@ -185,28 +185,32 @@ extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, 
     LAUNCH(affine, m * C, x, y, m * C, C, hw, aux + 2 * C, relu);
 }
 
-extern "C" void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw,
-                                            bool train, const float *gamma, const float *aux, bool relu,
-                                            float *dgamma, float *dbeta, float *coef, bool fresh) {
-    if (batch <= 0) return;
+/* Per channel, from one pass's sums of h (dy masked by the fused relu, or a tangent) and h x:
+ * dgamma and dbeta added to (when not NULL) and the coefficients of backward's map into
+ * coef; false when the device has no memory for the sums. */
+static bool map_coefficients(const float *x, const float *h, int batch, int C, size_t hw, const float *gamma,
+                             const float *aux, bool relu, float *dgamma, float *dbeta, float *coef) {
     const size_t m = (size_t)batch * hw;
     const int runs = chunks(C, m);
     double *part = parts_for(2 * (size_t)runs * C);
-    if (!part) return;
-    gradient_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, dy, C, hw, m, aux, relu, part);
+    if (!part) return false;
+    gradient_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, h, C, hw, m, aux, relu, part);
     LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
-    if (dx) LAUNCH(input_gradient, m * C, x, dy, dx, m * C, C, hw, aux, coef, train, relu, fresh);
+    return true;
+}
+
+extern "C" void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw,
+                                            bool train, const float *gamma, const float *aux, bool relu,
+                                            float *dgamma, float *dbeta, float *coef, bool fresh) {
+    const size_t n = (size_t)batch * hw * C;
+    if (batch <= 0 || !map_coefficients(x, dy, batch, C, hw, gamma, aux, relu, dgamma, dbeta, coef)) return;
+    if (dx) LAUNCH(input_gradient, n, x, dy, dx, n, C, hw, aux, coef, train, relu, fresh);
 }
 
 extern "C" void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int batch, int C, size_t hw,
                                            bool train, const float *gamma, const float *aux, const float *dgamma,
                                            const float *dbeta, float *coef) {
-    if (batch <= 0) return;
-    const size_t m = (size_t)batch * hw;
-    const int runs = chunks(C, m);
-    double *part = parts_for(2 * (size_t)runs * C);
-    if (!part) return;
-    gradient_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, t_in, C, hw, m, aux, false, part);
-    LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, (float *)NULL, (float *)NULL, coef);
-    LAUNCH(tangent_values, m * C, x, t_in, t, m * C, C, hw, aux, coef, train, dgamma, dbeta);
+    const size_t n = (size_t)batch * hw * C;
+    if (batch <= 0 || !map_coefficients(x, t_in, batch, C, hw, gamma, aux, false, NULL, NULL, coef)) return;
+    LAUNCH(tangent_values, n, x, t_in, t, n, C, hw, aux, coef, train, dgamma, dbeta);
 }
