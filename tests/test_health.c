@@ -270,6 +270,66 @@ static void test_healthy_network_watched_early(void **state) {
     release(&b);
 }
 
+/* A centred convolution steps in standardised coordinates: its gradient in centred
+ * coordinates divided by its input's RMS spread s, the optimizer's step on that divided by
+ * s again on its way back (plain SGD: -lr (g - gb mu^T) / s^2, a step too small for any cap
+ * to bind; within 0.1% and the rounding of the optimizer's step to the weights'); a centred dense layer's step is the
+ * centred one, -lr (g - gb mu^T). */
+static void test_convolutions_step_standardised(void **state) {
+    (void)state;
+    const struct {
+        const char *spec;
+        bool conv;
+    } cases[] = {{"plaincnn:depth=4,width=8,act=sigmoid,init=torch", true}, {"mlp:depth=4,width=64,act=sigmoid,init=torch", false}};
+    for (int k = 0; k < 2; k++) {
+        built b;
+        log_capture c = {0};
+        rg_repair *r = probed(&b, cases[k].spec, &c);
+        int centred = -1; /* the first centred layer's monitor index */
+        for (int e = 0; e < c.n && e < 16 && centred < 0; e++)
+            if (!strcmp(c.action[e], "centre_inputs"))
+                for (int i = 0; i < rg_monitor_layer_count(b.mon); i++)
+                    if (!strcmp(rg_monitor_layer(b.mon, i)->name, c.layer[e])) centred = i;
+        assert_true(centred >= 0);
+        rg_graph *g = b.m.graph;
+        const rg_node_impl *n = NULL;
+        for (int i = 0; i < g->n_nodes; i++)
+            if (!strcmp(g->nodes[i].name, rg_monitor_layer(b.mon, centred)->name)) n = &g->nodes[i];
+        assert_non_null(n);
+        assert_int_equal(n->op == RG_OP_CONV2D, cases[k].conv);
+        const rg_param_impl *wp = &g->params[n->first_param], *bp = &g->params[n->first_param + 1];
+        const float *mu;
+        int f;
+        const float *mm = rg_monitor_input_moment(b.mon, centred, &mu, &f);
+        assert_non_null(mm);
+        double trace = 0, mean_sq = 0;
+        for (int i = 0; i < f; i++) trace += mm[(size_t)i * f + i], mean_sq += (double)mu[i] * mu[i];
+        const double input_spread = sqrt((trace - mean_sq) / f), spread = cases[k].conv ? input_spread : 1;
+        assert_true(input_spread > 0.01 && input_spread < 1); /* a sigmoid's outputs */
+        observe(&b, 128, 1);
+        const size_t size = wp->size;
+        float *want = malloc(size * sizeof *want), *w0 = malloc(size * sizeof *w0);
+        assert_non_null(want), assert_non_null(w0);
+        const float lr = 1e-3f, *gw = g->grad_buf + wp->offset, *gb = g->grad_buf + bp->offset;
+        float *w = g->param_buf + wp->offset;
+        memcpy(w0, w, size * sizeof *w0);
+        for (size_t i = 0; i < size; i++)
+            want[i] = w0[i] - (float)(lr * (gw[i] - (double)gb[i / f] * mu[i % f]) / (spread * spread));
+        rg_repair_before_update(r);
+        for (size_t i = 0; i < g->param_floats; i++) g->param_buf[i] -= lr * g->grad_buf[i]; /* plain SGD */
+        rg_repair_after_update(r, 1);
+        for (size_t i = 0; i < size; i++) {
+            const float big = fmaxf(fabsf(w0[i]), fabsf(want[i]));
+            const double ulp = nextafterf(big, INFINITY) - big; /* the optimizer's step is rounded to the weights' */
+            if (!(fabs(w[i] - want[i]) <= 1e-3 * fabs(want[i] - w0[i]) + 2 * ulp / spread))
+                fail_msg("%s: weight %zu (%.9g) moved by %.9g, not %.9g", cases[k].spec, i, w0[i], w[i] - w0[i], want[i] - w0[i]);
+        }
+        free(want), free(w0);
+        rg_repair_free(r);
+        release(&b);
+    }
+}
+
 /* GRA's probe passes leave what a training pass would change besides the weights: batch
  * norm's running statistics and the dropout stream, so that a network it finds healthy
  * trains bit for bit as without it. */
@@ -823,6 +883,7 @@ int main(void) {
         cmocka_unit_test(test_relu_dead_units_revived),
         cmocka_unit_test(test_healthy_network_watched_early),
         cmocka_unit_test(test_probe_leaves_running_statistics),
+        cmocka_unit_test(test_convolutions_step_standardised),
         cmocka_unit_test(test_deep_tanh_spread_bounded),
         cmocka_unit_test(test_sigmoid_conv_taps_sum_to_zero),
         cmocka_unit_test(test_exploding_detected),

@@ -77,7 +77,13 @@
  *    db = db' - dw mu.  The network's function is the stored weights' own at every step
  *    (nothing to fold at export, no border effect at a convolution's padding: mu is each
  *    im2col column's mean, padding included); only the optimizer's geometry changes.
- *    mu is re-measured at every re-probe.
+ *    mu is re-measured at every re-probe.  A centred convolution that reads a sigmoid goes
+ *    one step further, to standardised coordinates, where its input also has unit spread:
+ *    its gradient is divided by the input's RMS spread s and its step too (Adam's step on
+ *    it grows by 1/s, SGD's by 1/s^2).  A sigmoid's outputs spread about 0.21, a tanh's
+ *    about 0.55, so the same step moves a sigmoid layer's function less; such convolutions
+ *    gain from the longer step, dense layers and convolutions after a relu lose
+ *    (docs/gra.md, "Standardised coordinates for convolutions").
  * 6. Newton guard on the whole update (every step, for networks the probe repaired).  Every
  *    NEWTON_EVERY steps the update u the optimizer proposed (before the trust region) is
  *    measured on the step's batch at the weights it started from: the loss's slope g.u
@@ -289,12 +295,17 @@ static bool feeds_batch_norm(const rg_graph *g, int i) {
     return false;
 }
 
+/* Whether conv node n reads a sigmoid's output. */
+static bool reads_a_sigmoid(const rg_graph *g, const rg_node_impl *n) {
+    if (n->op != RG_OP_CONV2D) return false;
+    const rg_node_impl *in = &g->nodes[n->inputs[0]];
+    return in->op == RG_OP_ACTIVATION && *(const rg_act *)in->attr == RG_ACT_SIGMOID;
+}
+
 /* Whether conv node n reads a sigmoid's output through zero padding, with more than one
  * input channel per group (with one, its taps made to sum to zero would be zero). */
 static bool pads_a_sigmoid(const rg_graph *g, const rg_node_impl *n) {
-    if (n->op != RG_OP_CONV2D) return false;
-    const rg_node_impl *in = &g->nodes[n->inputs[0]];
-    if (in->op != RG_OP_ACTIVATION || *(const rg_act *)in->attr != RG_ACT_SIGMOID) return false;
+    if (!reads_a_sigmoid(g, n)) return false;
     int groups, pads[4];
     const rg_conv_geom *q = rg_conv_geometry(n, &groups);
     if (!q || g->params[n->first_param].shape[1] < 2) return false;
@@ -553,6 +564,26 @@ int rg_repair_gradients(rg_repair *r, long step) {
     return 0;
 }
 
+/* The RMS spread of layer i's input over its units (the square root of its covariance's mean
+ * eigenvalue, from the monitor's moments), 0 where there are none. */
+static double input_spread(const rg_repair *r, int i) {
+    const float *mu;
+    int f;
+    const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
+    if (!mm || f < 1) return 0;
+    double trace = 0, mean_sq = 0;
+    for (int k = 0; k < f; k++) trace += mm[(size_t)k * f + k], mean_sq += (double)mu[k] * mu[k];
+    const double v = (trace - mean_sq) / f;
+    return v > 0 && isfinite(v) ? sqrt(v) : 0;
+}
+
+/* The input spread of layer i if it steps in standardised coordinates (5. above): a centred
+ * convolution reading a sigmoid's output; else 0. */
+static double standardised_spread(const rg_repair *r, int i) {
+    const rg_graph *g = r->m->graph;
+    return r->layers[i].centred && reads_a_sigmoid(g, &g->nodes[r->layers[i].node]) ? input_spread(r, i) : 0;
+}
+
 void rg_repair_before_update(rg_repair *r) {
     if (!r || !r->trust) return;
     rg_graph *g = r->m->graph;
@@ -584,6 +615,10 @@ void rg_repair_before_update(rg_repair *r) {
         g->backend->centre_gradient(g->grad_buf + g->params[n->first_param].offset,
                                     g->grad_buf + g->params[n->first_param + 1].offset,
                                     n->shape[0], f, mu);
+        const double spread = standardised_spread(r, i);
+        if (spread > 0)
+            g->backend->scale(g->grad_buf + g->params[n->first_param].offset, g->params[n->first_param].size,
+                              (float)(1 / spread));
     }
 }
 
@@ -598,6 +633,17 @@ static void uncentre_step(rg_repair *r, int i) {
     int f;
     if (rg_monitor_input_moment(r->mon, i, &mu, &f))
         g->backend->centre_bias(g->param_buf + g->params[n->first_param + 1].offset, r->dw, n->shape[0], f, mu);
+}
+
+/* A standardised layer's step w - w0 divided by its input's spread: from the coordinates
+ * where the input has unit spread back to the centred ones. */
+static void unstandardise_step(rg_repair *r, int i, double spread) {
+    rg_graph *g = r->m->graph;
+    const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
+    float *w = g->param_buf + kp->offset;
+    const float *w0 = r->before + kp->offset;
+    g->backend->subtract(r->dw, w, w0, kp->size);
+    g->backend->step_along(w, w0, r->dw, kp->size, (float)(1 / spread));
 }
 
 /* Whether the Newton guard acts on this step's update: it measures it, or scales it. */
@@ -696,6 +742,8 @@ void rg_repair_after_update(rg_repair *r, long step) {
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
         if (!kp->trainable) continue; /* frozen: it did not move */
         if (!r->layers[i].centred && guard) continue;
+        const double spread = standardised_spread(r, i);
+        if (spread > 0) unstandardise_step(r, i, spread);
         take_step(r, i);
         if (r->layers[i].centred) uncentre_step(r, i);
         if (!guard) cap_step(r, i, step, cap);
