@@ -205,7 +205,13 @@ struct rg_graph {
     float *workspace;     /* shared transient scratch: the largest node's need */
     int slots;            /* threads the workspace has room for (set at build) */
     int *labels;          /* (max_batch), in host memory */
-    int *device_labels;   /* on a device: its copy, uploaded by forward (the CPU: NULL) */
+    int *device_labels;   /* on a device: its copy, uploaded by forward (the CPU: NULL):
+                           * one of two halves of device_label_pair, as the inputs' outs */
+    int *device_label_pair;
+    struct rg_upload *uploads; /* on a device: forward's copies, an input's each and the labels' */
+    int input_half;       /* on a device, which half of each input's block (and of the labels')
+                           * this forward uploaded into: forward alternates them, so that a
+                           * batch's upload overlaps the work still reading the last one */
     int max_batch;
     int batch;            /* of the last forward */
     bool compiled;
@@ -335,7 +341,8 @@ const int *rg_zero_pad_amounts(const rg_node_impl *n);
  * activations, gradient buffers shared by liveness.  Returns the floats needed, or sets
  * *floats and fails on overflow. */
 rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats);
-/* Points every node's buffers into g->act_buf according to the plan. */
+/* Points every node's buffers into g->act_buf according to the plan (an input's output
+ * into its half g->input_half of its block on a device). */
 void rg_graph_place_memory(rg_graph *g);
 
 /* Eigenvalues of the symmetric n x n matrix m (row-major) by rank: out[k] the ranks[k]-th

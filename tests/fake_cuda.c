@@ -10,6 +10,7 @@
 #include "internal.h"
 #include "ops/ops.h"
 #include "kernels/act_rules.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda.h"
 
@@ -28,7 +29,7 @@ rg_status rg_cuda_probe(int index, char *desc, size_t len) {
     return RG_OK;
 }
 rg_status rg_cuda_use(int index) { return index == 0 ? RG_OK : RG_ERR_ARG; }
-rg_status rg_cuda_status(void) { return RG_OK; }
+rg_status rg_cuda_status(bool wait) { return (void)wait, RG_OK; }
 /* A small device, so that running out of it is tested; its buffers' bytes are counted (a
  * header before each holds its size) and come off the free memory. */
 #define DEVICE_BYTES ((size_t)256 << 20)
@@ -41,6 +42,9 @@ rg_status rg_cuda_memory(size_t *free_bytes, size_t *total) {
 }
 void rg_cuda_note_failure(const char *what, const char *why) { (void)what, (void)why; }
 
+/* Forgets the uploads (below) into device memory [lo, hi), or from host memory at p. */
+static void forget_copies(uintptr_t lo, uintptr_t hi, const void *p);
+
 float *rg_cuda_alloc(size_t floats) {
     float *p = calloc(HEADER + (floats ? floats : 1), sizeof(float));
     if (!p) return NULL;
@@ -51,6 +55,7 @@ float *rg_cuda_alloc(size_t floats) {
 void rg_cuda_release(float *p) {
     if (!p) return;
     float *block = HOST(p) - HEADER;
+    forget_copies((uintptr_t)p, (uintptr_t)p + *(size_t *)block, NULL);
     in_use -= *(size_t *)block;
     free(block);
 }
@@ -62,10 +67,41 @@ rg_status rg_cuda_download(float *host, const float *device, size_t n) {
     memcpy(host, HOST(device), n * sizeof *host);
     return RG_OK;
 }
-void rg_cuda_pin(void *p, size_t bytes, bool on) { (void)p, (void)bytes, (void)on; }
-rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n) {
-    memcpy(HOST(device), host, n * sizeof *host);
-    return RG_OK;
+void rg_cuda_pin(void *p, size_t bytes, bool on) {
+    (void)bytes;
+    if (!on) forget_copies(0, 0, p); /* host memory about to be freed */
+}
+/* A batch's uploads, copied at once; and checked, per host buffer (an input's or the
+ * labels' of one graph): no copy writes the device buffer the last copy from the same
+ * host buffer wrote (forward alternates them, since on a GPU the last batch's work may
+ * still read it), and that last buffer is spoilt (all bits set: NaN as floats, -1 as
+ * labels), so anything that still reads it after the next forward gives wrong figures. */
+#define TRACKED 64
+static rg_upload last[TRACKED]; /* the last copy from each host buffer; host NULL: free */
+void rg_cuda_upload_batch_begin(void) {}
+void rg_cuda_upload_async(void *device, const void *host, size_t bytes) {
+    rg_upload *t = NULL;
+    for (int i = 0; i < TRACKED && !t; i++)
+        if (last[i].host == host) t = &last[i];
+    for (int i = 0; i < TRACKED && !t; i++)
+        if (!last[i].host) t = &last[i];
+    if (t && t->host) {
+        if (t->device == device) {
+            fprintf(stderr, "fake_cuda: a batch's upload writes the buffer the last batch's wrote\n");
+            abort();
+        }
+        memset(HOST(t->device), 0xff, t->bytes);
+    }
+    memcpy(HOST(device), host, bytes);
+    if (t) *t = (rg_upload){device, host, bytes};
+}
+void rg_cuda_upload_batch_end(void) {}
+void rg_cuda_batch_uploaded(void) {}
+static void forget_copies(uintptr_t lo, uintptr_t hi, const void *p) {
+    for (int i = 0; i < TRACKED; i++) {
+        const uintptr_t d = (uintptr_t)last[i].device;
+        if (last[i].host && ((d >= lo && d < hi) || last[i].host == p)) last[i] = (rg_upload){0};
+    }
 }
 
 void rg_cuda_optim_update(rg_optim_kind kind, const step_consts *k, size_t n, float *w, const float *g,

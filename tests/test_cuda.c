@@ -213,7 +213,7 @@ static void softmax_xent_matches_cpu(void **state) {
         float *d_loss = device_zeros(1), *d_dloss = device_copy(&dloss, 1), *d_dz = device_zeros(nz);
         float *d_scratch = rg_cuda_alloc((size_t)batch * 2);
         int *d_labels = (int *)rg_cuda_alloc((size_t)batch); /* as many ints as floats */
-        assert_int_equal(rg_cuda_upload_ints(d_labels, labels, (size_t)batch), RG_OK);
+        assert_int_equal(rg_cuda_upload((float *)d_labels, (const float *)labels, (size_t)batch), RG_OK); /* ints travel as floats */
         rg_cuda_softmax_xent_forward(d_z, d_labels, d_p, (double *)d_scratch, d_loss, batch, k, s);
         rg_cuda_softmax_xent_backward(d_p, d_labels, d_dloss, d_dz, batch, k, s);
         float *back = malloc(nz * sizeof *back), got_loss;

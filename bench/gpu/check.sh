@@ -119,6 +119,8 @@ if [ "$build" = ok ]; then
       --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-tuned-${pb%:*}-${pb#*:}" 2>&1
   done
   REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
+  # each batch's upload in line with the step, as before it overlapped the last step's work
+  REGRAD_OVERLAP=0 "$regrad" bench --model resnet50v2 --device cuda --precision tf32 --batch 32 --steps 10 >"$log/r50-inline" 2>&1
   # the health monitor's watched step against a plain one (its sums over host copies so far)
   "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 10 --monitor >"$log/r50-monitor" 2>&1
   "$regrad" bench --model mlp:depth=20,width=128,act=sigmoid --device cuda --batch 128 --steps 20 --monitor >"$log/mlp-monitor" 2>&1
@@ -149,6 +151,7 @@ for pb in fp32-32 tf32-32 tf32-256; do
   row "ResNet50V2 b${pb#*-} ${pb%-*}, REGRAD_CUDNN_TUNE=1" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-tuned-$pb" 2>/dev/null | head -1)"
 done
 row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
+row "ResNet50V2 b32 tf32, REGRAD_OVERLAP=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-inline" 2>/dev/null | head -1)"
 monitor_row() { grep -o 'monitor: .*' "$1" 2>/dev/null | sed 's/a watched step takes //; s/, a plain one / vs /; s/ (medians)//; s/ (.*//'; }
 row "monitor cost, ResNet50V2 b32" "" "$(monitor_row "$log/r50-monitor")"
 row "monitor cost, 20-sigmoid MLP b128" "" "$(monitor_row "$log/mlp-monitor")"

@@ -37,14 +37,17 @@ void rg_graph_free(rg_graph *g) {
         if (n->staged && g->backend->pin) g->backend->pin(n->staged, (size_t)g->max_batch * n->size * sizeof(float), false);
         free(n->attr), free(n->staged);
     }
+    if (g->device_label_pair && g->labels && g->backend->pin)
+        g->backend->pin(g->labels, (size_t)g->max_batch * sizeof(int), false);
     free(g->nodes);
     free(g->params);
     float *const buffers[] = {g->param_buf, g->grad_buf, g->mask_buf, g->state_buf, g->act_buf,
-                              g->workspace, (float *)g->device_labels};
+                              g->workspace, (float *)g->device_label_pair};
     for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++) g->backend->release(buffers[i]);
     free(g->live);
     free(g->touched);
     free(g->labels);
+    free(g->uploads);
     free(g->hessian_cache);
     free(g);
 }
@@ -241,17 +244,23 @@ static rg_status init_on_device(rg_graph *g) {
 }
 
 /* On a device: a host buffer for each input (pinned), which callers write and forward
- * uploads, and the labels' copy. */
+ * uploads, and the labels' two halves there (rg_graph_forward), their host copy pinned. */
 static rg_status stage_inputs(rg_graph *g) {
+    int inputs = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->op != RG_OP_INPUT) continue;
+        inputs++;
         if (!(n->staged = calloc((size_t)g->max_batch * n->size, sizeof(float))))
             return rg_fail(RG_ERR_MEMORY, "out of memory for input '%s'", n->name);
         if (g->backend->pin) g->backend->pin(n->staged, (size_t)g->max_batch * n->size * sizeof(float), true);
     }
-    if (!(g->device_labels = (int *)g->backend->alloc((size_t)g->max_batch))) /* ints fit floats */
+    if (!(g->uploads = calloc((size_t)inputs + 1, sizeof *g->uploads)))
+        return rg_fail(RG_ERR_MEMORY, "out of memory for %d inputs", inputs);
+    if (!(g->device_label_pair = (int *)g->backend->alloc(2 * (size_t)g->max_batch))) /* ints fit floats */
         return rg_fail(RG_ERR_MEMORY, "out of device memory for %d labels", g->max_batch);
+    g->device_labels = g->device_label_pair;
+    if (g->backend->pin) g->backend->pin(g->labels, (size_t)g->max_batch * sizeof(int), true);
     return RG_OK;
 }
 
@@ -404,17 +413,30 @@ void rg_graph_check_numerics(rg_graph *g, int on) {
     if (g) g->check_numerics = on != 0;
 }
 
+/* On a device: this batch's inputs and labels up, into the other half of each input's
+ * block and of the labels than the last batch's, so the copy runs while the device still
+ * works on the last batch (its backward and update read those); every node's buffers
+ * re-pointed (a flatten of an input aliases it).  The products' precision set. */
+static void upload_batch(rg_graph *g, int batch) {
+    g->backend->set_tf32(g->tf32);
+    g->input_half ^= 1;
+    rg_graph_place_memory(g);
+    g->device_labels = g->device_label_pair + (size_t)g->input_half * (size_t)g->max_batch;
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rg_node_impl *in = &g->nodes[i];
+        if (in->staged) g->uploads[n++] = (rg_upload){in->out, in->staged, (size_t)batch * in->size * sizeof(float)};
+    }
+    g->uploads[n++] = (rg_upload){g->device_labels, g->labels, (size_t)batch * sizeof(int)};
+    g->backend->upload_batch(g->uploads, n);
+}
+
 rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     rg_status s = check_ready(g, batch);
     if (s) return s;
     g->batch = batch;
     g->dropout_calls++;
-    if (g->backend->device) { /* this batch's inputs and labels up, the products' precision */
-        g->backend->set_tf32(g->tf32);
-        for (int i = 0; i < g->n_nodes; i++)
-            if (g->nodes[i].staged) g->backend->upload(g->nodes[i].out, g->nodes[i].staged, (size_t)batch * g->nodes[i].size);
-        g->backend->upload_ints(g->device_labels, g->labels, (size_t)batch);
-    }
+    if (g->backend->device) upload_batch(g, batch);
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
@@ -430,7 +452,8 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
                                                       "the output of", n)))
             return s;
     }
-    return g->backend->device ? g->backend->status() : RG_OK;
+    if (g->backend->device) g->backend->batch_uploaded(); /* callers may write the next batch */
+    return g->backend->device ? g->backend->status(false) : RG_OK;
 }
 
 rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
@@ -450,8 +473,9 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
         if (g->live[i])
             for (int k = 0; k < g->nodes[i].n_inputs; k++) g->live[g->nodes[i].inputs[k]] = true;
     const size_t rows = top->batched ? (size_t)g->batch : 1;
-    if (g->backend->device) g->backend->upload(top->dout, seed, rows * top->size);
-    else memcpy(top->dout, seed, rows * top->size * sizeof(float));
+    if (!g->backend->device) memcpy(top->dout, seed, rows * top->size * sizeof(float));
+    else if (rows * top->size == 1) g->backend->fill(top->dout, 1, seed[0]); /* queued: no wait */
+    else g->backend->upload(top->dout, seed, rows * top->size);
     g->touched[top->grad_owner] = true;
     for (int i = from; i >= 0; i--) {
         rg_node_impl *n = &g->nodes[i];
@@ -493,7 +517,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
             if (s) return s;
         }
     }
-    return g->backend->device ? g->backend->status() : RG_OK;
+    return g->backend->device ? g->backend->status(false) : RG_OK;
 }
 
 rg_status rg_graph_backward(rg_graph *g, rg_node loss) {
@@ -529,7 +553,7 @@ rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
 
 rg_status rg_graph_finish(rg_graph *g) {
     if (!g) return rg_fail(RG_ERR_ARG, "finish: graph is NULL");
-    return g->backend->device ? g->backend->status() : RG_OK;
+    return g->backend->device ? g->backend->status(true) : RG_OK;
 }
 
 float *rg_graph_host_copy(const rg_graph *g, const float *x, size_t n) {

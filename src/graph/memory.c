@@ -193,8 +193,9 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
         }
         aux_total += aux_floats(g, n);
         const bool input = n->op == RG_OP_INPUT;
-        if (out_owner(g, i) == i)
-            blocks[nb++] = (block){i, false, input ? 0 : i, input ? end : out_hi[i], node_floats(g, n), 0};
+        if (out_owner(g, i) == i) /* on a device an input has two halves (rg_graph_forward) */
+            blocks[nb++] = (block){i, false, input ? 0 : i, input ? end : out_hi[i],
+                                   node_floats(g, n) * (input && g->backend->device ? 2 : 1), 0};
         if (n->needs_grad && n->grad_owner == i)
             blocks[nb++] = (block){i, true, input ? 0 : 2 * N - 1 - n->last_use,
                                    input || keep ? end : 2 * N - 1 - (n->fused ? n->inputs[0] : i),
@@ -244,7 +245,8 @@ void rg_graph_place_memory(rg_graph *g) {
             n->out = n->dout = n->aux = NULL;
             continue;
         }
-        n->out = out_owner(g, i) == i ? g->act_buf + n->out_offset : rg_in(g, n, n->inplace_of)->out;
+        const size_t half = n->op == RG_OP_INPUT && g->input_half ? node_floats(g, n) : 0;
+        n->out = out_owner(g, i) == i ? g->act_buf + n->out_offset + half : rg_in(g, n, n->inplace_of)->out;
         n->aux = aux;
         aux += aux_floats(g, n);
         if (n->grad_owner != i) n->dout = g->nodes[n->grad_owner].dout;

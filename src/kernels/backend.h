@@ -34,6 +34,13 @@ typedef struct rg_backend_op {
     void (*backward_tangent)(rg_graph *g, rg_node_impl *n, int batch);
 } rg_backend_op;
 
+/* One copy of a batch's to the device (backend->upload_batch). */
+typedef struct rg_upload {
+    void *device;
+    const void *host;
+    size_t bytes;
+} rg_upload;
+
 struct rg_backend {
     const char *name;
     rg_backend_op ops[RG_OP_COUNT];
@@ -52,14 +59,22 @@ struct rg_backend {
     bool device;
     void (*upload)(float *dst, const float *src, size_t n);
     void (*download)(float *dst, const float *src, size_t n);
-    void (*upload_ints)(int *dst, const int *src, size_t n);
     /* host memory pinned (on) for the uploads' speed, or unpinned before it is freed */
     void (*pin)(void *p, size_t bytes, bool on);
+    /* A batch's copies up (its inputs and labels, from pinned host memory): queued so that
+     * they run beside the work queued before the last batch's copies were (which may still
+     * read the last batch's buffers, never these: rg_graph_forward alternates them), the
+     * work queued after them waiting for them; batch_uploaded returns once they have read
+     * the host memory, which callers may then rewrite. */
+    void (*upload_batch)(const rg_upload *copies, int n);
+    void (*batch_uploaded)(void);
     void (*optim_update)(rg_optim_kind kind, const step_consts *k, size_t n, float *w, const float *g,
                          float *m0, float *m1);
-    /* A device's work so far finished: RG_OK, or the first failure since the last call
-     * (a kernel, a copy, a product), named. */
-    rg_status (*status)(void);
+    /* A device's failure so far (a kernel, a copy, a product), named, or RG_OK; with wait,
+     * once its work so far has finished, which brings out a failure still running;
+     * without, at once: a failure still running comes out at the next wait, or the next
+     * read of the device's memory. */
+    rg_status (*status)(bool wait);
     /* A device's products from now on in TF32 (true) or strict fp32. */
     void (*set_tf32)(bool on);
     /* The health monitor's and GRA's reductions, each in a fixed order (no atomics), so a

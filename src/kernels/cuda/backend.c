@@ -468,7 +468,11 @@ static double function_change_coarse_bound(const float *pm, const float *db, int
 
 static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload(dst, src, n); }
 static void download(float *dst, const float *src, size_t n) { rg_cuda_download(dst, src, n); }
-static void upload_ints(int *dst, const int *src, size_t n) { rg_cuda_upload_ints(dst, src, n); }
+static void upload_batch(const rg_upload *copies, int n) {
+    rg_cuda_upload_batch_begin();
+    for (int i = 0; i < n; i++) rg_cuda_upload_async(copies[i].device, copies[i].host, copies[i].bytes);
+    rg_cuda_upload_batch_end();
+}
 
 const rg_backend rg_cuda_backend = {
     .name = "cuda",
@@ -499,8 +503,9 @@ const rg_backend rg_cuda_backend = {
     .device = true,
     .upload = upload,
     .download = download,
-    .upload_ints = upload_ints,
     .pin = rg_cuda_pin,
+    .upload_batch = upload_batch,
+    .batch_uploaded = rg_cuda_batch_uploaded,
     .optim_update = rg_cuda_optim_update,
     .status = rg_cuda_status,
     .set_tf32 = rg_cuda_set_tf32,

@@ -5,8 +5,8 @@
  * every operation rounded as the C source rounds it, no contraction), every op of the zoo
  * forward and backward (products through cuBLAS, convolutions through cuDNN where it is
  * found, both opened at first use), the backend's passes over buffers, and reductions in a
- * fixed order.  Each launch goes on the calling thread's default stream; the copies wait
- * for it.  What is left: docs/cuda.md.
+ * fixed order.  Each launch goes on the default stream, and so do the copies, but for a
+ * batch's uploads, which have a stream of their own.  What is left: docs/cuda.md.
  */
 #ifndef RG_CUDA_H
 #define RG_CUDA_H
@@ -31,18 +31,24 @@ extern "C" {
 rg_status rg_cuda_probe(int index, char *desc, size_t len);
 /* Makes device `index` the calling thread's (after a successful probe). */
 rg_status rg_cuda_use(int index);
-/* The device's work so far finished: RG_OK, or the first failure since the last call (a
- * kernel, a copy, a product), named; and how the host side records one. */
-rg_status rg_cuda_status(void);
+/* RG_OK, or the first failure since the last call (a kernel, a copy, a product), named,
+ * once the device's work so far has finished (wait) or at once; and how the host side
+ * records one. */
+rg_status rg_cuda_status(bool wait);
 void rg_cuda_note_failure(const char *what, const char *why);
 
 /* Device memory: zeroed floats (NULL when out of memory; n ints fit in n floats),
- * released; copies of n floats, and n ints (labels) up. */
+ * released; copies of n floats up and down. */
 float *rg_cuda_alloc(size_t floats);
 void rg_cuda_release(float *p);
 rg_status rg_cuda_upload(float *device, const float *host, size_t n);
 rg_status rg_cuda_download(float *host, const float *device, size_t n);
-rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n);
+/* A batch's copies up from pinned host memory (backend.h, upload_batch): begin, each copy,
+ * end; then batch_uploaded waits for them to have read the host memory. */
+void rg_cuda_upload_batch_begin(void);
+void rg_cuda_upload_async(void *device, const void *host, size_t bytes);
+void rg_cuda_upload_batch_end(void);
+void rg_cuda_batch_uploaded(void);
 /* A scratch buffer of the device's (*p, *have bytes) grown to at least `bytes`, its old
  * contents dropped; false when the device has no room (*p NULL then). */
 bool rg_cuda_grow(void **p, size_t *have, size_t bytes);

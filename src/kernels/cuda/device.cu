@@ -7,6 +7,8 @@
 
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
 
@@ -61,8 +63,8 @@ extern "C" void rg_cuda_note_failure(const char *what, const char *why) {
     snprintf(failure, sizeof failure, "cuda: %s failed: %s", what, why);
 }
 
-extern "C" rg_status rg_cuda_status(void) {
-    const cudaError_t e = cudaDeviceSynchronize();
+extern "C" rg_status rg_cuda_status(bool wait) {
+    const cudaError_t e = wait ? cudaDeviceSynchronize() : cudaGetLastError();
     if (e != cudaSuccess) rg_cuda_note_failure("a kernel", cudaGetErrorString(e));
     const rg_status s = failed;
     failed = RG_OK;
@@ -103,8 +105,49 @@ extern "C" void rg_cuda_pin(void *p, size_t bytes, bool on) {
         cudaGetLastError(); /* not pinned: pageable copies still work */
 }
 
-extern "C" rg_status rg_cuda_upload_ints(int *device, const int *host, size_t n) {
-    return copy(device, host, n, cudaMemcpyHostToDevice);
+/* A batch's copies go on a stream of their own (non-blocking: the default stream does not
+ * wait for it, nor it for the default stream), after the work the default stream had
+ * queued before the last batch's copies (`queued`): what may still run then reads the last
+ * batch's buffers, not these.  The default stream's next work waits for them (`copied`).
+ * REGRAD_OVERLAP=0 copies each batch in line instead (measuring what the overlap gains). */
+static thread_local cudaStream_t copies; /* a thread's own, as its graphs' batches */
+static thread_local cudaEvent_t copied, queued;
+static thread_local enum { UNTRIED, OVERLAP, IN_LINE } copy_mode = UNTRIED;
+
+static bool overlap(void) {
+    if (copy_mode == UNTRIED) {
+        const char *e = getenv("REGRAD_OVERLAP");
+        copy_mode = (e && strcmp(e, "0") == 0) ||
+                            cudaStreamCreateWithFlags(&copies, cudaStreamNonBlocking) != cudaSuccess ||
+                            cudaEventCreateWithFlags(&copied, cudaEventDisableTiming) != cudaSuccess ||
+                            cudaEventCreateWithFlags(&queued, cudaEventDisableTiming) != cudaSuccess
+                        ? IN_LINE : OVERLAP;
+        cudaGetLastError(); /* a stream refused: the copies go in line */
+    }
+    return copy_mode == OVERLAP;
+}
+
+extern "C" void rg_cuda_upload_batch_begin(void) {
+    if (overlap() && cudaStreamWaitEvent(copies, queued, 0) != cudaSuccess)
+        rg_cuda_note_failure("a batch's upload", cudaGetErrorString(cudaGetLastError()));
+}
+
+extern "C" void rg_cuda_upload_async(void *device, const void *host, size_t bytes) {
+    const cudaError_t e = overlap() ? cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, copies)
+                                    : cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) rg_cuda_note_failure("a batch's upload", cudaGetErrorString(e));
+}
+
+extern "C" void rg_cuda_upload_batch_end(void) {
+    if (!overlap()) return;
+    if (cudaEventRecord(copied, copies) != cudaSuccess || cudaStreamWaitEvent(0, copied, 0) != cudaSuccess ||
+        cudaEventRecord(queued, 0) != cudaSuccess)
+        rg_cuda_note_failure("a batch's upload", cudaGetErrorString(cudaGetLastError()));
+}
+
+extern "C" void rg_cuda_batch_uploaded(void) {
+    if (overlap() && cudaEventSynchronize(copied) != cudaSuccess)
+        rg_cuda_note_failure("a batch's upload", cudaGetErrorString(cudaGetLastError()));
 }
 
 extern "C" rg_status rg_cuda_memory(size_t *free_bytes, size_t *total) {
