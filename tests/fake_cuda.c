@@ -96,7 +96,6 @@ void rg_cuda_upload_async(void *device, const void *host, size_t bytes) {
     if (t) *t = (rg_upload){device, host, bytes};
 }
 void rg_cuda_upload_batch_end(void) {}
-void rg_cuda_batch_uploaded(void) {}
 static void forget_copies(uintptr_t lo, uintptr_t hi, const void *p) {
     for (int i = 0; i < TRACKED; i++) {
         const uintptr_t d = (uintptr_t)last[i].device;

@@ -452,7 +452,6 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
                                                       "the output of", n)))
             return s;
     }
-    if (g->backend->device) g->backend->batch_uploaded(); /* callers may write the next batch */
     return g->backend->device ? g->backend->status(false) : RG_OK;
 }
 

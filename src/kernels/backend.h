@@ -61,13 +61,12 @@ struct rg_backend {
     void (*download)(float *dst, const float *src, size_t n);
     /* host memory pinned (on) for the uploads' speed, or unpinned before it is freed */
     void (*pin)(void *p, size_t bytes, bool on);
-    /* A batch's copies up (its inputs and labels, from pinned host memory): queued so that
-     * they run beside the work queued before the last batch's copies were (which may still
-     * read the last batch's buffers, never these: rg_graph_forward alternates them), the
-     * work queued after them waiting for them; batch_uploaded returns once they have read
-     * the host memory, which callers may then rewrite. */
+    /* A batch's copies up (its inputs and labels, from pinned host memory), run beside the
+     * work queued before the last batch's copies were (which may still read the last
+     * batch's buffers, never these: rg_graph_forward alternates them), the work queued
+     * after them waiting for them; returns once they are done, so callers may rewrite the
+     * host memory while the device still works on the last batch. */
     void (*upload_batch)(const rg_upload *copies, int n);
-    void (*batch_uploaded)(void);
     void (*optim_update)(rg_optim_kind kind, const step_consts *k, size_t n, float *w, const float *g,
                          float *m0, float *m1);
     /* A device's failure so far (a kernel, a copy, a product), named, or RG_OK; with wait,

@@ -505,7 +505,6 @@ const rg_backend rg_cuda_backend = {
     .download = download,
     .pin = rg_cuda_pin,
     .upload_batch = upload_batch,
-    .batch_uploaded = rg_cuda_batch_uploaded,
     .optim_update = rg_cuda_optim_update,
     .status = rg_cuda_status,
     .set_tf32 = rg_cuda_set_tf32,

@@ -44,11 +44,10 @@ void rg_cuda_release(float *p);
 rg_status rg_cuda_upload(float *device, const float *host, size_t n);
 rg_status rg_cuda_download(float *host, const float *device, size_t n);
 /* A batch's copies up from pinned host memory (backend.h, upload_batch): begin, each copy,
- * end; then batch_uploaded waits for them to have read the host memory. */
+ * end, which returns once they are done. */
 void rg_cuda_upload_batch_begin(void);
 void rg_cuda_upload_async(void *device, const void *host, size_t bytes);
 void rg_cuda_upload_batch_end(void);
-void rg_cuda_batch_uploaded(void);
 /* A scratch buffer of the device's (*p, *have bytes) grown to at least `bytes`, its old
  * contents dropped; false when the device has no room (*p NULL then). */
 bool rg_cuda_grow(void **p, size_t *have, size_t bytes);

@@ -108,8 +108,9 @@ extern "C" void rg_cuda_pin(void *p, size_t bytes, bool on) {
 /* A batch's copies go on a stream of their own (non-blocking: the default stream does not
  * wait for it, nor it for the default stream), after the work the default stream had
  * queued before the last batch's copies (`queued`): what may still run then reads the last
- * batch's buffers, not these.  The default stream's next work waits for them (`copied`).
- * REGRAD_OVERLAP=0 copies each batch in line instead (measuring what the overlap gains). */
+ * batch's buffers, not these.  The default stream's next work waits for them (`copied`),
+ * and so does the host, which may then rewrite its buffers.  REGRAD_OVERLAP=0 copies each
+ * batch in line instead (measuring what the overlap gains). */
 static thread_local cudaStream_t copies; /* a thread's own, as its graphs' batches */
 static thread_local cudaEvent_t copied, queued;
 static thread_local enum { UNTRIED, OVERLAP, IN_LINE } copy_mode = UNTRIED;
@@ -141,12 +142,7 @@ extern "C" void rg_cuda_upload_async(void *device, const void *host, size_t byte
 extern "C" void rg_cuda_upload_batch_end(void) {
     if (!overlap()) return;
     if (cudaEventRecord(copied, copies) != cudaSuccess || cudaStreamWaitEvent(0, copied, 0) != cudaSuccess ||
-        cudaEventRecord(queued, 0) != cudaSuccess)
-        rg_cuda_note_failure("a batch's upload", cudaGetErrorString(cudaGetLastError()));
-}
-
-extern "C" void rg_cuda_batch_uploaded(void) {
-    if (overlap() && cudaEventSynchronize(copied) != cudaSuccess)
+        cudaEventRecord(queued, 0) != cudaSuccess || cudaEventSynchronize(copied) != cudaSuccess)
         rg_cuda_note_failure("a batch's upload", cudaGetErrorString(cudaGetLastError()));
 }
 
