@@ -121,7 +121,7 @@ static const cli_option experiment_options[] = {
      .dflt = "1", .help = "the first seed: seeds N..N+seeds-1"},
     {.name = "model-family", .meta = "NAME", .type = CLI_TEXT, CLI_AT(A, family), .dflt = "mlp",
      .help = "mlp (plain MLPs) or cnn (plain CNNs: plaincnn, 3x3 convolutions, two of stride 2, "
-             "global average pooling; batch norm and residual remedies have no plain-CNN form)"},
+             "global average pooling; the residual remedy has no plain-CNN form)"},
     {.name = "width", .meta = "N", .type = CLI_INT, CLI_AT(A, width), .lo = 1, .hi = 65536,
      .help = "hidden width, or a CNN's channels (default 128 for mlp, 16 for cnn)"},
     {.name = "limit", .meta = "N", .type = CLI_INT, CLI_AT(A, limit), .lo = 128, .hi = 1 << 30,
@@ -231,9 +231,9 @@ static bool spec_for(char *buf, size_t len, bool cnn, const char *remedy, int de
     const char *family = cnn ? "plaincnn" : "mlp";
     if (!strcmp(remedy, "relu_he"))
         snprintf(buf, len, "%s:depth=%d,width=%d,act=relu,init=he", family, depth, width);
-    else if (cnn && (!strcmp(remedy, "bn") || !strcmp(remedy, "residual")))
+    else if (cnn && !strcmp(remedy, "residual"))
         return false;
-    else if (!strcmp(remedy, "bn")) snprintf(buf, len, "mlp:depth=%d,width=%d,act=%s,init=torch,bn=1", depth, width, act);
+    else if (!strcmp(remedy, "bn")) snprintf(buf, len, "%s:depth=%d,width=%d,act=%s,init=torch,bn=1", family, depth, width, act);
     else if (!strcmp(remedy, "residual")) snprintf(buf, len, "mlp:depth=%d,width=%d,act=%s,init=torch,residual=1", depth, width, act);
     else snprintf(buf, len, "%s:depth=%d,width=%d,act=%s,init=torch", family, depth, width, act);
     return true;
@@ -296,14 +296,14 @@ int cmd_experiment(int argc, char **argv) {
         return EXIT_USAGE;
     }
     char probe[160];
-    for (int ri = 0; ri < a.remedies.n; ri++) /* bn and residual: no plain CNN form */
+    for (int ri = 0; ri < a.remedies.n; ri++) /* residual: no plain CNN form */
         if (!spec_for(probe, sizeof probe, cnn, a.remedies.item[ri], 1, 1, "sigmoid")) {
             printf("(remedy %s has no plain-CNN form: left out)\n", a.remedies.item[ri]);
             memmove(a.remedies.item[ri], a.remedies.item[ri + 1], (size_t)(a.remedies.n - ri - 1) * sizeof *a.remedies.item);
             a.remedies.n--, ri--;
         }
     if (!a.remedies.n) {
-        cli_error(cmd, "no remedy left for --model-family cnn: choose from off,gra,relu_he,maxnorm,"
+        cli_error(cmd, "no remedy left for --model-family cnn: choose from off,gra,relu_he,bn,maxnorm,"
                        "clip,agc,aux,prune");
         return EXIT_USAGE;
     }

@@ -172,7 +172,9 @@ void rg_graph_free(rg_graph *g);
  * it and before rg_graph_compile.  RG_ERR_STATE says why it cannot: rg_device_check's
  * reasons, or an op the device's backend lacks (named).  On a device the parameters,
  * gradients and activations live there: rg_graph_input_buffer and rg_graph_labels stay in
- * host memory (forward uploads them), rg_node_read reads outputs back. */
+ * host memory (forward uploads them, and may be rewritten once it returns), rg_node_read
+ * reads outputs back.  Forward and backward queue the device's work and return; a read
+ * back or rg_graph_finish waits for it. */
 rg_status rg_graph_set_device(rg_graph *g, const char *device);
 /* Waits for the work the graph queued on its device (timing, before reading its buffers
  * by other means): RG_OK, or the device's failure since the last check.  On the CPU:

@@ -88,7 +88,8 @@ expect 2 "not adam or sgd" experiment --optimizers rmsprop
 expect 2 "unknown activation 'swish'" experiment --acts swish
 expect 2 "--depths 'x'" experiment --depths x
 expect 2 "--model-family 'rnn': give mlp or cnn" experiment --model-family rnn
-expect 2 "no remedy left for --model-family cnn" experiment --model-family cnn --remedies bn,residual
+expect 2 "no remedy left for --model-family cnn" experiment --model-family cnn --remedies residual
+expect 0 "plaincnn:depth=2,width=4,act=tanh,init=torch,bn=1" experiment --model-family cnn --depths 2 --width 4 --acts tanh --optimizers adam --remedies bn --limit 256 --json /dev/stdout
 expect 0 "plaincnn:depth=2,width=4" experiment --model-family cnn --depths 2 --width 4 --acts tanh --optimizers adam --remedies off --limit 256 --json /dev/stdout
 # diagnose's curvature figures: sigmoid inputs are ill-conditioned, the GN eigenvalue is shown
 expect 0 "ill_conditioned" diagnose --model mlp:depth=3,width=32,act=sigmoid,bn=1 --batch 64

@@ -18,7 +18,7 @@ typedef struct zoo_entry {
 static const zoo_entry zoo[] = {
     {"mlp", build_mlp, 1, 28, 28, 10, "depth=D,width=W,act=A,init=I,dropout=P,bn=0|1,residual=0|1"},
     {"cnn", build_cnn, 1, 28, 28, 10, "init=I"},
-    {"plaincnn", build_plaincnn, 1, 28, 28, 10, "depth=D,width=C,act=A,init=I"},
+    {"plaincnn", build_plaincnn, 1, 28, 28, 10, "depth=D,width=C,act=A,init=I,bn=0|1"},
     {"resnet20v2", build_resnet_cifar, 1, 28, 28, 10, "init=I"},
     {"resnet56v2", build_resnet_cifar, 1, 28, 28, 10, "init=I"},
     {"plain20", build_resnet_cifar, 1, 28, 28, 10, "init=I"},
