@@ -166,8 +166,7 @@ const cli_option cli_threads_options[] = {
 
 const cli_option cli_device_options[] = {
     {.name = "device", .meta = "NAME", .type = CLI_TEXT, .at = 0, .size = sizeof(const char *),
-     .dflt = "cpu", .help = "cpu (default), or cuda[:N]: an NVIDIA GPU (GRA there for MLPs and "
-                            "plain CNNs: docs/cuda.md)"},
+     .dflt = "cpu", .help = "cpu (default), or cuda[:N]: an NVIDIA GPU (docs/cuda.md)"},
     CLI_END,
 };
 
