@@ -6,7 +6,8 @@
 # device against the CPU, with cuDNN's convolutions and with regrad's own), an MLP trained
 # with `--device cuda` and `--device cpu` (test accuracy, weights apart), a CNN trained twice
 # on the GPU (the same bits), GRA repairing a 20-layer sigmoid MLP and a 12-layer sigmoid
-# plain CNN on the GPU and on the CPU, GRA leaving a healthy resnet20v2 as it was,
+# plain CNN on the GPU and on the CPU, GRA leaving a healthy resnet20v2 as it was, resnet20v2
+# trained with each batch's upload overlapped and in line (images/s, the same bits),
 # ResNet50V2 (also with cuDNN's algorithms timed), DenseNet121 and resnet20v2 steps (op times
 # in the logs), the monitor's watched step against a plain one, bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
@@ -119,6 +120,15 @@ if [ "$build" = ok ]; then
       --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-tuned-${pb%:*}-${pb#*:}" 2>&1
   done
   REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
+  # training with each batch's upload beside the last step's work and in line: images/s of
+  # the second epoch, and the same bits
+  for o in 1 0; do
+    REGRAD_OVERLAP=$o "$regrad" train --data "$data" --device cuda --model resnet20v2 --repair off --limit 8192 \
+      --epochs 2 --seed 1 --quiet --metrics "$log/overlap-$o.jsonl" --checkpoint-dir "$log/ck-overlap-$o" >"$log/overlap-$o" 2>&1
+  done
+  ips() { grep '"event":"epoch"' "$1" 2>/dev/null | tail -1 | grep -o '"images_per_sec":[0-9.]*' | cut -d: -f2; }
+  echo "$(ips "$log/overlap-1.jsonl") images/s, in line $(ips "$log/overlap-0.jsonl");" \
+       "$("$diff" "$log/ck-overlap-1/last.safetensors" "$log/ck-overlap-0/last.safetensors" 2>&1 | tail -1)" >"$log/overlap-row"
   # each batch's upload in line with the step, as before it overlapped the last step's work
   REGRAD_OVERLAP=0 "$regrad" bench --model resnet50v2 --device cuda --precision tf32 --batch 32 --steps 10 >"$log/r50-inline" 2>&1
   # the health monitor's watched step against a plain one (its sums over host copies so far)
@@ -152,6 +162,7 @@ for pb in fp32-32 tf32-32 tf32-256; do
 done
 row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
 row "ResNet50V2 b32 tf32, REGRAD_OVERLAP=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-inline" 2>/dev/null | head -1)"
+row "train resnet20v2, uploads overlapped" "" "$(cat "$log/overlap-row" 2>/dev/null)"
 monitor_row() { grep -o 'monitor: .*' "$1" 2>/dev/null | sed 's/a watched step takes //; s/, a plain one / vs /; s/ (medians)//; s/ (.*//'; }
 row "monitor cost, ResNet50V2 b32" "" "$(monitor_row "$log/r50-monitor")"
 row "monitor cost, 20-sigmoid MLP b128" "" "$(monitor_row "$log/mlp-monitor")"
