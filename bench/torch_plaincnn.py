@@ -6,18 +6,11 @@ plaincnn:depth=D,width=C,act=A,init=torch (D convolutions 3x3 'same', stride 2 a
 compared with).  Trains one epoch of Fashion-MNIST ([0,1] pixels, batch 128, Adam 1e-3 or
 SGD with momentum 0.9 at 0.01, PyTorch's default init) and prints the test accuracy as one
 JSON line."""
-import argparse, gzip, json, os
-import numpy as np
+import argparse, json, os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from torch_train import idx  # the IDX reader beside this file
 
 class PlainCNN(nn.Module):
     def __init__(self, depth, width, act, bn):
