@@ -55,10 +55,6 @@ struct step_values {
         return {(double)d * mean[k], (double)d * d};
     }
 };
-struct row_squares {
-    const float *x;
-    __device__ double2 operator()(size_t k) const { return {(double)x[k] * x[k], 0.0}; }
-};
 struct quadratic_and_linear { /* t . dw and dw . mean */
     const float *t, *dw, *mean;
     __device__ double2 operator()(size_t k) const { return {(double)t[k] * dw[k], (double)dw[k] * mean[k]}; }
@@ -70,11 +66,6 @@ __global__ static void step_rows(float *dw, const float *w, const float *w0, con
     const size_t at = blockIdx.x * (size_t)f;
     const double2 s = rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, step_values{w + at, w0 + at, mean, dw + at});
     if (threadIdx.x == 0) pm[blockIdx.x] = (float)s.x, sums[blockIdx.x] = s.y;
-}
-
-__global__ static void square_rows(const float *x, int f, double *sums) {
-    const double2 s = rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, row_squares{x + blockIdx.x * (size_t)f});
-    if (threadIdx.x == 0) sums[blockIdx.x] = s.x;
 }
 
 /* one block a unit: t dw^T + 2 db (dw mu) + db^2, t = dW M's row */
@@ -134,10 +125,8 @@ extern "C" double rg_cuda_step_products(const float *dw, int units, int f, const
                                         float *products) {
     const float *q = up(MATRIX, qm, (size_t)rows * f);
     float *p = (float *)scratch_for(PRODUCT, (size_t)units * rows * sizeof(float));
-    double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
-    if (!q || !p || !sums || units <= 0 || rg_cuda_sgemm(false, true, units, rows, f, 1.0f, dw, f, q, f, 0.0f, p, rows))
+    if (!q || !p || units <= 0 || rg_cuda_sgemm(false, true, units, rows, f, 1.0f, dw, f, q, f, 0.0f, p, rows) ||
+        rg_cuda_download(products, p, (size_t)units * rows))
         return NAN;
-    square_rows<<<units, RG_CUDA_THREADS>>>(dw, f, sums);
-    if (rg_cuda_download(products, p, (size_t)units * rows)) return NAN;
-    return rows_total(sums, units);
+    return rg_cuda_sum_squares(dw, (size_t)units * f); /* in a fixed order */
 }
