@@ -15,6 +15,7 @@
 
 #include "internal.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/divide.h"
 
 /* The fake device computes as the CPU's plain path does (the CPU's bits, but where the CPU
  * takes its own convolution kernels); a GPU within these of the CPU after 12 steps. */
@@ -479,6 +480,48 @@ static void zoo_models_match_the_cpu(void **state) {
     zoo_step("densenet121", 64, 4, ZOO_TOL, 10 * ZOO_TOL);
 }
 
+/* The kernels' index arithmetic (kernels/cuda/divide.h), run here on the host: every
+ * quotient the plain division's, exhaustively for small divisors and dividends, at each
+ * multiple's edges for divisors up to 2^31 and past it, and for random pairs; and a value's
+ * plane, row and column. */
+static void index_division_is_exact(void **state) {
+    for (uint64_t d = 1; d <= 300; d++) {
+        const rg_divider v = rg_divider_of(d);
+        for (uint64_t n = 0; n < 70000; n++)
+            if (rg_divide(v, n) != n / d) fail_msg("%llu / %llu", (unsigned long long)n, (unsigned long long)d);
+    }
+    const uint64_t top = (uint64_t)1 << 31, large[] = {301, 1000, 3136, 12544, 65535, 65536, 65537, 1000003,
+                                                      (1u << 30) - 1, 1u << 30, (1u << 30) + 1, top - 1, top, top + 1,
+                                                      (uint64_t)1 << 32, ((uint64_t)1 << 32) + 3};
+    uint64_t r = 88172645463325252ull; /* xorshift64 */
+#define NEXT() (r ^= r << 13, r ^= r >> 7, r ^= r << 17, r)
+    for (size_t k = 0; k < sizeof large / sizeof *large; k++) {
+        const uint64_t d = large[k];
+        const rg_divider v = rg_divider_of(d);
+        for (uint64_t m = 0; m < 4000; m++) {
+            const uint64_t edge = m < 2000 ? m * d : NEXT() % (((uint64_t)1 << 33) / d) * d, near[] = {edge - 1, edge, edge + 1};
+            for (int j = 0; j < 3; j++) {
+                const uint64_t n = near[j];
+                if (edge == 0 && j == 0) continue;
+                if (rg_divide(v, n) != n / d) fail_msg("%llu / %llu", (unsigned long long)n, (unsigned long long)d);
+            }
+        }
+        for (uint64_t n = top - 3000; n < top + 3000; n++)
+            if (rg_divide(v, n) != n / d) fail_msg("%llu / %llu", (unsigned long long)n, (unsigned long long)d);
+    }
+    for (int k = 0; k < 2000000; k++) {
+        const uint64_t d = NEXT() % top + 1, n = NEXT() % (top + top / 8);
+        if (rg_divide(rg_divider_of(d), n) != n / d) fail_msg("%llu / %llu", (unsigned long long)n, (unsigned long long)d);
+    }
+    for (int k = 0; k < 100000; k++) {
+        const uint64_t rows = NEXT() % 300 + 1, cols = NEXT() % 300 + 1, e = NEXT() % (top + top / 8);
+        const rg_cell c = rg_cell_of(e, rg_planes_of(rows, cols));
+        assert_true(c.plane == e / cols / rows && (uint64_t)c.y == e / cols % rows && (uint64_t)c.x == e % cols);
+        assert_int_equal(rg_channel_of(e, rg_planes_of(rows, cols)), (int)(e / cols % rows));
+    }
+#undef NEXT
+}
+
 static void placement_errors_say_why(void **state) {
     rg_graph *g = rg_graph_create(1);
     const int chw[3] = {1, 8, 8};
@@ -517,6 +560,7 @@ int main(void) {
         cmocka_unit_test(zoo_models_match_the_cpu),
         cmocka_unit_test(the_monitor_sees_what_the_cpus_sees),
         cmocka_unit_test(placement_errors_say_why),
+        cmocka_unit_test(index_division_is_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

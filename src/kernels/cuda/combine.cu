@@ -35,30 +35,35 @@ __global__ static void pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1,
 }
 
 /* one thread an output value: the input's value, or 0 in the border */
-__global__ static void pad(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top,
-                           int left) {
-    GRID_STRIDE(i, planes * oh * ow) {
-        const rg_cuda_cell o = rg_cuda_cell_of(i, oh, ow);
+__global__ static void pad(const float *x, float *y, size_t planes, int h, int w, rg_planes out, int top, int left) {
+    GRID_STRIDE(i, planes * out.rows.d * out.cols.d) {
+        const rg_cell o = rg_cell_of(i, out);
         const int r = o.y - top, c = o.x - left;
         y[i] = r >= 0 && r < h && c >= 0 && c < w ? x[(o.plane * h + r) * w + c] : 0.0f;
     }
 }
 
-__global__ static void unpad(const float *dy, float *dx, size_t planes, int h, int w, int oh, int ow, int top,
+__global__ static void unpad(const float *dy, float *dx, size_t planes, rg_planes in, int oh, int ow, int top,
                              int left) {
-    GRID_STRIDE(i, planes * h * w) {
-        const rg_cuda_cell at = rg_cuda_cell_of(i, h, w);
+    GRID_STRIDE(i, planes * in.rows.d * in.cols.d) {
+        const rg_cell at = rg_cell_of(i, in);
         dx[i] += dy[(at.plane * oh + at.y + top) * ow + at.x + left];
     }
 }
 
 /* input k's part of each sample of a concat: at `at` within the output's `size` */
-__global__ static void concat_in(const float *x, float *y, int batch, size_t part, size_t size, size_t at) {
-    GRID_STRIDE(i, (size_t)batch * part) y[i / part * size + at + i % part] = x[i];
+/* where value i of a concat's input, `part` values a sample, sits in its output */
+__device__ static size_t concat_at(size_t i, rg_divider part, size_t size, size_t at) {
+    const size_t s = rg_divide(part, i);
+    return s * size + at + (i - s * part.d);
 }
 
-__global__ static void concat_back(const float *dy, float *dx, int batch, size_t part, size_t size, size_t at) {
-    GRID_STRIDE(i, (size_t)batch * part) dx[i] += dy[i / part * size + at + i % part];
+__global__ static void concat_in(const float *x, float *y, int batch, rg_divider part, size_t size, size_t at) {
+    GRID_STRIDE(i, (size_t)batch * part.d) y[concat_at(i, part, size, at)] = x[i];
+}
+
+__global__ static void concat_back(const float *dy, float *dx, int batch, rg_divider part, size_t size, size_t at) {
+    GRID_STRIDE(i, (size_t)batch * part.d) dx[i] += dy[concat_at(i, part, size, at)];
 }
 
 /* one thread a plane, its values added in order in float */
@@ -70,23 +75,25 @@ __global__ static void plane_means(const float *x, float *y, size_t planes, size
     }
 }
 
-__global__ static void plane_spread(const float *dy, float *dx, size_t planes, size_t hw) {
-    GRID_STRIDE(i, planes * hw) dx[i] += dy[i / hw] / (float)hw;
+__global__ static void plane_spread(const float *dy, float *dx, size_t planes, rg_divider hw) {
+    GRID_STRIDE(i, planes * hw.d) dx[i] += dy[rg_divide(hw, i)] / (float)hw.d;
 }
 
 /* y[(h W + w) C + c] = x[c][h][w], each sample */
-__global__ static void to_channels_last(const float *x, float *y, int batch, size_t c, size_t hw) {
-    GRID_STRIDE(i, (size_t)batch * c * hw) {
-        const size_t s = i / (c * hw), k = i / hw % c, p = i % hw;
-        y[s * c * hw + p * c + k] = x[i];
-    }
+/* where value i of a batch x c x hw tensor goes when each sample's values are laid out
+ * channels last */
+__device__ static size_t channels_last(size_t i, rg_planes channels) {
+    const rg_cell at = rg_cell_of(i, channels); /* (sample, channel, position) */
+    const size_t c = channels.rows.d;
+    return at.plane * c * channels.cols.d + (size_t)at.x * c + at.y;
 }
 
-__global__ static void from_channels_last(const float *dy, float *dx, int batch, size_t c, size_t hw) {
-    GRID_STRIDE(i, (size_t)batch * c * hw) {
-        const size_t s = i / (c * hw), k = i / hw % c, p = i % hw;
-        dx[i] += dy[s * c * hw + p * c + k];
-    }
+__global__ static void to_channels_last(const float *x, float *y, int batch, rg_planes channels) {
+    GRID_STRIDE(i, (size_t)batch * channels.rows.d * channels.cols.d) y[channels_last(i, channels)] = x[i];
+}
+
+__global__ static void from_channels_last(const float *dy, float *dx, int batch, rg_planes channels) {
+    GRID_STRIDE(i, (size_t)batch * channels.rows.d * channels.cols.d) dx[i] += dy[channels_last(i, channels)];
 }
 
 extern "C" void rg_cuda_add(float *y, const float *a, const float *b, size_t n) { LAUNCH(add, n, y, a, b, n); }
@@ -101,20 +108,20 @@ extern "C" void rg_cuda_pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1
 
 extern "C" void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow,
                                          int top, int left) {
-    LAUNCH(pad, planes * oh * ow, x, y, planes, h, w, oh, ow, top, left);
+    LAUNCH(pad, planes * oh * ow, x, y, planes, h, w, rg_planes_of(oh, ow), top, left);
 }
 
 extern "C" void rg_cuda_zero_pad_backward(const float *dy, float *dx, size_t planes, int h, int w, int oh, int ow,
                                           int top, int left) {
-    LAUNCH(unpad, planes * h * w, dy, dx, planes, h, w, oh, ow, top, left);
+    LAUNCH(unpad, planes * h * w, dy, dx, planes, rg_planes_of(h, w), oh, ow, top, left);
 }
 
 extern "C" void rg_cuda_concat_forward(const float *x, float *y, int batch, size_t part, size_t size, size_t at) {
-    LAUNCH(concat_in, (size_t)batch * part, x, y, batch, part, size, at);
+    LAUNCH(concat_in, (size_t)batch * part, x, y, batch, rg_divider_of(part), size, at);
 }
 
 extern "C" void rg_cuda_concat_backward(const float *dy, float *dx, int batch, size_t part, size_t size, size_t at) {
-    LAUNCH(concat_back, (size_t)batch * part, dy, dx, batch, part, size, at);
+    LAUNCH(concat_back, (size_t)batch * part, dy, dx, batch, rg_divider_of(part), size, at);
 }
 
 extern "C" void rg_cuda_global_avg_pool_forward(const float *x, float *y, size_t planes, size_t hw) {
@@ -122,13 +129,13 @@ extern "C" void rg_cuda_global_avg_pool_forward(const float *x, float *y, size_t
 }
 
 extern "C" void rg_cuda_global_avg_pool_backward(const float *dy, float *dx, size_t planes, size_t hw) {
-    LAUNCH(plane_spread, planes * hw, dy, dx, planes, hw);
+    LAUNCH(plane_spread, planes * hw, dy, dx, planes, rg_divider_of(hw));
 }
 
 extern "C" void rg_cuda_flatten_hwc_forward(const float *x, float *y, int batch, size_t c, size_t hw) {
-    LAUNCH(to_channels_last, (size_t)batch * c * hw, x, y, batch, c, hw);
+    LAUNCH(to_channels_last, (size_t)batch * c * hw, x, y, batch, rg_planes_of(c, hw));
 }
 
 extern "C" void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t c, size_t hw) {
-    LAUNCH(from_channels_last, (size_t)batch * c * hw, dy, dx, batch, c, hw);
+    LAUNCH(from_channels_last, (size_t)batch * c * hw, dy, dx, batch, rg_planes_of(c, hw));
 }

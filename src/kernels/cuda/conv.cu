@@ -18,35 +18,56 @@
 
 #include <cuda_runtime.h>
 
+/* A convolution's index arithmetic as dividers (divide.h): a sample's columns (rows c kh kw
+ * of oh ow positions), a row's channel and tap, a position's row, the stride, and the
+ * input's planes (h x w) and channels. */
+typedef struct conv_index {
+    rg_planes columns, taps, input, channels;
+    rg_divider ow, stride;
+} conv_index;
+
+static conv_index conv_index_of(const rg_conv_geom *q) {
+    return {rg_planes_of((uint64_t)q->c * q->kh * q->kw, (uint64_t)q->oh * q->ow), rg_planes_of(q->kh, q->kw),
+            rg_planes_of(q->h, q->w), rg_planes_of(q->c, 1), rg_divider_of(q->ow), rg_divider_of(q->stride)};
+}
+
 /* each sample's col[(c kh + i) kw + j][oy ow + ox] = x[c][oy s - pad_t + i d][ox s - pad_l + j d],
  * 0 outside; samples `in_size` apart in x, `col_size` in col */
-__global__ static void im2col(const float *x, rg_conv_geom q, float *col, int batch, size_t in_size, size_t col_size) {
-    const size_t ohw = (size_t)q.oh * q.ow;
+__global__ static void im2col(const float *x, rg_conv_geom q, conv_index k, float *col, int batch, size_t in_size,
+                              size_t col_size) {
     GRID_STRIDE(e, (size_t)batch * col_size) {
-        const size_t b = e / col_size, row = e % col_size / ohw, p = e % ohw;
-        const int c = (int)(row / (q.kh * q.kw)), i = (int)(row / q.kw % q.kh), j = (int)(row % q.kw);
-        const int iy = (int)(p / q.ow) * q.stride - q.pad_t + i * q.dilation;
-        const int ix = (int)(p % q.ow) * q.stride - q.pad_l + j * q.dilation;
-        col[e] = iy >= 0 && iy < q.h && ix >= 0 && ix < q.w ? x[b * in_size + ((size_t)c * q.h + iy) * q.w + ix] : 0.0f;
+        const rg_cell at = rg_cell_of(e, k.columns), tap = rg_cell_of(at.y, k.taps); /* (sample, row, position) */
+        const int oy = (int)rg_divide(k.ow, at.x), ox = at.x - oy * q.ow;
+        const int iy = oy * q.stride - q.pad_t + tap.y * q.dilation, ix = ox * q.stride - q.pad_l + tap.x * q.dilation;
+        col[e] = iy >= 0 && iy < q.h && ix >= 0 && ix < q.w
+                     ? x[at.plane * in_size + (tap.plane * q.h + iy) * q.w + ix]
+                     : 0.0f;
     }
 }
 
+/* t / stride where t is a multiple of it (0 <= t): false where it is not one */
+__device__ static bool strided(int t, rg_divider stride, int *o) {
+    *o = (int)rg_divide(stride, (uint64_t)t);
+    return *o * (int)stride.d == t;
+}
+
 /* each sample's dx[c][iy][ix] (= or +=) the sum over the taps that read it of dcol, taps in order */
-__global__ static void col2im(const float *dcol, rg_conv_geom q, float *dx, bool fresh, int batch, size_t in_size,
-                              size_t col_size) {
+__global__ static void col2im(const float *dcol, rg_conv_geom q, conv_index k, float *dx, bool fresh, int batch,
+                              size_t in_size, size_t col_size) {
     const size_t ohw = (size_t)q.oh * q.ow;
     GRID_STRIDE(e, (size_t)batch * in_size) {
-        const size_t b = e / in_size, at = e % in_size;
-        const int c = (int)(at / ((size_t)q.h * q.w)), iy = (int)(at / q.w % q.h), ix = (int)(at % q.w);
-        const float *dc = dcol + b * col_size;
+        const rg_cell at = rg_cell_of(e, k.input), plane = rg_cell_of(at.plane, k.channels); /* (sample, channel) */
+        const int c = plane.y, iy = at.y, ix = at.x;
+        const float *dc = dcol + plane.plane * col_size;
         float s = 0;
         for (int i = 0; i < q.kh; i++) {
             const int ty = iy + q.pad_t - i * q.dilation; /* oy * stride */
-            if (ty < 0 || ty % q.stride || ty / q.stride >= q.oh) continue;
+            int oy, ox;
+            if (ty < 0 || !strided(ty, k.stride, &oy) || oy >= q.oh) continue;
             for (int j = 0; j < q.kw; j++) {
                 const int tx = ix + q.pad_l - j * q.dilation;
-                if (tx < 0 || tx % q.stride || tx / q.stride >= q.ow) continue;
-                s += dc[((size_t)(c * q.kh + i) * q.kw + j) * ohw + (size_t)(ty / q.stride) * q.ow + tx / q.stride];
+                if (tx < 0 || !strided(tx, k.stride, &ox) || ox >= q.ow) continue;
+                s += dc[((size_t)(c * q.kh + i) * q.kw + j) * ohw + (size_t)oy * q.ow + ox];
             }
         }
         dx[e] = fresh ? s : dx[e] + s;
@@ -54,9 +75,10 @@ __global__ static void col2im(const float *dcol, rg_conv_geom q, float *dx, bool
 }
 
 /* x (batch x C x hw) as C rows of batch x hw values: row c holds every sample's plane c */
-__global__ static void by_channel(const float *x, float *out, int batch, int C, int hw) {
-    GRID_STRIDE(e, (size_t)batch * C * hw) {
-        const rg_cuda_cell at = rg_cuda_cell_of(e, C, hw); /* (sample, channel, position) */
+__global__ static void by_channel(const float *x, float *out, int batch, rg_planes channels) {
+    const size_t hw = channels.cols.d;
+    GRID_STRIDE(e, (size_t)batch * channels.rows.d * hw) {
+        const rg_cell at = rg_cell_of(e, channels); /* (sample, channel, position) */
         out[((size_t)at.y * batch + at.plane) * hw + at.x] = x[e];
     }
 }
@@ -71,8 +93,8 @@ __global__ static void add_parts(const float *parts, float *dw, size_t n, int ba
 }
 
 /* every plane of y (batch x filters planes of ohw) starts at its filter's bias */
-__global__ static void bias_planes(const float *bias, float *y, size_t planes, int filters, size_t ohw) {
-    GRID_STRIDE(e, planes * ohw) y[e] = bias[rg_cuda_channel_of(e, ohw, filters)];
+__global__ static void bias_planes(const float *bias, float *y, size_t planes, rg_planes channels) {
+    GRID_STRIDE(e, planes * channels.cols.d) y[e] = bias[rg_channel_of(e, channels)];
 }
 
 /* one block a filter: db[o] += dY[b][o][p] summed over samples and positions */
@@ -92,7 +114,7 @@ static const float *columns(const float *x, const rg_conv_geom *q, float *col, i
     const size_t in_size = (size_t)q->c * q->h * q->w, cs = rg_cuda_conv_columns(q);
     *stride = rg_cuda_conv_direct(q) ? in_size : cs;
     if (rg_cuda_conv_direct(q)) return x;
-    LAUNCH(im2col, (size_t)batch * cs, x, *q, col, batch, in_size, cs);
+    LAUNCH(im2col, (size_t)batch * cs, x, *q, conv_index_of(q), col, batch, in_size, cs);
     return col;
 }
 
@@ -101,7 +123,7 @@ extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, cons
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t out_size = (size_t)filters * ohw;
     if (batch <= 0) return RG_OK;
-    if (bias) LAUNCH(bias_planes, (size_t)batch * out_size, bias, y, (size_t)batch * filters, filters, (size_t)ohw);
+    if (bias) LAUNCH(bias_planes, (size_t)batch * out_size, bias, y, (size_t)batch * filters, rg_planes_of(filters, ohw));
     const float beta = bias || add ? 1.0f : 0.0f; /* onto the bias, or what y holds */
     if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_forward(x, w, y, beta, batch, q, filters, groups);
     size_t stride;
@@ -131,8 +153,8 @@ extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, co
         /* one product over samples and positions: dY and x channel by channel (in the space
          * of the samples' dW, which is larger) */
         float *gy = parts, *gx = parts + (size_t)batch * out_size;
-        LAUNCH(by_channel, (size_t)batch * out_size, dy, gy, batch, filters, ohw);
-        LAUNCH(by_channel, (size_t)batch * in_size, x, gx, batch, q->c, ohw);
+        LAUNCH(by_channel, (size_t)batch * out_size, dy, gy, batch, rg_planes_of(filters, ohw));
+        LAUNCH(by_channel, (size_t)batch * in_size, x, gx, batch, rg_planes_of(q->c, ohw));
         s = rg_cuda_sgemm(false, true, filters, kg, batch * ohw, 1.0f, gy, batch * ohw, gx, batch * ohw, 1.0f, dw, kg);
     } else {
         for (int gi = 0; gi < groups && !s; gi++) /* each sample's dW, summed in sample order */
@@ -149,6 +171,7 @@ extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, co
         s = rg_cuda_sgemm_batched(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, 0,
                                   dy + (size_t)gi * og * ohw, ohw, out_size, beta, dcol + (size_t)gi * kg * ohw, ohw,
                                   stride, batch);
-    if (!s && !rg_cuda_conv_direct(q)) LAUNCH(col2im, (size_t)batch * in_size, col, *q, dx, fresh, batch, in_size, cs);
+    if (!s && !rg_cuda_conv_direct(q))
+        LAUNCH(col2im, (size_t)batch * in_size, col, *q, conv_index_of(q), dx, fresh, batch, in_size, cs);
     return s;
 }

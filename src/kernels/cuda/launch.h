@@ -1,12 +1,15 @@
 /*
  * launch.h — what the kernels share (.cu files only): the element-wise launch shape (256
  * threads a block, enough blocks to cover n up to a cap, each thread striding over the
- * rest) and the per-channel sum of a block (batch norm's statistics, a bias's gradient).
+ * rest), the per-channel sum of a block (batch norm's statistics, a bias's gradient), and
+ * (divide.h) the index arithmetic without the device's integer division.
  */
 #ifndef RG_CUDA_LAUNCH_H
 #define RG_CUDA_LAUNCH_H
 
 #include <stddef.h>
+
+#include "divide.h" /* a value's plane, row and column, or channel: rg_cell_of */
 
 #define RG_CUDA_THREADS 256
 
@@ -24,27 +27,6 @@ static inline unsigned rg_cuda_grid(size_t n) {
     do { \
         if (n) kernel<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(__VA_ARGS__); \
     } while (0)
-
-/* the channel of value i of a batch x C x hw tensor, in 32 bits where they hold it */
-__device__ static inline int rg_cuda_channel_of(size_t i, size_t hw, int C) {
-    if (i <= 0xffffffffu && hw <= 0xffffffffu) return (int)((unsigned)i / (unsigned)hw % (unsigned)C);
-    return (int)(i / hw % (size_t)C);
-}
-
-/* Value e of planes of h x w values: its plane, row and column, with two 32-bit divisions
- * where e fits in 32 bits (a 64-bit division costs several times more) */
-struct rg_cuda_cell {
-    size_t plane;
-    int y, x;
-};
-__device__ static inline rg_cuda_cell rg_cuda_cell_of(size_t e, int h, int w) {
-    if (e <= 0xffffffffu) {
-        const unsigned rows = (unsigned)e / (unsigned)w;
-        return {rows / (unsigned)h, (int)(rows % (unsigned)h), (int)((unsigned)e - rows * (unsigned)w)};
-    }
-    const size_t rows = e / (size_t)w;
-    return {rows / (size_t)h, (int)(rows % (size_t)h), (int)(e - rows * (size_t)w)};
-}
 
 /* The sums in double of f(i) (two at once: f gives a double2) over values from..to-1 of
  * channel c (counting samples, then positions) of a batch x C x hw tensor, by the

@@ -14,11 +14,14 @@
 
 typedef struct window {
     int k, stride, pad; /* the pooling window */
+    rg_divider by;      /* the stride, as a divider */
 } window;
 
-__global__ static void max_2x2(const float *x, float *y, size_t planes, rg_conv_geom q) {
+static window window_of(int k, int stride, int pad) { return {k, stride, pad, rg_divider_of((uint64_t)stride)}; }
+
+__global__ static void max_2x2(const float *x, float *y, size_t planes, rg_conv_geom q, rg_planes out) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
-        const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
+        const rg_cell o = rg_cell_of(e, out);
         const size_t p = o.plane;
         const int oy = o.y, ox = o.x;
         const float *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
@@ -30,9 +33,9 @@ __global__ static void max_2x2(const float *x, float *y, size_t planes, rg_conv_
 /* the input's share of its (only) 2x2 window's gradient: all of it when it is the window's
  * first maximum (a b / c d), else 0, added as the CPU adds it */
 __global__ static void max_2x2_back(const float *x, const float *y, const float *dy, float *dx, size_t planes,
-                                    rg_conv_geom q) {
+                                    rg_conv_geom q, rg_planes in) {
     GRID_STRIDE(e, planes * q.h * q.w) {
-        const rg_cuda_cell at = rg_cuda_cell_of(e, q.h, q.w);
+        const rg_cell at = rg_cell_of(e, in);
         const size_t p = at.plane;
         const int iy = at.y, ix = at.x, oy = iy / 2, ox = ix / 2;
         if (oy >= q.oh || ox >= q.ow) continue; /* a trailing row or column no window reads */
@@ -47,7 +50,7 @@ __global__ static void max_2x2_back(const float *x, const float *y, const float 
 
 /* The first maximum in scan order of output o's window over plane xp: its offset in the
  * plane (-1 for a window wholly in the padding) and value */
-__device__ static int first_max(const float *xp, rg_cuda_cell o, const rg_conv_geom &q, window a, float *best) {
+__device__ static int first_max(const float *xp, rg_cell o, const rg_conv_geom &q, window a, float *best) {
     int where = -1;
     *best = -FLT_MAX;
     for (int i = 0; i < a.k; i++) {
@@ -63,9 +66,10 @@ __device__ static int first_max(const float *xp, rg_cuda_cell o, const rg_conv_g
     return where;
 }
 
-__global__ static void max_general(const float *x, float *y, int *arg, size_t planes, rg_conv_geom q, window a) {
+__global__ static void max_general(const float *x, float *y, int *arg, size_t planes, rg_conv_geom q, rg_planes out,
+                                   window a) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
-        const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
+        const rg_cell o = rg_cell_of(e, out);
         float best;
         arg[e] = first_max(x + o.plane * q.h * q.w, o, q, a, &best);
         y[e] = best;
@@ -75,9 +79,9 @@ __global__ static void max_general(const float *x, float *y, int *arg, size_t pl
 /* the tangent: the input's at each window's first maximum (found again from x, as the 2x2
  * path keeps no offset; the same maximum as every path's) */
 __global__ static void max_tangent(const float *x, const float *t_in, float *t, size_t planes, rg_conv_geom q,
-                                   window a) {
+                                   rg_planes out, window a) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
-        const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
+        const rg_cell o = rg_cell_of(e, out);
         float best;
         const int where = first_max(x + o.plane * q.h * q.w, o, q, a, &best);
         t[e] = where < 0 ? 0.0f : t_in[o.plane * q.h * q.w + where];
@@ -87,15 +91,15 @@ __global__ static void max_tangent(const float *x, const float *t_in, float *t, 
 /* outputs whose window covers input row (or column) i: [*lo, *hi) */
 __device__ static void covering(int i, int n_out, window a, int *lo, int *hi) {
     const int top = i + a.pad - a.k + 1; /* o stride >= top */
-    *lo = top <= 0 ? 0 : (top + a.stride - 1) / a.stride;
-    const int last = (i + a.pad) / a.stride + 1;
+    *lo = top <= 0 ? 0 : (int)rg_divide(a.by, (uint64_t)(top + a.stride - 1));
+    const int last = (int)rg_divide(a.by, (uint64_t)(i + a.pad)) + 1;
     *hi = last < n_out ? last : n_out;
 }
 
 __global__ static void max_general_back(const int *arg, const float *dy, float *dx, size_t planes, rg_conv_geom q,
-                                        window a) {
+                                        rg_planes in, window a) {
     GRID_STRIDE(e, planes * q.h * q.w) {
-        const rg_cuda_cell at = rg_cuda_cell_of(e, q.h, q.w);
+        const rg_cell at = rg_cell_of(e, in);
         const size_t p = at.plane;
         const int iy = at.y, ix = at.x, me = iy * q.w + ix;
         int y0, y1, x0, x1;
@@ -111,10 +115,10 @@ __global__ static void max_general_back(const int *arg, const float *dy, float *
     }
 }
 
-__global__ static void avg(const float *x, float *y, size_t planes, rg_conv_geom q, window a) {
+__global__ static void avg(const float *x, float *y, size_t planes, rg_conv_geom q, rg_planes out, window a) {
     const float scale = 1.0f / (float)(a.k * a.k);
     GRID_STRIDE(e, planes * q.oh * q.ow) {
-        const rg_cuda_cell o = rg_cuda_cell_of(e, q.oh, q.ow);
+        const rg_cell o = rg_cell_of(e, out);
         const size_t p = o.plane;
         const int oy = o.y, ox = o.x;
         const float *xp = x + p * q.h * q.w;
@@ -131,10 +135,10 @@ __global__ static void avg(const float *x, float *y, size_t planes, rg_conv_geom
     }
 }
 
-__global__ static void avg_back(const float *dy, float *dx, size_t planes, rg_conv_geom q, window a) {
+__global__ static void avg_back(const float *dy, float *dx, size_t planes, rg_conv_geom q, rg_planes in, window a) {
     const float scale = 1.0f / (float)(a.k * a.k);
     GRID_STRIDE(e, planes * q.h * q.w) {
-        const rg_cuda_cell at = rg_cuda_cell_of(e, q.h, q.w);
+        const rg_cell at = rg_cell_of(e, in);
         const size_t p = at.plane;
         const int iy = at.y, ix = at.x;
         int y0, y1, x0, x1;
@@ -152,31 +156,34 @@ static bool is_2x2(int k, int stride, int pad) { return k == 2 && stride == 2 &&
 extern "C" void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k,
                                          int stride, int pad) {
     const size_t planes = (size_t)batch * q->c, n = planes * q->oh * q->ow;
-    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2, n, x, y, planes, *q);
-    else LAUNCH(max_general, n, x, y, arg, planes, *q, window{k, stride, pad});
+    const rg_planes out = rg_planes_of(q->oh, q->ow);
+    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2, n, x, y, planes, *q, out);
+    else LAUNCH(max_general, n, x, y, arg, planes, *q, out, window_of(k, stride, pad));
 }
 
 extern "C" void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx,
                                           int batch, const rg_conv_geom *q, int k, int stride, int pad) {
     const size_t planes = (size_t)batch * q->c, n = planes * q->h * q->w;
-    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2_back, n, x, y, dy, dx, planes, *q);
-    else LAUNCH(max_general_back, n, arg, dy, dx, planes, *q, window{k, stride, pad});
+    const rg_planes in = rg_planes_of(q->h, q->w);
+    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2_back, n, x, y, dy, dx, planes, *q, in);
+    else LAUNCH(max_general_back, n, arg, dy, dx, planes, *q, in, window_of(k, stride, pad));
 }
 
 extern "C" void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q,
                                          int k, int stride, int pad) {
     const size_t planes = (size_t)batch * q->c;
-    LAUNCH(max_tangent, planes * q->oh * q->ow, x, t_in, t, planes, *q, window{k, stride, pad});
+    LAUNCH(max_tangent, planes * q->oh * q->ow, x, t_in, t, planes, *q, rg_planes_of(q->oh, q->ow),
+           window_of(k, stride, pad));
 }
 
 extern "C" void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
                                          int pad) {
     const size_t planes = (size_t)batch * q->c;
-    LAUNCH(avg, planes * q->oh * q->ow, x, y, planes, *q, window{k, stride, pad});
+    LAUNCH(avg, planes * q->oh * q->ow, x, y, planes, *q, rg_planes_of(q->oh, q->ow), window_of(k, stride, pad));
 }
 
 extern "C" void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k,
                                           int stride, int pad) {
     const size_t planes = (size_t)batch * q->c;
-    LAUNCH(avg_back, planes * q->h * q->w, dy, dx, planes, *q, window{k, stride, pad});
+    LAUNCH(avg_back, planes * q->h * q->w, dy, dx, planes, *q, rg_planes_of(q->h, q->w), window_of(k, stride, pad));
 }
