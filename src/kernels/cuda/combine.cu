@@ -13,6 +13,13 @@ __global__ static void add(float *y, const float *a, const float *b, size_t n) {
     GRID_STRIDE(i, n) y[i] = a[i] + b[i];
 }
 
+__global__ static void add_quads(float4 *y, const float4 *a, const float4 *b, size_t quads) {
+    GRID_STRIDE(q, quads) {
+        const float4 u = a[q], v = b[q];
+        y[q] = make_float4(u.x + v.x, u.y + v.y, u.z + v.z, u.w + v.w);
+    }
+}
+
 /* y = sum_k w_k x_k, the inputs in order */
 __global__ static void weighted_sum(float *y, rg_cuda_terms t, size_t n) {
     GRID_STRIDE(i, n) {
@@ -31,6 +38,17 @@ __global__ static void pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1,
         const float g = dy[i];
         dx0[i] = fresh0 ? g : dx0[i] + g;
         if (dx1) dx1[i] = fresh1 ? g : dx1[i] + g;
+    }
+}
+
+__device__ static float4 plus(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
+
+__global__ static void pass_on_quads(float4 *dx0, bool fresh0, float4 *dx1, bool fresh1, const float4 *dy,
+                                     size_t quads) {
+    GRID_STRIDE(q, quads) {
+        const float4 g = dy[q];
+        dx0[q] = fresh0 ? g : plus(dx0[q], g);
+        if (dx1) dx1[q] = fresh1 ? g : plus(dx1[q], g);
     }
 }
 
@@ -96,14 +114,20 @@ __global__ static void from_channels_last(const float *dy, float *dx, int batch,
     GRID_STRIDE(i, (size_t)batch * channels.rows.d * channels.cols.d) dx[i] += dy[channels_last(i, channels)];
 }
 
-extern "C" void rg_cuda_add(float *y, const float *a, const float *b, size_t n) { LAUNCH(add, n, y, a, b, n); }
+extern "C" void rg_cuda_add(float *y, const float *a, const float *b, size_t n) {
+    if (n % 4 == 0 && rg_cuda_aligned16(y, a, b))
+        LAUNCH(add_quads, n / 4, (float4 *)y, (const float4 *)a, (const float4 *)b, n / 4);
+    else LAUNCH(add, n, y, a, b, n);
+}
 
 extern "C" void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n) { LAUNCH(weighted_sum, n, y, *t, n); }
 
 extern "C" void rg_cuda_add_scaled(float *dx, const float *dy, float w, size_t n) { LAUNCH(add_scaled, n, dx, dy, w, n); }
 
 extern "C" void rg_cuda_pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1, const float *dy, size_t n) {
-    LAUNCH(pass_on, n, dx0, fresh0, dx1, fresh1, dy, n);
+    if (n % 4 == 0 && rg_cuda_aligned16(dx0, dx1, dy))
+        LAUNCH(pass_on_quads, n / 4, (float4 *)dx0, fresh0, (float4 *)dx1, fresh1, (const float4 *)dy, n / 4);
+    else LAUNCH(pass_on, n, dx0, fresh0, dx1, fresh1, dy, n);
 }
 
 extern "C" void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow,

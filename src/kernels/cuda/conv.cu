@@ -92,10 +92,11 @@ __global__ static void add_parts(const float *parts, float *dw, size_t n, int ba
     }
 }
 
-/* every plane of y (batch x filters planes of ohw) starts at its filter's bias */
-__global__ static void bias_planes(const float *bias, float *y, size_t planes, rg_planes channels) {
-    GRID_STRIDE(e, planes * channels.cols.d) y[e] = bias[rg_channel_of(e, channels)];
-}
+/* a value's filter's bias (rg_cuda_channel_map's f: every plane starts at it) */
+struct bias_of {
+    const float *bias;
+    __device__ float operator()(int c, float, float) const { return bias[c]; }
+};
 
 /* one block a filter: db[o] += dY[b][o][p] summed over samples and positions */
 __global__ static void bias_grad(const float *dy, float *db, int batch, int filters, size_t ohw) {
@@ -123,7 +124,7 @@ extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, cons
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t out_size = (size_t)filters * ohw;
     if (batch <= 0) return RG_OK;
-    if (bias) LAUNCH(bias_planes, (size_t)batch * out_size, bias, y, (size_t)batch * filters, rg_planes_of(filters, ohw));
+    if (bias) rg_cuda_channel_map(NULL, NULL, y, false, (size_t)batch * out_size, filters, (size_t)ohw, bias_of{bias});
     const float beta = bias || add ? 1.0f : 0.0f; /* onto the bias, or what y holds */
     if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_forward(x, w, y, beta, batch, q, filters, groups);
     size_t stride;

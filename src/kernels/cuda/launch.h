@@ -1,13 +1,16 @@
 /*
  * launch.h — what the kernels share (.cu files only): the element-wise launch shape (256
  * threads a block, enough blocks to cover n up to a cap, each thread striding over the
- * rest), the per-channel sum of a block (batch norm's statistics, a bias's gradient), and
- * (divide.h) the index arithmetic without the device's integer division.
+ * rest), a map over a tensor's values that knows each one's channel (four values a thread
+ * where the tensor allows), the per-channel sum of a block (batch norm's statistics, a
+ * bias's gradient), and (divide.h) the index arithmetic without the device's integer
+ * division.
  */
 #ifndef RG_CUDA_LAUNCH_H
 #define RG_CUDA_LAUNCH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "divide.h" /* a value's plane, row and column, or channel: rg_cell_of */
 
@@ -27,6 +30,47 @@ static inline unsigned rg_cuda_grid(size_t n) {
     do { \
         if (n) kernel<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(__VA_ARGS__); \
     } while (0)
+
+/* out[i] = f(c, a[i], b[i]), or out[i] + that when add, for every value i of a batch x C x hw
+ * tensor, c its channel (a or b NULL: f sees 0 for it): four values a thread, loaded and
+ * stored as one float4 and one channel found for them, where hw is a multiple of 4 and the
+ * buffers are 16-byte aligned; else one. */
+template <typename F>
+__global__ static void rg_cuda_channel_values(const float *a, const float *b, float *out, bool add, size_t n,
+                                              rg_planes channels, F f) {
+    GRID_STRIDE(i, n) {
+        const float v = f(rg_channel_of(i, channels), a ? a[i] : 0.0f, b ? b[i] : 0.0f);
+        out[i] = add ? out[i] + v : v;
+    }
+}
+
+template <typename F>
+__global__ static void rg_cuda_channel_quads(const float4 *a, const float4 *b, float4 *out, bool add, size_t quads,
+                                             rg_planes channels, F f) {
+    GRID_STRIDE(q, quads) {
+        const int c = rg_channel_of(q, channels);
+        const float4 u = a ? a[q] : make_float4(0, 0, 0, 0), w = b ? b[q] : make_float4(0, 0, 0, 0);
+        float4 v = make_float4(f(c, u.x, w.x), f(c, u.y, w.y), f(c, u.z, w.z), f(c, u.w, w.w));
+        if (add) {
+            const float4 o = out[q];
+            v = make_float4(o.x + v.x, o.y + v.y, o.z + v.z, o.w + v.w);
+        }
+        out[q] = v;
+    }
+}
+
+/* whether buffers a, b, c (NULL: none) can be read as float4s */
+static inline bool rg_cuda_aligned16(const void *a, const void *b, const void *c) {
+    return ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) % 16 == 0;
+}
+
+template <typename F>
+static void rg_cuda_channel_map(const float *a, const float *b, float *out, bool add, size_t n, int C, size_t hw, F f) {
+    if (hw % 4 == 0 && rg_cuda_aligned16(a, b, out))
+        LAUNCH(rg_cuda_channel_quads<F>, n / 4, (const float4 *)a, (const float4 *)b, (float4 *)out, add, n / 4,
+               rg_planes_of(C, hw / 4), f);
+    else LAUNCH(rg_cuda_channel_values<F>, n, a, b, out, add, n, rg_planes_of(C, hw), f);
+}
 
 /* The sums in double of f(i) (two at once: f gives a double2) over values from..to-1 of
  * channel c (counting samples, then positions) of a batch x C x hw tensor, by the

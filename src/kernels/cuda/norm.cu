@@ -105,13 +105,15 @@ __global__ static void running_statistics(int C, float eps, const float *gamma, 
     }
 }
 
-__global__ static void affine(const float *x, float *y, size_t n, rg_planes channels, const float *pair, bool relu) {
-    GRID_STRIDE(i, n) {
-        const int c = rg_channel_of(i, channels);
-        const float v = x[i] * pair[2 * c] + pair[2 * c + 1];
-        y[i] = relu && v < 0 ? 0.0f : v;
+/* y = x scale + shift, then the fused relu (rg_cuda_channel_map's f) */
+struct affine {
+    const float *pair;
+    bool relu;
+    __device__ float operator()(int c, float x, float) const {
+        const float v = x * pair[2 * c] + pair[2 * c + 1];
+        return relu && v < 0 ? 0.0f : v;
     }
-}
+};
 
 /* C x runs blocks: each run's sums of dy and dy x, dy masked by the fused relu */
 __global__ static void gradient_parts(const float *x, const float *dy, int C, size_t hw, size_t m, const float *aux,
@@ -149,26 +151,28 @@ __device__ static float through(float h, float x, int c, int C, const float *aux
     return train ? k * (h - coef[3 * c + 1] - (x - aux[c]) * aux[C + c] * coef[3 * c + 2]) : k * h;
 }
 
-__global__ static void input_gradient(const float *x, const float *dy, float *dx, size_t n, int C, rg_planes channels,
-                                      const float *aux, const float *coef, bool train, bool relu, bool fresh) {
-    GRID_STRIDE(i, n) {
-        const int c = rg_channel_of(i, channels);
-        const float g = through(masked(dy[i], x[i], relu ? aux + 2 * C + 2 * c : NULL), x[i], c, C, aux, coef, train);
-        dx[i] = fresh ? g : dx[i] + g;
+/* the input's gradient from x and dy (rg_cuda_channel_map's f) */
+struct input_gradient {
+    int C;
+    const float *aux, *coef;
+    bool train, relu;
+    __device__ float operator()(int c, float x, float dy) const {
+        return through(masked(dy, x, relu ? aux + 2 * C + 2 * c : NULL), x, c, C, aux, coef, train);
     }
-}
+};
 
-/* the tangent: the input's through the normalisation, plus gamma's and beta's directions */
-__global__ static void tangent_values(const float *x, const float *t_in, float *t, size_t n, int C,
-                                      rg_planes channels, const float *aux, const float *coef, bool train,
-                                      const float *dgamma, const float *dbeta) {
-    GRID_STRIDE(i, n) {
-        const int c = rg_channel_of(i, channels);
-        const float xh = (x[i] - aux[c]) * aux[C + c];
-        t[i] = through(t_in[i], x[i], c, C, aux, coef, train) + (dgamma ? dgamma[c] * xh : 0.0f) +
-               (dbeta ? dbeta[c] : 0.0f);
+/* the tangent from x and the input's tangent: the latter through the normalisation, plus
+ * gamma's and beta's directions (rg_cuda_channel_map's f) */
+struct tangent_values {
+    int C;
+    const float *aux, *coef;
+    bool train;
+    const float *dgamma, *dbeta;
+    __device__ float operator()(int c, float x, float t_in) const {
+        const float xh = (x - aux[c]) * aux[C + c];
+        return through(t_in, x, c, C, aux, coef, train) + (dgamma ? dgamma[c] * xh : 0.0f) + (dbeta ? dbeta[c] : 0.0f);
     }
-}
+};
 
 extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train,
                                            float eps, float momentum, const float *gamma, const float *beta,
@@ -182,7 +186,7 @@ extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, 
         moment_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, C, hw, m, part);
         LAUNCH(train_statistics, (size_t)C, part, runs, C, m, eps, momentum, gamma, beta, rmean, rvar, aux);
     } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
-    LAUNCH(affine, m * C, x, y, m * C, rg_planes_of(C, hw), aux + 2 * C, relu);
+    rg_cuda_channel_map(x, NULL, y, false, m * C, C, hw, affine{aux + 2 * C, relu});
 }
 
 /* Per channel, from one pass's sums of h (dy masked by the fused relu, or a tangent) and h x:
@@ -204,7 +208,7 @@ extern "C" void rg_cuda_batch_norm_backward(const float *x, const float *dy, flo
                                             float *dgamma, float *dbeta, float *coef, bool fresh) {
     const size_t n = (size_t)batch * hw * C;
     if (batch <= 0 || !map_coefficients(x, dy, batch, C, hw, gamma, aux, relu, dgamma, dbeta, coef)) return;
-    if (dx) LAUNCH(input_gradient, n, x, dy, dx, n, C, rg_planes_of(C, hw), aux, coef, train, relu, fresh);
+    if (dx) rg_cuda_channel_map(x, dy, dx, !fresh, n, C, hw, input_gradient{C, aux, coef, train, relu});
 }
 
 extern "C" void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int batch, int C, size_t hw,
@@ -212,5 +216,5 @@ extern "C" void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, fl
                                            const float *dbeta, float *coef) {
     const size_t n = (size_t)batch * hw * C;
     if (batch <= 0 || !map_coefficients(x, t_in, batch, C, hw, gamma, aux, false, NULL, NULL, coef)) return;
-    LAUNCH(tangent_values, n, x, t_in, t, n, C, rg_planes_of(C, hw), aux, coef, train, dgamma, dbeta);
+    rg_cuda_channel_map(x, t_in, t, false, n, C, hw, tangent_values{C, aux, coef, train, dgamma, dbeta});
 }
