@@ -72,6 +72,27 @@ static void rg_cuda_channel_map(const float *a, const float *b, float *out, bool
     else LAUNCH(rg_cuda_channel_values<F>, n, a, b, out, add, n, rg_planes_of(C, hw), f);
 }
 
+/* The fold by join of one value from each of the block's RG_CUDA_THREADS threads, a fixed
+ * tree (the same bits every run), every thread receiving it; part: the block's shared
+ * scratch of RG_CUDA_THREADS values. */
+template <typename T, typename Join>
+__device__ static T rg_cuda_block_fold(T v, T *part, Join join) {
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) part[threadIdx.x] = join(part[threadIdx.x], part[threadIdx.x + half]);
+        __syncthreads();
+    }
+    const T total = part[0];
+    __syncthreads(); /* part is reused by the next fold */
+    return total;
+}
+
+struct rg_cuda_plus {
+    template <typename T> __host__ __device__ T operator()(T a, T b) const { return a + b; }
+    __host__ __device__ double2 operator()(double2 a, double2 b) const { return {a.x + b.x, a.y + b.y}; }
+};
+
 /* The sums in double of f(i) (two at once: f gives a double2) over values from..to-1 of
  * channel c (counting samples, then positions) of a batch x C x hw tensor, by the
  * RG_CUDA_THREADS threads of one block, every thread receiving them: thread t adds values
@@ -79,7 +100,7 @@ static void rg_cuda_channel_map(const float *a, const float *b, float *out, bool
  * change between runs.  (b, p) steps without a division. */
 template <typename F>
 __device__ static double2 rg_cuda_channel_sums(int C, size_t hw, int c, size_t from, size_t to, F f) {
-    __shared__ double part[2][RG_CUDA_THREADS];
+    __shared__ double2 part[RG_CUDA_THREADS];
     const size_t step_b = RG_CUDA_THREADS / hw, step_p = RG_CUDA_THREADS % hw;
     size_t t = from + threadIdx.x, b = t / hw, p = t % hw;
     double2 s = {0, 0};
@@ -101,16 +122,7 @@ __device__ static double2 rg_cuda_channel_sums(int C, size_t hw, int c, size_t f
         s.x += v.x, s.y += v.y;
     }
 #undef RG_NEXT_VALUE
-    part[0][threadIdx.x] = s.x, part[1][threadIdx.x] = s.y;
-    __syncthreads();
-    for (int half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half)
-            part[0][threadIdx.x] += part[0][threadIdx.x + half], part[1][threadIdx.x] += part[1][threadIdx.x + half];
-        __syncthreads();
-    }
-    const double2 total = {part[0][0], part[1][0]};
-    __syncthreads(); /* part is reused by the next sum */
-    return total;
+    return rg_cuda_block_fold(s, part, rg_cuda_plus{});
 }
 
 /* f for rg_cuda_channel_sums: the values themselves (and nothing) */

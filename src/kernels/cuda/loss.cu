@@ -1,9 +1,10 @@
 /*
  * loss.cu — softmax cross-entropy (with label smoothing) on the device, as the CPU's
- * op_loss.c computes it: one thread a sample for the probabilities and its loss (in double,
- * the classes in order), then one thread adding the samples' losses in order, so the loss
- * does not depend on the launch; backward one thread an element.  Mean squared error, and
- * the two losses' tangents, add their sums the same way.  The device's expf and
+ * op_loss.c computes it: one block a sample for the probabilities and its loss (its sums
+ * over the classes in double, a fixed tree over the block's threads where the CPU adds in
+ * order), then one thread adding the samples' losses in order, so the loss does not depend
+ * on the launch; backward one thread an element.  The cross-entropy's tangent is one
+ * block's tree; mean squared error and its tangent one thread adding in order.  The device's expf and
  * log may differ from glibc's by an ulp: the tests compare within 1e-6.
  */
 #include "cuda.h"
@@ -11,22 +12,34 @@
 
 #include <cuda_runtime.h>
 
-__global__ static void sample_losses(const float *z, const int *labels, float *p, double *loss, int batch,
-                                     int k, float smoothing) {
-    const int b = blockIdx.x * blockDim.x + threadIdx.x;
-    if (b >= batch) return;
+/* the larger of two logits (the first kept on a tie), as the CPU scans for the maximum */
+struct larger {
+    __device__ float operator()(float a, float b) const { return b > a ? b : a; }
+};
+
+/* One block a sample: its probabilities and its loss, each of its sums over the classes
+ * (in double) and its maximum a fixed tree over the block's threads. */
+__global__ static void sample_losses(const float *z, const int *labels, float *p, double *loss, int k,
+                                     float smoothing) {
+    __shared__ double part[RG_CUDA_THREADS];
+    __shared__ float top[RG_CUDA_THREADS];
+    const int b = blockIdx.x;
     const float *zb = z + (size_t)b * k;
     float *pb = p + (size_t)b * k;
     float m = zb[0];
-    for (int j = 1; j < k; j++) m = zb[j] > m ? zb[j] : m;
+    for (int j = threadIdx.x; j < k; j += RG_CUDA_THREADS) m = zb[j] > m ? zb[j] : m;
+    m = rg_cuda_block_fold(m, top, larger{});
     double sum = 0;
-    for (int j = 0; j < k; j++) sum += (pb[j] = expf(zb[j] - m));
-    const double lse = m + log(sum);
+    for (int j = threadIdx.x; j < k; j += RG_CUDA_THREADS) sum += (pb[j] = expf(zb[j] - m));
+    sum = rg_cuda_block_fold(sum, part, rg_cuda_plus{});
     double sum_z = 0;
-    for (int j = 0; j < k; j++) {
+    for (int j = threadIdx.x; j < k; j += RG_CUDA_THREADS) { /* each thread's own pb[j] */
         pb[j] = (float)(pb[j] / sum);
         sum_z += zb[j];
     }
+    sum_z = rg_cuda_block_fold(sum_z, part, rg_cuda_plus{});
+    if (threadIdx.x) return;
+    const double lse = m + log(sum);
     const float s = smoothing; /* s / k in float, as the CPU writes it */
     loss[b] = (1.0 - s) * (lse - zb[labels[b]]) + (s / k) * (k * lse - sum_z);
 }
@@ -49,7 +62,7 @@ __global__ static void xent_gradient(const float *p, const int *labels, const fl
 extern "C" void rg_cuda_softmax_xent_forward(const float *z, const int *labels, float *p, double *scratch,
                                              float *loss, int batch, int k, float smoothing) {
     if (batch <= 0) return;
-    sample_losses<<<rg_cuda_grid((size_t)batch), RG_CUDA_THREADS>>>(z, labels, p, scratch, batch, k, smoothing);
+    sample_losses<<<batch, RG_CUDA_THREADS>>>(z, labels, p, scratch, k, smoothing);
     mean_loss<<<1, 1>>>(scratch, batch, loss);
 }
 
@@ -69,13 +82,8 @@ __global__ static void xent_tangent(const float *p, const int *labels, const flo
         const int j = (int)(i % k), y = labels[i / k];
         s += (p[i] - uniform - (j == y ? 1.0f - smoothing : 0.0f)) * (double)t_in[i];
     }
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) t[0] = (float)(part[0] / batch);
+    s = rg_cuda_block_fold(s, part, rg_cuda_plus{});
+    if (threadIdx.x == 0) t[0] = (float)(s / batch);
 }
 
 extern "C" void rg_cuda_softmax_xent_tangent(const float *p, const int *labels, const float *t_in, float *t,

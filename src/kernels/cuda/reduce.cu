@@ -6,12 +6,13 @@
  * float is exact there); counts and the first non-finite index are exact in any order.
  */
 #include "cuda.h"
+#include "launch.h"
 
 #include <cuda_runtime.h>
 #include <pthread.h>
 
 #define BLOCKS 256
-#define THREADS 256
+#define THREADS RG_CUDA_THREADS
 
 /* What each value contributes (map) and how two contributions fold (join). */
 struct square {
@@ -27,9 +28,6 @@ struct nonfinite_index { /* the index of a non-finite value, else n (past every 
     size_t n;
     __device__ unsigned long long operator()(float v, size_t i) const { return isfinite(v) ? n : i; }
 };
-struct add {
-    template <typename T> __host__ __device__ T operator()(T a, T b) const { return a + b; }
-};
 struct least {
     template <typename T> __host__ __device__ T operator()(T a, T b) const { return b < a ? b : a; }
 };
@@ -40,13 +38,8 @@ __global__ static void block_reduce(const float *x, size_t n, T zero, Map map, J
     T s = zero;
     for (size_t i = blockIdx.x * (size_t)THREADS + threadIdx.x; i < n; i += (size_t)BLOCKS * THREADS)
         s = join(s, map(x[i], i));
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int half = THREADS / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) part[threadIdx.x] = join(part[threadIdx.x], part[threadIdx.x + half]);
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) out[blockIdx.x] = part[0];
+    s = rg_cuda_block_fold(s, part, join);
+    if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
 
 /* The blocks' results: 8 bytes each, allocated once. */
@@ -74,17 +67,17 @@ static bool reduce(const float *x, size_t n, T zero, Map map, Join join, T *resu
 
 extern "C" double rg_cuda_sum_squares(const float *x, size_t n) {
     double s;
-    return reduce<double>(x, n, 0.0, square(), add(), &s) ? s : NAN;
+    return reduce<double>(x, n, 0.0, square(), rg_cuda_plus(), &s) ? s : NAN;
 }
 
 extern "C" size_t rg_cuda_count_zeros(const float *x, size_t n) {
     unsigned long long c;
-    return reduce<unsigned long long>(x, n, 0, is_zero(), add(), &c) ? (size_t)c : 0;
+    return reduce<unsigned long long>(x, n, 0, is_zero(), rg_cuda_plus(), &c) ? (size_t)c : 0;
 }
 
 extern "C" long rg_cuda_count_nonfinite(const float *x, size_t n) {
     unsigned long long c;
-    return reduce<unsigned long long>(x, n, 0, is_nonfinite(), add(), &c) ? (long)c : (long)n;
+    return reduce<unsigned long long>(x, n, 0, is_nonfinite(), rg_cuda_plus(), &c) ? (long)c : (long)n;
 }
 
 extern "C" size_t rg_cuda_first_nonfinite(const float *x, size_t n) {
