@@ -6,7 +6,7 @@
  * samples of dY col(x)^T (each sample's product, then added in sample order; for a 1x1
  * convolution whose weights outweigh a sample's input and output, one product over dY and
  * x laid out channel by channel, a sum over samples and positions together), db += dY
- * summed over samples and positions (one block a filter, in a fixed order), dx (+)= the
+ * summed over samples and positions (in runs of a filter's values, each a block, added in order), dx (+)= the
  * scatter of W^T dY, gathered per input value (no atomics: the same bits every run).  The
  * columns of the whole batch and each sample's dW live in the graph's workspace.  Where
  * cuDNN is found and takes the geometry (cudnn.cu: its symmetric padding fits, and the
@@ -98,10 +98,18 @@ struct bias_of {
     __device__ float operator()(int c, float, float) const { return bias[c]; }
 };
 
-/* one block a filter: db[o] += dY[b][o][p] summed over samples and positions */
-__global__ static void bias_grad(const float *dy, float *db, int batch, int filters, size_t ohw) {
-    const double s = rg_cuda_channel_sums(filters, ohw, blockIdx.x, 0, (size_t)batch * ohw, rg_cuda_values{dy}).x;
-    if (threadIdx.x == 0) db[blockIdx.x] += (float)s;
+/* one thread a filter: db[o] += its runs' sums of dY over samples and positions, in order */
+__global__ static void bias_total(const double *part, int runs, int filters, float *db) {
+    GRID_STRIDE(o, (size_t)filters) db[o] += (float)rg_cuda_runs_total(part, (int)o, runs, 0);
+}
+
+static void bias_grad(const float *dy, float *db, int batch, int filters, size_t ohw) {
+    const size_t m = (size_t)batch * ohw;
+    const int runs = rg_cuda_runs(filters, m);
+    double *part = rg_cuda_run_scratch(2 * (size_t)runs * filters, "a convolution's bias gradient");
+    if (!part) return;
+    rg_cuda_launch_run_sums(filters, ohw, m, runs, rg_cuda_values{dy}, part);
+    LAUNCH(bias_total, (size_t)filters, part, runs, filters, db);
 }
 
 extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups) {
@@ -145,7 +153,7 @@ extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, co
     const size_t wsize = (size_t)filters * kg;
     float *parts = col + (size_t)batch * cs; /* each sample's dW */
     if (batch <= 0) return RG_OK;
-    if (db) bias_grad<<<filters, RG_CUDA_THREADS>>>(dy, db, batch, filters, (size_t)ohw);
+    if (db) bias_grad(dy, db, batch, filters, (size_t)ohw);
     if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_backward(x, dy, w, dw, dx, fresh ? 0.0f : 1.0f, batch, q, filters, groups);
     size_t stride;
     const float *cols = columns(x, q, col, batch, &stride);

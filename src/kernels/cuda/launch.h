@@ -129,6 +129,40 @@ __device__ static double2 rg_cuda_channel_sums(int C, size_t hw, int c, size_t f
 struct rg_cuda_values {
     const float *x;
     __device__ double2 operator()(size_t i) const { return {x[i], 0.0}; }
+    __device__ rg_cuda_values of_channel(int) const { return *this; }
 };
+
+/* Per-channel sums cut into runs, so that a tensor of few channels still fills the device:
+ * a C x runs grid of blocks, block (c, r) summing run r of channel c's m values (samples,
+ * then positions) into part[c][r][0, 1]; the runs are then added in order
+ * (rg_cuda_runs_total).  How many runs: enough blocks for the device when the channels
+ * are few, none shorter than 2,048 values. */
+static inline int rg_cuda_runs(int C, size_t m) {
+    const size_t most = C < 512 ? 1024 / (size_t)C : 1, by_length = (m + 2047) / 2048;
+    return (int)(by_length < most ? (by_length ? by_length : 1) : most);
+}
+
+/* f.of_channel(c) gives channel c's f for rg_cuda_channel_sums */
+template <typename F>
+__global__ static void rg_cuda_run_sums(int C, size_t hw, size_t m, F f, double *part) {
+    const size_t len = (m + gridDim.y - 1) / gridDim.y, from = blockIdx.y * len, to = from + len < m ? from + len : m;
+    const double2 s = rg_cuda_channel_sums(C, hw, blockIdx.x, from, to, f.of_channel(blockIdx.x));
+    if (!threadIdx.x) {
+        double *p = part + 2 * ((size_t)blockIdx.x * gridDim.y + blockIdx.y);
+        p[0] = s.x, p[1] = s.y;
+    }
+}
+
+template <typename F>
+static void rg_cuda_launch_run_sums(int C, size_t hw, size_t m, int runs, F f, double *part) {
+    rg_cuda_run_sums<F><<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(C, hw, m, f, part);
+}
+
+/* the sums k (0, 1) of channel c's runs, added in order */
+__device__ static inline double rg_cuda_runs_total(const double *part, int c, int runs, int k) {
+    double s = 0;
+    for (int r = 0; r < runs; r++) s += part[2 * ((size_t)c * runs + r) + k];
+    return s;
+}
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * norm.cu — batch normalisation on the device, as the CPU's op_norm.c defines it: in
  * training each channel's mean and biased variance over samples and positions, from one
- * pass's sums of x and x^2 in double (a channel's values cut into `chunks` runs, one block a
+ * pass's sums of x and x^2 in double (a channel's values cut into runs (launch.h), one block a
  * run folding a fixed stride and then a tree, the runs' sums added in order: the same bits
  * every run; in double, E[x^2] - E[x]^2 loses nothing a float variance keeps), the running
  * statistics updated with Bessel's correction; otherwise the running statistics;
@@ -27,55 +27,29 @@ struct value_and_square {
         const double v = x[i];
         return {v, v * v};
     }
+    __device__ value_and_square of_channel(int) const { return *this; }
 };
-struct gradient_and_times_x { /* dy masked by the fused relu, and times x */
+struct gradient_and_times_x { /* dy masked by the fused relu (pair: channel c's), and times x */
     const float *x, *dy, *pair;
+    int C;
     __device__ double2 operator()(size_t i) const {
         const double h = masked(dy[i], x[i], pair);
         return {h, h * x[i]};
     }
+    __device__ gradient_and_times_x of_channel(int c) const {
+        return {x, dy, pair ? pair + 2 * C + 2 * c : NULL, C};
+    }
 };
 
-/* How many runs a channel's m values are cut into: enough blocks for the device when the
- * channels are few, none shorter than 2,048 values. */
-static int chunks(int C, size_t m) {
-    const size_t most = C < 512 ? 1024 / (size_t)C : 1, by_length = (m + 2047) / 2048;
-    return (int)(by_length < most ? (by_length ? by_length : 1) : most);
-}
-
-/* the run of values block (c, run) of a C x runs grid sums */
-__device__ static void run_of(size_t m, size_t *from, size_t *to) {
-    const size_t len = (m + gridDim.y - 1) / gridDim.y;
-    *from = blockIdx.y * len;
-    *to = *from + len < m ? *from + len : m;
-}
-
-/* the sums k (0, 1) of channel c's runs, added in order */
-__device__ static double runs_total(const double *part, int c, int runs, int k) {
-    double s = 0;
-    for (int r = 0; r < runs; r++) s += part[2 * ((size_t)c * runs + r) + k];
-    return s;
-}
-
-/* Device scratch for the runs' sums (double), grown to the largest batch norm's need. */
+/* Device scratch for the runs' sums (rg_cuda_run_sums: batch norm's, a bias gradient's),
+ * grown to the largest need. */
 static double *parts;
 static size_t parts_size;
 
-static double *parts_for(size_t n) {
-    if (rg_cuda_grow((void **)&parts, &parts_size, n * sizeof(double))) return parts;
-    rg_cuda_note_failure("batch norm", "no device memory for its sums");
+extern "C" double *rg_cuda_run_scratch(size_t doubles, const char *what) {
+    if (rg_cuda_grow((void **)&parts, &parts_size, doubles * sizeof(double))) return parts;
+    rg_cuda_note_failure(what, "no device memory for its sums");
     return NULL;
-}
-
-/* C x runs blocks: each run's sums of x and x^2 (part[c][run][0, 1]) */
-__global__ static void moment_parts(const float *x, int C, size_t hw, size_t m, double *part) {
-    size_t from, to;
-    run_of(m, &from, &to);
-    const double2 s = rg_cuda_channel_sums(C, hw, blockIdx.x, from, to, value_and_square{x});
-    if (!threadIdx.x) {
-        double *p = part + 2 * ((size_t)blockIdx.x * gridDim.y + blockIdx.y);
-        p[0] = s.x, p[1] = s.y;
-    }
 }
 
 /* one thread a channel: the batch's statistics, the running ones, the affine pair */
@@ -83,9 +57,9 @@ __global__ static void train_statistics(const double *part, int runs, int C, siz
                                         const float *gamma, const float *beta, float *rmean, float *rvar,
                                         float *aux) {
     GRID_STRIDE(c, (size_t)C) {
-        const double mean = runs_total(part, c, runs, 0) / m;
+        const double mean = rg_cuda_runs_total(part, c, runs, 0) / m;
         const float mu = (float)mean;
-        const double var = fmax(runs_total(part, c, runs, 1) / m - mean * mean, 0.0);
+        const double var = fmax(rg_cuda_runs_total(part, c, runs, 1) / m - mean * mean, 0.0);
         const float inv = (float)(1.0 / sqrt(var + eps));
         aux[c] = mu, aux[C + c] = inv;
         rmean[c] = (1.0f - momentum) * rmean[c] + momentum * mu;
@@ -115,27 +89,14 @@ struct affine {
     }
 };
 
-/* C x runs blocks: each run's sums of dy and dy x, dy masked by the fused relu */
-__global__ static void gradient_parts(const float *x, const float *dy, int C, size_t hw, size_t m, const float *aux,
-                                      bool relu, double *part) {
-    const int c = blockIdx.x;
-    size_t from, to;
-    run_of(m, &from, &to);
-    const double2 s = rg_cuda_channel_sums(C, hw, c, from, to, gradient_and_times_x{x, dy, relu ? aux + 2 * C + 2 * c : NULL});
-    if (!threadIdx.x) {
-        double *p = part + 2 * ((size_t)c * gridDim.y + blockIdx.y);
-        p[0] = s.x, p[1] = s.y;
-    }
-}
-
 /* one thread a channel: dgamma, dbeta (each when not NULL), and (k, mean dy, mean dy x^) for
  * the input's gradient */
 __global__ static void gradient_sums(const double *part, int runs, int C, size_t m, const float *gamma,
                                      const float *aux, float *dgamma, float *dbeta, float *coef) {
     GRID_STRIDE(c, (size_t)C) {
         const float inv = aux[C + c];
-        const double sdy = runs_total(part, c, runs, 0),
-                     sdyx = (runs_total(part, c, runs, 1) - (double)aux[c] * sdy) * inv; /* sum dy (x - mean) inv */
+        const double sdy = rg_cuda_runs_total(part, c, runs, 0),
+                     sdyx = (rg_cuda_runs_total(part, c, runs, 1) - (double)aux[c] * sdy) * inv; /* sum dy (x - mean) inv */
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
         coef[3 * c] = gamma[c] * inv;
@@ -179,11 +140,11 @@ extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, 
                                            float *rmean, float *rvar, float *aux, bool relu) {
     if (batch <= 0) return;
     const size_t m = (size_t)batch * hw;
-    const int runs = chunks(C, m);
-    double *part = train ? parts_for(2 * (size_t)runs * C) : NULL;
+    const int runs = rg_cuda_runs(C, m);
+    double *part = train ? rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm") : NULL;
     if (train && !part) return;
     if (train) {
-        moment_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, C, hw, m, part);
+        rg_cuda_launch_run_sums(C, hw, m, runs, value_and_square{x}, part);
         LAUNCH(train_statistics, (size_t)C, part, runs, C, m, eps, momentum, gamma, beta, rmean, rvar, aux);
     } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
     rg_cuda_channel_map(x, NULL, y, false, m * C, C, hw, affine{aux + 2 * C, relu});
@@ -195,10 +156,10 @@ extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, 
 static bool map_coefficients(const float *x, const float *h, int batch, int C, size_t hw, const float *gamma,
                              const float *aux, bool relu, float *dgamma, float *dbeta, float *coef) {
     const size_t m = (size_t)batch * hw;
-    const int runs = chunks(C, m);
-    double *part = parts_for(2 * (size_t)runs * C);
+    const int runs = rg_cuda_runs(C, m);
+    double *part = rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm");
     if (!part) return false;
-    gradient_parts<<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(x, h, C, hw, m, aux, relu, part);
+    rg_cuda_launch_run_sums(C, hw, m, runs, gradient_and_times_x{x, h, relu ? aux : NULL, C}, part);
     LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
     return true;
 }
