@@ -6,12 +6,12 @@
  * samples of dY col(x)^T (each sample's product, then added in sample order; for a 1x1
  * convolution whose weights outweigh a sample's input and output, one product over dY and
  * x laid out channel by channel, a sum over samples and positions together), db += dY
- * summed over samples and positions (in runs of a filter's values, each a block, added in order), dx (+)= the
- * scatter of W^T dY, gathered per input value (no atomics: the same bits every run).  The
- * columns of the whole batch and each sample's dW live in the graph's workspace.  Where
- * cuDNN is found and takes the geometry (cudnn.cu: its symmetric padding fits, and the
- * convolution is not 1x1 stride 1), its convolutions replace the products and the columns;
- * the bias stays here.
+ * summed over samples and positions (in runs of a filter's values, a block a run, the runs
+ * added in order), dx (+)= the scatter of W^T dY, gathered per input value (no atomics:
+ * the same bits every run).  The columns of the whole batch and each sample's dW live in
+ * the graph's workspace.  Where cuDNN is found and takes the geometry (cudnn.cu: its
+ * symmetric padding fits, and the convolution is not 1x1 stride 1), its convolutions
+ * replace the products and the columns; the bias stays here.
  */
 #include "cuda.h"
 #include "launch.h"
