@@ -263,6 +263,9 @@ typedef struct rg_side_pass {
     void (*hook)(rg_graph *, int, bool, void *);
 } rg_side_pass;
 rg_status rg_side_pass_begin(rg_graph *g, rg_side_pass *p, bool mute_hook);
+/* rg_graph_forward through node `last` only (the nodes after it not run): a side pass that
+ * measures the nodes up to it; no backward may follow it. */
+rg_status rg_graph_forward_through(rg_graph *g, int batch, int train, rg_node last);
 /* The op of the first node up to `upto` whose backend has no tangent for it (RG_OP_COUNT:
  * none): what curvature, and GRA's Newton guard, need (curvature.c). */
 rg_op_kind rg_graph_first_without_tangent(const rg_graph *g, rg_node upto);

@@ -432,12 +432,16 @@ static void upload_batch(rg_graph *g, int batch) {
 }
 
 rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
+    return rg_graph_forward_through(g, batch, train, g ? g->n_nodes - 1 : 0);
+}
+
+rg_status rg_graph_forward_through(rg_graph *g, int batch, int train, rg_node last) {
     rg_status s = check_ready(g, batch);
     if (s) return s;
     g->batch = batch;
     g->dropout_calls++;
     if (g->backend->device) upload_batch(g, batch);
-    for (int i = 0; i < g->n_nodes; i++) {
+    for (int i = 0; i <= last && i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
         double t0 = 0, t1;

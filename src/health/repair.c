@@ -265,9 +265,10 @@ static void keep_spreads(rg_repair *r) {
 
 /* Forward (and backward) of probe batch k of the probe set, monitor on; batch norm's
  * running statistics and the dropout stream left as they were, so that a network GRA does
- * not touch trains as without it. */
+ * not touch trains as without it.  With `through` a node (not -1), forward only up to it:
+ * what measures the layers before it, which the nodes after it do not change. */
 static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n, int k,
-                            bool backward) {
+                            bool backward, rg_node through) {
     rg_graph *g = r->m->graph;
     /* the trust region's input moments: only for networks GRA repairs (a dense layer
      * with 3,136 inputs needs a 39 MB matrix) */
@@ -278,7 +279,7 @@ static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, i
     rg_side_pass side;
     const bool aside = !s && !(s = rg_side_pass_begin(g, &side, false));
     rg_monitor_enable(r->mon, 1);
-    if (!s) s = rg_graph_forward(g, b, 1);
+    if (!s) s = rg_graph_forward_through(g, b, 1, through < 0 ? g->n_nodes - 1 : through);
     if (!s && backward) s = rg_graph_backward(g, rg_model_objective(r->m));
     rg_monitor_enable(r->mon, 0);
     if (aside) rg_side_pass_end(g, &side);
@@ -325,9 +326,12 @@ static double orthogonalise(rg_graph *g, float *w, int rows, int cols) {
 }
 
 /* Rescales layer li so its units' pre-activations are centred with unit spread (before a
- * tanh or sigmoid: the spread bounded_spread chose); *scale_out gets the mean scale applied. */
+ * tanh or sigmoid: the spread bounded_spread chose); *scale_out gets the mean scale applied.
+ * The probe's passes run forward through layer li only, or (`through_all`) through the
+ * network, so that the monitor's view of every layer is current after the last
+ * re-conditioning. */
 static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const int *idx, int n,
-                             bool before_training, double *scale_out) {
+                             bool before_training, bool through_all, double *scale_out) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *node = &g->nodes[r->layers[li].node];
     const int units = node->shape[0], batches = (n + g->max_batch - 1) / g->max_batch;
@@ -340,7 +344,7 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
     }
     /* Average the per-batch unit means and second moments over the probe batches. */
     for (int k = 0; k < passes; k++) {
-        rg_status s = probe_pass(r, d, idx, n, k, false);
+        rg_status s = probe_pass(r, d, idx, n, k, false, through_all ? -1 : r->layers[li].node);
         if (s) {
             free(mean);
             free(m2);
@@ -386,6 +390,12 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
     return RG_OK;
 }
 
+/* Whether the probe re-conditions layer i: batch norm re-conditions by itself, and frozen
+ * layers are the user's to keep. */
+static bool reconditions(const rg_graph *g, int i, const rg_repair *r) {
+    return !feeds_batch_norm(g, r->layers[i].node) && !rg_node_frozen(g, &g->nodes[r->layers[i].node]);
+}
+
 /* Re-conditions every layer from the first unhealthy one in the monitor's current view;
  * with `isometry` (the probe before training) dense layers get equal singular values
  * first. */
@@ -403,10 +413,12 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
     if (!was) return rg_fail(RG_ERR_MEMORY, "out of memory in GRA");
     rg_status s = RG_OK;
     for (int i = 0; i < r->n; i++) was[i] = rg_monitor_layer(r->mon, i)->verdict;
+    int last = -1; /* the last layer re-conditioned: its passes run through the network */
+    for (int i = first; i < r->n; i++)
+        if (reconditions(g, i, r)) last = i;
     for (int i = first; i < r->n && !s; i++) {
         const rg_node_impl *node = &g->nodes[r->layers[i].node];
-        /* batch norm re-conditions by itself; frozen layers are the user's to keep */
-        if (feeds_batch_norm(g, r->layers[i].node) || rg_node_frozen(g, node)) continue;
+        if (!reconditions(g, i, r)) continue;
         const char *verdict = rg_verdict_name(was[i] == RG_HEALTHY ? was[sick] : was[i]);
         if (isometry && node->op == RG_OP_DENSE) {
             const rg_param_impl *kp = &g->params[node->first_param];
@@ -421,7 +433,7 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
             emit(r, step, node->name, verdict, "zero_sum_taps", moved);
         }
         double f = 1;
-        if (!(s = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n, isometry, &f)))
+        if (!(s = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n, isometry, i == last, &f)))
             emit(r, step, node->name, verdict, "recondition", f);
     }
     free(was);
@@ -459,7 +471,7 @@ rg_status rg_repair_check(rg_repair *r, long step) {
     if (s || r->trust || r->actions == before) return s;
     /* a network that fell ill while training: repaired from here on, as the probe's */
     r->trust = true;
-    if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true))) return s;
+    if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true, -1))) return s;
     rg_monitor_judge(r->mon);
     decide_centring(r, step);
     return RG_OK;
@@ -468,14 +480,14 @@ rg_status rg_repair_check(rg_repair *r, long step) {
 rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n) {
     if (!r || n < 1) return rg_fail(RG_ERR_ARG, "GRA probe needs at least one sample");
     r->probe_data = d, r->probe_idx = idx, r->probe_n = n;
-    rg_status s = probe_pass(r, d, idx, n, 0, true);
+    rg_status s = probe_pass(r, d, idx, n, 0, true, -1);
     if (s) return s;
     rg_monitor_judge(r->mon);
     const long before = r->actions;
     if ((s = recondition_from_first_unhealthy(r, 0, true))) return s;
     r->trust = r->actions > before;
     r->watch_early = !r->trust;
-    if ((s = probe_pass(r, d, idx, n, 0, true))) return s; /* current view; input moments if repairing */
+    if ((s = probe_pass(r, d, idx, n, 0, true, -1))) return s; /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
     if (r->trust) decide_centring(r, 0);
     return RG_OK;
