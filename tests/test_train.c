@@ -1,7 +1,7 @@
 /*
  * test_train.c — the training loop and its parts: bitwise reproducibility, learning on a
  * separable synthetic problem, learning-rate schedules, optimizer validation, model specs
- * and graph-builder errors.
+ * graph-builder errors, and a forward pass that stops at a node.
  */
 #include "test_util.h"
 
@@ -429,6 +429,49 @@ static void test_batch_norm_kernels_same_bits_on_every_isa(void **state) {
     rg_cpu_isa_cap(RG_ISA_AVX512);
 }
 
+/* rg_graph_forward_through: the nodes up to `last` run as in a whole forward pass (the same
+ * bits at `last`), none after it. */
+typedef struct seen {
+    int calls, highest, watch;
+    float out[16 * 8];
+} seen;
+
+static void note_forward(rg_graph *g, int node, bool backward, void *user) {
+    seen *s = user;
+    if (backward) return;
+    s->calls++;
+    s->highest = node > s->highest ? node : s->highest;
+    if (node == s->watch) memcpy(s->out, g->nodes[node].out, sizeof s->out);
+}
+
+static void test_forward_through_stops_at_its_node(void **state) {
+    (void)state;
+    rg_model m;
+    assert_int_equal(rg_model_build("mlp:depth=4,width=8,act=tanh",
+                                    &(rg_model_opts){.c = 1, .h = 4, .w = 4, .classes = 3, .seed = 5}, &m),
+                     RG_OK);
+    rg_graph *g = m.graph;
+    assert_int_equal(rg_graph_compile(g, 16), RG_OK);
+    float *x = rg_graph_input_buffer(g, m.input);
+    for (int i = 0; i < 16 * 16; i++) x[i] = (float)((i * 37) % 11) / 11.0f - 0.4f;
+    for (int i = 0; i < 16; i++) g->labels[i] = i % 3;
+    int last = -1; /* the second dense layer, whose output is 16 x 8 */
+    for (int i = 0, dense = 0; i < g->n_nodes && last < 0; i++)
+        if (g->nodes[i].op == RG_OP_DENSE && ++dense == 2) last = i;
+    assert_true(last > 0 && g->nodes[last].size == 8 && last < g->n_nodes - 2);
+    seen whole = {.highest = -1, .watch = last}, part = {.highest = -1, .watch = last};
+    g->hook = note_forward, g->hook_user = &whole;
+    assert_int_equal(rg_graph_forward(g, 16, 1), RG_OK);
+    g->hook_user = &part;
+    assert_int_equal(rg_graph_forward_through(g, 16, 1, last), RG_OK);
+    g->hook = NULL;
+    assert_int_equal(whole.highest, g->n_nodes - 1);
+    assert_int_equal(part.highest, last);
+    assert_int_equal(part.calls, last + 1);
+    assert_memory_equal(whole.out, part.out, sizeof whole.out);
+    rg_model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bitwise_reproducible),
@@ -443,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_compile_refuses_sizes_that_overflow),
         cmocka_unit_test(test_initialisers),
         cmocka_unit_test(test_memory_planning_is_exact),
+        cmocka_unit_test(test_forward_through_stops_at_its_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
