@@ -1,6 +1,6 @@
 /*
  * test_train.c — the training loop and its parts: bitwise reproducibility, learning on a
- * separable synthetic problem, learning-rate schedules, optimizer validation, model specs
+ * separable synthetic problem, learning-rate schedules, optimizer validation, model specs,
  * graph-builder errors, and a forward pass that stops at a node.
  */
 #include "test_util.h"
