@@ -69,8 +69,8 @@ __global__ static void unpad(const float *dy, float *dx, size_t planes, rg_plane
     }
 }
 
-/* input k's part of each sample of a concat: at `at` within the output's `size` */
-/* where value i of a concat's input, `part` values a sample, sits in its output */
+/* where value i of a concat's input, `part` values a sample, sits in its output: at `at`
+ * within each sample's `size` */
 __device__ static size_t concat_at(size_t i, rg_divider part, size_t size, size_t at) {
     const size_t s = rg_divide(part, i);
     return s * size + at + (i - s * part.d);
@@ -97,9 +97,8 @@ __global__ static void plane_spread(const float *dy, float *dx, size_t planes, r
     GRID_STRIDE(i, planes * hw.d) dx[i] += dy[rg_divide(hw, i)] / (float)hw.d;
 }
 
-/* y[(h W + w) C + c] = x[c][h][w], each sample */
 /* where value i of a batch x c x hw tensor goes when each sample's values are laid out
- * channels last */
+ * channels last: x[c][h][w] to y[(h W + w) C + c] */
 __device__ static size_t channels_last(size_t i, rg_planes channels) {
     const rg_cell at = rg_cell_of(i, channels); /* (sample, channel, position) */
     const size_t c = channels.rows.d;

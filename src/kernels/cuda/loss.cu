@@ -4,8 +4,8 @@
  * over the classes in double, a fixed tree over the block's threads where the CPU adds in
  * order), then one thread adding the samples' losses in order, so the loss does not depend
  * on the launch; backward one thread an element.  The cross-entropy's tangent is one
- * block's tree; mean squared error and its tangent one thread adding in order.  The device's expf and
- * log may differ from glibc's by an ulp: the tests compare within 1e-6.
+ * block's tree; mean squared error and its tangent one thread adding in order.  The
+ * device's expf and log may differ from glibc's by an ulp: the tests compare within 1e-6.
  */
 #include "cuda.h"
 #include "launch.h"
