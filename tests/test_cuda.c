@@ -1,8 +1,9 @@
 /*
  * test_cuda.c — the CUDA backend's kernels against the CPU: each optimizer's 100 steps bit
  * for bit (weights and moments), the activations forward and backward (1e-5), the fixed-
- * order sum of squares (the same bits twice, 1e-13 of the exact sum), guard words after
- * every device output, and the device names.  Without a CUDA device it prints one line,
+ * order sum of squares (the same bits twice, 1e-13 of the exact sum), the element-wise
+ * kernels' float4 and one-value paths, guard words after every device output, and the
+ * device names.  Without a CUDA device it prints one line,
  * "SKIP: no CUDA device", and exits 77, which CTest counts as skipped.
  */
 #include "test_util.h"
@@ -269,6 +270,69 @@ static void passes_match_cpu(void **state) {
     free(a), free(b), free(want), free(got);
 }
 
+/* The element-wise kernels' two paths, four values a thread (float4) and one: the add and
+ * the gradient passed on to two inputs, on lengths that are and are not multiples of 4 and
+ * on buffers that are and are not 16-byte aligned, give the host's sums; batch norm with
+ * the running statistics, with and without its fused relu, over planes of 5 and 8 values,
+ * gives y = x scale + shift as the host computes it. */
+static void element_wise_paths_match_cpu(void **state) {
+    const size_t most = 70001;
+    const struct { size_t n, offset; } cases[] = {{70000, 0}, {70001, 0}, {70000, 1}, {3, 0}};
+    float *a = malloc(most * sizeof *a), *b = malloc(most * sizeof *b), *want = malloc(most * sizeof *want);
+    float *want1 = malloc(most * sizeof *want1), *got = malloc((most + 1) * sizeof *got);
+    uint64_t seed = 21;
+    fill(a, most, &seed, -3, 3);
+    fill(b, most, &seed, -3, 3);
+    float *d_a = device_zeros(most + 1), *d_b = device_zeros(most + 1), *d_y = device_zeros(most + 1);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const size_t n = cases[c].n, o = cases[c].offset;
+        assert_int_equal(rg_cuda_upload(d_a + o, a, n), RG_OK);
+        assert_int_equal(rg_cuda_upload(d_b + o, b, n), RG_OK);
+        rg_cuda_add(d_y + o, d_a + o, d_b + o, n);
+        for (size_t i = 0; i < n; i++) want[i] = a[i] + b[i];
+        assert_int_equal(rg_cuda_download(got, d_y + o, n), RG_OK);
+        if (memcmp(got, want, n * sizeof *got) != 0) fail_msg("add of %zu at offset %zu", n, o);
+        for (int fresh = 0; fresh < 4; fresh++) { /* dx0 = a (+)= b, dx1 = y (+)= b */
+            const bool f0 = fresh & 1, f1 = fresh & 2;
+            assert_int_equal(rg_cuda_upload(d_a + o, a, n), RG_OK);
+            assert_int_equal(rg_cuda_upload(d_y + o, b, n), RG_OK);
+            rg_cuda_pass_on(d_a + o, f0, d_y + o, f1, d_b + o, n);
+            for (size_t i = 0; i < n; i++) want[i] = f0 ? b[i] : a[i] + b[i], want1[i] = f1 ? b[i] : b[i] + b[i];
+            assert_int_equal(rg_cuda_download(got, d_a + o, n), RG_OK);
+            if (memcmp(got, want, n * sizeof *got) != 0) fail_msg("pass_on's first of %zu at offset %zu", n, o);
+            assert_int_equal(rg_cuda_download(got, d_y + o, n), RG_OK);
+            if (memcmp(got, want1, n * sizeof *got) != 0) fail_msg("pass_on's second of %zu at offset %zu", n, o);
+        }
+        host_copy(got, d_a, most + 1, "pass_on"); /* nothing written past the buffers */
+        host_copy(got, d_y, most + 1, "add and pass_on");
+    }
+    const int batch = 4, C = 3;
+    const float gamma[3] = {1.5f, -0.5f, 2.0f}, beta[3] = {0.1f, 0.2f, -0.3f}, rmean[3] = {0.3f, -0.2f, 0.05f},
+                rvar[3] = {0.8f, 1.7f, 0.25f}, eps = 1e-5f;
+    float *d_gamma = device_copy(gamma, C), *d_beta = device_copy(beta, C), *d_rmean = device_copy(rmean, C);
+    float *d_rvar = device_copy(rvar, C), *d_aux = device_zeros(4 * (size_t)C);
+    for (int hw = 5; hw <= 8; hw += 3)
+        for (int relu = 0; relu < 2; relu++) {
+            const size_t n = (size_t)batch * C * hw;
+            assert_int_equal(rg_cuda_upload(d_a, a, n), RG_OK);
+            rg_cuda_batch_norm_forward(d_a, d_y, batch, C, (size_t)hw, false, eps, 0.1f, d_gamma, d_beta, d_rmean,
+                                       d_rvar, d_aux, relu);
+            for (size_t i = 0; i < n; i++) {
+                const int ch = (int)(i / (size_t)hw % C);
+                const float scale = gamma[ch] * (1.0f / sqrtf(rvar[ch] + eps)), shift = beta[ch] - rmean[ch] * scale;
+                const float v = a[i] * scale + shift;
+                want[i] = relu && v < 0 ? 0.0f : v;
+            }
+            assert_int_equal(rg_cuda_download(got, d_y, n), RG_OK);
+            assert_close("batch norm with the running statistics", got, want, n, 1e-6, 1e-6);
+        }
+    host_copy(got, d_y, most + 1, "batch norm");
+    host_copy(got, d_aux, 4 * (size_t)C, "batch norm's aux");
+    float *all[] = {d_a, d_b, d_y, d_gamma, d_beta, d_rmean, d_rvar, d_aux};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) rg_cuda_release(all[i]);
+    free(a), free(b), free(want), free(want1), free(got);
+}
+
 static void device_names(void **state) {
     char desc[160];
     assert_int_equal(rg_device_check("cuda", desc, sizeof desc), RG_OK);
@@ -291,6 +355,7 @@ int main(void) {
         cmocka_unit_test(activations_match_cpu),
         cmocka_unit_test(sum_of_squares_in_fixed_order),
         cmocka_unit_test(passes_match_cpu),
+        cmocka_unit_test(element_wise_paths_match_cpu),
         cmocka_unit_test(dense_matches_cpu),
         cmocka_unit_test(softmax_xent_matches_cpu),
     };
