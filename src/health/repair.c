@@ -392,7 +392,8 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
 
 /* Whether the probe re-conditions layer i: batch norm re-conditions by itself, and frozen
  * layers are the user's to keep. */
-static bool reconditions(const rg_graph *g, int i, const rg_repair *r) {
+static bool reconditions(const rg_repair *r, int i) {
+    const rg_graph *g = r->m->graph;
     return !feeds_batch_norm(g, r->layers[i].node) && !rg_node_frozen(g, &g->nodes[r->layers[i].node]);
 }
 
@@ -415,10 +416,10 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
     for (int i = 0; i < r->n; i++) was[i] = rg_monitor_layer(r->mon, i)->verdict;
     int last = -1; /* the last layer re-conditioned: its passes run through the network */
     for (int i = first; i < r->n; i++)
-        if (reconditions(g, i, r)) last = i;
+        if (reconditions(r, i)) last = i;
     for (int i = first; i < r->n && !s; i++) {
         const rg_node_impl *node = &g->nodes[r->layers[i].node];
-        if (!reconditions(g, i, r)) continue;
+        if (!reconditions(r, i)) continue;
         const char *verdict = rg_verdict_name(was[i] == RG_HEALTHY ? was[sick] : was[i]);
         if (isometry && node->op == RG_OP_DENSE) {
             const rg_param_impl *kp = &g->params[node->first_param];

@@ -13,11 +13,10 @@ __global__ static void add(float *y, const float *a, const float *b, size_t n) {
     GRID_STRIDE(i, n) y[i] = a[i] + b[i];
 }
 
+__device__ static float4 plus(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
+
 __global__ static void add_quads(float4 *y, const float4 *a, const float4 *b, size_t quads) {
-    GRID_STRIDE(q, quads) {
-        const float4 u = a[q], v = b[q];
-        y[q] = make_float4(u.x + v.x, u.y + v.y, u.z + v.z, u.w + v.w);
-    }
+    GRID_STRIDE(q, quads) y[q] = plus(a[q], b[q]);
 }
 
 /* y = sum_k w_k x_k, the inputs in order */
@@ -40,8 +39,6 @@ __global__ static void pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1,
         if (dx1) dx1[i] = fresh1 ? g : dx1[i] + g;
     }
 }
-
-__device__ static float4 plus(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
 
 __global__ static void pass_on_quads(float4 *dx0, bool fresh0, float4 *dx1, bool fresh1, const float4 *dy,
                                      size_t quads) {

@@ -22,13 +22,13 @@
  * of oh ow positions), a row's channel and tap, a position's row, the stride, and the
  * input's planes (h x w) and channels. */
 typedef struct conv_index {
-    rg_planes columns, taps, input, channels;
-    rg_divider ow, stride;
+    rg_planes columns, taps, input;
+    rg_divider channels, ow, stride;
 } conv_index;
 
 static conv_index conv_index_of(const rg_conv_geom *q) {
     return {rg_planes_of((uint64_t)q->c * q->kh * q->kw, (uint64_t)q->oh * q->ow), rg_planes_of(q->kh, q->kw),
-            rg_planes_of(q->h, q->w), rg_planes_of(q->c, 1), rg_divider_of(q->ow), rg_divider_of(q->stride)};
+            rg_planes_of(q->h, q->w), rg_divider_of(q->c), rg_divider_of(q->ow), rg_divider_of(q->stride)};
 }
 
 /* each sample's col[(c kh + i) kw + j][oy ow + ox] = x[c][oy s - pad_t + i d][ox s - pad_l + j d],
@@ -56,9 +56,10 @@ __global__ static void col2im(const float *dcol, rg_conv_geom q, conv_index k, f
                               size_t in_size, size_t col_size) {
     const size_t ohw = (size_t)q.oh * q.ow;
     GRID_STRIDE(e, (size_t)batch * in_size) {
-        const rg_cell at = rg_cell_of(e, k.input), plane = rg_cell_of(at.plane, k.channels); /* (sample, channel) */
-        const int c = plane.y, iy = at.y, ix = at.x;
-        const float *dc = dcol + plane.plane * col_size;
+        const rg_cell at = rg_cell_of(e, k.input);
+        const size_t b = rg_divide(k.channels, at.plane); /* the sample, then the channel */
+        const int c = (int)(at.plane - b * k.channels.d), iy = at.y, ix = at.x;
+        const float *dc = dcol + b * col_size;
         float s = 0;
         for (int i = 0; i < q.kh; i++) {
             const int ty = iy + q.pad_t - i * q.dilation; /* oy * stride */

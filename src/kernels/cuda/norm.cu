@@ -29,16 +29,13 @@ struct value_and_square {
     }
     __device__ value_and_square of_channel(int) const { return *this; }
 };
-struct gradient_and_times_x { /* dy masked by the fused relu (pair: channel c's), and times x */
+struct gradient_and_times_x { /* dy masked by the fused relu (pair: its channel's), and times x */
     const float *x, *dy, *pair;
-    int C;
     __device__ double2 operator()(size_t i) const {
         const double h = masked(dy[i], x[i], pair);
         return {h, h * x[i]};
     }
-    __device__ gradient_and_times_x of_channel(int c) const {
-        return {x, dy, pair ? pair + 2 * C + 2 * c : NULL, C};
-    }
+    __device__ gradient_and_times_x of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
 };
 
 /* Device scratch for the runs' sums (rg_cuda_run_sums: batch norm's, a bias gradient's),
@@ -159,7 +156,7 @@ static bool map_coefficients(const float *x, const float *h, int batch, int C, s
     const int runs = rg_cuda_runs(C, m);
     double *part = rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm");
     if (!part) return false;
-    rg_cuda_launch_run_sums(C, hw, m, runs, gradient_and_times_x{x, h, relu ? aux : NULL, C}, part);
+    rg_cuda_launch_run_sums(C, hw, m, runs, gradient_and_times_x{x, h, relu ? aux + 2 * C : NULL}, part);
     LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
     return true;
 }
