@@ -436,12 +436,19 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
 }
 
 rg_status rg_graph_forward_through(rg_graph *g, int batch, int train, rg_node last) {
+    return rg_graph_forward_nodes(g, batch, train, 0, last);
+}
+
+rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node first, rg_node last) {
     rg_status s = check_ready(g, batch);
     if (s) return s;
     g->batch = batch;
-    g->dropout_calls++;
-    if (g->backend->device) upload_batch(g, batch);
-    for (int i = 0; i <= last && i < g->n_nodes; i++) {
+    if (first <= 0) { /* a new pass: its dropout masks, its inputs up */
+        first = 0;
+        g->dropout_calls++;
+        if (g->backend->device) upload_batch(g, batch);
+    }
+    for (int i = first; i <= last && i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) continue;
         double t0 = 0, t1;
@@ -457,6 +464,28 @@ rg_status rg_graph_forward_through(rg_graph *g, int batch, int train, rg_node la
             return s;
     }
     return g->backend->device ? g->backend->status(false) : RG_OK;
+}
+
+/* Whether node j's output is read by a node from `first` on (a bypassed zero padding's
+ * reader was given its input at compile). */
+static bool read_from(const rg_graph *g, int j, rg_node first) {
+    for (int i = first; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs && !g->nodes[i].bypassed; k++)
+            if (g->nodes[i].inputs[k] == j) return true;
+    return false;
+}
+
+size_t rg_graph_frontier(rg_graph *g, rg_node first, int batch, float *kept, bool save) {
+    size_t floats = 0;
+    for (int j = 0; j < first && j < g->n_nodes; j++) {
+        const rg_node_impl *n = &g->nodes[j];
+        if (n->bypassed || !read_from(g, j, first)) continue;
+        const size_t len = (n->batched ? (size_t)batch : 1) * n->size;
+        if (kept && save) g->backend->copy(kept + floats, n->out, len);
+        else if (kept) g->backend->copy(n->out, kept + floats, len);
+        floats += len;
+    }
+    return floats;
 }
 
 rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {

@@ -263,12 +263,23 @@ static void keep_spreads(rg_repair *r) {
     for (int i = 0; i < r->n; i++) r->layers[i].spread = rg_monitor_layer(r->mon, i)->pre_std;
 }
 
+/* The probe's walk through the network, a layer at a time (on the CPU): for each probe
+ * batch, the outputs that the nodes from `from` on read, as that batch's last pass left
+ * them, so that the next layer's passes start there, not at the input. */
+typedef struct {
+    rg_node from; /* 0: the passes start at the input */
+    float *kept;  /* PROBE_BATCHES x stride floats; NULL: every pass starts at the input */
+    size_t stride;
+} probe_walk;
+
 /* Forward (and backward) of probe batch k of the probe set, monitor on; batch norm's
  * running statistics and the dropout stream left as they were, so that a network GRA does
  * not touch trains as without it.  With `through` a node (not -1), forward only up to it:
- * what measures the layers before it, which the nodes after it do not change. */
+ * what measures the layers before it, which the nodes after it do not change.  With a
+ * walk, the pass starts at its node and leaves there the outputs that `through` and the
+ * nodes after it read. */
 static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n, int k,
-                            bool backward, rg_node through) {
+                            bool backward, rg_node through, probe_walk *walk) {
     rg_graph *g = r->m->graph;
     /* the trust region's input moments: only for networks GRA repairs (a dense layer
      * with 3,136 inputs needs a 39 MB matrix) */
@@ -279,7 +290,19 @@ static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, i
     rg_side_pass side;
     const bool aside = !s && !(s = rg_side_pass_begin(g, &side, false));
     rg_monitor_enable(r->mon, 1);
-    if (!s) s = rg_graph_forward_through(g, b, 1, through < 0 ? g->n_nodes - 1 : through);
+    const rg_node last = through < 0 ? g->n_nodes - 1 : through;
+    float *kept = walk && walk->kept ? walk->kept + (size_t)k * walk->stride : NULL;
+    rg_node first = 0;
+    if (kept && walk->from > 0 && !s) { /* continue this batch's pass where the walk left it */
+        first = walk->from;
+        rg_graph_frontier(g, first, b, kept, false);
+        g->dropout_calls = side.dropout_calls + 1; /* the masks of a pass from the input */
+    }
+    if (kept && through >= 0 && !s && !(s = rg_graph_forward_nodes(g, b, 1, first, through - 1))) {
+        rg_graph_frontier(g, through, b, kept, true); /* where the next layer's passes start */
+        first = through;
+    }
+    if (!s) s = rg_graph_forward_nodes(g, b, 1, first, last);
     if (!s && backward) s = rg_graph_backward(g, rg_model_objective(r->m));
     rg_monitor_enable(r->mon, 0);
     if (aside) rg_side_pass_end(g, &side);
@@ -331,7 +354,7 @@ static double orthogonalise(rg_graph *g, float *w, int rows, int cols) {
  * network, so that the monitor's view of every layer is current after the last
  * re-conditioning. */
 static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const int *idx, int n,
-                             bool before_training, bool through_all, double *scale_out) {
+                             bool before_training, bool through_all, probe_walk *walk, double *scale_out) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *node = &g->nodes[r->layers[li].node];
     const int units = node->shape[0], batches = (n + g->max_batch - 1) / g->max_batch;
@@ -344,7 +367,7 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
     }
     /* Average the per-batch unit means and second moments over the probe batches. */
     for (int k = 0; k < passes; k++) {
-        rg_status s = probe_pass(r, d, idx, n, k, false, through_all ? -1 : r->layers[li].node);
+        rg_status s = probe_pass(r, d, idx, n, k, false, through_all ? -1 : r->layers[li].node, walk);
         if (s) {
             free(mean);
             free(m2);
@@ -356,6 +379,7 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
             m2[u] += (sd[u] * sd[u] + mu[u] * mu[u]) / passes;
         }
     }
+    walk->from = r->layers[li].node; /* the next layer's passes start here */
     const rg_param_impl *kp = &g->params[node->first_param];
     float *w = g->param_buf + kp->offset;
     float *b = node->n_params > 1 ? g->param_buf + g->params[node->first_param + 1].offset : NULL;
@@ -415,8 +439,17 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
     rg_status s = RG_OK;
     for (int i = 0; i < r->n; i++) was[i] = rg_monitor_layer(r->mon, i)->verdict;
     int last = -1; /* the last layer re-conditioned: its passes run through the network */
-    for (int i = first; i < r->n; i++)
-        if (reconditions(r, i)) last = i;
+    probe_walk walk = {0, NULL, 0};
+    for (int i = first; i < r->n; i++) {
+        if (!reconditions(r, i)) continue;
+        last = i;
+        const size_t floats = rg_graph_frontier(g, r->layers[i].node, g->max_batch, NULL, false);
+        if (floats > walk.stride) walk.stride = floats;
+    }
+    /* the walk's outputs kept on the CPU, in at most the activations' own memory again;
+     * else every pass starts at the input */
+    if (!g->backend->device && walk.stride <= g->arena_floats / PROBE_BATCHES)
+        walk.kept = malloc(PROBE_BATCHES * walk.stride * sizeof *walk.kept);
     for (int i = first; i < r->n && !s; i++) {
         const rg_node_impl *node = &g->nodes[r->layers[i].node];
         if (!reconditions(r, i)) continue;
@@ -434,10 +467,11 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
             emit(r, step, node->name, verdict, "zero_sum_taps", moved);
         }
         double f = 1;
-        if (!(s = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n, isometry, i == last, &f)))
+        if (!(s = recondition(r, i, r->probe_data, r->probe_idx, r->probe_n, isometry, i == last, &walk, &f)))
             emit(r, step, node->name, verdict, "recondition", f);
     }
     free(was);
+    free(walk.kept);
     return s;
 }
 
@@ -472,7 +506,7 @@ rg_status rg_repair_check(rg_repair *r, long step) {
     if (s || r->trust || r->actions == before) return s;
     /* a network that fell ill while training: repaired from here on, as the probe's */
     r->trust = true;
-    if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true, -1))) return s;
+    if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true, -1, NULL))) return s;
     rg_monitor_judge(r->mon);
     decide_centring(r, step);
     return RG_OK;
@@ -481,14 +515,14 @@ rg_status rg_repair_check(rg_repair *r, long step) {
 rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n) {
     if (!r || n < 1) return rg_fail(RG_ERR_ARG, "GRA probe needs at least one sample");
     r->probe_data = d, r->probe_idx = idx, r->probe_n = n;
-    rg_status s = probe_pass(r, d, idx, n, 0, true, -1);
+    rg_status s = probe_pass(r, d, idx, n, 0, true, -1, NULL);
     if (s) return s;
     rg_monitor_judge(r->mon);
     const long before = r->actions;
     if ((s = recondition_from_first_unhealthy(r, 0, true))) return s;
     r->trust = r->actions > before;
     r->watch_early = !r->trust;
-    if ((s = probe_pass(r, d, idx, n, 0, true, -1))) return s; /* current view; input moments if repairing */
+    if ((s = probe_pass(r, d, idx, n, 0, true, -1, NULL))) return s; /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
     if (r->trust) decide_centring(r, 0);
     return RG_OK;
