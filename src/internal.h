@@ -224,7 +224,7 @@ struct rg_graph {
     bool tf32;            /* on a device: its products in TF32 (rg_graph_set_precision) */
     bool sync_bn;         /* data-parallel: batch norm's batch statistics over all ranks */
     size_t memory_bytes;  /* what compile allocated */
-    bool *live, *touched; /* backward scratch, one flag per node */
+    bool *live, *touched; /* backward (and tangent, frontier) scratch, one flag per node */
     bool fresh[RG_MAX_INPUTS]; /* the backward running now: input k's dout holds nothing yet */
     /* Called right after each node's forward (backward = false) and backward, while its
      * buffers still hold their values: how the health monitor sees every layer. */

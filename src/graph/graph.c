@@ -466,20 +466,17 @@ rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node firs
     return g->backend->device ? g->backend->status(false) : RG_OK;
 }
 
-/* Whether node j's output is read by a node from `first` on (a bypassed zero padding's
- * reader was given its input at compile). */
-static bool read_from(const rg_graph *g, int j, rg_node first) {
+size_t rg_graph_frontier(rg_graph *g, rg_node first, int batch, float *kept, bool save) {
+    /* g->live marks the nodes before `first` that a node from it on reads (a bypassed zero
+     * padding's reader was given its input at compile) */
+    memset(g->live, 0, (size_t)g->n_nodes * sizeof *g->live);
     for (int i = first; i < g->n_nodes; i++)
         for (int k = 0; k < g->nodes[i].n_inputs && !g->nodes[i].bypassed; k++)
-            if (g->nodes[i].inputs[k] == j) return true;
-    return false;
-}
-
-size_t rg_graph_frontier(rg_graph *g, rg_node first, int batch, float *kept, bool save) {
+            if (g->nodes[i].inputs[k] < first) g->live[g->nodes[i].inputs[k]] = true;
     size_t floats = 0;
     for (int j = 0; j < first && j < g->n_nodes; j++) {
         const rg_node_impl *n = &g->nodes[j];
-        if (n->bypassed || !read_from(g, j, first)) continue;
+        if (n->bypassed || !g->live[j]) continue;
         const size_t len = (n->batched ? (size_t)batch : 1) * n->size;
         if (kept && save) g->backend->copy(kept + floats, n->out, len);
         else if (kept) g->backend->copy(n->out, kept + floats, len);
