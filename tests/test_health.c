@@ -270,6 +270,73 @@ static void test_healthy_network_watched_early(void **state) {
     release(&b);
 }
 
+/* A network the probe found healthy keeps its weights at each early check that finds it
+ * healthy; one that an early check finds ill (a step that moved every weight and killed half
+ * a layer's units) goes back to the weights the last healthy check kept, bit for bit, and is
+ * repaired from then on (the trust region on).  The kept weights travel in a checkpoint:
+ * here the check that goes back runs on a GRA restored from one.  (At a check past the early
+ * ones the network is re-conditioned instead: test_relu_dead_units_revived.) */
+static void test_ill_at_an_early_check_goes_back(void **state) {
+    (void)state;
+    built b;
+    log_capture c = {0};
+    rg_repair *r = probed(&b, "mlp:depth=3,width=32,act=relu,init=he", &c);
+    assert_int_equal(rg_repair_actions(r), 0);
+    rg_graph *g = b.m.graph;
+    const size_t n = g->param_floats;
+    for (size_t i = 0; i < n; i++) g->param_buf[i] += 1e-3f * (float)((int)(i % 7) - 3); /* a step */
+    observe(&b, 128, 1);
+    assert_int_equal(rg_repair_check(r, 2), RG_OK); /* healthy: these weights kept */
+    assert_int_equal(rg_repair_actions(r), 0);
+    float *kept = malloc(n * sizeof *kept);
+    assert_non_null(kept);
+    memcpy(kept, g->param_buf, n * sizeof *kept);
+    char *json = rg_repair_state_json(r);
+    assert_non_null(strstr(json, "\"healthy_step\":2"));
+    assert_true(test_dir_make("health"));
+    rg_tensor_writer *w = rg_tensor_writer_create();
+    assert_int_equal(rg_repair_add_tensors(r, w), RG_OK);
+    assert_int_equal(rg_tensor_writer_save(w, test_path("gra.safetensors")), RG_OK);
+    rg_tensor_writer_free(w);
+    rg_tensor_file *f;
+    assert_int_equal(rg_safetensors_load(test_path("gra.safetensors"), &f), RG_OK);
+    rg_repair_free(r);
+    r = rg_repair_create(&b.m, b.mon, capture, &c);
+    assert_int_equal(rg_repair_restore(r, json, f, b.d, b.idx, 256), RG_OK);
+    for (size_t i = 0; i < n; i++) g->param_buf[i] -= 2e-3f * (float)((int)(i % 5) - 2); /* another */
+    rg_param_info p;
+    rg_graph_param(g, 3, &p); /* dense_2.bias: half its units killed */
+    for (size_t i = 0; i < p.size; i += 2) p.data[i] = -100;
+    observe(&b, 128, 1);
+    assert_int_equal(rg_monitor_layer(b.mon, 1)->verdict, RG_DEAD);
+    assert_false(rg_repair_caps_updates(r));
+    assert_int_equal(rg_repair_check(r, 4), RG_OK);
+    assert_memory_equal(g->param_buf, kept, n * sizeof *kept);
+    assert_true(c.n > 0);
+    assert_string_equal(c.action[0], "back_to_healthy");
+    assert_string_equal(c.layer[0], "dense_2");
+    assert_string_equal(c.verdict[0], "dead");
+    assert_int_equal(c.step[0], 4);
+    assert_true(c.factor[0] == 2); /* the step whose weights it went back to */
+    assert_true(rg_repair_caps_updates(r));
+    char *after = rg_repair_state_json(r);
+    assert_null(strstr(after, "healthy_step")); /* used: kept no more */
+    free(after);
+    /* a checkpoint that names kept weights it does not hold is refused */
+    rg_repair_free(r);
+    r = rg_repair_create(&b.m, b.mon, capture, &c);
+    rg_tensor_file_free(f);
+    f = rg_tensor_file_new();
+    assert_int_equal(rg_repair_restore(r, json, f, b.d, b.idx, 256), RG_ERR_FORMAT);
+    assert_non_null(strstr(rg_last_error(), "healthy weights"));
+    rg_tensor_file_free(f);
+    free(json);
+    free(kept);
+    test_dir_remove();
+    rg_repair_free(r);
+    release(&b);
+}
+
 /* A centred convolution steps in standardised coordinates: its gradient in centred
  * coordinates divided by its input's RMS spread s, the optimizer's step on that divided by
  * s again on its way back (plain SGD: -lr (g - gb mu^T) / s^2, a step too small for any cap
@@ -882,6 +949,7 @@ int main(void) {
         cmocka_unit_test(test_relu_reconditioned_as_a_whole),
         cmocka_unit_test(test_relu_dead_units_revived),
         cmocka_unit_test(test_healthy_network_watched_early),
+        cmocka_unit_test(test_ill_at_an_early_check_goes_back),
         cmocka_unit_test(test_probe_leaves_running_statistics),
         cmocka_unit_test(test_convolutions_step_standardised),
         cmocka_unit_test(test_deep_tanh_spread_bounded),

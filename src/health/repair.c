@@ -39,7 +39,11 @@
  *    changes nothing, so a network that stays healthy trains bit for bit as without GRA.  A
  *    network the probe found healthy that falls ill while training (relu units dying at
  *    too high a learning rate) is from then on repaired as the probe's are: input moments,
- *    centred coordinates, trust region and Newton guard.
+ *    centred coordinates, trust region and Newton guard.  Until its early checks end, such
+ *    a network keeps its weights as its last healthy check (or the probe) saw them; one
+ *    that an early check finds ill goes back to those weights instead of being
+ *    re-conditioned where its steps left it: a step too long for it has moved every
+ *    layer, not only the units it killed (docs/gra.md, "Back to the last healthy weights").
  * 3. Gradient guards (every step, after backward, before the optimizer; one pass):
  *    - a non-finite gradient skips the step and names the layer; NONFINITE_RUN skipped
  *      steps in a row stop training with an error;
@@ -99,6 +103,7 @@
 #include "../kernels/backend.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +169,9 @@ struct rg_repair {
     float *update;          /* the Newton guard's: the proposed update */
     double newton_scale;    /* the scale it applies to every update (1: none) */
     bool newton_off;        /* the loss has no curvature product: no guard */
+    float *healthy;         /* host: the parameters and state as the last healthy early
+                             * check saw them (2.); NULL when not kept */
+    long healthy_step;      /* that check's step (0: the probe's) */
     bool watch_early;       /* the probe found it healthy: re-probe its first steps closer (2.) */
     double tanh_spread, sigmoid_spread; /* re-conditioning's spreads for them (bounded_spread) */
 };
@@ -236,6 +244,7 @@ rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, voi
 void rg_repair_free(rg_repair *r) {
     if (!r) return;
     free(r->layers);
+    free(r->healthy);
     free(r->norms);
     free(r->wnorms);
     if (r->backend) {
@@ -424,13 +433,18 @@ static bool reconditions(const rg_repair *r, int i) {
 /* Re-conditions every layer from the first unhealthy one in the monitor's current view;
  * with `isometry` (the probe before training) dense layers get equal singular values
  * first. */
+/* The first layer the monitor's current view finds unhealthy, or -1. */
+static int first_unhealthy(const rg_repair *r) {
+    for (int i = 0; i < r->n; i++) {
+        const rg_verdict v = rg_monitor_layer(r->mon, i)->verdict;
+        if (v != RG_HEALTHY && v != RG_NONFINITE) return i;
+    }
+    return -1;
+}
+
 static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool isometry) {
     rg_graph *g = r->m->graph;
-    int first = -1;
-    for (int i = 0; i < r->n && first < 0; i++) {
-        const rg_verdict v = rg_monitor_layer(r->mon, i)->verdict;
-        if (v != RG_HEALTHY && v != RG_NONFINITE) first = i;
-    }
+    int first = first_unhealthy(r);
     if (first < 0) return RG_OK;
     const int sick = first;
     if (isometry) first = 0; /* before training: from the first layer (see above) */
@@ -498,12 +512,48 @@ int rg_repair_wants_check(const rg_repair *r, long step) {
     return step % REPROBE_EVERY == 0;
 }
 
+/* The parameters and state (batch norm's statistics) to or from r->healthy. */
+static void keep_healthy(rg_repair *r, bool restore) {
+    rg_graph *g = r->m->graph;
+    float *const at[2] = {g->param_buf, g->state_buf};
+    const size_t len[2] = {g->param_floats, g->state_floats};
+    float *kept = r->healthy;
+    for (int k = 0; k < 2; k++) {
+        if (len[k] && restore) rg_graph_write(g, at[k], kept, len[k]);
+        else if (len[k]) rg_graph_read(g, kept, at[k], len[k]);
+        kept += len[k];
+    }
+}
+
+static size_t healthy_floats(const rg_graph *g) { return g->param_floats + g->state_floats; }
+
+/* An early check of a network the probe found healthy (2. above), which keeps its last
+ * healthy weights: still healthy, they are kept again (until the last early check); ill,
+ * the network goes back to them.  Returns whether it went back. */
+static bool back_to_healthy(rg_repair *r, long step) {
+    const int ill = first_unhealthy(r);
+    if (ill >= 0 && step < REPROBE_EVERY) {
+        keep_healthy(r, true);
+        emit(r, step, r->m->graph->nodes[r->layers[ill].node].name,
+             rg_verdict_name(rg_monitor_layer(r->mon, ill)->verdict), "back_to_healthy",
+             (double)r->healthy_step);
+    } else if (ill < 0 && 2 * step < REPROBE_EVERY) {
+        keep_healthy(r, false);
+        r->healthy_step = step;
+        return false;
+    }
+    free(r->healthy), r->healthy = NULL; /* its early checks are over */
+    return ill >= 0 && step < REPROBE_EVERY;
+}
+
 rg_status rg_repair_check(rg_repair *r, long step) {
     if (!r || !r->probe_data) return RG_OK;
     rg_monitor_judge(r->mon);
     const long before = r->actions;
-    rg_status s = recondition_from_first_unhealthy(r, step, false);
-    if (s || r->trust || r->actions == before) return s;
+    rg_status s = RG_OK;
+    const bool back = r->healthy && back_to_healthy(r, step);
+    if (!back && (s = recondition_from_first_unhealthy(r, step, false))) return s;
+    if (r->trust || r->actions == before) return s;
     /* a network that fell ill while training: repaired from here on, as the probe's */
     r->trust = true;
     if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true, -1, NULL))) return s;
@@ -522,6 +572,11 @@ rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int
     if ((s = recondition_from_first_unhealthy(r, 0, true))) return s;
     r->trust = r->actions > before;
     r->watch_early = !r->trust;
+    /* healthy: its weights kept for its early checks (without the memory, it is
+     * re-conditioned where it falls ill instead) */
+    const size_t kept = healthy_floats(r->m->graph); /* a checkpoint's tensor: INT_MAX at most */
+    if (r->watch_early && kept <= INT_MAX && (r->healthy = malloc(kept * sizeof *r->healthy)))
+        keep_healthy(r, false), r->healthy_step = 0;
     if ((s = probe_pass(r, d, idx, n, 0, true, -1, NULL))) return s; /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
     if (r->trust) decide_centring(r, 0);
@@ -822,6 +877,7 @@ char *rg_repair_state_json(const rg_repair *r) {
     cJSON_AddBoolToObject(o, "trust", r->trust);
     cJSON_AddBoolToObject(o, "watch_early", r->watch_early);
     add_exact(o, "newton_scale", r->newton_scale);
+    if (r->healthy) cJSON_AddNumberToObject(o, "healthy_step", (double)r->healthy_step); /* + gra.healthy */
     for (int i = 0; i < r->n; i++) {
         cJSON *l = cJSON_CreateObject();
         cJSON_AddStringToObject(l, "layer", r->m->graph->nodes[r->layers[i].node].name);
@@ -841,6 +897,9 @@ char *rg_repair_state_json(const rg_repair *r) {
 
 rg_status rg_repair_add_tensors(const rg_repair *r, rg_tensor_writer *w) {
     char name[RG_NAME_MAX + 32];
+    const int kept = (int)healthy_floats(r->m->graph); /* below INT_MAX: see rg_repair_probe */
+    rg_status s0;
+    if (r->healthy && (s0 = rg_tensor_writer_add(w, "gra.healthy", r->healthy, 1, &kept))) return s0;
     for (int i = 0; i < r->n; i++) {
         const float *mean;
         int f;
@@ -882,6 +941,23 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
     if (!(r->newton_scale > 0 && r->newton_scale <= 1)) {
         s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (newton_scale)");
         goto done;
+    }
+    const cJSON *hs = cJSON_GetObjectItemCaseSensitive(o, "healthy_step");
+    if (hs) { /* the last healthy weights an early check kept (older checkpoints: none) */
+        size_t count;
+        const float *kept = rg_tensor_file_find(f, "gra.healthy", &count, NULL, NULL);
+        if (!cJSON_IsNumber(hs) || !(hs->valuedouble >= 0 && hs->valuedouble < REPROBE_EVERY) || !kept ||
+            count != healthy_floats(r->m->graph)) {
+            s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (its healthy weights)");
+            goto done;
+        }
+        free(r->healthy);
+        if (!(r->healthy = malloc(count * sizeof *r->healthy))) {
+            s = rg_fail(RG_ERR_MEMORY, "out of memory restoring GRA's healthy weights");
+            goto done;
+        }
+        memcpy(r->healthy, kept, count * sizeof *r->healthy);
+        r->healthy_step = (long)hs->valuedouble;
     }
     char name[RG_NAME_MAX + 32];
     for (int i = 0; i < r->n && !s; i++) {
