@@ -209,9 +209,6 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
 void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
     rg_cpu_centre_gradient(HOST(gw), HOST(gb), units, f, mean);
 }
-void rg_cuda_centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
-    rg_cpu_centre_bias(HOST(b), HOST(dw), units, f, mean);
-}
 double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
     return rg_cpu_layer_step(HOST(dw), HOST(w), HOST(w0), units, f, mean, HOST(pm));
 }

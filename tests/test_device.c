@@ -351,14 +351,15 @@ static float *down_copy(const rg_backend *b, const float *d, size_t n) {
 
 /* GRA's per-step arithmetic on a layer (units x f, an odd f; the monitor's mean, moments
  * and covariance split in host memory) by the device's backend and by the CPU's: a centred
- * layer's gradient and step back, the CPU's bits; the step w - w0 and its rows' products
- * with the mean, its squares, and the trust region's figures, within float rounding. */
+ * layer's gradient, the CPU's bits; the step w - w0 and its rows' products with the mean
+ * (also the centred step's way back), its squares, and the trust region's figures, within
+ * float rounding. */
 static void gra_arithmetic_matches_the_cpu(void **state) {
     enum { UNITS = 24, F = 37, K = 8 };
     net n = build(mlp, "cuda", "fp32");
     const rg_backend *dev = n.g->backend, *cpu = &rg_cpu_backend;
     static float w[UNITS * F], w0[UNITS * F], gw[UNITS * F], a[F * F], moment[F * F], mean[F], qm[(K + 1) * F];
-    static float gb[UNITS], db[UNITS], b[UNITS], split_s[8 * 8], dw[UNITS * F], pm[UNITS], scratch[UNITS * F];
+    static float gb[UNITS], db[UNITS], split_s[8 * 8], dw[UNITS * F], pm[UNITS], scratch[UNITS * F];
     for (int i = 0; i < UNITS * F; i++) w[i] = (float)sin(0.3 * i), w0[i] = w[i] - 0.01f * (float)cos(0.7 * i), gw[i] = (float)sin(1.1 * i);
     for (int i = 0; i < F * F; i++) a[i] = (float)sin(0.13 * i);
     for (int i = 0; i < F; i++) {
@@ -371,10 +372,10 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     }
     for (int i = 0; i < (K + 1) * F; i++) qm[i] = (float)cos(0.21 * i);
     for (int i = 0; i < 8 * 8; i++) split_s[i] = (float)(1.0 + 0.1 * sin(0.5 * i));
-    for (int u = 0; u < UNITS; u++) gb[u] = (float)sin(2.3 * u), db[u] = 0.01f * (float)cos(1.7 * u), b[u] = (float)cos(u);
+    for (int u = 0; u < UNITS; u++) gb[u] = (float)sin(2.3 * u), db[u] = 0.01f * (float)cos(1.7 * u);
     float *d_w = up_copy(dev, w, UNITS * F), *d_w0 = up_copy(dev, w0, UNITS * F), *d_dw = dev->alloc(UNITS * F);
     float *d_pm = dev->alloc(UNITS), *d_db = up_copy(dev, db, UNITS), *d_gw = up_copy(dev, gw, UNITS * F);
-    float *d_gb = up_copy(dev, gb, UNITS), *d_b = up_copy(dev, b, UNITS);
+    float *d_gb = up_copy(dev, gb, UNITS);
     assert_non_null(d_dw), assert_non_null(d_pm);
     const double squares = cpu->layer_step(dw, w, w0, UNITS, F, mean, pm);
     const double d_squares = dev->layer_step(d_dw, d_w, d_w0, UNITS, F, mean, d_pm);
@@ -394,14 +395,10 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
         fail_msg("the bound %.9g on the device, %.9g on the CPU", d_bound, bound);
     cpu->centre_gradient(gw, gb, UNITS, F, mean);
     dev->centre_gradient(d_gw, d_gb, UNITS, F, mean);
-    cpu->centre_bias(b, dw, UNITS, F, mean);
-    dev->centre_bias(d_b, d_dw, UNITS, F, mean);
     h = down_copy(dev, d_gw, UNITS * F);
     assert_memory_equal(h, gw, sizeof gw);
-    free(h), h = down_copy(dev, d_b, UNITS);
-    assert_memory_equal(h, b, sizeof b);
     free(h);
-    float *bufs[] = {d_w, d_w0, d_dw, d_pm, d_db, d_gw, d_gb, d_b};
+    float *bufs[] = {d_w, d_w0, d_dw, d_pm, d_db, d_gw, d_gb};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) dev->release(bufs[i]);
     rg_graph_free(n.g);
     (void)state;

@@ -727,14 +727,12 @@ void rg_repair_before_update(rg_repair *r) {
 int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
 
 /* A centred layer's step back to the stored coordinates: b -= dw mu (5. above), dw being
- * the layer's step, r->dw. */
+ * the layer's step, whose rows' products with the mean take_step left in r->pm. */
 static void uncentre_step(rg_repair *r, int i) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *n = &g->nodes[r->layers[i].node];
-    const float *mu;
-    int f;
-    if (rg_monitor_input_moment(r->mon, i, &mu, &f))
-        g->backend->centre_bias(g->param_buf + g->params[n->first_param + 1].offset, r->dw, n->shape[0], f, mu);
+    float *b = g->param_buf + g->params[n->first_param + 1].offset;
+    if (r->dw_squares >= 0) g->backend->subtract(b, b, r->pm, (size_t)n->shape[0]);
 }
 
 /* A standardised layer's step w - w0 divided by its input's spread: from the coordinates

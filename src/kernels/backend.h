@@ -124,8 +124,8 @@ struct rg_backend {
      *   + top squares) over units, top >= the covariance's largest eigenvalue (the
      *   monitor's, with its split);
  * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
- *   where the layer's input is centred (w' = w, b' = b + w mean);
- * centre_bias: b[u] -= dw[u] . mean, the step back from those coordinates. */
+ *   where the layer's input is centred (w' = w, b' = b + w mean); the step back from them,
+ *   b -= dw mean, is layer_step's pm taken from the bias. */
     double (*polar)(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
     void (*recenter_units)(float *w, float *b, int units, size_t row, const double *scale,
                            const double *mean);
@@ -139,7 +139,6 @@ struct rg_backend {
     double (*function_change_coarse_bound)(const float *pm, const float *db, int units, double squares,
                                            double top);
     void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
-    void (*centre_bias)(float *b, const float *dw, int units, int f, const float *mean);
     /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d; x *= m (masks);
      * x clamped to [-v, v]; sum x^2 the fast way (non-finite iff a value is); and in index
      * order in double (the classic remedies' exact sums). */

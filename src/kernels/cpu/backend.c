@@ -93,7 +93,6 @@ const rg_backend rg_cpu_backend = {
     .layer_step = rg_cpu_layer_step,
     .function_change_coarse_bound = rg_cpu_function_change_coarse_bound,
     .centre_gradient = rg_cpu_centre_gradient,
-    .centre_bias = rg_cpu_centre_bias,
     .scale = rg_cpu_scale,
     .copy = rg_cpu_copy,
     .subtract = rg_cpu_subtract,

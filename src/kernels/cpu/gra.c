@@ -276,21 +276,3 @@ void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const 
         for (int k = 0; k < f; k++) row[k] -= gb[u] * mean[k];
     }
 }
-
-/* Eight units at a time: eight independent sums keep the adder busy, each summed in the
- * order one unit alone would be (the same bits). */
-void rg_cpu_centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
-    enum { LANES = 8 };
-    int u = 0;
-    for (; u + LANES <= units; u += LANES) {
-        double shift[LANES] = {0};
-        for (int k = 0; k < f; k++)
-            for (int i = 0; i < LANES; i++) shift[i] += (double)dw[(size_t)(u + i) * f + k] * mean[k];
-        for (int i = 0; i < LANES; i++) b[u + i] = (float)(b[u + i] - shift[i]);
-    }
-    for (; u < units; u++) {
-        double shift = 0;
-        for (int k = 0; k < f; k++) shift += (double)dw[(size_t)u * f + k] * mean[k];
-        b[u] = (float)(b[u] - shift);
-    }
-}

@@ -35,14 +35,6 @@ __global__ static void centre_rows(float *gw, const float *gb, const float *mean
     GRID_STRIDE(e, n) gw[e] = __fsub_rn(gw[e], __fmul_rn(gb[e / f], mean[e % f]));
 }
 
-/* b -= dw mu, each unit's sum in double in input order (one thread a unit) */
-__global__ static void centre_units(float *b, const float *dw, const float *mean, int units, int f) {
-    GRID_STRIDE(u, (size_t)units) {
-        double shift = 0;
-        for (int k = 0; k < f; k++) shift = __dadd_rn(shift, __dmul_rn((double)dw[u * (size_t)f + k], (double)mean[k]));
-        b[u] = __double2float_rn(__dsub_rn((double)b[u], shift));
-    }
-}
 
 /* one row's values for rg_cuda_channel_sums (a channel of one row): the step's value
  * (written to dw as it goes), its products with the mean and its square */
@@ -94,11 +86,6 @@ extern "C" void rg_cuda_centre_gradient(float *gw, const float *gb, int units, i
     LAUNCH(centre_rows, (size_t)units * f, gw, gb, m, f, (size_t)units * f);
 }
 
-extern "C" void rg_cuda_centre_bias(float *b, const float *dw, int units, int f, const float *mean) {
-    const float *m = up(MEAN, mean, (size_t)f);
-    if (!m) return rg_cuda_note_failure("GRA's centred step", "no device memory for the input mean");
-    LAUNCH(centre_units, (size_t)units, b, dw, m, units, f);
-}
 
 extern "C" double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
                                      float *pm) {
