@@ -947,7 +947,9 @@ int rg_repair_gradients(rg_repair *r, long step);
 /* While training, GRA re-checks the network every few steps (REPROBE_EVERY in repair.c),
  * and a network the probe found healthy also at steps 1, 2, 4 ... 32: wants_check says
  * whether this step is one (then run it with the monitor enabled), and check
- * re-conditions the layers from the first one the monitor now finds unhealthy. */
+ * re-conditions the layers from the first one the monitor now finds unhealthy (at an early
+ * check, a network the probe found healthy goes back to the weights its last healthy check
+ * kept instead). */
 int rg_repair_wants_check(const rg_repair *r, long step);
 rg_status rg_repair_check(rg_repair *r, long step);
 /* Around the optimizer step: the trust region on each layer's update (only for networks

@@ -430,9 +430,6 @@ static bool reconditions(const rg_repair *r, int i) {
     return !feeds_batch_norm(g, r->layers[i].node) && !rg_node_frozen(g, &g->nodes[r->layers[i].node]);
 }
 
-/* Re-conditions every layer from the first unhealthy one in the monitor's current view;
- * with `isometry` (the probe before training) dense layers get equal singular values
- * first. */
 /* The first layer the monitor's current view finds unhealthy, or -1. */
 static int first_unhealthy(const rg_repair *r) {
     for (int i = 0; i < r->n; i++) {
@@ -442,6 +439,9 @@ static int first_unhealthy(const rg_repair *r) {
     return -1;
 }
 
+/* Re-conditions every layer from the first unhealthy one in the monitor's current view;
+ * with `isometry` (the probe before training) dense layers get equal singular values
+ * first. */
 static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool isometry) {
     rg_graph *g = r->m->graph;
     int first = first_unhealthy(r);
@@ -528,22 +528,24 @@ static void keep_healthy(rg_repair *r, bool restore) {
 static size_t healthy_floats(const rg_graph *g) { return g->param_floats + g->state_floats; }
 
 /* An early check of a network the probe found healthy (2. above), which keeps its last
- * healthy weights: still healthy, they are kept again (until the last early check); ill,
+ * healthy weights: still healthy, they are kept again while an early check follows; ill,
  * the network goes back to them.  Returns whether it went back. */
 static bool back_to_healthy(rg_repair *r, long step) {
     const int ill = first_unhealthy(r);
-    if (ill >= 0 && step < REPROBE_EVERY) {
-        keep_healthy(r, true);
-        emit(r, step, r->m->graph->nodes[r->layers[ill].node].name,
-             rg_verdict_name(rg_monitor_layer(r->mon, ill)->verdict), "back_to_healthy",
-             (double)r->healthy_step);
-    } else if (ill < 0 && 2 * step < REPROBE_EVERY) {
+    if (ill < 0 && 2 * step < REPROBE_EVERY) { /* the next check, at 2 step, is early too */
         keep_healthy(r, false);
         r->healthy_step = step;
         return false;
     }
-    free(r->healthy), r->healthy = NULL; /* its early checks are over */
-    return ill >= 0 && step < REPROBE_EVERY;
+    const bool back = ill >= 0 && step < REPROBE_EVERY;
+    if (back) {
+        keep_healthy(r, true);
+        emit(r, step, r->m->graph->nodes[r->layers[ill].node].name,
+             rg_verdict_name(rg_monitor_layer(r->mon, ill)->verdict), "back_to_healthy",
+             (double)r->healthy_step);
+    }
+    free(r->healthy), r->healthy = NULL; /* no early check needs them now */
+    return back;
 }
 
 rg_status rg_repair_check(rg_repair *r, long step) {
