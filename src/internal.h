@@ -263,12 +263,10 @@ typedef struct rg_side_pass {
     void (*hook)(rg_graph *, int, bool, void *);
 } rg_side_pass;
 rg_status rg_side_pass_begin(rg_graph *g, rg_side_pass *p, bool mute_hook);
-/* rg_graph_forward through node `last` only (the nodes after it not run): a side pass that
- * measures the nodes up to it; no backward may follow it. */
-rg_status rg_graph_forward_through(rg_graph *g, int batch, int train, rg_node last);
-/* Nodes first..last of a forward pass.  From node 0 this is a new pass (rg_graph_forward
- * through last); from a later node it continues one of `batch` samples, every output
- * before `first` that a node from it on reads being current (run, or put back by
+/* Nodes first..last of a forward pass.  From node 0 this is a new pass (rg_graph_forward,
+ * stopped after `last`: a side pass that measures the nodes up to it, no backward may
+ * follow it); from a later node it continues one of `batch` samples, every output before
+ * `first` that a node from it on reads being current (run, or put back by
  * rg_graph_frontier), under the dropout counter the caller set. */
 rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node first, rg_node last);
 /* The outputs of the nodes before `first` that nodes from it on read, at `batch` samples:

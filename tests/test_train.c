@@ -429,7 +429,7 @@ static void test_batch_norm_kernels_same_bits_on_every_isa(void **state) {
     rg_cpu_isa_cap(RG_ISA_AVX512);
 }
 
-/* rg_graph_forward_through: the nodes up to `last` run as in a whole forward pass (the same
+/* rg_graph_forward_nodes from node 0: the nodes up to `last` run as in a whole forward pass (the same
  * bits at `last`), none after it. */
 typedef struct seen {
     int calls, highest, watch;
@@ -463,7 +463,7 @@ static void test_forward_through_stops_at_its_node(void **state) {
     g->hook = note_forward, g->hook_user = &whole;
     assert_int_equal(rg_graph_forward(g, 16, 1), RG_OK);
     g->hook_user = &part;
-    assert_int_equal(rg_graph_forward_through(g, 16, 1, last), RG_OK);
+    assert_int_equal(rg_graph_forward_nodes(g, 16, 1, 0, last), RG_OK);
     g->hook = NULL;
     assert_int_equal(whole.highest, g->n_nodes - 1);
     assert_int_equal(part.highest, last);

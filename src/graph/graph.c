@@ -432,11 +432,7 @@ static void upload_batch(rg_graph *g, int batch) {
 }
 
 rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
-    return rg_graph_forward_through(g, batch, train, g ? g->n_nodes - 1 : 0);
-}
-
-rg_status rg_graph_forward_through(rg_graph *g, int batch, int train, rg_node last) {
-    return rg_graph_forward_nodes(g, batch, train, 0, last);
+    return rg_graph_forward_nodes(g, batch, train, 0, g ? g->n_nodes - 1 : 0);
 }
 
 rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node first, rg_node last) {
