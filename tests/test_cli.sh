@@ -130,8 +130,10 @@ grep -q '"newton_ratio":[0-9]' "$tmp/m5.jsonl" && bad "the curvature along steps
 "$BIN" train --model mlp:depth=3,width=16,act=sigmoid --limit 1000 --quiet --report "$tmp/c.html" >/dev/null 2>&1
 [ "$(grep -c '"event":"curvature"' "$tmp/c.html.jsonl")" -eq 2 ] && ok || bad "--report should write two curvature events"
 grep -q "Top Gauss-Newton eigenvalue per layer" "$tmp/c.html" && ok || bad "the report lacks the curvature chart"
-# non-finite values never reach the weights: GRA skips such steps, then stops with a message
-expect 1 "25 steps in a row had non-finite gradients" train --optimizer sgd --lr 1e6 --limit 6000 --quiet
+# a learning rate a million times too high: GRA's first early check finds the network ill
+# and goes back to the weights the probe kept, and it trains; without GRA the loss is lost
+expect 0 "test_acc" train --optimizer sgd --lr 1e6 --limit 6000 --quiet --metrics "$tmp/lr.jsonl"
+grep -q '"action":"back_to_healthy"' "$tmp/lr.jsonl" && ok || bad "lr 1e6: no back_to_healthy in $(head -c 300 "$tmp/lr.jsonl")"
 expect 1 "train with GRA" train --optimizer sgd --lr 1e6 --limit 6000 --quiet --repair off
 
 # ---- runtime errors on bad data (exit 1)
@@ -234,6 +236,19 @@ def tensors(p):
 a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
 assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "differ"
 PY
+# non-finite values never reach the weights: GRA skips such steps, then stops with a message
+# (the first layer's weights set to 1e30: no healthy weights to go back to)
+if [ "$py" != true ]; then
+  "$py" - "$tmp/ckA/epoch_2.safetensors" "$tmp/huge.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+first, v = min(((k, v) for k, v in h.items() if k.endswith("kernel")), key=lambda kv: kv[1]["data_offsets"][0])
+lo, hi = v["data_offsets"]
+b[8 + n + lo:8 + n + hi] = struct.pack("<f", 1e30) * ((hi - lo) // 4)
+open(sys.argv[2], "wb").write(b)
+PY
+  expect 1 "25 steps in a row had non-finite gradients" train --weights "$tmp/huge.safetensors" --limit 6000 --quiet
+else ok; fi
 [ "$(readlink "$tmp/ckA/last.safetensors")" = "epoch_2.safetensors" ] && ok || bad "last.safetensors link"
 "$py" - "$tmp/ckA/last.safetensors" <<'PY' 2>/dev/null && ok || bad "checkpoint does not open as safetensors in Python"
 import json, struct, sys
