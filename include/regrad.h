@@ -478,6 +478,11 @@ void rg_optim_set_steps(rg_optim *o, long steps);
  * parameters, RG_ERR_MEMORY when there is no room for the step's plan (nothing measured). */
 rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
                                 double *sums);
+/* The next rg_optim_step also keeps the parameters it starts from in before (all n of
+ * them, in the parameters' own memory: a device's when placed there), in the update's own
+ * pass on the CPU: a copy of the weights before the step without another pass over them.
+ * before must live until that step, which forgets it. */
+void rg_optim_keep_next(rg_optim *o, float *before);
 /* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg");
  * once placed on a device, the device's buffer. */
 float *rg_optim_moment(rg_optim *o, int k, const char **name);
@@ -953,9 +958,10 @@ int rg_repair_gradients(rg_repair *r, long step);
 int rg_repair_wants_check(const rg_repair *r, long step);
 rg_status rg_repair_check(rg_repair *r, long step);
 /* Around the optimizer step: the trust region on each layer's update (only for networks
- * the probe re-conditioned): before saves the parameters, after caps each layer's
- * ||dW|| / ||W|| (see repair.c). */
-void rg_repair_before_update(rg_repair *r);
+ * the probe re-conditioned): before saves the parameters (given the optimizer o that
+ * makes the step, it has o keep them in its own pass: rg_optim_keep_next; NULL: copies
+ * them now), after caps each layer's ||dW|| / ||W|| (see repair.c). */
+void rg_repair_before_update(rg_repair *r, rg_optim *o);
 void rg_repair_after_update(rg_repair *r, long step);
 /* Whether rg_repair_after_update may move the weights (GRA's trust region is on). */
 int rg_repair_caps_updates(const rg_repair *r);

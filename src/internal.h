@@ -377,6 +377,8 @@ const float *rg_monitor_input_covariance_split(rg_monitor *m, int i, int *k, con
 /* Layer i's input mean outlier, |E[x]|^2 over the mean eigenvalue of its covariance (NaN
  * without moments), and whether that makes it ill-conditioned (monitor.c). */
 double rg_monitor_mean_outlier(const rg_monitor *m, int i);
+/* Layer i's input covariance's trace, its total variance (NaN without moments). */
+double rg_monitor_input_variance(const rg_monitor *m, int i);
 bool rg_monitor_ill_conditioned(double mean_outlier);
 
 /* n floats of one of g's buffers (an output, a gradient, the parameters) as the host reads

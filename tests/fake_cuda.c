@@ -210,7 +210,7 @@ void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const
     rg_cpu_centre_gradient(HOST(gw), HOST(gb), units, f, mean);
 }
 double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
-    return rg_cpu_layer_step(HOST(dw), HOST(w), HOST(w0), units, f, mean, HOST(pm));
+    return rg_cpu_layer_step(dw ? HOST(dw) : NULL, HOST(w), HOST(w0), units, f, mean, HOST(pm));
 }
 double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
                                const float *mean) {

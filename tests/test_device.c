@@ -385,6 +385,13 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     free(h), h = down_copy(dev, d_pm, UNITS);
     assert_close("the step's products with the mean", h, pm, UNITS, 1e-6, 1e-5);
     free(h);
+    float kept_pm[UNITS]; /* without keeping the step: the same products and squares */
+    assert_true(cpu->layer_step(NULL, w, w0, UNITS, F, mean, kept_pm) == squares);
+    assert_memory_equal(kept_pm, pm, sizeof pm);
+    assert_true(dev->layer_step(NULL, d_w, d_w0, UNITS, F, mean, d_pm) == d_squares);
+    h = down_copy(dev, d_pm, UNITS);
+    assert_close("the products with the mean, the step not kept", h, pm, UNITS, 1e-6, 1e-5);
+    free(h);
     const double change = cpu->function_change(dw, db, UNITS, F, moment, mean, scratch);
     const double d_change = dev->function_change(d_dw, d_db, UNITS, F, moment, mean, NULL);
     if (!(change > 0 && fabs(d_change - change) <= 1e-5 * change))

@@ -382,7 +382,7 @@ static void test_convolutions_step_standardised(void **state) {
         memcpy(w0, w, size * sizeof *w0);
         for (size_t i = 0; i < size; i++)
             want[i] = w0[i] - (float)(lr * (gw[i] - (double)gb[i / f] * mu[i % f]) / (spread * spread));
-        rg_repair_before_update(r);
+        rg_repair_before_update(r, NULL);
         for (size_t i = 0; i < g->param_floats; i++) g->param_buf[i] -= lr * g->grad_buf[i]; /* plain SGD */
         rg_repair_after_update(r, 1);
         for (size_t i = 0; i < size; i++) {
@@ -661,7 +661,7 @@ static void test_symmetric_eigenvalues(void **state) {
  * below the exact E||dW x + db||^2 (a random step; a step of equal weights, which the
  * inputs' common factor makes large; one along the covariance's top direction) and are
  * exact for a bias-only step; the monitor's covariance split C = Q^T S Q + R has orthonormal rows Q and
- * the rest's norm it reports. */
+ * reports a bound on the rest's norm that is close to it. */
 static void test_trust_region_bound(void **state) {
     (void)state;
     enum { B = 200, F = 24, U = 6 };
@@ -695,14 +695,18 @@ static void test_trust_region_bound(void **state) {
             for (int c = 0; c < F; c++) d += (double)q[i * F + c] * q[j * F + c];
             assert_true(fabs(d - (i == j)) < 1e-5);
         }
+    double whole = 0; /* ||C||_F^2 */
     for (int a = 0; a < F; a++)
         for (int c = 0; c < F; c++) {
             double r = moment[a * F + c] - (double)mean[a] * mean[c];
+            whole += r * r;
             for (int i = 0; i < k; i++)
                 for (int j = 0; j < k; j++) r -= (double)q[i * F + a] * s[i * 8 + j] * q[j * F + c];
             want += r * r;
         }
-    assert_true(fabs(rest - sqrt(want)) <= 1e-6 + 1e-4 * sqrt(want));
+    /* the rest's norm, from above, and by no more than its floor of 4e-4 ||C||_F^2 */
+    if (!(rest >= sqrt(want) && rest <= sqrt(want + 5e-4 * whole)))
+        fail_msg("rest %.9g against ||C - Q^T S Q|| %.9g, ||C|| %.9g", rest, sqrt(want), sqrt(whole));
     for (int c = 0; c < F; c++) assert_true(q[k * F + c] == mean[c]); /* the mean's row after Q's */
     float dw[U * F], db[U], scratch[U * F], projections[U * 9];
     for (int kind = 0; kind < 4; kind++) { /* random; equal weights; along q's first row; bias only */

@@ -276,7 +276,8 @@ static void test_memory_planning_is_exact(void **state) {
 /* rg_optim_measure_next: the squared change it sums in the update's own pass equals the
  * change of a copy taken before the step, and its sums of squares of the gradient and of
  * the weights before the step are theirs, over ranges that cross pieces and the edges of
- * what the optimizer updates; and the update itself is bitwise the unmeasured one. */
+ * what the optimizer updates; and the update itself is bitwise the unmeasured one.
+ * rg_optim_keep_next keeps that copy, measured or not, for one step. */
 static void test_optimizer_measures_its_update(void **state) {
     (void)state;
     const size_t n = 20000;
@@ -291,7 +292,7 @@ static void test_optimizer_measures_its_update(void **state) {
         assert_int_equal(rg_optim_limit(a, 2, lim_off, lim_len), RG_OK);
         assert_int_equal(rg_optim_limit(b, 2, lim_off, lim_len), RG_OK);
         float *wa = malloc(n * sizeof *wa), *wb = malloc(n * sizeof *wb), *g = malloc(n * sizeof *g),
-              *before = malloc(n * sizeof *before);
+              *before = malloc(n * sizeof *before), *kept = malloc(n * sizeof *kept);
         rg_rng r;
         rg_rng_seed(&r, 11);
         for (size_t i = 0; i < n; i++) wa[i] = wb[i] = rg_rng_normal(&r), g[i] = rg_rng_normal(&r);
@@ -300,8 +301,10 @@ static void test_optimizer_measures_its_update(void **state) {
         double sums[9];
         memcpy(before, wa, n * sizeof *before);
         assert_int_equal(rg_optim_measure_next(a, 3, off, len, sums), RG_OK);
+        rg_optim_keep_next(a, kept);
         rg_optim_step(a, wa, g, c.lr), rg_optim_step(b, wb, g, c.lr);
         assert_memory_equal(wa, wb, n * sizeof *wa);
+        assert_memory_equal(kept, before, n * sizeof *kept); /* outside the ranges too */
         for (int i = 0; i < 3; i++) {
             double d = 0, gg = 0, ww = 0; /* only what the optimizer updates counts */
             for (size_t j = off[i]; j < off[i] + len[i]; j++)
@@ -314,15 +317,23 @@ static void test_optimizer_measures_its_update(void **state) {
             assert_true(fabs(sums[3 * i + 1] - gg) <= 1e-5 * gg);
             assert_true(fabs(sums[3 * i + 2] - ww) <= 1e-5 * ww);
         }
+        memcpy(before, wa, n * sizeof *before); /* kept without measuring, and only once */
+        rg_optim_keep_next(a, kept);
+        rg_optim_step(a, wa, g, c.lr), rg_optim_step(b, wb, g, c.lr);
+        assert_memory_equal(wa, wb, n * sizeof *wa);
+        assert_memory_equal(kept, before, n * sizeof *kept);
+        rg_optim_step(a, wa, g, c.lr), rg_optim_step(b, wb, g, c.lr);
+        assert_memory_equal(kept, before, n * sizeof *kept);
         const size_t bad_off[2] = {5000, 100}, bad_len[2] = {10, 10};
         assert_int_equal(rg_optim_measure_next(a, 2, bad_off, bad_len, sums), RG_ERR_ARG);
-        free(wa), free(wb), free(g), free(before);
+        free(wa), free(wb), free(g), free(before), free(kept);
         rg_optim_free(a), rg_optim_free(b);
     }
 }
 
 /* The update rules come in plain, AVX2 and AVX-512 builds (optim/update_rules.h): each gives
- * the same weights, moments and measured sums, bit for bit, for every optimizer. */
+ * the same weights, moments and measured sums, bit for bit, for every optimizer, and keeps
+ * the weights before the step when asked, measured or not. */
 static void test_optimizers_same_bits_on_every_isa(void **state) {
     (void)state;
     const size_t n = 10000 + 37; /* pieces and a ragged tail */
@@ -335,7 +346,8 @@ static void test_optimizers_same_bits_on_every_isa(void **state) {
             c.lr = 0.01f, c.weight_decay = 0.01f;
             if (kind == RG_OPTIM_RMSPROP) c.momentum = 0.5f;
             rg_optim *o = rg_optim_create(&c, n);
-            float *w = malloc(n * sizeof *w), *g = malloc(n * sizeof *g);
+            float *w = malloc(n * sizeof *w), *g = malloc(n * sizeof *g), *kept = malloc(n * sizeof *kept),
+                  *copy = malloc(n * sizeof *copy);
             rg_rng r;
             rg_rng_seed(&r, 5);
             for (size_t i = 0; i < n; i++) w[i] = rg_rng_normal(&r);
@@ -344,7 +356,9 @@ static void test_optimizers_same_bits_on_every_isa(void **state) {
                 for (size_t i = 0; i < n; i++) g[i] = rg_rng_normal(&r) * 0.1f;
                 const size_t off = 50, len = n - 100;
                 if (step == 2) assert_int_equal(rg_optim_measure_next(o, 1, &off, &len, sums), RG_OK);
+                if (step >= 1) memcpy(copy, w, n * sizeof *w), rg_optim_keep_next(o, kept);
                 rg_optim_step(o, w, g, c.lr);
+                if (step >= 1) assert_memory_equal(kept, copy, n * sizeof *kept); /* and its ragged tail */
             }
             if (!first) {
                 first = w, memcpy(first_sums, sums, sizeof sums);
@@ -353,7 +367,7 @@ static void test_optimizers_same_bits_on_every_isa(void **state) {
                 assert_memory_equal(sums, first_sums, sizeof sums);
                 free(w);
             }
-            free(g);
+            free(g), free(kept), free(copy);
             rg_optim_free(o);
         }
         free(first);

@@ -52,6 +52,7 @@
 #define SPLIT_K 8
 #define SPLIT_ITERS 6
 #define SPLIT_WARM_ITERS 2
+#define REST_FLOOR 4e-4 /* of ||C||_F^2: the split's rest stays an upper bound through S's rounding */
 
 typedef struct layer {
     rg_layer_health h;
@@ -64,6 +65,7 @@ typedef struct layer {
     float split_s[SPLIT_K * SPLIT_K];
     double split_rest, split_top;
     int split_k;
+    double in_trace, in_mean2; /* the moment's trace and |E[x]|^2, set with it */
     bool split_known;
     bool split_warm;          /* split_q holds an earlier split's directions: start there */
     float *cols;              /* conv layers: one sample's im2col columns */
@@ -185,6 +187,16 @@ static unit_counts counts_of(const layer *l, int k) {
 /* E[x x^T] and E[x] of a dense layer's input over this batch (one GEMM), or for a
  * convolution of its im2col columns (each output position's C*K*K inputs), over the
  * batch and positions: the metric in which GRA's trust region measures a step. */
+/* A new input moment: its trace and |E[x]|^2 taken while it is in cache, its split to be
+ * found again. */
+static void moment_changed(layer *l) {
+    double trace = 0, mean2 = 0;
+    for (int k = 0; k < l->fan_in; k++)
+        trace += l->in_moment[(size_t)k * l->fan_in + k], mean2 += (double)l->in_mean[k] * l->in_mean[k];
+    l->in_trace = trace, l->in_mean2 = mean2;
+    l->split_known = false;
+}
+
 static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
     const rg_node_impl *x = rg_in(m->g, n, 0);
     int f = (int)x->size, groups = 1;
@@ -208,7 +220,7 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
     const int p = q ? q->oh * q->ow : 1;
     if (q && !l->cols && !(l->cols = malloc((size_t)f * p * sizeof(float)))) return;
     m->g->backend->input_moments(x->out, x->size, batch, f, q, l->cols, m->ones, l->in_moment, l->in_mean);
-    l->split_known = false;
+    moment_changed(l);
 }
 
 /* The activation's statistics from the totals of its output. */
@@ -577,7 +589,7 @@ rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
     }
     memcpy(l->in_moment, moment, (size_t)fan_in * fan_in * sizeof(float));
     memcpy(l->in_mean, mean, (size_t)fan_in * sizeof(float));
-    l->split_known = false;
+    moment_changed(l);
     return RG_OK;
 }
 
@@ -639,34 +651,28 @@ static bool covariance_split(layer *l) {
             for (int c = 0; c < f; c++) d += (double)y[(size_t)i * f + c] * q[(size_t)j * f + c];
             l->split_s[i * SPLIT_K + j] = (float)d;
         }
-    double *sq = malloc((size_t)(k + 1) * f * sizeof *sq); /* S Q, in double, and a row of C */
-    if (!sq) {
-        free(y);
-        return false;
-    }
-    for (int i = 0; i < k; i++)
-        for (int c = 0; c < f; c++) {
-            double d = 0;
-            for (int j = 0; j < k; j++) d += (double)l->split_s[i * SPLIT_K + j] * q[(size_t)j * f + c];
-            sq[(size_t)i * f + c] = d;
-        }
-    /* ||C - Q^T S Q||_F, a row at a time (element-wise loops: vectors) */
-    double *row = sq + (size_t)k * f, part[4] = {0, 0, 0, 0};
+    /* ||C - Q^T S Q||_F^2 = ||C||_F^2 - ||S||_F^2 for orthonormal rows Q, and S's float
+     * rounding (its products' relative error is at most f u ~ 5e-5) moves ||S||_F^2 by at
+     * most ~1e-4 ||C||_F^2: REST_FLOOR ||C||_F^2 more keeps rest an upper bound. */
+    double cc[4] = {0, 0, 0, 0}, ss = 0;
     for (int a = 0; a < f; a++) {
-        for (int b = 0; b < f; b++)
-            row[b] = (double)l->in_moment[(size_t)a * f + b] - (double)l->in_mean[a] * l->in_mean[b];
-        for (int i = 0; i < k; i++) {
-            const double qa = q[(size_t)i * f + a];
-            const double *sqi = sq + (size_t)i * f;
-            for (int b = 0; b < f; b++) row[b] -= qa * sqi[b];
-        }
+        const float *ma = l->in_moment + (size_t)a * f;
+        const double mua = l->in_mean[a];
         int b = 0;
         for (; b + 4 <= f; b += 4)
-            for (int h = 0; h < 4; h++) part[h] += row[b + h] * row[b + h];
-        for (; b < f; b++) part[0] += row[b] * row[b];
+            for (int h = 0; h < 4; h++) {
+                const double c = (double)ma[b + h] - mua * l->in_mean[b + h];
+                cc[h] += c * c;
+            }
+        for (; b < f; b++) {
+            const double c = (double)ma[b] - mua * l->in_mean[b];
+            cc[0] += c * c;
+        }
     }
-    const double rest = (part[0] + part[1]) + (part[2] + part[3]);
-    free(sq);
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) ss += (double)l->split_s[i * SPLIT_K + j] * l->split_s[i * SPLIT_K + j];
+    const double whole = (cc[0] + cc[1]) + (cc[2] + cc[3]);
+    const double rest = fmax(whole - ss, 0) + REST_FLOOR * whole;
     memcpy(q + (size_t)k * f, l->in_mean, (size_t)f * sizeof *q); /* the mean's row after Q's */
     l->split_k = k, l->split_rest = sqrt(rest), l->split_warm = true;
     l->split_top = 0; /* Gershgorin: S's largest row sum of magnitudes, then R's bound */
@@ -864,10 +870,12 @@ void rg_monitor_note_update(rg_monitor *m) {
 double rg_monitor_mean_outlier(const rg_monitor *m, int i) {
     const layer *l = &m->layers[i];
     if (!l->in_moment) return NAN;
-    double trace = 0, mean2 = 0;
-    for (int k = 0; k < l->fan_in; k++)
-        trace += l->in_moment[(size_t)k * l->fan_in + k], mean2 += (double)l->in_mean[k] * l->in_mean[k];
-    return l->fan_in * mean2 / fmax(trace - mean2, 1e-30);
+    return l->fan_in * l->in_mean2 / fmax(l->in_trace - l->in_mean2, 1e-30);
+}
+
+double rg_monitor_input_variance(const rg_monitor *m, int i) {
+    const layer *l = &m->layers[i];
+    return l->in_moment ? l->in_trace - l->in_mean2 : NAN;
 }
 
 bool rg_monitor_ill_conditioned(double mean_outlier) { return mean_outlier > ILL_CONDITIONED; }

@@ -673,11 +673,8 @@ int rg_repair_gradients(rg_repair *r, long step) {
 static double input_spread(const rg_repair *r, int i) {
     const float *mu;
     int f;
-    const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
-    if (!mm || f < 1) return 0;
-    double trace = 0, mean_sq = 0;
-    for (int k = 0; k < f; k++) trace += mm[(size_t)k * f + k], mean_sq += (double)mu[k] * mu[k];
-    const double v = (trace - mean_sq) / f;
+    if (!rg_monitor_input_moment(r->mon, i, &mu, &f) || f < 1) return 0;
+    const double v = rg_monitor_input_variance(r->mon, i) / f;
     return v > 0 && isfinite(v) ? sqrt(v) : 0;
 }
 
@@ -688,7 +685,7 @@ static double standardised_spread(const rg_repair *r, int i) {
     return r->layers[i].centred && reads_a_sigmoid(g, &g->nodes[r->layers[i].node]) ? input_spread(r, i) : 0;
 }
 
-void rg_repair_before_update(rg_repair *r) {
+void rg_repair_before_update(rg_repair *r, rg_optim *o) {
     if (!r || !r->trust) return;
     rg_graph *g = r->m->graph;
     if (!r->before) {
@@ -709,7 +706,8 @@ void rg_repair_before_update(rg_repair *r) {
             return;
         }
     }
-    g->backend->copy(r->before, g->param_buf, g->param_floats);
+    if (o) rg_optim_keep_next(o, r->before);
+    else g->backend->copy(r->before, g->param_buf, g->param_floats);
     for (int i = 0; i < r->n; i++) {
         if (!r->layers[i].centred) continue;
         const rg_node_impl *n = &g->nodes[r->layers[i].node];
@@ -776,23 +774,23 @@ static void newton_guard(rg_repair *r, long step) {
     if (r->newton_scale < 1) g->backend->step_along(g->param_buf, r->before, r->update, n, (float)r->newton_scale);
 }
 
-/* Layer i's step w - w0 into r->dw; for a layer with input moments, in the same pass, its
- * rows' products with the input mean (r->pm) and its sum of squares (r->dw_squares), what
- * the trust region's coarse bound reads. */
+/* For a layer with input moments, what the trust region's coarse bounds read of its step
+ * w - w0, in one pass: its rows' products with the input mean (r->pm) and its sum of
+ * squares (r->dw_squares, else -1).  The step itself is formed only where they may bind. */
 static void take_step(rg_repair *r, int i) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *n = &g->nodes[r->layers[i].node];
     const rg_param_impl *kp = &g->params[n->first_param];
-    const float *w = g->param_buf + kp->offset, *w0 = r->before + kp->offset, *mu;
+    const float *mu;
     int f;
     r->dw_squares = -1;
     if (rg_monitor_input_moment(r->mon, i, &mu, &f))
-        r->dw_squares = g->backend->layer_step(r->dw, w, w0, n->shape[0], f, mu, r->pm);
-    else
-        g->backend->subtract(r->dw, w, w0, kp->size);
+        r->dw_squares = g->backend->layer_step(NULL, g->param_buf + kp->offset, r->before + kp->offset,
+                                               n->shape[0], f, mu, r->pm);
 }
 
-/* The trust region (4. above) on layer i's step, r->dw (and its bias's, found here). */
+/* The trust region (4. above) on layer i's step (its weights' into r->dw and its bias's
+ * into r->db, found here). */
 static void cap_step(rg_repair *r, int i, long step, double cap) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *n = &g->nodes[r->layers[i].node];
@@ -804,22 +802,28 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     int f;
     const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
     if (!mm) return; /* no moments for this layer (a grouped conv): no cap */
-    /* E||dz||^2 per unit against the cap: first a coarse bound from take_step's sums (about
-     * twice the next one's figure, and enough for nearly every step),
-     * then one that costs a pass over the step, then, only where both may bind, the product
-     * dW M (as costly as the layer's forward) */
+    /* E||dz||^2 per unit against the cap: first coarse bounds from take_step's sums, with
+     * the covariance's trace for its top eigenvalue (enough for nearly every step) and then
+     * with its split's bound on it, then a bound that costs a pass over the step, then, only
+     * where all may bind, the product dW M (as costly as the layer's forward, or more) */
     const double spread = fmax(r->layers[i].spread, 1e-12);
     const int units = n->shape[0];
     if (b) g->backend->subtract(r->db, b, b0, bp->size);
+    const double limit = cap * cap * spread * spread;
+    const double variance = rg_monitor_input_variance(r->mon, i); /* >= the top eigenvalue */
+    if (r->dw_squares >= 0 && variance >= 0 &&
+        g->backend->function_change_coarse_bound(r->pm, b ? r->db : NULL, units, r->dw_squares, variance) *
+                (1 + BOUND_SLACK) <= limit)
+        return;
     int k;
     const float *split_s;
     double rest, top;
     const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top);
-    const double limit = cap * cap * spread * spread;
     if (qm && r->dw_squares >= 0 &&
         g->backend->function_change_coarse_bound(r->pm, b ? r->db : NULL, units, r->dw_squares, top) *
                 (1 + BOUND_SLACK) <= limit)
         return;
+    g->backend->subtract(r->dw, w, w0, kp->size);
     if (qm && g->backend->function_change_bound(r->dw, b ? r->db : NULL, units, f, qm, split_s, k, rest,
                                                  r->scratch) * (1 + BOUND_SLACK) <= limit)
         return;

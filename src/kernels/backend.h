@@ -118,8 +118,8 @@ struct rg_backend {
      *   C = Q^T S Q + R (qm: Q's k rows of f, then the mean's; s: k x k with row stride 8;
      *   rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
      *   units, to within float rounding (scratch: units x (k + 1));
-     * layer_step: dw = w - w0 (units x f), each row of dw's product with the input mean
-     *   into pm (units), and the sum of squares of dw, returned;
+     * layer_step: dw = w - w0 (units x f; NULL: not kept), each row of dw's product with
+     *   the input mean into pm (units), and the sum of squares of dw, returned;
      * function_change_coarse_bound: a coarser upper bound from those alone, (|pm + db|^2
      *   + top squares) over units, top >= the covariance's largest eigenvalue (the
      *   monitor's, with its split);

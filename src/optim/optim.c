@@ -42,6 +42,7 @@ struct rg_optim {
     int n_measured;               /* ranges the next step measures (in order) */
     const size_t *measure_off, *measure_len;
     double *measured;             /* 3 per range: squared change, gradient, weights before */
+    float *keep;                  /* where the next step keeps the weights it starts from */
     struct update_piece_plan *plan; /* the next step's pieces (see plan_step) */
     size_t plan_room;
     const rg_backend *device;     /* where the moments live when not in host memory */
@@ -228,10 +229,10 @@ static void update_piece(rg_optim *o, const step_consts *k, size_t off, size_t n
                          float *params, const float *grads, double *sums) {
     float *w = params + off, *m0 = o->moment[0] ? o->moment[0] + off : NULL;
     float *m1 = o->moment[1] ? o->moment[1] + off : NULL;
-    _Alignas(64) float kept[RG_SQUARES_PIECE];
+    _Alignas(64) float stack[RG_SQUARES_PIECE];
     float lanes[3 * 64];
-    RG_PICK(update_rule)(o->c.kind, k, n, w, grads + off, m0, m1, sums ? kept : NULL,
-                         sums ? lanes : NULL);
+    float *kept = o->keep ? o->keep + off : sums ? stack : NULL;
+    RG_PICK(update_rule)(o->c.kind, k, n, w, grads + off, m0, m1, kept, sums ? lanes : NULL);
     if (sums) rg_finish_update_squares(lanes, w, kept, grads + off, n, sums);
 }
 
@@ -366,11 +367,14 @@ static void step_on_device(rg_optim *o, const step_consts *k, float *params, con
 void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
     const step_consts k = rg_optim_consts(o, lr);
     if (o->device) {
+        if (o->keep) o->device->copy(o->keep, params, o->n);
         step_on_device(o, &k, params, grads);
-        o->n_measured = 0;
+        o->n_measured = 0, o->keep = NULL;
         o->steps++;
         return;
     }
+    if (o->keep && o->n_ranges) /* the floats outside the ranges too, which the update skips */
+        memcpy(o->keep, params, o->n * sizeof *params);
     size_t floats;
     const size_t count = plan_step(o, o->plan, &floats); /* count <= plan_room: make_room */
 #pragma omp parallel if (floats > RG_PARALLEL_MIN)
@@ -386,9 +390,11 @@ void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
     for (size_t i = 0; i < count; i++)
         for (int j = 0; o->plan[i].measured >= 0 && j < 3; j++)
             o->measured[3 * o->plan[i].measured + j] += o->plan[i].sums[j];
-    o->n_measured = 0; /* for the next step only */
+    o->n_measured = 0, o->keep = NULL; /* for the next step only */
     o->steps++;
 }
+
+void rg_optim_keep_next(rg_optim *o, float *before) { o->keep = before; }
 
 rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
                                 double *sums) {

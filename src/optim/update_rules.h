@@ -54,7 +54,8 @@ VECTOR_RULE(adam_vector) {
 
 /* The update of w[0, n) by VEC in blocks of 64 floats; n not a multiple of 64, the rest
  * goes through VEC too, in a block padded with zeros (what the padding computes is
- * dropped).  With lanes (measured), the values before are kept in old[0, n) and the
+ * dropped).  With old, the values before are kept in old[0, n); with lanes (measured,
+ * and old given too), the
  * squares of the change, of the gradient and of the old values go into 64 float lanes
  * each, lanes[0, 64), [64, 128) and [128, 192), lane j taking the values at j mod 64 of
  * the full blocks in order, as rg_finish_update_squares takes them. */
@@ -74,6 +75,12 @@ VECTOR_RULE(adam_vector) {
             memcpy(lanes, change, sizeof change), memcpy(lanes + 64, grad, sizeof grad);     \
             memcpy(lanes + 128, before, sizeof before);                                       \
             memcpy(old + full, w + full, (n - full) * sizeof *w);                            \
+        } else if (old) {                                                                     \
+            for (size_t at = 0; at < full; at += LANES) {                                     \
+                const VF x = LOAD(w + at);                                                    \
+                STORE(w + at, VEC(k, x, LOAD(g + at), m0, m1, at)), STORE(old + at, x);       \
+            }                                                                                 \
+            memcpy(old + full, w + full, (n - full) * sizeof *w);                            \
         } else {                                                                              \
             for (size_t at = 0; at < full; at += LANES)                                       \
                 STORE(w + at, VEC(k, LOAD(w + at), LOAD(g + at), m0, m1, at));               \
@@ -92,8 +99,8 @@ VECTOR_RULE(adam_vector) {
     } while (0)
 
 /* The update of w[0, n), g its gradient, m0 and m1 the moments at the same place (NULL
- * where the kind keeps fewer), by the kind's rule; with lanes, measured as UPDATE_BLOCKS
- * says. */
+ * where the kind keeps fewer), by the kind's rule; with old, kept, and with lanes,
+ * measured, as UPDATE_BLOCKS says. */
 TARGET static void RULE(update_rule)(rg_optim_kind kind, const step_consts *k, size_t n, float *w,
                               const float *g, float *m0, float *m1, float *old, float *lanes) {
     switch (kind) {

@@ -341,7 +341,7 @@ static rg_status fit_update(fit_run *r, bool watch, bool *skipped) {
     if (cfg->clip_tensor_norm > 0) rg_clip_grad_tensor_norm(g, cfg->clip_tensor_norm);
     if (cfg->clip_norm > 0) rg_clip_grad_norm(g, cfg->clip_norm);
     if (cfg->agc > 0) rg_clip_grad_agc(g, cfg->agc, r->m->logits);
-    rg_repair_before_update(r->gra);
+    rg_repair_before_update(r->gra, r->opt);
     rg_optim_step(r->opt, g->param_buf, g->grad_buf, r->lr);
     rg_repair_after_update(r->gra, r->step);
     if (cfg->max_norm > 0) rg_apply_max_norm(g, cfg->max_norm);

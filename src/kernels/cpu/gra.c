@@ -174,9 +174,9 @@ ROW_PRODUCTS(row_products_avx2, v8f, sum8, AVX2)
 ROW_PRODUCTS(row_products_avx512, v16f, sum16, AVX512)
 #endif
 
-/* A layer's step, dw = w - w0 (units x f), with what the trust region's first bound needs
- * of it in the same pass: each row's product with the input mean into pm, and the sum of
- * squares of dw, returned. */
+/* A layer's step, dw = w - w0 (units x f; dw NULL: not kept), with what the trust region's
+ * first bounds need of it in the same pass: each row's product with the input mean into
+ * pm, and the sum of squares of dw, returned. */
 #define LAYER_STEP(NAME, VF, SUM, ATTR)                                                       \
     ATTR static double NAME(float *restrict dw, const float *restrict w,                      \
                             const float *restrict w0, int units, int f,                       \
@@ -193,7 +193,7 @@ ROW_PRODUCTS(row_products_avx512, v16f, sum16, AVX512)
                 memcpy(&b, w0 + at + c, sizeof b);                                            \
                 memcpy(&m, mean + c, sizeof m);                                               \
                 const VF d = a - b;                                                           \
-                memcpy(dw + at + c, &d, sizeof d);                                            \
+                if (dw) memcpy(dw + at + c, &d, sizeof d);                                    \
                 sq += d * d;                                                                  \
                 acc += d * m;                                                                 \
             }                                                                                 \
@@ -201,7 +201,7 @@ ROW_PRODUCTS(row_products_avx512, v16f, sum16, AVX512)
             squares += SUM(sq);                                                               \
             for (; c < f; c++) {                                                              \
                 const float d = w[at + c] - w0[at + c];                                       \
-                dw[at + c] = d;                                                               \
+                if (dw) dw[at + c] = d;                                                       \
                 p += d * mean[c];                                                             \
                 squares += (double)d * d;                                                     \
             }                                                                                 \

@@ -37,13 +37,13 @@ __global__ static void centre_rows(float *gw, const float *gb, const float *mean
 
 
 /* one row's values for rg_cuda_channel_sums (a channel of one row): the step's value
- * (written to dw as it goes), its products with the mean and its square */
+ * (written to dw as it goes, unless dw is NULL), its products with the mean and its square */
 struct step_values {
     const float *w, *w0, *mean;
     float *dw;
     __device__ double2 operator()(size_t k) const {
         const float d = w[k] - w0[k];
-        dw[k] = d;
+        if (dw) dw[k] = d;
         return {(double)d * mean[k], (double)d * d};
     }
 };
@@ -92,7 +92,7 @@ extern "C" double rg_cuda_layer_step(float *dw, const float *w, const float *w0,
     const float *m = up(MEAN, mean, (size_t)f);
     double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
     if (!m || !sums || units <= 0) return NAN;
-    step_rows<<<units, RG_CUDA_THREADS>>>(dw, w, w0, m, f, pm, sums);
+    step_rows<<<units, RG_CUDA_THREADS>>>(dw, w, w0, m, f, pm, sums); /* dw NULL: not kept */
     return rows_total(sums, units);
 }
 
