@@ -67,9 +67,10 @@
  *    works whatever the optimizer, which no gradient rescaling can do for Adam.  The cap
  *    holds from the first step, with no ramp: the Newton guard measures the first update's
  *    curvature and shrinks it where it overshoots (docs/gra.md).
- *    The product dW M costs a forward; a bound from the input covariance's split along its
- *    top directions (the monitor's), one pass over the step, decides first whether it can
- *    bind (docs/gra.md).
+ *    The product dW M costs a forward or more; coarse bounds from sums over the step (with
+ *    the input covariance's trace, then its split's bound, for its top eigenvalue) and a
+ *    bound from the split along its top directions (the monitor's), one pass over the
+ *    step, decide first whether it can bind (docs/gra.md).
  * 5. Centred coordinates (decided at the probe, for networks it re-conditioned).  A layer
  *    whose input has a large mean (a sigmoid's outputs all sit near 0.5) has an input second
  *    moment M = C + mu mu^T with one eigenvalue, along mu, far above the rest: the loss is
