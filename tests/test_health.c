@@ -657,6 +657,67 @@ static void test_symmetric_eigenvalues(void **state) {
     free(m);
 }
 
+/* The probe's equal singular values (the CPU backend's polar): for wide, tall, ill-conditioned and
+ * near-orthogonal layers, the result is the polar factor times the RMS singular value:
+ * its rows (or columns) orthogonal with that norm, and its product with the layer, W X^T
+ * (or X^T W), symmetric and positive definite, as it is for the polar factor alone (a
+ * singular direction whose sign flipped would give a negative eigenvalue).  A
+ * rank-deficient layer is left as it was, with -1. */
+static void test_polar_factor(void **state) {
+    (void)state;
+    static const struct { int rows, cols, kind; } cases[] = {
+        {64, 64, 0}, {32, 100, 0}, {100, 32, 0}, {10, 128, 0}, {48, 48, 1}, {40, 40, 2}, {30, 30, 3}};
+    rg_rng rng;
+    rg_rng_seed(&rng, 3);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const int rows = cases[c].rows, cols = cases[c].cols, kind = cases[c].kind;
+        const bool wide = rows <= cols;
+        const int k = wide ? rows : cols, n = wide ? cols : rows;
+        float *w = malloc((size_t)rows * cols * sizeof *w), *x = malloc((size_t)rows * cols * sizeof *x);
+        float *h = malloc((size_t)k * k * sizeof *h);
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) { /* 1: columns scaled over three decades; 2: I + noise */
+                float v = rg_rng_uniform(&rng) * 2 - 1;
+                if (kind == 1) v *= (float)pow(10, -3.0 * j / (cols - 1));
+                if (kind == 2) v = (i == j) + 0.01f * v;
+                w[(size_t)i * cols + j] = v;
+            }
+        if (kind == 3) memset(w + 7 * cols, 0, (size_t)cols * sizeof *w); /* a dead unit: rank deficient */
+        memcpy(x, w, (size_t)rows * cols * sizeof *x);
+        const double moved = rg_cpu_backend.polar(x, rows, cols, 100, 1e-3, 1e10);
+        if (kind == 3) {
+            assert_true(moved == -1);
+            assert_memory_equal(x, w, (size_t)rows * cols * sizeof *x);
+        } else {
+            double norm2 = 0;
+            for (int i = 0; i < rows * cols; i++) norm2 += (double)w[i] * w[i];
+            const double rms2 = norm2 / k, tol = 2e-3 * rms2;
+            assert_true(moved >= 0 && moved < 2);
+            double off = 0, asym = 0;
+            for (int a = 0; a < k; a++) /* X X^T (wide) or X^T X against rms^2 I; H = W X^T or X^T W */
+                for (int b = 0; b < k; b++) {
+                    double xx = 0, wx = 0;
+                    for (int t = 0; t < n; t++) {
+                        const size_t ia = wide ? (size_t)a * cols + t : (size_t)t * cols + a;
+                        const size_t ib = wide ? (size_t)b * cols + t : (size_t)t * cols + b;
+                        xx += (double)x[ia] * x[ib], wx += (double)w[ia] * x[ib];
+                    }
+                    off += (xx - (a == b) * rms2) * (xx - (a == b) * rms2);
+                    h[(size_t)a * k + b] = (float)wx;
+                }
+            for (int a = 0; a < k; a++)
+                for (int b = 0; b < k; b++) asym = fmax(asym, fabs(h[(size_t)a * k + b] - h[(size_t)b * k + a]));
+            if (!(sqrt(off) <= tol)) fail_msg("%dx%d: ||X X^T - rms^2 I|| = %.3g", rows, cols, sqrt(off));
+            if (!(asym <= 1e-3 * sqrt(rms2 * norm2))) fail_msg("%dx%d: W X^T is not symmetric (%.3g)", rows, cols, asym);
+            const int lowest = 0;
+            double eig;
+            assert_int_equal(rg_symmetric_eigenvalues(h, k, &lowest, 1, &eig), 0);
+            if (!(eig > 0)) fail_msg("%dx%d: W X^T has eigenvalue %.3g", rows, cols, eig);
+        }
+        free(w), free(x), free(h);
+    }
+}
+
 /* The trust region's two cheap bounds on a step's change of a layer's output are never
  * below the exact E||dW x + db||^2 (a random step; a step of equal weights, which the
  * inputs' common factor makes large; one along the covariance's top direction) and are
@@ -964,6 +1025,7 @@ int main(void) {
         cmocka_unit_test(test_no_action_on_healthy),
         cmocka_unit_test(test_curvature_figures),
         cmocka_unit_test(test_symmetric_eigenvalues),
+        cmocka_unit_test(test_polar_factor),
         cmocka_unit_test(test_trust_region_bound),
         cmocka_unit_test(test_step_curvature),
     };
