@@ -184,9 +184,6 @@ static unit_counts counts_of(const layer *l, int k) {
     return c;
 }
 
-/* E[x x^T] and E[x] of a dense layer's input over this batch (one GEMM), or for a
- * convolution of its im2col columns (each output position's C*K*K inputs), over the
- * batch and positions: the metric in which GRA's trust region measures a step. */
 /* A new input moment: its trace and |E[x]|^2 taken while it is in cache, its split to be
  * found again. */
 static void moment_changed(layer *l) {
@@ -197,6 +194,9 @@ static void moment_changed(layer *l) {
     l->split_known = false;
 }
 
+/* E[x x^T] and E[x] of a dense layer's input over this batch (one GEMM), or for a
+ * convolution of its im2col columns (each output position's C*K*K inputs), over the
+ * batch and positions: the metric in which GRA's trust region measures a step. */
 static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
     const rg_node_impl *x = rg_in(m->g, n, 0);
     int f = (int)x->size, groups = 1;

@@ -30,22 +30,18 @@ static const float QUINTIC[3] = {3.4445f, -4.7750f, 2.0315f};
 
 /* gram's largest eigenvalue, from below (k x k, symmetric, positive semi-definite) */
 static double top_eigenvalue_from_below(const float *gram, int k) {
-    double *v = malloc(2 * (size_t)k * sizeof *v), lambda = 0;
-    if (!v) return 0;
-    double *u = v + k, norm = 0;
-    for (int i = 0; i < k; i++) v[i] = 1 + 0.5 * sin(1.7 * i + 0.4), norm += v[i] * v[i];
-    for (int it = 0; it < POWER_STEPS && norm > 0; it++) {
-        const double inv = 1 / sqrt(norm);
-        norm = 0;
-        for (int i = 0; i < k; i++) {
-            double d = 0;
-            for (int j = 0; j < k; j++) d += (double)gram[(size_t)i * k + j] * v[j];
-            u[i] = d * inv, norm += u[i] * u[i];
-        }
-        lambda = sqrt(norm); /* |G v| for a unit v */
-        memcpy(v, u, (size_t)k * sizeof *v);
+    float *const both = malloc(2 * (size_t)k * sizeof *both), *v = both, *u = both + k;
+    if (!both) return 0;
+    double norm = 0, lambda = 0;
+    for (int i = 0; i < k; i++) v[i] = (float)(1 + 0.5 * sin(1.7 * i + 0.4)), norm += (double)v[i] * v[i];
+    for (int it = 0; it < POWER_STEPS && norm > 0 && isfinite(norm); it++) {
+        rg_sgemm(false, false, k, 1, k, (float)(1 / sqrt(norm)), gram, k, v, 1, 0, u, 1); /* G v, v a unit */
+        norm = rg_sum_squares(u, (size_t)k);
+        lambda = sqrt(norm);
+        float *t = v;
+        v = u, u = t;
     }
-    free(v);
+    free(both);
     return lambda;
 }
 
@@ -71,6 +67,13 @@ double rg_cpu_polar(float *w, int rows, int cols, int max_steps, double toleranc
     for (int it = 0; it < max_steps && !done; it++) {
         if (wide) rg_sgemm(false, true, k, k, cols, 1, x, cols, x, cols, 0, gram, k);
         else rg_sgemm(true, false, k, k, rows, 1, x, cols, x, cols, 0, gram, k);
+        if (it == 0) { /* the start: X over its top singular value */
+            const double top = POWER_SAFETY * top_eigenvalue_from_below(gram, k);
+            if (!(top > 0) || !isfinite(top)) goto out;
+            const float s = (float)(1 / sqrt(top));
+            for (size_t i = 0; i < size; i++) x[i] *= s;
+            for (size_t i = 0; i < (size_t)k * k; i++) gram[i] *= s * s;
+        }
         double off = 0, trace = 0; /* || gram - I ||_F */
         for (int a = 0; a < k; a++) {
             trace += gram[(size_t)a * k + a];
@@ -79,22 +82,8 @@ double rg_cpu_polar(float *w, int rows, int cols, int max_steps, double toleranc
                 off += d * d;
             }
         }
-        if (it == 0) { /* the start: X over the top singular value, then the steps' kind */
-            const double top = POWER_SAFETY * top_eigenvalue_from_below(gram, k);
-            if (!(top > 0) || !isfinite(top)) goto out;
-            const float s = (float)(1 / sqrt(top));
-            for (size_t i = 0; i < size; i++) x[i] *= s;
-            for (size_t i = 0; i < (size_t)k * k; i++) gram[i] *= s * s;
-            off = 0, trace /= top;
-            for (int a = 0; a < k; a++)
-                for (int b = 0; b < k; b++) {
-                    const double d = gram[(size_t)a * k + b] - (a == b);
-                    off += d * d;
-                }
-            quintic = trace < QUINTIC_BELOW * k;
-        } else if (quintic && it >= 2 && trace - traces[it % 2] < QUINTIC_GAIN) {
-            quintic = false;
-        }
+        if (it == 0) quintic = trace < QUINTIC_BELOW * k; /* singular values spread */
+        else if (quintic && it >= 2 && trace - traces[it % 2] < QUINTIC_GAIN) quintic = false;
         traces[it % 2] = trace;
         if (sqrt(off) < tolerance) done = true, quintic = false;
         if (quintic) { /* X <- a X + (b G + c G^2) X */
