@@ -289,11 +289,11 @@ typedef struct {
  * walk, the pass starts at its node and leaves there the outputs that `through` and the
  * nodes after it read. */
 static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, int n, int k,
-                            bool backward, rg_node through, probe_walk *walk) {
+                            bool backward, rg_node through, probe_walk *walk, bool moments) {
     rg_graph *g = r->m->graph;
     /* the trust region's input moments: only for networks GRA repairs (a dense layer
-     * with 3,136 inputs needs a 39 MB matrix) */
-    rg_monitor_want_moments(r->mon, r->trust);
+     * with 3,136 inputs needs a 39 MB matrix), and only on the pass whose moments stay */
+    rg_monitor_want_moments(r->mon, r->trust && moments);
     const int bs = g->max_batch, start = (k * bs) % n, b = n - start < bs ? n - start : bs;
     rg_status s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, r->m->input),
                                    g->labels);
@@ -377,7 +377,10 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
     }
     /* Average the per-batch unit means and second moments over the probe batches. */
     for (int k = 0; k < passes; k++) {
-        rg_status s = probe_pass(r, d, idx, n, k, false, through_all ? -1 : r->layers[li].node, walk);
+        /* each pass's moments replace the last's: only the last batch's are taken (a layer's
+         * input is the same in its own passes and in the next layer's, which run over it) */
+        rg_status s = probe_pass(r, d, idx, n, k, false, through_all ? -1 : r->layers[li].node, walk,
+                                 k == passes - 1);
         if (s) {
             free(mean);
             free(m2);
@@ -559,7 +562,7 @@ rg_status rg_repair_check(rg_repair *r, long step) {
     if (r->trust || r->actions == before) return s;
     /* a network that fell ill while training: repaired from here on, as the probe's */
     r->trust = true;
-    if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true, -1, NULL))) return s;
+    if ((s = probe_pass(r, r->probe_data, r->probe_idx, r->probe_n, 0, true, -1, NULL, true))) return s;
     rg_monitor_judge(r->mon);
     decide_centring(r, step);
     return RG_OK;
@@ -568,7 +571,7 @@ rg_status rg_repair_check(rg_repair *r, long step) {
 rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int n) {
     if (!r || n < 1) return rg_fail(RG_ERR_ARG, "GRA probe needs at least one sample");
     r->probe_data = d, r->probe_idx = idx, r->probe_n = n;
-    rg_status s = probe_pass(r, d, idx, n, 0, true, -1, NULL);
+    rg_status s = probe_pass(r, d, idx, n, 0, true, -1, NULL, true);
     if (s) return s;
     rg_monitor_judge(r->mon);
     const long before = r->actions;
@@ -580,7 +583,7 @@ rg_status rg_repair_probe(rg_repair *r, const rg_dataset *d, const int *idx, int
     const size_t kept = healthy_floats(r->m->graph); /* a checkpoint's tensor: INT_MAX at most */
     if (r->watch_early && kept <= INT_MAX && (r->healthy = malloc(kept * sizeof *r->healthy)))
         keep_healthy(r, false), r->healthy_step = 0;
-    if ((s = probe_pass(r, d, idx, n, 0, true, -1, NULL))) return s; /* current view; input moments if repairing */
+    if ((s = probe_pass(r, d, idx, n, 0, true, -1, NULL, true))) return s; /* current view; input moments if repairing */
     rg_monitor_judge(r->mon);
     if (r->trust) decide_centring(r, 0);
     return RG_OK;
