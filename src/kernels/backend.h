@@ -121,8 +121,8 @@ struct rg_backend {
      * layer_step: dw = w - w0 (units x f; NULL: not kept), each row of dw's product with
      *   the input mean into pm (units), and the sum of squares of dw, returned;
      * function_change_coarse_bound: a coarser upper bound from those alone, (|pm + db|^2
-     *   + top squares) over units, top >= the covariance's largest eigenvalue (the
-     *   monitor's, with its split);
+     *   + top squares) over units, top >= the covariance's largest eigenvalue (its trace,
+     *   or the monitor's bound with its split);
  * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
  *   where the layer's input is centred (w' = w, b' = b + w mean); the step back from them,
  *   b -= dw mean, is layer_step's pm taken from the bias. */
