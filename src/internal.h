@@ -379,6 +379,11 @@ const float *rg_monitor_input_covariance_split(rg_monitor *m, int i, int *k, con
 double rg_monitor_mean_outlier(const rg_monitor *m, int i);
 /* Layer i's input covariance's trace, its total variance (NaN without moments). */
 double rg_monitor_input_variance(const rg_monitor *m, int i);
+/* The samples (n rows of fan_in) layer i's moment came from, kept in host memory for a
+ * dense layer with more inputs than the batch has samples (NULL otherwise), and their
+ * restore from a checkpoint, after the moment's. */
+const float *rg_monitor_input_rows(const rg_monitor *m, int i, int *n);
+rg_status rg_monitor_set_input_rows(rg_monitor *m, int i, const float *rows, int n);
 bool rg_monitor_ill_conditioned(double mean_outlier);
 
 /* n floats of one of g's buffers (an output, a gradient, the parameters) as the host reads

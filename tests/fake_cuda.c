@@ -212,6 +212,13 @@ void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const
 double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
     return rg_cpu_layer_step(dw ? HOST(dw) : NULL, HOST(w), HOST(w0), units, f, mean, HOST(pm));
 }
+double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n) {
+    float *t = malloc((size_t)n * units * sizeof *t);
+    if (!t) abort();
+    const double change = rg_cpu_function_change_rows(HOST(dw), db ? HOST(db) : NULL, units, f, rows, n, t);
+    free(t);
+    return change;
+}
 double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
                                const float *mean) {
     float *t = malloc((size_t)units * f * sizeof *t);

@@ -396,6 +396,15 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     const double d_change = dev->function_change(d_dw, d_db, UNITS, F, moment, mean, NULL);
     if (!(change > 0 && fabs(d_change - change) <= 1e-5 * change))
         fail_msg("function change %.9g on the device, %.9g on the CPU", d_change, change);
+    float *products = malloc((size_t)F * UNITS * sizeof *products); /* from F samples, A's columns */
+    float *samples = malloc((size_t)F * F * sizeof *samples);
+    for (int k = 0; k < F; k++)
+        for (int i = 0; i < F; i++) samples[k * F + i] = a[i * F + k];
+    const double rows = cpu->function_change_rows(dw, db, UNITS, F, samples, F, products);
+    const double d_rows = dev->function_change_rows(d_dw, d_db, UNITS, F, samples, F, NULL);
+    if (!(rows > 0 && fabs(d_rows - rows) <= 1e-5 * rows))
+        fail_msg("function change from samples %.9g on the device, %.9g on the CPU", d_rows, rows);
+    free(products), free(samples);
     const double bound = cpu->function_change_bound(dw, db, UNITS, F, qm, split_s, K, 0.25, scratch);
     const double d_bound = dev->function_change_bound(d_dw, d_db, UNITS, F, qm, split_s, K, 0.25, NULL);
     if (!(bound > 0 && fabs(d_bound - bound) <= 1e-5 * bound))

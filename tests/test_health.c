@@ -337,6 +337,75 @@ static void test_ill_at_an_early_check_goes_back(void **state) {
     release(&b);
 }
 
+/* A dense layer with more inputs than its batch has samples keeps the samples its input
+ * moment came from (the trust region's exact figure comes from them, more cheaply), and
+ * they travel in a checkpoint, so that a resumed run takes the same figure; samples that do
+ * not fit the moment are refused. */
+static void test_input_rows_travel_in_checkpoints(void **state) {
+    (void)state;
+    built b;
+    log_capture c = {0};
+    build(&b, "mlp:depth=6,width=32,act=sigmoid,init=torch", 8); /* 16 and 32 inputs, 8 samples */
+    rg_repair *r = rg_repair_create(&b.m, b.mon, capture, &c);
+    assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+    assert_true(rg_repair_caps_updates(r));
+    int n, f;
+    const float *rows = rg_monitor_input_rows(b.mon, 0, &n), *mu;
+    const float *mm = rg_monitor_input_moment(b.mon, 0, &mu, &f);
+    assert_non_null(rows), assert_non_null(mm);
+    assert_int_equal(n, 8);
+    for (int a = 0; a < f; a++) /* the moment is theirs */
+        for (int k = 0; k < f; k++) {
+            double want = 0;
+            for (int s = 0; s < n; s++) want += (double)rows[s * f + a] * rows[s * f + k] / n;
+            if (!(fabs(mm[a * f + k] - want) <= 1e-5 * (1 + fabs(want)))) fail_msg("moment %d,%d", a, k);
+        }
+    float *kept = malloc((size_t)n * f * sizeof *kept), *moment = malloc((size_t)f * f * sizeof *moment), mean[64];
+    memcpy(kept, rows, (size_t)n * f * sizeof *kept), memcpy(moment, mm, (size_t)f * f * sizeof *moment);
+    memcpy(mean, mu, (size_t)f * sizeof *mean);
+    char *json = rg_repair_state_json(r);
+    assert_true(test_dir_make("health"));
+    rg_tensor_writer *w = rg_tensor_writer_create();
+    assert_int_equal(rg_repair_add_tensors(r, w), RG_OK);
+    assert_int_equal(rg_tensor_writer_save(w, test_path("rows.safetensors")), RG_OK);
+    rg_tensor_writer_free(w);
+    rg_tensor_file *file;
+    assert_int_equal(rg_safetensors_load(test_path("rows.safetensors"), &file), RG_OK);
+    rg_repair_free(r);
+    assert_int_equal(rg_monitor_set_input_moment(b.mon, 0, moment, mean, f), RG_OK); /* samples gone */
+    assert_null(rg_monitor_input_rows(b.mon, 0, &n));
+    r = rg_repair_create(&b.m, b.mon, capture, &c);
+    assert_int_equal(rg_repair_restore(r, json, file, b.d, b.idx, 256), RG_OK);
+    rows = rg_monitor_input_rows(b.mon, 0, &n);
+    assert_non_null(rows);
+    assert_int_equal(n, 8);
+    assert_memory_equal(rows, kept, (size_t)n * f * sizeof *kept);
+    rg_tensor_file_free(file);
+    /* more samples than the batch holds: refused */
+    const char *layer = b.m.graph->nodes[rg_monitor_layer_node(b.mon, 0)].name;
+    char name[RG_NAME_MAX + 32];
+    float *many = calloc((size_t)64 * f, sizeof *many);
+    w = rg_tensor_writer_create();
+    snprintf(name, sizeof name, "gra.%s.input_moment", layer);
+    assert_int_equal(rg_tensor_writer_add(w, name, moment, 2, (int[]){f, f}), RG_OK);
+    snprintf(name, sizeof name, "gra.%s.input_mean", layer);
+    assert_int_equal(rg_tensor_writer_add(w, name, mean, 1, &f), RG_OK);
+    snprintf(name, sizeof name, "gra.%s.input_rows", layer);
+    assert_int_equal(rg_tensor_writer_add(w, name, many, 2, (int[]){64, f}), RG_OK);
+    assert_int_equal(rg_tensor_writer_save(w, test_path("rows.safetensors")), RG_OK);
+    rg_tensor_writer_free(w);
+    assert_int_equal(rg_safetensors_load(test_path("rows.safetensors"), &file), RG_OK);
+    rg_repair_free(r);
+    r = rg_repair_create(&b.m, b.mon, capture, &c);
+    assert_int_equal(rg_repair_restore(r, json, file, b.d, b.idx, 256), RG_ERR_FORMAT);
+    assert_non_null(strstr(rg_last_error(), "corrupt"));
+    rg_tensor_file_free(file);
+    free(many), free(kept), free(moment), free(json);
+    test_dir_remove();
+    rg_repair_free(r);
+    release(&b);
+}
+
 /* A centred convolution steps in standardised coordinates: its gradient in centred
  * coordinates divided by its input's RMS spread s, the optimizer's step on that divided by
  * s again on its way back (plain SGD: -lr (g - gb mu^T) / s^2, a step too small for any cap
@@ -719,7 +788,8 @@ static void test_polar_factor(void **state) {
 }
 
 /* The trust region's two cheap bounds on a step's change of a layer's output are never
- * below the exact E||dW x + db||^2 (a random step; a step of equal weights, which the
+ * below the exact E||dW x + db||^2, which the samples give as the moment does (a random
+ * step; a step of equal weights, which the
  * inputs' common factor makes large; one along the covariance's top direction) and are
  * exact for a bias-only step; the monitor's covariance split C = Q^T S Q + R has orthonormal rows Q and
  * reports a bound on the rest's norm that is close to it. */
@@ -783,6 +853,11 @@ static void test_trust_region_bound(void **state) {
         for (int i = 0; i < U * F; i++) dw[i] = w[i] - w0[i];
         for (int u = 0; u < U; u++) db[u] = bias[u] - b0[u];
         const double exact = rg_cpu_backend.function_change(dw, db, U, F, moment, mean, scratch);
+        float *products = malloc(B * U * sizeof *products); /* the same from the samples */
+        const double from_rows = rg_cpu_backend.function_change_rows(dw, db, U, F, x, B, products);
+        free(products);
+        if (!(fabs(from_rows - exact) <= 1e-5 * exact))
+            fail_msg("step %d: from the moment %.9g, from the samples %.9g", kind, exact, from_rows);
         const double bound = rg_cpu_backend.function_change_bound(dw, db, U, F, q, s, k, rest, projections);
         if (!(exact <= bound * (1 + 1e-6)) || (kind == 3 && !(bound <= exact * (1 + 1e-5))))
             fail_msg("step %d: exact %.8g, bound %.8g", kind, exact, bound);
@@ -1026,6 +1101,7 @@ int main(void) {
         cmocka_unit_test(test_curvature_figures),
         cmocka_unit_test(test_symmetric_eigenvalues),
         cmocka_unit_test(test_polar_factor),
+        cmocka_unit_test(test_input_rows_travel_in_checkpoints),
         cmocka_unit_test(test_trust_region_bound),
         cmocka_unit_test(test_step_curvature),
     };

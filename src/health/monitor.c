@@ -66,6 +66,8 @@ typedef struct layer {
     double split_rest, split_top;
     int split_k;
     double in_trace, in_mean2; /* the moment's trace and |E[x]|^2, set with it */
+    float *in_rows;           /* a dense layer with more inputs than the batch has samples: */
+    int n_rows;               /* the samples its moment came from (0: none), in host memory */
     bool split_known;
     bool split_warm;          /* split_q holds an earlier split's directions: start there */
     float *cols;              /* conv layers: one sample's im2col columns */
@@ -187,6 +189,7 @@ static unit_counts counts_of(const layer *l, int k) {
 /* A new input moment: its trace and |E[x]|^2 taken while it is in cache, its split to be
  * found again. */
 static void moment_changed(layer *l) {
+    l->n_rows = 0;
     double trace = 0, mean2 = 0;
     for (int k = 0; k < l->fan_in; k++)
         trace += l->in_moment[(size_t)k * l->fan_in + k], mean2 += (double)l->in_mean[k] * l->in_mean[k];
@@ -221,6 +224,13 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
     if (q && !l->cols && !(l->cols = malloc((size_t)f * p * sizeof(float)))) return;
     m->g->backend->input_moments(x->out, x->size, batch, f, q, l->cols, m->ones, l->in_moment, l->in_mean);
     moment_changed(l);
+    /* fewer samples than inputs: the samples give a step's change more cheaply than the
+     * moment does (rg_monitor_input_rows) */
+    if (!q && m->g->backend->function_change_rows && batch < f &&
+        (l->in_rows || (l->in_rows = malloc((size_t)m->g->max_batch * f * sizeof(float))))) {
+        rg_graph_read(m->g, l->in_rows, x->out, (size_t)batch * f);
+        l->n_rows = batch;
+    }
 }
 
 /* The activation's statistics from the totals of its output. */
@@ -509,6 +519,7 @@ void rg_monitor_free(rg_monitor *m) {
         free(m->layers[i].in_moment);
         free(m->layers[i].in_mean);
         free(m->layers[i].split_q);
+        free(m->layers[i].in_rows);
         free(m->layers[i].cols);
     }
     free(m->layers);
@@ -577,7 +588,8 @@ rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
                                       const float *mean, int fan_in) {
     layer *l = &m->layers[i];
     if (!l->in_moment || l->fan_in != fan_in) {
-        free(l->in_moment), free(l->in_mean);
+        free(l->in_moment), free(l->in_mean), free(l->in_rows);
+        l->in_rows = NULL;
         l->in_moment = malloc((size_t)fan_in * fan_in * sizeof(float));
         l->in_mean = malloc((size_t)fan_in * sizeof(float));
         if (!l->in_moment || !l->in_mean) {
@@ -871,6 +883,23 @@ double rg_monitor_mean_outlier(const rg_monitor *m, int i) {
     const layer *l = &m->layers[i];
     if (!l->in_moment) return NAN;
     return l->fan_in * l->in_mean2 / fmax(l->in_trace - l->in_mean2, 1e-30);
+}
+
+const float *rg_monitor_input_rows(const rg_monitor *m, int i, int *n) {
+    const layer *l = &m->layers[i];
+    *n = l->n_rows;
+    return l->in_moment && l->n_rows > 0 ? l->in_rows : NULL;
+}
+
+rg_status rg_monitor_set_input_rows(rg_monitor *m, int i, const float *rows, int n) {
+    layer *l = &m->layers[i];
+    if (!l->in_moment || n < 1 || n > m->g->max_batch || n >= l->fan_in)
+        return rg_fail(RG_ERR_FORMAT, "GRA's samples for layer %d do not fit its moment", i);
+    if (!l->in_rows && !(l->in_rows = malloc((size_t)m->g->max_batch * l->fan_in * sizeof(float))))
+        return rg_fail(RG_ERR_MEMORY, "out of memory restoring GRA's statistics");
+    memcpy(l->in_rows, rows, (size_t)n * l->fan_in * sizeof(float));
+    l->n_rows = n;
+    return RG_OK;
 }
 
 double rg_monitor_input_variance(const rg_monitor *m, int i) {

@@ -809,7 +809,8 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     /* E||dz||^2 per unit against the cap: first coarse bounds from take_step's sums, with
      * the covariance's trace for its top eigenvalue (enough for nearly every step) and then
      * with its split's bound on it, then a bound that costs a pass over the step, then, only
-     * where all may bind, the product dW M (as costly as the layer's forward, or more) */
+     * where all may bind, the exact figure: dW M (as costly as the layer's forward, or
+     * more), or with fewer samples than inputs, X dW^T over the samples M came from */
     const double spread = fmax(r->layers[i].spread, 1e-12);
     const int units = n->shape[0];
     if (b) g->backend->subtract(r->db, b, b0, bp->size);
@@ -831,8 +832,13 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     if (qm && g->backend->function_change_bound(r->dw, b ? r->db : NULL, units, f, qm, split_s, k, rest,
                                                  r->scratch) * (1 + BOUND_SLACK) <= limit)
         return;
-    const double rho = sqrt(fmax(g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu,
-                                                             r->scratch), 0)) / spread;
+    int n_rows;
+    const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);
+    const double change =
+        rows && g->backend->function_change_rows
+            ? g->backend->function_change_rows(r->dw, b ? r->db : NULL, units, f, rows, n_rows, r->scratch)
+            : g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu, r->scratch);
+    const double rho = sqrt(fmax(change, 0)) / spread;
     if (!(rho > cap)) return;
     const float shrink = (float)(cap / rho);
     g->backend->step_along(w, w0, r->dw, kp->size, shrink);
@@ -919,6 +925,10 @@ rg_status rg_repair_add_tensors(const rg_repair *r, rg_tensor_writer *w) {
         if ((s = rg_tensor_writer_add(w, name, mom, 2, (int[]){f, f}))) return s;
         snprintf(name, sizeof name, "gra.%s.input_mean", layer);
         if ((s = rg_tensor_writer_add(w, name, mean, 1, &f))) return s;
+        int n;
+        const float *rows = rg_monitor_input_rows(r->mon, i, &n);
+        snprintf(name, sizeof name, "gra.%s.input_rows", layer);
+        if (rows && (s = rg_tensor_writer_add(w, name, rows, 2, (int[]){n, f}))) return s;
     }
     return RG_OK;
 }
@@ -994,7 +1004,17 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
             s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA statistics for %s are corrupt", layer);
             break;
         }
-        s = rg_monitor_set_input_moment(r->mon, i, mom, mean, shape[0]);
+        if ((s = rg_monitor_set_input_moment(r->mon, i, mom, mean, shape[0]))) break;
+        snprintf(name, sizeof name, "gra.%s.input_rows", layer);
+        size_t cr;
+        int rshape[RG_MAX_DIMS];
+        const float *rows = rg_tensor_file_find(f, name, &cr, &nd, rshape);
+        if (!rows) continue; /* a layer whose batch had as many samples as inputs, or older */
+        if (nd != 2 || rshape[1] != shape[0] || cr != (size_t)rshape[0] * rshape[1] ||
+            (s = rg_monitor_set_input_rows(r->mon, i, rows, rshape[0]))) {
+            s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA statistics for %s are corrupt", layer);
+            break;
+        }
     }
 done:
     cJSON_Delete(o);

@@ -114,6 +114,9 @@ struct rg_backend {
      * function_change: E||dz||^2 per unit of a step dW (units x f), db (units, or NULL)
      *   for an input of second moment `moment` (f x f) and mean `mean`: tr(dW M dW^T) +
      *   2 db.(dW mu) + |db|^2 over units (scratch: units x f);
+     * function_change_rows: the same from the n samples (rows of f) the moment came from,
+     *   mean over them of |dW x + db|^2 over units (scratch: n x units; NULL: the backend
+     *   has only the moment's);
      * function_change_bound: an upper bound on it from the covariance split
      *   C = Q^T S Q + R (qm: Q's k rows of f, then the mean's; s: k x k with row stride 8;
      *   rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
@@ -132,6 +135,8 @@ struct rg_backend {
     double (*zero_sum_taps)(float *w, int units, int channels, int taps);
     double (*function_change)(const float *dw, const float *db, int units, int f,
                               const float *moment, const float *mean, float *scratch);
+    double (*function_change_rows)(const float *dw, const float *db, int units, int f, const float *rows,
+                                   int n, float *scratch);
     double (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch);
     double (*layer_step)(float *dw, const float *w, const float *w0, int units, int f, const float *mean,

@@ -89,6 +89,7 @@ const rg_backend rg_cpu_backend = {
     .recenter_units = rg_cpu_recenter_units,
     .zero_sum_taps = rg_cpu_zero_sum_taps,
     .function_change = rg_cpu_function_change,
+    .function_change_rows = rg_cpu_function_change_rows,
     .function_change_bound = rg_cpu_function_change_bound,
     .layer_step = rg_cpu_layer_step,
     .function_change_coarse_bound = rg_cpu_function_change_coarse_bound,

@@ -162,6 +162,21 @@ double rg_cpu_function_change(const float *dw, const float *db, int units, int f
     return e / units;
 }
 
+/* The same over the samples themselves: T = X dW^T (n x units), then (T + db)^2 summed,
+ * n f units products where the moment's cost units f^2. */
+double rg_cpu_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
+                                   float *scratch) {
+    float *t = scratch;
+    rg_sgemm(false, true, n, units, f, 1.0f, rows, f, dw, f, 0.0f, t, units);
+    double e = 0;
+    for (int s = 0; s < n; s++)
+        for (int u = 0; u < units; u++) {
+            const double z = (double)t[(size_t)s * units + u] + (db ? db[u] : 0);
+            e += z * z;
+        }
+    return e / n / units;
+}
+
 /* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T), and with C = Q^T S Q + R,
  * tr(dW C dW^T) = tr(P S P^T) + tr(dW R dW^T) <= tr(P S P^T) + ||R||_F ||dW||^2 for
  * P = dW Q^T: one pass over dW for its products with Q's k rows and the mean (P and dW mu)

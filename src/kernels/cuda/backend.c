@@ -447,6 +447,12 @@ static double function_change(const float *dw, const float *db, int units, int f
     return rg_cuda_function_change(dw, db, units, f, moment, mean);
 }
 
+static double function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
+                                   float *scratch) {
+    (void)scratch;
+    return rg_cuda_function_change_rows(dw, db, units, f, rows, n);
+}
+
 /* the products on the device, the bound's rest (k + 1 values a unit) by the CPU's code */
 static double function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch) {
@@ -519,6 +525,7 @@ const rg_backend rg_cuda_backend = {
     .recenter_units = recenter_units,
     .zero_sum_taps = zero_sum_taps,
     .function_change = function_change,
+    .function_change_rows = function_change_rows,
     .function_change_bound = function_change_bound,
     .layer_step = rg_cuda_layer_step,
     .function_change_coarse_bound = function_change_coarse_bound,

@@ -98,6 +98,8 @@ void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const
 double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm);
 double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
                                const float *mean);
+double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
+                                    int n);
 double rg_cuda_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products);
 void rg_cuda_sums_flush(void);
 

@@ -3,8 +3,9 @@
  * for the rest): a centred layer's gradient and step (its exact float and double operations
  * in the CPU's order, no contraction into fused multiply-adds: the CPU's bits), a layer's
  * step w - w0 with its rows' products with the input mean and its squares, and the trust
- * region's figures from the step's products with the input's moments (cuBLAS; each row's
- * sums in double, one block a row in a fixed order, the rows added in order on the host).
+ * region's figures from the step's products with the input's moments or samples (cuBLAS;
+ * each row's sums in double, one block a row in a fixed order, the rows added in order on
+ * the host).
  * The monitor's moments, mean and covariance split are host arrays: each call copies what
  * it reads of them up.
  */
@@ -47,6 +48,13 @@ struct step_values {
         return {(double)d * mean[k], (double)d * d};
     }
 };
+struct shifted_squares { /* (t + db)^2 over one sample's units */
+    const float *t, *db;
+    __device__ double2 operator()(size_t u) const {
+        const double z = (double)t[u] + (db ? db[u] : 0.0f);
+        return {z * z, 0.0};
+    }
+};
 struct quadratic_and_linear { /* t . dw and dw . mean */
     const float *t, *dw, *mean;
     __device__ double2 operator()(size_t k) const { return {(double)t[k] * dw[k], (double)dw[k] * mean[k]}; }
@@ -67,6 +75,13 @@ __global__ static void change_rows(const float *t, const float *dw, const float 
     const double2 s = rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, quadratic_and_linear{t + at, dw + at, mean});
     const double b = db ? db[blockIdx.x] : 0;
     if (threadIdx.x == 0) sums[blockIdx.x] = s.x + 2 * b * s.y + b * b;
+}
+
+/* one block a sample: sums[s] = |t_s + db|^2, t = X dW^T's row */
+__global__ static void change_samples(const float *t, const float *db, int units, double *sums) {
+    const size_t at = blockIdx.x * (size_t)units;
+    const double2 s = rg_cuda_channel_sums(1, (size_t)units, 0, 0, (size_t)units, shifted_squares{t + at, db});
+    if (threadIdx.x == 0) sums[blockIdx.x] = s.x;
 }
 
 /* the rows' sums, read back and added in order; NaN when the device failed */
@@ -106,6 +121,18 @@ extern "C" double rg_cuda_function_change(const float *dw, const float *db, int 
         return NAN;
     change_rows<<<units, RG_CUDA_THREADS>>>(t, dw, db, m, f, sums);
     return rows_total(sums, units) / units;
+}
+
+extern "C" double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
+                                               int n) {
+    const float *x = up(MATRIX, rows, (size_t)n * f);
+    float *t = (float *)scratch_for(PRODUCT, (size_t)n * units * sizeof(float));
+    double *sums = (double *)scratch_for(SUMS, (size_t)n * sizeof(double));
+    if (!x || !t || !sums || n <= 0 || units <= 0 ||
+        rg_cuda_sgemm(false, true, n, units, f, 1.0f, x, f, dw, f, 0.0f, t, units))
+        return NAN;
+    change_samples<<<n, RG_CUDA_THREADS>>>(t, db, units, sums);
+    return rows_total(sums, n) / n / units;
 }
 
 extern "C" double rg_cuda_step_products(const float *dw, int units, int f, const float *qm, int rows,
