@@ -4,7 +4,8 @@
  * Tensors: every parameter and state tensor under its graph name ("dense_1.kernel",
  * "conv5_block3_3_conv.bias", "post_bn.moving_variance"); for a training checkpoint also
  * the optimizer's moments, "optimizer.<moment>.<parameter>" (e.g. optimizer.exp_avg.
- * dense_1.kernel), and GRA's trust-region statistics, "gra.<layer>.input_moment|mean".
+ * dense_1.kernel), and GRA's trust-region statistics, "gra.<layer>.input_moment|mean|rows"
+ * (rows: the samples of a dense layer with more inputs than its batch has samples).
  * Metadata (strings): format, regrad_version, model (the spec), input (CxHxW), classes,
  * and for training epoch, step, optimizer, optimizer_steps, forward_count (dropout's
  * counter), seed, gra (its counters, JSON), plus what the caller adds (the data spec,
