@@ -270,6 +270,18 @@ static void test_healthy_network_watched_early(void **state) {
     release(&b);
 }
 
+/* GRA's tensors written to `name` in the test directory (made here) and loaded back. */
+static rg_tensor_file *gra_saved_and_loaded(const rg_repair *r, const char *name) {
+    assert_true(test_dir_make("health"));
+    rg_tensor_writer *w = rg_tensor_writer_create();
+    assert_int_equal(rg_repair_add_tensors(r, w), RG_OK);
+    assert_int_equal(rg_tensor_writer_save(w, test_path(name)), RG_OK);
+    rg_tensor_writer_free(w);
+    rg_tensor_file *f;
+    assert_int_equal(rg_safetensors_load(test_path(name), &f), RG_OK);
+    return f;
+}
+
 /* A network the probe found healthy keeps its weights at each early check that finds it
  * healthy; one that an early check finds ill (a step that moved every weight and killed half
  * a layer's units) goes back to the weights the last healthy check kept, bit for bit, and is
@@ -293,13 +305,7 @@ static void test_ill_at_an_early_check_goes_back(void **state) {
     memcpy(kept, g->param_buf, n * sizeof *kept);
     char *json = rg_repair_state_json(r);
     assert_non_null(strstr(json, "\"healthy_step\":2"));
-    assert_true(test_dir_make("health"));
-    rg_tensor_writer *w = rg_tensor_writer_create();
-    assert_int_equal(rg_repair_add_tensors(r, w), RG_OK);
-    assert_int_equal(rg_tensor_writer_save(w, test_path("gra.safetensors")), RG_OK);
-    rg_tensor_writer_free(w);
-    rg_tensor_file *f;
-    assert_int_equal(rg_safetensors_load(test_path("gra.safetensors"), &f), RG_OK);
+    rg_tensor_file *f = gra_saved_and_loaded(r, "gra.safetensors");
     rg_repair_free(r);
     r = rg_repair_create(&b.m, b.mon, capture, &c);
     assert_int_equal(rg_repair_restore(r, json, f, b.d, b.idx, 256), RG_OK);
@@ -364,13 +370,7 @@ static void test_input_rows_travel_in_checkpoints(void **state) {
     memcpy(kept, rows, (size_t)n * f * sizeof *kept), memcpy(moment, mm, (size_t)f * f * sizeof *moment);
     memcpy(mean, mu, (size_t)f * sizeof *mean);
     char *json = rg_repair_state_json(r);
-    assert_true(test_dir_make("health"));
-    rg_tensor_writer *w = rg_tensor_writer_create();
-    assert_int_equal(rg_repair_add_tensors(r, w), RG_OK);
-    assert_int_equal(rg_tensor_writer_save(w, test_path("rows.safetensors")), RG_OK);
-    rg_tensor_writer_free(w);
-    rg_tensor_file *file;
-    assert_int_equal(rg_safetensors_load(test_path("rows.safetensors"), &file), RG_OK);
+    rg_tensor_file *file = gra_saved_and_loaded(r, "rows.safetensors");
     rg_repair_free(r);
     assert_int_equal(rg_monitor_set_input_moment(b.mon, 0, moment, mean, f), RG_OK); /* samples gone */
     assert_null(rg_monitor_input_rows(b.mon, 0, &n));
@@ -385,7 +385,7 @@ static void test_input_rows_travel_in_checkpoints(void **state) {
     const char *layer = b.m.graph->nodes[rg_monitor_layer_node(b.mon, 0)].name;
     char name[RG_NAME_MAX + 32];
     float *many = calloc((size_t)64 * f, sizeof *many);
-    w = rg_tensor_writer_create();
+    rg_tensor_writer *w = rg_tensor_writer_create();
     snprintf(name, sizeof name, "gra.%s.input_moment", layer);
     assert_int_equal(rg_tensor_writer_add(w, name, moment, 2, (int[]){f, f}), RG_OK);
     snprintf(name, sizeof name, "gra.%s.input_mean", layer);
