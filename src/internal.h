@@ -381,7 +381,8 @@ double rg_monitor_mean_outlier(const rg_monitor *m, int i);
 double rg_monitor_input_variance(const rg_monitor *m, int i);
 /* The samples (n rows of fan_in) layer i's moment came from, kept in host memory for a
  * dense layer with more inputs than the batch has samples (NULL otherwise), and their
- * restore from a checkpoint, after the moment's. */
+ * restore from a checkpoint, after the moment's (RG_ERR_ARG: more than the batch holds, or
+ * not fewer than the inputs). */
 const float *rg_monitor_input_rows(const rg_monitor *m, int i, int *n);
 rg_status rg_monitor_set_input_rows(rg_monitor *m, int i, const float *rows, int n);
 bool rg_monitor_ill_conditioned(double mean_outlier);

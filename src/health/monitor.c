@@ -894,7 +894,7 @@ const float *rg_monitor_input_rows(const rg_monitor *m, int i, int *n) {
 rg_status rg_monitor_set_input_rows(rg_monitor *m, int i, const float *rows, int n) {
     layer *l = &m->layers[i];
     if (!l->in_moment || n < 1 || n > m->g->max_batch || n >= l->fan_in)
-        return rg_fail(RG_ERR_FORMAT, "GRA's samples for layer %d do not fit its moment", i);
+        return rg_fail(RG_ERR_ARG, "GRA's %d samples for layer %d do not fit its moment or the batch", n, i);
     if (!l->in_rows && !(l->in_rows = malloc((size_t)m->g->max_batch * l->fan_in * sizeof(float))))
         return rg_fail(RG_ERR_MEMORY, "out of memory restoring GRA's statistics");
     memcpy(l->in_rows, rows, (size_t)n * l->fan_in * sizeof(float));

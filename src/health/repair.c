@@ -1010,11 +1010,13 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
         int rshape[RG_MAX_DIMS];
         const float *rows = rg_tensor_file_find(f, name, &cr, &nd, rshape);
         if (!rows) continue; /* a layer whose batch had as many samples as inputs, or older */
-        if (nd != 2 || rshape[1] != shape[0] || cr != (size_t)rshape[0] * rshape[1] ||
-            (s = rg_monitor_set_input_rows(r->mon, i, rows, rshape[0]))) {
+        if (nd != 2 || rshape[0] < 1 || rshape[0] >= shape[0] || rshape[1] != shape[0] ||
+            cr != (size_t)rshape[0] * rshape[1]) {
             s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA statistics for %s are corrupt", layer);
             break;
         }
+        /* more samples than this run's batch holds: its figure comes from the moment */
+        if (rshape[0] <= r->m->graph->max_batch) s = rg_monitor_set_input_rows(r->mon, i, rows, rshape[0]);
     }
 done:
     cJSON_Delete(o);
