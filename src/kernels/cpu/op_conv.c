@@ -254,10 +254,38 @@ void rg_cpu_conv2d_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
 
 /* dy = W * dx + dW * x + db: two of forward's products (the direct kernels' packed weights
  * are forward's, so the tangent takes the im2col path) */
+/* y = conv(x, w) + bias (+ sum, which may be y itself: the kernels read each value of it
+ * just before they write it) on the fast kernels, each thread a run of samples. */
+static void fast_product(rg_graph *g, const rg_node_impl *n, int batch, const float *x_all, const float *w,
+                         const float *bias, const float *sum, float *y_all) {
+    const conv_attr *a = n->attr;
+    const rg_conv_geom *q = &a->geom;
+    const int kg = q->c / a->o.groups * q->kh * q->kw, slots = batch < g->slots ? batch : g->slots;
+    size_t col_size;
+    float *slices = g->workspace + slice_start(a, &col_size);
+    const size_t in_size = rg_in(g, n, 0)->size, out_size = n->size;
+    const size_t slice = col_size + (size_t)a->filters * kg + a->filters;
+    rg_direct_conv_pack(w, a->filters, q, false, g->workspace);
+#pragma omp parallel for schedule(static) num_threads(slots)
+    for (int t = 0; t < slots; t++) {
+        const int b0 = (int)((long)batch * t / slots), b1 = (int)((long)batch * (t + 1) / slots);
+        rg_direct_conv_forward(x_all + (size_t)b0 * in_size, b1 - b0, q, a->filters, g->workspace, bias,
+                               sum ? sum + (size_t)b0 * out_size : NULL, y_all + (size_t)b0 * out_size,
+                               slices + (size_t)thread_id() * slice);
+    }
+}
+
+/* The tangent, dy = conv(dx, W) + db + conv(x, dW): on the forward's fast kernels where
+ * they serve this convolution, else as products with the columns. */
 void rg_cpu_conv2d_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const conv_attr *a = n->attr;
     const float *dw = rg_param_tangent(g, n, 0), *db = a->o.bias ? rg_param_tangent(g, n, 1) : NULL;
     float *t = rg_tangent_out(g, n);
+    if (use_fast(a)) {
+        fast_product(g, n, batch, rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, NULL, t);
+        if (dw) fast_product(g, n, batch, rg_in(g, n, 0)->out, dw, NULL, t, t);
+        return;
+    }
     columns_product(g, n, batch, rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, 0.0f, t, NULL);
     if (dw) columns_product(g, n, batch, rg_in(g, n, 0)->out, dw, NULL, 1.0f, t, NULL);
 }
