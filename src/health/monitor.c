@@ -226,7 +226,7 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
     moment_changed(l);
     /* fewer samples than inputs: the samples give a step's change more cheaply than the
      * moment does (rg_monitor_input_rows) */
-    if (!q && m->g->backend->function_change_rows && batch < f &&
+    if (!q && batch < f &&
         (l->in_rows || (l->in_rows = malloc((size_t)m->g->max_batch * f * sizeof(float))))) {
         rg_graph_read(m->g, l->in_rows, x->out, (size_t)batch * f);
         l->n_rows = batch;

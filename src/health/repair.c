@@ -835,9 +835,8 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     int n_rows;
     const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);
     const double change =
-        rows && g->backend->function_change_rows
-            ? g->backend->function_change_rows(r->dw, b ? r->db : NULL, units, f, rows, n_rows, r->scratch)
-            : g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu, r->scratch);
+        rows ? g->backend->function_change_rows(r->dw, b ? r->db : NULL, units, f, rows, n_rows, r->scratch)
+             : g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu, r->scratch);
     const double rho = sqrt(fmax(change, 0)) / spread;
     if (!(rho > cap)) return;
     const float shrink = (float)(cap / rho);

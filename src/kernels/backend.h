@@ -115,8 +115,7 @@ struct rg_backend {
      *   for an input of second moment `moment` (f x f) and mean `mean`: tr(dW M dW^T) +
      *   2 db.(dW mu) + |db|^2 over units (scratch: units x f);
      * function_change_rows: the same from the n samples (rows of f) the moment came from,
-     *   mean over them of |dW x + db|^2 over units (scratch: n x units; NULL: the backend
-     *   has only the moment's);
+     *   mean over them of |dW x + db|^2 over units (scratch: n x units);
      * function_change_bound: an upper bound on it from the covariance split
      *   C = Q^T S Q + R (qm: Q's k rows of f, then the mean's; s: k x k with row stride 8;
      *   rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over

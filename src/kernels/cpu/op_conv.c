@@ -101,37 +101,42 @@ static void columns_product(rg_graph *g, const rg_node_impl *n, int batch, const
     }
 }
 
+/* y = conv(x, w) + bias (+ sum, which may be y itself: the kernels read each value of it
+ * just before they write it) on the fast kernels, each thread a run of samples, which the
+ * kernels may take several at a time; with stats, each sample's sums as it is written. */
+static void fast_product(rg_graph *g, const rg_node_impl *n, int batch, const float *x_all, const float *w,
+                         const float *bias, const float *sum, float *y_all, rg_output_stats *stats) {
+    const conv_attr *a = n->attr;
+    const rg_conv_geom *q = &a->geom;
+    const int kg = q->c / a->o.groups * q->kh * q->kw, slots = batch < g->slots ? batch : g->slots;
+    size_t col_size;
+    float *slices = g->workspace + slice_start(a, &col_size);
+    const size_t in_size = rg_in(g, n, 0)->size, out_size = n->size;
+    const size_t slice = col_size + (size_t)a->filters * kg + a->filters;
+    rg_direct_conv_pack(w, a->filters, q, false, g->workspace);
+#pragma omp parallel for schedule(static) num_threads(slots)
+    for (int t = 0; t < slots; t++) {
+        const int b0 = (int)((long)batch * t / slots), b1 = (int)((long)batch * (t + 1) / slots);
+        rg_direct_conv_forward(x_all + (size_t)b0 * in_size, b1 - b0, q, a->filters, g->workspace, bias,
+                               sum ? sum + (size_t)b0 * out_size : NULL, y_all + (size_t)b0 * out_size,
+                               slices + (size_t)thread_id() * slice);
+        for (int b = b0; b < b1 && stats; b++)
+            rg_output_stats_sample(stats, a->filters, (size_t)q->oh * q->ow, b, y_all + (size_t)b * out_size);
+    }
+}
+
 void rg_cpu_conv2d_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const conv_attr *a = n->attr;
-    const rg_conv_geom *q = &a->geom;
     const rg_node_impl *xn = rg_in(g, n, 0);
-    const int ohw = q->oh * q->ow, kg = q->c / a->o.groups * q->kh * q->kw;
-    size_t col_size;
-    float *slices = g->workspace + slice_start(a, &col_size);
-    const size_t in_size = xn->size, out_size = n->size;
-    const size_t slice = col_size + (size_t)a->filters * kg + a->filters;
     const float *w = rg_param_data(g, n, 0), *bias = a->o.bias ? rg_param_data(g, n, 1) : NULL;
     const bool fast = use_fast(a);
     /* the add in place on this output (memory.c), done here when the monitor does not read
      * the output itself this pass */
     n->added = fast && n->adds_from >= 0 && !n->watched;
     const float *sum = n->added ? g->nodes[n->adds_from].out : NULL;
-    if (fast) { /* each thread a run of samples, which the kernels may take several at a time */
-        const int slots = batch < g->slots ? batch : g->slots;
-        rg_direct_conv_pack(w, a->filters, q, false, g->workspace);
-#pragma omp parallel for schedule(static) num_threads(slots)
-        for (int t = 0; t < slots; t++) {
-            const int b0 = (int)((long)batch * t / slots), b1 = (int)((long)batch * (t + 1) / slots);
-            rg_direct_conv_forward(xn->out + (size_t)b0 * in_size, b1 - b0, q, a->filters, g->workspace, bias,
-                                   sum ? sum + (size_t)b0 * out_size : NULL, n->out + (size_t)b0 * out_size,
-                                   slices + (size_t)thread_id() * slice);
-            for (int b = b0; b < b1 && n->stats; b++)
-                rg_output_stats_sample(n->stats, a->filters, (size_t)ohw, b, n->out + (size_t)b * out_size);
-        }
-        return;
-    }
-    columns_product(g, n, batch, xn->out, w, bias, 0.0f, n->out, n->stats);
+    if (fast) fast_product(g, n, batch, xn->out, w, bias, sum, n->out, n->stats);
+    else columns_product(g, n, batch, xn->out, w, bias, 0.0f, n->out, n->stats);
 }
 
 /* For the health monitor, when it asks: sample b's squared gradients, dY and the input's
@@ -252,29 +257,6 @@ void rg_cpu_conv2d_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
               xn->needs_grad && dw_t ? xn->dout : NULL, false, false);
 }
 
-/* dy = W * dx + dW * x + db: two of forward's products (the direct kernels' packed weights
- * are forward's, so the tangent takes the im2col path) */
-/* y = conv(x, w) + bias (+ sum, which may be y itself: the kernels read each value of it
- * just before they write it) on the fast kernels, each thread a run of samples. */
-static void fast_product(rg_graph *g, const rg_node_impl *n, int batch, const float *x_all, const float *w,
-                         const float *bias, const float *sum, float *y_all) {
-    const conv_attr *a = n->attr;
-    const rg_conv_geom *q = &a->geom;
-    const int kg = q->c / a->o.groups * q->kh * q->kw, slots = batch < g->slots ? batch : g->slots;
-    size_t col_size;
-    float *slices = g->workspace + slice_start(a, &col_size);
-    const size_t in_size = rg_in(g, n, 0)->size, out_size = n->size;
-    const size_t slice = col_size + (size_t)a->filters * kg + a->filters;
-    rg_direct_conv_pack(w, a->filters, q, false, g->workspace);
-#pragma omp parallel for schedule(static) num_threads(slots)
-    for (int t = 0; t < slots; t++) {
-        const int b0 = (int)((long)batch * t / slots), b1 = (int)((long)batch * (t + 1) / slots);
-        rg_direct_conv_forward(x_all + (size_t)b0 * in_size, b1 - b0, q, a->filters, g->workspace, bias,
-                               sum ? sum + (size_t)b0 * out_size : NULL, y_all + (size_t)b0 * out_size,
-                               slices + (size_t)thread_id() * slice);
-    }
-}
-
 /* The tangent, dy = conv(dx, W) + db + conv(x, dW): on the forward's fast kernels where
  * they serve this convolution, else as products with the columns. */
 void rg_cpu_conv2d_tangent(rg_graph *g, rg_node_impl *n, int batch) {
@@ -282,8 +264,8 @@ void rg_cpu_conv2d_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const float *dw = rg_param_tangent(g, n, 0), *db = a->o.bias ? rg_param_tangent(g, n, 1) : NULL;
     float *t = rg_tangent_out(g, n);
     if (use_fast(a)) {
-        fast_product(g, n, batch, rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, NULL, t);
-        if (dw) fast_product(g, n, batch, rg_in(g, n, 0)->out, dw, NULL, t, t);
+        fast_product(g, n, batch, rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, NULL, t, NULL);
+        if (dw) fast_product(g, n, batch, rg_in(g, n, 0)->out, dw, NULL, t, t, NULL);
         return;
     }
     columns_product(g, n, batch, rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, 0.0f, t, NULL);
