@@ -893,6 +893,63 @@ static void test_trust_region_bound(void **state) {
     release(&b);
 }
 
+/* A convolution's input moments, the trust region's metric (kernels/cpu/moments.c), against
+ * their definition over the im2col columns in double: windows inside and around the
+ * input, border rows and columns on both sides or none, dilation, a window wider than the
+ * input, one-tap and strided convolutions (which take the columns). */
+static void test_convolution_input_moments(void **state) {
+    (void)state;
+    static const rg_conv_geom geoms[] = {
+        /* c, h, w, kh, kw, stride, dilation, pad_t, pad_l, oh, ow */
+        {3, 7, 6, 3, 3, 1, 1, 1, 1, 7, 6, 0, 0},  /* same */
+        {2, 6, 7, 3, 3, 1, 1, 0, 0, 4, 5, 0, 0},  /* valid: two border rows each side */
+        {2, 9, 8, 5, 5, 1, 2, 4, 4, 9, 8, 0, 0},  /* dilated */
+        {3, 5, 6, 3, 2, 1, 1, 0, 1, 5, 6, 0, 0},  /* padding on one side only */
+        {2, 4, 5, 3, 3, 1, 1, 2, 2, 6, 7, 0, 0},  /* wider than same: no border */
+        {2, 3, 3, 5, 5, 1, 1, 2, 2, 3, 3, 0, 0},  /* window wider than the input */
+        {4, 5, 5, 1, 1, 1, 1, 0, 0, 5, 5, 0, 0},  /* one tap */
+        {2, 8, 8, 3, 3, 2, 1, 1, 1, 4, 4, 0, 0},  /* strided: the columns */
+    };
+    rg_rng rng;
+    rg_rng_seed(&rng, 5);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof *geoms; gi++) {
+        const rg_conv_geom *q = &geoms[gi];
+        enum { B = 3 };
+        const int f = q->c * q->kh * q->kw, p = q->oh * q->ow;
+        const size_t size = (size_t)q->c * q->h * q->w;
+        float *x = malloc(B * size * sizeof *x), *cols = malloc((size_t)f * p * sizeof *cols);
+        float *ones = malloc((size_t)p * sizeof *ones), *moment = malloc((size_t)f * f * sizeof *moment);
+        float *mean = malloc((size_t)f * sizeof *mean);
+        double *ref = calloc((size_t)f * f + f, sizeof *ref);
+        assert_non_null(x), assert_non_null(cols), assert_non_null(ones), assert_non_null(moment);
+        assert_non_null(mean), assert_non_null(ref);
+        for (size_t i = 0; i < B * size; i++) x[i] = 0.5f + rg_rng_uniform(&rng) - 0.5f * rg_rng_uniform(&rng);
+        for (int i = 0; i < p; i++) ones[i] = 1.0f;
+        for (int b = 0; b < B; b++) {
+            rg_im2col(x + b * size, q, cols);
+            for (int r = 0; r < f; r++)
+                for (int o = 0; o < p; o++) {
+                    const double v = cols[(size_t)r * p + o];
+                    ref[(size_t)f * f + r] += v / (B * p);
+                    for (int c = 0; c < f; c++) ref[(size_t)r * f + c] += v * cols[(size_t)c * p + o] / (B * p);
+                }
+        }
+        rg_cpu_backend.input_moments(x, size, B, f, q, cols, ones, moment, mean);
+        double top = 0;
+        for (int i = 0; i < f * f; i++) top = fmax(top, fabs(ref[i]));
+        for (int r = 0; r < f; r++) {
+            assert_true(fabs(mean[r] - ref[(size_t)f * f + r]) <= 1e-6);
+            for (int c = 0; c < f; c++)
+                if (!(fabs(moment[(size_t)r * f + c] - ref[(size_t)r * f + c]) <= 2e-6 * top)) {
+                    print_message("geometry %zu: moment[%d][%d] %.9g, by definition %.9g\n", gi, r, c,
+                                  moment[(size_t)r * f + c], ref[(size_t)r * f + c]);
+                    fail();
+                }
+        }
+        free(x), free(cols), free(ones), free(moment), free(mean), free(ref);
+    }
+}
+
 /* A convolution's statistics, taken by the op as it writes each sample's output (with the
  * relu after it from the same pass), are the very figures of scanning the outputs after
  * the fact; so are a dense layer's with its relu folded in, also where the layer splits
@@ -1108,6 +1165,7 @@ int main(void) {
         cmocka_unit_test(test_polar_factor),
         cmocka_unit_test(test_input_rows_travel_in_checkpoints),
         cmocka_unit_test(test_trust_region_bound),
+        cmocka_unit_test(test_convolution_input_moments),
         cmocka_unit_test(test_step_curvature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,9 @@
 /*
  * health.c — the CPU backend's reductions for the health monitor and GRA: sums of squares
  * in fixed pieces the team shares, per-unit sums of a layer's output, per-sample squares of
- * a gradient, a layer input's second moment, and the squared change of the weights'
- * pieces.  Every sum is taken in a fixed order, so the thread count never changes a figure.
+ * a gradient, and the squared change of the weights' pieces (a layer input's second
+ * moment is in moments.c).  Every sum is taken in a fixed order, so the thread count
+ * never changes a figure.
  */
 #include "../backend.h"
 #include "../kernels.h"
@@ -103,27 +104,6 @@ void rg_cpu_unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, floa
 void rg_cpu_sample_squares(const float *x, size_t size, int batch, double *out) {
 #pragma omp parallel for schedule(static) if ((size_t)batch * size > RG_PARALLEL_MIN)
     for (int b = 0; b < batch; b++) out[b] = rg_squares(x + (size_t)b * size, NULL, size);
-}
-
-void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
-                          float *cols, const float *ones, float *moment, float *mean) {
-    if (!q) {
-        rg_sgemm(true, false, f, f, batch, 1.0f / batch, x, f, x, f, 0.0f, moment, f);
-        for (int i = 0; i < f; i++) {
-            double s = 0;
-            for (int b = 0; b < batch; b++) s += x[(size_t)b * f + i];
-            mean[i] = (float)(s / batch);
-        }
-        return;
-    }
-    const int p = q->oh * q->ow;
-    const float scale = 1.0f / ((float)batch * p);
-    memset(mean, 0, (size_t)f * sizeof(float));
-    for (int b = 0; b < batch; b++) {
-        rg_im2col(x + (size_t)b * size, q, cols);
-        rg_sgemm(false, true, f, f, p, scale, cols, p, cols, p, b ? 1.0f : 0.0f, moment, f);
-        for (int i = 0; i < f; i++) mean[i] += (float)(rg_dot(cols + (size_t)i * p, ones, (size_t)p) * scale);
-    }
 }
 
 void rg_cpu_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
