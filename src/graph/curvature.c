@@ -97,18 +97,55 @@ static void free_tangents(rg_graph *g, bool cached) {
     g->tangent = NULL, g->tangent_params = NULL;
 }
 
+/* Tangents released within a pass, for the next nodes' to reuse: a fresh buffer the size
+ * of an activation costs its pages' first touch, and a chain needs two or three at a time. */
+#define SPARE_TANGENTS 8
+typedef struct spare_tangents {
+    float *buf[SPARE_TANGENTS];
+    size_t floats[SPARE_TANGENTS];
+    int n;
+} spare_tangents;
+
+/* The smallest spare of at least `floats` (its size in *have), else a new buffer. */
+static float *take_tangent(rg_graph *g, spare_tangents *sp, size_t floats, size_t *have) {
+    int best = -1;
+    for (int k = 0; k < sp->n; k++)
+        if (sp->floats[k] >= floats && (best < 0 || sp->floats[k] < sp->floats[best])) best = k;
+    if (best < 0) return *have = floats, g->backend->alloc(floats);
+    float *t = sp->buf[best];
+    *have = sp->floats[best];
+    sp->n--, sp->buf[best] = sp->buf[sp->n], sp->floats[best] = sp->floats[sp->n];
+    return t;
+}
+
+/* Keeps t (of `floats`) as a spare, in place of the smallest spare when they are all held. */
+static void spare_tangent(rg_graph *g, spare_tangents *sp, float *t, size_t floats) {
+    int k = sp->n;
+    if (k == SPARE_TANGENTS) {
+        k = 0;
+        for (int j = 1; j < sp->n; j++) k = sp->floats[j] < sp->floats[k] ? j : k;
+        if (sp->floats[k] >= floats) return g->backend->release(t);
+        g->backend->release(sp->buf[k]);
+    } else {
+        sp->n++;
+    }
+    sp->buf[k] = t, sp->floats[k] = floats;
+}
+
 /* The tangent pass after a forward of `batch` samples, up to node `upto` (its ancestors
  * only), along v: g->tangent[i] holds node i's tangent afterwards for i = upto and `also`
- * (an ancestor, or RG_NONE); the others are freed after their last reader.  With `cache`
- * (the Hessian's, a float per value of every node up to upto) every tangent is kept there
+ * (an ancestor, or RG_NONE); the others go to spares after their last reader (every
+ * tangent op writes all of its output, so a spare needs no clearing). With `cache` (the
+ * Hessian's, a float per value of every node up to upto) every tangent is kept there
  * instead.  free_tangents releases them. */
 static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float *v, rg_node also,
                               float *cache) {
     const int n = g->n_nodes; /* check_args made sure the backend has tangents */
     int *last = malloc((size_t)n * sizeof *last);
+    size_t *held = malloc((size_t)n * sizeof *held);
     g->tangent = calloc((size_t)n, sizeof *g->tangent);
-    if (!last || !g->tangent) {
-        free(last), free(g->tangent), g->tangent = NULL;
+    if (!last || !held || !g->tangent) {
+        free(last), free(held), free(g->tangent), g->tangent = NULL;
         return rg_fail(RG_ERR_MEMORY, "out of memory for a tangent pass");
     }
     memset(g->live, 0, (size_t)n * sizeof *g->live);
@@ -121,21 +158,24 @@ static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float 
         for (int k = 0; g->live[i] && k < g->nodes[i].n_inputs; k++) last[g->nodes[i].inputs[k]] = i;
     g->tangent_params = v;
     rg_status s = RG_OK;
+    spare_tangents spares = {.n = 0};
     for (int i = 0; i <= upto && !s; i++) {
         rg_node_impl *node = &g->nodes[i];
         if (!g->live[i] || node->bypassed) continue;
         if (cache) g->tangent[i] = cache, cache += node_floats(g, i, batch);
-        else if (!(g->tangent[i] = g->backend->alloc(node_floats(g, i, batch)))) {
+        else if (!(g->tangent[i] = take_tangent(g, &spares, node_floats(g, i, batch), &held[i]))) {
             s = rg_fail(RG_ERR_MEMORY, "out of memory for the tangent of %s", node->name);
             break;
         }
         g->backend->ops[node->op].tangent(g, node, batch);
         for (int k = 0; k < node->n_inputs && !cache; k++) { /* inputs read for the last time */
             const int in = node->inputs[k];
-            if (last[in] == i && in != upto && in != also) g->backend->release(g->tangent[in]), g->tangent[in] = NULL;
+            if (last[in] == i && in != upto && in != also && g->tangent[in])
+                spare_tangent(g, &spares, g->tangent[in], held[in]), g->tangent[in] = NULL;
         }
     }
-    free(last);
+    for (int k = 0; k < spares.n; k++) g->backend->release(spares.buf[k]);
+    free(last), free(held);
     if (s) free_tangents(g, cache != NULL);
     return s;
 }
