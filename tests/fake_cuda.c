@@ -110,7 +110,10 @@ void rg_cuda_optim_update(rg_optim_kind kind, const step_consts *k, size_t n, fl
 
 void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n) {
     x = HOST(x), y = HOST(y);
-    for (size_t i = 0; i < n; i++) y[i] = act_f(act, x[i]);
+    if (act == RG_ACT_SIGMOID) rg_cpu_sigmoid_run(x, y, (long)n); /* the CPU's lanes */
+    else if (act == RG_ACT_TANH) rg_cpu_tanh_run(x, y, (long)n);
+    else
+        for (size_t i = 0; i < n; i++) y[i] = act_f(act, x[i]);
 }
 void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, const float *dy, float *dx,
                                  size_t n, bool fresh) {

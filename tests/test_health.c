@@ -8,6 +8,7 @@
 #include "internal.h"
 #include "kernels/backend.h"
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu.h"
 
 typedef struct built {
     rg_model m;
@@ -893,6 +894,63 @@ static void test_trust_region_bound(void **state) {
     release(&b);
 }
 
+/* The sigmoid and tanh in vector lanes (kernels/cpu/act_math.c): within a unit in the last
+ * place of the true value (taken in double), and nearly always the nearest float, over
+ * sweeps of floats from 1e-30 to the limits, either sign; tanh odd; NaN through and the limits at the infinities; and the
+ * same bits from every instruction set this CPU has, whatever the run's length and start
+ * (the tails). */
+static void test_sigmoid_tanh_lanes(void **state) {
+    (void)state;
+    enum { N = 100000 };
+    float *x = malloc(N * sizeof *x), *ys = malloc(N * sizeof *ys), *yt = malloc(N * sizeof *yt);
+    float *again = malloc(N * sizeof *again);
+    assert_non_null(x), assert_non_null(ys), assert_non_null(yt), assert_non_null(again);
+    int n = 0;
+    const float special[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-38f, 88.0f, -88.0f, 104.0f, -104.0f,
+                             1e30f, -1e30f, 3e38f, -3e38f, INFINITY, -INFINITY, NAN, 0.03f, -0.03f};
+    for (size_t k = 0; k < sizeof special / sizeof *special; k++) x[n++] = special[k];
+    for (float v = 1e-30f; v < 120.0f && n + 2 <= N; v *= 1.003f) x[n++] = v, x[n++] = -v;
+    for (int k = 1; k <= 22000 && n + 2 <= N; k++) x[n++] = 0.005f * k, x[n++] = -0.005f * k;
+    const rg_isa top = rg_cpu_isa();
+    for (int isa = RG_ISA_BASE; isa <= (int)top; isa++) {
+        rg_cpu_isa_cap((rg_isa)isa);
+        rg_cpu_sigmoid_run(x, isa == RG_ISA_BASE ? ys : again, n);
+        if (isa != RG_ISA_BASE) assert_memory_equal(ys, again, (size_t)n * sizeof *ys);
+        rg_cpu_tanh_run(x, isa == RG_ISA_BASE ? yt : again, n);
+        if (isa != RG_ISA_BASE) assert_memory_equal(yt, again, (size_t)n * sizeof *yt);
+        for (int start = 0; start < 3; start++) /* runs of every length to 40: the tails */
+            for (int len = 1; len <= 40; len++) {
+                rg_cpu_sigmoid_run(x + 100 + start, again, len);
+                assert_memory_equal(again, ys + 100 + start, (size_t)len * sizeof *again);
+                rg_cpu_tanh_run(x + 100 + start, again, len);
+                assert_memory_equal(again, yt + 100 + start, (size_t)len * sizeof *again);
+            }
+    }
+    rg_cpu_isa_cap(top);
+    int off_nearest = 0;
+    for (int i = 0; i < n; i++) {
+        const double d = x[i];
+        if (isnan(x[i])) {
+            assert_true(isnan(ys[i]) && isnan(yt[i]));
+            continue;
+        }
+        const float want[2] = {(float)(1.0 / (1.0 + exp(-d))), (float)tanh(d)}, got[2] = {ys[i], yt[i]};
+        for (int k = 0; k < 2; k++) {
+            off_nearest += got[k] != want[k];
+            if (!(got[k] == want[k] || got[k] == nextafterf(want[k], INFINITY) || got[k] == nextafterf(want[k], -INFINITY))) {
+                print_message("%s(%.9g) = %.9g, true %.9g\n", k ? "tanh" : "sigmoid", d, got[k], want[k]);
+                fail();
+            }
+        }
+        assert_true(ys[i] >= 0.0f && ys[i] <= 1.0f && yt[i] >= -1.0f && yt[i] <= 1.0f);
+        if (i >= 18 && i % 2) assert_true(yt[i] == -yt[i - 1]); /* the sweep's pairs v, -v */
+    }
+    assert_true(ys[13] == 1.0f && ys[14] == 0.0f && yt[13] == 1.0f && yt[14] == -1.0f); /* +-inf */
+    print_message("%d of %d values off the nearest float\n", off_nearest, 2 * n);
+    assert_true(off_nearest <= n / 10000); /* nearly always the nearest float */
+    free(x), free(ys), free(yt), free(again);
+}
+
 /* A convolution's input moments, the trust region's metric (kernels/cpu/moments.c), against
  * their definition over the im2col columns in double: windows inside and around the
  * input, border rows and columns on both sides or none, dilation, a window wider than the
@@ -1166,6 +1224,7 @@ int main(void) {
         cmocka_unit_test(test_input_rows_travel_in_checkpoints),
         cmocka_unit_test(test_trust_region_bound),
         cmocka_unit_test(test_convolution_input_moments),
+        cmocka_unit_test(test_sigmoid_tanh_lanes),
         cmocka_unit_test(test_step_curvature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

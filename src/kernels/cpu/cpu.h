@@ -36,6 +36,9 @@ void rg_cpu_squares2(const float *a, const float *b, float *keep, size_t n, doub
 void rg_cpu_unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
                       float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
 void rg_cpu_sample_squares(const float *x, size_t size, int batch, double *out);
+/* y[i] = sigmoid(x[i]) or tanh(x[i]) for i < n, in vector lanes (act_math.c); x == y allowed */
+void rg_cpu_sigmoid_run(const float *x, float *y, long n);
+void rg_cpu_tanh_run(const float *x, float *y, long n);
 void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
                           float *cols, const float *ones, float *moment, float *mean);
 void rg_cpu_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
