@@ -31,6 +31,24 @@
  * cancellation): the first omitted term is under 1e-18 of the value */
 #define TANH_SERIES_BELOW 0.03
 
+/* y[i] = NAME(x[i]) for i < n (x == y allowed): whole vectors, then the tail in one more */
+#define LANES_RUN(SUFFIX, TARGET, W, NAME)                                                         \
+    TARGET static void NAME##_run_##SUFFIX(const float *x, float *y, long n) {                   \
+        long i = 0;                                                                              \
+        for (; i + (W) <= n; i += (W)) {                                                         \
+            vf_##SUFFIX v;                                                                       \
+            memcpy(&v, x + i, sizeof v);                                                         \
+            NAME##_##SUFFIX(&v);                                                                 \
+            memcpy(y + i, &v, sizeof v);                                                         \
+        }                                                                                        \
+        if (i < n) {                                                                             \
+            vf_##SUFFIX v = {0};                                                                 \
+            memcpy(&v, x + i, (size_t)(n - i) * sizeof(float));                                  \
+            NAME##_##SUFFIX(&v);                                                                 \
+            memcpy(y + i, &v, (size_t)(n - i) * sizeof(float));                                  \
+        }                                                                                        \
+    }
+
 #define LANES_KERNELS(SUFFIX, TARGET, W)                                                           \
     typedef float vf_##SUFFIX __attribute__((vector_size(4 * (W))));                              \
     typedef double vd_##SUFFIX __attribute__((vector_size(8 * (W))));                             \
@@ -74,7 +92,7 @@
     /* tanh |x| = 1 - 2 / (e^2|x| + 1), or its odd series near 0; the sign put back */          \
     TARGET static inline void tanh_##SUFFIX(vf_##SUFFIX *io) {                                   \
         const vd_##SUFFIX d = __builtin_convertvector(*io, vd_##SUFFIX);                         \
-        const vl_##SUFFIX sign = (vl_##SUFFIX)d & (long)0x8000000000000000UL;              \
+        const vl_##SUFFIX sign = (vl_##SUFFIX)d & (long)0x8000000000000000UL;                    \
         const vd_##SUFFIX a = (vd_##SUFFIX)((vl_##SUFFIX)d ^ sign), a2 = a * a;                  \
         vd_##SUFFIX e = a + a;                                                                   \
         clamp_##SUFFIX(&e), exp_##SUFFIX(&e);                                                    \
@@ -88,37 +106,8 @@
         *io = __builtin_convertvector((vd_##SUFFIX)(t | sign), vf_##SUFFIX);                     \
     }                                                                                            \
                                                                                                  \
-    /* y[i] = f(x[i]) for i < n (x == y allowed): whole vectors, then the tail in one more */  \
-    TARGET static void sigmoid_run_##SUFFIX(const float *x, float *y, long n) {                  \
-        long i = 0;                                                                              \
-        for (; i + (W) <= n; i += (W)) {                                                         \
-            vf_##SUFFIX v;                                                                       \
-            memcpy(&v, x + i, sizeof v);                                                         \
-            sigmoid_##SUFFIX(&v);                                                                \
-            memcpy(y + i, &v, sizeof v);                                                         \
-        }                                                                                        \
-        if (i < n) {                                                                             \
-            vf_##SUFFIX v = {0};                                                                 \
-            memcpy(&v, x + i, (size_t)(n - i) * sizeof(float));                                 \
-            sigmoid_##SUFFIX(&v);                                                                \
-            memcpy(y + i, &v, (size_t)(n - i) * sizeof(float));                                  \
-        }                                                                                        \
-    }                                                                                            \
-    TARGET static void tanh_run_##SUFFIX(const float *x, float *y, long n) {                     \
-        long i = 0;                                                                              \
-        for (; i + (W) <= n; i += (W)) {                                                         \
-            vf_##SUFFIX v;                                                                       \
-            memcpy(&v, x + i, sizeof v);                                                         \
-            tanh_##SUFFIX(&v);                                                                   \
-            memcpy(y + i, &v, sizeof v);                                                         \
-        }                                                                                        \
-        if (i < n) {                                                                             \
-            vf_##SUFFIX v = {0};                                                                 \
-            memcpy(&v, x + i, (size_t)(n - i) * sizeof(float));                                 \
-            tanh_##SUFFIX(&v);                                                                   \
-            memcpy(y + i, &v, (size_t)(n - i) * sizeof(float));                                 \
-        }                                                                                        \
-    }
+    LANES_RUN(SUFFIX, TARGET, W, sigmoid)                                                        \
+    LANES_RUN(SUFFIX, TARGET, W, tanh)
 
 LANES_KERNELS(base, , 2)
 #if defined(__x86_64__) && defined(__GNUC__)
