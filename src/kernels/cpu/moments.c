@@ -107,7 +107,7 @@ static void add_sample(const shift_plan *p, const float *x, float scale) {
         const long d = ((long)dy * wp + dx) * q->dilation, len = d < plane ? plane - d : 0;
         for (int ch = 0; ch < c; ch++) {
             float *dst = p->shifted + ((long)s * c + ch) * plane;
-            memcpy(dst, p->z + ch * plane + d, (size_t)len * sizeof(float));
+            if (len) memcpy(dst, p->z + ch * plane + d, (size_t)len * sizeof(float)); /* d may pass the end */
             memset(dst + len, 0, (size_t)(plane - len) * sizeof(float));
         }
     }
