@@ -124,7 +124,10 @@ static void spare_tangent(rg_graph *g, spare_tangents *sp, float *t, size_t floa
     if (k == SPARE_TANGENTS) {
         k = 0;
         for (int j = 1; j < sp->n; j++) k = sp->floats[j] < sp->floats[k] ? j : k;
-        if (sp->floats[k] >= floats) return g->backend->release(t);
+        if (sp->floats[k] >= floats) { /* t is the smallest: let it go */
+            g->backend->release(t);
+            return;
+        }
         g->backend->release(sp->buf[k]);
     } else {
         sp->n++;
