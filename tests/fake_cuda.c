@@ -233,15 +233,10 @@ double rg_cuda_function_change(const float *dw, const float *db, int units, int 
 double rg_cuda_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products) {
     return rg_cpu_step_products(HOST(dw), units, f, qm, rows, products);
 }
-/* the CPU's moments, over the columns of one sample at a time (its scratch here) */
+/* the CPU's moments */
 rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
                                 float *mean) {
-    const size_t p = q ? (size_t)q->oh * q->ow : 1;
-    float *cols = malloc((size_t)f * p * sizeof *cols), *ones = malloc(p * sizeof *ones);
-    if (!cols || !ones) abort();
-    for (size_t i = 0; i < p; i++) ones[i] = 1.0f;
-    rg_cpu_input_moments(HOST(x), size, batch, f, q, cols, ones, moment, mean);
-    free(cols), free(ones);
+    rg_cpu_input_moments(HOST(x), size, batch, f, q, moment, mean);
     return RG_OK;
 }
 double rg_cuda_sum_squares(const float *x, size_t n) { return rg_cpu_squares_in_order(HOST(x), n); }

@@ -70,7 +70,6 @@ typedef struct layer {
     int n_rows;               /* the samples its moment came from (0: none), in host memory */
     bool split_known;
     bool split_warm;          /* split_q holds an earlier split's directions: start there */
-    float *cols;              /* conv layers: one sample's im2col columns */
     int fan_in;
     bool kept;                /* its weights are in the monitor's `before` copy */
     bool norms_pending;       /* its weights' and gradient's norms come from the optimizer */
@@ -103,8 +102,6 @@ struct rg_monitor {
     bool on;
     bool moments;             /* also estimate dense inputs' second moments */
     int moments_max_fan_in;   /* and only for layers of at most this many inputs (0: all) */
-    float *ones;              /* ones_len ones, for sums as dot products */
-    size_t ones_len;
     float *scratch;           /* 5 x the most units of a layer, for dense unit sums */
     float *before;            /* the layers' weights as backward saw them (flat offsets) */
     bool track_update;        /* keep `before` during observed backward passes */
@@ -220,9 +217,7 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
         }
         l->fan_in = f;
     }
-    const int p = q ? q->oh * q->ow : 1;
-    if (q && !l->cols && !(l->cols = malloc((size_t)f * p * sizeof(float)))) return;
-    m->g->backend->input_moments(x->out, x->size, batch, f, q, l->cols, m->ones, l->in_moment, l->in_mean);
+    m->g->backend->input_moments(x->out, x->size, batch, f, q, l->in_moment, l->in_mean);
     moment_changed(l);
     /* fewer samples than inputs: the samples give a step's change more cheaply than the
      * moment does (rg_monitor_input_rows) */
@@ -419,19 +414,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     }
     m->g = g;
     m->step_slope = m->step_curvature = NAN;
-    size_t widest = 1;
-    for (int i = 0; i < g->n_nodes; i++) {
-        m->layer_of_node[i] = -1;
-        if (g->nodes[i].size > widest) widest = g->nodes[i].size;
-    }
-    m->ones_len = widest;
-    m->ones = malloc(widest * sizeof *m->ones);
-    if (!m->ones) {
-        rg_monitor_free(m);
-        rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
-        return NULL;
-    }
-    for (size_t i = 0; i < widest; i++) m->ones[i] = 1.0f;
+    for (int i = 0; i < g->n_nodes; i++) m->layer_of_node[i] = -1;
     for (int i = 0; i < g->n_nodes; i++) {
         const rg_node_impl *n = &g->nodes[i];
         if ((n->op != RG_OP_DENSE && n->op != RG_OP_CONV2D) || n->bypassed) continue;
@@ -520,11 +503,9 @@ void rg_monitor_free(rg_monitor *m) {
         free(m->layers[i].in_mean);
         free(m->layers[i].split_q);
         free(m->layers[i].in_rows);
-        free(m->layers[i].cols);
     }
     free(m->layers);
     free(m->layer_of_node);
-    free(m->ones);
     free(m->scratch);
     if (m->g) {
         m->g->backend->release(m->before);

@@ -86,8 +86,7 @@ struct rg_backend {
      *   *dead the units that counted none; scratch holds 5 floats a unit;
      * sample_squares: out[b] = sum of squares of sample b's `size` values;
      * input_moments: E[x x^T] (f x f) and E[x] of a dense layer's input over the batch, or
-     *   with q of a convolution's im2col columns over batch and positions (cols: f x
-     *   positions of scratch, ones: positions ones);
+     *   with q of a convolution's im2col columns over batch and positions;
      * chunk_squares: out[c] = sum (a - b)^2 over len[c] values from at[c] (SIZE_MAX: skip);
      * count_nonfinite: NaN and Inf among n values;
      * flush_sums: a device's squares2, unit_sums, sample_squares and chunk_squares may leave
@@ -98,7 +97,7 @@ struct rg_backend {
                       float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
     void (*sample_squares)(const float *x, size_t size, int batch, double *out);
     void (*input_moments)(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
-                          float *cols, const float *ones, float *moment, float *mean);
+                          float *moment, float *mean);
     void (*chunk_squares)(const float *a, const float *b, const size_t *at, const size_t *len,
                           size_t n, double *out);
     long (*count_nonfinite)(const float *x, size_t n);

@@ -18,6 +18,7 @@
 #include "../kernels.h"
 #include "cpu.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,7 +220,7 @@ static void shifted_moments(const shift_plan *p, const float *x, size_t size, in
 }
 
 void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
-                          float *cols, const float *ones, float *moment, float *mean) {
+                          float *moment, float *mean) {
     if (!q) {
         rg_sgemm(true, false, f, f, batch, 1.0f / batch, x, f, x, f, 0.0f, moment, f);
         for (int i = 0; i < f; i++) {
@@ -237,6 +238,14 @@ void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const r
         free(block);
         return;
     }
+    /* the columns: one sample's at a time, and ones for their sums as dot products */
+    float *cols = malloc(((size_t)f + 1) * p * sizeof(float)), *ones = cols + (size_t)f * p;
+    if (!cols) { /* as a device that fails: NaN, which the trust region does not trust */
+        for (size_t i = 0; i < (size_t)f * f; i++) moment[i] = NAN;
+        for (int i = 0; i < f; i++) mean[i] = NAN;
+        return;
+    }
+    for (int i = 0; i < p; i++) ones[i] = 1.0f;
     const float scale = 1.0f / ((float)batch * p);
     memset(mean, 0, (size_t)f * sizeof(float));
     for (int b = 0; b < batch; b++) {
@@ -244,4 +253,5 @@ void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const r
         rg_sgemm(false, true, f, f, p, scale, cols, p, cols, p, b ? 1.0f : 0.0f, moment, f);
         for (int i = 0; i < f; i++) mean[i] += (float)(rg_dot(cols + (size_t)i * p, ones, (size_t)p) * scale);
     }
+    free(cols);
 }

@@ -399,9 +399,8 @@ static float *down(const float *device, size_t n) {
 }
 
 /* products and column sums on the device (health.cu); NaN where it fails */
-static void input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *cols,
-                          const float *ones, float *moment, float *mean) {
-    (void)cols, (void)ones;
+static void input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
+                          float *mean) {
     if (!rg_cuda_input_moments(x, size, batch, f, q, moment, mean)) return;
     for (size_t i = 0; i < (size_t)f * f; i++) moment[i] = NAN;
     for (int i = 0; i < f; i++) mean[i] = NAN;
