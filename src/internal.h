@@ -320,6 +320,12 @@ static inline rg_node_impl *rg_in(rg_graph *g, const rg_node_impl *n, int k) {
 static inline const float *rg_tangent_in(const rg_graph *g, const rg_node_impl *n, int k) {
     return g->tangent[n->inputs[k]];
 }
+/* Whether input k of n has a zero tangent: a data input no check moves (curvature is along
+ * the parameters), whose products an op may skip. */
+static inline bool rg_tangent_in_is_zero(const rg_graph *g, const rg_node_impl *n, int k) {
+    const rg_node in = n->inputs[k];
+    return g->nodes[in].op == RG_OP_INPUT && !(g->tangent_inputs && g->tangent_inputs[in]);
+}
 static inline float *rg_tangent_out(const rg_graph *g, const rg_node_impl *n) {
     return g->tangent[n - g->nodes];
 }

@@ -741,7 +741,7 @@ static void test_symmetric_eigenvalues(void **state) {
 static void test_polar_factor(void **state) {
     (void)state;
     static const struct { int rows, cols, kind; } cases[] = {
-        {64, 64, 0}, {32, 100, 0}, {100, 32, 0}, {10, 128, 0}, {48, 48, 1}, {40, 40, 2}, {30, 30, 3}};
+        {64, 64, 0}, {32, 100, 0}, {100, 32, 0}, {10, 128, 0}, {150, 200, 0}, {48, 48, 1}, {40, 40, 2}, {30, 30, 3}};
     rg_rng rng;
     rg_rng_seed(&rng, 3);
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -1007,6 +1007,67 @@ static void test_convolution_input_moments(void **state) {
     }
 }
 
+/* The Gram matrix (rg_sgram, the input moments' and the polar's product) against its
+ * definition in double, for one block, a block and a column, and several (A^T A and A A^T,
+ * with beta 0 and 1); exactly symmetric; the same bits on one thread and on two.  A dense
+ * layer's input moments are the Gram matrix over the batch and the inputs' means. */
+static void test_gram_matrix(void **state) {
+    (void)state;
+    static const int sizes[] = {1, 5, 128, 129, 300};
+    rg_rng rng;
+    rg_rng_seed(&rng, 9);
+    const int threads = rg_get_threads();
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+        for (int trans = 0; trans < 2; trans++)
+            for (int beta = 0; beta < 2; beta++) {
+                const int n = sizes[si], k = 37;
+                float *a = malloc((size_t)n * k * sizeof *a), *c[2];
+                double *ref = malloc((size_t)n * n * sizeof *ref);
+                assert_non_null(a), assert_non_null(ref);
+                for (int i = 0; i < n * k; i++) a[i] = rg_rng_uniform(&rng) - 0.25f;
+                for (int t = 0; t < 2; t++) {
+                    assert_non_null(c[t] = malloc((size_t)n * n * sizeof *c[t]));
+                    for (int i = 0; i < n * n; i++) c[t][i] = (float)(i % 7) * 0.5f; /* symmetric or not: beta reads the upper */
+                    rg_set_threads(t + 1);
+                    rg_sgram(trans, n, k, 0.5f, a, trans ? n : k, (float)beta, c[t], n);
+                }
+                rg_set_threads(threads);
+                assert_memory_equal(c[0], c[1], (size_t)n * n * sizeof *c[0]);
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < n; j++) {
+                        double s = 0;
+                        for (int t = 0; t < k; t++)
+                            s += trans ? (double)a[(size_t)t * n + i] * a[(size_t)t * n + j]
+                                       : (double)a[(size_t)i * k + t] * a[(size_t)j * k + t];
+                        const int up = i <= j ? i * n + j : j * n + i;
+                        ref[(size_t)i * n + j] = 0.5 * s + beta * (float)(up % 7) * 0.5;
+                    }
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < n; j++) {
+                        const float v = c[0][(size_t)i * n + j];
+                        assert_true(memcmp(&v, &c[0][(size_t)j * n + i], sizeof v) == 0);
+                        if (!(fabs(v - ref[(size_t)i * n + j]) <= 1e-5 * (1 + fabs(ref[(size_t)i * n + j]))))
+                            fail_msg("n %d trans %d beta %d: [%d][%d] %.9g, by definition %.9g", n, trans, beta, i,
+                                     j, v, ref[(size_t)i * n + j]);
+                    }
+                if (trans && !beta) { /* the same a as a batch of k samples of n inputs */
+                    float *moment = malloc((size_t)n * n * sizeof *moment), *mean = malloc((size_t)n * sizeof *mean);
+                    assert_non_null(moment), assert_non_null(mean);
+                    rg_cpu_backend.input_moments(a, (size_t)n, k, n, NULL, moment, mean);
+                    for (int i = 0; i < n; i++) {
+                        double m = 0;
+                        for (int t = 0; t < k; t++) m += a[(size_t)t * n + i];
+                        assert_true(fabs(mean[i] - m / k) <= 1e-6);
+                        for (int j = 0; j < n; j++)
+                            assert_true(fabs(moment[(size_t)i * n + j] - 2 * c[0][(size_t)i * n + j] / k) <=
+                                        1e-6 * (1 + fabs(moment[(size_t)i * n + j])));
+                    }
+                    free(moment), free(mean);
+                }
+                free(a), free(ref), free(c[0]), free(c[1]);
+            }
+}
+
 /* A convolution's statistics, taken by the op as it writes each sample's output (with the
  * relu after it from the same pass), are the very figures of scanning the outputs after
  * the fact; so are a dense layer's with its relu folded in, also where the layer splits
@@ -1223,6 +1284,7 @@ int main(void) {
         cmocka_unit_test(test_input_rows_travel_in_checkpoints),
         cmocka_unit_test(test_trust_region_bound),
         cmocka_unit_test(test_convolution_input_moments),
+        cmocka_unit_test(test_gram_matrix),
         cmocka_unit_test(test_sigmoid_tanh_lanes),
         cmocka_unit_test(test_step_curvature),
     };

@@ -21,6 +21,12 @@ void rg_sgemm_then(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                    int lda, const float *b, int ldb, float beta, float *c, int ldc,
                    void (*then)(void *ctx, int lo, int hi), void *ctx);
 
+/* The Gram matrix C (N,N) = alpha * A^T A + beta * C (trans: A is (K,N)) or alpha * A A^T +
+ * beta * C (A is (N,K)), row-major, symmetric: the upper triangle in blocks of 128 columns
+ * (a rank-k update on each diagonal block, a product above it: about half rg_sgemm's
+ * multiply-adds), mirrored below.  The same blocks for any thread count, so the same bits. */
+void rg_sgram(bool trans, int n, int k, float alpha, const float *a, int lda, float beta, float *c, int ldc);
+
 /* sum x[i] y[i] through the BLAS (chunked for n beyond int), in double: a plain loop
  * accumulating in double is not vectorised without reassociation.  Any NaN or Inf in x
  * or y makes the result non-finite. */

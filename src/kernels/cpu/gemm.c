@@ -67,6 +67,40 @@ void rg_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
     rg_sgemm_then(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, NULL);
 }
 
+#define GRAM_BLOCK 128
+
+/* Block (bi, bj), bi <= bj, of the Gram matrix: a rank-k update on the diagonal, else a product. */
+static void gram_block(bool trans, int n, int k, float alpha, const float *a, int lda, float beta, float *c,
+                       int ldc, int bi, int bj) {
+    const int i0 = bi * GRAM_BLOCK, j0 = bj * GRAM_BLOCK;
+    const int ni = n - i0 < GRAM_BLOCK ? n - i0 : GRAM_BLOCK, nj = n - j0 < GRAM_BLOCK ? n - j0 : GRAM_BLOCK;
+    const float *ai = trans ? a + i0 : a + (size_t)i0 * lda, *aj = trans ? a + j0 : a + (size_t)j0 * lda;
+    float *cij = c + (size_t)i0 * ldc + j0;
+    if (bi == bj)
+        cblas_ssyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, ni, k, alpha, ai, lda, beta,
+                    cij, ldc);
+    else
+        gemm_serial(trans, !trans, ni, nj, k, alpha, ai, lda, aj, lda, beta, cij, ldc);
+}
+
+void rg_sgram(bool trans, int n, int k, float alpha, const float *a, int lda, float beta, float *c, int ldc) {
+    const int blocks = (n + GRAM_BLOCK - 1) / GRAM_BLOCK, tasks = blocks * (blocks + 1) / 2;
+#ifdef _OPENMP
+    const bool parallel = tasks > 1 && omp_get_max_threads() > 1 && (long)n * n * k >= 2 * GEMM_PARALLEL_MIN &&
+                          !omp_in_parallel();
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+#endif
+    for (int t = 0; t < tasks; t++) { /* task t: row bi of the upper triangle, column bj >= bi */
+        int bi = 0, rest = t;
+        while (rest >= blocks - bi) rest -= blocks - bi, bi++;
+        gram_block(trans, n, k, alpha, a, lda, beta, c, ldc, bi, bi + rest);
+    }
+    for (int i0 = 0; i0 < n; i0 += 32) /* the lower triangle from the upper, in 32 x 32 tiles */
+        for (int j0 = 0; j0 <= i0; j0 += 32)
+            for (int i = i0; i < n && i < i0 + 32; i++)
+                for (int j = j0; j < i && j < j0 + 32; j++) c[(size_t)i * ldc + j] = c[(size_t)j * ldc + i];
+}
+
 double rg_sgemm_gflops(int n, int repeats) {
     if (n < 1 || repeats < 1) return 0;
     float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b),

@@ -65,8 +65,7 @@ double rg_cpu_polar(float *w, int rows, int cols, int max_steps, double toleranc
     if (!x || !y || !gram || !(norm > 0) || !isfinite(norm)) goto out;
     for (size_t i = 0; i < size; i++) x[i] = (float)(w[i] / norm);
     for (int it = 0; it < max_steps && !done; it++) {
-        if (wide) rg_sgemm(false, true, k, k, cols, 1, x, cols, x, cols, 0, gram, k);
-        else rg_sgemm(true, false, k, k, rows, 1, x, cols, x, cols, 0, gram, k);
+        rg_sgram(!wide, k, wide ? cols : rows, 1, x, cols, 0, gram, k);
         if (it == 0) { /* the start: X over its top singular value */
             const double top = POWER_SAFETY * top_eigenvalue_from_below(gram, k);
             if (!(top > 0) || !isfinite(top)) goto out;
@@ -87,7 +86,7 @@ double rg_cpu_polar(float *w, int rows, int cols, int max_steps, double toleranc
         traces[it % 2] = trace;
         if (sqrt(off) < tolerance) done = true, quintic = false;
         if (quintic) { /* X <- a X + (b G + c G^2) X */
-            rg_sgemm(false, false, k, k, k, QUINTIC[2], gram, k, gram, k, 0, poly, k);
+            rg_sgram(true, k, k, QUINTIC[2], gram, k, 0, poly, k); /* G^2 = G^T G */
             for (size_t i = 0; i < (size_t)k * k; i++) poly[i] += QUINTIC[1] * gram[i];
             for (size_t i = 0; i < size; i++) y[i] = QUINTIC[0] * x[i];
             if (wide) rg_sgemm(false, false, rows, cols, k, 1, poly, k, x, cols, 1, y, cols);
@@ -229,15 +228,13 @@ ROW_PRODUCTS(row_products_base, v4f, sum4, BASE)
 #if defined(__x86_64__) && defined(__GNUC__)
 #define AVX2 __attribute__((target("avx2")))
 #define AVX512 __attribute__((target("avx512f")))
+/* (halves by shuffles, not through memory, which kept the accumulators on the stack) */
 AVX2 static inline float sum8(v8f v) {
-    v4f lo, hi;
-    memcpy(&lo, &v, sizeof lo), memcpy(&hi, (const float *)&v + 4, sizeof hi);
-    return sum4(lo + hi);
+    return sum4(__builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7));
 }
 AVX512 static inline float sum16(v16f v) {
-    v8f lo, hi;
-    memcpy(&lo, &v, sizeof lo), memcpy(&hi, (const float *)&v + 8, sizeof hi);
-    return sum8(lo + hi);
+    return sum8(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
 }
 ROW_PRODUCTS(row_products_avx2, v8f, sum8, AVX2)
 ROW_PRODUCTS(row_products_avx512, v16f, sum16, AVX512)

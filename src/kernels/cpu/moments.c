@@ -222,12 +222,12 @@ static void shifted_moments(const shift_plan *p, const float *x, size_t size, in
 void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
                           float *moment, float *mean) {
     if (!q) {
-        rg_sgemm(true, false, f, f, batch, 1.0f / batch, x, f, x, f, 0.0f, moment, f);
-        for (int i = 0; i < f; i++) {
-            double s = 0;
-            for (int b = 0; b < batch; b++) s += x[(size_t)b * f + i];
-            mean[i] = (float)(s / batch);
-        }
+        rg_sgram(true, f, batch, 1.0f / batch, x, f, 0.0f, moment, f);
+        double *sum = calloc((size_t)f, sizeof *sum); /* by rows of x, each sum in sample order */
+        for (int b = 0; sum && b < batch; b++)
+            for (int i = 0; i < f; i++) sum[i] += x[(size_t)b * f + i];
+        for (int i = 0; i < f; i++) mean[i] = sum ? (float)(sum[i] / batch) : NAN;
+        free(sum);
         return;
     }
     const int p = q->oh * q->ow;
@@ -250,7 +250,7 @@ void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const r
     memset(mean, 0, (size_t)f * sizeof(float));
     for (int b = 0; b < batch; b++) {
         rg_im2col(x + (size_t)b * size, q, cols);
-        rg_sgemm(false, true, f, f, p, scale, cols, p, cols, p, b ? 1.0f : 0.0f, moment, f);
+        rg_sgram(false, f, p, scale, cols, p, b ? 1.0f : 0.0f, moment, f);
         for (int i = 0; i < f; i++) mean[i] += (float)(rg_dot(cols + (size_t)i * p, ones, (size_t)p) * scale);
     }
     free(cols);

@@ -74,7 +74,7 @@ void rg_cpu_dense_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
               dw_t, rg_param_grad(g, n, 0), NULL, x->needs_grad && dw_t ? x->dout : NULL, false);
 }
 
-/* dy = dx W^T + x dW^T + db */
+/* dy = dx W^T + x dW^T + db (dx W^T skipped where dx is zero: the first layer on the data) */
 void rg_cpu_dense_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const rg_node_impl *x = rg_in(g, n, 0);
     const int in = x->shape[0], out = n->shape[0];
@@ -83,7 +83,8 @@ void rg_cpu_dense_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     for (int i = 0; i < batch; i++)
         if (db) memcpy(t + (size_t)i * out, db, (size_t)out * sizeof *db);
         else memset(t + (size_t)i * out, 0, (size_t)out * sizeof *t);
-    rg_sgemm(false, true, batch, out, in, 1.0f, rg_tangent_in(g, n, 0), in, rg_param_data(g, n, 0), in,
-             1.0f, t, out);
+    if (!rg_tangent_in_is_zero(g, n, 0))
+        rg_sgemm(false, true, batch, out, in, 1.0f, rg_tangent_in(g, n, 0), in, rg_param_data(g, n, 0), in,
+                 1.0f, t, out);
     if (dw) rg_sgemm(false, true, batch, out, in, 1.0f, x->out, in, dw, in, 1.0f, t, out);
 }
