@@ -250,7 +250,7 @@ void rg_cuda_subtract(float *out, const float *a, const float *b, size_t n) {
     rg_cpu_subtract(HOST(out), HOST(a), HOST(b), n);
 }
 void rg_cuda_step_along(float *x, const float *x0, const float *d, size_t n, float f) {
-    rg_cpu_step_along(HOST(x), HOST(x0), HOST(d), n, f);
+    rg_cpu_step_along(HOST(x), HOST(x0), d ? HOST(d) : NULL, n, f);
 }
 void rg_cuda_multiply(float *x, const float *m, size_t n) { rg_cpu_multiply(HOST(x), HOST(m), n); }
 void rg_cuda_clamp(float *x, size_t n, float v) { rg_cpu_clamp(HOST(x), n, v); }

@@ -147,6 +147,8 @@ typedef struct layer_state {
     long seen;
     bool centred;      /* the optimizer steps in the coordinates where the input is centred */
     double spread;     /* the units' mean pre-activation spread, as GRA last watched it */
+    size_t pm_at;      /* where its rows' products with its input mean lie in r->pm */
+    double dw_squares; /* its step's sum of squares, as take_step last found it (-1: none) */
 } layer_state;
 
 struct rg_repair {
@@ -161,8 +163,7 @@ struct rg_repair {
     const rg_backend *backend;    /* where the buffers below live: the graph's */
     float *before;                /* parameters before the optimizer step (trust region) */
     float *dw, *db, *scratch;     /* one layer's update and dW M, for the trust region */
-    float *pm;                    /* its rows' products with the layer's input mean */
-    double dw_squares;            /* and its sum of squares (-1: not taken) (take_step) */
+    float *pm;                    /* each layer's step's rows' products with its input mean */
     const rg_dataset *probe_data; /* the probe set, kept for re-probes during training */
     const int *probe_idx;
     int probe_n;
@@ -693,17 +694,18 @@ void rg_repair_before_update(rg_repair *r, rg_optim *o) {
     if (!r || !r->trust) return;
     rg_graph *g = r->m->graph;
     if (!r->before) {
-        size_t largest = 1, units = 1;
+        size_t largest = 1, units = 1, all_units = 1;
         for (int i = 0; i < r->n; i++) {
             const rg_node_impl *n = &g->nodes[r->layers[i].node];
             if (g->params[n->first_param].size > largest) largest = g->params[n->first_param].size;
             if ((size_t)n->shape[0] > units) units = (size_t)n->shape[0];
+            r->layers[i].pm_at = all_units - 1, all_units += (size_t)n->shape[0];
         }
         r->before = g->backend->alloc(g->param_floats);
         r->dw = g->backend->alloc(largest);
         r->scratch = g->backend->alloc(largest + 9 * units); /* dW M, or the bound's dW Q^T */
         r->db = g->backend->alloc(units);
-        r->pm = g->backend->alloc(units);
+        r->pm = g->backend->alloc(all_units);
         r->update = g->backend->alloc(g->param_floats);
         if (!r->before || !r->dw || !r->scratch || !r->db || !r->pm || !r->update) {
             r->trust = false; /* no memory for the trust region: train without it */
@@ -734,9 +736,10 @@ int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
  * the layer's step, whose rows' products with the mean take_step left in r->pm. */
 static void uncentre_step(rg_repair *r, int i) {
     rg_graph *g = r->m->graph;
-    const rg_node_impl *n = &g->nodes[r->layers[i].node];
+    const layer_state *l = &r->layers[i];
+    const rg_node_impl *n = &g->nodes[l->node];
     float *b = g->param_buf + g->params[n->first_param + 1].offset;
-    if (r->dw_squares >= 0) g->backend->subtract(b, b, r->pm, (size_t)n->shape[0]);
+    if (l->dw_squares >= 0) g->backend->subtract(b, b, r->pm + l->pm_at, (size_t)n->shape[0]);
 }
 
 /* A standardised layer's step w - w0 divided by its input's spread: from the coordinates
@@ -746,8 +749,7 @@ static void unstandardise_step(rg_repair *r, int i, double spread) {
     const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
     float *w = g->param_buf + kp->offset;
     const float *w0 = r->before + kp->offset;
-    g->backend->subtract(r->dw, w, w0, kp->size);
-    g->backend->step_along(w, w0, r->dw, kp->size, (float)(1 / spread));
+    g->backend->step_along(w, w0, NULL, kp->size, (float)(1 / spread));
 }
 
 /* Whether the Newton guard acts on this step's update: it measures it, or scales it. */
@@ -756,18 +758,18 @@ static bool newton_acts(const rg_repair *r, long step) {
 }
 
 /* The Newton guard (6. above): measures the proposed update every NEWTON_EVERY steps and
- * scales every update by newton_scale. */
-static void newton_guard(rg_repair *r, long step) {
+ * scales every update by newton_scale.  Returns the scale it applied (1: none). */
+static float newton_guard(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
     const size_t n = g->param_floats;
-    g->backend->subtract(r->update, g->param_buf, r->before, n);
     if (step % NEWTON_EVERY == 0) {
+        g->backend->subtract(r->update, g->param_buf, r->before, n);
         double slope, curvature;
         const rg_status s = rg_graph_curvature_along_at(g, r->before, r->m->loss, g->batch, 1, r->update, &slope,
                                                         &curvature);
         if (s) { /* a loss without a curvature product: train without the guard */
             r->newton_off = true;
-            return;
+            return 1;
         }
         const double best = slope < 0 && curvature > 0 ? -slope / curvature : NAN;
         if (isfinite(best)) {
@@ -775,22 +777,37 @@ static void newton_guard(rg_repair *r, long step) {
             if (best < 1) emit(r, step, "(all layers)", "overshoot", "newton_scale", r->newton_scale);
         }
     }
-    if (r->newton_scale < 1) g->backend->step_along(g->param_buf, r->before, r->update, n, (float)r->newton_scale);
+    if (!(r->newton_scale < 1)) return 1;
+    const float scale = (float)r->newton_scale;
+    /* along the update where it was measured, else along w - w0: the same floats */
+    g->backend->step_along(g->param_buf, r->before, step % NEWTON_EVERY == 0 ? r->update : NULL, n, scale);
+    return scale;
 }
 
 /* For a layer with input moments, what the trust region's coarse bounds read of its step
- * w - w0, in one pass: its rows' products with the input mean (r->pm) and its sum of
- * squares (r->dw_squares, else -1).  The step itself is formed only where they may bind. */
+ * w - w0, in one pass: its rows' products with the input mean (in r->pm) and its sum of
+ * squares (l->dw_squares, else -1).  The step itself is formed only where they may bind. */
 static void take_step(rg_repair *r, int i) {
     rg_graph *g = r->m->graph;
-    const rg_node_impl *n = &g->nodes[r->layers[i].node];
+    layer_state *l = &r->layers[i];
+    const rg_node_impl *n = &g->nodes[l->node];
     const rg_param_impl *kp = &g->params[n->first_param];
     const float *mu;
     int f;
-    r->dw_squares = -1;
+    l->dw_squares = -1;
     if (rg_monitor_input_moment(r->mon, i, &mu, &f))
-        r->dw_squares = g->backend->layer_step(NULL, g->param_buf + kp->offset, r->before + kp->offset,
-                                               n->shape[0], f, mu, r->pm);
+        l->dw_squares = g->backend->layer_step(NULL, g->param_buf + kp->offset, r->before + kp->offset,
+                                               n->shape[0], f, mu, r->pm + l->pm_at);
+}
+
+/* take_step's figures for a step since scaled by s: its products times s, its squares
+ * times s^2 (the bounds' input only: they stay above the exact figure by BOUND_SLACK, and
+ * the cap itself takes the step as it is). */
+static void scale_taken_step(rg_repair *r, int i, float s) {
+    layer_state *l = &r->layers[i];
+    if (l->dw_squares < 0 || s == 1) return;
+    r->backend->scale(r->pm + l->pm_at, (size_t)r->m->graph->nodes[l->node].shape[0], s);
+    l->dw_squares *= (double)s * s;
 }
 
 /* The trust region (4. above) on layer i's step (its weights' into r->dw and its bias's
@@ -816,16 +833,18 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     if (b) g->backend->subtract(r->db, b, b0, bp->size);
     const double limit = cap * cap * spread * spread;
     const double variance = rg_monitor_input_variance(r->mon, i); /* >= the top eigenvalue */
-    if (r->dw_squares >= 0 && variance >= 0 &&
-        g->backend->function_change_coarse_bound(r->pm, b ? r->db : NULL, units, r->dw_squares, variance) *
+    const float *pm = r->pm + r->layers[i].pm_at;
+    const double squares = r->layers[i].dw_squares;
+    if (squares >= 0 && variance >= 0 &&
+        g->backend->function_change_coarse_bound(pm, b ? r->db : NULL, units, squares, variance) *
                 (1 + BOUND_SLACK) <= limit)
         return;
     int k;
     const float *split_s;
     double rest, top;
     const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top);
-    if (qm && r->dw_squares >= 0 &&
-        g->backend->function_change_coarse_bound(r->pm, b ? r->db : NULL, units, r->dw_squares, top) *
+    if (qm && squares >= 0 &&
+        g->backend->function_change_coarse_bound(pm, b ? r->db : NULL, units, squares, top) *
                 (1 + BOUND_SLACK) <= limit)
         return;
     g->backend->subtract(r->dw, w, w0, kp->size);
@@ -864,11 +883,12 @@ void rg_repair_after_update(rg_repair *r, long step) {
         if (!guard) cap_step(r, i, step, cap);
     }
     if (!guard) return;
-    newton_guard(r, step);
+    const float scale = newton_guard(r, step);
     for (int i = 0; i < r->n; i++) {
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
         if (!kp->trainable) continue;
-        take_step(r, i);
+        if (r->layers[i].centred) scale_taken_step(r, i, scale); /* taken above */
+        else take_step(r, i);
         cap_step(r, i, step, cap);
     }
 }

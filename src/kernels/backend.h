@@ -142,7 +142,8 @@ struct rg_backend {
     double (*function_change_coarse_bound)(const float *pm, const float *db, int units, double squares,
                                            double top);
     void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
-    /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d; x *= m (masks);
+    /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d (d NULL: along
+     * x - x0, x = x0 + f (x - x0)); x *= m (masks);
      * x clamped to [-v, v]; sum x^2 the fast way (non-finite iff a value is); and in index
      * order in double (the classic remedies' exact sums). */
     void (*scale)(float *x, size_t n, float f);

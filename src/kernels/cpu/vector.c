@@ -20,7 +20,10 @@ void rg_cpu_subtract(float *out, const float *a, const float *b, size_t n) {
 }
 
 void rg_cpu_step_along(float *x, const float *x0, const float *d, size_t n, float f) {
-    for (size_t i = 0; i < n; i++) x[i] = x0[i] + f * d[i];
+    if (d)
+        for (size_t i = 0; i < n; i++) x[i] = x0[i] + f * d[i];
+    else /* along x - x0, as subtract would have written it */
+        for (size_t i = 0; i < n; i++) x[i] = x0[i] + f * (x[i] - x0[i]);
 }
 
 void rg_cpu_multiply(float *x, const float *m, size_t n) {

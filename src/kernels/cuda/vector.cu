@@ -22,7 +22,7 @@ __global__ static void subtract(float *out, const float *a, const float *b, size
 }
 
 __global__ static void step_along(float *x, const float *x0, const float *d, size_t n, float f) {
-    GRID_STRIDE(i, n) x[i] = x0[i] + f * d[i];
+    GRID_STRIDE(i, n) x[i] = x0[i] + f * (d ? d[i] : x[i] - x0[i]);
 }
 
 __global__ static void multiply(float *x, const float *m, size_t n) {
