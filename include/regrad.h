@@ -483,6 +483,14 @@ rg_status rg_optim_measure_next(rg_optim *o, int n, const size_t *offset, const 
  * pass on the CPU: a copy of the weights before the step without another pass over them.
  * before must live until that step, which forgets it. */
 void rg_optim_keep_next(rg_optim *o, float *before);
+/* The next rg_optim_step calls then(ctx, i) once for each of n ranges of the parameters
+ * (in increasing, disjoint order) after it has written all of range i: on the CPU, where
+ * one thread wrote all of it, on that thread at once, while the range is in its cache;
+ * else after the update.  then may run on several threads at once for different i.  The
+ * arrays must live until that step, which forgets them; with no memory to track the
+ * ranges, those past the ones it could are not handed over. */
+void rg_optim_then_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
+                        void (*then)(void *ctx, int i), void *ctx);
 /* Moment buffers for checkpoints: k-th buffer (NULL past the last), its name ("exp_avg");
  * once placed on a device, the device's buffer. */
 float *rg_optim_moment(rg_optim *o, int k, const char **name);

@@ -331,6 +331,59 @@ static void test_optimizer_measures_its_update(void **state) {
     }
 }
 
+/* rg_optim_then_next hands each range over once, after the update wrote all of it (its
+ * values then are its final ones), on one thread and on two (where a range crosses from
+ * one thread's share into the other's), with and without limits on what is updated; the
+ * update is bitwise the one without it, and the step after forgets the ranges. */
+typedef struct {
+    const float *w;
+    float *seen;
+    const size_t *off, *len;
+    int calls[4];
+} handed_over;
+static void note_handed_over(void *ctx, int i) {
+    handed_over *h = ctx;
+    h->calls[i]++; /* distinct i on distinct threads: distinct counters */
+    memcpy(h->seen + h->off[i], h->w + h->off[i], h->len[i] * sizeof *h->seen);
+}
+static void test_optimizer_hands_over_written_ranges(void **state) {
+    (void)state;
+    const size_t n = 200000;
+    const size_t off[4] = {0, 50000, 160000, 199000}, len[4] = {1000, 100000, 10000, 1000};
+    const int threads = rg_get_threads();
+    for (int t = 1; t <= 2; t++)
+        for (int limited = 0; limited < 2; limited++) {
+            rg_set_threads(t);
+            rg_optim_config c = rg_optim_defaults(RG_OPTIM_ADAM);
+            c.lr = 0.01f;
+            rg_optim *a = rg_optim_create(&c, n), *b = rg_optim_create(&c, n);
+            const size_t lim_off[2] = {0, 120000}, lim_len[2] = {100000, 80000};
+            if (limited) {
+                assert_int_equal(rg_optim_limit(a, 2, lim_off, lim_len), RG_OK);
+                assert_int_equal(rg_optim_limit(b, 2, lim_off, lim_len), RG_OK);
+            }
+            float *wa = malloc(n * sizeof *wa), *wb = malloc(n * sizeof *wb), *g = malloc(n * sizeof *g);
+            float *seen = calloc(n, sizeof *seen);
+            assert_non_null(wa), assert_non_null(wb), assert_non_null(g), assert_non_null(seen);
+            rg_rng r;
+            rg_rng_seed(&r, 12);
+            for (size_t i = 0; i < n; i++) wa[i] = wb[i] = rg_rng_normal(&r), g[i] = rg_rng_normal(&r);
+            handed_over h = {.w = wa, .seen = seen, .off = off, .len = len};
+            rg_optim_then_next(a, 4, off, len, note_handed_over, &h);
+            rg_optim_step(a, wa, g, c.lr), rg_optim_step(b, wb, g, c.lr);
+            assert_memory_equal(wa, wb, n * sizeof *wa);
+            for (int i = 0; i < 4; i++) {
+                assert_int_equal(h.calls[i], 1);
+                assert_memory_equal(seen + off[i], wa + off[i], len[i] * sizeof *wa);
+            }
+            rg_optim_step(a, wa, g, c.lr); /* forgotten */
+            for (int i = 0; i < 4; i++) assert_int_equal(h.calls[i], 1);
+            free(wa), free(wb), free(g), free(seen);
+            rg_optim_free(a), rg_optim_free(b);
+        }
+    rg_set_threads(threads);
+}
+
 /* The update rules come in plain, AVX2 and AVX-512 builds (optim/update_rules.h): each gives
  * the same weights, moments and measured sums, bit for bit, for every optimizer, and keeps
  * the weights before the step when asked, measured or not. */
@@ -574,6 +627,7 @@ int main(void) {
         cmocka_unit_test(test_bitwise_reproducible),
         cmocka_unit_test(test_every_optimizer_learns),
         cmocka_unit_test(test_optimizer_measures_its_update),
+        cmocka_unit_test(test_optimizer_hands_over_written_ranges),
         cmocka_unit_test(test_optimizers_same_bits_on_every_isa),
         cmocka_unit_test(test_batch_norm_kernels_same_bits_on_every_isa),
         cmocka_unit_test(test_schedules),

@@ -149,6 +149,7 @@ typedef struct layer_state {
     double spread;     /* the units' mean pre-activation spread, as GRA last watched it */
     size_t pm_at;      /* where its rows' products with its input mean lie in r->pm */
     double dw_squares; /* its step's sum of squares, as take_step last found it (-1: none) */
+    bool taken;        /* take_step ran as the optimizer wrote its weights, this step */
 } layer_state;
 
 struct rg_repair {
@@ -164,6 +165,8 @@ struct rg_repair {
     float *before;                /* parameters before the optimizer step (trust region) */
     float *dw, *db, *scratch;     /* one layer's update and dW M, for the trust region */
     float *pm;                    /* each layer's step's rows' products with its input mean */
+    size_t *then_off, *then_len;  /* the weights take_step reads as the optimizer writes them */
+    int *then_layer, n_then;      /* and whose they are */
     const rg_dataset *probe_data; /* the probe set, kept for re-probes during training */
     const int *probe_idx;
     int probe_n;
@@ -249,6 +252,7 @@ void rg_repair_free(rg_repair *r) {
     free(r->healthy);
     free(r->norms);
     free(r->wnorms);
+    free(r->then_off), free(r->then_len), free(r->then_layer);
     if (r->backend) {
         float *const buffers[] = {r->before, r->dw, r->db, r->pm, r->scratch, r->update};
         for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++) r->backend->release(buffers[i]);
@@ -690,6 +694,36 @@ static double standardised_spread(const rg_repair *r, int i) {
     return r->layers[i].centred && reads_a_sigmoid(g, &g->nodes[r->layers[i].node]) ? input_spread(r, i) : 0;
 }
 
+static void take_step(rg_repair *r, int i);
+
+static void take_written_step(void *ctx, int k) {
+    rg_repair *r = ctx;
+    take_step(r, r->then_layer[k]);
+    r->layers[r->then_layer[k]].taken = true;
+}
+
+/* The centred layers' steps (those rg_repair_after_update takes first, before any scale)
+ * taken as the optimizer writes each layer's weights, while they are in cache.
+ * Standardised ones are not: their step changes before it is taken. */
+static void take_steps_as_written(rg_repair *r, rg_optim *o) {
+    rg_graph *g = r->m->graph;
+    r->n_then = 0;
+    for (int i = 0; i < r->n; i++) {
+        layer_state *l = &r->layers[i];
+        const rg_param_impl *kp = &g->params[g->nodes[l->node].first_param];
+        const float *mu;
+        int f;
+        l->taken = false;
+        if (!kp->trainable || !l->centred || standardised_spread(r, i) > 0 ||
+            !rg_monitor_input_moment(r->mon, i, &mu, &f) ||
+            (r->n_then && kp->offset < r->then_off[r->n_then - 1] + r->then_len[r->n_then - 1]))
+            continue; /* (the ranges go in increasing order) */
+        r->then_off[r->n_then] = kp->offset, r->then_len[r->n_then] = kp->size;
+        r->then_layer[r->n_then++] = i;
+    }
+    rg_optim_then_next(o, r->n_then, r->then_off, r->then_len, take_written_step, r);
+}
+
 void rg_repair_before_update(rg_repair *r, rg_optim *o) {
     if (!r || !r->trust) return;
     rg_graph *g = r->m->graph;
@@ -707,13 +741,18 @@ void rg_repair_before_update(rg_repair *r, rg_optim *o) {
         r->db = g->backend->alloc(units);
         r->pm = g->backend->alloc(all_units);
         r->update = g->backend->alloc(g->param_floats);
-        if (!r->before || !r->dw || !r->scratch || !r->db || !r->pm || !r->update) {
+        r->then_off = malloc((size_t)r->n * sizeof *r->then_off);
+        r->then_len = malloc((size_t)r->n * sizeof *r->then_len);
+        r->then_layer = malloc((size_t)r->n * sizeof *r->then_layer);
+        if (!r->before || !r->dw || !r->scratch || !r->db || !r->pm || !r->update || !r->then_off ||
+            !r->then_len || !r->then_layer) {
             r->trust = false; /* no memory for the trust region: train without it */
             return;
         }
     }
     if (o) rg_optim_keep_next(o, r->before);
     else g->backend->copy(r->before, g->param_buf, g->param_floats);
+    if (o) take_steps_as_written(r, o);
     for (int i = 0; i < r->n; i++) {
         if (!r->layers[i].centred) continue;
         const rg_node_impl *n = &g->nodes[r->layers[i].node];
@@ -878,7 +917,8 @@ void rg_repair_after_update(rg_repair *r, long step) {
         if (!r->layers[i].centred && guard) continue;
         const double spread = standardised_spread(r, i);
         if (spread > 0) unstandardise_step(r, i, spread);
-        take_step(r, i);
+        if (!r->layers[i].taken) take_step(r, i);
+        r->layers[i].taken = false;
         if (r->layers[i].centred) uncentre_step(r, i);
         if (!guard) cap_step(r, i, step, cap);
     }

@@ -43,6 +43,12 @@ struct rg_optim {
     const size_t *measure_off, *measure_len;
     double *measured;             /* 3 per range: squared change, gradient, weights before */
     float *keep;                  /* where the next step keeps the weights it starts from */
+    int n_then;                   /* ranges the next step hands to then() once written */
+    const size_t *then_off, *then_len;
+    void (*then)(void *ctx, int i);
+    void *then_ctx;
+    unsigned char *then_done;     /* per range: then() called (then_room of them) */
+    int then_room;
     struct update_piece_plan *plan; /* the next step's pieces (see plan_step) */
     size_t plan_room;
     const rg_backend *device;     /* where the moments live when not in host memory */
@@ -160,6 +166,7 @@ void rg_optim_free(rg_optim *o) {
         if (o->device) o->device->release(o->moment[k]);
         else free(o->moment[k]);
     free(o->plan);
+    free(o->then_done);
     free(o->range_off);
     free(o->range_len);
     free(o);
@@ -296,17 +303,23 @@ static rg_status make_room(rg_optim *o) {
     return RG_OK;
 }
 
-/* Updates the pieces of plan[0, count) whose floats fall in thread t's share of n. */
+/* Updates the pieces of plan[0, count) whose floats fall in thread t's share of n, and
+ * hands each then-range that this share wrote all of to then() as soon as it is written. */
 static void update_share(rg_optim *o, const step_consts *k, update_piece_plan *plan,
                          size_t count, size_t n, int t, int threads, float *params,
                          const float *grads) {
     const size_t from = n / threads * t + (n % threads) * t / threads;
     const size_t to = t == threads - 1 ? n : n / threads * (t + 1) + (n % threads) * (t + 1) / threads;
+    size_t start = SIZE_MAX; /* where this share's first piece begins in the parameters */
+    int next = 0;            /* the next then-range that may end in this share */
     for (size_t i = 0; i < count; i++) {
         const update_piece_plan *p = &plan[i];
         if (p->before < from) continue;
         if (p->before >= to) break;
         update_piece(o, k, p->lo, p->len, params, grads, p->measured >= 0 ? plan[i].sums : NULL);
+        if (start == SIZE_MAX) start = p->lo;
+        for (; next < o->n_then && o->then_off[next] + o->then_len[next] <= p->lo + p->len; next++)
+            if (o->then_off[next] >= start) o->then(o->then_ctx, next), o->then_done[next] = 1;
     }
 }
 
@@ -364,15 +377,37 @@ static void step_on_device(rg_optim *o, const step_consts *k, float *params, con
     }
 }
 
+static void step_on_host(rg_optim *o, const step_consts *k, float *params, const float *grads);
+
 void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
     const step_consts k = rg_optim_consts(o, lr);
+    if (o->n_then) memset(o->then_done, 0, (size_t)o->n_then);
     if (o->device) {
         if (o->keep) o->device->copy(o->keep, params, o->n);
         step_on_device(o, &k, params, grads);
-        o->n_measured = 0, o->keep = NULL;
-        o->steps++;
-        return;
+    } else {
+        step_on_host(o, &k, params, grads);
     }
+    for (int i = 0; i < o->n_then; i++) /* the ranges no one thread wrote all of */
+        if (!o->then_done[i]) o->then(o->then_ctx, i);
+    o->n_measured = 0, o->keep = NULL, o->n_then = 0; /* for the next step only */
+    o->steps++;
+}
+
+void rg_optim_then_next(rg_optim *o, int n, const size_t *offset, const size_t *length,
+                        void (*then)(void *ctx, int i), void *ctx) {
+    o->n_then = 0;
+    if (n <= 0 || !then) return;
+    if (n > o->then_room) {
+        unsigned char *d = realloc(o->then_done, (size_t)n);
+        if (d) o->then_done = d, o->then_room = n;
+        else n = o->then_room; /* no room: the ranges past it are not handed over */
+    }
+    o->n_then = n, o->then_off = offset, o->then_len = length, o->then = then, o->then_ctx = ctx;
+}
+
+/* The host's update: the plan's pieces shared by the team, then the measured sums. */
+static void step_on_host(rg_optim *o, const step_consts *k, float *params, const float *grads) {
     if (o->keep && o->n_ranges) /* the floats outside the ranges too, which the update skips */
         memcpy(o->keep, params, o->n * sizeof *params);
     size_t floats;
@@ -384,14 +419,12 @@ void rg_optim_step(rg_optim *o, float *params, const float *grads, float lr) {
 #else
         const int me = 0, threads = 1;
 #endif
-        update_share(o, &k, o->plan, count, floats, me, threads, params, grads);
+        update_share(o, k, o->plan, count, floats, me, threads, params, grads);
     }
     for (int i = 0; i < 3 * o->n_measured; i++) o->measured[i] = 0;
     for (size_t i = 0; i < count; i++)
         for (int j = 0; o->plan[i].measured >= 0 && j < 3; j++)
             o->measured[3 * o->plan[i].measured + j] += o->plan[i].sums[j];
-    o->n_measured = 0, o->keep = NULL; /* for the next step only */
-    o->steps++;
 }
 
 void rg_optim_keep_next(rg_optim *o, float *before) { o->keep = before; }
