@@ -676,6 +676,60 @@ static void test_step_curvature(void **state) {
     release(&b);
 }
 
+/* The Newton guard measures the proposed update on a batch of the probe set, not on the
+ * step's batch that made it: the same update over two different step batches gives the
+ * same scale, bit for bit (one between the floor and 1: an update 3 times the gradient;
+ * measured on each step's batch, the two differ in the third digit), and the
+ * step's inputs, labels and batch size are as they were afterwards, for what reads them
+ * next (the report's curvature along the step). */
+static void test_newton_guard_measures_on_a_probe_batch(void **state) {
+    (void)state;
+    char *scale[2] = {NULL, NULL};
+    float *params[2] = {NULL, NULL};
+    size_t n = 0;
+    for (int run = 0; run < 2; run++) {
+        built b;
+        log_capture c = {0};
+        rg_repair *r = probed(&b, "mlp:depth=4,width=32,act=sigmoid,init=torch", &c);
+        assert_true(rg_repair_caps_updates(r));
+        rg_graph *g = b.m.graph;
+        int idx[100], *labels = rg_graph_labels(g), kept_labels[100];
+        for (int i = 0; i < 100; i++) idx[i] = 300 + 100 * run + i; /* outside the probe set */
+        float *x = rg_graph_input_buffer(g, b.m.input), kept_x[100 * 16];
+        assert_int_equal(rg_dataset_batch(b.d, idx, 100, x, labels), RG_OK);
+        memcpy(kept_x, x, sizeof kept_x), memcpy(kept_labels, labels, sizeof kept_labels);
+        assert_int_equal(rg_graph_forward(g, 100, 1), RG_OK);
+        assert_int_equal(rg_graph_backward(g, b.m.loss), RG_OK);
+        n = g->param_floats;
+        float *u = malloc(n * sizeof *u);
+        assert_non_null(u);
+        if (!run) /* the update of the first run's gradient, for both runs */
+            for (size_t i = 0; i < n; i++) u[i] = -3.0f * g->grad_buf[i];
+        else
+            memcpy(u, params[0] + n, n * sizeof *u);
+        rg_repair_before_update(r, NULL);
+        for (size_t i = 0; i < n; i++) g->param_buf[i] += u[i];
+        rg_repair_after_update(r, 50);
+        assert_memory_equal(x, kept_x, sizeof kept_x);
+        assert_memory_equal(labels, kept_labels, sizeof kept_labels);
+        assert_int_equal(g->batch, 100);
+        char *json = rg_repair_state_json(r), *at = strstr(json, "\"newton_scale\":");
+        assert_non_null(at);
+        scale[run] = strndup(at, 40);
+        assert_true(atof(at + 15) < 1); /* it measured an overshoot */
+        params[run] = malloc(2 * n * sizeof *params[run]);
+        assert_non_null(params[run]);
+        memcpy(params[run], g->param_buf, n * sizeof *params[run]);
+        memcpy(params[run] + n, u, n * sizeof *u);
+        free(json), free(u);
+        rg_repair_free(r);
+        release(&b);
+    }
+    assert_string_equal(scale[0], scale[1]);
+    assert_memory_equal(params[0], params[1], n * sizeof *params[0]);
+    free(scale[0]), free(scale[1]), free(params[0]), free(params[1]);
+}
+
 /* Curvature figures: behind batch norm (centred pre-activations) a sigmoid net's hidden
  * inputs (mean ~0.5) are ill-conditioned, a tanh net's (mean ~0) are not; every layer's Gauss-Newton block has a positive top
  * eigenvalue; nothing the network holds moves. */
@@ -1287,6 +1341,7 @@ int main(void) {
         cmocka_unit_test(test_gram_matrix),
         cmocka_unit_test(test_sigmoid_tanh_lanes),
         cmocka_unit_test(test_step_curvature),
+        cmocka_unit_test(test_newton_guard_measures_on_a_probe_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,8 +91,10 @@
  *    (docs/gra.md, "Standardised coordinates for convolutions").
  * 6. Newton guard on the whole update (every step, for networks the probe repaired).  Every
  *    NEWTON_EVERY steps the update u the optimizer proposed (before the trust region) is
- *    measured on the step's batch at the weights it started from: the loss's slope g.u
- *    and its Gauss-Newton curvature u^T G u, one forward and one tangent pass
+ *    measured at the weights it started from on a batch of the probe set (its batches in
+ *    turn), not on the step's batch: that batch's noise is in u, so its own slope along u
+ *    says the step is short by the noise's share.  The loss's slope g.u and its
+ *    Gauss-Newton curvature u^T G u, one forward and one tangent pass
  *    (src/graph/curvature.c).  The quadratic model's best step along u is
  *    a* = -g.u / u^T G u times u; where a* < 1 the step overshoots it, and every update
  *    is scaled by s, the geometric mean of the last s and min(1, a*) (no less than
@@ -172,6 +174,8 @@ struct rg_repair {
     int probe_n;
     double *norms, *wnorms; /* this step's per-layer gradient and weight norms */
     float *update;          /* the Newton guard's: the proposed update */
+    float *step_input;      /* host: the step's inputs and labels, kept while the guard */
+    int *step_labels;       /* measures on a probe batch */
     double newton_scale;    /* the scale it applies to every update (1: none) */
     bool newton_off;        /* the loss has no curvature product: no guard */
     float *healthy;         /* host: the parameters and state as the last healthy early
@@ -250,6 +254,7 @@ void rg_repair_free(rg_repair *r) {
     if (!r) return;
     free(r->layers);
     free(r->healthy);
+    free(r->step_input), free(r->step_labels);
     free(r->norms);
     free(r->wnorms);
     free(r->then_off), free(r->then_len), free(r->then_layer);
@@ -796,6 +801,34 @@ static bool newton_acts(const rg_repair *r, long step) {
     return !r->newton_off && (step % NEWTON_EVERY == 0 || r->newton_scale < 1);
 }
 
+/* The loss's slope and Gauss-Newton curvature along the proposed update u, at the weights
+ * the step started from, on one of the probe set's batches in turn (6. above): the step's
+ * own batch made u, so its slope along u holds that batch's noise and says the step is
+ * short by its share (docs/gra.md).  The step's inputs, labels and batch size are put back
+ * afterwards.  Without a probe set, or memory to keep the step's batch, on the step's. */
+static rg_status measure_update(rg_repair *r, long step, double *slope, double *curvature) {
+    rg_graph *g = r->m->graph;
+    float *input = rg_graph_input_buffer(g, r->m->input);
+    const size_t sample = g->nodes[r->m->input].size, bs = (size_t)g->max_batch;
+    const int batch = g->batch;
+    if (input && r->probe_data && !r->step_input) {
+        r->step_input = malloc(bs * sample * sizeof *r->step_input);
+        r->step_labels = malloc(bs * sizeof *r->step_labels);
+    }
+    if (!input || !r->probe_data || !r->step_input || !r->step_labels)
+        return rg_graph_curvature_along_at(g, r->before, r->m->loss, batch, 1, r->update, slope, curvature);
+    memcpy(r->step_input, input, (size_t)batch * sample * sizeof *input);
+    memcpy(r->step_labels, g->labels, (size_t)batch * sizeof *g->labels);
+    const int start = (int)((step / NEWTON_EVERY % PROBE_BATCHES) * (long)bs % r->probe_n);
+    const int b = r->probe_n - start < (int)bs ? r->probe_n - start : (int)bs;
+    rg_status s = rg_dataset_batch(r->probe_data, r->probe_idx + start, b, input, g->labels);
+    if (!s) s = rg_graph_curvature_along_at(g, r->before, r->m->loss, b, 1, r->update, slope, curvature);
+    memcpy(input, r->step_input, (size_t)batch * sample * sizeof *input);
+    memcpy(g->labels, r->step_labels, (size_t)batch * sizeof *g->labels);
+    g->batch = batch;
+    return s;
+}
+
 /* The Newton guard (6. above): measures the proposed update every NEWTON_EVERY steps and
  * scales every update by newton_scale.  Returns the scale it applied (1: none). */
 static float newton_guard(rg_repair *r, long step) {
@@ -804,8 +837,7 @@ static float newton_guard(rg_repair *r, long step) {
     if (step % NEWTON_EVERY == 0) {
         g->backend->subtract(r->update, g->param_buf, r->before, n);
         double slope, curvature;
-        const rg_status s = rg_graph_curvature_along_at(g, r->before, r->m->loss, g->batch, 1, r->update, &slope,
-                                                        &curvature);
+        const rg_status s = measure_update(r, step, &slope, &curvature);
         if (s) { /* a loss without a curvature product: train without the guard */
             r->newton_off = true;
             return 1;
