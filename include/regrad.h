@@ -968,7 +968,9 @@ rg_status rg_repair_check(rg_repair *r, long step);
 /* Around the optimizer step: the trust region on each layer's update (only for networks
  * the probe re-conditioned): before saves the parameters (given the optimizer o that
  * makes the step, it has o keep them in its own pass: rg_optim_keep_next; NULL: copies
- * them now), after caps each layer's ||dW|| / ||W|| (see repair.c). */
+ * them now) and has o's next step hand it each centred layer's weights as it writes them
+ * (rg_optim_then_next: r must outlive that step), after caps each layer's change of its
+ * pre-activations (see repair.c). */
 void rg_repair_before_update(rg_repair *r, rg_optim *o);
 void rg_repair_after_update(rg_repair *r, long step);
 /* Whether rg_repair_after_update may move the weights (GRA's trust region is on). */
