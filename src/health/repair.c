@@ -292,6 +292,16 @@ typedef struct {
     size_t stride;
 } probe_walk;
 
+/* Probe batch k of the n probe samples idx of d into the graph's input and labels: the
+ * samples from (k x the batch size) on, wrapping over n, at most a batch of them; their
+ * count in *b. */
+static rg_status load_probe_batch(rg_repair *r, const rg_dataset *d, const int *idx, int n, long k, int *b) {
+    rg_graph *g = r->m->graph;
+    const int bs = g->max_batch, start = (int)(k * bs % n);
+    *b = n - start < bs ? n - start : bs;
+    return rg_dataset_batch(d, idx + start, *b, rg_graph_input_buffer(g, r->m->input), g->labels);
+}
+
 /* Forward (and backward) of probe batch k of the probe set, monitor on; batch norm's
  * running statistics and the dropout stream left as they were, so that a network GRA does
  * not touch trains as without it.  With `through` a node (not -1), forward only up to it:
@@ -304,9 +314,8 @@ static rg_status probe_pass(rg_repair *r, const rg_dataset *d, const int *idx, i
     /* the trust region's input moments: only for networks GRA repairs (a dense layer
      * with 3,136 inputs needs a 39 MB matrix), and only on the pass whose moments stay */
     rg_monitor_want_moments(r->mon, r->trust && moments);
-    const int bs = g->max_batch, start = (k * bs) % n, b = n - start < bs ? n - start : bs;
-    rg_status s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, r->m->input),
-                                   g->labels);
+    int b;
+    rg_status s = load_probe_batch(r, d, idx, n, k, &b);
     rg_side_pass side;
     const bool aside = !s && !(s = rg_side_pass_begin(g, &side, false));
     rg_monitor_enable(r->mon, 1);
@@ -819,9 +828,9 @@ static rg_status measure_update(rg_repair *r, long step, double *slope, double *
         return rg_graph_curvature_along_at(g, r->before, r->m->loss, batch, 1, r->update, slope, curvature);
     memcpy(r->step_input, input, (size_t)batch * sample * sizeof *input);
     memcpy(r->step_labels, g->labels, (size_t)batch * sizeof *g->labels);
-    const int start = (int)((step / NEWTON_EVERY % PROBE_BATCHES) * (long)bs % r->probe_n);
-    const int b = r->probe_n - start < (int)bs ? r->probe_n - start : (int)bs;
-    rg_status s = rg_dataset_batch(r->probe_data, r->probe_idx + start, b, input, g->labels);
+    int b;
+    rg_status s =
+        load_probe_batch(r, r->probe_data, r->probe_idx, r->probe_n, step / NEWTON_EVERY % PROBE_BATCHES, &b);
     if (!s) s = rg_graph_curvature_along_at(g, r->before, r->m->loss, b, 1, r->update, slope, curvature);
     memcpy(input, r->step_input, (size_t)batch * sample * sizeof *input);
     memcpy(g->labels, r->step_labels, (size_t)batch * sizeof *g->labels);
@@ -850,8 +859,7 @@ static float newton_guard(rg_repair *r, long step) {
     }
     if (!(r->newton_scale < 1)) return 1;
     const float scale = (float)r->newton_scale;
-    /* along the update where it was measured, else along w - w0: the same floats */
-    g->backend->step_along(g->param_buf, r->before, step % NEWTON_EVERY == 0 ? r->update : NULL, n, scale);
+    g->backend->step_along(g->param_buf, r->before, NULL, n, scale); /* along w - w0 */
     return scale;
 }
 
