@@ -786,6 +786,52 @@ static void test_symmetric_eigenvalues(void **state) {
     free(m);
 }
 
+/* The whole decomposition of symmetric matrices: a random one, one with a repeated
+ * eigenvalue (a projection plus the identity), one of rank 1, a diagonal one, 1 x 1 and
+ * 2 x 2: A v_j = lambda_j v_j and V^T V = I within float rounding of A's entries. */
+static void test_symmetric_eigen(void **state) {
+    (void)state;
+    rg_rng rng;
+    rg_rng_seed(&rng, 7);
+    static const struct { int n, kind; } cases[] = {{50, 0}, {48, 1}, {30, 2}, {20, 3}, {1, 0}, {2, 0}, {144, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const int n = cases[c].n;
+        float *a = malloc((size_t)n * n * sizeof *a), *x = malloc((size_t)n * n * sizeof *x);
+        double *val = malloc((size_t)n * sizeof *val), *vec = malloc((size_t)n * n * sizeof *vec);
+        for (int i = 0; i < n * n; i++) x[i] = rg_rng_normal(&rng);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double s = 0; /* X X^T / n, or its first rows' outer products, or diagonal */
+                const int k_end = cases[c].kind == 1 ? n / 3 : cases[c].kind == 2 ? 1 : n;
+                for (int k = 0; k < k_end; k++) s += (double)x[i * n + k] * x[j * n + k];
+                if (cases[c].kind == 1) s = s / n + (i == j); /* eigenvalue 1 repeated 2n/3 times */
+                else if (cases[c].kind == 3) s = i == j ? (i % 5) + 0.5 : 0;
+                else s /= n;
+                a[i * n + j] = (float)s;
+            }
+        for (int i = 0; i < n; i++) /* exactly symmetric */
+            for (int j = 0; j < i; j++) a[i * n + j] = a[j * n + i];
+        assert_int_equal(rg_symmetric_eigen(a, n, val, vec), 0);
+        double scale = 0;
+        for (int i = 0; i < n * n; i++) scale = fmax(scale, fabs(a[i]));
+        for (int j = 0; j < n; j++) {
+            for (int i = 0; i < n; i++) {
+                double av = 0;
+                for (int k = 0; k < n; k++) av += a[i * n + k] * vec[k * n + j];
+                if (!(fabs(av - val[j] * vec[i * n + j]) < 1e-9 * n * scale))
+                    fail_msg("case %zu: (A v)[%d] of eigenvector %d: %.10g against %.10g", c, i, j, av,
+                             val[j] * vec[i * n + j]);
+            }
+            for (int k = 0; k < n; k++) {
+                double d = 0;
+                for (int i = 0; i < n; i++) d += vec[i * n + j] * vec[i * n + k];
+                if (!(fabs(d - (j == k)) < 1e-10 * n)) fail_msg("case %zu: v%d . v%d = %.3g", c, j, k, d);
+            }
+        }
+        free(a), free(x), free(val), free(vec);
+    }
+}
+
 /* The probe's equal singular values (the CPU backend's polar): for wide, tall, ill-conditioned and
  * near-orthogonal layers, the result is the polar factor times the RMS singular value:
  * its rows (or columns) orthogonal with that norm, and its product with the layer, W X^T
@@ -1334,6 +1380,7 @@ int main(void) {
         cmocka_unit_test(test_no_action_on_healthy),
         cmocka_unit_test(test_curvature_figures),
         cmocka_unit_test(test_symmetric_eigenvalues),
+        cmocka_unit_test(test_symmetric_eigen),
         cmocka_unit_test(test_polar_factor),
         cmocka_unit_test(test_input_rows_travel_in_checkpoints),
         cmocka_unit_test(test_trust_region_bound),

@@ -1,19 +1,25 @@
 /*
- * eigen.c — eigenvalues of a symmetric matrix by rank (the k-th smallest), for the
- * monitor's conditioning figures: Householder reduction to tridiagonal form (O(4/3 n^3),
- * once), then bisection on Sturm counts (O(n) a count), which finds any one eigenvalue to
- * full precision without the others.
+ * eigen.c — symmetric eigenproblems.  Both start with a Householder reduction to
+ * tridiagonal form (O(4/3 n^3)).  Eigenvalues by rank (the k-th smallest), for the
+ * monitor's conditioning figures: bisection on Sturm counts (O(n) a count), which finds any
+ * one eigenvalue to full precision without the others.  The whole decomposition, for GRA's
+ * whitened coordinates: implicit QL sweeps with Wilkinson shifts on the tridiagonal form,
+ * their rotations and the reflections accumulated into the eigenvectors (O(n^3) more).
  */
 #include "../internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
 /* Reduces the symmetric n x n matrix a (row-major, both halves) to tridiagonal form by
  * Householder reflections H = I - 2 v v^T / v^T v applied on both sides; d gets the
- * diagonal, e the n-1 off-diagonal entries.  a is destroyed. */
-static void tridiagonalise(double *a, int n, double *d, double *e, double *v, double *p) {
+ * diagonal, e the n-1 off-diagonal entries.  a is destroyed.  With `keep` (n x n), the k-th
+ * reflection's v is kept in its row k (entries k+1..n-1) and 2 / v^T v in its entry k, 0
+ * for none. */
+static void tridiagonalise(double *a, int n, double *d, double *e, double *v, double *p, double *keep) {
     for (int k = 0; k + 2 < n; k++) {
+        if (keep) keep[(size_t)k * n + k] = 0;
         const int m = n - k - 1; /* the trailing block's size */
         double norm2 = 0;
         for (int i = 0; i < m; i++) v[i] = a[(size_t)(k + 1 + i) * n + k], norm2 += v[i] * v[i];
@@ -27,6 +33,10 @@ static void tridiagonalise(double *a, int n, double *d, double *e, double *v, do
         double vtv = 0;
         for (int i = 0; i < m; i++) vtv += v[i] * v[i];
         const double beta = 2 / vtv;
+        if (keep) {
+            keep[(size_t)k * n + k] = beta;
+            for (int i = 0; i < m; i++) keep[(size_t)k * n + k + 1 + i] = v[i];
+        }
         /* B <- H B H for the trailing block B: p = beta B v, q = p - (beta v.p / 2) v,
          * B -= v q^T + q v^T */
         double vp = 0;
@@ -69,7 +79,7 @@ int rg_symmetric_eigenvalues(const float *m, int n, const int *ranks, int count,
     const bool ok = a && d && e && v && p && n > 0;
     if (ok) {
         for (size_t i = 0; i < (size_t)n * n; i++) a[i] = m[i];
-        tridiagonalise(a, n, d, e, v, p);
+        tridiagonalise(a, n, d, e, v, p, NULL);
         double lo = INFINITY, hi = -INFINITY; /* Gershgorin's bounds */
         for (int i = 0; i < n; i++) {
             const double r = (i ? fabs(e[i - 1]) : 0) + (i + 1 < n ? fabs(e[i]) : 0);
@@ -87,4 +97,81 @@ int rg_symmetric_eigenvalues(const float *m, int n, const int *ranks, int count,
     }
     free(a), free(d), free(e), free(v), free(p);
     return ok ? 0 : -1;
+}
+
+/* The eigenvalues d and eigenvectors of the symmetric tridiagonal (d, e): implicit QL
+ * sweeps with Wilkinson's shift, each sweep's rotations applied to the columns of z
+ * (n x n, row-major, given as the basis to rotate).  Returns -1 if some eigenvalue takes
+ * more than 60 sweeps (not seen for symmetric input). */
+static int tridiagonal_ql(double *d, double *e, int n, double *z) {
+    if (n > 1) e[n - 1] = 0;
+    for (int l = 0; l < n; l++) {
+        for (int sweeps = 0;; sweeps++) {
+            int m = l; /* the first negligible off-diagonal from l: the block l..m splits off */
+            while (m + 1 < n && fabs(e[m]) > DBL_EPSILON * (fabs(d[m]) + fabs(d[m + 1]))) m++;
+            if (m == l) break;
+            if (sweeps == 60) return -1;
+            /* Wilkinson's shift from the leading 2 x 2, in a form that avoids cancellation */
+            double g = (d[l + 1] - d[l]) / (2 * e[l]);
+            double r = hypot(g, 1);
+            g = d[m] - d[l] + e[l] / (g + copysign(r, g));
+            double s = 1, c = 1, p = 0;
+            int i = m - 1;
+            for (; i >= l; i--) { /* chase the bulge from m up to l */
+                const double f = s * e[i], b = c * e[i];
+                r = hypot(f, g);
+                e[i + 1] = r;
+                if (r == 0) { /* the matrix split here: drop the shift and sweep again */
+                    d[i + 1] -= p;
+                    e[m] = 0;
+                    break;
+                }
+                s = f / r, c = g / r;
+                g = d[i + 1] - p;
+                r = (d[i] - g) * s + 2 * c * b;
+                p = s * r;
+                d[i + 1] = g + p;
+                g = c * r - b;
+                for (int k = 0; k < n; k++) {
+                    double *zk = z + (size_t)k * n;
+                    const double zi = zk[i], zi1 = zk[i + 1];
+                    zk[i + 1] = s * zi + c * zi1;
+                    zk[i] = c * zi - s * zi1;
+                }
+            }
+            if (r == 0 && i >= l) continue;
+            d[l] -= p;
+            e[l] = g;
+            e[m] = 0;
+        }
+    }
+    return 0;
+}
+
+int rg_symmetric_eigen(const float *m, int n, double *values, double *vectors) {
+    double *a = malloc((size_t)n * n * sizeof *a), *keep = malloc((size_t)n * n * sizeof *keep);
+    double *e = malloc((size_t)n * sizeof *e), *v = malloc((size_t)n * sizeof *v);
+    double *p = malloc((size_t)n * sizeof *p);
+    int rc = -1;
+    if (a && keep && e && v && p && n > 0) {
+        for (size_t i = 0; i < (size_t)n * n; i++) a[i] = m[i];
+        for (int i = 0; i < n; i++) e[i] = 0;
+        tridiagonalise(a, n, values, e, v, p, keep);
+        double *z = vectors; /* the tridiagonal's eigenvectors, then A's: Q z */
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) z[(size_t)i * n + j] = i == j;
+        rc = tridiagonal_ql(values, e, n, z);
+        /* Q = H_0 H_1 ... H_{n-3}: the reflections applied to z last first */
+        for (int k = n - 3; k >= 0 && !rc; k--) {
+            const double beta = keep[(size_t)k * n + k], *hv = keep + (size_t)k * n;
+            if (beta == 0) continue;
+            for (int j = 0; j < n; j++) p[j] = 0; /* p = v^T z (rows k+1..) */
+            for (int i = k + 1; i < n; i++)
+                for (int j = 0; j < n; j++) p[j] += hv[i] * z[(size_t)i * n + j];
+            for (int i = k + 1; i < n; i++)
+                for (int j = 0; j < n; j++) z[(size_t)i * n + j] -= beta * hv[i] * p[j];
+        }
+    }
+    free(a), free(keep), free(e), free(v), free(p);
+    return rc;
 }
