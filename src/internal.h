@@ -364,9 +364,9 @@ void rg_graph_place_memory(rg_graph *g);
 /* Eigenvalues of the symmetric n x n matrix m (row-major) by rank: out[k] the ranks[k]-th
  * smallest (0-based), for k < count (eigen.c).  0, or -1 for want of memory. */
 int rg_symmetric_eigenvalues(const float *m, int n, const int *ranks, int count, double *out);
-/* All eigenvalues (values, n, in no set order) and unit eigenvectors (vectors: n x n, column
- * j the eigenvector of values[j]) of the symmetric n x n matrix m (eigen.c).  0, or -1 out
- * of memory or unconverged. */
+/* All eigenvalues (values, n, in no set order) and unit eigenvectors (vectors: n x n, row j
+ * the eigenvector of values[j]) of the symmetric n x n matrix m (eigen.c).  0, or -1 out of
+ * memory or unconverged. */
 int rg_symmetric_eigen(const float *m, int n, double *values, double *vectors);
 
 /* Monitor internals used by GRA: estimate E[x x^T] and E[x] of every dense layer's input

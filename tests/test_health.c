@@ -412,13 +412,17 @@ static void test_input_rows_travel_in_checkpoints(void **state) {
     release(&b);
 }
 
-/* A centred convolution steps in standardised coordinates: its gradient in centred
- * coordinates divided by its input's RMS spread s, the optimizer's step on that divided by
- * s again on its way back (plain SGD: -lr (g - gb mu^T) / s^2, a step too small for any cap
- * to bind; within 0.1% and the rounding of the optimizer's step to the weights'); a centred dense layer's step is the
- * centred one, -lr (g - gb mu^T). */
-static void test_convolutions_step_standardised(void **state) {
+/* A centred convolution that reads a sigmoid steps in whitened coordinates: its gradient in
+ * centred coordinates times P = sqrt(1 + d) (C + d m I)^(-1/2) (C its input's covariance, m
+ * C's mean eigenvalue, d = 0.1, repair.c's WHITEN_DAMPING), the optimizer's step on that
+ * times P again on its way back.  Plain SGD's step is then -lr (1 + d) (g - gb mu^T)
+ * (C + d m I)^(-1), found here by solving with C + d m I (Cholesky, in double), not with
+ * the eigenvectors P was made from; a step too small for any cap to bind; within 0.1% of
+ * the layer's RMS step and the rounding of the optimizer's step to the weights'.  A
+ * centred dense layer's step is the centred one, -lr (g - gb mu^T). */
+static void test_convolutions_step_whitened(void **state) {
     (void)state;
+    const double damping = 0.1;
     const struct {
         const char *spec;
         bool conv;
@@ -444,29 +448,63 @@ static void test_convolutions_step_standardised(void **state) {
         int f;
         const float *mm = rg_monitor_input_moment(b.mon, centred, &mu, &f);
         assert_non_null(mm);
-        double trace = 0, mean_sq = 0;
-        for (int i = 0; i < f; i++) trace += mm[(size_t)i * f + i], mean_sq += (double)mu[i] * mu[i];
-        const double input_spread = sqrt((trace - mean_sq) / f), spread = cases[k].conv ? input_spread : 1;
-        assert_true(input_spread > 0.01 && input_spread < 1); /* a sigmoid's outputs */
+        /* A = C + d m I and its Cholesky factor L (A = L L^T), for the conv; I for the dense */
+        double *a = calloc((size_t)f * f, sizeof *a), trace = 0;
+        assert_non_null(a);
+        for (int i = 0; i < f; i++)
+            for (int j = 0; j < f; j++)
+                a[(size_t)i * f + j] = cases[k].conv ? (double)mm[(size_t)i * f + j] - (double)mu[i] * mu[j] : i == j;
+        for (int i = 0; i < f; i++) trace += a[(size_t)i * f + i];
+        const double m = trace / f, scale = cases[k].conv ? 1 + damping : 1;
+        assert_true(!cases[k].conv || (m > 1e-4 && m < 1)); /* a sigmoid's outputs */
+        if (cases[k].conv)
+            for (int i = 0; i < f; i++) a[(size_t)i * f + i] += damping * m;
+        for (int j = 0; j < f; j++) {
+            for (int i = j; i < f; i++) {
+                double v = a[(size_t)i * f + j];
+                for (int q = 0; q < j; q++) v -= a[(size_t)i * f + q] * a[(size_t)j * f + q];
+                if (i == j) assert_true(v > 0);
+                a[(size_t)i * f + j] = i == j ? sqrt(v) : v / a[(size_t)j * f + j];
+            }
+        }
         observe(&b, 128, 1);
         const size_t size = wp->size;
+        const int units = (int)(size / f);
         float *want = malloc(size * sizeof *want), *w0 = malloc(size * sizeof *w0);
-        assert_non_null(want), assert_non_null(w0);
+        double *x = malloc((size_t)f * sizeof *x);
+        assert_non_null(want), assert_non_null(w0), assert_non_null(x);
         const float lr = 1e-3f, *gw = g->grad_buf + wp->offset, *gb = g->grad_buf + bp->offset;
         float *w = g->param_buf + wp->offset;
         memcpy(w0, w, size * sizeof *w0);
-        for (size_t i = 0; i < size; i++)
-            want[i] = w0[i] - (float)(lr * (gw[i] - (double)gb[i / f] * mu[i % f]) / (spread * spread));
+        double rms = 0;
+        for (int u = 0; u < units; u++) { /* x = A^-1 (g - gb mu^T) by L and L^T */
+            for (int i = 0; i < f; i++) {
+                double v = gw[(size_t)u * f + i] - (double)gb[u] * mu[i];
+                for (int q = 0; q < i; q++) v -= a[(size_t)i * f + q] * x[q];
+                x[i] = v / a[(size_t)i * f + i];
+            }
+            for (int i = f - 1; i >= 0; i--) {
+                double v = x[i];
+                for (int q = i + 1; q < f; q++) v -= a[(size_t)q * f + i] * x[q];
+                x[i] = v / a[(size_t)i * f + i];
+            }
+            for (int i = 0; i < f; i++) {
+                want[(size_t)u * f + i] = w0[(size_t)u * f + i] - (float)(lr * scale * x[i]);
+                rms += lr * scale * x[i] * lr * scale * x[i] / (double)size;
+            }
+        }
+        rms = sqrt(rms);
+        const double stretch = cases[k].conv ? sqrt((1 + damping) / (damping * m)) : 1; /* P's largest */
         rg_repair_before_update(r, NULL);
         for (size_t i = 0; i < g->param_floats; i++) g->param_buf[i] -= lr * g->grad_buf[i]; /* plain SGD */
         rg_repair_after_update(r, 1);
         for (size_t i = 0; i < size; i++) {
             const float big = fmaxf(fabsf(w0[i]), fabsf(want[i]));
             const double ulp = nextafterf(big, INFINITY) - big; /* the optimizer's step is rounded to the weights' */
-            if (!(fabs(w[i] - want[i]) <= 1e-3 * fabs(want[i] - w0[i]) + 2 * ulp / spread))
+            if (!(fabs(w[i] - want[i]) <= 1e-3 * rms + 2 * ulp * stretch))
                 fail_msg("%s: weight %zu (%.9g) moved by %.9g, not %.9g", cases[k].spec, i, w0[i], w[i] - w0[i], want[i] - w0[i]);
         }
-        free(want), free(w0);
+        free(want), free(w0), free(x), free(a);
         rg_repair_free(r);
         release(&b);
     }
@@ -817,14 +855,14 @@ static void test_symmetric_eigen(void **state) {
         for (int j = 0; j < n; j++) {
             for (int i = 0; i < n; i++) {
                 double av = 0;
-                for (int k = 0; k < n; k++) av += a[i * n + k] * vec[k * n + j];
-                if (!(fabs(av - val[j] * vec[i * n + j]) < 1e-9 * n * scale))
+                for (int k = 0; k < n; k++) av += a[i * n + k] * vec[j * n + k];
+                if (!(fabs(av - val[j] * vec[j * n + i]) < 1e-9 * n * scale))
                     fail_msg("case %zu: (A v)[%d] of eigenvector %d: %.10g against %.10g", c, i, j, av,
-                             val[j] * vec[i * n + j]);
+                             val[j] * vec[j * n + i]);
             }
             for (int k = 0; k < n; k++) {
                 double d = 0;
-                for (int i = 0; i < n; i++) d += vec[i * n + j] * vec[i * n + k];
+                for (int i = 0; i < n; i++) d += vec[j * n + i] * vec[k * n + i];
                 if (!(fabs(d - (j == k)) < 1e-10 * n)) fail_msg("case %zu: v%d . v%d = %.3g", c, j, k, d);
             }
         }
@@ -1371,7 +1409,7 @@ int main(void) {
         cmocka_unit_test(test_healthy_network_watched_early),
         cmocka_unit_test(test_ill_at_an_early_check_goes_back),
         cmocka_unit_test(test_probe_leaves_running_statistics),
-        cmocka_unit_test(test_convolutions_step_standardised),
+        cmocka_unit_test(test_convolutions_step_whitened),
         cmocka_unit_test(test_deep_tanh_spread_bounded),
         cmocka_unit_test(test_sigmoid_conv_taps_sum_to_zero),
         cmocka_unit_test(test_exploding_detected),

@@ -100,8 +100,9 @@ int rg_symmetric_eigenvalues(const float *m, int n, const int *ranks, int count,
 }
 
 /* The eigenvalues d and eigenvectors of the symmetric tridiagonal (d, e): implicit QL
- * sweeps with Wilkinson's shift, each sweep's rotations applied to the columns of z
- * (n x n, row-major, given as the basis to rotate).  Returns -1 if some eigenvalue takes
+ * sweeps with Wilkinson's shift, each sweep's rotations applied to the rows of z (n x n,
+ * row-major, given as the basis to rotate; row i ends as the eigenvector of d[i]).  Rows,
+ * not columns: a rotation then reads and writes two contiguous rows.  Returns -1 if some eigenvalue takes
  * more than 60 sweeps (not seen for symmetric input). */
 static int tridiagonal_ql(double *d, double *e, int n, double *z) {
     if (n > 1) e[n - 1] = 0;
@@ -132,11 +133,11 @@ static int tridiagonal_ql(double *d, double *e, int n, double *z) {
                 p = s * r;
                 d[i + 1] = g + p;
                 g = c * r - b;
+                double *zi = z + (size_t)i * n, *zi1 = zi + n;
                 for (int k = 0; k < n; k++) {
-                    double *zk = z + (size_t)k * n;
-                    const double zi = zk[i], zi1 = zk[i + 1];
-                    zk[i + 1] = s * zi + c * zi1;
-                    zk[i] = c * zi - s * zi1;
+                    const double a = zi[k], b1 = zi1[k];
+                    zi1[k] = s * a + c * b1;
+                    zi[k] = c * a - s * b1;
                 }
             }
             if (r == 0 && i >= l) continue;
@@ -157,19 +158,21 @@ int rg_symmetric_eigen(const float *m, int n, double *values, double *vectors) {
         for (size_t i = 0; i < (size_t)n * n; i++) a[i] = m[i];
         for (int i = 0; i < n; i++) e[i] = 0;
         tridiagonalise(a, n, values, e, v, p, keep);
-        double *z = vectors; /* the tridiagonal's eigenvectors, then A's: Q z */
+        double *z = vectors; /* the tridiagonal's eigenvectors as rows, then A's: (Q z^T)^T */
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++) z[(size_t)i * n + j] = i == j;
         rc = tridiagonal_ql(values, e, n, z);
-        /* Q = H_0 H_1 ... H_{n-3}: the reflections applied to z last first */
+        /* Q = H_0 H_1 ... H_{n-3}, so each row r becomes r H_{n-3} ... H_0: the reflections
+         * last first, r <- r - beta (r . v) v on entries k+1.. */
         for (int k = n - 3; k >= 0 && !rc; k--) {
             const double beta = keep[(size_t)k * n + k], *hv = keep + (size_t)k * n;
             if (beta == 0) continue;
-            for (int j = 0; j < n; j++) p[j] = 0; /* p = v^T z (rows k+1..) */
-            for (int i = k + 1; i < n; i++)
-                for (int j = 0; j < n; j++) p[j] += hv[i] * z[(size_t)i * n + j];
-            for (int i = k + 1; i < n; i++)
-                for (int j = 0; j < n; j++) z[(size_t)i * n + j] -= beta * hv[i] * p[j];
+            for (int j = 0; j < n; j++) {
+                double *row = z + (size_t)j * n, dot = 0;
+                for (int i = k + 1; i < n; i++) dot += row[i] * hv[i];
+                dot *= beta;
+                for (int i = k + 1; i < n; i++) row[i] -= dot * hv[i];
+            }
         }
     }
     free(a), free(keep), free(e), free(v), free(p);

@@ -83,12 +83,18 @@
  *    (nothing to fold at export, no border effect at a convolution's padding: mu is each
  *    im2col column's mean, padding included); only the optimizer's geometry changes.
  *    mu is re-measured at every re-probe.  A centred convolution that reads a sigmoid goes
- *    one step further, to standardised coordinates, where its input also has unit spread:
- *    its gradient is divided by the input's RMS spread s and its step too (Adam's step on
- *    it grows by 1/s, SGD's by 1/s^2).  A sigmoid's outputs spread about 0.21, a tanh's
- *    about 0.55, so the same step moves a sigmoid layer's function less; such convolutions
- *    gain from the longer step, dense layers and convolutions after a relu lose
- *    (docs/gra.md, "Standardised coordinates for convolutions").
+ *    further, to whitened coordinates, where its input's covariance C is (nearly) the
+ *    identity: the input factor of the layer's Gauss-Newton block (as in K-FAC, Martens &
+ *    Grosse 2015).  Its gradient is multiplied by P = sqrt(1 + d) (C + d m I)^(-1/2), m
+ *    the mean eigenvalue of C and d = WHITEN_DAMPING, and the optimizer's step by P again
+ *    on its way back (w - w0 <- (w - w0) P), so that a step of one size moves the layer's
+ *    pre-activations alike along every direction of its input.  A convolution's columns
+ *    overlap, and a sigmoid's outputs are smooth across pixels: after centring, C's top
+ *    eigenvalue is still 20-70 times its mean.  P is made again (C's eigenvectors,
+ *    rg_symmetric_eigen) whenever the monitor re-measures the moments.  A layer of more
+ *    than WHITEN_MAX_FAN_IN inputs takes the limit d -> infinity, P = I / sqrt(m)
+ *    (standardised coordinates).  Dense layers and convolutions after a tanh or a relu
+ *    lose from either (docs/gra.md, "Whitened coordinates for convolutions").
  * 6. Newton guard on the whole update (every step, for networks the probe repaired).  Every
  *    NEWTON_EVERY steps the update u the optimizer proposed (before the trust region) is
  *    measured at the weights it started from on a batch of the probe set (its batches in
@@ -142,6 +148,11 @@
 #define BOUND_SLACK 1e-3       /* the trust region's cheap bound, inflated past its float rounding */
 #define NEWTON_EVERY 50        /* steps between the Newton guard's measurements (~3 forwards) */
 #define NEWTON_FLOOR 0.1       /* the smallest scale one measurement may ask for */
+/* Whitened coordinates (5. above): the damping, in units of the covariance's mean
+ * eigenvalue (directions below it are stretched by at most sqrt((1 + d) / d) = 3.3 against
+ * standardised coordinates), and the widest input they decompose (O(f^3) a re-probe). */
+#define WHITEN_DAMPING 0.1
+#define WHITEN_MAX_FAN_IN 576
 
 typedef struct layer_state {
     int node;
@@ -152,6 +163,8 @@ typedef struct layer_state {
     size_t pm_at;      /* where its rows' products with its input mean lie in r->pm */
     double dw_squares; /* its step's sum of squares, as take_step last found it (-1: none) */
     bool taken;        /* take_step ran as the optimizer wrote its weights, this step */
+    float *whiten;     /* host: its whitening matrix P (f x f), or NULL (whitening) */
+    long whiten_of;    /* the moments_seen it was made from */
 } layer_state;
 
 struct rg_repair {
@@ -183,6 +196,7 @@ struct rg_repair {
     long healthy_step;      /* that check's step (0: the probe's) */
     bool watch_early;       /* the probe found it healthy: re-probe its first steps closer (2.) */
     double tanh_spread, sigmoid_spread; /* re-conditioning's spreads for them (bounded_spread) */
+    long moments_seen;      /* the monitor's measurements GRA has taken (keep_spreads) */
 };
 
 /* The mean-field backward gain across one layer of a bounded activation whose pre-activations
@@ -252,6 +266,7 @@ rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, voi
 
 void rg_repair_free(rg_repair *r) {
     if (!r) return;
+    for (int i = 0; r->layers && i < r->n; i++) free(r->layers[i].whiten);
     free(r->layers);
     free(r->healthy);
     free(r->step_input), free(r->step_labels);
@@ -281,6 +296,7 @@ static void emit(rg_repair *r, long step, const char *layer, const char *verdict
  * more steps (--monitor-every, --report) trains the same weights. */
 static void keep_spreads(rg_repair *r) {
     for (int i = 0; i < r->n; i++) r->layers[i].spread = rg_monitor_layer(r->mon, i)->pre_std;
+    r->moments_seen++; /* and the whitening matrices are made again from the new moments */
 }
 
 /* The probe's walk through the network, a layer at a time (on the CPU): for each probe
@@ -701,11 +717,82 @@ static double input_spread(const rg_repair *r, int i) {
     return v > 0 && isfinite(v) ? sqrt(v) : 0;
 }
 
-/* The input spread of layer i if it steps in standardised coordinates (5. above): a centred
- * convolution reading a sigmoid's output; else 0. */
-static double standardised_spread(const rg_repair *r, int i) {
+/* Whether layer i steps in whitened coordinates (5. above): a centred convolution that
+ * reads a sigmoid's output, with its input's moments and a spread. */
+static bool steps_whitened(const rg_repair *r, int i) {
     const rg_graph *g = r->m->graph;
-    return r->layers[i].centred && reads_a_sigmoid(g, &g->nodes[r->layers[i].node]) ? input_spread(r, i) : 0;
+    return r->layers[i].centred && reads_a_sigmoid(g, &g->nodes[r->layers[i].node]) && input_spread(r, i) > 0;
+}
+
+/* P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T (f x f)
+ * into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False when out
+ * of memory or C has no spread. */
+static bool whitening_matrix(const float *moment, const float *mean, int f, float *p) {
+    float *c = malloc((size_t)f * f * sizeof *c);
+    double *value = malloc((size_t)f * sizeof *value), *vector = malloc((size_t)f * f * sizeof *vector);
+    bool ok = c && value && vector;
+    if (ok) {
+        for (int a = 0; a < f; a++)
+            for (int b = 0; b < f; b++)
+                c[(size_t)a * f + b] = (float)((double)moment[(size_t)a * f + b] - (double)mean[a] * mean[b]);
+        ok = !rg_symmetric_eigen(c, f, value, vector);
+    }
+    double m = 0;
+    for (int k = 0; ok && k < f; k++) m += fmax(value[k], 0) / f;
+    ok = ok && m > 0 && isfinite(m);
+    double *sum = ok ? calloc((size_t)f * f, sizeof *sum) : NULL;
+    if (sum) { /* sum over eigenvectors v of phi v v^T, rows in turn */
+        for (int k = 0; k < f; k++) {
+            const double phi = sqrt((1 + WHITEN_DAMPING) / (fmax(value[k], 0) + WHITEN_DAMPING * m));
+            const double *v = vector + (size_t)k * f;
+            for (int a = 0; a < f; a++) {
+                const double pv = phi * v[a];
+                double *row = sum + (size_t)a * f;
+                for (int b = 0; b <= a; b++) row[b] += pv * v[b];
+            }
+        }
+        for (int a = 0; a < f; a++)
+            for (int b = 0; b <= a; b++) p[(size_t)a * f + b] = p[(size_t)b * f + a] = (float)sum[(size_t)a * f + b];
+    }
+    ok = sum != NULL;
+    free(c), free(value), free(vector), free(sum);
+    return ok;
+}
+
+/* Layer i's whitening matrix (host memory), made again once the monitor has re-measured its
+ * input; NULL where it steps in standardised coordinates instead: wider than
+ * WHITEN_MAX_FAN_IN, or no matrix could be made. */
+static const float *whitening(rg_repair *r, int i) {
+    layer_state *l = &r->layers[i];
+    const float *mu;
+    int f;
+    const float *moment = rg_monitor_input_moment(r->mon, i, &mu, &f);
+    if (!moment || f > WHITEN_MAX_FAN_IN) return NULL;
+    if (l->whiten && l->whiten_of == r->moments_seen) return l->whiten;
+    if (!l->whiten) l->whiten = malloc((size_t)f * f * sizeof *l->whiten);
+    l->whiten_of = r->moments_seen;
+    if (l->whiten && !whitening_matrix(moment, mu, f, l->whiten)) free(l->whiten), l->whiten = NULL;
+    return l->whiten;
+}
+
+/* Layer i's weight gradient (or, with w0, its step w - w0) into whitened coordinates and
+ * its step out of them: times P either way (P is symmetric), or 1 / its input's spread. */
+static void whiten(rg_repair *r, int i, float *w, const float *w0) {
+    rg_graph *g = r->m->graph;
+    const rg_node_impl *n = &g->nodes[r->layers[i].node];
+    const size_t size = g->params[n->first_param].size;
+    const int units = n->shape[0];
+    const float *p = whitening(r, i);
+    if (!p && w0) g->backend->step_along(w, w0, NULL, size, (float)(1 / input_spread(r, i)));
+    else if (!p) g->backend->scale(w, size, (float)(1 / input_spread(r, i)));
+    else if (w0) {
+        g->backend->subtract(r->dw, w, w0, size);
+        g->backend->times_matrix(r->scratch, r->dw, units, (int)(size / units), p);
+        g->backend->step_along(w, w0, r->scratch, size, 1.0f);
+    } else {
+        g->backend->times_matrix(r->scratch, w, units, (int)(size / units), p);
+        g->backend->copy(w, r->scratch, size);
+    }
 }
 
 static void take_step(rg_repair *r, int i);
@@ -718,7 +805,7 @@ static void take_written_step(void *ctx, int k) {
 
 /* The centred layers' steps (those rg_repair_after_update takes first, before any scale)
  * taken as the optimizer writes each layer's weights, while they are in cache.
- * Standardised ones are not: their step changes before it is taken. */
+ * Whitened ones are not: their step changes before it is taken. */
 static void take_steps_as_written(rg_repair *r, rg_optim *o) {
     rg_graph *g = r->m->graph;
     r->n_then = 0;
@@ -728,7 +815,7 @@ static void take_steps_as_written(rg_repair *r, rg_optim *o) {
         const float *mu;
         int f;
         l->taken = false;
-        if (!kp->trainable || !l->centred || standardised_spread(r, i) > 0 ||
+        if (!kp->trainable || !l->centred || steps_whitened(r, i) ||
             !rg_monitor_input_moment(r->mon, i, &mu, &f) ||
             (r->n_then && kp->offset < r->then_off[r->n_then - 1] + r->then_len[r->n_then - 1]))
             continue; /* (the ranges go in increasing order) */
@@ -776,10 +863,7 @@ void rg_repair_before_update(rg_repair *r, rg_optim *o) {
         g->backend->centre_gradient(g->grad_buf + g->params[n->first_param].offset,
                                     g->grad_buf + g->params[n->first_param + 1].offset,
                                     n->shape[0], f, mu);
-        const double spread = standardised_spread(r, i);
-        if (spread > 0)
-            g->backend->scale(g->grad_buf + g->params[n->first_param].offset, g->params[n->first_param].size,
-                              (float)(1 / spread));
+        if (steps_whitened(r, i)) whiten(r, i, g->grad_buf + g->params[n->first_param].offset, NULL);
     }
 }
 
@@ -793,16 +877,6 @@ static void uncentre_step(rg_repair *r, int i) {
     const rg_node_impl *n = &g->nodes[l->node];
     float *b = g->param_buf + g->params[n->first_param + 1].offset;
     if (l->dw_squares >= 0) g->backend->subtract(b, b, r->pm + l->pm_at, (size_t)n->shape[0]);
-}
-
-/* A standardised layer's step w - w0 divided by its input's spread: from the coordinates
- * where the input has unit spread back to the centred ones. */
-static void unstandardise_step(rg_repair *r, int i, double spread) {
-    rg_graph *g = r->m->graph;
-    const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
-    float *w = g->param_buf + kp->offset;
-    const float *w0 = r->before + kp->offset;
-    g->backend->step_along(w, w0, NULL, kp->size, (float)(1 / spread));
 }
 
 /* Whether the Newton guard acts on this step's update: it measures it, or scales it. */
@@ -955,8 +1029,7 @@ void rg_repair_after_update(rg_repair *r, long step) {
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
         if (!kp->trainable) continue; /* frozen: it did not move */
         if (!r->layers[i].centred && guard) continue;
-        const double spread = standardised_spread(r, i);
-        if (spread > 0) unstandardise_step(r, i, spread);
+        if (steps_whitened(r, i)) whiten(r, i, g->param_buf + kp->offset, r->before + kp->offset);
         if (!r->layers[i].taken) take_step(r, i);
         r->layers[i].taken = false;
         if (r->layers[i].centred) uncentre_step(r, i);

@@ -126,7 +126,9 @@ struct rg_backend {
      *   or the monitor's bound with its split);
  * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
  *   where the layer's input is centred (w' = w, b' = b + w mean); the step back from them,
- *   b -= dw mean, is layer_step's pm taken from the bias. */
+ *   b -= dw mean, is layer_step's pm taken from the bias;
+ * times_matrix: out = x P (units x f), P (f x f) in host memory: a gradient or a step
+ *   into or out of whitened coordinates. */
     double (*polar)(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
     void (*recenter_units)(float *w, float *b, int units, size_t row, const double *scale,
                            const double *mean);
@@ -142,6 +144,7 @@ struct rg_backend {
     double (*function_change_coarse_bound)(const float *pm, const float *db, int units, double squares,
                                            double top);
     void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
+    void (*times_matrix)(float *out, const float *x, int units, int f, const float *p);
     /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d (d NULL: along
      * x - x0, x = x0 + f (x - x0)); x *= m (masks);
      * x clamped to [-v, v]; sum x^2 the fast way (non-finite iff a value is); and in index

@@ -94,6 +94,7 @@ const rg_backend rg_cpu_backend = {
     .layer_step = rg_cpu_layer_step,
     .function_change_coarse_bound = rg_cpu_function_change_coarse_bound,
     .centre_gradient = rg_cpu_centre_gradient,
+    .times_matrix = rg_cpu_times_matrix,
     .scale = rg_cpu_scale,
     .copy = rg_cpu_copy,
     .subtract = rg_cpu_subtract,

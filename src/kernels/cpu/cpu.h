@@ -65,6 +65,7 @@ double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, 
 double rg_cpu_function_change_coarse_bound(const float *pm, const float *db, int units, double squares,
                                            double top);
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
+void rg_cpu_times_matrix(float *out, const float *x, int units, int f, const float *p);
 void rg_cpu_scale(float *x, size_t n, float f);
 void rg_cpu_copy(float *dst, const float *src, size_t n);
 void rg_cpu_subtract(float *out, const float *a, const float *b, size_t n);

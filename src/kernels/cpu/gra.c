@@ -342,3 +342,7 @@ void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const 
         for (int k = 0; k < f; k++) row[k] -= gb[u] * mean[k];
     }
 }
+
+void rg_cpu_times_matrix(float *out, const float *x, int units, int f, const float *p) {
+    rg_sgemm(false, false, units, f, f, 1.0f, x, f, p, f, 0.0f, out, f);
+}

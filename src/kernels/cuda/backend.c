@@ -529,6 +529,7 @@ const rg_backend rg_cuda_backend = {
     .layer_step = rg_cuda_layer_step,
     .function_change_coarse_bound = function_change_coarse_bound,
     .centre_gradient = rg_cuda_centre_gradient,
+    .times_matrix = rg_cuda_times_matrix,
     .scale = rg_cuda_scale,
     .copy = rg_cuda_copy,
     .subtract = rg_cuda_subtract,

@@ -95,6 +95,7 @@ rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, c
  * the step's products with qm's rows into products (host, units x rows), its sum of squares
  * returned.  NaN where the device fails. */
 void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
+void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p);
 double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm);
 double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
                                const float *mean);

@@ -101,6 +101,12 @@ extern "C" void rg_cuda_centre_gradient(float *gw, const float *gb, int units, i
     LAUNCH(centre_rows, (size_t)units * f, gw, gb, m, f, (size_t)units * f);
 }
 
+extern "C" void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
+    const float *mp = up(MATRIX, p, (size_t)f * f);
+    if (!mp) return rg_cuda_note_failure("GRA's whitened coordinates", "no device memory for the whitening matrix");
+    if (rg_cuda_sgemm(false, false, units, f, f, 1.0f, x, f, mp, f, 0.0f, out, f))
+        rg_cuda_note_failure("GRA's whitened coordinates", "the product failed");
+}
 
 extern "C" double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
                                      float *pm) {
