@@ -148,10 +148,11 @@
 #define BOUND_SLACK 1e-3       /* the trust region's cheap bound, inflated past its float rounding */
 #define NEWTON_EVERY 50        /* steps between the Newton guard's measurements (~3 forwards) */
 #define NEWTON_FLOOR 0.1       /* the smallest scale one measurement may ask for */
-/* Whitened coordinates (5. above): the damping, in units of the covariance's mean
- * eigenvalue (directions below it are stretched by at most sqrt((1 + d) / d) = 3.3 against
- * standardised coordinates), and the widest input they decompose (O(f^3) a re-probe). */
-#define WHITEN_DAMPING 0.1
+/* Whitened coordinates (5. above): the damping d, in units of the covariance's mean
+ * eigenvalue (a direction of C's is stretched by at most sqrt((1 + d) / d) = 5.9 against
+ * standardised coordinates; chosen in docs/gra.md), and the widest input they decompose
+ * (O(f^3) at each re-probe). */
+#define WHITEN_DAMPING 0.03
 #define WHITEN_MAX_FAN_IN 576
 
 typedef struct layer_state {
