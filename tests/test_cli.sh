@@ -236,6 +236,15 @@ def tensors(p):
 a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
 assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "differ"
 PY
+# GRA's repaired sigmoid CNN resumes exactly too: its convolutions step in whitened
+# coordinates, whose matrices are made again from the checkpoint's input moments
+wk=(train --limit 3000 --model plaincnn:depth=8,width=8,act=sigmoid,init=torch --seed 3 --quiet)
+"$BIN" "${wk[@]}" --epochs 2 --metrics "$tmp/wA.jsonl" >"$tmp/a.out" 2>&1
+"$BIN" "${wk[@]}" --epochs 1 --checkpoint-dir "$tmp/ckW" >/dev/null 2>&1
+"$BIN" train --resume "$tmp/ckW" --epochs 2 >"$tmp/b.out" 2>&1
+ha=$(sed -n 's/.*weights \([0-9a-f]*\).*/\1/p' "$tmp/a.out"); hb=$(sed -n 's/.*weights \([0-9a-f]*\).*/\1/p' "$tmp/b.out")
+grep -q '"layer":"conv2d_2","verdict":"ill_conditioned","action":"centre_inputs"' "$tmp/wA.jsonl" &&
+  [ -n "$ha" ] && [ "$ha" = "$hb" ] && ok || bad "GRA sigmoid CNN: 2 epochs straight gave $ha, 1 + resume 1 gave $hb"
 # non-finite values never reach the weights: GRA skips such steps, then stops with a message
 # (the first layer's weights set to 1e30: no healthy weights to go back to)
 if [ "$py" != true ]; then
