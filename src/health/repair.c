@@ -93,8 +93,9 @@
  *    eigenvalue is still 20-70 times its mean.  P is made again (C's eigenvectors,
  *    rg_symmetric_eigen) whenever the monitor re-measures the moments.  A layer of more
  *    than WHITEN_MAX_FAN_IN inputs takes the limit d -> infinity, P = I / sqrt(m)
- *    (standardised coordinates).  Dense layers and convolutions after a tanh or a relu
- *    lose from either (docs/gra.md, "Whitened coordinates for convolutions").
+ *    (standardised coordinates).  Dense layers and convolutions after a tanh lost when
+ *    whitened, convolutions after a relu when standardised (docs/gra.md, "Whitened
+ *    coordinates for convolutions" and "Standardised coordinates for convolutions").
  * 6. Newton guard on the whole update (every step, for networks the probe repaired).  Every
  *    NEWTON_EVERY steps the update u the optimizer proposed (before the trust region) is
  *    measured at the weights it started from on a batch of the probe set (its batches in
@@ -164,7 +165,7 @@ typedef struct layer_state {
     size_t pm_at;      /* where its rows' products with its input mean lie in r->pm */
     double dw_squares; /* its step's sum of squares, as take_step last found it (-1: none) */
     bool taken;        /* take_step ran as the optimizer wrote its weights, this step */
-    float *whiten;     /* host: its whitening matrix P (f x f), or NULL (whitening) */
+    float *whiten;     /* host: its whitening matrix P (f x f), or NULL (see whitening()) */
     long whiten_of;    /* the moments_seen it was made from */
 } layer_state;
 
