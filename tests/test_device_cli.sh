@@ -84,9 +84,11 @@ same "$tmp/cpu-adam/last.safetensors" "$tmp/stop/last.safetensors" "resumed on t
 "$DEV" train --resume "$tmp/from-cpu" --device cuda --quiet >"$tmp/cross.out" 2>&1 || bad "the CPU's checkpoint on the device: $(tail -2 "$tmp/cross.out")"
 same "$tmp/cpu-adam/last.safetensors" "$tmp/from-cpu/last.safetensors" "the CPU's checkpoint resumed on the device"
 # GRA on the device: an MLP, the CPU's bits and repairs, its Newton guard's curvature
-# included; a plain CNN: the CPU's repairs, its weights within 1e-4 of the CPU's im2col
-# path (its standardised steps, 4.5x Adam's, carry the convolutions' summation order
-# further); the CNN above (max pooling) ran with it, found healthy
+# included; a plain CNN: the CPU's repairs, its weights within 1e-3 of the CPU's im2col
+# path (its whitened steps, up to 5.9x standardised ones and those 4.5x Adam's, carry the
+# convolutions' different summation order further: 2.4e-4 apart after these 16 steps,
+# where standardised steps instead of whitened ones end 0.94 apart); the
+# CNN above (max pooling) ran with it, found healthy
 gra=(train --limit 3000 --seed 2 --threads 1 --quiet --epochs 1 --model mlp:depth=10,width=64,act=sigmoid --repair auto)
 "$CPU" "${gra[@]}" --metrics "$tmp/gra-cpu.jsonl" --checkpoint-dir "$tmp/gra-cpu" >/dev/null 2>&1
 "$DEV" "${gra[@]}" --device cuda --metrics "$tmp/gra-dev.jsonl" --checkpoint-dir "$tmp/gra-dev" >"$tmp/gra.out" 2>&1 \
@@ -98,7 +100,7 @@ plain=(train --limit 2000 --seed 2 --threads 1 --quiet --epochs 1 --model plainc
 REGRAD_DIRECT_CONV=0 "$CPU" "${plain[@]}" --metrics "$tmp/plain-cpu.jsonl" --checkpoint-dir "$tmp/plain-cpu" >/dev/null 2>&1
 "$DEV" "${plain[@]}" --device cuda --metrics "$tmp/plain-dev.jsonl" --checkpoint-dir "$tmp/plain-dev" >"$tmp/plain.out" 2>&1 \
   || bad "GRA on a plain CNN on the device: $(tail -2 "$tmp/plain.out")"
-"$DIFF" "$tmp/plain-cpu/last.safetensors" "$tmp/plain-dev/last.safetensors" 1e-4 >/dev/null && ok \
+"$DIFF" "$tmp/plain-cpu/last.safetensors" "$tmp/plain-dev/last.safetensors" 1e-3 >/dev/null && ok \
   || bad "GRA on a plain CNN: $("$DIFF" "$tmp/plain-cpu/last.safetensors" "$tmp/plain-dev/last.safetensors")"
 actions() { grep '"event":"repair"' "$1" | sed 's/"factor":[0-9.e-]*//'; }
 [ -n "$(actions "$tmp/plain-cpu.jsonl")" ] && cmp -s <(actions "$tmp/plain-cpu.jsonl") <(actions "$tmp/plain-dev.jsonl") && ok \
