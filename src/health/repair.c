@@ -165,8 +165,9 @@ typedef struct layer_state {
     size_t pm_at;      /* where its rows' products with its input mean lie in r->pm */
     double dw_squares; /* its step's sum of squares, as take_step last found it (-1: none) */
     bool taken;        /* take_step ran as the optimizer wrote its weights, this step */
-    float *whiten;     /* host: its whitening matrix P (f x f), or NULL (see whitening()) */
-    long whiten_of;    /* the moments_seen it was made from */
+    float *whiten;     /* host: its whitening matrix P (f x f), when whiten_ok (whitening()) */
+    long whiten_of;    /* 1 + the moments_seen it was last made from (0: never) */
+    bool whiten_ok;    /* that making succeeded */
 } layer_state;
 
 struct rg_repair {
@@ -770,11 +771,12 @@ static const float *whitening(rg_repair *r, int i) {
     int f;
     const float *moment = rg_monitor_input_moment(r->mon, i, &mu, &f);
     if (!moment || f > WHITEN_MAX_FAN_IN) return NULL;
-    if (l->whiten && l->whiten_of == r->moments_seen) return l->whiten;
-    if (!l->whiten) l->whiten = malloc((size_t)f * f * sizeof *l->whiten);
-    l->whiten_of = r->moments_seen;
-    if (l->whiten && !whitening_matrix(moment, mu, f, l->whiten)) free(l->whiten), l->whiten = NULL;
-    return l->whiten;
+    if (l->whiten_of != r->moments_seen + 1) { /* once per measurement, failed or not */
+        l->whiten_of = r->moments_seen + 1;
+        if (!l->whiten) l->whiten = malloc((size_t)f * f * sizeof *l->whiten);
+        l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, l->whiten);
+    }
+    return l->whiten_ok ? l->whiten : NULL;
 }
 
 /* Layer i's weight gradient (or, with w0, its step w - w0) into whitened coordinates and
