@@ -317,6 +317,7 @@ static rg_status fold_with(onnx_build *b, const onnx_node *n, folding *in, foldi
         if (v && (s = fold_read(b, v->constant, &in[k]))) return s;
         if (!v) in[k].n = 0, in[k].ndim = -1;
     }
+    if (n->n_input && in[0].ndim < 0) return node_fail(b, n, "its first input is empty"); /* data, always */
     const char *op = n->op_type;
     *o = (folding){.type = n->n_input ? in[0].type : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT};
     if (strcmp(op, "ConstantOfShape") == 0) {
