@@ -149,6 +149,11 @@ static void cast_of_nothing(Onnx__ModelProto *m) { /* the pads' Cast reads the e
         if (!strcmp(m->graph->node[i]->op_type, "Cast")) replace(&m->graph->node[i]->input[0], "");
 }
 
+static void repeated_axis(Onnx__ModelProto *m) { /* the pads' Transpose: perm (1, 0) -> (0, 0) */
+    for (size_t i = 0; i < m->graph->n_node; i++)
+        if (!strcmp(m->graph->node[i]->op_type, "Transpose")) m->graph->node[i]->attribute[0]->ints[0] = 0;
+}
+
 static const char *external_location;
 static void external_at(Onnx__ModelProto *m) { /* fc.weight's data in a file at external_location */
     for (size_t i = 0; i < m->graph->n_initializer; i++) {
@@ -184,6 +189,7 @@ static void hostile_files(void **state) {
     }
     refused("cycle", cycle, "is not made by any node before it");
     refused("cast_of_nothing", cast_of_nothing, "(Cast): its first input is empty");
+    refused("repeated_axis", repeated_axis, "(Transpose): perm is not a permutation of the axes");
     /* truncated, and not protobuf at all */
     FILE *in = fopen(fixture_path("onnx/cnn.onnx"), "rb");
     static uint8_t buf[1 << 16];

@@ -362,9 +362,12 @@ static rg_status fold_with(onnx_build *b, const onnx_node *n, folding *in, foldi
         const size_t k = attr_ints(n, "perm", perm, 4);
         o->ndim = in[0].ndim, o->n = in[0].n;
         if (in[0].ndim < 1 || (k && (int)k != in[0].ndim)) return node_fail(b, n, "perm does not fit");
+        bool taken[4] = {false};
         for (int d = 0; d < o->ndim; d++) {
             if (!k) perm[d] = o->ndim - 1 - d;
-            if (perm[d] < 0 || perm[d] >= o->ndim) return node_fail(b, n, "perm out of range");
+            if (perm[d] < 0 || perm[d] >= o->ndim || taken[perm[d]])
+                return node_fail(b, n, "perm is not a permutation of the axes");
+            taken[perm[d]] = true;
             o->dims[d] = in[0].dims[perm[d]];
         }
         if (o->n) do {
