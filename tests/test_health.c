@@ -412,22 +412,26 @@ static void test_input_rows_travel_in_checkpoints(void **state) {
     release(&b);
 }
 
-/* A centred convolution that reads a sigmoid steps in whitened coordinates: its gradient in
- * centred coordinates times P = sqrt(1 + d) (C + d m I)^(-1/2) (C its input's covariance, m
- * C's mean eigenvalue, d = 0.03, repair.c's WHITEN_DAMPING), the optimizer's step on that
+/* A convolution that reads a sigmoid or a tanh (centred for it: a tanh's mean alone would
+ * not call for it) steps in whitened coordinates: its gradient in centred coordinates times
+ * P = sqrt(1 + d) (C + d m I)^(-1/2) (C its input's covariance, m C's mean eigenvalue,
+ * d = 0.03, repair.c's WHITEN_DAMPING; half that over a tanh), the optimizer's step on that
  * times P again on its way back.  Plain SGD's step is then -lr (1 + d) (g - gb mu^T)
- * (C + d m I)^(-1), found here by solving with C + d m I (Cholesky, in double), not with
- * the eigenvectors P was made from; a step too small for any cap to bind; within 0.1% of
- * the layer's RMS step and the rounding of the optimizer's step to the weights'.  A
- * centred dense layer's step is the centred one, -lr (g - gb mu^T). */
+ * (C + d m I)^(-1) (a quarter of it over a tanh), found here by solving with C + d m I
+ * (Cholesky, in double), not with the eigenvectors P was made from; a step too small for
+ * any cap to bind; within 0.1% of the layer's RMS step and the rounding of the optimizer's
+ * step to the weights'.  A centred dense layer's step is the centred one, -lr (g - gb mu^T). */
 static void test_convolutions_step_whitened(void **state) {
     (void)state;
     const double damping = 0.03;
     const struct {
         const char *spec;
         bool conv;
-    } cases[] = {{"plaincnn:depth=4,width=8,act=sigmoid,init=torch", true}, {"mlp:depth=4,width=64,act=sigmoid,init=torch", false}};
-    for (int k = 0; k < 2; k++) {
+        double p_scale; /* P's scale: repair.c's TANH_WHITEN_SCALE over a tanh */
+    } cases[] = {{"plaincnn:depth=4,width=8,act=sigmoid,init=torch", true, 1},
+                 {"plaincnn:depth=4,width=8,act=tanh,init=torch", true, 0.5}, /* centred for its whitening */
+                 {"mlp:depth=4,width=64,act=sigmoid,init=torch", false, 1}};
+    for (int k = 0; k < RG_COUNT_OF(cases); k++) {
         built b;
         log_capture c = {0};
         rg_repair *r = probed(&b, cases[k].spec, &c);
@@ -455,8 +459,8 @@ static void test_convolutions_step_whitened(void **state) {
             for (int j = 0; j < f; j++)
                 a[(size_t)i * f + j] = cases[k].conv ? (double)mm[(size_t)i * f + j] - (double)mu[i] * mu[j] : i == j;
         for (int i = 0; i < f; i++) trace += a[(size_t)i * f + i];
-        const double m = trace / f, scale = cases[k].conv ? 1 + damping : 1;
-        assert_true(!cases[k].conv || (m > 1e-4 && m < 1)); /* a sigmoid's outputs */
+        const double m = trace / f, scale = cases[k].conv ? (1 + damping) * cases[k].p_scale * cases[k].p_scale : 1;
+        assert_true(!cases[k].conv || (m > 1e-4 && m < 1)); /* a sigmoid's or a tanh's outputs */
         if (cases[k].conv)
             for (int i = 0; i < f; i++) a[(size_t)i * f + i] += damping * m;
         for (int j = 0; j < f; j++) {
@@ -494,7 +498,7 @@ static void test_convolutions_step_whitened(void **state) {
             }
         }
         rms = sqrt(rms);
-        const double stretch = cases[k].conv ? sqrt((1 + damping) / (damping * m)) : 1; /* P's largest */
+        const double stretch = cases[k].conv ? cases[k].p_scale * sqrt((1 + damping) / (damping * m)) : 1; /* P's largest */
         rg_repair_before_update(r, NULL);
         for (size_t i = 0; i < g->param_floats; i++) g->param_buf[i] -= lr * g->grad_buf[i]; /* plain SGD */
         rg_repair_after_update(r, 1);

@@ -82,20 +82,25 @@
  *    db = db' - dw mu.  The network's function is the stored weights' own at every step
  *    (nothing to fold at export, no border effect at a convolution's padding: mu is each
  *    im2col column's mean, padding included); only the optimizer's geometry changes.
- *    mu is re-measured at every re-probe.  A centred convolution that reads a sigmoid goes
- *    further, to whitened coordinates, where its input's covariance C is (nearly) the
+ *    mu is re-measured at every re-probe.  A convolution that reads a sigmoid or a tanh goes
+ *    further (centred for it, though a tanh's mean alone would not call for centring), to
+ *    whitened coordinates, where its input's covariance C is (nearly) the
  *    identity: the input factor of the layer's Gauss-Newton block (as in K-FAC, Martens &
  *    Grosse 2015).  Its gradient is multiplied by P = sqrt(1 + d) (C + d m I)^(-1/2), m
  *    the mean eigenvalue of C and d = WHITEN_DAMPING, and the optimizer's step by P again
  *    on its way back (w - w0 <- (w - w0) P), so that a step of one size moves the layer's
- *    pre-activations alike along every direction of its input.  A convolution's columns
- *    overlap, and a sigmoid's outputs are smooth across pixels: after centring, C's top
- *    eigenvalue is still 20-70 times its mean.  P is made again (C's eigenvectors,
+ *    pre-activations alike along every direction of its input.  Over a tanh P is halved
+ *    (TANH_WHITEN_SCALE): a tanh is twice a centred sigmoid of twice its input (tanh(u) =
+ *    2 sigmoid(2u) - 1), and at half P the layer steps, with any optimizer, as the same
+ *    convolution over that sigmoid would.  A convolution's columns
+ *    overlap, and a bounded activation's outputs are smooth across pixels: after centring,
+ *    C's top eigenvalue is still 20-90 times its mean.  P is made again (C's eigenvectors,
  *    rg_symmetric_eigen) whenever the monitor re-measures the moments.  A layer of more
  *    than WHITEN_MAX_FAN_IN inputs takes the limit d -> infinity, P = I / sqrt(m)
- *    (standardised coordinates).  Dense layers and convolutions after a tanh lost when
- *    whitened, convolutions after a relu when standardised (docs/gra.md, "Whitened
- *    coordinates for convolutions" and "Standardised coordinates for convolutions").
+ *    (standardised coordinates).  Dense layers lost when whitened, convolutions after a tanh
+ *    when whitened but not centred, convolutions after a relu when standardised
+ *    (docs/gra.md, "Whitened coordinates for convolutions" and "Standardised coordinates
+ *    for convolutions").
  * 6. Newton guard on the whole update (every step, for networks the probe repaired).  Every
  *    NEWTON_EVERY steps the update u the optimizer proposed (before the trust region) is
  *    measured at the weights it started from on a batch of the probe set (its batches in
@@ -155,6 +160,10 @@
  * (O(f^3) at each re-probe). */
 #define WHITEN_DAMPING 0.03
 #define WHITEN_MAX_FAN_IN 576
+/* P's scale over a tanh's outputs (5. above): its steps are then the equivalent sigmoid
+ * network's; at P's full scale SGD's went 4 times as far and diverged (docs/gra.md,
+ * "Tanh convolutions, whitened"). */
+#define TANH_WHITEN_SCALE 0.5
 
 typedef struct layer_state {
     int node;
@@ -367,11 +376,21 @@ static bool feeds_batch_norm(const rg_graph *g, int i) {
     return false;
 }
 
-/* Whether conv node n reads a sigmoid's output. */
-static bool reads_a_sigmoid(const rg_graph *g, const rg_node_impl *n) {
-    if (n->op != RG_OP_CONV2D) return false;
+/* The activation whose output conv node n reads (RG_ACT_LINEAR: n is no convolution, or
+ * reads no activation). */
+static rg_act conv_reads(const rg_graph *g, const rg_node_impl *n) {
+    if (n->op != RG_OP_CONV2D) return RG_ACT_LINEAR;
     const rg_node_impl *in = &g->nodes[n->inputs[0]];
-    return in->op == RG_OP_ACTIVATION && *(const rg_act *)in->attr == RG_ACT_SIGMOID;
+    return in->op == RG_OP_ACTIVATION ? *(const rg_act *)in->attr : RG_ACT_LINEAR;
+}
+
+static bool reads_a_sigmoid(const rg_graph *g, const rg_node_impl *n) { return conv_reads(g, n) == RG_ACT_SIGMOID; }
+
+/* Whether conv node n reads a bounded activation's output (a sigmoid's or a tanh's): the
+ * convolutions that step in whitened coordinates (5. above). */
+static bool reads_bounded(const rg_graph *g, const rg_node_impl *n) {
+    const rg_act a = conv_reads(g, n);
+    return a == RG_ACT_SIGMOID || a == RG_ACT_TANH;
 }
 
 /* Whether conv node n reads a sigmoid's output through zero padding, with more than one
@@ -532,8 +551,9 @@ static rg_status recondition_from_first_unhealthy(rg_repair *r, long step, bool 
 }
 
 /* Which layers the optimizer steps for in centred coordinates (5. above): trainable ones
- * with a bias to take the shift whose input the monitor finds ill-conditioned; decided at
- * `step`. */
+ * with a bias to take the shift whose input the monitor finds ill-conditioned, and the
+ * convolutions that read a bounded activation (whitened coordinates are centred ones);
+ * decided at `step`. */
 static void decide_centring(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
     for (int i = 0; i < r->n; i++) {
@@ -542,9 +562,10 @@ static void decide_centring(rg_repair *r, long step) {
             !g->params[n->first_param + 1].trainable)
             continue;
         const double ratio = rg_monitor_mean_outlier(r->mon, i);
-        if (!rg_monitor_ill_conditioned(ratio)) continue;
+        const bool ill = rg_monitor_ill_conditioned(ratio);
+        if (!ill && !reads_bounded(g, n)) continue;
         r->layers[i].centred = true;
-        emit(r, step, n->name, "ill_conditioned", "centre_inputs", ratio);
+        emit(r, step, n->name, ill ? "ill_conditioned" : "bounded_input", "centre_inputs", ratio);
     }
 }
 
@@ -721,16 +742,16 @@ static double input_spread(const rg_repair *r, int i) {
 }
 
 /* Whether layer i steps in whitened coordinates (5. above): a centred convolution that
- * reads a sigmoid's output, with its input's moments and a spread. */
+ * reads a sigmoid's or a tanh's output, with its input's moments and a spread. */
 static bool steps_whitened(const rg_repair *r, int i) {
     const rg_graph *g = r->m->graph;
-    return r->layers[i].centred && reads_a_sigmoid(g, &g->nodes[r->layers[i].node]) && input_spread(r, i) > 0;
+    return r->layers[i].centred && reads_bounded(g, &g->nodes[r->layers[i].node]) && input_spread(r, i) > 0;
 }
 
 /* P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T (f x f)
  * into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False when out
  * of memory or C has no spread. */
-static bool whitening_matrix(const float *moment, const float *mean, int f, float *p) {
+static bool whitening_matrix(const float *moment, const float *mean, int f, double scale, float *p) {
     float *c = malloc((size_t)f * f * sizeof *c);
     double *value = malloc((size_t)f * sizeof *value), *vector = malloc((size_t)f * f * sizeof *vector);
     bool ok = c && value && vector;
@@ -746,7 +767,7 @@ static bool whitening_matrix(const float *moment, const float *mean, int f, floa
     double *sum = ok ? calloc((size_t)f * f, sizeof *sum) : NULL;
     if (sum) { /* sum over eigenvectors v of phi v v^T, rows in turn */
         for (int k = 0; k < f; k++) {
-            const double phi = sqrt((1 + WHITEN_DAMPING) / (fmax(value[k], 0) + WHITEN_DAMPING * m));
+            const double phi = scale * sqrt((1 + WHITEN_DAMPING) / (fmax(value[k], 0) + WHITEN_DAMPING * m));
             const double *v = vector + (size_t)k * f;
             for (int a = 0; a < f; a++) {
                 const double pv = phi * v[a];
@@ -774,7 +795,8 @@ static const float *whitening(rg_repair *r, int i) {
     if (l->whiten_of != r->moments_seen + 1) { /* once per measurement, failed or not */
         l->whiten_of = r->moments_seen + 1;
         if (!l->whiten) l->whiten = malloc((size_t)f * f * sizeof *l->whiten);
-        l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, l->whiten);
+        const bool tanh_input = conv_reads(r->m->graph, &r->m->graph->nodes[l->node]) == RG_ACT_TANH;
+        l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, tanh_input ? TANH_WHITEN_SCALE : 1, l->whiten);
     }
     return l->whiten_ok ? l->whiten : NULL;
 }
