@@ -213,7 +213,7 @@ void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const
     rg_cpu_centre_gradient(HOST(gw), HOST(gb), units, f, mean);
 }
 void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
-    rg_cpu_times_matrix(HOST(out), HOST(x), units, f, p);
+    rg_cpu_times_matrix(HOST(out), HOST(x), units, f, HOST(p));
 }
 double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
     return rg_cpu_layer_step(dw ? HOST(dw) : NULL, HOST(w), HOST(w0), units, f, mean, HOST(pm));

@@ -175,6 +175,7 @@ typedef struct layer_state {
     double dw_squares; /* its step's sum of squares, as take_step last found it (-1: none) */
     bool taken;        /* take_step ran as the optimizer wrote its weights, this step */
     float *whiten;     /* host: its whitening matrix P (f x f), when whiten_ok (whitening()) */
+    float *whiten_dev; /* a device backend's copy of it, uploaded once per making */
     long whiten_of;    /* 1 + the moments_seen it was last made from (0: never) */
     bool whiten_ok;    /* that making succeeded */
 } layer_state;
@@ -278,7 +279,10 @@ rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, voi
 
 void rg_repair_free(rg_repair *r) {
     if (!r) return;
-    for (int i = 0; r->layers && i < r->n; i++) free(r->layers[i].whiten);
+    for (int i = 0; r->layers && i < r->n; i++) {
+        free(r->layers[i].whiten);
+        if (r->backend) r->backend->release(r->layers[i].whiten_dev);
+    }
     free(r->layers);
     free(r->healthy);
     free(r->step_input), free(r->step_labels);
@@ -783,9 +787,10 @@ static bool whitening_matrix(const float *moment, const float *mean, int f, doub
     return ok;
 }
 
-/* Layer i's whitening matrix (host memory), made again once the monitor has re-measured its
- * input; NULL where it steps in standardised coordinates instead: wider than
- * WHITEN_MAX_FAN_IN, or no matrix could be made. */
+/* Layer i's whitening matrix in the backend's memory, made again (on the host, then copied
+ * to a device once) when the monitor has re-measured its input; NULL where it steps in
+ * standardised coordinates instead: wider than WHITEN_MAX_FAN_IN, or no matrix could be
+ * made. */
 static const float *whitening(rg_repair *r, int i) {
     layer_state *l = &r->layers[i];
     const float *mu;
@@ -797,8 +802,14 @@ static const float *whitening(rg_repair *r, int i) {
         if (!l->whiten) l->whiten = malloc((size_t)f * f * sizeof *l->whiten);
         const bool tanh_input = conv_reads(r->m->graph, &r->m->graph->nodes[l->node]) == RG_ACT_TANH;
         l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, tanh_input ? TANH_WHITEN_SCALE : 1, l->whiten);
+        const rg_backend *be = r->backend;
+        if (l->whiten_ok && be->device) {
+            if (!l->whiten_dev) l->whiten_dev = be->alloc((size_t)f * f);
+            if (l->whiten_dev) be->upload(l->whiten_dev, l->whiten, (size_t)f * f);
+            l->whiten_ok = l->whiten_dev != NULL;
+        }
     }
-    return l->whiten_ok ? l->whiten : NULL;
+    return !l->whiten_ok ? NULL : r->backend->device ? l->whiten_dev : l->whiten;
 }
 
 /* Layer i's weight gradient (or, with w0, its step w - w0) into whitened coordinates and

@@ -127,8 +127,9 @@ struct rg_backend {
  * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
  *   where the layer's input is centred (w' = w, b' = b + w mean); the step back from them,
  *   b -= dw mean, is layer_step's pm taken from the bias;
- * times_matrix: out = x P (units x f), P (f x f) in host memory: a gradient or a step
- *   into or out of whitened coordinates. */
+ * times_matrix: out = x P (units x f), P (f x f) in the backend's memory (GRA copies it
+ *   there once each time it makes it): a gradient or a step into or out of whitened
+ *   coordinates. */
     double (*polar)(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
     void (*recenter_units)(float *w, float *b, int units, size_t row, const double *scale,
                            const double *mean);

@@ -7,7 +7,7 @@
  * each row's sums in double, one block a row in a fixed order, the rows added in order on
  * the host).
  * The monitor's moments, mean and covariance split are host arrays: each call copies what
- * it reads of them up.
+ * it reads of them up.  The whitening matrix is GRA's own device copy.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -102,9 +102,7 @@ extern "C" void rg_cuda_centre_gradient(float *gw, const float *gb, int units, i
 }
 
 extern "C" void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
-    const float *mp = up(MATRIX, p, (size_t)f * f);
-    if (!mp) return rg_cuda_note_failure("GRA's whitened coordinates", "no device memory for the whitening matrix");
-    if (rg_cuda_sgemm(false, false, units, f, f, 1.0f, x, f, mp, f, 0.0f, out, f))
+    if (rg_cuda_sgemm(false, false, units, f, f, 1.0f, x, f, p, f, 0.0f, out, f))
         rg_cuda_note_failure("GRA's whitened coordinates", "the product failed");
 }
 
