@@ -420,17 +420,20 @@ static void test_input_rows_travel_in_checkpoints(void **state) {
  * (C + d m I)^(-1) (a quarter of it over a tanh), found here by solving with C + d m I
  * (Cholesky, in double), not with the eigenvectors P was made from; a step too small for
  * any cap to bind; within 0.1% of the layer's RMS step and the rounding of the optimizer's
- * step to the weights'.  A centred dense layer's step is the centred one, -lr (g - gb mu^T). */
+ * step to the weights'.  Past 576 inputs, standardised coordinates: -lr (g - gb mu^T) / m
+ * (a quarter of it over a tanh).  A centred dense layer's step is the centred one,
+ * -lr (g - gb mu^T). */
 static void test_convolutions_step_whitened(void **state) {
     (void)state;
     const double damping = 0.03;
     const struct {
         const char *spec;
-        bool conv;
-        double p_scale; /* P's scale: repair.c's TANH_WHITEN_SCALE over a tanh */
-    } cases[] = {{"plaincnn:depth=4,width=8,act=sigmoid,init=torch", true, 1},
-                 {"plaincnn:depth=4,width=8,act=tanh,init=torch", true, 0.5}, /* centred for its whitening */
-                 {"mlp:depth=4,width=64,act=sigmoid,init=torch", false, 1}};
+        bool conv, standardised; /* standardised: over 576 inputs, P = I / sqrt(m) */
+        double p_scale;          /* P's scale: repair.c's TANH_WHITEN_SCALE over a tanh */
+    } cases[] = {{"plaincnn:depth=4,width=8,act=sigmoid,init=torch", true, false, 1},
+                 {"plaincnn:depth=4,width=8,act=tanh,init=torch", true, false, 0.5}, /* centred for its whitening */
+                 {"plaincnn:depth=8,width=72,act=tanh,init=torch", true, true, 0.5},
+                 {"mlp:depth=4,width=64,act=sigmoid,init=torch", false, false, 1}};
     for (int k = 0; k < RG_COUNT_OF(cases); k++) {
         built b;
         log_capture c = {0};
@@ -459,9 +462,13 @@ static void test_convolutions_step_whitened(void **state) {
             for (int j = 0; j < f; j++)
                 a[(size_t)i * f + j] = cases[k].conv ? (double)mm[(size_t)i * f + j] - (double)mu[i] * mu[j] : i == j;
         for (int i = 0; i < f; i++) trace += a[(size_t)i * f + i];
-        const double m = trace / f, scale = cases[k].conv ? (1 + damping) * cases[k].p_scale * cases[k].p_scale : 1;
+        const double m = trace / f, ps2 = cases[k].p_scale * cases[k].p_scale;
+        const double scale = cases[k].standardised ? ps2 : cases[k].conv ? (1 + damping) * ps2 : 1;
         assert_true(!cases[k].conv || (m > 1e-4 && m < 1)); /* a sigmoid's or a tanh's outputs */
-        if (cases[k].conv)
+        assert_true(cases[k].standardised == (f > 576));
+        for (int i = 0; cases[k].standardised && i < f; i++) /* A = m I */
+            for (int j = 0; j < f; j++) a[(size_t)i * f + j] = i == j ? m : 0;
+        if (cases[k].conv && !cases[k].standardised)
             for (int i = 0; i < f; i++) a[(size_t)i * f + i] += damping * m;
         for (int j = 0; j < f; j++) {
             for (int i = j; i < f; i++) {
@@ -498,7 +505,8 @@ static void test_convolutions_step_whitened(void **state) {
             }
         }
         rms = sqrt(rms);
-        const double stretch = cases[k].conv ? cases[k].p_scale * sqrt((1 + damping) / (damping * m)) : 1; /* P's largest */
+        const double stretch = cases[k].standardised ? cases[k].p_scale / sqrt(m)
+                               : cases[k].conv ? cases[k].p_scale * sqrt((1 + damping) / (damping * m)) : 1; /* P's largest */
         rg_repair_before_update(r, NULL);
         for (size_t i = 0; i < g->param_floats; i++) g->param_buf[i] -= lr * g->grad_buf[i]; /* plain SGD */
         rg_repair_after_update(r, 1);

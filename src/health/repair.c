@@ -84,17 +84,17 @@
  *    im2col column's mean, padding included); only the optimizer's geometry changes.
  *    mu is re-measured at every re-probe.  A convolution that reads a sigmoid or a tanh goes
  *    further (centred for it, though a tanh's mean alone would not call for centring), to
- *    whitened coordinates, where its input's covariance C is (nearly) the
- *    identity: the input factor of the layer's Gauss-Newton block (as in K-FAC, Martens &
+ *    whitened coordinates, where its input's covariance C is (nearly) the identity: the
+ *    input factor of the layer's Gauss-Newton block (as in K-FAC, Martens &
  *    Grosse 2015).  Its gradient is multiplied by P = sqrt(1 + d) (C + d m I)^(-1/2), m
  *    the mean eigenvalue of C and d = WHITEN_DAMPING, and the optimizer's step by P again
  *    on its way back (w - w0 <- (w - w0) P), so that a step of one size moves the layer's
  *    pre-activations alike along every direction of its input.  Over a tanh P is halved
  *    (TANH_WHITEN_SCALE): a tanh is twice a centred sigmoid of twice its input (tanh(u) =
  *    2 sigmoid(2u) - 1), and at half P the layer steps, with any optimizer, as the same
- *    convolution over that sigmoid would.  A convolution's columns
- *    overlap, and a bounded activation's outputs are smooth across pixels: after centring,
- *    C's top eigenvalue is still 20-90 times its mean.  P is made again (C's eigenvectors,
+ *    convolution over that sigmoid would.  A convolution's columns overlap, and a bounded
+ *    activation's outputs are smooth across pixels: after centring, C's top eigenvalue is
+ *    still 20-90 times its mean.  P is made again (C's eigenvectors,
  *    rg_symmetric_eigen) whenever the monitor re-measures the moments.  A layer of more
  *    than WHITEN_MAX_FAN_IN inputs takes the limit d -> infinity, P = I / sqrt(m)
  *    (standardised coordinates).  Dense layers lost when whitened, convolutions after a tanh
@@ -752,8 +752,15 @@ static bool steps_whitened(const rg_repair *r, int i) {
     return r->layers[i].centred && reads_bounded(g, &g->nodes[r->layers[i].node]) && input_spread(r, i) > 0;
 }
 
-/* P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T (f x f)
- * into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False when out
+/* P's scale for layer i: TANH_WHITEN_SCALE over a tanh, else 1 (standardised coordinates,
+ * P's limit, take it too). */
+static double whiten_scale(const rg_repair *r, int i) {
+    const rg_graph *g = r->m->graph;
+    return conv_reads(g, &g->nodes[r->layers[i].node]) == RG_ACT_TANH ? TANH_WHITEN_SCALE : 1;
+}
+
+/* scale P, P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T
+ * (f x f), into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False when out
  * of memory or C has no spread. */
 static bool whitening_matrix(const float *moment, const float *mean, int f, double scale, float *p) {
     float *c = malloc((size_t)f * f * sizeof *c);
@@ -800,8 +807,7 @@ static const float *whitening(rg_repair *r, int i) {
     if (l->whiten_of != r->moments_seen + 1) { /* once per measurement, failed or not */
         l->whiten_of = r->moments_seen + 1;
         if (!l->whiten) l->whiten = malloc((size_t)f * f * sizeof *l->whiten);
-        const bool tanh_input = conv_reads(r->m->graph, &r->m->graph->nodes[l->node]) == RG_ACT_TANH;
-        l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, tanh_input ? TANH_WHITEN_SCALE : 1, l->whiten);
+        l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, whiten_scale(r, i), l->whiten);
         const rg_backend *be = r->backend;
         if (l->whiten_ok && be->device) {
             if (!l->whiten_dev) l->whiten_dev = be->alloc((size_t)f * f);
@@ -813,15 +819,17 @@ static const float *whitening(rg_repair *r, int i) {
 }
 
 /* Layer i's weight gradient (or, with w0, its step w - w0) into whitened coordinates and
- * its step out of them: times P either way (P is symmetric), or 1 / its input's spread. */
+ * its step out of them: times P either way (P is symmetric), or by its scale over its
+ * input's spread. */
 static void whiten(rg_repair *r, int i, float *w, const float *w0) {
     rg_graph *g = r->m->graph;
     const rg_node_impl *n = &g->nodes[r->layers[i].node];
     const size_t size = g->params[n->first_param].size;
     const int units = n->shape[0];
     const float *p = whitening(r, i);
-    if (!p && w0) g->backend->step_along(w, w0, NULL, size, (float)(1 / input_spread(r, i)));
-    else if (!p) g->backend->scale(w, size, (float)(1 / input_spread(r, i)));
+    const float standardise = (float)(whiten_scale(r, i) / input_spread(r, i));
+    if (!p && w0) g->backend->step_along(w, w0, NULL, size, standardise);
+    else if (!p) g->backend->scale(w, size, standardise);
     else if (w0) {
         g->backend->subtract(r->dw, w, w0, size);
         g->backend->times_matrix(r->scratch, r->dw, units, (int)(size / units), p);
