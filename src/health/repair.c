@@ -760,8 +760,8 @@ static double whiten_scale(const rg_repair *r, int i) {
 }
 
 /* scale P, P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T
- * (f x f), into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False when out
- * of memory or C has no spread. */
+ * (f x f), into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False
+ * when out of memory or C has no spread. */
 static bool whitening_matrix(const float *moment, const float *mean, int f, double scale, float *p) {
     float *c = malloc((size_t)f * f * sizeof *c);
     double *value = malloc((size_t)f * sizeof *value), *vector = malloc((size_t)f * f * sizeof *vector);
@@ -827,10 +827,11 @@ static void whiten(rg_repair *r, int i, float *w, const float *w0) {
     const size_t size = g->params[n->first_param].size;
     const int units = n->shape[0];
     const float *p = whitening(r, i);
-    const float standardise = (float)(whiten_scale(r, i) / input_spread(r, i));
-    if (!p && w0) g->backend->step_along(w, w0, NULL, size, standardise);
-    else if (!p) g->backend->scale(w, size, standardise);
-    else if (w0) {
+    if (!p) {
+        const float standardise = (float)(whiten_scale(r, i) / input_spread(r, i));
+        if (w0) g->backend->step_along(w, w0, NULL, size, standardise);
+        else g->backend->scale(w, size, standardise);
+    } else if (w0) {
         g->backend->subtract(r->dw, w, w0, size);
         g->backend->times_matrix(r->scratch, r->dw, units, (int)(size / units), p);
         g->backend->step_along(w, w0, r->scratch, size, 1.0f);
