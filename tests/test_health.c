@@ -415,13 +415,13 @@ static void test_input_rows_travel_in_checkpoints(void **state) {
 /* A convolution that reads a sigmoid or a tanh (centred for it: a tanh's mean alone would
  * not call for it) steps in whitened coordinates: its gradient in centred coordinates times
  * P = sqrt(1 + d) (C + d m I)^(-1/2) (C its input's covariance, m C's mean eigenvalue,
- * d = 0.03, repair.c's WHITEN_DAMPING; half that over a tanh), the optimizer's step on that
- * times P again on its way back.  Plain SGD's step is then -lr (1 + d) (g - gb mu^T)
- * (C + d m I)^(-1) (a quarter of it over a tanh), found here by solving with C + d m I
+ * d = 0.03, repair.c's WHITEN_DAMPING), the optimizer's step on that times P again on its
+ * way back.  Plain SGD's step is then -lr (1 + d) (g - gb mu^T) (C + d m I)^(-1), found
+ * here by solving with C + d m I
  * (Cholesky, in double), not with the eigenvectors P was made from; a step too small for
  * any cap to bind; within 0.1% of the layer's RMS step and the rounding of the optimizer's
- * step to the weights'.  Past 576 inputs, standardised coordinates: -lr (g - gb mu^T) / m
- * (a quarter of it over a tanh).  A centred dense layer's step is the centred one,
+ * step to the weights'.  Past 576 inputs, standardised coordinates: -lr (g - gb mu^T) / m.
+ * A centred dense layer's step is the centred one,
  * -lr (g - gb mu^T). */
 static void test_convolutions_step_whitened(void **state) {
     (void)state;
@@ -429,11 +429,10 @@ static void test_convolutions_step_whitened(void **state) {
     const struct {
         const char *spec;
         bool conv, standardised; /* standardised: over 576 inputs, P = I / sqrt(m) */
-        double p_scale;          /* P's scale: repair.c's TANH_WHITEN_SCALE over a tanh */
-    } cases[] = {{"plaincnn:depth=4,width=8,act=sigmoid,init=torch", true, false, 1},
-                 {"plaincnn:depth=4,width=8,act=tanh,init=torch", true, false, 0.5}, /* centred for its whitening */
-                 {"plaincnn:depth=8,width=72,act=tanh,init=torch", true, true, 0.5},
-                 {"mlp:depth=4,width=64,act=sigmoid,init=torch", false, false, 1}};
+    } cases[] = {{"plaincnn:depth=4,width=8,act=sigmoid,init=torch", true, false},
+                 {"plaincnn:depth=4,width=8,act=tanh,init=torch", true, false}, /* centred for its whitening */
+                 {"plaincnn:depth=8,width=72,act=tanh,init=torch", true, true},
+                 {"mlp:depth=4,width=64,act=sigmoid,init=torch", false, false}};
     for (int k = 0; k < RG_COUNT_OF(cases); k++) {
         built b;
         log_capture c = {0};
@@ -462,8 +461,8 @@ static void test_convolutions_step_whitened(void **state) {
             for (int j = 0; j < f; j++)
                 a[(size_t)i * f + j] = cases[k].conv ? (double)mm[(size_t)i * f + j] - (double)mu[i] * mu[j] : i == j;
         for (int i = 0; i < f; i++) trace += a[(size_t)i * f + i];
-        const double m = trace / f, ps2 = cases[k].p_scale * cases[k].p_scale;
-        const double scale = cases[k].standardised ? ps2 : cases[k].conv ? (1 + damping) * ps2 : 1;
+        const double m = trace / f;
+        const double scale = cases[k].conv && !cases[k].standardised ? 1 + damping : 1;
         assert_true(!cases[k].conv || (m > 1e-4 && m < 1)); /* a sigmoid's or a tanh's outputs */
         assert_true(cases[k].standardised == (f > 576));
         for (int i = 0; cases[k].standardised && i < f; i++) /* A = m I */
@@ -505,11 +504,11 @@ static void test_convolutions_step_whitened(void **state) {
             }
         }
         rms = sqrt(rms);
-        const double stretch = cases[k].standardised ? cases[k].p_scale / sqrt(m)
-                               : cases[k].conv ? cases[k].p_scale * sqrt((1 + damping) / (damping * m)) : 1; /* P's largest */
+        const double stretch = cases[k].standardised ? 1 / sqrt(m)
+                               : cases[k].conv ? sqrt((1 + damping) / (damping * m)) : 1; /* P's largest */
         rg_repair_before_update(r, NULL);
         for (size_t i = 0; i < g->param_floats; i++) g->param_buf[i] -= lr * g->grad_buf[i]; /* plain SGD */
-        rg_repair_after_update(r, 1);
+        rg_repair_after_update(r, 3); /* a step the Newton guard does not measure */
         for (size_t i = 0; i < size; i++) {
             const float big = fmaxf(fabsf(w0[i]), fabsf(want[i]));
             const double ulp = nextafterf(big, INFINITY) - big; /* the optimizer's step is rounded to the weights' */
@@ -689,6 +688,61 @@ static void test_no_action_on_healthy(void **state) {
     assert_memory_equal(w[0], w[1], n * sizeof(float));
     free(w[0]);
     free(w[1]);
+}
+
+/* The Newton guard's scale, from GRA's state. */
+static double newton_scale_of(const rg_repair *r) {
+    char *json = rg_repair_state_json(r), *at = strstr(json, "\"newton_scale\":");
+    assert_non_null(at);
+    const double scale = atof(at + 15);
+    free(json);
+    return scale;
+}
+
+/* Before its every-NEWTON_EVERY measurements, the Newton guard measures at steps 1, 2, 4 ...
+ * the updates that have grown past the last one it measured (momentum builds its steps up
+ * over the first ones): an update 3 times the gradient overshoots, and is measured at step
+ * 1, after a short one at step 0, but not at step 3 (no power of 2), nor at steps 2 and 4
+ * (no larger than the one measured at step 1), nor at step 64 (past NEWTON_EVERY). */
+static void test_newton_guard_measures_a_grown_step(void **state) {
+    (void)state;
+    built b;
+    log_capture c = {0};
+    rg_repair *r = probed(&b, "mlp:depth=4,width=32,act=sigmoid,init=torch", &c);
+    assert_true(rg_repair_caps_updates(r));
+    rg_graph *g = b.m.graph;
+    assert_int_equal(rg_dataset_batch(b.d, b.idx, 128, rg_graph_input_buffer(g, b.m.input), rg_graph_labels(g)), RG_OK);
+    assert_int_equal(rg_graph_forward(g, 128, 1), RG_OK);
+    assert_int_equal(rg_graph_backward(g, b.m.loss), RG_OK);
+    const size_t n = g->param_floats;
+    float *w0 = malloc(n * sizeof *w0), *grad = malloc(n * sizeof *grad);
+    assert_non_null(w0), assert_non_null(grad);
+    memcpy(w0, g->param_buf, n * sizeof *w0);
+    memcpy(grad, g->grad_buf, n * sizeof *grad);
+    /* steps of -size g from w0 in turn; the guard's scale after each */
+    const struct { long step; float size; bool measured; } steps[] = {
+        {0, 0.01f, true},  /* every NEWTON_EVERY steps: a short step, no overshoot */
+        {3, 3.0f, false},  /* not a power of 2 */
+        {1, 3.0f, true},   /* grown: measured, an overshoot */
+        {2, 3.0f, false},  /* no larger than the last measured */
+        {4, 2.0f, false},
+        {64, 3.0f, false}, /* past NEWTON_EVERY */
+    };
+    double scale = 1;
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        memcpy(g->param_buf, w0, n * sizeof *w0);
+        rg_repair_before_update(r, NULL);
+        for (size_t i = 0; i < n; i++) g->param_buf[i] -= steps[k].size * grad[i];
+        rg_repair_after_update(r, steps[k].step);
+        const double now = newton_scale_of(r);
+        if (steps[k].step == 0 && now != 1) fail_msg("step 0: a short step overshot (scale %g)", now);
+        if (steps[k].step == 1 && !(now < 1)) fail_msg("step 1: the grown step was not measured (scale %g)", now);
+        if (!steps[k].measured && now != scale) fail_msg("step %ld: measured (scale %g, was %g)", steps[k].step, now, scale);
+        scale = now;
+    }
+    free(w0), free(grad);
+    rg_repair_free(r);
+    release(&b);
 }
 
 /* The curvature along a step: for plain gradient descent u = -lr g, the slope is
@@ -1439,6 +1493,7 @@ int main(void) {
         cmocka_unit_test(test_sigmoid_tanh_lanes),
         cmocka_unit_test(test_step_curvature),
         cmocka_unit_test(test_newton_guard_measures_on_a_probe_batch),
+        cmocka_unit_test(test_newton_guard_measures_a_grown_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

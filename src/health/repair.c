@@ -89,12 +89,9 @@
  *    Grosse 2015).  Its gradient is multiplied by P = sqrt(1 + d) (C + d m I)^(-1/2), m
  *    the mean eigenvalue of C and d = WHITEN_DAMPING, and the optimizer's step by P again
  *    on its way back (w - w0 <- (w - w0) P), so that a step of one size moves the layer's
- *    pre-activations alike along every direction of its input.  Over a tanh P is halved
- *    (TANH_WHITEN_SCALE): a tanh is twice a centred sigmoid of twice its input (tanh(u) =
- *    2 sigmoid(2u) - 1), and at half P the layer steps, with any optimizer, as the same
- *    convolution over that sigmoid would.  A convolution's columns overlap, and a bounded
- *    activation's outputs are smooth across pixels: after centring, C's top eigenvalue is
- *    still 20-90 times its mean.  P is made again (C's eigenvectors,
+ *    pre-activations alike along every direction of its input.  A convolution's columns
+ *    overlap, and a bounded activation's outputs are smooth across pixels: after centring,
+ *    C's top eigenvalue is still 20-90 times its mean.  P is made again (C's eigenvectors,
  *    rg_symmetric_eigen) whenever the monitor re-measures the moments.  A layer of more
  *    than WHITEN_MAX_FAN_IN inputs takes the limit d -> infinity, P = I / sqrt(m)
  *    (standardised coordinates).  Dense layers lost when whitened, convolutions after a tanh
@@ -102,12 +99,13 @@
  *    (docs/gra.md, "Whitened coordinates for convolutions" and "Standardised coordinates
  *    for convolutions").
  * 6. Newton guard on the whole update (every step, for networks the probe repaired).  Every
- *    NEWTON_EVERY steps the update u the optimizer proposed (before the trust region) is
- *    measured at the weights it started from on a batch of the probe set (its batches in
- *    turn), not on the step's batch: that batch's noise is in u, so its own slope along u
- *    says the step is short by the noise's share.  The loss's slope g.u and its
- *    Gauss-Newton curvature u^T G u, one forward and one tangent pass
- *    (src/graph/curvature.c).  The quadratic model's best step along u is
+ *    NEWTON_EVERY steps, and at steps 1, 2, 4 ... before the first of them where it has
+ *    grown past the last one measured (momentum builds its steps over the first ones), the
+ *    update u the optimizer proposed (before the trust region) is measured at the weights
+ *    it started from on a batch of the probe set (its batches in turn), not on the step's
+ *    batch: that batch's noise is in u, so its own slope along u says the step is short by
+ *    the noise's share.  The loss's slope g.u and its Gauss-Newton curvature u^T G u, one
+ *    forward and one tangent pass (src/graph/curvature.c).  The quadratic model's best step along u is
  *    a* = -g.u / u^T G u times u; where a* < 1 the step overshoots it, and every update
  *    is scaled by s, the geometric mean of the last s and min(1, a*) (no less than
  *    NEWTON_FLOOR).  It only ever shrinks: a step the model says is short is left to the
@@ -160,11 +158,6 @@
  * (O(f^3) at each re-probe). */
 #define WHITEN_DAMPING 0.03
 #define WHITEN_MAX_FAN_IN 576
-/* P's scale over a tanh's outputs (5. above): its steps are then the equivalent sigmoid
- * network's; at P's full scale SGD's went 4 times as far and diverged (docs/gra.md,
- * "Tanh convolutions, whitened"). */
-#define TANH_WHITEN_SCALE 0.5
-
 typedef struct layer_state {
     int node;
     double mean, var;  /* EMA of the log gradient norm */
@@ -203,6 +196,7 @@ struct rg_repair {
     float *step_input;      /* host: the step's inputs and labels, kept while the guard */
     int *step_labels;       /* measures on a probe batch */
     double newton_scale;    /* the scale it applies to every update (1: none) */
+    double measured_squares; /* the squared norm of the last update it measured */
     bool newton_off;        /* the loss has no curvature product: no guard */
     float *healthy;         /* host: the parameters and state as the last healthy early
                              * check saw them (2.); NULL when not kept */
@@ -752,17 +746,10 @@ static bool steps_whitened(const rg_repair *r, int i) {
     return r->layers[i].centred && reads_bounded(g, &g->nodes[r->layers[i].node]) && input_spread(r, i) > 0;
 }
 
-/* P's scale for layer i: TANH_WHITEN_SCALE over a tanh, else 1 (standardised coordinates,
- * P's limit, take it too). */
-static double whiten_scale(const rg_repair *r, int i) {
-    const rg_graph *g = r->m->graph;
-    return conv_reads(g, &g->nodes[r->layers[i].node]) == RG_ACT_TANH ? TANH_WHITEN_SCALE : 1;
-}
-
-/* scale P, P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T
+/* P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T
  * (f x f), into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False
  * when out of memory or C has no spread. */
-static bool whitening_matrix(const float *moment, const float *mean, int f, double scale, float *p) {
+static bool whitening_matrix(const float *moment, const float *mean, int f, float *p) {
     float *c = malloc((size_t)f * f * sizeof *c);
     double *value = malloc((size_t)f * sizeof *value), *vector = malloc((size_t)f * f * sizeof *vector);
     bool ok = c && value && vector;
@@ -778,7 +765,7 @@ static bool whitening_matrix(const float *moment, const float *mean, int f, doub
     double *sum = ok ? calloc((size_t)f * f, sizeof *sum) : NULL;
     if (sum) { /* sum over eigenvectors v of phi v v^T, rows in turn */
         for (int k = 0; k < f; k++) {
-            const double phi = scale * sqrt((1 + WHITEN_DAMPING) / (fmax(value[k], 0) + WHITEN_DAMPING * m));
+            const double phi = sqrt((1 + WHITEN_DAMPING) / (fmax(value[k], 0) + WHITEN_DAMPING * m));
             const double *v = vector + (size_t)k * f;
             for (int a = 0; a < f; a++) {
                 const double pv = phi * v[a];
@@ -807,7 +794,7 @@ static const float *whitening(rg_repair *r, int i) {
     if (l->whiten_of != r->moments_seen + 1) { /* once per measurement, failed or not */
         l->whiten_of = r->moments_seen + 1;
         if (!l->whiten) l->whiten = malloc((size_t)f * f * sizeof *l->whiten);
-        l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, whiten_scale(r, i), l->whiten);
+        l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, l->whiten);
         const rg_backend *be = r->backend;
         if (l->whiten_ok && be->device) {
             if (!l->whiten_dev) l->whiten_dev = be->alloc((size_t)f * f);
@@ -819,7 +806,7 @@ static const float *whitening(rg_repair *r, int i) {
 }
 
 /* Layer i's weight gradient (or, with w0, its step w - w0) into whitened coordinates and
- * its step out of them: times P either way (P is symmetric), or by its scale over its
+ * its step out of them: times P either way (P is symmetric), or by one over its
  * input's spread. */
 static void whiten(rg_repair *r, int i, float *w, const float *w0) {
     rg_graph *g = r->m->graph;
@@ -828,7 +815,7 @@ static void whiten(rg_repair *r, int i, float *w, const float *w0) {
     const int units = n->shape[0];
     const float *p = whitening(r, i);
     if (!p) {
-        const float standardise = (float)(whiten_scale(r, i) / input_spread(r, i));
+        const float standardise = (float)(1 / input_spread(r, i));
         if (w0) g->backend->step_along(w, w0, NULL, size, standardise);
         else g->backend->scale(w, size, standardise);
     } else if (w0) {
@@ -925,9 +912,22 @@ static void uncentre_step(rg_repair *r, int i) {
     if (l->dw_squares >= 0) g->backend->subtract(b, b, r->pm + l->pm_at, (size_t)n->shape[0]);
 }
 
-/* Whether the Newton guard acts on this step's update: it measures it, or scales it. */
-static bool newton_acts(const rg_repair *r, long step) {
-    return !r->newton_off && (step % NEWTON_EVERY == 0 || r->newton_scale < 1);
+/* Whether the Newton guard measures this step's update (6. above): every NEWTON_EVERY
+ * steps, and at steps 1, 2, 4 ... before the first of them where the proposed update has
+ * grown past the last one measured.  An optimizer's state builds over its first steps
+ * (momentum's velocity grows its step up to 1 / (1 - beta) times), and a step the guard
+ * passed says nothing of a larger one.  The sizes compared are the optimizer's own steps,
+ * before GRA takes them back from centred or whitened coordinates. */
+static bool newton_measures(rg_repair *r, long step) {
+    if (r->newton_off) return false;
+    const bool due = step % NEWTON_EVERY == 0;
+    if (!due && (step > NEWTON_EVERY || (step & (step - 1)))) return false;
+    rg_graph *g = r->m->graph;
+    g->backend->subtract(r->update, g->param_buf, r->before, g->param_floats);
+    const double squares = g->backend->sum_squares(r->update, g->param_floats);
+    if (!due && !(squares > r->measured_squares)) return false;
+    r->measured_squares = squares;
+    return true;
 }
 
 /* The loss's slope and Gauss-Newton curvature along the proposed update u, at the weights
@@ -958,12 +958,12 @@ static rg_status measure_update(rg_repair *r, long step, double *slope, double *
     return s;
 }
 
-/* The Newton guard (6. above): measures the proposed update every NEWTON_EVERY steps and
- * scales every update by newton_scale.  Returns the scale it applied (1: none). */
-static float newton_guard(rg_repair *r, long step) {
+/* The Newton guard (6. above): measures the proposed update where newton_measures said so
+ * and scales every update by newton_scale.  Returns the scale it applied (1: none). */
+static float newton_guard(rg_repair *r, long step, bool measure) {
     rg_graph *g = r->m->graph;
     const size_t n = g->param_floats;
-    if (step % NEWTON_EVERY == 0) {
+    if (measure) {
         g->backend->subtract(r->update, g->param_buf, r->before, n);
         double slope, curvature;
         const rg_status s = measure_update(r, step, &slope, &curvature);
@@ -1070,7 +1070,8 @@ void rg_repair_after_update(rg_repair *r, long step) {
     if (!r || !r->trust || !r->before) return;
     rg_graph *g = r->m->graph;
     const double cap = TRUST_PER_DEPTH / r->n;
-    const bool guard = newton_acts(r, step);
+    const bool measure = newton_measures(r, step);
+    const bool guard = measure || (!r->newton_off && r->newton_scale < 1);
     for (int i = 0; i < r->n; i++) {
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
         if (!kp->trainable) continue; /* frozen: it did not move */
@@ -1082,7 +1083,7 @@ void rg_repair_after_update(rg_repair *r, long step) {
         if (!guard) cap_step(r, i, step, cap);
     }
     if (!guard) return;
-    const float scale = newton_guard(r, step);
+    const float scale = newton_guard(r, step, measure);
     for (int i = 0; i < r->n; i++) {
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
         if (!kp->trainable) continue;
@@ -1109,6 +1110,7 @@ char *rg_repair_state_json(const rg_repair *r) {
     cJSON_AddBoolToObject(o, "trust", r->trust);
     cJSON_AddBoolToObject(o, "watch_early", r->watch_early);
     add_exact(o, "newton_scale", r->newton_scale);
+    add_exact(o, "measured_squares", r->measured_squares);
     if (r->healthy) cJSON_AddNumberToObject(o, "healthy_step", (double)r->healthy_step); /* + gra.healthy */
     for (int i = 0; i < r->n; i++) {
         cJSON *l = cJSON_CreateObject();
@@ -1176,6 +1178,12 @@ rg_status rg_repair_restore(rg_repair *r, const char *json, const rg_tensor_file
     r->newton_scale = cJSON_IsNumber(ns) ? ns->valuedouble : 1; /* older checkpoints: none */
     if (!(r->newton_scale > 0 && r->newton_scale <= 1)) {
         s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (newton_scale)");
+        goto done;
+    }
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(o, "measured_squares");
+    r->measured_squares = cJSON_IsNumber(ms) ? ms->valuedouble : 0; /* older checkpoints: none */
+    if (!(r->measured_squares >= 0)) {
+        s = rg_fail(RG_ERR_FORMAT, "the checkpoint's GRA state is corrupt (measured_squares)");
         goto done;
     }
     const cJSON *hs = cJSON_GetObjectItemCaseSensitive(o, "healthy_step");
