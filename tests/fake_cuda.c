@@ -208,15 +208,16 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
         if (at[c] != SIZE_MAX) arrive_later(out + c, t + c, sizeof *t, true);
     free(t);
 }
-/* GRA's arithmetic: the CPU's (mean, moment, qm and products are host memory) */
+/* GRA's arithmetic: the CPU's (the mean is device memory for the centred gradient and the
+ * layer's step, host memory with the moment; qm and products are host memory) */
 void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
-    rg_cpu_centre_gradient(HOST(gw), HOST(gb), units, f, mean);
+    rg_cpu_centre_gradient(HOST(gw), HOST(gb), units, f, HOST(mean));
 }
 void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
     rg_cpu_times_matrix(HOST(out), HOST(x), units, f, HOST(p));
 }
 double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
-    return rg_cpu_layer_step(dw ? HOST(dw) : NULL, HOST(w), HOST(w0), units, f, mean, HOST(pm));
+    return rg_cpu_layer_step(dw ? HOST(dw) : NULL, HOST(w), HOST(w0), units, f, HOST(mean), HOST(pm));
 }
 double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n) {
     float *t = malloc((size_t)n * units * sizeof *t);

@@ -375,10 +375,10 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     for (int u = 0; u < UNITS; u++) gb[u] = (float)sin(2.3 * u), db[u] = 0.01f * (float)cos(1.7 * u);
     float *d_w = up_copy(dev, w, UNITS * F), *d_w0 = up_copy(dev, w0, UNITS * F), *d_dw = dev->alloc(UNITS * F);
     float *d_pm = dev->alloc(UNITS), *d_db = up_copy(dev, db, UNITS), *d_gw = up_copy(dev, gw, UNITS * F);
-    float *d_gb = up_copy(dev, gb, UNITS);
+    float *d_gb = up_copy(dev, gb, UNITS), *d_mean = up_copy(dev, mean, F); /* GRA keeps the mean there */
     assert_non_null(d_dw), assert_non_null(d_pm);
     const double squares = cpu->layer_step(dw, w, w0, UNITS, F, mean, pm);
-    const double d_squares = dev->layer_step(d_dw, d_w, d_w0, UNITS, F, mean, d_pm);
+    const double d_squares = dev->layer_step(d_dw, d_w, d_w0, UNITS, F, d_mean, d_pm);
     assert_true(fabs(d_squares - squares) <= 1e-6 * squares);
     float *h = down_copy(dev, d_dw, UNITS * F);
     assert_memory_equal(h, dw, sizeof dw); /* a difference of two floats: exact */
@@ -388,7 +388,7 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     float kept_pm[UNITS]; /* without keeping the step: the same products and squares */
     assert_true(cpu->layer_step(NULL, w, w0, UNITS, F, mean, kept_pm) == squares);
     assert_memory_equal(kept_pm, pm, sizeof pm);
-    assert_true(dev->layer_step(NULL, d_w, d_w0, UNITS, F, mean, d_pm) == d_squares);
+    assert_true(dev->layer_step(NULL, d_w, d_w0, UNITS, F, d_mean, d_pm) == d_squares);
     h = down_copy(dev, d_pm, UNITS);
     assert_close("the products with the mean, the step not kept", h, pm, UNITS, 1e-6, 1e-5);
     free(h);
@@ -410,11 +410,11 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     if (!(bound > 0 && fabs(d_bound - bound) <= 1e-5 * bound))
         fail_msg("the bound %.9g on the device, %.9g on the CPU", d_bound, bound);
     cpu->centre_gradient(gw, gb, UNITS, F, mean);
-    dev->centre_gradient(d_gw, d_gb, UNITS, F, mean);
+    dev->centre_gradient(d_gw, d_gb, UNITS, F, d_mean);
     h = down_copy(dev, d_gw, UNITS * F);
     assert_memory_equal(h, gw, sizeof gw);
     free(h);
-    float *bufs[] = {d_w, d_w0, d_dw, d_pm, d_db, d_gw, d_gb};
+    float *bufs[] = {d_w, d_w0, d_dw, d_pm, d_db, d_gw, d_gb, d_mean};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) dev->release(bufs[i]);
     rg_graph_free(n.g);
     (void)state;

@@ -171,6 +171,8 @@ typedef struct layer_state {
     float *whiten_dev; /* a device backend's copy of it, uploaded once per making */
     long whiten_of;    /* 1 + the moments_seen it was last made from (0: never) */
     bool whiten_ok;    /* that making succeeded */
+    float *mean_dev;   /* a device backend's copy of its input mean (input_mean()) */
+    long mean_of;      /* 1 + the moments_seen it was copied from (0: never) */
 } layer_state;
 
 struct rg_repair {
@@ -275,7 +277,7 @@ void rg_repair_free(rg_repair *r) {
     if (!r) return;
     for (int i = 0; r->layers && i < r->n; i++) {
         free(r->layers[i].whiten);
-        if (r->backend) r->backend->release(r->layers[i].whiten_dev);
+        if (r->backend) r->backend->release(r->layers[i].whiten_dev), r->backend->release(r->layers[i].mean_dev);
     }
     free(r->layers);
     free(r->healthy);
@@ -830,6 +832,29 @@ static void whiten(rg_repair *r, int i, float *w, const float *w0) {
 
 static void take_step(rg_repair *r, int i);
 
+/* Each layer's input mean copied to a device backend's memory once each time the monitor
+ * measures the moments (5. above), for the kernels that read it at every step (the centred
+ * gradient and the step's products with it), before any of them runs. */
+static void keep_means(rg_repair *r) {
+    const rg_backend *be = r->backend;
+    if (!be->device) return;
+    for (int i = 0; i < r->n; i++) {
+        layer_state *l = &r->layers[i];
+        const float *mu;
+        int f;
+        if (l->mean_of == r->moments_seen + 1 || !rg_monitor_input_moment(r->mon, i, &mu, &f)) continue;
+        l->mean_of = r->moments_seen + 1;
+        if (!l->mean_dev) l->mean_dev = be->alloc((size_t)f);
+        if (l->mean_dev) be->upload(l->mean_dev, mu, (size_t)f);
+    }
+}
+
+/* Layer i's input mean (the monitor's mu) where the backend's kernels read it: mu itself on
+ * the CPU, keep_means's copy on a device (NULL when it had no memory: the kernels say so). */
+static const float *input_mean(const rg_repair *r, int i, const float *mu) {
+    return r->backend->device ? r->layers[i].mean_dev : mu;
+}
+
 static void take_written_step(void *ctx, int k) {
     rg_repair *r = ctx;
     take_step(r, r->then_layer[k]);
@@ -884,6 +909,7 @@ void rg_repair_before_update(rg_repair *r, rg_optim *o) {
             return;
         }
     }
+    keep_means(r);
     if (o) rg_optim_keep_next(o, r->before);
     else g->backend->copy(r->before, g->param_buf, g->param_floats);
     if (o) take_steps_as_written(r, o);
@@ -895,7 +921,7 @@ void rg_repair_before_update(rg_repair *r, rg_optim *o) {
         if (!rg_monitor_input_moment(r->mon, i, &mu, &f)) continue;
         g->backend->centre_gradient(g->grad_buf + g->params[n->first_param].offset,
                                     g->grad_buf + g->params[n->first_param + 1].offset,
-                                    n->shape[0], f, mu);
+                                    n->shape[0], f, input_mean(r, i, mu));
         if (steps_whitened(r, i)) whiten(r, i, g->grad_buf + g->params[n->first_param].offset, NULL);
     }
 }
@@ -996,7 +1022,7 @@ static void take_step(rg_repair *r, int i) {
     l->dw_squares = -1;
     if (rg_monitor_input_moment(r->mon, i, &mu, &f))
         l->dw_squares = g->backend->layer_step(NULL, g->param_buf + kp->offset, r->before + kp->offset,
-                                               n->shape[0], f, mu, r->pm + l->pm_at);
+                                               n->shape[0], f, input_mean(r, i, mu), r->pm + l->pm_at);
 }
 
 /* take_step's figures for a step since scaled by s: its products times s, its squares

@@ -120,13 +120,15 @@ struct rg_backend {
      *   rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
      *   units, to within float rounding (scratch: units x (k + 1));
      * layer_step: dw = w - w0 (units x f; NULL: not kept), each row of dw's product with
-     *   the input mean into pm (units), and the sum of squares of dw, returned;
+     *   the input mean (in the backend's memory) into pm (units), and the sum of squares
+     *   of dw, returned;
      * function_change_coarse_bound: a coarser upper bound from those alone, (|pm + db|^2
      *   + top squares) over units, top >= the covariance's largest eigenvalue (its trace,
      *   or the monitor's bound with its split);
- * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f): the gradient in the coordinates
- *   where the layer's input is centred (w' = w, b' = b + w mean); the step back from them,
- *   b -= dw mean, is layer_step's pm taken from the bias;
+ * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f; the mean in the backend's
+ *   memory, where GRA copies it once each time the moments are measured): the gradient
+ *   in the coordinates where the layer's input is centred (w' = w, b' = b + w mean); the
+ *   step back from them, b -= dw mean, is layer_step's pm taken from the bias;
  * times_matrix: out = x P (units x f), P (f x f) in the backend's memory (GRA copies it
  *   there once each time it makes it): a gradient or a step into or out of whitened
  *   coordinates. */

@@ -6,8 +6,10 @@
  * region's figures from the step's products with the input's moments or samples (cuBLAS;
  * each row's sums in double, one block a row in a fixed order, the rows added in order on
  * the host).
- * The monitor's moments, mean and covariance split are host arrays: each call copies what
- * it reads of them up.  The whitening matrix is GRA's own device copy.
+ * The monitor's moments, samples and covariance split are host arrays: each call copies
+ * what it reads of them up, and the trust region's exact figure its mean too.  The mean the
+ * centred gradient and the layer's step read at every step, and the whitening matrix, are
+ * GRA's own device copies.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -96,9 +98,8 @@ static double rows_total(const double *sums, int units) {
 }
 
 extern "C" void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
-    const float *m = up(MEAN, mean, (size_t)f);
-    if (!m) return rg_cuda_note_failure("GRA's centred gradient", "no device memory for the input mean");
-    LAUNCH(centre_rows, (size_t)units * f, gw, gb, m, f, (size_t)units * f);
+    if (!mean) return rg_cuda_note_failure("GRA's centred gradient", "no device memory for the input mean");
+    LAUNCH(centre_rows, (size_t)units * f, gw, gb, mean, f, (size_t)units * f);
 }
 
 extern "C" void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
@@ -108,10 +109,9 @@ extern "C" void rg_cuda_times_matrix(float *out, const float *x, int units, int 
 
 extern "C" double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
                                      float *pm) {
-    const float *m = up(MEAN, mean, (size_t)f);
     double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
-    if (!m || !sums || units <= 0) return NAN;
-    step_rows<<<units, RG_CUDA_THREADS>>>(dw, w, w0, m, f, pm, sums); /* dw NULL: not kept */
+    if (!mean || !sums || units <= 0) return NAN;
+    step_rows<<<units, RG_CUDA_THREADS>>>(dw, w, w0, mean, f, pm, sums); /* dw NULL: not kept */
     return rows_total(sums, units);
 }
 
