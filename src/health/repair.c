@@ -277,7 +277,10 @@ void rg_repair_free(rg_repair *r) {
     if (!r) return;
     for (int i = 0; r->layers && i < r->n; i++) {
         free(r->layers[i].whiten);
-        if (r->backend) r->backend->release(r->layers[i].whiten_dev), r->backend->release(r->layers[i].mean_dev);
+        if (r->backend) {
+            r->backend->release(r->layers[i].whiten_dev);
+            r->backend->release(r->layers[i].mean_dev);
+        }
     }
     free(r->layers);
     free(r->healthy);
