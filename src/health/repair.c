@@ -105,11 +105,12 @@
  *    it started from on a batch of the probe set (its batches in turn), not on the step's
  *    batch: that batch's noise is in u, so its own slope along u says the step is short by
  *    the noise's share.  The loss's slope g.u and its Gauss-Newton curvature u^T G u, one
- *    forward and one tangent pass (src/graph/curvature.c).  The quadratic model's best step along u is
- *    a* = -g.u / u^T G u times u; where a* < 1 the step overshoots it, and every update
- *    is scaled by s, the geometric mean of the last s and min(1, a*) (no less than
- *    NEWTON_FLOOR).  It only ever shrinks: a step the model says is short is left to the
- *    optimizer (Adam's steps sit at the edge of stability by design, Cohen et al. 2022).
+ *    forward and one tangent pass (src/graph/curvature.c).  The quadratic model's best
+ *    step along u is a* = -g.u / u^T G u times u; where a* < 1 the step overshoots it, and
+ *    every update is scaled by s, the geometric mean of the last s and min(1, a*) (no
+ *    less than NEWTON_FLOOR).  It only ever shrinks: a step the model says is short is left
+ *    to the optimizer (Adam's steps sit at the edge of stability by design, Cohen et al.
+ *    2022).
  * Every action is reported through the log callback.
  */
 #include "../internal.h"
@@ -786,6 +787,14 @@ static bool whitening_matrix(const float *moment, const float *mean, int f, floa
     return ok;
 }
 
+/* n host floats into *dev, a device backend's buffer of GRA's own (allocated at the first
+ * copy); false when the device has no memory for it. */
+static bool copy_to_device(const rg_backend *be, float **dev, const float *host, size_t n) {
+    if (!*dev) *dev = be->alloc(n);
+    if (*dev) be->upload(*dev, host, n);
+    return *dev != NULL;
+}
+
 /* Layer i's whitening matrix in the backend's memory, made again (on the host, then copied
  * to a device once) when the monitor has re-measured its input; NULL where it steps in
  * standardised coordinates instead: wider than WHITEN_MAX_FAN_IN, or no matrix could be
@@ -800,12 +809,8 @@ static const float *whitening(rg_repair *r, int i) {
         l->whiten_of = r->moments_seen + 1;
         if (!l->whiten) l->whiten = malloc((size_t)f * f * sizeof *l->whiten);
         l->whiten_ok = l->whiten && whitening_matrix(moment, mu, f, l->whiten);
-        const rg_backend *be = r->backend;
-        if (l->whiten_ok && be->device) {
-            if (!l->whiten_dev) l->whiten_dev = be->alloc((size_t)f * f);
-            if (l->whiten_dev) be->upload(l->whiten_dev, l->whiten, (size_t)f * f);
-            l->whiten_ok = l->whiten_dev != NULL;
-        }
+        if (l->whiten_ok && r->backend->device)
+            l->whiten_ok = copy_to_device(r->backend, &l->whiten_dev, l->whiten, (size_t)f * f);
     }
     return !l->whiten_ok ? NULL : r->backend->device ? l->whiten_dev : l->whiten;
 }
@@ -839,16 +844,14 @@ static void take_step(rg_repair *r, int i);
  * measures the moments (5. above), for the kernels that read it at every step (the centred
  * gradient and the step's products with it), before any of them runs. */
 static void keep_means(rg_repair *r) {
-    const rg_backend *be = r->backend;
-    if (!be->device) return;
+    if (!r->backend->device) return;
     for (int i = 0; i < r->n; i++) {
         layer_state *l = &r->layers[i];
         const float *mu;
         int f;
         if (l->mean_of == r->moments_seen + 1 || !rg_monitor_input_moment(r->mon, i, &mu, &f)) continue;
         l->mean_of = r->moments_seen + 1;
-        if (!l->mean_dev) l->mean_dev = be->alloc((size_t)f);
-        if (l->mean_dev) be->upload(l->mean_dev, mu, (size_t)f);
+        copy_to_device(r->backend, &l->mean_dev, mu, (size_t)f); /* else NULL: the kernels say so */
     }
 }
 
