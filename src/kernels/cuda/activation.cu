@@ -19,12 +19,12 @@ __global__ static void backward(rg_act act, const float *x, const float *y, cons
 }
 
 extern "C" void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n) {
-    if (n) forward<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(act, x, y, n);
+    if (n) RG_KERNEL(forward, rg_cuda_grid(n), RG_CUDA_THREADS)(act, x, y, n);
 }
 
 extern "C" void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, const float *dy,
                                             float *dx, size_t n, bool fresh) {
-    if (n) backward<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(act, x, y, dy, dx, n, fresh);
+    if (n) RG_KERNEL(backward, rg_cuda_grid(n), RG_CUDA_THREADS)(act, x, y, dy, dx, n, fresh);
 }
 
 /* softmax over each row of k values, one thread a row, as the CPU's op_activation.c: the

@@ -24,7 +24,7 @@ __global__ static void add_column_sums(const float *dy, float *db, int batch, in
 extern "C" rg_status rg_cuda_dense_forward(const float *x, const float *w, const float *b, float *y,
                                            int batch, int in, int out) {
     if (batch <= 0) return RG_OK;
-    broadcast_rows<<<rg_cuda_grid((size_t)batch * out), RG_CUDA_THREADS>>>(b, y, batch, out);
+    RG_KERNEL(broadcast_rows, rg_cuda_grid((size_t)batch * out), RG_CUDA_THREADS)(b, y, batch, out);
     return rg_cuda_sgemm(false, true, batch, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
@@ -32,7 +32,7 @@ extern "C" rg_status rg_cuda_dense_backward(const float *x, const float *dy, con
                                             float *db, float *dx, bool fresh, int batch, int in, int out) {
     if (batch <= 0) return RG_OK;
     rg_status s = rg_cuda_sgemm(true, false, out, in, batch, 1.0f, dy, out, x, in, 1.0f, dw, in);
-    if (!s && db) add_column_sums<<<rg_cuda_grid((size_t)out), RG_CUDA_THREADS>>>(dy, db, batch, out);
+    if (!s && db) RG_KERNEL(add_column_sums, rg_cuda_grid((size_t)out), RG_CUDA_THREADS)(dy, db, batch, out);
     if (!s && dx) s = rg_cuda_sgemm(false, false, batch, in, out, 1.0f, dy, out, w, in, fresh ? 0.0f : 1.0f, dx, in);
     return s;
 }
@@ -40,7 +40,7 @@ extern "C" rg_status rg_cuda_dense_backward(const float *x, const float *dy, con
 extern "C" rg_status rg_cuda_dense_tangent(const float *x, const float *t_in, const float *w, const float *dw,
                                            const float *db, float *t, int batch, int in, int out) {
     if (batch <= 0) return RG_OK;
-    if (db) broadcast_rows<<<rg_cuda_grid((size_t)batch * out), RG_CUDA_THREADS>>>(db, t, batch, out);
+    if (db) RG_KERNEL(broadcast_rows, rg_cuda_grid((size_t)batch * out), RG_CUDA_THREADS)(db, t, batch, out);
     else rg_cuda_fill(t, (size_t)batch * out, 0.0f);
     rg_status s = rg_cuda_sgemm(false, true, batch, out, in, 1.0f, t_in, in, w, in, 1.0f, t, out);
     if (!s && dw) s = rg_cuda_sgemm(false, true, batch, out, in, 1.0f, x, in, dw, in, 1.0f, t, out);

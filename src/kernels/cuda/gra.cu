@@ -66,7 +66,8 @@ struct quadratic_and_linear { /* t . dw and dw . mean */
 __global__ static void step_rows(float *dw, const float *w, const float *w0, const float *mean, int f, float *pm,
                                  double *sums) {
     const size_t at = blockIdx.x * (size_t)f;
-    const double2 s = rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, step_values{w + at, w0 + at, mean, dw + at});
+    const double2 s =
+        rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, step_values{w + at, w0 + at, mean, dw ? dw + at : NULL});
     if (threadIdx.x == 0) pm[blockIdx.x] = (float)s.x, sums[blockIdx.x] = s.y;
 }
 
@@ -111,7 +112,7 @@ extern "C" double rg_cuda_layer_step(float *dw, const float *w, const float *w0,
                                      float *pm) {
     double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
     if (!mean || !sums || units <= 0) return NAN;
-    step_rows<<<units, RG_CUDA_THREADS>>>(dw, w, w0, mean, f, pm, sums); /* dw NULL: not kept */
+    RG_KERNEL(step_rows, units, RG_CUDA_THREADS)(dw, w, w0, mean, f, pm, sums); /* dw NULL: not kept */
     return rows_total(sums, units);
 }
 
@@ -123,7 +124,7 @@ extern "C" double rg_cuda_function_change(const float *dw, const float *db, int 
     if (!mm || !m || !t || !sums || units <= 0 ||
         rg_cuda_sgemm(false, false, units, f, f, 1.0f, dw, f, mm, f, 0.0f, t, f))
         return NAN;
-    change_rows<<<units, RG_CUDA_THREADS>>>(t, dw, db, m, f, sums);
+    RG_KERNEL(change_rows, units, RG_CUDA_THREADS)(t, dw, db, m, f, sums);
     return rows_total(sums, units) / units;
 }
 
@@ -135,7 +136,7 @@ extern "C" double rg_cuda_function_change_rows(const float *dw, const float *db,
     if (!x || !t || !sums || n <= 0 || units <= 0 ||
         rg_cuda_sgemm(false, true, n, units, f, 1.0f, x, f, dw, f, 0.0f, t, units))
         return NAN;
-    change_samples<<<n, RG_CUDA_THREADS>>>(t, db, units, sums);
+    RG_KERNEL(change_samples, n, RG_CUDA_THREADS)(t, db, units, sums);
     return rows_total(sums, n) / n / units;
 }
 

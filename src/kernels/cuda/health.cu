@@ -24,7 +24,7 @@
 __device__ static void block_fold(double v[STATS], double (*part)[RG_CUDA_THREADS]) {
     for (int k = 0; k < STATS; k++) part[k][threadIdx.x] = v[k];
     __syncthreads();
-    for (int half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
+    for (unsigned half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
         if (threadIdx.x < half)
             for (int k = 0; k < STATS; k++) part[k][threadIdx.x] += part[k][threadIdx.x + half];
         __syncthreads();
@@ -196,7 +196,7 @@ extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int 
     const pending p = {UNIT_SUMS, 0, parts, (size_t)units, sum, NULL, sq, relu, near, dead, NULL};
     const size_t at = units > 0 ? reserve((size_t)units * parts * STATS) : SIZE_MAX;
     if (at == SIZE_MAX) return set_nan(&p);
-    unit_parts<<<dim3((unsigned)units, (unsigned)parts), RG_CUDA_THREADS>>>(
+    RG_KERNEL(unit_parts, dim3((unsigned)units, (unsigned)parts), RG_CUDA_THREADS)(
         out, size, inner, per_unit, parts, (int)want, lo, hi, (double *)arena + at);
     queue[queued] = p, queue[queued++].at = at;
 }
@@ -234,7 +234,7 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
         return set_nan(&p);
     }
     const size_t *at_dev = at ? (const size_t *)indices_dev : NULL, *len_dev = at ? at_dev + segments : NULL;
-    segment_squares<<<dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS>>>(
+    RG_KERNEL(segment_squares, dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS)(
         x, x1, y, at_dev, len_dev, stride, each, parts, (double *)arena + slot);
     queue[queued] = p, queue[queued++].at = slot;
 }
@@ -303,7 +303,7 @@ extern "C" rg_status rg_cuda_input_moments(const float *x, size_t size, int batc
         !rg_cuda_grow((void **)&mean_dev, &mean_room, (size_t)f * sizeof(float)))
         return RG_ERR_MEMORY;
     column_value v = {x, q ? *q : rg_conv_geom{}, size, p, (size_t)batch};
-    column_means<<<f, RG_CUDA_THREADS>>>(x, v, q != NULL, f, p, batch, mean_dev);
+    RG_KERNEL(column_means, f, RG_CUDA_THREADS)(x, v, q != NULL, f, p, batch, mean_dev);
     rg_status s = RG_OK;
     if (!q) s = rg_cuda_sgemm(true, false, f, f, batch, 1.0f / batch, x, f, x, f, 0.0f, moment_dev, f);
     else {

@@ -25,10 +25,16 @@ static inline unsigned rg_cuda_grid(size_t n) {
     return (unsigned)(b < 65535 * 16 ? b : 65535 * 16);
 }
 
+/* kernel<<<grid, block>>>: every launch is written through it, so that the kernels also
+ * build as plain C++ and run on the host (tests/cuda_emulation/, which defines it first) */
+#ifndef RG_KERNEL
+#define RG_KERNEL(kernel, grid, block) kernel<<<grid, block>>>
+#endif
+
 /* kernel<<<...>>>(args) over n items, nothing when n is 0 */
 #define LAUNCH(kernel, n, ...) \
     do { \
-        if (n) kernel<<<rg_cuda_grid(n), RG_CUDA_THREADS>>>(__VA_ARGS__); \
+        if ((n) != 0) RG_KERNEL(kernel, rg_cuda_grid(n), RG_CUDA_THREADS)(__VA_ARGS__); \
     } while (0)
 
 /* out[i] = f(c, a[i], b[i]), or out[i] + that when add, for every value i of a batch x C x hw
@@ -79,7 +85,7 @@ template <typename T, typename Join>
 __device__ static T rg_cuda_block_fold(T v, T *part, Join join) {
     part[threadIdx.x] = v;
     __syncthreads();
-    for (int half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
+    for (unsigned half = RG_CUDA_THREADS / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) part[threadIdx.x] = join(part[threadIdx.x], part[threadIdx.x + half]);
         __syncthreads();
     }
@@ -155,7 +161,7 @@ __global__ static void rg_cuda_run_sums(int C, size_t hw, size_t m, F f, double 
 
 template <typename F>
 static void rg_cuda_launch_run_sums(int C, size_t hw, size_t m, int runs, F f, double *part) {
-    rg_cuda_run_sums<F><<<dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS>>>(C, hw, m, f, part);
+    RG_KERNEL(rg_cuda_run_sums<F>, dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS)(C, hw, m, f, part);
 }
 
 /* the sums k (0, 1) of channel c's runs, added in order */

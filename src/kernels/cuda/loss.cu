@@ -62,13 +62,15 @@ __global__ static void xent_gradient(const float *p, const int *labels, const fl
 extern "C" void rg_cuda_softmax_xent_forward(const float *z, const int *labels, float *p, double *scratch,
                                              float *loss, int batch, int k, float smoothing) {
     if (batch <= 0) return;
-    sample_losses<<<batch, RG_CUDA_THREADS>>>(z, labels, p, scratch, k, smoothing);
-    mean_loss<<<1, 1>>>(scratch, batch, loss);
+    RG_KERNEL(sample_losses, batch, RG_CUDA_THREADS)(z, labels, p, scratch, k, smoothing);
+    RG_KERNEL(mean_loss, 1, 1)(scratch, batch, loss);
 }
 
 extern "C" void rg_cuda_softmax_xent_backward(const float *p, const int *labels, const float *dloss,
                                               float *dz, int batch, int k, float smoothing) {
-    if (batch > 0) xent_gradient<<<rg_cuda_grid((size_t)batch * k), RG_CUDA_THREADS>>>(p, labels, dloss, dz, batch, k, smoothing);
+    if (batch > 0)
+        RG_KERNEL(xent_gradient, rg_cuda_grid((size_t)batch * k), RG_CUDA_THREADS)(p, labels, dloss, dz, batch, k,
+                                                                                  smoothing);
 }
 
 /* The loss's tangent along the logits' tangent t_in: the mean over the batch of the
@@ -88,7 +90,7 @@ __global__ static void xent_tangent(const float *p, const int *labels, const flo
 
 extern "C" void rg_cuda_softmax_xent_tangent(const float *p, const int *labels, const float *t_in, float *t,
                                              int batch, int k, float smoothing) {
-    if (batch > 0) xent_tangent<<<1, RG_CUDA_THREADS>>>(p, labels, t_in, t, batch, k, smoothing);
+    if (batch > 0) RG_KERNEL(xent_tangent, 1, RG_CUDA_THREADS)(p, labels, t_in, t, batch, k, smoothing);
 }
 
 /* the target of element i: the other input's value, or the one-hot label */
@@ -128,7 +130,7 @@ __global__ static void mse_tangent_sum(const float *y, const float *target, cons
 
 extern "C" void rg_cuda_mse_forward(const float *y, const float *target, const int *labels, size_t d, int batch,
                                     float *loss) {
-    if (batch > 0) mse_sum<<<1, 1>>>(y, target, labels, d, batch, loss);
+    if (batch > 0) RG_KERNEL(mse_sum, 1, 1)(y, target, labels, d, batch, loss);
 }
 
 extern "C" void rg_cuda_mse_backward(const float *y, const float *target, const int *labels, const float *dloss,
@@ -138,5 +140,5 @@ extern "C" void rg_cuda_mse_backward(const float *y, const float *target, const 
 
 extern "C" void rg_cuda_mse_tangent(const float *y, const float *target, const int *labels, const float *t_y,
                                     const float *t_target, float *t, size_t d, int batch) {
-    if (batch > 0) mse_tangent_sum<<<1, 1>>>(y, target, labels, t_y, t_target, t, d, batch);
+    if (batch > 0) RG_KERNEL(mse_tangent_sum, 1, 1)(y, target, labels, t_y, t_target, t, d, batch);
 }

@@ -5,6 +5,7 @@
  * CPU's bits.
  */
 #include "cuda.h"
+#include "launch.h"
 
 #include <cuda_runtime.h>
 
@@ -65,5 +66,5 @@ extern "C" void rg_cuda_optim_update(rg_optim_kind kind, const step_consts *k, s
                                      const float *g, float *m0, float *m1) {
     if (n == 0) return;
     const size_t blocks = (n + 255) / 256;
-    update<<<(unsigned)(blocks < 65535 * 16 ? blocks : 65535 * 16), 256>>>(kind, *k, n, w, g, m0, m1);
+    RG_KERNEL(update, (unsigned)(blocks < 65535 * 16 ? blocks : 65535 * 16), 256)(kind, *k, n, w, g, m0, m1);
 }

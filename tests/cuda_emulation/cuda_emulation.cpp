@@ -1,0 +1,242 @@
+/*
+ * cuda_emulation.cpp — the host side of the CUDA emulation (cuda_runtime.h beside it): the
+ * launches, each block's threads as fibers (ucontext) that __syncthreads switches between,
+ * so a block's threads all reach a barrier before any goes past it, as on the device; the
+ * runtime's memory and copies in host memory; the products of blas.cu by the CPU's
+ * rg_sgemm, and cudnn.cu's convolutions never usable.  Linked with the real kernels
+ * compiled by g++, it lets the CPU's tests run the CUDA backend's own kernel code
+ * (test_device_emulated, test_cuda_emulated).
+ */
+#include "cuda_runtime.h"
+
+#include <regrad.h>
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <ucontext.h>
+#include <vector>
+
+extern "C" {
+#include "../../src/kernels/kernels.h" /* rg_sgemm, rg_conv_geom */
+}
+
+thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+/* Switching between fibers: each fiber is entered once through ucontext (makecontext gives
+ * it its stack) and from then on, like the scheduler, by _setjmp and _longjmp, which save
+ * and restore only the registers (swapcontext also sets the signal mask: a system call at
+ * every switch).  A fiber outlives its block: at the end of the kernel's body it goes back
+ * to the scheduler and, resumed, starts the body again for its thread of the next block. */
+namespace {
+
+constexpr size_t STACK_BYTES = 64 << 10;
+
+struct fiber {
+    ucontext_t first; /* how it is entered the first time */
+    jmp_buf at;       /* where it is suspended */
+    std::unique_ptr<char[]> stack{new char[STACK_BYTES]};
+    bool started, done, waiting;
+};
+thread_local std::vector<std::unique_ptr<fiber>> fibers; /* the calling thread's, kept between launches */
+thread_local jmp_buf scheduler;
+
+struct launch_state {
+    const std::function<void()> *body;
+    unsigned current; /* the thread running */
+    bool direct;      /* the block's threads run one after another, not as fibers */
+};
+thread_local launch_state *running;
+
+/* from the fiber running back to the scheduler */
+void suspend(fiber &f) {
+    if (!_setjmp(f.at)) _longjmp(scheduler, 1);
+}
+
+void fiber_entry() {
+    for (;;) {
+        (*running->body)();
+        fiber &f = *fibers[running->current];
+        f.done = true;
+        suspend(f);
+    }
+}
+
+dim3 index_of(unsigned t, dim3 shape) { return dim3(t % shape.x, t / shape.x % shape.y, t / (shape.x * shape.y)); }
+
+/* thread t of the block runs to its next barrier (true) or its end */
+bool resume(launch_state &r, unsigned t, dim3 block) {
+    fiber &f = *fibers[t];
+    threadIdx = index_of(t, block);
+    r.current = t;
+    f.waiting = false;
+    if (!_setjmp(scheduler)) {
+        if (f.started) _longjmp(f.at, 1);
+        f.started = true;
+        ucontext_t here; /* left for good: the fiber comes back through the jump */
+        getcontext(&f.first);
+        f.first.uc_stack.ss_sp = f.stack.get();
+        f.first.uc_stack.ss_size = STACK_BYTES;
+        f.first.uc_link = nullptr;
+        makecontext(&f.first, fiber_entry, 0);
+        swapcontext(&here, &f.first);
+    }
+    return f.waiting;
+}
+
+} // namespace
+
+void __syncthreads(void) {
+    launch_state *r = running;
+    if (!r || r->direct) {
+        fprintf(stderr, "cuda emulation: thread %u reached a __syncthreads that thread 0 of its block did not\n",
+                r ? r->current : 0);
+        abort();
+    }
+    fiber &f = *fibers[r->current];
+    f.waiting = true;
+    suspend(f);
+}
+
+/* Each block's thread 0 runs first, as a fiber.  When it ends without a barrier, the kernel
+ * has none (a barrier some threads skip is a bug: the check below), and the block's other
+ * threads run one after another; else every thread is a fiber, and each phase runs every
+ * live thread to the next barrier or its end. */
+void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body) {
+    const unsigned threads = block.x * block.y * block.z, blocks = grid.x * grid.y * grid.z;
+    if (!threads || !blocks) return;
+    if (running) {
+        fprintf(stderr, "cuda emulation: a launch from inside a kernel\n");
+        abort();
+    }
+    while (fibers.size() < threads) fibers.emplace_back(new fiber());
+    launch_state r{&body, 0, false};
+    running = &r;
+    gridDim = grid, blockDim = block;
+    for (unsigned b = 0; b < blocks; b++) {
+        blockIdx = index_of(b, grid);
+        r.direct = false;
+        for (unsigned t = 0; t < threads; t++) fibers[t]->done = false;
+        if (!resume(r, 0, block)) {
+            r.direct = true;
+            for (unsigned t = 1; t < threads; t++) {
+                threadIdx = index_of(t, block);
+                r.current = t;
+                body();
+            }
+            continue;
+        }
+        for (unsigned live = threads, phase = 0; live; phase++) {
+            unsigned at_barrier = 0;
+            for (unsigned t = 0; t < threads; t++)
+                if (!fibers[t]->done) at_barrier += phase == 0 && t == 0 ? 1 : resume(r, t, block);
+            if (at_barrier && at_barrier != live) {
+                /* threads that ended count as arrived on the device since Volta, but a
+                 * barrier some threads skip is still a bug in these kernels */
+                fprintf(stderr, "cuda emulation: %u of a block's %u live threads skipped a __syncthreads\n",
+                        live - at_barrier, live);
+                abort();
+            }
+            live = at_barrier;
+        }
+    }
+    running = nullptr;
+}
+
+/* The runtime: one device of host memory, its buffers' sizes counted for cudaMemGetInfo. */
+namespace {
+constexpr size_t DEVICE_BYTES = (size_t)16 << 30;
+std::mutex memory_lock;
+std::map<void *, size_t> buffers;
+size_t in_use;
+} // namespace
+
+cudaError_t cudaGetDeviceCount(int *count) { return *count = 1, cudaSuccess; }
+cudaError_t cudaSetDevice(int index) { return index == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int index) {
+    if (index != 0) return cudaErrorInvalidValue;
+    snprintf(p->name, sizeof p->name, "host emulation (tests/cuda_emulation)");
+    p->totalGlobalMem = DEVICE_BYTES, p->major = 9, p->minor = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
+    std::lock_guard<std::mutex> hold(memory_lock);
+    *total = DEVICE_BYTES, *free_bytes = DEVICE_BYTES - in_use;
+    return cudaSuccess;
+}
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+    std::lock_guard<std::mutex> hold(memory_lock);
+    const size_t rounded = (bytes + 255) / 256 * 256;
+    if (rounded > DEVICE_BYTES - in_use || !(*p = aligned_alloc(256, rounded ? rounded : 256)))
+        return *p = nullptr, cudaErrorMemoryAllocation;
+    memset(*p, 0xA5, rounded); /* as uninitialised as the device's own */
+    buffers[*p] = rounded, in_use += rounded;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    std::lock_guard<std::mutex> hold(memory_lock);
+    const auto at = buffers.find(p);
+    if (at == buffers.end()) return cudaErrorInvalidValue;
+    in_use -= at->second;
+    buffers.erase(at);
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    return (*p = aligned_alloc(256, (bytes + 255) / 256 * 256)) ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void *p) { return free(p), cudaSuccess; }
+cudaError_t cudaHostRegister(void *, size_t, unsigned) { return cudaSuccess; }
+cudaError_t cudaHostUnregister(void *) { return cudaSuccess; }
+cudaError_t cudaMemset(void *p, int value, size_t bytes) { return memset(p, value, bytes), cudaSuccess; }
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind) {
+    if (bytes) memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+    return cudaMemcpy(dst, src, bytes, kind);
+}
+static char stream_or_event; /* a handle's address: streams and events only order work, which runs at once */
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
+    return *s = (cudaStream_t)&stream_or_event, cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return *e = (cudaEvent_t)&stream_or_event, cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated failure"; }
+
+/* blas.cu's products by the CPU's GEMM; cudnn.cu's convolutions never usable */
+extern "C" {
+rg_status rg_cuda_blas_ready(void) { return RG_OK; }
+void rg_cuda_set_tf32(bool) {}
+rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc) {
+    rg_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return RG_OK;
+}
+rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                                size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
+                                int ldc, size_t stride_c, int count) {
+    for (int i = 0; i < count; i++)
+        rg_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+                 c + i * stride_c, ldc);
+    return RG_OK;
+}
+bool rg_cudnn_usable(const rg_conv_geom *) { return false; }
+void rg_cudnn_set_tf32(bool) {}
+rg_status rg_cudnn_conv2d_forward(const float *, const float *, float *, float, int, const rg_conv_geom *, int, int) {
+    return RG_ERR_STATE;
+}
+rg_status rg_cudnn_conv2d_backward(const float *, const float *, const float *, float *, float *, float, int,
+                                   const rg_conv_geom *, int, int) {
+    return RG_ERR_STATE;
+}
+}

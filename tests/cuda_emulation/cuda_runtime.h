@@ -1,0 +1,119 @@
+/*
+ * cuda_runtime.h (tests/cuda_emulation/) — what the CUDA backend's kernels need of CUDA, on
+ * the host, so that the .cu files of src/kernels/cuda/ build with g++ as plain C++ and run: found in place
+ * of the toolkit's header (the emulation's objects are compiled with -I of this folder).
+ * The keywords are dropped (__shared__ becomes static: a block's threads run one block at a
+ * time, so they share it), the vector types and the rounded intrinsics are plain C++, the
+ * runtime's calls are host memory and copies (cuda_emulation.cpp), and a launch through
+ * RG_KERNEL runs every thread of every block, each thread a fiber that __syncthreads
+ * suspends until the whole block has reached it.  Not emulated: cuBLAS and cuDNN (the
+ * products are the CPU's rg_sgemm; cuDNN is never usable, so convolutions take conv.cu's
+ * own path), streams (every copy and launch completes in order, at once), warp-level
+ * behaviour (the kernels use none).
+ */
+#ifndef RG_CUDA_EMULATION_RUNTIME_H
+#define RG_CUDA_EMULATION_RUNTIME_H
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <math.h>
+#include <tuple>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(16) double2 {
+    double x, y;
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+static inline double2 make_double2(double x, double y) { return {x, y}; }
+
+/* the calling thread's place in the launch that runs it */
+extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+void __syncthreads(void);
+
+/* each operation rounded on its own: the emulation is compiled with -ffp-contract=off */
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __fsqrt_rn(float a) { return sqrtf(a); }
+static inline uint32_t __umulhi(uint32_t a, uint32_t b) { return (uint32_t)(((uint64_t)a * b) >> 32); }
+
+/* the runtime: host memory, copies done at once, one device */
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorNoDevice = 100,
+} cudaError_t;
+enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+typedef struct rg_emulated_stream *cudaStream_t;
+typedef struct rg_emulated_event *cudaEvent_t;
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem;
+    int major, minor;
+};
+#define cudaStreamNonBlocking 1u
+#define cudaEventDisableTiming 2u
+#define cudaHostRegisterDefault 0u
+
+cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaSetDevice(int index);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int index);
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total);
+cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaHostRegister(void *p, size_t bytes, unsigned flags);
+cudaError_t cudaHostUnregister(void *p);
+cudaError_t cudaMemset(void *p, int value, size_t bytes);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaGetLastError(void);
+const char *cudaGetErrorString(cudaError_t e);
+
+namespace rg_emulation {
+/* Runs body once for every thread of a grid x block launch, block after block. */
+void run(dim3 grid, dim3 block, const std::function<void()> &body);
+
+template <typename... P>
+struct launch {
+    dim3 grid, block;
+    void (*kernel)(P...);
+    template <typename... A>
+    void operator()(A &&...a) const {
+        const std::tuple<P...> args(std::forward<A>(a)...); /* converted as a launch converts them */
+        run(grid, block, [&] { std::apply(kernel, args); }); /* each thread its own copy */
+    }
+};
+template <typename... P>
+launch<P...> launch_of(dim3 grid, dim3 block, void (*kernel)(P...)) {
+    return {grid, block, kernel};
+}
+} // namespace rg_emulation
+
+#define RG_KERNEL(kernel, grid, block) rg_emulation::launch_of(grid, block, kernel)
+
+#endif
