@@ -1,6 +1,6 @@
 /*
  * cuda_emulation.cpp — the host side of the CUDA emulation (cuda_runtime.h beside it): the
- * launches, each block's threads as fibers (ucontext) that __syncthreads switches between,
+ * launches, each block's threads as fibers that __syncthreads switches between (x86-64),
  * so a block's threads all reach a barrier before any goes past it, as on the device; the
  * runtime's memory and copies in host memory; the products of blas.cu by the CPU's
  * rg_sgemm, and cudnn.cu's convolutions never usable.  Linked with the real kernels
@@ -11,14 +11,12 @@
 
 #include <regrad.h>
 
-#include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <ucontext.h>
 #include <vector>
 
 extern "C" {
@@ -27,23 +25,47 @@ extern "C" {
 
 thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
-/* Switching between fibers: each fiber is entered once through ucontext (makecontext gives
- * it its stack) and from then on, like the scheduler, by _setjmp and _longjmp, which save
- * and restore only the registers (swapcontext also sets the signal mask: a system call at
- * every switch).  A fiber outlives its block: at the end of the kernel's body it goes back
- * to the scheduler and, resumed, starts the body again for its thread of the next block. */
+/* Switching between fibers: each fiber has its own stack, and a switch saves the registers a
+ * call must keep (x86-64's rbx, rbp, r12-r15) on the stack it leaves, its stack pointer
+ * where the caller says, and takes the other's (a few instructions: swapcontext would also
+ * set the signal mask, a system call at every switch).  A fiber outlives its block: at the
+ * end of the kernel's body it goes back to the scheduler and, resumed, starts the body
+ * again for its thread of the next block. */
+extern "C" void rg_emulation_switch(void **save_sp, void *to_sp);
+asm(R"(
+    .text
+    .globl rg_emulation_switch
+    .type rg_emulation_switch, @function
+rg_emulation_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size rg_emulation_switch, .-rg_emulation_switch
+)");
+
 namespace {
 
 constexpr size_t STACK_BYTES = 64 << 10;
 
 struct fiber {
-    ucontext_t first; /* how it is entered the first time */
-    jmp_buf at;       /* where it is suspended */
+    void *sp; /* where it is suspended */
     std::unique_ptr<char[]> stack{new char[STACK_BYTES]};
     bool started, done, waiting;
 };
 thread_local std::vector<std::unique_ptr<fiber>> fibers; /* the calling thread's, kept between launches */
-thread_local jmp_buf scheduler;
+thread_local void *scheduler;                              /* the scheduler's stack, while a fiber runs */
 
 struct launch_state {
     const std::function<void()> *body;
@@ -53,17 +75,27 @@ struct launch_state {
 thread_local launch_state *running;
 
 /* from the fiber running back to the scheduler */
-void suspend(fiber &f) {
-    if (!_setjmp(f.at)) _longjmp(scheduler, 1);
-}
+void suspend(fiber &f) { rg_emulation_switch(&f.sp, scheduler); }
 
-void fiber_entry() {
+[[noreturn]] void fiber_entry() {
     for (;;) {
         (*running->body)();
         fiber &f = *fibers[running->current];
         f.done = true;
         suspend(f);
     }
+}
+
+/* a new fiber's stack as a switch leaves it: six registers' slots over fiber_entry's
+ * address, which the switch returns to with the stack aligned as at a call */
+void *first_stack(fiber &f) {
+    const uintptr_t top = ((uintptr_t)f.stack.get() + STACK_BYTES) & ~(uintptr_t)15;
+    void **sp = (void **)(top - 16);
+    sp[1] = nullptr; /* fiber_entry's return address: it never returns */
+    sp[0] = (void *)fiber_entry;
+    sp -= 6;
+    for (int i = 0; i < 6; i++) sp[i] = nullptr;
+    return sp;
 }
 
 dim3 index_of(unsigned t, dim3 shape) { return dim3(t % shape.x, t / shape.x % shape.y, t / (shape.x * shape.y)); }
@@ -74,17 +106,8 @@ bool resume(launch_state &r, unsigned t, dim3 block) {
     threadIdx = index_of(t, block);
     r.current = t;
     f.waiting = false;
-    if (!_setjmp(scheduler)) {
-        if (f.started) _longjmp(f.at, 1);
-        f.started = true;
-        ucontext_t here; /* left for good: the fiber comes back through the jump */
-        getcontext(&f.first);
-        f.first.uc_stack.ss_sp = f.stack.get();
-        f.first.uc_stack.ss_size = STACK_BYTES;
-        f.first.uc_link = nullptr;
-        makecontext(&f.first, fiber_entry, 0);
-        swapcontext(&here, &f.first);
-    }
+    if (!f.started) f.sp = first_stack(f), f.started = true;
+    rg_emulation_switch(&scheduler, f.sp);
     return f.waiting;
 }
 

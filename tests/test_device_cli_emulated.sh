@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# test_device_cli_emulated.sh — `regrad train --device cuda` end to end with the CUDA backend's
+# own kernels run on the host (regrad_emulated_device: the command linked with the .cu files
+# built as plain C++, tests/cuda_emulation/), against the CPU's `regrad`: the checks
+# bench/gpu/check.sh makes on a GPU, small.  An MLP takes the CPU's bits (the same products,
+# kernels rounding as the CPU rounds); the monitor's sums and GRA's arithmetic add in the
+# device's order, so their figures, GRA's repairs on an MLP and on a plain sigmoid CNN (every
+# op's tangent kernel) and diagnose are compared within float rounding.
+# Usage: test_device_cli_emulated.sh REGRAD REGRAD_EMULATED_DEVICE CKPT_DIFF
+set -uo pipefail
+CPU=$1 DEV=$2 DIFF=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+# whether two files of JSON lines agree: the same text, numbers within relative tolerance tol
+close() {
+  local tol=$1
+  paste <(tr ',:{}[]' '\n\n\n\n\n\n' <"$2") <(tr ',:{}[]' '\n\n\n\n\n\n' <"$3") | awk -F'\t' -v tol="$tol" '
+    function num(s) { return s ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/ }
+    $1 != $2 {
+      if (!num($1) || !num($2)) { bad = 1; print "differ: " $1 " " $2; exit }
+      d = $1 - $2; if (d < 0) d = -d; m = $2 < 0 ? -$2 : $2
+      if (d > tol * m && d > 1e-9) { bad = 1; print "differ: " $1 " " $2; exit }
+    }
+    END { exit bad }'
+}
+common=(train --limit 2048 --batch 64 --seed 3 --threads 1 --quiet)
+
+# an MLP over two epochs, and stopped after one and resumed: the CPU's bits
+"$CPU" "${common[@]}" --epochs 2 --repair off --checkpoint-dir "$tmp/mlp-cpu" >/dev/null 2>&1
+"$DEV" "${common[@]}" --epochs 2 --repair off --device cuda --checkpoint-dir "$tmp/mlp-dev" >/dev/null 2>&1
+r=$("$DIFF" "$tmp/mlp-cpu/last.safetensors" "$tmp/mlp-dev/last.safetensors" 2>&1 | tail -1)
+[[ "$r" == *" 0 values differ" ]] && ok || bad "an MLP on the device: $r"
+"$DEV" "${common[@]}" --epochs 2 --repair off --device cuda --stop-after 1 --checkpoint-dir "$tmp/mlp-stop" >/dev/null 2>&1
+"$DEV" train --resume "$tmp/mlp-stop" --device cuda --quiet >/dev/null 2>&1
+r=$("$DIFF" "$tmp/mlp-cpu/last.safetensors" "$tmp/mlp-stop/last.safetensors" 2>&1 | tail -1)
+[[ "$r" == *" 0 values differ" ]] && ok || bad "stopped and resumed on the device: $r"
+
+# the monitor's figures and the curvature along the steps, from the device's sums
+mon=(--epochs 1 --repair off --monitor-every 4 --curvature-every 2 --limit 512)
+"$CPU" "${common[@]}" "${mon[@]}" --metrics "$tmp/mon-cpu.jsonl" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${mon[@]}" --device cuda --metrics "$tmp/mon-dev.jsonl" >/dev/null 2>&1
+grep '"event":"health"' "$tmp/mon-cpu.jsonl" >"$tmp/h-cpu"; grep '"event":"health"' "$tmp/mon-dev.jsonl" >"$tmp/h-dev"
+[ "$(wc -l <"$tmp/h-cpu")" = 2 ] && grep -q '"step_curvature":[0-9]' "$tmp/h-cpu" && r=$(close 1e-4 "$tmp/h-dev" "$tmp/h-cpu") \
+  && ok || bad "the monitor on the device: $r"
+"$CPU" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json >"$tmp/diag-cpu.json" 2>&1
+"$DEV" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json --device cuda >"$tmp/diag-dev.json" 2>&1
+# (but for the figures of a deep sigmoid layer that a spread of 1e-3 or less around its mean
+# leaves to rounding: the CPU adds a dense layer's units in float, the device in double; and
+# the inputs' condition numbers, 1e9 to 1e10 here)
+rounded() { sed -E 's/"(pre_std|mean_outlier|input_cond)":[^,}]*//g' "$1"; }
+grep -q '"vanishing"' "$tmp/diag-cpu.json" && r=$(close 1e-4 <(rounded "$tmp/diag-dev.json") <(rounded "$tmp/diag-cpu.json")) \
+  && ok || bad "diagnose on the device: $r"
+
+# GRA repairing a 10-layer sigmoid MLP and a 6-layer sigmoid plain CNN: the CPU's actions at
+# the CPU's steps, their factors within float rounding, the same test accuracy
+repairs() { grep '"event":"repair"' "$1"; }
+for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigmoid,init=torch; do
+  gra=(--epochs 1 --repair auto --model "$model" --metrics)
+  [ "${model%%:*}" = plaincnn ] && gra=(--limit 512 "${gra[@]}")
+  "$CPU" "${common[@]}" "${gra[@]}" "$tmp/gra-cpu.jsonl" >"$tmp/gra-cpu" 2>&1
+  "$DEV" "${common[@]}" "${gra[@]}" "$tmp/gra-dev.jsonl" --device cuda >"$tmp/gra-dev" 2>&1
+  repairs "$tmp/gra-cpu.jsonl" >"$tmp/r-cpu"; repairs "$tmp/gra-dev.jsonl" >"$tmp/r-dev"
+  acc() { grep -o 'test_acc [0-9.]*' "$1" | cut -d' ' -f2; }
+  [ "$(wc -l <"$tmp/r-cpu")" -gt 4 ] && r=$(close 1e-3 "$tmp/r-dev" "$tmp/r-cpu") \
+    && awk -v a="$(acc "$tmp/gra-dev")" -v b="$(acc "$tmp/gra-cpu")" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.005 && d > -0.005) }' \
+    && ok || bad "GRA on $model on the device: $(wc -l <"$tmp/r-dev") repairs against $(wc -l <"$tmp/r-cpu"), $r, accuracy $(acc "$tmp/gra-dev") against $(acc "$tmp/gra-cpu")"
+done
+echo "test_device_cli_emulated: $pass passed, $fail failed"
+[ "$fail" = 0 ]
