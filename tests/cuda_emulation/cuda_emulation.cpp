@@ -17,6 +17,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <vector>
 
 extern "C" {
@@ -170,11 +172,18 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body)
     running = nullptr;
 }
 
-/* The runtime: one device of host memory, its buffers' sizes counted for cudaMemGetInfo. */
+/* The runtime: one device of host memory, its buffers' sizes counted for cudaMemGetInfo.
+ * Each buffer ends (to within its size rounded up to 256 bytes) where an inaccessible page
+ * begins, and is unmapped when freed, so a kernel that reads or writes past a buffer's end,
+ * or a buffer once freed, faults at once (on a GPU it would read or spoil a neighbour). */
 namespace {
 constexpr size_t DEVICE_BYTES = (size_t)16 << 30;
+struct mapping {
+    void *base;
+    size_t span, bytes;
+};
 std::mutex memory_lock;
-std::map<void *, size_t> buffers;
+std::map<void *, mapping> buffers;
 size_t in_use;
 } // namespace
 
@@ -193,11 +202,17 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
 }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     std::lock_guard<std::mutex> hold(memory_lock);
-    const size_t rounded = (bytes + 255) / 256 * 256;
-    if (rounded > DEVICE_BYTES - in_use || !(*p = aligned_alloc(256, rounded ? rounded : 256)))
-        return *p = nullptr, cudaErrorMemoryAllocation;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), rounded = bytes ? (bytes + 255) / 256 * 256 : 256;
+    const size_t span = (rounded + page - 1) / page * page + page;
+    *p = nullptr;
+    if (rounded > DEVICE_BYTES - in_use) return cudaErrorMemoryAllocation;
+    void *base = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return cudaErrorMemoryAllocation;
+    char *guard = (char *)base + span - page;
+    mprotect(guard, page, PROT_NONE);
+    *p = guard - rounded;
     memset(*p, 0xA5, rounded); /* as uninitialised as the device's own */
-    buffers[*p] = rounded, in_use += rounded;
+    buffers[*p] = {base, span, rounded}, in_use += rounded;
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
@@ -205,9 +220,9 @@ cudaError_t cudaFree(void *p) {
     std::lock_guard<std::mutex> hold(memory_lock);
     const auto at = buffers.find(p);
     if (at == buffers.end()) return cudaErrorInvalidValue;
-    in_use -= at->second;
+    in_use -= at->second.bytes;
+    munmap(at->second.base, at->second.span);
     buffers.erase(at);
-    free(p);
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t bytes) {
