@@ -5,7 +5,8 @@
 # bench/gpu/check.sh makes on a GPU, small.  An MLP takes the CPU's bits (the same products,
 # kernels rounding as the CPU rounds); the monitor's sums and GRA's arithmetic add in the
 # device's order, so their figures, GRA's repairs on an MLP and on a plain sigmoid CNN (every
-# op's tangent kernel) and diagnose are compared within float rounding.
+# op's tangent kernel) and diagnose are compared within float rounding; and GRA's runs give
+# the same bits with the device's blocks and threads run in the reverse order.
 # Usage: test_device_cli_emulated.sh REGRAD REGRAD_EMULATED_DEVICE CKPT_DIFF
 set -uo pipefail
 CPU=$1 DEV=$2 DIFF=$3
@@ -61,7 +62,13 @@ for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigm
   gra=(--epochs 1 --repair auto --model "$model" --metrics)
   [ "${model%%:*}" = plaincnn ] && gra=(--limit 512 "${gra[@]}")
   "$CPU" "${common[@]}" "${gra[@]}" "$tmp/gra-cpu.jsonl" >"$tmp/gra-cpu" 2>&1
-  "$DEV" "${common[@]}" "${gra[@]}" "$tmp/gra-dev.jsonl" --device cuda >"$tmp/gra-dev" 2>&1
+  "$DEV" "${common[@]}" "${gra[@]}" "$tmp/gra-dev.jsonl" --device cuda --checkpoint-dir "$tmp/gra" >"$tmp/gra-dev" 2>&1
+  # every block and thread run in the reverse order: the same bits (no result depends on
+  # the order a GPU runs them in)
+  REGRAD_EMULATION_ORDER=reverse "$DEV" "${common[@]}" "${gra[@]}" "$tmp/gra-rev.jsonl" --device cuda \
+    --checkpoint-dir "$tmp/gra-rev" >/dev/null 2>&1
+  r=$("$DIFF" "$tmp/gra/last.safetensors" "$tmp/gra-rev/last.safetensors" 2>&1 | tail -1)
+  [[ "$r" == *" 0 values differ" ]] && ok || bad "GRA on $model, blocks and threads in reverse: $r"
   repairs "$tmp/gra-cpu.jsonl" >"$tmp/r-cpu"; repairs "$tmp/gra-dev.jsonl" >"$tmp/r-dev"
   acc() { grep -o 'test_acc [0-9.]*' "$1" | cut -d' ' -f2; }
   [ "$(wc -l <"$tmp/r-cpu")" -gt 4 ] && r=$(close 1e-3 "$tmp/r-dev" "$tmp/r-cpu") \

@@ -127,10 +127,18 @@ void __syncthreads(void) {
     suspend(f);
 }
 
-/* Each block's thread 0 runs first, as a fiber.  When it ends without a barrier, the kernel
- * has none (a barrier some threads skip is a bug: the check below), and the block's other
- * threads run one after another; else every thread is a fiber, and each phase runs every
- * live thread to the next barrier or its end. */
+/* Each block's first thread runs first, as a fiber.  When it ends without a barrier, the
+ * kernel has none (a barrier some threads skip is a bug: the check below), and the block's
+ * other threads run one after another; else every thread is a fiber, and each phase runs
+ * every live thread to the next barrier or its end.  Blocks and threads go in index order,
+ * or with REGRAD_EMULATION_ORDER=reverse in the reverse order, which changes what a kernel
+ * computes only if its result depends on the order its blocks or threads run in (a race
+ * on a GPU): test_cuda_emulated and test_device_cli_emulated.sh run both ways. */
+static bool reversed() {
+    static const bool r = getenv("REGRAD_EMULATION_ORDER") && !strcmp(getenv("REGRAD_EMULATION_ORDER"), "reverse");
+    return r;
+}
+
 void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body) {
     const unsigned threads = block.x * block.y * block.z, blocks = grid.x * grid.y * grid.z;
     if (!threads || !blocks) return;
@@ -142,13 +150,17 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body)
     launch_state r{&body, 0, false};
     running = &r;
     gridDim = grid, blockDim = block;
+    const bool back = reversed();
+    auto nth = [back](unsigned i, unsigned n) { return back ? n - 1 - i : i; };
     for (unsigned b = 0; b < blocks; b++) {
-        blockIdx = index_of(b, grid);
+        blockIdx = index_of(nth(b, blocks), grid);
         r.direct = false;
         for (unsigned t = 0; t < threads; t++) fibers[t]->done = false;
-        if (!resume(r, 0, block)) {
+        const unsigned first = nth(0, threads);
+        if (!resume(r, first, block)) {
             r.direct = true;
-            for (unsigned t = 1; t < threads; t++) {
+            for (unsigned i = 1; i < threads; i++) {
+                const unsigned t = nth(i, threads);
                 threadIdx = index_of(t, block);
                 r.current = t;
                 body();
@@ -157,8 +169,10 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body)
         }
         for (unsigned live = threads, phase = 0; live; phase++) {
             unsigned at_barrier = 0;
-            for (unsigned t = 0; t < threads; t++)
-                if (!fibers[t]->done) at_barrier += phase == 0 && t == 0 ? 1 : resume(r, t, block);
+            for (unsigned i = 0; i < threads; i++) {
+                const unsigned t = nth(i, threads);
+                if (!fibers[t]->done) at_barrier += phase == 0 && t == first ? 1 : resume(r, t, block);
+            }
             if (at_barrier && at_barrier != live) {
                 /* threads that ended count as arrived on the device since Volta, but a
                  * barrier some threads skip is still a bug in these kernels */
