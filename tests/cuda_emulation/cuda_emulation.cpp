@@ -225,7 +225,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     char *guard = (char *)base + span - page;
     mprotect(guard, page, PROT_NONE);
     *p = guard - rounded;
-    memset(*p, 0xA5, rounded); /* as uninitialised as the device's own */
+    memset(*p, 0xFF, rounded); /* NaN as floats and doubles: a read before a write shows */
     buffers[*p] = {base, span, rounded}, in_use += rounded;
     return cudaSuccess;
 }
