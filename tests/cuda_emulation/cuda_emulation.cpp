@@ -5,7 +5,8 @@
  * runtime's memory and copies in host memory; the products of blas.cu by the CPU's
  * rg_sgemm, and cudnn.cu's convolutions never usable.  Linked with the real kernels
  * compiled by g++, it lets the CPU's tests run the CUDA backend's own kernel code
- * (test_device_emulated, test_cuda_emulated).
+ * (test_device_emulated, test_cuda_emulated, and regrad_emulated_device, which
+ * test_device_cli_emulated.sh runs).
  */
 #include "cuda_runtime.h"
 

@@ -38,7 +38,6 @@ struct alignas(16) double2 {
     double x, y;
 };
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
-static inline double2 make_double2(double x, double y) { return {x, y}; }
 
 /* the calling thread's place in the launch that runs it */
 extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
