@@ -58,6 +58,7 @@ grep -q '"vanishing"' "$tmp/diag-cpu.json" && r=$(close 1e-4 <(rounded "$tmp/dia
 # GRA repairing a 10-layer sigmoid MLP and a 6-layer sigmoid plain CNN: the CPU's actions at
 # the CPU's steps, their factors within float rounding, the same test accuracy
 repairs() { grep '"event":"repair"' "$1"; }
+acc() { grep -o 'test_acc [0-9.]*' "$1" | cut -d' ' -f2; }
 for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigmoid,init=torch; do
   gra=(--epochs 1 --repair auto --model "$model" --metrics)
   [ "${model%%:*}" = plaincnn ] && gra=(--limit 512 "${gra[@]}")
@@ -70,7 +71,6 @@ for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigm
   r=$("$DIFF" "$tmp/gra/last.safetensors" "$tmp/gra-rev/last.safetensors" 2>&1 | tail -1)
   [[ "$r" == *" 0 values differ" ]] && ok || bad "GRA on $model, blocks and threads in reverse: $r"
   repairs "$tmp/gra-cpu.jsonl" >"$tmp/r-cpu"; repairs "$tmp/gra-dev.jsonl" >"$tmp/r-dev"
-  acc() { grep -o 'test_acc [0-9.]*' "$1" | cut -d' ' -f2; }
   [ "$(wc -l <"$tmp/r-cpu")" -gt 4 ] && r=$(close 1e-3 "$tmp/r-dev" "$tmp/r-cpu") \
     && awk -v a="$(acc "$tmp/gra-dev")" -v b="$(acc "$tmp/gra-cpu")" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.005 && d > -0.005) }' \
     && ok || bad "GRA on $model on the device: $(wc -l <"$tmp/r-dev") repairs against $(wc -l <"$tmp/r-cpu"), $r, accuracy $(acc "$tmp/gra-dev") against $(acc "$tmp/gra-cpu")"

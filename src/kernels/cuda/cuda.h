@@ -88,8 +88,9 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
 rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
                                 float *mean);
 
-/* GRA's per-step arithmetic on a layer's device buffers (gra.cu); mean, moment and qm are
- * host arrays.  A centred layer's gradient gw -= gb mean^T and step back b -= dw mean (the
+/* GRA's per-step arithmetic on a layer's device buffers (gra.cu); the mean is device memory
+ * for the centred gradient and the layer's step (GRA's own copy), a host array with the
+ * moment, and moment and qm are host arrays.  A centred layer's gradient gw -= gb mean^T and step back b -= dw mean (the
  * CPU's bits); its step dw = w - w0 with each row's product with the mean into pm, its sum
  * of squares returned; E||dW x + db||^2 from the input's moments (rg_cpu_function_change);
  * the step's products with qm's rows into products (host, units x rows), its sum of squares
