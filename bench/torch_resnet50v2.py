@@ -2,8 +2,9 @@
 """PyTorch peer for bench_resnet50v2.sh: Keras's ResNet50V2 built layer for layer in
 PyTorch (pre-activation bottlenecks, stride on the last block of conv2..conv4, biases on
 conv1/_0_conv/_3_conv, BN eps 1.001e-5), trained for a few steps on random 224x224x3
-data, batch 32, Adam, on the CPU or (--device cuda) a GPU in strict fp32 (no TF32) or,
-with --precision tf32, its products on TF32 tensor cores.
+data, batch 32, Adam, on the CPU or (--device cuda) a GPU in strict fp32 (no TF32), with
+--precision tf32 its products on TF32 tensor cores, or with --precision bf16 under bf16
+autocast (bf16 activations and products, fp32 weights and optimizer).
 Prints images/s of the timed steps as one JSON line."""
 import argparse, json, time
 import torch
@@ -57,7 +58,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32"])
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
@@ -74,7 +75,9 @@ def main():
             sync()
             t0 = time.perf_counter()
         opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
+        with torch.autocast(a.device.split(":")[0], dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
         opt.step()
     sync()
     secs = time.perf_counter() - t0

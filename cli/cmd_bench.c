@@ -43,7 +43,8 @@ static const cli_option bench_options[] = {
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.table = cli_device_options, CLI_AT(A, device)},
     {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(A, precision), .dflt = "fp32",
-     .help = "fp32 (strict) or tf32 (the GPU's products on TF32 tensor cores)"},
+     .help = "fp32 (strict), tf32 (the GPU's products on TF32 tensor cores) or bf16 (the GPU's "
+             "activations and products in bf16; weights, loss and optimizer fp32)"},
     {.name = "layers", .type = CLI_FLAG, CLI_AT(A, layers), .help = "also list every layer's time"},
     {.name = "monitor", .type = CLI_FLAG, CLI_AT(A, monitor),
      .help = "watch every other step with the health monitor and report what a watched step "

@@ -215,7 +215,8 @@ static const cli_option train_options[] = {
              "among the ranks)"},
     {.table = cli_device_options, CLI_AT(T, device)},
     {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(T, precision), .dflt = "fp32",
-     .help = "fp32 (strict) or tf32 (the GPU's products on TF32 tensor cores)"},
+     .help = "fp32 (strict), tf32 (the GPU's products on TF32 tensor cores) or bf16 (the GPU's "
+             "activations and products in bf16; weights, loss and optimizer fp32)"},
     {.name = "sync-bn", .type = CLI_FLAG, CLI_AT(T, sync_bn),
      .help = "under mpirun: batch norm's statistics over the whole global batch"},
     {.name = "max-memory", .meta = "SIZE", .type = CLI_PARSE, CLI_AT(T, max_memory),

@@ -222,6 +222,7 @@ struct rg_graph {
     size_t memory_limit;  /* bytes compile may allocate (0: no limit) */
     size_t device_free;   /* on a device: its free bytes when the graph was placed there */
     bool tf32;            /* on a device: its products in TF32 (rg_graph_set_precision) */
+    bool bf16;            /* on a device: its activations and products in bf16 (the same) */
     bool sync_bn;         /* data-parallel: batch norm's batch statistics over all ranks */
     size_t memory_bytes;  /* what compile allocated */
     bool *live, *touched; /* backward (and tangent, frontier) scratch, one flag per node */
@@ -400,6 +401,11 @@ bool rg_monitor_ill_conditioned(double mean_outlier);
 /* n floats of one of g's buffers (an output, a gradient, the parameters) as the host reads
  * them: on the CPU the buffer itself, on a device a copy valid until the next call. */
 const float *rg_host(const rg_graph *g, const float *x, size_t n);
+/* Whether node n stores its output and gradient as bf16 (under --precision bf16: every
+ * batched node, so all but the losses), and `count` values of x, one of n's buffers, as
+ * floats the host can read (rg_host's, widened from bf16 where n stores bf16). */
+bool rg_node_bf16(const rg_graph *g, const rg_node_impl *n);
+const float *rg_node_host(const rg_graph *g, const rg_node_impl *n, const float *x, size_t count);
 
 /* Whether the model's input takes the dataset's samples and its labels are among the
  * model's classes (evaluate.c); the number of rows of logits (n, k) whose largest entry is

@@ -260,7 +260,13 @@ void rg_cuda_multiply(float *x, const float *m, size_t n) { rg_cpu_multiply(HOST
 void rg_cuda_clamp(float *x, size_t n, float v) { rg_cpu_clamp(HOST(x), n, v); }
 
 rg_status rg_cuda_blas_ready(void) { return RG_OK; }
-void rg_cuda_set_tf32(bool on) { (void)on; } /* the host's products are fp32 either way */
+/* the host's products are fp32 either way; bf16 is the real kernels' (tests/cuda_emulation/) */
+bool rg_cuda_activations_bf16 = false;
+void rg_cuda_set_precision(bool tf32, bool bf16) { (void)tf32, (void)bf16; }
+rg_status rg_cuda_bf16_ready(void) {
+    return rg_fail(RG_ERR_STATE, "cuda: the host stand-in (tests/fake_cuda.c) has no bf16: use --precision fp32");
+}
+void rg_cuda_to_bf16(float *dst, const float *src, size_t n) { (void)dst, (void)src, (void)n; }
 rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                         const float *b, int ldb, float beta, float *c, int ldc) {
     rg_sgemm(trans_a, trans_b, m, n, k, alpha, HOST(a), lda, HOST(b), ldb, beta, HOST(c), ldc);

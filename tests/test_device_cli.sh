@@ -173,12 +173,14 @@ images=("$tmp"/pred/*/*.png)
 "$DEV" predict --weights "$tmp/cpu-res/last.safetensors" --json --device cuda "${images[@]}" >"$tmp/pred-dev.json" 2>&1
 [ "$(grep -c probability "$tmp/pred-cpu.json")" = 40 ] && cmp -s "$tmp/pred-cpu.json" "$tmp/pred-dev.json" && ok \
   || bad "predict on the device: $(head -c 200 "$tmp/pred-dev.json")"
-# TF32 on the device (the stand-in's products are fp32 either way); not on the CPU; no bf16 yet
+# TF32 on the device (the stand-in's products are fp32 either way); not on the CPU; bf16 on
+# neither (its kernels run in test_device_cli_emulated.sh)
 "$DEV" "${common[@]}" --epochs 1 --device cuda --precision tf32 --checkpoint-dir "$tmp/tf32" >/dev/null 2>&1 \
   && ok || bad "--precision tf32 on the device"
 expect 1 "precision tf32 is a GPU's" "$CPU" "${common[@]}" --precision tf32
-expect 1 "bf16 is not in regrad yet" "$DEV" "${common[@]}" --device cuda --precision bf16
-expect 2 "precision 'fp16': use fp32 or tf32" "$CPU" "${common[@]}" --precision fp16
+expect 1 "stand-in (tests/fake_cuda.c) has no bf16" "$DEV" "${common[@]}" --device cuda --precision bf16
+expect 1 "precision bf16 is a GPU's" "$CPU" "${common[@]}" --precision bf16
+expect 2 "precision 'fp16': use fp32, tf32 or bf16" "$CPU" "${common[@]}" --precision fp16
 # bench on the device: per-op times (each op waited for) and the memory the model holds there
 "$DEV" bench --model cnn --device cuda --batch 16 --steps 2 --layers >"$tmp/bench.out" 2>&1
 grep -q "^conv2d " "$tmp/bench.out" && grep -Eq "device memory [1-9][0-9]* MiB" "$tmp/bench.out" && ok \

@@ -6,7 +6,9 @@
 # kernels rounding as the CPU rounds); the monitor's sums and GRA's arithmetic add in the
 # device's order, so their figures, GRA's repairs on an MLP and on a plain sigmoid CNN (every
 # op's tangent kernel) and diagnose are compared within float rounding; and GRA's runs give
-# the same bits with the device's blocks and threads run in the reverse order.
+# the same bits with the device's blocks and threads run in the reverse order.  bf16 (the
+# MLP's ops) trains to the CPU's fp32 accuracy within 0.02, resumes with its own bits and
+# gives them in either order; the monitor on it is refused.
 # Usage: test_device_cli_emulated.sh REGRAD REGRAD_EMULATED_DEVICE CKPT_DIFF
 set -uo pipefail
 CPU=$1 DEV=$2 DIFF=$3
@@ -29,8 +31,9 @@ close() {
 }
 common=(train --limit 2048 --batch 64 --seed 3 --threads 1 --quiet)
 
+acc() { grep -o 'test_acc [0-9.]*' "$1" | cut -d' ' -f2; }
 # an MLP over two epochs, and stopped after one and resumed: the CPU's bits
-"$CPU" "${common[@]}" --epochs 2 --repair off --checkpoint-dir "$tmp/mlp-cpu" >/dev/null 2>&1
+"$CPU" "${common[@]}" --epochs 2 --repair off --checkpoint-dir "$tmp/mlp-cpu" >"$tmp/mlp-cpu.out" 2>&1
 "$DEV" "${common[@]}" --epochs 2 --repair off --device cuda --checkpoint-dir "$tmp/mlp-dev" >/dev/null 2>&1
 r=$("$DIFF" "$tmp/mlp-cpu/last.safetensors" "$tmp/mlp-dev/last.safetensors" 2>&1 | tail -1)
 [[ "$r" == *" 0 values differ" ]] && ok || bad "an MLP on the device: $r"
@@ -38,6 +41,22 @@ r=$("$DIFF" "$tmp/mlp-cpu/last.safetensors" "$tmp/mlp-dev/last.safetensors" 2>&1
 "$DEV" train --resume "$tmp/mlp-stop" --device cuda --quiet >/dev/null 2>&1
 r=$("$DIFF" "$tmp/mlp-cpu/last.safetensors" "$tmp/mlp-stop/last.safetensors" 2>&1 | tail -1)
 [[ "$r" == *" 0 values differ" ]] && ok || bad "stopped and resumed on the device: $r"
+
+# bf16: the CPU's fp32 accuracy within 0.02; stopped and resumed, and in the reverse order,
+# its own bits; the monitor refused
+bf16=("${common[@]}" --epochs 2 --repair off --device cuda --precision bf16)
+"$DEV" "${bf16[@]}" --checkpoint-dir "$tmp/bf16" >"$tmp/bf16.out" 2>&1
+awk -v a="$(acc "$tmp/bf16.out")" -v b="$(acc "$tmp/mlp-cpu.out")" 'BEGIN { d = a - b; exit !(a > 0.5 && d < 0.02 && d > -0.02) }' \
+  && ok || bad "an MLP in bf16: accuracy $(acc "$tmp/bf16.out") against fp32's $(acc "$tmp/mlp-cpu.out"): $(tail -1 "$tmp/bf16.out")"
+"$DEV" "${bf16[@]}" --stop-after 1 --checkpoint-dir "$tmp/bf16-stop" >/dev/null 2>&1
+"$DEV" train --resume "$tmp/bf16-stop" --device cuda --precision bf16 --quiet >/dev/null 2>&1
+REGRAD_EMULATION_ORDER=reverse "$DEV" "${bf16[@]}" --checkpoint-dir "$tmp/bf16-rev" >/dev/null 2>&1
+for other in bf16-stop bf16-rev; do
+  r=$("$DIFF" "$tmp/bf16/last.safetensors" "$tmp/$other/last.safetensors" 2>&1 | tail -1)
+  [[ "$r" == *" 0 values differ" ]] && ok || bad "bf16, $other: $r"
+done
+"$DEV" "${bf16[@]}" --monitor-every 4 >"$tmp/err.out" 2>&1
+[ $? = 1 ] && grep -q "do not read bf16 activations" "$tmp/err.out" && ok || bad "the monitor on bf16: $(tail -1 "$tmp/err.out")"
 
 # the monitor's figures and the curvature along the steps, from the device's sums
 mon=(--epochs 1 --repair off --monitor-every 4 --curvature-every 2 --limit 512)
@@ -58,7 +77,6 @@ grep -q '"vanishing"' "$tmp/diag-cpu.json" && r=$(close 1e-4 <(rounded "$tmp/dia
 # GRA repairing a 10-layer sigmoid MLP and a 6-layer sigmoid plain CNN: the CPU's actions at
 # the CPU's steps, their factors within float rounding, the same test accuracy
 repairs() { grep '"event":"repair"' "$1"; }
-acc() { grep -o 'test_acc [0-9.]*' "$1" | cut -d' ' -f2; }
 for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigmoid,init=torch; do
   gra=(--epochs 1 --repair auto --model "$model" --metrics)
   [ "${model%%:*}" = plaincnn ] && gra=(--limit 512 "${gra[@]}")

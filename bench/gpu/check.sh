@@ -111,9 +111,16 @@ if [ "$build" = ok ]; then
     python3 bench/torch_resnet50v2.py --device cuda --precision $p --batch 32 --steps 5 >"$log/r50torch-$p" 2>&1
     r50row "$log/r50-$p" "$log/r50torch-$p" >"$log/r50row-$p"
   done
-  "$regrad" bench --model resnet50v2 --device cuda --precision tf32 --batch 256 --steps 5 >"$log/r50-tf32-256" 2>&1
-  python3 bench/torch_resnet50v2.py --device cuda --precision tf32 --batch 256 --steps 5 >"$log/r50torch-tf32-256" 2>&1
-  r50row "$log/r50-tf32-256" "$log/r50torch-tf32-256" >"$log/r50row-tf32-256"
+  for p in tf32 bf16; do
+    "$regrad" bench --model resnet50v2 --device cuda --precision $p --batch 256 --steps 5 >"$log/r50-$p-256" 2>&1
+    python3 bench/torch_resnet50v2.py --device cuda --precision $p --batch 256 --steps 5 >"$log/r50torch-$p-256" 2>&1
+    r50row "$log/r50-$p-256" "$log/r50torch-$p-256" >"$log/r50row-$p-256"
+  done
+  # bf16 at batch 32 (PyTorch under bf16 autocast), and an MLP trained in bf16 on the GPU
+  "$regrad" bench --model resnet50v2 --device cuda --precision bf16 --batch 32 --steps 10 --layers >"$log/r50-bf16" 2>&1
+  python3 bench/torch_resnet50v2.py --device cuda --precision bf16 --batch 32 --steps 5 >"$log/r50torch-bf16" 2>&1
+  r50row "$log/r50-bf16" "$log/r50torch-bf16" >"$log/r50row-bf16"
+  "$regrad" train --data "$data" --device cuda --precision bf16 --repair off --epochs 2 --seed 1 --quiet >"$log/bf16-mlp" 2>&1
   # cuDNN's deterministic algorithms timed on each convolution (REGRAD_CUDNN_TUNE=1), not ranked by heuristics
   for pb in fp32:32 tf32:32 tf32:256; do
     REGRAD_CUDNN_TUNE=1 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} --batch ${pb#*:} \
@@ -157,6 +164,9 @@ row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
 row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
 row "ResNet50V2 b256 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32-256" 2>/dev/null)"
+row "ResNet50V2 b32 bf16 vs PyTorch" "" "$(cat "$log/r50row-bf16" 2>/dev/null)"
+row "ResNet50V2 b256 bf16 vs PyTorch" "" "$(cat "$log/r50row-bf16-256" 2>/dev/null)"
+row "train MLP in bf16 on cuda" "" "$(tail -1 "$log/bf16-mlp" 2>/dev/null | cut -c1-60)"
 for pb in fp32-32 tf32-32 tf32-256; do
   row "ResNet50V2 b${pb#*-} ${pb%-*}, REGRAD_CUDNN_TUNE=1" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-tuned-$pb" 2>/dev/null | head -1)"
 done

@@ -64,6 +64,8 @@ static rg_status check_args(const rg_graph *g, rg_node node, int batch, const fl
         return rg_fail(RG_ERR_STATE, "curvature products and eigenvalues need the CPU backend (on the %s "
                                      "backend only the curvature along a direction); run with --device cpu",
                        g->backend->name);
+    if (g->bf16)
+        return rg_fail(RG_ERR_STATE, "curvature has no bf16 tangents yet: run with --precision tf32 or fp32");
     const rg_op_kind op = rg_graph_first_without_tangent(g, node);
     if (op != RG_OP_COUNT)
         return rg_fail(RG_ERR_STATE, "curvature needs every op's tangent, and the %s backend has none for %s; "
@@ -73,6 +75,8 @@ static rg_status check_args(const rg_graph *g, rg_node node, int batch, const fl
 
 rg_status rg_graph_check_tangents(const rg_graph *g) {
     if (!g) return rg_fail(RG_ERR_ARG, "rg_graph_check_tangents: graph is NULL");
+    if (g->bf16)
+        return rg_fail(RG_ERR_STATE, "curvature and GRA have no bf16 tangents yet: use --precision tf32 or fp32");
     const rg_op_kind op = rg_graph_first_without_tangent(g, g->n_nodes - 1);
     return op == RG_OP_COUNT ? RG_OK
                              : rg_fail(RG_ERR_STATE, "the %s backend has no tangent for %s, which curvature and "

@@ -392,12 +392,19 @@ static rg_status check_ready(const rg_graph *g, int batch) {
     return RG_OK;
 }
 
-/* --check-numerics: the first NaN or Inf in x names the op and layer. */
+/* --check-numerics: the first NaN or Inf in x names the op and layer (x a node's output or
+ * gradient when `of` is given: bf16 ones are scanned on the host). */
 static rg_status first_nonfinite(const rg_graph *g, const float *x, size_t n, const char *what,
-                                 const rg_node_impl *node) {
-    const size_t i = g->backend->first_nonfinite(x, n);
+                                 const rg_node_impl *node, const rg_node_impl *of) {
+    size_t i = 0;
+    float v = 0;
+    if (of && rg_node_bf16(g, of)) {
+        const float *h = rg_node_host(g, of, x, n);
+        while (i < n && isfinite(h[i])) i++;
+        if (i < n) v = h[i];
+    } else if ((i = g->backend->first_nonfinite(x, n)) < n)
+        v = rg_host(g, x + i, 1)[0];
     if (i == n) return RG_OK;
-    const float v = rg_host(g, x + i, 1)[0];
     return rg_fail(RG_ERR_NUMERIC, "%s in %s %s (op %s), value %zu of %zu: the first non-finite "
                                    "value of this pass", isnan(v) ? "NaN" : "Inf", what, node->name,
                    rg_op_table[node->op]->name, i, n);
@@ -418,7 +425,7 @@ void rg_graph_check_numerics(rg_graph *g, int on) {
  * works on the last batch (its backward and update read those); every node's buffers
  * re-pointed (a flatten of an input aliases it).  The products' precision set. */
 static void upload_batch(rg_graph *g, int batch) {
-    g->backend->set_tf32(g->tf32);
+    g->backend->set_precision(g->tf32, g->bf16);
     g->input_half ^= 1;
     rg_graph_place_memory(g);
     g->device_labels = g->device_label_pair + (size_t)g->input_half * (size_t)g->max_batch;
@@ -456,7 +463,7 @@ rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node firs
         }
         if (g->hook) g->hook(g, i, false, g->hook_user);
         if (g->check_numerics && (s = first_nonfinite(g, n->out, (n->batched ? (size_t)batch : 1) * n->size,
-                                                      "the output of", n)))
+                                                      "the output of", n, n)))
             return s;
     }
     return g->backend->device ? g->backend->status(false) : RG_OK;
@@ -532,12 +539,12 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
                 const rg_node_impl *in = rg_in(g, n, k);
                 if (in->needs_grad && in->dout)
                     s = first_nonfinite(g, in->dout, (in->batched ? (size_t)g->batch : 1) * in->size,
-                                        "the input gradient computed by", n);
+                                        "the input gradient computed by", n, in);
             }
             for (int p = 0; p < n->n_params && !s; p++) {
                 const rg_param_impl *pi = &g->params[n->first_param + p];
                 if (!pi->state) s = first_nonfinite(g, g->grad_buf + pi->offset, pi->size, "the "
-                                                    "parameter gradient of", n);
+                                                    "parameter gradient of", n, NULL);
             }
             if (s) return s;
         }
@@ -559,21 +566,46 @@ const float *rg_host(const rg_graph *g, const float *x, size_t n) { return g->ba
 
 bool rg_graph_on_device(const rg_graph *g) { return g->backend->device; }
 
+/* bf16 on a device, before compile (an input keeps a bf16 copy of its upload in its op
+ * scratch, which compile places). */
+static rg_status set_bf16(rg_graph *g) {
+    if (!g->backend->device || !g->backend->bf16_ready)
+        return rg_fail(RG_ERR_STATE, "precision bf16 is a GPU's: train on --device cuda, or with fp32");
+    if (g->compiled) return rg_fail(RG_ERR_STATE, "set precision bf16 before compiling the graph");
+    rg_status s = g->backend->bf16_ready();
+    if (s) return s;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i].op == RG_OP_INPUT) g->nodes[i].aux_per_sample = g->nodes[i].size;
+    g->bf16 = true, g->tf32 = false;
+    return RG_OK;
+}
+
 rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
     if (!g) return rg_fail(RG_ERR_ARG, "set_precision: graph is NULL");
+    const bool bf16 = precision && strcmp(precision, "bf16") == 0;
+    if (g->bf16 && !bf16 && g->compiled)
+        return rg_fail(RG_ERR_STATE, "precision bf16 is the compiled graph's: build it again for %s", precision);
+    if (bf16) return g->bf16 ? RG_OK : set_bf16(g);
+    if (g->bf16)
+        for (int i = 0; i < g->n_nodes; i++)
+            if (g->nodes[i].op == RG_OP_INPUT) g->nodes[i].aux_per_sample = 0;
     if (!precision || strcmp(precision, "fp32") == 0) {
-        g->tf32 = false;
+        g->tf32 = g->bf16 = false;
         return RG_OK;
     }
     if (strcmp(precision, "tf32") == 0) {
         if (!g->backend->device)
             return rg_fail(RG_ERR_STATE, "precision tf32 is a GPU's: train on --device cuda, or with fp32");
-        g->tf32 = true;
+        g->tf32 = true, g->bf16 = false;
         return RG_OK;
     }
-    if (strcmp(precision, "bf16") == 0)
-        return rg_fail(RG_ERR_STATE, "precision bf16 is not in regrad yet: use fp32 or tf32");
-    return rg_fail(RG_ERR_ARG, "precision '%s': use fp32 or tf32", precision);
+    return rg_fail(RG_ERR_ARG, "precision '%s': use fp32, tf32 or bf16", precision);
+}
+
+bool rg_node_bf16(const rg_graph *g, const rg_node_impl *n) { return g->bf16 && n->batched; }
+
+const float *rg_node_host(const rg_graph *g, const rg_node_impl *n, const float *x, size_t count) {
+    return rg_node_bf16(g, n) ? g->backend->host_view_bf16(x, count) : g->backend->host_view(x, count);
 }
 
 rg_status rg_graph_finish(rg_graph *g) {
@@ -619,7 +651,9 @@ rg_status rg_node_read(rg_graph *g, rg_node n, int rows, float *dst) {
     if (!g->compiled || rows > g->max_batch)
         return rg_fail(RG_ERR_STATE, "node_read: %d rows of a graph %s", rows,
                        g->compiled ? "compiled for fewer" : "not compiled yet");
-    rg_graph_read(g, dst, x->out, (x->batched ? (size_t)rows : 1) * x->size);
+    const size_t count = (x->batched ? (size_t)rows : 1) * x->size;
+    if (rg_node_bf16(g, x)) memcpy(dst, rg_node_host(g, x, x->out, count), count * sizeof *dst);
+    else rg_graph_read(g, dst, x->out, count);
     return rg_graph_finish(g);
 }
 int rg_node_ndim(const rg_graph *g, rg_node n) { return node_at(g, n) ? g->nodes[n].ndim : 0; }

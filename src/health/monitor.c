@@ -405,6 +405,11 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         rg_fail(RG_ERR_STATE, "the graph already has a monitor");
         return NULL;
     }
+    if (g->bf16) { /* its sums, GRA's passes and the tangents read float activations */
+        rg_fail(RG_ERR_STATE, "the health monitor and GRA do not read bf16 activations yet: train with "
+                              "--precision tf32 or fp32 to watch or repair the layers");
+        return NULL;
+    }
     rg_monitor *m = calloc(1, sizeof *m);
     if (!m || !(m->layers = calloc((size_t)g->n_nodes, sizeof *m->layers)) ||
         !(m->layer_of_node = malloc((size_t)g->n_nodes * sizeof *m->layer_of_node))) {

@@ -44,6 +44,12 @@ typedef struct rg_upload {
 struct rg_backend {
     const char *name;
     rg_backend_op ops[RG_OP_COUNT];
+    /* A device's bf16 (--precision bf16: every op's forward and backward store their
+     * outputs and gradients as bf16): whether this device has it (RG_OK, or why not), and
+     * n values of a bf16 buffer as floats the host can read, valid until the next call
+     * (host_view's).  NULL where the backend has no bf16. */
+    rg_status (*bf16_ready)(void);
+    const float *(*host_view_bf16)(const float *x, size_t n);
     /* floats of zeroed memory aligned to at least RG_BUFFER_ALIGN bytes, and its release
      * (NULL is fine) */
     float *(*alloc)(size_t floats);
@@ -74,8 +80,9 @@ struct rg_backend {
      * without, at once: a failure still running comes out at the next wait, or the next
      * read of the device's memory. */
     rg_status (*status)(bool wait);
-    /* A device's products from now on in TF32 (true) or strict fp32. */
-    void (*set_tf32)(bool on);
+    /* A device's precision from now on: its fp32 products in TF32 (tf32) or strict, and
+     * its activations and their gradients stored as bf16 (bf16). */
+    void (*set_precision)(bool tf32, bool bf16);
     /* The health monitor's and GRA's reductions, each in a fixed order (no atomics), so a
      * figure does not depend on the thread count:
      * squares2: sum a[i]^2 over n values into *sa and, when b is given, sum b[i]^2 into

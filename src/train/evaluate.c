@@ -55,7 +55,7 @@ rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx
             (s = rg_graph_forward(g, b, 0)))
             break;
         total_loss += (double)rg_host(g, g->nodes[m->loss].out, 1)[0] * b;
-        const float *z = rg_host(g, g->nodes[m->logits].out, (size_t)b * k);
+        const float *z = rg_node_host(g, &g->nodes[m->logits], g->nodes[m->logits].out, (size_t)b * k);
         correct += rg_count_correct(z, g->labels, b, k);
         for (int i = 0; confusion && i < b; i++) confusion[(size_t)g->labels[i] * k + argmax(z + (size_t)i * k, k)]++;
     }
@@ -85,7 +85,8 @@ rg_status rg_evaluate_aux(rg_model *m, const rg_dataset *d, double *acc) {
             (s = rg_graph_forward(g, b, 0)))
             break;
         for (int h = 0; h < m->n_aux; h++)
-            correct[h] += rg_count_correct(rg_host(g, g->nodes[m->aux_logits[h]].out, (size_t)b * k),
+            correct[h] += rg_count_correct(rg_node_host(g, &g->nodes[m->aux_logits[h]], g->nodes[m->aux_logits[h]].out,
+                                                        (size_t)b * k),
                                            g->labels, b, k);
     }
     free(idx);

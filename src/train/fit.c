@@ -386,8 +386,9 @@ static rg_status fit_step(fit_run *r, int epoch, long bi) {
                                        "or train with GRA (--repair auto), which skips such steps",
                        (double)loss, epoch + 1, bi + 1);
     if (isfinite(loss)) r->loss_sum += (double)loss * b;
-    const int k = (int)g->nodes[m->logits].size;
-    if (b > 0) r->correct += rg_count_correct(rg_host(g, g->nodes[m->logits].out, (size_t)b * k), g->labels, b, k);
+    const rg_node_impl *z = &g->nodes[m->logits];
+    const int k = (int)z->size;
+    if (b > 0) r->correct += rg_count_correct(rg_node_host(g, z, z->out, (size_t)b * k), g->labels, b, k);
     r->seen += b;
     rg_model_before_step(m, r->step, r->total_steps);
     if (b > 0 && (s = rg_graph_backward(g, rg_model_objective(m)))) return s;

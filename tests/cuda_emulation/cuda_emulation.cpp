@@ -9,6 +9,7 @@
  * test_device_cli_emulated.sh runs).
  */
 #include "cuda_runtime.h"
+#include "cuda_bf16.h"
 
 #include <regrad.h>
 
@@ -204,6 +205,7 @@ size_t in_use;
 
 cudaError_t cudaGetDeviceCount(int *count) { return *count = 1, cudaSuccess; }
 cudaError_t cudaSetDevice(int index) { return index == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDevice(int *index) { return *index = 0, cudaSuccess; }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int index) {
     if (index != 0) return cudaErrorInvalidValue;
     snprintf(p->name, sizeof p->name, "host emulation (tests/cuda_emulation)");
@@ -269,7 +271,7 @@ const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no er
 /* blas.cu's products by the CPU's GEMM; cudnn.cu's convolutions never usable */
 extern "C" {
 rg_status rg_cuda_blas_ready(void) { return RG_OK; }
-void rg_cuda_set_tf32(bool) {}
+void rg_cuda_set_products(bool, bool) {}
 rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                         const float *b, int ldb, float beta, float *c, int ldc) {
     rg_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -281,6 +283,44 @@ rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k,
     for (int i = 0; i < count; i++)
         rg_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
                  c + i * stride_c, ldc);
+    return RG_OK;
+}
+}
+
+/* a bf16 row-major matrix of rows x cols, rows `ld` apart, as floats (what lies between
+ * the rows too, but not past the last one's end) */
+static std::vector<float> widened(const void *m, int rows, int cols, int ld) {
+    const __nv_bfloat16 *h = (const __nv_bfloat16 *)m;
+    std::vector<float> f(rows ? (size_t)(rows - 1) * ld + cols : 0);
+    for (size_t i = 0; i < f.size(); i++) f[i] = __bfloat162float(h[i]);
+    return f;
+}
+
+extern "C" {
+rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a, int lda,
+                            const void *b, int ldb, float beta, void *c, bool c_bf16, int ldc) {
+    if (m == 0 || n == 0) return RG_OK;
+    const std::vector<float> fa = widened(a, trans_a ? k : m, trans_a ? m : k, lda),
+                             fb = widened(b, trans_b ? n : k, trans_b ? k : n, ldb);
+    if (!c_bf16) {
+        rg_sgemm(trans_a, trans_b, m, n, k, alpha, fa.data(), lda, fb.data(), ldb, beta, (float *)c, ldc);
+        return RG_OK;
+    }
+    std::vector<float> fc = widened(c, m, n, ldc);
+    rg_sgemm(trans_a, trans_b, m, n, k, alpha, fa.data(), lda, fb.data(), ldb, beta, fc.data(), ldc);
+    __nv_bfloat16 *hc = (__nv_bfloat16 *)c;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) hc[(size_t)i * ldc + j] = __float2bfloat16(fc[(size_t)i * ldc + j]);
+    return RG_OK;
+}
+rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a,
+                                    int lda, size_t stride_a, const void *b, int ldb, size_t stride_b, float beta,
+                                    void *c, bool c_bf16, int ldc, size_t stride_c, int count) {
+    const __nv_bfloat16 *ha = (const __nv_bfloat16 *)a, *hb = (const __nv_bfloat16 *)b;
+    for (int i = 0; i < count; i++)
+        rg_cuda_gemm_bf16(trans_a, trans_b, m, n, k, alpha, ha + i * stride_a, lda, hb + i * stride_b, ldb, beta,
+                          c_bf16 ? (void *)((__nv_bfloat16 *)c + i * stride_c) : (void *)((float *)c + i * stride_c),
+                          c_bf16, ldc);
     return RG_OK;
 }
 bool rg_cudnn_usable(const rg_conv_geom *) { return false; }

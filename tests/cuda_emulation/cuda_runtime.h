@@ -6,8 +6,9 @@
  * time, so they share it), the vector types and the rounded intrinsics are plain C++, the
  * runtime's calls are host memory and copies (cuda_emulation.cpp), and a launch through
  * RG_KERNEL runs every thread of every block, each thread a fiber that __syncthreads
- * suspends until the whole block has reached it.  Not emulated: cuBLAS and cuDNN (the
- * products are the CPU's rg_sgemm; cuDNN is never usable, so convolutions take conv.cu's
+ * suspends until the whole block has reached it.  bf16 is cuda_bf16.h's.  Not emulated:
+ * cuBLAS and cuDNN (the products are the CPU's rg_sgemm, bf16's over its operands widened
+ * to float and its output rounded back; cuDNN is never usable, so convolutions take conv.cu's
  * own path), streams (every copy and launch completes in order, at once), warp-level
  * behaviour (the kernels use none).
  */
@@ -73,6 +74,7 @@ struct cudaDeviceProp {
 
 cudaError_t cudaGetDeviceCount(int *count);
 cudaError_t cudaSetDevice(int index);
+cudaError_t cudaGetDevice(int *index);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int index);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total);
 cudaError_t cudaMalloc(void **p, size_t bytes);

@@ -26,14 +26,21 @@ rg_status rg_cuda_select(const char *device) {
     return s ? s : rg_cuda_blas_ready();
 }
 
-/* The caller wrote the input's rows; forward uploaded them. */
+static size_t rows(const rg_node_impl *n, int batch) { return (n->batched ? (size_t)batch : 1) * n->size; }
+
+/* The caller wrote the input's rows; forward uploaded them.  Under bf16 they are cast into
+ * the input's scratch, which its readers then read as its output. */
 static void input_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)g, (void)n, (void)batch, (void)train;
+    (void)train;
+    if (!g->bf16) return;
+    rg_cuda_to_bf16(n->aux, n->out, rows(n, batch));
+    n->out = n->aux;
 }
 
-/* A flatten's output is its input's buffer (memory planning). */
+/* A flatten's output is its input's buffer (memory planning; an input's bf16 cast since). */
 static void alias_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)g, (void)n, (void)batch, (void)train;
+    (void)batch, (void)train;
+    n->out = rg_in(g, n, 0)->out;
 }
 
 static void dense_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
@@ -61,8 +68,6 @@ static void activation_backward(rg_graph *g, rg_node_impl *n, int batch) {
     rg_cuda_activation_backward(*(const rg_act *)n->attr, in->out, n->out, n->dout, in->dout,
                                 (size_t)batch * n->size, rg_grad_fresh(g, 0));
 }
-
-static size_t rows(const rg_node_impl *n, int batch) { return (n->batched ? (size_t)batch : 1) * n->size; }
 
 static void add_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train; /* the device's convolutions never do the add themselves */
@@ -366,8 +371,10 @@ static void xent_tangent(rg_graph *g, rg_node_impl *n, int batch) {
 }
 
 /* The last copy down, kept for the caller until the next call; NaN where the copy failed
- * (the step's status check then says why). */
-static const float *host_view(const float *x, size_t n) {
+ * (the step's status check then says why).  A bf16 buffer's n values come down as the
+ * (n + 1) / 2 floats that hold them, and are widened in place from the last down (value i
+ * lands on the bytes of values 2i and 2i + 1, which are read by then). */
+static const float *host_copy(const float *x, size_t n, bool bf16) {
     static _Thread_local float *buf;
     static _Thread_local size_t room;
     static const float nan_one = NAN;
@@ -376,10 +383,20 @@ static const float *host_view(const float *x, size_t n) {
         if (!b) return &nan_one; /* callers read one value or many: one is what is safe */
         buf = b, room = n;
     }
-    if (rg_cuda_download(buf, x, n) != RG_OK)
+    if (rg_cuda_download(buf, x, bf16 ? (n + 1) / 2 : n) != RG_OK)
         for (size_t i = 0; i < n; i++) buf[i] = NAN;
+    else if (bf16)
+        for (size_t i = n; i-- > 0;) {
+            uint16_t h;
+            memcpy(&h, (const char *)buf + 2 * i, sizeof h);
+            const uint32_t bits = (uint32_t)h << 16;
+            memcpy(&buf[i], &bits, sizeof bits);
+        }
     return buf;
 }
+
+static const float *host_view(const float *x, size_t n) { return host_copy(x, n, false); }
+static const float *host_view_bf16(const float *x, size_t n) { return host_copy(x, n, true); }
 
 /* The health monitor's sums: device reductions, queued (health.cu); the inputs' second
  * moments (the report's conditioning, GRA's trust region) device products read back at
@@ -481,6 +498,8 @@ static void upload_batch(const rg_upload *copies, int n) {
 
 const rg_backend rg_cuda_backend = {
     .name = "cuda",
+    .bf16_ready = rg_cuda_bf16_ready,
+    .host_view_bf16 = host_view_bf16,
     .ops = {
         [RG_OP_INPUT] = {input_forward, NULL, input_tangent, NULL},
         [RG_OP_DENSE] = {dense_forward, dense_backward, dense_tangent, NULL},
@@ -512,7 +531,7 @@ const rg_backend rg_cuda_backend = {
     .upload_batch = upload_batch,
     .optim_update = rg_cuda_optim_update,
     .status = rg_cuda_status,
-    .set_tf32 = rg_cuda_set_tf32,
+    .set_precision = rg_cuda_set_precision,
     .count_nonfinite = rg_cuda_count_nonfinite,
     .squares2 = rg_cuda_squares2,
     .unit_sums = unit_sums,

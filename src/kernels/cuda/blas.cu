@@ -5,7 +5,8 @@
  * as the CPU's rg_sgemm: cuBLAS is column-major, and a row-major C = op(A) op(B) is the
  * column-major C^T = op(B)^T op(A)^T, the same call with the operands swapped.  fp32 is
  * strict (CUBLAS_PEDANTIC_MATH: no TF32, no reduced-precision reductions) unless a graph
- * asks for TF32 (rg_cuda_set_tf32).
+ * asks for TF32 or bf16 (rg_cuda_set_products); bf16's products (cublasGemmEx) take bf16
+ * operands and sum in fp32 on the tensor cores.
  */
 #include "cuda.h"
 
@@ -23,6 +24,13 @@ static struct {
     decltype(&cublasSetMathMode) set_math_mode;
     decltype(&cublasSgemm_v2) sgemm;
     decltype(&cublasSgemmStridedBatched) sgemm_batched;
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
+                              const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
+                              cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t); /* C's, not C++'s overload */
+    cublasStatus_t (*gemm_ex_batched)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                      const void *, const void *, cudaDataType, int, long long, const void *,
+                                      cudaDataType, int, long long, const void *, void *, cudaDataType, int,
+                                      long long, int, cublasComputeType_t, cublasGemmAlgo_t);
     cublasHandle_t handle;
     rg_status status;
     char why[200];
@@ -54,9 +62,12 @@ static void open_cublas(void) {
     blas.set_math_mode = (decltype(blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
     blas.sgemm = (decltype(blas.sgemm))dlsym(lib, "cublasSgemm_v2");
     blas.sgemm_batched = (decltype(blas.sgemm_batched))dlsym(lib, "cublasSgemmStridedBatched");
-    if (!blas.create || !blas.set_math_mode || !blas.sgemm || !blas.sgemm_batched) {
-        snprintf(blas.why, sizeof blas.why, "cuda: the cuBLAS found lacks cublasSgemm_v2 or its batched form: install "
-                 "cuBLAS 12 or 13");
+    blas.gemm_ex = (decltype(blas.gemm_ex))dlsym(lib, "cublasGemmEx");
+    blas.gemm_ex_batched = (decltype(blas.gemm_ex_batched))dlsym(lib, "cublasGemmStridedBatchedEx");
+    if (!blas.create || !blas.set_math_mode || !blas.sgemm || !blas.sgemm_batched || !blas.gemm_ex ||
+        !blas.gemm_ex_batched) {
+        snprintf(blas.why, sizeof blas.why, "cuda: the cuBLAS found lacks cublasSgemm_v2, its batched form or "
+                 "cublasGemmEx: install cuBLAS 12 or 13");
         return;
     }
     cublasStatus_t e = blas.create(&blas.handle);
@@ -104,8 +115,40 @@ extern "C" rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, in
     return rg_fail(RG_ERR_STATE, "cuda: %d %dx%dx%d products failed in cuBLAS (status %d)", count, m, n, k, (int)e);
 }
 
-extern "C" void rg_cuda_set_tf32(bool on) {
-    rg_cudnn_set_tf32(on);
+extern "C" rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a,
+                                       int lda, const void *b, int ldb, float beta, void *c, bool c_bf16, int ldc) {
+    rg_status s = rg_cuda_blas_ready();
+    if (s) return s;
+    if (m == 0 || n == 0) return RG_OK;
+    const cublasStatus_t e = blas.gemm_ex(blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                          trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, CUDA_R_16BF, ldb,
+                                          a, CUDA_R_16BF, lda, &beta, c, c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc,
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
+    rg_cuda_note_failure("a bf16 cuBLAS product", "see cuBLAS's status");
+    return rg_fail(RG_ERR_STATE, "cuda: a %dx%dx%d bf16 product failed in cuBLAS (status %d)", m, n, k, (int)e);
+}
+
+extern "C" rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                                               const void *a, int lda, size_t stride_a, const void *b, int ldb,
+                                               size_t stride_b, float beta, void *c, bool c_bf16, int ldc,
+                                               size_t stride_c, int count) {
+    rg_status s = rg_cuda_blas_ready();
+    if (s) return s;
+    if (m == 0 || n == 0 || count == 0) return RG_OK;
+    const cublasStatus_t e = blas.gemm_ex_batched(
+        blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
+        CUDA_R_16BF, ldb, (long long)stride_b, a, CUDA_R_16BF, lda, (long long)stride_a, &beta, c,
+        c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, (long long)stride_c, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
+    rg_cuda_note_failure("a batched bf16 cuBLAS product", "see cuBLAS's status");
+    return rg_fail(RG_ERR_STATE, "cuda: %d %dx%dx%d bf16 products failed in cuBLAS (status %d)", count, m, n, k,
+                   (int)e);
+}
+
+extern "C" void rg_cuda_set_products(bool tf32, bool bf16) {
+    rg_cudnn_set_tf32(tf32);
     if (rg_cuda_blas_ready() == RG_OK)
-        blas.set_math_mode(blas.handle, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH);
+        blas.set_math_mode(blas.handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : bf16 ? CUBLAS_DEFAULT_MATH
+                                                                                 : CUBLAS_PEDANTIC_MATH);
 }

@@ -11,7 +11,9 @@
  * the same bits every run).  The columns of the whole batch and each sample's dW live in
  * the graph's workspace.  Where cuDNN is found and takes the geometry (cudnn.cu: its
  * symmetric padding fits, and the convolution is not 1x1 stride 1), its convolutions
- * replace the products and the columns; the bias stays here.
+ * replace the products and the columns; the bias stays here.  Under bf16 (launch.h) the
+ * input, output, columns and their gradients are bf16 and the products bf16's, over a
+ * bf16 copy of W; dW, each sample's part of it, and db stay float.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -33,15 +35,16 @@ static conv_index conv_index_of(const rg_conv_geom *q) {
 
 /* each sample's col[(c kh + i) kw + j][oy ow + ox] = x[c][oy s - pad_t + i d][ox s - pad_l + j d],
  * 0 outside; samples `in_size` apart in x, `col_size` in col */
-__global__ static void im2col(const float *x, rg_conv_geom q, conv_index k, float *col, int batch, size_t in_size,
+template <typename T>
+__global__ static void im2col(const T *x, rg_conv_geom q, conv_index k, T *col, int batch, size_t in_size,
                               size_t col_size) {
     GRID_STRIDE(e, (size_t)batch * col_size) {
         const rg_cell at = rg_cell_of(e, k.columns), tap = rg_cell_of(at.y, k.taps); /* (sample, row, position) */
         const int oy = (int)rg_divide(k.ow, at.x), ox = at.x - oy * q.ow;
         const int iy = oy * q.stride - q.pad_t + tap.y * q.dilation, ix = ox * q.stride - q.pad_l + tap.x * q.dilation;
-        col[e] = iy >= 0 && iy < q.h && ix >= 0 && ix < q.w
-                     ? x[at.plane * in_size + (tap.plane * q.h + iy) * q.w + ix]
-                     : 0.0f;
+        rg_store(col, e, iy >= 0 && iy < q.h && ix >= 0 && ix < q.w
+                             ? rg_load(x, at.plane * in_size + (tap.plane * q.h + iy) * q.w + ix)
+                             : 0.0f);
     }
 }
 
@@ -52,14 +55,15 @@ __device__ static bool strided(int t, rg_divider stride, int *o) {
 }
 
 /* each sample's dx[c][iy][ix] (= or +=) the sum over the taps that read it of dcol, taps in order */
-__global__ static void col2im(const float *dcol, rg_conv_geom q, conv_index k, float *dx, bool fresh, int batch,
+template <typename T>
+__global__ static void col2im(const T *dcol, rg_conv_geom q, conv_index k, T *dx, bool fresh, int batch,
                               size_t in_size, size_t col_size) {
     const size_t ohw = (size_t)q.oh * q.ow;
     GRID_STRIDE(e, (size_t)batch * in_size) {
         const rg_cell at = rg_cell_of(e, k.input);
         const size_t b = rg_divide(k.channels, at.plane); /* the sample, then the channel */
         const int c = (int)(at.plane - b * k.channels.d), iy = at.y, ix = at.x;
-        const float *dc = dcol + b * col_size;
+        const T *dc = dcol + b * col_size;
         float s = 0;
         for (int i = 0; i < q.kh; i++) {
             const int ty = iy + q.pad_t - i * q.dilation; /* oy * stride */
@@ -68,15 +72,16 @@ __global__ static void col2im(const float *dcol, rg_conv_geom q, conv_index k, f
             for (int j = 0; j < q.kw; j++) {
                 const int tx = ix + q.pad_l - j * q.dilation;
                 if (tx < 0 || !strided(tx, k.stride, &ox) || ox >= q.ow) continue;
-                s += dc[((size_t)(c * q.kh + i) * q.kw + j) * ohw + (size_t)oy * q.ow + ox];
+                s += rg_load(dc, ((size_t)(c * q.kh + i) * q.kw + j) * ohw + (size_t)oy * q.ow + ox);
             }
         }
-        dx[e] = fresh ? s : dx[e] + s;
+        rg_store(dx, e, fresh ? s : rg_load(dx, e) + s);
     }
 }
 
 /* x (batch x C x hw) as C rows of batch x hw values: row c holds every sample's plane c */
-__global__ static void by_channel(const float *x, float *out, int batch, rg_planes channels) {
+template <typename T>
+__global__ static void by_channel(const T *x, T *out, int batch, rg_planes channels) {
     const size_t hw = channels.cols.d;
     GRID_STRIDE(e, (size_t)batch * channels.rows.d * hw) {
         const rg_cell at = rg_cell_of(e, channels); /* (sample, channel, position) */
@@ -93,6 +98,31 @@ __global__ static void add_parts(const float *parts, float *dw, size_t n, int ba
     }
 }
 
+/* The products of a layer over the activations' type (rg_cuda_sgemm_batched's arguments,
+ * strides in values): fp32's, or bf16's into a C of bf16 or of float; and one product. */
+static rg_status batched(bool ta, bool tb, int m, int n, int k, const float *a, int lda, size_t sa, const float *b,
+                         int ldb, size_t sb, float beta, float *c, int ldc, size_t sc, int count) {
+    return rg_cuda_sgemm_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, count);
+}
+static rg_status batched(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda, size_t sa, const rg_bf16 *b,
+                         int ldb, size_t sb, float beta, rg_bf16 *c, int ldc, size_t sc, int count) {
+    return rg_cuda_gemm_bf16_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, true, ldc, sc, count);
+}
+static rg_status batched(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda, size_t sa, const rg_bf16 *b,
+                         int ldb, size_t sb, float beta, float *c, int ldc, size_t sc, int count) {
+    return rg_cuda_gemm_bf16_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, false, ldc, sc, count);
+}
+
+/* one product into a float C (+=) */
+static rg_status product(bool ta, bool tb, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                         float *c, int ldc) {
+    return rg_cuda_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
+}
+static rg_status product(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda, const rg_bf16 *b, int ldb,
+                         float *c, int ldc) {
+    return rg_cuda_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, false, ldc);
+}
+
 /* a value's filter's bias (rg_cuda_channel_map's f: every plane starts at it) */
 struct bias_of {
     const float *bias;
@@ -104,12 +134,13 @@ __global__ static void bias_total(const double *part, int runs, int filters, flo
     GRID_STRIDE(o, (size_t)filters) db[o] += (float)rg_cuda_runs_total(part, (int)o, runs, 0);
 }
 
-static void bias_grad(const float *dy, float *db, int batch, int filters, size_t ohw) {
+template <typename T>
+static void bias_grad(const T *dy, float *db, int batch, int filters, size_t ohw) {
     const size_t m = (size_t)batch * ohw;
     const int runs = rg_cuda_runs(filters, m);
     double *part = rg_cuda_run_scratch(2 * (size_t)runs * filters, "a convolution's bias gradient");
     if (!part) return;
-    rg_cuda_launch_run_sums(filters, ohw, m, runs, rg_cuda_values{dy}, part);
+    rg_cuda_launch_run_sums(filters, ohw, m, runs, rg_cuda_values<T>{dy}, part);
     LAUNCH(bias_total, (size_t)filters, part, runs, filters, db);
 }
 
@@ -120,68 +151,92 @@ extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, i
 
 /* The batch's column matrices (x itself for a direct convolution), and how far apart
  * samples lie in them. */
-static const float *columns(const float *x, const rg_conv_geom *q, float *col, int batch, size_t *stride) {
+template <typename T>
+static const T *columns(const T *x, const rg_conv_geom *q, T *col, int batch, size_t *stride) {
     const size_t in_size = (size_t)q->c * q->h * q->w, cs = rg_cuda_conv_columns(q);
     *stride = rg_cuda_conv_direct(q) ? in_size : cs;
     if (rg_cuda_conv_direct(q)) return x;
-    LAUNCH(im2col, (size_t)batch * cs, x, *q, conv_index_of(q), col, batch, in_size, cs);
+    LAUNCH(im2col<T>, (size_t)batch * cs, x, *q, conv_index_of(q), col, batch, in_size, cs);
     return col;
+}
+
+/* The convolution over the activations' type T (RG_STORED picks it); the workspace keeps a
+ * float's room a column value, so each sample's dW (float) lies where it lies for fp32. */
+template <typename T>
+static rg_status forward(const float *xf, const float *w, const float *bias, float *yf, bool add, int batch,
+                         const rg_conv_geom *q, int filters, int groups, float *colf) {
+    const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
+    const size_t out_size = (size_t)filters * ohw;
+    const T *x = rg_as<T>(xf);
+    T *y = rg_as<T>(yf);
+    if (batch <= 0) return RG_OK;
+    if (bias)
+        rg_cuda_channel_map((const T *)NULL, (const T *)NULL, y, false, (size_t)batch * out_size, filters,
+                            (size_t)ohw, bias_of{bias});
+    const float beta = bias || add ? 1.0f : 0.0f; /* onto the bias, or what y holds */
+    if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_forward(xf, w, yf, beta, batch, q, filters, groups);
+    const T *wt = rg_weights_as<T>(w, (size_t)filters * kg);
+    if (!wt) return RG_ERR_MEMORY;
+    size_t stride;
+    const T *cols = columns(x, q, rg_as<T>(colf), batch, &stride);
+    rg_status s = RG_OK;
+    for (int gi = 0; gi < groups && !s; gi++)
+        s = batched(false, false, og, ohw, kg, wt + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw, ohw,
+                    stride, beta, y + (size_t)gi * og * ohw, ohw, out_size, batch);
+    return s;
+}
+
+template <typename T>
+static rg_status backward(const float *xf, const float *dyf, const float *w, float *dw, float *db, float *dxf,
+                          bool fresh, int batch, const rg_conv_geom *q, int filters, int groups, float *colf) {
+    const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
+    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, cs = rg_cuda_conv_columns(q);
+    const size_t wsize = (size_t)filters * kg;
+    const T *x = rg_as<T>(xf), *dy = rg_as<T>(dyf);
+    T *dx = rg_as<T>(dxf), *col = rg_as<T>(colf);
+    float *parts = colf + (size_t)batch * cs; /* each sample's dW */
+    if (batch <= 0) return RG_OK;
+    if (db) bias_grad(dy, db, batch, filters, (size_t)ohw);
+    if (rg_cudnn_usable(q))
+        return rg_cudnn_conv2d_backward(xf, dyf, w, dw, dxf, fresh ? 0.0f : 1.0f, batch, q, filters, groups);
+    size_t stride;
+    const T *cols = columns(x, q, col, batch, &stride);
+    rg_status s = RG_OK;
+    if (rg_cuda_conv_direct(q) && groups == 1 && wsize > in_size + out_size) {
+        /* one product over samples and positions: dY and x channel by channel (in the space
+         * of the samples' dW, which is larger) */
+        T *gy = rg_as<T>(parts), *gx = rg_as<T>(parts + (size_t)batch * out_size);
+        LAUNCH(by_channel<T>, (size_t)batch * out_size, dy, gy, batch, rg_planes_of(filters, ohw));
+        LAUNCH(by_channel<T>, (size_t)batch * in_size, x, gx, batch, rg_planes_of(q->c, ohw));
+        s = product(false, true, filters, kg, batch * ohw, gy, batch * ohw, gx, batch * ohw, dw, kg);
+    } else {
+        for (int gi = 0; gi < groups && !s; gi++) /* each sample's dW, summed in sample order */
+            s = batched(false, true, og, kg, ohw, dy + (size_t)gi * og * ohw, ohw, out_size,
+                        cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg, kg, wsize,
+                        batch);
+        if (!s) LAUNCH(add_parts, wsize, parts, dw, wsize, batch);
+    }
+    if (!dx || s) return s;
+    const T *wt = rg_weights_as<T>(w, wsize);
+    if (!wt) return RG_ERR_MEMORY;
+    /* W^T dY: into dx itself for a direct convolution, else into the columns, scattered back */
+    T *dcol = rg_cuda_conv_direct(q) ? dx : col;
+    const float beta = rg_cuda_conv_direct(q) && !fresh ? 1.0f : 0.0f;
+    for (int gi = 0; gi < groups && !s; gi++)
+        s = batched(true, false, kg, ohw, og, wt + (size_t)gi * og * kg, kg, 0, dy + (size_t)gi * og * ohw, ohw,
+                    out_size, beta, dcol + (size_t)gi * kg * ohw, ohw, stride, batch);
+    if (!s && !rg_cuda_conv_direct(q))
+        LAUNCH(col2im<T>, (size_t)batch * in_size, col, *q, conv_index_of(q), dx, fresh, batch, in_size, cs);
+    return s;
 }
 
 extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, bool add,
                                             int batch, const rg_conv_geom *q, int filters, int groups, float *col) {
-    const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
-    const size_t out_size = (size_t)filters * ohw;
-    if (batch <= 0) return RG_OK;
-    if (bias) rg_cuda_channel_map(NULL, NULL, y, false, (size_t)batch * out_size, filters, (size_t)ohw, bias_of{bias});
-    const float beta = bias || add ? 1.0f : 0.0f; /* onto the bias, or what y holds */
-    if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_forward(x, w, y, beta, batch, q, filters, groups);
-    size_t stride;
-    const float *cols = columns(x, q, col, batch, &stride);
-    rg_status s = RG_OK;
-    for (int gi = 0; gi < groups && !s; gi++)
-        s = rg_cuda_sgemm_batched(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, 0,
-                                  cols + (size_t)gi * kg * ohw, ohw, stride, beta,
-                                  y + (size_t)gi * og * ohw, ohw, out_size, batch);
-    return s;
+    return RG_STORED(forward, x, w, bias, y, add, batch, q, filters, groups, col);
 }
 
 extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
                                              float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters,
                                              int groups, float *col) {
-    const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
-    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw, cs = rg_cuda_conv_columns(q);
-    const size_t wsize = (size_t)filters * kg;
-    float *parts = col + (size_t)batch * cs; /* each sample's dW */
-    if (batch <= 0) return RG_OK;
-    if (db) bias_grad(dy, db, batch, filters, (size_t)ohw);
-    if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_backward(x, dy, w, dw, dx, fresh ? 0.0f : 1.0f, batch, q, filters, groups);
-    size_t stride;
-    const float *cols = columns(x, q, col, batch, &stride);
-    rg_status s = RG_OK;
-    if (rg_cuda_conv_direct(q) && groups == 1 && wsize > in_size + out_size) {
-        /* one product over samples and positions: dY and x channel by channel (in the space
-         * of the samples' dW, which is larger) */
-        float *gy = parts, *gx = parts + (size_t)batch * out_size;
-        LAUNCH(by_channel, (size_t)batch * out_size, dy, gy, batch, rg_planes_of(filters, ohw));
-        LAUNCH(by_channel, (size_t)batch * in_size, x, gx, batch, rg_planes_of(q->c, ohw));
-        s = rg_cuda_sgemm(false, true, filters, kg, batch * ohw, 1.0f, gy, batch * ohw, gx, batch * ohw, 1.0f, dw, kg);
-    } else {
-        for (int gi = 0; gi < groups && !s; gi++) /* each sample's dW, summed in sample order */
-            s = rg_cuda_sgemm_batched(false, true, og, kg, ohw, 1.0f, dy + (size_t)gi * og * ohw, ohw, out_size,
-                                      cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg,
-                                      kg, wsize, batch);
-        if (!s) LAUNCH(add_parts, wsize, parts, dw, wsize, batch);
-    }
-    if (!dx || s) return s;
-    /* W^T dY: into dx itself for a direct convolution, else into the columns, scattered back */
-    float *dcol = rg_cuda_conv_direct(q) ? dx : col;
-    const float beta = rg_cuda_conv_direct(q) && !fresh ? 1.0f : 0.0f;
-    for (int gi = 0; gi < groups && !s; gi++)
-        s = rg_cuda_sgemm_batched(true, false, kg, ohw, og, 1.0f, w + (size_t)gi * og * kg, kg, 0,
-                                  dy + (size_t)gi * og * ohw, ohw, out_size, beta, dcol + (size_t)gi * kg * ohw, ohw,
-                                  stride, batch);
-    if (!s && !rg_cuda_conv_direct(q))
-        LAUNCH(col2im, (size_t)batch * in_size, col, *q, conv_index_of(q), dx, fresh, batch, in_size, cs);
-    return s;
+    return RG_STORED(backward, x, dy, w, dw, db, dx, fresh, batch, q, filters, groups, col);
 }

@@ -123,11 +123,27 @@ void rg_cuda_step_along(float *x, const float *x0, const float *d, size_t n, flo
 void rg_cuda_multiply(float *x, const float *m, size_t n);
 void rg_cuda_clamp(float *x, size_t n, float v);
 
+/* The precision of the graph that runs next (precision.cu): its products on TF32 tensor
+ * cores, and its activations and their gradients stored as bf16 (their buffers keep a
+ * float's room a value, so copies and fills of whole buffers stay right; the losses stay
+ * float).  Whether this device has bf16 (RG_OK, or why not).  n floats into dst as bf16
+ * (an input's upload into the activations' type).  A bf16 copy of n floats (weights for a
+ * bf16 product) in device scratch, kept until the next copy; NULL when the device has no
+ * room (noted). */
+extern bool rg_cuda_activations_bf16;
+void rg_cuda_set_precision(bool tf32, bool bf16);
+rg_status rg_cuda_bf16_ready(void);
+void rg_cuda_to_bf16(float *dst, const float *src, size_t n);
+const void *rg_cuda_bf16_copy(const float *src, size_t n);
+/* dst += src over n values, src bf16 (a gradient made in bf16 into its float one) */
+void rg_cuda_add_bf16(float *dst, const void *src, size_t n);
+
 /* cuBLAS, opened at first use: RG_OK, or RG_ERR_STATE saying what is missing.  The product
  * C = alpha op(A) op(B) + beta C of row-major matrices (rg_sgemm's arguments), fp32 strict. */
 rg_status rg_cuda_blas_ready(void);
-/* The products from now on on TF32 tensor cores (true) or in strict fp32. */
-void rg_cuda_set_tf32(bool on);
+/* The products from now on: fp32's on TF32 tensor cores (tf32) or strict; bf16's (bf16)
+ * on the tensor cores. */
+void rg_cuda_set_products(bool tf32, bool bf16);
 rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                         int lda, const float *b, int ldb, float beta, float *c, int ldc);
 /* `count` such products, the i-th of a + i stride_a, b + i stride_b into c + i stride_c
@@ -135,6 +151,15 @@ rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float a
 rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                                 int lda, size_t stride_a, const float *b, int ldb, size_t stride_b, float beta,
                                 float *c, int ldc, size_t stride_c, int count);
+
+/* C = alpha op(A) op(B) + beta C with A and B bf16 and C bf16 (c_bf16) or float, summed
+ * in fp32 (cublasGemmEx): bf16's products. */
+rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a, int lda,
+                            const void *b, int ldb, float beta, void *c, bool c_bf16, int ldc);
+/* `count` such products, strides in values (cublasGemmStridedBatchedEx) */
+rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a,
+                                    int lda, size_t stride_a, const void *b, int ldb, size_t stride_b, float beta,
+                                    void *c, bool c_bf16, int ldc, size_t stride_c, int count);
 
 /* The dense layer (W: out x in, row-major): y = b + x W^T; dW += dy^T x, db += the sum of
  * dy over the batch (when db), dx = (fresh) or += dy W (when dx). */

@@ -4,8 +4,10 @@
  * (conv.cu) takes every convolution there.  Per geometry and batch, a plan keeps the
  * descriptors and the algorithms cuDNN's heuristics rank first among the deterministic ones
  * (the same bits every run) for the forward pass, the input's gradient and the filters'
- * gradient; fp32 is strict (FMA math: no TF32) unless the graph asks for TF32.  The
- * algorithms' scratch is one device buffer of this file, grown to the largest plan's.
+ * gradient; fp32 is strict (FMA math: no TF32) unless the graph asks for TF32.  Under bf16
+ * the tensors are bf16 (the filters a bf16 copy of the weights, their gradient made in
+ * bf16 and added to the float one), summed in fp32 on the tensor cores.  The algorithms'
+ * scratch is one device buffer of this file, grown to the largest plan's.
  * REGRAD_CUDNN=0 in the environment leaves every convolution to the im2col path; 1x1
  * stride-1 convolutions always go there.  REGRAD_CUDNN_TUNE=1 has cuDNN time its algorithms
  * on each new plan and keeps the fastest deterministic one: every run is deterministic in
@@ -45,6 +47,8 @@ static struct {
     cudnnHandle_t handle;
     void *scratch;
     size_t scratch_bytes;
+    void *dw;        /* bf16: the filters' gradient, before it is added to the float one */
+    size_t dw_bytes;
 } dnn;
 
 static pthread_once_t opened = PTHREAD_ONCE_INIT;
@@ -84,7 +88,7 @@ extern "C" bool rg_cudnn_usable(const rg_conv_geom *q) {
 typedef struct {
     rg_conv_geom q;
     int filters, groups, batch;
-    bool tf32;
+    bool tf32, bf16;
     cudnnTensorDescriptor_t x, y;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
@@ -134,13 +138,13 @@ static rg_status scratch_for(size_t bytes) {
 
 /* the math an algorithm runs under: strict fp32 never anything but FMA */
 static rg_status math_for(const plan *p, cudnnMathType_t ranked) {
-    const cudnnStatus_t e = dnn.cudnnSetConvolutionMathType(p->conv, p->tf32 ? ranked : CUDNN_FMA_MATH);
+    const cudnnStatus_t e = dnn.cudnnSetConvolutionMathType(p->conv, p->tf32 || p->bf16 ? ranked : CUDNN_FMA_MATH);
     return e == CUDNN_STATUS_SUCCESS ? RG_OK : failed(e, "math type");
 }
 
 static bool same(const plan *p, const rg_conv_geom *q, int filters, int groups, int batch) {
     return p->batch == batch && p->filters == filters && p->groups == groups && p->tf32 == tf32 &&
-           !memcmp(&p->q, q, sizeof *q);
+           p->bf16 == rg_cuda_activations_bf16 && !memcmp(&p->q, q, sizeof *q);
 }
 
 static rg_status plan_for(const rg_conv_geom *q, int filters, int groups, int batch, plan **out) {
@@ -161,12 +165,13 @@ static rg_status plan_for(const rg_conv_geom *q, int filters, int groups, int ba
                      (e = dnn.cudnnCreateConvolutionDescriptor(&p->conv))))
         return failed(e, "descriptors");
     p->q = *q, p->filters = filters, p->groups = groups, p->batch = batch, p->tf32 = tf32;
-    const cudnnMathType_t math = tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    p->bf16 = rg_cuda_activations_bf16;
+    const cudnnMathType_t math = tf32 || p->bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    const cudnnDataType_t type = p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     int n, c, h, w;
-    if ((e = dnn.cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, q->c, q->h, q->w)) ||
-        (e = dnn.cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, batch, filters, q->oh, q->ow)) ||
-        (e = dnn.cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, filters, q->c / groups, q->kh,
-                                            q->kw)) ||
+    if ((e = dnn.cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, type, batch, q->c, q->h, q->w)) ||
+        (e = dnn.cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, type, batch, filters, q->oh, q->ow)) ||
+        (e = dnn.cudnnSetFilter4dDescriptor(p->w, type, CUDNN_TENSOR_NCHW, filters, q->c / groups, q->kh, q->kw)) ||
         (e = dnn.cudnnSetConvolution2dDescriptor(p->conv, q->pad_t, q->pad_l, q->stride, q->stride, q->dilation,
                                                  q->dilation, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ||
         (e = dnn.cudnnSetConvolutionGroupCount(p->conv, groups)) ||
@@ -219,14 +224,21 @@ static rg_status plan_for(const rg_conv_geom *q, int filters, int groups, int ba
     return RG_OK;
 }
 
+/* the filters as the plan's tensors are: the weights, or their bf16 copy (NULL: no room) */
+static const void *filters_of(const plan *p, const float *w) {
+    return p->bf16 ? rg_cuda_bf16_copy(w, (size_t)p->filters * (p->q.c / p->groups) * p->q.kh * p->q.kw) : w;
+}
+
 /* y (+)= the convolution of x by w (beta 1: y holds the bias already) */
 extern "C" rg_status rg_cudnn_conv2d_forward(const float *x, const float *w, float *y, float beta, int batch,
                                              const rg_conv_geom *q, int filters, int groups) {
     plan *p;
     rg_status s = plan_for(q, filters, groups, batch, &p);
     if (s || (s = math_for(p, p->fwd.mathType))) return s;
+    const void *wt = filters_of(p, w);
+    if (!wt) return RG_ERR_MEMORY;
     const float one = 1.0f;
-    const cudnnStatus_t e = dnn.cudnnConvolutionForward(dnn.handle, &one, p->x, x, p->w, w, p->conv, p->fwd.algo,
+    const cudnnStatus_t e = dnn.cudnnConvolutionForward(dnn.handle, &one, p->x, x, p->w, wt, p->conv, p->fwd.algo,
                                                         dnn.scratch, dnn.scratch_bytes, &beta, p->y, y);
     return e == CUDNN_STATUS_SUCCESS ? RG_OK : failed(e, "forward convolution");
 }
@@ -237,14 +249,20 @@ extern "C" rg_status rg_cudnn_conv2d_backward(const float *x, const float *dy, c
     plan *p;
     rg_status s = plan_for(q, filters, groups, batch, &p);
     if (s || (s = math_for(p, p->bwd_filter.mathType))) return s;
-    const float one = 1.0f;
+    const float one = 1.0f, zero = 0.0f;
+    const size_t wsize = (size_t)filters * (q->c / groups) * q->kh * q->kw;
+    if (p->bf16 && !rg_cuda_grow(&dnn.dw, &dnn.dw_bytes, wsize * 2))
+        return problem(RG_ERR_MEMORY, "no device memory for a bf16 filter gradient of %zu values", wsize);
     cudnnStatus_t e = dnn.cudnnConvolutionBackwardFilter(dnn.handle, &one, p->x, x, p->y, dy, p->conv,
-                                                         p->bwd_filter.algo, dnn.scratch, dnn.scratch_bytes, &one,
-                                                         p->w, dw);
+                                                         p->bwd_filter.algo, dnn.scratch, dnn.scratch_bytes,
+                                                         p->bf16 ? &zero : &one, p->w, p->bf16 ? dnn.dw : dw);
     if (e != CUDNN_STATUS_SUCCESS) return failed(e, "filter gradient");
+    if (p->bf16) rg_cuda_add_bf16(dw, dnn.dw, wsize);
     if (!dx) return RG_OK;
+    const void *wt = filters_of(p, w);
+    if (!wt) return RG_ERR_MEMORY;
     if ((s = math_for(p, p->bwd_data.mathType))) return s;
-    e = dnn.cudnnConvolutionBackwardData(dnn.handle, &one, p->w, w, p->y, dy, p->conv, p->bwd_data.algo, dnn.scratch,
+    e = dnn.cudnnConvolutionBackwardData(dnn.handle, &one, p->w, wt, p->y, dy, p->conv, p->bwd_data.algo, dnn.scratch,
                                          dnn.scratch_bytes, &beta, p->x, dx);
     return e == CUDNN_STATUS_SUCCESS ? RG_OK : failed(e, "input gradient");
 }

@@ -285,7 +285,7 @@ __global__ static void column_means(const float *x, column_value v, bool conv, i
                                     float *mean) {
     const int c = blockIdx.x;
     const size_t n = (size_t)batch * hw;
-    const double s = conv ? rg_cuda_channel_sums(f, hw, c, 0, n, v).x : rg_cuda_channel_sums(f, 1, c, 0, n, rg_cuda_values{x}).x;
+    const double s = conv ? rg_cuda_channel_sums(f, hw, c, 0, n, v).x : rg_cuda_channel_sums(f, 1, c, 0, n, rg_cuda_values<float>{x}).x;
     if (threadIdx.x == 0) mean[c] = (float)(s / (double)n);
 }
 

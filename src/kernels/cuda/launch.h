@@ -3,14 +3,16 @@
  * threads a block, enough blocks to cover n up to a cap, each thread striding over the
  * rest), a map over a tensor's values that knows each one's channel (four values a thread
  * where the tensor allows), the per-channel sum of a block (batch norm's statistics, a
- * bias's gradient), and (divide.h) the index arithmetic without the device's integer
- * division.
+ * bias's gradient), the activations' two storage types, and (divide.h) the index
+ * arithmetic without the device's integer division.
  */
 #ifndef RG_CUDA_LAUNCH_H
 #define RG_CUDA_LAUNCH_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cuda_bf16.h>
 
 #include "divide.h" /* a value's plane, row and column, or channel: rg_cell_of */
 
@@ -25,6 +27,34 @@ static inline unsigned rg_cuda_grid(size_t n) {
     return (unsigned)(b < 65535 * 16 ? b : 65535 * 16);
 }
 
+/* The graph's activations and their gradients are stored as float, or as bf16 under
+ * --precision bf16 (rg_cuda_activations_bf16): a kernel that reads or writes them is a
+ * template over their type T, loading each value as float, computing in float and storing
+ * it as T (bf16: rounded to the nearest, ties to even).  For float both are plain accesses,
+ * so fp32's bits are those of the untemplated kernels. */
+typedef __nv_bfloat16 rg_bf16;
+__device__ static inline float rg_load(const float *p, size_t i) { return p[i]; }
+__device__ static inline float rg_load(const rg_bf16 *p, size_t i) { return __bfloat162float(p[i]); }
+__device__ static inline void rg_store(float *p, size_t i, float v) { p[i] = v; }
+__device__ static inline void rg_store(rg_bf16 *p, size_t i, float v) { p[i] = __float2bfloat16(v); }
+
+/* A buffer of the C side's (float *) as what it stores: T. */
+template <typename T> __host__ __device__ static inline T *rg_as(float *p) { return reinterpret_cast<T *>(p); }
+template <typename T> __host__ __device__ static inline const T *rg_as(const float *p) {
+    return reinterpret_cast<const T *>(p);
+}
+
+/* Weights (fp32) as the operand of a product over T: themselves, or a bf16 copy (NULL when
+ * the device has no room for it). */
+template <typename T> static inline const T *rg_weights_as(const float *w, size_t n);
+template <> inline const float *rg_weights_as<float>(const float *w, size_t) { return w; }
+template <> inline const rg_bf16 *rg_weights_as<rg_bf16>(const float *w, size_t n) {
+    return (const rg_bf16 *)rg_cuda_bf16_copy(w, n);
+}
+
+/* f<T>(...) for the activations' type now: rg_bf16 under --precision bf16, else float */
+#define RG_STORED(f, ...) (rg_cuda_activations_bf16 ? f<rg_bf16>(__VA_ARGS__) : f<float>(__VA_ARGS__))
+
 /* kernel<<<grid, block>>>: every launch is written through it, so that the kernels also
  * build as plain C++ and run on the host (tests/cuda_emulation/, which defines it first) */
 #ifndef RG_KERNEL
@@ -38,15 +68,15 @@ static inline unsigned rg_cuda_grid(size_t n) {
     } while (0)
 
 /* out[i] = f(c, a[i], b[i]), or out[i] + that when add, for every value i of a batch x C x hw
- * tensor, c its channel (a or b NULL: f sees 0 for it): four values a thread, loaded and
- * stored as one float4 and one channel found for them, where hw is a multiple of 4 and the
- * buffers are 16-byte aligned; else one. */
-template <typename F>
-__global__ static void rg_cuda_channel_values(const float *a, const float *b, float *out, bool add, size_t n,
-                                              rg_planes channels, F f) {
+ * tensor of the activations' type T, c its channel (a or b NULL: f sees 0 for it): for
+ * float, four values a thread, loaded and stored as one float4 and one channel found for
+ * them, where hw is a multiple of 4 and the buffers are 16-byte aligned; else one. */
+template <typename T, typename F>
+__global__ static void rg_cuda_channel_values(const T *a, const T *b, T *out, bool add, size_t n, rg_planes channels,
+                                              F f) {
     GRID_STRIDE(i, n) {
-        const float v = f(rg_channel_of(i, channels), a ? a[i] : 0.0f, b ? b[i] : 0.0f);
-        out[i] = add ? out[i] + v : v;
+        const float v = f(rg_channel_of(i, channels), a ? rg_load(a, i) : 0.0f, b ? rg_load(b, i) : 0.0f);
+        rg_store(out, i, add ? rg_load(out, i) + v : v);
     }
 }
 
@@ -75,7 +105,17 @@ static void rg_cuda_channel_map(const float *a, const float *b, float *out, bool
     if (hw % 4 == 0 && rg_cuda_aligned16(a, b, out))
         LAUNCH(rg_cuda_channel_quads<F>, n / 4, (const float4 *)a, (const float4 *)b, (float4 *)out, add, n / 4,
                rg_planes_of(C, hw / 4), f);
-    else LAUNCH(rg_cuda_channel_values<F>, n, a, b, out, add, n, rg_planes_of(C, hw), f);
+    else {
+        const auto kernel = rg_cuda_channel_values<float, F>;
+        LAUNCH(kernel, n, a, b, out, add, n, rg_planes_of(C, hw), f);
+    }
+}
+
+template <typename F>
+static void rg_cuda_channel_map(const rg_bf16 *a, const rg_bf16 *b, rg_bf16 *out, bool add, size_t n, int C, size_t hw,
+                                F f) {
+    const auto kernel = rg_cuda_channel_values<rg_bf16, F>;
+    LAUNCH(kernel, n, a, b, out, add, n, rg_planes_of(C, hw), f);
 }
 
 /* The fold by join of one value from each of the block's RG_CUDA_THREADS threads, a fixed
@@ -131,10 +171,11 @@ __device__ static double2 rg_cuda_channel_sums(int C, size_t hw, int c, size_t f
     return rg_cuda_block_fold(s, part, rg_cuda_plus{});
 }
 
-/* f for rg_cuda_channel_sums: the values themselves (and nothing) */
+/* f for rg_cuda_channel_sums: the values themselves (and nothing), of type T */
+template <typename T = float>
 struct rg_cuda_values {
-    const float *x;
-    __device__ double2 operator()(size_t i) const { return {x[i], 0.0}; }
+    const T *x;
+    __device__ double2 operator()(size_t i) const { return {rg_load(x, i), 0.0}; }
     __device__ rg_cuda_values of_channel(int) const { return *this; }
 };
 

@@ -9,7 +9,8 @@
  * dgamma, dbeta and dx from one pass's sums of dy and dy x per channel (dy (x - mean) is
  * their combination), dy masked by the fused relu.  The tangent (forward mode) is backward's
  * map of the input's tangent, from the same sums of it, plus gamma's and beta's directions.
- * aux holds mean[C], inv[C] and the (scale, shift) pairs.
+ * aux holds mean[C], inv[C] and the (scale, shift) pairs.  x, y and their gradients are the
+ * activations' type (launch.h); the statistics, sums and aux are float or double.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -21,19 +22,23 @@ __device__ static float masked(float dy, float x, const float *pair) {
     return pair && !(x * pair[0] + pair[1] > 0) ? 0.0f : dy;
 }
 
+template <typename T>
 struct value_and_square {
-    const float *x;
+    const T *x;
     __device__ double2 operator()(size_t i) const {
-        const double v = x[i];
+        const double v = rg_load(x, i);
         return {v, v * v};
     }
     __device__ value_and_square of_channel(int) const { return *this; }
 };
+template <typename T>
 struct gradient_and_times_x { /* dy masked by the fused relu (pair: its channel's), and times x */
-    const float *x, *dy, *pair;
+    const T *x, *dy;
+    const float *pair;
     __device__ double2 operator()(size_t i) const {
-        const double h = masked(dy[i], x[i], pair);
-        return {h, h * x[i]};
+        const float xi = rg_load(x, i);
+        const double h = masked(rg_load(dy, i), xi, pair);
+        return {h, h * xi};
     }
     __device__ gradient_and_times_x of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
 };
@@ -132,41 +137,56 @@ struct tangent_values {
     }
 };
 
-extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train,
-                                           float eps, float momentum, const float *gamma, const float *beta,
-                                           float *rmean, float *rvar, float *aux, bool relu) {
-    if (batch <= 0) return;
+template <typename T>
+static void forward(const float *xf, float *yf, int batch, int C, size_t hw, bool train, float eps, float momentum,
+                    const float *gamma, const float *beta, float *rmean, float *rvar, float *aux, bool relu) {
+    const T *x = rg_as<T>(xf);
     const size_t m = (size_t)batch * hw;
     const int runs = rg_cuda_runs(C, m);
     double *part = train ? rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm") : NULL;
     if (train && !part) return;
     if (train) {
-        rg_cuda_launch_run_sums(C, hw, m, runs, value_and_square{x}, part);
+        rg_cuda_launch_run_sums(C, hw, m, runs, value_and_square<T>{x}, part);
         LAUNCH(train_statistics, (size_t)C, part, runs, C, m, eps, momentum, gamma, beta, rmean, rvar, aux);
     } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
-    rg_cuda_channel_map(x, NULL, y, false, m * C, C, hw, affine{aux + 2 * C, relu});
+    rg_cuda_channel_map(x, (const T *)NULL, rg_as<T>(yf), false, m * C, C, hw, affine{aux + 2 * C, relu});
+}
+
+extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train,
+                                           float eps, float momentum, const float *gamma, const float *beta,
+                                           float *rmean, float *rvar, float *aux, bool relu) {
+    if (batch > 0) RG_STORED(forward, x, y, batch, C, hw, train, eps, momentum, gamma, beta, rmean, rvar, aux, relu);
 }
 
 /* Per channel, from one pass's sums of h (dy masked by the fused relu, or a tangent) and h x:
  * dgamma and dbeta added to (when not NULL) and the coefficients of backward's map into
  * coef; false when the device has no memory for the sums. */
-static bool map_coefficients(const float *x, const float *h, int batch, int C, size_t hw, const float *gamma,
+template <typename T>
+static bool map_coefficients(const T *x, const T *h, int batch, int C, size_t hw, const float *gamma,
                              const float *aux, bool relu, float *dgamma, float *dbeta, float *coef) {
     const size_t m = (size_t)batch * hw;
     const int runs = rg_cuda_runs(C, m);
     double *part = rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm");
     if (!part) return false;
-    rg_cuda_launch_run_sums(C, hw, m, runs, gradient_and_times_x{x, h, relu ? aux + 2 * C : NULL}, part);
+    rg_cuda_launch_run_sums(C, hw, m, runs, gradient_and_times_x<T>{x, h, relu ? aux + 2 * C : NULL}, part);
     LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
     return true;
+}
+
+template <typename T>
+static void backward(const float *xf, const float *dyf, float *dx, int batch, int C, size_t hw, bool train,
+                     const float *gamma, const float *aux, bool relu, float *dgamma, float *dbeta, float *coef,
+                     bool fresh) {
+    const size_t n = (size_t)batch * hw * C;
+    const T *x = rg_as<T>(xf), *dy = rg_as<T>(dyf);
+    if (!map_coefficients(x, dy, batch, C, hw, gamma, aux, relu, dgamma, dbeta, coef)) return;
+    if (dx) rg_cuda_channel_map(x, dy, rg_as<T>(dx), !fresh, n, C, hw, input_gradient{C, aux, coef, train, relu});
 }
 
 extern "C" void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw,
                                             bool train, const float *gamma, const float *aux, bool relu,
                                             float *dgamma, float *dbeta, float *coef, bool fresh) {
-    const size_t n = (size_t)batch * hw * C;
-    if (batch <= 0 || !map_coefficients(x, dy, batch, C, hw, gamma, aux, relu, dgamma, dbeta, coef)) return;
-    if (dx) rg_cuda_channel_map(x, dy, dx, !fresh, n, C, hw, input_gradient{C, aux, coef, train, relu});
+    if (batch > 0) RG_STORED(backward, x, dy, dx, batch, C, hw, train, gamma, aux, relu, dgamma, dbeta, coef, fresh);
 }
 
 extern "C" void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int batch, int C, size_t hw,

@@ -4,7 +4,8 @@
  * but for the 2x2 stride-2 window, found again backward), the mean counting padded cells
  * as zeros.  Backward gathers, for each input value, the outputs whose windows took it, in
  * output order, adding each to the value as the CPU's scatter does: the CPU's bits.  Max
- * pooling's tangent takes the input's tangent at each window's first maximum.
+ * pooling's tangent takes the input's tangent at each window's first maximum.  The values
+ * are the activations' type (launch.h; a maximum of bf16 values is one of them, exactly).
  */
 #include "cuda.h"
 #include "launch.h"
@@ -19,38 +20,45 @@ typedef struct window {
 
 static window window_of(int k, int stride, int pad) { return {k, stride, pad, rg_divider_of((uint64_t)stride)}; }
 
-__global__ static void max_2x2(const float *x, float *y, size_t planes, rg_conv_geom q, rg_planes out) {
+template <typename T>
+__global__ static void max_2x2(const T *x, T *y, size_t planes, rg_conv_geom q, rg_planes out) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
         const rg_cell o = rg_cell_of(e, out);
         const size_t p = o.plane;
         const int oy = o.y, ox = o.x;
-        const float *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
-        const float top = r0[1] > r0[0] ? r0[1] : r0[0], bottom = r1[1] > r1[0] ? r1[1] : r1[0];
-        y[e] = bottom > top ? bottom : top;
+        const T *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
+        const float a = rg_load(r0, 0), b = rg_load(r0, 1), c = rg_load(r1, 0), d = rg_load(r1, 1);
+        const float top = b > a ? b : a, bottom = d > c ? d : c;
+        rg_store(y, e, bottom > top ? bottom : top);
     }
 }
 
 /* the input's share of its (only) 2x2 window's gradient: all of it when it is the window's
  * first maximum (a b / c d), else 0, added as the CPU adds it */
-__global__ static void max_2x2_back(const float *x, const float *y, const float *dy, float *dx, size_t planes,
-                                    rg_conv_geom q, rg_planes in) {
+template <typename T>
+__global__ static void max_2x2_back(const T *x, const T *y, const T *dy, T *dx, size_t planes, rg_conv_geom q,
+                                    rg_planes in) {
     GRID_STRIDE(e, planes * q.h * q.w) {
         const rg_cell at = rg_cell_of(e, in);
         const size_t p = at.plane;
         const int iy = at.y, ix = at.x, oy = iy / 2, ox = ix / 2;
         if (oy >= q.oh || ox >= q.ow) continue; /* a trailing row or column no window reads */
         const size_t o = (p * q.oh + oy) * q.ow + ox;
-        const float *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
-        const float m = y[o];
-        const int first = r0[0] == m ? 0 : r0[1] == m ? 1 : r1[0] == m ? 2 : r1[1] == m ? 3 : 4;
+        const T *r0 = x + (p * q.h + 2 * oy) * q.w + 2 * ox, *r1 = r0 + q.w;
+        const float m = rg_load(y, o);
+        const int first = rg_load(r0, 0) == m   ? 0
+                          : rg_load(r0, 1) == m ? 1
+                          : rg_load(r1, 0) == m ? 2
+                          : rg_load(r1, 1) == m ? 3 : 4;
         const int me = (iy - 2 * oy) * 2 + ix - 2 * ox;
-        dx[e] += first == me ? dy[o] : 0.0f;
+        rg_store(dx, e, rg_load(dx, e) + (first == me ? rg_load(dy, o) : 0.0f));
     }
 }
 
 /* The first maximum in scan order of output o's window over plane xp: its offset in the
  * plane (-1 for a window wholly in the padding) and value */
-__device__ static int first_max(const float *xp, rg_cell o, const rg_conv_geom &q, window a, float *best) {
+template <typename T>
+__device__ static int first_max(const T *xp, rg_cell o, const rg_conv_geom &q, window a, float *best) {
     int where = -1;
     *best = -FLT_MAX;
     for (int i = 0; i < a.k; i++) {
@@ -59,20 +67,21 @@ __device__ static int first_max(const float *xp, rg_cell o, const rg_conv_geom &
         for (int j = 0; j < a.k; j++) {
             const int ix = o.x * a.stride - a.pad + j;
             if (ix < 0 || ix >= q.w) continue;
-            const float v = xp[iy * q.w + ix];
+            const float v = rg_load(xp, iy * q.w + ix);
             if (where < 0 || v > *best) *best = v, where = iy * q.w + ix;
         }
     }
     return where;
 }
 
-__global__ static void max_general(const float *x, float *y, int *arg, size_t planes, rg_conv_geom q, rg_planes out,
+template <typename T>
+__global__ static void max_general(const T *x, T *y, int *arg, size_t planes, rg_conv_geom q, rg_planes out,
                                    window a) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
         const rg_cell o = rg_cell_of(e, out);
         float best;
         arg[e] = first_max(x + o.plane * q.h * q.w, o, q, a, &best);
-        y[e] = best;
+        rg_store(y, e, best);
     }
 }
 
@@ -96,7 +105,8 @@ __device__ static void covering(int i, int n_out, window a, int *lo, int *hi) {
     *hi = last < n_out ? last : n_out;
 }
 
-__global__ static void max_general_back(const int *arg, const float *dy, float *dx, size_t planes, rg_conv_geom q,
+template <typename T>
+__global__ static void max_general_back(const int *arg, const T *dy, T *dx, size_t planes, rg_conv_geom q,
                                         rg_planes in, window a) {
     GRID_STRIDE(e, planes * q.h * q.w) {
         const rg_cell at = rg_cell_of(e, in);
@@ -105,37 +115,39 @@ __global__ static void max_general_back(const int *arg, const float *dy, float *
         int y0, y1, x0, x1;
         covering(iy, q.oh, a, &y0, &y1);
         covering(ix, q.ow, a, &x0, &x1);
-        float acc = dx[e];
+        float acc = rg_load(dx, e);
         for (int oy = y0; oy < y1; oy++)
             for (int ox = x0; ox < x1; ox++) {
                 const size_t o = (p * q.oh + oy) * q.ow + ox;
-                if (arg[o] == me) acc += dy[o];
+                if (arg[o] == me) acc += rg_load(dy, o);
             }
-        dx[e] = acc;
+        rg_store(dx, e, acc);
     }
 }
 
-__global__ static void avg(const float *x, float *y, size_t planes, rg_conv_geom q, rg_planes out, window a) {
+template <typename T>
+__global__ static void avg(const T *x, T *y, size_t planes, rg_conv_geom q, rg_planes out, window a) {
     const float scale = 1.0f / (float)(a.k * a.k);
     GRID_STRIDE(e, planes * q.oh * q.ow) {
         const rg_cell o = rg_cell_of(e, out);
         const size_t p = o.plane;
         const int oy = o.y, ox = o.x;
-        const float *xp = x + p * q.h * q.w;
+        const T *xp = x + p * q.h * q.w;
         float s = 0;
         for (int i = 0; i < a.k; i++) {
             const int iy = oy * a.stride - a.pad + i;
             if (iy < 0 || iy >= q.h) continue;
             for (int j = 0; j < a.k; j++) {
                 const int ix = ox * a.stride - a.pad + j;
-                if (ix >= 0 && ix < q.w) s += xp[iy * q.w + ix];
+                if (ix >= 0 && ix < q.w) s += rg_load(xp, iy * q.w + ix);
             }
         }
-        y[e] = s * scale;
+        rg_store(y, e, s * scale);
     }
 }
 
-__global__ static void avg_back(const float *dy, float *dx, size_t planes, rg_conv_geom q, rg_planes in, window a) {
+template <typename T>
+__global__ static void avg_back(const T *dy, T *dx, size_t planes, rg_conv_geom q, rg_planes in, window a) {
     const float scale = 1.0f / (float)(a.k * a.k);
     GRID_STRIDE(e, planes * q.h * q.w) {
         const rg_cell at = rg_cell_of(e, in);
@@ -144,29 +156,57 @@ __global__ static void avg_back(const float *dy, float *dx, size_t planes, rg_co
         int y0, y1, x0, x1;
         covering(iy, q.oh, a, &y0, &y1);
         covering(ix, q.ow, a, &x0, &x1);
-        float acc = dx[e];
+        float acc = rg_load(dx, e);
         for (int oy = y0; oy < y1; oy++)
-            for (int ox = x0; ox < x1; ox++) acc += dy[(p * q.oh + oy) * q.ow + ox] * scale;
-        dx[e] = acc;
+            for (int ox = x0; ox < x1; ox++) acc += rg_load(dy, (p * q.oh + oy) * q.ow + ox) * scale;
+        rg_store(dx, e, acc);
     }
 }
 
 static bool is_2x2(int k, int stride, int pad) { return k == 2 && stride == 2 && pad == 0; }
 
-extern "C" void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k,
-                                         int stride, int pad) {
+/* The launches over the activations' type T (RG_STORED picks it). */
+template <typename T>
+static void max_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k, int stride,
+                        int pad) {
     const size_t planes = (size_t)batch * q->c, n = planes * q->oh * q->ow;
     const rg_planes out = rg_planes_of(q->oh, q->ow);
-    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2, n, x, y, planes, *q, out);
-    else LAUNCH(max_general, n, x, y, arg, planes, *q, out, window_of(k, stride, pad));
+    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2<T>, n, rg_as<T>(x), rg_as<T>(y), planes, *q, out);
+    else LAUNCH(max_general<T>, n, rg_as<T>(x), rg_as<T>(y), arg, planes, *q, out, window_of(k, stride, pad));
+}
+
+template <typename T>
+static void max_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx, int batch,
+                         const rg_conv_geom *q, int k, int stride, int pad) {
+    const size_t planes = (size_t)batch * q->c, n = planes * q->h * q->w;
+    const rg_planes in = rg_planes_of(q->h, q->w);
+    if (is_2x2(k, stride, pad))
+        LAUNCH(max_2x2_back<T>, n, rg_as<T>(x), rg_as<T>(y), rg_as<T>(dy), rg_as<T>(dx), planes, *q, in);
+    else LAUNCH(max_general_back<T>, n, arg, rg_as<T>(dy), rg_as<T>(dx), planes, *q, in, window_of(k, stride, pad));
+}
+
+template <typename T>
+static void avg_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride, int pad) {
+    const size_t planes = (size_t)batch * q->c;
+    LAUNCH(avg<T>, planes * q->oh * q->ow, rg_as<T>(x), rg_as<T>(y), planes, *q, rg_planes_of(q->oh, q->ow),
+           window_of(k, stride, pad));
+}
+
+template <typename T>
+static void avg_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k, int stride, int pad) {
+    const size_t planes = (size_t)batch * q->c;
+    LAUNCH(avg_back<T>, planes * q->h * q->w, rg_as<T>(dy), rg_as<T>(dx), planes, *q, rg_planes_of(q->h, q->w),
+           window_of(k, stride, pad));
+}
+
+extern "C" void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k,
+                                         int stride, int pad) {
+    RG_STORED(max_forward, x, y, arg, batch, q, k, stride, pad);
 }
 
 extern "C" void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx,
                                           int batch, const rg_conv_geom *q, int k, int stride, int pad) {
-    const size_t planes = (size_t)batch * q->c, n = planes * q->h * q->w;
-    const rg_planes in = rg_planes_of(q->h, q->w);
-    if (is_2x2(k, stride, pad)) LAUNCH(max_2x2_back, n, x, y, dy, dx, planes, *q, in);
-    else LAUNCH(max_general_back, n, arg, dy, dx, planes, *q, in, window_of(k, stride, pad));
+    RG_STORED(max_backward, x, y, arg, dy, dx, batch, q, k, stride, pad);
 }
 
 extern "C" void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q,
@@ -178,12 +218,10 @@ extern "C" void rg_cuda_max_pool_tangent(const float *x, const float *t_in, floa
 
 extern "C" void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
                                          int pad) {
-    const size_t planes = (size_t)batch * q->c;
-    LAUNCH(avg, planes * q->oh * q->ow, x, y, planes, *q, rg_planes_of(q->oh, q->ow), window_of(k, stride, pad));
+    RG_STORED(avg_forward, x, y, batch, q, k, stride, pad);
 }
 
 extern "C" void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k,
                                           int stride, int pad) {
-    const size_t planes = (size_t)batch * q->c;
-    LAUNCH(avg_back, planes * q->h * q->w, dy, dx, planes, *q, rg_planes_of(q->h, q->w), window_of(k, stride, pad));
+    RG_STORED(avg_backward, dy, dx, batch, q, k, stride, pad);
 }
