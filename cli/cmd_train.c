@@ -504,10 +504,11 @@ static int train_check(train_ctx *t) {
                                                  strncmp(o->model_spec, "onnx:", 5) == 0);
     if (s && !open_size) return cli_fail(cmd, s); /* an input of open size: the data's */
     const bool lassonet = probe.lasso_m > 0, classifier = open_size || probe.loss != RG_NONE;
-    /* GRA by default on a device only where every op has a tangent there (asked for by name,
-     * rg_fit says why not) */
+    /* GRA by default on a device only where every op has a tangent there in this precision
+     * (asked for by name, rg_fit says why not) */
     if (cli_on_gpu(o->device) && o->repair == REPAIR_DEFAULT && t->prog.repair &&
-        (s || rg_graph_set_device(probe.graph, o->device) || rg_graph_check_tangents(probe.graph))) {
+        (s || rg_graph_set_device(probe.graph, o->device) || rg_graph_set_precision(probe.graph, o->precision) ||
+         rg_graph_check_tangents(probe.graph))) {
         /* a change to what was asked for: said even when quiet */
         fprintf(stderr, "%s: note: GRA does not run on %s for this model yet (%s): training without it\n", cmd,
                 o->device, s ? "its size comes from the data" : rg_last_error());

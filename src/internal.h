@@ -402,10 +402,12 @@ bool rg_monitor_ill_conditioned(double mean_outlier);
  * them: on the CPU the buffer itself, on a device a copy valid until the next call. */
 const float *rg_host(const rg_graph *g, const float *x, size_t n);
 /* Whether node n stores its output and gradient as bf16 (under --precision bf16: every
- * batched node, so all but the losses), and `count` values of x, one of n's buffers, as
+ * batched node, so all but the losses; its buffers then hold two values a float), and `count` values of x, one of n's buffers, as
  * floats the host can read (rg_host's, widened from bf16 where n stores bf16). */
 bool rg_node_bf16(const rg_graph *g, const rg_node_impl *n);
 const float *rg_node_host(const rg_graph *g, const rg_node_impl *n, const float *x, size_t count);
+/* The floats that hold `count` of node n's values: two to a float where n stores bf16. */
+size_t rg_node_floats(const rg_graph *g, const rg_node_impl *n, size_t count);
 
 /* Whether the model's input takes the dataset's samples and its labels are among the
  * model's classes (evaluate.c); the number of rows of logits (n, k) whose largest entry is

@@ -480,7 +480,7 @@ size_t rg_graph_frontier(rg_graph *g, rg_node first, int batch, float *kept, boo
     for (int j = 0; j < first && j < g->n_nodes; j++) {
         const rg_node_impl *n = &g->nodes[j];
         if (n->bypassed || !g->live[j]) continue;
-        const size_t len = (n->batched ? (size_t)batch : 1) * n->size;
+        const size_t len = rg_node_floats(g, n, (n->batched ? (size_t)batch : 1) * n->size);
         if (kept && save) g->backend->copy(kept + floats, n->out, len);
         else if (kept) g->backend->copy(n->out, kept + floats, len);
         floats += len;
@@ -494,6 +494,9 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     rg_status s = check_ready(g, g ? g->batch : 0);
     if (s) return s;
     if (from < 0 || from >= g->n_nodes) return rg_fail(RG_ERR_ARG, "backward: bad node %d", from);
+    if (rg_node_bf16(g, &g->nodes[from]))
+        return rg_fail(RG_ERR_STATE, "backward from '%s' (a bf16 output, not a loss) needs --precision fp32 or tf32",
+                       g->nodes[from].name);
     g->backend->fill(g->grad_buf, g->param_floats, 0);
     const rg_node_impl *top = &g->nodes[from];
     if (!top->needs_grad) return RG_OK; /* nothing trainable upstream */
@@ -520,7 +523,8 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
             g->fresh[k] = false;
             if (o->needs_grad && !g->touched[o - g->nodes]) {
                 if (fills) g->fresh[k] = true;
-                else g->backend->fill(o->dout, (o->batched ? (size_t)g->batch : 1) * o->size, 0);
+                else g->backend->fill(o->dout, rg_node_floats(g, o, (o->batched ? (size_t)g->batch : 1) * o->size),
+                                      0);
                 g->touched[o - g->nodes] = true;
             }
         }
@@ -566,8 +570,8 @@ const float *rg_host(const rg_graph *g, const float *x, size_t n) { return g->ba
 
 bool rg_graph_on_device(const rg_graph *g) { return g->backend->device; }
 
-/* bf16 on a device, before compile (an input keeps a bf16 copy of its upload in its op
- * scratch, which compile places). */
+/* bf16 on a device, before compile (which plans the buffers at two values a float, and an
+ * input's bf16 copy of its upload in its op scratch). */
 static rg_status set_bf16(rg_graph *g) {
     if (!g->backend->device || !g->backend->bf16_ready)
         return rg_fail(RG_ERR_STATE, "precision bf16 is a GPU's: train on --device cuda, or with fp32");
@@ -575,7 +579,7 @@ static rg_status set_bf16(rg_graph *g) {
     rg_status s = g->backend->bf16_ready();
     if (s) return s;
     for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == RG_OP_INPUT) g->nodes[i].aux_per_sample = g->nodes[i].size;
+        if (g->nodes[i].op == RG_OP_INPUT) g->nodes[i].aux_per_sample = (g->nodes[i].size + 1) / 2;
     g->bf16 = true, g->tf32 = false;
     return RG_OK;
 }
@@ -603,6 +607,10 @@ rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
 }
 
 bool rg_node_bf16(const rg_graph *g, const rg_node_impl *n) { return g->bf16 && n->batched; }
+
+size_t rg_node_floats(const rg_graph *g, const rg_node_impl *n, size_t count) {
+    return rg_node_bf16(g, n) ? (count + 1) / 2 : count;
+}
 
 const float *rg_node_host(const rg_graph *g, const rg_node_impl *n, const float *x, size_t count) {
     return rg_node_bf16(g, n) ? g->backend->host_view_bf16(x, count) : g->backend->host_view(x, count);

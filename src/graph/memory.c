@@ -44,8 +44,12 @@
 
 static size_t aligned(size_t floats) { return (floats + BLOCK_ALIGN - 1) / BLOCK_ALIGN * BLOCK_ALIGN; }
 
-static size_t node_floats(const rg_graph *g, const rg_node_impl *n) {
-    return aligned(n->batched ? (size_t)g->max_batch * n->size : n->size);
+/* A node's output or gradient buffer at the largest batch, in floats: two values a float
+ * where it stores bf16, but for an input's upload (float: forward casts it into the
+ * input's scratch). */
+static size_t node_floats(const rg_graph *g, const rg_node_impl *n, bool upload) {
+    const size_t values = n->batched ? (size_t)g->max_batch * n->size : n->size;
+    return aligned(upload ? values : rg_node_floats(g, n, values));
 }
 
 /* A node's op scratch (aux): per sample at the largest batch, and fixed. */
@@ -195,11 +199,11 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
         const bool input = n->op == RG_OP_INPUT;
         if (out_owner(g, i) == i) /* on a device an input has two halves (rg_graph_forward) */
             blocks[nb++] = (block){i, false, input ? 0 : i, input ? end : out_hi[i],
-                                   node_floats(g, n) * (input && g->backend->device ? 2 : 1), 0};
+                                   node_floats(g, n, input) * (input && g->backend->device ? 2 : 1), 0};
         if (n->needs_grad && n->grad_owner == i)
             blocks[nb++] = (block){i, true, input ? 0 : 2 * N - 1 - n->last_use,
                                    input || keep ? end : 2 * N - 1 - (n->fused ? n->inputs[0] : i),
-                                   node_floats(g, n), 0};
+                                   node_floats(g, n, false), 0};
     }
     size_t arena = 0;
     int np = 0;
@@ -245,7 +249,7 @@ void rg_graph_place_memory(rg_graph *g) {
             n->out = n->dout = n->aux = NULL;
             continue;
         }
-        const size_t half = n->op == RG_OP_INPUT && g->input_half ? node_floats(g, n) : 0;
+        const size_t half = n->op == RG_OP_INPUT && g->input_half ? node_floats(g, n, true) : 0;
         n->out = out_owner(g, i) == i ? g->act_buf + n->out_offset + half : rg_in(g, n, n->inplace_of)->out;
         n->aux = aux;
         aux += aux_floats(g, n);
