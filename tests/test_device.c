@@ -447,7 +447,7 @@ static void tf32_products_stay_close(void **state) {
  * PyTorch's bf16 autocast leaves its own, docs/cuda.md); the zoo's ResNets and DenseNet
  * through a step forward and backward, their loss as close as bf16 keeps a deep net's
  * (BF16_ZOO_TOL).  What bf16 lacks is refused by
- * name: the monitor (GRA), curvature; the stand-in refuses bf16. */
+ * name: curvature and GRA (their tangents); the stand-in refuses bf16. */
 #define BF16_TOL 2e-2
 
 #ifndef RG_FAKE_DEVICE
@@ -537,8 +537,6 @@ static void compare_bf16(net_builder builder, int steps, bool gradients) {
         const double r = relative(rg_node_host(n[1].g, x, x->dout, xn), rg_node_grad(n[0].g, n[0].x), xn);
         if (!(r <= BF16_TOL)) fail_msg("bf16 input gradient: %.3g of its norm apart", r);
     }
-    assert_null(rg_monitor_create(n[1].g));
-    assert_non_null(strstr(rg_last_error(), "do not read bf16 activations"));
     for (int d = 0; d < 2; d++) rg_optim_free(o[d]), rg_graph_free(n[d].g);
 }
 

@@ -223,7 +223,7 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
      * moment does (rg_monitor_input_rows) */
     if (!q && batch < f &&
         (l->in_rows || (l->in_rows = malloc((size_t)m->g->max_batch * f * sizeof(float))))) {
-        rg_graph_read(m->g, l->in_rows, x->out, (size_t)batch * f);
+        memcpy(l->in_rows, rg_node_host(m->g, x, x->out, (size_t)batch * f), (size_t)batch * f * sizeof(float));
         l->n_rows = batch;
     }
 }
@@ -291,8 +291,9 @@ static void settle_act(rg_monitor *m, layer *l) {
 static void sample_squares(rg_monitor *m, const rg_node_impl *n, const float *x, size_t size, int batch,
                            const double *given, double *total, double *samples, bool *per_sample) {
     *per_sample = false;
-    if (n->op != RG_OP_CONV2D) {
-        m->g->backend->squares2(x, NULL, NULL, (size_t)batch * size, total, NULL);
+    if (n->op != RG_OP_CONV2D) { /* bf16 gradients (--precision bf16): one segment of the batch */
+        if (m->g->bf16) m->g->backend->sample_squares(x, (size_t)batch * size, 1, total);
+        else m->g->backend->squares2(x, NULL, NULL, (size_t)batch * size, total, NULL);
         return;
     }
     if (!given) {
@@ -403,11 +404,6 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     }
     if (g->hook) {
         rg_fail(RG_ERR_STATE, "the graph already has a monitor");
-        return NULL;
-    }
-    if (g->bf16) { /* its sums, GRA's passes and the tangents read float activations */
-        rg_fail(RG_ERR_STATE, "the health monitor and GRA do not read bf16 activations yet: train with "
-                              "--precision tf32 or fp32 to watch or repair the layers");
         return NULL;
     }
     rg_monitor *m = calloc(1, sizeof *m);

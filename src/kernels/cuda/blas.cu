@@ -85,6 +85,15 @@ extern "C" rg_status rg_cuda_blas_ready(void) {
     return blas.status == RG_OK ? RG_OK : rg_fail(blas.status, "%s", blas.why);
 }
 
+/* A product's cuBLAS status (count products of m x n x k) as regrad's: RG_OK, or the
+ * failure, noted for the step's status too and named. */
+static rg_status outcome(cublasStatus_t e, const char *what, int count, int m, int n, int k) {
+    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
+    rg_cuda_note_failure(what, "see cuBLAS's status");
+    return rg_fail(RG_ERR_STATE, "cuda: %s (%d of %dx%dx%d) failed in cuBLAS (status %d)", what, count, m, n, k,
+                   (int)e);
+}
+
 extern "C" rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                                    const float *a, int lda, const float *b, int ldb, float beta,
                                    float *c, int ldc) {
@@ -94,9 +103,7 @@ extern "C" rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int
     const cublasStatus_t e = blas.sgemm(blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                         trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
                                         a, lda, &beta, c, ldc);
-    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
-    rg_cuda_note_failure("a cuBLAS product", "see cuBLAS's status");
-    return rg_fail(RG_ERR_STATE, "cuda: a %dx%dx%d product failed in cuBLAS (status %d)", m, n, k, (int)e);
+    return outcome(e, "a product", 1, m, n, k);
 }
 
 extern "C" rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
@@ -110,9 +117,7 @@ extern "C" rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, in
                                                 trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
                                                 (long long)stride_b, a, lda, (long long)stride_a, &beta, c, ldc,
                                                 (long long)stride_c, count);
-    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
-    rg_cuda_note_failure("a batched cuBLAS product", "see cuBLAS's status");
-    return rg_fail(RG_ERR_STATE, "cuda: %d %dx%dx%d products failed in cuBLAS (status %d)", count, m, n, k, (int)e);
+    return outcome(e, "batched products", count, m, n, k);
 }
 
 extern "C" rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a,
@@ -124,9 +129,7 @@ extern "C" rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n,
                                           trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, CUDA_R_16BF, ldb,
                                           a, CUDA_R_16BF, lda, &beta, c, c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc,
                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
-    rg_cuda_note_failure("a bf16 cuBLAS product", "see cuBLAS's status");
-    return rg_fail(RG_ERR_STATE, "cuda: a %dx%dx%d bf16 product failed in cuBLAS (status %d)", m, n, k, (int)e);
+    return outcome(e, "a bf16 product", 1, m, n, k);
 }
 
 extern "C" rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
@@ -140,10 +143,7 @@ extern "C" rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m
         blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
         CUDA_R_16BF, ldb, (long long)stride_b, a, CUDA_R_16BF, lda, (long long)stride_a, &beta, c,
         c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, (long long)stride_c, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (e == CUBLAS_STATUS_SUCCESS) return RG_OK;
-    rg_cuda_note_failure("a batched bf16 cuBLAS product", "see cuBLAS's status");
-    return rg_fail(RG_ERR_STATE, "cuda: %d %dx%dx%d bf16 products failed in cuBLAS (status %d)", count, m, n, k,
-                   (int)e);
+    return outcome(e, "batched bf16 products", count, m, n, k);
 }
 
 extern "C" void rg_cuda_set_products(bool tf32, bool bf16) {

@@ -9,6 +9,8 @@
  * are queued, and arrive in the caller's host memory at rg_cuda_sums_flush.  A layer's
  * input moments (E[x x^T] and E[x], over samples, and for a convolution over its im2col
  * columns, padding included) are products and column sums here too, read back at once.
+ * An output, its gradient and a layer's input are the activations' type (launch.h); the
+ * weights float.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -38,17 +40,18 @@ __device__ static inline bool counted(float v, int want, float lo, float hi) {
 }
 
 /* Block (u, p): part p of unit u's batch x inner values (sample-major), its STATS sums. */
-__global__ static void unit_parts(const float *out, size_t size, size_t inner, size_t per_unit, int parts, int want,
+template <typename T>
+__global__ static void unit_parts(const T *out, size_t size, size_t inner, size_t per_unit, int parts, int want,
                                   float lo, float hi, double *result) {
     __shared__ double part[STATS][RG_CUDA_THREADS];
     const int u = blockIdx.x, p = blockIdx.y;
     const size_t from = per_unit * p / parts, to = per_unit * (p + 1) / parts;
-    const float *x = out + (size_t)u * inner;
+    const T *x = out + (size_t)u * inner;
     double v[STATS] = {0, 0, 0, 0, 0};
     size_t k = from + threadIdx.x, b = k / inner, j = k % inner; /* then stepped without division */
     const size_t step_b = RG_CUDA_THREADS / inner, step_j = RG_CUDA_THREADS % inner;
     for (; k < to; k += RG_CUDA_THREADS) {
-        const float y = x[b * size + j];
+        const float y = rg_load(x, b * size + j);
         const double d = y, pos = y > 0.0f ? d : 0.0;
         v[0] += d, v[1] += d * d, v[2] += counted(y, want, lo, hi), v[3] += pos, v[4] += pos * pos;
         b += step_b, j += step_j;
@@ -62,8 +65,9 @@ __global__ static void unit_parts(const float *out, size_t size, size_t inner, s
 /* Block (s, p): part p of segment s (len values from at[s]; or, when at is NULL, segments
  * `stride` apart, or x itself then x1 when x1 is given), the sum of squares of x - y (x
  * alone when y is NULL). */
-__global__ static void segment_squares(const float *x, const float *x1, const float *y, const size_t *at,
-                                       const size_t *len, size_t stride, size_t each, int parts, double *result) {
+template <typename T>
+__global__ static void segment_squares(const T *x, const T *x1, const T *y, const size_t *at, const size_t *len,
+                                       size_t stride, size_t each, int parts, double *result) {
     __shared__ double part[STATS][RG_CUDA_THREADS];
     const size_t s = blockIdx.x;
     const int p = blockIdx.y;
@@ -72,7 +76,7 @@ __global__ static void segment_squares(const float *x, const float *x1, const fl
     double v[STATS] = {0, 0, 0, 0, 0};
     if (start != SIZE_MAX)
         for (size_t i = n * p / parts + threadIdx.x; i < n * (p + 1) / parts; i += RG_CUDA_THREADS) {
-            const double d = (double)x[start + i] - (y ? y[start + i] : 0.0f);
+            const double d = (double)rg_load(x, start + i) - (y ? rg_load(y, start + i) : 0.0f);
             v[0] += d * d;
         }
     block_fold(v, part);
@@ -196,13 +200,20 @@ extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int 
     const pending p = {UNIT_SUMS, 0, parts, (size_t)units, sum, NULL, sq, relu, near, dead, NULL};
     const size_t at = units > 0 ? reserve((size_t)units * parts * STATS) : SIZE_MAX;
     if (at == SIZE_MAX) return set_nan(&p);
-    RG_KERNEL(unit_parts, dim3((unsigned)units, (unsigned)parts), RG_CUDA_THREADS)(
-        out, size, inner, per_unit, parts, (int)want, lo, hi, (double *)arena + at);
+    const dim3 grid((unsigned)units, (unsigned)parts);
+    if (rg_cuda_activations_bf16)
+        RG_KERNEL(unit_parts<rg_bf16>, grid, RG_CUDA_THREADS)(rg_as<rg_bf16>(out), size, inner, per_unit, parts,
+                                                              (int)want, lo, hi, (double *)arena + at);
+    else
+        RG_KERNEL(unit_parts<float>, grid, RG_CUDA_THREADS)(out, size, inner, per_unit, parts, (int)want, lo, hi,
+                                                            (double *)arena + at);
     queue[queued] = p, queue[queued++].at = at;
 }
 
-/* Sums of squares of `segments` segments (see segment_squares) queued for out (segment 1's
- * for *out2 when given). */
+/* Sums of squares of `segments` segments (see segment_squares) of values of type T (bf16
+ * for the activations' gradients under bf16, else float) queued for out (segment 1's for
+ * *out2 when given). */
+template <typename T>
 static void squares_of(const float *x, const float *x1, const float *y, const size_t *at, const size_t *len,
                        size_t stride, size_t each, size_t segments, double *out, double *out2) {
     size_t longest = each;
@@ -234,22 +245,22 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
         return set_nan(&p);
     }
     const size_t *at_dev = at ? (const size_t *)indices_dev : NULL, *len_dev = at ? at_dev + segments : NULL;
-    RG_KERNEL(segment_squares, dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS)(
-        x, x1, y, at_dev, len_dev, stride, each, parts, (double *)arena + slot);
+    RG_KERNEL(segment_squares<T>, dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS)(
+        rg_as<T>(x), rg_as<T>(x1), rg_as<T>(y), at_dev, len_dev, stride, each, parts, (double *)arena + slot);
     queue[queued] = p, queue[queued++].at = slot;
 }
 
 extern "C" void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out) {
-    squares_of(x, NULL, NULL, NULL, NULL, size, size, (size_t)batch, out, NULL);
+    RG_STORED(squares_of, x, NULL, NULL, NULL, NULL, size, size, (size_t)batch, out, NULL);
 }
 
 extern "C" void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
                                       size_t n, double *out) {
-    squares_of(a, NULL, b, at, len, 0, 0, n, out, NULL);
+    squares_of<float>(a, NULL, b, at, len, 0, 0, n, out, NULL);
 }
 
 extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
-    squares_of(a, b, NULL, NULL, NULL, 0, n, b ? 2 : 1, sa, sb); /* a's and b's in one launch */
+    squares_of<float>(a, b, NULL, NULL, NULL, 0, n, b ? 2 : 1, sa, sb); /* a's and b's in one launch */
     if (b && keep) rg_cuda_copy(keep, b, n);
 }
 
@@ -258,8 +269,9 @@ extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, si
 /* Value e of the columns of samples first.. laid out row by row, a row holding every
  * sample's positions in turn: row (c, i, j) at (sample, position) is x under tap (i, j) of
  * channel c, 0 in the padding.  rows x count x p values; e = (row count + sample) p + pos. */
+template <typename T>
 struct column_value {
-    const float *x;
+    const T *x;
     rg_conv_geom q;
     size_t in_size, p, count;
     __device__ float at(size_t e) const {
@@ -267,7 +279,8 @@ struct column_value {
         const int c = (int)(row / (q.kh * q.kw)), i = (int)(row / q.kw % q.kh), j = (int)(row % q.kw);
         const int iy = (int)(pos / q.ow) * q.stride - q.pad_t + i * q.dilation;
         const int ix = (int)(pos % q.ow) * q.stride - q.pad_l + j * q.dilation;
-        return iy >= 0 && iy < q.h && ix >= 0 && ix < q.w ? x[b * in_size + ((size_t)c * q.h + iy) * q.w + ix] : 0.0f;
+        return iy >= 0 && iy < q.h && ix >= 0 && ix < q.w ? rg_load(x, b * in_size + ((size_t)c * q.h + iy) * q.w + ix)
+                                                          : 0.0f;
     }
     /* for rg_cuda_channel_sums over (sample, row, position): the value, re-indexed */
     __device__ double2 operator()(size_t e) const {
@@ -276,16 +289,24 @@ struct column_value {
     }
 };
 
-__global__ static void columns_by_row(column_value v, float *col, size_t n) {
+template <typename T>
+__global__ static void columns_by_row(column_value<T> v, float *col, size_t n) {
     GRID_STRIDE(e, n) col[e] = v.at(e);
 }
 
+/* a dense layer's bf16 input as floats, for its product */
+__global__ static void widen(const rg_bf16 *x, float *out, size_t n) {
+    GRID_STRIDE(i, n) out[i] = rg_load(x, i);
+}
+
 /* one block a column: its mean over samples (and positions), in a fixed order */
-__global__ static void column_means(const float *x, column_value v, bool conv, int f, size_t hw, int batch,
+template <typename T>
+__global__ static void column_means(const T *x, column_value<T> v, bool conv, int f, size_t hw, int batch,
                                     float *mean) {
     const int c = blockIdx.x;
     const size_t n = (size_t)batch * hw;
-    const double s = conv ? rg_cuda_channel_sums(f, hw, c, 0, n, v).x : rg_cuda_channel_sums(f, 1, c, 0, n, rg_cuda_values<float>{x}).x;
+    const double s =
+        conv ? rg_cuda_channel_sums(f, hw, c, 0, n, v).x : rg_cuda_channel_sums(f, 1, c, 0, n, rg_cuda_values<T>{x}).x;
     if (threadIdx.x == 0) mean[c] = (float)(s / (double)n);
 }
 
@@ -295,30 +316,47 @@ static size_t moment_room, mean_room, cols_room;
 /* columns of at most this many floats at a time (a product over their samples each) */
 #define COLUMN_FLOATS ((size_t)16 << 20)
 
-extern "C" rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
-                                           float *moment, float *mean) {
-    if (batch <= 0 || f <= 0) return RG_ERR_ARG;
-    const size_t p = q ? (size_t)q->oh * q->ow : 1, ff = (size_t)f * f;
-    if (!rg_cuda_grow((void **)&moment_dev, &moment_room, ff * sizeof(float)) ||
-        !rg_cuda_grow((void **)&mean_dev, &mean_room, (size_t)f * sizeof(float)))
-        return RG_ERR_MEMORY;
-    column_value v = {x, q ? *q : rg_conv_geom{}, size, p, (size_t)batch};
-    RG_KERNEL(column_means, f, RG_CUDA_THREADS)(x, v, q != NULL, f, p, batch, mean_dev);
+/* The moments over the activations' type T: a dense layer's bf16 input is widened to
+ * floats first, a convolution's columns are made as floats either way. */
+template <typename T>
+static rg_status moments(const float *xf, size_t size, int batch, int f, const rg_conv_geom *q) {
+    const size_t p = q ? (size_t)q->oh * q->ow : 1;
+    const T *x = rg_as<T>(xf);
+    column_value<T> v = {x, q ? *q : rg_conv_geom{}, size, p, (size_t)batch};
+    RG_KERNEL(column_means<T>, f, RG_CUDA_THREADS)(x, v, q != NULL, f, p, batch, mean_dev);
     rg_status s = RG_OK;
-    if (!q) s = rg_cuda_sgemm(true, false, f, f, batch, 1.0f / batch, x, f, x, f, 0.0f, moment_dev, f);
-    else {
+    if (!q) {
+        const float *rows = xf;
+        if (rg_cuda_activations_bf16) { /* f values a sample */
+            if (!rg_cuda_grow((void **)&cols_dev, &cols_room, (size_t)batch * f * sizeof(float))) return RG_ERR_MEMORY;
+            LAUNCH(widen, (size_t)batch * f, (const rg_bf16 *)xf, cols_dev, (size_t)batch * f);
+            rows = cols_dev;
+        }
+        s = rg_cuda_sgemm(true, false, f, f, batch, 1.0f / batch, rows, f, rows, f, 0.0f, moment_dev, f);
+    } else {
         const size_t per_sample = (size_t)f * p;
         const int chunk = (int)(per_sample * batch <= COLUMN_FLOATS ? batch : COLUMN_FLOATS / per_sample > 0 ? COLUMN_FLOATS / per_sample : 1);
         if (!rg_cuda_grow((void **)&cols_dev, &cols_room, per_sample * chunk * sizeof(float))) return RG_ERR_MEMORY;
         const float scale = 1.0f / ((float)batch * p);
         for (int b = 0; b < batch && !s; b += chunk) {
             const int count = batch - b < chunk ? batch - b : chunk;
-            const column_value c = {x + (size_t)b * size, *q, size, p, (size_t)count};
-            LAUNCH(columns_by_row, per_sample * count, c, cols_dev, per_sample * count);
+            const column_value<T> c = {x + (size_t)b * size, *q, size, p, (size_t)count};
+            LAUNCH(columns_by_row<T>, per_sample * count, c, cols_dev, per_sample * count);
             const int k = (int)(p * count);
             s = rg_cuda_sgemm(false, true, f, f, k, scale, cols_dev, k, cols_dev, k, b ? 1.0f : 0.0f, moment_dev, f);
         }
     }
+    return s;
+}
+
+extern "C" rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
+                                           float *moment, float *mean) {
+    if (batch <= 0 || f <= 0) return RG_ERR_ARG;
+    const size_t ff = (size_t)f * f;
+    if (!rg_cuda_grow((void **)&moment_dev, &moment_room, ff * sizeof(float)) ||
+        !rg_cuda_grow((void **)&mean_dev, &mean_room, (size_t)f * sizeof(float)))
+        return RG_ERR_MEMORY;
+    rg_status s = RG_STORED(moments, x, size, batch, f, q);
     if (!s) s = rg_cuda_download(moment, moment_dev, ff);
     if (!s) s = rg_cuda_download(mean, mean_dev, (size_t)f);
     return s;
