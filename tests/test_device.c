@@ -457,8 +457,9 @@ enum { ONE_OP_CASES = 28 };
 static void one_op(net *n) {
     rg_graph *g = n->g;
     const int c = one_op_case;
-    rg_graph *gi = c == 6 ? image_input(n, 16, 2, 2) : c == 10 ? image_input(n, 12, 3, 3) : image_input(n, 4, 6, 6);
-    (void)gi;
+    if (c == 6) image_input(n, 16, 2, 2);
+    else if (c == 10) image_input(n, 12, 3, 3);
+    else image_input(n, 4, 6, 6);
     const rg_node x = n->x, both[2] = {x, c >= 22 && c <= 24 ? rg_tanh(g, x) : x};
     const float w[2] = {0.3f, -1.2f};
     rg_conv_opts o = rg_conv_defaults();

@@ -35,12 +35,20 @@ static rg_status product(bool trans_a, bool trans_b, int m, int n, int k, const 
     return rg_cuda_gemm_bf16(trans_a, trans_b, m, n, k, 1.0f, a, lda, bb, ldb, beta, c, c_stored, ldc);
 }
 
+/* the bias into every row of y, and db += dy's column sums, over the activations' type */
+template <typename T>
+static void bias_rows(const float *b, float *y, int batch, int out) {
+    LAUNCH(broadcast_rows<T>, (size_t)batch * out, b, rg_as<T>(y), batch, out);
+}
+template <typename T>
+static void bias_gradient(const float *dy, float *db, int batch, int out) {
+    LAUNCH(add_column_sums<T>, (size_t)out, rg_as<T>(dy), db, batch, out);
+}
+
 extern "C" rg_status rg_cuda_dense_forward(const float *x, const float *w, const float *b, float *y,
                                            int batch, int in, int out) {
     if (batch <= 0) return RG_OK;
-    const size_t n = (size_t)batch * out;
-    if (rg_cuda_activations_bf16) LAUNCH(broadcast_rows<rg_bf16>, n, b, rg_as<rg_bf16>(y), batch, out);
-    else LAUNCH(broadcast_rows<float>, n, b, y, batch, out);
+    RG_STORED(bias_rows, b, y, batch, out);
     return product(false, true, batch, out, in, x, in, w, true, in, 1.0f, y, true, out);
 }
 
@@ -48,10 +56,7 @@ extern "C" rg_status rg_cuda_dense_backward(const float *x, const float *dy, con
                                             float *db, float *dx, bool fresh, int batch, int in, int out) {
     if (batch <= 0) return RG_OK;
     rg_status s = product(true, false, out, in, batch, dy, out, x, false, in, 1.0f, dw, false, in);
-    if (!s && db) {
-        if (rg_cuda_activations_bf16) LAUNCH(add_column_sums<rg_bf16>, (size_t)out, rg_as<rg_bf16>(dy), db, batch, out);
-        else LAUNCH(add_column_sums<float>, (size_t)out, dy, db, batch, out);
-    }
+    if (!s && db) RG_STORED(bias_gradient, dy, db, batch, out);
     if (!s && dx) s = product(false, false, batch, in, out, dy, out, w, true, in, fresh ? 0.0f : 1.0f, dx, true, in);
     return s;
 }
