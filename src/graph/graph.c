@@ -588,7 +588,8 @@ rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
     if (!g) return rg_fail(RG_ERR_ARG, "set_precision: graph is NULL");
     const bool bf16 = precision && strcmp(precision, "bf16") == 0;
     if (g->bf16 && !bf16 && g->compiled)
-        return rg_fail(RG_ERR_STATE, "precision bf16 is the compiled graph's: build it again for %s", precision);
+        return rg_fail(RG_ERR_STATE, "precision bf16 is the compiled graph's: build it again for %s",
+                       precision ? precision : "fp32");
     if (bf16) return g->bf16 ? RG_OK : set_bf16(g);
     if (g->bf16)
         for (int i = 0; i < g->n_nodes; i++)

@@ -172,7 +172,7 @@ __device__ static double2 rg_cuda_channel_sums(int C, size_t hw, int c, size_t f
 }
 
 /* f for rg_cuda_channel_sums: the values themselves (and nothing), of type T */
-template <typename T = float>
+template <typename T>
 struct rg_cuda_values {
     const T *x;
     __device__ double2 operator()(size_t i) const { return {rg_load(x, i), 0.0}; }
