@@ -121,6 +121,11 @@ if [ "$build" = ok ]; then
   python3 bench/torch_resnet50v2.py --device cuda --precision bf16 --batch 32 --steps 5 >"$log/r50torch-bf16" 2>&1
   r50row "$log/r50-bf16" "$log/r50torch-bf16" >"$log/r50row-bf16"
   "$regrad" train --data "$data" --device cuda --precision bf16 --repair off --epochs 2 --seed 1 --quiet >"$log/bf16-mlp" 2>&1
+  # GRA in bf16: the 20-layer sigmoid MLP, on the GPU in bf16 and on the CPU in fp32
+  for p in bf16:cuda fp32:cpu; do
+    "$regrad" train --data "$data" --device ${p#*:} --precision ${p%:*} --model mlp:depth=20,width=128,act=sigmoid \
+      --repair auto --epochs 1 --seed 1 --quiet >"$log/bf16-gra-${p#*:}" 2>&1
+  done
   # cuDNN's deterministic algorithms timed on each convolution (REGRAD_CUDNN_TUNE=1), not ranked by heuristics
   for pb in fp32:32 tf32:32 tf32:256; do
     REGRAD_CUDNN_TUNE=1 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} --batch ${pb#*:} \
@@ -167,6 +172,7 @@ row "ResNet50V2 b256 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32-256" 2>/dev/nu
 row "ResNet50V2 b32 bf16 vs PyTorch" "" "$(cat "$log/r50row-bf16" 2>/dev/null)"
 row "ResNet50V2 b256 bf16 vs PyTorch" "" "$(cat "$log/r50row-bf16-256" 2>/dev/null)"
 row "train MLP in bf16 on cuda" "" "$(tail -1 "$log/bf16-mlp" 2>/dev/null | cut -c1-60)"
+row "GRA, 20-sigmoid MLP: bf16 cuda, fp32 cpu" "" "$(tail -1 "$log/bf16-gra-cuda" 2>/dev/null | cut -c1-40); $(tail -1 "$log/bf16-gra-cpu" 2>/dev/null | cut -c1-40)"
 for pb in fp32-32 tf32-32 tf32-256; do
   row "ResNet50V2 b${pb#*-} ${pb%-*}, REGRAD_CUDNN_TUNE=1" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-tuned-$pb" 2>/dev/null | head -1)"
 done

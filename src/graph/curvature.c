@@ -64,8 +64,6 @@ static rg_status check_args(const rg_graph *g, rg_node node, int batch, const fl
         return rg_fail(RG_ERR_STATE, "curvature products and eigenvalues need the CPU backend (on the %s "
                                      "backend only the curvature along a direction); run with --device cpu",
                        g->backend->name);
-    if (g->bf16)
-        return rg_fail(RG_ERR_STATE, "curvature has no bf16 tangents yet: run with --precision tf32 or fp32");
     const rg_op_kind op = rg_graph_first_without_tangent(g, node);
     if (op != RG_OP_COUNT)
         return rg_fail(RG_ERR_STATE, "curvature needs every op's tangent, and the %s backend has none for %s; "
@@ -75,8 +73,6 @@ static rg_status check_args(const rg_graph *g, rg_node node, int batch, const fl
 
 rg_status rg_graph_check_tangents(const rg_graph *g) {
     if (!g) return rg_fail(RG_ERR_ARG, "rg_graph_check_tangents: graph is NULL");
-    if (g->bf16)
-        return rg_fail(RG_ERR_STATE, "curvature and GRA have no bf16 tangents yet: use --precision tf32 or fp32");
     const rg_op_kind op = rg_graph_first_without_tangent(g, g->n_nodes - 1);
     return op == RG_OP_COUNT ? RG_OK
                              : rg_fail(RG_ERR_STATE, "the %s backend has no tangent for %s, which curvature and "
@@ -187,9 +183,13 @@ static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float 
     return s;
 }
 
-/* A node's tangent (after tangent_pass) copied to out, in host memory. */
+/* A node's tangent (after tangent_pass) copied to out, in host memory (widened from bf16
+ * where the node stores bf16). */
 static void copy_tangent(const rg_graph *g, int batch, rg_node node, float *out) {
-    rg_graph_read(g, out, g->tangent[node], node_floats(g, node, batch));
+    const size_t n = node_floats(g, node, batch);
+    if (rg_node_bf16(g, &g->nodes[node]))
+        memcpy(out, rg_node_host(g, &g->nodes[node], g->tangent[node], n), n * sizeof *out);
+    else rg_graph_read(g, out, g->tangent[node], n);
 }
 
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
@@ -197,6 +197,7 @@ rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *
     rg_status st = check_args(g, node, batch, v, false);
     if (st) return st;
     if (!out) return rg_fail(RG_ERR_ARG, "rg_graph_tangent: out is NULL");
+    if (input_dirs && g->bf16) return rg_fail(RG_ERR_STATE, "rg_graph_tangent: inputs' directions need fp32 or tf32");
     rg_side_pass s;
     if ((st = rg_side_pass_begin(g, &s, true))) return st;
     g->tangent_inputs = input_dirs;

@@ -64,9 +64,9 @@ extern "C" rg_status rg_cuda_dense_backward(const float *x, const float *dy, con
 extern "C" rg_status rg_cuda_dense_tangent(const float *x, const float *t_in, const float *w, const float *dw,
                                            const float *db, float *t, int batch, int in, int out) {
     if (batch <= 0) return RG_OK;
-    if (db) LAUNCH(broadcast_rows<float>, (size_t)batch * out, db, t, batch, out);
-    else rg_cuda_fill(t, (size_t)batch * out, 0.0f);
-    rg_status s = rg_cuda_sgemm(false, true, batch, out, in, 1.0f, t_in, in, w, in, 1.0f, t, out);
-    if (!s && dw) s = rg_cuda_sgemm(false, true, batch, out, in, 1.0f, x, in, dw, in, 1.0f, t, out);
+    if (db) RG_STORED(bias_rows, db, t, batch, out);
+    else rg_cuda_fill(t, (size_t)batch * out, 0.0f); /* zeros: a float's room a value holds them either way */
+    rg_status s = product(false, true, batch, out, in, t_in, in, w, true, in, 1.0f, t, true, out);
+    if (!s && dw) s = product(false, true, batch, out, in, x, in, dw, true, in, 1.0f, t, true, out);
     return s;
 }

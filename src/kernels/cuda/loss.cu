@@ -88,22 +88,29 @@ extern "C" void rg_cuda_softmax_xent_backward(const float *p, const int *labels,
 
 /* The loss's tangent along the logits' tangent t_in: the mean over the batch of the
  * gradient's dot product with it, summed in double in a fixed order by one block. */
-__global__ static void xent_tangent(const float *p, const int *labels, const float *t_in, float *t, int batch, int k,
+template <typename T>
+__global__ static void xent_tangent(const float *p, const int *labels, const T *t_in, float *t, int batch, int k,
                                     float smoothing) {
     __shared__ double part[RG_CUDA_THREADS];
     const float uniform = smoothing / (float)k;
     double s = 0;
     for (size_t i = threadIdx.x; i < (size_t)batch * k; i += RG_CUDA_THREADS) {
         const int j = (int)(i % k), y = labels[i / k];
-        s += (p[i] - uniform - (j == y ? 1.0f - smoothing : 0.0f)) * (double)t_in[i];
+        s += (p[i] - uniform - (j == y ? 1.0f - smoothing : 0.0f)) * (double)rg_load(t_in, i);
     }
     s = rg_cuda_block_fold(s, part, rg_cuda_plus{});
     if (threadIdx.x == 0) t[0] = (float)(s / batch);
 }
 
+template <typename T>
+static void xent_tangent_of(const float *p, const int *labels, const float *t_in, float *t, int batch, int k,
+                            float smoothing) {
+    RG_KERNEL(xent_tangent<T>, 1, RG_CUDA_THREADS)(p, labels, rg_as<T>(t_in), t, batch, k, smoothing);
+}
+
 extern "C" void rg_cuda_softmax_xent_tangent(const float *p, const int *labels, const float *t_in, float *t,
                                              int batch, int k, float smoothing) {
-    if (batch > 0) RG_KERNEL(xent_tangent, 1, RG_CUDA_THREADS)(p, labels, t_in, t, batch, k, smoothing);
+    if (batch > 0) RG_STORED(xent_tangent_of, p, labels, t_in, t, batch, k, smoothing);
 }
 
 /* the target of element i: the other input's value, or the one-hot label */
@@ -147,12 +154,21 @@ static void mse_backward(const float *y, const float *target, const int *labels,
 }
 
 /* one thread, in order in double: the CPU's tangent */
-__global__ static void mse_tangent_sum(const float *y, const float *target, const int *labels, const float *t_y,
-                                       const float *t_target, float *t, size_t d, int batch) {
+template <typename T>
+__global__ static void mse_tangent_sum(const T *y, const T *target, const int *labels, const T *t_y,
+                                       const T *t_target, float *t, size_t d, int batch) {
     double total = 0;
     for (size_t i = 0; i < (size_t)batch * d; i++)
-        total += (y[i] - mse_target(target, labels, d, i)) * (double)(t_y[i] - (t_target ? t_target[i] : 0.0f));
+        total += (rg_load(y, i) - mse_target(target, labels, d, i)) *
+                 (double)(rg_load(t_y, i) - (t_target ? rg_load(t_target, i) : 0.0f));
     t[0] = (float)(2.0 * total / ((double)batch * d));
+}
+
+template <typename T>
+static void mse_tangent(const float *y, const float *target, const int *labels, const float *t_y,
+                        const float *t_target, float *t, size_t d, int batch) {
+    RG_KERNEL(mse_tangent_sum<T>, 1, 1)(rg_as<T>(y), rg_as<T>(target), labels, rg_as<T>(t_y), rg_as<T>(t_target), t,
+                                        d, batch);
 }
 
 extern "C" void rg_cuda_mse_forward(const float *y, const float *target, const int *labels, size_t d, int batch,
@@ -167,5 +183,5 @@ extern "C" void rg_cuda_mse_backward(const float *y, const float *target, const 
 
 extern "C" void rg_cuda_mse_tangent(const float *y, const float *target, const int *labels, const float *t_y,
                                     const float *t_target, float *t, size_t d, int batch) {
-    if (batch > 0) RG_KERNEL(mse_tangent_sum, 1, 1)(y, target, labels, t_y, t_target, t, d, batch);
+    if (batch > 0) RG_STORED(mse_tangent, y, target, labels, t_y, t_target, t, d, batch);
 }

@@ -189,10 +189,17 @@ extern "C" void rg_cuda_batch_norm_backward(const float *x, const float *dy, flo
     if (batch > 0) RG_STORED(backward, x, dy, dx, batch, C, hw, train, gamma, aux, relu, dgamma, dbeta, coef, fresh);
 }
 
+template <typename T>
+static void tangent(const float *xf, const float *t_inf, float *t, int batch, int C, size_t hw, bool train,
+                    const float *gamma, const float *aux, const float *dgamma, const float *dbeta, float *coef) {
+    const size_t n = (size_t)batch * hw * C;
+    const T *x = rg_as<T>(xf), *t_in = rg_as<T>(t_inf);
+    if (!map_coefficients(x, t_in, batch, C, hw, gamma, aux, false, NULL, NULL, coef)) return;
+    rg_cuda_channel_map(x, t_in, rg_as<T>(t), false, n, C, hw, tangent_values{C, aux, coef, train, dgamma, dbeta});
+}
+
 extern "C" void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int batch, int C, size_t hw,
                                            bool train, const float *gamma, const float *aux, const float *dgamma,
                                            const float *dbeta, float *coef) {
-    const size_t n = (size_t)batch * hw * C;
-    if (batch <= 0 || !map_coefficients(x, t_in, batch, C, hw, gamma, aux, false, NULL, NULL, coef)) return;
-    rg_cuda_channel_map(x, t_in, t, false, n, C, hw, tangent_values{C, aux, coef, train, dgamma, dbeta});
+    if (batch > 0) RG_STORED(tangent, x, t_in, t, batch, C, hw, train, gamma, aux, dgamma, dbeta, coef);
 }

@@ -87,13 +87,14 @@ __global__ static void max_general(const T *x, T *y, int *arg, size_t planes, rg
 
 /* the tangent: the input's at each window's first maximum (found again from x, as the 2x2
  * path keeps no offset; the same maximum as every path's) */
-__global__ static void max_tangent(const float *x, const float *t_in, float *t, size_t planes, rg_conv_geom q,
-                                   rg_planes out, window a) {
+template <typename T>
+__global__ static void max_tangent(const T *x, const T *t_in, T *t, size_t planes, rg_conv_geom q, rg_planes out,
+                                   window a) {
     GRID_STRIDE(e, planes * q.oh * q.ow) {
         const rg_cell o = rg_cell_of(e, out);
         float best;
         const int where = first_max(x + o.plane * q.h * q.w, o, q, a, &best);
-        t[e] = where < 0 ? 0.0f : t_in[o.plane * q.h * q.w + where];
+        rg_store(t, e, where < 0 ? 0.0f : rg_load(t_in, o.plane * q.h * q.w + where));
     }
 }
 
@@ -209,11 +210,17 @@ extern "C" void rg_cuda_max_pool_backward(const float *x, const float *y, const 
     RG_STORED(max_backward, x, y, arg, dy, dx, batch, q, k, stride, pad);
 }
 
+template <typename T>
+static void max_tangent_of(const float *x, const float *t_in, float *t, size_t planes, const rg_conv_geom *q, int k,
+                           int stride, int pad) {
+    LAUNCH(max_tangent<T>, planes * q->oh * q->ow, rg_as<T>(x), rg_as<T>(t_in), rg_as<T>(t), planes, *q,
+           rg_planes_of(q->oh, q->ow), window_of(k, stride, pad));
+}
+
 extern "C" void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q,
                                          int k, int stride, int pad) {
     const size_t planes = (size_t)batch * q->c;
-    LAUNCH(max_tangent, planes * q->oh * q->ow, x, t_in, t, planes, *q, rg_planes_of(q->oh, q->ow),
-           window_of(k, stride, pad));
+    RG_STORED(max_tangent_of, x, t_in, t, planes, q, k, stride, pad);
 }
 
 extern "C" void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
