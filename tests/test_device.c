@@ -570,6 +570,37 @@ static void zoo_loss_bf16(const char *spec, int side, int batch) {
         fail_msg("%s in bf16: loss %.9g on the device, %.9g on the CPU in fp32", spec, loss[1], loss[0]);
     for (int d = 0; d < 2; d++) rg_model_free(&m[d]);
 }
+
+/* bf16's copies of the weights for the products follow the weights: after they move
+ * between passes (through the backend, as the optimizer and GRA move them), a pass, whole
+ * or from a later node as GRA's probe runs them, gives the CPU's logits for the moved
+ * weights, not those of the copies of the pass before. */
+static void copies_follow_the_weights(net_builder builder) {
+    net n[2] = {build(builder, "cpu", "fp32"), build(builder, "cuda", "bf16")};
+    const size_t zn = BATCH * rg_node_size(n[0].g, n[0].logits);
+    float *z[2] = {malloc(zn * sizeof(float)), malloc(zn * sizeof(float))}, *before = malloc(zn * sizeof(float));
+    for (int d = 0; d < 2; d++) {
+        feed(&n[d], 0);
+        assert_int_equal(rg_graph_forward(n[d].g, BATCH, 0), RG_OK);
+    }
+    assert_int_equal(rg_node_read(n[1].g, n[1].logits, BATCH, before), RG_OK);
+    for (int move = 0; move < 2; move++) {
+        float top = 0;
+        for (int d = 0; d < 2; d++) {
+            rg_graph *g = n[d].g;
+            g->backend->scale(g->param_buf, g->param_floats, -1.5f);
+            assert_int_equal(move ? rg_graph_forward_nodes(g, BATCH, 0, 1, g->n_nodes - 1)
+                                  : rg_graph_forward(g, BATCH, 0), RG_OK);
+            assert_int_equal(rg_node_read(g, n[d].logits, BATCH, z[d]), RG_OK);
+        }
+        for (size_t i = 0; i < zn; i++) top = fmaxf(top, fabsf(z[0][i]));
+        assert_close("bf16 logits after the weights moved", z[1], z[0], zn, BF16_TOL * top, 0);
+        if (relative(z[1], before, zn) < 0.1) fail_msg("bf16 logits did not move with the weights");
+        memcpy(before, z[1], zn * sizeof(float));
+    }
+    free(z[0]), free(z[1]), free(before);
+    for (int d = 0; d < 2; d++) rg_graph_free(n[d].g);
+}
 #endif
 
 static void bf16_stays_close(void **state) {
@@ -593,6 +624,8 @@ static void bf16_stays_close(void **state) {
     }
     const net_builder nets[] = {mlp, misc_net, combine_net, conv_net, pool_net, norm_net};
     for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) compare_bf16(nets[i], 4, false);
+    copies_follow_the_weights(mlp);
+    copies_follow_the_weights(conv_net);
     zoo_loss_bf16("resnet20v2", 32, 4);
     zoo_loss_bf16("resnet50v2", 64, 4);
     zoo_loss_bf16("densenet121", 64, 4);

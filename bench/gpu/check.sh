@@ -127,11 +127,13 @@ if [ "$build" = ok ]; then
       --repair auto --epochs 1 --seed 1 --quiet >"$log/bf16-gra-${p#*:}" 2>&1
   done
   # cuDNN's deterministic algorithms timed on each convolution (REGRAD_CUDNN_TUNE=1), not ranked by heuristics
-  for pb in fp32:32 tf32:32 tf32:256; do
+  for pb in fp32:32 tf32:32 tf32:256 bf16:256; do
     REGRAD_CUDNN_TUNE=1 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} --batch ${pb#*:} \
       --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-tuned-${pb%:*}-${pb#*:}" 2>&1
   done
   REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
+  REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --precision bf16 --batch 32 --steps 5 \
+    >"$log/r50-im2col-bf16" 2>&1
   # training with each batch's upload beside the last step's work and in line: images/s of
   # the second epoch, and the same bits
   for o in 1 0; do
@@ -173,10 +175,11 @@ row "ResNet50V2 b32 bf16 vs PyTorch" "" "$(cat "$log/r50row-bf16" 2>/dev/null)"
 row "ResNet50V2 b256 bf16 vs PyTorch" "" "$(cat "$log/r50row-bf16-256" 2>/dev/null)"
 row "train MLP in bf16 on cuda" "" "$(tail -1 "$log/bf16-mlp" 2>/dev/null | cut -c1-60)"
 row "GRA, 20-sigmoid MLP: bf16 cuda, fp32 cpu" "" "$(tail -1 "$log/bf16-gra-cuda" 2>/dev/null | cut -c1-40); $(tail -1 "$log/bf16-gra-cpu" 2>/dev/null | cut -c1-40)"
-for pb in fp32-32 tf32-32 tf32-256; do
+for pb in fp32-32 tf32-32 tf32-256 bf16-256; do
   row "ResNet50V2 b${pb#*-} ${pb%-*}, REGRAD_CUDNN_TUNE=1" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-tuned-$pb" 2>/dev/null | head -1)"
 done
 row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
+row "ResNet50V2 b32 bf16, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-im2col-bf16" 2>/dev/null | head -1)"
 row "ResNet50V2 b32 tf32, REGRAD_OVERLAP=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-inline" 2>/dev/null | head -1)"
 row "train resnet20v2, uploads overlapped" "" "$(cat "$log/overlap-row" 2>/dev/null)"
 monitor_row() { grep -o 'monitor: .*' "$1" 2>/dev/null | sed 's/a watched step takes //; s/, a plain one / vs /; s/ (medians)//; s/ (.*//'; }
@@ -189,7 +192,7 @@ if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"
 if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
 if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi
 if [ "${itests:-}" != ok ] && [ -f "$log/dtest-im2col" ]; then echo "--- test_device_gpu, REGRAD_CUDNN=0"; tail -20 "$log/dtest-im2col"; fi
-for f in train-cuda cnn-a gra-cuda gracnn-cuda gra-res-auto mlp r50torch-fp32; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
+for f in train-cuda cnn-a gra-cuda gracnn-cuda gra-res-auto mlp r50torch-fp32 r50-bf16 r50torch-bf16 bf16-mlp; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
 [ -f "$log/r50-fp32" ] && { echo "--- r50-fp32"; head -16 "$log/r50-fp32"; }
 if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
 [ -n "${REGRAD_CHECK_LOGS:-}" ] || rm -rf "$log"

@@ -160,6 +160,7 @@ static rg_status tangent_pass(rg_graph *g, int batch, rg_node upto, const float 
     for (int i = 0; i <= upto; i++)
         for (int k = 0; g->live[i] && k < g->nodes[i].n_inputs; k++) last[g->nodes[i].inputs[k]] = i;
     g->tangent_params = v;
+    if (g->backend->begin_pass) g->backend->begin_pass(); /* v's copies, not the last pass's */
     rg_status s = RG_OK;
     spare_tangents spares = {.n = 0};
     for (int i = 0; i <= upto && !s; i++) {

@@ -264,6 +264,15 @@ static rg_status stage_inputs(rg_graph *g) {
     return RG_OK;
 }
 
+/* Every node's scratch as the backend plans it for this device and precision. */
+static void plan_scratch(rg_graph *g) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        n->workspace = n->workspace_per_sample = 0;
+        if (g->backend->ops[n->op].plan) g->backend->ops[n->op].plan(g, n);
+    }
+}
+
 rg_status rg_graph_set_device(rg_graph *g, const char *device) {
     if (!g) return rg_fail(RG_ERR_ARG, "set_device: graph is NULL");
     if (g->compiled) return rg_fail(RG_ERR_STATE, "place the graph on a device before compiling it");
@@ -289,11 +298,7 @@ rg_status rg_graph_set_device(rg_graph *g, const char *device) {
     }
     if (b == g->backend) return RG_OK;
     g->backend = b, g->device_free = free_bytes;
-    for (int i = 0; i < g->n_nodes; i++) { /* the backend's own scratch needs */
-        rg_node_impl *n = &g->nodes[i];
-        n->workspace = n->workspace_per_sample = 0;
-        if (b->ops[n->op].plan) b->ops[n->op].plan(g, n);
-    }
+    plan_scratch(g);
     return RG_OK;
 }
 
@@ -343,8 +348,10 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
             return rg_fail(RG_ERR_MEMORY, "%s: scratch size overflows at batch %d", n->name, max_batch);
         if (n->workspace + per_batch > work) work = n->workspace + per_batch;
     }
-    /* Everything compile allocates, known before any of it is: checked against the limit. */
-    const double need = 4.0 * (2.0 * (double)total + (double)state + (double)acts + (double)work);
+    /* Everything compile allocates, known before any of it is, and bf16's copies of the
+     * weights for its products: checked against the limit. */
+    const double weights = 2.0 * (double)total + (g->bf16 ? 0.5 * (double)total : 0.0);
+    const double need = 4.0 * (weights + (double)state + (double)acts + (double)work);
     g->memory_bytes = (size_t)need;
     /* on a device, also what it has free */
     const size_t limit = g->device_free && (!g->memory_limit || g->device_free < g->memory_limit)
@@ -354,7 +361,7 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
         return rg_fail(RG_ERR_MEMORY, "the model needs %s at batch %d (parameters and gradients "
                                       "%s, activations %s, scratch %s) but %s %s: "
                                       "lower --batch or the input size%s",
-                       rg_bytes_text(need, a), max_batch, rg_bytes_text(8.0 * (double)total, b),
+                       rg_bytes_text(need, a), max_batch, rg_bytes_text(4.0 * weights, b),
                        rg_bytes_text(4.0 * (double)acts, c), rg_bytes_text(4.0 * (double)work, d),
                        rg_bytes_text((double)limit, e),
                        limit == g->device_free ? "is free on the device" : "is left for it",
@@ -446,6 +453,7 @@ rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node firs
     rg_status s = check_ready(g, batch);
     if (s) return s;
     g->batch = batch;
+    if (g->backend->begin_pass) g->backend->begin_pass();
     if (first <= 0) { /* a new pass: its dropout masks, its inputs up */
         first = 0;
         g->dropout_calls++;
@@ -581,6 +589,7 @@ static rg_status set_bf16(rg_graph *g) {
     for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i].op == RG_OP_INPUT) g->nodes[i].aux_per_sample = (g->nodes[i].size + 1) / 2;
     g->bf16 = true, g->tf32 = false;
+    plan_scratch(g); /* a convolution's columns in bf16 */
     return RG_OK;
 }
 
@@ -591,9 +600,12 @@ rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
         return rg_fail(RG_ERR_STATE, "precision bf16 is the compiled graph's: build it again for %s",
                        precision ? precision : "fp32");
     if (bf16) return g->bf16 ? RG_OK : set_bf16(g);
-    if (g->bf16)
+    if (g->bf16) {
         for (int i = 0; i < g->n_nodes; i++)
             if (g->nodes[i].op == RG_OP_INPUT) g->nodes[i].aux_per_sample = 0;
+        g->bf16 = false;
+        plan_scratch(g);
+    }
     if (!precision || strcmp(precision, "fp32") == 0) {
         g->tf32 = g->bf16 = false;
         return RG_OK;

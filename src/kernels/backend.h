@@ -83,6 +83,10 @@ struct rg_backend {
     /* A device's precision from now on: its fp32 products in TF32 (tf32) or strict, and
      * its activations and their gradients stored as bf16 (bf16). */
     void (*set_precision)(bool tf32, bool bf16);
+    /* The start of a pass (a forward, or a tangent pass): the weights may have moved since
+     * the last one, so what a device derived from them (bf16's copies for its products) is
+     * made again; inside a pass they stay put.  NULL where nothing is derived. */
+    void (*begin_pass)(void);
     /* The health monitor's and GRA's reductions, each in a fixed order (no atomics), so a
      * figure does not depend on the thread count:
      * squares2: sum a[i]^2 over n values into *sa and, when b is given, sum b[i]^2 into

@@ -155,9 +155,8 @@ static void flatten_hwc_backward(rg_graph *g, rg_node_impl *n, int batch) {
 /* The batch's columns and each sample's dW, in the shared workspace (again when a zero
  * padding is folded into the convolution: never shrinking). */
 static void conv_plan(rg_graph *g, rg_node_impl *n) {
-    (void)g;
     const conv_attr *a = n->attr;
-    const size_t need = rg_cuda_conv2d_workspace(&a->geom, a->filters, a->o.groups);
+    const size_t need = rg_cuda_conv2d_workspace(&a->geom, a->filters, a->o.groups, g->bf16);
     if (need > n->workspace_per_sample) n->workspace_per_sample = need;
 }
 
@@ -499,6 +498,7 @@ static void upload_batch(const rg_upload *copies, int n) {
 const rg_backend rg_cuda_backend = {
     .name = "cuda",
     .bf16_ready = rg_cuda_bf16_ready,
+    .begin_pass = rg_cuda_begin_pass,
     .host_view_bf16 = host_view_bf16,
     .ops = {
         [RG_OP_INPUT] = {input_forward, NULL, input_tangent, NULL},

@@ -146,9 +146,12 @@ extern "C" rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m
     return outcome(e, "batched bf16 products", count, m, n, k);
 }
 
+/* cuBLAS's math mode is set when it changes (each forward asks) */
 extern "C" void rg_cuda_set_products(bool tf32, bool bf16) {
+    static int mode = -1;
     rg_cudnn_set_tf32(tf32);
-    if (rg_cuda_blas_ready() == RG_OK)
-        blas.set_math_mode(blas.handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : bf16 ? CUBLAS_DEFAULT_MATH
-                                                                                 : CUBLAS_PEDANTIC_MATH);
+    const cublasMath_t want = tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : bf16 ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH;
+    if ((int)want != mode && rg_cuda_blas_ready() == RG_OK &&
+        blas.set_math_mode(blas.handle, want) == CUBLAS_STATUS_SUCCESS)
+        mode = (int)want;
 }

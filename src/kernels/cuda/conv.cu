@@ -8,8 +8,8 @@
  * x laid out channel by channel, a sum over samples and positions together), db += dY
  * summed over samples and positions (in runs of a filter's values, a block a run, the runs
  * added in order), dx (+)= the scatter of W^T dY, gathered per input value (no atomics:
- * the same bits every run).  The columns of the whole batch and each sample's dW live in
- * the graph's workspace.  Where cuDNN is found and takes the geometry (cudnn.cu: its
+ * the same bits every run).  The columns of the whole batch and each sample's dW (or dY
+ * and x by channel) live in the graph's workspace.  Where cuDNN is found and takes the geometry (cudnn.cu: its
  * symmetric padding fits, and the convolution is not 1x1 stride 1), its convolutions
  * replace the products and the columns; the bias stays here.  Under bf16 (launch.h) the
  * input, output, columns and their gradients are bf16 and the products bf16's, over a
@@ -98,31 +98,6 @@ __global__ static void add_parts(const float *parts, float *dw, size_t n, int ba
     }
 }
 
-/* The products of a layer over the activations' type (rg_cuda_sgemm_batched's arguments,
- * strides in values): fp32's, or bf16's into a C of bf16 or of float; and one product. */
-static rg_status batched(bool ta, bool tb, int m, int n, int k, const float *a, int lda, size_t sa, const float *b,
-                         int ldb, size_t sb, float beta, float *c, int ldc, size_t sc, int count) {
-    return rg_cuda_sgemm_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, count);
-}
-static rg_status batched(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda, size_t sa, const rg_bf16 *b,
-                         int ldb, size_t sb, float beta, rg_bf16 *c, int ldc, size_t sc, int count) {
-    return rg_cuda_gemm_bf16_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, true, ldc, sc, count);
-}
-static rg_status batched(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda, size_t sa, const rg_bf16 *b,
-                         int ldb, size_t sb, float beta, float *c, int ldc, size_t sc, int count) {
-    return rg_cuda_gemm_bf16_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, false, ldc, sc, count);
-}
-
-/* one product into a float C (+=) */
-static rg_status product(bool ta, bool tb, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                         float *c, int ldc) {
-    return rg_cuda_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc);
-}
-static rg_status product(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda, const rg_bf16 *b, int ldb,
-                         float *c, int ldc) {
-    return rg_cuda_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, false, ldc);
-}
-
 /* a value's filter's bias (rg_cuda_channel_map's f: every plane starts at it) */
 struct bias_of {
     const float *bias;
@@ -144,9 +119,27 @@ static void bias_grad(const T *dy, float *db, int batch, int filters, size_t ohw
     LAUNCH(bias_total, (size_t)filters, part, runs, filters, db);
 }
 
-extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups) {
+/* Whether backward takes dW in one product over samples and positions (dY and x laid out
+ * channel by channel): a 1x1 convolution whose weights outweigh a sample's input and
+ * output. */
+static bool dw_by_channel(const rg_conv_geom *q, int filters, int groups) {
+    const size_t wsize = (size_t)filters * (q->c / groups) * q->kh * q->kw;
+    return rg_cuda_conv_direct(q) && groups == 1 &&
+           wsize > (size_t)q->c * q->h * q->w + (size_t)filters * q->oh * q->ow;
+}
+
+/* n values of the activations' type, in floats: two a float under bf16 */
+static size_t floats_for(size_t n, bool bf16) { return bf16 ? (n + 1) / 2 : n; }
+
+/* The workspace a sample: its columns in the activations' type, then either its dY and x
+ * by channel in that type (under bf16 with 16 bytes to start x's on a 16-byte boundary)
+ * or its dW in float. */
+extern "C" size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups, bool bf16) {
     if (rg_cudnn_usable(q)) return 0; /* cuDNN's scratch is its own */
-    return rg_cuda_conv_columns(q) + (size_t)filters * (q->c / groups) * q->kh * q->kw;
+    const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * q->oh * q->ow;
+    const size_t rest = dw_by_channel(q, filters, groups) ? floats_for(in_size + out_size, bf16) + (bf16 ? 4 : 0)
+                                                          : (size_t)filters * (q->c / groups) * q->kh * q->kw;
+    return floats_for(rg_cuda_conv_columns(q), bf16) + rest;
 }
 
 /* The batch's column matrices (x itself for a direct convolution), and how far apart
@@ -160,8 +153,8 @@ static const T *columns(const T *x, const rg_conv_geom *q, T *col, int batch, si
     return col;
 }
 
-/* The convolution over the activations' type T (RG_STORED picks it); the workspace keeps a
- * float's room a column value, so each sample's dW (float) lies where it lies for fp32. */
+/* The convolution over the activations' type T (RG_STORED picks it), its columns at the
+ * workspace's start (rg_cuda_conv2d_workspace). */
 template <typename T>
 static rg_status forward(const float *xf, const float *w, const float *bias, float *yf, bool add, int batch,
                          const rg_conv_geom *q, int filters, int groups, float *colf) {
@@ -181,8 +174,8 @@ static rg_status forward(const float *xf, const float *w, const float *bias, flo
     const T *cols = columns(x, q, rg_as<T>(colf), batch, &stride);
     rg_status s = RG_OK;
     for (int gi = 0; gi < groups && !s; gi++)
-        s = batched(false, false, og, ohw, kg, wt + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw, ohw,
-                    stride, beta, y + (size_t)gi * og * ohw, ohw, out_size, batch);
+        s = rg_products(false, false, og, ohw, kg, wt + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw,
+                        ohw, stride, beta, y + (size_t)gi * og * ohw, ohw, out_size, batch);
     return s;
 }
 
@@ -194,7 +187,7 @@ static rg_status backward(const float *xf, const float *dyf, const float *w, flo
     const size_t wsize = (size_t)filters * kg;
     const T *x = rg_as<T>(xf), *dy = rg_as<T>(dyf);
     T *dx = rg_as<T>(dxf), *col = rg_as<T>(colf);
-    float *parts = colf + (size_t)batch * cs; /* each sample's dW */
+    float *parts = colf + floats_for((size_t)batch * cs, sizeof(T) == 2); /* past the columns */
     if (batch <= 0) return RG_OK;
     if (db) bias_grad(dy, db, batch, filters, (size_t)ohw);
     if (rg_cudnn_usable(q))
@@ -202,18 +195,19 @@ static rg_status backward(const float *xf, const float *dyf, const float *w, flo
     size_t stride;
     const T *cols = columns(x, q, col, batch, &stride);
     rg_status s = RG_OK;
-    if (rg_cuda_conv_direct(q) && groups == 1 && wsize > in_size + out_size) {
-        /* one product over samples and positions: dY and x channel by channel (in the space
-         * of the samples' dW, which is larger) */
-        T *gy = rg_as<T>(parts), *gx = rg_as<T>(parts + (size_t)batch * out_size);
+    if (dw_by_channel(q, filters, groups)) {
+        /* one product over samples and positions: dY and x channel by channel (x's from a
+         * 16-byte boundary under bf16) */
+        T *gy = rg_as<T>(parts), *gx = gy + (sizeof(T) == 2 ? ((size_t)batch * out_size + 7) / 8 * 8
+                                                               : (size_t)batch * out_size);
         LAUNCH(by_channel<T>, (size_t)batch * out_size, dy, gy, batch, rg_planes_of(filters, ohw));
         LAUNCH(by_channel<T>, (size_t)batch * in_size, x, gx, batch, rg_planes_of(q->c, ohw));
-        s = product(false, true, filters, kg, batch * ohw, gy, batch * ohw, gx, batch * ohw, dw, kg);
+        s = rg_product(false, true, filters, kg, batch * ohw, gy, batch * ohw, gx, batch * ohw, 1.0f, dw, kg);
     } else {
         for (int gi = 0; gi < groups && !s; gi++) /* each sample's dW, summed in sample order */
-            s = batched(false, true, og, kg, ohw, dy + (size_t)gi * og * ohw, ohw, out_size,
-                        cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg, kg, wsize,
-                        batch);
+            s = rg_products(false, true, og, kg, ohw, dy + (size_t)gi * og * ohw, ohw, out_size,
+                            cols + (size_t)gi * kg * ohw, ohw, stride, 0.0f, parts + (size_t)gi * og * kg, kg, wsize,
+                            batch);
         if (!s) LAUNCH(add_parts, wsize, parts, dw, wsize, batch);
     }
     if (!dx || s) return s;
@@ -223,8 +217,8 @@ static rg_status backward(const float *xf, const float *dyf, const float *w, flo
     T *dcol = rg_cuda_conv_direct(q) ? dx : col;
     const float beta = rg_cuda_conv_direct(q) && !fresh ? 1.0f : 0.0f;
     for (int gi = 0; gi < groups && !s; gi++)
-        s = batched(true, false, kg, ohw, og, wt + (size_t)gi * og * kg, kg, 0, dy + (size_t)gi * og * ohw, ohw,
-                    out_size, beta, dcol + (size_t)gi * kg * ohw, ohw, stride, batch);
+        s = rg_products(true, false, kg, ohw, og, wt + (size_t)gi * og * kg, kg, 0, dy + (size_t)gi * og * ohw,
+                        ohw, out_size, beta, dcol + (size_t)gi * kg * ohw, ohw, stride, batch);
     if (!s && !rg_cuda_conv_direct(q))
         LAUNCH(col2im<T>, (size_t)batch * in_size, col, *q, conv_index_of(q), dx, fresh, batch, in_size, cs);
     return s;

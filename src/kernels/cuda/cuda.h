@@ -128,13 +128,15 @@ void rg_cuda_clamp(float *x, size_t n, float v);
  * float's room a value, so copies and fills of whole buffers stay right; the losses stay
  * float).  Whether this device has bf16 (RG_OK, or why not).  n floats into dst as bf16
  * (an input's upload into the activations' type).  A bf16 copy of n floats (weights for a
- * bf16 product) in device scratch, kept until the next copy; NULL when the device has no
- * room (noted). */
+ * bf16 product), the same one for the same weights until the next pass begins; NULL when
+ * the device has no room (noted).  A pass begins: the weights may have moved since the
+ * last, so their copies are made again. */
 extern bool rg_cuda_activations_bf16;
 void rg_cuda_set_precision(bool tf32, bool bf16);
 rg_status rg_cuda_bf16_ready(void);
 void rg_cuda_to_bf16(float *dst, const float *src, size_t n);
 const void *rg_cuda_bf16_copy(const float *src, size_t n);
+void rg_cuda_begin_pass(void);
 /* dst += src over n values, src bf16 (a gradient made in bf16 into its float one) */
 void rg_cuda_add_bf16(float *dst, const void *src, size_t n);
 
@@ -203,8 +205,8 @@ void rg_cuda_flatten_hwc_backward(const float *dy, float *dx, int batch, size_t 
 /* 2-D convolution of `batch` samples of geometry q (W: filters x c/groups x kh x kw; bias
  * NULL for none): y = W col(x) + bias; dW += dY col(x)^T, db += dY's sums (when db), dx =
  * (fresh) or += the scatter of W^T dY (when dx).  col: device scratch of
- * rg_cuda_conv2d_workspace floats a sample. */
-size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups);
+ * rg_cuda_conv2d_workspace floats a sample (its activations in bf16 or not). */
+size_t rg_cuda_conv2d_workspace(const rg_conv_geom *q, int filters, int groups, bool bf16);
 /* Whether x itself is the column matrix (a 1x1 window at stride 1 without padding), and a
  * sample's column floats otherwise (0 when direct). */
 static inline bool rg_cuda_conv_direct(const rg_conv_geom *q) {

@@ -25,48 +25,53 @@ __global__ static void add_column_sums(const T *dy, float *db, int batch, int ou
     db[j] = s;
 }
 
-/* a product of the layer's (rg_sgemm's arguments) in the activations' type: W, the second
- * operand, is fp32 and goes in as a bf16 copy under bf16; the dW product has a float C */
-static rg_status product(bool trans_a, bool trans_b, int m, int n, int k, const float *a, int lda, const float *b,
-                         bool b_is_w, int ldb, float beta, float *c, bool c_stored, int ldc) {
-    if (!rg_cuda_activations_bf16) return rg_cuda_sgemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-    const void *bb = b_is_w ? rg_cuda_bf16_copy(b, (size_t)(trans_b ? n : k) * ldb) : b;
-    if (!bb) return RG_ERR_MEMORY;
-    return rg_cuda_gemm_bf16(trans_a, trans_b, m, n, k, 1.0f, a, lda, bb, ldb, beta, c, c_stored, ldc);
+/* The layer's work over the activations' type T (RG_STORED picks it): W and a weight
+ * direction dW go into products as T (launch.h's rg_weights_as). */
+template <typename T>
+static rg_status forward(const float *x, const float *w, const float *b, float *y, int batch, int in, int out) {
+    LAUNCH(broadcast_rows<T>, (size_t)batch * out, b, rg_as<T>(y), batch, out);
+    const T *wt = rg_weights_as<T>(w, (size_t)out * in);
+    if (!wt) return RG_ERR_MEMORY;
+    return rg_product(false, true, batch, out, in, rg_as<T>(x), in, wt, in, 1.0f, rg_as<T>(y), out);
 }
 
-/* the bias into every row of y, and db += dy's column sums, over the activations' type */
 template <typename T>
-static void bias_rows(const float *b, float *y, int batch, int out) {
-    LAUNCH(broadcast_rows<T>, (size_t)batch * out, b, rg_as<T>(y), batch, out);
+static rg_status backward(const float *x, const float *dy, const float *w, float *dw, float *db, float *dx,
+                          bool fresh, int batch, int in, int out) {
+    rg_status s = rg_product(true, false, out, in, batch, rg_as<T>(dy), out, rg_as<T>(x), in, 1.0f, dw, in);
+    if (!s && db) LAUNCH(add_column_sums<T>, (size_t)out, rg_as<T>(dy), db, batch, out);
+    if (s || !dx) return s;
+    const T *wt = rg_weights_as<T>(w, (size_t)out * in);
+    if (!wt) return RG_ERR_MEMORY;
+    return rg_product(false, false, batch, in, out, rg_as<T>(dy), out, wt, in, fresh ? 0.0f : 1.0f, rg_as<T>(dx),
+                      in);
 }
+
 template <typename T>
-static void bias_gradient(const float *dy, float *db, int batch, int out) {
-    LAUNCH(add_column_sums<T>, (size_t)out, rg_as<T>(dy), db, batch, out);
+static rg_status tangent(const float *x, const float *t_in, const float *w, const float *dw, const float *db,
+                         float *t, int batch, int in, int out) {
+    if (db) LAUNCH(broadcast_rows<T>, (size_t)batch * out, db, rg_as<T>(t), batch, out);
+    else rg_cuda_fill(t, (size_t)batch * out, 0.0f); /* zeros: a float's room a value holds them either way */
+    const T *wt = rg_weights_as<T>(w, (size_t)out * in);
+    rg_status s = wt ? rg_product(false, true, batch, out, in, rg_as<T>(t_in), in, wt, in, 1.0f, rg_as<T>(t), out)
+                     : RG_ERR_MEMORY;
+    if (s || !dw) return s;
+    const T *dwt = rg_weights_as<T>(dw, (size_t)out * in);
+    if (!dwt) return RG_ERR_MEMORY;
+    return rg_product(false, true, batch, out, in, rg_as<T>(x), in, dwt, in, 1.0f, rg_as<T>(t), out);
 }
 
 extern "C" rg_status rg_cuda_dense_forward(const float *x, const float *w, const float *b, float *y,
                                            int batch, int in, int out) {
-    if (batch <= 0) return RG_OK;
-    RG_STORED(bias_rows, b, y, batch, out);
-    return product(false, true, batch, out, in, x, in, w, true, in, 1.0f, y, true, out);
+    return batch <= 0 ? RG_OK : RG_STORED(forward, x, w, b, y, batch, in, out);
 }
 
 extern "C" rg_status rg_cuda_dense_backward(const float *x, const float *dy, const float *w, float *dw,
                                             float *db, float *dx, bool fresh, int batch, int in, int out) {
-    if (batch <= 0) return RG_OK;
-    rg_status s = product(true, false, out, in, batch, dy, out, x, false, in, 1.0f, dw, false, in);
-    if (!s && db) RG_STORED(bias_gradient, dy, db, batch, out);
-    if (!s && dx) s = product(false, false, batch, in, out, dy, out, w, true, in, fresh ? 0.0f : 1.0f, dx, true, in);
-    return s;
+    return batch <= 0 ? RG_OK : RG_STORED(backward, x, dy, w, dw, db, dx, fresh, batch, in, out);
 }
 
 extern "C" rg_status rg_cuda_dense_tangent(const float *x, const float *t_in, const float *w, const float *dw,
                                            const float *db, float *t, int batch, int in, int out) {
-    if (batch <= 0) return RG_OK;
-    if (db) RG_STORED(bias_rows, db, t, batch, out);
-    else rg_cuda_fill(t, (size_t)batch * out, 0.0f); /* zeros: a float's room a value holds them either way */
-    rg_status s = product(false, true, batch, out, in, t_in, in, w, true, in, 1.0f, t, true, out);
-    if (!s && dw) s = product(false, true, batch, out, in, x, in, dw, true, in, 1.0f, t, true, out);
-    return s;
+    return batch <= 0 ? RG_OK : RG_STORED(tangent, x, t_in, w, dw, db, t, batch, in, out);
 }

@@ -14,6 +14,7 @@
 
 #include <cuda_bf16.h>
 
+#include "cuda.h"
 #include "divide.h" /* a value's plane, row and column, or channel: rg_cell_of */
 
 #define RG_CUDA_THREADS 256
@@ -50,6 +51,37 @@ template <typename T> static inline const T *rg_weights_as(const float *w, size_
 template <> inline const float *rg_weights_as<float>(const float *w, size_t) { return w; }
 template <> inline const rg_bf16 *rg_weights_as<rg_bf16>(const float *w, size_t n) {
     return (const rg_bf16 *)rg_cuda_bf16_copy(w, n);
+}
+
+/* The products over the activations' type (rg_cuda_sgemm's arguments with alpha 1, and
+ * rg_cuda_sgemm_batched's with strides in values): fp32's, or bf16 operands summed in fp32
+ * into a C of bf16 or of float (cublasGemmEx). */
+static inline rg_status rg_product(bool ta, bool tb, int m, int n, int k, const float *a, int lda, const float *b,
+                                   int ldb, float beta, float *c, int ldc) {
+    return rg_cuda_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+static inline rg_status rg_product(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda,
+                                   const rg_bf16 *b, int ldb, float beta, rg_bf16 *c, int ldc) {
+    return rg_cuda_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, true, ldc);
+}
+static inline rg_status rg_product(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda,
+                                   const rg_bf16 *b, int ldb, float beta, float *c, int ldc) {
+    return rg_cuda_gemm_bf16(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, false, ldc);
+}
+static inline rg_status rg_products(bool ta, bool tb, int m, int n, int k, const float *a, int lda, size_t sa,
+                                    const float *b, int ldb, size_t sb, float beta, float *c, int ldc, size_t sc,
+                                    int count) {
+    return rg_cuda_sgemm_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, count);
+}
+static inline rg_status rg_products(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda, size_t sa,
+                                    const rg_bf16 *b, int ldb, size_t sb, float beta, rg_bf16 *c, int ldc,
+                                    size_t sc, int count) {
+    return rg_cuda_gemm_bf16_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, true, ldc, sc, count);
+}
+static inline rg_status rg_products(bool ta, bool tb, int m, int n, int k, const rg_bf16 *a, int lda, size_t sa,
+                                    const rg_bf16 *b, int ldb, size_t sb, float beta, float *c, int ldc, size_t sc,
+                                    int count) {
+    return rg_cuda_gemm_bf16_batched(ta, tb, m, n, k, 1.0f, a, lda, sa, b, ldb, sb, beta, c, false, ldc, sc, count);
 }
 
 /* f<T>(...) for the activations' type now: rg_bf16 under --precision bf16, else float */

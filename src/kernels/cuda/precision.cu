@@ -3,12 +3,13 @@
  * and their gradients are stored as bf16 (--precision bf16; launch.h's kernels follow
  * rg_cuda_activations_bf16) and whether fp32 products take TF32 tensor cores; the casts
  * bf16 needs, of an input's uploaded floats to the activations' bf16 and of fp32 weights
- * to a bf16 copy for a product; and whether the device has bf16 at all.
+ * to the bf16 copies a pass's products share; and whether the device has bf16 at all.
  */
 #include "cuda.h"
 #include "launch.h"
 
 #include <cuda_runtime.h>
+#include <stdlib.h>
 
 extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
 
@@ -46,13 +47,53 @@ extern "C" void rg_cuda_add_bf16(float *dst, const void *src, size_t n) {
     LAUNCH(add_bf16, n, dst, (const rg_bf16 *)src, n);
 }
 
+/* The bf16 copies of weights for the products of one pass: each made at its first product
+ * in the pass and read by the rest (backward's products take forward's copies), since
+ * nothing moves the weights inside a pass; a new pass (rg_cuda_begin_pass: every forward
+ * and every tangent pass) makes them again.  A copy is found by its weights' address and
+ * length; one from an earlier pass is free to hold another. */
+typedef struct {
+    const float *src;
+    size_t n, room;
+    void *copy;
+    unsigned long pass;
+} weights_copy;
+static weights_copy *copies;
+static int n_copies, copies_room;
+static unsigned long pass = 1;
+
+extern "C" void rg_cuda_begin_pass(void) { pass++; }
+
+/* this pass's copy of src, or room for it: a free one large enough, else a free one to
+ * grow, else a new one (NULL when the host has no memory for its entry) */
+static weights_copy *copy_for(const float *src, size_t n) {
+    weights_copy *fits = NULL, *free_one = NULL;
+    for (int i = 0; i < n_copies; i++) {
+        weights_copy *c = &copies[i];
+        if (c->pass == pass && c->src == src && c->n == n) return c;
+        if (c->pass == pass) continue;
+        if (c->room >= n * sizeof(rg_bf16) && !fits) fits = c;
+        if (!free_one) free_one = c;
+    }
+    if (fits || free_one) return fits ? fits : free_one;
+    if (n_copies == copies_room) {
+        const int room = copies_room ? 2 * copies_room : 64;
+        weights_copy *more = (weights_copy *)realloc(copies, (size_t)room * sizeof *more);
+        if (!more) return NULL;
+        copies = more, copies_room = room;
+    }
+    copies[n_copies] = weights_copy{NULL, 0, 0, NULL, 0};
+    return &copies[n_copies++];
+}
+
 extern "C" const void *rg_cuda_bf16_copy(const float *src, size_t n) {
-    static void *copy;
-    static size_t room;
-    if (!rg_cuda_grow(&copy, &room, (n ? n : 1) * sizeof(rg_bf16))) {
+    weights_copy *c = copy_for(src, n);
+    if (c && c->pass == pass && c->src == src && c->n == n) return c->copy;
+    if (!c || !rg_cuda_grow(&c->copy, &c->room, (n ? n : 1) * sizeof(rg_bf16))) {
         rg_cuda_note_failure("a bf16 copy of the weights", "out of device memory");
         return NULL;
     }
-    LAUNCH(to_bf16, n, (rg_bf16 *)copy, src, n);
-    return copy;
+    LAUNCH(to_bf16, n, (rg_bf16 *)c->copy, src, n);
+    c->src = src, c->n = n, c->pass = pass;
+    return c->copy;
 }
