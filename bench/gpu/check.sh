@@ -19,6 +19,12 @@ cd "$root"
 log=${REGRAD_CHECK_LOGS:-$(mktemp -d)}
 mkdir -p "$log"
 row() { printf '%-34s %-6s %s\n' "$1" "$2" "$3"; }
+# whether there is time left for part $1 (else it is named among those skipped)
+in_time() {
+  [ $(($(date +%s) - start)) -lt "${REGRAD_CHECK_BUDGET:-420}" ] && return 0
+  skipped="${skipped:+$skipped; }$1"; return 1
+}
+start=$(date +%s) skipped=
 # images/s and device memory (total - free: the context and libraries included) from regrad's bench
 # line and PyTorch's JSON line
 r50row() {
@@ -126,33 +132,45 @@ if [ "$build" = ok ]; then
     "$regrad" train --data "$data" --device ${p#*:} --precision ${p%:*} --model mlp:depth=20,width=128,act=sigmoid \
       --repair auto --epochs 1 --seed 1 --quiet >"$log/bf16-gra-${p#*:}" 2>&1
   done
-  # cuDNN's deterministic algorithms timed on each convolution (REGRAD_CUDNN_TUNE=1), not ranked by heuristics
-  for pb in fp32:32 tf32:32 tf32:256 bf16:256; do
-    REGRAD_CUDNN_TUNE=1 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} --batch ${pb#*:} \
-      --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-tuned-${pb%:*}-${pb#*:}" 2>&1
-  done
-  REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
-  REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --precision bf16 --batch 32 --steps 5 \
-    >"$log/r50-im2col-bf16" 2>&1
-  # training with each batch's upload beside the last step's work and in line: images/s of
-  # the second epoch, and the same bits
-  for o in 1 0; do
-    REGRAD_OVERLAP=$o "$regrad" train --data "$data" --device cuda --model resnet20v2 --repair off --limit 8192 \
-      --epochs 2 --seed 1 --quiet --metrics "$log/overlap-$o.jsonl" --checkpoint-dir "$log/ck-overlap-$o" >"$log/overlap-$o" 2>&1
-  done
-  ips() { grep '"event":"epoch"' "$1" 2>/dev/null | tail -1 | grep -o '"images_per_sec":[0-9.]*' | cut -d: -f2; }
-  echo "$(ips "$log/overlap-1.jsonl") images/s, in line $(ips "$log/overlap-0.jsonl");" \
-       "$("$diff" "$log/ck-overlap-1/last.safetensors" "$log/ck-overlap-0/last.safetensors" 2>&1 | tail -1)" >"$log/overlap-row"
-  # each batch's upload in line with the step, as before it overlapped the last step's work
-  REGRAD_OVERLAP=0 "$regrad" bench --model resnet50v2 --device cuda --precision tf32 --batch 32 --steps 10 >"$log/r50-inline" 2>&1
-  # the health monitor's watched step against a plain one (its sums over host copies so far)
+  # the health monitor's watched step against a plain one (the issue: within 5%, every 10 steps)
   "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 10 --monitor >"$log/r50-monitor" 2>&1
   "$regrad" bench --model mlp:depth=20,width=128,act=sigmoid --device cuda --batch 128 --steps 20 --monitor >"$log/mlp-monitor" 2>&1
-  for m in densenet121 resnet20v2; do
-    "$regrad" bench --model $m --device cuda --batch 64 --steps 10 --layers >"$log/$m" 2>&1
-  done
-  python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
-  case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
+  # what follows, each part while the time lasts (REGRAD_CHECK_BUDGET seconds from the start,
+  # default 420: the device machine allows 600 a command, and the table comes at the end)
+  if in_time "cuDNN's algorithms timed"; then
+    # cuDNN's deterministic algorithms timed on each convolution (REGRAD_CUDNN_TUNE=1), not ranked by heuristics
+    for pb in fp32:32 tf32:32 tf32:256 bf16:256; do
+      REGRAD_CUDNN_TUNE=1 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} --batch ${pb#*:} \
+        --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-tuned-${pb%:*}-${pb#*:}" 2>&1
+    done
+  fi
+  if in_time "regrad's own convolutions"; then
+    REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
+    REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --precision bf16 --batch 32 --steps 5 \
+      >"$log/r50-im2col-bf16" 2>&1
+  fi
+  if in_time "uploads overlapped and in line"; then
+    # training with each batch's upload beside the last step's work and in line: images/s of
+    # the second epoch, and the same bits
+    for o in 1 0; do
+      REGRAD_OVERLAP=$o "$regrad" train --data "$data" --device cuda --model resnet20v2 --repair off --limit 8192 \
+        --epochs 2 --seed 1 --quiet --metrics "$log/overlap-$o.jsonl" --checkpoint-dir "$log/ck-overlap-$o" >"$log/overlap-$o" 2>&1
+    done
+    ips() { grep '"event":"epoch"' "$1" 2>/dev/null | tail -1 | grep -o '"images_per_sec":[0-9.]*' | cut -d: -f2; }
+    echo "$(ips "$log/overlap-1.jsonl") images/s, in line $(ips "$log/overlap-0.jsonl");" \
+         "$("$diff" "$log/ck-overlap-1/last.safetensors" "$log/ck-overlap-0/last.safetensors" 2>&1 | tail -1)" >"$log/overlap-row"
+    # each batch's upload in line with the step, as before it overlapped the last step's work
+    REGRAD_OVERLAP=0 "$regrad" bench --model resnet50v2 --device cuda --precision tf32 --batch 32 --steps 10 >"$log/r50-inline" 2>&1
+  fi
+  if in_time "DenseNet121 and resnet20v2"; then
+    for m in densenet121 resnet20v2; do
+      "$regrad" bench --model $m --device cuda --batch 64 --steps 10 --layers >"$log/$m" 2>&1
+    done
+  fi
+  if in_time "onnxruntime"; then
+    python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
+    case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
+  fi
 fi
 echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git describe --always --dirty 2>/dev/null))"
 row "GPU" "" "$(head -1 "$log/gpu")"
@@ -188,6 +206,8 @@ row "monitor cost, 20-sigmoid MLP b128" "" "$(monitor_row "$log/mlp-monitor")"
 row "DenseNet121 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/densenet121" 2>/dev/null | head -1)"
 row "resnet20v2 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/resnet20v2" 2>/dev/null | head -1)"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
+[ -z "$skipped" ] || echo "not run, out of time ($(($(date +%s) - start)) s): $skipped"
+echo "check.sh took $(($(date +%s) - start)) s"
 if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"; fi
 if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
 if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi

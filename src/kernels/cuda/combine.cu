@@ -3,8 +3,8 @@
  * CPU's op_combine.c and op_pool.c compute it (the same sums in the same order: the CPU's
  * bits): add, a weighted sum, a gradient passed on (= or +=), zero padding, concat, global
  * average pooling and the channels-last flatten, forward and backward.  The values are
- * the activations' type (launch.h); float's adds and passes go four values a thread where
- * the buffers allow.
+ * the activations' type (launch.h); adds and passes go four values a thread where the
+ * buffers allow.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -16,10 +16,9 @@ __global__ static void add(T *y, const T *a, const T *b, size_t n) {
     GRID_STRIDE(i, n) rg_store(y, i, rg_load(a, i) + rg_load(b, i));
 }
 
-__device__ static float4 plus(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
-
-__global__ static void add_quads(float4 *y, const float4 *a, const float4 *b, size_t quads) {
-    GRID_STRIDE(q, quads) y[q] = plus(a[q], b[q]);
+template <typename T>
+__global__ static void add_quads(T *y, const T *a, const T *b, size_t quads) {
+    GRID_STRIDE(q, quads) rg_store4(y, q, rg_plus4(rg_load4(a, q), rg_load4(b, q)));
 }
 
 /* y = sum_k w_k x_k, the inputs in order */
@@ -46,12 +45,12 @@ __global__ static void pass_on(T *dx0, bool fresh0, T *dx1, bool fresh1, const T
     }
 }
 
-__global__ static void pass_on_quads(float4 *dx0, bool fresh0, float4 *dx1, bool fresh1, const float4 *dy,
-                                     size_t quads) {
+template <typename T>
+__global__ static void pass_on_quads(T *dx0, bool fresh0, T *dx1, bool fresh1, const T *dy, size_t quads) {
     GRID_STRIDE(q, quads) {
-        const float4 g = dy[q];
-        dx0[q] = fresh0 ? g : plus(dx0[q], g);
-        if (dx1) dx1[q] = fresh1 ? g : plus(dx1[q], g);
+        const rg_floats4 g = rg_load4(dy, q);
+        rg_store4(dx0, q, fresh0 ? g : rg_plus4(rg_load4(dx0, q), g));
+        if (dx1) rg_store4(dx1, q, fresh1 ? g : rg_plus4(rg_load4(dx1, q), g));
     }
 }
 
@@ -124,10 +123,12 @@ __global__ static void from_channels_last(const T *dy, T *dx, int batch, rg_plan
         rg_store(dx, i, rg_load(dx, i) + rg_load(dy, channels_last(i, channels)));
 }
 
-/* The launches over the activations' type T (RG_STORED picks it). */
+/* The launches over the activations' type T (RG_STORED picks it); the add and the pass
+ * four values a thread where the buffers allow. */
 template <typename T>
 static void add_values(float *y, const float *a, const float *b, size_t n) {
-    LAUNCH(add<T>, n, rg_as<T>(y), rg_as<T>(a), rg_as<T>(b), n);
+    if (rg_cuda_quads_fit<T>(n, y, a, b)) LAUNCH(add_quads<T>, n / 4, rg_as<T>(y), rg_as<T>(a), rg_as<T>(b), n / 4);
+    else LAUNCH(add<T>, n, rg_as<T>(y), rg_as<T>(a), rg_as<T>(b), n);
 }
 template <typename T>
 static void weighted_sum_values(float *y, const rg_cuda_terms *t, size_t n) {
@@ -139,7 +140,9 @@ static void add_scaled_values(float *dx, const float *dy, float w, size_t n) {
 }
 template <typename T>
 static void pass_on_values(float *dx0, bool fresh0, float *dx1, bool fresh1, const float *dy, size_t n) {
-    LAUNCH(pass_on<T>, n, rg_as<T>(dx0), fresh0, rg_as<T>(dx1), fresh1, rg_as<T>(dy), n);
+    if (rg_cuda_quads_fit<T>(n, dx0, dx1, dy))
+        LAUNCH(pass_on_quads<T>, n / 4, rg_as<T>(dx0), fresh0, rg_as<T>(dx1), fresh1, rg_as<T>(dy), n / 4);
+    else LAUNCH(pass_on<T>, n, rg_as<T>(dx0), fresh0, rg_as<T>(dx1), fresh1, rg_as<T>(dy), n);
 }
 template <typename T>
 static void pad_values(const float *x, float *y, size_t planes, int h, int w, int oh, int ow, int top, int left) {
@@ -174,11 +177,7 @@ static void channels_first_values(const float *dy, float *dx, int batch, size_t 
     LAUNCH(from_channels_last<T>, (size_t)batch * c * hw, rg_as<T>(dy), rg_as<T>(dx), batch, rg_planes_of(c, hw));
 }
 
-extern "C" void rg_cuda_add(float *y, const float *a, const float *b, size_t n) {
-    if (!rg_cuda_activations_bf16 && n % 4 == 0 && rg_cuda_aligned16(y, a, b))
-        LAUNCH(add_quads, n / 4, (float4 *)y, (const float4 *)a, (const float4 *)b, n / 4);
-    else RG_STORED(add_values, y, a, b, n);
-}
+extern "C" void rg_cuda_add(float *y, const float *a, const float *b, size_t n) { RG_STORED(add_values, y, a, b, n); }
 
 extern "C" void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n) {
     RG_STORED(weighted_sum_values, y, t, n);
@@ -189,9 +188,7 @@ extern "C" void rg_cuda_add_scaled(float *dx, const float *dy, float w, size_t n
 }
 
 extern "C" void rg_cuda_pass_on(float *dx0, bool fresh0, float *dx1, bool fresh1, const float *dy, size_t n) {
-    if (!rg_cuda_activations_bf16 && n % 4 == 0 && rg_cuda_aligned16(dx0, dx1, dy))
-        LAUNCH(pass_on_quads, n / 4, (float4 *)dx0, fresh0, (float4 *)dx1, fresh1, (const float4 *)dy, n / 4);
-    else RG_STORED(pass_on_values, dx0, fresh0, dx1, fresh1, dy, n);
+    RG_STORED(pass_on_values, dx0, fresh0, dx1, fresh1, dy, n);
 }
 
 extern "C" void rg_cuda_zero_pad_forward(const float *x, float *y, size_t planes, int h, int w, int oh, int ow,

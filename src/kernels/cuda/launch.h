@@ -99,10 +99,46 @@ static inline rg_status rg_products(bool ta, bool tb, int m, int n, int k, const
         if ((n) != 0) RG_KERNEL(kernel, rg_cuda_grid(n), RG_CUDA_THREADS)(__VA_ARGS__); \
     } while (0)
 
+/* Four values of a buffer of T at once, as floats: quad q holds values 4q..4q+3, loaded
+ * and stored as one float4 for float, as one 8-byte word of four for bf16 (each rounded
+ * as rg_store rounds it), where the buffers allow: rg_cuda_quads_fit. */
+struct rg_floats4 {
+    float v[4];
+};
+struct alignas(8) rg_bf16x4 {
+    rg_bf16 v[4];
+};
+__device__ static inline rg_floats4 rg_load4(const float *p, size_t q) {
+    const float4 u = reinterpret_cast<const float4 *>(p)[q];
+    return {{u.x, u.y, u.z, u.w}};
+}
+__device__ static inline rg_floats4 rg_load4(const rg_bf16 *p, size_t q) {
+    const rg_bf16x4 u = reinterpret_cast<const rg_bf16x4 *>(p)[q];
+    return {{__bfloat162float(u.v[0]), __bfloat162float(u.v[1]), __bfloat162float(u.v[2]), __bfloat162float(u.v[3])}};
+}
+__device__ static inline void rg_store4(float *p, size_t q, rg_floats4 v) {
+    reinterpret_cast<float4 *>(p)[q] = make_float4(v.v[0], v.v[1], v.v[2], v.v[3]);
+}
+__device__ static inline void rg_store4(rg_bf16 *p, size_t q, rg_floats4 v) {
+    rg_bf16x4 u;
+    for (int k = 0; k < 4; k++) u.v[k] = __float2bfloat16(v.v[k]);
+    reinterpret_cast<rg_bf16x4 *>(p)[q] = u;
+}
+__device__ static inline rg_floats4 rg_plus4(rg_floats4 a, rg_floats4 b) {
+    return {{a.v[0] + b.v[0], a.v[1] + b.v[1], a.v[2] + b.v[2], a.v[3] + b.v[3]}};
+}
+
+/* whether n values of buffers a, b, c of T (NULL: none) go as quads: n a multiple of 4,
+ * each buffer aligned to a quad */
+template <typename T>
+static inline bool rg_cuda_quads_fit(size_t n, const void *a, const void *b, const void *c) {
+    return n % 4 == 0 && ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) % (4 * sizeof(T)) == 0;
+}
+
 /* out[i] = f(c, a[i], b[i]), or out[i] + that when add, for every value i of a batch x C x hw
- * tensor of the activations' type T, c its channel (a or b NULL: f sees 0 for it): for
- * float, four values a thread, loaded and stored as one float4 and one channel found for
- * them, where hw is a multiple of 4 and the buffers are 16-byte aligned; else one. */
+ * tensor of the activations' type T, c its channel (a or b NULL: f sees 0 for it): four
+ * values a thread, one channel found for them, where hw is a multiple of 4 and the buffers
+ * allow quads; else one. */
 template <typename T, typename F>
 __global__ static void rg_cuda_channel_values(const T *a, const T *b, T *out, bool add, size_t n, rg_planes channels,
                                               F f) {
@@ -112,42 +148,27 @@ __global__ static void rg_cuda_channel_values(const T *a, const T *b, T *out, bo
     }
 }
 
-template <typename F>
-__global__ static void rg_cuda_channel_quads(const float4 *a, const float4 *b, float4 *out, bool add, size_t quads,
+template <typename T, typename F>
+__global__ static void rg_cuda_channel_quads(const T *a, const T *b, T *out, bool add, size_t quads,
                                              rg_planes channels, F f) {
     GRID_STRIDE(q, quads) {
         const int c = rg_channel_of(q, channels);
-        const float4 u = a ? a[q] : make_float4(0, 0, 0, 0), w = b ? b[q] : make_float4(0, 0, 0, 0);
-        float4 v = make_float4(f(c, u.x, w.x), f(c, u.y, w.y), f(c, u.z, w.z), f(c, u.w, w.w));
-        if (add) {
-            const float4 o = out[q];
-            v = make_float4(o.x + v.x, o.y + v.y, o.z + v.z, o.w + v.w);
-        }
-        out[q] = v;
+        const rg_floats4 u = a ? rg_load4(a, q) : rg_floats4{}, w = b ? rg_load4(b, q) : rg_floats4{};
+        rg_floats4 v;
+        for (int k = 0; k < 4; k++) v.v[k] = f(c, u.v[k], w.v[k]);
+        rg_store4(out, q, add ? rg_plus4(rg_load4(out, q), v) : v);
     }
 }
 
-/* whether buffers a, b, c (NULL: none) can be read as float4s */
-static inline bool rg_cuda_aligned16(const void *a, const void *b, const void *c) {
-    return ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) % 16 == 0;
-}
-
-template <typename F>
-static void rg_cuda_channel_map(const float *a, const float *b, float *out, bool add, size_t n, int C, size_t hw, F f) {
-    if (hw % 4 == 0 && rg_cuda_aligned16(a, b, out))
-        LAUNCH(rg_cuda_channel_quads<F>, n / 4, (const float4 *)a, (const float4 *)b, (float4 *)out, add, n / 4,
-               rg_planes_of(C, hw / 4), f);
-    else {
-        const auto kernel = rg_cuda_channel_values<float, F>;
+template <typename T, typename F>
+static void rg_cuda_channel_map(const T *a, const T *b, T *out, bool add, size_t n, int C, size_t hw, F f) {
+    if (hw % 4 == 0 && rg_cuda_quads_fit<T>(n, a, b, out)) {
+        const auto kernel = rg_cuda_channel_quads<T, F>;
+        LAUNCH(kernel, n / 4, a, b, out, add, n / 4, rg_planes_of(C, hw / 4), f);
+    } else {
+        const auto kernel = rg_cuda_channel_values<T, F>;
         LAUNCH(kernel, n, a, b, out, add, n, rg_planes_of(C, hw), f);
     }
-}
-
-template <typename F>
-static void rg_cuda_channel_map(const rg_bf16 *a, const rg_bf16 *b, rg_bf16 *out, bool add, size_t n, int C, size_t hw,
-                                F f) {
-    const auto kernel = rg_cuda_channel_values<rg_bf16, F>;
-    LAUNCH(kernel, n, a, b, out, add, n, rg_planes_of(C, hw), f);
 }
 
 /* The fold by join of one value from each of the block's RG_CUDA_THREADS threads, a fixed
