@@ -3,8 +3,9 @@
  * threads a block, enough blocks to cover n up to a cap, each thread striding over the
  * rest), a map over a tensor's values that knows each one's channel (four values a thread
  * where the tensor allows), the per-channel sum of a block (batch norm's statistics, a
- * bias's gradient), the activations' two storage types, and (divide.h) the index
- * arithmetic without the device's integer division.
+ * bias's gradient), the activations' two storage types (loads and stores of one value or
+ * four, the weights as a product's operand, the products over either), and (divide.h) the
+ * index arithmetic without the device's integer division.
  */
 #ifndef RG_CUDA_LAUNCH_H
 #define RG_CUDA_LAUNCH_H
