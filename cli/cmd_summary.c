@@ -1,6 +1,7 @@
 /*
  * cmd_summary.c — `regrad summary`: the layers, output shapes and parameter counts of a
- * model spec, without reading any data.
+ * model spec, without reading any data; with --batch, the memory training it plans there
+ * (on --device, in --precision).
  */
 #include "cli.h"
 
@@ -9,10 +10,10 @@
 #include <string.h>
 
 typedef struct summary_args {
-    const char *model, *weights;
+    const char *model, *weights, *device, *precision;
     bool partial;
     int input[3]; /* 0: the model's default */
-    long classes;
+    long classes, batch;
     cli_patterns patterns;
 } summary_args;
 
@@ -36,6 +37,12 @@ static const cli_option summary_options[] = {
              "what fits"},
     {.name = "weights-partial", .type = CLI_FLAG, CLI_AT(A, partial),
      .help = "with --weights: load what fits and list the rest, instead of failing"},
+    {.name = "batch", .meta = "N", .type = CLI_INT, CLI_AT(A, batch), .lo = 1, .hi = 1 << 24,
+     .help = "also plan training at batch N and print the memory it takes: the weights, their "
+             "gradients, the activations and the scratch (an optimizer's moments come on top)"},
+    {.table = cli_device_options, CLI_AT(A, device)},
+    {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(A, precision), .dflt = "fp32",
+     .help = "with --batch: fp32, tf32 or bf16 (bf16: the GPU's activations stored in half the room)"},
     CLI_END,
 };
 #undef A
@@ -48,11 +55,13 @@ int cmd_summary(int argc, char **argv) {
     for (int i = 0; rg_model_spec(i, spec, sizeof spec); i++)
         snprintf(about + strlen(about), sizeof about - strlen(about), "\n  %s", spec);
     const cli_command command = {.name = cmd, .usage = "--model SPEC [--input CxHxW] [--classes N] "
-                                 "[--freeze P]...", .about = about, .options = summary_options};
+                                 "[--freeze P]... [--batch N [--device D] [--precision P]]",
+                                 .about = about, .options = summary_options};
     summary_args a = {0};
     cli_defaults(&command, &a);
-    const int r = cli_parse(&command, argc, argv, &a, NULL);
+    int r = cli_parse(&command, argc, argv, &a, NULL);
     if (r >= 0) return r;
+    if (a.batch && (r = cli_device(cmd, a.device)) >= 0) return r;
     rg_model m;
     const rg_model_opts mo = {.c = a.input[0], .h = a.input[1], .w = a.input[2], .classes = (int)a.classes};
     const bool keras = strncmp(a.model, "keras:", 6) == 0;
@@ -66,12 +75,22 @@ int cmd_summary(int argc, char **argv) {
         rg_model_free(&m);
         return EXIT_USAGE;
     }
+    if (a.batch &&
+        ((s = rg_graph_set_device(m.graph, a.device)) || (s = rg_graph_set_precision(m.graph, a.precision)))) {
+        rg_model_free(&m);
+        return cli_fail(cmd, s);
+    }
     printf("Model: %s\n", a.model);
     rg_graph_summary(m.graph, stdout);
+    if (a.batch && !(s = rg_graph_compile(m.graph, (int)a.batch))) {
+        char text[32];
+        printf("Memory at batch %ld on %s in %s: %s\n", a.batch, a.device, a.precision,
+               rg_bytes_text((double)rg_graph_memory(m.graph), text));
+    }
     rg_tensor_file *f = NULL;
     rg_load_report rep;
-    if (a.weights && (!(s = rg_weights_load(a.weights, &f)) && !(s = rg_graph_compile(m.graph, 1)) &&
-                      !(s = rg_model_load(&m, f, a.partial ? RG_LOAD_PARTIAL : RG_LOAD_STRICT, &rep))))
+    if (!s && a.weights && (!(s = rg_weights_load(a.weights, &f)) && (a.batch || !(s = rg_graph_compile(m.graph, 1))) &&
+                            !(s = rg_model_load(&m, f, a.partial ? RG_LOAD_PARTIAL : RG_LOAD_STRICT, &rep))))
         cli_print_load_report(a.weights, &rep);
     rg_tensor_file_free(f);
     rg_model_free(&m);

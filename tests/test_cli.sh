@@ -32,6 +32,13 @@ expect 0 "Usage: regrad train" train --help
 expect 0 "Usage: regrad summary" summary --help
 expect 0 "Total params: 269,322" summary --model mlp
 expect 0 "Total params: 7,850" summary --model mlp:depth=0
+# the memory training plans (--batch): more at a larger batch; bf16 and cuda refused here
+expect 0 "Memory at batch 32 on cpu in fp32: " summary --model resnet20v2 --batch 32
+mib() { "$BIN" summary --model resnet20v2 --batch "$1" | sed -n 's/^Memory at .*: \([0-9.]*\) MiB$/\1/p'; }
+m8=$(mib 8) m64=$(mib 64)
+awk -v a="$m8" -v b="$m64" 'BEGIN { exit !(a > 0 && b > 2 * a) }' && ok || bad "summary --batch: $m8 MiB at 8, $m64 at 64"
+expect 1 "bf16 is a GPU's" summary --model resnet20v2 --batch 8 --precision bf16
+expect 1 "cuda" summary --model resnet20v2 --batch 8 --device cuda
 
 # ---- the zoo: parameter counts as Keras counts them, Keras layer names
 expect 0 "Total params: 25,613,800" summary --model resnet50v2

@@ -8,7 +8,8 @@
 # op's tangent kernel) and diagnose are compared within float rounding; and GRA's runs give
 # the same bits with the device's blocks and threads run in the reverse order.  bf16 trains
 # an MLP to the CPU's fp32 accuracy within 0.02, resumes with its own bits and gives them
-# in either order, watches it, and repairs a deep sigmoid MLP with GRA.
+# in either order, watches it, repairs a deep sigmoid MLP with GRA, and plans resnet20v2 in
+# well under fp32's memory.
 # Usage: test_device_cli_emulated.sh REGRAD REGRAD_EMULATED_DEVICE CKPT_DIFF
 set -uo pipefail
 CPU=$1 DEV=$2 DIFF=$3
@@ -47,6 +48,10 @@ r=$("$DIFF" "$tmp/mlp-cpu/last.safetensors" "$tmp/mlp-stop/last.safetensors" 2>&
 # means, near zero: bf16 moves them by ~0.5% of the spread); GRA repairing a 10-layer
 # sigmoid MLP in bf16 to the CPU's fp32 accuracy within 0.01
 bf16=("${common[@]}" --epochs 2 --repair off --device cuda --precision bf16)
+# the memory it plans (summary --batch): resnet20v2's well under fp32's
+plan() { "$DEV" summary --model resnet20v2 --batch 64 --device cuda --precision "$1" | sed -n 's/^Memory at .*: \([0-9.]*\) MiB$/\1/p'; }
+p32=$(plan fp32) p16=$(plan bf16)
+awk -v a="$p32" -v b="$p16" 'BEGIN { exit !(b > 0 && b < 0.6 * a) }' && ok || bad "bf16 plans $p16 MiB against fp32's $p32"
 "$DEV" "${bf16[@]}" --checkpoint-dir "$tmp/bf16" >"$tmp/bf16.out" 2>&1
 awk -v a="$(acc "$tmp/bf16.out")" -v b="$(acc "$tmp/mlp-cpu.out")" 'BEGIN { d = a - b; exit !(a > 0.5 && d < 0.02 && d > -0.02) }' \
   && ok || bad "an MLP in bf16: accuracy $(acc "$tmp/bf16.out") against fp32's $(acc "$tmp/mlp-cpu.out"): $(tail -1 "$tmp/bf16.out")"
