@@ -2,7 +2,8 @@
  * activation.cu — the element-wise activations on the device, forward and backward (= or
  * +=), from the rules the CPU uses (../act_rules.h).  The device's expf, erff, tanhf and
  * log1pf may differ from glibc's by an ulp or two: the tests compare within 1e-5.  Each
- * kernel is over the activations' type (launch.h): float, or bf16.
+ * kernel is over the activations' type (launch.h): float, or bf16; the element-wise ones
+ * four values a thread where the buffers allow.
  */
 #include "cuda.h"
 #include "../act_rules.h"
@@ -23,15 +24,40 @@ __global__ static void backward(rg_act act, const T *x, const T *y, const T *dy,
     }
 }
 
+/* the same four values a thread (launch.h's quads; y may be x, dx dy: each quad is read
+ * before it is written) */
+template <typename T>
+__global__ static void forward_quads(rg_act act, const T *x, T *y, size_t quads) {
+    GRID_STRIDE(q, quads) {
+        rg_floats4 v = rg_load4(x, q);
+        for (int k = 0; k < 4; k++) v.v[k] = act_f(act, v.v[k]);
+        rg_store4(y, q, v);
+    }
+}
+
+template <typename T>
+__global__ static void backward_quads(rg_act act, const T *x, const T *y, const T *dy, T *dx, size_t quads,
+                                      bool fresh) {
+    GRID_STRIDE(q, quads) {
+        const rg_floats4 a = rg_load4(x, q), b = rg_load4(y, q), g = rg_load4(dy, q);
+        rg_floats4 d;
+        for (int k = 0; k < 4; k++) d.v[k] = act_dx(act, a.v[k], b.v[k], g.v[k]);
+        rg_store4(dx, q, fresh ? d : rg_plus4(rg_load4(dx, q), d));
+    }
+}
+
 template <typename T>
 static void launch_forward(rg_act act, const float *x, float *y, size_t n) {
-    LAUNCH(forward<T>, n, act, rg_as<T>(x), rg_as<T>(y), n);
+    if (rg_cuda_quads_fit<T>(n, x, y, NULL)) LAUNCH(forward_quads<T>, n / 4, act, rg_as<T>(x), rg_as<T>(y), n / 4);
+    else LAUNCH(forward<T>, n, act, rg_as<T>(x), rg_as<T>(y), n);
 }
 
 template <typename T>
 static void launch_backward(rg_act act, const float *x, const float *y, const float *dy, float *dx, size_t n,
                             bool fresh) {
-    LAUNCH(backward<T>, n, act, rg_as<T>(x), rg_as<T>(y), rg_as<T>(dy), rg_as<T>(dx), n, fresh);
+    if (rg_cuda_quads_fit<T>(n, x, y, dy) && rg_cuda_quads_fit<T>(n, dx, NULL, NULL))
+        LAUNCH(backward_quads<T>, n / 4, act, rg_as<T>(x), rg_as<T>(y), rg_as<T>(dy), rg_as<T>(dx), n / 4, fresh);
+    else LAUNCH(backward<T>, n, act, rg_as<T>(x), rg_as<T>(y), rg_as<T>(dy), rg_as<T>(dx), n, fresh);
 }
 
 extern "C" void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n) {
