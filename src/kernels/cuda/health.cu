@@ -192,6 +192,13 @@ extern "C" void rg_cuda_sums_flush(void) {
     queued = 0, arena_used = 0, indices_busy = false;
 }
 
+/* unit_parts over the activations' type T (RG_STORED picks it) */
+template <typename T>
+static void unit_parts_of(const float *out, dim3 grid, size_t size, size_t inner, size_t per_unit, int parts,
+                          int want, float lo, float hi, double *result) {
+    RG_KERNEL(unit_parts<T>, grid, RG_CUDA_THREADS)(rg_as<T>(out), size, inner, per_unit, parts, want, lo, hi, result);
+}
+
 extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want,
                                   float lo, float hi, double *sum, double *sq, double *relu, long *near,
                                   int *dead) {
@@ -200,13 +207,8 @@ extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int 
     const pending p = {UNIT_SUMS, 0, parts, (size_t)units, sum, NULL, sq, relu, near, dead, NULL};
     const size_t at = units > 0 ? reserve((size_t)units * parts * STATS) : SIZE_MAX;
     if (at == SIZE_MAX) return set_nan(&p);
-    const dim3 grid((unsigned)units, (unsigned)parts);
-    if (rg_cuda_activations_bf16)
-        RG_KERNEL(unit_parts<rg_bf16>, grid, RG_CUDA_THREADS)(rg_as<rg_bf16>(out), size, inner, per_unit, parts,
-                                                              (int)want, lo, hi, (double *)arena + at);
-    else
-        RG_KERNEL(unit_parts<float>, grid, RG_CUDA_THREADS)(out, size, inner, per_unit, parts, (int)want, lo, hi,
-                                                            (double *)arena + at);
+    RG_STORED(unit_parts_of, out, dim3((unsigned)units, (unsigned)parts), size, inner, per_unit, parts, (int)want, lo,
+              hi, (double *)arena + at);
     queue[queued] = p, queue[queued++].at = at;
 }
 

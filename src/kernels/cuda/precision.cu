@@ -62,6 +62,10 @@ static weights_copy *copies;
 static int n_copies, copies_room;
 static unsigned long pass = 1;
 
+static bool current(const weights_copy *c, const float *src, size_t n) {
+    return c->pass == pass && c->src == src && c->n == n;
+}
+
 extern "C" void rg_cuda_begin_pass(void) { pass++; }
 
 /* this pass's copy of src, or room for it: a free one large enough, else a free one to
@@ -70,7 +74,7 @@ static weights_copy *copy_for(const float *src, size_t n) {
     weights_copy *fits = NULL, *free_one = NULL;
     for (int i = 0; i < n_copies; i++) {
         weights_copy *c = &copies[i];
-        if (c->pass == pass && c->src == src && c->n == n) return c;
+        if (current(c, src, n)) return c;
         if (c->pass == pass) continue;
         if (c->room >= n * sizeof(rg_bf16) && !fits) fits = c;
         if (!free_one) free_one = c;
@@ -88,7 +92,7 @@ static weights_copy *copy_for(const float *src, size_t n) {
 
 extern "C" const void *rg_cuda_bf16_copy(const float *src, size_t n) {
     weights_copy *c = copy_for(src, n);
-    if (c && c->pass == pass && c->src == src && c->n == n) return c->copy;
+    if (c && current(c, src, n)) return c->copy;
     if (!c || !rg_cuda_grow(&c->copy, &c->room, (n ? n : 1) * sizeof(rg_bf16))) {
         rg_cuda_note_failure("a bf16 copy of the weights", "out of device memory");
         return NULL;
