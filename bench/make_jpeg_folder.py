@@ -4,14 +4,14 @@ Fashion-MNIST (nothing downloaded): each 28x28 item upscaled to 500x375 (bicubic
 with a per-image colour gradient and given film-grain noise so it compresses like a photo
 (quality 90, 4:2:0), in one folder per class.
 
-Usage: make_jpeg_folder.py OUT_DIR COUNT
+Usage: make_jpeg_folder.py OUT_DIR COUNT [FASHION_MNIST_DIR]
 """
 import gzip, os, sys
 import numpy as np
 from PIL import Image
 
 out, count = sys.argv[1], int(sys.argv[2])
-fm = "/usr/share/datasets/fashion-mnist"
+fm = sys.argv[3] if len(sys.argv) > 3 else "/usr/share/datasets/fashion-mnist"
 with gzip.open(f"{fm}/train-images-idx3-ubyte.gz") as f:
     images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
 with gzip.open(f"{fm}/train-labels-idx1-ubyte.gz") as f:

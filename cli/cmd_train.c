@@ -99,7 +99,7 @@ static const cli_option train_options[] = {
      .choices = 1 + RG_NAMES_AUGMENTATIONS, .help = "training only, comma-separated"},
     {.name = "workers", .meta = "N", .type = CLI_INT, CLI_AT(T, workers), .lo = 1, .hi = 256,
      .help = "loader threads for image files and augmentation (default: half of --threads, at "
-             "least 1)"},
+             "least 1; all of them with a GPU's --device)"},
     {.name = "model", .meta = "SPEC", .type = CLI_TEXT, CLI_AT(T, model_spec), .dflt = "mlp",
      .help = "a model and its options (all take classes=N, input=CxHxW, top=0|1; 'regrad summary "
              "--help' lists each one's)", .choices = 1 + RG_NAMES_MODELS},

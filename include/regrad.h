@@ -655,8 +655,9 @@ rg_status rg_augment_preview(const rg_dataset *d, const rg_augment *aug, uint64_
  * epoch is augmented from a stream keyed by (seed, j). */
 typedef struct rg_loader rg_loader;
 rg_loader *rg_loader_create(const rg_dataset *d, int batch, int workers);
-/* The workers rg_fit uses when not told: half the threads, at least one (decoding usually
- * costs far less than a training step, which keeps the other half). */
+/* The workers rg_fit uses when not told and the CPU trains: half the threads, at least one
+ * (decoding usually costs far less than a training step, which keeps the other half); when
+ * a device trains, rg_fit takes every thread. */
 int rg_loader_default_workers(void);
 /* Starts a pass over idx[0..n) (copied) at batch first_batch (0: the beginning; later ones
  * continue an interrupted pass with the same augmentation draws). */
@@ -1149,7 +1150,8 @@ typedef struct rg_fit_config {
     uint64_t seed;          /* shuffle order */
     float val_split;        /* fraction held out, per class, from a seeded permutation */
     rg_augment augment;     /* applied to training batches only */
-    int workers;            /* loader threads for files or augmentation (0: half the threads) */
+    int workers;            /* loader threads for files or augmentation (0: half the threads,
+                               all of them when a device trains) */
     rg_optim_config optim;
     rg_schedule schedule;
     int repair;             /* 1: GRA (probe, then per-step repair); 0: off */

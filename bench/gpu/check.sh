@@ -9,7 +9,8 @@
 # plain CNN on the GPU and on the CPU, GRA leaving a healthy resnet20v2 as it was, resnet20v2
 # trained with each batch's upload overlapped and in line (images/s, the same bits),
 # ResNet50V2 (also with cuDNN's algorithms timed), DenseNet121 and resnet20v2 steps (op times
-# in the logs), the monitor's watched step against a plain one, bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
+# in the logs), the monitor's watched step against a plain one, the image loader on every
+# core alone and feeding ResNet50V2 from a folder of JPEGs, bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
 # onnxruntime), and prints one summary table.  A few minutes on 16 cores.
 # Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs)
@@ -25,6 +26,8 @@ in_time() {
   skipped="${skipped:+$skipped; }$1"; return 1
 }
 start=$(date +%s) skipped=
+# a training run's images/s in its last epoch (its metrics file)
+ips() { grep '"event":"epoch"' "$1" 2>/dev/null | tail -1 | grep -o '"images_per_sec":[0-9.]*' | cut -d: -f2; }
 # images/s and device memory (total - free: the context and libraries included) from regrad's bench
 # line and PyTorch's JSON line
 r50row() {
@@ -156,11 +159,25 @@ if [ "$build" = ok ]; then
       REGRAD_OVERLAP=$o "$regrad" train --data "$data" --device cuda --model resnet20v2 --repair off --limit 8192 \
         --epochs 2 --seed 1 --quiet --metrics "$log/overlap-$o.jsonl" --checkpoint-dir "$log/ck-overlap-$o" >"$log/overlap-$o" 2>&1
     done
-    ips() { grep '"event":"epoch"' "$1" 2>/dev/null | tail -1 | grep -o '"images_per_sec":[0-9.]*' | cut -d: -f2; }
     echo "$(ips "$log/overlap-1.jsonl") images/s, in line $(ips "$log/overlap-0.jsonl");" \
          "$("$diff" "$log/ck-overlap-1/last.safetensors" "$log/ck-overlap-0/last.safetensors" 2>&1 | tail -1)" >"$log/overlap-row"
     # each batch's upload in line with the step, as before it overlapped the last step's work
     REGRAD_OVERLAP=0 "$regrad" bench --model resnet50v2 --device cuda --precision tf32 --batch 32 --steps 10 >"$log/r50-inline" 2>&1
+  fi
+  if in_time "the image loader"; then
+    # the seed's input path: JPEGs (500x375) decoded, cropped at random to 224x224 and flipped
+    # by every core, alone and feeding ResNet50V2 in TF32 (images/s of the second epoch)
+    fm=/usr/share/datasets/fashion-mnist; [ -d "$carry/fashion-mnist-full" ] && fm=$carry/fashion-mnist-full
+    jpeg=$(mktemp -d)
+    if python3 bench/make_jpeg_folder.py "$jpeg" 640 "$fm" >"$log/jpeg" 2>&1; then
+      folder=(--data "$jpeg" --augment resized-crop,flip --preprocess torch)
+      "$regrad" bench-data "${folder[@]}" --workers "$(nproc)" --epochs 3 >"$log/loader" 2>&1
+      "$regrad" train "${folder[@]}" --model resnet50v2 --device cuda --precision tf32 --batch 32 --epochs 2 \
+        --repair off --seed 1 --quiet --metrics "$log/folder.jsonl" >"$log/folder" 2>&1
+      echo "loader $(grep -o '[0-9.]* images/s with [0-9]* workers' "$log/loader"); ResNet50V2 b32 tf32 trained from" \
+           "them $(ips "$log/folder.jsonl") images/s" >"$log/loader-row"
+    else echo "no JPEGs: $(tail -1 "$log/jpeg")" >"$log/loader-row"; fi
+    rm -rf "$jpeg"
   fi
   if in_time "DenseNet121 and resnet20v2"; then
     for m in densenet121 resnet20v2; do
@@ -203,6 +220,7 @@ row "train resnet20v2, uploads overlapped" "" "$(cat "$log/overlap-row" 2>/dev/n
 monitor_row() { grep -o 'monitor: .*' "$1" 2>/dev/null | sed 's/a watched step takes //; s/, a plain one / vs /; s/ (medians)//; s/ (.*//'; }
 row "monitor cost, ResNet50V2 b32" "" "$(monitor_row "$log/r50-monitor")"
 row "monitor cost, 20-sigmoid MLP b128" "" "$(monitor_row "$log/mlp-monitor")"
+row "JPEG folder to the GPU" "" "$(cat "$log/loader-row" 2>/dev/null)"
 row "DenseNet121 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/densenet121" 2>/dev/null | head -1)"
 row "resnet20v2 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/resnet20v2" 2>/dev/null | head -1)"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"

@@ -120,13 +120,21 @@ rg_fit_config rg_fit_defaults(void) {
                            .repair = 1, .checkpoint_every = 1};
 }
 
+/* Loader threads: as told; else half the threads when the CPU trains (the other half
+ * trains), all of them when a device does (the host's cores have nothing else to do, and
+ * one core's images a second, about a thousand at 224x224, are below a GPU's step rate). */
+static int fit_workers(const rg_fit_config *cfg, const rg_graph *g) {
+    if (cfg->workers > 0) return cfg->workers;
+    return rg_graph_on_device(g) ? rg_get_threads() : rg_loader_default_workers();
+}
+
 rg_status rg_fit_budget(rg_model *m, const rg_dataset *d, const rg_fit_config *cfg, double budget) {
     const rg_graph *g = m->graph;
     double params = 0;
     for (int i = 0; i < g->n_params; i++)
         if (!g->params[i].state) params += (double)g->params[i].size;
     const double moments = 4.0 * params * rg_optim_moment_count(&cfg->optim);
-    const int workers = cfg->workers > 0 ? cfg->workers : rg_loader_default_workers();
+    const int workers = fit_workers(cfg, g);
     const int batch = cfg->batch > 0 ? cfg->batch : RG_DEFAULT_BATCH;
     const double loader = d->paths || rg_augment_any(&cfg->augment)
                               ? 2.0 * workers * batch * d->c * d->h * d->w * 4 : 0;
@@ -228,8 +236,7 @@ static rg_status fit_open_data(fit_run *r) {
     if (r->n_val < 0) return rg_fail(RG_ERR_MEMORY, "out of memory");
     if (r->n_train < 1) return rg_fail(RG_ERR_ARG, "no training samples left after the validation split");
     if (r->train->paths || rg_augment_any(&cfg->augment)) {
-        const int workers = cfg->workers > 0 ? cfg->workers : rg_loader_default_workers();
-        if (!(r->loader = rg_loader_create(r->train, r->batch, workers))) return RG_ERR_MEMORY;
+        if (!(r->loader = rg_loader_create(r->train, r->batch, fit_workers(cfg, r->g)))) return RG_ERR_MEMORY;
     }
     return RG_OK;
 }
