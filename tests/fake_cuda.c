@@ -381,20 +381,24 @@ rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k,
 
 /* conv.cu's steps on the host: the batch's columns (the CPU's im2col), strided products,
  * each sample's dW added in sample order, the CPU's col2im */
-rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, bool add, int batch,
-                                 const rg_conv_geom *q, int filters, int groups, float *col) {
+rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, const float *sum, float *y,
+                                 bool add, int batch, const rg_conv_geom *q, int filters, int groups, float *col) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
     const size_t cs = rg_cuda_conv_columns(q);
-    for (int b = 0; bias && b < batch; b++)
-        for (int o = 0; o < filters; o++)
-            for (int p = 0; p < ohw; p++) HOST(y)[b * out_size + (size_t)o * ohw + p] = HOST(bias)[o];
     for (int b = 0; !rg_cuda_conv_direct(q) && b < batch; b++) rg_im2col(HOST(x) + b * in_size, q, HOST(col) + b * cs);
     const float *cols = rg_cuda_conv_direct(q) ? x : col;
     for (int gi = 0; gi < groups; gi++)
         rg_cuda_sgemm_batched(false, false, og, ohw, kg, 1.0f, w + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw,
-                              ohw, rg_cuda_conv_direct(q) ? in_size : cs, bias || add ? 1.0f : 0.0f, y + (size_t)gi * og * ohw, ohw, out_size,
+                              ohw, rg_cuda_conv_direct(q) ? in_size : cs, add ? 1.0f : 0.0f, y + (size_t)gi * og * ohw, ohw, out_size,
                               batch);
+    for (int b = 0; (bias || sum) && b < batch; b++) /* then the bias, then the add's other input */
+        for (int o = 0; o < filters; o++)
+            for (int p = 0; p < ohw; p++) {
+                const size_t i = b * out_size + (size_t)o * ohw + p;
+                const float t = bias ? HOST(y)[i] + HOST(bias)[o] : HOST(y)[i];
+                HOST(y)[i] = sum ? t + HOST(sum)[i] : t;
+            }
     return RG_OK;
 }
 rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,

@@ -214,6 +214,46 @@ static void ops_without_weights_match_the_cpu(void **state) { compare(combine_ne
 
 static void convolutions_match_the_cpu(void **state) { compare(conv_net, RG_OPTIM_MOMENTUM, false, CONV_TOL); }
 
+/* A residual block: input (4, 6, 6) -> 3x3 conv (6) -> tanh, h -> 3x3 conv (6) -> + h (the
+ * add in place on the convolution, which adds h as it writes: memory.c) -> relu -> global
+ * average pool -> dense 10. */
+static void residual_net(net *n) {
+    rg_graph *g = image_input(n, 4, 6, 6);
+    const rg_node h = rg_tanh(g, rg_conv2d(g, n->x, 6, 3, NULL));
+    const rg_node sum = rg_add(g, rg_conv2d(g, h, 6, 3, NULL), h);
+    n->logits = rg_dense(g, rg_global_avg_pool(g, rg_relu(g, sum)), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+}
+
+/* The residual block trains as on the CPU; on the device, once training has moved the
+ * biases, a pass where the convolution does the add and one where the add runs on its own
+ * (the monitor reading the convolution's output) give the same logits, bit for bit. */
+static void a_convolution_does_its_add(void **state) {
+    compare(residual_net, RG_OPTIM_MOMENTUM, false, CONV_TOL);
+    net n = build(residual_net, "cuda", "fp32");
+    rg_optim_config c = rg_optim_defaults(RG_OPTIM_MOMENTUM);
+    rg_optim *o = rg_optim_create(&c, n.g->param_floats);
+    assert_non_null(o);
+    assert_int_equal(rg_optim_place(o, n.g), RG_OK);
+    for (int s = 0; s < 3; s++) step(&n, o, s);
+    rg_node_impl *conv = NULL;
+    for (int i = 0; i < n.g->n_nodes; i++)
+        if (n.g->nodes[i].adds_from >= 0) conv = &n.g->nodes[i];
+    assert_non_null(conv);
+    const size_t ln = (size_t)BATCH * CLASSES;
+    float fused[BATCH * CLASSES];
+    for (int watched = 0; watched < 2; watched++) {
+        conv->watched = watched;
+        feed(&n, 9);
+        assert_int_equal(rg_graph_forward(n.g, BATCH, 1), RG_OK);
+        assert_int_equal(conv->added, !watched);
+        const float *logits = rg_host(n.g, n.g->nodes[n.logits].out, ln);
+        if (!watched) memcpy(fused, logits, sizeof fused);
+        else assert_memory_equal(fused, logits, sizeof fused);
+    }
+    conv->watched = false;
+    rg_optim_free(o), rg_graph_free(n.g);
+}
+
 static void pooling_matches_the_cpu(void **state) { compare(pool_net, RG_OPTIM_ADAM, false, CONV_TOL); }
 
 static void dropout_softmax_mse_match_the_cpu(void **state) { compare(misc_net, RG_OPTIM_SGD, false, EXACT); }
@@ -337,6 +377,7 @@ static void curvature_along_matches_the_cpu(void **state) {
     curvature_along(conv_net, "fp32", CONV_TOL);
     curvature_along(pool_net, "fp32", CONV_TOL);
     curvature_along(norm_net, "fp32", CONV_TOL);
+    curvature_along(residual_net, "fp32", CONV_TOL); /* the add's tangent, its convolution's add in forward */
 }
 
 /* Device buffers of n floats holding host values, and their values back. */
@@ -770,6 +811,7 @@ int main(void) {
         cmocka_unit_test(trains_with_the_cpus_bits),
         cmocka_unit_test(ops_without_weights_match_the_cpu),
         cmocka_unit_test(convolutions_match_the_cpu),
+        cmocka_unit_test(a_convolution_does_its_add),
         cmocka_unit_test(pooling_matches_the_cpu),
         cmocka_unit_test(dropout_softmax_mse_match_the_cpu),
         cmocka_unit_test(batch_norm_matches_the_cpu),

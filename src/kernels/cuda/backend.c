@@ -70,8 +70,14 @@ static void activation_backward(rg_graph *g, rg_node_impl *n, int batch) {
 }
 
 static void add_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)train; /* the device's convolutions never do the add themselves */
+    (void)train;
+    if (n->inplace && rg_in(g, n, n->inplace_of)->added) return; /* its convolution did it */
     rg_cuda_add(n->out, rg_in(g, n, 0)->out, rg_in(g, n, 1)->out, rows(n, batch));
+}
+
+/* the inputs' tangents added (add_forward over them would leave it to a convolution) */
+static void add_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_cuda_add(rg_tangent_out(g, n), rg_tangent_in(g, n, 0), rg_tangent_in(g, n, 1), rows(n, batch));
 }
 
 static void add_backward(rg_graph *g, rg_node_impl *n, int batch) {
@@ -163,9 +169,11 @@ static void conv_plan(rg_graph *g, rg_node_impl *n) {
 static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const conv_attr *a = n->attr;
-    n->added = false; /* an add in place on this output is the add's own work here */
+    /* the add in place on this output (memory.c), done here when the monitor does not read
+     * the output itself this pass */
+    n->added = n->adds_from >= 0 && !n->watched;
     rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, rg_param_data(g, n, 0), a->o.bias ? rg_param_data(g, n, 1) : NULL,
-                           n->out, false, batch, &a->geom, a->filters, a->o.groups, g->workspace);
+                           n->added ? g->nodes[n->adds_from].out : NULL, n->out, false, batch, &a->geom, a->filters, a->o.groups, g->workspace);
 }
 
 static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
@@ -329,8 +337,9 @@ static void xent_backward(rg_graph *g, rg_node_impl *n, int batch) {
  * input's is zero (or the direction a check gives), a flatten's its input's, a dense
  * layer's db + t_in W^T + x dW^T, an activation's f'(x) t_in (backward's rule on the
  * tangent), the cross-entropy's the mean of its gradient's product with the logits'
- * tangent; the linear ops' their forward over the tangents (rg_cpu_linear_tangent swaps
- * the buffers and calls this backend's forward). */
+ * tangent; an add's the sum of its inputs' (add_tangent); the other linear ops' their forward
+ * over the tangents (rg_cpu_linear_tangent swaps the buffers and calls this backend's
+ * forward). */
 static void input_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const float *dir = g->tangent_inputs ? g->tangent_inputs[n - g->nodes] : NULL;
     if (dir) rg_cuda_upload(rg_tangent_out(g, n), dir, rows(n, batch));
@@ -357,10 +366,10 @@ static void conv_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const conv_attr *a = n->attr;
     const float *dw = rg_param_tangent(g, n, 0), *db = a->o.bias ? rg_param_tangent(g, n, 1) : NULL;
     float *t = rg_tangent_out(g, n);
-    rg_cuda_conv2d_forward(rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, t, false, batch, &a->geom, a->filters,
+    rg_cuda_conv2d_forward(rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, NULL, t, false, batch, &a->geom, a->filters,
                            a->o.groups, g->workspace);
     if (dw)
-        rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, dw, NULL, t, true, batch, &a->geom, a->filters, a->o.groups,
+        rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, dw, NULL, NULL, t, true, batch, &a->geom, a->filters, a->o.groups,
                                g->workspace);
 }
 
@@ -510,7 +519,7 @@ const rg_backend rg_cuda_backend = {
         [RG_OP_ACTIVATION] = {activation_forward, activation_backward, activation_tangent, NULL},
         [RG_OP_FLATTEN] = {alias_forward, NULL, flatten_tangent, NULL},
         [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, rg_cpu_linear_tangent, NULL},
-        [RG_OP_ADD] = {add_forward, add_backward, rg_cpu_linear_tangent, NULL},
+        [RG_OP_ADD] = {add_forward, add_backward, add_tangent, NULL},
         [RG_OP_WEIGHTED_SUM] = {weighted_sum_forward, weighted_sum_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_ZERO_PAD] = {zero_pad_forward, zero_pad_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_CONCAT] = {concat_forward, concat_backward, rg_cpu_linear_tangent, NULL},

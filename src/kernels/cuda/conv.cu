@@ -11,7 +11,11 @@
  * the same bits every run).  The columns of the whole batch and each sample's dW (or dY
  * and x by channel) live in the graph's workspace.  Where cuDNN is found and takes the geometry (cudnn.cu: its
  * symmetric padding fits, and the convolution is not 1x1 stride 1), its convolutions
- * replace the products and the columns; the bias stays here.  Under bf16 (launch.h) the
+ * replace the products and the columns; the bias stays here, added after the product in
+ * one pass that also adds the other input of a residual add done here (memory.c: the add
+ * in place on this output, whose other input is ready first), so that (conv + b) + s has
+ * the bits of the add done on its own (bf16: the bias under the product, which rounds
+ * once).  Under bf16 (launch.h) the
  * input, output, columns and their gradients are bf16 and the products bf16's, over a
  * bf16 copy of W; dW, each sample's part of it, and db stay float.
  */
@@ -104,6 +108,17 @@ struct bias_of {
     __device__ float operator()(int c, float, float) const { return bias[c]; }
 };
 
+/* y plus its filter's bias (NULL: none), then plus s, the add's other input, when `sum`
+ * (rg_cuda_channel_map's f over y and s) */
+struct bias_and_sum {
+    const float *bias;
+    bool sum;
+    __device__ float operator()(int c, float y, float s) const {
+        const float t = bias ? y + bias[c] : y;
+        return sum ? t + s : t;
+    }
+};
+
 /* one thread a filter: db[o] += its runs' sums of dY over samples and positions, in order */
 __global__ static void bias_total(const double *part, int runs, int filters, float *db) {
     GRID_STRIDE(o, (size_t)filters) db[o] += (float)rg_cuda_runs_total(part, (int)o, runs, 0);
@@ -156,26 +171,35 @@ static const T *columns(const T *x, const rg_conv_geom *q, T *col, int batch, si
 /* The convolution over the activations' type T (RG_STORED picks it), its columns at the
  * workspace's start (rg_cuda_conv2d_workspace). */
 template <typename T>
-static rg_status forward(const float *xf, const float *w, const float *bias, float *yf, bool add, int batch,
-                         const rg_conv_geom *q, int filters, int groups, float *colf) {
+static rg_status forward(const float *xf, const float *w, const float *bias, const float *sumf, float *yf, bool add,
+                         int batch, const rg_conv_geom *q, int filters, int groups, float *colf) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t out_size = (size_t)filters * ohw;
     const T *x = rg_as<T>(xf);
     T *y = rg_as<T>(yf);
     if (batch <= 0) return RG_OK;
-    if (bias)
+    /* bf16's output is rounded once, by the product: the bias goes under it, as what y holds;
+     * float's is added after it with the add's other input in one pass (the same bits) */
+    const bool under = bias && sizeof(T) == 2;
+    if (under)
         rg_cuda_channel_map((const T *)NULL, (const T *)NULL, y, false, (size_t)batch * out_size, filters,
                             (size_t)ohw, bias_of{bias});
-    const float beta = bias || add ? 1.0f : 0.0f; /* onto the bias, or what y holds */
-    if (rg_cudnn_usable(q)) return rg_cudnn_conv2d_forward(xf, w, yf, beta, batch, q, filters, groups);
-    const T *wt = rg_weights_as<T>(w, (size_t)filters * kg);
-    if (!wt) return RG_ERR_MEMORY;
-    size_t stride;
-    const T *cols = columns(x, q, rg_as<T>(colf), batch, &stride);
+    const float beta = add || under ? 1.0f : 0.0f; /* onto what y holds, or fresh */
     rg_status s = RG_OK;
-    for (int gi = 0; gi < groups && !s; gi++)
-        s = rg_products(false, false, og, ohw, kg, wt + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw,
-                        ohw, stride, beta, y + (size_t)gi * og * ohw, ohw, out_size, batch);
+    if (rg_cudnn_usable(q)) {
+        s = rg_cudnn_conv2d_forward(xf, w, yf, beta, batch, q, filters, groups);
+    } else {
+        const T *wt = rg_weights_as<T>(w, (size_t)filters * kg);
+        if (!wt) return RG_ERR_MEMORY;
+        size_t stride;
+        const T *cols = columns(x, q, rg_as<T>(colf), batch, &stride);
+        for (int gi = 0; gi < groups && !s; gi++)
+            s = rg_products(false, false, og, ohw, kg, wt + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw,
+                            ohw, stride, beta, y + (size_t)gi * og * ohw, ohw, out_size, batch);
+    }
+    if (!s && ((bias && !under) || sumf))
+        rg_cuda_channel_map((const T *)y, rg_as<T>(sumf), y, false, (size_t)batch * out_size, filters, (size_t)ohw,
+                            bias_and_sum{under ? NULL : bias, sumf != NULL});
     return s;
 }
 
@@ -224,9 +248,10 @@ static rg_status backward(const float *xf, const float *dyf, const float *w, flo
     return s;
 }
 
-extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, bool add,
-                                            int batch, const rg_conv_geom *q, int filters, int groups, float *col) {
-    return RG_STORED(forward, x, w, bias, y, add, batch, q, filters, groups, col);
+extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, const float *sum,
+                                            float *y, bool add, int batch, const rg_conv_geom *q, int filters, int groups,
+                                            float *col) {
+    return RG_STORED(forward, x, w, bias, sum, y, add, batch, q, filters, groups, col);
 }
 
 extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,

@@ -225,9 +225,10 @@ rg_status rg_cudnn_conv2d_forward(const float *x, const float *w, float *y, floa
                                   const rg_conv_geom *q, int filters, int groups);
 rg_status rg_cudnn_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *dx, float beta,
                                    int batch, const rg_conv_geom *q, int filters, int groups);
-/* y = bias + the convolution of x by w (bias NULL: none), or y += it when add (bias NULL) */
-rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, float *y, bool add, int batch,
-                                 const rg_conv_geom *q, int filters, int groups, float *col);
+/* y = the convolution of x by w (+ what y holds when add), then + bias, then + sum, the
+ * other input of an add in place on y that the convolution does (each NULL: none) */
+rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, const float *sum, float *y,
+                                 bool add, int batch, const rg_conv_geom *q, int filters, int groups, float *col);
 rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
                                   float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters, int groups,
                                   float *col);
