@@ -203,7 +203,7 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
                            double *out) {
     double *t = malloc((n ? n : 1) * sizeof *t);
     if (!t) abort();
-    rg_cpu_chunk_squares(HOST(a), HOST(b), at, len, n, t);
+    rg_cpu_chunk_squares(HOST(a), b ? HOST(b) : NULL, at, len, n, t);
     for (size_t c = 0; c < n; c++)
         if (at[c] != SIZE_MAX) arrive_later(out + c, t + c, sizeof *t, true);
     free(t);

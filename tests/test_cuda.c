@@ -1,7 +1,8 @@
 /*
  * test_cuda.c — the CUDA backend's kernels against the CPU: each optimizer's 100 steps bit
  * for bit (weights and moments), the activations forward and backward (1e-5), the fixed-
- * order sum of squares (the same bits twice, 1e-13 of the exact sum), the element-wise
+ * order sum of squares (the same bits twice, 1e-13 of the exact sum), pieces' sums of
+ * squares queued one call after another and brought by one flush, the element-wise
  * kernels' float4 and one-value paths, guard words after every device output, and the
  * device names.  Without a CUDA device it prints one line,
  * "SKIP: no CUDA device", and exits 77, which CTest counts as skipped.
@@ -128,6 +129,50 @@ static void sum_of_squares_in_fixed_order(void **state) {
     if (fabs(a - exact) > 1e-13 * exact) fail_msg("sum %.17g, exact %.17g", a, exact);
     rg_cuda_release(d);
     free(x);
+}
+
+/* Pieces' sums of squares queued one call after another (the monitor's: a watched pass's
+ * gradients, weights and step), each with its own pieces in the staging they share, one
+ * large enough to make it grow mid-queue: every piece's sum once rg_cuda_sums_flush has
+ * brought them, within 1e-12 of the exact one, skipped pieces left as they were. */
+static void queued_piece_squares_arrive(void **state) {
+    enum { N = 50000, CALLS = 4 };
+    float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    uint64_t seed = 5;
+    fill(a, N, &seed, -2, 2), fill(b, N, &seed, -2, 2);
+    float *da = device_copy(a, N), *db = device_copy(b, N);
+    const size_t pieces[CALLS] = {3, 7, 400, 5}; /* the third outgrows the staging */
+    size_t *at[CALLS], *len[CALLS];
+    double *out[CALLS];
+    for (int c = 0; c < CALLS; c++) {
+        at[c] = malloc(pieces[c] * sizeof *at[c]), len[c] = malloc(pieces[c] * sizeof *len[c]);
+        out[c] = malloc(pieces[c] * sizeof *out[c]);
+        for (size_t p = 0; p < pieces[c]; p++) {
+            at[c][p] = p % 5 == 3 ? SIZE_MAX : (p * 977 + (size_t)c * 131) % (N - 200);
+            len[c][p] = 1 + (p * 37 + (size_t)c) % 199;
+            out[c][p] = -1;
+        }
+        rg_cuda_chunk_squares(da, c % 2 ? db : NULL, at[c], len[c], pieces[c], out[c]);
+    }
+    rg_cuda_sums_flush();
+    for (int c = 0; c < CALLS; c++) {
+        for (size_t p = 0; p < pieces[c]; p++) {
+            if (at[c][p] == SIZE_MAX) {
+                assert_true(out[c][p] == -1);
+                continue;
+            }
+            long double s = 0;
+            for (size_t i = at[c][p]; i < at[c][p] + len[c][p]; i++) {
+                const long double d = (long double)a[i] - (c % 2 ? b[i] : 0.0f);
+                s += d * d;
+            }
+            if (!(fabs(out[c][p] - (double)s) <= 1e-12 * (double)s))
+                fail_msg("call %d piece %zu: %.17g, exact %.17g", c, p, out[c][p], (double)s);
+        }
+        free(at[c]), free(len[c]), free(out[c]);
+    }
+    rg_cuda_release(da), rg_cuda_release(db);
+    free(a), free(b);
 }
 
 /* A CPU graph input(in) -> dense(out), compiled for `batch`, with weights from `seed`. */
@@ -354,6 +399,7 @@ int main(void) {
         cmocka_unit_test(optimizers_match_cpu_bitwise),
         cmocka_unit_test(activations_match_cpu),
         cmocka_unit_test(sum_of_squares_in_fixed_order),
+        cmocka_unit_test(queued_piece_squares_arrive),
         cmocka_unit_test(passes_match_cpu),
         cmocka_unit_test(element_wise_paths_match_cpu),
         cmocka_unit_test(dense_matches_cpu),

@@ -73,6 +73,7 @@ typedef struct layer {
     int fan_in;
     bool kept;                /* its weights are in the monitor's `before` copy */
     bool norms_pending;       /* its weights' and gradient's norms come from the optimizer */
+    bool norms_due;           /* they are taken with every layer's when the pass ends */
     bool relu_reads_layer;    /* a relu reads the layer's output directly (no batch norm) */
     bool normalised;          /* a batch norm takes the layer's output */
     rg_output_stats stats;    /* what the op sums of its output as it writes it */
@@ -110,6 +111,11 @@ struct rg_monitor {
     double *chunk_sum;
     size_t *chunk_at, *chunk_len; /* each piece's place in the flat buffer (SIZE_MAX: skip) */
     size_t n_chunks;
+    bool norms_at_end;        /* on a device: the layers' weight and gradient norms taken when
+                               * the watched pass ends, in two reductions over their pieces,
+                               * and `before` copied whole when the step begins */
+    size_t *norm_at, *norm_len; /* those pieces' places (SIZE_MAX: a layer not due) */
+    double *norm_sum;         /* each piece's sum of squares: the gradient's, then the weights' */
     size_t *w_off, *w_len;    /* each layer's weights in the flat buffer, for the optimizer */
     double *measured;         /* 3 per layer, as the optimizer sums them: its squared change,
                                * gradient and weights; NULL: the layers are not in buffer
@@ -321,9 +327,11 @@ static void set_norms(rg_monitor *m, layer *l, double g2, double w2) {
  * have arrived. */
 static void take_norms(rg_monitor *m, layer *l) {
     const rg_param_impl *k = &m->g->params[m->g->nodes[l->node].first_param];
-    /* the copy that measures the step, when the optimizer does not, is taken in this pass */
+    /* the copy that measures the step, when the optimizer does not, is taken in this pass
+     * (norms_at_end: when the step began) */
     m->g->backend->squares2(m->g->grad_buf + k->offset, m->g->param_buf + k->offset,
-                            m->track_update ? m->before + k->offset : NULL, k->size, &l->g2, &l->w2);
+                            m->track_update && !m->norms_at_end ? m->before + k->offset : NULL, k->size, &l->g2,
+                            &l->w2);
     l->kept = m->track_update;
     l->pending |= PENDING_NORMS;
 }
@@ -332,8 +340,9 @@ static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch
     rg_graph *g = m->g;
     /* the optimizer's pass reads the same weights and gradients, and sums them when asked */
     l->norms_pending = m->norms_by_optimizer && !rg_node_frozen(g, n);
-    if (!l->norms_pending) take_norms(m, l);
-    else l->kept = false;
+    if (l->norms_pending) l->kept = false;
+    else if (m->norms_at_end) l->norms_due = true, l->kept = m->track_update, l->pending |= PENDING_NORMS;
+    else take_norms(m, l);
     const rg_node_impl *x = rg_in(g, n, 0);
     const rg_output_stats *st = n->stats;
     l->batch = batch;
@@ -360,12 +369,41 @@ static void settle_gradient(rg_monitor *m, layer *l) {
     l->h.backward_gain = rg_in(m->g, n, 0)->needs_grad && dz > 0 ? sqrt(l->dx2) / dz : NAN;
 }
 
+/* The norms of the layers due (norms_at_end): the sums of squares of their gradients' and
+ * weights' pieces, queued (arrive: false), then each layer's pieces added in order (true). */
+static void due_norms(rg_monitor *m, bool arrive) {
+    const rg_graph *g = m->g;
+    if (arrive)
+        for (int i = 0; i < m->n; i++)
+            if (m->layers[i].norms_due) m->layers[i].g2 = m->layers[i].w2 = 0;
+    size_t due = 0;
+    for (size_t c = 0; c < m->n_chunks; c++) {
+        layer *l = &m->layers[m->chunk_layer[c]];
+        if (arrive && l->norms_due) l->g2 += m->norm_sum[c], l->w2 += m->norm_sum[m->n_chunks + c];
+        if (arrive) continue;
+        const rg_param_impl *k = &g->params[g->nodes[l->node].first_param];
+        const size_t lo = k->offset + m->chunk_lo[c], end = k->offset + k->size;
+        m->norm_at[c] = l->norms_due ? lo : SIZE_MAX;
+        m->norm_len[c] = end - lo < RG_SQUARES_PIECE ? end - lo : RG_SQUARES_PIECE;
+        due += l->norms_due;
+    }
+    if (!arrive && due) {
+        g->backend->chunk_squares(g->grad_buf, NULL, m->norm_at, m->norm_len, m->n_chunks, m->norm_sum);
+        g->backend->chunk_squares(g->param_buf, NULL, m->norm_at, m->norm_len, m->n_chunks,
+                                  m->norm_sum + m->n_chunks);
+    }
+    if (arrive)
+        for (int i = 0; i < m->n; i++) m->layers[i].norms_due = false;
+}
+
 /* The figures of the sums taken since the last call, once they have all arrived. */
 static void settle(rg_monitor *m) {
     bool any = false;
     for (int i = 0; i < m->n && !any; i++) any = m->layers[i].pending != 0;
     if (!any) return;
+    if (m->norms_at_end) due_norms(m, false);
     if (m->g->backend->flush_sums) m->g->backend->flush_sums();
+    if (m->norms_at_end) due_norms(m, true);
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
         if (l->pending & PENDING_OUTPUT) settle_output(m, l);
@@ -460,8 +498,14 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     m->chunk_lo = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_lo);
     m->chunk_at = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_at);
     m->chunk_len = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_len);
-    if (!m->scratch || !m->chunk_layer || !m->chunk_lo ||
-        !m->chunk_at || !m->chunk_len) {
+    m->norms_at_end = g->backend->device;
+    if (m->norms_at_end) {
+        m->norm_at = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->norm_at);
+        m->norm_len = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->norm_len);
+        m->norm_sum = malloc(2 * (m->n_chunks ? m->n_chunks : 1) * sizeof *m->norm_sum);
+    }
+    if (!m->scratch || !m->chunk_layer || !m->chunk_lo || !m->chunk_at || !m->chunk_len ||
+        (m->norms_at_end && (!m->norm_at || !m->norm_len || !m->norm_sum))) {
         rg_monitor_free(m);
         rg_fail(RG_ERR_MEMORY, "out of memory creating a monitor");
         return NULL;
@@ -518,6 +562,9 @@ void rg_monitor_free(rg_monitor *m) {
     free(m->chunk_at);
     free(m->chunk_len);
     free(m->chunk_sum);
+    free(m->norm_at);
+    free(m->norm_len);
+    free(m->norm_sum);
     free(m->w_off);
     free(m->w_len);
     free(m->measured);
@@ -791,6 +838,8 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_
             return rg_fail(RG_ERR_MEMORY, "out of memory for the monitor's copy of the weights");
         }
     }
+    /* the weights stay as they are until the update: one copy of them all, not one a layer */
+    if (m->track_update && m->norms_at_end) m->g->backend->copy(m->before, m->g->param_buf, m->g->param_floats);
     return RG_OK;
 }
 

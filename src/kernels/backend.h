@@ -98,7 +98,8 @@ struct rg_backend {
      * sample_squares: out[b] = sum of squares of sample b's `size` values;
      * input_moments: E[x x^T] (f x f) and E[x] of a dense layer's input over the batch, or
      *   with q of a convolution's im2col columns over batch and positions;
-     * chunk_squares: out[c] = sum (a - b)^2 over len[c] values from at[c] (SIZE_MAX: skip);
+     * chunk_squares: out[c] = sum (a - b)^2 (b NULL: a^2) over len[c] values from at[c]
+     *   (SIZE_MAX: skip);
      * count_nonfinite: NaN and Inf among n values;
      * flush_sums: a device's squares2, unit_sums, sample_squares and chunk_squares may leave
      *   their results to arrive at this call (the host memory they were given kept till

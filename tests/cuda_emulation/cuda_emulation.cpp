@@ -6,7 +6,10 @@
  * rg_sgemm, and cudnn.cu's convolutions never usable.  Linked with the real kernels
  * compiled by g++, it lets the CPU's tests run the CUDA backend's own kernel code
  * (test_device_emulated, test_cuda_emulated, and regrad_emulated_device, which
- * test_device_cli_emulated.sh runs).
+ * test_device_cli_emulated.sh runs).  REGRAD_EMULATION_COUNT=1 prints at exit what a GPU
+ * would have been asked: the kernels launched, the products (cuBLAS calls) and the copies,
+ * those down to the host (each a wait for the device) apart, for the cost of small steps,
+ * which their launches bound.
  */
 #include "cuda_runtime.h"
 #include "cuda_bf16.h"
@@ -16,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +32,17 @@ extern "C" {
 }
 
 thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace {
+struct counts {
+    std::atomic<long> kernels{0}, products{0}, copies{0}, downloads{0};
+    ~counts() {
+        if (getenv("REGRAD_EMULATION_COUNT") && strcmp(getenv("REGRAD_EMULATION_COUNT"), "0") != 0)
+            fprintf(stderr, "cuda emulation: %ld kernels, %ld products, %ld copies (%ld to the host)\n",
+                    kernels.load(), products.load(), copies.load(), downloads.load());
+    }
+} counted;
+} // namespace
 
 /* Switching between fibers: each fiber has its own stack, and a switch saves the registers a
  * call must keep (x86-64's rbx, rbp, r12-r15) on the stack it leaves, its stack pointer
@@ -148,6 +163,7 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body)
         fprintf(stderr, "cuda emulation: a launch from inside a kernel\n");
         abort();
     }
+    counted.kernels++;
     while (fibers.size() < threads) fibers.emplace_back(new fiber());
     launch_state r{&body, 0, false};
     running = &r;
@@ -249,7 +265,8 @@ cudaError_t cudaFreeHost(void *p) { return free(p), cudaSuccess; }
 cudaError_t cudaHostRegister(void *, size_t, unsigned) { return cudaSuccess; }
 cudaError_t cudaHostUnregister(void *) { return cudaSuccess; }
 cudaError_t cudaMemset(void *p, int value, size_t bytes) { return memset(p, value, bytes), cudaSuccess; }
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind) {
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    counted.copies++, counted.downloads += kind == cudaMemcpyDeviceToHost;
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
@@ -274,12 +291,14 @@ rg_status rg_cuda_blas_ready(void) { return RG_OK; }
 void rg_cuda_set_products(bool, bool) {}
 rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                         const float *b, int ldb, float beta, float *c, int ldc) {
+    counted.products++;
     rg_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return RG_OK;
 }
 rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                                 size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
                                 int ldc, size_t stride_c, int count) {
+    counted.products++;
     for (int i = 0; i < count; i++)
         rg_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
                  c + i * stride_c, ldc);
@@ -296,31 +315,39 @@ static std::vector<float> widened(const void *m, int rows, int cols, int ld) {
     return f;
 }
 
-extern "C" {
-rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a, int lda,
-                            const void *b, int ldb, float beta, void *c, bool c_bf16, int ldc) {
-    if (m == 0 || n == 0) return RG_OK;
+/* one bf16 product, its operands widened to float and its output rounded back */
+static void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a, int lda,
+                      const void *b, int ldb, float beta, void *c, bool c_bf16, int ldc) {
+    if (m == 0 || n == 0) return;
     const std::vector<float> fa = widened(a, trans_a ? k : m, trans_a ? m : k, lda),
                              fb = widened(b, trans_b ? n : k, trans_b ? k : n, ldb);
     if (!c_bf16) {
         rg_sgemm(trans_a, trans_b, m, n, k, alpha, fa.data(), lda, fb.data(), ldb, beta, (float *)c, ldc);
-        return RG_OK;
+        return;
     }
     std::vector<float> fc = widened(c, m, n, ldc);
     rg_sgemm(trans_a, trans_b, m, n, k, alpha, fa.data(), lda, fb.data(), ldb, beta, fc.data(), ldc);
     __nv_bfloat16 *hc = (__nv_bfloat16 *)c;
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) hc[(size_t)i * ldc + j] = __float2bfloat16(fc[(size_t)i * ldc + j]);
+}
+
+extern "C" {
+rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a, int lda,
+                            const void *b, int ldb, float beta, void *c, bool c_bf16, int ldc) {
+    counted.products++;
+    gemm_bf16(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, c_bf16, ldc);
     return RG_OK;
 }
 rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a,
                                     int lda, size_t stride_a, const void *b, int ldb, size_t stride_b, float beta,
                                     void *c, bool c_bf16, int ldc, size_t stride_c, int count) {
     const __nv_bfloat16 *ha = (const __nv_bfloat16 *)a, *hb = (const __nv_bfloat16 *)b;
+    counted.products++;
     for (int i = 0; i < count; i++)
-        rg_cuda_gemm_bf16(trans_a, trans_b, m, n, k, alpha, ha + i * stride_a, lda, hb + i * stride_b, ldb, beta,
-                          c_bf16 ? (void *)((__nv_bfloat16 *)c + i * stride_c) : (void *)((float *)c + i * stride_c),
-                          c_bf16, ldc);
+        gemm_bf16(trans_a, trans_b, m, n, k, alpha, ha + i * stride_a, lda, hb + i * stride_b, ldb, beta,
+                  c_bf16 ? (void *)((__nv_bfloat16 *)c + i * stride_c) : (void *)((float *)c + i * stride_c), c_bf16,
+                  ldc);
     return RG_OK;
 }
 bool rg_cudnn_usable(const rg_conv_geom *) { return false; }

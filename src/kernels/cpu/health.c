@@ -110,7 +110,7 @@ void rg_cpu_chunk_squares(const float *a, const float *b, const size_t *at, cons
                           size_t n, double *out) {
 #pragma omp parallel for schedule(static) if (n > 2)
     for (size_t c = 0; c < n; c++)
-        if (at[c] != SIZE_MAX) out[c] = rg_squares(a + at[c], b + at[c], len[c]);
+        if (at[c] != SIZE_MAX) out[c] = rg_squares(a + at[c], b ? b + at[c] : NULL, len[c]);
 }
 
 long rg_cpu_count_nonfinite(const float *x, size_t n) {

@@ -74,7 +74,7 @@ void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, con
  * where the device failed: per unit of an output (units x inner values a sample, size a
  * sample) its sums as rg_cpu_unit_sums gives them; each sample's sum of squares; the sums
  * of squares of a and b (b copied to keep, device memory, when given); each piece's
- * squared change a - b (at, len: host arrays; at SIZE_MAX: skipped, out left). */
+ * squared change a - b (b NULL: its squares) (at, len: host arrays; at SIZE_MAX: skipped, out left). */
 void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
                        float hi, double *sum, double *sq, double *relu, long *near, int *dead);
 void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out);

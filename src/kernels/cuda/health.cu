@@ -105,9 +105,8 @@ static void *arena, *indices_dev;
 static size_t arena_room, arena_used, indices_room;  /* bytes, bytes, doubles used */
 static double *results_host;                         /* pinned: a copy from the device waits less */
 static size_t results_host_room;
-static size_t *indices_host;                         /* pinned staging of chunk_squares' pieces */
-static size_t indices_host_room;
-static bool indices_busy;                            /* staged for a queued reduction */
+static size_t *indices_host;                         /* pinned staging of chunk_squares' pieces, */
+static size_t indices_host_room, indices_used;       /* the queued reductions' one after another */
 
 /* Parts for segments of `each` values: enough blocks to fill the device, none under ~4096
  * values (fewer for small segments). */
@@ -189,7 +188,30 @@ extern "C" void rg_cuda_sums_flush(void) {
             r = results_host;
     }
     for (size_t i = 0; i < queued; i++) fold(&queue[i], r);
-    queued = 0, arena_used = 0, indices_busy = false;
+    queued = 0, arena_used = 0, indices_used = 0;
+}
+
+/* Room for `need` more indices in the staging of chunk_squares' pieces (pinned host memory
+ * and its device copy), after the queued reductions': its offset, or SIZE_MAX when there is
+ * no memory for it.  Where the staging must grow, the queued ones that use it go first. */
+static size_t stage(size_t need) {
+    if (indices_used + need > indices_host_room || (indices_used + need) * sizeof(size_t) > indices_room) {
+        if (indices_used) rg_cuda_sums_flush();
+        const size_t want = 2 * need; /* room for another as large */
+        if (!rg_cuda_grow(&indices_dev, &indices_room, want * sizeof(size_t))) return SIZE_MAX;
+        if (want > indices_host_room) {
+            cudaFreeHost(indices_host);
+            indices_host = NULL, indices_host_room = 0;
+            if (cudaMallocHost((void **)&indices_host, want * sizeof(size_t)) != cudaSuccess) {
+                cudaGetLastError();
+                return SIZE_MAX;
+            }
+            indices_host_room = want;
+        }
+    }
+    const size_t at = indices_used;
+    indices_used += need;
+    return at;
 }
 
 /* unit_parts over the activations' type T (RG_STORED picks it) */
@@ -223,30 +245,23 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
         if (at[s] != SIZE_MAX && len[s] > longest) longest = len[s];
     const int parts = part_count(segments, longest);
     const pending p = {SQUARES, 0, parts, segments, out, out2, NULL, NULL, NULL, NULL, at};
-    if (at && indices_busy) rg_cuda_sums_flush(); /* the staging holds a queued one's pieces */
-    const size_t slot = segments && segments <= 0x7fffffff ? reserve(segments * parts) : SIZE_MAX;
+    const size_t staged = at && segments ? stage(2 * segments) : 0;
+    const size_t slot = segments && segments <= 0x7fffffff && staged != SIZE_MAX ? reserve(segments * parts) : SIZE_MAX;
+    if (at && staged != SIZE_MAX && indices_used < staged + 2 * segments)
+        indices_used = staged + 2 * segments; /* reserve's flush emptied the staging: ours stays */
     bool placed = !at;
-    if (at && slot != SIZE_MAX && rg_cuda_grow(&indices_dev, &indices_room, 2 * segments * sizeof(size_t))) {
-        if (2 * segments > indices_host_room) {
-            cudaFreeHost(indices_host);
-            indices_host = NULL, indices_host_room = 0;
-            if (cudaMallocHost((void **)&indices_host, 2 * segments * sizeof(size_t)) == cudaSuccess)
-                indices_host_room = 2 * segments;
-            else cudaGetLastError();
-        }
-        if (indices_host) {
-            memcpy(indices_host, at, segments * sizeof(size_t));
-            memcpy(indices_host + segments, len, segments * sizeof(size_t));
-            placed = cudaMemcpyAsync(indices_dev, indices_host, 2 * segments * sizeof(size_t),
-                                     cudaMemcpyHostToDevice, 0) == cudaSuccess;
-            indices_busy = placed;
-        }
+    if (at && slot != SIZE_MAX) { /* copied up in line with the launch, from staging no later call rewrites */
+        size_t *h = indices_host + staged;
+        memcpy(h, at, segments * sizeof(size_t));
+        memcpy(h + segments, len, segments * sizeof(size_t));
+        placed = cudaMemcpyAsync((size_t *)indices_dev + staged, h, 2 * segments * sizeof(size_t),
+                                 cudaMemcpyHostToDevice, 0) == cudaSuccess;
     }
     if (slot == SIZE_MAX || !placed) {
         if (slot != SIZE_MAX) arena_used -= segments * parts;
         return set_nan(&p);
     }
-    const size_t *at_dev = at ? (const size_t *)indices_dev : NULL, *len_dev = at ? at_dev + segments : NULL;
+    const size_t *at_dev = at ? (const size_t *)indices_dev + staged : NULL, *len_dev = at ? at_dev + segments : NULL;
     RG_KERNEL(segment_squares<T>, dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS)(
         rg_as<T>(x), rg_as<T>(x1), rg_as<T>(y), at_dev, len_dev, stride, each, parts, (double *)arena + slot);
     queue[queued] = p, queue[queued++].at = slot;
