@@ -173,7 +173,8 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
      * the output itself this pass */
     n->added = n->adds_from >= 0 && !n->watched;
     rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, rg_param_data(g, n, 0), a->o.bias ? rg_param_data(g, n, 1) : NULL,
-                           n->added ? g->nodes[n->adds_from].out : NULL, n->out, false, batch, &a->geom, a->filters, a->o.groups, g->workspace);
+                           n->added ? g->nodes[n->adds_from].out : NULL, n->out, false, batch, &a->geom, a->filters,
+                           a->o.groups, g->workspace);
 }
 
 static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
@@ -366,8 +367,8 @@ static void conv_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const conv_attr *a = n->attr;
     const float *dw = rg_param_tangent(g, n, 0), *db = a->o.bias ? rg_param_tangent(g, n, 1) : NULL;
     float *t = rg_tangent_out(g, n);
-    rg_cuda_conv2d_forward(rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, NULL, t, false, batch, &a->geom, a->filters,
-                           a->o.groups, g->workspace);
+    rg_cuda_conv2d_forward(rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, NULL, t, false, batch, &a->geom,
+                           a->filters, a->o.groups, g->workspace);
     if (dw)
         rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, dw, NULL, NULL, t, true, batch, &a->geom, a->filters, a->o.groups,
                                g->workspace);

@@ -249,8 +249,8 @@ static rg_status backward(const float *xf, const float *dyf, const float *w, flo
 }
 
 extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, const float *sum,
-                                            float *y, bool add, int batch, const rg_conv_geom *q, int filters, int groups,
-                                            float *col) {
+                                            float *y, bool add, int batch, const rg_conv_geom *q, int filters,
+                                            int groups, float *col) {
     return RG_STORED(forward, x, w, bias, sum, y, add, batch, q, filters, groups, col);
 }
 
