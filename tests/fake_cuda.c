@@ -193,6 +193,11 @@ void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out)
     arrive_later(out, t, (size_t)batch * sizeof *t, true);
     free(t);
 }
+void rg_cuda_squares_apart(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb) {
+    double t[2];
+    rg_cpu_squares_apart(HOST(a), na, HOST(b), nb, &t[0], &t[1]);
+    arrive_later(sa, &t[0], sizeof *t, true), arrive_later(sb, &t[1], sizeof *t, true);
+}
 void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
     double t[2];
     rg_cpu_squares2(HOST(a), b ? HOST(b) : NULL, keep ? HOST(keep) : NULL, n, &t[0], b ? &t[1] : NULL);

@@ -133,8 +133,9 @@ static void sum_of_squares_in_fixed_order(void **state) {
 
 /* Pieces' sums of squares queued one call after another (the monitor's: a watched pass's
  * gradients, weights and step), each with its own pieces in the staging they share, one
- * large enough to make it grow mid-queue: every piece's sum once rg_cuda_sums_flush has
- * brought them, within 1e-12 of the exact one, skipped pieces left as they were. */
+ * large enough to make it grow mid-queue, and two buffers' sums apart (a layer's output and
+ * input gradients) in the same queue: every sum once rg_cuda_sums_flush has brought them,
+ * within 1e-12 of the exact one, skipped pieces left as they were. */
 static void queued_piece_squares_arrive(void **state) {
     enum { N = 50000, CALLS = 4 };
     float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
@@ -154,7 +155,18 @@ static void queued_piece_squares_arrive(void **state) {
         }
         rg_cuda_chunk_squares(da, c % 2 ? db : NULL, at[c], len[c], pieces[c], out[c]);
     }
+    double apart[2];
+    rg_cuda_squares_apart(da, 4099, db + 1000, 37, &apart[0], &apart[1]);
     rg_cuda_sums_flush();
+    for (int k = 0; k < 2; k++) {
+        long double s = 0;
+        for (size_t i = 0; i < (k ? 37 : 4099); i++) {
+            const long double v = k ? b[1000 + i] : a[i];
+            s += v * v;
+        }
+        if (!(fabs(apart[k] - (double)s) <= 1e-12 * (double)s))
+            fail_msg("squares apart %d: %.17g, exact %.17g", k, apart[k], (double)s);
+    }
     for (int c = 0; c < CALLS; c++) {
         for (size_t p = 0; p < pieces[c]; p++) {
             if (at[c][p] == SIZE_MAX) {

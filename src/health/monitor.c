@@ -346,6 +346,13 @@ static void observe_backward(rg_monitor *m, layer *l, rg_node_impl *n, int batch
     const rg_node_impl *x = rg_in(g, n, 0);
     const rg_output_stats *st = n->stats;
     l->batch = batch;
+    if (n->op != RG_OP_CONV2D && x->needs_grad) { /* the output's and the input's in one reduction */
+        g->backend->squares_apart(n->dout, (size_t)batch * n->size, x->dout, (size_t)batch * x->size, &l->dz2,
+                                  &l->dx2);
+        l->per_sample[0] = l->per_sample[1] = false;
+        l->pending |= PENDING_GRADIENT;
+        return;
+    }
     sample_squares(m, n, n->dout, n->size, batch, st ? st->dy_squares : NULL, &l->dz2, l->samples,
                    &l->per_sample[0]);
     l->dx2 = NAN, l->per_sample[1] = false;

@@ -96,18 +96,22 @@ struct rg_backend {
      *   its square); *near the values `want` counts (within lo/hi of a bound, or positive),
      *   *dead the units that counted none; scratch holds 5 floats a unit;
      * sample_squares: out[b] = sum of squares of sample b's `size` values;
+     * squares_apart: the sums of squares of a (na values) into *sa and of b (nb) into *sb,
+     *   both stored as the activations' gradients are (bf16 under a device's bf16), in one
+     *   reduction where the backend can;
      * input_moments: E[x x^T] (f x f) and E[x] of a dense layer's input over the batch, or
      *   with q of a convolution's im2col columns over batch and positions;
      * chunk_squares: out[c] = sum (a - b)^2 (b NULL: a^2) over len[c] values from at[c]
      *   (SIZE_MAX: skip);
      * count_nonfinite: NaN and Inf among n values;
-     * flush_sums: a device's squares2, unit_sums, sample_squares and chunk_squares may leave
+     * flush_sums: a device's squares2, unit_sums, sample_squares, squares_apart and chunk_squares may leave
      *   their results to arrive at this call (the host memory they were given kept till
      *   then), so that a watched pass waits on the device once (NULL: they arrive at once). */
     void (*squares2)(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
     void (*unit_sums)(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
                       float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
     void (*sample_squares)(const float *x, size_t size, int batch, double *out);
+    void (*squares_apart)(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb);
     void (*input_moments)(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
                           float *moment, float *mean);
     void (*chunk_squares)(const float *a, const float *b, const size_t *at, const size_t *len,

@@ -80,6 +80,7 @@ const rg_backend rg_cpu_backend = {
     .host_view = cpu_host_view,
     .first_nonfinite = rg_cpu_first_nonfinite,
     .squares2 = rg_cpu_squares2,
+    .squares_apart = rg_cpu_squares_apart,
     .unit_sums = rg_cpu_unit_sums,
     .sample_squares = rg_cpu_sample_squares,
     .input_moments = rg_cpu_input_moments,

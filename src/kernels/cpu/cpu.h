@@ -33,6 +33,7 @@ void rg_cpu_softmax_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
 void rg_cpu_batch_norm_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
 
 void rg_cpu_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
+void rg_cpu_squares_apart(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb);
 void rg_cpu_unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
                       float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
 void rg_cpu_sample_squares(const float *x, size_t size, int batch, double *out);

@@ -106,6 +106,11 @@ void rg_cpu_sample_squares(const float *x, size_t size, int batch, double *out) 
     for (int b = 0; b < batch; b++) out[b] = rg_squares(x + (size_t)b * size, NULL, size);
 }
 
+void rg_cpu_squares_apart(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb) {
+    rg_cpu_squares2(a, NULL, NULL, na, sa, NULL);
+    rg_cpu_squares2(b, NULL, NULL, nb, sb, NULL);
+}
+
 void rg_cpu_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
                           size_t n, double *out) {
 #pragma omp parallel for schedule(static) if (n > 2)

@@ -544,6 +544,7 @@ const rg_backend rg_cuda_backend = {
     .set_precision = rg_cuda_set_precision,
     .count_nonfinite = rg_cuda_count_nonfinite,
     .squares2 = rg_cuda_squares2,
+    .squares_apart = rg_cuda_squares_apart,
     .unit_sums = unit_sums,
     .sample_squares = rg_cuda_sample_squares,
     .input_moments = input_moments,

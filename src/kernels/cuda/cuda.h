@@ -78,6 +78,7 @@ void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, con
 void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
                        float hi, double *sum, double *sq, double *relu, long *near, int *dead);
 void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out);
+void rg_cuda_squares_apart(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb);
 void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
 void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len, size_t n,
                            double *out);

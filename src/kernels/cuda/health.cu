@@ -63,15 +63,15 @@ __global__ static void unit_parts(const T *out, size_t size, size_t inner, size_
 }
 
 /* Block (s, p): part p of segment s (len values from at[s]; or, when at is NULL, segments
- * `stride` apart, or x itself then x1 when x1 is given), the sum of squares of x - y (x
- * alone when y is NULL). */
+ * of `each` values `stride` apart, or x's first `each` values then x1's first `each1` when
+ * x1 is given), the sum of squares of x - y (x alone when y is NULL). */
 template <typename T>
 __global__ static void segment_squares(const T *x, const T *x1, const T *y, const size_t *at, const size_t *len,
-                                       size_t stride, size_t each, int parts, double *result) {
+                                       size_t stride, size_t each, size_t each1, int parts, double *result) {
     __shared__ double part[STATS][RG_CUDA_THREADS];
     const size_t s = blockIdx.x;
     const int p = blockIdx.y;
-    const size_t start = at ? at[s] : x1 ? 0 : s * stride, n = len ? len[s] : each;
+    const size_t start = at ? at[s] : x1 ? 0 : s * stride, n = len ? len[s] : x1 && s == 1 ? each1 : each;
     if (x1 && s == 1) x = x1;
     double v[STATS] = {0, 0, 0, 0, 0};
     if (start != SIZE_MAX)
@@ -239,8 +239,8 @@ extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int 
  * *out2 when given). */
 template <typename T>
 static void squares_of(const float *x, const float *x1, const float *y, const size_t *at, const size_t *len,
-                       size_t stride, size_t each, size_t segments, double *out, double *out2) {
-    size_t longest = each;
+                       size_t stride, size_t each, size_t each1, size_t segments, double *out, double *out2) {
+    size_t longest = x1 && each1 > each ? each1 : each;
     for (size_t s = 0; len && s < segments; s++)
         if (at[s] != SIZE_MAX && len[s] > longest) longest = len[s];
     const int parts = part_count(segments, longest);
@@ -263,21 +263,25 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
     }
     const size_t *at_dev = at ? (const size_t *)indices_dev + staged : NULL, *len_dev = at ? at_dev + segments : NULL;
     RG_KERNEL(segment_squares<T>, dim3((unsigned)segments, (unsigned)parts), RG_CUDA_THREADS)(
-        rg_as<T>(x), rg_as<T>(x1), rg_as<T>(y), at_dev, len_dev, stride, each, parts, (double *)arena + slot);
+        rg_as<T>(x), rg_as<T>(x1), rg_as<T>(y), at_dev, len_dev, stride, each, each1, parts, (double *)arena + slot);
     queue[queued] = p, queue[queued++].at = slot;
 }
 
 extern "C" void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out) {
-    RG_STORED(squares_of, x, NULL, NULL, NULL, NULL, size, size, (size_t)batch, out, NULL);
+    RG_STORED(squares_of, x, NULL, NULL, NULL, NULL, size, size, 0, (size_t)batch, out, NULL);
+}
+
+extern "C" void rg_cuda_squares_apart(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb) {
+    RG_STORED(squares_of, a, b, NULL, NULL, NULL, 0, na, nb, 2, sa, sb); /* a's and b's in one launch */
 }
 
 extern "C" void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
                                       size_t n, double *out) {
-    squares_of<float>(a, NULL, b, at, len, 0, 0, n, out, NULL);
+    squares_of<float>(a, NULL, b, at, len, 0, 0, 0, n, out, NULL);
 }
 
 extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
-    squares_of<float>(a, b, NULL, NULL, NULL, 0, n, b ? 2 : 1, sa, sb); /* a's and b's in one launch */
+    squares_of<float>(a, b, NULL, NULL, NULL, 0, n, n, b ? 2 : 1, sa, sb); /* a's and b's in one launch */
     if (b && keep) rg_cuda_copy(keep, b, n);
 }
 
