@@ -2,7 +2,8 @@
  * norm.cu — batch normalisation on the device, as the CPU's op_norm.c defines it: in
  * training each channel's mean and biased variance over samples and positions, from one
  * pass's sums of x and x^2 in double (a channel's values cut into runs (launch.h), one block a
- * run folding a fixed stride and then a tree, the runs' sums added in order: the same bits
+ * run folding a fixed stride and then a tree, four values a load where the planes allow,
+ * the runs' sums added in order: the same bits
  * every run; in double, E[x^2] - E[x]^2 loses nothing a float variance keeps), the running
  * statistics updated with Bessel's correction; otherwise the running statistics;
  * y = x scale + shift, then a fused relu when memory planning gave it one.  Backward:
@@ -42,6 +43,49 @@ struct gradient_and_times_x { /* dy masked by the fused relu (pair: its channel'
     }
     __device__ gradient_and_times_x of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
 };
+
+/* The two functors above four values at once: quad q holds values 4q..4q+3 of one plane
+ * (hw a multiple of 4), loaded in one 16-byte (float) or 8-byte (bf16) word, its four terms
+ * added in index order. */
+template <typename T>
+struct value_and_square_quads {
+    const T *x;
+    __device__ double2 operator()(size_t q) const {
+        const rg_floats4 u = rg_load4(x, q);
+        double2 s = {0, 0};
+        for (int k = 0; k < 4; k++) {
+            const double v = u.v[k];
+            s.x += v, s.y += v * v;
+        }
+        return s;
+    }
+    __device__ value_and_square_quads of_channel(int) const { return *this; }
+};
+template <typename T>
+struct gradient_and_times_x_quads {
+    const T *x, *dy;
+    const float *pair;
+    __device__ double2 operator()(size_t q) const {
+        const rg_floats4 u = rg_load4(x, q), d = rg_load4(dy, q);
+        double2 s = {0, 0};
+        for (int k = 0; k < 4; k++) {
+            const double h = masked(d.v[k], u.v[k], pair);
+            s.x += h, s.y += h * u.v[k];
+        }
+        return s;
+    }
+    __device__ gradient_and_times_x_quads of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
+};
+
+/* The runs' sums of f over a batch x C x hw tensor into part, four values a term (g) where
+ * hw is a multiple of 4 and the buffers allow quads, else one (f). */
+template <typename T, typename F, typename G>
+static void run_sums(int C, size_t hw, size_t m, int runs, const T *a, const T *b, F f, G g, double *part) {
+    if (hw % 4 == 0 && rg_cuda_quads_fit<T>(m * C, a, b, NULL))
+        rg_cuda_launch_run_sums(C, hw / 4, m / 4, runs, g, part);
+    else
+        rg_cuda_launch_run_sums(C, hw, m, runs, f, part);
+}
 
 /* Device scratch for the runs' sums (rg_cuda_run_sums: batch norm's, a bias gradient's),
  * grown to the largest need. */
@@ -146,7 +190,7 @@ static void forward(const float *xf, float *yf, int batch, int C, size_t hw, boo
     double *part = train ? rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm") : NULL;
     if (train && !part) return;
     if (train) {
-        rg_cuda_launch_run_sums(C, hw, m, runs, value_and_square<T>{x}, part);
+        run_sums(C, hw, m, runs, x, (const T *)NULL, value_and_square<T>{x}, value_and_square_quads<T>{x}, part);
         LAUNCH(train_statistics, (size_t)C, part, runs, C, m, eps, momentum, gamma, beta, rmean, rvar, aux);
     } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
     rg_cuda_channel_map(x, (const T *)NULL, rg_as<T>(yf), false, m * C, C, hw, affine{aux + 2 * C, relu});
@@ -168,7 +212,9 @@ static bool map_coefficients(const T *x, const T *h, int batch, int C, size_t hw
     const int runs = rg_cuda_runs(C, m);
     double *part = rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm");
     if (!part) return false;
-    rg_cuda_launch_run_sums(C, hw, m, runs, gradient_and_times_x<T>{x, h, relu ? aux + 2 * C : NULL}, part);
+    const float *pair = relu ? aux + 2 * C : NULL;
+    run_sums(C, hw, m, runs, x, h, gradient_and_times_x<T>{x, h, pair}, gradient_and_times_x_quads<T>{x, h, pair},
+             part);
     LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
     return true;
 }
