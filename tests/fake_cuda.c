@@ -108,13 +108,14 @@ void rg_cuda_optim_update(rg_optim_kind kind, const step_consts *k, size_t n, fl
     rg_optim_update_range(kind, k, n, HOST(w), HOST(g), m0 ? HOST(m0) : NULL, m1 ? HOST(m1) : NULL);
 }
 
-void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n) {
-    x = HOST(x), y = HOST(y);
+/* an activation over host memory, as the CPU computes it */
+static void act_run(rg_act act, const float *x, float *y, size_t n) {
     if (act == RG_ACT_SIGMOID) rg_cpu_sigmoid_run(x, y, (long)n); /* the CPU's lanes */
     else if (act == RG_ACT_TANH) rg_cpu_tanh_run(x, y, (long)n);
     else
         for (size_t i = 0; i < n; i++) y[i] = act_f(act, x[i]);
 }
+void rg_cuda_activation_forward(rg_act act, const float *x, float *y, size_t n) { act_run(act, HOST(x), HOST(y), n); }
 void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, const float *dy, float *dx,
                                  size_t n, bool fresh) {
     x = HOST(x), y = HOST(y), dy = HOST(dy), dx = HOST(dx);
@@ -185,6 +186,19 @@ void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_c
     arrive_later(relu, t + 2 * u, 2 * u * sizeof *t, true);
     arrive_later(near, &c, sizeof c, false), arrive_later(dead, &d, sizeof d, false);
     free(scratch), free(t);
+}
+/* the output's sums, then those of its activation computed into a host copy */
+void rg_cuda_unit_sums_through(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
+                               float hi, double *sums, long *near, int *dead, rg_act act, rg_count_kind act_want,
+                               float act_lo, double *act_sums, long *act_near, int *act_dead) {
+    const size_t u = (size_t)units, n = (size_t)batch * size;
+    rg_cuda_unit_sums(out, size, units, batch, want, lo, hi, sums, sums + u, sums + 2 * u, near, dead);
+    float *a = rg_cuda_alloc(n);
+    if (!a) abort();
+    rg_cuda_activation_forward(act, out, a, n);
+    rg_cuda_unit_sums(a, size, units, batch, act_want, act_lo, hi, act_sums, act_sums + u, act_sums + 2 * u, act_near,
+                      act_dead);
+    rg_cuda_release(a);
 }
 void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out) {
     double *t = malloc((size_t)(batch > 0 ? batch : 1) * sizeof *t);

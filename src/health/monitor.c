@@ -75,6 +75,8 @@ typedef struct layer {
     bool norms_pending;       /* its weights' and gradient's norms come from the optimizer */
     bool norms_due;           /* they are taken with every layer's when the pass ends */
     bool relu_reads_layer;    /* a relu reads the layer's output directly (no batch norm) */
+    bool act_reads_layer;     /* the activation reads it directly (any activation) */
+    bool act_summed;          /* its output's sums were taken with the layer's, this pass */
     bool normalised;          /* a batch norm takes the layer's output */
     rg_output_stats stats;    /* what the op sums of its output as it writes it */
     /* The watched pass's raw sums, made into figures by settle() once they have arrived (a
@@ -244,17 +246,36 @@ static void set_act(layer *l, const unit_counts *c, double s, double s2, double 
 
 static void observe_forward(rg_monitor *m, layer *l, const rg_node_impl *n, int batch) {
     l->batch = batch;
+    /* what the activation's output counts */
+    const bool bounded = l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH;
+    const rg_count_kind act_want = bounded ? RG_COUNT_NEAR_BOUND
+                                   : l->act == RG_ACT_RELU ? RG_COUNT_POSITIVE : RG_COUNT_NONE;
+    const float act_lo = l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f;
     if (n - m->g->nodes == l->node) {
         if (m->moments) input_moments(m, l, n, batch);
-        unit_sums(m, l, 0, n, batch, l->relu_reads_layer ? RG_COUNT_RELU_OF : RG_COUNT_NONE, 0);
+        const rg_count_kind want = l->relu_reads_layer ? RG_COUNT_RELU_OF : RG_COUNT_NONE;
+        /* a device sums the activation of the layer's output in the same pass, as the
+         * activation will write it (over that output, when in place) */
+        if (l->act_reads_layer && !l->relu_reads_layer && m->g->backend->unit_sums_through && !n->stats) {
+            const size_t units = (size_t)l->h.units;
+            l->want[0] = want, l->want[1] = act_want;
+            m->g->backend->unit_sums_through(n, batch, want, 0, 0.99f, l->sums, &l->near[0], &l->dead[0], l->act,
+                                             act_want, act_lo, l->sums + 4 * units, &l->near[1], &l->dead[1]);
+            l->act_summed = true;
+            l->pending |= PENDING_OUTPUT | PENDING_ACT;
+            return;
+        }
+        unit_sums(m, l, 0, n, batch, want, 0);
         l->pending |= PENDING_OUTPUT;
         return;
     }
     if (l->relu_reads_layer) return; /* measured on the layer's output already */
+    if (l->act_summed) { /* with the layer's output */
+        l->act_summed = false;
+        return;
+    }
     /* the activation's output */
-    const bool bounded = l->act == RG_ACT_SIGMOID || l->act == RG_ACT_TANH;
-    const rg_count_kind want = bounded ? RG_COUNT_NEAR_BOUND : l->act == RG_ACT_RELU ? RG_COUNT_POSITIVE : RG_COUNT_NONE;
-    unit_sums(m, l, 1, n, batch, want, l->act == RG_ACT_SIGMOID ? 0.01f : -0.99f);
+    unit_sums(m, l, 1, n, batch, act_want, act_lo);
     l->pending |= PENDING_ACT;
 }
 
@@ -479,7 +500,8 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         if (c >= 0 && g->nodes[c].op == RG_OP_ACTIVATION) {
             l->act_node = c;
             l->act = *(rg_act *)g->nodes[c].attr;
-            l->relu_reads_layer = l->act == RG_ACT_RELU && g->nodes[c].inputs[0] == i;
+            l->act_reads_layer = g->nodes[c].inputs[0] == i;
+            l->relu_reads_layer = l->act == RG_ACT_RELU && l->act_reads_layer;
             l->h.act = rg_act_name(l->act);
             m->layer_of_node[c] = m->n;
         }
@@ -583,6 +605,7 @@ void rg_monitor_free(rg_monitor *m) {
  * output instead). */
 void rg_monitor_enable(rg_monitor *m, int on) {
     m->on = on != 0;
+    for (int i = 0; m->on && i < m->n; i++) m->layers[i].act_summed = false; /* a new watched pass */
     if (!m->on) settle(m);
     const bool own_sums = !rg_graph_on_device(m->g);
     for (int i = 0; i < m->n; i++) {

@@ -95,6 +95,10 @@ struct rg_backend {
      *   sum[u], sq[u], and for RG_COUNT_RELU_OF relu[2u], relu[2u + 1] (sums of relu(x) and
      *   its square); *near the values `want` counts (within lo/hi of a bound, or positive),
      *   *dead the units that counted none; scratch holds 5 floats a unit;
+     * unit_sums_through: unit_sums of n's output into sums (sum, sq, relu: units each) and,
+     *   in the same pass, of act applied to it as the activation's forward stores it, into
+     *   act_sums (counting act_want within act_lo and hi); NULL where the backend has none
+     *   (the monitor then sums the activation's output apart);
      * sample_squares: out[b] = sum of squares of sample b's `size` values;
      * squares_apart: the sums of squares of a (na values) into *sa and of b (nb) into *sb,
      *   both stored as the activations' gradients are (bf16 under a device's bf16), in one
@@ -110,6 +114,9 @@ struct rg_backend {
     void (*squares2)(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
     void (*unit_sums)(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
                       float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
+    void (*unit_sums_through)(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
+                              double *sums, long *near, int *dead, rg_act act, rg_count_kind act_want, float act_lo,
+                              double *act_sums, long *act_near, int *act_dead);
     void (*sample_squares)(const float *x, size_t size, int batch, double *out);
     void (*squares_apart)(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb);
     void (*input_moments)(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,

@@ -416,6 +416,13 @@ static void unit_sums(const rg_node_impl *n, int batch, rg_count_kind want, floa
     rg_cuda_unit_sums(n->out, n->size, n->shape[0], batch, want, lo, hi, sum, sq, relu, near, dead);
 }
 
+static void unit_sums_through(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi, double *sums,
+                              long *near, int *dead, rg_act act, rg_count_kind act_want, float act_lo,
+                              double *act_sums, long *act_near, int *act_dead) {
+    rg_cuda_unit_sums_through(n->out, n->size, n->shape[0], batch, want, lo, hi, sums, near, dead, act, act_want,
+                              act_lo, act_sums, act_near, act_dead);
+}
+
 /* A device buffer's host copy (NULL when memory or the copy fails), for the sums and the
  * arithmetic below that run the CPU's code. */
 static float *down(const float *device, size_t n) {
@@ -546,6 +553,7 @@ const rg_backend rg_cuda_backend = {
     .squares2 = rg_cuda_squares2,
     .squares_apart = rg_cuda_squares_apart,
     .unit_sums = unit_sums,
+    .unit_sums_through = unit_sums_through,
     .sample_squares = rg_cuda_sample_squares,
     .input_moments = input_moments,
     .chunk_squares = rg_cuda_chunk_squares,

@@ -77,6 +77,12 @@ void rg_cuda_activation_backward(rg_act act, const float *x, const float *y, con
  * squared change a - b (b NULL: its squares) (at, len: host arrays; at SIZE_MAX: skipped, out left). */
 void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
                        float hi, double *sum, double *sq, double *relu, long *near, int *dead);
+/* rg_cuda_unit_sums of out into sums (sum, sq, relu: units each, in that order) and, in the
+ * same pass, of act(out) as the activation's forward stores it into act_sums (counting
+ * act_want within act_lo and hi) */
+void rg_cuda_unit_sums_through(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
+                               float hi, double *sums, long *near, int *dead, rg_act act, rg_count_kind act_want,
+                               float act_lo, double *act_sums, long *act_near, int *act_dead);
 void rg_cuda_sample_squares(const float *x, size_t size, int batch, double *out);
 void rg_cuda_squares_apart(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb);
 void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);

@@ -13,6 +13,7 @@
  * weights float.
  */
 #include "cuda.h"
+#include "../act_rules.h"
 #include "launch.h"
 
 #include <cuda_runtime.h>
@@ -39,27 +40,45 @@ __device__ static inline bool counted(float v, int want, float lo, float hi) {
     return want == RG_COUNT_NEAR_BOUND ? (v < lo) | (v > hi) : want != RG_COUNT_NONE && v > 0.0f;
 }
 
-/* Block (u, p): part p of unit u's batch x inner values (sample-major), its STATS sums. */
+/* A value as a buffer of T stores it (bf16: rounded) */
+__device__ static inline float as_stored(float v, const float *) { return v; }
+__device__ static inline float as_stored(float v, const rg_bf16 *) { return __bfloat162float(__float2bfloat16(v)); }
+
+/* A value's STATS terms added to v */
+__device__ static inline void add_terms(double v[STATS], float y, int want, float lo, float hi) {
+    const double d = y, pos = y > 0.0f ? d : 0.0;
+    v[0] += d, v[1] += d * d, v[2] += counted(y, want, lo, hi), v[3] += pos, v[4] += pos * pos;
+}
+
+/* Block (u, p): part p of unit u's batch x inner values (sample-major), its STATS sums; with
+ * result1, in the same pass, those of act(x) as the activation's forward stores it (counting
+ * want1 within lo1 and hi). */
 template <typename T>
 __global__ static void unit_parts(const T *out, size_t size, size_t inner, size_t per_unit, int parts, int want,
-                                  float lo, float hi, double *result) {
+                                  float lo, float hi, rg_act act, int want1, float lo1, double *result,
+                                  double *result1) {
     __shared__ double part[STATS][RG_CUDA_THREADS];
     const int u = blockIdx.x, p = blockIdx.y;
     const size_t from = per_unit * p / parts, to = per_unit * (p + 1) / parts;
     const T *x = out + (size_t)u * inner;
-    double v[STATS] = {0, 0, 0, 0, 0};
+    double v[STATS] = {0, 0, 0, 0, 0}, w[STATS] = {0, 0, 0, 0, 0};
     size_t k = from + threadIdx.x, b = k / inner, j = k % inner; /* then stepped without division */
     const size_t step_b = RG_CUDA_THREADS / inner, step_j = RG_CUDA_THREADS % inner;
     for (; k < to; k += RG_CUDA_THREADS) {
         const float y = rg_load(x, b * size + j);
-        const double d = y, pos = y > 0.0f ? d : 0.0;
-        v[0] += d, v[1] += d * d, v[2] += counted(y, want, lo, hi), v[3] += pos, v[4] += pos * pos;
+        add_terms(v, y, want, lo, hi);
+        if (result1) add_terms(w, as_stored(act_f(act, y), out), want1, lo1, hi);
         b += step_b, j += step_j;
         if (j >= inner) j -= inner, b++;
     }
     block_fold(v, part);
     if (threadIdx.x == 0)
         for (int s = 0; s < STATS; s++) result[((size_t)u * parts + p) * STATS + s] = v[s];
+    if (!result1) return; /* the whole block's choice */
+    __syncthreads();      /* every thread has read the first fold's totals */
+    block_fold(w, part);
+    if (threadIdx.x == 0)
+        for (int s = 0; s < STATS; s++) result1[((size_t)u * parts + p) * STATS + s] = w[s];
 }
 
 /* Block (s, p): part p of segment s (len values from at[s]; or, when at is NULL, segments
@@ -117,11 +136,11 @@ static int part_count(size_t segments, size_t each) {
     return p < 1 ? 1 : (int)p;
 }
 
-/* Room for `doubles` parts in the arena and a queue entry: their offset, or SIZE_MAX when
- * the device has no memory for them (the caller's figures are then NaN). */
-static size_t reserve(size_t doubles) {
-    if ((arena_used + doubles) * sizeof(double) > arena_room || queued == queue_room) rg_cuda_sums_flush();
-    if (queued == queue_room) {
+/* Room for `doubles` parts in the arena and `entries` queue entries: their offset, or
+ * SIZE_MAX when the device has no memory for them (the caller's figures are then NaN). */
+static size_t reserve(size_t doubles, size_t entries = 1) {
+    if ((arena_used + doubles) * sizeof(double) > arena_room || queued + entries > queue_room) rg_cuda_sums_flush();
+    if (queued + entries > queue_room) {
         const size_t room = queue_room ? 2 * queue_room : 256;
         pending *q = (pending *)realloc(queue, room * sizeof *q);
         if (!q) return SIZE_MAX;
@@ -217,21 +236,48 @@ static size_t stage(size_t need) {
 /* unit_parts over the activations' type T (RG_STORED picks it) */
 template <typename T>
 static void unit_parts_of(const float *out, dim3 grid, size_t size, size_t inner, size_t per_unit, int parts,
-                          int want, float lo, float hi, double *result) {
-    RG_KERNEL(unit_parts<T>, grid, RG_CUDA_THREADS)(rg_as<T>(out), size, inner, per_unit, parts, want, lo, hi, result);
+                          int want, float lo, float hi, rg_act act, int want1, float lo1, double *result,
+                          double *result1) {
+    RG_KERNEL(unit_parts<T>, grid, RG_CUDA_THREADS)(rg_as<T>(out), size, inner, per_unit, parts, want, lo, hi, act,
+                                                    want1, lo1, result, result1);
+}
+
+/* The per-unit sums of out into p's outputs, and with q those of act(out) into q's, in one
+ * launch. */
+static void unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo, float hi,
+                      const pending &p, rg_act act, rg_count_kind act_want, float act_lo, const pending *q) {
+    const size_t u = (size_t)units, each = u * p.parts * STATS; /* a set's parts */
+    const size_t at = units > 0 ? reserve(q ? 2 * each : each, q ? 2 : 1) : SIZE_MAX;
+    if (at == SIZE_MAX) {
+        if (q) set_nan(q);
+        return set_nan(&p);
+    }
+    const size_t inner = size / u, per_unit = (size_t)batch * inner;
+    double *result = (double *)arena + at;
+    RG_STORED(unit_parts_of, out, dim3((unsigned)units, (unsigned)p.parts), size, inner, per_unit, p.parts, (int)want,
+              lo, hi, act, (int)act_want, act_lo, result, q ? result + each : NULL);
+    queue[queued] = p, queue[queued++].at = at;
+    if (q) queue[queued] = *q, queue[queued++].at = at + each;
 }
 
 extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want,
                                   float lo, float hi, double *sum, double *sq, double *relu, long *near,
                                   int *dead) {
-    const size_t inner = size / (size_t)units, per_unit = (size_t)batch * inner;
-    const int parts = part_count((size_t)units, per_unit);
+    const int parts = part_count((size_t)units, (size_t)batch * (size / (size_t)(units ? units : 1)));
     const pending p = {UNIT_SUMS, 0, parts, (size_t)units, sum, NULL, sq, relu, near, dead, NULL};
-    const size_t at = units > 0 ? reserve((size_t)units * parts * STATS) : SIZE_MAX;
-    if (at == SIZE_MAX) return set_nan(&p);
-    RG_STORED(unit_parts_of, out, dim3((unsigned)units, (unsigned)parts), size, inner, per_unit, parts, (int)want, lo,
-              hi, (double *)arena + at);
-    queue[queued] = p, queue[queued++].at = at;
+    unit_sums(out, size, units, batch, want, lo, hi, p, RG_ACT_RELU, RG_COUNT_NONE, 0, NULL);
+}
+
+extern "C" void rg_cuda_unit_sums_through(const float *out, size_t size, int units, int batch, rg_count_kind want,
+                                          float lo, float hi, double *sums, long *near, int *dead, rg_act act,
+                                          rg_count_kind act_want, float act_lo, double *act_sums, long *act_near,
+                                          int *act_dead) {
+    const size_t u = (size_t)units;
+    const int parts = part_count(u, (size_t)batch * (size / (u ? u : 1)));
+    const pending p = {UNIT_SUMS, 0, parts, u, sums, NULL, sums + u, sums + 2 * u, near, dead, NULL};
+    const pending q = {UNIT_SUMS, 0, parts, u, act_sums, NULL, act_sums + u, act_sums + 2 * u, act_near, act_dead,
+                       NULL};
+    unit_sums(out, size, units, batch, want, lo, hi, p, act, act_want, act_lo, &q);
 }
 
 /* Sums of squares of `segments` segments (see segment_squares) of values of type T (bf16
