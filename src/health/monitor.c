@@ -398,30 +398,33 @@ static void settle_gradient(rg_monitor *m, layer *l) {
 }
 
 /* The norms of the layers due (norms_at_end): the sums of squares of their gradients' and
- * weights' pieces, queued (arrive: false), then each layer's pieces added in order (true). */
-static void due_norms(rg_monitor *m, bool arrive) {
+ * weights' pieces, queued as two reductions over every piece (those of layers not due are
+ * skipped). */
+static void queue_norms(rg_monitor *m) {
     const rg_graph *g = m->g;
-    if (arrive)
-        for (int i = 0; i < m->n; i++)
-            if (m->layers[i].norms_due) m->layers[i].g2 = m->layers[i].w2 = 0;
     size_t due = 0;
     for (size_t c = 0; c < m->n_chunks; c++) {
-        layer *l = &m->layers[m->chunk_layer[c]];
-        if (arrive && l->norms_due) l->g2 += m->norm_sum[c], l->w2 += m->norm_sum[m->n_chunks + c];
-        if (arrive) continue;
+        const layer *l = &m->layers[m->chunk_layer[c]];
         const rg_param_impl *k = &g->params[g->nodes[l->node].first_param];
         const size_t lo = k->offset + m->chunk_lo[c], end = k->offset + k->size;
         m->norm_at[c] = l->norms_due ? lo : SIZE_MAX;
         m->norm_len[c] = end - lo < RG_SQUARES_PIECE ? end - lo : RG_SQUARES_PIECE;
         due += l->norms_due;
     }
-    if (!arrive && due) {
-        g->backend->chunk_squares(g->grad_buf, NULL, m->norm_at, m->norm_len, m->n_chunks, m->norm_sum);
-        g->backend->chunk_squares(g->param_buf, NULL, m->norm_at, m->norm_len, m->n_chunks,
-                                  m->norm_sum + m->n_chunks);
+    if (!due) return;
+    g->backend->chunk_squares(g->grad_buf, NULL, m->norm_at, m->norm_len, m->n_chunks, m->norm_sum);
+    g->backend->chunk_squares(g->param_buf, NULL, m->norm_at, m->norm_len, m->n_chunks, m->norm_sum + m->n_chunks);
+}
+
+/* Once queue_norms' sums have arrived: each due layer's pieces added in order. */
+static void collect_norms(rg_monitor *m) {
+    for (int i = 0; i < m->n; i++)
+        if (m->layers[i].norms_due) m->layers[i].g2 = m->layers[i].w2 = 0;
+    for (size_t c = 0; c < m->n_chunks; c++) {
+        layer *l = &m->layers[m->chunk_layer[c]];
+        if (l->norms_due) l->g2 += m->norm_sum[c], l->w2 += m->norm_sum[m->n_chunks + c];
     }
-    if (arrive)
-        for (int i = 0; i < m->n; i++) m->layers[i].norms_due = false;
+    for (int i = 0; i < m->n; i++) m->layers[i].norms_due = false;
 }
 
 /* The figures of the sums taken since the last call, once they have all arrived. */
@@ -429,9 +432,9 @@ static void settle(rg_monitor *m) {
     bool any = false;
     for (int i = 0; i < m->n && !any; i++) any = m->layers[i].pending != 0;
     if (!any) return;
-    if (m->norms_at_end) due_norms(m, false);
+    if (m->norms_at_end) queue_norms(m);
     if (m->g->backend->flush_sums) m->g->backend->flush_sums();
-    if (m->norms_at_end) due_norms(m, true);
+    if (m->norms_at_end) collect_norms(m);
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
         if (l->pending & PENDING_OUTPUT) settle_output(m, l);

@@ -136,10 +136,14 @@ static int part_count(size_t segments, size_t each) {
     return p < 1 ? 1 : (int)p;
 }
 
-/* Room for `doubles` parts in the arena and `entries` queue entries: their offset, or
- * SIZE_MAX when the device has no memory for them (the caller's figures are then NaN). */
-static size_t reserve(size_t doubles, size_t entries = 1) {
-    if ((arena_used + doubles) * sizeof(double) > arena_room || queued + entries > queue_room) rg_cuda_sums_flush();
+/* Room for `doubles` parts in the arena, `entries` queue entries and `indices` staged indices
+ * (chunk_squares' pieces, in pinned host memory and its device copy), the queued reductions
+ * flushed first where any of them would not fit: the arena offset (*staged the staging's),
+ * or SIZE_MAX when the device has no memory for them (the caller's figures are then NaN). */
+static size_t reserve(size_t doubles, size_t entries = 1, size_t indices = 0, size_t *staged = NULL) {
+    if ((arena_used + doubles) * sizeof(double) > arena_room || queued + entries > queue_room ||
+        indices_used + indices > indices_host_room || (indices_used + indices) * sizeof(size_t) > indices_room)
+        rg_cuda_sums_flush();
     if (queued + entries > queue_room) {
         const size_t room = queue_room ? 2 * queue_room : 256;
         pending *q = (pending *)realloc(queue, room * sizeof *q);
@@ -151,6 +155,21 @@ static size_t reserve(size_t doubles, size_t entries = 1) {
         while (want < doubles * sizeof(double)) want *= 2;
         if (!rg_cuda_grow(&arena, &arena_room, want)) return SIZE_MAX;
     }
+    if (indices > indices_host_room || indices * sizeof(size_t) > indices_room) { /* queue empty as well */
+        const size_t want = 2 * indices; /* room for another as large */
+        if (!rg_cuda_grow(&indices_dev, &indices_room, want * sizeof(size_t))) return SIZE_MAX;
+        if (want > indices_host_room) {
+            cudaFreeHost(indices_host);
+            indices_host = NULL, indices_host_room = 0;
+            if (cudaMallocHost((void **)&indices_host, want * sizeof(size_t)) != cudaSuccess) {
+                cudaGetLastError();
+                return SIZE_MAX;
+            }
+            indices_host_room = want;
+        }
+    }
+    if (staged) *staged = indices_used;
+    indices_used += indices;
     const size_t at = arena_used;
     arena_used += doubles;
     return at;
@@ -210,29 +229,6 @@ extern "C" void rg_cuda_sums_flush(void) {
     queued = 0, arena_used = 0, indices_used = 0;
 }
 
-/* Room for `need` more indices in the staging of chunk_squares' pieces (pinned host memory
- * and its device copy), after the queued reductions': its offset, or SIZE_MAX when there is
- * no memory for it.  Where the staging must grow, the queued ones that use it go first. */
-static size_t stage(size_t need) {
-    if (indices_used + need > indices_host_room || (indices_used + need) * sizeof(size_t) > indices_room) {
-        if (indices_used) rg_cuda_sums_flush();
-        const size_t want = 2 * need; /* room for another as large */
-        if (!rg_cuda_grow(&indices_dev, &indices_room, want * sizeof(size_t))) return SIZE_MAX;
-        if (want > indices_host_room) {
-            cudaFreeHost(indices_host);
-            indices_host = NULL, indices_host_room = 0;
-            if (cudaMallocHost((void **)&indices_host, want * sizeof(size_t)) != cudaSuccess) {
-                cudaGetLastError();
-                return SIZE_MAX;
-            }
-            indices_host_room = want;
-        }
-    }
-    const size_t at = indices_used;
-    indices_used += need;
-    return at;
-}
-
 /* unit_parts over the activations' type T (RG_STORED picks it) */
 template <typename T>
 static void unit_parts_of(const float *out, dim3 grid, size_t size, size_t inner, size_t per_unit, int parts,
@@ -260,11 +256,19 @@ static void unit_sums(const float *out, size_t size, int units, int batch, rg_co
     if (q) queue[queued] = *q, queue[queued++].at = at + each;
 }
 
+/* A UNIT_SUMS entry for `units` units' sums (sum, sq and relu: units values each, relu two). */
+static pending unit_pending(size_t size, int units, int batch, double *sum, double *sq, double *relu, long *near,
+                            int *dead) {
+    const size_t u = (size_t)units;
+    const int parts = part_count(u, (size_t)batch * (size / (u ? u : 1)));
+    const pending p = {UNIT_SUMS, 0, parts, u, sum, NULL, sq, relu, near, dead, NULL};
+    return p;
+}
+
 extern "C" void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want,
                                   float lo, float hi, double *sum, double *sq, double *relu, long *near,
                                   int *dead) {
-    const int parts = part_count((size_t)units, (size_t)batch * (size / (size_t)(units ? units : 1)));
-    const pending p = {UNIT_SUMS, 0, parts, (size_t)units, sum, NULL, sq, relu, near, dead, NULL};
+    const pending p = unit_pending(size, units, batch, sum, sq, relu, near, dead);
     unit_sums(out, size, units, batch, want, lo, hi, p, RG_ACT_RELU, RG_COUNT_NONE, 0, NULL);
 }
 
@@ -273,10 +277,8 @@ extern "C" void rg_cuda_unit_sums_through(const float *out, size_t size, int uni
                                           rg_count_kind act_want, float act_lo, double *act_sums, long *act_near,
                                           int *act_dead) {
     const size_t u = (size_t)units;
-    const int parts = part_count(u, (size_t)batch * (size / (u ? u : 1)));
-    const pending p = {UNIT_SUMS, 0, parts, u, sums, NULL, sums + u, sums + 2 * u, near, dead, NULL};
-    const pending q = {UNIT_SUMS, 0, parts, u, act_sums, NULL, act_sums + u, act_sums + 2 * u, act_near, act_dead,
-                       NULL};
+    const pending p = unit_pending(size, units, batch, sums, sums + u, sums + 2 * u, near, dead);
+    const pending q = unit_pending(size, units, batch, act_sums, act_sums + u, act_sums + 2 * u, act_near, act_dead);
     unit_sums(out, size, units, batch, want, lo, hi, p, act, act_want, act_lo, &q);
 }
 
@@ -291,10 +293,10 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
         if (at[s] != SIZE_MAX && len[s] > longest) longest = len[s];
     const int parts = part_count(segments, longest);
     const pending p = {SQUARES, 0, parts, segments, out, out2, NULL, NULL, NULL, NULL, at};
-    const size_t staged = at && segments ? stage(2 * segments) : 0;
-    const size_t slot = segments && segments <= 0x7fffffff && staged != SIZE_MAX ? reserve(segments * parts) : SIZE_MAX;
-    if (at && staged != SIZE_MAX && indices_used < staged + 2 * segments)
-        indices_used = staged + 2 * segments; /* reserve's flush emptied the staging: ours stays */
+    size_t staged = 0;
+    const size_t slot = segments && segments <= 0x7fffffff ? reserve(segments * parts, 1, at ? 2 * segments : 0,
+                                                                     &staged)
+                                                           : SIZE_MAX;
     bool placed = !at;
     if (at && slot != SIZE_MAX) { /* copied up in line with the launch, from staging no later call rewrites */
         size_t *h = indices_host + staged;
@@ -304,7 +306,7 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
                                  cudaMemcpyHostToDevice, 0) == cudaSuccess;
     }
     if (slot == SIZE_MAX || !placed) {
-        if (slot != SIZE_MAX) arena_used -= segments * parts;
+        if (slot != SIZE_MAX) arena_used -= segments * parts, indices_used = staged;
         return set_nan(&p);
     }
     const size_t *at_dev = at ? (const size_t *)indices_dev + staged : NULL, *len_dev = at ? at_dev + segments : NULL;

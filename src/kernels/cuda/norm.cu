@@ -23,23 +23,31 @@ __device__ static float masked(float dy, float x, const float *pair) {
     return pair && !(x * pair[0] + pair[1] > 0) ? 0.0f : dy;
 }
 
+/* A value's terms of the statistics' sums: x and x^2 */
+__device__ static double2 value_and_square_of(float x) {
+    const double v = x;
+    return {v, v * v};
+}
+/* A value's terms of backward's sums: dy masked by the fused relu (pair: its channel's), and
+ * that times x */
+__device__ static double2 gradient_and_times_x_of(float dy, float x, const float *pair) {
+    const double h = masked(dy, x, pair);
+    return {h, h * x};
+}
+__device__ static void add_to(double2 &s, double2 t) { s.x += t.x, s.y += t.y; }
+
 template <typename T>
 struct value_and_square {
     const T *x;
-    __device__ double2 operator()(size_t i) const {
-        const double v = rg_load(x, i);
-        return {v, v * v};
-    }
+    __device__ double2 operator()(size_t i) const { return value_and_square_of(rg_load(x, i)); }
     __device__ value_and_square of_channel(int) const { return *this; }
 };
 template <typename T>
-struct gradient_and_times_x { /* dy masked by the fused relu (pair: its channel's), and times x */
+struct gradient_and_times_x {
     const T *x, *dy;
     const float *pair;
     __device__ double2 operator()(size_t i) const {
-        const float xi = rg_load(x, i);
-        const double h = masked(rg_load(dy, i), xi, pair);
-        return {h, h * xi};
+        return gradient_and_times_x_of(rg_load(dy, i), rg_load(x, i), pair);
     }
     __device__ gradient_and_times_x of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
 };
@@ -53,10 +61,7 @@ struct value_and_square_quads {
     __device__ double2 operator()(size_t q) const {
         const rg_floats4 u = rg_load4(x, q);
         double2 s = {0, 0};
-        for (int k = 0; k < 4; k++) {
-            const double v = u.v[k];
-            s.x += v, s.y += v * v;
-        }
+        for (int k = 0; k < 4; k++) add_to(s, value_and_square_of(u.v[k]));
         return s;
     }
     __device__ value_and_square_quads of_channel(int) const { return *this; }
@@ -68,10 +73,7 @@ struct gradient_and_times_x_quads {
     __device__ double2 operator()(size_t q) const {
         const rg_floats4 u = rg_load4(x, q), d = rg_load4(dy, q);
         double2 s = {0, 0};
-        for (int k = 0; k < 4; k++) {
-            const double h = masked(d.v[k], u.v[k], pair);
-            s.x += h, s.y += h * u.v[k];
-        }
+        for (int k = 0; k < 4; k++) add_to(s, gradient_and_times_x_of(d.v[k], u.v[k], pair));
         return s;
     }
     __device__ gradient_and_times_x_quads of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
