@@ -232,6 +232,18 @@ struct rg_cuda_values {
     __device__ double2 operator()(size_t i) const { return {rg_load(x, i), 0.0}; }
     __device__ rg_cuda_values of_channel(int) const { return *this; }
 };
+/* rg_cuda_values four at once (rg_cuda_launch_run_sums4): quad q's four added in index order */
+template <typename T>
+struct rg_cuda_values_quads {
+    const T *x;
+    __device__ double2 operator()(size_t q) const {
+        const rg_floats4 u = rg_load4(x, q);
+        double s = 0;
+        for (int k = 0; k < 4; k++) s += u.v[k];
+        return {s, 0.0};
+    }
+    __device__ rg_cuda_values_quads of_channel(int) const { return *this; }
+};
 
 /* Per-channel sums cut into runs, so that a tensor of few channels still fills the device:
  * a C x runs grid of blocks, block (c, r) summing run r of channel c's m values (samples,
@@ -257,6 +269,17 @@ __global__ static void rg_cuda_run_sums(int C, size_t hw, size_t m, F f, double 
 template <typename F>
 static void rg_cuda_launch_run_sums(int C, size_t hw, size_t m, int runs, F f, double *part) {
     RG_KERNEL(rg_cuda_run_sums<F>, dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS)(C, hw, m, f, part);
+}
+
+/* rg_cuda_launch_run_sums four values a term (g: quad q the values 4q..4q+3 of one plane)
+ * where hw is a multiple of 4 and the buffers a and b allow quads, else one (f). */
+template <typename T, typename F, typename G>
+static void rg_cuda_launch_run_sums4(int C, size_t hw, size_t m, int runs, const T *a, const T *b, F f, G g,
+                                     double *part) {
+    if (hw % 4 == 0 && rg_cuda_quads_fit<T>(m * C, a, b, NULL))
+        rg_cuda_launch_run_sums(C, hw / 4, m / 4, runs, g, part);
+    else
+        rg_cuda_launch_run_sums(C, hw, m, runs, f, part);
 }
 
 /* the sums k (0, 1) of channel c's runs, added in order */

@@ -79,16 +79,6 @@ struct gradient_and_times_x_quads {
     __device__ gradient_and_times_x_quads of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
 };
 
-/* The runs' sums of f over a batch x C x hw tensor into part, four values a term (g) where
- * hw is a multiple of 4 and the buffers allow quads, else one (f). */
-template <typename T, typename F, typename G>
-static void run_sums(int C, size_t hw, size_t m, int runs, const T *a, const T *b, F f, G g, double *part) {
-    if (hw % 4 == 0 && rg_cuda_quads_fit<T>(m * C, a, b, NULL))
-        rg_cuda_launch_run_sums(C, hw / 4, m / 4, runs, g, part);
-    else
-        rg_cuda_launch_run_sums(C, hw, m, runs, f, part);
-}
-
 /* Device scratch for the runs' sums (rg_cuda_run_sums: batch norm's, a bias gradient's),
  * grown to the largest need. */
 static double *parts;
@@ -192,7 +182,7 @@ static void forward(const float *xf, float *yf, int batch, int C, size_t hw, boo
     double *part = train ? rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm") : NULL;
     if (train && !part) return;
     if (train) {
-        run_sums(C, hw, m, runs, x, (const T *)NULL, value_and_square<T>{x}, value_and_square_quads<T>{x}, part);
+        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square<T>{x}, value_and_square_quads<T>{x}, part);
         LAUNCH(train_statistics, (size_t)C, part, runs, C, m, eps, momentum, gamma, beta, rmean, rvar, aux);
     } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
     rg_cuda_channel_map(x, (const T *)NULL, rg_as<T>(yf), false, m * C, C, hw, affine{aux + 2 * C, relu});
@@ -215,7 +205,7 @@ static bool map_coefficients(const T *x, const T *h, int batch, int C, size_t hw
     double *part = rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm");
     if (!part) return false;
     const float *pair = relu ? aux + 2 * C : NULL;
-    run_sums(C, hw, m, runs, x, h, gradient_and_times_x<T>{x, h, pair}, gradient_and_times_x_quads<T>{x, h, pair},
+    rg_cuda_launch_run_sums4(C, hw, m, runs, x, h, gradient_and_times_x<T>{x, h, pair}, gradient_and_times_x_quads<T>{x, h, pair},
              part);
     LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
     return true;
