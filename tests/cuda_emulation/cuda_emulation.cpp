@@ -9,7 +9,8 @@
  * test_device_cli_emulated.sh runs).  REGRAD_EMULATION_COUNT=1 prints at exit what a GPU
  * would have been asked: the kernels launched, the products (cuBLAS calls) and the copies,
  * those down to the host (each a wait for the device) apart, for the cost of small steps,
- * which their launches bound.
+ * which their launches bound; REGRAD_EMULATION_COUNT=kernels adds the launches of each
+ * kernel, most first.
  */
 #include "cuda_runtime.h"
 #include "cuda_bf16.h"
@@ -19,10 +20,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
@@ -36,10 +39,18 @@ thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 namespace {
 struct counts {
     std::atomic<long> kernels{0}, products{0}, copies{0}, downloads{0};
+    std::mutex lock;
+    std::map<std::string, long> by_kernel; /* REGRAD_EMULATION_COUNT=kernels */
     ~counts() {
-        if (getenv("REGRAD_EMULATION_COUNT") && strcmp(getenv("REGRAD_EMULATION_COUNT"), "0") != 0)
-            fprintf(stderr, "cuda emulation: %ld kernels, %ld products, %ld copies (%ld to the host)\n",
-                    kernels.load(), products.load(), copies.load(), downloads.load());
+        const char *how = getenv("REGRAD_EMULATION_COUNT");
+        if (!how || !strcmp(how, "0")) return;
+        fprintf(stderr, "cuda emulation: %ld kernels, %ld products, %ld copies (%ld to the host)\n", kernels.load(),
+                products.load(), copies.load(), downloads.load());
+        if (strcmp(how, "kernels") != 0) return;
+        std::vector<std::pair<long, std::string>> most;
+        for (const auto &k : by_kernel) most.emplace_back(-k.second, k.first);
+        std::sort(most.begin(), most.end());
+        for (const auto &k : most) fprintf(stderr, "%10ld  %s\n", -k.first, k.second.c_str());
     }
 } counted;
 } // namespace
@@ -151,12 +162,17 @@ void __syncthreads(void) {
  * or with REGRAD_EMULATION_ORDER=reverse in the reverse order, which changes what a kernel
  * computes only if its result depends on the order its blocks or threads run in (a race
  * on a GPU): test_cuda_emulated and test_device_cli_emulated.sh run both ways. */
+static bool counts_kernels() {
+    static const bool k = getenv("REGRAD_EMULATION_COUNT") && !strcmp(getenv("REGRAD_EMULATION_COUNT"), "kernels");
+    return k;
+}
+
 static bool reversed() {
     static const bool r = getenv("REGRAD_EMULATION_ORDER") && !strcmp(getenv("REGRAD_EMULATION_ORDER"), "reverse");
     return r;
 }
 
-void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body) {
+void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body, const char *kernel) {
     const unsigned threads = block.x * block.y * block.z, blocks = grid.x * grid.y * grid.z;
     if (!threads || !blocks) return;
     if (running) {
@@ -164,6 +180,10 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body)
         abort();
     }
     counted.kernels++;
+    if (counts_kernels()) {
+        std::lock_guard<std::mutex> hold(counted.lock);
+        counted.by_kernel[kernel]++;
+    }
     while (fibers.size() < threads) fibers.emplace_back(new fiber());
     launch_state r{&body, 0, false};
     running = &r;

@@ -52,6 +52,11 @@ static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __fsqrt_rn(float a) { return sqrtf(a); }
 static inline uint32_t __umulhi(uint32_t a, uint32_t b) { return (uint32_t)(((uint64_t)a * b) >> 32); }
 
+/* blocks run one after another here: a fence and an atomic as the host's */
+static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline unsigned atomicAdd(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline double __ldcg(const double *p) { return *p; }
+
 /* the runtime: host memory, copies done at once, one device */
 typedef enum cudaError {
     cudaSuccess = 0,
@@ -96,25 +101,27 @@ cudaError_t cudaGetLastError(void);
 const char *cudaGetErrorString(cudaError_t e);
 
 namespace rg_emulation {
-/* Runs body once for every thread of a grid x block launch, block after block. */
-void run(dim3 grid, dim3 block, const std::function<void()> &body);
+/* Runs body once for every thread of a grid x block launch, block after block (kernel: its
+ * name as the launch spells it, for REGRAD_EMULATION_COUNT=kernels). */
+void run(dim3 grid, dim3 block, const std::function<void()> &body, const char *kernel);
 
 template <typename... P>
 struct launch {
     dim3 grid, block;
     void (*kernel)(P...);
+    const char *name;
     template <typename... A>
     void operator()(A &&...a) const {
         const std::tuple<P...> args(std::forward<A>(a)...); /* converted as a launch converts them */
-        run(grid, block, [&] { std::apply(kernel, args); }); /* each thread its own copy */
+        run(grid, block, [&] { std::apply(kernel, args); }, name); /* each thread its own copy */
     }
 };
 template <typename... P>
-launch<P...> launch_of(dim3 grid, dim3 block, void (*kernel)(P...)) {
-    return {grid, block, kernel};
+launch<P...> launch_of(dim3 grid, dim3 block, void (*kernel)(P...), const char *name) {
+    return {grid, block, kernel, name};
 }
 } // namespace rg_emulation
 
-#define RG_KERNEL(kernel, grid, block) rg_emulation::launch_of(grid, block, kernel)
+#define RG_KERNEL(kernel, grid, block) rg_emulation::launch_of(grid, block, kernel, #kernel)
 
 #endif

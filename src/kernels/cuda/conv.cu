@@ -119,20 +119,23 @@ struct bias_and_sum {
     }
 };
 
-/* one thread a filter: db[o] += its runs' sums of dY over samples and positions, in order */
-__global__ static void bias_total(const double *part, int runs, int filters, float *db) {
-    GRID_STRIDE(o, (size_t)filters) db[o] += (float)rg_cuda_runs_total(part, (int)o, runs, 0);
-}
+/* rg_cuda_run_sums' done: db[o] += filter o's sum of dY over samples and positions */
+struct bias_done {
+    float *db;
+    __device__ void operator()(int o, const double *part, int runs) const {
+        db[o] += (float)rg_cuda_runs_total(part, o, runs, 0);
+    }
+};
 
 template <typename T>
 static void bias_grad(const T *dy, float *db, int batch, int filters, size_t ohw) {
     const size_t m = (size_t)batch * ohw;
     const int runs = rg_cuda_runs(filters, m);
-    double *part = rg_cuda_run_scratch(2 * (size_t)runs * filters, "a convolution's bias gradient");
-    if (!part) return;
-    rg_cuda_launch_run_sums4(filters, ohw, m, runs, dy, (const T *)NULL, rg_cuda_values<T>{dy},
-                             rg_cuda_values_quads<T>{dy}, part);
-    LAUNCH(bias_total, (size_t)filters, part, runs, filters, db);
+    const rg_cuda_runs_scratch s = rg_cuda_run_scratch(2 * (size_t)runs * filters, filters,
+                                                       "a convolution's bias gradient");
+    if (s.part)
+        rg_cuda_launch_run_sums4(filters, ohw, m, runs, dy, (const T *)NULL, rg_cuda_values<T>{dy},
+                                 rg_cuda_values_quads<T>{dy}, bias_done{db}, s);
 }
 
 /* Whether backward takes dW in one product over samples and positions (dY and x laid out

@@ -51,9 +51,14 @@ void rg_cuda_upload_batch_end(void);
 /* A scratch buffer of the device's (*p, *have bytes) grown to at least `bytes`, its old
  * contents dropped; false when the device has no room (*p NULL then). */
 bool rg_cuda_grow(void **p, size_t *have, size_t bytes);
-/* The device scratch of per-channel sums in runs (launch.h's rg_cuda_run_sums), grown to
- * `doubles`; NULL, with the failure noted for `what`, when the device has no room. */
-double *rg_cuda_run_scratch(size_t doubles, const char *what);
+/* The device scratch of per-channel sums in runs (launch.h's rg_cuda_run_sums): room for
+ * `doubles` sums and `channels` tickets; part NULL, with the failure noted for `what`, when
+ * the device has no room. */
+typedef struct {
+    double *part;
+    unsigned *tickets;
+} rg_cuda_runs_scratch;
+rg_cuda_runs_scratch rg_cuda_run_scratch(size_t doubles, int channels, const char *what);
 /* Host memory of `bytes` at p pinned (on) for faster copies, or unpinned; a pin refused
  * leaves the copies as they were, slower. */
 void rg_cuda_pin(void *p, size_t bytes, bool on);

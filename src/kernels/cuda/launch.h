@@ -164,11 +164,11 @@ __global__ static void rg_cuda_channel_quads(const T *a, const T *b, T *out, boo
 template <typename T, typename F>
 static void rg_cuda_channel_map(const T *a, const T *b, T *out, bool add, size_t n, int C, size_t hw, F f) {
     if (hw % 4 == 0 && rg_cuda_quads_fit<T>(n, a, b, out)) {
-        const auto kernel = rg_cuda_channel_quads<T, F>;
-        LAUNCH(kernel, n / 4, a, b, out, add, n / 4, rg_planes_of(C, hw / 4), f);
+        const auto channel_quads = rg_cuda_channel_quads<T, F>;
+        LAUNCH(channel_quads, n / 4, a, b, out, add, n / 4, rg_planes_of(C, hw / 4), f);
     } else {
-        const auto kernel = rg_cuda_channel_values<T, F>;
-        LAUNCH(kernel, n, a, b, out, add, n, rg_planes_of(C, hw), f);
+        const auto channel_values = rg_cuda_channel_values<T, F>;
+        LAUNCH(channel_values, n, a, b, out, add, n, rg_planes_of(C, hw), f);
     }
 }
 
@@ -247,46 +247,58 @@ struct rg_cuda_values_quads {
 
 /* Per-channel sums cut into runs, so that a tensor of few channels still fills the device:
  * a C x runs grid of blocks, block (c, r) summing run r of channel c's m values (samples,
- * then positions) into part[c][r][0, 1]; the runs are then added in order
- * (rg_cuda_runs_total).  How many runs: enough blocks for the device when the channels
- * are few, none shorter than 2,048 values. */
+ * then positions) into part[c][r][0, 1]; the last of channel c's blocks to finish adds its
+ * runs' sums in order and finishes the channel (done) in the same launch.  Which block is
+ * last is counted on the device (tickets: one a channel, zero between launches, the last
+ * block puts it back); it decides only who adds the sums, never what they are or their
+ * order.  How many runs: enough blocks for the device when the channels are few, none
+ * shorter than 2,048 values. */
 static inline int rg_cuda_runs(int C, size_t m) {
     const size_t most = C < 512 ? 1024 / (size_t)C : 1, by_length = (m + 2047) / 2048;
     return (int)(by_length < most ? (by_length ? by_length : 1) : most);
 }
 
-/* f.of_channel(c) gives channel c's f for rg_cuda_channel_sums */
-template <typename F>
-__global__ static void rg_cuda_run_sums(int C, size_t hw, size_t m, F f, double *part) {
-    const size_t len = (m + gridDim.y - 1) / gridDim.y, from = blockIdx.y * len, to = from + len < m ? from + len : m;
-    const double2 s = rg_cuda_channel_sums(C, hw, blockIdx.x, from, to, f.of_channel(blockIdx.x));
-    if (!threadIdx.x) {
-        double *p = part + 2 * ((size_t)blockIdx.x * gridDim.y + blockIdx.y);
-        p[0] = s.x, p[1] = s.y;
-    }
+/* the sums k (0, 1) of channel c's runs, added in order (read past the SM's cache: other
+ * blocks wrote them) */
+__device__ static inline double rg_cuda_runs_total(const double *part, int c, int runs, int k) {
+    double s = 0;
+    for (int r = 0; r < runs; r++) s += __ldcg(part + 2 * ((size_t)c * runs + r) + k);
+    return s;
 }
 
-template <typename F>
-static void rg_cuda_launch_run_sums(int C, size_t hw, size_t m, int runs, F f, double *part) {
-    RG_KERNEL(rg_cuda_run_sums<F>, dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS)(C, hw, m, f, part);
+/* f.of_channel(c) gives channel c's f for rg_cuda_channel_sums; done(c, part, runs) finishes
+ * channel c from its runs' sums (rg_cuda_runs_total) */
+template <typename F, typename D>
+__global__ static void rg_cuda_run_sums(int C, size_t hw, size_t m, F f, D done, double *part, unsigned *tickets) {
+    const size_t len = (m + gridDim.y - 1) / gridDim.y, from = blockIdx.y * len, to = from + len < m ? from + len : m;
+    const double2 s = rg_cuda_channel_sums(C, hw, blockIdx.x, from, to, f.of_channel(blockIdx.x));
+    if (threadIdx.x) return;
+    double *p = part + 2 * ((size_t)blockIdx.x * gridDim.y + blockIdx.y);
+    p[0] = s.x, p[1] = s.y;
+    if (gridDim.y > 1) {
+        __threadfence(); /* this run's sums seen before its ticket */
+        if (atomicAdd(&tickets[blockIdx.x], 1u) != gridDim.y - 1) return;
+        tickets[blockIdx.x] = 0;
+        __threadfence(); /* every other run's sums, seen before their tickets, read after */
+    }
+    done((int)blockIdx.x, part, (int)gridDim.y);
+}
+
+template <typename F, typename D>
+static void rg_cuda_launch_run_sums(int C, size_t hw, size_t m, int runs, F f, D done, rg_cuda_runs_scratch s) {
+    const auto run_sums = rg_cuda_run_sums<F, D>;
+    RG_KERNEL(run_sums, dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS)(C, hw, m, f, done, s.part, s.tickets);
 }
 
 /* rg_cuda_launch_run_sums four values a term (g: quad q the values 4q..4q+3 of one plane)
  * where hw is a multiple of 4 and the buffers a and b allow quads, else one (f). */
-template <typename T, typename F, typename G>
-static void rg_cuda_launch_run_sums4(int C, size_t hw, size_t m, int runs, const T *a, const T *b, F f, G g,
-                                     double *part) {
+template <typename T, typename F, typename G, typename D>
+static void rg_cuda_launch_run_sums4(int C, size_t hw, size_t m, int runs, const T *a, const T *b, F f, G g, D done,
+                                     rg_cuda_runs_scratch s) {
     if (hw % 4 == 0 && rg_cuda_quads_fit<T>(m * C, a, b, NULL))
-        rg_cuda_launch_run_sums(C, hw / 4, m / 4, runs, g, part);
+        rg_cuda_launch_run_sums(C, hw / 4, m / 4, runs, g, done, s);
     else
-        rg_cuda_launch_run_sums(C, hw, m, runs, f, part);
-}
-
-/* the sums k (0, 1) of channel c's runs, added in order */
-__device__ static inline double rg_cuda_runs_total(const double *part, int c, int runs, int k) {
-    double s = 0;
-    for (int r = 0; r < runs; r++) s += part[2 * ((size_t)c * runs + r) + k];
-    return s;
+        rg_cuda_launch_run_sums(C, hw, m, runs, f, done, s);
 }
 
 #endif

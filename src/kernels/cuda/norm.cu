@@ -3,8 +3,8 @@
  * training each channel's mean and biased variance over samples and positions, from one
  * pass's sums of x and x^2 in double (a channel's values cut into runs (launch.h), one block a
  * run folding a fixed stride and then a tree, four values a load where the planes allow,
- * the runs' sums added in order: the same bits
- * every run; in double, E[x^2] - E[x]^2 loses nothing a float variance keeps), the running
+ * the runs' sums added in order by the channel's last block, which finishes the channel in
+ * the same launch: the same bits every run; in double, E[x^2] - E[x]^2 loses nothing a float variance keeps), the running
  * statistics updated with Bessel's correction; otherwise the running statistics;
  * y = x scale + shift, then a fused relu when memory planning gave it one.  Backward:
  * dgamma, dbeta and dx from one pass's sums of dy and dy x per channel (dy (x - mean) is
@@ -79,22 +79,32 @@ struct gradient_and_times_x_quads {
     __device__ gradient_and_times_x_quads of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
 };
 
-/* Device scratch for the runs' sums (rg_cuda_run_sums: batch norm's, a bias gradient's),
- * grown to the largest need. */
+/* Device scratch for the runs' sums (rg_cuda_run_sums: batch norm's, a bias gradient's)
+ * and their tickets (zeroed when made), grown to the largest need. */
 static double *parts;
-static size_t parts_size;
+static unsigned *tickets;
+static size_t parts_size, tickets_size;
 
-extern "C" double *rg_cuda_run_scratch(size_t doubles, const char *what) {
-    if (rg_cuda_grow((void **)&parts, &parts_size, doubles * sizeof(double))) return parts;
+extern "C" rg_cuda_runs_scratch rg_cuda_run_scratch(size_t doubles, int channels, const char *what) {
+    const size_t had = tickets_size, want = (size_t)channels * sizeof(unsigned);
+    const bool ok = rg_cuda_grow((void **)&parts, &parts_size, doubles * sizeof(double)) &&
+                    rg_cuda_grow((void **)&tickets, &tickets_size, want < 4096 ? 4096 : want) &&
+                    (tickets_size == had || cudaMemset(tickets, 0, tickets_size) == cudaSuccess);
+    if (ok) return {parts, tickets};
+    cudaGetLastError();
     rg_cuda_note_failure(what, "no device memory for its sums");
-    return NULL;
+    return {NULL, NULL};
 }
 
-/* one thread a channel: the batch's statistics, the running ones, the affine pair */
-__global__ static void train_statistics(const double *part, int runs, int C, size_t m, float eps, float momentum,
-                                        const float *gamma, const float *beta, float *rmean, float *rvar,
-                                        float *aux) {
-    GRID_STRIDE(c, (size_t)C) {
+/* rg_cuda_run_sums' done: channel c's statistics from its sums of x and x^2, the running
+ * ones, the affine pair */
+struct statistics_done {
+    size_t m;
+    int C;
+    float eps, momentum;
+    const float *gamma, *beta;
+    float *rmean, *rvar, *aux;
+    __device__ void operator()(int c, const double *part, int runs) const {
         const double mean = rg_cuda_runs_total(part, c, runs, 0) / m;
         const float mu = (float)mean;
         const double var = fmax(rg_cuda_runs_total(part, c, runs, 1) / m - mean * mean, 0.0);
@@ -105,7 +115,7 @@ __global__ static void train_statistics(const double *part, int runs, int C, siz
         aux[2 * C + 2 * c] = gamma[c] * inv;
         aux[2 * C + 2 * c + 1] = beta[c] - mu * aux[2 * C + 2 * c];
     }
-}
+};
 
 __global__ static void running_statistics(int C, float eps, const float *gamma, const float *beta, const float *rmean,
                                           const float *rvar, float *aux) {
@@ -127,21 +137,24 @@ struct affine {
     }
 };
 
-/* one thread a channel: dgamma, dbeta (each when not NULL), and (k, mean dy, mean dy x^) for
- * the input's gradient */
-__global__ static void gradient_sums(const double *part, int runs, int C, size_t m, const float *gamma,
-                                     const float *aux, float *dgamma, float *dbeta, float *coef) {
-    GRID_STRIDE(c, (size_t)C) {
+/* rg_cuda_run_sums' done: from channel c's sums of h and h x, dgamma and dbeta (each added
+ * to when not NULL) and (k, mean h, mean h x^) for backward's map */
+struct gradient_done {
+    size_t m;
+    int C;
+    const float *gamma, *aux;
+    float *dgamma, *dbeta, *coef;
+    __device__ void operator()(int c, const double *part, int runs) const {
         const float inv = aux[C + c];
         const double sdy = rg_cuda_runs_total(part, c, runs, 0),
-                     sdyx = (rg_cuda_runs_total(part, c, runs, 1) - (double)aux[c] * sdy) * inv; /* sum dy (x - mean) inv */
+                     sdyx = (rg_cuda_runs_total(part, c, runs, 1) - (double)aux[c] * sdy) * inv; /* sum h (x - mean) inv */
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
         coef[3 * c] = gamma[c] * inv;
         coef[3 * c + 1] = (float)(sdy / m);
         coef[3 * c + 2] = (float)(sdyx / m);
     }
-}
+};
 
 /* gamma inv (h - E[h] - x^ E[h x^]) in training, else gamma inv h: backward's map of h, and
  * the tangent's of the input's tangent */
@@ -178,12 +191,13 @@ static void forward(const float *xf, float *yf, int batch, int C, size_t hw, boo
                     const float *gamma, const float *beta, float *rmean, float *rvar, float *aux, bool relu) {
     const T *x = rg_as<T>(xf);
     const size_t m = (size_t)batch * hw;
-    const int runs = rg_cuda_runs(C, m);
-    double *part = train ? rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm") : NULL;
-    if (train && !part) return;
     if (train) {
-        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square<T>{x}, value_and_square_quads<T>{x}, part);
-        LAUNCH(train_statistics, (size_t)C, part, runs, C, m, eps, momentum, gamma, beta, rmean, rvar, aux);
+        const int runs = rg_cuda_runs(C, m);
+        const rg_cuda_runs_scratch s = rg_cuda_run_scratch(2 * (size_t)runs * C, C, "batch norm");
+        if (!s.part) return;
+        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square<T>{x},
+                                 value_and_square_quads<T>{x},
+                                 statistics_done{m, C, eps, momentum, gamma, beta, rmean, rvar, aux}, s);
     } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
     rg_cuda_channel_map(x, (const T *)NULL, rg_as<T>(yf), false, m * C, C, hw, affine{aux + 2 * C, relu});
 }
@@ -202,12 +216,12 @@ static bool map_coefficients(const T *x, const T *h, int batch, int C, size_t hw
                              const float *aux, bool relu, float *dgamma, float *dbeta, float *coef) {
     const size_t m = (size_t)batch * hw;
     const int runs = rg_cuda_runs(C, m);
-    double *part = rg_cuda_run_scratch(2 * (size_t)runs * C, "batch norm");
-    if (!part) return false;
+    const rg_cuda_runs_scratch s = rg_cuda_run_scratch(2 * (size_t)runs * C, C, "batch norm");
+    if (!s.part) return false;
     const float *pair = relu ? aux + 2 * C : NULL;
-    rg_cuda_launch_run_sums4(C, hw, m, runs, x, h, gradient_and_times_x<T>{x, h, pair}, gradient_and_times_x_quads<T>{x, h, pair},
-             part);
-    LAUNCH(gradient_sums, (size_t)C, part, runs, C, m, gamma, aux, dgamma, dbeta, coef);
+    rg_cuda_launch_run_sums4(C, hw, m, runs, x, h, gradient_and_times_x<T>{x, h, pair},
+                             gradient_and_times_x_quads<T>{x, h, pair},
+                             gradient_done{m, C, gamma, aux, dgamma, dbeta, coef}, s);
     return true;
 }
 

@@ -59,8 +59,8 @@ static bool reduce(const float *x, size_t n, T zero, Map map, Join join, T *resu
     *result = zero;
     if (n == 0) return true;
     if (!block_results) return false;
-    const auto kernel = block_reduce<T, Map, Join>;
-    RG_KERNEL(kernel, BLOCKS, THREADS)(x, n, zero, map, join, (T *)block_results);
+    const auto reduce = block_reduce<T, Map, Join>;
+    RG_KERNEL(reduce, BLOCKS, THREADS)(x, n, zero, map, join, (T *)block_results);
     if (cudaMemcpy(h, block_results, sizeof h, cudaMemcpyDeviceToHost) != cudaSuccess) return false;
     for (int b = 0; b < BLOCKS; b++) *result = join(*result, h[b]);
     return true;
