@@ -526,15 +526,16 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
         m->n_chunks += (g->params[g->nodes[m->layers[i].node].first_param].size + RG_SQUARES_PIECE - 1) / RG_SQUARES_PIECE;
     }
     m->scratch = malloc(5 * (size_t)units * sizeof *m->scratch);
-    m->chunk_layer = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_layer);
-    m->chunk_lo = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_lo);
-    m->chunk_at = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_at);
-    m->chunk_len = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->chunk_len);
+    const size_t chunks = m->n_chunks ? m->n_chunks : 1; /* malloc(0) may give NULL */
+    m->chunk_layer = malloc(chunks * sizeof *m->chunk_layer);
+    m->chunk_lo = malloc(chunks * sizeof *m->chunk_lo);
+    m->chunk_at = malloc(chunks * sizeof *m->chunk_at);
+    m->chunk_len = malloc(chunks * sizeof *m->chunk_len);
     m->norms_at_end = g->backend->device;
     if (m->norms_at_end) {
-        m->norm_at = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->norm_at);
-        m->norm_len = malloc((m->n_chunks ? m->n_chunks : 1) * sizeof *m->norm_len);
-        m->norm_sum = malloc(2 * (m->n_chunks ? m->n_chunks : 1) * sizeof *m->norm_sum);
+        m->norm_at = malloc(chunks * sizeof *m->norm_at);
+        m->norm_len = malloc(chunks * sizeof *m->norm_len);
+        m->norm_sum = malloc(2 * chunks * sizeof *m->norm_sum);
     }
     if (!m->scratch || !m->chunk_layer || !m->chunk_lo || !m->chunk_at || !m->chunk_len ||
         (m->norms_at_end && (!m->norm_at || !m->norm_len || !m->norm_sum))) {

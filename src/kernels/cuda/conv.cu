@@ -6,9 +6,9 @@
  * samples of dY col(x)^T (each sample's product, then added in sample order; for a 1x1
  * convolution whose weights outweigh a sample's input and output, one product over dY and
  * x laid out channel by channel, a sum over samples and positions together), db += dY
- * summed over samples and positions (in runs of a filter's values, four a load where a plane's
- * size is a multiple of 4, a block a run, the runs added in order), dx (+)= the scatter of W^T dY, gathered per input value (no atomics:
- * the same bits every run).  The columns of the whole batch and each sample's dW (or dY
+ * summed over samples and positions (in runs of a filter's values, four a load where a
+ * plane's size is a multiple of 4, a block a run, the runs added in order), dx (+)= the
+ * scatter of W^T dY, gathered per input value (no atomics: the same bits every run).  The columns of the whole batch and each sample's dW (or dY
  * and x by channel) live in the graph's workspace.  Where cuDNN is found and takes the geometry (cudnn.cu: its
  * symmetric padding fits, and the convolution is not 1x1 stride 1), its convolutions
  * replace the products and the columns; the bias stays here, added after the product in
@@ -134,8 +134,7 @@ static void bias_grad(const T *dy, float *db, int batch, int filters, size_t ohw
     const rg_cuda_runs_scratch s = rg_cuda_run_scratch(2 * (size_t)runs * filters, filters,
                                                        "a convolution's bias gradient");
     if (s.part)
-        rg_cuda_launch_run_sums4(filters, ohw, m, runs, dy, (const T *)NULL, rg_cuda_values<T>{dy},
-                                 rg_cuda_values_quads<T>{dy}, bias_done{db}, s);
+        rg_cuda_launch_run_sums4(filters, ohw, m, runs, dy, (const T *)NULL, rg_cuda_value{}, bias_done{db}, s);
 }
 
 /* Whether backward takes dW in one product over samples and positions (dY and x laid out

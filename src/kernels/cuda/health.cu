@@ -374,8 +374,8 @@ __global__ static void column_means(const T *x, column_value<T> v, bool conv, in
                                     float *mean) {
     const int c = blockIdx.x;
     const size_t n = (size_t)batch * hw;
-    const double s =
-        conv ? rg_cuda_channel_sums(f, hw, c, 0, n, v).x : rg_cuda_channel_sums(f, 1, c, 0, n, rg_cuda_values<T>{x}).x;
+    const double s = conv ? rg_cuda_channel_sums(f, hw, c, 0, n, v).x
+                          : rg_cuda_channel_sums(f, 1, c, 0, n, rg_cuda_each<T, rg_cuda_value>{x, NULL, {}}).x;
     if (threadIdx.x == 0) mean[c] = (float)(s / (double)n);
 }
 

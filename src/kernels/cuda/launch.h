@@ -225,24 +225,37 @@ __device__ static double2 rg_cuda_channel_sums(int C, size_t hw, int c, size_t f
     return rg_cuda_block_fold(s, part, rg_cuda_plus{});
 }
 
-/* f for rg_cuda_channel_sums: the values themselves (and nothing), of type T */
-template <typename T>
-struct rg_cuda_values {
-    const T *x;
-    __device__ double2 operator()(size_t i) const { return {rg_load(x, i), 0.0}; }
-    __device__ rg_cuda_values of_channel(int) const { return *this; }
+/* f for rg_cuda_channel_sums from a per-value term over one or two buffers of T: term(a's
+ * value, b's (0 when b is NULL)) gives a value's two terms, term.of_channel(c) channel c's
+ * term.  One value an index (rg_cuda_each), or four (rg_cuda_in_quads: quad q the values
+ * 4q..4q+3 of one plane, loaded in one word a buffer, their terms added in index order). */
+template <typename T, typename F>
+struct rg_cuda_each {
+    const T *a, *b;
+    F term;
+    __device__ double2 operator()(size_t i) const { return term(rg_load(a, i), b ? rg_load(b, i) : 0.0f); }
+    __device__ rg_cuda_each of_channel(int c) const { return {a, b, term.of_channel(c)}; }
 };
-/* rg_cuda_values four at once (rg_cuda_launch_run_sums4): quad q's four added in index order */
-template <typename T>
-struct rg_cuda_values_quads {
-    const T *x;
+template <typename T, typename F>
+struct rg_cuda_in_quads {
+    const T *a, *b;
+    F term;
     __device__ double2 operator()(size_t q) const {
-        const rg_floats4 u = rg_load4(x, q);
-        double s = 0;
-        for (int k = 0; k < 4; k++) s += u.v[k];
-        return {s, 0.0};
+        const rg_floats4 u = rg_load4(a, q), v = b ? rg_load4(b, q) : rg_floats4{};
+        double2 s = {0, 0};
+        for (int k = 0; k < 4; k++) {
+            const double2 t = term(u.v[k], v.v[k]);
+            s.x += t.x, s.y += t.y;
+        }
+        return s;
     }
-    __device__ rg_cuda_values_quads of_channel(int) const { return *this; }
+    __device__ rg_cuda_in_quads of_channel(int c) const { return {a, b, term.of_channel(c)}; }
+};
+
+/* the term of the values themselves (and nothing) */
+struct rg_cuda_value {
+    __device__ double2 operator()(float x, float) const { return {x, 0.0}; }
+    __device__ rg_cuda_value of_channel(int) const { return *this; }
 };
 
 /* Per-channel sums cut into runs, so that a tensor of few channels still fills the device:
@@ -290,15 +303,15 @@ static void rg_cuda_launch_run_sums(int C, size_t hw, size_t m, int runs, F f, D
     RG_KERNEL(run_sums, dim3((unsigned)C, (unsigned)runs), RG_CUDA_THREADS)(C, hw, m, f, done, s.part, s.tickets);
 }
 
-/* rg_cuda_launch_run_sums four values a term (g: quad q the values 4q..4q+3 of one plane)
- * where hw is a multiple of 4 and the buffers a and b allow quads, else one (f). */
-template <typename T, typename F, typename G, typename D>
-static void rg_cuda_launch_run_sums4(int C, size_t hw, size_t m, int runs, const T *a, const T *b, F f, G g, D done,
+/* rg_cuda_launch_run_sums of term over a batch x C x hw tensor a (and b, NULL: none) of T,
+ * four values a load where hw is a multiple of 4 and the buffers allow quads, else one. */
+template <typename T, typename F, typename D>
+static void rg_cuda_launch_run_sums4(int C, size_t hw, size_t m, int runs, const T *a, const T *b, F term, D done,
                                      rg_cuda_runs_scratch s) {
     if (hw % 4 == 0 && rg_cuda_quads_fit<T>(m * C, a, b, NULL))
-        rg_cuda_launch_run_sums(C, hw / 4, m / 4, runs, g, done, s);
+        rg_cuda_launch_run_sums(C, hw / 4, m / 4, runs, rg_cuda_in_quads<T, F>{a, b, term}, done, s);
     else
-        rg_cuda_launch_run_sums(C, hw, m, runs, f, done, s);
+        rg_cuda_launch_run_sums(C, hw, m, runs, rg_cuda_each<T, F>{a, b, term}, done, s);
 }
 
 #endif

@@ -4,9 +4,9 @@
  * pass's sums of x and x^2 in double (a channel's values cut into runs (launch.h), one block a
  * run folding a fixed stride and then a tree, four values a load where the planes allow,
  * the runs' sums added in order by the channel's last block, which finishes the channel in
- * the same launch: the same bits every run; in double, E[x^2] - E[x]^2 loses nothing a float variance keeps), the running
- * statistics updated with Bessel's correction; otherwise the running statistics;
- * y = x scale + shift, then a fused relu when memory planning gave it one.  Backward:
+ * the same launch: the same bits every run; in double, E[x^2] - E[x]^2 loses nothing a
+ * float variance keeps), the running statistics updated with Bessel's correction;
+ * otherwise the running statistics; y = x scale + shift, then a fused relu when memory planning gave it one.  Backward:
  * dgamma, dbeta and dx from one pass's sums of dy and dy x per channel (dy (x - mean) is
  * their combination), dy masked by the fused relu.  The tangent (forward mode) is backward's
  * map of the input's tangent, from the same sums of it, plus gamma's and beta's directions.
@@ -23,60 +23,23 @@ __device__ static float masked(float dy, float x, const float *pair) {
     return pair && !(x * pair[0] + pair[1] > 0) ? 0.0f : dy;
 }
 
-/* A value's terms of the statistics' sums: x and x^2 */
-__device__ static double2 value_and_square_of(float x) {
-    const double v = x;
-    return {v, v * v};
-}
-/* A value's terms of backward's sums: dy masked by the fused relu (pair: its channel's), and
- * that times x */
-__device__ static double2 gradient_and_times_x_of(float dy, float x, const float *pair) {
-    const double h = masked(dy, x, pair);
-    return {h, h * x};
-}
-__device__ static void add_to(double2 &s, double2 t) { s.x += t.x, s.y += t.y; }
-
-template <typename T>
+/* A value's terms of the statistics' sums: x and x^2 (rg_cuda_launch_run_sums4's term) */
 struct value_and_square {
-    const T *x;
-    __device__ double2 operator()(size_t i) const { return value_and_square_of(rg_load(x, i)); }
+    __device__ double2 operator()(float x, float) const {
+        const double v = x;
+        return {v, v * v};
+    }
     __device__ value_and_square of_channel(int) const { return *this; }
 };
-template <typename T>
+/* A value's terms of backward's sums: h (dy masked by the fused relu, pair: its channel's),
+ * and h x */
 struct gradient_and_times_x {
-    const T *x, *dy;
     const float *pair;
-    __device__ double2 operator()(size_t i) const {
-        return gradient_and_times_x_of(rg_load(dy, i), rg_load(x, i), pair);
+    __device__ double2 operator()(float x, float dy) const {
+        const double h = masked(dy, x, pair);
+        return {h, h * x};
     }
-    __device__ gradient_and_times_x of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
-};
-
-/* The two functors above four values at once: quad q holds values 4q..4q+3 of one plane
- * (hw a multiple of 4), loaded in one 16-byte (float) or 8-byte (bf16) word, its four terms
- * added in index order. */
-template <typename T>
-struct value_and_square_quads {
-    const T *x;
-    __device__ double2 operator()(size_t q) const {
-        const rg_floats4 u = rg_load4(x, q);
-        double2 s = {0, 0};
-        for (int k = 0; k < 4; k++) add_to(s, value_and_square_of(u.v[k]));
-        return s;
-    }
-    __device__ value_and_square_quads of_channel(int) const { return *this; }
-};
-template <typename T>
-struct gradient_and_times_x_quads {
-    const T *x, *dy;
-    const float *pair;
-    __device__ double2 operator()(size_t q) const {
-        const rg_floats4 u = rg_load4(x, q), d = rg_load4(dy, q);
-        double2 s = {0, 0};
-        for (int k = 0; k < 4; k++) add_to(s, gradient_and_times_x_of(d.v[k], u.v[k], pair));
-        return s;
-    }
-    __device__ gradient_and_times_x_quads of_channel(int c) const { return {x, dy, pair ? pair + 2 * c : NULL}; }
+    __device__ gradient_and_times_x of_channel(int c) const { return {pair ? pair + 2 * c : NULL}; }
 };
 
 /* Device scratch for the runs' sums (rg_cuda_run_sums: batch norm's, a bias gradient's)
@@ -146,8 +109,8 @@ struct gradient_done {
     float *dgamma, *dbeta, *coef;
     __device__ void operator()(int c, const double *part, int runs) const {
         const float inv = aux[C + c];
-        const double sdy = rg_cuda_runs_total(part, c, runs, 0),
-                     sdyx = (rg_cuda_runs_total(part, c, runs, 1) - (double)aux[c] * sdy) * inv; /* sum h (x - mean) inv */
+        const double sdy = rg_cuda_runs_total(part, c, runs, 0), /* sum h, then sum h (x - mean) inv */
+            sdyx = (rg_cuda_runs_total(part, c, runs, 1) - (double)aux[c] * sdy) * inv;
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
         coef[3 * c] = gamma[c] * inv;
@@ -195,8 +158,7 @@ static void forward(const float *xf, float *yf, int batch, int C, size_t hw, boo
         const int runs = rg_cuda_runs(C, m);
         const rg_cuda_runs_scratch s = rg_cuda_run_scratch(2 * (size_t)runs * C, C, "batch norm");
         if (!s.part) return;
-        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square<T>{x},
-                                 value_and_square_quads<T>{x},
+        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square{},
                                  statistics_done{m, C, eps, momentum, gamma, beta, rmean, rvar, aux}, s);
     } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
     rg_cuda_channel_map(x, (const T *)NULL, rg_as<T>(yf), false, m * C, C, hw, affine{aux + 2 * C, relu});
@@ -218,9 +180,7 @@ static bool map_coefficients(const T *x, const T *h, int batch, int C, size_t hw
     const int runs = rg_cuda_runs(C, m);
     const rg_cuda_runs_scratch s = rg_cuda_run_scratch(2 * (size_t)runs * C, C, "batch norm");
     if (!s.part) return false;
-    const float *pair = relu ? aux + 2 * C : NULL;
-    rg_cuda_launch_run_sums4(C, hw, m, runs, x, h, gradient_and_times_x<T>{x, h, pair},
-                             gradient_and_times_x_quads<T>{x, h, pair},
+    rg_cuda_launch_run_sums4(C, hw, m, runs, x, h, gradient_and_times_x{relu ? aux + 2 * C : NULL},
                              gradient_done{m, C, gamma, aux, dgamma, dbeta, coef}, s);
     return true;
 }
