@@ -205,10 +205,16 @@ static void bench_print_json(const bench_args *a, const bench_result *r) {
     printf("]}\n");
 }
 
-/* On a device: the images/s and the memory the model holds there. */
-static void bench_print_device_line(const bench_args *a, const bench_result *r) {
+/* On a device: the images/s and the memory the model holds there, and the passes run as
+ * CUDA graphs. */
+static void bench_print_device_line(const bench_args *a, const rg_graph *g, const bench_result *r) {
     printf("%s: batch %ld, %ld steps on %s, %s: %.1f images/s, device memory %.0f MiB\n", a->model, a->batch,
            a->steps, a->device, a->precision ? a->precision : "fp32", r->ips, r->device_mib);
+    const char *broken;
+    const long replays = rg_graph_replays(g, &broken);
+    if (replays || broken)
+        printf("CUDA graphs (REGRAD_GRAPHS=1): %ld passes replayed%s%s\n", replays,
+               broken ? "; a pass ran uncaptured: " : "", broken ? broken : "");
 }
 
 /* What a watched step costs over a plain one, when the monitor was asked for. */
@@ -226,7 +232,7 @@ static void bench_print_table(const bench_args *a, const rg_graph *g, const benc
     const long steps = a->steps;
     const bool on_device = cli_on_gpu(a->device);
     if (on_device) {
-        bench_print_device_line(a, r);
+        bench_print_device_line(a, g, r);
         printf("(op times from as many steps again, each op's kernels waited for)\n");
     } else
         printf("%s: batch %ld, %ld steps, %d threads: %.1f images/s, peak RSS %.0f MiB\n", a->model,
@@ -298,7 +304,7 @@ int cmd_bench(int argc, char **argv) {
         bench_totals(&a, m.graph, &res);
         if (a.json) bench_print_json(&a, &res);
         else if (on_device && !a.layers) {
-            bench_print_device_line(&a, &res);
+            bench_print_device_line(&a, m.graph, &res);
             bench_print_monitor(&a, &res);
         } else bench_print_table(&a, m.graph, &res);
     }

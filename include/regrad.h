@@ -180,6 +180,11 @@ rg_status rg_graph_set_device(rg_graph *g, const char *device);
  * by other means): RG_OK, or the device's failure since the last check.  On the CPU:
  * RG_OK at once. */
 rg_status rg_graph_finish(rg_graph *g);
+/* With REGRAD_GRAPHS=1 in the environment a device runs each pass that is the same every
+ * step (no dropout, hook, profile or numerics check) as a CUDA graph from its third run
+ * on, one launch in place of its hundreds, with the same bits.  The passes replayed so
+ * far, and in *broken (when given) why a pass could not be captured, or NULL. */
+long rg_graph_replays(const rg_graph *g, const char **broken);
 /* The arithmetic of the products (dense layers, convolutions) on a graph's device: "fp32"
  * (the default, strict: no TF32 anywhere) or "tf32" (the products on TF32 tensor cores,
  * sums, statistics and the optimizer in fp32).  Call after rg_graph_set_device.

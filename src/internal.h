@@ -251,7 +251,32 @@ struct rg_graph {
      * with the graph. */
     float *hessian_cache;
     size_t hessian_cache_floats;
+    /* A device's passes captured and replayed (replay.c): the captures, whether
+     * REGRAD_GRAPHS asks for them (-1: not read yet), whether the last forward was
+     * replayed, the passes replayed so far, the first reason a capture broke, and a hook
+     * that does nothing now (the monitor's between watched passes). */
+    struct rg_replay *replays;
+    int n_replays;
+    int replay_on;
+    bool forward_replayed;
+    long replayed;
+    char replay_broken[200];
+    void (*idle_hook)(rg_graph *g, int node, bool backward, void *user);
 };
+
+/* A pass replay.c may capture: which, and everything its kernels' arguments depend on
+ * beyond the compiled graph. */
+typedef struct rg_replay_key {
+    int backward; /* 0: a whole forward pass; 1: a backward from `from` */
+    int batch, train, half, from;
+    uint32_t seed; /* backward: its scalar seed's bits */
+    int tf32, bf16;
+} rg_replay_key;
+typedef struct rg_replay rg_replay;
+/* pass(g, arg) run as is, or captured, or replayed (replay.c); the captures dropped (at
+ * anything that changes what a pass launches: compile, precision, trainable, ...). */
+rg_status rg_replay_pass(rg_graph *g, rg_replay_key key, rg_status (*pass)(rg_graph *, void *), void *arg);
+void rg_replay_forget(rg_graph *g);
 
 /* --- used by ops --- */
 

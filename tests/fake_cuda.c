@@ -282,6 +282,16 @@ rg_status rg_cuda_blas_ready(void) { return RG_OK; }
 /* the host's products are fp32 either way; bf16 is the real kernels' (tests/cuda_emulation/) */
 bool rg_cuda_activations_bf16 = false;
 void rg_cuda_set_precision(bool tf32, bool bf16) { (void)tf32, (void)bf16; }
+/* Its kernels run at once, so nothing can be captured to run later: a pass asked to be
+ * (REGRAD_GRAPHS=1) runs as is, and the reason is kept. */
+rg_status rg_cuda_capture_begin(char *why, size_t len) {
+    snprintf(why, len, "the host stand-in (tests/fake_cuda.c) cannot capture");
+    return RG_ERR_STATE;
+}
+void *rg_cuda_capture_end(char *why, size_t len) { return (void)why, (void)len, NULL; }
+rg_status rg_cuda_replay(void *graph) { return (void)graph, RG_ERR_STATE; }
+void rg_cuda_replay_free(void *graph) { (void)graph; }
+unsigned long rg_cuda_memory_moves(void) { return 0; }
 rg_status rg_cuda_bf16_ready(void) {
     return rg_fail(RG_ERR_STATE, "cuda: the host stand-in (tests/fake_cuda.c) has no bf16: use --precision fp32");
 }

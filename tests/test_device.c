@@ -254,6 +254,51 @@ static void a_convolution_does_its_add(void **state) {
     rg_optim_free(o), rg_graph_free(n.g);
 }
 
+/* Passes captured as CUDA graphs and replayed (REGRAD_GRAPHS=1) train the residual block
+ * and the batch-norm network with the bits of the passes run as they are: the weights, the
+ * running statistics, and the logits of an inference pass; on the stand-in, which cannot
+ * capture, every pass runs as is and the reason is kept. */
+static void replayed_passes_give_the_same_bits(void **state) {
+    const net_builder builders[] = {residual_net, norm_net};
+    for (size_t b = 0; b < sizeof builders / sizeof *builders; b++) {
+        net n[2];
+        rg_optim *o[2];
+        rg_optim_config c = rg_optim_defaults(RG_OPTIM_MOMENTUM);
+        for (int d = 0; d < 2; d++) {
+            if (d) setenv("REGRAD_GRAPHS", "1", 1); /* read at a graph's first pass */
+            n[d] = build(builders[b], "cuda", "fp32");
+            assert_non_null(o[d] = rg_optim_create(&c, n[d].g->param_floats));
+            assert_int_equal(rg_optim_place(o[d], n[d].g), RG_OK);
+            step(&n[d], o[d], 0);
+            unsetenv("REGRAD_GRAPHS");
+        }
+        for (int s = 1; s < 8; s++)
+            for (int d = 0; d < 2; d++) step(&n[d], o[d], s);
+        for (int d = 0; d < 2; d++) assert_int_equal(rg_graph_forward(n[d].g, BATCH, 0), RG_OK);
+        const char *broken;
+        const long replays = rg_graph_replays(n[1].g, &broken);
+#ifdef RG_FAKE_DEVICE
+        assert_int_equal(replays, 0);
+        assert_non_null(broken);
+#else
+        if (broken) fail_msg("a pass could not be captured: %s", broken);
+        assert_true(replays >= 8); /* from the third run of each half's forward and backward on */
+#endif
+        assert_int_equal(rg_graph_replays(n[0].g, NULL), 0);
+        const size_t pn = n[0].g->param_floats, sn = n[0].g->state_floats, ln = (size_t)BATCH * CLASSES;
+        float *kept = malloc((pn + sn + ln) * sizeof *kept);
+        assert_non_null(kept);
+        memcpy(kept, rg_host(n[0].g, n[0].g->param_buf, pn), pn * sizeof *kept);
+        if (sn) memcpy(kept + pn, rg_host(n[0].g, n[0].g->state_buf, sn), sn * sizeof *kept);
+        memcpy(kept + pn + sn, rg_host(n[0].g, n[0].g->nodes[n[0].logits].out, ln), ln * sizeof *kept);
+        assert_memory_equal(kept, rg_host(n[1].g, n[1].g->param_buf, pn), pn * sizeof *kept);
+        if (sn) assert_memory_equal(kept + pn, rg_host(n[1].g, n[1].g->state_buf, sn), sn * sizeof *kept);
+        assert_memory_equal(kept + pn + sn, rg_host(n[1].g, n[1].g->nodes[n[1].logits].out, ln), ln * sizeof *kept);
+        free(kept);
+        for (int d = 0; d < 2; d++) rg_optim_free(o[d]), rg_graph_free(n[d].g);
+    }
+}
+
 static void pooling_matches_the_cpu(void **state) { compare(pool_net, RG_OPTIM_ADAM, false, CONV_TOL); }
 
 static void dropout_softmax_mse_match_the_cpu(void **state) { compare(misc_net, RG_OPTIM_SGD, false, EXACT); }
@@ -812,6 +857,7 @@ int main(void) {
         cmocka_unit_test(ops_without_weights_match_the_cpu),
         cmocka_unit_test(convolutions_match_the_cpu),
         cmocka_unit_test(a_convolution_does_its_add),
+        cmocka_unit_test(replayed_passes_give_the_same_bits),
         cmocka_unit_test(pooling_matches_the_cpu),
         cmocka_unit_test(dropout_softmax_mse_match_the_cpu),
         cmocka_unit_test(batch_norm_matches_the_cpu),

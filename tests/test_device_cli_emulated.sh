@@ -9,7 +9,8 @@
 # the same bits with the device's blocks and threads run in the reverse order.  bf16 trains
 # an MLP to the CPU's fp32 accuracy within 0.02, resumes with its own bits and gives them
 # in either order, watches it, repairs a deep sigmoid MLP with GRA, and plans resnet20v2 in
-# well under fp32's memory.
+# well under fp32's memory.  Passes replayed as CUDA graphs give the bits of the passes run
+# as they are.
 # Usage: test_device_cli_emulated.sh REGRAD REGRAD_EMULATED_DEVICE CKPT_DIFF
 set -uo pipefail
 CPU=$1 DEV=$2 DIFF=$3
@@ -109,5 +110,19 @@ for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigm
     && awk -v a="$(acc "$tmp/gra-dev")" -v b="$(acc "$tmp/gra-cpu")" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.005 && d > -0.005) }' \
     && ok || bad "GRA on $model on the device: $(wc -l <"$tmp/r-dev") repairs against $(wc -l <"$tmp/r-cpu"), $r, accuracy $(acc "$tmp/gra-dev") against $(acc "$tmp/gra-cpu")"
 done
+# CUDA graphs (REGRAD_GRAPHS=1): passes captured and replayed give the bits of the passes
+# run as they are: the MLP (the CPU's bits), bf16, and GRA on the plain sigmoid CNN (the
+# monitor idle between its watched passes); and the emulation replayed graphs
+graphs() { grep -o '[0-9]* graphs$' "$1" | cut -d' ' -f1; }
+replayed() {
+  local name=$1 base=$2; shift 2
+  REGRAD_GRAPHS=1 REGRAD_EMULATION_COUNT=1 "$DEV" "$@" --checkpoint-dir "$tmp/graphs-$name" >"$tmp/graphs-$name.out" 2>&1
+  r=$("$DIFF" "$base" "$tmp/graphs-$name/last.safetensors" 2>&1 | tail -1)
+  [[ "$r" == *" 0 values differ" ]] && [ "$(graphs "$tmp/graphs-$name.out")" -gt 0 ] \
+    && ok || bad "CUDA graphs, $name: $r, $(graphs "$tmp/graphs-$name.out") graphs launched"
+}
+replayed mlp "$tmp/mlp-cpu/last.safetensors" "${common[@]}" --epochs 2 --repair off --device cuda
+replayed bf16 "$tmp/bf16/last.safetensors" "${bf16[@]}"
+replayed gra "$tmp/gra/last.safetensors" "${common[@]}" "${gra[@]}" "$tmp/graphs-gra.jsonl" --device cuda
 echo "test_device_cli_emulated: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -10,7 +10,8 @@
 # trained with each batch's upload overlapped and in line (images/s, the same bits),
 # ResNet50V2 (also with cuDNN's algorithms timed), DenseNet121 and resnet20v2 steps (op times
 # in the logs), the monitor's watched step against a plain one, the image loader on every
-# core alone and feeding ResNet50V2 from a folder of JPEGs, bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
+# core alone and feeding ResNet50V2 from a folder of JPEGs, the passes captured as CUDA graphs
+# and replayed (the same bits; ResNet50V2's and the MLP monitor's times), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
 # onnxruntime), and prints one summary table.  A few minutes on 16 cores.
 # Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs)
@@ -69,6 +70,10 @@ if [ "$build" = ok ]; then
       --checkpoint-dir "$log/ck-cnn-$run" >"$log/cnn-$run" 2>&1
   done
   echo "$(tail -1 "$log/cnn-a" | cut -c1-40); $("$diff" "$log/ck-cnn-a/last.safetensors" "$log/ck-cnn-b/last.safetensors" 2>&1 | tail -1)" >"$log/cnn-twice"
+  # and with its passes captured as CUDA graphs and replayed: the same bits again
+  REGRAD_GRAPHS=1 "$regrad" train --data "$data" --model cnn --device cuda --repair off --epochs 1 --seed 3 --quiet \
+    --checkpoint-dir "$log/ck-cnn-graphs" >"$log/cnn-graphs" 2>&1
+  echo "$(tail -1 "$log/cnn-graphs" | cut -c1-40); $("$diff" "$log/ck-cnn-a/last.safetensors" "$log/ck-cnn-graphs/last.safetensors" 2>&1 | tail -1)" >"$log/cnn-graphs-row"
   # the health monitor and the report on the GPU
   "$regrad" train --data "$data" --model cnn --device cuda --epochs 1 --seed 3 --quiet --monitor-every 8 \
     --report "$log/cnn.html" --checkpoint-dir "$log/ck-cnn-report" >"$log/cnn-report" 2>&1
@@ -80,7 +85,7 @@ if [ "$build" = ok ]; then
     --stop-after 1 --checkpoint-dir "$log/ck-cnn-stop" >/dev/null 2>&1
   "$regrad" train --resume "$log/ck-cnn-stop" --device cuda --quiet >"$log/cnn-resume" 2>&1
   echo "$("$diff" "$log/ck-cnn-straight/last.safetensors" "$log/ck-cnn-stop/last.safetensors" 2>&1 | tail -1)" >"$log/cnn-resume-row"
-  rm -rf "$log/ck-cnn-a" "$log/ck-cnn-b" "$log/ck-cnn-straight" "$log/ck-cnn-stop"
+  rm -rf "$log/ck-cnn-a" "$log/ck-cnn-b" "$log/ck-cnn-graphs" "$log/ck-cnn-straight" "$log/ck-cnn-stop"
   # the same MLP trained on the GPU and on the CPU: test accuracy of each, weights apart
   ck=$(mktemp -d)
   for dev in cuda cpu; do
@@ -138,6 +143,15 @@ if [ "$build" = ok ]; then
   # the health monitor's watched step against a plain one (the issue: within 5%, every 10 steps)
   "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 10 --monitor >"$log/r50-monitor" 2>&1
   "$regrad" bench --model mlp:depth=20,width=128,act=sigmoid --device cuda --batch 128 --steps 20 --monitor >"$log/mlp-monitor" 2>&1
+  # each pass captured once as a CUDA graph and replayed (REGRAD_GRAPHS=1): the launch-bound
+  # settings (ResNet50V2 at batch 32, the 1-ms MLP step and its monitor's cost), and b256;
+  # 6 steps before the clock, as a half's forward and backward are captured by the 6th
+  for pb in tf32:32 fp32:32 bf16:32 tf32:256; do
+    REGRAD_GRAPHS=1 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} --batch ${pb#*:} \
+      --warmup 6 --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-graphs-${pb%:*}-${pb#*:}" 2>&1
+  done
+  REGRAD_GRAPHS=1 "$regrad" bench --model mlp:depth=20,width=128,act=sigmoid --device cuda --batch 128 --warmup 6 \
+    --steps 20 --monitor >"$log/mlp-monitor-graphs" 2>&1
   # what follows, each part while the time lasts (REGRAD_CHECK_BUDGET seconds from the start,
   # default 420: the device machine allows 600 a command, and the table comes at the end)
   if in_time "cuDNN's algorithms timed"; then
@@ -197,6 +211,7 @@ row "test_device_gpu (graph vs CPU)" "${dtests:-SKIP}" "$(grep -E "PASSED|FAILED
 row "test_device_gpu, REGRAD_CUDNN=0" "${itests:-SKIP}" "$(grep -E "PASSED|FAILED|SKIP" "$log/dtest-im2col" 2>/dev/null | head -1)"
 row "train MLP: cuda vs cpu" "" "$(tail -1 "$log/device" 2>/dev/null)"
 row "train CNN twice on cuda (bits)" "" "$(cat "$log/cnn-twice" 2>/dev/null)"
+row "train CNN, CUDA graphs (bits)" "" "$(cat "$log/cnn-graphs-row" 2>/dev/null)"
 row "CNN --report on cuda" "" "$(cat "$log/cnn-report-row" 2>/dev/null)"
 row "CNN stopped, resumed on cuda (bits)" "" "$(cat "$log/cnn-resume-row" 2>/dev/null)"
 row "GRA, 20-sigmoid MLP, 1 epoch" "" "$(cat "$log/gra-row" 2>/dev/null)"
@@ -220,6 +235,15 @@ row "train resnet20v2, uploads overlapped" "" "$(cat "$log/overlap-row" 2>/dev/n
 monitor_row() { grep -o 'monitor: .*' "$1" 2>/dev/null | sed 's/a watched step takes //; s/, a plain one / vs /; s/ (medians)//; s/ (.*//'; }
 row "monitor cost, ResNet50V2 b32" "" "$(monitor_row "$log/r50-monitor")"
 row "monitor cost, 20-sigmoid MLP b128" "" "$(monitor_row "$log/mlp-monitor")"
+# images/s with CUDA graphs, and the passes replayed (or why one could not be captured)
+graphs_row() {
+  echo "$(grep -o '[0-9.]* images/s, device memory [0-9]* MiB' "$1" 2>/dev/null | head -1 | sed 's/device memory //');" \
+       "$(grep -o 'CUDA graphs.*' "$1" 2>/dev/null | cut -c32-)"
+}
+for pb in tf32-32 fp32-32 bf16-32 tf32-256; do
+  row "ResNet50V2 b${pb#*-} ${pb%-*}, REGRAD_GRAPHS=1" "" "$(graphs_row "$log/r50-graphs-$pb")"
+done
+row "monitor cost, MLP, REGRAD_GRAPHS=1" "" "$(monitor_row "$log/mlp-monitor-graphs"); $(grep -o 'CUDA graphs.*' "$log/mlp-monitor-graphs" 2>/dev/null | cut -c32-)"
 row "JPEG folder to the GPU" "" "$(cat "$log/loader-row" 2>/dev/null)"
 row "DenseNet121 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/densenet121" 2>/dev/null | head -1)"
 row "resnet20v2 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/resnet20v2" 2>/dev/null | head -1)"

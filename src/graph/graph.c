@@ -27,11 +27,13 @@ rg_graph *rg_graph_create(uint64_t seed) {
     g->seed = seed;
     g->backend = &rg_cpu_backend;
     g->slots = rg_thread_slots();
+    g->replay_on = -1;
     return g;
 }
 
 void rg_graph_free(rg_graph *g) {
     if (!g) return;
+    rg_replay_forget(g);
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->staged && g->backend->pin) g->backend->pin(n->staged, (size_t)g->max_batch * n->size * sizeof(float), false);
@@ -88,11 +90,11 @@ rg_status rg_node_profile(const rg_graph *g, rg_node n, double *fwd_seconds,
 }
 
 void rg_graph_keep_outputs(rg_graph *g, int on) {
-    if (g) g->no_inplace = on != 0;
+    if (g) g->no_inplace = on != 0, rg_replay_forget(g);
 }
 
 void rg_graph_want_input_grads(rg_graph *g, int on) {
-    if (g) g->input_grads = on != 0;
+    if (g) g->input_grads = on != 0, rg_replay_forget(g);
 }
 
 static void default_name(rg_graph *g, rg_node_impl *n) {
@@ -449,31 +451,51 @@ rg_status rg_graph_forward(rg_graph *g, int batch, int train) {
     return rg_graph_forward_nodes(g, batch, train, 0, g ? g->n_nodes - 1 : 0);
 }
 
+/* nodes first..last of a forward pass (forward_nodes' loop) */
+typedef struct {
+    int batch, train;
+    rg_node first, last;
+} forward_span;
+
+static rg_status forward_pass(rg_graph *g, void *arg) {
+    const forward_span *f = arg;
+    rg_status s;
+    for (int i = f->first; i <= f->last && i < g->n_nodes; i++) {
+        rg_node_impl *n = &g->nodes[i];
+        if (n->bypassed) continue;
+        double t0 = 0, t1;
+        if (g->profile && (s = profile_clock(g, &t0))) return s;
+        g->backend->ops[n->op].forward(g, n, f->batch, f->train != 0);
+        if (g->profile) {
+            if ((s = profile_clock(g, &t1))) return s;
+            n->fwd_seconds += t1 - t0;
+        }
+        if (g->hook) g->hook(g, i, false, g->hook_user);
+        if (g->check_numerics && (s = first_nonfinite(g, n->out, (n->batched ? (size_t)f->batch : 1) * n->size,
+                                                      "the output of", n, n)))
+            return s;
+    }
+    return RG_OK;
+}
+
 rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node first, rg_node last) {
     rg_status s = check_ready(g, batch);
     if (s) return s;
     g->batch = batch;
+    g->forward_replayed = false;
     if (g->backend->begin_pass) g->backend->begin_pass();
     if (first <= 0) { /* a new pass: its dropout masks, its inputs up */
         first = 0;
         g->dropout_calls++;
         if (g->backend->device) upload_batch(g, batch);
     }
-    for (int i = first; i <= last && i < g->n_nodes; i++) {
-        rg_node_impl *n = &g->nodes[i];
-        if (n->bypassed) continue;
-        double t0 = 0, t1;
-        if (g->profile && (s = profile_clock(g, &t0))) return s;
-        g->backend->ops[n->op].forward(g, n, batch, train != 0);
-        if (g->profile) {
-            if ((s = profile_clock(g, &t1))) return s;
-            n->fwd_seconds += t1 - t0;
-        }
-        if (g->hook) g->hook(g, i, false, g->hook_user);
-        if (g->check_numerics && (s = first_nonfinite(g, n->out, (n->batched ? (size_t)batch : 1) * n->size,
-                                                      "the output of", n, n)))
-            return s;
-    }
+    forward_span span = {batch, train, first, last};
+    if (g->backend->device && first == 0 && last >= g->n_nodes - 1) /* a whole pass: it may be replayed */
+        s = rg_replay_pass(g, (rg_replay_key){.batch = batch, .train = train != 0, .half = g->input_half,
+                                              .tf32 = g->tf32, .bf16 = g->bf16},
+                           forward_pass, &span);
+    else s = forward_pass(g, &span);
+    if (s) return s;
     return g->backend->device ? g->backend->status(false) : RG_OK;
 }
 
@@ -496,6 +518,14 @@ size_t rg_graph_frontier(rg_graph *g, rg_node first, int batch, float *kept, boo
     return floats;
 }
 
+/* where a backward starts: its node and the gradient there */
+typedef struct {
+    rg_node from;
+    const float *seed;
+} backward_start;
+
+static rg_status backward_pass(rg_graph *g, void *arg);
+
 rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     if (g && g->compiled && g->batch == 0)
         return rg_fail(RG_ERR_STATE, "backward needs a forward pass first");
@@ -505,6 +535,24 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     if (rg_node_bf16(g, &g->nodes[from]))
         return rg_fail(RG_ERR_STATE, "backward from '%s' (a bf16 output, not a loss) needs --precision fp32 or tf32",
                        g->nodes[from].name);
+    backward_start b = {from, seed};
+    const rg_node_impl *top = &g->nodes[from];
+    if (g->backend->device && (top->batched ? (size_t)g->batch : 1) * top->size == 1) { /* a loss: replayable */
+        uint32_t bits;
+        memcpy(&bits, seed, sizeof bits);
+        s = rg_replay_pass(g, (rg_replay_key){.backward = 1, .batch = g->batch, .half = g->input_half,
+                                              .from = from, .seed = bits, .tf32 = g->tf32, .bf16 = g->bf16},
+                           backward_pass, &b);
+    } else s = backward_pass(g, &b);
+    if (s) return s;
+    return g->backend->device ? g->backend->status(false) : RG_OK;
+}
+
+static rg_status backward_pass(rg_graph *g, void *arg) {
+    const backward_start *b = arg;
+    const rg_node from = b->from;
+    const float *seed = b->seed;
+    rg_status s = RG_OK;
     g->backend->fill(g->grad_buf, g->param_floats, 0);
     const rg_node_impl *top = &g->nodes[from];
     if (!top->needs_grad) return RG_OK; /* nothing trainable upstream */
@@ -561,7 +609,7 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
             if (s) return s;
         }
     }
-    return g->backend->device ? g->backend->status(false) : RG_OK;
+    return RG_OK;
 }
 
 rg_status rg_graph_backward(rg_graph *g, rg_node loss) {
@@ -595,6 +643,7 @@ static rg_status set_bf16(rg_graph *g) {
 
 rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
     if (!g) return rg_fail(RG_ERR_ARG, "set_precision: graph is NULL");
+    rg_replay_forget(g);
     const bool bf16 = precision && strcmp(precision, "bf16") == 0;
     if (g->bf16 && !bf16 && g->compiled)
         return rg_fail(RG_ERR_STATE, "precision bf16 is the compiled graph's: build it again for %s",
@@ -724,6 +773,7 @@ float *rg_graph_state(rg_graph *g) { return g ? g->state_buf : NULL; }
 
 int rg_graph_set_trainable(rg_graph *g, const char *pattern, int trainable) {
     int matched = 0;
+    if (g) rg_replay_forget(g);
     for (int i = 0; g && i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->n_params == 0 || fnmatch(pattern, n->name, 0) != 0) continue;

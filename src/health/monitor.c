@@ -567,7 +567,7 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
 void rg_monitor_free(rg_monitor *m) {
     if (!m) return;
     if (m->g && m->layers) settle(m); /* a device's queued sums land in its buffers, not after them */
-    if (m->g && m->g->hook_user == m) m->g->hook = NULL, m->g->hook_user = NULL;
+    if (m->g && m->g->hook_user == m) m->g->hook = NULL, m->g->hook_user = NULL, m->g->idle_hook = NULL;
     for (int i = 0; m->layers && i < m->n; i++) {
         if (m->g) m->g->nodes[m->layers[i].node].stats = NULL, m->g->nodes[m->layers[i].node].watched = false;
         free(m->layers[i].stats.sums);
@@ -609,6 +609,8 @@ void rg_monitor_free(rg_monitor *m) {
  * output instead). */
 void rg_monitor_enable(rg_monitor *m, int on) {
     m->on = on != 0;
+    if (m->g && m->g->hook_user == m) /* an unwatched pass may be replayed (replay.c) */
+        m->g->idle_hook = m->on ? NULL : monitor_hook;
     for (int i = 0; m->on && i < m->n; i++) m->layers[i].act_summed = false; /* a new watched pass */
     if (!m->on) settle(m);
     const bool own_sums = !rg_graph_on_device(m->g);

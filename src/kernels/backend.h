@@ -80,6 +80,17 @@ struct rg_backend {
      * without, at once: a failure still running comes out at the next wait, or the next
      * read of the device's memory. */
     rg_status (*status)(bool wait);
+    /* A device's passes captured and replayed (CUDA graphs; src/graph/replay.c): begin
+     * records the work queued from then on instead of running it; end returns it ready to
+     * replay, or NULL with why the capture broke (nothing ran: run the pass again);
+     * replay queues it all as one launch; memory_moves counts the backend's scratch
+     * buffers moved so far (a capture before a move holds old addresses).  NULL where the
+     * backend cannot. */
+    rg_status (*capture_begin)(char *why, size_t len);
+    void *(*capture_end)(char *why, size_t len);
+    rg_status (*replay)(void *graph);
+    void (*replay_free)(void *graph);
+    unsigned long (*memory_moves)(void);
     /* A device's precision from now on: its fp32 products in TF32 (tf32) or strict, and
      * its activations and their gradients stored as bf16 (bf16). */
     void (*set_precision)(bool tf32, bool bf16);

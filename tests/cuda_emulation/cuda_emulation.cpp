@@ -38,14 +38,14 @@ thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace {
 struct counts {
-    std::atomic<long> kernels{0}, products{0}, copies{0}, downloads{0};
+    std::atomic<long> kernels{0}, products{0}, copies{0}, downloads{0}, graphs{0};
     std::mutex lock;
     std::map<std::string, long> by_kernel; /* REGRAD_EMULATION_COUNT=kernels */
     ~counts() {
         const char *how = getenv("REGRAD_EMULATION_COUNT");
         if (!how || !strcmp(how, "0")) return;
-        fprintf(stderr, "cuda emulation: %ld kernels, %ld products, %ld copies (%ld to the host)\n", kernels.load(),
-                products.load(), copies.load(), downloads.load());
+        fprintf(stderr, "cuda emulation: %ld kernels, %ld products, %ld copies (%ld to the host), %ld graphs\n",
+                kernels.load(), products.load(), copies.load(), downloads.load(), graphs.load());
         if (strcmp(how, "kernels") != 0) return;
         std::vector<std::pair<long, std::string>> most;
         for (const auto &k : by_kernel) most.emplace_back(-k.second, k.first);
@@ -239,6 +239,76 @@ std::map<void *, mapping> buffers;
 size_t in_use;
 } // namespace
 
+/* Capture, the calling thread's (cuda_runtime.h): the work recorded, and whether a call
+ * broke it. */
+struct rg_emulated_graph {
+    std::vector<std::function<void()>> work;
+};
+struct rg_emulated_stream {
+    unsigned flags;
+};
+namespace {
+struct capture_state {
+    cudaStream_t stream = nullptr;
+    rg_emulated_graph *graph = nullptr; /* non-null while capturing */
+    bool broken = false;
+};
+thread_local capture_state capture;
+
+/* a call that waits for the device or allocates, made while this thread captures: true,
+ * and the capture is broken */
+bool refused_in_capture() {
+    if (!capture.graph) return false;
+    capture.broken = true;
+    return true;
+}
+} // namespace
+
+bool rg_emulation::submit(cudaStream_t s, std::function<void()> work) {
+    if (!capture.graph) {
+        work();
+        return true;
+    }
+    if (s != capture.stream) { /* the default stream or another: CUDA refuses the dependency */
+        capture.broken = true;
+        return false;
+    }
+    capture.graph->work.push_back(std::move(work));
+    return true;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+    if (capture.graph || !s) return cudaErrorStreamCaptureUnsupported; /* nested, or the default stream */
+    capture.stream = s, capture.graph = new rg_emulated_graph(), capture.broken = false;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+    *graph = nullptr;
+    if (!capture.graph || s != capture.stream) return cudaErrorInvalidValue;
+    rg_emulated_graph *g = capture.graph;
+    capture.graph = nullptr;
+    if (capture.broken) {
+        delete g;
+        return cudaErrorStreamCaptureInvalidated;
+    }
+    *graph = g;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long) {
+    *exec = new rg_emulated_graph(*graph);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+    counted.graphs++;
+    return rg_emulation::submit(s, [exec] {
+               for (const auto &w : exec->work) w();
+           })
+               ? cudaSuccess
+               : cudaErrorStreamCaptureImplicit;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) { return delete graph, cudaSuccess; }
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) { return delete exec, cudaSuccess; }
+
 cudaError_t cudaGetDeviceCount(int *count) { return *count = 1, cudaSuccess; }
 cudaError_t cudaSetDevice(int index) { return index == 0 ? cudaSuccess : cudaErrorInvalidValue; }
 cudaError_t cudaGetDevice(int *index) { return *index = 0, cudaSuccess; }
@@ -254,6 +324,7 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) {
     return cudaSuccess;
 }
 cudaError_t cudaMalloc(void **p, size_t bytes) {
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
     std::lock_guard<std::mutex> hold(memory_lock);
     const size_t page = (size_t)sysconf(_SC_PAGESIZE), rounded = bytes ? (bytes + 255) / 256 * 256 : 256;
     const size_t span = (rounded + page - 1) / page * page + page;
@@ -269,6 +340,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
     if (!p) return cudaSuccess;
     std::lock_guard<std::mutex> hold(memory_lock);
     const auto at = buffers.find(p);
@@ -279,29 +351,46 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
     return (*p = aligned_alloc(256, (bytes + 255) / 256 * 256)) ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 cudaError_t cudaFreeHost(void *p) { return free(p), cudaSuccess; }
 cudaError_t cudaHostRegister(void *, size_t, unsigned) { return cudaSuccess; }
 cudaError_t cudaHostUnregister(void *) { return cudaSuccess; }
-cudaError_t cudaMemset(void *p, int value, size_t bytes) { return memset(p, value, bytes), cudaSuccess; }
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+cudaError_t cudaMemset(void *p, int value, size_t bytes) {
+    if (refused_in_capture()) return cudaErrorStreamCaptureImplicit; /* the default stream's */
+    return memset(p, value, bytes), cudaSuccess;
+}
+static void copy_now(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     counted.copies++, counted.downloads += kind == cudaMemcpyDeviceToHost;
     if (bytes) memmove(dst, src, bytes);
-    return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-    return cudaMemcpy(dst, src, bytes, kind);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (refused_in_capture()) return cudaErrorStreamCaptureImplicit; /* the default stream's */
+    return copy_now(dst, src, bytes, kind), cudaSuccess;
 }
-static char stream_or_event; /* a handle's address: streams and events only order work, which runs at once */
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) {
-    return *s = (cudaStream_t)&stream_or_event, cudaSuccess;
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+    return rg_emulation::submit(s, [=] { copy_now(dst, src, bytes, kind); }) ? cudaSuccess
+                                                                             : cudaErrorStreamCaptureImplicit;
 }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return *e = (cudaEvent_t)&stream_or_event, cudaSuccess; }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+/* streams: each its own handle (a capture knows its own); events only order work, which
+ * runs at once */
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    return *s = new rg_emulated_stream{flags}, cudaSuccess;
+}
+static char an_event;
+static cudaError_t ordering(cudaStream_t s) {
+    return rg_emulation::submit(s, [] {}) ? cudaSuccess : cudaErrorStreamCaptureImplicit;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t, unsigned) { return ordering(s); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return *e = (cudaEvent_t)&an_event, cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t s) { return ordering(s); }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+    return refused_in_capture() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+    return refused_in_capture() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated failure"; }
 
@@ -309,20 +398,36 @@ const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no er
 extern "C" {
 rg_status rg_cuda_blas_ready(void) { return RG_OK; }
 void rg_cuda_set_products(bool, bool) {}
+void rg_cuda_blas_stream(cudaStream_t) {} /* each product goes on the work stream as it is asked */
+void rg_cudnn_stream(cudaStream_t) {}
+}
+
+extern "C" void rg_cuda_note_failure(const char *what, const char *why);
+
+/* a product queued on the work stream, as cuBLAS's are */
+static rg_status product(std::function<void()> work) {
+    if (rg_emulation::submit(rg_cuda_work_stream(), std::move(work))) return RG_OK;
+    rg_cuda_note_failure("a product", "outside the capture");
+    return RG_ERR_STATE;
+}
+
+extern "C" {
 rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                         const float *b, int ldb, float beta, float *c, int ldc) {
-    counted.products++;
-    rg_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return RG_OK;
+    return product([=] {
+        counted.products++;
+        rg_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    });
 }
 rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                                 size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
                                 int ldc, size_t stride_c, int count) {
-    counted.products++;
-    for (int i = 0; i < count; i++)
-        rg_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
-                 c + i * stride_c, ldc);
-    return RG_OK;
+    return product([=] {
+        counted.products++;
+        for (int i = 0; i < count; i++)
+            rg_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+                     c + i * stride_c, ldc);
+    });
 }
 }
 
@@ -355,20 +460,22 @@ static void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alp
 extern "C" {
 rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a, int lda,
                             const void *b, int ldb, float beta, void *c, bool c_bf16, int ldc) {
-    counted.products++;
-    gemm_bf16(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, c_bf16, ldc);
-    return RG_OK;
+    return product([=] {
+        counted.products++;
+        gemm_bf16(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, c_bf16, ldc);
+    });
 }
 rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a,
                                     int lda, size_t stride_a, const void *b, int ldb, size_t stride_b, float beta,
                                     void *c, bool c_bf16, int ldc, size_t stride_c, int count) {
     const __nv_bfloat16 *ha = (const __nv_bfloat16 *)a, *hb = (const __nv_bfloat16 *)b;
-    counted.products++;
-    for (int i = 0; i < count; i++)
-        gemm_bf16(trans_a, trans_b, m, n, k, alpha, ha + i * stride_a, lda, hb + i * stride_b, ldb, beta,
-                  c_bf16 ? (void *)((__nv_bfloat16 *)c + i * stride_c) : (void *)((float *)c + i * stride_c), c_bf16,
-                  ldc);
-    return RG_OK;
+    return product([=] {
+        counted.products++;
+        for (int i = 0; i < count; i++)
+            gemm_bf16(trans_a, trans_b, m, n, k, alpha, ha + i * stride_a, lda, hb + i * stride_b, ldb, beta,
+                      c_bf16 ? (void *)((__nv_bfloat16 *)c + i * stride_c) : (void *)((float *)c + i * stride_c),
+                      c_bf16, ldc);
+    });
 }
 bool rg_cudnn_usable(const rg_conv_geom *) { return false; }
 void rg_cudnn_set_tf32(bool) {}

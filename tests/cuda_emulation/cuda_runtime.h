@@ -9,8 +9,8 @@
  * suspends until the whole block has reached it.  bf16 is cuda_bf16.h's.  Not emulated:
  * cuBLAS and cuDNN (the products are the CPU's rg_sgemm, bf16's over its operands widened
  * to float and its output rounded back; cuDNN is never usable, so convolutions take conv.cu's
- * own path), streams (every copy and launch completes in order, at once), warp-level
- * behaviour (the kernels use none).
+ * own path), streams (every copy and launch completes in order, at once, but for a stream
+ * capturing: see cudaStreamBeginCapture), warp-level behaviour (the kernels use none).
  */
 #ifndef RG_CUDA_EMULATION_RUNTIME_H
 #define RG_CUDA_EMULATION_RUNTIME_H
@@ -64,15 +64,22 @@ typedef enum cudaError {
     cudaErrorMemoryAllocation = 2,
     cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureImplicit = 906,
 } cudaError_t;
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 typedef struct rg_emulated_stream *cudaStream_t;
 typedef struct rg_emulated_event *cudaEvent_t;
+typedef struct rg_emulated_graph *cudaGraph_t; /* the work a capture recorded, in order */
+typedef struct rg_emulated_graph *cudaGraphExec_t;
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal, cudaStreamCaptureModeRelaxed };
 struct cudaDeviceProp {
     char name[256];
     size_t totalGlobalMem;
     int major, minor;
 };
+#define cudaStreamDefault 0u
 #define cudaStreamNonBlocking 1u
 #define cudaEventDisableTiming 2u
 #define cudaHostRegisterDefault 0u
@@ -99,29 +106,49 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaGetLastError(void);
 const char *cudaGetErrorString(cudaError_t e);
+/* Capture: the calling thread's launches, products and copies on the capturing stream are
+ * recorded, not run, and a graph runs them in order; work on any other stream, and a call
+ * that waits for the device or allocates, breaks the capture (as CUDA's blocking capture
+ * stream and thread-local mode do): that call fails and so does the capture's end. */
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+/* the stream the backend puts a pass's work on (capture.cu) */
+extern "C" cudaStream_t rg_cuda_work_stream(void);
 
 namespace rg_emulation {
 /* Runs body once for every thread of a grid x block launch, block after block (kernel: its
  * name as the launch spells it, for REGRAD_EMULATION_COUNT=kernels). */
 void run(dim3 grid, dim3 block, const std::function<void()> &body, const char *kernel);
+/* work queued on stream s: run now, or recorded by the capture on s (false: it broke the
+ * capture of another stream, and did not run) */
+bool submit(cudaStream_t s, std::function<void()> work);
 
 template <typename... P>
 struct launch {
     dim3 grid, block;
     void (*kernel)(P...);
     const char *name;
+    cudaStream_t stream;
     template <typename... A>
     void operator()(A &&...a) const {
         const std::tuple<P...> args(std::forward<A>(a)...); /* converted as a launch converts them */
-        run(grid, block, [&] { std::apply(kernel, args); }, name); /* each thread its own copy */
+        const launch self = *this;
+        submit(stream, [self, args] {
+            run(self.grid, self.block, [&] { std::apply(self.kernel, args); }, self.name); /* each thread its copy */
+        });
     }
 };
 template <typename... P>
-launch<P...> launch_of(dim3 grid, dim3 block, void (*kernel)(P...), const char *name) {
-    return {grid, block, kernel, name};
+launch<P...> launch_of(dim3 grid, dim3 block, void (*kernel)(P...), const char *name, cudaStream_t stream) {
+    return {grid, block, kernel, name, stream};
 }
 } // namespace rg_emulation
 
-#define RG_KERNEL(kernel, grid, block) rg_emulation::launch_of(grid, block, kernel, #kernel)
+#define RG_KERNEL(kernel, grid, block) \
+    rg_emulation::launch_of(grid, block, kernel, #kernel, rg_cuda_work_stream())
 
 #endif

@@ -9,6 +9,7 @@
  * operands and sum in fp32 on the tensor cores.
  */
 #include "cuda.h"
+#include "launch.h"
 
 #include <cublas_v2.h>
 #include <dlfcn.h>
@@ -22,6 +23,7 @@ extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
 static struct {
     decltype(&cublasCreate_v2) create;
     decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSetStream_v2) set_stream;
     decltype(&cublasSgemm_v2) sgemm;
     decltype(&cublasSgemmStridedBatched) sgemm_batched;
     cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
@@ -60,11 +62,12 @@ static void open_cublas(void) {
     }
     blas.create = (decltype(blas.create))dlsym(lib, "cublasCreate_v2");
     blas.set_math_mode = (decltype(blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
+    blas.set_stream = (decltype(blas.set_stream))dlsym(lib, "cublasSetStream_v2");
     blas.sgemm = (decltype(blas.sgemm))dlsym(lib, "cublasSgemm_v2");
     blas.sgemm_batched = (decltype(blas.sgemm_batched))dlsym(lib, "cublasSgemmStridedBatched");
     blas.gemm_ex = (decltype(blas.gemm_ex))dlsym(lib, "cublasGemmEx");
     blas.gemm_ex_batched = (decltype(blas.gemm_ex_batched))dlsym(lib, "cublasGemmStridedBatchedEx");
-    if (!blas.create || !blas.set_math_mode || !blas.sgemm || !blas.sgemm_batched || !blas.gemm_ex ||
+    if (!blas.create || !blas.set_math_mode || !blas.set_stream || !blas.sgemm || !blas.sgemm_batched || !blas.gemm_ex ||
         !blas.gemm_ex_batched) {
         snprintf(blas.why, sizeof blas.why, "cuda: the cuBLAS found lacks cublasSgemm_v2, its batched form or "
                  "cublasGemmEx: install cuBLAS 12 or 13");
@@ -144,6 +147,12 @@ extern "C" rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m
         CUDA_R_16BF, ldb, (long long)stride_b, a, CUDA_R_16BF, lda, (long long)stride_a, &beta, c,
         c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, (long long)stride_c, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     return outcome(e, "batched bf16 products", count, m, n, k);
+}
+
+/* the products from now on on stream s (capture.cu's work stream) */
+extern "C" void rg_cuda_blas_stream(cudaStream_t s) {
+    if (rg_cuda_blas_ready() == RG_OK && blas.set_stream(blas.handle, s) != CUBLAS_STATUS_SUCCESS)
+        rg_cuda_note_failure("cuBLAS's stream", "see cuBLAS's status");
 }
 
 /* cuBLAS's math mode is set when it changes (each forward asks) */

@@ -6,7 +6,8 @@
  * forward and backward (products through cuBLAS, convolutions through cuDNN where it is
  * found, both opened at first use), the backend's passes over buffers, and reductions in a
  * fixed order.  Each launch goes on the default stream, and so do the copies, but for a
- * batch's uploads, which have a stream of their own.  What is left: docs/cuda.md.
+ * batch's uploads, which have a stream of their own, and a pass being captured as a CUDA
+ * graph (capture.cu), which has its own too.  What is left: docs/cuda.md.
  */
 #ifndef RG_CUDA_H
 #define RG_CUDA_H
@@ -59,6 +60,16 @@ typedef struct {
     unsigned *tickets;
 } rg_cuda_runs_scratch;
 rg_cuda_runs_scratch rg_cuda_run_scratch(size_t doubles, int channels, const char *what);
+/* A pass captured as a CUDA graph (capture.cu): begin sends the launches to a capture's
+ * stream; end returns the graph ready to replay, or NULL with why the capture broke (the
+ * failures it caused dropped: run the pass again); replay launches it on the default
+ * stream; free drops it.  memory_moves counts the scratch buffers moved so far (a graph
+ * captured before a move holds an old address). */
+rg_status rg_cuda_capture_begin(char *why, size_t len);
+void *rg_cuda_capture_end(char *why, size_t len);
+rg_status rg_cuda_replay(void *graph);
+void rg_cuda_replay_free(void *graph);
+unsigned long rg_cuda_memory_moves(void);
 /* Host memory of `bytes` at p pinned (on) for faster copies, or unpinned; a pin refused
  * leaves the copies as they were, slower. */
 void rg_cuda_pin(void *p, size_t bytes, bool on);

@@ -15,6 +15,7 @@
  * different bits from one seed).
  */
 #include "cuda.h"
+#include "launch.h"
 
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -37,7 +38,7 @@ extern "C" rg_status rg_fail(rg_status status, const char *fmt, ...);
     X(cudnnGetConvolutionForwardWorkspaceSize) X(cudnnGetConvolutionBackwardDataWorkspaceSize) \
     X(cudnnGetConvolutionBackwardFilterWorkspaceSize) X(cudnnConvolutionForward) X(cudnnConvolutionBackwardData) \
     X(cudnnConvolutionBackwardFilter) X(cudnnFindConvolutionForwardAlgorithm) \
-    X(cudnnFindConvolutionBackwardDataAlgorithm) X(cudnnFindConvolutionBackwardFilterAlgorithm)
+    X(cudnnFindConvolutionBackwardDataAlgorithm) X(cudnnFindConvolutionBackwardFilterAlgorithm) X(cudnnSetStream)
 #define CUDNN_FIELD(name) decltype(&::name) name;
 static struct {
     CUDNN_ENTRIES(CUDNN_FIELD)
@@ -104,6 +105,13 @@ static bool tf32;
 
 extern "C" void rg_cudnn_set_tf32(bool on) { tf32 = on; }
 
+/* the convolutions from now on on stream s (capture.cu's work stream; a handle made later
+ * takes it then) */
+extern "C" void rg_cudnn_stream(cudaStream_t s) {
+    if (dnn.created && dnn.cudnnSetStream(dnn.handle, s) != CUDNN_STATUS_SUCCESS)
+        rg_cuda_note_failure("cuDNN's stream", "see cuDNN's status");
+}
+
 /* A failure, named for the step's status as well (the backend's callers look there). */
 static rg_status problem(rg_status code, const char *fmt, ...) {
     char why[240];
@@ -156,7 +164,9 @@ static rg_status plan_for(const rg_conv_geom *q, int filters, int groups, int ba
     if (n_plans == MAX_PLANS) n_plans = 0; /* a workload of this many shapes: start again */
     cudnnStatus_t e;
     if (!dnn.created) {
-        if ((e = dnn.cudnnCreate(&dnn.handle)) != CUDNN_STATUS_SUCCESS) return failed(e, "start");
+        if ((e = dnn.cudnnCreate(&dnn.handle)) != CUDNN_STATUS_SUCCESS ||
+            (e = dnn.cudnnSetStream(dnn.handle, rg_cuda_work_stream())) != CUDNN_STATUS_SUCCESS)
+            return failed(e, "start");
         dnn.created = true;
     }
     plan *p = &plans[n_plans];

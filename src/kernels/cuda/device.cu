@@ -4,6 +4,7 @@
  * device buffers and host copies.
  */
 #include "cuda.h"
+#include "launch.h"
 
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -63,6 +64,9 @@ extern "C" void rg_cuda_note_failure(const char *what, const char *why) {
     snprintf(failure, sizeof failure, "cuda: %s failed: %s", what, why);
 }
 
+extern "C" rg_status rg_cuda_failure_state(void) { return failed; }
+extern "C" void rg_cuda_restore_failure_state(rg_status s) { failed = s; }
+
 extern "C" rg_status rg_cuda_status(bool wait) {
     const cudaError_t e = wait ? cudaDeviceSynchronize() : cudaGetLastError();
     if (e != cudaSuccess) rg_cuda_note_failure("a kernel", cudaGetErrorString(e));
@@ -89,7 +93,8 @@ extern "C" rg_status rg_cuda_download(float *host, const float *device, size_t n
 
 extern "C" bool rg_cuda_grow(void **p, size_t *have, size_t bytes) {
     if (bytes <= *have) return true;
-    cudaFree(*p); /* waits for the work that used it */
+    rg_cuda_memory_moved(); /* a captured pass holding the old address is not replayed */
+    cudaFree(*p);           /* waits for the work that used it */
     *p = NULL, *have = 0;
     if (cudaMalloc(p, bytes) != cudaSuccess) {
         cudaGetLastError();

@@ -303,7 +303,7 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
         memcpy(h, at, segments * sizeof(size_t));
         memcpy(h + segments, len, segments * sizeof(size_t));
         placed = cudaMemcpyAsync((size_t *)indices_dev + staged, h, 2 * segments * sizeof(size_t),
-                                 cudaMemcpyHostToDevice, 0) == cudaSuccess;
+                                 cudaMemcpyHostToDevice, rg_cuda_work_stream()) == cudaSuccess;
     }
     if (slot == SIZE_MAX || !placed) {
         if (slot != SIZE_MAX) arena_used -= segments * parts, indices_used = staged;

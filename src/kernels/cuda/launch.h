@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
 #include "cuda.h"
 #include "divide.h" /* a value's plane, row and column, or channel: rg_cell_of */
@@ -88,10 +89,22 @@ static inline rg_status rg_products(bool ta, bool tb, int m, int n, int k, const
 /* f<T>(...) for the activations' type now: rg_bf16 under --precision bf16, else float */
 #define RG_STORED(f, ...) (rg_cuda_activations_bf16 ? f<rg_bf16>(__VA_ARGS__) : f<float>(__VA_ARGS__))
 
-/* kernel<<<grid, block>>>: every launch is written through it, so that the kernels also
- * build as plain C++ and run on the host (tests/cuda_emulation/, which defines it first) */
+/* The stream every launch, product and copy of a pass goes on: the default stream, or a
+ * capture's (capture.cu); cuBLAS and cuDNN are told when it changes.  The state of
+ * rg_cuda_status's failure, and its return after a capture that broke; a scratch buffer
+ * moved (rg_cuda_grow: graphs holding its old address are not replayed). */
+extern "C" cudaStream_t rg_cuda_work_stream(void);
+extern "C" void rg_cuda_blas_stream(cudaStream_t s);
+extern "C" void rg_cudnn_stream(cudaStream_t s);
+extern "C" rg_status rg_cuda_failure_state(void);
+extern "C" void rg_cuda_restore_failure_state(rg_status s);
+extern "C" void rg_cuda_memory_moved(void);
+
+/* kernel<<<grid, block, 0, work stream>>>: every launch is written through it, so that the
+ * kernels also build as plain C++ and run on the host (tests/cuda_emulation/, which
+ * defines it first) */
 #ifndef RG_KERNEL
-#define RG_KERNEL(kernel, grid, block) kernel<<<grid, block>>>
+#define RG_KERNEL(kernel, grid, block) kernel<<<grid, block, 0, rg_cuda_work_stream()>>>
 #endif
 
 /* kernel<<<...>>>(args) over n items, nothing when n is 0 */
