@@ -766,6 +766,13 @@ static int train_finish(train_ctx *t) {
     const double seconds = rg_seconds() - t->t0;
     if (t->train->skipped || (t->test && t->test->skipped))
         cli_warn(NULL, "skipped files: see the warnings above (use --strict to stop on them)");
+    const char *uncaptured;
+    rg_graph_replays(t->m.graph, &uncaptured);
+    if (uncaptured) {
+        char line[300];
+        snprintf(line, sizeof line, "CUDA graphs (REGRAD_GRAPHS=1): a pass ran uncaptured: %s", uncaptured);
+        cli_warn(NULL, line);
+    }
     const unsigned long long hash = (unsigned long long)rg_graph_params_hash(t->m.graph);
     int r;
     if (t->ranks > 1 && (r = ranks_agree(t, hash)) >= 0) return r;
