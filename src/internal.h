@@ -252,13 +252,14 @@ struct rg_graph {
     float *hessian_cache;
     size_t hessian_cache_floats;
     /* A device's passes captured and replayed (replay.c): the captures, whether
-     * REGRAD_GRAPHS asks for them (-1: not read yet), whether the last forward was
-     * replayed, the passes replayed so far, the first reason a capture broke, and a hook
-     * that does nothing now (the monitor's between watched passes). */
+     * REGRAD_GRAPHS asks for them (-1: not read yet), whether the last forward was a
+     * training pass and whether it was replayed, the passes replayed so far, the first
+     * reason a capture broke, and a hook that does nothing now (the monitor's between
+     * watched passes). */
     struct rg_replay *replays;
     int n_replays;
     int replay_on;
-    bool forward_replayed;
+    bool forward_train, forward_replayed;
     long replayed;
     char replay_broken[200];
     void (*idle_hook)(rg_graph *g, int node, bool backward, void *user);
@@ -268,7 +269,7 @@ struct rg_graph {
  * beyond the compiled graph. */
 typedef struct rg_replay_key {
     int backward; /* 0: a whole forward pass; 1: a backward from `from` */
-    int batch, train, half, from;
+    int batch, train, half, from; /* train: a backward's, of the forward before it */
     uint32_t seed; /* backward: its scalar seed's bits */
     int tf32, bf16;
 } rg_replay_key;

@@ -124,5 +124,12 @@ replayed() {
 replayed mlp "$tmp/mlp-cpu/last.safetensors" "${common[@]}" --epochs 2 --repair off --device cuda
 replayed bf16 "$tmp/bf16/last.safetensors" "${bf16[@]}"
 replayed gra "$tmp/gra/last.safetensors" "${common[@]}" "${gra[@]}" "$tmp/graphs-gra.jsonl" --device cuda
+# every capture broken at its first launch: each pass runs again uncaptured (bf16: its
+# weights' copies made again), the same bits, no graph, and the warning
+REGRAD_GRAPHS=1 REGRAD_EMULATION_BREAK_CAPTURE=1 REGRAD_EMULATION_COUNT=1 "$DEV" "${bf16[@]}" \
+  --checkpoint-dir "$tmp/graphs-broken" >"$tmp/graphs-broken.out" 2>&1
+r=$("$DIFF" "$tmp/bf16/last.safetensors" "$tmp/graphs-broken/last.safetensors" 2>&1 | tail -1)
+[[ "$r" == *" 0 values differ" ]] && [ "$(graphs "$tmp/graphs-broken.out")" = 0 ] \
+  && grep -q 'a pass ran uncaptured' "$tmp/graphs-broken.out" && ok || bad "CUDA graphs, every capture broken: $r"
 echo "test_device_cli_emulated: $pass passed, $fail failed"
 [ "$fail" = 0 ]

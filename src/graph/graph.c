@@ -482,7 +482,7 @@ rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node firs
     rg_status s = check_ready(g, batch);
     if (s) return s;
     g->batch = batch;
-    g->forward_replayed = false;
+    g->forward_train = train != 0, g->forward_replayed = false;
     if (g->backend->begin_pass) g->backend->begin_pass();
     if (first <= 0) { /* a new pass: its dropout masks, its inputs up */
         first = 0;
@@ -540,8 +540,9 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
     if (g->backend->device && (top->batched ? (size_t)g->batch : 1) * top->size == 1) { /* a loss: replayable */
         uint32_t bits;
         memcpy(&bits, seed, sizeof bits);
-        s = rg_replay_pass(g, (rg_replay_key){.backward = 1, .batch = g->batch, .half = g->input_half,
-                                              .from = from, .seed = bits, .tf32 = g->tf32, .bf16 = g->bf16},
+        s = rg_replay_pass(g, (rg_replay_key){.backward = 1, .batch = g->batch, .train = g->forward_train,
+                                              .half = g->input_half, .from = from, .seed = bits, .tf32 = g->tf32,
+                                              .bf16 = g->bf16},
                            backward_pass, &b);
     } else s = backward_pass(g, &b);
     if (s) return s;

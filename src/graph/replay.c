@@ -8,7 +8,8 @@
  * on.  A replay reruns the kernels with the addresses and values they were captured with;
  * the host side of the pass does not run, so what it leaves on the host (each node's
  * output buffer: an input's bf16 cast, a flatten's alias) is put back as the capture left
- * it.  A backward is replayed only after a replayed forward: its kernels read what that
+ * it (and, when a capture breaks, as it was before the pass, which then runs as is).  A
+ * backward is replayed only after a replayed forward: its kernels read what that
  * forward's made (the weights' bf16 copies).  A capture that breaks (an op that waits for
  * the device or allocates inside the pass) leaves that pass uncaptured, with the reason
  * kept for rg_graph_replays.  The bits are those of the passes run as they are.
@@ -27,7 +28,7 @@ struct rg_replay {
     int runs;            /* uncaptured runs so far */
     bool broken;         /* its capture broke: it runs as is */
     unsigned long moves; /* the backend's scratch moves when it was captured */
-    float **outs;        /* each node's output buffer after the pass */
+    float **outs;        /* each node's output buffer after the pass (while capturing: before) */
 };
 
 static bool wanted(rg_graph *g) {
@@ -75,9 +76,10 @@ static void broke(rg_graph *g, rg_replay *r, const char *why) {
 }
 
 /* The pass run as is, after a capture that recorded it without running it: what the
- * capture left on the host for this pass (the weights' bf16 copies marked made) is
- * started again. */
-static rg_status run_again(rg_graph *g, rg_status (*pass)(rg_graph *, void *), void *arg) {
+ * capture left on the host for this pass is put back (each node's output buffer, kept in
+ * r->outs before it) or started again (the weights' bf16 copies, marked made). */
+static rg_status run_again(rg_graph *g, rg_replay *r, rg_status (*pass)(rg_graph *, void *), void *arg) {
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].out = r->outs[i];
     if (g->backend->begin_pass) g->backend->begin_pass();
     return pass(g, arg);
 }
@@ -86,7 +88,6 @@ rg_status rg_replay_pass(rg_graph *g, rg_replay_key key, rg_status (*pass)(rg_gr
     const bool backward = key.backward;
     rg_replay *r = NULL;
     if (wanted(g) && same_every_time(g) && (!backward || g->forward_replayed)) r = entry_for(g, &key);
-    if (!backward) g->forward_replayed = false;
     if (!r || r->broken) return pass(g, arg);
     if (r->graph && r->moves != g->backend->memory_moves()) { /* a scratch buffer moved under it */
         g->backend->replay_free(r->graph);
@@ -99,12 +100,13 @@ rg_status rg_replay_pass(rg_graph *g, rg_replay_key key, rg_status (*pass)(rg_gr
             broke(g, r, why);
             return pass(g, arg);
         }
+        for (int i = 0; i < g->n_nodes; i++) r->outs[i] = g->nodes[i].out;
         const rg_status s = pass(g, arg);
         void *graph = g->backend->capture_end(why, sizeof why);
         if (!graph || s) {
             if (graph) g->backend->replay_free(graph);
             else broke(g, r, why);
-            return run_again(g, pass, arg);
+            return run_again(g, r, pass, arg);
         }
         r->graph = graph, r->moves = g->backend->memory_moves();
         for (int i = 0; i < g->n_nodes; i++) r->outs[i] = g->nodes[i].out;

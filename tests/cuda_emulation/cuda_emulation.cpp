@@ -264,12 +264,20 @@ bool refused_in_capture() {
 }
 } // namespace
 
+/* REGRAD_EMULATION_BREAK_CAPTURE=1: every capture breaks at its first work, as one would
+ * at a call CUDA refuses (the path where a pass runs again uncaptured) */
+static bool breaks_captures() {
+    static const char *const e = getenv("REGRAD_EMULATION_BREAK_CAPTURE");
+    static const bool b = e && !strcmp(e, "1");
+    return b;
+}
+
 bool rg_emulation::submit(cudaStream_t s, std::function<void()> work) {
     if (!capture.graph) {
         work();
         return true;
     }
-    if (s != capture.stream) { /* the default stream or another: CUDA refuses the dependency */
+    if (s != capture.stream || breaks_captures()) { /* another stream: CUDA refuses the dependency */
         capture.broken = true;
         return false;
     }
@@ -392,7 +400,15 @@ cudaError_t cudaDeviceSynchronize(void) {
     return refused_in_capture() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
 }
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
-const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated failure"; }
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnsupported:
+    case cudaErrorStreamCaptureImplicit: return "operation not permitted when stream is capturing";
+    default: return "emulated failure";
+    }
+}
 
 /* blas.cu's products by the CPU's GEMM; cudnn.cu's convolutions never usable */
 extern "C" {

@@ -109,7 +109,8 @@ const char *cudaGetErrorString(cudaError_t e);
 /* Capture: the calling thread's launches, products and copies on the capturing stream are
  * recorded, not run, and a graph runs them in order; work on any other stream, and a call
  * that waits for the device or allocates, breaks the capture (as CUDA's blocking capture
- * stream and thread-local mode do): that call fails and so does the capture's end. */
+ * stream and thread-local mode do): that call fails and so does the capture's end.  With
+ * REGRAD_EMULATION_BREAK_CAPTURE=1 every capture breaks at its first work. */
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags);
