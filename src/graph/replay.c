@@ -17,6 +17,7 @@
 #include "../internal.h"
 #include "../kernels/backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
