@@ -251,8 +251,8 @@ struct rg_graph {
      * with the graph. */
     float *hessian_cache;
     size_t hessian_cache_floats;
-    /* A device's passes captured and replayed (replay.c): the captures, whether
-     * REGRAD_GRAPHS asks for them (-1: not read yet), whether the last forward was a
+    /* A device's passes captured and replayed (replay.c): the captures, whether passes
+     * may be (REGRAD_GRAPHS, a backend that captures, no dropout; -1: not decided yet), whether the last forward was a
      * training pass and whether it was replayed, the passes replayed so far, the first
      * reason a capture broke, and a hook that does nothing now (the monitor's between
      * watched passes). */

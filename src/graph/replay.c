@@ -32,19 +32,29 @@ struct rg_replay {
     float **outs;        /* each node's output buffer after the pass (while capturing: before) */
 };
 
+/* asked for, on a backend that captures, and for a graph without dropout (whose masks
+ * change every pass): decided at the first pass */
 static bool wanted(rg_graph *g) {
     if (g->replay_on < 0) {
         const char *e = getenv("REGRAD_GRAPHS");
         g->replay_on = e && !strcmp(e, "1") && g->backend->capture_begin;
+        for (int i = 0; i < g->n_nodes && g->replay_on; i++)
+            if (g->nodes[i].op == RG_OP_DROPOUT) g->replay_on = 0;
     }
     return g->replay_on == 1;
 }
 
+/* what may change from one pass to the next: the hook, profiling, the numerics check */
 static bool same_every_time(const rg_graph *g) {
-    if (g->profile || g->check_numerics || g->capture_adjoint || (g->hook && g->hook != g->idle_hook)) return false;
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == RG_OP_DROPOUT) return false;
-    return true;
+    return !g->profile && !g->check_numerics && !g->capture_adjoint && (!g->hook || g->hook == g->idle_hook);
+}
+
+/* each node's output buffer kept in r->outs, or put back from it */
+static void keep_outs(const rg_graph *g, rg_replay *r) {
+    for (int i = 0; i < g->n_nodes; i++) r->outs[i] = g->nodes[i].out;
+}
+static void put_back_outs(rg_graph *g, const rg_replay *r) {
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].out = r->outs[i];
 }
 
 void rg_replay_forget(rg_graph *g) {
@@ -80,7 +90,7 @@ static void broke(rg_graph *g, rg_replay *r, const char *why) {
  * capture left on the host for this pass is put back (each node's output buffer, kept in
  * r->outs before it) or started again (the weights' bf16 copies, marked made). */
 static rg_status run_again(rg_graph *g, rg_replay *r, rg_status (*pass)(rg_graph *, void *), void *arg) {
-    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].out = r->outs[i];
+    put_back_outs(g, r);
     if (g->backend->begin_pass) g->backend->begin_pass();
     return pass(g, arg);
 }
@@ -101,7 +111,7 @@ rg_status rg_replay_pass(rg_graph *g, rg_replay_key key, rg_status (*pass)(rg_gr
             broke(g, r, why);
             return pass(g, arg);
         }
-        for (int i = 0; i < g->n_nodes; i++) r->outs[i] = g->nodes[i].out;
+        keep_outs(g, r);
         const rg_status s = pass(g, arg);
         void *graph = g->backend->capture_end(why, sizeof why);
         if (!graph || s) {
@@ -110,10 +120,10 @@ rg_status rg_replay_pass(rg_graph *g, rg_replay_key key, rg_status (*pass)(rg_gr
             return run_again(g, r, pass, arg);
         }
         r->graph = graph, r->moves = g->backend->memory_moves();
-        for (int i = 0; i < g->n_nodes; i++) r->outs[i] = g->nodes[i].out;
+        keep_outs(g, r);
     }
     const rg_status s = g->backend->replay(r->graph);
-    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].out = r->outs[i];
+    put_back_outs(g, r);
     g->replayed++;
     if (!backward) g->forward_replayed = !s;
     return s;
