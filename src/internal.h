@@ -272,6 +272,9 @@ typedef struct rg_replay_key {
     int batch, train, half, from; /* train: a backward's, of the forward before it */
     uint32_t seed; /* backward: its scalar seed's bits */
     int tf32, bf16;
+    /* the buffers the pass reads and writes, which a side pass may swap (a curvature
+     * measured at other weights: rg_graph_curvature_along_at); set by rg_replay_pass */
+    const float *params, *grads, *state;
 } rg_replay_key;
 typedef struct rg_replay rg_replay;
 /* pass(g, arg) run as is, or captured, or replayed (replay.c); the captures dropped (at

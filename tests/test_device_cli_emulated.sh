@@ -124,6 +124,16 @@ replayed() {
 replayed mlp "$tmp/mlp-cpu/last.safetensors" "${common[@]}" --epochs 2 --repair off --device cuda
 replayed bf16 "$tmp/bf16/last.safetensors" "${bf16[@]}"
 replayed gra "$tmp/gra/last.safetensors" "${common[@]}" "${gra[@]}" "$tmp/graphs-gra.jsonl" --device cuda
+# the step's curvature is measured in a side pass at the weights the step began from: not
+# the training forward's replay (its kernels hold the training weights' address), so the
+# health lines (step_slope among them) are those without graphs
+curv=(train --limit 512 --batch 32 --seed 3 --threads 1 --quiet --epochs 1 --repair off --monitor-every 2
+      --curvature-every 1 --model mlp:depth=4,width=32,act=sigmoid --device cuda)
+health() { grep '"event":"health"' "$1"; }
+"$DEV" "${curv[@]}" --metrics "$tmp/curv.jsonl" >/dev/null 2>&1
+REGRAD_GRAPHS=1 REGRAD_EMULATION_COUNT=1 "$DEV" "${curv[@]}" --metrics "$tmp/curv-graphs.jsonl" >"$tmp/curv-graphs.out" 2>&1
+[ "$(health "$tmp/curv.jsonl" | wc -l)" -gt 4 ] && cmp -s <(health "$tmp/curv.jsonl") <(health "$tmp/curv-graphs.jsonl") \
+  && [ "$(graphs "$tmp/curv-graphs.out")" -gt 0 ] && ok || bad "CUDA graphs, the step's curvature: the health lines differ"
 # every capture broken at its first launch: each pass runs again uncaptured (bf16: its
 # weights' copies made again), the same bits, no graph, and the warning
 REGRAD_GRAPHS=1 REGRAD_EMULATION_BREAK_CAPTURE=1 REGRAD_EMULATION_COUNT=1 "$DEV" "${bf16[@]}" \

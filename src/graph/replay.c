@@ -2,10 +2,11 @@
  * replay.c — a device's passes as CUDA graphs (REGRAD_GRAPHS=1): a training step launches
  * a few hundred small kernels, and where each is short the gaps between launches cost as
  * much as the work.  A pass that is the same every time it runs (the same batch, half of
- * the inputs' block, precision and seed; no hook, profile, numerics check or dropout,
- * whose masks change every pass) is run as is the first time (first-use allocations and
- * cuDNN's plans happen there), captured the second, and replayed as one launch from then
- * on.  A replay reruns the kernels with the addresses and values they were captured with;
+ * the inputs' block, precision, seed and buffers of weights, gradients and state; no hook,
+ * profile, numerics check or dropout, whose masks change every pass) is run as is the
+ * first time (first-use allocations and cuDNN's plans happen there), captured the second,
+ * and replayed as one launch from then on (a side pass at other weights, a curvature's, is
+ * another pass: the kernels hold the buffers' addresses).  A replay reruns the kernels with the addresses and values they were captured with;
  * the host side of the pass does not run, so what it leaves on the host (each node's
  * output buffer: an input's bf16 cast, a flatten's alias) is put back as the capture left
  * it (and, when a capture breaks, as it was before the pass, which then runs as is).  A
@@ -95,8 +96,12 @@ static rg_status run_again(rg_graph *g, rg_replay *r, rg_status (*pass)(rg_graph
     return pass(g, arg);
 }
 
+/* keys compared as bytes: no padding between their fields */
+_Static_assert(sizeof(rg_replay_key) == 8 * sizeof(int) + 3 * sizeof(float *), "rg_replay_key has padding");
+
 rg_status rg_replay_pass(rg_graph *g, rg_replay_key key, rg_status (*pass)(rg_graph *, void *), void *arg) {
     const bool backward = key.backward;
+    key.params = g->param_buf, key.grads = g->grad_buf, key.state = g->state_buf;
     rg_replay *r = NULL;
     if (wanted(g) && same_every_time(g) && (!backward || g->forward_replayed)) r = entry_for(g, &key);
     if (!r || r->broken) return pass(g, arg);
