@@ -254,15 +254,17 @@ struct rg_graph {
     /* A device's passes captured and replayed (replay.c): the captures, whether passes
      * may be (REGRAD_GRAPHS, a backend that captures, no dropout; -1: not decided yet), whether the last forward was a
      * training pass and whether it was replayed, the passes replayed so far, the first
-     * reason a capture broke, and a hook that does nothing now (the monitor's between
-     * watched passes). */
+     * reason a capture broke, and a hook whose passes may be replayed (the monitor's):
+     * replay_mode(hook_user) says how it watches now, 0 not at all, a positive kind of
+     * pass the same every time, -1 one that may differ. */
     struct rg_replay *replays;
     int n_replays;
     int replay_on;
     bool forward_train, forward_replayed;
     long replayed;
     char replay_broken[200];
-    void (*idle_hook)(rg_graph *g, int node, bool backward, void *user);
+    void (*replay_hook)(rg_graph *g, int node, bool backward, void *user);
+    int (*replay_mode)(const void *hook_user);
 };
 
 /* A pass replay.c may capture: which, and everything its kernels' arguments depend on
@@ -272,8 +274,10 @@ typedef struct rg_replay_key {
     int batch, train, half, from; /* train: a backward's, of the forward before it */
     uint32_t seed; /* backward: its scalar seed's bits */
     int tf32, bf16;
-    /* the buffers the pass reads and writes, which a side pass may swap (a curvature
-     * measured at other weights: rg_graph_curvature_along_at); set by rg_replay_pass */
+    /* set by rg_replay_pass: how the hook watches (replay.c's hook_mode), and the buffers
+     * the pass reads and writes, which a side pass may swap (a curvature measured at other
+     * weights: rg_graph_curvature_along_at) */
+    int watch;
     const float *params, *grads, *state;
 } rg_replay_key;
 typedef struct rg_replay rg_replay;

@@ -289,7 +289,10 @@ rg_status rg_cuda_capture_begin(char *why, size_t len) {
     return RG_ERR_STATE;
 }
 void *rg_cuda_capture_end(char *why, size_t len) { return (void)why, (void)len, NULL; }
-rg_status rg_cuda_replay(void *graph) { return (void)graph, RG_ERR_STATE; }
+void rg_cuda_replay_begin(void) {}
+rg_status rg_cuda_replay(void *graph, bool *changed) { return (void)graph, *changed = true, RG_ERR_STATE; }
+void rg_cuda_sums_mark(size_t mark[3]) { mark[0] = mark[1] = mark[2] = 0; }
+void rg_cuda_sums_back(const size_t mark[3]) { (void)mark; }
 void rg_cuda_replay_free(void *graph) { (void)graph; }
 unsigned long rg_cuda_memory_moves(void) { return 0; }
 rg_status rg_cuda_bf16_ready(void) {

@@ -254,49 +254,78 @@ static void a_convolution_does_its_add(void **state) {
     rg_optim_free(o), rg_graph_free(n.g);
 }
 
+/* Step s of replayed_passes_give_the_same_bits, watched by the monitor when given, two
+ * steps in four (so that each half of the inputs' block has passes watched and not). */
+static void step_watched(net *n, rg_optim *o, rg_monitor *m, int s) {
+    if (m && s / 2 % 2) m = NULL;
+    if (m) {
+        rg_monitor_enable(m, 1);
+        assert_int_equal(rg_monitor_track_update(m, 1, o, 1), RG_OK);
+    }
+    step(n, o, s);
+    if (m) {
+        rg_monitor_enable(m, 0);
+        rg_monitor_note_update(m);
+    }
+}
+
 /* Passes captured as CUDA graphs and replayed (REGRAD_GRAPHS=1) train the residual block
  * and the batch-norm network with the bits of the passes run as they are: the weights, the
- * running statistics, and the logits of an inference pass; on the stand-in, which cannot
- * capture, every pass runs as is and the reason is kept. */
+ * running statistics, and the logits of an inference pass; and with the health monitor
+ * watching half the steps, its figures too (the watched passes replayed as passes of their
+ * own, their sums kernels of the graph).  On the stand-in, which cannot capture, every pass
+ * runs as is and the reason is kept. */
 static void replayed_passes_give_the_same_bits(void **state) {
     const net_builder builders[] = {residual_net, norm_net};
-    for (size_t b = 0; b < sizeof builders / sizeof *builders; b++) {
-        net n[2];
-        rg_optim *o[2];
-        rg_optim_config c = rg_optim_defaults(RG_OPTIM_MOMENTUM);
-        for (int d = 0; d < 2; d++) {
-            if (d) setenv("REGRAD_GRAPHS", "1", 1); /* read at a graph's first pass */
-            n[d] = build(builders[b], "cuda", "fp32");
-            assert_non_null(o[d] = rg_optim_create(&c, n[d].g->param_floats));
-            assert_int_equal(rg_optim_place(o[d], n[d].g), RG_OK);
-            step(&n[d], o[d], 0);
-            unsetenv("REGRAD_GRAPHS");
-        }
-        for (int s = 1; s < 8; s++)
-            for (int d = 0; d < 2; d++) step(&n[d], o[d], s);
-        for (int d = 0; d < 2; d++) assert_int_equal(rg_graph_forward(n[d].g, BATCH, 0), RG_OK);
-        const char *broken;
-        const long replays = rg_graph_replays(n[1].g, &broken);
+    for (int watching = 0; watching < 2; watching++)
+        for (size_t b = 0; b < sizeof builders / sizeof *builders; b++) {
+            net n[2];
+            rg_optim *o[2];
+            rg_monitor *m[2] = {NULL, NULL};
+            rg_optim_config c = rg_optim_defaults(RG_OPTIM_MOMENTUM);
+            for (int d = 0; d < 2; d++) {
+                if (d) setenv("REGRAD_GRAPHS", "1", 1); /* read at a graph's first pass */
+                n[d] = build(builders[b], "cuda", "fp32");
+                assert_non_null(o[d] = rg_optim_create(&c, n[d].g->param_floats));
+                assert_int_equal(rg_optim_place(o[d], n[d].g), RG_OK);
+                if (watching) assert_non_null(m[d] = rg_monitor_create(n[d].g));
+                step_watched(&n[d], o[d], m[d], 0);
+                unsetenv("REGRAD_GRAPHS");
+            }
+            for (int s = 1; s < 16; s++)
+                for (int d = 0; d < 2; d++) step_watched(&n[d], o[d], m[d], s);
+            for (int d = 0; d < 2; d++) assert_int_equal(rg_graph_forward(n[d].g, BATCH, 0), RG_OK);
+            const char *broken;
+            const long replays = rg_graph_replays(n[1].g, &broken);
 #ifdef RG_FAKE_DEVICE
-        assert_int_equal(replays, 0);
-        assert_non_null(broken);
+            assert_int_equal(replays, 0);
+            assert_non_null(broken);
 #else
-        if (broken) fail_msg("a pass could not be captured: %s", broken);
-        assert_true(replays >= 8); /* from the third run of each half's forward and backward on */
+            if (broken) fail_msg("a pass could not be captured: %s", broken);
+            assert_true(replays >= 16); /* from the second run of each kind of forward and the third backward on */
 #endif
-        assert_int_equal(rg_graph_replays(n[0].g, NULL), 0);
-        const size_t pn = n[0].g->param_floats, sn = n[0].g->state_floats, ln = (size_t)BATCH * CLASSES;
-        float *kept = malloc((pn + sn + ln) * sizeof *kept);
-        assert_non_null(kept);
-        memcpy(kept, rg_host(n[0].g, n[0].g->param_buf, pn), pn * sizeof *kept);
-        if (sn) memcpy(kept + pn, rg_host(n[0].g, n[0].g->state_buf, sn), sn * sizeof *kept);
-        memcpy(kept + pn + sn, rg_host(n[0].g, n[0].g->nodes[n[0].logits].out, ln), ln * sizeof *kept);
-        assert_memory_equal(kept, rg_host(n[1].g, n[1].g->param_buf, pn), pn * sizeof *kept);
-        if (sn) assert_memory_equal(kept + pn, rg_host(n[1].g, n[1].g->state_buf, sn), sn * sizeof *kept);
-        assert_memory_equal(kept + pn + sn, rg_host(n[1].g, n[1].g->nodes[n[1].logits].out, ln), ln * sizeof *kept);
-        free(kept);
-        for (int d = 0; d < 2; d++) rg_optim_free(o[d]), rg_graph_free(n[d].g);
-    }
+            assert_int_equal(rg_graph_replays(n[0].g, NULL), 0);
+            const size_t pn = n[0].g->param_floats, sn = n[0].g->state_floats, ln = (size_t)BATCH * CLASSES;
+            float *kept = malloc((pn + sn + ln) * sizeof *kept);
+            assert_non_null(kept);
+            memcpy(kept, rg_host(n[0].g, n[0].g->param_buf, pn), pn * sizeof *kept);
+            if (sn) memcpy(kept + pn, rg_host(n[0].g, n[0].g->state_buf, sn), sn * sizeof *kept);
+            memcpy(kept + pn + sn, rg_host(n[0].g, n[0].g->nodes[n[0].logits].out, ln), ln * sizeof *kept);
+            assert_memory_equal(kept, rg_host(n[1].g, n[1].g->param_buf, pn), pn * sizeof *kept);
+            if (sn) assert_memory_equal(kept + pn, rg_host(n[1].g, n[1].g->state_buf, sn), sn * sizeof *kept);
+            assert_memory_equal(kept + pn + sn, rg_host(n[1].g, n[1].g->nodes[n[1].logits].out, ln),
+                                ln * sizeof *kept);
+            free(kept);
+            for (int i = 0; watching && i < rg_monitor_layer_count(m[0]); i++) {
+                const rg_layer_health *x = rg_monitor_layer(m[0], i), *y = rg_monitor_layer(m[1], i);
+                const double want[] = {x->grad_norm, x->weight_norm, x->update_ratio, x->backward_gain, x->grad_rms,
+                                       x->pre_mean, x->pre_std, x->act_mean, x->act_std, x->saturated, x->dead};
+                const double got[] = {y->grad_norm, y->weight_norm, y->update_ratio, y->backward_gain, y->grad_rms,
+                                      y->pre_mean, y->pre_std, y->act_mean, y->act_std, y->saturated, y->dead};
+                assert_memory_equal(want, got, sizeof want);
+            }
+            for (int d = 0; d < 2; d++) rg_monitor_free(m[d]), rg_optim_free(o[d]), rg_graph_free(n[d].g);
+        }
 }
 
 static void pooling_matches_the_cpu(void **state) { compare(pool_net, RG_OPTIM_ADAM, false, CONV_TOL); }

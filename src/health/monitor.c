@@ -454,6 +454,13 @@ static void monitor_hook(rg_graph *g, int node, bool backward, void *user) {
     else if (node == l->node) observe_backward(m, l, n, g->batch);
 }
 
+/* How a pass watches, for replay.c: not at all, or the same way every time (1), but for
+ * the inputs' moments, read back within the pass (-1). */
+static int monitor_replay_mode(const void *user) {
+    const rg_monitor *m = user;
+    return !m->on ? 0 : m->moments ? -1 : 1;
+}
+
 /* The single consumer of node i, or -1. */
 static int only_consumer(const rg_graph *g, int i) {
     int found = -1;
@@ -561,13 +568,15 @@ rg_monitor *rg_monitor_create(rg_graph *g) {
     }
     g->hook = monitor_hook;
     g->hook_user = m;
+    g->replay_hook = monitor_hook, g->replay_mode = monitor_replay_mode;
     return m;
 }
 
 void rg_monitor_free(rg_monitor *m) {
     if (!m) return;
     if (m->g && m->layers) settle(m); /* a device's queued sums land in its buffers, not after them */
-    if (m->g && m->g->hook_user == m) m->g->hook = NULL, m->g->hook_user = NULL, m->g->idle_hook = NULL;
+    if (m->g && m->g->hook_user == m) m->g->hook = NULL, m->g->hook_user = NULL;
+    if (m->g && m->g->replay_hook == monitor_hook) m->g->replay_hook = NULL, m->g->replay_mode = NULL;
     for (int i = 0; m->layers && i < m->n; i++) {
         if (m->g) m->g->nodes[m->layers[i].node].stats = NULL, m->g->nodes[m->layers[i].node].watched = false;
         free(m->layers[i].stats.sums);
@@ -609,8 +618,6 @@ void rg_monitor_free(rg_monitor *m) {
  * output instead). */
 void rg_monitor_enable(rg_monitor *m, int on) {
     m->on = on != 0;
-    if (m->g && m->g->hook_user == m) /* an unwatched pass may be replayed (replay.c) */
-        m->g->idle_hook = m->on ? NULL : monitor_hook;
     for (int i = 0; m->on && i < m->n; i++) m->layers[i].act_summed = false; /* a new watched pass */
     if (!m->on) settle(m);
     const bool own_sums = !rg_graph_on_device(m->g);

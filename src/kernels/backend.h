@@ -83,14 +83,21 @@ struct rg_backend {
     /* A device's passes captured and replayed (CUDA graphs; src/graph/replay.c): begin
      * records the work queued from then on instead of running it; end returns it ready to
      * replay, or NULL with why the capture broke (nothing ran: run the pass again);
-     * replay queues it all as one launch; memory_moves counts the backend's scratch
-     * buffers moved so far (a capture before a move holds old addresses).  NULL where the
-     * backend cannot. */
+     * replay_begin drops the device work asked from then on, only noting what it was;
+     * replay queues the graph as one launch, or after replay_begin only if the work
+     * asked since is what the capture recorded (else *changed, and nothing ran: run the
+     * pass again); memory_moves counts the backend's scratch buffers moved so far (a
+     * capture before a move holds old addresses).  NULL where the backend cannot. */
     rg_status (*capture_begin)(char *why, size_t len);
     void *(*capture_end)(char *why, size_t len);
-    rg_status (*replay)(void *graph);
+    void (*replay_begin)(void);
+    rg_status (*replay)(void *graph, bool *changed);
     void (*replay_free)(void *graph);
     unsigned long (*memory_moves)(void);
+    /* Where the queued sums (flush_sums) stand, and back to there: a pass that did not
+     * run (a capture that broke, a replay whose work changed) leaves none queued. */
+    void (*sums_mark)(size_t mark[3]);
+    void (*sums_back)(const size_t mark[3]);
     /* A device's precision from now on: its fp32 products in TF32 (tf32) or strict, and
      * its activations and their gradients stored as bf16 (bf16). */
     void (*set_precision)(bool tf32, bool bf16);

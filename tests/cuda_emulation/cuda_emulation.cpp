@@ -33,6 +33,7 @@
 extern "C" {
 #include "../../src/kernels/kernels.h" /* rg_sgemm, rg_conv_geom */
 }
+#include "../../src/kernels/cuda/launch.h" /* rg_cuda_note_all, rg_cuda_dry */
 
 thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
@@ -420,8 +421,11 @@ void rg_cudnn_stream(cudaStream_t) {}
 
 extern "C" void rg_cuda_note_failure(const char *what, const char *why);
 
-/* a product queued on the work stream, as cuBLAS's are */
-static rg_status product(std::function<void()> work) {
+/* a product queued on the work stream, as cuBLAS's are (noted, and dropped while dry, as
+ * blas.cu's are) */
+template <typename... V> static rg_status product(std::function<void()> work, const V &...noted) {
+    rg_cuda_note_all(noted...);
+    if (rg_cuda_dry()) return RG_OK;
     if (rg_emulation::submit(rg_cuda_work_stream(), std::move(work))) return RG_OK;
     rg_cuda_note_failure("a product", "outside the capture");
     return RG_ERR_STATE;
@@ -433,7 +437,7 @@ rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float a
     return product([=] {
         counted.products++;
         rg_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    });
+    }, __func__, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                                 size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
@@ -443,7 +447,7 @@ rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k,
         for (int i = 0; i < count; i++)
             rg_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
                      c + i * stride_c, ldc);
-    });
+    }, __func__, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc, stride_c, count);
 }
 }
 
@@ -479,7 +483,7 @@ rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, flo
     return product([=] {
         counted.products++;
         gemm_bf16(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, c_bf16, ldc);
-    });
+    }, __func__, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, c_bf16, ldc);
 }
 rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const void *a,
                                     int lda, size_t stride_a, const void *b, int ldb, size_t stride_b, float beta,
@@ -491,7 +495,8 @@ rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, in
             gemm_bf16(trans_a, trans_b, m, n, k, alpha, ha + i * stride_a, lda, hb + i * stride_b, ldb, beta,
                       c_bf16 ? (void *)((__nv_bfloat16 *)c + i * stride_c) : (void *)((float *)c + i * stride_c),
                       c_bf16, ldc);
-    });
+    }, __func__, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, c_bf16, ldc, stride_c,
+       count);
 }
 bool rg_cudnn_usable(const rg_conv_geom *) { return false; }
 void rg_cudnn_set_tf32(bool) {}

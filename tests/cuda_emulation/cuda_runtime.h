@@ -5,7 +5,7 @@
  * The keywords are dropped (__shared__ becomes static: a block's threads run one block at a
  * time, so they share it), the vector types and the rounded intrinsics are plain C++, the
  * runtime's calls are host memory and copies (cuda_emulation.cpp), and a launch through
- * RG_KERNEL runs every thread of every block, each thread a fiber that __syncthreads
+ * RG_KERNEL (RG_LAUNCH_NOW) runs every thread of every block, each thread a fiber that __syncthreads
  * suspends until the whole block has reached it.  bf16 is cuda_bf16.h's.  Not emulated:
  * cuBLAS and cuDNN (the products are the CPU's rg_sgemm, bf16's over its operands widened
  * to float and its output rounded back; cuDNN is never usable, so convolutions take conv.cu's
@@ -149,7 +149,7 @@ launch<P...> launch_of(dim3 grid, dim3 block, void (*kernel)(P...), const char *
 }
 } // namespace rg_emulation
 
-#define RG_KERNEL(kernel, grid, block) \
-    rg_emulation::launch_of(grid, block, kernel, #kernel, rg_cuda_work_stream())
+#define RG_LAUNCH_NOW(kernel, grid, block, name, ...) \
+    rg_emulation::launch_of(grid, block, kernel, name, rg_cuda_work_stream())(__VA_ARGS__)
 
 #endif

@@ -103,6 +103,8 @@ extern "C" rg_status rg_cuda_sgemm(bool trans_a, bool trans_b, int m, int n, int
     rg_status s = rg_cuda_blas_ready();
     if (s) return s;
     if (m == 0 || n == 0) return RG_OK;
+    rg_cuda_note_all(__func__, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (rg_cuda_dry()) return RG_OK;
     const cublasStatus_t e = blas.sgemm(blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                         trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
                                         a, lda, &beta, c, ldc);
@@ -116,6 +118,9 @@ extern "C" rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, in
     rg_status s = rg_cuda_blas_ready();
     if (s) return s;
     if (m == 0 || n == 0 || count == 0) return RG_OK;
+    rg_cuda_note_all(__func__, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
+                     stride_c, count);
+    if (rg_cuda_dry()) return RG_OK;
     const cublasStatus_t e = blas.sgemm_batched(blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                                 trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
                                                 (long long)stride_b, a, lda, (long long)stride_a, &beta, c, ldc,
@@ -128,6 +133,8 @@ extern "C" rg_status rg_cuda_gemm_bf16(bool trans_a, bool trans_b, int m, int n,
     rg_status s = rg_cuda_blas_ready();
     if (s) return s;
     if (m == 0 || n == 0) return RG_OK;
+    rg_cuda_note_all(__func__, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, c_bf16, ldc);
+    if (rg_cuda_dry()) return RG_OK;
     const cublasStatus_t e = blas.gemm_ex(blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                           trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, CUDA_R_16BF, ldb,
                                           a, CUDA_R_16BF, lda, &beta, c, c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc,
@@ -142,6 +149,9 @@ extern "C" rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m
     rg_status s = rg_cuda_blas_ready();
     if (s) return s;
     if (m == 0 || n == 0 || count == 0) return RG_OK;
+    rg_cuda_note_all(__func__, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, c_bf16,
+                     ldc, stride_c, count);
+    if (rg_cuda_dry()) return RG_OK;
     const cublasStatus_t e = blas.gemm_ex_batched(
         blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
         CUDA_R_16BF, ldb, (long long)stride_b, a, CUDA_R_16BF, lda, (long long)stride_a, &beta, c,

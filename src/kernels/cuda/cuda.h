@@ -62,14 +62,19 @@ typedef struct {
 rg_cuda_runs_scratch rg_cuda_run_scratch(size_t doubles, int channels, const char *what);
 /* A pass captured as a CUDA graph (capture.cu): begin sends the launches to a capture's
  * stream; end returns the graph ready to replay, or NULL with why the capture broke (the
- * failures it caused dropped: run the pass again); replay launches it on the default
- * stream; free drops it.  memory_moves counts the scratch buffers moved so far (a graph
- * captured before a move holds an old address). */
+ * failures it caused dropped: run the pass again); replay_begin drops the work asked from
+ * then on, noting it; replay launches the graph on the default stream, after replay_begin
+ * only when the work noted is the capture's (else *changed); free drops it.  memory_moves
+ * counts the scratch buffers moved so far (a graph captured before a move holds an old
+ * address).  The queued sums' place (health.cu), and back to it. */
 rg_status rg_cuda_capture_begin(char *why, size_t len);
 void *rg_cuda_capture_end(char *why, size_t len);
-rg_status rg_cuda_replay(void *graph);
+void rg_cuda_replay_begin(void);
+rg_status rg_cuda_replay(void *graph, bool *changed);
 void rg_cuda_replay_free(void *graph);
 unsigned long rg_cuda_memory_moves(void);
+void rg_cuda_sums_mark(size_t mark[3]);
+void rg_cuda_sums_back(const size_t mark[3]);
 /* Host memory of `bytes` at p pinned (on) for faster copies, or unpinned; a pin refused
  * leaves the copies as they were, slower. */
 void rg_cuda_pin(void *p, size_t bytes, bool on);

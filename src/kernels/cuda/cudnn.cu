@@ -248,6 +248,8 @@ extern "C" rg_status rg_cudnn_conv2d_forward(const float *x, const float *w, flo
     const void *wt = filters_of(p, w);
     if (!wt) return RG_ERR_MEMORY;
     const float one = 1.0f;
+    rg_cuda_note_all(__func__, p, x, wt, y, beta, p->fwd.algo, p->fwd.mathType, dnn.scratch, dnn.scratch_bytes);
+    if (rg_cuda_dry()) return RG_OK;
     const cudnnStatus_t e = dnn.cudnnConvolutionForward(dnn.handle, &one, p->x, x, p->w, wt, p->conv, p->fwd.algo,
                                                         dnn.scratch, dnn.scratch_bytes, &beta, p->y, y);
     return e == CUDNN_STATUS_SUCCESS ? RG_OK : failed(e, "forward convolution");
@@ -263,15 +265,21 @@ extern "C" rg_status rg_cudnn_conv2d_backward(const float *x, const float *dy, c
     const size_t wsize = (size_t)filters * (q->c / groups) * q->kh * q->kw;
     if (p->bf16 && !rg_cuda_grow(&dnn.dw, &dnn.dw_bytes, wsize * 2))
         return problem(RG_ERR_MEMORY, "no device memory for a bf16 filter gradient of %zu values", wsize);
-    cudnnStatus_t e = dnn.cudnnConvolutionBackwardFilter(dnn.handle, &one, p->x, x, p->y, dy, p->conv,
-                                                         p->bwd_filter.algo, dnn.scratch, dnn.scratch_bytes,
-                                                         p->bf16 ? &zero : &one, p->w, p->bf16 ? dnn.dw : dw);
+    rg_cuda_note_all(__func__, p, x, dy, p->bf16 ? dnn.dw : dw, p->bwd_filter.algo, p->bwd_filter.mathType,
+                     dnn.scratch, dnn.scratch_bytes);
+    cudnnStatus_t e = rg_cuda_dry() ? CUDNN_STATUS_SUCCESS
+                                    : dnn.cudnnConvolutionBackwardFilter(
+                                          dnn.handle, &one, p->x, x, p->y, dy, p->conv, p->bwd_filter.algo,
+                                          dnn.scratch, dnn.scratch_bytes, p->bf16 ? &zero : &one, p->w,
+                                          p->bf16 ? dnn.dw : dw);
     if (e != CUDNN_STATUS_SUCCESS) return failed(e, "filter gradient");
     if (p->bf16) rg_cuda_add_bf16(dw, dnn.dw, wsize);
     if (!dx) return RG_OK;
     const void *wt = filters_of(p, w);
     if (!wt) return RG_ERR_MEMORY;
     if ((s = math_for(p, p->bwd_data.mathType))) return s;
+    rg_cuda_note_all(__func__, wt, dy, dx, beta, p->bwd_data.algo, p->bwd_data.mathType);
+    if (rg_cuda_dry()) return RG_OK;
     e = dnn.cudnnConvolutionBackwardData(dnn.handle, &one, p->w, wt, p->y, dy, p->conv, p->bwd_data.algo, dnn.scratch,
                                          dnn.scratch_bytes, &beta, p->x, dx);
     return e == CUDNN_STATUS_SUCCESS ? RG_OK : failed(e, "input gradient");

@@ -126,6 +126,7 @@ static double *results_host;                         /* pinned: a copy from the 
 static size_t results_host_room;
 static size_t *indices_host;                         /* pinned staging of chunk_squares' pieces, */
 static size_t indices_host_room, indices_used;       /* the queued reductions' one after another */
+static size_t demand, indices_demand;                /* asked since the last flush from outside */
 
 /* Parts for segments of `each` values: enough blocks to fill the device, none under ~4096
  * values (fewer for small segments). */
@@ -140,10 +141,28 @@ static int part_count(size_t segments, size_t each) {
  * (chunk_squares' pieces, in pinned host memory and its device copy), the queued reductions
  * flushed first where any of them would not fit: the arena offset (*staged the staging's),
  * or SIZE_MAX when the device has no memory for them (the caller's figures are then NaN). */
+static void flush_queue(void);
+
+/* Room for `want` staged indices, in pinned host memory and on the device (queue empty). */
+static bool grow_indices(size_t want) {
+    if (!rg_cuda_grow(&indices_dev, &indices_room, want * sizeof(size_t))) return false;
+    if (want > indices_host_room) {
+        cudaFreeHost(indices_host);
+        indices_host = NULL, indices_host_room = 0;
+        if (cudaMallocHost((void **)&indices_host, want * sizeof(size_t)) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        indices_host_room = want;
+    }
+    return true;
+}
+
 static size_t reserve(size_t doubles, size_t entries = 1, size_t indices = 0, size_t *staged = NULL) {
+    demand += doubles, indices_demand += indices;
     if ((arena_used + doubles) * sizeof(double) > arena_room || queued + entries > queue_room ||
         indices_used + indices > indices_host_room || (indices_used + indices) * sizeof(size_t) > indices_room)
-        rg_cuda_sums_flush();
+        flush_queue();
     if (queued + entries > queue_room) {
         const size_t room = queue_room ? 2 * queue_room : 256;
         pending *q = (pending *)realloc(queue, room * sizeof *q);
@@ -155,19 +174,9 @@ static size_t reserve(size_t doubles, size_t entries = 1, size_t indices = 0, si
         while (want < doubles * sizeof(double)) want *= 2;
         if (!rg_cuda_grow(&arena, &arena_room, want)) return SIZE_MAX;
     }
-    if (indices > indices_host_room || indices * sizeof(size_t) > indices_room) { /* queue empty as well */
-        const size_t want = 2 * indices; /* room for another as large */
-        if (!rg_cuda_grow(&indices_dev, &indices_room, want * sizeof(size_t))) return SIZE_MAX;
-        if (want > indices_host_room) {
-            cudaFreeHost(indices_host);
-            indices_host = NULL, indices_host_room = 0;
-            if (cudaMallocHost((void **)&indices_host, want * sizeof(size_t)) != cudaSuccess) {
-                cudaGetLastError();
-                return SIZE_MAX;
-            }
-            indices_host_room = want;
-        }
-    }
+    if ((indices > indices_host_room || indices * sizeof(size_t) > indices_room) && /* queue empty as well */
+        !grow_indices(2 * indices)) /* room for another as large */
+        return SIZE_MAX;
     if (staged) *staged = indices_used;
     indices_used += indices;
     const size_t at = arena_used;
@@ -210,7 +219,7 @@ static void fold(const pending *p, const double *r) {
     }
 }
 
-extern "C" void rg_cuda_sums_flush(void) {
+static void flush_queue(void) {
     if (!queued) return;
     const double *r = NULL;
     if (cudaGetLastError() == cudaSuccess) {
@@ -227,6 +236,30 @@ extern "C" void rg_cuda_sums_flush(void) {
     }
     for (size_t i = 0; i < queued; i++) fold(&queue[i], r);
     queued = 0, arena_used = 0, indices_used = 0;
+}
+
+/* The sums queued so far arrive.  The arena and the staging then grow to hold all that
+ * was asked since the last such call, so that the next watched pass like this one queues
+ * its sums without a flush of its own, which would wait for the device (and break the
+ * pass's capture, replay.c). */
+extern "C" void rg_cuda_sums_flush(void) {
+    flush_queue();
+    if (demand * sizeof(double) > arena_room) {
+        size_t want = arena_room ? 2 * arena_room : (size_t)1 << 20;
+        while (want < demand * sizeof(double)) want *= 2;
+        rg_cuda_grow(&arena, &arena_room, want); /* refused: reserve grows it as it needs */
+    }
+    if (indices_demand > indices_host_room || indices_demand * sizeof(size_t) > indices_room)
+        grow_indices(indices_demand);
+    demand = indices_demand = 0;
+}
+
+extern "C" void rg_cuda_sums_mark(size_t mark[3]) { mark[0] = queued, mark[1] = arena_used, mark[2] = indices_used; }
+
+/* back to the mark: the sums queued since dropped (unless a flush has folded them since) */
+extern "C" void rg_cuda_sums_back(const size_t mark[3]) {
+    if (queued < mark[0]) return;
+    queued = mark[0], arena_used = mark[1], indices_used = mark[2];
 }
 
 /* unit_parts over the activations' type T (RG_STORED picks it) */
@@ -302,8 +335,8 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
         size_t *h = indices_host + staged;
         memcpy(h, at, segments * sizeof(size_t));
         memcpy(h + segments, len, segments * sizeof(size_t));
-        placed = cudaMemcpyAsync((size_t *)indices_dev + staged, h, 2 * segments * sizeof(size_t),
-                                 cudaMemcpyHostToDevice, rg_cuda_work_stream()) == cudaSuccess;
+        placed = rg_cuda_copy_async((size_t *)indices_dev + staged, h, 2 * segments * sizeof(size_t),
+                                    cudaMemcpyHostToDevice) == cudaSuccess;
     }
     if (slot == SIZE_MAX || !placed) {
         if (slot != SIZE_MAX) arena_used -= segments * parts, indices_used = staged;

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <type_traits>
+#include <utility>
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -100,12 +102,51 @@ extern "C" rg_status rg_cuda_failure_state(void);
 extern "C" void rg_cuda_restore_failure_state(rg_status s);
 extern "C" void rg_cuda_memory_moved(void);
 
-/* kernel<<<grid, block, 0, work stream>>>: every launch is written through it, so that the
- * kernels also build as plain C++ and run on the host (tests/cuda_emulation/, which
- * defines it first) */
-#ifndef RG_KERNEL
-#define RG_KERNEL(kernel, grid, block) kernel<<<grid, block, 0, rg_cuda_work_stream()>>>
+/* While a pass is captured, and while a replayed pass's host side runs again with its
+ * device work dropped (rg_cuda_dry), every launch, product and copy notes the kernel or
+ * call and its arguments (rg_cuda_note): a replay goes ahead only if the host side asked
+ * for the work the capture recorded (capture.cu).  An argument is noted by its bytes
+ * where those are its whole value (no padding: a pointer, a number, most structs). */
+extern "C" bool rg_cuda_dry(void);
+extern "C" bool rg_cuda_noting(void);
+extern "C" void rg_cuda_note(const void *p, size_t bytes);
+template <typename V> static inline void rg_cuda_note_value(const V &v) {
+    if constexpr (std::has_unique_object_representations_v<V> || std::is_floating_point_v<V>) rg_cuda_note(&v, sizeof v);
+}
+template <typename... V> static inline void rg_cuda_note_all(const V &...v) {
+    if (rg_cuda_noting()) (rg_cuda_note_value(v), ...);
+}
+
+/* an async copy on the work stream, noted, dropped while dry */
+static inline cudaError_t rg_cuda_copy_async(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    rg_cuda_note_all(dst, src, bytes, kind);
+    return rg_cuda_dry() ? cudaSuccess : cudaMemcpyAsync(dst, src, bytes, kind, rg_cuda_work_stream());
+}
+
+/* RG_KERNEL(kernel, grid, block)(args): kernel<<<grid, block, 0, work stream>>>(args), its
+ * arguments as the kernel takes them noted, dropped while dry.  Every launch is written
+ * through it, so that the kernels also build as plain C++ and run on the host
+ * (tests/cuda_emulation/, which defines RG_LAUNCH_NOW first). */
+#ifndef RG_LAUNCH_NOW
+#define RG_LAUNCH_NOW(kernel, grid, block, name, ...) kernel<<<grid, block, 0, rg_cuda_work_stream()>>>(__VA_ARGS__)
 #endif
+template <typename... P> struct rg_launch {
+    void (*kernel)(P...);
+    dim3 grid, block;
+    const char *name;
+    template <typename... A> void operator()(A &&...a) const {
+        if (rg_cuda_noting()) {
+            rg_cuda_note_all(kernel, grid.x, grid.y, grid.z, block.x, block.y, block.z);
+            (rg_cuda_note_value(static_cast<P>(a)), ...);
+        }
+        if (!rg_cuda_dry()) RG_LAUNCH_NOW(kernel, grid, block, name, std::forward<A>(a)...);
+    }
+};
+template <typename... P>
+static inline rg_launch<P...> rg_launch_of(void (*kernel)(P...), dim3 grid, dim3 block, const char *name) {
+    return {kernel, grid, block, name};
+}
+#define RG_KERNEL(kernel, grid, block) rg_launch_of(kernel, grid, block, #kernel)
 
 /* kernel<<<...>>>(args) over n items, nothing when n is 0 */
 #define LAUNCH(kernel, n, ...) \

@@ -44,5 +44,5 @@ extern "C" void rg_cuda_step_along(float *x, const float *x0, const float *d, si
 extern "C" void rg_cuda_multiply(float *x, const float *m, size_t n) { LAUNCH(multiply, n, x, m, n); }
 extern "C" void rg_cuda_clamp(float *x, size_t n, float v) { LAUNCH(clamp, n, x, n, v); }
 extern "C" void rg_cuda_copy(float *dst, const float *src, size_t n) {
-    if (n) cudaMemcpyAsync(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice, rg_cuda_work_stream());
+    if (n) rg_cuda_copy_async(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice);
 }
