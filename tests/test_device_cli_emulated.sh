@@ -111,8 +111,8 @@ for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigm
     && ok || bad "GRA on $model on the device: $(wc -l <"$tmp/r-dev") repairs against $(wc -l <"$tmp/r-cpu"), $r, accuracy $(acc "$tmp/gra-dev") against $(acc "$tmp/gra-cpu")"
 done
 # CUDA graphs (REGRAD_GRAPHS=1): passes captured and replayed give the bits of the passes
-# run as they are: the MLP (the CPU's bits), bf16, and GRA on the plain sigmoid CNN (the
-# monitor idle between its watched passes); and the emulation replayed graphs
+# run as they are: the MLP (the CPU's bits), bf16, and GRA on the plain sigmoid CNN (its
+# watched passes replayed too); and the emulation replayed graphs
 graphs() { grep -o '[0-9]* graphs$' "$1" | cut -d' ' -f1; }
 replayed() {
   local name=$1 base=$2; shift 2
