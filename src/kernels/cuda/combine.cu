@@ -11,6 +11,12 @@
 
 #include <cuda_runtime.h>
 
+/* a weighted sum's terms noted (launch.h): its count, then each term's weight and input */
+static inline void rg_note_members(const rg_cuda_terms &t) {
+    rg_cuda_note_all(t.n);
+    for (int k = 0; k < t.n; k++) rg_cuda_note_all(t.w[k], t.x[k]);
+}
+
 template <typename T>
 __global__ static void add(T *y, const T *a, const T *b, size_t n) {
     GRID_STRIDE(i, n) rg_store(y, i, rg_load(a, i) + rg_load(b, i));

@@ -118,6 +118,7 @@ struct bias_and_sum {
         return sum ? t + s : t;
     }
 };
+static inline void rg_note_members(const bias_and_sum &v) { rg_cuda_note_all(v.bias, v.sum); }
 
 /* rg_cuda_run_sums' done: db[o] += filter o's sum of dY over samples and positions */
 struct bias_done {

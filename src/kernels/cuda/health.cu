@@ -390,6 +390,9 @@ struct column_value {
         return {at((row * count + b) * p + pos), 0.0};
     }
 };
+template <typename T> static inline void rg_note_members(const column_value<T> &v) {
+    rg_cuda_note_all(v.x, v.q, v.in_size, v.p, v.count);
+}
 
 template <typename T>
 __global__ static void columns_by_row(column_value<T> v, float *col, size_t n) {

@@ -106,12 +106,19 @@ extern "C" void rg_cuda_memory_moved(void);
  * device work dropped (rg_cuda_dry), every launch, product and copy notes the kernel or
  * call and its arguments (rg_cuda_note): a replay goes ahead only if the host side asked
  * for the work the capture recorded (capture.cu).  An argument is noted by its bytes
- * where those are its whole value (no padding: a pointer, a number, most structs). */
+ * where those are its whole value (a pointer, a number, a struct without padding); a
+ * struct with padding, whose bytes there are not its value, by its members through an
+ * rg_note_members(const V &) beside it, and one without either does not compile. */
 extern "C" bool rg_cuda_dry(void);
 extern "C" bool rg_cuda_noting(void);
 extern "C" void rg_cuda_note(const void *p, size_t bytes);
+template <typename V, typename = void> struct rg_notes_members : std::false_type {};
+template <typename V>
+struct rg_notes_members<V, std::void_t<decltype(rg_note_members(std::declval<const V &>()))>> : std::true_type {};
 template <typename V> static inline void rg_cuda_note_value(const V &v) {
     if constexpr (std::has_unique_object_representations_v<V> || std::is_floating_point_v<V>) rg_cuda_note(&v, sizeof v);
+    else if constexpr (rg_notes_members<V>::value) rg_note_members(v);
+    else static_assert(std::is_empty_v<V>, "a kernel's argument with padding: give it an rg_note_members(const V &)");
 }
 template <typename... V> static inline void rg_cuda_note_all(const V &...v) {
     if (rg_cuda_noting()) (rg_cuda_note_value(v), ...);
@@ -290,6 +297,9 @@ struct rg_cuda_each {
     __device__ double2 operator()(size_t i) const { return term(rg_load(a, i), b ? rg_load(b, i) : 0.0f); }
     __device__ rg_cuda_each of_channel(int c) const { return {a, b, term.of_channel(c)}; }
 };
+template <typename T, typename F> static inline void rg_note_members(const rg_cuda_each<T, F> &v) {
+    rg_cuda_note_all(v.a, v.b, v.term);
+}
 template <typename T, typename F>
 struct rg_cuda_in_quads {
     const T *a, *b;
@@ -305,6 +315,9 @@ struct rg_cuda_in_quads {
     }
     __device__ rg_cuda_in_quads of_channel(int c) const { return {a, b, term.of_channel(c)}; }
 };
+template <typename T, typename F> static inline void rg_note_members(const rg_cuda_in_quads<T, F> &v) {
+    rg_cuda_note_all(v.a, v.b, v.term);
+}
 
 /* the term of the values themselves (and nothing) */
 struct rg_cuda_value {

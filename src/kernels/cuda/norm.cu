@@ -79,6 +79,9 @@ struct statistics_done {
         aux[2 * C + 2 * c + 1] = beta[c] - mu * aux[2 * C + 2 * c];
     }
 };
+static inline void rg_note_members(const statistics_done &v) {
+    rg_cuda_note_all(v.m, v.C, v.eps, v.momentum, v.gamma, v.beta, v.rmean, v.rvar, v.aux);
+}
 
 __global__ static void running_statistics(int C, float eps, const float *gamma, const float *beta, const float *rmean,
                                           const float *rvar, float *aux) {
@@ -99,6 +102,7 @@ struct affine {
         return relu && v < 0 ? 0.0f : v;
     }
 };
+static inline void rg_note_members(const affine &v) { rg_cuda_note_all(v.pair, v.relu); }
 
 /* rg_cuda_run_sums' done: from channel c's sums of h and h x, dgamma and dbeta (each added
  * to when not NULL) and (k, mean h, mean h x^) for backward's map */
@@ -118,6 +122,9 @@ struct gradient_done {
         coef[3 * c + 2] = (float)(sdyx / m);
     }
 };
+static inline void rg_note_members(const gradient_done &v) {
+    rg_cuda_note_all(v.m, v.C, v.gamma, v.aux, v.dgamma, v.dbeta, v.coef);
+}
 
 /* gamma inv (h - E[h] - x^ E[h x^]) in training, else gamma inv h: backward's map of h, and
  * the tangent's of the input's tangent */
@@ -135,6 +142,9 @@ struct input_gradient {
         return through(masked(dy, x, relu ? aux + 2 * C + 2 * c : NULL), x, c, C, aux, coef, train);
     }
 };
+static inline void rg_note_members(const input_gradient &v) {
+    rg_cuda_note_all(v.C, v.aux, v.coef, v.train, v.relu);
+}
 
 /* the tangent from x and the input's tangent: the latter through the normalisation, plus
  * gamma's and beta's directions (rg_cuda_channel_map's f) */
@@ -148,6 +158,9 @@ struct tangent_values {
         return through(t_in, x, c, C, aux, coef, train) + (dgamma ? dgamma[c] * xh : 0.0f) + (dbeta ? dbeta[c] : 0.0f);
     }
 };
+static inline void rg_note_members(const tangent_values &v) {
+    rg_cuda_note_all(v.C, v.aux, v.coef, v.train, v.dgamma, v.dbeta);
+}
 
 template <typename T>
 static void forward(const float *xf, float *yf, int batch, int C, size_t hw, bool train, float eps, float momentum,

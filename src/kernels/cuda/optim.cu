@@ -9,6 +9,12 @@
 
 #include <cuda_runtime.h>
 
+/* a step's constants noted (launch.h) */
+static inline void rg_note_members(const step_consts &k) {
+    rg_cuda_note_all(k.lr, k.wd, k.mu, k.eps, k.alpha, k.beta1, k.beta2, k.step_size, k.bc2_sqrt, k.l2, k.shrink,
+                     k.first, k.nesterov);
+}
+
 #define MUL __fmul_rn
 #define ADD __fadd_rn
 #define SUB __fsub_rn

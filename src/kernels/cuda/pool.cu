@@ -19,6 +19,7 @@ typedef struct window {
 } window;
 
 static window window_of(int k, int stride, int pad) { return {k, stride, pad, rg_divider_of((uint64_t)stride)}; }
+static inline void rg_note_members(const window &v) { rg_cuda_note_all(v.k, v.stride, v.pad, v.by); }
 
 template <typename T>
 __global__ static void max_2x2(const T *x, T *y, size_t planes, rg_conv_geom q, rg_planes out) {
