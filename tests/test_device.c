@@ -254,6 +254,15 @@ static void a_convolution_does_its_add(void **state) {
     rg_optim_free(o), rg_graph_free(n.g);
 }
 
+/* A layer's health figures, in one order */
+#define FIGURES 11
+static void figures_of(const rg_layer_health *h, double f[FIGURES]) {
+    const double all[FIGURES] = {h->grad_norm, h->weight_norm, h->update_ratio, h->backward_gain, h->grad_rms,
+                                 h->pre_mean,  h->pre_std,     h->act_mean,     h->act_std,      h->saturated,
+                                 h->dead};
+    memcpy(f, all, sizeof all);
+}
+
 /* Step s of replayed_passes_give_the_same_bits, watched by the monitor when given, two
  * steps in four (so that each half of the inputs' block has passes watched and not). */
 static void step_watched(net *n, rg_optim *o, rg_monitor *m, int s) {
@@ -317,11 +326,8 @@ static void replayed_passes_give_the_same_bits(void **state) {
                                 ln * sizeof *kept);
             free(kept);
             for (int i = 0; watching && i < rg_monitor_layer_count(m[0]); i++) {
-                const rg_layer_health *x = rg_monitor_layer(m[0], i), *y = rg_monitor_layer(m[1], i);
-                const double want[] = {x->grad_norm, x->weight_norm, x->update_ratio, x->backward_gain, x->grad_rms,
-                                       x->pre_mean, x->pre_std, x->act_mean, x->act_std, x->saturated, x->dead};
-                const double got[] = {y->grad_norm, y->weight_norm, y->update_ratio, y->backward_gain, y->grad_rms,
-                                      y->pre_mean, y->pre_std, y->act_mean, y->act_std, y->saturated, y->dead};
+                double want[FIGURES], got[FIGURES];
+                figures_of(rg_monitor_layer(m[0], i), want), figures_of(rg_monitor_layer(m[1], i), got);
                 assert_memory_equal(want, got, sizeof want);
             }
             for (int d = 0; d < 2; d++) rg_monitor_free(m[d]), rg_optim_free(o[d]), rg_graph_free(n[d].g);
@@ -368,11 +374,9 @@ static void watch(net_builder builder, double tol) {
     assert_int_equal(rg_monitor_layer_count(mon[0]), rg_monitor_layer_count(mon[1]));
     for (int i = 0; i < rg_monitor_layer_count(mon[0]); i++) {
         const rg_layer_health *a = rg_monitor_layer(mon[0], i), *b = rg_monitor_layer(mon[1], i);
-        const double want[] = {a->grad_norm, a->weight_norm, a->update_ratio, a->backward_gain, a->grad_rms,
-                               a->pre_mean, a->pre_std, a->act_mean, a->act_std, a->saturated, a->dead};
-        const double got[] = {b->grad_norm, b->weight_norm, b->update_ratio, b->backward_gain, b->grad_rms,
-                              b->pre_mean, b->pre_std, b->act_mean, b->act_std, b->saturated, b->dead};
-        for (size_t k = 0; k < sizeof want / sizeof *want; k++)
+        double want[FIGURES], got[FIGURES];
+        figures_of(a, want), figures_of(b, got);
+        for (size_t k = 0; k < FIGURES; k++)
             if (!(isnan(want[k]) ? isnan(got[k]) : fabs(want[k] - got[k]) <= tol * fabs(want[k]) + 1e-6))
                 fail_msg("%s: figure %zu is %.9g on the device, %.9g on the CPU", a->name, k, got[k], want[k]);
         assert_int_equal(a->verdict, b->verdict);

@@ -137,11 +137,15 @@ static int part_count(size_t segments, size_t each) {
     return p < 1 ? 1 : (int)p;
 }
 
-/* Room for `doubles` parts in the arena, `entries` queue entries and `indices` staged indices
- * (chunk_squares' pieces, in pinned host memory and its device copy), the queued reductions
- * flushed first where any of them would not fit: the arena offset (*staged the staging's),
- * or SIZE_MAX when the device has no memory for them (the caller's figures are then NaN). */
 static void flush_queue(void);
+
+/* Room for `doubles` parts in the arena (queue empty: it may move), doubling from 1 MiB. */
+static bool grow_arena(size_t doubles) {
+    if (doubles * sizeof(double) <= arena_room) return true;
+    size_t want = arena_room ? 2 * arena_room : (size_t)1 << 20;
+    while (want < doubles * sizeof(double)) want *= 2;
+    return rg_cuda_grow(&arena, &arena_room, want);
+}
 
 /* Room for `want` staged indices, in pinned host memory and on the device (queue empty). */
 static bool grow_indices(size_t want) {
@@ -158,6 +162,10 @@ static bool grow_indices(size_t want) {
     return true;
 }
 
+/* Room for `doubles` parts in the arena, `entries` queue entries and `indices` staged indices
+ * (chunk_squares' pieces, in pinned host memory and its device copy), the queued reductions
+ * flushed first where any of them would not fit: the arena offset (*staged the staging's),
+ * or SIZE_MAX when the device has no memory for them (the caller's figures are then NaN). */
 static size_t reserve(size_t doubles, size_t entries = 1, size_t indices = 0, size_t *staged = NULL) {
     demand += doubles, indices_demand += indices;
     if ((arena_used + doubles) * sizeof(double) > arena_room || queued + entries > queue_room ||
@@ -169,11 +177,7 @@ static size_t reserve(size_t doubles, size_t entries = 1, size_t indices = 0, si
         if (!q) return SIZE_MAX;
         queue = q, queue_room = room;
     }
-    if (doubles * sizeof(double) > arena_room) { /* queue empty: the arena may move */
-        size_t want = arena_room ? 2 * arena_room : (size_t)1 << 20;
-        while (want < doubles * sizeof(double)) want *= 2;
-        if (!rg_cuda_grow(&arena, &arena_room, want)) return SIZE_MAX;
-    }
+    if (!grow_arena(doubles)) return SIZE_MAX;
     if ((indices > indices_host_room || indices * sizeof(size_t) > indices_room) && /* queue empty as well */
         !grow_indices(2 * indices)) /* room for another as large */
         return SIZE_MAX;
@@ -244,11 +248,7 @@ static void flush_queue(void) {
  * pass's capture, replay.c). */
 extern "C" void rg_cuda_sums_flush(void) {
     flush_queue();
-    if (demand * sizeof(double) > arena_room) {
-        size_t want = arena_room ? 2 * arena_room : (size_t)1 << 20;
-        while (want < demand * sizeof(double)) want *= 2;
-        rg_cuda_grow(&arena, &arena_room, want); /* refused: reserve grows it as it needs */
-    }
+    grow_arena(demand); /* refused: reserve grows it as it needs */
     if (indices_demand > indices_host_room || indices_demand * sizeof(size_t) > indices_room)
         grow_indices(indices_demand);
     demand = indices_demand = 0;
