@@ -24,6 +24,7 @@ static struct {
     decltype(&cublasCreate_v2) create;
     decltype(&cublasSetMathMode) set_math_mode;
     decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetWorkspace_v2) set_workspace;
     decltype(&cublasSgemm_v2) sgemm;
     decltype(&cublasSgemmStridedBatched) sgemm_batched;
     cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
@@ -34,11 +35,24 @@ static struct {
                                       cudaDataType, int, long long, const void *, void *, cudaDataType, int,
                                       long long, int, cublasComputeType_t, cublasGemmAlgo_t);
     cublasHandle_t handle;
+    void *workspace; /* regrad's own, WORKSPACE_BYTES, or NULL: cuBLAS's pool */
     rg_status status;
     char why[200];
 } blas;
 
 static pthread_once_t opened = PTHREAD_ONCE_INIT;
+
+/* cuBLAS's workspace, given to it rather than taken from its pool: a product captured into
+ * a CUDA graph would otherwise allocate its workspace inside the capture (memory nodes in
+ * the graph, which CUDA supports in fewer places).  32 MiB: what cuBLAS recommends on
+ * Hopper, the size of its own pool there. */
+#define WORKSPACE_BYTES ((size_t)32 << 20)
+
+/* the handle on our workspace; cublasSetStream hands it back to cuBLAS's pool each time */
+static void use_workspace(void) {
+    if (blas.workspace && blas.set_workspace(blas.handle, blas.workspace, WORKSPACE_BYTES) != CUBLAS_STATUS_SUCCESS)
+        rg_cuda_note_failure("cuBLAS's workspace", "see cuBLAS's status");
+}
 
 static void open_cublas(void) {
     static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
@@ -63,12 +77,13 @@ static void open_cublas(void) {
     blas.create = (decltype(blas.create))dlsym(lib, "cublasCreate_v2");
     blas.set_math_mode = (decltype(blas.set_math_mode))dlsym(lib, "cublasSetMathMode");
     blas.set_stream = (decltype(blas.set_stream))dlsym(lib, "cublasSetStream_v2");
+    blas.set_workspace = (decltype(blas.set_workspace))dlsym(lib, "cublasSetWorkspace_v2");
     blas.sgemm = (decltype(blas.sgemm))dlsym(lib, "cublasSgemm_v2");
     blas.sgemm_batched = (decltype(blas.sgemm_batched))dlsym(lib, "cublasSgemmStridedBatched");
     blas.gemm_ex = (decltype(blas.gemm_ex))dlsym(lib, "cublasGemmEx");
     blas.gemm_ex_batched = (decltype(blas.gemm_ex_batched))dlsym(lib, "cublasGemmStridedBatchedEx");
-    if (!blas.create || !blas.set_math_mode || !blas.set_stream || !blas.sgemm || !blas.sgemm_batched || !blas.gemm_ex ||
-        !blas.gemm_ex_batched) {
+    if (!blas.create || !blas.set_math_mode || !blas.set_stream || !blas.set_workspace || !blas.sgemm ||
+        !blas.sgemm_batched || !blas.gemm_ex || !blas.gemm_ex_batched) {
         snprintf(blas.why, sizeof blas.why, "cuda: the cuBLAS found lacks cublasSgemm_v2, its batched form or "
                  "cublasGemmEx: install cuBLAS 12 or 13");
         return;
@@ -80,6 +95,11 @@ static void open_cublas(void) {
                  "driver and the device's memory", (int)e);
         return;
     }
+    if (cudaMalloc(&blas.workspace, WORKSPACE_BYTES) != cudaSuccess) { /* then cuBLAS's pool, as before */
+        cudaGetLastError();
+        blas.workspace = NULL;
+    }
+    use_workspace();
     blas.status = RG_OK;
 }
 
@@ -161,8 +181,10 @@ extern "C" rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m
 
 /* the products from now on on stream s (capture.cu's work stream) */
 extern "C" void rg_cuda_blas_stream(cudaStream_t s) {
-    if (rg_cuda_blas_ready() == RG_OK && blas.set_stream(blas.handle, s) != CUBLAS_STATUS_SUCCESS)
+    if (rg_cuda_blas_ready() != RG_OK) return;
+    if (blas.set_stream(blas.handle, s) != CUBLAS_STATUS_SUCCESS)
         rg_cuda_note_failure("cuBLAS's stream", "see cuBLAS's status");
+    use_workspace();
 }
 
 /* cuBLAS's math mode is set when it changes (each forward asks) */
