@@ -35,7 +35,7 @@ extern "C" {
 }
 #include "../../src/kernels/cuda/launch.h" /* rg_cuda_note_all, rg_cuda_dry */
 
-thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+thread_local rg_emulated_index threadIdx, blockIdx, blockDim, gridDim;
 
 namespace {
 struct counts {
@@ -93,15 +93,20 @@ constexpr size_t STACK_BYTES = 64 << 10;
 struct fiber {
     void *sp; /* where it is suspended */
     std::unique_ptr<char[]> stack{new char[STACK_BYTES]};
+    unsigned nth; /* the thread's fiber it is, which staggers where its stack starts */
     bool started, done, waiting;
 };
-thread_local std::vector<std::unique_ptr<fiber>> fibers; /* the calling thread's, kept between launches */
-thread_local void *scheduler;                              /* the scheduler's stack, while a fiber runs */
+/* the calling thread's, kept between launches (a pointer: a thread-local value with a
+ * destructor is reached through a check on every use; the fibers of a thread that ends
+ * are not freed, as the emulation's threads live as long as the process) */
+thread_local std::vector<std::unique_ptr<fiber>> *fibers;
+thread_local void *scheduler; /* the scheduler's stack, while a fiber runs */
 
 struct launch_state {
     const std::function<void()> *body;
-    unsigned current; /* the thread running */
-    bool direct;      /* the block's threads run one after another, not as fibers */
+    fiber *const *fibers; /* the calling thread's */
+    unsigned current;     /* the thread running */
+    bool direct;          /* the block's threads run one after another, not as fibers */
 };
 thread_local launch_state *running;
 
@@ -111,16 +116,19 @@ void suspend(fiber &f) { rg_emulation_switch(&f.sp, scheduler); }
 [[noreturn]] void fiber_entry() {
     for (;;) {
         (*running->body)();
-        fiber &f = *fibers[running->current];
+        fiber &f = *running->fibers[running->current];
         f.done = true;
         suspend(f);
     }
 }
 
 /* a new fiber's stack as a switch leaves it: six registers' slots over fiber_entry's
- * address, which the switch returns to with the stack aligned as at a call */
+ * address, which the switch returns to with the stack aligned as at a call.  Each fiber's
+ * stack starts a cache line further from its end than the last one's (up to 63): stacks
+ * 64 KiB apart would otherwise have their tops in the same cache sets, and a block's
+ * switches would evict one another's. */
 void *first_stack(fiber &f) {
-    const uintptr_t top = ((uintptr_t)f.stack.get() + STACK_BYTES) & ~(uintptr_t)15;
+    const uintptr_t top = ((uintptr_t)f.stack.get() + STACK_BYTES - 64 * (f.nth % 64)) & ~(uintptr_t)15;
     void **sp = (void **)(top - 16);
     sp[1] = nullptr; /* fiber_entry's return address: it never returns */
     sp[0] = (void *)fiber_entry;
@@ -129,11 +137,14 @@ void *first_stack(fiber &f) {
     return sp;
 }
 
-dim3 index_of(unsigned t, dim3 shape) { return dim3(t % shape.x, t / shape.x % shape.y, t / (shape.x * shape.y)); }
+rg_emulated_index index_of(unsigned t, dim3 shape) {
+    if (shape.y == 1 && shape.z == 1) return {t, 0, 0}; /* most launches: no division */
+    return {t % shape.x, t / shape.x % shape.y, t / (shape.x * shape.y)};
+}
 
 /* thread t of the block runs to its next barrier (true) or its end */
 bool resume(launch_state &r, unsigned t, dim3 block) {
-    fiber &f = *fibers[t];
+    fiber &f = *r.fibers[t];
     threadIdx = index_of(t, block);
     r.current = t;
     f.waiting = false;
@@ -151,7 +162,7 @@ void __syncthreads(void) {
                 r ? r->current : 0);
         abort();
     }
-    fiber &f = *fibers[r->current];
+    fiber &f = *r->fibers[r->current];
     f.waiting = true;
     suspend(f);
 }
@@ -185,16 +196,22 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body,
         std::lock_guard<std::mutex> hold(counted.lock);
         counted.by_kernel[kernel]++;
     }
-    while (fibers.size() < threads) fibers.emplace_back(new fiber());
-    launch_state r{&body, 0, false};
+    if (!fibers) fibers = new std::vector<std::unique_ptr<fiber>>;
+    while (fibers->size() < threads) {
+        fibers->emplace_back(new fiber());
+        fibers->back()->nth = (unsigned)fibers->size() - 1;
+    }
+    std::vector<fiber *> these(threads);
+    for (unsigned t = 0; t < threads; t++) these[t] = (*fibers)[t].get();
+    launch_state r{&body, these.data(), 0, false};
     running = &r;
-    gridDim = grid, blockDim = block;
+    gridDim = {grid.x, grid.y, grid.z}, blockDim = {block.x, block.y, block.z};
     const bool back = reversed();
     auto nth = [back](unsigned i, unsigned n) { return back ? n - 1 - i : i; };
     for (unsigned b = 0; b < blocks; b++) {
         blockIdx = index_of(nth(b, blocks), grid);
         r.direct = false;
-        for (unsigned t = 0; t < threads; t++) fibers[t]->done = false;
+        for (unsigned t = 0; t < threads; t++) these[t]->done = false;
         const unsigned first = nth(0, threads);
         if (!resume(r, first, block)) {
             r.direct = true;
@@ -210,7 +227,7 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body,
             unsigned at_barrier = 0;
             for (unsigned i = 0; i < threads; i++) {
                 const unsigned t = nth(i, threads);
-                if (!fibers[t]->done) at_barrier += phase == 0 && t == first ? 1 : resume(r, t, block);
+                if (!these[t]->done) at_barrier += phase == 0 && t == first ? 1 : resume(r, t, block);
             }
             if (at_barrier && at_barrier != live) {
                 /* threads that ended count as arrived on the device since Volta, but a

@@ -40,8 +40,13 @@ struct alignas(16) double2 {
 };
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
-/* the calling thread's place in the launch that runs it */
-extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+/* the calling thread's place in the launch that runs it: of a type without a constructor,
+ * so a kernel reads each as a plain thread-local value, not through a call that first
+ * checks the file defining it has initialised its thread-local values */
+struct rg_emulated_index {
+    unsigned x, y, z;
+};
+extern thread_local rg_emulated_index threadIdx, blockIdx, blockDim, gridDim;
 void __syncthreads(void);
 
 /* each operation rounded on its own: the emulation is compiled with -ffp-contract=off */
