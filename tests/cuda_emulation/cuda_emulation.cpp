@@ -104,9 +104,9 @@ thread_local void *scheduler; /* the scheduler's stack, while a fiber runs */
 
 struct launch_state {
     const std::function<void()> *body;
-    fiber *const *fibers; /* the calling thread's */
-    unsigned current;     /* the thread running */
-    bool direct;          /* the block's threads run one after another, not as fibers */
+    const std::unique_ptr<fiber> *fibers; /* the calling thread's */
+    unsigned current;                     /* the thread running */
+    bool direct;                          /* its threads one after another, not as fibers */
 };
 thread_local launch_state *running;
 
@@ -201,9 +201,7 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body,
         fibers->emplace_back(new fiber());
         fibers->back()->nth = (unsigned)fibers->size() - 1;
     }
-    std::vector<fiber *> these(threads);
-    for (unsigned t = 0; t < threads; t++) these[t] = (*fibers)[t].get();
-    launch_state r{&body, these.data(), 0, false};
+    launch_state r{&body, fibers->data(), 0, false};
     running = &r;
     gridDim = {grid.x, grid.y, grid.z}, blockDim = {block.x, block.y, block.z};
     const bool back = reversed();
@@ -211,7 +209,7 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body,
     for (unsigned b = 0; b < blocks; b++) {
         blockIdx = index_of(nth(b, blocks), grid);
         r.direct = false;
-        for (unsigned t = 0; t < threads; t++) these[t]->done = false;
+        for (unsigned t = 0; t < threads; t++) r.fibers[t]->done = false;
         const unsigned first = nth(0, threads);
         if (!resume(r, first, block)) {
             r.direct = true;
@@ -227,7 +225,7 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body,
             unsigned at_barrier = 0;
             for (unsigned i = 0; i < threads; i++) {
                 const unsigned t = nth(i, threads);
-                if (!these[t]->done) at_barrier += phase == 0 && t == first ? 1 : resume(r, t, block);
+                if (!r.fibers[t]->done) at_barrier += phase == 0 && t == first ? 1 : resume(r, t, block);
             }
             if (at_barrier && at_barrier != live) {
                 /* threads that ended count as arrived on the device since Volta, but a
