@@ -10,7 +10,8 @@
 # an MLP to the CPU's fp32 accuracy within 0.02, resumes with its own bits and gives them
 # in either order, watches it, repairs a deep sigmoid MLP with GRA, and plans resnet20v2 in
 # well under fp32's memory.  Passes replayed as CUDA graphs give the bits of the passes run
-# as they are.
+# as they are; through cuDNN's convolutions (emulated) too, GRA's repairs of a plain CNN are
+# the CPU's within float rounding.
 # Usage: test_device_cli_emulated.sh REGRAD REGRAD_EMULATED_DEVICE CKPT_DIFF
 set -uo pipefail
 CPU=$1 DEV=$2 DIFF=$3
@@ -127,6 +128,14 @@ replayed() {
 replayed mlp "$tmp/mlp-cpu/last.safetensors" "${common[@]}" --epochs 2 --repair off --device cuda
 replayed bf16 "$tmp/bf16/last.safetensors" "${bf16[@]}"
 replayed gra "$tmp/gra/last.safetensors" "${common[@]}" "${gra[@]}" "$tmp/graphs-gra.jsonl" --device cuda
+# cuDNN's convolutions (emulated: cudnn.cu's plans, algorithms, scratch, beta) in replayed
+# passes: GRA's repairs of the plain CNN within float rounding of the CPU's, its accuracy
+REGRAD_EMULATION_CUDNN=1 REGRAD_GRAPHS=1 REGRAD_EMULATION_COUNT=1 "$DEV" "${common[@]}" "${gra[@]}" "$tmp/cudnn.jsonl" \
+  --device cuda >"$tmp/cudnn.out" 2>&1
+repairs "$tmp/cudnn.jsonl" >"$tmp/r-cudnn"
+[ "$(graphs "$tmp/cudnn.out")" -gt 0 ] && r=$(close 1e-3 "$tmp/r-cudnn" "$tmp/r-cpu") \
+  && awk -v a="$(acc "$tmp/cudnn.out")" -v b="$(acc "$tmp/gra-cpu")" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.005 && d > -0.005) }' \
+  && ok || bad "GRA on the plain CNN through cuDNN, replayed: $(wc -l <"$tmp/r-cudnn") repairs, $r, accuracy $(acc "$tmp/cudnn.out") against $(acc "$tmp/gra-cpu")"
 # the step's curvature is measured in a side pass at the weights the step began from: not
 # the training forward's replay (its kernels hold the training weights' address), so the
 # health lines (step_slope among them) are those without graphs

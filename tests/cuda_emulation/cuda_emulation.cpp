@@ -3,7 +3,7 @@
  * launches, each block's threads as fibers that __syncthreads switches between (x86-64),
  * so a block's threads all reach a barrier before any goes past it, as on the device; the
  * runtime's memory and copies in host memory; the products of blas.cu by the CPU's
- * rg_sgemm, and cudnn.cu's convolutions never usable.  Linked with the real kernels
+ * rg_sgemm (cuDNN's convolutions: cudnn_emulation.cpp).  Linked with the real kernels
  * compiled by g++, it lets the CPU's tests run the CUDA backend's own kernel code
  * (test_device_emulated, test_cuda_emulated, and regrad_emulated_device, which
  * test_device_cli_emulated.sh runs).  REGRAD_EMULATION_COUNT=1 prints at exit what a GPU
@@ -426,12 +426,11 @@ const char *cudaGetErrorString(cudaError_t e) {
     }
 }
 
-/* blas.cu's products by the CPU's GEMM; cudnn.cu's convolutions never usable */
+/* blas.cu's products by the CPU's GEMM (cudnn.cu's convolutions: cudnn_emulation.cpp) */
 extern "C" {
 rg_status rg_cuda_blas_ready(void) { return RG_OK; }
-void rg_cuda_set_products(bool, bool) {}
+void rg_cuda_set_products(bool tf32, bool) { rg_cudnn_set_tf32(tf32); }
 void rg_cuda_blas_stream(cudaStream_t) {} /* each product goes on the work stream as it is asked */
-void rg_cudnn_stream(cudaStream_t) {}
 }
 
 extern "C" void rg_cuda_note_failure(const char *what, const char *why);
@@ -512,14 +511,5 @@ rg_status rg_cuda_gemm_bf16_batched(bool trans_a, bool trans_b, int m, int n, in
                       c_bf16, ldc);
     }, __func__, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, c_bf16, ldc, stride_c,
        count);
-}
-bool rg_cudnn_usable(const rg_conv_geom *) { return false; }
-void rg_cudnn_set_tf32(bool) {}
-rg_status rg_cudnn_conv2d_forward(const float *, const float *, float *, float, int, const rg_conv_geom *, int, int) {
-    return RG_ERR_STATE;
-}
-rg_status rg_cudnn_conv2d_backward(const float *, const float *, const float *, float *, float *, float, int,
-                                   const rg_conv_geom *, int, int) {
-    return RG_ERR_STATE;
 }
 }

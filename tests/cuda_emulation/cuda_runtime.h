@@ -6,10 +6,11 @@
  * time, so they share it), the vector types and the rounded intrinsics are plain C++, the
  * runtime's calls are host memory and copies (cuda_emulation.cpp), and a launch through
  * RG_KERNEL (RG_LAUNCH_NOW) runs every thread of every block, each thread a fiber that __syncthreads
- * suspends until the whole block has reached it.  bf16 is cuda_bf16.h's.  Not emulated:
- * cuBLAS and cuDNN (the products are the CPU's rg_sgemm, bf16's over its operands widened
- * to float and its output rounded back; cuDNN is never usable, so convolutions take conv.cu's
- * own path), streams (every copy and launch completes in order, at once, but for a stream
+ * suspends until the whole block has reached it.  bf16 is cuda_bf16.h's.  cuDNN's
+ * convolutions are cudnn_emulation.cpp's, with REGRAD_EMULATION_CUDNN=1 (else conv.cu's own
+ * path takes them).  Not emulated: cuBLAS (the products are the CPU's rg_sgemm, bf16's over
+ * its operands widened to float and its output rounded back), streams (every copy and
+ * launch completes in order, at once, but for a stream
  * capturing: see cudaStreamBeginCapture), warp-level behaviour (the kernels use none).
  */
 #ifndef RG_CUDA_EMULATION_RUNTIME_H
