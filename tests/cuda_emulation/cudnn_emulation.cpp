@@ -40,7 +40,8 @@ float load(const rg_emulated_tensor *d, const void *p, size_t i) {
 /* out[i] = alpha s + beta out[i], once rounded into the output's type; out not read at beta 0 */
 void store(const rg_emulated_tensor *d, void *p, size_t i, double s, float alpha, float beta) {
     double v = alpha * s;
-    if (beta != 0.0f) v += (double)beta * load(d, p, i);
+    if (beta != 0.0f)
+        v += (double)beta * load(d, p, i);
     if (d->type == CUDNN_DATA_BFLOAT16)
         ((__nv_bfloat16 *)p)[i] = __float2bfloat16((float)v);
     else
@@ -50,7 +51,8 @@ void store(const rg_emulated_tensor *d, void *p, size_t i, double s, float alpha
 /* the shapes agree with the convolution's, and the scratch is what the algorithm asked */
 bool consistent(const rg_emulated_tensor *x, const rg_emulated_tensor *w, const rg_emulated_conv *q,
                 const rg_emulated_tensor *y, size_t scratch_bytes, const void *scratch) {
-    if (!x || !w || !q || !y || scratch_bytes < SCRATCH || !scratch) return false;
+    if (!x || !w || !q || !y || scratch_bytes < SCRATCH || !scratch)
+        return false;
     const int eh = q->dil_h * (w->h - 1) + 1, ew = q->dil_w * (w->w - 1) + 1;
     return x->type == w->type && x->type == y->type && x->c == w->c * q->groups && w->n % q->groups == 0 &&
            y->n == x->n && y->c == w->n && y->h == (x->h + 2 * q->pad_h - eh) / q->u + 1 &&
@@ -73,7 +75,8 @@ void each_term(const rg_emulated_tensor *x, const rg_emulated_tensor *w, const r
                         const size_t wi = (((size_t)k * cg + c) * w->h + i) * w->w + j;
                         for (int oy = 0; oy < y->h; oy++) {
                             const int iy = oy * q->u - q->pad_h + i * q->dil_h;
-                            if (iy < 0 || iy >= x->h) continue;
+                            if (iy < 0 || iy >= x->h)
+                                continue;
                             for (int ox = 0; ox < y->w; ox++) {
                                 const int ix = ox * q->v - q->pad_w + j * q->dil_w;
                                 if (ix >= 0 && ix < x->w)
@@ -94,37 +97,43 @@ cudnnStatus_t queue(cudnnHandle_t h, std::function<void()> work) {
 /* the two algorithms each ranking offers: a nondeterministic one first */
 template <typename Perf, typename Algo>
 cudnnStatus_t rank(const rg_emulated_conv *q, int requested, int *returned, Perf *perf) {
-    if (requested < 1) return CUDNN_STATUS_BAD_PARAM;
+    if (requested < 1)
+        return CUDNN_STATUS_BAD_PARAM;
     *returned = requested < 2 ? requested : 2;
     const cudnnMathType_t math = q->math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
     const Perf offered[2] = {{(Algo)0, CUDNN_STATUS_SUCCESS, 0.5f, SCRATCH, CUDNN_NON_DETERMINISTIC, math, {0}},
                              {(Algo)1, CUDNN_STATUS_SUCCESS, 1.0f, SCRATCH, CUDNN_DETERMINISTIC, math, {0}}};
-    for (int i = 0; i < *returned; i++) perf[i] = offered[i];
+    for (int i = 0; i < *returned; i++)
+        perf[i] = offered[i];
     return CUDNN_STATUS_SUCCESS;
 }
 } // namespace
 
 cudnnStatus_t cudnnCreate(cudnnHandle_t *handle) { return *handle = new rg_emulated_cudnn{}, CUDNN_STATUS_SUCCESS; }
 const char *cudnnGetErrorString(cudnnStatus_t status) {
-    return status == CUDNN_STATUS_SUCCESS ? "CUDNN_STATUS_SUCCESS"
-           : status == CUDNN_STATUS_BAD_PARAM ? "CUDNN_STATUS_BAD_PARAM" : "CUDNN_STATUS_NOT_SUPPORTED";
+    return status == CUDNN_STATUS_SUCCESS     ? "CUDNN_STATUS_SUCCESS"
+           : status == CUDNN_STATUS_BAD_PARAM ? "CUDNN_STATUS_BAD_PARAM"
+                                              : "CUDNN_STATUS_NOT_SUPPORTED";
 }
 cudnnStatus_t cudnnSetStream(cudnnHandle_t handle, cudaStream_t stream) {
     return handle->stream = stream, CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnCreateTensorDescriptor(rg_tdesc *d) { return *d = new rg_emulated_tensor{}, CUDNN_STATUS_SUCCESS; }
-cudnnStatus_t cudnnSetTensor4dDescriptor(rg_tdesc d, cudnnTensorFormat_t format, cudnnDataType_t type, int n, int c, int h,
-                                         int w) {
-    if (format != CUDNN_TENSOR_NCHW || n < 1 || c < 1 || h < 1 || w < 1) return CUDNN_STATUS_BAD_PARAM;
+cudnnStatus_t cudnnSetTensor4dDescriptor(rg_tdesc d, cudnnTensorFormat_t format, cudnnDataType_t type, int n, int c,
+                                         int h, int w) {
+    if (format != CUDNN_TENSOR_NCHW || n < 1 || c < 1 || h < 1 || w < 1)
+        return CUDNN_STATUS_BAD_PARAM;
     *d = {type, n, c, h, w};
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnCreateFilterDescriptor(rg_fdesc *d) { return cudnnCreateTensorDescriptor(d); }
-cudnnStatus_t cudnnSetFilter4dDescriptor(rg_fdesc d, cudnnDataType_t type, cudnnTensorFormat_t format, int k, int c, int h,
-                                         int w) {
+cudnnStatus_t cudnnSetFilter4dDescriptor(rg_fdesc d, cudnnDataType_t type, cudnnTensorFormat_t format, int k, int c,
+                                         int h, int w) {
     return cudnnSetTensor4dDescriptor(d, format, type, k, c, h, w);
 }
-cudnnStatus_t cudnnCreateConvolutionDescriptor(rg_cdesc *d) { return *d = new rg_emulated_conv{}, CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnCreateConvolutionDescriptor(rg_cdesc *d) {
+    return *d = new rg_emulated_conv{}, CUDNN_STATUS_SUCCESS;
+}
 cudnnStatus_t cudnnSetConvolution2dDescriptor(rg_cdesc d, int pad_h, int pad_w, int u, int v, int dilation_h,
                                               int dilation_w, cudnnConvolutionMode_t mode, cudnnDataType_t compute) {
     if (pad_h < 0 || pad_w < 0 || u < 1 || v < 1 || dilation_h < 1 || dilation_w < 1 ||
@@ -136,39 +145,48 @@ cudnnStatus_t cudnnSetConvolution2dDescriptor(rg_cdesc d, int pad_h, int pad_w, 
 cudnnStatus_t cudnnSetConvolutionGroupCount(rg_cdesc d, int groups) {
     return groups < 1 ? CUDNN_STATUS_BAD_PARAM : (d->groups = groups, CUDNN_STATUS_SUCCESS);
 }
-cudnnStatus_t cudnnSetConvolutionMathType(rg_cdesc d, cudnnMathType_t math) { return d->math = math, CUDNN_STATUS_SUCCESS; }
-cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(rg_cdesc q, rg_tdesc x, rg_fdesc w, int *n, int *c, int *h, int *wo) {
+cudnnStatus_t cudnnSetConvolutionMathType(rg_cdesc d, cudnnMathType_t math) {
+    return d->math = math, CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(rg_cdesc q, rg_tdesc x, rg_fdesc w, int *n, int *c, int *h,
+                                                    int *wo) {
     const int eh = q->dil_h * (w->h - 1) + 1, ew = q->dil_w * (w->w - 1) + 1;
-    if (x->c != w->c * q->groups || x->h + 2 * q->pad_h < eh || x->w + 2 * q->pad_w < ew) return CUDNN_STATUS_BAD_PARAM;
+    if (x->c != w->c * q->groups || x->h + 2 * q->pad_h < eh || x->w + 2 * q->pad_w < ew)
+        return CUDNN_STATUS_BAD_PARAM;
     *n = x->n, *c = w->n, *h = (x->h + 2 * q->pad_h - eh) / q->u + 1, *wo = (x->w + 2 * q->pad_w - ew) / q->v + 1;
     return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, rg_tdesc, rg_fdesc, rg_cdesc q, rg_tdesc, int requested, int *returned,
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, rg_tdesc, rg_fdesc, rg_cdesc q, rg_tdesc,
+                                                     int requested, int *returned,
                                                      cudnnConvolutionFwdAlgoPerf_t *perf) {
     return rank<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(q, requested, returned, perf);
 }
-cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t, rg_fdesc, rg_tdesc, rg_cdesc q, rg_tdesc, int requested,
-                                                          int *returned, cudnnConvolutionBwdDataAlgoPerf_t *perf) {
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t, rg_fdesc, rg_tdesc, rg_cdesc q, rg_tdesc,
+                                                          int requested, int *returned,
+                                                          cudnnConvolutionBwdDataAlgoPerf_t *perf) {
     return rank<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(q, requested, returned, perf);
 }
-cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t, rg_tdesc, rg_tdesc, rg_cdesc q, rg_fdesc, int requested,
-                                                            int *returned, cudnnConvolutionBwdFilterAlgoPerf_t *perf) {
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t, rg_tdesc, rg_tdesc, rg_cdesc q, rg_fdesc,
+                                                            int requested, int *returned,
+                                                            cudnnConvolutionBwdFilterAlgoPerf_t *perf) {
     return rank<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(q, requested, returned, perf);
 }
-cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, rg_tdesc x, rg_fdesc w, rg_cdesc q, rg_tdesc y, int requested,
-                                                   int *returned, cudnnConvolutionFwdAlgoPerf_t *perf) {
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, rg_tdesc x, rg_fdesc w, rg_cdesc q, rg_tdesc y,
+                                                   int requested, int *returned, cudnnConvolutionFwdAlgoPerf_t *perf) {
     return cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, q, y, requested, returned, perf);
 }
-cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t h, rg_fdesc w, rg_tdesc dy, rg_cdesc q, rg_tdesc dx, int requested,
-                                                        int *returned, cudnnConvolutionBwdDataAlgoPerf_t *perf) {
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t h, rg_fdesc w, rg_tdesc dy, rg_cdesc q,
+                                                        rg_tdesc dx, int requested, int *returned,
+                                                        cudnnConvolutionBwdDataAlgoPerf_t *perf) {
     return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, dy, q, dx, requested, returned, perf);
 }
-cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t h, rg_tdesc x, rg_tdesc dy, rg_cdesc q, rg_fdesc dw, int requested,
-                                                          int *returned, cudnnConvolutionBwdFilterAlgoPerf_t *perf) {
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t h, rg_tdesc x, rg_tdesc dy, rg_cdesc q,
+                                                          rg_fdesc dw, int requested, int *returned,
+                                                          cudnnConvolutionBwdFilterAlgoPerf_t *perf) {
     return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, dy, q, dw, requested, returned, perf);
 }
-cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, rg_tdesc, rg_fdesc, rg_cdesc, rg_tdesc, cudnnConvolutionFwdAlgo_t,
-                                                      size_t *bytes) {
+cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, rg_tdesc, rg_fdesc, rg_cdesc, rg_tdesc,
+                                                      cudnnConvolutionFwdAlgo_t, size_t *bytes) {
     return *bytes = SCRATCH, CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(cudnnHandle_t, rg_fdesc, rg_tdesc, rg_cdesc, rg_tdesc,
@@ -180,38 +198,47 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t, rg_t
     return *bytes = SCRATCH, CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x, rg_fdesc wd, const void *w,
-                                      rg_cdesc q, cudnnConvolutionFwdAlgo_t, void *scratch, size_t scratch_bytes,
-                                      const void *beta, rg_tdesc yd, void *y) {
-    if (!consistent(xd, wd, q, yd, scratch_bytes, scratch)) return CUDNN_STATUS_BAD_PARAM;
+/* out = alpha (the sums each term adds to) + beta out, queued on the handle's stream: term(xi,
+ * wi, yi) is what one product of x's and w's values adds, and where */
+template <typename Term>
+cudnnStatus_t convolve(cudnnHandle_t h, const void *alpha, const void *beta, rg_tdesc xd, rg_fdesc wd, rg_cdesc q,
+                       rg_tdesc yd, const void *scratch, size_t scratch_bytes, const rg_emulated_tensor *od, void *out,
+                       Term term) {
+    if (!consistent(xd, wd, q, yd, scratch_bytes, scratch))
+        return CUDNN_STATUS_BAD_PARAM;
     const float a = *(const float *)alpha, b = *(const float *)beta;
     return queue(h, [=] {
-        std::vector<double> s(count(yd));
-        each_term(xd, wd, q, yd, [&](size_t xi, size_t wi, size_t yi) { s[yi] += (double)load(xd, x, xi) * load(wd, w, wi); });
-        for (size_t i = 0; i < s.size(); i++) store(yd, y, i, s[i], a, b);
+        std::vector<double> s(count(od));
+        each_term(xd, wd, q, yd, [&](size_t xi, size_t wi, size_t yi) { term(s, xi, wi, yi); });
+        for (size_t i = 0; i < s.size(); i++)
+            store(od, out, i, s[i], a, b);
     });
+}
+
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x, rg_fdesc wd,
+                                      const void *w, rg_cdesc q, cudnnConvolutionFwdAlgo_t, void *scratch,
+                                      size_t scratch_bytes, const void *beta, rg_tdesc yd, void *y) {
+    return convolve(h, alpha, beta, xd, wd, q, yd, scratch, scratch_bytes, yd, y,
+                    [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
+                        s[yi] += (double)load(xd, x, xi) * load(wd, w, wi);
+                    });
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, rg_fdesc wd, const void *w, rg_tdesc dyd,
                                            const void *dy, rg_cdesc q, cudnnConvolutionBwdDataAlgo_t, void *scratch,
                                            size_t scratch_bytes, const void *beta, rg_tdesc dxd, void *dx) {
-    if (!consistent(dxd, wd, q, dyd, scratch_bytes, scratch)) return CUDNN_STATUS_BAD_PARAM;
-    const float a = *(const float *)alpha, b = *(const float *)beta;
-    return queue(h, [=] {
-        std::vector<double> s(count(dxd));
-        each_term(dxd, wd, q, dyd, [&](size_t xi, size_t wi, size_t yi) { s[xi] += (double)load(dyd, dy, yi) * load(wd, w, wi); });
-        for (size_t i = 0; i < s.size(); i++) store(dxd, dx, i, s[i], a, b);
-    });
+    return convolve(h, alpha, beta, dxd, wd, q, dyd, scratch, scratch_bytes, dxd, dx,
+                    [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
+                        s[xi] += (double)load(dyd, dy, yi) * load(wd, w, wi);
+                    });
 }
-cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x, rg_tdesc dyd,
-                                             const void *dy, rg_cdesc q, cudnnConvolutionBwdFilterAlgo_t, void *scratch,
-                                             size_t scratch_bytes, const void *beta, rg_fdesc dwd, void *dw) {
-    if (!consistent(xd, dwd, q, dyd, scratch_bytes, scratch)) return CUDNN_STATUS_BAD_PARAM;
-    const float a = *(const float *)alpha, b = *(const float *)beta;
-    return queue(h, [=] {
-        std::vector<double> s(count(dwd));
-        each_term(xd, dwd, q, dyd, [&](size_t xi, size_t wi, size_t yi) { s[wi] += (double)load(dyd, dy, yi) * load(xd, x, xi); });
-        for (size_t i = 0; i < s.size(); i++) store(dwd, dw, i, s[i], a, b);
-    });
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x,
+                                             rg_tdesc dyd, const void *dy, rg_cdesc q, cudnnConvolutionBwdFilterAlgo_t,
+                                             void *scratch, size_t scratch_bytes, const void *beta, rg_fdesc dwd,
+                                             void *dw) {
+    return convolve(h, alpha, beta, xd, dwd, q, dyd, scratch, scratch_bytes, dwd, dw,
+                    [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
+                        s[wi] += (double)load(dyd, dy, yi) * load(xd, x, xi);
+                    });
 }
 
 /* cudnn.cu's dlopen finds this cuDNN when REGRAD_EMULATION_CUDNN=1; its dlsym the entry
@@ -222,26 +249,38 @@ void *rg_emulated_dlopen(const char *name, int) {
     return on && !strcmp(on, "1") && strstr(name, "libcudnn") ? &library : nullptr;
 }
 void *rg_emulated_dlsym(void *, const char *name) {
-#define RG_ENTRY(f) {#f, (void *)&f}
+#define RG_ENTRY(f)                                                                                                    \
+    { #f, (void *)&f }
     static const struct {
         const char *name;
         void *entry;
-    } entries[] = {RG_ENTRY(cudnnCreate), RG_ENTRY(cudnnGetErrorString), RG_ENTRY(cudnnSetStream),
-                   RG_ENTRY(cudnnCreateTensorDescriptor), RG_ENTRY(cudnnSetTensor4dDescriptor),
-                   RG_ENTRY(cudnnCreateFilterDescriptor), RG_ENTRY(cudnnSetFilter4dDescriptor),
-                   RG_ENTRY(cudnnCreateConvolutionDescriptor), RG_ENTRY(cudnnSetConvolution2dDescriptor),
-                   RG_ENTRY(cudnnSetConvolutionGroupCount), RG_ENTRY(cudnnSetConvolutionMathType),
-                   RG_ENTRY(cudnnGetConvolution2dForwardOutputDim), RG_ENTRY(cudnnGetConvolutionForwardAlgorithm_v7),
+    } entries[] = {RG_ENTRY(cudnnCreate),
+                   RG_ENTRY(cudnnGetErrorString),
+                   RG_ENTRY(cudnnSetStream),
+                   RG_ENTRY(cudnnCreateTensorDescriptor),
+                   RG_ENTRY(cudnnSetTensor4dDescriptor),
+                   RG_ENTRY(cudnnCreateFilterDescriptor),
+                   RG_ENTRY(cudnnSetFilter4dDescriptor),
+                   RG_ENTRY(cudnnCreateConvolutionDescriptor),
+                   RG_ENTRY(cudnnSetConvolution2dDescriptor),
+                   RG_ENTRY(cudnnSetConvolutionGroupCount),
+                   RG_ENTRY(cudnnSetConvolutionMathType),
+                   RG_ENTRY(cudnnGetConvolution2dForwardOutputDim),
+                   RG_ENTRY(cudnnGetConvolutionForwardAlgorithm_v7),
                    RG_ENTRY(cudnnGetConvolutionBackwardDataAlgorithm_v7),
                    RG_ENTRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7),
                    RG_ENTRY(cudnnGetConvolutionForwardWorkspaceSize),
                    RG_ENTRY(cudnnGetConvolutionBackwardDataWorkspaceSize),
-                   RG_ENTRY(cudnnGetConvolutionBackwardFilterWorkspaceSize), RG_ENTRY(cudnnConvolutionForward),
-                   RG_ENTRY(cudnnConvolutionBackwardData), RG_ENTRY(cudnnConvolutionBackwardFilter),
-                   RG_ENTRY(cudnnFindConvolutionForwardAlgorithm), RG_ENTRY(cudnnFindConvolutionBackwardDataAlgorithm),
+                   RG_ENTRY(cudnnGetConvolutionBackwardFilterWorkspaceSize),
+                   RG_ENTRY(cudnnConvolutionForward),
+                   RG_ENTRY(cudnnConvolutionBackwardData),
+                   RG_ENTRY(cudnnConvolutionBackwardFilter),
+                   RG_ENTRY(cudnnFindConvolutionForwardAlgorithm),
+                   RG_ENTRY(cudnnFindConvolutionBackwardDataAlgorithm),
                    RG_ENTRY(cudnnFindConvolutionBackwardFilterAlgorithm)};
 #undef RG_ENTRY
     for (const auto &e : entries)
-        if (!strcmp(e.name, name)) return e.entry;
+        if (!strcmp(e.name, name))
+            return e.entry;
     return nullptr;
 }
