@@ -171,20 +171,6 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t, rg_td
                                                             cudnnConvolutionBwdFilterAlgoPerf_t *perf) {
     return rank<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(q, requested, returned, perf);
 }
-cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, rg_tdesc x, rg_fdesc w, rg_cdesc q, rg_tdesc y,
-                                                   int requested, int *returned, cudnnConvolutionFwdAlgoPerf_t *perf) {
-    return cudnnGetConvolutionForwardAlgorithm_v7(h, x, w, q, y, requested, returned, perf);
-}
-cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t h, rg_fdesc w, rg_tdesc dy, rg_cdesc q,
-                                                        rg_tdesc dx, int requested, int *returned,
-                                                        cudnnConvolutionBwdDataAlgoPerf_t *perf) {
-    return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w, dy, q, dx, requested, returned, perf);
-}
-cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t h, rg_tdesc x, rg_tdesc dy, rg_cdesc q,
-                                                          rg_fdesc dw, int requested, int *returned,
-                                                          cudnnConvolutionBwdFilterAlgoPerf_t *perf) {
-    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, x, dy, q, dw, requested, returned, perf);
-}
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, rg_tdesc, rg_fdesc, rg_cdesc, rg_tdesc,
                                                       cudnnConvolutionFwdAlgo_t, size_t *bytes) {
     return *bytes = SCRATCH, CUDNN_STATUS_SUCCESS;
@@ -275,9 +261,10 @@ void *rg_emulated_dlsym(void *, const char *name) {
                    RG_ENTRY(cudnnConvolutionForward),
                    RG_ENTRY(cudnnConvolutionBackwardData),
                    RG_ENTRY(cudnnConvolutionBackwardFilter),
-                   RG_ENTRY(cudnnFindConvolutionForwardAlgorithm),
-                   RG_ENTRY(cudnnFindConvolutionBackwardDataAlgorithm),
-                   RG_ENTRY(cudnnFindConvolutionBackwardFilterAlgorithm)};
+                   {"cudnnFindConvolutionForwardAlgorithm", (void *)&cudnnGetConvolutionForwardAlgorithm_v7},
+                   {"cudnnFindConvolutionBackwardDataAlgorithm", (void *)&cudnnGetConvolutionBackwardDataAlgorithm_v7},
+                   {"cudnnFindConvolutionBackwardFilterAlgorithm",
+                    (void *)&cudnnGetConvolutionBackwardFilterAlgorithm_v7}};
 #undef RG_ENTRY
     for (const auto &e : entries)
         if (!strcmp(e.name, name))
