@@ -381,9 +381,12 @@ expect 2 "lasso-path '1:0.5:3'" train --lasso-path 1:0.5:3
 # step with a checkpoint that resumes mid-epoch to the same weights as a run never stopped
 "$BIN" train --limit 2048 --log-every 4 --batch 128 >"$tmp/out" 2>"$tmp/err"
 [ "$(grep -c '^epoch 1  batch [0-9]*/16  loss' "$tmp/err")" -eq 4 ] && ok || bad "--log-every 4: $(head -c 300 "$tmp/err")"
-int_run=(train --model cnn --limit 12000 --epochs 2 --seed 5 --quiet)
-"$BIN" "${int_run[@]}" --checkpoint-dir "$tmp/ckI" >"$tmp/int.out" 2>"$tmp/int.err" &
-pid=$!; sleep 2; kill -INT "$pid"; wait "$pid"; code=$?
+# (the signal is sent once the second step is logged, so a small run is still mid-epoch)
+int_run=(train --model cnn --limit 3000 --batch 32 --epochs 2 --seed 5)
+"$BIN" "${int_run[@]}" --log-every 1 --checkpoint-dir "$tmp/ckI" >"$tmp/int.out" 2>"$tmp/int.err" &
+pid=$!
+for _ in $(seq 600); do grep -q 'batch 2/' "$tmp/int.err" && break; sleep 0.05; done
+kill -INT "$pid"; wait "$pid"; code=$?
 if [ "$code" -eq 130 ] && [ -f "$tmp/ckI/interrupted.safetensors" ]; then
   ok
   "$BIN" train --resume "$tmp/ckI" >"$tmp/res.out" 2>&1
