@@ -319,14 +319,13 @@ int cmd_experiment(int argc, char **argv) {
     const int ready = cli_device(cmd, a.device);
     if (ready >= 0) return ready;
     rg_dataset *train = NULL, *test = NULL;
-    rg_status s = rg_dataset_open(data, NULL, &train, &test);
+    rg_status s = rg_dataset_open(data, &(rg_data_options){.limit = (int)limit}, &train, &test);
     if (s) return cli_fail(cmd, s);
     if (!test) {
         rg_dataset_free(train);
         cli_error(cmd, "data '%s' has no test split: give idx:IMAGES,LABELS,TEST_IMAGES,TEST_LABELS", data);
         return EXIT_USAGE;
     }
-    if (limit > 0 && limit < train->n) train->n = (int)limit;
     FILE *jf = NULL;
     if (json_path && !(jf = fopen(json_path, "w"))) {
         cli_error(cmd, "cannot write '%s'", json_path);

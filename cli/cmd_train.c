@@ -545,7 +545,9 @@ static int train_open_data(train_ctx *t) {
     rg_set_threads((int)o->threads);
     o->dopt.warn = cli_warn;
     o->dopt.classes = (int)o->classes;
-    if ((s = rg_dataset_open(o->data, &o->dopt, &t->train, &t->test))) return cli_fail(cmd, s);
+    rg_data_options train_opt = o->dopt;
+    train_opt.limit = (int)o->limit;
+    if ((s = rg_dataset_open(o->data, &train_opt, &t->train, &t->test))) return cli_fail(cmd, s);
     if (o->test_data) {
         rg_dataset_free(t->test);
         t->test = NULL;
@@ -553,7 +555,6 @@ static int train_open_data(train_ctx *t) {
             (s = rg_dataset_match_classes(t->test, t->train)))
             return cli_fail(cmd, s);
     }
-    if (o->limit > 0 && o->limit < t->train->n) rg_dataset_truncate(t->train, (int)o->limit);
     return -1;
 }
 

@@ -553,6 +553,9 @@ typedef struct rg_data_options {
     rg_preprocess preprocess;
     long max_pixels;          /* larger images are refused; 0: RG_DEFAULT_MAX_PIXELS */
     bool strict;              /* a bad image file is an error, not a warning and a skip */
+    int limit;                /* keep the first `limit` training samples (0: all); IDX images
+                                 past them are never decompressed, while classes and the
+                                 empty-class warning still come from every label */
     /* Receives one line per skipped file; called from loader threads, so it must be
      * thread-safe.  NULL: silent. */
     void (*warn)(void *user, const char *message);

@@ -1,7 +1,8 @@
 /*
  * test_data.c — IDX reading: valid raw and gzip files, and every way a file can be bad
  * (missing, wrong magic, wrong type, truncated, too long, hostile dimensions, count
- * mismatch, label out of range), each refused with a message naming the problem.
+ * mismatch, label out of range), each refused with a message naming the problem; the specs,
+ * and a limit that reads only the first samples.
  */
 #include "test_util.h"
 
@@ -146,6 +147,48 @@ static void test_specs(void **state) {
     rg_dataset_free(te);
 }
 
+static void count_warning(void *user, const char *message) {
+    (void)message;
+    ++*(int *)user;
+}
+
+/* A limit keeps the first samples and reads no image past them (here a gzip file that ends
+ * after its second image), while the classes and the empty-class warning come from every
+ * label: labels 0, 1 | 2, 1, 0 give 3 classes, none empty.  The test split keeps them all. */
+static void test_limit_reads_the_first_samples(void **state) {
+    (void)state;
+    write_pair(1);
+    write_idx("short", 1, 0x08, 3, (uint32_t[]){5, 3, 2}, pixels, 2 * 6);
+    char spec[1200];
+    snprintf(spec, sizeof spec, "idx:%s,%s,%s,%s", path_of("short"), path_of("lbl"),
+             path_of("img"), path_of("lbl"));
+    int warnings = 0;
+    rg_data_options opt = {.limit = 2, .warn = count_warning, .user = &warnings};
+    rg_dataset *tr = NULL, *te = NULL;
+    assert_int_equal(rg_dataset_open(spec, &opt, &tr, &te), RG_OK);
+    assert_int_equal(tr->n, 2);
+    assert_int_equal(tr->classes, 3);
+    assert_int_equal(warnings, 0);
+    assert_memory_equal(tr->pixels, pixels, 2 * 6);
+    assert_int_equal(tr->labels[1], 1);
+    assert_int_equal(te->n, 5);
+    rg_dataset_free(tr);
+    rg_dataset_free(te);
+
+    opt.limit = 3; /* the third image is missing */
+    assert_int_equal(rg_dataset_open(spec, &opt, &tr, &te), RG_ERR_FORMAT);
+    assert_non_null(strstr(rg_last_error(), "truncated"));
+    opt.limit = 9; /* above the count: every sample, and the file checked whole */
+    assert_int_equal(rg_dataset_open(spec, &opt, &tr, &te), RG_ERR_FORMAT);
+    snprintf(spec, sizeof spec, "idx:%s,%s", path_of("img"), path_of("lbl"));
+    assert_int_equal(rg_dataset_open(spec, &opt, &tr, NULL), RG_OK);
+    assert_int_equal(tr->n, 5);
+    rg_dataset_free(tr);
+    opt.limit = -1;
+    assert_int_equal(rg_dataset_open(spec, &opt, &tr, NULL), RG_ERR_ARG);
+    assert_null(tr);
+}
+
 static int setup(void **state) {
     (void)state;
     return test_dir_make("test-data") ? 0 : -1;
@@ -161,6 +204,7 @@ int main(void) {
         cmocka_unit_test(test_valid_raw_and_gzip),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_specs),
+        cmocka_unit_test(test_limit_reads_the_first_samples),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -61,8 +61,10 @@ void rg_data_warn(const rg_data_options *o, const char *fmt, ...) __attribute__(
 /* Copies k class names into d (freed with it). */
 rg_status rg_dataset_set_names(rg_dataset *d, const char *const *names, int k);
 /* The IDX specs: fashion-mnist[:DIR] and idx:... (see rg_dataset_open); labels must be
- * below classes (0: fashion-mnist's 10, any byte for idx:). */
-rg_status rg_idx_spec_open(const char *spec, int classes, rg_dataset **train_out,
+ * below classes (0: fashion-mnist's 10, any byte for idx:).  limit > 0 reads only the first
+ * `limit` training images, the training set's n still counting every label: the caller
+ * truncates it to `limit` once the labels are checked. */
+rg_status rg_idx_spec_open(const char *spec, int classes, int limit, rg_dataset **train_out,
                            rg_dataset **test_out);
 
 #endif

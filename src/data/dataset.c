@@ -200,17 +200,23 @@ rg_status rg_dataset_open(const char *spec, const rg_data_options *opt, rg_datas
     if (!spec) return rg_fail(RG_ERR_ARG, "missing data spec");
     if (o.channels && o.channels != 1 && o.channels != 3)
         return rg_fail(RG_ERR_ARG, "channels must be 1 or 3, not %d", o.channels);
+    if (o.limit < 0) return rg_fail(RG_ERR_ARG, "limit must be 0 (all samples) or more, not %d", o.limit);
     struct stat st;
     if (strncmp(spec, "idx:", 4) != 0 && strncmp(spec, "fashion-mnist", 13) != 0) {
-        if (stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) return rg_folder_open(spec, &o, train_out);
+        if (stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) {
+            rg_status s = rg_folder_open(spec, &o, train_out);
+            if (!s && o.limit) rg_dataset_truncate(*train_out, o.limit);
+            return s;
+        }
         if (strchr(spec, '/') || errno != ENOENT)
             return rg_fail(RG_ERR_IO, "cannot open data folder '%s': %s", spec,
                            stat(spec, &st) == 0 ? "not a folder" : strerror(errno));
     }
-    rg_status s = rg_idx_spec_open(spec, o.classes, train_out, test_out);
+    rg_status s = rg_idx_spec_open(spec, o.classes, o.limit, train_out, test_out);
     if (!s) s = apply_options(*train_out, &o);
     if (!s && test_out && *test_out) s = apply_options(*test_out, &o);
     if (!s) s = warn_empty_classes(*train_out);
+    if (!s && o.limit) rg_dataset_truncate(*train_out, o.limit);
     if (s) {
         rg_dataset_free(*train_out);
         if (test_out) rg_dataset_free(*test_out), *test_out = NULL;

@@ -97,9 +97,10 @@ static rg_status idx_open(idx_file *f, const char *path, int expect_ndim, const 
     return RG_OK;
 }
 
-static rg_status idx_read_data(idx_file *f, void *dst, const char *what) {
-    rg_status s = read_exact(f, dst, f->bytes, what);
-    if (s) return s;
+/* Reads the data, or only its first `bytes` (0: all, checking that nothing follows it). */
+static rg_status idx_read_data(idx_file *f, void *dst, size_t bytes, const char *what) {
+    rg_status s = read_exact(f, dst, bytes ? bytes : f->bytes, what);
+    if (s || bytes) return s;
     unsigned char extra;
     if (gzread(f->gz, &extra, 1) > 0)
         return rg_fail(RG_ERR_FORMAT, "%s: the file is longer than its header says: corrupt or "
@@ -112,8 +113,10 @@ static void idx_close(idx_file *f) {
     f->gz = NULL;
 }
 
-rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_classes,
-                      rg_dataset **out) {
+/* rg_idx_load, reading only the first `limit` images when 0 < limit < the count: n still
+ * counts every label, for the caller to truncate. */
+static rg_status idx_load(const char *images_path, const char *labels_path, int max_classes,
+                          int limit, rg_dataset **out) {
     *out = NULL;
     idx_file fi = {0}, fl = {0};
     rg_dataset *d = NULL;
@@ -127,10 +130,12 @@ rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_
                     labels_path, fl.dims[0]);
         goto done;
     }
+    const size_t image_bytes = (size_t)fi.dims[1] * fi.dims[2];
+    const size_t read_bytes = limit > 0 && (uint32_t)limit < fi.dims[0] ? (size_t)limit * image_bytes : 0;
     d = calloc(1, sizeof *d);
     raw_labels = malloc(fl.bytes);
     if (d) {
-        d->pixels = malloc(fi.bytes);
+        d->pixels = malloc(read_bytes ? read_bytes : fi.bytes);
         d->labels = malloc(fl.bytes * sizeof *d->labels);
     }
     if (!d || !raw_labels || !d->pixels || !d->labels) {
@@ -141,8 +146,8 @@ rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_
     d->c = 1;
     d->h = (int)fi.dims[1];
     d->w = (int)fi.dims[2];
-    if ((s = idx_read_data(&fi, d->pixels, "image data"))) goto done;
-    if ((s = idx_read_data(&fl, raw_labels, "labels"))) goto done;
+    if ((s = idx_read_data(&fi, d->pixels, read_bytes, "image data"))) goto done;
+    if ((s = idx_read_data(&fl, raw_labels, 0, "labels"))) goto done;
     for (int i = 0; i < d->n; i++) {
         if (max_classes > 0 && raw_labels[i] >= max_classes) {
             s = rg_fail(RG_ERR_FORMAT, "%s: label %d of sample %d is out of range (this dataset "
@@ -165,7 +170,12 @@ done:
     return s;
 }
 
-rg_status rg_idx_spec_open(const char *spec, int classes, rg_dataset **train_out,
+rg_status rg_idx_load(const char *images_path, const char *labels_path, int max_classes,
+                      rg_dataset **out) {
+    return idx_load(images_path, labels_path, max_classes, 0, out);
+}
+
+rg_status rg_idx_spec_open(const char *spec, int classes, int limit, rg_dataset **train_out,
                            rg_dataset **test_out) {
     *train_out = NULL;
     if (test_out) *test_out = NULL;
@@ -208,7 +218,7 @@ rg_status rg_idx_spec_open(const char *spec, int classes, rg_dataset **train_out
         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot"};
     const char *const *names = strncmp(spec, "fashion-mnist", 13) == 0 && classes == 10
                                    ? fashion_names : NULL;
-    rg_status s = rg_idx_load(paths[0], paths[1], classes, train_out);
+    rg_status s = idx_load(paths[0], paths[1], classes, limit, train_out);
     if (!s && names) s = rg_dataset_set_names(*train_out, names, 10);
     if (s || n_paths < 4 || !test_out) return s;
     s = rg_idx_load(paths[2], paths[3], classes, test_out);
