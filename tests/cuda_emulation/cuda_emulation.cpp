@@ -9,8 +9,8 @@
  * test_device_cli_emulated.sh runs).  REGRAD_EMULATION_COUNT=1 prints at exit what a GPU
  * would have been asked: the kernels launched, the products (cuBLAS calls) and the copies,
  * those down to the host (each a wait for the device) apart, for the cost of small steps,
- * which their launches bound; REGRAD_EMULATION_COUNT=kernels adds the launches of each
- * kernel, most first.
+ * which their launches bound; REGRAD_EMULATION_COUNT=kernels adds each kernel's launches,
+ * most first, and the threads they ran (what the emulation's time goes with).
  */
 #include "cuda_runtime.h"
 #include "cuda_bf16.h"
@@ -41,17 +41,19 @@ namespace {
 struct counts {
     std::atomic<long> kernels{0}, products{0}, copies{0}, downloads{0}, graphs{0};
     std::mutex lock;
-    std::map<std::string, long> by_kernel; /* REGRAD_EMULATION_COUNT=kernels */
+    std::map<std::string, std::pair<long, long long>> by_kernel; /* =kernels: launches, threads */
     ~counts() {
         const char *how = getenv("REGRAD_EMULATION_COUNT");
         if (!how || !strcmp(how, "0")) return;
         fprintf(stderr, "cuda emulation: %ld kernels, %ld products, %ld copies (%ld to the host), %ld graphs\n",
                 kernels.load(), products.load(), copies.load(), downloads.load(), graphs.load());
         if (strcmp(how, "kernels") != 0) return;
-        std::vector<std::pair<long, std::string>> most;
-        for (const auto &k : by_kernel) most.emplace_back(-k.second, k.first);
+        std::vector<std::pair<std::pair<long, long long>, std::string>> most;
+        for (const auto &k : by_kernel) most.push_back({{-k.second.first, k.second.second}, k.first});
         std::sort(most.begin(), most.end());
-        for (const auto &k : most) fprintf(stderr, "%10ld  %s\n", -k.first, k.second.c_str());
+        fprintf(stderr, "  launches     threads  kernel\n");
+        for (const auto &k : most)
+            fprintf(stderr, "%10ld  %10lld  %s\n", -k.first.first, k.first.second, k.second.c_str());
     }
 } counted;
 } // namespace
@@ -194,7 +196,9 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body,
     counted.kernels++;
     if (counts_kernels()) {
         std::lock_guard<std::mutex> hold(counted.lock);
-        counted.by_kernel[kernel]++;
+        auto &k = counted.by_kernel[kernel];
+        k.first++;
+        k.second += (long long)threads * blocks;
     }
     if (!fibers) fibers = new std::vector<std::unique_ptr<fiber>>;
     while (fibers->size() < threads) {

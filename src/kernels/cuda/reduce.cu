@@ -1,8 +1,10 @@
 /*
  * reduce.cu — reductions over device buffers in a fixed order (no atomics): each of a fixed
  * number of blocks folds a fixed stride of the values and then its threads as a tree; the
- * host folds the blocks' results in order.  The same input gives the same bits on every run
- * and every device of the same kind.  The sums of squares are in double (each square of a
+ * host folds the blocks' results in order.  Fewer values than the blocks' threads take only
+ * the blocks they fill: the blocks left out would each give the fold's identity, so the
+ * bits are the same.  The same input gives the same bits on every run and every device of
+ * the same kind.  The sums of squares are in double (each square of a
  * float is exact there); counts and the first non-finite index are exact in any order.
  */
 #include "cuda.h"
@@ -36,7 +38,7 @@ template <typename T, typename Map, typename Join>
 __global__ static void block_reduce(const float *x, size_t n, T zero, Map map, Join join, T *out) {
     __shared__ T part[THREADS];
     T s = zero;
-    for (size_t i = blockIdx.x * (size_t)THREADS + threadIdx.x; i < n; i += (size_t)BLOCKS * THREADS)
+    for (size_t i = blockIdx.x * (size_t)THREADS + threadIdx.x; i < n; i += (size_t)gridDim.x * THREADS)
         s = join(s, map(x[i], i));
     s = rg_cuda_block_fold(s, part, join);
     if (threadIdx.x == 0) out[blockIdx.x] = s;
@@ -59,10 +61,11 @@ static bool reduce(const float *x, size_t n, T zero, Map map, Join join, T *resu
     *result = zero;
     if (n == 0) return true;
     if (!block_results) return false;
+    const int blocks = n < (size_t)BLOCKS * THREADS ? (int)((n + THREADS - 1) / THREADS) : BLOCKS;
     const auto reduce = block_reduce<T, Map, Join>;
-    RG_KERNEL(reduce, BLOCKS, THREADS)(x, n, zero, map, join, (T *)block_results);
-    if (cudaMemcpy(h, block_results, sizeof h, cudaMemcpyDeviceToHost) != cudaSuccess) return false;
-    for (int b = 0; b < BLOCKS; b++) *result = join(*result, h[b]);
+    RG_KERNEL(reduce, blocks, THREADS)(x, n, zero, map, join, (T *)block_results);
+    if (cudaMemcpy(h, block_results, blocks * sizeof *h, cudaMemcpyDeviceToHost) != cudaSuccess) return false;
+    for (int b = 0; b < blocks; b++) *result = join(*result, h[b]);
     return true;
 }
 
