@@ -2,8 +2,8 @@
  * threads.c — one thread count for regrad's OpenMP pool, the machine's free memory, and
  * its monotonic clock.
  *
- * The BLAS is kept single-threaded: regrad splits each matrix product across its own
- * OpenMP threads (src/kernels/cpu/gemm.c), so exactly one pool of N threads ever runs.
+ * The BLAS is kept single-threaded (src/kernels/cpu/gemm.c): regrad splits each matrix
+ * product across its own OpenMP threads, so exactly one pool of N threads ever runs.
  */
 #include "../internal.h"
 
@@ -14,9 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef RG_HAVE_OPENBLAS_THREADS
-void openblas_set_num_threads(int n);
-#endif
 
 static int current_threads = 1; /* read and written atomically: any thread may set it */
 
@@ -28,9 +25,6 @@ void rg_set_threads(int n) {
     __atomic_store_n(&current_threads, n, __ATOMIC_RELAXED);
 #ifdef _OPENMP
     omp_set_num_threads(n);
-#endif
-#ifdef RG_HAVE_OPENBLAS_THREADS
-    openblas_set_num_threads(1);
 #endif
 }
 

@@ -6,7 +6,9 @@
  * Threads: regrad keeps one thread pool, OpenMP's.  The BLAS runs single-threaded and each
  * product is split into row (or column) panels, one per thread.  Letting OpenBLAS's own
  * pthreads run beside OpenMP's made both pools spin against each other on every switch:
- * measured on the MLP benchmark, 17.8k images/s with two pools against 54k with one.
+ * measured on the MLP benchmark, 17.8k images/s with two pools against 54k with one.  The
+ * BLAS is made single-threaded before its first call here, whether or not the program ever
+ * set regrad's threads (rg_set_threads).
  */
 #include "../kernels.h"
 
@@ -18,6 +20,16 @@
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#ifdef RG_HAVE_OPENBLAS_THREADS
+#include <pthread.h>
+
+void openblas_set_num_threads(int n);
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_one_thread(void) { openblas_set_num_threads(1); }
+static void blas_single(void) { pthread_once(&blas_once, blas_one_thread); }
+#else
+static void blas_single(void) {}
 #endif
 
 /* Below this many multiply-adds a product stays on one thread. */
@@ -32,6 +44,7 @@ static void gemm_serial(bool ta, bool tb, int m, int n, int k, float alpha, cons
 void rg_sgemm_then(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                    int lda, const float *b, int ldb, float beta, float *c, int ldc,
                    void (*then)(void *ctx, int lo, int hi), void *ctx) {
+    blas_single();
 #ifdef _OPENMP
     int threads = omp_get_max_threads();
     if (threads > 1 && (long)m * n * k >= GEMM_PARALLEL_MIN && !omp_in_parallel()) {
@@ -84,6 +97,7 @@ static void gram_block(bool trans, int n, int k, float alpha, const float *a, in
 }
 
 void rg_sgram(bool trans, int n, int k, float alpha, const float *a, int lda, float beta, float *c, int ldc) {
+    blas_single();
     const int blocks = (n + GRAM_BLOCK - 1) / GRAM_BLOCK, tasks = blocks * (blocks + 1) / 2;
 #ifdef _OPENMP
     const bool parallel = tasks > 1 && omp_get_max_threads() > 1 && (long)n * n * k >= 2 * GEMM_PARALLEL_MIN &&
@@ -143,6 +157,7 @@ double rg_sum_squares(const float *x, size_t n) {
 }
 
 double rg_dot(const float *x, const float *y, size_t n) {
+    blas_single();
     double s = 0;
     for (size_t done = 0; done < n;) {
         const int chunk = n - done > (1u << 30) ? (1 << 30) : (int)(n - done);
