@@ -382,7 +382,7 @@ expect 2 "lasso-path '1:0.5:3'" train --lasso-path 1:0.5:3
 "$BIN" train --limit 2048 --log-every 4 --batch 128 >"$tmp/out" 2>"$tmp/err"
 [ "$(grep -c '^epoch 1  batch [0-9]*/16  loss' "$tmp/err")" -eq 4 ] && ok || bad "--log-every 4: $(head -c 300 "$tmp/err")"
 # (the signal is sent once the second step is logged, so a small run is still mid-epoch)
-int_run=(train --model cnn --limit 3000 --batch 32 --epochs 2 --seed 5)
+int_run=(train --limit 12000 --batch 32 --epochs 3 --seed 5)
 "$BIN" "${int_run[@]}" --log-every 1 --checkpoint-dir "$tmp/ckI" >"$tmp/int.out" 2>"$tmp/int.err" &
 pid=$!
 for _ in $(seq 600); do grep -q 'batch 2/' "$tmp/int.err" && break; sleep 0.05; done
