@@ -235,8 +235,17 @@ void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const
 void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
     rg_cpu_times_matrix(HOST(out), HOST(x), units, f, HOST(p));
 }
-double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm) {
-    return rg_cpu_layer_step(dw ? HOST(dw) : NULL, HOST(w), HOST(w0), units, f, HOST(mean), HOST(pm));
+/* the step's sums held back till the flush, as the device's are */
+void rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm,
+                        double *squares) {
+    double t;
+    rg_cpu_layer_step(dw ? HOST(dw) : NULL, HOST(w), HOST(w0), units, f, HOST(mean), HOST(pm), &t);
+    arrive_later(squares, &t, sizeof t, true);
+}
+void rg_cuda_step_shift(const float *pm, const float *db, int units, double *shift) {
+    double t;
+    rg_cpu_step_shift(HOST(pm), db ? HOST(db) : NULL, units, &t);
+    arrive_later(shift, &t, sizeof t, true);
 }
 double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n) {
     float *t = malloc((size_t)n * units * sizeof *t);
@@ -263,6 +272,10 @@ rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, c
     return RG_OK;
 }
 double rg_cuda_sum_squares(const float *x, size_t n) { return rg_cpu_squares_in_order(HOST(x), n); }
+void rg_cuda_sum_squares_queued(const float *x, size_t n, double *out) {
+    const double t = rg_cuda_sum_squares(x, n);
+    arrive_later(out, &t, sizeof t, true);
+}
 size_t rg_cuda_count_zeros(const float *x, size_t n) { return rg_cpu_count_zeros(HOST(x), n); }
 long rg_cuda_count_nonfinite(const float *x, size_t n) { return rg_cpu_count_nonfinite(HOST(x), n); }
 size_t rg_cuda_first_nonfinite(const float *x, size_t n) { return rg_cpu_first_nonfinite(HOST(x), n); }

@@ -475,8 +475,8 @@ static float *down_copy(const rg_backend *b, const float *d, size_t n) {
 /* GRA's per-step arithmetic on a layer (units x f, an odd f; the monitor's mean, moments
  * and covariance split in host memory) by the device's backend and by the CPU's: a centred
  * layer's gradient, the CPU's bits; the step w - w0 and its rows' products with the mean
- * (also the centred step's way back), its squares, and the trust region's figures, within
- * float rounding. */
+ * (also the centred step's way back), its squares, its shift, and the trust region's
+ * figures, within float rounding; a sum of squares queued, the bits of one read at once. */
 static void gra_arithmetic_matches_the_cpu(void **state) {
     enum { UNITS = 24, F = 37, K = 8 };
     net n = build(mlp, "cuda", "fp32");
@@ -500,21 +500,35 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     float *d_pm = dev->alloc(UNITS), *d_db = up_copy(dev, db, UNITS), *d_gw = up_copy(dev, gw, UNITS * F);
     float *d_gb = up_copy(dev, gb, UNITS), *d_mean = up_copy(dev, mean, F); /* GRA keeps the mean there */
     assert_non_null(d_dw), assert_non_null(d_pm);
-    const double squares = cpu->layer_step(dw, w, w0, UNITS, F, mean, pm);
-    const double d_squares = dev->layer_step(d_dw, d_w, d_w0, UNITS, F, d_mean, d_pm);
+    double squares, d_squares, again, d_again, queued;
+    cpu->layer_step(dw, w, w0, UNITS, F, mean, pm, &squares);
+    dev->layer_step(d_dw, d_w, d_w0, UNITS, F, d_mean, d_pm, &d_squares);
+    dev->sum_squares_queued(d_w, UNITS * F, &queued); /* GRA's guards' sums, read together */
+    if (dev->flush_sums) dev->flush_sums();
     assert_true(fabs(d_squares - squares) <= 1e-6 * squares);
+    assert_true(queued == dev->sum_squares(d_w, UNITS * F)); /* the same bits as read at once */
     float *h = down_copy(dev, d_dw, UNITS * F);
     assert_memory_equal(h, dw, sizeof dw); /* a difference of two floats: exact */
     free(h), h = down_copy(dev, d_pm, UNITS);
     assert_close("the step's products with the mean", h, pm, UNITS, 1e-6, 1e-5);
     free(h);
     float kept_pm[UNITS]; /* without keeping the step: the same products and squares */
-    assert_true(cpu->layer_step(NULL, w, w0, UNITS, F, mean, kept_pm) == squares);
+    cpu->layer_step(NULL, w, w0, UNITS, F, mean, kept_pm, &again);
+    assert_true(again == squares);
     assert_memory_equal(kept_pm, pm, sizeof pm);
-    assert_true(dev->layer_step(NULL, d_w, d_w0, UNITS, F, d_mean, d_pm) == d_squares);
+    dev->layer_step(NULL, d_w, d_w0, UNITS, F, d_mean, d_pm, &d_again);
+    if (dev->flush_sums) dev->flush_sums();
+    assert_true(d_again == d_squares);
     h = down_copy(dev, d_pm, UNITS);
     assert_close("the products with the mean, the step not kept", h, pm, UNITS, 1e-6, 1e-5);
     free(h);
+    double shift, d_shift, bare, d_bare; /* |pm + db|^2, and |pm|^2 for a layer without a bias */
+    cpu->step_shift(pm, db, UNITS, &shift), cpu->step_shift(pm, NULL, UNITS, &bare);
+    dev->step_shift(d_pm, d_db, UNITS, &d_shift), dev->step_shift(d_pm, NULL, UNITS, &d_bare);
+    if (dev->flush_sums) dev->flush_sums();
+    if (!(shift > 0 && fabs(d_shift - shift) <= 1e-5 * shift && bare > 0 && fabs(d_bare - bare) <= 1e-5 * bare))
+        fail_msg("the step's shift %.9g (bare %.9g) on the device, %.9g (%.9g) on the CPU", d_shift, d_bare, shift,
+                 bare);
     const double change = cpu->function_change(dw, db, UNITS, F, moment, mean, scratch);
     const double d_change = dev->function_change(d_dw, d_db, UNITS, F, moment, mean, NULL);
     if (!(change > 0 && fabs(d_change - change) <= 1e-5 * change))

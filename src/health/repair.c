@@ -165,8 +165,12 @@ typedef struct layer_state {
     long seen;
     bool centred;      /* the optimizer steps in the coordinates where the input is centred */
     double spread;     /* the units' mean pre-activation spread, as GRA last watched it */
-    size_t pm_at;      /* where its rows' products with its input mean lie in r->pm */
-    double dw_squares; /* its step's sum of squares, as take_step last found it (-1: none) */
+    size_t pm_at;      /* where its rows' products with its input mean lie in r->pm (and
+                        * its bias's step in r->db) */
+    bool stepped;      /* take_step measured its step: dw_squares and r->pm hold it */
+    double dw_squares; /* its step's sum of squares (a device's: at its flush_sums) */
+    double shift;      /* |pm + db|^2 of its step (measure_step) */
+    double grad_squares, weight_squares; /* the gradient guards' sums (rg_repair_gradients) */
     bool taken;        /* take_step ran as the optimizer wrote its weights, this step */
     float *whiten;     /* host: its whitening matrix P (f x f), when whiten_ok (whitening()) */
     float *whiten_dev; /* a device backend's copy of it, uploaded once per making */
@@ -187,7 +191,8 @@ struct rg_repair {
     bool trust;                   /* the probe re-conditioned: cap updates from now on */
     const rg_backend *backend;    /* where the buffers below live: the graph's */
     float *before;                /* parameters before the optimizer step (trust region) */
-    float *dw, *db, *scratch;     /* one layer's update and dW M, for the trust region */
+    float *dw, *scratch;          /* one layer's update and dW M, for the trust region */
+    float *db;                    /* each layer's bias step, at its pm_at */
     float *pm;                    /* each layer's step's rows' products with its input mean */
     size_t *then_off, *then_len;  /* the weights take_step reads as the optimizer writes them */
     int *then_layer, n_then;      /* and whose they are */
@@ -666,16 +671,27 @@ static void scale_grad(rg_graph *g, int node, double f) {
     }
 }
 
-/* Sum of squares, the backend's fast one.  Non-finite iff some value is (or the sum
- * overflows). */
-static double sum_sq(const rg_graph *g, const float *x, size_t n) { return g->backend->sum_squares(x, n); }
+/* The figures queued on a device (sum_squares_queued, layer_step, step_shift) arrive, all
+ * layers' in one wait. */
+static void flush_sums(const rg_graph *g) {
+    if (g->backend->flush_sums) g->backend->flush_sums();
+}
 
 int rg_repair_gradients(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
     if (rg_repair_wants_check(r, step)) keep_spreads(r); /* the monitor watched this step for GRA */
     /* Weights move slowly: their norms are refreshed at the re-probe interval only. */
     const bool refresh = step % REPROBE_EVERY == 0 || r->wnorms[0] == 0;
-    /* One pass: each layer's gradient norm (non-finite iff some value is) and ratio. */
+    /* Each layer's gradient norm (the backend's fast sum of squares: non-finite iff some
+     * value is, or the sum overflows) and ratio, their sums read in one go. */
+    for (int i = 0; i < r->n; i++) {
+        layer_state *l = &r->layers[i];
+        const rg_param_impl *k = &g->params[g->nodes[l->node].first_param];
+        if (!k->trainable) continue;
+        g->backend->sum_squares_queued(g->grad_buf + k->offset, k->size, &l->grad_squares);
+        if (refresh) g->backend->sum_squares_queued(g->param_buf + k->offset, k->size, &l->weight_squares);
+    }
+    flush_sums(g);
     double ratios[512], median = 0;
     int nr = 0;
     for (int i = 0; i < r->n; i++) {
@@ -684,8 +700,8 @@ int rg_repair_gradients(rg_repair *r, long step) {
             r->norms[i] = 0;
             continue;
         }
-        const double s = sum_sq(g, g->grad_buf + k->offset, k->size);
-        if (refresh) r->wnorms[i] = sqrt(sum_sq(g, g->param_buf + k->offset, k->size));
+        const double s = r->layers[i].grad_squares;
+        if (refresh) r->wnorms[i] = sqrt(r->layers[i].weight_squares);
         r->norms[i] = sqrt(s);
         if (!isfinite(s)) {
             emit(r, step, g->nodes[r->layers[i].node].name, "non-finite", "skip_step", 1);
@@ -903,7 +919,7 @@ void rg_repair_before_update(rg_repair *r, rg_optim *o) {
         r->before = g->backend->alloc(g->param_floats);
         r->dw = g->backend->alloc(largest);
         r->scratch = g->backend->alloc(largest + 9 * units); /* dW M, or the bound's dW Q^T */
-        r->db = g->backend->alloc(units);
+        r->db = g->backend->alloc(all_units);
         r->pm = g->backend->alloc(all_units);
         r->update = g->backend->alloc(g->param_floats);
         r->then_off = malloc((size_t)r->n * sizeof *r->then_off);
@@ -941,7 +957,7 @@ static void uncentre_step(rg_repair *r, int i) {
     const layer_state *l = &r->layers[i];
     const rg_node_impl *n = &g->nodes[l->node];
     float *b = g->param_buf + g->params[n->first_param + 1].offset;
-    if (l->dw_squares >= 0) g->backend->subtract(b, b, r->pm + l->pm_at, (size_t)n->shape[0]);
+    if (l->stepped) g->backend->subtract(b, b, r->pm + l->pm_at, (size_t)n->shape[0]);
 }
 
 /* Whether the Newton guard measures this step's update (6. above): every NEWTON_EVERY
@@ -1015,9 +1031,10 @@ static float newton_guard(rg_repair *r, long step, bool measure) {
     return scale;
 }
 
-/* For a layer with input moments, what the trust region's coarse bounds read of its step
- * w - w0, in one pass: its rows' products with the input mean (in r->pm) and its sum of
- * squares (l->dw_squares, else -1).  The step itself is formed only where they may bind. */
+/* For a layer with input moments (l->stepped), what the trust region's coarse bounds read
+ * of its step w - w0, in one pass: its rows' products with the input mean (in r->pm) and
+ * its sum of squares (l->dw_squares, a device's at its flush_sums).  The step itself is
+ * formed only where they may bind. */
 static void take_step(rg_repair *r, int i) {
     rg_graph *g = r->m->graph;
     layer_state *l = &r->layers[i];
@@ -1025,83 +1042,107 @@ static void take_step(rg_repair *r, int i) {
     const rg_param_impl *kp = &g->params[n->first_param];
     const float *mu;
     int f;
-    l->dw_squares = -1;
-    if (rg_monitor_input_moment(r->mon, i, &mu, &f))
-        l->dw_squares = g->backend->layer_step(NULL, g->param_buf + kp->offset, r->before + kp->offset,
-                                               n->shape[0], f, input_mean(r, i, mu), r->pm + l->pm_at);
+    l->stepped = rg_monitor_input_moment(r->mon, i, &mu, &f) != NULL;
+    if (l->stepped)
+        g->backend->layer_step(NULL, g->param_buf + kp->offset, r->before + kp->offset, n->shape[0], f,
+                               input_mean(r, i, mu), r->pm + l->pm_at, &l->dw_squares);
 }
 
-/* take_step's figures for a step since scaled by s: its products times s, its squares
- * times s^2 (the bounds' input only: they stay above the exact figure by BOUND_SLACK, and
- * the cap itself takes the step as it is). */
+/* take_step's figures for a step since scaled by s, once they have arrived: its products
+ * times s, its squares times s^2 (the bounds' input only: they stay above the exact figure
+ * by BOUND_SLACK, and the cap itself takes the step as it is). */
 static void scale_taken_step(rg_repair *r, int i, float s) {
     layer_state *l = &r->layers[i];
-    if (l->dw_squares < 0 || s == 1) return;
+    if (!l->stepped || s == 1) return;
     r->backend->scale(r->pm + l->pm_at, (size_t)r->m->graph->nodes[l->node].shape[0], s);
     l->dw_squares *= (double)s * s;
 }
 
-/* The trust region (4. above) on layer i's step (its weights' into r->dw and its bias's
- * into r->db, found here). */
+/* What the trust region's coarse bounds read of a stepped layer's step besides take_step's
+ * sums: its bias's step (into r->db) and |pm + db|^2 (l->shift, a device's at its
+ * flush_sums). */
+static void measure_step(rg_repair *r, int i) {
+    rg_graph *g = r->m->graph;
+    layer_state *l = &r->layers[i];
+    if (!l->stepped) return;
+    const rg_node_impl *n = &g->nodes[l->node];
+    const rg_param_impl *bp = n->n_params > 1 ? &g->params[n->first_param + 1] : NULL;
+    float *db = r->db + l->pm_at;
+    if (bp) g->backend->subtract(db, g->param_buf + bp->offset, r->before + bp->offset, bp->size);
+    g->backend->step_shift(r->pm + l->pm_at, bp ? db : NULL, n->shape[0], &l->shift);
+}
+
+/* E||dz||^2 per unit of a layer's step at most, from its measured sums alone: |dW mu + db|^2
+ * + tr(dW C dW^T) <= shift + top ||dW||^2 for top >= C's largest eigenvalue. */
+static double coarse_bound(const layer_state *l, int units, double top) {
+    return (l->shift + top * l->dw_squares) / units;
+}
+
+/* The trust region (4. above) on layer i's step (its weights' into r->dw, found here, and
+ * its bias's in r->db, from measure_step), once take_step's and measure_step's sums have
+ * arrived. */
 static void cap_step(rg_repair *r, int i, long step, double cap) {
     rg_graph *g = r->m->graph;
-    const rg_node_impl *n = &g->nodes[r->layers[i].node];
+    const layer_state *l = &r->layers[i];
+    const rg_node_impl *n = &g->nodes[l->node];
     const rg_param_impl *kp = &g->params[n->first_param];
     const rg_param_impl *bp = n->n_params > 1 ? &g->params[n->first_param + 1] : NULL;
     float *w = g->param_buf + kp->offset, *b = bp ? g->param_buf + bp->offset : NULL;
     const float *w0 = r->before + kp->offset, *b0 = bp ? r->before + bp->offset : NULL;
+    float *db = bp ? r->db + l->pm_at : NULL;
     const float *mu;
     int f;
     const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
-    if (!mm) return; /* no moments for this layer (a grouped conv): no cap */
+    if (!mm || !l->stepped) return; /* no moments for this layer (a grouped conv): no cap */
     /* E||dz||^2 per unit against the cap: first coarse bounds from take_step's sums, with
      * the covariance's trace for its top eigenvalue (enough for nearly every step) and then
      * with its split's bound on it, then a bound that costs a pass over the step, then, only
      * where all may bind, the exact figure: dW M (as costly as the layer's forward, or
      * more), or with fewer samples than inputs, X dW^T over the samples M came from */
-    const double spread = fmax(r->layers[i].spread, 1e-12);
+    const double spread = fmax(l->spread, 1e-12);
     const int units = n->shape[0];
-    if (b) g->backend->subtract(r->db, b, b0, bp->size);
     const double limit = cap * cap * spread * spread;
     const double variance = rg_monitor_input_variance(r->mon, i); /* >= the top eigenvalue */
-    const float *pm = r->pm + r->layers[i].pm_at;
-    const double squares = r->layers[i].dw_squares;
-    if (squares >= 0 && variance >= 0 &&
-        g->backend->function_change_coarse_bound(pm, b ? r->db : NULL, units, squares, variance) *
-                (1 + BOUND_SLACK) <= limit)
-        return;
+    if (variance >= 0 && coarse_bound(l, units, variance) * (1 + BOUND_SLACK) <= limit) return;
     int k;
     const float *split_s;
     double rest, top;
     const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top);
-    if (qm && squares >= 0 &&
-        g->backend->function_change_coarse_bound(pm, b ? r->db : NULL, units, squares, top) *
-                (1 + BOUND_SLACK) <= limit)
-        return;
+    if (qm && coarse_bound(l, units, top) * (1 + BOUND_SLACK) <= limit) return;
     g->backend->subtract(r->dw, w, w0, kp->size);
-    if (qm && g->backend->function_change_bound(r->dw, b ? r->db : NULL, units, f, qm, split_s, k, rest,
-                                                 r->scratch) * (1 + BOUND_SLACK) <= limit)
+    if (qm && g->backend->function_change_bound(r->dw, db, units, f, qm, split_s, k, rest, r->scratch) *
+                      (1 + BOUND_SLACK) <= limit)
         return;
     int n_rows;
     const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);
-    const double change =
-        rows ? g->backend->function_change_rows(r->dw, b ? r->db : NULL, units, f, rows, n_rows, r->scratch)
-             : g->backend->function_change(r->dw, b ? r->db : NULL, units, f, mm, mu, r->scratch);
+    const double change = rows ? g->backend->function_change_rows(r->dw, db, units, f, rows, n_rows, r->scratch)
+                               : g->backend->function_change(r->dw, db, units, f, mm, mu, r->scratch);
     const double rho = sqrt(fmax(change, 0)) / spread;
     if (!(rho > cap)) return;
     const float shrink = (float)(cap / rho);
     g->backend->step_along(w, w0, r->dw, kp->size, shrink);
-    if (bp) g->backend->step_along(b, b0, r->db, bp->size, shrink);
+    if (bp) g->backend->step_along(b, b0, db, bp->size, shrink);
     emit(r, step, n->name, "large_update", "cap_update", shrink);
+}
+
+static bool trainable(const rg_repair *r, int i) {
+    return r->m->graph->params[r->m->graph->nodes[r->layers[i].node].first_param].trainable;
+}
+
+/* The trust region on every moving layer's step, whose sums have been measured and flushed. */
+static void cap_steps(rg_repair *r, long step) {
+    for (int i = 0; i < r->n; i++)
+        if (trainable(r, i)) cap_step(r, i, step, TRUST_PER_DEPTH / r->n);
 }
 
 /* After the optimizer: centred layers' steps back to the stored coordinates, the Newton
  * guard, the trust region.  Each layer's step is taken once (w - w0) and serves both its
- * re-centring and its cap, unless the guard moves every weight between the two. */
+ * re-centring and its cap, unless the guard moves every weight between the two.  All
+ * layers' steps are measured before any is capped, so that their sums arrive together:
+ * the layers are apart, so the order changes no figure. */
 void rg_repair_after_update(rg_repair *r, long step) {
     if (!r || !r->trust || !r->before) return;
     rg_graph *g = r->m->graph;
-    const double cap = TRUST_PER_DEPTH / r->n;
     const bool measure = newton_measures(r, step);
     const bool guard = measure || (!r->newton_off && r->newton_scale < 1);
     for (int i = 0; i < r->n; i++) {
@@ -1112,17 +1153,22 @@ void rg_repair_after_update(rg_repair *r, long step) {
         if (!r->layers[i].taken) take_step(r, i);
         r->layers[i].taken = false;
         if (r->layers[i].centred) uncentre_step(r, i);
-        if (!guard) cap_step(r, i, step, cap);
+        if (!guard) measure_step(r, i);
     }
-    if (!guard) return;
+    flush_sums(g);
+    if (!guard) {
+        cap_steps(r, step);
+        return;
+    }
     const float scale = newton_guard(r, step, measure);
     for (int i = 0; i < r->n; i++) {
-        const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
-        if (!kp->trainable) continue;
+        if (!trainable(r, i)) continue;
         if (r->layers[i].centred) scale_taken_step(r, i, scale); /* taken above */
         else take_step(r, i);
-        cap_step(r, i, step, cap);
+        measure_step(r, i);
     }
+    flush_sums(g);
+    cap_steps(r, step);
 }
 
 /* ---------------------------------------------------------------- checkpoints */

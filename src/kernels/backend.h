@@ -126,9 +126,11 @@ struct rg_backend {
      * chunk_squares: out[c] = sum (a - b)^2 (b NULL: a^2) over len[c] values from at[c]
      *   (SIZE_MAX: skip);
      * count_nonfinite: NaN and Inf among n values;
-     * flush_sums: a device's squares2, unit_sums, sample_squares, squares_apart and chunk_squares may leave
-     *   their results to arrive at this call (the host memory they were given kept till
-     *   then), so that a watched pass waits on the device once (NULL: they arrive at once). */
+     * flush_sums: a device's squares2, unit_sums, sample_squares, squares_apart and
+     *   chunk_squares (and GRA's layer_step, step_shift and sum_squares_queued, below) may
+     *   leave their results to arrive at this call (the host memory they were given kept
+     *   till then), so that a watched pass, or GRA's guards over every layer, wait on the
+     *   device once (NULL: they arrive at once). */
     void (*squares2)(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
     void (*unit_sums)(const rg_node_impl *n, int batch, rg_count_kind want, float lo, float hi,
                       float *scratch, double *sum, double *sq, double *relu, long *near, int *dead);
@@ -162,10 +164,10 @@ struct rg_backend {
      *   units, to within float rounding (scratch: units x (k + 1));
      * layer_step: dw = w - w0 (units x f; NULL: not kept), each row of dw's product with
      *   the input mean (in the backend's memory) into pm (units), and the sum of squares
-     *   of dw, returned;
-     * function_change_coarse_bound: a coarser upper bound from those alone, (|pm + db|^2
-     *   + top squares) over units, top >= the covariance's largest eigenvalue (its trace,
-     *   or the monitor's bound with its split);
+     *   of dw into *squares, which a device's flush_sums brings;
+     * step_shift: |pm + db|^2 into *shift (flush_sums brings a device's), with which a
+     *   coarser upper bound needs no more than layer_step's sums: (shift + top squares)
+     *   / units, top >= the covariance's largest eigenvalue;
  * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f; the mean in the backend's
  *   memory, where GRA copies it once each time the moments are measured): the gradient
  *   in the coordinates where the layer's input is centred (w' = w, b' = b + w mean); the
@@ -183,16 +185,16 @@ struct rg_backend {
                                    int n, float *scratch);
     double (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch);
-    double (*layer_step)(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
-                         float *pm);
-    double (*function_change_coarse_bound)(const float *pm, const float *db, int units, double squares,
-                                           double top);
+    void (*layer_step)(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm,
+                       double *squares);
+    void (*step_shift)(const float *pm, const float *db, int units, double *shift);
     void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
     void (*times_matrix)(float *out, const float *x, int units, int f, const float *p);
     /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d (d NULL: along
      * x - x0, x = x0 + f (x - x0)); x *= m (masks);
      * x clamped to [-v, v]; sum x^2 the fast way (non-finite iff a value is); and in index
-     * order in double (the classic remedies' exact sums). */
+     * order in double (the classic remedies' exact sums); sum_squares's figure into *out,
+     * which a device's flush_sums brings (GRA's per-layer norms, read once a step). */
     void (*scale)(float *x, size_t n, float f);
     void (*copy)(float *dst, const float *src, size_t n);
     void (*subtract)(float *out, const float *a, const float *b, size_t n);
@@ -200,6 +202,7 @@ struct rg_backend {
     void (*multiply)(float *x, const float *m, size_t n);
     void (*clamp)(float *x, size_t n, float v);
     double (*sum_squares)(const float *x, size_t n);
+    void (*sum_squares_queued)(const float *x, size_t n, double *out);
     double (*squares_in_order)(const float *x, size_t n);
     /* Pruning: x = v over n floats; how many of n are 0; each of `units` rows of len
      * values' score into out: its L1 (norm 1) or L2 (norm 2) norm, divided by len or

@@ -282,9 +282,9 @@ LAYER_STEP(layer_step_avx2, v8f, sum8, AVX2)
 LAYER_STEP(layer_step_avx512, v16f, sum16, AVX512)
 #endif
 
-double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
-                         float *pm) {
-    return RG_PICK(layer_step)(dw, w, w0, units, f, mean, pm);
+void rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm,
+                       double *squares) {
+    *squares = RG_PICK(layer_step)(dw, w, w0, units, f, mean, pm);
 }
 
 double rg_cpu_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products) {
@@ -324,16 +324,16 @@ double rg_cpu_bound_from_products(const float *products, const float *db, int un
     return (shift + fmax(quad, 0) + rest * squares) / units;
 }
 
-/* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T) <= |dW mu + db|^2 + top ||dW||^2 for
- * top >= C's largest eigenvalue. */
-double rg_cpu_function_change_coarse_bound(const float *pm, const float *db, int units, double squares,
-                                           double top) {
-    double shift = 0;
+/* |dW mu + db|^2 over units, from the step's products with the mean (pm): the part of
+ * E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T) that the trust region's coarse bounds
+ * (repair.c) do not bound with the step's squares. */
+void rg_cpu_step_shift(const float *pm, const float *db, int units, double *shift) {
+    double s = 0;
     for (int u = 0; u < units; u++) {
         const double l = (double)pm[u] + (db ? db[u] : 0);
-        shift += l * l;
+        s += l * l;
     }
-    return (shift + top * squares) / units;
+    *shift = s;
 }
 
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {

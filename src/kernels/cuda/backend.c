@@ -497,13 +497,6 @@ static double function_change_bound(const float *dw, const float *db, int units,
     return bound;
 }
 
-static double function_change_coarse_bound(const float *pm, const float *db, int units, double squares, double top) {
-    float *hp = down(pm, (size_t)units), *hb = db ? down(db, (size_t)units) : NULL;
-    const double bound = hp && (!db || hb) ? rg_cpu_function_change_coarse_bound(hp, hb, units, squares, top) : NAN;
-    free(hp), free(hb);
-    return bound;
-}
-
 static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload(dst, src, n); }
 static void download(float *dst, const float *src, size_t n) { rg_cuda_download(dst, src, n); }
 static void upload_batch(const rg_upload *copies, int n) {
@@ -573,7 +566,7 @@ const rg_backend rg_cuda_backend = {
     .function_change_rows = function_change_rows,
     .function_change_bound = function_change_bound,
     .layer_step = rg_cuda_layer_step,
-    .function_change_coarse_bound = function_change_coarse_bound,
+    .step_shift = rg_cuda_step_shift,
     .centre_gradient = rg_cuda_centre_gradient,
     .times_matrix = rg_cuda_times_matrix,
     .scale = rg_cuda_scale,
@@ -583,6 +576,7 @@ const rg_backend rg_cuda_backend = {
     .multiply = rg_cuda_multiply,
     .clamp = rg_cuda_clamp,
     .sum_squares = rg_cuda_sum_squares,
+    .sum_squares_queued = rg_cuda_sum_squares_queued,
     .squares_in_order = rg_cuda_sum_squares, /* a fixed order, not the index order: ~1e-15 apart */
     .fill = rg_cuda_fill,
     .count_zeros = rg_cuda_count_zeros,

@@ -108,12 +108,25 @@ extern "C" void rg_cuda_times_matrix(float *out, const float *x, int units, int 
         rg_cuda_note_failure("GRA's whitened coordinates", "the product failed");
 }
 
-extern "C" double rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
-                                     float *pm) {
-    double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
-    if (!mean || !sums || units <= 0) return NAN;
-    RG_KERNEL(step_rows, units, RG_CUDA_THREADS)(dw, w, w0, mean, f, pm, sums); /* dw NULL: not kept */
-    return rows_total(sums, units);
+extern "C" void rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
+                                   float *pm, double *squares) {
+    if (!mean || units <= 0) return (void)(*squares = NAN);
+    double *sums = rg_cuda_sums_slot((size_t)units, squares); /* the rows' sums, added in order */
+    if (sums) RG_KERNEL(step_rows, units, RG_CUDA_THREADS)(dw, w, w0, mean, f, pm, sums); /* dw NULL: not kept */
+}
+
+/* one thread a unit: (pm + db)^2 in double, as the CPU forms each term */
+__global__ static void shift_terms(const float *pm, const float *db, int units, double *terms) {
+    GRID_STRIDE(u, (size_t)units) {
+        const double l = (double)pm[u] + (db ? db[u] : 0.0f);
+        terms[u] = l * l;
+    }
+}
+
+extern "C" void rg_cuda_step_shift(const float *pm, const float *db, int units, double *shift) {
+    if (units <= 0) return (void)(*shift = 0);
+    double *terms = rg_cuda_sums_slot((size_t)units, shift); /* added in the CPU's order */
+    if (terms) LAUNCH(shift_terms, (size_t)units, pm, db, units, terms);
 }
 
 extern "C" double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,

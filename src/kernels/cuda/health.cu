@@ -366,6 +366,17 @@ extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, si
     if (b && keep) rg_cuda_copy(keep, b, n);
 }
 
+/* Room in the queue for `parts` doubles that a caller's kernel writes and the flush adds in
+ * order into *out: the device address to write them to, or NULL (*out NaN) when the device
+ * has no memory for them.  GRA's per-layer figures (reduce.cu, gra.cu) arrive this way. */
+extern "C" double *rg_cuda_sums_slot(size_t parts, double *out) {
+    const pending p = {SQUARES, 0, (int)parts, 1, out, NULL, NULL, NULL, NULL, NULL, NULL};
+    const size_t slot = parts && parts <= 0x7fffffff ? reserve(parts) : SIZE_MAX;
+    if (slot == SIZE_MAX) return set_nan(&p), nullptr;
+    queue[queued] = p, queue[queued++].at = slot;
+    return (double *)arena + slot;
+}
+
 /* ------------------------------------------------------------- input moments */
 
 /* Value e of the columns of samples first.. laid out row by row, a row holding every

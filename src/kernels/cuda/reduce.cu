@@ -51,6 +51,9 @@ static void allocate_results(void) {
     if (cudaMalloc(&block_results, BLOCKS * 8) != cudaSuccess) block_results = NULL;
 }
 
+/* The blocks a reduction of n values launches: those its values fill, up to BLOCKS. */
+static int blocks_for(size_t n) { return n < (size_t)BLOCKS * THREADS ? (int)((n + THREADS - 1) / THREADS) : BLOCKS; }
+
 /* Whether the device gave the result; when it fails, each caller returns what reads as
  * trouble (NaN, a non-finite value at 0), and the next synchronising call reports why. */
 template <typename T, typename Map, typename Join>
@@ -61,7 +64,7 @@ static bool reduce(const float *x, size_t n, T zero, Map map, Join join, T *resu
     *result = zero;
     if (n == 0) return true;
     if (!block_results) return false;
-    const int blocks = n < (size_t)BLOCKS * THREADS ? (int)((n + THREADS - 1) / THREADS) : BLOCKS;
+    const int blocks = blocks_for(n);
     const auto reduce = block_reduce<T, Map, Join>;
     RG_KERNEL(reduce, blocks, THREADS)(x, n, zero, map, join, (T *)block_results);
     if (cudaMemcpy(h, block_results, blocks * sizeof *h, cudaMemcpyDeviceToHost) != cudaSuccess) return false;
@@ -72,6 +75,16 @@ static bool reduce(const float *x, size_t n, T zero, Map map, Join join, T *resu
 extern "C" double rg_cuda_sum_squares(const float *x, size_t n) {
     double s;
     return reduce<double>(x, n, 0.0, square(), rg_cuda_plus(), &s) ? s : NAN;
+}
+
+/* The blocks' results go to the flush's queue (health.cu), which adds them in the order the
+ * host would: the same bits, without a wait here. */
+extern "C" void rg_cuda_sum_squares_queued(const float *x, size_t n, double *out) {
+    if (n == 0) return (void)(*out = 0);
+    const int blocks = blocks_for(n);
+    double *slot = rg_cuda_sums_slot((size_t)blocks, out);
+    const auto reduce = block_reduce<double, square, rg_cuda_plus>;
+    if (slot) RG_KERNEL(reduce, blocks, THREADS)(x, n, 0.0, square(), rg_cuda_plus(), slot);
 }
 
 extern "C" size_t rg_cuda_count_zeros(const float *x, size_t n) {
