@@ -5,7 +5,8 @@
 # the GPU tests (test_cuda: the kernels against the CPU; test_device_gpu: a graph on the
 # device against the CPU, with cuDNN's convolutions and with regrad's own), an MLP trained
 # with `--device cuda` and `--device cpu` (test accuracy, weights apart), a CNN trained twice
-# on the GPU (the same bits), GRA repairing a 20-layer sigmoid MLP and a 12-layer sigmoid
+# on the GPU (the same bits), GRA repairing a 20-layer sigmoid MLP (and its cost a step
+# against the same MLP untouched) and a 12-layer sigmoid
 # plain CNN on the GPU and on the CPU, GRA leaving a healthy resnet20v2 as it was, resnet20v2
 # trained with each batch's upload overlapped and in line (images/s, the same bits),
 # ResNet50V2 (also with cuDNN's algorithms timed), DenseNet121 and resnet20v2 steps (op times
@@ -103,6 +104,13 @@ if [ "$build" = ok ]; then
   done
   echo "cuda: $(tail -1 "$log/gra-cuda" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gra-cuda.jsonl" 2>/dev/null) actions;" \
        "cpu: $(tail -1 "$log/gra-cpu" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gra-cpu.jsonl" 2>/dev/null) actions" >"$log/gra-row"
+  # what GRA costs a step on the GPU (its guards and trust region every step, its watched
+  # steps, probes and re-probes): that epoch's training images/s against a plain epoch's
+  "$regrad" train --data "$full" --device cuda --model mlp:depth=20,width=128,act=sigmoid --repair off --epochs 1 \
+    --seed 1 --quiet --metrics "$log/plain-cuda.jsonl" >"$log/plain-cuda" 2>&1
+  rate() { grep -o '"event":"epoch".*"images_per_sec":[0-9.]*' "$1" 2>/dev/null | grep -o '[0-9.]*$' | head -1; }
+  echo "$(rate "$log/gra-cuda.jsonl") vs $(rate "$log/plain-cuda.jsonl") images/s" |
+    awk '{ printf "%s", $0; if ($1 > 0 && $3 > 0) printf " (GRA %+.1f%% a step)", 100 * ($3 / $1 - 1) }' >"$log/gra-cost-row"
   # GRA on a 12-layer sigmoid plain CNN, GPU and CPU (test accuracy, actions); GRA on a
   # healthy resnet20v2 (batch norm) on the GPU: the bits of the run without it
   for dev in cuda cpu; do
@@ -215,6 +223,7 @@ row "train CNN, CUDA graphs (bits)" "" "$(cat "$log/cnn-graphs-row" 2>/dev/null)
 row "CNN --report on cuda" "" "$(cat "$log/cnn-report-row" 2>/dev/null)"
 row "CNN stopped, resumed on cuda (bits)" "" "$(cat "$log/cnn-resume-row" 2>/dev/null)"
 row "GRA, 20-sigmoid MLP, 1 epoch" "" "$(cat "$log/gra-row" 2>/dev/null)"
+row "GRA's cost: MLP epoch, GRA vs off" "" "$(cat "$log/gra-cost-row" 2>/dev/null)"
 row "GRA, 12-sigmoid plain CNN, 1 epoch" "" "$(cat "$log/gracnn-row" 2>/dev/null)"
 row "GRA on healthy resnet20v2 = off (bits)" "" "$(cat "$log/gra-res-row" 2>/dev/null)"
 row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
