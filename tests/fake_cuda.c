@@ -229,23 +229,31 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
 }
 /* GRA's arithmetic: the CPU's (the mean is device memory for the centred gradient and the
  * layer's step, host memory with the moment; qm and products are host memory) */
-void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
-    rg_cpu_centre_gradient(HOST(gw), HOST(gb), units, f, HOST(mean));
+/* a layer with its buffers as the host reaches them */
+static rg_gra_layer on_host(rg_gra_layer l) {
+#define REACHED(p) ((p) ? HOST(p) : NULL)
+    l.w = REACHED(l.w), l.b = REACHED(l.b), l.gw = REACHED(l.gw), l.pm = REACHED(l.pm), l.db = REACHED(l.db);
+    l.w0 = REACHED(l.w0), l.b0 = REACHED(l.b0), l.gb = REACHED(l.gb), l.mean = REACHED(l.mean);
+#undef REACHED
+    return l;
 }
+/* the CPU's, one layer at a time, each figure held back till the flush as the device's is */
+static void each_layer(const rg_gra_layer *l, int n, void (*cpu)(const rg_gra_layer *, int)) {
+    for (int i = 0; i < n; i++) {
+        rg_gra_layer h = on_host(l[i]);
+        double squares, shift;
+        h.squares = &squares, h.shift = &shift;
+        cpu(&h, 1);
+        if (cpu == rg_cpu_layer_steps) arrive_later(l[i].squares, &squares, sizeof squares, true);
+        if (cpu == rg_cpu_step_shifts) arrive_later(l[i].shift, &shift, sizeof shift, true);
+    }
+}
+void rg_cuda_centre_gradients(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_centre_gradients); }
+void rg_cuda_layer_steps(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_layer_steps); }
+void rg_cuda_uncentre_steps(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_uncentre_steps); }
+void rg_cuda_step_shifts(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_step_shifts); }
 void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
     rg_cpu_times_matrix(HOST(out), HOST(x), units, f, HOST(p));
-}
-/* the step's sums held back till the flush, as the device's are */
-void rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm,
-                        double *squares) {
-    double t;
-    rg_cpu_layer_step(dw ? HOST(dw) : NULL, HOST(w), HOST(w0), units, f, HOST(mean), HOST(pm), &t);
-    arrive_later(squares, &t, sizeof t, true);
-}
-void rg_cuda_step_shift(const float *pm, const float *db, int units, double *shift) {
-    double t;
-    rg_cpu_step_shift(HOST(pm), db ? HOST(db) : NULL, units, &t);
-    arrive_later(shift, &t, sizeof t, true);
 }
 double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n) {
     float *t = malloc((size_t)n * units * sizeof *t);
@@ -272,9 +280,11 @@ rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, c
     return RG_OK;
 }
 double rg_cuda_sum_squares(const float *x, size_t n) { return rg_cpu_squares_in_order(HOST(x), n); }
-void rg_cuda_sum_squares_queued(const float *x, size_t n, double *out) {
-    const double t = rg_cuda_sum_squares(x, n);
-    arrive_later(out, &t, sizeof t, true);
+void rg_cuda_sums_of_squares(const float *const *x, const size_t *len, double *const *out, int n) {
+    for (int i = 0; i < n; i++) {
+        const double t = rg_cuda_sum_squares(x[i], len[i]);
+        arrive_later(out[i], &t, sizeof t, true);
+    }
 }
 size_t rg_cuda_count_zeros(const float *x, size_t n) { return rg_cpu_count_zeros(HOST(x), n); }
 long rg_cuda_count_nonfinite(const float *x, size_t n) { return rg_cpu_count_nonfinite(HOST(x), n); }

@@ -473,17 +473,15 @@ static float *down_copy(const rg_backend *b, const float *d, size_t n) {
 }
 
 /* GRA's per-step arithmetic on a layer (units x f, an odd f; the monitor's mean, moments
- * and covariance split in host memory) by the device's backend and by the CPU's: a centred
- * layer's gradient, the CPU's bits; the step w - w0 and its rows' products with the mean
- * (also the centred step's way back), its squares, its shift, and the trust region's
- * figures, within float rounding; a sum of squares queued, the bits of one read at once. */
+ * and covariance split in host memory) by the device's backend and by the CPU's: the trust
+ * region's figures from the step w - w0, within float rounding. */
 static void gra_arithmetic_matches_the_cpu(void **state) {
     enum { UNITS = 24, F = 37, K = 8 };
     net n = build(mlp, "cuda", "fp32");
     const rg_backend *dev = n.g->backend, *cpu = &rg_cpu_backend;
-    static float w[UNITS * F], w0[UNITS * F], gw[UNITS * F], a[F * F], moment[F * F], mean[F], qm[(K + 1) * F];
-    static float gb[UNITS], db[UNITS], split_s[8 * 8], dw[UNITS * F], pm[UNITS], scratch[UNITS * F];
-    for (int i = 0; i < UNITS * F; i++) w[i] = (float)sin(0.3 * i), w0[i] = w[i] - 0.01f * (float)cos(0.7 * i), gw[i] = (float)sin(1.1 * i);
+    static float a[F * F], moment[F * F], mean[F], qm[(K + 1) * F], db[UNITS], split_s[8 * 8], dw[UNITS * F];
+    static float scratch[UNITS * F];
+    for (int i = 0; i < UNITS * F; i++) dw[i] = 0.01f * (float)cos(0.7 * i);
     for (int i = 0; i < F * F; i++) a[i] = (float)sin(0.13 * i);
     for (int i = 0; i < F; i++) {
         mean[i] = 0.5f + 0.1f * (float)sin(0.9 * i);
@@ -495,40 +493,8 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     }
     for (int i = 0; i < (K + 1) * F; i++) qm[i] = (float)cos(0.21 * i);
     for (int i = 0; i < 8 * 8; i++) split_s[i] = (float)(1.0 + 0.1 * sin(0.5 * i));
-    for (int u = 0; u < UNITS; u++) gb[u] = (float)sin(2.3 * u), db[u] = 0.01f * (float)cos(1.7 * u);
-    float *d_w = up_copy(dev, w, UNITS * F), *d_w0 = up_copy(dev, w0, UNITS * F), *d_dw = dev->alloc(UNITS * F);
-    float *d_pm = dev->alloc(UNITS), *d_db = up_copy(dev, db, UNITS), *d_gw = up_copy(dev, gw, UNITS * F);
-    float *d_gb = up_copy(dev, gb, UNITS), *d_mean = up_copy(dev, mean, F); /* GRA keeps the mean there */
-    assert_non_null(d_dw), assert_non_null(d_pm);
-    double squares, d_squares, again, d_again, queued;
-    cpu->layer_step(dw, w, w0, UNITS, F, mean, pm, &squares);
-    dev->layer_step(d_dw, d_w, d_w0, UNITS, F, d_mean, d_pm, &d_squares);
-    dev->sum_squares_queued(d_w, UNITS * F, &queued); /* GRA's guards' sums, read together */
-    if (dev->flush_sums) dev->flush_sums();
-    assert_true(fabs(d_squares - squares) <= 1e-6 * squares);
-    assert_true(queued == dev->sum_squares(d_w, UNITS * F)); /* the same bits as read at once */
-    float *h = down_copy(dev, d_dw, UNITS * F);
-    assert_memory_equal(h, dw, sizeof dw); /* a difference of two floats: exact */
-    free(h), h = down_copy(dev, d_pm, UNITS);
-    assert_close("the step's products with the mean", h, pm, UNITS, 1e-6, 1e-5);
-    free(h);
-    float kept_pm[UNITS]; /* without keeping the step: the same products and squares */
-    cpu->layer_step(NULL, w, w0, UNITS, F, mean, kept_pm, &again);
-    assert_true(again == squares);
-    assert_memory_equal(kept_pm, pm, sizeof pm);
-    dev->layer_step(NULL, d_w, d_w0, UNITS, F, d_mean, d_pm, &d_again);
-    if (dev->flush_sums) dev->flush_sums();
-    assert_true(d_again == d_squares);
-    h = down_copy(dev, d_pm, UNITS);
-    assert_close("the products with the mean, the step not kept", h, pm, UNITS, 1e-6, 1e-5);
-    free(h);
-    double shift, d_shift, bare, d_bare; /* |pm + db|^2, and |pm|^2 for a layer without a bias */
-    cpu->step_shift(pm, db, UNITS, &shift), cpu->step_shift(pm, NULL, UNITS, &bare);
-    dev->step_shift(d_pm, d_db, UNITS, &d_shift), dev->step_shift(d_pm, NULL, UNITS, &d_bare);
-    if (dev->flush_sums) dev->flush_sums();
-    if (!(shift > 0 && fabs(d_shift - shift) <= 1e-5 * shift && bare > 0 && fabs(d_bare - bare) <= 1e-5 * bare))
-        fail_msg("the step's shift %.9g (bare %.9g) on the device, %.9g (%.9g) on the CPU", d_shift, d_bare, shift,
-                 bare);
+    for (int u = 0; u < UNITS; u++) db[u] = 0.01f * (float)cos(1.7 * u);
+    float *d_dw = up_copy(dev, dw, UNITS * F), *d_db = up_copy(dev, db, UNITS);
     const double change = cpu->function_change(dw, db, UNITS, F, moment, mean, scratch);
     const double d_change = dev->function_change(d_dw, d_db, UNITS, F, moment, mean, NULL);
     if (!(change > 0 && fabs(d_change - change) <= 1e-5 * change))
@@ -546,13 +512,103 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     const double d_bound = dev->function_change_bound(d_dw, d_db, UNITS, F, qm, split_s, K, 0.25, NULL);
     if (!(bound > 0 && fabs(d_bound - bound) <= 1e-5 * bound))
         fail_msg("the bound %.9g on the device, %.9g on the CPU", d_bound, bound);
-    cpu->centre_gradient(gw, gb, UNITS, F, mean);
-    dev->centre_gradient(d_gw, d_gb, UNITS, F, d_mean);
-    h = down_copy(dev, d_gw, UNITS * F);
-    assert_memory_equal(h, gw, sizeof gw);
-    free(h);
-    float *bufs[] = {d_w, d_w0, d_dw, d_pm, d_db, d_gw, d_gb, d_mean};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) dev->release(bufs[i]);
+    dev->release(d_dw), dev->release(d_db);
+    rg_graph_free(n.g);
+    (void)state;
+}
+
+/* One layer of GRA's batched arithmetic, on the host (h) and on the device (d): its buffers
+ * in one block each, w w0 gw | b b0 gb pm db | mean. */
+typedef struct gra_case {
+    rg_gra_layer h, d;
+    float *hw, *hu, *dw, *du; /* the weight-sized block, the unit-sized block */
+    double squares[2], shift[2];
+} gra_case;
+
+static void gra_case_make(gra_case *c, const rg_backend *dev, int units, int f, bool bias, int seed) {
+    const size_t nw = (size_t)units * f, nu = (size_t)units;
+    c->hw = malloc(3 * nw * sizeof *c->hw), c->hu = malloc((5 * nu + (size_t)f) * sizeof *c->hu);
+    assert_non_null(c->hw), assert_non_null(c->hu);
+    for (size_t i = 0; i < 3 * nw; i++) c->hw[i] = (float)sin(0.37 * (double)i + seed) * (i < 2 * nw ? 1.0f : 0.3f);
+    for (size_t i = nw; i < 2 * nw; i++) c->hw[i] = c->hw[i - nw] - 0.01f * (float)cos(0.7 * (double)i + seed);
+    for (size_t i = 0; i < 5 * nu + (size_t)f; i++) c->hu[i] = 0.5f + 0.4f * (float)sin(1.3 * (double)i + 2 * seed);
+    c->dw = up_copy(dev, c->hw, 3 * nw), c->du = up_copy(dev, c->hu, 5 * nu + (size_t)f);
+    float *blocks[2][2] = {{c->hw, c->hu}, {c->dw, c->du}};
+    for (int side = 0; side < 2; side++) {
+        float *w = blocks[side][0], *u = blocks[side][1];
+        rg_gra_layer *l = side ? &c->d : &c->h;
+        *l = (rg_gra_layer){.w = w, .w0 = w + nw, .gw = w + 2 * nw, .b = bias ? u : NULL, .b0 = bias ? u + nu : NULL,
+                            .gb = bias ? u + 2 * nu : NULL, .pm = u + 3 * nu, .db = u + 4 * nu, .mean = u + 5 * nu,
+                            .units = units, .f = f, .squares = &c->squares[side], .shift = &c->shift[side]};
+    }
+}
+
+/* the case's host block and its device block, which must match within rel (0: exactly) */
+static void gra_case_compare(const char *what, const gra_case *c, const rg_backend *dev, double rel) {
+    const size_t nw = (size_t)c->h.units * c->h.f, nu = (size_t)c->h.units;
+    float *w = down_copy(dev, c->dw, 3 * nw), *u = down_copy(dev, c->du, 5 * nu + (size_t)c->h.f);
+    if (rel == 0) {
+        assert_memory_equal(w, c->hw, 3 * nw * sizeof *w);
+        assert_memory_equal(u, c->hu, (5 * nu + (size_t)c->h.f) * sizeof *u);
+    } else {
+        assert_close(what, w, c->hw, 3 * nw, rel, rel);
+        assert_close(what, u, c->hu, 5 * nu + (size_t)c->h.f, rel, rel);
+    }
+    free(w), free(u);
+}
+
+/* GRA's arithmetic on many layers at once (more than one launch's worth; with and without
+ * a bias; of different shapes), by the device's backend and the CPU's: centred gradients
+ * the CPU's bits; the steps' products with the mean, squares, the steps back, the bias
+ * steps and shifts within float rounding; the guards' sums of squares of more pieces than
+ * a launch takes, each the bits of the device's sum_squares read at once. */
+static void gra_batches_match_the_cpu(void **state) {
+    enum { LAYERS = 19 };
+    net n = build(mlp, "cuda", "fp32");
+    const rg_backend *dev = n.g->backend, *cpu = &rg_cpu_backend;
+    gra_case c[LAYERS];
+    rg_gra_layer h[LAYERS], d[LAYERS];
+    for (int i = 0; i < LAYERS; i++) {
+        gra_case_make(&c[i], dev, 3 + 5 * i % 29, 2 + 7 * i % 41, i % 3 != 1, i);
+        h[i] = c[i].h, d[i] = c[i].d;
+    }
+    int centred = 0; /* the layers with a bias, which centring needs, first */
+    rg_gra_layer hb[LAYERS], dbl[LAYERS];
+    for (int i = 0; i < LAYERS; i++)
+        if (h[i].b) hb[centred] = h[i], dbl[centred++] = d[i];
+    cpu->centre_gradients(hb, centred), dev->centre_gradients(dbl, centred);
+    for (int i = 0; i < LAYERS; i++) gra_case_compare("the centred gradient", &c[i], dev, 0);
+    cpu->layer_steps(h, LAYERS), dev->layer_steps(d, LAYERS);
+    cpu->uncentre_steps(hb, centred), dev->uncentre_steps(dbl, centred);
+    cpu->step_shifts(h, LAYERS), dev->step_shifts(d, LAYERS);
+    if (dev->flush_sums) dev->flush_sums();
+    for (int i = 0; i < LAYERS; i++) {
+        gra_case_compare("the steps' products, steps back and bias steps", &c[i], dev, 1e-5);
+        double size = 0; /* the shift's terms' size: pm and db may nearly cancel */
+        for (int u = 0; u < h[i].units; u++) {
+            const double t = fabs(h[i].pm[u]) + (h[i].b ? fabs(h[i].db[u]) : 0);
+            size += t * t;
+        }
+        if (!(fabs(c[i].squares[1] - c[i].squares[0]) <= 1e-6 * c[i].squares[0] &&
+              fabs(c[i].shift[1] - c[i].shift[0]) <= 1e-5 * size))
+            fail_msg("layer %d: squares %.9g, shift %.9g on the device; %.9g, %.9g on the CPU", i, c[i].squares[1],
+                     c[i].shift[1], c[i].squares[0], c[i].shift[0]);
+    }
+    enum { PIECES = 2 * LAYERS + 1 };
+    const float *piece[PIECES];
+    size_t len[PIECES];
+    double sums[PIECES], *sum[PIECES];
+    for (int i = 0; i < PIECES; i++) { /* each layer's weights and its gradient, and an empty piece */
+        const gra_case *k = &c[i / 2 % LAYERS];
+        piece[i] = i % 2 ? k->d.gw : k->d.w, len[i] = i < 2 * LAYERS ? (size_t)k->d.units * k->d.f : 0;
+        sum[i] = &sums[i];
+    }
+    dev->sums_of_squares(piece, len, sum, PIECES);
+    if (dev->flush_sums) dev->flush_sums();
+    for (int i = 0; i < PIECES; i++)
+        if (!(sums[i] == dev->sum_squares(piece[i], len[i])))
+            fail_msg("piece %d: %.17g queued, %.17g at once", i, sums[i], dev->sum_squares(piece[i], len[i]));
+    for (int i = 0; i < LAYERS; i++) dev->release(c[i].dw), dev->release(c[i].du), free(c[i].hw), free(c[i].hu);
     rg_graph_free(n.g);
     (void)state;
 }
@@ -910,6 +966,7 @@ int main(void) {
         cmocka_unit_test(batch_norm_matches_the_cpu),
         cmocka_unit_test(curvature_along_matches_the_cpu),
         cmocka_unit_test(gra_arithmetic_matches_the_cpu),
+        cmocka_unit_test(gra_batches_match_the_cpu),
         cmocka_unit_test(tf32_products_stay_close),
         cmocka_unit_test(bf16_stays_close),
         cmocka_unit_test(zoo_models_match_the_cpu),

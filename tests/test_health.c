@@ -1070,13 +1070,21 @@ static void test_trust_region_bound(void **state) {
         if (!(exact <= bound * (1 + 1e-6)) || (kind == 3 && !(bound <= exact * (1 + 1e-5))))
             fail_msg("step %d: exact %.8g, bound %.8g", kind, exact, bound);
         /* the step taken with its rows' mean products and squares in one pass, in every
-         * instruction set: the very dw, the sums, and a coarse bound above the exact figure */
+         * instruction set: the very dw, the sums, the same as the backend's for GRA, and a
+         * coarse bound from them and the step's shift above the exact figure */
         for (int isa = RG_ISA_BASE; isa <= RG_ISA_AVX512; isa++) {
             if ((int)rg_cpu_isa_cap((rg_isa)isa) != isa) continue; /* the CPU has not got it */
-            float taken[U * F], pm[U];
-            double squares, shift;
-            rg_cpu_backend.layer_step(taken, w, w0, U, F, mean, pm, &squares);
+            float taken[U * F], pm[U], gra_pm[U], gra_db[U];
+            const double squares = rg_cpu_layer_step(taken, w, w0, U, F, mean, pm);
             assert_memory_equal(taken, dw, sizeof taken);
+            double gra_squares, shift;
+            const rg_gra_layer layer = {.w = w, .b = bias, .w0 = w0, .b0 = b0, .mean = mean, .pm = gra_pm,
+                                        .db = gra_db, .units = U, .f = F, .squares = &gra_squares, .shift = &shift};
+            rg_cpu_backend.layer_steps(&layer, 1);
+            rg_cpu_backend.step_shifts(&layer, 1); /* the bias's step, and |pm + db|^2 */
+            assert_true(gra_squares == squares);
+            assert_memory_equal(gra_pm, pm, sizeof pm);
+            assert_memory_equal(gra_db, db, sizeof db);
             double want_sq = 0;
             for (int u = 0; u < U; u++) {
                 double p = 0, size = 0;
@@ -1087,8 +1095,7 @@ static void test_trust_region_bound(void **state) {
                 assert_true(fabs(pm[u] - p) <= 1e-6 * size);
             }
             assert_true(fabs(squares - want_sq) <= 1e-6 * want_sq);
-            rg_cpu_backend.step_shift(pm, db, U, &shift); /* the bound GRA's trust region takes first */
-            const double coarse = (shift + top * squares) / U;
+            const double coarse = (shift + top * squares) / U; /* GRA's trust region's first bound */
             if (!(exact <= coarse * (1 + 1e-6)) || (kind == 3 && !(coarse <= exact * (1 + 1e-5))))
                 fail_msg("step %d, isa %d: exact %.8g, coarse bound %.8g", kind, isa, exact, coarse);
         }

@@ -200,6 +200,10 @@ struct rg_repair {
     const int *probe_idx;
     int probe_n;
     double *norms, *wnorms; /* this step's per-layer gradient and weight norms */
+    rg_gra_layer *batch;    /* the layers handed to the backend's GRA arithmetic at once */
+    const float **piece;    /* the guards' pieces (each layer's gradient, and weights), */
+    size_t *piece_len;      /* their lengths */
+    double **piece_sum;     /* and where their sums of squares arrive */
     float *update;          /* the Newton guard's: the proposed update */
     float *step_input;      /* host: the step's inputs and labels, kept while the guard */
     int *step_labels;       /* measures on a probe batch */
@@ -263,7 +267,11 @@ rg_repair *rg_repair_create(rg_model *m, rg_monitor *mon, rg_repair_log log, voi
     r->layers = calloc((size_t)(r->n ? r->n : 1), sizeof *r->layers);
     r->norms = calloc((size_t)(r->n ? r->n : 1), sizeof *r->norms);
     r->wnorms = calloc((size_t)(r->n ? r->n : 1), sizeof *r->wnorms);
-    if (!r->layers || !r->norms || !r->wnorms) {
+    r->batch = calloc((size_t)(r->n ? r->n : 1), sizeof *r->batch);
+    r->piece = calloc((size_t)(2 * r->n + 1), sizeof *r->piece);
+    r->piece_len = calloc((size_t)(2 * r->n + 1), sizeof *r->piece_len);
+    r->piece_sum = calloc((size_t)(2 * r->n + 1), sizeof *r->piece_sum);
+    if (!r->layers || !r->norms || !r->wnorms || !r->batch || !r->piece || !r->piece_len || !r->piece_sum) {
         rg_repair_free(r);
         rg_fail(RG_ERR_MEMORY, "out of memory creating GRA");
         return NULL;
@@ -293,6 +301,7 @@ void rg_repair_free(rg_repair *r) {
     free(r->step_input), free(r->step_labels);
     free(r->norms);
     free(r->wnorms);
+    free(r->batch), free(r->piece), free(r->piece_len), free(r->piece_sum);
     free(r->then_off), free(r->then_len), free(r->then_layer);
     if (r->backend) {
         float *const buffers[] = {r->before, r->dw, r->db, r->pm, r->scratch, r->update};
@@ -671,7 +680,7 @@ static void scale_grad(rg_graph *g, int node, double f) {
     }
 }
 
-/* The figures queued on a device (sum_squares_queued, layer_step, step_shift) arrive, all
+/* The figures queued on a device (sums_of_squares, layer_steps, step_shifts) arrive, all
  * layers' in one wait. */
 static void flush_sums(const rg_graph *g) {
     if (g->backend->flush_sums) g->backend->flush_sums();
@@ -684,13 +693,18 @@ int rg_repair_gradients(rg_repair *r, long step) {
     const bool refresh = step % REPROBE_EVERY == 0 || r->wnorms[0] == 0;
     /* Each layer's gradient norm (the backend's fast sum of squares: non-finite iff some
      * value is, or the sum overflows) and ratio, their sums read in one go. */
+    int pieces = 0;
     for (int i = 0; i < r->n; i++) {
         layer_state *l = &r->layers[i];
         const rg_param_impl *k = &g->params[g->nodes[l->node].first_param];
         if (!k->trainable) continue;
-        g->backend->sum_squares_queued(g->grad_buf + k->offset, k->size, &l->grad_squares);
-        if (refresh) g->backend->sum_squares_queued(g->param_buf + k->offset, k->size, &l->weight_squares);
+        r->piece[pieces] = g->grad_buf + k->offset, r->piece_len[pieces] = k->size;
+        r->piece_sum[pieces++] = &l->grad_squares;
+        if (!refresh) continue;
+        r->piece[pieces] = g->param_buf + k->offset, r->piece_len[pieces] = k->size;
+        r->piece_sum[pieces++] = &l->weight_squares;
     }
+    g->backend->sums_of_squares(r->piece, r->piece_len, r->piece_sum, pieces);
     flush_sums(g);
     double ratios[512], median = 0;
     int nr = 0;
@@ -854,7 +868,7 @@ static void whiten(rg_repair *r, int i, float *w, const float *w0) {
     }
 }
 
-static void take_step(rg_repair *r, int i);
+static void take_step(rg_repair *r, int i, int *n);
 
 /* Each layer's input mean copied to a device backend's memory once each time the monitor
  * measures the moments (5. above), for the kernels that read it at every step (the centred
@@ -877,18 +891,57 @@ static const float *input_mean(const rg_repair *r, int i, const float *mu) {
     return r->backend->device ? r->layers[i].mean_dev : mu;
 }
 
+/* Layer i as the backend's GRA arithmetic takes it (backend.h's rg_gra_layer), with its
+ * input mean (the monitor's mu, f values), or NULL where it has no moments. */
+static const rg_gra_layer *gra_layer(rg_repair *r, int i, rg_gra_layer *out) {
+    rg_graph *g = r->m->graph;
+    layer_state *l = &r->layers[i];
+    const rg_node_impl *n = &g->nodes[l->node];
+    const rg_param_impl *kp = &g->params[n->first_param], *bp = n->n_params > 1 ? kp + 1 : NULL;
+    const float *mu;
+    int f;
+    if (!rg_monitor_input_moment(r->mon, i, &mu, &f)) return NULL;
+    *out = (rg_gra_layer){
+        .w = g->param_buf + kp->offset,
+        .b = bp ? g->param_buf + bp->offset : NULL,
+        .gw = g->grad_buf + kp->offset,
+        .gb = bp ? g->grad_buf + bp->offset : NULL,
+        .w0 = r->before ? r->before + kp->offset : NULL,
+        .b0 = r->before && bp ? r->before + bp->offset : NULL,
+        .pm = r->pm ? r->pm + l->pm_at : NULL,
+        .db = r->db ? r->db + l->pm_at : NULL,
+        .mean = input_mean(r, i, mu),
+        .units = n->shape[0],
+        .f = f,
+        .squares = &l->dw_squares,
+        .shift = &l->shift,
+    };
+    return out;
+}
+
+/* Layer i to the batch of r->batch[0, *n) (nothing where it has no moments); whether it went. */
+static bool add_to_batch(rg_repair *r, int i, int *n) {
+    if (!gra_layer(r, i, &r->batch[*n])) return false;
+    ++*n;
+    return true;
+}
+
 static void take_written_step(void *ctx, int k) {
     rg_repair *r = ctx;
-    take_step(r, r->then_layer[k]);
-    r->layers[r->then_layer[k]].taken = true;
+    const int i = r->then_layer[k];
+    rg_gra_layer *one = &r->batch[k]; /* its own: the optimizer's threads call this at once */
+    if ((r->layers[i].stepped = gra_layer(r, i, one) != NULL)) r->backend->layer_steps(one, 1);
+    r->layers[i].taken = true;
 }
 
 /* The centred layers' steps (those rg_repair_after_update takes first, before any scale)
- * taken as the optimizer writes each layer's weights, while they are in cache.
- * Whitened ones are not: their step changes before it is taken. */
+ * taken as the optimizer writes each layer's weights, while they are in cache (the CPU's;
+ * a device's optimizer writes them all at once, and rg_repair_after_update takes them all
+ * in one batch).  Whitened ones are not: their step changes before it is taken. */
 static void take_steps_as_written(rg_repair *r, rg_optim *o) {
     rg_graph *g = r->m->graph;
     r->n_then = 0;
+    if (r->backend->device) return;
     for (int i = 0; i < r->n; i++) {
         layer_state *l = &r->layers[i];
         const rg_param_impl *kp = &g->params[g->nodes[l->node].first_param];
@@ -935,29 +988,19 @@ void rg_repair_before_update(rg_repair *r, rg_optim *o) {
     if (o) rg_optim_keep_next(o, r->before);
     else g->backend->copy(r->before, g->param_buf, g->param_floats);
     if (o) take_steps_as_written(r, o);
-    for (int i = 0; i < r->n; i++) {
-        if (!r->layers[i].centred) continue;
-        const rg_node_impl *n = &g->nodes[r->layers[i].node];
-        const float *mu;
-        int f;
-        if (!rg_monitor_input_moment(r->mon, i, &mu, &f)) continue;
-        g->backend->centre_gradient(g->grad_buf + g->params[n->first_param].offset,
-                                    g->grad_buf + g->params[n->first_param + 1].offset,
-                                    n->shape[0], f, input_mean(r, i, mu));
-        if (steps_whitened(r, i)) whiten(r, i, g->grad_buf + g->params[n->first_param].offset, NULL);
-    }
+    int n = 0;
+    for (int i = 0; i < r->n; i++)
+        if (r->layers[i].centred) add_to_batch(r, i, &n);
+    g->backend->centre_gradients(r->batch, n);
+    for (int i = 0; i < r->n; i++) /* (whitened layers are centred ones) */
+        if (r->layers[i].centred && steps_whitened(r, i))
+            whiten(r, i, g->grad_buf + g->params[g->nodes[r->layers[i].node].first_param].offset, NULL);
 }
 
 int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
 
-/* A centred layer's step back to the stored coordinates: b -= dw mu (5. above), dw being
- * the layer's step, whose rows' products with the mean take_step left in r->pm. */
-static void uncentre_step(rg_repair *r, int i) {
-    rg_graph *g = r->m->graph;
-    const layer_state *l = &r->layers[i];
-    const rg_node_impl *n = &g->nodes[l->node];
-    float *b = g->param_buf + g->params[n->first_param + 1].offset;
-    if (l->stepped) g->backend->subtract(b, b, r->pm + l->pm_at, (size_t)n->shape[0]);
+static bool trainable(const rg_repair *r, int i) {
+    return r->m->graph->params[r->m->graph->nodes[r->layers[i].node].first_param].trainable;
 }
 
 /* Whether the Newton guard measures this step's update (6. above): every NEWTON_EVERY
@@ -1031,21 +1074,12 @@ static float newton_guard(rg_repair *r, long step, bool measure) {
     return scale;
 }
 
-/* For a layer with input moments (l->stepped), what the trust region's coarse bounds read
- * of its step w - w0, in one pass: its rows' products with the input mean (in r->pm) and
- * its sum of squares (l->dw_squares, a device's at its flush_sums).  The step itself is
- * formed only where they may bind. */
-static void take_step(rg_repair *r, int i) {
-    rg_graph *g = r->m->graph;
-    layer_state *l = &r->layers[i];
-    const rg_node_impl *n = &g->nodes[l->node];
-    const rg_param_impl *kp = &g->params[n->first_param];
-    const float *mu;
-    int f;
-    l->stepped = rg_monitor_input_moment(r->mon, i, &mu, &f) != NULL;
-    if (l->stepped)
-        g->backend->layer_step(NULL, g->param_buf + kp->offset, r->before + kp->offset, n->shape[0], f,
-                               input_mean(r, i, mu), r->pm + l->pm_at, &l->dw_squares);
+/* Layer i's step w - w0 to the batch of r->batch[0, *n) for layer_steps, when it has input
+ * moments (l->stepped): what the trust region's coarse bounds read of it, in one pass, are
+ * its rows' products with the input mean (in r->pm) and its sum of squares (l->dw_squares,
+ * a device's at its flush_sums).  The step itself is formed only where they may bind. */
+static void take_step(rg_repair *r, int i, int *n) {
+    r->layers[i].stepped = add_to_batch(r, i, n);
 }
 
 /* take_step's figures for a step since scaled by s, once they have arrived: its products
@@ -1058,18 +1092,16 @@ static void scale_taken_step(rg_repair *r, int i, float s) {
     l->dw_squares *= (double)s * s;
 }
 
-/* What the trust region's coarse bounds read of a stepped layer's step besides take_step's
- * sums: its bias's step (into r->db) and |pm + db|^2 (l->shift, a device's at its
- * flush_sums). */
-static void measure_step(rg_repair *r, int i) {
-    rg_graph *g = r->m->graph;
-    layer_state *l = &r->layers[i];
-    if (!l->stepped) return;
-    const rg_node_impl *n = &g->nodes[l->node];
-    const rg_param_impl *bp = n->n_params > 1 ? &g->params[n->first_param + 1] : NULL;
-    float *db = r->db + l->pm_at;
-    if (bp) g->backend->subtract(db, g->param_buf + bp->offset, r->before + bp->offset, bp->size);
-    g->backend->step_shift(r->pm + l->pm_at, bp ? db : NULL, n->shape[0], &l->shift);
+/* The stepped ones of the trainable layers that pass `which`, to the batch of r->batch[0,
+ * *n). */
+static void stepped_to_batch(rg_repair *r, bool (*which)(const rg_repair *r, int i), int *n) {
+    for (int i = 0; i < r->n; i++)
+        if (trainable(r, i) && r->layers[i].stepped && which(r, i)) add_to_batch(r, i, n);
+}
+static bool centred(const rg_repair *r, int i) { return r->layers[i].centred; }
+static bool any(const rg_repair *r, int i) {
+    (void)r, (void)i;
+    return true;
 }
 
 /* E||dz||^2 per unit of a layer's step at most, from its measured sums alone: |dW mu + db|^2
@@ -1125,10 +1157,6 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     emit(r, step, n->name, "large_update", "cap_update", shrink);
 }
 
-static bool trainable(const rg_repair *r, int i) {
-    return r->m->graph->params[r->m->graph->nodes[r->layers[i].node].first_param].trainable;
-}
-
 /* The trust region on every moving layer's step, whose sums have been measured and flushed. */
 static void cap_steps(rg_repair *r, long step) {
     for (int i = 0; i < r->n; i++)
@@ -1143,30 +1171,36 @@ static void cap_steps(rg_repair *r, long step) {
 void rg_repair_after_update(rg_repair *r, long step) {
     if (!r || !r->trust || !r->before) return;
     rg_graph *g = r->m->graph;
+    const rg_backend *be = g->backend;
     const bool measure = newton_measures(r, step);
     const bool guard = measure || (!r->newton_off && r->newton_scale < 1);
+    int n = 0; /* the steps to take: every moving layer's, or with the guard the centred ones' */
     for (int i = 0; i < r->n; i++) {
+        /* a frozen layer did not move; with the guard, the others' steps wait for its scale */
+        if (!trainable(r, i) || (!r->layers[i].centred && guard)) continue;
         const rg_param_impl *kp = &g->params[g->nodes[r->layers[i].node].first_param];
-        if (!kp->trainable) continue; /* frozen: it did not move */
-        if (!r->layers[i].centred && guard) continue;
         if (steps_whitened(r, i)) whiten(r, i, g->param_buf + kp->offset, r->before + kp->offset);
-        if (!r->layers[i].taken) take_step(r, i);
+        if (!r->layers[i].taken) take_step(r, i, &n);
         r->layers[i].taken = false;
-        if (r->layers[i].centred) uncentre_step(r, i);
-        if (!guard) measure_step(r, i);
     }
-    flush_sums(g);
-    if (!guard) {
-        cap_steps(r, step);
-        return;
+    be->layer_steps(r->batch, n);
+    n = 0;
+    stepped_to_batch(r, centred, &n);
+    be->uncentre_steps(r->batch, n); /* back to the stored coordinates: b -= dw mu (5. above) */
+    if (guard) {
+        flush_sums(g); /* the centred steps' squares, which the guard's scale scales */
+        const float scale = newton_guard(r, step, measure);
+        n = 0;
+        for (int i = 0; i < r->n; i++) {
+            if (!trainable(r, i)) continue;
+            if (r->layers[i].centred) scale_taken_step(r, i, scale); /* taken above */
+            else take_step(r, i, &n);
+        }
+        be->layer_steps(r->batch, n);
     }
-    const float scale = newton_guard(r, step, measure);
-    for (int i = 0; i < r->n; i++) {
-        if (!trainable(r, i)) continue;
-        if (r->layers[i].centred) scale_taken_step(r, i, scale); /* taken above */
-        else take_step(r, i);
-        measure_step(r, i);
-    }
+    n = 0;
+    stepped_to_batch(r, any, &n);
+    be->step_shifts(r->batch, n);
     flush_sums(g);
     cap_steps(r, step);
 }

@@ -127,7 +127,7 @@ struct rg_backend {
      *   (SIZE_MAX: skip);
      * count_nonfinite: NaN and Inf among n values;
      * flush_sums: a device's squares2, unit_sums, sample_squares, squares_apart and
-     *   chunk_squares (and GRA's layer_step, step_shift and sum_squares_queued, below) may
+     *   chunk_squares (and GRA's layer_steps, step_shifts and sums_of_squares, below) may
      *   leave their results to arrive at this call (the host memory they were given kept
      *   till then), so that a watched pass, or GRA's guards over every layer, wait on the
      *   device once (NULL: they arrive at once). */
@@ -162,19 +162,22 @@ struct rg_backend {
      *   C = Q^T S Q + R (qm: Q's k rows of f, then the mean's; s: k x k with row stride 8;
      *   rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
      *   units, to within float rounding (scratch: units x (k + 1));
-     * layer_step: dw = w - w0 (units x f; NULL: not kept), each row of dw's product with
-     *   the input mean (in the backend's memory) into pm (units), and the sum of squares
-     *   of dw into *squares, which a device's flush_sums brings;
-     * step_shift: |pm + db|^2 into *shift (flush_sums brings a device's), with which a
-     *   coarser upper bound needs no more than layer_step's sums: (shift + top squares)
-     *   / units, top >= the covariance's largest eigenvalue;
- * centre_gradient: gw[u][k] -= gb[u] mean[k] (units x f; the mean in the backend's
- *   memory, where GRA copies it once each time the moments are measured): the gradient
- *   in the coordinates where the layer's input is centred (w' = w, b' = b + w mean); the
- *   step back from them, b -= dw mean, is layer_step's pm taken from the bias;
- * times_matrix: out = x P (units x f), P (f x f) in the backend's memory (GRA copies it
- *   there once each time it makes it): a gradient or a step into or out of whitened
- *   coordinates. */
+     * GRA's per-step arithmetic on n layers at once (a device's in a launch or two, its
+     * figures arriving at flush_sums; the layers share no buffer):
+     * layer_steps: each layer's step dw = w - w0, its rows' products with the input mean
+     *   into pm and its sum of squares into *squares (dw itself is not kept);
+     * uncentre_steps: each layer's step taken back from centred coordinates, b -= pm;
+     * step_shifts: each layer's bias step db = b - b0 (when b) and |pm + db|^2 into
+     *   *shift, with which a coarse upper bound needs no more than layer_steps' sums:
+     *   (shift + top squares) / units, top >= the covariance's largest eigenvalue;
+     * centre_gradients: each layer's gw[u][k] -= gb[u] mean[k]: its gradient in the
+     *   coordinates where its input is centred (w' = w, b' = b + w mean; the mean in the
+     *   backend's memory, where GRA copies it once each time the moments are measured);
+     * sums_of_squares: sum_squares's figure of each of n pieces x[i] (len[i] floats) into
+     *   *out[i] (the guards' norms).
+     * times_matrix: out = x P (units x f), P (f x f) in the backend's memory (GRA copies it
+     *   there once each time it makes it): a gradient or a step into or out of whitened
+     *   coordinates. */
     double (*polar)(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
     void (*recenter_units)(float *w, float *b, int units, size_t row, const double *scale,
                            const double *mean);
@@ -185,16 +188,16 @@ struct rg_backend {
                                    int n, float *scratch);
     double (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch);
-    void (*layer_step)(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm,
-                       double *squares);
-    void (*step_shift)(const float *pm, const float *db, int units, double *shift);
-    void (*centre_gradient)(float *gw, const float *gb, int units, int f, const float *mean);
+    void (*layer_steps)(const rg_gra_layer *l, int n);
+    void (*uncentre_steps)(const rg_gra_layer *l, int n);
+    void (*step_shifts)(const rg_gra_layer *l, int n);
+    void (*centre_gradients)(const rg_gra_layer *l, int n);
+    void (*sums_of_squares)(const float *const *x, const size_t *len, double *const *out, int n);
     void (*times_matrix)(float *out, const float *x, int units, int f, const float *p);
     /* Passes over n floats: x *= f; dst = src; out = a - b; x = x0 + f d (d NULL: along
      * x - x0, x = x0 + f (x - x0)); x *= m (masks);
      * x clamped to [-v, v]; sum x^2 the fast way (non-finite iff a value is); and in index
-     * order in double (the classic remedies' exact sums); sum_squares's figure into *out,
-     * which a device's flush_sums brings (GRA's per-layer norms, read once a step). */
+     * order in double (the classic remedies' exact sums). */
     void (*scale)(float *x, size_t n, float f);
     void (*copy)(float *dst, const float *src, size_t n);
     void (*subtract)(float *out, const float *a, const float *b, size_t n);
@@ -202,7 +205,6 @@ struct rg_backend {
     void (*multiply)(float *x, const float *m, size_t n);
     void (*clamp)(float *x, size_t n, float v);
     double (*sum_squares)(const float *x, size_t n);
-    void (*sum_squares_queued)(const float *x, size_t n, double *out);
     double (*squares_in_order)(const float *x, size_t n);
     /* Pruning: x = v over n floats; how many of n are 0; each of `units` rows of len
      * values' score into out: its L1 (norm 1) or L2 (norm 2) norm, divided by len or

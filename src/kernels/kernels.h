@@ -115,6 +115,19 @@ void rg_bn_plane_input_grad(const float *x, const float *dy, float *dx, size_t n
  * more than it saves. */
 #define RG_PARALLEL_MIN 32768
 
+/* One layer as GRA's per-step arithmetic sees it (src/health/repair.c), every buffer in the
+ * backend's memory: its weights w (units x f) and bias b (units; NULL: none), them as they
+ * were before the optimizer's step (w0, b0), their gradients (gw, gb), its input mean
+ * (NULL: none measured), GRA's per-unit buffers for it (the step's rows' products with
+ * the mean, pm; the bias's step, db), and the host doubles where its step's sum of squares
+ * and shift arrive (squares, shift). */
+typedef struct rg_gra_layer {
+    float *w, *b, *gw, *pm, *db;
+    const float *w0, *b0, *gb, *mean;
+    int units, f;
+    double *squares, *shift;
+} rg_gra_layer;
+
 /* Geometry of a 2-D convolution or pooling window over one (C, H, W) sample. */
 typedef struct rg_conv_geom {
     int c, h, w;          /* input channels and size */

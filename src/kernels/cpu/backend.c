@@ -48,9 +48,6 @@ static const float *cpu_host_view(const float *x, size_t n) {
     return x;
 }
 
-/* The CPU's figures arrive at once. */
-static void sum_squares_at_once(const float *x, size_t n, double *out) { *out = rg_sum_squares(x, n); }
-
 const rg_backend rg_cpu_backend = {
     .name = "cpu",
     .ops = {
@@ -95,9 +92,11 @@ const rg_backend rg_cpu_backend = {
     .function_change = rg_cpu_function_change,
     .function_change_rows = rg_cpu_function_change_rows,
     .function_change_bound = rg_cpu_function_change_bound,
-    .layer_step = rg_cpu_layer_step,
-    .step_shift = rg_cpu_step_shift,
-    .centre_gradient = rg_cpu_centre_gradient,
+    .layer_steps = rg_cpu_layer_steps,
+    .uncentre_steps = rg_cpu_uncentre_steps,
+    .step_shifts = rg_cpu_step_shifts,
+    .centre_gradients = rg_cpu_centre_gradients,
+    .sums_of_squares = rg_cpu_sums_of_squares,
     .times_matrix = rg_cpu_times_matrix,
     .scale = rg_cpu_scale,
     .copy = rg_cpu_copy,
@@ -106,7 +105,6 @@ const rg_backend rg_cpu_backend = {
     .multiply = rg_cpu_multiply,
     .clamp = rg_cpu_clamp,
     .sum_squares = rg_sum_squares,
-    .sum_squares_queued = sum_squares_at_once,
     .squares_in_order = rg_cpu_squares_in_order,
     .fill = rg_cpu_fill,
     .count_zeros = rg_cpu_count_zeros,

@@ -61,10 +61,14 @@ double rg_cpu_function_change_bound(const float *dw, const float *db, int units,
 double rg_cpu_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products);
 double rg_cpu_bound_from_products(const float *products, const float *db, int units, const float *s, int k,
                                   double rest, double squares);
-void rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm,
-                       double *squares);
-void rg_cpu_step_shift(const float *pm, const float *db, int units, double *shift);
+double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
+                         float *pm);
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
+void rg_cpu_layer_steps(const rg_gra_layer *l, int n);
+void rg_cpu_uncentre_steps(const rg_gra_layer *l, int n);
+void rg_cpu_step_shifts(const rg_gra_layer *l, int n);
+void rg_cpu_centre_gradients(const rg_gra_layer *l, int n);
+void rg_cpu_sums_of_squares(const float *const *x, const size_t *len, double *const *out, int n);
 void rg_cpu_times_matrix(float *out, const float *x, int units, int f, const float *p);
 void rg_cpu_scale(float *x, size_t n, float f);
 void rg_cpu_copy(float *dst, const float *src, size_t n);

@@ -282,9 +282,9 @@ LAYER_STEP(layer_step_avx2, v8f, sum8, AVX2)
 LAYER_STEP(layer_step_avx512, v16f, sum16, AVX512)
 #endif
 
-void rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm,
-                       double *squares) {
-    *squares = RG_PICK(layer_step)(dw, w, w0, units, f, mean, pm);
+double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
+                         float *pm) {
+    return RG_PICK(layer_step)(dw, w, w0, units, f, mean, pm);
 }
 
 double rg_cpu_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products) {
@@ -324,16 +324,28 @@ double rg_cpu_bound_from_products(const float *products, const float *db, int un
     return (shift + fmax(quad, 0) + rest * squares) / units;
 }
 
+/* GRA's per-step arithmetic on n layers (backend.h), one layer after another. */
+void rg_cpu_layer_steps(const rg_gra_layer *l, int n) {
+    for (int i = 0; i < n; i++) *l[i].squares = rg_cpu_layer_step(NULL, l[i].w, l[i].w0, l[i].units, l[i].f, l[i].mean, l[i].pm);
+}
+
+void rg_cpu_uncentre_steps(const rg_gra_layer *l, int n) {
+    for (int i = 0; i < n; i++) rg_cpu_subtract(l[i].b, l[i].b, l[i].pm, (size_t)l[i].units);
+}
+
 /* |dW mu + db|^2 over units, from the step's products with the mean (pm): the part of
  * E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T) that the trust region's coarse bounds
  * (repair.c) do not bound with the step's squares. */
-void rg_cpu_step_shift(const float *pm, const float *db, int units, double *shift) {
-    double s = 0;
-    for (int u = 0; u < units; u++) {
-        const double l = (double)pm[u] + (db ? db[u] : 0);
-        s += l * l;
+void rg_cpu_step_shifts(const rg_gra_layer *l, int n) {
+    for (int i = 0; i < n; i++) {
+        if (l[i].b) rg_cpu_subtract(l[i].db, l[i].b, l[i].b0, (size_t)l[i].units);
+        double s = 0;
+        for (int u = 0; u < l[i].units; u++) {
+            const double d = (double)l[i].pm[u] + (l[i].b ? l[i].db[u] : 0);
+            s += d * d;
+        }
+        *l[i].shift = s;
     }
-    *shift = s;
 }
 
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
@@ -341,6 +353,14 @@ void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const 
         float *row = gw + (size_t)u * f;
         for (int k = 0; k < f; k++) row[k] -= gb[u] * mean[k];
     }
+}
+
+void rg_cpu_centre_gradients(const rg_gra_layer *l, int n) {
+    for (int i = 0; i < n; i++) rg_cpu_centre_gradient(l[i].gw, l[i].gb, l[i].units, l[i].f, l[i].mean);
+}
+
+void rg_cpu_sums_of_squares(const float *const *x, const size_t *len, double *const *out, int n) {
+    for (int i = 0; i < n; i++) *out[i] = rg_sum_squares(x[i], len[i]);
 }
 
 void rg_cpu_times_matrix(float *out, const float *x, int units, int f, const float *p) {

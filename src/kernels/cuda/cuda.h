@@ -109,9 +109,10 @@ void rg_cuda_squares_apart(const float *a, size_t na, const float *b, size_t nb,
 void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb);
 void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len, size_t n,
                            double *out);
-/* Room in that queue for `parts` doubles a kernel writes, added in order into *out at the
- * flush: their device address, or NULL (*out NaN) without device memory for them. */
-double *rg_cuda_sums_slot(size_t parts, double *out);
+/* Room in that queue for n figures' parts that a kernel writes, figure i's parts[i] doubles
+ * after those before it, added in order into *out[i] at the flush: the first's device
+ * address, or NULL (each *out[i] NaN) without device memory for them. */
+double *rg_cuda_sums_slots(size_t n, const size_t *parts, double *const *out);
 /* A layer's input moments into host memory, at once: moment (f x f) = E[x x^T] and mean =
  * E[x] over the batch of a dense layer's inputs (q NULL; f values a sample) or over samples
  * and positions of a convolution's im2col columns (geometry q, f = c kh kw, size values a
@@ -119,20 +120,20 @@ double *rg_cuda_sums_slot(size_t parts, double *out);
 rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
                                 float *mean);
 
-/* GRA's per-step arithmetic on a layer's device buffers (gra.cu); the mean is device memory
+/* GRA's per-step arithmetic on layers' device buffers (gra.cu); the mean is device memory
  * for the centred gradient and the layer's step (GRA's own copy), a host array with the
- * moment, and moment and qm are host arrays.  A centred layer's gradient gw -= gb mean^T
- * and step back b -= dw mean (the CPU's bits); its step dw = w - w0 with each row's product
- * with the mean into pm, its sum of squares queued for *squares, and the step's shift
- * sum_u (pm[u] + db[u])^2 queued for *shift (both arriving at rg_cuda_sums_flush);
- * E||dW x + db||^2 from the input's moments (rg_cpu_function_change); the step's products
- * with qm's rows into products (host, units x rows), its sum of squares returned.  NaN
- * where the device fails. */
-void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);
+ * moment, and moment and qm are host arrays.  On n layers at once (backend.h's
+ * rg_gra_layer; a launch for up to 16), their figures queued for rg_cuda_sums_flush: centred
+ * gradients gw -= gb mean^T and steps back b -= pm (the CPU's bits); steps w - w0, each
+ * row's product with the mean into pm and the squares into *squares; bias steps db = b - b0
+ * and shifts |pm + db|^2 into *shift.  On one layer, at once: E||dW x + db||^2 from the
+ * input's moments (rg_cpu_function_change); the step's products with qm's rows into
+ * products (host, units x rows), its sum of squares returned.  NaN where the device fails. */
+void rg_cuda_centre_gradients(const rg_gra_layer *l, int n);
+void rg_cuda_layer_steps(const rg_gra_layer *l, int n);
+void rg_cuda_uncentre_steps(const rg_gra_layer *l, int n);
+void rg_cuda_step_shifts(const rg_gra_layer *l, int n);
 void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p);
-void rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean, float *pm,
-                        double *squares);
-void rg_cuda_step_shift(const float *pm, const float *db, int units, double *shift);
 double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
                                const float *mean);
 double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
@@ -144,8 +145,9 @@ void rg_cuda_sums_flush(void);
  * same input gives the same bits on every run: sum x^2 in double; how many are 0; how many
  * are NaN or Inf; the index of the first NaN or Inf (n: none). */
 double rg_cuda_sum_squares(const float *x, size_t n);
-/* rg_cuda_sum_squares's figure, the same bits, queued for *out (rg_cuda_sums_flush) */
-void rg_cuda_sum_squares_queued(const float *x, size_t n, double *out);
+/* rg_cuda_sum_squares's figure of each of n pieces, the same bits, queued for *out[i]
+ * (rg_cuda_sums_flush), up to 32 pieces a launch */
+void rg_cuda_sums_of_squares(const float *const *x, const size_t *len, double *const *out, int n);
 size_t rg_cuda_count_zeros(const float *x, size_t n);
 long rg_cuda_count_nonfinite(const float *x, size_t n);
 size_t rg_cuda_first_nonfinite(const float *x, size_t n);

@@ -33,20 +33,66 @@ static const float *up(int which, const float *host, size_t n) {
     return d && !rg_cuda_upload(d, host, n) ? d : NULL;
 }
 
-/* gw -= gb mu^T, as the CPU rounds it (a product, then a difference) */
-__global__ static void centre_rows(float *gw, const float *gb, const float *mean, int f, size_t n) {
-    GRID_STRIDE(e, n) gw[e] = __fsub_rn(gw[e], __fmul_rn(gb[e / f], mean[e % f]));
+/* Up to BATCH layers handed to one launch by value, as its argument: the items a launch
+ * works through (blocks, or values) numbered through the layers in turn, layer i's from
+ * first[i] to first[i + 1].  Without device memory of their own, nothing is copied up. */
+#define BATCH 16
+struct layer_batch {
+    size_t n, first[BATCH + 1];
+    rg_gra_layer l[BATCH];
+};
+
+/* the layer that item k of a batch belongs to */
+__device__ static int layer_of(const layer_batch &b, size_t k) {
+    int lo = 0, hi = (int)b.n - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (b.first[mid] <= k) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
 }
 
+/* Each of a batch's layers' units (unit_items) or weights (weight_items) an item. */
+static size_t unit_items(const rg_gra_layer &l) { return (size_t)l.units; }
+static size_t weight_items(const rg_gra_layer &l) { return (size_t)l.units * l.f; }
 
-/* one row's values for rg_cuda_channel_sums (a channel of one row): the step's value
- * (written to dw as it goes, unless dw is NULL), its products with the mean and its square */
+/* The n layers in launches of BATCH: launch(batch) for each, with items(layer) numbered
+ * through it. */
+template <typename Launch>
+static void in_batches(const rg_gra_layer *l, int n, size_t (*items)(const rg_gra_layer &), Launch launch) {
+    for (int at = 0; at < n; at += BATCH) {
+        layer_batch b = {};
+        b.n = (size_t)(n - at < BATCH ? n - at : BATCH);
+        for (size_t i = 0; i < b.n; i++) b.l[i] = l[at + i], b.first[i + 1] = b.first[i] + items(l[at + i]);
+        if (b.first[b.n]) launch(b);
+    }
+}
+
+/* The figures of a batch's layers queued for the flush (health.cu), a layer's items' sums
+ * added in order into its *out: the device's doubles for them, item k's at k, or NULL. */
+static double *slots_for(const layer_batch &b, double *rg_gra_layer::*out) {
+    size_t parts[BATCH];
+    double *outs[BATCH];
+    for (size_t i = 0; i < b.n; i++) parts[i] = b.first[i + 1] - b.first[i], outs[i] = b.l[i].*out;
+    return rg_cuda_sums_slots(b.n, parts, outs);
+}
+
+/* gw -= gb mu^T, as the CPU rounds it (a product, then a difference): a weight an item */
+__global__ static void centre_rows(layer_batch b) {
+    GRID_STRIDE(e, b.first[b.n]) {
+        const rg_gra_layer &l = b.l[layer_of(b, e)];
+        const size_t k = e - b.first[&l - b.l];
+        l.gw[k] = __fsub_rn(l.gw[k], __fmul_rn(l.gb[k / l.f], l.mean[k % l.f]));
+    }
+}
+
+/* one row's values for rg_cuda_channel_sums (a channel of one row): the step's value, its
+ * products with the mean and its square */
 struct step_values {
     const float *w, *w0, *mean;
-    float *dw;
     __device__ double2 operator()(size_t k) const {
         const float d = w[k] - w0[k];
-        if (dw) dw[k] = d;
         return {(double)d * mean[k], (double)d * d};
     }
 };
@@ -62,13 +108,36 @@ struct quadratic_and_linear { /* t . dw and dw . mean */
     __device__ double2 operator()(size_t k) const { return {(double)t[k] * dw[k], (double)dw[k] * mean[k]}; }
 };
 
-/* one block a unit: its step, pm = its product with the mean, sums[u] = its squares */
-__global__ static void step_rows(float *dw, const float *w, const float *w0, const float *mean, int f, float *pm,
-                                 double *sums) {
-    const size_t at = blockIdx.x * (size_t)f;
-    const double2 s =
-        rg_cuda_channel_sums(1, (size_t)f, 0, 0, (size_t)f, step_values{w + at, w0 + at, mean, dw ? dw + at : NULL});
-    if (threadIdx.x == 0) pm[blockIdx.x] = (float)s.x, sums[blockIdx.x] = s.y;
+/* one block a unit: pm = its step's product with the mean, sums[unit] = its squares */
+__global__ static void step_rows(layer_batch b, double *sums) {
+    const int i = layer_of(b, blockIdx.x);
+    const rg_gra_layer &l = b.l[i];
+    const size_t u = blockIdx.x - b.first[i], at = u * l.f;
+    const double2 s = rg_cuda_channel_sums(1, (size_t)l.f, 0, 0, (size_t)l.f, step_values{l.w + at, l.w0 + at, l.mean});
+    if (threadIdx.x == 0) l.pm[u] = (float)s.x, sums[blockIdx.x] = s.y;
+}
+
+/* b -= pm: a unit an item */
+__global__ static void uncentre_units(layer_batch b) {
+    GRID_STRIDE(k, b.first[b.n]) {
+        const int i = layer_of(b, k);
+        const rg_gra_layer &l = b.l[i];
+        const size_t u = k - b.first[i];
+        l.b[u] = l.b[u] - l.pm[u];
+    }
+}
+
+/* db = b - b0 and terms[unit] = (pm + db)^2 in double, as the CPU forms each: a unit an item */
+__global__ static void shift_units(layer_batch b, double *terms) {
+    GRID_STRIDE(k, b.first[b.n]) {
+        const int i = layer_of(b, k);
+        const rg_gra_layer &l = b.l[i];
+        const size_t u = k - b.first[i];
+        float d = 0.0f;
+        if (l.b) d = l.db[u] = l.b[u] - l.b0[u];
+        const double z = (double)l.pm[u] + d;
+        terms[k] = z * z;
+    }
 }
 
 /* one block a unit: t dw^T + 2 db (dw mu) + db^2, t = dW M's row */
@@ -98,9 +167,10 @@ static double rows_total(const double *sums, int units) {
     return total;
 }
 
-extern "C" void rg_cuda_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean) {
-    if (!mean) return rg_cuda_note_failure("GRA's centred gradient", "no device memory for the input mean");
-    LAUNCH(centre_rows, (size_t)units * f, gw, gb, mean, f, (size_t)units * f);
+extern "C" void rg_cuda_centre_gradients(const rg_gra_layer *l, int n) {
+    for (int i = 0; i < n; i++)
+        if (!l[i].mean) return rg_cuda_note_failure("GRA's centred gradient", "no device memory for the input mean");
+    in_batches(l, n, weight_items, [](const layer_batch &b) { LAUNCH(centre_rows, b.first[b.n], b); });
 }
 
 extern "C" void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
@@ -108,25 +178,24 @@ extern "C" void rg_cuda_times_matrix(float *out, const float *x, int units, int 
         rg_cuda_note_failure("GRA's whitened coordinates", "the product failed");
 }
 
-extern "C" void rg_cuda_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
-                                   float *pm, double *squares) {
-    if (!mean || units <= 0) return (void)(*squares = NAN);
-    double *sums = rg_cuda_sums_slot((size_t)units, squares); /* the rows' sums, added in order */
-    if (sums) RG_KERNEL(step_rows, units, RG_CUDA_THREADS)(dw, w, w0, mean, f, pm, sums); /* dw NULL: not kept */
+extern "C" void rg_cuda_layer_steps(const rg_gra_layer *l, int n) {
+    for (int i = 0; i < n; i++)
+        if (!l[i].mean) return rg_cuda_note_failure("GRA's layer step", "no device memory for the input mean");
+    in_batches(l, n, unit_items, [](const layer_batch &b) {
+        double *sums = slots_for(b, &rg_gra_layer::squares); /* a unit's squares, added in order */
+        if (sums) RG_KERNEL(step_rows, (unsigned)b.first[b.n], RG_CUDA_THREADS)(b, sums);
+    });
 }
 
-/* one thread a unit: (pm + db)^2 in double, as the CPU forms each term */
-__global__ static void shift_terms(const float *pm, const float *db, int units, double *terms) {
-    GRID_STRIDE(u, (size_t)units) {
-        const double l = (double)pm[u] + (db ? db[u] : 0.0f);
-        terms[u] = l * l;
-    }
+extern "C" void rg_cuda_uncentre_steps(const rg_gra_layer *l, int n) {
+    in_batches(l, n, unit_items, [](const layer_batch &b) { LAUNCH(uncentre_units, b.first[b.n], b); });
 }
 
-extern "C" void rg_cuda_step_shift(const float *pm, const float *db, int units, double *shift) {
-    if (units <= 0) return (void)(*shift = 0);
-    double *terms = rg_cuda_sums_slot((size_t)units, shift); /* added in the CPU's order */
-    if (terms) LAUNCH(shift_terms, (size_t)units, pm, db, units, terms);
+extern "C" void rg_cuda_step_shifts(const rg_gra_layer *l, int n) {
+    in_batches(l, n, unit_items, [](const layer_batch &b) {
+        double *terms = slots_for(b, &rg_gra_layer::shift); /* added in the CPU's order */
+        if (terms) LAUNCH(shift_units, b.first[b.n], b, terms);
+    });
 }
 
 extern "C" double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,

@@ -366,15 +366,21 @@ extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, si
     if (b && keep) rg_cuda_copy(keep, b, n);
 }
 
-/* Room in the queue for `parts` doubles that a caller's kernel writes and the flush adds in
- * order into *out: the device address to write them to, or NULL (*out NaN) when the device
- * has no memory for them.  GRA's per-layer figures (reduce.cu, gra.cu) arrive this way. */
-extern "C" double *rg_cuda_sums_slot(size_t parts, double *out) {
-    const pending p = {SQUARES, 0, (int)parts, 1, out, NULL, NULL, NULL, NULL, NULL, NULL};
-    const size_t slot = parts && parts <= 0x7fffffff ? reserve(parts) : SIZE_MAX;
-    if (slot == SIZE_MAX) return set_nan(&p), nullptr;
-    queue[queued] = p, queue[queued++].at = slot;
-    return (double *)arena + slot;
+/* Room in the queue for n figures' parts that a caller's kernel writes, figure i's parts[i]
+ * doubles after those before it, each figure's added in order into *out[i] at the flush:
+ * the device address of the first, or NULL (each *out[i] NaN) without device memory for
+ * them.  GRA's per-layer figures (reduce.cu, gra.cu) arrive this way. */
+extern "C" double *rg_cuda_sums_slots(size_t n, const size_t *parts, double *const *out) {
+    size_t total = 0;
+    bool fits = n > 0;
+    for (size_t i = 0; i < n; i++) total += parts[i], fits = fits && parts[i] > 0 && parts[i] <= 0x7fffffff;
+    const size_t slot = fits ? reserve(total, n) : SIZE_MAX;
+    for (size_t i = 0, at = slot; i < n; at += parts[i++]) {
+        const pending p = {SQUARES, 0, (int)parts[i], 1, out[i], NULL, NULL, NULL, NULL, NULL, NULL};
+        if (slot == SIZE_MAX) set_nan(&p);
+        else queue[queued] = p, queue[queued++].at = at;
+    }
+    return slot == SIZE_MAX ? nullptr : (double *)arena + slot;
 }
 
 /* ------------------------------------------------------------- input moments */

@@ -77,14 +77,49 @@ extern "C" double rg_cuda_sum_squares(const float *x, size_t n) {
     return reduce<double>(x, n, 0.0, square(), rg_cuda_plus(), &s) ? s : NAN;
 }
 
-/* The blocks' results go to the flush's queue (health.cu), which adds them in the order the
- * host would: the same bits, without a wait here. */
-extern "C" void rg_cuda_sum_squares_queued(const float *x, size_t n, double *out) {
-    if (n == 0) return (void)(*out = 0);
-    const int blocks = blocks_for(n);
-    double *slot = rg_cuda_sums_slot((size_t)blocks, out);
-    const auto reduce = block_reduce<double, square, rg_cuda_plus>;
-    if (slot) RG_KERNEL(reduce, blocks, THREADS)(x, n, 0.0, square(), rg_cuda_plus(), slot);
+/* Up to PIECES pieces' sums of squares in one launch, each piece's blocks doing what its
+ * own reduce's would (the same values, strides and tree: the same bits), piece i's blocks
+ * numbered from first[i]; passed by value, as the launch's argument. */
+#define PIECES 32
+struct pieces {
+    size_t n, first[PIECES + 1], len[PIECES];
+    const float *x[PIECES];
+};
+
+__global__ static void piece_squares(pieces p, double *out) {
+    __shared__ double part[THREADS];
+    int i = 0;
+    while (i + 1 < (int)p.n && p.first[i + 1] <= blockIdx.x) i++;
+    const size_t block = blockIdx.x - p.first[i], blocks = p.first[i + 1] - p.first[i], n = p.len[i];
+    const square map{};
+    const rg_cuda_plus join{};
+    double s = 0.0;
+    for (size_t k = block * THREADS + threadIdx.x; k < n; k += blocks * THREADS) s = join(s, map(p.x[i][k], k));
+    s = rg_cuda_block_fold(s, part, join);
+    if (threadIdx.x == 0) out[blockIdx.x] = s;
+}
+
+/* The blocks' results go to the flush's queue (health.cu), which adds each piece's in the
+ * order the host would: rg_cuda_sum_squares's bits, without a wait a piece. */
+extern "C" void rg_cuda_sums_of_squares(const float *const *x, const size_t *len, double *const *out, int n) {
+    for (int at = 0; at < n; at += PIECES) {
+        pieces p = {};
+        size_t parts[PIECES];
+        double *outs[PIECES];
+        size_t m = 0;
+        for (int i = at; i < n && i < at + PIECES; i++) {
+            if (len[i] == 0) { /* no blocks: the sum is 0 at once */
+                *out[i] = 0;
+                continue;
+            }
+            p.x[m] = x[i], p.len[m] = len[i], outs[m] = out[i];
+            parts[m] = (size_t)blocks_for(len[i]), p.first[m + 1] = p.first[m] + parts[m];
+            m++;
+        }
+        p.n = m;
+        double *slots = m ? rg_cuda_sums_slots(m, parts, outs) : NULL;
+        if (slots) RG_KERNEL(piece_squares, (unsigned)p.first[m], THREADS)(p, slots);
+    }
 }
 
 extern "C" size_t rg_cuda_count_zeros(const float *x, size_t n) {
