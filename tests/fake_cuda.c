@@ -270,8 +270,14 @@ double rg_cuda_function_change(const float *dw, const float *db, int units, int 
     free(t);
     return change;
 }
-double rg_cuda_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products) {
-    return rg_cpu_step_products(HOST(dw), units, f, qm, rows, products);
+bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k, double *shift,
+                        double *gram, double *squares) {
+    float *p = malloc((size_t)units * (k + 1) * sizeof *p);
+    if (!p) abort();
+    *squares = rg_cpu_step_products(HOST(dw), units, f, qm, k + 1, p);
+    rg_cpu_bound_sums(p, db ? HOST(db) : NULL, units, k, shift, gram);
+    free(p);
+    return true;
 }
 /* the CPU's moments */
 rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,

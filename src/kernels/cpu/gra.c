@@ -299,29 +299,33 @@ double rg_cpu_step_products(const float *dw, int units, int f, const float *qm, 
     return rg_squares(dw, NULL, (size_t)units * f);
 }
 
-double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
-                                    const float *s, int k, double rest, float *scratch) {
-    const double squares = rg_cpu_step_products(dw, units, f, qm, k + 1, scratch);
-    return rg_cpu_bound_from_products(scratch, db, units, s, k, rest, squares);
-}
-
-double rg_cpu_bound_from_products(const float *products, const float *db, int units, const float *s, int k,
-                                  double rest, double squares) {
-    const int m = k + 1;
-    double shift = 0, gram[8 * 8] = {0}; /* |dW mu + db|^2 and P^T P */
-    for (int j = 0; j < units; j++) {
-        const float *p = products + (size_t)j * m;
-        const double l = (double)p[k] + (db ? db[j] : 0);
-        shift += l * l;
-        for (int i = 0; i < k; i++) /* its upper triangle: S and P^T P are symmetric */
-            for (int i2 = i; i2 < k; i2++) gram[i * 8 + i2] += (double)p[i] * p[i2];
-    }
+double rg_cpu_bound_from_sums(double shift, const double *gram, const float *s, int k, double rest, double squares,
+                              int units) {
     double quad = 0;
     for (int i = 0; i < k; i++) {
         quad += (double)s[i * 8 + i] * gram[i * 8 + i];
         for (int i2 = i + 1; i2 < k; i2++) quad += ((double)s[i * 8 + i2] + s[i2 * 8 + i]) * gram[i * 8 + i2];
     }
     return (shift + fmax(quad, 0) + rest * squares) / units;
+}
+
+void rg_cpu_bound_sums(const float *products, const float *db, int units, int k, double *shift, double *gram) {
+    *shift = 0; /* |dW mu + db|^2 and P^T P */
+    for (int j = 0; j < units; j++) {
+        const float *p = products + (size_t)j * (k + 1);
+        const double l = (double)p[k] + (db ? db[j] : 0);
+        *shift += l * l;
+        for (int i = 0; i < k; i++) /* its upper triangle: S and P^T P are symmetric */
+            for (int i2 = i; i2 < k; i2++) gram[i * 8 + i2] += (double)p[i] * p[i2];
+    }
+}
+
+double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
+                                    const float *s, int k, double rest, float *scratch) {
+    const double squares = rg_cpu_step_products(dw, units, f, qm, k + 1, scratch);
+    double shift, gram[8 * 8] = {0};
+    rg_cpu_bound_sums(scratch, db, units, k, &shift, gram);
+    return rg_cpu_bound_from_sums(shift, gram, s, k, rest, squares, units);
 }
 
 /* GRA's per-step arithmetic on n layers (backend.h), one layer after another. */

@@ -485,16 +485,14 @@ static double function_change_rows(const float *dw, const float *db, int units, 
     return rg_cuda_function_change_rows(dw, db, units, f, rows, n);
 }
 
-/* the products on the device, the bound's rest (k + 1 values a unit) by the CPU's code */
+/* the sums on the device (gra.cu), the bound from them by the CPU's code */
 static double function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
                                     const float *s, int k, double rest, float *scratch) {
     (void)scratch;
-    float *products = malloc((size_t)units * (k + 1) * sizeof *products), *hb = db ? down(db, (size_t)units) : NULL;
-    const double squares = products ? rg_cuda_step_products(dw, units, f, qm, k + 1, products) : NAN;
-    const double bound = isfinite(squares) && (!db || hb)
-                             ? rg_cpu_bound_from_products(products, hb, units, s, k, rest, squares) : NAN;
-    free(products), free(hb);
-    return bound;
+    double shift, gram[8 * 8] = {0}, squares;
+    return rg_cuda_bound_sums(dw, db, units, f, qm, k, &shift, gram, &squares)
+               ? rg_cpu_bound_from_sums(shift, gram, s, k, rest, squares, units)
+               : NAN;
 }
 
 static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload(dst, src, n); }

@@ -222,12 +222,36 @@ extern "C" double rg_cuda_function_change_rows(const float *dw, const float *db,
     return rows_total(sums, n) / n / units;
 }
 
-extern "C" double rg_cuda_step_products(const float *dw, int units, int f, const float *qm, int rows,
-                                        float *products) {
-    const float *q = up(MATRIX, qm, (size_t)rows * f);
-    float *p = (float *)scratch_for(PRODUCT, (size_t)units * rows * sizeof(float));
-    if (!q || !p || units <= 0 || rg_cuda_sgemm(false, true, units, rows, f, 1.0f, dw, f, q, f, 0.0f, p, rows) ||
-        rg_cuda_download(products, p, (size_t)units * rows))
-        return NAN;
-    return rg_cuda_sum_squares(dw, (size_t)units * f); /* in a fixed order */
+/* one thread a unit: its terms of the bound from the step's products p (units x (k + 1)),
+ * each term's run of units after the last: (p[k] + db)^2, then p[i] p[i2] for i <= i2 < k,
+ * in double as the CPU forms them */
+__global__ static void bound_terms(const float *p, const float *db, int units, int k, double *terms) {
+    GRID_STRIDE(j, (size_t)units) {
+        const float *q = p + j * (size_t)(k + 1);
+        const double l = (double)q[k] + (db ? db[j] : 0.0f);
+        terms[j] = l * l;
+        size_t run = 1;
+        for (int i = 0; i < k; i++)
+            for (int i2 = i; i2 < k; i2++) terms[run++ * units + j] = (double)q[i] * q[i2];
+    }
+}
+
+extern "C" bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k,
+                                        double *shift, double *gram, double *squares) {
+    const float *q = up(MATRIX, qm, (size_t)(k + 1) * f);
+    float *p = (float *)scratch_for(PRODUCT, (size_t)units * (k + 1) * sizeof(float));
+    if (!q || !p || units <= 0 || k > 8 || rg_cuda_sgemm(false, true, units, k + 1, f, 1.0f, dw, f, q, f, 0.0f, p, k + 1))
+        return false;
+    size_t parts[1 + 8 * 9 / 2], n = 0;
+    double *outs[1 + 8 * 9 / 2];
+    outs[n] = shift, parts[n++] = (size_t)units;
+    for (int i = 0; i < k; i++)
+        for (int i2 = i; i2 < k; i2++) outs[n] = &gram[i * 8 + i2], parts[n++] = (size_t)units;
+    double *terms = rg_cuda_sums_slots(n, parts, outs);
+    if (!terms) return false;
+    LAUNCH(bound_terms, (size_t)units, p, db, units, k, terms);
+    const size_t len = (size_t)units * f;
+    rg_cuda_sums_of_squares(&dw, &len, &squares, 1); /* sum_squares's bits */
+    rg_cuda_sums_flush(); /* the one wait */
+    return true;
 }
