@@ -274,7 +274,7 @@ bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, cons
                         double *gram, double *squares) {
     float *p = malloc((size_t)units * (k + 1) * sizeof *p);
     if (!p) abort();
-    *squares = rg_cpu_step_products(HOST(dw), units, f, qm, k + 1, p);
+    *squares = rg_cpu_step_products(HOST(dw), units, f, HOST(qm), k + 1, p);
     rg_cpu_bound_sums(p, db ? HOST(db) : NULL, units, k, shift, gram);
     free(p);
     return true;

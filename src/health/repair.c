@@ -177,6 +177,8 @@ typedef struct layer_state {
     long whiten_of;    /* 1 + the moments_seen it was last made from (0: never) */
     bool whiten_ok;    /* that making succeeded */
     float *mean_dev;   /* a device backend's copy of its input mean (input_mean()) */
+    float *split_dev;  /* and of its covariance split's rows (split_rows()) */
+    long split_of;     /* 1 + the moments_seen that copy was made from (0: never) */
     long mean_of;      /* 1 + the moments_seen it was copied from (0: never) */
 } layer_state;
 
@@ -294,6 +296,7 @@ void rg_repair_free(rg_repair *r) {
         if (r->backend) {
             r->backend->release(r->layers[i].whiten_dev);
             r->backend->release(r->layers[i].mean_dev);
+            r->backend->release(r->layers[i].split_dev);
         }
     }
     free(r->layers);
@@ -891,6 +894,19 @@ static const float *input_mean(const rg_repair *r, int i, const float *mu) {
     return r->backend->device ? r->layers[i].mean_dev : mu;
 }
 
+/* Layer i's covariance split's rows (the monitor's qm, k + 1 rows of f) where the backend's
+ * bound reads them: qm itself on the CPU, a copy on a device made once each time the
+ * moments are measured (NULL when it had no memory). */
+static const float *split_rows(rg_repair *r, int i, const float *qm, int k, int f) {
+    layer_state *l = &r->layers[i];
+    if (!r->backend->device) return qm;
+    if (l->split_of != r->moments_seen + 1) {
+        l->split_of = r->moments_seen + 1;
+        if (!copy_to_device(r->backend, &l->split_dev, qm, (size_t)(k + 1) * f)) return NULL;
+    }
+    return l->split_dev;
+}
+
 /* Layer i as the backend's GRA arithmetic takes it (backend.h's rg_gra_layer), with its
  * input mean (the monitor's mu, f values), or NULL where it has no moments. */
 static const rg_gra_layer *gra_layer(rg_repair *r, int i, rg_gra_layer *out) {
@@ -1142,8 +1158,10 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top);
     if (qm && coarse_bound(l, units, top) * (1 + BOUND_SLACK) <= limit) return;
     g->backend->subtract(r->dw, w, w0, kp->size);
-    if (qm && g->backend->function_change_bound(r->dw, db, units, f, qm, split_s, k, rest, r->scratch) *
-                      (1 + BOUND_SLACK) <= limit)
+    const float *rows_of_split = qm ? split_rows(r, i, qm, k, f) : NULL;
+    if (rows_of_split &&
+        g->backend->function_change_bound(r->dw, db, units, f, rows_of_split, split_s, k, rest, r->scratch) *
+                (1 + BOUND_SLACK) <= limit)
         return;
     int n_rows;
     const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);

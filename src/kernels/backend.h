@@ -159,8 +159,8 @@ struct rg_backend {
      * function_change_rows: the same from the n samples (rows of f) the moment came from,
      *   mean over them of |dW x + db|^2 over units (scratch: n x units);
      * function_change_bound: an upper bound on it from the covariance split
-     *   C = Q^T S Q + R (qm: Q's k rows of f, then the mean's; s: k x k with row stride 8;
-     *   rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
+     *   C = Q^T S Q + R (qm, in the backend's memory: Q's k rows of f, then the mean's; s,
+     *   host memory: k x k with row stride 8; rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
      *   units, to within float rounding (scratch: units x (k + 1));
      * GRA's per-step arithmetic on n layers at once (a device's in a launch or two, its
      * figures arriving at flush_sums; the layers share no buffer):

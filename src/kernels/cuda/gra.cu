@@ -6,10 +6,10 @@
  * region's figures from the step's products with the input's moments or samples (cuBLAS;
  * each row's sums in double, one block a row in a fixed order, the rows added in order on
  * the host).
- * The monitor's moments, samples and covariance split are host arrays: each call copies
- * what it reads of them up, and the trust region's exact figure its mean too.  The mean the
- * centred gradient and the layer's step read at every step, and the whitening matrix, are
- * GRA's own device copies.
+ * The monitor's moments and samples are host arrays: each call copies what it reads of
+ * them up, and the trust region's exact figure its mean too.  The mean the centred
+ * gradient and the layer's step read at every step, the covariance split's rows the bound
+ * reads, and the whitening matrix, are GRA's own device copies.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -238,9 +238,8 @@ __global__ static void bound_terms(const float *p, const float *db, int units, i
 
 extern "C" bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k,
                                         double *shift, double *gram, double *squares) {
-    const float *q = up(MATRIX, qm, (size_t)(k + 1) * f);
     float *p = (float *)scratch_for(PRODUCT, (size_t)units * (k + 1) * sizeof(float));
-    if (!q || !p || units <= 0 || k > 8 || rg_cuda_sgemm(false, true, units, k + 1, f, 1.0f, dw, f, q, f, 0.0f, p, k + 1))
+    if (!qm || !p || units <= 0 || k > 8 || rg_cuda_sgemm(false, true, units, k + 1, f, 1.0f, dw, f, qm, f, 0.0f, p, k + 1))
         return false;
     size_t parts[1 + 8 * 9 / 2], n = 0;
     double *outs[1 + 8 * 9 / 2];
