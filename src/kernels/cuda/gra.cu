@@ -1,11 +1,12 @@
 /*
- * gra.cu — GRA's per-step arithmetic on a layer's device buffers (the CPU's kernels/cpu/gra.c
- * for the rest): a centred layer's gradient and step (its exact float and double operations
- * in the CPU's order, no contraction into fused multiply-adds: the CPU's bits), a layer's
- * step w - w0 with its rows' products with the input mean and its squares, and the trust
- * region's figures from the step's products with the input's moments or samples (cuBLAS;
- * each row's sums in double, one block a row in a fixed order, the rows added in order on
- * the host).
+ * gra.cu — GRA's per-step arithmetic on layers' device buffers (the CPU's kernels/cpu/gra.c
+ * for the rest): centred layers' gradients and steps (their exact float and double
+ * operations in the CPU's order, no contraction into fused multiply-adds: the CPU's bits),
+ * layers' steps w - w0 with their rows' products with the input mean, their squares and
+ * shifts, each of these for many layers in one launch, and the trust region's figures from
+ * a step's products with the input's moments, split or samples (cuBLAS; each row's sums in
+ * double, one block a row in a fixed order, the rows added in order on the host, most
+ * through the flush's queue: health.cu).
  * The monitor's moments and samples are host arrays: each call copies what it reads of
  * them up, and the trust region's exact figure its mean too.  The mean the centred
  * gradient and the layer's step read at every step, the covariance split's rows the bound
@@ -81,8 +82,9 @@ static double *slots_for(const layer_batch &b, double *rg_gra_layer::*out) {
 /* gw -= gb mu^T, as the CPU rounds it (a product, then a difference): a weight an item */
 __global__ static void centre_rows(layer_batch b) {
     GRID_STRIDE(e, b.first[b.n]) {
-        const rg_gra_layer &l = b.l[layer_of(b, e)];
-        const size_t k = e - b.first[&l - b.l];
+        const int i = layer_of(b, e);
+        const rg_gra_layer &l = b.l[i];
+        const size_t k = e - b.first[i];
         l.gw[k] = __fsub_rn(l.gw[k], __fmul_rn(l.gb[k / l.f], l.mean[k % l.f]));
     }
 }
@@ -180,7 +182,10 @@ extern "C" void rg_cuda_times_matrix(float *out, const float *x, int units, int 
 
 extern "C" void rg_cuda_layer_steps(const rg_gra_layer *l, int n) {
     for (int i = 0; i < n; i++)
-        if (!l[i].mean) return rg_cuda_note_failure("GRA's layer step", "no device memory for the input mean");
+        if (!l[i].mean) {
+            for (int j = 0; j < n; j++) *l[j].squares = NAN;
+            return rg_cuda_note_failure("GRA's layer step", "no device memory for the input mean");
+        }
     in_batches(l, n, unit_items, [](const layer_batch &b) {
         double *sums = slots_for(b, &rg_gra_layer::squares); /* a unit's squares, added in order */
         if (sums) RG_KERNEL(step_rows, (unsigned)b.first[b.n], RG_CUDA_THREADS)(b, sums);

@@ -6,6 +6,8 @@
  * bits are the same.  The same input gives the same bits on every run and every device of
  * the same kind.  The sums of squares are in double (each square of a
  * float is exact there); counts and the first non-finite index are exact in any order.
+ * Sums of squares of many pieces at once (GRA's guards) take one launch, each piece's
+ * blocks its own reduction's, and their results arrive through the flush's queue.
  */
 #include "cuda.h"
 #include "launch.h"
