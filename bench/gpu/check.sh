@@ -108,8 +108,7 @@ if [ "$build" = ok ]; then
   # steps, probes and re-probes): that epoch's training images/s against a plain epoch's
   "$regrad" train --data "$full" --device cuda --model mlp:depth=20,width=128,act=sigmoid --repair off --epochs 1 \
     --seed 1 --quiet --metrics "$log/plain-cuda.jsonl" >"$log/plain-cuda" 2>&1
-  rate() { grep -o '"event":"epoch".*"images_per_sec":[0-9.]*' "$1" 2>/dev/null | grep -o '[0-9.]*$' | head -1; }
-  echo "$(rate "$log/gra-cuda.jsonl") vs $(rate "$log/plain-cuda.jsonl") images/s" |
+  echo "$(ips "$log/gra-cuda.jsonl") vs $(ips "$log/plain-cuda.jsonl") images/s" |
     awk '{ printf "%s", $0; if ($1 > 0 && $3 > 0) printf " (GRA %+.1f%% a step)", 100 * ($3 / $1 - 1) }' >"$log/gra-cost-row"
   # GRA on a 12-layer sigmoid plain CNN, GPU and CPU (test accuracy, actions); GRA on a
   # healthy resnet20v2 (batch norm) on the GPU: the bits of the run without it
@@ -121,9 +120,10 @@ if [ "$build" = ok ]; then
        "cpu: $(tail -1 "$log/gracnn-cpu" | cut -c1-40), $(grep -c '"event":"repair"' "$log/gracnn-cpu.jsonl" 2>/dev/null) actions" >"$log/gracnn-row"
   for repair in auto off; do
     "$regrad" train --data "$data" --device cuda --model resnet20v2 --repair $repair --limit 2560 --epochs 1 --seed 1 \
-      --quiet --checkpoint-dir "$ck/res-$repair" >"$log/gra-res-$repair" 2>&1
+      --quiet --checkpoint-dir "$ck/res-$repair" --metrics "$log/gra-res-$repair.jsonl" >"$log/gra-res-$repair" 2>&1
   done
-  echo "$(tail -1 "$log/gra-res-auto" | cut -c1-40); $("$diff" "$ck/res-auto/last.safetensors" "$ck/res-off/last.safetensors" 2>&1 | tail -1)" >"$log/gra-res-row"
+  echo "$(tail -1 "$log/gra-res-auto" | cut -c1-40); $("$diff" "$ck/res-auto/last.safetensors" "$ck/res-off/last.safetensors" 2>&1 | tail -1);" \
+       "$(ips "$log/gra-res-auto.jsonl") vs $(ips "$log/gra-res-off.jsonl") images/s" >"$log/gra-res-row"
   [ -n "$data" ] && [ "${data#fashion-mnist:}" != "$data" ] && mlp_data=${data#fashion-mnist:} || mlp_data=/usr/share/datasets/fashion-mnist
   python3 bench/gpu/mlp.py "$regrad" "$mlp_data" >"$log/mlp" 2>&1
   # ResNet50V2, 224x224, batch 32, fp32 and TF32: regrad's step (im2col and cuBLAS so far)
@@ -225,7 +225,7 @@ row "CNN stopped, resumed on cuda (bits)" "" "$(cat "$log/cnn-resume-row" 2>/dev
 row "GRA, 20-sigmoid MLP, 1 epoch" "" "$(cat "$log/gra-row" 2>/dev/null)"
 row "GRA's cost: MLP epoch, GRA vs off" "" "$(cat "$log/gra-cost-row" 2>/dev/null)"
 row "GRA, 12-sigmoid plain CNN, 1 epoch" "" "$(cat "$log/gracnn-row" 2>/dev/null)"
-row "GRA on healthy resnet20v2 = off (bits)" "" "$(cat "$log/gra-res-row" 2>/dev/null)"
+row "GRA on healthy resnet20v2 = off (bits, speed)" "" "$(cat "$log/gra-res-row" 2>/dev/null)"
 row "MLP speed vs PyTorch (cuda)" "" "$(tail -1 "$log/mlp" 2>/dev/null)"
 row "ResNet50V2 b32 fp32 vs PyTorch" "" "$(cat "$log/r50row-fp32" 2>/dev/null)"
 row "ResNet50V2 b32 tf32 vs PyTorch" "" "$(cat "$log/r50row-tf32" 2>/dev/null)"
