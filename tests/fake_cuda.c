@@ -258,7 +258,7 @@ void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const fl
 double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n) {
     float *t = malloc((size_t)n * units * sizeof *t);
     if (!t) abort();
-    const double change = rg_cpu_function_change_rows(HOST(dw), db ? HOST(db) : NULL, units, f, rows, n, t);
+    const double change = rg_cpu_function_change_rows(HOST(dw), db ? HOST(db) : NULL, units, f, HOST(rows), n, t);
     free(t);
     return change;
 }

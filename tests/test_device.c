@@ -504,7 +504,9 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     for (int k = 0; k < F; k++)
         for (int i = 0; i < F; i++) samples[k * F + i] = a[i * F + k];
     const double rows = cpu->function_change_rows(dw, db, UNITS, F, samples, F, products);
-    const double d_rows = dev->function_change_rows(d_dw, d_db, UNITS, F, samples, F, NULL);
+    float *d_samples = up_copy(dev, samples, F * F); /* GRA keeps the samples there */
+    const double d_rows = dev->function_change_rows(d_dw, d_db, UNITS, F, d_samples, F, NULL);
+    dev->release(d_samples);
     if (!(rows > 0 && fabs(d_rows - rows) <= 1e-5 * rows))
         fail_msg("function change from samples %.9g on the device, %.9g on the CPU", d_rows, rows);
     free(products), free(samples);

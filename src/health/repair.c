@@ -177,8 +177,10 @@ typedef struct layer_state {
     long whiten_of;    /* 1 + the moments_seen it was last made from (0: never) */
     bool whiten_ok;    /* that making succeeded */
     float *mean_dev;   /* a device backend's copy of its input mean (input_mean()) */
-    float *split_dev;  /* and of its covariance split's rows (split_rows()) */
-    long split_of;     /* 1 + the moments_seen that copy was made from (0: never) */
+    float *split_dev;  /* and of its covariance split's rows, and of its input's samples */
+    long split_of;     /* (kept_on_device()) */
+    float *samples_dev;
+    long samples_of;
     long mean_of;      /* 1 + the moments_seen it was copied from (0: never) */
 } layer_state;
 
@@ -297,6 +299,7 @@ void rg_repair_free(rg_repair *r) {
             r->backend->release(r->layers[i].whiten_dev);
             r->backend->release(r->layers[i].mean_dev);
             r->backend->release(r->layers[i].split_dev);
+            r->backend->release(r->layers[i].samples_dev);
         }
     }
     free(r->layers);
@@ -894,17 +897,18 @@ static const float *input_mean(const rg_repair *r, int i, const float *mu) {
     return r->backend->device ? r->layers[i].mean_dev : mu;
 }
 
-/* Layer i's covariance split's rows (the monitor's qm, k + 1 rows of f) where the backend's
- * bound reads them: qm itself on the CPU, a copy on a device made once each time the
- * moments are measured (NULL when it had no memory). */
-static const float *split_rows(rg_repair *r, int i, const float *qm, int k, int f) {
-    layer_state *l = &r->layers[i];
-    if (!r->backend->device) return qm;
-    if (l->split_of != r->moments_seen + 1) {
-        l->split_of = r->moments_seen + 1;
-        if (!copy_to_device(r->backend, &l->split_dev, qm, (size_t)(k + 1) * f)) return NULL;
+/* n floats of the monitor's (host) where the backend's arithmetic reads them: host itself
+ * on the CPU; on a device a copy in *dev (room floats, allocated once), made again each
+ * time the moments are measured (*of: 1 + the moments_seen it was made from), or NULL
+ * when the device had no memory. */
+static const float *kept_on_device(rg_repair *r, float **dev, long *of, const float *host, size_t n, size_t room) {
+    if (!r->backend->device) return host;
+    if (!*dev) *dev = r->backend->alloc(room);
+    if (*dev && *of != r->moments_seen + 1) {
+        *of = r->moments_seen + 1;
+        r->backend->upload(*dev, host, n);
     }
-    return l->split_dev;
+    return *dev;
 }
 
 /* Layer i as the backend's GRA arithmetic takes it (backend.h's rg_gra_layer), with its
@@ -1131,7 +1135,7 @@ static double coarse_bound(const layer_state *l, int units, double top) {
  * arrived. */
 static void cap_step(rg_repair *r, int i, long step, double cap) {
     rg_graph *g = r->m->graph;
-    const layer_state *l = &r->layers[i];
+    layer_state *l = &r->layers[i];
     const rg_node_impl *n = &g->nodes[l->node];
     const rg_param_impl *kp = &g->params[n->first_param];
     const rg_param_impl *bp = n->n_params > 1 ? &g->params[n->first_param + 1] : NULL;
@@ -1158,15 +1162,20 @@ static void cap_step(rg_repair *r, int i, long step, double cap) {
     const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top);
     if (qm && coarse_bound(l, units, top) * (1 + BOUND_SLACK) <= limit) return;
     g->backend->subtract(r->dw, w, w0, kp->size);
-    const float *rows_of_split = qm ? split_rows(r, i, qm, k, f) : NULL;
+    const size_t split_floats = (size_t)(k + 1) * f;
+    const float *rows_of_split = qm ? kept_on_device(r, &l->split_dev, &l->split_of, qm, split_floats, split_floats)
+                                    : NULL;
     if (rows_of_split &&
         g->backend->function_change_bound(r->dw, db, units, f, rows_of_split, split_s, k, rest, r->scratch) *
                 (1 + BOUND_SLACK) <= limit)
         return;
     int n_rows;
     const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);
-    const double change = rows ? g->backend->function_change_rows(r->dw, db, units, f, rows, n_rows, r->scratch)
-                               : g->backend->function_change(r->dw, db, units, f, mm, mu, r->scratch);
+    const float *samples = rows ? kept_on_device(r, &l->samples_dev, &l->samples_of, rows, (size_t)n_rows * f,
+                                                 (size_t)g->max_batch * f)
+                                : NULL;
+    const double change = samples ? g->backend->function_change_rows(r->dw, db, units, f, samples, n_rows, r->scratch)
+                                  : g->backend->function_change(r->dw, db, units, f, mm, mu, r->scratch);
     const double rho = sqrt(fmax(change, 0)) / spread;
     if (!(rho > cap)) return;
     const float shrink = (float)(cap / rho);

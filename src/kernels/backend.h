@@ -156,8 +156,9 @@ struct rg_backend {
      * function_change: E||dz||^2 per unit of a step dW (units x f), db (units, or NULL)
      *   for an input of second moment `moment` (f x f) and mean `mean`: tr(dW M dW^T) +
      *   2 db.(dW mu) + |db|^2 over units (scratch: units x f);
-     * function_change_rows: the same from the n samples (rows of f) the moment came from,
-     *   mean over them of |dW x + db|^2 over units (scratch: n x units);
+     * function_change_rows: the same from the n samples (rows of f, in the backend's
+     *   memory) the moment came from, mean over them of |dW x + db|^2 over units
+     *   (scratch: n x units);
      * function_change_bound: an upper bound on it from the covariance split
      *   C = Q^T S Q + R (qm, in the backend's memory: Q's k rows of f, then the mean's; s,
      *   host memory: k x k with row stride 8; rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over

@@ -122,7 +122,7 @@ rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, c
 
 /* GRA's per-step arithmetic on layers' device buffers (gra.cu); the mean is device memory
  * for the centred gradient and the layer's step (GRA's own copy), a host array with the
- * moment; the moment is a host array, qm device memory (GRA's own copy).  On n layers at once (backend.h's
+ * moment; the moment is a host array, qm and the samples device memory (GRA's own copies).  On n layers at once (backend.h's
  * rg_gra_layer; a launch for up to 16), their figures queued for rg_cuda_sums_flush: centred
  * gradients gw -= gb mean^T and steps back b -= pm (the CPU's bits); steps w - w0, each
  * row's product with the mean into pm and the squares into *squares; bias steps db = b - b0

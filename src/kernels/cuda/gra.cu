@@ -7,10 +7,10 @@
  * a step's products with the input's moments, split or samples (cuBLAS; each row's sums in
  * double, one block a row in a fixed order, the rows added in order on the host, most
  * through the flush's queue: health.cu).
- * The monitor's moments and samples are host arrays: each call copies what it reads of
- * them up, and the trust region's exact figure its mean too.  The mean the centred
- * gradient and the layer's step read at every step, the covariance split's rows the bound
- * reads, and the whitening matrix, are GRA's own device copies.
+ * The monitor's moment is a host array: the exact figure from it copies it up, and its
+ * mean too.  The mean the centred gradient and the layer's step read at every step, the
+ * covariance split's rows the bound reads, the samples the exact figure reads, and the
+ * whitening matrix, are GRA's own device copies.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -217,11 +217,10 @@ extern "C" double rg_cuda_function_change(const float *dw, const float *db, int 
 
 extern "C" double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
                                                int n) {
-    const float *x = up(MATRIX, rows, (size_t)n * f);
     float *t = (float *)scratch_for(PRODUCT, (size_t)n * units * sizeof(float));
     double *sums = (double *)scratch_for(SUMS, (size_t)n * sizeof(double));
-    if (!x || !t || !sums || n <= 0 || units <= 0 ||
-        rg_cuda_sgemm(false, true, n, units, f, 1.0f, x, f, dw, f, 0.0f, t, units))
+    if (!rows || !t || !sums || n <= 0 || units <= 0 ||
+        rg_cuda_sgemm(false, true, n, units, f, 1.0f, rows, f, dw, f, 0.0f, t, units))
         return NAN;
     RG_KERNEL(change_samples, n, RG_CUDA_THREADS)(t, db, units, sums);
     return rows_total(sums, n) / n / units;
