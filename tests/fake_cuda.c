@@ -237,21 +237,22 @@ static rg_gra_layer on_host(rg_gra_layer l) {
 #undef REACHED
     return l;
 }
-/* the CPU's, one layer at a time, each figure held back till the flush as the device's is */
-static void each_layer(const rg_gra_layer *l, int n, void (*cpu)(const rg_gra_layer *, int)) {
+/* the CPU's, one layer at a time; the figure it writes (its squares or its shift) held back
+ * till the flush, as the device's is */
+typedef enum { NO_FIGURE, SQUARES, SHIFT } figure;
+static void each_layer(const rg_gra_layer *l, int n, void (*cpu)(const rg_gra_layer *, int), figure which) {
     for (int i = 0; i < n; i++) {
         rg_gra_layer h = on_host(l[i]);
-        double squares, shift;
-        h.squares = &squares, h.shift = &shift;
+        double value;
+        h.squares = h.shift = &value;
         cpu(&h, 1);
-        if (cpu == rg_cpu_layer_steps) arrive_later(l[i].squares, &squares, sizeof squares, true);
-        if (cpu == rg_cpu_step_shifts) arrive_later(l[i].shift, &shift, sizeof shift, true);
+        if (which != NO_FIGURE) arrive_later(which == SQUARES ? l[i].squares : l[i].shift, &value, sizeof value, true);
     }
 }
-void rg_cuda_centre_gradients(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_centre_gradients); }
-void rg_cuda_layer_steps(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_layer_steps); }
-void rg_cuda_uncentre_steps(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_uncentre_steps); }
-void rg_cuda_step_shifts(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_step_shifts); }
+void rg_cuda_centre_gradients(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_centre_gradients, NO_FIGURE); }
+void rg_cuda_layer_steps(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_layer_steps, SQUARES); }
+void rg_cuda_uncentre_steps(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_uncentre_steps, NO_FIGURE); }
+void rg_cuda_step_shifts(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu_step_shifts, SHIFT); }
 void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
     rg_cpu_times_matrix(HOST(out), HOST(x), units, f, HOST(p));
 }

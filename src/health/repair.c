@@ -912,7 +912,8 @@ static const float *kept_on_device(rg_repair *r, float **dev, long *of, const fl
 }
 
 /* Layer i as the backend's GRA arithmetic takes it (backend.h's rg_gra_layer), with its
- * input mean (the monitor's mu, f values), or NULL where it has no moments. */
+ * input mean (the monitor's mu, f values), or NULL where it has no moments; GRA's buffers
+ * (r->before, r->pm, r->db) are there once the trust region is on. */
 static const rg_gra_layer *gra_layer(rg_repair *r, int i, rg_gra_layer *out) {
     rg_graph *g = r->m->graph;
     layer_state *l = &r->layers[i];
@@ -926,10 +927,10 @@ static const rg_gra_layer *gra_layer(rg_repair *r, int i, rg_gra_layer *out) {
         .b = bp ? g->param_buf + bp->offset : NULL,
         .gw = g->grad_buf + kp->offset,
         .gb = bp ? g->grad_buf + bp->offset : NULL,
-        .w0 = r->before ? r->before + kp->offset : NULL,
-        .b0 = r->before && bp ? r->before + bp->offset : NULL,
-        .pm = r->pm ? r->pm + l->pm_at : NULL,
-        .db = r->db ? r->db + l->pm_at : NULL,
+        .w0 = r->before + kp->offset,
+        .b0 = bp ? r->before + bp->offset : NULL,
+        .pm = r->pm + l->pm_at,
+        .db = r->db + l->pm_at,
         .mean = input_mean(r, i, mu),
         .units = n->shape[0],
         .f = f,

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 
 /* Device scratch, grown to the largest layer's need. */
-enum { MEAN, MATRIX, PRODUCT, SUMS, SCRATCH };
+enum { MEAN, MATRIX, PRODUCT, SCRATCH };
 static void *scratch[SCRATCH];
 static size_t room[SCRATCH];
 
@@ -158,14 +158,15 @@ __global__ static void change_samples(const float *t, const float *db, int units
     if (threadIdx.x == 0) sums[blockIdx.x] = s.x;
 }
 
-/* the rows' sums, read back and added in order; NaN when the device failed */
-static double rows_total(const double *sums, int units) {
-    double *h = (double *)malloc((size_t)units * sizeof *h), total = NAN;
-    if (h && cudaMemcpy(h, sums, (size_t)units * sizeof *h, cudaMemcpyDeviceToHost) == cudaSuccess) {
-        total = 0;
-        for (int u = 0; u < units; u++) total += h[u];
-    }
-    free(h);
+/* The sums of `rows` rows that launch(sums) writes, added in order through the flush's
+ * queue, at once (one wait); NaN when the device fails. */
+template <typename Launch>
+static double rows_total(size_t rows, Launch launch) {
+    double total, *out = &total;
+    double *sums = rows ? rg_cuda_sums_slots(1, &rows, &out) : NULL;
+    if (!sums) return NAN;
+    launch(sums);
+    rg_cuda_sums_flush();
     return total;
 }
 
@@ -207,23 +208,22 @@ extern "C" double rg_cuda_function_change(const float *dw, const float *db, int 
                                           const float *mean) {
     const float *mm = up(MATRIX, moment, (size_t)f * f), *m = up(MEAN, mean, (size_t)f);
     float *t = (float *)scratch_for(PRODUCT, (size_t)units * f * sizeof(float));
-    double *sums = (double *)scratch_for(SUMS, (size_t)units * sizeof(double));
-    if (!mm || !m || !t || !sums || units <= 0 ||
-        rg_cuda_sgemm(false, false, units, f, f, 1.0f, dw, f, mm, f, 0.0f, t, f))
+    if (!mm || !m || !t || units <= 0 || rg_cuda_sgemm(false, false, units, f, f, 1.0f, dw, f, mm, f, 0.0f, t, f))
         return NAN;
-    RG_KERNEL(change_rows, units, RG_CUDA_THREADS)(t, dw, db, m, f, sums);
-    return rows_total(sums, units) / units;
+    return rows_total((size_t)units, [&](double *sums) {
+               RG_KERNEL(change_rows, units, RG_CUDA_THREADS)(t, dw, db, m, f, sums);
+           }) / units;
 }
 
 extern "C" double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
                                                int n) {
     float *t = (float *)scratch_for(PRODUCT, (size_t)n * units * sizeof(float));
-    double *sums = (double *)scratch_for(SUMS, (size_t)n * sizeof(double));
-    if (!rows || !t || !sums || n <= 0 || units <= 0 ||
+    if (!rows || !t || n <= 0 || units <= 0 ||
         rg_cuda_sgemm(false, true, n, units, f, 1.0f, rows, f, dw, f, 0.0f, t, units))
         return NAN;
-    RG_KERNEL(change_samples, n, RG_CUDA_THREADS)(t, db, units, sums);
-    return rows_total(sums, n) / n / units;
+    return rows_total((size_t)n, [&](double *sums) {
+               RG_KERNEL(change_samples, n, RG_CUDA_THREADS)(t, db, units, sums);
+           }) / n / units;
 }
 
 /* one thread a unit: its terms of the bound from the step's products p (units x (k + 1)),

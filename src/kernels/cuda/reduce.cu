@@ -36,13 +36,19 @@ struct least {
     template <typename T> __host__ __device__ T operator()(T a, T b) const { return b < a ? b : a; }
 };
 
+/* Block `block` of `blocks` over x's n values: its stride folded, then its threads as a
+ * tree; every thread gets the block's result. */
 template <typename T, typename Map, typename Join>
-__global__ static void block_reduce(const float *x, size_t n, T zero, Map map, Join join, T *out) {
+__device__ static T block_part(const float *x, size_t n, size_t block, size_t blocks, T zero, Map map, Join join) {
     __shared__ T part[THREADS];
     T s = zero;
-    for (size_t i = blockIdx.x * (size_t)THREADS + threadIdx.x; i < n; i += (size_t)gridDim.x * THREADS)
-        s = join(s, map(x[i], i));
-    s = rg_cuda_block_fold(s, part, join);
+    for (size_t i = block * THREADS + threadIdx.x; i < n; i += blocks * THREADS) s = join(s, map(x[i], i));
+    return rg_cuda_block_fold(s, part, join);
+}
+
+template <typename T, typename Map, typename Join>
+__global__ static void block_reduce(const float *x, size_t n, T zero, Map map, Join join, T *out) {
+    const T s = block_part(x, n, blockIdx.x, gridDim.x, zero, map, join);
     if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
 
@@ -89,15 +95,10 @@ struct pieces {
 };
 
 __global__ static void piece_squares(pieces p, double *out) {
-    __shared__ double part[THREADS];
     int i = 0;
     while (i + 1 < (int)p.n && p.first[i + 1] <= blockIdx.x) i++;
-    const size_t block = blockIdx.x - p.first[i], blocks = p.first[i + 1] - p.first[i], n = p.len[i];
-    const square map{};
-    const rg_cuda_plus join{};
-    double s = 0.0;
-    for (size_t k = block * THREADS + threadIdx.x; k < n; k += blocks * THREADS) s = join(s, map(p.x[i][k], k));
-    s = rg_cuda_block_fold(s, part, join);
+    const double s = block_part(p.x[i], p.len[i], blockIdx.x - p.first[i], p.first[i + 1] - p.first[i], 0.0,
+                                square(), rg_cuda_plus());
     if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
 
