@@ -439,6 +439,14 @@ const float *rg_host(const rg_graph *g, const float *x, size_t n);
  * floats the host can read (rg_host's, widened from bf16 where n stores bf16). */
 bool rg_node_bf16(const rg_graph *g, const rg_node_impl *n);
 const float *rg_node_host(const rg_graph *g, const rg_node_impl *n, const float *x, size_t count);
+/* `count` values of x, one of node n's buffers, into dst as rg_node_host reads them, copied
+ * behind the work queued so far without waiting for it: dst holds them once
+ * rg_graph_reads_done returns, which waits for these copies alone, so a device goes on
+ * meanwhile with the work queued after them (a step's backward while the host reads the
+ * loss; the next batch's loading while it reads the logits).  Every read_later is followed
+ * by a reads_done before dst goes away. */
+void rg_node_read_later(const rg_graph *g, const rg_node_impl *n, const float *x, size_t count, float *dst);
+rg_status rg_graph_reads_done(const rg_graph *g);
 /* The floats that hold `count` of node n's values: two to a float where n stores bf16. */
 size_t rg_node_floats(const rg_graph *g, const rg_node_impl *n, size_t count);
 

@@ -149,28 +149,40 @@ void rg_cuda_softmax_xent_tangent(const float *p, const int *labels, const float
 
 /* The monitor's reductions: the CPU's, so the figures are the CPU's bits, queued as the
  * device's are: each result is held back until rg_cuda_sums_flush, its destination NaN till
- * then, so that a figure read before the flush shows. */
+ * then, so that a figure read before the flush shows.  Copies down that do not wait are
+ * held back the same way, until rg_cuda_downloads_done. */
 typedef struct {
     void *dest, *value;
     size_t bytes;
 } arrival;
-static arrival *arrivals;
-static size_t n_arrivals, arrivals_room;
-static void arrive_later(void *dest, const void *value, size_t bytes, bool poison) {
-    if (n_arrivals == arrivals_room) {
-        arrivals_room = arrivals_room ? 2 * arrivals_room : 64;
-        if (!(arrivals = realloc(arrivals, arrivals_room * sizeof *arrivals))) abort();
+typedef struct {
+    arrival *items;
+    size_t n, room;
+} arrivals;
+static arrivals sums_arrivals, copies_arrivals;
+static void arrive_in(arrivals *q, void *dest, const void *value, size_t bytes, bool poison) {
+    if (q->n == q->room) {
+        q->room = q->room ? 2 * q->room : 64;
+        if (!(q->items = realloc(q->items, q->room * sizeof *q->items))) abort();
     }
     void *v = malloc(bytes ? bytes : 1);
     if (!v) abort();
     memcpy(v, value, bytes);
-    arrivals[n_arrivals++] = (arrival){dest, v, bytes};
-    for (size_t i = 0; poison && i < bytes / sizeof(double); i++) ((double *)dest)[i] = NAN;
+    q->items[q->n++] = (arrival){dest, v, bytes};
+    if (poison) memset(dest, 0xFF, bytes); /* NaN as floats and as doubles */
 }
-void rg_cuda_sums_flush(void) {
-    for (size_t i = 0; i < n_arrivals; i++) memcpy(arrivals[i].dest, arrivals[i].value, arrivals[i].bytes), free(arrivals[i].value);
-    n_arrivals = 0;
+static void arrive_later(void *dest, const void *value, size_t bytes, bool poison) {
+    arrive_in(&sums_arrivals, dest, value, bytes, poison);
 }
+static void arrive_now(arrivals *q) {
+    for (size_t i = 0; i < q->n; i++) memcpy(q->items[i].dest, q->items[i].value, q->items[i].bytes), free(q->items[i].value);
+    q->n = 0;
+}
+void rg_cuda_sums_flush(void) { arrive_now(&sums_arrivals); }
+void rg_cuda_download_later(float *host, const float *device, size_t n) {
+    arrive_in(&copies_arrivals, host, HOST(device), n * sizeof *host, true);
+}
+rg_status rg_cuda_downloads_done(void) { return arrive_now(&copies_arrivals), RG_OK; }
 void rg_cuda_unit_sums(const float *out, size_t size, int units, int batch, rg_count_kind want, float lo,
                        float hi, double *sum, double *sq, double *relu, long *near, int *dead) {
     rg_node_impl n = {.out = HOST((float *)out), .size = size};

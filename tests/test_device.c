@@ -933,6 +933,57 @@ static void index_division_is_exact(void **state) {
 #undef NEXT
 }
 
+/* A read that does not wait takes the values its place in the queue sees, not those of the
+ * work queued after it (a second forward rewrites the logits before the reads are done),
+ * and lands only at rg_graph_reads_done (the stand-in holds it back, NaN till then); reads
+ * that outgrow the staging land too.  fp32, and bf16 where the device has it (widened as
+ * rg_node_host widens). */
+static void reads_later_take_their_place_in_the_queue_in(const char *precision) {
+    net n = {.g = rg_graph_create(7), .loss = RG_NONE};
+    mlp(&n);
+    n.loss = rg_softmax_cross_entropy(n.g, n.logits, 0.05f);
+    assert_int_equal(rg_graph_set_device(n.g, "cuda"), RG_OK);
+    assert_int_equal(rg_graph_set_precision(n.g, precision), RG_OK);
+    assert_int_equal(rg_graph_compile(n.g, BATCH), RG_OK);
+    const rg_node_impl *z = &n.g->nodes[n.logits], *l = &n.g->nodes[n.loss];
+    const size_t k = (size_t)BATCH * CLASSES, pn = n.g->param_floats, copies = ((size_t)1 << 16) / pn + 2;
+    float want[BATCH * CLASSES], got[BATCH * CLASSES], want_loss, got_loss = 0.0f;
+    float *params = malloc(copies * pn * sizeof *params), *want_params = malloc(pn * sizeof *want_params);
+    assert_non_null(params), assert_non_null(want_params);
+    feed(&n, 0);
+    assert_int_equal(rg_graph_forward(n.g, BATCH, 1), RG_OK);
+    memcpy(want, rg_node_host(n.g, z, z->out, k), sizeof want);
+    want_loss = rg_host(n.g, l->out, 1)[0];
+    memcpy(want_params, rg_host(n.g, n.g->param_buf, pn), pn * sizeof *want_params);
+    rg_node_read_later(n.g, z, z->out, k, got);
+    rg_node_read_later(n.g, l, l->out, 1, &got_loss);
+    for (size_t c = 0; c < copies; c++) rg_node_read_later(n.g, l, n.g->param_buf, pn, params + c * pn);
+#ifdef RG_FAKE_DEVICE
+    assert_true(isnan(got[0]) && isnan(got_loss)); /* held back */
+#endif
+    feed(&n, 1);
+    assert_int_equal(rg_graph_forward(n.g, BATCH, 1), RG_OK);
+    assert_int_equal(rg_graph_backward(n.g, n.loss), RG_OK);
+    assert_int_equal(rg_graph_reads_done(n.g), RG_OK);
+    assert_memory_equal(got, want, sizeof want);
+    assert_memory_equal(&got_loss, &want_loss, sizeof want_loss);
+    for (size_t c = 0; c < copies; c++) assert_memory_equal(params + c * pn, want_params, pn * sizeof *params);
+    memcpy(want, rg_node_host(n.g, z, z->out, k), sizeof want); /* the second forward's, once more */
+    rg_node_read_later(n.g, z, z->out, k, got);
+    assert_int_equal(rg_graph_reads_done(n.g), RG_OK);
+    assert_memory_equal(got, want, sizeof want);
+    free(params), free(want_params);
+    rg_graph_free(n.g);
+}
+
+static void reads_later_take_their_place_in_the_queue(void **state) {
+    (void)state;
+    reads_later_take_their_place_in_the_queue_in("fp32");
+#ifndef RG_FAKE_DEVICE
+    reads_later_take_their_place_in_the_queue_in("bf16");
+#endif
+}
+
 static void placement_errors_say_why(void **state) {
     rg_graph *g = rg_graph_create(1);
     const int chw[3] = {1, 8, 8};
@@ -974,6 +1025,7 @@ int main(void) {
         cmocka_unit_test(bf16_stays_close),
         cmocka_unit_test(zoo_models_match_the_cpu),
         cmocka_unit_test(the_monitor_sees_what_the_cpus_sees),
+        cmocka_unit_test(reads_later_take_their_place_in_the_queue),
         cmocka_unit_test(placement_errors_say_why),
         cmocka_unit_test(index_division_is_exact),
     };

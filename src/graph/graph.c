@@ -679,6 +679,13 @@ const float *rg_node_host(const rg_graph *g, const rg_node_impl *n, const float 
     return rg_node_bf16(g, n) ? g->backend->host_view_bf16(x, count) : g->backend->host_view(x, count);
 }
 
+void rg_node_read_later(const rg_graph *g, const rg_node_impl *n, const float *x, size_t count, float *dst) {
+    if (g->backend->read_later) g->backend->read_later(dst, x, count, rg_node_bf16(g, n));
+    else memcpy(dst, rg_node_host(g, n, x, count), count * sizeof *dst);
+}
+
+rg_status rg_graph_reads_done(const rg_graph *g) { return g->backend->reads_done ? g->backend->reads_done() : RG_OK; }
+
 rg_status rg_graph_finish(rg_graph *g) {
     if (!g) return rg_fail(RG_ERR_ARG, "finish: graph is NULL");
     return g->backend->device ? g->backend->status(true) : RG_OK;

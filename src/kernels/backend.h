@@ -65,6 +65,13 @@ struct rg_backend {
     bool device;
     void (*upload)(float *dst, const float *src, size_t n);
     void (*download)(float *dst, const float *src, size_t n);
+    /* A device's copies down that do not wait: read_later queues n values of x (stored as
+     * bf16 where bf16) to land in dst as floats, behind the work queued so far; reads_done
+     * waits for those copies alone (the device goes on with the work queued after them) and
+     * fills each dst, NaN where a copy failed, the failure returned.  NULL (the CPU's): the
+     * graph copies at once (rg_node_read_later). */
+    void (*read_later)(float *dst, const float *x, size_t n, bool bf16);
+    rg_status (*reads_done)(void);
     /* host memory pinned (on) for the uploads' speed, or unpinned before it is freed */
     void (*pin)(void *p, size_t bytes, bool on);
     /* A batch's copies up (its inputs and labels, from pinned host memory), run beside the

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Checks that the model's input takes the dataset's samples. */
 rg_status rg_model_check_data(const rg_model *m, const rg_dataset *d) {
@@ -34,32 +35,42 @@ int rg_count_correct(const float *logits, const int *labels, int n, int k) {
     return correct;
 }
 
+/* Batch by batch, the next one made (read, decoded, copied into the input) while the device
+ * runs this one's forward, whose loss and logits are read once it is made. */
 rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx, int n,
                                 double *loss, double *acc, long *confusion) {
     rg_status s = rg_model_check_data(m, d);
     if (s) return s;
     rg_graph *g = m->graph;
     const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
-    int *order = NULL;
-    if (!idx) {
-        if (!(order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order)))
-            return rg_fail(RG_ERR_MEMORY, "out of memory");
+    int *order = NULL, *labels = malloc((size_t)bs * sizeof *labels);
+    float *z = malloc((size_t)bs * k * sizeof *z);
+    if (!idx && (order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order)))
         for (int i = 0; i < n; i++) order[i] = i;
-        idx = order;
+    if (!labels || !z || (!idx && !order)) {
+        free(labels), free(z), free(order);
+        return rg_fail(RG_ERR_MEMORY, "out of memory");
     }
+    if (!idx) idx = order;
+    float *input = rg_graph_input_buffer(g, m->input);
     double total_loss = 0;
     long correct = 0;
-    for (int start = 0; start < n; start += bs) {
-        int b = n - start < bs ? n - start : bs;
-        if ((s = rg_dataset_batch(d, idx + start, b, rg_graph_input_buffer(g, m->input), g->labels)) ||
-            (s = rg_graph_forward(g, b, 0)))
-            break;
-        total_loss += (double)rg_host(g, g->nodes[m->loss].out, 1)[0] * b;
-        const float *z = rg_node_host(g, &g->nodes[m->logits], g->nodes[m->logits].out, (size_t)b * k);
-        correct += rg_count_correct(z, g->labels, b, k);
-        for (int i = 0; confusion && i < b; i++) confusion[(size_t)g->labels[i] * k + argmax(z + (size_t)i * k, k)]++;
+    if (n > 0) s = rg_dataset_batch(d, idx, n < bs ? n : bs, input, g->labels);
+    for (int start = 0; start < n && !s; start += bs) {
+        const int b = n - start < bs ? n - start : bs, next = start + bs;
+        if ((s = rg_graph_forward(g, b, 0))) break;
+        float batch_loss;
+        rg_node_read_later(g, &g->nodes[m->loss], g->nodes[m->loss].out, 1, &batch_loss);
+        rg_node_read_later(g, &g->nodes[m->logits], g->nodes[m->logits].out, (size_t)b * k, z);
+        memcpy(labels, g->labels, (size_t)b * sizeof *labels);
+        if (next < n) s = rg_dataset_batch(d, idx + next, n - next < bs ? n - next : bs, input, g->labels);
+        const rg_status read = rg_graph_reads_done(g);
+        if (s || (s = read)) break;
+        total_loss += (double)batch_loss * b;
+        correct += rg_count_correct(z, labels, b, k);
+        for (int i = 0; confusion && i < b; i++) confusion[(size_t)labels[i] * k + argmax(z + (size_t)i * k, k)]++;
     }
-    free(order);
+    free(order), free(labels), free(z);
     *loss = n ? total_loss / n : NAN;
     *acc = n ? (double)correct / n : NAN;
     return s;

@@ -174,6 +174,7 @@ typedef struct fit_run {
     /* this epoch */
     double t0, loss_sum;
     long correct, seen;
+    float *logits;           /* a batch's, read back each step */
     float lr;
     bool stopped;
 } fit_run;
@@ -228,7 +229,8 @@ static rg_status fit_open_data(fit_run *r) {
     rg_status s;
     r->opt = rg_optim_create(&cfg->optim, r->g->param_floats);
     r->order = malloc((size_t)r->train->n * sizeof *r->order);
-    if (!r->opt || !r->order) return rg_fail(RG_ERR_MEMORY, "out of memory");
+    r->logits = malloc((size_t)r->batch * r->g->nodes[r->m->logits].size * sizeof *r->logits);
+    if (!r->opt || !r->order || !r->logits) return rg_fail(RG_ERR_MEMORY, "out of memory");
     if ((s = limit_to_trainable(r->opt, r->g))) return s;
     rg_rng_seed(&r->rng, cfg->seed);
     r->n_val = rg_dataset_split(r->train, cfg->val_split, &r->rng, r->order);
@@ -385,20 +387,29 @@ static rg_status fit_step(fit_run *r, int epoch, long bi) {
                                                r->grads_as_backward)))
         return s;
     if (b > 0 && (s = rg_graph_forward(g, b, 1))) return s; /* only check_numerics fails here */
-    const float loss = b > 0 ? rg_host(g, g->nodes[m->loss].out, 1)[0] : 0.0f;
-    /* With GRA a non-finite loss goes on to backward, where the repair skips the step and
-     * names the layer. */
+    /* The loss and logits are read while backward runs: on a device it need not wait for
+     * the host's read.  A failed backward still waits for the reads (their memory is the
+     * run's). */
+    float loss = 0.0f;
+    const rg_node_impl *z = &g->nodes[m->logits];
+    const int k = (int)z->size;
+    if (b > 0) {
+        rg_node_read_later(g, &g->nodes[m->loss], g->nodes[m->loss].out, 1, &loss);
+        rg_node_read_later(g, z, z->out, (size_t)b * k, r->logits);
+    }
+    rg_model_before_step(m, r->step, r->total_steps);
+    s = b > 0 ? rg_graph_backward(g, rg_model_objective(m)) : RG_OK;
+    const rg_status read = rg_graph_reads_done(g);
+    if (s || (s = read)) return s;
+    /* With GRA a non-finite loss goes on to the update, where the repair skips the step and
+     * names the layer; without, training stops before the weights take it. */
     if (!isfinite(loss) && !r->gra)
         return rg_fail(RG_ERR_NUMERIC, "the loss became %g at epoch %d, batch %ld: lower --lr, "
                                        "or train with GRA (--repair auto), which skips such steps",
                        (double)loss, epoch + 1, bi + 1);
     if (isfinite(loss)) r->loss_sum += (double)loss * b;
-    const rg_node_impl *z = &g->nodes[m->logits];
-    const int k = (int)z->size;
-    if (b > 0) r->correct += rg_count_correct(rg_node_host(g, z, z->out, (size_t)b * k), g->labels, b, k);
+    if (b > 0) r->correct += rg_count_correct(r->logits, g->labels, b, k);
     r->seen += b;
-    rg_model_before_step(m, r->step, r->total_steps);
-    if (b > 0 && (s = rg_graph_backward(g, rg_model_objective(m)))) return s;
     if (r->ranks > 1) { /* the global batch's mean gradient: weighted by sample count */
         if (b == 0) g->backend->fill(g->grad_buf, g->param_floats, 0);
         g->backend->scale(g->grad_buf, g->param_floats, (float)b / (float)g_size);
@@ -517,6 +528,7 @@ static void fit_close(fit_run *r) {
     rg_monitor_free(r->mon);
     rg_optim_free(r->opt);
     free(r->order);
+    free(r->logits);
 }
 
 rg_status rg_fit(rg_model *m, const rg_dataset *train, const rg_fit_config *cfg,

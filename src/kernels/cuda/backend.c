@@ -379,10 +379,20 @@ static void xent_tangent(rg_graph *g, rg_node_impl *n, int batch) {
                                  rg_in(g, n, 0)->shape[0], ((const xent_attr *)n->attr)->smoothing);
 }
 
+/* n bf16 values, come down as the (n + 1) / 2 floats that hold them, widened in place from
+ * the last down (value i lands on the bytes of values 2i and 2i + 1, which are read by
+ * then). */
+static void widen_bf16(float *buf, size_t n) {
+    for (size_t i = n; i-- > 0;) {
+        uint16_t h;
+        memcpy(&h, (const char *)buf + 2 * i, sizeof h);
+        const uint32_t bits = (uint32_t)h << 16;
+        memcpy(&buf[i], &bits, sizeof bits);
+    }
+}
+
 /* The last copy down, kept for the caller until the next call; NaN where the copy failed
- * (the step's status check then says why).  A bf16 buffer's n values come down as the
- * (n + 1) / 2 floats that hold them, and are widened in place from the last down (value i
- * lands on the bytes of values 2i and 2i + 1, which are read by then). */
+ * (the step's status check then says why). */
 static const float *host_copy(const float *x, size_t n, bool bf16) {
     static _Thread_local float *buf;
     static _Thread_local size_t room;
@@ -395,13 +405,41 @@ static const float *host_copy(const float *x, size_t n, bool bf16) {
     if (rg_cuda_download(buf, x, bf16 ? (n + 1) / 2 : n) != RG_OK)
         for (size_t i = 0; i < n; i++) buf[i] = NAN;
     else if (bf16)
-        for (size_t i = n; i-- > 0;) {
-            uint16_t h;
-            memcpy(&h, (const char *)buf + 2 * i, sizeof h);
-            const uint32_t bits = (uint32_t)h << 16;
-            memcpy(&buf[i], &bits, sizeof bits);
-        }
+        widen_bf16(buf, n);
     return buf;
+}
+
+/* Copies down that do not wait (device.cu's), a bf16 buffer's widened once it lands. */
+typedef struct {
+    float *dst;
+    size_t n;
+} bf16_read;
+static _Thread_local bf16_read *bf16_reads;
+static _Thread_local size_t n_bf16_reads, bf16_reads_room;
+
+static void read_later(float *dst, const float *x, size_t n, bool bf16) {
+    if (bf16 && n_bf16_reads == bf16_reads_room) {
+        const size_t want = bf16_reads_room ? 2 * bf16_reads_room : 8;
+        bf16_read *r = realloc(bf16_reads, want * sizeof *r);
+        if (!r) { /* read at once instead */
+            memcpy(dst, host_copy(x, n, true), n * sizeof *dst);
+            return;
+        }
+        bf16_reads = r, bf16_reads_room = want;
+    }
+    rg_cuda_download_later(dst, x, bf16 ? (n + 1) / 2 : n);
+    if (bf16) bf16_reads[n_bf16_reads++] = (bf16_read){dst, n};
+}
+
+static rg_status reads_done(void) {
+    const rg_status s = rg_cuda_downloads_done();
+    for (size_t i = 0; i < n_bf16_reads; i++)
+        if (s) {
+            for (size_t j = 0; j < bf16_reads[i].n; j++) bf16_reads[i].dst[j] = NAN;
+        } else
+            widen_bf16(bf16_reads[i].dst, bf16_reads[i].n);
+    n_bf16_reads = 0;
+    return s;
 }
 
 static const float *host_view(const float *x, size_t n) { return host_copy(x, n, false); }
@@ -535,6 +573,8 @@ const rg_backend rg_cuda_backend = {
     .device = true,
     .upload = upload,
     .download = download,
+    .read_later = read_later,
+    .reads_done = reads_done,
     .pin = rg_cuda_pin,
     .upload_batch = upload_batch,
     .optim_update = rg_cuda_optim_update,

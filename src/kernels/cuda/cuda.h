@@ -44,6 +44,11 @@ float *rg_cuda_alloc(size_t floats);
 void rg_cuda_release(float *p);
 rg_status rg_cuda_upload(float *device, const float *host, size_t n);
 rg_status rg_cuda_download(float *host, const float *device, size_t n);
+/* Copies down that do not wait (backend.h, read_later): n floats of device memory queued
+ * behind the work so far, to land in `host` at rg_cuda_downloads_done, which waits for
+ * them alone (pinned staging between); NaN in each that failed, the failure returned. */
+void rg_cuda_download_later(float *host, const float *device, size_t n);
+rg_status rg_cuda_downloads_done(void);
 /* A batch's copies up from pinned host memory (backend.h, upload_batch): begin, each copy,
  * end, which returns once they are done. */
 void rg_cuda_upload_batch_begin(void);

@@ -7,6 +7,7 @@
 #include "launch.h"
 
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,78 @@ extern "C" rg_status rg_cuda_upload(float *device, const float *host, size_t n) 
 
 extern "C" rg_status rg_cuda_download(float *host, const float *device, size_t n) {
     return copy(host, device, n, cudaMemcpyDeviceToHost);
+}
+
+/* Copies down that do not wait: each goes from the device into pinned staging on the work
+ * stream, behind what is queued there, and an event follows the last; the host waits on
+ * that event alone and moves each copy to its destination.  Where the staging cannot grow
+ * (pinned memory refused) a copy is made at once. */
+struct later_copy {
+    float *host;
+    size_t at, n; /* its floats in the staging */
+};
+static thread_local float *staging;
+static thread_local size_t staging_room, staging_used;
+static thread_local later_copy *laters;
+static thread_local size_t n_laters, laters_room;
+static thread_local cudaEvent_t landed;
+
+static bool room_for_later(size_t n) {
+    if (n_laters == laters_room) {
+        const size_t want = laters_room ? 2 * laters_room : 8;
+        later_copy *l = (later_copy *)realloc(laters, want * sizeof *l);
+        if (!l) return false;
+        laters = l, laters_room = want;
+    }
+    if (staging_used + n <= staging_room) return true;
+    if (n_laters) rg_cuda_downloads_done(); /* the staging moves: what is in it lands first */
+    size_t want = staging_room ? 2 * staging_room : (size_t)1 << 16;
+    while (want < n) want *= 2;
+    if (staging) cudaFreeHost(staging);
+    staging = NULL, staging_room = 0;
+    if (cudaMallocHost((void **)&staging, want * sizeof *staging) != cudaSuccess) {
+        cudaGetLastError();
+        staging = NULL;
+        return false;
+    }
+    staging_room = want;
+    return true;
+}
+
+extern "C" void rg_cuda_download_later(float *host, const float *device, size_t n) {
+    if (!landed && cudaEventCreateWithFlags(&landed, cudaEventDisableTiming) != cudaSuccess) {
+        cudaGetLastError();
+        landed = NULL;
+    }
+    if (!landed || !room_for_later(n)) {
+        if (rg_cuda_download(host, device, n) != RG_OK)
+            for (size_t i = 0; i < n; i++) host[i] = NAN;
+        return;
+    }
+    cudaError_t e = rg_cuda_copy_async(staging + staging_used, device, n * sizeof *staging, cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess) e = cudaEventRecord(landed, rg_cuda_work_stream());
+    if (e != cudaSuccess) { /* the failure comes out at the next status */
+        rg_cuda_note_failure("a copy down", cudaGetErrorString(e));
+        for (size_t i = 0; i < n; i++) host[i] = NAN;
+        return;
+    }
+    laters[n_laters++] = later_copy{host, staging_used, n};
+    staging_used += n;
+}
+
+extern "C" rg_status rg_cuda_downloads_done(void) {
+    if (!n_laters) return RG_OK;
+    const cudaError_t e = cudaEventSynchronize(landed);
+    for (size_t i = 0; i < n_laters; i++) {
+        const later_copy *l = &laters[i];
+        if (e == cudaSuccess) memcpy(l->host, staging + l->at, l->n * sizeof *l->host);
+        else
+            for (size_t j = 0; j < l->n; j++) l->host[j] = NAN;
+    }
+    n_laters = 0, staging_used = 0;
+    if (e == cudaSuccess) return RG_OK;
+    rg_cuda_note_failure("a copy down", cudaGetErrorString(e));
+    return rg_fail(RG_ERR_IO, "cuda: a copy down failed: %s", cudaGetErrorString(e));
 }
 
 extern "C" bool rg_cuda_grow(void **p, size_t *have, size_t bytes) {
