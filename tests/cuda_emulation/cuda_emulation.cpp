@@ -7,8 +7,9 @@
  * compiled by g++, it lets the CPU's tests run the CUDA backend's own kernel code
  * (test_device_emulated, test_cuda_emulated, and regrad_emulated_device, which
  * test_device_cli_emulated.sh runs).  REGRAD_EMULATION_COUNT=1 prints at exit what a GPU
- * would have been asked: the kernels launched, the products (cuBLAS calls) and the copies,
- * those down to the host (each a wait for the device) apart, for the cost of small steps,
+ * would have been asked: the kernels launched, the products (cuBLAS calls), the copies
+ * (those down to the host apart) and the waits for all the work queued (a copy down that
+ * waits, a device synchronize: the device runs dry at each), for the cost of small steps,
  * which their launches bound; REGRAD_EMULATION_COUNT=kernels adds each kernel's launches,
  * most first, and the threads they ran (what the emulation's time goes with).
  */
@@ -39,14 +40,15 @@ thread_local rg_emulated_index threadIdx, blockIdx, blockDim, gridDim;
 
 namespace {
 struct counts {
-    std::atomic<long> kernels{0}, products{0}, copies{0}, downloads{0}, graphs{0};
+    std::atomic<long> kernels{0}, products{0}, copies{0}, downloads{0}, drains{0}, graphs{0};
     std::mutex lock;
     std::map<std::string, std::pair<long, long long>> by_kernel; /* =kernels: launches, threads */
     ~counts() {
         const char *how = getenv("REGRAD_EMULATION_COUNT");
         if (!how || !strcmp(how, "0")) return;
-        fprintf(stderr, "cuda emulation: %ld kernels, %ld products, %ld copies (%ld to the host), %ld graphs\n",
-                kernels.load(), products.load(), copies.load(), downloads.load(), graphs.load());
+        fprintf(stderr, "cuda emulation: %ld kernels, %ld products, %ld copies (%ld to the host), %ld waits for all "
+                        "the work queued, %ld graphs\n",
+                kernels.load(), products.load(), copies.load(), downloads.load(), drains.load(), graphs.load());
         if (strcmp(how, "kernels") != 0) return;
         std::vector<std::pair<std::pair<long, long long>, std::string>> most;
         for (const auto &k : by_kernel) most.push_back({{-k.second.first, k.second.second}, k.first});
@@ -395,6 +397,7 @@ static void copy_now(void *dst, const void *src, size_t bytes, cudaMemcpyKind ki
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (refused_in_capture()) return cudaErrorStreamCaptureImplicit; /* the default stream's */
+    counted.drains += kind == cudaMemcpyDeviceToHost; /* the host waits for all queued before */
     return copy_now(dst, src, bytes, kind), cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
@@ -417,7 +420,9 @@ cudaError_t cudaEventSynchronize(cudaEvent_t) {
     return refused_in_capture() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {
-    return refused_in_capture() ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+    if (refused_in_capture()) return cudaErrorStreamCaptureUnsupported;
+    counted.drains++;
+    return cudaSuccess;
 }
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t e) {
