@@ -8,7 +8,7 @@
 # on the GPU (the same bits), GRA repairing a 20-layer sigmoid MLP (and its cost a step
 # against the same MLP untouched) and a 12-layer sigmoid
 # plain CNN on the GPU and on the CPU, GRA leaving a healthy resnet20v2 as it was, resnet20v2
-# trained with each batch's upload overlapped and in line (images/s, the same bits),
+# trained with each batch's upload and its loss's and logits' reads overlapped and in line (images/s, the same bits),
 # ResNet50V2 (also with cuDNN's algorithms timed), DenseNet121 and resnet20v2 steps (op times
 # in the logs), the monitor's watched step against a plain one, the image loader on every
 # core alone and feeding ResNet50V2 from a folder of JPEGs, the passes captured as CUDA graphs
@@ -175,8 +175,9 @@ if [ "$build" = ok ]; then
       >"$log/r50-im2col-bf16" 2>&1
   fi
   if in_time "uploads overlapped and in line"; then
-    # training with each batch's upload beside the last step's work and in line: images/s of
-    # the second epoch, and the same bits
+    # training with each batch's upload beside the last step's work and the loss and logits
+    # read while backward runs, and with both in line: images/s of the second epoch, and the
+    # same bits
     for o in 1 0; do
       REGRAD_OVERLAP=$o "$regrad" train --data "$data" --device cuda --model resnet20v2 --repair off --limit 8192 \
         --epochs 2 --seed 1 --quiet --metrics "$log/overlap-$o.jsonl" --checkpoint-dir "$log/ck-overlap-$o" >"$log/overlap-$o" 2>&1
@@ -240,7 +241,7 @@ done
 row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
 row "ResNet50V2 b32 bf16, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-im2col-bf16" 2>/dev/null | head -1)"
 row "ResNet50V2 b32 tf32, REGRAD_OVERLAP=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-inline" 2>/dev/null | head -1)"
-row "train resnet20v2, uploads overlapped" "" "$(cat "$log/overlap-row" 2>/dev/null)"
+row "train resnet20v2, copies overlapped" "" "$(cat "$log/overlap-row" 2>/dev/null)"
 monitor_row() { grep -o 'monitor: .*' "$1" 2>/dev/null | sed 's/a watched step takes //; s/, a plain one / vs /; s/ (medians)//; s/ (.*//'; }
 row "monitor cost, ResNet50V2 b32" "" "$(monitor_row "$log/r50-monitor")"
 row "monitor cost, 20-sigmoid MLP b128" "" "$(monitor_row "$log/mlp-monitor")"

@@ -95,7 +95,8 @@ extern "C" rg_status rg_cuda_download(float *host, const float *device, size_t n
 /* Copies down that do not wait: each goes from the device into pinned staging on the work
  * stream, behind what is queued there, and an event follows the last; the host waits on
  * that event alone and moves each copy to its destination.  Where the staging cannot grow
- * (pinned memory refused) a copy is made at once. */
+ * (pinned memory refused), and under REGRAD_OVERLAP=0 (below), a copy is made at once. */
+static bool overlap(void);
 struct later_copy {
     float *host;
     size_t at, n; /* its floats in the staging */
@@ -133,7 +134,7 @@ extern "C" void rg_cuda_download_later(float *host, const float *device, size_t 
         cudaGetLastError();
         landed = NULL;
     }
-    if (!landed || !room_for_later(n)) {
+    if (!landed || !overlap() || !room_for_later(n)) {
         if (rg_cuda_download(host, device, n) != RG_OK)
             for (size_t i = 0; i < n; i++) host[i] = NAN;
         return;
@@ -188,7 +189,7 @@ extern "C" void rg_cuda_pin(void *p, size_t bytes, bool on) {
  * queued before the last batch's copies (`queued`): what may still run then reads the last
  * batch's buffers, not these.  The default stream's next work waits for them (`copied`),
  * and so does the host, which may then rewrite its buffers.  REGRAD_OVERLAP=0 copies each
- * batch in line instead (measuring what the overlap gains). */
+ * batch in line instead, and each read down at once (measuring what the overlaps gain). */
 static thread_local cudaStream_t copies; /* a thread's own, as its graphs' batches */
 static thread_local cudaEvent_t copied, queued;
 static thread_local enum { UNTRIED, OVERLAP, IN_LINE } copy_mode = UNTRIED;
