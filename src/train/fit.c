@@ -387,9 +387,9 @@ static rg_status fit_step(fit_run *r, int epoch, long bi) {
                                                r->grads_as_backward)))
         return s;
     if (b > 0 && (s = rg_graph_forward(g, b, 1))) return s; /* only check_numerics fails here */
-    /* The loss and logits are read while backward runs: on a device it need not wait for
-     * the host's read.  A failed backward still waits for the reads (their memory is the
-     * run's). */
+    /* The loss and logits are read while backward runs, so that a device does not wait
+     * for the host's read; the reads land before anything returns (a failed backward's
+     * too: they write into this step's memory). */
     float loss = 0.0f;
     const rg_node_impl *z = &g->nodes[m->logits];
     const int k = (int)z->size;
