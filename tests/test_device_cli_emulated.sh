@@ -138,6 +138,10 @@ replayed() {
     && ok || bad "CUDA graphs, $name: $r, $(graphs "$tmp/graphs-$name.out") graphs launched"
 }
 replayed mlp "$tmp/mlp-cpu/last.safetensors" "${common[@]}" --epochs 2 --repair off --device cuda
+# and its test loss and accuracy, read behind replayed forward passes, the CPU's
+tested() { grep -o 'test_loss [0-9.]*  test_acc [0-9.]*' "$1"; }
+[ -n "$(tested "$tmp/mlp-cpu.out")" ] && [ "$(tested "$tmp/mlp-cpu.out")" = "$(tested "$tmp/graphs-mlp.out")" ] \
+  && ok || bad "CUDA graphs, the MLP's test figures: $(tested "$tmp/graphs-mlp.out") against $(tested "$tmp/mlp-cpu.out")"
 replayed bf16 "$tmp/bf16/last.safetensors" "${bf16[@]}"
 replayed gra "$tmp/gra/last.safetensors" "${common[@]}" "${gra[@]}" "$tmp/graphs-gra.jsonl" --device cuda
 # cuDNN's convolutions (emulated: cudnn.cu's plans, algorithms, scratch, beta) in replayed
