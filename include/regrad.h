@@ -907,9 +907,10 @@ void rg_monitor_judge(rg_monitor *m);
  * that takes their norm.  Pass NULL when something moves the weights after the optimizer
  * (max-norm, pruning masks, a trust region), so the copy sees the whole change.  With
  * norms_too, o also sums each layer's weights and gradient for their norms, sparing the
- * monitor that pass: only when the gradients reach o as backward left them (no repair,
- * clipping or averaging between).  Fails only for want of memory (the copy: one float per
- * parameter). */
+ * monitor that pass, and on a device the watched pass's figures arrive with the update's
+ * (one wait for the device, not two): only when the gradients reach o as backward left
+ * them (no repair, clipping or averaging between).  Fails only for want of memory (the
+ * copy: one float per parameter). */
 rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_too);
 /* Measures each layer's curvature figures (rg_layer_health above) on the first `batch`
  * samples in the graph's input buffers and labels: one observed forward pass for the

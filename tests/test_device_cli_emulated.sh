@@ -7,7 +7,8 @@
 # device's order, so their figures, GRA's repairs on an MLP and on a plain sigmoid CNN (every
 # op's tangent kernel) and diagnose are compared within float rounding; and GRA's runs give
 # the same bits with the device's blocks and threads run in the reverse order; a training
-# step and a validation batch never wait for all the device's work.  bf16 trains
+# step and a validation batch never wait for all the device's work, a watched step once.
+# bf16 trains
 # an MLP to the CPU's fp32 accuracy within 0.02, resumes with its own bits and gives them
 # in either order, watches it, repairs a deep sigmoid MLP with GRA, and plans resnet20v2 in
 # well under fp32's memory.  Passes replayed as CUDA graphs give the bits of the passes run
@@ -51,14 +52,20 @@ r=$("$DIFF" "$tmp/mlp-cpu/last.safetensors" "$tmp/mlp-stop/last.safetensors" 2>&
 
 # neither a training step nor a validation batch waits for all the work queued (the loss
 # and logits are read behind forward, the device going on meanwhile): twice the samples,
-# twice the steps and validation batches, the same waits
+# twice the steps and validation batches, the same waits; and a watched step waits once
+# (the pass's sums arrive with the update's)
 waits() { grep -o '[0-9]* waits for all' "$1" | cut -d' ' -f1; }
 for n in 512 1024; do
-  REGRAD_EMULATION_COUNT=1 "$DEV" "${common[@]}" --limit "$n" --val-split 0.5 --epochs 1 --repair off \
-    --model mlp:depth=2,width=32 --device cuda >"$tmp/waits-$n" 2>&1
+  for every in 0 1; do
+    watch=(); [ "$every" = 1 ] && watch=(--monitor-every 1)
+    REGRAD_EMULATION_COUNT=1 "$DEV" "${common[@]}" --limit "$n" --val-split 0.5 --epochs 1 --repair off \
+      --model mlp:depth=2,width=32 --device cuda "${watch[@]}" >"$tmp/waits-$n-$every" 2>&1
+  done
 done
-[ -n "$(waits "$tmp/waits-512")" ] && [ "$(waits "$tmp/waits-512")" = "$(waits "$tmp/waits-1024")" ] \
-  && ok || bad "waits for the device: $(waits "$tmp/waits-512") over 4 steps, $(waits "$tmp/waits-1024") over 8"
+[ -n "$(waits "$tmp/waits-512-0")" ] && [ "$(waits "$tmp/waits-512-0")" = "$(waits "$tmp/waits-1024-0")" ] \
+  && ok || bad "waits for the device: $(waits "$tmp/waits-512-0") over 4 steps, $(waits "$tmp/waits-1024-0") over 8"
+[ -n "$(waits "$tmp/waits-512-1")" ] && [ "$(($(waits "$tmp/waits-1024-1") - $(waits "$tmp/waits-512-1")))" = 4 ] \
+  && ok || bad "waits for the device, every step watched: $(waits "$tmp/waits-512-1") over 4 steps, $(waits "$tmp/waits-1024-1") over 8"
 
 # bf16: the CPU's fp32 accuracy within 0.02; stopped and resumed, and in the reverse
 # order, its own bits; the monitor's figures within 2e-2 of fp32's on the CPU (but the

@@ -118,6 +118,10 @@ struct rg_monitor {
                                * and `before` copied whole when the step begins */
     size_t *norm_at, *norm_len; /* those pieces' places (SIZE_MAX: a layer not due) */
     double *norm_sum;         /* each piece's sum of squares: the gradient's, then the weights' */
+    bool norms_queued;        /* those queued when the pass ended, to arrive at the next settle */
+    bool grads_stay;          /* nothing writes the gradients between the watched pass and the
+                               * update's note (rg_monitor_track_update's norms_too): on a
+                               * device the pass's figures wait for the note's one wait */
     size_t *w_off, *w_len;    /* each layer's weights in the flat buffer, for the optimizer */
     double *measured;         /* 3 per layer, as the optimizer sums them: its squared change,
                                * gradient and weights; NULL: the layers are not in buffer
@@ -427,14 +431,19 @@ static void collect_norms(rg_monitor *m) {
     for (int i = 0; i < m->n; i++) m->layers[i].norms_due = false;
 }
 
+static bool any_pending(const rg_monitor *m) {
+    for (int i = 0; i < m->n; i++)
+        if (m->layers[i].pending) return true;
+    return false;
+}
+
 /* The figures of the sums taken since the last call, once they have all arrived. */
 static void settle(rg_monitor *m) {
-    bool any = false;
-    for (int i = 0; i < m->n && !any; i++) any = m->layers[i].pending != 0;
-    if (!any) return;
-    if (m->norms_at_end) queue_norms(m);
+    if (!any_pending(m)) return;
+    if (m->norms_at_end && !m->norms_queued) queue_norms(m);
     if (m->g->backend->flush_sums) m->g->backend->flush_sums();
     if (m->norms_at_end) collect_norms(m);
+    m->norms_queued = false;
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
         if (l->pending & PENDING_OUTPUT) settle_output(m, l);
@@ -617,9 +626,15 @@ void rg_monitor_free(rg_monitor *m) {
  * watched pass; without memory, or on a device, whose ops do not sum, the hook scans the
  * output instead). */
 void rg_monitor_enable(rg_monitor *m, int on) {
+    /* a pass's end: its figures settled, or on a device where the gradients stay as they are
+     * till the update's note, its norms queued now and all of it left to arrive there (one
+     * wait for the device a watched step, not two); a new pass settles what is left first */
+    if (!on && m->norms_at_end && m->grads_stay) {
+        if (!m->norms_queued && any_pending(m)) queue_norms(m), m->norms_queued = true;
+    } else
+        settle(m);
     m->on = on != 0;
     for (int i = 0; m->on && i < m->n; i++) m->layers[i].act_summed = false; /* a new watched pass */
-    if (!m->on) settle(m);
     const bool own_sums = !rg_graph_on_device(m->g);
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
@@ -869,6 +884,7 @@ rg_status rg_monitor_track_update(rg_monitor *m, int on, rg_optim *o, int norms_
     /* the device's update rules do not measure: there the monitor keeps its own copy */
     m->by_optimizer = on && o && m->measured && !rg_graph_on_device(m->g);
     m->norms_by_optimizer = m->by_optimizer && norms_too;
+    m->grads_stay = on && norms_too;
     m->track_update = on && !m->by_optimizer;
     if (o) /* measure this step, or forget a measurement a skipped step left asked for */
         rg_optim_measure_next(o, m->by_optimizer ? m->n : 0, m->w_off, m->w_len, m->measured);
@@ -918,7 +934,7 @@ void rg_monitor_step_curvature(const rg_monitor *m, double *slope, double *curva
  * layer's pieces added in order: the same figures whatever the thread count. */
 void rg_monitor_note_update(rg_monitor *m) {
     m->step_slope = m->step_curvature = NAN; /* until this step's are measured */
-    settle(m); /* the weights' norms the ratios divide by */
+    if (!m->track_update) settle(m); /* the weights' norms the ratios divide by */
     if (m->by_optimizer) { /* the optimizer's own sums: each layer's squared change, ... */
         for (int i = 0; i < m->n; i++) {
             layer *l = &m->layers[i];
@@ -941,6 +957,7 @@ void rg_monitor_note_update(rg_monitor *m) {
     }
     g->backend->chunk_squares(g->param_buf, m->before, m->chunk_at, m->chunk_len, m->n_chunks,
                               m->chunk_sum);
+    settle(m); /* the weights' norms the ratios divide by: the pass's sums and these in one wait */
     if (g->backend->flush_sums) g->backend->flush_sums();
     for (size_t c = 0; c < m->n_chunks;) {
         const int i = m->chunk_layer[c];
