@@ -305,6 +305,15 @@ void rg_cuda_sums_of_squares(const float *const *x, const size_t *len, double *c
         arrive_later(out[i], &t, sizeof t, true);
     }
 }
+void rg_cuda_pieces_squares(const float *x, const size_t *at, const size_t *len, size_t n, double *out) {
+    for (size_t c = 0; c < n; c++) {
+        const double t = rg_cuda_sum_squares(x + at[c], len[c]);
+        arrive_later(&out[c], &t, sizeof t, true);
+    }
+}
+void rg_cuda_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f) {
+    rg_cpu_scale_pieces(HOST(x), at, len, n, f);
+}
 size_t rg_cuda_count_zeros(const float *x, size_t n) { return rg_cpu_count_zeros(HOST(x), n); }
 long rg_cuda_count_nonfinite(const float *x, size_t n) { return rg_cpu_count_nonfinite(HOST(x), n); }
 size_t rg_cuda_first_nonfinite(const float *x, size_t n) { return rg_cpu_first_nonfinite(HOST(x), n); }

@@ -66,6 +66,17 @@ done
   && ok || bad "waits for the device: $(waits "$tmp/waits-512-0") over 4 steps, $(waits "$tmp/waits-1024-0") over 8"
 [ -n "$(waits "$tmp/waits-512-1")" ] && [ "$(($(waits "$tmp/waits-1024-1") - $(waits "$tmp/waits-512-1")))" = 4 ] \
   && ok || bad "waits for the device, every step watched: $(waits "$tmp/waits-512-1") over 4 steps, $(waits "$tmp/waits-1024-1") over 8"
+# the classic remedies on the device's kernels: the CPU's weights within float rounding,
+# each remedy waiting for the device once a step (not once a unit or a tensor)
+remedies=(--clip-norm 1 --clip-layer-norm 0.5 --agc 0.05 --max-norm 3 --model mlp:depth=2,width=32 --repair off --epochs 1)
+"$CPU" "${common[@]}" --limit 1024 "${remedies[@]}" --checkpoint-dir "$tmp/rem-cpu" >/dev/null 2>&1
+for n in 512 1024; do
+  REGRAD_EMULATION_COUNT=1 "$DEV" "${common[@]}" --limit "$n" "${remedies[@]}" --device cuda \
+    --checkpoint-dir "$tmp/rem-$n" >"$tmp/rem-$n.out" 2>&1
+done
+r=$("$DIFF" "$tmp/rem-cpu/last.safetensors" "$tmp/rem-1024/last.safetensors" 1e-5 2>&1 | tail -1)
+w=$(($(waits "$tmp/rem-1024.out") - $(waits "$tmp/rem-512.out")))
+[[ "$r" == *" 0 values differ" ]] && [ "$w" -le 32 ] && ok || bad "the remedies on the device: $r; $w waits over 8 more steps"
 
 # bf16: the CPU's fp32 accuracy within 0.02; stopped and resumed, and in the reverse
 # order, its own bits; the monitor's figures within 2e-2 of fp32's on the CPU (but the

@@ -214,6 +214,13 @@ struct rg_backend {
     void (*clamp)(float *x, size_t n, float v);
     double (*sum_squares)(const float *x, size_t n);
     double (*squares_in_order)(const float *x, size_t n);
+    /* The classic remedies' exact sums and scalings over n pieces of x at once (a kernel's
+     * rows, a tensor's elements, whole tensors), piece c len[c] values from at[c]:
+     * out[c] = its sum of squares (the CPU's in index order in double, squares_in_order's
+     * bits; a device's in a fixed order, arriving at flush_sums), and each piece scaled by
+     * f[c] (x *= f, scale's bits). */
+    void (*pieces_squares)(const float *x, const size_t *at, const size_t *len, size_t n, double *out);
+    void (*scale_pieces)(float *x, const size_t *at, const size_t *len, size_t n, const float *f);
     /* Pruning: x = v over n floats; how many of n are 0; each of `units` rows of len
      * values' score into out: its L1 (norm 1) or L2 (norm 2) norm, divided by len or
      * sqrt(len) when per_weight, or (norm 0, len 1) |w| itself. */

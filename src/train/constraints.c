@@ -12,6 +12,8 @@
 #include "../kernels/backend.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AGC_EPS 1e-3  /* NFNets' floor on a unit's weight norm */
@@ -26,58 +28,149 @@ void rg_clip_grad_value(rg_graph *g, float v) {
     }
 }
 
+/* The pieces a remedy sums and scales: whole tensors, or their units (a kernel's rows,
+ * another tensor's elements).  They go to the backend in batches, all of them at once
+ * where the scratch holds them (a device then waits once a call, not once a piece), else
+ * as many as a small batch on the stack holds. */
+typedef enum { WHOLE, UNITS } cut;
+typedef bool (*takes_fn)(const rg_param_impl *p, rg_node skip);
+enum { SMALL = 64 };
+typedef struct {
+    size_t *at, *len;   /* each piece's place in the flat buffers */
+    double *sum, *sum2; /* its sums of squares (the weights' or the gradients'; AGC: both) */
+    float *f;           /* the factor it is scaled by */
+    size_t cap;
+} batch;
+typedef struct {
+    size_t at[SMALL], len[SMALL];
+    double sum[SMALL], sum2[SMALL];
+    float f[SMALL];
+} small_batch;
+
+static bool is_kernel(const rg_param_impl *p) { return strcmp(p->suffix, "kernel") == 0; }
+
+static size_t pieces_of(const rg_param_impl *p, cut how) {
+    return how == WHOLE ? 1 : is_kernel(p) ? (size_t)p->shape[0] : p->size;
+}
+
+/* Room for `want` pieces: a scratch kept between calls (grown as asked), or the small one. */
+static batch batch_for(size_t want, small_batch *small) {
+    static _Thread_local char *kept;
+    static _Thread_local size_t kept_cap;
+    const size_t each = 2 * sizeof(size_t) + 2 * sizeof(double) + sizeof(float);
+    if (want > SMALL && want > kept_cap && want < SIZE_MAX / each) {
+        char *p = realloc(kept, want * each);
+        if (p) kept = p, kept_cap = want;
+    }
+    if (kept_cap <= SMALL) return (batch){small->at, small->len, small->sum, small->sum2, small->f, SMALL};
+    const size_t cap = kept_cap;
+    size_t *at = (size_t *)kept;
+    double *sum = (double *)(at + 2 * cap);
+    return (batch){at, at + cap, sum, sum + cap, (float *)(sum + 2 * cap), cap};
+}
+
+/* The next pieces of the tensors `takes` accepts, from where the walk stands (*param, its
+ * *unit), into b: how many (0: the walk is done). */
+static size_t next_pieces(const rg_graph *g, takes_fn takes, rg_node skip, cut how, int *param, size_t *unit,
+                          const batch *b) {
+    size_t n = 0;
+    for (; *param < g->n_params && n < b->cap; (*param)++, *unit = 0) {
+        const rg_param_impl *p = &g->params[*param];
+        const size_t units = takes(p, skip) ? pieces_of(p, how) : 0;
+        if (!units) continue;
+        const size_t len = p->size / units;
+        for (; *unit < units && n < b->cap; (*unit)++, n++) b->at[n] = p->offset + *unit * len, b->len[n] = len;
+        if (*unit < units) break; /* the batch is full inside this tensor */
+    }
+    return n;
+}
+
+static size_t count_pieces(const rg_graph *g, takes_fn takes, rg_node skip, cut how) {
+    size_t n = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (takes(&g->params[i], skip)) n += pieces_of(&g->params[i], how);
+    return n;
+}
+
+/* A device's queued sums arrive. */
+static void arrive(const rg_graph *g) {
+    if (g->backend->flush_sums) g->backend->flush_sums();
+}
+
+static bool trainable(const rg_param_impl *p, rg_node skip) { return (void)skip, p->trainable; }
+static bool trainable_kernel(const rg_param_impl *p, rg_node skip) { return (void)skip, p->trainable && is_kernel(p); }
+static bool agc_takes(const rg_param_impl *p, rg_node skip) { return p->trainable && p->node != skip && !p->state; }
+
 void rg_clip_grad_tensor_norm(rg_graph *g, float c) {
-    for (int i = 0; i < g->n_params; i++) {
-        const rg_param_impl *p = &g->params[i];
-        if (!p->trainable) continue;
-        float *d = g->grad_buf + p->offset;
-        const double norm = sqrt(g->backend->squares_in_order(d, p->size));
-        if (norm > c) g->backend->scale(d, p->size, (float)(c / norm));
+    small_batch small;
+    const batch b = batch_for(count_pieces(g, trainable, RG_NONE, WHOLE), &small);
+    int param = 0;
+    size_t unit = 0, n;
+    while ((n = next_pieces(g, trainable, RG_NONE, WHOLE, &param, &unit, &b))) {
+        g->backend->pieces_squares(g->grad_buf, b.at, b.len, n, b.sum);
+        arrive(g);
+        size_t k = 0; /* the tensors over c, scaled down to it */
+        for (size_t i = 0; i < n; i++) {
+            const double norm = sqrt(b.sum[i]);
+            if (norm > c) b.at[k] = b.at[i], b.len[k] = b.len[i], b.f[k++] = (float)(c / norm);
+        }
+        g->backend->scale_pieces(g->grad_buf, b.at, b.len, k, b.f);
     }
 }
 
 double rg_clip_grad_norm(rg_graph *g, float c) {
+    small_batch small;
+    const batch b = batch_for(count_pieces(g, trainable, RG_NONE, WHOLE), &small);
     double total = 0;
-    for (int i = 0; i < g->n_params; i++)
-        if (g->params[i].trainable) total += g->backend->squares_in_order(g->grad_buf + g->params[i].offset, g->params[i].size);
+    int param = 0;
+    size_t unit = 0, n;
+    while ((n = next_pieces(g, trainable, RG_NONE, WHOLE, &param, &unit, &b))) {
+        g->backend->pieces_squares(g->grad_buf, b.at, b.len, n, b.sum);
+        arrive(g);
+        for (size_t i = 0; i < n; i++) total += b.sum[i];
+    }
     const double norm = sqrt(total);
     if (norm > c) { /* torch: coefficient c / (norm + 1e-6), applied when below 1 */
         const float f = (float)(c / (norm + 1e-6));
-        for (int i = 0; i < g->n_params; i++)
-            if (g->params[i].trainable) g->backend->scale(g->grad_buf + g->params[i].offset, g->params[i].size, f);
+        param = 0, unit = 0;
+        while ((n = next_pieces(g, trainable, RG_NONE, WHOLE, &param, &unit, &b))) {
+            for (size_t i = 0; i < n; i++) b.f[i] = f;
+            g->backend->scale_pieces(g->grad_buf, b.at, b.len, n, b.f);
+        }
     }
     return norm;
 }
 
-static bool is_kernel(const rg_param_impl *p) { return strcmp(p->suffix, "kernel") == 0; }
-
 void rg_clip_grad_agc(rg_graph *g, float lambda, rg_node skip) {
-    for (int i = 0; i < g->n_params; i++) {
-        const rg_param_impl *p = &g->params[i];
-        if (!p->trainable || p->node == skip || p->state) continue;
-        /* units: a kernel's rows; any other tensor (bias, gamma, beta): its elements */
-        const size_t units = is_kernel(p) ? (size_t)p->shape[0] : p->size;
-        const size_t len = p->size / units;
-        const float *w = g->param_buf + p->offset;
-        float *d = g->grad_buf + p->offset;
-        for (size_t u = 0; u < units; u++) {
-            const double wn = fmax(sqrt(g->backend->squares_in_order(w + u * len, len)), AGC_EPS);
-            const double gn = sqrt(g->backend->squares_in_order(d + u * len, len));
-            if (gn > lambda * wn) g->backend->scale(d + u * len, len, (float)(lambda * wn / gn));
+    small_batch small;
+    const batch b = batch_for(count_pieces(g, agc_takes, skip, UNITS), &small);
+    int param = 0;
+    size_t unit = 0, n;
+    while ((n = next_pieces(g, agc_takes, skip, UNITS, &param, &unit, &b))) {
+        g->backend->pieces_squares(g->param_buf, b.at, b.len, n, b.sum);
+        g->backend->pieces_squares(g->grad_buf, b.at, b.len, n, b.sum2);
+        arrive(g);
+        size_t k = 0; /* the units whose gradient is over lambda x their weights' norm */
+        for (size_t i = 0; i < n; i++) {
+            const double wn = fmax(sqrt(b.sum[i]), AGC_EPS), gn = sqrt(b.sum2[i]);
+            if (gn > lambda * wn) b.at[k] = b.at[i], b.len[k] = b.len[i], b.f[k++] = (float)(lambda * wn / gn);
         }
+        g->backend->scale_pieces(g->grad_buf, b.at, b.len, k, b.f);
     }
 }
 
 void rg_apply_max_norm(rg_graph *g, float c) {
-    for (int i = 0; i < g->n_params; i++) {
-        const rg_param_impl *p = &g->params[i];
-        if (!p->trainable || !is_kernel(p)) continue;
-        const size_t units = (size_t)p->shape[0], len = p->size / units;
-        float *w = g->param_buf + p->offset;
-        for (size_t u = 0; u < units; u++) {
-            /* Keras, exactly: w * clip(norm, 0, c) / (eps + norm), for every unit */
-            const double norm = sqrt(g->backend->squares_in_order(w + u * len, len));
-            g->backend->scale(w + u * len, len, (float)(fmin(norm, c) / (MAXNORM_EPS + norm)));
+    small_batch small;
+    const batch b = batch_for(count_pieces(g, trainable_kernel, RG_NONE, UNITS), &small);
+    int param = 0;
+    size_t unit = 0, n;
+    while ((n = next_pieces(g, trainable_kernel, RG_NONE, UNITS, &param, &unit, &b))) {
+        g->backend->pieces_squares(g->param_buf, b.at, b.len, n, b.sum);
+        arrive(g);
+        for (size_t i = 0; i < n; i++) { /* Keras, exactly: w * clip(norm, 0, c) / (eps + norm), every unit */
+            const double norm = sqrt(b.sum[i]);
+            b.f[i] = (float)(fmin(norm, c) / (MAXNORM_EPS + norm));
         }
+        g->backend->scale_pieces(g->param_buf, b.at, b.len, n, b.f);
     }
 }

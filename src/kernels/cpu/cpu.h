@@ -80,6 +80,8 @@ void rg_cpu_step_along(float *x, const float *x0, const float *d, size_t n, floa
 void rg_cpu_multiply(float *x, const float *m, size_t n);
 void rg_cpu_clamp(float *x, size_t n, float v);
 double rg_cpu_squares_in_order(const float *x, size_t n);
+void rg_cpu_pieces_squares(const float *x, const size_t *at, const size_t *len, size_t n, double *out);
+void rg_cpu_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f);
 void rg_cpu_fill(float *x, size_t n, float v);
 size_t rg_cpu_first_nonfinite(const float *x, size_t n);
 size_t rg_cpu_count_zeros(const float *x, size_t n);

@@ -40,6 +40,16 @@ double rg_cpu_squares_in_order(const float *x, size_t n) {
     return s;
 }
 
+void rg_cpu_pieces_squares(const float *x, const size_t *at, const size_t *len, size_t n, double *out) {
+#pragma omp parallel for schedule(dynamic, 64) if (n > 256)
+    for (size_t c = 0; c < n; c++) out[c] = rg_cpu_squares_in_order(x + at[c], len[c]);
+}
+
+void rg_cpu_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f) {
+#pragma omp parallel for schedule(dynamic, 64) if (n > 256)
+    for (size_t c = 0; c < n; c++) rg_cpu_scale(x + at[c], len[c], f[c]);
+}
+
 void rg_cpu_fill(float *x, size_t n, float v) {
     if (v == 0 && !signbit(v)) { /* zeroing gradient buffers: memset's own stores are faster */
         memset(x, 0, n * sizeof *x);

@@ -169,6 +169,10 @@ void rg_cuda_subtract(float *out, const float *a, const float *b, size_t n);
 void rg_cuda_step_along(float *x, const float *x0, const float *d, size_t n, float f);
 void rg_cuda_multiply(float *x, const float *m, size_t n);
 void rg_cuda_clamp(float *x, size_t n, float v);
+/* The classic remedies' pieces (backend.h): each piece's sum of squares in a fixed order,
+ * queued for out[c] (rg_cuda_sums_flush); each piece scaled by f[c] in one launch. */
+void rg_cuda_pieces_squares(const float *x, const size_t *at, const size_t *len, size_t n, double *out);
+void rg_cuda_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f);
 
 /* The precision of the graph that runs next (precision.cu): its products on TF32 tensor
  * cores, and its activations and their gradients stored as bf16 (their buffers keep a

@@ -361,6 +361,10 @@ extern "C" void rg_cuda_chunk_squares(const float *a, const float *b, const size
     squares_of<float>(a, NULL, b, at, len, 0, 0, 0, n, out, NULL);
 }
 
+extern "C" void rg_cuda_pieces_squares(const float *x, const size_t *at, const size_t *len, size_t n, double *out) {
+    rg_cuda_chunk_squares(x, NULL, at, len, n, out);
+}
+
 extern "C" void rg_cuda_squares2(const float *a, const float *b, float *keep, size_t n, double *sa, double *sb) {
     squares_of<float>(a, b, NULL, NULL, NULL, 0, n, n, b ? 2 : 1, sa, sb); /* a's and b's in one launch */
     if (b && keep) rg_cuda_copy(keep, b, n);

@@ -8,6 +8,8 @@
 #include "launch.h"
 
 #include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
 
 __global__ static void fill(float *x, size_t n, float v) {
     GRID_STRIDE(i, n) x[i] = v;
@@ -33,6 +35,12 @@ __global__ static void clamp(float *x, size_t n, float v) {
     GRID_STRIDE(i, n) x[i] = x[i] > v ? v : x[i] < -v ? -v : x[i];
 }
 
+/* Piece p of n, x[at[p] .. at[p] + len[p]), scaled by f[p]: a block a piece. */
+__global__ static void scale_pieces(float *x, const size_t *at, const size_t *len, const float *f, size_t n) {
+    for (size_t p = blockIdx.x; p < n; p += gridDim.x)
+        for (size_t i = threadIdx.x; i < len[p]; i += blockDim.x) x[at[p] + i] *= f[p];
+}
+
 extern "C" void rg_cuda_fill(float *x, size_t n, float v) { LAUNCH(fill, n, x, n, v); }
 extern "C" void rg_cuda_scale(float *x, size_t n, float f) { LAUNCH(scale, n, x, n, f); }
 extern "C" void rg_cuda_subtract(float *out, const float *a, const float *b, size_t n) {
@@ -45,4 +53,29 @@ extern "C" void rg_cuda_multiply(float *x, const float *m, size_t n) { LAUNCH(mu
 extern "C" void rg_cuda_clamp(float *x, size_t n, float v) { LAUNCH(clamp, n, x, n, v); }
 extern "C" void rg_cuda_copy(float *dst, const float *src, size_t n) {
     if (n) rg_cuda_copy_async(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice);
+}
+
+/* The pieces' places and factors go up in one copy, packed as at, len, then f, into device
+ * scratch (grown, never shrunk). */
+extern "C" void rg_cuda_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f) {
+    static void *packed_dev;
+    static size_t packed_room;
+    static char *packed;
+    static size_t packed_host_room;
+    if (!n) return;
+    const size_t bytes = 2 * n * sizeof(size_t) + n * sizeof(float);
+    if (bytes > packed_host_room) {
+        char *p = (char *)realloc(packed, bytes);
+        if (!p) return rg_cuda_note_failure("scaling the remedies' pieces", "out of host memory");
+        packed = p, packed_host_room = bytes;
+    }
+    if (!rg_cuda_grow(&packed_dev, &packed_room, bytes))
+        return rg_cuda_note_failure("scaling the remedies' pieces", "out of device memory");
+    memcpy(packed, at, n * sizeof(size_t));
+    memcpy(packed + n * sizeof(size_t), len, n * sizeof(size_t));
+    memcpy(packed + 2 * n * sizeof(size_t), f, n * sizeof(float));
+    if (rg_cuda_upload((float *)packed_dev, (const float *)packed, bytes / sizeof(float)) != RG_OK) return;
+    const size_t *at_dev = (const size_t *)packed_dev, *len_dev = at_dev + n;
+    const float *f_dev = (const float *)(len_dev + n);
+    RG_KERNEL(scale_pieces, dim3((unsigned)(n < 65535 ? n : 65535)), RG_CUDA_THREADS)(x, at_dev, len_dev, f_dev, n);
 }
