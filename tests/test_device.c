@@ -6,7 +6,8 @@
  * read through rg_host, the optimizer's moments on the device, frozen layers left alone)
  * and touch device memory only through the backend (a direct touch faults); resnet20v2,
  * ResNet50V2 and DenseNet121's first step must give the CPU's loss and gradient norms, and
- * the health monitor the CPU's figures; with TF32 products the networks stay within 5e-3.
+ * the health monitor the CPU's figures, the classic remedies the CPU's results; with TF32
+ * products the networks stay within 5e-3.
  * test_device_gpu runs the same on a real GPU, within float tolerance (cuBLAS sums in
  * another order), or prints "SKIP: no CUDA device" and exits 77.  Placement errors are one
  * clear status each.
@@ -933,6 +934,54 @@ static void index_division_is_exact(void **state) {
 #undef NEXT
 }
 
+/* The classic remedies on the device (their sums as queued pieces, their scalings one
+ * launch) against the CPU's, one after the other on a step's gradients and then the
+ * weights, each from the device's buffers as they stand (copied to the CPU's graph
+ * first): clipping by value, by each tensor's norm, by the global norm, AGC, and
+ * max-norm, each of which acts here (the CPU's buffer moves). */
+static void remedies_match_the_cpu_on(net_builder builder) {
+    net n[2] = {build(builder, "cpu", "fp32"), build(builder, "cuda", "fp32")};
+    const size_t pn = n[0].g->param_floats;
+    float *before = malloc(pn * sizeof *before);
+    assert_non_null(before);
+    for (int d = 0; d < 2; d++) {
+        feed(&n[d], 0);
+        assert_int_equal(rg_graph_forward(n[d].g, BATCH, 1), RG_OK);
+        assert_int_equal(rg_graph_backward(n[d].g, n[d].loss), RG_OK);
+    }
+    for (int r = 0; r < 5; r++) {
+        float *cpu = r == 4 ? n[0].g->param_buf : n[0].g->grad_buf;
+        memcpy(n[0].g->param_buf, rg_host(n[1].g, n[1].g->param_buf, pn), pn * sizeof *before);
+        memcpy(n[0].g->grad_buf, rg_host(n[1].g, n[1].g->grad_buf, pn), pn * sizeof *before);
+        memcpy(before, cpu, pn * sizeof *before);
+        double norm[2] = {0, 0};
+        for (int d = 0; d < 2; d++) {
+            rg_graph *g = n[d].g;
+            switch (r) {
+            case 0: rg_clip_grad_value(g, 0.02f); break;
+            case 1: rg_clip_grad_tensor_norm(g, 0.05f); break;
+            case 2: norm[d] = rg_clip_grad_norm(g, 0.05f); break;
+            case 3: rg_clip_grad_agc(g, 0.01f, n[d].logits); break;
+            default: rg_apply_max_norm(g, 0.3f); break;
+            }
+        }
+        static const char *const names[5] = {"clip value", "clip tensor norm", "clip norm", "AGC", "max-norm"};
+        assert_true(memcmp(before, cpu, pn * sizeof *before) != 0); /* it acted */
+        if (r == 2 && !(fabs(norm[1] - norm[0]) <= 1e-6 * norm[0]))
+            fail_msg("the global norm: %.17g on the device, %.17g on the CPU", norm[1], norm[0]);
+        const float *dev = rg_host(n[1].g, r == 4 ? n[1].g->param_buf : n[1].g->grad_buf, pn);
+        assert_close(names[r], dev, cpu, pn, 1e-12, EXACT);
+    }
+    free(before);
+    for (int d = 0; d < 2; d++) rg_graph_free(n[d].g);
+}
+
+static void remedies_match_the_cpu(void **state) {
+    (void)state;
+    remedies_match_the_cpu_on(mlp);
+    remedies_match_the_cpu_on(conv_net);
+}
+
 /* A read that does not wait takes the values its place in the queue sees, not those of the
  * work queued after it (a second forward rewrites the logits before the reads are done),
  * and lands only at rg_graph_reads_done (the stand-in holds it back, NaN till then); reads
@@ -1025,6 +1074,7 @@ int main(void) {
         cmocka_unit_test(bf16_stays_close),
         cmocka_unit_test(zoo_models_match_the_cpu),
         cmocka_unit_test(the_monitor_sees_what_the_cpus_sees),
+        cmocka_unit_test(remedies_match_the_cpu),
         cmocka_unit_test(reads_later_take_their_place_in_the_queue),
         cmocka_unit_test(placement_errors_say_why),
         cmocka_unit_test(index_division_is_exact),
