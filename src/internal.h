@@ -447,6 +447,9 @@ const float *rg_node_host(const rg_graph *g, const rg_node_impl *n, const float 
  * by a reads_done before dst goes away. */
 void rg_node_read_later(const rg_graph *g, const rg_node_impl *n, const float *x, size_t count, float *dst);
 rg_status rg_graph_reads_done(const rg_graph *g);
+/* A device's queued sums (the backend's reductions that arrive at flush_sums) arrive now,
+ * all in one wait; on the CPU they are there already. */
+void rg_graph_sums_arrive(const rg_graph *g);
 /* The floats that hold `count` of node n's values: two to a float where n stores bf16. */
 size_t rg_node_floats(const rg_graph *g, const rg_node_impl *n, size_t count);
 

@@ -686,6 +686,10 @@ void rg_node_read_later(const rg_graph *g, const rg_node_impl *n, const float *x
 
 rg_status rg_graph_reads_done(const rg_graph *g) { return g->backend->reads_done ? g->backend->reads_done() : RG_OK; }
 
+void rg_graph_sums_arrive(const rg_graph *g) {
+    if (g->backend->flush_sums) g->backend->flush_sums();
+}
+
 rg_status rg_graph_finish(rg_graph *g) {
     if (!g) return rg_fail(RG_ERR_ARG, "finish: graph is NULL");
     return g->backend->device ? g->backend->status(true) : RG_OK;

@@ -131,7 +131,7 @@ rg_status rg_replay_pass(rg_graph *g, rg_replay_key key, rg_status (*pass)(rg_gr
     rg_replay *r = NULL;
     if (wanted(g) && same_every_time(g) && (!backward || g->forward_replayed)) r = entry_for(g, &key);
     if (!r || r->broken) return pass(g, arg);
-    if (key.watch > 0 && !backward && g->backend->flush_sums) g->backend->flush_sums(); /* its sums queued from 0 */
+    if (key.watch > 0 && !backward) rg_graph_sums_arrive(g); /* its sums queued from 0 */
     if (r->graph && r->moves != g->backend->memory_moves()) { /* a scratch buffer moved under it */
         drop_graph(g, r);
         r->runs = 0;

@@ -441,7 +441,7 @@ static bool any_pending(const rg_monitor *m) {
 static void settle(rg_monitor *m) {
     if (!any_pending(m)) return;
     if (m->norms_at_end && !m->norms_queued) queue_norms(m);
-    if (m->g->backend->flush_sums) m->g->backend->flush_sums();
+    rg_graph_sums_arrive(m->g);
     if (m->norms_at_end) collect_norms(m);
     m->norms_queued = false;
     for (int i = 0; i < m->n; i++) {
@@ -958,7 +958,7 @@ void rg_monitor_note_update(rg_monitor *m) {
     g->backend->chunk_squares(g->param_buf, m->before, m->chunk_at, m->chunk_len, m->n_chunks,
                               m->chunk_sum);
     settle(m); /* the weights' norms the ratios divide by: the pass's sums and these in one wait */
-    if (g->backend->flush_sums) g->backend->flush_sums();
+    rg_graph_sums_arrive(g);
     for (size_t c = 0; c < m->n_chunks;) {
         const int i = m->chunk_layer[c];
         double moved = 0;

@@ -686,12 +686,6 @@ static void scale_grad(rg_graph *g, int node, double f) {
     }
 }
 
-/* The figures queued on a device (sums_of_squares, layer_steps, step_shifts) arrive, all
- * layers' in one wait. */
-static void flush_sums(const rg_graph *g) {
-    if (g->backend->flush_sums) g->backend->flush_sums();
-}
-
 int rg_repair_gradients(rg_repair *r, long step) {
     rg_graph *g = r->m->graph;
     if (rg_repair_wants_check(r, step)) keep_spreads(r); /* the monitor watched this step for GRA */
@@ -711,7 +705,7 @@ int rg_repair_gradients(rg_repair *r, long step) {
         r->piece_sum[pieces++] = &l->weight_squares;
     }
     g->backend->sums_of_squares(r->piece, r->piece_len, r->piece_sum, pieces);
-    flush_sums(g);
+    rg_graph_sums_arrive(g);
     double ratios[512], median = 0;
     int nr = 0;
     for (int i = 0; i < r->n; i++) {
@@ -1216,7 +1210,7 @@ void rg_repair_after_update(rg_repair *r, long step) {
     stepped_to_batch(r, centred, &n);
     be->uncentre_steps(r->batch, n); /* back to the stored coordinates: b -= dw mu (5. above) */
     if (guard) {
-        flush_sums(g); /* the centred steps' squares, which the guard's scale scales */
+        rg_graph_sums_arrive(g); /* the centred steps' squares, which the guard's scale scales */
         const float scale = newton_guard(r, step, measure);
         n = 0;
         for (int i = 0; i < r->n; i++) {
@@ -1229,7 +1223,7 @@ void rg_repair_after_update(rg_repair *r, long step) {
     n = 0;
     stepped_to_batch(r, any, &n);
     be->step_shifts(r->batch, n);
-    flush_sums(g);
+    rg_graph_sums_arrive(g);
     cap_steps(r, step);
 }
 

@@ -69,21 +69,17 @@ static batch batch_for(size_t want, small_batch *small) {
     return (batch){at, at + cap, sum, sum + cap, (float *)(sum + 2 * cap), cap};
 }
 
-/* The next pieces of the tensors `takes` accepts, from where the walk stands (*param, its
- * *unit), into b: how many (0: the walk is done). */
-static size_t next_pieces(const rg_graph *g, takes_fn takes, rg_node skip, cut how, int *param, size_t *unit,
-                          const batch *b) {
-    size_t n = 0;
-    for (; *param < g->n_params && n < b->cap; (*param)++, *unit = 0) {
-        const rg_param_impl *p = &g->params[*param];
-        const size_t units = takes(p, skip) ? pieces_of(p, how) : 0;
-        if (!units) continue;
-        const size_t len = p->size / units;
-        for (; *unit < units && n < b->cap; (*unit)++, n++) b->at[n] = p->offset + *unit * len, b->len[n] = len;
-        if (*unit < units) break; /* the batch is full inside this tensor */
-    }
-    return n;
-}
+/* A walk over the pieces of the tensors `takes` accepts, a batch at a time. */
+typedef struct {
+    const rg_graph *g;
+    takes_fn takes;
+    rg_node skip;
+    cut how;
+    int param;   /* where it stands: a tensor, */
+    size_t unit; /* and a piece of it */
+    small_batch small;
+    batch b;
+} walk;
 
 static size_t count_pieces(const rg_graph *g, takes_fn takes, rg_node skip, cut how) {
     size_t n = 0;
@@ -92,9 +88,35 @@ static size_t count_pieces(const rg_graph *g, takes_fn takes, rg_node skip, cut 
     return n;
 }
 
-/* A device's queued sums arrive. */
-static void arrive(const rg_graph *g) {
-    if (g->backend->flush_sums) g->backend->flush_sums();
+static void walk_start(walk *w, const rg_graph *g, takes_fn takes, rg_node skip, cut how) {
+    w->g = g, w->takes = takes, w->skip = skip, w->how = how, w->param = 0, w->unit = 0;
+    w->b = batch_for(count_pieces(g, takes, skip, how), &w->small);
+}
+
+/* The walk's next pieces into w->b, with the sums of squares of x's (and x2's, when given)
+ * in b.sum (b.sum2), arrived; how many (0: the walk is done). */
+static size_t walk_next(walk *w, const float *x, const float *x2) {
+    const rg_graph *g = w->g;
+    const batch *b = &w->b;
+    size_t n = 0;
+    for (; w->param < g->n_params && n < b->cap; w->param++, w->unit = 0) {
+        const rg_param_impl *p = &g->params[w->param];
+        const size_t units = w->takes(p, w->skip) ? pieces_of(p, w->how) : 0;
+        if (!units) continue;
+        const size_t len = p->size / units;
+        for (; w->unit < units && n < b->cap; w->unit++, n++) b->at[n] = p->offset + w->unit * len, b->len[n] = len;
+        if (w->unit < units) break; /* the batch is full inside this tensor */
+    }
+    if (n && x) g->backend->pieces_squares(x, b->at, b->len, n, b->sum);
+    if (n && x2) g->backend->pieces_squares(x2, b->at, b->len, n, b->sum2);
+    if (n && x) rg_graph_sums_arrive(g);
+    return n;
+}
+
+/* Piece i of the batch kept as the k-th to scale, by f; k + 1. */
+static size_t keep(const batch *b, size_t k, size_t i, float f) {
+    b->at[k] = b->at[i], b->len[k] = b->len[i], b->f[k] = f;
+    return k + 1;
 }
 
 static bool trainable(const rg_param_impl *p, rg_node skip) { return (void)skip, p->trainable; }
@@ -102,75 +124,57 @@ static bool trainable_kernel(const rg_param_impl *p, rg_node skip) { return (voi
 static bool agc_takes(const rg_param_impl *p, rg_node skip) { return p->trainable && p->node != skip && !p->state; }
 
 void rg_clip_grad_tensor_norm(rg_graph *g, float c) {
-    small_batch small;
-    const batch b = batch_for(count_pieces(g, trainable, RG_NONE, WHOLE), &small);
-    int param = 0;
-    size_t unit = 0, n;
-    while ((n = next_pieces(g, trainable, RG_NONE, WHOLE, &param, &unit, &b))) {
-        g->backend->pieces_squares(g->grad_buf, b.at, b.len, n, b.sum);
-        arrive(g);
+    walk w;
+    walk_start(&w, g, trainable, RG_NONE, WHOLE);
+    for (size_t n; (n = walk_next(&w, g->grad_buf, NULL));) {
         size_t k = 0; /* the tensors over c, scaled down to it */
         for (size_t i = 0; i < n; i++) {
-            const double norm = sqrt(b.sum[i]);
-            if (norm > c) b.at[k] = b.at[i], b.len[k] = b.len[i], b.f[k++] = (float)(c / norm);
+            const double norm = sqrt(w.b.sum[i]);
+            if (norm > c) k = keep(&w.b, k, i, (float)(c / norm));
         }
-        g->backend->scale_pieces(g->grad_buf, b.at, b.len, k, b.f);
+        g->backend->scale_pieces(g->grad_buf, w.b.at, w.b.len, k, w.b.f);
     }
 }
 
 double rg_clip_grad_norm(rg_graph *g, float c) {
-    small_batch small;
-    const batch b = batch_for(count_pieces(g, trainable, RG_NONE, WHOLE), &small);
+    walk w;
     double total = 0;
-    int param = 0;
-    size_t unit = 0, n;
-    while ((n = next_pieces(g, trainable, RG_NONE, WHOLE, &param, &unit, &b))) {
-        g->backend->pieces_squares(g->grad_buf, b.at, b.len, n, b.sum);
-        arrive(g);
-        for (size_t i = 0; i < n; i++) total += b.sum[i];
-    }
+    walk_start(&w, g, trainable, RG_NONE, WHOLE);
+    for (size_t n; (n = walk_next(&w, g->grad_buf, NULL));)
+        for (size_t i = 0; i < n; i++) total += w.b.sum[i];
     const double norm = sqrt(total);
     if (norm > c) { /* torch: coefficient c / (norm + 1e-6), applied when below 1 */
         const float f = (float)(c / (norm + 1e-6));
-        param = 0, unit = 0;
-        while ((n = next_pieces(g, trainable, RG_NONE, WHOLE, &param, &unit, &b))) {
-            for (size_t i = 0; i < n; i++) b.f[i] = f;
-            g->backend->scale_pieces(g->grad_buf, b.at, b.len, n, b.f);
+        walk_start(&w, g, trainable, RG_NONE, WHOLE);
+        for (size_t n; (n = walk_next(&w, NULL, NULL));) {
+            for (size_t i = 0; i < n; i++) w.b.f[i] = f;
+            g->backend->scale_pieces(g->grad_buf, w.b.at, w.b.len, n, w.b.f);
         }
     }
     return norm;
 }
 
 void rg_clip_grad_agc(rg_graph *g, float lambda, rg_node skip) {
-    small_batch small;
-    const batch b = batch_for(count_pieces(g, agc_takes, skip, UNITS), &small);
-    int param = 0;
-    size_t unit = 0, n;
-    while ((n = next_pieces(g, agc_takes, skip, UNITS, &param, &unit, &b))) {
-        g->backend->pieces_squares(g->param_buf, b.at, b.len, n, b.sum);
-        g->backend->pieces_squares(g->grad_buf, b.at, b.len, n, b.sum2);
-        arrive(g);
+    walk w;
+    walk_start(&w, g, agc_takes, skip, UNITS);
+    for (size_t n; (n = walk_next(&w, g->param_buf, g->grad_buf));) {
         size_t k = 0; /* the units whose gradient is over lambda x their weights' norm */
         for (size_t i = 0; i < n; i++) {
-            const double wn = fmax(sqrt(b.sum[i]), AGC_EPS), gn = sqrt(b.sum2[i]);
-            if (gn > lambda * wn) b.at[k] = b.at[i], b.len[k] = b.len[i], b.f[k++] = (float)(lambda * wn / gn);
+            const double wn = fmax(sqrt(w.b.sum[i]), AGC_EPS), gn = sqrt(w.b.sum2[i]);
+            if (gn > lambda * wn) k = keep(&w.b, k, i, (float)(lambda * wn / gn));
         }
-        g->backend->scale_pieces(g->grad_buf, b.at, b.len, k, b.f);
+        g->backend->scale_pieces(g->grad_buf, w.b.at, w.b.len, k, w.b.f);
     }
 }
 
 void rg_apply_max_norm(rg_graph *g, float c) {
-    small_batch small;
-    const batch b = batch_for(count_pieces(g, trainable_kernel, RG_NONE, UNITS), &small);
-    int param = 0;
-    size_t unit = 0, n;
-    while ((n = next_pieces(g, trainable_kernel, RG_NONE, UNITS, &param, &unit, &b))) {
-        g->backend->pieces_squares(g->param_buf, b.at, b.len, n, b.sum);
-        arrive(g);
+    walk w;
+    walk_start(&w, g, trainable_kernel, RG_NONE, UNITS);
+    for (size_t n; (n = walk_next(&w, g->param_buf, NULL));) {
         for (size_t i = 0; i < n; i++) { /* Keras, exactly: w * clip(norm, 0, c) / (eps + norm), every unit */
-            const double norm = sqrt(b.sum[i]);
-            b.f[i] = (float)(fmin(norm, c) / (MAXNORM_EPS + norm));
+            const double norm = sqrt(w.b.sum[i]);
+            w.b.f[i] = (float)(fmin(norm, c) / (MAXNORM_EPS + norm));
         }
-        g->backend->scale_pieces(g->param_buf, b.at, b.len, n, b.f);
+        g->backend->scale_pieces(g->param_buf, w.b.at, w.b.len, n, w.b.f);
     }
 }
