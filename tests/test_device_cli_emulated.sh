@@ -7,7 +7,8 @@
 # device's order, so their figures, GRA's repairs on an MLP and on a plain sigmoid CNN (every
 # op's tangent kernel) and diagnose are compared within float rounding; and GRA's runs give
 # the same bits with the device's blocks and threads run in the reverse order; a training
-# step and a validation batch never wait for all the device's work, a watched step once.
+# step, a validation batch and an auxiliary head's test never wait for all the device's
+# work, a watched step once.
 # bf16 trains
 # an MLP to the CPU's fp32 accuracy within 0.02, resumes with its own bits and gives them
 # in either order, watches it, repairs a deep sigmoid MLP with GRA, and plans resnet20v2 in
@@ -77,6 +78,16 @@ done
 r=$("$DIFF" "$tmp/rem-cpu/last.safetensors" "$tmp/rem-1024/last.safetensors" 1e-5 2>&1 | tail -1)
 w=$(($(waits "$tmp/rem-1024.out") - $(waits "$tmp/rem-512.out")))
 [[ "$r" == *" 0 values differ" ]] && [ "$w" -le 32 ] && ok || bad "the remedies on the device: $r; $w waits over 8 more steps"
+
+# auxiliary heads' predictions read behind forward as well: the CPU's accuracies, and no
+# wait for the device more than without the heads
+aux=("${common[@]}" --limit 512 --epochs 1 --repair off --model mlp:depth=4,width=32)
+"$CPU" "${aux[@]}" --aux-heads 2 >"$tmp/aux-cpu" 2>&1
+REGRAD_EMULATION_COUNT=1 "$DEV" "${aux[@]}" --aux-heads 2 --device cuda >"$tmp/aux-dev" 2>&1
+REGRAD_EMULATION_COUNT=1 "$DEV" "${aux[@]}" --device cuda >"$tmp/aux-none" 2>&1
+[ "$(grep -c '^aux_head_.*test_acc' "$tmp/aux-cpu")" = 2 ] && cmp -s <(grep aux_head "$tmp/aux-cpu") <(grep aux_head "$tmp/aux-dev") \
+  && [ -n "$(waits "$tmp/aux-none")" ] && [ "$(waits "$tmp/aux-dev")" = "$(waits "$tmp/aux-none")" ] \
+  && ok || bad "auxiliary heads on the device: $(grep aux_head "$tmp/aux-dev"), $(waits "$tmp/aux-dev") waits against $(waits "$tmp/aux-none")"
 
 # bf16: the CPU's fp32 accuracy within 0.02; stopped and resumed, and in the reverse
 # order, its own bits; the monitor's figures within 2e-2 of fp32's on the CPU (but the

@@ -36,15 +36,16 @@ int rg_count_correct(const float *logits, const int *labels, int n, int k) {
 }
 
 /* Batch by batch, the next one made (read, decoded, copied into the input) while the device
- * runs this one's forward, whose loss and logits are read once it is made. */
-rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx, int n,
-                                double *loss, double *acc, long *confusion) {
+ * runs this one's forward, whose loss and logits (and with aux_correct, each auxiliary
+ * head's, its correct predictions counted there) are read once it is made. */
+static rg_status evaluate_batches(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
+                                  double *acc, long *confusion, long *aux_correct) {
     rg_status s = rg_model_check_data(m, d);
     if (s) return s;
     rg_graph *g = m->graph;
-    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
+    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size, heads = aux_correct ? m->n_aux : 0;
     int *order = NULL, *labels = malloc((size_t)bs * sizeof *labels);
-    float *z = malloc((size_t)bs * k * sizeof *z);
+    float *z = malloc((size_t)(1 + heads) * bs * k * sizeof *z);
     if (!idx && (order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order)))
         for (int i = 0; i < n; i++) order[i] = i;
     if (!labels || !z || (!idx && !order)) {
@@ -62,6 +63,10 @@ rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx
         float batch_loss;
         rg_node_read_later(g, &g->nodes[m->loss], g->nodes[m->loss].out, 1, &batch_loss);
         rg_node_read_later(g, &g->nodes[m->logits], g->nodes[m->logits].out, (size_t)b * k, z);
+        for (int h = 0; h < heads; h++) {
+            const rg_node_impl *head = &g->nodes[m->aux_logits[h]];
+            rg_node_read_later(g, head, head->out, (size_t)b * k, z + (size_t)(1 + h) * bs * k);
+        }
         memcpy(labels, g->labels, (size_t)b * sizeof *labels);
         if (next < n) s = rg_dataset_batch(d, idx + next, n - next < bs ? n - next : bs, input, g->labels);
         const rg_status read = rg_graph_reads_done(g);
@@ -69,11 +74,17 @@ rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx
         total_loss += (double)batch_loss * b;
         correct += rg_count_correct(z, labels, b, k);
         for (int i = 0; confusion && i < b; i++) confusion[(size_t)labels[i] * k + argmax(z + (size_t)i * k, k)]++;
+        for (int h = 0; h < heads; h++) aux_correct[h] += rg_count_correct(z + (size_t)(1 + h) * bs * k, labels, b, k);
     }
     free(order), free(labels), free(z);
     *loss = n ? total_loss / n : NAN;
     *acc = n ? (double)correct / n : NAN;
     return s;
+}
+
+rg_status rg_evaluate_confusion(rg_model *m, const rg_dataset *d, const int *idx, int n,
+                                double *loss, double *acc, long *confusion) {
+    return evaluate_batches(m, d, idx, n, loss, acc, confusion, NULL);
 }
 
 rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, double *loss,
@@ -82,26 +93,9 @@ rg_status rg_evaluate(rg_model *m, const rg_dataset *d, const int *idx, int n, d
 }
 
 rg_status rg_evaluate_aux(rg_model *m, const rg_dataset *d, double *acc) {
-    rg_status s = rg_model_check_data(m, d);
-    if (s) return s;
-    rg_graph *g = m->graph;
-    const int bs = g->max_batch, k = (int)g->nodes[m->logits].size;
     long correct[RG_MAX_AUX] = {0};
-    int *idx = malloc((size_t)(bs > 0 ? bs : 1) * sizeof *idx);
-    if (!idx) return rg_fail(RG_ERR_MEMORY, "out of memory");
-    for (int start = 0; start < d->n && !s; start += bs) {
-        int b = d->n - start < bs ? d->n - start : bs;
-        for (int i = 0; i < b; i++) idx[i] = start + i;
-        if ((s = rg_dataset_batch(d, idx, b, rg_graph_input_buffer(g, m->input), g->labels)) ||
-            (s = rg_graph_forward(g, b, 0)))
-            break;
-        for (int h = 0; h < m->n_aux; h++)
-            correct[h] += rg_count_correct(rg_node_host(g, &g->nodes[m->aux_logits[h]], g->nodes[m->aux_logits[h]].out,
-                                                        (size_t)b * k),
-                                           g->labels, b, k);
-    }
-    free(idx);
+    double loss, main_acc;
+    const rg_status s = evaluate_batches(m, d, NULL, d->n, &loss, &main_acc, NULL, correct);
     for (int h = 0; h < m->n_aux; h++) acc[h] = d->n ? (double)correct[h] / d->n : NAN;
     return s;
 }
-
