@@ -314,6 +314,9 @@ void rg_cuda_pieces_squares(const float *x, const size_t *at, const size_t *len,
 void rg_cuda_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f) {
     rg_cpu_scale_pieces(HOST(x), at, len, n, f);
 }
+rg_status rg_cuda_hier_prox(float *theta, float *w1, int k, int d, int h, double M, double lambda) {
+    return rg_cpu_hier_prox(HOST(theta), HOST(w1), k, d, h, M, lambda);
+}
 size_t rg_cuda_count_zeros(const float *x, size_t n) { return rg_cpu_count_zeros(HOST(x), n); }
 long rg_cuda_count_nonfinite(const float *x, size_t n) { return rg_cpu_count_nonfinite(HOST(x), n); }
 size_t rg_cuda_first_nonfinite(const float *x, size_t n) { return rg_cpu_first_nonfinite(HOST(x), n); }

@@ -982,6 +982,57 @@ static void remedies_match_the_cpu(void **state) {
     remedies_match_the_cpu_on(conv_net);
 }
 
+/* LassoNet's proximal step on the device's weights gives the CPU's bits: first hidden
+ * layers narrower than a block, wider than two (each thread sorting several slots), and
+ * not a power of two; weights in steps of 1/64 so that magnitudes tie; a feature whose
+ * weights are all zero; thresholds that cut none, some and every feature. */
+static void hier_prox_matches_the_cpu(void **state) {
+    (void)state;
+    static const int widths[3] = {5, 37, 600};
+    static const float lambdas[3] = {1e-3f, 0.4f, 1e9f};
+    enum { FEATURES = 24 };
+    for (int w = 0; w < 3; w++) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "lassonet:width=%d,M=2", widths[w]);
+        const rg_model_opts o = {.c = 1, .h = 1, .w = FEATURES, .classes = 3, .seed = 5};
+        rg_model m[2];
+        for (int d = 0; d < 2; d++) {
+            assert_int_equal(rg_model_build(spec, &o, &m[d]), RG_OK);
+            assert_int_equal(rg_graph_set_device(m[d].graph, d ? "cuda" : "cpu"), RG_OK);
+            assert_int_equal(rg_graph_compile(m[d].graph, 4), RG_OK);
+        }
+        const size_t pn = m[0].graph->param_floats;
+        float *host = malloc(pn * sizeof *host), *before = malloc(pn * sizeof *before);
+        assert_non_null(host), assert_non_null(before);
+        for (int l = 0; l < 3; l++) {
+            rg_rng r;
+            rg_rng_seed(&r, (uint64_t)(10 * w + l));
+            for (size_t i = 0; i < pn; i++) host[i] = ((float)rg_rng_below(&r, 129) - 64.0f) / 64.0f;
+            for (int i = 0; i < rg_graph_param_count(m[0].graph); i++) { /* feature 3: nothing */
+                rg_param_info p;
+                rg_graph_param(m[0].graph, i, &p);
+                if (!strcmp(p.name, "skip.kernel") || !strcmp(p.name, "dense_1.kernel"))
+                    for (int u = 0; u < p.shape[0]; u++) host[p.offset + (size_t)u * FEATURES + 3] = 0;
+            }
+            memcpy(before, host, pn * sizeof *host);
+            memcpy(m[0].graph->param_buf, host, pn * sizeof *host);
+            rg_graph_write(m[1].graph, m[1].graph->param_buf, host, pn);
+            for (int d = 0; d < 2; d++) assert_int_equal(rg_lassonet_prox(&m[d], lambdas[l]), RG_OK);
+            const float *dev = rg_host(m[1].graph, m[1].graph->param_buf, pn);
+            assert_true(memcmp(before, m[0].graph->param_buf, pn * sizeof *host) != 0); /* it acted */
+            if (memcmp(dev, m[0].graph->param_buf, pn * sizeof *host) != 0)
+                fail_msg("lassonet's proximal step, width %d, lambda %g: not the CPU's bits", widths[w],
+                         (double)lambdas[l]);
+            const int kept = rg_lassonet_selected(&m[1], NULL);
+            assert_int_equal(kept, rg_lassonet_selected(&m[0], NULL));
+            if (l == 0) assert_int_equal(kept, FEATURES - 1);
+            if (l == 2) assert_int_equal(kept, 0);
+        }
+        free(host), free(before);
+        for (int d = 0; d < 2; d++) rg_model_free(&m[d]);
+    }
+}
+
 /* A read that does not wait takes the values its place in the queue sees, not those of the
  * work queued after it (a second forward rewrites the logits before the reads are done),
  * and lands only at rg_graph_reads_done (the stand-in holds it back, NaN till then); reads
@@ -1075,6 +1126,7 @@ int main(void) {
         cmocka_unit_test(zoo_models_match_the_cpu),
         cmocka_unit_test(the_monitor_sees_what_the_cpus_sees),
         cmocka_unit_test(remedies_match_the_cpu),
+        cmocka_unit_test(hier_prox_matches_the_cpu),
         cmocka_unit_test(reads_later_take_their_place_in_the_queue),
         cmocka_unit_test(placement_errors_say_why),
         cmocka_unit_test(index_division_is_exact),

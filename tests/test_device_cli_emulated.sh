@@ -7,8 +7,8 @@
 # device's order, so their figures, GRA's repairs on an MLP and on a plain sigmoid CNN (every
 # op's tangent kernel) and diagnose are compared within float rounding; and GRA's runs give
 # the same bits with the device's blocks and threads run in the reverse order; a training
-# step, a validation batch and an auxiliary head's test never wait for all the device's
-# work, a watched step once.
+# step, a validation batch, an auxiliary head's test and lassonet's proximal step never
+# wait for all the device's work, a watched step once.
 # bf16 trains
 # an MLP to the CPU's fp32 accuracy within 0.02, resumes with its own bits and gives them
 # in either order, watches it, repairs a deep sigmoid MLP with GRA, and plans resnet20v2 in
@@ -79,6 +79,17 @@ r=$("$DIFF" "$tmp/rem-cpu/last.safetensors" "$tmp/rem-1024/last.safetensors" 1e-
 w=$(($(waits "$tmp/rem-1024.out") - $(waits "$tmp/rem-512.out")))
 [[ "$r" == *" 0 values differ" ]] && [ "$w" -le 32 ] && ok || bad "the remedies on the device: $r; $w waits over 8 more steps"
 
+# lassonet's proximal step on the device's weights after each update: the CPU's weights,
+# and no wait for the device that grows with the steps
+lasso=("${common[@]}" --epochs 1 --repair off --model lassonet:width=40 --lasso 3)
+"$CPU" "${lasso[@]}" --limit 1024 --checkpoint-dir "$tmp/lasso-cpu" >/dev/null 2>&1
+for n in 512 1024; do
+  REGRAD_EMULATION_COUNT=1 "$DEV" "${lasso[@]}" --limit "$n" --device cuda --checkpoint-dir "$tmp/lasso-$n" >"$tmp/lasso-$n.out" 2>&1
+done
+r=$("$DIFF" "$tmp/lasso-cpu/last.safetensors" "$tmp/lasso-1024/last.safetensors" 2>&1 | tail -1)
+[[ "$r" == *" 0 values differ" ]] && [ -n "$(waits "$tmp/lasso-512.out")" ] \
+  && [ "$(waits "$tmp/lasso-512.out")" = "$(waits "$tmp/lasso-1024.out")" ] \
+  && ok || bad "lassonet on the device: $r; $(waits "$tmp/lasso-512.out") waits over 8 steps, $(waits "$tmp/lasso-1024.out") over 16"
 # auxiliary heads' predictions read behind forward as well: the CPU's accuracies, and no
 # wait for the device more than without the heads
 aux=("${common[@]}" --limit 512 --epochs 1 --repair off --model mlp:depth=4,width=32)

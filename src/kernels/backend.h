@@ -221,6 +221,10 @@ struct rg_backend {
      * f[c] (x *= f, scale's bits). */
     void (*pieces_squares)(const float *x, const size_t *at, const size_t *len, size_t n, double *out);
     void (*scale_pieces)(float *x, const size_t *at, const size_t *len, size_t n, const float *f);
+    /* LassoNet's hierarchical proximal step (models/lassonet.c) on theta (k x d, the skip's
+     * kernel) and w1 (h x d, the first hidden layer's), feature by feature, in place: a
+     * device's queued, its failure noted like a kernel's; the CPU's out of memory returned. */
+    rg_status (*hier_prox)(float *theta, float *w1, int k, int d, int h, double M, double lambda);
     /* Pruning: x = v over n floats; how many of n are 0; each of `units` rows of len
      * values' score into out: its L1 (norm 1) or L2 (norm 2) norm, divided by len or
      * sqrt(len) when per_weight, or (norm 0, len 1) |w| itself. */

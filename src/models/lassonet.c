@@ -16,8 +16,11 @@
  *     w_m = M / (1 + m M^2) x max(|v| + M sum_{i<=m} |u_(i)| - lambda, 0)
  * take the first m with |u_(m+1)| <= w_m <= |u_(m)| (|u_(0)| = inf, |u_(H+1)| = 0), then
  *     v <- (w_m / M) v / |v|,   u_i <- sign(u_i) min(w_m, |u_i|).
+ * The backend takes the step where the weights are (hier_prox: kernels/cpu/prox.c,
+ * kernels/cuda/prox.cu), so a device's stay there.
  */
 #include "models.h"
+#include "../kernels/backend.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -82,78 +85,30 @@ static rg_status views(const rg_model *m, lasso_views *v) {
     return RG_OK;
 }
 
-/* The views as host memory: the buffers themselves on the CPU, copies down from a device
- * (with_w1: dense_1's kernel too; freed again on failure); *dev keeps the device's
- * pointers for put_back. */
-static rg_status on_host(const rg_model *m, lasso_views *v, bool with_w1, lasso_views *dev) {
+/* theta as host memory, for reading: the buffer itself on the CPU, a copy down from a
+ * device (*copy, to free; NULL on the CPU). */
+static rg_status theta_on_host(const rg_model *m, lasso_views *v, float **copy) {
     rg_status s = views(m, v);
-    *dev = *v;
+    *copy = NULL;
     if (s || !rg_graph_on_device(m->graph)) return s;
-    v->theta = rg_graph_host_copy(m->graph, dev->theta, (size_t)v->k * v->d);
-    v->w1 = with_w1 && v->theta ? rg_graph_host_copy(m->graph, dev->w1, (size_t)v->h * v->d) : NULL;
-    s = !v->theta || (with_w1 && !v->w1) ? RG_ERR_MEMORY /* recorded by the copy */ : rg_graph_finish(m->graph);
-    if (s) free(v->theta), free(v->w1);
+    *copy = rg_graph_host_copy(m->graph, v->theta, (size_t)v->k * v->d);
+    s = *copy ? rg_graph_finish(m->graph) : RG_ERR_MEMORY /* recorded by the copy */;
+    if (s) free(*copy), *copy = NULL;
+    v->theta = *copy;
     return s;
 }
 
-/* On a device: the host copies written back (when `changed`) and freed. */
-static rg_status put_back(const rg_model *m, lasso_views *v, const lasso_views *dev, bool changed) {
-    if (!rg_graph_on_device(m->graph)) return RG_OK;
-    if (changed) {
-        rg_graph_write(m->graph, dev->theta, v->theta, (size_t)v->k * v->d);
-        if (v->w1) rg_graph_write(m->graph, dev->w1, v->w1, (size_t)v->h * v->d);
-    }
-    free(v->theta), free(v->w1);
-    return changed ? rg_graph_finish(m->graph) : RG_OK;
-}
-
-static int by_abs_desc(const void *a, const void *b) {
-    float x = fabsf(*(const float *)a), y = fabsf(*(const float *)b);
-    return (x < y) - (x > y);
-}
-
+/* The backend's, on the weights where they are (a device's queued behind the update). */
 rg_status rg_lassonet_prox(rg_model *m, float lambda) {
-    lasso_views v, dev;
-    rg_status s = on_host(m, &v, true, &dev);
-    if (s) return s;
-    const double M = m->lasso_m;
-    float *u = malloc((size_t)v.h * sizeof *u);
-    if (!u) {
-        put_back(m, &v, &dev, false);
-        return rg_fail(RG_ERR_MEMORY, "out of memory");
-    }
-    for (int j = 0; j < v.d; j++) {
-        double vn = 0;
-        for (int c = 0; c < v.k; c++) vn += (double)v.theta[c * v.d + j] * v.theta[c * v.d + j];
-        vn = sqrt(vn);
-        for (int i = 0; i < v.h; i++) u[i] = v.w1[(size_t)i * v.d + j];
-        qsort(u, (size_t)v.h, sizeof *u, by_abs_desc);
-        double w = 0, cum = 0;
-        for (int mm = 0; mm <= v.h; mm++) {
-            if (mm > 0) cum += fabsf(u[mm - 1]);
-            const double wm = M / (1 + mm * M * M) * fmax(vn + M * cum - lambda, 0);
-            const double upper = mm == 0 ? INFINITY : fabsf(u[mm - 1]);
-            const double lower = mm == v.h ? 0 : fabsf(u[mm]);
-            if (lower <= wm && wm <= upper) {
-                w = wm;
-                break;
-            }
-        }
-        for (int c = 0; c < v.k; c++)
-            v.theta[c * v.d + j] = vn > 0 ? (float)(w / M * v.theta[c * v.d + j] / vn) : 0.0f;
-        for (int i = 0; i < v.h; i++) {
-            float *x = &v.w1[(size_t)i * v.d + j];
-            const float a = fminf((float)w, fabsf(*x));
-            *x = *x < 0 ? -a : a;
-        }
-    }
-    free(u);
-    return put_back(m, &v, &dev, true);
+    lasso_views v;
+    const rg_status s = views(m, &v);
+    return s ? s : m->graph->backend->hier_prox(v.theta, v.w1, v.k, v.d, v.h, m->lasso_m, lambda);
 }
 
 int rg_lassonet_selected(const rg_model *m, int *features) {
-    lasso_views v, dev;
-    if (on_host(m, &v, false, &dev)) return -1;
+    lasso_views v;
+    float *copy;
+    if (theta_on_host(m, &v, &copy)) return -1;
     int n = 0;
     for (int j = 0; j < v.d; j++) {
         bool on = false;
@@ -161,6 +116,6 @@ int rg_lassonet_selected(const rg_model *m, int *features) {
         if (on && features) features[n] = j;
         n += on;
     }
-    put_back(m, &v, &dev, false);
+    free(copy);
     return n;
 }

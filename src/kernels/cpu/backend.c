@@ -108,6 +108,7 @@ const rg_backend rg_cpu_backend = {
     .squares_in_order = rg_cpu_squares_in_order,
     .pieces_squares = rg_cpu_pieces_squares,
     .scale_pieces = rg_cpu_scale_pieces,
+    .hier_prox = rg_cpu_hier_prox,
     .fill = rg_cpu_fill,
     .count_zeros = rg_cpu_count_zeros,
     .unit_scores = rg_cpu_unit_scores,

@@ -82,6 +82,8 @@ void rg_cpu_clamp(float *x, size_t n, float v);
 double rg_cpu_squares_in_order(const float *x, size_t n);
 void rg_cpu_pieces_squares(const float *x, const size_t *at, const size_t *len, size_t n, double *out);
 void rg_cpu_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f);
+/* LassoNet's proximal step (prox.c; backend.h's hier_prox) */
+rg_status rg_cpu_hier_prox(float *theta, float *w1, int k, int d, int h, double M, double lambda);
 void rg_cpu_fill(float *x, size_t n, float v);
 size_t rg_cpu_first_nonfinite(const float *x, size_t n);
 size_t rg_cpu_count_zeros(const float *x, size_t n);

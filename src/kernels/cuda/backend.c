@@ -619,6 +619,7 @@ const rg_backend rg_cuda_backend = {
     .squares_in_order = rg_cuda_sum_squares, /* a fixed order, not the index order: ~1e-15 apart */
     .pieces_squares = rg_cuda_pieces_squares,
     .scale_pieces = rg_cuda_scale_pieces,
+    .hier_prox = rg_cuda_hier_prox,
     .fill = rg_cuda_fill,
     .count_zeros = rg_cuda_count_zeros,
 };

@@ -173,6 +173,8 @@ void rg_cuda_clamp(float *x, size_t n, float v);
  * queued for out[c] (rg_cuda_sums_flush); each piece scaled by f[c] in one launch. */
 void rg_cuda_pieces_squares(const float *x, const size_t *at, const size_t *len, size_t n, double *out);
 void rg_cuda_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f);
+/* LassoNet's proximal step (prox.cu; backend.h's hier_prox), queued: the CPU's bits. */
+rg_status rg_cuda_hier_prox(float *theta, float *w1, int k, int d, int h, double M, double lambda);
 
 /* The precision of the graph that runs next (precision.cu): its products on TF32 tensor
  * cores, and its activations and their gradients stored as bf16 (their buffers keep a
