@@ -283,12 +283,13 @@ double rg_cuda_function_change(const float *dw, const float *db, int units, int 
     free(t);
     return change;
 }
-bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k, double *shift,
-                        double *gram, double *squares) {
+bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k,
+                        rg_bound_sums *sums) {
     float *p = malloc((size_t)units * (k + 1) * sizeof *p);
     if (!p) abort();
-    *squares = rg_cpu_step_products(HOST(dw), units, f, HOST(qm), k + 1, p);
-    rg_cpu_bound_sums(p, db ? HOST(db) : NULL, units, k, shift, gram);
+    rg_bound_sums t;
+    rg_cpu_function_change_bound(HOST(dw), db ? HOST(db) : NULL, units, f, HOST(qm), k, p, &t);
+    arrive_later(sums, &t, sizeof t, true); /* at the flush, as a device's */
     free(p);
     return true;
 }

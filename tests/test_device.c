@@ -511,9 +511,13 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     if (!(rows > 0 && fabs(d_rows - rows) <= 1e-5 * rows))
         fail_msg("function change from samples %.9g on the device, %.9g on the CPU", d_rows, rows);
     free(products), free(samples);
-    const double bound = cpu->function_change_bound(dw, db, UNITS, F, qm, split_s, K, 0.25, scratch);
+    rg_bound_sums sums, d_sums;
+    cpu->function_change_bound(dw, db, UNITS, F, qm, K, scratch, &sums);
+    const double bound = rg_bound_from_sums(&sums, split_s, K, 0.25, UNITS);
     float *d_qm = up_copy(dev, qm, (K + 1) * F); /* GRA keeps the split's rows there */
-    const double d_bound = dev->function_change_bound(d_dw, d_db, UNITS, F, d_qm, split_s, K, 0.25, NULL);
+    dev->function_change_bound(d_dw, d_db, UNITS, F, d_qm, K, NULL, &d_sums);
+    dev->flush_sums(); /* they arrive */
+    const double d_bound = rg_bound_from_sums(&d_sums, split_s, K, 0.25, UNITS);
     if (!(bound > 0 && fabs(d_bound - bound) <= 1e-5 * bound))
         fail_msg("the bound %.9g on the device, %.9g on the CPU", d_bound, bound);
     dev->release(d_dw), dev->release(d_db), dev->release(d_qm);

@@ -8,7 +8,7 @@
 # op's tangent kernel) and diagnose are compared within float rounding; and GRA's runs give
 # the same bits with the device's blocks and threads run in the reverse order; a training
 # step, a validation batch, an auxiliary head's test and lassonet's proximal step never
-# wait for all the device's work, a watched step once.
+# wait for all the device's work, a watched step once, a step of GRA's about twice.
 # bf16 trains
 # an MLP to the CPU's fp32 accuracy within 0.02, resumes with its own bits and gives them
 # in either order, watches it, repairs a deep sigmoid MLP with GRA, and plans resnet20v2 in
@@ -166,6 +166,16 @@ for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigm
     && awk -v a="$(acc "$tmp/gra-dev")" -v b="$(acc "$tmp/gra-cpu")" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.005 && d > -0.005) }' \
     && ok || bad "GRA on $model on the device: $(wc -l <"$tmp/r-dev") repairs against $(wc -l <"$tmp/r-cpu"), $r, accuracy $(acc "$tmp/gra-dev") against $(acc "$tmp/gra-cpu")"
 done
+# GRA's step waits for the device about twice: once for its guards, once for its trust
+# region (a layer whose coarse bounds leave its cap open has the sums of its split's bound
+# queued with the step's own the next step, not in a wait of its own): over 16 more steps
+# of a 20-layer sigmoid MLP, at most 40 more waits (52 before that)
+for n in 1024 2048; do
+  REGRAD_EMULATION_COUNT=1 "$DEV" "${common[@]}" --limit "$n" --epochs 1 --repair auto \
+    --model mlp:depth=20,width=64,act=sigmoid --device cuda >"$tmp/gra-waits-$n" 2>&1
+done
+w=$(($(waits "$tmp/gra-waits-2048") - $(waits "$tmp/gra-waits-1024")))
+[ -n "$(waits "$tmp/gra-waits-1024")" ] && [ "$w" -le 40 ] && ok || bad "GRA's waits for the device: $w over 16 steps"
 # CUDA graphs (REGRAD_GRAPHS=1): passes captured and replayed give the bits of the passes
 # run as they are: the MLP (the CPU's bits), bf16, and GRA on the plain sigmoid CNN (its
 # watched passes replayed too); and the emulation replayed graphs

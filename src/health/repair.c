@@ -170,6 +170,10 @@ typedef struct layer_state {
     bool stepped;      /* take_step measured its step: dw_squares and r->pm hold it */
     double dw_squares; /* its step's sum of squares (a device's: at its flush_sums) */
     double shift;      /* |pm + db|^2 of its step (measure_step) */
+    bool open;         /* its coarse bounds left its cap open this step (cap_steps) */
+    bool bound_queued; /* its split bound's sums for this step queued (queue_bound) */
+    bool bound_ahead;  /* open last step: on a device, the sums are queued with the step's own */
+    rg_bound_sums bound; /* they, once arrived */
     double grad_squares, weight_squares; /* the gradient guards' sums (rg_repair_gradients) */
     bool taken;        /* take_step ran as the optimizer wrote its weights, this step */
     float *whiten;     /* host: its whitening matrix P (f x f), when whiten_ok (whitening()) */
@@ -196,6 +200,7 @@ struct rg_repair {
     const rg_backend *backend;    /* where the buffers below live: the graph's */
     float *before;                /* parameters before the optimizer step (trust region) */
     float *dw, *scratch;          /* one layer's update and dW M, for the trust region */
+    int dw_layer;                 /* whose update r->dw holds (-1: none) */
     float *db;                    /* each layer's bias step, at its pm_at */
     float *pm;                    /* each layer's step's rows' products with its input mean */
     size_t *then_off, *then_len;  /* the weights take_step reads as the optimizer writes them */
@@ -1125,64 +1130,135 @@ static double coarse_bound(const layer_state *l, int units, double top) {
     return (l->shift + top * l->dw_squares) / units;
 }
 
-/* The trust region (4. above) on layer i's step (its weights' into r->dw, found here, and
- * its bias's in r->db, from measure_step), once take_step's and measure_step's sums have
- * arrived. */
-static void cap_step(rg_repair *r, int i, long step, double cap) {
+/* The trust region (4. above) on a layer's step (its weights' w - w0, its bias's in r->db
+ * from step_shifts), once take_step's and step_shifts' sums have arrived: E||dz||^2 per unit
+ * against the cap, first by coarse bounds from those sums, with the covariance's trace for
+ * its top eigenvalue (enough for nearly every step) and then with its split's bound on it;
+ * then a bound from the split that costs a pass over the step; then, only where all may
+ * bind, the exact figure: dW M (as costly as the layer's forward, or more), or with fewer
+ * samples than inputs, X dW^T over the samples M came from. */
+
+/* The cap on each layer's RMS change of its pre-activations, relative to their spread. */
+static double layer_cap(const rg_repair *r) { return TRUST_PER_DEPTH / r->n; }
+
+/* Layer i's limit on E||dz||^2 per unit, and its input's moment (NULL: no moments for this
+ * layer, a grouped conv, or no step measured: no cap). */
+static const float *cap_of(rg_repair *r, int i, double cap, double *limit, const float **mu, int *f) {
+    const layer_state *l = &r->layers[i];
+    const double spread = fmax(l->spread, 1e-12);
+    *limit = cap * cap * spread * spread;
+    const float *mm = rg_monitor_input_moment(r->mon, i, mu, f);
+    return l->stepped ? mm : NULL;
+}
+
+/* Whether layer i's step passes the cap by the coarse bounds alone. */
+static bool coarse_pass(rg_repair *r, int i, double cap) {
+    const layer_state *l = &r->layers[i];
+    const int units = r->m->graph->nodes[l->node].shape[0];
+    double limit, rest, top;
+    const float *mu, *split_s;
+    int f, k;
+    if (!cap_of(r, i, cap, &limit, &mu, &f)) return true;
+    const double variance = rg_monitor_input_variance(r->mon, i); /* >= the top eigenvalue */
+    if (variance >= 0 && coarse_bound(l, units, variance) * (1 + BOUND_SLACK) <= limit) return true;
+    return rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top) &&
+           coarse_bound(l, units, top) * (1 + BOUND_SLACK) <= limit;
+}
+
+/* Layer i's weights and their step's start, and its bias step (NULL without a bias). */
+static void step_of(rg_repair *r, int i, float **w, const float **w0, const float **db) {
+    rg_graph *g = r->m->graph;
+    const rg_node_impl *n = &g->nodes[r->layers[i].node];
+    const rg_param_impl *kp = &g->params[n->first_param];
+    *w = g->param_buf + kp->offset, *w0 = r->before + kp->offset;
+    *db = n->n_params > 1 ? r->db + r->layers[i].pm_at : NULL;
+}
+
+/* Layer i's step as it stands into r->dw, unless it is there. */
+static void step_to_dw(rg_repair *r, int i) {
+    if (r->dw_layer == i) return;
+    float *w;
+    const float *w0, *db;
+    step_of(r, i, &w, &w0, &db);
+    r->backend->subtract(r->dw, w, w0, r->m->graph->params[r->m->graph->nodes[r->layers[i].node].first_param].size);
+    r->dw_layer = i;
+}
+
+/* The sums of layer i's bound from its covariance split, for its step as it stands, queued
+ * into l->bound (a device's arrive at the next flush; a device runs what is queued in
+ * order, so r->dw may take the next layer's step meanwhile).  Nothing without a split. */
+static void queue_bound(rg_repair *r, int i, double cap) {
+    layer_state *l = &r->layers[i];
+    double limit, rest, top;
+    const float *mu, *split_s, *db, *w0;
+    float *w;
+    int f, k;
+    const float *qm = cap_of(r, i, cap, &limit, &mu, &f)
+                          ? rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top)
+                          : NULL;
+    if (!qm) return;
+    const size_t split_floats = (size_t)(k + 1) * f;
+    const float *rows_of_split = kept_on_device(r, &l->split_dev, &l->split_of, qm, split_floats, split_floats);
+    if (!rows_of_split) return;
+    step_to_dw(r, i);
+    step_of(r, i, &w, &w0, &db);
+    r->backend->function_change_bound(r->dw, db, r->m->graph->nodes[l->node].shape[0], f, rows_of_split, k,
+                                      r->scratch, &l->bound);
+    l->bound_queued = true;
+}
+
+/* Layer i's cap where the coarse bounds left it open, its split bound's sums arrived. */
+static void cap_open_step(rg_repair *r, int i, long step, double cap) {
     rg_graph *g = r->m->graph;
     layer_state *l = &r->layers[i];
     const rg_node_impl *n = &g->nodes[l->node];
     const rg_param_impl *kp = &g->params[n->first_param];
     const rg_param_impl *bp = n->n_params > 1 ? &g->params[n->first_param + 1] : NULL;
-    float *w = g->param_buf + kp->offset, *b = bp ? g->param_buf + bp->offset : NULL;
-    const float *w0 = r->before + kp->offset, *b0 = bp ? r->before + bp->offset : NULL;
-    float *db = bp ? r->db + l->pm_at : NULL;
-    const float *mu;
-    int f;
-    const float *mm = rg_monitor_input_moment(r->mon, i, &mu, &f);
-    if (!mm || !l->stepped) return; /* no moments for this layer (a grouped conv): no cap */
-    /* E||dz||^2 per unit against the cap: first coarse bounds from take_step's sums, with
-     * the covariance's trace for its top eigenvalue (enough for nearly every step) and then
-     * with its split's bound on it, then a bound that costs a pass over the step, then, only
-     * where all may bind, the exact figure: dW M (as costly as the layer's forward, or
-     * more), or with fewer samples than inputs, X dW^T over the samples M came from */
-    const double spread = fmax(l->spread, 1e-12);
     const int units = n->shape[0];
-    const double limit = cap * cap * spread * spread;
-    const double variance = rg_monitor_input_variance(r->mon, i); /* >= the top eigenvalue */
-    if (variance >= 0 && coarse_bound(l, units, variance) * (1 + BOUND_SLACK) <= limit) return;
-    int k;
-    const float *split_s;
-    double rest, top;
-    const float *qm = rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top);
-    if (qm && coarse_bound(l, units, top) * (1 + BOUND_SLACK) <= limit) return;
-    g->backend->subtract(r->dw, w, w0, kp->size);
-    const size_t split_floats = (size_t)(k + 1) * f;
-    const float *rows_of_split = qm ? kept_on_device(r, &l->split_dev, &l->split_of, qm, split_floats, split_floats)
-                                    : NULL;
-    if (rows_of_split &&
-        g->backend->function_change_bound(r->dw, db, units, f, rows_of_split, split_s, k, rest, r->scratch) *
-                (1 + BOUND_SLACK) <= limit)
+    double limit, rest, top;
+    const float *mu, *split_s;
+    int f, k;
+    const float *mm = cap_of(r, i, cap, &limit, &mu, &f);
+    if (l->bound_queued && rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top) &&
+        rg_bound_from_sums(&l->bound, split_s, k, rest, units) * (1 + BOUND_SLACK) <= limit)
         return;
+    float *w;
+    const float *w0, *db;
+    step_of(r, i, &w, &w0, &db);
+    step_to_dw(r, i);
     int n_rows;
     const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);
     const float *samples = rows ? kept_on_device(r, &l->samples_dev, &l->samples_of, rows, (size_t)n_rows * f,
                                                  (size_t)g->max_batch * f)
                                 : NULL;
-    const double change = samples ? g->backend->function_change_rows(r->dw, db, units, f, samples, n_rows, r->scratch)
-                                  : g->backend->function_change(r->dw, db, units, f, mm, mu, r->scratch);
-    const double rho = sqrt(fmax(change, 0)) / spread;
+    float *scratch = r->scratch;
+    const double change = samples ? g->backend->function_change_rows(r->dw, db, units, f, samples, n_rows, scratch)
+                                  : g->backend->function_change(r->dw, db, units, f, mm, mu, scratch);
+    const double rho = sqrt(fmax(change, 0)) / fmax(l->spread, 1e-12);
     if (!(rho > cap)) return;
     const float shrink = (float)(cap / rho);
     g->backend->step_along(w, w0, r->dw, kp->size, shrink);
-    if (bp) g->backend->step_along(b, b0, db, bp->size, shrink);
+    if (bp) g->backend->step_along(g->param_buf + bp->offset, r->before + bp->offset, db, bp->size, shrink);
     emit(r, step, n->name, "large_update", "cap_update", shrink);
 }
 
-/* The trust region on every moving layer's step, whose sums have been measured and flushed. */
+/* The trust region on every moving layer's step, whose sums have been measured and
+ * flushed: the coarse bounds of all, then the split's bounds of those they leave open,
+ * queued together (those queued ahead with the step's own sums: bound_ahead) and arriving
+ * in one wait, then the rest.  The layers are apart, so the order changes no figure. */
 static void cap_steps(rg_repair *r, long step) {
-    for (int i = 0; i < r->n; i++)
-        if (trainable(r, i)) cap_step(r, i, step, TRUST_PER_DEPTH / r->n);
+    const double cap = layer_cap(r);
+    for (int i = 0; i < r->n; i++) {
+        layer_state *l = &r->layers[i];
+        l->open = trainable(r, i) && !coarse_pass(r, i, cap);
+        if (l->open && !l->bound_queued) queue_bound(r, i, cap);
+    }
+    rg_graph_sums_arrive(r->m->graph);
+    for (int i = 0; i < r->n; i++) {
+        layer_state *l = &r->layers[i];
+        if (l->open) cap_open_step(r, i, step, cap);
+        l->bound_ahead = l->open, l->bound_queued = false;
+    }
 }
 
 /* After the optimizer: centred layers' steps back to the stored coordinates, the Newton
@@ -1223,6 +1299,10 @@ void rg_repair_after_update(rg_repair *r, long step) {
     n = 0;
     stepped_to_batch(r, any, &n);
     be->step_shifts(r->batch, n);
+    r->dw_layer = -1;
+    if (be->flush_sums) /* a device: the bounds the last step needed, with the step's sums */
+        for (int i = 0; i < r->n; i++)
+            if (trainable(r, i) && r->layers[i].bound_ahead) queue_bound(r, i, layer_cap(r));
     rg_graph_sums_arrive(g);
     cap_steps(r, step);
 }

@@ -166,10 +166,12 @@ struct rg_backend {
      * function_change_rows: the same from the n samples (rows of f, in the backend's
      *   memory) the moment came from, mean over them of |dW x + db|^2 over units
      *   (scratch: n x units);
-     * function_change_bound: an upper bound on it from the covariance split
-     *   C = Q^T S Q + R (qm, in the backend's memory: Q's k rows of f, then the mean's; s,
-     *   host memory: k x k with row stride 8; rest >= ||R||): (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over
-     *   units, to within float rounding (scratch: units x (k + 1));
+     * function_change_bound: the sums of an upper bound on it from the covariance split
+     *   C = Q^T S Q + R (qm, in the backend's memory: Q's k rows of f, then the mean's),
+     *   into *sums (a device's arriving at flush_sums; NaN where it fails), from which
+     *   rg_bound_from_sums (S: k x k host memory with row stride 8, rest >= ||R||) gives
+     *   (|dW mu + db|^2 + tr((dW Q^T) S (dW Q^T)^T) + rest ||dW||^2) over units, to within
+     *   float rounding (scratch: units x (k + 1));
      * GRA's per-step arithmetic on n layers at once (a device's in a launch or two, its
      * figures arriving at flush_sums; the layers share no buffer):
      * layer_steps: each layer's step dw = w - w0, its rows' products with the input mean
@@ -194,8 +196,8 @@ struct rg_backend {
                               const float *moment, const float *mean, float *scratch);
     double (*function_change_rows)(const float *dw, const float *db, int units, int f, const float *rows,
                                    int n, float *scratch);
-    double (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm,
-                                    const float *s, int k, double rest, float *scratch);
+    void (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm, int k,
+                                  float *scratch, rg_bound_sums *sums);
     void (*layer_steps)(const rg_gra_layer *l, int n);
     void (*uncentre_steps)(const rg_gra_layer *l, int n);
     void (*step_shifts)(const rg_gra_layer *l, int n);

@@ -128,6 +128,15 @@ typedef struct rg_gra_layer {
     double *squares, *shift;
 } rg_gra_layer;
 
+/* The sums GRA's trust-region bound from a covariance split C = Q^T S Q + R is made of
+ * (backend.h's function_change_bound), for a step dW (units x f), db: |dW mu + db|^2,
+ * the upper triangle of P^T P for P = dW Q^T (Q's k <= 8 rows; row stride 8) and ||dW||^2;
+ * and the bound from them, E||dz||^2 per unit at most (kernels/cpu/gra.c). */
+typedef struct rg_bound_sums {
+    double shift, gram[8 * 8], squares;
+} rg_bound_sums;
+double rg_bound_from_sums(const rg_bound_sums *b, const float *s, int k, double rest, int units);
+
 /* Geometry of a 2-D convolution or pooling window over one (C, H, W) sample. */
 typedef struct rg_conv_geom {
     int c, h, w;          /* input channels and size */

@@ -54,16 +54,14 @@ void rg_cpu_recenter_units(float *w, float *b, int units, size_t row, const doub
 double rg_cpu_zero_sum_taps(float *w, int units, int channels, int taps);
 double rg_cpu_function_change(const float *dw, const float *db, int units, int f,
                               const float *moment, const float *mean, float *scratch);
-double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
-                                    const float *s, int k, double rest, float *scratch);
-/* The bound in parts: the step's products with the split's k rows and the mean (rows =
- * k + 1 a unit) and its sum of squares, returned; the sums over units of the shift's
- * terms (p[k] + db)^2 and of P^T P's upper triangle (added into gram, row stride 8);
- * the bound from them. */
+void rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm, int k,
+                                  float *scratch, rg_bound_sums *sums);
+/* The bound's sums in parts: the step's products with the split's k rows and the mean
+ * (rows = k + 1 a unit) and its sum of squares, returned; the sums over units of the
+ * shift's terms (p[k] + db)^2 and of P^T P's upper triangle (added into gram, row
+ * stride 8). */
 double rg_cpu_step_products(const float *dw, int units, int f, const float *qm, int rows, float *products);
 void rg_cpu_bound_sums(const float *products, const float *db, int units, int k, double *shift, double *gram);
-double rg_cpu_bound_from_sums(double shift, const double *gram, const float *s, int k, double rest, double squares,
-                              int units);
 double rg_cpu_layer_step(float *dw, const float *w, const float *w0, int units, int f, const float *mean,
                          float *pm);
 void rg_cpu_centre_gradient(float *gw, const float *gb, int units, int f, const float *mean);

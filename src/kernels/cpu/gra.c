@@ -299,14 +299,13 @@ double rg_cpu_step_products(const float *dw, int units, int f, const float *qm, 
     return rg_squares(dw, NULL, (size_t)units * f);
 }
 
-double rg_cpu_bound_from_sums(double shift, const double *gram, const float *s, int k, double rest, double squares,
-                              int units) {
+double rg_bound_from_sums(const rg_bound_sums *b, const float *s, int k, double rest, int units) {
     double quad = 0;
     for (int i = 0; i < k; i++) {
-        quad += (double)s[i * 8 + i] * gram[i * 8 + i];
-        for (int i2 = i + 1; i2 < k; i2++) quad += ((double)s[i * 8 + i2] + s[i2 * 8 + i]) * gram[i * 8 + i2];
+        quad += (double)s[i * 8 + i] * b->gram[i * 8 + i];
+        for (int i2 = i + 1; i2 < k; i2++) quad += ((double)s[i * 8 + i2] + s[i2 * 8 + i]) * b->gram[i * 8 + i2];
     }
-    return (shift + fmax(quad, 0) + rest * squares) / units;
+    return (b->shift + fmax(quad, 0) + rest * b->squares) / units;
 }
 
 void rg_cpu_bound_sums(const float *products, const float *db, int units, int k, double *shift, double *gram) {
@@ -320,12 +319,10 @@ void rg_cpu_bound_sums(const float *products, const float *db, int units, int k,
     }
 }
 
-double rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
-                                    const float *s, int k, double rest, float *scratch) {
-    const double squares = rg_cpu_step_products(dw, units, f, qm, k + 1, scratch);
-    double shift, gram[8 * 8] = {0};
-    rg_cpu_bound_sums(scratch, db, units, k, &shift, gram);
-    return rg_cpu_bound_from_sums(shift, gram, s, k, rest, squares, units);
+void rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm, int k,
+                                  float *scratch, rg_bound_sums *sums) {
+    *sums = (rg_bound_sums){.squares = rg_cpu_step_products(dw, units, f, qm, k + 1, scratch)};
+    rg_cpu_bound_sums(scratch, db, units, k, &sums->shift, sums->gram);
 }
 
 /* GRA's per-step arithmetic on n layers (backend.h), one layer after another. */

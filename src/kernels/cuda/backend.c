@@ -524,13 +524,11 @@ static double function_change_rows(const float *dw, const float *db, int units, 
 }
 
 /* the sums on the device (gra.cu), the bound from them by the CPU's code */
-static double function_change_bound(const float *dw, const float *db, int units, int f, const float *qm,
-                                    const float *s, int k, double rest, float *scratch) {
+static void function_change_bound(const float *dw, const float *db, int units, int f, const float *qm, int k,
+                                  float *scratch, rg_bound_sums *sums) {
     (void)scratch;
-    double shift, gram[8 * 8] = {0}, squares;
-    return rg_cuda_bound_sums(dw, db, units, f, qm, k, &shift, gram, &squares)
-               ? rg_cpu_bound_from_sums(shift, gram, s, k, rest, squares, units)
-               : NAN;
+    *sums = (rg_bound_sums){0};
+    if (!rg_cuda_bound_sums(dw, db, units, f, qm, k, sums)) sums->shift = NAN;
 }
 
 static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload(dst, src, n); }

@@ -132,10 +132,10 @@ rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, c
  * gradients gw -= gb mean^T and steps back b -= pm (the CPU's bits); steps w - w0, each
  * row's product with the mean into pm and the squares into *squares; bias steps db = b - b0
  * and shifts |pm + db|^2 into *shift.  On one layer, at once: E||dW x + db||^2 from the
- * input's moments (rg_cpu_function_change); the sums of the bound from the covariance
- * split (rg_cpu_bound_from_sums': the shift, P^T P's upper triangle into gram, the step's
- * squares) from the step's products with qm's k + 1 rows, in one wait (false: no device
- * memory for them).  NaN where the device fails. */
+ * input's moments (rg_cpu_function_change).  On one layer, queued for rg_cuda_sums_flush
+ * too: the sums of the bound from the covariance split (rg_bound_sums; gram's upper
+ * triangle, the rest left as it was) from the step's products with qm's k + 1 rows (false:
+ * no device memory for them).  NaN where the device fails. */
 void rg_cuda_centre_gradients(const rg_gra_layer *l, int n);
 void rg_cuda_layer_steps(const rg_gra_layer *l, int n);
 void rg_cuda_uncentre_steps(const rg_gra_layer *l, int n);
@@ -145,8 +145,8 @@ double rg_cuda_function_change(const float *dw, const float *db, int units, int 
                                const float *mean);
 double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
                                     int n);
-bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k, double *shift,
-                        double *gram, double *squares);
+bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k,
+                        rg_bound_sums *sums);
 void rg_cuda_sums_flush(void);
 
 /* Reductions over n values in a fixed order (blocks folded in order on the host), so the

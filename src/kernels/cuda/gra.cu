@@ -241,20 +241,20 @@ __global__ static void bound_terms(const float *p, const float *db, int units, i
 }
 
 extern "C" bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k,
-                                        double *shift, double *gram, double *squares) {
+                                   rg_bound_sums *sums) {
     float *p = (float *)scratch_for(PRODUCT, (size_t)units * (k + 1) * sizeof(float));
     if (!qm || !p || units <= 0 || k > 8 || rg_cuda_sgemm(false, true, units, k + 1, f, 1.0f, dw, f, qm, f, 0.0f, p, k + 1))
         return false;
     size_t parts[1 + 8 * 9 / 2], n = 0;
     double *outs[1 + 8 * 9 / 2];
-    outs[n] = shift, parts[n++] = (size_t)units;
+    outs[n] = &sums->shift, parts[n++] = (size_t)units;
     for (int i = 0; i < k; i++)
-        for (int i2 = i; i2 < k; i2++) outs[n] = &gram[i * 8 + i2], parts[n++] = (size_t)units;
+        for (int i2 = i; i2 < k; i2++) outs[n] = &sums->gram[i * 8 + i2], parts[n++] = (size_t)units;
     double *terms = rg_cuda_sums_slots(n, parts, outs);
     if (!terms) return false;
     LAUNCH(bound_terms, (size_t)units, p, db, units, k, terms);
     const size_t len = (size_t)units * f;
+    double *squares = &sums->squares;
     rg_cuda_sums_of_squares(&dw, &len, &squares, 1); /* sum_squares's bits */
-    rg_cuda_sums_flush(); /* the one wait */
     return true;
 }
