@@ -523,7 +523,7 @@ static double function_change_rows(const float *dw, const float *db, int units, 
     return rg_cuda_function_change_rows(dw, db, units, f, rows, n);
 }
 
-/* the sums on the device (gra.cu), the bound from them by the CPU's code */
+/* the sums queued on the device (gra.cu); rg_bound_from_sums makes the bound of them */
 static void function_change_bound(const float *dw, const float *db, int units, int f, const float *qm, int k,
                                   float *scratch, rg_bound_sums *sums) {
     (void)scratch;
