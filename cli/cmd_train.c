@@ -667,8 +667,10 @@ static void write_curvature(train_ctx *t, const char *when) {
     if (b > t->train->n) b = t->train->n;
     for (int i = 0; i < b; i++) idx[i] = i;
     rg_monitor *mon = rg_monitor_create(g);
+    /* the layers' Gauss-Newton eigenvalues by 10 power iterations (not in bf16, whose
+     * gradients would round the products away) */
     if (mon && !rg_dataset_batch(t->train, idx, b, rg_graph_input_buffer(g, t->m.input), rg_graph_labels(g)) &&
-        !rg_monitor_measure_curvature(mon, t->m.loss, b, cli_on_gpu(t->o.device) ? 0 : 10)) {
+        !rg_monitor_measure_curvature(mon, t->m.loss, b, t->o.precision && !strcmp(t->o.precision, "bf16") ? 0 : 10)) {
         fprintf(f, "{\"event\":\"curvature\",\"when\":\"%s\",\"layers\":[", when);
         for (int i = 0; i < rg_monitor_layer_count(mon); i++) {
             const rg_layer_health *h = rg_monitor_layer(mon, i);

@@ -327,7 +327,10 @@ typedef enum rg_curvature {
     RG_CURVATURE_HESSIAN       /* the loss's Hessian: exact (Pearlmutter's R-backward) */
 } rg_curvature;
 /* J v at `node` (forward mode, batch * per-sample size floats into out): how the node's
- * output moves along the parameter direction v. */
+ * output moves along the parameter direction v.  On a device v is in device memory (where
+ * the parameters are), out in host memory; there the tangents, the curvature along v and
+ * the Gauss-Newton products run (fp32 and tf32 for the products), the exact Hessian's
+ * products need the CPU. */
 rg_status rg_graph_tangent(rg_graph *g, int batch, int train, const float *v, rg_node node,
                            float *out);
 /* out = C v (rg_graph_param_floats floats) for the scalar node `loss`: for Gauss-Newton a
@@ -336,8 +339,7 @@ rg_status rg_graph_tangent(rg_graph *g, int batch, int train, const float *v, rg
 rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int train,
                                      rg_curvature kind, const float *v, float *out);
 /* Along v, from one forward and one tangent pass: the loss's slope g.v and the Gauss-Newton
- * curvature v^T G v (either pointer may be NULL).  On a device (v in device memory) this is
- * the one curvature call there is; the others need the CPU. */
+ * curvature v^T G v (either pointer may be NULL). */
 rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int train,
                                    const float *v, double *slope, double *curvature);
 /* RG_OK when every op of g has a tangent on the device g is placed on (the CPU: all; cuda:

@@ -459,6 +459,58 @@ static void curvature_along_matches_the_cpu(void **state) {
     curvature_along(residual_net, "fp32", CONV_TOL); /* the add's tangent, its convolution's add in forward */
 }
 
+/* ||a - b|| against ||b|| over n values */
+static double relative(const float *a, const float *b, size_t n) {
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; i++) d += pow((double)a[i] - b[i], 2), m += pow(b[i], 2);
+    return sqrt(d / m);
+}
+
+/* Gauss-Newton products on the device (v where the parameters are, G v in host memory):
+ * the CPU's within tol, relative over the vector, and so the top eigenvalue of G by power
+ * iteration; the exact Hessian's products are refused there, with a clear error. */
+static void gauss_newton_products(net_builder builder, double tol) {
+    net n[2] = {build(builder, "cpu", "fp32"), build(builder, "cuda", "fp32")};
+    const size_t pn = n[0].g->param_floats;
+    float *v = malloc(pn * sizeof *v), *gv[2] = {malloc(pn * sizeof(float)), malloc(pn * sizeof(float))};
+    assert_non_null(v), assert_non_null(gv[0]), assert_non_null(gv[1]);
+    for (size_t i = 0; i < pn; i++) v[i] = 0.01f * (float)sin(0.1 * (double)i);
+    rg_graph_write(n[1].g, n[1].g->param_buf, n[0].g->param_buf, pn); /* the CPU's weights */
+    double top[2];
+    for (int d = 0; d < 2; d++) {
+        rg_graph *g = n[d].g;
+        feed(&n[d], 0);
+        float *dir = g->backend->alloc(pn);
+        assert_non_null(dir);
+        rg_graph_write(g, dir, v, pn);
+        assert_int_equal(rg_graph_curvature_product(g, n[d].loss, BATCH, 1, RG_CURVATURE_GAUSS_NEWTON, dir, gv[d]),
+                         RG_OK);
+        assert_int_equal(rg_graph_top_curvature(g, n[d].loss, BATCH, 1, RG_CURVATURE_GAUSS_NEWTON, RG_NONE, 6, 0,
+                                                &top[d]), RG_OK);
+        if (d) assert_int_equal(rg_graph_curvature_product(g, n[d].loss, BATCH, 1, RG_CURVATURE_HESSIAN, dir, gv[d]),
+                                RG_ERR_STATE);
+        g->backend->release(dir);
+    }
+    double dot = 0;
+    for (size_t i = 0; i < pn; i++) dot += (double)v[i] * gv[0][i];
+    assert_true(dot > 0); /* v^T G v: G is positive semi-definite, and not zero along v */
+    const double apart = relative(gv[1], gv[0], pn);
+    if (!(apart <= tol) || !(top[0] > 0 && fabs(top[1] - top[0]) <= fmax(tol, 1e-6) * top[0]))
+        fail_msg("G v %.3g apart from the CPU's; top eigenvalue %.9g on the device, %.9g on the CPU", apart, top[1],
+                 top[0]);
+    free(v), free(gv[0]), free(gv[1]);
+    for (int d = 0; d < 2; d++) rg_graph_free(n[d].g);
+}
+
+static void gauss_newton_products_match_the_cpu(void **state) {
+    (void)state;
+    gauss_newton_products(mlp, EXACT);
+    gauss_newton_products(misc_net, EXACT);
+    gauss_newton_products(conv_net, CONV_TOL);
+    gauss_newton_products(norm_net, CONV_TOL);
+    gauss_newton_products(residual_net, CONV_TOL);
+}
+
 /* Device buffers of n floats holding host values, and their values back. */
 static float *up_copy(const rg_backend *b, const float *host, size_t n) {
     float *d = b->alloc(n);
@@ -689,13 +741,6 @@ static void one_op(net *n) {
     default: y = rg_activation(g, x, (rg_act)(RG_ACT_RELU + c - 15)); /* cases 15 to 21 */
     }
     n->logits = rg_node_ndim(g, y) > 1 ? rg_flatten(g, y) : y;
-}
-
-/* ||a - b|| against ||b|| over n values */
-static double relative(const float *a, const float *b, size_t n) {
-    double d = 0, m = 0;
-    for (size_t i = 0; i < n; i++) d += pow((double)a[i] - b[i], 2), m += pow(b[i], 2);
-    return sqrt(d / m);
 }
 
 static void compare_bf16(net_builder builder, int steps, bool gradients) {
@@ -1123,6 +1168,7 @@ int main(void) {
         cmocka_unit_test(dropout_softmax_mse_match_the_cpu),
         cmocka_unit_test(batch_norm_matches_the_cpu),
         cmocka_unit_test(curvature_along_matches_the_cpu),
+        cmocka_unit_test(gauss_newton_products_match_the_cpu),
         cmocka_unit_test(gra_arithmetic_matches_the_cpu),
         cmocka_unit_test(gra_batches_match_the_cpu),
         cmocka_unit_test(tf32_products_stay_close),

@@ -4,7 +4,8 @@
 # poisoned pointers, the CPU's arithmetic), so a run on its "device" must give the CPU's
 # weights bit for bit: for several optimizers, through checkpoints, resuming on the device
 # from the device's or the CPU's checkpoint; eval and predict there give the CPU's figures.
-# GRA and the curvature along the steps run there (the CPU's bits for MLPs); what does not
+# GRA, the curvature along the steps and the report's Gauss-Newton eigenvalues run there
+# (the CPU's bits for MLPs); what does not
 # run on the device yet is one clear error.  Usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF
 set -u
 CPU=${1:?usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF}
@@ -144,14 +145,22 @@ grep '"event":"health"' "$tmp/mon-cpu.jsonl" >"$tmp/h-cpu"; grep '"event":"healt
   >"$tmp/report.out" 2>&1 && grep -q "vanishing\|healthy" "$tmp/cnn.html" && [ "$(grep -c '"event":"health"' "$tmp/cnn.html.jsonl")" = 2 ] \
   && ok || bad "--report on the device: $(tail -2 "$tmp/report.out")"
 [ "$(grep -c '"event":"curvature"' "$tmp/cnn.html.jsonl")" = 2 ] && grep -q '"input_cond":[0-9]' "$tmp/cnn.html.jsonl" \
-  && ok || bad "the report's inputs' conditioning on the device"
-# diagnose on the device: the CPU's table; its curvature needs tangent passes, refused
+  && grep -q '"gn_top":[0-9]' "$tmp/cnn.html.jsonl" && ok || bad "the report's curvature on the device"
+# and an MLP's: the inputs' conditioning and the layers' Gauss-Newton eigenvalues, the CPU's
+rep=(--limit 256 --epochs 1 --repair off --model mlp:depth=4,width=32,act=sigmoid)
+"$CPU" "${common[@]}" "${rep[@]}" --report "$tmp/rep-cpu.html" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${rep[@]}" --device cuda --report "$tmp/rep-dev.html" >/dev/null 2>&1
+grep '"event":"curvature"' "$tmp/rep-cpu.html.jsonl" >"$tmp/rc-cpu"; grep '"event":"curvature"' "$tmp/rep-dev.html.jsonl" >"$tmp/rc-dev"
+[ "$(grep -o '"gn_top":[0-9]' "$tmp/rc-cpu" | wc -l)" = 10 ] && cmp -s "$tmp/rc-cpu" "$tmp/rc-dev" && ok \
+  || bad "the report's Gauss-Newton eigenvalues on the device: $(head -c 300 "$tmp/rc-dev")"
+# diagnose on the device: the CPU's table; its sharpness (the exact Hessian's top
+# eigenvalue) needs the CPU, refused
 "$CPU" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json >"$tmp/diag-cpu.json" 2>&1
 "$DEV" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json --device cuda >"$tmp/diag-dev.json" 2>&1
 grep -q '"vanishing"\|"healthy"' "$tmp/diag-cpu.json" && cmp -s "$tmp/diag-cpu.json" "$tmp/diag-dev.json" && ok \
   || bad "diagnose on the device: $(head -c 200 "$tmp/diag-dev.json")"
-expect 1 "curvature products and eigenvalues need the CPU backend" "$DEV" diagnose --model mlp --batch 64 --device cuda \
-  --curvature 5
+expect 1 "the exact Hessian's products and eigenvalues need the CPU backend" "$DEV" diagnose --model mlp --batch 64 \
+  --device cuda --curvature 5
 # lassonet's proximal step on the weights each step, and its selection: the CPU's
 lasso=(train --limit 1024 --batch 64 --seed 3 --threads 1 --repair off --epochs 1 --model lassonet --lasso-path 200:2:2)
 "$CPU" "${lasso[@]}" 2>/dev/null | grep "features selected" >"$tmp/lasso-cpu"

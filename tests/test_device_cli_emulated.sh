@@ -147,6 +147,15 @@ rounded() { sed -E 's/"(pre_std|mean_outlier|input_cond)":[^,}]*//g' "$1"; }
 grep -q '"vanishing"' "$tmp/diag-cpu.json" && r=$(close 1e-4 <(rounded "$tmp/diag-dev.json") <(rounded "$tmp/diag-cpu.json")) \
   && ok || bad "diagnose on the device: $r"
 
+# the report's layers' Gauss-Newton eigenvalues (power iteration on the device's products):
+# the CPU's within 1e-4
+gn() { grep '"event":"curvature"' "$1" | grep -o '"gn_top":[^,]*'; }
+rep=(--limit 256 --epochs 1 --repair off --model cnn)
+"$CPU" "${common[@]}" "${rep[@]}" --report "$tmp/rep-cpu.html" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${rep[@]}" --device cuda --report "$tmp/rep-dev.html" >/dev/null 2>&1
+[ "$(gn "$tmp/rep-cpu.html.jsonl" | grep -c ':[0-9]')" = 8 ] && r=$(close 1e-4 <(gn "$tmp/rep-dev.html.jsonl") <(gn "$tmp/rep-cpu.html.jsonl")) \
+  && ok || bad "the report's Gauss-Newton eigenvalues on the device: $r"
+
 # GRA repairing a 10-layer sigmoid MLP and a 6-layer sigmoid plain CNN: the CPU's actions at
 # the CPU's steps, their factors within float rounding, the same test accuracy
 repairs() { grep '"event":"repair"' "$1"; }

@@ -51,19 +51,30 @@ static rg_status forward(rg_graph *g, const rg_side_pass *s, int batch, int trai
     return rg_graph_forward(g, batch, train);
 }
 
-/* The arguments checked, and the backend's tangents: on a device only the curvature along
- * a direction (its buffers, v among them, in device memory), and for the ops it has
- * tangents for. */
-static rg_status check_args(const rg_graph *g, rg_node node, int batch, const float *v, bool along) {
+/* What a call asks of the backend: tangents alone (the curvature along a direction, J v),
+ * with a backward carrying the loss's second-order term (G v), or every op's (H v). */
+typedef enum { TANGENTS, GAUSS_NEWTON, HESSIAN } curvature_need;
+
+/* The arguments checked, and the backend's tangents, for the ops it has tangents for.  On a
+ * device (its buffers, v among them, in device memory) the exact Hessian's products need
+ * the CPU (the device has no op's second-order backward term), and any product fp32's or
+ * TF32's gradients (a bf16 gradient would round the loss's term away); inputs' own
+ * directions are the CPU's too. */
+static rg_status check_args(const rg_graph *g, rg_node node, int batch, const float *v, curvature_need need,
+                            const float *const *input_dirs) {
     if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the graph before asking for curvature");
     if (node < 0 || node >= g->n_nodes) return rg_fail(RG_ERR_ARG, "curvature: bad node %d", node);
     if (batch < 1 || batch > g->max_batch)
         return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", batch, g->max_batch);
     if (!v) return rg_fail(RG_ERR_ARG, "curvature: the direction is NULL");
-    if (g->backend->device && !along)
-        return rg_fail(RG_ERR_STATE, "curvature products and eigenvalues need the CPU backend (on the %s "
-                                     "backend only the curvature along a direction); run with --device cpu",
-                       g->backend->name);
+    if (g->backend->device && need == HESSIAN)
+        return rg_fail(RG_ERR_STATE, "the exact Hessian's products and eigenvalues need the CPU backend (on the "
+                                     "%s backend the Gauss-Newton ones); run with --device cpu", g->backend->name);
+    if (g->backend->device && need == GAUSS_NEWTON && g->bf16)
+        return rg_fail(RG_ERR_STATE, "Gauss-Newton products need fp32 or tf32 on the %s backend; run with "
+                                     "--precision fp32", g->backend->name);
+    if (g->backend->device && input_dirs)
+        return rg_fail(RG_ERR_STATE, "tangents along the inputs need the CPU backend; run with --device cpu");
     const rg_op_kind op = rg_graph_first_without_tangent(g, node);
     if (op != RG_OP_COUNT)
         return rg_fail(RG_ERR_STATE, "curvature needs every op's tangent, and the %s backend has none for %s; "
@@ -195,7 +206,7 @@ static void copy_tangent(const rg_graph *g, int batch, rg_node node, float *out)
 
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
                                 const float *const *input_dirs, rg_node node, float *out) {
-    rg_status st = check_args(g, node, batch, v, false);
+    rg_status st = check_args(g, node, batch, v, TANGENTS, input_dirs);
     if (st) return st;
     if (!out) return rg_fail(RG_ERR_ARG, "rg_graph_tangent: out is NULL");
     if (input_dirs && g->bf16) return rg_fail(RG_ERR_STATE, "rg_graph_tangent: inputs' directions need fp32 or tf32");
@@ -260,19 +271,36 @@ static bool is_loss(rg_op_kind op) { return op == RG_OP_SOFTMAX_XENT || op == RG
 typedef struct r_backward {
     bool hessian;
     float loss_gradient; /* Gauss-Newton: the seed of the loss asked about */
-    float *scratch;      /* a loss input's batch */
+    float *scratch;      /* a loss input's batch, in host memory */
+    float *on_device;    /* and a device's copy of it (NULL on the CPU) */
+    float *target;       /* a device's: a target's tangent, read down */
 } r_backward;
+
+/* dout += f x, x a loss input's batch in host memory (a device's copied up first) */
+static void add_term(rg_graph *g, const r_backward *r, float *dout, const float *x, size_t floats, float f) {
+    if (!r->on_device) {
+        for (size_t i = 0; i < floats; i++) dout[i] += f * x[i];
+        return;
+    }
+    rg_graph_write(g, r->on_device, x, floats);
+    g->backend->step_along(dout, dout, r->on_device, floats, f);
+}
 
 static void loss_term(rg_graph *g, int node, const r_backward *r) {
     rg_node_impl *n = &g->nodes[node], *z = rg_in(g, n, 0);
     rg_node_impl *target = n->n_inputs > 1 ? rg_in(g, n, 1) : NULL;
     const size_t floats = (size_t)g->batch * z->size;
     const float *tz = rg_tangent_in(g, n, 0), *tt = target ? rg_tangent_in(g, n, 1) : NULL;
+    if (r->on_device) { /* the tangents down from the device */
+        rg_graph_read(g, r->scratch, tz, floats);
+        if (tt) rg_graph_read(g, r->target, tt, floats);
+        tz = r->scratch, tt = tt ? r->target : NULL;
+    }
     for (size_t i = 0; i < floats; i++) r->scratch[i] = tt ? tz[i] - tt[i] : tz[i]; /* MSE's z - y */
     loss_hessian(g, node, g->batch, r->scratch);
     const float w = g->adjoint ? g->adjoint[node][0] : r->loss_gradient;
-    for (size_t i = 0; z->needs_grad && i < floats; i++) z->dout[i] += w * r->scratch[i];
-    for (size_t i = 0; target && target->needs_grad && i < floats; i++) target->dout[i] -= w * r->scratch[i];
+    if (z->needs_grad) add_term(g, r, z->dout, r->scratch, floats, w);
+    if (target && target->needs_grad) add_term(g, r, target->dout, r->scratch, floats, -w);
 }
 
 static void second_order_term(rg_graph *g, int node, bool backward, void *user) {
@@ -341,11 +369,14 @@ static rg_status r_backward_pass(rg_graph *g, const rg_side_pass *s, rg_node fro
         if (is_loss(g->nodes[i].op) && g->nodes[g->nodes[i].inputs[0]].size > most)
             most = g->nodes[g->nodes[i].inputs[0]].size;
     const rg_node_impl *top = &g->nodes[from];
-    r_backward r = {!gauss_newton, seed[0], malloc((size_t)batch * most * sizeof(float))};
+    const size_t loss_floats = (size_t)batch * most;
+    r_backward r = {!gauss_newton, seed[0], malloc(loss_floats * sizeof(float)), NULL, NULL};
+    const bool device = g->backend->device;
+    if (device) r.on_device = g->backend->alloc(loss_floats), r.target = malloc(loss_floats * sizeof(float));
     float *zeros = calloc((top->batched ? (size_t)batch : 1) * top->size, sizeof *zeros);
     float *held = NULL, *cache = gauss_newton ? NULL : hessian_cache(g, from, batch, &held);
     void *const user = g->hook_user;
-    if (!r.scratch || !zeros || (!gauss_newton && !cache))
+    if (!r.scratch || !zeros || (!gauss_newton && !cache) || (device && (!r.on_device || !r.target)))
         st = rg_fail(RG_ERR_MEMORY, "out of memory for a curvature product");
     if (!st && !(st = forward(g, s, batch, train)) &&
         !(st = tangent_pass(g, batch, gauss_newton ? z : from, v, RG_NONE, cache)) &&
@@ -357,13 +388,14 @@ static rg_status r_backward_pass(rg_graph *g, const rg_side_pass *s, rg_node fro
     free(g->adjoint);
     g->adjoint = NULL;
     free_tangents(g, cache != NULL);
-    free(r.scratch), free(zeros);
+    free(r.scratch), free(r.target), free(zeros);
+    if (r.on_device) g->backend->release(r.on_device);
     return st;
 }
 
 rg_status rg_graph_backward_tangent(rg_graph *g, rg_node from, const float *seed, int batch, int train,
                                     bool gauss_newton, const float *v, const float *const *input_dirs) {
-    rg_status st = check_args(g, from, batch, v, false);
+    rg_status st = check_args(g, from, batch, v, gauss_newton ? GAUSS_NEWTON : HESSIAN, input_dirs);
     if (st) return st;
     if (!seed) return rg_fail(RG_ERR_ARG, "curvature: the seed is NULL");
     rg_side_pass s;
@@ -375,8 +407,8 @@ rg_status rg_graph_backward_tangent(rg_graph *g, rg_node from, const float *seed
     return st;
 }
 
-/* ||x||, summed in index order in double (the backend's pass) */
-static double norm(const rg_graph *g, const float *x, size_t n) { return sqrt(g->backend->squares_in_order(x, n)); }
+/* ||x|| of host memory, summed in index order in double (the CPU's pass) */
+static double norm(const float *x, size_t n) { return sqrt(rg_cpu_backend.squares_in_order(x, n)); }
 
 rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int train,
                                      rg_curvature kind, const float *v, float *out) {
@@ -385,13 +417,13 @@ rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int t
     if (!out) return rg_fail(RG_ERR_ARG, "rg_graph_curvature_product: out is NULL");
     const float one = 1.0f;
     rg_status st = rg_graph_backward_tangent(g, loss, &one, batch, train, kind != RG_CURVATURE_HESSIAN, v, NULL);
-    if (!st) memcpy(out, g->grad_buf, g->param_floats * sizeof(float));
+    if (!st) rg_graph_read(g, out, g->grad_buf, g->param_floats);
     return st;
 }
 
 rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int train,
                                    const float *v, double *slope, double *curvature) {
-    rg_status st = check_args(g, loss, batch, v, true);
+    rg_status st = check_args(g, loss, batch, v, TANGENTS, NULL);
     rg_node z = RG_NONE;
     if (st || (st = loss_input(g, loss, &z))) return st;
     float *t = malloc((size_t)batch * g->nodes[z].size * sizeof *t);
@@ -424,15 +456,17 @@ rg_status rg_graph_curvature_along_at(rg_graph *g, float *at, rg_node loss, int 
 rg_status rg_graph_top_curvature(rg_graph *g, rg_node loss, int batch, int train,
                                  rg_curvature kind, rg_node layer, int max_iters, double tolerance,
                                  double *lambda) {
-    rg_status st = check_args(g, loss, batch, g ? g->param_buf : NULL, false);
+    rg_status st =
+        check_args(g, loss, batch, g ? g->param_buf : NULL, kind == RG_CURVATURE_HESSIAN ? HESSIAN : GAUSS_NEWTON, NULL);
     if (st) return st;
     if (layer != RG_NONE && (layer < 0 || layer >= g->n_nodes))
         return rg_fail(RG_ERR_ARG, "curvature: bad layer %d", layer);
     const size_t n = g->param_floats;
     float *v = calloc(n ? n : 1, sizeof *v), *hv = malloc((n ? n : 1) * sizeof *hv);
     bool *in_block = calloc(n ? n : 1, sizeof *in_block);
-    if (!v || !hv || !in_block) {
-        free(v), free(hv), free(in_block);
+    float *v_dev = g->backend->device ? g->backend->alloc(n ? n : 1) : NULL; /* a device's copy of v */
+    if (!v || !hv || !in_block || (g->backend->device && !v_dev)) {
+        free(v), free(hv), free(in_block), g->backend->release(v_dev);
         return rg_fail(RG_ERR_MEMORY, "out of memory for power iteration");
     }
     /* the block: the layer's trainable parameters (or all of them), a fixed start */
@@ -443,12 +477,13 @@ rg_status rg_graph_top_curvature(rg_graph *g, rg_node loss, int batch, int train
         if (pi->state || !pi->trainable || (layer != RG_NONE && pi->node != layer)) continue;
         for (size_t i = 0; i < pi->size; i++) in_block[pi->offset + i] = true, v[pi->offset + i] = rg_rng_normal(&rng);
     }
-    double vn = norm(g, v, n), est = 0;
+    double vn = norm(v, n), est = 0;
     if (vn == 0) st = rg_fail(RG_ERR_ARG, "curvature: '%s' has no trainable parameters",
                               layer == RG_NONE ? "the graph" : g->nodes[layer].name);
     for (int it = 0; !st && it < max_iters; it++) {
         for (size_t i = 0; i < n; i++) v[i] = (float)(v[i] / vn);
-        if ((st = rg_graph_curvature_product(g, loss, batch, train, kind, v, hv))) break;
+        if (v_dev) rg_graph_write(g, v_dev, v, n);
+        if ((st = rg_graph_curvature_product(g, loss, batch, train, kind, v_dev ? v_dev : v, hv))) break;
         double rq = 0;
         for (size_t i = 0; i < n; i++) {
             if (!in_block[i]) hv[i] = 0;
@@ -456,12 +491,12 @@ rg_status rg_graph_top_curvature(rg_graph *g, rg_node loss, int batch, int train
         }
         const double prev = est;
         est = rq;
-        vn = norm(g, hv, n);
+        vn = norm(hv, n);
         if (vn == 0 || !isfinite(vn)) break;
         memcpy(v, hv, n * sizeof *v);
         if (it > 0 && fabs(est - prev) <= tolerance * fabs(est)) break;
     }
     if (!st) *lambda = est;
-    free(v), free(hv), free(in_block);
+    free(v), free(hv), free(in_block), g->backend->release(v_dev);
     return st;
 }
