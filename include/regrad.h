@@ -328,9 +328,7 @@ typedef enum rg_curvature {
 } rg_curvature;
 /* J v at `node` (forward mode, batch * per-sample size floats into out): how the node's
  * output moves along the parameter direction v.  On a device v is in device memory (where
- * the parameters are), out in host memory; there the tangents, the curvature along v and
- * the Gauss-Newton products run (fp32 and tf32 for the products), the exact Hessian's
- * products need the CPU. */
+ * the parameters are), out in host memory; the products need fp32 or tf32 there. */
 rg_status rg_graph_tangent(rg_graph *g, int batch, int train, const float *v, rg_node node,
                            float *out);
 /* out = C v (rg_graph_param_floats floats) for the scalar node `loss`: for Gauss-Newton a

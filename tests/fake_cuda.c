@@ -695,3 +695,19 @@ void rg_cuda_weighted_sum(float *y, const rg_cuda_terms *t, size_t n) {
 void rg_cuda_add_scaled(float *dx, const float *dy, float w, size_t n) {
     for (size_t i = 0; i < n; i++) HOST(dx)[i] += w * HOST(dy)[i];
 }
+/* the backward tangents, the CPU's over the host's arrays */
+void rg_cuda_activation_backward_tangent(rg_act act, const float *x, const float *y, const float *t,
+                                         const float *dy, float *dx, size_t n) {
+    rg_cpu_activation_backward_tangent_values(act, HOST(x), HOST(y), HOST(t), HOST(dy), HOST(dx), (long)n);
+}
+void rg_cuda_softmax_backward_tangent(const float *y, const float *t, const float *dy, float *dx, size_t rows,
+                                      int k) {
+    rg_cpu_softmax_backward_tangent_values(HOST(y), HOST(t), HOST(dy), HOST(dx), (long)rows, k);
+}
+void rg_cuda_batch_norm_backward_tangent(const float *x, const float *t, const float *dy, float *dx, float *dgamma,
+                                         int batch, int C, size_t hw, bool train, const float *aux, bool fused,
+                                         const float *gamma, const float *gamma_t) {
+    rg_cpu_batch_norm_backward_tangent_values(HOST(x), HOST(t), HOST(dy), dx ? HOST(dx) : NULL, HOST(dgamma), batch, C,
+                                              hw, train, HOST(aux), fused, HOST(gamma),
+                                              gamma_t ? HOST(gamma_t) : NULL);
+}

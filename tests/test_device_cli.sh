@@ -153,14 +153,16 @@ rep=(--limit 256 --epochs 1 --repair off --model mlp:depth=4,width=32,act=sigmoi
 grep '"event":"curvature"' "$tmp/rep-cpu.html.jsonl" >"$tmp/rc-cpu"; grep '"event":"curvature"' "$tmp/rep-dev.html.jsonl" >"$tmp/rc-dev"
 [ "$(grep -o '"gn_top":[0-9]' "$tmp/rc-cpu" | wc -l)" = 10 ] && cmp -s "$tmp/rc-cpu" "$tmp/rc-dev" && ok \
   || bad "the report's Gauss-Newton eigenvalues on the device: $(head -c 300 "$tmp/rc-dev")"
-# diagnose on the device: the CPU's table; its sharpness (the exact Hessian's top
-# eigenvalue) needs the CPU, refused
+# diagnose on the device: the CPU's table, and with --curvature its layers' Gauss-Newton
+# and the network's Hessian top eigenvalues (the device's curvature products)
 "$CPU" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json >"$tmp/diag-cpu.json" 2>&1
 "$DEV" diagnose --model mlp:depth=6,act=sigmoid --batch 128 --json --device cuda >"$tmp/diag-dev.json" 2>&1
 grep -q '"vanishing"\|"healthy"' "$tmp/diag-cpu.json" && cmp -s "$tmp/diag-cpu.json" "$tmp/diag-dev.json" && ok \
   || bad "diagnose on the device: $(head -c 200 "$tmp/diag-dev.json")"
-expect 1 "the exact Hessian's products and eigenvalues need the CPU backend" "$DEV" diagnose --model mlp --batch 64 \
-  --device cuda --curvature 5
+"$CPU" diagnose --model mlp:depth=6,act=sigmoid --batch 64 --curvature 5 --json >"$tmp/dc-cpu.json" 2>&1
+"$DEV" diagnose --model mlp:depth=6,act=sigmoid --batch 64 --curvature 5 --json --device cuda >"$tmp/dc-dev.json" 2>&1
+grep -q '"hessian_top":[0-9]' "$tmp/dc-cpu.json" && cmp -s "$tmp/dc-cpu.json" "$tmp/dc-dev.json" && ok \
+  || bad "diagnose --curvature on the device: $(head -c 200 "$tmp/dc-dev.json")"
 # lassonet's proximal step on the weights each step, and its selection: the CPU's
 lasso=(train --limit 1024 --batch 64 --seed 3 --threads 1 --repair off --epochs 1 --model lassonet --lasso-path 200:2:2)
 "$CPU" "${lasso[@]}" 2>/dev/null | grep "features selected" >"$tmp/lasso-cpu"

@@ -51,27 +51,20 @@ static rg_status forward(rg_graph *g, const rg_side_pass *s, int batch, int trai
     return rg_graph_forward(g, batch, train);
 }
 
-/* What a call asks of the backend: tangents alone (the curvature along a direction, J v),
- * with a backward carrying the loss's second-order term (G v), or every op's (H v). */
-typedef enum { TANGENTS, GAUSS_NEWTON, HESSIAN } curvature_need;
-
-/* The arguments checked, and the backend's tangents, for the ops it has tangents for.  On a
- * device (its buffers, v among them, in device memory) the exact Hessian's products need
- * the CPU (the device has no op's second-order backward term), and any product fp32's or
- * TF32's gradients (a bf16 gradient would round the loss's term away); inputs' own
- * directions are the CPU's too. */
-static rg_status check_args(const rg_graph *g, rg_node node, int batch, const float *v, curvature_need need,
+/* The arguments checked, and the backend's tangents, for tangents alone (J v, the
+ * curvature along v) or a product (G v, H v: a backward carrying second-order terms).  On
+ * a device (its buffers, v among them, in device memory) a product needs fp32's or TF32's
+ * gradients (a bf16 gradient would round the second-order terms away), and the inputs'
+ * own directions are the CPU's. */
+static rg_status check_args(const rg_graph *g, rg_node node, int batch, const float *v, bool product,
                             const float *const *input_dirs) {
     if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the graph before asking for curvature");
     if (node < 0 || node >= g->n_nodes) return rg_fail(RG_ERR_ARG, "curvature: bad node %d", node);
     if (batch < 1 || batch > g->max_batch)
         return rg_fail(RG_ERR_ARG, "batch %d is outside 1..%d (the compiled size)", batch, g->max_batch);
     if (!v) return rg_fail(RG_ERR_ARG, "curvature: the direction is NULL");
-    if (g->backend->device && need == HESSIAN)
-        return rg_fail(RG_ERR_STATE, "the exact Hessian's products and eigenvalues need the CPU backend (on the "
-                                     "%s backend the Gauss-Newton ones); run with --device cpu", g->backend->name);
-    if (g->backend->device && need == GAUSS_NEWTON && g->bf16)
-        return rg_fail(RG_ERR_STATE, "Gauss-Newton products need fp32 or tf32 on the %s backend; run with "
+    if (g->backend->device && product && g->bf16)
+        return rg_fail(RG_ERR_STATE, "curvature products need fp32 or tf32 on the %s backend; run with "
                                      "--precision fp32", g->backend->name);
     if (g->backend->device && input_dirs)
         return rg_fail(RG_ERR_STATE, "tangents along the inputs need the CPU backend; run with --device cpu");
@@ -206,7 +199,7 @@ static void copy_tangent(const rg_graph *g, int batch, rg_node node, float *out)
 
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
                                 const float *const *input_dirs, rg_node node, float *out) {
-    rg_status st = check_args(g, node, batch, v, TANGENTS, input_dirs);
+    rg_status st = check_args(g, node, batch, v, false, input_dirs);
     if (st) return st;
     if (!out) return rg_fail(RG_ERR_ARG, "rg_graph_tangent: out is NULL");
     if (input_dirs && g->bf16) return rg_fail(RG_ERR_STATE, "rg_graph_tangent: inputs' directions need fp32 or tf32");
@@ -298,7 +291,8 @@ static void loss_term(rg_graph *g, int node, const r_backward *r) {
     }
     for (size_t i = 0; i < floats; i++) r->scratch[i] = tt ? tz[i] - tt[i] : tz[i]; /* MSE's z - y */
     loss_hessian(g, node, g->batch, r->scratch);
-    const float w = g->adjoint ? g->adjoint[node][0] : r->loss_gradient;
+    float w = r->loss_gradient;
+    if (g->adjoint) rg_graph_read(g, &w, g->adjoint[node], 1); /* the loss's own gradient, held */
     if (z->needs_grad) add_term(g, r, z->dout, r->scratch, floats, w);
     if (target && target->needs_grad) add_term(g, r, target->dout, r->scratch, floats, -w);
 }
@@ -329,13 +323,13 @@ static size_t tangent_floats(const rg_graph *g, rg_node from, int batch, bool he
 }
 
 /* The Hessian's cache, for every tangent up to `from` and then (from *held) the held
- * gradients: grown when short, kept between calls. */
+ * gradients, in the backend's memory: grown when short, kept between calls. */
 static float *hessian_cache(rg_graph *g, rg_node from, int batch, float **held) {
     const size_t tangents = tangent_floats(g, from, batch, false), need = tangent_floats(g, from, batch, true);
     if (need > g->hessian_cache_floats) {
-        free(g->hessian_cache);
+        g->backend->release(g->hessian_cache);
         g->hessian_cache_floats = 0;
-        if (!(g->hessian_cache = malloc(need * sizeof(float)))) return NULL;
+        if (!(g->hessian_cache = g->backend->alloc(need))) return NULL;
         g->hessian_cache_floats = need;
     }
     *held = g->hessian_cache + tangents;
@@ -395,7 +389,7 @@ static rg_status r_backward_pass(rg_graph *g, const rg_side_pass *s, rg_node fro
 
 rg_status rg_graph_backward_tangent(rg_graph *g, rg_node from, const float *seed, int batch, int train,
                                     bool gauss_newton, const float *v, const float *const *input_dirs) {
-    rg_status st = check_args(g, from, batch, v, gauss_newton ? GAUSS_NEWTON : HESSIAN, input_dirs);
+    rg_status st = check_args(g, from, batch, v, true, input_dirs);
     if (st) return st;
     if (!seed) return rg_fail(RG_ERR_ARG, "curvature: the seed is NULL");
     rg_side_pass s;
@@ -423,7 +417,7 @@ rg_status rg_graph_curvature_product(rg_graph *g, rg_node loss, int batch, int t
 
 rg_status rg_graph_curvature_along(rg_graph *g, rg_node loss, int batch, int train,
                                    const float *v, double *slope, double *curvature) {
-    rg_status st = check_args(g, loss, batch, v, TANGENTS, NULL);
+    rg_status st = check_args(g, loss, batch, v, false, NULL);
     rg_node z = RG_NONE;
     if (st || (st = loss_input(g, loss, &z))) return st;
     float *t = malloc((size_t)batch * g->nodes[z].size * sizeof *t);
@@ -456,8 +450,7 @@ rg_status rg_graph_curvature_along_at(rg_graph *g, float *at, rg_node loss, int 
 rg_status rg_graph_top_curvature(rg_graph *g, rg_node loss, int batch, int train,
                                  rg_curvature kind, rg_node layer, int max_iters, double tolerance,
                                  double *lambda) {
-    rg_status st =
-        check_args(g, loss, batch, g ? g->param_buf : NULL, kind == RG_CURVATURE_HESSIAN ? HESSIAN : GAUSS_NEWTON, NULL);
+    rg_status st = check_args(g, loss, batch, g ? g->param_buf : NULL, true, NULL);
     if (st) return st;
     if (layer != RG_NONE && (layer < 0 || layer >= g->n_nodes))
         return rg_fail(RG_ERR_ARG, "curvature: bad layer %d", layer);

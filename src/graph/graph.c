@@ -44,13 +44,12 @@ void rg_graph_free(rg_graph *g) {
     free(g->nodes);
     free(g->params);
     float *const buffers[] = {g->param_buf, g->grad_buf, g->mask_buf, g->state_buf, g->act_buf,
-                              g->workspace, (float *)g->device_label_pair};
+                              g->workspace, (float *)g->device_label_pair, g->hessian_cache};
     for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++) g->backend->release(buffers[i]);
     free(g->live);
     free(g->touched);
     free(g->labels);
     free(g->uploads);
-    free(g->hessian_cache);
     free(g);
 }
 
@@ -586,7 +585,7 @@ static rg_status backward_pass(rg_graph *g, void *arg) {
             }
         }
         if (g->capture_adjoint && g->adjoint[i])
-            memcpy(g->adjoint[i], n->dout, (n->batched ? (size_t)g->batch : 1) * n->size * sizeof(float));
+            g->backend->copy(g->adjoint[i], n->dout, (n->batched ? (size_t)g->batch : 1) * n->size);
         double t0 = 0, t1;
         if (g->profile && (s = profile_clock(g, &t0))) return s;
         g->backend->ops[n->op].backward(g, n, g->batch);

@@ -25,7 +25,18 @@ void rg_cpu_linear_tangent(rg_graph *g, rg_node_impl *n, int batch);
 void rg_cpu_batch_norm_tangent_values(const float *x, const float *t_in, float *t, int batch, int C, size_t hw,
                                       bool train, const float *mean, const float *inv, const float *gamma,
                                       const float *dgamma, const float *dbeta);
-/* The backward tangents of the ops whose backward is not linear in their forward values. */
+/* The backward tangents of the ops whose backward is not linear in their forward values,
+ * and three of them over plain arrays (the device stand-in's too): dx += (activation's f''
+ * x t x dy) over count values; softmax's rows of k along its output's tangent t; batch
+ * norm's (aux: mean[C], inv[C], the fused relu's pairs; dx NULL: dgamma's term alone). */
+void rg_cpu_activation_backward_tangent_values(rg_act a, const float *x, const float *y, const float *t,
+                                               const float *dy, float *dx, long count);
+void rg_cpu_softmax_backward_tangent_values(const float *y, const float *t, const float *dy, float *dx, long rows,
+                                            int k);
+void rg_cpu_batch_norm_backward_tangent_values(const float *x, const float *t, const float *dy, float *dx,
+                                               float *dgamma, int batch, int C, size_t hw, bool train,
+                                               const float *aux, bool fused, const float *gamma,
+                                               const float *gamma_t);
 void rg_cpu_dense_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
 void rg_cpu_conv2d_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);
 void rg_cpu_activation_backward_tangent(rg_graph *g, rg_node_impl *n, int batch);

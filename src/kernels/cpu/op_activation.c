@@ -158,31 +158,38 @@ void rg_cpu_softmax_tangent(rg_graph *g, rg_node_impl *n, int batch) {
 
 /* dx += f''(x) dx_t dy: the derivative of backward's dy f'(x) along the input's tangent
  * (none for the piecewise linear ones, nor for a relu its batch norm applies) */
+void rg_cpu_activation_backward_tangent_values(rg_act a, const float *x, const float *y, const float *t,
+                                               const float *dy, float *dx, long count) {
+#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
+    for (long i = 0; i < count; i++) dx[i] += act_d2f(a, x[i], y[i]) * t[i] * dy[i];
+}
+
 void rg_cpu_activation_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     rg_node_impl *in = rg_in(g, n, 0);
     const rg_act a = *(const rg_act *)n->attr;
     if (!in->needs_grad || n->fused || a == RG_ACT_LINEAR || a == RG_ACT_RELU || a == RG_ACT_LEAKY_RELU)
         return;
-    const float *x = in->out, *y = n->out, *t = rg_tangent_in(g, n, 0), *dy = rg_adjoint(g, n);
-    float *dx = in->dout;
-    const long count = (long)batch * (long)n->size;
-#pragma omp parallel for schedule(static) if (count > RG_PARALLEL_MIN)
-    for (long i = 0; i < count; i++) dx[i] += act_d2f(a, x[i], y[i]) * t[i] * dy[i];
+    rg_cpu_activation_backward_tangent_values(a, in->out, n->out, rg_tangent_in(g, n, 0), rg_adjoint(g, n), in->dout,
+                                              (long)batch * (long)n->size);
 }
 
 /* backward's dx = y (dy - dy.y) along y's tangent y_t, dy held:
  * dx += y_t (dy - dy.y) - y (dy.y_t) */
-void rg_cpu_softmax_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
-    rg_node_impl *in = rg_in(g, n, 0);
-    if (!in->needs_grad) return;
-    const int k = n->shape[n->ndim - 1];
-    const long rows = (long)batch * (long)(n->size / (size_t)k);
-    const float *t = rg_tangent_out(g, n), *dy = rg_adjoint(g, n);
+void rg_cpu_softmax_backward_tangent_values(const float *y, const float *t, const float *dy, float *dx, long rows,
+                                            int k) {
     for (long r = 0; r < rows; r++) {
-        const float *yr = n->out + r * k, *dyr = dy + r * k, *tr = t + r * k;
-        float *dxr = in->dout + r * k;
+        const float *yr = y + r * k, *dyr = dy + r * k, *tr = t + r * k;
+        float *dxr = dx + r * k;
         float dot = 0, dot_t = 0;
         for (int j = 0; j < k; j++) dot += dyr[j] * yr[j], dot_t += dyr[j] * tr[j];
         for (int j = 0; j < k; j++) dxr[j] += tr[j] * (dyr[j] - dot) - yr[j] * dot_t;
     }
+}
+
+void rg_cpu_softmax_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *in = rg_in(g, n, 0);
+    if (!in->needs_grad) return;
+    const int k = n->shape[n->ndim - 1];
+    rg_cpu_softmax_backward_tangent_values(n->out, rg_tangent_out(g, n), rg_adjoint(g, n), in->dout,
+                                           (long)batch * (long)(n->size / (size_t)k), k);
 }

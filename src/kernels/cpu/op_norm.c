@@ -311,22 +311,17 @@ void rg_cpu_batch_norm_tangent(rg_graph *g, rg_node_impl *n, int batch) {
  *   dgamma += sum h x^_t
  *   dx += (gamma_t inv + gamma inv_t) A - gamma inv (x^_t E[h x^] + x^ E[h x^_t]);
  * with the running statistics x^_t = inv x_t, dgamma += sum h x^_t and dx += gamma_t inv h. */
-void rg_cpu_batch_norm_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
-    const bn_attr *a = n->attr;
-    rg_node_impl *xn = rg_in(g, n, 0);
-    const int C = n->shape[0];
-    const size_t hw = n->size / (size_t)C;
+void rg_cpu_batch_norm_backward_tangent_values(const float *x, const float *t, const float *dy, float *dx,
+                                               float *dgamma, int batch, int C, size_t hw, bool train,
+                                               const float *aux, bool fused, const float *gamma,
+                                               const float *gamma_t) {
     const double m = (double)batch * hw;
-    const float *mean = n->aux, *inv = n->aux + C, *pair = n->aux + 2 * C, *gamma = rg_param_data(g, n, 0);
-    const float *gamma_t = rg_param_tangent(g, n, 0), *x = xn->out, *t = rg_tangent_in(g, n, 0);
-    const bool fused = n->fused_relu >= 0 && g->live[n->fused_relu];
-    const float *dy = rg_adjoint(g, fused ? &g->nodes[n->fused_relu] : n);
-    float *dgamma = rg_param_grad(g, n, 0);
+    const float *mean = aux, *inv = aux + C, *pair = aux + 2 * C;
     for (int c = 0; c < C; c++) {
         const float *relu = fused ? pair + 2 * c : NULL;
         const double s = inv[c];
         double e_t = 0, ex_t = 0, eh = 0, ehx = 0; /* E[x_t], E[x^ x_t], E[h], E[h x^] */
-        for (int b = 0; a->last_train && b < batch; b++)
+        for (int b = 0; train && b < batch; b++)
             for (size_t i = 0, at = ((size_t)b * C + c) * hw; i < hw; i++) {
                 const double xh = (x[at + i] - mean[c]) * s, h = rg_bn_relu_masked(dy[at + i], x[at + i], relu);
                 e_t += t[at + i], ex_t += xh * t[at + i], eh += h, ehx += h * xh;
@@ -336,21 +331,33 @@ void rg_cpu_batch_norm_backward_tangent(rg_graph *g, rg_node_impl *n, int batch)
         for (int b = 0; b < batch; b++)
             for (size_t i = 0, at = ((size_t)b * C + c) * hw; i < hw; i++) {
                 const double xh = (x[at + i] - mean[c]) * s, h = rg_bn_relu_masked(dy[at + i], x[at + i], relu);
-                ehx_t += h * s * (a->last_train ? t[at + i] - e_t - xh * ex_t : t[at + i]);
+                ehx_t += h * s * (train ? t[at + i] - e_t - xh * ex_t : t[at + i]);
             }
         dgamma[c] += (float)ehx_t;
         ehx_t /= m;
-        if (!xn->needs_grad) continue;
-        const double k_t = (gamma_t ? gamma_t[c] * s : 0) - (a->last_train ? gamma[c] * s * s * ex_t : 0);
+        if (!dx) continue;
+        const double k_t = (gamma_t ? gamma_t[c] * s : 0) - (train ? gamma[c] * s * s * ex_t : 0);
         for (int b = 0; b < batch; b++)
             for (size_t i = 0, at = ((size_t)b * C + c) * hw; i < hw; i++) {
                 const double xh = (x[at + i] - mean[c]) * s, h = rg_bn_relu_masked(dy[at + i], x[at + i], relu);
-                if (!a->last_train) {
-                    xn->dout[at + i] += (float)(k_t * h);
+                if (!train) {
+                    dx[at + i] += (float)(k_t * h);
                     continue;
                 }
                 const double xh_t = s * (t[at + i] - e_t - xh * ex_t);
-                xn->dout[at + i] += (float)(k_t * (h - eh - xh * ehx) - gamma[c] * s * (xh_t * ehx + xh * ehx_t));
+                dx[at + i] += (float)(k_t * (h - eh - xh * ehx) - gamma[c] * s * (xh_t * ehx + xh * ehx_t));
             }
     }
+}
+
+void rg_cpu_batch_norm_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const bn_attr *a = n->attr;
+    rg_node_impl *xn = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    const bool fused = n->fused_relu >= 0 && g->live[n->fused_relu];
+    rg_cpu_batch_norm_backward_tangent_values(xn->out, rg_tangent_in(g, n, 0),
+                                              rg_adjoint(g, fused ? &g->nodes[n->fused_relu] : n),
+                                              xn->needs_grad ? xn->dout : NULL, rg_param_grad(g, n, 0), batch, C,
+                                              n->size / (size_t)C, a->last_train, n->aux, fused,
+                                              rg_param_data(g, n, 0), rg_param_tangent(g, n, 0));
 }

@@ -114,3 +114,30 @@ extern "C" void rg_cuda_softmax_forward(const float *x, float *y, size_t rows, i
 extern "C" void rg_cuda_softmax_backward(const float *y, const float *dy, float *dx, size_t rows, int k) {
     RG_STORED(launch_softmax_back, y, dy, dx, rows, k);
 }
+
+/* The backward tangents (fp32: the exact Hessian's products are refused in bf16) */
+__global__ static void backward_tangent(rg_act act, const float *x, const float *y, const float *t,
+                                        const float *dy, float *dx, size_t n) {
+    GRID_STRIDE(i, n) dx[i] += act_d2f(act, x[i], y[i]) * t[i] * dy[i];
+}
+
+__global__ static void softmax_rows_back_tangent(const float *y, const float *t, const float *dy, float *dx,
+                                                 size_t rows, int k) {
+    GRID_STRIDE(r, rows) {
+        const float *yr = y + r * k, *dyr = dy + r * k, *tr = t + r * k;
+        float *dxr = dx + r * k;
+        float dot = 0, dot_t = 0;
+        for (int j = 0; j < k; j++) dot += dyr[j] * yr[j], dot_t += dyr[j] * tr[j];
+        for (int j = 0; j < k; j++) dxr[j] += tr[j] * (dyr[j] - dot) - yr[j] * dot_t;
+    }
+}
+
+extern "C" void rg_cuda_activation_backward_tangent(rg_act act, const float *x, const float *y, const float *t,
+                                                    const float *dy, float *dx, size_t n) {
+    LAUNCH(backward_tangent, n, act, x, y, t, dy, dx, n);
+}
+
+extern "C" void rg_cuda_softmax_backward_tangent(const float *y, const float *t, const float *dy, float *dx,
+                                                 size_t rows, int k) {
+    LAUNCH(softmax_rows_back_tangent, rows, y, t, dy, dx, rows, k);
+}

@@ -69,6 +69,24 @@ static void activation_backward(rg_graph *g, rg_node_impl *n, int batch) {
                                 (size_t)batch * n->size, rg_grad_fresh(g, 0));
 }
 
+/* The backward tangents (curvature.c's exact Hessian products; docs/curvature.md), as the
+ * CPU's: a piecewise-linear activation has none */
+static void activation_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *in = rg_in(g, n, 0);
+    const rg_act a = *(const rg_act *)n->attr;
+    if (!in->needs_grad || n->fused || a == RG_ACT_LINEAR || a == RG_ACT_RELU || a == RG_ACT_LEAKY_RELU) return;
+    rg_cuda_activation_backward_tangent(a, in->out, n->out, rg_tangent_in(g, n, 0), rg_adjoint(g, n), in->dout,
+                                        (size_t)batch * n->size);
+}
+
+/* backward is bilinear in (x, W) given dy: backward again with x and W's tangents, dy held */
+static void dense_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    const float *dw_t = rg_param_tangent(g, n, 0);
+    rg_cuda_dense_backward(rg_tangent_in(g, n, 0), rg_adjoint(g, n), dw_t, rg_param_grad(g, n, 0), NULL,
+                           x->needs_grad && dw_t ? x->dout : NULL, false, batch, x->shape[0], n->shape[0]);
+}
+
 static void add_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     if (n->inplace && rg_in(g, n, n->inplace_of)->added) return; /* its convolution did it */
@@ -185,6 +203,15 @@ static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
                             rg_grad_fresh(g, 0), batch, &a->geom, a->filters, a->o.groups, g->workspace);
 }
 
+static void conv_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const conv_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    const float *dw_t = rg_param_tangent(g, n, 0);
+    rg_cuda_conv2d_backward(rg_tangent_in(g, n, 0), rg_adjoint(g, n), dw_t, rg_param_grad(g, n, 0), NULL,
+                            x->needs_grad && dw_t ? x->dout : NULL, false, batch, &a->geom, a->filters, a->o.groups,
+                            g->workspace);
+}
+
 static void max_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const pool_attr *a = n->attr;
@@ -254,6 +281,18 @@ static void batch_norm_tangent(rg_graph *g, rg_node_impl *n, int batch) {
                                rg_param_tangent(g, n, 0), rg_param_tangent(g, n, 1), g->workspace);
 }
 
+static void batch_norm_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    const bn_attr *a = n->attr;
+    rg_node_impl *x = rg_in(g, n, 0);
+    const int C = n->shape[0];
+    const bool fused = n->fused_relu >= 0 && g->live[n->fused_relu];
+    rg_cuda_batch_norm_backward_tangent(x->out, rg_tangent_in(g, n, 0),
+                                        rg_adjoint(g, fused ? &g->nodes[n->fused_relu] : n),
+                                        x->needs_grad ? x->dout : NULL, rg_param_grad(g, n, 0), batch, C,
+                                        n->size / (size_t)C, a->last_train, n->aux, fused, rg_param_data(g, n, 0),
+                                        rg_param_tangent(g, n, 0));
+}
+
 static void dropout_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     dropout_attr *a = n->attr;
     a->last_train = train && a->rate > 0;
@@ -285,6 +324,14 @@ static void softmax_backward(rg_graph *g, rg_node_impl *n, int batch) {
     rg_node_impl *x = rg_in(g, n, 0);
     const int k = n->shape[n->ndim - 1];
     if (x->needs_grad) rg_cuda_softmax_backward(n->out, n->dout, x->dout, (size_t)batch * (n->size / (size_t)k), k);
+}
+
+static void softmax_backward_tangent(rg_graph *g, rg_node_impl *n, int batch) {
+    rg_node_impl *x = rg_in(g, n, 0);
+    const int k = n->shape[n->ndim - 1];
+    if (x->needs_grad)
+        rg_cuda_softmax_backward_tangent(n->out, rg_tangent_out(g, n), rg_adjoint(g, n), x->dout,
+                                         (size_t)batch * (n->size / (size_t)k), k);
 }
 
 /* softmax's Jacobian is symmetric: its tangent is backward's map of the input's tangent */
@@ -546,12 +593,14 @@ const rg_backend rg_cuda_backend = {
     .host_view_bf16 = host_view_bf16,
     .ops = {
         [RG_OP_INPUT] = {input_forward, NULL, input_tangent, NULL},
-        [RG_OP_DENSE] = {dense_forward, dense_backward, dense_tangent, NULL},
-        [RG_OP_CONV2D] = {conv_forward, conv_backward, conv_tangent, conv_plan},
+        [RG_OP_DENSE] = {dense_forward, dense_backward, dense_tangent, NULL, dense_backward_tangent},
+        [RG_OP_CONV2D] = {conv_forward, conv_backward, conv_tangent, conv_plan, conv_backward_tangent},
         [RG_OP_MAX_POOL] = {max_pool_forward, max_pool_backward, max_pool_tangent, NULL},
-        [RG_OP_BATCH_NORM] = {batch_norm_forward, batch_norm_backward, batch_norm_tangent, batch_norm_plan},
+        [RG_OP_BATCH_NORM] = {batch_norm_forward, batch_norm_backward, batch_norm_tangent, batch_norm_plan,
+                              batch_norm_backward_tangent},
         [RG_OP_AVG_POOL] = {avg_pool_forward, avg_pool_backward, rg_cpu_linear_tangent, NULL},
-        [RG_OP_ACTIVATION] = {activation_forward, activation_backward, activation_tangent, NULL},
+        [RG_OP_ACTIVATION] = {activation_forward, activation_backward, activation_tangent, NULL,
+                              activation_backward_tangent},
         [RG_OP_FLATTEN] = {alias_forward, NULL, flatten_tangent, NULL},
         [RG_OP_FLATTEN_HWC] = {flatten_hwc_forward, flatten_hwc_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_ADD] = {add_forward, add_backward, add_tangent, NULL},
@@ -561,7 +610,7 @@ const rg_backend rg_cuda_backend = {
         [RG_OP_GLOBAL_AVG_POOL] = {global_avg_pool_forward, global_avg_pool_backward, rg_cpu_linear_tangent, NULL},
         [RG_OP_SOFTMAX_XENT] = {xent_forward, xent_backward, xent_tangent, xent_plan},
         [RG_OP_MSE] = {mse_forward, mse_backward, mse_tangent, NULL},
-        [RG_OP_SOFTMAX] = {softmax_forward, softmax_backward, softmax_tangent, NULL},
+        [RG_OP_SOFTMAX] = {softmax_forward, softmax_backward, softmax_tangent, NULL, softmax_backward_tangent},
         [RG_OP_DROPOUT] = {dropout_forward, dropout_backward, dropout_tangent, NULL},
     },
     .alloc = rg_cuda_alloc,

@@ -327,6 +327,17 @@ void rg_cuda_dropout_backward(const float *dy, const float *mask, float *dx, siz
 /* Softmax over rows of k values, and back (dx += y (dy - dy.y)). */
 void rg_cuda_softmax_forward(const float *x, float *y, size_t rows, int k);
 void rg_cuda_softmax_backward(const float *y, const float *dy, float *dx, size_t rows, int k);
+/* The backward tangents of the exact Hessian's products (curvature.c; fp32 and tf32 only),
+ * as the CPU's *_backward_tangent_values: an activation's dx += f''(x) t dy over n values
+ * and softmax's rows along its output's tangent t (activation.cu); batch norm's (norm.cu:
+ * aux as its forward left it, dx NULL for dgamma's term alone). */
+void rg_cuda_activation_backward_tangent(rg_act act, const float *x, const float *y, const float *t,
+                                         const float *dy, float *dx, size_t n);
+void rg_cuda_softmax_backward_tangent(const float *y, const float *t, const float *dy, float *dx, size_t rows,
+                                      int k);
+void rg_cuda_batch_norm_backward_tangent(const float *x, const float *t, const float *dy, float *dx, float *dgamma,
+                                         int batch, int C, size_t hw, bool train, const float *aux, bool fused,
+                                         const float *gamma, const float *gamma_t);
 
 /* Mean squared error of y (batch x d) against target (NULL: the one-hot labels): loss[0];
  * backward dy += and dtarget -= 2 dloss[0] / (batch d) (y - target) (each when not NULL). */

@@ -228,3 +228,56 @@ extern "C" void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, fl
                                            const float *dbeta, float *coef) {
     if (batch > 0) RG_STORED(tangent, x, t_in, t, batch, C, hw, train, gamma, aux, dgamma, dbeta, coef);
 }
+
+/* The backward tangent (op_norm.c's rg_cpu_batch_norm_backward_tangent_values, its
+ * arithmetic): one block a channel, its sums over samples and positions by
+ * rg_cuda_channel_sums (a fixed order), then dgamma's term and dx's; fp32. */
+__global__ static void backward_tangent(const float *x, const float *t, const float *dy, float *dx, float *dgamma,
+                                        int batch, int C, size_t hw, bool train, const float *aux, bool fused,
+                                        const float *gamma, const float *gamma_t) {
+    const size_t values = (size_t)batch * hw;
+    const double m = (double)values;
+    for (int c = blockIdx.x; c < C; c += gridDim.x) {
+        const float mean = aux[c], *relu = fused ? aux + 2 * C + 2 * c : NULL;
+        const double s = aux[C + c];
+        double e_t = 0, ex_t = 0, eh = 0, ehx = 0; /* E[x_t], E[x^ x_t], E[h], E[h x^] */
+        if (train) {
+            const double2 a = rg_cuda_channel_sums(C, hw, c, 0, values, [=](size_t i) {
+                const double xh = (x[i] - mean) * s;
+                return double2{t[i], xh * t[i]};
+            });
+            const double2 b = rg_cuda_channel_sums(C, hw, c, 0, values, [=](size_t i) {
+                const double xh = (x[i] - mean) * s, h = masked(dy[i], x[i], relu);
+                return double2{h, h * xh};
+            });
+            e_t = a.x / m, ex_t = a.y / m, eh = b.x / m, ehx = b.y / m;
+        }
+        double ehx_t = rg_cuda_channel_sums(C, hw, c, 0, values, [=](size_t i) {
+                           const double xh = (x[i] - mean) * s, h = masked(dy[i], x[i], relu);
+                           return double2{h * s * (train ? t[i] - e_t - xh * ex_t : t[i]), 0.0};
+                       }).x; /* E[h x^_t], times m */
+        if (threadIdx.x == 0) dgamma[c] += (float)ehx_t;
+        ehx_t /= m;
+        if (!dx) continue;
+        const double k_t = (gamma_t ? gamma_t[c] * s : 0) - (train ? gamma[c] * s * s * ex_t : 0);
+        for (size_t v = threadIdx.x; v < values; v += blockDim.x) {
+            const size_t i = (v / hw * C + c) * hw + v % hw;
+            const double xh = (x[i] - mean) * s, h = masked(dy[i], x[i], relu);
+            if (!train) {
+                dx[i] += (float)(k_t * h);
+                continue;
+            }
+            const double xh_t = s * (t[i] - e_t - xh * ex_t);
+            dx[i] += (float)(k_t * (h - eh - xh * ehx) - gamma[c] * s * (xh_t * ehx + xh * ehx_t));
+        }
+    }
+}
+
+extern "C" void rg_cuda_batch_norm_backward_tangent(const float *x, const float *t, const float *dy, float *dx,
+                                                    float *dgamma, int batch, int C, size_t hw, bool train,
+                                                    const float *aux, bool fused, const float *gamma,
+                                                    const float *gamma_t) {
+    if (batch > 0 && C > 0)
+        RG_KERNEL(backward_tangent, dim3((unsigned)(C < 65535 ? C : 65535)), RG_CUDA_THREADS)(
+            x, t, dy, dx, dgamma, batch, C, hw, train, aux, fused, gamma, gamma_t);
+}
