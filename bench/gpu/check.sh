@@ -5,7 +5,8 @@
 # the GPU tests (test_cuda: the kernels against the CPU; test_device_gpu: a graph on the
 # device against the CPU, with cuDNN's convolutions and with regrad's own), an MLP trained
 # with `--device cuda` and `--device cpu` (test accuracy, weights apart), a CNN trained twice
-# on the GPU (the same bits), GRA repairing a 20-layer sigmoid MLP (and its cost a step
+# on the GPU (the same bits), diagnose's curvature of resnet20v2 from the device's products
+# beside the CPU's, GRA repairing a 20-layer sigmoid MLP (and its cost a step
 # against the same MLP untouched) and a 12-layer sigmoid
 # plain CNN on the GPU and on the CPU, GRA leaving a healthy resnet20v2 as it was, resnet20v2
 # trained with each batch's upload and its loss's and logits' reads overlapped and in line (images/s, the same bits),
@@ -79,6 +80,13 @@ if [ "$build" = ok ]; then
   "$regrad" train --data "$data" --model cnn --device cuda --epochs 1 --seed 3 --quiet --monitor-every 8 \
     --report "$log/cnn.html" --checkpoint-dir "$log/ck-cnn-report" >"$log/cnn-report" 2>&1
   echo "exit $?, $(grep -c '"event":"health"' "$log/cnn.html.jsonl" 2>/dev/null) health lines, $(grep -o '"verdict":"[a-z_-]*"' "$log/cnn.html.jsonl" 2>/dev/null | sort | uniq -c | tr -s ' ' | tr '\n' ' ')" >"$log/cnn-report-row"
+  # diagnose's curvature from the device's products (the exact Hessian's top eigenvalue,
+  # the layers' Gauss-Newton ones) beside the CPU's
+  for dev in cuda cpu; do
+    "$regrad" diagnose --model resnet20v2 --batch 32 --curvature 5 --json --device $dev >"$log/diag-$dev.json" 2>&1
+  done
+  top() { grep -o '"hessian_top":[^,]*' "$1" 2>/dev/null | cut -d: -f2; }
+  echo "Hessian's top eigenvalue: cuda $(top "$log/diag-cuda.json"), cpu $(top "$log/diag-cpu.json")" >"$log/diag-row"
   # stopped after epoch 1 and resumed: the bits of the straight run of two epochs
   "$regrad" train --data "$data" --model cnn --device cuda --repair off --epochs 2 --seed 3 --quiet \
     --checkpoint-dir "$log/ck-cnn-straight" >/dev/null 2>&1
@@ -223,6 +231,7 @@ row "train CNN twice on cuda (bits)" "" "$(cat "$log/cnn-twice" 2>/dev/null)"
 row "train CNN, CUDA graphs (bits)" "" "$(cat "$log/cnn-graphs-row" 2>/dev/null)"
 row "CNN --report on cuda" "" "$(cat "$log/cnn-report-row" 2>/dev/null)"
 row "CNN stopped, resumed on cuda (bits)" "" "$(cat "$log/cnn-resume-row" 2>/dev/null)"
+row "diagnose --curvature, resnet20v2" "" "$(cat "$log/diag-row" 2>/dev/null)"
 row "GRA, 20-sigmoid MLP, 1 epoch" "" "$(cat "$log/gra-row" 2>/dev/null)"
 row "GRA's cost: MLP epoch, GRA vs off" "" "$(cat "$log/gra-cost-row" 2>/dev/null)"
 row "GRA, 12-sigmoid plain CNN, 1 epoch" "" "$(cat "$log/gracnn-row" 2>/dev/null)"
