@@ -11,7 +11,7 @@
 #include <string.h>
 
 typedef struct prune_args {
-    const char *weights, *out, *sweep, *data, *report;
+    const char *weights, *out, *sweep, *data, *report, *device;
     long threads;
     rg_prune_opts o;
 } prune_args;
@@ -45,6 +45,7 @@ static const cli_option prune_options[] = {
      .help = "with --sweep: a chart of accuracy against sparsity (the table is kept as "
              "FILE.html.jsonl)"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
+    {.table = cli_device_options, CLI_AT(A, device)},
     CLI_END,
 };
 #undef A
@@ -129,7 +130,7 @@ int cmd_prune(int argc, char **argv) {
     }
     rg_set_threads((int)a.threads);
     cli_trained t;
-    r = cli_load_trained(cmd, weights, 128, "cpu", &t);
+    r = cli_load_trained(cmd, weights, 128, a.device, &t);
     if (r >= 0) {
         cli_trained_free(&t);
         return r;

@@ -3,7 +3,8 @@
 # is the command linked with tests/fake_cuda.c in place of the CUDA kernels (host code over
 # poisoned pointers, the CPU's arithmetic), so a run on its "device" must give the CPU's
 # weights bit for bit: for several optimizers, through checkpoints, resuming on the device
-# from the device's or the CPU's checkpoint; eval and predict there give the CPU's figures.
+# from the device's or the CPU's checkpoint; eval, predict and prune there give the CPU's
+# figures.
 # GRA, the curvature along the steps and the report's Gauss-Newton eigenvalues run there
 # (the CPU's bits for MLPs); what does not
 # run on the device yet is one clear error.  Usage: test_device_cli.sh REGRAD REGRAD_FAKE_DEVICE CKPT_DIFF
@@ -187,6 +188,16 @@ images=("$tmp"/pred/*/*.png)
 "$DEV" predict --weights "$tmp/cpu-res/last.safetensors" --json --device cuda "${images[@]}" >"$tmp/pred-dev.json" 2>&1
 [ "$(grep -c probability "$tmp/pred-cpu.json")" = 40 ] && cmp -s "$tmp/pred-cpu.json" "$tmp/pred-dev.json" && ok \
   || bad "predict on the device: $(head -c 200 "$tmp/pred-dev.json")"
+# prune on the device: the CPU's pruned checkpoint bit for bit, and its sweep's table
+for dev in cpu cuda; do
+  bin=$CPU; [ "$dev" = cuda ] && bin=$DEV
+  "$bin" prune --weights "$tmp/cpu-adam/last.safetensors" --amount 0.5 --structure units --out "$tmp/pruned-$dev.safetensors" \
+    --device "$dev" >/dev/null 2>&1
+  "$bin" prune --weights "$tmp/cpu-adam/last.safetensors" --sweep 0.3,0.7 --data "$data" --device "$dev" >"$tmp/sweep-$dev" 2>&1
+done
+same "$tmp/pruned-cpu.safetensors" "$tmp/pruned-cuda.safetensors" "prune on the device"
+[ "$(grep -c '^0\.[037]0 ' "$tmp/sweep-cpu")" = 3 ] && cmp -s "$tmp/sweep-cpu" "$tmp/sweep-cuda" && ok \
+  || bad "prune --sweep on the device: $(cat "$tmp/sweep-cuda")"
 # TF32 on the device (the stand-in's products are fp32 either way); not on the CPU; bf16 on
 # neither (its kernels run in test_device_cli_emulated.sh)
 "$DEV" "${common[@]}" --epochs 1 --device cuda --precision tf32 --checkpoint-dir "$tmp/tf32" >/dev/null 2>&1 \
