@@ -271,12 +271,8 @@ typedef struct r_backward {
 
 /* dout += f x, x a loss input's batch in host memory (a device's copied up first) */
 static void add_term(rg_graph *g, const r_backward *r, float *dout, const float *x, size_t floats, float f) {
-    if (!r->on_device) {
-        for (size_t i = 0; i < floats; i++) dout[i] += f * x[i];
-        return;
-    }
-    rg_graph_write(g, r->on_device, x, floats);
-    g->backend->step_along(dout, dout, r->on_device, floats, f);
+    if (r->on_device) rg_graph_write(g, r->on_device, x, floats), x = r->on_device;
+    g->backend->step_along(dout, dout, x, floats, f);
 }
 
 static void loss_term(rg_graph *g, int node, const r_backward *r) {

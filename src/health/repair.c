@@ -1019,9 +1019,12 @@ void rg_repair_before_update(rg_repair *r, rg_optim *o) {
 
 int rg_repair_caps_updates(const rg_repair *r) { return r && r->trust; }
 
-static bool trainable(const rg_repair *r, int i) {
-    return r->m->graph->params[r->m->graph->nodes[r->layers[i].node].first_param].trainable;
+/* Layer i's kernel (its first parameter) */
+static const rg_param_impl *kernel_of(const rg_repair *r, int i) {
+    return &r->m->graph->params[r->m->graph->nodes[r->layers[i].node].first_param];
 }
+
+static bool trainable(const rg_repair *r, int i) { return kernel_of(r, i)->trainable; }
 
 /* Whether the Newton guard measures this step's update (6. above): every NEWTON_EVERY
  * steps, and at steps 1, 2, 4 ... before the first of them where the proposed update has
@@ -1165,22 +1168,16 @@ static bool coarse_pass(rg_repair *r, int i, double cap) {
            coarse_bound(l, units, top) * (1 + BOUND_SLACK) <= limit;
 }
 
-/* Layer i's weights and their step's start, and its bias step (NULL without a bias). */
-static void step_of(rg_repair *r, int i, float **w, const float **w0, const float **db) {
-    rg_graph *g = r->m->graph;
-    const rg_node_impl *n = &g->nodes[r->layers[i].node];
-    const rg_param_impl *kp = &g->params[n->first_param];
-    *w = g->param_buf + kp->offset, *w0 = r->before + kp->offset;
-    *db = n->n_params > 1 ? r->db + r->layers[i].pm_at : NULL;
+/* Layer i's bias step (step_shifts'), NULL without a bias. */
+static const float *bias_step(const rg_repair *r, int i) {
+    return r->m->graph->nodes[r->layers[i].node].n_params > 1 ? r->db + r->layers[i].pm_at : NULL;
 }
 
-/* Layer i's step as it stands into r->dw, unless it is there. */
+/* Layer i's weights' step as it stands into r->dw, unless it is there. */
 static void step_to_dw(rg_repair *r, int i) {
     if (r->dw_layer == i) return;
-    float *w;
-    const float *w0, *db;
-    step_of(r, i, &w, &w0, &db);
-    r->backend->subtract(r->dw, w, w0, r->m->graph->params[r->m->graph->nodes[r->layers[i].node].first_param].size);
+    const rg_param_impl *kp = kernel_of(r, i);
+    r->backend->subtract(r->dw, r->m->graph->param_buf + kp->offset, r->before + kp->offset, kp->size);
     r->dw_layer = i;
 }
 
@@ -1190,8 +1187,7 @@ static void step_to_dw(rg_repair *r, int i) {
 static void queue_bound(rg_repair *r, int i, double cap) {
     layer_state *l = &r->layers[i];
     double limit, rest, top;
-    const float *mu, *split_s, *db, *w0;
-    float *w;
+    const float *mu, *split_s;
     int f, k;
     const float *qm = cap_of(r, i, cap, &limit, &mu, &f)
                           ? rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top)
@@ -1201,9 +1197,8 @@ static void queue_bound(rg_repair *r, int i, double cap) {
     const float *rows_of_split = kept_on_device(r, &l->split_dev, &l->split_of, qm, split_floats, split_floats);
     if (!rows_of_split) return;
     step_to_dw(r, i);
-    step_of(r, i, &w, &w0, &db);
-    r->backend->function_change_bound(r->dw, db, r->m->graph->nodes[l->node].shape[0], f, rows_of_split, k,
-                                      r->scratch, &l->bound);
+    r->backend->function_change_bound(r->dw, bias_step(r, i), r->m->graph->nodes[l->node].shape[0], f,
+                                      rows_of_split, k, r->scratch, &l->bound);
     l->bound_queued = true;
 }
 
@@ -1222,22 +1217,19 @@ static void cap_open_step(rg_repair *r, int i, long step, double cap) {
     if (l->bound_queued && rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top) &&
         rg_bound_from_sums(&l->bound, split_s, k, rest, units) * (1 + BOUND_SLACK) <= limit)
         return;
-    float *w;
-    const float *w0, *db;
-    step_of(r, i, &w, &w0, &db);
+    const float *db = bias_step(r, i);
     step_to_dw(r, i);
     int n_rows;
     const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);
     const float *samples = rows ? kept_on_device(r, &l->samples_dev, &l->samples_of, rows, (size_t)n_rows * f,
                                                  (size_t)g->max_batch * f)
                                 : NULL;
-    float *scratch = r->scratch;
-    const double change = samples ? g->backend->function_change_rows(r->dw, db, units, f, samples, n_rows, scratch)
-                                  : g->backend->function_change(r->dw, db, units, f, mm, mu, scratch);
+    const double change = samples ? g->backend->function_change_rows(r->dw, db, units, f, samples, n_rows, r->scratch)
+                                  : g->backend->function_change(r->dw, db, units, f, mm, mu, r->scratch);
     const double rho = sqrt(fmax(change, 0)) / fmax(l->spread, 1e-12);
     if (!(rho > cap)) return;
     const float shrink = (float)(cap / rho);
-    g->backend->step_along(w, w0, r->dw, kp->size, shrink);
+    g->backend->step_along(g->param_buf + kp->offset, r->before + kp->offset, r->dw, kp->size, shrink);
     if (bp) g->backend->step_along(g->param_buf + bp->offset, r->before + bp->offset, db, bp->size, shrink);
     emit(r, step, n->name, "large_update", "cap_update", shrink);
 }
