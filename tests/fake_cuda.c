@@ -268,20 +268,23 @@ void rg_cuda_step_shifts(const rg_gra_layer *l, int n) { each_layer(l, n, rg_cpu
 void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p) {
     rg_cpu_times_matrix(HOST(out), HOST(x), units, f, HOST(p));
 }
-double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n) {
+void rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
+                                  double *sum) {
     float *t = malloc((size_t)n * units * sizeof *t);
     if (!t) abort();
-    const double change = rg_cpu_function_change_rows(HOST(dw), db ? HOST(db) : NULL, units, f, HOST(rows), n, t);
+    double change;
+    rg_cpu_function_change_rows(HOST(dw), db ? HOST(db) : NULL, units, f, HOST(rows), n, t, &change);
+    arrive_later(sum, &change, sizeof change, true); /* at the flush, as a device's */
     free(t);
-    return change;
 }
-double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
-                               const float *mean) {
+void rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
+                             const float *mean, double *sum) {
     float *t = malloc((size_t)units * f * sizeof *t);
     if (!t) abort();
-    const double change = rg_cpu_function_change(HOST(dw), db ? HOST(db) : NULL, units, f, moment, mean, t);
+    double change;
+    rg_cpu_function_change(HOST(dw), db ? HOST(db) : NULL, units, f, moment, mean, t, &change);
+    arrive_later(sum, &change, sizeof change, true);
     free(t);
-    return change;
 }
 bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k,
                         rg_bound_sums *sums) {

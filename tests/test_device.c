@@ -549,27 +549,28 @@ static void gra_arithmetic_matches_the_cpu(void **state) {
     for (int i = 0; i < 8 * 8; i++) split_s[i] = (float)(1.0 + 0.1 * sin(0.5 * i));
     for (int u = 0; u < UNITS; u++) db[u] = 0.01f * (float)cos(1.7 * u);
     float *d_dw = up_copy(dev, dw, UNITS * F), *d_db = up_copy(dev, db, UNITS);
-    const double change = cpu->function_change(dw, db, UNITS, F, moment, mean, scratch);
-    const double d_change = dev->function_change(d_dw, d_db, UNITS, F, moment, mean, NULL);
-    if (!(change > 0 && fabs(d_change - change) <= 1e-5 * change))
-        fail_msg("function change %.9g on the device, %.9g on the CPU", d_change, change);
+    double change, d_change, rows, d_rows;
+    cpu->function_change(dw, db, UNITS, F, moment, mean, scratch, &change);
+    dev->function_change(d_dw, d_db, UNITS, F, moment, mean, NULL, &d_change);
     float *products = malloc((size_t)F * UNITS * sizeof *products); /* from F samples, A's columns */
     float *samples = malloc((size_t)F * F * sizeof *samples);
     for (int k = 0; k < F; k++)
         for (int i = 0; i < F; i++) samples[k * F + i] = a[i * F + k];
-    const double rows = cpu->function_change_rows(dw, db, UNITS, F, samples, F, products);
+    cpu->function_change_rows(dw, db, UNITS, F, samples, F, products, &rows);
     float *d_samples = up_copy(dev, samples, F * F); /* GRA keeps the samples there */
-    const double d_rows = dev->function_change_rows(d_dw, d_db, UNITS, F, d_samples, F, NULL);
-    dev->release(d_samples);
-    if (!(rows > 0 && fabs(d_rows - rows) <= 1e-5 * rows))
-        fail_msg("function change from samples %.9g on the device, %.9g on the CPU", d_rows, rows);
-    free(products), free(samples);
+    dev->function_change_rows(d_dw, d_db, UNITS, F, d_samples, F, NULL, &d_rows);
     rg_bound_sums sums, d_sums;
     cpu->function_change_bound(dw, db, UNITS, F, qm, K, scratch, &sums);
     const double bound = rg_bound_from_sums(&sums, split_s, K, 0.25, UNITS);
     float *d_qm = up_copy(dev, qm, (K + 1) * F); /* GRA keeps the split's rows there */
     dev->function_change_bound(d_dw, d_db, UNITS, F, d_qm, K, NULL, &d_sums);
-    dev->flush_sums(); /* they arrive */
+    dev->flush_sums(); /* the three figures arrive together */
+    dev->release(d_samples);
+    free(products), free(samples);
+    if (!(change > 0 && fabs(d_change - change) <= 1e-5 * change))
+        fail_msg("function change %.9g on the device, %.9g on the CPU", d_change, change);
+    if (!(rows > 0 && fabs(d_rows - rows) <= 1e-5 * rows))
+        fail_msg("function change from samples %.9g on the device, %.9g on the CPU", d_rows, rows);
     const double d_bound = rg_bound_from_sums(&d_sums, split_s, K, 0.25, UNITS);
     if (!(bound > 0 && fabs(d_bound - bound) <= 1e-5 * bound))
         fail_msg("the bound %.9g on the device, %.9g on the CPU", d_bound, bound);

@@ -174,6 +174,10 @@ typedef struct layer_state {
     bool bound_queued; /* its split bound's sums for this step queued (queue_bound) */
     bool bound_ahead;  /* open last step: on a device, the sums are queued with the step's own */
     rg_bound_sums bound; /* they, once arrived */
+    bool exact_queued; /* its exact figure's sum for this step queued (queue_exact) */
+    bool exact_ahead;  /* its cap needed the exact figure last step: queued as bound_ahead's */
+    double exact;      /* that sum, once arrived */
+    int exact_rows;    /* the samples it is over (0: from the input's moment) */
     double grad_squares, weight_squares; /* the gradient guards' sums (rg_repair_gradients) */
     bool taken;        /* take_step ran as the optimizer wrote its weights, this step */
     float *whiten;     /* host: its whitening matrix P (f x f), when whiten_ok (whitening()) */
@@ -1202,7 +1206,32 @@ static void queue_bound(rg_repair *r, int i, double cap) {
     l->bound_queued = true;
 }
 
-/* Layer i's cap where the coarse bounds left it open, its split bound's sums arrived. */
+/* The sum that gives layer i's exact E||dz||^2 per unit for its step as it stands, queued
+ * into l->exact (a device's arrives at the next flush): dW M with the input's moment, or
+ * with fewer samples than inputs X dW^T over the samples M came from (exact_rows of them). */
+static void queue_exact(rg_repair *r, int i, double cap) {
+    rg_graph *g = r->m->graph;
+    layer_state *l = &r->layers[i];
+    const int units = g->nodes[l->node].shape[0];
+    double limit;
+    const float *mu;
+    int f, n_rows;
+    const float *mm = cap_of(r, i, cap, &limit, &mu, &f);
+    if (!mm) return; /* no step measured, or no moments: no cap */
+    step_to_dw(r, i);
+    const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);
+    const float *samples = rows ? kept_on_device(r, &l->samples_dev, &l->samples_of, rows, (size_t)n_rows * f,
+                                                 (size_t)g->max_batch * f)
+                                : NULL;
+    l->exact_rows = samples ? n_rows : 0;
+    if (samples) g->backend->function_change_rows(r->dw, bias_step(r, i), units, f, samples, n_rows, r->scratch,
+                                                  &l->exact);
+    else g->backend->function_change(r->dw, bias_step(r, i), units, f, mm, mu, r->scratch, &l->exact);
+    l->exact_queued = true;
+}
+
+/* Layer i's cap where the coarse bounds left it open, its split bound's sums arrived (and
+ * its exact figure's, when queued ahead). */
 static void cap_open_step(rg_repair *r, int i, long step, double cap) {
     rg_graph *g = r->m->graph;
     layer_state *l = &r->layers[i];
@@ -1213,22 +1242,22 @@ static void cap_open_step(rg_repair *r, int i, long step, double cap) {
     double limit, rest, top;
     const float *mu, *split_s;
     int f, k;
-    const float *mm = cap_of(r, i, cap, &limit, &mu, &f);
+    cap_of(r, i, cap, &limit, &mu, &f);
+    l->exact_ahead = false;
     if (l->bound_queued && rg_monitor_input_covariance_split(r->mon, i, &k, &split_s, &rest, &top) &&
         rg_bound_from_sums(&l->bound, split_s, k, rest, units) * (1 + BOUND_SLACK) <= limit)
         return;
-    const float *db = bias_step(r, i);
-    step_to_dw(r, i);
-    int n_rows;
-    const float *rows = rg_monitor_input_rows(r->mon, i, &n_rows);
-    const float *samples = rows ? kept_on_device(r, &l->samples_dev, &l->samples_of, rows, (size_t)n_rows * f,
-                                                 (size_t)g->max_batch * f)
-                                : NULL;
-    const double change = samples ? g->backend->function_change_rows(r->dw, db, units, f, samples, n_rows, r->scratch)
-                                  : g->backend->function_change(r->dw, db, units, f, mm, mu, r->scratch);
+    l->exact_ahead = true;
+    if (!l->exact_queued) {
+        queue_exact(r, i, cap);
+        rg_graph_sums_arrive(g);
+    }
+    const double change = l->exact_rows ? l->exact / l->exact_rows / units : l->exact / units;
     const double rho = sqrt(fmax(change, 0)) / fmax(l->spread, 1e-12);
     if (!(rho > cap)) return;
     const float shrink = (float)(cap / rho);
+    const float *db = bias_step(r, i);
+    step_to_dw(r, i);
     g->backend->step_along(g->param_buf + kp->offset, r->before + kp->offset, r->dw, kp->size, shrink);
     if (bp) g->backend->step_along(g->param_buf + bp->offset, r->before + bp->offset, db, bp->size, shrink);
     emit(r, step, n->name, "large_update", "cap_update", shrink);
@@ -1249,7 +1278,8 @@ static void cap_steps(rg_repair *r, long step) {
     for (int i = 0; i < r->n; i++) {
         layer_state *l = &r->layers[i];
         if (l->open) cap_open_step(r, i, step, cap);
-        l->bound_ahead = l->open, l->bound_queued = false;
+        else l->exact_ahead = false;
+        l->bound_ahead = l->open, l->bound_queued = l->exact_queued = false;
     }
 }
 
@@ -1292,9 +1322,12 @@ void rg_repair_after_update(rg_repair *r, long step) {
     stepped_to_batch(r, any, &n);
     be->step_shifts(r->batch, n);
     r->dw_layer = -1;
-    if (be->flush_sums) /* a device: the bounds the last step needed, with the step's sums */
-        for (int i = 0; i < r->n; i++)
-            if (trainable(r, i) && r->layers[i].bound_ahead) queue_bound(r, i, layer_cap(r));
+    if (be->flush_sums) /* a device: the bounds and exact figures the last step needed, with the step's sums */
+        for (int i = 0; i < r->n; i++) {
+            if (!trainable(r, i)) continue;
+            if (r->layers[i].bound_ahead) queue_bound(r, i, layer_cap(r));
+            if (r->layers[i].exact_ahead) queue_exact(r, i, layer_cap(r));
+        }
     rg_graph_sums_arrive(g);
     cap_steps(r, step);
 }

@@ -160,12 +160,13 @@ struct rg_backend {
      *   b[u] = (b[u] - mean[u]) scale[u] (b may be NULL);
      * zero_sum_taps: each of `units` rows of w, laid out (channels, taps), less its mean
      *   over channels at every tap, so each tap's weights sum to 0; returns ||W' - W|| / ||W||;
-     * function_change: E||dz||^2 per unit of a step dW (units x f), db (units, or NULL)
-     *   for an input of second moment `moment` (f x f) and mean `mean`: tr(dW M dW^T) +
-     *   2 db.(dW mu) + |db|^2 over units (scratch: units x f);
+     * function_change: units times E||dz||^2 per unit of a step dW (units x f), db (units,
+     *   or NULL) for an input of second moment `moment` (f x f) and mean `mean`:
+     *   tr(dW M dW^T) + 2 db.(dW mu) + |db|^2, into *sum (a device's arriving at
+     *   flush_sums; NaN where it fails; scratch: units x f);
      * function_change_rows: the same from the n samples (rows of f, in the backend's
-     *   memory) the moment came from, mean over them of |dW x + db|^2 over units
-     *   (scratch: n x units);
+     *   memory) the moment came from, the sum over them of |dW x + db|^2, n units times the
+     *   figure, into *sum as function_change's (scratch: n x units);
      * function_change_bound: the sums of an upper bound on it from the covariance split
      *   C = Q^T S Q + R (qm, in the backend's memory: Q's k rows of f, then the mean's),
      *   into *sums (a device's arriving at flush_sums; NaN where it fails), from which
@@ -192,10 +193,10 @@ struct rg_backend {
     void (*recenter_units)(float *w, float *b, int units, size_t row, const double *scale,
                            const double *mean);
     double (*zero_sum_taps)(float *w, int units, int channels, int taps);
-    double (*function_change)(const float *dw, const float *db, int units, int f,
-                              const float *moment, const float *mean, float *scratch);
-    double (*function_change_rows)(const float *dw, const float *db, int units, int f, const float *rows,
-                                   int n, float *scratch);
+    void (*function_change)(const float *dw, const float *db, int units, int f, const float *moment,
+                            const float *mean, float *scratch, double *sum);
+    void (*function_change_rows)(const float *dw, const float *db, int units, int f, const float *rows, int n,
+                                 float *scratch, double *sum);
     void (*function_change_bound)(const float *dw, const float *db, int units, int f, const float *qm, int k,
                                   float *scratch, rg_bound_sums *sums);
     void (*layer_steps)(const rg_gra_layer *l, int n);

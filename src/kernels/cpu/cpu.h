@@ -58,13 +58,13 @@ void rg_cpu_chunk_squares(const float *a, const float *b, const size_t *at, cons
 long rg_cpu_count_nonfinite(const float *x, size_t n);
 
 double rg_cpu_polar(float *w, int rows, int cols, int max_steps, double tolerance, double max_flops);
-double rg_cpu_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
-                                   float *scratch);
+void rg_cpu_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
+                                 float *scratch, double *sum);
 void rg_cpu_recenter_units(float *w, float *b, int units, size_t row, const double *scale,
                            const double *mean);
 double rg_cpu_zero_sum_taps(float *w, int units, int channels, int taps);
-double rg_cpu_function_change(const float *dw, const float *db, int units, int f,
-                              const float *moment, const float *mean, float *scratch);
+void rg_cpu_function_change(const float *dw, const float *db, int units, int f,
+                            const float *moment, const float *mean, float *scratch, double *sum);
 void rg_cpu_function_change_bound(const float *dw, const float *db, int units, int f, const float *qm, int k,
                                   float *scratch, rg_bound_sums *sums);
 /* The bound's sums in parts: the step's products with the split's k rows and the mean

@@ -144,8 +144,8 @@ double rg_cpu_zero_sum_taps(float *w, int units, int channels, int taps) {
     return norm > 0 ? sqrt(moved / norm) : 0;
 }
 
-double rg_cpu_function_change(const float *dw, const float *db, int units, int f,
-                              const float *moment, const float *mean, float *scratch) {
+void rg_cpu_function_change(const float *dw, const float *db, int units, int f,
+                            const float *moment, const float *mean, float *scratch, double *sum) {
     float *t = scratch;
     rg_sgemm(false, false, units, f, f, 1.0f, dw, f, moment, f, 0.0f, t, f);
     double e = 0;
@@ -158,13 +158,13 @@ double rg_cpu_function_change(const float *dw, const float *db, int units, int f
         const double b = db ? db[j] : 0;
         e += quad + 2 * b * lin + b * b;
     }
-    return e / units;
+    *sum = e;
 }
 
 /* The same over the samples themselves: T = X dW^T (n x units), then (T + db)^2 summed,
  * n f units products where the moment's cost units f^2. */
-double rg_cpu_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
-                                   float *scratch) {
+void rg_cpu_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
+                                 float *scratch, double *sum) {
     float *t = scratch;
     rg_sgemm(false, true, n, units, f, 1.0f, rows, f, dw, f, 0.0f, t, units);
     double e = 0;
@@ -173,7 +173,7 @@ double rg_cpu_function_change_rows(const float *dw, const float *db, int units, 
             const double z = (double)t[(size_t)s * units + u] + (db ? db[u] : 0);
             e += z * z;
         }
-    return e / n / units;
+    *sum = e;
 }
 
 /* E||dW x + db||^2 = |dW mu + db|^2 + tr(dW C dW^T), and with C = Q^T S Q + R,

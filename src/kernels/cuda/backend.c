@@ -558,16 +558,16 @@ static double zero_sum_taps(float *w, int units, int channels, int taps) {
     return moved;
 }
 
-static double function_change(const float *dw, const float *db, int units, int f, const float *moment,
-                              const float *mean, float *scratch) {
+static void function_change(const float *dw, const float *db, int units, int f, const float *moment,
+                            const float *mean, float *scratch, double *sum) {
     (void)scratch;
-    return rg_cuda_function_change(dw, db, units, f, moment, mean);
+    rg_cuda_function_change(dw, db, units, f, moment, mean, sum);
 }
 
-static double function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
-                                   float *scratch) {
+static void function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
+                                 float *scratch, double *sum) {
     (void)scratch;
-    return rg_cuda_function_change_rows(dw, db, units, f, rows, n);
+    rg_cuda_function_change_rows(dw, db, units, f, rows, n, sum);
 }
 
 /* the sums queued on the device (gra.cu); rg_bound_from_sums makes the bound of them */

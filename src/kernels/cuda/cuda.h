@@ -127,24 +127,26 @@ rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, c
 
 /* GRA's per-step arithmetic on layers' device buffers (gra.cu); the mean is device memory
  * for the centred gradient and the layer's step (GRA's own copy), a host array with the
- * moment; the moment is a host array, qm and the samples device memory (GRA's own copies).  On n layers at once (backend.h's
- * rg_gra_layer; a launch for up to 16), their figures queued for rg_cuda_sums_flush: centred
- * gradients gw -= gb mean^T and steps back b -= pm (the CPU's bits); steps w - w0, each
- * row's product with the mean into pm and the squares into *squares; bias steps db = b - b0
- * and shifts |pm + db|^2 into *shift.  On one layer, at once: E||dW x + db||^2 from the
- * input's moments (rg_cpu_function_change).  On one layer, queued for rg_cuda_sums_flush
- * too: the sums of the bound from the covariance split (rg_bound_sums; gram's upper
- * triangle, the rest left as it was) from the step's products with qm's k + 1 rows (false:
- * no device memory for them).  NaN where the device fails. */
+ * moment; the moment is a host array, qm and the samples device memory (GRA's own
+ * copies).  On n layers at once (backend.h's rg_gra_layer; a launch for up to 16), their
+ * figures queued for rg_cuda_sums_flush: centred gradients gw -= gb mean^T and steps back
+ * b -= pm (the CPU's bits); steps w - w0, each row's product with the mean into pm and the
+ * squares into *squares; bias steps db = b - b0 and shifts |pm + db|^2 into *shift.  On
+ * one layer, queued for rg_cuda_sums_flush too: the sum over units of E||dW x + db||^2
+ * from the input's moments, or over the samples of |dW x + db|^2 (backend.h's
+ * function_change and function_change_rows); the sums of the bound from the covariance
+ * split (rg_bound_sums; gram's upper triangle, the rest left as it was) from the step's
+ * products with qm's k + 1 rows (false: no device memory for them).  NaN where the device
+ * fails. */
 void rg_cuda_centre_gradients(const rg_gra_layer *l, int n);
 void rg_cuda_layer_steps(const rg_gra_layer *l, int n);
 void rg_cuda_uncentre_steps(const rg_gra_layer *l, int n);
 void rg_cuda_step_shifts(const rg_gra_layer *l, int n);
 void rg_cuda_times_matrix(float *out, const float *x, int units, int f, const float *p);
-double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
-                               const float *mean);
-double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
-                                    int n);
+void rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
+                             const float *mean, double *sum);
+void rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows, int n,
+                                  double *sum);
 bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, const float *qm, int k,
                         rg_bound_sums *sums);
 void rg_cuda_sums_flush(void);

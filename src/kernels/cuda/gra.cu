@@ -158,16 +158,13 @@ __global__ static void change_samples(const float *t, const float *db, int units
     if (threadIdx.x == 0) sums[blockIdx.x] = s.x;
 }
 
-/* The sums of `rows` rows that launch(sums) writes, added in order through the flush's
- * queue, at once (one wait); NaN when the device fails. */
+/* The sums of `rows` rows that launch(sums) writes, queued for the flush to add in order
+ * into *total (NaN without room for them). */
 template <typename Launch>
-static double rows_total(size_t rows, Launch launch) {
-    double total, *out = &total;
-    double *sums = rows ? rg_cuda_sums_slots(1, &rows, &out) : NULL;
-    if (!sums) return NAN;
-    launch(sums);
-    rg_cuda_sums_flush();
-    return total;
+static void rows_total(size_t rows, double *total, Launch launch) {
+    double *sums = rows ? rg_cuda_sums_slots(1, &rows, &total) : NULL;
+    if (sums) launch(sums);
+    else *total = NAN;
 }
 
 extern "C" void rg_cuda_centre_gradients(const rg_gra_layer *l, int n) {
@@ -204,26 +201,30 @@ extern "C" void rg_cuda_step_shifts(const rg_gra_layer *l, int n) {
     });
 }
 
-extern "C" double rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
-                                          const float *mean) {
+extern "C" void rg_cuda_function_change(const float *dw, const float *db, int units, int f, const float *moment,
+                                        const float *mean, double *sum) {
     const float *mm = up(MATRIX, moment, (size_t)f * f), *m = up(MEAN, mean, (size_t)f);
     float *t = (float *)scratch_for(PRODUCT, (size_t)units * f * sizeof(float));
-    if (!mm || !m || !t || units <= 0 || rg_cuda_sgemm(false, false, units, f, f, 1.0f, dw, f, mm, f, 0.0f, t, f))
-        return NAN;
-    return rows_total((size_t)units, [&](double *sums) {
-               RG_KERNEL(change_rows, units, RG_CUDA_THREADS)(t, dw, db, m, f, sums);
-           }) / units;
+    if (!mm || !m || !t || units <= 0 || rg_cuda_sgemm(false, false, units, f, f, 1.0f, dw, f, mm, f, 0.0f, t, f)) {
+        *sum = NAN;
+        return;
+    }
+    rows_total((size_t)units, sum, [&](double *sums) {
+        RG_KERNEL(change_rows, units, RG_CUDA_THREADS)(t, dw, db, m, f, sums);
+    });
 }
 
-extern "C" double rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
-                                               int n) {
+extern "C" void rg_cuda_function_change_rows(const float *dw, const float *db, int units, int f, const float *rows,
+                                             int n, double *sum) {
     float *t = (float *)scratch_for(PRODUCT, (size_t)n * units * sizeof(float));
     if (!rows || !t || n <= 0 || units <= 0 ||
-        rg_cuda_sgemm(false, true, n, units, f, 1.0f, rows, f, dw, f, 0.0f, t, units))
-        return NAN;
-    return rows_total((size_t)n, [&](double *sums) {
-               RG_KERNEL(change_samples, n, RG_CUDA_THREADS)(t, db, units, sums);
-           }) / n / units;
+        rg_cuda_sgemm(false, true, n, units, f, 1.0f, rows, f, dw, f, 0.0f, t, units)) {
+        *sum = NAN;
+        return;
+    }
+    rows_total((size_t)n, sum, [&](double *sums) {
+        RG_KERNEL(change_samples, n, RG_CUDA_THREADS)(t, db, units, sums);
+    });
 }
 
 /* one thread a unit: its terms of the bound from the step's products p (units x (k + 1)),
