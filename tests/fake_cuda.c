@@ -296,10 +296,16 @@ bool rg_cuda_bound_sums(const float *dw, const float *db, int units, int f, cons
     free(p);
     return true;
 }
-/* the CPU's moments */
+/* the CPU's moments, held back until the flush as a device's are */
 rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
-                                float *mean) {
-    rg_cpu_input_moments(HOST(x), size, batch, f, q, moment, mean);
+                                float *mean, float *rows) {
+    const size_t ff = (size_t)f * f, nr = rows && !q ? (size_t)batch * f : 0;
+    float *t = malloc((ff + f + nr) * sizeof *t);
+    if (!t) abort();
+    rg_cpu_input_moments(HOST(x), size, batch, f, q, t, t + ff, nr ? t + ff + f : NULL);
+    arrive_later(moment, t, ff * sizeof *t, true), arrive_later(mean, t + ff, f * sizeof *t, true);
+    if (nr) arrive_later(rows, t + ff + f, nr * sizeof *t, true);
+    free(t);
     return RG_OK;
 }
 double rg_cuda_sum_squares(const float *x, size_t n) { return rg_cpu_squares_in_order(HOST(x), n); }

@@ -1207,7 +1207,7 @@ static void test_convolution_input_moments(void **state) {
                     for (int c = 0; c < f; c++) ref[(size_t)r * f + c] += v * cols[(size_t)c * p + o] / (B * p);
                 }
         }
-        rg_cpu_backend.input_moments(x, size, B, f, q, moment, mean);
+        rg_cpu_backend.input_moments(x, size, B, f, q, moment, mean, NULL);
         double top = 0;
         for (int i = 0; i < f * f; i++) top = fmax(top, fabs(ref[i]));
         for (int r = 0; r < f; r++) {
@@ -1269,7 +1269,7 @@ static void test_gram_matrix(void **state) {
                 if (trans && !beta) { /* the same a as a batch of k samples of n inputs */
                     float *moment = malloc((size_t)n * n * sizeof *moment), *mean = malloc((size_t)n * sizeof *mean);
                     assert_non_null(moment), assert_non_null(mean);
-                    rg_cpu_backend.input_moments(a, (size_t)n, k, n, NULL, moment, mean);
+                    rg_cpu_backend.input_moments(a, (size_t)n, k, n, NULL, moment, mean, NULL);
                     for (int i = 0; i < n; i++) {
                         double m = 0;
                         for (int t = 0; t < k; t++) m += a[(size_t)t * n + i];

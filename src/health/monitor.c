@@ -95,7 +95,7 @@ typedef struct layer {
     unsigned pending;         /* PENDING_* */
 } layer;
 
-enum { PENDING_OUTPUT = 1, PENDING_ACT = 2, PENDING_NORMS = 4, PENDING_GRADIENT = 8 };
+enum { PENDING_OUTPUT = 1, PENDING_ACT = 2, PENDING_NORMS = 4, PENDING_GRADIENT = 8, PENDING_MOMENT = 16 };
 
 struct rg_monitor {
     rg_graph *g;
@@ -198,7 +198,6 @@ static unit_counts counts_of(const layer *l, int k) {
 /* A new input moment: its trace and |E[x]|^2 taken while it is in cache, its split to be
  * found again. */
 static void moment_changed(layer *l) {
-    l->n_rows = 0;
     double trace = 0, mean2 = 0;
     for (int k = 0; k < l->fan_in; k++)
         trace += l->in_moment[(size_t)k * l->fan_in + k], mean2 += (double)l->in_mean[k] * l->in_mean[k];
@@ -229,15 +228,13 @@ static void input_moments(rg_monitor *m, layer *l, const rg_node_impl *n, int ba
         }
         l->fan_in = f;
     }
-    m->g->backend->input_moments(x->out, x->size, batch, f, q, l->in_moment, l->in_mean);
-    moment_changed(l);
     /* fewer samples than inputs: the samples give a step's change more cheaply than the
      * moment does (rg_monitor_input_rows) */
-    if (!q && batch < f &&
-        (l->in_rows || (l->in_rows = malloc((size_t)m->g->max_batch * f * sizeof(float))))) {
-        memcpy(l->in_rows, rg_node_host(m->g, x, x->out, (size_t)batch * f), (size_t)batch * f * sizeof(float));
-        l->n_rows = batch;
-    }
+    const bool rows = !q && batch < f &&
+                      (l->in_rows || (l->in_rows = malloc((size_t)m->g->max_batch * f * sizeof(float))));
+    m->g->backend->input_moments(x->out, x->size, batch, f, q, l->in_moment, l->in_mean, rows ? l->in_rows : NULL);
+    l->n_rows = rows ? batch : 0;
+    l->pending |= PENDING_MOMENT; /* a device's arrive with the pass's sums */
 }
 
 /* The activation's statistics from the totals of its output. */
@@ -437,6 +434,17 @@ static bool any_pending(const rg_monitor *m) {
     return false;
 }
 
+/* The input moments measured since the last settling, arrived (the other figures queued
+ * with them arrive too, and are made at the next settle). */
+static void moments_arrive(rg_monitor *m) {
+    bool any = false;
+    for (int i = 0; i < m->n; i++) any |= (m->layers[i].pending & PENDING_MOMENT) != 0;
+    if (!any) return;
+    rg_graph_sums_arrive(m->g);
+    for (int i = 0; i < m->n; i++)
+        if (m->layers[i].pending & PENDING_MOMENT) moment_changed(&m->layers[i]), m->layers[i].pending &= ~PENDING_MOMENT;
+}
+
 /* The figures of the sums taken since the last call, once they have all arrived. */
 static void settle(rg_monitor *m) {
     if (!any_pending(m)) return;
@@ -446,6 +454,7 @@ static void settle(rg_monitor *m) {
     m->norms_queued = false;
     for (int i = 0; i < m->n; i++) {
         layer *l = &m->layers[i];
+        if (l->pending & PENDING_MOMENT) moment_changed(l);
         if (l->pending & PENDING_OUTPUT) settle_output(m, l);
         if (l->pending & PENDING_ACT) settle_act(m, l);
         if (l->pending & PENDING_NORMS) set_norms(m, l, l->g2, l->w2);
@@ -464,7 +473,8 @@ static void monitor_hook(rg_graph *g, int node, bool backward, void *user) {
 }
 
 /* How a pass watches, for replay.c: not at all, or the same way every time (1), but for
- * the inputs' moments, read back within the pass (-1). */
+ * a pass that measures the inputs' moments (-1: run as it is; such passes are few, GRA's
+ * probes and re-probes and the report's conditioning). */
 static int monitor_replay_mode(const void *user) {
     const rg_monitor *m = user;
     return !m->on ? 0 : m->moments ? -1 : 1;
@@ -689,6 +699,7 @@ rg_status rg_monitor_set_input_moment(rg_monitor *m, int i, const float *moment,
     memcpy(l->in_moment, moment, (size_t)fan_in * fan_in * sizeof(float));
     memcpy(l->in_mean, mean, (size_t)fan_in * sizeof(float));
     moment_changed(l);
+    l->n_rows = 0;
     return RG_OK;
 }
 
@@ -1027,6 +1038,7 @@ rg_status rg_monitor_measure_curvature(rg_monitor *m, rg_node loss, int batch, i
     rg_monitor_enable(m, 1);
     s = rg_graph_forward(g, batch, 1);
     rg_monitor_enable(m, was_on);
+    moments_arrive(m); /* even where the pass's other figures wait for the update */
     m->moments = had_moments, m->moments_max_fan_in = 0;
     rg_side_pass_end(g, &pass);
     for (int i = 0; i < m->n && !s; i++) {

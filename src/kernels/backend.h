@@ -129,12 +129,13 @@ struct rg_backend {
      *   both stored as the activations' gradients are (bf16 under a device's bf16), in one
      *   reduction where the backend can;
      * input_moments: E[x x^T] (f x f) and E[x] of a dense layer's input over the batch, or
-     *   with q of a convolution's im2col columns over batch and positions;
+     *   with q of a convolution's im2col columns over batch and positions, and for a dense
+     *   layer with rows (else NULL) its input itself, batch rows of f floats;
      * chunk_squares: out[c] = sum (a - b)^2 (b NULL: a^2) over len[c] values from at[c]
      *   (SIZE_MAX: skip);
      * count_nonfinite: NaN and Inf among n values;
-     * flush_sums: a device's squares2, unit_sums, sample_squares, squares_apart and
-     *   chunk_squares (and GRA's layer_steps, step_shifts and sums_of_squares, below) may
+     * flush_sums: a device's squares2, unit_sums, sample_squares, squares_apart,
+     *   input_moments and chunk_squares (and GRA's layer_steps, step_shifts and sums_of_squares, below) may
      *   leave their results to arrive at this call (the host memory they were given kept
      *   till then), so that a watched pass, or GRA's guards over every layer, wait on the
      *   device once (NULL: they arrive at once). */
@@ -147,7 +148,7 @@ struct rg_backend {
     void (*sample_squares)(const float *x, size_t size, int batch, double *out);
     void (*squares_apart)(const float *a, size_t na, const float *b, size_t nb, double *sa, double *sb);
     void (*input_moments)(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
-                          float *moment, float *mean);
+                          float *moment, float *mean, float *rows);
     void (*chunk_squares)(const float *a, const float *b, const size_t *at, const size_t *len,
                           size_t n, double *out);
     long (*count_nonfinite)(const float *x, size_t n);

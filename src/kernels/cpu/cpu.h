@@ -52,7 +52,7 @@ void rg_cpu_sample_squares(const float *x, size_t size, int batch, double *out);
 void rg_cpu_sigmoid_run(const float *x, float *y, long n);
 void rg_cpu_tanh_run(const float *x, float *y, long n);
 void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
-                          float *moment, float *mean);
+                          float *moment, float *mean, float *rows);
 void rg_cpu_chunk_squares(const float *a, const float *b, const size_t *at, const size_t *len,
                           size_t n, double *out);
 long rg_cpu_count_nonfinite(const float *x, size_t n);

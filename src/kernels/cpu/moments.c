@@ -220,8 +220,9 @@ static void shifted_moments(const shift_plan *p, const float *x, size_t size, in
 }
 
 void rg_cpu_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
-                          float *moment, float *mean) {
+                          float *moment, float *mean, float *rows) {
     if (!q) {
+        if (rows) memcpy(rows, x, (size_t)batch * f * sizeof *rows);
         rg_sgram(true, f, batch, 1.0f / batch, x, f, 0.0f, moment, f);
         double *sum = calloc((size_t)f, sizeof *sum); /* by rows of x, each sum in sample order */
         for (int b = 0; sum && b < batch; b++)

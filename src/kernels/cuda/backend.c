@@ -516,12 +516,14 @@ static float *down(const float *device, size_t n) {
     return h;
 }
 
-/* products and column sums on the device (health.cu); NaN where it fails */
+/* products and column sums on the device, arriving at flush_sums (health.cu); NaN where
+ * it fails */
 static void input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
-                          float *mean) {
-    if (!rg_cuda_input_moments(x, size, batch, f, q, moment, mean)) return;
+                          float *mean, float *rows) {
+    if (!rg_cuda_input_moments(x, size, batch, f, q, moment, mean, rows)) return;
     for (size_t i = 0; i < (size_t)f * f; i++) moment[i] = NAN;
     for (int i = 0; i < f; i++) mean[i] = NAN;
+    for (size_t i = 0; rows && !q && i < (size_t)batch * f; i++) rows[i] = NAN;
 }
 
 /* GRA's repairs of a layer (at the probe and re-probes) over host copies by the CPU's code

@@ -118,12 +118,13 @@ void rg_cuda_chunk_squares(const float *a, const float *b, const size_t *at, con
  * after those before it, added in order into *out[i] at the flush: the first's device
  * address, or NULL (each *out[i] NaN) without device memory for them. */
 double *rg_cuda_sums_slots(size_t n, const size_t *parts, double *const *out);
-/* A layer's input moments into host memory, at once: moment (f x f) = E[x x^T] and mean =
- * E[x] over the batch of a dense layer's inputs (q NULL; f values a sample) or over samples
- * and positions of a convolution's im2col columns (geometry q, f = c kh kw, size values a
- * sample), as rg_cpu_input_moments; a status when the device fails. */
+/* A layer's input moments into host memory, queued for rg_cuda_sums_flush: moment (f x f)
+ * = E[x x^T] and mean = E[x] over the batch of a dense layer's inputs (q NULL; f values a
+ * sample; and with rows the inputs themselves, as floats) or over samples and positions of
+ * a convolution's im2col columns (geometry q, f = c kh kw, size values a sample), as
+ * rg_cpu_input_moments; a status when the device fails. */
 rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
-                                float *mean);
+                                float *mean, float *rows);
 
 /* GRA's per-step arithmetic on layers' device buffers (gra.cu); the mean is device memory
  * for the centred gradient and the layer's step (GRA's own copy), a host array with the

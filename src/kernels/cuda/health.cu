@@ -104,8 +104,9 @@ __global__ static void segment_squares(const T *x, const T *x1, const T *y, cons
 
 /* The watched pass's reductions are queued: each writes its parts into the device arena,
  * and rg_cuda_sums_flush copies the arena down once and folds each one's parts into the
- * host memory its caller gave, so a watched step waits on the device once, not once a sum. */
-typedef enum { UNIT_SUMS, SQUARES } kind;
+ * host memory its caller gave, so a watched step waits on the device once, not once a sum.
+ * Float arrays (the input moments) take the same way, copied as they are. */
+typedef enum { UNIT_SUMS, SQUARES, FLOATS } kind;
 typedef struct {
     kind what;
     size_t at;           /* its parts' first double in the arena */
@@ -116,6 +117,7 @@ typedef struct {
     long *near;
     int *dead;
     const size_t *skip;  /* SQUARES: at[] (SIZE_MAX: left as it was), or NULL */
+    float *floats;       /* FLOATS: where its `segments` floats go */
 } pending;
 
 static pending *queue;
@@ -189,7 +191,8 @@ static size_t reserve(size_t doubles, size_t entries = 1, size_t indices = 0, si
 }
 
 static void set_nan(const pending *p) {
-    for (size_t s = 0; s < p->segments; s++) {
+    for (size_t s = 0; p->what == FLOATS && s < p->segments; s++) p->floats[s] = NAN;
+    for (size_t s = 0; p->what != FLOATS && s < p->segments; s++) {
         if (p->what == UNIT_SUMS) {
             p->out[s] = p->sq[s] = p->relu[2 * s] = p->relu[2 * s + 1] = NAN;
         } else if (!p->skip || p->skip[s] != SIZE_MAX) {
@@ -203,6 +206,10 @@ static void set_nan(const pending *p) {
 /* One queued reduction's parts (r, NULL where the copy failed) folded in order. */
 static void fold(const pending *p, const double *r) {
     if (!r) return set_nan(p);
+    if (p->what == FLOATS) {
+        memcpy(p->floats, r + p->at, p->segments * sizeof(float));
+        return;
+    }
     if (p->what == UNIT_SUMS) {
         *p->near = 0, *p->dead = 0;
         for (size_t u = 0; u < p->segments; u++) {
@@ -245,10 +252,13 @@ static void flush_queue(void) {
 /* The sums queued so far arrive.  The arena and the staging then grow to hold all that
  * was asked since the last such call, so that the next watched pass like this one queues
  * its sums without a flush of its own, which would wait for the device (and break the
- * pass's capture, replay.c). */
+ * pass's capture, replay.c); the arena up to ARENA_MOST doubles, past which a pass's
+ * results arrive in more than one copy (a report's input moments of a large network's
+ * layers, 4 MiB each). */
+#define ARENA_MOST ((size_t)8 << 20)
 extern "C" void rg_cuda_sums_flush(void) {
     flush_queue();
-    grow_arena(demand); /* refused: reserve grows it as it needs */
+    grow_arena(demand < ARENA_MOST ? demand : ARENA_MOST); /* refused: reserve grows it as it needs */
     if (indices_demand > indices_host_room || indices_demand * sizeof(size_t) > indices_room)
         grow_indices(indices_demand);
     demand = indices_demand = 0;
@@ -294,7 +304,7 @@ static pending unit_pending(size_t size, int units, int batch, double *sum, doub
                             int *dead) {
     const size_t u = (size_t)units;
     const int parts = part_count(u, (size_t)batch * (size / (u ? u : 1)));
-    const pending p = {UNIT_SUMS, 0, parts, u, sum, NULL, sq, relu, near, dead, NULL};
+    const pending p = {UNIT_SUMS, 0, parts, u, sum, NULL, sq, relu, near, dead, NULL, NULL};
     return p;
 }
 
@@ -325,7 +335,7 @@ static void squares_of(const float *x, const float *x1, const float *y, const si
     for (size_t s = 0; len && s < segments; s++)
         if (at[s] != SIZE_MAX && len[s] > longest) longest = len[s];
     const int parts = part_count(segments, longest);
-    const pending p = {SQUARES, 0, parts, segments, out, out2, NULL, NULL, NULL, NULL, at};
+    const pending p = {SQUARES, 0, parts, segments, out, out2, NULL, NULL, NULL, NULL, at, NULL};
     size_t staged = 0;
     const size_t slot = segments && segments <= 0x7fffffff ? reserve(segments * parts, 1, at ? 2 * segments : 0,
                                                                      &staged)
@@ -380,11 +390,32 @@ extern "C" double *rg_cuda_sums_slots(size_t n, const size_t *parts, double *con
     for (size_t i = 0; i < n; i++) total += parts[i], fits = fits && parts[i] > 0 && parts[i] <= 0x7fffffff;
     const size_t slot = fits ? reserve(total, n) : SIZE_MAX;
     for (size_t i = 0, at = slot; i < n; at += parts[i++]) {
-        const pending p = {SQUARES, 0, (int)parts[i], 1, out[i], NULL, NULL, NULL, NULL, NULL, NULL};
+        const pending p = {SQUARES, 0, (int)parts[i], 1, out[i], NULL, NULL, NULL, NULL, NULL, NULL, NULL};
         if (slot == SIZE_MAX) set_nan(&p);
         else queue[queued] = p, queue[queued++].at = at;
     }
     return slot == SIZE_MAX ? nullptr : (double *)arena + slot;
+}
+
+/* Room in the queue for n float arrays that a caller's kernels write, array i count[i]
+ * floats at dev[i] (each 256-byte aligned, as an allocation is), arriving in host[i] at the
+ * flush: false (each host[i] NaN) without device memory for them. */
+static bool floats_slots(size_t n, const size_t *count, float *const *host, float **dev) {
+    enum { ALIGN = 256 / sizeof(double) };
+    size_t total = ALIGN - 1;
+    for (size_t i = 0; i < n; i++) total += (count[i] + 2 * ALIGN - 1) / (2 * ALIGN) * ALIGN;
+    const size_t slot = reserve(total, n);
+    for (size_t i = 0, at = slot == SIZE_MAX ? 0 : (slot + ALIGN - 1) / ALIGN * ALIGN; i < n; i++) {
+        pending p = {FLOATS, at, 1, count[i], NULL, NULL, NULL, NULL, NULL, NULL, NULL, host[i]};
+        if (slot == SIZE_MAX) {
+            set_nan(&p);
+            continue;
+        }
+        dev[i] = (float *)((double *)arena + at);
+        queue[queued++] = p;
+        at += (count[i] + 2 * ALIGN - 1) / (2 * ALIGN) * ALIGN;
+    }
+    return slot != SIZE_MAX;
 }
 
 /* ------------------------------------------------------------- input moments */
@@ -436,29 +467,32 @@ __global__ static void column_means(const T *x, column_value<T> v, bool conv, in
     if (threadIdx.x == 0) mean[c] = (float)(s / (double)n);
 }
 
-static float *moment_dev, *mean_dev, *cols_dev;
-static size_t moment_room, mean_room, cols_room;
+static float *cols_dev;
+static size_t cols_room;
 
 /* columns of at most this many floats at a time (a product over their samples each) */
 #define COLUMN_FLOATS ((size_t)16 << 20)
 
-/* The moments over the activations' type T: a dense layer's bf16 input is widened to
- * floats first, a convolution's columns are made as floats either way. */
+/* The moments over the activations' type T into moment and mean, and a dense layer's
+ * input itself into rows when asked (device memory all three): a dense layer's bf16 input
+ * is widened to floats first, a convolution's columns are made as floats either way. */
 template <typename T>
-static rg_status moments(const float *xf, size_t size, int batch, int f, const rg_conv_geom *q) {
+static rg_status moments(const float *xf, size_t size, int batch, int f, const rg_conv_geom *q, float *moment,
+                         float *mean, float *rows) {
     const size_t p = q ? (size_t)q->oh * q->ow : 1;
     const T *x = rg_as<T>(xf);
     column_value<T> v = {x, q ? *q : rg_conv_geom{}, size, p, (size_t)batch};
-    RG_KERNEL(column_means<T>, f, RG_CUDA_THREADS)(x, v, q != NULL, f, p, batch, mean_dev);
+    RG_KERNEL(column_means<T>, f, RG_CUDA_THREADS)(x, v, q != NULL, f, p, batch, mean);
     rg_status s = RG_OK;
     if (!q) {
-        const float *rows = xf;
+        const float *in = xf;
         if (rg_cuda_activations_bf16) { /* f values a sample */
             if (!rg_cuda_grow((void **)&cols_dev, &cols_room, (size_t)batch * f * sizeof(float))) return RG_ERR_MEMORY;
             LAUNCH(widen, (size_t)batch * f, (const rg_bf16 *)xf, cols_dev, (size_t)batch * f);
-            rows = cols_dev;
+            in = cols_dev;
         }
-        s = rg_cuda_sgemm(true, false, f, f, batch, 1.0f / batch, rows, f, rows, f, 0.0f, moment_dev, f);
+        s = rg_cuda_sgemm(true, false, f, f, batch, 1.0f / batch, in, f, in, f, 0.0f, moment, f);
+        if (rows) rg_cuda_copy(rows, in, (size_t)batch * f);
     } else {
         const size_t per_sample = (size_t)f * p;
         const int chunk = (int)(per_sample * batch <= COLUMN_FLOATS ? batch : COLUMN_FLOATS / per_sample > 0 ? COLUMN_FLOATS / per_sample : 1);
@@ -469,21 +503,18 @@ static rg_status moments(const float *xf, size_t size, int batch, int f, const r
             const column_value<T> c = {x + (size_t)b * size, *q, size, p, (size_t)count};
             LAUNCH(columns_by_row<T>, per_sample * count, c, cols_dev, per_sample * count);
             const int k = (int)(p * count);
-            s = rg_cuda_sgemm(false, true, f, f, k, scale, cols_dev, k, cols_dev, k, b ? 1.0f : 0.0f, moment_dev, f);
+            s = rg_cuda_sgemm(false, true, f, f, k, scale, cols_dev, k, cols_dev, k, b ? 1.0f : 0.0f, moment, f);
         }
     }
     return s;
 }
 
 extern "C" rg_status rg_cuda_input_moments(const float *x, size_t size, int batch, int f, const rg_conv_geom *q,
-                                           float *moment, float *mean) {
+                                           float *moment, float *mean, float *rows) {
     if (batch <= 0 || f <= 0) return RG_ERR_ARG;
-    const size_t ff = (size_t)f * f;
-    if (!rg_cuda_grow((void **)&moment_dev, &moment_room, ff * sizeof(float)) ||
-        !rg_cuda_grow((void **)&mean_dev, &mean_room, (size_t)f * sizeof(float)))
-        return RG_ERR_MEMORY;
-    rg_status s = RG_STORED(moments, x, size, batch, f, q);
-    if (!s) s = rg_cuda_download(moment, moment_dev, ff);
-    if (!s) s = rg_cuda_download(mean, mean_dev, (size_t)f);
-    return s;
+    const size_t count[3] = {(size_t)f * f, (size_t)f, (size_t)batch * f};
+    float *const host[3] = {moment, mean, rows};
+    float *dev[3] = {NULL, NULL, NULL};
+    if (!floats_slots(rows && !q ? 3 : 2, count, host, dev)) return RG_ERR_MEMORY;
+    return RG_STORED(moments, x, size, batch, f, q, dev[0], dev[1], dev[2]);
 }
