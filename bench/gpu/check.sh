@@ -15,7 +15,8 @@
 # core alone and feeding ResNet50V2 from a folder of JPEGs, the passes captured as CUDA graphs
 # and replayed (the same bits; ResNet50V2's and the MLP monitor's times), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
-# onnxruntime), and prints one summary table.  A few minutes on 16 cores.
+# onnxruntime), test_cuda under compute-sanitizer's memcheck and racecheck, and prints one
+# summary table.  A few minutes on 16 cores.
 # Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -170,6 +171,16 @@ if [ "$build" = ok ]; then
     --steps 20 --monitor >"$log/mlp-monitor-graphs" 2>&1
   # what follows, each part while the time lasts (REGRAD_CHECK_BUDGET seconds from the start,
   # default 420: the device machine allows 600 a command, and the table comes at the end)
+  if in_time "compute-sanitizer"; then
+    # the kernels under NVIDIA's memory checker (out-of-bounds and misaligned accesses) and
+    # race checker (shared-memory hazards), test_cuda's every kernel against the CPU, a
+    # minute each at most (only where the runtime allows it: not on gVisor)
+    cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    for tool in memcheck racecheck; do
+      if [ -x "$cs" ]; then timeout -k 5 60 "$cs" --tool $tool "$test_cuda" >"$log/sanitizer-$tool" 2>&1
+      else echo "no compute-sanitizer" >"$log/sanitizer-$tool"; fi
+    done
+  fi
   if in_time "cuDNN's algorithms timed"; then
     # cuDNN's deterministic algorithms timed on each convolution (REGRAD_CUDNN_TUNE=1), not ranked by heuristics
     for pb in fp32:32 tf32:32 tf32:256 bf16:256; do
@@ -266,6 +277,11 @@ row "monitor cost, MLP, REGRAD_GRAPHS=1" "" "$(monitor_row "$log/mlp-monitor-gra
 row "JPEG folder to the GPU" "" "$(cat "$log/loader-row" 2>/dev/null)"
 row "DenseNet121 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/densenet121" 2>/dev/null | head -1)"
 row "resnet20v2 b64 fp32" "" "$(grep -o '[0-9.]* images/s' "$log/resnet20v2" 2>/dev/null | head -1)"
+sanitized() { # compute-sanitizer's summary, or what stopped it
+  grep -oE '(RACECHECK|ERROR) SUMMARY: [0-9]+ [a-z]+' "$1" 2>/dev/null | tr '\n' ' ' | grep . ||
+    { [ -f "$1" ] && echo "no summary ($(grep -c '^========= [A-Z]' "$1") reports; $(tail -1 "$1" | cut -c1-50))"; }
+}
+row "compute-sanitizer, test_cuda" "" "memcheck: $(sanitized "$log/sanitizer-memcheck"); racecheck: $(sanitized "$log/sanitizer-racecheck")"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
 [ -z "$skipped" ] || echo "not run, out of time ($(($(date +%s) - start)) s): $skipped"
 echo "check.sh took $(($(date +%s) - start)) s"
