@@ -441,8 +441,10 @@ static void moments_arrive(rg_monitor *m) {
     for (int i = 0; i < m->n; i++) any |= (m->layers[i].pending & PENDING_MOMENT) != 0;
     if (!any) return;
     rg_graph_sums_arrive(m->g);
-    for (int i = 0; i < m->n; i++)
-        if (m->layers[i].pending & PENDING_MOMENT) moment_changed(&m->layers[i]), m->layers[i].pending &= ~PENDING_MOMENT;
+    for (int i = 0; i < m->n; i++) {
+        layer *l = &m->layers[i];
+        if (l->pending & PENDING_MOMENT) moment_changed(l), l->pending &= ~PENDING_MOMENT;
+    }
 }
 
 /* The figures of the sums taken since the last call, once they have all arrived. */

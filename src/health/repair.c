@@ -1252,6 +1252,7 @@ static void cap_open_step(rg_repair *r, int i, long step, double cap) {
         queue_exact(r, i, cap);
         rg_graph_sums_arrive(g);
     }
+    if (!l->exact_queued) return; /* nothing to measure it by: no cap */
     const double change = l->exact_rows ? l->exact / l->exact_rows / units : l->exact / units;
     const double rho = sqrt(fmax(change, 0)) / fmax(l->spread, 1e-12);
     if (!(rho > cap)) return;
