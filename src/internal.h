@@ -23,6 +23,10 @@ typedef struct rg_backend rg_backend; /* where a graph runs (src/kernels/backend
 /* Whether every parameter of n is frozen (and it has some). */
 bool rg_node_frozen(const rg_graph *g, const rg_node_impl *n);
 
+/* A device name's index: "cuda" 0, "cuda:N" N (up to four digits); otherwise
+ * RG_ERR_ARG naming the forms (src/core/device.c). */
+rg_status rg_device_index(const char *device, int *index);
+
 /* A graph on a device (rg_graph_set_device): whether it is; n floats of one of its
  * buffers copied into new host memory (NULL, RG_ERR_MEMORY recorded, when there is none);
  * n host floats written into one of its buffers, or n of its floats read into host memory.

@@ -344,6 +344,9 @@ expect 1 "cut.onnx: not an ONNX model" train --model "onnx:$tmp/cut.onnx" --limi
 # devices: a malformed name is a usage error; CUDA says why it cannot run (no device here,
 # or a build without it, or no whole graph on it yet)
 expect 2 "device 'gpu': use cpu, cuda or cuda:N" train --device gpu
+for d in cuda:99999999999 cuda:+1 "cuda: 1" cuda: cuda:1x; do
+  expect 2 "device '$d': use cpu, cuda or cuda:N" train --device "$d"
+done
 expect 1 "no CUDA device here\|built without the CUDA backend\|no whole graph yet" train --device cuda
 expect 1 "no CUDA device here\|built without the CUDA backend\|no whole graph yet" eval --device cuda:0 --weights "$tmp/ckK/last.safetensors"
 head -c 3000 "$tmp/m.h5" > "$tmp/trunc.h5"

@@ -4,6 +4,7 @@
  */
 #include "../internal.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,18 @@
 #include "../kernels/backend.h"
 #include "../kernels/cuda/cuda.h"
 #endif
+
+rg_status rg_device_index(const char *device, int *index) {
+    *index = 0;
+    if (strcmp(device, "cuda") == 0) return RG_OK;
+    const char *n = strncmp(device, "cuda:", 5) == 0 ? device + 5 : NULL;
+    size_t digits = 0;
+    while (n && isdigit((unsigned char)n[digits])) digits++;
+    if (!n || digits == 0 || digits > 4 || n[digits])
+        return rg_fail(RG_ERR_ARG, "device '%s': use cpu, cuda or cuda:N (N from 0)", device);
+    for (size_t i = 0; i < digits; i++) *index = 10 * *index + (n[i] - '0');
+    return RG_OK;
+}
 
 rg_status rg_device_check(const char *device, char *desc, size_t len) {
     char scratch[8];
@@ -20,10 +33,9 @@ rg_status rg_device_check(const char *device, char *desc, size_t len) {
         snprintf(desc, len, "cpu");
         return RG_OK;
     }
-    int index = 0, used = 0;
-    if (strcmp(device, "cuda") != 0 &&
-        (sscanf(device, "cuda:%d%n", &index, &used) != 1 || device[used] || index < 0))
-        return rg_fail(RG_ERR_ARG, "device '%s': use cpu, cuda or cuda:N (N from 0)", device);
+    int index;
+    const rg_status s = rg_device_index(device, &index);
+    if (s) return s;
 #ifdef RG_HAVE_CUDA
     return rg_cuda_probe(index, desc, len);
 #else

@@ -19,10 +19,9 @@
 #include <string.h>
 
 rg_status rg_cuda_select(const char *device) {
-    int index = 0;
-    if (strcmp(device, "cuda") != 0 && sscanf(device, "cuda:%d", &index) != 1)
-        return rg_fail(RG_ERR_ARG, "device '%s': use cpu, cuda or cuda:N", device);
-    const rg_status s = rg_cuda_use(index);
+    int index;
+    rg_status s = rg_device_index(device, &index);
+    if (!s) s = rg_cuda_use(index);
     return s ? s : rg_cuda_blas_ready();
 }
 
