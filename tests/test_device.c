@@ -392,6 +392,19 @@ static void watch(net_builder builder, double tol) {
         assert_close("input moment", moment[1], moment[0], (size_t)f[0] * f[0], tol * largest, tol);
         assert_close("input mean", mean[1], mean[0], (size_t)f[0], tol * sqrtf(largest), tol);
     }
+    /* the inputs' conditioning (the report's), measured by a monitor whose watched passes'
+     * figures wait for the update's note on the device: its moments arrive all the same */
+    for (int d = 0; d < 2; d++) assert_int_equal(rg_monitor_measure_curvature(mon[d], n[d].loss, BATCH, 0), RG_OK);
+    for (int i = 0; i < rg_monitor_layer_count(mon[0]); i++) {
+        const rg_layer_health *a = rg_monitor_layer(mon[0], i), *b = rg_monitor_layer(mon[1], i);
+        if (isnan(a->mean_outlier)) continue; /* no moments */
+        /* a conditioning past 1e6 divides by a median eigenvalue at the moments' rounding */
+        if (!(fabs(b->mean_outlier - a->mean_outlier) <= 1e-3 * fabs(a->mean_outlier) + 1e-6 &&
+              (fabs(b->input_cond - a->input_cond) <= 1e-2 * a->input_cond ||
+               (a->input_cond > 1e6 && b->input_cond > 1e6 && isfinite(b->input_cond)))))
+            fail_msg("%s: conditioning %.9g and mean outlier %.9g on the device, %.9g and %.9g on the CPU", a->name,
+                     b->input_cond, b->mean_outlier, a->input_cond, a->mean_outlier);
+    }
     for (int d = 0; d < 2; d++) rg_monitor_free(mon[d]), rg_optim_free(o[d]), rg_graph_free(n[d].g);
 }
 
