@@ -8,8 +8,9 @@
  * (test_device_emulated, test_cuda_emulated, and regrad_emulated_device, which
  * test_device_cli_emulated.sh runs).  REGRAD_EMULATION_COUNT=1 prints at exit what a GPU
  * would have been asked: the kernels launched, the products (cuBLAS calls), the copies
- * (those down to the host apart) and the waits for all the work queued (a copy down that
- * waits, a device synchronize: the device runs dry at each), for the cost of small steps,
+ * (those down to the host apart) and the waits for all the work queued (a synchronous
+ * copy to or from the host, a device synchronize: the device runs dry at each), for the
+ * cost of small steps,
  * which their launches bound; REGRAD_EMULATION_COUNT=kernels adds each kernel's launches,
  * most first, and the threads they ran (what the emulation's time goes with).
  */
@@ -397,7 +398,10 @@ static void copy_now(void *dst, const void *src, size_t bytes, cudaMemcpyKind ki
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (refused_in_capture()) return cudaErrorStreamCaptureImplicit; /* the default stream's */
-    counted.drains += kind == cudaMemcpyDeviceToHost; /* the host waits for all queued before */
+    /* a copy to or from the host waits for all queued before it (CUDA's synchronous
+     * copies: a stream sync before one from pageable memory, and the copy completes
+     * before the call returns from pinned); one within the device does not */
+    counted.drains += kind != cudaMemcpyDeviceToDevice;
     return copy_now(dst, src, bytes, kind), cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {

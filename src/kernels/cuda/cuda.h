@@ -49,6 +49,10 @@ rg_status rg_cuda_download(float *host, const float *device, size_t n);
  * them alone (pinned staging between); NaN in each that failed, the failure returned. */
 void rg_cuda_download_later(float *host, const float *device, size_t n);
 rg_status rg_cuda_downloads_done(void);
+/* A copy up that does not wait, outside a captured pass: `bytes` of host memory, which the
+ * caller may rewrite at once, copied into `device` behind the work so far (through pinned
+ * staging; at once where there is none); a failure noted for the step's status. */
+void rg_cuda_upload_later(void *device, const void *host, size_t bytes);
 /* A batch's copies up from pinned host memory (backend.h, upload_batch): begin, each copy,
  * end, which returns once they are done. */
 void rg_cuda_upload_batch_begin(void);

@@ -165,6 +165,44 @@ extern "C" rg_status rg_cuda_downloads_done(void) {
     return rg_fail(RG_ERR_IO, "cuda: a copy down failed: %s", cudaGetErrorString(e));
 }
 
+/* Copies up that do not wait: the host's bytes into pinned staging, copied from there on
+ * the work stream.  The staging fills from its start and starts again once the device has
+ * taken all of it (an event after the last copy, waited for only when it is full). */
+static thread_local char *up_staging;
+static thread_local size_t up_room, up_used;
+static thread_local cudaEvent_t up_taken;
+
+extern "C" void rg_cuda_upload_later(void *device, const void *host, size_t bytes) {
+    if (!bytes) return;
+    if (!up_taken && cudaEventCreateWithFlags(&up_taken, cudaEventDisableTiming) != cudaSuccess) {
+        cudaGetLastError();
+        up_taken = NULL;
+    }
+    const size_t span = (bytes + 255) / 256 * 256; /* each copy's start aligned */
+    if (up_taken && up_used + span > up_room) {
+        if (up_used && cudaEventSynchronize(up_taken) != cudaSuccess) cudaGetLastError();
+        up_used = 0;
+        if (span > up_room) {
+            size_t want = up_room ? 2 * up_room : (size_t)1 << 20;
+            while (want < span) want *= 2;
+            if (up_staging) cudaFreeHost(up_staging);
+            up_staging = NULL, up_room = 0;
+            if (cudaMallocHost((void **)&up_staging, want) == cudaSuccess) up_room = want;
+            else cudaGetLastError(), up_staging = NULL;
+        }
+    }
+    if (!up_taken || !up_staging) { /* in line, as a copy that waits */
+        const cudaError_t e = cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) rg_cuda_note_failure("a copy up", cudaGetErrorString(e));
+        return;
+    }
+    memcpy(up_staging + up_used, host, bytes);
+    if (rg_cuda_copy_async(device, up_staging + up_used, bytes, cudaMemcpyHostToDevice) != cudaSuccess ||
+        cudaEventRecord(up_taken, rg_cuda_work_stream()) != cudaSuccess)
+        rg_cuda_note_failure("a copy up", cudaGetErrorString(cudaGetLastError()));
+    up_used += span;
+}
+
 extern "C" bool rg_cuda_grow(void **p, size_t *have, size_t bytes) {
     if (bytes <= *have) return true;
     rg_cuda_memory_moved(); /* a captured pass holding the old address is not replayed */

@@ -28,10 +28,12 @@ static void *scratch_for(int which, size_t bytes) {
     return rg_cuda_grow(&scratch[which], &room[which], bytes) ? scratch[which] : NULL;
 }
 
-/* n floats of host memory copied into scratch `which` */
+/* n floats of host memory copied into scratch `which`, behind the work queued so far
+ * (whatever read the scratch before has read it) and without waiting for it */
 static const float *up(int which, const float *host, size_t n) {
     float *d = (float *)scratch_for(which, n * sizeof(float));
-    return d && !rg_cuda_upload(d, host, n) ? d : NULL;
+    if (d) rg_cuda_upload_later(d, host, n * sizeof(float));
+    return d;
 }
 
 /* Up to BATCH layers handed to one launch by value, as its argument: the items a launch

@@ -55,8 +55,9 @@ extern "C" void rg_cuda_copy(float *dst, const float *src, size_t n) {
     if (n) rg_cuda_copy_async(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice);
 }
 
-/* The pieces' places and factors go up in one copy, packed as at, len, then f, into device
- * scratch (grown, never shrunk). */
+/* The pieces' places and factors go up in one copy that does not wait, packed as at, len,
+ * then f, into device scratch (grown, never shrunk; each call's copy lands after the last
+ * call's kernel has read it, both on the work stream). */
 extern "C" void rg_cuda_scale_pieces(float *x, const size_t *at, const size_t *len, size_t n, const float *f) {
     static void *packed_dev;
     static size_t packed_room;
@@ -74,7 +75,7 @@ extern "C" void rg_cuda_scale_pieces(float *x, const size_t *at, const size_t *l
     memcpy(packed, at, n * sizeof(size_t));
     memcpy(packed + n * sizeof(size_t), len, n * sizeof(size_t));
     memcpy(packed + 2 * n * sizeof(size_t), f, n * sizeof(float));
-    if (rg_cuda_upload((float *)packed_dev, (const float *)packed, bytes / sizeof(float)) != RG_OK) return;
+    rg_cuda_upload_later(packed_dev, packed, bytes);
     const size_t *at_dev = (const size_t *)packed_dev, *len_dev = at_dev + n;
     const float *f_dev = (const float *)(len_dev + n);
     RG_KERNEL(scale_pieces, dim3((unsigned)(n < 65535 ? n : 65535)), RG_CUDA_THREADS)(x, at_dev, len_dev, f_dev, n);
