@@ -63,6 +63,7 @@ rg_status rg_cuda_upload(float *device, const float *host, size_t n) {
     memcpy(HOST(device), host, n * sizeof *host);
     return RG_OK;
 }
+void rg_cuda_upload_later(void *device, const void *host, size_t bytes) { memcpy(HOST(device), host, bytes); }
 rg_status rg_cuda_download(float *host, const float *device, size_t n) {
     memcpy(host, HOST(device), n * sizeof *host);
     return RG_OK;

@@ -184,7 +184,8 @@ done
 # more waits (52 before the split bounds went ahead); over its steps 9 to 16, where the
 # first layer's cap needs the exact figure every step, at most 20 (25 before it went ahead);
 # and GRA's probe with the first step at most 205 (231 when each layer's input moments were
-# read back at once, not with the pass's sums; the probe's repairs copy weights up and down)
+# read back at once, not with the pass's sums, 161 now; the probe's repairs copy weights up
+# and down)
 for n in 64 512 1024 2048; do
   REGRAD_EMULATION_COUNT=1 "$DEV" "${common[@]}" --limit "$n" --epochs 1 --repair auto \
     --model mlp:depth=20,width=64,act=sigmoid --device cuda >"$tmp/gra-waits-$n" 2>&1

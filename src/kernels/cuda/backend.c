@@ -579,7 +579,8 @@ static void function_change_bound(const float *dw, const float *db, int units, i
     if (!rg_cuda_bound_sums(dw, db, units, f, qm, k, sums)) sums->shift = NAN;
 }
 
-static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload(dst, src, n); }
+/* outside the passes (GRA's copies, the optimizer's moments, checkpoints): without a wait */
+static void upload(float *dst, const float *src, size_t n) { rg_cuda_upload_later(dst, src, n * sizeof *src); }
 static void download(float *dst, const float *src, size_t n) { rg_cuda_download(dst, src, n); }
 static void upload_batch(const rg_upload *copies, int n) {
     rg_cuda_upload_batch_begin();

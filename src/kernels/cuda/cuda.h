@@ -51,7 +51,8 @@ void rg_cuda_download_later(float *host, const float *device, size_t n);
 rg_status rg_cuda_downloads_done(void);
 /* A copy up that does not wait, outside a captured pass: `bytes` of host memory, which the
  * caller may rewrite at once, copied into `device` behind the work so far (through pinned
- * staging; at once where there is none); a failure noted for the step's status. */
+ * staging; at once, waiting, where there is none or past 4 MiB); a failure noted for the
+ * step's status. */
 void rg_cuda_upload_later(void *device, const void *host, size_t bytes);
 /* A batch's copies up from pinned host memory (backend.h, upload_batch): begin, each copy,
  * end, which returns once they are done. */

@@ -167,7 +167,10 @@ extern "C" rg_status rg_cuda_downloads_done(void) {
 
 /* Copies up that do not wait: the host's bytes into pinned staging, copied from there on
  * the work stream.  The staging fills from its start and starts again once the device has
- * taken all of it (an event after the last copy, waited for only when it is full). */
+ * taken all of it (an event after the last copy, waited for only when it is full).  A copy
+ * past UP_LATER_MOST bytes (a network's weights when placed or loaded, once) goes in line:
+ * the staging stays small. */
+#define UP_LATER_MOST ((size_t)4 << 20)
 static thread_local char *up_staging;
 static thread_local size_t up_room, up_used;
 static thread_local cudaEvent_t up_taken;
@@ -179,7 +182,7 @@ extern "C" void rg_cuda_upload_later(void *device, const void *host, size_t byte
         up_taken = NULL;
     }
     const size_t span = (bytes + 255) / 256 * 256; /* each copy's start aligned */
-    if (up_taken && up_used + span > up_room) {
+    if (up_taken && bytes <= UP_LATER_MOST && up_used + span > up_room) {
         if (up_used && cudaEventSynchronize(up_taken) != cudaSuccess) cudaGetLastError();
         up_used = 0;
         if (span > up_room) {
@@ -191,7 +194,7 @@ extern "C" void rg_cuda_upload_later(void *device, const void *host, size_t byte
             else cudaGetLastError(), up_staging = NULL;
         }
     }
-    if (!up_taken || !up_staging) { /* in line, as a copy that waits */
+    if (!up_taken || !up_staging || bytes > UP_LATER_MOST) { /* in line, as a copy that waits */
         const cudaError_t e = cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice);
         if (e != cudaSuccess) rg_cuda_note_failure("a copy up", cudaGetErrorString(e));
         return;
