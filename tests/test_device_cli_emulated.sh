@@ -6,9 +6,10 @@
 # kernels rounding as the CPU rounds); the monitor's sums and GRA's arithmetic add in the
 # device's order, so their figures, GRA's repairs on an MLP and on a plain sigmoid CNN (every
 # op's tangent kernel) and diagnose are compared within float rounding; and GRA's runs give
-# the same bits with the device's blocks and threads run in the reverse order; a training
-# step, a validation batch, an auxiliary head's test and lassonet's proximal step never
-# wait for all the device's work, a watched step once, a step of GRA's about twice.
+# the same bits with the device's blocks and threads run in the reverse order, and when
+# stopped and resumed; a training step, a validation batch, an auxiliary head's test and
+# lassonet's proximal step never wait for all the device's work, a watched step once, a
+# step of GRA's about twice.
 # bf16 trains
 # an MLP to the CPU's fp32 accuracy within 0.02, resumes with its own bits and gives them
 # in either order, watches it, repairs a deep sigmoid MLP with GRA, and plans resnet20v2 in
@@ -177,6 +178,16 @@ for model in mlp:depth=10,width=64,act=sigmoid plaincnn:depth=6,width=8,act=sigm
     && awk -v a="$(acc "$tmp/gra-dev")" -v b="$(acc "$tmp/gra-cpu")" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.005 && d > -0.005) }' \
     && ok || bad "GRA on $model on the device: $(wc -l <"$tmp/r-dev") repairs against $(wc -l <"$tmp/r-cpu"), $r, accuracy $(acc "$tmp/gra-dev") against $(acc "$tmp/gra-cpu")"
 done
+# GRA stopped after an epoch and resumed on the device: the straight run's bits over 64
+# steps (its guards' levels, the Newton guard's scale and the inputs' moments come back from
+# the checkpoint, and the device's copies of the moments are made again; the re-probe and
+# the Newton guard's measurement at step 50 fall after the resume)
+gr=(--epochs 2 --repair auto --model mlp:depth=6,width=32,act=sigmoid --device cuda)
+"$DEV" "${common[@]}" "${gr[@]}" --checkpoint-dir "$tmp/gr-straight" >/dev/null 2>&1
+"$DEV" "${common[@]}" "${gr[@]}" --stop-after 1 --checkpoint-dir "$tmp/gr-stop" >/dev/null 2>&1
+"$DEV" train --resume "$tmp/gr-stop" --device cuda --quiet >/dev/null 2>&1
+r=$("$DIFF" "$tmp/gr-straight/last.safetensors" "$tmp/gr-stop/last.safetensors" 2>&1 | tail -1)
+[[ "$r" == *" 0 values differ" ]] && ok || bad "GRA stopped and resumed on the device: $r"
 # GRA's step waits for the device about twice: once for its guards, once for its trust
 # region (a layer whose coarse bounds leave its cap open has the sums of its split's bound
 # queued with the step's own the next step, not in a wait of its own, and so has one whose
