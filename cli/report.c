@@ -147,8 +147,9 @@ static void viridis(double t, char *out) {
 }
 
 /* Horizontal bars, one row per label, up to two series side by side; log10 scale when
- * `logscale` (values <= 0 drawn empty). */
-static void bar_chart(FILE *f, const char *title, const char *xlabel, const char *const *labels,
+ * `logscale` (values <= 0 drawn empty).  Returns whether it drew one: not without a value
+ * to draw. */
+static bool bar_chart(FILE *f, const char *title, const char *xlabel, const char *const *labels,
                       int n, const series *s, int ns, bool logscale) {
     const int row = 14 * ns + 6, h = MT + MB + n * row, pw = W - 200 - MR - 10;
     double lo = INFINITY, hi = -INFINITY;
@@ -158,7 +159,7 @@ static void bar_chart(FILE *f, const char *title, const char *xlabel, const char
             if (logscale) v = v > 0 ? log10(v) : NAN;
             if (isfinite(v)) lo = fmin(lo, v), hi = fmax(hi, v);
         }
-    if (!isfinite(lo)) return;
+    if (!isfinite(lo)) return false;
     if (!logscale) lo = fmin(lo, 0);
     if (hi == lo) hi = lo + 1;
     fprintf(f, "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
@@ -202,6 +203,7 @@ static void bar_chart(FILE *f, const char *title, const char *xlabel, const char
         fprintf(f, "</text>");
     }
     fprintf(f, "</svg></figure>\n");
+    return true;
 }
 
 static void page_start(FILE *f, const char *title) {
@@ -437,7 +439,10 @@ static int train_report(FILE *f, run_data *r, const char *title) {
         for (int w = 0; w < 2; w++) /* a missing event draws as no bars */
             for (int i = r->curv_layers[w]; i < nc; i++) r->gn_top[w][i] = r->mean_outlier[w][i] = NAN;
         series cs[2] = {{"before training", nc, NULL, r->gn_top[0]}, {"after training", nc, NULL, r->gn_top[1]}};
-        bar_chart(f, "Top Gauss-Newton eigenvalue per layer", "eigenvalue (log scale)", labels, nc, cs, 2, true);
+        if (!bar_chart(f, "Top Gauss-Newton eigenvalue per layer", "eigenvalue (log scale)", labels, nc, cs, 2, true))
+            fprintf(f, "<p class=\"note\">No Gauss-Newton eigenvalues in these metrics: none is measured for "
+                       "a frozen layer, nor in a bf16 run (its curvature products need fp32 or "
+                       "tf32).</p>\n");
         series ms[2] = {{"before training", nc, NULL, r->mean_outlier[0]},
                         {"after training", nc, NULL, r->mean_outlier[1]}};
         bar_chart(f, "Input mean outlier per layer", "|E[x]|^2 / mean covariance eigenvalue (log scale)",

@@ -22,6 +22,12 @@ for f in train exp; do
 done
 grep -q "<svg" "$tmp/train.html" && grep -q "Gradient flow" "$tmp/train.html" && ok || bad "train report lacks the gradient flow"
 grep -q "Newton ratio of each monitored step" "$tmp/train.html" && ok || bad "train report lacks the curvature along the steps"
+grep -q "Top Gauss-Newton eigenvalue per layer" "$tmp/train.html" && ok || bad "train report lacks the layers' curvature"
+# metrics without the layers' Gauss-Newton eigenvalues (a bf16 run's): the report says why
+sed -E 's/"gn_top":[-0-9.e+]*/"gn_top":null/g' "$tmp/train.html.jsonl" >"$tmp/nogn.jsonl"
+"$BIN" report "$tmp/nogn.jsonl" -o "$tmp/nogn.html" >/dev/null && xmllint --noout "$tmp/nogn.html" &&
+  ! grep -q "Top Gauss-Newton eigenvalue per layer" "$tmp/nogn.html" && grep -q "No Gauss-Newton eigenvalues" "$tmp/nogn.html" \
+  && ok || bad "a report without Gauss-Newton eigenvalues does not say why"
 "$BIN" train --limit 1024 --quiet --checkpoint-dir "$tmp/ck" >/dev/null 2>&1
 "$BIN" prune --weights "$tmp/ck/last.safetensors" --sweep 0.5,0.9 --report "$tmp/sweep.html" >/dev/null 2>&1 &&
   xmllint --noout "$tmp/sweep.html" && grep -q "Accuracy against sparsity" "$tmp/sweep.html" && ok || bad "the pruning sweep's report"
