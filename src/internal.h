@@ -148,6 +148,12 @@ struct rg_node_impl {
     int adds_from;           /* a convolution whose add (in place on it) it does itself as it
                               * writes its output: the add's other input, or -1 (planning) */
     bool added;              /* this forward pass, it did (set by the convolution) */
+    int stats_for;           /* such a convolution: the batch norm that reads the add's sum,
+                              * whose batch statistics a device's makes as it writes the sum
+                              * (planning; -1: none) */
+    int stats_from;          /* that batch norm: the convolution (-1: none) */
+    uint64_t stats_span;     /* the forward span (rg_graph's forward_spans) in which it did
+                              * (set by the convolution; 0: none) */
     bool watched;            /* the health monitor reads this layer's output this pass */
     bool fused;              /* a relu in place on a batch norm, which applies it: the relu's
                               * passes do not run (set by memory planning) */
@@ -240,6 +246,7 @@ struct rg_graph {
     char error_msg[512];
     uint64_t seed;
     uint64_t dropout_calls; /* counter mixed into dropout masks: one stream per forward */
+    uint64_t forward_spans; /* calls of rg_graph_forward_nodes, each a span of nodes run */
     /* During a tangent pass (curvature.c): each node's tangent (batch x size, NULL outside
      * its live range) and the parameters' direction (param_floats, NULL: zero). */
     float **tangent;

@@ -479,7 +479,9 @@ rg_status rg_cuda_sgemm_batched(bool trans_a, bool trans_b, int m, int n, int k,
 /* conv.cu's steps on the host: the batch's columns (the CPU's im2col), strided products,
  * each sample's dW added in sample order, the CPU's col2im */
 rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, const float *sum, float *y,
-                                 bool add, int batch, const rg_conv_geom *q, int filters, int groups, float *col) {
+                                 bool add, int batch, const rg_conv_geom *q, int filters, int groups, float *col,
+                                 rg_cuda_norm_statistics *stats) {
+    if (stats) stats->made = false; /* the batch norm takes its statistics itself */
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t in_size = (size_t)q->c * q->h * q->w, out_size = (size_t)filters * ohw;
     const size_t cs = rg_cuda_conv_columns(q);
@@ -580,11 +582,11 @@ void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int
 /* batch norm as norm.cu computes it, channel by channel in index order */
 void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train, float eps,
                                 float momentum, const float *gamma, const float *beta, float *rmean, float *rvar,
-                                float *aux, bool relu) {
+                                float *aux, bool relu, bool made) {
     x = HOST(x), y = HOST(y), gamma = HOST(gamma), beta = HOST(beta), rmean = HOST(rmean), rvar = HOST(rvar);
     aux = HOST(aux);
     const double m = (double)batch * hw;
-    for (int c = 0; c < C; c++) {
+    for (int c = 0; c < C && !(train && made); c++) {
         float mu, inv;
         if (train) {
             double s = 0, s2 = 0;

@@ -255,6 +255,70 @@ static void a_convolution_does_its_add(void **state) {
     rg_optim_free(o), rg_graph_free(n.g);
 }
 
+/* The residual block's sum read by a batch norm, in planes of 36 values (four a load) or
+ * of 25 (one) */
+static void residual_norm_net_of(net *n, int side) {
+    rg_graph *g = image_input(n, 4, side, side);
+    const rg_node h = rg_tanh(g, rg_conv2d(g, n->x, 6, 3, NULL));
+    const rg_node sum = rg_add(g, rg_conv2d(g, h, 6, 3, NULL), h);
+    const rg_node y = rg_relu(g, rg_batch_norm(g, sum, 0.1f, 1e-5f));
+    n->logits = rg_dense(g, rg_global_avg_pool(g, y), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+}
+static void residual_norm_net(net *n) { residual_norm_net_of(n, 6); }
+static void residual_norm_net5(net *n) { residual_norm_net_of(n, 5); }
+
+/* A convolution that does its residual add also takes, as it writes the sum, the batch
+ * statistics of the batch norm that reads it (memory.c; on the device): trained so, and
+ * with the monitor reading the convolution's output (the add then runs on its own and the
+ * batch norm takes its statistics itself), the same weights, running statistics and
+ * logits, bit for bit. */
+static void statistics_taken_either_way(net_builder builder, const char *precision) {
+    net n[2] = {build(builder, "cuda", precision), build(builder, "cuda", precision)};
+    rg_optim_config c = rg_optim_defaults(RG_OPTIM_MOMENTUM);
+    rg_optim *o[2];
+    rg_node_impl *conv[2] = {NULL, NULL};
+    for (int d = 0; d < 2; d++) {
+        assert_non_null(o[d] = rg_optim_create(&c, n[d].g->param_floats));
+        assert_int_equal(rg_optim_place(o[d], n[d].g), RG_OK);
+        for (int i = 0; i < n[d].g->n_nodes; i++)
+            if (n[d].g->nodes[i].stats_for >= 0) conv[d] = &n[d].g->nodes[i];
+        assert_non_null(conv[d]);
+        conv[d]->watched = d == 1;
+    }
+    for (int s = 0; s < 4; s++)
+        for (int d = 0; d < 2; d++) {
+            step(&n[d], o[d], s);
+#ifndef RG_FAKE_DEVICE /* (the stand-in leaves the statistics to the batch norm) */
+            assert_int_equal(conv[d]->stats_span != 0, d == 0);
+#endif
+        }
+    const size_t pn = n[0].g->param_floats, sn = n[0].g->state_floats, ln = (size_t)BATCH * CLASSES;
+    float *kept = malloc((pn + sn + ln) * sizeof *kept); /* the weights, running statistics, logits */
+    assert_non_null(kept);
+    memcpy(kept, rg_host(n[0].g, n[0].g->param_buf, pn), pn * sizeof *kept);
+    memcpy(kept + pn, rg_host(n[0].g, n[0].g->state_buf, sn), sn * sizeof *kept);
+    memcpy(kept + pn + sn, rg_host(n[0].g, n[0].g->nodes[n[0].logits].out, ln), ln * sizeof *kept);
+    assert_memory_equal(kept, rg_host(n[1].g, n[1].g->param_buf, pn), pn * sizeof *kept);
+    assert_memory_equal(kept + pn, rg_host(n[1].g, n[1].g->state_buf, sn), sn * sizeof *kept);
+    assert_memory_equal(kept + pn + sn, rg_host(n[1].g, n[1].g->nodes[n[1].logits].out, ln), ln * sizeof *kept);
+    free(kept);
+    for (int d = 0; d < 2; d++) conv[d]->watched = false, rg_optim_free(o[d]), rg_graph_free(n[d].g);
+}
+
+/* ... in planes of four values a load and of one, in fp32 and (but on the stand-in, which
+ * refuses it) bf16, where the statistics are of the sum as stored; and as the CPU within
+ * rounding. */
+static void a_convolution_takes_its_norms_statistics(void **state) {
+    const net_builder builders[] = {residual_norm_net, residual_norm_net5};
+    for (size_t k = 0; k < sizeof builders / sizeof *builders; k++) {
+        compare(builders[k], RG_OPTIM_MOMENTUM, false, CONV_TOL);
+        statistics_taken_either_way(builders[k], "fp32");
+#ifndef RG_FAKE_DEVICE
+        statistics_taken_either_way(builders[k], "bf16");
+#endif
+    }
+}
+
 /* A layer's health figures, in one order */
 #define FIGURES 11
 static void figures_of(const rg_layer_health *h, double f[FIGURES]) {
@@ -280,13 +344,14 @@ static void step_watched(net *n, rg_optim *o, rg_monitor *m, int s) {
 }
 
 /* Passes captured as CUDA graphs and replayed (REGRAD_GRAPHS=1) train the residual block
- * and the batch-norm network with the bits of the passes run as they are: the weights, the
+ * (and with a batch norm on its sum, whose statistics the convolution takes) and the
+ * batch-norm network with the bits of the passes run as they are: the weights, the
  * running statistics, and the logits of an inference pass; and with the health monitor
  * watching half the steps, its figures too (the watched passes replayed as passes of their
  * own, their sums kernels of the graph).  On the stand-in, which cannot capture, every pass
  * runs as is and the reason is kept. */
 static void replayed_passes_give_the_same_bits(void **state) {
-    const net_builder builders[] = {residual_net, norm_net};
+    const net_builder builders[] = {residual_net, norm_net, residual_norm_net};
     for (int watching = 0; watching < 2; watching++)
         for (size_t b = 0; b < sizeof builders / sizeof *builders; b++) {
             net n[2];
@@ -1178,6 +1243,7 @@ int main(void) {
         cmocka_unit_test(ops_without_weights_match_the_cpu),
         cmocka_unit_test(convolutions_match_the_cpu),
         cmocka_unit_test(a_convolution_does_its_add),
+        cmocka_unit_test(a_convolution_takes_its_norms_statistics),
         cmocka_unit_test(replayed_passes_give_the_same_bits),
         cmocka_unit_test(pooling_matches_the_cpu),
         cmocka_unit_test(dropout_softmax_mse_match_the_cpu),

@@ -482,6 +482,7 @@ rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node firs
     if (s) return s;
     g->batch = batch;
     g->forward_train = train != 0, g->forward_replayed = false;
+    g->forward_spans++;
     if (g->backend->begin_pass) g->backend->begin_pass();
     if (first <= 0) { /* a new pass: its dropout masks, its inputs up */
         first = 0;

@@ -29,7 +29,8 @@
  * - An add whose input is a convolution that nothing else reads (a residual branch's last)
  *   writes over it, and when the add's other input comes first, the convolution adds it as
  *   it writes its output, unless the monitor reads that output this pass (then the add
- *   runs, in place).  a + b is b + a: the same bits.
+ *   runs, in place).  a + b is b + a: the same bits.  On a device, that pass also takes the
+ *   batch statistics of the batch norm that reads the sum, in its order: the same bits.
  * rg_graph_keep_outputs turns all of this off: every node keeps its own output for good.
  * (What each step saved on ResNet50V2 is in docs/architecture.md.)
  */
@@ -89,6 +90,7 @@ static void fold_and_inplace(rg_graph *g) {
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         n->fused = false, n->fused_relu = -1, n->inplace = false, n->inplace_of = 0, n->adds_from = -1;
+        n->stats_for = n->stats_from = -1, n->stats_span = 0;
     }
     if (!consumers || !consumer) { /* no folding or in-place then: correct, only larger */
         free(consumers);
@@ -124,6 +126,14 @@ static void fold_and_inplace(rg_graph *g) {
             n->inplace = true, n->inplace_of = k;
             if (other < p) c->adds_from = other;
         }
+        /* and the batch norm that reads the sum, whose statistics a device's convolution
+         * makes as it writes it */
+        const int conv = n->inplace ? n->inputs[n->inplace_of] : -1;
+        for (int j = i + 1; j < g->n_nodes && conv >= 0 && g->nodes[conv].adds_from >= 0; j++)
+            if (g->nodes[j].op == RG_OP_BATCH_NORM && g->nodes[j].inputs[0] == i && g->nodes[j].stats_from < 0) {
+                g->nodes[conv].stats_for = j, g->nodes[j].stats_from = conv;
+                break;
+            }
     }
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];

@@ -183,15 +183,32 @@ static void conv_plan(rg_graph *g, rg_node_impl *n) {
     if (need > n->workspace_per_sample) n->workspace_per_sample = need;
 }
 
+/* Whether batch norm n takes the batch's statistics (as on the CPU: one value per channel,
+ * or a frozen layer, keeps the running statistics) */
+static bool batch_norm_trains(const rg_graph *g, const rg_node_impl *n, int batch, bool train) {
+    return train && (size_t)batch * (n->size / (size_t)n->shape[0]) > 1 && !rg_node_frozen(g, n);
+}
+
+/* A batch norm's parameters for its batch's statistics */
+static rg_cuda_norm_statistics statistics_of(rg_graph *g, rg_node_impl *n) {
+    const bn_attr *a = n->attr;
+    return (rg_cuda_norm_statistics){a->eps, a->momentum, rg_param_data(g, n, 0), rg_param_data(g, n, 1),
+                                     rg_param_data(g, n, 2), rg_param_data(g, n, 3), n->aux, false};
+}
+
 static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
-    (void)train;
     const conv_attr *a = n->attr;
     /* the add in place on this output (memory.c), done here when the monitor does not read
-     * the output itself this pass */
+     * the output itself this pass; and then the statistics of the batch norm that reads the
+     * sum, made as it is written */
     n->added = n->adds_from >= 0 && !n->watched;
+    rg_node_impl *norm = n->added && n->stats_for >= 0 ? &g->nodes[n->stats_for] : NULL;
+    rg_cuda_norm_statistics stats = norm ? statistics_of(g, norm) : (rg_cuda_norm_statistics){0};
+    const bool give = norm && batch_norm_trains(g, norm, batch, train);
     rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, rg_param_data(g, n, 0), a->o.bias ? rg_param_data(g, n, 1) : NULL,
                            n->added ? g->nodes[n->adds_from].out : NULL, n->out, false, batch, &a->geom, a->filters,
-                           a->o.groups, g->workspace);
+                           a->o.groups, g->workspace, give ? &stats : NULL);
+    n->stats_span = give && stats.made ? g->forward_spans : 0;
 }
 
 static void conv_backward(rg_graph *g, rg_node_impl *n, int batch) {
@@ -254,11 +271,12 @@ static void batch_norm_forward(rg_graph *g, rg_node_impl *n, int batch, bool tra
     bn_attr *a = n->attr;
     const int C = n->shape[0];
     const size_t hw = n->size / (size_t)C;
-    /* as on the CPU: one value per channel, or a frozen layer, keeps the running statistics */
-    a->last_train = train && (size_t)batch * hw > 1 && !rg_node_frozen(g, n);
+    a->last_train = batch_norm_trains(g, n, batch, train);
+    /* statistics the convolution before it made in this span of nodes, as it wrote this input */
+    const bool made = n->stats_from >= 0 && g->nodes[n->stats_from].stats_span == g->forward_spans && a->last_train;
     rg_cuda_batch_norm_forward(rg_in(g, n, 0)->out, n->out, batch, C, hw, a->last_train, a->eps, a->momentum,
                                rg_param_data(g, n, 0), rg_param_data(g, n, 1), rg_param_data(g, n, 2),
-                               rg_param_data(g, n, 3), n->aux, n->fused_relu >= 0);
+                               rg_param_data(g, n, 3), n->aux, n->fused_relu >= 0, made);
 }
 
 static void batch_norm_backward(rg_graph *g, rg_node_impl *n, int batch) {
@@ -414,10 +432,10 @@ static void conv_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const float *dw = rg_param_tangent(g, n, 0), *db = a->o.bias ? rg_param_tangent(g, n, 1) : NULL;
     float *t = rg_tangent_out(g, n);
     rg_cuda_conv2d_forward(rg_tangent_in(g, n, 0), rg_param_data(g, n, 0), db, NULL, t, false, batch, &a->geom,
-                           a->filters, a->o.groups, g->workspace);
+                           a->filters, a->o.groups, g->workspace, NULL);
     if (dw)
         rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, dw, NULL, NULL, t, true, batch, &a->geom, a->filters, a->o.groups,
-                               g->workspace);
+                               g->workspace, NULL);
 }
 
 static void xent_tangent(rg_graph *g, rg_node_impl *n, int batch) {

@@ -15,12 +15,15 @@
  * one pass that also adds the other input of a residual add done here (memory.c: the add
  * in place on this output, whose other input is ready first), so that (conv + b) + s has
  * the bits of the add done on its own (bf16: the bias under the product, which rounds
- * once).  Under bf16 (launch.h) the
+ * once); that pass also takes, when asked, the batch statistics of the batch norm that
+ * reads the sum (statistics.h), in the order batch norm takes them, which then reads the
+ * sum once (the same bits).  Under bf16 (launch.h) the
  * input, output, columns and their gradients are bf16 and the products bf16's, over a
  * bf16 copy of W; dW, each sample's part of it, and db stay float.
  */
 #include "cuda.h"
 #include "launch.h"
+#include "statistics.h"
 
 #include <cuda_runtime.h>
 
@@ -120,6 +123,59 @@ struct bias_and_sum {
 };
 static inline void rg_note_members(const bias_and_sum &v) { rg_cuda_note_all(v.bias, v.sum); }
 
+/* rg_cuda_run_sums' f over channel c of y (and s, the add's other input, NULL: none): each
+ * value made bias_and_sum's and stored, then its terms of batch norm's statistics taken of
+ * it as stored, as norm.cu's sums over y afterwards would take them (in its order: one
+ * value an index, or (quads) four of one plane, their terms added in index order). */
+template <typename T, bool quads>
+struct written_values {
+    T *y;
+    const T *s;
+    bias_and_sum f;
+    int c;
+    __device__ double2 operator()(size_t i) const {
+        if (!quads) {
+            rg_store(y, i, f(c, rg_load(y, i), s ? rg_load(s, i) : 0.0f));
+            return value_and_square{}(rg_load(y, i), 0.0f);
+        }
+        const rg_floats4 u = rg_load4(y, i), w = s ? rg_load4(s, i) : rg_floats4{};
+        rg_floats4 v;
+        for (int k = 0; k < 4; k++) v.v[k] = f(c, u.v[k], w.v[k]);
+        rg_store4(y, i, v);
+        const rg_floats4 stored = rg_load4(y, i);
+        double2 t = {0, 0};
+        for (int k = 0; k < 4; k++) {
+            const double2 e = value_and_square{}(stored.v[k], 0.0f);
+            t.x += e.x, t.y += e.y;
+        }
+        return t;
+    }
+    __device__ written_values of_channel(int ch) const { return {y, s, f, ch}; }
+};
+template <typename T, bool quads> static inline void rg_note_members(const written_values<T, quads> &v) {
+    rg_cuda_note_all(v.y, v.s, v.f, v.c);
+}
+
+/* y's bias and sum added (bias_and_sum) in the pass that takes batch norm's statistics of
+ * it (norm.cu's, in its order: four values a load exactly where it would load four), or
+ * false where that pass cannot load s as it loads y (nothing done then). */
+template <typename T>
+static bool write_with_statistics(T *y, const T *s, bias_and_sum f, int batch, int C, size_t hw,
+                                  rg_cuda_norm_statistics *p) {
+    const size_t m = (size_t)batch * hw;
+    const bool quads = hw % 4 == 0 && rg_cuda_quads_fit<T>(m * C, y, NULL, NULL);
+    if (quads && !rg_cuda_quads_fit<T>(m * C, s, NULL, NULL)) return false;
+    const int runs = rg_cuda_runs(C, m);
+    const rg_cuda_runs_scratch scratch = rg_cuda_run_scratch(2 * (size_t)runs * C, C, "batch norm");
+    if (!scratch.part) return false;
+    if (quads)
+        rg_cuda_launch_run_sums(C, hw / 4, m / 4, runs, written_values<T, true>{y, s, f, 0},
+                                rg_statistics_done(m, C, p), scratch);
+    else rg_cuda_launch_run_sums(C, hw, m, runs, written_values<T, false>{y, s, f, 0}, rg_statistics_done(m, C, p),
+                                 scratch);
+    return true;
+}
+
 /* rg_cuda_run_sums' done: db[o] += filter o's sum of dY over samples and positions */
 struct bias_done {
     float *db;
@@ -176,7 +232,8 @@ static const T *columns(const T *x, const rg_conv_geom *q, T *col, int batch, si
  * workspace's start (rg_cuda_conv2d_workspace). */
 template <typename T>
 static rg_status forward(const float *xf, const float *w, const float *bias, const float *sumf, float *yf, bool add,
-                         int batch, const rg_conv_geom *q, int filters, int groups, float *colf) {
+                         int batch, const rg_conv_geom *q, int filters, int groups, float *colf,
+                         rg_cuda_norm_statistics *stats) {
     const int og = filters / groups, kg = q->c / groups * q->kh * q->kw, ohw = q->oh * q->ow;
     const size_t out_size = (size_t)filters * ohw;
     const T *x = rg_as<T>(xf);
@@ -201,9 +258,11 @@ static rg_status forward(const float *xf, const float *w, const float *bias, con
             s = rg_products(false, false, og, ohw, kg, wt + (size_t)gi * og * kg, kg, 0, cols + (size_t)gi * kg * ohw,
                             ohw, stride, beta, y + (size_t)gi * og * ohw, ohw, out_size, batch);
     }
-    if (!s && ((bias && !under) || sumf))
-        rg_cuda_channel_map((const T *)y, rg_as<T>(sumf), y, false, (size_t)batch * out_size, filters, (size_t)ohw,
-                            bias_and_sum{under ? NULL : bias, sumf != NULL});
+    const bias_and_sum f = {under ? NULL : bias, sumf != NULL};
+    if (!s && (f.bias || f.sum) && stats)
+        stats->made = write_with_statistics(y, rg_as<T>(sumf), f, batch, filters, (size_t)ohw, stats);
+    if (!s && (f.bias || f.sum) && !(stats && stats->made))
+        rg_cuda_channel_map((const T *)y, rg_as<T>(sumf), y, false, (size_t)batch * out_size, filters, (size_t)ohw, f);
     return s;
 }
 
@@ -254,8 +313,9 @@ static rg_status backward(const float *xf, const float *dyf, const float *w, flo
 
 extern "C" rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, const float *sum,
                                             float *y, bool add, int batch, const rg_conv_geom *q, int filters,
-                                            int groups, float *col) {
-    return RG_STORED(forward, x, w, bias, sum, y, add, batch, q, filters, groups, col);
+                                            int groups, float *col, rg_cuda_norm_statistics *stats) {
+    if (stats) stats->made = false;
+    return RG_STORED(forward, x, w, bias, sum, y, add, batch, q, filters, groups, col, stats);
 }
 
 extern "C" rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,

@@ -286,10 +286,23 @@ rg_status rg_cudnn_conv2d_forward(const float *x, const float *w, float *y, floa
                                   const rg_conv_geom *q, int filters, int groups);
 rg_status rg_cudnn_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *dx, float beta,
                                    int batch, const rg_conv_geom *q, int filters, int groups);
+/* A batch norm's parameters for its statistics of a batch (rg_cuda_batch_norm_forward's),
+ * and whether another kernel made them this pass (made). */
+typedef struct rg_cuda_norm_statistics {
+    float eps, momentum;
+    const float *gamma, *beta;
+    float *rmean, *rvar, *aux;
+    bool made;
+} rg_cuda_norm_statistics;
 /* y = the convolution of x by w (+ what y holds when add), then + bias, then + sum, the
- * other input of an add in place on y that the convolution does (each NULL: none) */
+ * other input of an add in place on y that the convolution does (each NULL: none).  With
+ * stats (NULL: none), the training statistics of y as it is finally written, for the
+ * batch norm that reads it next, in the same pass where there is one (a bias or a sum to
+ * add) and y's layout allows (stats->made then; the running ones updated and aux made as
+ * rg_cuda_batch_norm_forward makes them, bit for bit). */
 rg_status rg_cuda_conv2d_forward(const float *x, const float *w, const float *bias, const float *sum, float *y,
-                                 bool add, int batch, const rg_conv_geom *q, int filters, int groups, float *col);
+                                 bool add, int batch, const rg_conv_geom *q, int filters, int groups, float *col,
+                                 rg_cuda_norm_statistics *stats);
 rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *db,
                                   float *dx, bool fresh, int batch, const rg_conv_geom *q, int filters, int groups,
                                   float *col);
@@ -311,13 +324,14 @@ void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_c
                                int pad);
 
 /* Batch normalisation of `batch` samples of C channels of hw values: with the batch's
- * statistics (train; the running ones updated) or the running ones, into aux (mean[C],
- * inv[C], then (scale, shift) per channel), y = x scale + shift, then relu when fused.
+ * statistics (train; the running ones updated; made already by the convolution before it
+ * when made) or the running ones, into aux (mean[C], inv[C], then (scale, shift) per
+ * channel), y = x scale + shift, then relu when fused.
  * Backward: dgamma, dbeta += their sums; dx = (fresh) or += the input's gradient (when dx),
  * dy masked by the fused relu when relu; coef: 3C floats of device scratch. */
 void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train, float eps,
                                 float momentum, const float *gamma, const float *beta, float *rmean, float *rvar,
-                                float *aux, bool relu);
+                                float *aux, bool relu, bool made);
 void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw, bool train,
                                  const float *gamma, const float *aux, bool relu, float *dgamma, float *dbeta,
                                  float *coef, bool fresh);

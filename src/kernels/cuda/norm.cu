@@ -5,7 +5,8 @@
  * run folding a fixed stride and then a tree, four values a load where the planes allow,
  * the runs' sums added in order by the channel's last block, which finishes the channel in
  * the same launch: the same bits every run; in double, E[x^2] - E[x]^2 loses nothing a
- * float variance keeps), the running statistics updated with Bessel's correction;
+ * float variance keeps; or taken already, in that order, by the convolution that wrote x:
+ * conv.cu), the running statistics updated with Bessel's correction;
  * otherwise the running statistics; y = x scale + shift, then a fused relu when memory planning gave it one.  Backward:
  * dgamma, dbeta and dx from one pass's sums of dy and dy x per channel (dy (x - mean) is
  * their combination), dy masked by the fused relu.  The tangent (forward mode) is backward's
@@ -15,6 +16,7 @@
  */
 #include "cuda.h"
 #include "launch.h"
+#include "statistics.h"
 
 #include <cuda_runtime.h>
 
@@ -23,14 +25,6 @@ __device__ static float masked(float dy, float x, const float *pair) {
     return pair && !(x * pair[0] + pair[1] > 0) ? 0.0f : dy;
 }
 
-/* A value's terms of the statistics' sums: x and x^2 (rg_cuda_launch_run_sums4's term) */
-struct value_and_square {
-    __device__ double2 operator()(float x, float) const {
-        const double v = x;
-        return {v, v * v};
-    }
-    __device__ value_and_square of_channel(int) const { return *this; }
-};
 /* A value's terms of backward's sums: h (dy masked by the fused relu, pair: its channel's),
  * and h x */
 struct gradient_and_times_x {
@@ -57,30 +51,6 @@ extern "C" rg_cuda_runs_scratch rg_cuda_run_scratch(size_t doubles, int channels
     cudaGetLastError();
     rg_cuda_note_failure(what, "no device memory for its sums");
     return {NULL, NULL};
-}
-
-/* rg_cuda_run_sums' done: channel c's statistics from its sums of x and x^2, the running
- * ones, the affine pair */
-struct statistics_done {
-    size_t m;
-    int C;
-    float eps, momentum;
-    const float *gamma, *beta;
-    float *rmean, *rvar, *aux;
-    __device__ void operator()(int c, const double *part, int runs) const {
-        const double mean = rg_cuda_runs_total(part, c, runs, 0) / m;
-        const float mu = (float)mean;
-        const double var = fmax(rg_cuda_runs_total(part, c, runs, 1) / m - mean * mean, 0.0);
-        const float inv = (float)(1.0 / sqrt(var + eps));
-        aux[c] = mu, aux[C + c] = inv;
-        rmean[c] = (1.0f - momentum) * rmean[c] + momentum * mu;
-        rvar[c] = (1.0f - momentum) * rvar[c] + momentum * (float)(var * m / (m - 1));
-        aux[2 * C + 2 * c] = gamma[c] * inv;
-        aux[2 * C + 2 * c + 1] = beta[c] - mu * aux[2 * C + 2 * c];
-    }
-};
-static inline void rg_note_members(const statistics_done &v) {
-    rg_cuda_note_all(v.m, v.C, v.eps, v.momentum, v.gamma, v.beta, v.rmean, v.rvar, v.aux);
 }
 
 __global__ static void running_statistics(int C, float eps, const float *gamma, const float *beta, const float *rmean,
@@ -164,23 +134,26 @@ static inline void rg_note_members(const tangent_values &v) {
 
 template <typename T>
 static void forward(const float *xf, float *yf, int batch, int C, size_t hw, bool train, float eps, float momentum,
-                    const float *gamma, const float *beta, float *rmean, float *rvar, float *aux, bool relu) {
+                    const float *gamma, const float *beta, float *rmean, float *rvar, float *aux, bool relu,
+                    bool made) {
     const T *x = rg_as<T>(xf);
     const size_t m = (size_t)batch * hw;
-    if (train) {
+    if (train && !made) {
         const int runs = rg_cuda_runs(C, m);
         const rg_cuda_runs_scratch s = rg_cuda_run_scratch(2 * (size_t)runs * C, C, "batch norm");
         if (!s.part) return;
-        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square{},
-                                 statistics_done{m, C, eps, momentum, gamma, beta, rmean, rvar, aux}, s);
-    } else LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
+        const rg_cuda_norm_statistics p = {eps, momentum, gamma, beta, rmean, rvar, aux, false};
+        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square{}, rg_statistics_done(m, C, &p),
+                                 s);
+    } else if (!train) LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
     rg_cuda_channel_map(x, (const T *)NULL, rg_as<T>(yf), false, m * C, C, hw, affine{aux + 2 * C, relu});
 }
 
 extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train,
                                            float eps, float momentum, const float *gamma, const float *beta,
-                                           float *rmean, float *rvar, float *aux, bool relu) {
-    if (batch > 0) RG_STORED(forward, x, y, batch, C, hw, train, eps, momentum, gamma, beta, rmean, rvar, aux, relu);
+                                           float *rmean, float *rvar, float *aux, bool relu, bool made) {
+    if (batch > 0)
+        RG_STORED(forward, x, y, batch, C, hw, train, eps, momentum, gamma, beta, rmean, rvar, aux, relu, made);
 }
 
 /* Per channel, from one pass's sums of h (dy masked by the fused relu, or a tangent) and h x:
