@@ -395,6 +395,7 @@ static rg_status fold_with(onnx_build *b, const onnx_node *n, folding *in, foldi
             st = st > dim + 1 ? dim + 1 : st < -dim - 1 ? -dim - 1 : st; /* longer steps take one */
             if (axis < 0 || axis >= o->ndim || st == 0) return node_fail(b, n, "an axis or step out of range");
             double lo = in[1].v[j], hi = in[2].v[j];
+            if (lo != lo || hi != hi) return node_fail(b, n, "a start or end that is not a number");
             if (lo < 0) lo += dim;
             if (hi < 0) hi += dim;
             lo = st > 0 ? (lo < 0 ? 0 : lo > dim ? dim : lo) : (lo < 0 ? -1 : lo > dim - 1 ? dim - 1 : lo);
