@@ -273,6 +273,76 @@ static void test_memory_planning_is_exact(void **state) {
     free(b);
 }
 
+/* Residual adds that pass their gradient on without a pass of their own (memory.c: the
+ * add's, its branch's last convolution's and its shortcut's gradient one buffer): how many
+ * a compiled graph has. */
+static int adds_sharing_gradients(rg_graph *g) {
+    int shared = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rg_node_impl *n = &g->nodes[i];
+        shared += n->op == RG_OP_ADD && n->inplace && rg_in(g, n, n->inplace_of)->grad_owner == n->grad_owner &&
+                  rg_in(g, n, 1 - n->inplace_of)->grad_owner == n->grad_owner;
+    }
+    return shared;
+}
+
+/* A block x -> add(conv(sigmoid(x)), x); or (BLOCK_LATE) with a layer that reads x made
+ * after the block's convolution, whose part of x's gradient would reach a shared buffer
+ * before the convolution reads it; or (BLOCK_DIRECT) the convolution reading x itself,
+ * whose backward would write the gradient it reads.  One forward and backward, with or
+ * without memory planning; the gradients into grads, the adds sharing their gradient into
+ * *shared. */
+enum { BLOCK_SHARES, BLOCK_LATE, BLOCK_DIRECT };
+static float block_grads(int kind, bool keep, float *grads, size_t *n, int *shared) {
+    rg_graph *g = rg_graph_create(5);
+    const int chw[3] = {1, 6, 6};
+    const rg_node in = rg_input(g, "x", 3, chw);
+    const rg_node x = rg_tanh(g, rg_conv2d(g, in, 4, 3, NULL));
+    const rg_node branch = rg_conv2d(g, kind == BLOCK_DIRECT ? x : rg_sigmoid(g, x), 4, 3, NULL);
+    rg_node sum = rg_add(g, branch, x);
+    if (kind == BLOCK_LATE) sum = rg_add(g, sum, rg_sigmoid(g, x));
+    const rg_node logits = rg_dense(g, rg_global_avg_pool(g, sum), 5, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+    const rg_node loss = rg_softmax_cross_entropy(g, logits, 0);
+    rg_graph_keep_outputs(g, keep);
+    assert_int_equal(rg_graph_compile(g, 2), RG_OK);
+    float *xs = rg_graph_input_buffer(g, in);
+    for (int i = 0; i < 72; i++) xs[i] = (float)sin(0.7 * i);
+    rg_graph_labels(g)[0] = 1, rg_graph_labels(g)[1] = 3;
+    assert_int_equal(rg_graph_forward(g, 2, 1), RG_OK);
+    const float l = rg_node_output(g, loss)[0];
+    assert_int_equal(rg_graph_backward(g, loss), RG_OK);
+    *n = rg_graph_param_floats(g), *shared = adds_sharing_gradients(g);
+    memcpy(grads, rg_graph_grads(g), *n * sizeof *grads);
+    rg_graph_free(g);
+    return l;
+}
+
+/* ResNet50V2's 16 residual adds pass their gradient on without a pass; a block whose
+ * shortcut another layer reads after the block's convolution, or the convolution itself,
+ * does not share; and every way the gradients are the unplanned graph's, bit for bit. */
+static void test_residual_adds_share_their_gradient(void **state) {
+    (void)state;
+    rg_model m;
+    assert_int_equal(rg_model_build("resnet50v2", &(rg_model_opts){.c = 3, .h = 32, .w = 32, .classes = 5, .seed = 3}, &m),
+                     RG_OK);
+    assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);
+    assert_int_equal(adds_sharing_gradients(m.graph), 16);
+    rg_model_free(&m);
+    float a[512], b[512];
+    for (int kind = BLOCK_SHARES; kind <= BLOCK_DIRECT; kind++) {
+        size_t na, nb;
+        int shared, unplanned;
+        const float la = block_grads(kind, false, a, &na, &shared);
+        const float lb = block_grads(kind, true, b, &nb, &unplanned);
+        assert_true(na <= 512);
+        assert_int_equal(na, nb);
+        assert_int_equal(shared, kind == BLOCK_SHARES);
+        assert_int_equal(unplanned, 0);
+        assert_memory_equal(&la, &lb, sizeof la);
+        assert_memory_equal(a, b, na * sizeof *a);
+    }
+}
+
 /* rg_optim_measure_next: the squared change it sums in the update's own pass equals the
  * change of a copy taken before the step, and its sums of squares of the gradient and of
  * the weights before the step are theirs, over ranges that cross pieces and the edges of
@@ -637,6 +707,7 @@ int main(void) {
         cmocka_unit_test(test_compile_refuses_sizes_that_overflow),
         cmocka_unit_test(test_initialisers),
         cmocka_unit_test(test_memory_planning_is_exact),
+        cmocka_unit_test(test_residual_adds_share_their_gradient),
         cmocka_unit_test(test_forward_through_stops_at_its_node),
         cmocka_unit_test(test_forward_continues_from_a_kept_frontier),
     };

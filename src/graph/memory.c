@@ -31,6 +31,8 @@
  *   it writes its output, unless the monitor reads that output this pass (then the add
  *   runs, in place).  a + b is b + a: the same bits.  On a device, that pass also takes the
  *   batch statistics of the batch norm that reads the sum, in its order: the same bits.
+ *   Such an add's gradient is its convolution's and its other input's too, where that
+ *   order allows (shares_residual_gradient): its backward has nothing to copy.
  * rg_graph_keep_outputs turns all of this off: every node keeps its own output for good.
  * (What each step saved on ResNet50V2 is in docs/architecture.md.)
  */
@@ -39,6 +41,32 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* Whether node i, an add in place on a convolution, passes its gradient on without a pass
+ * of its own (gradient owners are set in node order: those of nodes before i are known):
+ * its gradient, the convolution's and its other input x's become one buffer, x's owner's
+ * (the group's earliest node, whose backward reads it last).  The convolution's backward
+ * reads it as the add's gradient before anything adds x's other consumers' parts into it
+ * (no node after the convolution but the add reads a node of x's group, nor does the
+ * convolution itself), and the add's backward skips both inputs.  The same bits: a copy
+ * left out. */
+static bool shares_residual_gradient(const rg_graph *g, int i) {
+    const rg_node_impl *n = &g->nodes[i];
+    if (n->op != RG_OP_ADD || !n->inplace || n->bypassed || !n->needs_grad) return false;
+    const int conv = n->inputs[n->inplace_of], x = n->inputs[1 - n->inplace_of];
+    const rg_node_impl *c = &g->nodes[conv], *o = &g->nodes[x];
+    if (!c->needs_grad || !o->needs_grad || o->op == RG_OP_INPUT || o->bypassed ||
+        rg_node_bf16(g, o) != rg_node_bf16(g, n) || rg_node_bf16(g, c) != rg_node_bf16(g, n))
+        return false;
+    for (int k = 0; k < c->n_inputs; k++) /* its backward would write the gradient it reads */
+        if (g->nodes[c->inputs[k]].grad_owner == o->grad_owner) return false;
+    for (int j = conv + 1; j < g->n_nodes; j++)
+        for (int k = 0; j != i && k < g->nodes[j].n_inputs; k++) {
+            const int in = g->nodes[j].inputs[k];
+            if (in < i && g->nodes[in].grad_owner == o->grad_owner) return false;
+        }
+    return true;
+}
 
 /* Every block starts on a 64-byte line (the arena itself does): sizes round up to this. */
 #define BLOCK_ALIGN 16
@@ -175,6 +203,10 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
     for (int i = 0; i < N; i++) {
         rg_node_impl *n = &g->nodes[i];
         n->grad_owner = rg_op_table[n->op]->aliases_input ? rg_in(g, n, 0)->grad_owner : i;
+        if (shares_residual_gradient(g, i)) {
+            rg_node_impl *other = rg_in(g, n, 1 - n->inplace_of);
+            n->grad_owner = rg_in(g, n, n->inplace_of)->grad_owner = other->grad_owner;
+        }
         n->last_use = i;
         out_hi[i] = keep ? end : N - 1;
     }

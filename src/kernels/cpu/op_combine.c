@@ -21,7 +21,7 @@ void rg_cpu_add_backward(rg_graph *g, rg_node_impl *n, int batch) {
     const long count = (n->batched ? (long)batch : 1) * (long)n->size;
     for (int k = 0; k < 2; k++) {
         rg_node_impl *in = rg_in(g, n, k);
-        if (!in->needs_grad) continue;
+        if (!in->needs_grad || in->grad_owner == n->grad_owner) continue; /* its gradient is this one */
         float *dx = in->dout;
         const float *dy = n->dout;
         if (rg_grad_fresh(g, k)) {

@@ -101,8 +101,9 @@ static void add_backward(rg_graph *g, rg_node_impl *n, int batch) {
     float *dx[2];
     bool fresh[2];
     int k = 0;
-    for (int i = 0; i < 2; i++)
-        if (rg_in(g, n, i)->needs_grad) dx[k] = rg_in(g, n, i)->dout, fresh[k++] = rg_grad_fresh(g, i);
+    for (int i = 0; i < 2; i++) /* (an input whose gradient is this one: memory.c) */
+        if (rg_in(g, n, i)->needs_grad && rg_in(g, n, i)->grad_owner != n->grad_owner)
+            dx[k] = rg_in(g, n, i)->dout, fresh[k++] = rg_grad_fresh(g, i);
     if (k) rg_cuda_pass_on(dx[0], fresh[0], k == 2 ? dx[1] : NULL, k == 2 && fresh[1], n->dout, rows(n, batch));
 }
 
