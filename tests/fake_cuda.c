@@ -580,11 +580,12 @@ void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int
                                      HOST(gamma), dgamma ? HOST(dgamma) : NULL, dbeta ? HOST(dbeta) : NULL);
 }
 /* batch norm as norm.cu computes it, channel by channel in index order */
-void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train, float eps,
-                                float momentum, const float *gamma, const float *beta, float *rmean, float *rvar,
-                                float *aux, bool relu, bool made) {
-    x = HOST(x), y = HOST(y), gamma = HOST(gamma), beta = HOST(beta), rmean = HOST(rmean), rvar = HOST(rvar);
-    aux = HOST(aux);
+void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train,
+                                const rg_cuda_norm_statistics *p, bool relu) {
+    const float eps = p->eps, momentum = p->momentum, *gamma = HOST(p->gamma), *beta = HOST(p->beta);
+    float *rmean = HOST(p->rmean), *rvar = HOST(p->rvar), *aux = HOST(p->aux);
+    const bool made = p->made;
+    x = HOST(x), y = HOST(y);
     const double m = (double)batch * hw;
     for (int c = 0; c < C && !(train && made); c++) {
         float mu, inv;

@@ -372,8 +372,8 @@ static void element_wise_paths_match_cpu(void **state) {
         for (int relu = 0; relu < 2; relu++) {
             const size_t n = (size_t)batch * C * hw;
             assert_int_equal(rg_cuda_upload(d_a, a, n), RG_OK);
-            rg_cuda_batch_norm_forward(d_a, d_y, batch, C, (size_t)hw, false, eps, 0.1f, d_gamma, d_beta, d_rmean,
-                                       d_rvar, d_aux, relu, false);
+            const rg_cuda_norm_statistics p = {eps, 0.1f, d_gamma, d_beta, d_rmean, d_rvar, d_aux, false};
+            rg_cuda_batch_norm_forward(d_a, d_y, batch, C, (size_t)hw, false, &p, relu);
             for (size_t i = 0; i < n; i++) {
                 const int ch = (int)(i / (size_t)hw % C);
                 const float scale = gamma[ch] * (1.0f / sqrtf(rvar[ch] + eps)), shift = beta[ch] - rmean[ch] * scale;

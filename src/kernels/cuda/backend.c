@@ -204,8 +204,8 @@ static void conv_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
      * sum, made as it is written */
     n->added = n->adds_from >= 0 && !n->watched;
     rg_node_impl *norm = n->added && n->stats_for >= 0 ? &g->nodes[n->stats_for] : NULL;
-    rg_cuda_norm_statistics stats = norm ? statistics_of(g, norm) : (rg_cuda_norm_statistics){0};
     const bool give = norm && batch_norm_trains(g, norm, batch, train);
+    rg_cuda_norm_statistics stats = give ? statistics_of(g, norm) : (rg_cuda_norm_statistics){0};
     rg_cuda_conv2d_forward(rg_in(g, n, 0)->out, rg_param_data(g, n, 0), a->o.bias ? rg_param_data(g, n, 1) : NULL,
                            n->added ? g->nodes[n->adds_from].out : NULL, n->out, false, batch, &a->geom, a->filters,
                            a->o.groups, g->workspace, give ? &stats : NULL);
@@ -273,11 +273,10 @@ static void batch_norm_forward(rg_graph *g, rg_node_impl *n, int batch, bool tra
     const int C = n->shape[0];
     const size_t hw = n->size / (size_t)C;
     a->last_train = batch_norm_trains(g, n, batch, train);
+    rg_cuda_norm_statistics p = statistics_of(g, n);
     /* statistics the convolution before it made in this span of nodes, as it wrote this input */
-    const bool made = n->stats_from >= 0 && g->nodes[n->stats_from].stats_span == g->forward_spans && a->last_train;
-    rg_cuda_batch_norm_forward(rg_in(g, n, 0)->out, n->out, batch, C, hw, a->last_train, a->eps, a->momentum,
-                               rg_param_data(g, n, 0), rg_param_data(g, n, 1), rg_param_data(g, n, 2),
-                               rg_param_data(g, n, 3), n->aux, n->fused_relu >= 0, made);
+    p.made = n->stats_from >= 0 && g->nodes[n->stats_from].stats_span == g->forward_spans && a->last_train;
+    rg_cuda_batch_norm_forward(rg_in(g, n, 0)->out, n->out, batch, C, hw, a->last_train, &p, n->fused_relu >= 0);
 }
 
 static void batch_norm_backward(rg_graph *g, rg_node_impl *n, int batch) {

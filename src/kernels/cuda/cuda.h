@@ -286,8 +286,9 @@ rg_status rg_cudnn_conv2d_forward(const float *x, const float *w, float *y, floa
                                   const rg_conv_geom *q, int filters, int groups);
 rg_status rg_cudnn_conv2d_backward(const float *x, const float *dy, const float *w, float *dw, float *dx, float beta,
                                    int batch, const rg_conv_geom *q, int filters, int groups);
-/* A batch norm's parameters for its statistics of a batch (rg_cuda_batch_norm_forward's),
- * and whether another kernel made them this pass (made). */
+/* A batch norm's parameters for its statistics of a batch (rg_cuda_batch_norm_forward's:
+ * eps, momentum, gamma, beta, the running mean and variance, aux), and whether another
+ * kernel made them this pass (made). */
 typedef struct rg_cuda_norm_statistics {
     float eps, momentum;
     const float *gamma, *beta;
@@ -323,15 +324,14 @@ void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv
 void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k, int stride,
                                int pad);
 
-/* Batch normalisation of `batch` samples of C channels of hw values: with the batch's
- * statistics (train; the running ones updated; made already by the convolution before it
- * when made) or the running ones, into aux (mean[C], inv[C], then (scale, shift) per
- * channel), y = x scale + shift, then relu when fused.
+/* Batch normalisation of `batch` samples of C channels of hw values, of parameters p: with
+ * the batch's statistics (train; the running ones updated; made already by the convolution
+ * before it when p->made) or the running ones, into p->aux (mean[C], inv[C], then (scale,
+ * shift) per channel), y = x scale + shift, then relu when fused.
  * Backward: dgamma, dbeta += their sums; dx = (fresh) or += the input's gradient (when dx),
  * dy masked by the fused relu when relu; coef: 3C floats of device scratch. */
-void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train, float eps,
-                                float momentum, const float *gamma, const float *beta, float *rmean, float *rvar,
-                                float *aux, bool relu, bool made);
+void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train,
+                                const rg_cuda_norm_statistics *p, bool relu);
 void rg_cuda_batch_norm_backward(const float *x, const float *dy, float *dx, int batch, int C, size_t hw, bool train,
                                  const float *gamma, const float *aux, bool relu, float *dgamma, float *dbeta,
                                  float *coef, bool fresh);

@@ -133,27 +133,23 @@ static inline void rg_note_members(const tangent_values &v) {
 }
 
 template <typename T>
-static void forward(const float *xf, float *yf, int batch, int C, size_t hw, bool train, float eps, float momentum,
-                    const float *gamma, const float *beta, float *rmean, float *rvar, float *aux, bool relu,
-                    bool made) {
+static void forward(const float *xf, float *yf, int batch, int C, size_t hw, bool train,
+                    const rg_cuda_norm_statistics *p, bool relu) {
     const T *x = rg_as<T>(xf);
     const size_t m = (size_t)batch * hw;
-    if (train && !made) {
+    if (train && !p->made) {
         const int runs = rg_cuda_runs(C, m);
         const rg_cuda_runs_scratch s = rg_cuda_run_scratch(2 * (size_t)runs * C, C, "batch norm");
         if (!s.part) return;
-        const rg_cuda_norm_statistics p = {eps, momentum, gamma, beta, rmean, rvar, aux, false};
-        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square{}, rg_statistics_done(m, C, &p),
-                                 s);
-    } else if (!train) LAUNCH(running_statistics, (size_t)C, C, eps, gamma, beta, rmean, rvar, aux);
-    rg_cuda_channel_map(x, (const T *)NULL, rg_as<T>(yf), false, m * C, C, hw, affine{aux + 2 * C, relu});
+        rg_cuda_launch_run_sums4(C, hw, m, runs, x, (const T *)NULL, value_and_square{}, rg_statistics_done(m, C, p), s);
+    } else if (!train)
+        LAUNCH(running_statistics, (size_t)C, C, p->eps, p->gamma, p->beta, p->rmean, p->rvar, p->aux);
+    rg_cuda_channel_map(x, (const T *)NULL, rg_as<T>(yf), false, m * C, C, hw, affine{p->aux + 2 * C, relu});
 }
 
 extern "C" void rg_cuda_batch_norm_forward(const float *x, float *y, int batch, int C, size_t hw, bool train,
-                                           float eps, float momentum, const float *gamma, const float *beta,
-                                           float *rmean, float *rvar, float *aux, bool relu, bool made) {
-    if (batch > 0)
-        RG_STORED(forward, x, y, batch, C, hw, train, eps, momentum, gamma, beta, rmean, rvar, aux, relu, made);
+                                           const rg_cuda_norm_statistics *p, bool relu) {
+    if (batch > 0) RG_STORED(forward, x, y, batch, C, hw, train, p, relu);
 }
 
 /* Per channel, from one pass's sums of h (dy masked by the fused relu, or a tangent) and h x:
