@@ -539,8 +539,8 @@ rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *
 /* the pools through the CPU's own ops, on a node made for the call */
 static void pool_call(void (*op)(rg_graph *, rg_node_impl *, int, bool), void (*back)(rg_graph *, rg_node_impl *, int),
                       const float *x, const float *y, int *arg, const float *dy, float *dx, int batch,
-                      const rg_conv_geom *q, int k, int stride, int pad) {
-    pool_attr a = {.kernel = k, .stride = stride, .pad = pad, .geom = *q};
+                      const rg_conv_geom *q, int k, int stride, int pad, bool zero_padded) {
+    pool_attr a = {.kernel = k, .stride = stride, .pad = pad, .zero_padded = zero_padded, .geom = *q};
     rg_node_impl nodes[2] = {{.out = (float *)x, .dout = dx, .needs_grad = true},
                              {.attr = &a, .out = (float *)y, .dout = (float *)dy, .aux = (float *)arg, .n_inputs = 1}};
     rg_graph g = {.nodes = nodes};
@@ -548,28 +548,29 @@ static void pool_call(void (*op)(rg_graph *, rg_node_impl *, int, bool), void (*
     else back(&g, &nodes[1], batch);
 }
 void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k, int stride,
-                              int pad) {
-    pool_call(rg_cpu_max_pool_forward, NULL, HOST(x), HOST(y), arg ? HOST(arg) : NULL, NULL, NULL, batch, q, k, stride, pad);
+                              int pad, bool zero_padded) {
+    pool_call(rg_cpu_max_pool_forward, NULL, HOST(x), HOST(y), arg ? HOST(arg) : NULL, NULL, NULL, batch, q, k, stride, pad,
+              zero_padded);
 }
 void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx, int batch,
                                const rg_conv_geom *q, int k, int stride, int pad) {
     pool_call(NULL, rg_cpu_max_pool_backward, HOST(x), HOST(y), arg ? (int *)HOST(arg) : NULL, HOST(dy), HOST(dx), batch,
-              q, k, stride, pad);
+              q, k, stride, pad, false);
 }
 void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q, int k,
-                              int stride, int pad) {
-    pool_attr a = {.kernel = k, .stride = stride, .pad = pad, .geom = *q};
+                              int stride, int pad, bool zero_padded) {
+    pool_attr a = {.kernel = k, .stride = stride, .pad = pad, .zero_padded = zero_padded, .geom = *q};
     rg_node_impl nodes[2] = {{.out = HOST((float *)x)}, {.attr = &a, .n_inputs = 1}};
     float *tangent[2] = {HOST((float *)t_in), HOST(t)};
     rg_graph g = {.nodes = nodes, .tangent = tangent};
     rg_cpu_max_pool_tangent(&g, &nodes[1], batch);
 }
 void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride, int pad) {
-    pool_call(rg_cpu_avg_pool_forward, NULL, HOST(x), HOST(y), NULL, NULL, NULL, batch, q, k, stride, pad);
+    pool_call(rg_cpu_avg_pool_forward, NULL, HOST(x), HOST(y), NULL, NULL, NULL, batch, q, k, stride, pad, false);
 }
 void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k, int stride,
                                int pad) {
-    pool_call(NULL, rg_cpu_avg_pool_backward, NULL, NULL, NULL, HOST(dy), HOST(dx), batch, q, k, stride, pad);
+    pool_call(NULL, rg_cpu_avg_pool_backward, NULL, NULL, NULL, HOST(dy), HOST(dx), batch, q, k, stride, pad, false);
 }
 
 void rg_cuda_batch_norm_tangent(const float *x, const float *t_in, float *t, int batch, int C, size_t hw, bool train,

@@ -100,13 +100,18 @@ static void conv_net(net *n) {
 }
 
 /* Pooling: input (2, 10, 10) -> conv 3x3 (4) -> max 3x3 stride 2 padding 1 -> relu -> two
- * branches, average 2x2 stride 1 padding 1 and max 2x2 stride 2, concatenated flat ->
- * dense 10. */
+ * branches, average 2x2 stride 1 padding 1 and max 2x2 stride 2, and from the conv two
+ * more, zero padding 1 -> max 3x3 stride 2 (the padding folded into the pool, its zeros
+ * some windows' maximum) and max 1x1 stride 2, concatenated flat -> dense 10. */
 static void pool_net(net *n) {
     rg_graph *g = image_input(n, 2, 10, 10);
-    const rg_node h = rg_relu(g, rg_max_pool2d(g, rg_conv2d(g, n->x, 4, 3, NULL), 3, 2, 1));
-    const rg_node both[2] = {rg_flatten(g, rg_avg_pool2d(g, h, 2, 1, 1)), rg_flatten(g, rg_max_pool2d(g, h, 2, 2, 0))};
-    n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+    const rg_node c = rg_conv2d(g, n->x, 4, 3, NULL);
+    const rg_node one = rg_flatten(g, rg_max_pool2d(g, c, 1, 2, 0)); /* backward last: it adds to c's gradient */
+    const rg_node h = rg_relu(g, rg_max_pool2d(g, c, 3, 2, 1));
+    const rg_node padded = rg_flatten(g, rg_max_pool2d(g, rg_zero_pad2d(g, c, 1, 1, 1, 1), 3, 2, 0));
+    const rg_node all[4] = {rg_flatten(g, rg_avg_pool2d(g, h, 2, 1, 1)), rg_flatten(g, rg_max_pool2d(g, h, 2, 2, 0)),
+                            padded, one};
+    n->logits = rg_dense(g, rg_concat(g, 4, all), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 
 /* Batch norm: input (3, 24, 24) -> conv 3x3 -> batch norm (channels long enough for the

@@ -188,6 +188,11 @@ static rg_node c_cat(rg_graph *g, rg_node a, rg_node b) { return rg_concat(g, 2,
 static rg_node c_bn(rg_graph *g, rg_node a, rg_node b) { return rg_batch_norm(g, a, 0.1f, 1e-5f); }
 static rg_node c_bn_eval(rg_graph *g, rg_node a, rg_node b) { return rg_batch_norm(g, a, 0.1f, 1e-3f); }
 
+/* Keras's ResNet stem: a zero padding and a valid pool, the padding folded into the pool. */
+static rg_node c_pad_max(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, rg_zero_pad2d(g, a, 1, 1, 1, 1), 3, 2, 0); }
+static rg_node c_pad_avg(rg_graph *g, rg_node a, rg_node b) { return rg_avg_pool2d(g, rg_zero_pad2d(g, a, 1, 1, 1, 1), 3, 2, 0); }
+static rg_node c_max1(rg_graph *g, rg_node a, rg_node b) { return rg_max_pool2d(g, a, 1, 2, 0); }
+
 static rg_node c_wsum(rg_graph *g, rg_node a, rg_node b) {
     return rg_weighted_sum(g, 2, (rg_node[]){a, b}, (float[]){0.7f, -1.3f});
 }
@@ -203,6 +208,8 @@ static const op_case op_cases[] = {
     {"zero_pad", c_pad, 1, false},            {"concat", c_cat, 2, false},
     {"bn_conv_train", c_bn, 1, true},         {"bn_dense_train", c_bn, 1, true},
     {"bn_eval", c_bn_eval, 1, false},         {"weighted_sum", c_wsum, 2, false},
+    {"pad_max_pool", c_pad_max, 1, false},    {"pad_avg_pool", c_pad_avg, 1, false},
+    {"max_pool_1x1", c_max1, 1, false},
 };
 
 static const float *case_tensor(const rg_tensor_file *f, const char *cs, const char *what,

@@ -286,6 +286,25 @@ static int adds_sharing_gradients(rg_graph *g) {
     return shared;
 }
 
+/* One forward and backward of g (inputs in, logits into a cross-entropy loss), compiled
+ * with or without memory planning, at batch 2: input i is sin(freq i) - shift; returns the
+ * loss and copies the gradients into grads. */
+static float one_step(rg_graph *g, rg_node in, rg_node logits, bool keep, double freq, float shift, float *grads,
+                      size_t *n) {
+    const rg_node loss = rg_softmax_cross_entropy(g, logits, 0);
+    rg_graph_keep_outputs(g, keep);
+    assert_int_equal(rg_graph_compile(g, 2), RG_OK);
+    float *xs = rg_graph_input_buffer(g, in);
+    for (size_t i = 0; i < 2 * rg_node_size(g, in); i++) xs[i] = (float)sin(freq * (double)i) - shift;
+    rg_graph_labels(g)[0] = 1, rg_graph_labels(g)[1] = 3;
+    assert_int_equal(rg_graph_forward(g, 2, 1), RG_OK);
+    const float l = rg_node_output(g, loss)[0];
+    assert_int_equal(rg_graph_backward(g, loss), RG_OK);
+    *n = rg_graph_param_floats(g);
+    memcpy(grads, rg_graph_grads(g), *n * sizeof *grads);
+    return l;
+}
+
 /* A block x -> add(conv(sigmoid(x)), x); or (BLOCK_LATE) with a layer that reads x made
  * after the block's convolution, whose part of x's gradient would reach a shared buffer
  * before the convolution reads it; or (BLOCK_DIRECT) the convolution reading x itself,
@@ -302,17 +321,8 @@ static float block_grads(int kind, bool keep, float *grads, size_t *n, int *shar
     rg_node sum = rg_add(g, branch, x);
     if (kind == BLOCK_LATE) sum = rg_add(g, sum, rg_sigmoid(g, x));
     const rg_node logits = rg_dense(g, rg_global_avg_pool(g, sum), 5, RG_INIT(RG_INIT_GLOROT_UNIFORM));
-    const rg_node loss = rg_softmax_cross_entropy(g, logits, 0);
-    rg_graph_keep_outputs(g, keep);
-    assert_int_equal(rg_graph_compile(g, 2), RG_OK);
-    float *xs = rg_graph_input_buffer(g, in);
-    for (int i = 0; i < 72; i++) xs[i] = (float)sin(0.7 * i);
-    rg_graph_labels(g)[0] = 1, rg_graph_labels(g)[1] = 3;
-    assert_int_equal(rg_graph_forward(g, 2, 1), RG_OK);
-    const float l = rg_node_output(g, loss)[0];
-    assert_int_equal(rg_graph_backward(g, loss), RG_OK);
-    *n = rg_graph_param_floats(g), *shared = adds_sharing_gradients(g);
-    memcpy(grads, rg_graph_grads(g), *n * sizeof *grads);
+    const float l = one_step(g, in, logits, keep, 0.7, 0, grads, n);
+    *shared = adds_sharing_gradients(g);
     rg_graph_free(g);
     return l;
 }
@@ -338,6 +348,55 @@ static void test_residual_adds_share_their_gradient(void **state) {
         assert_int_equal(na, nb);
         assert_int_equal(shared, kind == BLOCK_SHARES);
         assert_int_equal(unplanned, 0);
+        assert_memory_equal(&la, &lb, sizeof la);
+        assert_memory_equal(a, b, na * sizeof *a);
+    }
+}
+
+/* A zero padding before a pooling layer, folded into it (memory.c; pool.c's
+ * pool_absorb_padding): x -> tanh(conv) -> zero_pad(p) -> pool, for a 3x3 stride-2 max pool
+ * (ResNet50V2's pool1), a 2x2 stride-2 one (which then keeps an argmax it did not need),
+ * a 3x3 average pool, and a max pool after uneven padding, which stays unfolded.  One
+ * forward and backward, with or without memory planning; the gradients into grads,
+ * whether the padding was folded into *folded. */
+static float pooled_grads(int kind, bool keep, float *grads, size_t *n, bool *folded) {
+    rg_graph *g = rg_graph_create(6);
+    const rg_node in = rg_input(g, "x", 3, (int[]){2, 7, 7});
+    const rg_node x = rg_tanh(g, rg_conv2d(g, in, 3, 3, NULL));
+    const rg_node pad = kind == 3 ? rg_zero_pad2d(g, x, 1, 0, 1, 0) : rg_zero_pad2d(g, x, 1, 1, 1, 1);
+    const rg_node pool = kind == 2   ? rg_avg_pool2d(g, pad, 3, 2, 0)
+                         : kind == 1 ? rg_max_pool2d(g, pad, 2, 2, 0)
+                                     : rg_max_pool2d(g, pad, 3, 2, 0);
+    const rg_node logits = rg_dense(g, rg_flatten(g, pool), 5, RG_INIT(RG_INIT_GLOROT_UNIFORM));
+    const float l = one_step(g, in, logits, keep, 0.9, 0.4f, grads, n); /* mostly negative: zeros win */
+    *folded = g->nodes[pad].bypassed;
+    rg_graph_free(g);
+    return l;
+}
+
+/* ResNet50V2's pool1_pad is folded into pool1; folded or not, every gradient is the same,
+ * bit for bit, where windows take a padding cell's zero as their maximum. */
+static void test_padding_folds_into_pooling(void **state) {
+    (void)state;
+    rg_model m;
+    assert_int_equal(rg_model_build("resnet50v2", &(rg_model_opts){.c = 3, .h = 32, .w = 32, .classes = 5, .seed = 3}, &m),
+                     RG_OK);
+    assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);
+    int pads = 0;
+    for (int i = 0; i < m.graph->n_nodes; i++)
+        if (strcmp(m.graph->nodes[i].name, "pool1_pad") == 0) pads++, assert_true(m.graph->nodes[i].bypassed);
+    assert_int_equal(pads, 1);
+    rg_model_free(&m);
+    float a[1024], b[1024];
+    for (int kind = 0; kind < 4; kind++) {
+        size_t na, nb;
+        bool folded, unplanned;
+        const float la = pooled_grads(kind, false, a, &na, &folded);
+        const float lb = pooled_grads(kind, true, b, &nb, &unplanned);
+        assert_true(na <= 1024);
+        assert_int_equal(na, nb);
+        assert_int_equal(folded, kind != 3);
+        assert_false(unplanned);
         assert_memory_equal(&la, &lb, sizeof la);
         assert_memory_equal(a, b, na * sizeof *a);
     }
@@ -708,6 +767,7 @@ int main(void) {
         cmocka_unit_test(test_initialisers),
         cmocka_unit_test(test_memory_planning_is_exact),
         cmocka_unit_test(test_residual_adds_share_their_gradient),
+        cmocka_unit_test(test_padding_folds_into_pooling),
         cmocka_unit_test(test_forward_through_stops_at_its_node),
         cmocka_unit_test(test_forward_continues_from_a_kept_frontier),
     };

@@ -164,6 +164,13 @@ def ops_fixture(path):
     case("bn_eval", lambda x, gamma, beta: F.batch_norm(x, rm, rv, gamma, beta, False, 0.1, 1e-3),
          [r(2, 3, 4, 4)], {"gamma": r(3), "beta": r(3)}, {"moving_mean": rm, "moving_variance": rv})
     case("weighted_sum", lambda a, b: 0.7 * a - 1.3 * b, [r(2, 3, 4, 4), r(2, 3, 4, 4)])
+    # Keras's ResNet stem: zero padding, then a valid pool (regrad folds the padding into
+    # the pool); inputs mostly negative, so many windows take a padded zero as their maximum.
+    case("pad_max_pool", lambda x: F.max_pool2d(F.pad(x, (1, 1, 1, 1)), 3, 2), [r(2, 3, 8, 8) - 1])
+    case("pad_avg_pool", lambda x: F.avg_pool2d(F.pad(x, (1, 1, 1, 1)), 3, 2), [r(2, 3, 8, 8) - 1])
+    # ResNet50V2's strided shortcut: a 1x1 max pool at stride 2 (an odd size: the last row
+    # and column no window takes)
+    case("max_pool_1x1", lambda x: F.max_pool2d(x, 1, 2), [r(2, 3, 7, 7)])
     write(path, t, {"torch": torch.__version__})
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@
  *   (and their gradients, when asked for) live throughout.
  *
  * Three rewrites come first:
- * - Zero padding folded into convolutions: a zero_pad node (Keras's ResNets and DenseNet
- *   put one before most convolutions) whose only consumer can absorb it (op hook
- *   absorb_padding) is bypassed; the consumer reads the unpadded tensor.
+ * - Zero padding folded into convolutions and pools: a zero_pad node (Keras's ResNets and
+ *   DenseNet put one before most convolutions, and before the stem's max pool) whose only
+ *   consumer can absorb it (op hook absorb_padding) is bypassed; the consumer reads the
+ *   unpadded tensor.
  * - In-place activations: an element-wise activation whose input has no other consumer,
  *   and whose input's op does not read its own output in backward, writes over that input.
  *   Derivatives are computed from the output y (all but GELU, which never runs in place).

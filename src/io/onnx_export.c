@@ -217,10 +217,17 @@ static rg_status export_node(exporter *e, const rg_node_impl *n) {
     case RG_OP_MAX_POOL:
     case RG_OP_AVG_POOL: {
         const pool_attr *a = n->attr;
+        int pad = a->pad;
+        if (a->zero_padded) { /* ONNX's MaxPool pads with -inf: the zero padding folded in goes first */
+            const char *pads = text(e, "%s/pad.pads", y), *t = text(e, "%s/pad", y);
+            initializer(e, pads, 1, (const int[]){8}, NULL, (const int64_t[]){0, 0, pad, pad, 0, 0, pad, pad});
+            node(e, "Pad", t, 2, (const char *[]){x, pads}, t);
+            x = t, pad = 0;
+        }
         Onnx__NodeProto *p = node(e, n->op == RG_OP_MAX_POOL ? "MaxPool" : "AveragePool", y, 1, &x, y);
         attr_ints(e, p, "kernel_shape", 2, (int64_t[]){a->kernel, a->kernel});
         attr_ints(e, p, "strides", 2, (int64_t[]){a->stride, a->stride});
-        attr_ints(e, p, "pads", 4, (int64_t[]){a->pad, a->pad, a->pad, a->pad});
+        attr_ints(e, p, "pads", 4, (int64_t[]){pad, pad, pad, pad});
         if (n->op == RG_OP_AVG_POOL) attr_int(e, p, "count_include_pad", 1);
         break;
     }

@@ -24,12 +24,20 @@ typedef struct conv_attr {
 
 typedef struct pool_attr {
     int kernel, stride, pad;
+    bool zero_padded;  /* max pooling's padding cells are zeros, not -inf: the pad is a zero
+                          padding before it, folded in (pool_absorb_padding) */
     rg_conv_geom geom;
 } pool_attr;
 
 /* The common 2x2, stride-2, unpadded pooling window, which needs no argmax kept. */
 static inline bool rg_pool_is_2x2(const pool_attr *a) {
     return a->kernel == 2 && a->stride == 2 && a->pad == 0;
+}
+
+/* A 1x1 unpadded window (ResNet50V2's strided shortcuts): every output one input, no
+ * argmax kept. */
+static inline bool rg_pool_is_1x1(const pool_attr *a) {
+    return a->kernel == 1 && a->pad == 0;
 }
 
 typedef struct bn_attr {

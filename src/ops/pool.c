@@ -1,8 +1,9 @@
 /*
  * pool.c — pooling: max and average over k x k windows, and global average pooling.
  *
- *   max:  y = max over the window (padding cells are -inf); backward routes dy to the
- *         first maximum, whose position is kept in aux.
+ *   max:  y = max over the window (padding cells are -inf, or zeros where a zero padding
+ *         before it was folded in); backward routes dy to the first maximum, whose
+ *         position is kept in aux (-1: a padding cell, whose gradient goes nowhere).
  *   avg:  y = sum over the window / (k*k) (padding cells count as zeros, PyTorch's
  *         count_include_pad=True; with no padding, as Keras); dx += dy / (k*k) per tap.
  *   global average: y_c = mean over (H, W); dx += dy_c / (H*W).
@@ -13,6 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The argmax a max pool keeps for backward, one int a output (none for the 2x2 and 1x1
+ * windows). */
+static void keep_argmax(rg_node_impl *n) {
+    const pool_attr *a = n->attr;
+    n->aux_per_sample = n->op == RG_OP_MAX_POOL && !rg_pool_is_2x2(a) && !rg_pool_is_1x1(a)
+                            ? (size_t)a->geom.c * a->geom.oh * a->geom.ow : 0;
+}
+
 static rg_status pool_infer(rg_graph *g, rg_node_impl *n) {
     pool_attr *a = n->attr;
     const rg_node_impl *x = rg_in(g, n, 0);
@@ -22,20 +31,38 @@ static rg_status pool_infer(rg_graph *g, rg_node_impl *n) {
     if (s) return s;
     n->ndim = 3;
     n->shape[0] = a->geom.c, n->shape[1] = a->geom.oh, n->shape[2] = a->geom.ow;
-    if (n->op == RG_OP_MAX_POOL && !rg_pool_is_2x2(a)) /* the argmax, for backward */
-        n->aux_per_sample = (size_t)a->geom.c * a->geom.oh * a->geom.ow;
+    keep_argmax(n);
     return RG_OK;
+}
+
+/* A zero padding of p on every side before the pool, p at most half the window, read as
+ * the pool's own padding: the same windows over the unpadded input, without the padded
+ * copy.  Average pooling counts padding cells as zeros already; max pooling takes them as
+ * zeros from now on (a window's first maximum may be one: its gradient is the padding's,
+ * which the padding's backward dropped). */
+static bool pool_absorb_padding(rg_node_impl *n, const int pad[4]) {
+    pool_attr *a = n->attr;
+    const int p = pad[0];
+    if (a->pad != 0 || p <= 0 || pad[1] != p || pad[2] != p || pad[3] != p || 2 * p > a->kernel) return false;
+    a->pad = p;
+    a->zero_padded = n->op == RG_OP_MAX_POOL;
+    a->geom.h -= 2 * p, a->geom.w -= 2 * p;
+    a->geom.pad_t = a->geom.pad_l = p;
+    keep_argmax(n); /* a 2x2 window that needed none does now */
+    return true;
 }
 
 const rg_op_def rg_op_max_pool_def = {
     .name = "max_pool2d", .min_inputs = 1, .max_inputs = 1,
     .infer = pool_infer,
+    .absorb_padding = pool_absorb_padding,
     .backward_reads_output = true,
     .backward_reads_inputs = true,
 };
 const rg_op_def rg_op_avg_pool_def = {
     .name = "avg_pool2d", .min_inputs = 1, .max_inputs = 1,
     .infer = pool_infer,
+    .absorb_padding = pool_absorb_padding,
 };
 
 static rg_node pool(rg_graph *g, rg_op_kind op, rg_node x, int kernel, int stride, int pad) {

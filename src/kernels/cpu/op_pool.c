@@ -73,14 +73,38 @@ static void max_plane_2x2_backward(const float *xp, const float *yp, const float
     }
 }
 
+/* Output (oy, ox)'s window over plane xp: its first maximum in scan order into *best, and
+ * that cell's offset in the plane; -1 for a padding cell (a zero where the padding is a
+ * folded zero padding, else left out: -1 and -FLT_MAX only for a window wholly in it). */
+static int first_max(const float *xp, int oy, int ox, const pool_attr *a, float *max) {
+    const rg_conv_geom *q = &a->geom;
+    int where = -1;
+    bool any = false;
+    float best = -FLT_MAX;
+    for (int i = 0; i < a->kernel; i++) {
+        const int iy = oy * a->stride - a->pad + i;
+        const bool row = iy >= 0 && iy < q->h;
+        if (!row && !a->zero_padded) continue;
+        for (int j = 0; j < a->kernel; j++) {
+            const int ix = ox * a->stride - a->pad + j;
+            const bool in = row && ix >= 0 && ix < q->w;
+            if (!in && !a->zero_padded) continue;
+            const float v = in ? xp[iy * q->w + ix] : 0.0f;
+            if (!any || v > best) best = v, where = in ? iy * q->w + ix : -1, any = true;
+        }
+    }
+    *max = best;
+    return where;
+}
+
 void rg_cpu_max_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {
     (void)train;
     const pool_attr *a = n->attr;
     const rg_conv_geom *q = &a->geom;
     const float *x = rg_in(g, n, 0)->out;
-    int32_t *arg = (int32_t *)n->aux; /* input offset within the channel plane */
+    int32_t *arg = (int32_t *)n->aux; /* input offset within the channel plane (none for 2x2, 1x1) */
     const long planes = (long)batch * q->c;
-    const bool fast = rg_pool_is_2x2(a);
+    const bool fast = rg_pool_is_2x2(a), one = rg_pool_is_1x1(a);
 #pragma omp parallel for schedule(static) if (planes * q->oh * q->ow > RG_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         const float *xp = x + (size_t)p * q->h * q->w;
@@ -89,24 +113,14 @@ void rg_cpu_max_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train
             max_plane_2x2(xp, yp, q);
             continue;
         }
+        if (one) { /* every output one input */
+            for (int oy = 0; oy < q->oh; oy++)
+                for (int ox = 0; ox < q->ow; ox++) yp[oy * q->ow + ox] = xp[(size_t)oy * a->stride * q->w + ox * a->stride];
+            continue;
+        }
         int32_t *ap = arg + (size_t)p * q->oh * q->ow;
         for (int oy = 0; oy < q->oh; oy++)
-            for (int ox = 0; ox < q->ow; ox++) {
-                float best = -FLT_MAX;
-                int32_t where = -1;
-                for (int i = 0; i < a->kernel; i++) {
-                    int iy = oy * a->stride - a->pad + i;
-                    if (iy < 0 || iy >= q->h) continue;
-                    for (int j = 0; j < a->kernel; j++) {
-                        int ix = ox * a->stride - a->pad + j;
-                        if (ix < 0 || ix >= q->w) continue;
-                        float v = xp[iy * q->w + ix];
-                        if (where < 0 || v > best) best = v, where = iy * q->w + ix;
-                    }
-                }
-                yp[oy * q->ow + ox] = best;
-                ap[oy * q->ow + ox] = where;
-            }
+            for (int ox = 0; ox < q->ow; ox++) ap[oy * q->ow + ox] = first_max(xp, oy, ox, a, &yp[oy * q->ow + ox]);
     }
 }
 
@@ -117,7 +131,7 @@ void rg_cpu_max_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
     if (!in->needs_grad) return;
     const int32_t *arg = (const int32_t *)n->aux;
     const long planes = (long)batch * q->c;
-    const bool fast = rg_pool_is_2x2(a);
+    const bool fast = rg_pool_is_2x2(a), one = rg_pool_is_1x1(a);
 #pragma omp parallel for schedule(static) if (planes * q->oh * q->ow > RG_PARALLEL_MIN)
     for (long p = 0; p < planes; p++) {
         float *dxp = in->dout + (size_t)p * q->h * q->w;
@@ -127,8 +141,14 @@ void rg_cpu_max_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
                                    n->out + (size_t)p * q->oh * q->ow, dyp, dxp, q);
             continue;
         }
+        if (one) {
+            for (int oy = 0; oy < q->oh; oy++)
+                for (int ox = 0; ox < q->ow; ox++) dxp[(size_t)oy * a->stride * q->w + ox * a->stride] += dyp[oy * q->ow + ox];
+            continue;
+        }
         const int32_t *ap = arg + (size_t)p * q->oh * q->ow;
-        for (int i = 0; i < q->oh * q->ow; i++) dxp[ap[i]] += dyp[i];
+        for (int i = 0; i < q->oh * q->ow; i++)
+            if (ap[i] >= 0) dxp[ap[i]] += dyp[i];
     }
 }
 
@@ -222,17 +242,8 @@ void rg_cpu_max_pool_tangent(rg_graph *g, rg_node_impl *n, int batch) {
         const float *xp = x + (size_t)p * q->h * q->w, *tp = t_in + (size_t)p * q->h * q->w;
         for (int oy = 0; oy < q->oh; oy++)
             for (int ox = 0; ox < q->ow; ox++) {
-                float best = -FLT_MAX;
-                int where = -1;
-                for (int i = 0; i < a->kernel; i++) {
-                    const int iy = oy * a->stride - a->pad + i;
-                    if (iy < 0 || iy >= q->h) continue;
-                    for (int j = 0; j < a->kernel; j++) {
-                        const int ix = ox * a->stride - a->pad + j;
-                        if (ix < 0 || ix >= q->w) continue;
-                        if (where < 0 || xp[iy * q->w + ix] > best) best = xp[iy * q->w + ix], where = iy * q->w + ix;
-                    }
-                }
+                float best;
+                const int where = first_max(xp, oy, ox, a, &best);
                 t[(size_t)p * q->oh * q->ow + oy * q->ow + ox] = where < 0 ? 0.0f : tp[where];
             }
     }

@@ -233,7 +233,7 @@ static void max_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train
     (void)train;
     const pool_attr *a = n->attr;
     rg_cuda_max_pool_forward(rg_in(g, n, 0)->out, n->out, (int *)n->aux, batch, &a->geom, a->kernel, a->stride,
-                             a->pad);
+                             a->pad, a->zero_padded);
 }
 
 static void max_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
@@ -247,7 +247,7 @@ static void max_pool_backward(rg_graph *g, rg_node_impl *n, int batch) {
 static void max_pool_tangent(rg_graph *g, rg_node_impl *n, int batch) {
     const pool_attr *a = n->attr;
     rg_cuda_max_pool_tangent(rg_in(g, n, 0)->out, rg_tangent_in(g, n, 0), rg_tangent_out(g, n), batch, &a->geom,
-                             a->kernel, a->stride, a->pad);
+                             a->kernel, a->stride, a->pad, a->zero_padded);
 }
 
 static void avg_pool_forward(rg_graph *g, rg_node_impl *n, int batch, bool train) {

@@ -309,16 +309,17 @@ rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *
                                   float *col);
 
 /* Max and average pooling of `batch` samples of geometry q over k x k windows at `stride`
- * with `pad` cells each side: the first maximum (its offset in the plane into arg, but for
- * the 2x2 stride-2 unpadded window, which finds it again backward) and the mean counting
- * padded cells as zeros; backward dx += each output's gradient at what it took. */
+ * with `pad` cells each side: the first maximum (its offset in the plane into arg, -1 for
+ * a padding cell, but for the 2x2 stride-2 unpadded window, which finds it again
+ * backward; padding cells are zeros where zero_padded, else left out) and the mean
+ * counting padded cells as zeros; backward dx += each output's gradient at what it took. */
 void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k,
-                              int stride, int pad);
+                              int stride, int pad, bool zero_padded);
 void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx,
                                int batch, const rg_conv_geom *q, int k, int stride, int pad);
-/* max pooling's tangent: t_in at each window's first maximum of x (0 for none) */
+/* max pooling's tangent: t_in at each window's first maximum of x (0 for a padding cell) */
 void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q, int k,
-                              int stride, int pad);
+                              int stride, int pad, bool zero_padded);
 void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
                               int pad);
 void rg_cuda_avg_pool_backward(const float *dy, float *dx, int batch, const rg_conv_geom *q, int k, int stride,

@@ -1,9 +1,11 @@
 /*
  * pool.cu — max and average pooling on the device, as the CPU's op_pool.c computes them:
  * the first maximum of each window in scan order (kept in aux as its offset in the plane,
- * but for the 2x2 stride-2 window, found again backward), the mean counting padded cells
- * as zeros.  Backward gathers, for each input value, the outputs whose windows took it, in
- * output order, adding each to the value as the CPU's scatter does: the CPU's bits.  Max
+ * -1 for a padding cell, but for the 2x2 stride-2 window, found again backward, and the
+ * 1x1 window, whose maximum is its one input; padding cells zeros where a zero padding was
+ * folded in), the mean counting padded cells as zeros.  Backward gathers, for each input
+ * value, the outputs whose windows took it, in output order, adding each to the value as
+ * the CPU's scatter does: the CPU's bits (a 1x1 window's output adds to its input).  Max
  * pooling's tangent takes the input's tangent at each window's first maximum.  The values
  * are the activations' type (launch.h; a maximum of bf16 values is one of them, exactly).
  */
@@ -15,11 +17,13 @@
 
 typedef struct window {
     int k, stride, pad; /* the pooling window */
+    int zero_padded;    /* max pooling: padding cells are zeros (a folded zero padding), not left out */
     rg_divider by;      /* the stride, as a divider */
 } window;
 
-static window window_of(int k, int stride, int pad) { return {k, stride, pad, rg_divider_of((uint64_t)stride)}; }
-static inline void rg_note_members(const window &v) { rg_cuda_note_all(v.k, v.stride, v.pad, v.by); }
+static window window_of(int k, int stride, int pad, bool zero_padded = false) {
+    return {k, stride, pad, zero_padded, rg_divider_of((uint64_t)stride)};
+}
 
 template <typename T>
 __global__ static void max_2x2(const T *x, T *y, size_t planes, rg_conv_geom q, rg_planes out) {
@@ -56,22 +60,47 @@ __global__ static void max_2x2_back(const T *x, const T *y, const T *dy, T *dx, 
     }
 }
 
-/* The first maximum in scan order of output o's window over plane xp: its offset in the
- * plane (-1 for a window wholly in the padding) and value */
+/* A 1x1 window at a stride: output o is the input under it; backward adds each output's
+ * gradient to that one input (the windows never overlap: one thread an output, and the
+ * inputs no window takes are not touched). */
 template <typename T>
-__device__ static int first_max(const T *xp, rg_cell o, const rg_conv_geom &q, window a, float *best) {
+__global__ static void max_1x1(const T *x, T *y, size_t planes, rg_conv_geom q, rg_planes out) {
+    GRID_STRIDE(e, planes * q.oh * q.ow) {
+        const rg_cell o = rg_cell_of(e, out);
+        rg_store(y, e, rg_load(x, (o.plane * q.h + (size_t)o.y * q.stride) * q.w + (size_t)o.x * q.stride));
+    }
+}
+
+template <typename T>
+__global__ static void max_1x1_back(const T *dy, T *dx, size_t planes, rg_conv_geom q, rg_planes out) {
+    GRID_STRIDE(e, planes * q.oh * q.ow) {
+        const rg_cell o = rg_cell_of(e, out);
+        const size_t i = (o.plane * q.h + (size_t)o.y * q.stride) * q.w + (size_t)o.x * q.stride;
+        rg_store(dx, i, rg_load(dx, i) + rg_load(dy, e));
+    }
+}
+
+/* The first maximum in scan order of output o's window over plane xp: its offset in the
+ * plane and value; -1 for a padding cell (a zero where a.zero_padded, else left out: -1
+ * and -FLT_MAX only for a window wholly in it) */
+template <typename T>
+__device__ static int first_max(const T *xp, rg_cell o, const rg_conv_geom &q, window a, float *max) {
     int where = -1;
-    *best = -FLT_MAX;
+    bool any = false;
+    float best = -FLT_MAX;
     for (int i = 0; i < a.k; i++) {
         const int iy = o.y * a.stride - a.pad + i;
-        if (iy < 0 || iy >= q.h) continue;
+        const bool row = iy >= 0 && iy < q.h;
+        if (!row && !a.zero_padded) continue;
         for (int j = 0; j < a.k; j++) {
             const int ix = o.x * a.stride - a.pad + j;
-            if (ix < 0 || ix >= q.w) continue;
-            const float v = rg_load(xp, iy * q.w + ix);
-            if (where < 0 || v > *best) *best = v, where = iy * q.w + ix;
+            const bool in = row && ix >= 0 && ix < q.w;
+            if (!in && !a.zero_padded) continue;
+            const float v = in ? rg_load(xp, iy * q.w + ix) : 0.0f;
+            if (!any || v > best) best = v, where = in ? iy * q.w + ix : -1, any = true;
         }
     }
+    *max = best;
     return where;
 }
 
@@ -166,15 +195,19 @@ __global__ static void avg_back(const T *dy, T *dx, size_t planes, rg_conv_geom 
 }
 
 static bool is_2x2(int k, int stride, int pad) { return k == 2 && stride == 2 && pad == 0; }
+static bool is_1x1(int k, int pad) { return k == 1 && pad == 0; }
 
 /* The launches over the activations' type T (RG_STORED picks it). */
 template <typename T>
 static void max_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k, int stride,
-                        int pad) {
+                        int pad, bool zero_padded) {
     const size_t planes = (size_t)batch * q->c, n = planes * q->oh * q->ow;
     const rg_planes out = rg_planes_of(q->oh, q->ow);
     if (is_2x2(k, stride, pad)) LAUNCH(max_2x2<T>, n, rg_as<T>(x), rg_as<T>(y), planes, *q, out);
-    else LAUNCH(max_general<T>, n, rg_as<T>(x), rg_as<T>(y), arg, planes, *q, out, window_of(k, stride, pad));
+    else if (is_1x1(k, pad)) LAUNCH(max_1x1<T>, n, rg_as<T>(x), rg_as<T>(y), planes, *q, out);
+    else
+        LAUNCH(max_general<T>, n, rg_as<T>(x), rg_as<T>(y), arg, planes, *q, out,
+               window_of(k, stride, pad, zero_padded));
 }
 
 template <typename T>
@@ -184,6 +217,9 @@ static void max_backward(const float *x, const float *y, const int *arg, const f
     const rg_planes in = rg_planes_of(q->h, q->w);
     if (is_2x2(k, stride, pad))
         LAUNCH(max_2x2_back<T>, n, rg_as<T>(x), rg_as<T>(y), rg_as<T>(dy), rg_as<T>(dx), planes, *q, in);
+    else if (is_1x1(k, pad))
+        LAUNCH(max_1x1_back<T>, planes * q->oh * q->ow, rg_as<T>(dy), rg_as<T>(dx), planes, *q,
+               rg_planes_of(q->oh, q->ow));
     else LAUNCH(max_general_back<T>, n, arg, rg_as<T>(dy), rg_as<T>(dx), planes, *q, in, window_of(k, stride, pad));
 }
 
@@ -202,8 +238,8 @@ static void avg_backward(const float *dy, float *dx, int batch, const rg_conv_ge
 }
 
 extern "C" void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k,
-                                         int stride, int pad) {
-    RG_STORED(max_forward, x, y, arg, batch, q, k, stride, pad);
+                                         int stride, int pad, bool zero_padded) {
+    RG_STORED(max_forward, x, y, arg, batch, q, k, stride, pad, zero_padded);
 }
 
 extern "C" void rg_cuda_max_pool_backward(const float *x, const float *y, const int *arg, const float *dy, float *dx,
@@ -213,15 +249,15 @@ extern "C" void rg_cuda_max_pool_backward(const float *x, const float *y, const 
 
 template <typename T>
 static void max_tangent_of(const float *x, const float *t_in, float *t, size_t planes, const rg_conv_geom *q, int k,
-                           int stride, int pad) {
+                           int stride, int pad, bool zero_padded) {
     LAUNCH(max_tangent<T>, planes * q->oh * q->ow, rg_as<T>(x), rg_as<T>(t_in), rg_as<T>(t), planes, *q,
-           rg_planes_of(q->oh, q->ow), window_of(k, stride, pad));
+           rg_planes_of(q->oh, q->ow), window_of(k, stride, pad, zero_padded));
 }
 
 extern "C" void rg_cuda_max_pool_tangent(const float *x, const float *t_in, float *t, int batch, const rg_conv_geom *q,
-                                         int k, int stride, int pad) {
+                                         int k, int stride, int pad, bool zero_padded) {
     const size_t planes = (size_t)batch * q->c;
-    RG_STORED(max_tangent_of, x, t_in, t, planes, q, k, stride, pad);
+    RG_STORED(max_tangent_of, x, t_in, t, planes, q, k, stride, pad, zero_padded);
 }
 
 extern "C" void rg_cuda_avg_pool_forward(const float *x, float *y, int batch, const rg_conv_geom *q, int k, int stride,
