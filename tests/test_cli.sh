@@ -409,7 +409,7 @@ expect 1 "Inf in the output of dense_3 (op dense)" train --limit 512 --optimizer
 expect 1 "the model needs .* MiB at batch 128 (parameters and gradients" train --model cnn --max-memory 20M --limit 256
 expect 1 "optimizer's state .* alone exceed" train --model cnn --max-memory 1M --limit 256
 expect 2 "max-memory '12Q'" train --max-memory 12Q
-expect 1 "141.58 GiB at batch 2048" train --model resnet50v2 --input-size 224x224 --channels 3 --batch 2048 --limit 256 --max-memory 64G
+expect 1 "132.55 GiB at batch 2048" train --model resnet50v2 --input-size 224x224 --channels 3 --batch 2048 --limit 256 --max-memory 64G
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -73,7 +73,7 @@ static void max_plane_2x2_backward(const float *xp, const float *yp, const float
     }
 }
 
-/* Output (oy, ox)'s window over plane xp: its first maximum in scan order into *best, and
+/* Output (oy, ox)'s window over plane xp: its first maximum in scan order into *max, and
  * that cell's offset in the plane; -1 for a padding cell (a zero where the padding is a
  * folded zero padding, else left out: -1 and -FLT_MAX only for a window wholly in it). */
 static int first_max(const float *xp, int oy, int ox, const pool_attr *a, float *max) {

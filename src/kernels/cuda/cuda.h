@@ -311,7 +311,8 @@ rg_status rg_cuda_conv2d_backward(const float *x, const float *dy, const float *
 /* Max and average pooling of `batch` samples of geometry q over k x k windows at `stride`
  * with `pad` cells each side: the first maximum (its offset in the plane into arg, -1 for
  * a padding cell, but for the 2x2 stride-2 unpadded window, which finds it again
- * backward; padding cells are zeros where zero_padded, else left out) and the mean
+ * backward, and the 1x1 unpadded one, whose one input it is; padding cells are zeros
+ * where zero_padded, else left out) and the mean
  * counting padded cells as zeros; backward dx += each output's gradient at what it took. */
 void rg_cuda_max_pool_forward(const float *x, float *y, int *arg, int batch, const rg_conv_geom *q, int k,
                               int stride, int pad, bool zero_padded);
