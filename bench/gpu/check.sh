@@ -10,7 +10,7 @@
 # against the same MLP untouched) and a 12-layer sigmoid
 # plain CNN on the GPU and on the CPU, GRA leaving a healthy resnet20v2 as it was, resnet20v2
 # trained with each batch's upload and its loss's and logits' reads overlapped and in line (images/s, the same bits),
-# ResNet50V2 (also with cuDNN's algorithms timed), DenseNet121 and resnet20v2 steps (op times
+# ResNet50V2 (also with cuDNN's algorithms timed, and with its nondeterministic ones), DenseNet121 and resnet20v2 steps (op times
 # in the logs), the monitor's watched step against a plain one, the image loader on every
 # core alone and feeding ResNet50V2 from a folder of JPEGs, the passes captured as CUDA graphs
 # and replayed (the same bits; ResNet50V2's and the MLP monitor's times), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
@@ -199,6 +199,14 @@ if [ "$build" = ok ]; then
         --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-tuned-${pb%:*}-${pb#*:}" 2>&1
     done
   fi
+  if in_time "cuDNN's nondeterministic algorithms"; then
+    # cuDNN's algorithms as PyTorch's default picks them (REGRAD_CUDNN_DETERMINISTIC=0): its
+    # heuristics' first, deterministic or not (atomics: not the same bits every run)
+    for pb in tf32:32 tf32:256 bf16:256; do
+      REGRAD_CUDNN_DETERMINISTIC=0 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} \
+        --batch ${pb#*:} --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-any-${pb%:*}-${pb#*:}" 2>&1
+    done
+  fi
   if in_time "regrad's own convolutions"; then
     REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
     REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --precision bf16 --batch 32 --steps 5 \
@@ -268,6 +276,9 @@ row "train MLP in bf16 on cuda" "" "$(tail -1 "$log/bf16-mlp" 2>/dev/null | cut 
 row "GRA, 20-sigmoid MLP: bf16 cuda, fp32 cpu" "" "$(tail -1 "$log/bf16-gra-cuda" 2>/dev/null | cut -c1-40); $(tail -1 "$log/bf16-gra-cpu" 2>/dev/null | cut -c1-40)"
 for pb in fp32-32 tf32-32 tf32-256 bf16-256; do
   row "ResNet50V2 b${pb#*-} ${pb%-*}, REGRAD_CUDNN_TUNE=1" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-tuned-$pb" 2>/dev/null | head -1)"
+done
+for pb in tf32-32 tf32-256 bf16-256; do
+  row "ResNet50V2 b${pb#*-} ${pb%-*}, REGRAD_CUDNN_DETERMINISTIC=0" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-any-$pb" 2>/dev/null | head -1)"
 done
 row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
 row "ResNet50V2 b32 bf16, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-im2col-bf16" 2>/dev/null | head -1)"

@@ -12,7 +12,9 @@
  * stride-1 convolutions always go there.  REGRAD_CUDNN_TUNE=1 has cuDNN time its algorithms
  * on each new plan and keeps the fastest deterministic one: every run is deterministic in
  * itself, but two runs may keep different algorithms where timings are close (and so give
- * different bits from one seed).
+ * different bits from one seed).  REGRAD_CUDNN_DETERMINISTIC=0 lets either way pick
+ * nondeterministic algorithms too (atomics: PyTorch's default, torch.backends.cudnn
+ * .deterministic off), trading the same bits every run, and exact resume, for speed.
  */
 #include "cuda.h"
 #include "launch.h"
@@ -45,6 +47,7 @@ static struct {
     bool loaded;  /* the library and every entry point found */
     bool created; /* the handle made (on the first convolution) */
     bool tune;    /* REGRAD_CUDNN_TUNE=1: algorithms timed, not ranked by heuristics */
+    bool any;     /* REGRAD_CUDNN_DETERMINISTIC=0: nondeterministic algorithms too */
     cudnnHandle_t handle;
     void *scratch;
     size_t scratch_bytes;
@@ -66,8 +69,9 @@ static void open_cudnn(void) {
 #define CUDNN_FIND(name) all = all && (dnn.name = (decltype(dnn.name))dlsym(lib, #name)) != NULL;
     CUDNN_ENTRIES(CUDNN_FIND)
     dnn.loaded = all;
-    const char *tune = getenv("REGRAD_CUDNN_TUNE");
+    const char *tune = getenv("REGRAD_CUDNN_TUNE"), *det = getenv("REGRAD_CUDNN_DETERMINISTIC");
     dnn.tune = tune && !strcmp(tune, "1");
+    dnn.any = det && !strcmp(det, "0");
 }
 
 /* cuDNN's symmetric padding gives this geometry's output: a padding the CPU gives more of at
@@ -128,11 +132,11 @@ static rg_status failed(cudnnStatus_t e, const char *what) {
                    what, dnn.cudnnGetErrorString(e));
 }
 
-/* the first of n ranked algorithms that succeeded, is deterministic and whose scratch is
- * below a cap; -1 if none */
+/* the first of n ranked algorithms that succeeded, is deterministic (unless any will do)
+ * and whose scratch is below a cap; -1 if none */
 template <typename P> static int pick(const P *perf, int n) {
     for (int i = 0; i < n; i++)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && (dnn.any || perf[i].determinism == CUDNN_DETERMINISTIC) &&
             perf[i].memory <= ((size_t)1 << 30))
             return i;
     return -1;
@@ -212,8 +216,9 @@ static rg_status plan_for(const rg_conv_geom *q, int filters, int groups, int ba
         return failed(e, "algorithm choice");
     const int i = pick(fwd, nf), j = pick(data, nd), k = pick(filt, nw);
     if (i < 0 || j < 0 || k < 0)
-        return problem(RG_ERR_STATE, "cuDNN offers no deterministic algorithm for a %dx%d convolution of %d "
-                       "channels: set REGRAD_CUDNN=0 to use regrad's own convolutions", q->kh, q->kw, q->c);
+        return problem(RG_ERR_STATE, "cuDNN offers no %salgorithm for a %dx%d convolution of %d channels: set "
+                       "REGRAD_CUDNN=0 to use regrad's own convolutions", dnn.any ? "" : "deterministic ", q->kh, q->kw,
+                       q->c);
     p->fwd = fwd[i], p->bwd_data = data[j], p->bwd_filter = filt[k];
     /* the scratch each needs under the math it will run with */
     size_t sf = 0, sd = 0, sw = 0;
