@@ -168,6 +168,15 @@ static void huge_gamma(hid_t g) { /* 10^12 values declared, none stored */
     H5Dclose(d), H5Pclose(pl), H5Sclose(sp);
 }
 
+static void unstored_gamma(hid_t g) { /* 10^8 values declared (400 MB, within the limit), none stored */
+    H5Ldelete(g, "bn1/gamma:0", H5P_DEFAULT);
+    const hsize_t n = 100000000, chunk = 1024;
+    hid_t sp = H5Screate_simple(1, &n, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(pl, 1, &chunk);
+    hid_t d = H5Dcreate2(g, "bn1/gamma:0", H5T_IEEE_F32LE, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    H5Dclose(d), H5Pclose(pl), H5Sclose(sp);
+}
+
 static void looping_gamma(hid_t g) { /* a soft link to itself */
     H5Ldelete(g, "bn1/gamma:0", H5P_DEFAULT);
     H5Lcreate_soft("/bn1/bn1/gamma:0", g, "bn1/gamma:0", H5P_DEFAULT, H5P_DEFAULT);
@@ -190,6 +199,7 @@ static void hostile_files(void **state) {
         {"missing.h5", drop_gamma, "'bn1/gamma:0' its weight_names lists is missing"},
         {"int.h5", int_gamma, "does not hold floating-point values"},
         {"huge.h5", huge_gamma, "declares 1000000000000 values"},
+        {"unstored.h5", unstored_gamma, "declares 100000000 values but the file stores 0 bytes"},
         {"loop.h5", looping_gamma, "'bn1/gamma:0'"},
         {"rank5.h5", rank5_gamma, "has 5 dimensions"},
     };

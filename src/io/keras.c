@@ -142,8 +142,8 @@ static void role_of(const char *weight, char *role, size_t len) {
     if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) *colon = 0;
 }
 
-/* One float32 dataset of a layer group, its dims checked (rank, and the product within
- * MAX_FLOATS) before its memory is allocated. */
+/* One float32 dataset of a layer group, its dims checked (rank, the product within
+ * MAX_FLOATS, and what the file stores) before its memory is allocated. */
 static rg_status read_dataset(hid_t layer, const char *path, float **out, int *ndim, hsize_t dims[4],
                               const char *what) {
     *out = NULL;
@@ -166,6 +166,12 @@ static rg_status read_dataset(hid_t layer, const char *path, float **out, int *n
                 s = rg_fail(RG_ERR_FORMAT, "%s: '%s' declares %llu values in dimension %d: too "
                                            "many", what, path, (unsigned long long)dims[k], k + 1);
     }
+    /* the values must be in the file: its stored bytes, compressed at most 1032-fold
+     * (deflate's ceiling), before the memory for them is taken */
+    const double stored = s ? 0 : (double)H5Dget_storage_size(d);
+    if (!s && (double)count * sizeof(float) > stored * 1032)
+        s = rg_fail(RG_ERR_FORMAT, "%s: '%s' declares %zu values but the file stores %.0f bytes of them: the file "
+                                   "is damaged or truncated", what, path, count, stored);
     float *v = s ? NULL : malloc(count * sizeof *v);
     if (!s && !v) s = rg_fail(RG_ERR_MEMORY, "%s: out of memory for '%s' (%zu values)", what, path, count);
     if (!s && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
