@@ -206,6 +206,12 @@ if [ "$build" = ok ]; then
       REGRAD_CUDNN_DETERMINISTIC=0 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} \
         --batch ${pb#*:} --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-any-${pb%:*}-${pb#*:}" 2>&1
     done
+    # the 1x1 stride-1 convolutions through cuDNN too (REGRAD_CUDNN_1X1=1), not cuBLAS's
+    # products: deterministic algorithms, and any
+    for d in 1 0; do
+      REGRAD_CUDNN_1X1=1 REGRAD_CUDNN_DETERMINISTIC=$d "$regrad" bench --model resnet50v2 --device cuda \
+        --precision tf32 --batch 256 --steps 5 >"$log/r50-1x1-det$d" 2>&1
+    done
   fi
   if in_time "regrad's own convolutions"; then
     REGRAD_CUDNN=0 "$regrad" bench --model resnet50v2 --device cuda --batch 32 --steps 5 >"$log/r50-im2col" 2>&1
@@ -279,6 +285,9 @@ for pb in fp32-32 tf32-32 tf32-256 bf16-256; do
 done
 for pb in tf32-32 tf32-256 bf16-256; do
   row "ResNet50V2 b${pb#*-} ${pb%-*}, REGRAD_CUDNN_DETERMINISTIC=0" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-any-$pb" 2>/dev/null | head -1)"
+done
+for d in 1 0; do
+  row "ResNet50V2 b256 tf32, REGRAD_CUDNN_1X1=1, DETERMINISTIC=$d" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-1x1-det$d" 2>/dev/null | head -1)"
 done
 row "ResNet50V2 b32 fp32, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s' "$log/r50-im2col" 2>/dev/null | head -1)"
 row "ResNet50V2 b32 bf16, REGRAD_CUDNN=0" "" "$(grep -o '[0-9.]* images/s.*' "$log/r50-im2col-bf16" 2>/dev/null | head -1)"

@@ -9,7 +9,7 @@
  * bf16 and added to the float one), summed in fp32 on the tensor cores.  The algorithms'
  * scratch is one device buffer of this file, grown to the largest plan's.
  * REGRAD_CUDNN=0 in the environment leaves every convolution to the im2col path; 1x1
- * stride-1 convolutions always go there.  REGRAD_CUDNN_TUNE=1 has cuDNN time its algorithms
+ * stride-1 convolutions go there too (a plain product) unless REGRAD_CUDNN_1X1=1.  REGRAD_CUDNN_TUNE=1 has cuDNN time its algorithms
  * on each new plan and keeps the fastest deterministic one: every run is deterministic in
  * itself, but two runs may keep different algorithms where timings are close (and so give
  * different bits from one seed).  REGRAD_CUDNN_DETERMINISTIC=0 lets either way pick
@@ -48,6 +48,7 @@ static struct {
     bool created; /* the handle made (on the first convolution) */
     bool tune;    /* REGRAD_CUDNN_TUNE=1: algorithms timed, not ranked by heuristics */
     bool any;     /* REGRAD_CUDNN_DETERMINISTIC=0: nondeterministic algorithms too */
+    bool direct;  /* REGRAD_CUDNN_1X1=1: 1x1 stride-1 convolutions too */
     cudnnHandle_t handle;
     void *scratch;
     size_t scratch_bytes;
@@ -70,8 +71,10 @@ static void open_cudnn(void) {
     CUDNN_ENTRIES(CUDNN_FIND)
     dnn.loaded = all;
     const char *tune = getenv("REGRAD_CUDNN_TUNE"), *det = getenv("REGRAD_CUDNN_DETERMINISTIC");
+    const char *direct = getenv("REGRAD_CUDNN_1X1");
     dnn.tune = tune && !strcmp(tune, "1");
     dnn.any = det && !strcmp(det, "0");
+    dnn.direct = direct && !strcmp(direct, "1");
 }
 
 /* cuDNN's symmetric padding gives this geometry's output: a padding the CPU gives more of at
@@ -86,7 +89,7 @@ static bool symmetric(const rg_conv_geom *q) {
  * of cuDNN's deterministic algorithms (docs/cuda.md): conv.cu keeps those. */
 extern "C" bool rg_cudnn_usable(const rg_conv_geom *q) {
     pthread_once(&opened, open_cudnn);
-    return dnn.loaded && symmetric(q) && !rg_cuda_conv_direct(q);
+    return dnn.loaded && symmetric(q) && (dnn.direct || !rg_cuda_conv_direct(q));
 }
 
 /* One convolution's descriptors and algorithms for one batch size and precision. */
