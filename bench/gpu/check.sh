@@ -21,7 +21,8 @@
 #        REGRAD_CHECK_ONLY=targets bench/gpu/check.sh
 #                                      the issue's targets alone, for a second run after a fix:
 #                                      ResNet50V2's five settings against PyTorch (and with
-#                                      CUDA graphs) and the monitor's cost, no tests
+#                                      CUDA graphs, cuDNN's nondeterministic algorithms and
+#                                      its 1x1 convolutions) and the monitor's cost, no tests
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -180,6 +181,18 @@ if [ "$build" = ok ]; then
   done
   REGRAD_GRAPHS=1 "$regrad" bench --model mlp:depth=20,width=128,act=sigmoid --device cuda --batch 128 --warmup 6 \
     --steps 20 --monitor >"$log/mlp-monitor-graphs" 2>&1
+  # cuDNN's algorithms as PyTorch's default picks them (REGRAD_CUDNN_DETERMINISTIC=0): its
+  # heuristics' first, deterministic or not (atomics: not the same bits every run)
+  for pb in tf32:32 tf32:256 bf16:256; do
+    REGRAD_CUDNN_DETERMINISTIC=0 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} \
+      --batch ${pb#*:} --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-any-${pb%:*}-${pb#*:}" 2>&1
+  done
+  # the 1x1 stride-1 convolutions through cuDNN too (REGRAD_CUDNN_1X1=1), not cuBLAS's
+  # products: deterministic algorithms, and any
+  for d in 1 0; do
+    REGRAD_CUDNN_1X1=1 REGRAD_CUDNN_DETERMINISTIC=$d "$regrad" bench --model resnet50v2 --device cuda \
+      --precision tf32 --batch 256 --steps 5 >"$log/r50-1x1-det$d" 2>&1
+  done
   # what follows, each part while the time lasts (REGRAD_CHECK_BUDGET seconds from the start,
   # default 420: the device machine allows 600 a command, and the table comes at the end)
   if in_time "compute-sanitizer"; then
@@ -197,20 +210,6 @@ if [ "$build" = ok ]; then
     for pb in fp32:32 tf32:32 tf32:256 bf16:256; do
       REGRAD_CUDNN_TUNE=1 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} --batch ${pb#*:} \
         --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-tuned-${pb%:*}-${pb#*:}" 2>&1
-    done
-  fi
-  if in_time "cuDNN's nondeterministic algorithms"; then
-    # cuDNN's algorithms as PyTorch's default picks them (REGRAD_CUDNN_DETERMINISTIC=0): its
-    # heuristics' first, deterministic or not (atomics: not the same bits every run)
-    for pb in tf32:32 tf32:256 bf16:256; do
-      REGRAD_CUDNN_DETERMINISTIC=0 "$regrad" bench --model resnet50v2 --device cuda --precision ${pb%:*} \
-        --batch ${pb#*:} --steps $((${pb#*:} == 32 ? 10 : 5)) >"$log/r50-any-${pb%:*}-${pb#*:}" 2>&1
-    done
-    # the 1x1 stride-1 convolutions through cuDNN too (REGRAD_CUDNN_1X1=1), not cuBLAS's
-    # products: deterministic algorithms, and any
-    for d in 1 0; do
-      REGRAD_CUDNN_1X1=1 REGRAD_CUDNN_DETERMINISTIC=$d "$regrad" bench --model resnet50v2 --device cuda \
-        --precision tf32 --batch 256 --steps 5 >"$log/r50-1x1-det$d" 2>&1
     done
   fi
   if in_time "regrad's own convolutions"; then
