@@ -9,7 +9,8 @@
  * bf16 and added to the float one), summed in fp32 on the tensor cores.  The algorithms'
  * scratch is one device buffer of this file, grown to the largest plan's.
  * REGRAD_CUDNN=0 in the environment leaves every convolution to the im2col path; 1x1
- * stride-1 convolutions go there too (a plain product) unless REGRAD_CUDNN_1X1=1.  REGRAD_CUDNN_TUNE=1 has cuDNN time its algorithms
+ * stride-1 convolutions go there too (a plain product) unless REGRAD_CUDNN_1X1=1.
+ * REGRAD_CUDNN_TUNE=1 has cuDNN time its algorithms
  * on each new plan and keeps the fastest deterministic one: every run is deterministic in
  * itself, but two runs may keep different algorithms where timings are close (and so give
  * different bits from one seed).  REGRAD_CUDNN_DETERMINISTIC=0 lets either way pick
@@ -85,8 +86,9 @@ static bool symmetric(const rg_conv_geom *q) {
            (q->h + 2 * q->pad_t - eh) / q->stride + 1 == q->oh && (q->w + 2 * q->pad_l - ew) / q->stride + 1 == q->ow;
 }
 
-/* A 1x1 stride-1 convolution is a plain product, which cuBLAS does in a fraction of the time
- * of cuDNN's deterministic algorithms (docs/cuda.md): conv.cu keeps those. */
+/* A 1x1 stride-1 convolution is a plain product, which cuBLAS did in a fraction of the time
+ * of cuDNN's deterministic algorithms in fp32 (docs/cuda.md): conv.cu keeps those, unless
+ * REGRAD_CUDNN_1X1=1. */
 extern "C" bool rg_cudnn_usable(const rg_conv_geom *q) {
     pthread_once(&opened, open_cudnn);
     return dnn.loaded && symmetric(q) && (dnn.direct || !rg_cuda_conv_direct(q));
