@@ -233,6 +233,19 @@ repairs "$tmp/cudnn.jsonl" >"$tmp/r-cudnn"
 [ "$(graphs "$tmp/cudnn.out")" -gt 0 ] && r=$(close 1e-3 "$tmp/r-cudnn" "$tmp/r-cpu") \
   && awk -v a="$(acc "$tmp/cudnn.out")" -v b="$(acc "$tmp/gra-cpu")" 'BEGIN { d = a - b; exit !(a > 0 && d < 0.005 && d > -0.005) }' \
   && ok || bad "GRA on the plain CNN through cuDNN, replayed: $(wc -l <"$tmp/r-cudnn") repairs, $r, accuracy $(acc "$tmp/cudnn.out") against $(acc "$tmp/gra-cpu")"
+# cuDNN's nondeterministic algorithms only when asked for (REGRAD_CUDNN_DETERMINISTIC=0): a
+# small CNN through the emulated cuDNN runs none by default and some so (the emulation's
+# nondeterministic algorithm computes what the deterministic one does: the same bits)
+nd() { grep -o '[0-9]* convolutions on nondeterministic' "$1" | cut -d' ' -f1; }
+small=(--model plaincnn:depth=3,width=4 --limit 256 --epochs 1 --repair off --device cuda)
+for d in 1 0; do
+  REGRAD_EMULATION_CUDNN=1 REGRAD_CUDNN_DETERMINISTIC=$d REGRAD_EMULATION_COUNT=1 "$DEV" "${common[@]}" "${small[@]}" \
+    --checkpoint-dir "$tmp/nd-$d" >"$tmp/nd-$d.out" 2>&1
+done
+r=$("$DIFF" "$tmp/nd-1/last.safetensors" "$tmp/nd-0/last.safetensors" 2>&1 | tail -1)
+[ -z "$(nd "$tmp/nd-1.out")" ] && [ -z "$(nd "$tmp/cudnn.out")" ] && [ "$(nd "$tmp/nd-0.out")" -gt 0 ] \
+  && [[ "$r" == *" 0 values differ" ]] && ok \
+  || bad "cuDNN's nondeterministic algorithms: $(nd "$tmp/nd-1.out") by default, $(nd "$tmp/nd-0.out") when allowed; $r"
 # the step's curvature is measured in a side pass at the weights the step began from: not
 # the training forward's replay (its kernels hold the training weights' address), so the
 # health lines (step_slope among them) are those without graphs

@@ -7,13 +7,17 @@
  * machine without it).  Each convolution is a direct sum in double over the tensors as
  * stored (bf16 widened), rounded once into the output's type, queued on the handle's
  * stream as cuDNN's kernels are.  Like cuDNN, an output with beta 0 is never read.  Each
- * ranking offers a nondeterministic algorithm first (cudnn.cu must pass over it), and each
- * algorithm asks for scratch, which a call given less refuses.
+ * ranking offers a nondeterministic algorithm first (cudnn.cu must pass over it, unless
+ * REGRAD_CUDNN_DETERMINISTIC=0: then REGRAD_EMULATION_COUNT=1 says at exit how many
+ * convolutions ran on it; it computes what the other does), and each algorithm asks for
+ * scratch, which a call given less refuses.
  */
 #include "cuda_runtime.h"
 #include "cuda_bf16.h"
 #include "cudnn.h"
 
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -33,6 +37,16 @@ struct rg_emulated_conv {
 
 namespace {
 constexpr size_t SCRATCH = 4096; /* what every algorithm asks for */
+
+/* the convolutions run on a ranking's nondeterministic algorithm (algorithm 0) */
+struct nondeterministic_count {
+    std::atomic<long> n{0};
+    ~nondeterministic_count() {
+        const char *how = getenv("REGRAD_EMULATION_COUNT");
+        if (how && strcmp(how, "0") && n.load())
+            fprintf(stderr, "cudnn emulation: %ld convolutions on nondeterministic algorithms\n", n.load());
+    }
+} nondeterministic;
 
 float load(const rg_emulated_tensor *d, const void *p, size_t i) {
     return d->type == CUDNN_DATA_BFLOAT16 ? __bfloat162float(((const __nv_bfloat16 *)p)[i]) : ((const float *)p)[i];
@@ -202,25 +216,28 @@ cudnnStatus_t convolve(cudnnHandle_t h, const void *alpha, const void *beta, rg_
 }
 
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x, rg_fdesc wd,
-                                      const void *w, rg_cdesc q, cudnnConvolutionFwdAlgo_t, void *scratch,
+                                      const void *w, rg_cdesc q, cudnnConvolutionFwdAlgo_t algo, void *scratch,
                                       size_t scratch_bytes, const void *beta, rg_tdesc yd, void *y) {
+    nondeterministic.n += algo == 0;
     return convolve(h, alpha, beta, xd, wd, q, yd, scratch, scratch_bytes, yd, y,
                     [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
                         s[yi] += (double)load(xd, x, xi) * load(wd, w, wi);
                     });
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, rg_fdesc wd, const void *w, rg_tdesc dyd,
-                                           const void *dy, rg_cdesc q, cudnnConvolutionBwdDataAlgo_t, void *scratch,
+                                           const void *dy, rg_cdesc q, cudnnConvolutionBwdDataAlgo_t algo, void *scratch,
                                            size_t scratch_bytes, const void *beta, rg_tdesc dxd, void *dx) {
+    nondeterministic.n += algo == 0;
     return convolve(h, alpha, beta, dxd, wd, q, dyd, scratch, scratch_bytes, dxd, dx,
                     [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
                         s[xi] += (double)load(dyd, dy, yi) * load(wd, w, wi);
                     });
 }
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x,
-                                             rg_tdesc dyd, const void *dy, rg_cdesc q, cudnnConvolutionBwdFilterAlgo_t,
-                                             void *scratch, size_t scratch_bytes, const void *beta, rg_fdesc dwd,
-                                             void *dw) {
+                                             rg_tdesc dyd, const void *dy, rg_cdesc q,
+                                             cudnnConvolutionBwdFilterAlgo_t algo, void *scratch, size_t scratch_bytes,
+                                             const void *beta, rg_fdesc dwd, void *dw) {
+    nondeterministic.n += algo == 0;
     return convolve(h, alpha, beta, xd, dwd, q, dyd, scratch, scratch_bytes, dwd, dw,
                     [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
                         s[wi] += (double)load(dyd, dy, yi) * load(xd, x, xi);
