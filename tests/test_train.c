@@ -305,6 +305,27 @@ static float one_step(rg_graph *g, rg_node in, rg_node logits, bool keep, double
     return l;
 }
 
+/* A builder of one step, with or without memory planning (keep), of a case kind: its loss,
+ * its gradients into grads, and into *rewritten how many of the rewrites under test planning
+ * made. */
+typedef float (*planned_step)(int kind, bool keep, float *grads, size_t *n, int *rewritten);
+
+/* Case kind of build planned and unplanned: the same loss and gradients bit for bit, and no
+ * rewrite unplanned; returns the rewrites planning made. */
+static int planning_keeps_the_bits(planned_step build, int kind) {
+    float a[1024], b[1024];
+    size_t na, nb;
+    int done, unplanned;
+    const float la = build(kind, false, a, &na, &done);
+    const float lb = build(kind, true, b, &nb, &unplanned);
+    assert_true(na <= 1024);
+    assert_int_equal(na, nb);
+    assert_int_equal(unplanned, 0);
+    assert_memory_equal(&la, &lb, sizeof la);
+    assert_memory_equal(a, b, na * sizeof *a);
+    return done;
+}
+
 /* A block x -> add(conv(sigmoid(x)), x); or (BLOCK_LATE) with a layer that reads x made
  * after the block's convolution, whose part of x's gradient would reach a shared buffer
  * before the convolution reads it; or (BLOCK_DIRECT) the convolution reading x itself,
@@ -338,19 +359,8 @@ static void test_residual_adds_share_their_gradient(void **state) {
     assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);
     assert_int_equal(adds_sharing_gradients(m.graph), 16);
     rg_model_free(&m);
-    float a[512], b[512];
-    for (int kind = BLOCK_SHARES; kind <= BLOCK_DIRECT; kind++) {
-        size_t na, nb;
-        int shared, unplanned;
-        const float la = block_grads(kind, false, a, &na, &shared);
-        const float lb = block_grads(kind, true, b, &nb, &unplanned);
-        assert_true(na <= 512);
-        assert_int_equal(na, nb);
-        assert_int_equal(shared, kind == BLOCK_SHARES);
-        assert_int_equal(unplanned, 0);
-        assert_memory_equal(&la, &lb, sizeof la);
-        assert_memory_equal(a, b, na * sizeof *a);
-    }
+    for (int kind = BLOCK_SHARES; kind <= BLOCK_DIRECT; kind++)
+        assert_int_equal(planning_keeps_the_bits(block_grads, kind), kind == BLOCK_SHARES);
 }
 
 /* A zero padding before a pooling layer, folded into it (memory.c; pool.c's
@@ -359,7 +369,7 @@ static void test_residual_adds_share_their_gradient(void **state) {
  * a 3x3 average pool, and a max pool after uneven padding, which stays unfolded.  One
  * forward and backward, with or without memory planning; the gradients into grads,
  * whether the padding was folded into *folded. */
-static float pooled_grads(int kind, bool keep, float *grads, size_t *n, bool *folded) {
+static float pooled_grads(int kind, bool keep, float *grads, size_t *n, int *folded) {
     rg_graph *g = rg_graph_create(6);
     const rg_node in = rg_input(g, "x", 3, (int[]){2, 7, 7});
     const rg_node x = rg_tanh(g, rg_conv2d(g, in, 3, 3, NULL));
@@ -387,19 +397,7 @@ static void test_padding_folds_into_pooling(void **state) {
         if (strcmp(m.graph->nodes[i].name, "pool1_pad") == 0) pads++, assert_true(m.graph->nodes[i].bypassed);
     assert_int_equal(pads, 1);
     rg_model_free(&m);
-    float a[1024], b[1024];
-    for (int kind = 0; kind < 4; kind++) {
-        size_t na, nb;
-        bool folded, unplanned;
-        const float la = pooled_grads(kind, false, a, &na, &folded);
-        const float lb = pooled_grads(kind, true, b, &nb, &unplanned);
-        assert_true(na <= 1024);
-        assert_int_equal(na, nb);
-        assert_int_equal(folded, kind != 3);
-        assert_false(unplanned);
-        assert_memory_equal(&la, &lb, sizeof la);
-        assert_memory_equal(a, b, na * sizeof *a);
-    }
+    for (int kind = 0; kind < 4; kind++) assert_int_equal(planning_keeps_the_bits(pooled_grads, kind), kind != 3);
 }
 
 /* rg_optim_measure_next: the squared change it sums in the update's own pass equals the
