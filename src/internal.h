@@ -323,8 +323,9 @@ size_t rg_graph_frontier(rg_graph *g, rg_node first, int batch, float *kept, boo
 rg_op_kind rg_graph_first_without_tangent(const rg_graph *g, rg_node upto);
 void rg_side_pass_end(rg_graph *g, rg_side_pass *p);
 
-/* rg_graph_tangent with directions for input nodes too (input_dirs[node], NULL: zero;
- * input_dirs NULL: none move): how the finite-difference check tests every op's tangent. */
+/* rg_graph_tangent with directions for input nodes too (input_dirs[node], in host memory on
+ * either backend; NULL: zero; input_dirs NULL: none move): how the finite-difference check
+ * tests every op's tangent, and test_device the device's against the CPU's. */
 rg_status rg_graph_tangent_from(rg_graph *g, int batch, int train, const float *v,
                                 const float *const *input_dirs, rg_node node, float *out);
 

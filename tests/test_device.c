@@ -595,6 +595,58 @@ static void curvature_products_match_the_cpu(void **state) {
     curvature_products(residual_net, CONV_TOL);
 }
 
+/* Tangents along the input's direction as well as the parameters' (how test_gradcheck checks
+ * every op's tangent and backward tangent against finite differences): the logits'
+ * tangent, and the exact Hessian's backward tangent of the loss (its parameters' part and
+ * its input's, the input's gradient), on the device within tol of the CPU's. */
+static void along_the_input(net_builder builder, const char *name, double tol) {
+    net n[2] = {build(builder, "cpu", "fp32"), build(builder, "cuda", "fp32")};
+    const size_t pn = n[0].g->param_floats, in_n = BATCH * rg_node_size(n[0].g, n[0].x);
+    const size_t out_n = BATCH * rg_node_size(n[0].g, n[0].logits);
+    float *v = malloc(pn * sizeof *v), *dir = malloc(in_n * sizeof *dir);
+    float *t[2] = {malloc(out_n * sizeof(float)), malloc(out_n * sizeof(float))};
+    float *hv[2] = {malloc(pn * sizeof(float)), malloc(pn * sizeof(float))};
+    float *hx[2] = {malloc(in_n * sizeof(float)), malloc(in_n * sizeof(float))};
+    const float **by_node = calloc((size_t)n[0].g->n_nodes, sizeof *by_node);
+    assert_true(v && dir && t[0] && t[1] && hv[0] && hv[1] && hx[0] && hx[1] && by_node);
+    for (size_t i = 0; i < pn; i++) v[i] = 0.01f * (float)sin(0.1 * (double)i);
+    for (size_t i = 0; i < in_n; i++) dir[i] = (float)cos(0.23 * (double)i);
+    by_node[n[0].x] = dir;
+    rg_graph_write(n[1].g, n[1].g->param_buf, n[0].g->param_buf, pn); /* the CPU's weights */
+    const float seed = 1;
+    for (int d = 0; d < 2; d++) {
+        rg_graph *g = n[d].g;
+        feed(&n[d], 0);
+        float *dv = g->backend->alloc(pn);
+        assert_non_null(dv);
+        rg_graph_write(g, dv, v, pn);
+        if (rg_graph_tangent_from(g, BATCH, 1, dv, by_node, n[d].logits, t[d]) != RG_OK)
+            fail_msg("tangent along the input: %s", rg_last_error());
+        if (rg_graph_backward_tangent(g, n[d].loss, &seed, BATCH, 1, false, dv, by_node) != RG_OK)
+            fail_msg("backward tangent along the input: %s", rg_last_error());
+        memcpy(hv[d], rg_host(g, g->grad_buf, pn), pn * sizeof(float));
+        memcpy(hx[d], rg_host(g, rg_node_grad(g, n[d].x), in_n), in_n * sizeof(float));
+        g->backend->release(dv);
+    }
+    /* (H v's terms of either sign cancel: its rounding is relatively larger) */
+    const double apart[3] = {relative(t[1], t[0], out_n), relative(hv[1], hv[0], pn), relative(hx[1], hx[0], in_n)};
+    if (!(apart[0] <= tol && apart[1] <= 10 * tol && apart[2] <= 10 * tol))
+        fail_msg("%s along its input, the device's from the CPU's: the logits' tangent %.3g, H v's parameters "
+                 "%.3g, its input %.3g", name, apart[0], apart[1], apart[2]);
+    free(v), free(dir), free(by_node);
+    for (int d = 0; d < 2; d++) free(t[d]), free(hv[d]), free(hx[d]), rg_graph_free(n[d].g);
+}
+
+static void tangents_along_the_input_match_the_cpu(void **state) {
+    (void)state;
+    along_the_input(tangent_net, "tangent_net", CONV_TOL);
+    along_the_input(conv_net, "conv_net", CONV_TOL);
+    along_the_input(pool_net, "pool_net", CONV_TOL);
+    along_the_input(norm_net, "norm_net", CONV_TOL);
+    along_the_input(residual_net, "residual_net", CONV_TOL);
+    along_the_input(combine_net, "combine_net", CONV_TOL);
+}
+
 /* Device buffers of n floats holding host values, and their values back. */
 static float *up_copy(const rg_backend *b, const float *host, size_t n) {
     float *d = b->alloc(n);
@@ -1255,6 +1307,7 @@ int main(void) {
         cmocka_unit_test(batch_norm_matches_the_cpu),
         cmocka_unit_test(curvature_along_matches_the_cpu),
         cmocka_unit_test(curvature_products_match_the_cpu),
+        cmocka_unit_test(tangents_along_the_input_match_the_cpu),
         cmocka_unit_test(gra_arithmetic_matches_the_cpu),
         cmocka_unit_test(gra_batches_match_the_cpu),
         cmocka_unit_test(tf32_products_stay_close),

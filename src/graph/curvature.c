@@ -54,8 +54,8 @@ static rg_status forward(rg_graph *g, const rg_side_pass *s, int batch, int trai
 /* The arguments checked, and the backend's tangents, for tangents alone (J v, the
  * curvature along v) or a product (G v, H v: a backward carrying second-order terms).  On
  * a device (its buffers, v among them, in device memory) a product needs fp32's or TF32's
- * gradients (a bf16 gradient would round the second-order terms away), and the inputs'
- * own directions are the CPU's. */
+ * gradients (a bf16 gradient would round the second-order terms away); the inputs' own
+ * directions are in host memory on either backend (the input's tangent pass uploads them). */
 static rg_status check_args(const rg_graph *g, rg_node node, int batch, const float *v, bool product,
                             const float *const *input_dirs) {
     if (!g || !g->compiled) return rg_fail(RG_ERR_STATE, "compile the graph before asking for curvature");
@@ -66,8 +66,6 @@ static rg_status check_args(const rg_graph *g, rg_node node, int batch, const fl
     if (g->backend->device && product && g->bf16)
         return rg_fail(RG_ERR_STATE, "curvature products need fp32 or tf32 on the %s backend; run with "
                                      "--precision fp32", g->backend->name);
-    if (g->backend->device && input_dirs)
-        return rg_fail(RG_ERR_STATE, "tangents along the inputs need the CPU backend; run with --device cpu");
     const rg_op_kind op = rg_graph_first_without_tangent(g, node);
     if (op != RG_OP_COUNT)
         return rg_fail(RG_ERR_STATE, "curvature needs every op's tangent, and the %s backend has none for %s; "
