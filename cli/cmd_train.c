@@ -506,13 +506,19 @@ static int train_check(train_ctx *t) {
     const bool lassonet = probe.lasso_m > 0, classifier = open_size || probe.loss != RG_NONE;
     /* GRA by default on a device only where every op has a tangent there in this precision
      * (asked for by name, rg_fit says why not) */
-    if (cli_on_gpu(o->device) && o->repair == REPAIR_DEFAULT && t->prog.repair &&
-        (s || rg_graph_set_device(probe.graph, o->device) || rg_graph_set_precision(probe.graph, o->precision) ||
-         rg_graph_check_tangents(probe.graph))) {
-        /* a change to what was asked for: said even when quiet */
-        fprintf(stderr, "%s: note: GRA does not run on %s for this model yet (%s): training without it\n", cmd,
-                o->device, s ? "its size comes from the data" : rg_last_error());
-        t->prog.repair = false;
+    if (cli_on_gpu(o->device) && o->repair == REPAIR_DEFAULT && t->prog.repair) {
+        rg_status why = s ? s : rg_graph_set_device(probe.graph, o->device);
+        if (!why) why = rg_graph_set_precision(probe.graph, o->precision);
+        if (why == RG_ERR_ARG) { /* a bad --precision: its error alone */
+            rg_model_free(&probe);
+            return cli_fail(cmd, why);
+        }
+        if (!why) why = rg_graph_check_tangents(probe.graph);
+        if (why) { /* a change to what was asked for: said even when quiet */
+            fprintf(stderr, "%s: note: GRA does not run on %s for this model yet (%s): training without it\n", cmd,
+                    o->device, s ? "its size comes from the data" : rg_last_error());
+            t->prog.repair = false;
+        }
     }
     rg_model_free(&probe);
     if (!classifier) {

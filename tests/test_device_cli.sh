@@ -206,6 +206,9 @@ expect 1 "precision tf32 is a GPU's" "$CPU" "${common[@]}" --precision tf32
 expect 1 "stand-in (tests/fake_cuda.c) has no bf16" "$DEV" "${common[@]}" --device cuda --precision bf16
 expect 1 "precision bf16 is a GPU's" "$CPU" "${common[@]}" --precision bf16
 expect 2 "precision 'fp16': use fp32, tf32 or bf16" "$CPU" "${common[@]}" --precision fp16
+# on the device too: that line alone, before GRA's default asks the precision for its tangents
+expect 2 "precision 'fp16': use fp32, tf32 or bf16" "$DEV" "${common[@]}" --device cuda --precision fp16
+[ "$(wc -l <"$tmp/err.out")" = 1 ] && ok || bad "--precision fp16 on the device: $(cat "$tmp/err.out")"
 # bench on the device: per-op times (each op waited for) and the memory the model holds there
 "$DEV" bench --model cnn --device cuda --batch 16 --steps 2 --layers >"$tmp/bench.out" 2>&1
 grep -q "^conv2d " "$tmp/bench.out" && grep -Eq "device memory [1-9][0-9]* MiB" "$tmp/bench.out" && ok \
