@@ -42,7 +42,8 @@ static const cli_option summary_options[] = {
              "gradients, the activations and the scratch (an optimizer's moments come on top)"},
     {.table = cli_device_options, CLI_AT(A, device)},
     {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(A, precision), .dflt = "fp32",
-     .help = "with --batch: fp32, tf32 or bf16 (bf16: the GPU's activations stored in half the room)"},
+     .help = "fp32, or a GPU's tf32 or bf16 (bf16 stores the activations in half the room): the "
+             "precision --batch plans for"},
     CLI_END,
 };
 #undef A
@@ -61,7 +62,7 @@ int cmd_summary(int argc, char **argv) {
     cli_defaults(&command, &a);
     int r = cli_parse(&command, argc, argv, &a, NULL);
     if (r >= 0) return r;
-    if (a.batch && (r = cli_device(cmd, a.device)) >= 0) return r;
+    if ((r = cli_device(cmd, a.device)) >= 0) return r;
     rg_model m;
     const rg_model_opts mo = {.c = a.input[0], .h = a.input[1], .w = a.input[2], .classes = (int)a.classes};
     const bool keras = strncmp(a.model, "keras:", 6) == 0;
@@ -75,8 +76,8 @@ int cmd_summary(int argc, char **argv) {
         rg_model_free(&m);
         return EXIT_USAGE;
     }
-    if (a.batch &&
-        ((s = rg_graph_set_device(m.graph, a.device)) || (s = rg_graph_set_precision(m.graph, a.precision)))) {
+    /* checked with or without --batch: a bad device or precision is an error either way */
+    if ((s = rg_graph_set_device(m.graph, a.device)) || (s = rg_graph_set_precision(m.graph, a.precision))) {
         rg_model_free(&m);
         return cli_fail(cmd, s);
     }

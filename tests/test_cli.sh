@@ -39,6 +39,7 @@ m8=$(mib 8) m64=$(mib 64)
 awk -v a="$m8" -v b="$m64" 'BEGIN { exit !(a > 0 && b > 2 * a) }' && ok || bad "summary --batch: $m8 MiB at 8, $m64 at 64"
 expect 1 "bf16 is a GPU's" summary --model resnet20v2 --batch 8 --precision bf16
 expect 1 "cuda" summary --model resnet20v2 --batch 8 --device cuda
+expect 2 "precision 'fp16': use fp32, tf32 or bf16" summary --model mlp --precision fp16 # without --batch too
 
 # ---- the zoo: parameter counts as Keras counts them, Keras layer names
 expect 0 "Total params: 25,613,800" summary --model resnet50v2
