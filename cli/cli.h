@@ -104,6 +104,10 @@ extern const cli_option cli_threads_options[];
  * or the exit code after one line saying why the device cannot be used. */
 extern const cli_option cli_device_options[];
 int cli_device(const char *cmd, const char *device);
+/* --precision, over a const char *: fp32 (the default, strict), or on a device tf32 or bf16 */
+extern const cli_option cli_precision_options[];
+/* g placed on the device, in the precision (before compiling it) */
+rg_status cli_place(rg_graph *g, const char *device, const char *precision);
 /* Whether a device name (NULL: the default) names a GPU rather than the CPU. */
 bool cli_on_gpu(const char *device);
 /* Prints a library warning as "regrad: warning: ..." (thread-safe), on its own line even
@@ -111,8 +115,8 @@ bool cli_on_gpu(const char *device);
 void cli_warn(void *user, const char *message);
 void cli_progress_line(bool shown);
 
-/* A model rebuilt from a checkpoint's metadata (model, input, classes), compiled for
- * `batch`, its weights loaded; class_names parsed when present (trained.c). */
+/* A model rebuilt from a checkpoint's metadata (model, input, classes), placed (cli_place)
+ * and compiled for `batch`, its weights loaded; class_names parsed when present (trained.c). */
 typedef struct cli_trained {
     rg_tensor_file *file;
     rg_model m;
@@ -120,7 +124,8 @@ typedef struct cli_trained {
     struct cJSON *names; /* array of class names, or NULL */
 } cli_trained;
 /* Returns -1 when loaded, else the exit code after printing why. */
-int cli_load_trained(const char *cmd, const char *path, int batch, const char *device, cli_trained *t);
+int cli_load_trained(const char *cmd, const char *path, int batch, const char *device, const char *precision,
+                     cli_trained *t);
 void cli_trained_free(cli_trained *t);
 const char *cli_class_name(const cli_trained *t, int k, char *buf, size_t len);
 /* Data options as the model was trained: input size, channels, preprocessing. */

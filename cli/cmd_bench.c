@@ -42,9 +42,7 @@ static const cli_option bench_options[] = {
      .parse = cli_parse_optimizer, .dflt = "adam", .choices = 1 + RG_NAMES_OPTIMIZERS, .help = "one of"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.table = cli_device_options, CLI_AT(A, device)},
-    {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(A, precision), .dflt = "fp32",
-     .help = "fp32 (strict), tf32 (the GPU's products on TF32 tensor cores) or bf16 (the GPU's "
-             "activations and products in bf16; weights, loss and optimizer fp32)"},
+    {.table = cli_precision_options, CLI_AT(A, precision)},
     {.name = "layers", .type = CLI_FLAG, CLI_AT(A, layers), .help = "also list every layer's time"},
     {.name = "monitor", .type = CLI_FLAG, CLI_AT(A, monitor),
      .help = "watch every other step with the health monitor and report what a watched step "
@@ -99,7 +97,7 @@ static int bench_build(const char *cmd, const bench_args *a, rg_model *m, size_t
         return EXIT_USAGE;
     }
     rg_graph *g = m->graph;
-    if ((s = rg_graph_set_device(g, a->device)) || (s = rg_graph_set_precision(g, a->precision)))
+    if ((s = cli_place(g, a->device, a->precision)))
         return cli_fail(cmd, s);
     if (cli_on_gpu(a->device) && (s = rg_device_memory_in_use(a->device, device_before)))
         return cli_fail(cmd, s);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 typedef struct diagnose_args {
-    const char *model, *data, *device;
+    const char *model, *data, *device, *precision;
     long batch, seed, threads, curvature;
     bool json;
 } diagnose_args;
@@ -31,6 +31,7 @@ static const cli_option diagnose_options[] = {
                           "(top Hessian eigenvalue), by up to N power iterations each (20 is plenty)"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.table = cli_device_options, CLI_AT(A, device)},
+    {.table = cli_precision_options, CLI_AT(A, precision)},
     {.name = "json", .type = CLI_FLAG, CLI_AT(A, json), .help = "one JSON object instead of the table"},
     CLI_END,
 };
@@ -184,7 +185,7 @@ int cmd_diagnose(int argc, char **argv) {
         const int b = batch > d->n ? d->n : (int)batch;
         const rg_model_opts mo = {.c = d->c, .h = d->h, .w = d->w, .classes = d->classes,
                                   .seed = (uint64_t)a.seed};
-        if (!(s = rg_model_build(a.model, &mo, &m)) && !(s = rg_graph_set_device(m.graph, a.device)) &&
+        if (!(s = rg_model_build(a.model, &mo, &m)) && !(s = cli_place(m.graph, a.device, a.precision)) &&
             !(s = rg_graph_compile(m.graph, b)) &&
             !(s = (mon = rg_monitor_create(m.graph)) ? RG_OK : RG_ERR_MEMORY) &&
             !(s = observe_batch(d, &m, mon, b, (uint64_t)a.seed)) &&

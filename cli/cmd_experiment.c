@@ -95,7 +95,7 @@ static bool parse_remedies(const char *cmd, const cli_option *r, const char *tex
 typedef struct experiment_args {
     list depths, acts, optims, remedies;
     long epochs, seeds, first_seed, width, limit, threads;
-    const char *data, *json, *report, *device, *family;
+    const char *data, *json, *report, *device, *precision, *family;
 } experiment_args;
 
 #define A experiment_args
@@ -135,6 +135,7 @@ static const cli_option experiment_options[] = {
              "unless --json names a file)"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.table = cli_device_options, CLI_AT(A, device)},
+    {.table = cli_precision_options, CLI_AT(A, precision)},
     CLI_END,
 };
 #undef A
@@ -159,15 +160,15 @@ static void count_repair(void *user, const rg_repair_event *e) {
 
 /* One training run with one remedy; ratio is |dW first| / |dW last| on 128 test images
  * after training. */
-static rg_status run_one(const char *spec, const char *remedy, const char *optim, int epochs,
-                         uint64_t seed, const char *device, const rg_dataset *train, const rg_dataset *test,
-                         run_result *r) {
+static rg_status run_one(const char *spec, const char *remedy, const char *optim, int epochs, uint64_t seed,
+                         const char *device, const char *precision, const rg_dataset *train,
+                         const rg_dataset *test, run_result *r) {
     const bool repair = !strcmp(remedy, "gra");
     rg_model m;
     rg_status s = rg_model_build(spec, &(rg_model_opts){.c = train->c, .h = train->h, .w = train->w, .classes = train->classes, .seed = seed}, &m);
     if (s) return s;
     if ((!strcmp(remedy, "aux") && (s = rg_model_add_aux_heads(&m, EXP_AUX))) ||
-        (s = rg_graph_set_device(m.graph, device)) || (s = rg_graph_compile(m.graph, 128))) {
+        (s = cli_place(m.graph, device, precision)) || (s = rg_graph_compile(m.graph, 128))) {
         rg_model_free(&m);
         return s;
     }
@@ -359,7 +360,7 @@ int cmd_experiment(int argc, char **argv) {
                         spec_for(spec, sizeof spec, cnn, remedies.item[ri], depth, (int)width, acts.item[ai]);
                         run_result r;
                         s = run_one(spec, remedies.item[ri], optims.item[oi], (int)epochs,
-                                    (uint64_t)(first_seed + si), a.device, train, test, &r);
+                                    (uint64_t)(first_seed + si), a.device, a.precision, train, test, &r);
                         if (s) {
                             cli_fail(cmd, s);
                             goto out;

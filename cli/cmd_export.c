@@ -50,7 +50,7 @@ int cmd_export(int argc, char **argv) {
         return EXIT_USAGE;
     }
     cli_trained t;
-    if ((r = cli_load_trained(cmd, a.weights, 1, "cpu", &t)) < 0) {
+    if ((r = cli_load_trained(cmd, a.weights, 1, "cpu", "fp32", &t)) < 0) {
         rg_meta meta = {0};
         static const char *const keys[] = {"model", "input", "classes", "class_names", "preprocess"};
         for (int i = 0; i < 5; i++) {

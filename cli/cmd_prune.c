@@ -11,7 +11,7 @@
 #include <string.h>
 
 typedef struct prune_args {
-    const char *weights, *out, *sweep, *data, *report, *device;
+    const char *weights, *out, *sweep, *data, *report, *device, *precision;
     long threads;
     rg_prune_opts o;
 } prune_args;
@@ -46,6 +46,7 @@ static const cli_option prune_options[] = {
              "FILE.html.jsonl)"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.table = cli_device_options, CLI_AT(A, device)},
+    {.table = cli_precision_options, CLI_AT(A, precision)},
     CLI_END,
 };
 #undef A
@@ -130,7 +131,7 @@ int cmd_prune(int argc, char **argv) {
     }
     rg_set_threads((int)a.threads);
     cli_trained t;
-    r = cli_load_trained(cmd, weights, 128, a.device, &t);
+    r = cli_load_trained(cmd, weights, 128, a.device, a.precision, &t);
     if (r >= 0) {
         cli_trained_free(&t);
         return r;

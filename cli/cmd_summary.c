@@ -41,9 +41,7 @@ static const cli_option summary_options[] = {
      .help = "also plan training at batch N and print the memory it takes: the weights, their "
              "gradients, the activations and the scratch (an optimizer's moments come on top)"},
     {.table = cli_device_options, CLI_AT(A, device)},
-    {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(A, precision), .dflt = "fp32",
-     .help = "fp32, or a GPU's tf32 or bf16 (bf16 stores the activations in half the room): the "
-             "precision --batch plans for"},
+    {.table = cli_precision_options, CLI_AT(A, precision)},
     CLI_END,
 };
 #undef A
@@ -77,7 +75,7 @@ int cmd_summary(int argc, char **argv) {
         return EXIT_USAGE;
     }
     /* checked with or without --batch: a bad device or precision is an error either way */
-    if ((s = rg_graph_set_device(m.graph, a.device)) || (s = rg_graph_set_precision(m.graph, a.precision))) {
+    if ((s = cli_place(m.graph, a.device, a.precision))) {
         rg_model_free(&m);
         return cli_fail(cmd, s);
     }

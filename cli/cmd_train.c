@@ -214,9 +214,7 @@ static const cli_option train_options[] = {
      .help = "threads for OpenMP and the BLAS (default: all cores; under mpirun, the cores shared "
              "among the ranks)"},
     {.table = cli_device_options, CLI_AT(T, device)},
-    {.name = "precision", .meta = "P", .type = CLI_TEXT, CLI_AT(T, precision), .dflt = "fp32",
-     .help = "fp32 (strict), tf32 (the GPU's products on TF32 tensor cores) or bf16 (the GPU's "
-             "activations and products in bf16; weights, loss and optimizer fp32)"},
+    {.table = cli_precision_options, CLI_AT(T, precision)},
     {.name = "sync-bn", .type = CLI_FLAG, CLI_AT(T, sync_bn),
      .help = "under mpirun: batch norm's statistics over the whole global batch"},
     {.name = "max-memory", .meta = "SIZE", .type = CLI_PARSE, CLI_AT(T, max_memory),
@@ -507,8 +505,7 @@ static int train_check(train_ctx *t) {
     /* GRA by default on a device only where every op has a tangent there in this precision
      * (asked for by name, rg_fit says why not) */
     if (cli_on_gpu(o->device) && o->repair == REPAIR_DEFAULT && t->prog.repair) {
-        rg_status why = s ? s : rg_graph_set_device(probe.graph, o->device);
-        if (!why) why = rg_graph_set_precision(probe.graph, o->precision);
+        rg_status why = s ? s : cli_place(probe.graph, o->device, o->precision);
         if (why == RG_ERR_ARG) { /* a bad --precision: its error alone */
             rg_model_free(&probe);
             return cli_fail(cmd, why);
@@ -601,7 +598,7 @@ static int train_build_model(train_ctx *t) {
     const rg_fit_config fc = fit_config(t);
     /* the budget is host memory's */
     const double budget = o->max_memory > 0 ? o->max_memory : !cli_on_gpu(o->device) ? (double)rg_memory_available() : 0;
-    if ((s = rg_graph_set_device(t->m.graph, o->device)) || (s = rg_graph_set_precision(t->m.graph, o->precision)) ||
+    if ((s = cli_place(t->m.graph, o->device, o->precision)) ||
         (budget > 0 && (s = rg_fit_budget(&t->m, d, &fc, budget))) ||
         (s = rg_graph_compile(t->m.graph, (int)o->batch)))
         return cli_fail(cmd, s);

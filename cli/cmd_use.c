@@ -13,7 +13,7 @@
 #include <string.h>
 
 typedef struct use_args {
-    const char *weights, *data, *device;
+    const char *weights, *data, *device, *precision;
     bool json, full;
     long top, batch, threads;
     rg_data_options dopt;
@@ -35,6 +35,7 @@ static const cli_option eval_options[] = {
      .dflt = "128", .help = "samples per forward pass"},
     {.table = cli_threads_options, CLI_AT(A, threads)},
     {.table = cli_device_options, CLI_AT(A, device)},
+    {.table = cli_precision_options, CLI_AT(A, precision)},
     {.table = cli_data_options, CLI_AT(A, dopt)},
     CLI_END,
 };
@@ -45,6 +46,7 @@ static const cli_option predict_options[] = {
     {.name = "max-pixels", .meta = "N", .type = CLI_INT, CLI_AT(A, dopt.max_pixels), .lo = 1,
      .hi = 1099511627776.0, .help = "refuse images with more pixels (default 100000000)"},
     {.table = cli_device_options, CLI_AT(A, device)},
+    {.table = cli_precision_options, CLI_AT(A, precision)},
     CLI_END,
 };
 static const cli_option inspect_options[] = {
@@ -96,7 +98,7 @@ int cmd_eval(int argc, char **argv) {
     cli_trained t;
     rg_dataset *train = NULL, *test = NULL;
     long *conf = NULL;
-    if ((r = cli_load_trained(cmd, a.weights, (int)a.batch, a.device, &t)) >= 0) goto done;
+    if ((r = cli_load_trained(cmd, a.weights, (int)a.batch, a.device, a.precision, &t)) >= 0) goto done;
     r = 0;
     const char *spec = a.data ? a.data : rg_tensor_file_meta(t.file, "data");
     if (!spec) {
@@ -195,7 +197,7 @@ int cmd_predict(int argc, char **argv) {
     }
     const int n = argc - first;
     cli_trained t;
-    if ((r = cli_load_trained(cmd, a.weights, n < 32 ? n : 32, a.device, &t)) >= 0) {
+    if ((r = cli_load_trained(cmd, a.weights, n < 32 ? n : 32, a.device, a.precision, &t)) >= 0) {
         cli_trained_free(&t);
         return r;
     }

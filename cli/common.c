@@ -170,6 +170,18 @@ const cli_option cli_device_options[] = {
     CLI_END,
 };
 
+const cli_option cli_precision_options[] = {
+    {.name = "precision", .meta = "P", .type = CLI_TEXT, .at = 0, .size = sizeof(const char *), .dflt = "fp32",
+     .help = "fp32 (strict), tf32 (the GPU's products on TF32 tensor cores) or bf16 (the GPU's "
+             "activations and products in bf16; weights, loss and optimizer fp32)"},
+    CLI_END,
+};
+
+rg_status cli_place(rg_graph *g, const char *device, const char *precision) {
+    rg_status s = rg_graph_set_device(g, device);
+    return s ? s : rg_graph_set_precision(g, precision);
+}
+
 bool cli_on_gpu(const char *device) { return device && strcmp(device, "cpu") != 0; }
 
 int cli_device(const char *cmd, const char *device) {

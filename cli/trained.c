@@ -20,10 +20,10 @@ void cli_trained_free(cli_trained *t) {
 /* A file that holds its model (.keras, whole-model .h5, .onnx): built from the file at the
  * size it states, its weights loaded. */
 static int load_model_file(const char *cmd, const char *kind, const char *path, int batch, const char *device,
-                           char *spec, size_t len, cli_trained *t) {
+                           const char *precision, char *spec, size_t len, cli_trained *t) {
     snprintf(spec, len, "%s:%s", kind, path);
     rg_status s = rg_model_build(spec, NULL, &t->m);
-    if (s || (s = rg_graph_set_device(t->m.graph, device)) || (s = rg_graph_compile(t->m.graph, batch)) ||
+    if (s || (s = cli_place(t->m.graph, device, precision)) || (s = rg_graph_compile(t->m.graph, batch)) ||
         (s = rg_model_load(&t->m, t->file, 0, NULL)))
         return cli_fail(cmd, s);
     const int *in = rg_node_shape(t->m.graph, t->m.input);
@@ -37,7 +37,8 @@ static int load_model_file(const char *cmd, const char *kind, const char *path, 
     return -1;
 }
 
-int cli_load_trained(const char *cmd, const char *path, int batch, const char *device, cli_trained *t) {
+int cli_load_trained(const char *cmd, const char *path, int batch, const char *device, const char *precision,
+                     cli_trained *t) {
     memset(t, 0, sizeof *t);
     rg_status s = rg_weights_load(path, &t->file);
     if (s) return cli_fail(cmd, s);
@@ -47,7 +48,7 @@ int cli_load_trained(const char *cmd, const char *path, int batch, const char *d
     char tail, keras[300];
     const char *format = rg_tensor_file_meta(t->file, "format");
     if (!spec && format && (strncmp(format, "keras", 5) == 0 || strcmp(format, "onnx") == 0))
-        return load_model_file(cmd, format[0] == 'k' ? "keras" : "onnx", path, batch, device, keras,
+        return load_model_file(cmd, format[0] == 'k' ? "keras" : "onnx", path, batch, device, precision, keras,
                                sizeof keras, t); /* the file's own model */
     if (!spec && input && classes) {
         cli_error(cmd, "'%s' holds a model built by hand in C (no zoo spec to rebuild it from): "
@@ -61,7 +62,7 @@ int cli_load_trained(const char *cmd, const char *path, int batch, const char *d
         return EXIT_USAGE;
     }
     if ((s = rg_model_build(spec, &(rg_model_opts){.c = t->c, .h = t->h, .w = t->w, .classes = t->classes}, &t->m)) ||
-        (s = rg_graph_set_device(t->m.graph, device)) || (s = rg_graph_compile(t->m.graph, batch)) ||
+        (s = cli_place(t->m.graph, device, precision)) || (s = rg_graph_compile(t->m.graph, batch)) ||
         (s = rg_model_load(&t->m, t->file, 0, NULL)))
         return cli_fail(cmd, s);
     const char *names = rg_tensor_file_meta(t->file, "class_names");

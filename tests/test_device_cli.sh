@@ -188,6 +188,18 @@ images=("$tmp"/pred/*/*.png)
 "$DEV" predict --weights "$tmp/cpu-res/last.safetensors" --json --device cuda "${images[@]}" >"$tmp/pred-dev.json" 2>&1
 [ "$(grep -c probability "$tmp/pred-cpu.json")" = 40 ] && cmp -s "$tmp/pred-cpu.json" "$tmp/pred-dev.json" && ok \
   || bad "predict on the device: $(head -c 200 "$tmp/pred-dev.json")"
+# --precision reaches each command's graph: tf32 on the device (the stand-in's products are
+# fp32 either way: the CPU's figures), bf16 refused by the stand-in, either refused on the CPU
+"$DEV" eval --weights "$tmp/cpu-adam/last.safetensors" --json --device cuda --precision tf32 >"$tmp/eval-tf32.json" 2>&1
+cmp -s "$tmp/eval-cpu.json" "$tmp/eval-tf32.json" && ok || bad "eval --precision tf32: $(head -c 200 "$tmp/eval-tf32.json")"
+ck=$tmp/cpu-adam/last.safetensors
+for c in "eval --weights $ck" "predict --weights $ck ${images[0]}" "prune --weights $ck --sweep 0.5" \
+         "diagnose --model mlp --batch 16" "experiment --depths 2 --seeds 1 --limit 256 --remedies off"; do
+  # shellcheck disable=SC2086
+  expect 1 "stand-in (tests/fake_cuda.c) has no bf16" "$DEV" $c --device cuda --precision bf16
+  # shellcheck disable=SC2086
+  expect 1 "precision tf32 is a GPU's: run on --device cuda" "$CPU" $c --precision tf32
+done
 # prune on the device: the CPU's pruned checkpoint bit for bit, and its sweep's table
 for dev in cpu cuda; do
   bin=$CPU; [ "$dev" = cuda ] && bin=$DEV

@@ -113,6 +113,13 @@ awk -v a="$p32" -v b="$p16" 'BEGIN { exit !(b > 0 && b < 0.6 * a) }' && ok || ba
 "$DEV" "${bf16[@]}" --checkpoint-dir "$tmp/bf16" >"$tmp/bf16.out" 2>&1
 awk -v a="$(acc "$tmp/bf16.out")" -v b="$(acc "$tmp/mlp-cpu.out")" 'BEGIN { d = a - b; exit !(a > 0.5 && d < 0.02 && d > -0.02) }' \
   && ok || bad "an MLP in bf16: accuracy $(acc "$tmp/bf16.out") against fp32's $(acc "$tmp/mlp-cpu.out"): $(tail -1 "$tmp/bf16.out")"
+# eval in bf16 on the device: the fp32 checkpoint's loss within 2e-2 of the CPU's, not its bits
+figure() { grep -o "\"$1\":[0-9.e-]*" "$2" | tail -1 | cut -d: -f2; }
+"$CPU" eval --weights "$tmp/mlp-cpu/last.safetensors" --json >"$tmp/eval-cpu.json" 2>&1
+"$DEV" eval --weights "$tmp/mlp-cpu/last.safetensors" --json --device cuda --precision bf16 >"$tmp/eval-bf16.json" 2>&1
+awk -v a="$(figure loss "$tmp/eval-bf16.json")" -v b="$(figure loss "$tmp/eval-cpu.json")" \
+  'BEGIN { d = (a - b) / b; exit !(b > 0 && a != b && d < 2e-2 && d > -2e-2) }' \
+  && ok || bad "eval in bf16: loss $(figure loss "$tmp/eval-bf16.json") against fp32's $(figure loss "$tmp/eval-cpu.json")"
 "$DEV" "${bf16[@]}" --stop-after 1 --checkpoint-dir "$tmp/bf16-stop" >/dev/null 2>&1
 "$DEV" train --resume "$tmp/bf16-stop" --device cuda --precision bf16 --quiet >/dev/null 2>&1
 REGRAD_EMULATION_ORDER=reverse "$DEV" "${bf16[@]}" --checkpoint-dir "$tmp/bf16-rev" >/dev/null 2>&1

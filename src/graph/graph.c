@@ -631,7 +631,7 @@ bool rg_graph_on_device(const rg_graph *g) { return g->backend->device; }
  * input's bf16 copy of its upload in its op scratch). */
 static rg_status set_bf16(rg_graph *g) {
     if (!g->backend->device || !g->backend->bf16_ready)
-        return rg_fail(RG_ERR_STATE, "precision bf16 is a GPU's: train on --device cuda, or with fp32");
+        return rg_fail(RG_ERR_STATE, "precision bf16 is a GPU's: run on --device cuda, or in fp32");
     if (g->compiled) return rg_fail(RG_ERR_STATE, "set precision bf16 before compiling the graph");
     rg_status s = g->backend->bf16_ready();
     if (s) return s;
@@ -662,7 +662,7 @@ rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
     }
     if (strcmp(precision, "tf32") == 0) {
         if (!g->backend->device)
-            return rg_fail(RG_ERR_STATE, "precision tf32 is a GPU's: train on --device cuda, or with fp32");
+            return rg_fail(RG_ERR_STATE, "precision tf32 is a GPU's: run on --device cuda, or in fp32");
         g->tf32 = true, g->bf16 = false;
         return RG_OK;
     }
