@@ -69,6 +69,7 @@ expect 2 "--lr 'abc'" train --lr abc
 expect 2 "--batch '0'" train --batch 0
 expect 2 "--val-split '1'" train --val-split 1
 expect 2 "--val-split '-0.1'" train --val-split -0.1
+expect 2 "takes all 20 training samples: lower --val-split" train --limit 20 --val-split 0.99 --quiet
 expect 2 "--epochs '1.5'" train --epochs 1.5
 expect 2 "--threads" train --threads -3
 expect 2 "unknown optimizer 'adamax'" train --optimizer adamax

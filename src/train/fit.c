@@ -236,7 +236,9 @@ static rg_status fit_open_data(fit_run *r) {
     r->n_val = rg_dataset_split(r->train, cfg->val_split, &r->rng, r->order);
     r->n_train = r->train->n - r->n_val;
     if (r->n_val < 0) return rg_fail(RG_ERR_MEMORY, "out of memory");
-    if (r->n_train < 1) return rg_fail(RG_ERR_ARG, "no training samples left after the validation split");
+    if (r->n_train < 1)
+        return rg_fail(RG_ERR_ARG, "the validation split (%g) takes all %d training samples: lower --val-split",
+                       (double)cfg->val_split, r->train->n);
     if (r->train->paths || rg_augment_any(&cfg->augment)) {
         if (!(r->loader = rg_loader_create(r->train, r->batch, fit_workers(cfg, r->g)))) return RG_ERR_MEMORY;
     }
