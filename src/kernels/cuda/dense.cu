@@ -18,11 +18,11 @@ __global__ static void broadcast_rows(const float *b, T *y, int batch, int out) 
 
 template <typename T>
 __global__ static void add_column_sums(const T *dy, float *db, int batch, int out) {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= out) return;
-    float s = db[j];
-    for (int i = 0; i < batch; i++) s += rg_load(dy, (size_t)i * out + j);
-    db[j] = s;
+    GRID_STRIDE(j, (size_t)out) {
+        float s = db[j];
+        for (int i = 0; i < batch; i++) s += rg_load(dy, (size_t)i * out + j);
+        db[j] = s;
+    }
 }
 
 /* The layer's work over the activations' type T (RG_STORED picks it): W and a weight

@@ -26,10 +26,18 @@
 #define GRID_STRIDE(i, n) \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
-/* blocks for n items: one item a thread up to 16 x 65535 blocks, then a stride */
+/* The most blocks LAUNCH gives a kernel: its GRID_STRIDE loop takes the items past them.
+ * The host's emulation sets fewer (its cuda_runtime.h), so that each of its threads runs
+ * many items, as few of its threads' overheads as it can, and every kernel's stride runs
+ * in the tests. */
+#ifndef RG_CUDA_MAX_BLOCKS
+#define RG_CUDA_MAX_BLOCKS (65535 * 16)
+#endif
+
+/* blocks for n items: one item a thread up to RG_CUDA_MAX_BLOCKS blocks, then a stride */
 static inline unsigned rg_cuda_grid(size_t n) {
     const size_t b = (n + RG_CUDA_THREADS - 1) / RG_CUDA_THREADS;
-    return (unsigned)(b < 65535 * 16 ? b : 65535 * 16);
+    return (unsigned)(b < RG_CUDA_MAX_BLOCKS ? b : RG_CUDA_MAX_BLOCKS);
 }
 
 /* The graph's activations and their gradients are stored as float, or as bf16 under
