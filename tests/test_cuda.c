@@ -203,9 +203,7 @@ static rg_graph *cpu_dense(int batch, int in, int out, uint64_t *seed, rg_node *
 /* The dense layer's forward and backward (cuBLAS) against the CPU's op: products within
  * 1e-4, the bias gradient (the same sums in the same order) bit for bit; a second backward
  * adds (dx too, when not fresh). */
-static void dense_matches_cpu(void **state) {
-    if (rg_cuda_blas_ready() != RG_OK) fail_msg("%s", rg_last_error());
-    const int batch = 37, in = 129, out = 67; /* no size a multiple of a tile */
+static void dense_case(int batch, int in, int out) {
     uint64_t seed = 5;
     rg_node x, y;
     rg_graph *g = cpu_dense(batch, in, out, &seed, &x, &y);
@@ -244,6 +242,12 @@ static void dense_matches_cpu(void **state) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) rg_cuda_release(all[i]);
     free(dy), free(back), free(want_y);
     rg_graph_free(g);
+}
+
+static void dense_matches_cpu(void **state) {
+    if (rg_cuda_blas_ready() != RG_OK) fail_msg("%s", rg_last_error());
+    dense_case(37, 129, 67); /* no size a multiple of a tile */
+    dense_case(5, 3, 1100);  /* more units than the emulation's threads a launch: the bias gradient's stride */
 }
 
 /* Softmax cross-entropy, with and without label smoothing, against the CPU's op: the
