@@ -198,39 +198,51 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t, rg_t
     return *bytes = SCRATCH, CUDNN_STATUS_SUCCESS;
 }
 
-/* out = alpha (the sums each term adds to) + beta out, queued on the handle's stream: term(xi,
- * wi, yi) is what one product of x's and w's values adds, and where */
+/* a tensor's values widened to double (once each, not once a term) */
+std::vector<double> widened(const rg_emulated_tensor *d, const void *p) {
+    std::vector<double> v(count(d));
+    for (size_t i = 0; i < v.size(); i++)
+        v[i] = load(d, p, i);
+    return v;
+}
+
+/* out = alpha (the sums each term adds to) + beta out, queued on the handle's stream: a and
+ * b are the two operands (widened when the work runs), term(s, a, b, xi, wi, yi) what one
+ * product of their values adds, and where */
 template <typename Term>
 cudnnStatus_t convolve(cudnnHandle_t h, const void *alpha, const void *beta, rg_tdesc xd, rg_fdesc wd, rg_cdesc q,
                        rg_tdesc yd, const void *scratch, size_t scratch_bytes, const rg_emulated_tensor *od, void *out,
+                       const rg_emulated_tensor *ad, const void *a, const rg_emulated_tensor *bd, const void *b,
                        Term term) {
     if (!consistent(xd, wd, q, yd, scratch_bytes, scratch))
         return CUDNN_STATUS_BAD_PARAM;
-    const float a = *(const float *)alpha, b = *(const float *)beta;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
     return queue(h, [=] {
         std::vector<double> s(count(od));
-        each_term(xd, wd, q, yd, [&](size_t xi, size_t wi, size_t yi) { term(s, xi, wi, yi); });
+        const std::vector<double> av = widened(ad, a), bv = widened(bd, b);
+        each_term(xd, wd, q, yd, [&](size_t xi, size_t wi, size_t yi) { term(s, av, bv, xi, wi, yi); });
         for (size_t i = 0; i < s.size(); i++)
-            store(od, out, i, s[i], a, b);
+            store(od, out, i, s[i], al, be);
     });
 }
 
+using values = const std::vector<double> &;
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x, rg_fdesc wd,
                                       const void *w, rg_cdesc q, cudnnConvolutionFwdAlgo_t algo, void *scratch,
                                       size_t scratch_bytes, const void *beta, rg_tdesc yd, void *y) {
     nondeterministic.n += algo == 0;
-    return convolve(h, alpha, beta, xd, wd, q, yd, scratch, scratch_bytes, yd, y,
-                    [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
-                        s[yi] += (double)load(xd, x, xi) * load(wd, w, wi);
+    return convolve(h, alpha, beta, xd, wd, q, yd, scratch, scratch_bytes, yd, y, xd, x, wd, w,
+                    [](std::vector<double> &s, values xv, values wv, size_t xi, size_t wi, size_t yi) {
+                        s[yi] += xv[xi] * wv[wi];
                     });
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, rg_fdesc wd, const void *w, rg_tdesc dyd,
                                            const void *dy, rg_cdesc q, cudnnConvolutionBwdDataAlgo_t algo, void *scratch,
                                            size_t scratch_bytes, const void *beta, rg_tdesc dxd, void *dx) {
     nondeterministic.n += algo == 0;
-    return convolve(h, alpha, beta, dxd, wd, q, dyd, scratch, scratch_bytes, dxd, dx,
-                    [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
-                        s[xi] += (double)load(dyd, dy, yi) * load(wd, w, wi);
+    return convolve(h, alpha, beta, dxd, wd, q, dyd, scratch, scratch_bytes, dxd, dx, dyd, dy, wd, w,
+                    [](std::vector<double> &s, values dyv, values wv, size_t xi, size_t wi, size_t yi) {
+                        s[xi] += dyv[yi] * wv[wi];
                     });
 }
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x,
@@ -238,9 +250,9 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                              cudnnConvolutionBwdFilterAlgo_t algo, void *scratch, size_t scratch_bytes,
                                              const void *beta, rg_fdesc dwd, void *dw) {
     nondeterministic.n += algo == 0;
-    return convolve(h, alpha, beta, xd, dwd, q, dyd, scratch, scratch_bytes, dwd, dw,
-                    [=](std::vector<double> &s, size_t xi, size_t wi, size_t yi) {
-                        s[wi] += (double)load(dyd, dy, yi) * load(xd, x, xi);
+    return convolve(h, alpha, beta, xd, dwd, q, dyd, scratch, scratch_bytes, dwd, dw, dyd, dy, xd, x,
+                    [](std::vector<double> &s, values dyv, values xv, size_t xi, size_t wi, size_t yi) {
+                        s[wi] += dyv[yi] * xv[xi];
                     });
 }
 
