@@ -498,6 +498,14 @@ static void tangent_net(net *n) {
     n->logits = rg_dense(g, rg_concat(g, 2, both), CLASSES, RG_INIT(RG_INIT_GLOROT_UNIFORM));
 }
 
+/* v (the graph's pn parameter floats, in host memory) copied to where g's parameters are */
+static float *parameter_direction(rg_graph *g, const float *v, size_t pn) {
+    float *dir = g->backend->alloc(pn);
+    assert_non_null(dir);
+    rg_graph_write(g, dir, v, pn);
+    return dir;
+}
+
 /* The curvature along a direction (a forward and a tangent pass) on the CPU and on the
  * device: the loss's slope and v^T G v within tol of the CPU's, and the parameters as they
  * were. */
@@ -513,9 +521,7 @@ static void curvature_along(net_builder builder, const char *precision, double t
         float *in = rg_graph_input_buffer(g, n[d].x);
         for (size_t i = 0; i < BATCH * rg_node_size(g, n[d].x); i++) in[i] = (float)sin(0.37 * (double)i);
         for (int b = 0; b < BATCH; b++) rg_graph_labels(g)[b] = (b * 3) % CLASSES;
-        float *dir = g->backend->alloc(pn); /* the direction where the parameters are */
-        assert_non_null(dir);
-        rg_graph_write(g, dir, v, pn);
+        float *dir = parameter_direction(g, v, pn);
         memcpy(before, rg_host(g, g->param_buf, pn), pn * sizeof *before);
         assert_int_equal(rg_graph_curvature_along(g, n[d].loss, BATCH, 1, dir, &slope[d], &curvature[d]), RG_OK);
         assert_memory_equal(before, rg_host(g, g->param_buf, pn), pn * sizeof *before);
@@ -565,9 +571,7 @@ static void curvature_products(net_builder builder, double tol) {
         for (int d = 0; d < 2; d++) {
             rg_graph *g = n[d].g;
             feed(&n[d], 0);
-            float *dir = g->backend->alloc(pn);
-            assert_non_null(dir);
-            rg_graph_write(g, dir, v, pn);
+            float *dir = parameter_direction(g, v, pn);
             assert_int_equal(rg_graph_curvature_product(g, n[d].loss, BATCH, 1, (rg_curvature)kind, dir, cv[d]),
                              RG_OK);
             assert_int_equal(rg_graph_top_curvature(g, n[d].loss, BATCH, 1, (rg_curvature)kind, RG_NONE, 6, 0,
@@ -617,9 +621,7 @@ static void along_the_input(net_builder builder, const char *name, double tol) {
     for (int d = 0; d < 2; d++) {
         rg_graph *g = n[d].g;
         feed(&n[d], 0);
-        float *dv = g->backend->alloc(pn);
-        assert_non_null(dv);
-        rg_graph_write(g, dv, v, pn);
+        float *dv = parameter_direction(g, v, pn);
         if (rg_graph_tangent_from(g, BATCH, 1, dv, by_node, n[d].logits, t[d]) != RG_OK)
             fail_msg("tangent along the input: %s", rg_last_error());
         if (rg_graph_backward_tangent(g, n[d].loss, &seed, BATCH, 1, false, dv, by_node) != RG_OK)
