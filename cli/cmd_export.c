@@ -21,12 +21,21 @@ static bool parse_format(const char *cmd, const cli_option *r, const char *text,
     return true;
 }
 
+/* the format a file name's extension names, or NULL */
+static const char *format_of(const char *path) {
+    const size_t n = strlen(path);
+    if (n > 3 && strcmp(path + n - 3, ".h5") == 0) return "keras-h5";
+    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0) return "onnx";
+    return NULL;
+}
+
 static const cli_option export_options[] = {
     {.name = "format", .meta = "NAME", .type = CLI_PARSE, CLI_AT(export_args, format),
-     .parse = parse_format, .dflt = "keras-h5",
+     .parse = parse_format,
      .help = "keras-h5: Keras's HDF5 weights, loaded by model.load_weights (Keras 3's layout "
              "when OUT ends in .weights.h5, else the legacy layout); onnx: the inference graph "
-             "with its weights (opset 13, dynamic batch)"},
+             "with its weights (opset 13, dynamic batch) (default: from OUT's extension, .h5 or "
+             ".onnx)"},
     {.name = "weights", .meta = "FILE", .type = CLI_TEXT, CLI_AT(export_args, weights),
      .help = "a checkpoint written by regrad"},
     {.name = "out", .short_name = 'o', .meta = "FILE", .type = CLI_TEXT, CLI_AT(export_args, out),
@@ -35,7 +44,7 @@ static const cli_option export_options[] = {
 };
 
 static const cli_command export_command = {
-    .name = "export", .usage = "--format keras-h5|onnx --weights FILE -o OUT",
+    .name = "export", .usage = "--weights FILE -o OUT[.h5|.onnx] [--format keras-h5|onnx]",
     .about = "Write a checkpoint's model in another framework's format.",
     .options = export_options};
 
@@ -47,6 +56,12 @@ int cmd_export(int argc, char **argv) {
     if (r >= 0) return r;
     if (!a.weights || !a.out) {
         cli_error(cmd, "%s is required; see 'regrad export --help'", a.weights ? "-o FILE" : "--weights FILE");
+        return EXIT_USAGE;
+    }
+    if (!a.format) a.format = format_of(a.out);
+    if (!a.format) {
+        cli_error(cmd, "cannot tell the format from '%s': name it .h5 or .onnx, or add --format keras-h5|onnx",
+                  a.out);
         return EXIT_USAGE;
     }
     cli_trained t;

@@ -337,6 +337,11 @@ expect 1 "the model takes 12 features, the data has 1x28x28" train --model "onnx
 expect 1 "does not fit model 'onnx:$O/fashion_cnn.onnx'" train --model "onnx:$O/fashion_cnn.onnx" --data "$tmp/png5" \
   --input-size 28x28 --channels 1
 expect 0 "wrote $tmp/out.onnx (onnx)" export --format onnx --weights "$tmp/ckO/last.safetensors" -o "$tmp/out.onnx"
+# the format from the extension when --format is not given; neither: an error, nothing written
+expect 0 "wrote $tmp/named.onnx (onnx)" export --weights "$tmp/ckO/last.safetensors" -o "$tmp/named.onnx"
+cmp -s "$tmp/out.onnx" "$tmp/named.onnx" && ok || bad "export -o NAME.onnx: not the --format onnx file"
+expect 2 "cannot tell the format from '$tmp/model.bin': name it .h5 or .onnx" export --weights "$tmp/ckO/last.safetensors" -o "$tmp/model.bin"
+[ ! -e "$tmp/model.bin" ] && ok || bad "export with no format wrote $tmp/model.bin"
 expect 0 "on fashion-mnist (10000 samples): loss" eval --weights "$tmp/out.onnx" --data fashion-mnist
 a=$("$BIN" eval --weights "$tmp/ckO/last.safetensors" | head -1 | sed 's/.*: //')
 b=$("$BIN" eval --weights "$tmp/out.onnx" --data fashion-mnist | head -1 | sed 's/.*: //')
