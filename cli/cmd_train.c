@@ -421,13 +421,21 @@ static char *class_names_json(const rg_dataset *d) {
     return text;
 }
 
-/* Opens the checkpoint a --resume names (a file, or a folder's last.safetensors). */
-static rg_status open_resume(const char *what, rg_tensor_file **f) {
+/* Opens the checkpoint a --resume names (a file, or a folder's last.safetensors): -1, or
+ * the exit code after saying why not. */
+static int open_resume(const char *cmd, const char *what, rg_tensor_file **f) {
     char path[4200];
     struct stat st;
-    if (stat(what, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(path, sizeof path, "%s/last.safetensors", what);
-    else snprintf(path, sizeof path, "%s", what);
-    return rg_safetensors_load(path, f);
+    if (stat(what, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(path, sizeof path, "%s/last.safetensors", what);
+        if (stat(path, &st) != 0) {
+            cli_error(cmd, "--resume %s: no checkpoint in that folder (no last.safetensors): give a run's "
+                           "--checkpoint-dir, or one of its epoch_N.safetensors", what);
+            return EXIT_RUNTIME;
+        }
+    } else snprintf(path, sizeof path, "%s", what);
+    const rg_status s = rg_safetensors_load(path, f);
+    return s ? cli_fail(cmd, s) : -1;
 }
 
 /* The options: defaults, then (resuming) the run's own arguments, then these. */
@@ -438,8 +446,7 @@ static int train_parse(train_ctx *t, int argc, char **argv) {
     cli_defaults(&train_command, o);
     int r = cli_parse(&train_command, argc, argv, o, NULL);
     if (r >= 0 || !o->resume) return r;
-    rg_status s = open_resume(o->resume, &t->resume);
-    if (s) return cli_fail(cmd, s);
+    if ((r = open_resume(cmd, o->resume, &t->resume)) >= 0) return r;
     const char *args = rg_tensor_file_meta(t->resume, "train_args");
     t->saved = args ? cJSON_Parse(args) : NULL;
     if (!cJSON_IsArray(t->saved)) {

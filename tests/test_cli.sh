@@ -365,6 +365,8 @@ printf 'abc' > "$tmp/tiny.safetensors"
 expect 1 "too short" inspect "$tmp/tiny.safetensors"
 expect 1 "missing or not a regular file" eval --weights "$tmp/none.safetensors"
 expect 1 "does not fit the file" train --resume "$tmp/trunc.safetensors"
+mkdir -p "$tmp/no-checkpoint"
+expect 1 "no checkpoint in that folder (no last.safetensors): give a run's --checkpoint-dir" train --resume "$tmp/no-checkpoint"
 
 # ---- the classic remedies: clipping, max-norm, pruning
 expect 0 "Usage: regrad prune" prune --help
