@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <string.h>
+#include <strings.h>
 
 typedef struct export_args {
     const char *format, *weights, *out;
@@ -24,8 +25,8 @@ static bool parse_format(const char *cmd, const cli_option *r, const char *text,
 /* the format a file name's extension names, or NULL */
 static const char *format_of(const char *path) {
     const size_t n = strlen(path);
-    if (n > 3 && strcmp(path + n - 3, ".h5") == 0) return "keras-h5";
-    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0) return "onnx";
+    if (n > 3 && strcasecmp(path + n - 3, ".h5") == 0) return "keras-h5";
+    if (n > 5 && strcasecmp(path + n - 5, ".onnx") == 0) return "onnx";
     return NULL;
 }
 
