@@ -27,9 +27,8 @@
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
 /* The most blocks LAUNCH gives a kernel: its GRID_STRIDE loop takes the items past them.
- * The host's emulation sets fewer (its cuda_runtime.h), so that each of its threads runs
- * many items, as few of its threads' overheads as it can, and every kernel's stride runs
- * in the tests. */
+ * The host's emulation sets fewer (its cuda_runtime.h): its time goes with the threads it
+ * runs, so each runs many items, and every kernel's stride runs in the tests. */
 #ifndef RG_CUDA_MAX_BLOCKS
 #define RG_CUDA_MAX_BLOCKS (65535 * 16)
 #endif
