@@ -642,13 +642,19 @@ static rg_status set_bf16(rg_graph *g) {
     return RG_OK;
 }
 
+static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
+enum { PRECISION_FP32, PRECISION_TF32, PRECISION_BF16 };
+
 rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
     if (!g) return rg_fail(RG_ERR_ARG, "set_precision: graph is NULL");
+    const int p = precision ? rg_name_index(precision_names, RG_COUNT_OF(precision_names), precision)
+                            : PRECISION_FP32;
+    if (p < 0) return rg_fail_unknown("precision", precision, precision_names, RG_COUNT_OF(precision_names));
     rg_replay_forget(g);
-    const bool bf16 = precision && strcmp(precision, "bf16") == 0;
+    const bool bf16 = p == PRECISION_BF16;
     if (g->bf16 && !bf16 && g->compiled)
         return rg_fail(RG_ERR_STATE, "precision bf16 is the compiled graph's: build it again for %s",
-                       precision ? precision : "fp32");
+                       precision_names[p]);
     if (bf16) return g->bf16 ? RG_OK : set_bf16(g);
     if (g->bf16) {
         for (int i = 0; i < g->n_nodes; i++)
@@ -656,17 +662,10 @@ rg_status rg_graph_set_precision(rg_graph *g, const char *precision) {
         g->bf16 = false;
         plan_scratch(g);
     }
-    if (!precision || strcmp(precision, "fp32") == 0) {
-        g->tf32 = g->bf16 = false;
-        return RG_OK;
-    }
-    if (strcmp(precision, "tf32") == 0) {
-        if (!g->backend->device)
-            return rg_fail(RG_ERR_STATE, "precision tf32 is a GPU's: run on --device cuda, or in fp32");
-        g->tf32 = true, g->bf16 = false;
-        return RG_OK;
-    }
-    return rg_fail(RG_ERR_ARG, "precision '%s': use fp32, tf32 or bf16", precision);
+    if (p == PRECISION_TF32 && !g->backend->device)
+        return rg_fail(RG_ERR_STATE, "precision tf32 is a GPU's: run on --device cuda, or in fp32");
+    g->tf32 = p == PRECISION_TF32, g->bf16 = false;
+    return RG_OK;
 }
 
 bool rg_node_bf16(const rg_graph *g, const rg_node_impl *n) { return g->bf16 && n->batched; }

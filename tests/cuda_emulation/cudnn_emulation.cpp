@@ -208,14 +208,15 @@ std::vector<double> widened(const rg_emulated_tensor *d, const void *p) {
 
 /* out = alpha (the sums each term adds to) + beta out, queued on the handle's stream: a and
  * b are the two operands (widened when the work runs), term(s, a, b, xi, wi, yi) what one
- * product of their values adds, and where */
+ * product of their values adds, and where; algorithm 0 counted as the nondeterministic one */
 template <typename Term>
 cudnnStatus_t convolve(cudnnHandle_t h, const void *alpha, const void *beta, rg_tdesc xd, rg_fdesc wd, rg_cdesc q,
                        rg_tdesc yd, const void *scratch, size_t scratch_bytes, const rg_emulated_tensor *od, void *out,
                        const rg_emulated_tensor *ad, const void *a, const rg_emulated_tensor *bd, const void *b,
-                       Term term) {
+                       int algo, Term term) {
     if (!consistent(xd, wd, q, yd, scratch_bytes, scratch))
         return CUDNN_STATUS_BAD_PARAM;
+    nondeterministic.n += algo == 0;
     const float al = *(const float *)alpha, be = *(const float *)beta;
     return queue(h, [=] {
         std::vector<double> s(count(od));
@@ -230,8 +231,7 @@ using values = const std::vector<double> &;
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x, rg_fdesc wd,
                                       const void *w, rg_cdesc q, cudnnConvolutionFwdAlgo_t algo, void *scratch,
                                       size_t scratch_bytes, const void *beta, rg_tdesc yd, void *y) {
-    nondeterministic.n += algo == 0;
-    return convolve(h, alpha, beta, xd, wd, q, yd, scratch, scratch_bytes, yd, y, xd, x, wd, w,
+    return convolve(h, alpha, beta, xd, wd, q, yd, scratch, scratch_bytes, yd, y, xd, x, wd, w, algo,
                     [](std::vector<double> &s, values xv, values wv, size_t xi, size_t wi, size_t yi) {
                         s[yi] += xv[xi] * wv[wi];
                     });
@@ -239,8 +239,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, rg_tde
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, rg_fdesc wd, const void *w, rg_tdesc dyd,
                                            const void *dy, rg_cdesc q, cudnnConvolutionBwdDataAlgo_t algo, void *scratch,
                                            size_t scratch_bytes, const void *beta, rg_tdesc dxd, void *dx) {
-    nondeterministic.n += algo == 0;
-    return convolve(h, alpha, beta, dxd, wd, q, dyd, scratch, scratch_bytes, dxd, dx, dyd, dy, wd, w,
+    return convolve(h, alpha, beta, dxd, wd, q, dyd, scratch, scratch_bytes, dxd, dx, dyd, dy, wd, w, algo,
                     [](std::vector<double> &s, values dyv, values wv, size_t xi, size_t wi, size_t yi) {
                         s[xi] += dyv[yi] * wv[wi];
                     });
@@ -249,8 +248,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                              rg_tdesc dyd, const void *dy, rg_cdesc q,
                                              cudnnConvolutionBwdFilterAlgo_t algo, void *scratch, size_t scratch_bytes,
                                              const void *beta, rg_fdesc dwd, void *dw) {
-    nondeterministic.n += algo == 0;
-    return convolve(h, alpha, beta, xd, dwd, q, dyd, scratch, scratch_bytes, dwd, dw, dyd, dy, xd, x,
+    return convolve(h, alpha, beta, xd, dwd, q, dyd, scratch, scratch_bytes, dwd, dw, dyd, dy, xd, x, algo,
                     [](std::vector<double> &s, values dyv, values xv, size_t xi, size_t wi, size_t yi) {
                         s[wi] += dyv[yi] * xv[xi];
                     });
