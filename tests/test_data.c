@@ -1,8 +1,8 @@
 /*
  * test_data.c — IDX reading: valid raw and gzip files, and every way a file can be bad
  * (missing, wrong magic, wrong type, truncated, too long, hostile dimensions, count
- * mismatch, label out of range), each refused with a message naming the problem; the specs,
- * and a limit that reads only the first samples.
+ * mismatch, label out of range), each refused with a message naming the problem; the specs
+ * (fashion-mnist:DIR's files gzip or unpacked), and a limit that reads only the first samples.
  */
 #include "test_util.h"
 
@@ -147,6 +147,37 @@ static void test_specs(void **state) {
     rg_dataset_free(te);
 }
 
+/* fashion-mnist:DIR reads each of its four files gzip (NAME.gz) or unpacked (NAME), the
+ * gzip one where both are there; a file there in neither form is named as NAME.gz. */
+static void test_fashion_mnist_folder_raw_or_gzip(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof pixels; i++) pixels[i] = (unsigned char)(i * 7);
+    const uint32_t dims[3] = {5, 3, 2};
+    write_idx("train-images-idx3-ubyte", 0, 0x08, 3, dims, pixels, sizeof pixels);
+    write_idx("train-labels-idx1-ubyte.gz", 1, 0x08, 1, dims, labels, sizeof labels);
+    write_idx("t10k-images-idx3-ubyte.gz", 1, 0x08, 3, dims, pixels, sizeof pixels);
+    write_idx("t10k-labels-idx1-ubyte", 0, 0x08, 1, dims, labels, sizeof labels);
+    /* the gzip file wins over an unpacked one beside it (here not an IDX file at all) */
+    FILE *f = fopen(path_of("t10k-images-idx3-ubyte"), "wb");
+    assert_non_null(f);
+    fputs("not an IDX file", f);
+    fclose(f);
+    char spec[600];
+    snprintf(spec, sizeof spec, "fashion-mnist:%s", test_dir());
+    rg_dataset *tr = NULL, *te = NULL;
+    if (rg_dataset_open(spec, NULL, &tr, &te) != RG_OK) fail_msg("%s", rg_last_error());
+    assert_int_equal(tr->n, 5);
+    assert_int_equal(te->n, 5);
+    assert_memory_equal(tr->pixels, pixels, sizeof pixels);
+    assert_memory_equal(te->pixels, pixels, sizeof pixels);
+    assert_int_equal(te->labels[2], 2);
+    rg_dataset_free(tr);
+    rg_dataset_free(te);
+    assert_int_equal(unlink(path_of("t10k-labels-idx1-ubyte")), 0);
+    assert_int_equal(rg_dataset_open(spec, NULL, &tr, &te), RG_ERR_IO);
+    assert_non_null(strstr(rg_last_error(), "t10k-labels-idx1-ubyte.gz: cannot open"));
+}
+
 static void count_warning(void *user, const char *message) {
     (void)message;
     ++*(int *)user;
@@ -204,6 +235,7 @@ int main(void) {
         cmocka_unit_test(test_valid_raw_and_gzip),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_specs),
+        cmocka_unit_test(test_fashion_mnist_folder_raw_or_gzip),
         cmocka_unit_test(test_limit_reads_the_first_samples),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

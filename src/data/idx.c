@@ -184,12 +184,17 @@ rg_status rg_idx_spec_open(const char *spec, int classes, int limit, rg_dataset 
     if (!spec) return rg_fail(RG_ERR_ARG, "missing data spec");
     if (strcmp(spec, "fashion-mnist") == 0 || strncmp(spec, "fashion-mnist:", 14) == 0) {
         const char *dir = spec[13] == ':' ? spec + 14 : FASHION_MNIST_DIR;
-        static const char *const files[4] = {
-            "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
-        for (int k = 0; k < 4; k++)
-            if (snprintf(paths[k], sizeof paths[k], "%s/%s", dir, files[k]) >= (int)sizeof paths[k])
-                return rg_fail(RG_ERR_ARG, "data directory path too long");
+        static const char *const files[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+        for (int k = 0; k < 4; k++) { /* each file as it is downloaded, or else unpacked */
+            struct stat st;
+            const int len = snprintf(paths[k], sizeof paths[k], "%s/%s.gz", dir, files[k]);
+            if (len >= (int)sizeof paths[k]) return rg_fail(RG_ERR_ARG, "data directory path too long");
+            if (stat(paths[k], &st) != 0) {
+                paths[k][len - 3] = 0;
+                if (stat(paths[k], &st) != 0) paths[k][len - 3] = '.'; /* named as usual when missing */
+            }
+        }
         n_paths = 4;
         if (!classes) classes = 10;
     } else if (strncmp(spec, "idx:", 4) == 0) {
