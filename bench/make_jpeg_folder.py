@@ -4,7 +4,7 @@ Fashion-MNIST (nothing downloaded): each 28x28 item upscaled to 500x375 (bicubic
 with a per-image colour gradient and given film-grain noise so it compresses like a photo
 (quality 90, 4:2:0), in one folder per class.
 
-Usage: make_jpeg_folder.py OUT_DIR COUNT [FASHION_MNIST_DIR]
+Usage: make_jpeg_folder.py OUT_DIR COUNT [FASHION_MNIST_DIR]   (its files gzip or unpacked)
 """
 import gzip, os, sys
 import numpy as np
@@ -12,10 +12,16 @@ from PIL import Image
 
 out, count = sys.argv[1], int(sys.argv[2])
 fm = sys.argv[3] if len(sys.argv) > 3 else "/usr/share/datasets/fashion-mnist"
-with gzip.open(f"{fm}/train-images-idx3-ubyte.gz") as f:
-    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-with gzip.open(f"{fm}/train-labels-idx1-ubyte.gz") as f:
-    labels = np.frombuffer(f.read(), np.uint8, offset=8)
+
+
+def read(name):  # an IDX file, gzip or unpacked, as regrad's fashion-mnist:DIR takes it
+    path = f"{fm}/{name}"
+    with gzip.open(path + ".gz") if os.path.exists(path + ".gz") else open(path, "rb") as f:
+        return f.read()
+
+
+images = np.frombuffer(read("train-images-idx3-ubyte"), np.uint8, offset=16).reshape(-1, 28, 28)
+labels = np.frombuffer(read("train-labels-idx1-ubyte"), np.uint8, offset=8)
 rng = np.random.default_rng(0)
 yy, xx = np.mgrid[0:375, 0:500] / 500.0
 for i in range(count):

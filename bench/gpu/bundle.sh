@@ -3,7 +3,10 @@
 # images: no Debian packages, no network): builds regrad and test_cuda here with the CUDA
 # backend and without MPI, and gathers into build-gpu/carry/ what they need there: the
 # programs (regrad, test_cuda, test_device_gpu, ckpt_diff), their shared libraries but the C
-# library's own (xz, ~12 MB) and a cut of Fashion-MNIST (8,192 training images, 1,024 test).  bench/gpu/check.sh runs from build-gpu/carry/ when it finds it.
+# library's own (xz, ~12 MB), and Fashion-MNIST unpacked and packed with xz (~25 MB against
+# its gzip files' 30: a run carries 64 MiB with the working tree): a cut (8,192 training
+# images, 1,024 test) and the whole.  bench/gpu/check.sh runs from build-gpu/carry/ when it
+# finds it, and unpacks both archives.
 # Usage: bench/gpu/bundle.sh            (from the repository root, after tools/setup-deps.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,24 +14,37 @@ cd "$root"
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DREGRAD_CUDA=ON -DREGRAD_MPI=OFF >/dev/null
 cmake --build build-gpu -j "$(nproc)" --target regrad test_cuda test_device_gpu ckpt_diff >/dev/null
 carry=build-gpu/carry
-rm -rf "$carry" && mkdir -p "$carry/lib" "$carry/fashion-mnist"
+rm -rf "$carry" && mkdir -p "$carry/lib"
 cp build-gpu/regrad build-gpu/tests/test_cuda build-gpu/tests/test_device_gpu build-gpu/tests/ckpt_diff "$carry/"
 ldd "$carry/regrad" "$carry/test_cuda" "$carry/test_device_gpu" | awk '/=> \//{print $3}' | sort -u |
   grep -v -E '/(libc|libm|libdl|libpthread|librt|libresolv|libgcc_s|libstdc\+\+)\.so' |
   while read -r lib; do cp -L "$lib" "$carry/lib/"; done
 tar -C "$carry" -cJf "$carry/lib.tar.xz" lib && rm -rf "$carry/lib"
-# the first images of each split: enough for the checks, small enough to travel
-python3 - /usr/share/datasets/fashion-mnist "$carry/fashion-mnist" <<'EOF'
+# the first images of each split, enough for the checks, and the whole of Fashion-MNIST for
+# GRA's (its accuracy after an epoch), unpacked: xz packs them smaller than gzip
+data=$(mktemp -d)
+trap 'rm -rf "$data"' EXIT
+mkdir -p "$data/fashion-mnist" "$data/fashion-mnist-full"
+python3 - /usr/share/datasets/fashion-mnist "$data" <<'EOF'
 import gzip, os, sys
 for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
     head, item = (16, 784) if "images" in name else (8, 1)
     count = 8192 if name.startswith("train") else 1024
     with gzip.open(os.path.join(sys.argv[1], name + ".gz")) as f:
-        b = bytearray(f.read(head + count * item))
-    b[4:8] = count.to_bytes(4, "big")
-    with gzip.open(os.path.join(sys.argv[2], name + ".gz"), "wb") as f:
-        f.write(b)
+        whole = f.read()
+    with open(os.path.join(sys.argv[2], "fashion-mnist-full", name), "wb") as f:
+        f.write(whole)
+    cut = bytearray(whole[:head + count * item])
+    cut[4:8] = count.to_bytes(4, "big")
+    with open(os.path.join(sys.argv[2], "fashion-mnist", name), "wb") as f:
+        f.write(cut)
 EOF
-# and the whole of Fashion-MNIST for GRA's check (its accuracy after an epoch)
-mkdir -p "$carry/fashion-mnist-full" && cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$carry/fashion-mnist-full/"
-du -sh "$carry"
+XZ_OPT=-9 tar -C "$data" -cJf "$carry/data.tar.xz" fashion-mnist fashion-mnist-full
+# what a run carries: this tree's files and the carry, under the device's 64 MiB
+tree=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb | tail -1 | cut -f1)
+total=$((tree + $(du -sb "$carry" | cut -f1)))
+if [ "$total" -gt $((64 * 1024 * 1024)) ]; then
+  echo "bundle.sh: the tree and $carry come to $((total / 1048576)) MiB, over the 64 MiB a device run carries" >&2
+  exit 1
+fi
+echo "$carry: $(du -sh "$carry" | cut -f1), $((total / 1048576)) MiB with the tree (64 at most)"

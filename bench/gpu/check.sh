@@ -53,12 +53,13 @@ else echo "none (no nvidia-smi)" >"$log/gpu"; fi
 t0=$(date +%s)
 # CUDA's libraries, which regrad opens at first use (cuBLAS)
 [ -d /usr/local/cuda/lib64 ] && export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-carry=build-gpu/carry data=fashion-mnist
+carry=build-gpu/carry data=fashion-mnist unpacked=
 if [ -x "$carry/regrad" ]; then
-  mkdir -p /tmp/regrad-carry && tar -C /tmp/regrad-carry -xJf "$carry/lib.tar.xz"
-  export LD_LIBRARY_PATH=/tmp/regrad-carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  unpacked=/tmp/regrad-carry # the carry's libraries and Fashion-MNIST
+  mkdir -p $unpacked && tar -C $unpacked -xJf "$carry/lib.tar.xz" && tar -C $unpacked -xJf "$carry/data.tar.xz"
+  export LD_LIBRARY_PATH=$unpacked/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   regrad=$carry/regrad test_cuda=$carry/test_cuda test_device=$carry/test_device_gpu
-  diff=$carry/ckpt_diff data=fashion-mnist:$carry/fashion-mnist build=ok how=carried
+  diff=$carry/ckpt_diff data=fashion-mnist:$unpacked/fashion-mnist build=ok how=carried
 elif cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DREGRAD_CUDA=ON >"$log/cmake" 2>&1 &&
      cmake --build build-gpu -j "$(nproc)" >"$log/build" 2>&1; then
   regrad=build-gpu/regrad test_cuda=build-gpu/tests/test_cuda test_device=build-gpu/tests/test_device_gpu
@@ -114,7 +115,7 @@ if [ "$build" = ok ]; then
          "$("$diff" "$ck/cuda/last.safetensors" "$ck/cpu/last.safetensors" 2>&1 | tail -1)" >"$log/device"
     # GRA on the GPU: the 20-layer sigmoid MLP repaired over one epoch of the whole of
     # Fashion-MNIST, on the GPU and on the CPU: test accuracy of each (the issue: within 0.01)
-    full=fashion-mnist; [ -d "$carry/fashion-mnist-full" ] && full=fashion-mnist:$carry/fashion-mnist-full
+    full=fashion-mnist; [ -d "$unpacked/fashion-mnist-full" ] && full=fashion-mnist:$unpacked/fashion-mnist-full
     for dev in cuda cpu; do
       "$regrad" train --data "$full" --device $dev --model mlp:depth=20,width=128,act=sigmoid --repair auto --epochs 1 \
         --seed 1 --quiet --metrics "$log/gra-$dev.jsonl" >"$log/gra-$dev" 2>&1
@@ -233,7 +234,7 @@ if [ "$build" = ok ]; then
   if in_time "the image loader"; then
     # the seed's input path: JPEGs (500x375) decoded, cropped at random to 224x224 and flipped
     # by every core, alone and feeding ResNet50V2 in TF32 (images/s of the second epoch)
-    fm=/usr/share/datasets/fashion-mnist; [ -d "$carry/fashion-mnist-full" ] && fm=$carry/fashion-mnist-full
+    fm=/usr/share/datasets/fashion-mnist; [ -d "$unpacked/fashion-mnist" ] && fm=$unpacked/fashion-mnist
     jpeg=$(mktemp -d)
     if python3 bench/make_jpeg_folder.py "$jpeg" 640 "$fm" >"$log/jpeg" 2>&1; then
       folder=(--data "$jpeg" --augment resized-crop,flip --preprocess torch)

@@ -5,7 +5,7 @@ each batch from host memory to the GPU as regrad does.  The ratio compares train
 PyTorch's, timed around it, and regrad's epochs as its metrics record them (the whole
 command's time, with start-up, data and test evaluation, is printed too).  Also regrad on
 the CPU, for scale.  Prints one line per run and the ratio.
-  Usage: bench/gpu/mlp.py REGRAD DATA_DIR     (DATA_DIR: Fashion-MNIST's four .gz files)
+  Usage: bench/gpu/mlp.py REGRAD DATA_DIR     (DATA_DIR: Fashion-MNIST's four files, gzip or not)
 """
 import gzip, json, os, subprocess, sys, tempfile, time
 
@@ -17,8 +17,9 @@ REGRAD, DATA = sys.argv[1], sys.argv[2]
 EPOCHS, BATCH, WIDTH, DEPTH = 3, 256, 1024, 4
 
 
-def idx(name, offset):
-    with gzip.open(os.path.join(DATA, name + ".gz")) as f:
+def idx(name, offset):  # gzip or unpacked, as regrad's fashion-mnist:DIR takes it
+    path = os.path.join(DATA, name)
+    with gzip.open(path + ".gz") if os.path.exists(path + ".gz") else open(path, "rb") as f:
         return np.frombuffer(f.read(), np.uint8, offset=offset)
 
 
