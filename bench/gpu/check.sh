@@ -17,7 +17,8 @@
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
 # onnxruntime), test_cuda under compute-sanitizer's memcheck and racecheck, and prints one
 # summary table.  A few minutes on 16 cores.
-# Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs)
+# Usage: bench/gpu/check.sh            (from the repository root; REGRAD_CHECK_LOGS=DIR keeps the logs,
+#                                      REGRAD_CHECK_ARCHIVE=FILE.tar.xz packs them into one file)
 #        REGRAD_CHECK_ONLY=targets bench/gpu/check.sh
 #                                      the issue's targets alone, for a second run after a fix:
 #                                      ResNet50V2's five settings against PyTorch (and with
@@ -256,6 +257,15 @@ if [ "$build" = ok ]; then
     case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
   fi
 fi
+# the logs of what failed first, then the table: the device tool returns the last 12,000
+# characters a command prints
+if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"; fi
+if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
+if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi
+if [ "${itests:-}" != ok ] && [ -f "$log/dtest-im2col" ]; then echo "--- test_device_gpu, REGRAD_CUDNN=0"; tail -20 "$log/dtest-im2col"; fi
+for f in train-cuda cnn-a gra-cuda gracnn-cuda gra-res-auto mlp r50torch-fp32 r50-bf16 r50torch-bf16 bf16-mlp; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
+[ -f "$log/r50-fp32" ] && { echo "--- r50-fp32"; head -16 "$log/r50-fp32"; }
+if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
 echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git describe --always --dirty 2>/dev/null))"
 row "GPU" "" "$(head -1 "$log/gpu")"
 row "build (REGRAD_CUDA=ON)" "$build" "$how, $((t1 - t0)) s"
@@ -317,12 +327,7 @@ row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck
 why="out of time ($(($(date +%s) - start)) s)"; all_parts || why="REGRAD_CHECK_ONLY=targets"
 [ -z "$skipped" ] || echo "not run, $why: $skipped"
 echo "check.sh took $(($(date +%s) - start)) s"
-if [ "$build" != ok ]; then echo "--- build"; tail -30 "$log/build" "$log/cmake"; fi
-if [ "$tests" != ok ] && [ -f "$log/ctest" ]; then echo "--- test_cuda"; tail -60 "$log/ctest"; fi
-if [ "${dtests:-}" != ok ] && [ -f "$log/dtest" ]; then echo "--- test_device_gpu"; tail -30 "$log/dtest"; fi
-if [ "${itests:-}" != ok ] && [ -f "$log/dtest-im2col" ]; then echo "--- test_device_gpu, REGRAD_CUDNN=0"; tail -20 "$log/dtest-im2col"; fi
-for f in train-cuda cnn-a gra-cuda gracnn-cuda gra-res-auto mlp r50torch-fp32 r50-bf16 r50torch-bf16 bf16-mlp; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
-[ -f "$log/r50-fp32" ] && { echo "--- r50-fp32"; head -16 "$log/r50-fp32"; }
-if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
+# every log in one file (REGRAD_CHECK_ARCHIVE=FILE.tar.xz): the device tool returns 8 files
+[ -z "${REGRAD_CHECK_ARCHIVE:-}" ] || tar -C "$log" -cJf "$REGRAD_CHECK_ARCHIVE" .
 [ -n "${REGRAD_CHECK_LOGS:-}" ] || rm -rf "$log"
 [ "$build" = ok ] && [ "$tests" = ok ] && [ "${dtests:-}" = ok ] && [ "${itests:-}" = ok ]
