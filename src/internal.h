@@ -229,6 +229,10 @@ struct rg_graph {
     bool profile;         /* time every node's forward and backward */
     bool no_inplace;      /* keep every node's output (rg_graph_keep_outputs) */
     bool check_numerics;  /* scan every output and gradient for NaN/Inf (rg_graph_check_numerics) */
+    bool guard_memory;    /* canaries after every buffer of act_buf, checked after each pass
+                           * (rg_graph_guard_memory, REGRAD_GUARD_MEMORY=1; memory.c) */
+    struct rg_guard *guards; /* where they are */
+    int n_guards;
     size_t memory_limit;  /* bytes compile may allocate (0: no limit) */
     size_t device_free;   /* on a device: its free bytes when the graph was placed there */
     bool tf32;            /* on a device: its products in TF32 (rg_graph_set_precision) */
@@ -406,6 +410,18 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats);
 /* Points every node's buffers into g->act_buf according to the plan (an input's output
  * into its half g->input_half of its block on a device). */
 void rg_graph_place_memory(rg_graph *g);
+/* Guarded memory, before compile: no buffer shares memory with another, each is followed
+ * by canaries, and every pass checks them at its end (a device's waits for its work).
+ * Compile turns it on also with REGRAD_GUARD_MEMORY=1 in the environment. */
+typedef struct rg_guard {
+    size_t at, len;       /* canaries' floats in act_buf */
+    int node;
+    const char *what;     /* "output", "gradient" or "scratch" */
+} rg_guard;
+void rg_graph_guard_memory(rg_graph *g, int on);
+void rg_graph_fill_guards(rg_graph *g);
+/* RG_OK, or RG_ERR_STATE naming the first buffer a kernel wrote past */
+rg_status rg_graph_check_guards(const rg_graph *g);
 
 /* Eigenvalues of the symmetric n x n matrix m (row-major) by rank: out[k] the ranks[k]-th
  * smallest (0-based), for k < count (eigen.c).  0, or -1 for want of memory. */

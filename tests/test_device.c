@@ -139,14 +139,25 @@ static void misc_net(net *n) {
 }
 
 /* The network on a device (its products in `precision`: fp32 or tf32) or the CPU. */
-static net build(net_builder builder, const char *device, const char *precision) {
+/* The network on a device, compiled for BATCH; guarded: each buffer alone, canaries after
+ * it, checked by every pass (memory.c) */
+static net build_in(net_builder builder, const char *device, const char *precision, bool guarded) {
     net n = {.g = rg_graph_create(7), .loss = RG_NONE};
     builder(&n);
     if (n.loss == RG_NONE) n.loss = rg_softmax_cross_entropy(n.g, n.logits, 0.05f);
     assert_int_equal(rg_graph_set_device(n.g, device), RG_OK);
     if (strcmp(device, "cpu") != 0) assert_int_equal(rg_graph_set_precision(n.g, precision), RG_OK);
+    rg_graph_guard_memory(n.g, guarded);
     assert_int_equal(rg_graph_compile(n.g, BATCH), RG_OK);
     return n;
+}
+static net build(net_builder builder, const char *device, const char *precision) {
+    return build_in(builder, device, precision, false);
+}
+
+/* a pass's status, with its message when it fails (a guard's names the buffer) */
+static void passed(rg_status s) {
+    if (s != RG_OK) fail_msg("%s", rg_last_error());
 }
 
 /* Batch s written where callers write it; one step: that, forward, backward, update;
@@ -160,9 +171,9 @@ static void feed(net *n, int s) {
 
 static float step(net *n, rg_optim *o, int s) {
     feed(n, s);
-    assert_int_equal(rg_graph_forward(n->g, BATCH, 1), RG_OK);
+    passed(rg_graph_forward(n->g, BATCH, 1));
     const float l = rg_host(n->g, n->g->nodes[n->loss].out, 1)[0];
-    assert_int_equal(rg_graph_backward(n->g, n->loss), RG_OK);
+    passed(rg_graph_backward(n->g, n->loss));
     rg_optim_step(o, n->g->param_buf, n->g->grad_buf, 0.01f);
     return l;
 }
@@ -195,12 +206,12 @@ static void compare_in(const char *precision, net_builder builder, rg_optim_kind
     assert_close(name, rg_host(n[1].g, n[1].g->nodes[n[1].logits].out, ln), n[0].g->nodes[n[0].logits].out, ln,
                  10 * tol, 0);
     /* inference: batch norm on its running statistics */
-    for (int d = 0; d < 2; d++) assert_int_equal(rg_graph_forward(n[d].g, BATCH, 0), RG_OK);
+    for (int d = 0; d < 2; d++) passed(rg_graph_forward(n[d].g, BATCH, 0));
     assert_close("inference logits", rg_host(n[1].g, n[1].g->nodes[n[1].logits].out, ln),
                  n[0].g->nodes[n[0].logits].out, ln, 10 * tol, 0);
     for (int d = 0; d < 2; d++) { /* and the input's gradient of a training step again */
-        assert_int_equal(rg_graph_forward(n[d].g, BATCH, 1), RG_OK);
-        assert_int_equal(rg_graph_backward(n[d].g, n[d].loss), RG_OK);
+        passed(rg_graph_forward(n[d].g, BATCH, 1));
+        passed(rg_graph_backward(n[d].g, n[d].loss));
     }
     const float *dx = rg_node_grad(n[0].g, n[0].x);
     const size_t xn = BATCH * rg_node_size(n[0].g, n[0].x);
@@ -894,7 +905,7 @@ static void compare_bf16(net_builder builder, int steps, bool gradients) {
     float *z[2] = {malloc(zn * sizeof(float)), malloc(zn * sizeof(float))}, top = 0;
     for (int d = 0; d < 2; d++) { /* the logits of an inference pass (backward may reuse their buffer) */
         feed(&n[d], 0);
-        assert_int_equal(rg_graph_forward(n[d].g, BATCH, 0), RG_OK);
+        passed(rg_graph_forward(n[d].g, BATCH, 0));
         assert_int_equal(rg_node_read(n[d].g, n[d].logits, BATCH, z[d]), RG_OK);
     }
     for (size_t i = 0; i < zn; i++) top = fmaxf(top, fabsf(z[0][i]));
@@ -1272,6 +1283,80 @@ static void reads_later_take_their_place_in_the_queue(void **state) {
 #endif
 }
 
+/* Guarded memory (memory.c: each buffer alone, canaries after it, checked by every pass):
+ * no kernel writes past its output, gradient or scratch, in a training step and an
+ * inference pass of every network above, in each precision the device has, nor in the
+ * zoo's deepest models (ResNet50V2's fused convolutions, DenseNet's concatenations) ... */
+static void no_kernel_writes_past_its_buffers(void **state) {
+    (void)state;
+    const net_builder nets[] = {mlp,          combine_net,       conv_net,           pool_net,   norm_net, misc_net,
+                                residual_net, residual_norm_net, residual_norm_net5, tangent_net};
+#ifdef RG_FAKE_DEVICE
+    const char *precisions[] = {"fp32"}; /* the stand-in has no bf16 */
+    const int cases = 0;
+#else
+    const char *precisions[] = {"fp32", "bf16"};
+    const int cases = ONE_OP_CASES; /* and bf16's ops one at a time */
+#endif
+    const size_t n_nets = sizeof nets / sizeof *nets;
+    for (size_t p = 0; p < sizeof precisions / sizeof *precisions; p++) {
+        for (size_t i = 0; i < n_nets + (size_t)cases; i++) {
+#ifndef RG_FAKE_DEVICE
+            one_op_case = (int)(i - n_nets);
+            net n = build_in(i < n_nets ? nets[i] : one_op, "cuda", precisions[p], true);
+#else
+            net n = build_in(nets[i], "cuda", precisions[p], true);
+#endif
+            feed(&n, 0);
+            passed(rg_graph_forward(n.g, BATCH, 1));
+            passed(rg_graph_backward(n.g, n.loss));
+            passed(rg_graph_forward(n.g, BATCH, 0));
+            rg_graph_free(n.g);
+        }
+        const char *zoo[] = {"resnet50v2", "densenet:depth=10,growth=4"};
+        for (size_t i = 0; i < sizeof zoo / sizeof *zoo; i++) {
+            rg_model m;
+            assert_int_equal(rg_model_build(zoo[i], &(rg_model_opts){.c = 3, .h = 32, .w = 32, .classes = CLASSES}, &m),
+                             RG_OK);
+            assert_int_equal(rg_graph_set_device(m.graph, "cuda"), RG_OK);
+            assert_int_equal(rg_graph_set_precision(m.graph, precisions[p]), RG_OK);
+            rg_graph_guard_memory(m.graph, 1);
+            assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);
+            float *in = rg_graph_input_buffer(m.graph, m.input);
+            for (size_t k = 0; k < 2 * rg_node_size(m.graph, m.input); k++) in[k] = (float)sin(0.37 * (double)k);
+            rg_graph_labels(m.graph)[0] = 1, rg_graph_labels(m.graph)[1] = 3;
+            passed(rg_graph_forward(m.graph, 2, 1));
+            passed(rg_graph_backward(m.graph, m.loss));
+            rg_model_free(&m);
+        }
+    }
+}
+
+/* ... and a canary spoilt after an output, a gradient or a scratch buffer (as a kernel
+ * writing past it would) fails the next pass, naming that buffer. */
+static void guarded_memory_names_an_overrun(void **state) {
+    (void)state;
+    const char *kinds[] = {"output", "gradient", "scratch"};
+    for (int k = 0; k < 3; k++) {
+        net n = build_in(conv_net, "cuda", "fp32", true);
+        feed(&n, 0);
+        passed(rg_graph_forward(n.g, BATCH, 1));
+        passed(rg_graph_backward(n.g, n.loss));
+        const rg_guard *q = NULL; /* the last of its kind: past the first buffers */
+        for (int j = 0; j < n.g->n_guards; j++)
+            if (strcmp(n.g->guards[j].what, kinds[k]) == 0) q = &n.g->guards[j];
+        assert_non_null(q);
+        const float spoilt = 0.0f;
+        n.g->backend->upload(n.g->act_buf + q->at + q->len - 1, &spoilt, 1);
+        assert_int_equal(rg_graph_forward(n.g, BATCH, 1), RG_ERR_STATE);
+        char want[160];
+        snprintf(want, sizeof want, "float %zu after the end of the %s of %s", q->len, kinds[k],
+                 n.g->nodes[q->node].name);
+        if (!strstr(rg_last_error(), want)) fail_msg("'%s' does not say '%s'", rg_last_error(), want);
+        rg_graph_free(n.g);
+    }
+}
+
 static void placement_errors_say_why(void **state) {
     rg_graph *g = rg_graph_create(1);
     const int chw[3] = {1, 8, 8};
@@ -1319,6 +1404,8 @@ int main(void) {
         cmocka_unit_test(remedies_match_the_cpu),
         cmocka_unit_test(hier_prox_matches_the_cpu),
         cmocka_unit_test(reads_later_take_their_place_in_the_queue),
+        cmocka_unit_test(no_kernel_writes_past_its_buffers),
+        cmocka_unit_test(guarded_memory_names_an_overrun),
         cmocka_unit_test(placement_errors_say_why),
         cmocka_unit_test(index_division_is_exact),
     };

@@ -218,11 +218,12 @@ static void test_initialisers(void **state) {
  * activations, folded padding, shared buffers, a relu fused into the batch norm before
  * it), the layers named by `frozen` (a pattern, or NULL) not trainable; returns the loss
  * and copies the gradients into grads. */
-static float grads_of(const char *spec, int c, int hw, bool keep, const char *frozen, float *grads,
+static float grads_of(const char *spec, int c, int hw, bool keep, bool guard, const char *frozen, float *grads,
                       size_t *n) {
     rg_model m;
     assert_int_equal(rg_model_build(spec, &(rg_model_opts){.c = c, .h = hw, .w = hw, .classes = 5, .seed = 3}, &m), RG_OK);
     rg_graph_keep_outputs(m.graph, keep);
+    rg_graph_guard_memory(m.graph, guard);
     if (frozen) assert_true(rg_graph_set_trainable(m.graph, frozen, 0) > 0);
     assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);
     rg_rng r;
@@ -230,16 +231,18 @@ static float grads_of(const char *spec, int c, int hw, bool keep, const char *fr
     float *x = rg_graph_input_buffer(m.graph, m.input);
     for (size_t i = 0; i < 2 * rg_node_size(m.graph, m.input); i++) x[i] = rg_rng_uniform(&r);
     rg_graph_labels(m.graph)[0] = 1, rg_graph_labels(m.graph)[1] = 3;
-    assert_int_equal(rg_graph_forward(m.graph, 2, 1), RG_OK);
+    if (rg_graph_forward(m.graph, 2, 1) != RG_OK) fail_msg("%s: %s", spec, rg_last_error());
     float loss = rg_node_output(m.graph, m.loss)[0];
-    assert_int_equal(rg_graph_backward(m.graph, m.loss), RG_OK);
+    if (rg_graph_backward(m.graph, m.loss) != RG_OK) fail_msg("%s: %s", spec, rg_last_error());
     *n = rg_graph_param_floats(m.graph);
     memcpy(grads, rg_graph_grads(m.graph), *n * sizeof *grads);
     rg_model_free(&m);
     return loss;
 }
 
-/* Memory planning must not change a single bit of any gradient, on every zoo family. */
+/* Memory planning must not change a single bit of any gradient, on every zoo family; nor
+ * must guarded memory (each buffer alone, canaries after it), whose passes also find that
+ * no kernel wrote past a buffer. */
 static void test_memory_planning_is_exact(void **state) {
     (void)state;
     const struct { const char *spec; int c, hw; const char *frozen; } cases[] = {
@@ -262,15 +265,50 @@ static void test_memory_planning_is_exact(void **state) {
     float *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         size_t na, nb;
-        float la = grads_of(cases[i].spec, cases[i].c, cases[i].hw, true, cases[i].frozen, a, &na);
-        float lb = grads_of(cases[i].spec, cases[i].c, cases[i].hw, false, cases[i].frozen, b, &nb);
-        assert_int_equal(na, nb);
-        if (memcmp(&la, &lb, sizeof la) != 0 || memcmp(a, b, na * sizeof *a) != 0)
-            fail_msg("%s: planned memory changed the loss (%.9g vs %.9g) or gradients",
-                     cases[i].spec, (double)la, (double)lb);
+        float la = grads_of(cases[i].spec, cases[i].c, cases[i].hw, true, false, cases[i].frozen, a, &na);
+        for (int guard = 0; guard < 2; guard++) {
+            float lb = grads_of(cases[i].spec, cases[i].c, cases[i].hw, false, guard, cases[i].frozen, b, &nb);
+            assert_int_equal(na, nb);
+            if (memcmp(&la, &lb, sizeof la) != 0 || memcmp(a, b, na * sizeof *a) != 0)
+                fail_msg("%s: %s memory changed the loss (%.9g vs %.9g) or gradients", cases[i].spec,
+                         guard ? "guarded" : "planned", (double)la, (double)lb);
+        }
     }
     free(a);
     free(b);
+}
+
+/* Guarded memory on the CPU: a canary spoilt after an output, a gradient or a scratch
+ * buffer (as a kernel writing one float past it would) fails the next pass, naming that
+ * buffer; REGRAD_GUARD_MEMORY=1 turns it on at compile. */
+static void test_guarded_memory_names_an_overrun(void **state) {
+    (void)state;
+    const char *kinds[] = {"output", "gradient", "scratch"};
+    for (int k = 0; k < 3; k++) {
+        rg_model m;
+        assert_int_equal(rg_model_build("resnet20v2", &(rg_model_opts){.c = 1, .h = 8, .w = 8, .classes = 5}, &m),
+                         RG_OK);
+        if (k == 2) setenv("REGRAD_GUARD_MEMORY", "1", 1);
+        else rg_graph_guard_memory(m.graph, 1);
+        assert_int_equal(rg_graph_compile(m.graph, 2), RG_OK);
+        unsetenv("REGRAD_GUARD_MEMORY");
+        assert_true(m.graph->guard_memory);
+        rg_graph_labels(m.graph)[0] = 1, rg_graph_labels(m.graph)[1] = 3;
+        assert_int_equal(rg_graph_forward(m.graph, 2, 1), RG_OK);
+        assert_int_equal(rg_graph_backward(m.graph, m.loss), RG_OK);
+        const rg_guard *q = NULL; /* the first of its kind with a scratch to spoil after */
+        for (int j = 0; j < m.graph->n_guards && !q; j++)
+            if (strcmp(m.graph->guards[j].what, kinds[k]) == 0 && m.graph->guards[j].at > 0 &&
+                (k < 2 || m.graph->nodes[m.graph->guards[j].node].aux_per_sample))
+                q = &m.graph->guards[j];
+        assert_non_null(q);
+        m.graph->act_buf[q->at] = 0.0f; /* the float right after the buffer */
+        assert_int_equal(rg_graph_backward(m.graph, m.loss), RG_ERR_STATE);
+        char want[160];
+        snprintf(want, sizeof want, "float 1 after the end of the %s of %s", kinds[k], m.graph->nodes[q->node].name);
+        if (!strstr(rg_last_error(), want)) fail_msg("'%s' does not say '%s'", rg_last_error(), want);
+        rg_model_free(&m);
+    }
 }
 
 /* Residual adds that pass their gradient on without a pass of their own (memory.c: the
@@ -764,6 +802,7 @@ int main(void) {
         cmocka_unit_test(test_compile_refuses_sizes_that_overflow),
         cmocka_unit_test(test_initialisers),
         cmocka_unit_test(test_memory_planning_is_exact),
+        cmocka_unit_test(test_guarded_memory_names_an_overrun),
         cmocka_unit_test(test_residual_adds_share_their_gradient),
         cmocka_unit_test(test_padding_folds_into_pooling),
         cmocka_unit_test(test_forward_through_stops_at_its_node),

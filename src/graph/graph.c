@@ -47,6 +47,7 @@ void rg_graph_free(rg_graph *g) {
                               g->workspace, (float *)g->device_label_pair, g->hessian_cache};
     for (size_t i = 0; i < sizeof buffers / sizeof *buffers; i++) g->backend->release(buffers[i]);
     free(g->live);
+    free(g->guards);
     free(g->touched);
     free(g->labels);
     free(g->uploads);
@@ -338,6 +339,8 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
     }
 
     /* Activations: outputs, gradients and scratch, planned in memory.c. */
+    const char *guard = getenv("REGRAD_GUARD_MEMORY");
+    if (guard && strcmp(guard, "0") != 0) g->guard_memory = true;
     size_t acts, work = 0;
     rg_status s = rg_graph_plan_memory(g, &acts);
     if (s) return s;
@@ -382,6 +385,7 @@ rg_status rg_graph_compile(rg_graph *g, int max_batch) {
                                       "(%.1f GiB) at batch %d; reduce --batch", total, acts,
                        (double)acts * 4 / (1u << 30), max_batch);
     rg_graph_place_memory(g);
+    rg_graph_fill_guards(g);
     if (!g->backend->device) rg_graph_init_params(g, g->seed);
     else if ((s = init_on_device(g)) || (s = stage_inputs(g)))
         return s;
@@ -495,8 +499,8 @@ rg_status rg_graph_forward_nodes(rg_graph *g, int batch, int train, rg_node firs
                                               .tf32 = g->tf32, .bf16 = g->bf16},
                            forward_pass, &span);
     else s = forward_pass(g, &span);
-    if (s) return s;
-    return g->backend->device ? g->backend->status(false) : RG_OK;
+    if (s || (g->backend->device && (s = g->backend->status(false)))) return s;
+    return rg_graph_check_guards(g);
 }
 
 size_t rg_graph_frontier(rg_graph *g, rg_node first, int batch, float *kept, bool save) {
@@ -545,8 +549,8 @@ rg_status rg_graph_backward_from(rg_graph *g, rg_node from, const float *seed) {
                                               .bf16 = g->bf16},
                            backward_pass, &b);
     } else s = backward_pass(g, &b);
-    if (s) return s;
-    return g->backend->device ? g->backend->status(false) : RG_OK;
+    if (s || (g->backend->device && (s = g->backend->status(false)))) return s;
+    return rg_graph_check_guards(g);
 }
 
 static rg_status backward_pass(rg_graph *g, void *arg) {

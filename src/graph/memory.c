@@ -36,6 +36,12 @@
  *   order allows (shares_residual_gradient): its backward has nothing to copy.
  * rg_graph_keep_outputs turns all of this off: every node keeps its own output for good.
  * (What each step saved on ResNet50V2 is in docs/architecture.md.)
+ *
+ * Guarded memory (rg_graph_guard_memory, REGRAD_GUARD_MEMORY=1), for tests and bug hunts:
+ * no buffer shares memory with another, and each is followed by canaries, a NaN no kernel
+ * writes, checked after every pass: a kernel that writes past the end of its output,
+ * gradient or scratch (or before the start of the next) is named, on the CPU, where the
+ * sanitizers see only the whole arena, and on a device, where nothing else looks.
  */
 #include "../internal.h"
 #include "../kernels/backend.h"
@@ -74,17 +80,35 @@ static bool shares_residual_gradient(const rg_graph *g, int i) {
 
 static size_t aligned(size_t floats) { return (floats + BLOCK_ALIGN - 1) / BLOCK_ALIGN * BLOCK_ALIGN; }
 
-/* A node's output or gradient buffer at the largest batch, in floats: two values a float
- * where it stores bf16, but for an input's upload (float: forward casts it into the
- * input's scratch). */
-static size_t node_floats(const rg_graph *g, const rg_node_impl *n, bool upload) {
-    const size_t values = n->batched ? (size_t)g->max_batch * n->size : n->size;
-    return aligned(upload ? values : rg_node_floats(g, n, values));
+/* Guarded memory's canaries after each buffer, beyond its rounding up: quiet NaNs with
+ * payloads no arithmetic makes (a read of one shows in the results too), each canary's its
+ * own, so that a kernel copying past the end of its input into past the end of its output
+ * is caught as well. */
+#define GUARD_FLOATS 16
+static uint32_t canary_bits(int guard, size_t j) {
+    return 0x7FC00000u | (((uint32_t)guard * 2654435761u + (uint32_t)j * 40503u + 0xBAD5u) & 0x3FFFFFu);
 }
 
-/* A node's op scratch (aux): per sample at the largest batch, and fixed. */
+/* What a node's output or gradient buffer holds at the largest batch, in floats: two
+ * values a float where it stores bf16, but for an input's upload (float: forward casts it
+ * into the input's scratch). */
+static size_t node_used(const rg_graph *g, const rg_node_impl *n, bool upload) {
+    const size_t values = n->batched ? (size_t)g->max_batch * n->size : n->size;
+    return upload ? values : rg_node_floats(g, n, values);
+}
+
+/* The buffer's floats, rounded up */
+static size_t node_floats(const rg_graph *g, const rg_node_impl *n, bool upload) {
+    return aligned(node_used(g, n, upload));
+}
+
+/* A node's op scratch (aux): per sample at the largest batch, and fixed (and its
+ * canaries). */
+static size_t aux_used(const rg_graph *g, const rg_node_impl *n) {
+    return n->aux_per_sample * (size_t)g->max_batch + n->aux_fixed;
+}
 static size_t aux_floats(const rg_graph *g, const rg_node_impl *n) {
-    return aligned(n->aux_per_sample * (size_t)g->max_batch + n->aux_fixed);
+    return aligned(aux_used(g, n)) + (g->guard_memory ? GUARD_FLOATS : 0);
 }
 
 /* Whether a node's output and scratch at the graph's batch fit in size_t (with room to
@@ -105,6 +129,7 @@ typedef struct block {
     bool grad;          /* a gradient buffer (else an output) */
     int lo, hi;         /* live interval on the timeline */
     size_t size, offset;
+    size_t used;        /* floats from its start that hold values: guarded, canaries follow */
 } block;
 
 static int by_size_desc(const void *a, const void *b) {
@@ -187,6 +212,26 @@ static int out_owner(const rg_graph *g, int i) {
     return i;
 }
 
+/* Guarded memory: where the canaries are, after each placed block and each node's scratch
+ * (which follows the arena in node order, as rg_graph_place_memory lays it out). */
+static rg_status place_guards(rg_graph *g, const block *placed, int np, size_t arena) {
+    free(g->guards);
+    g->n_guards = 0;
+    if (!(g->guards = malloc(((size_t)np + (size_t)g->n_nodes) * sizeof *g->guards)))
+        return rg_fail(RG_ERR_MEMORY, "out of memory placing guarded memory's canaries");
+    for (int b = 0; b < np; b++)
+        g->guards[g->n_guards++] = (rg_guard){placed[b].offset + placed[b].used, placed[b].size - placed[b].used,
+                                              placed[b].node, placed[b].grad ? "gradient" : "output"};
+    size_t at = arena;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rg_node_impl *n = &g->nodes[i];
+        if (n->bypassed) continue;
+        g->guards[g->n_guards++] = (rg_guard){at + aux_used(g, n), aux_floats(g, n) - aux_used(g, n), i, "scratch"};
+        at += aux_floats(g, n);
+    }
+    return RG_OK;
+}
+
 rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
     fold_and_inplace(g);
     const int N = g->n_nodes, end = 2 * N; /* past the last backward */
@@ -240,14 +285,18 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
         }
         aux_total += aux_floats(g, n);
         const bool input = n->op == RG_OP_INPUT;
-        if (out_owner(g, i) == i) /* on a device an input has two halves (rg_graph_forward) */
-            blocks[nb++] = (block){i, false, input ? 0 : i, input ? end : out_hi[i],
-                                   node_floats(g, n, input) * (input && g->backend->device ? 2 : 1), 0};
+        if (out_owner(g, i) == i) { /* on a device an input has two halves (rg_graph_forward) */
+            const size_t half = node_floats(g, n, input), halves = input && g->backend->device ? 2 : 1;
+            blocks[nb++] = (block){i, false, input ? 0 : i, input ? end : out_hi[i], half * halves, 0,
+                                   half * (halves - 1) + node_used(g, n, input)};
+        }
         if (n->needs_grad && n->grad_owner == i)
             blocks[nb++] = (block){i, true, input ? 0 : 2 * N - 1 - n->last_use,
                                    input || keep ? end : 2 * N - 1 - (n->fused ? n->inputs[0] : i),
-                                   node_floats(g, n, false), 0};
+                                   node_floats(g, n, false), 0, node_used(g, n, false)};
     }
+    for (int b = 0; b < nb && g->guard_memory; b++) /* each its own memory, canaries after it */
+        blocks[b].lo = 0, blocks[b].hi = end, blocks[b].size += GUARD_FLOATS;
     size_t arena = 0;
     int np = 0;
     if (!s) qsort(blocks, (size_t)nb, sizeof *blocks, by_size_desc);
@@ -276,6 +325,7 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
         if (placed[b].grad) n->grad_offset = placed[b].offset;
         else n->out_offset = placed[b].offset;
     }
+    if (!s && g->guard_memory) s = place_guards(g, placed, np, arena);
     free(out_hi);
     free(blocks);
     free(placed);
@@ -300,4 +350,40 @@ void rg_graph_place_memory(rg_graph *g) {
         else if (n->needs_grad) n->dout = g->act_buf + n->grad_offset;
         else n->dout = NULL;
     }
+}
+
+void rg_graph_guard_memory(rg_graph *g, int on) {
+    if (g && !g->compiled) g->guard_memory = on != 0;
+}
+
+/* The canaries in place: after compile has placed the buffers. */
+void rg_graph_fill_guards(rg_graph *g) {
+    float canary[BLOCK_ALIGN + GUARD_FLOATS];
+    for (int k = 0; k < g->n_guards; k++) {
+        for (size_t j = 0; j < g->guards[k].len; j++) {
+            const uint32_t bits = canary_bits(k, j);
+            memcpy(&canary[j], &bits, sizeof bits);
+        }
+        float *at = g->act_buf + g->guards[k].at;
+        if (g->backend->device) g->backend->upload(at, canary, g->guards[k].len);
+        else memcpy(at, canary, g->guards[k].len * sizeof *at);
+    }
+}
+
+rg_status rg_graph_check_guards(const rg_graph *g) {
+    if (!g->guard_memory || !g->compiled) return RG_OK;
+    for (int k = 0; k < g->n_guards; k++) {
+        const rg_guard *q = &g->guards[k];
+        const float *v = rg_host(g, g->act_buf + q->at, q->len);
+        for (size_t j = 0; j < q->len; j++) {
+            uint32_t bits;
+            memcpy(&bits, &v[j], sizeof bits);
+            if (bits != canary_bits(k, j))
+                return rg_fail(RG_ERR_STATE, "guarded memory: float %zu after the end of the %s of %s (op %s) "
+                                             "was overwritten: a kernel wrote past that buffer, or before the "
+                                             "next; a bug in regrad, please report it",
+                               j + 1, q->what, g->nodes[q->node].name, rg_op_table[g->nodes[q->node].op]->name);
+        }
+    }
+    return RG_OK;
 }
