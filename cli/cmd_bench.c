@@ -134,8 +134,7 @@ static rg_status bench_steps(const bench_args *a, rg_model *m, rg_optim *opt, fl
         const double s0 = rg_seconds();
         if (mon) rg_monitor_enable(mon, watch);
         if (mon && (s = rg_monitor_track_update(mon, watch, opt, 1))) break; /* as in training */
-        rg_graph_forward(g, (int)a->batch, 1);
-        rg_graph_backward(g, m->loss);
+        if ((s = rg_graph_forward(g, (int)a->batch, 1)) || (s = rg_graph_backward(g, m->loss))) break;
         if (watch) rg_monitor_enable(mon, 0);
         const double o0 = rg_seconds();
         rg_optim_step(opt, rg_graph_params(g), rg_graph_grads(g), lr);

@@ -209,13 +209,13 @@ static rg_status run_one(const char *spec, const char *remedy, const char *optim
             for (int i = 0; i < 128; i++) idx[i] = i;
             rg_dataset_batch(test, idx, 128, rg_graph_input_buffer(m.graph, m.input), rg_graph_labels(m.graph));
             rg_monitor_enable(mon, 1);
-            rg_graph_forward(m.graph, 128, 1);
-            rg_graph_backward(m.graph, m.loss);
-            /* against the classifier (auxiliary heads come after it and get no gradient here) */
-            int last = rg_monitor_layer_count(mon) - 1;
-            for (int i = 0; i <= last; i++)
-                if (!strcmp(rg_monitor_layer(mon, i)->name, rg_node_name(m.graph, m.logits))) last = i;
-            r->ratio = rg_monitor_layer(mon, 0)->grad_norm / rg_monitor_layer(mon, last)->grad_norm;
+            if (rg_graph_forward(m.graph, 128, 1) == RG_OK && rg_graph_backward(m.graph, m.loss) == RG_OK) {
+                /* against the classifier (auxiliary heads come after it and get no gradient here) */
+                int last = rg_monitor_layer_count(mon) - 1;
+                for (int i = 0; i <= last; i++)
+                    if (!strcmp(rg_monitor_layer(mon, i)->name, rg_node_name(m.graph, m.logits))) last = i;
+                r->ratio = rg_monitor_layer(mon, 0)->grad_norm / rg_monitor_layer(mon, last)->grad_norm;
+            }
             rg_monitor_free(mon);
         }
     }

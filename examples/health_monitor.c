@@ -20,8 +20,10 @@ int main(void) {
     for (int i = 0; i < 64 * 784; i++) x[i] = rg_rng_uniform(&r);
     for (int b = 0; b < 64; b++) rg_graph_labels(m.graph)[b] = b % 10;
     rg_monitor_enable(mon, 1);
-    rg_graph_forward(m.graph, 64, 1);
-    rg_graph_backward(m.graph, m.loss);
+    if (rg_graph_forward(m.graph, 64, 1) != RG_OK || rg_graph_backward(m.graph, m.loss) != RG_OK) {
+        fprintf(stderr, "health_monitor: %s\n", rg_last_error());
+        return 1;
+    }
     rg_monitor_enable(mon, 0);
     rg_monitor_judge(mon);
     printf("%-10s %-11s %12s  %s\n", "layer", "verdict", "grad norm", "evidence");

@@ -28,8 +28,10 @@ int main(void) {
     float *in = rg_graph_input_buffer(g, x);
     for (int i = 0; i < 8 * 16 * 8 * 8; i++) in[i] = rg_rng_normal(&r);
     for (int b = 0; b < 8; b++) rg_graph_labels(g)[b] = b % 4;
-    rg_graph_forward(g, 8, 1);
-    rg_graph_backward(g, loss);
+    if (rg_graph_forward(g, 8, 1) != RG_OK || rg_graph_backward(g, loss) != RG_OK) {
+        fprintf(stderr, "resnet_block: %s\n", rg_last_error());
+        return 1;
+    }
     printf("loss %.4f\n", (double)rg_node_output(g, loss)[0]);
     for (int i = 0; i < rg_graph_param_count(g); i++) {
         rg_param_info p;
