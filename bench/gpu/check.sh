@@ -3,7 +3,8 @@
 # CPU, run this once, read it, fix, run again).  Builds regrad with the CUDA backend in
 # build-gpu/ (or runs the programs bench/gpu/bundle.sh carried in build-gpu/carry/), runs
 # the GPU tests (test_cuda: the kernels against the CPU; test_device_gpu: a graph on the
-# device against the CPU, with cuDNN's convolutions and with regrad's own), an MLP trained
+# device against the CPU, with cuDNN's convolutions and with regrad's own), ResNet50V2 and
+# DenseNet121 with guarded memory (no kernel writes past a buffer), an MLP trained
 # with `--device cuda` and `--device cpu` (test accuracy, weights apart), a CNN trained twice
 # on the GPU (the same bits), diagnose's curvature of resnet20v2 from the device's products
 # beside the CPU's, GRA repairing a 20-layer sigmoid MLP (and its cost a step
@@ -77,6 +78,16 @@ if [ "$build" = ok ]; then
     # the same graphs with regrad's own convolutions (im2col and cuBLAS) in place of cuDNN's
     REGRAD_CUDNN=0 "$test_device" >"$log/dtest-im2col" 2>&1
     case $? in 0) itests=ok ;; 77) itests=SKIP ;; *) itests=FAIL ;; esac
+    # guarded memory (every buffer alone, canaries after it, checked by every pass): no kernel
+    # writes past a buffer at the sizes the targets run, cuDNN's algorithms for them included
+    guarded=
+    for run in "resnet50v2 32 fp32" "resnet50v2 32 tf32" "resnet50v2 32 bf16" "densenet121 16 fp32"; do
+      set -- $run
+      REGRAD_GUARD_MEMORY=1 "$regrad" bench --model "$1" --batch "$2" --precision "$3" --device cuda --steps 2 \
+        --warmup 0 >"$log/guarded-$1-$3" 2>&1
+      guarded="$guarded$1 $3: $([ $? = 0 ] && echo ok || tail -1 "$log/guarded-$1-$3" | cut -c1-160); "
+    done
+    echo "$guarded" >"$log/guarded-row"
     # a CNN trained twice with one seed on the GPU: the same bits (fp32, cuDNN's deterministic algorithms)
     for run in a b; do
       "$regrad" train --data "$data" --model cnn --device cuda --repair off --epochs 1 --seed 3 --quiet \
@@ -272,6 +283,7 @@ row "build (REGRAD_CUDA=ON)" "$build" "$how, $((t1 - t0)) s"
 row "test_cuda (kernels vs CPU)" "$tests" "$(grep -E "PASSED|FAILED|SKIP" "$log/ctest" 2>/dev/null | head -1)"
 row "test_device_gpu (graph vs CPU)" "${dtests:-SKIP}" "$(grep -E "PASSED|FAILED|SKIP" "$log/dtest" 2>/dev/null | head -1)"
 row "test_device_gpu, REGRAD_CUDNN=0" "${itests:-SKIP}" "$(grep -E "PASSED|FAILED|SKIP" "$log/dtest-im2col" 2>/dev/null | head -1)"
+row "guarded memory, 224x224 (no overrun)" "" "$(cat "$log/guarded-row" 2>/dev/null)"
 row "train MLP: cuda vs cpu" "" "$(tail -1 "$log/device" 2>/dev/null)"
 row "train CNN twice on cuda (bits)" "" "$(cat "$log/cnn-twice" 2>/dev/null)"
 row "train CNN, CUDA graphs (bits)" "" "$(cat "$log/cnn-graphs-row" 2>/dev/null)"
