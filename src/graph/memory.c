@@ -38,7 +38,7 @@
  * (What each step saved on ResNet50V2 is in docs/architecture.md.)
  *
  * Guarded memory (rg_graph_guard_memory, REGRAD_GUARD_MEMORY=1), for tests and bug hunts:
- * no buffer shares memory with another, and each is followed by canaries, a NaN no kernel
+ * no buffer shares memory with another, and each is followed by canaries, NaNs no kernel
  * writes, checked after every pass: a kernel that writes past the end of its output,
  * gradient or scratch (or before the start of the next) is named, on the CPU, where the
  * sanitizers see only the whole arena, and on a device, where nothing else looks.
@@ -102,8 +102,8 @@ static size_t node_floats(const rg_graph *g, const rg_node_impl *n, bool upload)
     return aligned(node_used(g, n, upload));
 }
 
-/* A node's op scratch (aux): per sample at the largest batch, and fixed (and its
- * canaries). */
+/* A node's op scratch (aux): per sample at the largest batch, and fixed; its floats
+ * rounded up (and its canaries, when guarded). */
 static size_t aux_used(const rg_graph *g, const rg_node_impl *n) {
     return n->aux_per_sample * (size_t)g->max_batch + n->aux_fixed;
 }
@@ -358,7 +358,7 @@ void rg_graph_guard_memory(rg_graph *g, int on) {
 
 /* The canaries in place: after compile has placed the buffers. */
 void rg_graph_fill_guards(rg_graph *g) {
-    float canary[BLOCK_ALIGN + GUARD_FLOATS];
+    float canary[BLOCK_ALIGN + GUARD_FLOATS]; /* a guard's length: its rounding, then GUARD_FLOATS */
     for (int k = 0; k < g->n_guards; k++) {
         for (size_t j = 0; j < g->guards[k].len; j++) {
             const uint32_t bits = canary_bits(k, j);
