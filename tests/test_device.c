@@ -203,6 +203,9 @@ static void compare_in(const char *precision, net_builder builder, rg_optim_kind
     }
     const size_t pn = n[0].g->param_floats, ln = (size_t)BATCH * CLASSES;
     assert_close(name, rg_host(n[1].g, n[1].g->param_buf, pn), n[0].g->param_buf, pn, tol, 0);
+    /* a training pass's logits at the weights reached (read before a backward, which may
+     * reuse their buffer) */
+    for (int d = 0; d < 2; d++) passed(rg_graph_forward(n[d].g, BATCH, 1));
     assert_close(name, rg_host(n[1].g, n[1].g->nodes[n[1].logits].out, ln), n[0].g->nodes[n[0].logits].out, ln,
                  10 * tol, 0);
     /* inference: batch norm on its running statistics */
