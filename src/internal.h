@@ -164,6 +164,7 @@ struct rg_node_impl {
     int last_use;            /* highest index of a node writing into this dout */
     size_t out_offset;       /* of the output buffer in the activation arena */
     size_t grad_offset;      /* of an owner's dout in the activation arena */
+    size_t aux_offset;       /* of its op scratch, past the arena (the scratch in node order) */
     double fwd_seconds, bwd_seconds; /* accumulated while profiling */
     double flops;            /* multiply-adds x 2 of one sample's forward (0: not counted) */
     struct rg_output_stats *stats; /* set while the health monitor watches: see below */

@@ -213,7 +213,7 @@ static int out_owner(const rg_graph *g, int i) {
 }
 
 /* Guarded memory: where the canaries are, after each placed block and each node's scratch
- * (which follows the arena in node order, as rg_graph_place_memory lays it out). */
+ * (past the arena, at its aux_offset). */
 static rg_status place_guards(rg_graph *g, const block *placed, int np, size_t arena) {
     free(g->guards);
     g->n_guards = 0;
@@ -222,12 +222,11 @@ static rg_status place_guards(rg_graph *g, const block *placed, int np, size_t a
     for (int b = 0; b < np; b++)
         g->guards[g->n_guards++] = (rg_guard){placed[b].offset + placed[b].used, placed[b].size - placed[b].used,
                                               placed[b].node, placed[b].grad ? "gradient" : "output"};
-    size_t at = arena;
     for (int i = 0; i < g->n_nodes; i++) {
         const rg_node_impl *n = &g->nodes[i];
-        if (n->bypassed) continue;
-        g->guards[g->n_guards++] = (rg_guard){at + aux_used(g, n), aux_floats(g, n) - aux_used(g, n), i, "scratch"};
-        at += aux_floats(g, n);
+        if (!n->bypassed)
+            g->guards[g->n_guards++] = (rg_guard){arena + n->aux_offset + aux_used(g, n),
+                                                  aux_floats(g, n) - aux_used(g, n), i, "scratch"};
     }
     return RG_OK;
 }
@@ -283,6 +282,7 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
                                        "the batch or the input size", g->max_batch);
             break;
         }
+        g->nodes[i].aux_offset = aux_total;
         aux_total += aux_floats(g, n);
         const bool input = n->op == RG_OP_INPUT;
         if (out_owner(g, i) == i) { /* on a device an input has two halves (rg_graph_forward) */
@@ -335,7 +335,6 @@ rg_status rg_graph_plan_memory(rg_graph *g, size_t *floats) {
 }
 
 void rg_graph_place_memory(rg_graph *g) {
-    float *aux = g->act_buf + g->arena_floats;
     for (int i = 0; i < g->n_nodes; i++) {
         rg_node_impl *n = &g->nodes[i];
         if (n->bypassed) {
@@ -344,8 +343,7 @@ void rg_graph_place_memory(rg_graph *g) {
         }
         const size_t half = n->op == RG_OP_INPUT && g->input_half ? node_floats(g, n, true) : 0;
         n->out = out_owner(g, i) == i ? g->act_buf + n->out_offset + half : rg_in(g, n, n->inplace_of)->out;
-        n->aux = aux;
-        aux += aux_floats(g, n);
+        n->aux = g->act_buf + g->arena_floats + n->aux_offset;
         if (n->grad_owner != i) n->dout = g->nodes[n->grad_owner].dout;
         else if (n->needs_grad) n->dout = g->act_buf + n->grad_offset;
         else n->dout = NULL;
