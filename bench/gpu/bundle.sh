@@ -6,7 +6,7 @@
 # library's own (xz, ~12 MB), and Fashion-MNIST unpacked and packed with xz (~25 MB against
 # its gzip files' 30: a run carries 64 MiB with the working tree): a cut (8,192 training
 # images, 1,024 test) and the whole.  bench/gpu/check.sh runs from build-gpu/carry/ when it
-# finds it, and unpacks both archives.
+# finds it, built from the sources of the tree it runs in, and unpacks both archives.
 # Usage: bench/gpu/bundle.sh            (from the repository root, after tools/setup-deps.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,11 +15,12 @@ cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DREGRAD_CUDA=ON -DREGRAD_MPI
 cmake --build build-gpu -j "$(nproc)" --target regrad test_cuda test_device_gpu ckpt_diff >/dev/null
 carry=build-gpu/carry
 rm -rf "$carry" && mkdir -p "$carry/lib"
+bench/gpu/sources-digest.sh >"$carry/sources" # what check.sh compares with its tree's
 cp build-gpu/regrad build-gpu/tests/test_cuda build-gpu/tests/test_device_gpu build-gpu/tests/ckpt_diff "$carry/"
 ldd "$carry/regrad" "$carry/test_cuda" "$carry/test_device_gpu" | awk '/=> \//{print $3}' | sort -u |
   grep -v -E '/(libc|libm|libdl|libpthread|librt|libresolv|libgcc_s|libstdc\+\+)\.so' |
   while read -r lib; do cp -L "$lib" "$carry/lib/"; done
-tar -C "$carry" -cJf "$carry/lib.tar.xz" lib && rm -rf "$carry/lib"
+tar -C "$carry" -cJf "$carry/lib.tar.xz" lib && rm -rf "${carry:?}/lib"
 # the first images of each split, enough for the checks, and the whole of Fashion-MNIST for
 # GRA's (its accuracy after an epoch), unpacked: xz packs them smaller than gzip
 data=$(mktemp -d)

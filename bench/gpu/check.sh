@@ -27,7 +27,7 @@
 #                                      its 1x1 convolutions) and the monitor's cost, no tests
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+cd "$root" || exit 2
 log=${REGRAD_CHECK_LOGS:-$(mktemp -d)}
 mkdir -p "$log"
 row() { printf '%-34s %-6s %s\n' "$1" "$2" "$3"; }
@@ -57,6 +57,12 @@ t0=$(date +%s)
 [ -d /usr/local/cuda/lib64 ] && export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 carry=build-gpu/carry data=fashion-mnist unpacked=
 if [ -x "$carry/regrad" ]; then
+  # programs built from other sources would measure, and pass or fail, another regrad
+  built_from=$(cat "$carry/sources" 2>/dev/null) tree=$(bench/gpu/sources-digest.sh)
+  if [ "$built_from" != "$tree" ]; then
+    echo "check.sh: $carry was built from other sources (${built_from:-unknown}) than this tree's ($tree): run bench/gpu/bundle.sh again before the device run"
+    exit 2
+  fi
   unpacked=/tmp/regrad-carry # the carry's libraries and Fashion-MNIST
   mkdir -p $unpacked && tar -C $unpacked -xJf "$carry/lib.tar.xz" && tar -C $unpacked -xJf "$carry/data.tar.xz"
   export LD_LIBRARY_PATH=$unpacked/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
