@@ -142,15 +142,20 @@ void *first_stack(fiber &f) {
     return sp;
 }
 
-rg_emulated_index index_of(unsigned t, dim3 shape) {
-    if (shape.y == 1 && shape.z == 1) return {t, 0, 0}; /* most launches: no division */
-    return {t % shape.x, t / shape.x % shape.y, t / (shape.x * shape.y)};
+/* index t of a block or grid of this shape, set field by field (a struct returned and
+ * copied whole makes every resume wait on a store forwarded in two halves) */
+void set_index(rg_emulated_index &at, unsigned t, dim3 shape) {
+    if (shape.y == 1 && shape.z == 1) { /* most launches: no division */
+        at.x = t, at.y = 0, at.z = 0;
+        return;
+    }
+    at.x = t % shape.x, at.y = t / shape.x % shape.y, at.z = t / (shape.x * shape.y);
 }
 
 /* thread t of the block runs to its next barrier (true) or its end */
 bool resume(launch_state &r, unsigned t, dim3 block) {
     fiber &f = *r.fibers[t];
-    threadIdx = index_of(t, block);
+    set_index(threadIdx, t, block);
     r.current = t;
     f.waiting = false;
     if (!f.started) f.sp = first_stack(f), f.started = true;
@@ -214,7 +219,7 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body,
     const bool back = reversed();
     auto nth = [back](unsigned i, unsigned n) { return back ? n - 1 - i : i; };
     for (unsigned b = 0; b < blocks; b++) {
-        blockIdx = index_of(nth(b, blocks), grid);
+        set_index(blockIdx, nth(b, blocks), grid);
         r.direct = false;
         for (unsigned t = 0; t < threads; t++) r.fibers[t]->done = false;
         const unsigned first = nth(0, threads);
@@ -222,7 +227,7 @@ void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body,
             r.direct = true;
             for (unsigned i = 1; i < threads; i++) {
                 const unsigned t = nth(i, threads);
-                threadIdx = index_of(t, block);
+                set_index(threadIdx, t, block);
                 r.current = t;
                 body();
             }
