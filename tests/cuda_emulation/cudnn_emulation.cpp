@@ -73,8 +73,10 @@ bool consistent(const rg_emulated_tensor *x, const rg_emulated_tensor *w, const 
            y->w == (x->w + 2 * q->pad_w - ew) / q->v + 1;
 }
 
-/* Calls each (sample, filter, input channel of its group, tap, output position that tap
- * reads inside the input) with their flat indices into x, w and y. */
+/* Calls each (sample, filter, input channel of its group, tap, output row) with the run of
+ * output positions that tap reads inside the input: f(xi, wi, yi, n, xstep), the run's first
+ * flat indices into x, w and y, its length, and its step in x (its step in y is 1).  A sum
+ * takes its terms in the order of the positions, one at a time. */
 template <typename F>
 void each_term(const rg_emulated_tensor *x, const rg_emulated_tensor *w, const rg_emulated_conv *q,
                const rg_emulated_tensor *y, F f) {
@@ -87,15 +89,20 @@ void each_term(const rg_emulated_tensor *x, const rg_emulated_tensor *w, const r
                 for (int i = 0; i < w->h; i++)
                     for (int j = 0; j < w->w; j++) {
                         const size_t wi = (((size_t)k * cg + c) * w->h + i) * w->w + j;
+                        /* the output columns whose tap j falls inside the input: ix grows with ox */
+                        int lo = 0, hi = y->w;
+                        while (lo < hi && lo * q->v - q->pad_w + j * q->dil_w < 0)
+                            lo++;
+                        while (hi > lo && (hi - 1) * q->v - q->pad_w + j * q->dil_w >= x->w)
+                            hi--;
+                        if (lo == hi)
+                            continue;
+                        const int ix = lo * q->v - q->pad_w + j * q->dil_w;
                         for (int oy = 0; oy < y->h; oy++) {
                             const int iy = oy * q->u - q->pad_h + i * q->dil_h;
-                            if (iy < 0 || iy >= x->h)
-                                continue;
-                            for (int ox = 0; ox < y->w; ox++) {
-                                const int ix = ox * q->v - q->pad_w + j * q->dil_w;
-                                if (ix >= 0 && ix < x->w)
-                                    f(xplane + (size_t)iy * x->w + ix, wi, yplane + (size_t)oy * y->w + ox);
-                            }
+                            if (iy >= 0 && iy < x->h)
+                                f(xplane + (size_t)iy * x->w + ix, wi, yplane + (size_t)oy * y->w + lo, (size_t)(hi - lo),
+                                  (size_t)q->v);
                         }
                     }
             }
@@ -207,8 +214,9 @@ std::vector<double> widened(const rg_emulated_tensor *d, const void *p) {
 }
 
 /* out = alpha (the sums each term adds to) + beta out, queued on the handle's stream: a and
- * b are the two operands (widened when the work runs), term(s, a, b, xi, wi, yi) what one
- * product of their values adds, and where; algorithm 0 counted as the nondeterministic one */
+ * b are the two operands (widened when the work runs), term(s, a, b, xi, wi, yi, n, xstep)
+ * what a run of products of their values adds, and where (each_term); algorithm 0 counted
+ * as the nondeterministic one */
 template <typename Term>
 cudnnStatus_t convolve(cudnnHandle_t h, const void *alpha, const void *beta, rg_tdesc xd, rg_fdesc wd, rg_cdesc q,
                        rg_tdesc yd, const void *scratch, size_t scratch_bytes, const rg_emulated_tensor *od, void *out,
@@ -221,37 +229,55 @@ cudnnStatus_t convolve(cudnnHandle_t h, const void *alpha, const void *beta, rg_
     return queue(h, [=] {
         std::vector<double> s(count(od));
         const std::vector<double> av = widened(ad, a), bv = widened(bd, b);
-        each_term(xd, wd, q, yd, [&](size_t xi, size_t wi, size_t yi) { term(s, av, bv, xi, wi, yi); });
+        each_term(xd, wd, q, yd, [&](size_t xi, size_t wi, size_t yi, size_t n, size_t xstep) {
+            term(s.data(), av.data(), bv.data(), xi, wi, yi, n, xstep);
+        });
         for (size_t i = 0; i < s.size(); i++)
             store(od, out, i, s[i], al, be);
     });
 }
 
-using values = const std::vector<double> &;
+/* A run's products for each convolution (each_term), its sums in order.  These loops are
+ * left out of UndefinedBehaviorSanitizer, whose checks of every address they form made
+ * them most of the emulated cuDNN's time; it would not check their indices against the
+ * vectors' sizes in any case, and those are each_term's, over shapes consistent() checked. */
+#define RG_UNCHECKED static __attribute__((no_sanitize("undefined")))
+RG_UNCHECKED void forward_run(double *s, const double *xv, const double *wv, size_t xi, size_t wi, size_t yi,
+                              size_t n, size_t xstep) {
+    for (size_t t = 0; t < n; t++)
+        s[yi + t] += xv[xi + t * xstep] * wv[wi];
+}
+RG_UNCHECKED void backward_data_run(double *s, const double *dyv, const double *wv, size_t xi, size_t wi, size_t yi,
+                                    size_t n, size_t xstep) {
+    for (size_t t = 0; t < n; t++)
+        s[xi + t * xstep] += dyv[yi + t] * wv[wi];
+}
+RG_UNCHECKED void backward_filter_run(double *s, const double *dyv, const double *xv, size_t xi, size_t wi, size_t yi,
+                                      size_t n, size_t xstep) {
+    double sum = s[wi];
+    for (size_t t = 0; t < n; t++)
+        sum += dyv[yi + t] * xv[xi + t * xstep];
+    s[wi] = sum;
+}
+#undef RG_UNCHECKED
+
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x, rg_fdesc wd,
                                       const void *w, rg_cdesc q, cudnnConvolutionFwdAlgo_t algo, void *scratch,
                                       size_t scratch_bytes, const void *beta, rg_tdesc yd, void *y) {
-    return convolve(h, alpha, beta, xd, wd, q, yd, scratch, scratch_bytes, yd, y, xd, x, wd, w, algo,
-                    [](std::vector<double> &s, values xv, values wv, size_t xi, size_t wi, size_t yi) {
-                        s[yi] += xv[xi] * wv[wi];
-                    });
+    return convolve(h, alpha, beta, xd, wd, q, yd, scratch, scratch_bytes, yd, y, xd, x, wd, w, algo, forward_run);
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, rg_fdesc wd, const void *w, rg_tdesc dyd,
                                            const void *dy, rg_cdesc q, cudnnConvolutionBwdDataAlgo_t algo, void *scratch,
                                            size_t scratch_bytes, const void *beta, rg_tdesc dxd, void *dx) {
     return convolve(h, alpha, beta, dxd, wd, q, dyd, scratch, scratch_bytes, dxd, dx, dyd, dy, wd, w, algo,
-                    [](std::vector<double> &s, values dyv, values wv, size_t xi, size_t wi, size_t yi) {
-                        s[xi] += dyv[yi] * wv[wi];
-                    });
+                    backward_data_run);
 }
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha, rg_tdesc xd, const void *x,
                                              rg_tdesc dyd, const void *dy, rg_cdesc q,
                                              cudnnConvolutionBwdFilterAlgo_t algo, void *scratch, size_t scratch_bytes,
                                              const void *beta, rg_fdesc dwd, void *dw) {
     return convolve(h, alpha, beta, xd, dwd, q, dyd, scratch, scratch_bytes, dwd, dw, dyd, dy, xd, x, algo,
-                    [](std::vector<double> &s, values dyv, values xv, size_t xi, size_t wi, size_t yi) {
-                        s[wi] += dyv[yi] * xv[xi];
-                    });
+                    backward_filter_run);
 }
 
 /* cudnn.cu's dlopen finds this cuDNN when REGRAD_EMULATION_CUDNN=1; its dlsym the entry
