@@ -661,12 +661,11 @@ static int train_open_metrics(train_ctx *t, int argc, char **argv) {
     return -1;
 }
 
-/* Training: once, or once per stage of a lasso path (printing each stage's selection). */
 /* With --report: every layer's curvature figures (rg_monitor_measure_curvature, 10 power
  * iterations) on the first training samples, before training and after, as a metrics
- * event (on a device, which has no tangent passes yet, the inputs' conditioning alone).  The
- * measurement leaves the weights, the statistics and the dropout stream as they were; a
- * model whose loss has no curvature products (or a failure) writes nothing. */
+ * event (in bf16 the inputs' conditioning alone).  The measurement leaves the weights, the
+ * statistics and the dropout stream as they were; a model whose loss has no curvature
+ * products (or a failure) writes nothing. */
 #define CURVATURE_SAMPLES 64
 static void write_curvature(train_ctx *t, const char *when) {
     FILE *f = t->prog.metrics;
@@ -697,6 +696,7 @@ static void write_curvature(train_ctx *t, const char *when) {
     rg_monitor_free(mon);
 }
 
+/* Training: once, or once per stage of a lasso path (printing each stage's selection). */
 static int train_run(train_ctx *t) {
     const char *cmd = train_command.name;
     const train_opts *o = &t->o;
