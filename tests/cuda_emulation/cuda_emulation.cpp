@@ -194,7 +194,20 @@ static bool reversed() {
     return r;
 }
 
+/* whether a GPU would take a launch of this shape (compute capability 9.0's limits: a
+ * launch past them fails there with an invalid configuration, and here at once) */
+static bool launchable(dim3 grid, dim3 block) {
+    return (unsigned long long)block.x * block.y * block.z <= 1024 && block.z <= 64 && grid.x <= 0x7fffffffu &&
+           grid.y <= 65535 && grid.z <= 65535;
+}
+
 void rg_emulation::run(dim3 grid, dim3 block, const std::function<void()> &body, const char *kernel) {
+    if (!launchable(grid, block)) {
+        fprintf(stderr, "cuda emulation: %s launched as %u x %u x %u blocks of %u x %u x %u threads, past a GPU's limits "
+                        "(1,024 threads a block, 64 in z; 65,535 blocks in y and z)\n",
+                kernel, grid.x, grid.y, grid.z, block.x, block.y, block.z);
+        abort();
+    }
     const unsigned threads = block.x * block.y * block.z, blocks = grid.x * grid.y * grid.z;
     if (!threads || !blocks) return;
     if (running) {
