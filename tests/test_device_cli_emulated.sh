@@ -199,7 +199,8 @@ r=$("$DIFF" "$tmp/gr-straight/last.safetensors" "$tmp/gr-stop/last.safetensors" 
 # GRA's step waits for the device about twice: once for its guards, once for its trust
 # region (a layer whose coarse bounds leave its cap open has the sums of its split's bound
 # queued with the step's own the next step, not in a wait of its own, and so has one whose
-# cap needed the exact figure): over 16 more steps of a 20-layer sigmoid MLP, at most 40
+# cap needed the exact figure): over 16 more steps of a 20-layer sigmoid MLP (width 32,
+# whose waits and caps are width 64's, in less time), at most 40
 # more waits (52 before the split bounds went ahead); over its steps 9 to 16, where the
 # first layer's cap needs the exact figure every step, at most 20 (25 before it went ahead);
 # and GRA's probe with the first step at most 205 (231 when each layer's input moments were
@@ -207,7 +208,7 @@ r=$("$DIFF" "$tmp/gr-straight/last.safetensors" "$tmp/gr-stop/last.safetensors" 
 # and down)
 for n in 64 512 1024 2048; do
   REGRAD_EMULATION_COUNT=1 "$DEV" "${common[@]}" --limit "$n" --epochs 1 --repair auto \
-    --model mlp:depth=20,width=64,act=sigmoid --device cuda >"$tmp/gra-waits-$n" 2>&1
+    --model mlp:depth=20,width=32,act=sigmoid --device cuda >"$tmp/gra-waits-$n" 2>&1
 done
 w=$(($(waits "$tmp/gra-waits-2048") - $(waits "$tmp/gra-waits-1024")))
 [ -n "$(waits "$tmp/gra-waits-1024")" ] && [ "$w" -le 40 ] && ok || bad "GRA's waits for the device: $w over 16 steps"
