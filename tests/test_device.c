@@ -1385,6 +1385,8 @@ int main(void) {
     }
     printf("%s\n", desc);
 #endif
+    /* REGRAD_TEST_FILTER=PATTERN runs the tests whose names match (cmocka's * and ?) */
+    if (getenv("REGRAD_TEST_FILTER")) cmocka_set_test_filter(getenv("REGRAD_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(trains_with_the_cpus_bits),
         cmocka_unit_test(ops_without_weights_match_the_cpu),
