@@ -138,9 +138,8 @@ static void misc_net(net *n) {
     n->loss = rg_mse(g, rg_softmax(g, n->logits), RG_NONE);
 }
 
-/* The network on a device (its products in `precision`: fp32 or tf32) or the CPU. */
-/* The network on a device, compiled for BATCH; guarded: each buffer alone, canaries after
- * it, checked by every pass (memory.c) */
+/* The network on a device (its products in `precision`) or the CPU, compiled for BATCH;
+ * guarded: each buffer alone, canaries after it, checked by every pass (memory.c). */
 static net build_in(net_builder builder, const char *device, const char *precision, bool guarded) {
     net n = {.g = rg_graph_create(7), .loss = RG_NONE};
     builder(&n);
@@ -1306,10 +1305,11 @@ static void no_kernel_writes_past_its_buffers(void **state) {
         for (size_t i = 0; i < n_nets + (size_t)cases; i++) {
 #ifndef RG_FAKE_DEVICE
             one_op_case = (int)(i - n_nets);
-            net n = build_in(i < n_nets ? nets[i] : one_op, "cuda", precisions[p], true);
+            const net_builder builder = i < n_nets ? nets[i] : one_op;
 #else
-            net n = build_in(nets[i], "cuda", precisions[p], true);
+            const net_builder builder = nets[i];
 #endif
+            net n = build_in(builder, "cuda", precisions[p], true);
             feed(&n, 0);
             passed(rg_graph_forward(n.g, BATCH, 1));
             passed(rg_graph_backward(n.g, n.loss));
