@@ -5,8 +5,9 @@
 # programs (regrad, test_cuda, test_device_gpu, ckpt_diff), their shared libraries but the C
 # library's own (xz, ~12 MB), and Fashion-MNIST unpacked and packed with xz (~25 MB against
 # its gzip files' 30: a run carries 64 MiB with the working tree): a cut (8,192 training
-# images, 1,024 test) and the whole.  bench/gpu/check.sh runs from build-gpu/carry/ when it
-# finds it, built from the sources of the tree it runs in, and unpacks both archives.
+# images, 1,024 test) and the whole; and test_device_random.sh's networks.
+# bench/gpu/check.sh runs from build-gpu/carry/ when it finds it, built from the sources of
+# the tree it runs in, and unpacks both archives.
 # Usage: bench/gpu/bundle.sh            (from the repository root, after tools/setup-deps.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,6 +42,9 @@ for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
         f.write(cut)
 EOF
 XZ_OPT=-9 tar -C "$data" -cJf "$carry/data.tar.xz" fashion-mnist fashion-mnist-full
+# the random networks of tests/test_device_random.sh, made here (a GPU machine may have no
+# onnx for Python): seeds 1 to 24, a few KiB each
+for seed in $(seq 1 24); do /usr/bin/python3 tests/random_nets.py "$seed" "$carry/random_nets/$seed"; done
 # what a run carries: this tree's files and the carry, under the device's 64 MiB
 tree=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb | tail -1 | cut -f1)
 total=$((tree + $(du -sb "$carry" | cut -f1)))

@@ -269,6 +269,13 @@ if [ "$build" = ok ]; then
       "$regrad" bench --model $m --device cuda --batch 64 --steps 10 --layers >"$log/$m" 2>&1
     done
   fi
+  if [ "${dtests:-}" = SKIP ]; then random=SKIP && echo "no CUDA device (test_device_gpu)" >"$log/random"
+  elif in_time "random networks"; then # odd shapes through cuDNN and the own kernels, against the CPU
+    nets=()
+    [ -n "${carry:-}" ] && [ -d "$carry/random_nets" ] && nets=(REGRAD_RANDOM_NETS="$carry/random_nets")
+    env "${nets[@]}" tests/test_device_random.sh "$regrad" "$regrad" "$diff" 1 24 >"$log/random" 2>&1
+    case $? in 0) random=ok ;; 77) random=SKIP ;; *) random=FAIL ;; esac
+  fi
   if in_time "onnxruntime"; then
     python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
     case $? in 0) ort=ok ;; 77) ort=SKIP ;; *) ort=FAIL ;; esac
@@ -283,6 +290,7 @@ if [ "${itests:-}" != ok ] && [ -f "$log/dtest-im2col" ]; then echo "--- test_de
 for f in train-cuda cnn-a gra-cuda gracnn-cuda gra-res-auto mlp r50torch-fp32 r50-bf16 r50torch-bf16 bf16-mlp; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
 [ -f "$log/r50-fp32" ] && { echo "--- r50-fp32"; head -16 "$log/r50-fp32"; }
 if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
+if [ "${random:-}" = FAIL ]; then echo "--- test_device_random"; grep FAIL "$log/random" | cut -c1-400 | tail -8; fi
 echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git describe --always --dirty 2>/dev/null))"
 row "GPU" "" "$(head -1 "$log/gpu")"
 row "build (REGRAD_CUDA=ON)" "$build" "$how, $((t1 - t0)) s"
@@ -341,6 +349,7 @@ sanitized() { # compute-sanitizer's summary, or what stopped it
     { [ -f "$1" ] && echo "no summary ($(grep -c '^========= [A-Z]' "$1") reports; $(tail -1 "$1" | cut -c1-50))"; }
 }
 row "compute-sanitizer, test_cuda" "" "memcheck: $(sanitized "$log/sanitizer-memcheck"); racecheck: $(sanitized "$log/sanitizer-racecheck")"
+row "random networks: cuda vs cpu" "${random:-SKIP}" "$(tail -1 "$log/random" 2>/dev/null | sed 's/^test_device_random: //')"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
 why="out of time ($(($(date +%s) - start)) s)"; all_parts || why="REGRAD_CHECK_ONLY=targets"
 [ -z "$skipped" ] || echo "not run, $why: $skipped"
