@@ -4,9 +4,10 @@
 # padding, residual adds and concatenations, batch norm, dense layers) trained for an epoch
 # of 64 random images on the CPU and on the device, from the same ONNX weights: the weights
 # must end within 1e-4 (float rounding: 4.4e-5 at most over 600 such networks on the
-# emulation).  The networks take turns through the backend's own convolutions (SGD, batch
-# 16), the emulated cuDNN's (momentum, weight decay, clipping, batch 5) and CUDA graphs
-# (Nesterov, batch 7, graphs replayed where the network has no dropout).  In CI the device
+# emulation) and the test split's loss within 1e-4 of the CPU's.  The networks take turns
+# through the backend's own convolutions (SGD, batch 16, batch norms frozen: on their
+# running statistics), the emulated cuDNN's (momentum, weight decay, clipping, batch 5) and
+# CUDA graphs (Nesterov, batch 7, graphs replayed where the network has no dropout).  In CI the device
 # is regrad_emulated_device (the kernels on the host); on a GPU (bench/gpu/check.sh) regrad
 # itself, whose cuDNN takes every convolution it can express in all three turns.
 # The networks are made with /usr/bin/python3's onnx and numpy (make test's setup installs
@@ -36,6 +37,8 @@ for seed in $(seq "$first" "$last"); do
     1) env=(REGRAD_EMULATION_CUDNN=1) flags=(--batch 5 --optimizer momentum --weight-decay 1e-3 --clip-norm 1) ;;
     2) env=(REGRAD_GRAPHS=1 REGRAD_EMULATION_COUNT=1) flags=(--batch 7 --optimizer nesterov) ;;
   esac
+  # (frozen batch norms run on their running statistics in training too)
+  [ $((seed % 3)) = 0 ] && grep -q BatchNormalization "$d/layers.txt" && flags+=(--freeze 'bn*')
   args=(--model "onnx:$d/model.onnx" --data "idx:$d/train-images,$d/train-labels,$d/test-images,$d/test-labels"
         --epochs 1 --lr 0.01 --seed 1 --threads 1 --repair off --quiet "${flags[@]}")
   what="seed $seed (${env[*]} ${flags[*]}; $(cat "$d/layers.txt"))"
@@ -57,6 +60,12 @@ for seed in $(seq "$first" "$last"); do
   largest=$(awk -v a="$largest" -v b="${diff:-0}" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
   if [ "$ok" != 0 ]; then
     echo "FAIL: $what: the device's weights are not the CPU's: $out"; fail=$((fail + 1)); continue
+  fi
+  # and the test split's loss after training (inference: batch norm on its running statistics)
+  loss() { grep -o 'test_loss [0-9.e+-]*' "$1" | cut -d' ' -f2; }
+  if ! awk -v a="$(loss "$d/cpu.log")" -v b="$(loss "$d/dev.log")" \
+       'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-4 * (a < 0 ? -a : a) + 1e-6) }'; then
+    echo "FAIL: $what: test loss $(loss "$d/dev.log") on the device, $(loss "$d/cpu.log") on the CPU"; fail=$((fail + 1)); continue
   fi
   runs=$((runs + 1))
 done
