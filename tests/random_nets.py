@@ -5,7 +5,8 @@ device must end at the same weights).  It draws the shapes fixed test networks l
 odd map sizes, padding that differs on every side, dilation, strides, grouped and
 depthwise convolutions, kernels of 1 to 5, pooling with padding and at a stride, a zero
 padding before a convolution or a pool, residual adds and concatenations of any channel
-count, batch norm over maps and over features, global pooling, dropout and dense layers.
+count, batch norm over maps and over features, global pooling, dropout, dense layers and
+the seven activations regrad reads from ONNX (GELU in the erf form PyTorch exports).
 
 usage: random_nets.py SEED DIR   (writes DIR/model.onnx, DIR/{train,test}-{images,labels}
 and DIR/layers.txt, the op types in order)"""
@@ -19,7 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 ACTIVATIONS = [("Relu", {}), ("Sigmoid", {}), ("Tanh", {}), ("LeakyRelu", {"alpha": 0.01}),
-               ("Elu", {"alpha": 1.0}), ("Softplus", {})]
+               ("Elu", {"alpha": 1.0}), ("Softplus", {}), ("Gelu", {})]
 
 
 class Net:
@@ -76,8 +77,15 @@ class Net:
                                            dilations=[dilation, dilation], group=groups))
         return y, k_out, oh, ow
 
+    def constant(self, value):
+        return self.weight(self.name("const"), np.array(value))
+
     def act(self, x):
         op, attrs = self.rng.choice(ACTIVATIONS)
+        if op == "Gelu":  # opset 13 has none: its erf form, as PyTorch exports it
+            e = self.node("Erf", [self.node("Div", [x, self.constant(2 ** 0.5)])])
+            return self.node("Mul", [self.node("Mul", [x, self.node("Add", [e, self.constant(1.0)])]),
+                                     self.constant(0.5)])
         return self.node(op, [x], **attrs)
 
     def batch_norm(self, x, c):
