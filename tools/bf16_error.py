@@ -44,13 +44,21 @@ def torch_grads(d, bf16):
     x = torch.tensor(idx(os.path.join(d, "train-images")), dtype=torch.float32)[:, None] / 255.0
     y = torch.tensor(idx(os.path.join(d, "train-labels")).astype(np.int64))
     v = {t.name: torch.tensor(numpy_helper.to_array(t).copy()) for t in m.graph.initializer}
-    params = {k: t.requires_grad_() for k, t in v.items() if t.dtype == torch.float32 and "running" not in k}
+    params = {k: t.requires_grad_() for k, t in v.items()
+              if t.dtype == torch.float32 and t.dim() and "running" not in k}
     v["input"] = x
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for n in m.graph.node:
+        nodes, skip = list(m.graph.node), 0
+        for index, n in enumerate(nodes):
+            if skip:
+                skip -= 1
+                continue
             a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
             i = [v[k] for k in n.input]
             op = n.op_type
+            if op == "Div":  # GELU's erf form, x / sqrt 2 -> Erf -> + 1 -> * x -> * 0.5: PyTorch's GELU
+                v[nodes[index + 4].output[0]], skip = F.gelu(i[0]), 4
+                continue
             if op == "Conv":
                 p = a["pads"]
                 r = F.conv2d(F.pad(i[0], (p[1], p[3], p[0], p[2])), i[1], i[2] if len(i) > 2 else None,
