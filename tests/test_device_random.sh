@@ -26,6 +26,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0 runs=0 largest=0
+loss() { grep -o 'test_loss [0-9.e+-]*' "$1" | cut -d' ' -f2; } # the test split's, from --quiet's line
 for seed in $(seq "$first" "$last"); do
   d=$tmp/$seed
   if [ -n "$made" ]; then
@@ -33,13 +34,14 @@ for seed in $(seq "$first" "$last"); do
   elif ! /usr/bin/python3 "$here/random_nets.py" "$seed" "$d"; then
     echo "FAIL: seed $seed: random_nets.py failed"; fail=$((fail + 1)); continue
   fi
-  case $((seed % 3)) in
+  turn=$((seed % 3))
+  case $turn in
     0) env=() flags=(--batch 16 --optimizer sgd) ;;
     1) env=(REGRAD_EMULATION_CUDNN=1 REGRAD_EMULATION_ORDER=reverse) flags=(--batch 5 --optimizer momentum --weight-decay 1e-3 --clip-norm 1) ;;
     2) env=(REGRAD_GRAPHS=1 REGRAD_EMULATION_COUNT=1) flags=(--batch 7 --optimizer nesterov) ;;
   esac
   # (frozen batch norms run on their running statistics in training too)
-  [ $((seed % 3)) = 0 ] && grep -q BatchNormalization "$d/layers.txt" && flags+=(--freeze 'bn*')
+  [ "$turn" = 0 ] && grep -q BatchNormalization "$d/layers.txt" && flags+=(--freeze 'bn*')
   args=(--model "onnx:$d/model.onnx" --data "idx:$d/train-images,$d/train-labels,$d/test-images,$d/test-labels"
         --epochs 1 --lr 0.01 --seed 1 --threads 1 --repair off --quiet "${flags[@]}")
   what="seed $seed (${env[*]} ${flags[*]}; $(cat "$d/layers.txt"))"
@@ -51,7 +53,7 @@ for seed in $(seq "$first" "$last"); do
   fi
   # (the emulation counts the graphs it replays; a pass with dropout draws new masks each
   # step and is never captured)
-  if [ $((seed % 3)) = 2 ] && grep -q 'cuda emulation' "$d/dev.log" && ! grep -q Dropout "$d/layers.txt" &&
+  if [ "$turn" = 2 ] && grep -q 'cuda emulation' "$d/dev.log" && ! grep -q Dropout "$d/layers.txt" &&
      ! grep -q ' [1-9][0-9]* graphs' "$d/dev.log"; then
     echo "FAIL: $what: no graph replayed: $(grep 'cuda emulation' "$d/dev.log")"; fail=$((fail + 1)); continue
   fi
@@ -63,12 +65,11 @@ for seed in $(seq "$first" "$last"); do
     echo "FAIL: $what: the device's weights are not the CPU's: $out"; fail=$((fail + 1)); continue
   fi
   # and the test split's loss after training (inference: batch norm on its running statistics)
-  loss() { grep -o 'test_loss [0-9.e+-]*' "$1" | cut -d' ' -f2; }
   if ! awk -v a="$(loss "$d/cpu.log")" -v b="$(loss "$d/dev.log")" \
        'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-4 * (a < 0 ? -a : a) + 1e-6) }'; then
     echo "FAIL: $what: test loss $(loss "$d/dev.log") on the device, $(loss "$d/cpu.log") on the CPU"; fail=$((fail + 1)); continue
   fi
   runs=$((runs + 1))
 done
-echo "test_device_random: $runs of $((last - first + 1)) random networks end at the CPU's weights (within 1e-4; largest difference $largest)"
+echo "test_device_random: $runs of $((last - first + 1)) random networks end at the CPU's weights and test loss (within 1e-4; largest weight difference $largest)"
 [ "$fail" = 0 ]

@@ -129,8 +129,12 @@ def main():
             print(f"seed {seed}: regrad bf16 {mine:.3e}, PyTorch autocast {theirs:.3e}, "
                   f"ratio {mine / theirs:.2f}  [{layers}]", flush=True)
     mine, theirs = np.array(rows).T
-    q = lambda a: f"median {np.median(a):.3g}, 90th percentile {np.percentile(a, 90):.3g}, largest {a.max():.3g}"
-    print(f"{len(rows)} networks: regrad bf16 {q(mine)}; PyTorch autocast {q(theirs)}; ratio {q(mine / theirs)}")
+    print(f"{len(rows)} networks: regrad bf16 {spread(mine)}; PyTorch autocast {spread(theirs)}; "
+          f"ratio {spread(mine / theirs)}")
+
+
+def spread(a):
+    return f"median {np.median(a):.3g}, 90th percentile {np.percentile(a, 90):.3g}, largest {a.max():.3g}"
 
 
 if __name__ == "__main__":
