@@ -14,6 +14,11 @@
 # The networks are made with /usr/bin/python3's onnx and numpy (make test's setup installs
 # them; without them the test says so and is skipped), or read from REGRAD_RANDOM_NETS/SEED
 # where made beforehand (bench/gpu/bundle.sh: a GPU machine may have neither).
+# With REGRAD_RANDOM_REPAIR=1 (not in CTest) each network trains with GRA (--repair auto,
+# SGD, batch 8) instead, and the device must take the CPU's repairs: the same step, layer,
+# verdict and action for each, in order (their factors and the weights are rounding apart;
+# under Adam, whose first steps go by the gradients' signs, a gradient that is zero but for
+# rounding moves its weight by the learning rate, one way or the other).
 # Usage: test_device_random.sh REGRAD DEVICE_REGRAD CKPT_DIFF [FIRST_SEED LAST_SEED]
 set -u
 CPU=$1 DEV=$2 DIFF=$3 first=${4:-1} last=${5:-48}
@@ -27,6 +32,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0 runs=0 largest=0
 loss() { grep -o 'test_loss [0-9.e+-]*' "$1" | cut -d' ' -f2; } # the test split's, from --quiet's line
+repairs() { grep '"event":"repair"' "$1" | sed -E 's/,"factor":[^,}]*//'; } # GRA's actions but their factors
+actions=0
 for seed in $(seq "$first" "$last"); do
   d=$tmp/$seed
   if [ -n "$made" ]; then
@@ -42,14 +49,25 @@ for seed in $(seq "$first" "$last"); do
   esac
   # (frozen batch norms run on their running statistics in training too)
   [ "$turn" = 0 ] && grep -q BatchNormalization "$d/layers.txt" && flags+=(--freeze 'bn*')
+  repair=(--repair off --lr 0.01)
+  [ -n "${REGRAD_RANDOM_REPAIR:-}" ] && env=() flags=(--batch 8 --optimizer sgd) repair=(--repair auto)
   args=(--model "onnx:$d/model.onnx" --data "idx:$d/train-images,$d/train-labels,$d/test-images,$d/test-labels"
-        --epochs 1 --lr 0.01 --seed 1 --threads 1 --repair off --quiet "${flags[@]}")
+        --epochs 1 --seed 1 --threads 1 --quiet --metrics "$d/metrics" "${repair[@]}" "${flags[@]}")
   what="seed $seed (${env[*]} ${flags[*]}; $(cat "$d/layers.txt"))"
   if ! "$CPU" train "${args[@]}" --checkpoint-dir "$d/cpu" >"$d/cpu.log" 2>&1; then
     echo "FAIL: $what: the CPU's run: $(tail -n 1 "$d/cpu.log")"; fail=$((fail + 1)); continue
   fi
+  mv "$d/metrics" "$d/cpu.metrics"
   if ! env "${env[@]}" "$DEV" train "${args[@]}" --device cuda --checkpoint-dir "$d/dev" >"$d/dev.log" 2>&1; then
     echo "FAIL: $what: the device's run: $(tail -n 2 "$d/dev.log")"; fail=$((fail + 1)); continue
+  fi
+  if [ -n "${REGRAD_RANDOM_REPAIR:-}" ]; then
+    if ! diff <(repairs "$d/cpu.metrics") <(repairs "$d/metrics") >"$d/repairs.diff"; then
+      echo "FAIL: $what: the device's repairs are not the CPU's: $(head -n 4 "$d/repairs.diff" | tr '\n' ' ')"
+      fail=$((fail + 1)); continue
+    fi
+    runs=$((runs + 1)) actions=$((actions + $(repairs "$d/metrics" | wc -l)))
+    continue
   fi
   # (the emulation counts the graphs it replays; a pass with dropout draws new masks each
   # step and is never captured)
@@ -71,5 +89,9 @@ for seed in $(seq "$first" "$last"); do
   fi
   runs=$((runs + 1))
 done
-echo "test_device_random: $runs of $((last - first + 1)) random networks end at the CPU's weights and test loss (within 1e-4; largest weight difference $largest)"
+if [ -n "${REGRAD_RANDOM_REPAIR:-}" ]; then
+  echo "test_device_random: $runs of $((last - first + 1)) random networks take the CPU's repairs ($actions actions)"
+else
+  echo "test_device_random: $runs of $((last - first + 1)) random networks end at the CPU's weights and test loss (within 1e-4; largest weight difference $largest)"
+fi
 [ "$fail" = 0 ]
