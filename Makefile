@@ -23,7 +23,7 @@ test-setup:
 	@tools/setup-deps.sh --test
 
 # The GRA experiment in short: 20-layer sigmoid and tanh MLPs (PyTorch's default init),
-# Adam, one epoch of Fashion-MNIST, GRA off and on (about a minute on 2 cores).
+# Adam, one epoch of Fashion-MNIST, GRA off and on (about 10 seconds on 2 cores once built).
 demo: setup
 	@$(MAKE) --no-print-directory build
 	$(BUILD)/regrad experiment --depths 20 --acts sigmoid,tanh --optimizers adam --remedies off,gra
