@@ -23,7 +23,7 @@
 set -u
 CPU=$1 DEV=$2 DIFF=$3 first=${4:-1} last=${5:-48}
 here=$(cd "$(dirname "$0")" && pwd)
-made=${REGRAD_RANDOM_NETS:-}
+made=${REGRAD_RANDOM_NETS:-} gra=${REGRAD_RANDOM_REPAIR:-}
 if [ -z "$made" ] && ! /usr/bin/python3 -c 'import onnx, numpy' 2>/dev/null; then
   echo "SKIP: /usr/bin/python3 has no onnx or numpy (apt-get install python3-onnx python3-numpy)"
   exit 77
@@ -49,24 +49,27 @@ for seed in $(seq "$first" "$last"); do
   esac
   # (frozen batch norms run on their running statistics in training too)
   [ "$turn" = 0 ] && grep -q BatchNormalization "$d/layers.txt" && flags+=(--freeze 'bn*')
-  repair=(--repair off --lr 0.01)
-  [ -n "${REGRAD_RANDOM_REPAIR:-}" ] && env=() flags=(--batch 8 --optimizer sgd) repair=(--repair auto)
+  repair=(--repair off --lr 0.01) cpu_metrics=() dev_metrics=()
+  if [ -n "$gra" ]; then
+    env=() flags=(--batch 8 --optimizer sgd) repair=(--repair auto)
+    cpu_metrics=(--metrics "$d/cpu.metrics") dev_metrics=(--metrics "$d/dev.metrics")
+  fi
   args=(--model "onnx:$d/model.onnx" --data "idx:$d/train-images,$d/train-labels,$d/test-images,$d/test-labels"
-        --epochs 1 --seed 1 --threads 1 --quiet --metrics "$d/metrics" "${repair[@]}" "${flags[@]}")
+        --epochs 1 --seed 1 --threads 1 --quiet "${repair[@]}" "${flags[@]}")
   what="seed $seed (${env[*]} ${flags[*]}; $(cat "$d/layers.txt"))"
-  if ! "$CPU" train "${args[@]}" --checkpoint-dir "$d/cpu" >"$d/cpu.log" 2>&1; then
+  if ! "$CPU" train "${args[@]}" "${cpu_metrics[@]}" --checkpoint-dir "$d/cpu" >"$d/cpu.log" 2>&1; then
     echo "FAIL: $what: the CPU's run: $(tail -n 1 "$d/cpu.log")"; fail=$((fail + 1)); continue
   fi
-  mv "$d/metrics" "$d/cpu.metrics"
-  if ! env "${env[@]}" "$DEV" train "${args[@]}" --device cuda --checkpoint-dir "$d/dev" >"$d/dev.log" 2>&1; then
+  if ! env "${env[@]}" "$DEV" train "${args[@]}" "${dev_metrics[@]}" --device cuda --checkpoint-dir "$d/dev" \
+       >"$d/dev.log" 2>&1; then
     echo "FAIL: $what: the device's run: $(tail -n 2 "$d/dev.log")"; fail=$((fail + 1)); continue
   fi
-  if [ -n "${REGRAD_RANDOM_REPAIR:-}" ]; then
-    if ! diff <(repairs "$d/cpu.metrics") <(repairs "$d/metrics") >"$d/repairs.diff"; then
+  if [ -n "$gra" ]; then
+    if ! diff <(repairs "$d/cpu.metrics") <(repairs "$d/dev.metrics") >"$d/repairs.diff"; then
       echo "FAIL: $what: the device's repairs are not the CPU's: $(head -n 4 "$d/repairs.diff" | tr '\n' ' ')"
       fail=$((fail + 1)); continue
     fi
-    runs=$((runs + 1)) actions=$((actions + $(repairs "$d/metrics" | wc -l)))
+    runs=$((runs + 1)) actions=$((actions + $(repairs "$d/dev.metrics" | wc -l)))
     continue
   fi
   # (the emulation counts the graphs it replays; a pass with dropout draws new masks each
@@ -89,7 +92,7 @@ for seed in $(seq "$first" "$last"); do
   fi
   runs=$((runs + 1))
 done
-if [ -n "${REGRAD_RANDOM_REPAIR:-}" ]; then
+if [ -n "$gra" ]; then
   echo "test_device_random: $runs of $((last - first + 1)) random networks take the CPU's repairs ($actions actions)"
 else
   echo "test_device_random: $runs of $((last - first + 1)) random networks end at the CPU's weights and test loss (within 1e-4; largest weight difference $largest)"

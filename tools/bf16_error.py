@@ -4,8 +4,8 @@ autocast, on tests/random_nets.py's random networks: for each, one full-batch SG
 (64 images) from the same weights, in fp32 on the CPU and in bf16 on the device
 (regrad_emulated_device runs the CUDA kernels on the host, or regrad on a GPU), and
 PyTorch's gradients in fp32 and under torch.autocast(bfloat16) (on the CPU), read from the
-same ONNX file.  Each side's error is the norm of the bf16 step's difference from the fp32
-one over the fp32 step's norm, all parameters together.  regrad stores every activation
+same ONNX file by tools/onnx_reference.py's operators.  Each side's error is the norm of the
+bf16 step's difference from the fp32 one over the fp32 step's norm, all parameters together.  regrad stores every activation
 and gradient in bf16; autocast casts only its products' operands, and keeps an op in fp32
 where an fp32 tensor meets it (an add or a concatenation with the network's input), so the
 two differ most where the input meets such an op.  Networks with dropout are left out
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(root, "tools"))
+import onnx_reference  # noqa: E402
 import safetensors_np  # noqa: E402
 
 LR = 0.01
@@ -52,35 +53,11 @@ def torch_grads(d, bf16):
         for index, n in enumerate(nodes):
             if skip:
                 skip -= 1
-                continue
-            a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
-            i = [v[k] for k in n.input]
-            op = n.op_type
-            if op == "Div":  # GELU's erf form, x / sqrt 2 -> Erf -> + 1 -> * x -> * 0.5: PyTorch's GELU
-                v[nodes[index + 4].output[0]], skip = F.gelu(i[0]), 4
-                continue
-            if op == "Conv":
-                p = a["pads"]
-                r = F.conv2d(F.pad(i[0], (p[1], p[3], p[0], p[2])), i[1], i[2] if len(i) > 2 else None,
-                             a["strides"], 0, a["dilations"], a["group"])
-            elif op == "BatchNormalization":
-                r = F.batch_norm(i[0], None, None, i[1], i[2], True, 0.1, a["epsilon"])
-            elif op in ("MaxPool", "AveragePool"):
-                pool = F.max_pool2d if op == "MaxPool" else F.avg_pool2d
-                r = pool(i[0], a["kernel_shape"], a["strides"], a["pads"][0])
-            elif op == "Pad":
-                p = [int(q) for q in i[1]]
-                r = F.pad(i[0], (p[3], p[7], p[2], p[6]))
+            elif n.op_type == "Div":  # GELU's erf form, x / sqrt 2 -> Erf -> + 1 -> * x -> * 0.5: PyTorch's GELU
+                v[nodes[index + 4].output[0]], skip = F.gelu(v[n.input[0]]), 4
             else:
-                r = {"Relu": lambda: F.relu(i[0]), "Sigmoid": lambda: torch.sigmoid(i[0]),
-                     "Tanh": lambda: torch.tanh(i[0]), "LeakyRelu": lambda: F.leaky_relu(i[0], a.get("alpha")),
-                     "Elu": lambda: F.elu(i[0], a.get("alpha")), "Softplus": lambda: F.softplus(i[0]),
-                     "GlobalAveragePool": lambda: i[0].mean((2, 3), keepdim=True),
-                     "GlobalMaxPool": lambda: i[0].amax((2, 3), keepdim=True),
-                     "Flatten": lambda: i[0].flatten(1),
-                     "Gemm": lambda: F.linear(i[0], i[1], i[2]), "Add": lambda: i[0] + i[1],
-                     "Concat": lambda: torch.cat(i, 1)}[op]()
-            v[n.output[0]] = r
+                inputs = [v[k] if k else None for k in n.input]
+                v[n.output[0]] = onnx_reference.node(n.op_type, onnx_reference.attrs(n), inputs, training=True)
         loss = F.cross_entropy(v["logits"].float(), y)
     return [g.double() for g in torch.autograd.grad(loss, list(params.values()))]
 

@@ -2,7 +2,8 @@
 """onnx_reference.py — an independent evaluator, in float64, of the ONNX operators regrad
 exports (each node by its ONNX definition, through Debian's python3-torch functional ops),
 so an export can be checked against the standard without onnxruntime.  Its Session has
-onnxruntime's get_inputs()/run() shape, which tools/onnxruntime_check.py --reference uses.
+onnxruntime's get_inputs()/run() shape, which tools/onnxruntime_check.py --reference uses;
+tools/bf16_error.py runs node() in float32, for training, under autocast.
 
   onnx_reference.py MODEL.onnx IMAGE...     prints each image's class probabilities
 """
@@ -15,8 +16,8 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 
-def _attrs(node):
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+def attrs(n):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
 
 
 def _spatial_pad(pads):
@@ -39,21 +40,29 @@ def _pool(x, a, kind):
     return F.avg_pool2d(F.pad(x, _spatial_pad(pads)), a["kernel_shape"], a["strides"])
 
 
-def _node(op, a, i):
+def node(op, a, i, training=False):
+    """One node's output from its attributes a and inputs i (tensors; None where absent);
+    training: batch norm on the batch's statistics, as in a training step."""
     if op == "Conv":
         x = F.pad(i[0], _spatial_pad(a.get("pads", [0] * 4)))
         return F.conv2d(x, i[1], i[2] if len(i) > 2 else None, a.get("strides", [1, 1]), 0,
                         a.get("dilations", [1, 1]), a.get("group", 1))
     if op == "Gemm":
         x = i[0].t() if a.get("transA", 0) else i[0]
-        w = i[1].t() if a.get("transB", 0) else i[1]
-        return a.get("alpha", 1.0) * (x @ w) + (a.get("beta", 1.0) * i[2] if len(i) > 2 else 0)
+        w = i[1] if a.get("transB", 0) else i[1].t()  # (outputs, inputs), as F.linear takes it
+        b = i[2] if len(i) > 2 else None
+        if a.get("alpha", 1.0) == 1.0 and a.get("beta", 1.0) == 1.0:
+            return F.linear(x, w, b)  # as torch.nn.Linear computes it
+        return a.get("alpha", 1.0) * F.linear(x, w) + (a.get("beta", 1.0) * b if b is not None else 0)
     if op == "BatchNormalization":
-        return F.batch_norm(i[0], i[3], i[4], i[1], i[2], False, 0.0, a.get("epsilon", 1e-5))
+        stats = (None, None) if training else (i[3], i[4])
+        return F.batch_norm(i[0], *stats, i[1], i[2], training, 0.1, a.get("epsilon", 1e-5))
     if op in ("MaxPool", "AveragePool"):
         return _pool(i[0], a, op)
     if op == "GlobalAveragePool":
         return i[0].mean(dim=tuple(range(2, i[0].dim())), keepdim=True)
+    if op == "GlobalMaxPool":
+        return i[0].amax(dim=tuple(range(2, i[0].dim())), keepdim=True)
     if op == "Pad":
         if a.get("mode", b"constant") not in (b"constant", "constant"):
             raise NotImplementedError("Pad mode %s" % a["mode"])
@@ -108,7 +117,7 @@ class Session:
         for name, value in feed.items():
             env[name] = torch.from_numpy(np.asarray(value)).double()
         for n in self.model.graph.node:
-            env[n.output[0]] = _node(n.op_type, _attrs(n), [env[k] if k else None for k in n.input])
+            env[n.output[0]] = node(n.op_type, attrs(n), [env[k] if k else None for k in n.input])
         return [env[o.name].numpy() for o in self.model.graph.output]
 
 
