@@ -12,6 +12,10 @@
 #include <math.h>
 #include <stdlib.h>
 
+/* Columns whose largest entry lies within [1 / SAFE_SCALE, SAFE_SCALE] are reflected as
+ * they are: their squares' sums stay normal doubles. */
+#define SAFE_SCALE 1e100
+
 /* Reduces the symmetric n x n matrix a (row-major, both halves) to tridiagonal form by
  * Householder reflections H = I - 2 v v^T / v^T v applied on both sides; d gets the
  * diagonal, e the n-1 off-diagonal entries.  a is destroyed.  With `keep` (n x n), the k-th
@@ -21,13 +25,19 @@ static void tridiagonalise(double *a, int n, double *d, double *e, double *v, do
     for (int k = 0; k + 2 < n; k++) {
         if (keep) keep[(size_t)k * n + k] = 0;
         const int m = n - k - 1; /* the trailing block's size */
-        double norm2 = 0;
-        for (int i = 0; i < m; i++) v[i] = a[(size_t)(k + 1 + i) * n + k], norm2 += v[i] * v[i];
-        const double norm = sqrt(norm2);
-        if (norm == 0) {
+        double largest = 0;
+        for (int i = 0; i < m; i++) v[i] = a[(size_t)(k + 1 + i) * n + k], largest = fmax(largest, fabs(v[i]));
+        if (largest == 0) {
             e[k] = 0;
             continue;
         }
+        /* A column far from 1 (rounding's residue below a block of zero rows reaches 1e-160,
+         * whose squares are denormal) is reflected as v / largest: H is the same for any
+         * multiple of v, and its sums then neither underflow nor overflow. */
+        const double unit = largest < SAFE_SCALE && largest > 1 / SAFE_SCALE ? 1 : largest;
+        double norm2 = 0;
+        for (int i = 0; i < m; i++) v[i] /= unit, norm2 += v[i] * v[i];
+        const double norm = sqrt(norm2);
         const double alpha = v[0] > 0 ? -norm : norm;
         v[0] -= alpha;
         double vtv = 0;
@@ -53,7 +63,7 @@ static void tridiagonalise(double *a, int n, double *d, double *e, double *v, do
             double *row = a + (size_t)(k + 1 + i) * n + k + 1;
             for (int j = 0; j < m; j++) row[j] -= v[i] * p[j] + p[i] * v[j];
         }
-        e[k] = alpha;
+        e[k] = alpha * unit;
     }
     for (int i = 0; i < n; i++) d[i] = a[(size_t)i * n + i];
     if (n >= 2) e[n - 2] = a[(size_t)(n - 1) * n + n - 2];
@@ -106,10 +116,16 @@ int rg_symmetric_eigenvalues(const float *m, int n, const int *ranks, int count,
  * more than 60 sweeps (not seen for symmetric input). */
 static int tridiagonal_ql(double *d, double *e, int n, double *z) {
     if (n > 1) e[n - 1] = 0;
+    /* an off-diagonal is negligible beside its diagonal neighbours, or below the matrix's
+     * size / SAFE_SCALE: rounding's residue under a block of zero rows, where a sweep's
+     * products underflow to 0 and it would chase nothing up to the block's top for ever */
+    double size = 0;
+    for (int i = 0; i < n; i++) size = fmax(size, fabs(d[i]) + fabs(e[i]));
+    const double tiny = size / SAFE_SCALE;
     for (int l = 0; l < n; l++) {
         for (int sweeps = 0;; sweeps++) {
             int m = l; /* the first negligible off-diagonal from l: the block l..m splits off */
-            while (m + 1 < n && fabs(e[m]) > DBL_EPSILON * (fabs(d[m]) + fabs(d[m + 1]))) m++;
+            while (m + 1 < n && fabs(e[m]) > DBL_EPSILON * (fabs(d[m]) + fabs(d[m + 1])) && fabs(e[m]) > tiny) m++;
             if (m == l) break;
             if (sweeps == 60) return -1;
             /* Wilkinson's shift from the leading 2 x 2, in a form that avoids cancellation */
