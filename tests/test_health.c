@@ -131,6 +131,34 @@ static rg_repair *probed(built *b, const char *spec, log_capture *c) {
     return r;
 }
 
+/* A unit whose spread lies below float's resolution of it (1e-3 of its mean: here weights
+ * 3e-3 of their own against a bias of 3, a spread of ~1e-4 of its mean) is left as it is by
+ * re-conditioning, not scaled up ~5,000 times to make its rounding a unit spread; its
+ * neighbours are re-conditioned. */
+static void test_constant_unit_left_as_it_is(void **state) {
+    (void)state;
+    built b;
+    build(&b, "plaincnn:depth=4,width=8,act=sigmoid,init=torch", 128);
+    rg_graph *g = b.m.graph;
+    const rg_node_impl *conv = &g->nodes[rg_monitor_layer_node(b.mon, 1)];
+    assert_int_equal(conv->n_params, 2);
+    float *w = g->param_buf + g->params[conv->first_param].offset, *bias = g->param_buf + g->params[conv->first_param + 1].offset;
+    const size_t row = g->params[conv->first_param].size / (size_t)conv->shape[0];
+    float before[2] = {0, 0}; /* the largest |w| of unit 0 and of unit 1 */
+    for (size_t k = 0; k < row; k++) w[k] *= 3e-3f, before[0] = fmaxf(before[0], fabsf(w[k]));
+    for (size_t k = 0; k < row; k++) before[1] = fmaxf(before[1], fabsf(w[row + k]));
+    bias[0] = 3;
+    rg_repair *r = rg_repair_create(&b.m, b.mon, NULL, NULL);
+    assert_int_equal(rg_repair_probe(r, b.d, b.idx, 256), RG_OK);
+    float after[2] = {0, 0};
+    for (int u = 0; u < 2; u++)
+        for (size_t k = 0; k < row; k++) after[u] = fmaxf(after[u], fabsf(w[u * row + k]));
+    if (!(after[0] < 2 * before[0])) fail_msg("the constant unit scaled: |w| %g, before %g", after[0], before[0]);
+    if (!(fabsf(after[1] - before[1]) > 0.1f * before[1])) fail_msg("unit 1 not re-conditioned: |w| %g", after[1]);
+    rg_repair_free(r);
+    release(&b);
+}
+
 /* An exploding relu net (weights N(0, 0.5^2)): the probe re-conditions from the first layer,
  * judged healthy or not, and each relu layer as a whole, one scale to an RMS spread of 1
  * with no shift, so its units keep their own means and unequal spreads. */
@@ -1501,6 +1529,7 @@ int main(void) {
         cmocka_unit_test(test_figures_the_same_whoever_takes_them),
         cmocka_unit_test(test_vanishing_detected_and_repaired),
         cmocka_unit_test(test_probe_reports_failed_passes),
+        cmocka_unit_test(test_constant_unit_left_as_it_is),
         cmocka_unit_test(test_relu_reconditioned_as_a_whole),
         cmocka_unit_test(test_relu_dead_units_revived),
         cmocka_unit_test(test_healthy_network_watched_early),

@@ -132,6 +132,10 @@
 #define EXPLODE_FACTOR 10.0
 #define VANISH_OF_MEDIAN 1e-3  /* as the monitor's vanishing verdict, against the median */
 #define MIN_SPREAD 1e-6        /* units with less spread are left as they are */
+/* and those whose spread is below this fraction of their mean: float moments resolve a
+ * spread only to about sqrt(FLT_EPSILON) |mean| (E[x^2] - E[x]^2 cancels), so below it a
+ * unit is constant but for rounding, and scaling it to unit spread would amplify noise */
+#define SPREAD_RESOLUTION 1e-3
 /* A relu unit whose pre-activation mean lies this many spreads below 0 (positive on ~2% of
  * inputs, were it Gaussian) is all but dead: a repair while training centres it. */
 #define DEAD_SPREADS 2.0
@@ -506,7 +510,7 @@ static rg_status recondition(rg_repair *r, int li, const rg_dataset *d, const in
             if (before_training || mean[u] >= -DEAD_SPREADS * m2[u]) mean[u] = 0;
             m2[u] = whole_scale;
         } else {
-            m2[u] = m2[u] > MIN_SPREAD ? target / m2[u] : 0;
+            m2[u] = m2[u] > MIN_SPREAD && m2[u] > SPREAD_RESOLUTION * fabs(mean[u]) ? target / m2[u] : 0;
         }
         total += m2[u] ? m2[u] : 1;
     }
@@ -793,7 +797,7 @@ static bool steps_whitened(const rg_repair *r, int i) {
 
 /* P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T
  * (f x f), into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False
- * when out of memory or C has no spread. */
+ * when out of memory, C has no spread or P is not finite. */
 static bool whitening_matrix(const float *moment, const float *mean, int f, float *p) {
     float *c = malloc((size_t)f * f * sizeof *c);
     double *value = malloc((size_t)f * sizeof *value), *vector = malloc((size_t)f * f * sizeof *vector);
@@ -822,6 +826,7 @@ static bool whitening_matrix(const float *moment, const float *mean, int f, floa
             for (int b = 0; b <= a; b++) p[(size_t)a * f + b] = p[(size_t)b * f + a] = (float)sum[(size_t)a * f + b];
     }
     ok = sum != NULL;
+    for (size_t k = 0; ok && k < (size_t)f * f; k++) ok = isfinite(p[k]); /* else the step is standardised */
     free(c), free(value), free(vector), free(sum);
     return ok;
 }
