@@ -2,8 +2,10 @@
  * ckpt_diff.c — the largest absolute difference between the parameters of two checkpoints
  * (tensors of the same name and size; optimizer and GRA tensors aside), and how many values
  * differ.  Usage: ckpt_diff A B [MAX]: with MAX, exits 1 when some value differs by more
- * than MAX (0: the weights must be equal; a NaN on one side only is a difference).  For
- * test_mpi.sh and tools/same_bits.sh.
+ * than MAX (0: the weights must be equal; a NaN on one side only is a difference); with
+ * "relative" after MAX, each difference over the larger of 1 and its tensor's largest
+ * |value| in A (GRA's reconditioning scales a layer's weights up by hundreds).  For
+ * test_mpi.sh, test_device_random.sh and tools/same_bits.sh.
  */
 #include "regrad.h"
 
@@ -15,9 +17,10 @@
 int main(int argc, char **argv) {
     rg_tensor_file *a, *b;
     char *end = NULL;
-    const double max = argc == 4 ? strtod(argv[3], &end) : INFINITY;
-    if ((argc != 3 && argc != 4) || (argc == 4 && (*end || !(max >= 0)))) {
-        fprintf(stderr, "ckpt_diff: usage: ckpt_diff A B [MAX], MAX a difference of 0 or more\n");
+    const double max = argc >= 4 ? strtod(argv[3], &end) : INFINITY;
+    const bool relative = argc == 5 && !strcmp(argv[4], "relative");
+    if (argc < 3 || argc > 5 || (argc >= 4 && (*end || !(max >= 0))) || (argc == 5 && !relative)) {
+        fprintf(stderr, "ckpt_diff: usage: ckpt_diff A B [MAX [relative]], MAX a difference of 0 or more\n");
         return 2;
     }
     if (rg_safetensors_load(argv[1], &a) || rg_safetensors_load(argv[2], &b)) {
@@ -37,8 +40,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "ckpt_diff: '%s' is missing or of another size in %s\n", name, argv[2]);
             return 2;
         }
+        double scale = 1;
+        for (size_t k = 0; relative && k < na; k++) scale = fmax(scale, fabs((double)x[k]));
         for (size_t k = 0; k < na; k++) {
-            const double d = fabs((double)x[k] - y[k]);
+            const double d = fabs((double)x[k] - y[k]) / scale;
             const bool same = x[k] == y[k] || (isnan(x[k]) && isnan(y[k]));
             differ += !same;
             over += !same && !(d <= max);
@@ -46,7 +51,8 @@ int main(int argc, char **argv) {
         }
         compared++;
     }
-    printf("%d tensors, max |difference| %.3g, %ld values differ\n", compared, worst, differ);
+    printf("%d tensors, max |difference|%s %.3g, %ld values differ\n", compared,
+           relative ? " (relative to each tensor's largest value)" : "", worst, differ);
     rg_tensor_file_free(a);
     rg_tensor_file_free(b);
     return over ? 1 : 0;

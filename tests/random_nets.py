@@ -8,8 +8,12 @@ padding before a convolution or a pool, residual adds and concatenations of any 
 count, batch norm over maps and over features, global pooling, dropout, dense layers and
 the seven activations regrad reads from ONNX (GELU in the erf form PyTorch exports).
 
-usage: random_nets.py SEED DIR   (writes DIR/model.onnx, DIR/{train,test}-{images,labels}
-and DIR/layers.txt, the op types in order)"""
+With "vanishing", the network is instead a plain stack of convolutions (and dense layers)
+under one saturating activation with PyTorch's default initialisation, whose gradients
+vanish: for GRA to repair (test_device_random.sh's REGRAD_RANDOM_REPAIR=vanishing).
+
+usage: random_nets.py SEED DIR [vanishing]   (writes DIR/model.onnx,
+DIR/{train,test}-{images,labels} and DIR/layers.txt, the op types in order)"""
 import os
 import random
 import struct
@@ -42,11 +46,13 @@ class Net:
         self.nodes.append(helper.make_node(op, inputs, [y], name=y, **attrs))
         return y
 
-    def conv(self, x, c, h, w, k_out=None, same=False):
+    def conv(self, x, c, h, w, k_out=None, same=False, torch_init=False, k=None):
         """a convolution of x (c x h x w): (its output, channels, height, width), or None where
-        the draw leaves no output; same: stride 1, odd kernel, its output the size of x"""
+        the draw leaves no output; same: stride 1, odd kernel, its output the size of x;
+        torch_init: PyTorch's default initialisation (uniform, 1 / sqrt(fan-in) at most),
+        else He's normal one; k: the kernel's size, else drawn"""
         r = self.rng
-        k = r.choice([1, 3]) if same else r.choice([1, 2, 3, 3, 5])
+        k = k or (r.choice([1, 3]) if same else r.choice([1, 2, 3, 3, 5]))
         dilation = 1 if same or r.random() < 0.7 else 2
         stride = 1 if same or r.random() < 0.6 else 2
         span = (k - 1) * dilation + 1
@@ -58,7 +64,9 @@ class Net:
         ow = (w + pads[1] + pads[3] - span) // stride + 1
         if oh < 1 or ow < 1:
             return None
-        k_out = k_out or r.randint(1, 9)
+        # (PyTorch's initialisation is for vanishing networks, which widen no layer past its
+        # fan-in: the covariances GRA measures stay regular)
+        k_out = k_out or r.randint(1, min(9, c * k * k) if torch_init else 9)
         groups = 1
         if same and c > 1 and r.random() < 0.2:
             groups = k_out = c  # depthwise
@@ -67,10 +75,13 @@ class Net:
             groups = r.choice(shared) if shared else 1
         layer = self.name("conv")
         fan_in = c // groups * k * k
-        inputs = [x, self.weight(layer + ".weight", self.np.normal(0, (2.0 / fan_in) ** 0.5,
-                                                                  (k_out, c // groups, k, k)))]
+        shape = (k_out, c // groups, k, k)
+        bound = fan_in ** -0.5
+        inputs = [x, self.weight(layer + ".weight", self.np.uniform(-bound, bound, shape) if torch_init
+                                 else self.np.normal(0, (2.0 / fan_in) ** 0.5, shape))]
         if r.random() < 0.7:
-            inputs.append(self.weight(layer + ".bias", self.np.normal(0, 0.1, k_out)))
+            inputs.append(self.weight(layer + ".bias", self.np.uniform(-bound, bound, k_out) if torch_init
+                                      else self.np.normal(0, 0.1, k_out)))
         y = self.name("y")
         self.nodes.append(helper.make_node("Conv", inputs, [y], name=layer, kernel_shape=[k, k],
                                            strides=[stride, stride], pads=pads,
@@ -117,11 +128,15 @@ class Net:
         self.inits.append(numpy_helper.from_array(np.array([0, 0, t, l, 0, 0, b, rt], np.int64), pads))
         return self.node("Pad", [x, pads], mode="constant"), h + t + b, w + l + rt
 
-    def dense(self, x, fan_in, units):
+    def dense(self, x, fan_in, units, torch_init=False):
         layer = self.name("dense") if units else "fc"
         units = units or self.classes
-        inputs = [x, self.weight(layer + ".weight", self.np.normal(0, (1.0 / fan_in) ** 0.5, (units, fan_in))),
-                  self.weight(layer + ".bias", self.np.normal(0, 0.1, units))]
+        bound = fan_in ** -0.5
+        if torch_init:
+            params = self.np.uniform(-bound, bound, (units, fan_in)), self.np.uniform(-bound, bound, units)
+        else:
+            params = self.np.normal(0, bound, (units, fan_in)), self.np.normal(0, 0.1, units)
+        inputs = [x, self.weight(layer + ".weight", params[0]), self.weight(layer + ".bias", params[1])]
         y = "logits" if layer == "fc" else self.name("y")
         self.nodes.append(helper.make_node("Gemm", inputs, [y], name=layer, transB=1))
         return y
@@ -169,6 +184,35 @@ class Net:
                 x = self.batch_norm(x, features)
             x = self.act(x)
         self.dense(x, features, 0)
+        return self.model(h0, w0)
+
+    def build_vanishing(self):
+        """a plain stack of 5 to 9 convolutions and 0 to 2 dense layers, one saturating
+        activation throughout (sigmoid or tanh), PyTorch's default initialisation, no batch
+        norm or skip: gradients that vanish on their way back, for GRA to repair.  No layer
+        has more outputs than inputs to a unit, and the first convolution is 3x3 (after a 1x1
+        one every channel is a function of the same pixel, which GRA's centring makes the
+        same function up to sign): else the covariances GRA measures downstream are singular
+        but for rounding, and its decisions there are rounding's"""
+        r = self.rng
+        h0, w0 = r.randint(8, 15), r.randint(8, 15)
+        self.classes = r.randint(2, 6)
+        act = r.choice(["Sigmoid", "Tanh"])
+        x, c, h, w = "input", 1, h0, w0
+        for i in range(r.randint(5, 9)):
+            out = self.conv(x, c, h, w, same=r.random() < 0.6, torch_init=True, k=3 if i == 0 else None)
+            if out:
+                x, c, h, w = out
+                x = self.node(act, [x])
+        x, features = self.node("Flatten", [x], axis=1), c * h * w
+        for _ in range(r.choice([0, 1, 2])):
+            units = r.randint(min(4, features), min(16, features))
+            x, features = self.node(act, [self.dense(x, features, units, torch_init=True)]), units
+        self.dense(x, features, 0, torch_init=True)
+        return self.model(h0, w0)
+
+    def model(self, h0, w0):
+        """the ONNX model of the nodes drawn, its input 1 x h0 x w0"""
         graph = helper.make_graph(self.nodes, "random_net",
                                   [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, h0, w0])],
                                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", self.classes])],
@@ -186,9 +230,12 @@ def write_idx(path, array):
 
 def main():
     seed, out = int(sys.argv[1]), sys.argv[2]
+    vanishing = sys.argv[3:] == ["vanishing"]
+    if len(sys.argv) < 3 or sys.argv[3:] and not vanishing:
+        sys.exit(__doc__)
     os.makedirs(out, exist_ok=True)
     net = Net(seed)
-    model, h, w = net.build()
+    model, h, w = net.build_vanishing() if vanishing else net.build()
     onnx.save(model, os.path.join(out, "model.onnx"))
     with open(os.path.join(out, "layers.txt"), "w") as f:
         f.write(f"{h}x{w} " + " ".join(n.op_type for n in model.graph.node) + "\n")

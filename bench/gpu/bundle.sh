@@ -43,8 +43,11 @@ for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 EOF
 XZ_OPT=-9 tar -C "$data" -cJf "$carry/data.tar.xz" fashion-mnist fashion-mnist-full
 # the random networks of tests/test_device_random.sh, made here (a GPU machine may have no
-# onnx for Python): seeds 1 to 24, a few KiB each
+# onnx for Python): seeds 1 to 24, and 1 to 16 of the vanishing ones, a few KiB each
 for seed in $(seq 1 24); do /usr/bin/python3 tests/random_nets.py "$seed" "$carry/random_nets/$seed"; done
+for seed in $(seq 1 16); do
+  /usr/bin/python3 tests/random_nets.py "$seed" "$carry/random_nets_vanishing/$seed" vanishing
+done
 # what a run carries: this tree's files and the carry, under the device's 64 MiB
 tree=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb | tail -1 | cut -f1)
 total=$((tree + $(du -sb "$carry" | cut -f1)))

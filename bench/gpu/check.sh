@@ -14,7 +14,9 @@
 # ResNet50V2 (also with cuDNN's algorithms timed, and with its nondeterministic ones), DenseNet121 and resnet20v2 steps (op times
 # in the logs), the monitor's watched step against a plain one, the image loader on every
 # core alone and feeding ResNet50V2 from a folder of JPEGs, the passes captured as CUDA graphs
-# and replayed (the same bits; ResNet50V2's and the MLP monitor's times), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
+# and replayed (the same bits; ResNet50V2's and the MLP monitor's times), random networks
+# of odd shapes against the CPU and random vanishing ones repaired by GRA (the CPU's
+# repairs; tests/test_device_random.sh), bench/gpu/mlp.py (regrad and PyTorch on the GPU) and
 # onnxruntime against regrad on every zoo model's ONNX export (that machine's Python has
 # onnxruntime), test_cuda under compute-sanitizer's memcheck and racecheck, and prints one
 # summary table.  A few minutes on 16 cores.
@@ -39,6 +41,16 @@ in_time() {
   skipped="${skipped:+$skipped; }$1"; return 1
 }
 start=$(date +%s) skipped=
+# random_row LOG NETS LAST [VAR=VALUE...]: tests/test_device_random.sh over seeds 1..LAST
+# (the networks carried in $carry/NETS where bundled), into $log/LOG; prints ok, SKIP or
+# FAIL.  Two minutes at most: a hang would cost the whole run's table.
+random_row() {
+  local name=$1 nets=$2 last=$3 made=()
+  shift 3
+  [ -n "${carry:-}" ] && [ -d "$carry/$nets" ] && made=(REGRAD_RANDOM_NETS="$carry/$nets")
+  env "${made[@]}" "$@" timeout -k 5 120 tests/test_device_random.sh "$regrad" "$regrad" "$diff" 1 "$last" >"$log/$name" 2>&1
+  case $? in 0) echo ok ;; 77) echo SKIP ;; 124 | 137) echo FAIL && echo "FAIL: timed out after 120 s" >>"$log/$name" ;; *) echo FAIL ;; esac
+}
 # a training run's images/s in its last epoch (its metrics file)
 ips() { grep '"event":"epoch"' "$1" 2>/dev/null | tail -1 | grep -o '"images_per_sec":[0-9.]*' | cut -d: -f2; }
 # images/s and device memory (total - free: the context and libraries included) from regrad's bench
@@ -269,12 +281,14 @@ if [ "$build" = ok ]; then
       "$regrad" bench --model $m --device cuda --batch 64 --steps 10 --layers >"$log/$m" 2>&1
     done
   fi
-  if [ "${dtests:-}" = SKIP ]; then random=SKIP && echo "no CUDA device (test_device_gpu)" >"$log/random"
-  elif in_time "random networks"; then # odd shapes through cuDNN and the own kernels, against the CPU
-    nets=()
-    [ -n "${carry:-}" ] && [ -d "$carry/random_nets" ] && nets=(REGRAD_RANDOM_NETS="$carry/random_nets")
-    env "${nets[@]}" tests/test_device_random.sh "$regrad" "$regrad" "$diff" 1 24 >"$log/random" 2>&1
-    case $? in 0) random=ok ;; 77) random=SKIP ;; *) random=FAIL ;; esac
+  # random networks of odd shapes through cuDNN and the own kernels, against the CPU, and
+  # random vanishing networks repaired by GRA, whose repairs must be the CPU's
+  if [ "${dtests:-}" = SKIP ]; then
+    random=SKIP randgra=SKIP
+    for f in random randgra; do echo "no CUDA device (test_device_gpu)" >"$log/$f"; done
+  else
+    in_time "random networks" && random=$(random_row random random_nets 24)
+    in_time "GRA on random networks" && randgra=$(random_row randgra random_nets_vanishing 16 REGRAD_RANDOM_REPAIR=vanishing)
   fi
   if in_time "onnxruntime"; then
     python3 tools/onnxruntime_check.py "$regrad" --data "$data" >"$log/ortcheck" 2>&1
@@ -290,7 +304,9 @@ if [ "${itests:-}" != ok ] && [ -f "$log/dtest-im2col" ]; then echo "--- test_de
 for f in train-cuda cnn-a gra-cuda gracnn-cuda gra-res-auto mlp r50torch-fp32 r50-bf16 r50torch-bf16 bf16-mlp; do [ -f "$log/$f" ] && { echo "--- $f"; tail -6 "$log/$f"; }; done
 [ -f "$log/r50-fp32" ] && { echo "--- r50-fp32"; head -16 "$log/r50-fp32"; }
 if [ "${ort:-}" = FAIL ]; then echo "--- onnxruntime_check"; tail -30 "$log/ortcheck"; fi
-if [ "${random:-}" = FAIL ]; then echo "--- test_device_random"; grep FAIL "$log/random" | cut -c1-400 | tail -8; fi
+for f in random randgra; do
+  [ "${!f:-}" = FAIL ] && { echo "--- test_device_random ($f)"; grep FAIL "$log/$f" | cut -c1-400 | tail -8; }
+done
 echo "== regrad GPU check ($(date -u +%Y-%m-%dT%H:%MZ), $(git describe --always --dirty 2>/dev/null))"
 row "GPU" "" "$(head -1 "$log/gpu")"
 row "build (REGRAD_CUDA=ON)" "$build" "$how, $((t1 - t0)) s"
@@ -350,6 +366,7 @@ sanitized() { # compute-sanitizer's summary, or what stopped it
 }
 row "compute-sanitizer, test_cuda" "" "memcheck: $(sanitized "$log/sanitizer-memcheck"); racecheck: $(sanitized "$log/sanitizer-racecheck")"
 row "random networks: cuda vs cpu" "${random:-SKIP}" "$(tail -1 "$log/random" 2>/dev/null | sed 's/^test_device_random: //')"
+row "GRA, random networks: cuda vs cpu" "${randgra:-SKIP}" "$(tail -1 "$log/randgra" 2>/dev/null | sed 's/^test_device_random: //')"
 row "onnxruntime vs regrad (zoo, ONNX)" "${ort:-SKIP}" "$(tail -1 "$log/ortcheck" 2>/dev/null)"
 why="out of time ($(($(date +%s) - start)) s)"; all_parts || why="REGRAD_CHECK_ONLY=targets"
 [ -z "$skipped" ] || echo "not run, $why: $skipped"
