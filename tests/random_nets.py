@@ -46,11 +46,12 @@ class Net:
         self.nodes.append(helper.make_node(op, inputs, [y], name=y, **attrs))
         return y
 
-    def conv(self, x, c, h, w, k_out=None, same=False, torch_init=False, k=None):
+    def conv(self, x, c, h, w, k_out=None, same=False, vanishing=False, k=None):
         """a convolution of x (c x h x w): (its output, channels, height, width), or None where
         the draw leaves no output; same: stride 1, odd kernel, its output the size of x;
-        torch_init: PyTorch's default initialisation (uniform, 1 / sqrt(fan-in) at most),
-        else He's normal one; k: the kernel's size, else drawn"""
+        vanishing: PyTorch's default initialisation (uniform, 1 / sqrt(fan-in) at most) and
+        no more outputs than a unit has inputs (the covariances GRA measures downstream stay
+        regular), else He's normal one; k: the kernel's size, else drawn"""
         r = self.rng
         k = k or (r.choice([1, 3]) if same else r.choice([1, 2, 3, 3, 5]))
         dilation = 1 if same or r.random() < 0.7 else 2
@@ -64,9 +65,7 @@ class Net:
         ow = (w + pads[1] + pads[3] - span) // stride + 1
         if oh < 1 or ow < 1:
             return None
-        # (PyTorch's initialisation is for vanishing networks, which widen no layer past its
-        # fan-in: the covariances GRA measures stay regular)
-        k_out = k_out or r.randint(1, min(9, c * k * k) if torch_init else 9)
+        k_out = k_out or r.randint(1, min(9, c * k * k) if vanishing else 9)
         groups = 1
         if same and c > 1 and r.random() < 0.2:
             groups = k_out = c  # depthwise
@@ -77,10 +76,10 @@ class Net:
         fan_in = c // groups * k * k
         shape = (k_out, c // groups, k, k)
         bound = fan_in ** -0.5
-        inputs = [x, self.weight(layer + ".weight", self.np.uniform(-bound, bound, shape) if torch_init
+        inputs = [x, self.weight(layer + ".weight", self.np.uniform(-bound, bound, shape) if vanishing
                                  else self.np.normal(0, (2.0 / fan_in) ** 0.5, shape))]
         if r.random() < 0.7:
-            inputs.append(self.weight(layer + ".bias", self.np.uniform(-bound, bound, k_out) if torch_init
+            inputs.append(self.weight(layer + ".bias", self.np.uniform(-bound, bound, k_out) if vanishing
                                       else self.np.normal(0, 0.1, k_out)))
         y = self.name("y")
         self.nodes.append(helper.make_node("Conv", inputs, [y], name=layer, kernel_shape=[k, k],
@@ -128,11 +127,11 @@ class Net:
         self.inits.append(numpy_helper.from_array(np.array([0, 0, t, l, 0, 0, b, rt], np.int64), pads))
         return self.node("Pad", [x, pads], mode="constant"), h + t + b, w + l + rt
 
-    def dense(self, x, fan_in, units, torch_init=False):
+    def dense(self, x, fan_in, units, vanishing=False):
         layer = self.name("dense") if units else "fc"
         units = units or self.classes
         bound = fan_in ** -0.5
-        if torch_init:
+        if vanishing:  # PyTorch's default initialisation
             params = self.np.uniform(-bound, bound, (units, fan_in)), self.np.uniform(-bound, bound, units)
         else:
             params = self.np.normal(0, bound, (units, fan_in)), self.np.normal(0, 0.1, units)
@@ -200,15 +199,15 @@ class Net:
         act = r.choice(["Sigmoid", "Tanh"])
         x, c, h, w = "input", 1, h0, w0
         for i in range(r.randint(5, 9)):
-            out = self.conv(x, c, h, w, same=r.random() < 0.6, torch_init=True, k=3 if i == 0 else None)
+            out = self.conv(x, c, h, w, same=r.random() < 0.6, vanishing=True, k=3 if i == 0 else None)
             if out:
                 x, c, h, w = out
                 x = self.node(act, [x])
         x, features = self.node("Flatten", [x], axis=1), c * h * w
         for _ in range(r.choice([0, 1, 2])):
             units = r.randint(min(4, features), min(16, features))
-            x, features = self.node(act, [self.dense(x, features, units, torch_init=True)]), units
-        self.dense(x, features, 0, torch_init=True)
+            x, features = self.node(act, [self.dense(x, features, units, vanishing=True)]), units
+        self.dense(x, features, 0, vanishing=True)
         return self.model(h0, w0)
 
     def model(self, h0, w0):

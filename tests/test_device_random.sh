@@ -115,7 +115,7 @@ for seed in $(seq "$first" "$last"); do
     fi
     # their factors: within 1e-3 of the CPU's, and the weights the repairs leave within 1e-3
     apart=$(paste -d' ' <(factors "$d/cpu.metrics") <(factors "$d/dev.metrics") |
-            awk '{ d = $1 - $2; if (d < 0) d = -d; m = $1 < 0 ? -$1 : $1; if (d / (m > 1e-30 ? m : 1e-30) > worst) worst = d / m }
+            awk '{ d = $1 - $2; if (d < 0) d = -d; m = $1 < 0 ? -$1 : $1; r = d / (m > 1e-30 ? m : 1e-30); if (r > worst) worst = r }
                  END { print worst + 0 }')
     if awk -v a="$apart" 'BEGIN { exit !(a > 1e-3) }'; then
       echo "FAIL: $what: the device's repair factors are $apart apart from the CPU's"; fail=$((fail + 1)); continue
