@@ -25,6 +25,8 @@
 # test_device_random_repair) the networks are random_nets.py's vanishing ones, plain stacks
 # of sigmoid or tanh convolutions that GRA repairs throughout, and the weights must also
 # end within 1e-3 of each tensor's largest value.
+# REGRAD_RANDOM_SECONDS=S starts no network after S seconds (check.sh's device time is
+# short), and says so.
 # Usage: test_device_random.sh REGRAD DEVICE_REGRAD CKPT_DIFF [FIRST_SEED LAST_SEED]
 set -u
 CPU=$1 DEV=$2 DIFF=$3 first=${4:-1} last=${5:-48}
@@ -77,7 +79,12 @@ drawn_options() {
     flags+=(--epochs 2 --prune-schedule 0.5:1:1 --prune-structure "${structure[$(pick 9 2)]}")
   fi
 }
+started=$SECONDS stopped=
 for seed in $(seq "$first" "$last"); do
+  if [ -n "${REGRAD_RANDOM_SECONDS:-}" ] && [ $((SECONDS - started)) -ge "$REGRAD_RANDOM_SECONDS" ]; then
+    stopped=" (out of time after $((seed - first)) networks)"
+    break
+  fi
   d=$tmp/$seed
   if [ -n "$made" ]; then
     cp -r "$made/$seed" "$d" || { echo "FAIL: seed $seed: not in $made"; fail=$((fail + 1)); continue; }
@@ -160,8 +167,8 @@ for seed in $(seq "$first" "$last"); do
   runs=$((runs + 1))
 done
 if [ -n "$gra" ]; then
-  echo "test_device_random: $runs of $((last - first + 1)) random${vanishing:+ vanishing} networks take the CPU's repairs ($actions actions, their factors within $largest)"
+  echo "test_device_random: $runs of $((last - first + 1)) random${vanishing:+ vanishing} networks take the CPU's repairs ($actions actions, their factors within $largest)$stopped"
 else
-  echo "test_device_random: $runs of $((last - first + 1)) random networks end at the CPU's weights and test loss (within 1e-4, the largest weight difference $largest; $resumed resumed after their first epoch with the straight run's bits)"
+  echo "test_device_random: $runs of $((last - first + 1)) random networks end at the CPU's weights and test loss (within 1e-4, the largest weight difference $largest; $resumed resumed after their first epoch with the straight run's bits)$stopped"
 fi
 [ "$fail" = 0 ]

@@ -43,13 +43,15 @@ in_time() {
 start=$(date +%s) skipped=
 # random_row LOG NETS LAST [VAR=VALUE...]: tests/test_device_random.sh over seeds 1..LAST
 # (the networks carried in $carry/NETS where bundled), into $log/LOG; prints ok, SKIP or
-# FAIL.  Two minutes at most: a hang would cost the whole run's table.
+# FAIL.  It starts no network after 90 s (its last line says how many ran), and is stopped
+# at 150 s: a hang would cost the whole run's table.
 random_row() {
   local name=$1 nets=$2 last=$3 made=()
   shift 3
   [ -n "${carry:-}" ] && [ -d "$carry/$nets" ] && made=(REGRAD_RANDOM_NETS="$carry/$nets")
-  env "${made[@]}" "$@" timeout -k 5 120 tests/test_device_random.sh "$regrad" "$regrad" "$diff" 1 "$last" >"$log/$name" 2>&1
-  case $? in 0) echo ok ;; 77) echo SKIP ;; 124 | 137) echo FAIL && echo "FAIL: timed out after 120 s" >>"$log/$name" ;; *) echo FAIL ;; esac
+  env "${made[@]}" REGRAD_RANDOM_SECONDS=90 "$@" timeout -k 5 150 tests/test_device_random.sh "$regrad" "$regrad" \
+    "$diff" 1 "$last" >"$log/$name" 2>&1
+  case $? in 0) echo ok ;; 77) echo SKIP ;; 124 | 137) echo FAIL && echo "FAIL: stopped after 150 s" >>"$log/$name" ;; *) echo FAIL ;; esac
 }
 # a training run's images/s in its last epoch (its metrics file)
 ips() { grep '"event":"epoch"' "$1" 2>/dev/null | tail -1 | grep -o '"images_per_sec":[0-9.]*' | cut -d: -f2; }
