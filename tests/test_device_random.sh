@@ -11,7 +11,9 @@
 # in the reverse order) and CUDA graphs (Nesterov, batch 7, graphs replayed where the
 # network has no dropout), each with options drawn from its seed (drawn_options below);
 # those drawn a second epoch are also stopped after the first and resumed on the device,
-# which must give the straight run's bits.  In CI the device is regrad_emulated_device (the
+# which must give the straight run's bits.  The device runs with guarded memory: a kernel
+# that writes past its output fails the run; and each network trains on it once more in
+# bf16, to a finite test loss.  In CI the device is regrad_emulated_device (the
 # kernels on the host); on a GPU (bench/gpu/check.sh) regrad itself, whose cuDNN takes
 # every convolution it can express in all three turns.
 # The networks are made with /usr/bin/python3's onnx and numpy (make test's setup installs
@@ -43,6 +45,10 @@ fail=0 runs=0 largest=0 resumed=0
 loss() { grep -o 'test_loss [0-9.e+-]*' "$1" | cut -d' ' -f2; } # the test split's, from --quiet's line
 repairs() { grep '"event":"repair"' "$1" | sed -E 's/,"factor":[^,}]*//'; } # GRA's actions but their factors
 factors() { grep '"event":"repair"' "$1" | grep -o '"factor":[^,}]*' | cut -d: -f2; }
+# the device's regrad in the turn's environment, each activation buffer in memory of its
+# own with canaries after it, checked after every pass (a kernel that writes past its
+# output fails the run, though the value it wrote may change nothing)
+device() { env "${env[@]}" REGRAD_GUARD_MEMORY=1 "$DEV" "$@"; }
 actions=0
 # pick K N: a number below N drawn from the seed and K, by bash's own 64-bit arithmetic
 # (the same options for a seed on every machine)
@@ -111,7 +117,7 @@ for seed in $(seq "$first" "$last"); do
   if ! "$CPU" train "${args[@]}" "${cpu_metrics[@]}" --checkpoint-dir "$d/cpu" >"$d/cpu.log" 2>&1; then
     echo "FAIL: $what: the CPU's run: $(tail -n 1 "$d/cpu.log")"; fail=$((fail + 1)); continue
   fi
-  if ! env "${env[@]}" "$DEV" train "${args[@]}" "${dev_metrics[@]}" --device cuda --checkpoint-dir "$d/dev" \
+  if ! device train "${args[@]}" "${dev_metrics[@]}" --device cuda --checkpoint-dir "$d/dev" \
        >"$d/dev.log" 2>&1; then
     echo "FAIL: $what: the device's run: $(tail -n 2 "$d/dev.log")"; fail=$((fail + 1)); continue
   fi
@@ -154,8 +160,8 @@ for seed in $(seq "$first" "$last"); do
   fi
   # two epochs stopped after the first and resumed on the device: the straight run's bits
   if [[ " ${flags[*]} " == *" --epochs 2 "* ]]; then
-    if ! env "${env[@]}" "$DEV" train "${args[@]}" --device cuda --stop-after 1 --checkpoint-dir "$d/half" >"$d/half.log" 2>&1 ||
-       ! env "${env[@]}" "$DEV" train --resume "$d/half" --device cuda >"$d/resumed.log" 2>&1; then
+    if ! device train "${args[@]}" --device cuda --stop-after 1 --checkpoint-dir "$d/half" >"$d/half.log" 2>&1 ||
+       ! device train --resume "$d/half" --device cuda >"$d/resumed.log" 2>&1; then
       echo "FAIL: $what: stopping or resuming on the device: $(tail -n 1 "$d/half.log" "$d/resumed.log" | tr '\n' ' ')"
       fail=$((fail + 1)); continue
     fi
@@ -163,6 +169,12 @@ for seed in $(seq "$first" "$last"); do
       echo "FAIL: $what: resumed on the device, not the straight run's bits: $out"; fail=$((fail + 1)); continue
     fi
     resumed=$((resumed + 1))
+  fi
+  # and in bf16 on the device (its own kernels, four values a load): it must run, guarded,
+  # to a finite test loss (how far bf16 moves a step: tools/bf16_error.py)
+  if ! device train "${args[@]}" --device cuda --precision bf16 --checkpoint-dir "$d/bf16" >"$d/bf16.log" 2>&1 ||
+     ! [[ "$(loss "$d/bf16.log")" =~ ^[0-9]+(\.[0-9]*)?(e[-+]?[0-9]+)?$ ]]; then
+    echo "FAIL: $what: in bf16 on the device: $(tail -n 1 "$d/bf16.log")"; fail=$((fail + 1)); continue
   fi
   runs=$((runs + 1))
 done
