@@ -13,7 +13,7 @@
 # those drawn a second epoch are also stopped after the first and resumed on the device,
 # which must give the straight run's bits.  The device runs with guarded memory: a kernel
 # that writes past its output fails the run; and each network trains on it once more in
-# bf16, to a finite test loss.  In CI the device is regrad_emulated_device (the
+# bf16, to a finite test loss (under GRA too).  In CI the device is regrad_emulated_device (the
 # kernels on the host); on a GPU (bench/gpu/check.sh) regrad itself, whose cuDNN takes
 # every convolution it can express in all three turns.
 # The networks are made with /usr/bin/python3's onnx and numpy (make test's setup installs
@@ -49,6 +49,14 @@ factors() { grep '"event":"repair"' "$1" | grep -o '"factor":[^,}]*' | cut -d: -
 # own with canaries after it, checked after every pass (a kernel that writes past its
 # output fails the run, though the value it wrote may change nothing)
 device() { env "${env[@]}" REGRAD_GUARD_MEMORY=1 "$DEV" "$@"; }
+# bf16_fails: the network trained once more on the device in bf16 (its own kernels, four
+# values a load), guarded, and what failed if it does not end at a finite test loss (how
+# far bf16 moves a step: tools/bf16_error.py)
+bf16_fails() {
+  device train "${args[@]}" --device cuda --precision bf16 --checkpoint-dir "$d/bf16" >"$d/bf16.log" 2>&1 &&
+    [[ "$(loss "$d/bf16.log")" =~ ^[0-9]+(\.[0-9]*)?(e[-+]?[0-9]+)?$ ]] && return 1
+  echo "FAIL: $what: in bf16 on the device: $(tail -n 1 "$d/bf16.log")"
+}
 actions=0
 # pick K N: a number below N drawn from the seed and K, by bash's own 64-bit arithmetic
 # (the same options for a seed on every machine)
@@ -136,6 +144,7 @@ for seed in $(seq "$first" "$last"); do
     if [ -n "$vanishing" ] && ! out=$("$DIFF" "$d/cpu/last.safetensors" "$d/dev/last.safetensors" 1e-3 relative); then
       echo "FAIL: $what: the device's weights under GRA are not the CPU's: $out"; fail=$((fail + 1)); continue
     fi
+    if bf16_fails; then fail=$((fail + 1)); continue; fi
     largest=$(awk -v a="$largest" -v b="$apart" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
     runs=$((runs + 1)) actions=$((actions + $(repairs "$d/dev.metrics" | wc -l)))
     continue
@@ -170,12 +179,7 @@ for seed in $(seq "$first" "$last"); do
     fi
     resumed=$((resumed + 1))
   fi
-  # and in bf16 on the device (its own kernels, four values a load): it must run, guarded,
-  # to a finite test loss (how far bf16 moves a step: tools/bf16_error.py)
-  if ! device train "${args[@]}" --device cuda --precision bf16 --checkpoint-dir "$d/bf16" >"$d/bf16.log" 2>&1 ||
-     ! [[ "$(loss "$d/bf16.log")" =~ ^[0-9]+(\.[0-9]*)?(e[-+]?[0-9]+)?$ ]]; then
-    echo "FAIL: $what: in bf16 on the device: $(tail -n 1 "$d/bf16.log")"; fail=$((fail + 1)); continue
-  fi
+  if bf16_fails; then fail=$((fail + 1)); continue; fi
   runs=$((runs + 1))
 done
 if [ -n "$gra" ]; then
