@@ -70,7 +70,7 @@ pick() {
 # AdamW (the others take momentum and Nesterov; its batch norms are frozen, so no gradient
 # is zero but for rounding, which the adaptive ones' first steps would follow by its sign),
 # and every turn a schedule, a loss, a clipping, max-norm, a frozen convolution, and
-# pruning at the end of a first epoch with a second trained on its masks
+# pruning at the end of a first epoch with a second trained on its masks (epochs=2)
 drawn_options() {
   if [ "$turn" = 0 ]; then
     local opt=(sgd adagrad rmsprop adam adamw)
@@ -90,7 +90,7 @@ drawn_options() {
   [ "${#convs[@]}" -gt 0 ] && [ "$(pick 6 3)" = 0 ] && flags+=(--freeze "${convs[$(pick 7 ${#convs[@]})]}")
   if grep -q '(conv2d)\|^ dense[0-9]* (dense)' <<<"$summary" && [ "$(pick 8 4)" = 0 ]; then
     local structure=(weights units)
-    flags+=(--epochs 2 --prune-schedule 0.5:1:1 --prune-structure "${structure[$(pick 9 2)]}")
+    epochs=2 flags+=(--prune-schedule 0.5:1:1 --prune-structure "${structure[$(pick 9 2)]}")
   fi
 }
 started=$SECONDS stopped=
@@ -105,23 +105,24 @@ for seed in $(seq "$first" "$last"); do
   elif ! /usr/bin/python3 "$here/random_nets.py" "$seed" "$d" ${vanishing:+vanishing}; then
     echo "FAIL: seed $seed: random_nets.py failed"; fail=$((fail + 1)); continue
   fi
-  turn=$((seed % 3))
-  case $turn in
-    0) env=() flags=(--batch 16 --optimizer sgd) ;;
-    1) env=(REGRAD_EMULATION_CUDNN=1 REGRAD_EMULATION_ORDER=reverse) flags=(--batch 5 --optimizer momentum --weight-decay 1e-3 --clip-norm 1) ;;
-    2) env=(REGRAD_GRAPHS=1 REGRAD_EMULATION_COUNT=1) flags=(--batch 7 --optimizer nesterov) ;;
-  esac
-  # (frozen batch norms run on their running statistics in training too)
-  [ "$turn" = 0 ] && grep -q BatchNormalization "$d/layers.txt" && flags+=(--freeze 'bn*')
-  repair=(--repair off --lr 0.01) cpu_metrics=() dev_metrics=()
-  [ -z "$gra" ] && drawn_options "$d"
+  turn=$((seed % 3)) epochs=1 cpu_metrics=() dev_metrics=()
   if [ -n "$gra" ]; then
     env=() flags=(--batch 8 --optimizer sgd) repair=(--repair auto)
     cpu_metrics=(--metrics "$d/cpu.metrics") dev_metrics=(--metrics "$d/dev.metrics")
+  else
+    case $turn in
+      0) env=() flags=(--batch 16 --optimizer sgd) ;;
+      1) env=(REGRAD_EMULATION_CUDNN=1 REGRAD_EMULATION_ORDER=reverse) flags=(--batch 5 --optimizer momentum --weight-decay 1e-3 --clip-norm 1) ;;
+      2) env=(REGRAD_GRAPHS=1 REGRAD_EMULATION_COUNT=1) flags=(--batch 7 --optimizer nesterov) ;;
+    esac
+    # (frozen batch norms run on their running statistics in training too)
+    [ "$turn" = 0 ] && grep -q BatchNormalization "$d/layers.txt" && flags+=(--freeze 'bn*')
+    repair=(--repair off --lr 0.01)
+    drawn_options "$d"
   fi
   args=(--model "onnx:$d/model.onnx" --data "idx:$d/train-images,$d/train-labels,$d/test-images,$d/test-labels"
-        --epochs 1 --seed 1 --threads 1 --quiet "${repair[@]}" "${flags[@]}")
-  what="seed $seed (${env[*]} ${flags[*]}; $(cat "$d/layers.txt"))"
+        --epochs "$epochs" --seed 1 --threads 1 --quiet "${repair[@]}" "${flags[@]}")
+  what="seed $seed (${env[*]} --epochs $epochs ${flags[*]}; $(cat "$d/layers.txt"))"
   if ! "$CPU" train "${args[@]}" "${cpu_metrics[@]}" --checkpoint-dir "$d/cpu" >"$d/cpu.log" 2>&1; then
     echo "FAIL: $what: the CPU's run: $(tail -n 1 "$d/cpu.log")"; fail=$((fail + 1)); continue
   fi
@@ -168,7 +169,7 @@ for seed in $(seq "$first" "$last"); do
     echo "FAIL: $what: test loss $(loss "$d/dev.log") on the device, $(loss "$d/cpu.log") on the CPU"; fail=$((fail + 1)); continue
   fi
   # two epochs stopped after the first and resumed on the device: the straight run's bits
-  if [[ " ${flags[*]} " == *" --epochs 2 "* ]]; then
+  if [ "$epochs" = 2 ]; then
     if ! device train "${args[@]}" --device cuda --stop-after 1 --checkpoint-dir "$d/half" >"$d/half.log" 2>&1 ||
        ! device train --resume "$d/half" --device cuda >"$d/resumed.log" 2>&1; then
       echo "FAIL: $what: stopping or resuming on the device: $(tail -n 1 "$d/half.log" "$d/resumed.log" | tr '\n' ' ')"

@@ -797,7 +797,7 @@ static bool steps_whitened(const rg_repair *r, int i) {
 
 /* P = sqrt(1 + d) (C + d m I)^(-1/2) for the covariance C = moment - mean mean^T
  * (f x f), into p, m the mean of C's eigenvalues (those below 0, rounding's, as 0).  False
- * when out of memory, C has no spread or P is not finite. */
+ * when out of memory or C has no spread. */
 static bool whitening_matrix(const float *moment, const float *mean, int f, float *p) {
     float *c = malloc((size_t)f * f * sizeof *c);
     double *value = malloc((size_t)f * sizeof *value), *vector = malloc((size_t)f * f * sizeof *vector);
@@ -826,7 +826,6 @@ static bool whitening_matrix(const float *moment, const float *mean, int f, floa
             for (int b = 0; b <= a; b++) p[(size_t)a * f + b] = p[(size_t)b * f + a] = (float)sum[(size_t)a * f + b];
     }
     ok = sum != NULL;
-    for (size_t k = 0; ok && k < (size_t)f * f; k++) ok = isfinite(p[k]); /* else the step is standardised */
     free(c), free(value), free(vector), free(sum);
     return ok;
 }
